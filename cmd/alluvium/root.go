@@ -1,0 +1,144 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/logging"
+)
+
+// version is set by the linker (-X main.version=...).
+var version = "dev"
+
+// globals are the flags every command shares.
+type globals struct {
+	configFile string
+	home       string
+	portBase   int
+	ufs        string
+	master     string
+	jobMaster  string
+	token      string
+	logLevel   string
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "alluvium",
+		Short: "Alluvium: a caching data-orchestration layer over slow storage, with a job service",
+		Long: `Alluvium puts tiered local storage (memory, SSD, disk) in front of slow under
+storage (a local directory, S3) and runs jobs over it: load (warm-up), persist,
+replicate, move and copy.
+
+Start an all-in-one cluster on this machine:
+  alluvium local --home /tmp/alluvium
+then, in another shell:
+  source /tmp/alluvium/env
+  alluvium fs ls /
+  alluvium job submit load / --wait`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.configFile, "config", "", "YAML config file (keys: configs/README.md)")
+	pf.StringVar(&g.home, "home", "", "directory for journal, raft data, tiers and token (default ./alluvium-data)")
+	pf.IntVar(&g.portBase, "port-base", 0, "put every port at an offset from this base (FS master rpc = base)")
+	pf.StringVar(&g.ufs, "ufs", "", "UFS URI of the root mount, e.g. file:///data or s3://bucket/prefix")
+	pf.StringVar(&g.master, "master", "", "FS master rpc address host:port (env ALLUVIUM_MASTER)")
+	pf.StringVar(&g.jobMaster, "job-master", "", "job master rpc addresses, comma-separated (env ALLUVIUM_JOB_MASTER)")
+	pf.StringVar(&g.token, "token", "", "cluster token (env ALLUVIUM_TOKEN)")
+	pf.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
+	})
+
+	// Each role's command file adds its commands here.
+	addCommands(root, g)
+	return root
+}
+
+// load builds the configuration from defaults, --config, ALLUVIUM_* and the
+// global flags of cmd.
+func (g *globals) load(cmd *cobra.Command) (*config.Config, error) {
+	l := config.NewLoader()
+	if err := l.ReadFile(g.configFile); err != nil {
+		return nil, usageError{err}
+	}
+	// The short client variables DESIGN.md names.
+	if v := os.Getenv("ALLUVIUM_MASTER"); v != "" {
+		l.Set("client.master", v)
+	}
+	if v := os.Getenv("ALLUVIUM_JOB_MASTER"); v != "" {
+		l.Set("client.job-master", v)
+	}
+	if v := os.Getenv("ALLUVIUM_TOKEN"); v != "" {
+		l.Set("security.token", v)
+	}
+	flags := cmd.Flags()
+	changed := func(name string) bool { f := flags.Lookup(name); return f != nil && f.Changed }
+	if changed("home") {
+		l.Set("home", g.home)
+	}
+	if changed("port-base") {
+		if g.portBase <= 0 || g.portBase > 65535-200 {
+			return nil, usagef("--port-base %d: want 1..%d", g.portBase, 65535-200)
+		}
+		l.SetPortBase(g.portBase)
+	}
+	if changed("ufs") {
+		l.Set("fsmaster.ufs", g.ufs)
+	}
+	if changed("master") {
+		for _, k := range []string{"client.master", "worker.master", "jobmaster.master"} {
+			l.Set(k, g.master)
+		}
+	}
+	if changed("job-master") {
+		for _, k := range []string{"client.job-master", "jobworker.job-master"} {
+			l.Set(k, g.jobMaster)
+		}
+	}
+	if changed("token") {
+		l.Set("security.token", g.token)
+	}
+	if changed("log-level") {
+		l.Set("log.level", g.logLevel)
+	}
+	c, err := l.Load()
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return c, nil
+}
+
+// logger builds the process logger for a server role.
+func logger(c *config.Config, role string) (*zap.Logger, error) {
+	return logging.New(role, c.Log.Level, c.Log.Format)
+}
+
+// exactArgs is cobra.ExactArgs with a usage error naming what is missing.
+func exactArgs(n int, names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("%s: want %d argument(s) %s, got %d (see '%s --help')", cmd.CommandPath(), n, strings.Join(names, " "), len(args), cmd.CommandPath())
+		}
+		return nil
+	}
+}
+
+// minArgs is cobra.MinimumNArgs with a usage error.
+func minArgs(n int, names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < n {
+			return usagef("%s: want at least %d argument(s) %s (see '%s --help')", cmd.CommandPath(), n, strings.Join(names, " "), cmd.CommandPath())
+		}
+		return nil
+	}
+}

@@ -1,0 +1,414 @@
+// Package config loads Alluvium's configuration with viper: defaults in code,
+// then a YAML file (--config), then ALLUVIUM_* environment variables, then
+// command-line flags. Keys are dotted and grouped by role; every key and its
+// default is listed in configs/README.md (a test keeps the two in step).
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+)
+
+// Default ports. With a port base P the FS master listens on P and P+1, the
+// job master on P+3..P+5, the proxy on P+6 and P+7, and workers from P+20 on.
+const (
+	DefaultPortBase = 19998
+
+	offFSMasterRPC   = 0
+	offFSMasterHTTP  = 1
+	offJobMasterRPC  = 3
+	offJobMasterHTTP = 4
+	offJobMasterRaft = 5
+	offProxyREST     = 6
+	offProxyS3       = 7
+	// Workers under a port base: worker i uses P+20+4i .. P+22+4i.
+	offWorkerFirst  = 20
+	portsPerWorker  = 4
+	MaxLocalWorkers = 40 // keeps every port of `alluvium local` in [P, P+200)
+)
+
+// Config is the whole configuration; each role reads its own section.
+type Config struct {
+	Home      string          `mapstructure:"home"`
+	Log       LogConfig       `mapstructure:"log"`
+	Security  SecurityConfig  `mapstructure:"security"`
+	FSMaster  FSMasterConfig  `mapstructure:"fsmaster"`
+	Worker    WorkerConfig    `mapstructure:"worker"`
+	JobMaster JobMasterConfig `mapstructure:"jobmaster"`
+	JobWorker JobWorkerConfig `mapstructure:"jobworker"`
+	Proxy     ProxyConfig     `mapstructure:"proxy"`
+	Client    ClientConfig    `mapstructure:"client"`
+}
+
+// LogConfig configures zap.
+type LogConfig struct {
+	Level  string `mapstructure:"level"`  // debug, info, warn, error
+	Format string `mapstructure:"format"` // console or json
+}
+
+// SecurityConfig configures authentication.
+type SecurityConfig struct {
+	Token     string `mapstructure:"token"`      // shared cluster token; empty: read token-file
+	TokenFile string `mapstructure:"token-file"` // default <home>/token
+}
+
+// FSMasterConfig configures `alluvium fsmaster` and `alluvium secondary`.
+type FSMasterConfig struct {
+	Host       string            `mapstructure:"host"`      // advertised host name
+	BindHost   string            `mapstructure:"bind-host"` // listen address
+	RPCPort    int               `mapstructure:"rpc-port"`
+	HTTPPort   int               `mapstructure:"http-port"`
+	UFS        string            `mapstructure:"ufs"` // root mount URI; default file://<home>/ufs
+	UFSOptions map[string]string `mapstructure:"ufs-options"`
+	Journal    JournalConfig     `mapstructure:"journal"`
+	Worker     FSWorkerConfig    `mapstructure:"worker"`
+	User       UserDefaults      `mapstructure:"user"`
+	List       ListConfig        `mapstructure:"list"`
+}
+
+// JournalConfig configures the FS master's bbolt journal.
+type JournalConfig struct {
+	Dir                     string `mapstructure:"dir"` // default <home>/journal
+	SegmentEntries          int64  `mapstructure:"segment-entries"`
+	CheckpointPeriodEntries int64  `mapstructure:"checkpoint-period-entries"`
+	MaxBatchEntries         int    `mapstructure:"max-batch-entries"`
+}
+
+// FSWorkerConfig says how the FS master tracks block workers.
+type FSWorkerConfig struct {
+	Timeout           time.Duration `mapstructure:"timeout"`
+	HeartbeatInterval time.Duration `mapstructure:"heartbeat-interval"`
+}
+
+// UserDefaults are defaults for calls that leave a choice open.
+type UserDefaults struct {
+	BlockSize int64  `mapstructure:"block-size"`
+	WriteType string `mapstructure:"write-type"`
+}
+
+// ListConfig bounds listing pages.
+type ListConfig struct {
+	DefaultPageSize int `mapstructure:"default-page-size"`
+	MaxPageSize     int `mapstructure:"max-page-size"`
+}
+
+// TierConfig is one cache tier of a block worker.
+type TierConfig struct {
+	Alias string `mapstructure:"alias"` // MEM, SSD or HDD
+	Path  string `mapstructure:"path"`
+	Quota string `mapstructure:"quota"` // bytes, or with a unit: 512MiB, 10GB
+}
+
+// WorkerConfig configures `alluvium worker` (block and job roles).
+type WorkerConfig struct {
+	Role     string       `mapstructure:"role"` // all, block or job
+	Host     string       `mapstructure:"host"`
+	BindHost string       `mapstructure:"bind-host"`
+	RPCPort  int          `mapstructure:"rpc-port"`
+	HTTPPort int          `mapstructure:"http-port"`
+	Master   string       `mapstructure:"master"` // FS master rpc address
+	Dir      string       `mapstructure:"dir"`    // default <home>/worker
+	Tiers    []TierConfig `mapstructure:"tiers"`
+	Eviction string       `mapstructure:"eviction"` // lru
+}
+
+// JobMasterConfig configures `alluvium jobmaster`.
+type JobMasterConfig struct {
+	Host     string            `mapstructure:"host"`
+	BindHost string            `mapstructure:"bind-host"`
+	RPCPort  int               `mapstructure:"rpc-port"`
+	HTTPPort int               `mapstructure:"http-port"`
+	Master   string            `mapstructure:"master"` // FS master rpc address
+	Raft     RaftConfig        `mapstructure:"raft"`
+	Worker   JobWorkerTracking `mapstructure:"worker"`
+	Task     TaskConfig        `mapstructure:"task"`
+	Job      JobLimits         `mapstructure:"job"`
+}
+
+// RaftConfig configures the job master's raft group.
+type RaftConfig struct {
+	NodeID string   `mapstructure:"node-id"` // default host:raft-port
+	Port   int      `mapstructure:"port"`
+	Dir    string   `mapstructure:"dir"`   // default <home>/jobmaster
+	Peers  []string `mapstructure:"peers"` // id=host:raftport|host:rpcport; empty: a single self-bootstrapped node
+}
+
+// JobWorkerTracking says how the job master tracks job workers.
+type JobWorkerTracking struct {
+	Timeout           time.Duration `mapstructure:"timeout"`
+	HeartbeatInterval time.Duration `mapstructure:"heartbeat-interval"`
+}
+
+// TaskConfig bounds task execution.
+type TaskConfig struct {
+	MaxAttempts int           `mapstructure:"max-attempts"`
+	Timeout     time.Duration `mapstructure:"timeout"`
+}
+
+// JobLimits bounds how many finished jobs are kept.
+type JobLimits struct {
+	Retention time.Duration `mapstructure:"retention"`
+	Capacity  int           `mapstructure:"capacity"`
+}
+
+// JobWorkerConfig configures the job role of `alluvium worker`.
+type JobWorkerConfig struct {
+	RPCPort   int    `mapstructure:"rpc-port"`
+	JobMaster string `mapstructure:"job-master"` // comma-separated job master rpc addresses
+	Threads   int    `mapstructure:"threads"`
+}
+
+// ProxyConfig configures `alluvium proxy`.
+type ProxyConfig struct {
+	Host     string `mapstructure:"host"`
+	BindHost string `mapstructure:"bind-host"`
+	RESTPort int    `mapstructure:"rest-port"`
+	S3Port   int    `mapstructure:"s3-port"`
+}
+
+// ClientConfig is how CLI and SDK find the cluster.
+type ClientConfig struct {
+	Master    string        `mapstructure:"master"`     // FS master rpc address
+	JobMaster string        `mapstructure:"job-master"` // comma-separated job master rpc addresses
+	Timeout   time.Duration `mapstructure:"timeout"`
+}
+
+// Default returns the built-in defaults as key → value, the single source
+// for viper's defaults and for configs/README.md.
+func Default() map[string]any {
+	return map[string]any{
+		"home":                             "./alluvium-data",
+		"log.level":                        "info",
+		"log.format":                       "console",
+		"security.token":                   "",
+		"security.token-file":              "", // <home>/token
+		"fsmaster.host":                    "localhost",
+		"fsmaster.bind-host":               "127.0.0.1",
+		"fsmaster.rpc-port":                DefaultPortBase + offFSMasterRPC,
+		"fsmaster.http-port":               DefaultPortBase + offFSMasterHTTP,
+		"fsmaster.ufs":                     "", // file://<home>/ufs
+		"fsmaster.ufs-options":             map[string]string{},
+		"fsmaster.journal.dir":             "", // <home>/journal
+		"fsmaster.journal.segment-entries": int64(100000),
+		"fsmaster.journal.checkpoint-period-entries": int64(1000000),
+		"fsmaster.journal.max-batch-entries":         4096,
+		"fsmaster.worker.timeout":                    30 * time.Second,
+		"fsmaster.worker.heartbeat-interval":         time.Second,
+		"fsmaster.user.block-size":                   int64(64 << 20),
+		"fsmaster.user.write-type":                   "CACHE_THROUGH",
+		"fsmaster.list.default-page-size":            1000,
+		"fsmaster.list.max-page-size":                10000,
+		"worker.role":                                "all",
+		"worker.host":                                "localhost",
+		"worker.bind-host":                           "127.0.0.1",
+		"worker.rpc-port":                            29999,
+		"worker.http-port":                           30000,
+		"worker.master":                              "localhost:19998",
+		"worker.dir":                                 "",      // <home>/worker
+		"worker.tiers":                               []any{}, // empty: MEM 1GiB under /dev/shm, HDD 16GiB under worker.dir
+		"worker.eviction":                            "lru",
+		"jobmaster.host":                             "localhost",
+		"jobmaster.bind-host":                        "127.0.0.1",
+		"jobmaster.rpc-port":                         DefaultPortBase + offJobMasterRPC,
+		"jobmaster.http-port":                        DefaultPortBase + offJobMasterHTTP,
+		"jobmaster.master":                           "localhost:19998",
+		"jobmaster.raft.node-id":                     "",
+		"jobmaster.raft.port":                        DefaultPortBase + offJobMasterRaft,
+		"jobmaster.raft.dir":                         "", // <home>/jobmaster
+		"jobmaster.raft.peers":                       []string{},
+		"jobmaster.worker.timeout":                   10 * time.Second,
+		"jobmaster.worker.heartbeat-interval":        time.Second,
+		"jobmaster.task.max-attempts":                3,
+		"jobmaster.task.timeout":                     30 * time.Minute,
+		"jobmaster.job.retention":                    24 * time.Hour,
+		"jobmaster.job.capacity":                     100000,
+		"jobworker.rpc-port":                         30001,
+		"jobworker.job-master":                       "localhost:20001",
+		"jobworker.threads":                          8,
+		"proxy.host":                                 "localhost",
+		"proxy.bind-host":                            "127.0.0.1",
+		"proxy.rest-port":                            39999,
+		"proxy.s3-port":                              39998,
+		"client.master":                              "localhost:19998",
+		"client.job-master":                          "localhost:20001",
+		"client.timeout":                             30 * time.Second,
+	}
+}
+
+// Loader builds a Config from its layers. Flags are applied by the caller
+// with Set after Load has read the file and the environment.
+type Loader struct {
+	v *viper.Viper
+}
+
+// NewLoader returns a loader with the defaults set and the environment bound:
+// ALLUVIUM_FSMASTER_JOURNAL_DIR overrides fsmaster.journal.dir.
+func NewLoader() *Loader {
+	v := viper.New()
+	for k, val := range Default() {
+		v.SetDefault(k, val)
+	}
+	v.SetEnvPrefix("ALLUVIUM")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_", "-", "_"))
+	v.AutomaticEnv()
+	return &Loader{v: v}
+}
+
+// ReadFile merges a YAML config file over the defaults.
+func (l *Loader) ReadFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	l.v.SetConfigFile(path)
+	if err := l.v.ReadInConfig(); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// Set overrides one key (used for flags).
+func (l *Loader) Set(key string, value any) { l.v.Set(key, value) }
+
+// IsSet reports whether a key was set by a file, the environment or Set.
+func (l *Loader) IsSet(key string) bool {
+	return l.v.InConfig(key) || l.v.IsSet(key) && l.v.Get(key) != Default()[key]
+}
+
+// SetPortBase moves every server port to an offset from base, as DESIGN.md's
+// "Running a process" describes.
+func (l *Loader) SetPortBase(base int) {
+	l.v.Set("fsmaster.rpc-port", base+offFSMasterRPC)
+	l.v.Set("fsmaster.http-port", base+offFSMasterHTTP)
+	l.v.Set("jobmaster.rpc-port", base+offJobMasterRPC)
+	l.v.Set("jobmaster.http-port", base+offJobMasterHTTP)
+	l.v.Set("jobmaster.raft.port", base+offJobMasterRaft)
+	l.v.Set("proxy.rest-port", base+offProxyREST)
+	l.v.Set("proxy.s3-port", base+offProxyS3)
+	rpc, http, job := WorkerPorts(base, 0)
+	l.v.Set("worker.rpc-port", rpc)
+	l.v.Set("worker.http-port", http)
+	l.v.Set("jobworker.rpc-port", job)
+	master := fmt.Sprintf("localhost:%d", base+offFSMasterRPC)
+	jobMaster := fmt.Sprintf("localhost:%d", base+offJobMasterRPC)
+	for _, k := range []string{"worker.master", "jobmaster.master", "client.master"} {
+		l.v.Set(k, master)
+	}
+	for _, k := range []string{"jobworker.job-master", "client.job-master"} {
+		l.v.Set(k, jobMaster)
+	}
+}
+
+// WorkerPorts returns the rpc, http and job-worker rpc ports of the i-th
+// worker under a port base.
+func WorkerPorts(base, i int) (rpc, http, job int) {
+	p := base + offWorkerFirst + portsPerWorker*i
+	return p, p + 1, p + 2
+}
+
+// Load decodes the layers into a Config and fills the paths derived from home.
+func (l *Loader) Load() (*Config, error) {
+	var c Config
+	hook := mapstructure.ComposeDecodeHookFunc(
+		mapstructure.StringToTimeDurationHookFunc(),
+		mapstructure.StringToSliceHookFunc(","),
+	)
+	if err := l.v.Unmarshal(&c, viper.DecodeHook(hook)); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := c.fill(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Viper exposes the underlying viper for keys a role reads itself.
+func (l *Loader) Viper() *viper.Viper { return l.v }
+
+func (c *Config) fill() error {
+	home, err := filepath.Abs(c.Home)
+	if err != nil {
+		return fmt.Errorf("config: home %q: %w", c.Home, err)
+	}
+	c.Home = home
+	if c.Security.TokenFile == "" {
+		c.Security.TokenFile = filepath.Join(home, "token")
+	}
+	if c.FSMaster.Journal.Dir == "" {
+		c.FSMaster.Journal.Dir = filepath.Join(home, "journal")
+	}
+	if c.FSMaster.UFS == "" {
+		c.FSMaster.UFS = "file://" + filepath.Join(home, "ufs")
+	}
+	if c.Worker.Dir == "" {
+		c.Worker.Dir = filepath.Join(home, "worker")
+	}
+	if c.JobMaster.Raft.Dir == "" {
+		c.JobMaster.Raft.Dir = filepath.Join(home, "jobmaster")
+	}
+	if c.JobMaster.Raft.NodeID == "" {
+		c.JobMaster.Raft.NodeID = fmt.Sprintf("%s:%d", c.JobMaster.Host, c.JobMaster.Raft.Port)
+	}
+	if len(c.Worker.Tiers) == 0 {
+		c.Worker.Tiers = DefaultTiers(c.Worker.Dir, c.Worker.RPCPort)
+	}
+	if c.Security.Token == "" {
+		if b, err := os.ReadFile(c.Security.TokenFile); err == nil {
+			c.Security.Token = strings.TrimSpace(string(b))
+		}
+	}
+	return c.validate()
+}
+
+// DefaultTiers is a MEM tier under /dev/shm (when it exists) and an HDD tier
+// under the worker's dir.
+func DefaultTiers(workerDir string, rpcPort int) []TierConfig {
+	var tiers []TierConfig
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		tiers = append(tiers, TierConfig{Alias: "MEM", Path: fmt.Sprintf("/dev/shm/alluvium-worker-%d", rpcPort), Quota: "1GiB"})
+	}
+	return append(tiers, TierConfig{Alias: "HDD", Path: filepath.Join(workerDir, "hdd"), Quota: "16GiB"})
+}
+
+func (c *Config) validate() error {
+	for _, p := range []struct {
+		key  string
+		port int
+	}{
+		{"fsmaster.rpc-port", c.FSMaster.RPCPort}, {"fsmaster.http-port", c.FSMaster.HTTPPort},
+		{"jobmaster.rpc-port", c.JobMaster.RPCPort}, {"jobmaster.http-port", c.JobMaster.HTTPPort},
+		{"jobmaster.raft.port", c.JobMaster.Raft.Port}, {"worker.rpc-port", c.Worker.RPCPort},
+		{"worker.http-port", c.Worker.HTTPPort}, {"jobworker.rpc-port", c.JobWorker.RPCPort},
+		{"proxy.rest-port", c.Proxy.RESTPort}, {"proxy.s3-port", c.Proxy.S3Port},
+	} {
+		if p.port < 0 || p.port > 65535 {
+			return fmt.Errorf("config: %s = %d is not a port", p.key, p.port)
+		}
+	}
+	switch c.Log.Format {
+	case "console", "json":
+	default:
+		return fmt.Errorf("config: log.format = %q: want console or json", c.Log.Format)
+	}
+	switch c.Worker.Role {
+	case "all", "block", "job":
+	default:
+		return fmt.Errorf("config: worker.role = %q: want all, block or job", c.Worker.Role)
+	}
+	for i, t := range c.Worker.Tiers {
+		if _, err := ParseBytes(t.Quota); err != nil {
+			return fmt.Errorf("config: worker.tiers[%d].quota: %w", i, err)
+		}
+		switch t.Alias {
+		case "MEM", "SSD", "HDD":
+		default:
+			return fmt.Errorf("config: worker.tiers[%d].alias = %q: want MEM, SSD or HDD", i, t.Alias)
+		}
+	}
+	return nil
+}

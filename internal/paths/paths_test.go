@@ -1,0 +1,81 @@
+package paths
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestClean(t *testing.T) {
+	good := map[string]string{
+		"/":             "/",
+		"//":            "/",
+		"/a":            "/a",
+		"/a/":           "/a",
+		"/a//b/./c":     "/a/b/c",
+		"/a/b/../c":     "/a/c",
+		"/../../x":      "/x",
+		"/with space/é": "/with space/é",
+	}
+	for in, want := range good {
+		got, err := Clean(in)
+		if err != nil || got != want {
+			t.Errorf("Clean(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	bad := []string{"", "a", "a/b", "./a", "/a\x00b", "/a\nb", "/" + strings.Repeat("x", 256), "/\xff", strings.Repeat("/a", MaxDepth+1), "/" + strings.Repeat("a", MaxPathLength)}
+	for _, in := range bad {
+		if got, err := Clean(in); err == nil {
+			t.Errorf("Clean(%q) = %q, want an error", in, got)
+		}
+	}
+}
+
+func TestSplitJoinAncestor(t *testing.T) {
+	cases := []struct{ p, parent, name string }{{"/", "", ""}, {"/a", "/", "a"}, {"/a/b", "/a", "b"}}
+	for _, c := range cases {
+		p, n := Split(c.p)
+		if p != c.parent || n != c.name {
+			t.Errorf("Split(%q) = %q, %q", c.p, p, n)
+		}
+		if c.p != "/" && Join(p, n) != c.p {
+			t.Errorf("Join(Split(%q)) = %q", c.p, Join(p, n))
+		}
+	}
+	if !IsAncestor("/", "/a") || !IsAncestor("/a", "/a/b") || !IsAncestor("/a", "/a") || IsAncestor("/a", "/ab") || IsAncestor("/a/b", "/a") {
+		t.Error("IsAncestor wrong")
+	}
+	if Rel("/a", "/a/b/c") != "b/c" || Rel("/", "/x") != "x" || Rel("/a", "/a") != "" {
+		t.Error("Rel wrong")
+	}
+	if got := Components("/a/b"); len(got) != 2 || got[0] != "a" || got[1] != "b" {
+		t.Errorf("Components = %q", got)
+	}
+}
+
+// FuzzClean checks that a cleaned path is canonical: cleaning it again is a
+// no-op, and it never holds an empty, "." or ".." component.
+func FuzzClean(f *testing.F) {
+	for _, s := range []string{"/", "/a/../b", "//x//y/", "/../..", "/a/./b", "rel", "/\x00", "/é/ü"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		c, err := Clean(p)
+		if err != nil {
+			return
+		}
+		if c2, err := Clean(c); err != nil || c2 != c {
+			t.Fatalf("Clean not idempotent: %q -> %q -> %q, %v", p, c, c2, err)
+		}
+		for _, comp := range Components(c) {
+			if comp == "" || comp == "." || comp == ".." {
+				t.Fatalf("Clean(%q) = %q has component %q", p, c, comp)
+			}
+		}
+		if c != "/" {
+			parent, name := Split(c)
+			if Join(parent, name) != c || !IsAncestor(parent, c) {
+				t.Fatalf("Split/Join/IsAncestor disagree on %q", c)
+			}
+		}
+	})
+}

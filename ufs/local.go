@@ -1,0 +1,337 @@
+package ufs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// Local is a FileSystem over a local directory. It resolves every path
+// through an os.Root, so neither ".." nor a symlink can leave the directory.
+type Local struct {
+	dir  string
+	root *os.Root
+}
+
+// NewLocal opens the directory dir (created if missing) as a UFS.
+func NewLocal(dir string) (*Local, error) {
+	if !filepath.IsAbs(dir) {
+		return nil, fmt.Errorf("local ufs %q: need an absolute directory", dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("local ufs %s: %w", dir, err)
+	}
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("local ufs %s: %w", dir, err)
+	}
+	return &Local{dir: dir, root: r}, nil
+}
+
+// rel turns a UFS path into a name for os.Root; "." is the root.
+func (l *Local) rel(p string) (string, error) {
+	c := path.Clean("/" + p)
+	if strings.ContainsRune(p, 0) {
+		return "", fmt.Errorf("local ufs %s: %q: %w", l.dir, p, ErrEscape)
+	}
+	if c == "/" {
+		return ".", nil
+	}
+	return c[1:], nil
+}
+
+func (l *Local) wrap(op, p string, err error) error {
+	if err == nil {
+		return nil
+	}
+	full := filepath.Join(l.dir, filepath.FromSlash(strings.TrimPrefix(p, "/")))
+	var kind error
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		kind = ErrNotFound
+	case errors.Is(err, fs.ErrExist):
+		kind = ErrExist
+	case errors.Is(err, syscall.ENOTEMPTY):
+		kind = ErrNotEmpty
+	case errors.Is(err, syscall.ENOTDIR):
+		kind = ErrNotDir
+	case errors.Is(err, syscall.EISDIR):
+		kind = ErrIsDir
+	case strings.Contains(err.Error(), "path escapes from parent"):
+		kind = ErrEscape
+	}
+	if kind != nil {
+		return fmt.Errorf("%s %s: %w (%v)", op, full, kind, err)
+	}
+	return fmt.Errorf("%s %s: %w", op, full, err)
+}
+
+// URI implements FileSystem.
+func (l *Local) URI(p string) string { return JoinURI("file://"+l.dir, p) }
+
+func statusOf(name string, fi fs.FileInfo) FileStatus {
+	st := FileStatus{Name: name, IsDir: fi.IsDir(), ModTime: fi.ModTime(), Mode: uint32(fi.Mode().Perm())}
+	if !st.IsDir {
+		st.Size = fi.Size()
+		st.Fingerprint = fmt.Sprintf("%d:%d", st.Size, fi.ModTime().UnixNano())
+	}
+	return st
+}
+
+// Stat implements FileSystem.
+func (l *Local) Stat(_ context.Context, p string) (FileStatus, error) {
+	r, err := l.rel(p)
+	if err != nil {
+		return FileStatus{}, err
+	}
+	fi, err := l.root.Stat(r)
+	if err != nil {
+		return FileStatus{}, l.wrap("stat", p, err)
+	}
+	return statusOf(path.Base("/"+r), fi), nil
+}
+
+// List implements FileSystem; it reads the directory in batches.
+func (l *Local) List(ctx context.Context, dir string, fn func(FileStatus) error) error {
+	r, err := l.rel(dir)
+	if err != nil {
+		return err
+	}
+	f, err := l.root.Open(r)
+	if err != nil {
+		return l.wrap("list", dir, err)
+	}
+	defer f.Close()
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ents, err := f.ReadDir(1024)
+		for _, e := range ents {
+			if IsTemp(e.Name()) {
+				continue
+			}
+			fi, ierr := e.Info()
+			if ierr != nil {
+				if errors.Is(ierr, fs.ErrNotExist) {
+					continue // removed while listing
+				}
+				return l.wrap("list", dir, ierr)
+			}
+			if fi.Mode()&fs.ModeSymlink != 0 {
+				// Follow the link inside the root only; one that leaves it is
+				// skipped, never reported.
+				fi, ierr = l.root.Stat(path.Join(r, e.Name()))
+				if ierr != nil {
+					continue
+				}
+			}
+			if ferr := fn(statusOf(e.Name(), fi)); ferr != nil {
+				return ferr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return l.wrap("list", dir, err)
+		}
+	}
+}
+
+type sectionReader struct {
+	io.Reader
+	f *os.File
+}
+
+func (s sectionReader) Close() error { return s.f.Close() }
+
+// Open implements FileSystem.
+func (l *Local) Open(_ context.Context, p string, offset, length int64) (io.ReadCloser, error) {
+	r, err := l.rel(p)
+	if err != nil {
+		return nil, err
+	}
+	f, err := l.root.Open(r)
+	if err != nil {
+		return nil, l.wrap("open", p, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, l.wrap("open", p, err)
+	}
+	if fi.IsDir() {
+		f.Close()
+		return nil, l.wrap("open", p, syscall.EISDIR)
+	}
+	if offset < 0 || offset > fi.Size() {
+		f.Close()
+		return nil, fmt.Errorf("open %s: offset %d outside the file (size %d)", l.URI(p), offset, fi.Size())
+	}
+	if length < 0 || offset+length > fi.Size() {
+		length = fi.Size() - offset
+	}
+	return sectionReader{Reader: io.NewSectionReader(f, offset, length), f: f}, nil
+}
+
+type localWriter struct {
+	l        *Local
+	rel, tmp string
+	f        *os.File
+	opts     CreateOptions
+	done     bool
+}
+
+// Create implements FileSystem: bytes go to a temporary file beside the
+// target, which Commit fsyncs and renames into place.
+func (l *Local) Create(_ context.Context, p string, opts CreateOptions) (Writer, error) {
+	r, err := l.rel(p)
+	if err != nil {
+		return nil, err
+	}
+	if r == "." {
+		return nil, l.wrap("create", p, syscall.EISDIR)
+	}
+	dir, name := path.Split(r)
+	dir = strings.TrimSuffix(dir, "/")
+	if dir == "" {
+		dir = "."
+	}
+	if opts.CreateParent {
+		if err := l.root.MkdirAll(dir, 0o755); err != nil {
+			return nil, l.wrap("create", p, err)
+		}
+	}
+	if !opts.Overwrite {
+		if _, err := l.root.Lstat(r); err == nil {
+			return nil, l.wrap("create", p, fs.ErrExist)
+		}
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := path.Join(dir, tempPrefix+name+"-"+hex.EncodeToString(rnd[:]))
+	mode := fs.FileMode(opts.Mode)
+	if mode == 0 {
+		mode = 0o644
+	}
+	f, err := l.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return nil, l.wrap("create", p, err)
+	}
+	return &localWriter{l: l, rel: r, tmp: tmp, f: f, opts: opts}, nil
+}
+
+func (w *localWriter) Write(b []byte) (int, error) { return w.f.Write(b) }
+
+func (w *localWriter) Commit() (FileStatus, error) {
+	if w.done {
+		return FileStatus{}, fmt.Errorf("commit %s: writer already closed", w.l.URI(w.rel))
+	}
+	w.done = true
+	err := w.f.Sync()
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && !w.opts.Overwrite {
+		if _, serr := w.l.root.Lstat(w.rel); serr == nil {
+			err = fs.ErrExist
+		}
+	}
+	if err == nil {
+		err = w.l.root.Rename(w.tmp, w.rel)
+	}
+	if err != nil {
+		_ = w.l.root.Remove(w.tmp)
+		return FileStatus{}, w.l.wrap("commit", w.rel, err)
+	}
+	syncDir(w.l.dir, path.Dir(w.rel))
+	fi, err := w.l.root.Stat(w.rel)
+	if err != nil {
+		return FileStatus{}, w.l.wrap("commit", w.rel, err)
+	}
+	return statusOf(path.Base(w.rel), fi), nil
+}
+
+func (w *localWriter) Abort() error {
+	if w.done {
+		return nil
+	}
+	w.done = true
+	w.f.Close()
+	return w.l.wrap("abort", w.rel, w.l.root.Remove(w.tmp))
+}
+
+// syncDir makes a rename durable. Failure only weakens durability, so it is
+// not reported.
+func syncDir(root, rel string) {
+	if d, err := os.Open(filepath.Join(root, filepath.FromSlash(rel))); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
+// Mkdirs implements FileSystem.
+func (l *Local) Mkdirs(_ context.Context, p string) error {
+	r, err := l.rel(p)
+	if err != nil {
+		return err
+	}
+	return l.wrap("mkdir", p, l.root.MkdirAll(r, 0o755))
+}
+
+// Delete implements FileSystem.
+func (l *Local) Delete(_ context.Context, p string) error {
+	r, err := l.rel(p)
+	if err != nil {
+		return err
+	}
+	if r == "." {
+		return fmt.Errorf("delete %s: refusing to delete the mount root", l.dir)
+	}
+	return l.wrap("delete", p, l.root.Remove(r))
+}
+
+// DeleteAll implements FileSystem.
+func (l *Local) DeleteAll(_ context.Context, p string) error {
+	r, err := l.rel(p)
+	if err != nil {
+		return err
+	}
+	if r == "." {
+		return fmt.Errorf("delete %s: refusing to delete the mount root", l.dir)
+	}
+	return l.wrap("delete", p, l.root.RemoveAll(r))
+}
+
+// Rename implements FileSystem.
+func (l *Local) Rename(_ context.Context, src, dst string) error {
+	rs, err := l.rel(src)
+	if err != nil {
+		return err
+	}
+	rd, err := l.rel(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := l.root.Lstat(rd); err == nil {
+		return l.wrap("rename", dst, fs.ErrExist)
+	}
+	if err := l.root.Rename(rs, rd); err != nil {
+		return l.wrap("rename", src, err)
+	}
+	syncDir(l.dir, path.Dir(rd))
+	return nil
+}
+
+// Close implements FileSystem.
+func (l *Local) Close() error { return l.root.Close() }

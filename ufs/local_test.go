@@ -1,0 +1,121 @@
+package ufs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestLocalConfinement(t *testing.T) {
+	ctx := context.Background()
+	base := t.TempDir()
+	root := filepath.Join(base, "root")
+	secret := filepath.Join(base, "secret")
+	if err := os.MkdirAll(secret, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(secret, "key"), []byte("s3cr3t"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLocal(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	// A symlink inside the root that points outside it.
+	if err := os.Symlink(secret, filepath.Join(root, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../secret/key", filepath.Join(root, "keylink")); err != nil {
+		t.Fatal(err)
+	}
+
+	// ".." is cleaned against the root: it names root/secret, which is absent.
+	if _, err := l.Stat(ctx, "../secret/key"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Stat(../secret/key) = %v, want ErrNotFound", err)
+	}
+	for _, p := range []string{"escape/key", "keylink"} {
+		if rc, err := l.Open(ctx, p, 0, -1); err == nil {
+			b, _ := io.ReadAll(rc)
+			rc.Close()
+			t.Errorf("Open(%s) escaped the root and read %q", p, b)
+		}
+		// Overwriting replaces the link itself inside the root; the target
+		// outside must stay untouched.
+		if w, err := l.Create(ctx, p, CreateOptions{Overwrite: true}); err == nil {
+			_, _ = w.Write([]byte("overwritten"))
+			_, _ = w.Commit()
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(secret, "key")); string(b) != "s3cr3t" {
+		t.Errorf("a write through a symlink changed a file outside the root: %q", b)
+	}
+	if err := l.Mkdirs(ctx, "escape/newdir"); err == nil {
+		t.Errorf("Mkdirs through an escaping symlink succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(secret, "newdir")); err == nil {
+		t.Errorf("a directory was created outside the root")
+	}
+	var names []string
+	if err := l.List(ctx, "/", func(st FileStatus) error { names = append(names, st.Name); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if n == "escape" {
+			t.Errorf("List(/) shows the escaping link: %v", names)
+		}
+	}
+	if err := l.Delete(ctx, "/"); err == nil {
+		t.Errorf("Delete(/) of the mount root succeeded")
+	}
+}
+
+func TestLocalWriterAtomic(t *testing.T) {
+	ctx := context.Background()
+	l, err := NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := l.Create(ctx, "a/b/file", CreateOptions{CreateParent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Stat(ctx, "a/b/file"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("file visible before Commit: %v", err)
+	}
+	n := 0
+	_ = l.List(ctx, "a/b", func(FileStatus) error { n++; return nil })
+	if n != 0 {
+		t.Fatalf("List shows the temporary file")
+	}
+	st, err := w.Commit()
+	if err != nil || st.Size != 5 || st.Fingerprint == "" {
+		t.Fatalf("Commit = %+v, %v", st, err)
+	}
+	if _, err := l.Create(ctx, "a/b/file", CreateOptions{}); !errors.Is(err, ErrExist) {
+		t.Fatalf("Create over an existing file = %v, want ErrExist", err)
+	}
+	w2, _ := l.Create(ctx, "a/b/other", CreateOptions{})
+	_, _ = w2.Write([]byte("x"))
+	if err := w2.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Stat(ctx, "a/b/other"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("aborted file exists: %v", err)
+	}
+	rc, err := l.Open(ctx, "a/b/file", 1, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(b) != "ell" {
+		t.Fatalf("range read = %q", b)
+	}
+}

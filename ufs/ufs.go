@@ -1,0 +1,108 @@
+// Package ufs is Alluvium's view of under storage: one small interface,
+// FileSystem, and its implementations (a local directory, S3). Paths handed
+// to a FileSystem are relative to its root URI, so a mount can never reach
+// outside the directory or prefix it was mounted from.
+package ufs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Errors every implementation returns (wrapped, with the path) so callers can
+// use errors.Is.
+var (
+	ErrNotFound = errors.New("no such file or directory")
+	ErrExist    = errors.New("already exists")
+	ErrNotEmpty = errors.New("directory not empty")
+	ErrNotDir   = errors.New("not a directory")
+	ErrIsDir    = errors.New("is a directory")
+	ErrEscape   = errors.New("path escapes the mount root")
+)
+
+// FileStatus describes one UFS entry.
+type FileStatus struct {
+	Name    string // last path element
+	IsDir   bool
+	Size    int64
+	ModTime time.Time
+	Mode    uint32
+	// Fingerprint changes whenever the content may have changed (size and
+	// mtime locally, ETag and size on S3).
+	Fingerprint string
+}
+
+// CreateOptions tune Create.
+type CreateOptions struct {
+	Overwrite    bool   // replace an existing file
+	CreateParent bool   // make missing parent directories
+	Mode         uint32 // 0: 0644
+}
+
+// Writer receives a new file's bytes. Nothing is visible at the path until
+// Commit; Abort (or a failed Commit) leaves nothing behind.
+type Writer interface {
+	io.Writer
+	Commit() (FileStatus, error)
+	Abort() error
+}
+
+// FileSystem is one under storage rooted at a URI. Paths are "/"-separated
+// and relative to the root; "" and "/" are the root itself.
+type FileSystem interface {
+	// URI returns the full URI of path, e.g. file:///data/a/b.
+	URI(path string) string
+	Stat(ctx context.Context, path string) (FileStatus, error)
+	// List calls fn for each direct child of dir. It streams: a directory of
+	// millions of entries is never held whole. fn returning an error stops
+	// the listing with that error.
+	List(ctx context.Context, dir string, fn func(FileStatus) error) error
+	// Open reads length bytes from offset (length < 0: to the end).
+	Open(ctx context.Context, path string, offset, length int64) (io.ReadCloser, error)
+	Create(ctx context.Context, path string, opts CreateOptions) (Writer, error)
+	Mkdirs(ctx context.Context, path string) error
+	// Delete removes a file or an empty directory.
+	Delete(ctx context.Context, path string) error
+	// DeleteAll removes path and everything below it; a missing path is fine.
+	DeleteAll(ctx context.Context, path string) error
+	// Rename moves src to dst; dst must not exist.
+	Rename(ctx context.Context, src, dst string) error
+	Close() error
+}
+
+// Open returns the FileSystem for uri (file:///dir or s3://bucket/prefix).
+func Open(ctx context.Context, uri string, options map[string]string) (FileSystem, error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return nil, fmt.Errorf("ufs uri %q: %w", uri, err)
+	}
+	switch u.Scheme {
+	case "file", "":
+		if u.Host != "" && u.Host != "localhost" {
+			return nil, fmt.Errorf("ufs uri %q: file URIs take no host (file:///abs/dir)", uri)
+		}
+		return NewLocal(u.Path)
+	default:
+		return nil, fmt.Errorf("ufs uri %q: unknown scheme %q (want file or s3)", uri, u.Scheme)
+	}
+}
+
+// JoinURI appends a relative path to a root URI.
+func JoinURI(root, rel string) string {
+	rel = strings.Trim(rel, "/")
+	if rel == "" {
+		return root
+	}
+	return strings.TrimRight(root, "/") + "/" + rel
+}
+
+// tempPrefix names in-flight files so listings can hide them.
+const tempPrefix = ".alluvium-tmp-"
+
+// IsTemp reports whether name is an in-flight file of a Writer.
+func IsTemp(name string) bool { return strings.HasPrefix(name, tempPrefix) }
