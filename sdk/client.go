@@ -1,0 +1,225 @@
+package sdk
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/rpc"
+)
+
+// Default addresses, as DESIGN.md fixes them.
+const (
+	DefaultMaster    = "localhost:19998"
+	DefaultJobMaster = "localhost:20001"
+)
+
+type options struct {
+	master       string
+	jobMasters   []string
+	token        string
+	tls          *tls.Config
+	timeout      time.Duration
+	retries      int
+	user         string
+	localHosts   []string
+	writeType    api.WriteType
+	readType     api.ReadType
+	blockSize    int64
+	shortCircuit bool
+}
+
+// Option configures Dial.
+type Option func(*options)
+
+// WithMaster sets the FS master's rpc address (host:port).
+func WithMaster(addr string) Option { return func(o *options) { o.master = addr } }
+
+// WithJobMasters sets the job masters' rpc addresses; any of them will do.
+func WithJobMasters(addrs ...string) Option {
+	return func(o *options) { o.jobMasters = append([]string(nil), addrs...) }
+}
+
+// WithToken sets the cluster token sent with every call.
+func WithToken(token string) Option { return func(o *options) { o.token = token } }
+
+// WithTLS enables TLS (and mTLS when cfg holds a client certificate).
+func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
+
+// WithTimeout bounds each unary call (default 30s). Streams are bounded by
+// the caller's context only.
+func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// WithRetries sets how often an idempotent call is retried when a server is
+// unavailable (default 3).
+func WithRetries(n int) Option { return func(o *options) { o.retries = n } }
+
+// WithWriteType sets the default write type of Create.
+func WithWriteType(t api.WriteType) Option { return func(o *options) { o.writeType = t } }
+
+// WithReadType sets the default read type of Open.
+func WithReadType(t api.ReadType) Option { return func(o *options) { o.readType = t } }
+
+// WithShortCircuit turns direct reads of block files on this host on or off
+// (default on).
+func WithShortCircuit(on bool) Option { return func(o *options) { o.shortCircuit = on } }
+
+// WithLocalHosts names the hosts that count as "this machine" when choosing
+// a worker to read from (default: localhost, 127.0.0.1 and os.Hostname).
+func WithLocalHosts(hosts ...string) Option {
+	return func(o *options) { o.localHosts = append([]string(nil), hosts...) }
+}
+
+// FromEnv reads ALLUVIUM_MASTER, ALLUVIUM_JOB_MASTER and ALLUVIUM_TOKEN.
+// Later options override it.
+func FromEnv() Option {
+	return func(o *options) {
+		if v := os.Getenv("ALLUVIUM_MASTER"); v != "" {
+			o.master = v
+		}
+		if v := os.Getenv("ALLUVIUM_JOB_MASTER"); v != "" {
+			o.jobMasters = splitAddrs(v)
+		}
+		if v := os.Getenv("ALLUVIUM_TOKEN"); v != "" {
+			o.token = v
+		}
+	}
+}
+
+func splitAddrs(s string) []string {
+	var out []string
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Client is a connection to an Alluvium cluster. It is safe for concurrent
+// use; Close it when done.
+type Client struct {
+	o      options
+	fsConn *grpc.ClientConn
+	fs     api.FileSystemMasterClient
+	blocks api.BlockMasterClient
+
+	mu      sync.Mutex
+	workers map[string]*grpc.ClientConn // block worker address → conn
+
+	jobsOnce sync.Once
+	jobs     *Jobs
+	jobsErr  error
+}
+
+// Dial connects to the cluster. Connections are made lazily; Dial fails only
+// on bad options.
+func Dial(ctx context.Context, opts ...Option) (*Client, error) {
+	o := options{
+		master:       DefaultMaster,
+		jobMasters:   []string{DefaultJobMaster},
+		timeout:      30 * time.Second,
+		retries:      3,
+		shortCircuit: true,
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	if len(o.localHosts) == 0 {
+		o.localHosts = []string{"localhost", "127.0.0.1", "::1"}
+		if h, err := os.Hostname(); err == nil {
+			o.localHosts = append(o.localHosts, h)
+		}
+	}
+	cc, err := rpc.Dial(o.master, o.clientOptions())
+	if err != nil {
+		return nil, fmt.Errorf("sdk: FS master %s: %w", o.master, err)
+	}
+	return &Client{
+		o:       o,
+		fsConn:  cc,
+		fs:      api.NewFileSystemMasterClient(cc),
+		blocks:  api.NewBlockMasterClient(cc),
+		workers: map[string]*grpc.ClientConn{},
+	}, nil
+}
+
+func (o options) clientOptions() rpc.ClientOptions {
+	return rpc.ClientOptions{Token: o.token, TLS: o.tls}
+}
+
+// Close releases every connection.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	for _, cc := range c.workers {
+		cc.Close()
+	}
+	c.workers = map[string]*grpc.ClientConn{}
+	c.mu.Unlock()
+	if c.jobs != nil {
+		c.jobs.close()
+	}
+	return c.fsConn.Close()
+}
+
+// worker returns a block-worker client for addr (host:port), reusing
+// connections.
+func (c *Client) worker(addr string) (api.BlockWorkerClient, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cc, ok := c.workers[addr]; ok {
+		return api.NewBlockWorkerClient(cc), nil
+	}
+	cc, err := rpc.Dial(addr, c.o.clientOptions())
+	if err != nil {
+		return nil, fmt.Errorf("sdk: worker %s: %w", addr, err)
+	}
+	c.workers[addr] = cc
+	return api.NewBlockWorkerClient(cc), nil
+}
+
+// isLocalHost reports whether host names this machine.
+func (c *Client) isLocalHost(host string) bool {
+	for _, h := range c.o.localHosts {
+		if strings.EqualFold(h, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// call runs a unary call with the client's timeout, retrying while the
+// server is unavailable when idempotent is set.
+func (c *Client) call(ctx context.Context, op, path string, idempotent bool, f func(ctx context.Context) error) error {
+	attempts := 1
+	if idempotent {
+		attempts += c.o.retries
+	}
+	var err error
+	backoff := 50 * time.Millisecond
+	for i := 0; i < attempts; i++ {
+		cctx, cancel := context.WithTimeout(ctx, c.o.timeout)
+		err = f(cctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !retryable(err) || ctx.Err() != nil || i == attempts-1 {
+			break
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return wrapErr(op, path, ctx.Err())
+		}
+		backoff *= 2
+	}
+	return wrapErr(op, path, err)
+}

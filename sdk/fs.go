@@ -1,0 +1,226 @@
+package sdk
+
+import (
+	"context"
+	"iter"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// FileInfo is the status of a file or directory.
+type FileInfo = api.FileInfo
+
+// Stat returns the status of path, loading it from the UFS on first sight.
+func (c *Client) Stat(ctx context.Context, path string) (*FileInfo, error) {
+	var resp *api.GetStatusResponse
+	err := c.call(ctx, "stat", path, true, func(ctx context.Context) (err error) {
+		resp, err = c.fs.GetStatus(ctx, &api.GetStatusRequest{Path: path})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Info, nil
+}
+
+// ListOptions tune List.
+type ListOptions struct {
+	Recursive     bool
+	PageSize      int32 // 0: server default
+	IncludeBlocks bool  // fill FileBlockInfos
+}
+
+// List streams the children of path (its whole subtree when Recursive),
+// fetching pages as the loop advances. A file lists as itself.
+//
+//	for info, err := range c.List(ctx, "/data", sdk.ListOptions{}) {
+//		if err != nil { return err }
+//		fmt.Println(info.Path)
+//	}
+func (c *Client) List(ctx context.Context, path string, o ListOptions) iter.Seq2[*FileInfo, error] {
+	return func(yield func(*FileInfo, error) bool) {
+		token := ""
+		for {
+			var resp *api.ListStatusResponse
+			err := c.call(ctx, "ls", path, true, func(ctx context.Context) (err error) {
+				resp, err = c.fs.ListStatus(ctx, &api.ListStatusRequest{
+					Path: path, Recursive: o.Recursive, PageSize: o.PageSize,
+					PageToken: token, IncludeBlocks: o.IncludeBlocks,
+				})
+				return err
+			})
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, info := range resp.Infos {
+				if !yield(info, nil) {
+					return
+				}
+			}
+			if resp.NextPageToken == "" {
+				return
+			}
+			token = resp.NextPageToken
+		}
+	}
+}
+
+// MkdirOptions tune Mkdir.
+type MkdirOptions struct {
+	Parents     bool // create missing parents; an existing directory is fine (mkdir -p)
+	AllowExists bool
+	Mode        uint32
+	WriteType   api.WriteType
+}
+
+// Mkdir creates a directory.
+func (c *Client) Mkdir(ctx context.Context, path string, o MkdirOptions) (*FileInfo, error) {
+	var resp *api.CreateDirectoryResponse
+	err := c.call(ctx, "mkdir", path, false, func(ctx context.Context) (err error) {
+		resp, err = c.fs.CreateDirectory(ctx, &api.CreateDirectoryRequest{
+			Path: path, Recursive: o.Parents, AllowExists: o.AllowExists || o.Parents,
+			Mode: o.Mode, WriteType: o.WriteType,
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Info, nil
+}
+
+// DeleteOptions tune Delete.
+type DeleteOptions struct {
+	Recursive    bool
+	AlluviumOnly bool // leave the UFS untouched
+}
+
+// Delete removes a file or directory.
+func (c *Client) Delete(ctx context.Context, path string, o DeleteOptions) error {
+	return c.call(ctx, "rm", path, false, func(ctx context.Context) error {
+		_, err := c.fs.Delete(ctx, &api.DeleteRequest{Path: path, Recursive: o.Recursive, AlluviumOnly: o.AlluviumOnly})
+		return err
+	})
+}
+
+// Rename moves src to dst atomically.
+func (c *Client) Rename(ctx context.Context, src, dst string) (*FileInfo, error) {
+	var resp *api.RenameResponse
+	err := c.call(ctx, "mv", src, false, func(ctx context.Context) (err error) {
+		resp, err = c.fs.Rename(ctx, &api.RenameRequest{Src: src, Dst: dst})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Info, nil
+}
+
+// SetAttribute changes the attributes set in req (mode, owner, pinned, ...).
+func (c *Client) SetAttribute(ctx context.Context, req *api.SetAttributeRequest) (*FileInfo, error) {
+	var resp *api.SetAttributeResponse
+	err := c.call(ctx, "setattr", req.GetPath(), true, func(ctx context.Context) (err error) {
+		resp, err = c.fs.SetAttribute(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Info, nil
+}
+
+// MountOptions tune Mount.
+type MountOptions struct {
+	Options  map[string]string // e.g. s3 endpoint and credentials
+	ReadOnly bool
+	Shared   bool
+}
+
+// Mount attaches the UFS at uri to path.
+func (c *Client) Mount(ctx context.Context, path, uri string, o MountOptions) (*api.MountPointInfo, error) {
+	var resp *api.MountResponse
+	err := c.call(ctx, "mount", path, false, func(ctx context.Context) (err error) {
+		resp, err = c.fs.Mount(ctx, &api.MountRequest{AlluviumPath: path, UfsUri: uri, Options: o.Options, ReadOnly: o.ReadOnly, Shared: o.Shared})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Mount, nil
+}
+
+// Unmount detaches the mount at path (its files leave the namespace; the UFS
+// keeps them).
+func (c *Client) Unmount(ctx context.Context, path string) error {
+	return c.call(ctx, "unmount", path, false, func(ctx context.Context) error {
+		_, err := c.fs.Unmount(ctx, &api.UnmountRequest{AlluviumPath: path})
+		return err
+	})
+}
+
+// Mounts returns the mount table.
+func (c *Client) Mounts(ctx context.Context) ([]*api.MountPointInfo, error) {
+	var resp *api.GetMountTableResponse
+	err := c.call(ctx, "mounts", "", true, func(ctx context.Context) (err error) {
+		resp, err = c.fs.GetMountTable(ctx, &api.GetMountTableRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Mounts, nil
+}
+
+// FreeOptions tune Free.
+type FreeOptions struct {
+	Recursive bool
+	Force     bool // free unpersisted and pinned files too
+}
+
+// Free drops the cached copies of the blocks under path; the UFS keeps the
+// bytes. It returns how many blocks were freed.
+func (c *Client) Free(ctx context.Context, path string, o FreeOptions) (int64, error) {
+	var resp *api.FreeResponse
+	err := c.call(ctx, "free", path, true, func(ctx context.Context) (err error) {
+		resp, err = c.fs.Free(ctx, &api.FreeRequest{Path: path, Recursive: o.Recursive, Force: o.Force})
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return resp.BlocksFreed, nil
+}
+
+// MasterInfo reports the FS master's state: journal, checkpoint, capacity.
+func (c *Client) MasterInfo(ctx context.Context) (*api.GetMasterInfoResponse, error) {
+	var resp *api.GetMasterInfoResponse
+	err := c.call(ctx, "report", "", true, func(ctx context.Context) (err error) {
+		resp, err = c.fs.GetMasterInfo(ctx, &api.GetMasterInfoRequest{})
+		return err
+	})
+	return resp, err
+}
+
+// Checkpoint asks for a journal checkpoint now and returns its sequence.
+func (c *Client) Checkpoint(ctx context.Context) (*api.CheckpointResponse, error) {
+	var resp *api.CheckpointResponse
+	err := c.call(ctx, "checkpoint", "", false, func(ctx context.Context) (err error) {
+		resp, err = c.fs.Checkpoint(ctx, &api.CheckpointRequest{})
+		return err
+	})
+	return resp, err
+}
+
+// Workers lists the block workers the FS master knows.
+func (c *Client) Workers(ctx context.Context) ([]*api.WorkerInfo, error) {
+	var resp *api.GetWorkerInfoListResponse
+	err := c.call(ctx, "workers", "", true, func(ctx context.Context) (err error) {
+		resp, err = c.blocks.GetWorkerInfoList(ctx, &api.GetWorkerInfoListRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Workers, nil
+}
