@@ -46,7 +46,7 @@ demo: build
 	bash tests/demo/fsmaster-demo.sh
 
 bench: build
-	$(GO) run ./tests/bench/cmd/benchreport
+	$(GO) run ./tests/bench/cmd/benchreport $(if $(BENCH),-bench $(BENCH))
 
 fuzz:
 	bash tests/fuzz.sh $(FUZZTIME)

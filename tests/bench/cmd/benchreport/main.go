@@ -1,0 +1,168 @@
+// Command benchreport runs the benchmarks in tests/bench and writes their
+// custom metrics, as medians over -count runs, to docs/BENCHMARKS.md.
+//
+//	go run ./tests/bench/cmd/benchreport [-count 3] [-bench regexp] [-out docs/BENCHMARKS.md]
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	count := flag.Int("count", 3, "runs of each benchmark (the table shows the median)")
+	bench := flag.String("bench", ".", "benchmarks to run (go test -bench regexp)")
+	out := flag.String("out", "docs/BENCHMARKS.md", "markdown file to write")
+	timeout := flag.Duration("timeout", 90*time.Minute, "go test -timeout")
+	flag.Parse()
+
+	args := []string{"test", "-run", "^$", "-bench", *bench, "-benchtime", "1x",
+		"-count", strconv.Itoa(*count), "-timeout", timeout.String(), "./tests/bench/"}
+	fmt.Fprintf(os.Stderr, "benchreport: go %s\n", strings.Join(args, " "))
+	cmd := exec.Command("go", args...)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		fatal(err)
+	}
+	results, notes := parse(io.TeeReader(stdout, os.Stdout))
+	if err := cmd.Wait(); err != nil {
+		fmt.Fprintf(os.Stderr, "benchreport: go test failed: %v (writing what was measured)\n", err)
+	}
+	if len(results) == 0 {
+		fatal(fmt.Errorf("no benchmark results"))
+	}
+	md := render(results, notes, *count)
+	if err := os.WriteFile(*out, []byte(md), 0o644); err != nil {
+		fatal(err)
+	}
+	fmt.Fprintf(os.Stderr, "benchreport: wrote %s\n", *out)
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "benchreport:", err)
+	os.Exit(1)
+}
+
+// result is one benchmark's metric values over the runs, in first-seen order.
+type result struct {
+	name    string
+	metrics []string
+	values  map[string][]float64
+}
+
+var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+
+// parse reads `go test -bench` output. Lines "NOTE: <bench>: text" that a
+// benchmark logs with b.Logf("NOTE: ...") are kept as footnotes.
+func parse(r io.Reader) ([]*result, []string) {
+	var order []*result
+	byName := map[string]*result{}
+	var notes []string
+	seenNote := map[string]bool{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if i := strings.Index(line, "NOTE: "); i >= 0 {
+			n := strings.TrimSpace(line[i+len("NOTE: "):])
+			if !seenNote[n] {
+				seenNote[n] = true
+				notes = append(notes, n)
+			}
+			continue
+		}
+		m := benchLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		name := m[1]
+		res := byName[name]
+		if res == nil {
+			res = &result{name: name, values: map[string][]float64{}}
+			byName[name] = res
+			order = append(order, res)
+		}
+		f := strings.Fields(m[2])
+		for i := 0; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			unit := f[i+1]
+			if unit == "ns/op" || unit == "B/op" || unit == "allocs/op" {
+				continue
+			}
+			if _, ok := res.values[unit]; !ok {
+				res.metrics = append(res.metrics, unit)
+			}
+			res.values[unit] = append(res.values[unit], v)
+		}
+	}
+	return order, notes
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func format(v float64) string {
+	switch a := v; {
+	case a == 0:
+		return "0"
+	case a >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case a >= 1:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 3, 64)
+	}
+}
+
+func render(results []*result, notes []string, count int) string {
+	var b strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "# Benchmarks\n\n")
+	fmt.Fprintf(&b, "Written by `make bench` (tests/bench/cmd/benchreport) on %s: %s, %d CPUs, %s/%s, %s.\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	fmt.Fprintf(&b, "Each figure is the median of %d runs; every benchmark measures its reference in the same run,\n", count)
+	fmt.Fprintf(&b, "so ratios compare like with like. Re-run with `make bench` (or `go run ./tests/bench/cmd/benchreport -bench Name`).\n\n")
+	fmt.Fprintf(&b, "| benchmark | metric | median | runs |\n|---|---|---:|---|\n")
+	for _, r := range results {
+		name := strings.TrimPrefix(r.name, "Benchmark")
+		for _, m := range r.metrics {
+			vals := r.values[m]
+			runs := make([]string, len(vals))
+			for i, v := range vals {
+				runs[i] = format(v)
+			}
+			fmt.Fprintf(&b, "| %s | %s | **%s** | %s |\n", name, m, format(median(vals)), strings.Join(runs, ", "))
+		}
+	}
+	if len(notes) > 0 {
+		fmt.Fprintf(&b, "\nNotes from the runs:\n\n")
+		for _, n := range notes {
+			fmt.Fprintf(&b, "- %s\n", n)
+		}
+	}
+	return b.String()
+}
