@@ -265,8 +265,11 @@ type InodeDirectoryEntry struct {
 	MountPoint       bool                   `protobuf:"varint,9,opt,name=mount_point,json=mountPoint,proto3" json:"mount_point,omitempty"`
 	ChildrenLoaded   bool                   `protobuf:"varint,10,opt,name=children_loaded,json=childrenLoaded,proto3" json:"children_loaded,omitempty"` // UFS children already merged into the namespace
 	Pinned           bool                   `protobuf:"varint,11,opt,name=pinned,proto3" json:"pinned,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Set in checkpoint records only; a live entry's inode was modified when
+	// it was created (creation_time_ms).
+	LastModificationTimeMs int64 `protobuf:"varint,12,opt,name=last_modification_time_ms,json=lastModificationTimeMs,proto3" json:"last_modification_time_ms,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *InodeDirectoryEntry) Reset() {
@@ -376,6 +379,13 @@ func (x *InodeDirectoryEntry) GetPinned() bool {
 	return false
 }
 
+func (x *InodeDirectoryEntry) GetLastModificationTimeMs() int64 {
+	if x != nil {
+		return x.LastModificationTimeMs
+	}
+	return 0
+}
+
 // InodeFileEntry creates a file inode. A file loaded from the UFS is created
 // completed, with its length and fingerprint.
 type InodeFileEntry struct {
@@ -398,8 +408,10 @@ type InodeFileEntry struct {
 	Pinned           bool                   `protobuf:"varint,16,opt,name=pinned,proto3" json:"pinned,omitempty"`
 	Ttl              int64                  `protobuf:"varint,17,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	TtlAction        string                 `protobuf:"bytes,18,opt,name=ttl_action,json=ttlAction,proto3" json:"ttl_action,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Set in checkpoint records only (see InodeDirectoryEntry).
+	LastModificationTimeMs int64 `protobuf:"varint,19,opt,name=last_modification_time_ms,json=lastModificationTimeMs,proto3" json:"last_modification_time_ms,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *InodeFileEntry) Reset() {
@@ -558,6 +570,16 @@ func (x *InodeFileEntry) GetTtlAction() string {
 	return ""
 }
 
+func (x *InodeFileEntry) GetLastModificationTimeMs() int64 {
+	if x != nil {
+		return x.LastModificationTimeMs
+	}
+	return 0
+}
+
+// CompleteFileEntry seals a file: its length is final and its block ids
+// follow from length and block size. A non-empty ufs_fingerprint means the
+// bytes are in the UFS: the file (and its ancestors) become PERSISTED.
 type CompleteFileEntry struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Id             int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1061,7 +1083,7 @@ const file_journal_proto_rawDesc = "" +
 	"\x12delete_mount_point\x18\x11 \x01(\v2\".alluvium.v1.DeleteMountPointEntryH\x00R\x10deleteMountPoint\x129\n" +
 	"\tworker_id\x18\x12 \x01(\v2\x1a.alluvium.v1.WorkerIdEntryH\x00R\bworkerId\x12N\n" +
 	"\x10update_directory\x18\x13 \x01(\v2!.alluvium.v1.UpdateDirectoryEntryH\x00R\x0fupdateDirectoryB\x06\n" +
-	"\x04body\"\xee\x02\n" +
+	"\x04body\"\xa9\x03\n" +
 	"\x13InodeDirectoryEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n" +
 	"\tparent_id\x18\x02 \x01(\x03R\bparentId\x12\x12\n" +
@@ -1075,7 +1097,8 @@ const file_journal_proto_rawDesc = "" +
 	"mountPoint\x12'\n" +
 	"\x0fchildren_loaded\x18\n" +
 	" \x01(\bR\x0echildrenLoaded\x12\x16\n" +
-	"\x06pinned\x18\v \x01(\bR\x06pinned\"\xe2\x04\n" +
+	"\x06pinned\x18\v \x01(\bR\x06pinned\x129\n" +
+	"\x19last_modification_time_ms\x18\f \x01(\x03R\x16lastModificationTimeMs\"\x9d\x05\n" +
 	"\x0eInodeFileEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n" +
 	"\tparent_id\x18\x02 \x01(\x03R\bparentId\x12\x12\n" +
@@ -1097,7 +1120,8 @@ const file_journal_proto_rawDesc = "" +
 	"\x06pinned\x18\x10 \x01(\bR\x06pinned\x12\x10\n" +
 	"\x03ttl\x18\x11 \x01(\x03R\x03ttl\x12\x1d\n" +
 	"\n" +
-	"ttl_action\x18\x12 \x01(\tR\tttlAction\"d\n" +
+	"ttl_action\x18\x12 \x01(\tR\tttlAction\x129\n" +
+	"\x19last_modification_time_ms\x18\x13 \x01(\x03R\x16lastModificationTimeMs\"d\n" +
 	"\x11CompleteFileEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x03R\x06length\x12'\n" +
