@@ -155,9 +155,11 @@ type JobInfo struct {
 	FinishedMs    int64                  `protobuf:"varint,14,opt,name=finished_ms,json=finishedMs,proto3" json:"finished_ms,omitempty"`
 	PlanningDone  bool                   `protobuf:"varint,15,opt,name=planning_done,json=planningDone,proto3" json:"planning_done,omitempty"`
 	RequestId     string                 `protobuf:"bytes,16,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Failed        []*FailedPath          `protobuf:"bytes,17,rep,name=failed,proto3" json:"failed,omitempty"` // paths that failed, with their errors
-	Tasks         []*TaskInfo            `protobuf:"bytes,18,rep,name=tasks,proto3" json:"tasks,omitempty"`   // only with GetJobRequest.verbose
-	Policy        string                 `protobuf:"bytes,19,opt,name=policy,proto3" json:"policy,omitempty"` // the policy that launched it, if any
+	Failed        []*FailedPath          `protobuf:"bytes,17,rep,name=failed,proto3" json:"failed,omitempty"`                                  // paths that failed, with their errors
+	Tasks         []*TaskInfo            `protobuf:"bytes,18,rep,name=tasks,proto3" json:"tasks,omitempty"`                                    // only with GetJobRequest.verbose
+	Policy        string                 `protobuf:"bytes,19,opt,name=policy,proto3" json:"policy,omitempty"`                                  // the policy that launched it, if any
+	TasksRunning  int64                  `protobuf:"varint,20,opt,name=tasks_running,json=tasksRunning,proto3" json:"tasks_running,omitempty"` // dispatched to a worker, not yet ended
+	Round         int32                  `protobuf:"varint,21,opt,name=round,proto3" json:"round,omitempty"`                                   // planning round (0; 1 is load's --verify pass)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -323,6 +325,20 @@ func (x *JobInfo) GetPolicy() string {
 		return x.Policy
 	}
 	return ""
+}
+
+func (x *JobInfo) GetTasksRunning() int64 {
+	if x != nil {
+		return x.TasksRunning
+	}
+	return 0
+}
+
+func (x *JobInfo) GetRound() int32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
 }
 
 type FailedPath struct {
@@ -2083,8 +2099,11 @@ type TaskAssignment struct {
 	JobConfigJson string                 `protobuf:"bytes,6,opt,name=job_config_json,json=jobConfigJson,proto3" json:"job_config_json,omitempty"`
 	TimeoutMs     int64                  `protobuf:"varint,7,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	User          string                 `protobuf:"bytes,8,opt,name=user,proto3" json:"user,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// This worker's share of the job's bandwidth limit (bytes/s; 0: none).
+	BandwidthBytesPerSec int64  `protobuf:"varint,9,opt,name=bandwidth_bytes_per_sec,json=bandwidthBytesPerSec,proto3" json:"bandwidth_bytes_per_sec,omitempty"`
+	Description          string `protobuf:"bytes,10,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *TaskAssignment) Reset() {
@@ -2169,6 +2188,20 @@ func (x *TaskAssignment) GetTimeoutMs() int64 {
 func (x *TaskAssignment) GetUser() string {
 	if x != nil {
 		return x.User
+	}
+	return ""
+}
+
+func (x *TaskAssignment) GetBandwidthBytesPerSec() int64 {
+	if x != nil {
+		return x.BandwidthBytesPerSec
+	}
+	return 0
+}
+
+func (x *TaskAssignment) GetDescription() string {
+	if x != nil {
+		return x.Description
 	}
 	return ""
 }
@@ -2325,6 +2358,8 @@ func (x *JobWorkerHeartbeatResponse) GetAcked() []*TaskRef {
 	return nil
 }
 
+// TaskRef names a task attempt. In a heartbeat reply's cancels, task_id 0
+// means every task of the job.
 type TaskRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         int64                  `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -2469,7 +2504,7 @@ var File_jobmaster_proto protoreflect.FileDescriptor
 
 const file_jobmaster_proto_rawDesc = "" +
 	"\n" +
-	"\x0fjobmaster.proto\x12\valluvium.v1\x1a\fcommon.proto\"\xd8\x05\n" +
+	"\x0fjobmaster.proto\x12\valluvium.v1\x1a\fcommon.proto\"\x93\x06\n" +
 	"\aJobInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x12\n" +
 	"\x04plan\x18\x02 \x01(\tR\x04plan\x12\x1f\n" +
@@ -2499,7 +2534,9 @@ const file_jobmaster_proto_rawDesc = "" +
 	"request_id\x18\x10 \x01(\tR\trequestId\x12/\n" +
 	"\x06failed\x18\x11 \x03(\v2\x17.alluvium.v1.FailedPathR\x06failed\x12+\n" +
 	"\x05tasks\x18\x12 \x03(\v2\x15.alluvium.v1.TaskInfoR\x05tasks\x12\x16\n" +
-	"\x06policy\x18\x13 \x01(\tR\x06policy\"c\n" +
+	"\x06policy\x18\x13 \x01(\tR\x06policy\x12#\n" +
+	"\rtasks_running\x18\x14 \x01(\x03R\ftasksRunning\x12\x14\n" +
+	"\x05round\x18\x15 \x01(\x05R\x05round\"c\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aCREATED\x10\x01\x12\v\n" +
@@ -2648,7 +2685,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\n" +
 	"bytes_done\x18\x06 \x01(\x03R\tbytesDone\x12/\n" +
 	"\x06failed\x18\a \x03(\v2\x17.alluvium.v1.FailedPathR\x06failed\x12\x16\n" +
-	"\x06result\x18\b \x01(\fR\x06result\"\xdd\x01\n" +
+	"\x06result\x18\b \x01(\fR\x06result\"\xb6\x02\n" +
 	"\x0eTaskAssignment\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\x03R\x06taskId\x12\x18\n" +
@@ -2658,7 +2695,10 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x0fjob_config_json\x18\x06 \x01(\tR\rjobConfigJson\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\a \x01(\x03R\ttimeoutMs\x12\x12\n" +
-	"\x04user\x18\b \x01(\tR\x04user\"\xcb\x01\n" +
+	"\x04user\x18\b \x01(\tR\x04user\x125\n" +
+	"\x17bandwidth_bytes_per_sec\x18\t \x01(\x03R\x14bandwidthBytesPerSec\x12 \n" +
+	"\vdescription\x18\n" +
+	" \x01(\tR\vdescription\"\xcb\x01\n" +
 	"\x19JobWorkerHeartbeatRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x121\n" +
 	"\aupdates\x18\x02 \x03(\v2\x17.alluvium.v1.TaskUpdateR\aupdates\x12\x1d\n" +
