@@ -58,10 +58,10 @@ func (l *Local) wrap(op, p string, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		kind = ErrNotFound
+	case errors.Is(err, syscall.ENOTEMPTY): // before ErrExist: ENOTEMPTY.Is(fs.ErrExist) holds
+		kind = ErrNotEmpty
 	case errors.Is(err, fs.ErrExist):
 		kind = ErrExist
-	case errors.Is(err, syscall.ENOTEMPTY):
-		kind = ErrNotEmpty
 	case errors.Is(err, syscall.ENOTDIR):
 		kind = ErrNotDir
 	case errors.Is(err, syscall.EISDIR):

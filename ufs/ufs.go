@@ -87,6 +87,8 @@ func Open(ctx context.Context, uri string, options map[string]string) (FileSyste
 			return nil, fmt.Errorf("ufs uri %q: file URIs take no host (file:///abs/dir)", uri)
 		}
 		return NewLocal(u.Path)
+	case "s3":
+		return NewS3(ctx, uri, options)
 	default:
 		return nil, fmt.Errorf("ufs uri %q: unknown scheme %q (want file or s3)", uri, u.Scheme)
 	}
