@@ -78,6 +78,13 @@ type JournalConfig struct {
 	SegmentEntries          int64  `mapstructure:"segment-entries"`
 	CheckpointPeriodEntries int64  `mapstructure:"checkpoint-period-entries"`
 	MaxBatchEntries         int    `mapstructure:"max-batch-entries"`
+	// How often the secondary looks for closed segments and checkpoint
+	// requests, and the master for new checkpoints (to delete segments).
+	CheckpointPollInterval time.Duration `mapstructure:"checkpoint-poll-interval"`
+	CheckpointsRetained    int           `mapstructure:"checkpoints-retained"`
+	// How long `fsadmin checkpoint` waits for the secondary before the
+	// master writes the checkpoint itself.
+	CheckpointTimeout time.Duration `mapstructure:"checkpoint-timeout"`
 }
 
 // FSWorkerConfig says how the FS master tracks block workers.
@@ -198,6 +205,9 @@ func Default() map[string]any {
 		"fsmaster.journal.segment-entries": int64(100000),
 		"fsmaster.journal.checkpoint-period-entries": int64(1000000),
 		"fsmaster.journal.max-batch-entries":         4096,
+		"fsmaster.journal.checkpoint-poll-interval":  time.Second,
+		"fsmaster.journal.checkpoints-retained":      2,
+		"fsmaster.journal.checkpoint-timeout":        2 * time.Minute,
 		"fsmaster.worker.timeout":                    30 * time.Second,
 		"fsmaster.worker.heartbeat-interval":         time.Second,
 		"fsmaster.user.block-size":                   int64(64 << 20),
