@@ -136,6 +136,14 @@ type JobMasterConfig struct {
 	Worker   JobWorkerTracking `mapstructure:"worker"`
 	Task     TaskConfig        `mapstructure:"task"`
 	Job      JobLimits         `mapstructure:"job"`
+	Planner  PlannerConfig     `mapstructure:"planner"`
+}
+
+// PlannerConfig bounds the job master's planner.
+type PlannerConfig struct {
+	BatchSize      int `mapstructure:"batch-size"`      // tasks per raft entry
+	MaxOutstanding int `mapstructure:"max-outstanding"` // unfinished tasks per job before planning pauses
+	Concurrency    int `mapstructure:"concurrency"`     // jobs planned at once
 }
 
 // RaftConfig configures the job master's raft group.
@@ -144,6 +152,12 @@ type RaftConfig struct {
 	Port   int      `mapstructure:"port"`
 	Dir    string   `mapstructure:"dir"`   // default <home>/jobmaster
 	Peers  []string `mapstructure:"peers"` // id=host:raftport|host:rpcport; empty: a single self-bootstrapped node
+
+	HeartbeatTimeout  time.Duration `mapstructure:"heartbeat-timeout"`
+	ElectionTimeout   time.Duration `mapstructure:"election-timeout"`
+	SnapshotThreshold int           `mapstructure:"snapshot-threshold"` // log entries between snapshots
+	SnapshotInterval  time.Duration `mapstructure:"snapshot-interval"`
+	TrailingLogs      int           `mapstructure:"trailing-logs"` // entries kept after a snapshot
 }
 
 // JobWorkerTracking says how the job master tracks job workers.
@@ -156,12 +170,14 @@ type JobWorkerTracking struct {
 type TaskConfig struct {
 	MaxAttempts int           `mapstructure:"max-attempts"`
 	Timeout     time.Duration `mapstructure:"timeout"`
+	BatchMax    int           `mapstructure:"batch-max"` // task updates per raft entry
 }
 
 // JobLimits bounds how many finished jobs are kept.
 type JobLimits struct {
-	Retention time.Duration `mapstructure:"retention"`
-	Capacity  int           `mapstructure:"capacity"`
+	Retention  time.Duration `mapstructure:"retention"`
+	Capacity   int           `mapstructure:"capacity"`
+	GCInterval time.Duration `mapstructure:"gc-interval"`
 }
 
 // JobWorkerConfig configures the job role of `alluvium worker`.
@@ -169,6 +185,10 @@ type JobWorkerConfig struct {
 	RPCPort   int    `mapstructure:"rpc-port"`
 	JobMaster string `mapstructure:"job-master"` // comma-separated job master rpc addresses
 	Threads   int    `mapstructure:"threads"`
+	// QueueDepth is how many tasks beyond Threads the worker takes ahead
+	// (0: as many as Threads).
+	QueueDepth       int           `mapstructure:"queue-depth"`
+	ProgressInterval time.Duration `mapstructure:"progress-interval"`
 }
 
 // ProxyConfig configures `alluvium proxy`.
@@ -232,6 +252,18 @@ func Default() map[string]any {
 		"jobmaster.raft.port":                        DefaultPortBase + offJobMasterRaft,
 		"jobmaster.raft.dir":                         "", // <home>/jobmaster
 		"jobmaster.raft.peers":                       []string{},
+		"jobmaster.raft.heartbeat-timeout":           time.Second,
+		"jobmaster.raft.election-timeout":            time.Second,
+		"jobmaster.raft.snapshot-threshold":          8192,
+		"jobmaster.raft.snapshot-interval":           2 * time.Minute,
+		"jobmaster.raft.trailing-logs":               10240,
+		"jobmaster.planner.batch-size":               1000,
+		"jobmaster.planner.max-outstanding":          50000,
+		"jobmaster.planner.concurrency":              4,
+		"jobmaster.task.batch-max":                   8192,
+		"jobmaster.job.gc-interval":                  time.Minute,
+		"jobworker.queue-depth":                      0,
+		"jobworker.progress-interval":                time.Second,
 		"jobmaster.worker.timeout":                   10 * time.Second,
 		"jobmaster.worker.heartbeat-interval":        time.Second,
 		"jobmaster.task.max-attempts":                3,
