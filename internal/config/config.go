@@ -123,6 +123,10 @@ type WorkerConfig struct {
 	Dir      string       `mapstructure:"dir"`    // default <home>/worker
 	Tiers    []TierConfig `mapstructure:"tiers"`
 	Eviction string       `mapstructure:"eviction"` // lru
+	// LeaseTimeout bounds a short-circuit lease of a client that never
+	// closes it; the block is protected from eviction until then.
+	LeaseTimeout time.Duration `mapstructure:"lease-timeout"`
+	ChunkSize    int64         `mapstructure:"chunk-size"` // bytes per ReadBlock message
 }
 
 // JobMasterConfig configures `alluvium jobmaster`.
@@ -243,6 +247,8 @@ func Default() map[string]any {
 		"worker.dir":                                 "",      // <home>/worker
 		"worker.tiers":                               []any{}, // empty: MEM 1GiB under /dev/shm, HDD 16GiB under worker.dir
 		"worker.eviction":                            "lru",
+		"worker.lease-timeout":                       5 * time.Minute,
+		"worker.chunk-size":                          int64(1 << 20),
 		"jobmaster.host":                             "localhost",
 		"jobmaster.bind-host":                        "127.0.0.1",
 		"jobmaster.rpc-port":                         DefaultPortBase + offJobMasterRPC,
