@@ -1,0 +1,207 @@
+package blockworker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// fill copies one block from the UFS into the store. Every CacheBlock and
+// caching ReadBlock of the block while it runs shares it: the block is read
+// from the UFS once, and readers stream the bytes from the temp file as they
+// arrive. It runs under the worker's lifetime, not a caller's request, so a
+// reader that goes away does not waste the work of the others.
+type fill struct {
+	id     int64
+	length int64
+	tb     *TempBlock
+	rf     *os.File // read side of the temp file, shared by readers
+
+	mu      sync.Mutex
+	written int64
+	done    bool
+	err     error
+	notify  chan struct{} // closed and replaced on every change
+	readers int
+	closed  bool
+}
+
+func (f *fill) update(n int64, done bool, err error) {
+	f.mu.Lock()
+	f.written += n
+	if done {
+		f.done, f.err = true, err
+		f.maybeClose()
+	}
+	close(f.notify)
+	f.notify = make(chan struct{})
+	f.mu.Unlock()
+}
+
+// maybeClose closes the read side once the fill is over and unread
+// (with f.mu held).
+func (f *fill) maybeClose() {
+	if f.done && f.readers == 0 && !f.closed {
+		f.closed = true
+		f.rf.Close()
+	}
+}
+
+// join registers a reader; false when the fill is over and closed (the
+// block is then committed or failed).
+func (f *fill) join() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return false
+	}
+	f.readers++
+	return true
+}
+
+func (f *fill) leave() {
+	f.mu.Lock()
+	f.readers--
+	f.maybeClose()
+	f.mu.Unlock()
+}
+
+// waitFor blocks until at least end bytes are in or the fill ended. It
+// returns the bytes available.
+func (f *fill) waitFor(ctx context.Context, end int64) (int64, error) {
+	for {
+		f.mu.Lock()
+		written, done, err, ch := f.written, f.done, f.err, f.notify
+		f.mu.Unlock()
+		if err != nil {
+			return written, err
+		}
+		if written >= end || done {
+			return written, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return written, ctx.Err()
+		}
+	}
+}
+
+// wait blocks until the fill ends.
+func (f *fill) wait(ctx context.Context) error {
+	_, err := f.waitFor(ctx, f.length+1)
+	return err
+}
+
+// startFill returns the running fill of block id, starting one when the
+// block is neither cached nor being filled. cached is true when the block
+// is already in the store.
+func (w *Worker) startFill(id int64, src *api.UfsBlockSource, pinned bool, alias string) (f *fill, cached bool, err error) {
+	w.fillMu.Lock()
+	defer w.fillMu.Unlock()
+	if f := w.fills[id]; f != nil && f.join() {
+		return f, false, nil
+	}
+	if w.store.Has(id) {
+		return nil, true, nil
+	}
+	tb, err := w.store.Create(id, src.GetLength(), alias, pinned)
+	if errors.Is(err, ErrExists) {
+		return nil, true, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	rf, err := os.Open(tb.Path())
+	if err != nil {
+		tb.Abort()
+		return nil, false, fmt.Errorf("block %d: %w", id, err)
+	}
+	f = &fill{id: id, length: src.GetLength(), tb: tb, rf: rf, notify: make(chan struct{}), readers: 1}
+	w.fills[id] = f
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		w.runFill(f, src)
+	}()
+	return f, false, nil
+}
+
+func (w *Worker) runFill(f *fill, src *api.UfsBlockSource) {
+	err := w.copyFromUFS(f, src)
+	var meta BlockMeta
+	committed := false
+	if err == nil {
+		meta, err = f.tb.Commit()
+		committed = err == nil
+		if errors.Is(err, ErrExists) {
+			err = nil // a writer got there first: the block is cached
+		}
+	} else {
+		f.tb.Abort()
+	}
+	if committed {
+		w.metrics.bytesCached.Add(float64(meta.Length))
+		w.link.commit(w.ctx, meta)
+	}
+	if err != nil {
+		w.log.Warn("caching a block from the UFS failed", zap.Int64("block", f.id), zap.String("ufs", src.GetUfsPath()), zap.Error(err))
+	}
+	w.fillMu.Lock()
+	delete(w.fills, f.id)
+	w.fillMu.Unlock()
+	f.update(0, true, err)
+}
+
+func (w *Worker) copyFromUFS(f *fill, src *api.UfsBlockSource) error {
+	ctx := w.ctx
+	fs, rel, err := w.mounts.resolve(ctx, src.GetMountId(), src.GetUfsPath())
+	if err != nil {
+		return err
+	}
+	if fp := src.GetUfsFingerprint(); fp != "" {
+		st, err := fs.Stat(ctx, rel)
+		if err != nil {
+			return ufsStatus(src.GetUfsPath(), err)
+		}
+		if st.Fingerprint != fp {
+			return status.Errorf(codes.FailedPrecondition, "ufs %s changed since Alluvium loaded it (fingerprint %s, was %s): reload its metadata", src.GetUfsPath(), st.Fingerprint, fp)
+		}
+	}
+	rc, err := fs.Open(ctx, rel, src.GetOffset(), src.GetLength())
+	if err != nil {
+		return ufsStatus(src.GetUfsPath(), err)
+	}
+	defer rc.Close()
+	bp := w.bufs.get()
+	defer w.bufs.put(bp)
+	buf := *bp
+	for {
+		n, rerr := io.ReadFull(rc, buf)
+		if n > 0 {
+			if _, err := f.tb.Write(buf[:n]); err != nil {
+				return err
+			}
+			f.update(int64(n), false, nil)
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return ufsStatus(src.GetUfsPath(), rerr)
+		}
+	}
+	if got := f.tb.Written(); got != src.GetLength() {
+		return status.Errorf(codes.FailedPrecondition, "ufs %s: block %d wants %d bytes at offset %d, the file gave %d (changed or truncated?)", src.GetUfsPath(), f.id, src.GetLength(), src.GetOffset(), got)
+	}
+	return nil
+}

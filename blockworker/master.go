@@ -1,0 +1,285 @@
+package blockworker
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// masterLink keeps the FS master's view of this worker current: a full
+// report on (re)registration, then heartbeats with the blocks added and
+// removed since the last one. It hears store changes as the store's
+// Listener (with the store's lock held, so the deltas are in the store's
+// order).
+type masterLink struct {
+	bm      api.BlockMasterClient
+	store   *Store
+	log     *zap.Logger
+	address func() *api.WorkerNetAddress
+	onCmd   func(ctx context.Context, ids []int64) // REMOVE_BLOCKS
+
+	mu         sync.Mutex
+	id         int64
+	registered bool
+	interval   time.Duration
+	added      map[int64]BlockMeta
+	removed    map[int64]struct{}
+	firstReg   chan struct{}
+	regOnce    sync.Once
+	lastErr    error
+	kick       chan struct{}
+	hbCount    int64
+	failCount  int
+	defaultInt time.Duration
+}
+
+func newMasterLink(bm api.BlockMasterClient, store *Store, log *zap.Logger, interval time.Duration, address func() *api.WorkerNetAddress) *masterLink {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	return &masterLink{
+		bm: bm, store: store, log: log, address: address,
+		interval: interval, defaultInt: interval,
+		added: map[int64]BlockMeta{}, removed: map[int64]struct{}{},
+		firstReg: make(chan struct{}), kick: make(chan struct{}, 1),
+	}
+}
+
+// BlockAdded implements Listener.
+func (l *masterLink) BlockAdded(m BlockMeta) {
+	l.mu.Lock()
+	delete(l.removed, m.ID)
+	l.added[m.ID] = m
+	l.mu.Unlock()
+}
+
+// BlockRemoved implements Listener.
+func (l *masterLink) BlockRemoved(id int64) {
+	l.mu.Lock()
+	delete(l.added, id)
+	l.removed[id] = struct{}{}
+	l.mu.Unlock()
+}
+
+// ID returns the worker id the master gave, 0 before the first
+// registration.
+func (l *masterLink) ID() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.id
+}
+
+func (l *masterLink) isRegistered() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.registered
+}
+
+func tierUsage(ts []TierStat) []*api.TierUsage {
+	out := make([]*api.TierUsage, len(ts))
+	for i, t := range ts {
+		out[i] = &api.TierUsage{Alias: t.Alias, CapacityBytes: t.Capacity, UsedBytes: t.Used}
+	}
+	return out
+}
+
+// register sends a full report. The deltas collected so far are dropped in
+// the same store snapshot, since the report supersedes them.
+func (l *masterLink) register(ctx context.Context) error {
+	blocks, usage := l.store.Report(func() {
+		l.mu.Lock()
+		l.added = map[int64]BlockMeta{}
+		l.removed = map[int64]struct{}{}
+		l.mu.Unlock()
+	})
+	req := &api.RegisterWorkerRequest{Address: l.address(), Tiers: tierUsage(usage)}
+	req.Blocks = make([]*api.BlockReport, len(blocks))
+	for i, b := range blocks {
+		req.Blocks[i] = &api.BlockReport{BlockId: b.ID, Length: b.Length, Tier: b.Tier}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := l.bm.RegisterWorker(cctx, req)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.id = resp.GetWorkerId()
+	l.registered = true
+	if ms := resp.GetHeartbeatIntervalMs(); ms > 0 {
+		l.interval = time.Duration(ms) * time.Millisecond
+	} else {
+		l.interval = l.defaultInt
+	}
+	l.mu.Unlock()
+	l.regOnce.Do(func() { close(l.firstReg) })
+	l.log.Info("registered with the FS master", zap.Int64("worker_id", resp.GetWorkerId()), zap.Int("blocks", len(blocks)))
+	return nil
+}
+
+// heartbeat sends the deltas; on failure they are merged back under any
+// newer change of the same block.
+func (l *masterLink) heartbeat(ctx context.Context) error {
+	l.mu.Lock()
+	id := l.id
+	added, removed := l.added, l.removed
+	l.added, l.removed = map[int64]BlockMeta{}, map[int64]struct{}{}
+	l.mu.Unlock()
+	req := &api.WorkerHeartbeatRequest{WorkerId: id, Tiers: tierUsage(l.store.Usage())}
+	for _, m := range added {
+		req.AddedBlocks = append(req.AddedBlocks, &api.BlockReport{BlockId: m.ID, Length: m.Length, Tier: m.Tier})
+	}
+	for bid := range removed {
+		req.RemovedBlockIds = append(req.RemovedBlockIds, bid)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := l.bm.WorkerHeartbeat(cctx, req)
+	if err != nil {
+		l.mu.Lock()
+		for bid, m := range added {
+			if _, newer := l.added[bid]; !newer {
+				if _, gone := l.removed[bid]; !gone {
+					l.added[bid] = m
+				}
+			}
+		}
+		for bid := range removed {
+			if _, newer := l.added[bid]; !newer {
+				l.removed[bid] = struct{}{}
+			}
+		}
+		if status.Code(err) == codes.NotFound {
+			l.registered = false
+		}
+		l.mu.Unlock()
+		return err
+	}
+	l.mu.Lock()
+	l.hbCount++
+	l.mu.Unlock()
+	for _, c := range resp.GetCommands() {
+		switch c.GetType() {
+		case api.WorkerCommand_REGISTER:
+			l.log.Info("the FS master asks for a new registration")
+			l.mu.Lock()
+			l.registered = false
+			l.mu.Unlock()
+		case api.WorkerCommand_REMOVE_BLOCKS:
+			l.onCmd(ctx, c.GetBlockIds())
+		}
+	}
+	return nil
+}
+
+// commit tells the master about a block just stored, so its location is
+// visible before the call that stored it returns. On failure the block
+// stays in the delta for the next heartbeat.
+func (l *masterLink) commit(ctx context.Context, m BlockMeta) {
+	l.mu.Lock()
+	id, ok := l.id, l.registered
+	l.mu.Unlock()
+	if !ok {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, err := l.bm.CommitBlock(cctx, &api.CommitBlockRequest{WorkerId: id, BlockId: m.ID, Length: m.Length, Tier: m.Tier})
+	if err != nil {
+		l.log.Debug("commit block to the FS master failed; the next heartbeat reports it", zap.Int64("block", m.ID), zap.Error(err))
+		return
+	}
+	l.mu.Lock()
+	if a, ok := l.added[m.ID]; ok && a == m {
+		delete(l.added, m.ID)
+	}
+	l.mu.Unlock()
+}
+
+// run registers and heartbeats until ctx ends.
+func (l *masterLink) run(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		if !l.isRegistered() {
+			if err := l.register(ctx); err != nil {
+				l.noteErr("register with the FS master", err)
+				if !sleep(ctx, backoff) {
+					return
+				}
+				backoff = min(2*backoff, l.currentInterval(), 2*time.Second)
+				continue
+			}
+			backoff = 100 * time.Millisecond
+			l.clearErr()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(l.currentInterval()):
+		case <-l.kick:
+		}
+		if err := l.heartbeat(ctx); err != nil {
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			l.noteErr("heartbeat to the FS master", err)
+			continue
+		}
+		l.clearErr()
+	}
+}
+
+func (l *masterLink) currentInterval() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.interval
+}
+
+// noteErr logs the first failure of a streak and then every 30th, so a
+// master that is down does not flood the log.
+func (l *masterLink) noteErr(what string, err error) {
+	l.mu.Lock()
+	l.lastErr = err
+	l.failCount++
+	n := l.failCount
+	l.mu.Unlock()
+	if n == 1 || n%30 == 0 {
+		l.log.Warn(what+" failed; retrying", zap.Int("failures", n), zap.Error(err))
+	}
+}
+
+func (l *masterLink) clearErr() {
+	l.mu.Lock()
+	if l.failCount > 0 {
+		l.log.Info("FS master reachable again", zap.Int("after_failures", l.failCount))
+	}
+	l.lastErr = nil
+	l.failCount = 0
+	l.mu.Unlock()
+}
+
+// heartbeatNow asks the loop for a heartbeat without waiting for the tick.
+func (l *masterLink) heartbeatNow() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

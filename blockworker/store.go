@@ -1,0 +1,730 @@
+package blockworker
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Errors of the store, mapped to gRPC codes by the service.
+var (
+	ErrNoSpace  = errors.New("no room in any tier")
+	ErrExists   = errors.New("block already cached")
+	ErrNotFound = errors.New("block not cached")
+	ErrBusy     = errors.New("block in use")
+	ErrWriting  = errors.New("block is being written")
+)
+
+// TierSpec is one configured tier.
+type TierSpec struct {
+	Alias string // MEM, SSD or HDD
+	Dir   string
+	Quota int64
+}
+
+// tierRank orders aliases from the fastest tier down.
+func tierRank(alias string) int {
+	switch alias {
+	case "MEM":
+		return 0
+	case "SSD":
+		return 1
+	default:
+		return 2
+	}
+}
+
+type tier struct {
+	alias string
+	dir   string
+	quota int64
+	// used counts committed blocks, reservations of blocks being written,
+	// and removed blocks whose files a lease still keeps.
+	used int64
+}
+
+func (t *tier) free() int64 { return t.quota - t.used }
+
+// block is a committed block.
+type block struct {
+	id      int64
+	length  int64
+	tier    *tier
+	path    string
+	pinned  bool
+	refs    int  // open readers and leases: never evicted while > 0
+	leases  int  // short-circuit leases: the path must stay valid
+	moving  bool // a MoveBlock copy is in flight
+	removed bool
+}
+
+// BlockMeta describes a committed block.
+type BlockMeta struct {
+	ID     int64
+	Length int64
+	Tier   string
+	Pinned bool
+}
+
+// TierStat is one tier alias's capacity and use (tiers sharing an alias
+// are summed).
+type TierStat struct {
+	Alias    string
+	Capacity int64
+	Used     int64
+}
+
+// Listener hears about blocks becoming visible and going away, with the
+// store's lock held: it must not call back into the store.
+type Listener interface {
+	BlockAdded(m BlockMeta)
+	BlockRemoved(id int64)
+}
+
+// Store is a worker's tiered block cache. A block is one file in a tier
+// directory, named by its id ("<id>", or "<id>.pin" when pinned); a block
+// being written is a file under the tier's .tmp directory, invisible until
+// Commit renames it into place.
+type Store struct {
+	log *zap.Logger
+
+	mu       sync.Mutex
+	tiers    []*tier // fastest first
+	blocks   map[int64]*block
+	writing  map[int64]*TempBlock
+	doomed   map[int64]*block // removed while leased
+	ev       Evictor
+	listener Listener
+
+	evictions int64
+}
+
+const tmpDir = ".tmp"
+
+// OpenStore opens (creating) the tier directories, drops leftover temp
+// files of blocks that were being written, and indexes the blocks found,
+// oldest first for the evictor.
+func OpenStore(specs []TierSpec, ev Evictor, log *zap.Logger) (*Store, error) {
+	if len(specs) == 0 {
+		return nil, fmt.Errorf("block store: no tiers configured (worker.tiers)")
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Store{log: log, blocks: map[int64]*block{}, writing: map[int64]*TempBlock{}, doomed: map[int64]*block{}, ev: ev}
+	sorted := append([]TierSpec(nil), specs...)
+	sort.SliceStable(sorted, func(i, j int) bool { return tierRank(sorted[i].Alias) < tierRank(sorted[j].Alias) })
+	type found struct {
+		b     *block
+		mtime time.Time
+	}
+	var all []found
+	for _, sp := range sorted {
+		if sp.Quota <= 0 {
+			return nil, fmt.Errorf("block store: tier %s at %s: quota must be > 0", sp.Alias, sp.Dir)
+		}
+		dir, err := filepath.Abs(sp.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("block store: tier %s dir %q: %w", sp.Alias, sp.Dir, err)
+		}
+		for _, t := range s.tiers {
+			if t.dir == dir {
+				return nil, fmt.Errorf("block store: tiers %s and %s share the directory %s", t.alias, sp.Alias, dir)
+			}
+		}
+		if err := os.MkdirAll(filepath.Join(dir, tmpDir), 0o755); err != nil {
+			return nil, fmt.Errorf("block store: tier %s: %w", sp.Alias, err)
+		}
+		// Blocks that were being written when the worker stopped are lost.
+		tmps, _ := os.ReadDir(filepath.Join(dir, tmpDir))
+		for _, e := range tmps {
+			_ = os.RemoveAll(filepath.Join(dir, tmpDir, e.Name()))
+		}
+		if len(tmps) > 0 {
+			log.Info("removed stale temp blocks", zap.String("tier", sp.Alias), zap.Int("count", len(tmps)))
+		}
+		t := &tier{alias: sp.Alias, dir: dir, quota: sp.Quota}
+		s.tiers = append(s.tiers, t)
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("block store: tier %s: %w", sp.Alias, err)
+		}
+		for _, e := range ents {
+			id, pinned, ok := parseBlockName(e.Name())
+			if !ok || !e.Type().IsRegular() {
+				continue
+			}
+			fi, err := e.Info()
+			if err != nil {
+				continue
+			}
+			p := filepath.Join(dir, e.Name())
+			if _, dup := s.blocks[id]; dup {
+				// A copy left by an interrupted move: keep the faster one.
+				_ = os.Remove(p)
+				continue
+			}
+			b := &block{id: id, length: fi.Size(), tier: t, path: p, pinned: pinned}
+			s.blocks[id] = b
+			t.used += b.length
+			all = append(all, found{b, fi.ModTime()})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].mtime.Before(all[j].mtime) })
+	for _, f := range all {
+		ev.Add(f.b.id)
+	}
+	// A quota lowered since the last run: evict down to it.
+	for _, t := range s.tiers {
+		if t.used > t.quota {
+			s.evictFor(t, 0)
+		}
+	}
+	return s, nil
+}
+
+// SetListener installs the listener (before the store is shared).
+func (s *Store) SetListener(l Listener) {
+	s.mu.Lock()
+	s.listener = l
+	s.mu.Unlock()
+}
+
+func parseBlockName(name string) (id int64, pinned bool, ok bool) {
+	base := strings.TrimSuffix(name, ".pin")
+	pinned = base != name
+	id, err := strconv.ParseInt(base, 10, 64)
+	if err != nil || id < 0 || strconv.FormatInt(id, 10) != base {
+		return 0, false, false
+	}
+	return id, pinned, true
+}
+
+func blockPath(t *tier, id int64, pinned bool) string {
+	name := strconv.FormatInt(id, 10)
+	if pinned {
+		name += ".pin"
+	}
+	return filepath.Join(t.dir, name)
+}
+
+func (s *Store) tierByAlias(alias string) *tier {
+	for _, t := range s.tiers {
+		if t.alias == alias {
+			return t
+		}
+	}
+	return nil
+}
+
+func (s *Store) evictable(b *block) bool { return !b.pinned && b.refs == 0 && !b.moving }
+
+// evictFor evicts least recently used blocks of t until it has n bytes
+// free. It evicts nothing and returns false when that is impossible.
+func (s *Store) evictFor(t *tier, n int64) bool {
+	if t.free() >= n {
+		return true
+	}
+	var can int64
+	for _, b := range s.blocks {
+		if b.tier == t && s.evictable(b) {
+			can += b.length
+		}
+	}
+	if t.free()+can < n {
+		return false
+	}
+	for id := range s.ev.Victims() {
+		b := s.blocks[id]
+		if b == nil || b.tier != t || !s.evictable(b) {
+			continue
+		}
+		s.dropLocked(b)
+		s.evictions++
+		s.log.Debug("evicted block", zap.Int64("block", id), zap.String("tier", t.alias), zap.Int64("bytes", b.length))
+		if t.free() >= n {
+			return true
+		}
+	}
+	return t.free() >= n
+}
+
+// dropLocked makes b invisible and deletes its file unless a lease still
+// needs the path.
+func (s *Store) dropLocked(b *block) {
+	delete(s.blocks, b.id)
+	s.ev.Remove(b.id)
+	b.removed = true
+	if s.listener != nil {
+		s.listener.BlockRemoved(b.id)
+	}
+	if b.leases > 0 {
+		s.doomed[b.id] = b
+		return
+	}
+	s.unlinkLocked(b)
+}
+
+func (s *Store) unlinkLocked(b *block) {
+	if b.path != "" {
+		if err := os.Remove(b.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("remove block file", zap.String("path", b.path), zap.Error(err))
+		}
+		b.path = ""
+	}
+	b.tier.used -= b.length
+}
+
+// allocate reserves n bytes in the preferred tier, else the fastest tier
+// with room, else the fastest tier where eviction makes room.
+func (s *Store) allocate(n int64, alias string) (*tier, error) {
+	cands := s.tiers
+	if alias != "" {
+		pref := s.tierByAlias(alias)
+		if pref == nil {
+			return nil, fmt.Errorf("tier %q: %w", alias, errUnknownTier)
+		}
+		cands = append([]*tier{pref}, cands...)
+	}
+	for _, t := range cands {
+		if t.free() >= n {
+			t.used += n
+			return t, nil
+		}
+	}
+	for _, t := range cands {
+		if s.evictFor(t, n) {
+			t.used += n
+			return t, nil
+		}
+	}
+	return nil, s.noSpace(n)
+}
+
+var errUnknownTier = errors.New("no such tier on this worker")
+
+func (s *Store) noSpace(n int64) error {
+	var parts []string
+	for _, t := range s.tiers {
+		var pinned, inUse int64
+		for _, b := range s.blocks {
+			if b.tier != t {
+				continue
+			}
+			if b.pinned {
+				pinned += b.length
+			} else if b.refs > 0 || b.moving {
+				inUse += b.length
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s %d/%d used, %d pinned, %d in use", t.alias, t.used, t.quota, pinned, inUse))
+	}
+	return fmt.Errorf("%w for %d bytes (%s)", ErrNoSpace, n, strings.Join(parts, "; "))
+}
+
+// TempBlock is a block being written. Readers cannot see it until Commit.
+type TempBlock struct {
+	s        *Store
+	id       int64
+	t        *tier
+	pinned   bool
+	path     string
+	f        *os.File
+	reserved int64
+	written  int64
+	done     bool
+}
+
+// Create starts writing block id, reserving hint bytes (the write grows the
+// reservation as needed) in the tier alias, or the fastest tier with room.
+func (s *Store) Create(id int64, hint int64, alias string, pinned bool) (*TempBlock, error) {
+	if hint < 0 {
+		hint = 0
+	}
+	s.mu.Lock()
+	if _, ok := s.blocks[id]; ok {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("block %d: %w", id, ErrExists)
+	}
+	if _, ok := s.writing[id]; ok {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("block %d: %w", id, ErrWriting)
+	}
+	t, err := s.allocate(hint, alias)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("block %d: %w", id, err)
+	}
+	tb := &TempBlock{s: s, id: id, t: t, pinned: pinned, reserved: hint}
+	s.writing[id] = tb
+	s.mu.Unlock()
+
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	tb.path = filepath.Join(t.dir, tmpDir, fmt.Sprintf("%d-%s", id, hex.EncodeToString(rnd[:])))
+	f, err := os.OpenFile(tb.path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		s.mu.Lock()
+		delete(s.writing, id)
+		t.used -= hint
+		s.mu.Unlock()
+		return nil, fmt.Errorf("block %d: create in tier %s: %w", id, t.alias, err)
+	}
+	tb.f = f
+	return tb, nil
+}
+
+// ID returns the block id.
+func (tb *TempBlock) ID() int64 { return tb.id }
+
+// Tier returns the tier the block is written to.
+func (tb *TempBlock) Tier() string { return tb.t.alias }
+
+// Path returns the temp file (for readers of a fill in progress).
+func (tb *TempBlock) Path() string { return tb.path }
+
+// Written returns the bytes written so far.
+func (tb *TempBlock) Written() int64 { return tb.written }
+
+// Write appends p, growing the reservation (evicting if need be).
+func (tb *TempBlock) Write(p []byte) (int, error) {
+	if tb.done {
+		return 0, fmt.Errorf("block %d: write after commit or abort", tb.id)
+	}
+	if need := tb.written + int64(len(p)) - tb.reserved; need > 0 {
+		grow := max(need, 4<<20)
+		if err := tb.s.grow(tb, grow); err != nil {
+			if err = tb.s.grow(tb, need); err != nil {
+				return 0, fmt.Errorf("block %d: %w", tb.id, err)
+			}
+		}
+	}
+	n, err := tb.f.Write(p)
+	tb.written += int64(n)
+	if err != nil {
+		if errors.Is(err, syscall.ENOSPC) {
+			err = fmt.Errorf("%w: tier %s disk full: %v", ErrNoSpace, tb.t.alias, err)
+		}
+		return n, fmt.Errorf("block %d: %w", tb.id, err)
+	}
+	return n, nil
+}
+
+func (s *Store) grow(tb *TempBlock, n int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.evictFor(tb.t, n) {
+		return fmt.Errorf("tier %s: %w", tb.t.alias, s.noSpace(n))
+	}
+	tb.t.used += n
+	tb.reserved += n
+	return nil
+}
+
+// Commit makes the block visible: its file is renamed into the tier dir.
+func (tb *TempBlock) Commit() (BlockMeta, error) {
+	if tb.done {
+		return BlockMeta{}, fmt.Errorf("block %d: already committed or aborted", tb.id)
+	}
+	tb.done = true
+	if err := tb.f.Close(); err != nil {
+		tb.release()
+		return BlockMeta{}, fmt.Errorf("block %d: close: %w", tb.id, err)
+	}
+	s := tb.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.writing, tb.id)
+	if _, ok := s.blocks[tb.id]; ok {
+		_ = os.Remove(tb.path)
+		tb.t.used -= tb.reserved
+		return BlockMeta{}, fmt.Errorf("block %d: %w", tb.id, ErrExists)
+	}
+	final := blockPath(tb.t, tb.id, tb.pinned)
+	if d := s.doomed[tb.id]; d != nil && d.path == final {
+		// The rename replaces the removed block's file, which its lease
+		// holders keep open; its space is returned when the lease ends.
+		d.path = ""
+	}
+	if err := os.Rename(tb.path, final); err != nil {
+		_ = os.Remove(tb.path)
+		tb.t.used -= tb.reserved
+		return BlockMeta{}, fmt.Errorf("block %d: commit: %w", tb.id, err)
+	}
+	tb.t.used += tb.written - tb.reserved
+	b := &block{id: tb.id, length: tb.written, tier: tb.t, path: final, pinned: tb.pinned}
+	s.blocks[tb.id] = b
+	s.ev.Add(tb.id)
+	m := BlockMeta{ID: tb.id, Length: tb.written, Tier: tb.t.alias, Pinned: tb.pinned}
+	if s.listener != nil {
+		s.listener.BlockAdded(m)
+	}
+	return m, nil
+}
+
+// Abort drops the block being written.
+func (tb *TempBlock) Abort() {
+	if tb.done {
+		return
+	}
+	tb.done = true
+	tb.f.Close()
+	tb.release()
+}
+
+func (tb *TempBlock) release() {
+	_ = os.Remove(tb.path)
+	tb.s.mu.Lock()
+	delete(tb.s.writing, tb.id)
+	tb.t.used -= tb.reserved
+	tb.s.mu.Unlock()
+}
+
+// Handle is an open committed block; the block is not evicted while it is
+// held. Release it when done.
+type Handle struct {
+	s      *Store
+	b      *block
+	File   *os.File
+	Length int64
+	Tier   string
+	once   sync.Once
+}
+
+// ReadAt reads from the block file.
+func (h *Handle) ReadAt(p []byte, off int64) (int, error) { return h.File.ReadAt(p, off) }
+
+// Release closes the handle.
+func (h *Handle) Release() {
+	h.once.Do(func() {
+		h.File.Close()
+		h.s.mu.Lock()
+		h.b.refs--
+		h.s.mu.Unlock()
+	})
+}
+
+// Open opens a committed block for reading and marks it used (for LRU).
+func (s *Store) Open(id int64) (*Handle, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.blocks[id]
+	if b == nil {
+		return nil, fmt.Errorf("block %d: %w", id, ErrNotFound)
+	}
+	f, err := os.Open(b.path)
+	if err != nil {
+		return nil, fmt.Errorf("block %d: open %s: %w", id, b.path, err)
+	}
+	b.refs++
+	s.ev.Touch(id)
+	return &Handle{s: s, b: b, File: f, Length: b.length, Tier: b.tier.alias}, nil
+}
+
+// Lease keeps block id's file at its path (no eviction, no move) until
+// Unlease, for a short-circuit reader on this host.
+func (s *Store) Lease(id int64) (path string, length int64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.blocks[id]
+	if b == nil {
+		return "", 0, fmt.Errorf("block %d: %w", id, ErrNotFound)
+	}
+	b.refs++
+	b.leases++
+	s.ev.Touch(id)
+	return b.path, b.length, nil
+}
+
+// Unlease ends one lease of block id taken by Lease.
+func (s *Store) Unlease(id int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.blocks[id]
+	if b == nil {
+		b = s.doomed[id]
+	}
+	if b == nil || b.leases == 0 {
+		return
+	}
+	b.refs--
+	b.leases--
+	if b.removed && b.leases == 0 {
+		delete(s.doomed, id)
+		s.unlinkLocked(b)
+	}
+}
+
+// Remove drops block id, pinned or not. Open readers keep reading their
+// open file; leased paths stay until the leases end.
+func (s *Store) Remove(id int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.blocks[id]
+	if b == nil {
+		return fmt.Errorf("block %d: %w", id, ErrNotFound)
+	}
+	s.dropLocked(b)
+	return nil
+}
+
+// Move moves block id to the tier alias (making room there by eviction).
+// Readers with the block open keep reading; a leased block is not moved.
+func (s *Store) Move(id int64, alias string) error {
+	s.mu.Lock()
+	b := s.blocks[id]
+	if b == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("block %d: %w", id, ErrNotFound)
+	}
+	dst := s.tierByAlias(alias)
+	switch {
+	case dst == nil:
+		s.mu.Unlock()
+		return fmt.Errorf("block %d: tier %q: %w", id, alias, errUnknownTier)
+	case dst == b.tier:
+		s.mu.Unlock()
+		return nil
+	case b.leases > 0 || b.moving:
+		s.mu.Unlock()
+		return fmt.Errorf("block %d: %w (leased or moving)", id, ErrBusy)
+	}
+	b.moving = true // not evictable while we reserve and copy
+	if !s.evictFor(dst, b.length) {
+		b.moving = false
+		err := s.noSpace(b.length)
+		s.mu.Unlock()
+		return fmt.Errorf("block %d: move to %s: %w", id, alias, err)
+	}
+	dst.used += b.length
+	src := b.path
+	s.mu.Unlock()
+
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := filepath.Join(dst.dir, tmpDir, fmt.Sprintf("%d-move-%s", id, hex.EncodeToString(rnd[:])))
+	err := copyFile(src, tmp)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b.moving = false
+	if err == nil && (b.removed || b.leases > 0) {
+		err = fmt.Errorf("block %d: %w (removed or leased during the move)", id, ErrBusy)
+	}
+	final := blockPath(dst, id, b.pinned)
+	if err == nil {
+		err = os.Rename(tmp, final)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		dst.used -= b.length
+		return fmt.Errorf("block %d: move to %s: %w", id, alias, err)
+	}
+	_ = os.Remove(src)
+	b.tier.used -= b.length
+	b.tier, b.path = dst, final
+	if s.listener != nil {
+		s.listener.BlockAdded(BlockMeta{ID: id, Length: b.length, Tier: dst.alias, Pinned: b.pinned})
+	}
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// Has reports whether block id is cached (committed).
+func (s *Store) Has(id int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.blocks[id] != nil
+}
+
+// Stat returns a committed block's metadata.
+func (s *Store) Stat(id int64) (BlockMeta, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.blocks[id]
+	if b == nil {
+		return BlockMeta{}, false
+	}
+	return BlockMeta{ID: id, Length: b.length, Tier: b.tier.alias, Pinned: b.pinned}, true
+}
+
+// TopTier returns the fastest tier's alias.
+func (s *Store) TopTier() string { return s.tiers[0].alias }
+
+// Usage returns capacity and use per tier alias, fastest first.
+func (s *Store) Usage() []TierStat {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.usageLocked()
+}
+
+func (s *Store) usageLocked() []TierStat {
+	var out []TierStat
+	for _, t := range s.tiers {
+		if n := len(out); n > 0 && out[n-1].Alias == t.alias {
+			out[n-1].Capacity += t.quota
+			out[n-1].Used += t.used
+			continue
+		}
+		out = append(out, TierStat{Alias: t.alias, Capacity: t.quota, Used: t.used})
+	}
+	return out
+}
+
+// Report returns every committed block and the tier usage in one snapshot;
+// then, still under the store's lock, it calls after (which may reset a
+// listener's deltas that the snapshot supersedes).
+func (s *Store) Report(after func()) ([]BlockMeta, []TierStat) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]BlockMeta, 0, len(s.blocks))
+	for _, b := range s.blocks {
+		out = append(out, BlockMeta{ID: b.id, Length: b.length, Tier: b.tier.alias, Pinned: b.pinned})
+	}
+	if after != nil {
+		after()
+	}
+	return out, s.usageLocked()
+}
+
+// Count returns the number of committed blocks.
+func (s *Store) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.blocks)
+}
+
+// Evictions returns how many blocks were evicted since the store opened.
+func (s *Store) Evictions() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.evictions
+}
