@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -62,7 +63,6 @@ type Journal struct {
 	lock    *os.File
 
 	mu       sync.Mutex // guards the fields below
-	cond     *sync.Cond // writer waits on it for work
 	nextSeq  int64
 	queue    []*Pending
 	rotates  []rotateReq // Rotate calls waiting for the writer
@@ -70,6 +70,7 @@ type Journal struct {
 	closing  bool
 	isClosed bool
 
+	kick       chan struct{} // cap 1: wakes the writer (new work, Rotate, Close)
 	writerDone chan struct{}
 
 	segMu  sync.RWMutex  // guards closed, open; held for writing only while rotating or deleting
@@ -161,9 +162,9 @@ func Open(opts Options) (*Journal, error) {
 		dir:        opts.Dir,
 		logsDir:    filepath.Join(opts.Dir, logsDirName),
 		lock:       lock,
+		kick:       make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 	}
-	j.cond = sync.NewCond(&j.mu)
 	if err := j.repair(); err != nil {
 		if j.open != nil {
 			j.open.db.Close()
@@ -388,9 +389,29 @@ func (j *Journal) Append(e *api.JournalEntry) *Pending {
 	j.nextSeq++
 	p := &Pending{seq: e.Sequence, val: val, done: make(chan struct{})}
 	j.queue = append(j.queue, p)
-	j.cond.Signal()
+	j.wake()
 	return p
 }
+
+// wake tells the writer there is something to do (never blocks).
+func (j *Journal) wake() {
+	select {
+	case j.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Lingering: with closed-loop callers (each appends again as soon as its
+// previous entry is acknowledged) a writer that commits whatever is queued
+// the instant the previous commit ends splits the callers into two groups
+// that alternate (one is fsynced while the other queues), halving the
+// entries per fsync. So after a batch of n > 1 entries the writer yields
+// (runtime.Gosched) to let those n callers run, for as long as the queue
+// keeps growing, at most lingerYields times, and stops once as many are
+// queued as were in flight when the commit ended. Yielding costs
+// microseconds, never an fsync's worth of latency; timers are no use here
+// (an idle Go runtime sleeps at least 1ms for any timer under 1ms).
+const lingerYields = 8
 
 // writer is the one goroutine that writes segments. Each turn it takes
 // everything queued (up to MaxBatch, and no further than the segment's
@@ -398,11 +419,29 @@ func (j *Journal) Append(e *api.JournalEntry) *Pending {
 func (j *Journal) writer() {
 	defer close(j.writerDone)
 	batch := make([]*Pending, 0, 64)
+	released := 0 // entries acknowledged by the last commit
+	inFlight := 0 // those plus the ones queued when it ended
 	for {
 		j.mu.Lock()
 		for len(j.queue) == 0 && len(j.rotates) == 0 && !j.closing {
-			j.cond.Wait()
+			j.mu.Unlock()
+			<-j.kick
+			j.mu.Lock()
 		}
+		if released > 1 && j.failed == nil && !j.closing {
+			room := j.opts.SegmentEntries - (j.open.last - j.open.first + 1)
+			target := int(min(int64(inFlight), int64(j.opts.MaxBatch), room))
+			for i := 0; i < lingerYields && len(j.queue) < target && !j.closing; i++ {
+				n0 := len(j.queue)
+				j.mu.Unlock()
+				runtime.Gosched()
+				j.mu.Lock()
+				if len(j.queue) == n0 {
+					break // nobody came back
+				}
+			}
+		}
+		released = 0
 		if j.failed != nil {
 			j.failAllLocked(j.failed)
 			closing := j.closing
@@ -438,7 +477,9 @@ func (j *Journal) writer() {
 
 		var err error
 		if n > 0 {
-			err = j.commit(batch)
+			var queued int
+			err = j.commit(batch, &queued)
+			released, inFlight = n, n+queued
 		}
 		if err == nil {
 			full := j.open.last-j.open.first+1 >= j.opts.SegmentEntries
@@ -484,7 +525,9 @@ func (j *Journal) failAllLocked(err error) {
 }
 
 // commit writes batch in one bbolt transaction and acknowledges it.
-func (j *Journal) commit(batch []*Pending) error {
+// It stores in *queued how many entries were queued when the commit ended
+// (before the batch was acknowledged).
+func (j *Journal) commit(batch []*Pending, queued *int) error {
 	err := j.open.db.Update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(entriesBucket)
 		if b == nil {
@@ -516,6 +559,9 @@ func (j *Journal) commit(batch []*Pending) error {
 	if n := int64(len(batch)); n > j.maxBatch.Load() {
 		j.maxBatch.Store(n)
 	}
+	j.mu.Lock()
+	*queued = len(j.queue)
+	j.mu.Unlock()
 	for _, p := range batch {
 		p.val = nil
 		close(p.done)
@@ -565,7 +611,7 @@ func (j *Journal) Rotate() error {
 		return ErrClosed
 	}
 	j.rotates = append(j.rotates, rotateReq{upTo: j.nextSeq - 1, ch: ch})
-	j.cond.Signal()
+	j.wake()
 	j.mu.Unlock()
 	return <-ch
 }
@@ -690,7 +736,7 @@ func (j *Journal) Close() error {
 	}
 	j.isClosed = true
 	j.closing = true
-	j.cond.Broadcast()
+	j.wake()
 	j.mu.Unlock()
 	<-j.writerDone
 	j.segMu.Lock()
