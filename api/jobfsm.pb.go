@@ -713,13 +713,15 @@ func (x *CancelJobCommand) GetNowMs() int64 {
 	return 0
 }
 
-// FinishJobCommand ends a job whose tasks have all ended.
+// FinishJobCommand ends a job whose tasks have all ended; with abort it
+// fails a job at once (planning cannot go on), cancelling its tasks.
 type FinishJobCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         int64                  `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	Status        JobInfo_Status         `protobuf:"varint,2,opt,name=status,proto3,enum=alluvium.v1.JobInfo_Status" json:"status,omitempty"` // COMPLETED or FAILED
 	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	NowMs         int64                  `protobuf:"varint,4,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
+	Abort         bool                   `protobuf:"varint,5,opt,name=abort,proto3" json:"abort,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -780,6 +782,13 @@ func (x *FinishJobCommand) GetNowMs() int64 {
 		return x.NowMs
 	}
 	return 0
+}
+
+func (x *FinishJobCommand) GetAbort() bool {
+	if x != nil {
+		return x.Abort
+	}
+	return false
 }
 
 // NextRoundCommand starts another planning round (e.g. load --verify).
@@ -1005,10 +1014,12 @@ func (x *WorkerLostCommand) GetNowMs() int64 {
 	return 0
 }
 
-// DeleteJobsCommand compacts finished jobs away (retention, capacity).
+// DeleteJobsCommand compacts finished jobs (retention, capacity) and long
+// LOST job workers away.
 type DeleteJobsCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobIds        []int64                `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	WorkerIds     []int64                `protobuf:"varint,2,rep,packed,name=worker_ids,json=workerIds,proto3" json:"worker_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1046,6 +1057,13 @@ func (*DeleteJobsCommand) Descriptor() ([]byte, []int) {
 func (x *DeleteJobsCommand) GetJobIds() []int64 {
 	if x != nil {
 		return x.JobIds
+	}
+	return nil
+}
+
+func (x *DeleteJobsCommand) GetWorkerIds() []int64 {
+	if x != nil {
+		return x.WorkerIds
 	}
 	return nil
 }
@@ -1438,12 +1456,13 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\x10CancelJobCommand\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x15\n" +
-	"\x06now_ms\x18\x03 \x01(\x03R\x05nowMs\"\x8b\x01\n" +
+	"\x06now_ms\x18\x03 \x01(\x03R\x05nowMs\"\xa1\x01\n" +
 	"\x10FinishJobCommand\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x123\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1b.alluvium.v1.JobInfo.StatusR\x06status\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x15\n" +
-	"\x06now_ms\x18\x04 \x01(\x03R\x05nowMs\"V\n" +
+	"\x06now_ms\x18\x04 \x01(\x03R\x05nowMs\x12\x14\n" +
+	"\x05abort\x18\x05 \x01(\bR\x05abort\"V\n" +
 	"\x10NextRoundCommand\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x05R\x05round\x12\x15\n" +
@@ -1460,9 +1479,11 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12!\n" +
 	"\fmax_attempts\x18\x02 \x01(\x05R\vmaxAttempts\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x15\n" +
-	"\x06now_ms\x18\x04 \x01(\x03R\x05nowMs\",\n" +
+	"\x06now_ms\x18\x04 \x01(\x03R\x05nowMs\"K\n" +
 	"\x11DeleteJobsCommand\x12\x17\n" +
-	"\ajob_ids\x18\x01 \x03(\x03R\x06jobIds\"Z\n" +
+	"\ajob_ids\x18\x01 \x03(\x03R\x06jobIds\x12\x1d\n" +
+	"\n" +
+	"worker_ids\x18\x02 \x03(\x03R\tworkerIds\"Z\n" +
 	"\x10PutPolicyCommand\x12/\n" +
 	"\x06policy\x18\x01 \x01(\v2\x17.alluvium.v1.PolicyInfoR\x06policy\x12\x15\n" +
 	"\x06now_ms\x18\x02 \x01(\x03R\x05nowMs\")\n" +

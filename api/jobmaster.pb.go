@@ -2213,6 +2213,10 @@ type JobWorkerHeartbeatRequest struct {
 	FreeSlots     int32                  `protobuf:"varint,3,opt,name=free_slots,json=freeSlots,proto3" json:"free_slots,omitempty"`
 	WaitMs        int64                  `protobuf:"varint,4,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
 	RunningJobIds []int64                `protobuf:"varint,5,rep,packed,name=running_job_ids,json=runningJobIds,proto3" json:"running_job_ids,omitempty"`
+	// Every task attempt this worker holds: queued, running, or with a result
+	// not yet acked. A task the leader thinks runs here but that is missing
+	// from a poll's list was lost on the way and is retried.
+	Holding       []*TaskRef `protobuf:"bytes,6,rep,name=holding,proto3" json:"holding,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2278,6 +2282,13 @@ func (x *JobWorkerHeartbeatRequest) GetWaitMs() int64 {
 func (x *JobWorkerHeartbeatRequest) GetRunningJobIds() []int64 {
 	if x != nil {
 		return x.RunningJobIds
+	}
+	return nil
+}
+
+func (x *JobWorkerHeartbeatRequest) GetHolding() []*TaskRef {
+	if x != nil {
+		return x.Holding
 	}
 	return nil
 }
@@ -2698,14 +2709,15 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x04user\x18\b \x01(\tR\x04user\x125\n" +
 	"\x17bandwidth_bytes_per_sec\x18\t \x01(\x03R\x14bandwidthBytesPerSec\x12 \n" +
 	"\vdescription\x18\n" +
-	" \x01(\tR\vdescription\"\xcb\x01\n" +
+	" \x01(\tR\vdescription\"\xfb\x01\n" +
 	"\x19JobWorkerHeartbeatRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x121\n" +
 	"\aupdates\x18\x02 \x03(\v2\x17.alluvium.v1.TaskUpdateR\aupdates\x12\x1d\n" +
 	"\n" +
 	"free_slots\x18\x03 \x01(\x05R\tfreeSlots\x12\x17\n" +
 	"\await_ms\x18\x04 \x01(\x03R\x06waitMs\x12&\n" +
-	"\x0frunning_job_ids\x18\x05 \x03(\x03R\rrunningJobIds\"\xe2\x01\n" +
+	"\x0frunning_job_ids\x18\x05 \x03(\x03R\rrunningJobIds\x12.\n" +
+	"\aholding\x18\x06 \x03(\v2\x14.alluvium.v1.TaskRefR\aholding\"\xe2\x01\n" +
 	"\x1aJobWorkerHeartbeatResponse\x121\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x1b.alluvium.v1.TaskAssignmentR\x05tasks\x12.\n" +
 	"\acancels\x18\x02 \x03(\v2\x14.alluvium.v1.TaskRefR\acancels\x12\x15\n" +
@@ -2810,43 +2822,44 @@ var file_jobmaster_proto_depIdxs = []int32{
 	1,  // 14: alluvium.v1.TaskUpdate.status:type_name -> alluvium.v1.TaskInfo.Status
 	3,  // 15: alluvium.v1.TaskUpdate.failed:type_name -> alluvium.v1.FailedPath
 	31, // 16: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
-	32, // 17: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
-	35, // 18: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
-	35, // 19: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
-	28, // 20: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
-	5,  // 21: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
-	7,  // 22: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
-	9,  // 23: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
-	11, // 24: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
-	13, // 25: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
-	14, // 26: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
-	18, // 27: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
-	20, // 28: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
-	22, // 29: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
-	24, // 30: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
-	26, // 31: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
-	29, // 32: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
-	33, // 33: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
-	36, // 34: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
-	6,  // 35: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
-	8,  // 36: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
-	10, // 37: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
-	12, // 38: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
-	2,  // 39: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
-	16, // 40: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
-	19, // 41: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
-	21, // 42: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
-	23, // 43: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
-	25, // 44: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
-	27, // 45: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
-	30, // 46: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
-	34, // 47: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
-	37, // 48: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
-	35, // [35:49] is the sub-list for method output_type
-	21, // [21:35] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	35, // 17: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
+	32, // 18: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
+	35, // 19: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
+	35, // 20: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
+	28, // 21: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
+	5,  // 22: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
+	7,  // 23: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
+	9,  // 24: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
+	11, // 25: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
+	13, // 26: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
+	14, // 27: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
+	18, // 28: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
+	20, // 29: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
+	22, // 30: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
+	24, // 31: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
+	26, // 32: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
+	29, // 33: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
+	33, // 34: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
+	36, // 35: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
+	6,  // 36: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
+	8,  // 37: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
+	10, // 38: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
+	12, // 39: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
+	2,  // 40: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
+	16, // 41: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	19, // 42: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
+	21, // 43: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
+	23, // 44: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
+	25, // 45: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
+	27, // 46: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
+	30, // 47: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
+	34, // 48: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
+	37, // 49: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
+	36, // [36:50] is the sub-list for method output_type
+	22, // [22:36] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_jobmaster_proto_init() }

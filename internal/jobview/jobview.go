@@ -1,0 +1,105 @@
+// Package jobview is the JSON form of a job, shared by everything that
+// prints one: `alluvium job ... --output json`, the job master's
+// /api/v1/jobs, and the SDK (sdk.JobJSON). DESIGN.md fixes the first
+// fields (id, plan, status, tasksTotal, tasksDone, tasksFailed, bytesTotal,
+// bytesDone, error); the rest may grow.
+package jobview
+
+import (
+	"encoding/json"
+	"strings"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// Job is one job as JSON.
+type Job struct {
+	ID           int64           `json:"id"`
+	Plan         string          `json:"plan"`
+	Status       string          `json:"status"`
+	TasksTotal   int64           `json:"tasksTotal"`
+	TasksDone    int64           `json:"tasksDone"`
+	TasksFailed  int64           `json:"tasksFailed"`
+	BytesTotal   int64           `json:"bytesTotal"`
+	BytesDone    int64           `json:"bytesDone"`
+	Error        string          `json:"error"`
+	TasksRunning int64           `json:"tasksRunning"`
+	PlanningDone bool            `json:"planningDone"`
+	Round        int32           `json:"round,omitempty"`
+	Config       json.RawMessage `json:"config,omitempty"`
+	Submitter    string          `json:"submitter,omitempty"`
+	RequestID    string          `json:"requestId,omitempty"`
+	Policy       string          `json:"policy,omitempty"`
+	CreatedMs    int64           `json:"createdMs"`
+	UpdatedMs    int64           `json:"updatedMs"`
+	FinishedMs   int64           `json:"finishedMs,omitempty"`
+	Failed       []FailedPath    `json:"failed,omitempty"`
+	Tasks        []Task          `json:"tasks,omitempty"`
+}
+
+// FailedPath is a path the job could not handle, with why.
+type FailedPath struct {
+	Path  string `json:"path"`
+	Error string `json:"error"`
+}
+
+// Task is one task of a job (verbose views only).
+type Task struct {
+	ID            int64  `json:"id"`
+	Status        string `json:"status"`
+	Attempt       int32  `json:"attempt"`
+	WorkerID      int64  `json:"workerId,omitempty"`
+	WorkerAddress string `json:"workerAddress,omitempty"`
+	Description   string `json:"description,omitempty"`
+	BytesTotal    int64  `json:"bytesTotal"`
+	BytesDone     int64  `json:"bytesDone"`
+	Error         string `json:"error,omitempty"`
+	UpdatedMs     int64  `json:"updatedMs,omitempty"`
+}
+
+// Status is a job status's name: CREATED, RUNNING, COMPLETED, FAILED,
+// CANCELED.
+func Status(s api.JobInfo_Status) string {
+	return strings.TrimPrefix(s.String(), "STATUS_")
+}
+
+// TaskStatus is a task status's name.
+func TaskStatus(s api.TaskInfo_Status) string {
+	return strings.TrimPrefix(s.String(), "STATUS_")
+}
+
+// ParseStatus reads a job status name (any case); ok is false for an
+// unknown one.
+func ParseStatus(name string) (api.JobInfo_Status, bool) {
+	v, ok := api.JobInfo_Status_value[strings.ToUpper(strings.TrimSpace(name))]
+	if !ok || v == 0 {
+		return 0, false
+	}
+	return api.JobInfo_Status(v), true
+}
+
+// FromInfo converts a JobInfo.
+func FromInfo(i *api.JobInfo) Job {
+	j := Job{
+		ID: i.GetId(), Plan: i.GetPlan(), Status: Status(i.GetStatus()),
+		TasksTotal: i.GetTasksTotal(), TasksDone: i.GetTasksDone(), TasksFailed: i.GetTasksFailed(),
+		BytesTotal: i.GetBytesTotal(), BytesDone: i.GetBytesDone(), Error: i.GetError(),
+		TasksRunning: i.GetTasksRunning(), PlanningDone: i.GetPlanningDone(), Round: i.GetRound(),
+		Submitter: i.GetSubmitter(), RequestID: i.GetRequestId(), Policy: i.GetPolicy(),
+		CreatedMs: i.GetCreatedMs(), UpdatedMs: i.GetUpdatedMs(), FinishedMs: i.GetFinishedMs(),
+	}
+	if c := i.GetConfigJson(); c != "" && json.Valid([]byte(c)) {
+		j.Config = json.RawMessage(c)
+	}
+	for _, f := range i.GetFailed() {
+		j.Failed = append(j.Failed, FailedPath{Path: f.GetPath(), Error: f.GetError()})
+	}
+	for _, t := range i.GetTasks() {
+		j.Tasks = append(j.Tasks, Task{
+			ID: t.GetTaskId(), Status: TaskStatus(t.GetStatus()), Attempt: t.GetAttempt(),
+			WorkerID: t.GetWorkerId(), WorkerAddress: t.GetWorkerAddress(), Description: t.GetDescription(),
+			BytesTotal: t.GetBytesTotal(), BytesDone: t.GetBytesDone(), Error: t.GetError(), UpdatedMs: t.GetUpdatedMs(),
+		})
+	}
+	return j
+}

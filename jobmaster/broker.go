@@ -1,0 +1,532 @@
+package jobmaster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// broker is the leader's task placement: it holds the PENDING tasks not yet
+// handed out, in one queue per job worker (tasks whose data goes to the
+// block worker beside it) plus a shared queue, and answers job workers'
+// long polls. It lives only on the leader and is rebuilt from the FSM when
+// leadership starts; the FSM's hook feeds it every task change.
+//
+// A task handed out is "claimed" until its DISPATCH entry is applied (then
+// it is RUNNING in the FSM) — so the hand-out does not wait for raft; if
+// the dispatch is lost with a leader, the task is still PENDING and the
+// next leader hands it out again (tasks are idempotent).
+type broker struct {
+	fsm         *FSM
+	taskTimeout time.Duration
+
+	mu      sync.Mutex
+	closed  bool
+	workers map[int64]*workerSlot
+	byBW    map[string]int64 // block worker address → job worker id
+	byBWID  map[int64]int64  // block worker id → job worker id
+	pref    map[int64]*fifo  // job worker id → unplaced tasks for it
+	anyq    fifo             // unplaced tasks for anyone
+	queued  map[taskKey]int64
+	claimed map[taskKey]claim
+	running map[taskKey]runInfo
+	bw      map[int64]int64 // job id → bandwidth (bytes/s) from its config
+}
+
+type workerSlot struct {
+	id       int64
+	threads  int32
+	addr     string
+	wake     chan struct{}
+	cancels  []*api.TaskRef
+	lastSeen time.Time
+	// A poll in wait: how many tasks it takes (updated by reports).
+	waiting bool
+	free    int
+}
+
+type claim struct {
+	worker  int64
+	attempt int32
+	at      time.Time
+}
+
+type runInfo struct {
+	worker   int64
+	attempt  int32
+	deadline time.Time
+	timedOut bool
+}
+
+// fifo is a queue of task keys; removed keys are skipped lazily.
+type fifo struct {
+	items []taskKey
+	head  int
+}
+
+func (q *fifo) push(k taskKey) { q.items = append(q.items, k) }
+func (q *fifo) len() int       { return len(q.items) - q.head }
+func (q *fifo) pop() (taskKey, bool) {
+	if q.head >= len(q.items) {
+		return taskKey{}, false
+	}
+	k := q.items[q.head]
+	q.head++
+	if q.head > 1024 && q.head*2 > len(q.items) {
+		q.items = append([]taskKey(nil), q.items[q.head:]...)
+		q.head = 0
+	}
+	return k, true
+}
+
+var (
+	errBrokerClosed  = errors.New("job master is no longer the leader")
+	errUnknownWorker = errors.New("job worker not registered with this leader")
+)
+
+func newBroker(fsm *FSM, taskTimeout time.Duration) *broker {
+	return &broker{
+		fsm: fsm, taskTimeout: taskTimeout,
+		workers: map[int64]*workerSlot{}, byBW: map[string]int64{}, byBWID: map[int64]int64{},
+		pref: map[int64]*fifo{}, queued: map[taskKey]int64{}, claimed: map[taskKey]claim{},
+		running: map[taskKey]runInfo{}, bw: map[int64]int64{},
+	}
+}
+
+// close wakes every poll; they return errBrokerClosed.
+func (b *broker) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	for _, w := range b.workers {
+		wakeSlot(w)
+	}
+}
+
+func wakeSlot(w *workerSlot) {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// setWorker adds or refreshes a LIVE job worker, or removes a gone one.
+func (b *broker) setWorker(w *workerRec) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if w.State != api.WorkerState_LIVE {
+		b.removeWorkerLocked(w.ID)
+		return
+	}
+	slot := b.workers[w.ID]
+	if slot == nil {
+		slot = &workerSlot{id: w.ID, wake: make(chan struct{}, 1), lastSeen: time.Now()}
+		b.workers[w.ID] = slot
+	}
+	slot.threads, slot.addr = w.Threads, w.Address
+	if w.BWAddr != "" {
+		b.byBW[w.BWAddr] = w.ID
+	}
+	if w.BWID != 0 {
+		b.byBWID[w.BWID] = w.ID
+	}
+	// Tasks waiting in the shared queue may be this worker's.
+	b.wakeIdleLocked()
+}
+
+func (b *broker) removeWorkerLocked(id int64) {
+	if _, ok := b.workers[id]; !ok {
+		return
+	}
+	delete(b.workers, id)
+	for a, w := range b.byBW {
+		if w == id {
+			delete(b.byBW, a)
+		}
+	}
+	for a, w := range b.byBWID {
+		if w == id {
+			delete(b.byBWID, a)
+		}
+	}
+	if q := b.pref[id]; q != nil {
+		for {
+			k, ok := q.pop()
+			if !ok {
+				break
+			}
+			if b.queued[k] == id {
+				b.queued[k] = 0
+				b.anyq.push(k)
+			}
+		}
+		delete(b.pref, id)
+	}
+	b.wakeIdleLocked()
+}
+
+// onTasks takes the FSM's task events.
+func (b *broker) onTasks(evs []taskEvent) {
+	if len(evs) == 0 {
+		return
+	}
+	now := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	woke := map[int64]bool{}
+	idle := false
+	for _, ev := range evs {
+		k := ev.key
+		switch {
+		case ev.status == api.TaskInfo_PENDING:
+			// A failed attempt may still run somewhere: stop it.
+			if r, ok := b.running[k]; ok && r.attempt != ev.attempt {
+				b.cancelLocked(r.worker, &api.TaskRef{JobId: k.job, TaskId: k.task, Attempt: r.attempt})
+			}
+			delete(b.claimed, k)
+			delete(b.running, k)
+			if _, ok := b.queued[k]; ok {
+				continue
+			}
+			if w := b.placeLocked(k, ev.bwID, ev.bwAddr); w != 0 {
+				woke[w] = true
+			} else {
+				idle = true
+			}
+		case ev.status == api.TaskInfo_RUNNING:
+			delete(b.claimed, k)
+			b.running[k] = runInfo{worker: ev.worker, attempt: ev.attempt, deadline: now.Add(b.taskTimeout)}
+		default: // ended
+			delete(b.queued, k)
+			if c, ok := b.claimed[k]; ok {
+				delete(b.claimed, k)
+				if ev.status != api.TaskInfo_COMPLETED {
+					b.cancelLocked(c.worker, &api.TaskRef{JobId: k.job, TaskId: k.task, Attempt: c.attempt})
+				}
+			}
+			if r, ok := b.running[k]; ok {
+				delete(b.running, k)
+				if ev.status != api.TaskInfo_COMPLETED {
+					b.cancelLocked(r.worker, &api.TaskRef{JobId: k.job, TaskId: k.task, Attempt: r.attempt})
+				}
+			}
+		}
+	}
+	for id := range woke {
+		if w := b.workers[id]; w != nil {
+			wakeSlot(w)
+		}
+	}
+	if idle || len(woke) > 0 {
+		// Idle workers may take (or steal) the new tasks.
+		b.wakeIdleLocked()
+	}
+}
+
+// placeLocked queues k for the job worker beside its block worker, or the
+// shared queue; it returns the job worker chosen (0: shared).
+func (b *broker) placeLocked(k taskKey, bwID int64, bwAddr string) int64 {
+	w, ok := b.byBW[bwAddr]
+	if !ok && bwID != 0 {
+		w, ok = b.byBWID[bwID]
+	}
+	if ok && b.workers[w] != nil {
+		q := b.pref[w]
+		if q == nil {
+			q = &fifo{}
+			b.pref[w] = q
+		}
+		q.push(k)
+		b.queued[k] = w
+		return w
+	}
+	b.anyq.push(k)
+	b.queued[k] = 0
+	return 0
+}
+
+func (b *broker) wakeIdleLocked() {
+	for _, w := range b.workers {
+		if w.waiting && w.free > 0 {
+			wakeSlot(w)
+		}
+	}
+}
+
+func (b *broker) cancelLocked(worker int64, ref *api.TaskRef) {
+	if w := b.workers[worker]; w != nil {
+		w.cancels = append(w.cancels, ref)
+		wakeSlot(w)
+	}
+}
+
+// cancelJobs queues cancels of whole jobs for a worker (the jobs it says it
+// runs that have ended here).
+func (b *broker) cancelJobs(worker int64, jobs []int64) {
+	if len(jobs) == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, j := range jobs {
+		b.cancelLocked(worker, &api.TaskRef{JobId: j})
+	}
+}
+
+// touch records that a worker called, with its current free slots.
+func (b *broker) touch(worker int64, free int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	w := b.workers[worker]
+	if w == nil {
+		return
+	}
+	w.lastSeen = time.Now()
+	if w.waiting && free >= 0 && free != w.free {
+		w.free = free
+		if free > 0 && b.hasWorkLocked(w) {
+			wakeSlot(w)
+		}
+	}
+}
+
+func (b *broker) hasWorkLocked(w *workerSlot) bool {
+	if q := b.pref[w.id]; q != nil && q.len() > 0 {
+		return true
+	}
+	if b.anyq.len() > 0 {
+		return true
+	}
+	_, n := b.victimLocked(w.id)
+	return n > 0
+}
+
+// victimLocked is the worker whose own queue is longest beyond what it can
+// take at once: an idle worker steals from it, so a backlog spreads while
+// a small one keeps its locality.
+func (b *broker) victimLocked(thief int64) (int64, int) {
+	var best int64
+	bestN := 0
+	for id, q := range b.pref {
+		if id == thief {
+			continue
+		}
+		spare := q.len()
+		if w := b.workers[id]; w != nil {
+			spare -= int(w.threads) * 2
+		}
+		if spare > bestN {
+			best, bestN = id, spare
+		}
+	}
+	return best, bestN
+}
+
+// takeLocked pops up to n tasks for worker w: its own queue, the shared
+// one, then stolen ones.
+func (b *broker) takeLocked(w *workerSlot, n int) []taskKey {
+	var out []taskKey
+	pop := func(q *fifo, owner int64, limit int) {
+		for len(out) < limit {
+			k, ok := q.pop()
+			if !ok {
+				return
+			}
+			if o, ok := b.queued[k]; !ok || o != owner {
+				continue // ended or moved meanwhile
+			}
+			delete(b.queued, k)
+			out = append(out, k)
+		}
+	}
+	if q := b.pref[w.id]; q != nil {
+		pop(q, w.id, n)
+	}
+	pop(&b.anyq, 0, n)
+	for len(out) < n {
+		v, spare := b.victimLocked(w.id)
+		if spare <= 0 {
+			break
+		}
+		pop(b.pref[v], v, len(out)+min(spare, n-len(out)))
+	}
+	return out
+}
+
+// poll waits up to wait for tasks for worker (taking at most free) or
+// cancels, and returns them. Handed-out tasks are claimed; the caller
+// records their dispatch.
+func (b *broker) poll(ctx context.Context, worker int64, free int, wait time.Duration) ([]taskKey, []*api.TaskRef, error) {
+	var timer *time.Timer
+	if wait > 0 {
+		timer = time.NewTimer(wait)
+		defer timer.Stop()
+	}
+	for {
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			return nil, nil, errBrokerClosed
+		}
+		w := b.workers[worker]
+		if w == nil {
+			b.mu.Unlock()
+			return nil, nil, errUnknownWorker
+		}
+		if w.waiting {
+			free = w.free // a report updated it while we waited
+		}
+		var keys []taskKey
+		if free > 0 {
+			keys = b.takeLocked(w, free)
+		}
+		cancels := w.cancels
+		w.cancels = nil
+		now := time.Now()
+		if len(keys) > 0 || len(cancels) > 0 || timer == nil {
+			w.waiting = false
+			for _, k := range keys {
+				b.claimed[k] = claim{worker: worker, at: now}
+			}
+			b.mu.Unlock()
+			return keys, cancels, nil
+		}
+		w.waiting, w.free = true, free
+		b.mu.Unlock()
+		select {
+		case <-w.wake:
+		case <-timer.C:
+			b.mu.Lock()
+			w.waiting = false
+			b.mu.Unlock()
+			return nil, nil, nil
+		case <-ctx.Done():
+			b.mu.Lock()
+			w.waiting = false
+			b.mu.Unlock()
+			return nil, nil, ctx.Err()
+		}
+	}
+}
+
+// unclaim returns tasks that could not be handed out after all.
+func (b *broker) unclaim(keys []taskKey) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, k := range keys {
+		delete(b.claimed, k)
+	}
+}
+
+// setClaimAttempt remembers which attempt a claimed task was handed out as.
+func (b *broker) setClaimAttempt(k taskKey, attempt int32) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if c, ok := b.claimed[k]; ok {
+		c.attempt = attempt
+		b.claimed[k] = c
+	}
+}
+
+// bandwidthShare is one worker's share of job's bandwidth limit.
+func (b *broker) bandwidthShare(job *jobRec) int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	bw, ok := b.bw[job.ID]
+	if !ok {
+		var c struct {
+			Bandwidth int64 `json:"bandwidth"`
+		}
+		_ = json.Unmarshal([]byte(job.Config), &c)
+		bw = max(c.Bandwidth, 0)
+		b.bw[job.ID] = bw
+	}
+	if bw == 0 {
+		return 0
+	}
+	n := int64(len(b.workers))
+	if n == 0 {
+		n = 1
+	}
+	return max(bw/n, 1)
+}
+
+// expired returns running tasks past their deadline (each once) and
+// claims that never turned into a dispatch.
+func (b *broker) expired(now time.Time, claimTTL time.Duration) (timedOut []runInfoKey, staleClaims []taskKey) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for k, r := range b.running {
+		if !r.timedOut && now.After(r.deadline) {
+			r.timedOut = true
+			b.running[k] = r
+			timedOut = append(timedOut, runInfoKey{k, r})
+		}
+	}
+	for k, c := range b.claimed {
+		if now.Sub(c.at) > claimTTL {
+			staleClaims = append(staleClaims, k)
+			delete(b.claimed, k)
+		}
+	}
+	sort.Slice(timedOut, func(i, j int) bool { return timedOut[i].key.less(timedOut[j].key) })
+	return timedOut, staleClaims
+}
+
+type runInfoKey struct {
+	key taskKey
+	run runInfo
+}
+
+// requeue puts PENDING tasks back in the queues (stale claims).
+func (b *broker) requeue(ts []*taskRec) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, t := range ts {
+		if _, ok := b.queued[t.key()]; ok {
+			continue
+		}
+		b.placeLocked(t.key(), t.BWID, t.BWAddr)
+	}
+	b.wakeIdleLocked()
+}
+
+// forgetJob drops cached per-job data of an ended job.
+func (b *broker) forgetJob(id int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.bw, id)
+}
+
+// stats for metrics and ListJobWorkers.
+type brokerStats struct {
+	unplaced int
+	claimed  int
+	running  int
+	perWork  map[int64]int // running tasks per worker
+	lastSeen map[int64]time.Time
+}
+
+func (b *broker) stats() brokerStats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := brokerStats{unplaced: len(b.queued), claimed: len(b.claimed), running: len(b.running), perWork: map[int64]int{}, lastSeen: map[int64]time.Time{}}
+	for _, r := range b.running {
+		s.perWork[r.worker]++
+	}
+	for _, c := range b.claimed {
+		s.perWork[c.worker]++
+	}
+	for id, w := range b.workers {
+		s.lastSeen[id] = w.lastSeen
+	}
+	return s
+}

@@ -1,0 +1,457 @@
+package jobmaster
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// fsmT drives an FSM directly with encoded commands, as raft would.
+type fsmT struct {
+	t     *testing.T
+	f     *FSM
+	index uint64
+	evs   []*events
+}
+
+func newFSMT(t *testing.T) *fsmT {
+	ft := &fsmT{t: t, f: NewFSM(nil)}
+	ft.f.setHook(func(e *events) { ft.evs = append(ft.evs, e) })
+	return ft
+}
+
+func (ft *fsmT) apply(m proto.Message) any {
+	ft.t.Helper()
+	buf, err := encodeCommand(m)
+	if err != nil {
+		ft.t.Fatal(err)
+	}
+	ft.index++
+	return ft.f.Apply(&raft.Log{Index: ft.index, Term: 1, Type: raft.LogCommand, Data: buf})
+}
+
+func (ft *fsmT) submit(rid string) int64 {
+	ft.t.Helper()
+	r, ok := ft.apply(&api.SubmitJobCommand{Plan: "load", ConfigJson: `{"path":"/a"}`, RequestId: rid, NowMs: 1000}).(submitResult)
+	if !ok {
+		ft.t.Fatal("submit: unexpected response")
+	}
+	return r.id
+}
+
+func (ft *fsmT) plan(job int64, n int, done bool) {
+	ft.t.Helper()
+	j := ft.f.Job(job)
+	cmd := &api.PlanTasksCommand{JobId: job, FirstTaskId: j.NextTaskID, Round: j.Round, PlanningDone: done, Cursor: []byte(fmt.Sprintf("c%d", j.NextTaskID+int64(n))), NowMs: 2000}
+	for i := 0; i < n; i++ {
+		cmd.Tasks = append(cmd.Tasks, &api.PlannedTask{Args: []byte("{}"), Description: fmt.Sprintf("/a/f%d", i), BytesTotal: 100, BlockWorkerId: 7, BlockWorkerAddress: "bw:1"})
+	}
+	if err, _ := ft.apply(cmd).(error); err != nil {
+		ft.t.Fatal(err)
+	}
+}
+
+func (ft *fsmT) register(addr string) int64 {
+	ft.t.Helper()
+	r, ok := ft.apply(&api.RegisterWorkerCommand{Address: addr, Host: "h", Threads: 4, MaxAttempts: 2, NowMs: 3000}).(registerResult)
+	if !ok {
+		ft.t.Fatal("register: unexpected response")
+	}
+	return r.id
+}
+
+func (ft *fsmT) update(trs ...*api.TaskTransition) {
+	ft.t.Helper()
+	ft.apply(&api.UpdateTasksCommand{Transitions: trs, MaxAttempts: 2, NowMs: 4000})
+}
+
+func tr(job, task int64, attempt int32, kind api.TaskTransition_Kind, worker int64) *api.TaskTransition {
+	return &api.TaskTransition{JobId: job, TaskId: task, Attempt: attempt, Kind: kind, WorkerId: worker, Error: "boom"}
+}
+
+func TestFSMSubmitIsIdempotentOnRequestID(t *testing.T) {
+	ft := newFSMT(t)
+	a := ft.submit("r1")
+	r := ft.apply(&api.SubmitJobCommand{Plan: "load", ConfigJson: `{}`, RequestId: "r1"}).(submitResult)
+	if r.id != a || !r.existed {
+		t.Fatalf("second submit with the same request id: got %+v, want job %d existed", r, a)
+	}
+	b := ft.submit("r2")
+	c := ft.submit("")
+	if b == a || c == b {
+		t.Fatalf("distinct submits got ids %d %d %d", a, b, c)
+	}
+	if j := ft.f.Job(a); j.Status != api.JobInfo_CREATED || j.RequestID != "r1" || j.CreatedMs != 1000 {
+		t.Fatalf("job %+v", j)
+	}
+}
+
+func TestFSMPlanTasksAppendsWithCursorAndRejectsStaleBatches(t *testing.T) {
+	ft := newFSMT(t)
+	id := ft.submit("")
+	ft.plan(id, 3, false)
+	j := ft.f.Job(id)
+	if j.Status != api.JobInfo_RUNNING || j.TasksTotal != 3 || j.NextTaskID != 4 || j.BytesTotal != 300 || string(j.Cursor) != "c4" || j.Outstanding != 3 {
+		t.Fatalf("after first batch: %+v", j)
+	}
+	// A replayed batch (same first task id) changes nothing.
+	err, _ := ft.apply(&api.PlanTasksCommand{JobId: id, FirstTaskId: 1, Tasks: []*api.PlannedTask{{}}}).(error)
+	if !errors.Is(err, errStale) {
+		t.Fatalf("replayed batch: err %v, want errStale", err)
+	}
+	ft.plan(id, 2, true)
+	j = ft.f.Job(id)
+	if j.TasksTotal != 5 || !j.PlanningDone {
+		t.Fatalf("after last batch: %+v", j)
+	}
+	if t5 := ft.f.task(taskKey{id, 5}); t5 == nil || t5.Status != api.TaskInfo_PENDING || t5.Attempt != 1 || t5.BWAddr != "bw:1" {
+		t.Fatalf("task 5: %+v", t5)
+	}
+	// Planning after done is stale too.
+	err, _ = ft.apply(&api.PlanTasksCommand{JobId: id, FirstTaskId: 6, Tasks: []*api.PlannedTask{{}}}).(error)
+	if !errors.Is(err, errStale) {
+		t.Fatalf("batch after planning done: %v", err)
+	}
+}
+
+func TestFSMTaskLifecycle(t *testing.T) {
+	ft := newFSMT(t)
+	id := ft.submit("")
+	ft.plan(id, 3, true)
+	w := ft.register("w:1")
+	ft.update(tr(id, 1, 1, api.TaskTransition_DISPATCH, w), tr(id, 2, 1, api.TaskTransition_DISPATCH, w), tr(id, 3, 1, api.TaskTransition_DISPATCH, w))
+	j := ft.f.Job(id)
+	if j.TasksRunning != 3 {
+		t.Fatalf("running %d, want 3", j.TasksRunning)
+	}
+	p := tr(id, 1, 1, api.TaskTransition_PROGRESS, w)
+	p.BytesDone = 40
+	ft.update(p)
+	if j = ft.f.Job(id); j.BytesDone != 40 {
+		t.Fatalf("bytes done %d after progress, want 40", j.BytesDone)
+	}
+	// Task 1 completes; task 2 fails once (retried), then again (FAILED at
+	// max attempts 2); a stale failure of attempt 1 of task 3 after it was
+	// dispatched again is ignored.
+	f2 := tr(id, 2, 1, api.TaskTransition_FAIL, w)
+	f2.Failed = []*api.FailedPath{{Path: "/a/f1", Error: "disk"}}
+	ft.update(tr(id, 1, 1, api.TaskTransition_COMPLETE, w), f2)
+	if t2 := ft.f.task(taskKey{id, 2}); t2.Status != api.TaskInfo_PENDING || t2.Attempt != 2 || t2.WorkerID != 0 {
+		t.Fatalf("task 2 after first failure: %+v", t2)
+	}
+	ft.update(tr(id, 2, 2, api.TaskTransition_DISPATCH, w), tr(id, 2, 1, api.TaskTransition_FAIL, w))
+	if t2 := ft.f.task(taskKey{id, 2}); t2.Status != api.TaskInfo_RUNNING || t2.Attempt != 2 {
+		t.Fatalf("stale failure changed task 2: %+v", t2)
+	}
+	ft.update(tr(id, 2, 2, api.TaskTransition_TIMEOUT, w))
+	t2 := ft.f.task(taskKey{id, 2})
+	if t2.Status != api.TaskInfo_FAILED {
+		t.Fatalf("task 2 after second failure: %+v", t2)
+	}
+	j = ft.f.Job(id)
+	if j.TasksDone != 1 || j.TasksFailed != 1 || j.TasksRunning != 1 || j.Outstanding != 1 || j.BytesDone != 100 || j.RoundFailed != 1 {
+		t.Fatalf("job counters: %+v", j)
+	}
+	if len(j.Failed) != 1 || j.Failed[0].Path != "/a/f1" {
+		t.Fatalf("failed paths %v", j.Failed)
+	}
+	// A success from an old attempt still counts (tasks are idempotent).
+	ft.update(tr(id, 3, 7, api.TaskTransition_COMPLETE, w))
+	j = ft.f.Job(id)
+	if !j.quiescent() || j.TasksDone != 2 || j.TasksRunning != 0 {
+		t.Fatalf("job should be quiescent: %+v", j)
+	}
+	if len(ft.f.st.running[w]) != 0 {
+		t.Fatalf("running index still has %v", ft.f.st.running[w])
+	}
+	if c := ft.f.task(taskKey{id, 1}); c.Args != nil || c.BytesDone != 100 {
+		t.Fatalf("completed task keeps args or wrong bytes: %+v", c)
+	}
+}
+
+func TestFSMDispatchToLostWorkerLeavesTaskPending(t *testing.T) {
+	ft := newFSMT(t)
+	id := ft.submit("")
+	ft.plan(id, 1, true)
+	ft.evs = nil
+	ft.update(tr(id, 1, 1, api.TaskTransition_DISPATCH, 99))
+	if tk := ft.f.task(taskKey{id, 1}); tk.Status != api.TaskInfo_PENDING {
+		t.Fatalf("dispatch to unknown worker: %+v", tk)
+	}
+	if len(ft.evs) != 1 || len(ft.evs[0].tasks) != 1 || ft.evs[0].tasks[0].status != api.TaskInfo_PENDING {
+		t.Fatalf("want one PENDING event so the leader places it again, got %+v", ft.evs)
+	}
+}
+
+func TestFSMWorkerLostRequeuesItsTasks(t *testing.T) {
+	ft := newFSMT(t)
+	id := ft.submit("")
+	ft.plan(id, 2, true)
+	w1, w2 := ft.register("w:1"), ft.register("w:2")
+	ft.update(tr(id, 1, 1, api.TaskTransition_DISPATCH, w1), tr(id, 2, 1, api.TaskTransition_DISPATCH, w2))
+	ft.apply(&api.WorkerLostCommand{WorkerId: w1, MaxAttempts: 3, NowMs: 5000})
+	if w := ft.f.worker(w1); w.State != api.WorkerState_LOST {
+		t.Fatalf("worker 1: %+v", w)
+	}
+	t1, t2 := ft.f.task(taskKey{id, 1}), ft.f.task(taskKey{id, 2})
+	if t1.Status != api.TaskInfo_PENDING || t1.Attempt != 2 || !strings.Contains(t1.Error, "w:1") {
+		t.Fatalf("task of the lost worker: %+v", t1)
+	}
+	if t2.Status != api.TaskInfo_RUNNING {
+		t.Fatalf("task of the live worker: %+v", t2)
+	}
+	// Losing it again is stale.
+	if err, _ := ft.apply(&api.WorkerLostCommand{WorkerId: w1, MaxAttempts: 3}).(error); !errors.Is(err, errStale) {
+		t.Fatalf("second loss: %v", err)
+	}
+	// With one attempt allowed, losing the worker fails the task.
+	ft.apply(&api.WorkerLostCommand{WorkerId: w2, MaxAttempts: 1, NowMs: 6000})
+	if t2 = ft.f.task(taskKey{id, 2}); t2.Status != api.TaskInfo_FAILED {
+		t.Fatalf("task 2 with max attempts 1: %+v", t2)
+	}
+}
+
+func TestFSMRegisterAtSameAddressReplacesOldWorker(t *testing.T) {
+	ft := newFSMT(t)
+	id := ft.submit("")
+	ft.plan(id, 1, true)
+	w1 := ft.register("w:1")
+	ft.update(tr(id, 1, 1, api.TaskTransition_DISPATCH, w1))
+	w2 := ft.register("w:1")
+	if w2 == w1 || ft.f.worker(w1).State != api.WorkerState_LOST || ft.f.worker(w2).State != api.WorkerState_LIVE {
+		t.Fatalf("re-registration: old %+v new %+v", ft.f.worker(w1), ft.f.worker(w2))
+	}
+	if tk := ft.f.task(taskKey{id, 1}); tk.Status != api.TaskInfo_PENDING || tk.Attempt != 2 {
+		t.Fatalf("task of the replaced worker: %+v", tk)
+	}
+}
+
+func TestFSMCancelEndsJobAndTasks(t *testing.T) {
+	ft := newFSMT(t)
+	id := ft.submit("")
+	ft.plan(id, 3, false)
+	w := ft.register("w:1")
+	ft.update(tr(id, 1, 1, api.TaskTransition_DISPATCH, w), tr(id, 2, 1, api.TaskTransition_COMPLETE, 0))
+	ft.evs = nil
+	ft.apply(&api.CancelJobCommand{JobId: id, Reason: "canceled by user", NowMs: 9000})
+	j := ft.f.Job(id)
+	if j.Status != api.JobInfo_CANCELED || j.FinishedMs != 9000 || j.Outstanding != 0 || j.TasksRunning != 0 || j.Error != "canceled by user" {
+		t.Fatalf("canceled job: %+v", j)
+	}
+	n := 0
+	for _, e := range ft.evs {
+		for _, te := range e.tasks {
+			if te.status == api.TaskInfo_CANCELED {
+				n++
+			}
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d CANCELED task events, want 2 (the running and the pending task)", n)
+	}
+	if tk := ft.f.task(taskKey{id, 2}); tk.Status != api.TaskInfo_COMPLETED {
+		t.Fatalf("completed task changed by cancel: %+v", tk)
+	}
+	// Nothing moves a canceled job.
+	ft.update(tr(id, 1, 1, api.TaskTransition_COMPLETE, w))
+	if j2 := ft.f.Job(id); j2.TasksDone != j.TasksDone {
+		t.Fatalf("update applied to a canceled job")
+	}
+	if len(ft.f.st.running[w]) != 0 {
+		t.Fatalf("running index not cleared")
+	}
+}
+
+func TestFSMFinishNextRoundAbort(t *testing.T) {
+	ft := newFSMT(t)
+	id := ft.submit("")
+	ft.plan(id, 1, true)
+	if err, _ := ft.apply(&api.FinishJobCommand{JobId: id, Status: api.JobInfo_COMPLETED}).(error); !errors.Is(err, errStale) {
+		t.Fatalf("finish with a task outstanding: %v", err)
+	}
+	ft.update(tr(id, 1, 1, api.TaskTransition_COMPLETE, 0))
+	if err, _ := ft.apply(&api.NextRoundCommand{JobId: id, Round: 1, NowMs: 1}).(error); err != nil {
+		t.Fatal(err)
+	}
+	j := ft.f.Job(id)
+	if j.Round != 1 || j.PlanningDone || j.Cursor != nil {
+		t.Fatalf("after next round: %+v", j)
+	}
+	ft.plan(id, 0, true)
+	if err, _ := ft.apply(&api.FinishJobCommand{JobId: id, Status: api.JobInfo_COMPLETED, NowMs: 77}).(error); err != nil {
+		t.Fatal(err)
+	}
+	if j = ft.f.Job(id); j.Status != api.JobInfo_COMPLETED || j.FinishedMs != 77 {
+		t.Fatalf("finished: %+v", j)
+	}
+	id2 := ft.submit("")
+	ft.plan(id2, 2, false)
+	ft.apply(&api.FinishJobCommand{JobId: id2, Abort: true, Error: "planning: gone"})
+	if j = ft.f.Job(id2); j.Status != api.JobInfo_FAILED || j.Error != "planning: gone" || j.Outstanding != 0 {
+		t.Fatalf("aborted: %+v", j)
+	}
+}
+
+func TestFSMDeleteJobsAndPolicies(t *testing.T) {
+	ft := newFSMT(t)
+	a := ft.submit("ra")
+	ft.plan(a, 2, true)
+	b := ft.submit("rb")
+	ft.apply(&api.CancelJobCommand{JobId: a})
+	w := ft.register("w:1")
+	ft.apply(&api.WorkerLostCommand{WorkerId: w, MaxAttempts: 1})
+	ft.apply(&api.DeleteJobsCommand{JobIds: []int64{a, b}, WorkerIds: []int64{w}})
+	if ft.f.Job(a) != nil || ft.f.task(taskKey{a, 1}) != nil {
+		t.Fatal("finished job or its tasks not deleted")
+	}
+	if ft.f.Job(b) == nil {
+		t.Fatal("unfinished job deleted")
+	}
+	if _, ok := ft.f.jobByRequest("ra"); ok {
+		t.Fatal("request id of a deleted job still known")
+	}
+	if ft.f.worker(w) != nil {
+		t.Fatal("lost worker not deleted")
+	}
+	ft.apply(&api.PutPolicyCommand{Policy: &api.PolicyInfo{Name: "nightly", Cron: "0 3 * * *", Plan: "load", ConfigJson: `{"path":"/"}`, Enabled: true}})
+	var n int
+	ft.f.view(func(s *state) { n = s.policies.Len() })
+	if n != 1 {
+		t.Fatalf("%d policies", n)
+	}
+	if err, _ := ft.apply(&api.DeletePolicyCommand{Name: "nope"}).(error); err == nil {
+		t.Fatal("deleting an unknown policy succeeded")
+	}
+	ft.apply(&api.DeletePolicyCommand{Name: "nightly"})
+	ft.f.view(func(s *state) { n = s.policies.Len() })
+	if n != 0 {
+		t.Fatal("policy not deleted")
+	}
+}
+
+func TestFSMUnknownCommands(t *testing.T) {
+	f := NewFSM(nil)
+	if r := f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte{0x80 | 100, 1, 2}}); r != nil {
+		t.Fatalf("ignorable unknown command: %v", r)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("an unknown, non-ignorable command must stop the FSM")
+		}
+	}()
+	f.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: []byte{100, 1, 2}})
+}
+
+// memSink is a raft.SnapshotSink over a buffer.
+type memSink struct {
+	bytes.Buffer
+	canceled bool
+}
+
+func (m *memSink) ID() string    { return "mem" }
+func (m *memSink) Cancel() error { m.canceled = true; return nil }
+func (m *memSink) Close() error  { return nil }
+
+// dump renders the replicated state canonically, for equality checks.
+func dump(f *FSM) string {
+	var b strings.Builder
+	f.view(func(s *state) {
+		fmt.Fprintf(&b, "next job %d worker %d index %d\n", s.nextJobID, s.nextWorkerID, s.index)
+		s.jobs.Ascend(func(j *jobRec) bool {
+			fmt.Fprintf(&b, "job %s\n", prototext.Format(j.record()))
+			return true
+		})
+		s.tasks.Ascend(func(t *taskRec) bool {
+			fmt.Fprintf(&b, "task %s\n", prototext.Format(t.record()))
+			return true
+		})
+		s.workers.Ascend(func(w *workerRec) bool {
+			fmt.Fprintf(&b, "worker %s\n", prototext.Format(w.info()))
+			return true
+		})
+		s.policies.Ascend(func(p *api.PolicyInfo) bool {
+			fmt.Fprintf(&b, "policy %s\n", prototext.Format(p))
+			return true
+		})
+		for w, m := range s.running {
+			fmt.Fprintf(&b, "running on %d: %d\n", w, len(m))
+		}
+		fmt.Fprintf(&b, "requests %d\n", len(s.byRequest))
+	})
+	return b.String()
+}
+
+// busyFSM builds a state with every kind of record.
+func busyFSM(t *testing.T) *fsmT {
+	ft := newFSMT(t)
+	a := ft.submit("ra")
+	ft.plan(a, 5, false)
+	b := ft.submit("rb")
+	ft.plan(b, 2, true)
+	w := ft.register("w:1")
+	ft.register("w:2")
+	ft.update(tr(a, 1, 1, api.TaskTransition_DISPATCH, w), tr(a, 2, 1, api.TaskTransition_COMPLETE, 0), tr(a, 3, 1, api.TaskTransition_FAIL, 0))
+	ft.apply(&api.CancelJobCommand{JobId: b})
+	ft.apply(&api.PutPolicyCommand{Policy: &api.PolicyInfo{Name: "p", Cron: "@hourly", Plan: "load", ConfigJson: "{}", Enabled: true, LastJobId: a}})
+	return ft
+}
+
+func TestFSMSnapshotRestoreGivesEqualState(t *testing.T) {
+	ft := busyFSM(t)
+	snap, err := ft.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The FSM goes on changing while the snapshot is written: the snapshot
+	// must show the state as of Snapshot().
+	want := dump(ft.f)
+	ft.submit("later")
+	var sink memSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	g := NewFSM(nil)
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if got := dump(g); got != want {
+		t.Fatalf("restored state differs:\n--- got\n%s--- want\n%s", got, want)
+	}
+	// A cut snapshot is refused, not half-loaded.
+	for _, n := range []int{0, 3, sink.Len() / 2, sink.Len() - 1} {
+		h := NewFSM(nil)
+		if err := h.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()[:n]))); err == nil {
+			t.Fatalf("snapshot cut at %d of %d bytes restored without error", n, sink.Len())
+		}
+	}
+}
+
+func TestFSMBatchOfUpdatesIsOneEntry(t *testing.T) {
+	ft := newFSMT(t)
+	id := ft.submit("")
+	ft.plan(id, 1000, true)
+	w := ft.register("w:1")
+	var trs []*api.TaskTransition
+	for i := int64(1); i <= 1000; i++ {
+		trs = append(trs, tr(id, i, 1, api.TaskTransition_DISPATCH, w), tr(id, i, 1, api.TaskTransition_COMPLETE, w))
+	}
+	before := ft.index
+	ft.update(trs...)
+	if ft.index != before+1 {
+		t.Fatal("more than one entry")
+	}
+	j := ft.f.Job(id)
+	if j.TasksDone != 1000 || !j.quiescent() {
+		t.Fatalf("after one batch of 2000 updates: %+v", j)
+	}
+}

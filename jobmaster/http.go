@@ -1,0 +1,250 @@
+package jobmaster
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/jobview"
+	"github.com/alluvium/alluvium/internal/rpc"
+)
+
+// httpServer is the job master's http port: /healthz, /metrics and the JSON
+// job API. Reads come from this node's FSM (a follower may lag the leader by
+// a few milliseconds).
+type httpServer struct {
+	*rpc.HTTPServer
+	addr string
+}
+
+func (s *Server) startHTTP() (*httpServer, error) {
+	h := rpc.NewHTTPServer(s.cfg.Security.Token, s.log, s.healthy)
+	s.m.register(h.Registry)
+	h.Mux.HandleFunc("/api/v1/jobs", s.httpListJobs)
+	h.Mux.HandleFunc("/api/v1/jobs/", s.httpGetJob)
+	h.Mux.HandleFunc("/api/v1/leader", func(w http.ResponseWriter, r *http.Request) {
+		rpc.WriteJSON(w, http.StatusOK, s.leaderInfo())
+	})
+	ln, err := rpc.Listen(s.cfg.JobMaster.BindHost, s.cfg.JobMaster.HTTPPort)
+	if err != nil {
+		return nil, fmt.Errorf("jobmaster http: %w", err)
+	}
+	hs := &httpServer{HTTPServer: h, addr: ln.Addr().String()}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := h.Serve(ln); err != nil {
+			s.log.Error("jobmaster http server stopped", zap.Error(err))
+		}
+	}()
+	return hs, nil
+}
+
+func (h *httpServer) Shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return h.HTTPServer.Shutdown(ctx)
+}
+
+// healthy: serving, and a leader is known.
+func (s *Server) healthy() error {
+	if _, id := s.raft.LeaderWithID(); id == "" {
+		return fmt.Errorf("no job master leader")
+	}
+	return nil
+}
+
+func httpError(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	switch status.Code(err) {
+	case codes.NotFound:
+		code = http.StatusNotFound
+	case codes.InvalidArgument:
+		code = http.StatusBadRequest
+	}
+	rpc.WriteJSON(w, code, map[string]string{"statusCode": status.Code(err).String(), "message": status.Convert(err).Message()})
+}
+
+// GET /api/v1/jobs?status=RUNNING,FAILED&plan=load&pageSize=100&pageToken=...
+func (s *Server) httpListJobs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	req := &api.ListJobsRequest{Plan: q.Get("plan"), PageToken: q.Get("pageToken")}
+	if v := q.Get("pageSize"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			httpError(w, status.Errorf(codes.InvalidArgument, "pageSize %q: not a number", v))
+			return
+		}
+		req.PageSize = int32(n)
+	}
+	for _, st := range strings.Split(q.Get("status"), ",") {
+		if st == "" {
+			continue
+		}
+		v, ok := jobview.ParseStatus(st)
+		if !ok {
+			httpError(w, status.Errorf(codes.InvalidArgument, "status %q: want CREATED, RUNNING, COMPLETED, FAILED or CANCELED", st))
+			return
+		}
+		req.Statuses = append(req.Statuses, v)
+	}
+	resp, err := s.listJobs(req)
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	out := struct {
+		Jobs          []jobview.Job `json:"jobs"`
+		NextPageToken string        `json:"nextPageToken,omitempty"`
+	}{Jobs: []jobview.Job{}, NextPageToken: resp.NextPageToken}
+	for _, j := range resp.Jobs {
+		out.Jobs = append(out.Jobs, jobview.FromInfo(j))
+	}
+	rpc.WriteJSON(w, http.StatusOK, out)
+}
+
+// GET /api/v1/jobs/{id}?verbose=true
+func (s *Server) httpGetJob(w http.ResponseWriter, r *http.Request) {
+	idStr := strings.TrimPrefix(r.URL.Path, "/api/v1/jobs/")
+	id, err := strconv.ParseInt(idStr, 10, 64)
+	if err != nil {
+		httpError(w, status.Errorf(codes.InvalidArgument, "job id %q: not a number", idStr))
+		return
+	}
+	verbose, _ := strconv.ParseBool(r.URL.Query().Get("verbose"))
+	info, err := s.jobInfo(id, verbose)
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	rpc.WriteJSON(w, http.StatusOK, jobview.FromInfo(info))
+}
+
+// metrics are the job master's Prometheus figures.
+type metrics struct {
+	s            *Server
+	leader       prometheus.Gauge
+	tasksDone    prometheus.Counter
+	tasksRate    prometheus.Gauge
+	applyLatency prometheus.Histogram
+	perEntry     prometheus.Histogram
+	updates      prometheus.Counter
+	entries      prometheus.Counter
+	done         atomic.Uint64
+}
+
+func (m *metrics) addDone(n int) {
+	if n > 0 {
+		m.tasksDone.Add(float64(n))
+		m.done.Add(uint64(n))
+	}
+}
+
+func newMetrics(s *Server) *metrics {
+	return &metrics{
+		s:         s,
+		leader:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "alluvium_jobmaster_is_leader", Help: "1 while this job master leads the raft group."}),
+		tasksDone: prometheus.NewCounter(prometheus.CounterOpts{Name: "alluvium_jobmaster_tasks_completed_total", Help: "Tasks completed while this job master led."}),
+		tasksRate: prometheus.NewGauge(prometheus.GaugeOpts{Name: "alluvium_jobmaster_tasks_per_second", Help: "Tasks completed per second (5s average)."}),
+		applyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "alluvium_jobmaster_raft_apply_seconds", Help: "Time from raft Apply to the entry being committed and applied.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		perEntry: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "alluvium_jobmaster_task_updates_per_raft_entry", Help: "Task updates batched into one raft entry.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+		}),
+		updates: prometheus.NewCounter(prometheus.CounterOpts{Name: "alluvium_jobmaster_task_updates_total", Help: "Task updates written to raft."}),
+		entries: prometheus.NewCounter(prometheus.CounterOpts{Name: "alluvium_jobmaster_task_update_entries_total", Help: "Raft entries carrying task updates."}),
+	}
+}
+
+func (m *metrics) observeBatch(n int, took time.Duration) {
+	m.perEntry.Observe(float64(n))
+	m.updates.Add(float64(n))
+	m.entries.Inc()
+}
+
+func (m *metrics) register(reg *prometheus.Registry) {
+	s := m.s
+	reg.MustRegister(m.leader, m.tasksDone, m.tasksRate, m.applyLatency, m.perEntry, m.updates, m.entries)
+	reg.MustRegister(&jobsCollector{s: s})
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "alluvium_jobmaster_raft_entries_per_fsync", Help: "Raft log entries written per log-store write (one fsync each), since start.",
+	}, func() float64 {
+		if s.counted == nil || s.counted.writes.Load() == 0 {
+			return 0
+		}
+		return float64(s.counted.entries.Load()) / float64(s.counted.writes.Load())
+	}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "alluvium_jobmaster_raft_applied_entries_total", Help: "Raft entries applied to this node's FSM.",
+	}, func() float64 { return float64(s.fsm.applied.Load()) }))
+}
+
+// jobsCollector reports jobs by status and the leader's queue depths.
+type jobsCollector struct{ s *Server }
+
+var (
+	jobsDesc  = prometheus.NewDesc("alluvium_jobmaster_jobs", "Jobs kept, by status.", []string{"status"}, nil)
+	queueDesc = prometheus.NewDesc("alluvium_jobmaster_queue_depth", "Leader queues: tasks waiting for a worker (unplaced), handed out awaiting dispatch (claimed), running, and task updates waiting for raft (updates).", []string{"queue"}, nil)
+	liveDesc  = prometheus.NewDesc("alluvium_jobmaster_job_workers", "Job workers known, by state.", []string{"state"}, nil)
+)
+
+func (c *jobsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- jobsDesc
+	ch <- queueDesc
+	ch <- liveDesc
+}
+
+func (c *jobsCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := map[api.JobInfo_Status]int{}
+	workers := map[api.WorkerState]int{}
+	c.s.fsm.view(func(st *state) {
+		st.jobs.Ascend(func(j *jobRec) bool { counts[j.Status]++; return true })
+		st.workers.Ascend(func(w *workerRec) bool { workers[w.State]++; return true })
+	})
+	for _, st := range []api.JobInfo_Status{api.JobInfo_CREATED, api.JobInfo_RUNNING, api.JobInfo_COMPLETED, api.JobInfo_FAILED, api.JobInfo_CANCELED} {
+		ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(counts[st]), jobview.Status(st))
+	}
+	for _, st := range []api.WorkerState{api.WorkerState_LIVE, api.WorkerState_LOST} {
+		ch <- prometheus.MustNewConstMetric(liveDesc, prometheus.GaugeValue, float64(workers[st]), st.String())
+	}
+	if ls := c.s.leader.Load(); ls != nil {
+		bs := ls.broker.stats()
+		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(bs.unplaced), "unplaced")
+		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(bs.claimed), "claimed")
+		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(bs.running), "running")
+		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(ls.coll.depth()), "updates")
+	}
+}
+
+// sample keeps the tasks/s gauge: an exponential average over ~5s.
+func (m *metrics) sample(stop <-chan struct{}) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var last float64
+	rate := 0.0
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			cur := float64(m.done.Load())
+			d := cur - last
+			last = cur
+			rate = 0.8*rate + 0.2*d
+			m.tasksRate.Set(rate)
+		}
+	}
+}

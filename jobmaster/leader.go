@@ -1,0 +1,344 @@
+package jobmaster
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// leaderState is what exists only while this node leads: the broker, the
+// update collector, worker TTLs, planners and the finisher.
+type leaderState struct {
+	s      *Server
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	broker   *broker
+	coll     *collector
+	hb       *heartbeats
+	planners *planners
+	finisher *finisher
+	term     uint64
+}
+
+// monitorLeadership follows raft's NotifyCh (which, unlike LeaderCh, never
+// drops a change) and starts or stops the leader loops, as Nomad's
+// monitorLeadership does.
+func (s *Server) monitorLeadership() {
+	var (
+		stop chan struct{}
+		done chan struct{}
+	)
+	step := func(isLeader bool) {
+		if isLeader {
+			if stop != nil {
+				return
+			}
+			stop, done = make(chan struct{}), make(chan struct{})
+			go func(stop, done chan struct{}) {
+				defer close(done)
+				s.leaderLoop(stop)
+			}(stop, done)
+			return
+		}
+		if stop == nil {
+			return
+		}
+		close(stop)
+		<-done
+		stop, done = nil, nil
+	}
+	for {
+		select {
+		case isLeader := <-s.notifyCh:
+			step(isLeader)
+		case <-s.shutdown:
+			step(false)
+			return
+		}
+	}
+}
+
+// leaderLoop waits for a barrier (every entry of earlier terms applied, so
+// the FSM is complete), then runs the leader's duties until stop.
+func (s *Server) leaderLoop(stop chan struct{}) {
+	backoff := 50 * time.Millisecond
+	for {
+		err := s.raft.Barrier(time.Minute).Error()
+		if err == nil {
+			break
+		}
+		s.log.Warn("raft barrier failed; retrying", zap.Error(err))
+		select {
+		case <-stop:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+	ls := s.establishLeadership()
+	s.log.Info("job master is the leader", zap.Uint64("term", ls.term), zap.Uint64("applied", s.fsm.AppliedIndex()))
+	<-stop
+	s.revokeLeadership(ls)
+	s.log.Info("job master is no longer the leader")
+}
+
+func (s *Server) establishLeadership() *leaderState {
+	ctx, cancel := context.WithCancel(context.Background())
+	ls := &leaderState{s: s, ctx: ctx, cancel: cancel, term: s.raft.CurrentTerm()}
+	jm := s.cfg.JobMaster
+	ls.broker = newBroker(s.fsm, jm.Task.Timeout)
+	ls.coll = newCollector(func(ctx context.Context, cmd *api.UpdateTasksCommand) error {
+		return s.applyErr(ctx, cmd)
+	}, jm.Task.BatchMax, int32(jm.Task.MaxAttempts))
+	ls.coll.observe = s.m.observeBatch
+	ls.hb = newHeartbeats(jm.Worker.Timeout, ls.workerLost)
+	ls.planners = newPlanners(ls)
+	ls.finisher = newFinisher(ls)
+
+	// From here on the FSM tells us every change; the scan below covers what
+	// happened before. Both paths tolerate seeing a change twice.
+	s.fsm.setHook(ls.onEvents)
+	var (
+		workers  []*workerRec
+		pending  []taskEvent
+		running  []taskEvent
+		planning []int64
+		finished []int64
+	)
+	s.fsm.view(func(st *state) {
+		st.workers.Ascend(func(w *workerRec) bool {
+			if w.State == api.WorkerState_LIVE {
+				workers = append(workers, w)
+			}
+			return true
+		})
+		st.jobs.Ascend(func(j *jobRec) bool {
+			if j.terminal() {
+				return true
+			}
+			if !j.PlanningDone {
+				planning = append(planning, j.ID)
+			} else if j.Outstanding == 0 {
+				finished = append(finished, j.ID)
+			}
+			st.jobTasks(j.ID, func(t *taskRec) bool {
+				ev := taskEvent{key: t.key(), status: t.Status, attempt: t.Attempt, worker: t.WorkerID, bwID: t.BWID, bwAddr: t.BWAddr}
+				switch t.Status {
+				case api.TaskInfo_PENDING:
+					pending = append(pending, ev)
+				case api.TaskInfo_RUNNING:
+					running = append(running, ev)
+				}
+				return true
+			})
+			return true
+		})
+	})
+	for _, w := range workers {
+		ls.broker.setWorker(w)
+		ls.hb.reset(w.ID)
+	}
+	ls.broker.onTasks(running)
+	ls.broker.onTasks(pending)
+
+	ls.wg.Add(3)
+	go func() { defer ls.wg.Done(); ls.coll.run(ctx) }()
+	go func() { defer ls.wg.Done(); ls.watchTimeouts(ctx) }()
+	go func() { defer ls.wg.Done(); ls.gcLoop(ctx) }()
+	for _, id := range planning {
+		ls.planners.consider(id)
+	}
+	for _, id := range finished {
+		ls.finisher.consider(id)
+	}
+	s.leader.Store(ls)
+	s.m.leader.Set(1)
+	return ls
+}
+
+func (s *Server) revokeLeadership(ls *leaderState) {
+	s.leader.Store(nil)
+	s.m.leader.Set(0)
+	s.fsm.setHook(nil)
+	ls.cancel()
+	ls.broker.close()
+	ls.hb.stop()
+	ls.planners.wait()
+	ls.finisher.wait()
+	ls.wg.Wait()
+}
+
+// onEvents is the FSM hook: it runs on raft's FSM goroutine after each
+// applied entry, so it only queues work.
+func (ls *leaderState) onEvents(ev *events) {
+	ls.broker.onTasks(ev.tasks)
+	for _, id := range ev.workers {
+		w := ls.s.fsm.worker(id)
+		if w == nil {
+			continue
+		}
+		ls.broker.setWorker(w)
+		if w.State == api.WorkerState_LIVE {
+			ls.hb.reset(id)
+		} else {
+			ls.hb.remove(id)
+		}
+	}
+	done := 0
+	for _, t := range ev.tasks {
+		if t.status == api.TaskInfo_COMPLETED {
+			done++
+		}
+	}
+	ls.s.m.addDone(done)
+	for _, id := range ev.jobs {
+		j := ls.s.fsm.Job(id)
+		if j == nil {
+			continue
+		}
+		switch {
+		case j.terminal():
+			ls.broker.forgetJob(id)
+		case !j.PlanningDone:
+			ls.planners.consider(id)
+		case j.Outstanding == 0:
+			ls.finisher.consider(id)
+		}
+		ls.planners.poke(id)
+	}
+}
+
+// workerLost is the TTL timer's action.
+func (ls *leaderState) workerLost(id int64) {
+	if ls.ctx.Err() != nil {
+		return
+	}
+	ttl := ls.s.cfg.JobMaster.Worker.Timeout
+	err := ls.s.applyErr(ls.ctx, &api.WorkerLostCommand{
+		WorkerId: id, MaxAttempts: int32(ls.s.cfg.JobMaster.Task.MaxAttempts),
+		Reason: fmt.Sprintf("job worker silent for %s", ttl), NowMs: time.Now().UnixMilli(),
+	})
+	if err != nil {
+		ls.s.log.Warn("marking job worker lost failed", zap.Int64("worker", id), zap.Error(err))
+		return
+	}
+	ls.s.log.Warn("job worker lost: no heartbeat", zap.Int64("worker", id), zap.Duration("timeout", ttl))
+}
+
+// watchTimeouts fails attempts that ran past the task timeout (the worker
+// enforces it too; this catches a worker that cannot report) and re-queues
+// hand-outs whose dispatch never made it into raft.
+func (ls *leaderState) watchTimeouts(ctx context.Context) {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	grace := 5 * time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			timedOut, stale := ls.broker.expired(now.Add(-grace), 30*time.Second)
+			var trs []*api.TaskTransition
+			for _, r := range timedOut {
+				trs = append(trs, &api.TaskTransition{
+					JobId: r.key.job, TaskId: r.key.task, Attempt: r.run.attempt, Kind: api.TaskTransition_TIMEOUT,
+					Error: fmt.Sprintf("task timed out after %s", ls.s.cfg.JobMaster.Task.Timeout),
+				})
+			}
+			ls.coll.submit(trs)
+			if len(stale) > 0 {
+				var again []*taskRec
+				for _, k := range stale {
+					if t := ls.s.fsm.task(k); t != nil && t.Status == api.TaskInfo_PENDING {
+						again = append(again, t)
+					}
+				}
+				ls.broker.requeue(again)
+			}
+		}
+	}
+}
+
+// gcLoop compacts finished jobs past jobmaster.job.retention, the oldest
+// finished ones beyond jobmaster.job.capacity, and workers LOST for longer
+// than the retention.
+func (ls *leaderState) gcLoop(ctx context.Context) {
+	every := ls.s.cfg.JobMaster.Job.GCInterval
+	if every <= 0 {
+		every = time.Minute
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if _, err := ls.gc(ctx, 0); err != nil && ctx.Err() == nil {
+				ls.s.log.Warn("job GC failed", zap.Error(err))
+			}
+		}
+	}
+}
+
+// gc deletes what retention and capacity allow; room asks for that many
+// free places below the capacity (for a submit). It returns how many jobs
+// it deleted.
+func (ls *leaderState) gc(ctx context.Context, room int) (int, error) {
+	lim := ls.s.cfg.JobMaster.Job
+	now := time.Now().UnixMilli()
+	var (
+		finished []*jobRec
+		total    int
+		lost     []int64
+	)
+	ls.s.fsm.view(func(st *state) {
+		total = st.jobs.Len()
+		st.jobs.Ascend(func(j *jobRec) bool {
+			if j.terminal() {
+				finished = append(finished, j)
+			}
+			return true
+		})
+		st.workers.Ascend(func(w *workerRec) bool {
+			if w.State != api.WorkerState_LIVE && lim.Retention > 0 && now-w.UpdatedMs > lim.Retention.Milliseconds() {
+				lost = append(lost, w.ID)
+			}
+			return true
+		})
+	})
+	sort.Slice(finished, func(i, j int) bool { return finished[i].FinishedMs < finished[j].FinishedMs })
+	var del []int64
+	over := 0
+	if lim.Capacity > 0 {
+		over = total + room - lim.Capacity
+	}
+	for _, j := range finished {
+		expired := lim.Retention > 0 && now-j.FinishedMs > lim.Retention.Milliseconds()
+		if expired || over > 0 {
+			del = append(del, j.ID)
+			over--
+		}
+	}
+	deleted := len(del)
+	for len(del) > 0 || len(lost) > 0 {
+		n := min(len(del), 1000)
+		cmd := &api.DeleteJobsCommand{JobIds: del[:n], WorkerIds: lost}
+		if err := ls.s.applyErr(ctx, cmd); err != nil {
+			return 0, err
+		}
+		if len(del[:n]) > 0 {
+			ls.s.log.Info("compacted finished jobs", zap.Int("jobs", n))
+		}
+		del, lost = del[n:], nil
+	}
+	return deleted, nil
+}

@@ -1,0 +1,288 @@
+package jobmaster
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/plans"
+)
+
+// planners run one planning goroutine per job that still has tasks to
+// plan (at most jobmaster.planner.concurrency at once). Each pulls batches
+// from the plan's streaming Planner and commits every batch with its cursor
+// in one PLAN_TASKS entry, so a failover resumes exactly after the last
+// committed batch. A job with jobmaster.planner.max-outstanding unfinished
+// tasks waits, which bounds memory on both sides however big the job.
+type planners struct {
+	ls     *leaderState
+	sem    chan struct{}
+	mu     sync.Mutex
+	active map[int64]chan struct{} // job id → poke
+	wg     sync.WaitGroup
+}
+
+// Planning retry policy: transient errors (the FS master restarting, no
+// eligible worker for a while) back off up to maxPlanBackoff; after
+// maxPlanFailures in a row, or at once for a permanent error, the job fails.
+const (
+	maxPlanFailures = 10
+	maxPlanBackoff  = 10 * time.Second
+)
+
+func newPlanners(ls *leaderState) *planners {
+	n := ls.s.cfg.JobMaster.Planner.Concurrency
+	if n <= 0 {
+		n = 4
+	}
+	return &planners{ls: ls, sem: make(chan struct{}, n), active: map[int64]chan struct{}{}}
+}
+
+// consider starts planning job id unless it is already being planned.
+func (p *planners) consider(id int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.active[id]; ok || p.ls.ctx.Err() != nil {
+		return
+	}
+	poke := make(chan struct{}, 1)
+	p.active[id] = poke
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer func() {
+			p.mu.Lock()
+			delete(p.active, id)
+			p.mu.Unlock()
+		}()
+		p.run(id, poke)
+	}()
+}
+
+// poke wakes job id's planner if it waits for tasks to finish.
+func (p *planners) poke(id int64) {
+	p.mu.Lock()
+	ch := p.active[id]
+	p.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (p *planners) wait() { p.wg.Wait() }
+
+func (p *planners) run(id int64, poke chan struct{}) {
+	ls, s := p.ls, p.ls.s
+	ctx := ls.ctx
+	select {
+	case p.sem <- struct{}{}:
+		defer func() { <-p.sem }()
+	case <-ctx.Done():
+		return
+	}
+	j := s.fsm.Job(id)
+	if j == nil || j.terminal() || j.PlanningDone {
+		return
+	}
+	plan, err := plans.Lookup(j.Plan)
+	if err != nil {
+		ls.abort(id, fmt.Sprintf("planning: %v", err))
+		return
+	}
+	cfg := s.cfg.JobMaster.Planner
+	batchSize := max(cfg.BatchSize, 1)
+	maxOut := int64(cfg.MaxOutstanding)
+	var (
+		pl       plans.Planner
+		failures int
+		backoff  = 100 * time.Millisecond
+	)
+	defer func() {
+		if pl != nil {
+			_ = pl.Close()
+		}
+	}()
+	fail := func(err error) bool { // true: give up
+		if pl != nil {
+			_ = pl.Close()
+			pl = nil
+		}
+		if ctx.Err() != nil || errors.Is(err, errNotLeader) {
+			return true
+		}
+		failures++
+		if permanentPlanError(err) || failures >= maxPlanFailures {
+			ls.abort(id, fmt.Sprintf("planning: %v", err))
+			return true
+		}
+		s.log.Warn("planning failed; retrying", zap.Int64("job", id), zap.Int("failures", failures), zap.Duration("backoff", backoff), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return true
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxPlanBackoff)
+		return false
+	}
+	for ctx.Err() == nil {
+		j = s.fsm.Job(id)
+		if j == nil || j.terminal() || j.PlanningDone {
+			return
+		}
+		if maxOut > 0 && j.Outstanding >= maxOut {
+			select {
+			case <-poke:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		if pl == nil {
+			pl, err = plan.NewPlanner(ctx, s.env, plans.Job{ID: j.ID, Config: []byte(j.Config), Cursor: j.Cursor, Round: j.Round, RoundFailed: j.RoundFailed})
+			if err != nil {
+				pl = nil
+				if fail(err) {
+					return
+				}
+				continue
+			}
+		}
+		batch, err := pl.Next(ctx, batchSize)
+		if err != nil {
+			if fail(err) {
+				return
+			}
+			continue
+		}
+		cmd := &api.PlanTasksCommand{
+			JobId: j.ID, FirstTaskId: j.NextTaskID, Cursor: batch.Cursor, PlanningDone: batch.Done,
+			Round: j.Round, Failed: batch.Failed, NowMs: time.Now().UnixMilli(),
+			Tasks: make([]*api.PlannedTask, len(batch.Tasks)),
+		}
+		for i, t := range batch.Tasks {
+			cmd.Tasks[i] = &api.PlannedTask{Args: t.Args, Description: t.Description, BytesTotal: t.Bytes, BlockWorkerId: t.BlockWorkerID, BlockWorkerAddress: t.BlockWorkerAddress}
+		}
+		err = s.applyErr(ctx, cmd)
+		switch {
+		case err == nil:
+			failures, backoff = 0, 100*time.Millisecond
+		case errors.Is(err, errStale):
+			// The job moved on (cancelled, or planned elsewhere): start over
+			// from what the FSM says.
+			_ = pl.Close()
+			pl = nil
+		default:
+			if fail(err) {
+				return
+			}
+		}
+	}
+}
+
+// permanentPlanError: retrying cannot help.
+func permanentPlanError(err error) bool {
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.NotFound, codes.PermissionDenied, codes.Unimplemented:
+		return true
+	}
+	return false
+}
+
+// abort fails a job at once with reason.
+func (ls *leaderState) abort(id int64, reason string) {
+	err := ls.s.applyErr(ls.ctx, &api.FinishJobCommand{JobId: id, Status: api.JobInfo_FAILED, Error: reason, Abort: true, NowMs: time.Now().UnixMilli()})
+	if err != nil && !errors.Is(err, errStale) {
+		ls.s.log.Warn("failing job", zap.Int64("job", id), zap.Error(err))
+		return
+	}
+	ls.s.log.Warn("job failed", zap.Int64("job", id), zap.String("reason", reason))
+}
+
+// finisher ends jobs whose planning is done and whose tasks have all
+// ended: it asks the plan whether another round is due (load --verify),
+// else records COMPLETED or FAILED.
+type finisher struct {
+	ls     *leaderState
+	mu     sync.Mutex
+	active map[int64]bool
+	again  map[int64]bool
+	wg     sync.WaitGroup
+}
+
+func newFinisher(ls *leaderState) *finisher {
+	return &finisher{ls: ls, active: map[int64]bool{}, again: map[int64]bool{}}
+}
+
+func (f *finisher) consider(id int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ls.ctx.Err() != nil {
+		return
+	}
+	if f.active[id] {
+		f.again[id] = true
+		return
+	}
+	f.active[id] = true
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		for {
+			f.finish(id)
+			f.mu.Lock()
+			if !f.again[id] || f.ls.ctx.Err() != nil {
+				delete(f.active, id)
+				delete(f.again, id)
+				f.mu.Unlock()
+				return
+			}
+			delete(f.again, id)
+			f.mu.Unlock()
+		}
+	}()
+}
+
+func (f *finisher) wait() { f.wg.Wait() }
+
+func (f *finisher) finish(id int64) {
+	ls, s := f.ls, f.ls.s
+	j := s.fsm.Job(id)
+	if j == nil || !j.quiescent() {
+		return
+	}
+	done := true
+	if plan, err := plans.Lookup(j.Plan); err == nil {
+		d, err := plan.Done(ls.ctx, s.env, plans.Job{ID: j.ID, Config: []byte(j.Config), Cursor: j.Cursor, Round: j.Round, RoundFailed: j.RoundFailed})
+		if err != nil {
+			s.log.Warn("plan Done failed; finishing the job", zap.Int64("job", id), zap.Error(err))
+		} else {
+			done = d
+		}
+	}
+	now := time.Now().UnixMilli()
+	var err error
+	if !done {
+		err = s.applyErr(ls.ctx, &api.NextRoundCommand{JobId: id, Round: j.Round + 1, NowMs: now})
+	} else {
+		cmd := &api.FinishJobCommand{JobId: id, Status: api.JobInfo_COMPLETED, NowMs: now}
+		if j.RoundFailed > 0 {
+			cmd.Status = api.JobInfo_FAILED
+			cmd.Error = fmt.Sprintf("%d task(s) or path(s) failed", j.RoundFailed)
+			if len(j.Failed) > 0 {
+				cmd.Error += fmt.Sprintf("; first: %s: %s", j.Failed[0].GetPath(), j.Failed[0].GetError())
+			}
+		}
+		err = s.applyErr(ls.ctx, cmd)
+	}
+	if err != nil && !errors.Is(err, errStale) && ls.ctx.Err() == nil {
+		s.log.Warn("finishing job failed", zap.Int64("job", id), zap.Error(err))
+	}
+}

@@ -1,0 +1,629 @@
+package jobmaster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/rpc"
+	"github.com/alluvium/alluvium/plans"
+)
+
+// rpcServer is the JobMaster gRPC service. The leader answers; a follower
+// forwards the call to the leader (one hop: a forwarded call that lands on
+// a non-leader fails with Unavailable, and the caller retries).
+type rpcServer struct {
+	api.UnimplementedJobMasterServer
+	s *Server
+}
+
+const (
+	forwardedKey = "x-alluvium-forwarded"
+	userKey      = "x-alluvium-user"
+	maxPollWait  = 30 * time.Second
+	maxPageSize  = 1000
+	defPageSize  = 100
+	maxTasksInfo = 1000
+	lostGrace    = 10 * time.Second // a dispatched task a worker does not list after this is lost
+)
+
+// forwarder keeps connections to the other job masters.
+type forwarder struct {
+	token string
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+func (f *forwarder) client(addr string) (api.JobMasterClient, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.conns == nil {
+		f.conns = map[string]*grpc.ClientConn{}
+	}
+	if cc, ok := f.conns[addr]; ok {
+		return api.NewJobMasterClient(cc), nil
+	}
+	cc, err := rpc.Dial(addr, rpc.ClientOptions{Token: f.token})
+	if err != nil {
+		return nil, err
+	}
+	f.conns[addr] = cc
+	return api.NewJobMasterClient(cc), nil
+}
+
+func (f *forwarder) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, cc := range f.conns {
+		cc.Close()
+	}
+	f.conns = nil
+}
+
+// rpcAddrOf maps a raft server id to its rpc address.
+func (s *Server) rpcAddrOf(id raft.ServerID) string {
+	if string(id) == s.self.ID {
+		return s.rpcAddr
+	}
+	for _, p := range s.peers {
+		if p.ID == string(id) {
+			return p.RPCAddr
+		}
+	}
+	return ""
+}
+
+// route returns the leader state when this node leads, else a client for
+// the leader and a context marking the call forwarded.
+func (s *Server) route(ctx context.Context, op string) (*leaderState, api.JobMasterClient, context.Context, error) {
+	if ls := s.leader.Load(); ls != nil {
+		return ls, nil, ctx, nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	if len(md.Get(forwardedKey)) > 0 {
+		return nil, nil, nil, status.Errorf(codes.Unavailable, "%s: job master %s is not the leader (forwarded call; retry)", op, s.self.ID)
+	}
+	_, id := s.raft.LeaderWithID()
+	if id == "" {
+		return nil, nil, nil, status.Errorf(codes.Unavailable, "%s: no job master leader yet (election in progress; retry)", op)
+	}
+	if string(id) == s.self.ID {
+		return nil, nil, nil, status.Errorf(codes.Unavailable, "%s: this job master is becoming the leader (retry)", op)
+	}
+	addr := s.rpcAddrOf(id)
+	if addr == "" {
+		return nil, nil, nil, status.Errorf(codes.Unavailable, "%s: leader %s has no known rpc address (check jobmaster.raft.peers)", op, id)
+	}
+	c, err := s.fwd.client(addr)
+	if err != nil {
+		return nil, nil, nil, status.Errorf(codes.Unavailable, "%s: leader %s: %v", op, addr, err)
+	}
+	out := metadata.AppendToOutgoingContext(ctx, forwardedKey, s.self.ID)
+	if u := md.Get(userKey); len(u) > 0 {
+		out = metadata.AppendToOutgoingContext(out, userKey, u[0])
+	}
+	return nil, c, out, nil
+}
+
+func submitter(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if u := md.Get(userKey); len(u) > 0 && u[0] != "" {
+		return u[0]
+	}
+	if p, ok := peer.FromContext(ctx); ok {
+		return p.Addr.String()
+	}
+	return ""
+}
+
+func (r *rpcServer) SubmitJob(ctx context.Context, req *api.SubmitJobRequest) (*api.SubmitJobResponse, error) {
+	s := r.s
+	ls, fwd, fctx, err := s.route(ctx, "submit")
+	if err != nil {
+		return nil, err
+	}
+	if fwd != nil {
+		return fwd.SubmitJob(fctx, req)
+	}
+	if rid := req.GetRequestId(); rid != "" {
+		if id, ok := s.fsm.jobByRequest(rid); ok {
+			return &api.SubmitJobResponse{JobId: id, Existed: true}, nil
+		}
+		if len(rid) > 256 {
+			return nil, status.Error(codes.InvalidArgument, "submit: request_id longer than 256 bytes")
+		}
+	}
+	plan, err := plans.Lookup(req.GetPlan())
+	if err != nil {
+		return nil, err
+	}
+	cfg := req.GetConfigJson()
+	if cfg == "" {
+		return nil, status.Errorf(codes.InvalidArgument, "submit %s: empty config (want a JSON object)", req.GetPlan())
+	}
+	if !json.Valid([]byte(cfg)) {
+		var v any
+		err := json.Unmarshal([]byte(cfg), &v)
+		return nil, status.Errorf(codes.InvalidArgument, "submit %s: config is not valid JSON: %v", req.GetPlan(), err)
+	}
+	norm, err := plan.Validate(ctx, s.env, []byte(cfg))
+	if err != nil {
+		if _, ok := status.FromError(err); ok {
+			return nil, err
+		}
+		return nil, status.Errorf(codes.Unavailable, "submit %s: %v", req.GetPlan(), err)
+	}
+	if c := s.cfg.JobMaster.Job.Capacity; c > 0 {
+		n := 0
+		s.fsm.view(func(st *state) { n = st.jobs.Len() })
+		if n >= c {
+			if _, err := ls.gc(ctx, 1); err != nil {
+				return nil, grpcErr("submit", err)
+			}
+			s.fsm.view(func(st *state) { n = st.jobs.Len() })
+			if n >= c {
+				return nil, status.Errorf(codes.ResourceExhausted, "submit %s: %d jobs are kept (jobmaster.job.capacity) and none has finished", req.GetPlan(), n)
+			}
+		}
+	}
+	resp, err := s.apply(ctx, &api.SubmitJobCommand{
+		Plan: req.GetPlan(), ConfigJson: string(norm), RequestId: req.GetRequestId(),
+		Submitter: submitter(ctx), NowMs: time.Now().UnixMilli(),
+	})
+	if err != nil {
+		return nil, grpcErr("submit", err)
+	}
+	sr, ok := resp.(submitResult)
+	if !ok {
+		return nil, grpcErr("submit", fmt.Errorf("unexpected FSM response %v", resp))
+	}
+	return &api.SubmitJobResponse{JobId: sr.id, Existed: sr.existed}, nil
+}
+
+func (r *rpcServer) GetJob(ctx context.Context, req *api.GetJobRequest) (*api.GetJobResponse, error) {
+	s := r.s
+	_, fwd, fctx, err := s.route(ctx, "job stat")
+	if err != nil {
+		return nil, err
+	}
+	if fwd != nil {
+		return fwd.GetJob(fctx, req)
+	}
+	info, err := s.jobInfo(req.GetJobId(), req.GetVerbose())
+	if err != nil {
+		return nil, err
+	}
+	return &api.GetJobResponse{Job: info}, nil
+}
+
+// jobInfo renders job id; verbose adds its tasks (unfinished first).
+func (s *Server) jobInfo(id int64, verbose bool) (*api.JobInfo, error) {
+	j := s.fsm.Job(id)
+	if j == nil {
+		return nil, status.Errorf(codes.NotFound, "job %d not found (finished jobs are kept for jobmaster.job.retention)", id)
+	}
+	info := j.info()
+	if verbose {
+		var open, done []*taskRec
+		s.fsm.view(func(st *state) {
+			st.jobTasks(id, func(t *taskRec) bool {
+				if t.Status == api.TaskInfo_COMPLETED {
+					if len(done) < maxTasksInfo {
+						done = append(done, t)
+					}
+				} else {
+					open = append(open, t)
+				}
+				return len(open) < maxTasksInfo
+			})
+		})
+		for _, t := range append(open, done...) {
+			if len(info.Tasks) >= maxTasksInfo {
+				break
+			}
+			ti := t.info(s.fsm.worker)
+			ti.Args = nil
+			info.Tasks = append(info.Tasks, ti)
+		}
+	}
+	return info, nil
+}
+
+func (r *rpcServer) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*api.ListJobsResponse, error) {
+	s := r.s
+	_, fwd, fctx, err := s.route(ctx, "job ls")
+	if err != nil {
+		return nil, err
+	}
+	if fwd != nil {
+		return fwd.ListJobs(fctx, req)
+	}
+	return s.listJobs(req)
+}
+
+func (s *Server) listJobs(req *api.ListJobsRequest) (*api.ListJobsResponse, error) {
+	size := int(req.GetPageSize())
+	if size <= 0 {
+		size = defPageSize
+	}
+	size = min(size, maxPageSize)
+	var after int64
+	if tok := req.GetPageToken(); tok != "" {
+		v, err := strconv.ParseInt(tok, 10, 64)
+		if err != nil || v < 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "job ls: bad page token %q", tok)
+		}
+		after = v
+	}
+	want := map[api.JobInfo_Status]bool{}
+	for _, st := range req.GetStatuses() {
+		want[st] = true
+	}
+	resp := &api.ListJobsResponse{}
+	var last int64
+	more := false
+	s.fsm.view(func(st *state) {
+		st.jobs.AscendGreaterOrEqual(&jobRec{ID: after + 1}, func(j *jobRec) bool {
+			if len(want) > 0 && !want[j.Status] || req.GetPlan() != "" && req.GetPlan() != j.Plan {
+				return true
+			}
+			if len(resp.Jobs) == size {
+				more = true
+				return false
+			}
+			resp.Jobs = append(resp.Jobs, j.info())
+			last = j.ID
+			return true
+		})
+	})
+	if more {
+		resp.NextPageToken = strconv.FormatInt(last, 10)
+	}
+	return resp, nil
+}
+
+func (r *rpcServer) CancelJob(ctx context.Context, req *api.CancelJobRequest) (*api.CancelJobResponse, error) {
+	s := r.s
+	_, fwd, fctx, err := s.route(ctx, "job cancel")
+	if err != nil {
+		return nil, err
+	}
+	if fwd != nil {
+		return fwd.CancelJob(fctx, req)
+	}
+	j := s.fsm.Job(req.GetJobId())
+	switch {
+	case j == nil:
+		return nil, status.Errorf(codes.NotFound, "job cancel %d: no such job", req.GetJobId())
+	case j.Status == api.JobInfo_CANCELED:
+		return &api.CancelJobResponse{}, nil
+	case j.terminal():
+		return nil, status.Errorf(codes.FailedPrecondition, "job cancel %d: the job already ended %s", j.ID, j.Status)
+	}
+	if err := s.applyErr(ctx, &api.CancelJobCommand{JobId: j.ID, Reason: "canceled by user", NowMs: time.Now().UnixMilli()}); err != nil {
+		return nil, grpcErr("job cancel", err)
+	}
+	return &api.CancelJobResponse{}, nil
+}
+
+func (r *rpcServer) WatchJob(req *api.WatchJobRequest, stream grpc.ServerStreamingServer[api.JobInfo]) error {
+	s := r.s
+	ctx := stream.Context()
+	_, fwd, fctx, err := s.route(ctx, "job watch")
+	if err != nil {
+		return err
+	}
+	if fwd != nil {
+		up, err := fwd.WatchJob(fctx, req)
+		if err != nil {
+			return err
+		}
+		for {
+			m, err := up.Recv()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := stream.Send(m); err != nil {
+				return err
+			}
+		}
+	}
+	interval := time.Duration(req.GetMinIntervalMs()) * time.Millisecond
+	if interval <= 0 {
+		interval = 100 * time.Millisecond
+	}
+	var last *api.JobInfo
+	var lastSent time.Time
+	for {
+		changed := s.fsm.Changed()
+		j := s.fsm.Job(req.GetJobId())
+		if j == nil {
+			if last == nil {
+				return status.Errorf(codes.NotFound, "job watch %d: no such job", req.GetJobId())
+			}
+			return nil
+		}
+		info := j.info()
+		if last == nil || infoChanged(last, info) {
+			if err := stream.Send(info); err != nil {
+				return err
+			}
+			last, lastSent = info, time.Now()
+		}
+		if j.terminal() {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil
+		case <-s.shutdown:
+			return status.Error(codes.Unavailable, "job master shutting down")
+		}
+		if wait := interval - time.Since(lastSent); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			}
+		}
+	}
+}
+
+func infoChanged(a, b *api.JobInfo) bool {
+	return a.Status != b.Status || a.TasksTotal != b.TasksTotal || a.TasksDone != b.TasksDone ||
+		a.TasksFailed != b.TasksFailed || a.BytesDone != b.BytesDone || a.BytesTotal != b.BytesTotal ||
+		a.TasksRunning != b.TasksRunning || a.PlanningDone != b.PlanningDone || a.Round != b.Round || a.Error != b.Error
+}
+
+func (r *rpcServer) GetLeader(ctx context.Context, req *api.GetLeaderRequest) (*api.GetLeaderResponse, error) {
+	return r.s.leaderInfo(), nil
+}
+
+func (s *Server) leaderInfo() *api.GetLeaderResponse {
+	_, id := s.raft.LeaderWithID()
+	resp := &api.GetLeaderResponse{
+		LeaderId: string(id), Term: s.raft.CurrentTerm(), CommitIndex: s.raft.CommitIndex(),
+	}
+	if id != "" {
+		resp.LeaderRpcAddress = s.rpcAddrOf(id)
+	}
+	if f := s.raft.GetConfiguration(); f.Error() == nil {
+		for _, sv := range f.Configuration().Servers {
+			resp.Servers = append(resp.Servers, &api.RaftServer{
+				Id: string(sv.ID), RaftAddress: string(sv.Address), RpcAddress: s.rpcAddrOf(sv.ID),
+				Suffrage: sv.Suffrage.String(), Leader: sv.ID == id,
+			})
+		}
+	}
+	return resp
+}
+
+func (r *rpcServer) RegisterJobWorker(ctx context.Context, req *api.RegisterJobWorkerRequest) (*api.RegisterJobWorkerResponse, error) {
+	s := r.s
+	_, fwd, fctx, err := s.route(ctx, "register job worker")
+	if err != nil {
+		return nil, err
+	}
+	if fwd != nil {
+		return fwd.RegisterJobWorker(fctx, req)
+	}
+	if req.GetAddress() == "" {
+		return nil, status.Error(codes.InvalidArgument, "register job worker: empty address")
+	}
+	threads := req.GetThreads()
+	if threads <= 0 {
+		threads = 1
+	}
+	resp, err := s.apply(ctx, &api.RegisterWorkerCommand{
+		Address: req.GetAddress(), Host: req.GetHost(), BlockWorkerId: req.GetBlockWorkerId(),
+		BlockWorkerAddress: req.GetBlockWorkerAddress(), Threads: threads,
+		MaxAttempts: int32(s.cfg.JobMaster.Task.MaxAttempts), NowMs: time.Now().UnixMilli(),
+	})
+	if err != nil {
+		return nil, grpcErr("register job worker", err)
+	}
+	rr, ok := resp.(registerResult)
+	if !ok {
+		return nil, grpcErr("register job worker", fmt.Errorf("unexpected FSM response %v", resp))
+	}
+	return &api.RegisterJobWorkerResponse{
+		WorkerId:            rr.id,
+		HeartbeatIntervalMs: s.cfg.JobMaster.Worker.HeartbeatInterval.Milliseconds(),
+		TtlMs:               s.cfg.JobMaster.Worker.Timeout.Milliseconds(),
+	}, nil
+}
+
+func (r *rpcServer) JobWorkerHeartbeat(ctx context.Context, req *api.JobWorkerHeartbeatRequest) (*api.JobWorkerHeartbeatResponse, error) {
+	s := r.s
+	ls, fwd, fctx, err := s.route(ctx, "job worker heartbeat")
+	if err != nil {
+		return nil, err
+	}
+	if fwd != nil {
+		return fwd.JobWorkerHeartbeat(fctx, req)
+	}
+	id := req.GetWorkerId()
+	ttl := s.cfg.JobMaster.Worker.Timeout.Milliseconds()
+	if w := s.fsm.worker(id); w == nil || w.State != api.WorkerState_LIVE {
+		return &api.JobWorkerHeartbeatResponse{Reregister: true, TtlMs: ttl}, nil
+	}
+	ls.hb.reset(id)
+	resp := &api.JobWorkerHeartbeatResponse{TtlMs: ttl}
+	if req.GetWaitMs() <= 0 {
+		ls.broker.touch(id, int(req.GetFreeSlots()))
+	}
+	if len(req.GetUpdates()) > 0 {
+		trs := make([]*api.TaskTransition, 0, len(req.GetUpdates()))
+		for _, u := range req.GetUpdates() {
+			if tr := transitionOf(u, id); tr != nil {
+				trs = append(trs, tr)
+			}
+		}
+		if done := ls.coll.submit(trs); done != nil {
+			select {
+			case err := <-done:
+				if err != nil {
+					return nil, grpcErr("job worker heartbeat", err)
+				}
+			case <-ctx.Done():
+				return nil, grpcErr("job worker heartbeat", ctx.Err())
+			}
+		}
+		for _, u := range req.GetUpdates() {
+			resp.Acked = append(resp.Acked, &api.TaskRef{JobId: u.GetJobId(), TaskId: u.GetTaskId(), Attempt: u.GetAttempt()})
+		}
+	}
+	var ended []int64
+	for _, jid := range req.GetRunningJobIds() {
+		if j := s.fsm.Job(jid); j == nil || j.terminal() {
+			ended = append(ended, jid)
+		}
+	}
+	ls.broker.cancelJobs(id, ended)
+	if req.GetWaitMs() > 0 {
+		ls.reconcile(id, req.GetHolding())
+	}
+	wait := min(time.Duration(req.GetWaitMs())*time.Millisecond, maxPollWait)
+	keys, cancels, err := ls.broker.poll(ctx, id, int(req.GetFreeSlots()), wait)
+	if err != nil {
+		if errors.Is(err, errUnknownWorker) {
+			resp.Reregister = true
+			return resp, nil
+		}
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return resp, nil
+		}
+		return nil, grpcErr("job worker heartbeat", err)
+	}
+	ls.hb.reset(id)
+	resp.Cancels = cancels
+	resp.Tasks = ls.assign(id, keys)
+	return resp, nil
+}
+
+// transitionOf maps a worker's report to a task transition.
+func transitionOf(u *api.TaskUpdate, worker int64) *api.TaskTransition {
+	tr := &api.TaskTransition{JobId: u.GetJobId(), TaskId: u.GetTaskId(), Attempt: u.GetAttempt(), WorkerId: worker, BytesDone: u.GetBytesDone(), Error: u.GetError(), Failed: u.GetFailed()}
+	switch u.GetStatus() {
+	case api.TaskInfo_RUNNING:
+		tr.Kind = api.TaskTransition_PROGRESS
+	case api.TaskInfo_COMPLETED:
+		tr.Kind = api.TaskTransition_COMPLETE
+	case api.TaskInfo_FAILED:
+		tr.Kind = api.TaskTransition_FAIL
+	case api.TaskInfo_CANCELED:
+		// Cancelled on the worker without the job being cancelled (the
+		// worker is stopping): this attempt is over.
+		tr.Kind = api.TaskTransition_FAIL
+		if tr.Error == "" {
+			tr.Error = "canceled on the job worker"
+		}
+	default:
+		return nil
+	}
+	return tr
+}
+
+// assign turns claimed tasks into assignments and records their dispatch.
+func (ls *leaderState) assign(worker int64, keys []taskKey) []*api.TaskAssignment {
+	if len(keys) == 0 {
+		return nil
+	}
+	s := ls.s
+	timeout := s.cfg.JobMaster.Task.Timeout.Milliseconds()
+	var (
+		out      []*api.TaskAssignment
+		drop     []taskKey
+		dispatch []*api.TaskTransition
+	)
+	for _, k := range keys {
+		t := s.fsm.task(k)
+		j := s.fsm.Job(k.job)
+		if t == nil || t.Status != api.TaskInfo_PENDING || j == nil || j.terminal() {
+			drop = append(drop, k)
+			continue
+		}
+		ls.broker.setClaimAttempt(k, t.Attempt)
+		out = append(out, &api.TaskAssignment{
+			JobId: k.job, TaskId: k.task, Attempt: t.Attempt, Plan: j.Plan, Args: t.Args,
+			JobConfigJson: j.Config, TimeoutMs: timeout, User: j.Submitter,
+			BandwidthBytesPerSec: ls.broker.bandwidthShare(j), Description: t.Desc,
+		})
+		dispatch = append(dispatch, &api.TaskTransition{JobId: k.job, TaskId: k.task, Attempt: t.Attempt, Kind: api.TaskTransition_DISPATCH, WorkerId: worker})
+	}
+	ls.broker.unclaim(drop)
+	ls.coll.submit(dispatch)
+	return out
+}
+
+// reconcile fails attempts the FSM has RUNNING on worker that the worker
+// does not hold (the hand-out never reached it).
+func (ls *leaderState) reconcile(worker int64, holding []*api.TaskRef) {
+	held := make(map[taskKey]int32, len(holding))
+	for _, h := range holding {
+		held[taskKey{h.GetJobId(), h.GetTaskId()}] = h.GetAttempt()
+	}
+	cutoff := time.Now().Add(-lostGrace).UnixMilli()
+	var trs []*api.TaskTransition
+	ls.s.fsm.view(func(st *state) {
+		for k := range st.running[worker] {
+			t := st.task(k)
+			if t == nil || t.DispatchedMs > cutoff {
+				continue
+			}
+			if a, ok := held[k]; ok && a == t.Attempt {
+				continue
+			}
+			trs = append(trs, &api.TaskTransition{JobId: k.job, TaskId: k.task, Attempt: t.Attempt, Kind: api.TaskTransition_FAIL, WorkerId: worker, Error: "task was handed to the job worker but never reached it"})
+		}
+	})
+	sort.Slice(trs, func(i, j int) bool {
+		return taskKey{trs[i].JobId, trs[i].TaskId}.less(taskKey{trs[j].JobId, trs[j].TaskId})
+	})
+	ls.coll.submit(trs)
+}
+
+func (r *rpcServer) ListJobWorkers(ctx context.Context, req *api.ListJobWorkersRequest) (*api.ListJobWorkersResponse, error) {
+	s := r.s
+	ls, fwd, fctx, err := s.route(ctx, "list job workers")
+	if err != nil {
+		return nil, err
+	}
+	if fwd != nil {
+		return fwd.ListJobWorkers(fctx, req)
+	}
+	st := ls.broker.stats()
+	resp := &api.ListJobWorkersResponse{}
+	s.fsm.view(func(fs *state) {
+		fs.workers.Ascend(func(w *workerRec) bool {
+			i := w.info()
+			i.RunningTasks = int32(st.perWork[w.ID])
+			if t, ok := st.lastSeen[w.ID]; ok {
+				i.LastHeartbeatMs = t.UnixMilli()
+			}
+			resp.Workers = append(resp.Workers, i)
+			return true
+		})
+	})
+	return resp, nil
+}

@@ -1,0 +1,336 @@
+package jobmaster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/rpc"
+	"github.com/alluvium/alluvium/plans"
+)
+
+// Server is one job master: a raft member that, while it leads, plans jobs,
+// hands tasks to job workers and tracks them.
+type Server struct {
+	cfg  *config.Config
+	log  *zap.Logger
+	opts serverOptions
+
+	fsm      *FSM
+	raft     *raft.Raft
+	parts    *raftParts
+	counted  *countingLogStore
+	notifyCh chan bool
+	self     Peer
+	peers    []Peer
+
+	env    plans.Env
+	envCls func() error
+
+	grpc    *grpc.Server
+	rpcLn   net.Listener
+	rpcAddr string
+	http    *httpServer
+
+	leader atomic.Pointer[leaderState]
+	fwd    forwarder
+	m      *metrics
+
+	shutdown chan struct{}
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	started  bool
+}
+
+// serverOptions replace real parts in tests.
+type serverOptions struct {
+	parts  *raftParts   // raft stores and transport; nil: bbolt + TCP
+	env    plans.Env    // cluster access for plans; nil: dial jobmaster.master
+	rpcLn  net.Listener // nil: listen on jobmaster.bind-host:rpc-port
+	noHTTP bool
+	peers  []Peer // nil: from jobmaster.raft.peers
+}
+
+// New returns a job master for cfg. Start makes it serve.
+func New(cfg *config.Config, log *zap.Logger) (*Server, error) {
+	return newServer(cfg, log, serverOptions{})
+}
+
+func newServer(cfg *config.Config, log *zap.Logger, o serverOptions) (*Server, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	peers := o.peers
+	if peers == nil {
+		var err error
+		if peers, err = ParsePeers(cfg.JobMaster.Raft.Peers); err != nil {
+			return nil, err
+		}
+	}
+	self := Peer{
+		ID:       cfg.JobMaster.Raft.NodeID,
+		RaftAddr: net.JoinHostPort(cfg.JobMaster.Host, fmt.Sprint(cfg.JobMaster.Raft.Port)),
+		RPCAddr:  net.JoinHostPort(cfg.JobMaster.Host, fmt.Sprint(cfg.JobMaster.RPCPort)),
+	}
+	if len(peers) > 0 {
+		found := false
+		for _, p := range peers {
+			if p.ID == self.ID {
+				self, found = p, true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("jobmaster.raft.node-id %q is not among jobmaster.raft.peers (ids: %s)", self.ID, peerIDs(peers))
+		}
+	}
+	if cfg.JobMaster.Worker.Timeout <= 0 || cfg.JobMaster.Worker.HeartbeatInterval <= 0 {
+		return nil, fmt.Errorf("jobmaster.worker.timeout and heartbeat-interval must be positive")
+	}
+	if cfg.JobMaster.Task.MaxAttempts < 1 {
+		return nil, fmt.Errorf("jobmaster.task.max-attempts = %d: want >= 1", cfg.JobMaster.Task.MaxAttempts)
+	}
+	s := &Server{
+		cfg: cfg, log: log, opts: o, fsm: NewFSM(log.Named("fsm")),
+		self: self, peers: peers, notifyCh: make(chan bool, 16), shutdown: make(chan struct{}),
+	}
+	s.fwd.token = cfg.Security.Token
+	s.m = newMetrics(s)
+	return s, nil
+}
+
+func peerIDs(ps []Peer) string {
+	s := ""
+	for i, p := range ps {
+		if i > 0 {
+			s += ", "
+		}
+		s += p.ID
+	}
+	return s
+}
+
+// Start opens the raft stores, joins or bootstraps the group and serves
+// gRPC and HTTP. It returns once serving; leadership follows within an
+// election timeout.
+func (s *Server) Start(ctx context.Context) error {
+	if s.started {
+		return errors.New("jobmaster: started twice")
+	}
+	s.started = true
+	hl := hclogAdapter(s.log, s.cfg.Log.Level)
+	parts, counted := s.opts.parts, (*countingLogStore)(nil)
+	if parts == nil {
+		var err error
+		if parts, counted, err = openRaftParts(s.cfg, hl); err != nil {
+			return err
+		}
+	} else {
+		counted = &countingLogStore{LogStore: parts.logs}
+		parts.logs = counted
+	}
+	s.parts, s.counted = parts, counted
+
+	if s.opts.env != nil {
+		s.env = s.opts.env
+	} else {
+		e, err := plans.DialEnv(s.cfg.JobMaster.Master, rpc.ClientOptions{Token: s.cfg.Security.Token})
+		if err != nil {
+			s.closeParts()
+			return fmt.Errorf("jobmaster.master: %w", err)
+		}
+		s.env, s.envCls = e, e.Close
+	}
+
+	rc := raftConfig(s.cfg, s.self.ID, s.notifyCh, hl)
+	has, err := raft.HasExistingState(parts.logs, parts.stable, parts.snaps)
+	if err != nil {
+		s.closeParts()
+		return fmt.Errorf("raft state in %s: %w", s.cfg.JobMaster.Raft.Dir, err)
+	}
+	if !has {
+		conf := raft.Configuration{}
+		if len(s.peers) == 0 {
+			conf.Servers = []raft.Server{{ID: raft.ServerID(s.self.ID), Address: parts.trans.LocalAddr()}}
+		} else {
+			for _, p := range s.peers {
+				conf.Servers = append(conf.Servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
+			}
+		}
+		if err := raft.BootstrapCluster(rc, parts.logs, parts.stable, parts.snaps, parts.trans, conf); err != nil {
+			s.closeParts()
+			return fmt.Errorf("raft bootstrap: %w", err)
+		}
+		s.log.Info("raft group bootstrapped", zap.Int("voters", len(conf.Servers)))
+	}
+	r, err := raft.NewRaft(rc, s.fsm, parts.logs, parts.stable, parts.snaps, parts.trans)
+	if err != nil {
+		s.closeParts()
+		return fmt.Errorf("raft: %w", err)
+	}
+	s.raft = r
+
+	ln := s.opts.rpcLn
+	if ln == nil {
+		if ln, err = rpc.Listen(s.cfg.JobMaster.BindHost, s.cfg.JobMaster.RPCPort); err != nil {
+			_ = r.Shutdown().Error()
+			s.closeParts()
+			return fmt.Errorf("jobmaster rpc: %w", err)
+		}
+	}
+	s.rpcLn = ln
+	s.rpcAddr = s.self.RPCAddr
+	if _, port, err := net.SplitHostPort(ln.Addr().String()); err == nil && s.cfg.JobMaster.RPCPort == 0 && len(s.peers) == 0 {
+		s.rpcAddr = net.JoinHostPort(s.cfg.JobMaster.Host, port)
+	}
+	s.grpc = rpc.NewServer(rpc.ServerOptions{Token: s.cfg.Security.Token, Logger: s.log})
+	api.RegisterJobMasterServer(s.grpc, &rpcServer{s: s})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.grpc.Serve(ln); err != nil {
+			s.log.Error("jobmaster rpc server stopped", zap.Error(err))
+		}
+	}()
+	if !s.opts.noHTTP {
+		h, err := s.startHTTP()
+		if err != nil {
+			s.grpc.Stop()
+			_ = r.Shutdown().Error()
+			s.closeParts()
+			return err
+		}
+		s.http = h
+	}
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.monitorLeadership() }()
+	go func() { defer s.wg.Done(); s.m.sample(s.shutdown) }()
+	s.log.Info("job master serving",
+		zap.String("rpc", s.rpcAddr), zap.String("raft", string(parts.trans.LocalAddr())),
+		zap.String("id", s.self.ID), zap.Int("peers", len(s.peers)), zap.String("dir", s.cfg.JobMaster.Raft.Dir))
+	return nil
+}
+
+func (s *Server) closeParts() {
+	if s.parts != nil && s.parts.closer != nil {
+		if err := s.parts.closer(); err != nil {
+			s.log.Warn("closing raft stores", zap.Error(err))
+		}
+	}
+	if s.envCls != nil {
+		_ = s.envCls()
+	}
+}
+
+// Stop leaves leadership, stops serving and closes the raft stores.
+func (s *Server) Stop(ctx context.Context) error {
+	var err error
+	s.stopOnce.Do(func() {
+		if !s.started {
+			return
+		}
+		close(s.shutdown)
+		if s.http != nil {
+			_ = s.http.Shutdown(ctx)
+		}
+		done := make(chan struct{})
+		go func() { s.grpc.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.grpc.Stop()
+		case <-time.After(2 * time.Second):
+			s.grpc.Stop() // long polls would hold GracefulStop
+		}
+		if s.raft != nil {
+			err = s.raft.Shutdown().Error()
+		}
+		s.wg.Wait()
+		s.fwd.close()
+		s.closeParts()
+	})
+	return err
+}
+
+// RPCAddr is the address clients and job workers use (host:port).
+func (s *Server) RPCAddr() string { return s.rpcAddr }
+
+// HTTPAddr is the http listener's address, or "".
+func (s *Server) HTTPAddr() string {
+	if s.http == nil {
+		return ""
+	}
+	return s.http.addr
+}
+
+// IsLeader reports whether this job master leads and its leader loops run.
+func (s *Server) IsLeader() bool { return s.leader.Load() != nil }
+
+// FSM exposes the replicated state (read-only use).
+func (s *Server) FSM() *FSM { return s.fsm }
+
+// errNotLeader: this node stopped leading while a call was in progress.
+var errNotLeader = errors.New("not the job master leader")
+
+// apply runs one command through raft and returns its FSM response.
+func (s *Server) apply(ctx context.Context, m proto.Message) (any, error) {
+	defer markEnqueued(ctx)
+	buf, err := encodeCommand(m)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	f := s.raft.Apply(buf, 30*time.Second)
+	markEnqueued(ctx)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			return nil, fmt.Errorf("%w: %v", errNotLeader, err)
+		}
+		return nil, err
+	}
+	s.m.applyLatency.Observe(time.Since(start).Seconds())
+	return f.Response(), nil
+}
+
+// applyErr is apply for commands whose response is an error or nil.
+func (s *Server) applyErr(ctx context.Context, m proto.Message) error {
+	resp, err := s.apply(ctx, m)
+	if err != nil {
+		return err
+	}
+	if e, ok := resp.(error); ok {
+		return e
+	}
+	return nil
+}
+
+// grpcErr maps internal errors to gRPC status errors.
+func grpcErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, errNotLeader), errors.Is(err, errBrokerClosed), errors.Is(err, raft.ErrRaftShutdown):
+		return status.Errorf(codes.Unavailable, "%s: %v (retry: a new leader is being elected)", op, err)
+	case errors.Is(err, context.Canceled):
+		return status.Errorf(codes.Canceled, "%s: %v", op, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Errorf(codes.DeadlineExceeded, "%s: %v", op, err)
+	}
+	return status.Errorf(codes.Internal, "%s: %v", op, err)
+}

@@ -1,0 +1,302 @@
+package jobmaster
+
+import (
+	"slices"
+
+	"github.com/google/btree"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// The FSM's state lives in copy-on-write B-trees of immutable records: a
+// record is never changed once it is in a tree, a change inserts a modified
+// copy. A snapshot is then an O(1) Clone of the trees that is written out
+// while the FSM goes on applying, and a reader may keep a record it got
+// without holding the lock.
+
+// maxFailedPaths bounds the failed paths a job keeps (FailedCount counts all).
+const maxFailedPaths = 1000
+
+type taskKey struct{ job, task int64 }
+
+func (a taskKey) less(b taskKey) bool {
+	if a.job != b.job {
+		return a.job < b.job
+	}
+	return a.task < b.task
+}
+
+// jobRec is a job as the FSM holds it.
+type jobRec struct {
+	ID           int64
+	Plan         string
+	Config       string
+	Submitter    string
+	RequestID    string
+	Policy       string
+	Status       api.JobInfo_Status
+	Error        string
+	CreatedMs    int64
+	UpdatedMs    int64
+	FinishedMs   int64
+	TasksTotal   int64
+	TasksDone    int64
+	TasksFailed  int64
+	TasksRunning int64
+	BytesTotal   int64
+	BytesDone    int64
+	PlanningDone bool
+	Cursor       []byte
+	Round        int32
+	NextTaskID   int64
+	Outstanding  int64 // tasks not ended
+	RoundFailed  int64 // tasks (and planner paths) of this round that failed for good
+	Failed       []*api.FailedPath
+	FailedCount  int64
+}
+
+func (j *jobRec) terminal() bool { return terminalJob(j.Status) }
+
+// quiescent: planned out and every task ended, waiting for the finisher.
+func (j *jobRec) quiescent() bool {
+	return !j.terminal() && j.PlanningDone && j.Outstanding == 0
+}
+
+func terminalJob(s api.JobInfo_Status) bool {
+	return s == api.JobInfo_COMPLETED || s == api.JobInfo_FAILED || s == api.JobInfo_CANCELED
+}
+
+func (j *jobRec) addFailed(fs ...*api.FailedPath) {
+	if len(fs) == 0 {
+		return
+	}
+	j.FailedCount += int64(len(fs))
+	room := maxFailedPaths - len(j.Failed)
+	if room <= 0 {
+		return
+	}
+	if len(fs) > room {
+		fs = fs[:room]
+	}
+	// Clip: the old version of the record may share the backing array.
+	j.Failed = append(slices.Clip(j.Failed), fs...)
+}
+
+// taskRec is a task as the FSM holds it.
+type taskRec struct {
+	JobID        int64
+	TaskID       int64
+	Status       api.TaskInfo_Status
+	Attempt      int32
+	WorkerID     int64
+	Error        string
+	BytesTotal   int64
+	BytesDone    int64
+	Args         []byte // dropped once COMPLETED: nobody needs them then
+	Desc         string
+	UpdatedMs    int64
+	DispatchedMs int64
+	BWID         int64  // block worker the data goes to
+	BWAddr       string // its address
+	Failed       []*api.FailedPath
+}
+
+func (t *taskRec) key() taskKey { return taskKey{t.JobID, t.TaskID} }
+
+func terminalTask(s api.TaskInfo_Status) bool {
+	return s == api.TaskInfo_COMPLETED || s == api.TaskInfo_FAILED || s == api.TaskInfo_CANCELED
+}
+
+// workerRec is a registered job worker.
+type workerRec struct {
+	ID        int64
+	Address   string
+	Host      string
+	BWID      int64
+	BWAddr    string
+	Threads   int32
+	State     api.WorkerState
+	UpdatedMs int64 // registered or lost
+}
+
+// state is everything the FSM replicates, plus indexes derived from it.
+type state struct {
+	jobs     *btree.BTreeG[*jobRec]
+	tasks    *btree.BTreeG[*taskRec]
+	workers  *btree.BTreeG[*workerRec]
+	policies *btree.BTreeG[*api.PolicyInfo]
+
+	nextJobID    int64
+	nextWorkerID int64
+	index        uint64 // raft index of the last applied entry
+
+	// Derived, rebuilt on restore, never snapshotted.
+	byRequest map[string]int64               // request id → job id
+	running   map[int64]map[taskKey]struct{} // worker id → its RUNNING tasks
+}
+
+const btreeDegree = 32
+
+func newState() *state {
+	return &state{
+		jobs:         btree.NewG(btreeDegree, func(a, b *jobRec) bool { return a.ID < b.ID }),
+		tasks:        btree.NewG(btreeDegree, func(a, b *taskRec) bool { return a.key().less(b.key()) }),
+		workers:      btree.NewG(btreeDegree, func(a, b *workerRec) bool { return a.ID < b.ID }),
+		policies:     btree.NewG(btreeDegree, func(a, b *api.PolicyInfo) bool { return a.GetName() < b.GetName() }),
+		nextJobID:    1,
+		nextWorkerID: 1,
+		byRequest:    map[string]int64{},
+		running:      map[int64]map[taskKey]struct{}{},
+	}
+}
+
+// clone returns a snapshot of the replicated part (O(1): lazy B-tree copies).
+func (s *state) clone() *state {
+	return &state{
+		jobs:         s.jobs.Clone(),
+		tasks:        s.tasks.Clone(),
+		workers:      s.workers.Clone(),
+		policies:     s.policies.Clone(),
+		nextJobID:    s.nextJobID,
+		nextWorkerID: s.nextWorkerID,
+		index:        s.index,
+	}
+}
+
+// reindex rebuilds the derived indexes from the trees.
+func (s *state) reindex() {
+	s.byRequest = map[string]int64{}
+	s.running = map[int64]map[taskKey]struct{}{}
+	s.jobs.Ascend(func(j *jobRec) bool {
+		if j.RequestID != "" {
+			s.byRequest[j.RequestID] = j.ID
+		}
+		return true
+	})
+	s.tasks.Ascend(func(t *taskRec) bool {
+		if t.Status == api.TaskInfo_RUNNING {
+			s.markRunning(t.WorkerID, t.key(), true)
+		}
+		return true
+	})
+}
+
+func (s *state) markRunning(worker int64, k taskKey, on bool) {
+	m := s.running[worker]
+	if on {
+		if m == nil {
+			m = map[taskKey]struct{}{}
+			s.running[worker] = m
+		}
+		m[k] = struct{}{}
+		return
+	}
+	if m != nil {
+		delete(m, k)
+		if len(m) == 0 {
+			delete(s.running, worker)
+		}
+	}
+}
+
+func (s *state) job(id int64) *jobRec {
+	j, _ := s.jobs.Get(&jobRec{ID: id})
+	return j
+}
+
+func (s *state) task(k taskKey) *taskRec {
+	t, _ := s.tasks.Get(&taskRec{JobID: k.job, TaskID: k.task})
+	return t
+}
+
+func (s *state) worker(id int64) *workerRec {
+	w, _ := s.workers.Get(&workerRec{ID: id})
+	return w
+}
+
+// jobTasks calls f for each task of job in task-id order until f is false.
+func (s *state) jobTasks(job int64, f func(*taskRec) bool) {
+	s.tasks.AscendRange(&taskRec{JobID: job, TaskID: 0}, &taskRec{JobID: job + 1, TaskID: 0}, f)
+}
+
+// Conversions to the api types.
+
+func (j *jobRec) info() *api.JobInfo {
+	return &api.JobInfo{
+		Id: j.ID, Plan: j.Plan, ConfigJson: j.Config, Submitter: j.Submitter, Status: j.Status,
+		TasksTotal: j.TasksTotal, TasksDone: j.TasksDone, TasksFailed: j.TasksFailed,
+		BytesTotal: j.BytesTotal, BytesDone: j.BytesDone, Error: j.Error,
+		CreatedMs: j.CreatedMs, UpdatedMs: j.UpdatedMs, FinishedMs: j.FinishedMs,
+		PlanningDone: j.PlanningDone, RequestId: j.RequestID, Failed: j.Failed,
+		Policy: j.Policy, TasksRunning: j.TasksRunning, Round: j.Round,
+	}
+}
+
+func (t *taskRec) info(workers func(int64) *workerRec) *api.TaskInfo {
+	ti := &api.TaskInfo{
+		JobId: t.JobID, TaskId: t.TaskID, WorkerId: t.WorkerID, Status: t.Status, Attempt: t.Attempt,
+		Error: t.Error, BytesTotal: t.BytesTotal, BytesDone: t.BytesDone, Args: t.Args,
+		Description: t.Desc, UpdatedMs: t.UpdatedMs,
+	}
+	if t.WorkerID != 0 && workers != nil {
+		if w := workers(t.WorkerID); w != nil {
+			ti.WorkerAddress = w.Address
+		}
+	}
+	return ti
+}
+
+func (w *workerRec) info() *api.JobWorkerInfo {
+	return &api.JobWorkerInfo{
+		Id: w.ID, Address: w.Address, Host: w.Host, BlockWorkerId: w.BWID, BlockWorkerAddress: w.BWAddr,
+		Threads: w.Threads, State: w.State, LastHeartbeatMs: w.UpdatedMs,
+	}
+}
+
+// Snapshot records.
+
+func (j *jobRec) record() *api.JobRecord {
+	return &api.JobRecord{
+		Info: j.info(), Cursor: j.Cursor, Round: j.Round, NextTaskId: j.NextTaskID,
+		Outstanding: j.Outstanding, RoundFailed: j.RoundFailed, FailedCount: j.FailedCount,
+	}
+}
+
+func jobFromRecord(r *api.JobRecord) *jobRec {
+	i := r.GetInfo()
+	return &jobRec{
+		ID: i.GetId(), Plan: i.GetPlan(), Config: i.GetConfigJson(), Submitter: i.GetSubmitter(),
+		RequestID: i.GetRequestId(), Policy: i.GetPolicy(), Status: i.GetStatus(), Error: i.GetError(),
+		CreatedMs: i.GetCreatedMs(), UpdatedMs: i.GetUpdatedMs(), FinishedMs: i.GetFinishedMs(),
+		TasksTotal: i.GetTasksTotal(), TasksDone: i.GetTasksDone(), TasksFailed: i.GetTasksFailed(),
+		TasksRunning: i.GetTasksRunning(), BytesTotal: i.GetBytesTotal(), BytesDone: i.GetBytesDone(),
+		PlanningDone: i.GetPlanningDone(), Cursor: r.GetCursor(), Round: r.GetRound(),
+		NextTaskID: r.GetNextTaskId(), Outstanding: r.GetOutstanding(), RoundFailed: r.GetRoundFailed(),
+		Failed: i.GetFailed(), FailedCount: r.GetFailedCount(),
+	}
+}
+
+func (t *taskRec) record() *api.TaskRecord {
+	return &api.TaskRecord{
+		Info: t.info(nil), BlockWorkerId: t.BWID, BlockWorkerAddress: t.BWAddr,
+		Failed: t.Failed, DispatchedMs: t.DispatchedMs,
+	}
+}
+
+func taskFromRecord(r *api.TaskRecord) *taskRec {
+	i := r.GetInfo()
+	return &taskRec{
+		JobID: i.GetJobId(), TaskID: i.GetTaskId(), Status: i.GetStatus(), Attempt: i.GetAttempt(),
+		WorkerID: i.GetWorkerId(), Error: i.GetError(), BytesTotal: i.GetBytesTotal(), BytesDone: i.GetBytesDone(),
+		Args: i.GetArgs(), Desc: i.GetDescription(), UpdatedMs: i.GetUpdatedMs(), DispatchedMs: r.GetDispatchedMs(),
+		BWID: r.GetBlockWorkerId(), BWAddr: r.GetBlockWorkerAddress(), Failed: r.GetFailed(),
+	}
+}
+
+func workerFromInfo(i *api.JobWorkerInfo) *workerRec {
+	return &workerRec{
+		ID: i.GetId(), Address: i.GetAddress(), Host: i.GetHost(), BWID: i.GetBlockWorkerId(),
+		BWAddr: i.GetBlockWorkerAddress(), Threads: i.GetThreads(), State: i.GetState(),
+		UpdatedMs: i.GetLastHeartbeatMs(),
+	}
+}

@@ -1,0 +1,41 @@
+// Package plans holds the job service's plans: one Go type per kind of job
+// (load now; persist, replicate, move and copy follow), each behind the Plan
+// interface and registered by name in this package's registry.
+//
+// # What a plan implements
+//
+// A plan is stateless; every method gets what it needs as arguments.
+//
+//   - Name: the word users type (`alluvium job submit load ...`).
+//   - Validate(ctx, env, config): decode the job's JSON config strictly, check
+//     it against the cluster (the path exists, enough workers, ...) and
+//     return it normalized (defaults filled in, path cleaned). Errors are
+//     gRPC status errors naming the field or path at fault
+//     (InvalidArgument, NotFound, FailedPrecondition); nothing is submitted
+//     when Validate fails. Validate runs on the job master leader.
+//   - NewPlanner(ctx, env, job): a Planner positioned at job.Cursor (nil: the
+//     start of planning round job.Round). Planner.Next returns the next batch
+//     of tasks with the cursor just after them; the job master commits both
+//     to raft in one entry, so after a failover the new leader calls
+//     NewPlanner with that cursor and planning continues with no duplicate
+//     and no gap. A planner must stream: it pulls its input (directory
+//     listings) page by page and never holds a whole listing in memory; its
+//     cursor must stay small (kilobytes), because it is stored in every
+//     batch.
+//   - Run(ctx, env, task): do one task on a job worker. ctx is cancelled when
+//     the job is cancelled or the task times out; a task must return soon
+//     after. Run reports bytes as it goes (task.Progress), returns failed
+//     paths in Result.Failed, and an error when the attempt failed. Tasks are
+//     idempotent: a retried or duplicated task must be harmless.
+//   - Done(ctx, env, job): asked when planning is done and every task of the
+//     round has ended. true ends the job (COMPLETED, or FAILED when tasks
+//     failed); false starts another planning round (load --verify uses this
+//     to re-check and re-load what is missing).
+//
+// Adding a plan is one file with the type and one Register line in
+// registry.go's builtin list.
+//
+// Plans reach the cluster only through Env, which the job master and job
+// workers implement over the api gRPC clients, so plans never import a
+// server role.
+package plans

@@ -1,0 +1,645 @@
+package plans
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/paths"
+)
+
+// Load caches every block under a path in the block workers, up to
+// Replication copies each. Tasks go one per large block, or one per batch of
+// small files, to the job worker beside the block worker that will hold the
+// data; block workers are chosen so the planned bytes spread evenly.
+type Load struct{}
+
+// LoadConfig is the load plan's job config (JSON).
+type LoadConfig struct {
+	Path        string `json:"path"`
+	Replication int    `json:"replication,omitempty"` // copies wanted; default 1
+	// Workers limits the block workers used (id, host or host:port);
+	// ExcludeWorkers leaves some out.
+	Workers        []string `json:"workers,omitempty"`
+	ExcludeWorkers []string `json:"excludeWorkers,omitempty"`
+	Verify         bool     `json:"verify,omitempty"`    // re-check when done, re-load what is missing
+	Bandwidth      int64    `json:"bandwidth,omitempty"` // bytes/s for the whole job; 0: unlimited
+	// Tuning; defaults are good.
+	BatchFiles int   `json:"batchFiles,omitempty"` // most blocks of small files per task (default 64)
+	BatchBytes int64 `json:"batchBytes,omitempty"` // a task fills up to this many bytes (default 64 MiB)
+	PageSize   int   `json:"pageSize,omitempty"`   // listing page size (default 1000)
+}
+
+// Load defaults and limits.
+const (
+	defaultBatchFiles = 64
+	defaultBatchBytes = 64 << 20
+	defaultPageSize   = 1000
+	maxReplication    = 64
+	blocksInParallel  = 4 // CacheBlock calls one task keeps in flight
+)
+
+// Name implements Plan.
+func (Load) Name() string { return "load" }
+
+// DecodeLoadConfig parses a load config strictly (unknown fields are an
+// error) and fills the defaults. It does not consult the cluster.
+func DecodeLoadConfig(b []byte) (LoadConfig, error) {
+	var c LoadConfig
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return c, invalidf("load: config: %v", err)
+	}
+	if dec.More() {
+		return c, invalidf("load: config: trailing data after the JSON object")
+	}
+	if c.Path == "" {
+		return c, invalidf("load: config: path is required")
+	}
+	p, err := paths.Clean(c.Path)
+	if err != nil {
+		return c, invalidf("load: %v", err)
+	}
+	c.Path = p
+	if c.Replication == 0 {
+		c.Replication = 1
+	}
+	if c.Replication < 1 || c.Replication > maxReplication {
+		return c, invalidf("load %s: --replication %d: want 1..%d", c.Path, c.Replication, maxReplication)
+	}
+	if c.Bandwidth < 0 {
+		return c, invalidf("load %s: --bandwidth %d: want >= 0 bytes/s", c.Path, c.Bandwidth)
+	}
+	if c.BatchFiles == 0 {
+		c.BatchFiles = defaultBatchFiles
+	}
+	if c.BatchBytes == 0 {
+		c.BatchBytes = defaultBatchBytes
+	}
+	if c.PageSize == 0 {
+		c.PageSize = defaultPageSize
+	}
+	if c.BatchFiles < 1 || c.BatchBytes < 1 || c.PageSize < 1 || c.PageSize > 100000 {
+		return c, invalidf("load %s: batchFiles, batchBytes and pageSize must be positive (pageSize <= 100000)", c.Path)
+	}
+	for _, list := range [][]string{c.Workers, c.ExcludeWorkers} {
+		for _, w := range list {
+			if strings.TrimSpace(w) == "" {
+				return c, invalidf("load %s: --workers/--exclude-workers: empty worker name", c.Path)
+			}
+		}
+	}
+	return c, nil
+}
+
+// Validate implements Plan: the path must exist and enough block workers
+// must be eligible for the replication asked.
+func (Load) Validate(ctx context.Context, env Env, config []byte) ([]byte, error) {
+	c, err := DecodeLoadConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := env.FS().GetStatus(ctx, &api.GetStatusRequest{Path: c.Path}); err != nil {
+		if status.Code(err) == codes.NotFound {
+			return nil, status.Errorf(codes.NotFound, "load %s: no such file or directory", c.Path)
+		}
+		return nil, status.Errorf(status.Code(err), "load %s: stat: %v", c.Path, status.Convert(err).Message())
+	}
+	all, err := liveBlockWorkers(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range c.Workers {
+		if !anyMatches(all, name) {
+			return nil, invalidf("load %s: --workers %s: no live block worker has that id, host or address", c.Path, name)
+		}
+	}
+	eligible := filterWorkers(all, c)
+	if len(eligible) == 0 {
+		return nil, status.Errorf(codes.FailedPrecondition, "load %s: no eligible live block worker", c.Path)
+	}
+	if c.Replication > len(eligible) {
+		return nil, status.Errorf(codes.FailedPrecondition, "load %s: --replication %d is more than the %d eligible live block worker(s)", c.Path, c.Replication, len(eligible))
+	}
+	return json.Marshal(c)
+}
+
+// Done implements Plan: with --verify the first round is followed by one
+// that re-checks every block and re-loads what is missing.
+func (Load) Done(ctx context.Context, env Env, job Job) (bool, error) {
+	c, err := DecodeLoadConfig(job.Config)
+	if err != nil {
+		return true, err
+	}
+	return !(c.Verify && job.Round == 0), nil
+}
+
+// blockWorker is a block worker as the load plan sees it.
+type blockWorker struct {
+	id   int64
+	addr string // host:rpc-port
+	host string
+}
+
+func liveBlockWorkers(ctx context.Context, env Env) ([]blockWorker, error) {
+	resp, err := env.BlockMaster().GetWorkerInfoList(ctx, &api.GetWorkerInfoListRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list block workers: %w", err)
+	}
+	var out []blockWorker
+	for _, w := range resp.Workers {
+		if w.GetState() != api.WorkerState_LIVE && w.GetState() != api.WorkerState_WORKER_STATE_UNSPECIFIED {
+			continue
+		}
+		a := w.GetAddress()
+		out = append(out, blockWorker{id: w.GetId(), addr: fmt.Sprintf("%s:%d", a.GetHost(), a.GetRpcPort()), host: a.GetHost()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out, nil
+}
+
+func (w blockWorker) matches(name string) bool {
+	name = strings.TrimSpace(name)
+	return name == w.addr || name == w.host || name == strconv.FormatInt(w.id, 10)
+}
+
+func anyMatches(ws []blockWorker, name string) bool {
+	for _, w := range ws {
+		if w.matches(name) {
+			return true
+		}
+	}
+	return false
+}
+
+func filterWorkers(all []blockWorker, c LoadConfig) []blockWorker {
+	var out []blockWorker
+	for _, w := range all {
+		ok := len(c.Workers) == 0
+		for _, n := range c.Workers {
+			ok = ok || w.matches(n)
+		}
+		for _, n := range c.ExcludeWorkers {
+			if w.matches(n) {
+				ok = false
+			}
+		}
+		if ok {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// loadArgs are one load task's arguments: blocks to cache on one worker.
+type loadArgs struct {
+	Worker  int64       `json:"w"`
+	Address string      `json:"a"`
+	Blocks  []loadBlock `json:"b"`
+}
+
+type loadBlock struct {
+	ID          int64  `json:"id"`
+	Path        string `json:"p"`
+	UFS         string `json:"u"`
+	Mount       int64  `json:"m,omitempty"`
+	Offset      int64  `json:"o,omitempty"`
+	Length      int64  `json:"l"`
+	Fingerprint string `json:"f,omitempty"`
+}
+
+// loadCursor is where planning stands: every file up to After (in walk
+// order) has its tasks committed; Planned is the bytes committed per block
+// worker id, which keeps the spread even across a failover.
+type loadCursor struct {
+	After   string          `json:"after,omitempty"`
+	Planned map[int64]int64 `json:"planned,omitempty"`
+}
+
+// NewPlanner implements Plan.
+func (Load) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
+	c, err := DecodeLoadConfig(job.Config)
+	if err != nil {
+		return nil, err
+	}
+	var cur loadCursor
+	if len(job.Cursor) > 0 {
+		if err := json.Unmarshal(job.Cursor, &cur); err != nil {
+			return nil, fmt.Errorf("load job %d: bad cursor: %w", job.ID, err)
+		}
+	}
+	if cur.Planned == nil {
+		cur.Planned = map[int64]int64{}
+	}
+	p := &loadPlanner{
+		env:     env,
+		cfg:     c,
+		cursor:  cur,
+		walk:    newWalker(env.FS(), c.Path, cur.After, int32(c.PageSize), true),
+		open:    map[int64]*openBatch{},
+		pending: map[int64]int64{},
+	}
+	return p, nil
+}
+
+type loadPlanner struct {
+	env    Env
+	cfg    LoadConfig
+	cursor loadCursor
+	walk   *walker
+
+	workers   []blockWorker
+	refreshed time.Time
+
+	open    map[int64]*openBatch // by target block worker id
+	pending map[int64]int64      // bytes in open batches, by worker id
+	marks   []*fileMark          // files in walk order whose blocks are not all emitted
+	out     []TaskSpec
+	failed  []*api.FailedPath
+	eof     bool
+}
+
+// fileMark counts a file's block copies still sitting in open batches.
+type fileMark struct {
+	path    string
+	pending int
+}
+
+type openBatch struct {
+	target blockWorker
+	blocks []loadBlock
+	marks  []*fileMark
+	bytes  int64
+}
+
+const workerRefresh = 10 * time.Second
+
+func (p *loadPlanner) Close() error { return nil }
+
+// Next implements Planner.
+func (p *loadPlanner) Next(ctx context.Context, max int) (Batch, error) {
+	if max < 1 {
+		max = 1
+	}
+	p.out, p.failed = nil, nil
+	scanned := 0
+	for !p.eof && len(p.out) < max && scanned < 16*max {
+		if p.workers == nil || time.Since(p.refreshed) > workerRefresh {
+			if err := p.refreshWorkers(ctx); err != nil {
+				return Batch{}, err
+			}
+		}
+		f, err := p.walk.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			p.eof = true
+			break
+		}
+		if err != nil {
+			return Batch{}, err
+		}
+		scanned++
+		p.planFile(f)
+	}
+	if p.eof {
+		ids := make([]int64, 0, len(p.open))
+		for id := range p.open {
+			ids = append(ids, id)
+		}
+		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+		for _, id := range ids {
+			p.flush(id)
+		}
+	}
+	p.advance()
+	cur, err := json.Marshal(p.cursor)
+	if err != nil {
+		return Batch{}, err
+	}
+	return Batch{Tasks: p.out, Cursor: cur, Done: p.eof, Failed: p.failed}, nil
+}
+
+func (p *loadPlanner) refreshWorkers(ctx context.Context) error {
+	all, err := liveBlockWorkers(ctx, p.env)
+	if err != nil {
+		return err
+	}
+	p.workers = filterWorkers(all, p.cfg)
+	p.refreshed = time.Now()
+	if len(p.workers) == 0 {
+		return status.Errorf(codes.FailedPrecondition, "load %s: no eligible live block worker", p.cfg.Path)
+	}
+	return nil
+}
+
+// planFile adds the block copies f still needs to the open batches.
+func (p *loadPlanner) planFile(f *api.FileInfo) {
+	mark := &fileMark{path: f.GetPath()}
+	p.marks = append(p.marks, mark)
+	if f.GetLength() <= 0 {
+		return
+	}
+	bs := f.GetBlockSizeBytes()
+	if bs <= 0 {
+		bs = f.GetLength()
+	}
+	nblocks := (f.GetLength() + bs - 1) / bs
+	fbis := f.GetFileBlockInfos()
+	persisted := f.GetPersistenceState() != api.PersistenceState_NOT_PERSISTED && f.GetPersistenceState() != api.PersistenceState_TO_BE_PERSISTED
+	eligible := map[int64]bool{}
+	for _, w := range p.workers {
+		eligible[w.id] = true
+	}
+	for i := int64(0); i < nblocks; i++ {
+		b := loadBlock{Path: f.GetPath(), UFS: f.GetUfsPath(), Mount: f.GetMountId(), Offset: i * bs, Length: min(bs, f.GetLength()-i*bs), Fingerprint: f.GetUfsFingerprint()}
+		have := map[int64]bool{}
+		switch {
+		case int(i) < len(fbis) && fbis[i].GetBlockInfo() != nil:
+			bi := fbis[i].GetBlockInfo()
+			b.ID = bi.GetBlockId()
+			if bi.GetLength() > 0 {
+				b.Length = bi.GetLength()
+			}
+			if fbis[i].GetOffset() > 0 {
+				b.Offset = fbis[i].GetOffset()
+			}
+			for _, l := range bi.GetLocations() {
+				if eligible[l.GetWorkerId()] {
+					have[l.GetWorkerId()] = true
+				}
+			}
+		case int(i) < len(f.GetBlockIds()):
+			b.ID = f.GetBlockIds()[i]
+		default:
+			b.ID = api.BlockID(f.GetFileId(), i)
+		}
+		need := p.cfg.Replication - len(have)
+		if need <= 0 {
+			continue
+		}
+		if !persisted || b.UFS == "" {
+			p.failed = append(p.failed, &api.FailedPath{Path: f.GetPath(), Error: fmt.Sprintf("block %d is not cached and the file is not persisted: no UFS copy to load from", i)})
+			break
+		}
+		for _, t := range p.targets(b.ID, need, have) {
+			p.add(t, b, mark)
+		}
+	}
+}
+
+// targets picks need block workers not holding the block, least loaded
+// (bytes planned by this job) first; ties rotate with the block id.
+func (p *loadPlanner) targets(blockID int64, need int, have map[int64]bool) []blockWorker {
+	cands := make([]blockWorker, 0, len(p.workers))
+	for _, w := range p.workers {
+		if !have[w.id] {
+			cands = append(cands, w)
+		}
+	}
+	n := int64(len(cands))
+	if n == 0 {
+		return nil
+	}
+	rot := func(i int) int64 { return (int64(i) + blockID) % n }
+	idx := make([]int, len(cands))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool {
+		la := p.cursor.Planned[cands[idx[a]].id] + p.pending[cands[idx[a]].id]
+		lb := p.cursor.Planned[cands[idx[b]].id] + p.pending[cands[idx[b]].id]
+		if la != lb {
+			return la < lb
+		}
+		return rot(idx[a]) < rot(idx[b])
+	})
+	out := make([]blockWorker, 0, need)
+	for _, i := range idx {
+		if len(out) == need {
+			break
+		}
+		out = append(out, cands[i])
+	}
+	return out
+}
+
+func (p *loadPlanner) add(t blockWorker, b loadBlock, mark *fileMark) {
+	ob := p.open[t.id]
+	if ob != nil && (len(ob.blocks) >= p.cfg.BatchFiles || ob.bytes+b.Length > p.cfg.BatchBytes) {
+		p.flush(t.id)
+		ob = nil
+	}
+	if ob == nil {
+		ob = &openBatch{target: t}
+		p.open[t.id] = ob
+	}
+	ob.blocks = append(ob.blocks, b)
+	ob.marks = append(ob.marks, mark)
+	ob.bytes += b.Length
+	p.pending[t.id] += b.Length
+	mark.pending++
+	if len(ob.blocks) >= p.cfg.BatchFiles || ob.bytes >= p.cfg.BatchBytes {
+		p.flush(t.id)
+	}
+}
+
+// flush turns the open batch of worker id into a task.
+func (p *loadPlanner) flush(id int64) {
+	ob := p.open[id]
+	if ob == nil {
+		return
+	}
+	delete(p.open, id)
+	p.pending[id] -= ob.bytes
+	p.cursor.Planned[id] += ob.bytes
+	args, _ := json.Marshal(loadArgs{Worker: ob.target.id, Address: ob.target.addr, Blocks: ob.blocks})
+	desc := ob.blocks[0].Path
+	if len(ob.blocks) > 1 {
+		desc = fmt.Sprintf("%s (+%d more blocks)", desc, len(ob.blocks)-1)
+	} else if ob.blocks[0].Offset > 0 || ob.blocks[0].Length < ob.bytes {
+		desc = fmt.Sprintf("%s block@%d", desc, ob.blocks[0].Offset)
+	}
+	p.out = append(p.out, TaskSpec{
+		Args: args, Description: desc, Bytes: ob.bytes,
+		BlockWorkerID: ob.target.id, BlockWorkerAddress: ob.target.addr,
+	})
+	for _, m := range ob.marks {
+		m.pending--
+	}
+}
+
+// advance moves the cursor over the leading files whose copies are all in
+// emitted tasks.
+func (p *loadPlanner) advance() {
+	i := 0
+	for i < len(p.marks) && p.marks[i].pending == 0 {
+		p.cursor.After = p.marks[i].path
+		i++
+	}
+	p.marks = p.marks[i:]
+}
+
+// Run implements Plan: cache each block of the task on its block worker. A
+// block worker that is gone is replaced by this job worker's own (or
+// another live one), so a task outlives the worker it was planned for.
+func (Load) Run(ctx context.Context, env Env, t *Task) (Result, error) {
+	var a loadArgs
+	if err := json.Unmarshal(t.Args, &a); err != nil {
+		return Result{}, fmt.Errorf("load task %d/%d: bad args: %w", t.JobID, t.TaskID, err)
+	}
+	var (
+		mu     sync.Mutex
+		done   int64
+		failed []*api.FailedPath
+		first  error
+	)
+	sem := make(chan struct{}, blocksInParallel)
+	var wg sync.WaitGroup
+	for _, b := range a.Blocks {
+		if ctx.Err() != nil {
+			break
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func(b loadBlock) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			err := cacheOne(ctx, env, t, a, b)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if ctx.Err() == nil {
+					failed = append(failed, &api.FailedPath{Path: b.Path, Error: err.Error()})
+				}
+				if first == nil {
+					first = err
+				}
+				return
+			}
+			done += b.Length
+			if t.Progress != nil {
+				t.Progress(done)
+			}
+		}(b)
+	}
+	wg.Wait()
+	res := Result{Bytes: done, Failed: failed}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	if len(failed) > 0 {
+		return res, fmt.Errorf("%d of %d block(s) failed, first: %s: %w", len(failed), len(a.Blocks), failed[0].Path, first)
+	}
+	return res, nil
+}
+
+func cacheOne(ctx context.Context, env Env, t *Task, a loadArgs, b loadBlock) error {
+	if err := waitBytes(ctx, t.Limiter, b.Length); err != nil {
+		return err
+	}
+	req := &api.CacheBlockRequest{BlockId: b.ID, Source: &api.UfsBlockSource{
+		MountId: b.Mount, UfsPath: b.UFS, Offset: b.Offset, Length: b.Length, UfsFingerprint: b.Fingerprint,
+	}}
+	addr := a.Address
+	err := cacheAt(ctx, env, addr, req)
+	if err == nil || !gone(err) || ctx.Err() != nil {
+		return err
+	}
+	// The target is unreachable: cache on another live block worker that
+	// does not hold the block yet, this job worker's own first.
+	alt, aerr := otherTarget(ctx, env, t.LocalBlockWorker, addr, b.ID)
+	if aerr != nil || alt == "" {
+		return fmt.Errorf("block %d on %s: %w", b.ID, addr, err)
+	}
+	if err2 := cacheAt(ctx, env, alt, req); err2 != nil {
+		return fmt.Errorf("block %d on %s (instead of unreachable %s): %w", b.ID, alt, addr, err2)
+	}
+	return nil
+}
+
+func cacheAt(ctx context.Context, env Env, addr string, req *api.CacheBlockRequest) error {
+	bw, err := env.BlockWorker(addr)
+	if err != nil {
+		return err
+	}
+	_, err = bw.CacheBlock(ctx, req)
+	return err
+}
+
+// gone reports whether err says the worker itself is not there (as opposed
+// to a problem with the block or the UFS).
+func gone(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	return false
+}
+
+func otherTarget(ctx context.Context, env Env, local, dead string, blockID int64) (string, error) {
+	ws, err := liveBlockWorkers(ctx, env)
+	if err != nil {
+		return "", err
+	}
+	holds := map[int64]bool{}
+	if bi, err := env.BlockMaster().GetBlockInfo(ctx, &api.GetBlockInfoRequest{BlockId: blockID}); err == nil {
+		for _, l := range bi.GetInfo().GetLocations() {
+			holds[l.GetWorkerId()] = true
+		}
+	}
+	var cands []string
+	for _, w := range ws {
+		if w.addr == dead || holds[w.id] {
+			continue
+		}
+		if w.addr == local {
+			return w.addr, nil
+		}
+		cands = append(cands, w.addr)
+	}
+	if len(cands) == 0 {
+		return "", nil
+	}
+	return cands[int(blockID%int64(len(cands)))], nil
+}
+
+// waitBytes takes n bytes from lim in chunks no bigger than its burst, so a
+// cancelled context ends the wait at once.
+func waitBytes(ctx context.Context, lim *rate.Limiter, n int64) error {
+	if lim == nil || lim.Limit() == rate.Inf {
+		return nil
+	}
+	for n > 0 {
+		c := min(n, int64(lim.Burst()))
+		if c <= 0 {
+			c = n
+		}
+		if err := lim.WaitN(ctx, int(c)); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		n -= c
+	}
+	return nil
+}

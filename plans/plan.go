@@ -1,0 +1,139 @@
+package plans
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// Env is what plans need from the cluster. The job master (planning) and
+// the job workers (running) implement it over the api gRPC clients.
+type Env interface {
+	FS() api.FileSystemMasterClient
+	BlockMaster() api.BlockMasterClient
+	// BlockWorker returns a client for the block worker at addr
+	// (host:rpc-port), reusing connections.
+	BlockWorker(addr string) (api.BlockWorkerClient, error)
+}
+
+// Job is what a plan sees of a job while planning.
+type Job struct {
+	ID     int64
+	Config []byte // the normalized config Validate returned
+	Cursor []byte // nil: start of the round
+	Round  int32
+	// RoundFailed counts the tasks of this round that failed for good.
+	RoundFailed int64
+}
+
+// TaskSpec is one task a planner produced.
+type TaskSpec struct {
+	Args        []byte // plan-specific, usually JSON
+	Description string // human words: the path it works on
+	Bytes       int64  // bytes it will move, for progress
+	// The block worker its data goes to; the job master places the task on
+	// the job worker beside it. Zero/empty: anywhere.
+	BlockWorkerID      int64
+	BlockWorkerAddress string
+}
+
+// Batch is what Planner.Next returns: tasks, and the cursor just after them.
+type Batch struct {
+	Tasks  []TaskSpec
+	Cursor []byte
+	Done   bool              // planning of this round is over
+	Failed []*api.FailedPath // paths the planner found it cannot handle
+}
+
+// Planner streams a job's tasks.
+type Planner interface {
+	// Next returns at most max tasks. It may return fewer (even none) with
+	// an advanced cursor, so progress through a long listing is saved.
+	Next(ctx context.Context, max int) (Batch, error)
+	Close() error
+}
+
+// Task is one task attempt as a job worker runs it.
+type Task struct {
+	JobID   int64
+	TaskID  int64
+	Attempt int32
+	Args    []byte
+	Config  []byte // the job's normalized config
+	// Progress reports the bytes done so far (monotonic).
+	Progress func(bytesDone int64)
+	// Limiter is this worker's share of the job's bandwidth limit; nil: none.
+	Limiter *rate.Limiter
+	// LocalBlockWorker is the block worker beside this job worker.
+	LocalBlockWorker string
+}
+
+// Result is what a task did.
+type Result struct {
+	Bytes  int64
+	Failed []*api.FailedPath
+}
+
+// Plan is one kind of job. See the package documentation.
+type Plan interface {
+	Name() string
+	Validate(ctx context.Context, env Env, config []byte) ([]byte, error)
+	NewPlanner(ctx context.Context, env Env, job Job) (Planner, error)
+	Run(ctx context.Context, env Env, task *Task) (Result, error)
+	Done(ctx context.Context, env Env, job Job) (bool, error)
+}
+
+var (
+	regMu    sync.RWMutex
+	registry = map[string]Plan{}
+)
+
+// The built-in plans: one line per plan.
+func init() {
+	Register(Load{})
+}
+
+// Register adds a plan; a second plan with the same name replaces the first
+// (tests register their own).
+func Register(p Plan) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	registry[p.Name()] = p
+}
+
+// Lookup returns the plan called name, or an InvalidArgument error listing
+// the known plans.
+func Lookup(name string) (Plan, error) {
+	regMu.RLock()
+	p, ok := registry[name]
+	regMu.RUnlock()
+	if !ok {
+		return nil, status.Errorf(codes.InvalidArgument, "unknown plan %q (known: %s)", name, strings.Join(Names(), ", "))
+	}
+	return p, nil
+}
+
+// Names lists the registered plans, sorted.
+func Names() []string {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	out := make([]string, 0, len(registry))
+	for n := range registry {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// invalidf is an InvalidArgument status error.
+func invalidf(format string, args ...any) error {
+	return status.Error(codes.InvalidArgument, fmt.Sprintf(format, args...))
+}

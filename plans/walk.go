@@ -1,0 +1,152 @@
+package plans
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/paths"
+)
+
+// walker lists the files under a root depth-first, one directory page at a
+// time, so memory holds at most one page per directory level however big
+// the tree. It resumes after a given file path: the FS master lists a
+// directory's children in name order, so "after /a/b/c" skips every entry
+// that sorts before it component by component.
+type walker struct {
+	fs       api.FileSystemMasterClient
+	root     string
+	pageSize int32
+	blocks   bool // ask for block locations
+
+	started    bool
+	stack      []*dirIter
+	after      []string // resume point below root, as components; nil: none
+	rootDone   bool     // resuming after the root itself (a file)
+	rootIsFile *api.FileInfo
+}
+
+type dirIter struct {
+	path  string
+	token string
+	page  []*api.FileInfo
+	i     int
+	last  bool // no page after this one
+	// resume: entries named < skip are done; the entry named skip is done
+	// too when it is a file, or resumed at rest when it is a directory.
+	skip string
+	rest []string
+}
+
+func newWalker(fs api.FileSystemMasterClient, root, after string, pageSize int32, blocks bool) *walker {
+	w := &walker{fs: fs, root: root, pageSize: pageSize, blocks: blocks}
+	switch {
+	case after == root:
+		w.rootDone = true
+	case after != "" && paths.IsAncestor(root, after):
+		w.after = paths.Components("/" + paths.Rel(root, after))
+	}
+	return w
+}
+
+// start stats the root: a file walks as itself, a directory as its subtree.
+func (w *walker) start(ctx context.Context) error {
+	w.started = true
+	resp, err := w.fs.GetStatus(ctx, &api.GetStatusRequest{Path: w.root})
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", w.root, err)
+	}
+	if !resp.Info.GetFolder() {
+		if !w.rootDone {
+			w.rootIsFile = resp.Info
+		}
+		return nil
+	}
+	d := &dirIter{path: w.root}
+	if len(w.after) > 0 {
+		d.skip, d.rest = w.after[0], w.after[1:]
+	}
+	w.stack = append(w.stack, d)
+	return nil
+}
+
+// Next returns the next file, or io.EOF after the last.
+func (w *walker) Next(ctx context.Context) (*api.FileInfo, error) {
+	if !w.started {
+		if err := w.start(ctx); err != nil {
+			return nil, err
+		}
+		if w.rootIsFile != nil {
+			f := w.rootIsFile
+			w.rootIsFile = nil
+			return f, nil
+		}
+	}
+	for len(w.stack) > 0 {
+		d := w.stack[len(w.stack)-1]
+		if d.i >= len(d.page) {
+			if d.last {
+				w.stack = w.stack[:len(w.stack)-1]
+				continue
+			}
+			if err := w.fetch(ctx, d); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		info := d.page[d.i]
+		d.i++
+		name := info.GetName()
+		if d.skip != "" {
+			switch c := strings.Compare(name, d.skip); {
+			case c < 0:
+				continue
+			case c == 0:
+				rest := d.rest
+				d.skip, d.rest = "", nil
+				if info.GetFolder() && len(rest) > 0 {
+					w.stack = append(w.stack, &dirIter{path: childPath(d.path, info), skip: rest[0], rest: rest[1:]})
+				}
+				continue
+			default:
+				d.skip, d.rest = "", nil
+			}
+		}
+		if info.GetFolder() {
+			w.stack = append(w.stack, &dirIter{path: childPath(d.path, info)})
+			continue
+		}
+		return info, nil
+	}
+	return nil, io.EOF
+}
+
+func childPath(dir string, info *api.FileInfo) string {
+	if p := info.GetPath(); p != "" {
+		return p
+	}
+	return paths.Join(dir, info.GetName())
+}
+
+func (w *walker) fetch(ctx context.Context, d *dirIter) error {
+	resp, err := w.fs.ListStatus(ctx, &api.ListStatusRequest{
+		Path: d.path, PageSize: w.pageSize, PageToken: d.token, IncludeBlocks: w.blocks,
+	})
+	if err != nil {
+		if status.Code(err) == codes.NotFound && d.path != w.root {
+			// Deleted while we walked: nothing left to do there.
+			d.page, d.i, d.last = nil, 0, true
+			return nil
+		}
+		return fmt.Errorf("list %s: %w", d.path, err)
+	}
+	d.page, d.i = resp.Infos, 0
+	d.token = resp.NextPageToken
+	d.last = resp.NextPageToken == ""
+	return nil
+}
