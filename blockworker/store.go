@@ -350,10 +350,14 @@ type TempBlock struct {
 // Create starts writing block id, reserving hint bytes (the write grows the
 // reservation as needed) in the tier alias, or the fastest tier with room.
 func (s *Store) Create(id int64, hint int64, alias string, pinned bool) (*TempBlock, error) {
-	if hint < 0 {
-		hint = 0
-	}
 	s.mu.Lock()
+	// A hint beyond every tier (a big block size, a small quota) would fail
+	// before a byte is written; the reservation grows as bytes come instead.
+	var biggest int64
+	for _, t := range s.tiers {
+		biggest = max(biggest, t.quota)
+	}
+	hint = min(max(hint, 0), biggest)
 	if _, ok := s.blocks[id]; ok {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("block %d: %w", id, ErrExists)

@@ -113,6 +113,7 @@ type Client struct {
 
 	mu      sync.Mutex
 	workers map[string]*grpc.ClientConn // block worker address → conn
+	wcache  workerCache                 // live block workers (workers.go)
 
 	jobsOnce sync.Once
 	jobs     *Jobs

@@ -5,4 +5,5 @@ import "github.com/spf13/cobra"
 // addCommands registers every top-level command; one line per command.
 func addCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newFSCmd(g))
+	root.AddCommand(newWorkerCmd(g))
 }

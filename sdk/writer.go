@@ -1,0 +1,374 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// CreateOptions tune Create.
+type CreateOptions struct {
+	// WriteType: MUST_CACHE, CACHE_THROUGH, THROUGH or ASYNC_THROUGH.
+	// Unset: the client's default (WithWriteType), else the master's
+	// (fsmaster.user.write-type).
+	WriteType api.WriteType
+	BlockSize int64 // 0: the master's default (fsmaster.user.block-size)
+	Overwrite bool  // replace an existing file
+	Recursive bool  // create missing parent directories
+	Pinned    bool  // cached blocks are never evicted
+	Mode      uint32
+	// ReplicationMin/Max are recorded on the file for the replicate plan.
+	ReplicationMin int32
+	ReplicationMax int32
+	TTL            int64  // ms; 0: none
+	Tier           string // preferred tier of cached blocks (MEM, SSD, HDD)
+	// Worker (host:port) caches every block; "" picks a worker on this host
+	// first, else spreads blocks over the workers.
+	Worker string
+}
+
+// FileWriter writes a new file. Bytes become visible only when Close
+// succeeds; a failed write (or Abort) removes the file, its cached blocks
+// and its half-written UFS copy.
+type FileWriter struct {
+	c       *Client
+	ctx     context.Context
+	cancel  context.CancelFunc
+	path    string
+	info    *FileInfo
+	o       CreateOptions
+	cache   bool // blocks go to workers
+	through bool // the whole file goes to the UFS
+	bs      int64
+
+	pos       int64 // bytes accepted
+	blockFill int64 // bytes of the current block accepted
+	nblocks   int64 // blocks finished
+	buf       []byte
+	blk       *blockWriter
+	written   []writtenBlock
+	ufs       api.BlockWorker_WriteUfsFileClient
+	err       error
+	closed    bool
+}
+
+type blockWriter struct {
+	id   int64
+	addr string
+	st   api.BlockWorker_WriteBlockClient
+}
+
+type writtenBlock struct {
+	id   int64
+	addr string
+}
+
+// writeChunk is the size of the messages a writer sends.
+const writeChunk = 1 << 20
+
+// Create creates path and returns a writer for its bytes. Close the writer
+// to complete the file.
+//
+//	w, err := c.Create(ctx, "/data/f", sdk.CreateOptions{WriteType: api.WriteType_CACHE_THROUGH})
+//	if err != nil { ... }
+//	if _, err := io.Copy(w, src); err != nil { w.Abort(); ... }
+//	if err := w.Close(); err != nil { ... }
+func (c *Client) Create(ctx context.Context, path string, o CreateOptions) (*FileWriter, error) {
+	wt := o.WriteType
+	if wt == api.WriteType_WRITE_TYPE_UNSPECIFIED {
+		wt = c.o.writeType
+	}
+	if o.BlockSize == 0 {
+		o.BlockSize = c.o.blockSize
+	}
+	var resp *api.CreateFileResponse
+	err := c.call(ctx, "create", path, false, func(ctx context.Context) (err error) {
+		resp, err = c.fs.CreateFile(ctx, &api.CreateFileRequest{
+			Path: path, BlockSizeBytes: o.BlockSize, WriteType: wt, Recursive: o.Recursive,
+			Overwrite: o.Overwrite, Mode: o.Mode, ReplicationMin: o.ReplicationMin,
+			ReplicationMax: o.ReplicationMax, Pinned: o.Pinned, Ttl: o.TTL,
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	info := resp.GetInfo()
+	wt = info.GetWriteType()
+	wctx, cancel := context.WithCancel(ctx)
+	w := &FileWriter{
+		c: c, ctx: wctx, cancel: cancel, path: info.GetPath(), info: info, o: o,
+		cache:   wt != api.WriteType_THROUGH,
+		through: wt == api.WriteType_THROUGH || wt == api.WriteType_CACHE_THROUGH,
+		bs:      info.GetBlockSizeBytes(),
+		buf:     make([]byte, 0, writeChunk),
+	}
+	if w.path == "" {
+		w.path = path
+	}
+	if w.cache && w.bs <= 0 {
+		w.abort()
+		return nil, &Error{Op: "create", Path: path, Code: codes.Internal, Message: fmt.Sprintf("the master gave block size %d", w.bs), kind: ErrInternal}
+	}
+	return w, nil
+}
+
+// Info returns the file's status as created (or, after Close, completed).
+func (w *FileWriter) Info() *FileInfo { return w.info }
+
+// Write implements io.Writer.
+func (w *FileWriter) Write(p []byte) (int, error) {
+	if w.closed {
+		return 0, &Error{Op: "write", Path: w.path, Code: codes.FailedPrecondition, Message: "writer is closed", kind: ErrFailedPrecondition}
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	total := len(p)
+	for len(p) > 0 {
+		limit := int64(len(p))
+		if w.cache {
+			limit = min(limit, w.bs-w.blockFill)
+		}
+		var err error
+		if len(w.buf) == 0 && limit >= writeChunk {
+			// Large writes skip the buffer.
+			n := int64(writeChunk)
+			err = w.send(p[:n])
+			p = p[n:]
+			w.pos += n
+			w.blockFill += n
+		} else {
+			n := min(limit, int64(cap(w.buf)-len(w.buf)))
+			w.buf = append(w.buf, p[:n]...)
+			p = p[n:]
+			w.pos += n
+			w.blockFill += n
+			if len(w.buf) == cap(w.buf) {
+				err = w.flush()
+			}
+		}
+		if err == nil && w.cache && w.blockFill == w.bs {
+			err = w.finishBlock()
+		}
+		if err != nil {
+			w.err = err
+			return total - len(p), err
+		}
+	}
+	return total, nil
+}
+
+func (w *FileWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	err := w.send(w.buf)
+	w.buf = w.buf[:0]
+	return err
+}
+
+// send streams data to the current block and to the UFS.
+func (w *FileWriter) send(data []byte) error {
+	if w.cache {
+		if w.blk == nil {
+			if err := w.openBlock(); err != nil {
+				return err
+			}
+		}
+		if err := w.blk.st.Send(&api.WriteBlockRequest{Msg: &api.WriteBlockRequest_Chunk{Chunk: data}}); err != nil {
+			_, rerr := w.blk.st.CloseAndRecv()
+			return w.opErr("write block", w.blk.addr, firstErr(rerr, err))
+		}
+	}
+	if w.through {
+		if w.ufs == nil {
+			if err := w.openUFS(); err != nil {
+				return err
+			}
+		}
+		if err := w.ufs.Send(&api.WriteUfsFileRequest{Msg: &api.WriteUfsFileRequest_Chunk{Chunk: data}}); err != nil {
+			_, rerr := w.ufs.CloseAndRecv()
+			return w.opErr("write ufs", w.info.GetUfsPath(), firstErr(rerr, err))
+		}
+	}
+	return nil
+}
+
+func firstErr(a, b error) error {
+	if a != nil && !errors.Is(a, io.EOF) {
+		return a
+	}
+	return b
+}
+
+func (w *FileWriter) opErr(op, at string, err error) error {
+	e := wrapErr("write", w.path, err)
+	var se *Error
+	if errors.As(e, &se) && at != "" {
+		se.Message = fmt.Sprintf("%s (%s %s)", se.Message, op, at)
+	}
+	return e
+}
+
+func (w *FileWriter) worker(ctx context.Context, key, need int64) (string, api.BlockWorkerClient, error) {
+	addr := w.o.Worker
+	if addr == "" {
+		wi, err := w.c.pickWorker(ctx, key, need, nil)
+		if err != nil {
+			return "", nil, wrapErr("write", w.path, err)
+		}
+		addr = workerAddr(wi.GetAddress())
+	}
+	bw, err := w.c.worker(addr)
+	if err != nil {
+		return "", nil, wrapErr("write", w.path, err)
+	}
+	return addr, bw, nil
+}
+
+func (w *FileWriter) openBlock() error {
+	id := api.BlockID(w.info.GetFileId(), w.nblocks)
+	addr, bw, err := w.worker(w.ctx, id, w.bs)
+	if err != nil {
+		return err
+	}
+	st, err := bw.WriteBlock(w.ctx)
+	if err != nil {
+		return w.opErr("write block", addr, err)
+	}
+	hdr := &api.WriteBlockHeader{BlockId: id, Tier: w.o.Tier, LengthHint: w.bs, Pinned: w.o.Pinned}
+	if err := st.Send(&api.WriteBlockRequest{Msg: &api.WriteBlockRequest_Header{Header: hdr}}); err != nil {
+		_, rerr := st.CloseAndRecv()
+		return w.opErr("write block", addr, firstErr(rerr, err))
+	}
+	w.blk = &blockWriter{id: id, addr: addr, st: st}
+	return nil
+}
+
+func (w *FileWriter) finishBlock() error {
+	if err := w.flush(); err != nil {
+		return err
+	}
+	if w.blk == nil {
+		if w.blockFill == 0 {
+			return nil
+		}
+		return fmt.Errorf("write %s: block %d has bytes but no stream", w.path, w.nblocks)
+	}
+	blk := w.blk
+	w.blk = nil
+	resp, err := blk.st.CloseAndRecv()
+	if err != nil {
+		return w.opErr("write block", blk.addr, err)
+	}
+	if resp.GetLength() != w.blockFill {
+		return &Error{Op: "write", Path: w.path, Code: codes.DataLoss, kind: ErrInternal,
+			Message: fmt.Sprintf("worker %s stored %d bytes of block %d, sent %d", blk.addr, resp.GetLength(), blk.id, w.blockFill)}
+	}
+	w.written = append(w.written, writtenBlock{id: blk.id, addr: blk.addr})
+	w.nblocks++
+	w.blockFill = 0
+	return nil
+}
+
+func (w *FileWriter) openUFS() error {
+	addr, bw, err := w.worker(w.ctx, w.info.GetFileId(), 0)
+	if err != nil {
+		return err
+	}
+	st, err := bw.WriteUfsFile(w.ctx)
+	if err != nil {
+		return w.opErr("write ufs", addr, err)
+	}
+	hdr := &api.WriteUfsFileHeader{MountId: w.info.GetMountId(), UfsPath: w.info.GetUfsPath(),
+		Overwrite: w.o.Overwrite, Mode: w.info.GetMode(), CreateParent: true}
+	if err := st.Send(&api.WriteUfsFileRequest{Msg: &api.WriteUfsFileRequest_Header{Header: hdr}}); err != nil {
+		_, rerr := st.CloseAndRecv()
+		return w.opErr("write ufs", w.info.GetUfsPath(), firstErr(rerr, err))
+	}
+	w.ufs = st
+	return nil
+}
+
+// Close finishes the last block, the UFS copy, and completes the file.
+// On any failure the file is removed and the error returned.
+func (w *FileWriter) Close() error {
+	if w.closed {
+		return w.err
+	}
+	w.closed = true
+	err := w.err
+	if err == nil {
+		err = w.finishBlock()
+	}
+	var fp string
+	if err == nil && w.through {
+		if w.ufs == nil {
+			err = w.openUFS()
+		}
+		if err == nil {
+			var resp *api.WriteUfsFileResponse
+			resp, err = w.ufs.CloseAndRecv()
+			if err != nil {
+				err = w.opErr("write ufs", w.info.GetUfsPath(), err)
+			} else if resp.GetLength() != w.pos {
+				err = &Error{Op: "write", Path: w.path, Code: codes.DataLoss, kind: ErrInternal,
+					Message: fmt.Sprintf("the UFS file %s has %d bytes, sent %d", w.info.GetUfsPath(), resp.GetLength(), w.pos)}
+			}
+			fp = resp.GetUfsFingerprint()
+		}
+	}
+	if err == nil {
+		var resp *api.CompleteFileResponse
+		err = w.c.call(w.ctx, "write", w.path, false, func(ctx context.Context) (err error) {
+			resp, err = w.c.fs.CompleteFile(ctx, &api.CompleteFileRequest{Path: w.path, Length: w.pos, UfsFingerprint: fp, FileId: w.info.GetFileId()})
+			return err
+		})
+		if err == nil {
+			w.info = resp.GetInfo()
+		}
+	}
+	if err != nil {
+		w.err = err
+		w.abort()
+		return err
+	}
+	w.cancel()
+	return nil
+}
+
+// Abort discards the file: nothing of it stays visible.
+func (w *FileWriter) Abort() {
+	if w.closed {
+		return
+	}
+	w.closed = true
+	if w.err == nil {
+		w.err = &Error{Op: "write", Path: w.path, Code: codes.Canceled, Message: "aborted", kind: ErrCanceled}
+	}
+	w.abort()
+}
+
+// abort cancels the streams (the workers drop the temp block and the UFS
+// temp file), removes committed blocks, and deletes the incomplete file.
+func (w *FileWriter) abort() {
+	w.cancel()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), 10*time.Second)
+	defer cancel()
+	for _, b := range w.written {
+		if bw, err := w.c.worker(b.addr); err == nil {
+			_, _ = bw.RemoveBlock(ctx, &api.RemoveBlockRequest{BlockId: b.id})
+		}
+	}
+	// Only our own incomplete file: a concurrent overwrite may own the path.
+	if info, err := w.c.Stat(ctx, w.path); err == nil && info.GetFileId() == w.info.GetFileId() && !info.GetCompleted() {
+		_ = w.c.Delete(ctx, w.path, DeleteOptions{AlluviumOnly: true})
+	}
+}
