@@ -31,7 +31,7 @@ func Format(dir string, force bool) error {
 	if err != nil {
 		return fmt.Errorf("journal: format %s: %w", dir, err)
 	}
-	if len(des) > 0 {
+	if countContent(des) > 0 {
 		if !force {
 			names := make([]string, 0, 3)
 			for i, de := range des {
@@ -100,16 +100,27 @@ func checkLayout(dir string) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("journal: %s: %w", dir, err)
 	}
-	for _, de := range des {
-		if de.Name() != lockFileName {
-			return fmt.Errorf("journal: %s is not empty and holds no journal (no %s file); run `alluvium format` on it or pick another dir",
-				dir, formatFileName)
-		}
+	if countContent(des) > 0 {
+		return fmt.Errorf("journal: %s is not empty and holds no journal (no %s file); run `alluvium format` on it or pick another dir",
+			dir, formatFileName)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("journal: %s: %w", dir, err)
 	}
 	return initLayout(dir)
+}
+
+// countContent counts the entries of a journal dir other than lock files
+// (LOCK, and *.LOCK such as the secondary's), which a process may create
+// before the journal is formatted and which hold no data.
+func countContent(des []os.DirEntry) int {
+	n := 0
+	for _, de := range des {
+		if name := de.Name(); name != lockFileName && !strings.HasSuffix(name, ".LOCK") {
+			n++
+		}
+	}
+	return n
 }
 
 // lockDir takes the journal dir's exclusive lock (flock on dir/LOCK), held

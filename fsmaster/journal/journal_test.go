@@ -386,6 +386,16 @@ func TestFormat(t *testing.T) {
 		t.Fatalf("after Format --force LastSequence = %d", j.LastSequence())
 	}
 
+	// Lock files (a secondary started first) do not make a dir non-empty.
+	fresh := t.TempDir()
+	os.WriteFile(filepath.Join(fresh, "SECONDARY.LOCK"), nil, 0o644)
+	if err := Format(fresh, false); err != nil {
+		t.Fatalf("Format of a dir holding only a lock file: %v", err)
+	}
+	fresh = t.TempDir()
+	os.WriteFile(filepath.Join(fresh, "SECONDARY.LOCK"), nil, 0o644)
+	openJournal(t, Options{Dir: fresh}).Close()
+
 	// A non-empty dir that is not a journal is not taken over by Open.
 	other := t.TempDir()
 	os.WriteFile(filepath.Join(other, "precious.txt"), []byte("x"), 0o644)

@@ -367,6 +367,28 @@ func TestCrashStatesAroundRotation(t *testing.T) {
 		os.Remove(rel(dir, open101))
 		check(t, dir)
 	})
+	t.Run("renamed, next not created, then torn", func(t *testing.T) {
+		dir := t.TempDir()
+		copyDir(t, pristine, dir)
+		os.Remove(rel(dir, open101))
+		data, _ := os.ReadFile(rel(dir, closed))
+		// Tear the only copy of entry 100 (written by the last commit).
+		os.Truncate(rel(dir, closed), int64(committedValueEnds(t, data)[100]-1))
+		j := openJournal(t, Options{Dir: dir, SegmentEntries: 100})
+		last := j.LastSequence()
+		if last >= 100 {
+			t.Fatalf("LastSequence %d after tearing the tail", last)
+		}
+		sameEntries(t, replayAll(t, j, 0), want[:last])
+		files := logFiles(t, dir)
+		wantFiles := []string{closedSegmentName(1, last), openSegmentName(last + 1)}
+		if last == 0 { // nothing survived: the file is gone
+			wantFiles = wantFiles[1:]
+		}
+		if strings.Join(files, " ") != strings.Join(wantFiles, " ") {
+			t.Fatalf("logs after cutting a closed tail to %d: %v", last, files)
+		}
+	})
 	t.Run("rewrite done, source not removed", func(t *testing.T) {
 		dir := t.TempDir()
 		copyDir(t, pristine, dir)
