@@ -1,0 +1,97 @@
+package fsmaster
+
+import (
+	"context"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// validBlock reports whether blockID belongs to an existing file (and, once
+// the file is complete, to one of its blocks). Call with ns.mu held.
+func (ns *namespace) validBlock(blockID int64) bool {
+	if blockID < 0 {
+		return false
+	}
+	n, ok := ns.st.inodes[api.FileIDOfBlock(blockID)]
+	if !ok || n.dir {
+		return false
+	}
+	return !n.completed || api.BlockIndex(blockID) < n.blockCount()
+}
+
+// RegisterWorker gives a worker its stable id (journaled the first time its
+// host:port is seen) and replaces its block report.
+func (ns *namespace) RegisterWorker(ctx context.Context, r *api.RegisterWorkerRequest) (int64, error) {
+	ns.op("register-worker")
+	a := r.GetAddress()
+	if a.GetHost() == "" || a.GetRpcPort() <= 0 || a.GetRpcPort() > 65535 {
+		return 0, status.Errorf(codes.InvalidArgument, "register worker: address %q:%d is not host:port", a.GetHost(), a.GetRpcPort())
+	}
+	key := workerKey(a)
+	id, err := ns.workerID(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	if err := ns.usable(); err != nil {
+		return 0, err
+	}
+	ns.blocks.register(id, a, r.GetTiers(), r.GetBlocks(), ns.validBlock)
+	ns.log.Info("worker registered", zap.Int64("worker", id), zap.String("address", key), zap.Int("blocks", len(r.GetBlocks())))
+	return id, nil
+}
+
+// WorkerHeartbeat applies a worker's changes and returns its commands.
+func (ns *namespace) WorkerHeartbeat(r *api.WorkerHeartbeatRequest) []*api.WorkerCommand {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	return ns.blocks.heartbeat(r.GetWorkerId(), r.GetTiers(), r.GetAddedBlocks(), r.GetRemovedBlockIds(), ns.validBlock)
+}
+
+// CommitBlock makes a block a worker just stored visible.
+func (ns *namespace) CommitBlock(r *api.CommitBlockRequest) error {
+	ns.op("commit-block")
+	if r.GetLength() < 0 {
+		return status.Errorf(codes.InvalidArgument, "commit block %d: negative length %d", r.GetBlockId(), r.GetLength())
+	}
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	valid := ns.validBlock(r.GetBlockId())
+	if valid {
+		if n := ns.st.inodes[api.FileIDOfBlock(r.GetBlockId())]; r.GetLength() > n.blockSize {
+			return status.Errorf(codes.InvalidArgument, "commit block %d: length %d above the file's block size %d", r.GetBlockId(), r.GetLength(), n.blockSize)
+		}
+	}
+	if err := ns.blocks.commit(r.GetWorkerId(), r.GetBlockId(), r.GetLength(), r.GetTier(), valid); err != nil {
+		code := codes.NotFound
+		if valid {
+			code = codes.FailedPrecondition // the worker must register first
+		}
+		return status.Errorf(code, "commit block %d: %v", r.GetBlockId(), err)
+	}
+	return nil
+}
+
+// BlockInfo returns a block's length and locations.
+func (ns *namespace) BlockInfo(blockID int64) (*api.BlockInfo, error) {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	if !ns.validBlock(blockID) {
+		return nil, status.Errorf(codes.NotFound, "block %d: no such block (file %d index %d)", blockID, api.FileIDOfBlock(blockID), api.BlockIndex(blockID))
+	}
+	n := ns.st.inodes[api.FileIDOfBlock(blockID)]
+	ns.blocks.mu.RLock()
+	defer ns.blocks.mu.RUnlock()
+	info := &api.BlockInfo{BlockId: blockID, Locations: ns.blocks.locations(blockID)}
+	if n.completed {
+		info.Length = n.blockLength(api.BlockIndex(blockID))
+	} else if e := ns.blocks.blocks[blockID]; e != nil {
+		info.Length = e.length
+	}
+	return info, nil
+}

@@ -1,0 +1,381 @@
+package fsmaster
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// The block map is soft state: which worker holds which block in which
+// tier, and what each worker reported last. Nothing here is journaled;
+// workers report their blocks again when they (re-)register.
+//
+// Lock order: the namespace lock (when needed) before blockMap.mu.
+
+type blockLoc struct {
+	worker int64
+	tier   string
+}
+
+type blockEntry struct {
+	length int64
+	locs   []blockLoc
+}
+
+type workerState struct {
+	id       int64
+	addr     *api.WorkerNetAddress
+	key      string // host:rpc_port
+	tiers    []*api.TierUsage
+	lastHB   time.Time
+	start    time.Time
+	state    api.WorkerState
+	blocks   map[int64]struct{}
+	toRemove []int64 // sent with the next heartbeat reply, once
+}
+
+type blockMap struct {
+	mu      sync.RWMutex
+	blocks  map[int64]*blockEntry
+	files   map[int64][]int64 // file id → block ids with at least one location
+	workers map[int64]*workerState
+	now     func() time.Time
+}
+
+func newBlockMap(now func() time.Time) *blockMap {
+	return &blockMap{
+		blocks:  map[int64]*blockEntry{},
+		files:   map[int64][]int64{},
+		workers: map[int64]*workerState{},
+		now:     now,
+	}
+}
+
+// workerKey is the stable identity of a worker: host:rpc_port.
+func workerKey(a *api.WorkerNetAddress) string {
+	return net.JoinHostPort(a.GetHost(), strconv.Itoa(int(a.GetRpcPort())))
+}
+
+// addLoc records that worker w holds block id (call with mu held).
+func (b *blockMap) addLoc(w *workerState, id, length int64, tier string) {
+	e := b.blocks[id]
+	if e == nil {
+		e = &blockEntry{length: length}
+		b.blocks[id] = e
+		f := api.FileIDOfBlock(id)
+		b.files[f] = append(b.files[f], id)
+	}
+	if length > 0 {
+		e.length = length
+	}
+	for i := range e.locs {
+		if e.locs[i].worker == w.id {
+			e.locs[i].tier = tier
+			w.blocks[id] = struct{}{}
+			return
+		}
+	}
+	e.locs = append(e.locs, blockLoc{worker: w.id, tier: tier})
+	w.blocks[id] = struct{}{}
+}
+
+// dropLoc forgets that worker wid holds block id (call with mu held).
+func (b *blockMap) dropLoc(wid, id int64) {
+	if w := b.workers[wid]; w != nil {
+		delete(w.blocks, id)
+	}
+	e := b.blocks[id]
+	if e == nil {
+		return
+	}
+	e.locs = slices.DeleteFunc(e.locs, func(l blockLoc) bool { return l.worker == wid })
+	if len(e.locs) == 0 {
+		b.dropBlock(id)
+	}
+}
+
+func (b *blockMap) dropBlock(id int64) {
+	delete(b.blocks, id)
+	f := api.FileIDOfBlock(id)
+	ids := slices.DeleteFunc(b.files[f], func(x int64) bool { return x == id })
+	if len(ids) == 0 {
+		delete(b.files, f)
+	} else {
+		b.files[f] = ids
+	}
+}
+
+// evict drops every location of the given blocks and tells their workers to
+// remove them. It returns how many (block, worker) copies it dropped.
+func (b *blockMap) evict(ids []int64) int64 {
+	var n int64
+	for _, id := range ids {
+		e := b.blocks[id]
+		if e == nil {
+			continue
+		}
+		for _, l := range e.locs {
+			if w := b.workers[l.worker]; w != nil {
+				delete(w.blocks, id)
+				w.toRemove = append(w.toRemove, id)
+			}
+			n++
+		}
+		b.dropBlock(id)
+	}
+	return n
+}
+
+// removeFiles forgets the blocks of deleted files; their workers are told to
+// remove them.
+func (b *blockMap) removeFiles(fileIDs []int64) {
+	b.free(fileIDs)
+}
+
+// free evicts every cached block of the files and returns how many blocks
+// had at least one copy.
+func (b *blockMap) free(fileIDs []int64) int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var blocks int64
+	for _, f := range fileIDs {
+		ids := slices.Clone(b.files[f])
+		blocks += int64(len(ids))
+		b.evict(ids)
+	}
+	return blocks
+}
+
+// trimFile evicts blocks of a file beyond its final block count (bytes of
+// an abandoned longer write).
+func (b *blockMap) trimFile(fileID, nblocks int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var extra []int64
+	for _, id := range b.files[fileID] {
+		if api.BlockIndex(id) >= nblocks {
+			extra = append(extra, id)
+		}
+	}
+	b.evict(extra)
+}
+
+// blockValidity says whether a reported block belongs to a live file: the
+// file exists and, when complete, has a block at that index.
+type blockValidity func(blockID int64) bool
+
+// register replaces everything known about worker id with a full report.
+// Blocks that belong to no file are not recorded; the returned commands tell
+// the worker to remove them.
+func (b *blockMap) register(id int64, addr *api.WorkerNetAddress, tiers []*api.TierUsage, report []*api.BlockReport, valid blockValidity) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	w := b.workers[id]
+	if w != nil {
+		for bid := range w.blocks {
+			b.dropLoc(id, bid)
+		}
+	} else {
+		w = &workerState{id: id, start: now}
+		b.workers[id] = w
+	}
+	w.addr = addr
+	w.key = workerKey(addr)
+	w.tiers = tiers
+	w.lastHB = now
+	w.state = api.WorkerState_LIVE
+	w.blocks = make(map[int64]struct{}, len(report))
+	w.toRemove = nil
+	for _, r := range report {
+		if valid(r.GetBlockId()) {
+			b.addLoc(w, r.GetBlockId(), r.GetLength(), r.GetTier())
+		} else {
+			w.toRemove = append(w.toRemove, r.GetBlockId())
+		}
+	}
+}
+
+// heartbeat applies a worker's incremental report and returns the commands
+// for it. An unknown or LOST worker is told to register again.
+func (b *blockMap) heartbeat(id int64, tiers []*api.TierUsage, added []*api.BlockReport, removed []int64, valid blockValidity) []*api.WorkerCommand {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	w := b.workers[id]
+	if w == nil || w.state != api.WorkerState_LIVE {
+		return []*api.WorkerCommand{{Type: api.WorkerCommand_REGISTER}}
+	}
+	w.lastHB = b.now()
+	if len(tiers) > 0 {
+		w.tiers = tiers
+	}
+	for _, bid := range removed {
+		b.dropLoc(id, bid)
+	}
+	for _, r := range added {
+		if valid(r.GetBlockId()) {
+			b.addLoc(w, r.GetBlockId(), r.GetLength(), r.GetTier())
+		} else {
+			w.toRemove = append(w.toRemove, r.GetBlockId())
+		}
+	}
+	if len(w.toRemove) == 0 {
+		return nil
+	}
+	ids := w.toRemove
+	w.toRemove = nil
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	return []*api.WorkerCommand{{Type: api.WorkerCommand_REMOVE_BLOCKS, BlockIds: ids}}
+}
+
+// commit records one block a worker has just stored.
+func (b *blockMap) commit(id, blockID, length int64, tier string, valid bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	w := b.workers[id]
+	if w == nil || w.state != api.WorkerState_LIVE {
+		return fmt.Errorf("worker %d is not registered", id)
+	}
+	if !valid {
+		w.toRemove = append(w.toRemove, blockID)
+		return fmt.Errorf("block %d belongs to no file (file %d deleted?)", blockID, api.FileIDOfBlock(blockID))
+	}
+	w.lastHB = b.now()
+	b.addLoc(w, blockID, length, tier)
+	return nil
+}
+
+// markLost turns workers silent for longer than timeout LOST and drops their
+// block locations. It returns the ids it marked.
+func (b *blockMap) markLost(timeout time.Duration) []int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	var lost []int64
+	for id, w := range b.workers {
+		if w.state == api.WorkerState_LIVE && now.Sub(w.lastHB) > timeout {
+			w.state = api.WorkerState_LOST
+			for bid := range w.blocks {
+				b.dropLoc(id, bid)
+			}
+			w.blocks = map[int64]struct{}{}
+			w.toRemove = nil
+			lost = append(lost, id)
+		}
+	}
+	slices.Sort(lost)
+	return lost
+}
+
+// locations returns the locations of a block, MEM copies first, then by
+// worker id.
+func (b *blockMap) locations(id int64) []*api.BlockLocation {
+	e := b.blocks[id]
+	if e == nil {
+		return nil
+	}
+	out := make([]*api.BlockLocation, 0, len(e.locs))
+	for _, l := range e.locs {
+		w := b.workers[l.worker]
+		if w == nil {
+			continue
+		}
+		out = append(out, &api.BlockLocation{WorkerId: l.worker, Address: w.addr, Tier: l.tier})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		mi, mj := out[i].Tier == "MEM", out[j].Tier == "MEM"
+		if mi != mj {
+			return mi
+		}
+		return out[i].WorkerId < out[j].WorkerId
+	})
+	return out
+}
+
+// cached reports whether a block has a copy, and one in memory.
+func (b *blockMap) cached(id int64) (any, mem bool) {
+	e := b.blocks[id]
+	if e == nil {
+		return false, false
+	}
+	for _, l := range e.locs {
+		if l.tier == "MEM" {
+			return true, true
+		}
+	}
+	return len(e.locs) > 0, false
+}
+
+// fileBlocks returns the block ids with a location of a file, sorted.
+func (b *blockMap) fileBlocks(fileID int64) []int64 {
+	ids := slices.Clone(b.files[fileID])
+	slices.Sort(ids)
+	return ids
+}
+
+func (w *workerState) info() *api.WorkerInfo {
+	return &api.WorkerInfo{
+		Id: w.id, Address: w.addr, State: w.state, Tiers: w.tiers,
+		LastHeartbeatMs: w.lastHB.UnixMilli(), StartTimeMs: w.start.UnixMilli(), BlockCount: int64(len(w.blocks)),
+	}
+}
+
+// workerInfos lists the workers by id.
+func (b *blockMap) workerInfos() []*api.WorkerInfo {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	out := make([]*api.WorkerInfo, 0, len(b.workers))
+	for _, w := range b.workers {
+		out = append(out, w.info())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Id < out[j].Id })
+	return out
+}
+
+// summary counts live and lost workers and sums live capacity per tier.
+func (b *blockMap) summary() (live, lost int, capacity []*api.TierUsage) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	sum := map[string]*api.TierUsage{}
+	for _, w := range b.workers {
+		switch w.state {
+		case api.WorkerState_LIVE:
+			live++
+			for _, t := range w.tiers {
+				s := sum[t.GetAlias()]
+				if s == nil {
+					s = &api.TierUsage{Alias: t.GetAlias()}
+					sum[t.GetAlias()] = s
+				}
+				s.CapacityBytes += t.GetCapacityBytes()
+				s.UsedBytes += t.GetUsedBytes()
+			}
+		case api.WorkerState_LOST:
+			lost++
+		}
+	}
+	for _, alias := range []string{"MEM", "SSD", "HDD"} {
+		if s := sum[alias]; s != nil {
+			capacity = append(capacity, s)
+			delete(sum, alias)
+		}
+	}
+	for _, s := range sum {
+		capacity = append(capacity, s)
+	}
+	return live, lost, capacity
+}
+
+// blockCount is the number of blocks with at least one location.
+func (b *blockMap) blockCount() int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return len(b.blocks)
+}

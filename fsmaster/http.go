@@ -1,0 +1,113 @@
+package fsmaster
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/rpc"
+)
+
+// registerHTTP adds the master's metrics and JSON API to its http port.
+func (m *Master) registerHTTP() {
+	reg := m.http.Registry
+	ops := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "alluvium_fsmaster_operations_total", Help: "FS master operations by type.",
+	}, []string{"op"})
+	reg.MustRegister(ops)
+	m.ns.onOp = func(op string) { ops.WithLabelValues(op).Inc() }
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "alluvium_fsmaster_journal_entries_total", Help: "Journal entries made durable since start.",
+		}, func() float64 { return float64(m.j.Stats().Entries) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "alluvium_fsmaster_journal_fsyncs_total", Help: "Journal group commits (one fsync each) since start.",
+		}, func() float64 { return float64(m.j.Stats().Batches) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "alluvium_fsmaster_journal_sequence", Help: "Last durable journal sequence.",
+		}, func() float64 { return float64(m.j.LastSequence()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "alluvium_fsmaster_journal_checkpoint_sequence", Help: "Sequence of the newest checkpoint.",
+		}, func() float64 { return float64(m.lastCkptSeq.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "alluvium_fsmaster_inodes", Help: "Inodes in the namespace.",
+		}, func() float64 {
+			m.ns.mu.RLock()
+			defer m.ns.mu.RUnlock()
+			return float64(m.ns.st.InodeCount())
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "alluvium_fsmaster_cached_blocks", Help: "Blocks with at least one cached copy.",
+		}, func() float64 { return float64(m.ns.blocks.blockCount()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "alluvium_fsmaster_workers_live", Help: "Block workers that are LIVE.",
+		}, func() float64 { live, _, _ := m.ns.blocks.summary(); return float64(live) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "alluvium_fsmaster_workers_lost", Help: "Block workers that are LOST.",
+		}, func() float64 { _, lost, _ := m.ns.blocks.summary(); return float64(lost) }),
+	)
+	m.http.Mux.HandleFunc("/api/v1/files", m.handleFiles)
+	m.http.Mux.HandleFunc("/api/v1/master", func(w http.ResponseWriter, r *http.Request) {
+		rpc.WriteJSON(w, http.StatusOK, m.Info())
+	})
+}
+
+// handleFiles serves GET /api/v1/files?path=P: the status of P, and for a
+// directory one page of its children (&limit=N, &pageToken=T).
+func (m *Master) handleFiles(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		rpc.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "GET only"})
+		return
+	}
+	q := r.URL.Query()
+	p := q.Get("path")
+	if p == "" {
+		p = "/"
+	}
+	info, err := m.ns.GetStatus(r.Context(), &api.GetStatusRequest{Path: p})
+	if err != nil {
+		writeStatusErr(w, err)
+		return
+	}
+	out := struct {
+		FileJSON
+		Children      []FileJSON `json:"children,omitempty"`
+		NextPageToken string     `json:"nextPageToken,omitempty"`
+	}{FileJSON: ToJSON(info)}
+	if info.GetFolder() {
+		limit, _ := strconv.Atoi(q.Get("limit"))
+		resp, err := m.ns.ListStatus(r.Context(), &api.ListStatusRequest{Path: p, PageSize: int32(limit), PageToken: q.Get("pageToken")})
+		if err != nil {
+			writeStatusErr(w, err)
+			return
+		}
+		out.Children = make([]FileJSON, 0, len(resp.GetInfos()))
+		for _, c := range resp.GetInfos() {
+			out.Children = append(out.Children, ToJSON(c))
+		}
+		out.NextPageToken = resp.GetNextPageToken()
+	}
+	rpc.WriteJSON(w, http.StatusOK, out)
+}
+
+func writeStatusErr(w http.ResponseWriter, err error) {
+	st := status.Convert(err)
+	code := http.StatusInternalServerError
+	switch st.Code() {
+	case codes.NotFound:
+		code = http.StatusNotFound
+	case codes.InvalidArgument:
+		code = http.StatusBadRequest
+	case codes.AlreadyExists, codes.FailedPrecondition:
+		code = http.StatusConflict
+	case codes.PermissionDenied:
+		code = http.StatusForbidden
+	case codes.Unavailable:
+		code = http.StatusServiceUnavailable
+	}
+	rpc.WriteJSON(w, code, map[string]string{"statusCode": st.Code().String(), "message": st.Message()})
+}

@@ -1,0 +1,104 @@
+package fsmaster
+
+import (
+	"sort"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/ufs"
+)
+
+func sortMounts(ms []*api.MountPointInfo) {
+	sort.Slice(ms, func(i, j int) bool { return ms[i].GetAlluviumPath() < ms[j].GetAlluviumPath() })
+}
+
+// blockLength is the length of block idx of a completed file.
+func (n *inode) blockLength(idx int64) int64 {
+	rest := n.length - idx*n.blockSize
+	if rest > n.blockSize {
+		return n.blockSize
+	}
+	if rest < 0 {
+		return 0
+	}
+	return rest
+}
+
+// info builds the FileInfo of n at path p. Call with ns.mu held (either
+// mode); it takes the block map's read lock.
+func (ns *namespace) info(n *inode, p string, withBlocks bool) *api.FileInfo {
+	fi := &api.FileInfo{
+		FileId: n.id, Name: n.name, Path: p,
+		CreationTimeMs: n.ctime, LastModificationTimeMs: n.mtime,
+		Folder: n.dir, Pinned: n.pinned, PersistenceState: n.persist,
+		Owner: n.owner, Group: n.group, Mode: n.mode, MountPoint: n.mountPoint,
+	}
+	if n.parent != nil {
+		fi.ParentId = n.parent.id
+	}
+	if m, rel := ns.st.mountOf(p); m != nil {
+		fi.MountId = m.GetMountId()
+		fi.UfsPath = ufs.JoinURI(m.GetUfsUri(), rel)
+	}
+	if n.dir {
+		fi.Completed = true
+		fi.ChildCount = int64(n.childCount())
+		return fi
+	}
+	fi.Length = n.length
+	fi.BlockSizeBytes = n.blockSize
+	fi.Completed = n.completed
+	fi.Cacheable = true
+	fi.ReplicationMin = n.replMin
+	fi.ReplicationMax = n.replMax
+	fi.UfsFingerprint = n.fingerprint
+	fi.Ttl = n.ttl
+	fi.TtlAction = n.ttlAction
+	fi.WriteType = n.writeType
+
+	b := ns.blocks
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	var ids []int64
+	if n.completed {
+		count := n.blockCount()
+		ids = make([]int64, count)
+		for i := range count {
+			ids[i] = api.BlockID(n.id, i)
+		}
+	} else {
+		ids = b.fileBlocks(n.id)
+	}
+	fi.BlockIds = ids
+	var cached, inMem int64
+	for _, id := range ids {
+		idx := api.BlockIndex(id)
+		length := n.blockLength(idx)
+		if !n.completed {
+			if e := b.blocks[id]; e != nil {
+				length = e.length
+			}
+		}
+		anyCopy, mem := b.cached(id)
+		if anyCopy {
+			cached += length
+		}
+		if mem {
+			inMem += length
+		}
+		if withBlocks {
+			fi.FileBlockInfos = append(fi.FileBlockInfos, &api.FileBlockInfo{
+				BlockInfo: &api.BlockInfo{BlockId: id, Length: length, Locations: b.locations(id)},
+				Offset:    idx * n.blockSize,
+			})
+		}
+	}
+	switch {
+	case !n.completed:
+	case n.length == 0:
+		fi.CachedPercent, fi.InMemoryPercent = 100, 100
+	default:
+		fi.CachedPercent = int32(cached * 100 / n.length)
+		fi.InMemoryPercent = int32(inMem * 100 / n.length)
+	}
+	return fi
+}

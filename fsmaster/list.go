@@ -1,0 +1,181 @@
+package fsmaster
+
+import (
+	"context"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/paths"
+)
+
+// ListStatus returns one page of the children of a directory (or of its
+// whole subtree, in pre-order with children by name, when recursive). The
+// page token is the last name (or, recursive, the last path) returned, so a
+// page is found again by a btree seek however the directory changed since,
+// and no listing is ever built whole.
+func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest) (*api.ListStatusResponse, error) {
+	const op = "ls"
+	ns.op(op)
+	p, err := clean(op, req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0:
+		return nil, errf(codes.InvalidArgument, op, p, "negative page size %d", size)
+	case size == 0:
+		size = ns.cfg.defaultPage
+	case size > ns.cfg.maxPage:
+		size = ns.cfg.maxPage
+	}
+	token := req.GetPageToken()
+	var after []string // recursive: the token's components below p
+	if req.GetRecursive() && token != "" {
+		t, err := paths.Clean(token)
+		if err != nil || t == p || !paths.IsAncestor(p, t) {
+			return nil, errf(codes.InvalidArgument, op, p, "page token %q is not a path below %s", token, p)
+		}
+		after = relComponents(p, t)
+	}
+	lt := req.GetLoadMetadataType()
+	if err := ns.ensureLoaded(ctx, p, lt); err != nil {
+		return nil, err
+	}
+	resp := &api.ListStatusResponse{}
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		ns.mu.RLock()
+		if err := ns.usable(); err != nil {
+			ns.mu.RUnlock()
+			return nil, err
+		}
+		n := ns.st.lookup(p)
+		if n == nil {
+			ns.mu.RUnlock()
+			return nil, errf(codes.NotFound, op, p, "no such file or directory")
+		}
+		if !n.dir {
+			if token == "" {
+				resp.Infos = append(resp.Infos, ns.info(n, p, req.GetIncludeBlocks()))
+			}
+			ns.mu.RUnlock()
+			return resp, nil
+		}
+		var load string // a directory to merge from the UFS before going on
+		if !req.GetRecursive() {
+			if needsChildren(n, lt) && token == "" && len(resp.Infos) == 0 {
+				load = p
+			} else {
+				more := ns.listDir(n, p, token, size, req.GetIncludeBlocks(), resp)
+				ns.mu.RUnlock()
+				if more {
+					resp.NextPageToken = resp.Infos[len(resp.Infos)-1].GetName()
+				}
+				return resp, nil
+			}
+		} else {
+			var full bool
+			full, load = ns.listTree(n, p, after, size, lt, req.GetIncludeBlocks(), resp)
+			if load == "" {
+				ns.mu.RUnlock()
+				if full {
+					resp.NextPageToken = resp.Infos[len(resp.Infos)-1].GetPath()
+				}
+				return resp, nil
+			}
+		}
+		ns.mu.RUnlock()
+		if err := ns.loadChildren(ctx, load); err != nil {
+			return nil, err
+		}
+		if lt == api.LoadMetadataType_ALWAYS {
+			lt = api.LoadMetadataType_ONCE // merged once for this call
+		}
+		if req.GetRecursive() && len(resp.Infos) > 0 {
+			after = relComponents(p, resp.Infos[len(resp.Infos)-1].GetPath())
+		}
+	}
+}
+
+// relComponents returns the names of clean path b below its ancestor a.
+func relComponents(a, b string) []string {
+	return paths.Components("/" + paths.Rel(a, b))
+}
+
+// listDir appends up to size children of n after name token; it reports
+// whether more children follow.
+func (ns *namespace) listDir(n *inode, p, token string, size int, blocks bool, resp *api.ListStatusResponse) (more bool) {
+	if n.children == nil {
+		return false
+	}
+	visit := func(c *inode) bool {
+		if c.name == token && token != "" {
+			return true
+		}
+		if len(resp.Infos) == size {
+			more = true
+			return false
+		}
+		resp.Infos = append(resp.Infos, ns.info(c, paths.Join(p, c.name), blocks))
+		return true
+	}
+	if token == "" {
+		n.children.Ascend(visit)
+	} else {
+		n.children.AscendGreaterOrEqual(&inode{name: token}, visit)
+	}
+	return more
+}
+
+// listTree appends the subtree of n in pre-order, starting after the
+// position `after` (components relative to n), until the page holds size
+// infos (full) or a directory must be merged from the UFS before its
+// children can be listed (load names it; the caller merges it and resumes
+// after the last info of the page).
+func (ns *namespace) listTree(n *inode, p string, after []string, size int, lt api.LoadMetadataType, blocks bool, resp *api.ListStatusResponse) (full bool, load string) {
+	var visit func(d *inode, dp string, after []string) bool // false: stop
+	visit = func(d *inode, dp string, after []string) bool {
+		if needsChildren(d, lt) {
+			load = dp
+			return false
+		}
+		if d.children == nil {
+			return true
+		}
+		cont := true
+		each := func(c *inode) bool {
+			cp := paths.Join(dp, c.name)
+			if len(after) > 0 && c.name == after[0] {
+				// Already returned: only its subtree may be left.
+				if c.dir {
+					cont = visit(c, cp, after[1:])
+				}
+				return cont
+			}
+			if len(resp.Infos) == size {
+				full = true
+				cont = false
+				return false
+			}
+			resp.Infos = append(resp.Infos, ns.info(c, cp, blocks))
+			if c.dir {
+				cont = visit(c, cp, nil)
+			}
+			return cont
+		}
+		if len(after) == 0 {
+			d.children.Ascend(each)
+		} else {
+			d.children.AscendGreaterOrEqual(&inode{name: after[0]}, each)
+		}
+		return cont
+	}
+	// The directory being listed itself was checked by the caller's
+	// ensureLoaded; its children may still need merging.
+	visit(n, p, after)
+	return full, load
+}

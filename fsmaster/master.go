@@ -1,0 +1,508 @@
+package fsmaster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os/user"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/fsmaster/journal"
+	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/rpc"
+)
+
+// Version is reported by GetMasterInfo; the binary sets it.
+var Version = "dev"
+
+// journalAdapter lets the namespace use *journal.Journal through its small
+// appender interface.
+type journalAdapter struct{ j *journal.Journal }
+
+func (a journalAdapter) Append(e *api.JournalEntry) waiter { return a.j.Append(e) }
+
+// Master is the FS master: journal, namespace, block map, gRPC and HTTP.
+type Master struct {
+	cfg *config.Config
+	log *zap.Logger
+
+	j       *journal.Journal
+	ns      *namespace
+	dir     string
+	started time.Time
+
+	grpc  *grpc.Server
+	http  *rpc.HTTPServer
+	rpcL  net.Listener
+	httpL net.Listener
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	ckptMu       sync.Mutex // one checkpoint at a time
+	lastCkptSeq  atomic.Int64
+	lastCkptTime atomic.Int64 // ms
+	lastCkptPath atomic.Value // string
+	stopOnce     sync.Once
+}
+
+// New returns a master for cfg; Start opens the journal and serves.
+func New(cfg *config.Config, log *zap.Logger) (*Master, error) {
+	if cfg == nil {
+		return nil, errors.New("fsmaster: no config")
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if cfg.FSMaster.Journal.Dir == "" {
+		return nil, errors.New("fsmaster: fsmaster.journal.dir is empty")
+	}
+	return &Master{cfg: cfg, log: log, dir: cfg.FSMaster.Journal.Dir}, nil
+}
+
+func nsConfigFrom(cfg *config.Config) (nsConfig, error) {
+	c := nsConfig{
+		blockSize:   cfg.FSMaster.User.BlockSize,
+		defaultPage: cfg.FSMaster.List.DefaultPageSize,
+		maxPage:     cfg.FSMaster.List.MaxPageSize,
+		owner:       "alluvium",
+		group:       "alluvium",
+	}
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		c.owner, c.group = u.Username, u.Username
+		if g, err := user.LookupGroupId(u.Gid); err == nil && g.Name != "" {
+			c.group = g.Name
+		}
+	}
+	wt := strings.ToUpper(strings.TrimSpace(cfg.FSMaster.User.WriteType))
+	if wt != "" {
+		v, ok := api.WriteType_value[wt]
+		if !ok || v == 0 {
+			return c, fmt.Errorf("fsmaster.user.write-type %q: want MUST_CACHE, CACHE_THROUGH, THROUGH or ASYNC_THROUGH", cfg.FSMaster.User.WriteType)
+		}
+		c.writeType = api.WriteType(v)
+	}
+	if c.blockSize < 0 {
+		return c, fmt.Errorf("fsmaster.user.block-size %d is negative", c.blockSize)
+	}
+	return c, nil
+}
+
+// recoverState loads the newest checkpoint of the journal in dir and
+// returns it with its sequence (an empty state and 0 without one).
+func recoverState(dir string, log *zap.Logger) (*State, string, int64, error) {
+	path, seq, err := journal.LatestCheckpoint(dir, log)
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("find checkpoint in %s: %w", dir, err)
+	}
+	if path == "" {
+		return NewState(), "", 0, nil
+	}
+	st, err := loadCheckpointFile(path)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	if st.lastSeq != seq {
+		return nil, "", 0, fmt.Errorf("checkpoint %s: content is at sequence %d, the file name says %d", path, st.lastSeq, seq)
+	}
+	return st, path, seq, nil
+}
+
+func loadCheckpointFile(path string) (*State, error) {
+	db, err := journal.OpenCheckpoint(path)
+	if err != nil {
+		return nil, fmt.Errorf("open checkpoint %s: %w", path, err)
+	}
+	defer db.Close()
+	var st *State
+	err = db.View(func(tx *bolt.Tx) error {
+		var err error
+		st, err = LoadCheckpoint(tx)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load checkpoint %s: %w", path, err)
+	}
+	return st, nil
+}
+
+// Start opens the journal, recovers the state (newest checkpoint + the
+// entries after it), creates the root mount on a fresh journal, and serves
+// gRPC and HTTP. It returns once serving.
+func (m *Master) Start(ctx context.Context) error {
+	ncfg, err := nsConfigFrom(m.cfg)
+	if err != nil {
+		return err
+	}
+	jc := m.cfg.FSMaster.Journal
+	j, err := journal.Open(journal.Options{Dir: m.dir, SegmentEntries: jc.SegmentEntries, MaxBatch: jc.MaxBatchEntries, Logger: m.log})
+	if err != nil {
+		return fmt.Errorf("fsmaster: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			j.Close()
+		}
+	}()
+	m.j = j
+	st, path, seq, err := recoverState(m.dir, m.log)
+	if err != nil {
+		return fmt.Errorf("fsmaster: %w", err)
+	}
+	if path != "" {
+		m.log.Info(fmt.Sprintf("loaded checkpoint %s at sequence %d", path, seq), zap.Int("inodes", st.InodeCount()))
+		m.setCheckpoint(path, seq)
+	}
+	t0 := time.Now()
+	replayed := 0
+	if err := j.Replay(ctx, seq, func(e *api.JournalEntry) error {
+		replayed++
+		return st.Apply(e)
+	}); err != nil {
+		return fmt.Errorf("fsmaster: replay journal %s after %d: %w", m.dir, seq, err)
+	}
+	m.log.Info("journal replayed", zap.Int("entries", replayed), zap.Int64("sequence", st.lastSeq),
+		zap.Int("inodes", st.InodeCount()), zap.Duration("took", time.Since(t0)))
+	blocks := newBlockMap(time.Now)
+	m.ns = newNamespace(st, journalAdapter{j}, ncfg, blocks, m.log)
+	if !st.HasRoot() {
+		if err := m.ns.bootstrap(ctx, m.cfg.FSMaster.UFS, m.cfg.FSMaster.UFSOptions); err != nil {
+			return fmt.Errorf("fsmaster: create root mount: %w", err)
+		}
+		m.log.Info("created the root mount", zap.String("ufs", m.cfg.FSMaster.UFS))
+	} else if root := st.mounts["/"]; root != nil && m.cfg.FSMaster.UFS != "" && root.GetUfsUri() != m.cfg.FSMaster.UFS {
+		m.log.Warn("the root mount comes from the journal; fsmaster.ufs is ignored (reformat to change it)",
+			zap.String("journal", root.GetUfsUri()), zap.String("config", m.cfg.FSMaster.UFS))
+	}
+	if path != "" {
+		if _, err := j.DeleteCoveredSegments(seq); err != nil {
+			m.log.Warn("could not delete covered segments", zap.Error(err))
+		}
+	}
+	if err := m.serve(); err != nil {
+		return err
+	}
+	m.started = time.Now()
+	bg, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.wg.Add(2)
+	go m.lostWorkerLoop(bg)
+	go m.checkpointWatchLoop(bg)
+	ok = true
+	m.log.Info("FS master serving", zap.String("rpc", m.RPCAddr()), zap.String("http", m.HTTPAddr()),
+		zap.Int64("journal_sequence", st.lastSeq))
+	return nil
+}
+
+func (m *Master) serve() error {
+	c := m.cfg.FSMaster
+	rl, err := rpc.Listen(c.BindHost, c.RPCPort)
+	if err != nil {
+		return fmt.Errorf("fsmaster rpc: %w", err)
+	}
+	hl, err := rpc.Listen(c.BindHost, c.HTTPPort)
+	if err != nil {
+		rl.Close()
+		return fmt.Errorf("fsmaster http: %w", err)
+	}
+	m.rpcL, m.httpL = rl, hl
+	m.grpc = rpc.NewServer(rpc.ServerOptions{Token: m.cfg.Security.Token, Logger: m.log})
+	srv := &server{m: m}
+	api.RegisterFileSystemMasterServer(m.grpc, srv)
+	api.RegisterBlockMasterServer(m.grpc, srv)
+	m.http = rpc.NewHTTPServer(m.cfg.Security.Token, m.log, m.healthy)
+	m.registerHTTP()
+	go func() {
+		if err := m.grpc.Serve(rl); err != nil {
+			m.log.Error("rpc server stopped", zap.Error(err))
+		}
+	}()
+	go func() {
+		if err := m.http.Serve(hl); err != nil {
+			m.log.Error("http server stopped", zap.Error(err))
+		}
+	}()
+	return nil
+}
+
+func (m *Master) healthy() error {
+	m.ns.mu.RLock()
+	defer m.ns.mu.RUnlock()
+	return m.ns.usable()
+}
+
+// RPCAddr is the address gRPC listens on.
+func (m *Master) RPCAddr() string {
+	if m.rpcL == nil {
+		return ""
+	}
+	return m.rpcL.Addr().String()
+}
+
+// HTTPAddr is the address HTTP listens on.
+func (m *Master) HTTPAddr() string {
+	if m.httpL == nil {
+		return ""
+	}
+	return m.httpL.Addr().String()
+}
+
+// Stop stops serving (waiting for calls in flight until ctx ends) and
+// closes the journal.
+func (m *Master) Stop(ctx context.Context) error {
+	var err error
+	m.stopOnce.Do(func() {
+		if m.cancel != nil {
+			m.cancel()
+		}
+		if m.grpc != nil {
+			done := make(chan struct{})
+			go func() { m.grpc.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				m.grpc.Stop()
+			}
+		}
+		if m.http != nil {
+			_ = m.http.Shutdown(ctx)
+		}
+		m.wg.Wait()
+		if m.ns != nil {
+			m.ns.closeUFS()
+		}
+		if m.j != nil {
+			err = m.j.Close()
+		}
+	})
+	return err
+}
+
+// lostWorkerLoop marks workers LOST after fsmaster.worker.timeout.
+func (m *Master) lostWorkerLoop(ctx context.Context) {
+	defer m.wg.Done()
+	timeout := m.cfg.FSMaster.Worker.Timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	tick := max(timeout/4, 50*time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for _, id := range m.ns.blocks.markLost(timeout) {
+				m.log.Warn("worker lost: no heartbeat", zap.Int64("worker", id), zap.Duration("timeout", timeout))
+			}
+		}
+	}
+}
+
+func (m *Master) setCheckpoint(path string, seq int64) {
+	m.lastCkptSeq.Store(seq)
+	m.lastCkptPath.Store(path)
+	m.lastCkptTime.Store(time.Now().UnixMilli())
+}
+
+// checkpointWatchLoop notices checkpoints the secondary writes and deletes
+// the segments they cover.
+func (m *Master) checkpointWatchLoop(ctx context.Context) {
+	defer m.wg.Done()
+	poll := m.cfg.FSMaster.Journal.CheckpointPollInterval
+	if poll <= 0 {
+		poll = time.Second
+	}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.adoptNewCheckpoint()
+		}
+	}
+}
+
+// adoptNewCheckpoint deletes the segments covered by a checkpoint newer
+// than the last one seen, and returns its sequence.
+func (m *Master) adoptNewCheckpoint() int64 {
+	newest := newestCheckpointName(m.dir)
+	if newest <= m.lastCkptSeq.Load() {
+		return m.lastCkptSeq.Load()
+	}
+	path, seq, err := journal.LatestCheckpoint(m.dir, m.log)
+	if err != nil || path == "" || seq <= m.lastCkptSeq.Load() {
+		return m.lastCkptSeq.Load()
+	}
+	m.setCheckpoint(path, seq)
+	n, err := m.j.DeleteCoveredSegments(seq)
+	if err != nil {
+		m.log.Warn("could not delete covered segments", zap.Error(err))
+	}
+	m.log.Info("new checkpoint", zap.String("path", path), zap.Int64("sequence", seq), zap.Int("segments_deleted", n))
+	return seq
+}
+
+// Checkpoint makes a checkpoint covering at least the current sequence:
+// the secondary writes it when one is alive, else the master itself.
+func (m *Master) Checkpoint(ctx context.Context) (string, int64, error) {
+	m.ckptMu.Lock()
+	defer m.ckptMu.Unlock()
+	m.ns.mu.RLock()
+	target, last := m.ns.st.lastSeq, m.ns.last
+	m.ns.mu.RUnlock()
+	if last != nil {
+		if err := last.Wait(ctx); err != nil {
+			return "", 0, err
+		}
+	}
+	if err := m.j.Rotate(); err != nil {
+		return "", 0, fmt.Errorf("rotate journal: %w", err)
+	}
+	if secondaryAlive(m.dir) {
+		path, seq, err := m.askSecondary(ctx, target)
+		if err == nil {
+			m.afterCheckpoint(path, seq)
+			return path, seq, nil
+		}
+		if ctx.Err() != nil {
+			return "", 0, err
+		}
+		m.log.Warn("secondary did not write the checkpoint; writing it here", zap.Error(err))
+	}
+	path, seq, err := m.selfCheckpoint(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	m.afterCheckpoint(path, seq)
+	return path, seq, nil
+}
+
+func (m *Master) afterCheckpoint(path string, seq int64) {
+	if seq > m.lastCkptSeq.Load() {
+		m.setCheckpoint(path, seq)
+	}
+	if _, err := m.j.DeleteCoveredSegments(seq); err != nil {
+		m.log.Warn("could not delete covered segments", zap.Error(err))
+	}
+	if err := journal.RemoveOldCheckpoints(m.dir, m.cfg.FSMaster.Journal.CheckpointsRetained); err != nil {
+		m.log.Warn("could not remove old checkpoints", zap.Error(err))
+	}
+}
+
+// askSecondary leaves a request for a checkpoint at target or later and
+// waits until one exists, the secondary dies, or the timeout passes.
+func (m *Master) askSecondary(ctx context.Context, target int64) (string, int64, error) {
+	if err := writeCheckpointRequest(m.dir, target); err != nil {
+		return "", 0, err
+	}
+	timeout := m.cfg.FSMaster.Journal.CheckpointTimeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		if newestCheckpointName(m.dir) >= target {
+			path, seq, err := journal.LatestCheckpoint(m.dir, m.log)
+			if err == nil && path != "" && seq >= target {
+				return path, seq, nil
+			}
+		}
+		if !secondaryAlive(m.dir) {
+			return "", 0, errors.New("the secondary stopped")
+		}
+		if time.Now().After(deadline) {
+			return "", 0, fmt.Errorf("no checkpoint at sequence %d after %s", target, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return "", 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// selfCheckpoint writes the master's own state. Writers wait meanwhile.
+func (m *Master) selfCheckpoint(ctx context.Context) (string, int64, error) {
+	m.ns.mu.RLock()
+	defer m.ns.mu.RUnlock()
+	if err := m.ns.usable(); err != nil {
+		return "", 0, err
+	}
+	// Everything in the state must be durable before a checkpoint may
+	// cover it; no entry is appended while the read lock is held.
+	if m.ns.last != nil {
+		if err := m.ns.last.Wait(ctx); err != nil {
+			return "", 0, err
+		}
+	}
+	seq := m.ns.st.lastSeq
+	t0 := time.Now()
+	path, err := journal.WriteCheckpoint(m.dir, seq, m.ns.st.WriteCheckpoint)
+	if err != nil {
+		return "", 0, err
+	}
+	m.log.Info("wrote checkpoint", zap.String("path", path), zap.Int64("sequence", seq), zap.Duration("took", time.Since(t0)))
+	return path, seq, nil
+}
+
+// Info reports the master's state for GetMasterInfo and fsadmin report.
+func (m *Master) Info() *api.GetMasterInfoResponse {
+	m.ns.mu.RLock()
+	inodes := m.ns.st.InodeCount()
+	root := m.ns.st.mounts["/"]
+	m.ns.mu.RUnlock()
+	live, lost, capacity := m.ns.blocks.summary()
+	resp := &api.GetMasterInfoResponse{
+		Version: Version, StartTimeMs: m.started.UnixMilli(), RpcAddress: m.RPCAddr(),
+		JournalSequence:        m.j.LastSequence(),
+		LastCheckpointSequence: m.lastCkptSeq.Load(), LastCheckpointTimeMs: m.lastCkptTime.Load(),
+		JournalSegments: int32(len(m.j.Segments())), InodeCount: int64(inodes),
+		LiveWorkers: int32(live), LostWorkers: int32(lost), Capacity: capacity,
+	}
+	if root != nil {
+		resp.UfsRootMountId = root.GetMountId()
+		resp.UfsRoot = root.GetUfsUri()
+	}
+	return resp
+}
+
+// Format initialises the journal of cfg (refusing a non-empty one unless
+// force) and creates the root directory and the root mount from
+// fsmaster.ufs.
+func Format(ctx context.Context, cfg *config.Config, force bool, log *zap.Logger) error {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	dir := cfg.FSMaster.Journal.Dir
+	if err := journal.Format(dir, force); err != nil {
+		return err
+	}
+	ncfg, err := nsConfigFrom(cfg)
+	if err != nil {
+		return err
+	}
+	j, err := journal.Open(journal.Options{Dir: dir, SegmentEntries: cfg.FSMaster.Journal.SegmentEntries, MaxBatch: cfg.FSMaster.Journal.MaxBatchEntries, Logger: log})
+	if err != nil {
+		return err
+	}
+	ns := newNamespace(NewState(), journalAdapter{j}, ncfg, nil, log)
+	if err := ns.bootstrap(ctx, cfg.FSMaster.UFS, cfg.FSMaster.UFSOptions); err != nil {
+		j.Close()
+		return err
+	}
+	return j.Close()
+}

@@ -1,0 +1,1284 @@
+package fsmaster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/paths"
+	"github.com/alluvium/alluvium/ufs"
+)
+
+// appender is what the namespace needs of the journal: Append gives the
+// entry its sequence number (call it holding the state lock), the returned
+// waiter returns once the entry is durable (call it after unlocking).
+type appender interface {
+	Append(e *api.JournalEntry) waiter
+}
+
+type waiter interface {
+	Wait(ctx context.Context) error
+}
+
+// nsConfig are the defaults the namespace applies to calls.
+type nsConfig struct {
+	blockSize   int64
+	writeType   api.WriteType
+	owner       string
+	group       string
+	defaultPage int
+	maxPage     int
+}
+
+// namespace is the live inode tree of the master: State behind the state
+// lock, the journal, the UFS of each mount and the block map.
+type namespace struct {
+	mu     sync.RWMutex
+	st     *State
+	j      appender
+	last   waiter // of the last appended entry
+	broken error  // a journal write failed: refuse everything from now on
+
+	cfg    nsConfig
+	log    *zap.Logger
+	blocks *blockMap
+	now    func() time.Time
+	onOp   func(op string) // metrics hook; may be nil
+
+	ufsMu sync.Mutex
+	ufs   map[int64]ufs.FileSystem // mount id → opened UFS
+}
+
+func newNamespace(st *State, j appender, cfg nsConfig, blocks *blockMap, log *zap.Logger) *namespace {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if cfg.blockSize <= 0 {
+		cfg.blockSize = 64 << 20
+	}
+	if cfg.writeType == api.WriteType_WRITE_TYPE_UNSPECIFIED {
+		cfg.writeType = api.WriteType_CACHE_THROUGH
+	}
+	if cfg.defaultPage <= 0 {
+		cfg.defaultPage = 1000
+	}
+	if cfg.maxPage <= 0 {
+		cfg.maxPage = 10000
+	}
+	if blocks == nil {
+		blocks = newBlockMap(time.Now)
+	}
+	return &namespace{st: st, j: j, cfg: cfg, log: log, blocks: blocks, now: time.Now, ufs: map[int64]ufs.FileSystem{}}
+}
+
+// errf builds a gRPC status error "op path: reason".
+func errf(c codes.Code, op, p, format string, a ...any) error {
+	return status.Errorf(c, "%s %s: %s", op, p, fmt.Sprintf(format, a...))
+}
+
+func (ns *namespace) op(name string) {
+	if ns.onOp != nil {
+		ns.onOp(name)
+	}
+}
+
+// clean validates a path argument.
+func clean(op, p string) (string, error) {
+	c, err := paths.Clean(p)
+	if err != nil {
+		return "", status.Errorf(codes.InvalidArgument, "%s: %v", op, err)
+	}
+	return c, nil
+}
+
+// txn collects the entries of one call. It is used while holding ns.mu.
+type txn struct {
+	ns   *namespace
+	now  int64
+	last waiter
+}
+
+func (ns *namespace) begin() *txn { return &txn{ns: ns, now: ns.now().UnixMilli()} }
+
+// add applies one entry and appends it to the journal. Validation happened
+// before, so a failing Apply is a bug; it leaves the state unchanged.
+func (t *txn) add(e *api.JournalEntry) error {
+	e.OpTimeMs = t.now
+	if err := t.ns.st.Apply(e); err != nil {
+		t.ns.log.Error("entry does not apply (bug)", zap.Error(err))
+		return status.Errorf(codes.Internal, "internal error: %v", err)
+	}
+	w := t.ns.j.Append(e)
+	t.ns.st.lastSeq = e.GetSequence()
+	t.ns.last = w
+	t.last = w
+	return nil
+}
+
+// wait returns once every entry of the txn is durable. Call it after
+// releasing ns.mu. A journal failure stops the master from taking writes:
+// memory may now hold a change the disk does not.
+func (t *txn) wait(ctx context.Context) error {
+	if t.last == nil {
+		return nil
+	}
+	err := t.last.Wait(ctx)
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	t.ns.fail(err)
+	return status.Errorf(codes.Unavailable, "journal write failed: %v", err)
+}
+
+// fail marks the namespace broken after a journal write error.
+func (ns *namespace) fail(err error) {
+	ns.mu.Lock()
+	if ns.broken == nil {
+		ns.broken = err
+		ns.log.Error("journal write failed; refusing all calls until restart", zap.Error(err))
+	}
+	ns.mu.Unlock()
+}
+
+// usable returns an error once the journal failed. Call with ns.mu held.
+func (ns *namespace) usable() error {
+	if ns.broken != nil {
+		return status.Errorf(codes.Unavailable, "FS master journal failed (%v); restart the master", ns.broken)
+	}
+	return nil
+}
+
+func dirEntry(d *api.InodeDirectoryEntry) *api.JournalEntry {
+	return &api.JournalEntry{Body: &api.JournalEntry_InodeDirectory{InodeDirectory: d}}
+}
+
+func fileEntry(f *api.InodeFileEntry) *api.JournalEntry {
+	return &api.JournalEntry{Body: &api.JournalEntry_InodeFile{InodeFile: f}}
+}
+
+func setAttrEntry(a *api.SetAttributeEntry) *api.JournalEntry {
+	return &api.JournalEntry{Body: &api.JournalEntry_SetAttribute{SetAttribute: a}}
+}
+
+func deleteEntry(id int64) *api.JournalEntry {
+	return &api.JournalEntry{Body: &api.JournalEntry_DeleteInode{DeleteInode: &api.DeleteInodeEntry{Id: id}}}
+}
+
+func (ns *namespace) writeType(wt api.WriteType) (api.WriteType, error) {
+	if wt == api.WriteType_WRITE_TYPE_UNSPECIFIED {
+		return ns.cfg.writeType, nil
+	}
+	if _, ok := api.WriteType_name[int32(wt)]; !ok {
+		return 0, fmt.Errorf("unknown write type %d", wt)
+	}
+	return wt, nil
+}
+
+func throughUFS(wt api.WriteType) bool {
+	return wt == api.WriteType_THROUGH || wt == api.WriteType_CACHE_THROUGH
+}
+
+// fsFor returns the opened UFS of a mount.
+func (ns *namespace) fsFor(ctx context.Context, m *api.MountPointInfo) (ufs.FileSystem, error) {
+	ns.ufsMu.Lock()
+	defer ns.ufsMu.Unlock()
+	if fs, ok := ns.ufs[m.GetMountId()]; ok {
+		return fs, nil
+	}
+	fs, err := ufs.Open(ctx, m.GetUfsUri(), m.GetOptions())
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "mount %s: %v", m.GetAlluviumPath(), err)
+	}
+	ns.ufs[m.GetMountId()] = fs
+	return fs, nil
+}
+
+func (ns *namespace) dropUFS(mountID int64) {
+	ns.ufsMu.Lock()
+	fs := ns.ufs[mountID]
+	delete(ns.ufs, mountID)
+	ns.ufsMu.Unlock()
+	if fs != nil {
+		_ = fs.Close()
+	}
+}
+
+func (ns *namespace) closeUFS() {
+	ns.ufsMu.Lock()
+	defer ns.ufsMu.Unlock()
+	for id, fs := range ns.ufs {
+		_ = fs.Close()
+		delete(ns.ufs, id)
+	}
+}
+
+// ufsErr turns a UFS failure into a status error.
+func ufsErr(op, p string, err error) error {
+	switch {
+	case errors.Is(err, ufs.ErrNotFound):
+		return errf(codes.NotFound, op, p, "in the UFS: %v", err)
+	case errors.Is(err, ufs.ErrExist):
+		return errf(codes.AlreadyExists, op, p, "in the UFS: %v", err)
+	case errors.Is(err, ufs.ErrNotEmpty), errors.Is(err, ufs.ErrNotDir), errors.Is(err, ufs.ErrIsDir):
+		return errf(codes.FailedPrecondition, op, p, "in the UFS: %v", err)
+	case errors.Is(err, ufs.ErrEscape):
+		return errf(codes.InvalidArgument, op, p, "%v", err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	}
+	return errf(codes.Unavailable, op, p, "UFS: %v", err)
+}
+
+// readOnly refuses a change under a read-only mount. Call with ns.mu held.
+func (ns *namespace) readOnly(op, p string) error {
+	if m, _ := ns.st.mountOf(p); m != nil && m.GetReadOnly() {
+		return errf(codes.PermissionDenied, op, p, "mount %s is read-only", m.GetAlluviumPath())
+	}
+	return nil
+}
+
+// mountsBelow returns the mount points strictly below p.
+func (ns *namespace) mountsBelow(p string) []string {
+	var out []string
+	for mp := range ns.st.mounts {
+		if mp != p && paths.IsAncestor(p, mp) {
+			out = append(out, mp)
+		}
+	}
+	return out
+}
+
+// filesBelow returns the ids of the files at or below n.
+func filesBelow(n *inode) []int64 {
+	var ids []int64
+	walk(n, func(x *inode) bool {
+		if !x.dir {
+			ids = append(ids, x.id)
+		}
+		return true
+	})
+	return ids
+}
+
+// ---- metadata from the UFS ----
+
+// ensureLoaded makes sure that, if p (or its deepest ancestor) exists in the
+// UFS but not yet in the namespace, it is loaded: missing directories on the
+// way are created as persisted directories whose children are not loaded,
+// and a file appears persisted and complete with its UFS length and
+// fingerprint. Nothing happens when the deepest known ancestor already has
+// its children loaded (unless lt is ALWAYS) or lt is NEVER.
+func (ns *namespace) ensureLoaded(ctx context.Context, p string, lt api.LoadMetadataType) error {
+	if lt == api.LoadMetadataType_NEVER {
+		return nil
+	}
+	ns.mu.RLock()
+	n, depth, comps := ns.st.lookupPrefix(p)
+	need := n != nil && depth < len(comps) && n.dir && (!n.childrenLoaded || lt == api.LoadMetadataType_ALWAYS)
+	var m *api.MountPointInfo
+	if need {
+		m, _ = ns.st.mountOf(p)
+		m = cloneMount(m)
+	}
+	ns.mu.RUnlock()
+	if !need {
+		return nil
+	}
+	fs, err := ns.fsFor(ctx, m)
+	if err != nil {
+		return err
+	}
+	// Find the deepest prefix of p the UFS has, from p upwards.
+	var found ufs.FileStatus
+	k := len(comps)
+	for ; k > depth; k-- {
+		sub := "/" + strings.Join(comps[:k], "/")
+		_, rel := mountRel(m, sub)
+		st, err := fs.Stat(ctx, rel)
+		if err == nil {
+			found = st
+			break
+		}
+		if !errors.Is(err, ufs.ErrNotFound) && !errors.Is(err, ufs.ErrNotDir) {
+			return ufsErr("load", sub, err)
+		}
+	}
+	if k == depth {
+		return nil
+	}
+	ns.mu.Lock()
+	if err := ns.usable(); err != nil {
+		ns.mu.Unlock()
+		return err
+	}
+	t := ns.begin()
+	n, d2, _ := ns.st.lookupPrefix("/" + strings.Join(comps[:k], "/"))
+	if cur, _ := ns.st.mountOf(p); cur == nil || cur.GetMountId() != m.GetMountId() || !n.dir {
+		ns.mu.Unlock()
+		return nil
+	}
+	parent := n
+	for i := d2; i < k; i++ {
+		id := ns.st.nextInodeID
+		var e *api.JournalEntry
+		if i == k-1 && !found.IsDir {
+			e = fileEntry(ns.ufsFileEntry(id, parent.id, comps[i], found, t.now))
+		} else {
+			mode := uint32(0o755)
+			if i == k-1 && found.Mode != 0 {
+				mode = found.Mode
+			}
+			e = dirEntry(&api.InodeDirectoryEntry{
+				Id: id, ParentId: parent.id, Name: comps[i], Mode: mode, Owner: ns.cfg.owner, Group: ns.cfg.group,
+				CreationTimeMs: t.now, PersistenceState: api.PersistenceState_PERSISTED,
+			})
+		}
+		if err := t.add(e); err != nil {
+			ns.mu.Unlock()
+			return err
+		}
+		parent = ns.st.inodes[id]
+	}
+	ns.mu.Unlock()
+	ns.op("load-metadata")
+	return t.wait(ctx)
+}
+
+func mountRel(m *api.MountPointInfo, p string) (*api.MountPointInfo, string) {
+	return m, paths.Rel(m.GetAlluviumPath(), p)
+}
+
+func (ns *namespace) ufsFileEntry(id, parentID int64, name string, st ufs.FileStatus, now int64) *api.InodeFileEntry {
+	mode := st.Mode
+	if mode == 0 {
+		mode = 0o644
+	}
+	mt := st.ModTime.UnixMilli()
+	if st.ModTime.IsZero() {
+		mt = now
+	}
+	return &api.InodeFileEntry{
+		Id: id, ParentId: parentID, Name: name, Mode: mode, Owner: ns.cfg.owner, Group: ns.cfg.group,
+		CreationTimeMs: mt, PersistenceState: api.PersistenceState_PERSISTED,
+		BlockSizeBytes: ns.cfg.blockSize, WriteType: api.WriteType_THROUGH, Completed: true,
+		Length: st.Size, UfsFingerprint: st.Fingerprint, ReplicationMax: -1,
+	}
+}
+
+// loadBatch is how many UFS children are merged per lock hold.
+const loadBatch = 1000
+
+// loadChildren merges the UFS children of directory p into the namespace
+// (those it does not know yet) and marks it loaded. The UFS listing streams
+// in batches; the whole listing is never held.
+func (ns *namespace) loadChildren(ctx context.Context, p string) error {
+	ns.mu.RLock()
+	n := ns.st.lookup(p)
+	if n == nil || !n.dir {
+		ns.mu.RUnlock()
+		return nil
+	}
+	id := n.id
+	m, rel := ns.st.mountOf(p)
+	m = cloneMount(m)
+	ns.mu.RUnlock()
+	fs, err := ns.fsFor(ctx, m)
+	if err != nil {
+		return err
+	}
+	var last *txn
+	batch := make([]ufs.FileStatus, 0, loadBatch)
+	gone := errors.New("directory went away")
+	flush := func() error {
+		ns.mu.Lock()
+		defer ns.mu.Unlock()
+		if err := ns.usable(); err != nil {
+			return err
+		}
+		d, ok := ns.st.inodes[id]
+		if !ok || !d.dir {
+			return gone
+		}
+		t := ns.begin()
+		for _, st := range batch {
+			if !validName(st.Name) || d.child(st.Name) != nil {
+				continue
+			}
+			cid := ns.st.nextInodeID
+			var e *api.JournalEntry
+			if st.IsDir {
+				mode := st.Mode
+				if mode == 0 {
+					mode = 0o755
+				}
+				e = dirEntry(&api.InodeDirectoryEntry{
+					Id: cid, ParentId: id, Name: st.Name, Mode: mode, Owner: ns.cfg.owner, Group: ns.cfg.group,
+					CreationTimeMs: t.now, PersistenceState: api.PersistenceState_PERSISTED,
+				})
+			} else {
+				e = fileEntry(ns.ufsFileEntry(cid, id, st.Name, st, t.now))
+			}
+			if err := t.add(e); err != nil {
+				return err
+			}
+		}
+		batch = batch[:0]
+		if t.last != nil {
+			last = t
+		}
+		return nil
+	}
+	err = fs.List(ctx, rel, func(st ufs.FileStatus) error {
+		batch = append(batch, st)
+		if len(batch) == loadBatch {
+			return flush()
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, gone):
+		return nil
+	case errors.Is(err, ufs.ErrNotFound), errors.Is(err, ufs.ErrNotDir):
+		// Nothing in the UFS (a directory not persisted yet): nothing to merge.
+		batch = batch[:0]
+	case err != nil:
+		return ufsErr("load", p, err)
+	}
+	if err := flush(); err != nil {
+		if errors.Is(err, gone) {
+			return nil
+		}
+		return err
+	}
+	ns.mu.Lock()
+	if d, ok := ns.st.inodes[id]; ok && d.dir && !d.childrenLoaded {
+		t := ns.begin()
+		loaded := true
+		if err := t.add(&api.JournalEntry{Body: &api.JournalEntry_UpdateDirectory{UpdateDirectory: &api.UpdateDirectoryEntry{Id: id, ChildrenLoaded: &loaded}}}); err != nil {
+			ns.mu.Unlock()
+			return err
+		}
+		last = t
+	}
+	ns.mu.Unlock()
+	ns.op("load-children")
+	if last != nil {
+		return last.wait(ctx)
+	}
+	return nil
+}
+
+// needsChildren reports whether listing directory n must merge the UFS first.
+func needsChildren(n *inode, lt api.LoadMetadataType) bool {
+	switch lt {
+	case api.LoadMetadataType_NEVER:
+		return false
+	case api.LoadMetadataType_ALWAYS:
+		return n.dir
+	}
+	return n.dir && !n.childrenLoaded
+}
+
+// ---- mutations ----
+
+// CreateDirectory implements mkdir (with parents when recursive).
+func (ns *namespace) CreateDirectory(ctx context.Context, req *api.CreateDirectoryRequest) (*api.FileInfo, error) {
+	const op = "mkdir"
+	ns.op(op)
+	p, err := clean(op, req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	wt, err := ns.writeType(req.GetWriteType())
+	if err != nil {
+		return nil, errf(codes.InvalidArgument, op, p, "%v", err)
+	}
+	if req.GetMode() > 0o7777 {
+		return nil, errf(codes.InvalidArgument, op, p, "mode %o is not a permission mode", req.GetMode())
+	}
+	if err := ns.ensureLoaded(ctx, p, api.LoadMetadataType_ONCE); err != nil {
+		return nil, err
+	}
+	// validate returns the deepest existing inode and depth, or the answer.
+	validate := func() (*inode, int, []string, *api.FileInfo, error) {
+		if err := ns.usable(); err != nil {
+			return nil, 0, nil, nil, err
+		}
+		n, depth, comps := ns.st.lookupPrefix(p)
+		switch {
+		case depth == len(comps):
+			if n.dir && req.GetAllowExists() {
+				return nil, 0, nil, ns.info(n, p, false), nil
+			}
+			return nil, 0, nil, nil, errf(codes.AlreadyExists, op, p, "already exists")
+		case !n.dir:
+			return nil, 0, nil, nil, errf(codes.FailedPrecondition, op, p, "%s is a file", ns.st.pathOf(n))
+		case depth < len(comps)-1 && !req.GetRecursive():
+			parent, _ := paths.Split(p)
+			return nil, 0, nil, nil, errf(codes.NotFound, op, p, "parent %s does not exist (use recursive, mkdir -p)", parent)
+		}
+		if err := ns.readOnly(op, p); err != nil {
+			return nil, 0, nil, nil, err
+		}
+		return n, depth, comps, nil, nil
+	}
+	if throughUFS(wt) {
+		// The UFS directory first, outside the lock (Mkdirs is idempotent).
+		ns.mu.RLock()
+		_, _, _, done, err := validate()
+		m, rel := ns.st.mountOf(p)
+		m = cloneMount(m)
+		ns.mu.RUnlock()
+		if err != nil || done != nil {
+			return done, err
+		}
+		fs, err := ns.fsFor(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		if err := fs.Mkdirs(ctx, rel); err != nil {
+			return nil, ufsErr(op, p, err)
+		}
+	}
+	ns.mu.Lock()
+	n, depth, comps, done, err := validate()
+	if err != nil || done != nil {
+		ns.mu.Unlock()
+		return done, err
+	}
+	persist := api.PersistenceState_NOT_PERSISTED
+	if throughUFS(wt) {
+		persist = api.PersistenceState_PERSISTED
+	}
+	t := ns.begin()
+	parent := n
+	for i := depth; i < len(comps); i++ {
+		mode := uint32(0o755)
+		if i == len(comps)-1 && req.GetMode() != 0 {
+			mode = req.GetMode()
+		}
+		id := ns.st.nextInodeID
+		if err := t.add(dirEntry(&api.InodeDirectoryEntry{
+			Id: id, ParentId: parent.id, Name: comps[i], Mode: mode, Owner: ns.cfg.owner, Group: ns.cfg.group,
+			CreationTimeMs: t.now, PersistenceState: persist, ChildrenLoaded: true,
+		})); err != nil {
+			ns.mu.Unlock()
+			return nil, err
+		}
+		parent = ns.st.inodes[id]
+	}
+	info := ns.info(parent, p, false)
+	ns.mu.Unlock()
+	return info, t.wait(ctx)
+}
+
+// CreateFile creates an incomplete file (parents too when recursive).
+func (ns *namespace) CreateFile(ctx context.Context, req *api.CreateFileRequest) (*api.FileInfo, error) {
+	const op = "create"
+	ns.op(op)
+	p, err := clean(op, req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	if p == "/" {
+		return nil, errf(codes.AlreadyExists, op, p, "the root is a directory")
+	}
+	wt, err := ns.writeType(req.GetWriteType())
+	if err != nil {
+		return nil, errf(codes.InvalidArgument, op, p, "%v", err)
+	}
+	bs := req.GetBlockSizeBytes()
+	if bs == 0 {
+		bs = ns.cfg.blockSize
+	}
+	replMax := req.GetReplicationMax()
+	if replMax == 0 {
+		replMax = -1
+	}
+	switch {
+	case bs < 0:
+		return nil, errf(codes.InvalidArgument, op, p, "block size %d is negative", bs)
+	case req.GetMode() > 0o7777:
+		return nil, errf(codes.InvalidArgument, op, p, "mode %o is not a permission mode", req.GetMode())
+	case req.GetReplicationMin() < 0 || replMax < -1 || replMax >= 0 && req.GetReplicationMin() > replMax:
+		return nil, errf(codes.InvalidArgument, op, p, "replication min %d / max %d", req.GetReplicationMin(), replMax)
+	case req.GetTtl() < 0:
+		return nil, errf(codes.InvalidArgument, op, p, "negative ttl %d", req.GetTtl())
+	}
+	if err := ns.ensureLoaded(ctx, p, api.LoadMetadataType_ONCE); err != nil {
+		return nil, err
+	}
+	ns.mu.Lock()
+	info, t, err := ns.createLocked(ctx, p, req, wt, bs, replMax)
+	ns.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return info, t.wait(ctx)
+}
+
+func (ns *namespace) createLocked(ctx context.Context, p string, req *api.CreateFileRequest, wt api.WriteType, bs int64, replMax int32) (*api.FileInfo, *txn, error) {
+	const op = "create"
+	if err := ns.usable(); err != nil {
+		return nil, nil, err
+	}
+	n, depth, comps := ns.st.lookupPrefix(p)
+	var old *inode
+	switch {
+	case depth == len(comps) && n.dir:
+		return nil, nil, errf(codes.AlreadyExists, op, p, "a directory exists there")
+	case depth == len(comps) && !req.GetOverwrite():
+		return nil, nil, errf(codes.AlreadyExists, op, p, "already exists (use overwrite)")
+	case depth == len(comps):
+		old = n
+		n = n.parent
+		depth--
+	case !n.dir:
+		return nil, nil, errf(codes.FailedPrecondition, op, p, "%s is a file", ns.st.pathOf(n))
+	case depth < len(comps)-1 && !req.GetRecursive():
+		parent, _ := paths.Split(p)
+		return nil, nil, errf(codes.NotFound, op, p, "parent %s does not exist (use recursive)", parent)
+	}
+	if err := ns.readOnly(op, p); err != nil {
+		return nil, nil, err
+	}
+	if old != nil && old.persisted() && !throughUFS(wt) {
+		// The new bytes will not replace the old ones in the UFS: drop them so
+		// the path never shows stale content.
+		m, rel := ns.st.mountOf(p)
+		fs, err := ns.fsFor(ctx, m)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := fs.Delete(ctx, rel); err != nil && !errors.Is(err, ufs.ErrNotFound) {
+			return nil, nil, ufsErr(op, p, err)
+		}
+	}
+	t := ns.begin()
+	if old != nil {
+		if err := t.add(deleteEntry(old.id)); err != nil {
+			return nil, nil, err
+		}
+		ns.blocks.removeFiles([]int64{old.id})
+	}
+	parent := n
+	for i := depth; i < len(comps)-1; i++ {
+		id := ns.st.nextInodeID
+		if err := t.add(dirEntry(&api.InodeDirectoryEntry{
+			Id: id, ParentId: parent.id, Name: comps[i], Mode: 0o755, Owner: ns.cfg.owner, Group: ns.cfg.group,
+			CreationTimeMs: t.now, PersistenceState: api.PersistenceState_NOT_PERSISTED, ChildrenLoaded: true,
+		})); err != nil {
+			return nil, nil, err
+		}
+		parent = ns.st.inodes[id]
+	}
+	persist := api.PersistenceState_NOT_PERSISTED
+	if wt == api.WriteType_ASYNC_THROUGH {
+		persist = api.PersistenceState_TO_BE_PERSISTED
+	}
+	mode := req.GetMode()
+	if mode == 0 {
+		mode = 0o644
+	}
+	id := ns.st.nextInodeID
+	if err := t.add(fileEntry(&api.InodeFileEntry{
+		Id: id, ParentId: parent.id, Name: comps[len(comps)-1], Mode: mode, Owner: ns.cfg.owner, Group: ns.cfg.group,
+		CreationTimeMs: t.now, PersistenceState: persist, BlockSizeBytes: bs, WriteType: wt,
+		ReplicationMin: req.GetReplicationMin(), ReplicationMax: replMax, Pinned: req.GetPinned(), Ttl: req.GetTtl(),
+	})); err != nil {
+		return nil, nil, err
+	}
+	return ns.info(ns.st.inodes[id], p, false), t, nil
+}
+
+// CompleteFile seals a file with its final length.
+func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequest) (*api.FileInfo, error) {
+	const op = "complete"
+	ns.op(op)
+	p, err := clean(op, req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	ns.mu.Lock()
+	if err := ns.usable(); err != nil {
+		ns.mu.Unlock()
+		return nil, err
+	}
+	n := ns.st.lookup(p)
+	var verr error
+	switch {
+	case n == nil:
+		verr = errf(codes.NotFound, op, p, "no such file")
+	case n.dir:
+		verr = errf(codes.InvalidArgument, op, p, "is a directory")
+	case req.GetFileId() != 0 && req.GetFileId() != n.id:
+		verr = errf(codes.FailedPrecondition, op, p, "file %d was replaced by file %d", req.GetFileId(), n.id)
+	case n.completed:
+		verr = errf(codes.FailedPrecondition, op, p, "already complete")
+	case req.GetLength() < 0:
+		verr = errf(codes.InvalidArgument, op, p, "negative length %d", req.GetLength())
+	case (req.GetLength()+n.blockSize-1)/n.blockSize > api.MaxBlocksPerFile:
+		verr = errf(codes.InvalidArgument, op, p, "length %d needs more than %d blocks of %d bytes", req.GetLength(), api.MaxBlocksPerFile, n.blockSize)
+	}
+	if verr != nil {
+		ns.mu.Unlock()
+		return nil, verr
+	}
+	t := ns.begin()
+	if err := t.add(&api.JournalEntry{Body: &api.JournalEntry_CompleteFile{CompleteFile: &api.CompleteFileEntry{
+		Id: n.id, Length: req.GetLength(), UfsFingerprint: req.GetUfsFingerprint(),
+	}}}); err != nil {
+		ns.mu.Unlock()
+		return nil, err
+	}
+	ns.blocks.trimFile(n.id, n.blockCount())
+	info := ns.info(n, p, false)
+	ns.mu.Unlock()
+	return info, t.wait(ctx)
+}
+
+// GetStatus returns the status of a path, loading it from the UFS on first
+// sight.
+func (ns *namespace) GetStatus(ctx context.Context, req *api.GetStatusRequest) (*api.FileInfo, error) {
+	const op = "stat"
+	ns.op(op)
+	p, err := clean(op, req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	if err := ns.ensureLoaded(ctx, p, req.GetLoadMetadataType()); err != nil {
+		return nil, err
+	}
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	if err := ns.usable(); err != nil {
+		return nil, err
+	}
+	n := ns.st.lookup(p)
+	if n == nil {
+		return nil, errf(codes.NotFound, op, p, "no such file or directory")
+	}
+	return ns.info(n, p, true), nil
+}
+
+// Delete removes a file or directory (its subtree when recursive) and,
+// unless alluvium_only, the same path in the UFS.
+func (ns *namespace) Delete(ctx context.Context, req *api.DeleteRequest) error {
+	const op = "delete"
+	ns.op(op)
+	p, err := clean(op, req.GetPath())
+	if err != nil {
+		return err
+	}
+	if p == "/" {
+		return errf(codes.InvalidArgument, op, p, "the root cannot be deleted")
+	}
+	if err := ns.ensureLoaded(ctx, p, api.LoadMetadataType_ONCE); err != nil {
+		return err
+	}
+	if !req.GetRecursive() {
+		// Emptiness counts the UFS children too.
+		ns.mu.RLock()
+		n := ns.st.lookup(p)
+		need := n != nil && needsChildren(n, api.LoadMetadataType_ONCE) && !n.mountPoint
+		ns.mu.RUnlock()
+		if need {
+			if err := ns.loadChildren(ctx, p); err != nil {
+				return err
+			}
+		}
+	}
+	ns.mu.Lock()
+	if err := ns.usable(); err != nil {
+		ns.mu.Unlock()
+		return err
+	}
+	n := ns.st.lookup(p)
+	var verr error
+	switch {
+	case n == nil:
+		verr = errf(codes.NotFound, op, p, "no such file or directory")
+	case n.mountPoint:
+		verr = errf(codes.InvalidArgument, op, p, "is a mount point (use unmount)")
+	case n.dir && n.childCount() > 0 && !req.GetRecursive():
+		verr = errf(codes.FailedPrecondition, op, p, "directory not empty (use recursive, rm -r)")
+	case len(ns.mountsBelow(p)) > 0:
+		verr = errf(codes.FailedPrecondition, op, p, "contains mount point %s (unmount it first)", ns.mountsBelow(p)[0])
+	case !req.GetAlluviumOnly():
+		verr = ns.readOnly(op, p)
+	}
+	if verr != nil {
+		ns.mu.Unlock()
+		return verr
+	}
+	if !req.GetAlluviumOnly() {
+		m, rel := ns.st.mountOf(p)
+		fs, err := ns.fsFor(ctx, m)
+		if err != nil {
+			ns.mu.Unlock()
+			return err
+		}
+		if n.dir {
+			err = fs.DeleteAll(ctx, rel)
+		} else if err = fs.Delete(ctx, rel); errors.Is(err, ufs.ErrNotFound) {
+			err = nil
+		}
+		if err != nil {
+			ns.mu.Unlock()
+			return ufsErr(op, p, err)
+		}
+	}
+	ids := filesBelow(n)
+	t := ns.begin()
+	if err := t.add(deleteEntry(n.id)); err != nil {
+		ns.mu.Unlock()
+		return err
+	}
+	ns.blocks.removeFiles(ids)
+	ns.mu.Unlock()
+	return t.wait(ctx)
+}
+
+// Rename moves src to dst atomically (in the UFS too when src is persisted).
+func (ns *namespace) Rename(ctx context.Context, req *api.RenameRequest) (*api.FileInfo, error) {
+	const op = "rename"
+	ns.op(op)
+	src, err := clean(op, req.GetSrc())
+	if err != nil {
+		return nil, err
+	}
+	dst, err := clean(op, req.GetDst())
+	if err != nil {
+		return nil, err
+	}
+	what := src + " to " + dst
+	switch {
+	case src == "/":
+		return nil, errf(codes.InvalidArgument, op, what, "the root cannot be renamed")
+	case dst == "/":
+		return nil, errf(codes.AlreadyExists, op, what, "the destination is the root")
+	case src != dst && paths.IsAncestor(src, dst):
+		return nil, errf(codes.InvalidArgument, op, what, "the destination is inside the source")
+	}
+	if err := ns.ensureLoaded(ctx, src, api.LoadMetadataType_ONCE); err != nil {
+		return nil, err
+	}
+	if err := ns.ensureLoaded(ctx, dst, api.LoadMetadataType_ONCE); err != nil {
+		return nil, err
+	}
+	ns.mu.Lock()
+	if err := ns.usable(); err != nil {
+		ns.mu.Unlock()
+		return nil, err
+	}
+	n := ns.st.lookup(src)
+	dparentPath, dname := paths.Split(dst)
+	dp := ns.st.lookup(dparentPath)
+	ms, srel := ns.st.mountOf(src)
+	md, drel := ns.st.mountOf(dst)
+	var verr error
+	switch {
+	case n == nil:
+		verr = errf(codes.NotFound, op, what, "%s does not exist", src)
+	case src == dst:
+		info := ns.info(n, src, false)
+		ns.mu.Unlock()
+		return info, nil
+	case n.mountPoint:
+		verr = errf(codes.InvalidArgument, op, what, "%s is a mount point", src)
+	case len(ns.mountsBelow(src)) > 0:
+		verr = errf(codes.FailedPrecondition, op, what, "%s contains mount point %s", src, ns.mountsBelow(src)[0])
+	case dp == nil:
+		verr = errf(codes.NotFound, op, what, "parent %s does not exist", dparentPath)
+	case !dp.dir:
+		verr = errf(codes.FailedPrecondition, op, what, "parent %s is a file", dparentPath)
+	case ns.st.lookup(dst) != nil:
+		verr = errf(codes.AlreadyExists, op, what, "%s exists", dst)
+	case ms.GetMountId() != md.GetMountId():
+		verr = errf(codes.InvalidArgument, op, what, "across mounts (%s and %s): copy with the job service instead", ms.GetAlluviumPath(), md.GetAlluviumPath())
+	}
+	if verr == nil {
+		verr = ns.readOnly(op, src)
+	}
+	if verr != nil {
+		ns.mu.Unlock()
+		return nil, verr
+	}
+	if n.persisted() {
+		fs, err := ns.fsFor(ctx, ms)
+		if err == nil {
+			if parent, _ := paths.Split("/" + drel); parent != "/" {
+				err = fs.Mkdirs(ctx, parent[1:])
+			}
+		}
+		if err == nil {
+			err = fs.Rename(ctx, srel, drel)
+			if errors.Is(err, ufs.ErrNotFound) {
+				ns.log.Warn("rename: source missing in the UFS; renaming in Alluvium only", zap.String("src", src), zap.Error(err))
+				err = nil
+			}
+		}
+		if err != nil {
+			ns.mu.Unlock()
+			return nil, ufsErr(op, what, err)
+		}
+	}
+	t := ns.begin()
+	if err := t.add(&api.JournalEntry{Body: &api.JournalEntry_Rename{Rename: &api.RenameEntry{Id: n.id, NewParentId: dp.id, NewName: dname}}}); err != nil {
+		ns.mu.Unlock()
+		return nil, err
+	}
+	if n.persisted() {
+		persisted := api.PersistenceState_PERSISTED
+		for a := dp; a != nil && !a.persisted(); a = a.parent {
+			if err := t.add(setAttrEntry(&api.SetAttributeEntry{Id: a.id, PersistenceState: &persisted})); err != nil {
+				ns.mu.Unlock()
+				return nil, err
+			}
+		}
+	}
+	info := ns.info(n, dst, false)
+	ns.mu.Unlock()
+	return info, t.wait(ctx)
+}
+
+// SetAttribute changes the attributes a request sets, on one inode or a
+// whole subtree.
+func (ns *namespace) SetAttribute(ctx context.Context, req *api.SetAttributeRequest) (*api.FileInfo, error) {
+	const op = "setattr"
+	ns.op(op)
+	p, err := clean(op, req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case req.Mode != nil && req.GetMode() > 0o7777:
+		return nil, errf(codes.InvalidArgument, op, p, "mode %o is not a permission mode", req.GetMode())
+	case req.Owner != nil && req.GetOwner() == "":
+		return nil, errf(codes.InvalidArgument, op, p, "empty owner")
+	case req.Group != nil && req.GetGroup() == "":
+		return nil, errf(codes.InvalidArgument, op, p, "empty group")
+	case req.PersistenceState != nil && (req.GetPersistenceState() == api.PersistenceState_PERSISTENCE_STATE_UNSPECIFIED || api.PersistenceState_name[int32(req.GetPersistenceState())] == ""):
+		return nil, errf(codes.InvalidArgument, op, p, "persistence state %v", req.GetPersistenceState())
+	case req.ReplicationMin != nil && req.GetReplicationMin() < 0:
+		return nil, errf(codes.InvalidArgument, op, p, "replication min %d", req.GetReplicationMin())
+	case req.ReplicationMax != nil && req.GetReplicationMax() < -1:
+		return nil, errf(codes.InvalidArgument, op, p, "replication max %d (-1: no maximum)", req.GetReplicationMax())
+	case req.ReplicationMin != nil && req.ReplicationMax != nil && req.GetReplicationMax() >= 0 && req.GetReplicationMin() > req.GetReplicationMax():
+		return nil, errf(codes.InvalidArgument, op, p, "replication min %d above max %d", req.GetReplicationMin(), req.GetReplicationMax())
+	case req.Ttl != nil && req.GetTtl() < 0:
+		return nil, errf(codes.InvalidArgument, op, p, "negative ttl %d", req.GetTtl())
+	case req.TtlAction != nil && req.GetTtlAction() != "" && req.GetTtlAction() != "FREE" && req.GetTtlAction() != "DELETE":
+		return nil, errf(codes.InvalidArgument, op, p, "ttl action %q: want FREE or DELETE", req.GetTtlAction())
+	}
+	if err := ns.ensureLoaded(ctx, p, api.LoadMetadataType_ONCE); err != nil {
+		return nil, err
+	}
+	ns.mu.Lock()
+	if err := ns.usable(); err != nil {
+		ns.mu.Unlock()
+		return nil, err
+	}
+	n := ns.st.lookup(p)
+	if n == nil {
+		ns.mu.Unlock()
+		return nil, errf(codes.NotFound, op, p, "no such file or directory")
+	}
+	t := ns.begin()
+	entryFor := func(id int64) *api.JournalEntry {
+		return setAttrEntry(&api.SetAttributeEntry{
+			Id: id, Mode: req.Mode, Owner: req.Owner, Group: req.Group, Pinned: req.Pinned,
+			PersistenceState: req.PersistenceState, ReplicationMin: req.ReplicationMin,
+			ReplicationMax: req.ReplicationMax, Ttl: req.Ttl, TtlAction: req.TtlAction,
+			UfsFingerprint: req.UfsFingerprint,
+		})
+	}
+	var ids []int64
+	if req.GetRecursive() {
+		walk(n, func(x *inode) bool { ids = append(ids, x.id); return true })
+	} else {
+		ids = []int64{n.id}
+	}
+	for _, id := range ids {
+		if err := t.add(entryFor(id)); err != nil {
+			ns.mu.Unlock()
+			return nil, err
+		}
+	}
+	info := ns.info(n, p, false)
+	ns.mu.Unlock()
+	return info, t.wait(ctx)
+}
+
+// Mount attaches a UFS at a new path.
+func (ns *namespace) Mount(ctx context.Context, req *api.MountRequest) (*api.MountPointInfo, error) {
+	const op = "mount"
+	ns.op(op)
+	p, err := clean(op, req.GetAlluviumPath())
+	if err != nil {
+		return nil, err
+	}
+	if p == "/" {
+		return nil, errf(codes.AlreadyExists, op, p, "the root is mounted when the journal is formatted")
+	}
+	uri := strings.TrimSpace(req.GetUfsUri())
+	if uri == "" {
+		return nil, errf(codes.InvalidArgument, op, p, "empty UFS URI")
+	}
+	fs, err := ufs.Open(ctx, uri, req.GetOptions())
+	if err != nil {
+		return nil, errf(codes.InvalidArgument, op, p, "%v", err)
+	}
+	if st, err := fs.Stat(ctx, ""); err != nil || !st.IsDir {
+		fs.Close()
+		if err == nil {
+			err = fmt.Errorf("not a directory")
+		}
+		return nil, errf(codes.InvalidArgument, op, p, "UFS %s is not usable: %v", uri, err)
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			fs.Close()
+		}
+	}()
+	if err := ns.ensureLoaded(ctx, p, api.LoadMetadataType_ONCE); err != nil {
+		return nil, err
+	}
+	ns.mu.Lock()
+	if err := ns.usable(); err != nil {
+		ns.mu.Unlock()
+		return nil, err
+	}
+	parentPath, name := paths.Split(p)
+	parent := ns.st.lookup(parentPath)
+	var verr error
+	switch {
+	case ns.st.lookup(p) != nil:
+		verr = errf(codes.AlreadyExists, op, p, "path exists (mount on a new path)")
+	case parent == nil:
+		verr = errf(codes.NotFound, op, p, "parent %s does not exist", parentPath)
+	case !parent.dir:
+		verr = errf(codes.FailedPrecondition, op, p, "parent %s is a file", parentPath)
+	}
+	if verr == nil {
+		for mp, m := range ns.st.mounts {
+			if uriOverlaps(m.GetUfsUri(), uri) {
+				verr = errf(codes.InvalidArgument, op, p, "UFS %s overlaps mount %s (%s)", uri, mp, m.GetUfsUri())
+				break
+			}
+		}
+	}
+	if verr != nil {
+		ns.mu.Unlock()
+		return nil, verr
+	}
+	mount := &api.MountPointInfo{
+		AlluviumPath: p, UfsUri: uri, Options: req.GetOptions(), ReadOnly: req.GetReadOnly(),
+		Shared: req.GetShared(), MountId: ns.st.nextMountID,
+	}
+	t := ns.begin()
+	if err := t.add(&api.JournalEntry{Body: &api.JournalEntry_AddMountPoint{AddMountPoint: &api.AddMountPointEntry{Mount: mount}}}); err != nil {
+		ns.mu.Unlock()
+		return nil, err
+	}
+	if err := t.add(dirEntry(&api.InodeDirectoryEntry{
+		Id: ns.st.nextInodeID, ParentId: parent.id, Name: name, Mode: 0o755, Owner: ns.cfg.owner, Group: ns.cfg.group,
+		CreationTimeMs: t.now, PersistenceState: api.PersistenceState_PERSISTED, MountPoint: true,
+	})); err != nil {
+		ns.mu.Unlock()
+		return nil, err
+	}
+	ns.ufsMu.Lock()
+	ns.ufs[mount.MountId] = fs
+	ns.ufsMu.Unlock()
+	keep = true
+	out := cloneMount(mount)
+	ns.mu.Unlock()
+	return out, t.wait(ctx)
+}
+
+// uriOverlaps reports whether one UFS URI is the other or inside it.
+func uriOverlaps(a, b string) bool {
+	a, b = strings.TrimRight(a, "/")+"/", strings.TrimRight(b, "/")+"/"
+	return strings.HasPrefix(a, b) || strings.HasPrefix(b, a)
+}
+
+// Unmount detaches a mount: its inodes leave the namespace, the UFS keeps
+// its files.
+func (ns *namespace) Unmount(ctx context.Context, req *api.UnmountRequest) error {
+	const op = "unmount"
+	ns.op(op)
+	p, err := clean(op, req.GetAlluviumPath())
+	if err != nil {
+		return err
+	}
+	if p == "/" {
+		return errf(codes.InvalidArgument, op, p, "the root mount cannot be unmounted")
+	}
+	ns.mu.Lock()
+	if err := ns.usable(); err != nil {
+		ns.mu.Unlock()
+		return err
+	}
+	m, ok := ns.st.mounts[p]
+	var verr error
+	switch {
+	case !ok:
+		verr = errf(codes.NotFound, op, p, "not a mount point")
+	case len(ns.mountsBelow(p)) > 0:
+		verr = errf(codes.FailedPrecondition, op, p, "mount %s is inside it (unmount it first)", ns.mountsBelow(p)[0])
+	}
+	if verr != nil {
+		ns.mu.Unlock()
+		return verr
+	}
+	n := ns.st.lookup(p)
+	ids := filesBelow(n)
+	t := ns.begin()
+	if err := t.add(deleteEntry(n.id)); err != nil {
+		ns.mu.Unlock()
+		return err
+	}
+	if err := t.add(&api.JournalEntry{Body: &api.JournalEntry_DeleteMountPoint{DeleteMountPoint: &api.DeleteMountPointEntry{AlluviumPath: p}}}); err != nil {
+		ns.mu.Unlock()
+		return err
+	}
+	ns.blocks.removeFiles(ids)
+	id := m.GetMountId()
+	ns.mu.Unlock()
+	ns.dropUFS(id)
+	return t.wait(ctx)
+}
+
+// MountTable returns the mounts sorted by path.
+func (ns *namespace) MountTable() []*api.MountPointInfo {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	out := make([]*api.MountPointInfo, 0, len(ns.st.mounts))
+	for _, m := range ns.st.mounts {
+		out = append(out, cloneMount(m))
+	}
+	sortMounts(out)
+	return out
+}
+
+// Free drops the cached copies of the blocks under a path.
+func (ns *namespace) Free(ctx context.Context, req *api.FreeRequest) (int64, error) {
+	const op = "free"
+	ns.op(op)
+	p, err := clean(op, req.GetPath())
+	if err != nil {
+		return 0, err
+	}
+	if err := ns.ensureLoaded(ctx, p, api.LoadMetadataType_ONCE); err != nil {
+		return 0, err
+	}
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	if err := ns.usable(); err != nil {
+		return 0, err
+	}
+	n := ns.st.lookup(p)
+	switch {
+	case n == nil:
+		return 0, errf(codes.NotFound, op, p, "no such file or directory")
+	case n.dir && !req.GetRecursive():
+		return 0, errf(codes.InvalidArgument, op, p, "is a directory (use recursive)")
+	}
+	var ids []int64
+	var verr error
+	walk(n, func(x *inode) bool {
+		if verr != nil {
+			return false
+		}
+		if x.dir {
+			return true
+		}
+		switch {
+		case req.GetForce():
+		case !x.persisted():
+			verr = errf(codes.FailedPrecondition, op, ns.st.pathOf(x), "not persisted: freeing would drop the only copy (use force)")
+		case x.pinned:
+			verr = errf(codes.FailedPrecondition, op, ns.st.pathOf(x), "pinned (unpin it or use force)")
+		}
+		ids = append(ids, x.id)
+		return true
+	})
+	if verr != nil {
+		return 0, verr
+	}
+	return ns.blocks.free(ids), nil
+}
+
+// workerID returns the stable id of the worker at addr, journaling a new one
+// the first time.
+func (ns *namespace) workerID(ctx context.Context, addr string) (int64, error) {
+	ns.mu.RLock()
+	id, ok := ns.st.workerIDs[addr]
+	ns.mu.RUnlock()
+	if ok {
+		return id, nil
+	}
+	ns.mu.Lock()
+	if err := ns.usable(); err != nil {
+		ns.mu.Unlock()
+		return 0, err
+	}
+	if id, ok := ns.st.workerIDs[addr]; ok {
+		ns.mu.Unlock()
+		return id, nil
+	}
+	id = ns.st.nextWorkerID
+	t := ns.begin()
+	if err := t.add(&api.JournalEntry{Body: &api.JournalEntry_WorkerId{WorkerId: &api.WorkerIdEntry{Address: addr, WorkerId: id}}}); err != nil {
+		ns.mu.Unlock()
+		return 0, err
+	}
+	ns.mu.Unlock()
+	return id, t.wait(ctx)
+}
+
+// bootstrap creates the root directory and the root mount in an empty
+// state (a freshly formatted journal).
+func (ns *namespace) bootstrap(ctx context.Context, rootURI string, opts map[string]string) error {
+	if rootURI == "" {
+		return fmt.Errorf("no root UFS (set fsmaster.ufs or --ufs)")
+	}
+	fs, err := ufs.Open(ctx, rootURI, opts)
+	if err != nil {
+		return fmt.Errorf("root UFS: %w", err)
+	}
+	fs.Close()
+	ns.mu.Lock()
+	if ns.st.HasRoot() {
+		ns.mu.Unlock()
+		return nil
+	}
+	t := ns.begin()
+	err = t.add(dirEntry(&api.InodeDirectoryEntry{
+		Id: ns.st.nextInodeID, Name: "", Mode: 0o755, Owner: ns.cfg.owner, Group: ns.cfg.group,
+		CreationTimeMs: t.now, PersistenceState: api.PersistenceState_PERSISTED, MountPoint: true,
+	}))
+	if err == nil {
+		err = t.add(&api.JournalEntry{Body: &api.JournalEntry_AddMountPoint{AddMountPoint: &api.AddMountPointEntry{Mount: &api.MountPointInfo{
+			AlluviumPath: "/", UfsUri: rootURI, Options: opts, MountId: ns.st.nextMountID,
+		}}}})
+	}
+	ns.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return t.wait(ctx)
+}

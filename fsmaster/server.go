@@ -1,0 +1,155 @@
+package fsmaster
+
+import (
+	"context"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// server adapts the master to the generated gRPC interfaces.
+type server struct {
+	api.UnimplementedFileSystemMasterServer
+	api.UnimplementedBlockMasterServer
+	m *Master
+}
+
+func (s *server) CreateDirectory(ctx context.Context, r *api.CreateDirectoryRequest) (*api.CreateDirectoryResponse, error) {
+	info, err := s.m.ns.CreateDirectory(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return &api.CreateDirectoryResponse{Info: info}, nil
+}
+
+func (s *server) CreateFile(ctx context.Context, r *api.CreateFileRequest) (*api.CreateFileResponse, error) {
+	info, err := s.m.ns.CreateFile(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return &api.CreateFileResponse{Info: info}, nil
+}
+
+func (s *server) CompleteFile(ctx context.Context, r *api.CompleteFileRequest) (*api.CompleteFileResponse, error) {
+	info, err := s.m.ns.CompleteFile(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return &api.CompleteFileResponse{Info: info}, nil
+}
+
+func (s *server) GetStatus(ctx context.Context, r *api.GetStatusRequest) (*api.GetStatusResponse, error) {
+	info, err := s.m.ns.GetStatus(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return &api.GetStatusResponse{Info: info}, nil
+}
+
+func (s *server) ListStatus(ctx context.Context, r *api.ListStatusRequest) (*api.ListStatusResponse, error) {
+	return s.m.ns.ListStatus(ctx, r)
+}
+
+func (s *server) Delete(ctx context.Context, r *api.DeleteRequest) (*api.DeleteResponse, error) {
+	if err := s.m.ns.Delete(ctx, r); err != nil {
+		return nil, err
+	}
+	return &api.DeleteResponse{}, nil
+}
+
+func (s *server) Rename(ctx context.Context, r *api.RenameRequest) (*api.RenameResponse, error) {
+	info, err := s.m.ns.Rename(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return &api.RenameResponse{Info: info}, nil
+}
+
+func (s *server) SetAttribute(ctx context.Context, r *api.SetAttributeRequest) (*api.SetAttributeResponse, error) {
+	info, err := s.m.ns.SetAttribute(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return &api.SetAttributeResponse{Info: info}, nil
+}
+
+func (s *server) Mount(ctx context.Context, r *api.MountRequest) (*api.MountResponse, error) {
+	m, err := s.m.ns.Mount(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return &api.MountResponse{Mount: m}, nil
+}
+
+func (s *server) Unmount(ctx context.Context, r *api.UnmountRequest) (*api.UnmountResponse, error) {
+	if err := s.m.ns.Unmount(ctx, r); err != nil {
+		return nil, err
+	}
+	return &api.UnmountResponse{}, nil
+}
+
+func (s *server) GetMountTable(ctx context.Context, r *api.GetMountTableRequest) (*api.GetMountTableResponse, error) {
+	return &api.GetMountTableResponse{Mounts: s.m.ns.MountTable()}, nil
+}
+
+func (s *server) Free(ctx context.Context, r *api.FreeRequest) (*api.FreeResponse, error) {
+	n, err := s.m.ns.Free(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return &api.FreeResponse{BlocksFreed: n}, nil
+}
+
+func (s *server) GetMasterInfo(ctx context.Context, r *api.GetMasterInfoRequest) (*api.GetMasterInfoResponse, error) {
+	return s.m.Info(), nil
+}
+
+func (s *server) Checkpoint(ctx context.Context, r *api.CheckpointRequest) (*api.CheckpointResponse, error) {
+	s.m.ns.op("checkpoint")
+	path, seq, err := s.m.Checkpoint(ctx)
+	if err != nil {
+		if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
+			return nil, err
+		}
+		if ctx.Err() != nil {
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+		return nil, status.Errorf(codes.Internal, "checkpoint: %v", err)
+	}
+	return &api.CheckpointResponse{Sequence: seq, Path: path}, nil
+}
+
+// ---- BlockMaster ----
+
+func (s *server) RegisterWorker(ctx context.Context, r *api.RegisterWorkerRequest) (*api.RegisterWorkerResponse, error) {
+	id, err := s.m.ns.RegisterWorker(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return &api.RegisterWorkerResponse{WorkerId: id, HeartbeatIntervalMs: s.m.cfg.FSMaster.Worker.HeartbeatInterval.Milliseconds()}, nil
+}
+
+func (s *server) WorkerHeartbeat(ctx context.Context, r *api.WorkerHeartbeatRequest) (*api.WorkerHeartbeatResponse, error) {
+	return &api.WorkerHeartbeatResponse{Commands: s.m.ns.WorkerHeartbeat(r)}, nil
+}
+
+func (s *server) CommitBlock(ctx context.Context, r *api.CommitBlockRequest) (*api.CommitBlockResponse, error) {
+	if err := s.m.ns.CommitBlock(r); err != nil {
+		return nil, err
+	}
+	return &api.CommitBlockResponse{}, nil
+}
+
+func (s *server) GetWorkerInfoList(ctx context.Context, r *api.GetWorkerInfoListRequest) (*api.GetWorkerInfoListResponse, error) {
+	return &api.GetWorkerInfoListResponse{Workers: s.m.ns.blocks.workerInfos()}, nil
+}
+
+func (s *server) GetBlockInfo(ctx context.Context, r *api.GetBlockInfoRequest) (*api.GetBlockInfoResponse, error) {
+	info, err := s.m.ns.BlockInfo(r.GetBlockId())
+	if err != nil {
+		return nil, err
+	}
+	return &api.GetBlockInfoResponse{Info: info}, nil
+}

@@ -1,0 +1,603 @@
+package fsmaster
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/google/btree"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/paths"
+)
+
+// inode is one file or directory of the namespace.
+type inode struct {
+	id     int64
+	parent *inode // nil for the root
+	name   string
+	dir    bool
+
+	mode         uint32
+	owner, group string
+	ctime, mtime int64 // ms
+	persist      api.PersistenceState
+	pinned       bool
+
+	// Directories: children sorted by name (nil while empty), whether the
+	// UFS children were merged in, and whether a mount starts here.
+	children       *btree.BTreeG[*inode]
+	childrenLoaded bool
+	mountPoint     bool
+
+	// Files.
+	length      int64
+	blockSize   int64
+	writeType   api.WriteType
+	completed   bool
+	fingerprint string
+	replMin     int32
+	replMax     int32
+	ttl         int64
+	ttlAction   string
+}
+
+func byName(a, b *inode) bool { return a.name < b.name }
+
+// childCount returns the number of children of a directory.
+func (n *inode) childCount() int {
+	if n.children == nil {
+		return 0
+	}
+	return n.children.Len()
+}
+
+// blockCount is the number of blocks of a completed file.
+func (n *inode) blockCount() int64 {
+	if n.dir || n.blockSize <= 0 || n.length <= 0 {
+		return 0
+	}
+	return (n.length + n.blockSize - 1) / n.blockSize
+}
+
+// State is the journaled state of the FS master: the inode tree, the mount
+// table, worker ids and the id counters. It is not safe for concurrent use;
+// the master guards it with its state lock, the secondary owns its copy.
+type State struct {
+	inodes       map[int64]*inode
+	root         *inode
+	nextInodeID  int64
+	mounts       map[string]*api.MountPointInfo // alluvium path → mount
+	nextMountID  int64
+	workerIDs    map[string]int64 // host:rpc_port → worker id
+	nextWorkerID int64
+	lastSeq      int64 // sequence of the last applied entry
+	free         *btree.FreeListG[*inode]
+}
+
+// NewState returns an empty state: no root yet (the first entries of a
+// journal create it).
+func NewState() *State {
+	return &State{
+		inodes:       map[int64]*inode{},
+		nextInodeID:  1,
+		mounts:       map[string]*api.MountPointInfo{},
+		nextMountID:  1,
+		workerIDs:    map[string]int64{},
+		nextWorkerID: 1,
+		free:         btree.NewFreeListG[*inode](1024),
+	}
+}
+
+// LastSequence is the sequence of the last entry applied.
+func (s *State) LastSequence() int64 { return s.lastSeq }
+
+// InodeCount is the number of inodes, the root included.
+func (s *State) InodeCount() int { return len(s.inodes) }
+
+// HasRoot reports whether the root directory exists (a formatted journal's
+// first entries create it).
+func (s *State) HasRoot() bool { return s.root != nil }
+
+func (s *State) newChildren() *btree.BTreeG[*inode] {
+	return btree.NewWithFreeListG[*inode](16, byName, s.free)
+}
+
+func (s *State) addChild(parent, child *inode) {
+	if parent.children == nil {
+		parent.children = s.newChildren()
+	}
+	parent.children.ReplaceOrInsert(child)
+	child.parent = parent
+}
+
+func (s *State) removeChild(parent, child *inode) {
+	if parent.children == nil {
+		return
+	}
+	parent.children.Delete(child)
+	if parent.children.Len() == 0 {
+		parent.children = nil
+	}
+}
+
+// child returns the child of dir named name, or nil.
+func (n *inode) child(name string) *inode {
+	if n.children == nil {
+		return nil
+	}
+	c, _ := n.children.Get(&inode{name: name})
+	return c
+}
+
+// lookup returns the inode at a clean path, or nil.
+func (s *State) lookup(p string) *inode {
+	n, depth, comps := s.lookupPrefix(p)
+	if depth == len(comps) {
+		return n
+	}
+	return nil
+}
+
+// lookupPrefix walks as far as p exists: it returns the deepest existing
+// inode, how many components of p it covers, and the components.
+func (s *State) lookupPrefix(p string) (*inode, int, []string) {
+	comps := paths.Components(p)
+	n := s.root
+	if n == nil {
+		return nil, 0, comps
+	}
+	for i, c := range comps {
+		if !n.dir {
+			return n, i, comps
+		}
+		next := n.child(c)
+		if next == nil {
+			return n, i, comps
+		}
+		n = next
+	}
+	return n, len(comps), comps
+}
+
+// pathOf returns the absolute path of n.
+func (s *State) pathOf(n *inode) string {
+	if n.parent == nil {
+		return "/"
+	}
+	var parts []string
+	for x := n; x.parent != nil; x = x.parent {
+		parts = append(parts, x.name)
+	}
+	var b strings.Builder
+	for i := len(parts) - 1; i >= 0; i-- {
+		b.WriteByte('/')
+		b.WriteString(parts[i])
+	}
+	return b.String()
+}
+
+// isAncestor reports whether a is n or one of n's ancestors.
+func isAncestor(a, n *inode) bool {
+	for x := n; x != nil; x = x.parent {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// walk calls fn for n and every inode below it, parents before children,
+// children in name order. fn returning false skips the inode's subtree.
+func walk(n *inode, fn func(*inode) bool) {
+	if !fn(n) || n.children == nil {
+		return
+	}
+	n.children.Ascend(func(c *inode) bool {
+		walk(c, fn)
+		return true
+	})
+}
+
+// Apply applies one journal entry. It validates the entry against the state
+// before changing anything, so an entry that does not fit leaves the state as
+// it was and returns an error. Live calls and replay both come through here.
+func (s *State) Apply(e *api.JournalEntry) error {
+	var err error
+	switch b := e.GetBody().(type) {
+	case *api.JournalEntry_InodeDirectory:
+		err = s.applyInodeDirectory(e, b.InodeDirectory)
+	case *api.JournalEntry_InodeFile:
+		err = s.applyInodeFile(e, b.InodeFile)
+	case *api.JournalEntry_CompleteFile:
+		err = s.applyCompleteFile(e, b.CompleteFile)
+	case *api.JournalEntry_DeleteInode:
+		err = s.applyDeleteInode(e, b.DeleteInode)
+	case *api.JournalEntry_Rename:
+		err = s.applyRename(e, b.Rename)
+	case *api.JournalEntry_SetAttribute:
+		err = s.applySetAttribute(e, b.SetAttribute)
+	case *api.JournalEntry_UpdateDirectory:
+		err = s.applyUpdateDirectory(e, b.UpdateDirectory)
+	case *api.JournalEntry_AddMountPoint:
+		err = s.applyAddMountPoint(e, b.AddMountPoint)
+	case *api.JournalEntry_DeleteMountPoint:
+		err = s.applyDeleteMountPoint(e, b.DeleteMountPoint)
+	case *api.JournalEntry_WorkerId:
+		err = s.applyWorkerID(e, b.WorkerId)
+	case nil:
+		err = fmt.Errorf("entry has no body")
+	default:
+		err = fmt.Errorf("unknown entry type %T", b)
+	}
+	if err != nil {
+		return fmt.Errorf("journal entry %d: %w", e.GetSequence(), err)
+	}
+	if e.GetSequence() > s.lastSeq {
+		s.lastSeq = e.GetSequence()
+	}
+	return nil
+}
+
+// parentFor checks that a new inode id/name can go under parentID.
+func (s *State) parentFor(id, parentID int64, name string) (*inode, error) {
+	if id <= 0 {
+		return nil, fmt.Errorf("inode id %d is not positive", id)
+	}
+	if _, ok := s.inodes[id]; ok {
+		return nil, fmt.Errorf("inode %d exists", id)
+	}
+	if parentID == 0 && name == "" {
+		if s.root != nil {
+			return nil, fmt.Errorf("root exists")
+		}
+		return nil, nil
+	}
+	p, ok := s.inodes[parentID]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("parent %d of %q does not exist", parentID, name)
+	case !p.dir:
+		return nil, fmt.Errorf("parent %d of %q is a file", parentID, name)
+	case !validName(name):
+		return nil, fmt.Errorf("invalid name %q", name)
+	case p.child(name) != nil:
+		return nil, fmt.Errorf("%q exists in %d", name, parentID)
+	}
+	return p, nil
+}
+
+// validName reports whether name can be a path component.
+func validName(name string) bool {
+	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
+		return false
+	}
+	_, err := paths.Clean("/" + name)
+	return err == nil
+}
+
+func (s *State) bumpInodeID(id int64) {
+	if id >= s.nextInodeID {
+		s.nextInodeID = id + 1
+	}
+}
+
+func (s *State) insert(p, n *inode, opTime int64) {
+	s.inodes[n.id] = n
+	s.bumpInodeID(n.id)
+	if p == nil {
+		s.root = n
+		return
+	}
+	s.addChild(p, n)
+	if opTime != 0 {
+		p.mtime = opTime
+	}
+}
+
+func dirInode(d *api.InodeDirectoryEntry) *inode {
+	n := &inode{
+		id: d.GetId(), name: d.GetName(), dir: true,
+		mode: d.GetMode(), owner: d.GetOwner(), group: d.GetGroup(),
+		ctime: d.GetCreationTimeMs(), mtime: d.GetCreationTimeMs(),
+		persist: d.GetPersistenceState(), pinned: d.GetPinned(),
+		childrenLoaded: d.GetChildrenLoaded(), mountPoint: d.GetMountPoint(),
+	}
+	if m := d.GetLastModificationTimeMs(); m != 0 {
+		n.mtime = m
+	}
+	return n
+}
+
+func fileInode(f *api.InodeFileEntry) (*inode, error) {
+	if f.GetBlockSizeBytes() <= 0 {
+		return nil, fmt.Errorf("file %d: block size %d", f.GetId(), f.GetBlockSizeBytes())
+	}
+	if f.GetLength() < 0 {
+		return nil, fmt.Errorf("file %d: negative length %d", f.GetId(), f.GetLength())
+	}
+	n := &inode{
+		id: f.GetId(), name: f.GetName(),
+		mode: f.GetMode(), owner: f.GetOwner(), group: f.GetGroup(),
+		ctime: f.GetCreationTimeMs(), mtime: f.GetCreationTimeMs(),
+		persist: f.GetPersistenceState(), pinned: f.GetPinned(),
+		length: f.GetLength(), blockSize: f.GetBlockSizeBytes(), writeType: f.GetWriteType(),
+		completed: f.GetCompleted(), fingerprint: f.GetUfsFingerprint(),
+		replMin: f.GetReplicationMin(), replMax: f.GetReplicationMax(),
+		ttl: f.GetTtl(), ttlAction: f.GetTtlAction(),
+	}
+	if m := f.GetLastModificationTimeMs(); m != 0 {
+		n.mtime = m
+	}
+	return n, nil
+}
+
+func (s *State) applyInodeDirectory(e *api.JournalEntry, d *api.InodeDirectoryEntry) error {
+	p, err := s.parentFor(d.GetId(), d.GetParentId(), d.GetName())
+	if err != nil {
+		return err
+	}
+	s.insert(p, dirInode(d), e.GetOpTimeMs())
+	return nil
+}
+
+func (s *State) applyInodeFile(e *api.JournalEntry, f *api.InodeFileEntry) error {
+	p, err := s.parentFor(f.GetId(), f.GetParentId(), f.GetName())
+	if err != nil {
+		return err
+	}
+	if p == nil {
+		return fmt.Errorf("the root must be a directory")
+	}
+	n, err := fileInode(f)
+	if err != nil {
+		return err
+	}
+	s.insert(p, n, e.GetOpTimeMs())
+	if n.persist == api.PersistenceState_PERSISTED {
+		persistAncestors(n)
+	}
+	return nil
+}
+
+// loadRecord inserts a checkpoint record as it is: no parent mtime change,
+// no derived persistence.
+func (s *State) loadRecord(e *api.JournalEntry) error {
+	var n *inode
+	var parentID int64
+	switch b := e.GetBody().(type) {
+	case *api.JournalEntry_InodeDirectory:
+		n, parentID = dirInode(b.InodeDirectory), b.InodeDirectory.GetParentId()
+	case *api.JournalEntry_InodeFile:
+		var err error
+		if n, err = fileInode(b.InodeFile); err != nil {
+			return err
+		}
+		parentID = b.InodeFile.GetParentId()
+	default:
+		return fmt.Errorf("record holds %T, not an inode", b)
+	}
+	p, err := s.parentFor(n.id, parentID, n.name)
+	if err != nil {
+		return err
+	}
+	if p == nil && !n.dir {
+		return fmt.Errorf("the root must be a directory")
+	}
+	s.insert(p, n, 0)
+	return nil
+}
+
+// persistAncestors marks the directories above a persisted inode persisted:
+// the UFS holds them as soon as it holds anything below them.
+func persistAncestors(n *inode) {
+	for p := n.parent; p != nil && p.persist != api.PersistenceState_PERSISTED; p = p.parent {
+		p.persist = api.PersistenceState_PERSISTED
+	}
+}
+
+func (s *State) file(id int64) (*inode, error) {
+	n, ok := s.inodes[id]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("inode %d does not exist", id)
+	case n.dir:
+		return nil, fmt.Errorf("inode %d is a directory", id)
+	}
+	return n, nil
+}
+
+func (s *State) applyCompleteFile(e *api.JournalEntry, c *api.CompleteFileEntry) error {
+	n, err := s.file(c.GetId())
+	if err != nil {
+		return err
+	}
+	if n.completed {
+		return fmt.Errorf("file %d is already complete", n.id)
+	}
+	if c.GetLength() < 0 {
+		return fmt.Errorf("file %d: negative length %d", n.id, c.GetLength())
+	}
+	n.completed = true
+	n.length = c.GetLength()
+	n.mtime = e.GetOpTimeMs()
+	if fp := c.GetUfsFingerprint(); fp != "" {
+		n.fingerprint = fp
+		n.persist = api.PersistenceState_PERSISTED
+		persistAncestors(n)
+	}
+	return nil
+}
+
+func (s *State) applyDeleteInode(e *api.JournalEntry, d *api.DeleteInodeEntry) error {
+	n, ok := s.inodes[d.GetId()]
+	switch {
+	case !ok:
+		return fmt.Errorf("inode %d does not exist", d.GetId())
+	case n.parent == nil:
+		return fmt.Errorf("the root cannot be deleted")
+	}
+	s.removeChild(n.parent, n)
+	n.parent.mtime = e.GetOpTimeMs()
+	walk(n, func(x *inode) bool {
+		delete(s.inodes, x.id)
+		return true
+	})
+	n.parent = nil
+	return nil
+}
+
+func (s *State) applyRename(e *api.JournalEntry, r *api.RenameEntry) error {
+	n, ok := s.inodes[r.GetId()]
+	if !ok {
+		return fmt.Errorf("inode %d does not exist", r.GetId())
+	}
+	if n.parent == nil {
+		return fmt.Errorf("the root cannot be renamed")
+	}
+	np, ok := s.inodes[r.GetNewParentId()]
+	switch {
+	case !ok:
+		return fmt.Errorf("new parent %d does not exist", r.GetNewParentId())
+	case !np.dir:
+		return fmt.Errorf("new parent %d is a file", np.id)
+	case !validName(r.GetNewName()):
+		return fmt.Errorf("invalid name %q", r.GetNewName())
+	case isAncestor(n, np):
+		return fmt.Errorf("inode %d cannot move below itself", n.id)
+	}
+	if c := np.child(r.GetNewName()); c != nil && c != n {
+		return fmt.Errorf("%q exists in %d", r.GetNewName(), np.id)
+	}
+	old := n.parent
+	s.removeChild(old, n)
+	n.name = r.GetNewName()
+	s.addChild(np, n)
+	old.mtime = e.GetOpTimeMs()
+	np.mtime = e.GetOpTimeMs()
+	return nil
+}
+
+func (s *State) applySetAttribute(e *api.JournalEntry, a *api.SetAttributeEntry) error {
+	n, ok := s.inodes[a.GetId()]
+	if !ok {
+		return fmt.Errorf("inode %d does not exist", a.GetId())
+	}
+	if a.Mode != nil {
+		n.mode = a.GetMode()
+	}
+	if a.Owner != nil {
+		n.owner = a.GetOwner()
+	}
+	if a.Group != nil {
+		n.group = a.GetGroup()
+	}
+	if a.Pinned != nil {
+		n.pinned = a.GetPinned()
+	}
+	if a.ReplicationMin != nil {
+		n.replMin = a.GetReplicationMin()
+	}
+	if a.ReplicationMax != nil {
+		n.replMax = a.GetReplicationMax()
+	}
+	if a.Ttl != nil {
+		n.ttl = a.GetTtl()
+	}
+	if a.TtlAction != nil {
+		n.ttlAction = a.GetTtlAction()
+	}
+	if a.UfsFingerprint != nil {
+		n.fingerprint = a.GetUfsFingerprint()
+	}
+	if a.PersistenceState != nil {
+		n.persist = a.GetPersistenceState()
+		if n.persist == api.PersistenceState_PERSISTED {
+			persistAncestors(n)
+		}
+	}
+	return nil
+}
+
+func (s *State) applyUpdateDirectory(e *api.JournalEntry, u *api.UpdateDirectoryEntry) error {
+	n, ok := s.inodes[u.GetId()]
+	switch {
+	case !ok:
+		return fmt.Errorf("inode %d does not exist", u.GetId())
+	case !n.dir:
+		return fmt.Errorf("inode %d is a file", u.GetId())
+	}
+	if u.ChildrenLoaded != nil {
+		n.childrenLoaded = u.GetChildrenLoaded()
+	}
+	return nil
+}
+
+func (s *State) applyAddMountPoint(e *api.JournalEntry, a *api.AddMountPointEntry) error {
+	m := a.GetMount()
+	if m == nil {
+		return fmt.Errorf("mount entry without a mount")
+	}
+	p, err := paths.Clean(m.GetAlluviumPath())
+	if err != nil || p != m.GetAlluviumPath() {
+		return fmt.Errorf("mount path %q is not clean", m.GetAlluviumPath())
+	}
+	if _, ok := s.mounts[p]; ok {
+		return fmt.Errorf("mount %s exists", p)
+	}
+	if m.GetMountId() <= 0 {
+		return fmt.Errorf("mount %s: id %d", p, m.GetMountId())
+	}
+	s.mounts[p] = cloneMount(m)
+	if m.GetMountId() >= s.nextMountID {
+		s.nextMountID = m.GetMountId() + 1
+	}
+	return nil
+}
+
+func (s *State) applyDeleteMountPoint(e *api.JournalEntry, d *api.DeleteMountPointEntry) error {
+	if _, ok := s.mounts[d.GetAlluviumPath()]; !ok {
+		return fmt.Errorf("mount %s does not exist", d.GetAlluviumPath())
+	}
+	delete(s.mounts, d.GetAlluviumPath())
+	return nil
+}
+
+func (s *State) applyWorkerID(e *api.JournalEntry, w *api.WorkerIdEntry) error {
+	if w.GetAddress() == "" || w.GetWorkerId() <= 0 {
+		return fmt.Errorf("worker id entry %q → %d", w.GetAddress(), w.GetWorkerId())
+	}
+	s.workerIDs[w.GetAddress()] = w.GetWorkerId()
+	if w.GetWorkerId() >= s.nextWorkerID {
+		s.nextWorkerID = w.GetWorkerId() + 1
+	}
+	return nil
+}
+
+func cloneMount(m *api.MountPointInfo) *api.MountPointInfo {
+	c := &api.MountPointInfo{
+		AlluviumPath: m.GetAlluviumPath(), UfsUri: m.GetUfsUri(),
+		ReadOnly: m.GetReadOnly(), Shared: m.GetShared(), MountId: m.GetMountId(),
+	}
+	if len(m.GetOptions()) > 0 {
+		c.Options = make(map[string]string, len(m.GetOptions()))
+		for k, v := range m.GetOptions() {
+			c.Options[k] = v
+		}
+	}
+	return c
+}
+
+// mountOf returns the mount that holds the clean path p (the longest mount
+// path that is p or an ancestor) and p relative to the mount's root.
+func (s *State) mountOf(p string) (*api.MountPointInfo, string) {
+	var best *api.MountPointInfo
+	for mp, m := range s.mounts {
+		if paths.IsAncestor(mp, p) && (best == nil || len(mp) > len(best.GetAlluviumPath())) {
+			best = m
+		}
+	}
+	if best == nil {
+		return nil, ""
+	}
+	return best, paths.Rel(best.GetAlluviumPath(), p)
+}
