@@ -32,6 +32,9 @@
 // since keys only grow. After SegmentEntries entries, or on Rotate, the
 // segment is closed: its db is closed, the file renamed to
 // <first>-<last>.bolt, the dir fsynced, and <last+1>-open.bolt created.
+// Close leaves the open segment as it is; the next Open closes it. The
+// open segment always exists, even empty, so its name keeps the next
+// sequence after every closed segment was deleted.
 //
 // # Group commit
 //
@@ -40,7 +43,11 @@
 // MaxBatch, never crossing a segment end) and commits it in one bbolt
 // transaction, i.e. one fsync (bbolt syncs the data pages, then the meta
 // page), then releases every Pending in the batch. Callers that arrive
-// while an fsync runs are carried by the next one. A failed commit stops
+// while an fsync runs are carried by the next one. Before the next commit
+// the writer yields (runtime.Gosched, a few times at most, only while the
+// queue grows) so that the callers it just released can queue again:
+// without that, closed-loop callers split into two alternating groups and
+// each fsync carries half of them. A failed commit stops
 // the journal for good: every later Append and Wait returns the error and
 // the master must stop (its memory holds changes that are not durable).
 //
