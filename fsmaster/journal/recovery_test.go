@@ -3,6 +3,7 @@ package journal
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -404,4 +405,51 @@ func TestCrashStatesAroundRotation(t *testing.T) {
 		os.WriteFile(rel(dir, open101), nil, 0o644) // crash before bbolt initialised it
 		check(t, dir)
 	})
+}
+
+// TestGarbledLeafPageIsCut garbles the element header of the leaf page that
+// holds the newest entries, so that bbolt itself follows a wild offset. The
+// read must come back as an error (a fault turned into a panic and
+// recovered, or a garbage key), never a crash, and the tail is cut.
+func TestGarbledLeafPageIsCut(t *testing.T) {
+	// 2 GiB trips bbolt's own bounds check; 64 MiB points past the mapping
+	// (a memory fault, which debug.SetPanicOnFault turns into a panic).
+	for _, pos := range []uint32{0x7ffffff0, 64 << 20} {
+		t.Run(fmt.Sprintf("pos=%#x", pos), func(t *testing.T) { garbleLeaf(t, pos) })
+	}
+}
+
+func garbleLeaf(t *testing.T, pos uint32) {
+	dir := t.TempDir()
+	want := buildTail(t, dir)
+	n := int64(len(want))
+	path := filepath.Join(dir, "logs", "00000000000000000101-open.bolt")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := (committedValueEnds(t, data)[n] - 1) / segmentPageSize * segmentPageSize
+	if le.Uint16(data[page+8:]) != leafPageFlag {
+		t.Fatalf("page at %d is not a leaf", page)
+	}
+	count := int(le.Uint16(data[page+10:]))
+	for i := 0; i < count; i++ {
+		eo := page + pageHeaderSize + i*leafElemSize
+		le.PutUint32(data[eo+4:], pos) // key position, relative to the element
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log, logs := observed(zapcore.InfoLevel)
+	j := openJournal(t, Options{Dir: dir, SegmentEntries: 1000, Logger: log})
+	last := j.LastSequence()
+	if last >= n {
+		t.Fatalf("LastSequence %d: the garbled page went unnoticed", last)
+	}
+	sameEntries(t, replayAll(t, j, 0), want[:last])
+	cut := logs.FilterMessage("journal: cut the torn/corrupt tail of the journal").All()
+	if len(cut) != 1 {
+		t.Fatalf("want one cut log line, got %v", logs.All())
+	}
+	t.Logf("garbled %d elements of page %d: cut to %d: %v", count, page/segmentPageSize, last, cut[0].ContextMap())
 }
