@@ -861,6 +861,7 @@ type RegisterWorkerCommand struct {
 	Threads            int32                  `protobuf:"varint,5,opt,name=threads,proto3" json:"threads,omitempty"`
 	MaxAttempts        int32                  `protobuf:"varint,6,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
 	NowMs              int64                  `protobuf:"varint,7,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
+	Capacity           int32                  `protobuf:"varint,8,opt,name=capacity,proto3" json:"capacity,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -940,6 +941,13 @@ func (x *RegisterWorkerCommand) GetMaxAttempts() int32 {
 func (x *RegisterWorkerCommand) GetNowMs() int64 {
 	if x != nil {
 		return x.NowMs
+	}
+	return 0
+}
+
+func (x *RegisterWorkerCommand) GetCapacity() int32 {
+	if x != nil {
+		return x.Capacity
 	}
 	return 0
 }
@@ -1466,7 +1474,7 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\x10NextRoundCommand\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x05R\x05round\x12\x15\n" +
-	"\x06now_ms\x18\x03 \x01(\x03R\x05nowMs\"\xf3\x01\n" +
+	"\x06now_ms\x18\x03 \x01(\x03R\x05nowMs\"\x8f\x02\n" +
 	"\x15RegisterWorkerCommand\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12&\n" +
@@ -1474,7 +1482,8 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\x14block_worker_address\x18\x04 \x01(\tR\x12blockWorkerAddress\x12\x18\n" +
 	"\athreads\x18\x05 \x01(\x05R\athreads\x12!\n" +
 	"\fmax_attempts\x18\x06 \x01(\x05R\vmaxAttempts\x12\x15\n" +
-	"\x06now_ms\x18\a \x01(\x03R\x05nowMs\"\x82\x01\n" +
+	"\x06now_ms\x18\a \x01(\x03R\x05nowMs\x12\x1a\n" +
+	"\bcapacity\x18\b \x01(\x05R\bcapacity\"\x82\x01\n" +
 	"\x11WorkerLostCommand\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12!\n" +
 	"\fmax_attempts\x18\x02 \x01(\x05R\vmaxAttempts\x12\x16\n" +

@@ -1756,6 +1756,7 @@ type JobWorkerInfo struct {
 	State              WorkerState            `protobuf:"varint,7,opt,name=state,proto3,enum=alluvium.v1.WorkerState" json:"state,omitempty"`
 	LastHeartbeatMs    int64                  `protobuf:"varint,8,opt,name=last_heartbeat_ms,json=lastHeartbeatMs,proto3" json:"last_heartbeat_ms,omitempty"`
 	RunningTasks       int32                  `protobuf:"varint,9,opt,name=running_tasks,json=runningTasks,proto3" json:"running_tasks,omitempty"`
+	Capacity           int32                  `protobuf:"varint,10,opt,name=capacity,proto3" json:"capacity,omitempty"` // tasks it takes at once (running + queued)
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -1853,6 +1854,13 @@ func (x *JobWorkerInfo) GetRunningTasks() int32 {
 	return 0
 }
 
+func (x *JobWorkerInfo) GetCapacity() int32 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
 type RegisterJobWorkerRequest struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	Address            string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
@@ -1860,8 +1868,12 @@ type RegisterJobWorkerRequest struct {
 	BlockWorkerId      int64                  `protobuf:"varint,3,opt,name=block_worker_id,json=blockWorkerId,proto3" json:"block_worker_id,omitempty"`
 	BlockWorkerAddress string                 `protobuf:"bytes,4,opt,name=block_worker_address,json=blockWorkerAddress,proto3" json:"block_worker_address,omitempty"`
 	Threads            int32                  `protobuf:"varint,5,opt,name=threads,proto3" json:"threads,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Tasks the worker holds at once, running and queued (0: 2 x threads).
+	// The leader hands out at most this many, counting what it handed out
+	// and has not seen end.
+	Capacity      int32 `protobuf:"varint,6,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterJobWorkerRequest) Reset() {
@@ -1925,6 +1937,13 @@ func (x *RegisterJobWorkerRequest) GetBlockWorkerAddress() string {
 func (x *RegisterJobWorkerRequest) GetThreads() int32 {
 	if x != nil {
 		return x.Threads
+	}
+	return 0
+}
+
+func (x *RegisterJobWorkerRequest) GetCapacity() int32 {
+	if x != nil {
+		return x.Capacity
 	}
 	return 0
 }
@@ -2207,12 +2226,14 @@ func (x *TaskAssignment) GetDescription() string {
 }
 
 type JobWorkerHeartbeatRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	WorkerId      int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	Updates       []*TaskUpdate          `protobuf:"bytes,2,rep,name=updates,proto3" json:"updates,omitempty"`
-	FreeSlots     int32                  `protobuf:"varint,3,opt,name=free_slots,json=freeSlots,proto3" json:"free_slots,omitempty"`
-	WaitMs        int64                  `protobuf:"varint,4,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
-	RunningJobIds []int64                `protobuf:"varint,5,rep,packed,name=running_job_ids,json=runningJobIds,proto3" json:"running_job_ids,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Updates  []*TaskUpdate          `protobuf:"bytes,2,rep,name=updates,proto3" json:"updates,omitempty"`
+	// Informational: the leader counts a worker's load itself (capacity minus
+	// tasks handed out and not yet ended), which is never stale.
+	FreeSlots     int32   `protobuf:"varint,3,opt,name=free_slots,json=freeSlots,proto3" json:"free_slots,omitempty"`
+	WaitMs        int64   `protobuf:"varint,4,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	RunningJobIds []int64 `protobuf:"varint,5,rep,packed,name=running_job_ids,json=runningJobIds,proto3" json:"running_job_ids,omitempty"`
 	// Every task attempt this worker holds: queued, running, or with a result
 	// not yet acked. A task the leader thinks runs here but that is missing
 	// from a poll's list was lost on the way and is retried.
@@ -2665,7 +2686,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x13RunPolicyNowRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"-\n" +
 	"\x14RunPolicyNowResponse\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\"\xc2\x02\n" +
+	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\"\xde\x02\n" +
 	"\rJobWorkerInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -2675,13 +2696,16 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\athreads\x18\x06 \x01(\x05R\athreads\x12.\n" +
 	"\x05state\x18\a \x01(\x0e2\x18.alluvium.v1.WorkerStateR\x05state\x12*\n" +
 	"\x11last_heartbeat_ms\x18\b \x01(\x03R\x0flastHeartbeatMs\x12#\n" +
-	"\rrunning_tasks\x18\t \x01(\x05R\frunningTasks\"\xbc\x01\n" +
+	"\rrunning_tasks\x18\t \x01(\x05R\frunningTasks\x12\x1a\n" +
+	"\bcapacity\x18\n" +
+	" \x01(\x05R\bcapacity\"\xd8\x01\n" +
 	"\x18RegisterJobWorkerRequest\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12&\n" +
 	"\x0fblock_worker_id\x18\x03 \x01(\x03R\rblockWorkerId\x120\n" +
 	"\x14block_worker_address\x18\x04 \x01(\tR\x12blockWorkerAddress\x12\x18\n" +
-	"\athreads\x18\x05 \x01(\x05R\athreads\"\x83\x01\n" +
+	"\athreads\x18\x05 \x01(\x05R\athreads\x12\x1a\n" +
+	"\bcapacity\x18\x06 \x01(\x05R\bcapacity\"\x83\x01\n" +
 	"\x19RegisterJobWorkerResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x12\x15\n" +

@@ -41,14 +41,16 @@ type broker struct {
 type workerSlot struct {
 	id       int64
 	threads  int32
+	capacity int // tasks it holds at once
+	load     int // tasks claimed by or running on it
 	addr     string
 	wake     chan struct{}
 	cancels  []*api.TaskRef
 	lastSeen time.Time
-	// A poll in wait: how many tasks it takes (updated by reports).
-	waiting bool
-	free    int
+	waiting  bool // a poll waits for work
 }
+
+func (w *workerSlot) free() int { return w.capacity - w.load }
 
 type claim struct {
 	worker  int64
@@ -126,9 +128,23 @@ func (b *broker) setWorker(w *workerRec) {
 	slot := b.workers[w.ID]
 	if slot == nil {
 		slot = &workerSlot{id: w.ID, wake: make(chan struct{}, 1), lastSeen: time.Now()}
+		for _, c := range b.claimed {
+			if c.worker == w.ID {
+				slot.load++
+			}
+		}
+		for _, r := range b.running {
+			if r.worker == w.ID {
+				slot.load++
+			}
+		}
 		b.workers[w.ID] = slot
 	}
 	slot.threads, slot.addr = w.Threads, w.Address
+	slot.capacity = int(w.Capacity)
+	if slot.capacity <= 0 {
+		slot.capacity = 2 * int(max(w.Threads, 1))
+	}
 	if w.BWAddr != "" {
 		b.byBW[w.BWAddr] = w.ID
 	}
@@ -170,6 +186,45 @@ func (b *broker) removeWorkerLocked(id int64) {
 	b.wakeIdleLocked()
 }
 
+// Load accounting: every change to claimed and running goes through these.
+func (b *broker) setClaim(k taskKey, c claim) {
+	b.dropClaim(k)
+	b.claimed[k] = c
+	if w := b.workers[c.worker]; w != nil {
+		w.load++
+	}
+}
+
+func (b *broker) dropClaim(k taskKey) (claim, bool) {
+	c, ok := b.claimed[k]
+	if ok {
+		delete(b.claimed, k)
+		if w := b.workers[c.worker]; w != nil {
+			w.load--
+		}
+	}
+	return c, ok
+}
+
+func (b *broker) setRun(k taskKey, r runInfo) {
+	b.dropRun(k)
+	b.running[k] = r
+	if w := b.workers[r.worker]; w != nil {
+		w.load++
+	}
+}
+
+func (b *broker) dropRun(k taskKey) (runInfo, bool) {
+	r, ok := b.running[k]
+	if ok {
+		delete(b.running, k)
+		if w := b.workers[r.worker]; w != nil {
+			w.load--
+		}
+	}
+	return r, ok
+}
+
 // onTasks takes the FSM's task events.
 func (b *broker) onTasks(evs []taskEvent) {
 	if len(evs) == 0 {
@@ -181,54 +236,35 @@ func (b *broker) onTasks(evs []taskEvent) {
 	if b.closed {
 		return
 	}
-	woke := map[int64]bool{}
-	idle := false
 	for _, ev := range evs {
 		k := ev.key
 		switch {
 		case ev.status == api.TaskInfo_PENDING:
 			// A failed attempt may still run somewhere: stop it.
-			if r, ok := b.running[k]; ok && r.attempt != ev.attempt {
+			if r, ok := b.dropRun(k); ok && r.attempt != ev.attempt {
 				b.cancelLocked(r.worker, &api.TaskRef{JobId: k.job, TaskId: k.task, Attempt: r.attempt})
 			}
-			delete(b.claimed, k)
-			delete(b.running, k)
+			b.dropClaim(k)
 			if _, ok := b.queued[k]; ok {
 				continue
 			}
-			if w := b.placeLocked(k, ev.bwID, ev.bwAddr); w != 0 {
-				woke[w] = true
-			} else {
-				idle = true
-			}
+			b.placeLocked(k, ev.bwID, ev.bwAddr)
 		case ev.status == api.TaskInfo_RUNNING:
-			delete(b.claimed, k)
-			b.running[k] = runInfo{worker: ev.worker, attempt: ev.attempt, deadline: now.Add(b.taskTimeout)}
+			b.dropClaim(k)
+			b.setRun(k, runInfo{worker: ev.worker, attempt: ev.attempt, deadline: now.Add(b.taskTimeout)})
 		default: // ended
 			delete(b.queued, k)
-			if c, ok := b.claimed[k]; ok {
-				delete(b.claimed, k)
-				if ev.status != api.TaskInfo_COMPLETED {
-					b.cancelLocked(c.worker, &api.TaskRef{JobId: k.job, TaskId: k.task, Attempt: c.attempt})
-				}
+			if c, ok := b.dropClaim(k); ok && ev.status != api.TaskInfo_COMPLETED {
+				b.cancelLocked(c.worker, &api.TaskRef{JobId: k.job, TaskId: k.task, Attempt: c.attempt})
 			}
-			if r, ok := b.running[k]; ok {
-				delete(b.running, k)
-				if ev.status != api.TaskInfo_COMPLETED {
-					b.cancelLocked(r.worker, &api.TaskRef{JobId: k.job, TaskId: k.task, Attempt: r.attempt})
-				}
+			if r, ok := b.dropRun(k); ok && ev.status != api.TaskInfo_COMPLETED {
+				b.cancelLocked(r.worker, &api.TaskRef{JobId: k.job, TaskId: k.task, Attempt: r.attempt})
 			}
 		}
 	}
-	for id := range woke {
-		if w := b.workers[id]; w != nil {
-			wakeSlot(w)
-		}
-	}
-	if idle || len(woke) > 0 {
-		// Idle workers may take (or steal) the new tasks.
-		b.wakeIdleLocked()
-	}
+	// New tasks, or slots freed by ended ones: wake the polls that can
+	// now take work.
+	b.wakeIdleLocked()
 }
 
 // placeLocked queues k for the job worker beside its block worker, or the
@@ -255,7 +291,7 @@ func (b *broker) placeLocked(k taskKey, bwID int64, bwAddr string) int64 {
 
 func (b *broker) wakeIdleLocked() {
 	for _, w := range b.workers {
-		if w.waiting && w.free > 0 {
+		if w.waiting && w.free() > 0 && b.hasWorkLocked(w) {
 			wakeSlot(w)
 		}
 	}
@@ -281,20 +317,12 @@ func (b *broker) cancelJobs(worker int64, jobs []int64) {
 	}
 }
 
-// touch records that a worker called, with its current free slots.
-func (b *broker) touch(worker int64, free int) {
+// touch records that a worker called.
+func (b *broker) touch(worker int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	w := b.workers[worker]
-	if w == nil {
-		return
-	}
-	w.lastSeen = time.Now()
-	if w.waiting && free >= 0 && free != w.free {
-		w.free = free
-		if free > 0 && b.hasWorkLocked(w) {
-			wakeSlot(w)
-		}
+	if w := b.workers[worker]; w != nil {
+		w.lastSeen = time.Now()
 	}
 }
 
@@ -321,7 +349,7 @@ func (b *broker) victimLocked(thief int64) (int64, int) {
 		}
 		spare := q.len()
 		if w := b.workers[id]; w != nil {
-			spare -= int(w.threads) * 2
+			spare -= w.capacity
 		}
 		if spare > bestN {
 			best, bestN = id, spare
@@ -361,10 +389,10 @@ func (b *broker) takeLocked(w *workerSlot, n int) []taskKey {
 	return out
 }
 
-// poll waits up to wait for tasks for worker (taking at most free) or
-// cancels, and returns them. Handed-out tasks are claimed; the caller
-// records their dispatch.
-func (b *broker) poll(ctx context.Context, worker int64, free int, wait time.Duration) ([]taskKey, []*api.TaskRef, error) {
+// poll waits up to wait for tasks for worker (as many as its capacity
+// minus its load) or cancels, and returns them. Handed-out tasks are
+// claimed; the caller records their dispatch.
+func (b *broker) poll(ctx context.Context, worker int64, wait time.Duration) ([]taskKey, []*api.TaskRef, error) {
 	var timer *time.Timer
 	if wait > 0 {
 		timer = time.NewTimer(wait)
@@ -381,25 +409,31 @@ func (b *broker) poll(ctx context.Context, worker int64, free int, wait time.Dur
 			b.mu.Unlock()
 			return nil, nil, errUnknownWorker
 		}
-		if w.waiting {
-			free = w.free // a report updated it while we waited
+		w.lastSeen = time.Now()
+		if timer == nil {
+			// Not a poll (a report): cancels only; the worker's long poll
+			// takes the tasks.
+			cancels := w.cancels
+			w.cancels = nil
+			b.mu.Unlock()
+			return nil, cancels, nil
 		}
 		var keys []taskKey
-		if free > 0 {
-			keys = b.takeLocked(w, free)
+		if n := w.free(); n > 0 {
+			keys = b.takeLocked(w, n)
 		}
 		cancels := w.cancels
 		w.cancels = nil
 		now := time.Now()
-		if len(keys) > 0 || len(cancels) > 0 || timer == nil {
+		if len(keys) > 0 || len(cancels) > 0 {
 			w.waiting = false
 			for _, k := range keys {
-				b.claimed[k] = claim{worker: worker, at: now}
+				b.setClaim(k, claim{worker: worker, at: now})
 			}
 			b.mu.Unlock()
 			return keys, cancels, nil
 		}
-		w.waiting, w.free = true, free
+		w.waiting = true
 		b.mu.Unlock()
 		select {
 		case <-w.wake:
@@ -422,7 +456,7 @@ func (b *broker) unclaim(keys []taskKey) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, k := range keys {
-		delete(b.claimed, k)
+		b.dropClaim(k)
 	}
 }
 
@@ -474,7 +508,7 @@ func (b *broker) expired(now time.Time, claimTTL time.Duration) (timedOut []runI
 	for k, c := range b.claimed {
 		if now.Sub(c.at) > claimTTL {
 			staleClaims = append(staleClaims, k)
-			delete(b.claimed, k)
+			b.dropClaim(k)
 		}
 	}
 	sort.Slice(timedOut, func(i, j int) bool { return timedOut[i].key.less(timedOut[j].key) })

@@ -483,7 +483,7 @@ func (x *tx) applyRegisterWorker(c *api.RegisterWorkerCommand) any {
 	x.s.nextWorkerID++
 	x.s.workers.ReplaceOrInsert(&workerRec{
 		ID: id, Address: c.GetAddress(), Host: c.GetHost(), BWID: c.GetBlockWorkerId(),
-		BWAddr: c.GetBlockWorkerAddress(), Threads: c.GetThreads(), State: api.WorkerState_LIVE,
+		BWAddr: c.GetBlockWorkerAddress(), Threads: c.GetThreads(), Capacity: c.GetCapacity(), State: api.WorkerState_LIVE,
 		UpdatedMs: x.now,
 	})
 	x.ev.workers = append(x.ev.workers, id)

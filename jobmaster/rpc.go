@@ -434,9 +434,13 @@ func (r *rpcServer) RegisterJobWorker(ctx context.Context, req *api.RegisterJobW
 	if threads <= 0 {
 		threads = 1
 	}
+	capacity := req.GetCapacity()
+	if capacity <= 0 {
+		capacity = 2 * threads
+	}
 	resp, err := s.apply(ctx, &api.RegisterWorkerCommand{
 		Address: req.GetAddress(), Host: req.GetHost(), BlockWorkerId: req.GetBlockWorkerId(),
-		BlockWorkerAddress: req.GetBlockWorkerAddress(), Threads: threads,
+		BlockWorkerAddress: req.GetBlockWorkerAddress(), Threads: threads, Capacity: capacity,
 		MaxAttempts: int32(s.cfg.JobMaster.Task.MaxAttempts), NowMs: time.Now().UnixMilli(),
 	})
 	if err != nil {
@@ -469,9 +473,7 @@ func (r *rpcServer) JobWorkerHeartbeat(ctx context.Context, req *api.JobWorkerHe
 	}
 	ls.hb.reset(id)
 	resp := &api.JobWorkerHeartbeatResponse{TtlMs: ttl}
-	if req.GetWaitMs() <= 0 {
-		ls.broker.touch(id, int(req.GetFreeSlots()))
-	}
+	ls.broker.touch(id)
 	if len(req.GetUpdates()) > 0 {
 		trs := make([]*api.TaskTransition, 0, len(req.GetUpdates()))
 		for _, u := range req.GetUpdates() {
@@ -504,7 +506,7 @@ func (r *rpcServer) JobWorkerHeartbeat(ctx context.Context, req *api.JobWorkerHe
 		ls.reconcile(id, req.GetHolding())
 	}
 	wait := min(time.Duration(req.GetWaitMs())*time.Millisecond, maxPollWait)
-	keys, cancels, err := ls.broker.poll(ctx, id, int(req.GetFreeSlots()), wait)
+	keys, cancels, err := ls.broker.poll(ctx, id, wait)
 	if err != nil {
 		if errors.Is(err, errUnknownWorker) {
 			resp.Reregister = true

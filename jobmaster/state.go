@@ -115,6 +115,7 @@ type workerRec struct {
 	BWID      int64
 	BWAddr    string
 	Threads   int32
+	Capacity  int32
 	State     api.WorkerState
 	UpdatedMs int64 // registered or lost
 }
@@ -249,7 +250,7 @@ func (t *taskRec) info(workers func(int64) *workerRec) *api.TaskInfo {
 func (w *workerRec) info() *api.JobWorkerInfo {
 	return &api.JobWorkerInfo{
 		Id: w.ID, Address: w.Address, Host: w.Host, BlockWorkerId: w.BWID, BlockWorkerAddress: w.BWAddr,
-		Threads: w.Threads, State: w.State, LastHeartbeatMs: w.UpdatedMs,
+		Threads: w.Threads, Capacity: w.Capacity, State: w.State, LastHeartbeatMs: w.UpdatedMs,
 	}
 }
 
@@ -296,7 +297,7 @@ func taskFromRecord(r *api.TaskRecord) *taskRec {
 func workerFromInfo(i *api.JobWorkerInfo) *workerRec {
 	return &workerRec{
 		ID: i.GetId(), Address: i.GetAddress(), Host: i.GetHost(), BWID: i.GetBlockWorkerId(),
-		BWAddr: i.GetBlockWorkerAddress(), Threads: i.GetThreads(), State: i.GetState(),
+		BWAddr: i.GetBlockWorkerAddress(), Threads: i.GetThreads(), Capacity: i.GetCapacity(), State: i.GetState(),
 		UpdatedMs: i.GetLastHeartbeatMs(),
 	}
 }

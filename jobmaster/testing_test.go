@@ -1,0 +1,435 @@
+package jobmaster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/rpc"
+	"github.com/alluvium/alluvium/jobworker"
+	"github.com/alluvium/alluvium/plans"
+)
+
+// The test cluster is modelled on Nomad's nomad/testing.go: real servers
+// with short timeouts, here on hashicorp/raft's in-memory transport (and
+// in-memory stores unless a test wants bbolt), real gRPC on loopback, and
+// real job workers running a test plan.
+
+// testPlan makes {"tasks": N} tasks. A task sleeps sleepMs, blocks until
+// cancelled when block is set, and fails when its index is in fail.
+type testPlan struct{}
+
+type testConfig struct {
+	Tasks     int     `json:"tasks"`
+	SleepMs   int     `json:"sleepMs,omitempty"`
+	Block     bool    `json:"block,omitempty"`
+	Fail      []int   `json:"fail,omitempty"`
+	FailFirst int     `json:"failFirst,omitempty"` // every task fails its first N attempts
+	Bytes     int64   `json:"bytes,omitempty"`
+	Bandwidth int64   `json:"bandwidth,omitempty"`
+	Tag       string  `json:"tag,omitempty"`
+	Verify    bool    `json:"verify,omitempty"`
+	Extra     []int64 `json:"extra,omitempty"`
+}
+
+// testRuns records what tasks saw, per tag.
+var testRuns sync.Map // tag → *runLog
+
+type runLog struct {
+	started  atomic.Int64
+	finished atomic.Int64
+	canceled atomic.Int64
+	mu       sync.Mutex
+	seen     map[string]int // "job/index" → runs
+}
+
+func runsOf(tag string) *runLog {
+	v, _ := testRuns.LoadOrStore(tag, &runLog{seen: map[string]int{}})
+	return v.(*runLog)
+}
+
+func (testPlan) Name() string { return "test" }
+
+func decodeTest(b []byte) (testConfig, error) {
+	var c testConfig
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("test config: %w", err)
+	}
+	return c, nil
+}
+
+func (testPlan) Validate(ctx context.Context, env plans.Env, config []byte) ([]byte, error) {
+	c, err := decodeTest(config)
+	if err != nil {
+		return nil, err
+	}
+	if c.Tasks < 0 {
+		return nil, fmt.Errorf("tasks < 0")
+	}
+	return json.Marshal(c)
+}
+
+type testPlanner struct {
+	c    testConfig
+	next int
+}
+
+func (testPlan) NewPlanner(ctx context.Context, env plans.Env, job plans.Job) (plans.Planner, error) {
+	c, err := decodeTest(job.Config)
+	if err != nil {
+		return nil, err
+	}
+	p := &testPlanner{c: c}
+	if len(job.Cursor) > 0 {
+		if err := json.Unmarshal(job.Cursor, &p.next); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+func (p *testPlanner) Next(ctx context.Context, max int) (plans.Batch, error) {
+	var b plans.Batch
+	for len(b.Tasks) < max && p.next < p.c.Tasks {
+		args, _ := json.Marshal(map[string]int{"i": p.next})
+		b.Tasks = append(b.Tasks, plans.TaskSpec{Args: args, Description: fmt.Sprintf("/t/%d", p.next), Bytes: p.c.Bytes})
+		p.next++
+	}
+	b.Cursor, _ = json.Marshal(p.next)
+	b.Done = p.next >= p.c.Tasks
+	return b, nil
+}
+
+func (p *testPlanner) Close() error { return nil }
+
+func (testPlan) Run(ctx context.Context, env plans.Env, t *plans.Task) (plans.Result, error) {
+	c, err := decodeTest(t.Config)
+	if err != nil {
+		return plans.Result{}, err
+	}
+	var a struct{ I int }
+	_ = json.Unmarshal(t.Args, &a)
+	log := runsOf(c.Tag)
+	log.started.Add(1)
+	log.mu.Lock()
+	log.seen[fmt.Sprintf("%d/%d", t.JobID, a.I)]++
+	log.mu.Unlock()
+	defer log.finished.Add(1)
+	if c.Block {
+		<-ctx.Done()
+		log.canceled.Add(1)
+		return plans.Result{}, ctx.Err()
+	}
+	if c.SleepMs > 0 {
+		select {
+		case <-time.After(time.Duration(c.SleepMs) * time.Millisecond):
+		case <-ctx.Done():
+			log.canceled.Add(1)
+			return plans.Result{}, ctx.Err()
+		}
+	}
+	if int(t.Attempt) <= c.FailFirst {
+		return plans.Result{}, fmt.Errorf("attempt %d fails on purpose", t.Attempt)
+	}
+	for _, f := range c.Fail {
+		if f == a.I {
+			return plans.Result{Failed: []*api.FailedPath{{Path: fmt.Sprintf("/t/%d", a.I), Error: "no such block"}}}, fmt.Errorf("task %d fails on purpose", a.I)
+		}
+	}
+	if t.Progress != nil {
+		t.Progress(c.Bytes)
+	}
+	return plans.Result{Bytes: c.Bytes}, nil
+}
+
+func (testPlan) Done(ctx context.Context, env plans.Env, job plans.Job) (bool, error) {
+	c, err := decodeTest(job.Config)
+	if err != nil {
+		return true, err
+	}
+	return !(c.Verify && job.Round == 0), nil
+}
+
+func init() { plans.Register(testPlan{}) }
+
+// nopEnv: the test plan needs no cluster.
+type nopEnv struct{}
+
+func (nopEnv) FS() api.FileSystemMasterClient                    { return nil }
+func (nopEnv) BlockMaster() api.BlockMasterClient                { return nil }
+func (nopEnv) BlockWorker(string) (api.BlockWorkerClient, error) { return nil, fmt.Errorf("none") }
+
+func testConfigFor(t testing.TB) *config.Config {
+	t.Helper()
+	l := config.NewLoader()
+	l.Set("home", t.TempDir())
+	cfg, err := l.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jm := &cfg.JobMaster
+	jm.Host, jm.BindHost = "127.0.0.1", "127.0.0.1"
+	jm.RPCPort, jm.HTTPPort = 0, 0
+	jm.Raft.HeartbeatTimeout = 100 * time.Millisecond
+	jm.Raft.ElectionTimeout = 100 * time.Millisecond
+	jm.Worker.Timeout = time.Second
+	jm.Worker.HeartbeatInterval = 100 * time.Millisecond
+	jm.Task.Timeout = 20 * time.Second
+	jm.Task.MaxAttempts = 3
+	jm.Planner.BatchSize = 50
+	cfg.Worker.Host, cfg.Worker.BindHost = "127.0.0.1", "127.0.0.1"
+	cfg.JobWorker.Threads = 4
+	cfg.JobWorker.ProgressInterval = 50 * time.Millisecond
+	return cfg
+}
+
+type cluster struct {
+	t       *testing.T
+	cfgs    []*config.Config
+	servers []*Server
+	trans   []*raft.InmemTransport
+	parts   []*raftParts
+	peers   []Peer
+	lns     []net.Listener
+	workers []*jobworker.Worker
+	down    map[int]bool
+}
+
+// newCluster starts n job masters in one raft group on the in-memory
+// transport. tweak adjusts each node's config.
+func newCluster(t *testing.T, n int, tweak func(*config.Config)) *cluster {
+	t.Helper()
+	c := &cluster{t: t, down: map[int]bool{}}
+	for i := 0; i < n; i++ {
+		cfg := testConfigFor(t)
+		cfg.JobMaster.Raft.NodeID = fmt.Sprintf("n%d", i)
+		if tweak != nil {
+			tweak(cfg)
+		}
+		_, tr := raft.NewInmemTransport("")
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.cfgs = append(c.cfgs, cfg)
+		c.trans = append(c.trans, tr)
+		c.lns = append(c.lns, ln)
+		c.peers = append(c.peers, Peer{ID: cfg.JobMaster.Raft.NodeID, RaftAddr: string(tr.LocalAddr()), RPCAddr: ln.Addr().String()})
+	}
+	for i := range c.trans {
+		for j := range c.trans {
+			if i != j {
+				c.trans[i].Connect(c.trans[j].LocalAddr(), c.trans[j])
+			}
+		}
+	}
+	for i := 0; i < n; i++ {
+		store := raft.NewInmemStore()
+		c.parts = append(c.parts, &raftParts{logs: store, stable: store, snaps: raft.NewInmemSnapshotStore(), trans: c.trans[i]})
+		c.servers = append(c.servers, nil)
+		c.start(i)
+	}
+	t.Cleanup(c.stop)
+	return c
+}
+
+func (c *cluster) start(i int) {
+	c.t.Helper()
+	p := *c.parts[i]
+	s, err := newServer(c.cfgs[i], testLogger(c.t).Named(c.peers[i].ID), serverOptions{
+		parts: &p, env: nopEnv{}, rpcLn: c.lns[i], noHTTP: false, peers: c.peers,
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		c.t.Fatal(err)
+	}
+	c.servers[i] = s
+	delete(c.down, i)
+}
+
+// kill stops node i as a crash would look to the others.
+func (c *cluster) kill(i int) {
+	c.t.Helper()
+	for j := range c.trans {
+		if j != i {
+			c.trans[j].Disconnect(c.trans[i].LocalAddr())
+		}
+	}
+	c.trans[i].DisconnectAll()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.servers[i].Stop(ctx)
+	c.down[i] = true
+}
+
+func (c *cluster) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, w := range c.workers {
+		_ = w.Stop(ctx)
+	}
+	for i, s := range c.servers {
+		if s != nil && !c.down[i] {
+			_ = s.Stop(ctx)
+		}
+	}
+}
+
+// leader waits for a node whose leader loops run.
+func (c *cluster) leader() *Server {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for i, s := range c.servers {
+			if !c.down[i] && s.IsLeader() {
+				return s
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.t.Fatal("no leader within 10s")
+	return nil
+}
+
+func (c *cluster) index(s *Server) int {
+	for i, x := range c.servers {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+func (c *cluster) rpcAddrs() string {
+	var a []string
+	for _, p := range c.peers {
+		a = append(a, p.RPCAddr)
+	}
+	return strings.Join(a, ",")
+}
+
+// client dials node i.
+func (c *cluster) client(i int) api.JobMasterClient {
+	c.t.Helper()
+	cc, err := rpc.Dial(c.peers[i].RPCAddr, rpc.ClientOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { cc.Close() })
+	return api.NewJobMasterClient(cc)
+}
+
+// addWorker starts a real job worker that knows every job master.
+func (c *cluster) addWorker(threads int) *jobworker.Worker {
+	c.t.Helper()
+	cfg := testConfigFor(c.t)
+	cfg.JobWorker.JobMaster = c.rpcAddrs()
+	cfg.JobWorker.Threads = threads
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	w, err := jobworker.NewWithOptions(cfg, testLogger(c.t).Named(fmt.Sprintf("w%d", len(c.workers))), jobworker.Colocated{}, jobworker.Options{Env: nopEnv{}, Listener: ln})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		c.t.Fatal(err)
+	}
+	c.workers = append(c.workers, w)
+	return w
+}
+
+func testLogger(t testing.TB) *zap.Logger {
+	if testing.Verbose() {
+		return zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
+	}
+	return zap.NewNop()
+}
+
+func submitTest(t *testing.T, cl api.JobMasterClient, c testConfig, rid string) int64 {
+	t.Helper()
+	b, _ := json.Marshal(c)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var resp *api.SubmitJobResponse
+	var err error
+	for i := 0; i < 50; i++ {
+		resp, err = cl.SubmitJob(ctx, &api.SubmitJobRequest{Plan: "test", ConfigJson: string(b), RequestId: rid})
+		if err == nil {
+			return resp.JobId
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("submit: %v", err)
+	return 0
+}
+
+// waitJob waits until job id is in a terminal state and returns it.
+func waitJob(t *testing.T, cl api.JobMasterClient, id int64, timeout time.Duration) *api.JobInfo {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last *api.JobInfo
+	var err error
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		var resp *api.GetJobResponse
+		resp, err = cl.GetJob(ctx, &api.GetJobRequest{JobId: id})
+		cancel()
+		if err == nil {
+			last = resp.Job
+			if terminalJob(last.Status) {
+				return last
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("job %d not finished within %s: last %v, err %v", id, timeout, last, err)
+	return nil
+}
+
+func counterOf(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+func newTestWorker(t *testing.T, cfg *config.Config) (*jobworker.Worker, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	w, err := jobworker.NewWithOptions(cfg, testLogger(t).Named("worker"), jobworker.Colocated{}, jobworker.Options{Env: nopEnv{}, Listener: ln})
+	if err != nil {
+		return nil, err
+	}
+	return w, w.Start(context.Background())
+}
+
+func dialT(t *testing.T, addr string) api.JobMasterClient {
+	t.Helper()
+	cc, err := rpc.Dial(addr, rpc.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return api.NewJobMasterClient(cc)
+}

@@ -1,0 +1,12 @@
+// Package jobworker is the job-worker role of `alluvium worker`: it
+// registers with the job master leader (finding it through any job master
+// and following it across failovers), keeps one long poll open for tasks,
+// runs them on a pool of jobworker.threads executors through the plans
+// registry, and reports every result at once — re-sending it until the
+// leader acks that it is in raft, so a lost reply or a leader change never
+// loses a result.
+//
+// Each task runs with a context that is cancelled when the job is
+// cancelled (the leader sends cancels in poll replies), when the leader
+// retries the task elsewhere, or when the task's timeout passes.
+package jobworker

@@ -1,0 +1,685 @@
+package jobworker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/rpc"
+	"github.com/alluvium/alluvium/plans"
+)
+
+// Colocated names the block worker a job worker runs beside; tasks whose
+// data goes to that block worker are placed here.
+type Colocated struct {
+	BlockWorkerID      int64
+	BlockWorkerAddress string // host:rpc-port
+}
+
+// Worker is one job worker.
+type Worker struct {
+	cfg      *config.Config
+	log      *zap.Logger
+	bw       Colocated
+	masters  []string
+	threads  int
+	capacity int
+	progress time.Duration
+	env      plans.Env
+	envClose func() error
+
+	grpc *grpc.Server
+	ln   net.Listener
+	addr string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	sess session
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	queue    []*api.TaskAssignment
+	tasks    map[ref]*taskState // queued or running
+	results  map[ref]*api.TaskUpdate
+	dirty    map[ref]int64 // progress not yet sent
+	limiters map[int64]*rate.Limiter
+	wakeRep  chan struct{}
+	stopping bool
+}
+
+type ref struct {
+	job, task int64
+	attempt   int32
+}
+
+func refOf(a *api.TaskAssignment) ref { return ref{a.GetJobId(), a.GetTaskId(), a.GetAttempt()} }
+
+type taskState struct {
+	a        *api.TaskAssignment
+	cancel   context.CancelFunc // set while running
+	running  bool
+	canceled bool // by the leader: do not report
+}
+
+// Options replace parts in tests.
+type Options struct {
+	Env      plans.Env    // nil: dial worker.master
+	Listener net.Listener // nil: listen on worker.bind-host:jobworker.rpc-port
+}
+
+// New returns a job worker beside the block worker bw.
+func New(cfg *config.Config, log *zap.Logger, bw Colocated) (*Worker, error) {
+	return NewWithOptions(cfg, log, bw, Options{})
+}
+
+// NewWithOptions is New with parts replaced.
+func NewWithOptions(cfg *config.Config, log *zap.Logger, bw Colocated, o Options) (*Worker, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	var masters []string
+	for _, a := range strings.Split(cfg.JobWorker.JobMaster, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			masters = append(masters, a)
+		}
+	}
+	if len(masters) == 0 {
+		return nil, errors.New("jobworker.job-master: no job master address")
+	}
+	threads := cfg.JobWorker.Threads
+	if threads < 1 {
+		return nil, fmt.Errorf("jobworker.threads = %d: want >= 1", threads)
+	}
+	depth := cfg.JobWorker.QueueDepth
+	if depth <= 0 {
+		depth = threads
+	}
+	pi := cfg.JobWorker.ProgressInterval
+	if pi <= 0 {
+		pi = time.Second
+	}
+	w := &Worker{
+		cfg: cfg, log: log, bw: bw, masters: masters, threads: threads, capacity: threads + depth, progress: pi,
+		tasks: map[ref]*taskState{}, results: map[ref]*api.TaskUpdate{}, dirty: map[ref]int64{},
+		limiters: map[int64]*rate.Limiter{}, wakeRep: make(chan struct{}, 1),
+	}
+	w.cond = sync.NewCond(&w.mu)
+	w.sess = session{w: w, conns: map[string]*grpc.ClientConn{}}
+	if o.Env != nil {
+		w.env = o.Env
+	} else {
+		e, err := plans.DialEnv(cfg.Worker.Master, rpc.ClientOptions{Token: cfg.Security.Token})
+		if err != nil {
+			return nil, fmt.Errorf("jobworker: %w", err)
+		}
+		w.env, w.envClose = e, e.Close
+	}
+	w.ln = o.Listener
+	return w, nil
+}
+
+// Start listens on the job worker's port and starts registering, polling
+// and executing. It returns at once: the job master may come up later.
+func (w *Worker) Start(ctx context.Context) error {
+	if w.ln == nil {
+		ln, err := rpc.Listen(w.cfg.Worker.BindHost, w.cfg.JobWorker.RPCPort)
+		if err != nil {
+			return fmt.Errorf("jobworker: %w", err)
+		}
+		w.ln = ln
+	}
+	_, port, _ := net.SplitHostPort(w.ln.Addr().String())
+	w.addr = net.JoinHostPort(w.cfg.Worker.Host, port)
+	w.grpc = rpc.NewServer(rpc.ServerOptions{Token: w.cfg.Security.Token, Logger: w.log})
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(w.grpc, hs)
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	w.wg.Add(3 + w.threads)
+	go func() {
+		defer w.wg.Done()
+		if err := w.grpc.Serve(w.ln); err != nil {
+			w.log.Warn("job worker rpc server stopped", zap.Error(err))
+		}
+	}()
+	go func() { defer w.wg.Done(); w.pollLoop() }()
+	go func() { defer w.wg.Done(); w.reportLoop() }()
+	for i := 0; i < w.threads; i++ {
+		go func() { defer w.wg.Done(); w.execLoop() }()
+	}
+	w.log.Info("job worker started", zap.String("address", w.addr), zap.Int("threads", w.threads),
+		zap.Strings("job_masters", w.masters), zap.String("block_worker", w.bw.BlockWorkerAddress))
+	return nil
+}
+
+// Addr is the job worker's address (host:port).
+func (w *Worker) Addr() string { return w.addr }
+
+// ID is the id the leader gave this worker (0 before registration).
+func (w *Worker) ID() int64 { return w.sess.workerID() }
+
+// Stop cancels running tasks, sends what results it can within ctx, and
+// stops.
+func (w *Worker) Stop(ctx context.Context) error {
+	if w.cancel == nil {
+		return nil
+	}
+	w.mu.Lock()
+	w.stopping = true
+	for _, t := range w.tasks {
+		if t.cancel != nil {
+			t.cancel()
+		}
+	}
+	w.cond.Broadcast()
+	w.mu.Unlock()
+	// Give finished tasks' results a moment to reach the leader.
+	deadline := time.Now().Add(time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	for time.Now().Before(deadline) {
+		w.mu.Lock()
+		n := len(w.results)
+		running := 0
+		for _, t := range w.tasks {
+			if t.running {
+				running++
+			}
+		}
+		w.mu.Unlock()
+		if n == 0 && running == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.cancel()
+	w.mu.Lock()
+	w.cond.Broadcast()
+	w.mu.Unlock()
+	w.grpc.Stop()
+	w.wg.Wait()
+	w.sess.close()
+	if w.envClose != nil {
+		_ = w.envClose()
+	}
+	return nil
+}
+
+// pollLoop keeps one long poll open: its reply brings tasks and cancels.
+func (w *Worker) pollLoop() {
+	backoff := 50 * time.Millisecond
+	for w.ctx.Err() == nil {
+		c, id, interval, err := w.sess.get(w.ctx)
+		if err != nil {
+			if w.ctx.Err() != nil {
+				return
+			}
+			w.log.Debug("no job master leader yet", zap.Error(err))
+			w.sleep(backoff)
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		if w.isStopping() {
+			w.sleep(interval)
+			continue
+		}
+		req := w.pollRequest(id, interval)
+		cctx, cancel := context.WithTimeout(w.ctx, interval+10*time.Second)
+		resp, err := c.JobWorkerHeartbeat(cctx, req)
+		cancel()
+		if err != nil {
+			if w.ctx.Err() != nil {
+				return
+			}
+			w.sess.failed(c, err)
+			w.log.Debug("poll failed", zap.Error(err))
+			w.sleep(backoff)
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		w.handle(id, resp)
+	}
+}
+
+func (w *Worker) pollRequest(id int64, wait time.Duration) *api.JobWorkerHeartbeatRequest {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	req := &api.JobWorkerHeartbeatRequest{WorkerId: id, FreeSlots: int32(w.freeLocked()), WaitMs: wait.Milliseconds()}
+	jobs := map[int64]bool{}
+	for r := range w.tasks {
+		req.Holding = append(req.Holding, &api.TaskRef{JobId: r.job, TaskId: r.task, Attempt: r.attempt})
+		jobs[r.job] = true
+	}
+	for r := range w.results {
+		req.Holding = append(req.Holding, &api.TaskRef{JobId: r.job, TaskId: r.task, Attempt: r.attempt})
+	}
+	for j := range jobs {
+		req.RunningJobIds = append(req.RunningJobIds, j)
+	}
+	sort.Slice(req.RunningJobIds, func(a, b int) bool { return req.RunningJobIds[a] < req.RunningJobIds[b] })
+	return req
+}
+
+func (w *Worker) isStopping() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stopping
+}
+
+func (w *Worker) freeLocked() int {
+	if w.stopping {
+		return 0
+	}
+	return max(w.capacity-len(w.tasks), 0)
+}
+
+// handle applies a heartbeat reply: re-registration, cancels, new tasks.
+func (w *Worker) handle(id int64, resp *api.JobWorkerHeartbeatResponse) {
+	if resp.GetReregister() {
+		w.log.Info("job master does not know this worker; registering again", zap.Int64("old_id", id))
+		w.sess.forget(id)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, c := range resp.GetCancels() {
+		w.cancelLocked(c)
+	}
+	for _, a := range resp.GetTasks() {
+		r := refOf(a)
+		if _, ok := w.tasks[r]; ok {
+			continue
+		}
+		if _, ok := w.results[r]; ok {
+			continue
+		}
+		w.tasks[r] = &taskState{a: a}
+		w.queue = append(w.queue, a)
+		w.limiterLocked(a)
+	}
+	if len(resp.GetTasks()) > 0 {
+		w.cond.Broadcast()
+	}
+}
+
+// cancelLocked stops a task attempt, or with task id 0 the whole job.
+func (w *Worker) cancelLocked(c *api.TaskRef) {
+	for r, t := range w.tasks {
+		if r.job != c.GetJobId() || c.GetTaskId() != 0 && (r.task != c.GetTaskId() || c.GetAttempt() != 0 && r.attempt != c.GetAttempt()) {
+			continue
+		}
+		t.canceled = true
+		if t.running {
+			t.cancel()
+			continue
+		}
+		delete(w.tasks, r)
+	}
+	if len(w.queue) > 0 {
+		q := w.queue[:0]
+		for _, a := range w.queue {
+			if _, ok := w.tasks[refOf(a)]; ok {
+				q = append(q, a)
+			}
+		}
+		w.queue = q
+	}
+}
+
+// limiterLocked keeps one limiter per job at the share the leader gave.
+func (w *Worker) limiterLocked(a *api.TaskAssignment) {
+	bps := a.GetBandwidthBytesPerSec()
+	if bps <= 0 {
+		delete(w.limiters, a.GetJobId())
+		return
+	}
+	l := w.limiters[a.GetJobId()]
+	if l == nil {
+		w.limiters[a.GetJobId()] = rate.NewLimiter(rate.Limit(bps), int(max(bps, 1)))
+		return
+	}
+	if l.Limit() != rate.Limit(bps) {
+		l.SetLimit(rate.Limit(bps))
+		l.SetBurst(int(max(bps, 1)))
+	}
+}
+
+// execLoop runs queued tasks one at a time.
+func (w *Worker) execLoop() {
+	for {
+		w.mu.Lock()
+		for len(w.queue) == 0 && w.ctx.Err() == nil && !w.stopping {
+			w.cond.Wait()
+		}
+		if w.ctx.Err() != nil || w.stopping {
+			w.mu.Unlock()
+			return
+		}
+		a := w.queue[0]
+		w.queue = w.queue[1:]
+		st := w.tasks[refOf(a)]
+		if st == nil {
+			w.mu.Unlock()
+			continue
+		}
+		ctx, cancel := context.WithCancel(w.ctx)
+		if ms := a.GetTimeoutMs(); ms > 0 {
+			ctx, cancel = context.WithTimeout(w.ctx, time.Duration(ms)*time.Millisecond)
+		}
+		st.running, st.cancel = true, cancel
+		lim := w.limiters[a.GetJobId()]
+		w.mu.Unlock()
+
+		u := w.run(ctx, a, lim)
+		cancel()
+
+		w.mu.Lock()
+		r := refOf(a)
+		canceled := st.canceled
+		delete(w.tasks, r)
+		delete(w.dirty, r)
+		if !canceled && !w.stopping || u.GetStatus() == api.TaskInfo_COMPLETED {
+			w.results[r] = u
+		}
+		w.dropLimiterLocked(a.GetJobId())
+		w.mu.Unlock()
+		select {
+		case w.wakeRep <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (w *Worker) dropLimiterLocked(job int64) {
+	for r := range w.tasks {
+		if r.job == job {
+			return
+		}
+	}
+	delete(w.limiters, job)
+}
+
+// run executes one attempt and returns its report.
+func (w *Worker) run(ctx context.Context, a *api.TaskAssignment, lim *rate.Limiter) (u *api.TaskUpdate) {
+	r := refOf(a)
+	u = &api.TaskUpdate{JobId: r.job, TaskId: r.task, Attempt: r.attempt}
+	defer func() {
+		if p := recover(); p != nil {
+			w.log.Error("task panicked", zap.Int64("job", r.job), zap.Int64("task", r.task), zap.Any("panic", p))
+			u.Status, u.Error = api.TaskInfo_FAILED, fmt.Sprintf("task panicked: %v", p)
+		}
+	}()
+	plan, err := plans.Lookup(a.GetPlan())
+	if err != nil {
+		u.Status, u.Error = api.TaskInfo_FAILED, fmt.Sprintf("job worker %s: %v", w.addr, status.Convert(err).Message())
+		return u
+	}
+	task := &plans.Task{
+		JobID: r.job, TaskID: r.task, Attempt: r.attempt, Args: a.GetArgs(), Config: []byte(a.GetJobConfigJson()),
+		Limiter: lim, LocalBlockWorker: w.bw.BlockWorkerAddress,
+		Progress: func(b int64) {
+			w.mu.Lock()
+			if _, ok := w.tasks[r]; ok {
+				w.dirty[r] = b
+			}
+			w.mu.Unlock()
+		},
+	}
+	res, err := plan.Run(ctx, w.env, task)
+	u.BytesDone = res.Bytes
+	u.Failed = res.Failed
+	switch {
+	case err == nil:
+		u.Status = api.TaskInfo_COMPLETED
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		u.Status = api.TaskInfo_FAILED
+		u.Error = fmt.Sprintf("task timed out after %s", time.Duration(a.GetTimeoutMs())*time.Millisecond)
+	case ctx.Err() != nil:
+		u.Status, u.Error = api.TaskInfo_CANCELED, "canceled"
+	default:
+		u.Status, u.Error = api.TaskInfo_FAILED, err.Error()
+	}
+	return u
+}
+
+// reportLoop sends results as soon as they exist (and progress every
+// jobworker.progress-interval) and re-sends them until acked.
+func (w *Worker) reportLoop() {
+	tick := time.NewTicker(w.progress)
+	defer tick.Stop()
+	backoff := 50 * time.Millisecond
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-w.wakeRep:
+		case <-tick.C:
+		}
+		for w.ctx.Err() == nil {
+			updates, free := w.pending()
+			if len(updates) == 0 {
+				break
+			}
+			c, id, _, err := w.sess.get(w.ctx)
+			if err == nil {
+				cctx, cancel := context.WithTimeout(w.ctx, 30*time.Second)
+				var resp *api.JobWorkerHeartbeatResponse
+				resp, err = c.JobWorkerHeartbeat(cctx, &api.JobWorkerHeartbeatRequest{WorkerId: id, Updates: updates, FreeSlots: int32(free)})
+				cancel()
+				if err == nil {
+					w.acked(updates, resp.GetAcked())
+					w.handle(id, resp)
+					backoff = 50 * time.Millisecond
+					continue
+				}
+				w.sess.failed(c, err)
+			}
+			if w.ctx.Err() != nil {
+				return
+			}
+			w.log.Debug("report failed; will re-send", zap.Int("updates", len(updates)), zap.Error(err))
+			w.sleep(backoff)
+			backoff = min(2*backoff, 2*time.Second)
+		}
+	}
+}
+
+// pending returns every unacked result and the progress not yet sent.
+func (w *Worker) pending() ([]*api.TaskUpdate, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]*api.TaskUpdate, 0, len(w.results)+len(w.dirty))
+	for _, u := range w.results {
+		out = append(out, u)
+	}
+	for r, b := range w.dirty {
+		out = append(out, &api.TaskUpdate{JobId: r.job, TaskId: r.task, Attempt: r.attempt, Status: api.TaskInfo_RUNNING, BytesDone: b})
+	}
+	return out, w.freeLocked()
+}
+
+// acked forgets the results the leader has made durable.
+func (w *Worker) acked(sent []*api.TaskUpdate, acked []*api.TaskRef) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ok := map[ref]bool{}
+	for _, a := range acked {
+		ok[ref{a.GetJobId(), a.GetTaskId(), a.GetAttempt()}] = true
+	}
+	for _, u := range sent {
+		r := ref{u.GetJobId(), u.GetTaskId(), u.GetAttempt()}
+		if !ok[r] {
+			continue
+		}
+		if u.GetStatus() == api.TaskInfo_RUNNING {
+			if w.dirty[r] == u.GetBytesDone() {
+				delete(w.dirty, r)
+			}
+			continue
+		}
+		if w.results[r] == u {
+			delete(w.results, r)
+		}
+	}
+}
+
+func (w *Worker) sleep(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-w.ctx.Done():
+	}
+}
+
+// session is the connection to the leader and this worker's registration.
+type session struct {
+	w     *Worker
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+	lead  api.JobMasterClient
+	addr  string
+	id    int64
+	every time.Duration
+	next  int // master to ask first
+}
+
+func (s *session) workerID() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.id
+}
+
+// get returns a client for the leader and this worker's id, finding the
+// leader and registering as needed.
+func (s *session) get(ctx context.Context) (api.JobMasterClient, int64, time.Duration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lead == nil {
+		if err := s.findLeaderLocked(ctx); err != nil {
+			return nil, 0, 0, err
+		}
+	}
+	if s.id == 0 {
+		w := s.w
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		host, _, _ := net.SplitHostPort(w.addr)
+		resp, err := s.lead.RegisterJobWorker(cctx, &api.RegisterJobWorkerRequest{
+			Address: w.addr, Host: host, BlockWorkerId: w.bw.BlockWorkerID,
+			BlockWorkerAddress: w.bw.BlockWorkerAddress, Threads: int32(w.threads), Capacity: int32(w.capacity),
+		})
+		cancel()
+		if err != nil {
+			s.dropLocked()
+			return nil, 0, 0, fmt.Errorf("register with %s: %w", s.addr, err)
+		}
+		s.id = resp.GetWorkerId()
+		s.every = time.Duration(resp.GetHeartbeatIntervalMs()) * time.Millisecond
+		if s.every <= 0 {
+			s.every = time.Second
+		}
+		w.log.Info("job worker registered", zap.Int64("id", s.id), zap.String("leader", s.addr))
+	}
+	return s.lead, s.id, s.every, nil
+}
+
+func (s *session) dial(addr string) (api.JobMasterClient, error) {
+	if cc, ok := s.conns[addr]; ok {
+		return api.NewJobMasterClient(cc), nil
+	}
+	cc, err := rpc.Dial(addr, rpc.ClientOptions{Token: s.w.cfg.Security.Token})
+	if err != nil {
+		return nil, err
+	}
+	s.conns[addr] = cc
+	return api.NewJobMasterClient(cc), nil
+}
+
+// findLeaderLocked asks the job masters in turn who leads.
+func (s *session) findLeaderLocked(ctx context.Context) error {
+	var errs []string
+	n := len(s.w.masters)
+	for i := 0; i < n; i++ {
+		m := s.w.masters[(s.next+i)%n]
+		c, err := s.dial(m)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		resp, err := c.GetLeader(cctx, &api.GetLeaderRequest{})
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", m, status.Convert(err).Message()))
+			continue
+		}
+		addr := resp.GetLeaderRpcAddress()
+		if addr == "" {
+			errs = append(errs, fmt.Sprintf("%s: no leader yet", m))
+			continue
+		}
+		lc, err := s.dial(addr)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		s.lead, s.addr, s.next = lc, addr, (s.next+i)%n
+		return nil
+	}
+	s.next = (s.next + 1) % n
+	return fmt.Errorf("no job master leader: %s", strings.Join(errs, "; "))
+}
+
+func (s *session) dropLocked() {
+	s.lead, s.addr = nil, ""
+}
+
+// failed drops the leader after an error that says it may have moved.
+func (s *session) failed(c api.JobMasterClient, err error) {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Unknown, codes.Internal:
+	default:
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lead == c {
+		s.dropLocked()
+	}
+}
+
+// forget drops the registration id (the leader asked to register again).
+func (s *session) forget(id int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.id == id {
+		s.id = 0
+	}
+}
+
+func (s *session) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, cc := range s.conns {
+		cc.Close()
+	}
+	s.conns = map[string]*grpc.ClientConn{}
+	s.lead = nil
+}
