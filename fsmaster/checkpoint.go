@@ -74,12 +74,13 @@ func (s *State) WriteCheckpoint(tx *bolt.Tx) error {
 	var order uint64
 	var werr error
 	if s.root != nil {
-		buf := make([]byte, 0, 256)
 		walk(s.root, func(n *inode) bool {
 			if werr != nil {
 				return false
 			}
-			buf, werr = proto.MarshalOptions{}.MarshalAppend(buf[:0], inodeRecord(n))
+			// bbolt keeps the value until the commit: a fresh buffer each.
+			var buf []byte
+			buf, werr = proto.Marshal(inodeRecord(n))
 			if werr == nil {
 				werr = ib.Put(u64(order), buf)
 			}

@@ -2,6 +2,8 @@ package fsmaster
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -102,4 +104,19 @@ func dump(ns *namespace) string {
 	ns.mu.RLock()
 	defer ns.mu.RUnlock()
 	return ns.st.Dump()
+}
+
+type httpResp struct {
+	code int
+	body string
+}
+
+func httpGet(url string) (httpResp, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return httpResp{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return httpResp{resp.StatusCode, string(b)}, err
 }
