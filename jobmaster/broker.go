@@ -53,9 +53,10 @@ type workerSlot struct {
 func (w *workerSlot) free() int { return w.capacity - w.load }
 
 type claim struct {
-	worker  int64
-	attempt int32
-	at      time.Time
+	worker   int64
+	attempt  int32
+	at       time.Time
+	released bool // the worker reported it done: no longer load
 }
 
 type runInfo struct {
@@ -63,6 +64,7 @@ type runInfo struct {
 	attempt  int32
 	deadline time.Time
 	timedOut bool
+	released bool
 }
 
 // fifo is a queue of task keys; removed keys are skipped lazily.
@@ -129,12 +131,12 @@ func (b *broker) setWorker(w *workerRec) {
 	if slot == nil {
 		slot = &workerSlot{id: w.ID, wake: make(chan struct{}, 1), lastSeen: time.Now()}
 		for _, c := range b.claimed {
-			if c.worker == w.ID {
+			if c.worker == w.ID && !c.released {
 				slot.load++
 			}
 		}
 		for _, r := range b.running {
-			if r.worker == w.ID {
+			if r.worker == w.ID && !r.released {
 				slot.load++
 			}
 		}
@@ -190,7 +192,7 @@ func (b *broker) removeWorkerLocked(id int64) {
 func (b *broker) setClaim(k taskKey, c claim) {
 	b.dropClaim(k)
 	b.claimed[k] = c
-	if w := b.workers[c.worker]; w != nil {
+	if w := b.workers[c.worker]; w != nil && !c.released {
 		w.load++
 	}
 }
@@ -199,7 +201,7 @@ func (b *broker) dropClaim(k taskKey) (claim, bool) {
 	c, ok := b.claimed[k]
 	if ok {
 		delete(b.claimed, k)
-		if w := b.workers[c.worker]; w != nil {
+		if w := b.workers[c.worker]; w != nil && !c.released {
 			w.load--
 		}
 	}
@@ -209,7 +211,7 @@ func (b *broker) dropClaim(k taskKey) (claim, bool) {
 func (b *broker) setRun(k taskKey, r runInfo) {
 	b.dropRun(k)
 	b.running[k] = r
-	if w := b.workers[r.worker]; w != nil {
+	if w := b.workers[r.worker]; w != nil && !r.released {
 		w.load++
 	}
 }
@@ -218,7 +220,7 @@ func (b *broker) dropRun(k taskKey) (runInfo, bool) {
 	r, ok := b.running[k]
 	if ok {
 		delete(b.running, k)
-		if w := b.workers[r.worker]; w != nil {
+		if w := b.workers[r.worker]; w != nil && !r.released {
 			w.load--
 		}
 	}
@@ -250,8 +252,12 @@ func (b *broker) onTasks(evs []taskEvent) {
 			}
 			b.placeLocked(k, ev.bwID, ev.bwAddr)
 		case ev.status == api.TaskInfo_RUNNING:
-			b.dropClaim(k)
-			b.setRun(k, runInfo{worker: ev.worker, attempt: ev.attempt, deadline: now.Add(b.taskTimeout)})
+			c, ok := b.dropClaim(k)
+			r := runInfo{worker: ev.worker, attempt: ev.attempt, deadline: now.Add(b.taskTimeout)}
+			b.setRun(k, r)
+			if ok && c.released && c.worker == ev.worker {
+				b.releaseLocked(k)
+			}
 		default: // ended
 			delete(b.queued, k)
 			if c, ok := b.dropClaim(k); ok && ev.status != api.TaskInfo_COMPLETED {
@@ -314,6 +320,39 @@ func (b *broker) cancelJobs(worker int64, jobs []int64) {
 	defer b.mu.Unlock()
 	for _, j := range jobs {
 		b.cancelLocked(worker, &api.TaskRef{JobId: j})
+	}
+}
+
+// released frees the slots of tasks a worker reports ended, before their
+// results are in raft: the next tasks go out while the results commit.
+func (b *broker) released(worker int64, keys []taskKey) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, k := range keys {
+		if c, ok := b.claimed[k]; ok && c.worker == worker {
+			b.releaseLocked(k)
+		}
+		if r, ok := b.running[k]; ok && r.worker == worker {
+			b.releaseLocked(k)
+		}
+	}
+	b.wakeIdleLocked()
+}
+
+func (b *broker) releaseLocked(k taskKey) {
+	if c, ok := b.claimed[k]; ok && !c.released {
+		c.released = true
+		b.claimed[k] = c
+		if w := b.workers[c.worker]; w != nil {
+			w.load--
+		}
+	}
+	if r, ok := b.running[k]; ok && !r.released {
+		r.released = true
+		b.running[k] = r
+		if w := b.workers[r.worker]; w != nil {
+			w.load--
+		}
 	}
 }
 

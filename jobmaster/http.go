@@ -141,6 +141,8 @@ type metrics struct {
 	updates      prometheus.Counter
 	entries      prometheus.Counter
 	done         atomic.Uint64
+	nUpdates     atomic.Uint64
+	nEntries     atomic.Uint64
 }
 
 func (m *metrics) addDone(n int) {
@@ -173,6 +175,8 @@ func (m *metrics) observeBatch(n int, took time.Duration) {
 	m.perEntry.Observe(float64(n))
 	m.updates.Add(float64(n))
 	m.entries.Inc()
+	m.nUpdates.Add(uint64(n))
+	m.nEntries.Add(1)
 }
 
 func (m *metrics) register(reg *prometheus.Registry) {

@@ -481,7 +481,15 @@ func (r *rpcServer) JobWorkerHeartbeat(ctx context.Context, req *api.JobWorkerHe
 				trs = append(trs, tr)
 			}
 		}
-		if done := ls.coll.submit(trs); done != nil {
+		done := ls.coll.submit(trs)
+		var ended []taskKey
+		for _, u := range req.GetUpdates() {
+			if u.GetStatus() != api.TaskInfo_RUNNING {
+				ended = append(ended, taskKey{u.GetJobId(), u.GetTaskId()})
+			}
+		}
+		ls.broker.released(id, ended)
+		if done != nil {
 			select {
 			case err := <-done:
 				if err != nil {

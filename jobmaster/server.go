@@ -334,3 +334,21 @@ func grpcErr(op string, err error) error {
 	}
 	return status.Errorf(codes.Internal, "%s: %v", op, err)
 }
+
+// Stats are counters for benchmarks and tests.
+type Stats struct {
+	LogWrites     uint64 // raft log-store writes (one fsync each with bbolt)
+	LogEntries    uint64 // raft entries written
+	TaskUpdates   uint64 // task transitions written to raft by the collector
+	UpdateEntries uint64 // raft entries that carried them
+	Applied       uint64 // entries applied to the FSM
+}
+
+// Stats returns the counters since Start.
+func (s *Server) Stats() Stats {
+	st := Stats{Applied: s.fsm.applied.Load(), TaskUpdates: s.m.nUpdates.Load(), UpdateEntries: s.m.nEntries.Load()}
+	if s.counted != nil {
+		st.LogWrites, st.LogEntries = s.counted.writes.Load(), s.counted.entries.Load()
+	}
+	return st
+}
