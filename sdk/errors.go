@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -36,6 +37,10 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	// Servers often name the op and path already; say it once.
+	if e.Path != "" && strings.HasPrefix(e.Message, e.Op+" "+e.Path+":") {
+		return e.Message
+	}
 	if e.Path != "" {
 		return fmt.Sprintf("%s %s: %s", e.Op, e.Path, e.Message)
 	}

@@ -256,6 +256,9 @@ func (w *FileWriter) finishBlock() error {
 	if err := w.flush(); err != nil {
 		return err
 	}
+	if !w.cache {
+		return nil
+	}
 	if w.blk == nil {
 		if w.blockFill == 0 {
 			return nil
