@@ -198,7 +198,7 @@ var sizes = []struct {
 	name string
 	n    int
 }{
-	{"0", 0}, {"1", 1}, {"block-1", blockSize - 1}, {"block", blockSize}, {"block+1", blockSize + 1}, {"3.5blocks", blockSize*7/2},
+	{"0", 0}, {"1", 1}, {"block-1", blockSize - 1}, {"block", blockSize}, {"block+1", blockSize + 1}, {"3.5blocks", blockSize * 7 / 2},
 }
 
 var writeTypes = []api.WriteType{api.WriteType_MUST_CACHE, api.WriteType_CACHE_THROUGH, api.WriteType_THROUGH, api.WriteType_ASYNC_THROUGH}
