@@ -189,9 +189,10 @@ func hclogAdapter(log *zap.Logger, level string) hclog.Logger {
 		lvl = hclog.Error
 	}
 	return hclog.New(&hclog.LoggerOptions{
-		Name:   "raft",
-		Level:  lvl,
-		Output: &zapWriter{log: log.Named("raft")},
+		Name:        "raft",
+		Level:       lvl,
+		Output:      &zapWriter{log: log.Named("raft")},
+		DisableTime: true,
 	})
 }
 

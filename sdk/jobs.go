@@ -1,7 +1,446 @@
 package sdk
 
-// Jobs is the job-service client; see Client.Jobs. The job calls arrive with
-// the job master.
-type Jobs struct{}
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"os"
+	"strconv"
+	"sync"
+	"time"
 
-func (j *Jobs) close() {}
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/jobview"
+	"github.com/alluvium/alluvium/internal/rpc"
+)
+
+// JobInfo is a job's state as the job master reports it.
+type JobInfo = api.JobInfo
+
+// JobStatus is a job's status.
+type JobStatus = api.JobInfo_Status
+
+// Job statuses.
+const (
+	JobCreated   = api.JobInfo_CREATED
+	JobRunning   = api.JobInfo_RUNNING
+	JobCompleted = api.JobInfo_COMPLETED
+	JobFailed    = api.JobInfo_FAILED
+	JobCanceled  = api.JobInfo_CANCELED
+)
+
+// JobJSON is the JSON form of a job that the CLI's --output json and the
+// job master's /api/v1/jobs print.
+type JobJSON = jobview.Job
+
+// ToJSON converts a job to its JSON form.
+func ToJSON(j *JobInfo) JobJSON { return jobview.FromInfo(j) }
+
+// Errors Wait returns for a job that ended without completing; the
+// *JobError carries the job.
+var (
+	ErrJobFailed   = errors.New("job failed")
+	ErrJobCanceled = errors.New("job canceled")
+)
+
+// JobError is a job that ended FAILED or CANCELED.
+type JobError struct {
+	Job  *JobInfo
+	kind error
+}
+
+func (e *JobError) Error() string {
+	msg := fmt.Sprintf("job %d (%s) %s", e.Job.GetId(), e.Job.GetPlan(), jobview.Status(e.Job.GetStatus()))
+	if e.Job.GetError() != "" {
+		msg += ": " + e.Job.GetError()
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrJobFailed) work.
+func (e *JobError) Is(target error) bool { return e.kind == target }
+
+// IsTerminal reports whether a job status is final.
+func IsTerminal(s JobStatus) bool {
+	return s == JobCompleted || s == JobFailed || s == JobCanceled
+}
+
+// Jobs is the job-service client. Any job master will do: calls go to the
+// leader (found with GetLeader and followed across failovers), and are
+// retried while a new leader is elected.
+type Jobs struct {
+	c     *Client
+	addrs []string
+
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
+	leader string
+	next   int
+}
+
+// Jobs returns the job-service client of c.
+func (c *Client) Jobs() (*Jobs, error) {
+	c.jobsOnce.Do(func() {
+		if len(c.o.jobMasters) == 0 {
+			c.jobsErr = fmt.Errorf("sdk: no job master address (WithJobMasters or ALLUVIUM_JOB_MASTER)")
+			return
+		}
+		c.jobs = &Jobs{c: c, addrs: c.o.jobMasters, conns: map[string]*grpc.ClientConn{}}
+	})
+	return c.jobs, c.jobsErr
+}
+
+func (j *Jobs) close() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, cc := range j.conns {
+		cc.Close()
+	}
+	j.conns = map[string]*grpc.ClientConn{}
+}
+
+func (j *Jobs) dialLocked(addr string) (api.JobMasterClient, error) {
+	if cc, ok := j.conns[addr]; ok {
+		return api.NewJobMasterClient(cc), nil
+	}
+	cc, err := rpc.Dial(addr, j.c.o.clientOptions())
+	if err != nil {
+		return nil, err
+	}
+	j.conns[addr] = cc
+	return api.NewJobMasterClient(cc), nil
+}
+
+// client returns a client for the leader, asking the configured job
+// masters who leads; when none can say, any reachable one (it forwards).
+func (j *Jobs) client(ctx context.Context) (api.JobMasterClient, string, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.leader != "" {
+		c, err := j.dialLocked(j.leader)
+		return c, j.leader, err
+	}
+	var lastErr error
+	for i := range j.addrs {
+		addr := j.addrs[(j.next+i)%len(j.addrs)]
+		c, err := j.dialLocked(addr)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		resp, err := c.GetLeader(cctx, &api.GetLeaderRequest{})
+		cancel()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if l := resp.GetLeaderRpcAddress(); l != "" {
+			lc, err := j.dialLocked(l)
+			if err != nil {
+				lastErr = err
+				continue
+			}
+			j.leader = l
+			return lc, l, nil
+		}
+		lastErr = status.Errorf(codes.Unavailable, "job master %s: no leader elected yet", addr)
+	}
+	j.next = (j.next + 1) % len(j.addrs)
+	if lastErr == nil {
+		lastErr = status.Error(codes.Unavailable, "no job master reachable")
+	}
+	return nil, "", lastErr
+}
+
+func (j *Jobs) forget(addr string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.leader == addr {
+		j.leader = ""
+	}
+}
+
+// electionWait bounds how long a call keeps retrying while the job masters
+// have no leader.
+const electionWait = 20 * time.Second
+
+func (j *Jobs) outgoing(ctx context.Context) context.Context {
+	u := j.c.o.user
+	if u == "" {
+		u = os.Getenv("USER")
+	}
+	if u == "" {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, "x-alluvium-user", u)
+}
+
+// call runs f against the leader, retrying Unavailable (no leader, leader
+// moved or down) for up to electionWait. Every job call is safe to retry:
+// Submit carries a request id.
+func (j *Jobs) call(ctx context.Context, op, what string, f func(ctx context.Context, c api.JobMasterClient) error) error {
+	deadline := time.Now().Add(max(electionWait, j.c.o.timeout))
+	backoff := 50 * time.Millisecond
+	for {
+		c, addr, err := j.client(ctx)
+		if err == nil {
+			cctx, cancel := context.WithTimeout(j.outgoing(ctx), j.c.o.timeout)
+			err = f(cctx, c)
+			cancel()
+			if err == nil {
+				return nil
+			}
+			if status.Code(err) == codes.Unavailable {
+				j.forget(addr)
+			}
+		}
+		if !retryable(err) || ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
+			return wrapErr(op, what, err)
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return wrapErr(op, what, ctx.Err())
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// SubmitOption tunes Submit.
+type SubmitOption func(*api.SubmitJobRequest)
+
+// WithRequestID sets the idempotency key (default: a random one). A submit
+// retried with the same id returns the first job instead of a second.
+func WithRequestID(id string) SubmitOption {
+	return func(r *api.SubmitJobRequest) { r.RequestId = id }
+}
+
+// NewRequestID returns a random request id.
+func NewRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Submit starts a job of plan with config (a struct, a map, or JSON as
+// []byte, json.RawMessage or string) and returns its id. It always sends a
+// request id, so its own retries never make a second job.
+func (j *Jobs) Submit(ctx context.Context, plan string, config any, opts ...SubmitOption) (int64, error) {
+	var cfg string
+	switch v := config.(type) {
+	case []byte:
+		cfg = string(v)
+	case json.RawMessage:
+		cfg = string(v)
+	case string:
+		cfg = v
+	default:
+		b, err := json.Marshal(config)
+		if err != nil {
+			return 0, &Error{Op: "job submit", Path: plan, Code: codes.InvalidArgument, Message: err.Error(), kind: ErrInvalidArgument}
+		}
+		cfg = string(b)
+	}
+	req := &api.SubmitJobRequest{Plan: plan, ConfigJson: cfg}
+	for _, o := range opts {
+		o(req)
+	}
+	if req.RequestId == "" {
+		req.RequestId = NewRequestID()
+	}
+	var resp *api.SubmitJobResponse
+	err := j.call(ctx, "job submit", plan, func(ctx context.Context, c api.JobMasterClient) (err error) {
+		resp, err = c.SubmitJob(ctx, req)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return resp.GetJobId(), nil
+}
+
+// Get returns job id; verbose adds its tasks.
+func (j *Jobs) Get(ctx context.Context, id int64, verbose bool) (*JobInfo, error) {
+	var resp *api.GetJobResponse
+	err := j.call(ctx, "job stat", strconv.FormatInt(id, 10), func(ctx context.Context, c api.JobMasterClient) (err error) {
+		resp, err = c.GetJob(ctx, &api.GetJobRequest{JobId: id, Verbose: verbose})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetJob(), nil
+}
+
+// ListJobsOptions filter List.
+type ListJobsOptions struct {
+	Statuses []JobStatus // any of these; none: all
+	Plan     string      // only this plan
+	PageSize int32       // 0: server default
+}
+
+// List streams the jobs the job master keeps, oldest first, page by page.
+func (j *Jobs) List(ctx context.Context, o ListJobsOptions) iter.Seq2[*JobInfo, error] {
+	return func(yield func(*JobInfo, error) bool) {
+		token := ""
+		for {
+			var resp *api.ListJobsResponse
+			err := j.call(ctx, "job ls", "", func(ctx context.Context, c api.JobMasterClient) (err error) {
+				resp, err = c.ListJobs(ctx, &api.ListJobsRequest{Statuses: o.Statuses, Plan: o.Plan, PageSize: o.PageSize, PageToken: token})
+				return err
+			})
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, job := range resp.GetJobs() {
+				if !yield(job, nil) {
+					return
+				}
+			}
+			if token = resp.GetNextPageToken(); token == "" {
+				return
+			}
+		}
+	}
+}
+
+// Cancel cancels job id: its running tasks are stopped and it ends
+// CANCELED. Cancelling a canceled job is fine.
+func (j *Jobs) Cancel(ctx context.Context, id int64) error {
+	return j.call(ctx, "job cancel", strconv.FormatInt(id, 10), func(ctx context.Context, c api.JobMasterClient) error {
+		_, err := c.CancelJob(ctx, &api.CancelJobRequest{JobId: id})
+		return err
+	})
+}
+
+// Watch streams job id's state on every change until it ends (the last
+// item is the final state). A leader change mid-way is followed.
+func (j *Jobs) Watch(ctx context.Context, id int64) iter.Seq2[*JobInfo, error] {
+	return j.watch(ctx, id, 100*time.Millisecond)
+}
+
+func (j *Jobs) watch(ctx context.Context, id int64, every time.Duration) iter.Seq2[*JobInfo, error] {
+	return func(yield func(*JobInfo, error) bool) {
+		what := strconv.FormatInt(id, 10)
+		backoff := 50 * time.Millisecond
+		var lost time.Time
+		for {
+			c, addr, err := j.client(ctx)
+			var stream grpc.ServerStreamingClient[api.JobInfo]
+			if err == nil {
+				stream, err = c.WatchJob(j.outgoing(ctx), &api.WatchJobRequest{JobId: id, MinIntervalMs: every.Milliseconds()})
+			}
+			for err == nil {
+				var info *api.JobInfo
+				info, err = stream.Recv()
+				if err == io.EOF {
+					return
+				}
+				if err != nil {
+					break
+				}
+				lost, backoff = time.Time{}, 50*time.Millisecond
+				if !yield(info, nil) {
+					return
+				}
+				if IsTerminal(info.GetStatus()) {
+					return
+				}
+			}
+			if ctx.Err() != nil {
+				yield(nil, wrapErr("job watch", what, ctx.Err()))
+				return
+			}
+			if status.Code(err) == codes.Unavailable {
+				j.forget(addr)
+			}
+			if lost.IsZero() {
+				lost = time.Now()
+			}
+			if !retryable(err) || time.Since(lost) > max(electionWait, j.c.o.timeout) {
+				yield(nil, wrapErr("job watch", what, err))
+				return
+			}
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			backoff = min(2*backoff, time.Second)
+		}
+	}
+}
+
+// Wait blocks until job id ends, calling progress (if not nil) with each
+// state seen. It returns the final state, and a *JobError (errors.Is
+// ErrJobFailed or ErrJobCanceled) unless the job COMPLETED.
+func (j *Jobs) Wait(ctx context.Context, id int64, progress func(*JobInfo)) (*JobInfo, error) {
+	var last *JobInfo
+	for info, err := range j.watch(ctx, id, 200*time.Millisecond) {
+		if err != nil {
+			return last, err
+		}
+		last = info
+		if progress != nil {
+			progress(info)
+		}
+	}
+	if last == nil || !IsTerminal(last.GetStatus()) {
+		var err error
+		if last, err = j.Get(ctx, id, false); err != nil {
+			return nil, err
+		}
+	}
+	switch last.GetStatus() {
+	case JobCompleted:
+		return last, nil
+	case JobCanceled:
+		return last, &JobError{Job: last, kind: ErrJobCanceled}
+	default:
+		return last, &JobError{Job: last, kind: ErrJobFailed}
+	}
+}
+
+// Leader says which job master leads and lists the raft group.
+func (j *Jobs) Leader(ctx context.Context) (*api.GetLeaderResponse, error) {
+	var resp *api.GetLeaderResponse
+	err := j.call(ctx, "job leader", "", func(ctx context.Context, c api.JobMasterClient) (err error) {
+		resp, err = c.GetLeader(ctx, &api.GetLeaderRequest{})
+		return err
+	})
+	return resp, err
+}
+
+// Workers lists the job workers the leader knows.
+func (j *Jobs) Workers(ctx context.Context) ([]*api.JobWorkerInfo, error) {
+	var resp *api.ListJobWorkersResponse
+	err := j.call(ctx, "job workers", "", func(ctx context.Context, c api.JobMasterClient) (err error) {
+		resp, err = c.ListJobWorkers(ctx, &api.ListJobWorkersRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetWorkers(), nil
+}
+
+// LoadConfig is the load plan's config, for Submit(ctx, "load", cfg).
+type LoadConfig struct {
+	Path           string   `json:"path"`
+	Replication    int      `json:"replication,omitempty"`
+	Workers        []string `json:"workers,omitempty"`
+	ExcludeWorkers []string `json:"excludeWorkers,omitempty"`
+	Verify         bool     `json:"verify,omitempty"`
+	Bandwidth      int64    `json:"bandwidth,omitempty"` // bytes/s for the whole job
+}

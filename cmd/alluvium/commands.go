@@ -6,6 +6,8 @@ import "github.com/spf13/cobra"
 func addCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newFSCmd(g))
 	root.AddCommand(newWorkerCmd(g))
+	root.AddCommand(newJobMasterCmd(g))
+	root.AddCommand(newJobCmd(g))
 	root.AddCommand(newFSMasterCmd(g))
 	root.AddCommand(newSecondaryCmd(g))
 	root.AddCommand(newFormatCmd(g))

@@ -6,6 +6,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/jobworker"
 )
 
 // colocated describes the block worker a job worker runs beside.
@@ -14,9 +15,17 @@ type colocated struct {
 	BlockWorkerAddress string // host:rpc-port
 }
 
-// startJobWorker starts the job-worker role of `alluvium worker` and returns
-// its stop function. (Owned by the job master work; until then it does
-// nothing.)
+// startJobWorker starts the job-worker role of `alluvium worker` (and of
+// `alluvium local`, once per block worker) and returns its stop function.
+// It registers with the job masters in jobworker.job-master in the
+// background, so the job master may start later.
 func startJobWorker(ctx context.Context, cfg *config.Config, log *zap.Logger, bw colocated) (stop func(context.Context) error, err error) {
-	return func(context.Context) error { return nil }, nil
+	w, err := jobworker.New(cfg, log, jobworker.Colocated{BlockWorkerID: bw.BlockWorkerID, BlockWorkerAddress: bw.BlockWorkerAddress})
+	if err != nil {
+		return nil, err
+	}
+	if err := w.Start(ctx); err != nil {
+		return nil, err
+	}
+	return w.Stop, nil
 }

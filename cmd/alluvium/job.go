@@ -1,0 +1,765 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+	"golang.org/x/term"
+	"google.golang.org/grpc/codes"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/jobview"
+	"github.com/alluvium/alluvium/sdk"
+)
+
+func newJobCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "job",
+		Short: "Submit and follow jobs: load (and persist, replicate, move, copy)",
+		Long: `Job commands against the job master. Any job master of the group will do (a
+follower forwards to the leader); they are found from --job-master,
+ALLUVIUM_JOB_MASTER, the config file (client.job-master) or localhost:20001.
+
+A job is split into tasks that run on the job workers beside the block
+workers; 'job stat' shows its progress, 'job wait' follows it to the end.`,
+		Example: `  alluvium job submit load /data --replication 2 --wait
+  alluvium job ls --status RUNNING
+  alluvium job stat 7 -v
+  alluvium job cancel 7`,
+	}
+	c.AddCommand(newJobSubmitCmd(g), newJobLsCmd(g), newJobStatCmd(g), newJobCancelCmd(g),
+		newJobWaitCmd(g), newJobLeaderCmd(g), newJobWorkersCmd(g))
+	return c
+}
+
+// jobsClient connects to the job masters named by the flags, env and config.
+func jobsClient(cmd *cobra.Command, g *globals) (*sdk.Client, *sdk.Jobs, error) {
+	cfg, err := g.load(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	var masters []string
+	for _, a := range strings.Split(cfg.Client.JobMaster, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			masters = append(masters, a)
+		}
+	}
+	c, err := sdk.Dial(cmd.Context(), sdk.WithMaster(cfg.Client.Master), sdk.WithJobMasters(masters...),
+		sdk.WithToken(cfg.Security.Token), sdk.WithTimeout(cfg.Client.Timeout))
+	if err != nil {
+		return nil, nil, err
+	}
+	j, err := c.Jobs()
+	if err != nil {
+		c.Close()
+		return nil, nil, usageError{err}
+	}
+	return c, j, nil
+}
+
+// jobErr keeps a server error on one line; bad input (InvalidArgument) is
+// a usage error (exit 2).
+func jobErr(err error) error {
+	var se *sdk.Error
+	if errors.As(err, &se) {
+		switch se.Code {
+		case codes.InvalidArgument:
+			return usageError{errors.New(se.Message)}
+		case codes.Unavailable:
+			return fmt.Errorf("%s: %s (is a job master running? --job-master / ALLUVIUM_JOB_MASTER)", se.Op, se.Message)
+		case codes.NotFound, codes.FailedPrecondition, codes.ResourceExhausted:
+			return errors.New(se.Message)
+		}
+	}
+	return err
+}
+
+func checkJobOutput(o string) error {
+	if o != "" && o != "json" {
+		return usagef("--output %q: want json (or nothing for text)", o)
+	}
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func parseJobID(s string) (int64, error) {
+	id, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, usagef("job id %q: want a positive number (see 'alluvium job ls')", s)
+	}
+	return id, nil
+}
+
+// loadFlags are the load plan's options, shared by `job submit load` and
+// `fs distributedLoad`.
+type loadFlags struct {
+	replication int
+	workers     []string
+	exclude     []string
+	verify      bool
+	bandwidth   string
+}
+
+func (f *loadFlags) add(fs *pflag.FlagSet) {
+	fs.IntVar(&f.replication, "replication", 1, "copies of every block to cache, each on a different worker")
+	fs.StringSliceVar(&f.workers, "workers", nil, "use only these block workers (ids, hosts or host:port, comma-separated)")
+	fs.StringSliceVar(&f.exclude, "exclude-workers", nil, "never use these block workers (ids, hosts or host:port)")
+	fs.BoolVar(&f.verify, "verify", false, "when done, check every block again and load what is missing")
+	fs.StringVar(&f.bandwidth, "bandwidth", "", "limit the whole job to this many bytes/s, e.g. 100MiB (default: unlimited)")
+}
+
+func (f *loadFlags) config(path string) (sdk.LoadConfig, error) {
+	if f.replication < 1 {
+		return sdk.LoadConfig{}, usagef("--replication %d: want 1 or more", f.replication)
+	}
+	c := sdk.LoadConfig{Path: path, Replication: f.replication, Workers: f.workers, ExcludeWorkers: f.exclude, Verify: f.verify}
+	if f.bandwidth != "" {
+		b, err := config.ParseBytes(f.bandwidth)
+		if err != nil || b <= 0 {
+			return c, usagef("--bandwidth %q: want bytes per second, e.g. 50MiB", f.bandwidth)
+		}
+		c.Bandwidth = b
+	}
+	return c, nil
+}
+
+// submitFlags are what every submit takes.
+type submitFlags struct {
+	wait      bool
+	output    string
+	requestID string
+}
+
+func (f *submitFlags) add(fs *pflag.FlagSet, waitDefault bool) {
+	fs.BoolVar(&f.wait, "wait", waitDefault, "wait for the job to end, showing progress; exit 0 only if it COMPLETED")
+	fs.StringVar(&f.output, "output", "", "output format: json (one object: id, plan, status, tasksTotal, ...)")
+	fs.StringVar(&f.requestID, "request-id", "", "idempotency key: submitting again with it returns the same job (default: random)")
+}
+
+func newJobSubmitCmd(g *globals) *cobra.Command {
+	var sf submitFlags
+	var configJSON string
+	c := &cobra.Command{
+		Use:   "submit PLAN [ARGS] [flags]",
+		Short: "Submit a job: load PATH, or any plan with --config JSON",
+		Long: `Submit a job. 'job submit load PATH' has its own flags (see its --help); any
+plan can also be given its config as JSON:
+
+  alluvium job submit load --config '{"path":"/data","replication":2}'
+
+Without --wait it prints the new job's id and returns; with --wait it follows
+the job (a progress bar on a terminal, a line every few seconds otherwise) and
+exits 0 only if the job COMPLETED (1 if it FAILED or was CANCELED).`,
+		Example: `  alluvium job submit load /data --wait
+  alluvium job submit load /data/2024 --replication 2 --verify --bandwidth 200MiB
+  alluvium job submit load --config '{"path":"/data"}' --output json`,
+		Args: minArgs(1, "PLAN"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("job submit %s: give the plan's config with --config JSON (or see 'alluvium job submit load --help')", args[0])
+			}
+			if configJSON == "" {
+				return usagef("job submit %s: --config JSON is required for this plan", args[0])
+			}
+			if !json.Valid([]byte(configJSON)) {
+				var v any
+				err := json.Unmarshal([]byte(configJSON), &v)
+				return usagef("--config: not valid JSON: %v", err)
+			}
+			return submit(cmd, g, args[0], json.RawMessage(configJSON), sf)
+		},
+	}
+	c.Flags().StringVar(&configJSON, "config", "", "the plan's config as a JSON object")
+	sf.add(c.Flags(), false)
+	c.AddCommand(newJobSubmitLoadCmd(g))
+	return c
+}
+
+func newJobSubmitLoadCmd(g *globals) *cobra.Command {
+	var sf submitFlags
+	var lf loadFlags
+	var configJSON string
+	c := &cobra.Command{
+		Use:   "load PATH",
+		Short: "Load (warm up) every block under PATH into the block workers' cache",
+		Long: `Cache every block of every file under PATH (recursively) in the block
+workers, to --replication copies each. Blocks already cached that often are
+skipped; each task is one large block or a batch of small files, run by the
+job worker beside the block worker that will hold the data, spread evenly.
+--verify checks every block again at the end and loads what is missing;
+--bandwidth caps the whole job's read rate from the UFS.`,
+		Example: `  alluvium job submit load /data --wait
+  alluvium job submit load /data --replication 2 --exclude-workers host3
+  alluvium job submit load /logs --bandwidth 100MiB --output json`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if configJSON != "" {
+				return nil
+			}
+			return exactArgs(1, "PATH")(cmd, args)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if configJSON != "" {
+				if len(args) > 0 {
+					return usagef("job submit load: give PATH or --config, not both")
+				}
+				if !json.Valid([]byte(configJSON)) {
+					var v any
+					err := json.Unmarshal([]byte(configJSON), &v)
+					return usagef("--config: not valid JSON: %v", err)
+				}
+				return submit(cmd, g, "load", json.RawMessage(configJSON), sf)
+			}
+			cfg, err := lf.config(args[0])
+			if err != nil {
+				return err
+			}
+			return submit(cmd, g, "load", cfg, sf)
+		},
+	}
+	lf.add(c.Flags())
+	sf.add(c.Flags(), false)
+	c.Flags().StringVar(&configJSON, "config", "", "the whole load config as JSON instead of PATH and flags")
+	return c
+}
+
+// newDistributedLoadCmd is `alluvium fs distributedLoad`, Alluxio's name
+// for a load job; it waits by default.
+func newDistributedLoadCmd(g *globals) *cobra.Command {
+	var sf submitFlags
+	var lf loadFlags
+	var async bool
+	c := &cobra.Command{
+		Use:   "distributedLoad PATH",
+		Short: "Load PATH into the cache with a load job (alias of 'job submit load PATH --wait')",
+		Long: `Alluxio's familiar command: submit a load job for PATH and wait for it,
+showing progress. Same flags as 'alluvium job submit load'; --async returns
+once submitted.`,
+		Example: `  alluvium fs distributedLoad /data
+  alluvium fs distributedLoad /data --replication 2 --async`,
+		Args: exactArgs(1, "PATH"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := lf.config(args[0])
+			if err != nil {
+				return err
+			}
+			if async {
+				sf.wait = false
+			}
+			return submit(cmd, g, "load", cfg, sf)
+		},
+	}
+	lf.add(c.Flags())
+	sf.add(c.Flags(), true)
+	c.Flags().BoolVar(&async, "async", false, "do not wait for the job")
+	return c
+}
+
+func submit(cmd *cobra.Command, g *globals, plan string, cfg any, sf submitFlags) error {
+	if err := checkJobOutput(sf.output); err != nil {
+		return err
+	}
+	cl, jobs, err := jobsClient(cmd, g)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	rid := sf.requestID
+	if rid == "" {
+		rid = sdk.NewRequestID()
+	}
+	id, err := jobs.Submit(cmd.Context(), plan, cfg, sdk.WithRequestID(rid))
+	if err != nil {
+		return jobErr(err)
+	}
+	if !sf.wait {
+		if sf.output == "json" {
+			info, err := jobs.Get(cmd.Context(), id, false)
+			if err != nil {
+				return jobErr(err)
+			}
+			return writeJSON(cmd.OutOrStdout(), jobview.FromInfo(info))
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "Submitted job %d (%s). Follow it: alluvium job wait %d\n", id, plan, id)
+		return nil
+	}
+	return waitAndReport(cmd, jobs, id, sf.output)
+}
+
+// waitAndReport follows job id to its end and prints the outcome; the exit
+// status is 0 only for COMPLETED.
+func waitAndReport(cmd *cobra.Command, jobs *sdk.Jobs, id int64, output string) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errw := cmd.ErrOrStderr()
+	var prog progress
+	if f, ok := errw.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		prog = newBarProgress(ctx, f, id)
+	} else {
+		prog = &lineProgress{w: errw, every: 3 * time.Second}
+	}
+	start := time.Now()
+	final, err := jobs.Wait(ctx, id, prog.update)
+	prog.done(final)
+	if final == nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("stopped waiting; job %d goes on (alluvium job cancel %d stops it)", id, id)
+		}
+		return jobErr(err)
+	}
+	if err != nil && !errors.Is(err, sdk.ErrJobFailed) && !errors.Is(err, sdk.ErrJobCanceled) {
+		if ctx.Err() != nil {
+			return fmt.Errorf("stopped waiting; job %d goes on (alluvium job cancel %d stops it)", id, id)
+		}
+		return jobErr(err)
+	}
+	out := cmd.OutOrStdout()
+	if output == "json" {
+		if werr := writeJSON(out, jobview.FromInfo(final)); werr != nil {
+			return werr
+		}
+	} else {
+		printSummary(out, final, time.Since(start))
+	}
+	if final.GetStatus() != api.JobInfo_COMPLETED {
+		return exitError{exitFail}
+	}
+	return nil
+}
+
+func printSummary(w io.Writer, j *api.JobInfo, took time.Duration) {
+	if j.GetFinishedMs() > 0 && j.GetCreatedMs() > 0 {
+		took = time.Duration(j.GetFinishedMs()-j.GetCreatedMs()) * time.Millisecond
+	}
+	rate := ""
+	if s := took.Seconds(); s > 0 && j.GetBytesDone() > 0 {
+		rate = fmt.Sprintf(" (%s/s)", config.FormatBytes(int64(float64(j.GetBytesDone())/s)))
+	}
+	fmt.Fprintf(w, "Job %d %s %s: %d/%d tasks, %d failed, %s of %s in %s%s\n", j.GetId(), j.GetPlan(),
+		jobview.Status(j.GetStatus()), j.GetTasksDone(), j.GetTasksTotal(), j.GetTasksFailed(),
+		config.FormatBytes(j.GetBytesDone()), config.FormatBytes(j.GetBytesTotal()), took.Round(time.Millisecond), rate)
+	if j.GetError() != "" && j.GetStatus() != api.JobInfo_COMPLETED {
+		fmt.Fprintf(w, "  error: %s\n", j.GetError())
+	}
+	printFailed(w, j, 10)
+}
+
+func printFailed(w io.Writer, j *api.JobInfo, limit int) {
+	fs := j.GetFailed()
+	if len(fs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "  failed paths:\n")
+	for i, f := range fs {
+		if limit > 0 && i == limit {
+			fmt.Fprintf(w, "    ... and %d more (alluvium job stat %d -v)\n", len(fs)-limit, j.GetId())
+			break
+		}
+		fmt.Fprintf(w, "    %s: %s\n", f.GetPath(), f.GetError())
+	}
+}
+
+// progress shows a job's advance while waiting.
+type progress interface {
+	update(*api.JobInfo)
+	done(*api.JobInfo)
+}
+
+// lineProgress prints one plain line every few seconds (logs, pipes).
+type lineProgress struct {
+	w     io.Writer
+	every time.Duration
+	last  time.Time
+	prev  *api.JobInfo
+	prevT time.Time
+}
+
+func (p *lineProgress) update(j *api.JobInfo) {
+	now := time.Now()
+	if !p.last.IsZero() && now.Sub(p.last) < p.every {
+		return
+	}
+	rate := ""
+	if p.prev != nil {
+		if s := now.Sub(p.prevT).Seconds(); s > 0 {
+			rate = fmt.Sprintf(", %s/s", config.FormatBytes(int64(float64(j.GetBytesDone()-p.prev.GetBytesDone())/s)))
+		}
+	}
+	fmt.Fprintf(p.w, "job %d %s: %d/%d tasks done, %d failed, %s of %s%s\n", j.GetId(), jobview.Status(j.GetStatus()),
+		j.GetTasksDone(), j.GetTasksTotal(), j.GetTasksFailed(), config.FormatBytes(j.GetBytesDone()), config.FormatBytes(j.GetBytesTotal()), rate)
+	p.last, p.prev, p.prevT = now, j, now
+}
+
+func (p *lineProgress) done(*api.JobInfo) {}
+
+// barProgress draws two mpb bars: tasks, and bytes with rate and ETA.
+type barProgress struct {
+	p      *mpb.Progress
+	tasks  *mpb.Bar
+	bytes  *mpb.Bar
+	failed int64
+	lastT  time.Time
+}
+
+func newBarProgress(ctx context.Context, w io.Writer, id int64) *barProgress {
+	b := &barProgress{p: mpb.NewWithContext(ctx, mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithRefreshRate(150*time.Millisecond)), lastT: time.Now()}
+	b.tasks = b.p.AddBar(1,
+		mpb.PrependDecorators(decor.Name(fmt.Sprintf("job %d tasks ", id), decor.WC{W: 16}), decor.CountersNoUnit("%d / %d", decor.WC{W: 14})),
+		mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return fmt.Sprintf(" %d failed", b.failed) })),
+	)
+	b.bytes = b.p.AddBar(1,
+		mpb.PrependDecorators(decor.Name("bytes ", decor.WC{W: 16}), decor.Counters(decor.SizeB1024(0), "% .1f / % .1f", decor.WC{W: 14})),
+		mpb.AppendDecorators(decor.EwmaSpeed(decor.SizeB1024(0), " % .1f", 20), decor.Name("  ETA "), decor.EwmaETA(decor.ET_STYLE_GO, 20)),
+	)
+	return b
+}
+
+func (b *barProgress) update(j *api.JobInfo) {
+	now := time.Now()
+	dt := now.Sub(b.lastT)
+	b.lastT = now
+	b.failed = j.GetTasksFailed()
+	b.tasks.SetTotal(max(j.GetTasksTotal(), 1), false)
+	b.tasks.SetCurrent(j.GetTasksDone() + j.GetTasksFailed())
+	b.bytes.SetTotal(max(j.GetBytesTotal(), 1), false)
+	b.bytes.EwmaSetCurrent(j.GetBytesDone(), dt)
+}
+
+func (b *barProgress) done(j *api.JobInfo) {
+	if j != nil && j.GetStatus() == api.JobInfo_COMPLETED {
+		b.tasks.SetTotal(-1, true)
+		b.bytes.SetTotal(-1, true)
+	} else {
+		b.tasks.Abort(false)
+		b.bytes.Abort(false)
+	}
+	b.p.Wait()
+}
+
+func newJobLsCmd(g *globals) *cobra.Command {
+	var statuses []string
+	var plan, output string
+	var limit int
+	c := &cobra.Command{
+		Use:   "ls",
+		Short: "List jobs (oldest first), optionally by status and plan",
+		Example: `  alluvium job ls
+  alluvium job ls --status RUNNING,FAILED --plan load
+  alluvium job ls --output json | jq '.jobs[] | select(.status=="FAILED") | .id'`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkJobOutput(output); err != nil {
+				return err
+			}
+			var want []api.JobInfo_Status
+			for _, s := range statuses {
+				st, ok := jobview.ParseStatus(s)
+				if !ok {
+					return usagef("--status %q: want CREATED, RUNNING, COMPLETED, FAILED or CANCELED", s)
+				}
+				want = append(want, st)
+			}
+			cl, jobs, err := jobsClient(cmd, g)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			var list []*api.JobInfo
+			for j, err := range jobs.List(cmd.Context(), sdk.ListJobsOptions{Statuses: want, Plan: plan, PageSize: 500}) {
+				if err != nil {
+					return jobErr(err)
+				}
+				list = append(list, j)
+			}
+			if limit > 0 && len(list) > limit {
+				list = list[len(list)-limit:]
+			}
+			out := cmd.OutOrStdout()
+			if output == "json" {
+				v := struct {
+					Jobs []jobview.Job `json:"jobs"`
+				}{Jobs: []jobview.Job{}}
+				for _, j := range list {
+					v.Jobs = append(v.Jobs, jobview.FromInfo(j))
+				}
+				return writeJSON(out, v)
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tPLAN\tSTATUS\tTASKS\tFAILED\tBYTES\tCREATED\tWHAT")
+			for _, j := range list {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%d\t%s/%s\t%s\t%s\n", j.GetId(), j.GetPlan(), jobview.Status(j.GetStatus()),
+					j.GetTasksDone(), j.GetTasksTotal(), j.GetTasksFailed(), config.FormatBytes(j.GetBytesDone()),
+					config.FormatBytes(j.GetBytesTotal()), time.UnixMilli(j.GetCreatedMs()).Format("2006-01-02 15:04:05"), jobWhat(j))
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().StringSliceVar(&statuses, "status", nil, "only jobs in these states (CREATED, RUNNING, COMPLETED, FAILED, CANCELED)")
+	c.Flags().StringVar(&plan, "plan", "", "only jobs of this plan (load, ...)")
+	c.Flags().IntVar(&limit, "limit", 0, "show only the newest N")
+	c.Flags().StringVar(&output, "output", "", "output format: json")
+	return c
+}
+
+// jobWhat is the short "what" of a job: its path for path-based plans.
+func jobWhat(j *api.JobInfo) string {
+	var c struct {
+		Path string `json:"path"`
+		Src  string `json:"src"`
+		Dst  string `json:"dst"`
+	}
+	_ = json.Unmarshal([]byte(j.GetConfigJson()), &c)
+	switch {
+	case c.Path != "":
+		return c.Path
+	case c.Src != "":
+		return c.Src + " -> " + c.Dst
+	}
+	return ""
+}
+
+func newJobStatCmd(g *globals) *cobra.Command {
+	var verbose bool
+	var output string
+	c := &cobra.Command{
+		Use:   "stat ID",
+		Short: "Show a job: status, progress, errors; -v adds failed paths and tasks",
+		Example: `  alluvium job stat 7
+  alluvium job stat 7 -v
+  alluvium job stat 7 --output json | jq .status`,
+		Args: exactArgs(1, "ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkJobOutput(output); err != nil {
+				return err
+			}
+			id, err := parseJobID(args[0])
+			if err != nil {
+				return err
+			}
+			cl, jobs, err := jobsClient(cmd, g)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			j, err := jobs.Get(cmd.Context(), id, verbose)
+			if err != nil {
+				return jobErr(err)
+			}
+			out := cmd.OutOrStdout()
+			if output == "json" {
+				return writeJSON(out, jobview.FromInfo(j))
+			}
+			printJob(out, j, verbose)
+			return nil
+		},
+	}
+	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "list failed paths with their errors, and the tasks")
+	c.Flags().StringVar(&output, "output", "", "output format: json")
+	return c
+}
+
+func printJob(out io.Writer, j *api.JobInfo, verbose bool) {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "Job\t%d\n", j.GetId())
+	fmt.Fprintf(tw, "Plan\t%s\n", j.GetPlan())
+	fmt.Fprintf(tw, "Status\t%s\n", jobview.Status(j.GetStatus()))
+	fmt.Fprintf(tw, "Config\t%s\n", j.GetConfigJson())
+	fmt.Fprintf(tw, "Tasks\t%d total, %d done, %d failed, %d running%s\n", j.GetTasksTotal(), j.GetTasksDone(), j.GetTasksFailed(), j.GetTasksRunning(),
+		map[bool]string{true: "", false: " (planning)"}[j.GetPlanningDone() || sdk.IsTerminal(j.GetStatus())])
+	fmt.Fprintf(tw, "Bytes\t%s of %s\n", config.FormatBytes(j.GetBytesDone()), config.FormatBytes(j.GetBytesTotal()))
+	if j.GetRound() > 0 {
+		fmt.Fprintf(tw, "Round\t%d (verify)\n", j.GetRound())
+	}
+	fmt.Fprintf(tw, "Created\t%s\n", time.UnixMilli(j.GetCreatedMs()).Format(time.RFC3339))
+	if j.GetFinishedMs() > 0 {
+		fmt.Fprintf(tw, "Finished\t%s (took %s)\n", time.UnixMilli(j.GetFinishedMs()).Format(time.RFC3339),
+			(time.Duration(j.GetFinishedMs()-j.GetCreatedMs()) * time.Millisecond).String())
+	}
+	if j.GetSubmitter() != "" {
+		fmt.Fprintf(tw, "Submitter\t%s\n", j.GetSubmitter())
+	}
+	if j.GetError() != "" {
+		fmt.Fprintf(tw, "Error\t%s\n", j.GetError())
+	}
+	tw.Flush()
+	if !verbose {
+		if n := len(j.GetFailed()); n > 0 {
+			fmt.Fprintf(out, "%d failed path(s); -v lists them\n", n)
+		}
+		return
+	}
+	printFailed(out, j, 0)
+	if len(j.GetTasks()) == 0 {
+		return
+	}
+	ts := append([]*api.TaskInfo(nil), j.GetTasks()...)
+	sort.Slice(ts, func(a, b int) bool { return ts[a].GetTaskId() < ts[b].GetTaskId() })
+	fmt.Fprintln(out, "Tasks:")
+	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  TASK\tSTATUS\tATTEMPT\tWORKER\tBYTES\tWHAT\tERROR")
+	for _, t := range ts {
+		fmt.Fprintf(tw, "  %d\t%s\t%d\t%s\t%s/%s\t%s\t%s\n", t.GetTaskId(), jobview.TaskStatus(t.GetStatus()), t.GetAttempt(),
+			t.GetWorkerAddress(), config.FormatBytes(t.GetBytesDone()), config.FormatBytes(t.GetBytesTotal()), t.GetDescription(), t.GetError())
+	}
+	tw.Flush()
+}
+
+func newJobCancelCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "cancel ID",
+		Short:   "Cancel a job: its running tasks are stopped and it ends CANCELED",
+		Example: `  alluvium job cancel 7`,
+		Args:    exactArgs(1, "ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseJobID(args[0])
+			if err != nil {
+				return err
+			}
+			cl, jobs, err := jobsClient(cmd, g)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			if err := jobs.Cancel(cmd.Context(), id); err != nil {
+				return jobErr(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Canceled job %d\n", id)
+			return nil
+		},
+	}
+}
+
+func newJobWaitCmd(g *globals) *cobra.Command {
+	var output string
+	c := &cobra.Command{
+		Use:   "wait ID",
+		Short: "Wait for a job to end, showing progress; exit 0 only if it COMPLETED",
+		Example: `  alluvium job wait 7
+  alluvium job wait 7 --output json`,
+		Args: exactArgs(1, "ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkJobOutput(output); err != nil {
+				return err
+			}
+			id, err := parseJobID(args[0])
+			if err != nil {
+				return err
+			}
+			cl, jobs, err := jobsClient(cmd, g)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			return waitAndReport(cmd, jobs, id, output)
+		},
+	}
+	c.Flags().StringVar(&output, "output", "", "output format: json")
+	return c
+}
+
+func newJobLeaderCmd(g *globals) *cobra.Command {
+	var output string
+	c := &cobra.Command{
+		Use:     "leader",
+		Short:   "Show which job master leads, and the raft group",
+		Example: `  alluvium job leader --job-master host1:20001,host2:20001,host3:20001`,
+		Args:    exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkJobOutput(output); err != nil {
+				return err
+			}
+			cl, jobs, err := jobsClient(cmd, g)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			r, err := jobs.Leader(cmd.Context())
+			if err != nil {
+				return jobErr(err)
+			}
+			out := cmd.OutOrStdout()
+			if output == "json" {
+				type server struct {
+					ID         string `json:"id"`
+					RaftAddr   string `json:"raftAddress"`
+					RPCAddress string `json:"rpcAddress"`
+					Suffrage   string `json:"suffrage"`
+					Leader     bool   `json:"leader"`
+				}
+				v := struct {
+					LeaderID    string   `json:"leaderId"`
+					LeaderRPC   string   `json:"leaderRpcAddress"`
+					Term        uint64   `json:"term"`
+					CommitIndex uint64   `json:"commitIndex"`
+					Servers     []server `json:"servers"`
+				}{LeaderID: r.GetLeaderId(), LeaderRPC: r.GetLeaderRpcAddress(), Term: r.GetTerm(), CommitIndex: r.GetCommitIndex()}
+				for _, s := range r.GetServers() {
+					v.Servers = append(v.Servers, server{s.GetId(), s.GetRaftAddress(), s.GetRpcAddress(), s.GetSuffrage(), s.GetLeader()})
+				}
+				return writeJSON(out, v)
+			}
+			fmt.Fprintf(out, "Leader %s at %s (term %d, commit index %d)\n", r.GetLeaderId(), r.GetLeaderRpcAddress(), r.GetTerm(), r.GetCommitIndex())
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tRAFT\tRPC\tROLE")
+			for _, s := range r.GetServers() {
+				role := "follower"
+				if s.GetLeader() {
+					role = "leader"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.GetId(), s.GetRaftAddress(), s.GetRpcAddress(), role)
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().StringVar(&output, "output", "", "output format: json")
+	return c
+}
+
+func newJobWorkersCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "workers",
+		Short: "List the job workers the leader knows, with their state and running tasks",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, jobs, err := jobsClient(cmd, g)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ws, err := jobs.Workers(cmd.Context())
+			if err != nil {
+				return jobErr(err)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tADDRESS\tSTATE\tTHREADS\tRUNNING\tBLOCK WORKER\tLAST SEEN")
+			for _, w := range ws {
+				seen := "-"
+				if w.GetLastHeartbeatMs() > 0 {
+					seen = time.Since(time.UnixMilli(w.GetLastHeartbeatMs())).Round(time.Millisecond).String() + " ago"
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\t%s\n", w.GetId(), w.GetAddress(), w.GetState(), w.GetThreads(), w.GetRunningTasks(), w.GetBlockWorkerAddress(), seen)
+			}
+			return tw.Flush()
+		},
+	}
+}
