@@ -389,6 +389,12 @@ func (w *Worker) execLoop() {
 
 		u := w.run(ctx, a, lim)
 		cancel()
+		switch u.GetStatus() {
+		case api.TaskInfo_CANCELED:
+			w.log.Info("task canceled", zap.Int64("job", a.GetJobId()), zap.Int64("task", a.GetTaskId()), zap.Int32("attempt", a.GetAttempt()), zap.String("what", a.GetDescription()))
+		case api.TaskInfo_FAILED:
+			w.log.Warn("task failed", zap.Int64("job", a.GetJobId()), zap.Int64("task", a.GetTaskId()), zap.Int32("attempt", a.GetAttempt()), zap.String("what", a.GetDescription()), zap.String("error", u.GetError()))
+		}
 
 		w.mu.Lock()
 		r := refOf(a)

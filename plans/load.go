@@ -22,9 +22,11 @@ import (
 )
 
 // Load caches every block under a path in the block workers, up to
-// Replication copies each. Tasks go one per large block, or one per batch of
-// small files, to the job worker beside the block worker that will hold the
-// data; block workers are chosen so the planned bytes spread evenly.
+// Replication copies each. A full block (as long as its file's block size)
+// is a task of its own; smaller blocks (small files, file tails) are
+// batched, up to BatchFiles blocks or BatchBytes bytes per task. A task goes
+// to the job worker beside the block worker that will hold its data, and
+// block workers are chosen so the planned bytes spread evenly.
 type Load struct{}
 
 // LoadConfig is the load plan's job config (JSON).
@@ -394,8 +396,13 @@ func (p *loadPlanner) planFile(f *api.FileInfo) {
 			p.failed = append(p.failed, &api.FailedPath{Path: f.GetPath(), Error: fmt.Sprintf("block %d is not cached and the file is not persisted: no UFS copy to load from", i)})
 			break
 		}
+		full := b.Length >= bs && bs > 0
 		for _, t := range p.targets(b.ID, need, have) {
-			p.add(t, b, mark)
+			if full {
+				p.single(t, b, mark)
+			} else {
+				p.add(t, b, mark)
+			}
 		}
 	}
 }
@@ -456,6 +463,15 @@ func (p *loadPlanner) add(t blockWorker, b loadBlock, mark *fileMark) {
 	}
 }
 
+// single makes a task of one full block: full blocks are big enough to be
+// a task each, and spread better so.
+func (p *loadPlanner) single(t blockWorker, b loadBlock, mark *fileMark) {
+	ob := &openBatch{target: t, blocks: []loadBlock{b}, marks: []*fileMark{mark}, bytes: b.Length}
+	mark.pending++
+	p.pending[t.id] += b.Length
+	p.emit(ob)
+}
+
 // flush turns the open batch of worker id into a task.
 func (p *loadPlanner) flush(id int64) {
 	ob := p.open[id]
@@ -463,6 +479,11 @@ func (p *loadPlanner) flush(id int64) {
 		return
 	}
 	delete(p.open, id)
+	p.emit(ob)
+}
+
+func (p *loadPlanner) emit(ob *openBatch) {
+	id := ob.target.id
 	p.pending[id] -= ob.bytes
 	p.cursor.Planned[id] += ob.bytes
 	args, _ := json.Marshal(loadArgs{Worker: ob.target.id, Address: ob.target.addr, Blocks: ob.blocks})
