@@ -170,6 +170,7 @@ func (s *Secondary) step(ctx context.Context) {
 func (s *Secondary) writeCheckpoint() error {
 	seq := s.st.lastSeq
 	t0 := time.Now()
+	s.log.Info("secondary writing checkpoint", zap.Int64("sequence", seq))
 	path, err := journal.WriteCheckpoint(s.dir, seq, s.st.WriteCheckpoint)
 	if err != nil {
 		return err
