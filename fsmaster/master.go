@@ -506,3 +506,7 @@ func Format(ctx context.Context, cfg *config.Config, force bool, log *zap.Logger
 	}
 	return j.Close()
 }
+
+// JournalStats returns the journal's counters (entries made durable, group
+// commits), for benchmarks and reports.
+func (m *Master) JournalStats() journal.Stats { return m.j.Stats() }
