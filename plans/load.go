@@ -22,9 +22,9 @@ import (
 )
 
 // Load caches every block under a path in the block workers, up to
-// Replication copies each. A full block (as long as its file's block size)
-// is a task of its own; smaller blocks (small files, file tails) are
-// batched, up to BatchFiles blocks or BatchBytes bytes per task. A task goes
+// Replication copies each. Each block of a file of a block or more is a task
+// of its own; small files (shorter than a block) are batched, up to
+// BatchFiles files or BatchBytes bytes per task. A task goes
 // to the job worker beside the block worker that will hold its data, and
 // block workers are chosen so the planned bytes spread evenly.
 type Load struct{}
@@ -316,15 +316,17 @@ func (p *loadPlanner) Next(ctx context.Context, max int) (Batch, error) {
 		scanned++
 		p.planFile(f)
 	}
-	if p.eof {
-		ids := make([]int64, 0, len(p.open))
-		for id := range p.open {
-			ids = append(ids, id)
-		}
-		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-		for _, id := range ids {
-			p.flush(id)
-		}
+	// Every Next ends with nothing pending, so the cursor (the last file
+	// listed) is exact: no file's blocks are half emitted, none is emitted
+	// after one still waiting. A batch of small files thus never spans two
+	// calls; Next covers thousands of files, so few batches are cut short.
+	ids := make([]int64, 0, len(p.open))
+	for id := range p.open {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		p.flush(id)
 	}
 	p.advance()
 	cur, err := json.Marshal(p.cursor)
@@ -396,7 +398,10 @@ func (p *loadPlanner) planFile(f *api.FileInfo) {
 			p.failed = append(p.failed, &api.FailedPath{Path: f.GetPath(), Error: fmt.Sprintf("block %d is not cached and the file is not persisted: no UFS copy to load from", i)})
 			break
 		}
-		full := b.Length >= bs && bs > 0
+		// Only small files (one block, shorter than a block) are batched: a
+		// file's blocks are then either all emitted at once or all waiting
+		// in one batch, which keeps the resume cursor exact.
+		full := nblocks > 1 || b.Length >= bs
 		for _, t := range p.targets(b.ID, need, have) {
 			if full {
 				p.single(t, b, mark)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -15,9 +14,10 @@ import (
 
 // walker lists the files under a root depth-first, one directory page at a
 // time, so memory holds at most one page per directory level however big
-// the tree. It resumes after a given file path: the FS master lists a
-// directory's children in name order, so "after /a/b/c" skips every entry
-// that sorts before it component by component.
+// the tree. The FS master lists a directory's children in name order and
+// its page token is the last name returned; so resuming "after /r/a/b/c"
+// lists /r/a/b after "c", then /r/a after "b", then /r after "a" — a few
+// calls, whatever came before.
 type walker struct {
 	fs       api.FileSystemMasterClient
 	root     string
@@ -37,10 +37,6 @@ type dirIter struct {
 	page  []*api.FileInfo
 	i     int
 	last  bool // no page after this one
-	// resume: entries named < skip are done; the entry named skip is done
-	// too when it is a file, or resumed at rest when it is a directory.
-	skip string
-	rest []string
 }
 
 func newWalker(fs api.FileSystemMasterClient, root, after string, pageSize int32, blocks bool) *walker {
@@ -67,11 +63,17 @@ func (w *walker) start(ctx context.Context) error {
 		}
 		return nil
 	}
-	d := &dirIter{path: w.root}
-	if len(w.after) > 0 {
-		d.skip, d.rest = w.after[0], w.after[1:]
+	dir := w.root
+	if len(w.after) == 0 {
+		w.stack = append(w.stack, &dirIter{path: dir})
+		return nil
 	}
-	w.stack = append(w.stack, d)
+	// One iterator per level of the resume path, each starting after the
+	// name on that path; the deepest is on top and goes first.
+	for _, name := range w.after {
+		w.stack = append(w.stack, &dirIter{path: dir, token: name})
+		dir = paths.Join(dir, name)
+	}
 	return nil
 }
 
@@ -101,22 +103,6 @@ func (w *walker) Next(ctx context.Context) (*api.FileInfo, error) {
 		}
 		info := d.page[d.i]
 		d.i++
-		name := info.GetName()
-		if d.skip != "" {
-			switch c := strings.Compare(name, d.skip); {
-			case c < 0:
-				continue
-			case c == 0:
-				rest := d.rest
-				d.skip, d.rest = "", nil
-				if info.GetFolder() && len(rest) > 0 {
-					w.stack = append(w.stack, &dirIter{path: childPath(d.path, info), skip: rest[0], rest: rest[1:]})
-				}
-				continue
-			default:
-				d.skip, d.rest = "", nil
-			}
-		}
 		if info.GetFolder() {
 			w.stack = append(w.stack, &dirIter{path: childPath(d.path, info)})
 			continue
@@ -139,7 +125,7 @@ func (w *walker) fetch(ctx context.Context, d *dirIter) error {
 	})
 	if err != nil {
 		if status.Code(err) == codes.NotFound && d.path != w.root {
-			// Deleted while we walked: nothing left to do there.
+			// Deleted while we walked (or before a resume): nothing left.
 			d.page, d.i, d.last = nil, 0, true
 			return nil
 		}
