@@ -182,8 +182,8 @@ func (w *Worker) copyFromUFS(f *fill, src *api.UfsBlockSource) error {
 		return ufsStatus(src.GetUfsPath(), err)
 	}
 	defer rc.Close()
-	bp := w.bufs.get()
-	defer w.bufs.put(bp)
+	bp := w.chunks.Get(w.chunks.Size())
+	defer w.chunks.Put(bp)
 	buf := *bp
 	for {
 		n, rerr := io.ReadFull(rc, buf)

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/ufs"
 )
 
@@ -158,21 +159,21 @@ func (s *service) ReadBlock(req *api.ReadBlockRequest, stream api.BlockWorker_Re
 }
 
 func (s *service) sendFile(stream api.BlockWorker_ReadBlockServer, h *Handle, id, off, n int64, chunk int) error {
-	bp := s.w.bufs.getSize(chunk)
-	defer s.w.bufs.put(bp)
-	buf := *bp
-	msg := &api.ReadBlockResponse{}
+	pool := s.w.chunks
 	for n > 0 {
-		c := int(min(int64(len(buf)), n))
-		got, err := h.ReadAt(buf[:c], off)
+		c := int(min(int64(chunk), n))
+		buf := pool.Get(c)
+		got, err := h.ReadAt(*buf, off)
 		if got < c {
+			pool.Put(buf)
 			if err == nil || err == io.EOF {
 				err = fmt.Errorf("block file ends at %d", off+int64(got))
 			}
 			return status.Errorf(codes.DataLoss, "read block %d at %d: %v", id, off, err)
 		}
-		msg.Chunk = buf[:c]
-		if err := stream.Send(msg); err != nil {
+		// The buffer goes to the transport without a copy; it comes back
+		// to the pool once written.
+		if err := stream.SendMsg(&rpc.OwnedChunk{Buf: buf, Pool: pool}); err != nil {
 			return err
 		}
 		s.w.metrics.bytesReadCache.Add(float64(c))
@@ -184,12 +185,9 @@ func (s *service) sendFile(stream api.BlockWorker_ReadBlockServer, h *Handle, id
 
 func (s *service) sendFill(stream api.BlockWorker_ReadBlockServer, f *fill, off, n int64, chunk int) error {
 	ctx := stream.Context()
-	bp := s.w.bufs.getSize(chunk)
-	defer s.w.bufs.put(bp)
-	buf := *bp
-	msg := &api.ReadBlockResponse{}
+	pool := s.w.chunks
 	for n > 0 {
-		want := min(int64(len(buf)), n)
+		want := min(int64(chunk), n)
 		avail, err := f.waitFor(ctx, off+want)
 		if err != nil {
 			return storeStatus("read", f.id, err)
@@ -198,12 +196,13 @@ func (s *service) sendFill(stream api.BlockWorker_ReadBlockServer, f *fill, off,
 		if c <= 0 {
 			return status.Errorf(codes.DataLoss, "read block %d: the UFS gave %d bytes, want %d", f.id, avail, off+want)
 		}
-		got, err := f.rf.ReadAt(buf[:c], off)
+		buf := pool.Get(int(c))
+		got, err := f.rf.ReadAt(*buf, off)
 		if int64(got) < c {
+			pool.Put(buf)
 			return status.Errorf(codes.Internal, "read block %d at %d from the fill: %v", f.id, off, err)
 		}
-		msg.Chunk = buf[:c]
-		if err := stream.Send(msg); err != nil {
+		if err := stream.SendMsg(&rpc.OwnedChunk{Buf: buf, Pool: pool}); err != nil {
 			return err
 		}
 		s.w.metrics.bytesReadUFS.Add(float64(c))
@@ -228,19 +227,19 @@ func (s *service) sendUFS(stream api.BlockWorker_ReadBlockServer, id int64, src 
 		return ufsStatus(src.GetUfsPath(), err)
 	}
 	defer rc.Close()
-	bp := s.w.bufs.getSize(chunk)
-	defer s.w.bufs.put(bp)
-	buf := *bp
-	msg := &api.ReadBlockResponse{}
+	pool := s.w.chunks
 	for n > 0 {
-		c, err := io.ReadFull(rc, buf[:min(int64(len(buf)), n)])
+		buf := pool.Get(int(min(int64(chunk), n)))
+		c, err := io.ReadFull(rc, *buf)
 		if c > 0 {
-			msg.Chunk = buf[:c]
-			if err := stream.Send(msg); err != nil {
+			*buf = (*buf)[:c]
+			if err := stream.SendMsg(&rpc.OwnedChunk{Buf: buf, Pool: pool}); err != nil {
 				return err
 			}
 			s.w.metrics.bytesReadUFS.Add(float64(c))
 			n -= int64(c)
+		} else {
+			pool.Put(buf)
 		}
 		if err != nil {
 			if n > 0 {
@@ -470,32 +469,4 @@ func (t *leaseTable) expired(now time.Time) []int64 {
 		}
 	}
 	return out
-}
-
-// bufPool hands out read buffers of the default chunk size.
-type bufPool struct {
-	size int
-	p    sync.Pool
-}
-
-func newBufPool(size int) *bufPool {
-	bp := &bufPool{size: size}
-	bp.p.New = func() any { b := make([]byte, size); return &b }
-	return bp
-}
-
-func (bp *bufPool) get() *[]byte { return bp.p.Get().(*[]byte) }
-
-func (bp *bufPool) getSize(n int) *[]byte {
-	if n == bp.size {
-		return bp.get()
-	}
-	b := make([]byte, n)
-	return &b
-}
-
-func (bp *bufPool) put(b *[]byte) {
-	if len(*b) == bp.size {
-		bp.p.Put(b)
-	}
 }

@@ -408,3 +408,20 @@ func TestStoreConcurrent(t *testing.T) {
 		t.Errorf("quota exceeded: %+v", u)
 	}
 }
+
+// FuzzParseBlockName: block file names parse back to the id and pin they
+// were made from, and nothing else parses.
+func FuzzParseBlockName(f *testing.F) {
+	for _, s := range []string{"0", "123", "123.pin", "-1", "01", "1.pin.pin", ".pin", "9223372036854775807", "9223372036854775808", "1e3", " 1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		id, pinned, ok := parseBlockName(name)
+		if !ok {
+			return
+		}
+		if got := filepath.Base(blockPath(&tier{dir: "/x"}, id, pinned)); got != name {
+			t.Errorf("%q parsed as (%d, %v), which names %q", name, id, pinned, got)
+		}
+	})
+}

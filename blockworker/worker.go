@@ -20,11 +20,11 @@ import (
 // Worker is one block worker: the tiered store, its gRPC service, its http
 // port, and its link to the FS master.
 type Worker struct {
-	cfg   *config.Config
-	log   *zap.Logger
-	store *Store
-	chunk int
-	bufs  *bufPool
+	cfg    *config.Config
+	log    *zap.Logger
+	store  *Store
+	chunk  int
+	chunks *rpc.ChunkPool // read buffers, lent to the transport while sent
 
 	masterConn *grpc.ClientConn
 	link       *masterLink
@@ -96,7 +96,7 @@ func New(cfg *config.Config, log *zap.Logger) (*Worker, error) {
 		lease = 5 * time.Minute
 	}
 	w := &Worker{
-		cfg: cfg, log: log, store: store, chunk: chunk, bufs: newBufPool(chunk),
+		cfg: cfg, log: log, store: store, chunk: chunk, chunks: rpc.NewChunkPool(chunk),
 		masterConn: cc,
 		mounts:     newMountTable(api.NewFileSystemMasterClient(cc)),
 		leases:     newLeaseTable(lease),

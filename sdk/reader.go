@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/rpc"
 )
 
 // OpenOptions tune Open.
@@ -100,6 +101,18 @@ func (r *FileReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	end, err := r.ensureCur()
+	if err != nil {
+		return 0, err
+	}
+	n, err := r.cur.read(p[:min(int64(len(p)), end-r.pos)])
+	r.pos += int64(n)
+	return n, r.afterRead(end, err)
+}
+
+// ensureCur makes r.cur the reader of the block holding r.pos and returns
+// the file offset where that block ends.
+func (r *FileReader) ensureCur() (int64, error) {
 	bs := r.info.GetBlockSizeBytes()
 	idx := r.pos / bs
 	if r.cur != nil && (r.cur.idx != idx || r.cur.pos != r.pos) {
@@ -113,9 +126,12 @@ func (r *FileReader) Read(p []byte) (int, error) {
 		}
 		r.cur = bsm
 	}
-	end := idx*bs + r.blockLen(idx)
-	n, err := r.cur.read(p[:min(int64(len(p)), end-r.pos)])
-	r.pos += int64(n)
+	return idx*bs + r.blockLen(idx), nil
+}
+
+// afterRead closes the block reader at the block's end or on error; io.EOF
+// from a block before its end is data loss.
+func (r *FileReader) afterRead(end int64, err error) error {
 	if err == io.EOF {
 		if r.pos != end {
 			err = r.errf("read", codes.DataLoss, ErrInternal, "block %d ended at byte %d of the file, want %d", r.cur.id, r.pos, end)
@@ -130,9 +146,62 @@ func (r *FileReader) Read(p []byte) (int, error) {
 			r.cur.close()
 			r.cur = nil
 		}
-		return n, err
+		return wrapErr("read", r.path, err)
 	}
-	return n, nil
+	if r.pos == end && r.cur != nil {
+		r.cur.close()
+		r.cur = nil
+	}
+	return nil
+}
+
+// WriteTo implements io.WriterTo, which io.Copy prefers: each received
+// chunk goes to w as it is, without the copy into a caller's buffer.
+func (r *FileReader) WriteTo(w io.Writer) (int64, error) {
+	if r.closed {
+		return 0, r.errf("read", codes.FailedPrecondition, ErrFailedPrecondition, "reader is closed")
+	}
+	var total int64
+	var local []byte
+	for r.pos < r.info.GetLength() {
+		end, err := r.ensureCur()
+		if err != nil {
+			return total, err
+		}
+		var werr error
+		if r.cur.sec != nil {
+			if local == nil {
+				local = make([]byte, writeChunk)
+			}
+			n, rerr := r.cur.read(local[:min(int64(len(local)), end-r.pos)])
+			err = rerr
+			if n > 0 {
+				var wn int
+				wn, werr = w.Write(local[:n])
+				total += int64(wn)
+				r.pos += int64(wn)
+			}
+		} else {
+			if r.cur.ref.Len() == 0 {
+				err = r.cur.fill()
+			}
+			// The transport's buffers go to w as they are.
+			wn, e := r.cur.ref.WriteTo(w, int(end-r.pos))
+			werr = e
+			total += int64(wn)
+			r.pos += int64(wn)
+			r.cur.pos += int64(wn)
+		}
+		if werr != nil {
+			r.cur.close()
+			r.cur = nil
+			return total, werr
+		}
+		if err := r.afterRead(end, err); err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 // Seek implements io.Seeker. Seeking past the end is allowed; Read then
@@ -390,8 +459,7 @@ type blockStream struct {
 	pos     int64 // file offset of the next byte
 	cancel  context.CancelFunc
 	st      api.BlockWorker_ReadBlockClient
-	msg     api.ReadBlockResponse
-	pending []byte
+	ref     rpc.ChunkRef // the received chunk, still in the transport's buffers
 	local   *localBlock
 	sec     *io.SectionReader
 	err     error
@@ -422,17 +490,15 @@ func (r *FileReader) newStream(idx, off, n int64, l *api.BlockLocation, src *api
 	return &blockStream{idx: idx, id: id, pos: idx*r.info.GetBlockSizeBytes() + off, cancel: cancel, st: st}, nil
 }
 
-// fill receives the next message into pending.
+// fill receives the next chunk into ref.
 func (b *blockStream) fill() error {
 	if b.err != nil {
 		return b.err
 	}
-	b.msg.Reset()
-	if err := b.st.RecvMsg(&b.msg); err != nil {
+	if err := b.st.RecvMsg(&b.ref); err != nil {
 		b.err = err
 		return err
 	}
-	b.pending = b.msg.GetChunk()
 	return nil
 }
 
@@ -444,7 +510,7 @@ func (b *blockStream) read(p []byte) (int, error) {
 	}
 	n := 0
 	for n < len(p) {
-		if len(b.pending) == 0 {
+		if b.ref.Len() == 0 {
 			if err := b.fill(); err != nil {
 				if n > 0 && err == io.EOF {
 					break
@@ -453,11 +519,10 @@ func (b *blockStream) read(p []byte) (int, error) {
 			}
 			continue
 		}
-		c := copy(p[n:], b.pending)
-		b.pending = b.pending[c:]
+		c := b.ref.Read(p[n:])
 		n += c
 		b.pos += int64(c)
-		if len(b.pending) == 0 {
+		if b.ref.Len() == 0 {
 			break // hand back what we have rather than wait on the network
 		}
 	}
@@ -468,6 +533,7 @@ func (b *blockStream) close() {
 	if b.cancel != nil {
 		b.cancel()
 	}
+	b.ref.Free()
 	if b.local != nil {
 		b.local.close(context.Background())
 	}
