@@ -6,6 +6,7 @@ package config
 
 import (
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -414,11 +415,14 @@ func (c *Config) fill() error {
 }
 
 // DefaultTiers is a MEM tier under /dev/shm (when it exists) and an HDD tier
-// under the worker's dir.
+// under the worker's dir. The MEM dir's name is derived from the worker dir,
+// so two clusters on one host never share (and never mistake) cached blocks.
 func DefaultTiers(workerDir string, rpcPort int) []TierConfig {
 	var tiers []TierConfig
 	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-		tiers = append(tiers, TierConfig{Alias: "MEM", Path: fmt.Sprintf("/dev/shm/alluvium-worker-%d", rpcPort), Quota: "1GiB"})
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(workerDir))
+		tiers = append(tiers, TierConfig{Alias: "MEM", Path: fmt.Sprintf("/dev/shm/alluvium-%08x-%d", h.Sum32(), rpcPort), Quota: "1GiB"})
 	}
 	return append(tiers, TierConfig{Alias: "HDD", Path: filepath.Join(workerDir, "hdd"), Quota: "16GiB"})
 }
