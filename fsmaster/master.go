@@ -53,6 +53,10 @@ type Master struct {
 	lastCkptTime atomic.Int64 // ms
 	lastCkptPath atomic.Value // string
 	stopOnce     sync.Once
+
+	failOnce sync.Once
+	failed   chan struct{} // closed when the journal fails
+	failErr  error
 }
 
 // New returns a master for cfg; Start opens the journal and serves.
@@ -66,7 +70,22 @@ func New(cfg *config.Config, log *zap.Logger) (*Master, error) {
 	if cfg.FSMaster.Journal.Dir == "" {
 		return nil, errors.New("fsmaster: fsmaster.journal.dir is empty")
 	}
-	return &Master{cfg: cfg, log: log, dir: cfg.FSMaster.Journal.Dir}, nil
+	return &Master{cfg: cfg, log: log, dir: cfg.FSMaster.Journal.Dir, failed: make(chan struct{})}, nil
+}
+
+// Failed is closed when the journal failed: memory may then hold changes
+// the disk does not, so the process must stop (Err says why) and restart
+// from the journal.
+func (m *Master) Failed() <-chan struct{} { return m.failed }
+
+// Err is the journal failure once Failed is closed.
+func (m *Master) Err() error {
+	select {
+	case <-m.failed:
+		return m.failErr
+	default:
+		return nil
+	}
 }
 
 func nsConfigFrom(cfg *config.Config) (nsConfig, error) {
@@ -175,6 +194,12 @@ func (m *Master) Start(ctx context.Context) error {
 		zap.Int("inodes", st.InodeCount()), zap.Duration("took", time.Since(t0)))
 	blocks := newBlockMap(time.Now)
 	m.ns = newNamespace(st, journalAdapter{j}, ncfg, blocks, m.log)
+	m.ns.onFail = func(err error) {
+		m.failOnce.Do(func() {
+			m.failErr = fmt.Errorf("fsmaster: journal failed: %w", err)
+			close(m.failed)
+		})
+	}
 	if !st.HasRoot() {
 		if err := m.ns.bootstrap(ctx, m.cfg.FSMaster.UFS, m.cfg.FSMaster.UFSOptions); err != nil {
 			return fmt.Errorf("fsmaster: create root mount: %w", err)

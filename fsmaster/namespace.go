@@ -52,6 +52,7 @@ type namespace struct {
 	blocks *blockMap
 	now    func() time.Time
 	onOp   func(op string) // metrics hook; may be nil
+	onFail func(error)     // called once when the journal fails; may be nil
 
 	ufsMu sync.Mutex
 	ufs   map[int64]ufs.FileSystem // mount id → opened UFS
@@ -144,11 +145,15 @@ func (t *txn) wait(ctx context.Context) error {
 // fail marks the namespace broken after a journal write error.
 func (ns *namespace) fail(err error) {
 	ns.mu.Lock()
-	if ns.broken == nil {
+	first := ns.broken == nil
+	if first {
 		ns.broken = err
 		ns.log.Error("journal write failed; refusing all calls until restart", zap.Error(err))
 	}
 	ns.mu.Unlock()
+	if first && ns.onFail != nil {
+		ns.onFail(err)
+	}
 }
 
 // usable returns an error once the journal failed. Call with ns.mu held.

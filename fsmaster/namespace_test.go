@@ -483,3 +483,34 @@ func TestFree(t *testing.T) {
 		t.Fatalf("commands after free: %v", cmds)
 	}
 }
+
+type failingJournal struct{ memJournal }
+
+type failWaiter struct{}
+
+func (failWaiter) Wait(context.Context) error { return fmt.Errorf("disk on fire") }
+
+func (f *failingJournal) Append(e *api.JournalEntry) waiter {
+	f.memJournal.Append(e)
+	return failWaiter{}
+}
+
+// TestJournalFailureStopsWrites: once an entry fails to become durable the
+// namespace refuses everything (memory may hold what the disk does not) and
+// tells the master to stop.
+func TestJournalFailureStopsWrites(t *testing.T) {
+	ns, _, _ := newTestNS(t)
+	var failed error
+	ns.onFail = func(err error) { failed = err }
+	ns.j = &failingJournal{}
+	_, err := ns.CreateDirectory(bg, &api.CreateDirectoryRequest{Path: "/x"})
+	wantCode(t, err, codes.Unavailable, "mkdir with a failing journal")
+	if failed == nil || !strings.Contains(failed.Error(), "disk on fire") {
+		t.Fatalf("onFail got %v", failed)
+	}
+	_, err = ns.GetStatus(bg, &api.GetStatusRequest{Path: "/"})
+	wantCode(t, err, codes.Unavailable, "stat after the failure")
+	if !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("error does not say what to do: %v", err)
+	}
+}

@@ -57,11 +57,19 @@ same explicitly. Stop it with SIGTERM or Ctrl-C.`,
 			info := m.Info()
 			fmt.Printf("fsmaster ready: rpc %s, http %s, journal %s at sequence %d, root %s\n",
 				m.RPCAddr(), m.HTTPAddr(), cfg.FSMaster.Journal.Dir, info.JournalSequence, info.UfsRoot)
-			<-ctx.Done()
+			var failed error
+			select {
+			case <-ctx.Done():
+			case <-m.Failed():
+				failed = m.Err() // memory is ahead of the disk: stop, restart replays
+			}
 			log.Info("stopping FS master")
 			sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
-			return m.Stop(sctx)
+			if err := m.Stop(sctx); failed == nil {
+				return err
+			}
+			return failed
 		},
 	}
 }
