@@ -5,6 +5,7 @@ import "github.com/spf13/cobra"
 // addCommands registers every top-level command; one line per command.
 func addCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newFSCmd(g))
+	root.AddCommand(newLocalCmd(g))
 	root.AddCommand(newWorkerCmd(g))
 	root.AddCommand(newJobMasterCmd(g))
 	root.AddCommand(newJobCmd(g))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/logging"
+	"github.com/alluvium/alluvium/sdk"
 )
 
 // version is set by the linker (-X main.version=...).
@@ -141,4 +143,17 @@ func minArgs(n int, names ...string) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// dialCluster opens an SDK client on the FS master and job masters the
+// configuration names (flags > env > file > defaults).
+func dialCluster(ctx context.Context, cfg *config.Config) (*sdk.Client, error) {
+	var masters []string
+	for _, a := range strings.Split(cfg.Client.JobMaster, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			masters = append(masters, a)
+		}
+	}
+	return sdk.Dial(ctx, sdk.WithMaster(cfg.Client.Master), sdk.WithJobMasters(masters...),
+		sdk.WithToken(cfg.Security.Token), sdk.WithTimeout(cfg.Client.Timeout))
 }

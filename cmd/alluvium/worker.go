@@ -97,6 +97,13 @@ func (g *globals) tiersConfigured(cmd *cobra.Command) bool {
 
 // runWorker runs the configured roles until ctx ends, then stops them.
 func runWorker(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
+	return runWorkerRoles(ctx, cfg, log, nil)
+}
+
+// runWorkerRoles starts the configured roles, calls ready (or prints the
+// ready line when ready is nil), and stops them when ctx ends. `alluvium
+// local` runs one per worker.
+func runWorkerRoles(ctx context.Context, cfg *config.Config, log *zap.Logger, ready func()) error {
 	var bw *blockworker.Worker
 	col := colocated{}
 	if cfg.Worker.Role == "all" || cfg.Worker.Role == "block" {
@@ -123,7 +130,9 @@ func runWorker(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		}
 		stopJob = s
 	}
-	if bw != nil {
+	if ready != nil {
+		ready()
+	} else if bw != nil {
 		fmt.Printf("worker ready: role %s, block worker id %d, rpc %s, http %s, master %s\n",
 			cfg.Worker.Role, bw.ID(), bw.RPCAddr(), bw.HTTPAddr(), cfg.Worker.Master)
 	} else {

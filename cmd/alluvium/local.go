@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/fsmaster"
+	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/jobmaster"
+)
+
+func newLocalCmd(g *globals) *cobra.Command {
+	var workers int
+	c := &cobra.Command{
+		Use:   "local",
+		Short: "Run an all-in-one cluster on this machine (every role in one process, on loopback)",
+		Long: `Run every role in one process on 127.0.0.1: the FS master and its secondary
+checkpointer, the job master (a single raft node), and N workers (each a block
+worker with its own tiers plus a job worker beside it).
+
+Everything lives under --home (default ./alluvium-data): the journal, the raft
+data, each worker's tiers (MEM under /dev/shm, HDD under <home>/worker-<i>),
+and the UFS when --ufs is not given (<home>/ufs). A restart with the same home
+keeps the namespace and the cache.
+
+Every port is in [P, P+200) for --port-base P (default 19998): FS master rpc P,
+http P+1; job master rpc P+3, http P+4, raft P+5; worker i at P+20+4i...
+When the cluster is ready it writes <home>/env (export lines for
+ALLUVIUM_MASTER, ALLUVIUM_JOB_MASTER and, when auth is on, ALLUVIUM_TOKEN) and
+prints a line with "ready". Ctrl-C or SIGTERM stops it cleanly.`,
+		Example: `  alluvium local --home /tmp/alluvium --ufs /data --workers 3
+  # in another shell:
+  source /tmp/alluvium/env
+  alluvium fs ls /
+  alluvium job submit load / --wait`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if workers < 1 || workers > config.MaxLocalWorkers {
+				return usagef("--workers %d: want 1..%d", workers, config.MaxLocalWorkers)
+			}
+			if !cmd.Flags().Changed("port-base") {
+				_ = cmd.Flags().Set("port-base", fmt.Sprint(config.DefaultPortBase))
+			}
+			if cmd.Flags().Changed("ufs") {
+				u, err := localUFS(g.ufs)
+				if err != nil {
+					return usageError{err}
+				}
+				g.ufs = u
+			}
+			cfg, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			log, err := logger(cfg, "local")
+			if err != nil {
+				return usageError{err}
+			}
+			defer log.Sync() //nolint:errcheck
+			fsmaster.Version = version
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runLocal(ctx, cfg, g.portBase, workers, log)
+		},
+	}
+	c.Flags().IntVar(&workers, "workers", 2, "number of workers (block + job worker each)")
+	return c
+}
+
+// localUFS accepts a plain directory for --ufs as well as a URI.
+func localUFS(s string) (string, error) {
+	if strings.Contains(s, "://") {
+		return s, nil
+	}
+	abs, err := filepath.Abs(s)
+	if err != nil {
+		return "", fmt.Errorf("--ufs %q: %w", s, err)
+	}
+	return "file://" + abs, nil
+}
+
+// stopper is a started role, stopped in reverse order of starting.
+type stopper struct {
+	name string
+	stop func(context.Context) error
+}
+
+func runLocal(ctx context.Context, cfg *config.Config, base, workers int, log *zap.Logger) (err error) {
+	if err := os.MkdirAll(cfg.Home, 0o755); err != nil {
+		return fmt.Errorf("home %s: %w", cfg.Home, err)
+	}
+	var started []stopper
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		for i := len(started) - 1; i >= 0; i-- {
+			if serr := started[i].stop(sctx); serr != nil {
+				log.Warn("stopping "+started[i].name, zap.Error(serr))
+				err = errors.Join(err, fmt.Errorf("stop %s: %w", started[i].name, serr))
+			}
+		}
+		_ = os.Remove(filepath.Join(cfg.Home, "env"))
+	}()
+
+	m, err := fsmaster.New(cfg, log.Named("fsmaster"))
+	if err != nil {
+		return err
+	}
+	if err := m.Start(ctx); err != nil {
+		return err
+	}
+	started = append(started, stopper{"fsmaster", m.Stop})
+
+	sec, err := fsmaster.NewSecondary(cfg, log.Named("secondary"))
+	if err != nil {
+		return err
+	}
+	if err := sec.Start(ctx); err != nil {
+		return err
+	}
+	started = append(started, stopper{"secondary", sec.Stop})
+
+	jm, err := jobmaster.New(cfg, log.Named("jobmaster"))
+	if err != nil {
+		return err
+	}
+	if err := jm.Start(ctx); err != nil {
+		return err
+	}
+	started = append(started, stopper{"jobmaster", jm.Stop})
+
+	for i := 0; i < workers; i++ {
+		wc := workerConfig(cfg, base, i)
+		wlog := log.Named(fmt.Sprintf("worker-%d", i))
+		stop, err := startLocalWorker(ctx, wc, wlog)
+		if err != nil {
+			return fmt.Errorf("worker %d: %w", i, err)
+		}
+		started = append(started, stopper{fmt.Sprintf("worker-%d", i), stop})
+	}
+
+	if err := waitClusterReady(ctx, cfg, workers); err != nil {
+		return err
+	}
+	envPath, err := writeEnv(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("alluvium local ready: %d workers, FS master %s, job master %s, UFS %s; env in %s\n",
+		workers, cfg.Client.Master, cfg.Client.JobMaster, cfg.FSMaster.UFS, envPath)
+	<-ctx.Done()
+	log.Info("stopping the local cluster")
+	return nil
+}
+
+// workerConfig is cfg with worker i's ports and dirs.
+func workerConfig(cfg *config.Config, base, i int) *config.Config {
+	wc := *cfg
+	wc.Worker.RPCPort, wc.Worker.HTTPPort, wc.JobWorker.RPCPort = config.WorkerPorts(base, i)
+	wc.Worker.Dir = filepath.Join(cfg.Home, fmt.Sprintf("worker-%d", i))
+	if len(cfg.Worker.Tiers) > 0 && !isDefaultTiers(cfg) {
+		// Configured tiers: each worker gets its own subdirectory of each.
+		wc.Worker.Tiers = make([]config.TierConfig, len(cfg.Worker.Tiers))
+		for j, t := range cfg.Worker.Tiers {
+			t.Path = filepath.Join(t.Path, fmt.Sprintf("worker-%d", i))
+			wc.Worker.Tiers[j] = t
+		}
+	} else {
+		wc.Worker.Tiers = config.DefaultTiers(wc.Worker.Dir, wc.Worker.RPCPort)
+	}
+	return &wc
+}
+
+func isDefaultTiers(cfg *config.Config) bool {
+	def := config.DefaultTiers(cfg.Worker.Dir, cfg.Worker.RPCPort)
+	if len(def) != len(cfg.Worker.Tiers) {
+		return false
+	}
+	for i := range def {
+		if def[i] != cfg.Worker.Tiers[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// startLocalWorker runs one worker's roles in the background and returns
+// their stop function.
+func startLocalWorker(ctx context.Context, cfg *config.Config, log *zap.Logger) (func(context.Context) error, error) {
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- runWorkerRoles(wctx, cfg, log, func() { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		cancel()
+		return nil, err
+	}
+	return func(context.Context) error {
+		cancel()
+		return <-done
+	}, nil
+}
+
+// waitClusterReady waits until the FS master sees every block worker live
+// and the job master has a leader that knows every job worker.
+func waitClusterReady(ctx context.Context, cfg *config.Config, workers int) error {
+	c, err := dialCluster(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	jobs, err := c.Jobs()
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		last = func() error {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			ws, err := c.Workers(cctx)
+			if err != nil {
+				return err
+			}
+			live := 0
+			for _, w := range ws {
+				if w.State == api.WorkerState_LIVE {
+					live++
+				}
+			}
+			if live < workers {
+				return fmt.Errorf("%d of %d block workers live", live, workers)
+			}
+			jws, err := jobs.Workers(cctx)
+			if err != nil {
+				return err
+			}
+			live = 0
+			for _, w := range jws {
+				if w.State == api.WorkerState_LIVE {
+					live++
+				}
+			}
+			if live < workers {
+				return fmt.Errorf("%d of %d job workers registered", live, workers)
+			}
+			return nil
+		}()
+		if last == nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("cluster not ready after 60s: %w", last)
+}
+
+// writeEnv writes <home>/env with the export lines clients source.
+func writeEnv(cfg *config.Config) (string, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "export ALLUVIUM_MASTER=%s\n", cfg.Client.Master)
+	fmt.Fprintf(&b, "export ALLUVIUM_JOB_MASTER=%s\n", cfg.Client.JobMaster)
+	if cfg.Security.Token != "" {
+		fmt.Fprintf(&b, "export ALLUVIUM_TOKEN=%s\n", cfg.Security.Token)
+	}
+	path := filepath.Join(cfg.Home, "env")
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return path, nil
+}
