@@ -19,6 +19,7 @@ import (
 	"github.com/alluvium/alluvium/fsmaster/journal"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/rpc"
+	"github.com/alluvium/alluvium/ufs"
 )
 
 // Version is reported by GetMasterInfo; the binary sets it.
@@ -513,11 +514,17 @@ func Format(ctx context.Context, cfg *config.Config, force bool, log *zap.Logger
 		log = zap.NewNop()
 	}
 	dir := cfg.FSMaster.Journal.Dir
-	if err := journal.Format(dir, force); err != nil {
-		return err
-	}
 	ncfg, err := nsConfigFrom(cfg)
 	if err != nil {
+		return err
+	}
+	// Check the root UFS first: a bad URI must not leave a wiped journal.
+	fs, err := ufs.Open(ctx, cfg.FSMaster.UFS, cfg.FSMaster.UFSOptions)
+	if err != nil {
+		return fmt.Errorf("format: root UFS (fsmaster.ufs / --ufs): %w", err)
+	}
+	fs.Close()
+	if err := journal.Format(dir, force); err != nil {
 		return err
 	}
 	j, err := journal.Open(journal.Options{Dir: dir, SegmentEntries: cfg.FSMaster.Journal.SegmentEntries, MaxBatch: cfg.FSMaster.Journal.MaxBatchEntries, Logger: log})

@@ -181,3 +181,42 @@ func TestFSCLIBadInput(t *testing.T) {
 		t.Fatalf("bad usage changed the tree")
 	}
 }
+
+// TestFormat: format initialises a journal with the root mount, refuses a
+// non-empty one without --force, never wipes one a master is using, and a
+// bad UFS URI leaves nothing behind.
+func TestFormat(t *testing.T) {
+	n := newNode(t)
+	ufs := filepath.Join(n.home, "elsewhere")
+	n.mustCLI(n.args("format", "--ufs", "file://"+ufs)...)
+	_, errOut, code := n.cli(n.args("format")...)
+	if code != 1 || !strings.Contains(errOut, "--force") {
+		t.Fatalf("format of a non-empty journal: exit %d %s", code, errOut)
+	}
+	m := n.master()
+	if rep := decode[struct {
+		UfsRoot string `json:"ufsRoot"`
+	}](t, n.mustCLI("fsadmin", "report", "--output", "json")); rep.UfsRoot != "file://"+ufs {
+		t.Fatalf("root mount %q, formatted with %q", rep.UfsRoot, ufs)
+	}
+	n.mustCLI("fs", "mkdir", "/keep")
+	if _, errOut, code := n.cli(n.args("format", "--force")...); code != 1 || !strings.Contains(errOut, "locked") {
+		t.Fatalf("format --force under a running master: exit %d %s", code, errOut)
+	}
+	n.mustCLI("fs", "stat", "/keep")
+	if err := m.Stop(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	n.mustCLI(n.args("format", "--force")...)
+	n.master()
+	if _, _, code := n.cli("fs", "stat", "/keep"); code != 1 {
+		t.Fatalf("/keep survived format --force (exit %d)", code)
+	}
+	other := newNode(t)
+	if _, errOut, code := other.cli(other.args("format", "--ufs", "ftp://nowhere/x")...); code != 1 || !strings.Contains(errOut, "ftp") {
+		t.Fatalf("format with a bad UFS: exit %d %s", code, errOut)
+	}
+	if _, err := os.Stat(other.journalDir()); !os.IsNotExist(err) {
+		t.Fatalf("a failed format left %s: %v", other.journalDir(), err)
+	}
+}
