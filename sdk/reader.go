@@ -368,7 +368,9 @@ func (r *FileReader) readRange(idx, off int64, p []byte) error {
 				lastErr = err
 				continue
 			}
-			if err := r.streamInto(idx, off, p, l, nil); err == nil {
+			// With the UFS source a worker that evicted the block meanwhile
+			// reads it through instead of failing.
+			if err := r.streamInto(idx, off, p, l, r.ufsSource(idx)); err == nil {
 				return nil
 			} else {
 				lastErr = err
@@ -426,7 +428,7 @@ func (r *FileReader) openStream(idx, off int64) (*blockStream, error) {
 				lastErr = err
 				continue
 			}
-			bsm, err := r.newStream(idx, off, n, l, nil)
+			bsm, err := r.newStream(idx, off, n, l, r.ufsSource(idx))
 			if err == nil {
 				// A stream fails at its first message, not at open: peek.
 				if err = bsm.fill(); err == nil || err == io.EOF {

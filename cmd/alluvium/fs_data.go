@@ -19,6 +19,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/fsmaster"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/sdk"
 )
@@ -392,23 +393,12 @@ Files not yet persisted to the UFS, and pinned files, are refused unless
 	return c
 }
 
+// locationJSON is `fs location --output json`: the blocks part of `fs stat
+// --output json`, same field names.
 type locationJSON struct {
-	Path   string          `json:"path"`
-	Length int64           `json:"length"`
-	Blocks []blockLocsJSON `json:"blocks"`
-}
-
-type blockLocsJSON struct {
-	ID        int64       `json:"id"`
-	Offset    int64       `json:"offset"`
-	Length    int64       `json:"length"`
-	Locations []locAtJSON `json:"locations"`
-}
-
-type locAtJSON struct {
-	WorkerID int64  `json:"workerId"`
-	Address  string `json:"address"`
-	Tier     string `json:"tier"`
+	Path   string               `json:"path"`
+	Length int64                `json:"length"`
+	Blocks []fsmaster.BlockJSON `json:"blocks"`
 }
 
 func newLocationCmd(g *globals) *cobra.Command {
@@ -435,16 +425,7 @@ func newLocationCmd(g *globals) *cobra.Command {
 			if info.GetFolder() {
 				return fmt.Errorf("location %s: is a directory", args[0])
 			}
-			out := locationJSON{Path: info.GetPath(), Length: info.GetLength(), Blocks: []blockLocsJSON{}}
-			for _, fb := range info.GetFileBlockInfos() {
-				bi := fb.GetBlockInfo()
-				b := blockLocsJSON{ID: bi.GetBlockId(), Offset: fb.GetOffset(), Length: bi.GetLength(), Locations: []locAtJSON{}}
-				for _, l := range bi.GetLocations() {
-					b.Locations = append(b.Locations, locAtJSON{WorkerID: l.GetWorkerId(),
-						Address: fmt.Sprintf("%s:%d", l.GetAddress().GetHost(), l.GetAddress().GetRpcPort()), Tier: l.GetTier()})
-				}
-				out.Blocks = append(out.Blocks, b)
-			}
+			out := locationJSON{Path: info.GetPath(), Length: info.GetLength(), Blocks: fsmaster.ToJSON(info).Blocks}
 			w := cmd.OutOrStdout()
 			if output == "json" {
 				enc := json.NewEncoder(w)
@@ -456,7 +437,7 @@ func newLocationCmd(g *globals) *cobra.Command {
 			for _, b := range out.Blocks {
 				var locs []string
 				for _, l := range b.Locations {
-					locs = append(locs, fmt.Sprintf("worker %d %s %s", l.WorkerID, l.Address, l.Tier))
+					locs = append(locs, fmt.Sprintf("worker %d %s:%d %s", l.WorkerID, l.Host, l.RPCPort, l.Tier))
 				}
 				if len(locs) == 0 {
 					locs = []string{"(not cached)"}

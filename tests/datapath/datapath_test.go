@@ -6,6 +6,7 @@ package datapath
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -336,6 +337,15 @@ func TestWorkerLostAndUFSFallback(t *testing.T) {
 	if !strings.Contains(loc, c.workerAddr(0)) || strings.Contains(loc, c.workerAddr(1)) {
 		t.Fatalf("blocks not on worker 0 only:\n%s", loc)
 	}
+	st := statJSON(t, c, "/persisted")
+	if st.CachedPercent != 100 || len(st.Blocks) != 3 || !st.Persisted {
+		t.Errorf("fs stat --output json before the loss: %+v", st)
+	}
+	for _, b := range st.Blocks {
+		if len(b.Locations) != 1 || fmt.Sprintf("%s:%d", b.Locations[0].Host, b.Locations[0].RPCPort) != c.workerAddr(0) {
+			t.Errorf("block %d locations %+v, want worker 0", b.ID, b.Locations)
+		}
+	}
 	c.workers[0].Kill() // SIGKILL
 	killed := time.Now()
 	testutil.Eventually(t, 15*time.Second, func() error {
@@ -365,6 +375,9 @@ func TestWorkerLostAndUFSFallback(t *testing.T) {
 		if n := len(fb.GetBlockInfo().GetLocations()); n != 0 {
 			t.Errorf("block %d keeps %d locations", fb.GetBlockInfo().GetBlockId(), n)
 		}
+	}
+	if st := statJSON(t, c, "/persisted"); st.CachedPercent != 0 || len(st.Blocks) != 3 || len(st.Blocks[0].Locations) != 0 {
+		t.Errorf("fs stat --output json after the loss: %+v", st)
 	}
 	// The persisted file is read from the UFS again, through worker 1,
 	// which caches it.
@@ -550,4 +563,31 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("cat of a directory: exit %d, %q", code, errOut)
 		}
 	})
+}
+
+// fileJSON is the contract part of `fs stat --output json`.
+type fileJSON struct {
+	Path          string `json:"path"`
+	Length        int64  `json:"length"`
+	Persisted     bool   `json:"persisted"`
+	CachedPercent int32  `json:"cachedPercent"`
+	Blocks        []struct {
+		ID        int64 `json:"id"`
+		Locations []struct {
+			WorkerID int64  `json:"workerId"`
+			Host     string `json:"host"`
+			RPCPort  int32  `json:"rpcPort"`
+			Tier     string `json:"tier"`
+		} `json:"locations"`
+	} `json:"blocks"`
+}
+
+func statJSON(t *testing.T, c *cluster, p string) fileJSON {
+	t.Helper()
+	var f fileJSON
+	out := c.mustCLI("fs", "stat", "--output", "json", p)
+	if err := json.Unmarshal([]byte(out), &f); err != nil {
+		t.Fatalf("fs stat --output json %s: %v\n%s", p, err, out)
+	}
+	return f
 }
