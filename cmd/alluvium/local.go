@@ -159,9 +159,14 @@ func runLocal(ctx context.Context, cfg *config.Config, base, workers int, log *z
 	}
 	fmt.Printf("alluvium local ready: %d workers, FS master %s, job master %s, UFS %s; env in %s\n",
 		workers, cfg.Client.Master, cfg.Client.JobMaster, cfg.FSMaster.UFS, envPath)
-	<-ctx.Done()
-	log.Info("stopping the local cluster")
-	return nil
+	select {
+	case <-ctx.Done():
+		log.Info("stopping the local cluster")
+		return nil
+	case <-m.Failed():
+		// The journal failed: memory holds changes that are not durable.
+		return fmt.Errorf("FS master failed: %w", m.Err())
+	}
 }
 
 // workerConfig is cfg with worker i's ports and dirs.

@@ -138,7 +138,7 @@ func Start(t testing.TB, name, bin string, env []string, args ...string) *Proces
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(os.Environ(), raceEnv(env)...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -277,7 +277,7 @@ func Run(t testing.TB, bin string, env []string, args ...string) (stdout, stderr
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(os.Environ(), raceEnv(env)...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
@@ -290,4 +290,18 @@ func Run(t testing.TB, bin string, env []string, args ...string) (stdout, stderr
 		}
 	}
 	return o.String(), e.String(), code
+}
+
+// raceEnv stops a race-enabled binary from sleeping a second at every exit
+// (the CLI runs many short processes), unless the caller set GORACE.
+func raceEnv(env []string) []string {
+	for _, e := range env {
+		if strings.HasPrefix(e, "GORACE=") {
+			return env
+		}
+	}
+	if os.Getenv("GORACE") != "" {
+		return env
+	}
+	return append(append([]string(nil), env...), "GORACE=atexit_sleep_ms=0 halt_on_error=1")
 }
