@@ -1147,11 +1147,14 @@ func (*GetWorkerStatusRequest) Descriptor() ([]byte, []int) {
 }
 
 type GetWorkerStatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	WorkerId      int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	Address       *WorkerNetAddress      `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
-	Tiers         []*TierUsage           `protobuf:"bytes,3,rep,name=tiers,proto3" json:"tiers,omitempty"`
-	BlockCount    int64                  `protobuf:"varint,4,opt,name=block_count,json=blockCount,proto3" json:"block_count,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId   int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Address    *WorkerNetAddress      `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Tiers      []*TierUsage           `protobuf:"bytes,3,rep,name=tiers,proto3" json:"tiers,omitempty"`
+	BlockCount int64                  `protobuf:"varint,4,opt,name=block_count,json=blockCount,proto3" json:"block_count,omitempty"`
+	// A unix socket serving the same service, for clients on this host
+	// (cheaper than loopback TCP); empty when none.
+	DomainSocket  string `protobuf:"bytes,5,opt,name=domain_socket,json=domainSocket,proto3" json:"domain_socket,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1212,6 +1215,13 @@ func (x *GetWorkerStatusResponse) GetBlockCount() int64 {
 		return x.BlockCount
 	}
 	return 0
+}
+
+func (x *GetWorkerStatusResponse) GetDomainSocket() string {
+	if x != nil {
+		return x.DomainSocket
+	}
+	return ""
 }
 
 var File_blockworker_proto protoreflect.FileDescriptor
@@ -1285,13 +1295,14 @@ const file_blockworker_proto_rawDesc = "" +
 	"\x16CloseLocalBlockRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x03R\aleaseId\"\x19\n" +
 	"\x17CloseLocalBlockResponse\"\x18\n" +
-	"\x16GetWorkerStatusRequest\"\xbe\x01\n" +
+	"\x16GetWorkerStatusRequest\"\xe3\x01\n" +
 	"\x17GetWorkerStatusResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x127\n" +
 	"\aaddress\x18\x02 \x01(\v2\x1d.alluvium.v1.WorkerNetAddressR\aaddress\x12,\n" +
 	"\x05tiers\x18\x03 \x03(\v2\x16.alluvium.v1.TierUsageR\x05tiers\x12\x1f\n" +
 	"\vblock_count\x18\x04 \x01(\x03R\n" +
-	"blockCount2\x87\x06\n" +
+	"blockCount\x12#\n" +
+	"\rdomain_socket\x18\x05 \x01(\tR\fdomainSocket2\x87\x06\n" +
 	"\vBlockWorker\x12L\n" +
 	"\tReadBlock\x12\x1d.alluvium.v1.ReadBlockRequest\x1a\x1e.alluvium.v1.ReadBlockResponse0\x01\x12O\n" +
 	"\n" +

@@ -416,10 +416,11 @@ func (s *service) CloseLocalBlock(ctx context.Context, req *api.CloseLocalBlockR
 // GetWorkerStatus implements api.BlockWorkerServer.
 func (s *service) GetWorkerStatus(ctx context.Context, req *api.GetWorkerStatusRequest) (*api.GetWorkerStatusResponse, error) {
 	return &api.GetWorkerStatusResponse{
-		WorkerId:   s.w.ID(),
-		Address:    s.w.Address(),
-		Tiers:      tierUsage(s.w.store.Usage()),
-		BlockCount: int64(s.w.store.Count()),
+		WorkerId:     s.w.ID(),
+		Address:      s.w.Address(),
+		Tiers:        tierUsage(s.w.store.Usage()),
+		BlockCount:   int64(s.w.store.Count()),
+		DomainSocket: s.w.DomainSocket(),
 	}, nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -44,6 +46,7 @@ type Worker struct {
 	mu       sync.Mutex
 	rpcAddr  net.Addr
 	httpAddr net.Addr
+	sockPath string // unix socket serving the rpc service, "" when none
 	started  bool
 	stopped  bool
 }
@@ -138,6 +141,15 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.mu.Unlock()
 	w.grpc = rpc.NewServer(rpc.ServerOptions{Token: w.cfg.Security.Token, Logger: w.log})
 	api.RegisterBlockWorkerServer(w.grpc, &service{w: w})
+	if ul := w.listenUnix(); ul != nil {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			if err := w.grpc.Serve(ul); err != nil {
+				w.log.Error("block worker unix socket server stopped", zap.Error(err))
+			}
+		}()
+	}
 	w.wg.Add(4)
 	go func() {
 		defer w.wg.Done()
@@ -169,6 +181,47 @@ func (w *Worker) Start(ctx context.Context) error {
 		w.log.Warn("not yet registered with the FS master; retrying in the background", zap.String("master", w.cfg.Worker.Master))
 	}
 	return nil
+}
+
+// listenUnix opens the worker's unix socket (worker.domain-socket), which
+// local clients use instead of loopback TCP. Failing to is not fatal: they
+// fall back to TCP.
+func (w *Worker) listenUnix() net.Listener {
+	p := w.cfg.Worker.DomainSocket
+	switch p {
+	case "off":
+		return nil
+	case "":
+		p = filepath.Join(w.cfg.Worker.Dir, "worker.sock")
+	}
+	if len(p) > 100 { // sun_path is 108 bytes
+		w.log.Info("no unix socket: path too long", zap.String("path", p))
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		w.log.Warn("no unix socket", zap.String("path", p), zap.Error(err))
+		return nil
+	}
+	// A socket left by a worker that was killed.
+	if st, err := os.Lstat(p); err == nil && st.Mode()&os.ModeSocket != 0 {
+		_ = os.Remove(p)
+	}
+	l, err := net.Listen("unix", p)
+	if err != nil {
+		w.log.Warn("no unix socket", zap.String("path", p), zap.Error(err))
+		return nil
+	}
+	w.mu.Lock()
+	w.sockPath = p
+	w.mu.Unlock()
+	return l
+}
+
+// DomainSocket returns the unix socket path serving the rpc service, or "".
+func (w *Worker) DomainSocket() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.sockPath
 }
 
 // Stop stops serving: in-flight calls get until ctx ends, then are cut.

@@ -300,6 +300,20 @@ func TestWorkerRegistersAndCommits(t *testing.T) {
 	if err != nil || st.GetWorkerId() != 7 || st.GetBlockCount() != 1 || len(st.GetTiers()) != 2 {
 		t.Errorf("status %+v, %v", st, err)
 	}
+	// The same service over the worker's unix socket.
+	if st.GetDomainSocket() == "" {
+		t.Errorf("no domain socket in the status")
+	} else {
+		uc, err := rpc.Dial("unix:"+st.GetDomainSocket(), rpc.ClientOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer uc.Close()
+		got, err := (&testWorker{client: api.NewBlockWorkerClient(uc)}).read(context.Background(), &api.ReadBlockRequest{BlockId: 102, Length: -1})
+		if err != nil || len(got) != 1000 {
+			t.Errorf("read over the unix socket: %d bytes, %v", len(got), err)
+		}
+	}
 	for path, want := range map[string]string{"/healthz": "ok", "/metrics": "alluvium_worker_bytes_written_total"} {
 		resp, err := http.Get("http://" + w.HTTPAddr() + path)
 		if err != nil {

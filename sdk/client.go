@@ -34,6 +34,7 @@ type options struct {
 	readType     api.ReadType
 	blockSize    int64
 	shortCircuit bool
+	noDomainSock bool // WithDomainSocket(false)
 }
 
 // Option configures Dial.
@@ -114,6 +115,7 @@ type Client struct {
 	mu      sync.Mutex
 	workers map[string]*grpc.ClientConn // block worker address → conn
 	wcache  workerCache                 // live block workers (workers.go)
+	dsocks  map[string]*grpc.ClientConn // worker address → conn over its unix socket, nil: none (workers.go)
 
 	jobsOnce sync.Once
 	jobs     *Jobs
@@ -162,6 +164,12 @@ func (c *Client) Close() error {
 	for _, cc := range c.workers {
 		cc.Close()
 	}
+	for _, cc := range c.dsocks {
+		if cc != nil {
+			cc.Close()
+		}
+	}
+	c.dsocks = nil
 	c.workers = map[string]*grpc.ClientConn{}
 	c.mu.Unlock()
 	if c.jobs != nil {

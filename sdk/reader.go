@@ -478,7 +478,7 @@ func (r *FileReader) newStream(idx, off, n int64, l *api.BlockLocation, src *api
 		}
 		addr = workerAddr(wi.GetAddress())
 	}
-	bw, err := r.c.worker(addr)
+	bw, err := r.c.dataWorker(r.ctx, addr)
 	if err != nil {
 		return nil, wrapErr("read", r.path, err)
 	}
@@ -561,7 +561,7 @@ func (lb *localBlock) close(ctx context.Context) {
 // openLease leases block idx at location l and opens its file.
 func (r *FileReader) openLease(idx int64, l *api.BlockLocation) (*localBlock, error) {
 	addr := workerAddr(l.GetAddress())
-	bw, err := r.c.worker(addr)
+	bw, err := r.c.dataWorker(r.ctx, addr)
 	if err != nil {
 		return nil, err
 	}

@@ -4,14 +4,17 @@ import (
 	"context"
 	"hash/fnv"
 	"net"
+	"os"
 	"sort"
 	"strconv"
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/rpc"
 )
 
 // workerCache remembers the live block workers for a moment, so a write of
@@ -131,4 +134,56 @@ func (c *Client) workerByAddr(ctx context.Context, addr string) (*api.WorkerInfo
 		}
 	}
 	return nil, &Error{Op: "pick worker", Path: addr, Message: "no live block worker at this address", Code: codes.NotFound, kind: ErrNotFound}
+}
+
+// dataWorker returns a block-worker client for addr (host:port), through the
+// worker's unix socket when the worker is on this host and offers one.
+func (c *Client) dataWorker(ctx context.Context, addr string) (api.BlockWorkerClient, error) {
+	host, _, _ := net.SplitHostPort(addr)
+	if c.o.noDomainSock || !c.isLocalHost(host) {
+		return c.worker(addr)
+	}
+	c.mu.Lock()
+	cc, known := c.dsocks[addr]
+	c.mu.Unlock()
+	if known {
+		if cc != nil {
+			return api.NewBlockWorkerClient(cc), nil
+		}
+		return c.worker(addr)
+	}
+	tcp, err := c.worker(addr)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	st, err := tcp.GetWorkerStatus(sctx, &api.GetWorkerStatusRequest{})
+	cancel()
+	if err != nil {
+		return tcp, nil // decide next time
+	}
+	if p := st.GetDomainSocket(); p != "" {
+		// The same host name may still be another machine (a container):
+		// use the socket only when it is here.
+		if fi, err := os.Stat(p); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			cc, _ = rpc.Dial("unix:"+p, c.o.clientOptions())
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dsocks == nil {
+		c.dsocks = map[string]*grpc.ClientConn{}
+	}
+	if prev, ok := c.dsocks[addr]; ok { // raced with another caller
+		if cc != nil {
+			cc.Close()
+		}
+		cc = prev
+	} else {
+		c.dsocks[addr] = cc
+	}
+	if cc != nil {
+		return api.NewBlockWorkerClient(cc), nil
+	}
+	return tcp, nil
 }

@@ -226,7 +226,7 @@ func (w *FileWriter) worker(ctx context.Context, key, need int64) (string, api.B
 		}
 		addr = workerAddr(wi.GetAddress())
 	}
-	bw, err := w.c.worker(addr)
+	bw, err := w.c.dataWorker(ctx, addr)
 	if err != nil {
 		return "", nil, wrapErr("write", w.path, err)
 	}
@@ -366,7 +366,7 @@ func (w *FileWriter) abort() {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), 10*time.Second)
 	defer cancel()
 	for _, b := range w.written {
-		if bw, err := w.c.worker(b.addr); err == nil {
+		if bw, err := w.c.dataWorker(ctx, b.addr); err == nil {
 			_, _ = bw.RemoveBlock(ctx, &api.RemoveBlockRequest{BlockId: b.id})
 		}
 	}

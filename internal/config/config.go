@@ -128,6 +128,9 @@ type WorkerConfig struct {
 	// closes it; the block is protected from eviction until then.
 	LeaseTimeout time.Duration `mapstructure:"lease-timeout"`
 	ChunkSize    int64         `mapstructure:"chunk-size"` // bytes per ReadBlock message
+	// DomainSocket is a unix socket serving the block worker service to
+	// clients on this host; "" is <dir>/worker.sock, "off" none.
+	DomainSocket string `mapstructure:"domain-socket"`
 }
 
 // JobMasterConfig configures `alluvium jobmaster`.
@@ -250,6 +253,7 @@ func Default() map[string]any {
 		"worker.eviction":                            "lru",
 		"worker.lease-timeout":                       5 * time.Minute,
 		"worker.chunk-size":                          int64(1 << 20),
+		"worker.domain-socket":                       "", // <worker.dir>/worker.sock; "off": none
 		"jobmaster.host":                             "localhost",
 		"jobmaster.bind-host":                        "127.0.0.1",
 		"jobmaster.rpc-port":                         DefaultPortBase + offJobMasterRPC,

@@ -140,7 +140,8 @@ func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]s
 }
 func (t tokenCreds) RequireTransportSecurity() bool { return t.secure }
 
-// Dial returns a lazily connecting client connection to addr (host:port).
+// Dial returns a lazily connecting client connection to addr (host:port,
+// or unix:/path for a unix socket).
 func Dial(addr string, o ClientOptions) (*grpc.ClientConn, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("dial: empty address")
@@ -162,7 +163,11 @@ func Dial(addr string, o ClientOptions) (*grpc.ClientConn, error) {
 	if o.Token != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{token: o.Token, secure: o.TLS != nil}))
 	}
-	cc, err := grpc.NewClient("passthrough:///"+addr, opts...)
+	target := "passthrough:///" + addr
+	if strings.HasPrefix(addr, "unix:") {
+		target = addr // unix:/path/to.sock
+	}
+	cc, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
