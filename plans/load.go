@@ -273,6 +273,7 @@ type loadPlanner struct {
 	out     []TaskSpec
 	failed  []*api.FailedPath
 	eof     bool
+	calls   int
 }
 
 // fileMark counts a file's block copies still sitting in open batches.
@@ -288,7 +289,11 @@ type openBatch struct {
 	bytes  int64
 }
 
-const workerRefresh = 10 * time.Second
+const (
+	workerRefresh = 10 * time.Second
+	firstBudget   = 10 * time.Millisecond
+	nextBudget    = 100 * time.Millisecond
+)
 
 func (p *loadPlanner) Close() error { return nil }
 
@@ -299,7 +304,15 @@ func (p *loadPlanner) Next(ctx context.Context, max int) (Batch, error) {
 	}
 	p.out, p.failed = nil, nil
 	scanned := 0
-	for !p.eof && len(p.out) < max && scanned < 16*max {
+	// Hand tasks over soon: the first batch within milliseconds so the
+	// workers start while the listing goes on, later ones at least every
+	// nextBudget.
+	start, budget := time.Now(), nextBudget
+	if p.calls == 0 {
+		budget = firstBudget
+	}
+	p.calls++
+	for !p.eof && len(p.out) < max && scanned < 16*max && (len(p.out) == 0 || time.Since(start) < budget) {
 		if p.workers == nil || time.Since(p.refreshed) > workerRefresh {
 			if err := p.refreshWorkers(ctx); err != nil {
 				return Batch{}, err

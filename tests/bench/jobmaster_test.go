@@ -4,13 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/blockworker"
+	"github.com/alluvium/alluvium/fsmaster"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/jobmaster"
@@ -166,3 +173,206 @@ func BenchmarkJobMasterTasks(b *testing.B) {
 	b.ReportMetric(float64(s1.TaskUpdates-s0.TaskUpdates)/float64(max(s1.UpdateEntries-s0.UpdateEntries, 1)), "updates/raft-entry")
 	b.ReportMetric(float64(s1.LogWrites-s0.LogWrites)/took.Seconds(), "fsyncs/s")
 }
+
+// loadCluster is an in-process FS master over a local UFS directory, one
+// block worker whose tier is a directory on the same file system as the
+// `cp -r` target, a job master and the job worker beside the block worker.
+type loadCluster struct {
+	master  string
+	ufs     string
+	tier    string
+	jobs    api.JobMasterClient
+	cleanup []func()
+}
+
+func startLoadCluster(b *testing.B, tierRoot string) *loadCluster {
+	b.Helper()
+	home := b.TempDir()
+	lc := &loadCluster{ufs: filepath.Join(home, "ufs"), tier: filepath.Join(tierRoot, "tier")}
+	if err := os.MkdirAll(lc.ufs, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	log := zap.NewNop()
+	l := config.NewLoader()
+	l.Set("home", home)
+	l.Set("log.level", "warn")
+	l.Set("fsmaster.rpc-port", 0)
+	l.Set("fsmaster.http-port", 0)
+	l.Set("fsmaster.ufs", "file://"+lc.ufs)
+	mcfg, err := l.Load()
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := fsmaster.New(mcfg, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = m.Stop(context.Background()) })
+	lc.master = m.RPCAddr()
+
+	wl := config.NewLoader()
+	wl.Set("home", home)
+	wl.Set("worker.rpc-port", 0)
+	wl.Set("worker.http-port", 0)
+	wl.Set("worker.master", m.RPCAddr())
+	wl.Set("worker.tiers", []map[string]any{{"alias": "MEM", "path": lc.tier, "quota": "3GiB"}})
+	wcfg, err := wl.Load()
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := blockworker.New(wcfg, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = w.Stop(context.Background()) })
+	if err := w.WaitRegistered(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+
+	jcfg := benchConfig(b)
+	jcfg.JobMaster.Master = m.RPCAddr()
+	jm, err := jobmaster.New(jcfg, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := jm.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = jm.Stop(context.Background()) })
+	for deadline := time.Now().Add(10 * time.Second); !jm.IsLeader(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatal("no job master leader")
+		}
+	}
+	jwcfg := benchConfig(b)
+	jwcfg.Worker.Master = m.RPCAddr()
+	jwcfg.JobWorker.JobMaster = jm.RPCAddr()
+	jwcfg.JobWorker.RPCPort = 0
+	_, port, _ := net.SplitHostPort(w.RPCAddr())
+	jw, err := jobworker.New(jwcfg, log, jobworker.Colocated{BlockWorkerID: w.ID(), BlockWorkerAddress: net.JoinHostPort(wcfg.Worker.Host, port)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := jw.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = jw.Stop(context.Background()) })
+	cc, err := rpc.Dial(jm.RPCAddr(), rpc.ClientOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cc.Close() })
+	lc.jobs = api.NewJobMasterClient(cc)
+	return lc
+}
+
+// load runs a load job of path to the end and returns how long it took.
+func (lc *loadCluster) load(b *testing.B, path string) (time.Duration, *api.JobInfo) {
+	b.Helper()
+	start := time.Now()
+	resp, err := lc.jobs.SubmitJob(context.Background(), &api.SubmitJobRequest{Plan: "load", ConfigJson: fmt.Sprintf(`{"path":%q}`, path)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := lc.jobs.WatchJob(context.Background(), &api.WatchJobRequest{JobId: resp.JobId, MinIntervalMs: 10})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var last *api.JobInfo
+	for {
+		j, err := st.Recv()
+		if err != nil {
+			break
+		}
+		last = j
+	}
+	took := time.Since(start)
+	if last == nil || last.Status != api.JobInfo_COMPLETED {
+		b.Fatalf("load %s ended as %v", path, last)
+	}
+	return took, last
+}
+
+// cpR times `cp -r src dst`.
+func cpR(b *testing.B, src, dst string) time.Duration {
+	b.Helper()
+	_ = os.RemoveAll(dst)
+	start := time.Now()
+	if out, err := exec.Command("cp", "-r", src, dst).CombinedOutput(); err != nil {
+		b.Fatalf("cp -r: %v\n%s", err, out)
+	}
+	took := time.Since(start)
+	_ = os.RemoveAll(dst)
+	return took
+}
+
+// tierRoot is where the tier and the cp target live: tmpfs when the
+// machine has one (a MEM tier), else the test's temp dir.
+func tierRoot(b *testing.B) string {
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		d, err := os.MkdirTemp("/dev/shm", "alluvium-bench-")
+		if err == nil {
+			b.Cleanup(func() { os.RemoveAll(d) })
+			return d
+		}
+	}
+	return b.TempDir()
+}
+
+func writeTree(b *testing.B, dir string, files, size int) {
+	b.Helper()
+	buf := make([]byte, size)
+	r := mrand.New(mrand.NewPCG(7, uint64(size)))
+	for i := range buf {
+		buf[i] = byte(r.Uint32())
+	}
+	for i := 0; i < files; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("d%03d", i/1000), fmt.Sprintf("f%05d", i))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		buf[0] = byte(i)
+		if err := os.WriteFile(p, buf, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchLoadVsCp loads files×size bytes through the job service (listing,
+// planning, tasks, CacheBlock from the UFS into the tier, block commits)
+// and copies the same tree with `cp -r` onto the tier's file system. The
+// UFS files are read once first so both read from the page cache.
+func benchLoadVsCp(b *testing.B, files, size int) {
+	root := tierRoot(b)
+	lc := startLoadCluster(b, root)
+	src := filepath.Join(lc.ufs, "data")
+	writeTree(b, src, files, size)
+	runtime.GC()
+	dst := filepath.Join(root, "cp-target")
+	cpR(b, src, dst) // warm the page cache
+	b.ResetTimer()
+	took, job := lc.load(b, "/data")
+	b.StopTimer()
+	cpTook := cpR(b, src, dst)
+	if job.BytesDone != int64(files*size) {
+		b.Fatalf("loaded %d bytes, want %d", job.BytesDone, files*size)
+	}
+	b.ReportMetric(took.Seconds(), "load-s")
+	b.ReportMetric(cpTook.Seconds(), "cp-s")
+	b.ReportMetric(took.Seconds()/cpTook.Seconds(), "ratio-load/cp")
+	b.ReportMetric(float64(files*size)/1e6/took.Seconds(), "load-MB/s")
+	b.ReportMetric(float64(job.TasksTotal), "tasks")
+}
+
+// BenchmarkLoad1GiB64Files: goal ratio-load/cp <= 1.1.
+func BenchmarkLoad1GiB64Files(b *testing.B) { benchLoadVsCp(b, 64, 16<<20) }
+
+// BenchmarkLoad20000SmallFiles: goal ratio-load/cp <= 1.5 (Alluxio's
+// distributedLoad was reported about 4x slower than cp -r on small files).
+func BenchmarkLoad20000SmallFiles(b *testing.B) { benchLoadVsCp(b, 20000, 4096) }
