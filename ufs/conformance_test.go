@@ -3,6 +3,7 @@ package ufs_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -132,6 +133,37 @@ func TestS3UnreachableEndpoint(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("took %s to fail; want within the 2s connect timeout", d)
+	}
+}
+
+// An endpoint that accepts connections but never answers fails within the
+// bound, naming the endpoint.
+func TestS3SilentEndpoint(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // hold it open, say nothing
+		}
+	}()
+	opts := map[string]string{
+		ufs.S3Endpoint: "http://" + l.Addr().String(), ufs.S3AccessKey: "k", ufs.S3SecretKey: "s",
+		ufs.S3Region: "us-east-1", ufs.S3ConnectTimeout: "1s",
+	}
+	start := time.Now()
+	_, err = ufs.Open(context.Background(), "s3://bucket/p", opts)
+	if err == nil || !strings.Contains(err.Error(), l.Addr().String()) || !strings.Contains(err.Error(), "unreachable") {
+		t.Errorf("open of a silent endpoint: %v", err)
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("took %s to fail; want about twice the 1s connect timeout", d)
 	}
 }
 

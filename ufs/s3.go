@@ -194,6 +194,9 @@ func NewS3(ctx context.Context, uri string, opts map[string]string) (*S3, error)
 		}
 		tr.DialContext = (&net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext
 		tr.TLSHandshakeTimeout = o.ConnectTimeout
+		// A store that goes silent after the mount fails requests instead
+		// of hanging them (headers come early even for big objects).
+		tr.ResponseHeaderTimeout = max(60*time.Second, 6*o.ConnectTimeout)
 		var creds *credentials.Credentials
 		if o.AccessKey != "" || o.SecretKey != "" {
 			creds = credentials.NewStaticV4(o.AccessKey, o.SecretKey, o.SessionToken)
