@@ -1,0 +1,56 @@
+// Package jobmaster is the job service: a raft group (hashicorp/raft, a
+// raft-boltdb/v2 log and stable store, file snapshots under
+// jobmaster.raft.dir) whose leader plans jobs into tasks, hands the tasks to
+// job workers and tracks them to the end.
+//
+// # Replicated state (fsm.go, state.go, command.go)
+//
+// The FSM holds jobs, tasks, job workers and policies (the cron policies'
+// table) in copy-on-write B-trees of immutable records, so a snapshot is an
+// O(1) clone written out while applying goes on. Every change is a typed
+// command — one type byte (api.JobCommandType, append-only) and a protobuf
+// body (api/jobfsm.proto) — applied by one function per type. Commands carry
+// everything they need (times, max attempts), so every replica computes the
+// same state; a command the state has overtaken (a re-sent plan batch, a
+// stale attempt's failure) is a no-op, not an error.
+//
+// # Leadership (leader.go)
+//
+// monitorLeadership follows raft's NotifyCh. On gaining leadership the
+// leader waits for a barrier (every earlier entry applied), installs the
+// FSM hook that tells it about every change, rebuilds its soft state from
+// the FSM, and starts its loops; on losing it, it stops them all. Only the
+// leader plans, assigns, tracks worker liveness and compacts old jobs. A
+// follower forwards every client and worker call to the leader over gRPC
+// (GetLeader names it), one hop only.
+//
+// # The leader's parts
+//
+//   - planners (planner.go): one goroutine per job being planned pulls
+//     batches from the plan's streaming Planner and commits each batch with
+//     the planner's cursor in one PLAN_TASKS entry: a new leader resumes at
+//     the last committed cursor, without duplicates and without holding a
+//     whole listing. Planning pauses while a job has
+//     jobmaster.planner.max-outstanding unfinished tasks.
+//   - broker (broker.go): PENDING tasks wait in a queue per job worker (the
+//     one beside the block worker the task's data goes to) or a shared one;
+//     a worker's long poll (JobWorkerHeartbeat with wait_ms) is answered the
+//     moment there is work for it, up to its capacity minus what it holds.
+//     Idle workers steal from long queues. Cancels ride on the same replies.
+//   - collector (collector.go): task transitions from every worker (results,
+//     progress) and from the leader (dispatches, timeouts) are batched into
+//     UPDATE_TASKS entries: one fsync carries all that arrived meanwhile. A
+//     worker's result is acked only once it is in raft, and re-sent until
+//     then.
+//   - heartbeats (heartbeat.go): a TTL timer per live job worker; one that is
+//     silent past jobmaster.worker.timeout is LOST and its running tasks go
+//     back to PENDING with attempt+1 (FAILED after max attempts).
+//   - finisher (planner.go): a job whose planning is done and whose tasks
+//     have all ended is COMPLETED or FAILED — or, if its plan asks (load
+//     --verify), planned again in a new round.
+//   - GC (leader.go): finished jobs past jobmaster.job.retention, and beyond
+//     jobmaster.job.capacity, are compacted away.
+//
+// The http port (http.go) serves /healthz, /metrics and /api/v1/jobs[/{id}]
+// from this node's FSM.
+package jobmaster
