@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -515,6 +516,9 @@ func TestSingleNodeRestartResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := runsOf(tag).finished.Load()
+	if snaps, _ := filepath.Glob(filepath.Join(cfg.JobMaster.Raft.Dir, "snapshots", "*")); len(snaps) == 0 {
+		t.Fatal("no raft snapshot was written before the restart")
+	}
 	s = start()
 	defer s.Stop(ctx)
 	j := waitJob(t, cc, id, 30*time.Second)
@@ -543,4 +547,54 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// A follower cut off while the log is compacted comes back by installing
+// the leader's snapshot, and ends with the same state.
+func TestClusterFollowerCatchesUpBySnapshot(t *testing.T) {
+	c := newCluster(t, 3, func(cfg *config.Config) {
+		cfg.JobMaster.Raft.SnapshotThreshold = 16
+		cfg.JobMaster.Raft.TrailingLogs = 4
+		cfg.JobMaster.Raft.SnapshotInterval = 50 * time.Millisecond
+	})
+	l := c.leader()
+	li := c.index(l)
+	fi := (li + 1) % 3
+	cl := c.client(li)
+	c.addWorker(4)
+	// Cut the follower off.
+	for j := range c.trans {
+		if j != fi {
+			c.trans[j].Disconnect(c.trans[fi].LocalAddr())
+		}
+	}
+	c.trans[fi].DisconnectAll()
+	for i := 0; i < 30; i++ {
+		id := submitTest(t, cl, testConfig{Tasks: 5, Tag: t.Name()}, fmt.Sprintf("s%d", i))
+		waitJob(t, cl, id, 10*time.Second)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for l.raft.Stats()["last_snapshot_index"] == "0" {
+		if time.Now().After(deadline) {
+			t.Fatal("the leader took no snapshot")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for j := range c.trans {
+		if j != fi {
+			c.trans[j].Connect(c.trans[fi].LocalAddr(), c.trans[fi])
+			c.trans[fi].Connect(c.trans[j].LocalAddr(), c.trans[j])
+		}
+	}
+	f := c.servers[fi]
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		if f.fsm.restored.Load() > 0 && dump(f.fsm) == dump(c.leader().fsm) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("follower did not catch up by snapshot (restores %d):\n%s\n---\n%s", f.fsm.restored.Load(), dump(f.fsm), dump(l.fsm))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -34,7 +34,8 @@ type FSM struct {
 
 	hook atomic.Pointer[func(*events)]
 
-	applied atomic.Uint64 // entries applied, for metrics
+	applied  atomic.Uint64 // entries applied, for metrics
+	restored atomic.Uint64 // snapshots restored
 }
 
 // events is what one applied entry changed, for the leader.
@@ -711,6 +712,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.st = st
 	f.mu.Unlock()
+	f.restored.Add(1)
 	f.publish(nil)
 	return nil
 }

@@ -99,6 +99,11 @@ func TestLoadJobs(t *testing.T) {
 				}
 			}
 		}
+		// --verify re-checks in a second round, which finds nothing missing.
+		j, errOut, code = c.jobJSON("job", "submit", "load", "/rep", "--replication", "2", "--verify", "--wait", "--output", "json")
+		if code != 0 || j.Status != "COMPLETED" || j.Round != 1 || j.TasksTotal != 0 {
+			t.Fatalf("load --verify: exit %d %+v\n%s", code, j, errOut)
+		}
 	})
 
 	t.Run("same request id twice makes one job", func(t *testing.T) {
