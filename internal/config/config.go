@@ -181,10 +181,10 @@ type TaskConfig struct {
 	BatchMax    int           `mapstructure:"batch-max"` // task updates per raft entry
 }
 
-// JobLimits bounds how many finished jobs are kept.
+// JobLimits bounds how many jobs are kept and for how long once finished.
 type JobLimits struct {
 	Retention  time.Duration `mapstructure:"retention"`
-	Capacity   int           `mapstructure:"capacity"`
+	Capacity   int           `mapstructure:"capacity"` // jobs kept, running and finished
 	GCInterval time.Duration `mapstructure:"gc-interval"`
 }
 
