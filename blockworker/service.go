@@ -276,8 +276,9 @@ func (s *service) WriteBlock(stream api.BlockWorker_WriteBlockServer) error {
 			tb.Abort()
 		}
 	}()
+	m := &api.WriteBlockRequest{} // reused: the codec refills its chunk buffer
 	for {
-		m, err := stream.Recv()
+		err := stream.RecvMsg(m)
 		if err == io.EOF {
 			break
 		}
@@ -369,8 +370,9 @@ func (s *service) WriteUfsFile(stream api.BlockWorker_WriteUfsFileServer) error 
 		}
 	}()
 	var n int64
+	m := &api.WriteUfsFileRequest{} // reused: the codec refills its chunk buffer
 	for {
-		m, err := stream.Recv()
+		err := stream.RecvMsg(m)
 		if err == io.EOF {
 			break
 		}

@@ -18,11 +18,14 @@ import (
 // moves such chunks with one copy on receive and none on send; every other
 // message goes through the protobuf codec unchanged.
 
-// ChunkReceiver is a message made of one bytes field, number 1 (such as
-// api.ReadBlockResponse). Receiving it reuses the capacity of the field's
-// current value, so a caller that receives into the same message again and
-// again allocates nothing.
+// ChunkReceiver is a message that usually carries just one bytes field
+// (api.ReadBlockResponse's field 1, the chunk of a WriteBlockRequest).
+// ChunkField names that field; ChunkBuffer, called only when a message of
+// exactly that shape arrives, returns where its bytes go. Receiving reuses
+// the capacity there, so a caller that receives into the same message again
+// and again allocates nothing. Other shapes go through protobuf.
 type ChunkReceiver interface {
+	ChunkField() protowire.Number
 	ChunkBuffer() *[]byte
 }
 
@@ -100,19 +103,24 @@ func (c chunkCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		return c.fallback.Unmarshal(data, v)
 	}
 	total := data.Len()
-	dst := cr.ChunkBuffer()
+	tag := byte(protowire.EncodeTag(cr.ChunkField(), protowire.BytesType))
 	if total == 0 {
-		*dst = (*dst)[:0]
-		return nil
+		if cr.ChunkField() == 1 {
+			dst := cr.ChunkBuffer()
+			*dst = (*dst)[:0]
+			return nil
+		}
+		return c.fallback.Unmarshal(data, v)
 	}
 	var head [1 + binaryMaxVarintLen]byte
 	hn := copyAt(data, 0, head[:min(len(head), total)])
 	n, vn := protowire.ConsumeVarint(head[1:hn])
-	if head[0] != 0x0a || vn < 0 || uint64(total) != uint64(1+vn)+n {
-		// Not the one-field shape (unknown fields from a newer peer, say):
-		// let protobuf decode it.
+	if head[0] != tag || vn < 0 || uint64(total) != uint64(1+vn)+n {
+		// Not the one-field shape (a header, unknown fields from a newer
+		// peer): let protobuf decode it.
 		return c.fallback.Unmarshal(data, v)
 	}
+	dst := cr.ChunkBuffer()
 	buf := *dst
 	if uint64(cap(buf)) < n {
 		buf = make([]byte, n)

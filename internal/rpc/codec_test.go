@@ -139,3 +139,27 @@ func FuzzChunkDecode(f *testing.F) {
 		}
 	})
 }
+
+// A oneof chunk (WriteBlockRequest) decodes by the fast path, a header by
+// protobuf, into the same reused message.
+func TestOneofChunkReceive(t *testing.T) {
+	m := &api.WriteBlockRequest{}
+	hdr, _ := proto.Marshal(&api.WriteBlockRequest{Msg: &api.WriteBlockRequest_Header{Header: &api.WriteBlockHeader{BlockId: 9, Pinned: true}}})
+	if err := codec.Unmarshal(split(hdr, 3), m); err != nil || m.GetHeader().GetBlockId() != 9 || m.GetChunk() != nil {
+		t.Fatalf("header: %v %v", m, err)
+	}
+	for _, n := range []int{5000, 0, 70000} {
+		data := make([]byte, n)
+		_, _ = rand.Read(data)
+		wire, _ := proto.Marshal(&api.WriteBlockRequest{Msg: &api.WriteBlockRequest_Chunk{Chunk: data}})
+		if err := codec.Unmarshal(split(wire, 16<<10), m); err != nil {
+			t.Fatal(err)
+		}
+		if m.GetHeader() != nil || !bytes.Equal(m.GetChunk(), data) {
+			t.Errorf("chunk of %d: got header %v, %d bytes", n, m.GetHeader(), len(m.GetChunk()))
+		}
+	}
+	if err := codec.Unmarshal(split(hdr, 3), m); err != nil || m.GetHeader().GetBlockId() != 9 {
+		t.Errorf("header after chunks: %v %v", m, err)
+	}
+}
