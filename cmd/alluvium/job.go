@@ -418,37 +418,39 @@ type barProgress struct {
 	tasks  *mpb.Bar
 	bytes  *mpb.Bar
 	failed int64
-	lastT  time.Time
 }
 
 func newBarProgress(ctx context.Context, w io.Writer, id int64) *barProgress {
-	b := &barProgress{p: mpb.NewWithContext(ctx, mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithRefreshRate(150*time.Millisecond)), lastT: time.Now()}
-	b.tasks = b.p.AddBar(1,
+	b := &barProgress{p: mpb.NewWithContext(ctx, mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithRefreshRate(150*time.Millisecond))}
+	// Total 0: no completion until done() says so (totals grow while the
+	// job is planned).
+	b.tasks = b.p.AddBar(0,
 		mpb.PrependDecorators(decor.Name(fmt.Sprintf("job %d tasks ", id), decor.WC{W: 16}), decor.CountersNoUnit("%d / %d", decor.WC{W: 14})),
 		mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return fmt.Sprintf(" %d failed", b.failed) })),
 	)
-	b.bytes = b.p.AddBar(1,
+	b.bytes = b.p.AddBar(0,
 		mpb.PrependDecorators(decor.Name("bytes ", decor.WC{W: 16}), decor.Counters(decor.SizeB1024(0), "% .1f / % .1f", decor.WC{W: 14})),
-		mpb.AppendDecorators(decor.EwmaSpeed(decor.SizeB1024(0), " % .1f", 20), decor.Name("  ETA "), decor.EwmaETA(decor.ET_STYLE_GO, 20)),
+		// Averages since the start: progress arrives about once a second,
+		// too seldom for a moving average to settle.
+		mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), " % .1f"), decor.Name("  ETA "), decor.AverageETA(decor.ET_STYLE_GO)),
 	)
 	return b
 }
 
 func (b *barProgress) update(j *api.JobInfo) {
-	now := time.Now()
-	dt := now.Sub(b.lastT)
-	b.lastT = now
 	b.failed = j.GetTasksFailed()
-	b.tasks.SetTotal(max(j.GetTasksTotal(), 1), false)
+	b.tasks.SetTotal(j.GetTasksTotal(), false)
 	b.tasks.SetCurrent(j.GetTasksDone() + j.GetTasksFailed())
-	b.bytes.SetTotal(max(j.GetBytesTotal(), 1), false)
-	b.bytes.EwmaSetCurrent(j.GetBytesDone(), dt)
+	b.bytes.SetTotal(j.GetBytesTotal(), false)
+	b.bytes.SetCurrent(j.GetBytesDone())
 }
 
 func (b *barProgress) done(j *api.JobInfo) {
 	if j != nil && j.GetStatus() == api.JobInfo_COMPLETED {
-		b.tasks.SetTotal(-1, true)
-		b.bytes.SetTotal(-1, true)
+		b.tasks.SetCurrent(j.GetTasksTotal())
+		b.tasks.SetTotal(j.GetTasksTotal(), true)
+		b.bytes.SetCurrent(j.GetBytesTotal())
+		b.bytes.SetTotal(j.GetBytesTotal(), true)
 	} else {
 		b.tasks.Abort(false)
 		b.bytes.Abort(false)
