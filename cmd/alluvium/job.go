@@ -82,7 +82,7 @@ func jobErr(err error) error {
 		case codes.InvalidArgument:
 			return usageError{errors.New(se.Message)}
 		case codes.Unavailable:
-			return fmt.Errorf("%s: %s (is a job master running? --job-master / ALLUVIUM_JOB_MASTER)", se.Op, se.Message)
+			return fmt.Errorf("%s: %s (are the job masters and the FS master running? --job-master / ALLUVIUM_JOB_MASTER)", se.Op, se.Message)
 		case codes.NotFound, codes.FailedPrecondition, codes.ResourceExhausted:
 			return errors.New(se.Message)
 		}
