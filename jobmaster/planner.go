@@ -25,6 +25,7 @@ type planners struct {
 	sem    chan struct{}
 	mu     sync.Mutex
 	active map[int64]chan struct{} // job id → poke
+	again  map[int64]bool          // asked again while active (a new round)
 	wg     sync.WaitGroup
 }
 
@@ -41,14 +42,23 @@ func newPlanners(ls *leaderState) *planners {
 	if n <= 0 {
 		n = 4
 	}
-	return &planners{ls: ls, sem: make(chan struct{}, n), active: map[int64]chan struct{}{}}
+	return &planners{ls: ls, sem: make(chan struct{}, n), active: map[int64]chan struct{}{}, again: map[int64]bool{}}
 }
 
 // consider starts planning job id unless it is already being planned.
 func (p *planners) consider(id int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, ok := p.active[id]; ok || p.ls.ctx.Err() != nil {
+	if p.ls.ctx.Err() != nil {
+		return
+	}
+	if poke, ok := p.active[id]; ok {
+		// It may be on its way out after the last round: have it look again.
+		p.again[id] = true
+		select {
+		case poke <- struct{}{}:
+		default:
+		}
 		return
 	}
 	poke := make(chan struct{}, 1)
@@ -56,12 +66,18 @@ func (p *planners) consider(id int64) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		defer func() {
+		for {
+			p.run(id, poke)
 			p.mu.Lock()
-			delete(p.active, id)
+			if !p.again[id] || p.ls.ctx.Err() != nil {
+				delete(p.active, id)
+				delete(p.again, id)
+				p.mu.Unlock()
+				return
+			}
+			delete(p.again, id)
 			p.mu.Unlock()
-		}()
-		p.run(id, poke)
+		}
 	}()
 }
 
