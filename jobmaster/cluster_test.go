@@ -525,6 +525,9 @@ func TestSingleNodeRestartResumes(t *testing.T) {
 	}
 	s = start()
 	defer s.Stop(ctx)
+	if s.fsm.restored.Load() == 0 {
+		t.Fatal("the restarted job master did not restore its snapshot")
+	}
 	j := waitJob(t, cc, id, 30*time.Second)
 	if j.Status != api.JobInfo_COMPLETED || j.TasksTotal != 200 || j.TasksDone != 200 {
 		t.Fatalf("after restart: %v", j)
