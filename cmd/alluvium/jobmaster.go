@@ -10,9 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.uber.org/zap"
 
-	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/jobmaster"
 )
 
@@ -98,27 +96,3 @@ to the leader. The FS master is found at jobmaster.master (--master).`,
 	return c
 }
 
-// startJobMaster starts a job master in this process (for `alluvium
-// local`) and returns once it leads, with its rpc address and its stop
-// function. A single node elects itself after the raft heartbeat timeout.
-func startJobMaster(ctx context.Context, cfg *config.Config, log *zap.Logger) (rpcAddr string, stop func(context.Context) error, err error) {
-	m, err := jobmaster.New(cfg, log)
-	if err != nil {
-		return "", nil, err
-	}
-	if err := m.Start(ctx); err != nil {
-		return "", nil, err
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !m.IsLeader() {
-		if len(cfg.JobMaster.Raft.Peers) > 0 {
-			break // a member of a group: another node may lead
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			_ = m.Stop(context.Background())
-			return "", nil, fmt.Errorf("job master at %s did not become leader within 30s", m.RPCAddr())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return m.RPCAddr(), m.Stop, nil
-}
