@@ -95,4 +95,3 @@ to the leader. The FS master is found at jobmaster.master (--master).`,
 	c.Flags().StringVar(&peers, "peers", "", "comma-separated raft group, each id=host:raftport|host:rpcport (jobmaster.raft.peers)")
 	return c
 }
-
