@@ -316,7 +316,8 @@ func waitAndReport(cmd *cobra.Command, jobs *sdk.Jobs, id int64, output string) 
 	if f, ok := errw.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		prog = newBarProgress(ctx, f, id)
 	} else {
-		prog = &lineProgress{w: errw, every: 3 * time.Second}
+		// The first line after a few seconds: a short job prints only its summary.
+		prog = &lineProgress{w: errw, every: 3 * time.Second, last: time.Now()}
 	}
 	start := time.Now()
 	final, err := jobs.Wait(ctx, id, prog.update)
@@ -396,11 +397,14 @@ type lineProgress struct {
 
 func (p *lineProgress) update(j *api.JobInfo) {
 	now := time.Now()
-	if !p.last.IsZero() && now.Sub(p.last) < p.every {
+	if p.prevT.IsZero() {
+		p.prev, p.prevT = j, now // the rate needs a first sample
+	}
+	if now.Sub(p.last) < p.every {
 		return
 	}
 	rate := ""
-	if p.prev != nil {
+	if p.prev != nil && p.prev != j {
 		if s := now.Sub(p.prevT).Seconds(); s > 0 {
 			rate = fmt.Sprintf(", %s/s", config.FormatBytes(int64(float64(j.GetBytesDone()-p.prev.GetBytesDone())/s)))
 		}
