@@ -61,7 +61,7 @@ func TestClusterLeaderLossResumesJob(t *testing.T) {
 	l := c.leader()
 	c.addWorker(4)
 	c.addWorker(4)
-	tag := t.Name()
+	tag := uniqueTag(t)
 	id := submitTest(t, c.client(c.index(l)), testConfig{Tasks: 300, SleepMs: 5, Tag: tag}, "once")
 	// Let it get going, then kill the leader.
 	deadline := time.Now().Add(10 * time.Second)
@@ -94,7 +94,7 @@ func TestCancelStopsRunningTasks(t *testing.T) {
 	c := newCluster(t, 1, nil)
 	c.leader()
 	c.addWorker(3)
-	tag := t.Name()
+	tag := uniqueTag(t)
 	cl := c.client(0)
 	id := submitTest(t, cl, testConfig{Tasks: 10, Block: true, Tag: tag}, "")
 	log := runsOf(tag)
@@ -138,7 +138,7 @@ func TestCancelStopsRunningTasks(t *testing.T) {
 func TestLostWorkerTasksRunElsewhere(t *testing.T) {
 	c := newCluster(t, 1, nil)
 	c.leader()
-	tag := t.Name()
+	tag := uniqueTag(t)
 	w1 := c.addWorker(4)
 	cl := c.client(0)
 	id := submitTest(t, cl, testConfig{Tasks: 4, Block: true, Tag: tag}, "")
@@ -505,7 +505,7 @@ func TestSingleNodeRestartResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	cc := dialT(t, s.RPCAddr())
-	tag := t.Name()
+	tag := uniqueTag(t)
 	id := submitTest(t, cc, testConfig{Tasks: 200, SleepMs: 5, Tag: tag}, "restart")
 	for runsOf(tag).finished.Load() < 40 {
 		time.Sleep(5 * time.Millisecond)

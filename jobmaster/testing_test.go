@@ -57,6 +57,13 @@ type runLog struct {
 	seen     map[string]int // "job/index" → runs
 }
 
+var tagSeq atomic.Int64
+
+// uniqueTag names one test run's task log (tests may run more than once).
+func uniqueTag(t *testing.T) string {
+	return fmt.Sprintf("%s#%d", t.Name(), tagSeq.Add(1))
+}
+
 func runsOf(tag string) *runLog {
 	v, _ := testRuns.LoadOrStore(tag, &runLog{seen: map[string]int{}})
 	return v.(*runLog)
