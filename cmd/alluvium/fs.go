@@ -16,5 +16,6 @@ UFS but not yet in Alluvium is loaded on first ls or stat.`,
 	}
 	c.AddCommand(fsMetaCommands(g)...)
 	c.AddCommand(fsDataCommands(g)...)
+	c.AddCommand(newDistributedLoadCmd(g))
 	return c
 }
