@@ -205,6 +205,25 @@ type ProxyConfig struct {
 	BindHost string `mapstructure:"bind-host"`
 	RESTPort int    `mapstructure:"rest-port"`
 	S3Port   int    `mapstructure:"s3-port"`
+	// StreamTimeout closes a REST stream (create-file/open-file id) that
+	// saw no call for this long; its half-written file is discarded.
+	StreamTimeout time.Duration `mapstructure:"stream-timeout"`
+	// RESTOpen serves the REST API without the cluster token even when the
+	// cluster has one (Alluxio's clients send none).
+	RESTOpen bool          `mapstructure:"rest-open"`
+	S3       ProxyS3Config `mapstructure:"s3"`
+}
+
+// ProxyS3Config configures the S3 gateway.
+type ProxyS3Config struct {
+	// Users maps an access key to its secret. A key not listed may use the
+	// cluster token (security.token) as its secret; with neither a token
+	// nor users, requests are not authenticated.
+	Users           map[string]string `mapstructure:"users"`
+	Region          string            `mapstructure:"region"`
+	StagingDir      string            `mapstructure:"staging-dir"` // default <home>/proxy
+	WriteType       string            `mapstructure:"write-type"`  // "": the FS master's default
+	MultipartExpiry time.Duration     `mapstructure:"multipart-expiry"`
 }
 
 // ClientConfig is how CLI and SDK find the cluster.
@@ -288,6 +307,13 @@ func Default() map[string]any {
 		"proxy.bind-host":                            "127.0.0.1",
 		"proxy.rest-port":                            39999,
 		"proxy.s3-port":                              39998,
+		"proxy.stream-timeout":                       10 * time.Minute,
+		"proxy.rest-open":                            false,
+		"proxy.s3.users":                             map[string]string{},
+		"proxy.s3.region":                            "us-east-1",
+		"proxy.s3.staging-dir":                       "", // <home>/proxy
+		"proxy.s3.write-type":                        "",
+		"proxy.s3.multipart-expiry":                  24 * time.Hour,
 		"client.master":                              "localhost:19998",
 		"client.job-master":                          "localhost:20001",
 		"client.timeout":                             30 * time.Second,
@@ -400,6 +426,9 @@ func (c *Config) fill() error {
 	}
 	if c.Worker.Dir == "" {
 		c.Worker.Dir = filepath.Join(home, "worker")
+	}
+	if c.Proxy.S3.StagingDir == "" {
+		c.Proxy.S3.StagingDir = filepath.Join(home, "proxy")
 	}
 	if c.JobMaster.Raft.Dir == "" {
 		c.JobMaster.Raft.Dir = filepath.Join(home, "jobmaster")
