@@ -68,7 +68,9 @@ func TestScheduleOverlapPolicies(t *testing.T) {
 		explain string
 	}{
 		// 6 firings 20ms apart, runs of 50ms.
-		{"skip", OverlapSkip, func(ran, skipped int, peak int32) bool { return peak == 1 && skipped > 0 && ran+skipped == 6 && ran >= 2 }, "one at a time, the rest skipped"},
+		{"skip", OverlapSkip, func(ran, skipped int, peak int32) bool {
+			return peak == 1 && skipped > 0 && ran+skipped == 6 && ran >= 2
+		}, "one at a time, the rest skipped"},
 		{"queue", OverlapQueue, func(ran, skipped int, peak int32) bool { return peak == 1 && ran >= 3 && ran+skipped == 6 }, "one at a time, one waiting"},
 		{"allow", OverlapAllow, func(ran, skipped int, peak int32) bool { return peak >= 2 && ran == 6 && skipped == 0 }, "every firing runs, overlapping"},
 	} {
