@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/rpc"
@@ -58,9 +59,15 @@ func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
 // the caller's context only.
 func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
 
-// WithRetries sets how often an idempotent call is retried when a server is
-// unavailable (default 3).
+// WithRetries sets how often an idempotent file-system call is retried
+// when the FS master is unavailable (default 3; 0: never), with backoff
+// from 50ms. Job calls are different: they follow the job-master leader
+// and keep retrying while a new one is elected, for up to 20s or the
+// WithTimeout, whichever is longer.
 func WithRetries(n int) Option { return func(o *options) { o.retries = n } }
+
+// WithUser names the user jobs are submitted as (default: $USER).
+func WithUser(name string) Option { return func(o *options) { o.user = name } }
 
 // WithWriteType sets the default write type of Create.
 func WithWriteType(t api.WriteType) Option { return func(o *options) { o.writeType = t } }
@@ -123,7 +130,7 @@ type Client struct {
 }
 
 // Dial connects to the cluster. Connections are made lazily; Dial fails only
-// on bad options.
+// on bad options (an empty address, a timeout <= 0, negative retries).
 func Dial(ctx context.Context, opts ...Option) (*Client, error) {
 	o := options{
 		master:       DefaultMaster,
@@ -134,6 +141,9 @@ func Dial(ctx context.Context, opts ...Option) (*Client, error) {
 	}
 	for _, f := range opts {
 		f(&o)
+	}
+	if err := o.check(); err != nil {
+		return nil, err
 	}
 	if len(o.localHosts) == 0 {
 		o.localHosts = []string{"localhost", "127.0.0.1", "::1"}
@@ -152,6 +162,26 @@ func Dial(ctx context.Context, opts ...Option) (*Client, error) {
 		blocks:  api.NewBlockMasterClient(cc),
 		workers: map[string]*grpc.ClientConn{},
 	}, nil
+}
+
+func (o options) check() error {
+	bad := func(format string, args ...any) error {
+		return &Error{Op: "dial", Message: fmt.Sprintf(format, args...), Code: codes.InvalidArgument, kind: ErrInvalidArgument}
+	}
+	switch {
+	case strings.TrimSpace(o.master) == "":
+		return bad("WithMaster: empty address")
+	case o.timeout <= 0:
+		return bad("WithTimeout(%s): want > 0", o.timeout)
+	case o.retries < 0:
+		return bad("WithRetries(%d): want >= 0", o.retries)
+	}
+	for _, a := range o.jobMasters {
+		if strings.TrimSpace(a) == "" {
+			return bad("WithJobMasters: empty address")
+		}
+	}
+	return nil
 }
 
 func (o options) clientOptions() rpc.ClientOptions {
