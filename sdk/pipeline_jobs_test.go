@@ -205,7 +205,7 @@ func TestPipelineJobStepFailures(t *testing.T) {
 	if cp.Attempts != 2 || len(cp.JobIDs) != 2 || !strings.Contains(cp.Err.Error(), "FAILED: task failed: /x: boom") {
 		t.Errorf("copy: %+v", cp)
 	}
-	if s := mustStatus(t, rep, "after-copy", StepSkipped); !strings.HasPrefix(s.Reason, `dependency step "copy" failed: job `) ||
+	if s := mustStatus(t, rep, "after-copy", StepSkipped); !strings.HasPrefix(s.Reason, `dependency "copy" failed: job `) ||
 		!strings.HasSuffix(s.Reason, ` (copy) FAILED: task failed: /x: boom`) {
 		t.Errorf("after-copy: %q", s.Reason)
 	}

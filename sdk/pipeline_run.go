@@ -233,7 +233,7 @@ func (p *Pipeline) run(ctx context.Context, jobs jobRunner) (*Report, error) {
 // and has not started, SKIPPED, naming step i and its error.
 func (r *run) skipDependents(rep *Report, i int) {
 	failed := rep.Steps[i]
-	why := fmt.Sprintf("step %q failed", failed.Name)
+	why := fmt.Sprintf("%q failed", failed.Name)
 	if failed.Err != nil {
 		why += ": " + oneLine(failed.Err.Error())
 	}
@@ -253,7 +253,7 @@ func (r *run) skipDependents(rep *Report, i int) {
 		if it.via == i {
 			st.Reason = "dependency " + why
 		} else {
-			st.Reason = fmt.Sprintf("dependency %q skipped: %s", rep.Steps[it.via].Name, why)
+			st.Reason = fmt.Sprintf("dependency %q skipped: step %s", rep.Steps[it.via].Name, why)
 		}
 		r.emit(Event{Step: st.Name, Kind: EventDone, Status: st.Status, Reason: st.Reason})
 		for _, k := range r.g.dependents[it.k] {

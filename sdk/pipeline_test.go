@@ -294,7 +294,7 @@ func TestPipelineFailureSkipsDependents(t *testing.T) {
 		t.Errorf("extract: %+v (calls %d)", s, calls.Load())
 	}
 	tr := mustStatus(t, rep, "transform", StepSkipped)
-	if tr.Reason != `dependency step "extract" failed: disk on fire` || tr.Attempts != 0 {
+	if tr.Reason != `dependency "extract" failed: disk on fire` || tr.Attempts != 0 {
 		t.Errorf("transform: reason %q attempts %d", tr.Reason, tr.Attempts)
 	}
 	ld := mustStatus(t, rep, "load", StepSkipped)
@@ -306,7 +306,7 @@ func TestPipelineFailureSkipsDependents(t *testing.T) {
 		t.Fatal("a dependent of the failed step ran")
 	}
 	table := rep.String()
-	for _, want := range []string{"STEP", "extract", "FAILED", "disk on fire", "SKIPPED", `dependency step "extract" failed`, "1 succeeded, 1 failed, 2 skipped"} {
+	for _, want := range []string{"STEP", "extract", "FAILED", "disk on fire", "SKIPPED", `dependency "extract" failed`, "1 succeeded, 1 failed, 2 skipped"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("summary lacks %q:\n%s", want, table)
 		}
