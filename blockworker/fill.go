@@ -151,6 +151,7 @@ func (w *Worker) runFill(f *fill, src *api.UfsBlockSource) {
 	}
 	if committed {
 		w.metrics.bytesCached.Add(float64(meta.Length))
+		w.metrics.blocksCached.Inc()
 		w.link.commit(w.ctx, meta)
 	}
 	if err != nil {

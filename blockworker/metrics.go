@@ -11,6 +11,7 @@ type metrics struct {
 	bytesReadShort  prometheus.Counter
 	bytesWritten    prometheus.Counter
 	bytesCached     prometheus.Counter
+	blocksCached    prometheus.Counter
 	bytesUFSWritten prometheus.Counter
 }
 
@@ -29,11 +30,14 @@ func newMetrics(reg *prometheus.Registry, store *Store) *metrics {
 		bytesCached: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "alluvium_worker_bytes_cached_total", Help: "Bytes of blocks cached from the UFS.",
 		}),
+		blocksCached: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "alluvium_worker_blocks_cached_total", Help: "Blocks cached from the UFS (fills committed); a block filled twice counts twice.",
+		}),
 		bytesUFSWritten: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "alluvium_worker_ufs_bytes_written_total", Help: "Bytes written to the UFS for clients (WriteUfsFile).",
 		}),
 	}
-	reg.MustRegister(read, m.bytesWritten, m.bytesCached, m.bytesUFSWritten,
+	reg.MustRegister(read, m.bytesWritten, m.bytesCached, m.blocksCached, m.bytesUFSWritten,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "alluvium_worker_evictions_total", Help: "Blocks evicted to make room.",
 		}, func() float64 { return float64(store.Evictions()) }),
