@@ -42,6 +42,8 @@ const (
 	JobCommandType_DELETE_JOBS             JobCommandType = 9  // DeleteJobsCommand
 	JobCommandType_PUT_POLICY              JobCommandType = 10 // PutPolicyCommand
 	JobCommandType_DELETE_POLICY           JobCommandType = 11 // DeletePolicyCommand
+	JobCommandType_POLICY_LAUNCH           JobCommandType = 12 // PolicyLaunchCommand
+	JobCommandType_SET_POLICY_ENABLED      JobCommandType = 13 // SetPolicyEnabledCommand
 )
 
 // Enum value maps for JobCommandType.
@@ -59,6 +61,8 @@ var (
 		9:  "DELETE_JOBS",
 		10: "PUT_POLICY",
 		11: "DELETE_POLICY",
+		12: "POLICY_LAUNCH",
+		13: "SET_POLICY_ENABLED",
 	}
 	JobCommandType_value = map[string]int32{
 		"JOB_COMMAND_UNSPECIFIED": 0,
@@ -73,6 +77,8 @@ var (
 		"DELETE_JOBS":             9,
 		"PUT_POLICY":              10,
 		"DELETE_POLICY":           11,
+		"POLICY_LAUNCH":           12,
+		"SET_POLICY_ENABLED":      13,
 	}
 )
 
@@ -220,6 +226,58 @@ func (x TaskTransition_Kind) Number() protoreflect.EnumNumber {
 // Deprecated: Use TaskTransition_Kind.Descriptor instead.
 func (TaskTransition_Kind) EnumDescriptor() ([]byte, []int) {
 	return file_jobfsm_proto_rawDescGZIP(), []int{3, 0}
+}
+
+type PolicyLaunchCommand_Kind int32
+
+const (
+	PolicyLaunchCommand_KIND_UNSPECIFIED PolicyLaunchCommand_Kind = 0
+	PolicyLaunchCommand_LAUNCH           PolicyLaunchCommand_Kind = 1 // a job will be submitted with request_id
+	PolicyLaunchCommand_SKIP             PolicyLaunchCommand_Kind = 2 // the run is skipped (overlap skip, or missed without catch-up)
+	PolicyLaunchCommand_QUEUE            PolicyLaunchCommand_Kind = 3 // overlap queue: the run starts when the policy's job ends
+)
+
+// Enum value maps for PolicyLaunchCommand_Kind.
+var (
+	PolicyLaunchCommand_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "LAUNCH",
+		2: "SKIP",
+		3: "QUEUE",
+	}
+	PolicyLaunchCommand_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED": 0,
+		"LAUNCH":           1,
+		"SKIP":             2,
+		"QUEUE":            3,
+	}
+)
+
+func (x PolicyLaunchCommand_Kind) Enum() *PolicyLaunchCommand_Kind {
+	p := new(PolicyLaunchCommand_Kind)
+	*p = x
+	return p
+}
+
+func (x PolicyLaunchCommand_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PolicyLaunchCommand_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_jobfsm_proto_enumTypes[3].Descriptor()
+}
+
+func (PolicyLaunchCommand_Kind) Type() protoreflect.EnumType {
+	return &file_jobfsm_proto_enumTypes[3]
+}
+
+func (x PolicyLaunchCommand_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PolicyLaunchCommand_Kind.Descriptor instead.
+func (PolicyLaunchCommand_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_jobfsm_proto_rawDescGZIP(), []int{12, 0}
 }
 
 // SubmitJobCommand creates a job in CREATED. The FSM gives it the next job
@@ -1077,9 +1135,12 @@ func (x *DeleteJobsCommand) GetWorkerIds() []int64 {
 }
 
 type PutPolicyCommand struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Policy        *PolicyInfo            `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
-	NowMs         int64                  `protobuf:"varint,2,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Policy *PolicyInfo            `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	NowMs  int64                  `protobuf:"varint,2,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
+	// Only if no policy has the name (policy add); else the entry is a no-op
+	// that returns an AlreadyExists error.
+	CreateOnly    bool `protobuf:"varint,3,opt,name=create_only,json=createOnly,proto3" json:"create_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1128,6 +1189,189 @@ func (x *PutPolicyCommand) GetNowMs() int64 {
 	return 0
 }
 
+func (x *PutPolicyCommand) GetCreateOnly() bool {
+	if x != nil {
+		return x.CreateOnly
+	}
+	return false
+}
+
+// PolicyLaunchCommand records what the leader decided about one run of a
+// policy, BEFORE it acts on it (as Nomad records periodic launches). A
+// LAUNCH names the job's request id, derived from the policy and the run's
+// scheduled time; the job is then submitted with that id, and the SUBMIT_JOB
+// entry that creates it clears the pending launch. A new leader that finds a
+// launch pending submits it again with the same id: at most one job per run.
+type PolicyLaunchCommand struct {
+	state           protoimpl.MessageState   `protogen:"open.v1"`
+	Name            string                   `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	PolicyCreatedMs int64                    `protobuf:"varint,2,opt,name=policy_created_ms,json=policyCreatedMs,proto3" json:"policy_created_ms,omitempty"` // the policy this was decided for (a policy removed and added again is another)
+	Kind            PolicyLaunchCommand_Kind `protobuf:"varint,3,opt,name=kind,proto3,enum=alluvium.v1.PolicyLaunchCommand_Kind" json:"kind,omitempty"`
+	ScheduledMs     int64                    `protobuf:"varint,4,opt,name=scheduled_ms,json=scheduledMs,proto3" json:"scheduled_ms,omitempty"` // the cron time of the run (run-now: the time asked)
+	RequestId       string                   `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`        // LAUNCH
+	Manual          bool                     `protobuf:"varint,6,opt,name=manual,proto3" json:"manual,omitempty"`                              // run-now: the schedule's cursor stays
+	FromQueue       bool                     `protobuf:"varint,7,opt,name=from_queue,json=fromQueue,proto3" json:"from_queue,omitempty"`       // LAUNCH of the queued run
+	Missed          int64                    `protobuf:"varint,8,opt,name=missed,proto3" json:"missed,omitempty"`                              // earlier runs due at once that are folded into this one
+	NowMs           int64                    `protobuf:"varint,9,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PolicyLaunchCommand) Reset() {
+	*x = PolicyLaunchCommand{}
+	mi := &file_jobfsm_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyLaunchCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyLaunchCommand) ProtoMessage() {}
+
+func (x *PolicyLaunchCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_jobfsm_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyLaunchCommand.ProtoReflect.Descriptor instead.
+func (*PolicyLaunchCommand) Descriptor() ([]byte, []int) {
+	return file_jobfsm_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PolicyLaunchCommand) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PolicyLaunchCommand) GetPolicyCreatedMs() int64 {
+	if x != nil {
+		return x.PolicyCreatedMs
+	}
+	return 0
+}
+
+func (x *PolicyLaunchCommand) GetKind() PolicyLaunchCommand_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return PolicyLaunchCommand_KIND_UNSPECIFIED
+}
+
+func (x *PolicyLaunchCommand) GetScheduledMs() int64 {
+	if x != nil {
+		return x.ScheduledMs
+	}
+	return 0
+}
+
+func (x *PolicyLaunchCommand) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *PolicyLaunchCommand) GetManual() bool {
+	if x != nil {
+		return x.Manual
+	}
+	return false
+}
+
+func (x *PolicyLaunchCommand) GetFromQueue() bool {
+	if x != nil {
+		return x.FromQueue
+	}
+	return false
+}
+
+func (x *PolicyLaunchCommand) GetMissed() int64 {
+	if x != nil {
+		return x.Missed
+	}
+	return 0
+}
+
+func (x *PolicyLaunchCommand) GetNowMs() int64 {
+	if x != nil {
+		return x.NowMs
+	}
+	return 0
+}
+
+// SetPolicyEnabledCommand pauses or resumes a policy. Resuming moves its
+// cursor to now_ms: runs that fell due while paused are not caught up.
+type SetPolicyEnabledCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Enabled       bool                   `protobuf:"varint,2,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	NowMs         int64                  `protobuf:"varint,3,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPolicyEnabledCommand) Reset() {
+	*x = SetPolicyEnabledCommand{}
+	mi := &file_jobfsm_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPolicyEnabledCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPolicyEnabledCommand) ProtoMessage() {}
+
+func (x *SetPolicyEnabledCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_jobfsm_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPolicyEnabledCommand.ProtoReflect.Descriptor instead.
+func (*SetPolicyEnabledCommand) Descriptor() ([]byte, []int) {
+	return file_jobfsm_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SetPolicyEnabledCommand) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetPolicyEnabledCommand) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *SetPolicyEnabledCommand) GetNowMs() int64 {
+	if x != nil {
+		return x.NowMs
+	}
+	return 0
+}
+
 type DeletePolicyCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1137,7 +1381,7 @@ type DeletePolicyCommand struct {
 
 func (x *DeletePolicyCommand) Reset() {
 	*x = DeletePolicyCommand{}
-	mi := &file_jobfsm_proto_msgTypes[12]
+	mi := &file_jobfsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1149,7 +1393,7 @@ func (x *DeletePolicyCommand) String() string {
 func (*DeletePolicyCommand) ProtoMessage() {}
 
 func (x *DeletePolicyCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[12]
+	mi := &file_jobfsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1162,7 +1406,7 @@ func (x *DeletePolicyCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyCommand.ProtoReflect.Descriptor instead.
 func (*DeletePolicyCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{12}
+	return file_jobfsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeletePolicyCommand) GetName() string {
@@ -1184,7 +1428,7 @@ type JobSnapshotHeader struct {
 
 func (x *JobSnapshotHeader) Reset() {
 	*x = JobSnapshotHeader{}
-	mi := &file_jobfsm_proto_msgTypes[13]
+	mi := &file_jobfsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1440,7 @@ func (x *JobSnapshotHeader) String() string {
 func (*JobSnapshotHeader) ProtoMessage() {}
 
 func (x *JobSnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[13]
+	mi := &file_jobfsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1453,7 @@ func (x *JobSnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSnapshotHeader.ProtoReflect.Descriptor instead.
 func (*JobSnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{13}
+	return file_jobfsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *JobSnapshotHeader) GetVersion() uint32 {
@@ -1256,7 +1500,7 @@ type JobRecord struct {
 
 func (x *JobRecord) Reset() {
 	*x = JobRecord{}
-	mi := &file_jobfsm_proto_msgTypes[14]
+	mi := &file_jobfsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1512,7 @@ func (x *JobRecord) String() string {
 func (*JobRecord) ProtoMessage() {}
 
 func (x *JobRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[14]
+	mi := &file_jobfsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1525,7 @@ func (x *JobRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRecord.ProtoReflect.Descriptor instead.
 func (*JobRecord) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{14}
+	return file_jobfsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *JobRecord) GetInfo() *JobInfo {
@@ -1347,7 +1591,7 @@ type TaskRecord struct {
 
 func (x *TaskRecord) Reset() {
 	*x = TaskRecord{}
-	mi := &file_jobfsm_proto_msgTypes[15]
+	mi := &file_jobfsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1603,7 @@ func (x *TaskRecord) String() string {
 func (*TaskRecord) ProtoMessage() {}
 
 func (x *TaskRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[15]
+	mi := &file_jobfsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1616,7 @@ func (x *TaskRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRecord.ProtoReflect.Descriptor instead.
 func (*TaskRecord) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{15}
+	return file_jobfsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TaskRecord) GetInfo() *TaskInfo {
@@ -1492,10 +1736,34 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\x11DeleteJobsCommand\x12\x17\n" +
 	"\ajob_ids\x18\x01 \x03(\x03R\x06jobIds\x12\x1d\n" +
 	"\n" +
-	"worker_ids\x18\x02 \x03(\x03R\tworkerIds\"Z\n" +
+	"worker_ids\x18\x02 \x03(\x03R\tworkerIds\"{\n" +
 	"\x10PutPolicyCommand\x12/\n" +
 	"\x06policy\x18\x01 \x01(\v2\x17.alluvium.v1.PolicyInfoR\x06policy\x12\x15\n" +
-	"\x06now_ms\x18\x02 \x01(\x03R\x05nowMs\")\n" +
+	"\x06now_ms\x18\x02 \x01(\x03R\x05nowMs\x12\x1f\n" +
+	"\vcreate_only\x18\x03 \x01(\bR\n" +
+	"createOnly\"\xf7\x02\n" +
+	"\x13PolicyLaunchCommand\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12*\n" +
+	"\x11policy_created_ms\x18\x02 \x01(\x03R\x0fpolicyCreatedMs\x129\n" +
+	"\x04kind\x18\x03 \x01(\x0e2%.alluvium.v1.PolicyLaunchCommand.KindR\x04kind\x12!\n" +
+	"\fscheduled_ms\x18\x04 \x01(\x03R\vscheduledMs\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\x12\x16\n" +
+	"\x06manual\x18\x06 \x01(\bR\x06manual\x12\x1d\n" +
+	"\n" +
+	"from_queue\x18\a \x01(\bR\tfromQueue\x12\x16\n" +
+	"\x06missed\x18\b \x01(\x03R\x06missed\x12\x15\n" +
+	"\x06now_ms\x18\t \x01(\x03R\x05nowMs\"=\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\n" +
+	"\n" +
+	"\x06LAUNCH\x10\x01\x12\b\n" +
+	"\x04SKIP\x10\x02\x12\t\n" +
+	"\x05QUEUE\x10\x03\"^\n" +
+	"\x17SetPolicyEnabledCommand\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aenabled\x18\x02 \x01(\bR\aenabled\x12\x15\n" +
+	"\x06now_ms\x18\x03 \x01(\x03R\x05nowMs\")\n" +
 	"\x13DeletePolicyCommand\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x89\x01\n" +
 	"\x11JobSnapshotHeader\x12\x18\n" +
@@ -1518,7 +1786,7 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\x0fblock_worker_id\x18\x02 \x01(\x03R\rblockWorkerId\x120\n" +
 	"\x14block_worker_address\x18\x03 \x01(\tR\x12blockWorkerAddress\x12/\n" +
 	"\x06failed\x18\x04 \x03(\v2\x17.alluvium.v1.FailedPathR\x06failed\x12#\n" +
-	"\rdispatched_ms\x18\x05 \x01(\x03R\fdispatchedMs*\xe9\x01\n" +
+	"\rdispatched_ms\x18\x05 \x01(\x03R\fdispatchedMs*\x94\x02\n" +
 	"\x0eJobCommandType\x12\x1b\n" +
 	"\x17JOB_COMMAND_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1538,7 +1806,9 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\n" +
 	"PUT_POLICY\x10\n" +
 	"\x12\x11\n" +
-	"\rDELETE_POLICY\x10\v*\x99\x01\n" +
+	"\rDELETE_POLICY\x10\v\x12\x11\n" +
+	"\rPOLICY_LAUNCH\x10\f\x12\x16\n" +
+	"\x12SET_POLICY_ENABLED\x10\r*\x99\x01\n" +
 	"\x15JobSnapshotRecordType\x12\x1f\n" +
 	"\x1bSNAPSHOT_RECORD_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSNAPSHOT_JOB\x10\x01\x12\x11\n" +
@@ -1559,50 +1829,54 @@ func file_jobfsm_proto_rawDescGZIP() []byte {
 	return file_jobfsm_proto_rawDescData
 }
 
-var file_jobfsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_jobfsm_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_jobfsm_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_jobfsm_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_jobfsm_proto_goTypes = []any{
-	(JobCommandType)(0),           // 0: alluvium.v1.JobCommandType
-	(JobSnapshotRecordType)(0),    // 1: alluvium.v1.JobSnapshotRecordType
-	(TaskTransition_Kind)(0),      // 2: alluvium.v1.TaskTransition.Kind
-	(*SubmitJobCommand)(nil),      // 3: alluvium.v1.SubmitJobCommand
-	(*PlannedTask)(nil),           // 4: alluvium.v1.PlannedTask
-	(*PlanTasksCommand)(nil),      // 5: alluvium.v1.PlanTasksCommand
-	(*TaskTransition)(nil),        // 6: alluvium.v1.TaskTransition
-	(*UpdateTasksCommand)(nil),    // 7: alluvium.v1.UpdateTasksCommand
-	(*CancelJobCommand)(nil),      // 8: alluvium.v1.CancelJobCommand
-	(*FinishJobCommand)(nil),      // 9: alluvium.v1.FinishJobCommand
-	(*NextRoundCommand)(nil),      // 10: alluvium.v1.NextRoundCommand
-	(*RegisterWorkerCommand)(nil), // 11: alluvium.v1.RegisterWorkerCommand
-	(*WorkerLostCommand)(nil),     // 12: alluvium.v1.WorkerLostCommand
-	(*DeleteJobsCommand)(nil),     // 13: alluvium.v1.DeleteJobsCommand
-	(*PutPolicyCommand)(nil),      // 14: alluvium.v1.PutPolicyCommand
-	(*DeletePolicyCommand)(nil),   // 15: alluvium.v1.DeletePolicyCommand
-	(*JobSnapshotHeader)(nil),     // 16: alluvium.v1.JobSnapshotHeader
-	(*JobRecord)(nil),             // 17: alluvium.v1.JobRecord
-	(*TaskRecord)(nil),            // 18: alluvium.v1.TaskRecord
-	(*FailedPath)(nil),            // 19: alluvium.v1.FailedPath
-	(JobInfo_Status)(0),           // 20: alluvium.v1.JobInfo.Status
-	(*PolicyInfo)(nil),            // 21: alluvium.v1.PolicyInfo
-	(*JobInfo)(nil),               // 22: alluvium.v1.JobInfo
-	(*TaskInfo)(nil),              // 23: alluvium.v1.TaskInfo
+	(JobCommandType)(0),             // 0: alluvium.v1.JobCommandType
+	(JobSnapshotRecordType)(0),      // 1: alluvium.v1.JobSnapshotRecordType
+	(TaskTransition_Kind)(0),        // 2: alluvium.v1.TaskTransition.Kind
+	(PolicyLaunchCommand_Kind)(0),   // 3: alluvium.v1.PolicyLaunchCommand.Kind
+	(*SubmitJobCommand)(nil),        // 4: alluvium.v1.SubmitJobCommand
+	(*PlannedTask)(nil),             // 5: alluvium.v1.PlannedTask
+	(*PlanTasksCommand)(nil),        // 6: alluvium.v1.PlanTasksCommand
+	(*TaskTransition)(nil),          // 7: alluvium.v1.TaskTransition
+	(*UpdateTasksCommand)(nil),      // 8: alluvium.v1.UpdateTasksCommand
+	(*CancelJobCommand)(nil),        // 9: alluvium.v1.CancelJobCommand
+	(*FinishJobCommand)(nil),        // 10: alluvium.v1.FinishJobCommand
+	(*NextRoundCommand)(nil),        // 11: alluvium.v1.NextRoundCommand
+	(*RegisterWorkerCommand)(nil),   // 12: alluvium.v1.RegisterWorkerCommand
+	(*WorkerLostCommand)(nil),       // 13: alluvium.v1.WorkerLostCommand
+	(*DeleteJobsCommand)(nil),       // 14: alluvium.v1.DeleteJobsCommand
+	(*PutPolicyCommand)(nil),        // 15: alluvium.v1.PutPolicyCommand
+	(*PolicyLaunchCommand)(nil),     // 16: alluvium.v1.PolicyLaunchCommand
+	(*SetPolicyEnabledCommand)(nil), // 17: alluvium.v1.SetPolicyEnabledCommand
+	(*DeletePolicyCommand)(nil),     // 18: alluvium.v1.DeletePolicyCommand
+	(*JobSnapshotHeader)(nil),       // 19: alluvium.v1.JobSnapshotHeader
+	(*JobRecord)(nil),               // 20: alluvium.v1.JobRecord
+	(*TaskRecord)(nil),              // 21: alluvium.v1.TaskRecord
+	(*FailedPath)(nil),              // 22: alluvium.v1.FailedPath
+	(JobInfo_Status)(0),             // 23: alluvium.v1.JobInfo.Status
+	(*PolicyInfo)(nil),              // 24: alluvium.v1.PolicyInfo
+	(*JobInfo)(nil),                 // 25: alluvium.v1.JobInfo
+	(*TaskInfo)(nil),                // 26: alluvium.v1.TaskInfo
 }
 var file_jobfsm_proto_depIdxs = []int32{
-	4,  // 0: alluvium.v1.PlanTasksCommand.tasks:type_name -> alluvium.v1.PlannedTask
-	19, // 1: alluvium.v1.PlanTasksCommand.failed:type_name -> alluvium.v1.FailedPath
+	5,  // 0: alluvium.v1.PlanTasksCommand.tasks:type_name -> alluvium.v1.PlannedTask
+	22, // 1: alluvium.v1.PlanTasksCommand.failed:type_name -> alluvium.v1.FailedPath
 	2,  // 2: alluvium.v1.TaskTransition.kind:type_name -> alluvium.v1.TaskTransition.Kind
-	19, // 3: alluvium.v1.TaskTransition.failed:type_name -> alluvium.v1.FailedPath
-	6,  // 4: alluvium.v1.UpdateTasksCommand.transitions:type_name -> alluvium.v1.TaskTransition
-	20, // 5: alluvium.v1.FinishJobCommand.status:type_name -> alluvium.v1.JobInfo.Status
-	21, // 6: alluvium.v1.PutPolicyCommand.policy:type_name -> alluvium.v1.PolicyInfo
-	22, // 7: alluvium.v1.JobRecord.info:type_name -> alluvium.v1.JobInfo
-	23, // 8: alluvium.v1.TaskRecord.info:type_name -> alluvium.v1.TaskInfo
-	19, // 9: alluvium.v1.TaskRecord.failed:type_name -> alluvium.v1.FailedPath
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	22, // 3: alluvium.v1.TaskTransition.failed:type_name -> alluvium.v1.FailedPath
+	7,  // 4: alluvium.v1.UpdateTasksCommand.transitions:type_name -> alluvium.v1.TaskTransition
+	23, // 5: alluvium.v1.FinishJobCommand.status:type_name -> alluvium.v1.JobInfo.Status
+	24, // 6: alluvium.v1.PutPolicyCommand.policy:type_name -> alluvium.v1.PolicyInfo
+	3,  // 7: alluvium.v1.PolicyLaunchCommand.kind:type_name -> alluvium.v1.PolicyLaunchCommand.Kind
+	25, // 8: alluvium.v1.JobRecord.info:type_name -> alluvium.v1.JobInfo
+	26, // 9: alluvium.v1.TaskRecord.info:type_name -> alluvium.v1.TaskInfo
+	22, // 10: alluvium.v1.TaskRecord.failed:type_name -> alluvium.v1.FailedPath
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_jobfsm_proto_init() }
@@ -1616,8 +1890,8 @@ func file_jobfsm_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jobfsm_proto_rawDesc), len(file_jobfsm_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   16,
+			NumEnums:      4,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1188,6 +1188,18 @@ type PolicyInfo struct {
 	LastJobId     int64                  `protobuf:"varint,11,opt,name=last_job_id,json=lastJobId,proto3" json:"last_job_id,omitempty"`
 	LastJobStatus JobInfo_Status         `protobuf:"varint,12,opt,name=last_job_status,json=lastJobStatus,proto3,enum=alluvium.v1.JobInfo_Status" json:"last_job_status,omitempty"`
 	Runs          int64                  `protobuf:"varint,13,opt,name=runs,proto3" json:"runs,omitempty"`
+	// The scheduler's cursor: the scheduled time of the latest run handled
+	// (launched, skipped or queued). The next run is the first cron time
+	// after it.
+	CursorMs int64 `protobuf:"varint,14,opt,name=cursor_ms,json=cursorMs,proto3" json:"cursor_ms,omitempty"`
+	// A launch recorded in raft whose job is not yet submitted.
+	PendingRequestId   string `protobuf:"bytes,15,opt,name=pending_request_id,json=pendingRequestId,proto3" json:"pending_request_id,omitempty"`
+	PendingScheduledMs int64  `protobuf:"varint,16,opt,name=pending_scheduled_ms,json=pendingScheduledMs,proto3" json:"pending_scheduled_ms,omitempty"`
+	// overlap queue: the scheduled time of the run waiting for the last job
+	// to end (0: none).
+	QueuedMs      int64 `protobuf:"varint,17,opt,name=queued_ms,json=queuedMs,proto3" json:"queued_ms,omitempty"`
+	Skipped       int64 `protobuf:"varint,18,opt,name=skipped,proto3" json:"skipped,omitempty"`                                 // runs not launched (overlap skip, missed)
+	LastLaunchMs  int64 `protobuf:"varint,19,opt,name=last_launch_ms,json=lastLaunchMs,proto3" json:"last_launch_ms,omitempty"` // wall time of the last launch
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1313,9 +1325,52 @@ func (x *PolicyInfo) GetRuns() int64 {
 	return 0
 }
 
+func (x *PolicyInfo) GetCursorMs() int64 {
+	if x != nil {
+		return x.CursorMs
+	}
+	return 0
+}
+
+func (x *PolicyInfo) GetPendingRequestId() string {
+	if x != nil {
+		return x.PendingRequestId
+	}
+	return ""
+}
+
+func (x *PolicyInfo) GetPendingScheduledMs() int64 {
+	if x != nil {
+		return x.PendingScheduledMs
+	}
+	return 0
+}
+
+func (x *PolicyInfo) GetQueuedMs() int64 {
+	if x != nil {
+		return x.QueuedMs
+	}
+	return 0
+}
+
+func (x *PolicyInfo) GetSkipped() int64 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *PolicyInfo) GetLastLaunchMs() int64 {
+	if x != nil {
+		return x.LastLaunchMs
+	}
+	return 0
+}
+
 type AddPolicyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Policy        *PolicyInfo            `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	Policy        *PolicyInfo            `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`  // name, cron, plan, config_json, overlap, catch_up
+	Paused        bool                   `protobuf:"varint,2,opt,name=paused,proto3" json:"paused,omitempty"` // add it paused (policy.enabled is ignored)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1355,6 +1410,13 @@ func (x *AddPolicyRequest) GetPolicy() *PolicyInfo {
 		return x.Policy
 	}
 	return nil
+}
+
+func (x *AddPolicyRequest) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
 }
 
 type AddPolicyResponse struct {
@@ -2649,7 +2711,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x12leader_rpc_address\x18\x02 \x01(\tR\x10leaderRpcAddress\x121\n" +
 	"\aservers\x18\x03 \x03(\v2\x17.alluvium.v1.RaftServerR\aservers\x12\x12\n" +
 	"\x04term\x18\x04 \x01(\x04R\x04term\x12!\n" +
-	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\"\x90\x03\n" +
+	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\"\xea\x04\n" +
 	"\n" +
 	"PolicyInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -2667,9 +2729,16 @@ const file_jobmaster_proto_rawDesc = "" +
 	" \x01(\x03R\tnextRunMs\x12\x1e\n" +
 	"\vlast_job_id\x18\v \x01(\x03R\tlastJobId\x12C\n" +
 	"\x0flast_job_status\x18\f \x01(\x0e2\x1b.alluvium.v1.JobInfo.StatusR\rlastJobStatus\x12\x12\n" +
-	"\x04runs\x18\r \x01(\x03R\x04runs\"C\n" +
+	"\x04runs\x18\r \x01(\x03R\x04runs\x12\x1b\n" +
+	"\tcursor_ms\x18\x0e \x01(\x03R\bcursorMs\x12,\n" +
+	"\x12pending_request_id\x18\x0f \x01(\tR\x10pendingRequestId\x120\n" +
+	"\x14pending_scheduled_ms\x18\x10 \x01(\x03R\x12pendingScheduledMs\x12\x1b\n" +
+	"\tqueued_ms\x18\x11 \x01(\x03R\bqueuedMs\x12\x18\n" +
+	"\askipped\x18\x12 \x01(\x03R\askipped\x12$\n" +
+	"\x0elast_launch_ms\x18\x13 \x01(\x03R\flastLaunchMs\"[\n" +
 	"\x10AddPolicyRequest\x12/\n" +
-	"\x06policy\x18\x01 \x01(\v2\x17.alluvium.v1.PolicyInfoR\x06policy\"D\n" +
+	"\x06policy\x18\x01 \x01(\v2\x17.alluvium.v1.PolicyInfoR\x06policy\x12\x16\n" +
+	"\x06paused\x18\x02 \x01(\bR\x06paused\"D\n" +
 	"\x11AddPolicyResponse\x12/\n" +
 	"\x06policy\x18\x01 \x01(\v2\x17.alluvium.v1.PolicyInfoR\x06policy\"\x15\n" +
 	"\x13ListPoliciesRequest\"K\n" +

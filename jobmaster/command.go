@@ -43,6 +43,10 @@ func newCommandBody(t api.JobCommandType) proto.Message {
 		return &api.PutPolicyCommand{}
 	case api.JobCommandType_DELETE_POLICY:
 		return &api.DeletePolicyCommand{}
+	case api.JobCommandType_POLICY_LAUNCH:
+		return &api.PolicyLaunchCommand{}
+	case api.JobCommandType_SET_POLICY_ENABLED:
+		return &api.SetPolicyEnabledCommand{}
 	}
 	return nil
 }
@@ -72,6 +76,10 @@ func commandType(m proto.Message) (api.JobCommandType, error) {
 		return api.JobCommandType_PUT_POLICY, nil
 	case *api.DeletePolicyCommand:
 		return api.JobCommandType_DELETE_POLICY, nil
+	case *api.PolicyLaunchCommand:
+		return api.JobCommandType_POLICY_LAUNCH, nil
+	case *api.SetPolicyEnabledCommand:
+		return api.JobCommandType_SET_POLICY_ENABLED, nil
 	}
 	return 0, fmt.Errorf("%T is not a job master command", m)
 }

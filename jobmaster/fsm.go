@@ -150,6 +150,10 @@ func (f *FSM) dispatch(x *tx, t api.JobCommandType, m proto.Message) any {
 		return x.applyPutPolicy(m.(*api.PutPolicyCommand))
 	case api.JobCommandType_DELETE_POLICY:
 		return x.applyDeletePolicy(m.(*api.DeletePolicyCommand))
+	case api.JobCommandType_POLICY_LAUNCH:
+		return x.applyPolicyLaunch(m.(*api.PolicyLaunchCommand))
+	case api.JobCommandType_SET_POLICY_ENABLED:
+		return x.applySetPolicyEnabled(m.(*api.SetPolicyEnabledCommand))
 	}
 	return fmt.Errorf("%w %d", errUnknownCommand, t)
 }
@@ -212,6 +216,7 @@ func (x *tx) applySubmit(c *api.SubmitJobCommand) any {
 	x.now = c.GetNowMs()
 	if rid := c.GetRequestId(); rid != "" {
 		if id, ok := x.s.byRequest[rid]; ok {
+			x.policyJobSubmitted(c.GetPolicy(), rid, id)
 			return submitResult{id: id, existed: true}
 		}
 	}
@@ -226,6 +231,7 @@ func (x *tx) applySubmit(c *api.SubmitJobCommand) any {
 	if j.RequestID != "" {
 		x.s.byRequest[j.RequestID] = id
 	}
+	x.policyJobSubmitted(j.Policy, j.RequestID, id)
 	return submitResult{id: id}
 }
 
@@ -567,23 +573,6 @@ func (x *tx) applyDeleteJobs(c *api.DeleteJobsCommand) any {
 		if w := x.s.worker(id); w != nil && w.State != api.WorkerState_LIVE {
 			x.s.workers.Delete(w)
 		}
-	}
-	return nil
-}
-
-func (x *tx) applyPutPolicy(c *api.PutPolicyCommand) any {
-	x.now = c.GetNowMs()
-	p := c.GetPolicy()
-	if p.GetName() == "" {
-		return errors.New("put policy: empty name")
-	}
-	x.s.policies.ReplaceOrInsert(proto.Clone(p).(*api.PolicyInfo))
-	return nil
-}
-
-func (x *tx) applyDeletePolicy(c *api.DeletePolicyCommand) any {
-	if _, ok := x.s.policies.Delete(&api.PolicyInfo{Name: c.GetName()}); !ok {
-		return fmt.Errorf("delete policy %q: not found", c.GetName())
 	}
 	return nil
 }

@@ -25,6 +25,7 @@ type leaderState struct {
 	hb       *heartbeats
 	planners *planners
 	finisher *finisher
+	pol      *policyRunner
 	term     uint64
 }
 
@@ -102,6 +103,7 @@ func (s *Server) establishLeadership() *leaderState {
 	ls.hb = newHeartbeats(jm.Worker.Timeout, ls.workerLost)
 	ls.planners = newPlanners(ls)
 	ls.finisher = newFinisher(ls)
+	ls.pol = newPolicyRunner(ls)
 
 	// From here on the FSM tells us every change; the scan below covers what
 	// happened before. Both paths tolerate seeing a change twice.
@@ -149,10 +151,11 @@ func (s *Server) establishLeadership() *leaderState {
 	ls.broker.onTasks(running)
 	ls.broker.onTasks(pending)
 
-	ls.wg.Add(3)
+	ls.wg.Add(4)
 	go func() { defer ls.wg.Done(); ls.coll.run(ctx) }()
 	go func() { defer ls.wg.Done(); ls.watchTimeouts(ctx) }()
 	go func() { defer ls.wg.Done(); ls.gcLoop(ctx) }()
+	go func() { defer ls.wg.Done(); ls.pol.run(ctx) }()
 	for _, id := range planning {
 		ls.planners.consider(id)
 	}
@@ -207,6 +210,9 @@ func (ls *leaderState) onEvents(ev *events) {
 		switch {
 		case j.terminal():
 			ls.broker.forgetJob(id)
+			if j.Policy != "" {
+				ls.pol.poke() // a queued run may start
+			}
 		case !j.PlanningDone:
 			ls.planners.consider(id)
 		case j.Outstanding == 0:

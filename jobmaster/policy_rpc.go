@@ -1,0 +1,197 @@
+package jobmaster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/plans"
+)
+
+// The Policy RPCs. Like the job calls, the leader answers and a follower
+// forwards.
+
+func (r *rpcServer) AddPolicy(ctx context.Context, req *api.AddPolicyRequest) (*api.AddPolicyResponse, error) {
+	s := r.s
+	ls, fwd, fctx, err := s.route(ctx, "policy add")
+	if err != nil {
+		return nil, err
+	}
+	if fwd != nil {
+		return fwd.AddPolicy(fctx, req)
+	}
+	p, err := s.checkPolicy(ctx, req.GetPolicy())
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UnixMilli()
+	p.Enabled = !req.GetPaused()
+	p.CreatedMs, p.CursorMs = now, now
+	if err := s.applyErr(ctx, &api.PutPolicyCommand{Policy: p, NowMs: now, CreateOnly: true}); err != nil {
+		if errors.Is(err, errPolicyExists) {
+			return nil, status.Errorf(codes.AlreadyExists, "policy add %s: a policy of that name exists (policy rm %s first)", p.GetName(), p.GetName())
+		}
+		return nil, grpcErr("policy add "+p.GetName(), err)
+	}
+	ls.pol.poke()
+	return &api.AddPolicyResponse{Policy: s.policyView(p)}, nil
+}
+
+// checkPolicy validates a policy to add and returns it normalized: name,
+// cron spec, overlap, plan and the plan's own validation of the config
+// (the config stored is the normalized one the plan returns). Any error is
+// returned before anything is stored.
+func (s *Server) checkPolicy(ctx context.Context, in *api.PolicyInfo) (*api.PolicyInfo, error) {
+	name := in.GetName()
+	if !policyNameRE.MatchString(name) {
+		return nil, status.Errorf(codes.InvalidArgument, "policy add %q: bad name: want 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+	}
+	if s.fsm.policy(name) != nil {
+		return nil, status.Errorf(codes.AlreadyExists, "policy add %s: a policy of that name exists (policy rm %s first)", name, name)
+	}
+	spec := strings.TrimSpace(in.GetCron())
+	if _, err := parseCron(spec); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "policy add %s: --cron %q: %v (want 5 fields, or 6 with seconds first, e.g. \"0 */5 * * * *\", or @hourly, @every 10m)", name, in.GetCron(), err)
+	}
+	overlap, err := checkOverlap(in.GetOverlap())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "policy add %s: --%v", name, err)
+	}
+	plan, err := plans.Lookup(in.GetPlan())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "policy add %s: %s", name, status.Convert(err).Message())
+	}
+	cfg := in.GetConfigJson()
+	if cfg == "" || !json.Valid([]byte(cfg)) {
+		return nil, status.Errorf(codes.InvalidArgument, "policy add %s: the %s config is not a JSON object", name, in.GetPlan())
+	}
+	norm, err := plan.Validate(ctx, s.env, []byte(cfg))
+	if err != nil {
+		if st, ok := status.FromError(err); ok {
+			return nil, status.Errorf(st.Code(), "policy add %s: %s", name, st.Message())
+		}
+		return nil, status.Errorf(codes.Unavailable, "policy add %s: %v", name, err)
+	}
+	return &api.PolicyInfo{
+		Name: name, Cron: spec, Plan: in.GetPlan(), ConfigJson: string(norm),
+		Overlap: overlap, CatchUp: in.GetCatchUp(),
+	}, nil
+}
+
+// policyView is a policy as clients see it: with its next run and the
+// status of its last job.
+func (s *Server) policyView(p *api.PolicyInfo) *api.PolicyInfo {
+	v := policyCopy(p)
+	if v.GetEnabled() {
+		if sched, err := parseCron(v.GetCron()); err == nil {
+			if next := sched.Next(msTime(v.GetCursorMs())); !next.IsZero() {
+				v.NextRunMs = next.UnixMilli()
+			}
+		}
+	}
+	if id := v.GetLastJobId(); id != 0 {
+		if j := s.fsm.Job(id); j != nil {
+			v.LastJobStatus = j.Status
+		} else {
+			v.LastJobStatus = api.JobInfo_STATUS_UNSPECIFIED // compacted away
+		}
+	}
+	return v
+}
+
+func (f *FSM) policy(name string) *api.PolicyInfo {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.policy(name)
+}
+
+func (r *rpcServer) ListPolicies(ctx context.Context, req *api.ListPoliciesRequest) (*api.ListPoliciesResponse, error) {
+	s := r.s
+	_, fwd, fctx, err := s.route(ctx, "policy ls")
+	if err != nil {
+		return nil, err
+	}
+	if fwd != nil {
+		return fwd.ListPolicies(fctx, req)
+	}
+	var ps []*api.PolicyInfo
+	s.fsm.view(func(st *state) {
+		st.policies.Ascend(func(p *api.PolicyInfo) bool { ps = append(ps, p); return true })
+	})
+	resp := &api.ListPoliciesResponse{}
+	for _, p := range ps {
+		resp.Policies = append(resp.Policies, s.policyView(p))
+	}
+	return resp, nil
+}
+
+func (r *rpcServer) RemovePolicy(ctx context.Context, req *api.RemovePolicyRequest) (*api.RemovePolicyResponse, error) {
+	s := r.s
+	ls, fwd, fctx, err := s.route(ctx, "policy rm")
+	if err != nil {
+		return nil, err
+	}
+	if fwd != nil {
+		return fwd.RemovePolicy(fctx, req)
+	}
+	name := req.GetName()
+	if err := s.applyErr(ctx, &api.DeletePolicyCommand{Name: name}); err != nil {
+		if errors.Is(err, errPolicyNotFound) {
+			return nil, status.Errorf(codes.NotFound, "policy rm %s: no such policy (see 'alluvium policy ls')", name)
+		}
+		return nil, grpcErr("policy rm "+name, err)
+	}
+	ls.pol.poke()
+	return &api.RemovePolicyResponse{}, nil
+}
+
+func (r *rpcServer) SetPolicyEnabled(ctx context.Context, req *api.SetPolicyEnabledRequest) (*api.SetPolicyEnabledResponse, error) {
+	s := r.s
+	ls, fwd, fctx, err := s.route(ctx, "policy pause/resume")
+	if err != nil {
+		return nil, err
+	}
+	if fwd != nil {
+		return fwd.SetPolicyEnabled(fctx, req)
+	}
+	name := req.GetName()
+	op := "policy pause " + name
+	if req.GetEnabled() {
+		op = "policy resume " + name
+	}
+	err = s.applyErr(ctx, &api.SetPolicyEnabledCommand{Name: name, Enabled: req.GetEnabled(), NowMs: time.Now().UnixMilli()})
+	if err != nil {
+		if errors.Is(err, errPolicyNotFound) {
+			return nil, status.Errorf(codes.NotFound, "%s: no such policy (see 'alluvium policy ls')", op)
+		}
+		return nil, grpcErr(op, err)
+	}
+	ls.pol.poke()
+	p := s.fsm.policy(name)
+	if p == nil {
+		return nil, status.Errorf(codes.NotFound, "%s: no such policy (removed meanwhile)", op)
+	}
+	return &api.SetPolicyEnabledResponse{Policy: s.policyView(p)}, nil
+}
+
+func (r *rpcServer) RunPolicyNow(ctx context.Context, req *api.RunPolicyNowRequest) (*api.RunPolicyNowResponse, error) {
+	s := r.s
+	ls, fwd, fctx, err := s.route(ctx, "policy run-now")
+	if err != nil {
+		return nil, err
+	}
+	if fwd != nil {
+		return fwd.RunPolicyNow(fctx, req)
+	}
+	id, err := ls.pol.runNow(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	return &api.RunPolicyNowResponse{JobId: id}, nil
+}
