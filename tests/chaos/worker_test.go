@@ -1,0 +1,185 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/testutil"
+	"github.com/alluvium/alluvium/sdk"
+)
+
+// checkSums reads every file through the SDK and compares its sha256.
+func (c *cluster) checkSums(files map[string]string) {
+	c.t.Helper()
+	for p, want := range files {
+		got, err := c.readSum(context.Background(), p)
+		if err != nil {
+			c.t.Errorf("read %s: %v", p, err)
+			continue
+		}
+		if got != want {
+			c.t.Errorf("%s: sha256 %s, want %s", p, got, want)
+		}
+	}
+}
+
+// fileIDs maps inode id → path for every file under dir.
+func (c *cluster) fileIDs(dir string) map[int64]string {
+	c.t.Helper()
+	out := map[int64]string{}
+	for fi, err := range c.client.List(context.Background(), dir, sdk.ListOptions{Recursive: true}) {
+		if err != nil {
+			c.t.Fatalf("list %s: %v", dir, err)
+		}
+		if !fi.Folder {
+			out[fi.FileId] = fi.Path
+		}
+	}
+	return out
+}
+
+// checkDiskBlocks reads every block file in worker i's tier directories and
+// compares it with the bytes it must hold; content gives a file's whole
+// expected bytes by inode id (nil: not a file this test knows). A block
+// file that is not byte-exact is a corrupt block. It returns how many
+// block files it checked.
+func (c *cluster) checkDiskBlocks(i int, content func(fileID int64) []byte) int {
+	c.t.Helper()
+	n := 0
+	for _, tier := range []string{"mem", "hdd"} {
+		dir := filepath.Join(c.workerDir(i), tier)
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			c.t.Fatalf("worker %d tier %s: %v", i, tier, err)
+		}
+		for _, e := range ents {
+			name := strings.TrimSuffix(e.Name(), ".pin")
+			id, err := strconv.ParseInt(name, 10, 64)
+			if err != nil || !e.Type().IsRegular() {
+				continue
+			}
+			want := content(api.FileIDOfBlock(id))
+			if want == nil {
+				continue
+			}
+			off := api.BlockIndex(id) * blockSize
+			end := min(off+blockSize, int64(len(want)))
+			got, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			if off >= end || !bytes.Equal(got, want[off:end]) {
+				c.t.Errorf("worker %d %s block %d (file %d index %d): %d bytes on disk differ from the file's bytes [%d,%d)",
+					i, tier, id, api.FileIDOfBlock(id), api.BlockIndex(id), len(got), off, end)
+			}
+			n++
+		}
+	}
+	return n
+}
+
+// ufsContent returns a content function reading files under the local
+// UFS by their Alluvium path.
+func (c *cluster) ufsContent(ids map[int64]string) func(int64) []byte {
+	return func(id int64) []byte {
+		p, ok := ids[id]
+		if !ok {
+			return nil
+		}
+		b, err := os.ReadFile(filepath.Join(c.ufsDir, p))
+		if err != nil {
+			c.t.Fatalf("ufs %s: %v", p, err)
+		}
+		return b
+	}
+}
+
+// waitWorkerState waits until the FS master reports worker i in state st.
+func (c *cluster) waitWorkerState(i int, st api.WorkerState) {
+	c.t.Helper()
+	testutil.Eventually(c.t, 30*time.Second, func() error {
+		ws, err := c.client.Workers(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, w := range ws {
+			if fmt.Sprintf("%s:%d", w.GetAddress().GetHost(), w.GetAddress().GetRpcPort()) == c.workerAddr(i) {
+				if w.GetState() == st {
+					return nil
+				}
+				return fmt.Errorf("worker %d is %s", i, w.GetState())
+			}
+		}
+		return errors.New("worker not listed")
+	})
+}
+
+// TestWorkerKilledDuringLoad: three workers; one is SIGKILLed in the
+// middle of a load (slowed by a bandwidth limit). The job completes with
+// no failed task, every file reads back byte-exact at once (from the
+// survivors or the UFS), a second load caches everything on the survivors
+// once the dead worker is LOST, and the restarted worker's blocks on disk
+// are byte-exact (a fill cut by the kill left nothing behind).
+func TestWorkerKilledDuringLoad(t *testing.T) {
+	c := startCluster(t, options{workers: 3, jobMasters: 1})
+	sizes := map[string]int{}
+	for i := range 6 {
+		sizes[fmt.Sprintf("big%d", i)] = 2*blockSize + 1000*i + 1
+	}
+	for i := range 30 {
+		sizes[fmt.Sprintf("small/f%02d", i)] = 5000 + 999*i
+	}
+	files := c.ufsTree("wk", sizes)
+	id := c.submitLoad(map[string]any{"path": "/wk", "bandwidth": 4 << 20})
+	info := c.waitMidJob(id, 3)
+	const victim = 2
+	t.Logf("SIGKILL worker %d with job %d at %d/%d tasks", victim, id, info.GetTasksDone(), info.GetTasksTotal())
+	c.workers[victim].Kill()
+
+	final := c.waitJob(id, 90*time.Second)
+	if final.GetStatus() != sdk.JobCompleted || final.GetTasksFailed() != 0 || final.GetTasksDone() != final.GetTasksTotal() {
+		t.Fatalf("after killing worker %d: %v", victim, final)
+	}
+	retried := 0
+	for _, tk := range final.GetTasks() {
+		if tk.GetAttempt() > 1 {
+			retried++
+		}
+	}
+	t.Logf("job completed; %d task(s) ran again", retried)
+	// Right away, before the FS master has noticed: correct bytes.
+	c.checkSums(files)
+
+	c.waitWorkerState(victim, api.WorkerState_LOST)
+	j2 := c.waitJob(c.submitLoad(map[string]any{"path": "/wk"}), 60*time.Second)
+	if j2.GetStatus() != sdk.JobCompleted || j2.GetTasksFailed() != 0 {
+		t.Fatalf("reload on the survivors: %v", j2)
+	}
+	blocks, bytes := c.cacheReport("/wk", files, 1)
+	c.checkFillsOnce(blocks, bytes, func(i int) bool { return i != victim })
+	c.checkSums(files)
+
+	// The killed worker comes back with what it had committed, byte-exact.
+	ids := c.fileIDs("/wk")
+	c.startWorker(victim)
+	c.waitWorkerState(victim, api.WorkerState_LIVE)
+	n := c.checkDiskBlocks(victim, c.ufsContent(ids))
+	tmp, _ := os.ReadDir(filepath.Join(c.workerDir(victim), "hdd", ".tmp"))
+	if len(tmp) != 0 {
+		t.Errorf("restarted worker keeps %d temp blocks", len(tmp))
+	}
+	t.Logf("restarted worker %d holds %d block files, all byte-exact", victim, n)
+	c.checkSums(files)
+	for i := range c.workers {
+		c.checkDiskBlocks(i, c.ufsContent(ids))
+	}
+}
