@@ -13,4 +13,5 @@ func addCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newSecondaryCmd(g))
 	root.AddCommand(newFormatCmd(g))
 	root.AddCommand(newFSAdminCmd(g))
+	root.AddCommand(newProxyCmd(g))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/alluvium/alluvium/fsmaster"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/jobmaster"
+	"github.com/alluvium/alluvium/proxy"
 )
 
 func newLocalCmd(g *globals) *cobra.Command {
@@ -35,10 +36,11 @@ and the UFS when --ufs is not given (<home>/ufs). A restart with the same home
 keeps the namespace and the cache.
 
 Every port is in [P, P+200) for --port-base P (default 19998): FS master rpc P,
-http P+1; job master rpc P+3, http P+4, raft P+5; worker i at P+20+4i...
-When the cluster is ready it writes <home>/env (export lines for
-ALLUVIUM_MASTER, ALLUVIUM_JOB_MASTER and, when auth is on, ALLUVIUM_TOKEN) and
-prints a line with "ready". Ctrl-C or SIGTERM stops it cleanly.`,
+http P+1; job master rpc P+3, http P+4, raft P+5; proxy REST P+6, S3 P+7;
+worker i at P+20+4i... When the cluster is ready it writes <home>/env (export
+lines for ALLUVIUM_MASTER, ALLUVIUM_JOB_MASTER, ALLUVIUM_PROXY (REST URL),
+ALLUVIUM_S3 (S3 endpoint URL) and, when auth is on, ALLUVIUM_TOKEN) and prints
+a line with "ready". Ctrl-C or SIGTERM stops it cleanly.`,
 		Example: `  alluvium local --home /tmp/alluvium --ufs /data --workers 3
   # in another shell:
   source /tmp/alluvium/env
@@ -153,12 +155,20 @@ func runLocal(ctx context.Context, cfg *config.Config, base, workers int, log *z
 	if err := waitClusterReady(ctx, cfg, workers); err != nil {
 		return err
 	}
-	envPath, err := writeEnv(cfg)
+	px, err := proxy.New(cfg, log.Named("proxy"))
 	if err != nil {
 		return err
 	}
-	fmt.Printf("alluvium local ready: %d workers, FS master %s, job master %s, UFS %s; env in %s\n",
-		workers, cfg.Client.Master, cfg.Client.JobMaster, cfg.FSMaster.UFS, envPath)
+	if err := px.Start(ctx); err != nil {
+		return err
+	}
+	started = append(started, stopper{"proxy", px.Stop})
+	envPath, err := writeEnv(cfg, px)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("alluvium local ready: %d workers, FS master %s, job master %s, REST http://%s, S3 http://%s, UFS %s; env in %s\n",
+		workers, cfg.Client.Master, cfg.Client.JobMaster, px.RESTAddr(), px.S3Addr(), cfg.FSMaster.UFS, envPath)
 	select {
 	case <-ctx.Done():
 		log.Info("stopping the local cluster")
@@ -277,10 +287,12 @@ func waitClusterReady(ctx context.Context, cfg *config.Config, workers int) erro
 }
 
 // writeEnv writes <home>/env with the export lines clients source.
-func writeEnv(cfg *config.Config) (string, error) {
+func writeEnv(cfg *config.Config, px *proxy.Proxy) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "export ALLUVIUM_MASTER=%s\n", cfg.Client.Master)
 	fmt.Fprintf(&b, "export ALLUVIUM_JOB_MASTER=%s\n", cfg.Client.JobMaster)
+	fmt.Fprintf(&b, "export ALLUVIUM_PROXY=http://%s\n", px.RESTAddr())
+	fmt.Fprintf(&b, "export ALLUVIUM_S3=http://%s\n", px.S3Addr())
 	if cfg.Security.Token != "" {
 		fmt.Fprintf(&b, "export ALLUVIUM_TOKEN=%s\n", cfg.Security.Token)
 	}

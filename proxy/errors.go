@@ -1,0 +1,119 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/alluvium/alluvium/sdk"
+)
+
+// restError is a failed REST call: Alluxio's error body
+// {"statusCode": "NOT_FOUND", "message": "..."} with an HTTP status that
+// fits the code (Alluxio itself always answers 500; clients only check for
+// "not 200").
+type restError struct {
+	code codes.Code
+	msg  string
+}
+
+func (e *restError) Error() string { return e.msg }
+
+func restErrorf(c codes.Code, format string, a ...any) *restError {
+	return &restError{code: c, msg: fmt.Sprintf(format, a...)}
+}
+
+func notFound(format string, a ...any) *restError { return restErrorf(codes.NotFound, format, a...) }
+
+// toRESTError turns any error into a restError, keeping the gRPC code of an
+// *sdk.Error.
+func toRESTError(err error) *restError {
+	var re *restError
+	if errors.As(err, &re) {
+		return re
+	}
+	var se *sdk.Error
+	if errors.As(err, &se) {
+		return &restError{code: se.Code, msg: se.Error()}
+	}
+	var je *sdk.JobError
+	if errors.As(err, &je) {
+		return &restError{code: codes.FailedPrecondition, msg: je.Error()}
+	}
+	return &restError{code: codes.Internal, msg: err.Error()}
+}
+
+// statusName is the Alluxio (and gRPC) name of a code: NOT_FOUND,
+// ALREADY_EXISTS, ...
+func statusName(c codes.Code) string {
+	switch c {
+	case codes.OK:
+		return "OK"
+	case codes.Canceled:
+		return "CANCELED"
+	}
+	s := c.String() // "NotFound"
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte('_')
+		}
+		b.WriteRune(r)
+	}
+	return strings.ToUpper(b.String())
+}
+
+func httpStatus(c codes.Code) int {
+	switch c {
+	case codes.NotFound:
+		return http.StatusNotFound
+	case codes.AlreadyExists, codes.FailedPrecondition, codes.Aborted:
+		return http.StatusConflict
+	case codes.InvalidArgument, codes.OutOfRange:
+		return http.StatusBadRequest
+	case codes.PermissionDenied:
+		return http.StatusForbidden
+	case codes.Unauthenticated:
+		return http.StatusUnauthorized
+	case codes.ResourceExhausted:
+		return http.StatusInsufficientStorage
+	case codes.Unavailable:
+		return http.StatusServiceUnavailable
+	case codes.DeadlineExceeded:
+		return http.StatusGatewayTimeout
+	case codes.Unimplemented:
+		return http.StatusNotImplemented
+	}
+	return http.StatusInternalServerError
+}
+
+// contentJSON is the exact content type Alluxio's clients compare against.
+const contentJSON = "application/json"
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"statusCode":"INTERNAL","message":"encoding the response failed"}`)
+	}
+	w.Header().Set("Content-Type", contentJSON)
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// writeVoid answers a call that returns nothing, as Alluxio does: 200
+// with an empty body.
+func writeVoid(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", contentJSON)
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusOK)
+}
+
+func writeError(w http.ResponseWriter, err error) *restError {
+	re := toRESTError(err)
+	writeJSON(w, httpStatus(re.code), map[string]string{"statusCode": statusName(re.code), "message": re.msg})
+	return re
+}

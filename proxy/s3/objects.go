@@ -1,0 +1,647 @@
+package s3
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/proxy/sigv4"
+	"github.com/alluvium/alluvium/sdk"
+)
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// srcReader remembers the error of the source side of a copy, to tell a
+// client that sent a bad body from a store that failed.
+type srcReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *srcReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	return n, err
+}
+
+// failObject writes err, telling NoSuchKey from NoSuchBucket on NotFound.
+func (q *request) failObject(err error) {
+	var nf *apiError
+	if errors.Is(err, sdk.ErrNotFound) {
+		nf = q.notFoundErr()
+	}
+	q.fail(err, nf)
+}
+
+// create opens path for writing as an object of bucket: parents are made
+// as needed, but only inside an existing bucket.
+func (g *Gateway) create(ctx context.Context, bucket, p string) (*sdk.FileWriter, *apiError) {
+	o := sdk.CreateOptions{WriteType: g.cfg.WriteType, Overwrite: true}
+	fw, err := g.c.Create(ctx, p, o)
+	if errors.Is(err, sdk.ErrNotFound) {
+		bp, _ := bucketPath(bucket)
+		info, serr := g.c.Stat(ctx, bp)
+		if serr != nil || !info.GetFolder() {
+			return nil, errNoSuchBucket(bucket)
+		}
+		o.Recursive = true
+		fw, err = g.c.Create(ctx, p, o)
+	}
+	switch {
+	case err == nil:
+		return fw, nil
+	case errors.Is(err, sdk.ErrAlreadyExists):
+		return nil, errorf("XAlluviumObjectIsDirectory", http.StatusConflict, "%s is a directory with objects below it, so it cannot also be an object", p)
+	case errors.Is(err, sdk.ErrFailedPrecondition):
+		return nil, errorf("XAlluviumParentIsObject", http.StatusConflict, "a parent of %s is an object, so nothing can be stored below it", p)
+	}
+	return nil, toAPIError(err, nil)
+}
+
+// write copies src into a new object at p and returns the completed file.
+func (g *Gateway) write(ctx context.Context, bucket, p string, src io.Reader) (*api.FileInfo, int64, error) {
+	fw, aerr := g.create(ctx, bucket, p)
+	if aerr != nil {
+		return nil, 0, aerr
+	}
+	sr := &srcReader{r: src}
+	buf := copyBufs.Get().(*[]byte)
+	n, err := io.CopyBuffer(fw, sr, *buf)
+	copyBufs.Put(buf)
+	if err != nil {
+		fw.Abort()
+		if sr.err != nil {
+			var se *sigv4.Error
+			if errors.As(sr.err, &se) {
+				return nil, n, sr.err
+			}
+			return nil, n, errorf("IncompleteBody", http.StatusBadRequest, "reading the body: %v", sr.err)
+		}
+		return nil, n, err
+	}
+	if err := fw.Close(); err != nil {
+		return nil, n, err
+	}
+	return fw.Info(), n, nil
+}
+
+// metaFromHeaders reads the headers S3 stores with an object.
+func metaFromHeaders(h http.Header) *objMeta {
+	m := &objMeta{
+		ContentType:        h.Get("Content-Type"),
+		ContentDisposition: h.Get("Content-Disposition"),
+		ContentLanguage:    h.Get("Content-Language"),
+		CacheControl:       h.Get("Cache-Control"),
+		Expires:            h.Get("Expires"),
+	}
+	var encs []string
+	for _, e := range strings.Split(h.Get("Content-Encoding"), ",") {
+		if e = strings.TrimSpace(e); e != "" && !strings.EqualFold(e, "aws-chunked") {
+			encs = append(encs, e)
+		}
+	}
+	m.ContentEncoding = strings.Join(encs, ",")
+	for k, v := range h {
+		if name, ok := strings.CutPrefix(strings.ToLower(k), "x-amz-meta-"); ok && len(v) > 0 {
+			if m.Meta == nil {
+				m.Meta = map[string]string{}
+			}
+			m.Meta[name] = v[0]
+		}
+	}
+	return m
+}
+
+func (q *request) putObject() {
+	p, dir, aerr := objectPath(q.bucket, q.key)
+	if aerr != nil {
+		q.fail(aerr, nil)
+		return
+	}
+	body, err := sigv4.NewBody(q.r, q.auth)
+	if err != nil {
+		q.fail(err, nil)
+		return
+	}
+	ctx := q.r.Context()
+	if dir {
+		// A "folder" marker: an empty object whose key ends in "/".
+		n, err := io.Copy(io.Discard, body)
+		if err != nil {
+			q.fail(err, nil)
+			return
+		}
+		if n != 0 {
+			q.fail(errInvalidArgument("the key %q ends in '/', which names a directory here: it cannot hold %d bytes", q.key, n), nil)
+			return
+		}
+		if aerr := q.checkBucket(); aerr != nil {
+			q.fail(aerr, nil)
+			return
+		}
+		if _, err := q.g.c.Mkdir(ctx, p, sdk.MkdirOptions{Parents: true, WriteType: q.g.cfg.WriteType}); err != nil {
+			if errors.Is(err, sdk.ErrAlreadyExists) || errors.Is(err, sdk.ErrFailedPrecondition) {
+				q.fail(errorf("XAlluviumParentIsObject", http.StatusConflict, "%s or a parent of it is an object, so it cannot be a directory", p), nil)
+				return
+			}
+			q.failObject(err)
+			return
+		}
+		q.w.Header().Set("ETag", `"`+emptyETag+`"`)
+		q.w.WriteHeader(http.StatusOK)
+		return
+	}
+	if inm := q.r.Header.Get("If-None-Match"); inm == "*" {
+		if info, err := q.g.c.Stat(ctx, p); err == nil && !info.GetFolder() {
+			q.fail(errorf("PreconditionFailed", http.StatusPreconditionFailed, "the key %q exists (If-None-Match: *)", q.key), nil)
+			return
+		}
+	}
+	meta := metaFromHeaders(q.r.Header)
+	info, n, err := q.g.write(ctx, q.bucket, p, body)
+	q.in = n
+	if err != nil {
+		q.failObject(err)
+		return
+	}
+	meta.FileID, meta.Length = info.GetFileId(), info.GetLength()
+	meta.ETag = hex.EncodeToString(body.MD5())
+	meta.ChecksumAlgo, meta.Checksum = body.Checksum()
+	q.g.meta.put(p, meta)
+	q.w.Header().Set("ETag", `"`+meta.ETag+`"`)
+	if meta.ChecksumAlgo != "" {
+		q.w.Header().Set("x-amz-checksum-"+meta.ChecksumAlgo, meta.Checksum)
+	}
+	q.w.WriteHeader(http.StatusOK)
+}
+
+// stat returns the file of an object key (a directory for a "dir/" key).
+func (q *request) statObject(p string, dir bool) (*api.FileInfo, error) {
+	info, err := q.g.c.Stat(q.r.Context(), p)
+	if err != nil {
+		return nil, err
+	}
+	if info.GetFolder() != dir || !dir && !info.GetCompleted() {
+		return nil, errNoSuchKey(q.key)
+	}
+	return info, nil
+}
+
+// etagOf returns the ETag (unquoted) and metadata of a file.
+func (g *Gateway) etagOf(p string, info *api.FileInfo) (string, *objMeta) {
+	if info.GetFolder() {
+		return emptyETag, nil
+	}
+	if m := g.meta.get(p, info); m != nil && m.ETag != "" {
+		return m.ETag, m
+	}
+	return fallbackETag(info), nil
+}
+
+// preconditions applies If-Match, If-None-Match, If-Modified-Since and
+// If-Unmodified-Since: 0 to go on, else the status to answer.
+func preconditions(h http.Header, etag string, mod time.Time) int {
+	mod = mod.Truncate(time.Second)
+	match := func(list string) bool {
+		for _, t := range strings.Split(list, ",") {
+			t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+			if t == "*" || strings.Trim(t, `"`) == etag {
+				return true
+			}
+		}
+		return false
+	}
+	if v := h.Get("If-Match"); v != "" {
+		if !match(v) {
+			return http.StatusPreconditionFailed
+		}
+	} else if v := h.Get("If-Unmodified-Since"); v != "" {
+		if t, err := http.ParseTime(v); err == nil && mod.After(t) {
+			return http.StatusPreconditionFailed
+		}
+	}
+	if v := h.Get("If-None-Match"); v != "" {
+		if match(v) {
+			return http.StatusNotModified
+		}
+	} else if v := h.Get("If-Modified-Since"); v != "" {
+		if t, err := http.ParseTime(v); err == nil && !mod.After(t) {
+			return http.StatusNotModified
+		}
+	}
+	return 0
+}
+
+// parseRange reads a single "bytes=" range; ok is false for none (or one
+// S3 ignores), and err is InvalidRange for one that cannot be satisfied.
+func parseRange(h string, size int64) (start, length int64, ok bool, err *apiError) {
+	spec, found := strings.CutPrefix(strings.TrimSpace(h), "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return 0, 0, false, nil
+	}
+	a, b, found := strings.Cut(spec, "-")
+	if !found {
+		return 0, 0, false, nil
+	}
+	invalid := errorf("InvalidRange", http.StatusRequestedRangeNotSatisfiable, "the range %q is not satisfiable for an object of %d bytes", h, size)
+	a, b = strings.TrimSpace(a), strings.TrimSpace(b)
+	if a == "" {
+		n, e := strconv.ParseInt(b, 10, 64)
+		if e != nil || n < 0 {
+			return 0, 0, false, nil
+		}
+		if n == 0 {
+			return 0, 0, false, invalid
+		}
+		n = min(n, size)
+		return size - n, n, true, nil
+	}
+	s, e := strconv.ParseInt(a, 10, 64)
+	if e != nil || s < 0 {
+		return 0, 0, false, nil
+	}
+	end := size - 1
+	if b != "" {
+		x, e := strconv.ParseInt(b, 10, 64)
+		if e != nil || x < s {
+			return 0, 0, false, nil
+		}
+		end = min(x, size-1)
+	}
+	if s >= size {
+		return 0, 0, false, invalid
+	}
+	return s, end - s + 1, true, nil
+}
+
+func setObjectHeaders(h http.Header, key string, info *api.FileInfo, etag string, m *objMeta) {
+	h.Set("ETag", `"`+etag+`"`)
+	h.Set("Last-Modified", time.UnixMilli(info.GetLastModificationTimeMs()).UTC().Format(http.TimeFormat))
+	h.Set("Accept-Ranges", "bytes")
+	ct := ""
+	if m != nil {
+		ct = m.ContentType
+		for k, v := range map[string]string{"Content-Encoding": m.ContentEncoding, "Content-Disposition": m.ContentDisposition,
+			"Content-Language": m.ContentLanguage, "Cache-Control": m.CacheControl, "Expires": m.Expires} {
+			if v != "" {
+				h.Set(k, v)
+			}
+		}
+		for k, v := range m.Meta {
+			h.Set("x-amz-meta-"+k, v)
+		}
+	}
+	if ct == "" {
+		ct = mime.TypeByExtension(path.Ext(key))
+	}
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	h.Set("Content-Type", ct)
+}
+
+// getObject serves GetObject and HeadObject.
+func (q *request) getObject() {
+	p, dir, aerr := objectPath(q.bucket, q.key)
+	if aerr != nil {
+		q.fail(aerr, nil)
+		return
+	}
+	info, err := q.statObject(p, dir)
+	if err != nil {
+		q.failObject(err)
+		return
+	}
+	etag, meta := q.g.etagOf(p, info)
+	h := q.w.Header()
+	if st := preconditions(q.r.Header, etag, time.UnixMilli(info.GetLastModificationTimeMs())); st != 0 {
+		if st == http.StatusPreconditionFailed {
+			q.fail(errorf("PreconditionFailed", st, "at least one of the preconditions you specified did not hold"), nil)
+			return
+		}
+		h.Set("ETag", `"`+etag+`"`)
+		q.w.WriteHeader(st)
+		return
+	}
+	setObjectHeaders(h, q.key, info, etag, meta)
+	if meta != nil && meta.ChecksumAlgo != "" && strings.EqualFold(q.r.Header.Get("X-Amz-Checksum-Mode"), "ENABLED") {
+		h.Set("x-amz-checksum-"+meta.ChecksumAlgo, meta.Checksum)
+	}
+	v := q.r.URL.Query()
+	for param, header := range map[string]string{"response-content-type": "Content-Type", "response-content-language": "Content-Language",
+		"response-expires": "Expires", "response-cache-control": "Cache-Control", "response-content-disposition": "Content-Disposition",
+		"response-content-encoding": "Content-Encoding"} {
+		if s := v.Get(param); s != "" {
+			h.Set(header, s)
+		}
+	}
+	size := info.GetLength()
+	start, length, ranged, rerr := parseRange(q.r.Header.Get("Range"), size)
+	if rerr != nil {
+		h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+		q.fail(rerr, nil)
+		return
+	}
+	status := http.StatusOK
+	if !ranged {
+		start, length = 0, size
+	} else {
+		status = http.StatusPartialContent
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, size))
+		h.Del("x-amz-checksum-" + metaAlgo(meta))
+	}
+	h.Set("Content-Length", strconv.FormatInt(length, 10))
+	if q.r.Method == http.MethodHead || dir || length == 0 {
+		q.w.WriteHeader(status)
+		return
+	}
+	fr, err := q.g.c.Open(q.r.Context(), p, sdk.OpenOptions{})
+	if err != nil {
+		h.Del("Content-Length")
+		q.failObject(err)
+		return
+	}
+	defer fr.Close()
+	q.w.WriteHeader(status)
+	var n int64
+	if ranged {
+		if _, err = fr.Seek(start, io.SeekStart); err == nil {
+			n, err = io.CopyN(q.w, fr, length)
+		}
+	} else {
+		n, err = io.Copy(q.w, fr)
+	}
+	q.out = n
+	if err != nil {
+		// The status is out; cutting the body short tells the client.
+		q.g.log.Debug("GetObject cut short: " + err.Error())
+	}
+}
+
+func metaAlgo(m *objMeta) string {
+	if m == nil {
+		return ""
+	}
+	return m.ChecksumAlgo
+}
+
+// deleteObject removes a key; a missing key is not an error (S3).
+func (q *request) deleteObject() {
+	if aerr := q.removeKey(q.r.Context(), q.key); aerr != nil {
+		q.fail(aerr, nil)
+		return
+	}
+	q.w.WriteHeader(http.StatusNoContent)
+}
+
+// removeKey deletes the object of key and then the directories its
+// removal left empty, up to the bucket — in S3 a prefix exists only while
+// keys have it.
+func (q *request) removeKey(ctx context.Context, key string) *apiError {
+	p, dir, aerr := objectPath(q.bucket, key)
+	if aerr != nil {
+		return aerr
+	}
+	bp, _ := q.bucketPath()
+	info, err := q.g.c.Stat(ctx, p)
+	switch {
+	case errors.Is(err, sdk.ErrNotFound):
+		if aerr := q.checkBucket(); aerr != nil {
+			return aerr
+		}
+		return nil
+	case err != nil:
+		return toAPIError(err, nil)
+	case info.GetFolder() != dir:
+		return nil // the key names no object
+	}
+	err = q.g.c.Delete(ctx, p, sdk.DeleteOptions{})
+	if dir && (errors.Is(err, sdk.ErrFailedPrecondition) || errors.Is(err, sdk.ErrAlreadyExists)) {
+		return nil // a marker of a directory that holds objects: they stay
+	}
+	if err != nil && !errors.Is(err, sdk.ErrNotFound) {
+		return toAPIError(err, nil)
+	}
+	q.g.meta.del(p)
+	for d := path.Dir(p); d != bp && d != "/" && d != "."; d = path.Dir(d) {
+		if q.g.c.Delete(ctx, d, sdk.DeleteOptions{}) != nil {
+			break
+		}
+	}
+	return nil
+}
+
+type deleteRequest struct {
+	XMLName xml.Name `xml:"Delete"`
+	Quiet   bool     `xml:"Quiet"`
+	Objects []struct {
+		Key       string `xml:"Key"`
+		VersionID string `xml:"VersionId"`
+	} `xml:"Object"`
+}
+
+type deleteResult struct {
+	XMLName xml.Name        `xml:"DeleteResult"`
+	NS      string          `xml:"xmlns,attr"`
+	Deleted []deletedObject `xml:"Deleted"`
+	Errors  []deleteError   `xml:"Error"`
+}
+
+type deletedObject struct {
+	Key string `xml:"Key"`
+}
+
+type deleteError struct {
+	Key     string `xml:"Key"`
+	Code    string `xml:"Code"`
+	Message string `xml:"Message"`
+}
+
+// readXMLBody reads a small XML request body through the digest checks.
+func (q *request) readXMLBody(v any, limit int64) *apiError {
+	body, err := sigv4.NewBody(q.r, q.auth)
+	if err != nil {
+		return toAPIError(err, nil)
+	}
+	b, err := io.ReadAll(io.LimitReader(body, limit+1))
+	if err != nil {
+		return toAPIError(err, nil)
+	}
+	if int64(len(b)) > limit {
+		return errorf("MalformedXML", http.StatusBadRequest, "the request body is larger than %d bytes", limit)
+	}
+	if err := xml.Unmarshal(b, v); err != nil {
+		return errMalformedXML(err)
+	}
+	return nil
+}
+
+func (q *request) deleteObjects() {
+	var req deleteRequest
+	if aerr := q.readXMLBody(&req, 2<<20); aerr != nil {
+		q.fail(aerr, nil)
+		return
+	}
+	if len(req.Objects) == 0 || len(req.Objects) > 1000 {
+		q.fail(errMalformedXML(fmt.Errorf("%d objects: want 1 to 1000", len(req.Objects))), nil)
+		return
+	}
+	if aerr := q.checkBucket(); aerr != nil {
+		q.fail(aerr, nil)
+		return
+	}
+	res := deleteResult{NS: xmlNS}
+	for _, o := range req.Objects {
+		if aerr := q.removeKey(q.r.Context(), o.Key); aerr != nil {
+			res.Errors = append(res.Errors, deleteError{Key: o.Key, Code: aerr.Code, Message: aerr.Message})
+			continue
+		}
+		if !req.Quiet {
+			res.Deleted = append(res.Deleted, deletedObject{Key: o.Key})
+		}
+	}
+	writeXML(q.w, http.StatusOK, res)
+}
+
+// copySource parses x-amz-copy-source: "/bucket/key" or "bucket/key",
+// URL-encoded, maybe with "?versionId=null".
+func copySource(h string) (bucket, key string, aerr *apiError) {
+	src, version, _ := strings.Cut(h, "?")
+	if version != "" && version != "versionId=null" {
+		return "", "", errNotImplemented("copying a version")
+	}
+	s, err := url.PathUnescape(src)
+	if err != nil {
+		return "", "", errInvalidArgument("x-amz-copy-source %q: %v", h, err)
+	}
+	s = strings.TrimPrefix(s, "/")
+	bucket, key, ok := strings.Cut(s, "/")
+	if !ok || bucket == "" || key == "" {
+		return "", "", errInvalidArgument("x-amz-copy-source %q: want /bucket/key", h)
+	}
+	return bucket, key, nil
+}
+
+type copyObjectResult struct {
+	XMLName      xml.Name `xml:"CopyObjectResult"`
+	NS           string   `xml:"xmlns,attr"`
+	LastModified string   `xml:"LastModified"`
+	ETag         string   `xml:"ETag"`
+}
+
+// copyPreconditions applies the x-amz-copy-source-if-* headers.
+func copyPreconditions(h http.Header, etag string, mod time.Time) *apiError {
+	ch := http.Header{}
+	for _, k := range []string{"Match", "None-Match", "Modified-Since", "Unmodified-Since"} {
+		if v := h.Get("X-Amz-Copy-Source-If-" + k); v != "" {
+			ch.Set("If-"+k, v)
+		}
+	}
+	if preconditions(ch, etag, mod) != 0 {
+		return errorf("PreconditionFailed", http.StatusPreconditionFailed, "at least one of the copy-source preconditions you specified did not hold")
+	}
+	return nil
+}
+
+// openSource stats and checks the source of a copy.
+func (q *request) openSource() (srcPath string, info *api.FileInfo, etag string, meta *objMeta, aerr *apiError) {
+	sb, sk, aerr := copySource(q.r.Header.Get("X-Amz-Copy-Source"))
+	if aerr != nil {
+		return "", nil, "", nil, aerr
+	}
+	srcPath, sdir, aerr := objectPath(sb, sk)
+	if aerr != nil {
+		return "", nil, "", nil, aerr
+	}
+	if sdir {
+		return "", nil, "", nil, errInvalidArgument("the copy source %q is a directory marker", sk)
+	}
+	info, err := q.g.c.Stat(q.r.Context(), srcPath)
+	if err != nil || info.GetFolder() || !info.GetCompleted() {
+		if err != nil && !errors.Is(err, sdk.ErrNotFound) {
+			return "", nil, "", nil, toAPIError(err, nil)
+		}
+		if _, err := q.g.c.Stat(q.r.Context(), "/"+sb); err != nil {
+			return "", nil, "", nil, errNoSuchBucket(sb)
+		}
+		return "", nil, "", nil, errNoSuchKey(sk)
+	}
+	etag, meta = q.g.etagOf(srcPath, info)
+	if aerr := copyPreconditions(q.r.Header, etag, time.UnixMilli(info.GetLastModificationTimeMs())); aerr != nil {
+		return "", nil, "", nil, aerr
+	}
+	return srcPath, info, etag, meta, nil
+}
+
+func (q *request) copyObject() {
+	dst, ddir, aerr := objectPath(q.bucket, q.key)
+	if aerr != nil {
+		q.fail(aerr, nil)
+		return
+	}
+	if ddir {
+		q.fail(errInvalidArgument("the destination %q is a directory marker", q.key), nil)
+		return
+	}
+	srcPath, info, etag, srcMeta, aerr := q.openSource()
+	if aerr != nil {
+		q.fail(aerr, nil)
+		return
+	}
+	replace := strings.EqualFold(q.r.Header.Get("X-Amz-Metadata-Directive"), "REPLACE")
+	var meta *objMeta
+	if replace {
+		meta = metaFromHeaders(q.r.Header)
+	} else if srcMeta != nil {
+		c := *srcMeta
+		meta = &c
+	} else {
+		meta = &objMeta{}
+	}
+	ctx := q.r.Context()
+	if srcPath == dst {
+		if !replace {
+			q.fail(errorf("InvalidRequest", http.StatusBadRequest, "this copy request is illegal because it is trying to copy an object to itself without changing the object's metadata"), nil)
+			return
+		}
+		meta.FileID, meta.Length, meta.ETag = info.GetFileId(), info.GetLength(), etag
+		if srcMeta != nil {
+			meta.ChecksumAlgo, meta.Checksum = srcMeta.ChecksumAlgo, srcMeta.Checksum
+		}
+		q.g.meta.put(dst, meta)
+		writeXML(q.w, http.StatusOK, copyObjectResult{NS: xmlNS, LastModified: isoTime(info.GetLastModificationTimeMs()), ETag: `"` + etag + `"`})
+		return
+	}
+	fr, err := q.g.c.Open(ctx, srcPath, sdk.OpenOptions{})
+	if err != nil {
+		q.fail(err, errNoSuchKey(srcPath))
+		return
+	}
+	defer fr.Close()
+	h := md5.New()
+	out, _, err := q.g.write(ctx, q.bucket, dst, io.TeeReader(fr, h))
+	if err != nil {
+		q.failObject(err)
+		return
+	}
+	meta.FileID, meta.Length = out.GetFileId(), out.GetLength()
+	meta.ETag = hex.EncodeToString(h.Sum(nil))
+	q.g.meta.put(dst, meta)
+	writeXML(q.w, http.StatusOK, copyObjectResult{NS: xmlNS, LastModified: isoTime(out.GetLastModificationTimeMs()), ETag: `"` + meta.ETag + `"`})
+}
+
