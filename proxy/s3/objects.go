@@ -644,4 +644,3 @@ func (q *request) copyObject() {
 	q.g.meta.put(dst, meta)
 	writeXML(q.w, http.StatusOK, copyObjectResult{NS: xmlNS, LastModified: isoTime(out.GetLastModificationTimeMs()), ETag: `"` + meta.ETag + `"`})
 }
-
