@@ -318,18 +318,27 @@ var errUnknownTier = errors.New("no such tier on this worker")
 func (s *Store) noSpace(n int64) error {
 	var parts []string
 	for _, t := range s.tiers {
-		var pinned, inUse int64
+		var pinned, inUse, stored int64
 		for _, b := range s.blocks {
 			if b.tier != t {
 				continue
 			}
+			stored += b.length
 			if b.pinned {
 				pinned += b.length
 			} else if b.refs > 0 || b.moving {
 				inUse += b.length
 			}
 		}
-		parts = append(parts, fmt.Sprintf("%s %d/%d used, %d pinned, %d in use", t.alias, t.used, t.quota, pinned, inUse))
+		for _, b := range s.doomed {
+			if b.tier == t {
+				stored += b.length // removed, space held until its leases end
+			}
+		}
+		// What is used but not in a block is reserved by blocks being
+		// written or filled: space that cannot be evicted either.
+		parts = append(parts, fmt.Sprintf("%s %d/%d used, %d pinned, %d in use, %d reserved by writes in progress",
+			t.alias, t.used, t.quota, pinned, inUse, max(t.used-stored, 0)))
 	}
 	return fmt.Errorf("%w for %d bytes (%s)", ErrNoSpace, n, strings.Join(parts, "; "))
 }
