@@ -211,7 +211,7 @@ func (m *Master) Start(ctx context.Context) error {
 			zap.String("journal", root.GetUfsUri()), zap.String("config", m.cfg.FSMaster.UFS))
 	}
 	if path != "" {
-		if _, err := j.DeleteCoveredSegments(seq); err != nil {
+		if _, err := m.deleteCovered(); err != nil {
 			m.log.Warn("could not delete covered segments", zap.Error(err))
 		}
 	}
@@ -336,6 +336,18 @@ func (m *Master) lostWorkerLoop(ctx context.Context) {
 	}
 }
 
+// deleteCovered deletes the journal segments every retained checkpoint
+// covers (fsmaster.journal.checkpoints-retained of them), not just the
+// newest: if the newest checkpoint is found damaged at a restart, the one
+// before it plus the segments after it still recover everything.
+func (m *Master) deleteCovered() (int, error) {
+	upTo, err := journal.RetainedCoverage(m.dir, m.cfg.FSMaster.Journal.CheckpointsRetained)
+	if err != nil || upTo == 0 {
+		return 0, err
+	}
+	return m.j.DeleteCoveredSegments(upTo)
+}
+
 func (m *Master) setCheckpoint(path string, seq int64) {
 	m.lastCkptSeq.Store(seq)
 	m.lastCkptPath.Store(path)
@@ -374,7 +386,7 @@ func (m *Master) adoptNewCheckpoint() int64 {
 		return m.lastCkptSeq.Load()
 	}
 	m.setCheckpoint(path, seq)
-	n, err := m.j.DeleteCoveredSegments(seq)
+	n, err := m.deleteCovered()
 	if err != nil {
 		m.log.Warn("could not delete covered segments", zap.Error(err))
 	}
@@ -421,7 +433,7 @@ func (m *Master) afterCheckpoint(path string, seq int64) {
 	if seq > m.lastCkptSeq.Load() {
 		m.setCheckpoint(path, seq)
 	}
-	if _, err := m.j.DeleteCoveredSegments(seq); err != nil {
+	if _, err := m.deleteCovered(); err != nil {
 		m.log.Warn("could not delete covered segments", zap.Error(err))
 	}
 	if err := journal.RemoveOldCheckpoints(m.dir, m.cfg.FSMaster.Journal.CheckpointsRetained); err != nil {

@@ -89,7 +89,7 @@ func TestMasterRestartKeepsState(t *testing.T) {
 }
 
 func TestCheckpointWithoutSecondary(t *testing.T) {
-	cfg := testConfig(t, map[string]any{"fsmaster.journal.segment-entries": 10})
+	cfg := testConfig(t, map[string]any{"fsmaster.journal.segment-entries": 10, "fsmaster.journal.checkpoints-retained": 1})
 	tm := startMaster(t, cfg)
 	ctx := context.Background()
 	for i := range 25 {
@@ -118,10 +118,62 @@ func TestCheckpointWithoutSecondary(t *testing.T) {
 	}
 }
 
+// TestDamagedNewestCheckpointFallsBack: with two checkpoints retained, the
+// segments after the older one stay, so a restart that finds the newest
+// checkpoint damaged loads the older one, replays, and loses nothing.
+func TestDamagedNewestCheckpointFallsBack(t *testing.T) {
+	cfg := testConfig(t, map[string]any{"fsmaster.journal.segment-entries": 10})
+	tm := startMaster(t, cfg)
+	ctx := context.Background()
+	for i := range 25 {
+		must(tm.fs.CreateDirectory(ctx, &api.CreateDirectoryRequest{Path: fmt.Sprintf("/a%02d", i)}))
+	}
+	c1 := must(tm.fs.Checkpoint(ctx, &api.CheckpointRequest{}))
+	closed := 0
+	for _, s := range tm.j.Segments() {
+		if s.Closed {
+			closed++
+		}
+	}
+	if closed == 0 {
+		t.Fatal("segments deleted while only one checkpoint exists")
+	}
+	for i := range 25 {
+		must(tm.fs.CreateDirectory(ctx, &api.CreateDirectoryRequest{Path: fmt.Sprintf("/b%02d", i)}))
+	}
+	c2 := must(tm.fs.Checkpoint(ctx, &api.CheckpointRequest{}))
+	for _, s := range tm.j.Segments() {
+		if s.Closed && s.Last <= c1.Sequence {
+			t.Fatalf("segment %s covered by both checkpoints (%d, %d) not deleted", s.Path, c1.Sequence, c2.Sequence)
+		}
+	}
+	must(tm.fs.CreateDirectory(ctx, &api.CreateDirectoryRequest{Path: "/after"}))
+	want := dump(tm.ns)
+	tm.stop(t)
+	b, err := os.ReadFile(c2.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 2 * 4096; i < len(b); i += 4096 {
+		b[i+64] ^= 0xff
+	}
+	if err := os.WriteFile(c2.Path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tm2 := startMaster(t, cfg)
+	if !tm2.logged(fmt.Sprintf("loaded checkpoint %s at sequence %d", c1.Path, c1.Sequence)) {
+		t.Fatalf("restart did not fall back to %s", c1.Path)
+	}
+	if got := dump(tm2.ns); got != want {
+		t.Fatalf("state differs:\n%s", diff(want, got))
+	}
+}
+
 func TestSecondaryWritesCheckpoints(t *testing.T) {
 	cfg := testConfig(t, map[string]any{
 		"fsmaster.journal.segment-entries":           20,
 		"fsmaster.journal.checkpoint-period-entries": 50,
+		"fsmaster.journal.checkpoints-retained":      1,
 	})
 	tm := startMaster(t, cfg)
 	sec, err := NewSecondary(cfg, zap.NewNop())

@@ -277,6 +277,31 @@ func LatestCheckpoint(dir string, log *zap.Logger) (path string, seq int64, err 
 	return "", 0, nil
 }
 
+// RetainedCoverage returns the sequence that every one of the keep newest
+// valid checkpoints covers — the keep-th newest one's — or 0 when fewer
+// than keep are valid. Segments up to it may be deleted: whichever retained
+// checkpoint a restart ends up loading (the newest may be found damaged),
+// the entries after it are still there.
+func RetainedCoverage(dir string, keep int) (int64, error) {
+	if keep < 1 {
+		keep = 1
+	}
+	cps, _, err := listCheckpoints(dir)
+	if err != nil {
+		return 0, err
+	}
+	valid := 0
+	for _, c := range cps {
+		if verifyCheckpoint(c.path, c.seq) != nil {
+			continue
+		}
+		if valid++; valid == keep {
+			return c.seq, nil
+		}
+	}
+	return 0, nil
+}
+
 // OpenCheckpoint opens a checkpoint read-only (after checking that bbolt
 // can map it safely). The caller closes it.
 func OpenCheckpoint(path string) (*bbolt.DB, error) {

@@ -93,8 +93,11 @@
 // (.tmp-<seq>-*.bolt) in the same dir, fsynced, renamed and the dir
 // fsynced. LatestCheckpoint returns the newest file whose marker and
 // checksum verify; temp files, files without the marker and damaged files
-// are skipped with a log line. The master loads it, replays the entries
-// after it, and deletes the closed segments it covers.
+// are skipped with a log line. The master loads it and replays the entries
+// after it. It deletes the closed segments that every retained checkpoint
+// covers (RetainedCoverage), not just the newest: a newest checkpoint found
+// damaged then falls back to the one before it, whose later entries are
+// still in the segments.
 //
 // ReplayClosed is the secondary checkpointer's read-only view: closed
 // segments only (the open one belongs to the master), no lock.

@@ -262,7 +262,9 @@ func TestSecondaryCheckpointAndRestart(t *testing.T) {
 	n := newNode(t,
 		"ALLUVIUM_FSMASTER_JOURNAL_SEGMENT_ENTRIES=50",
 		"ALLUVIUM_FSMASTER_JOURNAL_CHECKPOINT_PERIOD_ENTRIES=200",
-		"ALLUVIUM_FSMASTER_JOURNAL_CHECKPOINT_POLL_INTERVAL=100ms")
+		"ALLUVIUM_FSMASTER_JOURNAL_CHECKPOINT_POLL_INTERVAL=100ms",
+		// One retained checkpoint: its segments go as soon as it exists.
+		"ALLUVIUM_FSMASTER_JOURNAL_CHECKPOINTS_RETAINED=1")
 	m := n.master()
 	sec := n.secondary()
 	fs, closeConn := n.grpc()
