@@ -315,3 +315,139 @@ func checkpointsOf(t *testing.T, c *cluster) []string {
 	}
 	return out
 }
+
+// raftSnapshots lists job master i's snapshot directories, newest last.
+func (c *cluster) raftSnapshots(i int) []string {
+	c.t.Helper()
+	dir := filepath.Join(c.home, fmt.Sprintf("jm%d", i), "jobmaster", "snapshots")
+	des, err := os.ReadDir(dir)
+	if err != nil && !os.IsNotExist(err) {
+		c.t.Fatal(err)
+	}
+	var out []string
+	for _, de := range des {
+		if de.IsDir() && !strings.HasSuffix(de.Name(), ".tmp") {
+			out = append(out, filepath.Join(dir, de.Name()))
+		}
+	}
+	// Names are term-index-millis.
+	key := func(p string) [3]int64 {
+		var k [3]int64
+		fmt.Sscanf(filepath.Base(p), "%d-%d-%d", &k[0], &k[1], &k[2])
+		return k
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := key(out[i]), key(out[j])
+		for n := range a {
+			if a[n] != b[n] {
+				return a[n] < b[n]
+			}
+		}
+		return false
+	})
+	return out
+}
+
+// runLoads runs n small load jobs to completion (each caches one file).
+func (c *cluster) runLoads(from, to int) {
+	c.t.Helper()
+	for i := from; i < to; i++ {
+		c.ufsTree(fmt.Sprintf("s/j%03d", i), map[string]int{"f": 1000 + i})
+		j := c.waitJob(c.submitLoad(map[string]any{"path": fmt.Sprintf("/s/j%03d", i)}), 30*time.Second)
+		if j.GetStatus() != api.JobInfo_COMPLETED {
+			c.t.Fatalf("load %d: %v", i, j)
+		}
+	}
+}
+
+// TestDamagedRaftSnapshot: a job master has written raft snapshots; while
+// it is down the newest snapshot is damaged — bytes flipped in its state,
+// then (next round) its state file torn short, then its metadata torn.
+// Each time the restarted job master reports the bad snapshot in its log,
+// restores the one before it, replays the raft log after that, and serves
+// exactly the jobs it had (compared field by field over http), then runs
+// new jobs.
+func TestDamagedRaftSnapshot(t *testing.T) {
+	c := startCluster(t, options{workers: 1, jobMasters: 1, env: []string{
+		"ALLUVIUM_JOBMASTER_RAFT_SNAPSHOT_THRESHOLD=16",
+		"ALLUVIUM_JOBMASTER_RAFT_SNAPSHOT_INTERVAL=100ms",
+	}})
+	next := 0
+	for _, damage := range []struct {
+		name string
+		do   func(t *testing.T, snap string)
+		log  string
+	}{
+		{"flipped state bytes", func(t *testing.T, snap string) {
+			p := filepath.Join(snap, "state.bin")
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[len(b)/2] ^= 0xff
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "CRC checksum failed"},
+		{"torn state", func(t *testing.T, snap string) {
+			p := filepath.Join(snap, "state.bin")
+			st, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(p, st.Size()/3); err != nil {
+				t.Fatal(err)
+			}
+		}, "CRC checksum failed"},
+		{"torn metadata", func(t *testing.T, snap string) {
+			p := filepath.Join(snap, "meta.json")
+			if err := os.Truncate(p, 10); err != nil {
+				t.Fatal(err)
+			}
+		}, "failed to read metadata"},
+	} {
+		// Enough jobs for two snapshots since the last restart.
+		old := map[string]bool{}
+		for _, p := range c.raftSnapshots(0) {
+			old[p] = true
+		}
+		testutil.Eventually(t, 60*time.Second, func() error {
+			fresh := 0
+			for _, p := range c.raftSnapshots(0) {
+				if !old[p] {
+					fresh++
+				}
+			}
+			if fresh < 2 {
+				c.runLoads(next, next+3)
+				next += 3
+				return fmt.Errorf("%d new snapshots", fresh)
+			}
+			return nil
+		})
+		c.runLoads(next, next+2) // entries after the newest snapshot too
+		next += 2
+		want := c.waitJobsAgree(1)
+		snaps := c.raftSnapshots(0)
+		c.jms[0].Kill()
+		newest := snaps[len(snaps)-1]
+		damage.do(t, newest)
+		c.startJobMaster(0)
+		c.jms[0].WaitLog("job master is the leader", 30*time.Second)
+		log := c.jms[0].Log()
+		if !strings.Contains(log, damage.log) || !strings.Contains(log, filepath.Base(newest)) {
+			t.Fatalf("%s: the damage of %s was not reported (%q):\n%s", damage.name, newest, damage.log, log)
+		}
+		if !strings.Contains(log, "restored from snapshot") || !strings.Contains(log, filepath.Base(snaps[len(snaps)-2])) {
+			t.Fatalf("%s: did not restore the older snapshot %s:\n%s", damage.name, snaps[len(snaps)-2], log)
+		}
+		got := c.waitJobsAgree(1)
+		if d := diffJobs(want, got); d != "" || len(got) != next {
+			t.Fatalf("%s: %d jobs after the restart (want %d): %s", damage.name, len(got), next, d)
+		}
+		t.Logf("%s: restored %s, %d jobs intact", damage.name, filepath.Base(snaps[len(snaps)-2]), len(got))
+		c.waitWorkers(1)
+		c.runLoads(next, next+1)
+		next++
+	}
+}
