@@ -160,7 +160,8 @@ func (r *Report) String() string {
 // a totals line.
 func (r *Report) WriteTo(w io.Writer) (int64, error) {
 	cw := &countWriter{w: w}
-	tw := tabwriter.NewWriter(cw, 0, 4, 2, ' ', 0)
+	var table strings.Builder
+	tw := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "STEP\tKIND\tSTATUS\tTRIES\tJOBS\tBYTES\tTIME\tDETAIL")
 	for _, s := range r.Steps {
 		jobs, bytes, took, detail := "-", "-", "-", s.Reason
@@ -182,8 +183,12 @@ func (r *Report) WriteTo(w io.Writer) (int64, error) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", s.Name, s.Kind, s.Status, s.Attempts, jobs, bytes, took, truncate(oneLine(detail), 160))
 	}
-	if err := tw.Flush(); err != nil {
-		return cw.n, err
+	_ = tw.Flush() // into a strings.Builder: cannot fail
+	for _, line := range strings.Split(strings.TrimSuffix(table.String(), "\n"), "\n") {
+		// An empty DETAIL leaves padding behind; trim it.
+		if _, err := io.WriteString(cw, strings.TrimRight(line, " ")+"\n"); err != nil {
+			return cw.n, err
+		}
 	}
 	var counts []string
 	for st := StepSucceeded; st <= StepCanceled; st++ {
