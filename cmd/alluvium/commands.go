@@ -13,5 +13,6 @@ func addCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newSecondaryCmd(g))
 	root.AddCommand(newFormatCmd(g))
 	root.AddCommand(newFSAdminCmd(g))
+	root.AddCommand(newPolicyCmd(g))
 	root.AddCommand(newProxyCmd(g))
 }

@@ -276,6 +276,9 @@ once submitted.`,
 }
 
 func submit(cmd *cobra.Command, g *globals, plan string, cfg any, sf submitFlags) error {
+	if h, ok := cmd.Context().Value(submitHookKey{}).(submitHook); ok {
+		return h(cmd, plan, cfg, sf) // `policy add`: these job words become the policy's job
+	}
 	if err := checkJobOutput(sf.output); err != nil {
 		return err
 	}

@@ -1,0 +1,505 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/jobview"
+	"github.com/alluvium/alluvium/sdk"
+)
+
+func newPolicyCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "policy",
+		Short: "Cron policies: submit a job (load, persist, ...) on a schedule",
+		Long: `A policy submits a job each time its cron spec fires: a nightly persist, a
+warm-up of a hot directory every few minutes. Policies live in the job
+master's raft state: only the leader fires them, and a job master failover
+neither loses a run nor runs one twice. Runs missed while no job master led
+are caught up once (the latest of them), unless --catch-up=false.
+
+Cron specs have five fields (minute hour day-of-month month day-of-week), or
+six with seconds first, or a descriptor: @hourly, @daily, @every 10m. They
+are read in UTC unless prefixed with CRON_TZ=Area/City.`,
+		Example: `  alluvium policy add hot --cron "*/10 * * * * *" load /hot --replication 2
+  alluvium policy add nightly --cron "0 2 * * *" persist /out
+  alluvium policy ls
+  alluvium policy pause hot; alluvium policy resume hot
+  alluvium policy run-now nightly --wait
+  alluvium policy rm hot`,
+	}
+	c.AddCommand(newPolicyAddCmd(g), newPolicyLsCmd(g), newPolicyRmCmd(g),
+		newPolicyEnableCmd(g, "pause", false), newPolicyEnableCmd(g, "resume", true), newPolicyRunNowCmd(g))
+	return c
+}
+
+// submitHook replaces a job submit: `policy add` runs the job's words
+// through the `job submit` commands (so every plan's flags work the same)
+// and takes the plan and config they build instead of submitting.
+type (
+	submitHookKey struct{}
+	submitHook    func(cmd *cobra.Command, plan string, cfg any, sf submitFlags) error
+)
+
+// policyJob is what the job words of `policy add` built.
+type policyJob struct {
+	plan   string
+	config string
+	output string
+	global map[string]string // global flags given among the job words
+}
+
+func newPolicyAddCmd(g *globals) *cobra.Command {
+	var (
+		spec, overlap, output string
+		catchUp, paused       bool
+	)
+	c := &cobra.Command{
+		Use:   "add NAME --cron SPEC [flags] PLAN ARGS... [plan flags]",
+		Short: "Add a policy: NAME --cron SPEC, then the job's words as 'job submit' takes them",
+		Long: `Add a policy that submits a job each time SPEC fires. After NAME and the
+policy's flags come the job's own words, exactly as 'alluvium job submit'
+takes them (see 'alluvium job submit PLAN --help' for each plan's flags), or
+any plan with --config JSON.
+
+The spec, the plan and its config are checked as a submit would check them
+(the path must exist, and so on); if anything is wrong nothing is stored.
+
+--overlap says what a run that falls due while the policy's last job still
+runs does: skip it (default), queue it (it starts when the job ends; one run
+waits at most), or allow it (it starts at once).`,
+		Example: `  alluvium policy add hot --cron "*/10 * * * * *" load /hot --replication 2
+  alluvium policy add nightly --cron "0 2 * * *" --overlap queue persist /out
+  alluvium policy add warm --cron @hourly --catch-up=false load /data --verify
+  alluvium policy add tz --cron "CRON_TZ=Europe/Paris 30 6 * * 1-5" load /reports
+  alluvium policy add any --cron @daily replicate --config '{"path":"/x","replicas":2}'`,
+		DisableFlagParsing: true,
+		Args:               cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			own, words := splitPolicyArgs(cmd, args)
+			cmd.DisableFlagParsing = false
+			if err := cmd.ParseFlags(own); err != nil {
+				return usageError{fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())}
+			}
+			if help, _ := cmd.Flags().GetBool("help"); help {
+				return cmd.Help()
+			}
+			pos := cmd.Flags().Args()
+			if len(pos) == 0 {
+				return usagef("policy add: want NAME --cron SPEC PLAN ARGS... (see 'alluvium policy add --help')")
+			}
+			name := pos[0]
+			if !cmd.Flags().Changed("cron") {
+				return usagef("policy add %s: --cron SPEC is required, e.g. --cron \"*/10 * * * * *\" or --cron @hourly", name)
+			}
+			if len(words) == 0 {
+				return usagef("policy add %s: the job is missing: give PLAN and its arguments, e.g. 'load /hot' (see 'alluvium policy add --help')", name)
+			}
+			if err := checkJobOutput(output); err != nil {
+				return err
+			}
+			job, err := policyJobWords(cmd, name, words)
+			if err != nil || job == nil {
+				return err // nil job: the words asked for help, which was printed
+			}
+			for k, v := range job.global {
+				if err := cmd.Flags().Set(k, v); err != nil {
+					return usagef("--%s %q: %v", k, v, err)
+				}
+			}
+			if job.output != "" {
+				output = job.output
+			}
+			if err := checkJobOutput(output); err != nil {
+				return err
+			}
+			var o sdk.OverlapPolicy
+			switch strings.ToLower(overlap) {
+			case "skip":
+				o = sdk.OverlapSkip
+			case "queue":
+				o = sdk.OverlapQueue
+			case "allow":
+				o = sdk.OverlapAllow
+			default:
+				return usagef("--overlap %q: want skip, queue or allow", overlap)
+			}
+			cl, ps, err := policiesClient(cmd, g)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			p, err := ps.Add(cmd.Context(), sdk.PolicySpec{
+				Name: name, Cron: spec, Plan: job.plan, Config: json.RawMessage(job.config),
+				Overlap: o, NoCatchUp: !catchUp, Paused: paused,
+			})
+			if err != nil {
+				return jobErr(err)
+			}
+			out := cmd.OutOrStdout()
+			if output == "json" {
+				return writeJSON(out, policyView(p))
+			}
+			state := "next run " + fmtWhen(p.GetNextRunMs())
+			if !p.GetEnabled() {
+				state = "paused ('alluvium policy resume " + name + "' starts it)"
+			}
+			fmt.Fprintf(out, "Added policy %s: %s %s on %q, %s\n", name, p.GetPlan(), policyWhat(p), p.GetCron(), state)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&spec, "cron", "", `when to run: "MIN HOUR DOM MON DOW", "SEC MIN HOUR DOM MON DOW", @hourly, @every 10m (UTC unless CRON_TZ=...)`)
+	f.StringVar(&overlap, "overlap", "skip", "a run due while the last job still runs: skip, queue or allow")
+	f.BoolVar(&catchUp, "catch-up", true, "run once for runs missed while no job master led")
+	f.BoolVar(&paused, "paused", false, "add it paused")
+	f.StringVar(&output, "output", "", "output format: json")
+	return c
+}
+
+// splitPolicyArgs splits `policy add`'s arguments into its own part (NAME
+// and flags) and the job's words, which start at the second positional
+// argument. A flag that takes a value takes the next argument with it.
+func splitPolicyArgs(cmd *cobra.Command, args []string) (own, words []string) {
+	lookup := func(name string, short bool) *pflag.Flag {
+		for _, fs := range []*pflag.FlagSet{cmd.Flags(), cmd.InheritedFlags()} {
+			var f *pflag.Flag
+			if short {
+				f = fs.ShorthandLookup(name)
+			} else {
+				f = fs.Lookup(name)
+			}
+			if f != nil {
+				return f
+			}
+		}
+		return nil
+	}
+	positional := 0
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if len(a) > 1 && a[0] == '-' && a != "--" {
+			name, short := strings.TrimLeft(a, "-"), !strings.HasPrefix(a, "--")
+			if strings.Contains(name, "=") {
+				continue
+			}
+			if short && len(name) > 1 {
+				name = name[len(name)-1:] // -abc: only the last may take a value
+			}
+			if f := lookup(name, short); f != nil && f.NoOptDefVal == "" && i+1 < len(args) {
+				i++
+			}
+			continue
+		}
+		positional++
+		if positional == 2 {
+			return args[:i], args[i:]
+		}
+	}
+	return args, nil
+}
+
+// policyJobWords runs the job's words through a fresh `job submit` command
+// tree with a hook that keeps the plan and config instead of submitting.
+func policyJobWords(cmd *cobra.Command, name string, words []string) (*policyJob, error) {
+	var known []string
+	for _, sc := range newJobSubmitCmd(&globals{}).Commands() {
+		known = append(known, sc.Name())
+	}
+	if !slices.Contains(known, words[0]) && !slices.Contains(words, "--config") && !slices.ContainsFunc(words, func(w string) bool { return strings.HasPrefix(w, "--config=") }) {
+		return nil, usagef("policy add %s: unknown plan %q: want %s, or PLAN --config JSON", name, words[0], strings.Join(known, ", "))
+	}
+	var job *policyJob
+	hook := submitHook(func(c *cobra.Command, plan string, cfg any, sf submitFlags) error {
+		if sf.wait {
+			return usagef("policy add %s: --wait is for one job; 'alluvium policy run-now %s --wait' runs one and waits", name, name)
+		}
+		if sf.requestID != "" {
+			return usagef("policy add %s: --request-id: each run's request id comes from the policy and its scheduled time", name)
+		}
+		b, err := json.Marshal(cfg)
+		if err != nil {
+			return usagef("policy add %s: job config: %v", name, err)
+		}
+		job = &policyJob{plan: plan, config: string(b), output: sf.output, global: map[string]string{}}
+		c.InheritedFlags().VisitAll(func(f *pflag.Flag) {
+			if f.Changed {
+				job.global[f.Name] = f.Value.String()
+			}
+		})
+		return nil
+	})
+	root := newRootCmd()
+	root.SetArgs(append([]string{"job", "submit"}, words...))
+	root.SetOut(cmd.OutOrStdout())
+	root.SetErr(cmd.ErrOrStderr())
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := root.ExecuteContext(context.WithValue(ctx, submitHookKey{}, hook)); err != nil {
+		return nil, err
+	}
+	return job, nil
+}
+
+// policiesClient connects to the job masters as the job commands do.
+func policiesClient(cmd *cobra.Command, g *globals) (*sdk.Client, *sdk.Policies, error) {
+	cl, _, err := jobsClient(cmd, g)
+	if err != nil {
+		return nil, nil, err
+	}
+	ps, err := cl.Policies()
+	if err != nil {
+		cl.Close()
+		return nil, nil, usageError{err}
+	}
+	return cl, ps, nil
+}
+
+// policyJSON is a policy as `policy ls --output json` prints it.
+type policyJSON struct {
+	Name             string          `json:"name"`
+	Cron             string          `json:"cron"`
+	Plan             string          `json:"plan"`
+	Config           json.RawMessage `json:"config"`
+	Enabled          bool            `json:"enabled"`
+	Overlap          string          `json:"overlap"`
+	CatchUp          bool            `json:"catchUp"`
+	CreatedMs        int64           `json:"createdMs"`
+	NextRunMs        int64           `json:"nextRunMs,omitempty"`
+	LastRunMs        int64           `json:"lastRunMs,omitempty"`
+	LastJobID        int64           `json:"lastJobId,omitempty"`
+	LastJobStatus    string          `json:"lastJobStatus,omitempty"`
+	Runs             int64           `json:"runs"`
+	Skipped          int64           `json:"skipped"`
+	QueuedMs         int64           `json:"queuedMs,omitempty"`
+	PendingRequestID string          `json:"pendingRequestId,omitempty"`
+}
+
+func policyView(p *sdk.Policy) policyJSON {
+	v := policyJSON{
+		Name: p.GetName(), Cron: p.GetCron(), Plan: p.GetPlan(), Enabled: p.GetEnabled(), Overlap: p.GetOverlap(),
+		CatchUp: p.GetCatchUp(), CreatedMs: p.GetCreatedMs(), NextRunMs: p.GetNextRunMs(), LastRunMs: p.GetLastRunMs(),
+		LastJobID: p.GetLastJobId(), Runs: p.GetRuns(), Skipped: p.GetSkipped(), QueuedMs: p.GetQueuedMs(),
+		PendingRequestID: p.GetPendingRequestId(),
+	}
+	if json.Valid([]byte(p.GetConfigJson())) {
+		v.Config = json.RawMessage(p.GetConfigJson())
+	}
+	v.LastJobStatus = lastJobStatus(p)
+	return v
+}
+
+// lastJobStatus: "" without a job, "GONE" once the job was compacted away.
+func lastJobStatus(p *sdk.Policy) string {
+	switch {
+	case p.GetLastJobId() == 0:
+		return ""
+	case p.GetLastJobStatus() == api.JobInfo_STATUS_UNSPECIFIED:
+		return "GONE"
+	}
+	return jobview.Status(p.GetLastJobStatus())
+}
+
+func policyWhat(p *sdk.Policy) string {
+	return jobWhat(&api.JobInfo{ConfigJson: p.GetConfigJson()})
+}
+
+// fmtWhen prints a time in ms as local time with how far it is from now.
+func fmtWhen(ms int64) string {
+	if ms == 0 {
+		return "-"
+	}
+	t := time.UnixMilli(ms)
+	d := time.Until(t).Round(time.Second)
+	rel := "in " + d.String()
+	if d < 0 {
+		rel = (-d).String() + " ago"
+	}
+	if d == 0 {
+		rel = "now"
+	}
+	return t.Format("2006-01-02 15:04:05") + " (" + rel + ")"
+}
+
+func newPolicyLsCmd(g *globals) *cobra.Command {
+	var output string
+	c := &cobra.Command{
+		Use:   "ls",
+		Short: "List policies: spec, job, next and last run, last job and its status",
+		Example: `  alluvium policy ls
+  alluvium policy ls --output json | jq '.policies[] | {name, lastJobStatus}'`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkJobOutput(output); err != nil {
+				return err
+			}
+			cl, ps, err := policiesClient(cmd, g)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			list, err := ps.List(cmd.Context())
+			if err != nil {
+				return jobErr(err)
+			}
+			out := cmd.OutOrStdout()
+			if output == "json" {
+				v := struct {
+					Policies []policyJSON `json:"policies"`
+				}{Policies: []policyJSON{}}
+				for _, p := range list {
+					v.Policies = append(v.Policies, policyView(p))
+				}
+				return writeJSON(out, v)
+			}
+			printPolicies(out, list)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&output, "output", "", "output format: json")
+	return c
+}
+
+func printPolicies(out io.Writer, list []*sdk.Policy) {
+	if len(list) == 0 {
+		fmt.Fprintln(out, "No policies. Add one: alluvium policy add NAME --cron SPEC PLAN ARGS...")
+		return
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tCRON\tJOB\tOVERLAP\tNEXT RUN\tLAST RUN\tLAST JOB\tSTATUS\tRUNS\tSKIPPED")
+	for _, p := range list {
+		state := "enabled"
+		if !p.GetEnabled() {
+			state = "paused"
+		}
+		if p.GetPendingRequestId() != "" {
+			state += ", launching"
+		}
+		if p.GetQueuedMs() != 0 {
+			state += ", 1 queued"
+		}
+		last, st := "-", lastJobStatus(p)
+		if p.GetLastJobId() != 0 {
+			last = fmt.Sprint(p.GetLastJobId())
+		}
+		if st == "" {
+			st = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s %s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", p.GetName(), state, p.GetCron(), p.GetPlan(), policyWhat(p),
+			p.GetOverlap(), fmtWhen(p.GetNextRunMs()), fmtWhen(p.GetLastRunMs()), last, st, p.GetRuns(), p.GetSkipped())
+	}
+	tw.Flush()
+}
+
+func newPolicyRmCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm NAME",
+		Short:   "Remove a policy (jobs it launched go on)",
+		Example: `  alluvium policy rm hot`,
+		Args:    exactArgs(1, "NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, ps, err := policiesClient(cmd, g)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			if err := ps.Remove(cmd.Context(), args[0]); err != nil {
+				return jobErr(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Removed policy %s\n", args[0])
+			return nil
+		},
+	}
+}
+
+func newPolicyEnableCmd(g *globals, verb string, enable bool) *cobra.Command {
+	short := "Pause a policy: it does not fire until resumed (a queued run is dropped)"
+	if enable {
+		short = "Resume a paused policy: it fires from now on (runs due while paused are not caught up)"
+	}
+	return &cobra.Command{
+		Use:     verb + " NAME",
+		Short:   short,
+		Example: "  alluvium policy " + verb + " hot",
+		Args:    exactArgs(1, "NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, ps, err := policiesClient(cmd, g)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			var p *sdk.Policy
+			if enable {
+				p, err = ps.Resume(cmd.Context(), args[0])
+			} else {
+				p, err = ps.Pause(cmd.Context(), args[0])
+			}
+			if err != nil {
+				return jobErr(err)
+			}
+			if enable {
+				fmt.Fprintf(cmd.OutOrStdout(), "Resumed policy %s; next run %s\n", p.GetName(), fmtWhen(p.GetNextRunMs()))
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "Paused policy %s\n", p.GetName())
+			}
+			return nil
+		},
+	}
+}
+
+func newPolicyRunNowCmd(g *globals) *cobra.Command {
+	var wait bool
+	var output string
+	c := &cobra.Command{
+		Use:   "run-now NAME",
+		Short: "Run a policy's job now, outside its schedule (--wait follows it)",
+		Example: `  alluvium policy run-now nightly
+  alluvium policy run-now nightly --wait`,
+		Args: exactArgs(1, "NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkJobOutput(output); err != nil {
+				return err
+			}
+			cl, ps, err := policiesClient(cmd, g)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			id, err := ps.RunNow(cmd.Context(), args[0])
+			if err != nil {
+				return jobErr(err)
+			}
+			jobs, err := cl.Jobs()
+			if err != nil {
+				return err
+			}
+			if wait {
+				return waitAndReport(cmd, jobs, id, output)
+			}
+			if output == "json" {
+				info, err := jobs.Get(cmd.Context(), id, false)
+				if err != nil {
+					return jobErr(err)
+				}
+				return writeJSON(cmd.OutOrStdout(), jobview.FromInfo(info))
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Policy %s launched job %d. Follow it: alluvium job wait %d\n", args[0], id, id)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&wait, "wait", false, "wait for the job to end, showing progress; exit 0 only if it COMPLETED")
+	c.Flags().StringVar(&output, "output", "", "output format: json")
+	return c
+}
