@@ -173,7 +173,7 @@ func (q *request) getACL() {
 			q.fail(aerr, nil)
 			return
 		}
-		if _, err := q.g.c.Stat(q.r.Context(), p); err != nil {
+		if _, err := q.g.stat(q.r.Context(), p); err != nil {
 			q.fail(err, q.notFoundErr())
 			return
 		}

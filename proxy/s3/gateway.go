@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -388,13 +389,25 @@ func objectPath(bucket, key string) (p string, dir bool, err *apiError) {
 	return p, dir, nil
 }
 
+// stat returns the status of p. A path the namespace does not know is
+// looked up in the UFS once more (LoadMetadataType ALWAYS), so an object
+// that appeared in the under storage after its directory was listed is
+// found when asked for by name; listings follow the namespace's own sync.
+func (g *Gateway) stat(ctx context.Context, p string) (*api.FileInfo, error) {
+	info, err := g.c.Stat(ctx, p)
+	if errors.Is(err, sdk.ErrNotFound) {
+		info, err = g.c.StatWith(ctx, p, api.LoadMetadataType_ALWAYS)
+	}
+	return info, err
+}
+
 // checkBucket returns NoSuchBucket unless the bucket directory exists.
 func (q *request) checkBucket() *apiError {
 	bp, aerr := q.bucketPath()
 	if aerr != nil {
 		return aerr
 	}
-	info, err := q.g.c.Stat(q.r.Context(), bp)
+	info, err := q.g.stat(q.r.Context(), bp)
 	if err != nil {
 		return toAPIError(err, errNoSuchBucket(q.bucket))
 	}

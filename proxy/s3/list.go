@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/sdk"
@@ -39,17 +40,38 @@ type walker struct {
 	done   bool // yield said stop
 }
 
-// pred returns a string that sorts just before x: no path name lies
-// strictly between the two (names are UTF-8, which never holds 0xff).
+// pred returns a string that sorts just before x with no path name
+// strictly between the two: x with its last rune decremented and then a
+// run of U+10FFFF longer than any name may be (255 bytes). It is valid
+// UTF-8, as a page token must be; x is cut to its valid prefix first.
 func pred(x string) string {
+	x = validPrefix(x)
 	if x == "" {
 		return ""
 	}
-	b := x[len(x)-1]
-	if b == 0 {
-		return x[:len(x)-1]
+	r, n := utf8.DecodeLastRuneInString(x)
+	x = x[:len(x)-n]
+	switch {
+	case r == 0:
+		return x
+	case r == 0xE000:
+		r = 0xD7FF // skip the surrogates
+	default:
+		r--
 	}
-	return x[:len(x)-1] + string([]byte{b - 1, 0xff})
+	return x + string(r) + strings.Repeat(string(rune(utf8.MaxRune)), 64)
+}
+
+// validPrefix cuts s at its first invalid UTF-8 byte.
+func validPrefix(s string) string {
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, n := utf8.DecodeRuneInString(s[i:]); n <= 1 {
+				return s[:i]
+			}
+		}
+	}
+	return s
 }
 
 // seekFrom returns the first name at a level that can matter for a bound
@@ -65,10 +87,11 @@ func seekFrom(c string) string {
 	return c
 }
 
+// dirHeap orders directories as S3 orders their keys: by name + "/".
 type dirHeap []*api.FileInfo
 
 func (h dirHeap) Len() int           { return len(h) }
-func (h dirHeap) Less(i, j int) bool { return h[i].GetName() < h[j].GetName() }
+func (h dirHeap) Less(i, j int) bool { return h[i].GetName()+"/" < h[j].GetName()+"/" }
 func (h dirHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *dirHeap) Push(x any)        { *h = append(*h, x.(*api.FileInfo)) }
 func (h *dirHeap) Pop() any {

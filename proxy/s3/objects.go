@@ -55,7 +55,7 @@ func (g *Gateway) create(ctx context.Context, bucket, p string) (*sdk.FileWriter
 	fw, err := g.c.Create(ctx, p, o)
 	if errors.Is(err, sdk.ErrNotFound) {
 		bp, _ := bucketPath(bucket)
-		info, serr := g.c.Stat(ctx, bp)
+		info, serr := g.stat(ctx, bp)
 		if serr != nil || !info.GetFolder() {
 			return nil, errNoSuchBucket(bucket)
 		}
@@ -192,7 +192,7 @@ func (q *request) putObject() {
 
 // stat returns the file of an object key (a directory for a "dir/" key).
 func (q *request) statObject(p string, dir bool) (*api.FileInfo, error) {
-	info, err := q.g.c.Stat(q.r.Context(), p)
+	info, err := q.g.stat(q.r.Context(), p)
 	if err != nil {
 		return nil, err
 	}
@@ -571,7 +571,7 @@ func (q *request) openSource() (srcPath string, info *api.FileInfo, etag string,
 	if sdir {
 		return "", nil, "", nil, errInvalidArgument("the copy source %q is a directory marker", sk)
 	}
-	info, err := q.g.c.Stat(q.r.Context(), srcPath)
+	info, err := q.g.stat(q.r.Context(), srcPath)
 	if err != nil || info.GetFolder() || !info.GetCompleted() {
 		if err != nil && !errors.Is(err, sdk.ErrNotFound) {
 			return "", nil, "", nil, toAPIError(err, nil)
