@@ -589,9 +589,15 @@ func (ls *leaderState) assign(worker int64, keys []taskKey) []*api.TaskAssignmen
 // reconcile fails attempts the FSM has RUNNING on worker that the worker
 // does not hold (the hand-out never reached it).
 func (ls *leaderState) reconcile(worker int64, holding []*api.TaskRef) {
-	held := make(map[taskKey]int32, len(holding))
+	// A worker may hold two attempts of one task (an old attempt's result
+	// not yet acked beside the new attempt running), so key by attempt too.
+	type attemptKey struct {
+		taskKey
+		attempt int32
+	}
+	held := make(map[attemptKey]bool, len(holding))
 	for _, h := range holding {
-		held[taskKey{h.GetJobId(), h.GetTaskId()}] = h.GetAttempt()
+		held[attemptKey{taskKey{h.GetJobId(), h.GetTaskId()}, h.GetAttempt()}] = true
 	}
 	cutoff := time.Now().Add(-lostGrace).UnixMilli()
 	var trs []*api.TaskTransition
@@ -601,7 +607,7 @@ func (ls *leaderState) reconcile(worker int64, holding []*api.TaskRef) {
 			if t == nil || t.DispatchedMs > cutoff {
 				continue
 			}
-			if a, ok := held[k]; ok && a == t.Attempt {
+			if held[attemptKey{k, t.Attempt}] {
 				continue
 			}
 			trs = append(trs, &api.TaskTransition{JobId: k.job, TaskId: k.task, Attempt: t.Attempt, Kind: api.TaskTransition_FAIL, WorkerId: worker, Error: "task was handed to the job worker but never reached it"})
