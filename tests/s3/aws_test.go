@@ -47,12 +47,14 @@ func TestAWSCLI(t *testing.T) {
 			} else {
 				t.Logf("%s: %s", aws, strings.TrimSpace(out+errOut))
 			}
-			testAWS(t, c, aws, env, fmt.Sprintf("awsbucket-%d", i))
+			// The first (Debian's) runs everything; others the uploads and
+			// downloads their newer encodings change.
+			testAWS(t, c, aws, env, fmt.Sprintf("awsbucket-%d", i), i == 0)
 		})
 	}
 }
 
-func testAWS(t *testing.T, c *cluster, aws string, env []string, bucket string) {
+func testAWS(t *testing.T, c *cluster, aws string, env []string, bucket string, full bool) {
 	s3 := func(args ...string) string {
 		t.Helper()
 		return mustRun(t, env, aws, append([]string{"--endpoint-url", c.s3}, args...)...)
@@ -100,6 +102,14 @@ func testAWS(t *testing.T, c *cluster, aws string, env []string, bucket string) 
 		if st.Length != int64(len(b)) || !st.Persisted {
 			t.Fatalf("fs stat %s = %+v", name, st)
 		}
+	}
+
+	if !full {
+		bad := awsEnv(t, c, "not-the-token")
+		if _, errOut, code := run(t, bad, aws, "--endpoint-url", c.s3, "s3", "ls", "s3://"+bucket); code == 0 || !strings.Contains(errOut, "SignatureDoesNotMatch") {
+			t.Fatalf("wrong secret: exit %d, %s", code, errOut)
+		}
+		return
 	}
 
 	// Files are objects too: one written with the CLI, one put straight
