@@ -201,7 +201,10 @@ func (j *Jobs) call(ctx context.Context, op, what string, f func(ctx context.Con
 			if err == nil {
 				return nil
 			}
-			if status.Code(err) == codes.Unavailable {
+			// A leader that does not answer within the call's timeout
+			// (partitioned, frozen) is forgotten like one that is down, so
+			// the next call asks the group who leads now.
+			if c := status.Code(err); c == codes.Unavailable || c == codes.DeadlineExceeded && ctx.Err() == nil {
 				j.forget(addr)
 			}
 		}
@@ -363,7 +366,10 @@ func (j *Jobs) watch(ctx context.Context, id int64, every time.Duration) iter.Se
 				yield(nil, wrapErr("job watch", what, ctx.Err()))
 				return
 			}
-			if status.Code(err) == codes.Unavailable {
+			// A leader that does not answer within the call's timeout
+			// (partitioned, frozen) is forgotten like one that is down, so
+			// the next call asks the group who leads now.
+			if c := status.Code(err); c == codes.Unavailable || c == codes.DeadlineExceeded && ctx.Err() == nil {
 				j.forget(addr)
 			}
 			if lost.IsZero() {
