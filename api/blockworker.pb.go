@@ -1224,6 +1224,628 @@ func (x *GetWorkerStatusResponse) GetDomainSocket() string {
 	return ""
 }
 
+type CacheBlocksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Blocks        []*CacheBlockRequest   `protobuf:"bytes,1,rep,name=blocks,proto3" json:"blocks,omitempty"`
+	Parallelism   int32                  `protobuf:"varint,2,opt,name=parallelism,proto3" json:"parallelism,omitempty"` // blocks filled at once; 0: the worker's default
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CacheBlocksRequest) Reset() {
+	*x = CacheBlocksRequest{}
+	mi := &file_blockworker_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CacheBlocksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CacheBlocksRequest) ProtoMessage() {}
+
+func (x *CacheBlocksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_blockworker_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CacheBlocksRequest.ProtoReflect.Descriptor instead.
+func (*CacheBlocksRequest) Descriptor() ([]byte, []int) {
+	return file_blockworker_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *CacheBlocksRequest) GetBlocks() []*CacheBlockRequest {
+	if x != nil {
+		return x.Blocks
+	}
+	return nil
+}
+
+func (x *CacheBlocksRequest) GetParallelism() int32 {
+	if x != nil {
+		return x.Parallelism
+	}
+	return 0
+}
+
+type CacheBlockResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BlockId       int64                  `protobuf:"varint,1,opt,name=block_id,json=blockId,proto3" json:"block_id,omitempty"`
+	Bytes         int64                  `protobuf:"varint,2,opt,name=bytes,proto3" json:"bytes,omitempty"` // read from the UFS (0 when already cached)
+	AlreadyCached bool                   `protobuf:"varint,3,opt,name=already_cached,json=alreadyCached,proto3" json:"already_cached,omitempty"`
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"` // empty on success
+	Code          int32                  `protobuf:"varint,5,opt,name=code,proto3" json:"code,omitempty"`  // gRPC code of the error (0: OK)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CacheBlockResult) Reset() {
+	*x = CacheBlockResult{}
+	mi := &file_blockworker_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CacheBlockResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CacheBlockResult) ProtoMessage() {}
+
+func (x *CacheBlockResult) ProtoReflect() protoreflect.Message {
+	mi := &file_blockworker_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CacheBlockResult.ProtoReflect.Descriptor instead.
+func (*CacheBlockResult) Descriptor() ([]byte, []int) {
+	return file_blockworker_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *CacheBlockResult) GetBlockId() int64 {
+	if x != nil {
+		return x.BlockId
+	}
+	return 0
+}
+
+func (x *CacheBlockResult) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *CacheBlockResult) GetAlreadyCached() bool {
+	if x != nil {
+		return x.AlreadyCached
+	}
+	return false
+}
+
+func (x *CacheBlockResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *CacheBlockResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+type CacheBlocksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*CacheBlockResult    `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CacheBlocksResponse) Reset() {
+	*x = CacheBlocksResponse{}
+	mi := &file_blockworker_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CacheBlocksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CacheBlocksResponse) ProtoMessage() {}
+
+func (x *CacheBlocksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_blockworker_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CacheBlocksResponse.ProtoReflect.Descriptor instead.
+func (*CacheBlocksResponse) Descriptor() ([]byte, []int) {
+	return file_blockworker_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *CacheBlocksResponse) GetResults() []*CacheBlockResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type CopyBlockFromRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BlockId       int64                  `protobuf:"varint,1,opt,name=block_id,json=blockId,proto3" json:"block_id,omitempty"`                     // the block to store here
+	SourceBlockId int64                  `protobuf:"varint,2,opt,name=source_block_id,json=sourceBlockId,proto3" json:"source_block_id,omitempty"` // the block to read; 0: block_id
+	Source        string                 `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`                                       // host:port of the block worker holding it; empty: this worker
+	Length        int64                  `protobuf:"varint,4,opt,name=length,proto3" json:"length,omitempty"`                                      // expected length; 0: whatever the source has
+	Tier          string                 `protobuf:"bytes,5,opt,name=tier,proto3" json:"tier,omitempty"`
+	Pinned        bool                   `protobuf:"varint,6,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CopyBlockFromRequest) Reset() {
+	*x = CopyBlockFromRequest{}
+	mi := &file_blockworker_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CopyBlockFromRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CopyBlockFromRequest) ProtoMessage() {}
+
+func (x *CopyBlockFromRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_blockworker_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CopyBlockFromRequest.ProtoReflect.Descriptor instead.
+func (*CopyBlockFromRequest) Descriptor() ([]byte, []int) {
+	return file_blockworker_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CopyBlockFromRequest) GetBlockId() int64 {
+	if x != nil {
+		return x.BlockId
+	}
+	return 0
+}
+
+func (x *CopyBlockFromRequest) GetSourceBlockId() int64 {
+	if x != nil {
+		return x.SourceBlockId
+	}
+	return 0
+}
+
+func (x *CopyBlockFromRequest) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *CopyBlockFromRequest) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *CopyBlockFromRequest) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
+func (x *CopyBlockFromRequest) GetPinned() bool {
+	if x != nil {
+		return x.Pinned
+	}
+	return false
+}
+
+type CopyBlockFromResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bytes         int64                  `protobuf:"varint,1,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	AlreadyCached bool                   `protobuf:"varint,2,opt,name=already_cached,json=alreadyCached,proto3" json:"already_cached,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CopyBlockFromResponse) Reset() {
+	*x = CopyBlockFromResponse{}
+	mi := &file_blockworker_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CopyBlockFromResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CopyBlockFromResponse) ProtoMessage() {}
+
+func (x *CopyBlockFromResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_blockworker_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CopyBlockFromResponse.ProtoReflect.Descriptor instead.
+func (*CopyBlockFromResponse) Descriptor() ([]byte, []int) {
+	return file_blockworker_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CopyBlockFromResponse) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *CopyBlockFromResponse) GetAlreadyCached() bool {
+	if x != nil {
+		return x.AlreadyCached
+	}
+	return false
+}
+
+// BlockSource is where one block's bytes can be read, in order: this
+// worker's store, the listed workers, then the UFS range.
+type BlockSource struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BlockId       int64                  `protobuf:"varint,1,opt,name=block_id,json=blockId,proto3" json:"block_id,omitempty"`
+	Length        int64                  `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
+	Workers       []string               `protobuf:"bytes,3,rep,name=workers,proto3" json:"workers,omitempty"` // host:port of block workers caching block_id
+	Ufs           *UfsBlockSource        `protobuf:"bytes,4,opt,name=ufs,proto3" json:"ufs,omitempty"`         // read-through fallback; unset: none
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlockSource) Reset() {
+	*x = BlockSource{}
+	mi := &file_blockworker_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockSource) ProtoMessage() {}
+
+func (x *BlockSource) ProtoReflect() protoreflect.Message {
+	mi := &file_blockworker_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockSource.ProtoReflect.Descriptor instead.
+func (*BlockSource) Descriptor() ([]byte, []int) {
+	return file_blockworker_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *BlockSource) GetBlockId() int64 {
+	if x != nil {
+		return x.BlockId
+	}
+	return 0
+}
+
+func (x *BlockSource) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *BlockSource) GetWorkers() []string {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
+func (x *BlockSource) GetUfs() *UfsBlockSource {
+	if x != nil {
+		return x.Ufs
+	}
+	return nil
+}
+
+type WriteUfsFileFromRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Dest    *WriteUfsFileHeader    `protobuf:"bytes,1,opt,name=dest,proto3" json:"dest,omitempty"`
+	Sources []*BlockSource         `protobuf:"bytes,2,rep,name=sources,proto3" json:"sources,omitempty"` // the file's blocks in order
+	// checksum: hash the bytes read and, after the commit, the destination
+	// read back; a mismatch fails the call (DATA_LOSS) and removes the file.
+	Checksum bool `protobuf:"varint,3,opt,name=checksum,proto3" json:"checksum,omitempty"`
+	// cache_file_id: also store block i of the written file in this worker
+	// as block BlockID(cache_file_id, i) (keeps a copy's cache).
+	CacheFileId   int64 `protobuf:"varint,4,opt,name=cache_file_id,json=cacheFileId,proto3" json:"cache_file_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteUfsFileFromRequest) Reset() {
+	*x = WriteUfsFileFromRequest{}
+	mi := &file_blockworker_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteUfsFileFromRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteUfsFileFromRequest) ProtoMessage() {}
+
+func (x *WriteUfsFileFromRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_blockworker_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteUfsFileFromRequest.ProtoReflect.Descriptor instead.
+func (*WriteUfsFileFromRequest) Descriptor() ([]byte, []int) {
+	return file_blockworker_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *WriteUfsFileFromRequest) GetDest() *WriteUfsFileHeader {
+	if x != nil {
+		return x.Dest
+	}
+	return nil
+}
+
+func (x *WriteUfsFileFromRequest) GetSources() []*BlockSource {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
+func (x *WriteUfsFileFromRequest) GetChecksum() bool {
+	if x != nil {
+		return x.Checksum
+	}
+	return false
+}
+
+func (x *WriteUfsFileFromRequest) GetCacheFileId() int64 {
+	if x != nil {
+		return x.CacheFileId
+	}
+	return 0
+}
+
+type WriteUfsFileFromResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Length         int64                  `protobuf:"varint,1,opt,name=length,proto3" json:"length,omitempty"`
+	UfsFingerprint string                 `protobuf:"bytes,2,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
+	Sha256         string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"` // hex, of the bytes written (with checksum)
+	BytesFromCache int64                  `protobuf:"varint,4,opt,name=bytes_from_cache,json=bytesFromCache,proto3" json:"bytes_from_cache,omitempty"`
+	BytesFromUfs   int64                  `protobuf:"varint,5,opt,name=bytes_from_ufs,json=bytesFromUfs,proto3" json:"bytes_from_ufs,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *WriteUfsFileFromResponse) Reset() {
+	*x = WriteUfsFileFromResponse{}
+	mi := &file_blockworker_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteUfsFileFromResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteUfsFileFromResponse) ProtoMessage() {}
+
+func (x *WriteUfsFileFromResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_blockworker_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteUfsFileFromResponse.ProtoReflect.Descriptor instead.
+func (*WriteUfsFileFromResponse) Descriptor() ([]byte, []int) {
+	return file_blockworker_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *WriteUfsFileFromResponse) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *WriteUfsFileFromResponse) GetUfsFingerprint() string {
+	if x != nil {
+		return x.UfsFingerprint
+	}
+	return ""
+}
+
+func (x *WriteUfsFileFromResponse) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *WriteUfsFileFromResponse) GetBytesFromCache() int64 {
+	if x != nil {
+		return x.BytesFromCache
+	}
+	return 0
+}
+
+func (x *WriteUfsFileFromResponse) GetBytesFromUfs() int64 {
+	if x != nil {
+		return x.BytesFromUfs
+	}
+	return 0
+}
+
+type HashBlocksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sources       []*BlockSource         `protobuf:"bytes,1,rep,name=sources,proto3" json:"sources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HashBlocksRequest) Reset() {
+	*x = HashBlocksRequest{}
+	mi := &file_blockworker_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HashBlocksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HashBlocksRequest) ProtoMessage() {}
+
+func (x *HashBlocksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_blockworker_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HashBlocksRequest.ProtoReflect.Descriptor instead.
+func (*HashBlocksRequest) Descriptor() ([]byte, []int) {
+	return file_blockworker_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *HashBlocksRequest) GetSources() []*BlockSource {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
+type HashBlocksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Length        int64                  `protobuf:"varint,1,opt,name=length,proto3" json:"length,omitempty"`
+	Sha256        string                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"` // hex
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HashBlocksResponse) Reset() {
+	*x = HashBlocksResponse{}
+	mi := &file_blockworker_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HashBlocksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HashBlocksResponse) ProtoMessage() {}
+
+func (x *HashBlocksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_blockworker_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HashBlocksResponse.ProtoReflect.Descriptor instead.
+func (*HashBlocksResponse) Descriptor() ([]byte, []int) {
+	return file_blockworker_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *HashBlocksResponse) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *HashBlocksResponse) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
 var File_blockworker_proto protoreflect.FileDescriptor
 
 const file_blockworker_proto_rawDesc = "" +
@@ -1302,7 +1924,49 @@ const file_blockworker_proto_rawDesc = "" +
 	"\x05tiers\x18\x03 \x03(\v2\x16.alluvium.v1.TierUsageR\x05tiers\x12\x1f\n" +
 	"\vblock_count\x18\x04 \x01(\x03R\n" +
 	"blockCount\x12#\n" +
-	"\rdomain_socket\x18\x05 \x01(\tR\fdomainSocket2\x87\x06\n" +
+	"\rdomain_socket\x18\x05 \x01(\tR\fdomainSocket\"n\n" +
+	"\x12CacheBlocksRequest\x126\n" +
+	"\x06blocks\x18\x01 \x03(\v2\x1e.alluvium.v1.CacheBlockRequestR\x06blocks\x12 \n" +
+	"\vparallelism\x18\x02 \x01(\x05R\vparallelism\"\x94\x01\n" +
+	"\x10CacheBlockResult\x12\x19\n" +
+	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x12\x14\n" +
+	"\x05bytes\x18\x02 \x01(\x03R\x05bytes\x12%\n" +
+	"\x0ealready_cached\x18\x03 \x01(\bR\ralreadyCached\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x12\n" +
+	"\x04code\x18\x05 \x01(\x05R\x04code\"N\n" +
+	"\x13CacheBlocksResponse\x127\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.alluvium.v1.CacheBlockResultR\aresults\"\xb5\x01\n" +
+	"\x14CopyBlockFromRequest\x12\x19\n" +
+	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x12&\n" +
+	"\x0fsource_block_id\x18\x02 \x01(\x03R\rsourceBlockId\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12\x16\n" +
+	"\x06length\x18\x04 \x01(\x03R\x06length\x12\x12\n" +
+	"\x04tier\x18\x05 \x01(\tR\x04tier\x12\x16\n" +
+	"\x06pinned\x18\x06 \x01(\bR\x06pinned\"T\n" +
+	"\x15CopyBlockFromResponse\x12\x14\n" +
+	"\x05bytes\x18\x01 \x01(\x03R\x05bytes\x12%\n" +
+	"\x0ealready_cached\x18\x02 \x01(\bR\ralreadyCached\"\x89\x01\n" +
+	"\vBlockSource\x12\x19\n" +
+	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x12\x16\n" +
+	"\x06length\x18\x02 \x01(\x03R\x06length\x12\x18\n" +
+	"\aworkers\x18\x03 \x03(\tR\aworkers\x12-\n" +
+	"\x03ufs\x18\x04 \x01(\v2\x1b.alluvium.v1.UfsBlockSourceR\x03ufs\"\xc2\x01\n" +
+	"\x17WriteUfsFileFromRequest\x123\n" +
+	"\x04dest\x18\x01 \x01(\v2\x1f.alluvium.v1.WriteUfsFileHeaderR\x04dest\x122\n" +
+	"\asources\x18\x02 \x03(\v2\x18.alluvium.v1.BlockSourceR\asources\x12\x1a\n" +
+	"\bchecksum\x18\x03 \x01(\bR\bchecksum\x12\"\n" +
+	"\rcache_file_id\x18\x04 \x01(\x03R\vcacheFileId\"\xc3\x01\n" +
+	"\x18WriteUfsFileFromResponse\x12\x16\n" +
+	"\x06length\x18\x01 \x01(\x03R\x06length\x12'\n" +
+	"\x0fufs_fingerprint\x18\x02 \x01(\tR\x0eufsFingerprint\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12(\n" +
+	"\x10bytes_from_cache\x18\x04 \x01(\x03R\x0ebytesFromCache\x12$\n" +
+	"\x0ebytes_from_ufs\x18\x05 \x01(\x03R\fbytesFromUfs\"G\n" +
+	"\x11HashBlocksRequest\x122\n" +
+	"\asources\x18\x01 \x03(\v2\x18.alluvium.v1.BlockSourceR\asources\"D\n" +
+	"\x12HashBlocksResponse\x12\x16\n" +
+	"\x06length\x18\x01 \x01(\x03R\x06length\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha2562\xe1\b\n" +
 	"\vBlockWorker\x12L\n" +
 	"\tReadBlock\x12\x1d.alluvium.v1.ReadBlockRequest\x1a\x1e.alluvium.v1.ReadBlockResponse0\x01\x12O\n" +
 	"\n" +
@@ -1314,7 +1978,12 @@ const file_blockworker_proto_rawDesc = "" +
 	"\fWriteUfsFile\x12 .alluvium.v1.WriteUfsFileRequest\x1a!.alluvium.v1.WriteUfsFileResponse(\x01\x12Y\n" +
 	"\x0eOpenLocalBlock\x12\".alluvium.v1.OpenLocalBlockRequest\x1a#.alluvium.v1.OpenLocalBlockResponse\x12\\\n" +
 	"\x0fCloseLocalBlock\x12#.alluvium.v1.CloseLocalBlockRequest\x1a$.alluvium.v1.CloseLocalBlockResponse\x12\\\n" +
-	"\x0fGetWorkerStatus\x12#.alluvium.v1.GetWorkerStatusRequest\x1a$.alluvium.v1.GetWorkerStatusResponseB&Z$github.com/alluvium/alluvium/api;apib\x06proto3"
+	"\x0fGetWorkerStatus\x12#.alluvium.v1.GetWorkerStatusRequest\x1a$.alluvium.v1.GetWorkerStatusResponse\x12P\n" +
+	"\vCacheBlocks\x12\x1f.alluvium.v1.CacheBlocksRequest\x1a .alluvium.v1.CacheBlocksResponse\x12V\n" +
+	"\rCopyBlockFrom\x12!.alluvium.v1.CopyBlockFromRequest\x1a\".alluvium.v1.CopyBlockFromResponse\x12_\n" +
+	"\x10WriteUfsFileFrom\x12$.alluvium.v1.WriteUfsFileFromRequest\x1a%.alluvium.v1.WriteUfsFileFromResponse\x12M\n" +
+	"\n" +
+	"HashBlocks\x12\x1e.alluvium.v1.HashBlocksRequest\x1a\x1f.alluvium.v1.HashBlocksResponseB&Z$github.com/alluvium/alluvium/api;apib\x06proto3"
 
 var (
 	file_blockworker_proto_rawDescOnce sync.Once
@@ -1328,64 +1997,88 @@ func file_blockworker_proto_rawDescGZIP() []byte {
 	return file_blockworker_proto_rawDescData
 }
 
-var file_blockworker_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_blockworker_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_blockworker_proto_goTypes = []any{
-	(*UfsBlockSource)(nil),          // 0: alluvium.v1.UfsBlockSource
-	(*ReadBlockRequest)(nil),        // 1: alluvium.v1.ReadBlockRequest
-	(*ReadBlockResponse)(nil),       // 2: alluvium.v1.ReadBlockResponse
-	(*WriteBlockHeader)(nil),        // 3: alluvium.v1.WriteBlockHeader
-	(*WriteBlockRequest)(nil),       // 4: alluvium.v1.WriteBlockRequest
-	(*WriteBlockResponse)(nil),      // 5: alluvium.v1.WriteBlockResponse
-	(*CacheBlockRequest)(nil),       // 6: alluvium.v1.CacheBlockRequest
-	(*CacheBlockResponse)(nil),      // 7: alluvium.v1.CacheBlockResponse
-	(*RemoveBlockRequest)(nil),      // 8: alluvium.v1.RemoveBlockRequest
-	(*RemoveBlockResponse)(nil),     // 9: alluvium.v1.RemoveBlockResponse
-	(*MoveBlockRequest)(nil),        // 10: alluvium.v1.MoveBlockRequest
-	(*MoveBlockResponse)(nil),       // 11: alluvium.v1.MoveBlockResponse
-	(*WriteUfsFileHeader)(nil),      // 12: alluvium.v1.WriteUfsFileHeader
-	(*WriteUfsFileRequest)(nil),     // 13: alluvium.v1.WriteUfsFileRequest
-	(*WriteUfsFileResponse)(nil),    // 14: alluvium.v1.WriteUfsFileResponse
-	(*OpenLocalBlockRequest)(nil),   // 15: alluvium.v1.OpenLocalBlockRequest
-	(*OpenLocalBlockResponse)(nil),  // 16: alluvium.v1.OpenLocalBlockResponse
-	(*CloseLocalBlockRequest)(nil),  // 17: alluvium.v1.CloseLocalBlockRequest
-	(*CloseLocalBlockResponse)(nil), // 18: alluvium.v1.CloseLocalBlockResponse
-	(*GetWorkerStatusRequest)(nil),  // 19: alluvium.v1.GetWorkerStatusRequest
-	(*GetWorkerStatusResponse)(nil), // 20: alluvium.v1.GetWorkerStatusResponse
-	(ReadType)(0),                   // 21: alluvium.v1.ReadType
-	(*WorkerNetAddress)(nil),        // 22: alluvium.v1.WorkerNetAddress
-	(*TierUsage)(nil),               // 23: alluvium.v1.TierUsage
+	(*UfsBlockSource)(nil),           // 0: alluvium.v1.UfsBlockSource
+	(*ReadBlockRequest)(nil),         // 1: alluvium.v1.ReadBlockRequest
+	(*ReadBlockResponse)(nil),        // 2: alluvium.v1.ReadBlockResponse
+	(*WriteBlockHeader)(nil),         // 3: alluvium.v1.WriteBlockHeader
+	(*WriteBlockRequest)(nil),        // 4: alluvium.v1.WriteBlockRequest
+	(*WriteBlockResponse)(nil),       // 5: alluvium.v1.WriteBlockResponse
+	(*CacheBlockRequest)(nil),        // 6: alluvium.v1.CacheBlockRequest
+	(*CacheBlockResponse)(nil),       // 7: alluvium.v1.CacheBlockResponse
+	(*RemoveBlockRequest)(nil),       // 8: alluvium.v1.RemoveBlockRequest
+	(*RemoveBlockResponse)(nil),      // 9: alluvium.v1.RemoveBlockResponse
+	(*MoveBlockRequest)(nil),         // 10: alluvium.v1.MoveBlockRequest
+	(*MoveBlockResponse)(nil),        // 11: alluvium.v1.MoveBlockResponse
+	(*WriteUfsFileHeader)(nil),       // 12: alluvium.v1.WriteUfsFileHeader
+	(*WriteUfsFileRequest)(nil),      // 13: alluvium.v1.WriteUfsFileRequest
+	(*WriteUfsFileResponse)(nil),     // 14: alluvium.v1.WriteUfsFileResponse
+	(*OpenLocalBlockRequest)(nil),    // 15: alluvium.v1.OpenLocalBlockRequest
+	(*OpenLocalBlockResponse)(nil),   // 16: alluvium.v1.OpenLocalBlockResponse
+	(*CloseLocalBlockRequest)(nil),   // 17: alluvium.v1.CloseLocalBlockRequest
+	(*CloseLocalBlockResponse)(nil),  // 18: alluvium.v1.CloseLocalBlockResponse
+	(*GetWorkerStatusRequest)(nil),   // 19: alluvium.v1.GetWorkerStatusRequest
+	(*GetWorkerStatusResponse)(nil),  // 20: alluvium.v1.GetWorkerStatusResponse
+	(*CacheBlocksRequest)(nil),       // 21: alluvium.v1.CacheBlocksRequest
+	(*CacheBlockResult)(nil),         // 22: alluvium.v1.CacheBlockResult
+	(*CacheBlocksResponse)(nil),      // 23: alluvium.v1.CacheBlocksResponse
+	(*CopyBlockFromRequest)(nil),     // 24: alluvium.v1.CopyBlockFromRequest
+	(*CopyBlockFromResponse)(nil),    // 25: alluvium.v1.CopyBlockFromResponse
+	(*BlockSource)(nil),              // 26: alluvium.v1.BlockSource
+	(*WriteUfsFileFromRequest)(nil),  // 27: alluvium.v1.WriteUfsFileFromRequest
+	(*WriteUfsFileFromResponse)(nil), // 28: alluvium.v1.WriteUfsFileFromResponse
+	(*HashBlocksRequest)(nil),        // 29: alluvium.v1.HashBlocksRequest
+	(*HashBlocksResponse)(nil),       // 30: alluvium.v1.HashBlocksResponse
+	(ReadType)(0),                    // 31: alluvium.v1.ReadType
+	(*WorkerNetAddress)(nil),         // 32: alluvium.v1.WorkerNetAddress
+	(*TierUsage)(nil),                // 33: alluvium.v1.TierUsage
 }
 var file_blockworker_proto_depIdxs = []int32{
 	0,  // 0: alluvium.v1.ReadBlockRequest.ufs:type_name -> alluvium.v1.UfsBlockSource
-	21, // 1: alluvium.v1.ReadBlockRequest.read_type:type_name -> alluvium.v1.ReadType
+	31, // 1: alluvium.v1.ReadBlockRequest.read_type:type_name -> alluvium.v1.ReadType
 	3,  // 2: alluvium.v1.WriteBlockRequest.header:type_name -> alluvium.v1.WriteBlockHeader
 	0,  // 3: alluvium.v1.CacheBlockRequest.source:type_name -> alluvium.v1.UfsBlockSource
 	12, // 4: alluvium.v1.WriteUfsFileRequest.header:type_name -> alluvium.v1.WriteUfsFileHeader
-	22, // 5: alluvium.v1.GetWorkerStatusResponse.address:type_name -> alluvium.v1.WorkerNetAddress
-	23, // 6: alluvium.v1.GetWorkerStatusResponse.tiers:type_name -> alluvium.v1.TierUsage
-	1,  // 7: alluvium.v1.BlockWorker.ReadBlock:input_type -> alluvium.v1.ReadBlockRequest
-	4,  // 8: alluvium.v1.BlockWorker.WriteBlock:input_type -> alluvium.v1.WriteBlockRequest
-	6,  // 9: alluvium.v1.BlockWorker.CacheBlock:input_type -> alluvium.v1.CacheBlockRequest
-	8,  // 10: alluvium.v1.BlockWorker.RemoveBlock:input_type -> alluvium.v1.RemoveBlockRequest
-	10, // 11: alluvium.v1.BlockWorker.MoveBlock:input_type -> alluvium.v1.MoveBlockRequest
-	13, // 12: alluvium.v1.BlockWorker.WriteUfsFile:input_type -> alluvium.v1.WriteUfsFileRequest
-	15, // 13: alluvium.v1.BlockWorker.OpenLocalBlock:input_type -> alluvium.v1.OpenLocalBlockRequest
-	17, // 14: alluvium.v1.BlockWorker.CloseLocalBlock:input_type -> alluvium.v1.CloseLocalBlockRequest
-	19, // 15: alluvium.v1.BlockWorker.GetWorkerStatus:input_type -> alluvium.v1.GetWorkerStatusRequest
-	2,  // 16: alluvium.v1.BlockWorker.ReadBlock:output_type -> alluvium.v1.ReadBlockResponse
-	5,  // 17: alluvium.v1.BlockWorker.WriteBlock:output_type -> alluvium.v1.WriteBlockResponse
-	7,  // 18: alluvium.v1.BlockWorker.CacheBlock:output_type -> alluvium.v1.CacheBlockResponse
-	9,  // 19: alluvium.v1.BlockWorker.RemoveBlock:output_type -> alluvium.v1.RemoveBlockResponse
-	11, // 20: alluvium.v1.BlockWorker.MoveBlock:output_type -> alluvium.v1.MoveBlockResponse
-	14, // 21: alluvium.v1.BlockWorker.WriteUfsFile:output_type -> alluvium.v1.WriteUfsFileResponse
-	16, // 22: alluvium.v1.BlockWorker.OpenLocalBlock:output_type -> alluvium.v1.OpenLocalBlockResponse
-	18, // 23: alluvium.v1.BlockWorker.CloseLocalBlock:output_type -> alluvium.v1.CloseLocalBlockResponse
-	20, // 24: alluvium.v1.BlockWorker.GetWorkerStatus:output_type -> alluvium.v1.GetWorkerStatusResponse
-	16, // [16:25] is the sub-list for method output_type
-	7,  // [7:16] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	32, // 5: alluvium.v1.GetWorkerStatusResponse.address:type_name -> alluvium.v1.WorkerNetAddress
+	33, // 6: alluvium.v1.GetWorkerStatusResponse.tiers:type_name -> alluvium.v1.TierUsage
+	6,  // 7: alluvium.v1.CacheBlocksRequest.blocks:type_name -> alluvium.v1.CacheBlockRequest
+	22, // 8: alluvium.v1.CacheBlocksResponse.results:type_name -> alluvium.v1.CacheBlockResult
+	0,  // 9: alluvium.v1.BlockSource.ufs:type_name -> alluvium.v1.UfsBlockSource
+	12, // 10: alluvium.v1.WriteUfsFileFromRequest.dest:type_name -> alluvium.v1.WriteUfsFileHeader
+	26, // 11: alluvium.v1.WriteUfsFileFromRequest.sources:type_name -> alluvium.v1.BlockSource
+	26, // 12: alluvium.v1.HashBlocksRequest.sources:type_name -> alluvium.v1.BlockSource
+	1,  // 13: alluvium.v1.BlockWorker.ReadBlock:input_type -> alluvium.v1.ReadBlockRequest
+	4,  // 14: alluvium.v1.BlockWorker.WriteBlock:input_type -> alluvium.v1.WriteBlockRequest
+	6,  // 15: alluvium.v1.BlockWorker.CacheBlock:input_type -> alluvium.v1.CacheBlockRequest
+	8,  // 16: alluvium.v1.BlockWorker.RemoveBlock:input_type -> alluvium.v1.RemoveBlockRequest
+	10, // 17: alluvium.v1.BlockWorker.MoveBlock:input_type -> alluvium.v1.MoveBlockRequest
+	13, // 18: alluvium.v1.BlockWorker.WriteUfsFile:input_type -> alluvium.v1.WriteUfsFileRequest
+	15, // 19: alluvium.v1.BlockWorker.OpenLocalBlock:input_type -> alluvium.v1.OpenLocalBlockRequest
+	17, // 20: alluvium.v1.BlockWorker.CloseLocalBlock:input_type -> alluvium.v1.CloseLocalBlockRequest
+	19, // 21: alluvium.v1.BlockWorker.GetWorkerStatus:input_type -> alluvium.v1.GetWorkerStatusRequest
+	21, // 22: alluvium.v1.BlockWorker.CacheBlocks:input_type -> alluvium.v1.CacheBlocksRequest
+	24, // 23: alluvium.v1.BlockWorker.CopyBlockFrom:input_type -> alluvium.v1.CopyBlockFromRequest
+	27, // 24: alluvium.v1.BlockWorker.WriteUfsFileFrom:input_type -> alluvium.v1.WriteUfsFileFromRequest
+	29, // 25: alluvium.v1.BlockWorker.HashBlocks:input_type -> alluvium.v1.HashBlocksRequest
+	2,  // 26: alluvium.v1.BlockWorker.ReadBlock:output_type -> alluvium.v1.ReadBlockResponse
+	5,  // 27: alluvium.v1.BlockWorker.WriteBlock:output_type -> alluvium.v1.WriteBlockResponse
+	7,  // 28: alluvium.v1.BlockWorker.CacheBlock:output_type -> alluvium.v1.CacheBlockResponse
+	9,  // 29: alluvium.v1.BlockWorker.RemoveBlock:output_type -> alluvium.v1.RemoveBlockResponse
+	11, // 30: alluvium.v1.BlockWorker.MoveBlock:output_type -> alluvium.v1.MoveBlockResponse
+	14, // 31: alluvium.v1.BlockWorker.WriteUfsFile:output_type -> alluvium.v1.WriteUfsFileResponse
+	16, // 32: alluvium.v1.BlockWorker.OpenLocalBlock:output_type -> alluvium.v1.OpenLocalBlockResponse
+	18, // 33: alluvium.v1.BlockWorker.CloseLocalBlock:output_type -> alluvium.v1.CloseLocalBlockResponse
+	20, // 34: alluvium.v1.BlockWorker.GetWorkerStatus:output_type -> alluvium.v1.GetWorkerStatusResponse
+	23, // 35: alluvium.v1.BlockWorker.CacheBlocks:output_type -> alluvium.v1.CacheBlocksResponse
+	25, // 36: alluvium.v1.BlockWorker.CopyBlockFrom:output_type -> alluvium.v1.CopyBlockFromResponse
+	28, // 37: alluvium.v1.BlockWorker.WriteUfsFileFrom:output_type -> alluvium.v1.WriteUfsFileFromResponse
+	30, // 38: alluvium.v1.BlockWorker.HashBlocks:output_type -> alluvium.v1.HashBlocksResponse
+	26, // [26:39] is the sub-list for method output_type
+	13, // [13:26] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_blockworker_proto_init() }
@@ -1408,7 +2101,7 @@ func file_blockworker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_blockworker_proto_rawDesc), len(file_blockworker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,15 +19,19 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	BlockWorker_ReadBlock_FullMethodName       = "/alluvium.v1.BlockWorker/ReadBlock"
-	BlockWorker_WriteBlock_FullMethodName      = "/alluvium.v1.BlockWorker/WriteBlock"
-	BlockWorker_CacheBlock_FullMethodName      = "/alluvium.v1.BlockWorker/CacheBlock"
-	BlockWorker_RemoveBlock_FullMethodName     = "/alluvium.v1.BlockWorker/RemoveBlock"
-	BlockWorker_MoveBlock_FullMethodName       = "/alluvium.v1.BlockWorker/MoveBlock"
-	BlockWorker_WriteUfsFile_FullMethodName    = "/alluvium.v1.BlockWorker/WriteUfsFile"
-	BlockWorker_OpenLocalBlock_FullMethodName  = "/alluvium.v1.BlockWorker/OpenLocalBlock"
-	BlockWorker_CloseLocalBlock_FullMethodName = "/alluvium.v1.BlockWorker/CloseLocalBlock"
-	BlockWorker_GetWorkerStatus_FullMethodName = "/alluvium.v1.BlockWorker/GetWorkerStatus"
+	BlockWorker_ReadBlock_FullMethodName        = "/alluvium.v1.BlockWorker/ReadBlock"
+	BlockWorker_WriteBlock_FullMethodName       = "/alluvium.v1.BlockWorker/WriteBlock"
+	BlockWorker_CacheBlock_FullMethodName       = "/alluvium.v1.BlockWorker/CacheBlock"
+	BlockWorker_RemoveBlock_FullMethodName      = "/alluvium.v1.BlockWorker/RemoveBlock"
+	BlockWorker_MoveBlock_FullMethodName        = "/alluvium.v1.BlockWorker/MoveBlock"
+	BlockWorker_WriteUfsFile_FullMethodName     = "/alluvium.v1.BlockWorker/WriteUfsFile"
+	BlockWorker_OpenLocalBlock_FullMethodName   = "/alluvium.v1.BlockWorker/OpenLocalBlock"
+	BlockWorker_CloseLocalBlock_FullMethodName  = "/alluvium.v1.BlockWorker/CloseLocalBlock"
+	BlockWorker_GetWorkerStatus_FullMethodName  = "/alluvium.v1.BlockWorker/GetWorkerStatus"
+	BlockWorker_CacheBlocks_FullMethodName      = "/alluvium.v1.BlockWorker/CacheBlocks"
+	BlockWorker_CopyBlockFrom_FullMethodName    = "/alluvium.v1.BlockWorker/CopyBlockFrom"
+	BlockWorker_WriteUfsFileFrom_FullMethodName = "/alluvium.v1.BlockWorker/WriteUfsFileFrom"
+	BlockWorker_HashBlocks_FullMethodName       = "/alluvium.v1.BlockWorker/HashBlocks"
 )
 
 // BlockWorkerClient is the client API for BlockWorker service.
@@ -59,6 +63,23 @@ type BlockWorkerClient interface {
 	OpenLocalBlock(ctx context.Context, in *OpenLocalBlockRequest, opts ...grpc.CallOption) (*OpenLocalBlockResponse, error)
 	CloseLocalBlock(ctx context.Context, in *CloseLocalBlockRequest, opts ...grpc.CallOption) (*CloseLocalBlockResponse, error)
 	GetWorkerStatus(ctx context.Context, in *GetWorkerStatusRequest, opts ...grpc.CallOption) (*GetWorkerStatusResponse, error)
+	// CacheBlocks caches many blocks from the UFS in one call (small files),
+	// several at once, and commits them to the FS master in one CommitBlocks
+	// call. Each block succeeds or fails on its own; the reply says which.
+	CacheBlocks(ctx context.Context, in *CacheBlocksRequest, opts ...grpc.CallOption) (*CacheBlocksResponse, error)
+	// CopyBlockFrom stores a block read from another block worker (replicate,
+	// and copies that keep the cache): no UFS involved. With source_block_id
+	// set, the bytes of that block are stored under block_id (a new file's
+	// block). An already cached block_id is a success.
+	CopyBlockFrom(ctx context.Context, in *CopyBlockFromRequest, opts ...grpc.CallOption) (*CopyBlockFromResponse, error)
+	// WriteUfsFileFrom writes a whole UFS file from block sources, read by
+	// this worker itself (its own store, peer workers, or UFS ranges of any
+	// mount): the data path of persist, copy and move, so the bytes never
+	// pass through the job worker. Temp name + rename as WriteUfsFile.
+	WriteUfsFileFrom(ctx context.Context, in *WriteUfsFileFromRequest, opts ...grpc.CallOption) (*WriteUfsFileFromResponse, error)
+	// HashBlocks reads block sources as WriteUfsFileFrom does and returns
+	// the SHA-256 of their bytes (copy --checksum).
+	HashBlocks(ctx context.Context, in *HashBlocksRequest, opts ...grpc.CallOption) (*HashBlocksResponse, error)
 }
 
 type blockWorkerClient struct {
@@ -174,6 +195,46 @@ func (c *blockWorkerClient) GetWorkerStatus(ctx context.Context, in *GetWorkerSt
 	return out, nil
 }
 
+func (c *blockWorkerClient) CacheBlocks(ctx context.Context, in *CacheBlocksRequest, opts ...grpc.CallOption) (*CacheBlocksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CacheBlocksResponse)
+	err := c.cc.Invoke(ctx, BlockWorker_CacheBlocks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *blockWorkerClient) CopyBlockFrom(ctx context.Context, in *CopyBlockFromRequest, opts ...grpc.CallOption) (*CopyBlockFromResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CopyBlockFromResponse)
+	err := c.cc.Invoke(ctx, BlockWorker_CopyBlockFrom_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *blockWorkerClient) WriteUfsFileFrom(ctx context.Context, in *WriteUfsFileFromRequest, opts ...grpc.CallOption) (*WriteUfsFileFromResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteUfsFileFromResponse)
+	err := c.cc.Invoke(ctx, BlockWorker_WriteUfsFileFrom_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *blockWorkerClient) HashBlocks(ctx context.Context, in *HashBlocksRequest, opts ...grpc.CallOption) (*HashBlocksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HashBlocksResponse)
+	err := c.cc.Invoke(ctx, BlockWorker_HashBlocks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BlockWorkerServer is the server API for BlockWorker service.
 // All implementations must embed UnimplementedBlockWorkerServer
 // for forward compatibility.
@@ -203,6 +264,23 @@ type BlockWorkerServer interface {
 	OpenLocalBlock(context.Context, *OpenLocalBlockRequest) (*OpenLocalBlockResponse, error)
 	CloseLocalBlock(context.Context, *CloseLocalBlockRequest) (*CloseLocalBlockResponse, error)
 	GetWorkerStatus(context.Context, *GetWorkerStatusRequest) (*GetWorkerStatusResponse, error)
+	// CacheBlocks caches many blocks from the UFS in one call (small files),
+	// several at once, and commits them to the FS master in one CommitBlocks
+	// call. Each block succeeds or fails on its own; the reply says which.
+	CacheBlocks(context.Context, *CacheBlocksRequest) (*CacheBlocksResponse, error)
+	// CopyBlockFrom stores a block read from another block worker (replicate,
+	// and copies that keep the cache): no UFS involved. With source_block_id
+	// set, the bytes of that block are stored under block_id (a new file's
+	// block). An already cached block_id is a success.
+	CopyBlockFrom(context.Context, *CopyBlockFromRequest) (*CopyBlockFromResponse, error)
+	// WriteUfsFileFrom writes a whole UFS file from block sources, read by
+	// this worker itself (its own store, peer workers, or UFS ranges of any
+	// mount): the data path of persist, copy and move, so the bytes never
+	// pass through the job worker. Temp name + rename as WriteUfsFile.
+	WriteUfsFileFrom(context.Context, *WriteUfsFileFromRequest) (*WriteUfsFileFromResponse, error)
+	// HashBlocks reads block sources as WriteUfsFileFrom does and returns
+	// the SHA-256 of their bytes (copy --checksum).
+	HashBlocks(context.Context, *HashBlocksRequest) (*HashBlocksResponse, error)
 	mustEmbedUnimplementedBlockWorkerServer()
 }
 
@@ -239,6 +317,18 @@ func (UnimplementedBlockWorkerServer) CloseLocalBlock(context.Context, *CloseLoc
 }
 func (UnimplementedBlockWorkerServer) GetWorkerStatus(context.Context, *GetWorkerStatusRequest) (*GetWorkerStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetWorkerStatus not implemented")
+}
+func (UnimplementedBlockWorkerServer) CacheBlocks(context.Context, *CacheBlocksRequest) (*CacheBlocksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CacheBlocks not implemented")
+}
+func (UnimplementedBlockWorkerServer) CopyBlockFrom(context.Context, *CopyBlockFromRequest) (*CopyBlockFromResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CopyBlockFrom not implemented")
+}
+func (UnimplementedBlockWorkerServer) WriteUfsFileFrom(context.Context, *WriteUfsFileFromRequest) (*WriteUfsFileFromResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WriteUfsFileFrom not implemented")
+}
+func (UnimplementedBlockWorkerServer) HashBlocks(context.Context, *HashBlocksRequest) (*HashBlocksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method HashBlocks not implemented")
 }
 func (UnimplementedBlockWorkerServer) mustEmbedUnimplementedBlockWorkerServer() {}
 func (UnimplementedBlockWorkerServer) testEmbeddedByValue()                     {}
@@ -394,6 +484,78 @@ func _BlockWorker_GetWorkerStatus_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BlockWorker_CacheBlocks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CacheBlocksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BlockWorkerServer).CacheBlocks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BlockWorker_CacheBlocks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BlockWorkerServer).CacheBlocks(ctx, req.(*CacheBlocksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BlockWorker_CopyBlockFrom_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CopyBlockFromRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BlockWorkerServer).CopyBlockFrom(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BlockWorker_CopyBlockFrom_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BlockWorkerServer).CopyBlockFrom(ctx, req.(*CopyBlockFromRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BlockWorker_WriteUfsFileFrom_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WriteUfsFileFromRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BlockWorkerServer).WriteUfsFileFrom(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BlockWorker_WriteUfsFileFrom_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BlockWorkerServer).WriteUfsFileFrom(ctx, req.(*WriteUfsFileFromRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BlockWorker_HashBlocks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HashBlocksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BlockWorkerServer).HashBlocks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BlockWorker_HashBlocks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BlockWorkerServer).HashBlocks(ctx, req.(*HashBlocksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BlockWorker_ServiceDesc is the grpc.ServiceDesc for BlockWorker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -424,6 +586,22 @@ var BlockWorker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetWorkerStatus",
 			Handler:    _BlockWorker_GetWorkerStatus_Handler,
+		},
+		{
+			MethodName: "CacheBlocks",
+			Handler:    _BlockWorker_CacheBlocks_Handler,
+		},
+		{
+			MethodName: "CopyBlockFrom",
+			Handler:    _BlockWorker_CopyBlockFrom_Handler,
+		},
+		{
+			MethodName: "WriteUfsFileFrom",
+			Handler:    _BlockWorker_WriteUfsFileFrom_Handler,
+		},
+		{
+			MethodName: "HashBlocks",
+			Handler:    _BlockWorker_HashBlocks_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -900,8 +900,20 @@ type SetAttributeRequest struct {
 	Ttl              *int64                 `protobuf:"varint,10,opt,name=ttl,proto3,oneof" json:"ttl,omitempty"`
 	TtlAction        *string                `protobuf:"bytes,11,opt,name=ttl_action,json=ttlAction,proto3,oneof" json:"ttl_action,omitempty"`
 	UfsFingerprint   *string                `protobuf:"bytes,12,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3,oneof" json:"ufs_fingerprint,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// file_id guards the call: it fails (FAILED_PRECONDITION) unless path is
+	// still this inode, so a delete, rename or re-create since the caller
+	// looked is never mistaken for the file it meant.
+	FileId int64 `protobuf:"varint,13,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	// persist_from (with persistence_state PERSISTED, a file, not recursive):
+	// the UFS URI of the file's bytes, written by a persist under a temporary
+	// name in the file's mount. The master renames it onto the file's UFS path
+	// and records PERSISTED with the fingerprint it then has — one step under
+	// the namespace lock, so a concurrent delete, rename or re-create never
+	// sees a half-done persist. When the guard fails the temporary file is
+	// removed.
+	PersistFrom   string `protobuf:"bytes,14,opt,name=persist_from,json=persistFrom,proto3" json:"persist_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetAttributeRequest) Reset() {
@@ -1014,6 +1026,20 @@ func (x *SetAttributeRequest) GetTtlAction() string {
 func (x *SetAttributeRequest) GetUfsFingerprint() string {
 	if x != nil && x.UfsFingerprint != nil {
 		return *x.UfsFingerprint
+	}
+	return ""
+}
+
+func (x *SetAttributeRequest) GetFileId() int64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
+}
+
+func (x *SetAttributeRequest) GetPersistFrom() string {
+	if x != nil {
+		return x.PersistFrom
 	}
 	return ""
 }
@@ -2150,6 +2176,110 @@ func (*CommitBlockResponse) Descriptor() ([]byte, []int) {
 	return file_fsmaster_proto_rawDescGZIP(), []int{35}
 }
 
+type CommitBlocksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Blocks        []*BlockReport         `protobuf:"bytes,2,rep,name=blocks,proto3" json:"blocks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitBlocksRequest) Reset() {
+	*x = CommitBlocksRequest{}
+	mi := &file_fsmaster_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitBlocksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitBlocksRequest) ProtoMessage() {}
+
+func (x *CommitBlocksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitBlocksRequest.ProtoReflect.Descriptor instead.
+func (*CommitBlocksRequest) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CommitBlocksRequest) GetWorkerId() int64 {
+	if x != nil {
+		return x.WorkerId
+	}
+	return 0
+}
+
+func (x *CommitBlocksRequest) GetBlocks() []*BlockReport {
+	if x != nil {
+		return x.Blocks
+	}
+	return nil
+}
+
+type CommitBlocksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Committed     int32                  `protobuf:"varint,1,opt,name=committed,proto3" json:"committed,omitempty"`
+	Skipped       int32                  `protobuf:"varint,2,opt,name=skipped,proto3" json:"skipped,omitempty"` // blocks of files that no longer exist
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitBlocksResponse) Reset() {
+	*x = CommitBlocksResponse{}
+	mi := &file_fsmaster_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitBlocksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitBlocksResponse) ProtoMessage() {}
+
+func (x *CommitBlocksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitBlocksResponse.ProtoReflect.Descriptor instead.
+func (*CommitBlocksResponse) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *CommitBlocksResponse) GetCommitted() int32 {
+	if x != nil {
+		return x.Committed
+	}
+	return 0
+}
+
+func (x *CommitBlocksResponse) GetSkipped() int32 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
 type GetWorkerInfoListRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2158,7 +2288,7 @@ type GetWorkerInfoListRequest struct {
 
 func (x *GetWorkerInfoListRequest) Reset() {
 	*x = GetWorkerInfoListRequest{}
-	mi := &file_fsmaster_proto_msgTypes[36]
+	mi := &file_fsmaster_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2170,7 +2300,7 @@ func (x *GetWorkerInfoListRequest) String() string {
 func (*GetWorkerInfoListRequest) ProtoMessage() {}
 
 func (x *GetWorkerInfoListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[36]
+	mi := &file_fsmaster_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2183,7 +2313,7 @@ func (x *GetWorkerInfoListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkerInfoListRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkerInfoListRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{36}
+	return file_fsmaster_proto_rawDescGZIP(), []int{38}
 }
 
 type GetWorkerInfoListResponse struct {
@@ -2195,7 +2325,7 @@ type GetWorkerInfoListResponse struct {
 
 func (x *GetWorkerInfoListResponse) Reset() {
 	*x = GetWorkerInfoListResponse{}
-	mi := &file_fsmaster_proto_msgTypes[37]
+	mi := &file_fsmaster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2207,7 +2337,7 @@ func (x *GetWorkerInfoListResponse) String() string {
 func (*GetWorkerInfoListResponse) ProtoMessage() {}
 
 func (x *GetWorkerInfoListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[37]
+	mi := &file_fsmaster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2220,7 +2350,7 @@ func (x *GetWorkerInfoListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkerInfoListResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkerInfoListResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{37}
+	return file_fsmaster_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetWorkerInfoListResponse) GetWorkers() []*WorkerInfo {
@@ -2239,7 +2369,7 @@ type GetBlockInfoRequest struct {
 
 func (x *GetBlockInfoRequest) Reset() {
 	*x = GetBlockInfoRequest{}
-	mi := &file_fsmaster_proto_msgTypes[38]
+	mi := &file_fsmaster_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2251,7 +2381,7 @@ func (x *GetBlockInfoRequest) String() string {
 func (*GetBlockInfoRequest) ProtoMessage() {}
 
 func (x *GetBlockInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[38]
+	mi := &file_fsmaster_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2264,7 +2394,7 @@ func (x *GetBlockInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlockInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetBlockInfoRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{38}
+	return file_fsmaster_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetBlockInfoRequest) GetBlockId() int64 {
@@ -2283,7 +2413,7 @@ type GetBlockInfoResponse struct {
 
 func (x *GetBlockInfoResponse) Reset() {
 	*x = GetBlockInfoResponse{}
-	mi := &file_fsmaster_proto_msgTypes[39]
+	mi := &file_fsmaster_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2295,7 +2425,7 @@ func (x *GetBlockInfoResponse) String() string {
 func (*GetBlockInfoResponse) ProtoMessage() {}
 
 func (x *GetBlockInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[39]
+	mi := &file_fsmaster_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2308,7 +2438,7 @@ func (x *GetBlockInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlockInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetBlockInfoResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{39}
+	return file_fsmaster_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetBlockInfoResponse) GetInfo() *BlockInfo {
@@ -2379,7 +2509,7 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x03src\x18\x01 \x01(\tR\x03src\x12\x10\n" +
 	"\x03dst\x18\x02 \x01(\tR\x03dst\";\n" +
 	"\x0eRenameResponse\x12)\n" +
-	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\xda\x04\n" +
+	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\x96\x05\n" +
 	"\x13SetAttributeRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12\x17\n" +
@@ -2394,7 +2524,9 @@ const file_fsmaster_proto_rawDesc = "" +
 	" \x01(\x03H\aR\x03ttl\x88\x01\x01\x12\"\n" +
 	"\n" +
 	"ttl_action\x18\v \x01(\tH\bR\tttlAction\x88\x01\x01\x12,\n" +
-	"\x0fufs_fingerprint\x18\f \x01(\tH\tR\x0eufsFingerprint\x88\x01\x01B\a\n" +
+	"\x0fufs_fingerprint\x18\f \x01(\tH\tR\x0eufsFingerprint\x88\x01\x01\x12\x17\n" +
+	"\afile_id\x18\r \x01(\x03R\x06fileId\x12!\n" +
+	"\fpersist_from\x18\x0e \x01(\tR\vpersistFromB\a\n" +
 	"\x05_modeB\b\n" +
 	"\x06_ownerB\b\n" +
 	"\x06_groupB\t\n" +
@@ -2482,7 +2614,13 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\bblock_id\x18\x02 \x01(\x03R\ablockId\x12\x16\n" +
 	"\x06length\x18\x03 \x01(\x03R\x06length\x12\x12\n" +
 	"\x04tier\x18\x04 \x01(\tR\x04tier\"\x15\n" +
-	"\x13CommitBlockResponse\"\x1a\n" +
+	"\x13CommitBlockResponse\"d\n" +
+	"\x13CommitBlocksRequest\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x120\n" +
+	"\x06blocks\x18\x02 \x03(\v2\x18.alluvium.v1.BlockReportR\x06blocks\"N\n" +
+	"\x14CommitBlocksResponse\x12\x1c\n" +
+	"\tcommitted\x18\x01 \x01(\x05R\tcommitted\x12\x18\n" +
+	"\askipped\x18\x02 \x01(\x05R\askipped\"\x1a\n" +
 	"\x18GetWorkerInfoListRequest\"N\n" +
 	"\x19GetWorkerInfoListResponse\x121\n" +
 	"\aworkers\x18\x01 \x03(\v2\x17.alluvium.v1.WorkerInfoR\aworkers\"0\n" +
@@ -2507,11 +2645,12 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x04Free\x12\x18.alluvium.v1.FreeRequest\x1a\x19.alluvium.v1.FreeResponse\x12V\n" +
 	"\rGetMasterInfo\x12!.alluvium.v1.GetMasterInfoRequest\x1a\".alluvium.v1.GetMasterInfoResponse\x12M\n" +
 	"\n" +
-	"Checkpoint\x12\x1e.alluvium.v1.CheckpointRequest\x1a\x1f.alluvium.v1.CheckpointResponse2\xd1\x03\n" +
+	"Checkpoint\x12\x1e.alluvium.v1.CheckpointRequest\x1a\x1f.alluvium.v1.CheckpointResponse2\xa6\x04\n" +
 	"\vBlockMaster\x12Y\n" +
 	"\x0eRegisterWorker\x12\".alluvium.v1.RegisterWorkerRequest\x1a#.alluvium.v1.RegisterWorkerResponse\x12\\\n" +
 	"\x0fWorkerHeartbeat\x12#.alluvium.v1.WorkerHeartbeatRequest\x1a$.alluvium.v1.WorkerHeartbeatResponse\x12P\n" +
-	"\vCommitBlock\x12\x1f.alluvium.v1.CommitBlockRequest\x1a .alluvium.v1.CommitBlockResponse\x12b\n" +
+	"\vCommitBlock\x12\x1f.alluvium.v1.CommitBlockRequest\x1a .alluvium.v1.CommitBlockResponse\x12S\n" +
+	"\fCommitBlocks\x12 .alluvium.v1.CommitBlocksRequest\x1a!.alluvium.v1.CommitBlocksResponse\x12b\n" +
 	"\x11GetWorkerInfoList\x12%.alluvium.v1.GetWorkerInfoListRequest\x1a&.alluvium.v1.GetWorkerInfoListResponse\x12S\n" +
 	"\fGetBlockInfo\x12 .alluvium.v1.GetBlockInfoRequest\x1a!.alluvium.v1.GetBlockInfoResponseB&Z$github.com/alluvium/alluvium/api;apib\x06proto3"
 
@@ -2528,7 +2667,7 @@ func file_fsmaster_proto_rawDescGZIP() []byte {
 }
 
 var file_fsmaster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_fsmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_fsmaster_proto_goTypes = []any{
 	(WorkerCommand_Type)(0),           // 0: alluvium.v1.WorkerCommand.Type
 	(*CreateDirectoryRequest)(nil),    // 1: alluvium.v1.CreateDirectoryRequest
@@ -2567,90 +2706,95 @@ var file_fsmaster_proto_goTypes = []any{
 	(*WorkerHeartbeatResponse)(nil),   // 34: alluvium.v1.WorkerHeartbeatResponse
 	(*CommitBlockRequest)(nil),        // 35: alluvium.v1.CommitBlockRequest
 	(*CommitBlockResponse)(nil),       // 36: alluvium.v1.CommitBlockResponse
-	(*GetWorkerInfoListRequest)(nil),  // 37: alluvium.v1.GetWorkerInfoListRequest
-	(*GetWorkerInfoListResponse)(nil), // 38: alluvium.v1.GetWorkerInfoListResponse
-	(*GetBlockInfoRequest)(nil),       // 39: alluvium.v1.GetBlockInfoRequest
-	(*GetBlockInfoResponse)(nil),      // 40: alluvium.v1.GetBlockInfoResponse
-	nil,                               // 41: alluvium.v1.MountRequest.OptionsEntry
-	(WriteType)(0),                    // 42: alluvium.v1.WriteType
-	(*FileInfo)(nil),                  // 43: alluvium.v1.FileInfo
-	(LoadMetadataType)(0),             // 44: alluvium.v1.LoadMetadataType
-	(PersistenceState)(0),             // 45: alluvium.v1.PersistenceState
-	(*MountPointInfo)(nil),            // 46: alluvium.v1.MountPointInfo
-	(*TierUsage)(nil),                 // 47: alluvium.v1.TierUsage
-	(*WorkerNetAddress)(nil),          // 48: alluvium.v1.WorkerNetAddress
-	(*WorkerInfo)(nil),                // 49: alluvium.v1.WorkerInfo
-	(*BlockInfo)(nil),                 // 50: alluvium.v1.BlockInfo
+	(*CommitBlocksRequest)(nil),       // 37: alluvium.v1.CommitBlocksRequest
+	(*CommitBlocksResponse)(nil),      // 38: alluvium.v1.CommitBlocksResponse
+	(*GetWorkerInfoListRequest)(nil),  // 39: alluvium.v1.GetWorkerInfoListRequest
+	(*GetWorkerInfoListResponse)(nil), // 40: alluvium.v1.GetWorkerInfoListResponse
+	(*GetBlockInfoRequest)(nil),       // 41: alluvium.v1.GetBlockInfoRequest
+	(*GetBlockInfoResponse)(nil),      // 42: alluvium.v1.GetBlockInfoResponse
+	nil,                               // 43: alluvium.v1.MountRequest.OptionsEntry
+	(WriteType)(0),                    // 44: alluvium.v1.WriteType
+	(*FileInfo)(nil),                  // 45: alluvium.v1.FileInfo
+	(LoadMetadataType)(0),             // 46: alluvium.v1.LoadMetadataType
+	(PersistenceState)(0),             // 47: alluvium.v1.PersistenceState
+	(*MountPointInfo)(nil),            // 48: alluvium.v1.MountPointInfo
+	(*TierUsage)(nil),                 // 49: alluvium.v1.TierUsage
+	(*WorkerNetAddress)(nil),          // 50: alluvium.v1.WorkerNetAddress
+	(*WorkerInfo)(nil),                // 51: alluvium.v1.WorkerInfo
+	(*BlockInfo)(nil),                 // 52: alluvium.v1.BlockInfo
 }
 var file_fsmaster_proto_depIdxs = []int32{
-	42, // 0: alluvium.v1.CreateDirectoryRequest.write_type:type_name -> alluvium.v1.WriteType
-	43, // 1: alluvium.v1.CreateDirectoryResponse.info:type_name -> alluvium.v1.FileInfo
-	42, // 2: alluvium.v1.CreateFileRequest.write_type:type_name -> alluvium.v1.WriteType
-	43, // 3: alluvium.v1.CreateFileResponse.info:type_name -> alluvium.v1.FileInfo
-	43, // 4: alluvium.v1.CompleteFileResponse.info:type_name -> alluvium.v1.FileInfo
-	44, // 5: alluvium.v1.GetStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
-	43, // 6: alluvium.v1.GetStatusResponse.info:type_name -> alluvium.v1.FileInfo
-	44, // 7: alluvium.v1.ListStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
-	43, // 8: alluvium.v1.ListStatusResponse.infos:type_name -> alluvium.v1.FileInfo
-	43, // 9: alluvium.v1.RenameResponse.info:type_name -> alluvium.v1.FileInfo
-	45, // 10: alluvium.v1.SetAttributeRequest.persistence_state:type_name -> alluvium.v1.PersistenceState
-	43, // 11: alluvium.v1.SetAttributeResponse.info:type_name -> alluvium.v1.FileInfo
-	41, // 12: alluvium.v1.MountRequest.options:type_name -> alluvium.v1.MountRequest.OptionsEntry
-	46, // 13: alluvium.v1.MountResponse.mount:type_name -> alluvium.v1.MountPointInfo
-	46, // 14: alluvium.v1.GetMountTableResponse.mounts:type_name -> alluvium.v1.MountPointInfo
-	47, // 15: alluvium.v1.GetMasterInfoResponse.capacity:type_name -> alluvium.v1.TierUsage
-	48, // 16: alluvium.v1.RegisterWorkerRequest.address:type_name -> alluvium.v1.WorkerNetAddress
-	47, // 17: alluvium.v1.RegisterWorkerRequest.tiers:type_name -> alluvium.v1.TierUsage
+	44, // 0: alluvium.v1.CreateDirectoryRequest.write_type:type_name -> alluvium.v1.WriteType
+	45, // 1: alluvium.v1.CreateDirectoryResponse.info:type_name -> alluvium.v1.FileInfo
+	44, // 2: alluvium.v1.CreateFileRequest.write_type:type_name -> alluvium.v1.WriteType
+	45, // 3: alluvium.v1.CreateFileResponse.info:type_name -> alluvium.v1.FileInfo
+	45, // 4: alluvium.v1.CompleteFileResponse.info:type_name -> alluvium.v1.FileInfo
+	46, // 5: alluvium.v1.GetStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
+	45, // 6: alluvium.v1.GetStatusResponse.info:type_name -> alluvium.v1.FileInfo
+	46, // 7: alluvium.v1.ListStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
+	45, // 8: alluvium.v1.ListStatusResponse.infos:type_name -> alluvium.v1.FileInfo
+	45, // 9: alluvium.v1.RenameResponse.info:type_name -> alluvium.v1.FileInfo
+	47, // 10: alluvium.v1.SetAttributeRequest.persistence_state:type_name -> alluvium.v1.PersistenceState
+	45, // 11: alluvium.v1.SetAttributeResponse.info:type_name -> alluvium.v1.FileInfo
+	43, // 12: alluvium.v1.MountRequest.options:type_name -> alluvium.v1.MountRequest.OptionsEntry
+	48, // 13: alluvium.v1.MountResponse.mount:type_name -> alluvium.v1.MountPointInfo
+	48, // 14: alluvium.v1.GetMountTableResponse.mounts:type_name -> alluvium.v1.MountPointInfo
+	49, // 15: alluvium.v1.GetMasterInfoResponse.capacity:type_name -> alluvium.v1.TierUsage
+	50, // 16: alluvium.v1.RegisterWorkerRequest.address:type_name -> alluvium.v1.WorkerNetAddress
+	49, // 17: alluvium.v1.RegisterWorkerRequest.tiers:type_name -> alluvium.v1.TierUsage
 	29, // 18: alluvium.v1.RegisterWorkerRequest.blocks:type_name -> alluvium.v1.BlockReport
-	47, // 19: alluvium.v1.WorkerHeartbeatRequest.tiers:type_name -> alluvium.v1.TierUsage
+	49, // 19: alluvium.v1.WorkerHeartbeatRequest.tiers:type_name -> alluvium.v1.TierUsage
 	29, // 20: alluvium.v1.WorkerHeartbeatRequest.added_blocks:type_name -> alluvium.v1.BlockReport
 	0,  // 21: alluvium.v1.WorkerCommand.type:type_name -> alluvium.v1.WorkerCommand.Type
 	33, // 22: alluvium.v1.WorkerHeartbeatResponse.commands:type_name -> alluvium.v1.WorkerCommand
-	49, // 23: alluvium.v1.GetWorkerInfoListResponse.workers:type_name -> alluvium.v1.WorkerInfo
-	50, // 24: alluvium.v1.GetBlockInfoResponse.info:type_name -> alluvium.v1.BlockInfo
-	1,  // 25: alluvium.v1.FileSystemMaster.CreateDirectory:input_type -> alluvium.v1.CreateDirectoryRequest
-	3,  // 26: alluvium.v1.FileSystemMaster.CreateFile:input_type -> alluvium.v1.CreateFileRequest
-	5,  // 27: alluvium.v1.FileSystemMaster.CompleteFile:input_type -> alluvium.v1.CompleteFileRequest
-	7,  // 28: alluvium.v1.FileSystemMaster.GetStatus:input_type -> alluvium.v1.GetStatusRequest
-	9,  // 29: alluvium.v1.FileSystemMaster.ListStatus:input_type -> alluvium.v1.ListStatusRequest
-	11, // 30: alluvium.v1.FileSystemMaster.Delete:input_type -> alluvium.v1.DeleteRequest
-	13, // 31: alluvium.v1.FileSystemMaster.Rename:input_type -> alluvium.v1.RenameRequest
-	15, // 32: alluvium.v1.FileSystemMaster.SetAttribute:input_type -> alluvium.v1.SetAttributeRequest
-	17, // 33: alluvium.v1.FileSystemMaster.Mount:input_type -> alluvium.v1.MountRequest
-	19, // 34: alluvium.v1.FileSystemMaster.Unmount:input_type -> alluvium.v1.UnmountRequest
-	21, // 35: alluvium.v1.FileSystemMaster.GetMountTable:input_type -> alluvium.v1.GetMountTableRequest
-	23, // 36: alluvium.v1.FileSystemMaster.Free:input_type -> alluvium.v1.FreeRequest
-	25, // 37: alluvium.v1.FileSystemMaster.GetMasterInfo:input_type -> alluvium.v1.GetMasterInfoRequest
-	27, // 38: alluvium.v1.FileSystemMaster.Checkpoint:input_type -> alluvium.v1.CheckpointRequest
-	30, // 39: alluvium.v1.BlockMaster.RegisterWorker:input_type -> alluvium.v1.RegisterWorkerRequest
-	32, // 40: alluvium.v1.BlockMaster.WorkerHeartbeat:input_type -> alluvium.v1.WorkerHeartbeatRequest
-	35, // 41: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
-	37, // 42: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
-	39, // 43: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
-	2,  // 44: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
-	4,  // 45: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
-	6,  // 46: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
-	8,  // 47: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
-	10, // 48: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
-	12, // 49: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
-	14, // 50: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
-	16, // 51: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
-	18, // 52: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
-	20, // 53: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
-	22, // 54: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
-	24, // 55: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
-	26, // 56: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
-	28, // 57: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
-	31, // 58: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
-	34, // 59: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
-	36, // 60: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
-	38, // 61: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
-	40, // 62: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
-	44, // [44:63] is the sub-list for method output_type
-	25, // [25:44] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	29, // 23: alluvium.v1.CommitBlocksRequest.blocks:type_name -> alluvium.v1.BlockReport
+	51, // 24: alluvium.v1.GetWorkerInfoListResponse.workers:type_name -> alluvium.v1.WorkerInfo
+	52, // 25: alluvium.v1.GetBlockInfoResponse.info:type_name -> alluvium.v1.BlockInfo
+	1,  // 26: alluvium.v1.FileSystemMaster.CreateDirectory:input_type -> alluvium.v1.CreateDirectoryRequest
+	3,  // 27: alluvium.v1.FileSystemMaster.CreateFile:input_type -> alluvium.v1.CreateFileRequest
+	5,  // 28: alluvium.v1.FileSystemMaster.CompleteFile:input_type -> alluvium.v1.CompleteFileRequest
+	7,  // 29: alluvium.v1.FileSystemMaster.GetStatus:input_type -> alluvium.v1.GetStatusRequest
+	9,  // 30: alluvium.v1.FileSystemMaster.ListStatus:input_type -> alluvium.v1.ListStatusRequest
+	11, // 31: alluvium.v1.FileSystemMaster.Delete:input_type -> alluvium.v1.DeleteRequest
+	13, // 32: alluvium.v1.FileSystemMaster.Rename:input_type -> alluvium.v1.RenameRequest
+	15, // 33: alluvium.v1.FileSystemMaster.SetAttribute:input_type -> alluvium.v1.SetAttributeRequest
+	17, // 34: alluvium.v1.FileSystemMaster.Mount:input_type -> alluvium.v1.MountRequest
+	19, // 35: alluvium.v1.FileSystemMaster.Unmount:input_type -> alluvium.v1.UnmountRequest
+	21, // 36: alluvium.v1.FileSystemMaster.GetMountTable:input_type -> alluvium.v1.GetMountTableRequest
+	23, // 37: alluvium.v1.FileSystemMaster.Free:input_type -> alluvium.v1.FreeRequest
+	25, // 38: alluvium.v1.FileSystemMaster.GetMasterInfo:input_type -> alluvium.v1.GetMasterInfoRequest
+	27, // 39: alluvium.v1.FileSystemMaster.Checkpoint:input_type -> alluvium.v1.CheckpointRequest
+	30, // 40: alluvium.v1.BlockMaster.RegisterWorker:input_type -> alluvium.v1.RegisterWorkerRequest
+	32, // 41: alluvium.v1.BlockMaster.WorkerHeartbeat:input_type -> alluvium.v1.WorkerHeartbeatRequest
+	35, // 42: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
+	37, // 43: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
+	39, // 44: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
+	41, // 45: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
+	2,  // 46: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
+	4,  // 47: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
+	6,  // 48: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
+	8,  // 49: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
+	10, // 50: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
+	12, // 51: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
+	14, // 52: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
+	16, // 53: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
+	18, // 54: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
+	20, // 55: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
+	22, // 56: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
+	24, // 57: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
+	26, // 58: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
+	28, // 59: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
+	31, // 60: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
+	34, // 61: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
+	36, // 62: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
+	38, // 63: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
+	40, // 64: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
+	42, // 65: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
+	46, // [46:66] is the sub-list for method output_type
+	26, // [26:46] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_fsmaster_proto_init() }
@@ -2666,7 +2810,7 @@ func file_fsmaster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsmaster_proto_rawDesc), len(file_fsmaster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   41,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -636,6 +636,7 @@ const (
 	BlockMaster_RegisterWorker_FullMethodName    = "/alluvium.v1.BlockMaster/RegisterWorker"
 	BlockMaster_WorkerHeartbeat_FullMethodName   = "/alluvium.v1.BlockMaster/WorkerHeartbeat"
 	BlockMaster_CommitBlock_FullMethodName       = "/alluvium.v1.BlockMaster/CommitBlock"
+	BlockMaster_CommitBlocks_FullMethodName      = "/alluvium.v1.BlockMaster/CommitBlocks"
 	BlockMaster_GetWorkerInfoList_FullMethodName = "/alluvium.v1.BlockMaster/GetWorkerInfoList"
 	BlockMaster_GetBlockInfo_FullMethodName      = "/alluvium.v1.BlockMaster/GetBlockInfo"
 )
@@ -652,6 +653,9 @@ type BlockMasterClient interface {
 	// CommitBlock makes a block a worker has just stored visible at once,
 	// without waiting for the next heartbeat.
 	CommitBlock(ctx context.Context, in *CommitBlockRequest, opts ...grpc.CallOption) (*CommitBlockResponse, error)
+	// CommitBlocks is CommitBlock for many blocks of one worker (CacheBlocks).
+	// Blocks of files that are gone are skipped and counted, not an error.
+	CommitBlocks(ctx context.Context, in *CommitBlocksRequest, opts ...grpc.CallOption) (*CommitBlocksResponse, error)
 	GetWorkerInfoList(ctx context.Context, in *GetWorkerInfoListRequest, opts ...grpc.CallOption) (*GetWorkerInfoListResponse, error)
 	GetBlockInfo(ctx context.Context, in *GetBlockInfoRequest, opts ...grpc.CallOption) (*GetBlockInfoResponse, error)
 }
@@ -694,6 +698,16 @@ func (c *blockMasterClient) CommitBlock(ctx context.Context, in *CommitBlockRequ
 	return out, nil
 }
 
+func (c *blockMasterClient) CommitBlocks(ctx context.Context, in *CommitBlocksRequest, opts ...grpc.CallOption) (*CommitBlocksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommitBlocksResponse)
+	err := c.cc.Invoke(ctx, BlockMaster_CommitBlocks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *blockMasterClient) GetWorkerInfoList(ctx context.Context, in *GetWorkerInfoListRequest, opts ...grpc.CallOption) (*GetWorkerInfoListResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetWorkerInfoListResponse)
@@ -726,6 +740,9 @@ type BlockMasterServer interface {
 	// CommitBlock makes a block a worker has just stored visible at once,
 	// without waiting for the next heartbeat.
 	CommitBlock(context.Context, *CommitBlockRequest) (*CommitBlockResponse, error)
+	// CommitBlocks is CommitBlock for many blocks of one worker (CacheBlocks).
+	// Blocks of files that are gone are skipped and counted, not an error.
+	CommitBlocks(context.Context, *CommitBlocksRequest) (*CommitBlocksResponse, error)
 	GetWorkerInfoList(context.Context, *GetWorkerInfoListRequest) (*GetWorkerInfoListResponse, error)
 	GetBlockInfo(context.Context, *GetBlockInfoRequest) (*GetBlockInfoResponse, error)
 	mustEmbedUnimplementedBlockMasterServer()
@@ -746,6 +763,9 @@ func (UnimplementedBlockMasterServer) WorkerHeartbeat(context.Context, *WorkerHe
 }
 func (UnimplementedBlockMasterServer) CommitBlock(context.Context, *CommitBlockRequest) (*CommitBlockResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CommitBlock not implemented")
+}
+func (UnimplementedBlockMasterServer) CommitBlocks(context.Context, *CommitBlocksRequest) (*CommitBlocksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CommitBlocks not implemented")
 }
 func (UnimplementedBlockMasterServer) GetWorkerInfoList(context.Context, *GetWorkerInfoListRequest) (*GetWorkerInfoListResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetWorkerInfoList not implemented")
@@ -828,6 +848,24 @@ func _BlockMaster_CommitBlock_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BlockMaster_CommitBlocks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CommitBlocksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BlockMasterServer).CommitBlocks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BlockMaster_CommitBlocks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BlockMasterServer).CommitBlocks(ctx, req.(*CommitBlocksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _BlockMaster_GetWorkerInfoList_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetWorkerInfoListRequest)
 	if err := dec(in); err != nil {
@@ -882,6 +920,10 @@ var BlockMaster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CommitBlock",
 			Handler:    _BlockMaster_CommitBlock_Handler,
+		},
+		{
+			MethodName: "CommitBlocks",
+			Handler:    _BlockMaster_CommitBlocks_Handler,
 		},
 		{
 			MethodName: "GetWorkerInfoList",

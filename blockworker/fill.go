@@ -33,6 +33,24 @@ type fill struct {
 	notify  chan struct{} // closed and replaced on every change
 	readers int
 	closed  bool
+
+	// batched: the caller that started the fill commits the block to the
+	// master itself, with others (CacheBlocks); meta is what it commits.
+	batched bool
+	meta    BlockMeta
+	stored  bool // committed to the store by this fill
+	claimed bool // meta handed to the batch
+}
+
+// batchedMeta returns, once, the block a batched fill stored.
+func (f *fill) batchedMeta() (BlockMeta, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.batched || !f.stored || f.claimed {
+		return BlockMeta{}, false
+	}
+	f.claimed = true
+	return f.meta, true
 }
 
 func (f *fill) update(n int64, done bool, err error) {
@@ -106,6 +124,16 @@ func (f *fill) wait(ctx context.Context) error {
 // block is neither cached nor being filled. cached is true when the block
 // is already in the store.
 func (w *Worker) startFill(id int64, src *api.UfsBlockSource, pinned bool, alias string) (f *fill, cached bool, err error) {
+	return w.startFillAs(id, src, pinned, alias, false)
+}
+
+// startFillBatched is startFill for CacheBlocks: a fill it starts leaves
+// the commit to the master to the caller (batchedMeta).
+func (w *Worker) startFillBatched(id int64, src *api.UfsBlockSource, pinned bool, alias string) (f *fill, cached bool, err error) {
+	return w.startFillAs(id, src, pinned, alias, true)
+}
+
+func (w *Worker) startFillAs(id int64, src *api.UfsBlockSource, pinned bool, alias string, batched bool) (f *fill, cached bool, err error) {
 	w.fillMu.Lock()
 	defer w.fillMu.Unlock()
 	if f := w.fills[id]; f != nil && f.join() {
@@ -126,7 +154,7 @@ func (w *Worker) startFill(id int64, src *api.UfsBlockSource, pinned bool, alias
 		tb.Abort()
 		return nil, false, fmt.Errorf("block %d: %w", id, err)
 	}
-	f = &fill{id: id, length: src.GetLength(), tb: tb, rf: rf, notify: make(chan struct{}), readers: 1}
+	f = &fill{id: id, length: src.GetLength(), tb: tb, rf: rf, notify: make(chan struct{}), readers: 1, batched: batched}
 	w.fills[id] = f
 	w.wg.Add(1)
 	go func() {

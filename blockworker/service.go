@@ -329,6 +329,8 @@ func (s *service) RemoveBlock(ctx context.Context, req *api.RemoveBlockRequest) 
 	if err := s.w.store.Remove(req.GetBlockId()); err != nil {
 		return nil, storeStatus("remove", req.GetBlockId(), err)
 	}
+	// Tell the master soon: a job that evicted copies checks the result.
+	s.w.link.heartbeatNow()
 	return &api.RemoveBlockResponse{}, nil
 }
 

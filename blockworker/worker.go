@@ -31,6 +31,7 @@ type Worker struct {
 	masterConn *grpc.ClientConn
 	link       *masterLink
 	mounts     *mountTable
+	peers      *peerPool // other block workers (copies, transfers)
 	leases     *leaseTable
 	metrics    *metrics
 	http       *rpc.HTTPServer
@@ -103,6 +104,7 @@ func New(cfg *config.Config, log *zap.Logger) (*Worker, error) {
 		masterConn: cc,
 		mounts:     newMountTable(api.NewFileSystemMasterClient(cc)),
 		leases:     newLeaseTable(lease),
+		peers:      newPeerPool(cfg.Security.Token),
 		fills:      map[int64]*fill{},
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
@@ -249,6 +251,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 	}
 	w.wg.Wait()
 	w.mounts.close()
+	w.peers.close()
 	if cerr := w.masterConn.Close(); err == nil {
 		err = cerr
 	}

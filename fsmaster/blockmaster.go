@@ -77,6 +77,36 @@ func (ns *namespace) CommitBlock(r *api.CommitBlockRequest) error {
 	return nil
 }
 
+// CommitBlocks makes many blocks of one worker visible (CacheBlocks). A
+// block whose file is gone is skipped (and the worker told to drop it); a
+// worker that must register first fails the whole call.
+func (ns *namespace) CommitBlocks(r *api.CommitBlocksRequest) (*api.CommitBlocksResponse, error) {
+	ns.op("commit-blocks")
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	resp := &api.CommitBlocksResponse{}
+	for _, b := range r.GetBlocks() {
+		if b.GetLength() < 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "commit block %d: negative length %d", b.GetBlockId(), b.GetLength())
+		}
+		valid := ns.validBlock(b.GetBlockId())
+		if valid {
+			if n := ns.st.inodes[api.FileIDOfBlock(b.GetBlockId())]; b.GetLength() > n.blockSize {
+				return nil, status.Errorf(codes.InvalidArgument, "commit block %d: length %d above the file's block size %d", b.GetBlockId(), b.GetLength(), n.blockSize)
+			}
+		}
+		if err := ns.blocks.commit(r.GetWorkerId(), b.GetBlockId(), b.GetLength(), b.GetTier(), valid); err != nil {
+			if valid {
+				return nil, status.Errorf(codes.FailedPrecondition, "commit blocks: %v", err)
+			}
+			resp.Skipped++
+			continue
+		}
+		resp.Committed++
+	}
+	return resp, nil
+}
+
 // BlockInfo returns a block's length and locations.
 func (ns *namespace) BlockInfo(blockID int64) (*api.BlockInfo, error) {
 	ns.mu.RLock()

@@ -36,10 +36,11 @@ type Master struct {
 	cfg *config.Config
 	log *zap.Logger
 
-	j       *journal.Journal
-	ns      *namespace
-	dir     string
-	started time.Time
+	j         *journal.Journal
+	ns        *namespace
+	persister *persister // ASYNC_THROUGH files to the job service; nil: off
+	dir       string
+	started   time.Time
 
 	grpc  *grpc.Server
 	http  *rpc.HTTPServer
@@ -215,6 +216,10 @@ func (m *Master) Start(ctx context.Context) error {
 			m.log.Warn("could not delete covered segments", zap.Error(err))
 		}
 	}
+	if pc := m.cfg.FSMaster; strings.TrimSpace(pc.JobMaster) != "" {
+		m.persister = newPersister(m.ns, m.log, pc.JobMaster, m.cfg.Security.Token, pc.Persist.Delay, pc.Persist.MaxBackoff, pc.Persist.BatchSize)
+		m.ns.onToBePersist = m.persister.add
+	}
 	if err := m.serve(); err != nil {
 		return err
 	}
@@ -224,6 +229,12 @@ func (m *Master) Start(ctx context.Context) error {
 	m.wg.Add(2)
 	go m.lostWorkerLoop(bg)
 	go m.checkpointWatchLoop(bg)
+	if p := m.persister; p != nil {
+		m.wg.Add(1)
+		go func() { defer m.wg.Done(); p.run(bg) }()
+	} else {
+		m.log.Info("async persist is off: no fsmaster.job-master")
+	}
 	ok = true
 	m.log.Info("FS master serving", zap.String("rpc", m.RPCAddr()), zap.String("http", m.HTTPAddr()),
 		zap.Int64("journal_sequence", st.lastSeq))

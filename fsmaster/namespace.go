@@ -53,6 +53,9 @@ type namespace struct {
 	now    func() time.Time
 	onOp   func(op string) // metrics hook; may be nil
 	onFail func(error)     // called once when the journal fails; may be nil
+	// onToBePersist hears of files that became TO_BE_PERSISTED (complete
+	// ASYNC_THROUGH files) once durable; may be nil.
+	onToBePersist func(ids ...int64)
 
 	ufsMu sync.Mutex
 	ufs   map[int64]ufs.FileSystem // mount id → opened UFS
@@ -749,8 +752,15 @@ func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequ
 	}
 	ns.blocks.trimFile(n.id, n.blockCount())
 	info := ns.info(n, p, false)
+	async := n.persist == api.PersistenceState_TO_BE_PERSISTED
 	ns.mu.Unlock()
-	return info, t.wait(ctx)
+	if err := t.wait(ctx); err != nil {
+		return info, err
+	}
+	if async && ns.onToBePersist != nil {
+		ns.onToBePersist(info.GetFileId())
+	}
+	return info, nil
 }
 
 // GetStatus returns the status of a path, loading it from the UFS on first
@@ -996,9 +1006,23 @@ func (ns *namespace) SetAttribute(ctx context.Context, req *api.SetAttributeRequ
 		return nil, err
 	}
 	n := ns.st.lookup(p)
-	if n == nil {
+	if n == nil || req.GetFileId() != 0 && n.id != req.GetFileId() {
+		if req.GetPersistFrom() != "" {
+			ns.dropPersistTemp(ctx, p, req.GetPersistFrom())
+		}
 		ns.mu.Unlock()
-		return nil, errf(codes.NotFound, op, p, "no such file or directory")
+		if n == nil {
+			return nil, errf(codes.NotFound, op, p, "no such file or directory")
+		}
+		return nil, errf(codes.FailedPrecondition, op, p, "file %d is gone: the path is now file %d (deleted, renamed or re-created)", req.GetFileId(), n.id)
+	}
+	if req.GetPersistFrom() != "" {
+		info, t, err := ns.commitPersistLocked(ctx, p, n, req)
+		ns.mu.Unlock()
+		if err != nil || t == nil {
+			return info, err
+		}
+		return info, t.wait(ctx)
 	}
 	t := ns.begin()
 	entryFor := func(id int64) *api.JournalEntry {
@@ -1015,15 +1039,25 @@ func (ns *namespace) SetAttribute(ctx context.Context, req *api.SetAttributeRequ
 	} else {
 		ids = []int64{n.id}
 	}
+	var async []int64
 	for _, id := range ids {
 		if err := t.add(entryFor(id)); err != nil {
 			ns.mu.Unlock()
 			return nil, err
 		}
+		if x := ns.st.inodes[id]; x != nil && !x.dir && x.completed && x.persist == api.PersistenceState_TO_BE_PERSISTED {
+			async = append(async, id)
+		}
 	}
 	info := ns.info(n, p, false)
 	ns.mu.Unlock()
-	return info, t.wait(ctx)
+	if err := t.wait(ctx); err != nil {
+		return info, err
+	}
+	if len(async) > 0 && ns.onToBePersist != nil {
+		ns.onToBePersist(async...)
+	}
+	return info, nil
 }
 
 // Mount attaches a UFS at a new path.

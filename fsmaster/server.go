@@ -142,6 +142,10 @@ func (s *server) CommitBlock(ctx context.Context, r *api.CommitBlockRequest) (*a
 	return &api.CommitBlockResponse{}, nil
 }
 
+func (s *server) CommitBlocks(ctx context.Context, r *api.CommitBlocksRequest) (*api.CommitBlocksResponse, error) {
+	return s.m.ns.CommitBlocks(r)
+}
+
 func (s *server) GetWorkerInfoList(ctx context.Context, r *api.GetWorkerInfoListRequest) (*api.GetWorkerInfoListResponse, error) {
 	return &api.GetWorkerInfoListResponse{Workers: s.m.ns.blocks.workerInfos()}, nil
 }

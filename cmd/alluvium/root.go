@@ -103,7 +103,7 @@ func (g *globals) load(cmd *cobra.Command) (*config.Config, error) {
 		}
 	}
 	if changed("job-master") {
-		for _, k := range []string{"client.job-master", "jobworker.job-master"} {
+		for _, k := range []string{"client.job-master", "jobworker.job-master", "fsmaster.job-master"} {
 			l.Set(k, g.jobMaster)
 		}
 	}

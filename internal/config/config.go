@@ -71,6 +71,17 @@ type FSMasterConfig struct {
 	Worker     FSWorkerConfig    `mapstructure:"worker"`
 	User       UserDefaults      `mapstructure:"user"`
 	List       ListConfig        `mapstructure:"list"`
+	// JobMaster is where the master sends ASYNC_THROUGH files to be
+	// persisted (job master rpc addresses, comma-separated; "": never).
+	JobMaster string        `mapstructure:"job-master"`
+	Persist   PersistConfig `mapstructure:"persist"`
+}
+
+// PersistConfig tunes how the FS master persists ASYNC_THROUGH files.
+type PersistConfig struct {
+	Delay      time.Duration `mapstructure:"delay"`       // after completion, before the persist job
+	MaxBackoff time.Duration `mapstructure:"max-backoff"` // cap of the retry backoff
+	BatchSize  int           `mapstructure:"batch-size"`  // files per persist job
 }
 
 // JournalConfig configures the FS master's bbolt journal.
@@ -261,6 +272,10 @@ func Default() map[string]any {
 		"fsmaster.user.write-type":                   "CACHE_THROUGH",
 		"fsmaster.list.default-page-size":            1000,
 		"fsmaster.list.max-page-size":                10000,
+		"fsmaster.job-master":                        "localhost:20001",
+		"fsmaster.persist.delay":                     time.Second,
+		"fsmaster.persist.max-backoff":               10 * time.Minute,
+		"fsmaster.persist.batch-size":                1000,
 		"worker.role":                                "all",
 		"worker.host":                                "localhost",
 		"worker.bind-host":                           "127.0.0.1",
@@ -378,7 +393,7 @@ func (l *Loader) SetPortBase(base int) {
 	for _, k := range []string{"worker.master", "jobmaster.master", "client.master"} {
 		l.v.Set(k, master)
 	}
-	for _, k := range []string{"jobworker.job-master", "client.job-master"} {
+	for _, k := range []string{"jobworker.job-master", "client.job-master", "fsmaster.job-master"} {
 		l.v.Set(k, jobMaster)
 	}
 }

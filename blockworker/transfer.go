@@ -1,0 +1,650 @@
+package blockworker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/rpc"
+	"github.com/alluvium/alluvium/ufs"
+)
+
+// The job service's data paths (transfer.go): batched caching from the
+// UFS, block copies between workers, and UFS files written from blocks —
+// all run here, beside the bytes, so they never pass through a job worker.
+
+// defaultCacheParallelism is how many blocks CacheBlocks fills at once.
+const defaultCacheParallelism = 8
+
+// peerPool holds connections to other block workers, dialled on first use.
+type peerPool struct {
+	token string
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+func newPeerPool(token string) *peerPool {
+	return &peerPool{token: token, conns: map[string]*grpc.ClientConn{}}
+}
+
+func (p *peerPool) get(addr string) (api.BlockWorkerClient, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cc, ok := p.conns[addr]; ok {
+		return api.NewBlockWorkerClient(cc), nil
+	}
+	cc, err := rpc.Dial(addr, rpc.ClientOptions{Token: p.token})
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "block worker %s: %v", addr, err)
+	}
+	p.conns[addr] = cc
+	return api.NewBlockWorkerClient(cc), nil
+}
+
+func (p *peerPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, cc := range p.conns {
+		cc.Close()
+	}
+	p.conns = map[string]*grpc.ClientConn{}
+}
+
+// selfAddr is this worker's rpc address as the FS master lists it.
+func (w *Worker) selfAddr() string {
+	a := w.Address()
+	return w.cfg.Worker.Host + ":" + strconv.Itoa(int(a.GetRpcPort()))
+}
+
+// readCounts says where the bytes of a read came from.
+type readCounts struct{ cache, ufs int64 }
+
+// readSource streams the bytes of one block source to fn, trying this
+// worker's store, then each listed worker, then the UFS range. A source
+// that fails part-way is resumed by the next at the same offset, so fn sees
+// every byte exactly once.
+func (w *Worker) readSource(ctx context.Context, src *api.BlockSource, fn func([]byte) error) (readCounts, error) {
+	var rc readCounts
+	id, want := src.GetBlockId(), src.GetLength()
+	var done int64
+	emit := func(b []byte) error {
+		if done+int64(len(b)) > want {
+			return status.Errorf(codes.DataLoss, "block %d: the source has more than the %d bytes expected", id, want)
+		}
+		done += int64(len(b))
+		return fn(b)
+	}
+	var errs []string
+	note := func(from string, err error) {
+		errs = append(errs, fmt.Sprintf("%s: %v", from, status.Convert(err).Message()))
+	}
+	// This worker's store.
+	if id != 0 {
+		if h, err := w.store.Open(id); err == nil {
+			n, err := w.readHandle(h, done, want, emit)
+			h.Release()
+			rc.cache += n
+			if err == nil {
+				return rc, nil
+			}
+			if ctx.Err() != nil || isEmitErr(err) {
+				return rc, err
+			}
+			note("local cache", err)
+		}
+	}
+	self := w.selfAddr()
+	for _, addr := range src.GetWorkers() {
+		if addr == "" || addr == self || done == want && want > 0 {
+			continue
+		}
+		n, err := w.readPeer(ctx, addr, id, done, want, emit)
+		rc.cache += n
+		if err == nil {
+			return rc, nil
+		}
+		if ctx.Err() != nil || isEmitErr(err) {
+			return rc, err
+		}
+		note(addr, err)
+	}
+	if u := src.GetUfs(); u != nil && u.GetUfsPath() != "" {
+		n, err := w.readUFS(ctx, u, done, want, emit)
+		rc.ufs += n
+		if err == nil {
+			return rc, nil
+		}
+		if ctx.Err() != nil || isEmitErr(err) {
+			return rc, err
+		}
+		note("ufs "+u.GetUfsPath(), err)
+	}
+	if want == 0 && len(errs) == 0 {
+		return rc, nil // an empty block needs no source
+	}
+	if len(errs) == 0 {
+		return rc, status.Errorf(codes.NotFound, "block %d: cached nowhere it was looked for and no UFS copy named", id)
+	}
+	return rc, status.Errorf(codes.Unavailable, "block %d: no source could be read (%s)", id, joinErrs(errs))
+}
+
+func joinErrs(errs []string) string {
+	out := ""
+	for i, e := range errs {
+		if i > 0 {
+			out += "; "
+		}
+		out += e
+	}
+	return out
+}
+
+// emitErr marks an error of the consumer (the destination), which trying
+// another source cannot cure.
+type emitErr struct{ err error }
+
+func (e emitErr) Error() string { return e.err.Error() }
+func (e emitErr) Unwrap() error { return e.err }
+
+func isEmitErr(err error) bool {
+	var e emitErr
+	return errors.As(err, &e)
+}
+
+func wrapEmit(fn func([]byte) error) func([]byte) error {
+	return func(b []byte) error {
+		if err := fn(b); err != nil {
+			return emitErr{err}
+		}
+		return nil
+	}
+}
+
+// readHandle sends [off, want) of a cached block.
+func (w *Worker) readHandle(h *Handle, off, want int64, emit func([]byte) error) (int64, error) {
+	if h.Length != want {
+		return 0, status.Errorf(codes.DataLoss, "cached block is %d bytes, want %d", h.Length, want)
+	}
+	bp := w.chunks.Get(w.chunks.Size())
+	defer w.chunks.Put(bp)
+	var n int64
+	for off < want {
+		c := min(int64(len(*bp)), want-off)
+		got, err := h.ReadAt((*bp)[:c], off)
+		if int64(got) < c {
+			if err == nil || err == io.EOF {
+				err = fmt.Errorf("block file ends at %d", off+int64(got))
+			}
+			return n, status.Errorf(codes.DataLoss, "read cached block at %d: %v", off, err)
+		}
+		if err := wrapEmit(emit)((*bp)[:c]); err != nil {
+			return n, err
+		}
+		off += c
+		n += c
+	}
+	return n, nil
+}
+
+// readPeer streams [off, want) of block id from the worker at addr.
+func (w *Worker) readPeer(ctx context.Context, addr string, id, off, want int64, emit func([]byte) error) (int64, error) {
+	if off >= want {
+		return 0, nil
+	}
+	bw, err := w.peers.get(addr)
+	if err != nil {
+		return 0, err
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := bw.ReadBlock(cctx, &api.ReadBlockRequest{BlockId: id, Offset: off, Length: want - off, ChunkSize: int32(w.chunk)})
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	m := &api.ReadBlockResponse{}
+	for {
+		err := st.RecvMsg(m)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return n, err
+		}
+		if err := wrapEmit(emit)(m.GetChunk()); err != nil {
+			return n, err
+		}
+		n += int64(len(m.GetChunk()))
+	}
+	if off+n != want {
+		return n, status.Errorf(codes.DataLoss, "worker %s sent %d bytes of block %d, want %d", addr, off+n, id, want)
+	}
+	return n, nil
+}
+
+// readUFS streams [off, want) of a block from its UFS range.
+func (w *Worker) readUFS(ctx context.Context, u *api.UfsBlockSource, off, want int64, emit func([]byte) error) (int64, error) {
+	if off >= want {
+		return 0, nil
+	}
+	fs, rel, err := w.mounts.resolve(ctx, u.GetMountId(), u.GetUfsPath())
+	if err != nil {
+		return 0, err
+	}
+	if fp := u.GetUfsFingerprint(); fp != "" && off == 0 {
+		st, err := fs.Stat(ctx, rel)
+		if err != nil {
+			return 0, ufsStatus(u.GetUfsPath(), err)
+		}
+		if st.Fingerprint != fp {
+			return 0, status.Errorf(codes.FailedPrecondition, "ufs %s changed since Alluvium loaded it (fingerprint %s, was %s)", u.GetUfsPath(), st.Fingerprint, fp)
+		}
+	}
+	r, err := fs.Open(ctx, rel, u.GetOffset()+off, want-off)
+	if err != nil {
+		return 0, ufsStatus(u.GetUfsPath(), err)
+	}
+	defer r.Close()
+	bp := w.chunks.Get(w.chunks.Size())
+	defer w.chunks.Put(bp)
+	var n int64
+	for off+n < want {
+		c := min(int64(len(*bp)), want-off-n)
+		got, rerr := io.ReadFull(r, (*bp)[:c])
+		if got > 0 {
+			if err := wrapEmit(emit)((*bp)[:got]); err != nil {
+				return n, err
+			}
+			n += int64(got)
+		}
+		if rerr != nil {
+			if off+n < want {
+				if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+					return n, status.Errorf(codes.FailedPrecondition, "ufs %s ends %d bytes early (changed?)", u.GetUfsPath(), want-off-n)
+				}
+				return n, ufsStatus(u.GetUfsPath(), rerr)
+			}
+			break
+		}
+	}
+	w.metrics.bytesReadUFS.Add(float64(n))
+	return n, nil
+}
+
+// WriteUfsFileFrom implements api.BlockWorkerServer.
+func (s *service) WriteUfsFileFrom(ctx context.Context, req *api.WriteUfsFileFromRequest) (*api.WriteUfsFileFromResponse, error) {
+	w := s.w
+	hdr := req.GetDest()
+	if hdr == nil || hdr.GetUfsPath() == "" {
+		return nil, status.Error(codes.InvalidArgument, "write ufs file from blocks: need a destination ufs_path")
+	}
+	uri := hdr.GetUfsPath()
+	for i, src := range req.GetSources() {
+		if src.GetLength() < 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "write ufs file %s: source %d has negative length", uri, i)
+		}
+	}
+	fs, rel, err := w.mounts.resolve(ctx, hdr.GetMountId(), uri)
+	if err != nil {
+		return nil, err
+	}
+	if rel == "" {
+		return nil, status.Errorf(codes.InvalidArgument, "write ufs file %s: that is the mount root", uri)
+	}
+	wr, err := fs.Create(ctx, rel, ufs.CreateOptions{Overwrite: hdr.GetOverwrite(), CreateParent: hdr.GetCreateParent(), Mode: hdr.GetMode()})
+	if err != nil {
+		return nil, ufsStatus(uri, err)
+	}
+	committed := false
+	var cached []*TempBlock
+	defer func() {
+		if !committed {
+			_ = wr.Abort()
+		}
+		for _, tb := range cached {
+			tb.Abort() // no-op once committed
+		}
+	}()
+	var sum hash.Hash
+	if req.GetChecksum() {
+		sum = sha256.New()
+	}
+	resp := &api.WriteUfsFileFromResponse{}
+	var metas []BlockMeta
+	for i, src := range req.GetSources() {
+		var tb *TempBlock
+		if cf := req.GetCacheFileId(); cf > 0 {
+			// Keeping the cache is best effort: no room is no error.
+			if t, err := w.store.Create(api.BlockID(cf, int64(i)), src.GetLength(), "", false); err == nil {
+				tb = t
+				cached = append(cached, t)
+			}
+		}
+		rc, err := w.readSource(ctx, src, func(b []byte) error {
+			if _, err := wr.Write(b); err != nil {
+				return ufsStatus(uri, err)
+			}
+			if sum != nil {
+				sum.Write(b)
+			}
+			if tb != nil {
+				if _, err := tb.Write(b); err != nil {
+					tb.Abort()
+					tb = nil
+				}
+			}
+			return nil
+		})
+		resp.BytesFromCache += rc.cache
+		resp.BytesFromUfs += rc.ufs
+		if err != nil {
+			return nil, sourceErr(uri, i, src, err)
+		}
+		resp.Length += src.GetLength()
+		if tb != nil {
+			if m, err := tb.Commit(); err == nil {
+				metas = append(metas, m)
+			}
+		}
+	}
+	committed = true
+	st, err := wr.Commit()
+	if err != nil {
+		return nil, ufsStatus(uri, err)
+	}
+	w.metrics.bytesUFSWritten.Add(float64(resp.Length))
+	if st.Size != resp.Length {
+		_ = fs.Delete(context.WithoutCancel(ctx), rel)
+		return nil, status.Errorf(codes.DataLoss, "write ufs file %s: the UFS holds %d bytes, %d were written", uri, st.Size, resp.Length)
+	}
+	resp.UfsFingerprint = st.Fingerprint
+	if sum != nil {
+		resp.Sha256 = hex.EncodeToString(sum.Sum(nil))
+		back, err := hashUFS(ctx, fs, rel)
+		if err != nil {
+			return nil, ufsStatus(uri, fmt.Errorf("reading back for the checksum: %w", err))
+		}
+		if back != resp.Sha256 {
+			_ = fs.Delete(context.WithoutCancel(ctx), rel)
+			return nil, status.Errorf(codes.DataLoss, "write ufs file %s: checksum mismatch: wrote sha256 %s, read back %s (file removed)", uri, resp.Sha256, back)
+		}
+	}
+	if len(metas) > 0 {
+		w.link.commitMany(ctx, metas)
+	}
+	return resp, nil
+}
+
+func sourceErr(uri string, i int, src *api.BlockSource, err error) error {
+	if isEmitErr(err) {
+		var e emitErr
+		errors.As(err, &e)
+		err = e.err
+	}
+	st := status.Convert(err)
+	code := st.Code()
+	if code == codes.Unknown {
+		code = codes.Internal
+	}
+	return status.Errorf(code, "write ufs file %s: block %d (id %d): %s", uri, i, src.GetBlockId(), st.Message())
+}
+
+// hashUFS returns the hex SHA-256 of a UFS file's bytes.
+func hashUFS(ctx context.Context, fs ufs.FileSystem, rel string) (string, error) {
+	r, err := fs.Open(ctx, rel, 0, -1)
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// HashBlocks implements api.BlockWorkerServer.
+func (s *service) HashBlocks(ctx context.Context, req *api.HashBlocksRequest) (*api.HashBlocksResponse, error) {
+	h := sha256.New()
+	var n int64
+	for i, src := range req.GetSources() {
+		if _, err := s.w.readSource(ctx, src, func(b []byte) error { h.Write(b); return nil }); err != nil {
+			st := status.Convert(err)
+			return nil, status.Errorf(st.Code(), "hash blocks: source %d (block %d): %s", i, src.GetBlockId(), st.Message())
+		}
+		n += src.GetLength()
+	}
+	return &api.HashBlocksResponse{Length: n, Sha256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// CopyBlockFrom implements api.BlockWorkerServer.
+func (s *service) CopyBlockFrom(ctx context.Context, req *api.CopyBlockFromRequest) (*api.CopyBlockFromResponse, error) {
+	w := s.w
+	id := req.GetBlockId()
+	srcID := req.GetSourceBlockId()
+	if srcID == 0 {
+		srcID = id
+	}
+	if w.store.Has(id) {
+		return &api.CopyBlockFromResponse{AlreadyCached: true}, nil
+	}
+	length := req.GetLength()
+	from := req.GetSource()
+	if from == w.selfAddr() {
+		from = ""
+	}
+	if from == "" && srcID == id {
+		return nil, status.Errorf(codes.InvalidArgument, "copy block %d: the source is this worker and the same block", id)
+	}
+	if length <= 0 {
+		// Ask the source how long the block is.
+		if from == "" {
+			m, ok := w.store.Stat(srcID)
+			if !ok {
+				return nil, status.Errorf(codes.NotFound, "copy block %d: source block %d is not cached on this worker", id, srcID)
+			}
+			length = m.Length
+		} else {
+			length = -1 // whatever the peer has
+		}
+	}
+	tb, err := w.store.Create(id, max(length, 0), req.GetTier(), req.GetPinned())
+	if errors.Is(err, ErrExists) {
+		return &api.CopyBlockFromResponse{AlreadyCached: true}, nil
+	}
+	if err != nil {
+		return nil, storeStatus("copy", id, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			tb.Abort()
+		}
+	}()
+	write := func(b []byte) error {
+		_, err := tb.Write(b)
+		return err
+	}
+	var n int64
+	if from == "" {
+		h, err := w.store.Open(srcID)
+		if err != nil {
+			return nil, storeStatus("copy from", srcID, err)
+		}
+		n, err = w.readHandle(h, 0, h.Length, write)
+		h.Release()
+		if err != nil {
+			return nil, status.Errorf(status.Code(err), "copy block %d from block %d: %s", id, srcID, status.Convert(err).Message())
+		}
+	} else {
+		if length < 0 {
+			n, err = w.readPeerAll(ctx, from, srcID, write)
+		} else {
+			n, err = w.readPeer(ctx, from, srcID, 0, length, wrapEmit(write))
+		}
+		if err != nil {
+			if isEmitErr(err) {
+				return nil, storeStatus("copy", id, errors.Unwrap(err))
+			}
+			return nil, status.Errorf(status.Code(err), "copy block %d from %s: %s", id, from, status.Convert(err).Message())
+		}
+	}
+	if length > 0 && n != length {
+		return nil, status.Errorf(codes.DataLoss, "copy block %d: got %d bytes, want %d", id, n, length)
+	}
+	meta, err := tb.Commit()
+	ok = true
+	if errors.Is(err, ErrExists) {
+		return &api.CopyBlockFromResponse{AlreadyCached: true}, nil
+	}
+	if err != nil {
+		return nil, storeStatus("copy", id, err)
+	}
+	w.metrics.bytesWritten.Add(float64(n))
+	w.link.commit(ctx, meta)
+	return &api.CopyBlockFromResponse{Bytes: n}, nil
+}
+
+// readPeerAll streams a whole block of unknown length from a peer.
+func (w *Worker) readPeerAll(ctx context.Context, addr string, id int64, fn func([]byte) error) (int64, error) {
+	bw, err := w.peers.get(addr)
+	if err != nil {
+		return 0, err
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := bw.ReadBlock(cctx, &api.ReadBlockRequest{BlockId: id, Length: -1, ChunkSize: int32(w.chunk)})
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	m := &api.ReadBlockResponse{}
+	for {
+		err := st.RecvMsg(m)
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		if err := fn(m.GetChunk()); err != nil {
+			return n, emitErr{err}
+		}
+		n += int64(len(m.GetChunk()))
+	}
+}
+
+// CacheBlocks implements api.BlockWorkerServer: the fills run at once (up
+// to the parallelism), and the blocks this call stored are committed to the
+// FS master in one CommitBlocks call before it returns.
+func (s *service) CacheBlocks(ctx context.Context, req *api.CacheBlocksRequest) (*api.CacheBlocksResponse, error) {
+	w := s.w
+	par := int(req.GetParallelism())
+	if par <= 0 {
+		par = defaultCacheParallelism
+	}
+	blocks := req.GetBlocks()
+	results := make([]*api.CacheBlockResult, len(blocks))
+	var (
+		mu    sync.Mutex
+		metas []BlockMeta
+		wg    sync.WaitGroup
+	)
+	sem := make(chan struct{}, par)
+	for i, b := range blocks {
+		res := &api.CacheBlockResult{BlockId: b.GetBlockId()}
+		results[i] = res
+		src := b.GetSource()
+		if src == nil || src.GetUfsPath() == "" || src.GetLength() < 0 || src.GetOffset() < 0 {
+			res.Code = int32(codes.InvalidArgument)
+			res.Error = fmt.Sprintf("cache block %d: need a UFS source with a path, offset >= 0 and length >= 0", b.GetBlockId())
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			res.Code, res.Error = int32(codes.Canceled), ctx.Err().Error()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			f, cached, err := w.startFillBatched(b.GetBlockId(), src, b.GetPinned(), b.GetTier())
+			if cached {
+				res.AlreadyCached = true
+				return
+			}
+			if err == nil {
+				err = f.wait(ctx)
+				f.leave()
+			}
+			if err != nil {
+				st := status.Convert(storeStatus("cache", b.GetBlockId(), err))
+				res.Code, res.Error = int32(st.Code()), st.Message()
+				return
+			}
+			res.Bytes = src.GetLength()
+			if m, ok := f.batchedMeta(); ok {
+				mu.Lock()
+				metas = append(metas, m)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(metas) > 0 {
+		w.link.commitMany(ctx, metas)
+	}
+	return &api.CacheBlocksResponse{Results: results}, nil
+}
+
+// commitMany tells the master about many blocks just stored, in one call;
+// what fails stays in the delta for the next heartbeat.
+func (l *masterLink) commitMany(ctx context.Context, ms []BlockMeta) {
+	l.mu.Lock()
+	id, ok := l.id, l.registered
+	l.mu.Unlock()
+	if !ok {
+		return
+	}
+	req := &api.CommitBlocksRequest{WorkerId: id, Blocks: make([]*api.BlockReport, len(ms))}
+	for i, m := range ms {
+		req.Blocks[i] = &api.BlockReport{BlockId: m.ID, Length: m.Length, Tier: m.Tier}
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, err := l.bm.CommitBlocks(cctx, req)
+	if status.Code(err) == codes.Unimplemented {
+		for _, m := range ms {
+			l.commit(ctx, m)
+		}
+		return
+	}
+	if err != nil {
+		l.log.Debug("commit blocks to the FS master failed; the next heartbeat reports them", zap.Int("blocks", len(ms)), zap.Error(err))
+		return
+	}
+	l.mu.Lock()
+	for _, m := range ms {
+		if a, ok := l.added[m.ID]; ok && a == m {
+			delete(l.added, m.ID)
+		}
+	}
+	l.mu.Unlock()
+}

@@ -1,0 +1,403 @@
+package fsmaster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/rpc"
+)
+
+// persister hands ASYNC_THROUGH files to the job service. A file that
+// completes TO_BE_PERSISTED is queued; once fsmaster.persist.delay has
+// passed it goes, batched with others that are due, into one persist job
+// submitted to the job master (fsmaster.job-master). When the job ends, the
+// files it did not persist are queued again with a doubling backoff (up to
+// fsmaster.persist.max-backoff). A job master that is down or not yet up
+// only delays this: the queue waits and retries. The queue is soft state
+// rebuilt from the namespace on start (every completed TO_BE_PERSISTED
+// file), so nothing is lost across a restart.
+type persister struct {
+	ns         *namespace
+	log        *zap.Logger
+	masters    []string
+	token      string
+	delay      time.Duration
+	maxBackoff time.Duration
+	batch      int
+
+	mu      sync.Mutex
+	queue   map[int64]*persistEntry // file id → state
+	jobs    map[int64][]int64       // job id → file ids in flight
+	jobAt   map[int64]string        // job id → the master that took it
+	kick    chan struct{}
+	conns   map[string]*grpc.ClientConn
+	next    int // the master to try first
+	submits int64
+}
+
+type persistEntry struct {
+	due      time.Time
+	attempts int
+	job      int64 // in flight in this job (0: waiting)
+}
+
+// persistJobConfig is the persist plan's config as the FS master sends it
+// (the plans package owns the type; the master only writes JSON).
+type persistJobConfig struct {
+	Files []persistJobFile `json:"files"`
+}
+
+type persistJobFile struct {
+	Path string `json:"path"`
+	ID   int64  `json:"id"`
+}
+
+func newPersister(ns *namespace, log *zap.Logger, jobMasters string, token string, delay, maxBackoff time.Duration, batch int) *persister {
+	var masters []string
+	for _, a := range strings.Split(jobMasters, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			masters = append(masters, a)
+		}
+	}
+	if batch <= 0 {
+		batch = 1000
+	}
+	if delay < 0 {
+		delay = 0
+	}
+	if maxBackoff <= 0 {
+		maxBackoff = 10 * time.Minute
+	}
+	return &persister{
+		ns: ns, log: log, masters: masters, token: token, delay: delay, maxBackoff: maxBackoff, batch: batch,
+		queue: map[int64]*persistEntry{}, jobs: map[int64][]int64{}, jobAt: map[int64]string{},
+		kick: make(chan struct{}, 1), conns: map[string]*grpc.ClientConn{},
+	}
+}
+
+// add queues files that are now TO_BE_PERSISTED, due after the delay.
+func (p *persister) add(ids ...int64) {
+	if p == nil || len(ids) == 0 {
+		return
+	}
+	due := time.Now().Add(p.delay)
+	p.mu.Lock()
+	for _, id := range ids {
+		if _, ok := p.queue[id]; !ok {
+			p.queue[id] = &persistEntry{due: due}
+		}
+	}
+	p.mu.Unlock()
+	p.poke()
+}
+
+func (p *persister) poke() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// scan queues every completed TO_BE_PERSISTED file of the namespace.
+func (p *persister) scan() {
+	var ids []int64
+	p.ns.mu.RLock()
+	for id, n := range p.ns.st.inodes {
+		if !n.dir && n.completed && n.persist == api.PersistenceState_TO_BE_PERSISTED {
+			ids = append(ids, id)
+		}
+	}
+	p.ns.mu.RUnlock()
+	if len(ids) > 0 {
+		p.log.Info("async persist: files waiting from before the restart", zap.Int("files", len(ids)))
+	}
+	p.add(ids...)
+}
+
+// tick is how often the loop looks at the queue and the jobs in flight.
+func (p *persister) tick() time.Duration {
+	return min(max(p.delay/2, 100*time.Millisecond), time.Second)
+}
+
+func (p *persister) run(ctx context.Context) {
+	defer p.closeConns()
+	p.scan()
+	t := time.NewTicker(p.tick())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-p.kick:
+		}
+		p.checkJobs(ctx)
+		p.submitDue(ctx)
+	}
+}
+
+// submitDue submits the files that are due, in batches.
+func (p *persister) submitDue(ctx context.Context) {
+	for ctx.Err() == nil {
+		now := time.Now()
+		p.mu.Lock()
+		var due []int64
+		var wait time.Duration = -1
+		for id, e := range p.queue {
+			if e.job != 0 {
+				continue
+			}
+			if !e.due.After(now) {
+				due = append(due, id)
+			} else if d := e.due.Sub(now); wait < 0 || d < wait {
+				wait = d
+			}
+		}
+		p.mu.Unlock()
+		if len(due) == 0 {
+			if wait >= 0 && wait < p.tick() {
+				// Wake for the next one rather than a whole tick later.
+				time.AfterFunc(wait, p.poke)
+			}
+			return
+		}
+		sort.Slice(due, func(i, j int) bool { return due[i] < due[j] })
+		if len(due) > p.batch {
+			due = due[:p.batch]
+		}
+		files, drop := p.resolve(due)
+		p.mu.Lock()
+		for _, id := range drop {
+			delete(p.queue, id)
+		}
+		p.mu.Unlock()
+		if len(files) == 0 {
+			continue
+		}
+		jobID, addr, err := p.submit(ctx, files)
+		p.mu.Lock()
+		if err != nil {
+			for _, f := range files {
+				if e := p.queue[f.ID]; e != nil {
+					p.backoffLocked(e)
+				}
+			}
+			p.mu.Unlock()
+			p.log.Warn("async persist: could not submit a persist job; will retry", zap.Int("files", len(files)), zap.Error(err))
+			return
+		}
+		ids := make([]int64, len(files))
+		for i, f := range files {
+			ids[i] = f.ID
+			if e := p.queue[f.ID]; e != nil {
+				e.job = jobID
+			}
+		}
+		p.jobs[jobID] = ids
+		p.jobAt[jobID] = addr
+		p.submits++
+		p.mu.Unlock()
+		p.log.Info("async persist: submitted a persist job", zap.Int64("job", jobID), zap.Int("files", len(files)))
+	}
+}
+
+func (p *persister) backoffLocked(e *persistEntry) {
+	e.attempts++
+	d := p.delay
+	if d <= 0 {
+		d = 100 * time.Millisecond
+	}
+	for i := 1; i < e.attempts && d < p.maxBackoff; i++ {
+		d *= 2
+	}
+	e.due = time.Now().Add(min(d, p.maxBackoff))
+	e.job = 0
+}
+
+// resolve returns the current paths of the files still to persist, and the
+// ids to drop (deleted, persisted, or no longer TO_BE_PERSISTED).
+func (p *persister) resolve(ids []int64) (files []persistJobFile, drop []int64) {
+	p.ns.mu.RLock()
+	defer p.ns.mu.RUnlock()
+	for _, id := range ids {
+		n, ok := p.ns.st.inodes[id]
+		if !ok || n.dir || n.persist != api.PersistenceState_TO_BE_PERSISTED {
+			drop = append(drop, id)
+			continue
+		}
+		if !n.completed {
+			continue // queued again when it completes
+		}
+		files = append(files, persistJobFile{Path: p.ns.st.pathOf(n), ID: id})
+	}
+	return files, drop
+}
+
+// checkJobs looks at the jobs in flight; when one has ended, its files
+// that are still TO_BE_PERSISTED are queued again with a backoff.
+func (p *persister) checkJobs(ctx context.Context) {
+	p.mu.Lock()
+	jobs := make(map[int64]string, len(p.jobs))
+	for id := range p.jobs {
+		jobs[id] = p.jobAt[id]
+	}
+	p.mu.Unlock()
+	for id, addr := range jobs {
+		c, _, err := p.client(addr)
+		if err != nil {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		resp, err := c.GetJob(cctx, &api.GetJobRequest{JobId: id})
+		cancel()
+		ended := false
+		var info *api.JobInfo
+		switch {
+		case err == nil:
+			info = resp.GetJob()
+			switch info.GetStatus() {
+			case api.JobInfo_COMPLETED, api.JobInfo_FAILED, api.JobInfo_CANCELED:
+				ended = true
+			}
+		case status.Code(err) == codes.NotFound:
+			ended = true // compacted, or lost with the job master's state
+		default:
+			p.rotate(addr)
+			continue
+		}
+		if !ended {
+			continue
+		}
+		p.mu.Lock()
+		ids := p.jobs[id]
+		delete(p.jobs, id)
+		delete(p.jobAt, id)
+		p.mu.Unlock()
+		_, drop := p.resolve(ids)
+		dropped := map[int64]bool{}
+		for _, d := range drop {
+			dropped[d] = true
+		}
+		retry := 0
+		p.mu.Lock()
+		for _, f := range ids {
+			e := p.queue[f]
+			if e == nil || e.job != id {
+				continue
+			}
+			if dropped[f] {
+				delete(p.queue, f)
+				continue
+			}
+			p.backoffLocked(e)
+			retry++
+		}
+		p.mu.Unlock()
+		if retry > 0 {
+			msg := ""
+			if info != nil {
+				msg = info.GetError()
+			}
+			p.log.Warn("async persist: a persist job left files unpersisted; retrying them with backoff",
+				zap.Int64("job", id), zap.Int("files", retry), zap.String("error", msg))
+		}
+	}
+}
+
+// submit sends one persist job to a job master, trying each in turn.
+func (p *persister) submit(ctx context.Context, files []persistJobFile) (int64, string, error) {
+	if len(p.masters) == 0 {
+		return 0, "", fmt.Errorf("no job master configured (fsmaster.job-master)")
+	}
+	cfg, err := json.Marshal(persistJobConfig{Files: files})
+	if err != nil {
+		return 0, "", err
+	}
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	req := &api.SubmitJobRequest{Plan: "persist", ConfigJson: string(cfg), RequestId: "fsmaster-async-persist-" + hex.EncodeToString(rnd[:])}
+	var last error
+	for range p.masters {
+		c, addr, err := p.client("")
+		if err != nil {
+			last = err
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		resp, err := c.SubmitJob(cctx, req)
+		cancel()
+		if err == nil {
+			return resp.GetJobId(), addr, nil
+		}
+		last = fmt.Errorf("job master %s: %w", addr, err)
+		switch status.Code(err) {
+		case codes.Unavailable, codes.DeadlineExceeded, codes.Unknown, codes.Internal:
+			p.rotate(addr) // try the next; the same request id keeps it one job
+		default:
+			return 0, addr, last
+		}
+	}
+	return 0, "", last
+}
+
+// client returns a job master client: addr's, or ("") the current choice.
+func (p *persister) client(addr string) (api.JobMasterClient, string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if addr == "" {
+		if len(p.masters) == 0 {
+			return nil, "", fmt.Errorf("no job master configured (fsmaster.job-master)")
+		}
+		addr = p.masters[p.next%len(p.masters)]
+	}
+	if cc, ok := p.conns[addr]; ok {
+		return api.NewJobMasterClient(cc), addr, nil
+	}
+	cc, err := rpc.Dial(addr, rpc.ClientOptions{Token: p.token})
+	if err != nil {
+		return nil, addr, err
+	}
+	p.conns[addr] = cc
+	return api.NewJobMasterClient(cc), addr, nil
+}
+
+// rotate makes the next job master the first choice after addr failed.
+func (p *persister) rotate(addr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.masters) > 0 && p.masters[p.next%len(p.masters)] == addr {
+		p.next++
+	}
+}
+
+func (p *persister) closeConns() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, cc := range p.conns {
+		cc.Close()
+	}
+	p.conns = map[string]*grpc.ClientConn{}
+}
+
+// pending returns how many files wait to be persisted (queued or in a job).
+func (p *persister) pending() int {
+	if p == nil {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.queue)
+}
