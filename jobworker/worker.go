@@ -486,6 +486,16 @@ func (w *Worker) reportLoop() {
 			c, id, _, err := w.sess.get(w.ctx)
 			if err == nil {
 				cctx, cancel := context.WithTimeout(w.ctx, 30*time.Second)
+				// The poll loop may find the leader gone (partitioned: it
+				// never answers) and move to a new one: follow it at once
+				// rather than wait out the timeout on the old one.
+				go func(gone <-chan struct{}) {
+					select {
+					case <-gone:
+						cancel()
+					case <-cctx.Done():
+					}
+				}(w.sess.goneFor(c))
 				var resp *api.JobWorkerHeartbeatResponse
 				resp, err = c.JobWorkerHeartbeat(cctx, &api.JobWorkerHeartbeatRequest{WorkerId: id, Updates: updates, FreeSlots: int32(free)})
 				cancel()
@@ -562,6 +572,7 @@ type session struct {
 	conns map[string]*grpc.ClientConn
 	lead  api.JobMasterClient
 	addr  string
+	gone  chan struct{} // closed when lead is dropped
 	id    int64
 	every time.Duration
 	next  int // master to ask first
@@ -647,6 +658,7 @@ func (s *session) findLeaderLocked(ctx context.Context) error {
 			continue
 		}
 		s.lead, s.addr, s.next = lc, addr, (s.next+i)%n
+		s.gone = make(chan struct{})
 		return nil
 	}
 	s.next = (s.next + 1) % n
@@ -654,7 +666,24 @@ func (s *session) findLeaderLocked(ctx context.Context) error {
 }
 
 func (s *session) dropLocked() {
+	if s.gone != nil {
+		close(s.gone)
+		s.gone = nil
+	}
 	s.lead, s.addr = nil, ""
+}
+
+// goneFor returns a channel closed once c is no longer the leader client
+// (at once if it already is not).
+func (s *session) goneFor(c api.JobMasterClient) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lead != c || s.gone == nil {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	return s.gone
 }
 
 // failed drops the leader after an error that says it may have moved.
