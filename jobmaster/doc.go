@@ -50,6 +50,12 @@
 //     --verify), planned again in a new round.
 //   - GC (leader.go): finished jobs past jobmaster.job.retention, and beyond
 //     jobmaster.job.capacity, are compacted away.
+//   - policies (policy.go, policy_fsm.go, policy_rpc.go): the cron
+//     scheduler fires each policy's job on its spec. Every decision (launch,
+//     skip, queue) is a POLICY_LAUNCH entry committed before the leader acts:
+//     a launch names the job's request id (policy, scheduled time), and the
+//     SUBMIT_JOB entry that creates the job clears it, so a new leader
+//     submits a pending launch once and never repeats or loses a run.
 //
 // The http port (http.go) serves /healthz, /metrics and /api/v1/jobs[/{id}]
 // from this node's FSM.
