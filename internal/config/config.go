@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"time"
@@ -45,6 +46,14 @@ type Config struct {
 	JobWorker JobWorkerConfig `mapstructure:"jobworker"`
 	Proxy     ProxyConfig     `mapstructure:"proxy"`
 	Client    ClientConfig    `mapstructure:"client"`
+	Limits    LimitsConfig    `mapstructure:"limits"`
+}
+
+// LimitsConfig bounds what any server accepts.
+type LimitsConfig struct {
+	// MaxRequestBytes bounds one gRPC message a server receives; a bigger
+	// one is refused with ResourceExhausted.
+	MaxRequestBytes int `mapstructure:"max-request-bytes"`
 }
 
 // LogConfig configures zap.
@@ -53,10 +62,40 @@ type LogConfig struct {
 	Format string `mapstructure:"format"` // console or json
 }
 
-// SecurityConfig configures authentication.
+// SecurityConfig configures authentication and permissions.
 type SecurityConfig struct {
 	Token     string `mapstructure:"token"`      // shared cluster token; empty: read token-file
 	TokenFile string `mapstructure:"token-file"` // default <home>/token
+	// Insecure runs servers without authentication when no token (and no
+	// client CA) is configured; otherwise a server refuses to start.
+	Insecure bool `mapstructure:"insecure"`
+	// Users maps a user name to its token; the cluster token is the
+	// superuser (the system identity).
+	Users map[string]string `mapstructure:"users"`
+	// Groups maps a user name to its groups, comma-separated; the first is
+	// the group of what the user creates. A user not listed has one group
+	// named like the user.
+	Groups map[string]string `mapstructure:"groups"`
+	// Superuser is the system identity's user name; default the process's
+	// user. Supergroup's members are superusers too.
+	Superuser   string    `mapstructure:"superuser"`
+	Supergroup  string    `mapstructure:"supergroup"`
+	Permissions bool      `mapstructure:"permissions"` // check POSIX permissions in the FS master
+	TLS         TLSConfig `mapstructure:"tls"`
+}
+
+// TLSConfig configures TLS on every gRPC and http server and client.
+type TLSConfig struct {
+	Enabled bool   `mapstructure:"enabled"`
+	Cert    string `mapstructure:"cert"` // this process's server certificate (PEM)
+	Key     string `mapstructure:"key"`
+	// ClientCA, when set, makes the servers require client certificates
+	// signed by it (mTLS); a certificate's CN is the caller's user.
+	ClientCA   string `mapstructure:"client-ca"`
+	CA         string `mapstructure:"ca"` // CA clients trust for server certificates; empty: the system's
+	ClientCert string `mapstructure:"client-cert"`
+	ClientKey  string `mapstructure:"client-key"`
+	ServerName string `mapstructure:"server-name"` // expected server name; empty: the dialled host
 }
 
 // FSMasterConfig configures `alluvium fsmaster` and `alluvium secondary`.
@@ -71,6 +110,12 @@ type FSMasterConfig struct {
 	Worker     FSWorkerConfig    `mapstructure:"worker"`
 	User       UserDefaults      `mapstructure:"user"`
 	List       ListConfig        `mapstructure:"list"`
+	Path       PathLimits        `mapstructure:"path"`
+	// MaxExpensiveCalls bounds the expensive calls (listings, recursive
+	// changes, UFS metadata loads) running at once; one more waits up to
+	// ExpensiveCallWait, then gets ResourceExhausted.
+	MaxExpensiveCalls int           `mapstructure:"max-expensive-calls"`
+	ExpensiveCallWait time.Duration `mapstructure:"expensive-call-wait"`
 	// JobMaster is where the master sends ASYNC_THROUGH files to be
 	// persisted (job master rpc addresses, comma-separated; "": never).
 	JobMaster string        `mapstructure:"job-master"`
@@ -109,6 +154,13 @@ type FSWorkerConfig struct {
 type UserDefaults struct {
 	BlockSize int64  `mapstructure:"block-size"`
 	WriteType string `mapstructure:"write-type"`
+}
+
+// PathLimits bound the paths the FS master accepts (at most the built-in
+// limits of internal/paths).
+type PathLimits struct {
+	MaxLength int `mapstructure:"max-length"`
+	MaxDepth  int `mapstructure:"max-depth"`
 }
 
 // ListConfig bounds listing pages.
@@ -194,9 +246,12 @@ type TaskConfig struct {
 
 // JobLimits bounds how many jobs are kept and for how long once finished.
 type JobLimits struct {
-	Retention  time.Duration `mapstructure:"retention"`
-	Capacity   int           `mapstructure:"capacity"` // jobs kept, running and finished
-	GCInterval time.Duration `mapstructure:"gc-interval"`
+	Retention time.Duration `mapstructure:"retention"`
+	Capacity  int           `mapstructure:"capacity"` // jobs kept, running and finished
+	// MaxInFlightPerUser bounds the unfinished jobs of one user (0: no
+	// bound); the system identity is not bound.
+	MaxInFlightPerUser int           `mapstructure:"max-in-flight-per-user"`
+	GCInterval         time.Duration `mapstructure:"gc-interval"`
 }
 
 // JobWorkerConfig configures the job role of `alluvium worker`.
@@ -248,19 +303,39 @@ type ClientConfig struct {
 // for viper's defaults and for configs/README.md.
 func Default() map[string]any {
 	return map[string]any{
-		"home":                             "./alluvium-data",
-		"log.level":                        "info",
-		"log.format":                       "console",
-		"security.token":                   "",
-		"security.token-file":              "", // <home>/token
-		"fsmaster.host":                    "localhost",
-		"fsmaster.bind-host":               "127.0.0.1",
-		"fsmaster.rpc-port":                DefaultPortBase + offFSMasterRPC,
-		"fsmaster.http-port":               DefaultPortBase + offFSMasterHTTP,
-		"fsmaster.ufs":                     "", // file://<home>/ufs
-		"fsmaster.ufs-options":             map[string]string{},
-		"fsmaster.journal.dir":             "", // <home>/journal
-		"fsmaster.journal.segment-entries": int64(100000),
+		"home":                                       "./alluvium-data",
+		"log.level":                                  "info",
+		"log.format":                                 "console",
+		"security.token":                             "",
+		"security.token-file":                        "", // <home>/token
+		"security.insecure":                          false,
+		"security.users":                             map[string]string{},
+		"security.groups":                            map[string]string{},
+		"security.superuser":                         "", // the process's user
+		"security.supergroup":                        "supergroup",
+		"security.permissions":                       true,
+		"security.tls.enabled":                       false,
+		"security.tls.cert":                          "",
+		"security.tls.key":                           "",
+		"security.tls.client-ca":                     "",
+		"security.tls.ca":                            "",
+		"security.tls.client-cert":                   "",
+		"security.tls.client-key":                    "",
+		"security.tls.server-name":                   "",
+		"limits.max-request-bytes":                   16 << 20,
+		"fsmaster.path.max-length":                   4096,
+		"fsmaster.path.max-depth":                    512,
+		"fsmaster.max-expensive-calls":               64,
+		"fsmaster.expensive-call-wait":               time.Second,
+		"jobmaster.job.max-in-flight-per-user":       1000,
+		"fsmaster.host":                              "localhost",
+		"fsmaster.bind-host":                         "127.0.0.1",
+		"fsmaster.rpc-port":                          DefaultPortBase + offFSMasterRPC,
+		"fsmaster.http-port":                         DefaultPortBase + offFSMasterHTTP,
+		"fsmaster.ufs":                               "", // file://<home>/ufs
+		"fsmaster.ufs-options":                       map[string]string{},
+		"fsmaster.journal.dir":                       "", // <home>/journal
+		"fsmaster.journal.segment-entries":           int64(100000),
 		"fsmaster.journal.checkpoint-period-entries": int64(1000000),
 		"fsmaster.journal.max-batch-entries":         4096,
 		"fsmaster.journal.checkpoint-poll-interval":  time.Second,
@@ -459,7 +534,21 @@ func (c *Config) fill() error {
 			c.Security.Token = strings.TrimSpace(string(b))
 		}
 	}
+	if c.Security.Superuser == "" {
+		c.Security.Superuser = processUser()
+	}
 	return c.validate()
+}
+
+// processUser is the name of the user running this process.
+func processUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return "alluvium"
 }
 
 // DefaultTiers is a MEM tier under /dev/shm (when it exists) and an HDD tier
@@ -489,6 +578,25 @@ func (c *Config) validate() error {
 		if p.port < 0 || p.port > 65535 {
 			return fmt.Errorf("config: %s = %d is not a port", p.key, p.port)
 		}
+	}
+	for u, tok := range c.Security.Users {
+		switch {
+		case strings.TrimSpace(u) == "":
+			return fmt.Errorf("config: security.users: empty user name")
+		case len(tok) < 16:
+			return fmt.Errorf("config: security.users.%s: token shorter than 16 characters", u)
+		case c.Security.Token != "" && tok == c.Security.Token:
+			return fmt.Errorf("config: security.users.%s: the cluster token cannot be a user's token", u)
+		}
+	}
+	if t := c.Security.TLS; t.Enabled && (t.Cert == "" || t.Key == "") {
+		return fmt.Errorf("config: security.tls.enabled needs security.tls.cert and security.tls.key (the server certificate)")
+	}
+	if (c.Security.TLS.ClientCert == "") != (c.Security.TLS.ClientKey == "") {
+		return fmt.Errorf("config: security.tls.client-cert and security.tls.client-key go together")
+	}
+	if c.Limits.MaxRequestBytes < 1<<20 {
+		return fmt.Errorf("config: limits.max-request-bytes = %d: want at least 1048576 (a block chunk must fit)", c.Limits.MaxRequestBytes)
 	}
 	switch c.Log.Format {
 	case "console", "json":

@@ -2,7 +2,7 @@ package rpc
 
 import (
 	"context"
-	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"net"
@@ -14,19 +14,30 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
 )
 
 // HTTPServer is a role's http port: /healthz (open), /metrics and JSON APIs
-// (token-protected when a token is set).
+// (authenticated as gRPC calls are: a bearer token or a client certificate;
+// the handlers find the caller with IdentityFrom(r.Context())).
 type HTTPServer struct {
 	Mux      *http.ServeMux
 	Registry *prometheus.Registry
 	srv      *http.Server
+	tls      *tls.Config
 }
 
-// NewHTTPServer returns a server with /healthz and /metrics registered.
-// healthy reports readiness; nil means always healthy.
+// NewHTTPServer returns a server with /healthz and /metrics registered,
+// protected by the cluster token alone. healthy reports readiness; nil
+// means always healthy.
 func NewHTTPServer(token string, log *zap.Logger, healthy func() error) *HTTPServer {
+	return NewHTTPServerWith(ServerOptions{Token: token, Logger: log}, healthy)
+}
+
+// NewHTTPServerWith is NewHTTPServer with the full server options (users,
+// superuser, TLS).
+func NewHTTPServerWith(o ServerOptions, healthy func() error) *HTTPServer {
+	log := o.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -44,31 +55,51 @@ func NewHTTPServer(token string, log *zap.Logger, healthy func() error) *HTTPSer
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	outer.Handle("/", requireToken(token, log, mux))
-	return &HTTPServer{
+	outer.Handle("/", requireAuth(newAuthenticator(o, log), mux))
+	h := &HTTPServer{
 		Mux:      mux,
 		Registry: reg,
 		srv:      &http.Server{Handler: outer, ReadHeaderTimeout: 10 * time.Second},
 	}
+	if o.TLS != nil {
+		h.tls = o.TLS.Clone()
+		if h.tls.ClientCAs != nil {
+			// /healthz answers probes without a certificate; every other
+			// path still needs a token or a verified certificate.
+			h.tls.ClientAuth = tls.VerifyClientCertIfGiven
+		}
+	}
+	return h
 }
 
-func requireToken(token string, log *zap.Logger, next http.Handler) http.Handler {
-	if token == "" {
-		return next
-	}
+// requireAuth wraps next so that a request without valid credentials gets
+// 401 (logged with the peer) and others carry their Identity.
+func requireAuth(a *authenticator, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-			log.Warn("unauthenticated http request refused", zap.String("peer", r.RemoteAddr), zap.String("path", r.URL.Path))
-			WriteJSON(w, http.StatusUnauthorized, map[string]string{"statusCode": "UNAUTHENTICATED", "message": "missing or wrong token (Authorization: Bearer <token>)"})
+		var bearer string
+		if v := r.Header.Get("Authorization"); v != "" {
+			bearer = strings.TrimPrefix(v, "Bearer ")
+		}
+		id, aerr := a.resolve(bearer, tlsChains(r.TLS), r.Header.Get(UserHeader))
+		if aerr != nil {
+			a.log.Warn("http request refused", zap.String("peer", r.RemoteAddr), zap.String("path", r.URL.Path), zap.String("reason", aerr.reason))
+			if aerr.code == codes.Unauthenticated {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="alluvium"`)
+				WriteJSON(w, http.StatusUnauthorized, map[string]string{"statusCode": "UNAUTHENTICATED", "message": aerr.reason + ": send Authorization: Bearer <token> (the cluster token, ALLUVIUM_TOKEN)"})
+				return
+			}
+			WriteJSON(w, http.StatusForbidden, map[string]string{"statusCode": "PERMISSION_DENIED", "message": aerr.reason})
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(WithIdentity(r.Context(), id)))
 	})
 }
 
-// Serve serves on l until Shutdown.
+// Serve serves on l (over TLS when configured) until Shutdown.
 func (h *HTTPServer) Serve(l net.Listener) error {
+	if h.tls != nil {
+		l = tls.NewListener(l, h.tls)
+	}
 	if err := h.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

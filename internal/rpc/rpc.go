@@ -5,7 +5,6 @@ package rpc
 
 import (
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -28,28 +27,43 @@ import (
 // MaxMessageSize bounds one gRPC message; data moves in chunks well below it.
 const MaxMessageSize = 16 << 20
 
-// ServerOptions configures NewServer.
+// ServerOptions configures NewServer (and NewHTTPServerWith).
 type ServerOptions struct {
-	// Token, when set, is required in every call's "authorization: Bearer"
-	// metadata.
-	Token  string
+	// Token, when set, is the cluster token: a call bearing it in its
+	// "authorization: Bearer" metadata is the system identity.
+	Token string
+	// Users maps user names to their tokens (security.users).
+	Users map[string]string
+	// Superuser is the user name of the system identity (default
+	// DefaultSuperuser). A client certificate with this CN is the system too.
+	Superuser string
+	// TLS serves TLS; with ClientCAs set, gRPC calls need a client
+	// certificate signed by them, whose CN is the caller's user.
 	TLS    *tls.Config
 	Logger *zap.Logger
-	// MaxRecvMsgSize defaults to MaxMessageSize.
+	// MaxRecvMsgSize defaults to MaxMessageSize. A bigger request is
+	// refused with ResourceExhausted.
 	MaxRecvMsgSize int
+	// SystemOnly lists the full method names (/pkg.Service/Method) or
+	// service prefixes (/pkg.Service/) only the cluster's own processes may
+	// call: the system identity, for itself or on behalf of a user.
+	SystemOnly []string
 }
 
-// NewServer returns a gRPC server with the shared interceptors.
+// NewServer returns a gRPC server with the shared interceptors:
+// authentication (the call's Identity is in its context), panic recovery
+// and message limits. Without a token, users and client CA every caller is
+// the system identity.
 func NewServer(o ServerOptions) *grpc.Server {
 	log := o.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
 	maxRecv := o.MaxRecvMsgSize
-	if maxRecv == 0 {
+	if maxRecv <= 0 {
 		maxRecv = MaxMessageSize
 	}
-	g := guard{token: o.Token, log: log}
+	g := guard{auth: newAuthenticator(o, log), log: log, systemOnly: o.SystemOnly}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecv),
 		grpc.MaxSendMsgSize(MaxMessageSize),
@@ -65,54 +79,71 @@ func NewServer(o ServerOptions) *grpc.Server {
 		experimental.BufferPool(transportPool),
 	}
 	if o.TLS != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(o.TLS)))
+		t := o.TLS.Clone()
+		if t.ClientCAs != nil && t.ClientAuth == tls.NoClientCert {
+			t.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(t)))
 	}
 	return grpc.NewServer(opts...)
 }
 
 type guard struct {
-	token string
-	log   *zap.Logger
+	auth       *authenticator
+	log        *zap.Logger
+	systemOnly []string
 }
 
-func (g guard) check(ctx context.Context, method string) error {
-	if g.token == "" {
-		return nil
+// check authenticates a call and returns its context carrying the Identity.
+func (g guard) check(ctx context.Context, method string) (context.Context, error) {
+	id, err := g.auth.grpcIdentity(ctx, method)
+	if err != nil {
+		return nil, err
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	var got string
-	if v := md.Get("authorization"); len(v) > 0 {
-		got = strings.TrimPrefix(v[0], "Bearer ")
+	if !id.Trusted() && g.restricted(method) {
+		who := "unknown"
+		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+			who = p.Addr.String()
+		}
+		g.log.Warn("call refused", zap.String("peer", who), zap.String("method", method), zap.String("user", id.User), zap.String("reason", "system only"))
+		return nil, status.Errorf(codes.PermissionDenied, "%s: user %s: only the cluster's own processes may call this", method, id.User)
 	}
-	if subtle.ConstantTimeCompare([]byte(got), []byte(g.token)) == 1 {
-		return nil
+	return WithIdentity(ctx, id), nil
+}
+
+func (g guard) restricted(method string) bool {
+	for _, m := range g.systemOnly {
+		if m == method || strings.HasSuffix(m, "/") && strings.HasPrefix(method, m) {
+			return true
+		}
 	}
-	who := "unknown"
-	if p, ok := peer.FromContext(ctx); ok {
-		who = p.Addr.String()
-	}
-	reason := "wrong token"
-	if got == "" {
-		reason = "no token"
-	}
-	g.log.Warn("unauthenticated call refused", zap.String("peer", who), zap.String("method", method), zap.String("reason", reason))
-	return status.Errorf(codes.Unauthenticated, "%s: %s (set ALLUVIUM_TOKEN or --token)", method, reason)
+	return false
 }
 
 func (g guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
-	if err := g.check(ctx, info.FullMethod); err != nil {
+	ctx, err = g.check(ctx, info.FullMethod)
+	if err != nil {
 		return nil, err
 	}
 	defer g.recover(info.FullMethod, &err)
 	return h(ctx, req)
 }
 
+// identityStream is a server stream whose context carries the Identity.
+type identityStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s identityStream) Context() context.Context { return s.ctx }
+
 func (g guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
-	if err := g.check(ss.Context(), info.FullMethod); err != nil {
+	ctx, err := g.check(ss.Context(), info.FullMethod)
+	if err != nil {
 		return err
 	}
 	defer g.recover(info.FullMethod, &err)
-	return h(srv, ss)
+	return h(srv, identityStream{ServerStream: ss, ctx: ctx})
 }
 
 // recover turns a handler panic into an Internal error so one bad request
@@ -128,6 +159,11 @@ func (g guard) recover(method string, err *error) {
 type ClientOptions struct {
 	Token string
 	TLS   *tls.Config
+	// User, when set, asks to act for that user on every call (UserHeader)
+	// unless the call's context already names one (ActAs).
+	User string
+	// MaxSendMsgSize bounds what this client sends (default MaxMessageSize).
+	MaxSendMsgSize int
 }
 
 type tokenCreds struct {
@@ -146,8 +182,12 @@ func Dial(addr string, o ClientOptions) (*grpc.ClientConn, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("dial: empty address")
 	}
+	maxSend := o.MaxSendMsgSize
+	if maxSend <= 0 {
+		maxSend = MaxMessageSize
+	}
 	opts := []grpc.DialOption{
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize), grpc.ForceCodecV2(codec)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(maxSend), grpc.ForceCodecV2(codec)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.WithInitialWindowSize(8 << 20),
 		grpc.WithInitialConnWindowSize(32 << 20),
@@ -163,6 +203,13 @@ func Dial(addr string, o ClientOptions) (*grpc.ClientConn, error) {
 	if o.Token != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{token: o.Token, secure: o.TLS != nil}))
 	}
+	if o.User != "" {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, inv grpc.UnaryInvoker, co ...grpc.CallOption) error {
+			return inv(actAsDefault(ctx, o.User), method, req, reply, cc, co...)
+		}), grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, st grpc.Streamer, co ...grpc.CallOption) (grpc.ClientStream, error) {
+			return st(actAsDefault(ctx, o.User), desc, cc, method, co...)
+		}))
+	}
 	target := "passthrough:///" + addr
 	if strings.HasPrefix(addr, "unix:") {
 		target = addr // unix:/path/to.sock
@@ -172,6 +219,14 @@ func Dial(addr string, o ClientOptions) (*grpc.ClientConn, error) {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	return cc, nil
+}
+
+// actAsDefault names user in ctx's outgoing metadata unless it names one.
+func actAsDefault(ctx context.Context, user string) context.Context {
+	if md, ok := metadata.FromOutgoingContext(ctx); ok && len(md.Get(UserHeader)) > 0 {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, UserHeader, user)
 }
 
 // Listen opens a TCP listener on host:port and names the address in its error.

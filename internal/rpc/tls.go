@@ -1,0 +1,99 @@
+package rpc
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+
+	"go.uber.org/zap"
+
+	"github.com/alluvium/alluvium/internal/config"
+)
+
+// ServerOptionsFor returns the options of a server of this cluster: the
+// cluster token, the user map, the superuser, TLS (security.tls.*) and the
+// request size limit.
+func ServerOptionsFor(c *config.Config, log *zap.Logger) (ServerOptions, error) {
+	o := ServerOptions{
+		Token: c.Security.Token, Users: c.Security.Users, Superuser: c.Security.Superuser,
+		Logger: log, MaxRecvMsgSize: c.Limits.MaxRequestBytes,
+	}
+	t, err := ServerTLS(c.Security.TLS)
+	if err != nil {
+		return o, err
+	}
+	o.TLS = t
+	return o, nil
+}
+
+// ClientOptionsFor returns how a process of this cluster dials another:
+// with the cluster token and, when TLS is on, its CA and client
+// certificate.
+func ClientOptionsFor(c *config.Config) (ClientOptions, error) {
+	o := ClientOptions{Token: c.Security.Token, MaxSendMsgSize: c.Limits.MaxRequestBytes}
+	t, err := ClientTLS(c.Security.TLS)
+	if err != nil {
+		return o, err
+	}
+	o.TLS = t
+	return o, nil
+}
+
+// ServerTLS builds the server side of security.tls (nil when off): the
+// server certificate and, with client-ca, verification of client
+// certificates.
+func ServerTLS(t config.TLSConfig) (*tls.Config, error) {
+	if !t.Enabled {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	if err != nil {
+		return nil, fmt.Errorf("security.tls.cert %s / key %s: %w", t.Cert, t.Key, err)
+	}
+	out := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.ClientCA != "" {
+		pool, err := loadPool("security.tls.client-ca", t.ClientCA)
+		if err != nil {
+			return nil, err
+		}
+		out.ClientCAs = pool
+		out.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return out, nil
+}
+
+// ClientTLS builds the client side of security.tls (nil when off).
+func ClientTLS(t config.TLSConfig) (*tls.Config, error) {
+	if !t.Enabled {
+		return nil, nil
+	}
+	out := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+	if t.CA != "" {
+		pool, err := loadPool("security.tls.ca", t.CA)
+		if err != nil {
+			return nil, err
+		}
+		out.RootCAs = pool
+	}
+	if t.ClientCert != "" {
+		cert, err := tls.LoadX509KeyPair(t.ClientCert, t.ClientKey)
+		if err != nil {
+			return nil, fmt.Errorf("security.tls.client-cert %s / client-key %s: %w", t.ClientCert, t.ClientKey, err)
+		}
+		out.Certificates = []tls.Certificate{cert}
+	}
+	return out, nil
+}
+
+func loadPool(key, path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s %s: no PEM certificate in it", key, path)
+	}
+	return pool, nil
+}
