@@ -140,6 +140,10 @@ func (s *metaStore) view(f func(lookup func(path string) *objMeta)) {
 	})
 }
 
+// metaCoalesce is how long the writer lets puts gather after the first,
+// so a burst of PUTs shares one fsync.
+const metaCoalesce = 20 * time.Millisecond
+
 func (s *metaStore) writer() {
 	defer close(s.done)
 	for {
@@ -148,6 +152,10 @@ func (s *metaStore) writer() {
 		case <-s.stop:
 			s.flush()
 			return
+		}
+		select {
+		case <-time.After(metaCoalesce):
+		case <-s.stop:
 		}
 		s.flush()
 	}

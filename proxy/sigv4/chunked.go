@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Bounds on what a chunked body may hold.
@@ -19,6 +20,10 @@ const (
 	maxSignedChunk  = 16 << 20 // a signed chunk is held whole until its signature is checked
 	maxTrailerBytes = 16 << 10
 )
+
+// readers are the buffered readers of chunked bodies, reused: a small PUT
+// should not pay for zeroing a fresh buffer.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
 // IsStreaming reports whether a payload hash names an aws-chunked body.
 func IsStreaming(payloadHash string) bool {
@@ -61,7 +66,9 @@ type ChunkedReader struct {
 // NewChunkedReader decodes body, whose x-amz-content-sha256 was mode (one of
 // the STREAMING-* values), for the request authenticated as a.
 func NewChunkedReader(body io.Reader, mode string, a *Auth) (*ChunkedReader, error) {
-	c := &ChunkedReader{br: bufio.NewReaderSize(body, 64<<10), auth: a, trailers: map[string]string{}}
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(body)
+	c := &ChunkedReader{br: br, auth: a, trailers: map[string]string{}}
 	switch mode {
 	case StreamingSigned:
 		c.signed = true
@@ -128,11 +135,22 @@ func (c *ChunkedReader) Read(p []byte) (int, error) {
 		}
 		if c.done {
 			c.err = io.EOF
+			c.release()
 			continue
 		}
 		if err := c.next(); err != nil {
 			c.err = err
+			c.release()
 		}
+	}
+}
+
+// release returns the buffered reader once the body is over.
+func (c *ChunkedReader) release() {
+	if c.br != nil {
+		c.br.Reset(nil)
+		readers.Put(c.br)
+		c.br = nil
 	}
 }
 
