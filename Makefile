@@ -15,6 +15,7 @@ FUZZTIME ?= 20s
 help:
 	@echo "make build       build bin/alluvium"
 	@echo "make test        go vet + go test -race ./... (end-to-end tests start real processes)"
+	@echo "make test-chaos  the fault-injection suite alone (tests/chaos: kill -9, SIGSTOP, full tiers, damaged files)"
 	@echo "make demo        start an all-in-one cluster on sample data, run jobs, show results, stop"
 	@echo "make bench       run the benchmarks and write docs/BENCHMARKS.md"
 	@echo "make fuzz        run every fuzz target for FUZZTIME each ($(FUZZTIME))"
@@ -33,6 +34,10 @@ vet:
 
 test: vet bin/alluvium.race
 	ALLUVIUM_BIN=$(CURDIR)/bin/alluvium.race $(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+
+# The fault-injection suite (also part of `make test`).
+test-chaos: bin/alluvium.race
+	ALLUVIUM_BIN=$(CURDIR)/bin/alluvium.race $(GO) test -race -count=1 -timeout 15m ./tests/chaos/
 
 proto:
 	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install -y protobuf-compiler"; exit 1; }
