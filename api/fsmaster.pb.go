@@ -2448,6 +2448,102 @@ func (x *GetBlockInfoResponse) GetInfo() *BlockInfo {
 	return nil
 }
 
+type CheckAccessRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Bits          uint32                 `protobuf:"varint,2,opt,name=bits,proto3" json:"bits,omitempty"` // 4 read, 2 write, 1 execute (of rwx)
+	Recursive     bool                   `protobuf:"varint,3,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckAccessRequest) Reset() {
+	*x = CheckAccessRequest{}
+	mi := &file_fsmaster_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckAccessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckAccessRequest) ProtoMessage() {}
+
+func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckAccessRequest.ProtoReflect.Descriptor instead.
+func (*CheckAccessRequest) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *CheckAccessRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *CheckAccessRequest) GetBits() uint32 {
+	if x != nil {
+		return x.Bits
+	}
+	return 0
+}
+
+func (x *CheckAccessRequest) GetRecursive() bool {
+	if x != nil {
+		return x.Recursive
+	}
+	return false
+}
+
+type CheckAccessResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckAccessResponse) Reset() {
+	*x = CheckAccessResponse{}
+	mi := &file_fsmaster_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckAccessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckAccessResponse) ProtoMessage() {}
+
+func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckAccessResponse.ProtoReflect.Descriptor instead.
+func (*CheckAccessResponse) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{43}
+}
+
 var File_fsmaster_proto protoreflect.FileDescriptor
 
 const file_fsmaster_proto_rawDesc = "" +
@@ -2627,7 +2723,12 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x13GetBlockInfoRequest\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\"B\n" +
 	"\x14GetBlockInfoResponse\x12*\n" +
-	"\x04info\x18\x01 \x01(\v2\x16.alluvium.v1.BlockInfoR\x04info2\xcc\b\n" +
+	"\x04info\x18\x01 \x01(\v2\x16.alluvium.v1.BlockInfoR\x04info\"Z\n" +
+	"\x12CheckAccessRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04bits\x18\x02 \x01(\rR\x04bits\x12\x1c\n" +
+	"\trecursive\x18\x03 \x01(\bR\trecursive\"\x15\n" +
+	"\x13CheckAccessResponse2\x9e\t\n" +
 	"\x10FileSystemMaster\x12\\\n" +
 	"\x0fCreateDirectory\x12#.alluvium.v1.CreateDirectoryRequest\x1a$.alluvium.v1.CreateDirectoryResponse\x12M\n" +
 	"\n" +
@@ -2645,7 +2746,8 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x04Free\x12\x18.alluvium.v1.FreeRequest\x1a\x19.alluvium.v1.FreeResponse\x12V\n" +
 	"\rGetMasterInfo\x12!.alluvium.v1.GetMasterInfoRequest\x1a\".alluvium.v1.GetMasterInfoResponse\x12M\n" +
 	"\n" +
-	"Checkpoint\x12\x1e.alluvium.v1.CheckpointRequest\x1a\x1f.alluvium.v1.CheckpointResponse2\xa6\x04\n" +
+	"Checkpoint\x12\x1e.alluvium.v1.CheckpointRequest\x1a\x1f.alluvium.v1.CheckpointResponse\x12P\n" +
+	"\vCheckAccess\x12\x1f.alluvium.v1.CheckAccessRequest\x1a .alluvium.v1.CheckAccessResponse2\xa6\x04\n" +
 	"\vBlockMaster\x12Y\n" +
 	"\x0eRegisterWorker\x12\".alluvium.v1.RegisterWorkerRequest\x1a#.alluvium.v1.RegisterWorkerResponse\x12\\\n" +
 	"\x0fWorkerHeartbeat\x12#.alluvium.v1.WorkerHeartbeatRequest\x1a$.alluvium.v1.WorkerHeartbeatResponse\x12P\n" +
@@ -2667,7 +2769,7 @@ func file_fsmaster_proto_rawDescGZIP() []byte {
 }
 
 var file_fsmaster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_fsmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_fsmaster_proto_goTypes = []any{
 	(WorkerCommand_Type)(0),           // 0: alluvium.v1.WorkerCommand.Type
 	(*CreateDirectoryRequest)(nil),    // 1: alluvium.v1.CreateDirectoryRequest
@@ -2712,44 +2814,46 @@ var file_fsmaster_proto_goTypes = []any{
 	(*GetWorkerInfoListResponse)(nil), // 40: alluvium.v1.GetWorkerInfoListResponse
 	(*GetBlockInfoRequest)(nil),       // 41: alluvium.v1.GetBlockInfoRequest
 	(*GetBlockInfoResponse)(nil),      // 42: alluvium.v1.GetBlockInfoResponse
-	nil,                               // 43: alluvium.v1.MountRequest.OptionsEntry
-	(WriteType)(0),                    // 44: alluvium.v1.WriteType
-	(*FileInfo)(nil),                  // 45: alluvium.v1.FileInfo
-	(LoadMetadataType)(0),             // 46: alluvium.v1.LoadMetadataType
-	(PersistenceState)(0),             // 47: alluvium.v1.PersistenceState
-	(*MountPointInfo)(nil),            // 48: alluvium.v1.MountPointInfo
-	(*TierUsage)(nil),                 // 49: alluvium.v1.TierUsage
-	(*WorkerNetAddress)(nil),          // 50: alluvium.v1.WorkerNetAddress
-	(*WorkerInfo)(nil),                // 51: alluvium.v1.WorkerInfo
-	(*BlockInfo)(nil),                 // 52: alluvium.v1.BlockInfo
+	(*CheckAccessRequest)(nil),        // 43: alluvium.v1.CheckAccessRequest
+	(*CheckAccessResponse)(nil),       // 44: alluvium.v1.CheckAccessResponse
+	nil,                               // 45: alluvium.v1.MountRequest.OptionsEntry
+	(WriteType)(0),                    // 46: alluvium.v1.WriteType
+	(*FileInfo)(nil),                  // 47: alluvium.v1.FileInfo
+	(LoadMetadataType)(0),             // 48: alluvium.v1.LoadMetadataType
+	(PersistenceState)(0),             // 49: alluvium.v1.PersistenceState
+	(*MountPointInfo)(nil),            // 50: alluvium.v1.MountPointInfo
+	(*TierUsage)(nil),                 // 51: alluvium.v1.TierUsage
+	(*WorkerNetAddress)(nil),          // 52: alluvium.v1.WorkerNetAddress
+	(*WorkerInfo)(nil),                // 53: alluvium.v1.WorkerInfo
+	(*BlockInfo)(nil),                 // 54: alluvium.v1.BlockInfo
 }
 var file_fsmaster_proto_depIdxs = []int32{
-	44, // 0: alluvium.v1.CreateDirectoryRequest.write_type:type_name -> alluvium.v1.WriteType
-	45, // 1: alluvium.v1.CreateDirectoryResponse.info:type_name -> alluvium.v1.FileInfo
-	44, // 2: alluvium.v1.CreateFileRequest.write_type:type_name -> alluvium.v1.WriteType
-	45, // 3: alluvium.v1.CreateFileResponse.info:type_name -> alluvium.v1.FileInfo
-	45, // 4: alluvium.v1.CompleteFileResponse.info:type_name -> alluvium.v1.FileInfo
-	46, // 5: alluvium.v1.GetStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
-	45, // 6: alluvium.v1.GetStatusResponse.info:type_name -> alluvium.v1.FileInfo
-	46, // 7: alluvium.v1.ListStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
-	45, // 8: alluvium.v1.ListStatusResponse.infos:type_name -> alluvium.v1.FileInfo
-	45, // 9: alluvium.v1.RenameResponse.info:type_name -> alluvium.v1.FileInfo
-	47, // 10: alluvium.v1.SetAttributeRequest.persistence_state:type_name -> alluvium.v1.PersistenceState
-	45, // 11: alluvium.v1.SetAttributeResponse.info:type_name -> alluvium.v1.FileInfo
-	43, // 12: alluvium.v1.MountRequest.options:type_name -> alluvium.v1.MountRequest.OptionsEntry
-	48, // 13: alluvium.v1.MountResponse.mount:type_name -> alluvium.v1.MountPointInfo
-	48, // 14: alluvium.v1.GetMountTableResponse.mounts:type_name -> alluvium.v1.MountPointInfo
-	49, // 15: alluvium.v1.GetMasterInfoResponse.capacity:type_name -> alluvium.v1.TierUsage
-	50, // 16: alluvium.v1.RegisterWorkerRequest.address:type_name -> alluvium.v1.WorkerNetAddress
-	49, // 17: alluvium.v1.RegisterWorkerRequest.tiers:type_name -> alluvium.v1.TierUsage
+	46, // 0: alluvium.v1.CreateDirectoryRequest.write_type:type_name -> alluvium.v1.WriteType
+	47, // 1: alluvium.v1.CreateDirectoryResponse.info:type_name -> alluvium.v1.FileInfo
+	46, // 2: alluvium.v1.CreateFileRequest.write_type:type_name -> alluvium.v1.WriteType
+	47, // 3: alluvium.v1.CreateFileResponse.info:type_name -> alluvium.v1.FileInfo
+	47, // 4: alluvium.v1.CompleteFileResponse.info:type_name -> alluvium.v1.FileInfo
+	48, // 5: alluvium.v1.GetStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
+	47, // 6: alluvium.v1.GetStatusResponse.info:type_name -> alluvium.v1.FileInfo
+	48, // 7: alluvium.v1.ListStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
+	47, // 8: alluvium.v1.ListStatusResponse.infos:type_name -> alluvium.v1.FileInfo
+	47, // 9: alluvium.v1.RenameResponse.info:type_name -> alluvium.v1.FileInfo
+	49, // 10: alluvium.v1.SetAttributeRequest.persistence_state:type_name -> alluvium.v1.PersistenceState
+	47, // 11: alluvium.v1.SetAttributeResponse.info:type_name -> alluvium.v1.FileInfo
+	45, // 12: alluvium.v1.MountRequest.options:type_name -> alluvium.v1.MountRequest.OptionsEntry
+	50, // 13: alluvium.v1.MountResponse.mount:type_name -> alluvium.v1.MountPointInfo
+	50, // 14: alluvium.v1.GetMountTableResponse.mounts:type_name -> alluvium.v1.MountPointInfo
+	51, // 15: alluvium.v1.GetMasterInfoResponse.capacity:type_name -> alluvium.v1.TierUsage
+	52, // 16: alluvium.v1.RegisterWorkerRequest.address:type_name -> alluvium.v1.WorkerNetAddress
+	51, // 17: alluvium.v1.RegisterWorkerRequest.tiers:type_name -> alluvium.v1.TierUsage
 	29, // 18: alluvium.v1.RegisterWorkerRequest.blocks:type_name -> alluvium.v1.BlockReport
-	49, // 19: alluvium.v1.WorkerHeartbeatRequest.tiers:type_name -> alluvium.v1.TierUsage
+	51, // 19: alluvium.v1.WorkerHeartbeatRequest.tiers:type_name -> alluvium.v1.TierUsage
 	29, // 20: alluvium.v1.WorkerHeartbeatRequest.added_blocks:type_name -> alluvium.v1.BlockReport
 	0,  // 21: alluvium.v1.WorkerCommand.type:type_name -> alluvium.v1.WorkerCommand.Type
 	33, // 22: alluvium.v1.WorkerHeartbeatResponse.commands:type_name -> alluvium.v1.WorkerCommand
 	29, // 23: alluvium.v1.CommitBlocksRequest.blocks:type_name -> alluvium.v1.BlockReport
-	51, // 24: alluvium.v1.GetWorkerInfoListResponse.workers:type_name -> alluvium.v1.WorkerInfo
-	52, // 25: alluvium.v1.GetBlockInfoResponse.info:type_name -> alluvium.v1.BlockInfo
+	53, // 24: alluvium.v1.GetWorkerInfoListResponse.workers:type_name -> alluvium.v1.WorkerInfo
+	54, // 25: alluvium.v1.GetBlockInfoResponse.info:type_name -> alluvium.v1.BlockInfo
 	1,  // 26: alluvium.v1.FileSystemMaster.CreateDirectory:input_type -> alluvium.v1.CreateDirectoryRequest
 	3,  // 27: alluvium.v1.FileSystemMaster.CreateFile:input_type -> alluvium.v1.CreateFileRequest
 	5,  // 28: alluvium.v1.FileSystemMaster.CompleteFile:input_type -> alluvium.v1.CompleteFileRequest
@@ -2764,34 +2868,36 @@ var file_fsmaster_proto_depIdxs = []int32{
 	23, // 37: alluvium.v1.FileSystemMaster.Free:input_type -> alluvium.v1.FreeRequest
 	25, // 38: alluvium.v1.FileSystemMaster.GetMasterInfo:input_type -> alluvium.v1.GetMasterInfoRequest
 	27, // 39: alluvium.v1.FileSystemMaster.Checkpoint:input_type -> alluvium.v1.CheckpointRequest
-	30, // 40: alluvium.v1.BlockMaster.RegisterWorker:input_type -> alluvium.v1.RegisterWorkerRequest
-	32, // 41: alluvium.v1.BlockMaster.WorkerHeartbeat:input_type -> alluvium.v1.WorkerHeartbeatRequest
-	35, // 42: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
-	37, // 43: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
-	39, // 44: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
-	41, // 45: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
-	2,  // 46: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
-	4,  // 47: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
-	6,  // 48: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
-	8,  // 49: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
-	10, // 50: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
-	12, // 51: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
-	14, // 52: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
-	16, // 53: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
-	18, // 54: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
-	20, // 55: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
-	22, // 56: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
-	24, // 57: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
-	26, // 58: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
-	28, // 59: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
-	31, // 60: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
-	34, // 61: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
-	36, // 62: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
-	38, // 63: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
-	40, // 64: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
-	42, // 65: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
-	46, // [46:66] is the sub-list for method output_type
-	26, // [26:46] is the sub-list for method input_type
+	43, // 40: alluvium.v1.FileSystemMaster.CheckAccess:input_type -> alluvium.v1.CheckAccessRequest
+	30, // 41: alluvium.v1.BlockMaster.RegisterWorker:input_type -> alluvium.v1.RegisterWorkerRequest
+	32, // 42: alluvium.v1.BlockMaster.WorkerHeartbeat:input_type -> alluvium.v1.WorkerHeartbeatRequest
+	35, // 43: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
+	37, // 44: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
+	39, // 45: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
+	41, // 46: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
+	2,  // 47: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
+	4,  // 48: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
+	6,  // 49: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
+	8,  // 50: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
+	10, // 51: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
+	12, // 52: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
+	14, // 53: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
+	16, // 54: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
+	18, // 55: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
+	20, // 56: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
+	22, // 57: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
+	24, // 58: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
+	26, // 59: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
+	28, // 60: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
+	44, // 61: alluvium.v1.FileSystemMaster.CheckAccess:output_type -> alluvium.v1.CheckAccessResponse
+	31, // 62: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
+	34, // 63: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
+	36, // 64: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
+	38, // 65: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
+	40, // 66: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
+	42, // 67: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
+	47, // [47:68] is the sub-list for method output_type
+	26, // [26:47] is the sub-list for method input_type
 	26, // [26:26] is the sub-list for extension type_name
 	26, // [26:26] is the sub-list for extension extendee
 	0,  // [0:26] is the sub-list for field type_name
@@ -2810,7 +2916,7 @@ func file_fsmaster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsmaster_proto_rawDesc), len(file_fsmaster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   43,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

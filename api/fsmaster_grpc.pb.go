@@ -33,6 +33,7 @@ const (
 	FileSystemMaster_Free_FullMethodName            = "/alluvium.v1.FileSystemMaster/Free"
 	FileSystemMaster_GetMasterInfo_FullMethodName   = "/alluvium.v1.FileSystemMaster/GetMasterInfo"
 	FileSystemMaster_Checkpoint_FullMethodName      = "/alluvium.v1.FileSystemMaster/Checkpoint"
+	FileSystemMaster_CheckAccess_FullMethodName     = "/alluvium.v1.FileSystemMaster/CheckAccess"
 )
 
 // FileSystemMasterClient is the client API for FileSystemMaster service.
@@ -62,6 +63,12 @@ type FileSystemMasterClient interface {
 	// Checkpoint asks for a checkpoint now and returns once one covering the
 	// current journal sequence exists.
 	Checkpoint(ctx context.Context, in *CheckpointRequest, opts ...grpc.CallOption) (*CheckpointResponse, error)
+	// CheckAccess answers whether the caller may access path as bits asks
+	// (4 read, 2 write, 1 execute), with traverse on every ancestor; with
+	// recursive, every directory below needs read+execute (and write when
+	// asked) and every file the read/write asked. PermissionDenied names the
+	// first path refused; NotFound when path does not exist.
+	CheckAccess(ctx context.Context, in *CheckAccessRequest, opts ...grpc.CallOption) (*CheckAccessResponse, error)
 }
 
 type fileSystemMasterClient struct {
@@ -212,6 +219,16 @@ func (c *fileSystemMasterClient) Checkpoint(ctx context.Context, in *CheckpointR
 	return out, nil
 }
 
+func (c *fileSystemMasterClient) CheckAccess(ctx context.Context, in *CheckAccessRequest, opts ...grpc.CallOption) (*CheckAccessResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckAccessResponse)
+	err := c.cc.Invoke(ctx, FileSystemMaster_CheckAccess_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FileSystemMasterServer is the server API for FileSystemMaster service.
 // All implementations must embed UnimplementedFileSystemMasterServer
 // for forward compatibility.
@@ -239,6 +256,12 @@ type FileSystemMasterServer interface {
 	// Checkpoint asks for a checkpoint now and returns once one covering the
 	// current journal sequence exists.
 	Checkpoint(context.Context, *CheckpointRequest) (*CheckpointResponse, error)
+	// CheckAccess answers whether the caller may access path as bits asks
+	// (4 read, 2 write, 1 execute), with traverse on every ancestor; with
+	// recursive, every directory below needs read+execute (and write when
+	// asked) and every file the read/write asked. PermissionDenied names the
+	// first path refused; NotFound when path does not exist.
+	CheckAccess(context.Context, *CheckAccessRequest) (*CheckAccessResponse, error)
 	mustEmbedUnimplementedFileSystemMasterServer()
 }
 
@@ -290,6 +313,9 @@ func (UnimplementedFileSystemMasterServer) GetMasterInfo(context.Context, *GetMa
 }
 func (UnimplementedFileSystemMasterServer) Checkpoint(context.Context, *CheckpointRequest) (*CheckpointResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Checkpoint not implemented")
+}
+func (UnimplementedFileSystemMasterServer) CheckAccess(context.Context, *CheckAccessRequest) (*CheckAccessResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckAccess not implemented")
 }
 func (UnimplementedFileSystemMasterServer) mustEmbedUnimplementedFileSystemMasterServer() {}
 func (UnimplementedFileSystemMasterServer) testEmbeddedByValue()                          {}
@@ -564,6 +590,24 @@ func _FileSystemMaster_Checkpoint_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FileSystemMaster_CheckAccess_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckAccessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FileSystemMasterServer).CheckAccess(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FileSystemMaster_CheckAccess_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FileSystemMasterServer).CheckAccess(ctx, req.(*CheckAccessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FileSystemMaster_ServiceDesc is the grpc.ServiceDesc for FileSystemMaster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -626,6 +670,10 @@ var FileSystemMaster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Checkpoint",
 			Handler:    _FileSystemMaster_Checkpoint_Handler,
+		},
+		{
+			MethodName: "CheckAccess",
+			Handler:    _FileSystemMaster_CheckAccess_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

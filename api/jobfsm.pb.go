@@ -283,13 +283,16 @@ func (PolicyLaunchCommand_Kind) EnumDescriptor() ([]byte, []int) {
 // SubmitJobCommand creates a job in CREATED. The FSM gives it the next job
 // id; a request_id already known returns the existing job instead.
 type SubmitJobCommand struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Plan          string                 `protobuf:"bytes,1,opt,name=plan,proto3" json:"plan,omitempty"`
-	ConfigJson    string                 `protobuf:"bytes,2,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
-	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Submitter     string                 `protobuf:"bytes,4,opt,name=submitter,proto3" json:"submitter,omitempty"`
-	Policy        string                 `protobuf:"bytes,5,opt,name=policy,proto3" json:"policy,omitempty"`
-	NowMs         int64                  `protobuf:"varint,6,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Plan       string                 `protobuf:"bytes,1,opt,name=plan,proto3" json:"plan,omitempty"`
+	ConfigJson string                 `protobuf:"bytes,2,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	RequestId  string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Submitter  string                 `protobuf:"bytes,4,opt,name=submitter,proto3" json:"submitter,omitempty"`
+	Policy     string                 `protobuf:"bytes,5,opt,name=policy,proto3" json:"policy,omitempty"`
+	NowMs      int64                  `protobuf:"varint,6,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
+	// run_as is the user the job's work acts for (the FS master checks its
+	// permissions); empty: the cluster's system identity.
+	RunAs         string `protobuf:"bytes,7,opt,name=run_as,json=runAs,proto3" json:"run_as,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -364,6 +367,13 @@ func (x *SubmitJobCommand) GetNowMs() int64 {
 		return x.NowMs
 	}
 	return 0
+}
+
+func (x *SubmitJobCommand) GetRunAs() string {
+	if x != nil {
+		return x.RunAs
+	}
+	return ""
 }
 
 // PlannedTask is one task a planner produced.
@@ -1658,7 +1668,7 @@ var File_jobfsm_proto protoreflect.FileDescriptor
 
 const file_jobfsm_proto_rawDesc = "" +
 	"\n" +
-	"\fjobfsm.proto\x12\valluvium.v1\x1a\x0fjobmaster.proto\"\xb3\x01\n" +
+	"\fjobfsm.proto\x12\valluvium.v1\x1a\x0fjobmaster.proto\"\xca\x01\n" +
 	"\x10SubmitJobCommand\x12\x12\n" +
 	"\x04plan\x18\x01 \x01(\tR\x04plan\x12\x1f\n" +
 	"\vconfig_json\x18\x02 \x01(\tR\n" +
@@ -1667,7 +1677,8 @@ const file_jobfsm_proto_rawDesc = "" +
 	"request_id\x18\x03 \x01(\tR\trequestId\x12\x1c\n" +
 	"\tsubmitter\x18\x04 \x01(\tR\tsubmitter\x12\x16\n" +
 	"\x06policy\x18\x05 \x01(\tR\x06policy\x12\x15\n" +
-	"\x06now_ms\x18\x06 \x01(\x03R\x05nowMs\"\xbe\x01\n" +
+	"\x06now_ms\x18\x06 \x01(\x03R\x05nowMs\x12\x15\n" +
+	"\x06run_as\x18\a \x01(\tR\x05runAs\"\xbe\x01\n" +
 	"\vPlannedTask\x12\x12\n" +
 	"\x04args\x18\x01 \x01(\fR\x04args\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1f\n" +

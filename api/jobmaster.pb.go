@@ -138,28 +138,31 @@ func (TaskInfo_Status) EnumDescriptor() ([]byte, []int) {
 }
 
 type JobInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Plan          string                 `protobuf:"bytes,2,opt,name=plan,proto3" json:"plan,omitempty"`
-	ConfigJson    string                 `protobuf:"bytes,3,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
-	Submitter     string                 `protobuf:"bytes,4,opt,name=submitter,proto3" json:"submitter,omitempty"`
-	Status        JobInfo_Status         `protobuf:"varint,5,opt,name=status,proto3,enum=alluvium.v1.JobInfo_Status" json:"status,omitempty"`
-	TasksTotal    int64                  `protobuf:"varint,6,opt,name=tasks_total,json=tasksTotal,proto3" json:"tasks_total,omitempty"`
-	TasksDone     int64                  `protobuf:"varint,7,opt,name=tasks_done,json=tasksDone,proto3" json:"tasks_done,omitempty"`
-	TasksFailed   int64                  `protobuf:"varint,8,opt,name=tasks_failed,json=tasksFailed,proto3" json:"tasks_failed,omitempty"`
-	BytesTotal    int64                  `protobuf:"varint,9,opt,name=bytes_total,json=bytesTotal,proto3" json:"bytes_total,omitempty"`
-	BytesDone     int64                  `protobuf:"varint,10,opt,name=bytes_done,json=bytesDone,proto3" json:"bytes_done,omitempty"`
-	Error         string                 `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
-	CreatedMs     int64                  `protobuf:"varint,12,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
-	UpdatedMs     int64                  `protobuf:"varint,13,opt,name=updated_ms,json=updatedMs,proto3" json:"updated_ms,omitempty"`
-	FinishedMs    int64                  `protobuf:"varint,14,opt,name=finished_ms,json=finishedMs,proto3" json:"finished_ms,omitempty"`
-	PlanningDone  bool                   `protobuf:"varint,15,opt,name=planning_done,json=planningDone,proto3" json:"planning_done,omitempty"`
-	RequestId     string                 `protobuf:"bytes,16,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Failed        []*FailedPath          `protobuf:"bytes,17,rep,name=failed,proto3" json:"failed,omitempty"`                                  // paths that failed, with their errors
-	Tasks         []*TaskInfo            `protobuf:"bytes,18,rep,name=tasks,proto3" json:"tasks,omitempty"`                                    // only with GetJobRequest.verbose
-	Policy        string                 `protobuf:"bytes,19,opt,name=policy,proto3" json:"policy,omitempty"`                                  // the policy that launched it, if any
-	TasksRunning  int64                  `protobuf:"varint,20,opt,name=tasks_running,json=tasksRunning,proto3" json:"tasks_running,omitempty"` // dispatched to a worker, not yet ended
-	Round         int32                  `protobuf:"varint,21,opt,name=round,proto3" json:"round,omitempty"`                                   // planning round (0; 1 is load's --verify pass)
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Id           int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Plan         string                 `protobuf:"bytes,2,opt,name=plan,proto3" json:"plan,omitempty"`
+	ConfigJson   string                 `protobuf:"bytes,3,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	Submitter    string                 `protobuf:"bytes,4,opt,name=submitter,proto3" json:"submitter,omitempty"`
+	Status       JobInfo_Status         `protobuf:"varint,5,opt,name=status,proto3,enum=alluvium.v1.JobInfo_Status" json:"status,omitempty"`
+	TasksTotal   int64                  `protobuf:"varint,6,opt,name=tasks_total,json=tasksTotal,proto3" json:"tasks_total,omitempty"`
+	TasksDone    int64                  `protobuf:"varint,7,opt,name=tasks_done,json=tasksDone,proto3" json:"tasks_done,omitempty"`
+	TasksFailed  int64                  `protobuf:"varint,8,opt,name=tasks_failed,json=tasksFailed,proto3" json:"tasks_failed,omitempty"`
+	BytesTotal   int64                  `protobuf:"varint,9,opt,name=bytes_total,json=bytesTotal,proto3" json:"bytes_total,omitempty"`
+	BytesDone    int64                  `protobuf:"varint,10,opt,name=bytes_done,json=bytesDone,proto3" json:"bytes_done,omitempty"`
+	Error        string                 `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
+	CreatedMs    int64                  `protobuf:"varint,12,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	UpdatedMs    int64                  `protobuf:"varint,13,opt,name=updated_ms,json=updatedMs,proto3" json:"updated_ms,omitempty"`
+	FinishedMs   int64                  `protobuf:"varint,14,opt,name=finished_ms,json=finishedMs,proto3" json:"finished_ms,omitempty"`
+	PlanningDone bool                   `protobuf:"varint,15,opt,name=planning_done,json=planningDone,proto3" json:"planning_done,omitempty"`
+	RequestId    string                 `protobuf:"bytes,16,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Failed       []*FailedPath          `protobuf:"bytes,17,rep,name=failed,proto3" json:"failed,omitempty"`                                  // paths that failed, with their errors
+	Tasks        []*TaskInfo            `protobuf:"bytes,18,rep,name=tasks,proto3" json:"tasks,omitempty"`                                    // only with GetJobRequest.verbose
+	Policy       string                 `protobuf:"bytes,19,opt,name=policy,proto3" json:"policy,omitempty"`                                  // the policy that launched it, if any
+	TasksRunning int64                  `protobuf:"varint,20,opt,name=tasks_running,json=tasksRunning,proto3" json:"tasks_running,omitempty"` // dispatched to a worker, not yet ended
+	Round        int32                  `protobuf:"varint,21,opt,name=round,proto3" json:"round,omitempty"`                                   // planning round (0; 1 is load's --verify pass)
+	// The user the job's tasks act for (its permissions apply); empty: the
+	// cluster's system identity.
+	RunAs         string `protobuf:"bytes,22,opt,name=run_as,json=runAs,proto3" json:"run_as,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -339,6 +342,13 @@ func (x *JobInfo) GetRound() int32 {
 		return x.Round
 	}
 	return 0
+}
+
+func (x *JobInfo) GetRunAs() string {
+	if x != nil {
+		return x.RunAs
+	}
+	return ""
 }
 
 type FailedPath struct {
@@ -1197,9 +1207,12 @@ type PolicyInfo struct {
 	PendingScheduledMs int64  `protobuf:"varint,16,opt,name=pending_scheduled_ms,json=pendingScheduledMs,proto3" json:"pending_scheduled_ms,omitempty"`
 	// overlap queue: the scheduled time of the run waiting for the last job
 	// to end (0: none).
-	QueuedMs      int64 `protobuf:"varint,17,opt,name=queued_ms,json=queuedMs,proto3" json:"queued_ms,omitempty"`
-	Skipped       int64 `protobuf:"varint,18,opt,name=skipped,proto3" json:"skipped,omitempty"`                                 // runs not launched (overlap skip, missed)
-	LastLaunchMs  int64 `protobuf:"varint,19,opt,name=last_launch_ms,json=lastLaunchMs,proto3" json:"last_launch_ms,omitempty"` // wall time of the last launch
+	QueuedMs     int64 `protobuf:"varint,17,opt,name=queued_ms,json=queuedMs,proto3" json:"queued_ms,omitempty"`
+	Skipped      int64 `protobuf:"varint,18,opt,name=skipped,proto3" json:"skipped,omitempty"`                                 // runs not launched (overlap skip, missed)
+	LastLaunchMs int64 `protobuf:"varint,19,opt,name=last_launch_ms,json=lastLaunchMs,proto3" json:"last_launch_ms,omitempty"` // wall time of the last launch
+	// The user who added the policy; its jobs run as this user (empty: the
+	// system identity). Set by the job master from the caller's identity.
+	Owner         string `protobuf:"bytes,20,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1365,6 +1378,13 @@ func (x *PolicyInfo) GetLastLaunchMs() int64 {
 		return x.LastLaunchMs
 	}
 	return 0
+}
+
+func (x *PolicyInfo) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 type AddPolicyRequest struct {
@@ -2598,7 +2618,7 @@ var File_jobmaster_proto protoreflect.FileDescriptor
 
 const file_jobmaster_proto_rawDesc = "" +
 	"\n" +
-	"\x0fjobmaster.proto\x12\valluvium.v1\x1a\fcommon.proto\"\x93\x06\n" +
+	"\x0fjobmaster.proto\x12\valluvium.v1\x1a\fcommon.proto\"\xaa\x06\n" +
 	"\aJobInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x12\n" +
 	"\x04plan\x18\x02 \x01(\tR\x04plan\x12\x1f\n" +
@@ -2630,7 +2650,8 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x05tasks\x18\x12 \x03(\v2\x15.alluvium.v1.TaskInfoR\x05tasks\x12\x16\n" +
 	"\x06policy\x18\x13 \x01(\tR\x06policy\x12#\n" +
 	"\rtasks_running\x18\x14 \x01(\x03R\ftasksRunning\x12\x14\n" +
-	"\x05round\x18\x15 \x01(\x05R\x05round\"c\n" +
+	"\x05round\x18\x15 \x01(\x05R\x05round\x12\x15\n" +
+	"\x06run_as\x18\x16 \x01(\tR\x05runAs\"c\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aCREATED\x10\x01\x12\v\n" +
@@ -2711,7 +2732,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x12leader_rpc_address\x18\x02 \x01(\tR\x10leaderRpcAddress\x121\n" +
 	"\aservers\x18\x03 \x03(\v2\x17.alluvium.v1.RaftServerR\aservers\x12\x12\n" +
 	"\x04term\x18\x04 \x01(\x04R\x04term\x12!\n" +
-	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\"\xea\x04\n" +
+	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\"\x80\x05\n" +
 	"\n" +
 	"PolicyInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -2735,7 +2756,8 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x14pending_scheduled_ms\x18\x10 \x01(\x03R\x12pendingScheduledMs\x12\x1b\n" +
 	"\tqueued_ms\x18\x11 \x01(\x03R\bqueuedMs\x12\x18\n" +
 	"\askipped\x18\x12 \x01(\x03R\askipped\x12$\n" +
-	"\x0elast_launch_ms\x18\x13 \x01(\x03R\flastLaunchMs\"[\n" +
+	"\x0elast_launch_ms\x18\x13 \x01(\x03R\flastLaunchMs\x12\x14\n" +
+	"\x05owner\x18\x14 \x01(\tR\x05owner\"[\n" +
 	"\x10AddPolicyRequest\x12/\n" +
 	"\x06policy\x18\x01 \x01(\v2\x17.alluvium.v1.PolicyInfoR\x06policy\x12\x16\n" +
 	"\x06paused\x18\x02 \x01(\bR\x06paused\"D\n" +
