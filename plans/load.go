@@ -539,6 +539,11 @@ func (Load) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 	if err := json.Unmarshal(t.Args, &a); err != nil {
 		return Result{}, fmt.Errorf("load task %d/%d: bad args: %w", t.JobID, t.TaskID, err)
 	}
+	if len(a.Blocks) > 1 {
+		if res, ok, err := cacheBatch(ctx, env, t, a); ok {
+			return res, err
+		}
+	}
 	var (
 		mu     sync.Mutex
 		done   int64
@@ -589,6 +594,59 @@ func (Load) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 		return res, fmt.Errorf("%d of %d block(s) failed, first: %s: %w", len(failed), len(a.Blocks), failed[0].Path, first)
 	}
 	return res, nil
+}
+
+// cacheBatch caches a batch of small blocks with one CacheBlocks call (the
+// worker fills them at once and commits them to the FS master in one
+// call). ok is false when the target cannot take the call (gone, or too
+// old): the caller then goes block by block, with its fallbacks.
+func cacheBatch(ctx context.Context, env Env, t *Task, a loadArgs) (res Result, ok bool, err error) {
+	var total int64
+	req := &api.CacheBlocksRequest{Blocks: make([]*api.CacheBlockRequest, len(a.Blocks))}
+	for i, b := range a.Blocks {
+		total += b.Length
+		req.Blocks[i] = &api.CacheBlockRequest{BlockId: b.ID, Source: &api.UfsBlockSource{
+			MountId: b.Mount, UfsPath: b.UFS, Offset: b.Offset, Length: b.Length, UfsFingerprint: b.Fingerprint,
+		}}
+	}
+	if err := waitBytes(ctx, t.Limiter, total); err != nil {
+		return Result{}, true, err
+	}
+	bw, err := env.BlockWorker(a.Address)
+	if err != nil {
+		return Result{}, false, nil
+	}
+	resp, err := bw.CacheBlocks(ctx, req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return Result{}, true, ctx.Err()
+		}
+		if gone(err) || status.Code(err) == codes.Unimplemented {
+			return Result{}, false, nil
+		}
+		return Result{}, true, err
+	}
+	var first string
+	for i, r := range resp.GetResults() {
+		if i >= len(a.Blocks) {
+			break
+		}
+		if r.GetError() != "" {
+			res.Failed = append(res.Failed, &api.FailedPath{Path: a.Blocks[i].Path, Error: r.GetError()})
+			if first == "" {
+				first = r.GetError()
+			}
+			continue
+		}
+		res.Bytes += a.Blocks[i].Length
+	}
+	if t.Progress != nil {
+		t.Progress(res.Bytes)
+	}
+	if len(res.Failed) > 0 {
+		return res, true, fmt.Errorf("%d of %d block(s) failed, first: %s: %s", len(res.Failed), len(a.Blocks), res.Failed[0].Path, first)
+	}
+	return res, true, nil
 }
 
 func cacheOne(ctx context.Context, env Env, t *Task, a loadArgs, b loadBlock) error {

@@ -99,6 +99,10 @@ var (
 // The built-in plans: one line per plan.
 func init() {
 	Register(Load{})
+	Register(Persist{})
+	Register(Replicate{})
+	Register(Move{})
+	Register(Copy{})
 }
 
 // Register adds a plan; a second plan with the same name replaces the first

@@ -1,0 +1,524 @@
+package plans
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/paths"
+)
+
+// Copy copies a file or a tree to a new path, across mounts and UFS kinds
+// (local, S3). DST names the copy itself: SRC's files land at the same
+// relative paths under DST. Each file is a task (small files batched per
+// worker):
+//
+//   - a file of one block is written by one block worker straight from the
+//     source (its cache, a peer's, or the source UFS) into the destination
+//     UFS under a temporary name renamed into place, then entered in the
+//     namespace — an existing DST file is replaced only once the new bytes
+//     are complete;
+//   - a larger file is split by blocks: its blocks are fetched in parallel
+//     by several block workers into the cache as blocks of a temporary
+//     file beside DST, which the worker holding most of them then writes to
+//     the UFS and which is renamed onto DST (staying cached).
+//
+// --checksum compares the SHA-256 of the source with the destination read
+// back. DST must not exist unless --overwrite; copying onto itself or a
+// directory into itself is refused at submit.
+type Copy struct{}
+
+// CopyConfig is the copy plan's job config (JSON).
+type CopyConfig struct {
+	Src       string `json:"src"`
+	Dst       string `json:"dst"`
+	Overwrite bool   `json:"overwrite,omitempty"`
+	Checksum  bool   `json:"checksum,omitempty"`
+	// Tuning; defaults are good.
+	BatchFiles int   `json:"batchFiles,omitempty"`
+	BatchBytes int64 `json:"batchBytes,omitempty"`
+	PageSize   int   `json:"pageSize,omitempty"`
+	// DstExisted is set at submit: whether DST existed then (files of a
+	// new DST need no existence check of their own).
+	DstExisted bool `json:"dstExisted,omitempty"`
+}
+
+// Name implements Plan.
+func (Copy) Name() string { return "copy" }
+
+// DecodeCopyConfig parses a copy config strictly and fills defaults.
+func DecodeCopyConfig(b []byte) (CopyConfig, error) {
+	var c CopyConfig
+	if err := decodeStrict("copy", b, &c); err != nil {
+		return c, err
+	}
+	var err error
+	if c.Src, err = cleanPath("copy", "src", c.Src); err != nil {
+		return c, err
+	}
+	if c.Dst, err = cleanPath("copy", "dst", c.Dst); err != nil {
+		return c, err
+	}
+	if c.Src == c.Dst {
+		return c, invalidf("copy %s: the destination is the source itself", c.Src)
+	}
+	if c.BatchFiles == 0 {
+		c.BatchFiles = defaultBatchFiles
+	}
+	if c.BatchBytes == 0 {
+		c.BatchBytes = defaultBatchBytes
+	}
+	if c.PageSize == 0 {
+		c.PageSize = defaultPageSize
+	}
+	if c.BatchFiles < 1 || c.BatchBytes < 1 || c.PageSize < 1 || c.PageSize > 100000 {
+		return c, invalidf("copy: batchFiles, batchBytes and pageSize must be positive (pageSize <= 100000)")
+	}
+	return c, nil
+}
+
+// checkSrcDst is what copy and move check at submit: SRC exists, DST is
+// not inside a directory SRC, DST exists only with overwrite and then is
+// of SRC's kind, and DST's parent is not a file.
+func checkSrcDst(ctx context.Context, env Env, plan, src, dst string, overwrite bool) (srcInfo, dstInfo *api.FileInfo, err error) {
+	srcInfo, err = statPath(ctx, env, plan, src)
+	if err != nil {
+		return nil, nil, err
+	}
+	if src == "/" {
+		return nil, nil, invalidf("%s /: the root cannot be the source", plan)
+	}
+	if srcInfo.GetFolder() && paths.IsAncestor(src, dst) {
+		return nil, nil, invalidf("%s %s to %s: cannot %s a directory into itself", plan, src, dst, plan)
+	}
+	dstInfo, err = exists(ctx, env, dst)
+	if err != nil {
+		return nil, nil, status.Errorf(status.Code(err), "%s %s: stat: %s", plan, dst, msg(err))
+	}
+	if dstInfo != nil {
+		switch {
+		case !overwrite:
+			return nil, nil, status.Errorf(codes.FailedPrecondition, "%s %s to %s: %s exists (use --overwrite to replace it)", plan, src, dst, dst)
+		case dstInfo.GetFolder() && !srcInfo.GetFolder():
+			return nil, nil, status.Errorf(codes.FailedPrecondition, "%s %s to %s: %s is a directory; a file cannot overwrite it", plan, src, dst, dst)
+		case !dstInfo.GetFolder() && srcInfo.GetFolder():
+			return nil, nil, status.Errorf(codes.FailedPrecondition, "%s %s to %s: %s is a file; a directory cannot overwrite it", plan, src, dst, dst)
+		case dstInfo.GetMountPoint() || dst == "/":
+			return nil, nil, status.Errorf(codes.FailedPrecondition, "%s %s to %s: %s is a mount point", plan, src, dst, dst)
+		}
+		return srcInfo, dstInfo, nil
+	}
+	// The nearest existing ancestor of DST must be a directory.
+	for p := dst; p != "/"; {
+		p, _ = paths.Split(p)
+		a, err := exists(ctx, env, p)
+		if err != nil {
+			return nil, nil, status.Errorf(status.Code(err), "%s %s: stat %s: %s", plan, dst, p, msg(err))
+		}
+		if a != nil {
+			if !a.GetFolder() {
+				return nil, nil, status.Errorf(codes.FailedPrecondition, "%s %s to %s: %s is a file", plan, src, dst, p)
+			}
+			break
+		}
+	}
+	return srcInfo, nil, nil
+}
+
+// Validate implements Plan.
+func (Copy) Validate(ctx context.Context, env Env, config []byte) ([]byte, error) {
+	c, err := DecodeCopyConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	_, dstInfo, err := checkSrcDst(ctx, env, "copy", c.Src, c.Dst, c.Overwrite)
+	if err != nil {
+		return nil, err
+	}
+	if ws, err := liveBlockWorkers(ctx, env); err != nil {
+		return nil, err
+	} else if len(ws) == 0 {
+		return nil, status.Errorf(codes.FailedPrecondition, "copy %s: no live block worker", c.Src)
+	}
+	c.DstExisted = dstInfo != nil
+	return json.Marshal(c)
+}
+
+// Done implements Plan: one round.
+func (Copy) Done(context.Context, Env, Job) (bool, error) { return true, nil }
+
+// copyElem is one file of a copy (or cross-mount move) task: the source as
+// planned, and where it goes.
+type copyElem struct {
+	Src       string      `json:"s"`
+	Dst       string      `json:"d"`
+	DstUfs    string      `json:"du"`
+	DstMount  int64       `json:"dm"`
+	ID        int64       `json:"id"`
+	Length    int64       `json:"l"`
+	BlockSize int64       `json:"bs"`
+	Mode      uint32      `json:"md,omitempty"`
+	Ufs       string      `json:"u,omitempty"` // empty: not persisted
+	Mount     int64       `json:"m,omitempty"`
+	FP        string      `json:"f,omitempty"`
+	Blocks    []fileBlock `json:"b,omitempty"`
+}
+
+// copyGen plans the files of a copy from src to dst.
+func copyGen(env Env, src, dst string) itemGen {
+	var mounts []*api.MountPointInfo
+	return func(ctx context.Context, f *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error) {
+		if mounts == nil {
+			m, err := mountTable(ctx, env)
+			if err != nil {
+				return nil, nil, err
+			}
+			mounts = m
+		}
+		e, failed := newCopyElem(f, src, dst, mounts)
+		if failed != nil {
+			return nil, []*api.FailedPath{failed}, nil
+		}
+		blocks := fileBlocks(f)
+		return []item{{
+			Elem: e, Bytes: f.GetLength(), Target: holder(blocks, workers, ""),
+			Batch: len(blocks) <= 1 && f.GetLength() <= smallFileBytes, Desc: f.GetPath(),
+		}}, nil, nil
+	}
+}
+
+func newCopyElem(f *api.FileInfo, src, dst string, mounts []*api.MountPointInfo) (copyElem, *api.FailedPath) {
+	d := joinAfter(src, dst, f.GetPath())
+	m, uri := mountFor(mounts, d)
+	switch {
+	case !f.GetCompleted():
+		return copyElem{}, failedf(f.GetPath(), "still being written")
+	case m == nil:
+		return copyElem{}, failedf(f.GetPath(), "no mount holds the destination %s", d)
+	case m.GetReadOnly():
+		return copyElem{}, failedf(f.GetPath(), "the destination %s is in the read-only mount %s", d, m.GetAlluviumPath())
+	}
+	blocks := fileBlocks(f)
+	if !persisted(f) {
+		for i, b := range blocks {
+			if len(b.Workers) == 0 && b.Length > 0 {
+				return copyElem{}, failedf(f.GetPath(), "block %d is cached nowhere and the file was never persisted: nothing to copy from", i)
+			}
+		}
+	}
+	e := copyElem{Src: f.GetPath(), Dst: d, DstUfs: uri, DstMount: m.GetMountId(), ID: f.GetFileId(), Length: f.GetLength(),
+		BlockSize: f.GetBlockSizeBytes(), Mode: f.GetMode(), Blocks: blocks}
+	if persisted(f) {
+		e.Ufs, e.Mount, e.FP = f.GetUfsPath(), f.GetMountId(), f.GetUfsFingerprint()
+	}
+	return e, nil
+}
+
+// NewPlanner implements Plan.
+func (Copy) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
+	c, err := DecodeCopyConfig(job.Config)
+	if err != nil {
+		return nil, err
+	}
+	return newItemPlanner(env, "copy", job, c.Src, c.PageSize, true, c.BatchFiles, c.BatchBytes, copyGen(env, c.Src, c.Dst))
+}
+
+// Run implements Plan.
+func (Copy) Run(ctx context.Context, env Env, t *Task) (Result, error) {
+	c, err := DecodeCopyConfig(t.Config)
+	if err != nil {
+		return Result{}, err
+	}
+	return runItems(ctx, t, itemParallelism, func(ctx context.Context, raw json.RawMessage) itemResult {
+		var e copyElem
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return itemResult{err: fmt.Errorf("copy: bad task element: %w", err)}
+		}
+		cp := copier{env: env, t: t, overwrite: c.Overwrite, checkDst: c.DstExisted || t.Attempt > 1, checksum: c.Checksum}
+		if _, err := cp.copyFile(ctx, e); err != nil {
+			return itemResult{failed: failedf(e.Src, "%s", msg(err)), err: fmt.Errorf("copy %s to %s: %w", e.Src, e.Dst, err)}
+		}
+		return itemResult{bytes: e.Length}
+	})
+}
+
+// copier copies one file; move uses it across mounts.
+type copier struct {
+	env       Env
+	t         *Task
+	overwrite bool
+	checkDst  bool // DST may exist: look before writing
+	checksum  bool
+}
+
+// copyFile copies e.Src to e.Dst and returns the new file's status. A DST
+// that already is a complete copy from an earlier attempt of this task
+// counts as done.
+func (cp copier) copyFile(ctx context.Context, e copyElem) (*api.FileInfo, error) {
+	if cp.checkDst {
+		d, err := exists(ctx, cp.env, e.Dst)
+		if err != nil {
+			return nil, err
+		}
+		if d != nil {
+			switch {
+			case d.GetFolder():
+				return nil, status.Errorf(codes.FailedPrecondition, "%s is a directory", e.Dst)
+			case cp.t.Attempt > 1 && !cp.overwrite && d.GetCompleted() && persisted(d) && d.GetLength() == e.Length:
+				return d, nil // an earlier attempt finished it
+			case !cp.overwrite:
+				return nil, status.Errorf(codes.FailedPrecondition, "%s exists (use --overwrite to replace it)", e.Dst)
+			}
+		}
+	}
+	if len(e.Blocks) > 1 {
+		return cp.copyLarge(ctx, e)
+	}
+	return cp.copyDirect(ctx, e)
+}
+
+// sources are the block sources of e's file: cached copies, then its UFS.
+func (e copyElem) sources() []*api.BlockSource {
+	out := make([]*api.BlockSource, len(e.Blocks))
+	for i, b := range e.Blocks {
+		s := &api.BlockSource{BlockId: b.ID, Length: b.Length, Workers: b.Workers}
+		if e.Ufs != "" {
+			s.Ufs = &api.UfsBlockSource{MountId: e.Mount, UfsPath: e.Ufs, Offset: b.Offset, Length: b.Length, UfsFingerprint: e.FP}
+		}
+		out[i] = s
+	}
+	return out
+}
+
+// worker picks the block worker that runs a transfer: the one caching most
+// of the file, else the one beside this job worker, else any live one.
+func (cp copier) worker(ctx context.Context, blocks []fileBlock) (string, error) {
+	ws, err := liveBlockWorkers(ctx, cp.env)
+	if err != nil {
+		return "", err
+	}
+	if h := holder(blocks, ws, cp.t.LocalBlockWorker); h.addr != "" {
+		return h.addr, nil
+	}
+	for _, w := range ws {
+		if w.addr == cp.t.LocalBlockWorker {
+			return w.addr, nil
+		}
+	}
+	if len(ws) == 0 {
+		return "", status.Error(codes.Unavailable, "no live block worker")
+	}
+	return ws[int(cp.t.TaskID)%len(ws)].addr, nil
+}
+
+// copyDirect writes the destination UFS file straight from the source,
+// then enters it in the namespace (replacing an older DST only now).
+func (cp copier) copyDirect(ctx context.Context, e copyElem) (*api.FileInfo, error) {
+	addr, err := cp.worker(ctx, e.Blocks)
+	if err != nil {
+		return nil, err
+	}
+	bw, err := cp.env.BlockWorker(addr)
+	if err != nil {
+		return nil, err
+	}
+	wr, err := bw.WriteUfsFileFrom(ctx, &api.WriteUfsFileFromRequest{
+		Dest:     &api.WriteUfsFileHeader{MountId: e.DstMount, UfsPath: e.DstUfs, Overwrite: true, CreateParent: true, Mode: e.Mode},
+		Sources:  e.sources(),
+		Checksum: cp.checksum,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("write %s on %s: %w", e.DstUfs, addr, err)
+	}
+	if wr.GetLength() != e.Length {
+		return nil, status.Errorf(codes.DataLoss, "wrote %d bytes, the source has %d (changed?)", wr.GetLength(), e.Length)
+	}
+	cr, err := cp.env.FS().CreateFile(ctx, &api.CreateFileRequest{Path: e.Dst, BlockSizeBytes: max(e.BlockSize, 0), WriteType: api.WriteType_THROUGH,
+		Recursive: true, Overwrite: true, Mode: e.Mode})
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", e.Dst, err)
+	}
+	info := cr.GetInfo()
+	if info.GetUfsPath() != e.DstUfs {
+		_, _ = cp.env.FS().Delete(context.WithoutCancel(ctx), &api.DeleteRequest{Path: e.Dst, AlluviumOnly: true})
+		return nil, status.Errorf(codes.Aborted, "the mounts changed while copying: %s is now %s, not %s", e.Dst, info.GetUfsPath(), e.DstUfs)
+	}
+	done, err := cp.env.FS().CompleteFile(ctx, &api.CompleteFileRequest{Path: e.Dst, Length: wr.GetLength(), UfsFingerprint: wr.GetUfsFingerprint(), FileId: info.GetFileId()})
+	if err != nil {
+		return nil, fmt.Errorf("complete %s: %w", e.Dst, err)
+	}
+	return done.GetInfo(), nil
+}
+
+// copyTemp is the temporary namespace name a large copy is assembled
+// under, beside DST; the same for every attempt of the job.
+func (cp copier) copyTemp(dst string) string {
+	dir, name := paths.Split(dst)
+	return paths.Join(dir, fmt.Sprintf(".alluvium-tmp-copy-%d-%s", cp.t.JobID, name))
+}
+
+// partParallelism is how many parts of a large file are fetched at once.
+const partParallelism = 4
+
+// copyLarge splits a multi-block file by blocks: each block is fetched by
+// a block worker (spread over the live ones, the holder of a cached source
+// block first) into the cache as a block of a temporary file beside DST;
+// the worker holding most parts writes them to the UFS; the temporary file
+// is completed and renamed onto DST, keeping its blocks cached. A part that
+// could not be fetched is read from the source during the assembly.
+func (cp copier) copyLarge(ctx context.Context, e copyElem) (info *api.FileInfo, err error) {
+	fs := cp.env.FS()
+	tmp := cp.copyTemp(e.Dst)
+	cr, err := fs.CreateFile(ctx, &api.CreateFileRequest{Path: tmp, BlockSizeBytes: e.BlockSize, WriteType: api.WriteType_MUST_CACHE,
+		Recursive: true, Overwrite: true, Mode: e.Mode})
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", tmp, err)
+	}
+	tinfo := cr.GetInfo()
+	replaced := false // DST is gone: keep the finished copy under tmp if the rename fails
+	defer func() {
+		if err != nil && !replaced {
+			// Nothing half-made stays: the temporary file goes (its UFS
+			// copy and cached blocks with it).
+			_, _ = fs.Delete(context.WithoutCancel(ctx), &api.DeleteRequest{Path: tmp})
+		}
+	}()
+	ws, err := liveBlockWorkers(ctx, cp.env)
+	if err != nil {
+		return nil, err
+	}
+	if len(ws) == 0 {
+		return nil, status.Error(codes.Unavailable, "no live block worker")
+	}
+	live := map[string]bool{}
+	for _, w := range ws {
+		live[w.addr] = true
+	}
+	parts := make([]string, len(e.Blocks)) // where part i is cached ("": nowhere)
+	var (
+		mu   sync.Mutex
+		done int64
+		wg   sync.WaitGroup
+	)
+	sem := make(chan struct{}, partParallelism)
+	for i, b := range e.Blocks {
+		target, from := ws[(i+int(cp.t.TaskID))%len(ws)].addr, ""
+		for _, a := range b.Workers {
+			if live[a] {
+				target, from = a, a // a local copy on the holder: no network
+				break
+			}
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func(i int, b fileBlock) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			id := api.BlockID(tinfo.GetFileId(), int64(i))
+			bw, err := cp.env.BlockWorker(target)
+			if err == nil {
+				if from != "" {
+					_, err = bw.CopyBlockFrom(ctx, &api.CopyBlockFromRequest{BlockId: id, SourceBlockId: b.ID, Source: from, Length: b.Length})
+				} else if e.Ufs != "" {
+					_, err = bw.CacheBlock(ctx, &api.CacheBlockRequest{BlockId: id, Source: &api.UfsBlockSource{
+						MountId: e.Mount, UfsPath: e.Ufs, Offset: b.Offset, Length: b.Length, UfsFingerprint: e.FP}})
+				} else {
+					err = fmt.Errorf("block %d is cached nowhere", i)
+				}
+			}
+			if err != nil {
+				return // the assembly reads it from the source
+			}
+			mu.Lock()
+			parts[i] = target
+			done += b.Length / 2 // half the work: it is written once more
+			if cp.t.Progress != nil {
+				cp.t.Progress(done)
+			}
+			mu.Unlock()
+		}(i, b)
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Assemble on the worker holding most parts (this job worker's own on a tie).
+	count := map[string]int{}
+	best := ""
+	for _, a := range parts {
+		if a == "" {
+			continue
+		}
+		count[a]++
+		if best == "" || count[a] > count[best] || count[a] == count[best] && a == cp.t.LocalBlockWorker {
+			best = a
+		}
+	}
+	if best == "" {
+		if best, err = cp.worker(ctx, e.Blocks); err != nil {
+			return nil, err
+		}
+	}
+	srcs := e.sources()
+	asm := make([]*api.BlockSource, len(e.Blocks))
+	for i, b := range e.Blocks {
+		s := &api.BlockSource{BlockId: api.BlockID(tinfo.GetFileId(), int64(i)), Length: b.Length, Ufs: srcs[i].GetUfs()}
+		if parts[i] != "" {
+			s.Workers = []string{parts[i]}
+		} else if s.Ufs == nil {
+			// Not fetched and not in a UFS: read the source's cached block.
+			s = srcs[i]
+		}
+		asm[i] = s
+	}
+	bw, err := cp.env.BlockWorker(best)
+	if err != nil {
+		return nil, err
+	}
+	wr, err := bw.WriteUfsFileFrom(ctx, &api.WriteUfsFileFromRequest{
+		Dest:     &api.WriteUfsFileHeader{MountId: tinfo.GetMountId(), UfsPath: tinfo.GetUfsPath(), Overwrite: true, CreateParent: true, Mode: e.Mode},
+		Sources:  asm,
+		Checksum: cp.checksum,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("assemble %s on %s: %w", tmp, best, err)
+	}
+	if wr.GetLength() != e.Length {
+		return nil, status.Errorf(codes.DataLoss, "assembled %d bytes, the source has %d (changed?)", wr.GetLength(), e.Length)
+	}
+	if cp.checksum {
+		// The parts are copies: compare with the source itself.
+		h, err := bw.HashBlocks(ctx, &api.HashBlocksRequest{Sources: srcs})
+		if err != nil {
+			return nil, fmt.Errorf("checksum of the source: %w", err)
+		}
+		if h.GetSha256() != wr.GetSha256() {
+			return nil, status.Errorf(codes.DataLoss, "checksum mismatch: source sha256 %s, copy %s", h.GetSha256(), wr.GetSha256())
+		}
+	}
+	if _, err := fs.CompleteFile(ctx, &api.CompleteFileRequest{Path: tmp, Length: wr.GetLength(), UfsFingerprint: wr.GetUfsFingerprint(), FileId: tinfo.GetFileId()}); err != nil {
+		return nil, fmt.Errorf("complete %s: %w", tmp, err)
+	}
+	if cp.overwrite {
+		if _, err := fs.Delete(ctx, &api.DeleteRequest{Path: e.Dst}); err != nil && status.Code(err) != codes.NotFound {
+			return nil, fmt.Errorf("replace %s: %w", e.Dst, err)
+		}
+		replaced = true
+	}
+	rr, err := fs.Rename(ctx, &api.RenameRequest{Src: tmp, Dst: e.Dst})
+	if err != nil {
+		return nil, fmt.Errorf("rename %s to %s: %w", tmp, e.Dst, err)
+	}
+	return rr.GetInfo(), nil
+}

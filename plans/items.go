@@ -1,0 +1,531 @@
+package plans
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/paths"
+)
+
+// The per-file plans (persist, copy, move, replicate) share one streaming
+// planner: it walks a tree page by page, asks the plan for the work items
+// of each file, and turns them into tasks — a big item alone, small ones
+// batched per block worker (up to batchFiles items or batchBytes bytes) —
+// placed on the job worker beside the block worker the item names, or
+// spread by bytes when it names none. Every Next ends with its batches
+// flushed, so the cursor (the last file walked) is exact.
+
+// item is one unit of work the plan found for a file.
+type item struct {
+	Elem   any   // the task element, marshalled to JSON
+	Bytes  int64 // for progress and spreading
+	Target blockWorker
+	Batch  bool   // small: may share a task with others
+	Desc   string // the path it works on
+}
+
+// itemCursor is where planning stands. Plans keep their own state in Aux.
+type itemCursor struct {
+	After   string          `json:"after,omitempty"`
+	Planned map[int64]int64 `json:"planned,omitempty"`
+	Aux     json.RawMessage `json:"aux,omitempty"`
+}
+
+// itemArgs are a per-file task's arguments.
+type itemArgs struct {
+	Worker  int64             `json:"w,omitempty"`
+	Address string            `json:"a,omitempty"`
+	Items   []json.RawMessage `json:"i"`
+}
+
+// itemGen returns the items of one file (and paths it cannot handle).
+type itemGen func(ctx context.Context, f *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error)
+
+// fileSource yields the files a plan works on: a tree walk, or a list.
+type fileSource interface {
+	Next(ctx context.Context) (*api.FileInfo, error) // io.EOF after the last
+	Pos() string                                      // resume point after the last file returned
+}
+
+// walkSource is a tree walk as a fileSource.
+type walkSource struct {
+	w    *walker
+	last string
+}
+
+func (s *walkSource) Next(ctx context.Context) (*api.FileInfo, error) {
+	f, err := s.w.Next(ctx)
+	if err == nil {
+		s.last = f.GetPath()
+	}
+	return f, err
+}
+
+func (s *walkSource) Pos() string { return s.last }
+
+type itemPlanner struct {
+	env        Env
+	name       string // the plan, for errors
+	walk       fileSource
+	cur        itemCursor
+	gen        itemGen
+	batchFiles int
+	batchBytes int64
+	// onDone runs once the walk ends, before the last batch is returned:
+	// a plan may add final items (move's clean-up).
+	onDone func(ctx context.Context) ([]item, error)
+
+	workers   []blockWorker
+	refreshed time.Time
+	open      map[int64]*itemBatch
+	pending   map[int64]int64
+	out       []TaskSpec
+	failed    []*api.FailedPath
+	eof       bool
+	calls     int
+}
+
+type itemBatch struct {
+	target blockWorker
+	elems  []json.RawMessage
+	descs  []string
+	bytes  int64
+}
+
+func newItemPlanner(env Env, name string, job Job, root string, pageSize int, blocks bool, batchFiles int, batchBytes int64, gen itemGen) (*itemPlanner, error) {
+	return newItemPlannerFrom(env, name, job, func(cur itemCursor) fileSource {
+		if pageSize < 1 {
+			pageSize = defaultPageSize
+		}
+		return &walkSource{w: newWalker(env.FS(), root, cur.After, int32(pageSize), blocks), last: cur.After}
+	}, batchFiles, batchBytes, gen)
+}
+
+func newItemPlannerFrom(env Env, name string, job Job, source func(itemCursor) fileSource, batchFiles int, batchBytes int64, gen itemGen) (*itemPlanner, error) {
+	var cur itemCursor
+	if len(job.Cursor) > 0 {
+		if err := json.Unmarshal(job.Cursor, &cur); err != nil {
+			return nil, fmt.Errorf("%s job %d: bad cursor: %w", name, job.ID, err)
+		}
+	}
+	if cur.Planned == nil {
+		cur.Planned = map[int64]int64{}
+	}
+	if batchFiles < 1 {
+		batchFiles = defaultBatchFiles
+	}
+	if batchBytes < 1 {
+		batchBytes = defaultBatchBytes
+	}
+	return &itemPlanner{
+		env: env, name: name, cur: cur, gen: gen, batchFiles: batchFiles, batchBytes: batchBytes,
+		walk: source(cur), open: map[int64]*itemBatch{}, pending: map[int64]int64{},
+	}, nil
+}
+
+func (p *itemPlanner) Close() error { return nil }
+
+// Next implements Planner.
+func (p *itemPlanner) Next(ctx context.Context, max int) (Batch, error) {
+	if max < 1 {
+		max = 1
+	}
+	p.out, p.failed = nil, nil
+	start, budget := time.Now(), nextBudget
+	if p.calls == 0 {
+		budget = firstBudget
+	}
+	p.calls++
+	scanned := 0
+	for !p.eof && len(p.out) < max && scanned < 16*max && (len(p.out) == 0 || time.Since(start) < budget) {
+		if p.workers == nil || time.Since(p.refreshed) > workerRefresh {
+			ws, err := liveBlockWorkers(ctx, p.env)
+			if err != nil {
+				return Batch{}, err
+			}
+			p.workers, p.refreshed = ws, time.Now()
+		}
+		f, err := p.walk.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			p.eof = true
+			break
+		}
+		if err != nil {
+			if status.Code(err) == codes.NotFound {
+				return Batch{}, status.Errorf(codes.NotFound, "%s: %v", p.name, status.Convert(err).Message())
+			}
+			return Batch{}, err
+		}
+		scanned++
+		items, failed, err := p.gen(ctx, f, p.workers)
+		if err != nil {
+			return Batch{}, err
+		}
+		p.failed = append(p.failed, failed...)
+		for _, it := range items {
+			if err := p.add(it); err != nil {
+				return Batch{}, err
+			}
+		}
+		p.cur.After = p.walk.Pos()
+	}
+	if p.eof && p.onDone != nil {
+		items, err := p.onDone(ctx)
+		if err != nil {
+			return Batch{}, err
+		}
+		p.onDone = nil
+		for _, it := range items {
+			if err := p.add(it); err != nil {
+				return Batch{}, err
+			}
+		}
+	}
+	ids := make([]int64, 0, len(p.open))
+	for id := range p.open {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		p.flush(id)
+	}
+	cur, err := json.Marshal(p.cur)
+	if err != nil {
+		return Batch{}, err
+	}
+	return Batch{Tasks: p.out, Cursor: cur, Done: p.eof, Failed: p.failed}, nil
+}
+
+// spread picks a block worker for an item that names none: the one with
+// the fewest bytes planned by this job.
+func (p *itemPlanner) spread(key int64) blockWorker {
+	if len(p.workers) == 0 {
+		return blockWorker{}
+	}
+	best := -1
+	var bestLoad int64
+	n := int64(len(p.workers))
+	for k := range p.workers {
+		i := int((int64(k) + key%n + n) % n) // rotate ties with the key
+		w := p.workers[i]
+		load := p.cur.Planned[w.id] + p.pending[w.id]
+		if best < 0 || load < bestLoad {
+			best, bestLoad = i, load
+		}
+	}
+	return p.workers[best]
+}
+
+func (p *itemPlanner) add(it item) error {
+	elem, err := json.Marshal(it.Elem)
+	if err != nil {
+		return err
+	}
+	t := it.Target
+	if t.id == 0 && t.addr == "" {
+		t = p.spread(int64(len(p.out)) + int64(len(p.cur.After)))
+	}
+	if !it.Batch {
+		p.pending[t.id] += it.Bytes
+		p.emit(&itemBatch{target: t, elems: []json.RawMessage{elem}, descs: []string{it.Desc}, bytes: it.Bytes})
+		return nil
+	}
+	ob := p.open[t.id]
+	if ob != nil && (len(ob.elems) >= p.batchFiles || ob.bytes+it.Bytes > p.batchBytes) {
+		p.flush(t.id)
+		ob = nil
+	}
+	if ob == nil {
+		ob = &itemBatch{target: t}
+		p.open[t.id] = ob
+	}
+	ob.elems = append(ob.elems, elem)
+	ob.descs = append(ob.descs, it.Desc)
+	ob.bytes += it.Bytes
+	p.pending[t.id] += it.Bytes
+	if len(ob.elems) >= p.batchFiles || ob.bytes >= p.batchBytes {
+		p.flush(t.id)
+	}
+	return nil
+}
+
+func (p *itemPlanner) flush(id int64) {
+	if ob := p.open[id]; ob != nil {
+		delete(p.open, id)
+		p.emit(ob)
+	}
+}
+
+func (p *itemPlanner) emit(ob *itemBatch) {
+	id := ob.target.id
+	p.pending[id] -= ob.bytes
+	p.cur.Planned[id] += ob.bytes
+	args, _ := json.Marshal(itemArgs{Worker: ob.target.id, Address: ob.target.addr, Items: ob.elems})
+	desc := ob.descs[0]
+	if len(ob.descs) > 1 {
+		desc = fmt.Sprintf("%s (+%d more)", desc, len(ob.descs)-1)
+	}
+	p.out = append(p.out, TaskSpec{Args: args, Description: desc, Bytes: ob.bytes, BlockWorkerID: ob.target.id, BlockWorkerAddress: ob.target.addr})
+}
+
+// itemResult is what one item of a task did.
+type itemResult struct {
+	bytes  int64
+	failed *api.FailedPath // the path that failed, when err is set
+	err    error
+}
+
+// runItems runs a task's items, par at a time, and sums them up: the task
+// fails (and is retried) when any item failed; the failed paths say which.
+func runItems(ctx context.Context, t *Task, par int, fn func(ctx context.Context, raw json.RawMessage) itemResult) (Result, error) {
+	var a itemArgs
+	if err := json.Unmarshal(t.Args, &a); err != nil {
+		return Result{}, fmt.Errorf("task %d/%d: bad args: %w", t.JobID, t.TaskID, err)
+	}
+	var (
+		mu     sync.Mutex
+		done   int64
+		failed []*api.FailedPath
+		first  error
+		wg     sync.WaitGroup
+	)
+	sem := make(chan struct{}, max(par, 1))
+	for _, raw := range a.Items {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func(raw json.RawMessage) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			r := fn(ctx, raw)
+			mu.Lock()
+			defer mu.Unlock()
+			done += r.bytes
+			if r.err != nil {
+				if ctx.Err() == nil && r.failed != nil {
+					failed = append(failed, r.failed)
+				}
+				if first == nil {
+					first = r.err
+				}
+				return
+			}
+			if t.Progress != nil {
+				t.Progress(done)
+			}
+		}(raw)
+	}
+	wg.Wait()
+	res := Result{Bytes: done, Failed: failed}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	if first != nil {
+		if len(a.Items) == 1 {
+			return res, first
+		}
+		return res, fmt.Errorf("%d of %d item(s) failed, first: %w", max(len(failed), 1), len(a.Items), first)
+	}
+	return res, nil
+}
+
+// decodeStrict decodes a plan config, refusing unknown fields and
+// trailing data.
+func decodeStrict(plan string, b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return invalidf("%s: config: %v", plan, err)
+	}
+	if dec.More() {
+		return invalidf("%s: config: trailing data after the JSON object", plan)
+	}
+	return nil
+}
+
+// cleanPath validates a config path field.
+func cleanPath(plan, field, p string) (string, error) {
+	if p == "" {
+		return "", invalidf("%s: config: %s is required", plan, field)
+	}
+	c, err := paths.Clean(p)
+	if err != nil {
+		return "", invalidf("%s: %s: %v", plan, field, err)
+	}
+	return c, nil
+}
+
+// statPath stats p for a plan's Validate, with errors naming the plan.
+func statPath(ctx context.Context, env Env, plan, p string) (*api.FileInfo, error) {
+	resp, err := env.FS().GetStatus(ctx, &api.GetStatusRequest{Path: p})
+	if err != nil {
+		if status.Code(err) == codes.NotFound {
+			return nil, status.Errorf(codes.NotFound, "%s %s: no such file or directory", plan, p)
+		}
+		return nil, status.Errorf(status.Code(err), "%s %s: stat: %v", plan, p, status.Convert(err).Message())
+	}
+	return resp.GetInfo(), nil
+}
+
+// exists stats p: (nil, nil) when it does not exist.
+func exists(ctx context.Context, env Env, p string) (*api.FileInfo, error) {
+	resp, err := env.FS().GetStatus(ctx, &api.GetStatusRequest{Path: p})
+	if status.Code(err) == codes.NotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetInfo(), nil
+}
+
+// addrOf is a worker's rpc address as host:port.
+func addrOf(a *api.WorkerNetAddress) string {
+	if a == nil || a.GetHost() == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s:%d", a.GetHost(), a.GetRpcPort())
+}
+
+// fileBlock is one block of a file as the plans see it.
+type fileBlock struct {
+	ID      int64    `json:"id"`
+	Offset  int64    `json:"o,omitempty"`
+	Length  int64    `json:"l"`
+	Workers []string `json:"w,omitempty"` // addresses caching it
+	IDs     []int64  `json:"-"`           // their worker ids
+}
+
+// fileBlocks lists a file's blocks with their cached locations.
+func fileBlocks(f *api.FileInfo) []fileBlock {
+	bs := f.GetBlockSizeBytes()
+	if bs <= 0 {
+		bs = max(f.GetLength(), 1)
+	}
+	n := (f.GetLength() + bs - 1) / bs
+	fbis := f.GetFileBlockInfos()
+	out := make([]fileBlock, 0, n)
+	for i := int64(0); i < n; i++ {
+		b := fileBlock{Offset: i * bs, Length: min(bs, f.GetLength()-i*bs)}
+		switch {
+		case int(i) < len(fbis) && fbis[i].GetBlockInfo() != nil:
+			bi := fbis[i].GetBlockInfo()
+			b.ID = bi.GetBlockId()
+			if bi.GetLength() > 0 {
+				b.Length = bi.GetLength()
+			}
+			for _, l := range bi.GetLocations() {
+				if a := addrOf(l.GetAddress()); a != "" {
+					b.Workers = append(b.Workers, a)
+					b.IDs = append(b.IDs, l.GetWorkerId())
+				}
+			}
+		case int(i) < len(f.GetBlockIds()):
+			b.ID = f.GetBlockIds()[i]
+		default:
+			b.ID = api.BlockID(f.GetFileId(), i)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// persisted says whether a file's bytes are in its UFS.
+func persisted(f *api.FileInfo) bool {
+	return f.GetPersistenceState() == api.PersistenceState_PERSISTED
+}
+
+// holder returns the live worker caching most of a file's bytes (zero
+// when none caches any), preferring prefer on a tie.
+func holder(blocks []fileBlock, workers []blockWorker, prefer string) blockWorker {
+	live := map[int64]blockWorker{}
+	for _, w := range workers {
+		live[w.id] = w
+	}
+	bytes := map[int64]int64{}
+	for _, b := range blocks {
+		for _, id := range b.IDs {
+			if _, ok := live[id]; ok {
+				bytes[id] += max(b.Length, 1)
+			}
+		}
+	}
+	var best blockWorker
+	var most int64
+	for id, n := range bytes {
+		w := live[id]
+		if n > most || n == most && (w.addr == prefer || best.addr != prefer && w.id < best.id) {
+			best, most = w, n
+		}
+	}
+	return best
+}
+
+// joinAfter maps a path under src to the same place under dst.
+func joinAfter(src, dst, p string) string {
+	rel := paths.Rel(src, p)
+	if rel == "" {
+		return dst
+	}
+	if dst == "/" {
+		return "/" + rel
+	}
+	return dst + "/" + rel
+}
+
+// mountFor returns the mount holding the clean path p, and p's UFS URI.
+func mountFor(mounts []*api.MountPointInfo, p string) (*api.MountPointInfo, string) {
+	var best *api.MountPointInfo
+	for _, m := range mounts {
+		if paths.IsAncestor(m.GetAlluviumPath(), p) && (best == nil || len(m.GetAlluviumPath()) > len(best.GetAlluviumPath())) {
+			best = m
+		}
+	}
+	if best == nil {
+		return nil, ""
+	}
+	rel := strings.Trim(paths.Rel(best.GetAlluviumPath(), p), "/")
+	uri := best.GetUfsUri()
+	if rel != "" {
+		uri = strings.TrimRight(uri, "/") + "/" + rel
+	}
+	return best, uri
+}
+
+func mountTable(ctx context.Context, env Env) ([]*api.MountPointInfo, error) {
+	resp, err := env.FS().GetMountTable(ctx, &api.GetMountTableRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("mount table: %w", err)
+	}
+	return resp.GetMounts(), nil
+}
+
+// failedf is a FailedPath.
+func failedf(p, format string, a ...any) *api.FailedPath {
+	return &api.FailedPath{Path: p, Error: fmt.Sprintf(format, a...)}
+}
+
+// msg is the message of a (gRPC) error.
+func msg(err error) string {
+	if s, ok := status.FromError(err); ok {
+		return s.Message()
+	}
+	return err.Error()
+}

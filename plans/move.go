@@ -1,0 +1,313 @@
+package plans
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/paths"
+)
+
+// Move moves a file or a tree to a new path. Within one mount, onto a DST
+// that does not exist, it is one rename in the FS master (the UFS renamed
+// too, every block staying cached): one task. Otherwise each file is a
+// task: within a mount a rename of the file (replacing DST's with
+// --overwrite); across mounts a copy that is verified (SHA-256 of the
+// source against the destination read back), whose cached blocks are
+// copied beside the source's on the same workers, and only then the source
+// deleted. A second round removes the emptied source directories, once
+// every file moved. DST must not exist unless --overwrite; moving a
+// directory into itself is refused at submit.
+type Move struct{}
+
+// MoveConfig is the move plan's job config (JSON).
+type MoveConfig struct {
+	Src       string `json:"src"`
+	Dst       string `json:"dst"`
+	Overwrite bool   `json:"overwrite,omitempty"`
+	PageSize  int    `json:"pageSize,omitempty"`
+	// Whole is set at submit: one rename moves everything (same mount, DST
+	// absent, or a file replacing a file).
+	Whole bool `json:"whole,omitempty"`
+	// DstExisted is set at submit.
+	DstExisted bool `json:"dstExisted,omitempty"`
+}
+
+// Name implements Plan.
+func (Move) Name() string { return "move" }
+
+// DecodeMoveConfig parses a move config strictly and fills defaults.
+func DecodeMoveConfig(b []byte) (MoveConfig, error) {
+	var c MoveConfig
+	if err := decodeStrict("move", b, &c); err != nil {
+		return c, err
+	}
+	var err error
+	if c.Src, err = cleanPath("move", "src", c.Src); err != nil {
+		return c, err
+	}
+	if c.Dst, err = cleanPath("move", "dst", c.Dst); err != nil {
+		return c, err
+	}
+	if c.Src == c.Dst {
+		return c, invalidf("move %s: the destination is the source itself", c.Src)
+	}
+	if c.PageSize == 0 {
+		c.PageSize = defaultPageSize
+	}
+	if c.PageSize < 1 || c.PageSize > 100000 {
+		return c, invalidf("move: pageSize must be 1..100000")
+	}
+	return c, nil
+}
+
+// Validate implements Plan.
+func (Move) Validate(ctx context.Context, env Env, config []byte) ([]byte, error) {
+	c, err := DecodeMoveConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	src, dst, err := checkSrcDst(ctx, env, "move", c.Src, c.Dst, c.Overwrite)
+	if err != nil {
+		return nil, err
+	}
+	if src.GetMountPoint() {
+		return nil, status.Errorf(codes.FailedPrecondition, "move %s: it is a mount point (unmount it, or move what is inside)", c.Src)
+	}
+	mounts, err := mountTable(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	ms, _ := mountFor(mounts, c.Src)
+	md, _ := mountFor(mounts, c.Dst)
+	if md != nil && md.GetReadOnly() {
+		return nil, status.Errorf(codes.FailedPrecondition, "move %s to %s: %s is in the read-only mount %s", c.Src, c.Dst, c.Dst, md.GetAlluviumPath())
+	}
+	if ms != nil && ms.GetReadOnly() {
+		return nil, status.Errorf(codes.FailedPrecondition, "move %s: it is in the read-only mount %s", c.Src, ms.GetAlluviumPath())
+	}
+	same := ms != nil && md != nil && ms.GetMountId() == md.GetMountId()
+	c.DstExisted = dst != nil
+	c.Whole = same && (dst == nil || !src.GetFolder())
+	return json.Marshal(c)
+}
+
+// Done implements Plan: a file-by-file move that moved every file goes on
+// to a round that removes the emptied source tree.
+func (Move) Done(ctx context.Context, env Env, job Job) (bool, error) {
+	c, err := DecodeMoveConfig(job.Config)
+	if err != nil {
+		return true, err
+	}
+	return c.Whole || job.Round > 0 || job.RoundFailed > 0, nil
+}
+
+// moveElem is one move task element.
+type moveElem struct {
+	Op   string    `json:"op"` // whole, rename, copy, cleanup
+	Src  string    `json:"s"`
+	Dst  string    `json:"d"`
+	Copy *copyElem `json:"c,omitempty"`
+}
+
+// NewPlanner implements Plan.
+func (Move) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
+	c, err := DecodeMoveConfig(job.Config)
+	if err != nil {
+		return nil, err
+	}
+	if c.Whole || job.Round > 0 {
+		op := "whole"
+		if job.Round > 0 {
+			op = "cleanup"
+		}
+		p, err := newItemPlannerFrom(env, "move", job, func(itemCursor) fileSource { return emptySource{} }, 1, 1, nil)
+		if err != nil {
+			return nil, err
+		}
+		return p.withFinal(item{Elem: moveElem{Op: op, Src: c.Src, Dst: c.Dst}, Desc: c.Src}), nil
+	}
+	var mounts []*api.MountPointInfo
+	cg := copyGen(env, c.Src, c.Dst)
+	gen := func(ctx context.Context, f *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error) {
+		if mounts == nil {
+			m, err := mountTable(ctx, env)
+			if err != nil {
+				return nil, nil, err
+			}
+			mounts = m
+		}
+		d := joinAfter(c.Src, c.Dst, f.GetPath())
+		ms, _ := mountFor(mounts, f.GetPath())
+		md, _ := mountFor(mounts, d)
+		if ms != nil && md != nil && ms.GetMountId() == md.GetMountId() {
+			return []item{{Elem: moveElem{Op: "rename", Src: f.GetPath(), Dst: d}, Batch: true, Desc: f.GetPath()}}, nil, nil
+		}
+		items, failed, err := cg(ctx, f, workers)
+		for i := range items {
+			e := items[i].Elem.(copyElem)
+			items[i].Elem = moveElem{Op: "copy", Src: f.GetPath(), Dst: d, Copy: &e}
+		}
+		return items, failed, err
+	}
+	return newItemPlanner(env, "move", job, c.Src, c.PageSize, true, defaultBatchFiles, defaultBatchBytes, gen)
+}
+
+// withFinal makes the planner end with one more item.
+func (p *itemPlanner) withFinal(it item) *itemPlanner {
+	p.onDone = func(context.Context) ([]item, error) { return []item{it}, nil }
+	return p
+}
+
+// emptySource yields nothing.
+type emptySource struct{}
+
+func (emptySource) Next(context.Context) (*api.FileInfo, error) { return nil, io.EOF }
+func (emptySource) Pos() string                                  { return "" }
+
+// Run implements Plan.
+func (Move) Run(ctx context.Context, env Env, t *Task) (Result, error) {
+	c, err := DecodeMoveConfig(t.Config)
+	if err != nil {
+		return Result{}, err
+	}
+	return runItems(ctx, t, itemParallelism, func(ctx context.Context, raw json.RawMessage) itemResult {
+		var e moveElem
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return itemResult{err: fmt.Errorf("move: bad task element: %w", err)}
+		}
+		n, err := moveOne(ctx, env, t, c, e)
+		if err != nil {
+			return itemResult{failed: failedf(e.Src, "%s", msg(err)), err: fmt.Errorf("move %s to %s: %w", e.Src, e.Dst, err)}
+		}
+		return itemResult{bytes: n}
+	})
+}
+
+func moveOne(ctx context.Context, env Env, t *Task, c MoveConfig, e moveElem) (int64, error) {
+	fs := env.FS()
+	switch e.Op {
+	case "whole", "rename":
+		return 0, renameOver(ctx, env, e.Src, e.Dst, c.Overwrite)
+	case "cleanup":
+		return 0, removeEmptied(ctx, env, e.Src)
+	case "copy":
+	default:
+		return 0, fmt.Errorf("unknown move step %q", e.Op)
+	}
+	ce := *e.Copy
+	// The source must still be the file planned; a retry after the source
+	// was deleted by an earlier attempt finds the copy done.
+	src, err := exists(ctx, env, ce.Src)
+	if err != nil {
+		return 0, err
+	}
+	if src == nil {
+		if d, _ := exists(ctx, env, ce.Dst); d != nil && !d.GetFolder() && d.GetLength() == ce.Length && t.Attempt > 1 {
+			return 0, nil
+		}
+		return 0, status.Errorf(codes.NotFound, "%s is gone", ce.Src)
+	}
+	if src.GetFileId() != ce.ID {
+		return 0, status.Errorf(codes.FailedPrecondition, "%s was replaced by another file while moving", ce.Src)
+	}
+	// Fresh locations: the copy reads cached blocks where they are now.
+	ce.Blocks = fileBlocks(src)
+	if persisted(src) {
+		ce.Ufs, ce.Mount, ce.FP = src.GetUfsPath(), src.GetMountId(), src.GetUfsFingerprint()
+	}
+	cp := copier{env: env, t: t, overwrite: c.Overwrite, checkDst: c.DstExisted || t.Attempt > 1, checksum: true}
+	dst, err := cp.copyFile(ctx, ce)
+	if err != nil {
+		return 0, err
+	}
+	keepCache(ctx, env, ce, dst)
+	// Only the file that was copied is deleted (and its UFS copy with it).
+	if now, err := exists(ctx, env, ce.Src); err != nil {
+		return 0, err
+	} else if now != nil && now.GetFileId() != ce.ID {
+		return 0, status.Errorf(codes.FailedPrecondition, "%s was replaced while moving; the new one is left in place", ce.Src)
+	} else if now != nil {
+		if _, err := fs.Delete(ctx, &api.DeleteRequest{Path: ce.Src}); err != nil && status.Code(err) != codes.NotFound {
+			return 0, fmt.Errorf("copied, but deleting the source failed: %w", err)
+		}
+	}
+	return ce.Length, nil
+}
+
+// keepCache copies the source's cached blocks, on the workers that hold
+// them, as the blocks of the moved file: the move keeps the cache warm.
+// Best effort.
+func keepCache(ctx context.Context, env Env, e copyElem, dst *api.FileInfo) {
+	if dst == nil || dst.GetFileId() == 0 || dst.GetBlockSizeBytes() != e.BlockSize {
+		return
+	}
+	for i, b := range e.Blocks {
+		for _, a := range b.Workers {
+			bw, err := env.BlockWorker(a)
+			if err != nil {
+				continue
+			}
+			_, _ = bw.CopyBlockFrom(ctx, &api.CopyBlockFromRequest{BlockId: api.BlockID(dst.GetFileId(), int64(i)), SourceBlockId: b.ID, Length: b.Length})
+		}
+	}
+}
+
+// renameOver renames src onto dst, replacing a dst file when overwrite,
+// creating dst's parents.
+func renameOver(ctx context.Context, env Env, src, dst string, overwrite bool) error {
+	fs := env.FS()
+	if parent, _ := paths.Split(dst); parent != "/" {
+		if _, err := fs.CreateDirectory(ctx, &api.CreateDirectoryRequest{Path: parent, Recursive: true, AllowExists: true}); err != nil {
+			return fmt.Errorf("create %s: %w", parent, err)
+		}
+	}
+	_, err := fs.Rename(ctx, &api.RenameRequest{Src: src, Dst: dst})
+	if status.Code(err) == codes.AlreadyExists && overwrite {
+		d, serr := exists(ctx, env, dst)
+		if serr != nil {
+			return serr
+		}
+		if d != nil && d.GetFolder() {
+			return status.Errorf(codes.FailedPrecondition, "%s is a directory", dst)
+		}
+		if _, err := fs.Delete(ctx, &api.DeleteRequest{Path: dst}); err != nil && status.Code(err) != codes.NotFound {
+			return fmt.Errorf("replace %s: %w", dst, err)
+		}
+		_, err = fs.Rename(ctx, &api.RenameRequest{Src: src, Dst: dst})
+	}
+	if status.Code(err) == codes.NotFound {
+		// A retry after the rename went through finds the source gone.
+		if s, _ := exists(ctx, env, src); s == nil {
+			if d, _ := exists(ctx, env, dst); d != nil {
+				return nil
+			}
+		}
+	}
+	return err
+}
+
+// removeEmptied deletes the source tree once no file is left in it.
+func removeEmptied(ctx context.Context, env Env, src string) error {
+	w := newWalker(env.FS(), src, "", defaultPageSize, false)
+	f, err := w.Next(ctx)
+	switch {
+	case err == io.EOF:
+	case status.Code(err) == codes.NotFound:
+		return nil // already gone
+	case err != nil:
+		return err
+	default:
+		return status.Errorf(codes.FailedPrecondition, "%s still holds %s: not removed", src, f.GetPath())
+	}
+	_, err = env.FS().Delete(ctx, &api.DeleteRequest{Path: src, Recursive: true})
+	if status.Code(err) == codes.NotFound {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,307 @@
+package plans
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// Persist writes files that are only in the cache to their UFS path and
+// marks them PERSISTED. The bytes go from the block worker holding most of
+// a file's blocks (reading the rest from its peers) straight into the UFS
+// under a temporary name; the FS master then renames it into place and
+// records PERSISTED under its namespace lock, guarded by the file id, so a
+// file deleted, renamed or re-created meanwhile ends consistent (and is
+// listed as failed). Each file is a task, small files batched per worker.
+//
+// The FS master submits persist jobs itself for ASYNC_THROUGH files, with
+// Files instead of Path: files gone or replaced by then are skipped
+// quietly (the master keeps track of them).
+type Persist struct{}
+
+// PersistConfig is the persist plan's job config (JSON). Give Path (a file
+// or a tree), or Files.
+type PersistConfig struct {
+	Path  string        `json:"path,omitempty"`
+	Files []PersistFile `json:"files,omitempty"`
+	// Tuning; defaults are good.
+	BatchFiles int   `json:"batchFiles,omitempty"`
+	BatchBytes int64 `json:"batchBytes,omitempty"`
+	PageSize   int   `json:"pageSize,omitempty"`
+}
+
+// PersistFile names one file by path and inode id.
+type PersistFile struct {
+	Path string `json:"path"`
+	ID   int64  `json:"id"`
+}
+
+// Persist limits.
+const (
+	maxPersistFiles = 100000
+	smallFileBytes  = 4 << 20 // files up to this share tasks
+	itemParallelism = 8       // items of one task run at once
+)
+
+// Name implements Plan.
+func (Persist) Name() string { return "persist" }
+
+// DecodePersistConfig parses a persist config strictly and fills defaults.
+func DecodePersistConfig(b []byte) (PersistConfig, error) {
+	var c PersistConfig
+	if err := decodeStrict("persist", b, &c); err != nil {
+		return c, err
+	}
+	switch {
+	case c.Path == "" && len(c.Files) == 0:
+		return c, invalidf("persist: config: path is required")
+	case c.Path != "" && len(c.Files) > 0:
+		return c, invalidf("persist: config: give path or files, not both")
+	case len(c.Files) > maxPersistFiles:
+		return c, invalidf("persist: config: %d files, at most %d per job", len(c.Files), maxPersistFiles)
+	}
+	if c.Path != "" {
+		p, err := cleanPath("persist", "path", c.Path)
+		if err != nil {
+			return c, err
+		}
+		c.Path = p
+	}
+	for i := range c.Files {
+		p, err := cleanPath("persist", fmt.Sprintf("files[%d].path", i), c.Files[i].Path)
+		if err != nil {
+			return c, err
+		}
+		if c.Files[i].ID <= 0 {
+			return c, invalidf("persist: config: files[%d].id %d: want the file's inode id", i, c.Files[i].ID)
+		}
+		c.Files[i].Path = p
+	}
+	if c.BatchFiles == 0 {
+		c.BatchFiles = defaultBatchFiles
+	}
+	if c.BatchBytes == 0 {
+		c.BatchBytes = defaultBatchBytes
+	}
+	if c.PageSize == 0 {
+		c.PageSize = defaultPageSize
+	}
+	if c.BatchFiles < 1 || c.BatchBytes < 1 || c.PageSize < 1 || c.PageSize > 100000 {
+		return c, invalidf("persist: batchFiles, batchBytes and pageSize must be positive (pageSize <= 100000)")
+	}
+	return c, nil
+}
+
+// Validate implements Plan: a path must exist.
+func (Persist) Validate(ctx context.Context, env Env, config []byte) ([]byte, error) {
+	c, err := DecodePersistConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	if c.Path != "" {
+		if _, err := statPath(ctx, env, "persist", c.Path); err != nil {
+			return nil, err
+		}
+	}
+	return json.Marshal(c)
+}
+
+// Done implements Plan: one round.
+func (Persist) Done(context.Context, Env, Job) (bool, error) { return true, nil }
+
+// persistElem is one file of a persist task.
+type persistElem struct {
+	Path   string `json:"p"`
+	ID     int64  `json:"id"`
+	Length int64  `json:"l"`
+	Quiet  bool   `json:"q,omitempty"` // async: a file gone is no failure
+}
+
+// NewPlanner implements Plan.
+func (Persist) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
+	c, err := DecodePersistConfig(job.Config)
+	if err != nil {
+		return nil, err
+	}
+	gen := func(ctx context.Context, f *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error) {
+		if f.GetFolder() || persisted(f) {
+			return nil, nil, nil
+		}
+		if !f.GetCompleted() {
+			if len(c.Files) > 0 {
+				return nil, nil, nil // the master queues it again when complete
+			}
+			return nil, []*api.FailedPath{failedf(f.GetPath(), "still being written: persist it once complete")}, nil
+		}
+		blocks := fileBlocks(f)
+		for i, b := range blocks {
+			if len(b.Workers) == 0 && b.Length > 0 {
+				return nil, []*api.FailedPath{failedf(f.GetPath(), "block %d is cached nowhere and the file was never persisted: its bytes are lost", i)}, nil
+			}
+		}
+		return []item{{
+			Elem:   persistElem{Path: f.GetPath(), ID: f.GetFileId(), Length: f.GetLength(), Quiet: len(c.Files) > 0},
+			Bytes:  f.GetLength(),
+			Target: holder(blocks, workers, ""),
+			Batch:  f.GetLength() <= smallFileBytes,
+			Desc:   f.GetPath(),
+		}}, nil, nil
+	}
+	if len(c.Files) > 0 {
+		files := c.Files
+		return newItemPlannerFrom(env, "persist", job, func(cur itemCursor) fileSource {
+			next := 0
+			if cur.After != "" {
+				next, _ = strconv.Atoi(cur.After)
+			}
+			return &listSource{fs: env.FS(), files: files, next: next}
+		}, c.BatchFiles, c.BatchBytes, gen)
+	}
+	return newItemPlanner(env, "persist", job, c.Path, c.PageSize, true, c.BatchFiles, c.BatchBytes, gen)
+}
+
+// listSource yields the files of a list that still are what the list says
+// (same path, same inode); the others are skipped.
+type listSource struct {
+	fs    api.FileSystemMasterClient
+	files []PersistFile
+	next  int
+}
+
+func (s *listSource) Next(ctx context.Context) (*api.FileInfo, error) {
+	for s.next < len(s.files) {
+		f := s.files[s.next]
+		s.next++
+		resp, err := s.fs.GetStatus(ctx, &api.GetStatusRequest{Path: f.Path, LoadMetadataType: api.LoadMetadataType_NEVER})
+		if status.Code(err) == codes.NotFound {
+			continue
+		}
+		if err != nil {
+			s.next--
+			return nil, fmt.Errorf("stat %s: %w", f.Path, err)
+		}
+		if resp.GetInfo().GetFileId() != f.ID {
+			continue
+		}
+		return resp.GetInfo(), nil
+	}
+	return nil, io.EOF
+}
+
+func (s *listSource) Pos() string { return strconv.Itoa(s.next) }
+
+// Run implements Plan.
+func (Persist) Run(ctx context.Context, env Env, t *Task) (Result, error) {
+	return runItems(ctx, t, itemParallelism, func(ctx context.Context, raw json.RawMessage) itemResult {
+		var e persistElem
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return itemResult{err: fmt.Errorf("persist: bad task element: %w", err)}
+		}
+		n, err := persistOne(ctx, env, t.LocalBlockWorker, e)
+		if err != nil {
+			return itemResult{failed: failedf(e.Path, "%s", msg(err)), err: fmt.Errorf("persist %s: %w", e.Path, err)}
+		}
+		return itemResult{bytes: n}
+	})
+}
+
+// errGone says the file a task was for is no longer at its path.
+var errGone = errors.New("gone")
+
+// persistOne persists one file; already persisted is a success.
+func persistOne(ctx context.Context, env Env, local string, e persistElem) (int64, error) {
+	resp, err := env.FS().GetStatus(ctx, &api.GetStatusRequest{Path: e.Path, LoadMetadataType: api.LoadMetadataType_NEVER})
+	if status.Code(err) == codes.NotFound {
+		if e.Quiet {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("deleted or renamed before it could be persisted: %w", errGone)
+	}
+	if err != nil {
+		return 0, err
+	}
+	f := resp.GetInfo()
+	switch {
+	case f.GetFileId() != e.ID:
+		if e.Quiet {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("replaced by another file (id %d, was %d) before it could be persisted: %w", f.GetFileId(), e.ID, errGone)
+	case persisted(f):
+		return 0, nil // an earlier attempt (or someone else) did it
+	case f.GetFolder():
+		return 0, fmt.Errorf("is a directory now")
+	case !f.GetCompleted():
+		return 0, fmt.Errorf("still being written")
+	case f.GetUfsPath() == "":
+		return 0, fmt.Errorf("no mount holds it")
+	}
+	blocks := fileBlocks(f)
+	ws, err := liveBlockWorkers(ctx, env)
+	if err != nil {
+		return 0, err
+	}
+	h := holder(blocks, ws, local)
+	addr := h.addr
+	if addr == "" {
+		if f.GetLength() > 0 {
+			return 0, fmt.Errorf("no live block worker caches it and it was never persisted: its bytes are lost")
+		}
+		addr = local // an empty file: any worker writes it
+		if addr == "" && len(ws) > 0 {
+			addr = ws[0].addr
+		}
+	}
+	srcs := make([]*api.BlockSource, len(blocks))
+	for i, b := range blocks {
+		if len(b.Workers) == 0 && b.Length > 0 {
+			return 0, fmt.Errorf("block %d is cached nowhere: its bytes are lost", i)
+		}
+		srcs[i] = &api.BlockSource{BlockId: b.ID, Length: b.Length, Workers: b.Workers}
+	}
+	bw, err := env.BlockWorker(addr)
+	if err != nil {
+		return 0, err
+	}
+	tmp := persistTemp(f.GetUfsPath(), f.GetFileId())
+	wr, err := bw.WriteUfsFileFrom(ctx, &api.WriteUfsFileFromRequest{
+		Dest:    &api.WriteUfsFileHeader{MountId: f.GetMountId(), UfsPath: tmp, Overwrite: true, CreateParent: true, Mode: f.GetMode()},
+		Sources: srcs,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("write the UFS copy on %s: %s", addr, msg(err))
+	}
+	if wr.GetLength() != f.GetLength() {
+		return 0, fmt.Errorf("wrote %d bytes, the file has %d", wr.GetLength(), f.GetLength())
+	}
+	st := api.PersistenceState_PERSISTED
+	_, err = env.FS().SetAttribute(ctx, &api.SetAttributeRequest{Path: e.Path, FileId: e.ID, PersistenceState: &st, PersistFrom: tmp})
+	if err != nil {
+		switch status.Code(err) {
+		case codes.NotFound, codes.FailedPrecondition:
+			if e.Quiet && (status.Code(err) == codes.NotFound || strings.Contains(msg(err), "is gone")) {
+				return 0, nil // the master follows the file to wherever it went
+			}
+			return 0, fmt.Errorf("deleted, renamed or re-created while it was persisted; nothing of it was kept in the UFS (%s)", msg(err))
+		}
+		return 0, fmt.Errorf("mark persisted: %s", msg(err))
+	}
+	return f.GetLength(), nil
+}
+
+// persistTemp is the temporary UFS name a file is persisted under, beside
+// its UFS path: hidden from listings (ufs.IsTemp), and the same for every
+// attempt, so a retry replaces a leftover rather than adding one.
+func persistTemp(ufsPath string, id int64) string {
+	i := strings.LastIndexByte(ufsPath, '/')
+	return fmt.Sprintf("%s/.alluvium-tmp-persist-%d", ufsPath[:i], id)
+}

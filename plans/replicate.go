@@ -1,0 +1,276 @@
+package plans
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// Replicate brings every block under a path to exactly Replication cached
+// copies, each on a different block worker. A block short of copies is
+// copied from a worker that has it (worker to worker; from the UFS only
+// when no worker has it); one with too many loses the extra copies. Blocks
+// of pinned files keep their extra copies. Each block that needs a change
+// is one task, which looks at the block's copies again when it runs, so a
+// retry, or a worker lost meanwhile, never takes a block below the target.
+type Replicate struct{}
+
+// ReplicateConfig is the replicate plan's job config (JSON).
+type ReplicateConfig struct {
+	Path        string `json:"path"`
+	Replication int    `json:"replication"`
+	PageSize    int    `json:"pageSize,omitempty"`
+}
+
+// Name implements Plan.
+func (Replicate) Name() string { return "replicate" }
+
+// DecodeReplicateConfig parses a replicate config strictly.
+func DecodeReplicateConfig(b []byte) (ReplicateConfig, error) {
+	var c ReplicateConfig
+	if err := decodeStrict("replicate", b, &c); err != nil {
+		return c, err
+	}
+	p, err := cleanPath("replicate", "path", c.Path)
+	if err != nil {
+		return c, err
+	}
+	c.Path = p
+	if c.Replication < 1 || c.Replication > maxReplication {
+		return c, invalidf("replicate %s: --replication %d: want 1..%d copies", c.Path, c.Replication, maxReplication)
+	}
+	if c.PageSize == 0 {
+		c.PageSize = defaultPageSize
+	}
+	if c.PageSize < 1 || c.PageSize > 100000 {
+		return c, invalidf("replicate: pageSize must be 1..100000")
+	}
+	return c, nil
+}
+
+// Validate implements Plan: the path exists and there are enough live
+// block workers for the copies asked.
+func (Replicate) Validate(ctx context.Context, env Env, config []byte) ([]byte, error) {
+	c, err := DecodeReplicateConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := statPath(ctx, env, "replicate", c.Path); err != nil {
+		return nil, err
+	}
+	ws, err := liveBlockWorkers(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	if c.Replication > len(ws) {
+		return nil, status.Errorf(codes.FailedPrecondition, "replicate %s: --replication %d is more than the %d live block worker(s)", c.Path, c.Replication, len(ws))
+	}
+	return json.Marshal(c)
+}
+
+// Done implements Plan: one round.
+func (Replicate) Done(context.Context, Env, Job) (bool, error) { return true, nil }
+
+// replicateElem is one block to bring to N copies.
+type replicateElem struct {
+	Block  int64               `json:"b"`
+	Path   string              `json:"p"`
+	Index  int                 `json:"i"`
+	Length int64               `json:"l"`
+	N      int                 `json:"n"`
+	Pinned bool                `json:"pin,omitempty"`
+	Ufs    *api.UfsBlockSource `json:"u,omitempty"`
+	Hint   string              `json:"h,omitempty"` // planned target (copy) or victim (evict)
+}
+
+// NewPlanner implements Plan.
+func (Replicate) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
+	c, err := DecodeReplicateConfig(job.Config)
+	if err != nil {
+		return nil, err
+	}
+	var planned map[int64]int64 // copies planned per worker, to spread them
+	gen := func(ctx context.Context, f *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error) {
+		if planned == nil {
+			planned = map[int64]int64{}
+		}
+		live := map[int64]blockWorker{}
+		for _, w := range workers {
+			live[w.id] = w
+		}
+		var items []item
+		for i, b := range fileBlocks(f) {
+			if b.Length <= 0 {
+				continue
+			}
+			var have []blockWorker
+			for _, id := range b.IDs {
+				if w, ok := live[id]; ok {
+					have = append(have, w)
+				}
+			}
+			e := replicateElem{Block: b.ID, Path: f.GetPath(), Index: i, Length: b.Length, N: c.Replication, Pinned: f.GetPinned()}
+			if persisted(f) {
+				e.Ufs = &api.UfsBlockSource{MountId: f.GetMountId(), UfsPath: f.GetUfsPath(), Offset: b.Offset, Length: b.Length, UfsFingerprint: f.GetUfsFingerprint()}
+			}
+			switch {
+			case len(have) == c.Replication:
+				continue
+			case len(have) > c.Replication:
+				if f.GetPinned() {
+					continue // pinned: its copies stay
+				}
+				victim := have[len(have)-1]
+				e.Hint = victim.addr
+				items = append(items, item{Elem: e, Target: victim, Desc: fmt.Sprintf("%s block %d", f.GetPath(), i)})
+			default:
+				if len(have) == 0 && e.Ufs == nil {
+					return items, []*api.FailedPath{failedf(f.GetPath(), "block %d is cached nowhere and the file was never persisted: nothing to copy", i)}, nil
+				}
+				holds := map[int64]bool{}
+				for _, w := range have {
+					holds[w.id] = true
+				}
+				var target blockWorker
+				for _, w := range workers {
+					if !holds[w.id] && (target.id == 0 || planned[w.id] < planned[target.id]) {
+						target = w
+					}
+				}
+				if target.id == 0 {
+					continue // Validate checked the count; a worker left since
+				}
+				planned[target.id] += b.Length
+				e.Hint = target.addr
+				items = append(items, item{Elem: e, Bytes: b.Length * int64(c.Replication-len(have)), Target: target, Desc: fmt.Sprintf("%s block %d", f.GetPath(), i)})
+			}
+		}
+		return items, nil, nil
+	}
+	return newItemPlanner(env, "replicate", job, c.Path, c.PageSize, true, 1, 1, gen)
+}
+
+// Run implements Plan.
+func (Replicate) Run(ctx context.Context, env Env, t *Task) (Result, error) {
+	return runItems(ctx, t, 1, func(ctx context.Context, raw json.RawMessage) itemResult {
+		var e replicateElem
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return itemResult{err: fmt.Errorf("replicate: bad task element: %w", err)}
+		}
+		n, err := replicateOne(ctx, env, t.LocalBlockWorker, e)
+		if err != nil {
+			return itemResult{failed: failedf(e.Path, "block %d: %s", e.Index, msg(err)), err: fmt.Errorf("replicate %s block %d: %w", e.Path, e.Index, err)}
+		}
+		return itemResult{bytes: n}
+	})
+}
+
+// replicateOne looks at the block's copies now and adds or removes copies,
+// one at a time, until there are e.N.
+func replicateOne(ctx context.Context, env Env, local string, e replicateElem) (int64, error) {
+	bi, err := env.BlockMaster().GetBlockInfo(ctx, &api.GetBlockInfoRequest{BlockId: e.Block})
+	if status.Code(err) == codes.NotFound {
+		return 0, fmt.Errorf("the file is gone")
+	}
+	if err != nil {
+		return 0, err
+	}
+	ws, err := liveBlockWorkers(ctx, env)
+	if err != nil {
+		return 0, err
+	}
+	live := map[int64]blockWorker{}
+	for _, w := range ws {
+		live[w.id] = w
+	}
+	var have []blockWorker
+	holds := map[int64]bool{}
+	for _, l := range bi.GetInfo().GetLocations() {
+		if w, ok := live[l.GetWorkerId()]; ok && !holds[w.id] {
+			have = append(have, w)
+			holds[w.id] = true
+		}
+	}
+	var done int64
+	if len(have) > e.N {
+		if e.Pinned {
+			return 0, nil
+		}
+		// Evict the planned victim first, then the highest ids.
+		sort.SliceStable(have, func(i, j int) bool {
+			if (have[i].addr == e.Hint) != (have[j].addr == e.Hint) {
+				return have[i].addr == e.Hint
+			}
+			return have[i].id > have[j].id
+		})
+		for _, v := range have[:len(have)-e.N] {
+			bw, err := env.BlockWorker(v.addr)
+			if err != nil {
+				return done, err
+			}
+			if _, err := bw.RemoveBlock(ctx, &api.RemoveBlockRequest{BlockId: e.Block}); err != nil && status.Code(err) != codes.NotFound {
+				return done, fmt.Errorf("remove the copy on %s: %s", v.addr, msg(err))
+			}
+		}
+		return 0, nil
+	}
+	// Copy where short: the planned target first, then this job worker's
+	// block worker, then the others by id.
+	var cands []blockWorker
+	for _, w := range ws {
+		if !holds[w.id] {
+			cands = append(cands, w)
+		}
+	}
+	rank := func(w blockWorker) int {
+		switch w.addr {
+		case e.Hint:
+			return 0
+		case local:
+			return 1
+		}
+		return 2
+	}
+	sort.SliceStable(cands, func(i, j int) bool { return rank(cands[i]) < rank(cands[j]) })
+	need := e.N - len(have)
+	if need > len(cands) {
+		return 0, status.Errorf(codes.FailedPrecondition, "%d copies wanted, only %d live block workers", e.N, len(ws))
+	}
+	for _, target := range cands[:need] {
+		bw, err := env.BlockWorker(target.addr)
+		if err != nil {
+			return done, err
+		}
+		if len(have) == 0 {
+			if e.Ufs == nil {
+				return done, fmt.Errorf("cached nowhere and never persisted: nothing to copy")
+			}
+			if _, err := bw.CacheBlock(ctx, &api.CacheBlockRequest{BlockId: e.Block, Source: e.Ufs, Pinned: e.Pinned}); err != nil {
+				return done, fmt.Errorf("cache from the UFS on %s: %s", target.addr, msg(err))
+			}
+		} else {
+			var last error
+			ok := false
+			for _, src := range have { // any copy will do; the next if one fails
+				if _, err := bw.CopyBlockFrom(ctx, &api.CopyBlockFromRequest{BlockId: e.Block, Source: src.addr, Length: e.Length, Pinned: e.Pinned}); err != nil {
+					last = fmt.Errorf("copy from %s to %s: %s", src.addr, target.addr, msg(err))
+					continue
+				}
+				ok = true
+				break
+			}
+			if !ok {
+				return done, last
+			}
+		}
+		have = append(have, target)
+		done += e.Length
+	}
+	return done, nil
+}
