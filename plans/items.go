@@ -56,7 +56,7 @@ type itemGen func(ctx context.Context, f *api.FileInfo, workers []blockWorker) (
 // fileSource yields the files a plan works on: a tree walk, or a list.
 type fileSource interface {
 	Next(ctx context.Context) (*api.FileInfo, error) // io.EOF after the last
-	Pos() string                                      // resume point after the last file returned
+	Pos() string                                     // resume point after the last file returned
 }
 
 // walkSource is a tree walk as a fileSource.

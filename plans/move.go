@@ -168,7 +168,7 @@ func (p *itemPlanner) withFinal(it item) *itemPlanner {
 type emptySource struct{}
 
 func (emptySource) Next(context.Context) (*api.FileInfo, error) { return nil, io.EOF }
-func (emptySource) Pos() string                                  { return "" }
+func (emptySource) Pos() string                                 { return "" }
 
 // Run implements Plan.
 func (Move) Run(ctx context.Context, env Env, t *Task) (Result, error) {
