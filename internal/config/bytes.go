@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -26,7 +27,9 @@ func ParseBytes(s string) (int64, error) {
 		}
 	}
 	f, err := strconv.ParseFloat(t, 64)
-	if err != nil || f < 0 {
+	// NaN, infinities and sizes past int64 would convert to a negative
+	// count.
+	if err != nil || !(f >= 0) || f*float64(mult) >= math.MaxInt64 {
 		return 0, fmt.Errorf("%q is not a byte size (try 4096, 64MiB or 10GB)", s)
 	}
 	return int64(f * float64(mult)), nil
