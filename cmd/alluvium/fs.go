@@ -17,5 +17,6 @@ UFS but not yet in Alluvium is loaded on first ls or stat.`,
 	c.AddCommand(fsMetaCommands(g)...)
 	c.AddCommand(fsDataCommands(g)...)
 	c.AddCommand(newDistributedLoadCmd(g))
+	c.AddCommand(jobPlanFSAliases(g)...)
 	return c
 }

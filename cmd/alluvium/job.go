@@ -31,7 +31,7 @@ import (
 func newJobCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "job",
-		Short: "Submit and follow jobs: load (and persist, replicate, move, copy)",
+		Short: "Submit and follow jobs: load, persist, replicate, move, copy",
 		Long: `Job commands against the job master. Any job master of the group will do (a
 follower forwards to the leader); they are found from --job-master,
 ALLUVIUM_JOB_MASTER, the config file (client.job-master) or localhost:20001.
@@ -162,9 +162,10 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 	var configJSON string
 	c := &cobra.Command{
 		Use:   "submit PLAN [ARGS] [flags]",
-		Short: "Submit a job: load PATH, or any plan with --config JSON",
-		Long: `Submit a job. 'job submit load PATH' has its own flags (see its --help); any
-plan can also be given its config as JSON:
+		Short: "Submit a job: load, persist, replicate, move, copy (or any plan with --config JSON)",
+		Long: `Submit a job. Each plan has its own subcommand and flags (load PATH, persist
+PATH, replicate PATH --replication N, move SRC DST, copy SRC DST; see their
+--help); any plan can also be given its config as JSON:
 
   alluvium job submit load --config '{"path":"/data","replication":2}'
 
@@ -173,6 +174,8 @@ the job (a progress bar on a terminal, a line every few seconds otherwise) and
 exits 0 only if the job COMPLETED (1 if it FAILED or was CANCELED).`,
 		Example: `  alluvium job submit load /data --wait
   alluvium job submit load /data/2024 --replication 2 --verify --bandwidth 200MiB
+  alluvium job submit copy /data /s3/backup --checksum --wait
+  alluvium job submit replicate /hot --replication 3
   alluvium job submit load --config '{"path":"/data"}' --output json`,
 		Args: minArgs(1, "PLAN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -193,6 +196,7 @@ exits 0 only if the job COMPLETED (1 if it FAILED or was CANCELED).`,
 	c.Flags().StringVar(&configJSON, "config", "", "the plan's config as a JSON object")
 	sf.add(c.Flags(), false)
 	c.AddCommand(newJobSubmitLoadCmd(g))
+	c.AddCommand(jobPlanSubmitCmds(g)...)
 	return c
 }
 

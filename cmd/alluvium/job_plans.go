@@ -1,0 +1,188 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/alluvium/alluvium/plans"
+)
+
+// The submit subcommands of persist, replicate, move and copy, and their
+// Alluxio-style aliases under `fs` (persist, setReplication, distributedMv,
+// distributedCp), which wait by default.
+
+// planCmd describes one plan's submit command.
+type planCmd struct {
+	plan    string
+	use     string
+	short   string
+	long    string
+	example string
+	args    []string // positional argument names
+	flags   func(c *cobra.Command)
+	// config builds the plan's config from the positional arguments.
+	config func(args []string) (any, error)
+}
+
+// submitCmd builds `job submit PLAN ARGS` (or, as an alias, its fs name:
+// waiting by default, --async to return at once).
+func (p planCmd) submitCmd(g *globals, alias string) *cobra.Command {
+	var sf submitFlags
+	var configJSON string
+	var async bool
+	use := p.use
+	if alias != "" {
+		use = alias + use[len(p.plan):]
+	}
+	c := &cobra.Command{
+		Use:     use,
+		Short:   p.short,
+		Long:    p.long,
+		Example: p.example,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if configJSON != "" {
+				return nil
+			}
+			return exactArgs(len(p.args), p.args...)(cmd, args)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if async {
+				sf.wait = false
+			}
+			if configJSON != "" {
+				if len(args) > 0 {
+					return usagef("%s: give %v or --config, not both", cmd.CommandPath(), p.args)
+				}
+				if !json.Valid([]byte(configJSON)) {
+					var v any
+					err := json.Unmarshal([]byte(configJSON), &v)
+					return usagef("--config: not valid JSON: %v", err)
+				}
+				return submit(cmd, g, p.plan, json.RawMessage(configJSON), sf)
+			}
+			cfg, err := p.config(args)
+			if err != nil {
+				return err
+			}
+			return submit(cmd, g, p.plan, cfg, sf)
+		},
+	}
+	if p.flags != nil {
+		p.flags(c)
+	}
+	sf.add(c.Flags(), alias != "")
+	if alias != "" {
+		c.Long = fmt.Sprintf("Alluxio's familiar name for 'alluvium job submit %s ... --wait'.\n\n%s", p.plan, p.long)
+		c.Flags().BoolVar(&async, "async", false, "do not wait for the job")
+	} else {
+		c.Flags().StringVar(&configJSON, "config", "", fmt.Sprintf("the whole %s config as JSON instead of arguments and flags", p.plan))
+	}
+	return c
+}
+
+func persistPlanCmd() planCmd {
+	return planCmd{
+		plan: "persist", use: "persist PATH",
+		short: "Write files that are only cached under PATH to their UFS, and mark them PERSISTED",
+		long: `Persist every file under PATH (recursively) that is not yet PERSISTED: its
+bytes go from the block worker holding most of its blocks straight into the
+UFS under a temporary name, renamed into place by the FS master, which then
+marks the file PERSISTED. A file deleted, renamed or re-created meanwhile is
+left alone and listed as failed. Files written with ASYNC_THROUGH are
+persisted like this automatically (fsmaster.persist.delay after they close).`,
+		example: `  alluvium job submit persist /scratch/results --wait
+  alluvium fs persist /scratch/results`,
+		args:   []string{"PATH"},
+		config: func(args []string) (any, error) { return plans.PersistConfig{Path: args[0]}, nil },
+	}
+}
+
+func replicatePlanCmd() planCmd {
+	var n int
+	return planCmd{
+		plan: "replicate", use: "replicate PATH",
+		short: "Bring every block under PATH to exactly --replication cached copies",
+		long: `Make every block of every file under PATH cached on exactly --replication
+block workers: blocks short of copies are copied from a worker that has one
+(from the UFS only when none has), blocks with more lose the extra copies.
+Pinned files keep their copies. More copies than live block workers, or
+fewer than 1, is refused.`,
+		example: `  alluvium job submit replicate /hot --replication 3 --wait
+  alluvium fs setReplication /hot --replication 1`,
+		args: []string{"PATH"},
+		flags: func(c *cobra.Command) {
+			c.Flags().IntVar(&n, "replication", 0, "copies of every block (required, 1 or more)")
+		},
+		config: func(args []string) (any, error) {
+			if n < 1 {
+				return nil, usagef("--replication %d: want 1 or more copies", n)
+			}
+			return plans.ReplicateConfig{Path: args[0], Replication: n}, nil
+		},
+	}
+}
+
+func movePlanCmd() planCmd {
+	var overwrite bool
+	return planCmd{
+		plan: "move", use: "move SRC DST",
+		short: "Move a file or tree to DST, across mounts too, keeping the cache",
+		long: `Move SRC to DST. Within one mount it is a rename (in the UFS too) and every
+cached block stays; across mounts each file is copied, verified by checksum,
+then deleted at the source, its cached blocks copied beside the old ones.
+DST must not exist unless --overwrite (a directory is then merged into);
+moving a directory into itself is refused.`,
+		example: `  alluvium job submit move /staging/day1 /archive/day1 --wait
+  alluvium fs distributedMv /local/data /s3/data`,
+		args: []string{"SRC", "DST"},
+		flags: func(c *cobra.Command) {
+			c.Flags().BoolVar(&overwrite, "overwrite", false, "replace DST's files")
+		},
+		config: func(args []string) (any, error) {
+			return plans.MoveConfig{Src: args[0], Dst: args[1], Overwrite: overwrite}, nil
+		},
+	}
+}
+
+func copyPlanCmd() planCmd {
+	var overwrite, checksum bool
+	return planCmd{
+		plan: "copy", use: "copy SRC DST",
+		short: "Copy a file or tree to DST, across mounts and UFS kinds (local, S3)",
+		long: `Copy SRC to DST (DST names the copy: SRC's files land at the same relative
+paths under it). Each file is written straight from the cache or the source
+UFS into the destination UFS under a temporary name, then renamed; large
+files are split by blocks fetched in parallel by several workers. DST must
+not exist unless --overwrite; --checksum compares the SHA-256 of source and
+copy.`,
+		example: `  alluvium job submit copy /data /s3/backup/data --wait
+  alluvium job submit copy /a/f /b/f --overwrite --checksum
+  alluvium fs distributedCp /s3/in /scratch/in`,
+		args: []string{"SRC", "DST"},
+		flags: func(c *cobra.Command) {
+			c.Flags().BoolVar(&overwrite, "overwrite", false, "replace existing files at DST")
+			c.Flags().BoolVar(&checksum, "checksum", false, "compare SHA-256 checksums of source and copy")
+		},
+		config: func(args []string) (any, error) {
+			return plans.CopyConfig{Src: args[0], Dst: args[1], Overwrite: overwrite, Checksum: checksum}, nil
+		},
+	}
+}
+
+// jobPlanSubmitCmds are `job submit persist|replicate|move|copy`.
+func jobPlanSubmitCmds(g *globals) []*cobra.Command {
+	return []*cobra.Command{
+		persistPlanCmd().submitCmd(g, ""), replicatePlanCmd().submitCmd(g, ""),
+		movePlanCmd().submitCmd(g, ""), copyPlanCmd().submitCmd(g, ""),
+	}
+}
+
+// jobPlanFSAliases are `fs persist|setReplication|distributedMv|distributedCp`.
+func jobPlanFSAliases(g *globals) []*cobra.Command {
+	return []*cobra.Command{
+		persistPlanCmd().submitCmd(g, "persist"), replicatePlanCmd().submitCmd(g, "setReplication"),
+		movePlanCmd().submitCmd(g, "distributedMv"), copyPlanCmd().submitCmd(g, "distributedCp"),
+	}
+}
