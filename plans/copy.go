@@ -241,7 +241,7 @@ func (Copy) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 		}
 		cp := copier{env: env, t: t, overwrite: c.Overwrite, checkDst: c.DstExisted || t.Attempt > 1, checksum: c.Checksum}
 		if _, err := cp.copyFile(ctx, e); err != nil {
-			return itemResult{failed: failedf(e.Src, "%s", msg(err)), err: fmt.Errorf("copy %s to %s: %w", e.Src, e.Dst, err)}
+			return itemResult{failed: failedf(e.Src, "%s", msg(err)), err: wrapf(err, "copy %s to %s", e.Src, e.Dst)}
 		}
 		return itemResult{bytes: e.Length}
 	})
@@ -333,7 +333,7 @@ func (cp copier) copyDirect(ctx context.Context, e copyElem) (*api.FileInfo, err
 		Checksum: cp.checksum,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("write %s on %s: %w", e.DstUfs, addr, err)
+		return nil, wrapf(err, "write %s on %s", e.DstUfs, addr)
 	}
 	if wr.GetLength() != e.Length {
 		return nil, status.Errorf(codes.DataLoss, "wrote %d bytes, the source has %d (changed?)", wr.GetLength(), e.Length)
@@ -341,7 +341,7 @@ func (cp copier) copyDirect(ctx context.Context, e copyElem) (*api.FileInfo, err
 	cr, err := cp.env.FS().CreateFile(ctx, &api.CreateFileRequest{Path: e.Dst, BlockSizeBytes: max(e.BlockSize, 0), WriteType: api.WriteType_THROUGH,
 		Recursive: true, Overwrite: true, Mode: e.Mode})
 	if err != nil {
-		return nil, fmt.Errorf("create %s: %w", e.Dst, err)
+		return nil, wrapf(err, "create %s", e.Dst)
 	}
 	info := cr.GetInfo()
 	if info.GetUfsPath() != e.DstUfs {
@@ -350,7 +350,7 @@ func (cp copier) copyDirect(ctx context.Context, e copyElem) (*api.FileInfo, err
 	}
 	done, err := cp.env.FS().CompleteFile(ctx, &api.CompleteFileRequest{Path: e.Dst, Length: wr.GetLength(), UfsFingerprint: wr.GetUfsFingerprint(), FileId: info.GetFileId()})
 	if err != nil {
-		return nil, fmt.Errorf("complete %s: %w", e.Dst, err)
+		return nil, wrapf(err, "complete %s", e.Dst)
 	}
 	return done.GetInfo(), nil
 }
@@ -374,10 +374,23 @@ const partParallelism = 4
 func (cp copier) copyLarge(ctx context.Context, e copyElem) (info *api.FileInfo, err error) {
 	fs := cp.env.FS()
 	tmp := cp.copyTemp(e.Dst)
+	// The directories creating tmp makes, deepest first: a failed copy
+	// removes them again (when still empty).
+	var made []string
+	for d, _ := paths.Split(tmp); d != "/"; d, _ = paths.Split(d) {
+		x, err := exists(ctx, cp.env, d)
+		if err != nil {
+			return nil, wrapf(err, "stat %s", d)
+		}
+		if x != nil {
+			break
+		}
+		made = append(made, d)
+	}
 	cr, err := fs.CreateFile(ctx, &api.CreateFileRequest{Path: tmp, BlockSizeBytes: e.BlockSize, WriteType: api.WriteType_MUST_CACHE,
 		Recursive: true, Overwrite: true, Mode: e.Mode})
 	if err != nil {
-		return nil, fmt.Errorf("create %s: %w", tmp, err)
+		return nil, wrapf(err, "create %s", tmp)
 	}
 	tinfo := cr.GetInfo()
 	replaced := false // DST is gone: keep the finished copy under tmp if the rename fails
@@ -385,7 +398,13 @@ func (cp copier) copyLarge(ctx context.Context, e copyElem) (info *api.FileInfo,
 		if err != nil && !replaced {
 			// Nothing half-made stays: the temporary file goes (its UFS
 			// copy and cached blocks with it).
-			_, _ = fs.Delete(context.WithoutCancel(ctx), &api.DeleteRequest{Path: tmp})
+			dctx := context.WithoutCancel(ctx)
+			_, _ = fs.Delete(dctx, &api.DeleteRequest{Path: tmp})
+			for _, d := range made {
+				if _, err := fs.Delete(dctx, &api.DeleteRequest{Path: d}); err != nil {
+					break // not empty: someone else's now
+				}
+			}
 		}
 	}()
 	ws, err := liveBlockWorkers(ctx, cp.env)
@@ -492,7 +511,7 @@ func (cp copier) copyLarge(ctx context.Context, e copyElem) (info *api.FileInfo,
 		Checksum: cp.checksum,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("assemble %s on %s: %w", tmp, best, err)
+		return nil, wrapf(err, "assemble %s on %s", tmp, best)
 	}
 	if wr.GetLength() != e.Length {
 		return nil, status.Errorf(codes.DataLoss, "assembled %d bytes, the source has %d (changed?)", wr.GetLength(), e.Length)
@@ -501,24 +520,24 @@ func (cp copier) copyLarge(ctx context.Context, e copyElem) (info *api.FileInfo,
 		// The parts are copies: compare with the source itself.
 		h, err := bw.HashBlocks(ctx, &api.HashBlocksRequest{Sources: srcs})
 		if err != nil {
-			return nil, fmt.Errorf("checksum of the source: %w", err)
+			return nil, wrapf(err, "checksum of the source")
 		}
 		if h.GetSha256() != wr.GetSha256() {
 			return nil, status.Errorf(codes.DataLoss, "checksum mismatch: source sha256 %s, copy %s", h.GetSha256(), wr.GetSha256())
 		}
 	}
 	if _, err := fs.CompleteFile(ctx, &api.CompleteFileRequest{Path: tmp, Length: wr.GetLength(), UfsFingerprint: wr.GetUfsFingerprint(), FileId: tinfo.GetFileId()}); err != nil {
-		return nil, fmt.Errorf("complete %s: %w", tmp, err)
+		return nil, wrapf(err, "complete %s", tmp)
 	}
 	if cp.overwrite {
 		if _, err := fs.Delete(ctx, &api.DeleteRequest{Path: e.Dst}); err != nil && status.Code(err) != codes.NotFound {
-			return nil, fmt.Errorf("replace %s: %w", e.Dst, err)
+			return nil, wrapf(err, "replace %s", e.Dst)
 		}
 		replaced = true
 	}
 	rr, err := fs.Rename(ctx, &api.RenameRequest{Src: tmp, Dst: e.Dst})
 	if err != nil {
-		return nil, fmt.Errorf("rename %s to %s: %w", tmp, e.Dst, err)
+		return nil, wrapf(err, "rename %s to %s", tmp, e.Dst)
 	}
 	return rr.GetInfo(), nil
 }

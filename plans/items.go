@@ -341,7 +341,7 @@ func runItems(ctx context.Context, t *Task, par int, fn func(ctx context.Context
 		if len(a.Items) == 1 {
 			return res, first
 		}
-		return res, fmt.Errorf("%d of %d item(s) failed, first: %w", max(len(failed), 1), len(a.Items), first)
+		return res, status.Errorf(status.Code(first), "%d of %d item(s) failed, first: %s", max(len(failed), 1), len(a.Items), msg(first))
 	}
 	return res, nil
 }
@@ -522,9 +522,23 @@ func failedf(p, format string, a ...any) *api.FailedPath {
 	return &api.FailedPath{Path: p, Error: fmt.Sprintf(format, a...)}
 }
 
+// wrapf prefixes err's message, keeping its gRPC code, so nested calls
+// read as one line ("copy /a: write ...: ufs ...: reason").
+func wrapf(err error, format string, a ...any) error {
+	code := status.Code(err)
+	if code == codes.Unknown {
+		if errors.Is(err, context.Canceled) {
+			code = codes.Canceled
+		} else if errors.Is(err, context.DeadlineExceeded) {
+			code = codes.DeadlineExceeded
+		}
+	}
+	return status.Errorf(code, "%s: %s", fmt.Sprintf(format, a...), msg(err))
+}
+
 // msg is the message of a (gRPC) error.
 func msg(err error) string {
-	if s, ok := status.FromError(err); ok {
+	if s, ok := status.FromError(err); ok && errors.Unwrap(err) == nil {
 		return s.Message()
 	}
 	return err.Error()

@@ -183,7 +183,7 @@ func (Move) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 		}
 		n, err := moveOne(ctx, env, t, c, e)
 		if err != nil {
-			return itemResult{failed: failedf(e.Src, "%s", msg(err)), err: fmt.Errorf("move %s to %s: %w", e.Src, e.Dst, err)}
+			return itemResult{failed: failedf(e.Src, "%s", msg(err)), err: wrapf(err, "move %s to %s", e.Src, e.Dst)}
 		}
 		return itemResult{bytes: n}
 	})
@@ -234,7 +234,7 @@ func moveOne(ctx context.Context, env Env, t *Task, c MoveConfig, e moveElem) (i
 		return 0, status.Errorf(codes.FailedPrecondition, "%s was replaced while moving; the new one is left in place", ce.Src)
 	} else if now != nil {
 		if _, err := fs.Delete(ctx, &api.DeleteRequest{Path: ce.Src}); err != nil && status.Code(err) != codes.NotFound {
-			return 0, fmt.Errorf("copied, but deleting the source failed: %w", err)
+			return 0, wrapf(err, "copied, but deleting the source failed")
 		}
 	}
 	return ce.Length, nil
@@ -264,7 +264,7 @@ func renameOver(ctx context.Context, env Env, src, dst string, overwrite bool) e
 	fs := env.FS()
 	if parent, _ := paths.Split(dst); parent != "/" {
 		if _, err := fs.CreateDirectory(ctx, &api.CreateDirectoryRequest{Path: parent, Recursive: true, AllowExists: true}); err != nil {
-			return fmt.Errorf("create %s: %w", parent, err)
+			return wrapf(err, "create %s", parent)
 		}
 	}
 	_, err := fs.Rename(ctx, &api.RenameRequest{Src: src, Dst: dst})
@@ -277,7 +277,7 @@ func renameOver(ctx context.Context, env Env, src, dst string, overwrite bool) e
 			return status.Errorf(codes.FailedPrecondition, "%s is a directory", dst)
 		}
 		if _, err := fs.Delete(ctx, &api.DeleteRequest{Path: dst}); err != nil && status.Code(err) != codes.NotFound {
-			return fmt.Errorf("replace %s: %w", dst, err)
+			return wrapf(err, "replace %s", dst)
 		}
 		_, err = fs.Rename(ctx, &api.RenameRequest{Src: src, Dst: dst})
 	}

@@ -3,7 +3,6 @@ package plans
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -187,7 +186,7 @@ func (s *listSource) Next(ctx context.Context) (*api.FileInfo, error) {
 		}
 		if err != nil {
 			s.next--
-			return nil, fmt.Errorf("stat %s: %w", f.Path, err)
+			return nil, wrapf(err, "stat %s", f.Path)
 		}
 		if resp.GetInfo().GetFileId() != f.ID {
 			continue
@@ -208,14 +207,11 @@ func (Persist) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 		}
 		n, err := persistOne(ctx, env, t.LocalBlockWorker, e)
 		if err != nil {
-			return itemResult{failed: failedf(e.Path, "%s", msg(err)), err: fmt.Errorf("persist %s: %w", e.Path, err)}
+			return itemResult{failed: failedf(e.Path, "%s", msg(err)), err: wrapf(err, "persist %s", e.Path)}
 		}
 		return itemResult{bytes: n}
 	})
 }
-
-// errGone says the file a task was for is no longer at its path.
-var errGone = errors.New("gone")
 
 // persistOne persists one file; already persisted is a success.
 func persistOne(ctx context.Context, env Env, local string, e persistElem) (int64, error) {
@@ -224,7 +220,7 @@ func persistOne(ctx context.Context, env Env, local string, e persistElem) (int6
 		if e.Quiet {
 			return 0, nil
 		}
-		return 0, fmt.Errorf("deleted or renamed before it could be persisted: %w", errGone)
+		return 0, status.Error(codes.NotFound, "deleted or renamed before it could be persisted")
 	}
 	if err != nil {
 		return 0, err
@@ -235,7 +231,7 @@ func persistOne(ctx context.Context, env Env, local string, e persistElem) (int6
 		if e.Quiet {
 			return 0, nil
 		}
-		return 0, fmt.Errorf("replaced by another file (id %d, was %d) before it could be persisted: %w", f.GetFileId(), e.ID, errGone)
+		return 0, status.Errorf(codes.FailedPrecondition, "replaced by another file (id %d, was %d) before it could be persisted", f.GetFileId(), e.ID)
 	case persisted(f):
 		return 0, nil // an earlier attempt (or someone else) did it
 	case f.GetFolder():

@@ -165,7 +165,7 @@ func (Replicate) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 		}
 		n, err := replicateOne(ctx, env, t.LocalBlockWorker, e)
 		if err != nil {
-			return itemResult{failed: failedf(e.Path, "block %d: %s", e.Index, msg(err)), err: fmt.Errorf("replicate %s block %d: %w", e.Path, e.Index, err)}
+			return itemResult{failed: failedf(e.Path, "block %d: %s", e.Index, msg(err)), err: wrapf(err, "replicate %s block %d", e.Path, e.Index)}
 		}
 		return itemResult{bytes: n}
 	})
