@@ -31,13 +31,13 @@ const defaultCacheParallelism = 8
 
 // peerPool holds connections to other block workers, dialled on first use.
 type peerPool struct {
-	token string
+	dial  rpc.ClientOptions
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 }
 
-func newPeerPool(token string) *peerPool {
-	return &peerPool{token: token, conns: map[string]*grpc.ClientConn{}}
+func newPeerPool(dial rpc.ClientOptions) *peerPool {
+	return &peerPool{dial: dial, conns: map[string]*grpc.ClientConn{}}
 }
 
 func (p *peerPool) get(addr string) (api.BlockWorkerClient, error) {
@@ -46,7 +46,7 @@ func (p *peerPool) get(addr string) (api.BlockWorkerClient, error) {
 	if cc, ok := p.conns[addr]; ok {
 		return api.NewBlockWorkerClient(cc), nil
 	}
-	cc, err := rpc.Dial(addr, rpc.ClientOptions{Token: p.token})
+	cc, err := rpc.Dial(addr, p.dial)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "block worker %s: %v", addr, err)
 	}

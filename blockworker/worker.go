@@ -35,6 +35,7 @@ type Worker struct {
 	leases     *leaseTable
 	metrics    *metrics
 	http       *rpc.HTTPServer
+	srvOpts    rpc.ServerOptions
 	grpc       *grpc.Server
 
 	fillMu sync.Mutex
@@ -91,7 +92,22 @@ func New(cfg *config.Config, log *zap.Logger) (*Worker, error) {
 		chunk = DefaultChunkSize
 	}
 	chunk = min(max(chunk, minChunkSize), maxChunkSize)
-	cc, err := rpc.Dial(cfg.Worker.Master, rpc.ClientOptions{Token: cfg.Security.Token})
+	so, err := rpc.ServerOptionsFor(cfg, log)
+	if err != nil {
+		return nil, fmt.Errorf("block worker: %w", err)
+	}
+	// Bulk moves between workers and UFS writes on behalf of a job are for
+	// the cluster's job workers (acting for the job's submitter) only.
+	so.SystemOnly = []string{
+		api.BlockWorker_MoveBlock_FullMethodName, api.BlockWorker_CacheBlock_FullMethodName,
+		api.BlockWorker_CacheBlocks_FullMethodName, api.BlockWorker_CopyBlockFrom_FullMethodName,
+		api.BlockWorker_WriteUfsFileFrom_FullMethodName, api.BlockWorker_HashBlocks_FullMethodName,
+	}
+	dial, err := rpc.ClientOptionsFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("block worker: %w", err)
+	}
+	cc, err := rpc.Dial(cfg.Worker.Master, dial)
 	if err != nil {
 		return nil, fmt.Errorf("block worker: FS master %s: %w", cfg.Worker.Master, err)
 	}
@@ -104,14 +120,15 @@ func New(cfg *config.Config, log *zap.Logger) (*Worker, error) {
 		masterConn: cc,
 		mounts:     newMountTable(api.NewFileSystemMasterClient(cc)),
 		leases:     newLeaseTable(lease),
-		peers:      newPeerPool(cfg.Security.Token),
+		peers:      newPeerPool(dial),
+		srvOpts:    so,
 		fills:      map[int64]*fill{},
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	w.link = newMasterLink(api.NewBlockMasterClient(cc), store, log, cfg.FSMaster.Worker.HeartbeatInterval, w.Address)
 	w.link.onCmd = w.removeBlocks
 	store.SetListener(w.link)
-	w.http = rpc.NewHTTPServer(cfg.Security.Token, log, w.healthy)
+	w.http = rpc.NewHTTPServerWith(so, w.healthy)
 	w.metrics = newMetrics(w.http.Registry, store)
 	return w, nil
 }
@@ -141,7 +158,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.mu.Lock()
 	w.rpcAddr, w.httpAddr = rl.Addr(), hl.Addr()
 	w.mu.Unlock()
-	w.grpc = rpc.NewServer(rpc.ServerOptions{Token: w.cfg.Security.Token, Logger: w.log})
+	w.grpc = rpc.NewServer(w.srvOpts)
 	api.RegisterBlockWorkerServer(w.grpc, &service{w: w})
 	if ul := w.listenUnix(); ul != nil {
 		w.wg.Add(1)

@@ -17,7 +17,7 @@ import (
 func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest) (*api.ListStatusResponse, error) {
 	const op = "ls"
 	ns.op(op)
-	p, err := clean(op, req.GetPath())
+	p, err := ns.clean(op, req.GetPath())
 	if err != nil {
 		return nil, err
 	}
@@ -44,6 +44,7 @@ func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest)
 		return nil, err
 	}
 	resp := &api.ListStatusResponse{}
+	pr := ns.caller(ctx)
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -57,6 +58,14 @@ func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest)
 		if n == nil {
 			ns.mu.RUnlock()
 			return nil, errf(codes.NotFound, op, p, "no such file or directory")
+		}
+		perr := ns.traverse(op, p, pr, n)
+		if perr == nil && n.dir {
+			perr = ns.need(op, p, pr, n, permR|permX)
+		}
+		if perr != nil {
+			ns.mu.RUnlock()
+			return nil, perr
 		}
 		if !n.dir {
 			if token == "" {
@@ -79,7 +88,12 @@ func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest)
 			}
 		} else {
 			var full bool
-			full, load = ns.listTree(n, p, after, size, lt, req.GetIncludeBlocks(), resp)
+			var deny error
+			full, load, deny = ns.listTree(n, p, after, size, lt, req.GetIncludeBlocks(), resp, pr)
+			if deny != nil {
+				ns.mu.RUnlock()
+				return nil, deny
+			}
 			if load == "" {
 				ns.mu.RUnlock()
 				if full {
@@ -136,9 +150,16 @@ func (ns *namespace) listDir(n *inode, p, token string, size int, blocks bool, r
 // infos (full) or a directory must be merged from the UFS before its
 // children can be listed (load names it; the caller merges it and resumes
 // after the last info of the page).
-func (ns *namespace) listTree(n *inode, p string, after []string, size int, lt api.LoadMetadataType, blocks bool, resp *api.ListStatusResponse) (full bool, load string) {
+func (ns *namespace) listTree(n *inode, p string, after []string, size int, lt api.LoadMetadataType, blocks bool, resp *api.ListStatusResponse, pr principal) (full bool, load string, deny error) {
 	var visit func(d *inode, dp string, after []string) bool // false: stop
 	visit = func(d *inode, dp string, after []string) bool {
+		// Every directory listed needs read and execute: a subtree the
+		// caller may not list stops the listing (it is never skipped
+		// silently, so a job never works on part of a tree unknowingly).
+		if d != n && !ns.may(pr, d, permR|permX) {
+			deny = ns.denied("ls", p, pr, d, permR|permX)
+			return false
+		}
 		if needsChildren(d, lt) {
 			load = dp
 			return false
@@ -177,5 +198,5 @@ func (ns *namespace) listTree(n *inode, p string, after []string, size int, lt a
 	// The directory being listed itself was checked by the caller's
 	// ensureLoaded; its children may still need merging.
 	visit(n, p, after)
-	return full, load
+	return full, load, deny
 }

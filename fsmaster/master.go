@@ -97,11 +97,23 @@ func nsConfigFrom(cfg *config.Config) (nsConfig, error) {
 		maxPage:     cfg.FSMaster.List.MaxPageSize,
 		owner:       "alluvium",
 		group:       "alluvium",
+		perm: permConfigFrom(securityView{
+			Permissions: cfg.Security.Permissions, Superuser: cfg.Security.Superuser,
+			Supergroup: cfg.Security.Supergroup, Groups: cfg.Security.Groups,
+		}),
+		pathLimits: pathLimitsFrom(cfg.FSMaster.Path.MaxLength, cfg.FSMaster.Path.MaxDepth),
 	}
 	if u, err := user.Current(); err == nil && u.Username != "" {
 		c.owner, c.group = u.Username, u.Username
 		if g, err := user.LookupGroupId(u.Gid); err == nil && g.Name != "" {
 			c.group = g.Name
+		}
+	}
+	// What the system identity creates belongs to the superuser.
+	if su := cfg.Security.Superuser; su != "" && su != c.owner {
+		c.owner, c.group = su, su
+		if cfg.Security.Supergroup != "" {
+			c.group = cfg.Security.Supergroup
 		}
 	}
 	wt := strings.ToUpper(strings.TrimSpace(cfg.FSMaster.User.WriteType))
@@ -196,6 +208,7 @@ func (m *Master) Start(ctx context.Context) error {
 		zap.Int("inodes", st.InodeCount()), zap.Duration("took", time.Since(t0)))
 	blocks := newBlockMap(time.Now)
 	m.ns = newNamespace(st, journalAdapter{j}, ncfg, blocks, m.log)
+	m.ns.gate = newGate(m.cfg.FSMaster.MaxExpensiveCalls, m.cfg.FSMaster.ExpensiveCallWait)
 	m.ns.onFail = func(err error) {
 		m.failOnce.Do(func() {
 			m.failErr = fmt.Errorf("fsmaster: journal failed: %w", err)
@@ -217,7 +230,11 @@ func (m *Master) Start(ctx context.Context) error {
 		}
 	}
 	if pc := m.cfg.FSMaster; strings.TrimSpace(pc.JobMaster) != "" {
-		m.persister = newPersister(m.ns, m.log, pc.JobMaster, m.cfg.Security.Token, pc.Persist.Delay, pc.Persist.MaxBackoff, pc.Persist.BatchSize)
+		dial, err := rpc.ClientOptionsFor(m.cfg)
+		if err != nil {
+			return fmt.Errorf("fsmaster: %w", err)
+		}
+		m.persister = newPersister(m.ns, m.log, pc.JobMaster, dial, pc.Persist.Delay, pc.Persist.MaxBackoff, pc.Persist.BatchSize)
 		m.ns.onToBePersist = m.persister.add
 	}
 	if err := m.serve(); err != nil {
@@ -252,12 +269,24 @@ func (m *Master) serve() error {
 		rl.Close()
 		return fmt.Errorf("fsmaster http: %w", err)
 	}
+	so, err := rpc.ServerOptionsFor(m.cfg, m.log)
+	if err != nil {
+		rl.Close()
+		hl.Close()
+		return fmt.Errorf("fsmaster: %w", err)
+	}
 	m.rpcL, m.httpL = rl, hl
-	m.grpc = rpc.NewServer(rpc.ServerOptions{Token: m.cfg.Security.Token, Logger: m.log})
+	// Only the cluster's own processes (block workers) register, heartbeat
+	// and commit blocks.
+	so.SystemOnly = []string{
+		api.BlockMaster_RegisterWorker_FullMethodName, api.BlockMaster_WorkerHeartbeat_FullMethodName,
+		api.BlockMaster_CommitBlock_FullMethodName, api.BlockMaster_CommitBlocks_FullMethodName,
+	}
+	m.grpc = rpc.NewServer(so)
 	srv := &server{m: m}
 	api.RegisterFileSystemMasterServer(m.grpc, srv)
 	api.RegisterBlockMasterServer(m.grpc, srv)
-	m.http = rpc.NewHTTPServer(m.cfg.Security.Token, m.log, m.healthy)
+	m.http = rpc.NewHTTPServerWith(so, m.healthy)
 	m.registerHTTP()
 	go func() {
 		if err := m.grpc.Serve(rl); err != nil {

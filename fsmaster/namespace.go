@@ -36,6 +36,8 @@ type nsConfig struct {
 	group       string
 	defaultPage int
 	maxPage     int
+	perm        permConfig
+	pathLimits  paths.Limits
 }
 
 // namespace is the live inode tree of the master: State behind the state
@@ -59,6 +61,8 @@ type namespace struct {
 
 	ufsMu sync.Mutex
 	ufs   map[int64]ufs.FileSystem // mount id → opened UFS
+
+	gate *gate // bounds expensive calls; nil: no bound
 }
 
 func newNamespace(st *State, j appender, cfg nsConfig, blocks *blockMap, log *zap.Logger) *namespace {
@@ -92,15 +96,6 @@ func (ns *namespace) op(name string) {
 	if ns.onOp != nil {
 		ns.onOp(name)
 	}
-}
-
-// clean validates a path argument.
-func clean(op, p string) (string, error) {
-	c, err := paths.Clean(p)
-	if err != nil {
-		return "", status.Errorf(codes.InvalidArgument, "%s: %v", op, err)
-	}
-	return c, nil
 }
 
 // txn collects the entries of one call. It is used while holding ns.mu.
@@ -504,7 +499,7 @@ func needsChildren(n *inode, lt api.LoadMetadataType) bool {
 func (ns *namespace) CreateDirectory(ctx context.Context, req *api.CreateDirectoryRequest) (*api.FileInfo, error) {
 	const op = "mkdir"
 	ns.op(op)
-	p, err := clean(op, req.GetPath())
+	p, err := ns.clean(op, req.GetPath())
 	if err != nil {
 		return nil, err
 	}
@@ -518,12 +513,22 @@ func (ns *namespace) CreateDirectory(ctx context.Context, req *api.CreateDirecto
 	if err := ns.ensureLoaded(ctx, p, api.LoadMetadataType_ONCE); err != nil {
 		return nil, err
 	}
+	pr := ns.caller(ctx)
 	// validate returns the deepest existing inode and depth, or the answer.
 	validate := func() (*inode, int, []string, *api.FileInfo, error) {
 		if err := ns.usable(); err != nil {
 			return nil, 0, nil, nil, err
 		}
 		n, depth, comps := ns.st.lookupPrefix(p)
+		if depth == len(comps) || !n.dir {
+			if err := ns.traverse(op, p, pr, n); err != nil {
+				return nil, 0, nil, nil, err
+			}
+		} else if err := ns.traverse(op, p, pr, n); err != nil {
+			return nil, 0, nil, nil, err
+		} else if err := ns.need(op, p, pr, n, permW|permX); err != nil {
+			return nil, 0, nil, nil, err
+		}
 		switch {
 		case depth == len(comps):
 			if n.dir && req.GetAllowExists() {
@@ -578,7 +583,7 @@ func (ns *namespace) CreateDirectory(ctx context.Context, req *api.CreateDirecto
 		}
 		id := ns.st.nextInodeID
 		if err := t.add(dirEntry(&api.InodeDirectoryEntry{
-			Id: id, ParentId: parent.id, Name: comps[i], Mode: mode, Owner: ns.cfg.owner, Group: ns.cfg.group,
+			Id: id, ParentId: parent.id, Name: comps[i], Mode: mode, Owner: pr.user, Group: pr.groups[0],
 			CreationTimeMs: t.now, PersistenceState: persist, ChildrenLoaded: true,
 		})); err != nil {
 			ns.mu.Unlock()
@@ -595,7 +600,7 @@ func (ns *namespace) CreateDirectory(ctx context.Context, req *api.CreateDirecto
 func (ns *namespace) CreateFile(ctx context.Context, req *api.CreateFileRequest) (*api.FileInfo, error) {
 	const op = "create"
 	ns.op(op)
-	p, err := clean(op, req.GetPath())
+	p, err := ns.clean(op, req.GetPath())
 	if err != nil {
 		return nil, err
 	}
@@ -658,6 +663,15 @@ func (ns *namespace) createLocked(ctx context.Context, p string, req *api.Create
 		parent, _ := paths.Split(p)
 		return nil, nil, errf(codes.NotFound, op, p, "parent %s does not exist (use recursive)", parent)
 	}
+	// n is now the deepest existing directory: the new file (or its first
+	// new parent) goes in it.
+	pr := ns.caller(ctx)
+	if err := ns.traverse(op, p, pr, n); err != nil {
+		return nil, nil, err
+	}
+	if err := ns.need(op, p, pr, n, permW|permX); err != nil {
+		return nil, nil, err
+	}
 	if err := ns.readOnly(op, p); err != nil {
 		return nil, nil, err
 	}
@@ -684,7 +698,7 @@ func (ns *namespace) createLocked(ctx context.Context, p string, req *api.Create
 	for i := depth; i < len(comps)-1; i++ {
 		id := ns.st.nextInodeID
 		if err := t.add(dirEntry(&api.InodeDirectoryEntry{
-			Id: id, ParentId: parent.id, Name: comps[i], Mode: 0o755, Owner: ns.cfg.owner, Group: ns.cfg.group,
+			Id: id, ParentId: parent.id, Name: comps[i], Mode: 0o755, Owner: pr.user, Group: pr.groups[0],
 			CreationTimeMs: t.now, PersistenceState: api.PersistenceState_NOT_PERSISTED, ChildrenLoaded: true,
 		})); err != nil {
 			return nil, nil, err
@@ -701,7 +715,7 @@ func (ns *namespace) createLocked(ctx context.Context, p string, req *api.Create
 	}
 	id := ns.st.nextInodeID
 	if err := t.add(fileEntry(&api.InodeFileEntry{
-		Id: id, ParentId: parent.id, Name: comps[len(comps)-1], Mode: mode, Owner: ns.cfg.owner, Group: ns.cfg.group,
+		Id: id, ParentId: parent.id, Name: comps[len(comps)-1], Mode: mode, Owner: pr.user, Group: pr.groups[0],
 		CreationTimeMs: t.now, PersistenceState: persist, BlockSizeBytes: bs, WriteType: wt,
 		ReplicationMin: req.GetReplicationMin(), ReplicationMax: replMax, Pinned: req.GetPinned(), Ttl: req.GetTtl(),
 	})); err != nil {
@@ -714,7 +728,7 @@ func (ns *namespace) createLocked(ctx context.Context, p string, req *api.Create
 func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequest) (*api.FileInfo, error) {
 	const op = "complete"
 	ns.op(op)
-	p, err := clean(op, req.GetPath())
+	p, err := ns.clean(op, req.GetPath())
 	if err != nil {
 		return nil, err
 	}
@@ -724,10 +738,15 @@ func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequ
 		return nil, err
 	}
 	n := ns.st.lookup(p)
+	pr := ns.caller(ctx)
 	var verr error
 	switch {
 	case n == nil:
 		verr = errf(codes.NotFound, op, p, "no such file")
+	case ns.traverse(op, p, pr, n) != nil:
+		verr = ns.traverse(op, p, pr, n)
+	case n.owner != pr.user && !ns.may(pr, n, permW):
+		verr = ns.denied(op, p, pr, n, permW)
 	case n.dir:
 		verr = errf(codes.InvalidArgument, op, p, "is a directory")
 	case req.GetFileId() != 0 && req.GetFileId() != n.id:
@@ -768,7 +787,7 @@ func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequ
 func (ns *namespace) GetStatus(ctx context.Context, req *api.GetStatusRequest) (*api.FileInfo, error) {
 	const op = "stat"
 	ns.op(op)
-	p, err := clean(op, req.GetPath())
+	p, err := ns.clean(op, req.GetPath())
 	if err != nil {
 		return nil, err
 	}
@@ -780,9 +799,18 @@ func (ns *namespace) GetStatus(ctx context.Context, req *api.GetStatusRequest) (
 	if err := ns.usable(); err != nil {
 		return nil, err
 	}
-	n := ns.st.lookup(p)
-	if n == nil {
+	pr := ns.caller(ctx)
+	n, depth, comps := ns.st.lookupPrefix(p)
+	if depth < len(comps) {
+		if n.dir {
+			if err := ns.traverseTo(op, p, pr, n); err != nil {
+				return nil, err
+			}
+		}
 		return nil, errf(codes.NotFound, op, p, "no such file or directory")
+	}
+	if err := ns.traverse(op, p, pr, n); err != nil {
+		return nil, err
 	}
 	return ns.info(n, p, true), nil
 }
@@ -792,7 +820,7 @@ func (ns *namespace) GetStatus(ctx context.Context, req *api.GetStatusRequest) (
 func (ns *namespace) Delete(ctx context.Context, req *api.DeleteRequest) error {
 	const op = "delete"
 	ns.op(op)
-	p, err := clean(op, req.GetPath())
+	p, err := ns.clean(op, req.GetPath())
 	if err != nil {
 		return err
 	}
@@ -820,10 +848,19 @@ func (ns *namespace) Delete(ctx context.Context, req *api.DeleteRequest) error {
 		return err
 	}
 	n := ns.st.lookup(p)
+	pr := ns.caller(ctx)
 	var verr error
 	switch {
 	case n == nil:
 		verr = errf(codes.NotFound, op, p, "no such file or directory")
+	case ns.traverse(op, p, pr, n) != nil:
+		verr = ns.traverse(op, p, pr, n)
+	case ns.need(op, p, pr, n.parent, permW|permX) != nil:
+		verr = ns.need(op, p, pr, n.parent, permW|permX)
+	case n.dir && n.childCount() > 0 && ns.subtree(op, p, pr, n, permR|permW|permX) != nil:
+		// rm -r empties every directory below: each needs read, write and
+		// execute, as POSIX asks of the one who removes their entries.
+		verr = ns.subtree(op, p, pr, n, permR|permW|permX)
 	case n.mountPoint:
 		verr = errf(codes.InvalidArgument, op, p, "is a mount point (use unmount)")
 	case n.dir && n.childCount() > 0 && !req.GetRecursive():
@@ -869,11 +906,11 @@ func (ns *namespace) Delete(ctx context.Context, req *api.DeleteRequest) error {
 func (ns *namespace) Rename(ctx context.Context, req *api.RenameRequest) (*api.FileInfo, error) {
 	const op = "rename"
 	ns.op(op)
-	src, err := clean(op, req.GetSrc())
+	src, err := ns.clean(op, req.GetSrc())
 	if err != nil {
 		return nil, err
 	}
-	dst, err := clean(op, req.GetDst())
+	dst, err := ns.clean(op, req.GetDst())
 	if err != nil {
 		return nil, err
 	}
@@ -922,6 +959,18 @@ func (ns *namespace) Rename(ctx context.Context, req *api.RenameRequest) (*api.F
 		verr = errf(codes.AlreadyExists, op, what, "%s exists", dst)
 	case ms.GetMountId() != md.GetMountId():
 		verr = errf(codes.InvalidArgument, op, what, "across mounts (%s and %s): copy with the job service instead", ms.GetAlluviumPath(), md.GetAlluviumPath())
+	}
+	if verr == nil {
+		// Both parents change: each needs write and execute, and every
+		// directory above them execute.
+		pr := ns.caller(ctx)
+		if verr = ns.traverse(op, what, pr, n); verr == nil {
+			if verr = ns.need(op, what, pr, n.parent, permW|permX); verr == nil {
+				if verr = ns.traverse(op, what, pr, dp); verr == nil {
+					verr = ns.need(op, what, pr, dp, permW|permX)
+				}
+			}
+		}
 	}
 	if verr == nil {
 		verr = ns.readOnly(op, src)
@@ -973,7 +1022,7 @@ func (ns *namespace) Rename(ctx context.Context, req *api.RenameRequest) (*api.F
 func (ns *namespace) SetAttribute(ctx context.Context, req *api.SetAttributeRequest) (*api.FileInfo, error) {
 	const op = "setattr"
 	ns.op(op)
-	p, err := clean(op, req.GetPath())
+	p, err := ns.clean(op, req.GetPath())
 	if err != nil {
 		return nil, err
 	}
@@ -1016,6 +1065,24 @@ func (ns *namespace) SetAttribute(ctx context.Context, req *api.SetAttributeRequ
 		}
 		return nil, errf(codes.FailedPrecondition, op, p, "file %d is gone: the path is now file %d (deleted, renamed or re-created)", req.GetFileId(), n.id)
 	}
+	var ids []int64
+	if req.GetRecursive() {
+		walk(n, func(x *inode) bool { ids = append(ids, x.id); return true })
+	} else {
+		ids = []int64{n.id}
+	}
+	pr := ns.caller(ctx)
+	perr := ns.traverse(op, p, pr, n)
+	if perr == nil {
+		perr = ns.setattrAccess(op, p, pr, req, ids)
+	}
+	if perr != nil {
+		if req.GetPersistFrom() != "" {
+			ns.dropPersistTemp(ctx, p, req.GetPersistFrom())
+		}
+		ns.mu.Unlock()
+		return nil, perr
+	}
 	if req.GetPersistFrom() != "" {
 		info, t, err := ns.commitPersistLocked(ctx, p, n, req)
 		ns.mu.Unlock()
@@ -1032,12 +1099,6 @@ func (ns *namespace) SetAttribute(ctx context.Context, req *api.SetAttributeRequ
 			ReplicationMax: req.ReplicationMax, Ttl: req.Ttl, TtlAction: req.TtlAction,
 			UfsFingerprint: req.UfsFingerprint,
 		})
-	}
-	var ids []int64
-	if req.GetRecursive() {
-		walk(n, func(x *inode) bool { ids = append(ids, x.id); return true })
-	} else {
-		ids = []int64{n.id}
 	}
 	var async []int64
 	for _, id := range ids {
@@ -1064,12 +1125,17 @@ func (ns *namespace) SetAttribute(ctx context.Context, req *api.SetAttributeRequ
 func (ns *namespace) Mount(ctx context.Context, req *api.MountRequest) (*api.MountPointInfo, error) {
 	const op = "mount"
 	ns.op(op)
-	p, err := clean(op, req.GetAlluviumPath())
+	p, err := ns.clean(op, req.GetAlluviumPath())
 	if err != nil {
 		return nil, err
 	}
 	if p == "/" {
 		return nil, errf(codes.AlreadyExists, op, p, "the root is mounted when the journal is formatted")
+	}
+	// A mount reaches any UFS the master can (file:///etc, any bucket): only
+	// a superuser may add or remove one.
+	if err := ns.superOnly(ctx, op, p); err != nil {
+		return nil, err
 	}
 	uri := strings.TrimSpace(req.GetUfsUri())
 	if uri == "" {
@@ -1159,12 +1225,15 @@ func uriOverlaps(a, b string) bool {
 func (ns *namespace) Unmount(ctx context.Context, req *api.UnmountRequest) error {
 	const op = "unmount"
 	ns.op(op)
-	p, err := clean(op, req.GetAlluviumPath())
+	p, err := ns.clean(op, req.GetAlluviumPath())
 	if err != nil {
 		return err
 	}
 	if p == "/" {
 		return errf(codes.InvalidArgument, op, p, "the root mount cannot be unmounted")
+	}
+	if err := ns.superOnly(ctx, op, p); err != nil {
+		return err
 	}
 	ns.mu.Lock()
 	if err := ns.usable(); err != nil {
@@ -1217,7 +1286,7 @@ func (ns *namespace) MountTable() []*api.MountPointInfo {
 func (ns *namespace) Free(ctx context.Context, req *api.FreeRequest) (int64, error) {
 	const op = "free"
 	ns.op(op)
-	p, err := clean(op, req.GetPath())
+	p, err := ns.clean(op, req.GetPath())
 	if err != nil {
 		return 0, err
 	}
@@ -1230,9 +1299,15 @@ func (ns *namespace) Free(ctx context.Context, req *api.FreeRequest) (int64, err
 		return 0, err
 	}
 	n := ns.st.lookup(p)
+	pr := ns.caller(ctx)
 	switch {
 	case n == nil:
 		return 0, errf(codes.NotFound, op, p, "no such file or directory")
+	case ns.traverse(op, p, pr, n) != nil:
+		return 0, ns.traverse(op, p, pr, n)
+	case ns.need(op, p, pr, n, permW) != nil:
+		// Freeing drops what others read from the cache: it takes write.
+		return 0, ns.need(op, p, pr, n, permW)
 	case n.dir && !req.GetRecursive():
 		return 0, errf(codes.InvalidArgument, op, p, "is a directory (use recursive)")
 	}

@@ -33,7 +33,7 @@ type persister struct {
 	ns         *namespace
 	log        *zap.Logger
 	masters    []string
-	token      string
+	dial       rpc.ClientOptions
 	delay      time.Duration
 	maxBackoff time.Duration
 	batch      int
@@ -65,7 +65,7 @@ type persistJobFile struct {
 	ID   int64  `json:"id"`
 }
 
-func newPersister(ns *namespace, log *zap.Logger, jobMasters string, token string, delay, maxBackoff time.Duration, batch int) *persister {
+func newPersister(ns *namespace, log *zap.Logger, jobMasters string, dial rpc.ClientOptions, delay, maxBackoff time.Duration, batch int) *persister {
 	var masters []string
 	for _, a := range strings.Split(jobMasters, ",") {
 		if a = strings.TrimSpace(a); a != "" {
@@ -82,7 +82,7 @@ func newPersister(ns *namespace, log *zap.Logger, jobMasters string, token strin
 		maxBackoff = 10 * time.Minute
 	}
 	return &persister{
-		ns: ns, log: log, masters: masters, token: token, delay: delay, maxBackoff: maxBackoff, batch: batch,
+		ns: ns, log: log, masters: masters, dial: dial, delay: delay, maxBackoff: maxBackoff, batch: batch,
 		queue: map[int64]*persistEntry{}, jobs: map[int64][]int64{}, jobAt: map[int64]string{},
 		kick: make(chan struct{}, 1), conns: map[string]*grpc.ClientConn{},
 	}
@@ -366,7 +366,7 @@ func (p *persister) client(addr string) (api.JobMasterClient, string, error) {
 	if cc, ok := p.conns[addr]; ok {
 		return api.NewJobMasterClient(cc), addr, nil
 	}
-	cc, err := rpc.Dial(addr, rpc.ClientOptions{Token: p.token})
+	cc, err := rpc.Dial(addr, p.dial)
 	if err != nil {
 		return nil, addr, err
 	}

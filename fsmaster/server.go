@@ -49,10 +49,22 @@ func (s *server) GetStatus(ctx context.Context, r *api.GetStatusRequest) (*api.G
 }
 
 func (s *server) ListStatus(ctx context.Context, r *api.ListStatusRequest) (*api.ListStatusResponse, error) {
+	done, err := s.m.ns.gate.enter(ctx, "ls", r.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	return s.m.ns.ListStatus(ctx, r)
 }
 
 func (s *server) Delete(ctx context.Context, r *api.DeleteRequest) (*api.DeleteResponse, error) {
+	if r.GetRecursive() {
+		done, err := s.m.ns.gate.enter(ctx, "delete", r.GetPath())
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+	}
 	if err := s.m.ns.Delete(ctx, r); err != nil {
 		return nil, err
 	}
@@ -68,6 +80,13 @@ func (s *server) Rename(ctx context.Context, r *api.RenameRequest) (*api.RenameR
 }
 
 func (s *server) SetAttribute(ctx context.Context, r *api.SetAttributeRequest) (*api.SetAttributeResponse, error) {
+	if r.GetRecursive() {
+		done, err := s.m.ns.gate.enter(ctx, "setattr", r.GetPath())
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+	}
 	info, err := s.m.ns.SetAttribute(ctx, r)
 	if err != nil {
 		return nil, err
@@ -76,6 +95,11 @@ func (s *server) SetAttribute(ctx context.Context, r *api.SetAttributeRequest) (
 }
 
 func (s *server) Mount(ctx context.Context, r *api.MountRequest) (*api.MountResponse, error) {
+	done, err := s.m.ns.gate.enter(ctx, "mount", r.GetAlluviumPath())
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	m, err := s.m.ns.Mount(ctx, r)
 	if err != nil {
 		return nil, err
@@ -91,10 +115,24 @@ func (s *server) Unmount(ctx context.Context, r *api.UnmountRequest) (*api.Unmou
 }
 
 func (s *server) GetMountTable(ctx context.Context, r *api.GetMountTableRequest) (*api.GetMountTableResponse, error) {
-	return &api.GetMountTableResponse{Mounts: s.m.ns.MountTable()}, nil
+	mounts := s.m.ns.MountTable()
+	if !s.m.ns.caller(ctx).super {
+		// Mount options may hold UFS credentials.
+		for _, m := range mounts {
+			m.Options = nil
+		}
+	}
+	return &api.GetMountTableResponse{Mounts: mounts}, nil
 }
 
 func (s *server) Free(ctx context.Context, r *api.FreeRequest) (*api.FreeResponse, error) {
+	if r.GetRecursive() {
+		done, err := s.m.ns.gate.enter(ctx, "free", r.GetPath())
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+	}
 	n, err := s.m.ns.Free(ctx, r)
 	if err != nil {
 		return nil, err
@@ -106,8 +144,25 @@ func (s *server) GetMasterInfo(ctx context.Context, r *api.GetMasterInfoRequest)
 	return s.m.Info(), nil
 }
 
+func (s *server) CheckAccess(ctx context.Context, r *api.CheckAccessRequest) (*api.CheckAccessResponse, error) {
+	if r.GetRecursive() {
+		done, err := s.m.ns.gate.enter(ctx, "access", r.GetPath())
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+	}
+	if err := s.m.ns.CheckAccess(ctx, r); err != nil {
+		return nil, err
+	}
+	return &api.CheckAccessResponse{}, nil
+}
+
 func (s *server) Checkpoint(ctx context.Context, r *api.CheckpointRequest) (*api.CheckpointResponse, error) {
 	s.m.ns.op("checkpoint")
+	if err := s.m.ns.superOnly(ctx, "checkpoint", "/"); err != nil {
+		return nil, err
+	}
 	path, seq, err := s.m.Checkpoint(ctx)
 	if err != nil {
 		if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {

@@ -28,7 +28,7 @@ type httpServer struct {
 }
 
 func (s *Server) startHTTP() (*httpServer, error) {
-	h := rpc.NewHTTPServer(s.cfg.Security.Token, s.log, s.healthy)
+	h := rpc.NewHTTPServerWith(s.srvOpts, s.healthy)
 	s.m.register(h.Registry)
 	h.Mux.HandleFunc("/api/v1/jobs", s.httpListJobs)
 	h.Mux.HandleFunc("/api/v1/jobs/", s.httpGetJob)

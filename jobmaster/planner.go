@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/plans"
 )
 
@@ -114,6 +115,9 @@ func (p *planners) run(id int64, poke chan struct{}) {
 		ls.abort(id, fmt.Sprintf("planning: %v", err))
 		return
 	}
+	// The planner reads the cluster as the job's user, so it lists only
+	// what that user may list.
+	asUser := rpc.ActAs(ctx, j.RunAs)
 	cfg := s.cfg.JobMaster.Planner
 	batchSize := max(cfg.BatchSize, 1)
 	maxOut := int64(cfg.MaxOutstanding)
@@ -162,7 +166,7 @@ func (p *planners) run(id int64, poke chan struct{}) {
 			continue
 		}
 		if pl == nil {
-			pl, err = plan.NewPlanner(ctx, s.env, plans.Job{ID: j.ID, Config: []byte(j.Config), Cursor: j.Cursor, Round: j.Round, RoundFailed: j.RoundFailed})
+			pl, err = plan.NewPlanner(asUser, s.env, plans.Job{ID: j.ID, Config: []byte(j.Config), Cursor: j.Cursor, Round: j.Round, RoundFailed: j.RoundFailed})
 			if err != nil {
 				pl = nil
 				if fail(err) {
@@ -171,7 +175,7 @@ func (p *planners) run(id int64, poke chan struct{}) {
 				continue
 			}
 		}
-		batch, err := pl.Next(ctx, batchSize)
+		batch, err := pl.Next(asUser, batchSize)
 		if err != nil {
 			if fail(err) {
 				return
@@ -276,7 +280,7 @@ func (f *finisher) finish(id int64) {
 	}
 	done := true
 	if plan, err := plans.Lookup(j.Plan); err == nil {
-		d, err := plan.Done(ls.ctx, s.env, plans.Job{ID: j.ID, Config: []byte(j.Config), Cursor: j.Cursor, Round: j.Round, RoundFailed: j.RoundFailed})
+		d, err := plan.Done(rpc.ActAs(ls.ctx, j.RunAs), s.env, plans.Job{ID: j.ID, Config: []byte(j.Config), Cursor: j.Cursor, Round: j.Round, RoundFailed: j.RoundFailed})
 		if err != nil {
 			s.log.Warn("plan Done failed; finishing the job", zap.Int64("job", id), zap.Error(err))
 		} else {

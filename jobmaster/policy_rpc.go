@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/plans"
 )
 
@@ -30,6 +31,8 @@ func (r *rpcServer) AddPolicy(ctx context.Context, req *api.AddPolicyRequest) (*
 	if err != nil {
 		return nil, err
 	}
+	// The policy's jobs run as whoever added it.
+	_, p.Owner = caller(ctx)
 	now := time.Now().UnixMilli()
 	p.Enabled = !req.GetPaused()
 	p.CreatedMs, p.CursorMs = now, now
@@ -71,7 +74,8 @@ func (s *Server) checkPolicy(ctx context.Context, in *api.PolicyInfo) (*api.Poli
 	if cfg == "" || !json.Valid([]byte(cfg)) {
 		return nil, status.Errorf(codes.InvalidArgument, "policy add %s: the %s config is not a JSON object", name, in.GetPlan())
 	}
-	norm, err := plan.Validate(ctx, s.env, []byte(cfg))
+	_, runAs := caller(ctx)
+	norm, err := plan.Validate(rpc.ActAs(ctx, runAs), s.env, []byte(cfg))
 	if err != nil {
 		if st, ok := status.FromError(err); ok {
 			return nil, status.Errorf(st.Code(), "policy add %s: %s", name, st.Message())
@@ -82,6 +86,17 @@ func (s *Server) checkPolicy(ctx context.Context, in *api.PolicyInfo) (*api.Poli
 		Name: name, Cron: spec, Plan: in.GetPlan(), ConfigJson: string(norm),
 		Overlap: overlap, CatchUp: in.GetCatchUp(),
 	}, nil
+}
+
+// mayManagePolicy refuses a change to policy name by anyone but its owner
+// and the system identity. A missing policy is left to the caller.
+func (s *Server) mayManagePolicy(ctx context.Context, op, name string) error {
+	p := s.fsm.policy(name)
+	if p == nil || mayManage(ctx, p.GetOwner()) {
+		return nil
+	}
+	who, _ := caller(ctx)
+	return status.Errorf(codes.PermissionDenied, "%s %s: user %s may not change a policy of %s", op, name, who, p.GetOwner())
 }
 
 // policyView is a policy as clients see it: with its next run and the
@@ -141,6 +156,9 @@ func (r *rpcServer) RemovePolicy(ctx context.Context, req *api.RemovePolicyReque
 		return fwd.RemovePolicy(fctx, req)
 	}
 	name := req.GetName()
+	if err := s.mayManagePolicy(ctx, "policy rm", name); err != nil {
+		return nil, err
+	}
 	if err := s.applyErr(ctx, &api.DeletePolicyCommand{Name: name}); err != nil {
 		if errors.Is(err, errPolicyNotFound) {
 			return nil, status.Errorf(codes.NotFound, "policy rm %s: no such policy (see 'alluvium policy ls')", name)
@@ -165,6 +183,9 @@ func (r *rpcServer) SetPolicyEnabled(ctx context.Context, req *api.SetPolicyEnab
 	if req.GetEnabled() {
 		op = "policy resume " + name
 	}
+	if err := s.mayManagePolicy(ctx, op, name); err != nil {
+		return nil, err
+	}
 	err = s.applyErr(ctx, &api.SetPolicyEnabledCommand{Name: name, Enabled: req.GetEnabled(), NowMs: time.Now().UnixMilli()})
 	if err != nil {
 		if errors.Is(err, errPolicyNotFound) {
@@ -188,6 +209,9 @@ func (r *rpcServer) RunPolicyNow(ctx context.Context, req *api.RunPolicyNowReque
 	}
 	if fwd != nil {
 		return fwd.RunPolicyNow(fctx, req)
+	}
+	if err := s.mayManagePolicy(ctx, "policy run-now", req.GetName()); err != nil {
+		return nil, err
 	}
 	id, err := ls.pol.runNow(ctx, req.GetName())
 	if err != nil {

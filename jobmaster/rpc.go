@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
@@ -43,7 +42,7 @@ const (
 
 // forwarder keeps connections to the other job masters.
 type forwarder struct {
-	token string
+	dial  rpc.ClientOptions
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 }
@@ -57,7 +56,7 @@ func (f *forwarder) client(addr string) (api.JobMasterClient, error) {
 	if cc, ok := f.conns[addr]; ok {
 		return api.NewJobMasterClient(cc), nil
 	}
-	cc, err := rpc.Dial(addr, rpc.ClientOptions{Token: f.token})
+	cc, err := rpc.Dial(addr, f.dial)
 	if err != nil {
 		return nil, err
 	}
@@ -113,21 +112,54 @@ func (s *Server) route(ctx context.Context, op string) (*leaderState, api.JobMas
 		return nil, nil, nil, status.Errorf(codes.Unavailable, "%s: leader %s: %v", op, addr, err)
 	}
 	out := metadata.AppendToOutgoingContext(ctx, forwardedKey, s.self.ID)
-	if u := md.Get(userKey); len(u) > 0 {
-		out = metadata.AppendToOutgoingContext(out, userKey, u[0])
+	// The leader sees this node's system identity acting for the caller.
+	if id, ok := rpc.IdentityFrom(ctx); ok && !id.System {
+		out = rpc.ActAs(out, id.User)
 	}
 	return nil, c, out, nil
 }
 
-func submitter(ctx context.Context) string {
-	md, _ := metadata.FromIncomingContext(ctx)
-	if u := md.Get(userKey); len(u) > 0 && u[0] != "" {
-		return u[0]
+// caller returns the call's user for display (the superuser's name for the
+// system identity) and the user its jobs run as ("" for the system).
+func caller(ctx context.Context) (name, runAs string) {
+	id, ok := rpc.IdentityFrom(ctx)
+	if !ok || id.System {
+		if ok && id.User != "" {
+			return id.User, ""
+		}
+		return "system", ""
 	}
-	if p, ok := peer.FromContext(ctx); ok {
-		return p.Addr.String()
+	return id.User, id.User
+}
+
+// checkInFlight refuses a submit by user when it has
+// jobmaster.job.max-in-flight-per-user unfinished jobs. The system identity
+// ("") is not bound.
+func (s *Server) checkInFlight(user, plan string) error {
+	limit := s.cfg.JobMaster.Job.MaxInFlightPerUser
+	if user == "" || limit <= 0 {
+		return nil
 	}
-	return ""
+	n := 0
+	s.fsm.view(func(st *state) {
+		st.jobs.Ascend(func(j *jobRec) bool {
+			if j.RunAs == user && !j.terminal() {
+				n++
+			}
+			return n < limit
+		})
+	})
+	if n >= limit {
+		return status.Errorf(codes.ResourceExhausted, "submit %s: user %s has %d unfinished jobs (jobmaster.job.max-in-flight-per-user); wait for some to end", plan, user, n)
+	}
+	return nil
+}
+
+// mayManage reports whether the caller may cancel a job run as runAs: its
+// own, or any for the system identity.
+func mayManage(ctx context.Context, runAs string) bool {
+	_, as := caller(ctx)
+	return as == "" || as == runAs
 }
 
 func (r *rpcServer) SubmitJob(ctx context.Context, req *api.SubmitJobRequest) (*api.SubmitJobResponse, error) {
@@ -160,7 +192,13 @@ func (r *rpcServer) SubmitJob(ctx context.Context, req *api.SubmitJobRequest) (*
 		err := json.Unmarshal([]byte(cfg), &v)
 		return nil, status.Errorf(codes.InvalidArgument, "submit %s: config is not valid JSON: %v", req.GetPlan(), err)
 	}
-	norm, err := plan.Validate(ctx, s.env, []byte(cfg))
+	name, runAs := caller(ctx)
+	if err := s.checkInFlight(runAs, req.GetPlan()); err != nil {
+		return nil, err
+	}
+	// Validation reads the cluster as the submitter, so a path it may not
+	// read (or write) is refused here.
+	norm, err := plan.Validate(rpc.ActAs(ctx, runAs), s.env, []byte(cfg))
 	if err != nil {
 		if _, ok := status.FromError(err); ok {
 			return nil, err
@@ -180,9 +218,18 @@ func (r *rpcServer) SubmitJob(ctx context.Context, req *api.SubmitJobRequest) (*
 			}
 		}
 	}
+	if runAs != "" && s.cfg.JobMaster.Job.MaxInFlightPerUser > 0 {
+		// Check and submit under one lock so concurrent submits of a user
+		// cannot pass the bound together.
+		s.submitMu.Lock()
+		defer s.submitMu.Unlock()
+		if err := s.checkInFlight(runAs, req.GetPlan()); err != nil {
+			return nil, err
+		}
+	}
 	resp, err := s.apply(ctx, &api.SubmitJobCommand{
 		Plan: req.GetPlan(), ConfigJson: string(norm), RequestId: req.GetRequestId(),
-		Submitter: submitter(ctx), NowMs: time.Now().UnixMilli(),
+		Submitter: name, RunAs: runAs, NowMs: time.Now().UnixMilli(),
 	})
 	if err != nil {
 		return nil, grpcErr("submit", err)
@@ -311,6 +358,9 @@ func (r *rpcServer) CancelJob(ctx context.Context, req *api.CancelJobRequest) (*
 		return nil, status.Errorf(codes.NotFound, "job cancel %d: no such job", req.GetJobId())
 	case j.Status == api.JobInfo_CANCELED:
 		return &api.CancelJobResponse{}, nil
+	case !mayManage(ctx, j.RunAs):
+		name, _ := caller(ctx)
+		return nil, status.Errorf(codes.PermissionDenied, "job cancel %d: user %s may not cancel a job of %s", j.ID, name, j.Submitter)
 	case j.terminal():
 		return nil, status.Errorf(codes.FailedPrecondition, "job cancel %d: the job already ended %s", j.ID, j.Status)
 	}
@@ -576,7 +626,7 @@ func (ls *leaderState) assign(worker int64, keys []taskKey) []*api.TaskAssignmen
 		ls.broker.setClaimAttempt(k, t.Attempt)
 		out = append(out, &api.TaskAssignment{
 			JobId: k.job, TaskId: k.task, Attempt: t.Attempt, Plan: j.Plan, Args: t.Args,
-			JobConfigJson: j.Config, TimeoutMs: timeout, User: j.Submitter,
+			JobConfigJson: j.Config, TimeoutMs: timeout, User: j.RunAs,
 			BandwidthBytesPerSec: ls.broker.bandwidthShare(j), Description: t.Desc,
 		})
 		dispatch = append(dispatch, &api.TaskTransition{JobId: k.job, TaskId: k.task, Attempt: t.Attempt, Kind: api.TaskTransition_DISPATCH, WorkerId: worker})

@@ -41,13 +41,16 @@ type Server struct {
 	envCls func() error
 
 	grpc    *grpc.Server
+	srvOpts rpc.ServerOptions // authentication, TLS, limits (rpc and http)
 	rpcLn   net.Listener
 	rpcAddr string
 	http    *httpServer
 
 	leader atomic.Pointer[leaderState]
 	fwd    forwarder
-	m      *metrics
+	// submitMu makes a user's in-flight check and its submit one step.
+	submitMu sync.Mutex
+	m        *metrics
 
 	shutdown chan struct{}
 	wg       sync.WaitGroup
@@ -106,7 +109,15 @@ func newServer(cfg *config.Config, log *zap.Logger, o serverOptions) (*Server, e
 		cfg: cfg, log: log, opts: o, fsm: NewFSM(log.Named("fsm")),
 		self: self, peers: peers, notifyCh: make(chan bool, 16), shutdown: make(chan struct{}),
 	}
-	s.fwd.token = cfg.Security.Token
+	var err error
+	if s.srvOpts, err = rpc.ServerOptionsFor(cfg, log); err != nil {
+		return nil, fmt.Errorf("jobmaster: %w", err)
+	}
+	// Job workers register and heartbeat as the cluster's own processes.
+	s.srvOpts.SystemOnly = []string{api.JobMaster_RegisterJobWorker_FullMethodName, api.JobMaster_JobWorkerHeartbeat_FullMethodName}
+	if s.fwd.dial, err = rpc.ClientOptionsFor(cfg); err != nil {
+		return nil, fmt.Errorf("jobmaster: %w", err)
+	}
 	s.m = newMetrics(s)
 	return s, nil
 }
@@ -146,7 +157,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.opts.env != nil {
 		s.env = s.opts.env
 	} else {
-		e, err := plans.DialEnv(s.cfg.JobMaster.Master, rpc.ClientOptions{Token: s.cfg.Security.Token})
+		e, err := plans.DialEnv(s.cfg.JobMaster.Master, s.fwd.dial)
 		if err != nil {
 			s.closeParts()
 			return fmt.Errorf("jobmaster.master: %w", err)
@@ -195,7 +206,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if _, port, err := net.SplitHostPort(ln.Addr().String()); err == nil && s.cfg.JobMaster.RPCPort == 0 && len(s.peers) == 0 {
 		s.rpcAddr = net.JoinHostPort(s.cfg.JobMaster.Host, port)
 	}
-	s.grpc = rpc.NewServer(rpc.ServerOptions{Token: s.cfg.Security.Token, Logger: s.log})
+	s.grpc = rpc.NewServer(s.srvOpts)
 	api.RegisterJobMasterServer(s.grpc, &rpcServer{s: s})
 	s.wg.Add(1)
 	go func() {

@@ -32,6 +32,7 @@ type jobRec struct {
 	Plan         string
 	Config       string
 	Submitter    string
+	RunAs        string // the user its work acts for; "": the system identity
 	RequestID    string
 	Policy       string
 	Status       api.JobInfo_Status
@@ -224,7 +225,7 @@ func (s *state) jobTasks(job int64, f func(*taskRec) bool) {
 
 func (j *jobRec) info() *api.JobInfo {
 	return &api.JobInfo{
-		Id: j.ID, Plan: j.Plan, ConfigJson: j.Config, Submitter: j.Submitter, Status: j.Status,
+		Id: j.ID, Plan: j.Plan, ConfigJson: j.Config, Submitter: j.Submitter, RunAs: j.RunAs, Status: j.Status,
 		TasksTotal: j.TasksTotal, TasksDone: j.TasksDone, TasksFailed: j.TasksFailed,
 		BytesTotal: j.BytesTotal, BytesDone: j.BytesDone, Error: j.Error,
 		CreatedMs: j.CreatedMs, UpdatedMs: j.UpdatedMs, FinishedMs: j.FinishedMs,
@@ -266,7 +267,7 @@ func (j *jobRec) record() *api.JobRecord {
 func jobFromRecord(r *api.JobRecord) *jobRec {
 	i := r.GetInfo()
 	return &jobRec{
-		ID: i.GetId(), Plan: i.GetPlan(), Config: i.GetConfigJson(), Submitter: i.GetSubmitter(),
+		ID: i.GetId(), Plan: i.GetPlan(), Config: i.GetConfigJson(), Submitter: i.GetSubmitter(), RunAs: i.GetRunAs(),
 		RequestID: i.GetRequestId(), Policy: i.GetPolicy(), Status: i.GetStatus(), Error: i.GetError(),
 		CreatedMs: i.GetCreatedMs(), UpdatedMs: i.GetUpdatedMs(), FinishedMs: i.GetFinishedMs(),
 		TasksTotal: i.GetTasksTotal(), TasksDone: i.GetTasksDone(), TasksFailed: i.GetTasksFailed(),

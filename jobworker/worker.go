@@ -42,6 +42,8 @@ type Worker struct {
 	progress time.Duration
 	env      plans.Env
 	envClose func() error
+	srvOpts  rpc.ServerOptions // authentication, TLS
+	dial     rpc.ClientOptions // how it dials the masters
 
 	grpc *grpc.Server
 	ln   net.Listener
@@ -122,10 +124,17 @@ func NewWithOptions(cfg *config.Config, log *zap.Logger, bw Colocated, o Options
 	}
 	w.cond = sync.NewCond(&w.mu)
 	w.sess = session{w: w, conns: map[string]*grpc.ClientConn{}}
+	var err error
+	if w.srvOpts, err = rpc.ServerOptionsFor(cfg, log); err != nil {
+		return nil, fmt.Errorf("jobworker: %w", err)
+	}
+	if w.dial, err = rpc.ClientOptionsFor(cfg); err != nil {
+		return nil, fmt.Errorf("jobworker: %w", err)
+	}
 	if o.Env != nil {
 		w.env = o.Env
 	} else {
-		e, err := plans.DialEnv(cfg.Worker.Master, rpc.ClientOptions{Token: cfg.Security.Token})
+		e, err := plans.DialEnv(cfg.Worker.Master, w.dial)
 		if err != nil {
 			return nil, fmt.Errorf("jobworker: %w", err)
 		}
@@ -147,7 +156,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	_, port, _ := net.SplitHostPort(w.ln.Addr().String())
 	w.addr = net.JoinHostPort(w.cfg.Worker.Host, port)
-	w.grpc = rpc.NewServer(rpc.ServerOptions{Token: w.cfg.Security.Token, Logger: w.log})
+	w.grpc = rpc.NewServer(w.srvOpts)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(w.grpc, hs)
 	w.ctx, w.cancel = context.WithCancel(context.Background())
@@ -448,7 +457,9 @@ func (w *Worker) run(ctx context.Context, a *api.TaskAssignment, lim *rate.Limit
 			w.mu.Unlock()
 		},
 	}
-	res, err := plan.Run(ctx, w.env, task)
+	// The task acts for the job's user: the FS master checks that user's
+	// permissions on everything the plan touches.
+	res, err := plan.Run(rpc.ActAs(ctx, a.GetUser()), w.env, task)
 	u.BytesDone = res.Bytes
 	u.Failed = res.Failed
 	switch {
@@ -621,7 +632,7 @@ func (s *session) dial(addr string) (api.JobMasterClient, error) {
 	if cc, ok := s.conns[addr]; ok {
 		return api.NewJobMasterClient(cc), nil
 	}
-	cc, err := rpc.Dial(addr, rpc.ClientOptions{Token: s.w.cfg.Security.Token})
+	cc, err := rpc.Dial(addr, s.w.dial)
 	if err != nil {
 		return nil, err
 	}

@@ -27,12 +27,34 @@ func (e *Error) Error() string { return fmt.Sprintf("invalid path %q: %s", e.Pat
 
 // Clean validates p and returns its canonical form: absolute, no empty, "."
 // or ".." components, no trailing slash (except the root "/").
-func Clean(p string) (string, error) {
+func Clean(p string) (string, error) { return Limits{}.Clean(p) }
+
+// Limits are tighter bounds than the built-in ones (a server's configured
+// fsmaster.path.*). Zero, or more than the built-in limit, means the
+// built-in limit.
+type Limits struct {
+	MaxLength int // bytes
+	MaxDepth  int // components
+}
+
+func (l Limits) effective() Limits {
+	if l.MaxLength <= 0 || l.MaxLength > MaxPathLength {
+		l.MaxLength = MaxPathLength
+	}
+	if l.MaxDepth <= 0 || l.MaxDepth > MaxDepth {
+		l.MaxDepth = MaxDepth
+	}
+	return l
+}
+
+// Clean is the package's Clean within l.
+func (l Limits) Clean(p string) (string, error) {
+	l = l.effective()
 	switch {
 	case p == "":
 		return "", &Error{p, "empty"}
-	case len(p) > MaxPathLength:
-		return "", &Error{p[:64] + "...", fmt.Sprintf("longer than %d bytes", MaxPathLength)}
+	case len(p) > l.MaxLength:
+		return "", &Error{p[:min(64, len(p))] + "...", fmt.Sprintf("longer than %d bytes", l.MaxLength)}
 	case p[0] != '/':
 		return "", &Error{p, "not absolute (must start with /)"}
 	case !utf8.ValidString(p):
@@ -51,10 +73,18 @@ func Clean(p string) (string, error) {
 		}
 		depth++
 	}
-	if depth > MaxDepth {
-		return "", &Error{p, fmt.Sprintf("deeper than %d levels", MaxDepth)}
+	if depth > l.MaxDepth {
+		return "", &Error{shorten(p), fmt.Sprintf("deeper than %d levels", l.MaxDepth)}
 	}
 	return c, nil
+}
+
+// shorten keeps an error about a long path readable.
+func shorten(p string) string {
+	if len(p) > 200 {
+		return p[:100] + "..." + p[len(p)-60:]
+	}
+	return p
 }
 
 // Components splits a clean path into its names; the root has none.
