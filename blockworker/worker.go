@@ -17,6 +17,7 @@ import (
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/rpc"
+	"github.com/alluvium/alluvium/internal/security"
 )
 
 // Worker is one block worker: the tiered store, its gRPC service, its http
@@ -92,7 +93,7 @@ func New(cfg *config.Config, log *zap.Logger) (*Worker, error) {
 		chunk = DefaultChunkSize
 	}
 	chunk = min(max(chunk, minChunkSize), maxChunkSize)
-	so, err := rpc.ServerOptionsFor(cfg, log)
+	so, err := security.ServerOptions(cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("block worker: %w", err)
 	}
@@ -103,7 +104,7 @@ func New(cfg *config.Config, log *zap.Logger) (*Worker, error) {
 		api.BlockWorker_CacheBlocks_FullMethodName, api.BlockWorker_CopyBlockFrom_FullMethodName,
 		api.BlockWorker_WriteUfsFileFrom_FullMethodName, api.BlockWorker_HashBlocks_FullMethodName,
 	}
-	dial, err := rpc.ClientOptionsFor(cfg)
+	dial, err := security.ClientOptions(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("block worker: %w", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/alluvium/alluvium/fsmaster/journal"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/rpc"
+	"github.com/alluvium/alluvium/internal/security"
 	"github.com/alluvium/alluvium/ufs"
 )
 
@@ -230,7 +231,7 @@ func (m *Master) Start(ctx context.Context) error {
 		}
 	}
 	if pc := m.cfg.FSMaster; strings.TrimSpace(pc.JobMaster) != "" {
-		dial, err := rpc.ClientOptionsFor(m.cfg)
+		dial, err := security.ClientOptions(m.cfg)
 		if err != nil {
 			return fmt.Errorf("fsmaster: %w", err)
 		}
@@ -269,7 +270,7 @@ func (m *Master) serve() error {
 		rl.Close()
 		return fmt.Errorf("fsmaster http: %w", err)
 	}
-	so, err := rpc.ServerOptionsFor(m.cfg, m.log)
+	so, err := security.ServerOptions(m.cfg, m.log)
 	if err != nil {
 		rl.Close()
 		hl.Close()

@@ -19,6 +19,7 @@ import (
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/rpc"
+	"github.com/alluvium/alluvium/internal/security"
 	"github.com/alluvium/alluvium/plans"
 )
 
@@ -110,12 +111,12 @@ func newServer(cfg *config.Config, log *zap.Logger, o serverOptions) (*Server, e
 		self: self, peers: peers, notifyCh: make(chan bool, 16), shutdown: make(chan struct{}),
 	}
 	var err error
-	if s.srvOpts, err = rpc.ServerOptionsFor(cfg, log); err != nil {
+	if s.srvOpts, err = security.ServerOptions(cfg, log); err != nil {
 		return nil, fmt.Errorf("jobmaster: %w", err)
 	}
 	// Job workers register and heartbeat as the cluster's own processes.
 	s.srvOpts.SystemOnly = []string{api.JobMaster_RegisterJobWorker_FullMethodName, api.JobMaster_JobWorkerHeartbeat_FullMethodName}
-	if s.fwd.dial, err = rpc.ClientOptionsFor(cfg); err != nil {
+	if s.fwd.dial, err = security.ClientOptions(cfg); err != nil {
 		return nil, fmt.Errorf("jobmaster: %w", err)
 	}
 	s.m = newMetrics(s)

@@ -21,6 +21,7 @@ import (
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/rpc"
+	"github.com/alluvium/alluvium/internal/security"
 	"github.com/alluvium/alluvium/plans"
 )
 
@@ -125,10 +126,10 @@ func NewWithOptions(cfg *config.Config, log *zap.Logger, bw Colocated, o Options
 	w.cond = sync.NewCond(&w.mu)
 	w.sess = session{w: w, conns: map[string]*grpc.ClientConn{}}
 	var err error
-	if w.srvOpts, err = rpc.ServerOptionsFor(cfg, log); err != nil {
+	if w.srvOpts, err = security.ServerOptions(cfg, log); err != nil {
 		return nil, fmt.Errorf("jobworker: %w", err)
 	}
-	if w.dial, err = rpc.ClientOptionsFor(cfg); err != nil {
+	if w.dial, err = security.ClientOptions(cfg); err != nil {
 		return nil, fmt.Errorf("jobworker: %w", err)
 	}
 	if o.Env != nil {

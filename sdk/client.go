@@ -66,8 +66,17 @@ func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout =
 // WithTimeout, whichever is longer.
 func WithRetries(n int) Option { return func(o *options) { o.retries = n } }
 
-// WithUser names the user jobs are submitted as (default: $USER).
+// WithUser makes every call act for the named user: the cluster checks
+// that user's permissions and records it as the owner of what it creates
+// and the submitter of its jobs. Only the cluster token (the system
+// identity) may act for another user; with a user's own token or
+// certificate the calls are that user's anyway. AsUser does the same for
+// one call.
 func WithUser(name string) Option { return func(o *options) { o.user = name } }
+
+// AsUser returns ctx whose calls act for user, overriding WithUser (a
+// gateway serving many users with the cluster token uses it per request).
+func AsUser(ctx context.Context, user string) context.Context { return rpc.ActAs(ctx, user) }
 
 // WithWriteType sets the default write type of Create.
 func WithWriteType(t api.WriteType) Option { return func(o *options) { o.writeType = t } }
@@ -185,7 +194,7 @@ func (o options) check() error {
 }
 
 func (o options) clientOptions() rpc.ClientOptions {
-	return rpc.ClientOptions{Token: o.token, TLS: o.tls}
+	return rpc.ClientOptions{Token: o.token, TLS: o.tls, User: o.user}
 }
 
 // Close releases every connection.

@@ -9,14 +9,12 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"os"
 	"strconv"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
@@ -175,16 +173,10 @@ func (j *Jobs) forget(addr string) {
 // have no leader.
 const electionWait = 20 * time.Second
 
-func (j *Jobs) outgoing(ctx context.Context) context.Context {
-	u := j.c.o.user
-	if u == "" {
-		u = os.Getenv("USER")
-	}
-	if u == "" {
-		return ctx
-	}
-	return metadata.AppendToOutgoingContext(ctx, "x-alluvium-user", u)
-}
+// outgoing is the context of a job call. The user a call acts for
+// (WithUser, AsUser) travels with every connection's calls; the job master
+// takes the submitter from the call's authenticated identity.
+func (j *Jobs) outgoing(ctx context.Context) context.Context { return ctx }
 
 // call runs f against the leader, retrying Unavailable (no leader, leader
 // moved or down) for up to electionWait. Every job call is safe to retry:

@@ -27,7 +27,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
-	"github.com/alluvium/alluvium/internal/config"
 )
 
 // whoami answers GetStatus with the caller's identity: owner = user,
@@ -341,14 +340,28 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 	}
 }
 
-// tlsConfig is a cluster configuration with security.tls set up.
-func (p *testPKI) config(clientCert, clientKey string) *config.Config {
-	c := &config.Config{}
-	c.Security.Superuser = "root"
-	c.Security.TLS = config.TLSConfig{Enabled: true, Cert: p.srvCert, Key: p.srvKey, ClientCA: p.caPath,
+// files are TLS settings of this PKI with a client certificate.
+func (p *testPKI) files(clientCert, clientKey string) TLSFiles {
+	return TLSFiles{Enabled: true, Cert: p.srvCert, Key: p.srvKey, ClientCA: p.caPath,
 		CA: p.caPath, ClientCert: clientCert, ClientKey: clientKey}
-	c.Limits.MaxRequestBytes = MaxMessageSize
-	return c
+}
+
+func serverOptions(t *testing.T, f TLSFiles) ServerOptions {
+	t.Helper()
+	c, err := ServerTLS(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ServerOptions{TLS: c, Superuser: "root"}
+}
+
+func clientOptions(t *testing.T, f TLSFiles) ClientOptions {
+	t.Helper()
+	c, err := ClientTLS(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ClientOptions{TLS: c}
 }
 
 // mTLS: a client certificate's CN is the user (the superuser's CN is the
@@ -356,23 +369,13 @@ func (p *testPKI) config(clientCert, clientKey string) *config.Config {
 // another CA, is refused; a token still works beside a certificate.
 func TestMutualTLS(t *testing.T) {
 	p := newPKI(t)
-	srvOpts, err := ServerOptionsFor(p.config("", ""), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srvOpts := serverOptions(t, p.files("", ""))
 	srvOpts.Token = clusterToken
 	srv := startServer(t, srvOpts)
 
 	aliceCert, aliceKey := p.issue(t, "alice", "alice", false)
 	rootCert, rootKey := p.issue(t, "root", "root", false)
-	clientOpts := func(cert, key string) ClientOptions {
-		t.Helper()
-		o, err := ClientOptionsFor(p.config(cert, key))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return o
-	}
+	clientOpts := func(cert, key string) ClientOptions { return clientOptions(t, p.files(cert, key)) }
 	info, err := call(t, srv.addr, clientOpts(aliceCert, aliceKey), context.Background())
 	if err != nil || info.GetOwner() != "alice" || info.GetGroup() != "user" {
 		t.Fatalf("alice's certificate: %v %v", info, err)
@@ -398,13 +401,9 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal("a certificate from another CA was accepted")
 	}
 	// A client that does not trust the server's CA refuses the server.
-	distrust := p.config(aliceCert, aliceKey)
-	distrust.Security.TLS.CA = p.badCA
-	o, err := ClientOptionsFor(distrust)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := call(t, srv.addr, o, context.Background()); err == nil {
+	distrust := p.files(aliceCert, aliceKey)
+	distrust.CA = p.badCA
+	if _, err := call(t, srv.addr, clientOptions(t, distrust), context.Background()); err == nil {
 		t.Fatal("a client that does not trust the server's CA connected")
 	}
 	// Plain text to a TLS server fails.
@@ -414,21 +413,17 @@ func TestMutualTLS(t *testing.T) {
 }
 
 func TestTLSConfigErrors(t *testing.T) {
-	c := &config.Config{}
-	c.Security.TLS = config.TLSConfig{Enabled: true, Cert: "/nonexistent/cert.pem", Key: "/nonexistent/key.pem"}
-	if _, err := ServerOptionsFor(c, nil); err == nil || !strings.Contains(err.Error(), "security.tls.cert") {
+	if _, err := ServerTLS(TLSFiles{Enabled: true, Cert: "/nonexistent/cert.pem", Key: "/nonexistent/key.pem"}); err == nil || !strings.Contains(err.Error(), "security.tls.cert") {
 		t.Errorf("missing server cert: %v", err)
 	}
 	dir := t.TempDir()
 	junk := filepath.Join(dir, "junk.pem")
 	os.WriteFile(junk, []byte("not pem"), 0o600)
-	c.Security.TLS = config.TLSConfig{Enabled: true, CA: junk}
-	if _, err := ClientOptionsFor(c); err == nil || !strings.Contains(err.Error(), "security.tls.ca") {
+	if _, err := ClientTLS(TLSFiles{Enabled: true, CA: junk}); err == nil || !strings.Contains(err.Error(), "security.tls.ca") {
 		t.Errorf("junk CA: %v", err)
 	}
-	c.Security.TLS = config.TLSConfig{}
-	if o, err := ClientOptionsFor(c); err != nil || o.TLS != nil {
-		t.Errorf("TLS off: %v %v", o, err)
+	if c, err := ClientTLS(TLSFiles{}); err != nil || c != nil {
+		t.Errorf("TLS off: %v %v", c, err)
 	}
 }
 
@@ -502,19 +497,13 @@ func TestHTTPAuthentication(t *testing.T) {
 
 func TestHTTPOverMutualTLS(t *testing.T) {
 	p := newPKI(t)
-	o, err := ServerOptionsFor(p.config("", ""), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := serverOptions(t, p.files("", ""))
 	o.Token = clusterToken
 	addr, _ := startHTTP(t, o)
 	base := "https://" + addr
 	aliceCert, aliceKey := p.issue(t, "alice", "alice-http", false)
 	client := func(cert, key string) *http.Client {
-		co, err := ClientOptionsFor(p.config(cert, key))
-		if err != nil {
-			t.Fatal(err)
-		}
+		co := clientOptions(t, p.files(cert, key))
 		return &http.Client{Transport: &http.Transport{TLSClientConfig: co.TLS}}
 	}
 	anon := client("", "")

@@ -5,45 +5,23 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
-
-	"go.uber.org/zap"
-
-	"github.com/alluvium/alluvium/internal/config"
 )
 
-// ServerOptionsFor returns the options of a server of this cluster: the
-// cluster token, the user map, the superuser, TLS (security.tls.*) and the
-// request size limit.
-func ServerOptionsFor(c *config.Config, log *zap.Logger) (ServerOptions, error) {
-	o := ServerOptions{
-		Token: c.Security.Token, Users: c.Security.Users, Superuser: c.Security.Superuser,
-		Logger: log, MaxRecvMsgSize: c.Limits.MaxRequestBytes,
-	}
-	t, err := ServerTLS(c.Security.TLS)
-	if err != nil {
-		return o, err
-	}
-	o.TLS = t
-	return o, nil
-}
-
-// ClientOptionsFor returns how a process of this cluster dials another:
-// with the cluster token and, when TLS is on, its CA and client
-// certificate.
-func ClientOptionsFor(c *config.Config) (ClientOptions, error) {
-	o := ClientOptions{Token: c.Security.Token, MaxSendMsgSize: c.Limits.MaxRequestBytes}
-	t, err := ClientTLS(c.Security.TLS)
-	if err != nil {
-		return o, err
-	}
-	o.TLS = t
-	return o, nil
+// TLSFiles are the PEM files of security.tls.*.
+type TLSFiles struct {
+	Enabled    bool
+	Cert, Key  string // the server certificate
+	ClientCA   string // set: client certificates are required (mTLS)
+	CA         string // what clients trust; empty: the system roots
+	ClientCert string
+	ClientKey  string
+	ServerName string
 }
 
 // ServerTLS builds the server side of security.tls (nil when off): the
 // server certificate and, with client-ca, verification of client
 // certificates.
-func ServerTLS(t config.TLSConfig) (*tls.Config, error) {
+func ServerTLS(t TLSFiles) (*tls.Config, error) {
 	if !t.Enabled {
 		return nil, nil
 	}
@@ -64,7 +42,7 @@ func ServerTLS(t config.TLSConfig) (*tls.Config, error) {
 }
 
 // ClientTLS builds the client side of security.tls (nil when off).
-func ClientTLS(t config.TLSConfig) (*tls.Config, error) {
+func ClientTLS(t TLSFiles) (*tls.Config, error) {
 	if !t.Enabled {
 		return nil, nil
 	}
