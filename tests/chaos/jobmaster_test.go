@@ -146,7 +146,9 @@ func (c *cluster) checkFillsOnce(blocks, bytes map[int64]int64, alive func(i int
 // lost and re-run), every file 100% cached, and each worker filled each of
 // its blocks from the UFS exactly once.
 func TestJobMasterLeaderKilledDuringLoad(t *testing.T) {
-	c := startCluster(t, options{workers: 3, jobMasters: 3})
+	// A worker timeout well above the failover time: the point is what the
+	// leader's death does, not a worker starved of CPU for two seconds.
+	c := startCluster(t, options{workers: 3, jobMasters: 3, env: []string{"ALLUVIUM_JOBMASTER_WORKER_TIMEOUT=6s"}})
 	sizes := map[string]int{}
 	var total int64
 	for i := range 1000 {
