@@ -121,6 +121,10 @@ func (Load) Validate(ctx context.Context, env Env, config []byte) ([]byte, error
 		}
 		return nil, status.Errorf(status.Code(err), "load %s: stat: %v", c.Path, status.Convert(err).Message())
 	}
+	// Loading reads: the submitter must be able to read all of it.
+	if err := requireAccess(ctx, env, "load", c.Path, accessRead, true); err != nil {
+		return nil, err
+	}
 	all, err := liveBlockWorkers(ctx, env)
 	if err != nil {
 		return nil, err

@@ -79,6 +79,14 @@ func (Move) Validate(ctx context.Context, env Env, config []byte) ([]byte, error
 	if src.GetMountPoint() {
 		return nil, status.Errorf(codes.FailedPrecondition, "move %s: it is a mount point (unmount it, or move what is inside)", c.Src)
 	}
+	// A move reads the source, takes it out of its directory and puts it
+	// in the destination's.
+	if err := requireAccess(ctx, env, "move", c.Src, accessRead, true); err != nil {
+		return nil, err
+	}
+	if err := requireParentWrite(ctx, env, "move", c.Src); err != nil {
+		return nil, err
+	}
 	mounts, err := mountTable(ctx, env)
 	if err != nil {
 		return nil, err

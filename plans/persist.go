@@ -110,6 +110,10 @@ func (Persist) Validate(ctx context.Context, env Env, config []byte) ([]byte, er
 		if _, err := statPath(ctx, env, "persist", c.Path); err != nil {
 			return nil, err
 		}
+		// Persisting reads the cached bytes and changes each file's state.
+		if err := requireAccess(ctx, env, "persist", c.Path, accessRead|accessWrite, true); err != nil {
+			return nil, err
+		}
 	}
 	return json.Marshal(c)
 }

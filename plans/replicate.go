@@ -64,6 +64,9 @@ func (Replicate) Validate(ctx context.Context, env Env, config []byte) ([]byte, 
 	if _, err := statPath(ctx, env, "replicate", c.Path); err != nil {
 		return nil, err
 	}
+	if err := requireAccess(ctx, env, "replicate", c.Path, accessRead, true); err != nil {
+		return nil, err
+	}
 	ws, err := liveBlockWorkers(ctx, env)
 	if err != nil {
 		return nil, err

@@ -19,6 +19,7 @@ import (
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/security"
 	"github.com/alluvium/alluvium/proxy/s3"
 	"github.com/alluvium/alluvium/proxy/sigv4"
 	"github.com/alluvium/alluvium/sdk"
@@ -66,9 +67,17 @@ func New(cfg *config.Config, log *zap.Logger) (*Proxy, error) {
 			masters = append(masters, a)
 		}
 	}
+	tlsConf, err := security.ClientTLS(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	opts := []sdk.Option{sdk.WithMaster(cfg.Client.Master), sdk.WithJobMasters(masters...),
+		sdk.WithToken(cfg.Security.Token), sdk.WithTimeout(cfg.Client.Timeout)}
+	if tlsConf != nil {
+		opts = append(opts, sdk.WithTLS(tlsConf))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c, err := sdk.Dial(ctx, sdk.WithMaster(cfg.Client.Master), sdk.WithJobMasters(masters...),
-		sdk.WithToken(cfg.Security.Token), sdk.WithTimeout(cfg.Client.Timeout))
+	c, err := sdk.Dial(ctx, opts...)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("proxy: %w", err)

@@ -30,6 +30,9 @@ running master is never wiped.`,
 			if err != nil {
 				return usageError{err}
 			}
+			if err := serverAuth(cfg, true); err != nil {
+				return err
+			}
 			if err := fsmaster.Format(cmd.Context(), cfg, force, log); err != nil {
 				return err
 			}

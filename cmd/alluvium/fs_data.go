@@ -38,7 +38,7 @@ func dataClient(cmd *cobra.Command, g *globals) (*sdk.Client, *config.Config, er
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := sdk.Dial(cmd.Context(), sdk.WithMaster(cfg.Client.Master), sdk.WithToken(cfg.Security.Token), sdk.WithTimeout(cfg.Client.Timeout))
+	c, err := dialSDK(cmd.Context(), cfg, sdk.WithMaster(cfg.Client.Master))
 	if err != nil {
 		return nil, nil, err
 	}

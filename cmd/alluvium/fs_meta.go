@@ -34,7 +34,7 @@ func metaClient(cmd *cobra.Command, g *globals) (*sdk.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sdk.Dial(cmd.Context(), sdk.WithMaster(cfg.Client.Master), sdk.WithToken(cfg.Security.Token), sdk.WithTimeout(cfg.Client.Timeout))
+	return dialSDK(cmd.Context(), cfg, sdk.WithMaster(cfg.Client.Master))
 }
 
 // cliErr keeps a server error on one line without repeating "op path:"

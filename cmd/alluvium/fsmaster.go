@@ -45,6 +45,9 @@ same explicitly. Stop it with SIGTERM or Ctrl-C.`,
 			}
 			defer log.Sync() //nolint:errcheck
 			fsmaster.Version = version
+			if err := serverAuth(cfg, true); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			m, err := fsmaster.New(cfg, log)

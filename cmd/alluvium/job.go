@@ -60,8 +60,7 @@ func jobsClient(cmd *cobra.Command, g *globals) (*sdk.Client, *sdk.Jobs, error) 
 			masters = append(masters, a)
 		}
 	}
-	c, err := sdk.Dial(cmd.Context(), sdk.WithMaster(cfg.Client.Master), sdk.WithJobMasters(masters...),
-		sdk.WithToken(cfg.Security.Token), sdk.WithTimeout(cfg.Client.Timeout))
+	c, err := dialSDK(cmd.Context(), cfg, sdk.WithMaster(cfg.Client.Master), sdk.WithJobMasters(masters...))
 	if err != nil {
 		return nil, nil, err
 	}

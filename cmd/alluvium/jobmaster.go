@@ -64,6 +64,9 @@ to the leader. The FS master is found at jobmaster.master (--master).`,
 			if _, err := jobmaster.ParsePeers(cfg.JobMaster.Raft.Peers); err != nil {
 				return usageError{err}
 			}
+			if err := serverAuth(cfg, false); err != nil {
+				return err
+			}
 			log, err := logger(cfg, "jobmaster")
 			if err != nil {
 				return usageError{err}

@@ -70,6 +70,12 @@ a line with "ready". Ctrl-C or SIGTERM stops it cleanly.`,
 				return usageError{err}
 			}
 			defer log.Sync() //nolint:errcheck
+			if err := os.MkdirAll(cfg.Home, 0o755); err != nil {
+				return fmt.Errorf("home %s: %w", cfg.Home, err)
+			}
+			if err := serverAuth(cfg, true); err != nil {
+				return err
+			}
 			fsmaster.Version = version
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

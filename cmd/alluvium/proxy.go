@@ -53,6 +53,9 @@ ALLUVIUM_MASTER/ALLUVIUM_JOB_MASTER, or the config file.`,
 			if err != nil {
 				return err
 			}
+			if err := serverAuth(cfg, false); err != nil {
+				return err
+			}
 			log, err := logger(cfg, "proxy")
 			if err != nil {
 				return usageError{err}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/logging"
+	"github.com/alluvium/alluvium/internal/security"
 	"github.com/alluvium/alluvium/sdk"
 )
 
@@ -154,6 +155,39 @@ func dialCluster(ctx context.Context, cfg *config.Config) (*sdk.Client, error) {
 			masters = append(masters, a)
 		}
 	}
-	return sdk.Dial(ctx, sdk.WithMaster(cfg.Client.Master), sdk.WithJobMasters(masters...),
-		sdk.WithToken(cfg.Security.Token), sdk.WithTimeout(cfg.Client.Timeout))
+	return dialSDK(ctx, cfg, sdk.WithMaster(cfg.Client.Master), sdk.WithJobMasters(masters...))
+}
+
+// dialSDK dials with the client's credentials (the token, TLS from
+// security.tls.*) and timeout, then opts.
+func dialSDK(ctx context.Context, cfg *config.Config, opts ...sdk.Option) (*sdk.Client, error) {
+	tlsConf, err := security.ClientTLS(cfg)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	all := []sdk.Option{sdk.WithToken(cfg.Security.Token), sdk.WithTimeout(cfg.Client.Timeout)}
+	if tlsConf != nil {
+		all = append(all, sdk.WithTLS(tlsConf))
+	}
+	return sdk.Dial(ctx, append(all, opts...)...)
+}
+
+// serverAuth makes sure a server process is not open by accident: the FS
+// master's commands create the cluster token when there is none (own
+// true), the others need one (or mTLS, or security.insecure).
+func serverAuth(cfg *config.Config, own bool) error {
+	if own {
+		created, err := config.EnsureToken(cfg)
+		if err != nil {
+			return err
+		}
+		if created {
+			fmt.Fprintf(os.Stderr, "alluvium: created the cluster token in %s (mode 0600); clients and the other servers need it (ALLUVIUM_TOKEN, --token or security.token-file)\n", cfg.Security.TokenFile)
+		}
+		return nil
+	}
+	if err := config.CheckAuth(cfg); err != nil {
+		return usageError{err}
+	}
+	return nil
 }

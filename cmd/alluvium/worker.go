@@ -64,6 +64,9 @@ several workers of one cluster can share a host.`,
 					cfg.Worker.Tiers = config.DefaultTiers(cfg.Worker.Dir, rpcPort)
 				}
 			}
+			if err := serverAuth(cfg, false); err != nil {
+				return err
+			}
 			log, err := logger(cfg, "worker")
 			if err != nil {
 				return usageError{err}

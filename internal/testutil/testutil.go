@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -138,7 +139,7 @@ func Start(t testing.TB, name, bin string, env []string, args ...string) *Proces
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), raceEnv(env)...)
+	cmd.Env = append(os.Environ(), raceEnv(withToken(env))...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -277,7 +278,7 @@ func Run(t testing.TB, bin string, env []string, args ...string) (stdout, stderr
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), raceEnv(env)...)
+	cmd.Env = append(os.Environ(), raceEnv(withToken(env))...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
@@ -292,6 +293,36 @@ func Run(t testing.TB, bin string, env []string, args ...string) (stdout, stderr
 	return o.String(), e.String(), code
 }
 
+var (
+	tokenOnce sync.Once
+	token     string
+)
+
+// ClusterToken is the cluster token of every process Start and Run launch
+// (as ALLUVIUM_TOKEN) unless their env names one: processes of a test with
+// separate homes then share it, as a real cluster's do. Clients in the test
+// pass it (sdk.WithToken, rpc.ClientOptions.Token, Authorization: Bearer).
+// An env with "ALLUVIUM_TOKEN=" runs a process without a token.
+func ClusterToken() string {
+	tokenOnce.Do(func() {
+		b := make([]byte, 16)
+		for i := range b {
+			b[i] = byte(rand.IntN(256))
+		}
+		token = fmt.Sprintf("test-%x", b)
+	})
+	return token
+}
+
+func withToken(env []string) []string {
+	for _, e := range env {
+		if strings.HasPrefix(e, "ALLUVIUM_TOKEN=") {
+			return env
+		}
+	}
+	return append(append([]string(nil), env...), "ALLUVIUM_TOKEN="+ClusterToken())
+}
+
 // raceEnv stops a race-enabled binary from sleeping a second at every exit
 // (the CLI runs many short processes), unless the caller set GORACE.
 func raceEnv(env []string) []string {
@@ -304,4 +335,15 @@ func raceEnv(env []string) []string {
 		return env
 	}
 	return append(append([]string(nil), env...), "GORACE=atexit_sleep_ms=0 halt_on_error=1")
+}
+
+// HTTPGet is http.Get with the ClusterToken as bearer token (a role's
+// /metrics and JSON APIs need it; /healthz does not).
+func HTTPGet(url string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+ClusterToken())
+	return http.DefaultClient.Do(req)
 }

@@ -32,7 +32,7 @@ type mkdirLoad struct {
 
 func startMkdirs(t *testing.T, addr, prefix string, clients int) *mkdirLoad {
 	t.Helper()
-	cc, err := rpc.Dial(addr, rpc.ClientOptions{})
+	cc, err := rpc.Dial(addr, rpc.ClientOptions{Token: testutil.ClusterToken()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -215,7 +215,7 @@ worker:
 // connect dials the SDK client (FS master and, if any, job masters).
 func (c *cluster) connect() {
 	c.t.Helper()
-	opts := []sdk.Option{sdk.WithMaster(c.master), sdk.WithTimeout(20 * time.Second)}
+	opts := []sdk.Option{sdk.WithMaster(c.master), sdk.WithTimeout(20 * time.Second), sdk.WithToken(testutil.ClusterToken())}
 	if len(c.jmRPC) > 0 {
 		opts = append(opts, sdk.WithJobMasters(c.jmRPC...))
 	}
@@ -399,7 +399,7 @@ func scrape(t *testing.T, addr, series string) float64 {
 }
 
 func scrapeAll(addr string) (map[string]float64, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
+	resp, err := testutil.HTTPGet("http://" + addr + "/metrics")
 	if err != nil {
 		return nil, err
 	}
@@ -427,7 +427,7 @@ func scrapeAll(addr string) (map[string]float64, error) {
 
 // getJSON fetches an http JSON document.
 func getJSON(addr, path string, v any) error {
-	resp, err := http.Get("http://" + addr + path)
+	resp, err := testutil.HTTPGet("http://" + addr + path)
 	if err != nil {
 		return err
 	}

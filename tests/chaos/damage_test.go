@@ -21,7 +21,7 @@ import (
 // sequence after each.
 func seqMkdirs(t *testing.T, c *cluster, prefix string, from, to int) {
 	t.Helper()
-	cc, err := rpc.Dial(c.master, rpc.ClientOptions{})
+	cc, err := rpc.Dial(c.master, rpc.ClientOptions{Token: testutil.ClusterToken()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/rpc"
+	"github.com/alluvium/alluvium/internal/testutil"
 )
 
 // createPlan is the 10,000 creates: 200 directories of 50 files, spread
@@ -105,7 +106,7 @@ func TestFSMasterKilledDuring10kCreates(t *testing.T) {
 	}
 
 	// Round 1: all clients at once; SIGKILL at a third.
-	cc, err := rpc.Dial(c.master, rpc.ClientOptions{})
+	cc, err := rpc.Dial(c.master, rpc.ClientOptions{Token: testutil.ClusterToken()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +178,7 @@ func TestFSMasterKilledDuring10kCreates(t *testing.T) {
 	t.Logf("after restart: all %d acknowledged creates present, tree of %d paths consistent", len(created), len(seen))
 
 	// Round 2: finish the 10,000 on the restarted master.
-	cc, err = rpc.Dial(c.master, rpc.ClientOptions{})
+	cc, err = rpc.Dial(c.master, rpc.ClientOptions{Token: testutil.ClusterToken()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 // returns its index (jm<i>); it waits until one is known.
 func (c *cluster) leaderIndex(via []string, not int) int {
 	c.t.Helper()
-	cl, err := sdk.Dial(context.Background(), sdk.WithMaster(c.master), sdk.WithJobMasters(via...), sdk.WithTimeout(2*time.Second))
+	cl, err := sdk.Dial(context.Background(), sdk.WithMaster(c.master), sdk.WithJobMasters(via...), sdk.WithTimeout(2*time.Second), sdk.WithToken(testutil.ClusterToken()))
 	if err != nil {
 		c.t.Fatal(err)
 	}

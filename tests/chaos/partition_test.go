@@ -58,7 +58,7 @@ func TestJobMasterPartitioned(t *testing.T) {
 	}
 	stale := make(chan result, 1)
 	go func() {
-		cc, err := rpc.Dial(c.jmRPC[old], rpc.ClientOptions{})
+		cc, err := rpc.Dial(c.jmRPC[old], rpc.ClientOptions{Token: testutil.ClusterToken()})
 		if err != nil {
 			stale <- result{err: err}
 			return
@@ -94,7 +94,7 @@ func TestJobMasterPartitioned(t *testing.T) {
 	// A client that knows all three addresses goes on: its first call may
 	// wait out its timeout on the frozen leader, the next ones ask the
 	// group again.
-	cl, err := sdk.Dial(context.Background(), sdk.WithMaster(c.master), sdk.WithJobMasters(c.jmRPC...), sdk.WithTimeout(3*time.Second))
+	cl, err := sdk.Dial(context.Background(), sdk.WithMaster(c.master), sdk.WithJobMasters(c.jmRPC...), sdk.WithTimeout(3*time.Second), sdk.WithToken(testutil.ClusterToken()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,7 +107,7 @@ worker:
 		c.workers = append(c.workers, nil)
 		c.startWorker(i)
 	}
-	cl, err := sdk.Dial(context.Background(), sdk.WithMaster(c.master), sdk.WithTimeout(20*time.Second))
+	cl, err := sdk.Dial(context.Background(), sdk.WithMaster(c.master), sdk.WithTimeout(20*time.Second), sdk.WithToken(testutil.ClusterToken()))
 	if err != nil {
 		t.Fatal(err)
 	}

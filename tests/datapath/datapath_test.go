@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -138,7 +137,7 @@ func TestRoundTrips(t *testing.T) {
 		t.Log("!!! MinIO is not installed: the S3 round trips DID NOT RUN")
 	}
 	local := t.TempDir()
-	noSC, err := sdk.Dial(ctx, sdk.WithMaster(c.master), sdk.WithShortCircuit(false))
+	noSC, err := sdk.Dial(ctx, sdk.WithMaster(c.master), sdk.WithShortCircuit(false), sdk.WithToken(testutil.ClusterToken()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +227,7 @@ func TestRoundTrips(t *testing.T) {
 // scrape returns a counter's value from a worker's /metrics.
 func scrape(t *testing.T, addr, name string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	resp, err := testutil.HTTPGet("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func (n *node) mustCLI(args ...string) string {
 
 func (n *node) grpc() (api.FileSystemMasterClient, func()) {
 	n.t.Helper()
-	cc, err := rpc.Dial(n.addr(), rpc.ClientOptions{})
+	cc, err := rpc.Dial(n.addr(), rpc.ClientOptions{Token: testutil.ClusterToken()})
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func (n *node) grpc() (api.FileSystemMasterClient, func()) {
 
 func (n *node) sdk() *sdk.Client {
 	n.t.Helper()
-	c, err := sdk.Dial(context.Background(), sdk.WithMaster(n.addr()), sdk.WithTimeout(10*time.Second))
+	c, err := sdk.Dial(context.Background(), sdk.WithMaster(n.addr()), sdk.WithTimeout(10*time.Second), sdk.WithToken(testutil.ClusterToken()))
 	if err != nil {
 		n.t.Fatal(err)
 	}

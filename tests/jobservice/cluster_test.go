@@ -122,7 +122,7 @@ func startCluster(t *testing.T, o clusterOptions) *cluster {
 		c.workers = append(c.workers, nil)
 		c.startWorker(i)
 	}
-	cl, err := sdk.Dial(context.Background(), sdk.WithMaster(c.master), sdk.WithJobMasters(c.jmRPC...), sdk.WithTimeout(20*time.Second))
+	cl, err := sdk.Dial(context.Background(), sdk.WithMaster(c.master), sdk.WithJobMasters(c.jmRPC...), sdk.WithTimeout(20*time.Second), sdk.WithToken(testutil.ClusterToken()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,7 +86,7 @@ func startCluster(t *testing.T, jobMasters int) *cluster {
 	w := testutil.Start(t, "worker0", c.bin, c.env, "worker", "--home", dir, "--port-base", fmt.Sprint(c.base),
 		"--index", "0", "--master", master, "--job-master", strings.Join(c.jmRPC, ","))
 	w.WaitLog("worker ready", 30*time.Second)
-	cl, err := sdk.Dial(context.Background(), sdk.WithMaster(master), sdk.WithJobMasters(c.jmRPC...), sdk.WithTimeout(20*time.Second))
+	cl, err := sdk.Dial(context.Background(), sdk.WithMaster(master), sdk.WithJobMasters(c.jmRPC...), sdk.WithTimeout(20*time.Second), sdk.WithToken(testutil.ClusterToken()))
 	if err != nil {
 		t.Fatal(err)
 	}

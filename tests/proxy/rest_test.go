@@ -42,7 +42,7 @@ func startLocal(t *testing.T, extraEnv ...string) *cluster {
 	if err := os.WriteFile(filepath.Join(c.ufs, "warm", "seed.txt"), []byte("from the UFS\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env := append([]string{"ALLUVIUM_PROXY_STREAM_TIMEOUT=2s"}, extraEnv...)
+	env := append([]string{"ALLUVIUM_PROXY_STREAM_TIMEOUT=2s", "ALLUVIUM_PROXY_REST_OPEN=true"}, extraEnv...)
 	p := testutil.Start(t, "local", bin, env, "local", "--home", c.home, "--ufs", c.ufs, "--workers", "1",
 		"--port-base", fmt.Sprint(base))
 	p.WaitLog("ready", 90*time.Second)
