@@ -140,6 +140,19 @@ func (Copy) Validate(ctx context.Context, env Env, config []byte) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
+	// A copy reads the source and adds entries where DST goes (in DST
+	// itself when it is a directory being merged into).
+	if err := requireAccess(ctx, env, "copy", c.Src, accessRead, true); err != nil {
+		return nil, err
+	}
+	if dstInfo != nil && dstInfo.GetFolder() {
+		err = requireAccess(ctx, env, "copy", c.Dst, accessWrite|accessExecute, false)
+	} else {
+		err = requireAncestorWrite(ctx, env, "copy", c.Dst)
+	}
+	if err != nil {
+		return nil, err
+	}
 	if ws, err := liveBlockWorkers(ctx, env); err != nil {
 		return nil, err
 	} else if len(ws) == 0 {
@@ -399,9 +412,9 @@ func (cp copier) copyLarge(ctx context.Context, e copyElem) (info *api.FileInfo,
 			// Nothing half-made stays: the temporary file goes (its UFS
 			// copy and cached blocks with it).
 			dctx := context.WithoutCancel(ctx)
-			_, _ = fs.Delete(dctx, &api.DeleteRequest{Path: tmp})
+			_ = remove(dctx, fs, tmp)
 			for _, d := range made {
-				if _, err := fs.Delete(dctx, &api.DeleteRequest{Path: d}); err != nil {
+				if remove(dctx, fs, d) != nil {
 					break // not empty: someone else's now
 				}
 			}
@@ -540,4 +553,34 @@ func (cp copier) copyLarge(ctx context.Context, e copyElem) (info *api.FileInfo,
 		return nil, wrapf(err, "rename %s to %s", tmp, e.Dst)
 	}
 	return rr.GetInfo(), nil
+}
+
+// remove deletes p (not recursively) from the namespace and the UFS; when
+// the UFS side refuses (never made there, or something else is in the
+// way) the namespace entry still goes. Gone already is fine.
+func remove(ctx context.Context, fs api.FileSystemMasterClient, p string) error {
+	_, err := fs.Delete(ctx, &api.DeleteRequest{Path: p})
+	if err != nil && status.Code(err) != codes.NotFound {
+		_, err = fs.Delete(ctx, &api.DeleteRequest{Path: p, AlluviumOnly: true})
+	}
+	if status.Code(err) == codes.NotFound {
+		return nil
+	}
+	return err
+}
+
+// requireAncestorWrite checks write access on the nearest existing
+// directory above p: where p (and its missing parents) will be created.
+func requireAncestorWrite(ctx context.Context, env Env, op, p string) error {
+	for d := p; d != "/"; {
+		d, _ = paths.Split(d)
+		a, err := exists(ctx, env, d)
+		if err != nil {
+			return wrapf(err, "%s %s: stat %s", op, p, d)
+		}
+		if a != nil {
+			return requireAccess(ctx, env, op, d, accessWrite|accessExecute, false)
+		}
+	}
+	return nil
 }

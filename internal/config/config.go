@@ -468,8 +468,13 @@ func (l *Loader) SetPortBase(base int) {
 	for _, k := range []string{"worker.master", "jobmaster.master", "client.master"} {
 		l.v.Set(k, master)
 	}
-	for _, k := range []string{"jobworker.job-master", "client.job-master", "fsmaster.job-master"} {
+	for _, k := range []string{"jobworker.job-master", "client.job-master"} {
 		l.v.Set(k, jobMaster)
+	}
+	// The FS master's job master may run under another base: an address
+	// from the file or the environment stays.
+	if !l.v.InConfig("fsmaster.job-master") && os.Getenv("ALLUVIUM_FSMASTER_JOB_MASTER") == "" {
+		l.v.Set("fsmaster.job-master", jobMaster)
 	}
 }
 
