@@ -1,0 +1,235 @@
+package bench
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/blockworker"
+	"github.com/alluvium/alluvium/fsmaster"
+	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/rpc"
+	"github.com/alluvium/alluvium/jobmaster"
+	"github.com/alluvium/alluvium/jobworker"
+)
+
+// rcloneVersion is the rclone the copy benchmarks compare with.
+const rcloneVersion = "v1.76.0"
+
+// rclone returns the rclone binary, installing it into the tool cache with
+// `go install` when it is missing (never vendored into this repository).
+func rclone(b *testing.B) string {
+	b.Helper()
+	home, err := os.UserHomeDir()
+	if err != nil {
+		b.Skipf("no home directory for the tool cache: %v", err)
+	}
+	dir := filepath.Join(home, ".cache", "alluvium-tools", "bin")
+	bin := filepath.Join(dir, "rclone")
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	b.Logf("installing rclone %s into %s", rcloneVersion, dir)
+	cmd := exec.Command("go", "install", "github.com/rclone/rclone@"+rcloneVersion)
+	cmd.Env = append(os.Environ(), "GOBIN="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Skipf("rclone %s could not be installed (go install: %v)\n%s", rcloneVersion, err, out)
+	}
+	return bin
+}
+
+// rcloneCopy times `rclone copy src dst` between local directories, with
+// an empty config so nothing of the user's applies.
+func rcloneCopy(b *testing.B, bin, src, dst string) time.Duration {
+	b.Helper()
+	_ = os.RemoveAll(dst)
+	cmd := exec.Command(bin, "copy", src, dst, "--config", "/dev/null")
+	cmd.Env = append(os.Environ(), "RCLONE_CONFIG=/dev/null")
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("rclone copy: %v\n%s", err, out)
+	}
+	took := time.Since(start)
+	_ = os.RemoveAll(dst)
+	return took
+}
+
+// startCopyCluster is an in-process FS master whose root UFS is ufsDir, one
+// block worker (its tier under tierDir), a job master and the job worker
+// beside the block worker.
+func startCopyCluster(b *testing.B, ufsDir, tierDir string) api.JobMasterClient {
+	b.Helper()
+	home := b.TempDir()
+	log := zap.NewNop()
+	l := config.NewLoader()
+	l.Set("home", home)
+	l.Set("log.level", "warn")
+	l.Set("fsmaster.rpc-port", 0)
+	l.Set("fsmaster.http-port", 0)
+	l.Set("fsmaster.ufs", "file://"+ufsDir)
+	l.Set("fsmaster.job-master", "")
+	mcfg, err := l.Load()
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := fsmaster.New(mcfg, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = m.Stop(context.Background()) })
+
+	wl := config.NewLoader()
+	wl.Set("home", home)
+	wl.Set("worker.rpc-port", 0)
+	wl.Set("worker.http-port", 0)
+	wl.Set("worker.master", m.RPCAddr())
+	wl.Set("worker.tiers", []map[string]any{{"alias": "MEM", "path": tierDir, "quota": "3GiB"}})
+	wcfg, err := wl.Load()
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := blockworker.New(wcfg, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = w.Stop(context.Background()) })
+	if err := w.WaitRegistered(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+
+	jcfg := benchConfig(b)
+	jcfg.JobMaster.Master = m.RPCAddr()
+	jm, err := jobmaster.New(jcfg, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := jm.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = jm.Stop(context.Background()) })
+	for deadline := time.Now().Add(10 * time.Second); !jm.IsLeader(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatal("no job master leader")
+		}
+	}
+	jwcfg := benchConfig(b)
+	jwcfg.Worker.Master = m.RPCAddr()
+	jwcfg.JobWorker.JobMaster = jm.RPCAddr()
+	jwcfg.JobWorker.RPCPort = 0
+	_, port, _ := net.SplitHostPort(w.RPCAddr())
+	jw, err := jobworker.New(jwcfg, log, jobworker.Colocated{BlockWorkerID: w.ID(), BlockWorkerAddress: net.JoinHostPort(wcfg.Worker.Host, port)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := jw.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = jw.Stop(context.Background()) })
+	cc, err := rpc.Dial(jm.RPCAddr(), rpc.ClientOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cc.Close() })
+	return api.NewJobMasterClient(cc)
+}
+
+// runJob submits a job and follows it to the end.
+func runJob(b *testing.B, jobs api.JobMasterClient, plan, cfg string) (time.Duration, *api.JobInfo) {
+	b.Helper()
+	start := time.Now()
+	resp, err := jobs.SubmitJob(context.Background(), &api.SubmitJobRequest{Plan: plan, ConfigJson: cfg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := jobs.WatchJob(context.Background(), &api.WatchJobRequest{JobId: resp.JobId, MinIntervalMs: 10})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var last *api.JobInfo
+	for {
+		j, err := st.Recv()
+		if err != nil {
+			break
+		}
+		last = j
+	}
+	took := time.Since(start)
+	if last == nil || last.Status != api.JobInfo_COMPLETED {
+		b.Fatalf("%s %s ended as %v", plan, cfg, last)
+	}
+	return took, last
+}
+
+// treeBytes sums the sizes of the regular files under dir.
+func treeBytes(b *testing.B, dir string) (files int, bytes int64) {
+	b.Helper()
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		files++
+		bytes += fi.Size()
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return files, bytes
+}
+
+// benchCopyVsRclone copies files×size bytes local → local with a copy job
+// (listing, planning, tasks, each file read from the UFS and written to
+// its new UFS path under a temporary name by the block worker, and entered
+// in the namespace) and with `rclone copy` on the same source in the same
+// run. Source and destinations share one file system: tmpfs when the
+// machine has one (so neither pays for the disk; our UFS writes also
+// fsync, rclone's do not), else the test's temp dir. The source is read
+// once first so both read from the page cache.
+func benchCopyVsRclone(b *testing.B, files, size int) {
+	rc := rclone(b)
+	root := tierRoot(b)
+	ufs := filepath.Join(root, "ufs")
+	src := filepath.Join(ufs, "data")
+	writeTree(b, src, files, size)
+	jobs := startCopyCluster(b, ufs, filepath.Join(root, "tier"))
+	runtime.GC()
+	cpR(b, src, filepath.Join(root, "warm")) // warm the page cache
+	b.ResetTimer()
+	took, job := runJob(b, jobs, "copy", `{"src":"/data","dst":"/copy"}`)
+	b.StopTimer()
+	rcTook := rcloneCopy(b, rc, src, filepath.Join(root, "rclone-dst"))
+	n, total := treeBytes(b, filepath.Join(ufs, "copy"))
+	if n != files || total != int64(files*size) || job.BytesDone != total {
+		b.Fatalf("copied %d files, %d bytes (job says %d); want %d files, %d bytes", n, total, job.BytesDone, files, files*size)
+	}
+	b.ReportMetric(took.Seconds(), "copy-s")
+	b.ReportMetric(rcTook.Seconds(), "rclone-s")
+	b.ReportMetric(took.Seconds()/rcTook.Seconds(), "ratio-copy/rclone")
+	b.ReportMetric(float64(files*size)/1e6/took.Seconds(), "copy-MB/s")
+	b.ReportMetric(float64(job.TasksTotal), "tasks")
+}
+
+// BenchmarkCopy1GiB64Files: goal ratio-copy/rclone <= 0.8.
+func BenchmarkCopy1GiB64Files(b *testing.B) { benchCopyVsRclone(b, 64, 16<<20) }
+
+// BenchmarkCopy10000SmallFiles (16 KiB each): goal ratio-copy/rclone <= 0.8.
+func BenchmarkCopy10000SmallFiles(b *testing.B) { benchCopyVsRclone(b, 10000, 16<<10) }
+
