@@ -232,4 +232,3 @@ func BenchmarkCopy1GiB64Files(b *testing.B) { benchCopyVsRclone(b, 64, 16<<20) }
 
 // BenchmarkCopy10000SmallFiles (16 KiB each): goal ratio-copy/rclone <= 0.8.
 func BenchmarkCopy10000SmallFiles(b *testing.B) { benchCopyVsRclone(b, 10000, 16<<10) }
-
