@@ -1,6 +1,7 @@
 // Command demo is `make demo`, the first thing a newcomer runs: it starts an
 // all-in-one cluster (`alluvium local`) on generated sample data, runs a
-// load, a copy and a persist as one SDK pipeline, adds a cron policy that
+// load, a copy, a Go step (it writes an index file, cache only) and a
+// persist as one SDK pipeline, adds a cron policy that
 // fires within seconds, prints a summary of what happened (jobs, bytes,
 // times, cache state), checks the results, and stops the cluster — also on
 // Ctrl-C or failure. Nothing is left running; the temporary directory is
@@ -113,7 +114,7 @@ type demo struct {
 	policies *sdk.Policies
 	sample   map[string]int64 // /raw/... → size
 	hot      []string
-	fired    *sdk.JobInfo
+	index    []byte // what the index step wrote
 }
 
 func (d *demo) logf(format string, args ...any) {
@@ -373,13 +374,14 @@ func (d *demo) removeAll() {
 // pipeline warms /raw into the cache, copies it to /curated and persists
 // /curated: three job steps, each after the one before, as one pipeline.
 func (d *demo) pipeline(ctx context.Context) error {
-	d.logf("pipeline \"demo\": warm-up (load /raw) → copy /raw to /curated → persist /curated")
+	d.logf("pipeline \"demo\": warm-up (load /raw) → copy /raw to /curated → index (a Go step writes /curated/%s, cache only) → persist /curated", indexName)
 	p := sdk.NewPipeline("demo",
 		sdk.DefaultRetry(sdk.RetryPolicy{Attempts: 2, Backoff: time.Second}),
 		sdk.OnEvent(sdk.LogEvents(d.out)))
 	p.Job("warm-up", sdk.JobSpec{Plan: "load", Config: sdk.LoadConfig{Path: "/raw"}})
 	p.Job("copy", sdk.JobSpec{Plan: "copy", Config: map[string]any{"src": "/raw", "dst": "/curated"}}, sdk.After("warm-up"))
-	p.Job("persist", sdk.JobSpec{Plan: "persist", Config: map[string]any{"path": "/curated"}}, sdk.After("copy"))
+	p.Func("index", d.writeIndex, sdk.After("copy"))
+	p.Job("persist", sdk.JobSpec{Plan: "persist", Config: map[string]any{"path": "/curated"}}, sdk.After("index"))
 	report, err := p.Run(ctx, d.client)
 	if report != nil {
 		fmt.Fprintln(d.out)
@@ -389,6 +391,43 @@ func (d *demo) pipeline(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pipeline: %w", err)
 	}
+	return nil
+}
+
+// indexName is the file the pipeline's Go step writes into /curated.
+const indexName = "INDEX.tsv"
+
+// writeIndex lists /curated (path, bytes) into /curated/INDEX.tsv, written
+// to the cache only (MUST_CACHE): the persist step then has work to do.
+func (d *demo) writeIndex(ctx context.Context) error {
+	var b bytes.Buffer
+	n := 0
+	for f, err := range d.client.List(ctx, "/curated", sdk.ListOptions{Recursive: true}) {
+		if err != nil {
+			return err
+		}
+		if !f.GetFolder() && f.GetPath() != "/curated/"+indexName {
+			fmt.Fprintf(&b, "%s\t%d\n", f.GetPath(), f.GetLength())
+			n++
+		}
+	}
+	w, err := d.client.Create(ctx, "/curated/"+indexName, sdk.CreateOptions{WriteType: api.WriteType_MUST_CACHE, Overwrite: true})
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b.Bytes()); err != nil {
+		w.Abort()
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	d.index = b.Bytes()
+	st, err := d.client.Stat(ctx, "/curated/"+indexName)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "[demo/index] wrote /curated/%s: %d files listed, %s, %s\n", indexName, n, config.FormatBytes(st.GetLength()), st.GetPersistenceState())
 	return nil
 }
 
@@ -452,7 +491,6 @@ func (d *demo) policy(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("policy job %d: %w", jobID, err)
 	}
-	d.fired = j
 	after, err := d.cachedPercent(ctx, d.hot)
 	if err != nil {
 		return err
@@ -617,7 +655,14 @@ func (d *demo) verify(ctx context.Context) error {
 			bytesChecked += int64(len(b))
 		}
 	}
+	got, err := os.ReadFile(filepath.Join(d.ufs, "curated", indexName))
+	if err != nil {
+		return fmt.Errorf("verify: /curated/%s is not in the UFS after persist: %w", indexName, err)
+	}
+	if !bytes.Equal(got, d.index) || bytes.Count(got, []byte("\n")) != len(paths) {
+		return fmt.Errorf("verify: the persisted /curated/%s differs from what the index step wrote", indexName)
+	}
 	fmt.Fprintln(d.out)
-	d.logf("verified: all %d files of /curated match /raw byte for byte in the UFS; %s read back through the cache", len(paths), config.FormatBytes(bytesChecked))
+	d.logf("verified: /curated/%s persisted; all %d files of /curated match /raw byte for byte in the UFS; %s read back through the cache", indexName, len(paths), config.FormatBytes(bytesChecked))
 	return nil
 }
