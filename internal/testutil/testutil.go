@@ -79,13 +79,16 @@ func Binary(t testing.TB) string {
 
 // PortBase returns the base of 200 free loopback ports reserved for this
 // test binary (an flock on a file under the temp dir keeps concurrent test
-// binaries apart).
+// binaries apart). The ranges lie outside the kernel's ephemeral port
+// range, so an outgoing connection of any process can never take a port a
+// test server is about to listen on.
 func PortBase(t testing.TB) int {
 	t.Helper()
 	lockDir := filepath.Join(os.TempDir(), "alluvium-test-ports")
 	_ = os.MkdirAll(lockDir, 0o777)
+	bases := portBases()
 	for attempt := 0; attempt < 200; attempt++ {
-		base := 20000 + 200*rand.IntN(200) // [20000, 60000)
+		base := bases[rand.IntN(len(bases))]
 		f, err := os.OpenFile(filepath.Join(lockDir, fmt.Sprint(base)), os.O_CREATE|os.O_RDWR, 0o666)
 		if err != nil {
 			continue
@@ -94,7 +97,7 @@ func PortBase(t testing.TB) int {
 			f.Close()
 			continue
 		}
-		if !portsFree(base, 40) {
+		if !portsFree(base, 200) {
 			f.Close()
 			continue
 		}
@@ -103,6 +106,31 @@ func PortBase(t testing.TB) int {
 	}
 	t.Fatal("testutil: no free port range")
 	return 0
+}
+
+// portBases lists the 200-port ranges in [20000, 65536) that do not meet
+// the ephemeral port range (Linux: net.ipv4.ip_local_port_range).
+func portBases() []int {
+	lo, hi := 32768, 60999
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var l, h int
+		if n, _ := fmt.Sscan(string(b), &l, &h); n == 2 && l <= h {
+			lo, hi = l, h
+		}
+	}
+	var out []int
+	for b := 20000; b+200 <= 65536; b += 200 {
+		if b+200 <= lo || b > hi {
+			out = append(out, b)
+		}
+	}
+	if len(out) < 16 { // an ephemeral range over nearly everything
+		out = out[:0]
+		for b := 20000; b < 60000; b += 200 {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 func portsFree(base, n int) bool {
