@@ -2,6 +2,7 @@ package jobmaster
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -101,8 +102,9 @@ func (c *countingLogStore) StoreLogs(ls []*raft.Log) error {
 }
 
 // openRaftParts opens the bbolt log/stable store, the file snapshot store
-// and the TCP transport under cfg.JobMaster.Raft.Dir.
-func openRaftParts(cfg *config.Config, hl hclog.Logger) (*raftParts, *countingLogStore, error) {
+// and the TCP transport under cfg.JobMaster.Raft.Dir. The transport
+// authenticates its peers (raftauth.go) with the cluster token and TLS.
+func openRaftParts(cfg *config.Config, hl hclog.Logger, srvTLS, cliTLS *tls.Config, log *zap.Logger) (*raftParts, *countingLogStore, error) {
 	dir := cfg.JobMaster.Raft.Dir
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("jobmaster.raft.dir %s: %w", dir, err)
@@ -128,11 +130,12 @@ func openRaftParts(cfg *config.Config, hl hclog.Logger) (*raftParts, *countingLo
 		bolt.Close()
 		return nil, nil, fmt.Errorf("jobmaster.host %s: %w", cfg.JobMaster.Host, err)
 	}
-	trans, err := raft.NewTCPTransportWithLogger(bind, adv, 4, 10*time.Second, hl)
+	layer, err := newAuthLayer(bind, adv, cfg.Security.Token, srvTLS, cliTLS, log)
 	if err != nil {
 		bolt.Close()
 		return nil, nil, fmt.Errorf("raft transport on %s: %w", bind, err)
 	}
+	trans := raft.NewNetworkTransportWithLogger(layer, 4, 10*time.Second, hl)
 	return &raftParts{
 		logs: cached, stable: bolt, snaps: snaps, trans: trans,
 		closer: func() error {

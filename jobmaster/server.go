@@ -146,7 +146,7 @@ func (s *Server) Start(ctx context.Context) error {
 	parts, counted := s.opts.parts, (*countingLogStore)(nil)
 	if parts == nil {
 		var err error
-		if parts, counted, err = openRaftParts(s.cfg, hl); err != nil {
+		if parts, counted, err = openRaftParts(s.cfg, hl, s.srvOpts.TLS, s.fwd.dial.TLS, s.log.Named("raft")); err != nil {
 			return err
 		}
 	} else {
