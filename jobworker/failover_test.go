@@ -146,3 +146,18 @@ func TestReportFollowsTheLeaderTheWorkerFound(t *testing.T) {
 		t.Fatal("the result never reached the new leader within 10s: the report stayed on the frozen one")
 	}
 }
+
+// A long poll counts its leader gone after half the worker timeout the
+// leader gave (1-10 s), so a worker reaches a new leader before that one
+// declares it LOST; with no timeout known, after 10 s.
+func TestPollSlackFollowsTheWorkerTimeout(t *testing.T) {
+	for ttl, want := range map[time.Duration]time.Duration{
+		0: 10 * time.Second, 10 * time.Second: 5 * time.Second, 2 * time.Second: time.Second,
+		500 * time.Millisecond: time.Second, time.Minute: 10 * time.Second,
+	} {
+		s := &session{ttl: ttl}
+		if got := s.pollSlack(); got != want {
+			t.Errorf("ttl %s: slack %s, want %s", ttl, got, want)
+		}
+	}
+}

@@ -251,7 +251,7 @@ func (w *Worker) pollLoop() {
 			continue
 		}
 		req := w.pollRequest(id, interval)
-		cctx, cancel := context.WithTimeout(w.ctx, interval+10*time.Second)
+		cctx, cancel := context.WithTimeout(w.ctx, interval+w.sess.pollSlack())
 		resp, err := c.JobWorkerHeartbeat(cctx, req)
 		cancel()
 		if err != nil {
@@ -587,7 +587,8 @@ type session struct {
 	gone  chan struct{} // closed when lead is dropped
 	id    int64
 	every time.Duration
-	next  int // master to ask first
+	ttl   time.Duration // silent this long, the leader declares us LOST
+	next  int           // master to ask first
 }
 
 func (s *session) workerID() int64 {
@@ -624,6 +625,7 @@ func (s *session) get(ctx context.Context) (api.JobMasterClient, int64, time.Dur
 		if s.every <= 0 {
 			s.every = time.Second
 		}
+		s.ttl = time.Duration(resp.GetTtlMs()) * time.Millisecond
 		w.log.Info("job worker registered", zap.Int64("id", s.id), zap.String("leader", s.addr))
 	}
 	return s.lead, s.id, s.every, nil
@@ -675,6 +677,19 @@ func (s *session) findLeaderLocked(ctx context.Context) error {
 	}
 	s.next = (s.next + 1) % n
 	return fmt.Errorf("no job master leader: %s", strings.Join(errs, "; "))
+}
+
+// pollSlack is how long past its wait a long poll may take before the
+// leader counts as gone: half the worker timeout the leader gave (1-10 s),
+// so that a worker whose leader stopped answering (partitioned, frozen)
+// reaches the new one before that one declares it LOST.
+func (s *session) pollSlack() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ttl <= 0 {
+		return 10 * time.Second
+	}
+	return min(max(s.ttl/2, time.Second), 10*time.Second)
 }
 
 func (s *session) dropLocked() {
