@@ -594,9 +594,6 @@ func (c *Config) validate() error {
 			return fmt.Errorf("config: security.users.%s: the cluster token cannot be a user's token", u)
 		}
 	}
-	if t := c.Security.TLS; t.Enabled && (t.Cert == "" || t.Key == "") {
-		return fmt.Errorf("config: security.tls.enabled needs security.tls.cert and security.tls.key (the server certificate)")
-	}
 	if (c.Security.TLS.ClientCert == "") != (c.Security.TLS.ClientKey == "") {
 		return fmt.Errorf("config: security.tls.client-cert and security.tls.client-key go together")
 	}

@@ -25,6 +25,9 @@ func ServerTLS(t TLSFiles) (*tls.Config, error) {
 	if !t.Enabled {
 		return nil, nil
 	}
+	if t.Cert == "" || t.Key == "" {
+		return nil, fmt.Errorf("security.tls.enabled: a server needs security.tls.cert and security.tls.key")
+	}
 	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
 	if err != nil {
 		return nil, fmt.Errorf("security.tls.cert %s / key %s: %w", t.Cert, t.Key, err)
