@@ -79,3 +79,22 @@ func FuzzClean(f *testing.F) {
 		}
 	})
 }
+
+func TestLimits(t *testing.T) {
+	l := Limits{MaxLength: 10, MaxDepth: 2}
+	if _, err := l.Clean("/a/b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Clean("/a/b/c"); err == nil || !strings.Contains(err.Error(), "deeper than 2") {
+		t.Errorf("depth 3: %v", err)
+	}
+	if _, err := l.Clean("/abcdefghijk"); err == nil || !strings.Contains(err.Error(), "longer than 10") {
+		t.Errorf("length 12: %v", err)
+	}
+	// Zero or more than the built-in limits means the built-in limits.
+	for _, l := range []Limits{{}, {MaxLength: 1 << 20, MaxDepth: 1 << 20}} {
+		if _, err := l.Clean("/" + strings.Repeat("a/", MaxDepth+1)); err == nil {
+			t.Errorf("%+v: a path deeper than MaxDepth passed", l)
+		}
+	}
+}
