@@ -85,10 +85,20 @@ func New(cfg *config.Config, log *zap.Logger) (*Proxy, error) {
 	p := &Proxy{cfg: cfg, log: log, m: newMetrics(), client: c, ctx: ctx, cancel: cancel}
 	p.streams = newStreamTable(cfg.Proxy.StreamTimeout, log, func(n int) { p.m.streams.Set(float64(n)) })
 	p.rest = &restAPI{c: c, streams: p.streams, ctx: ctx, log: log, m: p.m}
-	creds := sigv4.Static{Users: cfg.Proxy.S3.Users, Shared: cfg.Security.Token}
+	// A cluster user (security.users) signs S3 requests with its name as the
+	// access key and its token as the secret, and acts as itself.
+	s3Users := map[string]string{}
+	for u, tok := range cfg.Security.Users {
+		s3Users[u] = tok
+	}
+	for k, secret := range cfg.Proxy.S3.Users {
+		s3Users[k] = secret
+	}
+	creds := sigv4.Static{Users: s3Users, Shared: cfg.Security.Token}
 	p.gw, err = s3.New(c, s3.Config{
 		Creds: creds, Region: cfg.Proxy.S3.Region, StagingDir: cfg.Proxy.S3.StagingDir, WriteType: wt,
 		MultipartExpiry: cfg.Proxy.S3.MultipartExpiry,
+		ActAs:           p.clusterUser,
 		Observe: func(op string, status int, d time.Duration, in, out int64) {
 			p.m.requests.WithLabelValues("s3", op, strconv.Itoa(status)).Inc()
 			p.m.latency.WithLabelValues("s3", op).Observe(d.Seconds())
@@ -200,7 +210,8 @@ func (p *Proxy) restHandler() http.Handler {
 			s3h.ServeHTTP(w, r) // SigV4, not the bearer token
 			return
 		}
-		if !p.authorized(r) {
+		user, ok := p.authorized(r)
+		if !ok {
 			p.log.Warn("unauthenticated REST request refused", zap.String("peer", r.RemoteAddr), zap.String("path", raw))
 			w.Header().Set("WWW-Authenticate", `Bearer realm="alluvium"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"statusCode": statusName(codes.Unauthenticated),
@@ -211,16 +222,32 @@ func (p *Proxy) restHandler() http.Handler {
 			metricsH.ServeHTTP(w, r)
 			return
 		}
+		if user != "" {
+			r = r.WithContext(sdk.AsUser(r.Context(), user))
+		}
 		p.serveAPI(w, r, raw)
 	})
 }
 
-// authorized checks the cluster token (Bearer, or the password of Basic)
-// unless the cluster has none or proxy.rest-open is set.
-func (p *Proxy) authorized(r *http.Request) bool {
+// clusterUser is the cluster user an S3 access key acts as: a user of
+// security.users (not overridden by proxy.s3.users), else none.
+func (p *Proxy) clusterUser(accessKey string) string {
+	if _, s3only := p.cfg.Proxy.S3.Users[accessKey]; s3only {
+		return ""
+	}
+	if _, ok := p.cfg.Security.Users[accessKey]; ok {
+		return accessKey
+	}
+	return ""
+}
+
+// authorized checks the cluster token or a user's token (Bearer, or the
+// password of Basic) unless the cluster has none or proxy.rest-open is set.
+// A user's token makes the request act as that user.
+func (p *Proxy) authorized(r *http.Request) (user string, ok bool) {
 	tok := p.cfg.Security.Token
-	if tok == "" || p.cfg.Proxy.RESTOpen {
-		return true
+	if tok == "" && len(p.cfg.Security.Users) == 0 || p.cfg.Proxy.RESTOpen {
+		return "", true
 	}
 	h := r.Header.Get("Authorization")
 	var got string
@@ -233,7 +260,18 @@ func (p *Proxy) authorized(r *http.Request) bool {
 			_, got, _ = strings.Cut(string(b), ":")
 		}
 	}
-	return subtle.ConstantTimeCompare([]byte(got), []byte(tok)) == 1
+	if got == "" {
+		return "", false
+	}
+	if tok != "" && subtle.ConstantTimeCompare([]byte(got), []byte(tok)) == 1 {
+		return "", true
+	}
+	for u, ut := range p.cfg.Security.Users {
+		if subtle.ConstantTimeCompare([]byte(got), []byte(ut)) == 1 {
+			return u, true
+		}
+	}
+	return "", false
 }
 
 // serveAPI serves one /api/v1 call and records it.

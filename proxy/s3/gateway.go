@@ -38,6 +38,10 @@ type Config struct {
 	// Observe, when set, is called after each request with the operation,
 	// the status sent, the duration and the body bytes in and out.
 	Observe func(op string, status int, d time.Duration, in, out int64)
+	// ActAs, when set, names the cluster user a verified access key acts
+	// as ("": the gateway's own identity); the cluster then checks that
+	// user's permissions on everything the request touches.
+	ActAs func(accessKey string) string
 }
 
 // Gateway serves the S3 API.
@@ -192,6 +196,11 @@ func (g *Gateway) Handler(prefix string) http.Handler {
 			return
 		}
 		req.auth = a
+		if g.cfg.ActAs != nil {
+			if u := g.cfg.ActAs(a.AccessKey); u != "" {
+				req.r = r.WithContext(sdk.AsUser(r.Context(), u))
+			}
+		}
 		req.dispatch()
 	})
 }

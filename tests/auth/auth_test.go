@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -339,6 +342,23 @@ func TestUsersAndPermissions(t *testing.T) {
 		t.Fatalf("the system acting for alice read bob's file: %v", err)
 	}
 
+	// Through the proxy: alice's token (REST) or her name and token as S3
+	// credentials act as alice; bob's the same as bob.
+	rest := fmt.Sprintf("http://127.0.0.1:%d/api/v1/paths/home/bob/data/list-status", c.base+6)
+	if code := restPost(t, rest, aliceToken); code != http.StatusForbidden {
+		t.Errorf("REST list-status of bob's dir as alice: %d, want 403", code)
+	}
+	if code := restPost(t, rest, bobToken); code != http.StatusOK {
+		t.Errorf("REST list-status of bob's dir as bob: %d, want 200", code)
+	}
+	s3 := fmt.Sprintf("127.0.0.1:%d", c.base+7)
+	if _, err := s3Get(t, s3, "alice", aliceToken, "home", "bob/data/f"); minio.ToErrorResponse(err).Code != "AccessDenied" {
+		t.Errorf("S3 GET of bob's file as alice: %v, want AccessDenied", err)
+	}
+	if got, err := s3Get(t, s3, "bob", bobToken, "home", "bob/data/f"); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("S3 GET of bob's file as bob: %d bytes, %v", len(got), err)
+	}
+
 	// bob's jobs are his: alice may not cancel one.
 	bobJobs := jobs(t, c.client(t, bobToken))
 	id, err := bobJobs.Submit(ctx, "load", sdk.LoadConfig{Path: "/home/bob/data"})
@@ -373,6 +393,33 @@ func TestUsersAndPermissions(t *testing.T) {
 	}
 	// A copy into bob's directory is refused at submit: she may not write there.
 	c.refused(t, aliceToken, []string{"permission denied"}, "job", "submit", "copy", "/home/alice/copy", "/home/bob/data/mine", "--wait")
+}
+
+func restPost(t *testing.T, url, token string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func s3Get(t *testing.T, endpoint, key, secret, bucket, object string) ([]byte, error) {
+	t.Helper()
+	mc, err := minio.New(endpoint, &minio.Options{Creds: credentials.NewStaticV4(key, secret, ""), Region: "us-east-1",
+		BucketLookup: minio.BucketLookupPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := mc.GetObject(context.Background(), bucket, object, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer o.Close()
+	return io.ReadAll(o)
 }
 
 func countJobs(t *testing.T, j *sdk.Jobs) int {
