@@ -306,7 +306,17 @@ func (s *Server) apply(ctx context.Context, m proto.Message) (any, error) {
 	start := time.Now()
 	f := s.raft.Apply(buf, 30*time.Second)
 	markEnqueued(ctx)
-	if err := f.Error(); err != nil {
+	// raft answers every future eventually — except entries already
+	// committed and queued for the FSM when raft shuts down, whose futures
+	// are never answered. Never let Stop wait on one of those.
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err = <-done:
+	case <-s.shutdown:
+		return nil, fmt.Errorf("%w: %v", errNotLeader, raft.ErrRaftShutdown)
+	}
+	if err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
 			return nil, fmt.Errorf("%w: %v", errNotLeader, err)
 		}
