@@ -1846,6 +1846,162 @@ func (x *HashBlocksResponse) GetSha256() string {
 	return ""
 }
 
+type WriteUfsFilesFromRequest struct {
+	state         protoimpl.MessageState     `protogen:"open.v1"`
+	Files         []*WriteUfsFileFromRequest `protobuf:"bytes,1,rep,name=files,proto3" json:"files,omitempty"`
+	Parallelism   int32                      `protobuf:"varint,2,opt,name=parallelism,proto3" json:"parallelism,omitempty"` // files written at once; 0: the worker's default
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteUfsFilesFromRequest) Reset() {
+	*x = WriteUfsFilesFromRequest{}
+	mi := &file_blockworker_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteUfsFilesFromRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteUfsFilesFromRequest) ProtoMessage() {}
+
+func (x *WriteUfsFilesFromRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_blockworker_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteUfsFilesFromRequest.ProtoReflect.Descriptor instead.
+func (*WriteUfsFilesFromRequest) Descriptor() ([]byte, []int) {
+	return file_blockworker_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *WriteUfsFilesFromRequest) GetFiles() []*WriteUfsFileFromRequest {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+func (x *WriteUfsFilesFromRequest) GetParallelism() int32 {
+	if x != nil {
+		return x.Parallelism
+	}
+	return 0
+}
+
+type WriteUfsFileFromResult struct {
+	state         protoimpl.MessageState    `protogen:"open.v1"`
+	Response      *WriteUfsFileFromResponse `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	Code          int32                     `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"` // gRPC code of the error (0: written)
+	Error         string                    `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteUfsFileFromResult) Reset() {
+	*x = WriteUfsFileFromResult{}
+	mi := &file_blockworker_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteUfsFileFromResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteUfsFileFromResult) ProtoMessage() {}
+
+func (x *WriteUfsFileFromResult) ProtoReflect() protoreflect.Message {
+	mi := &file_blockworker_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteUfsFileFromResult.ProtoReflect.Descriptor instead.
+func (*WriteUfsFileFromResult) Descriptor() ([]byte, []int) {
+	return file_blockworker_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *WriteUfsFileFromResult) GetResponse() *WriteUfsFileFromResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *WriteUfsFileFromResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *WriteUfsFileFromResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type WriteUfsFilesFromResponse struct {
+	state         protoimpl.MessageState    `protogen:"open.v1"`
+	Results       []*WriteUfsFileFromResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteUfsFilesFromResponse) Reset() {
+	*x = WriteUfsFilesFromResponse{}
+	mi := &file_blockworker_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteUfsFilesFromResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteUfsFilesFromResponse) ProtoMessage() {}
+
+func (x *WriteUfsFilesFromResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_blockworker_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteUfsFilesFromResponse.ProtoReflect.Descriptor instead.
+func (*WriteUfsFilesFromResponse) Descriptor() ([]byte, []int) {
+	return file_blockworker_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *WriteUfsFilesFromResponse) GetResults() []*WriteUfsFileFromResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 var File_blockworker_proto protoreflect.FileDescriptor
 
 const file_blockworker_proto_rawDesc = "" +
@@ -1966,7 +2122,16 @@ const file_blockworker_proto_rawDesc = "" +
 	"\asources\x18\x01 \x03(\v2\x18.alluvium.v1.BlockSourceR\asources\"D\n" +
 	"\x12HashBlocksResponse\x12\x16\n" +
 	"\x06length\x18\x01 \x01(\x03R\x06length\x12\x16\n" +
-	"\x06sha256\x18\x02 \x01(\tR\x06sha2562\xe1\b\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"x\n" +
+	"\x18WriteUfsFilesFromRequest\x12:\n" +
+	"\x05files\x18\x01 \x03(\v2$.alluvium.v1.WriteUfsFileFromRequestR\x05files\x12 \n" +
+	"\vparallelism\x18\x02 \x01(\x05R\vparallelism\"\x85\x01\n" +
+	"\x16WriteUfsFileFromResult\x12A\n" +
+	"\bresponse\x18\x01 \x01(\v2%.alluvium.v1.WriteUfsFileFromResponseR\bresponse\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"Z\n" +
+	"\x19WriteUfsFilesFromResponse\x12=\n" +
+	"\aresults\x18\x01 \x03(\v2#.alluvium.v1.WriteUfsFileFromResultR\aresults2\xc5\t\n" +
 	"\vBlockWorker\x12L\n" +
 	"\tReadBlock\x12\x1d.alluvium.v1.ReadBlockRequest\x1a\x1e.alluvium.v1.ReadBlockResponse0\x01\x12O\n" +
 	"\n" +
@@ -1983,7 +2148,8 @@ const file_blockworker_proto_rawDesc = "" +
 	"\rCopyBlockFrom\x12!.alluvium.v1.CopyBlockFromRequest\x1a\".alluvium.v1.CopyBlockFromResponse\x12_\n" +
 	"\x10WriteUfsFileFrom\x12$.alluvium.v1.WriteUfsFileFromRequest\x1a%.alluvium.v1.WriteUfsFileFromResponse\x12M\n" +
 	"\n" +
-	"HashBlocks\x12\x1e.alluvium.v1.HashBlocksRequest\x1a\x1f.alluvium.v1.HashBlocksResponseB&Z$github.com/alluvium/alluvium/api;apib\x06proto3"
+	"HashBlocks\x12\x1e.alluvium.v1.HashBlocksRequest\x1a\x1f.alluvium.v1.HashBlocksResponse\x12b\n" +
+	"\x11WriteUfsFilesFrom\x12%.alluvium.v1.WriteUfsFilesFromRequest\x1a&.alluvium.v1.WriteUfsFilesFromResponseB&Z$github.com/alluvium/alluvium/api;apib\x06proto3"
 
 var (
 	file_blockworker_proto_rawDescOnce sync.Once
@@ -1997,88 +2163,96 @@ func file_blockworker_proto_rawDescGZIP() []byte {
 	return file_blockworker_proto_rawDescData
 }
 
-var file_blockworker_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_blockworker_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_blockworker_proto_goTypes = []any{
-	(*UfsBlockSource)(nil),           // 0: alluvium.v1.UfsBlockSource
-	(*ReadBlockRequest)(nil),         // 1: alluvium.v1.ReadBlockRequest
-	(*ReadBlockResponse)(nil),        // 2: alluvium.v1.ReadBlockResponse
-	(*WriteBlockHeader)(nil),         // 3: alluvium.v1.WriteBlockHeader
-	(*WriteBlockRequest)(nil),        // 4: alluvium.v1.WriteBlockRequest
-	(*WriteBlockResponse)(nil),       // 5: alluvium.v1.WriteBlockResponse
-	(*CacheBlockRequest)(nil),        // 6: alluvium.v1.CacheBlockRequest
-	(*CacheBlockResponse)(nil),       // 7: alluvium.v1.CacheBlockResponse
-	(*RemoveBlockRequest)(nil),       // 8: alluvium.v1.RemoveBlockRequest
-	(*RemoveBlockResponse)(nil),      // 9: alluvium.v1.RemoveBlockResponse
-	(*MoveBlockRequest)(nil),         // 10: alluvium.v1.MoveBlockRequest
-	(*MoveBlockResponse)(nil),        // 11: alluvium.v1.MoveBlockResponse
-	(*WriteUfsFileHeader)(nil),       // 12: alluvium.v1.WriteUfsFileHeader
-	(*WriteUfsFileRequest)(nil),      // 13: alluvium.v1.WriteUfsFileRequest
-	(*WriteUfsFileResponse)(nil),     // 14: alluvium.v1.WriteUfsFileResponse
-	(*OpenLocalBlockRequest)(nil),    // 15: alluvium.v1.OpenLocalBlockRequest
-	(*OpenLocalBlockResponse)(nil),   // 16: alluvium.v1.OpenLocalBlockResponse
-	(*CloseLocalBlockRequest)(nil),   // 17: alluvium.v1.CloseLocalBlockRequest
-	(*CloseLocalBlockResponse)(nil),  // 18: alluvium.v1.CloseLocalBlockResponse
-	(*GetWorkerStatusRequest)(nil),   // 19: alluvium.v1.GetWorkerStatusRequest
-	(*GetWorkerStatusResponse)(nil),  // 20: alluvium.v1.GetWorkerStatusResponse
-	(*CacheBlocksRequest)(nil),       // 21: alluvium.v1.CacheBlocksRequest
-	(*CacheBlockResult)(nil),         // 22: alluvium.v1.CacheBlockResult
-	(*CacheBlocksResponse)(nil),      // 23: alluvium.v1.CacheBlocksResponse
-	(*CopyBlockFromRequest)(nil),     // 24: alluvium.v1.CopyBlockFromRequest
-	(*CopyBlockFromResponse)(nil),    // 25: alluvium.v1.CopyBlockFromResponse
-	(*BlockSource)(nil),              // 26: alluvium.v1.BlockSource
-	(*WriteUfsFileFromRequest)(nil),  // 27: alluvium.v1.WriteUfsFileFromRequest
-	(*WriteUfsFileFromResponse)(nil), // 28: alluvium.v1.WriteUfsFileFromResponse
-	(*HashBlocksRequest)(nil),        // 29: alluvium.v1.HashBlocksRequest
-	(*HashBlocksResponse)(nil),       // 30: alluvium.v1.HashBlocksResponse
-	(ReadType)(0),                    // 31: alluvium.v1.ReadType
-	(*WorkerNetAddress)(nil),         // 32: alluvium.v1.WorkerNetAddress
-	(*TierUsage)(nil),                // 33: alluvium.v1.TierUsage
+	(*UfsBlockSource)(nil),            // 0: alluvium.v1.UfsBlockSource
+	(*ReadBlockRequest)(nil),          // 1: alluvium.v1.ReadBlockRequest
+	(*ReadBlockResponse)(nil),         // 2: alluvium.v1.ReadBlockResponse
+	(*WriteBlockHeader)(nil),          // 3: alluvium.v1.WriteBlockHeader
+	(*WriteBlockRequest)(nil),         // 4: alluvium.v1.WriteBlockRequest
+	(*WriteBlockResponse)(nil),        // 5: alluvium.v1.WriteBlockResponse
+	(*CacheBlockRequest)(nil),         // 6: alluvium.v1.CacheBlockRequest
+	(*CacheBlockResponse)(nil),        // 7: alluvium.v1.CacheBlockResponse
+	(*RemoveBlockRequest)(nil),        // 8: alluvium.v1.RemoveBlockRequest
+	(*RemoveBlockResponse)(nil),       // 9: alluvium.v1.RemoveBlockResponse
+	(*MoveBlockRequest)(nil),          // 10: alluvium.v1.MoveBlockRequest
+	(*MoveBlockResponse)(nil),         // 11: alluvium.v1.MoveBlockResponse
+	(*WriteUfsFileHeader)(nil),        // 12: alluvium.v1.WriteUfsFileHeader
+	(*WriteUfsFileRequest)(nil),       // 13: alluvium.v1.WriteUfsFileRequest
+	(*WriteUfsFileResponse)(nil),      // 14: alluvium.v1.WriteUfsFileResponse
+	(*OpenLocalBlockRequest)(nil),     // 15: alluvium.v1.OpenLocalBlockRequest
+	(*OpenLocalBlockResponse)(nil),    // 16: alluvium.v1.OpenLocalBlockResponse
+	(*CloseLocalBlockRequest)(nil),    // 17: alluvium.v1.CloseLocalBlockRequest
+	(*CloseLocalBlockResponse)(nil),   // 18: alluvium.v1.CloseLocalBlockResponse
+	(*GetWorkerStatusRequest)(nil),    // 19: alluvium.v1.GetWorkerStatusRequest
+	(*GetWorkerStatusResponse)(nil),   // 20: alluvium.v1.GetWorkerStatusResponse
+	(*CacheBlocksRequest)(nil),        // 21: alluvium.v1.CacheBlocksRequest
+	(*CacheBlockResult)(nil),          // 22: alluvium.v1.CacheBlockResult
+	(*CacheBlocksResponse)(nil),       // 23: alluvium.v1.CacheBlocksResponse
+	(*CopyBlockFromRequest)(nil),      // 24: alluvium.v1.CopyBlockFromRequest
+	(*CopyBlockFromResponse)(nil),     // 25: alluvium.v1.CopyBlockFromResponse
+	(*BlockSource)(nil),               // 26: alluvium.v1.BlockSource
+	(*WriteUfsFileFromRequest)(nil),   // 27: alluvium.v1.WriteUfsFileFromRequest
+	(*WriteUfsFileFromResponse)(nil),  // 28: alluvium.v1.WriteUfsFileFromResponse
+	(*HashBlocksRequest)(nil),         // 29: alluvium.v1.HashBlocksRequest
+	(*HashBlocksResponse)(nil),        // 30: alluvium.v1.HashBlocksResponse
+	(*WriteUfsFilesFromRequest)(nil),  // 31: alluvium.v1.WriteUfsFilesFromRequest
+	(*WriteUfsFileFromResult)(nil),    // 32: alluvium.v1.WriteUfsFileFromResult
+	(*WriteUfsFilesFromResponse)(nil), // 33: alluvium.v1.WriteUfsFilesFromResponse
+	(ReadType)(0),                     // 34: alluvium.v1.ReadType
+	(*WorkerNetAddress)(nil),          // 35: alluvium.v1.WorkerNetAddress
+	(*TierUsage)(nil),                 // 36: alluvium.v1.TierUsage
 }
 var file_blockworker_proto_depIdxs = []int32{
 	0,  // 0: alluvium.v1.ReadBlockRequest.ufs:type_name -> alluvium.v1.UfsBlockSource
-	31, // 1: alluvium.v1.ReadBlockRequest.read_type:type_name -> alluvium.v1.ReadType
+	34, // 1: alluvium.v1.ReadBlockRequest.read_type:type_name -> alluvium.v1.ReadType
 	3,  // 2: alluvium.v1.WriteBlockRequest.header:type_name -> alluvium.v1.WriteBlockHeader
 	0,  // 3: alluvium.v1.CacheBlockRequest.source:type_name -> alluvium.v1.UfsBlockSource
 	12, // 4: alluvium.v1.WriteUfsFileRequest.header:type_name -> alluvium.v1.WriteUfsFileHeader
-	32, // 5: alluvium.v1.GetWorkerStatusResponse.address:type_name -> alluvium.v1.WorkerNetAddress
-	33, // 6: alluvium.v1.GetWorkerStatusResponse.tiers:type_name -> alluvium.v1.TierUsage
+	35, // 5: alluvium.v1.GetWorkerStatusResponse.address:type_name -> alluvium.v1.WorkerNetAddress
+	36, // 6: alluvium.v1.GetWorkerStatusResponse.tiers:type_name -> alluvium.v1.TierUsage
 	6,  // 7: alluvium.v1.CacheBlocksRequest.blocks:type_name -> alluvium.v1.CacheBlockRequest
 	22, // 8: alluvium.v1.CacheBlocksResponse.results:type_name -> alluvium.v1.CacheBlockResult
 	0,  // 9: alluvium.v1.BlockSource.ufs:type_name -> alluvium.v1.UfsBlockSource
 	12, // 10: alluvium.v1.WriteUfsFileFromRequest.dest:type_name -> alluvium.v1.WriteUfsFileHeader
 	26, // 11: alluvium.v1.WriteUfsFileFromRequest.sources:type_name -> alluvium.v1.BlockSource
 	26, // 12: alluvium.v1.HashBlocksRequest.sources:type_name -> alluvium.v1.BlockSource
-	1,  // 13: alluvium.v1.BlockWorker.ReadBlock:input_type -> alluvium.v1.ReadBlockRequest
-	4,  // 14: alluvium.v1.BlockWorker.WriteBlock:input_type -> alluvium.v1.WriteBlockRequest
-	6,  // 15: alluvium.v1.BlockWorker.CacheBlock:input_type -> alluvium.v1.CacheBlockRequest
-	8,  // 16: alluvium.v1.BlockWorker.RemoveBlock:input_type -> alluvium.v1.RemoveBlockRequest
-	10, // 17: alluvium.v1.BlockWorker.MoveBlock:input_type -> alluvium.v1.MoveBlockRequest
-	13, // 18: alluvium.v1.BlockWorker.WriteUfsFile:input_type -> alluvium.v1.WriteUfsFileRequest
-	15, // 19: alluvium.v1.BlockWorker.OpenLocalBlock:input_type -> alluvium.v1.OpenLocalBlockRequest
-	17, // 20: alluvium.v1.BlockWorker.CloseLocalBlock:input_type -> alluvium.v1.CloseLocalBlockRequest
-	19, // 21: alluvium.v1.BlockWorker.GetWorkerStatus:input_type -> alluvium.v1.GetWorkerStatusRequest
-	21, // 22: alluvium.v1.BlockWorker.CacheBlocks:input_type -> alluvium.v1.CacheBlocksRequest
-	24, // 23: alluvium.v1.BlockWorker.CopyBlockFrom:input_type -> alluvium.v1.CopyBlockFromRequest
-	27, // 24: alluvium.v1.BlockWorker.WriteUfsFileFrom:input_type -> alluvium.v1.WriteUfsFileFromRequest
-	29, // 25: alluvium.v1.BlockWorker.HashBlocks:input_type -> alluvium.v1.HashBlocksRequest
-	2,  // 26: alluvium.v1.BlockWorker.ReadBlock:output_type -> alluvium.v1.ReadBlockResponse
-	5,  // 27: alluvium.v1.BlockWorker.WriteBlock:output_type -> alluvium.v1.WriteBlockResponse
-	7,  // 28: alluvium.v1.BlockWorker.CacheBlock:output_type -> alluvium.v1.CacheBlockResponse
-	9,  // 29: alluvium.v1.BlockWorker.RemoveBlock:output_type -> alluvium.v1.RemoveBlockResponse
-	11, // 30: alluvium.v1.BlockWorker.MoveBlock:output_type -> alluvium.v1.MoveBlockResponse
-	14, // 31: alluvium.v1.BlockWorker.WriteUfsFile:output_type -> alluvium.v1.WriteUfsFileResponse
-	16, // 32: alluvium.v1.BlockWorker.OpenLocalBlock:output_type -> alluvium.v1.OpenLocalBlockResponse
-	18, // 33: alluvium.v1.BlockWorker.CloseLocalBlock:output_type -> alluvium.v1.CloseLocalBlockResponse
-	20, // 34: alluvium.v1.BlockWorker.GetWorkerStatus:output_type -> alluvium.v1.GetWorkerStatusResponse
-	23, // 35: alluvium.v1.BlockWorker.CacheBlocks:output_type -> alluvium.v1.CacheBlocksResponse
-	25, // 36: alluvium.v1.BlockWorker.CopyBlockFrom:output_type -> alluvium.v1.CopyBlockFromResponse
-	28, // 37: alluvium.v1.BlockWorker.WriteUfsFileFrom:output_type -> alluvium.v1.WriteUfsFileFromResponse
-	30, // 38: alluvium.v1.BlockWorker.HashBlocks:output_type -> alluvium.v1.HashBlocksResponse
-	26, // [26:39] is the sub-list for method output_type
-	13, // [13:26] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	27, // 13: alluvium.v1.WriteUfsFilesFromRequest.files:type_name -> alluvium.v1.WriteUfsFileFromRequest
+	28, // 14: alluvium.v1.WriteUfsFileFromResult.response:type_name -> alluvium.v1.WriteUfsFileFromResponse
+	32, // 15: alluvium.v1.WriteUfsFilesFromResponse.results:type_name -> alluvium.v1.WriteUfsFileFromResult
+	1,  // 16: alluvium.v1.BlockWorker.ReadBlock:input_type -> alluvium.v1.ReadBlockRequest
+	4,  // 17: alluvium.v1.BlockWorker.WriteBlock:input_type -> alluvium.v1.WriteBlockRequest
+	6,  // 18: alluvium.v1.BlockWorker.CacheBlock:input_type -> alluvium.v1.CacheBlockRequest
+	8,  // 19: alluvium.v1.BlockWorker.RemoveBlock:input_type -> alluvium.v1.RemoveBlockRequest
+	10, // 20: alluvium.v1.BlockWorker.MoveBlock:input_type -> alluvium.v1.MoveBlockRequest
+	13, // 21: alluvium.v1.BlockWorker.WriteUfsFile:input_type -> alluvium.v1.WriteUfsFileRequest
+	15, // 22: alluvium.v1.BlockWorker.OpenLocalBlock:input_type -> alluvium.v1.OpenLocalBlockRequest
+	17, // 23: alluvium.v1.BlockWorker.CloseLocalBlock:input_type -> alluvium.v1.CloseLocalBlockRequest
+	19, // 24: alluvium.v1.BlockWorker.GetWorkerStatus:input_type -> alluvium.v1.GetWorkerStatusRequest
+	21, // 25: alluvium.v1.BlockWorker.CacheBlocks:input_type -> alluvium.v1.CacheBlocksRequest
+	24, // 26: alluvium.v1.BlockWorker.CopyBlockFrom:input_type -> alluvium.v1.CopyBlockFromRequest
+	27, // 27: alluvium.v1.BlockWorker.WriteUfsFileFrom:input_type -> alluvium.v1.WriteUfsFileFromRequest
+	29, // 28: alluvium.v1.BlockWorker.HashBlocks:input_type -> alluvium.v1.HashBlocksRequest
+	31, // 29: alluvium.v1.BlockWorker.WriteUfsFilesFrom:input_type -> alluvium.v1.WriteUfsFilesFromRequest
+	2,  // 30: alluvium.v1.BlockWorker.ReadBlock:output_type -> alluvium.v1.ReadBlockResponse
+	5,  // 31: alluvium.v1.BlockWorker.WriteBlock:output_type -> alluvium.v1.WriteBlockResponse
+	7,  // 32: alluvium.v1.BlockWorker.CacheBlock:output_type -> alluvium.v1.CacheBlockResponse
+	9,  // 33: alluvium.v1.BlockWorker.RemoveBlock:output_type -> alluvium.v1.RemoveBlockResponse
+	11, // 34: alluvium.v1.BlockWorker.MoveBlock:output_type -> alluvium.v1.MoveBlockResponse
+	14, // 35: alluvium.v1.BlockWorker.WriteUfsFile:output_type -> alluvium.v1.WriteUfsFileResponse
+	16, // 36: alluvium.v1.BlockWorker.OpenLocalBlock:output_type -> alluvium.v1.OpenLocalBlockResponse
+	18, // 37: alluvium.v1.BlockWorker.CloseLocalBlock:output_type -> alluvium.v1.CloseLocalBlockResponse
+	20, // 38: alluvium.v1.BlockWorker.GetWorkerStatus:output_type -> alluvium.v1.GetWorkerStatusResponse
+	23, // 39: alluvium.v1.BlockWorker.CacheBlocks:output_type -> alluvium.v1.CacheBlocksResponse
+	25, // 40: alluvium.v1.BlockWorker.CopyBlockFrom:output_type -> alluvium.v1.CopyBlockFromResponse
+	28, // 41: alluvium.v1.BlockWorker.WriteUfsFileFrom:output_type -> alluvium.v1.WriteUfsFileFromResponse
+	30, // 42: alluvium.v1.BlockWorker.HashBlocks:output_type -> alluvium.v1.HashBlocksResponse
+	33, // 43: alluvium.v1.BlockWorker.WriteUfsFilesFrom:output_type -> alluvium.v1.WriteUfsFilesFromResponse
+	30, // [30:44] is the sub-list for method output_type
+	16, // [16:30] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_blockworker_proto_init() }
@@ -2101,7 +2275,7 @@ func file_blockworker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_blockworker_proto_rawDesc), len(file_blockworker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

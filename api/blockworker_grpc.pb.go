@@ -19,19 +19,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	BlockWorker_ReadBlock_FullMethodName        = "/alluvium.v1.BlockWorker/ReadBlock"
-	BlockWorker_WriteBlock_FullMethodName       = "/alluvium.v1.BlockWorker/WriteBlock"
-	BlockWorker_CacheBlock_FullMethodName       = "/alluvium.v1.BlockWorker/CacheBlock"
-	BlockWorker_RemoveBlock_FullMethodName      = "/alluvium.v1.BlockWorker/RemoveBlock"
-	BlockWorker_MoveBlock_FullMethodName        = "/alluvium.v1.BlockWorker/MoveBlock"
-	BlockWorker_WriteUfsFile_FullMethodName     = "/alluvium.v1.BlockWorker/WriteUfsFile"
-	BlockWorker_OpenLocalBlock_FullMethodName   = "/alluvium.v1.BlockWorker/OpenLocalBlock"
-	BlockWorker_CloseLocalBlock_FullMethodName  = "/alluvium.v1.BlockWorker/CloseLocalBlock"
-	BlockWorker_GetWorkerStatus_FullMethodName  = "/alluvium.v1.BlockWorker/GetWorkerStatus"
-	BlockWorker_CacheBlocks_FullMethodName      = "/alluvium.v1.BlockWorker/CacheBlocks"
-	BlockWorker_CopyBlockFrom_FullMethodName    = "/alluvium.v1.BlockWorker/CopyBlockFrom"
-	BlockWorker_WriteUfsFileFrom_FullMethodName = "/alluvium.v1.BlockWorker/WriteUfsFileFrom"
-	BlockWorker_HashBlocks_FullMethodName       = "/alluvium.v1.BlockWorker/HashBlocks"
+	BlockWorker_ReadBlock_FullMethodName         = "/alluvium.v1.BlockWorker/ReadBlock"
+	BlockWorker_WriteBlock_FullMethodName        = "/alluvium.v1.BlockWorker/WriteBlock"
+	BlockWorker_CacheBlock_FullMethodName        = "/alluvium.v1.BlockWorker/CacheBlock"
+	BlockWorker_RemoveBlock_FullMethodName       = "/alluvium.v1.BlockWorker/RemoveBlock"
+	BlockWorker_MoveBlock_FullMethodName         = "/alluvium.v1.BlockWorker/MoveBlock"
+	BlockWorker_WriteUfsFile_FullMethodName      = "/alluvium.v1.BlockWorker/WriteUfsFile"
+	BlockWorker_OpenLocalBlock_FullMethodName    = "/alluvium.v1.BlockWorker/OpenLocalBlock"
+	BlockWorker_CloseLocalBlock_FullMethodName   = "/alluvium.v1.BlockWorker/CloseLocalBlock"
+	BlockWorker_GetWorkerStatus_FullMethodName   = "/alluvium.v1.BlockWorker/GetWorkerStatus"
+	BlockWorker_CacheBlocks_FullMethodName       = "/alluvium.v1.BlockWorker/CacheBlocks"
+	BlockWorker_CopyBlockFrom_FullMethodName     = "/alluvium.v1.BlockWorker/CopyBlockFrom"
+	BlockWorker_WriteUfsFileFrom_FullMethodName  = "/alluvium.v1.BlockWorker/WriteUfsFileFrom"
+	BlockWorker_HashBlocks_FullMethodName        = "/alluvium.v1.BlockWorker/HashBlocks"
+	BlockWorker_WriteUfsFilesFrom_FullMethodName = "/alluvium.v1.BlockWorker/WriteUfsFilesFrom"
 )
 
 // BlockWorkerClient is the client API for BlockWorker service.
@@ -80,6 +81,9 @@ type BlockWorkerClient interface {
 	// HashBlocks reads block sources as WriteUfsFileFrom does and returns
 	// the SHA-256 of their bytes (copy --checksum).
 	HashBlocks(ctx context.Context, in *HashBlocksRequest, opts ...grpc.CallOption) (*HashBlocksResponse, error)
+	// WriteUfsFilesFrom is WriteUfsFileFrom for many (small) files in one
+	// call, several at once; each succeeds or fails on its own.
+	WriteUfsFilesFrom(ctx context.Context, in *WriteUfsFilesFromRequest, opts ...grpc.CallOption) (*WriteUfsFilesFromResponse, error)
 }
 
 type blockWorkerClient struct {
@@ -235,6 +239,16 @@ func (c *blockWorkerClient) HashBlocks(ctx context.Context, in *HashBlocksReques
 	return out, nil
 }
 
+func (c *blockWorkerClient) WriteUfsFilesFrom(ctx context.Context, in *WriteUfsFilesFromRequest, opts ...grpc.CallOption) (*WriteUfsFilesFromResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteUfsFilesFromResponse)
+	err := c.cc.Invoke(ctx, BlockWorker_WriteUfsFilesFrom_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BlockWorkerServer is the server API for BlockWorker service.
 // All implementations must embed UnimplementedBlockWorkerServer
 // for forward compatibility.
@@ -281,6 +295,9 @@ type BlockWorkerServer interface {
 	// HashBlocks reads block sources as WriteUfsFileFrom does and returns
 	// the SHA-256 of their bytes (copy --checksum).
 	HashBlocks(context.Context, *HashBlocksRequest) (*HashBlocksResponse, error)
+	// WriteUfsFilesFrom is WriteUfsFileFrom for many (small) files in one
+	// call, several at once; each succeeds or fails on its own.
+	WriteUfsFilesFrom(context.Context, *WriteUfsFilesFromRequest) (*WriteUfsFilesFromResponse, error)
 	mustEmbedUnimplementedBlockWorkerServer()
 }
 
@@ -329,6 +346,9 @@ func (UnimplementedBlockWorkerServer) WriteUfsFileFrom(context.Context, *WriteUf
 }
 func (UnimplementedBlockWorkerServer) HashBlocks(context.Context, *HashBlocksRequest) (*HashBlocksResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method HashBlocks not implemented")
+}
+func (UnimplementedBlockWorkerServer) WriteUfsFilesFrom(context.Context, *WriteUfsFilesFromRequest) (*WriteUfsFilesFromResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WriteUfsFilesFrom not implemented")
 }
 func (UnimplementedBlockWorkerServer) mustEmbedUnimplementedBlockWorkerServer() {}
 func (UnimplementedBlockWorkerServer) testEmbeddedByValue()                     {}
@@ -556,6 +576,24 @@ func _BlockWorker_HashBlocks_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BlockWorker_WriteUfsFilesFrom_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WriteUfsFilesFromRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BlockWorkerServer).WriteUfsFilesFrom(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BlockWorker_WriteUfsFilesFrom_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BlockWorkerServer).WriteUfsFilesFrom(ctx, req.(*WriteUfsFilesFromRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BlockWorker_ServiceDesc is the grpc.ServiceDesc for BlockWorker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -602,6 +640,10 @@ var BlockWorker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "HashBlocks",
 			Handler:    _BlockWorker_HashBlocks_Handler,
+		},
+		{
+			MethodName: "WriteUfsFilesFrom",
+			Handler:    _BlockWorker_WriteUfsFilesFrom_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -67,7 +67,7 @@ func (x WorkerCommand_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WorkerCommand_Type.Descriptor instead.
 func (WorkerCommand_Type) EnumDescriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{32, 0}
+	return file_fsmaster_proto_rawDescGZIP(), []int{35, 0}
 }
 
 type CreateDirectoryRequest struct {
@@ -202,6 +202,12 @@ type CreateFileRequest struct {
 	ReplicationMax int32                  `protobuf:"varint,8,opt,name=replication_max,json=replicationMax,proto3" json:"replication_max,omitempty"`
 	Pinned         bool                   `protobuf:"varint,9,opt,name=pinned,proto3" json:"pinned,omitempty"`
 	Ttl            int64                  `protobuf:"varint,10,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// complete: the file's bytes are already at its UFS path (a copy wrote
+	// them): create it complete, of length, PERSISTED with this fingerprint,
+	// in one step.
+	Complete       bool   `protobuf:"varint,11,opt,name=complete,proto3" json:"complete,omitempty"`
+	Length         int64  `protobuf:"varint,12,opt,name=length,proto3" json:"length,omitempty"`
+	UfsFingerprint string `protobuf:"bytes,13,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -306,6 +312,27 @@ func (x *CreateFileRequest) GetTtl() int64 {
 	return 0
 }
 
+func (x *CreateFileRequest) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
+func (x *CreateFileRequest) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *CreateFileRequest) GetUfsFingerprint() string {
+	if x != nil {
+		return x.UfsFingerprint
+	}
+	return ""
+}
+
 type CreateFileResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Info          *FileInfo              `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
@@ -350,6 +377,156 @@ func (x *CreateFileResponse) GetInfo() *FileInfo {
 	return nil
 }
 
+// CreateFiles creates many files at once (one lock, one journal wait): the
+// small files of a copy. Each succeeds or fails on its own.
+type CreateFilesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Files         []*CreateFileRequest   `protobuf:"bytes,1,rep,name=files,proto3" json:"files,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateFilesRequest) Reset() {
+	*x = CreateFilesRequest{}
+	mi := &file_fsmaster_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateFilesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateFilesRequest) ProtoMessage() {}
+
+func (x *CreateFilesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateFilesRequest.ProtoReflect.Descriptor instead.
+func (*CreateFilesRequest) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CreateFilesRequest) GetFiles() []*CreateFileRequest {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+type CreateFileResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Info          *FileInfo              `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	Code          int32                  `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"` // gRPC code of the error (0: created)
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateFileResult) Reset() {
+	*x = CreateFileResult{}
+	mi := &file_fsmaster_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateFileResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateFileResult) ProtoMessage() {}
+
+func (x *CreateFileResult) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateFileResult.ProtoReflect.Descriptor instead.
+func (*CreateFileResult) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CreateFileResult) GetInfo() *FileInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *CreateFileResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *CreateFileResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type CreateFilesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*CreateFileResult    `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateFilesResponse) Reset() {
+	*x = CreateFilesResponse{}
+	mi := &file_fsmaster_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateFilesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateFilesResponse) ProtoMessage() {}
+
+func (x *CreateFilesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateFilesResponse.ProtoReflect.Descriptor instead.
+func (*CreateFilesResponse) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CreateFilesResponse) GetResults() []*CreateFileResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type CompleteFileRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Path           string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -362,7 +539,7 @@ type CompleteFileRequest struct {
 
 func (x *CompleteFileRequest) Reset() {
 	*x = CompleteFileRequest{}
-	mi := &file_fsmaster_proto_msgTypes[4]
+	mi := &file_fsmaster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -374,7 +551,7 @@ func (x *CompleteFileRequest) String() string {
 func (*CompleteFileRequest) ProtoMessage() {}
 
 func (x *CompleteFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[4]
+	mi := &file_fsmaster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -387,7 +564,7 @@ func (x *CompleteFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteFileRequest.ProtoReflect.Descriptor instead.
 func (*CompleteFileRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{4}
+	return file_fsmaster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CompleteFileRequest) GetPath() string {
@@ -427,7 +604,7 @@ type CompleteFileResponse struct {
 
 func (x *CompleteFileResponse) Reset() {
 	*x = CompleteFileResponse{}
-	mi := &file_fsmaster_proto_msgTypes[5]
+	mi := &file_fsmaster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -439,7 +616,7 @@ func (x *CompleteFileResponse) String() string {
 func (*CompleteFileResponse) ProtoMessage() {}
 
 func (x *CompleteFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[5]
+	mi := &file_fsmaster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -452,7 +629,7 @@ func (x *CompleteFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteFileResponse.ProtoReflect.Descriptor instead.
 func (*CompleteFileResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{5}
+	return file_fsmaster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CompleteFileResponse) GetInfo() *FileInfo {
@@ -472,7 +649,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_fsmaster_proto_msgTypes[6]
+	mi := &file_fsmaster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -484,7 +661,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[6]
+	mi := &file_fsmaster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -497,7 +674,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{6}
+	return file_fsmaster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetStatusRequest) GetPath() string {
@@ -523,7 +700,7 @@ type GetStatusResponse struct {
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_fsmaster_proto_msgTypes[7]
+	mi := &file_fsmaster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +712,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[7]
+	mi := &file_fsmaster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +725,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{7}
+	return file_fsmaster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetStatusResponse) GetInfo() *FileInfo {
@@ -572,7 +749,7 @@ type ListStatusRequest struct {
 
 func (x *ListStatusRequest) Reset() {
 	*x = ListStatusRequest{}
-	mi := &file_fsmaster_proto_msgTypes[8]
+	mi := &file_fsmaster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -584,7 +761,7 @@ func (x *ListStatusRequest) String() string {
 func (*ListStatusRequest) ProtoMessage() {}
 
 func (x *ListStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[8]
+	mi := &file_fsmaster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -597,7 +774,7 @@ func (x *ListStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStatusRequest.ProtoReflect.Descriptor instead.
 func (*ListStatusRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{8}
+	return file_fsmaster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListStatusRequest) GetPath() string {
@@ -652,7 +829,7 @@ type ListStatusResponse struct {
 
 func (x *ListStatusResponse) Reset() {
 	*x = ListStatusResponse{}
-	mi := &file_fsmaster_proto_msgTypes[9]
+	mi := &file_fsmaster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +841,7 @@ func (x *ListStatusResponse) String() string {
 func (*ListStatusResponse) ProtoMessage() {}
 
 func (x *ListStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[9]
+	mi := &file_fsmaster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +854,7 @@ func (x *ListStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStatusResponse.ProtoReflect.Descriptor instead.
 func (*ListStatusResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{9}
+	return file_fsmaster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListStatusResponse) GetInfos() []*FileInfo {
@@ -705,7 +882,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_fsmaster_proto_msgTypes[10]
+	mi := &file_fsmaster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -717,7 +894,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[10]
+	mi := &file_fsmaster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -730,7 +907,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{10}
+	return file_fsmaster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteRequest) GetPath() string {
@@ -762,7 +939,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_fsmaster_proto_msgTypes[11]
+	mi := &file_fsmaster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +951,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[11]
+	mi := &file_fsmaster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +964,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{11}
+	return file_fsmaster_proto_rawDescGZIP(), []int{14}
 }
 
 type RenameRequest struct {
@@ -800,7 +977,7 @@ type RenameRequest struct {
 
 func (x *RenameRequest) Reset() {
 	*x = RenameRequest{}
-	mi := &file_fsmaster_proto_msgTypes[12]
+	mi := &file_fsmaster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -812,7 +989,7 @@ func (x *RenameRequest) String() string {
 func (*RenameRequest) ProtoMessage() {}
 
 func (x *RenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[12]
+	mi := &file_fsmaster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -825,7 +1002,7 @@ func (x *RenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameRequest.ProtoReflect.Descriptor instead.
 func (*RenameRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{12}
+	return file_fsmaster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RenameRequest) GetSrc() string {
@@ -851,7 +1028,7 @@ type RenameResponse struct {
 
 func (x *RenameResponse) Reset() {
 	*x = RenameResponse{}
-	mi := &file_fsmaster_proto_msgTypes[13]
+	mi := &file_fsmaster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +1040,7 @@ func (x *RenameResponse) String() string {
 func (*RenameResponse) ProtoMessage() {}
 
 func (x *RenameResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[13]
+	mi := &file_fsmaster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1053,7 @@ func (x *RenameResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameResponse.ProtoReflect.Descriptor instead.
 func (*RenameResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{13}
+	return file_fsmaster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RenameResponse) GetInfo() *FileInfo {
@@ -918,7 +1095,7 @@ type SetAttributeRequest struct {
 
 func (x *SetAttributeRequest) Reset() {
 	*x = SetAttributeRequest{}
-	mi := &file_fsmaster_proto_msgTypes[14]
+	mi := &file_fsmaster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +1107,7 @@ func (x *SetAttributeRequest) String() string {
 func (*SetAttributeRequest) ProtoMessage() {}
 
 func (x *SetAttributeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[14]
+	mi := &file_fsmaster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +1120,7 @@ func (x *SetAttributeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAttributeRequest.ProtoReflect.Descriptor instead.
 func (*SetAttributeRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{14}
+	return file_fsmaster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetAttributeRequest) GetPath() string {
@@ -1053,7 +1230,7 @@ type SetAttributeResponse struct {
 
 func (x *SetAttributeResponse) Reset() {
 	*x = SetAttributeResponse{}
-	mi := &file_fsmaster_proto_msgTypes[15]
+	mi := &file_fsmaster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1242,7 @@ func (x *SetAttributeResponse) String() string {
 func (*SetAttributeResponse) ProtoMessage() {}
 
 func (x *SetAttributeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[15]
+	mi := &file_fsmaster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1255,7 @@ func (x *SetAttributeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAttributeResponse.ProtoReflect.Descriptor instead.
 func (*SetAttributeResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{15}
+	return file_fsmaster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SetAttributeResponse) GetInfo() *FileInfo {
@@ -1101,7 +1278,7 @@ type MountRequest struct {
 
 func (x *MountRequest) Reset() {
 	*x = MountRequest{}
-	mi := &file_fsmaster_proto_msgTypes[16]
+	mi := &file_fsmaster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1113,7 +1290,7 @@ func (x *MountRequest) String() string {
 func (*MountRequest) ProtoMessage() {}
 
 func (x *MountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[16]
+	mi := &file_fsmaster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1126,7 +1303,7 @@ func (x *MountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MountRequest.ProtoReflect.Descriptor instead.
 func (*MountRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{16}
+	return file_fsmaster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *MountRequest) GetAlluviumPath() string {
@@ -1173,7 +1350,7 @@ type MountResponse struct {
 
 func (x *MountResponse) Reset() {
 	*x = MountResponse{}
-	mi := &file_fsmaster_proto_msgTypes[17]
+	mi := &file_fsmaster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1185,7 +1362,7 @@ func (x *MountResponse) String() string {
 func (*MountResponse) ProtoMessage() {}
 
 func (x *MountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[17]
+	mi := &file_fsmaster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1198,7 +1375,7 @@ func (x *MountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MountResponse.ProtoReflect.Descriptor instead.
 func (*MountResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{17}
+	return file_fsmaster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MountResponse) GetMount() *MountPointInfo {
@@ -1217,7 +1394,7 @@ type UnmountRequest struct {
 
 func (x *UnmountRequest) Reset() {
 	*x = UnmountRequest{}
-	mi := &file_fsmaster_proto_msgTypes[18]
+	mi := &file_fsmaster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1406,7 @@ func (x *UnmountRequest) String() string {
 func (*UnmountRequest) ProtoMessage() {}
 
 func (x *UnmountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[18]
+	mi := &file_fsmaster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1419,7 @@ func (x *UnmountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnmountRequest.ProtoReflect.Descriptor instead.
 func (*UnmountRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{18}
+	return file_fsmaster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UnmountRequest) GetAlluviumPath() string {
@@ -1260,7 +1437,7 @@ type UnmountResponse struct {
 
 func (x *UnmountResponse) Reset() {
 	*x = UnmountResponse{}
-	mi := &file_fsmaster_proto_msgTypes[19]
+	mi := &file_fsmaster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1449,7 @@ func (x *UnmountResponse) String() string {
 func (*UnmountResponse) ProtoMessage() {}
 
 func (x *UnmountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[19]
+	mi := &file_fsmaster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1462,7 @@ func (x *UnmountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnmountResponse.ProtoReflect.Descriptor instead.
 func (*UnmountResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{19}
+	return file_fsmaster_proto_rawDescGZIP(), []int{22}
 }
 
 type GetMountTableRequest struct {
@@ -1296,7 +1473,7 @@ type GetMountTableRequest struct {
 
 func (x *GetMountTableRequest) Reset() {
 	*x = GetMountTableRequest{}
-	mi := &file_fsmaster_proto_msgTypes[20]
+	mi := &file_fsmaster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1308,7 +1485,7 @@ func (x *GetMountTableRequest) String() string {
 func (*GetMountTableRequest) ProtoMessage() {}
 
 func (x *GetMountTableRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[20]
+	mi := &file_fsmaster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1321,7 +1498,7 @@ func (x *GetMountTableRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMountTableRequest.ProtoReflect.Descriptor instead.
 func (*GetMountTableRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{20}
+	return file_fsmaster_proto_rawDescGZIP(), []int{23}
 }
 
 type GetMountTableResponse struct {
@@ -1333,7 +1510,7 @@ type GetMountTableResponse struct {
 
 func (x *GetMountTableResponse) Reset() {
 	*x = GetMountTableResponse{}
-	mi := &file_fsmaster_proto_msgTypes[21]
+	mi := &file_fsmaster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1345,7 +1522,7 @@ func (x *GetMountTableResponse) String() string {
 func (*GetMountTableResponse) ProtoMessage() {}
 
 func (x *GetMountTableResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[21]
+	mi := &file_fsmaster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1358,7 +1535,7 @@ func (x *GetMountTableResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMountTableResponse.ProtoReflect.Descriptor instead.
 func (*GetMountTableResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{21}
+	return file_fsmaster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetMountTableResponse) GetMounts() []*MountPointInfo {
@@ -1379,7 +1556,7 @@ type FreeRequest struct {
 
 func (x *FreeRequest) Reset() {
 	*x = FreeRequest{}
-	mi := &file_fsmaster_proto_msgTypes[22]
+	mi := &file_fsmaster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1568,7 @@ func (x *FreeRequest) String() string {
 func (*FreeRequest) ProtoMessage() {}
 
 func (x *FreeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[22]
+	mi := &file_fsmaster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1581,7 @@ func (x *FreeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeRequest.ProtoReflect.Descriptor instead.
 func (*FreeRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{22}
+	return file_fsmaster_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FreeRequest) GetPath() string {
@@ -1437,7 +1614,7 @@ type FreeResponse struct {
 
 func (x *FreeResponse) Reset() {
 	*x = FreeResponse{}
-	mi := &file_fsmaster_proto_msgTypes[23]
+	mi := &file_fsmaster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1626,7 @@ func (x *FreeResponse) String() string {
 func (*FreeResponse) ProtoMessage() {}
 
 func (x *FreeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[23]
+	mi := &file_fsmaster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1639,7 @@ func (x *FreeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeResponse.ProtoReflect.Descriptor instead.
 func (*FreeResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{23}
+	return file_fsmaster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FreeResponse) GetBlocksFreed() int64 {
@@ -1480,7 +1657,7 @@ type GetMasterInfoRequest struct {
 
 func (x *GetMasterInfoRequest) Reset() {
 	*x = GetMasterInfoRequest{}
-	mi := &file_fsmaster_proto_msgTypes[24]
+	mi := &file_fsmaster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1492,7 +1669,7 @@ func (x *GetMasterInfoRequest) String() string {
 func (*GetMasterInfoRequest) ProtoMessage() {}
 
 func (x *GetMasterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[24]
+	mi := &file_fsmaster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1505,7 +1682,7 @@ func (x *GetMasterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetMasterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{24}
+	return file_fsmaster_proto_rawDescGZIP(), []int{27}
 }
 
 type GetMasterInfoResponse struct {
@@ -1529,7 +1706,7 @@ type GetMasterInfoResponse struct {
 
 func (x *GetMasterInfoResponse) Reset() {
 	*x = GetMasterInfoResponse{}
-	mi := &file_fsmaster_proto_msgTypes[25]
+	mi := &file_fsmaster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1718,7 @@ func (x *GetMasterInfoResponse) String() string {
 func (*GetMasterInfoResponse) ProtoMessage() {}
 
 func (x *GetMasterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[25]
+	mi := &file_fsmaster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +1731,7 @@ func (x *GetMasterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetMasterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{25}
+	return file_fsmaster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetMasterInfoResponse) GetVersion() string {
@@ -1656,7 +1833,7 @@ type CheckpointRequest struct {
 
 func (x *CheckpointRequest) Reset() {
 	*x = CheckpointRequest{}
-	mi := &file_fsmaster_proto_msgTypes[26]
+	mi := &file_fsmaster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1668,7 +1845,7 @@ func (x *CheckpointRequest) String() string {
 func (*CheckpointRequest) ProtoMessage() {}
 
 func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[26]
+	mi := &file_fsmaster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1681,7 +1858,7 @@ func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{26}
+	return file_fsmaster_proto_rawDescGZIP(), []int{29}
 }
 
 type CheckpointResponse struct {
@@ -1694,7 +1871,7 @@ type CheckpointResponse struct {
 
 func (x *CheckpointResponse) Reset() {
 	*x = CheckpointResponse{}
-	mi := &file_fsmaster_proto_msgTypes[27]
+	mi := &file_fsmaster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1706,7 +1883,7 @@ func (x *CheckpointResponse) String() string {
 func (*CheckpointResponse) ProtoMessage() {}
 
 func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[27]
+	mi := &file_fsmaster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1719,7 +1896,7 @@ func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{27}
+	return file_fsmaster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CheckpointResponse) GetSequence() int64 {
@@ -1747,7 +1924,7 @@ type BlockReport struct {
 
 func (x *BlockReport) Reset() {
 	*x = BlockReport{}
-	mi := &file_fsmaster_proto_msgTypes[28]
+	mi := &file_fsmaster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +1936,7 @@ func (x *BlockReport) String() string {
 func (*BlockReport) ProtoMessage() {}
 
 func (x *BlockReport) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[28]
+	mi := &file_fsmaster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +1949,7 @@ func (x *BlockReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockReport.ProtoReflect.Descriptor instead.
 func (*BlockReport) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{28}
+	return file_fsmaster_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *BlockReport) GetBlockId() int64 {
@@ -1807,7 +1984,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_fsmaster_proto_msgTypes[29]
+	mi := &file_fsmaster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1819,7 +1996,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[29]
+	mi := &file_fsmaster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1832,7 +2009,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{29}
+	return file_fsmaster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RegisterWorkerRequest) GetAddress() *WorkerNetAddress {
@@ -1866,7 +2043,7 @@ type RegisterWorkerResponse struct {
 
 func (x *RegisterWorkerResponse) Reset() {
 	*x = RegisterWorkerResponse{}
-	mi := &file_fsmaster_proto_msgTypes[30]
+	mi := &file_fsmaster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1878,7 +2055,7 @@ func (x *RegisterWorkerResponse) String() string {
 func (*RegisterWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[30]
+	mi := &file_fsmaster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1891,7 +2068,7 @@ func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{30}
+	return file_fsmaster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RegisterWorkerResponse) GetWorkerId() int64 {
@@ -1920,7 +2097,7 @@ type WorkerHeartbeatRequest struct {
 
 func (x *WorkerHeartbeatRequest) Reset() {
 	*x = WorkerHeartbeatRequest{}
-	mi := &file_fsmaster_proto_msgTypes[31]
+	mi := &file_fsmaster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1932,7 +2109,7 @@ func (x *WorkerHeartbeatRequest) String() string {
 func (*WorkerHeartbeatRequest) ProtoMessage() {}
 
 func (x *WorkerHeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[31]
+	mi := &file_fsmaster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1945,7 +2122,7 @@ func (x *WorkerHeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerHeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*WorkerHeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{31}
+	return file_fsmaster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *WorkerHeartbeatRequest) GetWorkerId() int64 {
@@ -1986,7 +2163,7 @@ type WorkerCommand struct {
 
 func (x *WorkerCommand) Reset() {
 	*x = WorkerCommand{}
-	mi := &file_fsmaster_proto_msgTypes[32]
+	mi := &file_fsmaster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1998,7 +2175,7 @@ func (x *WorkerCommand) String() string {
 func (*WorkerCommand) ProtoMessage() {}
 
 func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[32]
+	mi := &file_fsmaster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2011,7 +2188,7 @@ func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerCommand.ProtoReflect.Descriptor instead.
 func (*WorkerCommand) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{32}
+	return file_fsmaster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WorkerCommand) GetType() WorkerCommand_Type {
@@ -2037,7 +2214,7 @@ type WorkerHeartbeatResponse struct {
 
 func (x *WorkerHeartbeatResponse) Reset() {
 	*x = WorkerHeartbeatResponse{}
-	mi := &file_fsmaster_proto_msgTypes[33]
+	mi := &file_fsmaster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2226,7 @@ func (x *WorkerHeartbeatResponse) String() string {
 func (*WorkerHeartbeatResponse) ProtoMessage() {}
 
 func (x *WorkerHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[33]
+	mi := &file_fsmaster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2239,7 @@ func (x *WorkerHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*WorkerHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{33}
+	return file_fsmaster_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WorkerHeartbeatResponse) GetCommands() []*WorkerCommand {
@@ -2084,7 +2261,7 @@ type CommitBlockRequest struct {
 
 func (x *CommitBlockRequest) Reset() {
 	*x = CommitBlockRequest{}
-	mi := &file_fsmaster_proto_msgTypes[34]
+	mi := &file_fsmaster_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2096,7 +2273,7 @@ func (x *CommitBlockRequest) String() string {
 func (*CommitBlockRequest) ProtoMessage() {}
 
 func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[34]
+	mi := &file_fsmaster_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2109,7 +2286,7 @@ func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockRequest.ProtoReflect.Descriptor instead.
 func (*CommitBlockRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{34}
+	return file_fsmaster_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CommitBlockRequest) GetWorkerId() int64 {
@@ -2148,7 +2325,7 @@ type CommitBlockResponse struct {
 
 func (x *CommitBlockResponse) Reset() {
 	*x = CommitBlockResponse{}
-	mi := &file_fsmaster_proto_msgTypes[35]
+	mi := &file_fsmaster_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2160,7 +2337,7 @@ func (x *CommitBlockResponse) String() string {
 func (*CommitBlockResponse) ProtoMessage() {}
 
 func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[35]
+	mi := &file_fsmaster_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2173,7 +2350,7 @@ func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockResponse.ProtoReflect.Descriptor instead.
 func (*CommitBlockResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{35}
+	return file_fsmaster_proto_rawDescGZIP(), []int{38}
 }
 
 type CommitBlocksRequest struct {
@@ -2186,7 +2363,7 @@ type CommitBlocksRequest struct {
 
 func (x *CommitBlocksRequest) Reset() {
 	*x = CommitBlocksRequest{}
-	mi := &file_fsmaster_proto_msgTypes[36]
+	mi := &file_fsmaster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2198,7 +2375,7 @@ func (x *CommitBlocksRequest) String() string {
 func (*CommitBlocksRequest) ProtoMessage() {}
 
 func (x *CommitBlocksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[36]
+	mi := &file_fsmaster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2211,7 +2388,7 @@ func (x *CommitBlocksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlocksRequest.ProtoReflect.Descriptor instead.
 func (*CommitBlocksRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{36}
+	return file_fsmaster_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CommitBlocksRequest) GetWorkerId() int64 {
@@ -2238,7 +2415,7 @@ type CommitBlocksResponse struct {
 
 func (x *CommitBlocksResponse) Reset() {
 	*x = CommitBlocksResponse{}
-	mi := &file_fsmaster_proto_msgTypes[37]
+	mi := &file_fsmaster_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2250,7 +2427,7 @@ func (x *CommitBlocksResponse) String() string {
 func (*CommitBlocksResponse) ProtoMessage() {}
 
 func (x *CommitBlocksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[37]
+	mi := &file_fsmaster_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2263,7 +2440,7 @@ func (x *CommitBlocksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlocksResponse.ProtoReflect.Descriptor instead.
 func (*CommitBlocksResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{37}
+	return file_fsmaster_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CommitBlocksResponse) GetCommitted() int32 {
@@ -2288,7 +2465,7 @@ type GetWorkerInfoListRequest struct {
 
 func (x *GetWorkerInfoListRequest) Reset() {
 	*x = GetWorkerInfoListRequest{}
-	mi := &file_fsmaster_proto_msgTypes[38]
+	mi := &file_fsmaster_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2300,7 +2477,7 @@ func (x *GetWorkerInfoListRequest) String() string {
 func (*GetWorkerInfoListRequest) ProtoMessage() {}
 
 func (x *GetWorkerInfoListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[38]
+	mi := &file_fsmaster_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2313,7 +2490,7 @@ func (x *GetWorkerInfoListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkerInfoListRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkerInfoListRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{38}
+	return file_fsmaster_proto_rawDescGZIP(), []int{41}
 }
 
 type GetWorkerInfoListResponse struct {
@@ -2325,7 +2502,7 @@ type GetWorkerInfoListResponse struct {
 
 func (x *GetWorkerInfoListResponse) Reset() {
 	*x = GetWorkerInfoListResponse{}
-	mi := &file_fsmaster_proto_msgTypes[39]
+	mi := &file_fsmaster_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2337,7 +2514,7 @@ func (x *GetWorkerInfoListResponse) String() string {
 func (*GetWorkerInfoListResponse) ProtoMessage() {}
 
 func (x *GetWorkerInfoListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[39]
+	mi := &file_fsmaster_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2350,7 +2527,7 @@ func (x *GetWorkerInfoListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkerInfoListResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkerInfoListResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{39}
+	return file_fsmaster_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetWorkerInfoListResponse) GetWorkers() []*WorkerInfo {
@@ -2369,7 +2546,7 @@ type GetBlockInfoRequest struct {
 
 func (x *GetBlockInfoRequest) Reset() {
 	*x = GetBlockInfoRequest{}
-	mi := &file_fsmaster_proto_msgTypes[40]
+	mi := &file_fsmaster_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2381,7 +2558,7 @@ func (x *GetBlockInfoRequest) String() string {
 func (*GetBlockInfoRequest) ProtoMessage() {}
 
 func (x *GetBlockInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[40]
+	mi := &file_fsmaster_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2394,7 +2571,7 @@ func (x *GetBlockInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlockInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetBlockInfoRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{40}
+	return file_fsmaster_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetBlockInfoRequest) GetBlockId() int64 {
@@ -2413,7 +2590,7 @@ type GetBlockInfoResponse struct {
 
 func (x *GetBlockInfoResponse) Reset() {
 	*x = GetBlockInfoResponse{}
-	mi := &file_fsmaster_proto_msgTypes[41]
+	mi := &file_fsmaster_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2425,7 +2602,7 @@ func (x *GetBlockInfoResponse) String() string {
 func (*GetBlockInfoResponse) ProtoMessage() {}
 
 func (x *GetBlockInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[41]
+	mi := &file_fsmaster_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2438,7 +2615,7 @@ func (x *GetBlockInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlockInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetBlockInfoResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{41}
+	return file_fsmaster_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetBlockInfoResponse) GetInfo() *BlockInfo {
@@ -2459,7 +2636,7 @@ type CheckAccessRequest struct {
 
 func (x *CheckAccessRequest) Reset() {
 	*x = CheckAccessRequest{}
-	mi := &file_fsmaster_proto_msgTypes[42]
+	mi := &file_fsmaster_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2471,7 +2648,7 @@ func (x *CheckAccessRequest) String() string {
 func (*CheckAccessRequest) ProtoMessage() {}
 
 func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[42]
+	mi := &file_fsmaster_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2484,7 +2661,7 @@ func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessRequest.ProtoReflect.Descriptor instead.
 func (*CheckAccessRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{42}
+	return file_fsmaster_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CheckAccessRequest) GetPath() string {
@@ -2516,7 +2693,7 @@ type CheckAccessResponse struct {
 
 func (x *CheckAccessResponse) Reset() {
 	*x = CheckAccessResponse{}
-	mi := &file_fsmaster_proto_msgTypes[43]
+	mi := &file_fsmaster_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2528,7 +2705,7 @@ func (x *CheckAccessResponse) String() string {
 func (*CheckAccessResponse) ProtoMessage() {}
 
 func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[43]
+	mi := &file_fsmaster_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2541,7 +2718,7 @@ func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessResponse.ProtoReflect.Descriptor instead.
 func (*CheckAccessResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{43}
+	return file_fsmaster_proto_rawDescGZIP(), []int{46}
 }
 
 var File_fsmaster_proto protoreflect.FileDescriptor
@@ -2557,7 +2734,7 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\n" +
 	"write_type\x18\x05 \x01(\x0e2\x16.alluvium.v1.WriteTypeR\twriteType\"D\n" +
 	"\x17CreateDirectoryResponse\x12)\n" +
-	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\xd4\x02\n" +
+	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\xb1\x03\n" +
 	"\x11CreateFileRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12(\n" +
 	"\x10block_size_bytes\x18\x02 \x01(\x03R\x0eblockSizeBytes\x125\n" +
@@ -2570,9 +2747,20 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x0freplication_max\x18\b \x01(\x05R\x0ereplicationMax\x12\x16\n" +
 	"\x06pinned\x18\t \x01(\bR\x06pinned\x12\x10\n" +
 	"\x03ttl\x18\n" +
-	" \x01(\x03R\x03ttl\"?\n" +
+	" \x01(\x03R\x03ttl\x12\x1a\n" +
+	"\bcomplete\x18\v \x01(\bR\bcomplete\x12\x16\n" +
+	"\x06length\x18\f \x01(\x03R\x06length\x12'\n" +
+	"\x0fufs_fingerprint\x18\r \x01(\tR\x0eufsFingerprint\"?\n" +
 	"\x12CreateFileResponse\x12)\n" +
-	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\x83\x01\n" +
+	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"J\n" +
+	"\x12CreateFilesRequest\x124\n" +
+	"\x05files\x18\x01 \x03(\v2\x1e.alluvium.v1.CreateFileRequestR\x05files\"g\n" +
+	"\x10CreateFileResult\x12)\n" +
+	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"N\n" +
+	"\x13CreateFilesResponse\x127\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.alluvium.v1.CreateFileResultR\aresults\"\x83\x01\n" +
 	"\x13CompleteFileRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x03R\x06length\x12'\n" +
@@ -2728,12 +2916,13 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04bits\x18\x02 \x01(\rR\x04bits\x12\x1c\n" +
 	"\trecursive\x18\x03 \x01(\bR\trecursive\"\x15\n" +
-	"\x13CheckAccessResponse2\x9e\t\n" +
+	"\x13CheckAccessResponse2\xf0\t\n" +
 	"\x10FileSystemMaster\x12\\\n" +
 	"\x0fCreateDirectory\x12#.alluvium.v1.CreateDirectoryRequest\x1a$.alluvium.v1.CreateDirectoryResponse\x12M\n" +
 	"\n" +
 	"CreateFile\x12\x1e.alluvium.v1.CreateFileRequest\x1a\x1f.alluvium.v1.CreateFileResponse\x12S\n" +
-	"\fCompleteFile\x12 .alluvium.v1.CompleteFileRequest\x1a!.alluvium.v1.CompleteFileResponse\x12J\n" +
+	"\fCompleteFile\x12 .alluvium.v1.CompleteFileRequest\x1a!.alluvium.v1.CompleteFileResponse\x12P\n" +
+	"\vCreateFiles\x12\x1f.alluvium.v1.CreateFilesRequest\x1a .alluvium.v1.CreateFilesResponse\x12J\n" +
 	"\tGetStatus\x12\x1d.alluvium.v1.GetStatusRequest\x1a\x1e.alluvium.v1.GetStatusResponse\x12M\n" +
 	"\n" +
 	"ListStatus\x12\x1e.alluvium.v1.ListStatusRequest\x1a\x1f.alluvium.v1.ListStatusResponse\x12A\n" +
@@ -2769,138 +2958,146 @@ func file_fsmaster_proto_rawDescGZIP() []byte {
 }
 
 var file_fsmaster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_fsmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_fsmaster_proto_goTypes = []any{
 	(WorkerCommand_Type)(0),           // 0: alluvium.v1.WorkerCommand.Type
 	(*CreateDirectoryRequest)(nil),    // 1: alluvium.v1.CreateDirectoryRequest
 	(*CreateDirectoryResponse)(nil),   // 2: alluvium.v1.CreateDirectoryResponse
 	(*CreateFileRequest)(nil),         // 3: alluvium.v1.CreateFileRequest
 	(*CreateFileResponse)(nil),        // 4: alluvium.v1.CreateFileResponse
-	(*CompleteFileRequest)(nil),       // 5: alluvium.v1.CompleteFileRequest
-	(*CompleteFileResponse)(nil),      // 6: alluvium.v1.CompleteFileResponse
-	(*GetStatusRequest)(nil),          // 7: alluvium.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),         // 8: alluvium.v1.GetStatusResponse
-	(*ListStatusRequest)(nil),         // 9: alluvium.v1.ListStatusRequest
-	(*ListStatusResponse)(nil),        // 10: alluvium.v1.ListStatusResponse
-	(*DeleteRequest)(nil),             // 11: alluvium.v1.DeleteRequest
-	(*DeleteResponse)(nil),            // 12: alluvium.v1.DeleteResponse
-	(*RenameRequest)(nil),             // 13: alluvium.v1.RenameRequest
-	(*RenameResponse)(nil),            // 14: alluvium.v1.RenameResponse
-	(*SetAttributeRequest)(nil),       // 15: alluvium.v1.SetAttributeRequest
-	(*SetAttributeResponse)(nil),      // 16: alluvium.v1.SetAttributeResponse
-	(*MountRequest)(nil),              // 17: alluvium.v1.MountRequest
-	(*MountResponse)(nil),             // 18: alluvium.v1.MountResponse
-	(*UnmountRequest)(nil),            // 19: alluvium.v1.UnmountRequest
-	(*UnmountResponse)(nil),           // 20: alluvium.v1.UnmountResponse
-	(*GetMountTableRequest)(nil),      // 21: alluvium.v1.GetMountTableRequest
-	(*GetMountTableResponse)(nil),     // 22: alluvium.v1.GetMountTableResponse
-	(*FreeRequest)(nil),               // 23: alluvium.v1.FreeRequest
-	(*FreeResponse)(nil),              // 24: alluvium.v1.FreeResponse
-	(*GetMasterInfoRequest)(nil),      // 25: alluvium.v1.GetMasterInfoRequest
-	(*GetMasterInfoResponse)(nil),     // 26: alluvium.v1.GetMasterInfoResponse
-	(*CheckpointRequest)(nil),         // 27: alluvium.v1.CheckpointRequest
-	(*CheckpointResponse)(nil),        // 28: alluvium.v1.CheckpointResponse
-	(*BlockReport)(nil),               // 29: alluvium.v1.BlockReport
-	(*RegisterWorkerRequest)(nil),     // 30: alluvium.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil),    // 31: alluvium.v1.RegisterWorkerResponse
-	(*WorkerHeartbeatRequest)(nil),    // 32: alluvium.v1.WorkerHeartbeatRequest
-	(*WorkerCommand)(nil),             // 33: alluvium.v1.WorkerCommand
-	(*WorkerHeartbeatResponse)(nil),   // 34: alluvium.v1.WorkerHeartbeatResponse
-	(*CommitBlockRequest)(nil),        // 35: alluvium.v1.CommitBlockRequest
-	(*CommitBlockResponse)(nil),       // 36: alluvium.v1.CommitBlockResponse
-	(*CommitBlocksRequest)(nil),       // 37: alluvium.v1.CommitBlocksRequest
-	(*CommitBlocksResponse)(nil),      // 38: alluvium.v1.CommitBlocksResponse
-	(*GetWorkerInfoListRequest)(nil),  // 39: alluvium.v1.GetWorkerInfoListRequest
-	(*GetWorkerInfoListResponse)(nil), // 40: alluvium.v1.GetWorkerInfoListResponse
-	(*GetBlockInfoRequest)(nil),       // 41: alluvium.v1.GetBlockInfoRequest
-	(*GetBlockInfoResponse)(nil),      // 42: alluvium.v1.GetBlockInfoResponse
-	(*CheckAccessRequest)(nil),        // 43: alluvium.v1.CheckAccessRequest
-	(*CheckAccessResponse)(nil),       // 44: alluvium.v1.CheckAccessResponse
-	nil,                               // 45: alluvium.v1.MountRequest.OptionsEntry
-	(WriteType)(0),                    // 46: alluvium.v1.WriteType
-	(*FileInfo)(nil),                  // 47: alluvium.v1.FileInfo
-	(LoadMetadataType)(0),             // 48: alluvium.v1.LoadMetadataType
-	(PersistenceState)(0),             // 49: alluvium.v1.PersistenceState
-	(*MountPointInfo)(nil),            // 50: alluvium.v1.MountPointInfo
-	(*TierUsage)(nil),                 // 51: alluvium.v1.TierUsage
-	(*WorkerNetAddress)(nil),          // 52: alluvium.v1.WorkerNetAddress
-	(*WorkerInfo)(nil),                // 53: alluvium.v1.WorkerInfo
-	(*BlockInfo)(nil),                 // 54: alluvium.v1.BlockInfo
+	(*CreateFilesRequest)(nil),        // 5: alluvium.v1.CreateFilesRequest
+	(*CreateFileResult)(nil),          // 6: alluvium.v1.CreateFileResult
+	(*CreateFilesResponse)(nil),       // 7: alluvium.v1.CreateFilesResponse
+	(*CompleteFileRequest)(nil),       // 8: alluvium.v1.CompleteFileRequest
+	(*CompleteFileResponse)(nil),      // 9: alluvium.v1.CompleteFileResponse
+	(*GetStatusRequest)(nil),          // 10: alluvium.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),         // 11: alluvium.v1.GetStatusResponse
+	(*ListStatusRequest)(nil),         // 12: alluvium.v1.ListStatusRequest
+	(*ListStatusResponse)(nil),        // 13: alluvium.v1.ListStatusResponse
+	(*DeleteRequest)(nil),             // 14: alluvium.v1.DeleteRequest
+	(*DeleteResponse)(nil),            // 15: alluvium.v1.DeleteResponse
+	(*RenameRequest)(nil),             // 16: alluvium.v1.RenameRequest
+	(*RenameResponse)(nil),            // 17: alluvium.v1.RenameResponse
+	(*SetAttributeRequest)(nil),       // 18: alluvium.v1.SetAttributeRequest
+	(*SetAttributeResponse)(nil),      // 19: alluvium.v1.SetAttributeResponse
+	(*MountRequest)(nil),              // 20: alluvium.v1.MountRequest
+	(*MountResponse)(nil),             // 21: alluvium.v1.MountResponse
+	(*UnmountRequest)(nil),            // 22: alluvium.v1.UnmountRequest
+	(*UnmountResponse)(nil),           // 23: alluvium.v1.UnmountResponse
+	(*GetMountTableRequest)(nil),      // 24: alluvium.v1.GetMountTableRequest
+	(*GetMountTableResponse)(nil),     // 25: alluvium.v1.GetMountTableResponse
+	(*FreeRequest)(nil),               // 26: alluvium.v1.FreeRequest
+	(*FreeResponse)(nil),              // 27: alluvium.v1.FreeResponse
+	(*GetMasterInfoRequest)(nil),      // 28: alluvium.v1.GetMasterInfoRequest
+	(*GetMasterInfoResponse)(nil),     // 29: alluvium.v1.GetMasterInfoResponse
+	(*CheckpointRequest)(nil),         // 30: alluvium.v1.CheckpointRequest
+	(*CheckpointResponse)(nil),        // 31: alluvium.v1.CheckpointResponse
+	(*BlockReport)(nil),               // 32: alluvium.v1.BlockReport
+	(*RegisterWorkerRequest)(nil),     // 33: alluvium.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil),    // 34: alluvium.v1.RegisterWorkerResponse
+	(*WorkerHeartbeatRequest)(nil),    // 35: alluvium.v1.WorkerHeartbeatRequest
+	(*WorkerCommand)(nil),             // 36: alluvium.v1.WorkerCommand
+	(*WorkerHeartbeatResponse)(nil),   // 37: alluvium.v1.WorkerHeartbeatResponse
+	(*CommitBlockRequest)(nil),        // 38: alluvium.v1.CommitBlockRequest
+	(*CommitBlockResponse)(nil),       // 39: alluvium.v1.CommitBlockResponse
+	(*CommitBlocksRequest)(nil),       // 40: alluvium.v1.CommitBlocksRequest
+	(*CommitBlocksResponse)(nil),      // 41: alluvium.v1.CommitBlocksResponse
+	(*GetWorkerInfoListRequest)(nil),  // 42: alluvium.v1.GetWorkerInfoListRequest
+	(*GetWorkerInfoListResponse)(nil), // 43: alluvium.v1.GetWorkerInfoListResponse
+	(*GetBlockInfoRequest)(nil),       // 44: alluvium.v1.GetBlockInfoRequest
+	(*GetBlockInfoResponse)(nil),      // 45: alluvium.v1.GetBlockInfoResponse
+	(*CheckAccessRequest)(nil),        // 46: alluvium.v1.CheckAccessRequest
+	(*CheckAccessResponse)(nil),       // 47: alluvium.v1.CheckAccessResponse
+	nil,                               // 48: alluvium.v1.MountRequest.OptionsEntry
+	(WriteType)(0),                    // 49: alluvium.v1.WriteType
+	(*FileInfo)(nil),                  // 50: alluvium.v1.FileInfo
+	(LoadMetadataType)(0),             // 51: alluvium.v1.LoadMetadataType
+	(PersistenceState)(0),             // 52: alluvium.v1.PersistenceState
+	(*MountPointInfo)(nil),            // 53: alluvium.v1.MountPointInfo
+	(*TierUsage)(nil),                 // 54: alluvium.v1.TierUsage
+	(*WorkerNetAddress)(nil),          // 55: alluvium.v1.WorkerNetAddress
+	(*WorkerInfo)(nil),                // 56: alluvium.v1.WorkerInfo
+	(*BlockInfo)(nil),                 // 57: alluvium.v1.BlockInfo
 }
 var file_fsmaster_proto_depIdxs = []int32{
-	46, // 0: alluvium.v1.CreateDirectoryRequest.write_type:type_name -> alluvium.v1.WriteType
-	47, // 1: alluvium.v1.CreateDirectoryResponse.info:type_name -> alluvium.v1.FileInfo
-	46, // 2: alluvium.v1.CreateFileRequest.write_type:type_name -> alluvium.v1.WriteType
-	47, // 3: alluvium.v1.CreateFileResponse.info:type_name -> alluvium.v1.FileInfo
-	47, // 4: alluvium.v1.CompleteFileResponse.info:type_name -> alluvium.v1.FileInfo
-	48, // 5: alluvium.v1.GetStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
-	47, // 6: alluvium.v1.GetStatusResponse.info:type_name -> alluvium.v1.FileInfo
-	48, // 7: alluvium.v1.ListStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
-	47, // 8: alluvium.v1.ListStatusResponse.infos:type_name -> alluvium.v1.FileInfo
-	47, // 9: alluvium.v1.RenameResponse.info:type_name -> alluvium.v1.FileInfo
-	49, // 10: alluvium.v1.SetAttributeRequest.persistence_state:type_name -> alluvium.v1.PersistenceState
-	47, // 11: alluvium.v1.SetAttributeResponse.info:type_name -> alluvium.v1.FileInfo
-	45, // 12: alluvium.v1.MountRequest.options:type_name -> alluvium.v1.MountRequest.OptionsEntry
-	50, // 13: alluvium.v1.MountResponse.mount:type_name -> alluvium.v1.MountPointInfo
-	50, // 14: alluvium.v1.GetMountTableResponse.mounts:type_name -> alluvium.v1.MountPointInfo
-	51, // 15: alluvium.v1.GetMasterInfoResponse.capacity:type_name -> alluvium.v1.TierUsage
-	52, // 16: alluvium.v1.RegisterWorkerRequest.address:type_name -> alluvium.v1.WorkerNetAddress
-	51, // 17: alluvium.v1.RegisterWorkerRequest.tiers:type_name -> alluvium.v1.TierUsage
-	29, // 18: alluvium.v1.RegisterWorkerRequest.blocks:type_name -> alluvium.v1.BlockReport
-	51, // 19: alluvium.v1.WorkerHeartbeatRequest.tiers:type_name -> alluvium.v1.TierUsage
-	29, // 20: alluvium.v1.WorkerHeartbeatRequest.added_blocks:type_name -> alluvium.v1.BlockReport
-	0,  // 21: alluvium.v1.WorkerCommand.type:type_name -> alluvium.v1.WorkerCommand.Type
-	33, // 22: alluvium.v1.WorkerHeartbeatResponse.commands:type_name -> alluvium.v1.WorkerCommand
-	29, // 23: alluvium.v1.CommitBlocksRequest.blocks:type_name -> alluvium.v1.BlockReport
-	53, // 24: alluvium.v1.GetWorkerInfoListResponse.workers:type_name -> alluvium.v1.WorkerInfo
-	54, // 25: alluvium.v1.GetBlockInfoResponse.info:type_name -> alluvium.v1.BlockInfo
-	1,  // 26: alluvium.v1.FileSystemMaster.CreateDirectory:input_type -> alluvium.v1.CreateDirectoryRequest
-	3,  // 27: alluvium.v1.FileSystemMaster.CreateFile:input_type -> alluvium.v1.CreateFileRequest
-	5,  // 28: alluvium.v1.FileSystemMaster.CompleteFile:input_type -> alluvium.v1.CompleteFileRequest
-	7,  // 29: alluvium.v1.FileSystemMaster.GetStatus:input_type -> alluvium.v1.GetStatusRequest
-	9,  // 30: alluvium.v1.FileSystemMaster.ListStatus:input_type -> alluvium.v1.ListStatusRequest
-	11, // 31: alluvium.v1.FileSystemMaster.Delete:input_type -> alluvium.v1.DeleteRequest
-	13, // 32: alluvium.v1.FileSystemMaster.Rename:input_type -> alluvium.v1.RenameRequest
-	15, // 33: alluvium.v1.FileSystemMaster.SetAttribute:input_type -> alluvium.v1.SetAttributeRequest
-	17, // 34: alluvium.v1.FileSystemMaster.Mount:input_type -> alluvium.v1.MountRequest
-	19, // 35: alluvium.v1.FileSystemMaster.Unmount:input_type -> alluvium.v1.UnmountRequest
-	21, // 36: alluvium.v1.FileSystemMaster.GetMountTable:input_type -> alluvium.v1.GetMountTableRequest
-	23, // 37: alluvium.v1.FileSystemMaster.Free:input_type -> alluvium.v1.FreeRequest
-	25, // 38: alluvium.v1.FileSystemMaster.GetMasterInfo:input_type -> alluvium.v1.GetMasterInfoRequest
-	27, // 39: alluvium.v1.FileSystemMaster.Checkpoint:input_type -> alluvium.v1.CheckpointRequest
-	43, // 40: alluvium.v1.FileSystemMaster.CheckAccess:input_type -> alluvium.v1.CheckAccessRequest
-	30, // 41: alluvium.v1.BlockMaster.RegisterWorker:input_type -> alluvium.v1.RegisterWorkerRequest
-	32, // 42: alluvium.v1.BlockMaster.WorkerHeartbeat:input_type -> alluvium.v1.WorkerHeartbeatRequest
-	35, // 43: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
-	37, // 44: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
-	39, // 45: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
-	41, // 46: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
-	2,  // 47: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
-	4,  // 48: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
-	6,  // 49: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
-	8,  // 50: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
-	10, // 51: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
-	12, // 52: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
-	14, // 53: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
-	16, // 54: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
-	18, // 55: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
-	20, // 56: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
-	22, // 57: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
-	24, // 58: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
-	26, // 59: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
-	28, // 60: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
-	44, // 61: alluvium.v1.FileSystemMaster.CheckAccess:output_type -> alluvium.v1.CheckAccessResponse
-	31, // 62: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
-	34, // 63: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
-	36, // 64: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
-	38, // 65: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
-	40, // 66: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
-	42, // 67: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
-	47, // [47:68] is the sub-list for method output_type
-	26, // [26:47] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	49, // 0: alluvium.v1.CreateDirectoryRequest.write_type:type_name -> alluvium.v1.WriteType
+	50, // 1: alluvium.v1.CreateDirectoryResponse.info:type_name -> alluvium.v1.FileInfo
+	49, // 2: alluvium.v1.CreateFileRequest.write_type:type_name -> alluvium.v1.WriteType
+	50, // 3: alluvium.v1.CreateFileResponse.info:type_name -> alluvium.v1.FileInfo
+	3,  // 4: alluvium.v1.CreateFilesRequest.files:type_name -> alluvium.v1.CreateFileRequest
+	50, // 5: alluvium.v1.CreateFileResult.info:type_name -> alluvium.v1.FileInfo
+	6,  // 6: alluvium.v1.CreateFilesResponse.results:type_name -> alluvium.v1.CreateFileResult
+	50, // 7: alluvium.v1.CompleteFileResponse.info:type_name -> alluvium.v1.FileInfo
+	51, // 8: alluvium.v1.GetStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
+	50, // 9: alluvium.v1.GetStatusResponse.info:type_name -> alluvium.v1.FileInfo
+	51, // 10: alluvium.v1.ListStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
+	50, // 11: alluvium.v1.ListStatusResponse.infos:type_name -> alluvium.v1.FileInfo
+	50, // 12: alluvium.v1.RenameResponse.info:type_name -> alluvium.v1.FileInfo
+	52, // 13: alluvium.v1.SetAttributeRequest.persistence_state:type_name -> alluvium.v1.PersistenceState
+	50, // 14: alluvium.v1.SetAttributeResponse.info:type_name -> alluvium.v1.FileInfo
+	48, // 15: alluvium.v1.MountRequest.options:type_name -> alluvium.v1.MountRequest.OptionsEntry
+	53, // 16: alluvium.v1.MountResponse.mount:type_name -> alluvium.v1.MountPointInfo
+	53, // 17: alluvium.v1.GetMountTableResponse.mounts:type_name -> alluvium.v1.MountPointInfo
+	54, // 18: alluvium.v1.GetMasterInfoResponse.capacity:type_name -> alluvium.v1.TierUsage
+	55, // 19: alluvium.v1.RegisterWorkerRequest.address:type_name -> alluvium.v1.WorkerNetAddress
+	54, // 20: alluvium.v1.RegisterWorkerRequest.tiers:type_name -> alluvium.v1.TierUsage
+	32, // 21: alluvium.v1.RegisterWorkerRequest.blocks:type_name -> alluvium.v1.BlockReport
+	54, // 22: alluvium.v1.WorkerHeartbeatRequest.tiers:type_name -> alluvium.v1.TierUsage
+	32, // 23: alluvium.v1.WorkerHeartbeatRequest.added_blocks:type_name -> alluvium.v1.BlockReport
+	0,  // 24: alluvium.v1.WorkerCommand.type:type_name -> alluvium.v1.WorkerCommand.Type
+	36, // 25: alluvium.v1.WorkerHeartbeatResponse.commands:type_name -> alluvium.v1.WorkerCommand
+	32, // 26: alluvium.v1.CommitBlocksRequest.blocks:type_name -> alluvium.v1.BlockReport
+	56, // 27: alluvium.v1.GetWorkerInfoListResponse.workers:type_name -> alluvium.v1.WorkerInfo
+	57, // 28: alluvium.v1.GetBlockInfoResponse.info:type_name -> alluvium.v1.BlockInfo
+	1,  // 29: alluvium.v1.FileSystemMaster.CreateDirectory:input_type -> alluvium.v1.CreateDirectoryRequest
+	3,  // 30: alluvium.v1.FileSystemMaster.CreateFile:input_type -> alluvium.v1.CreateFileRequest
+	8,  // 31: alluvium.v1.FileSystemMaster.CompleteFile:input_type -> alluvium.v1.CompleteFileRequest
+	5,  // 32: alluvium.v1.FileSystemMaster.CreateFiles:input_type -> alluvium.v1.CreateFilesRequest
+	10, // 33: alluvium.v1.FileSystemMaster.GetStatus:input_type -> alluvium.v1.GetStatusRequest
+	12, // 34: alluvium.v1.FileSystemMaster.ListStatus:input_type -> alluvium.v1.ListStatusRequest
+	14, // 35: alluvium.v1.FileSystemMaster.Delete:input_type -> alluvium.v1.DeleteRequest
+	16, // 36: alluvium.v1.FileSystemMaster.Rename:input_type -> alluvium.v1.RenameRequest
+	18, // 37: alluvium.v1.FileSystemMaster.SetAttribute:input_type -> alluvium.v1.SetAttributeRequest
+	20, // 38: alluvium.v1.FileSystemMaster.Mount:input_type -> alluvium.v1.MountRequest
+	22, // 39: alluvium.v1.FileSystemMaster.Unmount:input_type -> alluvium.v1.UnmountRequest
+	24, // 40: alluvium.v1.FileSystemMaster.GetMountTable:input_type -> alluvium.v1.GetMountTableRequest
+	26, // 41: alluvium.v1.FileSystemMaster.Free:input_type -> alluvium.v1.FreeRequest
+	28, // 42: alluvium.v1.FileSystemMaster.GetMasterInfo:input_type -> alluvium.v1.GetMasterInfoRequest
+	30, // 43: alluvium.v1.FileSystemMaster.Checkpoint:input_type -> alluvium.v1.CheckpointRequest
+	46, // 44: alluvium.v1.FileSystemMaster.CheckAccess:input_type -> alluvium.v1.CheckAccessRequest
+	33, // 45: alluvium.v1.BlockMaster.RegisterWorker:input_type -> alluvium.v1.RegisterWorkerRequest
+	35, // 46: alluvium.v1.BlockMaster.WorkerHeartbeat:input_type -> alluvium.v1.WorkerHeartbeatRequest
+	38, // 47: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
+	40, // 48: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
+	42, // 49: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
+	44, // 50: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
+	2,  // 51: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
+	4,  // 52: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
+	9,  // 53: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
+	7,  // 54: alluvium.v1.FileSystemMaster.CreateFiles:output_type -> alluvium.v1.CreateFilesResponse
+	11, // 55: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
+	13, // 56: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
+	15, // 57: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
+	17, // 58: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
+	19, // 59: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
+	21, // 60: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
+	23, // 61: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
+	25, // 62: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
+	27, // 63: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
+	29, // 64: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
+	31, // 65: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
+	47, // 66: alluvium.v1.FileSystemMaster.CheckAccess:output_type -> alluvium.v1.CheckAccessResponse
+	34, // 67: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
+	37, // 68: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
+	39, // 69: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
+	41, // 70: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
+	43, // 71: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
+	45, // 72: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
+	51, // [51:73] is the sub-list for method output_type
+	29, // [29:51] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_fsmaster_proto_init() }
@@ -2909,14 +3106,14 @@ func file_fsmaster_proto_init() {
 		return
 	}
 	file_common_proto_init()
-	file_fsmaster_proto_msgTypes[14].OneofWrappers = []any{}
+	file_fsmaster_proto_msgTypes[17].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsmaster_proto_rawDesc), len(file_fsmaster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   45,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

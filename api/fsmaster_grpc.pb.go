@@ -22,6 +22,7 @@ const (
 	FileSystemMaster_CreateDirectory_FullMethodName = "/alluvium.v1.FileSystemMaster/CreateDirectory"
 	FileSystemMaster_CreateFile_FullMethodName      = "/alluvium.v1.FileSystemMaster/CreateFile"
 	FileSystemMaster_CompleteFile_FullMethodName    = "/alluvium.v1.FileSystemMaster/CompleteFile"
+	FileSystemMaster_CreateFiles_FullMethodName     = "/alluvium.v1.FileSystemMaster/CreateFiles"
 	FileSystemMaster_GetStatus_FullMethodName       = "/alluvium.v1.FileSystemMaster/GetStatus"
 	FileSystemMaster_ListStatus_FullMethodName      = "/alluvium.v1.FileSystemMaster/ListStatus"
 	FileSystemMaster_Delete_FullMethodName          = "/alluvium.v1.FileSystemMaster/Delete"
@@ -46,6 +47,7 @@ type FileSystemMasterClient interface {
 	CreateDirectory(ctx context.Context, in *CreateDirectoryRequest, opts ...grpc.CallOption) (*CreateDirectoryResponse, error)
 	CreateFile(ctx context.Context, in *CreateFileRequest, opts ...grpc.CallOption) (*CreateFileResponse, error)
 	CompleteFile(ctx context.Context, in *CompleteFileRequest, opts ...grpc.CallOption) (*CompleteFileResponse, error)
+	CreateFiles(ctx context.Context, in *CreateFilesRequest, opts ...grpc.CallOption) (*CreateFilesResponse, error)
 	GetStatus(ctx context.Context, in *GetStatusRequest, opts ...grpc.CallOption) (*GetStatusResponse, error)
 	// ListStatus is paged: a directory of a million children is never built
 	// into one reply. Pass next_page_token back until it is empty.
@@ -103,6 +105,16 @@ func (c *fileSystemMasterClient) CompleteFile(ctx context.Context, in *CompleteF
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CompleteFileResponse)
 	err := c.cc.Invoke(ctx, FileSystemMaster_CompleteFile_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fileSystemMasterClient) CreateFiles(ctx context.Context, in *CreateFilesRequest, opts ...grpc.CallOption) (*CreateFilesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateFilesResponse)
+	err := c.cc.Invoke(ctx, FileSystemMaster_CreateFiles_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -239,6 +251,7 @@ type FileSystemMasterServer interface {
 	CreateDirectory(context.Context, *CreateDirectoryRequest) (*CreateDirectoryResponse, error)
 	CreateFile(context.Context, *CreateFileRequest) (*CreateFileResponse, error)
 	CompleteFile(context.Context, *CompleteFileRequest) (*CompleteFileResponse, error)
+	CreateFiles(context.Context, *CreateFilesRequest) (*CreateFilesResponse, error)
 	GetStatus(context.Context, *GetStatusRequest) (*GetStatusResponse, error)
 	// ListStatus is paged: a directory of a million children is never built
 	// into one reply. Pass next_page_token back until it is empty.
@@ -280,6 +293,9 @@ func (UnimplementedFileSystemMasterServer) CreateFile(context.Context, *CreateFi
 }
 func (UnimplementedFileSystemMasterServer) CompleteFile(context.Context, *CompleteFileRequest) (*CompleteFileResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CompleteFile not implemented")
+}
+func (UnimplementedFileSystemMasterServer) CreateFiles(context.Context, *CreateFilesRequest) (*CreateFilesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateFiles not implemented")
 }
 func (UnimplementedFileSystemMasterServer) GetStatus(context.Context, *GetStatusRequest) (*GetStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStatus not implemented")
@@ -388,6 +404,24 @@ func _FileSystemMaster_CompleteFile_Handler(srv interface{}, ctx context.Context
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(FileSystemMasterServer).CompleteFile(ctx, req.(*CompleteFileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FileSystemMaster_CreateFiles_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateFilesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FileSystemMasterServer).CreateFiles(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FileSystemMaster_CreateFiles_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FileSystemMasterServer).CreateFiles(ctx, req.(*CreateFilesRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -626,6 +660,10 @@ var FileSystemMaster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CompleteFile",
 			Handler:    _FileSystemMaster_CompleteFile_Handler,
+		},
+		{
+			MethodName: "CreateFiles",
+			Handler:    _FileSystemMaster_CreateFiles_Handler,
 		},
 		{
 			MethodName: "GetStatus",

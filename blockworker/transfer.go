@@ -286,7 +286,47 @@ func (w *Worker) readUFS(ctx context.Context, u *api.UfsBlockSource, off, want i
 
 // WriteUfsFileFrom implements api.BlockWorkerServer.
 func (s *service) WriteUfsFileFrom(ctx context.Context, req *api.WriteUfsFileFromRequest) (*api.WriteUfsFileFromResponse, error) {
-	w := s.w
+	return s.w.writeUfsFrom(ctx, req)
+}
+
+// WriteUfsFilesFrom implements api.BlockWorkerServer.
+func (s *service) WriteUfsFilesFrom(ctx context.Context, req *api.WriteUfsFilesFromRequest) (*api.WriteUfsFilesFromResponse, error) {
+	par := int(req.GetParallelism())
+	if par <= 0 {
+		par = defaultCacheParallelism
+	}
+	files := req.GetFiles()
+	resp := &api.WriteUfsFilesFromResponse{Results: make([]*api.WriteUfsFileFromResult, len(files))}
+	sem := make(chan struct{}, par)
+	var wg sync.WaitGroup
+	for i, f := range files {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			resp.Results[i] = &api.WriteUfsFileFromResult{Code: int32(codes.Canceled), Error: ctx.Err().Error()}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			r, err := s.w.writeUfsFrom(ctx, f)
+			if err != nil {
+				st := status.Convert(err)
+				resp.Results[i] = &api.WriteUfsFileFromResult{Code: int32(st.Code()), Error: st.Message()}
+				return
+			}
+			resp.Results[i] = &api.WriteUfsFileFromResult{Response: r}
+		}()
+	}
+	wg.Wait()
+	return resp, nil
+}
+
+// writeUfsFrom writes one UFS file from its block sources.
+func (w *Worker) writeUfsFrom(ctx context.Context, req *api.WriteUfsFileFromRequest) (*api.WriteUfsFileFromResponse, error) {
 	hdr := req.GetDest()
 	if hdr == nil || hdr.GetUfsPath() == "" {
 		return nil, status.Error(codes.InvalidArgument, "write ufs file from blocks: need a destination ufs_path")
@@ -588,6 +628,11 @@ func (s *service) CacheBlocks(ctx context.Context, req *api.CacheBlocksRequest) 
 			f, cached, err := w.startFillBatched(b.GetBlockId(), src, b.GetPinned(), b.GetTier())
 			if cached {
 				res.AlreadyCached = true
+				if m, ok := w.store.Stat(b.GetBlockId()); ok { // see CacheBlock
+					mu.Lock()
+					metas = append(metas, m)
+					mu.Unlock()
+				}
 				return
 			}
 			if err == nil {

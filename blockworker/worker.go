@@ -103,6 +103,7 @@ func New(cfg *config.Config, log *zap.Logger) (*Worker, error) {
 		api.BlockWorker_MoveBlock_FullMethodName, api.BlockWorker_CacheBlock_FullMethodName,
 		api.BlockWorker_CacheBlocks_FullMethodName, api.BlockWorker_CopyBlockFrom_FullMethodName,
 		api.BlockWorker_WriteUfsFileFrom_FullMethodName, api.BlockWorker_HashBlocks_FullMethodName,
+		api.BlockWorker_WriteUfsFilesFrom_FullMethodName,
 	}
 	dial, err := security.ClientOptions(cfg)
 	if err != nil {

@@ -598,18 +598,41 @@ func (ns *namespace) CreateDirectory(ctx context.Context, req *api.CreateDirecto
 
 // CreateFile creates an incomplete file (parents too when recursive).
 func (ns *namespace) CreateFile(ctx context.Context, req *api.CreateFileRequest) (*api.FileInfo, error) {
-	const op = "create"
-	ns.op(op)
-	p, err := ns.clean(op, req.GetPath())
+	ns.op("create")
+	a, err := ns.createArgs(ctx, req)
 	if err != nil {
 		return nil, err
 	}
+	ns.mu.Lock()
+	info, t, err := ns.createCompleteLocked(ctx, a, req)
+	ns.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return info, t.wait(ctx)
+}
+
+// createReq is a checked CreateFile request.
+type createReq struct {
+	p       string
+	wt      api.WriteType
+	bs      int64
+	replMax int32
+}
+
+// createArgs checks a CreateFile request and loads its path's metadata.
+func (ns *namespace) createArgs(ctx context.Context, req *api.CreateFileRequest) (createReq, error) {
+	const op = "create"
+	p, err := ns.clean(op, req.GetPath())
+	if err != nil {
+		return createReq{}, err
+	}
 	if p == "/" {
-		return nil, errf(codes.AlreadyExists, op, p, "the root is a directory")
+		return createReq{}, errf(codes.AlreadyExists, op, p, "the root is a directory")
 	}
 	wt, err := ns.writeType(req.GetWriteType())
 	if err != nil {
-		return nil, errf(codes.InvalidArgument, op, p, "%v", err)
+		return createReq{}, errf(codes.InvalidArgument, op, p, "%v", err)
 	}
 	bs := req.GetBlockSizeBytes()
 	if bs == 0 {
@@ -621,24 +644,39 @@ func (ns *namespace) CreateFile(ctx context.Context, req *api.CreateFileRequest)
 	}
 	switch {
 	case bs < 0:
-		return nil, errf(codes.InvalidArgument, op, p, "block size %d is negative", bs)
+		return createReq{}, errf(codes.InvalidArgument, op, p, "block size %d is negative", bs)
 	case req.GetMode() > 0o7777:
-		return nil, errf(codes.InvalidArgument, op, p, "mode %o is not a permission mode", req.GetMode())
+		return createReq{}, errf(codes.InvalidArgument, op, p, "mode %o is not a permission mode", req.GetMode())
 	case req.GetReplicationMin() < 0 || replMax < -1 || replMax >= 0 && req.GetReplicationMin() > replMax:
-		return nil, errf(codes.InvalidArgument, op, p, "replication min %d / max %d", req.GetReplicationMin(), replMax)
+		return createReq{}, errf(codes.InvalidArgument, op, p, "replication min %d / max %d", req.GetReplicationMin(), replMax)
 	case req.GetTtl() < 0:
-		return nil, errf(codes.InvalidArgument, op, p, "negative ttl %d", req.GetTtl())
+		return createReq{}, errf(codes.InvalidArgument, op, p, "negative ttl %d", req.GetTtl())
+	case req.GetComplete() && (req.GetLength() < 0 || req.GetUfsFingerprint() == ""):
+		return createReq{}, errf(codes.InvalidArgument, op, p, "complete needs a length >= 0 and the UFS fingerprint")
+	case req.GetComplete() && bs > 0 && (req.GetLength()+bs-1)/bs > api.MaxBlocksPerFile:
+		return createReq{}, errf(codes.InvalidArgument, op, p, "length %d needs more than %d blocks of %d bytes", req.GetLength(), api.MaxBlocksPerFile, bs)
 	}
 	if err := ns.ensureLoaded(ctx, p, api.LoadMetadataType_ONCE); err != nil {
-		return nil, err
+		return createReq{}, err
 	}
-	ns.mu.Lock()
-	info, t, err := ns.createLocked(ctx, p, req, wt, bs, replMax)
-	ns.mu.Unlock()
-	if err != nil {
-		return nil, err
+	return createReq{p: p, wt: wt, bs: bs, replMax: replMax}, nil
+}
+
+// createCompleteLocked creates the file and, when the request says so,
+// completes it in the same transaction. Call with ns.mu held.
+func (ns *namespace) createCompleteLocked(ctx context.Context, a createReq, req *api.CreateFileRequest) (*api.FileInfo, *txn, error) {
+	info, t, err := ns.createLocked(ctx, a.p, req, a.wt, a.bs, a.replMax)
+	if err != nil || !req.GetComplete() {
+		return info, t, err
 	}
-	return info, t.wait(ctx)
+	if err := t.add(&api.JournalEntry{Body: &api.JournalEntry_CompleteFile{CompleteFile: &api.CompleteFileEntry{
+		Id: info.GetFileId(), Length: req.GetLength(), UfsFingerprint: req.GetUfsFingerprint(),
+	}}}); err != nil {
+		return nil, nil, err
+	}
+	n := ns.st.inodes[info.GetFileId()]
+	ns.blocks.trimFile(n.id, n.blockCount())
+	return ns.info(n, a.p, false), t, nil
 }
 
 func (ns *namespace) createLocked(ctx context.Context, p string, req *api.CreateFileRequest, wt api.WriteType, bs int64, replMax int32) (*api.FileInfo, *txn, error) {

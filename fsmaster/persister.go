@@ -46,6 +46,11 @@ type persister struct {
 	conns   map[string]*grpc.ClientConn
 	next    int // the master to try first
 	submits int64
+	// The job masters could not be reached: nothing is submitted before
+	// downUntil (doubling per failure), so the files waiting meanwhile go
+	// together once they are back.
+	downUntil time.Time
+	downFor   time.Duration
 }
 
 type persistEntry struct {
@@ -154,13 +159,18 @@ func (p *persister) submitDue(ctx context.Context) {
 	for ctx.Err() == nil {
 		now := time.Now()
 		p.mu.Lock()
+		if now.Before(p.downUntil) {
+			p.mu.Unlock()
+			return
+		}
 		var due []int64
 		var wait time.Duration = -1
+		soon := now.Add(p.tick() / 2) // files due within half a tick join the batch
 		for id, e := range p.queue {
 			if e.job != 0 {
 				continue
 			}
-			if !e.due.After(now) {
+			if !e.due.After(soon) {
 				due = append(due, id)
 			} else if d := e.due.Sub(now); wait < 0 || d < wait {
 				wait = d
@@ -190,15 +200,14 @@ func (p *persister) submitDue(ctx context.Context) {
 		jobID, addr, err := p.submit(ctx, files)
 		p.mu.Lock()
 		if err != nil {
-			for _, f := range files {
-				if e := p.queue[f.ID]; e != nil {
-					p.backoffLocked(e)
-				}
-			}
+			p.downFor = min(max(2*p.downFor, 100*time.Millisecond), p.maxBackoff)
+			p.downUntil = time.Now().Add(p.downFor)
+			retry := p.downFor
 			p.mu.Unlock()
-			p.log.Warn("async persist: could not submit a persist job; will retry", zap.Int("files", len(files)), zap.Error(err))
+			p.log.Warn("async persist: could not submit a persist job; will retry", zap.Int("files", len(files)), zap.Duration("retry_in", retry), zap.Error(err))
 			return
 		}
+		p.downFor = 0
 		ids := make([]int64, len(files))
 		for i, f := range files {
 			ids[i] = f.ID

@@ -32,6 +32,10 @@ func (s *server) CreateFile(ctx context.Context, r *api.CreateFileRequest) (*api
 	return &api.CreateFileResponse{Info: info}, nil
 }
 
+func (s *server) CreateFiles(ctx context.Context, r *api.CreateFilesRequest) (*api.CreateFilesResponse, error) {
+	return s.m.ns.CreateFiles(ctx, r)
+}
+
 func (s *server) CompleteFile(ctx context.Context, r *api.CompleteFileRequest) (*api.CompleteFileResponse, error) {
 	info, err := s.m.ns.CompleteFile(ctx, r)
 	if err != nil {

@@ -247,17 +247,179 @@ func (Copy) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return runItems(ctx, t, itemParallelism, func(ctx context.Context, raw json.RawMessage) itemResult {
-		var e copyElem
-		if err := json.Unmarshal(raw, &e); err != nil {
-			return itemResult{err: fmt.Errorf("copy: bad task element: %w", err)}
+	var a itemArgs
+	if err := json.Unmarshal(t.Args, &a); err != nil {
+		return Result{}, fmt.Errorf("copy task %d/%d: bad args: %w", t.JobID, t.TaskID, err)
+	}
+	ws, err := liveBlockWorkers(ctx, env)
+	if err != nil {
+		return Result{}, err
+	}
+	cp := copier{env: env, t: t, overwrite: c.Overwrite, checkDst: c.DstExisted || t.Attempt > 1, checksum: c.Checksum, workers: ws}
+	elems := make([]copyElem, len(a.Items))
+	for i, raw := range a.Items {
+		if err := json.Unmarshal(raw, &elems[i]); err != nil {
+			return Result{}, fmt.Errorf("copy: bad task element: %w", err)
 		}
-		cp := copier{env: env, t: t, overwrite: c.Overwrite, checkDst: c.DstExisted || t.Attempt > 1, checksum: c.Checksum}
-		if _, err := cp.copyFile(ctx, e); err != nil {
+	}
+	// Files of a block or less go together: one call writes them all to
+	// the UFS, one call enters them all in the namespace.
+	var small []int
+	for i, e := range elems {
+		if len(e.Blocks) <= 1 {
+			small = append(small, i)
+		}
+	}
+	batched := map[int]error{}
+	if len(small) > 1 {
+		batched = cp.copySmall(ctx, elems, small)
+	}
+	index := map[string]int{}
+	for i, raw := range a.Items {
+		index[string(raw)] = i
+	}
+	return runItems(ctx, t, itemParallelism, func(ctx context.Context, raw json.RawMessage) itemResult {
+		i := index[string(raw)]
+		e := elems[i]
+		err, done := batched[i]
+		if !done {
+			_, err = cp.copyFile(ctx, e)
+		}
+		if err != nil {
 			return itemResult{failed: failedf(e.Src, "%s", msg(err)), err: wrapf(err, "copy %s to %s", e.Src, e.Dst)}
 		}
 		return itemResult{bytes: e.Length}
 	})
+}
+
+// copySmall copies small files with one WriteUfsFilesFrom call per block
+// worker and one CreateFiles call, and returns each file's outcome (a file
+// it leaves out of the map is copied on its own).
+func (cp copier) copySmall(ctx context.Context, elems []copyElem, idx []int) map[int]error {
+	out := map[int]error{}
+	var todo []int
+	for _, i := range idx {
+		e := elems[i]
+		if cp.checkDst {
+			done, err := cp.dstDone(ctx, e)
+			if err != nil || done {
+				out[i] = err
+				continue
+			}
+		}
+		todo = append(todo, i)
+	}
+	// By block worker: a cached source's holder writes it, else the one
+	// beside this job worker.
+	groups := map[string][]int{}
+	for _, i := range todo {
+		addr, err := cp.worker(ctx, elems[i].Blocks)
+		if err != nil {
+			return out // the rest one by one
+		}
+		groups[addr] = append(groups[addr], i)
+	}
+	var written []int
+	fps := map[int]*api.WriteUfsFileFromResponse{}
+	for addr, is := range groups {
+		bw, err := cp.env.BlockWorker(addr)
+		if err != nil {
+			continue
+		}
+		req := &api.WriteUfsFilesFromRequest{Files: make([]*api.WriteUfsFileFromRequest, len(is))}
+		for k, i := range is {
+			req.Files[k] = elems[i].writeRequest(cp.checksum)
+		}
+		resp, err := bw.WriteUfsFilesFrom(ctx, req)
+		if err != nil {
+			continue // one by one, which picks a worker again
+		}
+		for k, r := range resp.GetResults() {
+			if k >= len(is) {
+				break
+			}
+			i := is[k]
+			switch {
+			case r.GetError() != "":
+				out[i] = status.Errorf(codes.Code(r.GetCode()), "write %s on %s: %s", elems[i].DstUfs, addr, r.GetError())
+			case r.GetResponse().GetLength() != elems[i].Length:
+				out[i] = status.Errorf(codes.DataLoss, "wrote %d bytes, the source has %d (changed?)", r.GetResponse().GetLength(), elems[i].Length)
+			default:
+				written = append(written, i)
+				fps[i] = r.GetResponse()
+			}
+		}
+	}
+	if len(written) == 0 {
+		return out
+	}
+	creq := &api.CreateFilesRequest{Files: make([]*api.CreateFileRequest, len(written))}
+	for k, i := range written {
+		creq.Files[k] = elems[i].createRequest(fps[i])
+	}
+	cresp, err := cp.env.FS().CreateFiles(ctx, creq)
+	if err != nil {
+		for _, i := range written {
+			out[i] = wrapf(err, "create %s", elems[i].Dst)
+		}
+		return out
+	}
+	for k, r := range cresp.GetResults() {
+		if k >= len(written) {
+			break
+		}
+		i := written[k]
+		if r.GetError() != "" {
+			out[i] = status.Errorf(codes.Code(r.GetCode()), "%s", r.GetError())
+			continue
+		}
+		out[i] = cp.checkMount(ctx, elems[i], r.GetInfo())
+	}
+	return out
+}
+
+// dstDone looks at an existing DST before a file is copied: done when an
+// earlier attempt of this task finished it; an error when it may not be
+// replaced.
+func (cp copier) dstDone(ctx context.Context, e copyElem) (bool, error) {
+	d, err := exists(ctx, cp.env, e.Dst)
+	if err != nil || d == nil {
+		return false, err
+	}
+	switch {
+	case d.GetFolder():
+		return false, status.Errorf(codes.FailedPrecondition, "%s is a directory", e.Dst)
+	case cp.t.Attempt > 1 && !cp.overwrite && d.GetCompleted() && persisted(d) && d.GetLength() == e.Length:
+		return true, nil
+	case !cp.overwrite:
+		return false, status.Errorf(codes.FailedPrecondition, "%s exists (use --overwrite to replace it)", e.Dst)
+	}
+	return false, nil
+}
+
+// writeRequest writes e's bytes to its destination UFS path.
+func (e copyElem) writeRequest(checksum bool) *api.WriteUfsFileFromRequest {
+	return &api.WriteUfsFileFromRequest{
+		Dest:     &api.WriteUfsFileHeader{MountId: e.DstMount, UfsPath: e.DstUfs, Overwrite: true, CreateParent: true, Mode: e.Mode},
+		Sources:  e.sources(),
+		Checksum: checksum,
+	}
+}
+
+// createRequest enters e's written copy in the namespace, complete.
+func (e copyElem) createRequest(w *api.WriteUfsFileFromResponse) *api.CreateFileRequest {
+	return &api.CreateFileRequest{Path: e.Dst, BlockSizeBytes: max(e.BlockSize, 0), WriteType: api.WriteType_THROUGH,
+		Recursive: true, Overwrite: true, Mode: e.Mode, Complete: true, Length: w.GetLength(), UfsFingerprint: w.GetUfsFingerprint()}
+}
+
+// checkMount makes sure the namespace put DST where the bytes were
+// written (the mount table may have changed since planning).
+func (cp copier) checkMount(ctx context.Context, e copyElem, info *api.FileInfo) error {
+	if info.GetUfsPath() == e.DstUfs {
+		return nil
+	}
+	_, _ = cp.env.FS().Delete(context.WithoutCancel(ctx), &api.DeleteRequest{Path: e.Dst, AlluviumOnly: true})
+	return status.Errorf(codes.Aborted, "the mounts changed while copying: %s is now %s, not %s", e.Dst, info.GetUfsPath(), e.DstUfs)
 }
 
 // copier copies one file; move uses it across mounts.
@@ -267,6 +429,7 @@ type copier struct {
 	overwrite bool
 	checkDst  bool // DST may exist: look before writing
 	checksum  bool
+	workers   []blockWorker // live block workers; nil: look them up
 }
 
 // copyFile copies e.Src to e.Dst and returns the new file's status. A DST
@@ -274,19 +437,12 @@ type copier struct {
 // counts as done.
 func (cp copier) copyFile(ctx context.Context, e copyElem) (*api.FileInfo, error) {
 	if cp.checkDst {
-		d, err := exists(ctx, cp.env, e.Dst)
+		done, err := cp.dstDone(ctx, e)
 		if err != nil {
 			return nil, err
 		}
-		if d != nil {
-			switch {
-			case d.GetFolder():
-				return nil, status.Errorf(codes.FailedPrecondition, "%s is a directory", e.Dst)
-			case cp.t.Attempt > 1 && !cp.overwrite && d.GetCompleted() && persisted(d) && d.GetLength() == e.Length:
-				return d, nil // an earlier attempt finished it
-			case !cp.overwrite:
-				return nil, status.Errorf(codes.FailedPrecondition, "%s exists (use --overwrite to replace it)", e.Dst)
-			}
+		if done {
+			return exists(ctx, cp.env, e.Dst)
 		}
 	}
 	if len(e.Blocks) > 1 {
@@ -311,9 +467,12 @@ func (e copyElem) sources() []*api.BlockSource {
 // worker picks the block worker that runs a transfer: the one caching most
 // of the file, else the one beside this job worker, else any live one.
 func (cp copier) worker(ctx context.Context, blocks []fileBlock) (string, error) {
-	ws, err := liveBlockWorkers(ctx, cp.env)
-	if err != nil {
-		return "", err
+	ws := cp.workers
+	if ws == nil {
+		var err error
+		if ws, err = liveBlockWorkers(ctx, cp.env); err != nil {
+			return "", err
+		}
 	}
 	if h := holder(blocks, ws, cp.t.LocalBlockWorker); h.addr != "" {
 		return h.addr, nil
@@ -340,32 +499,21 @@ func (cp copier) copyDirect(ctx context.Context, e copyElem) (*api.FileInfo, err
 	if err != nil {
 		return nil, err
 	}
-	wr, err := bw.WriteUfsFileFrom(ctx, &api.WriteUfsFileFromRequest{
-		Dest:     &api.WriteUfsFileHeader{MountId: e.DstMount, UfsPath: e.DstUfs, Overwrite: true, CreateParent: true, Mode: e.Mode},
-		Sources:  e.sources(),
-		Checksum: cp.checksum,
-	})
+	wr, err := bw.WriteUfsFileFrom(ctx, e.writeRequest(cp.checksum))
 	if err != nil {
 		return nil, wrapf(err, "write %s on %s", e.DstUfs, addr)
 	}
 	if wr.GetLength() != e.Length {
 		return nil, status.Errorf(codes.DataLoss, "wrote %d bytes, the source has %d (changed?)", wr.GetLength(), e.Length)
 	}
-	cr, err := cp.env.FS().CreateFile(ctx, &api.CreateFileRequest{Path: e.Dst, BlockSizeBytes: max(e.BlockSize, 0), WriteType: api.WriteType_THROUGH,
-		Recursive: true, Overwrite: true, Mode: e.Mode})
+	cr, err := cp.env.FS().CreateFile(ctx, e.createRequest(wr))
 	if err != nil {
 		return nil, wrapf(err, "create %s", e.Dst)
 	}
-	info := cr.GetInfo()
-	if info.GetUfsPath() != e.DstUfs {
-		_, _ = cp.env.FS().Delete(context.WithoutCancel(ctx), &api.DeleteRequest{Path: e.Dst, AlluviumOnly: true})
-		return nil, status.Errorf(codes.Aborted, "the mounts changed while copying: %s is now %s, not %s", e.Dst, info.GetUfsPath(), e.DstUfs)
+	if err := cp.checkMount(ctx, e, cr.GetInfo()); err != nil {
+		return nil, err
 	}
-	done, err := cp.env.FS().CompleteFile(ctx, &api.CompleteFileRequest{Path: e.Dst, Length: wr.GetLength(), UfsFingerprint: wr.GetUfsFingerprint(), FileId: info.GetFileId()})
-	if err != nil {
-		return nil, wrapf(err, "complete %s", e.Dst)
-	}
-	return done.GetInfo(), nil
+	return cr.GetInfo(), nil
 }
 
 // copyTemp is the temporary namespace name a large copy is assembled

@@ -27,16 +27,16 @@ import (
 // asked.
 type xfake struct {
 	*fakeCluster
-	ufs       map[string][]byte // UFS URI → bytes
-	data      map[int64][]byte  // block id → bytes (the same on every worker)
-	mounts    []*api.MountPointInfo
-	failUFS   map[string]string // UFS URI prefix → error of writes there
-	writes    map[string]int    // worker address → WriteUfsFileFrom calls
-	copies    int               // CopyBlockFrom calls
-	ufsReads  int               // block sources read from the UFS
-	onCopy    func()            // called as WriteUfsFileFrom returns (to race with the caller)
-	corrupt   bool              // WriteUfsFileFrom stores a flipped byte
-	lastBlock int64
+	ufs      map[string][]byte // UFS URI → bytes
+	data     map[int64][]byte  // block id → bytes (the same on every worker)
+	mounts   []*api.MountPointInfo
+	failUFS  map[string]string // UFS URI prefix → error of writes there
+	writes   map[string]int    // worker address → WriteUfsFileFrom calls
+	copies   int               // CopyBlockFrom calls
+	ufsReads int               // block sources read from the UFS
+	onCopy   func()            // called as WriteUfsFileFrom returns (to race with the caller)
+	corrupt  bool              // WriteUfsFileFrom stores a flipped byte
+	batches  int               // CreateFiles calls
 }
 
 func newXFake(workers int) *xfake {
@@ -200,6 +200,13 @@ func (f xfs) CreateFile(_ context.Context, req *api.CreateFileRequest, _ ...grpc
 		bs = 1000
 	}
 	fi := &api.FileInfo{Path: p, Name: name, FileId: id, BlockSizeBytes: bs, UfsPath: uri, MountId: m.GetMountId(), PersistenceState: st, Mode: req.GetMode()}
+	if req.GetComplete() {
+		fi.Completed, fi.Length = true, req.GetLength()
+		for i := int64(0); i*bs < fi.Length; i++ {
+			fi.BlockIds = append(fi.BlockIds, api.BlockID(id, i))
+		}
+		fi.PersistenceState, fi.UfsFingerprint = api.PersistenceState_PERSISTED, req.GetUfsFingerprint()
+	}
 	x.nodes[p] = fi
 	x.kids = nil
 	return &api.CreateFileResponse{Info: proto.Clone(fi).(*api.FileInfo)}, nil
@@ -597,6 +604,40 @@ func (w fakeBW) CacheBlocks(ctx context.Context, req *api.CacheBlocksRequest, o 
 			r.Bytes = b.GetSource().GetLength()
 		}
 		resp.Results = append(resp.Results, r)
+	}
+	return resp, nil
+}
+
+func (f xfs) CreateFiles(ctx context.Context, req *api.CreateFilesRequest, _ ...grpc.CallOption) (*api.CreateFilesResponse, error) {
+	f.x.mu.Lock()
+	f.x.batches++
+	f.x.mu.Unlock()
+	resp := &api.CreateFilesResponse{}
+	for _, r := range req.GetFiles() {
+		cr, err := f.CreateFile(ctx, r)
+		if err != nil {
+			st := status.Convert(err)
+			resp.Results = append(resp.Results, &api.CreateFileResult{Code: int32(st.Code()), Error: st.Message()})
+			continue
+		}
+		resp.Results = append(resp.Results, &api.CreateFileResult{Info: cr.GetInfo()})
+	}
+	return resp, nil
+}
+
+func (w xbw) WriteUfsFilesFrom(ctx context.Context, req *api.WriteUfsFilesFromRequest, _ ...grpc.CallOption) (*api.WriteUfsFilesFromResponse, error) {
+	if err := w.check(); err != nil {
+		return nil, err
+	}
+	resp := &api.WriteUfsFilesFromResponse{}
+	for _, f := range req.GetFiles() {
+		r, err := w.WriteUfsFileFrom(ctx, f)
+		if err != nil {
+			st := status.Convert(err)
+			resp.Results = append(resp.Results, &api.WriteUfsFileFromResult{Code: int32(st.Code()), Error: st.Message()})
+			continue
+		}
+		resp.Results = append(resp.Results, &api.WriteUfsFileFromResult{Response: r})
 	}
 	return resp, nil
 }

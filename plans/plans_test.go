@@ -220,8 +220,8 @@ func TestCopyTreeAcrossMounts(t *testing.T) {
 	if err != nil || len(failed) > 0 {
 		t.Fatalf("copy: %v %v", err, failed)
 	}
-	if tasks >= len(files) {
-		t.Errorf("%d tasks for %d files: small files should share tasks", tasks, len(files))
+	if tasks >= len(files) || x.batches == 0 {
+		t.Errorf("%d tasks for %d files, %d CreateFiles calls: small files should share tasks and calls", tasks, len(files), x.batches)
 	}
 	checkCopied(t, x, files, "/src", "/s3/copy")
 	if u := x.node("/s3/copy/big").UfsPath; u != "s3://bucket/pre/copy/big" {
