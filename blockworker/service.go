@@ -312,6 +312,11 @@ func (s *service) CacheBlock(ctx context.Context, req *api.CacheBlockRequest) (*
 	}
 	f, cached, err := s.w.startFill(id, src, req.GetPinned(), req.GetTier())
 	if cached {
+		// Commit again: the master may have just dropped this copy (a free
+		// whose removal has not reached us yet) and must see it is here.
+		if m, ok := s.w.store.Stat(id); ok {
+			s.w.link.commit(ctx, m)
+		}
 		return &api.CacheBlockResponse{AlreadyCached: true}, nil
 	}
 	if err != nil {

@@ -249,6 +249,10 @@ func (b *blockMap) commit(id, blockID, length int64, tier string, valid bool) er
 	}
 	w.lastHB = b.now()
 	b.addLoc(w, blockID, length, tier)
+	// A commit is fresh news: the worker holds the block now (e.g. a load
+	// right after a free re-cached it), so a removal still waiting for the
+	// next heartbeat reply must not delete it.
+	w.toRemove = slices.DeleteFunc(w.toRemove, func(x int64) bool { return x == blockID })
 	return nil
 }
 
