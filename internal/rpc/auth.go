@@ -180,10 +180,11 @@ func (a *authenticator) grpcIdentity(ctx context.Context, method string) (Identi
 		return id, nil
 	}
 	a.log.Warn("call refused", zap.String("peer", who), zap.String("method", method), zap.String("reason", aerr.reason))
+	short := method[strings.LastIndexByte(method, '/')+1:]
 	if aerr.code == codes.Unauthenticated {
-		return Identity{}, status.Errorf(codes.Unauthenticated, "%s: %s (set ALLUVIUM_TOKEN or --token to the cluster token)", method, aerr.reason)
+		return Identity{}, status.Errorf(codes.Unauthenticated, "%s refused: %s; set ALLUVIUM_TOKEN (or --token, security.token-file) to the cluster token", short, aerr.reason)
 	}
-	return Identity{}, status.Errorf(aerr.code, "%s: %s", method, aerr.reason)
+	return Identity{}, status.Errorf(aerr.code, "%s refused: %s", short, aerr.reason)
 }
 
 // tlsChains returns the verified client chains of a TLS connection state.
