@@ -107,7 +107,8 @@ func (c *Client) Create(ctx context.Context, path string, o CreateOptions) (*Fil
 		cache:   wt != api.WriteType_THROUGH,
 		through: wt == api.WriteType_THROUGH || wt == api.WriteType_CACHE_THROUGH,
 		bs:      info.GetBlockSizeBytes(),
-		buf:     make([]byte, 0, writeChunk),
+		// buf grows as needed up to writeChunk: a small file costs a small
+		// buffer, not a zeroed 1 MiB one.
 	}
 	if w.path == "" {
 		w.path = path
@@ -145,12 +146,12 @@ func (w *FileWriter) Write(p []byte) (int, error) {
 			w.pos += n
 			w.blockFill += n
 		} else {
-			n := min(limit, int64(cap(w.buf)-len(w.buf)))
+			n := min(limit, int64(writeChunk-len(w.buf)))
 			w.buf = append(w.buf, p[:n]...)
 			p = p[n:]
 			w.pos += n
 			w.blockFill += n
-			if len(w.buf) == cap(w.buf) {
+			if len(w.buf) == writeChunk {
 				err = w.flush()
 			}
 		}
