@@ -656,27 +656,23 @@ func (ns *namespace) createArgs(ctx context.Context, req *api.CreateFileRequest)
 	case req.GetComplete() && bs > 0 && (req.GetLength()+bs-1)/bs > api.MaxBlocksPerFile:
 		return createReq{}, errf(codes.InvalidArgument, op, p, "length %d needs more than %d blocks of %d bytes", req.GetLength(), api.MaxBlocksPerFile, bs)
 	}
-	if err := ns.ensureLoaded(ctx, p, api.LoadMetadataType_ONCE); err != nil {
+	load := p
+	if req.GetComplete() && req.GetOverwrite() {
+		// The caller has just written the file's UFS copy and replaces
+		// whatever was there: only its directories need loading, not the
+		// file it wrote.
+		load, _ = paths.Split(p)
+	}
+	if err := ns.ensureLoaded(ctx, load, api.LoadMetadataType_ONCE); err != nil {
 		return createReq{}, err
 	}
 	return createReq{p: p, wt: wt, bs: bs, replMax: replMax}, nil
 }
 
-// createCompleteLocked creates the file and, when the request says so,
-// completes it in the same transaction. Call with ns.mu held.
+// createCompleteLocked creates the file (born complete when the request
+// says so, see createLocked). Call with ns.mu held.
 func (ns *namespace) createCompleteLocked(ctx context.Context, a createReq, req *api.CreateFileRequest) (*api.FileInfo, *txn, error) {
-	info, t, err := ns.createLocked(ctx, a.p, req, a.wt, a.bs, a.replMax)
-	if err != nil || !req.GetComplete() {
-		return info, t, err
-	}
-	if err := t.add(&api.JournalEntry{Body: &api.JournalEntry_CompleteFile{CompleteFile: &api.CompleteFileEntry{
-		Id: info.GetFileId(), Length: req.GetLength(), UfsFingerprint: req.GetUfsFingerprint(),
-	}}}); err != nil {
-		return nil, nil, err
-	}
-	n := ns.st.inodes[info.GetFileId()]
-	ns.blocks.trimFile(n.id, n.blockCount())
-	return ns.info(n, a.p, false), t, nil
+	return ns.createLocked(ctx, a.p, req, a.wt, a.bs, a.replMax)
 }
 
 func (ns *namespace) createLocked(ctx context.Context, p string, req *api.CreateFileRequest, wt api.WriteType, bs int64, replMax int32) (*api.FileInfo, *txn, error) {
@@ -752,11 +748,17 @@ func (ns *namespace) createLocked(ctx context.Context, p string, req *api.Create
 		mode = 0o644
 	}
 	id := ns.st.nextInodeID
-	if err := t.add(fileEntry(&api.InodeFileEntry{
+	fe := &api.InodeFileEntry{
 		Id: id, ParentId: parent.id, Name: comps[len(comps)-1], Mode: mode, Owner: pr.user, Group: pr.groups[0],
 		CreationTimeMs: t.now, PersistenceState: persist, BlockSizeBytes: bs, WriteType: wt,
 		ReplicationMin: req.GetReplicationMin(), ReplicationMax: replMax, Pinned: req.GetPinned(), Ttl: req.GetTtl(),
-	})); err != nil {
+	}
+	if req.GetComplete() {
+		// Its bytes are already in the UFS (a copy): born complete.
+		fe.Completed, fe.Length, fe.UfsFingerprint = true, req.GetLength(), req.GetUfsFingerprint()
+		fe.PersistenceState = api.PersistenceState_PERSISTED
+	}
+	if err := t.add(fileEntry(fe)); err != nil {
 		return nil, nil, err
 	}
 	return ns.info(ns.st.inodes[id], p, false), t, nil

@@ -452,12 +452,20 @@ func (cp copier) copyFile(ctx context.Context, e copyElem) (*api.FileInfo, error
 }
 
 // sources are the block sources of e's file: cached copies, then its UFS.
+// A file of several blocks is read with its fingerprint checked, so blocks
+// from the cache and from a UFS copy changed since are never mixed; a file
+// of one block is read whole from one place, and a changed length is
+// caught after the write.
 func (e copyElem) sources() []*api.BlockSource {
 	out := make([]*api.BlockSource, len(e.Blocks))
+	fp := ""
+	if len(e.Blocks) > 1 {
+		fp = e.FP
+	}
 	for i, b := range e.Blocks {
 		s := &api.BlockSource{BlockId: b.ID, Length: b.Length, Workers: b.Workers}
 		if e.Ufs != "" {
-			s.Ufs = &api.UfsBlockSource{MountId: e.Mount, UfsPath: e.Ufs, Offset: b.Offset, Length: b.Length, UfsFingerprint: e.FP}
+			s.Ufs = &api.UfsBlockSource{MountId: e.Mount, UfsPath: e.Ufs, Offset: b.Offset, Length: b.Length, UfsFingerprint: fp}
 		}
 		out[i] = s
 	}
