@@ -180,7 +180,14 @@ func (w *Worker) runFill(f *fill, src *api.UfsBlockSource) {
 	if committed {
 		w.metrics.bytesCached.Add(float64(meta.Length))
 		w.metrics.blocksCached.Inc()
-		w.link.commit(w.ctx, meta)
+		if f.batched {
+			// CacheBlocks commits it with the others of its call.
+			f.mu.Lock()
+			f.meta, f.stored = meta, true
+			f.mu.Unlock()
+		} else {
+			w.link.commit(w.ctx, meta)
+		}
 	}
 	if err != nil {
 		w.log.Warn("caching a block from the UFS failed", zap.Int64("block", f.id), zap.String("ufs", src.GetUfsPath()), zap.Error(err))

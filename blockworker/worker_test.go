@@ -44,6 +44,8 @@ type fakeMaster struct {
 	mounts     []*api.MountPointInfo
 	unknown    bool // answer heartbeats with REGISTER
 	mountCalls int
+	// CommitBlocks calls (transfer_test.go).
+	batchCommits int
 }
 
 func (m *fakeMaster) RegisterWorker(_ context.Context, req *api.RegisterWorkerRequest) (*api.RegisterWorkerResponse, error) {

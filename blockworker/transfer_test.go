@@ -1,0 +1,200 @@
+package blockworker
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// CommitBlocks of the fake master: one call, many blocks.
+func (m *fakeMaster) CommitBlocks(_ context.Context, req *api.CommitBlocksRequest) (*api.CommitBlocksResponse, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.batchCommits++
+	for _, b := range req.GetBlocks() {
+		m.locs[b.GetBlockId()] = b.GetTier()
+	}
+	return &api.CommitBlocksResponse{Committed: int32(len(req.GetBlocks()))}, nil
+}
+
+// CacheBlocks fills many blocks and commits them in one CommitBlocks call;
+// a bad block fails alone.
+func TestCacheBlocksCommitsOnce(t *testing.T) {
+	m, addr := startFakeMaster(t)
+	w := startWorker(t, t.TempDir(), addr)
+	dir, _ := setupUFS(t, m, w, 0)
+	var req api.CacheBlocksRequest
+	want := map[int64][]byte{}
+	for i := 0; i < 12; i++ {
+		data := randBytes(1000 + i)
+		p := filepath.Join(dir, fmt.Sprintf("f%02d", i))
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		id := int64(5000 + i)
+		want[id] = data
+		req.Blocks = append(req.Blocks, &api.CacheBlockRequest{BlockId: id, Source: &api.UfsBlockSource{MountId: 1, UfsPath: "file://" + p, Length: int64(len(data))}})
+	}
+	req.Blocks = append(req.Blocks, &api.CacheBlockRequest{BlockId: 6000, Source: &api.UfsBlockSource{MountId: 1, UfsPath: "file://" + dir + "/missing", Length: 10}})
+	m.mu.Lock()
+	before := len(m.commits)
+	m.mu.Unlock()
+	resp, err := w.client.CacheBlocks(context.Background(), &req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range resp.GetResults() {
+		if i < 12 && (r.GetError() != "" || r.GetBytes() != int64(1000+i)) {
+			t.Errorf("block %d: %+v", r.GetBlockId(), r)
+		}
+		if i == 12 && (r.GetError() == "" || codes.Code(r.GetCode()) != codes.NotFound) {
+			t.Errorf("missing file: %+v", r)
+		}
+	}
+	m.mu.Lock()
+	batches, single := m.batchCommits, len(m.commits)-before
+	m.mu.Unlock()
+	if batches != 1 || single != 0 {
+		t.Fatalf("%d CommitBlocks and %d CommitBlock calls, want 1 and 0", batches, single)
+	}
+	for id, data := range want {
+		if _, ok := m.has(id); !ok {
+			t.Errorf("master does not know block %d", id)
+		}
+		got, err := w.read(context.Background(), &api.ReadBlockRequest{BlockId: id, Length: -1})
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("block %d: %v", id, err)
+		}
+	}
+	// Again: already cached, nothing read.
+	resp, err = w.client.CacheBlocks(context.Background(), &api.CacheBlocksRequest{Blocks: req.Blocks[:3]})
+	if err != nil || !resp.GetResults()[0].GetAlreadyCached() {
+		t.Fatalf("second CacheBlocks: %v %+v", err, resp)
+	}
+}
+
+// CopyBlockFrom copies a block from a peer, or within a worker under a new
+// id, and refuses what is not there.
+func TestCopyBlockFrom(t *testing.T) {
+	_, addr := startFakeMaster(t)
+	w1 := startWorker(t, t.TempDir(), addr)
+	w2 := startWorker(t, t.TempDir(), addr)
+	data := randBytes(3*mib + 5)
+	w1.write(t, 100, data, false)
+	ctx := context.Background()
+	r, err := w2.client.CopyBlockFrom(ctx, &api.CopyBlockFromRequest{BlockId: 100, Source: w1.RPCAddr(), Length: int64(len(data))})
+	if err != nil || r.GetBytes() != int64(len(data)) {
+		t.Fatalf("copy from peer: %v %+v", err, r)
+	}
+	if got, err := w2.read(ctx, &api.ReadBlockRequest{BlockId: 100, Length: -1}); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("copied block: %v", err)
+	}
+	if r, err := w2.client.CopyBlockFrom(ctx, &api.CopyBlockFromRequest{BlockId: 100, Source: w1.RPCAddr()}); err != nil || !r.GetAlreadyCached() {
+		t.Fatalf("copy again: %v %+v", err, r)
+	}
+	// Unknown length, another id, from the peer; then locally.
+	if _, err := w2.client.CopyBlockFrom(ctx, &api.CopyBlockFromRequest{BlockId: 200, SourceBlockId: 100, Source: w1.RPCAddr()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w2.client.CopyBlockFrom(ctx, &api.CopyBlockFromRequest{BlockId: 300, SourceBlockId: 100}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []int64{200, 300} {
+		if got, err := w2.read(ctx, &api.ReadBlockRequest{BlockId: id, Length: -1}); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("block %d: %v", id, err)
+		}
+	}
+	if _, err := w2.client.CopyBlockFrom(ctx, &api.CopyBlockFromRequest{BlockId: 400, Source: w1.RPCAddr()}); status.Code(err) != codes.NotFound {
+		t.Fatalf("copy of a block the peer lacks: %v", err)
+	}
+	if w2.Store().Has(400) {
+		t.Fatal("a failed copy left a block")
+	}
+}
+
+func hexSum(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// WriteUfsFileFrom assembles a UFS file from this worker's cache, a peer's
+// and a UFS range, checks it, and can keep the bytes cached under new ids;
+// a missing source fails it and leaves nothing.
+func TestWriteUfsFileFrom(t *testing.T) {
+	m, addr := startFakeMaster(t)
+	w1 := startWorker(t, t.TempDir(), addr)
+	w2 := startWorker(t, t.TempDir(), addr)
+	dir, _ := setupUFS(t, m, w1, 0)
+	ctx := context.Background()
+	a, b, c := randBytes(mib), randBytes(mib), randBytes(mib/2)
+	w1.write(t, 11, a, false)
+	w2.write(t, 12, b, false)
+	if err := os.WriteFile(filepath.Join(dir, "src"), append(append(randBytes(mib), randBytes(mib)...), c...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := append(append(append([]byte(nil), a...), b...), c...)
+	srcs := []*api.BlockSource{
+		{BlockId: 11, Length: mib},
+		{BlockId: 12, Length: mib, Workers: []string{w1.RPCAddr(), w2.RPCAddr()}},
+		{BlockId: 13, Length: mib / 2, Ufs: &api.UfsBlockSource{MountId: 1, UfsPath: "file://" + dir + "/src", Offset: 2 * mib, Length: mib / 2}},
+	}
+	dest := func(p string) *api.WriteUfsFileHeader {
+		return &api.WriteUfsFileHeader{MountId: 1, UfsPath: "file://" + dir + p, CreateParent: true, Overwrite: true}
+	}
+	r, err := w1.client.WriteUfsFileFrom(ctx, &api.WriteUfsFileFromRequest{Dest: dest("/out/f"), Sources: srcs, Checksum: true, CacheFileId: 77})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.GetLength() != int64(len(want)) || r.GetSha256() != hexSum(want) || r.GetBytesFromCache() != 2*mib || r.GetBytesFromUfs() != mib/2 || r.GetUfsFingerprint() == "" {
+		t.Fatalf("response %+v", r)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "out/f")); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("UFS file: %v", err)
+	}
+	for i, part := range [][]byte{a, b, c} {
+		got, err := w1.read(ctx, &api.ReadBlockRequest{BlockId: api.BlockID(77, int64(i)), Length: -1})
+		if err != nil || !bytes.Equal(got, part) {
+			t.Fatalf("cached copy of block %d: %v", i, err)
+		}
+	}
+	h, err := w1.client.HashBlocks(ctx, &api.HashBlocksRequest{Sources: srcs})
+	if err != nil || h.GetSha256() != hexSum(want) || h.GetLength() != int64(len(want)) {
+		t.Fatalf("HashBlocks: %v %+v", err, h)
+	}
+	// A source nobody has: the call fails, nothing is left in the UFS.
+	bad := append(append([]*api.BlockSource(nil), srcs[:2]...), &api.BlockSource{BlockId: 99, Length: 10})
+	if _, err := w1.client.WriteUfsFileFrom(ctx, &api.WriteUfsFileFromRequest{Dest: dest("/out/bad"), Sources: bad}); err == nil || !strings.Contains(err.Error(), "block 99") {
+		t.Fatalf("missing source: %v", err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, "out"))
+	if len(ents) != 1 {
+		t.Fatalf("UFS dir holds %d entries after a failed write", len(ents))
+	}
+	// Many at once, each on its own.
+	br, err := w1.client.WriteUfsFilesFrom(ctx, &api.WriteUfsFilesFromRequest{Files: []*api.WriteUfsFileFromRequest{
+		{Dest: dest("/many/1"), Sources: srcs[:1]},
+		{Dest: dest("/many/2"), Sources: bad[2:]},
+		{Dest: dest("/many/3"), Sources: srcs[2:]},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := br.GetResults()
+	if res[0].GetError() != "" || res[2].GetError() != "" || codes.Code(res[1].GetCode()) != codes.NotFound {
+		t.Fatalf("batch results %+v", res)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "many/3")); !bytes.Equal(got, c) {
+		t.Fatal("batch file 3 differs")
+	}
+}
