@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/ufs"
 )
 
 // fill copies one block from the UFS into the store. Every CacheBlock and
@@ -24,7 +25,7 @@ type fill struct {
 	id     int64
 	length int64
 	tb     *TempBlock
-	rf     *os.File // read side of the temp file, shared by readers
+	rf     *os.File // read side of the temp file, shared by readers; nil: none (wait, then read the store)
 
 	mu      sync.Mutex
 	written int64
@@ -70,7 +71,9 @@ func (f *fill) update(n int64, done bool, err error) {
 func (f *fill) maybeClose() {
 	if f.done && f.readers == 0 && !f.closed {
 		f.closed = true
-		f.rf.Close()
+		if f.rf != nil {
+			f.rf.Close()
+		}
 	}
 }
 
@@ -124,16 +127,23 @@ func (f *fill) wait(ctx context.Context) error {
 // block is neither cached nor being filled. cached is true when the block
 // is already in the store.
 func (w *Worker) startFill(id int64, src *api.UfsBlockSource, pinned bool, alias string) (f *fill, cached bool, err error) {
-	return w.startFillAs(id, src, pinned, alias, false)
+	return w.startFillAs(id, src, pinned, alias, false, true)
+}
+
+// startCacheFill is startFill for a caller that only waits for the block
+// (CacheBlock): no read side is opened. A reader joining such a fill waits
+// for it to end and reads the block from the store.
+func (w *Worker) startCacheFill(id int64, src *api.UfsBlockSource, pinned bool, alias string) (f *fill, cached bool, err error) {
+	return w.startFillAs(id, src, pinned, alias, false, false)
 }
 
 // startFillBatched is startFill for CacheBlocks: a fill it starts leaves
 // the commit to the master to the caller (batchedMeta).
 func (w *Worker) startFillBatched(id int64, src *api.UfsBlockSource, pinned bool, alias string) (f *fill, cached bool, err error) {
-	return w.startFillAs(id, src, pinned, alias, true)
+	return w.startFillAs(id, src, pinned, alias, true, false)
 }
 
-func (w *Worker) startFillAs(id int64, src *api.UfsBlockSource, pinned bool, alias string, batched bool) (f *fill, cached bool, err error) {
+func (w *Worker) startFillAs(id int64, src *api.UfsBlockSource, pinned bool, alias string, batched, reader bool) (f *fill, cached bool, err error) {
 	w.fillMu.Lock()
 	defer w.fillMu.Unlock()
 	if f := w.fills[id]; f != nil && f.join() {
@@ -149,10 +159,12 @@ func (w *Worker) startFillAs(id int64, src *api.UfsBlockSource, pinned bool, ali
 	if err != nil {
 		return nil, false, err
 	}
-	rf, err := os.Open(tb.Path())
-	if err != nil {
-		tb.Abort()
-		return nil, false, fmt.Errorf("block %d: %w", id, err)
+	var rf *os.File
+	if reader {
+		if rf, err = os.Open(tb.Path()); err != nil {
+			tb.Abort()
+			return nil, false, fmt.Errorf("block %d: %w", id, err)
+		}
 	}
 	f = &fill{id: id, length: src.GetLength(), tb: tb, rf: rf, notify: make(chan struct{}), readers: 1, batched: batched}
 	w.fills[id] = f
@@ -204,20 +216,14 @@ func (w *Worker) copyFromUFS(f *fill, src *api.UfsBlockSource) error {
 	if err != nil {
 		return err
 	}
-	if fp := src.GetUfsFingerprint(); fp != "" {
-		st, err := fs.Stat(ctx, rel)
-		if err != nil {
-			return ufsStatus(src.GetUfsPath(), err)
-		}
-		if st.Fingerprint != fp {
-			return status.Errorf(codes.FailedPrecondition, "ufs %s changed since Alluvium loaded it (fingerprint %s, was %s): reload its metadata", src.GetUfsPath(), st.Fingerprint, fp)
-		}
-	}
 	rc, err := fs.Open(ctx, rel, src.GetOffset(), src.GetLength())
 	if err != nil {
 		return ufsStatus(src.GetUfsPath(), err)
 	}
 	defer rc.Close()
+	if err := checkFingerprint(ctx, fs, rel, rc, src); err != nil {
+		return err
+	}
 	bp := w.chunks.Get(w.chunks.Size())
 	defer w.chunks.Put(bp)
 	buf := *bp
@@ -238,6 +244,29 @@ func (w *Worker) copyFromUFS(f *fill, src *api.UfsBlockSource) error {
 	}
 	if got := f.tb.Written(); got != src.GetLength() {
 		return status.Errorf(codes.FailedPrecondition, "ufs %s: block %d wants %d bytes at offset %d, the file gave %d (changed or truncated?)", src.GetUfsPath(), f.id, src.GetLength(), src.GetOffset(), got)
+	}
+	return nil
+}
+
+// checkFingerprint refuses a UFS file that changed since Alluvium loaded
+// it: the status of the open file when the reader knows it (no second
+// lookup of the path), else a stat.
+func checkFingerprint(ctx context.Context, fs ufs.FileSystem, rel string, rc io.Reader, src *api.UfsBlockSource) error {
+	fp := src.GetUfsFingerprint()
+	if fp == "" {
+		return nil
+	}
+	var st ufs.FileStatus
+	if s, ok := rc.(ufs.Statter); ok {
+		st = s.Status()
+	} else {
+		var err error
+		if st, err = fs.Stat(ctx, rel); err != nil {
+			return ufsStatus(src.GetUfsPath(), err)
+		}
+	}
+	if st.Fingerprint != fp {
+		return status.Errorf(codes.FailedPrecondition, "ufs %s changed since Alluvium loaded it (fingerprint %s, was %s): reload its metadata", src.GetUfsPath(), st.Fingerprint, fp)
 	}
 	return nil
 }

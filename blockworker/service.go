@@ -152,6 +152,15 @@ func (s *service) ReadBlock(req *api.ReadBlockRequest, stream api.BlockWorker_Re
 		case err != nil:
 			return storeStatus("read", id, err)
 		}
+		if f.rf == nil {
+			// A fill with no read side (CacheBlock's): wait for the block.
+			err := f.wait(stream.Context())
+			f.leave()
+			if err != nil {
+				return storeStatus("read", id, err)
+			}
+			continue
+		}
 		defer f.leave()
 		return s.sendFill(stream, f, req.GetOffset(), n, chunk)
 	}
@@ -310,7 +319,7 @@ func (s *service) CacheBlock(ctx context.Context, req *api.CacheBlockRequest) (*
 	if src == nil || src.GetUfsPath() == "" || src.GetLength() < 0 || src.GetOffset() < 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "cache block %d: need a UFS source with a path, offset >= 0 and length >= 0", id)
 	}
-	f, cached, err := s.w.startFill(id, src, req.GetPinned(), req.GetTier())
+	f, cached, err := s.w.startCacheFill(id, src, req.GetPinned(), req.GetTier())
 	if cached {
 		// Commit again: the master may have just dropped this copy (a free
 		// whose removal has not reached us yet) and must see it is here.

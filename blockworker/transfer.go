@@ -244,20 +244,14 @@ func (w *Worker) readUFS(ctx context.Context, u *api.UfsBlockSource, off, want i
 	if err != nil {
 		return 0, err
 	}
-	if fp := u.GetUfsFingerprint(); fp != "" && off == 0 {
-		st, err := fs.Stat(ctx, rel)
-		if err != nil {
-			return 0, ufsStatus(u.GetUfsPath(), err)
-		}
-		if st.Fingerprint != fp {
-			return 0, status.Errorf(codes.FailedPrecondition, "ufs %s changed since Alluvium loaded it (fingerprint %s, was %s)", u.GetUfsPath(), st.Fingerprint, fp)
-		}
-	}
 	r, err := fs.Open(ctx, rel, u.GetOffset()+off, want-off)
 	if err != nil {
 		return 0, ufsStatus(u.GetUfsPath(), err)
 	}
 	defer r.Close()
+	if err := checkFingerprint(ctx, fs, rel, r, u); err != nil {
+		return 0, err
+	}
 	bp := w.chunks.Get(w.chunks.Size())
 	defer w.chunks.Put(bp)
 	var n int64

@@ -150,8 +150,12 @@ func (l *Local) List(ctx context.Context, dir string, fn func(FileStatus) error)
 
 type sectionReader struct {
 	io.Reader
-	f *os.File
+	f  *os.File
+	st FileStatus
 }
+
+// Status implements Statter: the file as it was when opened.
+func (s sectionReader) Status() FileStatus { return s.st }
 
 func (s sectionReader) Close() error { return s.f.Close() }
 
@@ -181,7 +185,7 @@ func (l *Local) Open(_ context.Context, p string, offset, length int64) (io.Read
 	if length < 0 || offset+length > fi.Size() {
 		length = fi.Size() - offset
 	}
-	return sectionReader{Reader: io.NewSectionReader(f, offset, length), f: f}, nil
+	return sectionReader{Reader: io.NewSectionReader(f, offset, length), f: f, st: statusOf(path.Base(r), fi)}, nil
 }
 
 type localWriter struct {

@@ -52,6 +52,13 @@ type Writer interface {
 	Abort() error
 }
 
+// Statter is implemented by the readers Open returns when they know the
+// status of the file they read, as it was when opened (local files): a
+// caller checking a fingerprint then need not stat the path again.
+type Statter interface {
+	Status() FileStatus
+}
+
 // FileSystem is one under storage rooted at a URI. Paths are "/"-separated
 // and relative to the root; "" and "/" are the root itself.
 type FileSystem interface {
