@@ -378,9 +378,44 @@ func (r *FileReader) readRange(idx, off int64, p []byte) error {
 		}
 	}
 	if src := r.ufsSource(idx); src != nil {
-		return r.streamInto(idx, off, p, nil, src)
+		bsm, err := r.viaUFS(idx, off, int64(len(p)), src)
+		if err != nil {
+			return err
+		}
+		defer bsm.close()
+		if _, err := io.ReadFull(readerFunc(bsm.read), p); err != nil {
+			return wrapErr("read", r.path, err)
+		}
+		return nil
 	}
 	return r.lostErr(idx, lastErr)
+}
+
+// viaUFS opens a stream of a range read through a worker from the UFS
+// (primed with its first chunk), trying other workers when the chosen one
+// does not answer: one that died is listed live until the master notices.
+func (r *FileReader) viaUFS(idx, off, n int64, src *api.UfsBlockSource) (*blockStream, error) {
+	exclude := map[string]bool{}
+	var lastErr error
+	for try := 0; try < 3; try++ {
+		wi, err := r.c.pickWorker(r.ctx, api.BlockID(r.info.GetFileId(), idx), src.GetLength(), exclude)
+		if err != nil {
+			if lastErr != nil {
+				return nil, lastErr
+			}
+			return nil, wrapErr("read", r.path, err)
+		}
+		bsm, err := r.newStream(idx, off, n, &api.BlockLocation{WorkerId: wi.GetId(), Address: wi.GetAddress()}, src)
+		if err == nil {
+			if err = bsm.fill(); err == nil || err == io.EOF {
+				return bsm, nil
+			}
+			bsm.close()
+		}
+		lastErr = wrapErr("read", r.path, err)
+		exclude[workerAddr(wi.GetAddress())] = true
+	}
+	return nil, lastErr
 }
 
 func (r *FileReader) lostErr(idx int64, cause error) error {
@@ -443,15 +478,7 @@ func (r *FileReader) openStream(idx, off int64) (*blockStream, error) {
 	if src == nil {
 		return nil, r.lostErr(idx, lastErr)
 	}
-	bsm, err := r.newStream(idx, off, n, nil, src)
-	if err != nil {
-		return nil, err
-	}
-	if err := bsm.fill(); err != nil && err != io.EOF {
-		bsm.close()
-		return nil, wrapErr("read", r.path, err)
-	}
-	return bsm, nil
+	return r.viaUFS(idx, off, n, src)
 }
 
 // blockStream reads one block range sequentially from a ReadBlock stream or
