@@ -1,6 +1,7 @@
 // Package plans holds the job service's plans: one Go type per kind of job
-// (load now; persist, replicate, move and copy follow), each behind the Plan
-// interface and registered by name in this package's registry.
+// (load, persist, replicate, move, copy), each behind the Plan interface and
+// registered by name in this package's registry. The per-file plans share
+// the streaming, batching planner of items.go.
 //
 // # What a plan implements
 //
@@ -33,7 +34,7 @@
 //     to re-check and re-load what is missing).
 //
 // Adding a plan is one file with the type and one Register line in
-// registry.go's builtin list.
+// plan.go's init.
 //
 // Plans reach the cluster only through Env, which the job master and job
 // workers implement over the api gRPC clients, so plans never import a
