@@ -223,6 +223,22 @@ func TestPlans(t *testing.T) {
 		if b, err := os.ReadFile(blocked); err != nil || string(b) != "in the way" {
 			t.Errorf("the UFS file in the way changed: %v %q", err, b)
 		}
+		if os.Geteuid() != 0 {
+			// Not root: a read-only UFS directory stops the writes too.
+			c.mustCLI("fs", "mkdir", "/ro")
+			ro := filepath.Join(c.ufsDir, "ro")
+			if err := os.Chmod(ro, 0o500); err != nil {
+				t.Fatal(err)
+			}
+			defer os.Chmod(ro, 0o755)
+			j, errOut, code := c.job("job", "submit", "copy", "/src9", "/ro/out", "--wait")
+			if code != 1 || j.Status != "FAILED" || len(j.Failed) == 0 {
+				t.Fatalf("copy into a read-only dir: exit %d %+v\n%s", code, j, errOut)
+			}
+			if ents, _ := os.ReadDir(ro); len(ents) != 0 {
+				t.Errorf("the read-only dir holds %d entries after the failed copy", len(ents))
+			}
+		}
 	})
 
 	t.Run("a job worker killed mid-copy: the job still completes, bytes exact", func(t *testing.T) {
