@@ -204,12 +204,16 @@ func (s *listSource) Pos() string { return strconv.Itoa(s.next) }
 
 // Run implements Plan.
 func (Persist) Run(ctx context.Context, env Env, t *Task) (Result, error) {
+	ws, err := liveBlockWorkers(ctx, env)
+	if err != nil {
+		return Result{}, err
+	}
 	return runItems(ctx, t, itemParallelism, func(ctx context.Context, raw json.RawMessage) itemResult {
 		var e persistElem
 		if err := json.Unmarshal(raw, &e); err != nil {
 			return itemResult{err: fmt.Errorf("persist: bad task element: %w", err)}
 		}
-		n, err := persistOne(ctx, env, t.LocalBlockWorker, e)
+		n, err := persistOne(ctx, env, ws, t.LocalBlockWorker, e)
 		if err != nil {
 			return itemResult{failed: failedf(e.Path, "%s", msg(err)), err: wrapf(err, "persist %s", e.Path)}
 		}
@@ -218,7 +222,7 @@ func (Persist) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 }
 
 // persistOne persists one file; already persisted is a success.
-func persistOne(ctx context.Context, env Env, local string, e persistElem) (int64, error) {
+func persistOne(ctx context.Context, env Env, ws []blockWorker, local string, e persistElem) (int64, error) {
 	resp, err := env.FS().GetStatus(ctx, &api.GetStatusRequest{Path: e.Path, LoadMetadataType: api.LoadMetadataType_NEVER})
 	if status.Code(err) == codes.NotFound {
 		if e.Quiet {
@@ -246,10 +250,6 @@ func persistOne(ctx context.Context, env Env, local string, e persistElem) (int6
 		return 0, fmt.Errorf("no mount holds it")
 	}
 	blocks := fileBlocks(f)
-	ws, err := liveBlockWorkers(ctx, env)
-	if err != nil {
-		return 0, err
-	}
 	h := holder(blocks, ws, local)
 	addr := h.addr
 	if addr == "" {
