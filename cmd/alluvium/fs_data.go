@@ -38,7 +38,7 @@ func dataClient(cmd *cobra.Command, g *globals) (*sdk.Client, *config.Config, er
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := dialSDK(cmd.Context(), cfg, sdk.WithMaster(cfg.Client.Master))
+	c, err := dialCluster(cmd.Context(), cfg)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -34,7 +34,7 @@ func metaClient(cmd *cobra.Command, g *globals) (*sdk.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return dialSDK(cmd.Context(), cfg, sdk.WithMaster(cfg.Client.Master))
+	return dialCluster(cmd.Context(), cfg)
 }
 
 // cliErr keeps a server error on one line without repeating "op path:"

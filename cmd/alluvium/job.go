@@ -54,13 +54,7 @@ func jobsClient(cmd *cobra.Command, g *globals) (*sdk.Client, *sdk.Jobs, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	var masters []string
-	for _, a := range strings.Split(cfg.Client.JobMaster, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			masters = append(masters, a)
-		}
-	}
-	c, err := dialSDK(cmd.Context(), cfg, sdk.WithMaster(cfg.Client.Master), sdk.WithJobMasters(masters...))
+	c, err := dialCluster(cmd.Context(), cfg)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -147,7 +147,8 @@ func minArgs(n int, names ...string) cobra.PositionalArgs {
 }
 
 // dialCluster opens an SDK client on the FS master and job masters the
-// configuration names (flags > env > file > defaults).
+// configuration names (flags > env > file > defaults), with the client's
+// credentials (token, TLS from security.tls.*) and timeout.
 func dialCluster(ctx context.Context, cfg *config.Config) (*sdk.Client, error) {
 	var masters []string
 	for _, a := range strings.Split(cfg.Client.JobMaster, ",") {
@@ -155,21 +156,16 @@ func dialCluster(ctx context.Context, cfg *config.Config) (*sdk.Client, error) {
 			masters = append(masters, a)
 		}
 	}
-	return dialSDK(ctx, cfg, sdk.WithMaster(cfg.Client.Master), sdk.WithJobMasters(masters...))
-}
-
-// dialSDK dials with the client's credentials (the token, TLS from
-// security.tls.*) and timeout, then opts.
-func dialSDK(ctx context.Context, cfg *config.Config, opts ...sdk.Option) (*sdk.Client, error) {
 	tlsConf, err := security.ClientTLS(cfg)
 	if err != nil {
 		return nil, usageError{err}
 	}
-	all := []sdk.Option{sdk.WithToken(cfg.Security.Token), sdk.WithTimeout(cfg.Client.Timeout)}
+	opts := []sdk.Option{sdk.WithToken(cfg.Security.Token), sdk.WithTimeout(cfg.Client.Timeout),
+		sdk.WithMaster(cfg.Client.Master), sdk.WithJobMasters(masters...)}
 	if tlsConf != nil {
-		all = append(all, sdk.WithTLS(tlsConf))
+		opts = append(opts, sdk.WithTLS(tlsConf))
 	}
-	return sdk.Dial(ctx, append(all, opts...)...)
+	return sdk.Dial(ctx, opts...)
 }
 
 // serverAuth makes sure a server process is not open by accident: the FS
