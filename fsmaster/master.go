@@ -178,7 +178,7 @@ func (m *Master) Start(ctx context.Context) error {
 		return err
 	}
 	jc := m.cfg.FSMaster.Journal
-	j, err := journal.Open(journal.Options{Dir: m.dir, SegmentEntries: jc.SegmentEntries, MaxBatch: jc.MaxBatchEntries, Logger: m.log})
+	j, err := journal.Open(journal.Options{Dir: m.dir, SegmentEntries: jc.SegmentEntries, MaxBatch: jc.MaxBatchEntries, MaxLinger: jc.MaxLinger, Logger: m.log})
 	if err != nil {
 		return fmt.Errorf("fsmaster: %w", err)
 	}
@@ -580,7 +580,7 @@ func Format(ctx context.Context, cfg *config.Config, force bool, log *zap.Logger
 	if err := journal.Format(dir, force); err != nil {
 		return err
 	}
-	j, err := journal.Open(journal.Options{Dir: dir, SegmentEntries: cfg.FSMaster.Journal.SegmentEntries, MaxBatch: cfg.FSMaster.Journal.MaxBatchEntries, Logger: log})
+	j, err := journal.Open(journal.Options{Dir: dir, SegmentEntries: cfg.FSMaster.Journal.SegmentEntries, MaxBatch: cfg.FSMaster.Journal.MaxBatchEntries, MaxLinger: cfg.FSMaster.Journal.MaxLinger, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.etcd.io/bbolt"
 	"go.uber.org/zap"
@@ -32,8 +33,17 @@ type Options struct {
 	Dir            string // journal dir; segments in Dir/logs, checkpoints in Dir/checkpoints
 	SegmentEntries int64  // entries per segment before it is closed (rotated)
 	MaxBatch       int    // max entries per group commit (one bbolt tx, one fsync)
-	Logger         *zap.Logger
+	// MaxLinger bounds how long the writer waits, after a commit that
+	// carried several entries, for the callers it released to append again
+	// before the next fsync (0: DefaultMaxLinger; negative: never wait).
+	// A lone caller never waits.
+	MaxLinger time.Duration
+	Logger    *zap.Logger
 }
+
+// DefaultMaxLinger is about two fsyncs of a fast disk: long enough for
+// callers behind gRPC to come back, short against the fsync they share.
+const DefaultMaxLinger = time.Millisecond
 
 // Stats are the journal's counters since Open.
 type Stats struct {
@@ -71,6 +81,7 @@ type Journal struct {
 	isClosed bool
 
 	kick       chan struct{} // cap 1: wakes the writer (new work, Rotate, Close)
+	linger     time.Duration // MaxLinger (<= 0: never wait on the clock)
 	writerDone chan struct{}
 
 	segMu  sync.RWMutex  // guards closed, open; held for writing only while rotating or deleting
@@ -164,6 +175,10 @@ func Open(opts Options) (*Journal, error) {
 		lock:       lock,
 		kick:       make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
+		linger:     opts.MaxLinger,
+	}
+	if j.linger == 0 {
+		j.linger = DefaultMaxLinger
 	}
 	if err := j.repair(); err != nil {
 		if j.open != nil {
@@ -439,6 +454,24 @@ func (j *Journal) writer() {
 				if len(j.queue) == n0 {
 					break // nobody came back
 				}
+			}
+			// Callers behind an RPC take longer than a few yields to come
+			// back; wait for them on the clock, bounded by MaxLinger.
+			if j.linger > 0 && len(j.queue) < target && !j.closing {
+				deadline := time.Now().Add(j.linger)
+				timer := time.NewTimer(j.linger)
+				for len(j.queue) < target && !j.closing && j.failed == nil {
+					j.mu.Unlock()
+					select {
+					case <-j.kick:
+					case <-timer.C:
+					}
+					j.mu.Lock()
+					if !time.Now().Before(deadline) {
+						break
+					}
+				}
+				timer.Stop()
 			}
 		}
 		released = 0

@@ -131,10 +131,11 @@ type PersistConfig struct {
 
 // JournalConfig configures the FS master's bbolt journal.
 type JournalConfig struct {
-	Dir                     string `mapstructure:"dir"` // default <home>/journal
-	SegmentEntries          int64  `mapstructure:"segment-entries"`
-	CheckpointPeriodEntries int64  `mapstructure:"checkpoint-period-entries"`
-	MaxBatchEntries         int    `mapstructure:"max-batch-entries"`
+	Dir                     string        `mapstructure:"dir"` // default <home>/journal
+	SegmentEntries          int64         `mapstructure:"segment-entries"`
+	CheckpointPeriodEntries int64         `mapstructure:"checkpoint-period-entries"`
+	MaxBatchEntries         int           `mapstructure:"max-batch-entries"`
+	MaxLinger               time.Duration `mapstructure:"max-linger"`
 	// How often the secondary looks for closed segments and checkpoint
 	// requests, and the master for new checkpoints (to delete segments).
 	CheckpointPollInterval time.Duration `mapstructure:"checkpoint-poll-interval"`
@@ -338,6 +339,7 @@ func Default() map[string]any {
 		"fsmaster.journal.segment-entries":           int64(100000),
 		"fsmaster.journal.checkpoint-period-entries": int64(1000000),
 		"fsmaster.journal.max-batch-entries":         4096,
+		"fsmaster.journal.max-linger":                time.Millisecond,
 		"fsmaster.journal.checkpoint-poll-interval":  time.Second,
 		"fsmaster.journal.checkpoints-retained":      2,
 		"fsmaster.journal.checkpoint-timeout":        2 * time.Minute,
