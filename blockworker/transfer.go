@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -30,38 +29,19 @@ import (
 const defaultCacheParallelism = 8
 
 // peerPool holds connections to other block workers, dialled on first use.
-type peerPool struct {
-	dial  rpc.ClientOptions
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
-}
+type peerPool struct{ conns *rpc.Pool }
 
-func newPeerPool(dial rpc.ClientOptions) *peerPool {
-	return &peerPool{dial: dial, conns: map[string]*grpc.ClientConn{}}
-}
+func newPeerPool(dial rpc.ClientOptions) *peerPool { return &peerPool{conns: rpc.NewPool(dial)} }
 
 func (p *peerPool) get(addr string) (api.BlockWorkerClient, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if cc, ok := p.conns[addr]; ok {
-		return api.NewBlockWorkerClient(cc), nil
-	}
-	cc, err := rpc.Dial(addr, p.dial)
+	cc, err := p.conns.Get(addr)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "block worker %s: %v", addr, err)
 	}
-	p.conns[addr] = cc
 	return api.NewBlockWorkerClient(cc), nil
 }
 
-func (p *peerPool) close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, cc := range p.conns {
-		cc.Close()
-	}
-	p.conns = map[string]*grpc.ClientConn{}
-}
+func (p *peerPool) close() { p.conns.Close() }
 
 // selfAddr is this worker's rpc address as the FS master lists it.
 func (w *Worker) selfAddr() string {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -33,7 +32,6 @@ type persister struct {
 	ns         *namespace
 	log        *zap.Logger
 	masters    []string
-	dial       rpc.ClientOptions
 	delay      time.Duration
 	maxBackoff time.Duration
 	batch      int
@@ -43,7 +41,7 @@ type persister struct {
 	jobs    map[int64][]int64       // job id → file ids in flight
 	jobAt   map[int64]string        // job id → the master that took it
 	kick    chan struct{}
-	conns   map[string]*grpc.ClientConn
+	conns   *rpc.Pool
 	next    int // the master to try first
 	submits int64
 	// The job masters could not be reached: nothing is submitted before
@@ -87,9 +85,9 @@ func newPersister(ns *namespace, log *zap.Logger, jobMasters string, dial rpc.Cl
 		maxBackoff = 10 * time.Minute
 	}
 	return &persister{
-		ns: ns, log: log, masters: masters, dial: dial, delay: delay, maxBackoff: maxBackoff, batch: batch,
+		ns: ns, log: log, masters: masters, delay: delay, maxBackoff: maxBackoff, batch: batch,
 		queue: map[int64]*persistEntry{}, jobs: map[int64][]int64{}, jobAt: map[int64]string{},
-		kick: make(chan struct{}, 1), conns: map[string]*grpc.ClientConn{},
+		kick: make(chan struct{}, 1), conns: rpc.NewPool(dial),
 	}
 }
 
@@ -372,14 +370,10 @@ func (p *persister) client(addr string) (api.JobMasterClient, string, error) {
 		}
 		addr = p.masters[p.next%len(p.masters)]
 	}
-	if cc, ok := p.conns[addr]; ok {
-		return api.NewJobMasterClient(cc), addr, nil
-	}
-	cc, err := rpc.Dial(addr, p.dial)
+	cc, err := p.conns.Get(addr)
 	if err != nil {
 		return nil, addr, err
 	}
-	p.conns[addr] = cc
 	return api.NewJobMasterClient(cc), addr, nil
 }
 
@@ -392,14 +386,7 @@ func (p *persister) rotate(addr string) {
 	}
 }
 
-func (p *persister) closeConns() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, cc := range p.conns {
-		cc.Close()
-	}
-	p.conns = map[string]*grpc.ClientConn{}
-}
+func (p *persister) closeConns() { p.conns.Close() }
 
 // pending returns how many files wait to be persisted (queued or in a job).
 func (p *persister) pending() int {

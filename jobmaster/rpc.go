@@ -8,7 +8,6 @@ import (
 	"io"
 	"sort"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -42,36 +41,19 @@ const (
 
 // forwarder keeps connections to the other job masters.
 type forwarder struct {
-	dial  rpc.ClientOptions
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
+	dial  rpc.ClientOptions // also how this server dials the FS master
+	conns *rpc.Pool
 }
 
 func (f *forwarder) client(addr string) (api.JobMasterClient, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.conns == nil {
-		f.conns = map[string]*grpc.ClientConn{}
-	}
-	if cc, ok := f.conns[addr]; ok {
-		return api.NewJobMasterClient(cc), nil
-	}
-	cc, err := rpc.Dial(addr, f.dial)
+	cc, err := f.conns.Get(addr)
 	if err != nil {
 		return nil, err
 	}
-	f.conns[addr] = cc
 	return api.NewJobMasterClient(cc), nil
 }
 
-func (f *forwarder) close() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, cc := range f.conns {
-		cc.Close()
-	}
-	f.conns = nil
-}
+func (f *forwarder) close() { f.conns.Close() }
 
 // rpcAddrOf maps a raft server id to its rpc address.
 func (s *Server) rpcAddrOf(id raft.ServerID) string {

@@ -119,6 +119,7 @@ func newServer(cfg *config.Config, log *zap.Logger, o serverOptions) (*Server, e
 	if s.fwd.dial, err = security.ClientOptions(cfg); err != nil {
 		return nil, fmt.Errorf("jobmaster: %w", err)
 	}
+	s.fwd.conns = rpc.NewPool(s.fwd.dial)
 	s.m = newMetrics(s)
 	return s, nil
 }

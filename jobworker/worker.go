@@ -124,7 +124,6 @@ func NewWithOptions(cfg *config.Config, log *zap.Logger, bw Colocated, o Options
 		limiters: map[int64]*rate.Limiter{}, wakeRep: make(chan struct{}, 1),
 	}
 	w.cond = sync.NewCond(&w.mu)
-	w.sess = session{w: w, conns: map[string]*grpc.ClientConn{}}
 	var err error
 	if w.srvOpts, err = security.ServerOptions(cfg, log); err != nil {
 		return nil, fmt.Errorf("jobworker: %w", err)
@@ -132,6 +131,7 @@ func NewWithOptions(cfg *config.Config, log *zap.Logger, bw Colocated, o Options
 	if w.dial, err = security.ClientOptions(cfg); err != nil {
 		return nil, fmt.Errorf("jobworker: %w", err)
 	}
+	w.sess = session{w: w, conns: rpc.NewPool(w.dial)}
 	if o.Env != nil {
 		w.env = o.Env
 	} else {
@@ -581,7 +581,7 @@ func (w *Worker) sleep(d time.Duration) {
 type session struct {
 	w     *Worker
 	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
+	conns *rpc.Pool
 	lead  api.JobMasterClient
 	addr  string
 	gone  chan struct{} // closed when lead is dropped
@@ -632,14 +632,10 @@ func (s *session) get(ctx context.Context) (api.JobMasterClient, int64, time.Dur
 }
 
 func (s *session) dial(addr string) (api.JobMasterClient, error) {
-	if cc, ok := s.conns[addr]; ok {
-		return api.NewJobMasterClient(cc), nil
-	}
-	cc, err := rpc.Dial(addr, s.w.dial)
+	cc, err := s.conns.Get(addr)
 	if err != nil {
 		return nil, err
 	}
-	s.conns[addr] = cc
 	return api.NewJobMasterClient(cc), nil
 }
 
@@ -739,9 +735,6 @@ func (s *session) forget(id int64) {
 func (s *session) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, cc := range s.conns {
-		cc.Close()
-	}
-	s.conns = map[string]*grpc.ClientConn{}
+	s.conns.Close()
 	s.lead = nil
 }

@@ -2,7 +2,6 @@ package plans
 
 import (
 	"fmt"
-	"sync"
 
 	"google.golang.org/grpc"
 
@@ -13,13 +12,10 @@ import (
 // GRPCEnv is the Env of a real cluster: the FS master's services and block
 // workers dialled on first use.
 type GRPCEnv struct {
-	opts   rpc.ClientOptions
-	fsConn *grpc.ClientConn
-	fs     api.FileSystemMasterClient
-	bm     api.BlockMasterClient
-
-	mu      sync.Mutex
-	workers map[string]*grpc.ClientConn
+	fsConn  *grpc.ClientConn
+	fs      api.FileSystemMasterClient
+	bm      api.BlockMasterClient
+	workers *rpc.Pool
 }
 
 // DialEnv returns an Env talking to the FS master at fsMaster (host:port).
@@ -30,9 +26,9 @@ func DialEnv(fsMaster string, o rpc.ClientOptions) (*GRPCEnv, error) {
 		return nil, fmt.Errorf("FS master %s: %w", fsMaster, err)
 	}
 	return &GRPCEnv{
-		opts: o, fsConn: cc,
-		fs: api.NewFileSystemMasterClient(cc), bm: api.NewBlockMasterClient(cc),
-		workers: map[string]*grpc.ClientConn{},
+		fsConn: cc,
+		fs:     api.NewFileSystemMasterClient(cc), bm: api.NewBlockMasterClient(cc),
+		workers: rpc.NewPool(o),
 	}, nil
 }
 
@@ -44,26 +40,15 @@ func (e *GRPCEnv) BlockMaster() api.BlockMasterClient { return e.bm }
 
 // BlockWorker implements Env.
 func (e *GRPCEnv) BlockWorker(addr string) (api.BlockWorkerClient, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if cc, ok := e.workers[addr]; ok {
-		return api.NewBlockWorkerClient(cc), nil
-	}
-	cc, err := rpc.Dial(addr, e.opts)
+	cc, err := e.workers.Get(addr)
 	if err != nil {
 		return nil, fmt.Errorf("block worker %s: %w", addr, err)
 	}
-	e.workers[addr] = cc
 	return api.NewBlockWorkerClient(cc), nil
 }
 
 // Close closes every connection.
 func (e *GRPCEnv) Close() error {
-	e.mu.Lock()
-	for _, cc := range e.workers {
-		cc.Close()
-	}
-	e.workers = map[string]*grpc.ClientConn{}
-	e.mu.Unlock()
+	e.workers.Close()
 	return e.fsConn.Close()
 }

@@ -129,7 +129,7 @@ type Client struct {
 	blocks api.BlockMasterClient
 
 	mu      sync.Mutex
-	workers map[string]*grpc.ClientConn // block worker address → conn
+	workers *rpc.Pool                   // block worker address → conn
 	wcache  workerCache                 // live block workers (workers.go)
 	dsocks  map[string]*grpc.ClientConn // worker address → conn over its unix socket, nil: none (workers.go)
 
@@ -169,7 +169,7 @@ func Dial(ctx context.Context, opts ...Option) (*Client, error) {
 		fsConn:  cc,
 		fs:      api.NewFileSystemMasterClient(cc),
 		blocks:  api.NewBlockMasterClient(cc),
-		workers: map[string]*grpc.ClientConn{},
+		workers: rpc.NewPool(o.clientOptions()),
 	}, nil
 }
 
@@ -200,16 +200,13 @@ func (o options) clientOptions() rpc.ClientOptions {
 // Close releases every connection.
 func (c *Client) Close() error {
 	c.mu.Lock()
-	for _, cc := range c.workers {
-		cc.Close()
-	}
+	c.workers.Close()
 	for _, cc := range c.dsocks {
 		if cc != nil {
 			cc.Close()
 		}
 	}
 	c.dsocks = nil
-	c.workers = map[string]*grpc.ClientConn{}
 	c.mu.Unlock()
 	if c.jobs != nil {
 		c.jobs.close()
@@ -220,16 +217,10 @@ func (c *Client) Close() error {
 // worker returns a block-worker client for addr (host:port), reusing
 // connections.
 func (c *Client) worker(addr string) (api.BlockWorkerClient, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if cc, ok := c.workers[addr]; ok {
-		return api.NewBlockWorkerClient(cc), nil
-	}
-	cc, err := rpc.Dial(addr, c.o.clientOptions())
+	cc, err := c.workers.Get(addr)
 	if err != nil {
 		return nil, fmt.Errorf("sdk: worker %s: %w", addr, err)
 	}
-	c.workers[addr] = cc
 	return api.NewBlockWorkerClient(cc), nil
 }
 

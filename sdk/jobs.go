@@ -81,7 +81,7 @@ type Jobs struct {
 	addrs []string
 
 	mu     sync.Mutex
-	conns  map[string]*grpc.ClientConn
+	conns  *rpc.Pool
 	leader string
 	next   int
 }
@@ -93,29 +93,18 @@ func (c *Client) Jobs() (*Jobs, error) {
 			c.jobsErr = fmt.Errorf("sdk: no job master address (WithJobMasters or ALLUVIUM_JOB_MASTER)")
 			return
 		}
-		c.jobs = &Jobs{c: c, addrs: c.o.jobMasters, conns: map[string]*grpc.ClientConn{}}
+		c.jobs = &Jobs{c: c, addrs: c.o.jobMasters, conns: rpc.NewPool(c.o.clientOptions())}
 	})
 	return c.jobs, c.jobsErr
 }
 
-func (j *Jobs) close() {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	for _, cc := range j.conns {
-		cc.Close()
-	}
-	j.conns = map[string]*grpc.ClientConn{}
-}
+func (j *Jobs) close() { j.conns.Close() }
 
 func (j *Jobs) dialLocked(addr string) (api.JobMasterClient, error) {
-	if cc, ok := j.conns[addr]; ok {
-		return api.NewJobMasterClient(cc), nil
-	}
-	cc, err := rpc.Dial(addr, j.c.o.clientOptions())
+	cc, err := j.conns.Get(addr)
 	if err != nil {
 		return nil, err
 	}
-	j.conns[addr] = cc
 	return api.NewJobMasterClient(cc), nil
 }
 

@@ -1,0 +1,61 @@
+package rpc
+
+import (
+	"sync"
+
+	"google.golang.org/grpc"
+)
+
+// Pool keeps one client connection per address, dialled on first use and
+// shared by every caller (gRPC multiplexes calls over it). The zero Pool is
+// not usable; make one with NewPool.
+type Pool struct {
+	opts  ClientOptions
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+// NewPool returns an empty pool that dials with o.
+func NewPool(o ClientOptions) *Pool {
+	return &Pool{opts: o, conns: map[string]*grpc.ClientConn{}}
+}
+
+// Get returns the connection to addr (host:port or unix:path), dialling it
+// the first time. Dialling is lazy, so an unreachable address fails on the
+// first call over the connection, not here.
+func (p *Pool) Get(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cc, ok := p.conns[addr]; ok {
+		return cc, nil
+	}
+	cc, err := Dial(addr, p.opts)
+	if err != nil {
+		return nil, err
+	}
+	p.conns[addr] = cc
+	return cc, nil
+}
+
+// Forget closes and drops the connection to addr, so the next Get dials
+// again (after the peer moved or restarted).
+func (p *Pool) Forget(addr string) {
+	p.mu.Lock()
+	cc := p.conns[addr]
+	delete(p.conns, addr)
+	p.mu.Unlock()
+	if cc != nil {
+		cc.Close()
+	}
+}
+
+// Close closes every connection held now (a later Get dials afresh).
+func (p *Pool) Close() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = map[string]*grpc.ClientConn{}
+	p.mu.Unlock()
+	for _, cc := range conns {
+		cc.Close()
+	}
+}
