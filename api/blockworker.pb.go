@@ -717,12 +717,15 @@ func (*MoveBlockResponse) Descriptor() ([]byte, []int) {
 }
 
 type WriteUfsFileHeader struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	MountId       int64                  `protobuf:"varint,1,opt,name=mount_id,json=mountId,proto3" json:"mount_id,omitempty"`
-	UfsPath       string                 `protobuf:"bytes,2,opt,name=ufs_path,json=ufsPath,proto3" json:"ufs_path,omitempty"` // full URI of the file
-	Overwrite     bool                   `protobuf:"varint,3,opt,name=overwrite,proto3" json:"overwrite,omitempty"`
-	Mode          uint32                 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`
-	CreateParent  bool                   `protobuf:"varint,5,opt,name=create_parent,json=createParent,proto3" json:"create_parent,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	MountId      int64                  `protobuf:"varint,1,opt,name=mount_id,json=mountId,proto3" json:"mount_id,omitempty"`
+	UfsPath      string                 `protobuf:"bytes,2,opt,name=ufs_path,json=ufsPath,proto3" json:"ufs_path,omitempty"` // full URI of the file
+	Overwrite    bool                   `protobuf:"varint,3,opt,name=overwrite,proto3" json:"overwrite,omitempty"`
+	Mode         uint32                 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`
+	CreateParent bool                   `protobuf:"varint,5,opt,name=create_parent,json=createParent,proto3" json:"create_parent,omitempty"`
+	// file_id is the file being written through; a caller that is not the
+	// cluster itself must name it, and ufs_path must be that file's.
+	FileId        int64 `protobuf:"varint,6,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -790,6 +793,13 @@ func (x *WriteUfsFileHeader) GetCreateParent() bool {
 		return x.CreateParent
 	}
 	return false
+}
+
+func (x *WriteUfsFileHeader) GetFileId() int64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
 }
 
 type WriteUfsFileRequest struct {
@@ -2050,13 +2060,14 @@ const file_blockworker_proto_rawDesc = "" +
 	"\x10MoveBlockRequest\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x12\x12\n" +
 	"\x04tier\x18\x02 \x01(\tR\x04tier\"\x13\n" +
-	"\x11MoveBlockResponse\"\xa1\x01\n" +
+	"\x11MoveBlockResponse\"\xba\x01\n" +
 	"\x12WriteUfsFileHeader\x12\x19\n" +
 	"\bmount_id\x18\x01 \x01(\x03R\amountId\x12\x19\n" +
 	"\bufs_path\x18\x02 \x01(\tR\aufsPath\x12\x1c\n" +
 	"\toverwrite\x18\x03 \x01(\bR\toverwrite\x12\x12\n" +
 	"\x04mode\x18\x04 \x01(\rR\x04mode\x12#\n" +
-	"\rcreate_parent\x18\x05 \x01(\bR\fcreateParent\"o\n" +
+	"\rcreate_parent\x18\x05 \x01(\bR\fcreateParent\x12\x17\n" +
+	"\afile_id\x18\x06 \x01(\x03R\x06fileId\"o\n" +
 	"\x13WriteUfsFileRequest\x129\n" +
 	"\x06header\x18\x01 \x01(\v2\x1f.alluvium.v1.WriteUfsFileHeaderH\x00R\x06header\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x05\n" +

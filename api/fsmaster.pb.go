@@ -643,8 +643,11 @@ type GetStatusRequest struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Path             string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	LoadMetadataType LoadMetadataType       `protobuf:"varint,2,opt,name=load_metadata_type,json=loadMetadataType,proto3,enum=alluvium.v1.LoadMetadataType" json:"load_metadata_type,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// access: rwx bits (4 read, 2 write) the caller must also hold on the
+	// inode itself, as open(2) checks them; 0 checks only the path (stat).
+	Access        uint32 `protobuf:"varint,3,opt,name=access,proto3" json:"access,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetStatusRequest) Reset() {
@@ -689,6 +692,13 @@ func (x *GetStatusRequest) GetLoadMetadataType() LoadMetadataType {
 		return x.LoadMetadataType
 	}
 	return LoadMetadataType_LOAD_METADATA_TYPE_UNSPECIFIED
+}
+
+func (x *GetStatusRequest) GetAccess() uint32 {
+	if x != nil {
+		return x.Access
+	}
+	return 0
 }
 
 type GetStatusResponse struct {
@@ -2721,6 +2731,104 @@ func (*CheckAccessResponse) Descriptor() ([]byte, []int) {
 	return file_fsmaster_proto_rawDescGZIP(), []int{46}
 }
 
+type AuthorizeBlockAccessRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	FileId int64                  `protobuf:"varint,1,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	// write: the file must be incomplete and the user its owner or a writer;
+	// otherwise read access is checked.
+	Write         bool `protobuf:"varint,2,opt,name=write,proto3" json:"write,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizeBlockAccessRequest) Reset() {
+	*x = AuthorizeBlockAccessRequest{}
+	mi := &file_fsmaster_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizeBlockAccessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizeBlockAccessRequest) ProtoMessage() {}
+
+func (x *AuthorizeBlockAccessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizeBlockAccessRequest.ProtoReflect.Descriptor instead.
+func (*AuthorizeBlockAccessRequest) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *AuthorizeBlockAccessRequest) GetFileId() int64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
+}
+
+func (x *AuthorizeBlockAccessRequest) GetWrite() bool {
+	if x != nil {
+		return x.Write
+	}
+	return false
+}
+
+type AuthorizeBlockAccessResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Info          *FileInfo              `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizeBlockAccessResponse) Reset() {
+	*x = AuthorizeBlockAccessResponse{}
+	mi := &file_fsmaster_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizeBlockAccessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizeBlockAccessResponse) ProtoMessage() {}
+
+func (x *AuthorizeBlockAccessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizeBlockAccessResponse.ProtoReflect.Descriptor instead.
+func (*AuthorizeBlockAccessResponse) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *AuthorizeBlockAccessResponse) GetInfo() *FileInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
 var File_fsmaster_proto protoreflect.FileDescriptor
 
 const file_fsmaster_proto_rawDesc = "" +
@@ -2767,10 +2875,11 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x0fufs_fingerprint\x18\x03 \x01(\tR\x0eufsFingerprint\x12\x17\n" +
 	"\afile_id\x18\x04 \x01(\x03R\x06fileId\"A\n" +
 	"\x14CompleteFileResponse\x12)\n" +
-	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"s\n" +
+	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\x8b\x01\n" +
 	"\x10GetStatusRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12K\n" +
-	"\x12load_metadata_type\x18\x02 \x01(\x0e2\x1d.alluvium.v1.LoadMetadataTypeR\x10loadMetadataType\">\n" +
+	"\x12load_metadata_type\x18\x02 \x01(\x0e2\x1d.alluvium.v1.LoadMetadataTypeR\x10loadMetadataType\x12\x16\n" +
+	"\x06access\x18\x03 \x01(\rR\x06access\">\n" +
 	"\x11GetStatusResponse\x12)\n" +
 	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\xf5\x01\n" +
 	"\x11ListStatusRequest\x12\x12\n" +
@@ -2916,7 +3025,12 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04bits\x18\x02 \x01(\rR\x04bits\x12\x1c\n" +
 	"\trecursive\x18\x03 \x01(\bR\trecursive\"\x15\n" +
-	"\x13CheckAccessResponse2\xf0\t\n" +
+	"\x13CheckAccessResponse\"L\n" +
+	"\x1bAuthorizeBlockAccessRequest\x12\x17\n" +
+	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x14\n" +
+	"\x05write\x18\x02 \x01(\bR\x05write\"I\n" +
+	"\x1cAuthorizeBlockAccessResponse\x12)\n" +
+	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info2\xf0\t\n" +
 	"\x10FileSystemMaster\x12\\\n" +
 	"\x0fCreateDirectory\x12#.alluvium.v1.CreateDirectoryRequest\x1a$.alluvium.v1.CreateDirectoryResponse\x12M\n" +
 	"\n" +
@@ -2936,14 +3050,15 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\rGetMasterInfo\x12!.alluvium.v1.GetMasterInfoRequest\x1a\".alluvium.v1.GetMasterInfoResponse\x12M\n" +
 	"\n" +
 	"Checkpoint\x12\x1e.alluvium.v1.CheckpointRequest\x1a\x1f.alluvium.v1.CheckpointResponse\x12P\n" +
-	"\vCheckAccess\x12\x1f.alluvium.v1.CheckAccessRequest\x1a .alluvium.v1.CheckAccessResponse2\xa6\x04\n" +
+	"\vCheckAccess\x12\x1f.alluvium.v1.CheckAccessRequest\x1a .alluvium.v1.CheckAccessResponse2\x93\x05\n" +
 	"\vBlockMaster\x12Y\n" +
 	"\x0eRegisterWorker\x12\".alluvium.v1.RegisterWorkerRequest\x1a#.alluvium.v1.RegisterWorkerResponse\x12\\\n" +
 	"\x0fWorkerHeartbeat\x12#.alluvium.v1.WorkerHeartbeatRequest\x1a$.alluvium.v1.WorkerHeartbeatResponse\x12P\n" +
 	"\vCommitBlock\x12\x1f.alluvium.v1.CommitBlockRequest\x1a .alluvium.v1.CommitBlockResponse\x12S\n" +
 	"\fCommitBlocks\x12 .alluvium.v1.CommitBlocksRequest\x1a!.alluvium.v1.CommitBlocksResponse\x12b\n" +
 	"\x11GetWorkerInfoList\x12%.alluvium.v1.GetWorkerInfoListRequest\x1a&.alluvium.v1.GetWorkerInfoListResponse\x12S\n" +
-	"\fGetBlockInfo\x12 .alluvium.v1.GetBlockInfoRequest\x1a!.alluvium.v1.GetBlockInfoResponseB&Z$github.com/alluvium/alluvium/api;apib\x06proto3"
+	"\fGetBlockInfo\x12 .alluvium.v1.GetBlockInfoRequest\x1a!.alluvium.v1.GetBlockInfoResponse\x12k\n" +
+	"\x14AuthorizeBlockAccess\x12(.alluvium.v1.AuthorizeBlockAccessRequest\x1a).alluvium.v1.AuthorizeBlockAccessResponseB&Z$github.com/alluvium/alluvium/api;apib\x06proto3"
 
 var (
 	file_fsmaster_proto_rawDescOnce sync.Once
@@ -2958,146 +3073,151 @@ func file_fsmaster_proto_rawDescGZIP() []byte {
 }
 
 var file_fsmaster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_fsmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_fsmaster_proto_goTypes = []any{
-	(WorkerCommand_Type)(0),           // 0: alluvium.v1.WorkerCommand.Type
-	(*CreateDirectoryRequest)(nil),    // 1: alluvium.v1.CreateDirectoryRequest
-	(*CreateDirectoryResponse)(nil),   // 2: alluvium.v1.CreateDirectoryResponse
-	(*CreateFileRequest)(nil),         // 3: alluvium.v1.CreateFileRequest
-	(*CreateFileResponse)(nil),        // 4: alluvium.v1.CreateFileResponse
-	(*CreateFilesRequest)(nil),        // 5: alluvium.v1.CreateFilesRequest
-	(*CreateFileResult)(nil),          // 6: alluvium.v1.CreateFileResult
-	(*CreateFilesResponse)(nil),       // 7: alluvium.v1.CreateFilesResponse
-	(*CompleteFileRequest)(nil),       // 8: alluvium.v1.CompleteFileRequest
-	(*CompleteFileResponse)(nil),      // 9: alluvium.v1.CompleteFileResponse
-	(*GetStatusRequest)(nil),          // 10: alluvium.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),         // 11: alluvium.v1.GetStatusResponse
-	(*ListStatusRequest)(nil),         // 12: alluvium.v1.ListStatusRequest
-	(*ListStatusResponse)(nil),        // 13: alluvium.v1.ListStatusResponse
-	(*DeleteRequest)(nil),             // 14: alluvium.v1.DeleteRequest
-	(*DeleteResponse)(nil),            // 15: alluvium.v1.DeleteResponse
-	(*RenameRequest)(nil),             // 16: alluvium.v1.RenameRequest
-	(*RenameResponse)(nil),            // 17: alluvium.v1.RenameResponse
-	(*SetAttributeRequest)(nil),       // 18: alluvium.v1.SetAttributeRequest
-	(*SetAttributeResponse)(nil),      // 19: alluvium.v1.SetAttributeResponse
-	(*MountRequest)(nil),              // 20: alluvium.v1.MountRequest
-	(*MountResponse)(nil),             // 21: alluvium.v1.MountResponse
-	(*UnmountRequest)(nil),            // 22: alluvium.v1.UnmountRequest
-	(*UnmountResponse)(nil),           // 23: alluvium.v1.UnmountResponse
-	(*GetMountTableRequest)(nil),      // 24: alluvium.v1.GetMountTableRequest
-	(*GetMountTableResponse)(nil),     // 25: alluvium.v1.GetMountTableResponse
-	(*FreeRequest)(nil),               // 26: alluvium.v1.FreeRequest
-	(*FreeResponse)(nil),              // 27: alluvium.v1.FreeResponse
-	(*GetMasterInfoRequest)(nil),      // 28: alluvium.v1.GetMasterInfoRequest
-	(*GetMasterInfoResponse)(nil),     // 29: alluvium.v1.GetMasterInfoResponse
-	(*CheckpointRequest)(nil),         // 30: alluvium.v1.CheckpointRequest
-	(*CheckpointResponse)(nil),        // 31: alluvium.v1.CheckpointResponse
-	(*BlockReport)(nil),               // 32: alluvium.v1.BlockReport
-	(*RegisterWorkerRequest)(nil),     // 33: alluvium.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil),    // 34: alluvium.v1.RegisterWorkerResponse
-	(*WorkerHeartbeatRequest)(nil),    // 35: alluvium.v1.WorkerHeartbeatRequest
-	(*WorkerCommand)(nil),             // 36: alluvium.v1.WorkerCommand
-	(*WorkerHeartbeatResponse)(nil),   // 37: alluvium.v1.WorkerHeartbeatResponse
-	(*CommitBlockRequest)(nil),        // 38: alluvium.v1.CommitBlockRequest
-	(*CommitBlockResponse)(nil),       // 39: alluvium.v1.CommitBlockResponse
-	(*CommitBlocksRequest)(nil),       // 40: alluvium.v1.CommitBlocksRequest
-	(*CommitBlocksResponse)(nil),      // 41: alluvium.v1.CommitBlocksResponse
-	(*GetWorkerInfoListRequest)(nil),  // 42: alluvium.v1.GetWorkerInfoListRequest
-	(*GetWorkerInfoListResponse)(nil), // 43: alluvium.v1.GetWorkerInfoListResponse
-	(*GetBlockInfoRequest)(nil),       // 44: alluvium.v1.GetBlockInfoRequest
-	(*GetBlockInfoResponse)(nil),      // 45: alluvium.v1.GetBlockInfoResponse
-	(*CheckAccessRequest)(nil),        // 46: alluvium.v1.CheckAccessRequest
-	(*CheckAccessResponse)(nil),       // 47: alluvium.v1.CheckAccessResponse
-	nil,                               // 48: alluvium.v1.MountRequest.OptionsEntry
-	(WriteType)(0),                    // 49: alluvium.v1.WriteType
-	(*FileInfo)(nil),                  // 50: alluvium.v1.FileInfo
-	(LoadMetadataType)(0),             // 51: alluvium.v1.LoadMetadataType
-	(PersistenceState)(0),             // 52: alluvium.v1.PersistenceState
-	(*MountPointInfo)(nil),            // 53: alluvium.v1.MountPointInfo
-	(*TierUsage)(nil),                 // 54: alluvium.v1.TierUsage
-	(*WorkerNetAddress)(nil),          // 55: alluvium.v1.WorkerNetAddress
-	(*WorkerInfo)(nil),                // 56: alluvium.v1.WorkerInfo
-	(*BlockInfo)(nil),                 // 57: alluvium.v1.BlockInfo
+	(WorkerCommand_Type)(0),              // 0: alluvium.v1.WorkerCommand.Type
+	(*CreateDirectoryRequest)(nil),       // 1: alluvium.v1.CreateDirectoryRequest
+	(*CreateDirectoryResponse)(nil),      // 2: alluvium.v1.CreateDirectoryResponse
+	(*CreateFileRequest)(nil),            // 3: alluvium.v1.CreateFileRequest
+	(*CreateFileResponse)(nil),           // 4: alluvium.v1.CreateFileResponse
+	(*CreateFilesRequest)(nil),           // 5: alluvium.v1.CreateFilesRequest
+	(*CreateFileResult)(nil),             // 6: alluvium.v1.CreateFileResult
+	(*CreateFilesResponse)(nil),          // 7: alluvium.v1.CreateFilesResponse
+	(*CompleteFileRequest)(nil),          // 8: alluvium.v1.CompleteFileRequest
+	(*CompleteFileResponse)(nil),         // 9: alluvium.v1.CompleteFileResponse
+	(*GetStatusRequest)(nil),             // 10: alluvium.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),            // 11: alluvium.v1.GetStatusResponse
+	(*ListStatusRequest)(nil),            // 12: alluvium.v1.ListStatusRequest
+	(*ListStatusResponse)(nil),           // 13: alluvium.v1.ListStatusResponse
+	(*DeleteRequest)(nil),                // 14: alluvium.v1.DeleteRequest
+	(*DeleteResponse)(nil),               // 15: alluvium.v1.DeleteResponse
+	(*RenameRequest)(nil),                // 16: alluvium.v1.RenameRequest
+	(*RenameResponse)(nil),               // 17: alluvium.v1.RenameResponse
+	(*SetAttributeRequest)(nil),          // 18: alluvium.v1.SetAttributeRequest
+	(*SetAttributeResponse)(nil),         // 19: alluvium.v1.SetAttributeResponse
+	(*MountRequest)(nil),                 // 20: alluvium.v1.MountRequest
+	(*MountResponse)(nil),                // 21: alluvium.v1.MountResponse
+	(*UnmountRequest)(nil),               // 22: alluvium.v1.UnmountRequest
+	(*UnmountResponse)(nil),              // 23: alluvium.v1.UnmountResponse
+	(*GetMountTableRequest)(nil),         // 24: alluvium.v1.GetMountTableRequest
+	(*GetMountTableResponse)(nil),        // 25: alluvium.v1.GetMountTableResponse
+	(*FreeRequest)(nil),                  // 26: alluvium.v1.FreeRequest
+	(*FreeResponse)(nil),                 // 27: alluvium.v1.FreeResponse
+	(*GetMasterInfoRequest)(nil),         // 28: alluvium.v1.GetMasterInfoRequest
+	(*GetMasterInfoResponse)(nil),        // 29: alluvium.v1.GetMasterInfoResponse
+	(*CheckpointRequest)(nil),            // 30: alluvium.v1.CheckpointRequest
+	(*CheckpointResponse)(nil),           // 31: alluvium.v1.CheckpointResponse
+	(*BlockReport)(nil),                  // 32: alluvium.v1.BlockReport
+	(*RegisterWorkerRequest)(nil),        // 33: alluvium.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil),       // 34: alluvium.v1.RegisterWorkerResponse
+	(*WorkerHeartbeatRequest)(nil),       // 35: alluvium.v1.WorkerHeartbeatRequest
+	(*WorkerCommand)(nil),                // 36: alluvium.v1.WorkerCommand
+	(*WorkerHeartbeatResponse)(nil),      // 37: alluvium.v1.WorkerHeartbeatResponse
+	(*CommitBlockRequest)(nil),           // 38: alluvium.v1.CommitBlockRequest
+	(*CommitBlockResponse)(nil),          // 39: alluvium.v1.CommitBlockResponse
+	(*CommitBlocksRequest)(nil),          // 40: alluvium.v1.CommitBlocksRequest
+	(*CommitBlocksResponse)(nil),         // 41: alluvium.v1.CommitBlocksResponse
+	(*GetWorkerInfoListRequest)(nil),     // 42: alluvium.v1.GetWorkerInfoListRequest
+	(*GetWorkerInfoListResponse)(nil),    // 43: alluvium.v1.GetWorkerInfoListResponse
+	(*GetBlockInfoRequest)(nil),          // 44: alluvium.v1.GetBlockInfoRequest
+	(*GetBlockInfoResponse)(nil),         // 45: alluvium.v1.GetBlockInfoResponse
+	(*CheckAccessRequest)(nil),           // 46: alluvium.v1.CheckAccessRequest
+	(*CheckAccessResponse)(nil),          // 47: alluvium.v1.CheckAccessResponse
+	(*AuthorizeBlockAccessRequest)(nil),  // 48: alluvium.v1.AuthorizeBlockAccessRequest
+	(*AuthorizeBlockAccessResponse)(nil), // 49: alluvium.v1.AuthorizeBlockAccessResponse
+	nil,                                  // 50: alluvium.v1.MountRequest.OptionsEntry
+	(WriteType)(0),                       // 51: alluvium.v1.WriteType
+	(*FileInfo)(nil),                     // 52: alluvium.v1.FileInfo
+	(LoadMetadataType)(0),                // 53: alluvium.v1.LoadMetadataType
+	(PersistenceState)(0),                // 54: alluvium.v1.PersistenceState
+	(*MountPointInfo)(nil),               // 55: alluvium.v1.MountPointInfo
+	(*TierUsage)(nil),                    // 56: alluvium.v1.TierUsage
+	(*WorkerNetAddress)(nil),             // 57: alluvium.v1.WorkerNetAddress
+	(*WorkerInfo)(nil),                   // 58: alluvium.v1.WorkerInfo
+	(*BlockInfo)(nil),                    // 59: alluvium.v1.BlockInfo
 }
 var file_fsmaster_proto_depIdxs = []int32{
-	49, // 0: alluvium.v1.CreateDirectoryRequest.write_type:type_name -> alluvium.v1.WriteType
-	50, // 1: alluvium.v1.CreateDirectoryResponse.info:type_name -> alluvium.v1.FileInfo
-	49, // 2: alluvium.v1.CreateFileRequest.write_type:type_name -> alluvium.v1.WriteType
-	50, // 3: alluvium.v1.CreateFileResponse.info:type_name -> alluvium.v1.FileInfo
+	51, // 0: alluvium.v1.CreateDirectoryRequest.write_type:type_name -> alluvium.v1.WriteType
+	52, // 1: alluvium.v1.CreateDirectoryResponse.info:type_name -> alluvium.v1.FileInfo
+	51, // 2: alluvium.v1.CreateFileRequest.write_type:type_name -> alluvium.v1.WriteType
+	52, // 3: alluvium.v1.CreateFileResponse.info:type_name -> alluvium.v1.FileInfo
 	3,  // 4: alluvium.v1.CreateFilesRequest.files:type_name -> alluvium.v1.CreateFileRequest
-	50, // 5: alluvium.v1.CreateFileResult.info:type_name -> alluvium.v1.FileInfo
+	52, // 5: alluvium.v1.CreateFileResult.info:type_name -> alluvium.v1.FileInfo
 	6,  // 6: alluvium.v1.CreateFilesResponse.results:type_name -> alluvium.v1.CreateFileResult
-	50, // 7: alluvium.v1.CompleteFileResponse.info:type_name -> alluvium.v1.FileInfo
-	51, // 8: alluvium.v1.GetStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
-	50, // 9: alluvium.v1.GetStatusResponse.info:type_name -> alluvium.v1.FileInfo
-	51, // 10: alluvium.v1.ListStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
-	50, // 11: alluvium.v1.ListStatusResponse.infos:type_name -> alluvium.v1.FileInfo
-	50, // 12: alluvium.v1.RenameResponse.info:type_name -> alluvium.v1.FileInfo
-	52, // 13: alluvium.v1.SetAttributeRequest.persistence_state:type_name -> alluvium.v1.PersistenceState
-	50, // 14: alluvium.v1.SetAttributeResponse.info:type_name -> alluvium.v1.FileInfo
-	48, // 15: alluvium.v1.MountRequest.options:type_name -> alluvium.v1.MountRequest.OptionsEntry
-	53, // 16: alluvium.v1.MountResponse.mount:type_name -> alluvium.v1.MountPointInfo
-	53, // 17: alluvium.v1.GetMountTableResponse.mounts:type_name -> alluvium.v1.MountPointInfo
-	54, // 18: alluvium.v1.GetMasterInfoResponse.capacity:type_name -> alluvium.v1.TierUsage
-	55, // 19: alluvium.v1.RegisterWorkerRequest.address:type_name -> alluvium.v1.WorkerNetAddress
-	54, // 20: alluvium.v1.RegisterWorkerRequest.tiers:type_name -> alluvium.v1.TierUsage
+	52, // 7: alluvium.v1.CompleteFileResponse.info:type_name -> alluvium.v1.FileInfo
+	53, // 8: alluvium.v1.GetStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
+	52, // 9: alluvium.v1.GetStatusResponse.info:type_name -> alluvium.v1.FileInfo
+	53, // 10: alluvium.v1.ListStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
+	52, // 11: alluvium.v1.ListStatusResponse.infos:type_name -> alluvium.v1.FileInfo
+	52, // 12: alluvium.v1.RenameResponse.info:type_name -> alluvium.v1.FileInfo
+	54, // 13: alluvium.v1.SetAttributeRequest.persistence_state:type_name -> alluvium.v1.PersistenceState
+	52, // 14: alluvium.v1.SetAttributeResponse.info:type_name -> alluvium.v1.FileInfo
+	50, // 15: alluvium.v1.MountRequest.options:type_name -> alluvium.v1.MountRequest.OptionsEntry
+	55, // 16: alluvium.v1.MountResponse.mount:type_name -> alluvium.v1.MountPointInfo
+	55, // 17: alluvium.v1.GetMountTableResponse.mounts:type_name -> alluvium.v1.MountPointInfo
+	56, // 18: alluvium.v1.GetMasterInfoResponse.capacity:type_name -> alluvium.v1.TierUsage
+	57, // 19: alluvium.v1.RegisterWorkerRequest.address:type_name -> alluvium.v1.WorkerNetAddress
+	56, // 20: alluvium.v1.RegisterWorkerRequest.tiers:type_name -> alluvium.v1.TierUsage
 	32, // 21: alluvium.v1.RegisterWorkerRequest.blocks:type_name -> alluvium.v1.BlockReport
-	54, // 22: alluvium.v1.WorkerHeartbeatRequest.tiers:type_name -> alluvium.v1.TierUsage
+	56, // 22: alluvium.v1.WorkerHeartbeatRequest.tiers:type_name -> alluvium.v1.TierUsage
 	32, // 23: alluvium.v1.WorkerHeartbeatRequest.added_blocks:type_name -> alluvium.v1.BlockReport
 	0,  // 24: alluvium.v1.WorkerCommand.type:type_name -> alluvium.v1.WorkerCommand.Type
 	36, // 25: alluvium.v1.WorkerHeartbeatResponse.commands:type_name -> alluvium.v1.WorkerCommand
 	32, // 26: alluvium.v1.CommitBlocksRequest.blocks:type_name -> alluvium.v1.BlockReport
-	56, // 27: alluvium.v1.GetWorkerInfoListResponse.workers:type_name -> alluvium.v1.WorkerInfo
-	57, // 28: alluvium.v1.GetBlockInfoResponse.info:type_name -> alluvium.v1.BlockInfo
-	1,  // 29: alluvium.v1.FileSystemMaster.CreateDirectory:input_type -> alluvium.v1.CreateDirectoryRequest
-	3,  // 30: alluvium.v1.FileSystemMaster.CreateFile:input_type -> alluvium.v1.CreateFileRequest
-	8,  // 31: alluvium.v1.FileSystemMaster.CompleteFile:input_type -> alluvium.v1.CompleteFileRequest
-	5,  // 32: alluvium.v1.FileSystemMaster.CreateFiles:input_type -> alluvium.v1.CreateFilesRequest
-	10, // 33: alluvium.v1.FileSystemMaster.GetStatus:input_type -> alluvium.v1.GetStatusRequest
-	12, // 34: alluvium.v1.FileSystemMaster.ListStatus:input_type -> alluvium.v1.ListStatusRequest
-	14, // 35: alluvium.v1.FileSystemMaster.Delete:input_type -> alluvium.v1.DeleteRequest
-	16, // 36: alluvium.v1.FileSystemMaster.Rename:input_type -> alluvium.v1.RenameRequest
-	18, // 37: alluvium.v1.FileSystemMaster.SetAttribute:input_type -> alluvium.v1.SetAttributeRequest
-	20, // 38: alluvium.v1.FileSystemMaster.Mount:input_type -> alluvium.v1.MountRequest
-	22, // 39: alluvium.v1.FileSystemMaster.Unmount:input_type -> alluvium.v1.UnmountRequest
-	24, // 40: alluvium.v1.FileSystemMaster.GetMountTable:input_type -> alluvium.v1.GetMountTableRequest
-	26, // 41: alluvium.v1.FileSystemMaster.Free:input_type -> alluvium.v1.FreeRequest
-	28, // 42: alluvium.v1.FileSystemMaster.GetMasterInfo:input_type -> alluvium.v1.GetMasterInfoRequest
-	30, // 43: alluvium.v1.FileSystemMaster.Checkpoint:input_type -> alluvium.v1.CheckpointRequest
-	46, // 44: alluvium.v1.FileSystemMaster.CheckAccess:input_type -> alluvium.v1.CheckAccessRequest
-	33, // 45: alluvium.v1.BlockMaster.RegisterWorker:input_type -> alluvium.v1.RegisterWorkerRequest
-	35, // 46: alluvium.v1.BlockMaster.WorkerHeartbeat:input_type -> alluvium.v1.WorkerHeartbeatRequest
-	38, // 47: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
-	40, // 48: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
-	42, // 49: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
-	44, // 50: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
-	2,  // 51: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
-	4,  // 52: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
-	9,  // 53: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
-	7,  // 54: alluvium.v1.FileSystemMaster.CreateFiles:output_type -> alluvium.v1.CreateFilesResponse
-	11, // 55: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
-	13, // 56: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
-	15, // 57: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
-	17, // 58: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
-	19, // 59: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
-	21, // 60: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
-	23, // 61: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
-	25, // 62: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
-	27, // 63: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
-	29, // 64: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
-	31, // 65: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
-	47, // 66: alluvium.v1.FileSystemMaster.CheckAccess:output_type -> alluvium.v1.CheckAccessResponse
-	34, // 67: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
-	37, // 68: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
-	39, // 69: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
-	41, // 70: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
-	43, // 71: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
-	45, // 72: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
-	51, // [51:73] is the sub-list for method output_type
-	29, // [29:51] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	58, // 27: alluvium.v1.GetWorkerInfoListResponse.workers:type_name -> alluvium.v1.WorkerInfo
+	59, // 28: alluvium.v1.GetBlockInfoResponse.info:type_name -> alluvium.v1.BlockInfo
+	52, // 29: alluvium.v1.AuthorizeBlockAccessResponse.info:type_name -> alluvium.v1.FileInfo
+	1,  // 30: alluvium.v1.FileSystemMaster.CreateDirectory:input_type -> alluvium.v1.CreateDirectoryRequest
+	3,  // 31: alluvium.v1.FileSystemMaster.CreateFile:input_type -> alluvium.v1.CreateFileRequest
+	8,  // 32: alluvium.v1.FileSystemMaster.CompleteFile:input_type -> alluvium.v1.CompleteFileRequest
+	5,  // 33: alluvium.v1.FileSystemMaster.CreateFiles:input_type -> alluvium.v1.CreateFilesRequest
+	10, // 34: alluvium.v1.FileSystemMaster.GetStatus:input_type -> alluvium.v1.GetStatusRequest
+	12, // 35: alluvium.v1.FileSystemMaster.ListStatus:input_type -> alluvium.v1.ListStatusRequest
+	14, // 36: alluvium.v1.FileSystemMaster.Delete:input_type -> alluvium.v1.DeleteRequest
+	16, // 37: alluvium.v1.FileSystemMaster.Rename:input_type -> alluvium.v1.RenameRequest
+	18, // 38: alluvium.v1.FileSystemMaster.SetAttribute:input_type -> alluvium.v1.SetAttributeRequest
+	20, // 39: alluvium.v1.FileSystemMaster.Mount:input_type -> alluvium.v1.MountRequest
+	22, // 40: alluvium.v1.FileSystemMaster.Unmount:input_type -> alluvium.v1.UnmountRequest
+	24, // 41: alluvium.v1.FileSystemMaster.GetMountTable:input_type -> alluvium.v1.GetMountTableRequest
+	26, // 42: alluvium.v1.FileSystemMaster.Free:input_type -> alluvium.v1.FreeRequest
+	28, // 43: alluvium.v1.FileSystemMaster.GetMasterInfo:input_type -> alluvium.v1.GetMasterInfoRequest
+	30, // 44: alluvium.v1.FileSystemMaster.Checkpoint:input_type -> alluvium.v1.CheckpointRequest
+	46, // 45: alluvium.v1.FileSystemMaster.CheckAccess:input_type -> alluvium.v1.CheckAccessRequest
+	33, // 46: alluvium.v1.BlockMaster.RegisterWorker:input_type -> alluvium.v1.RegisterWorkerRequest
+	35, // 47: alluvium.v1.BlockMaster.WorkerHeartbeat:input_type -> alluvium.v1.WorkerHeartbeatRequest
+	38, // 48: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
+	40, // 49: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
+	42, // 50: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
+	44, // 51: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
+	48, // 52: alluvium.v1.BlockMaster.AuthorizeBlockAccess:input_type -> alluvium.v1.AuthorizeBlockAccessRequest
+	2,  // 53: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
+	4,  // 54: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
+	9,  // 55: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
+	7,  // 56: alluvium.v1.FileSystemMaster.CreateFiles:output_type -> alluvium.v1.CreateFilesResponse
+	11, // 57: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
+	13, // 58: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
+	15, // 59: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
+	17, // 60: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
+	19, // 61: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
+	21, // 62: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
+	23, // 63: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
+	25, // 64: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
+	27, // 65: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
+	29, // 66: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
+	31, // 67: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
+	47, // 68: alluvium.v1.FileSystemMaster.CheckAccess:output_type -> alluvium.v1.CheckAccessResponse
+	34, // 69: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
+	37, // 70: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
+	39, // 71: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
+	41, // 72: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
+	43, // 73: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
+	45, // 74: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
+	49, // 75: alluvium.v1.BlockMaster.AuthorizeBlockAccess:output_type -> alluvium.v1.AuthorizeBlockAccessResponse
+	53, // [53:76] is the sub-list for method output_type
+	30, // [30:53] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_fsmaster_proto_init() }
@@ -3113,7 +3233,7 @@ func file_fsmaster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsmaster_proto_rawDesc), len(file_fsmaster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   48,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

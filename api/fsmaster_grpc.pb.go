@@ -719,12 +719,13 @@ var FileSystemMaster_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	BlockMaster_RegisterWorker_FullMethodName    = "/alluvium.v1.BlockMaster/RegisterWorker"
-	BlockMaster_WorkerHeartbeat_FullMethodName   = "/alluvium.v1.BlockMaster/WorkerHeartbeat"
-	BlockMaster_CommitBlock_FullMethodName       = "/alluvium.v1.BlockMaster/CommitBlock"
-	BlockMaster_CommitBlocks_FullMethodName      = "/alluvium.v1.BlockMaster/CommitBlocks"
-	BlockMaster_GetWorkerInfoList_FullMethodName = "/alluvium.v1.BlockMaster/GetWorkerInfoList"
-	BlockMaster_GetBlockInfo_FullMethodName      = "/alluvium.v1.BlockMaster/GetBlockInfo"
+	BlockMaster_RegisterWorker_FullMethodName       = "/alluvium.v1.BlockMaster/RegisterWorker"
+	BlockMaster_WorkerHeartbeat_FullMethodName      = "/alluvium.v1.BlockMaster/WorkerHeartbeat"
+	BlockMaster_CommitBlock_FullMethodName          = "/alluvium.v1.BlockMaster/CommitBlock"
+	BlockMaster_CommitBlocks_FullMethodName         = "/alluvium.v1.BlockMaster/CommitBlocks"
+	BlockMaster_GetWorkerInfoList_FullMethodName    = "/alluvium.v1.BlockMaster/GetWorkerInfoList"
+	BlockMaster_GetBlockInfo_FullMethodName         = "/alluvium.v1.BlockMaster/GetBlockInfo"
+	BlockMaster_AuthorizeBlockAccess_FullMethodName = "/alluvium.v1.BlockMaster/AuthorizeBlockAccess"
 )
 
 // BlockMasterClient is the client API for BlockMaster service.
@@ -744,6 +745,11 @@ type BlockMasterClient interface {
 	CommitBlocks(ctx context.Context, in *CommitBlocksRequest, opts ...grpc.CallOption) (*CommitBlocksResponse, error)
 	GetWorkerInfoList(ctx context.Context, in *GetWorkerInfoListRequest, opts ...grpc.CallOption) (*GetWorkerInfoListResponse, error)
 	GetBlockInfo(ctx context.Context, in *GetBlockInfoRequest, opts ...grpc.CallOption) (*GetBlockInfoResponse, error)
+	// AuthorizeBlockAccess answers a block worker asking whether the user a
+	// call acts for (the caller's identity, or the user it impersonates) may
+	// read, or write, the blocks of a file; it returns the file (no blocks)
+	// so the worker can also check the UFS path a request names.
+	AuthorizeBlockAccess(ctx context.Context, in *AuthorizeBlockAccessRequest, opts ...grpc.CallOption) (*AuthorizeBlockAccessResponse, error)
 }
 
 type blockMasterClient struct {
@@ -814,6 +820,16 @@ func (c *blockMasterClient) GetBlockInfo(ctx context.Context, in *GetBlockInfoRe
 	return out, nil
 }
 
+func (c *blockMasterClient) AuthorizeBlockAccess(ctx context.Context, in *AuthorizeBlockAccessRequest, opts ...grpc.CallOption) (*AuthorizeBlockAccessResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuthorizeBlockAccessResponse)
+	err := c.cc.Invoke(ctx, BlockMaster_AuthorizeBlockAccess_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BlockMasterServer is the server API for BlockMaster service.
 // All implementations must embed UnimplementedBlockMasterServer
 // for forward compatibility.
@@ -831,6 +847,11 @@ type BlockMasterServer interface {
 	CommitBlocks(context.Context, *CommitBlocksRequest) (*CommitBlocksResponse, error)
 	GetWorkerInfoList(context.Context, *GetWorkerInfoListRequest) (*GetWorkerInfoListResponse, error)
 	GetBlockInfo(context.Context, *GetBlockInfoRequest) (*GetBlockInfoResponse, error)
+	// AuthorizeBlockAccess answers a block worker asking whether the user a
+	// call acts for (the caller's identity, or the user it impersonates) may
+	// read, or write, the blocks of a file; it returns the file (no blocks)
+	// so the worker can also check the UFS path a request names.
+	AuthorizeBlockAccess(context.Context, *AuthorizeBlockAccessRequest) (*AuthorizeBlockAccessResponse, error)
 	mustEmbedUnimplementedBlockMasterServer()
 }
 
@@ -858,6 +879,9 @@ func (UnimplementedBlockMasterServer) GetWorkerInfoList(context.Context, *GetWor
 }
 func (UnimplementedBlockMasterServer) GetBlockInfo(context.Context, *GetBlockInfoRequest) (*GetBlockInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBlockInfo not implemented")
+}
+func (UnimplementedBlockMasterServer) AuthorizeBlockAccess(context.Context, *AuthorizeBlockAccessRequest) (*AuthorizeBlockAccessResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AuthorizeBlockAccess not implemented")
 }
 func (UnimplementedBlockMasterServer) mustEmbedUnimplementedBlockMasterServer() {}
 func (UnimplementedBlockMasterServer) testEmbeddedByValue()                     {}
@@ -988,6 +1012,24 @@ func _BlockMaster_GetBlockInfo_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BlockMaster_AuthorizeBlockAccess_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuthorizeBlockAccessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BlockMasterServer).AuthorizeBlockAccess(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BlockMaster_AuthorizeBlockAccess_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BlockMasterServer).AuthorizeBlockAccess(ctx, req.(*AuthorizeBlockAccessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BlockMaster_ServiceDesc is the grpc.ServiceDesc for BlockMaster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1018,6 +1060,10 @@ var BlockMaster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetBlockInfo",
 			Handler:    _BlockMaster_GetBlockInfo_Handler,
+		},
+		{
+			MethodName: "AuthorizeBlockAccess",
+			Handler:    _BlockMaster_AuthorizeBlockAccess_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

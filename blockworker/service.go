@@ -114,6 +114,15 @@ func span(id, off, n, total int64) (int64, error) {
 func (s *service) ReadBlock(req *api.ReadBlockRequest, stream api.BlockWorker_ReadBlockServer) error {
 	w := s.w
 	id := req.GetBlockId()
+	info, err := w.access.check(stream.Context(), "read", id, false)
+	if err != nil {
+		return err
+	}
+	if src := req.GetUfs(); src != nil {
+		if err := sameUFSFile("read", id, info, src.GetMountId(), src.GetUfsPath()); err != nil {
+			return err
+		}
+	}
 	chunk := s.chunkSize(req.GetChunkSize())
 	for attempt := 0; attempt < 2; attempt++ {
 		h, err := w.store.Open(id)
@@ -275,6 +284,9 @@ func (s *service) WriteBlock(stream api.BlockWorker_WriteBlockServer) error {
 		return status.Error(codes.InvalidArgument, "write block: the first message must be the header")
 	}
 	id := hdr.GetBlockId()
+	if _, err := w.access.check(stream.Context(), "write", id, true); err != nil {
+		return err
+	}
 	tb, err := w.store.Create(id, hdr.GetLengthHint(), hdr.GetTier(), hdr.GetPinned())
 	if err != nil {
 		return storeStatus("write", id, err)
@@ -340,6 +352,10 @@ func (s *service) CacheBlock(ctx context.Context, req *api.CacheBlockRequest) (*
 
 // RemoveBlock implements api.BlockWorkerServer.
 func (s *service) RemoveBlock(ctx context.Context, req *api.RemoveBlockRequest) (*api.RemoveBlockResponse, error) {
+	// A writer cleaning up after a failed write (its file still incomplete).
+	if _, err := s.w.access.check(ctx, "remove", req.GetBlockId(), true); err != nil {
+		return nil, err
+	}
 	if err := s.w.store.Remove(req.GetBlockId()); err != nil {
 		return nil, storeStatus("remove", req.GetBlockId(), err)
 	}
@@ -368,6 +384,9 @@ func (s *service) WriteUfsFile(stream api.BlockWorker_WriteUfsFileServer) error 
 		return status.Error(codes.InvalidArgument, "write ufs file: the first message must be a header with ufs_path")
 	}
 	uri := hdr.GetUfsPath()
+	if err := s.authorizeUFSWrite(ctx, hdr); err != nil {
+		return err
+	}
 	fs, rel, err := s.w.mounts.resolve(ctx, hdr.GetMountId(), uri)
 	if err != nil {
 		return err
@@ -412,8 +431,28 @@ func (s *service) WriteUfsFile(stream api.BlockWorker_WriteUfsFileServer) error 
 	return stream.SendAndClose(&api.WriteUfsFileResponse{Length: st.Size, UfsFingerprint: st.Fingerprint})
 }
 
+// authorizeUFSWrite lets a user write through only to the UFS path of a
+// file it is writing (hdr.file_id, incomplete, its own or writable).
+func (s *service) authorizeUFSWrite(ctx context.Context, hdr *api.WriteUfsFileHeader) error {
+	if id, ok := rpc.IdentityFrom(ctx); !ok || id.System {
+		return nil
+	}
+	if hdr.GetFileId() <= 0 {
+		return status.Errorf(codes.PermissionDenied, "write ufs file %s: the header names no file_id (only the cluster itself may write a UFS path directly)", hdr.GetUfsPath())
+	}
+	block := api.BlockID(hdr.GetFileId(), 0)
+	info, err := s.w.access.check(ctx, "write ufs", block, true)
+	if err != nil {
+		return err
+	}
+	return sameUFSFile("write ufs", block, info, hdr.GetMountId(), hdr.GetUfsPath())
+}
+
 // OpenLocalBlock implements api.BlockWorkerServer.
 func (s *service) OpenLocalBlock(ctx context.Context, req *api.OpenLocalBlockRequest) (*api.OpenLocalBlockResponse, error) {
+	if _, err := s.w.access.check(ctx, "open local", req.GetBlockId(), false); err != nil {
+		return nil, err
+	}
 	path, length, err := s.w.store.Lease(req.GetBlockId())
 	if err != nil {
 		return nil, storeStatus("open local", req.GetBlockId(), err)

@@ -34,6 +34,7 @@ type Worker struct {
 	mounts     *mountTable
 	peers      *peerPool // other block workers (copies, transfers)
 	leases     *leaseTable
+	access     *accessChecker
 	metrics    *metrics
 	http       *rpc.HTTPServer
 	srvOpts    rpc.ServerOptions
@@ -127,6 +128,7 @@ func New(cfg *config.Config, log *zap.Logger) (*Worker, error) {
 		fills:      map[int64]*fill{},
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
+	w.access = newAccessChecker(api.NewBlockMasterClient(cc), cfg.Worker.AccessCacheTTL)
 	w.link = newMasterLink(api.NewBlockMasterClient(cc), store, log, cfg.FSMaster.Worker.HeartbeatInterval, w.Address)
 	w.link.onCmd = w.removeBlocks
 	store.SetListener(w.link)

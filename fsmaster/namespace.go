@@ -852,6 +852,14 @@ func (ns *namespace) GetStatus(ctx context.Context, req *api.GetStatusRequest) (
 	if err := ns.traverse(op, p, pr, n); err != nil {
 		return nil, err
 	}
+	if want := req.GetAccess(); want != 0 {
+		if want > 7 {
+			return nil, errf(codes.InvalidArgument, op, p, "access bits %d: want 0..7 (4 read, 2 write, 1 execute)", want)
+		}
+		if err := ns.need("open", p, pr, n, want); err != nil {
+			return nil, err
+		}
+	}
 	return ns.info(n, p, true), nil
 }
 

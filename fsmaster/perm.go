@@ -344,3 +344,39 @@ func (g *gate) enter(ctx context.Context, op, p string) (func(), error) {
 func pathLimitsFrom(maxLen, maxDepth int) paths.Limits {
 	return paths.Limits{MaxLength: maxLen, MaxDepth: maxDepth}
 }
+
+// AuthorizeBlockAccess decides whether the caller's user may read (or, with
+// write, write) the blocks of file id: block workers ask before serving a
+// data call from anyone but the cluster itself, since a block id alone
+// names no path the worker could check.
+func (ns *namespace) AuthorizeBlockAccess(ctx context.Context, req *api.AuthorizeBlockAccessRequest) (*api.FileInfo, error) {
+	const op = "block access"
+	ns.op(op)
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	if err := ns.usable(); err != nil {
+		return nil, err
+	}
+	n := ns.st.inodes[req.GetFileId()]
+	if n == nil || n.dir {
+		return nil, status.Errorf(codes.NotFound, "%s: file id %d: no such file", op, req.GetFileId())
+	}
+	p := ns.st.pathOf(n)
+	pr := ns.caller(ctx)
+	if err := ns.traverse(op, p, pr, n); err != nil {
+		return nil, err
+	}
+	if req.GetWrite() {
+		if n.completed {
+			return nil, errf(codes.FailedPrecondition, op, p, "the file is complete: its blocks can no longer be written")
+		}
+		if n.owner != pr.user {
+			if err := ns.need(op, p, pr, n, permW); err != nil {
+				return nil, err
+			}
+		}
+	} else if err := ns.need(op, p, pr, n, permR); err != nil {
+		return nil, err
+	}
+	return ns.info(n, p, false), nil
+}

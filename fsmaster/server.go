@@ -162,6 +162,14 @@ func (s *server) CheckAccess(ctx context.Context, r *api.CheckAccessRequest) (*a
 	return &api.CheckAccessResponse{}, nil
 }
 
+func (s *server) AuthorizeBlockAccess(ctx context.Context, r *api.AuthorizeBlockAccessRequest) (*api.AuthorizeBlockAccessResponse, error) {
+	info, err := s.m.ns.AuthorizeBlockAccess(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return &api.AuthorizeBlockAccessResponse{Info: info}, nil
+}
+
 func (s *server) Checkpoint(ctx context.Context, r *api.CheckpointRequest) (*api.CheckpointResponse, error) {
 	s.m.ns.op("checkpoint")
 	if err := s.m.ns.superOnly(ctx, "checkpoint", "/"); err != nil {

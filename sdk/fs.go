@@ -12,9 +12,14 @@ type FileInfo = api.FileInfo
 
 // Stat returns the status of path, loading it from the UFS on first sight.
 func (c *Client) Stat(ctx context.Context, path string) (*FileInfo, error) {
+	return c.stat(ctx, "stat", path, 0)
+}
+
+// stat is Stat that also checks access bits on the inode (Open: read).
+func (c *Client) stat(ctx context.Context, op, path string, access uint32) (*FileInfo, error) {
 	var resp *api.GetStatusResponse
-	err := c.call(ctx, "stat", path, true, func(ctx context.Context) (err error) {
-		resp, err = c.fs.GetStatus(ctx, &api.GetStatusRequest{Path: path})
+	err := c.call(ctx, op, path, true, func(ctx context.Context) (err error) {
+		resp, err = c.fs.GetStatus(ctx, &api.GetStatusRequest{Path: path, Access: access})
 		return err
 	})
 	if err != nil {

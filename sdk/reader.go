@@ -47,7 +47,7 @@ type FileReader struct {
 
 // Open opens a complete file for reading.
 func (c *Client) Open(ctx context.Context, path string, o OpenOptions) (*FileReader, error) {
-	info, err := c.Stat(ctx, path)
+	info, err := c.stat(ctx, "open", path, 4) // read, as open(2) checks
 	if err != nil {
 		return nil, err
 	}

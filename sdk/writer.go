@@ -292,7 +292,8 @@ func (w *FileWriter) openUFS() error {
 		return w.opErr("write ufs", addr, err)
 	}
 	hdr := &api.WriteUfsFileHeader{MountId: w.info.GetMountId(), UfsPath: w.info.GetUfsPath(),
-		Overwrite: w.o.Overwrite, Mode: w.info.GetMode(), CreateParent: true}
+		Overwrite: w.o.Overwrite, Mode: w.info.GetMode(), CreateParent: true,
+		FileId: w.info.GetFileId()}
 	if err := st.Send(&api.WriteUfsFileRequest{Msg: &api.WriteUfsFileRequest_Header{Header: hdr}}); err != nil {
 		_, rerr := st.CloseAndRecv()
 		return w.opErr("write ufs", w.info.GetUfsPath(), firstErr(rerr, err))

@@ -191,7 +191,11 @@ type WorkerConfig struct {
 	// LeaseTimeout bounds a short-circuit lease of a client that never
 	// closes it; the block is protected from eviction until then.
 	LeaseTimeout time.Duration `mapstructure:"lease-timeout"`
-	ChunkSize    int64         `mapstructure:"chunk-size"` // bytes per ReadBlock message
+	// AccessCacheTTL is how long a worker trusts the FS master's answer
+	// that a user may (or may not) read or write a file's blocks: a
+	// chmod reaches data calls already authorized within this time.
+	AccessCacheTTL time.Duration `mapstructure:"access-cache-ttl"`
+	ChunkSize      int64         `mapstructure:"chunk-size"` // bytes per ReadBlock message
 	// DomainSocket is a unix socket serving the block worker service to
 	// clients on this host; "" is <dir>/worker.sock, "off" none.
 	DomainSocket string `mapstructure:"domain-socket"`
@@ -363,6 +367,7 @@ func Default() map[string]any {
 		"worker.tiers":                               []any{}, // empty: MEM 1GiB under /dev/shm, HDD 16GiB under worker.dir
 		"worker.eviction":                            "lru",
 		"worker.lease-timeout":                       5 * time.Minute,
+		"worker.access-cache-ttl":                    10 * time.Second,
 		"worker.chunk-size":                          int64(1 << 20),
 		"worker.domain-socket":                       "", // <worker.dir>/worker.sock; "off": none
 		"jobmaster.host":                             "localhost",
