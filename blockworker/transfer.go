@@ -319,20 +319,9 @@ func (w *Worker) writeUfsFrom(ctx context.Context, req *api.WriteUfsFileFromRequ
 		return nil, status.Errorf(codes.InvalidArgument, "write ufs file %s: that is the mount root", uri)
 	}
 	opts := ufs.CreateOptions{Overwrite: hdr.GetOverwrite(), CreateParent: hdr.GetCreateParent(), Mode: hdr.GetMode()}
-	var wr ufs.Writer
-	if _, local := fs.(*ufs.Local); local && opts.CreateParent {
-		// Most files of a tree go where a sibling made the directory
-		// already: try without the (per-component) MkdirAll first.
-		o := opts
-		o.CreateParent = false
-		if wr, err = fs.Create(ctx, rel, o); err != nil && !errors.Is(err, ufs.ErrNotFound) {
-			return nil, ufsStatus(uri, err)
-		}
-	}
-	if wr == nil {
-		if wr, err = fs.Create(ctx, rel, opts); err != nil {
-			return nil, ufsStatus(uri, err)
-		}
+	wr, err := fs.Create(ctx, rel, opts)
+	if err != nil {
+		return nil, ufsStatus(uri, err)
 	}
 	committed := false
 	var cached []*TempBlock

@@ -20,6 +20,7 @@ import (
 type Local struct {
 	dir  string
 	root *os.Root
+	fast *beneath // openat2 opens; nil: every open goes through root
 }
 
 // NewLocal opens the directory dir (created if missing) as a UFS.
@@ -34,7 +35,15 @@ func NewLocal(dir string) (*Local, error) {
 	if err != nil {
 		return nil, fmt.Errorf("local ufs %s: %w", dir, err)
 	}
-	return &Local{dir: dir, root: r}, nil
+	return &Local{dir: dir, root: r, fast: openBeneath(dir)}, nil
+}
+
+// openFile opens rel under the root, never outside it.
+func (l *Local) openFile(rel string, flag int, perm fs.FileMode) (*os.File, error) {
+	if l.fast != nil {
+		return l.fast.open(rel, flag, perm)
+	}
+	return l.root.OpenFile(rel, flag, perm)
 }
 
 // rel turns a UFS path into a name for os.Root; "." is the root.
@@ -165,7 +174,7 @@ func (l *Local) Open(_ context.Context, p string, offset, length int64) (io.Read
 	if err != nil {
 		return nil, err
 	}
-	f, err := l.root.Open(r)
+	f, err := l.openFile(r, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, l.wrap("open", p, err)
 	}
@@ -211,11 +220,6 @@ func (l *Local) Create(_ context.Context, p string, opts CreateOptions) (Writer,
 	if dir == "" {
 		dir = "."
 	}
-	if opts.CreateParent {
-		if err := l.root.MkdirAll(dir, 0o755); err != nil {
-			return nil, l.wrap("create", p, err)
-		}
-	}
 	if !opts.Overwrite {
 		if _, err := l.root.Lstat(r); err == nil {
 			return nil, l.wrap("create", p, fs.ErrExist)
@@ -228,7 +232,14 @@ func (l *Local) Create(_ context.Context, p string, opts CreateOptions) (Writer,
 	if mode == 0 {
 		mode = 0o644
 	}
-	f, err := l.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	f, err := l.openFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if errors.Is(err, fs.ErrNotExist) && opts.CreateParent {
+		// Parents are made only when missing: a MkdirAll per file walks
+		// every component again, which small-file copies pay 10,000 times.
+		if err = l.root.MkdirAll(dir, 0o755); err == nil {
+			f, err = l.openFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+		}
+	}
 	if err != nil {
 		return nil, l.wrap("create", p, err)
 	}
@@ -243,6 +254,13 @@ func (w *localWriter) Commit() (FileStatus, error) {
 	}
 	w.done = true
 	err := w.f.Sync()
+	var fi fs.FileInfo
+	if err == nil {
+		// The status of the written file, before close: the rename below
+		// changes neither its size nor its mtime, and a second path walk
+		// costs more than the fstat.
+		fi, err = w.f.Stat()
+	}
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
@@ -259,10 +277,6 @@ func (w *localWriter) Commit() (FileStatus, error) {
 		return FileStatus{}, w.l.wrap("commit", w.rel, err)
 	}
 	syncDir(w.l.dir, path.Dir(w.rel))
-	fi, err := w.l.root.Stat(w.rel)
-	if err != nil {
-		return FileStatus{}, w.l.wrap("commit", w.rel, err)
-	}
 	return statusOf(path.Base(w.rel), fi), nil
 }
 
@@ -338,4 +352,7 @@ func (l *Local) Rename(_ context.Context, src, dst string) error {
 }
 
 // Close implements FileSystem.
-func (l *Local) Close() error { return l.root.Close() }
+func (l *Local) Close() error {
+	l.fast.close()
+	return l.root.Close()
+}

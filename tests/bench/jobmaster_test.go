@@ -299,6 +299,9 @@ func (lc *loadCluster) load(b *testing.B, path string) (time.Duration, *api.JobI
 			break
 		}
 		last = j
+		if os.Getenv("BENCH_TRACE") != "" {
+			fmt.Printf("%6.3fs %v tasks %d/%d bytes %d\n", time.Since(start).Seconds(), j.Status, j.TasksDone, j.TasksTotal, j.BytesDone)
+		}
 	}
 	took := time.Since(start)
 	if last == nil || last.Status != api.JobInfo_COMPLETED {
