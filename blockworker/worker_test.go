@@ -197,21 +197,7 @@ func (tw *testWorker) tryWrite(id int64, data []byte, pinned bool) (*api.WriteBl
 }
 
 func (tw *testWorker) read(ctx context.Context, req *api.ReadBlockRequest) ([]byte, error) {
-	st, err := tw.client.ReadBlock(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	var out []byte
-	for {
-		m, err := st.Recv()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return out, err
-		}
-		out = append(out, m.GetChunk()...)
-	}
+	return testutil.ReadBlock(ctx, tw.client, req)
 }
 
 func TestWorkerRegistersAndCommits(t *testing.T) {

@@ -61,13 +61,13 @@ func TestBlockAccessIsChecked(t *testing.T) {
 
 	// Reads: by block id, short-circuit, and a read-through naming bob's
 	// UFS path under alice's own (readable) block id.
-	if _, err := readBlock(ctx, asAlice, &api.ReadBlockRequest{BlockId: block.GetBlockId(), Length: -1}); !isCode(err, codes.PermissionDenied) {
+	if _, err := testutil.ReadBlock(ctx, asAlice, &api.ReadBlockRequest{BlockId: block.GetBlockId(), Length: -1}); !isCode(err, codes.PermissionDenied) {
 		t.Errorf("alice reads bob's block %d by id: %v, want PermissionDenied", block.GetBlockId(), err)
 	}
 	if _, err := asAlice.OpenLocalBlock(ctx, &api.OpenLocalBlockRequest{BlockId: block.GetBlockId()}); !isCode(err, codes.PermissionDenied) {
 		t.Errorf("alice opens bob's block locally: %v, want PermissionDenied", err)
 	}
-	if _, err := readBlock(ctx, asAlice, &api.ReadBlockRequest{BlockId: myBlock | 7, Length: -1, Ufs: src, ReadType: api.ReadType_NO_CACHE}); !isCode(err, codes.PermissionDenied) {
+	if _, err := testutil.ReadBlock(ctx, asAlice, &api.ReadBlockRequest{BlockId: myBlock | 7, Length: -1, Ufs: src, ReadType: api.ReadType_NO_CACHE}); !isCode(err, codes.PermissionDenied) {
 		t.Errorf("alice reads bob's UFS file under her own block id: %v, want PermissionDenied", err)
 	}
 	// Writes: a block of bob's file, its removal, its UFS file, a fill.
@@ -105,7 +105,7 @@ func TestBlockAccessIsChecked(t *testing.T) {
 	}
 
 	// Nothing changed: bob's bytes in the cache and in the UFS.
-	if got, err := readBlock(ctx, asBob, &api.ReadBlockRequest{BlockId: block.GetBlockId(), Length: -1}); err != nil || !bytes.Equal(got, secret[:len(got)]) || int64(len(got)) != block.GetLength() {
+	if got, err := testutil.ReadBlock(ctx, asBob, &api.ReadBlockRequest{BlockId: block.GetBlockId(), Length: -1}); err != nil || !bytes.Equal(got, secret[:len(got)]) || int64(len(got)) != block.GetLength() {
 		t.Fatalf("bob reads his own block: %d bytes, %v", len(got), err)
 	}
 	if got, err := os.ReadFile(filepath.Join(c.ufs, "home/bob/secret")); err != nil || !bytes.Equal(got, secret) {
@@ -118,7 +118,7 @@ func TestBlockAccessIsChecked(t *testing.T) {
 	// bob opens it up; within the worker's cache time alice reads it.
 	c.must(t, bobToken, "fs", "chmod", "644", "/home/bob/secret")
 	testutil.Eventually(t, 10*time.Second, func() error {
-		got, err := readBlock(ctx, asAlice, &api.ReadBlockRequest{BlockId: block.GetBlockId(), Length: -1})
+		got, err := testutil.ReadBlock(ctx, asAlice, &api.ReadBlockRequest{BlockId: block.GetBlockId(), Length: -1})
 		if err != nil {
 			return err
 		}
@@ -140,24 +140,6 @@ func blockClient(t *testing.T, addr, token string) api.BlockWorkerClient {
 	}
 	t.Cleanup(func() { cc.Close() })
 	return api.NewBlockWorkerClient(cc)
-}
-
-func readBlock(ctx context.Context, bw api.BlockWorkerClient, req *api.ReadBlockRequest) ([]byte, error) {
-	st, err := bw.ReadBlock(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	var out []byte
-	for {
-		m, err := st.Recv()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return out, err
-		}
-		out = append(out, m.GetChunk()...)
-	}
 }
 
 func writeBlock(ctx context.Context, bw api.BlockWorkerClient, id int64, data []byte) error {
