@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -109,6 +110,7 @@ type Store struct {
 	listener Listener
 
 	evictions int64
+	noAnon    atomic.Bool // a tier refused O_TMPFILE: use named temp files
 }
 
 const tmpDir = ".tmp"
@@ -349,7 +351,8 @@ type TempBlock struct {
 	id       int64
 	t        *tier
 	pinned   bool
-	path     string
+	path     string // for an unnamed file (anon), its /proc/self/fd name
+	anon     bool
 	f        *os.File
 	reserved int64
 	written  int64
@@ -384,10 +387,7 @@ func (s *Store) Create(id int64, hint int64, alias string, pinned bool) (*TempBl
 	s.writing[id] = tb
 	s.mu.Unlock()
 
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	tb.path = filepath.Join(t.dir, tmpDir, fmt.Sprintf("%d-%s", id, hex.EncodeToString(rnd[:])))
-	f, err := os.OpenFile(tb.path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	f, err := s.openTemp(tb)
 	if err != nil {
 		s.mu.Lock()
 		delete(s.writing, id)
@@ -397,6 +397,27 @@ func (s *Store) Create(id int64, hint int64, alias string, pinned bool) (*TempBl
 	}
 	tb.f = f
 	return tb, nil
+}
+
+// openTemp opens the file tb is written to: unnamed when the tier allows,
+// else under a fresh name in the tier's temp dir.
+func (s *Store) openTemp(tb *TempBlock) (*os.File, error) {
+	if !s.noAnon.Load() {
+		if f, path, ok := openAnon(tb.t.dir); ok {
+			tb.path, tb.anon = path, true
+			return f, nil
+		}
+		s.noAnon.Store(true)
+	}
+	tb.path = tempName(tb.t, tb.id, "")
+	return os.OpenFile(tb.path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+}
+
+// tempName is a fresh name for block id in t's temp dir.
+func tempName(t *tier, id int64, what string) string {
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	return filepath.Join(t.dir, tmpDir, fmt.Sprintf("%d-%s%s", id, what, hex.EncodeToString(rnd[:])))
 }
 
 // ID returns the block id.
@@ -452,16 +473,21 @@ func (tb *TempBlock) Commit() (BlockMeta, error) {
 		return BlockMeta{}, fmt.Errorf("block %d: already committed or aborted", tb.id)
 	}
 	tb.done = true
-	if err := tb.f.Close(); err != nil {
-		tb.release()
-		return BlockMeta{}, fmt.Errorf("block %d: close: %w", tb.id, err)
+	if !tb.anon {
+		if err := tb.f.Close(); err != nil {
+			tb.release()
+			return BlockMeta{}, fmt.Errorf("block %d: close: %w", tb.id, err)
+		}
+	} else {
+		// An unnamed file lives while open: it is closed once linked.
+		defer tb.f.Close()
 	}
 	s := tb.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.writing, tb.id)
 	if _, ok := s.blocks[tb.id]; ok {
-		_ = os.Remove(tb.path)
+		tb.removeTemp()
 		tb.t.used -= tb.reserved
 		return BlockMeta{}, fmt.Errorf("block %d: %w", tb.id, ErrExists)
 	}
@@ -471,8 +497,8 @@ func (tb *TempBlock) Commit() (BlockMeta, error) {
 		// holders keep open; its space is returned when the lease ends.
 		d.path = ""
 	}
-	if err := os.Rename(tb.path, final); err != nil {
-		_ = os.Remove(tb.path)
+	if err := tb.publish(final); err != nil {
+		tb.removeTemp()
 		tb.t.used -= tb.reserved
 		return BlockMeta{}, fmt.Errorf("block %d: commit: %w", tb.id, err)
 	}
@@ -497,8 +523,37 @@ func (tb *TempBlock) Abort() {
 	tb.release()
 }
 
+// publish gives the written file its block name, replacing a file there.
+func (tb *TempBlock) publish(final string) error {
+	if !tb.anon {
+		return os.Rename(tb.path, final)
+	}
+	err := linkAnon(tb.path, final)
+	if !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	// A leftover file has the name (a removed block still leased): link
+	// under a temp name and rename over it, which replaces atomically.
+	tmp := tempName(tb.t, tb.id, "link-")
+	if err := linkAnon(tb.path, tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// removeTemp drops the file written (an unnamed one goes with its close).
+func (tb *TempBlock) removeTemp() {
+	if !tb.anon {
+		_ = os.Remove(tb.path)
+	}
+}
+
 func (tb *TempBlock) release() {
-	_ = os.Remove(tb.path)
+	tb.removeTemp()
 	tb.s.mu.Lock()
 	delete(tb.s.writing, tb.id)
 	tb.t.used -= tb.reserved
@@ -565,9 +620,13 @@ func (s *Store) Lease(id int64) (path string, length int64, err error) {
 func (s *Store) Unlease(id int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b := s.blocks[id]
-	if b == nil {
-		b = s.doomed[id]
+	// A removed copy still leased ends its leases first: they are older
+	// than any lease of the block cached again under the same id (leases
+	// are counted per id, so which one ended cannot be told; the counts
+	// come out right either way, only the old file may go a little late).
+	b := s.doomed[id]
+	if b == nil || b.leases == 0 {
+		b = s.blocks[id]
 	}
 	if b == nil || b.leases == 0 {
 		return
@@ -625,9 +684,7 @@ func (s *Store) Move(id int64, alias string) error {
 	src := b.path
 	s.mu.Unlock()
 
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := filepath.Join(dst.dir, tmpDir, fmt.Sprintf("%d-move-%s", id, hex.EncodeToString(rnd[:])))
+	tmp := tempName(dst, id, "move-")
 	err := copyFile(src, tmp)
 
 	s.mu.Lock()

@@ -193,9 +193,19 @@ func TestLRUOrder(t *testing.T) {
 	}
 }
 
-func TestInvisibleUntilCommit(t *testing.T) {
+// bothTempModes runs f with unnamed (O_TMPFILE) block files where the
+// system has them, and with named temp files renamed on commit.
+func bothTempModes(t *testing.T, f func(t *testing.T, named bool)) {
+	t.Run("unnamed", func(t *testing.T) { f(t, false) })
+	t.Run("named", func(t *testing.T) { f(t, true) })
+}
+
+func TestInvisibleUntilCommit(t *testing.T) { bothTempModes(t, testInvisibleUntilCommit) }
+
+func testInvisibleUntilCommit(t *testing.T, named bool) {
 	dir := t.TempDir()
 	s := openStore(t, TierSpec{Alias: "HDD", Dir: dir, Quota: 10 * mib})
+	s.noAnon.Store(named)
 	data := randBytes(mib + 100)
 	tb, err := s.Create(42, 0, "", false) // no hint: the reservation grows
 	if err != nil {
@@ -320,9 +330,12 @@ func TestRestartReindexes(t *testing.T) {
 	}
 }
 
-func TestRemoveWhileLeased(t *testing.T) {
+func TestRemoveWhileLeased(t *testing.T) { bothTempModes(t, testRemoveWhileLeased) }
+
+func testRemoveWhileLeased(t *testing.T, named bool) {
 	dir := t.TempDir()
 	s := openStore(t, TierSpec{Alias: "MEM", Dir: dir, Quota: 4 * mib})
+	s.noAnon.Store(named)
 	data := randBytes(mib)
 	putBlock(t, s, 5, data, "", true)
 	path, _, err := s.Lease(5)
@@ -341,7 +354,32 @@ func TestRemoveWhileLeased(t *testing.T) {
 	if u := s.Usage(); u[0].Used != mib {
 		t.Errorf("space of a leased removed block freed early: %+v", u)
 	}
+	// Cached again while the old copy is still leased: the new file takes
+	// the name (replacing the old one's), the lease holder's open file is
+	// untouched, and the old copy's space comes back when the lease ends.
+	held, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	fresh := randBytes(mib / 2)
+	putBlock(t, s, 5, fresh, "", true)
+	if got := readBlock(t, s, 5); !bytes.Equal(got, fresh) {
+		t.Errorf("the block cached again reads %d bytes, not the new data", len(got))
+	}
+	if got, err := io.ReadAll(held); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("the leaseholder's open file changed: %v", err)
+	}
 	s.Unlease(5)
+	if got := readBlock(t, s, 5); !bytes.Equal(got, fresh) {
+		t.Errorf("the end of the old lease touched the new block")
+	}
+	if u := s.Usage(); u[0].Used != mib/2 {
+		t.Errorf("used %d after the old lease ended, want %d", u[0].Used, mib/2)
+	}
+	if err := s.Remove(5); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("file of a removed block kept after the lease: %v", err)
 	}

@@ -143,10 +143,7 @@ func (p *itemPlanner) Next(ctx context.Context, max int) (Batch, error) {
 		max = 1
 	}
 	p.out, p.failed = nil, nil
-	start, budget := time.Now(), nextBudget
-	if p.calls == 0 {
-		budget = firstBudget
-	}
+	start, budget := time.Now(), planBudget(p.calls)
 	p.calls++
 	scanned := 0
 	for !p.eof && len(p.out) < max && scanned < 16*max && (len(p.out) == 0 || time.Since(start) < budget) {

@@ -301,6 +301,18 @@ const (
 
 func (p *loadPlanner) Close() error { return nil }
 
+// planBudget is how long the calls-th Next of a planner may gather tasks
+// before handing them over: 10 ms for the first, doubling to 100 ms, so
+// the workers start within milliseconds and are fed in growing batches
+// while they are still warming up, instead of idling through a first long
+// gather.
+func planBudget(calls int) time.Duration {
+	if calls >= 4 {
+		return nextBudget
+	}
+	return min(firstBudget<<calls, nextBudget)
+}
+
 // Next implements Planner.
 func (p *loadPlanner) Next(ctx context.Context, max int) (Batch, error) {
 	if max < 1 {
@@ -311,10 +323,7 @@ func (p *loadPlanner) Next(ctx context.Context, max int) (Batch, error) {
 	// Hand tasks over soon: the first batch within milliseconds so the
 	// workers start while the listing goes on, later ones at least every
 	// nextBudget.
-	start, budget := time.Now(), nextBudget
-	if p.calls == 0 {
-		budget = firstBudget
-	}
+	start, budget := time.Now(), planBudget(p.calls)
 	p.calls++
 	for !p.eof && len(p.out) < max && scanned < 16*max && (len(p.out) == 0 || time.Since(start) < budget) {
 		if p.workers == nil || time.Since(p.refreshed) > workerRefresh {

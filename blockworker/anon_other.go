@@ -1,0 +1,14 @@
+//go:build !linux
+
+package blockworker
+
+import (
+	"errors"
+	"os"
+)
+
+// openAnon: unnamed files are Linux's (O_TMPFILE); elsewhere blocks are
+// written under a temporary name and renamed.
+func openAnon(string) (*os.File, string, bool) { return nil, "", false }
+
+func linkAnon(string, string) error { return errors.ErrUnsupported }
