@@ -159,6 +159,10 @@ func OpenStore(specs []TierSpec, ev Evictor, log *zap.Logger) (*Store, error) {
 		}
 		t := &tier{alias: sp.Alias, dir: dir, quota: sp.Quota}
 		s.tiers = append(s.tiers, t)
+		if !s.noAnon.Load() && !anonWorks(t) {
+			s.noAnon.Store(true)
+			log.Info("blocks are written under temporary names (no O_TMPFILE or /proc here)", zap.String("tier", sp.Alias))
+		}
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			return nil, fmt.Errorf("block store: tier %s: %w", sp.Alias, err)
@@ -411,6 +415,22 @@ func (s *Store) openTemp(tb *TempBlock) (*os.File, error) {
 	}
 	tb.path = tempName(tb.t, tb.id, "")
 	return os.OpenFile(tb.path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+}
+
+// anonWorks tries an unnamed file and its link in t's temp dir: some file
+// systems lack O_TMPFILE, and the link needs /proc.
+func anonWorks(t *tier) bool {
+	f, path, ok := openAnon(t.dir)
+	if !ok {
+		return false
+	}
+	defer f.Close()
+	probe := tempName(t, 0, "probe-")
+	if err := linkAnon(path, probe); err != nil {
+		return false
+	}
+	_ = os.Remove(probe)
+	return true
 }
 
 // tempName is a fresh name for block id in t's temp dir.
