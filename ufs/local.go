@@ -11,8 +11,10 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Local is a FileSystem over a local directory. It resolves every path
@@ -91,9 +93,14 @@ func statusOf(name string, fi fs.FileInfo) FileStatus {
 	st := FileStatus{Name: name, IsDir: fi.IsDir(), ModTime: fi.ModTime(), Mode: uint32(fi.Mode().Perm())}
 	if !st.IsDir {
 		st.Size = fi.Size()
-		st.Fingerprint = fmt.Sprintf("%d:%d", st.Size, fi.ModTime().UnixNano())
+		st.Fingerprint = fingerprint(st.Size, fi.ModTime())
 	}
 	return st
+}
+
+// fingerprint identifies a version of a local file: size and mtime.
+func fingerprint(size int64, mtime time.Time) string {
+	return strconv.FormatInt(size, 10) + ":" + strconv.FormatInt(mtime.UnixNano(), 10)
 }
 
 // Stat implements FileSystem.
@@ -129,22 +136,23 @@ func (l *Local) List(ctx context.Context, dir string, fn func(FileStatus) error)
 			if IsTemp(e.Name()) {
 				continue
 			}
-			fi, ierr := e.Info()
+			st, link, ierr := lstatIn(f, e.Name())
 			if ierr != nil {
 				if errors.Is(ierr, fs.ErrNotExist) {
 					continue // removed while listing
 				}
 				return l.wrap("list", dir, ierr)
 			}
-			if fi.Mode()&fs.ModeSymlink != 0 {
+			if link {
 				// Follow the link inside the root only; one that leaves it is
 				// skipped, never reported.
-				fi, ierr = l.root.Stat(path.Join(r, e.Name()))
-				if ierr != nil {
+				fi, serr := l.root.Stat(path.Join(r, e.Name()))
+				if serr != nil {
 					continue
 				}
+				st = statusOf(e.Name(), fi)
 			}
-			if ferr := fn(statusOf(e.Name(), fi)); ferr != nil {
+			if ferr := fn(st); ferr != nil {
 				return ferr
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -57,6 +58,23 @@ func (b *beneath) open(rel string, flag int, perm fs.FileMode) (*os.File, error)
 			return nil, &fs.PathError{Op: "openat2", Path: rel, Err: err}
 		}
 	}
+}
+
+// lstatIn is the status of the entry name of the open directory dir: one
+// fstatat of a single component, where DirEntry.Info resolves the whole
+// absolute path again for every entry of a listing.
+func lstatIn(dir *os.File, name string) (FileStatus, bool, error) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return FileStatus{}, false, &fs.PathError{Op: "fstatat", Path: name, Err: err}
+	}
+	mtime := time.Unix(st.Mtim.Unix())
+	fst := FileStatus{Name: name, IsDir: st.Mode&unix.S_IFMT == unix.S_IFDIR, ModTime: mtime, Mode: st.Mode & 0o777}
+	if !fst.IsDir {
+		fst.Size = st.Size
+		fst.Fingerprint = fingerprint(st.Size, mtime)
+	}
+	return fst, st.Mode&unix.S_IFMT == unix.S_IFLNK, nil
 }
 
 func (b *beneath) close() {

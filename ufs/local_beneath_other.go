@@ -15,3 +15,12 @@ func openBeneath(string) *beneath { return nil }
 func (*beneath) open(string, int, fs.FileMode) (*os.File, error) { panic("unreachable") }
 
 func (*beneath) close() {}
+
+// lstatIn is DirEntry.Info's status (Linux has a one-component fstatat).
+func lstatIn(dir *os.File, name string) (FileStatus, bool, error) {
+	fi, err := os.Lstat(dir.Name() + "/" + name)
+	if err != nil {
+		return FileStatus{}, false, err
+	}
+	return statusOf(name, fi), fi.Mode()&fs.ModeSymlink != 0, nil
+}
