@@ -24,7 +24,23 @@ func main() {
 	bench := flag.String("bench", ".", "benchmarks to run (go test -bench regexp)")
 	out := flag.String("out", "docs/BENCHMARKS.md", "markdown file to write")
 	timeout := flag.Duration("timeout", 90*time.Minute, "go test -timeout")
+	from := flag.String("from", "", "render from this saved `go test -bench` output instead of running (dated by the file's mtime)")
 	flag.Parse()
+
+	if *from != "" {
+		f, err := os.Open(*from)
+		if err != nil {
+			fatal(err)
+		}
+		results, notes := parse(f)
+		when := time.Now()
+		if fi, err := f.Stat(); err == nil {
+			when = fi.ModTime()
+		}
+		f.Close()
+		write(*out, results, notes, *count, when)
+		return
+	}
 
 	args := []string{"test", "-run", "^$", "-bench", *bench, "-benchtime", "1x",
 		"-count", strconv.Itoa(*count), "-timeout", timeout.String(), "./tests/bench/"}
@@ -42,14 +58,66 @@ func main() {
 	if err := cmd.Wait(); err != nil {
 		fmt.Fprintf(os.Stderr, "benchreport: go test failed: %v (writing what was measured)\n", err)
 	}
+	write(*out, results, notes, *count, time.Now())
+}
+
+func write(out string, results []*result, notes []string, count int, when time.Time) {
 	if len(results) == 0 {
 		fatal(fmt.Errorf("no benchmark results"))
 	}
-	md := render(results, notes, *count)
-	if err := os.WriteFile(*out, []byte(md), 0o644); err != nil {
+	if err := os.WriteFile(out, []byte(render(results, notes, count, when)), 0o644); err != nil {
 		fatal(err)
 	}
-	fmt.Fprintf(os.Stderr, "benchreport: wrote %s\n", *out)
+	fmt.Fprintf(os.Stderr, "benchreport: wrote %s\n", out)
+}
+
+// goal is a target the issues set for one metric's median.
+type goal struct {
+	bench, metric string
+	atLeast       bool // else at most
+	value         float64
+	what          string
+}
+
+var goals = []goal{
+	{"FSMasterCreate/clients=64", "entries/fsync", true, 30, "journal group commit at 64 clients"},
+	{"BlockRead", "ratio-stream/cat", true, 0.8, "cached block streamed through the worker vs cat"},
+	{"JobMasterTasks/default", "tasks/s", true, 20000, "trivial tasks through one job master"},
+	{"Load1GiB64Files", "ratio-load/cp", false, 1.1, "load job vs cp -r, 1 GiB in 64 files"},
+	{"Load20000SmallFiles", "ratio-load/cp", false, 1.5, "load job vs cp -r, 20,000 files of 4 KiB"},
+	{"Copy1GiB64Files", "ratio-copy/rclone", false, 0.8, "copy job vs rclone copy, 1 GiB in 64 files"},
+	{"Copy10000SmallFiles", "ratio-copy/rclone", false, 0.8, "copy job vs rclone copy, 10,000 files of 16 KiB"},
+	{"S3Get", "ratio-s3get/sdk", true, 0.8, "S3 GET through the gateway vs the Go SDK"},
+	{"S3Put", "ratio-put/minio", true, 1.0, "small PUTs/s through the gateway vs MinIO"},
+}
+
+// renderGoals is the table of the goals whose metric was measured.
+func renderGoals(b *strings.Builder, results []*result) {
+	byName := map[string]*result{}
+	for _, r := range results {
+		byName[strings.TrimPrefix(r.name, "Benchmark")] = r
+	}
+	var rows []string
+	for _, g := range goals {
+		r := byName[g.bench]
+		if r == nil || len(r.values[g.metric]) == 0 {
+			continue
+		}
+		m := median(r.values[g.metric])
+		op, met := "≤", m <= g.value
+		if g.atLeast {
+			op, met = "≥", m >= g.value
+		}
+		verdict := "met"
+		if !met {
+			verdict = "**not met**"
+		}
+		rows = append(rows, fmt.Sprintf("| %s | %s %s | %s %s | %s | %s |", g.what, g.bench, g.metric, op, format(g.value), format(m), verdict))
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "## Goals\n\n| what | metric | goal | median | |\n|---|---|---|---:|---|\n%s\n\n## All figures\n\n", strings.Join(rows, "\n"))
 }
 
 func fatal(err error) {
@@ -138,14 +206,15 @@ func format(v float64) string {
 	}
 }
 
-func render(results []*result, notes []string, count int) string {
+func render(results []*result, notes []string, count int, when time.Time) string {
 	var b strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "# Benchmarks\n\n")
 	fmt.Fprintf(&b, "Written by `make bench` (tests/bench/cmd/benchreport) on %s: %s, %d CPUs, %s/%s, %s.\n",
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+		when.UTC().Format("2006-01-02 15:04 UTC"), host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Fprintf(&b, "Each figure is the median of %d runs; every benchmark measures its reference in the same run,\n", count)
 	fmt.Fprintf(&b, "so ratios compare like with like. Re-run with `make bench` (or `go run ./tests/bench/cmd/benchreport -bench Name`).\n\n")
+	renderGoals(&b, results)
 	fmt.Fprintf(&b, "| benchmark | metric | median | runs |\n|---|---|---:|---|\n")
 	for _, r := range results {
 		name := strings.TrimPrefix(r.name, "Benchmark")
