@@ -503,24 +503,41 @@ func (tb *TempBlock) Commit() (BlockMeta, error) {
 		defer tb.f.Close()
 	}
 	s := tb.s
+	final := blockPath(tb.t, tb.id, tb.pinned)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.writing, tb.id)
-	if _, ok := s.blocks[tb.id]; ok {
-		tb.removeTemp()
-		tb.t.used -= tb.reserved
-		return BlockMeta{}, fmt.Errorf("block %d: %w", tb.id, ErrExists)
-	}
-	final := blockPath(tb.t, tb.id, tb.pinned)
-	if d := s.doomed[tb.id]; d != nil && d.path == final {
-		// The rename replaces the removed block's file, which its lease
-		// holders keep open; its space is returned when the lease ends.
-		d.path = ""
-	}
-	if err := tb.publish(final); err != nil {
-		tb.removeTemp()
-		tb.t.used -= tb.reserved
-		return BlockMeta{}, fmt.Errorf("block %d: commit: %w", tb.id, err)
+	_, exists := s.blocks[tb.id]
+	if d := s.doomed[tb.id]; !exists && d == nil {
+		// The usual case: name the file without holding the store lock
+		// (a link is a syscall; every other fill and read waits on the
+		// lock). The id stays in s.writing meanwhile, so no other block
+		// of this id can appear.
+		s.mu.Unlock()
+		err := tb.publish(final)
+		s.mu.Lock()
+		delete(s.writing, tb.id)
+		if err != nil {
+			tb.removeTemp()
+			tb.t.used -= tb.reserved
+			return BlockMeta{}, fmt.Errorf("block %d: commit: %w", tb.id, err)
+		}
+	} else {
+		delete(s.writing, tb.id)
+		if exists {
+			tb.removeTemp()
+			tb.t.used -= tb.reserved
+			return BlockMeta{}, fmt.Errorf("block %d: %w", tb.id, ErrExists)
+		}
+		if d.path == final {
+			// The new file replaces the removed block's, which its lease
+			// holders keep open; its space is returned when the lease ends.
+			d.path = ""
+		}
+		if err := tb.publish(final); err != nil {
+			tb.removeTemp()
+			tb.t.used -= tb.reserved
+			return BlockMeta{}, fmt.Errorf("block %d: commit: %w", tb.id, err)
+		}
 	}
 	tb.t.used += tb.written - tb.reserved
 	b := &block{id: tb.id, length: tb.written, tier: tb.t, path: final, pinned: tb.pinned}
