@@ -244,9 +244,10 @@ func (m *Master) Start(ctx context.Context) error {
 	m.started = time.Now()
 	bg, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	m.wg.Add(2)
+	m.wg.Add(3)
 	go m.lostWorkerLoop(bg)
 	go m.checkpointWatchLoop(bg)
+	go m.ttlLoop(bg)
 	if p := m.persister; p != nil {
 		m.wg.Add(1)
 		go func() { defer m.wg.Done(); p.run(bg) }()

@@ -19,12 +19,12 @@ import (
 )
 
 // fsMetaCommands are the namespace commands: ls, stat, mkdir, rm, mv, mount,
-// unmount, chmod, chown, pin, unpin.
+// unmount, chmod, chown, pin, unpin, setTtl, unsetTtl.
 func fsMetaCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newLsCmd(g), newStatCmd(g), newMkdirCmd(g), newRmCmd(g), newMvCmd(g),
 		newMountCmd(g), newUnmountCmd(g), newChmodCmd(g), newChownCmd(g),
-		newPinCmd(g, true), newPinCmd(g, false),
+		newPinCmd(g, true), newPinCmd(g, false), newSetTTLCmd(g), newUnsetTTLCmd(g),
 	}
 }
 
@@ -502,4 +502,72 @@ func newPinCmd(g *globals, pin bool) *cobra.Command {
 			return setAttr(cmd, g, args, func(r *api.SetAttributeRequest) { r.Pinned = &pin; r.Recursive = true })
 		},
 	}
+}
+
+func newSetTTLCmd(g *globals) *cobra.Command {
+	var action string
+	c := &cobra.Command{
+		Use:   "setTtl PATH TTL",
+		Short: "Free or delete a file or directory once it is TTL old",
+		Long: `setTtl gives PATH a time to live, counted from its creation. Once it has run
+out (the FS master checks every fsmaster.ttl-check-interval), PATH is deleted —
+its subtree and its UFS copy too — or, with --action free, its cached blocks are
+freed and the TTL cleared (a file not yet persisted is kept in the cache until it
+is). TTL is milliseconds or a duration: 90000, 30s, 10m, 12h, 7d.`,
+		Example: `  alluvium fs setTtl /tmp/scratch 12h
+  alluvium fs setTtl --action free /warm/day-1 7d`,
+		Args: exactArgs(2, "PATH", "TTL"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ttl, err := parseTTL(args[1])
+			if err != nil {
+				return usagef("setTtl: TTL %q: %v", args[1], err)
+			}
+			act := strings.ToUpper(action)
+			if act != "FREE" && act != "DELETE" {
+				return usagef("setTtl: --action %q: want free or delete", action)
+			}
+			ms := ttl.Milliseconds()
+			return setAttr(cmd, g, args[:1], func(r *api.SetAttributeRequest) { r.Ttl = &ms; r.TtlAction = &act })
+		},
+	}
+	c.Flags().StringVar(&action, "action", "delete", "what happens when the TTL runs out: delete or free")
+	return c
+}
+
+func newUnsetTTLCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "unsetTtl PATH...",
+		Short:   "Remove the time to live of files or directories",
+		Example: "  alluvium fs unsetTtl /tmp/scratch",
+		Args:    minArgs(1, "PATH"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			zero := int64(0)
+			return setAttr(cmd, g, args, func(r *api.SetAttributeRequest) { r.Ttl = &zero })
+		},
+	}
+}
+
+// parseTTL reads milliseconds ("90000") or a duration ("30s", "12h", "7d").
+func parseTTL(s string) (time.Duration, error) {
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if ms <= 0 {
+			return 0, errors.New("must be positive")
+		}
+		return time.Duration(ms) * time.Millisecond, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseFloat(days, 64)
+		if err != nil || n <= 0 || n > 1e5 {
+			return 0, errors.New("want a positive number of days, e.g. 7d")
+		}
+		return time.Duration(n * float64(24*time.Hour)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, errors.New("want milliseconds or a duration such as 30s, 10m, 12h, 7d")
+	}
+	if d < time.Millisecond {
+		return 0, errors.New("must be at least 1ms")
+	}
+	return d, nil
 }

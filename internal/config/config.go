@@ -120,6 +120,8 @@ type FSMasterConfig struct {
 	// persisted (job master rpc addresses, comma-separated; "": never).
 	JobMaster string        `mapstructure:"job-master"`
 	Persist   PersistConfig `mapstructure:"persist"`
+	// TTLCheckInterval is how often the master acts on expired TTLs.
+	TTLCheckInterval time.Duration `mapstructure:"ttl-check-interval"`
 }
 
 // PersistConfig tunes how the FS master persists ASYNC_THROUGH files.
@@ -355,6 +357,7 @@ func Default() map[string]any {
 		"fsmaster.list.max-page-size":                10000,
 		"fsmaster.job-master":                        "localhost:20001",
 		"fsmaster.persist.delay":                     time.Second,
+		"fsmaster.ttl-check-interval":                time.Minute,
 		"fsmaster.persist.max-backoff":               10 * time.Minute,
 		"fsmaster.persist.batch-size":                1000,
 		"worker.role":                                "all",

@@ -1,0 +1,104 @@
+package fsmaster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/testutil"
+)
+
+// TestTTLExpiry: with a short check interval, a FREE TTL frees a cached
+// file's blocks (the worker is told to drop them) and is cleared; a DELETE
+// TTL removes a file — namespace and UFS — and a directory with its
+// subtree; an unexpired TTL and unsetTtl leave files alone.
+func TestTTLExpiry(t *testing.T) {
+	cfg := testConfig(t, map[string]any{"fsmaster.ttl-check-interval": "100ms", "fsmaster.user.block-size": 1000})
+	tm := startMaster(t, cfg)
+	ctx := context.Background()
+	mk := func(p string, wt api.WriteType, ttl int64, action string) *api.FileInfo {
+		fi := must(tm.fs.CreateFile(ctx, &api.CreateFileRequest{Path: p, WriteType: wt, Recursive: true, Ttl: ttl})).Info
+		must(tm.fs.CompleteFile(ctx, &api.CompleteFileRequest{Path: p, Length: 1000, FileId: fi.FileId}))
+		if action != "" {
+			must(tm.fs.SetAttribute(ctx, &api.SetAttributeRequest{Path: p, TtlAction: proto.String(action)}))
+		}
+		return fi
+	}
+	hot := mk("/warm/hot", api.WriteType_CACHE_THROUGH, 300, "FREE")
+	mk("/tmp/scratch", api.WriteType_CACHE_THROUGH, 300, "")
+	mk("/tmp/dir/a", api.WriteType_CACHE_THROUGH, 0, "")
+	mk("/tmp/dir/b", api.WriteType_CACHE_THROUGH, 200, "DELETE") // inside a dir that goes too
+	must(tm.fs.SetAttribute(ctx, &api.SetAttributeRequest{Path: "/tmp/dir", Ttl: proto.Int64(300), TtlAction: proto.String("DELETE")}))
+	mk("/keep/later", api.WriteType_CACHE_THROUGH, int64(time.Hour/time.Millisecond), "")
+	mk("/keep/unset", api.WriteType_CACHE_THROUGH, 300, "")
+	must(tm.fs.SetAttribute(ctx, &api.SetAttributeRequest{Path: "/keep/unset", Ttl: proto.Int64(0)}))
+
+	// The files' bytes in the UFS (the master alone writes none).
+	ufsDir := filepath.FromSlash(cfg.FSMaster.UFS[len("file://"):])
+	for _, p := range []string{"warm/hot", "tmp/scratch", "tmp/dir/a", "tmp/dir/b"} {
+		_ = os.MkdirAll(filepath.Dir(filepath.Join(ufsDir, p)), 0o755)
+		if err := os.WriteFile(filepath.Join(ufsDir, p), make([]byte, 1000), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A worker caches /warm/hot's block.
+	reg := must(tm.blocks.RegisterWorker(ctx, &api.RegisterWorkerRequest{
+		Address: &api.WorkerNetAddress{Host: "127.0.0.1", RpcPort: 4242},
+		Tiers:   []*api.TierUsage{{Alias: "MEM", CapacityBytes: 1 << 20}},
+	}))
+	blk := api.BlockID(hot.FileId, 0)
+	must(tm.blocks.CommitBlock(ctx, &api.CommitBlockRequest{WorkerId: reg.WorkerId, BlockId: blk, Length: 1000, Tier: "MEM"}))
+
+	// Not persisted, it is not freed (its only copy is the cache)...
+	time.Sleep(500 * time.Millisecond)
+	if st := must(tm.fs.GetStatus(ctx, &api.GetStatusRequest{Path: "/warm/hot"})).Info; st.CachedPercent != 100 || st.Ttl == 0 {
+		t.Fatalf("an unpersisted file was freed by its TTL: %d%% cached, ttl %d", st.CachedPercent, st.Ttl)
+	}
+	// ...until it is.
+	must(tm.fs.SetAttribute(ctx, &api.SetAttributeRequest{Path: "/warm/hot", PersistenceState: api.PersistenceState_PERSISTED.Enum()}))
+
+	testutil.Eventually(t, 10*time.Second, func() error {
+		for _, p := range []string{"/tmp/scratch", "/tmp/dir"} {
+			if _, err := tm.fs.GetStatus(ctx, &api.GetStatusRequest{Path: p}); codeOf(err) != codes.NotFound {
+				return fmt.Errorf("%s still there (%v)", p, err)
+			}
+		}
+		st := must(tm.fs.GetStatus(ctx, &api.GetStatusRequest{Path: "/warm/hot"})).Info
+		if st.Ttl != 0 || st.CachedPercent != 0 {
+			var warn string
+			for _, e := range tm.logs.FilterMessage("ttl expired; acting on it failed").All() {
+				warn = fmt.Sprint(e.ContextMap())
+			}
+			return fmt.Errorf("/warm/hot: ttl %d, %d%% cached; last failure %s", st.Ttl, st.CachedPercent, warn)
+		}
+		return nil
+	})
+	for _, p := range []string{"tmp/scratch", "tmp/dir"} {
+		if _, err := os.Stat(filepath.Join(ufsDir, p)); !os.IsNotExist(err) {
+			t.Errorf("DELETE left %s in the UFS: %v", p, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(ufsDir, "warm/hot")); err != nil {
+		t.Errorf("FREE touched the UFS copy: %v", err)
+	}
+	cmds := must(tm.blocks.WorkerHeartbeat(ctx, &api.WorkerHeartbeatRequest{WorkerId: reg.WorkerId})).Commands
+	if len(cmds) != 1 || !slices.Contains(cmds[0].BlockIds, blk) {
+		t.Errorf("the worker was not told to drop the freed block: %v", cmds)
+	}
+	for _, p := range []string{"/keep/later", "/keep/unset"} {
+		if _, err := tm.fs.GetStatus(ctx, &api.GetStatusRequest{Path: p}); err != nil {
+			t.Errorf("%s (no expired TTL) is gone: %v", p, err)
+		}
+	}
+	if !tm.logged("ttl expired") {
+		t.Errorf("no log line for the expiries")
+	}
+}
