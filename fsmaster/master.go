@@ -358,22 +358,32 @@ func (m *Master) Stop(ctx context.Context) error {
 
 // lostWorkerLoop marks workers LOST after fsmaster.worker.timeout.
 func (m *Master) lostWorkerLoop(ctx context.Context) {
-	defer m.wg.Done()
 	timeout := m.cfg.FSMaster.Worker.Timeout
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	tick := max(timeout/4, 50*time.Millisecond)
-	t := time.NewTicker(tick)
+	m.tick(ctx, max(timeout/4, 50*time.Millisecond), 0, func() {
+		for _, id := range m.ns.blocks.markLost(timeout) {
+			m.log.Warn("worker lost: no heartbeat", zap.Int64("worker", id), zap.Duration("timeout", timeout))
+		}
+	})
+}
+
+// tick runs f every d (def when d is not positive) until ctx ends, and
+// marks the loop done: the master's background loops are all this shape.
+func (m *Master) tick(ctx context.Context, d, def time.Duration, f func()) {
+	defer m.wg.Done()
+	if d <= 0 {
+		d = def
+	}
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			for _, id := range m.ns.blocks.markLost(timeout) {
-				m.log.Warn("worker lost: no heartbeat", zap.Int64("worker", id), zap.Duration("timeout", timeout))
-			}
+			f()
 		}
 	}
 }
@@ -399,21 +409,7 @@ func (m *Master) setCheckpoint(path string, seq int64) {
 // checkpointWatchLoop notices checkpoints the secondary writes and deletes
 // the segments they cover.
 func (m *Master) checkpointWatchLoop(ctx context.Context) {
-	defer m.wg.Done()
-	poll := m.cfg.FSMaster.Journal.CheckpointPollInterval
-	if poll <= 0 {
-		poll = time.Second
-	}
-	t := time.NewTicker(poll)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			m.adoptNewCheckpoint()
-		}
-	}
+	m.tick(ctx, m.cfg.FSMaster.Journal.CheckpointPollInterval, time.Second, func() { m.adoptNewCheckpoint() })
 }
 
 // adoptNewCheckpoint deletes the segments covered by a checkpoint newer

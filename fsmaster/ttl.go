@@ -31,21 +31,7 @@ type expired struct {
 // TTL is then cleared so it is not freed again) or deleted, subtree and UFS
 // included (DELETE).
 func (m *Master) ttlLoop(ctx context.Context) {
-	defer m.wg.Done()
-	every := m.cfg.FSMaster.TTLCheckInterval
-	if every <= 0 {
-		every = time.Minute
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			m.ns.expireTTLs(ctx, m.ns.now(), m.log)
-		}
-	}
+	m.tick(ctx, m.cfg.FSMaster.TTLCheckInterval, time.Minute, func() { m.ns.expireTTLs(ctx, m.ns.now(), m.log) })
 }
 
 // expireTTLs acts on every TTL expired at now and reports how many it did.
