@@ -2,13 +2,10 @@
 
 package blockworker
 
-import (
-	"errors"
-	"os"
-)
+import "errors"
 
 // openAnon: unnamed files are Linux's (O_TMPFILE); elsewhere blocks are
 // written under a temporary name and renamed.
-func openAnon(string) (*os.File, string, bool) { return nil, "", false }
+func openAnon(string) (blockFile, string, bool) { return nil, "", false }
 
 func linkAnon(string, string) error { return errors.ErrUnsupported }

@@ -357,7 +357,7 @@ type TempBlock struct {
 	pinned   bool
 	path     string // for an unnamed file (anon), its /proc/self/fd name
 	anon     bool
-	f        *os.File
+	f        blockFile
 	reserved int64
 	written  int64
 	done     bool
@@ -403,9 +403,16 @@ func (s *Store) Create(id int64, hint int64, alias string, pinned bool) (*TempBl
 	return tb, nil
 }
 
+// blockFile is a block being written: an *os.File, or a bare descriptor
+// (rawFile) for the unnamed files of the small-file path.
+type blockFile interface {
+	Write(p []byte) (int, error)
+	Close() error
+}
+
 // openTemp opens the file tb is written to: unnamed when the tier allows,
 // else under a fresh name in the tier's temp dir.
-func (s *Store) openTemp(tb *TempBlock) (*os.File, error) {
+func (s *Store) openTemp(tb *TempBlock) (blockFile, error) {
 	if !s.noAnon.Load() {
 		if f, path, ok := openAnon(tb.t.dir); ok {
 			tb.path, tb.anon = path, true

@@ -167,8 +167,14 @@ func (l *Local) List(ctx context.Context, dir string, fn func(FileStatus) error)
 
 type sectionReader struct {
 	io.Reader
-	f  *os.File
+	f  io.Closer
 	st FileStatus
+}
+
+// readerAtCloser is an open file Open reads a section of.
+type readerAtCloser interface {
+	io.ReaderAt
+	io.Closer
 }
 
 // Status implements Statter: the file as it was when opened.
@@ -182,27 +188,44 @@ func (l *Local) Open(_ context.Context, p string, offset, length int64) (io.Read
 	if err != nil {
 		return nil, err
 	}
-	f, err := l.openFile(r, os.O_RDONLY, 0)
+	var (
+		f  readerAtCloser
+		st FileStatus
+	)
+	if l.fast != nil {
+		f, st, err = l.fast.openRead(r, path.Base(r))
+	} else {
+		f, st, err = l.rootOpenRead(r)
+	}
 	if err != nil {
 		return nil, l.wrap("open", p, err)
+	}
+	if st.IsDir {
+		f.Close()
+		return nil, l.wrap("open", p, syscall.EISDIR)
+	}
+	if offset < 0 || offset > st.Size {
+		f.Close()
+		return nil, fmt.Errorf("open %s: offset %d outside the file (size %d)", l.URI(p), offset, st.Size)
+	}
+	if length < 0 || offset+length > st.Size {
+		length = st.Size - offset
+	}
+	return sectionReader{Reader: io.NewSectionReader(f, offset, length), f: f, st: st}, nil
+}
+
+// rootOpenRead opens rel for reading through os.Root, with its status.
+func (l *Local) rootOpenRead(rel string) (readerAtCloser, FileStatus, error) {
+	f, err := l.root.Open(rel)
+	if err != nil {
+		return nil, FileStatus{}, err
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, l.wrap("open", p, err)
+		return nil, FileStatus{}, err
 	}
-	if fi.IsDir() {
-		f.Close()
-		return nil, l.wrap("open", p, syscall.EISDIR)
-	}
-	if offset < 0 || offset > fi.Size() {
-		f.Close()
-		return nil, fmt.Errorf("open %s: offset %d outside the file (size %d)", l.URI(p), offset, fi.Size())
-	}
-	if length < 0 || offset+length > fi.Size() {
-		length = fi.Size() - offset
-	}
-	return sectionReader{Reader: io.NewSectionReader(f, offset, length), f: f, st: statusOf(path.Base(r), fi)}, nil
+	return f, statusOf(path.Base(rel), fi), nil
 }
 
 type localWriter struct {

@@ -16,6 +16,8 @@ func (*beneath) open(string, int, fs.FileMode) (*os.File, error) { panic("unreac
 
 func (*beneath) close() {}
 
+func (*beneath) openRead(string, string) (readerAtCloser, FileStatus, error) { panic("unreachable") }
+
 // lstatIn is DirEntry.Info's status (Linux has a one-component fstatat).
 func lstatIn(dir *os.File, name string) (FileStatus, bool, error) {
 	fi, err := os.Lstat(dir.Name() + "/" + name)
