@@ -71,10 +71,10 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// startCopyCluster is an in-process FS master whose root UFS is ufsDir, one
+// startJobCluster is an in-process FS master whose root UFS is ufsDir, one
 // block worker (its tier under tierDir), a job master and the job worker
-// beside the block worker.
-func startCopyCluster(b *testing.B, ufsDir, tierDir string) api.JobMasterClient {
+// beside the block worker: what the load and copy benchmarks run on.
+func startJobCluster(b *testing.B, ufsDir, tierDir string) api.JobMasterClient {
 	b.Helper()
 	home := b.TempDir()
 	log := zap.NewNop()
@@ -218,7 +218,7 @@ func benchCopyVsRclone(b *testing.B, files, size int) {
 	ufs := filepath.Join(root, "ufs")
 	src := filepath.Join(ufs, "data")
 	writeTree(b, src, files, size)
-	jobs := startCopyCluster(b, ufs, filepath.Join(root, "tier"))
+	jobs := startJobCluster(b, ufs, filepath.Join(root, "tier"))
 	runtime.GC()
 	cpR(b, src, filepath.Join(root, "warm")) // warm the page cache
 	b.ResetTimer()

@@ -16,8 +16,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/alluvium/alluvium/api"
-	"github.com/alluvium/alluvium/blockworker"
-	"github.com/alluvium/alluvium/fsmaster"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/jobmaster"
@@ -186,97 +184,20 @@ func benchTasks(b *testing.B, queueDepth int) {
 // block worker whose tier is a directory on the same file system as the
 // `cp -r` target, a job master and the job worker beside the block worker.
 type loadCluster struct {
-	master  string
-	ufs     string
-	tier    string
-	jobs    api.JobMasterClient
-	cleanup []func()
+	ufs  string
+	tier string
+	jobs api.JobMasterClient
 }
 
+// startLoadCluster is startJobCluster with its UFS in a temp dir and its
+// tier under tierRoot.
 func startLoadCluster(b *testing.B, tierRoot string) *loadCluster {
 	b.Helper()
-	home := b.TempDir()
-	lc := &loadCluster{ufs: filepath.Join(home, "ufs"), tier: filepath.Join(tierRoot, "tier")}
+	lc := &loadCluster{ufs: filepath.Join(b.TempDir(), "ufs"), tier: filepath.Join(tierRoot, "tier")}
 	if err := os.MkdirAll(lc.ufs, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	log := zap.NewNop()
-	l := config.NewLoader()
-	l.Set("home", home)
-	l.Set("log.level", "warn")
-	l.Set("fsmaster.rpc-port", 0)
-	l.Set("fsmaster.http-port", 0)
-	l.Set("fsmaster.ufs", "file://"+lc.ufs)
-	mcfg, err := l.Load()
-	if err != nil {
-		b.Fatal(err)
-	}
-	m, err := fsmaster.New(mcfg, log)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := m.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = m.Stop(context.Background()) })
-	lc.master = m.RPCAddr()
-
-	wl := config.NewLoader()
-	wl.Set("home", home)
-	wl.Set("worker.rpc-port", 0)
-	wl.Set("worker.http-port", 0)
-	wl.Set("worker.master", m.RPCAddr())
-	wl.Set("worker.tiers", []map[string]any{{"alias": "MEM", "path": lc.tier, "quota": "3GiB"}})
-	wcfg, err := wl.Load()
-	if err != nil {
-		b.Fatal(err)
-	}
-	w, err := blockworker.New(wcfg, log)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := w.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = w.Stop(context.Background()) })
-	if err := w.WaitRegistered(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-
-	jcfg := benchConfig(b)
-	jcfg.JobMaster.Master = m.RPCAddr()
-	jm, err := jobmaster.New(jcfg, log)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := jm.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = jm.Stop(context.Background()) })
-	for deadline := time.Now().Add(10 * time.Second); !jm.IsLeader(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			b.Fatal("no job master leader")
-		}
-	}
-	jwcfg := benchConfig(b)
-	jwcfg.Worker.Master = m.RPCAddr()
-	jwcfg.JobWorker.JobMaster = jm.RPCAddr()
-	jwcfg.JobWorker.RPCPort = 0
-	_, port, _ := net.SplitHostPort(w.RPCAddr())
-	jw, err := jobworker.New(jwcfg, log, jobworker.Colocated{BlockWorkerID: w.ID(), BlockWorkerAddress: net.JoinHostPort(wcfg.Worker.Host, port)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := jw.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = jw.Stop(context.Background()) })
-	cc, err := rpc.Dial(jm.RPCAddr(), rpc.ClientOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cc.Close() })
-	lc.jobs = api.NewJobMasterClient(cc)
+	lc.jobs = startJobCluster(b, lc.ufs, lc.tier)
 	return lc
 }
 
