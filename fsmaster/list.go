@@ -43,6 +43,7 @@ func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest)
 	if err := ns.ensureLoaded(ctx, p, lt); err != nil {
 		return nil, err
 	}
+	sp := ns.syncPolicy(lt, ns.now())
 	resp := &api.ListStatusResponse{}
 	pr := ns.caller(ctx)
 	for {
@@ -76,7 +77,7 @@ func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest)
 		}
 		var load string // a directory to merge from the UFS before going on
 		if !req.GetRecursive() {
-			if needsChildren(n, lt) && token == "" && len(resp.Infos) == 0 {
+			if sp.needs(n) && token == "" && len(resp.Infos) == 0 {
 				load = p
 			} else {
 				more := ns.listDir(n, p, token, size, req.GetIncludeBlocks(), resp)
@@ -89,7 +90,7 @@ func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest)
 		} else {
 			var full bool
 			var deny error
-			full, load, deny = ns.listTree(n, p, after, size, lt, req.GetIncludeBlocks(), resp, pr)
+			full, load, deny = ns.listTree(n, p, after, size, sp, req.GetIncludeBlocks(), resp, pr)
 			if deny != nil {
 				ns.mu.RUnlock()
 				return nil, deny
@@ -105,9 +106,6 @@ func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest)
 		ns.mu.RUnlock()
 		if err := ns.loadChildren(ctx, load); err != nil {
 			return nil, err
-		}
-		if lt == api.LoadMetadataType_ALWAYS {
-			lt = api.LoadMetadataType_ONCE // merged once for this call
 		}
 		if req.GetRecursive() && len(resp.Infos) > 0 {
 			after = relComponents(p, resp.Infos[len(resp.Infos)-1].GetPath())
@@ -150,7 +148,7 @@ func (ns *namespace) listDir(n *inode, p, token string, size int, blocks bool, r
 // infos (full) or a directory must be merged from the UFS before its
 // children can be listed (load names it; the caller merges it and resumes
 // after the last info of the page).
-func (ns *namespace) listTree(n *inode, p string, after []string, size int, lt api.LoadMetadataType, blocks bool, resp *api.ListStatusResponse, pr principal) (full bool, load string, deny error) {
+func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp syncPolicy, blocks bool, resp *api.ListStatusResponse, pr principal) (full bool, load string, deny error) {
 	var visit func(d *inode, dp string, after []string) bool // false: stop
 	visit = func(d *inode, dp string, after []string) bool {
 		// Every directory listed needs read and execute: a subtree the
@@ -160,7 +158,8 @@ func (ns *namespace) listTree(n *inode, p string, after []string, size int, lt a
 			deny = ns.denied("ls", p, pr, d, permR|permX)
 			return false
 		}
-		if needsChildren(d, lt) {
+		// A directory the page token lies in was synced by an earlier page.
+		if len(after) == 0 && sp.needs(d) {
 			load = dp
 			return false
 		}

@@ -102,7 +102,8 @@ func nsConfigFrom(cfg *config.Config) (nsConfig, error) {
 			Permissions: cfg.Security.Permissions, Superuser: cfg.Security.Superuser,
 			Supergroup: cfg.Security.Supergroup, Groups: cfg.Security.Groups,
 		}),
-		pathLimits: pathLimitsFrom(cfg.FSMaster.Path.MaxLength, cfg.FSMaster.Path.MaxDepth),
+		pathLimits:   pathLimitsFrom(cfg.FSMaster.Path.MaxLength, cfg.FSMaster.Path.MaxDepth),
+		syncInterval: cfg.FSMaster.UFSSyncInterval,
 	}
 	if u, err := user.Current(); err == nil && u.Username != "" {
 		c.owner, c.group = u.Username, u.Username

@@ -38,6 +38,9 @@ type nsConfig struct {
 	maxPage     int
 	perm        permConfig
 	pathLimits  paths.Limits
+	// syncInterval re-syncs a directory with its UFS when it is listed
+	// this long after its last sync; 0: only the first listing loads it.
+	syncInterval time.Duration
 }
 
 // namespace is the live inode tree of the master: State behind the state
@@ -377,120 +380,6 @@ func (ns *namespace) ufsFileEntry(id, parentID int64, name string, st ufs.FileSt
 		BlockSizeBytes: ns.cfg.blockSize, WriteType: api.WriteType_THROUGH, Completed: true,
 		Length: st.Size, UfsFingerprint: st.Fingerprint, ReplicationMax: -1,
 	}
-}
-
-// loadBatch is how many UFS children are merged per lock hold.
-const loadBatch = 1000
-
-// loadChildren merges the UFS children of directory p into the namespace
-// (those it does not know yet) and marks it loaded. The UFS listing streams
-// in batches; the whole listing is never held.
-func (ns *namespace) loadChildren(ctx context.Context, p string) error {
-	ns.mu.RLock()
-	n := ns.st.lookup(p)
-	if n == nil || !n.dir {
-		ns.mu.RUnlock()
-		return nil
-	}
-	id := n.id
-	m, rel := ns.st.mountOf(p)
-	m = cloneMount(m)
-	ns.mu.RUnlock()
-	fs, err := ns.fsFor(ctx, m)
-	if err != nil {
-		return err
-	}
-	var last *txn
-	batch := make([]ufs.FileStatus, 0, loadBatch)
-	gone := errors.New("directory went away")
-	flush := func() error {
-		ns.mu.Lock()
-		defer ns.mu.Unlock()
-		if err := ns.usable(); err != nil {
-			return err
-		}
-		d, ok := ns.st.inodes[id]
-		if !ok || !d.dir {
-			return gone
-		}
-		t := ns.begin()
-		for _, st := range batch {
-			if !validName(st.Name) || d.child(st.Name) != nil {
-				continue
-			}
-			cid := ns.st.nextInodeID
-			var e *api.JournalEntry
-			if st.IsDir {
-				mode := st.Mode
-				if mode == 0 {
-					mode = 0o755
-				}
-				e = dirEntry(&api.InodeDirectoryEntry{
-					Id: cid, ParentId: id, Name: st.Name, Mode: mode, Owner: ns.cfg.owner, Group: ns.cfg.group,
-					CreationTimeMs: t.now, PersistenceState: api.PersistenceState_PERSISTED,
-				})
-			} else {
-				e = fileEntry(ns.ufsFileEntry(cid, id, st.Name, st, t.now))
-			}
-			if err := t.add(e); err != nil {
-				return err
-			}
-		}
-		batch = batch[:0]
-		if t.last != nil {
-			last = t
-		}
-		return nil
-	}
-	err = fs.List(ctx, rel, func(st ufs.FileStatus) error {
-		batch = append(batch, st)
-		if len(batch) == loadBatch {
-			return flush()
-		}
-		return nil
-	})
-	switch {
-	case errors.Is(err, gone):
-		return nil
-	case errors.Is(err, ufs.ErrNotFound), errors.Is(err, ufs.ErrNotDir):
-		// Nothing in the UFS (a directory not persisted yet): nothing to merge.
-		batch = batch[:0]
-	case err != nil:
-		return ufsErr("load", p, err)
-	}
-	if err := flush(); err != nil {
-		if errors.Is(err, gone) {
-			return nil
-		}
-		return err
-	}
-	ns.mu.Lock()
-	if d, ok := ns.st.inodes[id]; ok && d.dir && !d.childrenLoaded {
-		t := ns.begin()
-		loaded := true
-		if err := t.add(&api.JournalEntry{Body: &api.JournalEntry_UpdateDirectory{UpdateDirectory: &api.UpdateDirectoryEntry{Id: id, ChildrenLoaded: &loaded}}}); err != nil {
-			ns.mu.Unlock()
-			return err
-		}
-		last = t
-	}
-	ns.mu.Unlock()
-	ns.op("load-children")
-	if last != nil {
-		return last.wait(ctx)
-	}
-	return nil
-}
-
-// needsChildren reports whether listing directory n must merge the UFS first.
-func needsChildren(n *inode, lt api.LoadMetadataType) bool {
-	switch lt {
-	case api.LoadMetadataType_NEVER:
-		return false
-	case api.LoadMetadataType_ALWAYS:
-		return n.dir
-	}
-	return n.dir && !n.childrenLoaded
 }
 
 // ---- mutations ----
@@ -882,7 +771,7 @@ func (ns *namespace) Delete(ctx context.Context, req *api.DeleteRequest) error {
 		// Emptiness counts the UFS children too.
 		ns.mu.RLock()
 		n := ns.st.lookup(p)
-		need := n != nil && needsChildren(n, api.LoadMetadataType_ONCE) && !n.mountPoint
+		need := n != nil && ns.syncPolicy(api.LoadMetadataType_ONCE, ns.now()).needs(n) && !n.mountPoint
 		ns.mu.RUnlock()
 		if need {
 			if err := ns.loadChildren(ctx, p); err != nil {

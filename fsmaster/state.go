@@ -28,6 +28,7 @@ type inode struct {
 	children       *btree.BTreeG[*inode]
 	childrenLoaded bool
 	mountPoint     bool
+	syncedAt       int64 // unix ns of the last UFS sync; in memory only (0 after a restart)
 
 	// Files.
 	length      int64

@@ -122,6 +122,10 @@ type FSMasterConfig struct {
 	Persist   PersistConfig `mapstructure:"persist"`
 	// TTLCheckInterval is how often the master acts on expired TTLs.
 	TTLCheckInterval time.Duration `mapstructure:"ttl-check-interval"`
+	// UFSSyncInterval: a directory listed this long after its last sync
+	// with the UFS is synced again (new, changed, vanished entries); 0:
+	// only when a call asks (ls --sync, load jobs).
+	UFSSyncInterval time.Duration `mapstructure:"ufs-sync-interval"`
 }
 
 // PersistConfig tunes how the FS master persists ASYNC_THROUGH files.
@@ -358,6 +362,7 @@ func Default() map[string]any {
 		"fsmaster.job-master":                        "localhost:20001",
 		"fsmaster.persist.delay":                     time.Second,
 		"fsmaster.ttl-check-interval":                time.Minute,
+		"fsmaster.ufs-sync-interval":                 time.Duration(0),
 		"fsmaster.persist.max-backoff":               10 * time.Minute,
 		"fsmaster.persist.batch-size":                1000,
 		"worker.role":                                "all",

@@ -1,0 +1,313 @@
+package fsmaster
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/paths"
+	"github.com/alluvium/alluvium/ufs"
+)
+
+// Metadata sync: a directory's children are merged from its UFS the first
+// time it is listed, and synced again when a call asks for it (ALWAYS) or
+// when fsmaster.ufs.sync-interval has passed since the last sync. A sync
+// adds what the UFS gained, replaces persisted files whose UFS fingerprint
+// changed (their cached blocks go with the old inode) and drops persisted
+// entries the UFS lost. What exists only in Alluvium (not persisted, or a
+// directory holding such files or a mount) is never dropped.
+
+// loadBatch is how many UFS children are merged per lock hold.
+const loadBatch = 1000
+
+// syncPolicy says which directories a call re-lists from the UFS: those
+// never merged, and those last synced before `before` (unix ns; 0: none).
+type syncPolicy struct {
+	never  bool
+	before int64
+}
+
+// syncPolicy returns the policy of one call that began at start. ALWAYS
+// syncs each directory the call visits once (not once per page).
+func (ns *namespace) syncPolicy(lt api.LoadMetadataType, start time.Time) syncPolicy {
+	switch lt {
+	case api.LoadMetadataType_NEVER:
+		return syncPolicy{never: true}
+	case api.LoadMetadataType_ALWAYS:
+		return syncPolicy{before: start.UnixNano()}
+	}
+	if ns.cfg.syncInterval > 0 {
+		return syncPolicy{before: start.Add(-ns.cfg.syncInterval).UnixNano()}
+	}
+	return syncPolicy{}
+}
+
+// needs reports whether listing directory n must sync it with the UFS first.
+func (sp syncPolicy) needs(n *inode) bool {
+	if sp.never || !n.dir {
+		return false
+	}
+	return !n.childrenLoaded || n.syncedAt < sp.before
+}
+
+// loadChildren merges the children of directory p from its UFS (the first
+// time) or syncs them with it (later), and marks it loaded. The UFS listing streams in batches and is never held whole; only
+// the names it holds are remembered, to find what the UFS lost.
+func (ns *namespace) loadChildren(ctx context.Context, p string) error {
+	ns.mu.RLock()
+	n := ns.st.lookup(p)
+	if n == nil || !n.dir {
+		ns.mu.RUnlock()
+		return nil
+	}
+	id := n.id
+	// The first load only merges; a re-sync also reconciles what the
+	// namespace holds with what the UFS now has.
+	resync := n.childrenLoaded
+	m, rel := ns.st.mountOf(p)
+	m = cloneMount(m)
+	ns.mu.RUnlock()
+	fs, err := ns.fsFor(ctx, m)
+	if err != nil {
+		return err
+	}
+	var (
+		last     *txn
+		added    int
+		seen     = map[string]struct{}{}
+		suspects []string // children whose UFS entry looks different
+	)
+	batch := make([]ufs.FileStatus, 0, loadBatch)
+	gone := errors.New("directory went away")
+	flush := func() error {
+		ns.mu.Lock()
+		defer ns.mu.Unlock()
+		if err := ns.usable(); err != nil {
+			return err
+		}
+		d, ok := ns.st.inodes[id]
+		if !ok || !d.dir {
+			return gone
+		}
+		t := ns.begin()
+		for _, st := range batch {
+			if !validName(st.Name) {
+				continue
+			}
+			if resync {
+				seen[st.Name] = struct{}{}
+			}
+			if c := d.child(st.Name); c != nil {
+				if resync && stale(c, st) {
+					suspects = append(suspects, st.Name)
+				}
+				continue
+			}
+			if err := t.add(ns.ufsEntry(ns.st.nextInodeID, id, st, t.now)); err != nil {
+				return err
+			}
+			added++
+		}
+		batch = batch[:0]
+		if t.last != nil {
+			last = t
+		}
+		return nil
+	}
+	listed := true
+	err = fs.List(ctx, rel, func(st ufs.FileStatus) error {
+		batch = append(batch, st)
+		if len(batch) == loadBatch {
+			return flush()
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, gone):
+		return nil
+	case errors.Is(err, ufs.ErrNotFound), errors.Is(err, ufs.ErrNotDir):
+		// Nothing in the UFS (a directory not persisted yet): nothing to
+		// merge, and nothing to drop either.
+		batch, listed = batch[:0], false
+	case err != nil:
+		return ufsErr("load", p, err)
+	}
+	if err := flush(); err != nil {
+		if errors.Is(err, gone) {
+			return nil
+		}
+		return err
+	}
+	if listed && resync {
+		ns.mu.RLock()
+		if d, ok := ns.st.inodes[id]; ok && d.dir && d.children != nil {
+			d.children.Ascend(func(c *inode) bool {
+				if _, ok := seen[c.name]; !ok && c.persist == api.PersistenceState_PERSISTED && !c.mountPoint {
+					suspects = append(suspects, c.name)
+				}
+				return true
+			})
+		}
+		ns.mu.RUnlock()
+	}
+	seen = nil
+	changed, removed, err := ns.reconcile(ctx, id, p, m, fs, suspects)
+	if err != nil {
+		return err
+	}
+	if changed+removed+added > 0 {
+		ns.log.Info("metadata synced with the UFS", zap.String("path", p),
+			zap.Int("added", added), zap.Int("updated", changed), zap.Int("removed", removed))
+	}
+	ns.mu.Lock()
+	if d, ok := ns.st.inodes[id]; ok && d.dir {
+		if !d.childrenLoaded {
+			t := ns.begin()
+			loaded := true
+			if err := t.add(&api.JournalEntry{Body: &api.JournalEntry_UpdateDirectory{UpdateDirectory: &api.UpdateDirectoryEntry{Id: id, ChildrenLoaded: &loaded}}}); err != nil {
+				ns.mu.Unlock()
+				return err
+			}
+			last = t
+		}
+		d.syncedAt = ns.now().UnixNano()
+	}
+	ns.mu.Unlock()
+	ns.op("load-children")
+	if last != nil {
+		return last.wait(ctx)
+	}
+	return nil
+}
+
+// stale reports whether the UFS entry st may no longer be what the
+// persisted inode c recorded: its kind or its file fingerprint differ.
+func stale(c *inode, st ufs.FileStatus) bool {
+	if c.persist != api.PersistenceState_PERSISTED || c.mountPoint {
+		return false
+	}
+	if c.dir != st.IsDir {
+		return true
+	}
+	return !c.dir && c.completed && c.fingerprint != "" && st.Fingerprint != "" && c.fingerprint != st.Fingerprint
+}
+
+// reconcile looks again at the UFS entry of each named child of directory
+// id (a listing may be older than a write that went through Alluvium
+// meanwhile) and then drops the persisted children the UFS lost and
+// replaces those it changed. It returns how many it replaced and dropped.
+func (ns *namespace) reconcile(ctx context.Context, id int64, p string, m *api.MountPointInfo, fs ufs.FileSystem, names []string) (changed, removed int, err error) {
+	for len(names) > 0 {
+		k := min(len(names), loadBatch)
+		looks := make([]ufsLook, 0, k)
+		for _, name := range names[:k] {
+			cp := paths.Join(p, name)
+			_, rel := mountRel(m, cp)
+			st, err := fs.Stat(ctx, rel)
+			switch {
+			case err == nil:
+				st.Name = name
+				looks = append(looks, ufsLook{st: st})
+			case errors.Is(err, ufs.ErrNotFound), errors.Is(err, ufs.ErrNotDir):
+				looks = append(looks, ufsLook{st: ufs.FileStatus{Name: name}, missing: true})
+			default:
+				return changed, removed, ufsErr("load", cp, err)
+			}
+		}
+		names = names[k:]
+		t, c, r, err := ns.applyLooks(id, p, looks)
+		changed, removed = changed+c, removed+r
+		if err != nil {
+			return changed, removed, err
+		}
+		if t != nil {
+			if err := t.wait(ctx); err != nil {
+				return changed, removed, err
+			}
+		}
+	}
+	return changed, removed, nil
+}
+
+// ufsLook is what a fresh UFS Stat of one child found.
+type ufsLook struct {
+	st      ufs.FileStatus // Name is always set
+	missing bool
+}
+
+// applyLooks acts on fresh UFS looks at children of directory id under the
+// state lock: a child still persisted and droppable is removed when the
+// UFS lost it, or replaced by a fresh inode when its entry changed.
+func (ns *namespace) applyLooks(id int64, p string, looks []ufsLook) (*txn, int, int, error) {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if err := ns.usable(); err != nil {
+		return nil, 0, 0, err
+	}
+	d, ok := ns.st.inodes[id]
+	if !ok || !d.dir {
+		return nil, 0, 0, nil
+	}
+	var changed, removed int
+	t := ns.begin()
+	for _, l := range looks {
+		st, missing := l.st, l.missing
+		c := d.child(st.Name)
+		if c == nil || (!missing && !stale(c, st)) || !ns.droppable(c, paths.Join(p, c.name)) {
+			continue
+		}
+		ids := filesBelow(c)
+		if err := t.add(deleteEntry(c.id)); err != nil {
+			return nil, changed, removed, err
+		}
+		ns.blocks.removeFiles(ids)
+		if missing {
+			removed++
+			continue
+		}
+		if err := t.add(ns.ufsEntry(ns.st.nextInodeID, id, st, t.now)); err != nil {
+			return nil, changed, removed, err
+		}
+		changed++
+	}
+	if t.last == nil {
+		return nil, 0, 0, nil
+	}
+	return t, changed, removed, nil
+}
+
+// droppable reports whether inode n at path p exists only as a copy of the
+// UFS: it and everything below are persisted and no mount lies below.
+func (ns *namespace) droppable(n *inode, p string) bool {
+	if n.mountPoint || (n.dir && len(ns.mountsBelow(p)) > 0) {
+		return false
+	}
+	ok := true
+	walk(n, func(x *inode) bool {
+		if x.persist != api.PersistenceState_PERSISTED {
+			ok = false
+		}
+		return ok
+	})
+	return ok
+}
+
+// ufsEntry is the journal entry that creates inode id below parentID for
+// the UFS entry st: a persisted directory whose children are not loaded
+// yet, or a persisted complete file.
+func (ns *namespace) ufsEntry(id, parentID int64, st ufs.FileStatus, now int64) *api.JournalEntry {
+	if !st.IsDir {
+		return fileEntry(ns.ufsFileEntry(id, parentID, st.Name, st, now))
+	}
+	mode := st.Mode
+	if mode == 0 {
+		mode = 0o755
+	}
+	return dirEntry(&api.InodeDirectoryEntry{
+		Id: id, ParentId: parentID, Name: st.Name, Mode: mode, Owner: ns.cfg.owner, Group: ns.cfg.group,
+		CreationTimeMs: now, PersistenceState: api.PersistenceState_PERSISTED,
+	})
+}
