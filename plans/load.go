@@ -39,6 +39,10 @@ type LoadConfig struct {
 	ExcludeWorkers []string `json:"excludeWorkers,omitempty"`
 	Verify         bool     `json:"verify,omitempty"`    // re-check when done, re-load what is missing
 	Bandwidth      int64    `json:"bandwidth,omitempty"` // bytes/s for the whole job; 0: unlimited
+	// NoSync trusts the namespace as it is; by default each directory is
+	// synced with the UFS as the job lists it, so files that appeared,
+	// changed or vanished there since the last listing are seen.
+	NoSync bool `json:"noSync,omitempty"`
 	// Tuning; defaults are good.
 	BatchFiles int   `json:"batchFiles,omitempty"` // most blocks of small files per task (default 64)
 	BatchBytes int64 `json:"batchBytes,omitempty"` // a task fills up to this many bytes (default 64 MiB)
@@ -259,6 +263,7 @@ func (Load) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 		open:    map[int64]*openBatch{},
 		pending: map[int64]int64{},
 	}
+	p.walk.sync = !c.NoSync
 	return p, nil
 }
 

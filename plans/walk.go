@@ -23,6 +23,9 @@ type walker struct {
 	root     string
 	pageSize int32
 	blocks   bool // ask for block locations
+	// sync has the FS master sync each directory with its UFS when the
+	// walk first lists it, so a walk sees what the UFS holds now.
+	sync bool
 
 	started    bool
 	stack      []*dirIter
@@ -120,9 +123,11 @@ func childPath(dir string, info *api.FileInfo) string {
 }
 
 func (w *walker) fetch(ctx context.Context, d *dirIter) error {
-	resp, err := w.fs.ListStatus(ctx, &api.ListStatusRequest{
-		Path: d.path, PageSize: w.pageSize, PageToken: d.token, IncludeBlocks: w.blocks,
-	})
+	req := &api.ListStatusRequest{Path: d.path, PageSize: w.pageSize, PageToken: d.token, IncludeBlocks: w.blocks}
+	if w.sync && d.token == "" {
+		req.LoadMetadataType = api.LoadMetadataType_ALWAYS
+	}
+	resp, err := w.fs.ListStatus(ctx, req)
 	if err != nil {
 		if status.Code(err) == codes.NotFound && d.path != w.root {
 			// Deleted while we walked (or before a resume): nothing left.

@@ -33,6 +33,9 @@ type ListOptions struct {
 	Recursive     bool
 	PageSize      int32 // 0: server default
 	IncludeBlocks bool  // fill FileBlockInfos
+	// Sync has the master sync each listed directory with its UFS first:
+	// files added, changed or deleted there behind Alluvium's back show.
+	Sync bool
 }
 
 // List streams the children of path (its whole subtree when Recursive),
@@ -47,11 +50,15 @@ func (c *Client) List(ctx context.Context, path string, o ListOptions) iter.Seq2
 		token := ""
 		for {
 			var resp *api.ListStatusResponse
+			req := &api.ListStatusRequest{
+				Path: path, Recursive: o.Recursive, PageSize: o.PageSize,
+				PageToken: token, IncludeBlocks: o.IncludeBlocks,
+			}
+			if o.Sync {
+				req.LoadMetadataType = api.LoadMetadataType_ALWAYS
+			}
 			err := c.call(ctx, "ls", path, true, func(ctx context.Context) (err error) {
-				resp, err = c.fs.ListStatus(ctx, &api.ListStatusRequest{
-					Path: path, Recursive: o.Recursive, PageSize: o.PageSize,
-					PageToken: token, IncludeBlocks: o.IncludeBlocks,
-				})
+				resp, err = c.fs.ListStatus(ctx, req)
 				return err
 			})
 			if err != nil {

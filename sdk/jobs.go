@@ -430,4 +430,8 @@ type LoadConfig struct {
 	ExcludeWorkers []string `json:"excludeWorkers,omitempty"`
 	Verify         bool     `json:"verify,omitempty"`
 	Bandwidth      int64    `json:"bandwidth,omitempty"` // bytes/s for the whole job
+	// NoSync skips syncing each directory with the UFS as the job lists
+	// it (by default a load sees files that appeared, changed or vanished
+	// in the UFS since Alluvium last looked).
+	NoSync bool `json:"noSync,omitempty"`
 }

@@ -91,7 +91,7 @@ func lsLine(w io.Writer, fi *api.FileInfo) {
 }
 
 func newLsCmd(g *globals) *cobra.Command {
-	var recursive bool
+	var recursive, sync bool
 	var output string
 	c := &cobra.Command{
 		Use:   "ls [PATH...]",
@@ -99,13 +99,17 @@ func newLsCmd(g *globals) *cobra.Command {
 		Long: `List the children of each directory, or with -R its whole subtree. Columns:
 mode, owner, group, size, persistence state, modification time, share
 cached, path. Paths in the UFS that Alluvium has not seen yet are loaded on
-the way (they show as PERSISTED, 0% cached). Listings stream page by page,
-so a directory of millions of entries starts printing at once.
+the way (they show as PERSISTED, 0% cached). A directory already listed is
+not read from the UFS again (unless fsmaster.ufs-sync-interval has passed);
+-f/--sync syncs each listed directory with the UFS first, so files added,
+changed or deleted there behind Alluvium's back show. Listings stream page
+by page, so a directory of millions of entries starts printing at once.
 
 --output json prints one JSON array of objects with path, isDir, length,
 persisted, cachedPercent and blocks[].locations[] (plus more fields).`,
 		Example: `  alluvium fs ls /
   alluvium fs ls -R /data
+  alluvium fs ls --sync /data        # see what changed in the UFS
   alluvium fs ls --output json /data | jq '.[] | select(.cachedPercent < 100) | .path'`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -126,7 +130,7 @@ persisted, cachedPercent and blocks[].locations[] (plus more fields).`,
 				fmt.Fprint(out, "[")
 				n := 0
 				for _, p := range args {
-					for fi, err := range c.List(cmd.Context(), p, sdk.ListOptions{Recursive: recursive, IncludeBlocks: true}) {
+					for fi, err := range c.List(cmd.Context(), p, sdk.ListOptions{Recursive: recursive, IncludeBlocks: true, Sync: sync}) {
 						if err != nil {
 							fmt.Fprintln(out, "]")
 							return cliErr(err)
@@ -152,7 +156,7 @@ persisted, cachedPercent and blocks[].locations[] (plus more fields).`,
 			defer w.Flush()
 			for _, p := range args {
 				rows := 0
-				for fi, err := range c.List(cmd.Context(), p, sdk.ListOptions{Recursive: recursive}) {
+				for fi, err := range c.List(cmd.Context(), p, sdk.ListOptions{Recursive: recursive, Sync: sync}) {
 					if err != nil {
 						return cliErr(err)
 					}
@@ -166,6 +170,7 @@ persisted, cachedPercent and blocks[].locations[] (plus more fields).`,
 		},
 	}
 	c.Flags().BoolVarP(&recursive, "recursive", "R", false, "list whole subtrees")
+	c.Flags().BoolVarP(&sync, "sync", "f", false, "sync each listed directory with the UFS first (new, changed and deleted UFS files)")
 	c.Flags().StringVar(&output, "output", "", "output format: json (default: text)")
 	return c
 }

@@ -112,6 +112,7 @@ type loadFlags struct {
 	exclude     []string
 	verify      bool
 	bandwidth   string
+	sync        bool
 }
 
 func (f *loadFlags) add(fs *pflag.FlagSet) {
@@ -120,13 +121,14 @@ func (f *loadFlags) add(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.exclude, "exclude-workers", nil, "never use these block workers (ids, hosts or host:port)")
 	fs.BoolVar(&f.verify, "verify", false, "when done, check every block again and load what is missing")
 	fs.StringVar(&f.bandwidth, "bandwidth", "", "limit the whole job to this many bytes/s, e.g. 100MiB (default: unlimited)")
+	fs.BoolVar(&f.sync, "sync", true, "sync each directory with the UFS as it is listed, so new, changed and vanished UFS files are seen (--sync=false trusts what Alluvium knows)")
 }
 
 func (f *loadFlags) config(path string) (sdk.LoadConfig, error) {
 	if f.replication < 1 {
 		return sdk.LoadConfig{}, usagef("--replication %d: want 1 or more", f.replication)
 	}
-	c := sdk.LoadConfig{Path: path, Replication: f.replication, Workers: f.workers, ExcludeWorkers: f.exclude, Verify: f.verify}
+	c := sdk.LoadConfig{Path: path, Replication: f.replication, Workers: f.workers, ExcludeWorkers: f.exclude, Verify: f.verify, NoSync: !f.sync}
 	if f.bandwidth != "" {
 		b, err := config.ParseBytes(f.bandwidth)
 		if err != nil || b <= 0 {
@@ -204,6 +206,9 @@ func newJobSubmitLoadCmd(g *globals) *cobra.Command {
 workers, to --replication copies each. Blocks already cached that often are
 skipped; each task is one large block or a batch of small files, run by the
 job worker beside the block worker that will hold the data, spread evenly.
+Each directory is synced with the UFS as the job lists it, so files added,
+changed or deleted there since Alluvium last looked are loaded, reloaded or
+forgotten (--sync=false skips that and trusts the namespace).
 --verify checks every block again at the end and loads what is missing;
 --bandwidth caps the whole job's read rate from the UFS.`,
 		Example: `  alluvium job submit load /data --wait
