@@ -268,8 +268,12 @@ type InodeDirectoryEntry struct {
 	// Set in checkpoint records only; a live entry's inode was modified when
 	// it was created (creation_time_ms).
 	LastModificationTimeMs int64 `protobuf:"varint,12,opt,name=last_modification_time_ms,json=lastModificationTimeMs,proto3" json:"last_modification_time_ms,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// Set in checkpoint records only (a live entry sets a TTL with
+	// SetAttributeEntry): as on files, ms after creation, and FREE or DELETE.
+	Ttl           int64  `protobuf:"varint,13,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	TtlAction     string `protobuf:"bytes,14,opt,name=ttl_action,json=ttlAction,proto3" json:"ttl_action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InodeDirectoryEntry) Reset() {
@@ -384,6 +388,20 @@ func (x *InodeDirectoryEntry) GetLastModificationTimeMs() int64 {
 		return x.LastModificationTimeMs
 	}
 	return 0
+}
+
+func (x *InodeDirectoryEntry) GetTtl() int64 {
+	if x != nil {
+		return x.Ttl
+	}
+	return 0
+}
+
+func (x *InodeDirectoryEntry) GetTtlAction() string {
+	if x != nil {
+		return x.TtlAction
+	}
+	return ""
 }
 
 // InodeFileEntry creates a file inode. A file loaded from the UFS is created
@@ -1083,7 +1101,7 @@ const file_journal_proto_rawDesc = "" +
 	"\x12delete_mount_point\x18\x11 \x01(\v2\".alluvium.v1.DeleteMountPointEntryH\x00R\x10deleteMountPoint\x129\n" +
 	"\tworker_id\x18\x12 \x01(\v2\x1a.alluvium.v1.WorkerIdEntryH\x00R\bworkerId\x12N\n" +
 	"\x10update_directory\x18\x13 \x01(\v2!.alluvium.v1.UpdateDirectoryEntryH\x00R\x0fupdateDirectoryB\x06\n" +
-	"\x04body\"\xa9\x03\n" +
+	"\x04body\"\xda\x03\n" +
 	"\x13InodeDirectoryEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n" +
 	"\tparent_id\x18\x02 \x01(\x03R\bparentId\x12\x12\n" +
@@ -1098,7 +1116,10 @@ const file_journal_proto_rawDesc = "" +
 	"\x0fchildren_loaded\x18\n" +
 	" \x01(\bR\x0echildrenLoaded\x12\x16\n" +
 	"\x06pinned\x18\v \x01(\bR\x06pinned\x129\n" +
-	"\x19last_modification_time_ms\x18\f \x01(\x03R\x16lastModificationTimeMs\"\x9d\x05\n" +
+	"\x19last_modification_time_ms\x18\f \x01(\x03R\x16lastModificationTimeMs\x12\x10\n" +
+	"\x03ttl\x18\r \x01(\x03R\x03ttl\x12\x1d\n" +
+	"\n" +
+	"ttl_action\x18\x0e \x01(\tR\tttlAction\"\x9d\x05\n" +
 	"\x0eInodeFileEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n" +
 	"\tparent_id\x18\x02 \x01(\x03R\bparentId\x12\x12\n" +

@@ -110,6 +110,16 @@ func (s *State) CheckInvariants() error {
 	if _, ok := s.mounts["/"]; !ok {
 		return fmt.Errorf("no root mount")
 	}
+	for id, n := range s.inodes {
+		if _, in := s.ttls[id]; in != (n.ttl > 0) {
+			return fmt.Errorf("inode %d (%s) has ttl %d but the TTL index says %v", id, s.pathOf(n), n.ttl, in)
+		}
+	}
+	for id, n := range s.ttls {
+		if s.inodes[id] != n {
+			return fmt.Errorf("the TTL index holds inode %d, which is not in the namespace", id)
+		}
+	}
 	for a, id := range s.workerIDs {
 		if id >= s.nextWorkerID {
 			return fmt.Errorf("worker %s id %d not below counter %d", a, id, s.nextWorkerID)
@@ -128,7 +138,7 @@ func (s *State) Dump() string {
 			fmt.Fprintf(&b, "%s id=%d dir=%v mode=%o owner=%q group=%q ctime=%d mtime=%d persist=%v pinned=%v",
 				s.pathOf(n), n.id, n.dir, n.mode, n.owner, n.group, n.ctime, n.mtime, n.persist, n.pinned)
 			if n.dir {
-				fmt.Fprintf(&b, " loaded=%v mountpoint=%v children=%d\n", n.childrenLoaded, n.mountPoint, n.childCount())
+				fmt.Fprintf(&b, " loaded=%v mountpoint=%v children=%d ttl=%d/%q\n", n.childrenLoaded, n.mountPoint, n.childCount(), n.ttl, n.ttlAction)
 			} else {
 				fmt.Fprintf(&b, " len=%d bs=%d wt=%v complete=%v fp=%q repl=%d..%d ttl=%d/%q\n",
 					n.length, n.blockSize, n.writeType, n.completed, n.fingerprint, n.replMin, n.replMax, n.ttl, n.ttlAction)

@@ -131,6 +131,7 @@ func inodeRecord(n *inode) *api.JournalEntry {
 			Id: n.id, ParentId: parentID, Name: n.name, Mode: n.mode, Owner: n.owner, Group: n.group,
 			CreationTimeMs: n.ctime, PersistenceState: n.persist, MountPoint: n.mountPoint,
 			ChildrenLoaded: n.childrenLoaded, Pinned: n.pinned, LastModificationTimeMs: n.mtime,
+			Ttl: n.ttl, TtlAction: n.ttlAction,
 		}}}
 	}
 	return &api.JournalEntry{Body: &api.JournalEntry_InodeFile{InodeFile: &api.InodeFileEntry{

@@ -81,7 +81,7 @@ func randomOps(t *testing.T, ns *namespace, ufsDir string, rng *rand.Rand, n int
 			p := randomPath(rng)
 			what = "setattr " + p
 			req := &api.SetAttributeRequest{Path: p, Recursive: rng.IntN(2) == 0}
-			switch rng.IntN(4) {
+			switch rng.IntN(5) {
 			case 0:
 				v := rng.IntN(2) == 0
 				req.Pinned = &v
@@ -94,6 +94,13 @@ func randomOps(t *testing.T, ns *namespace, ufsDir string, rng *rand.Rand, n int
 			case 3:
 				v := int32(rng.IntN(3))
 				req.ReplicationMin = &v
+			case 4:
+				v := rng.Int64N(3) * 1_000_000_000 // far out: the TTL loop is not running here
+				req.Ttl = &v
+				if rng.IntN(2) == 0 {
+					a := [...]string{"FREE", "DELETE"}[rng.IntN(2)]
+					req.TtlAction = &a
+				}
 			}
 			_, err = ns.SetAttribute(ctx, req)
 		case op < 16:

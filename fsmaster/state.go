@@ -73,6 +73,9 @@ type State struct {
 	nextWorkerID int64
 	lastSeq      int64 // sequence of the last applied entry
 	free         *btree.FreeListG[*inode]
+	// ttls indexes the inodes with a TTL, so the TTL check looks at those
+	// and not at every inode of the namespace.
+	ttls map[int64]*inode
 }
 
 // NewState returns an empty state: no root yet (the first entries of a
@@ -86,6 +89,7 @@ func NewState() *State {
 		workerIDs:    map[string]int64{},
 		nextWorkerID: 1,
 		free:         btree.NewFreeListG[*inode](1024),
+		ttls:         map[int64]*inode{},
 	}
 }
 
@@ -276,6 +280,15 @@ func validName(name string) bool {
 	return err == nil
 }
 
+// indexTTL keeps n in the TTL index exactly while it has a TTL.
+func (s *State) indexTTL(n *inode) {
+	if n.ttl > 0 {
+		s.ttls[n.id] = n
+	} else {
+		delete(s.ttls, n.id)
+	}
+}
+
 func (s *State) bumpInodeID(id int64) {
 	if id >= s.nextInodeID {
 		s.nextInodeID = id + 1
@@ -284,6 +297,7 @@ func (s *State) bumpInodeID(id int64) {
 
 func (s *State) insert(p, n *inode, opTime int64) {
 	s.inodes[n.id] = n
+	s.indexTTL(n)
 	s.bumpInodeID(n.id)
 	if p == nil {
 		s.root = n
@@ -302,6 +316,7 @@ func dirInode(d *api.InodeDirectoryEntry) *inode {
 		ctime: d.GetCreationTimeMs(), mtime: d.GetCreationTimeMs(),
 		persist: d.GetPersistenceState(), pinned: d.GetPinned(),
 		childrenLoaded: d.GetChildrenLoaded(), mountPoint: d.GetMountPoint(),
+		ttl: d.GetTtl(), ttlAction: d.GetTtlAction(),
 	}
 	if m := d.GetLastModificationTimeMs(); m != 0 {
 		n.mtime = m
@@ -441,6 +456,7 @@ func (s *State) applyDeleteInode(e *api.JournalEntry, d *api.DeleteInodeEntry) e
 	n.parent.mtime = e.GetOpTimeMs()
 	walk(n, func(x *inode) bool {
 		delete(s.inodes, x.id)
+		delete(s.ttls, x.id)
 		return true
 	})
 	n.parent = nil
@@ -503,6 +519,7 @@ func (s *State) applySetAttribute(e *api.JournalEntry, a *api.SetAttributeEntry)
 	}
 	if a.Ttl != nil {
 		n.ttl = a.GetTtl()
+		s.indexTTL(n)
 	}
 	if a.TtlAction != nil {
 		n.ttlAction = a.GetTtlAction()

@@ -65,7 +65,7 @@ func (ns *namespace) expiredTTLs(nowMs int64) []expired {
 	ns.mu.RLock()
 	defer ns.mu.RUnlock()
 	var out []expired
-	for _, n := range ns.st.inodes {
+	for _, n := range ns.st.ttls {
 		if n.ttl <= 0 || n.ctime+n.ttl > nowMs || n.parent == nil {
 			continue
 		}
