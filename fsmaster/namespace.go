@@ -723,6 +723,11 @@ func (ns *namespace) GetStatus(ctx context.Context, req *api.GetStatusRequest) (
 	if err := ns.ensureLoaded(ctx, p, req.GetLoadMetadataType()); err != nil {
 		return nil, err
 	}
+	if req.GetLoadMetadataType() == api.LoadMetadataType_ALWAYS {
+		if err := ns.syncPath(ctx, p); err != nil {
+			return nil, err
+		}
+	}
 	ns.mu.RLock()
 	defer ns.mu.RUnlock()
 	if err := ns.usable(); err != nil {

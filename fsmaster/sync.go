@@ -311,3 +311,25 @@ func (ns *namespace) ufsEntry(id, parentID int64, st ufs.FileStatus, now int64) 
 		CreationTimeMs: now, PersistenceState: api.PersistenceState_PERSISTED,
 	})
 }
+
+// syncPath syncs one persisted inode with its UFS entry: replaced when the
+// UFS changed it, dropped when the UFS lost it (GetStatus with ALWAYS).
+func (ns *namespace) syncPath(ctx context.Context, p string) error {
+	ns.mu.RLock()
+	n := ns.st.lookup(p)
+	if n == nil || n.parent == nil || n.persist != api.PersistenceState_PERSISTED || n.mountPoint {
+		ns.mu.RUnlock()
+		return nil
+	}
+	dir, name := paths.Split(p)
+	parent := n.parent.id
+	m, _ := ns.st.mountOf(dir)
+	m = cloneMount(m)
+	ns.mu.RUnlock()
+	fs, err := ns.fsFor(ctx, m)
+	if err != nil {
+		return err
+	}
+	_, _, err = ns.reconcile(ctx, parent, dir, m, fs, []string{name})
+	return err
+}

@@ -182,3 +182,29 @@ func TestReconcileLooksAgain(t *testing.T) {
 		t.Fatalf("an unchanged file was replaced: %v -> %v", before, after)
 	}
 }
+
+// TestStatAlwaysSyncsOnePath: GetStatus with ALWAYS sees a file the UFS
+// rewrote or deleted; ONCE keeps what the namespace knows.
+func TestStatAlwaysSyncsOnePath(t *testing.T) {
+	ns, _, ufsDir := newTestNS(t)
+	ufsWrite(t, ufsDir, "g/a", 10)
+	ufsWrite(t, ufsDir, "g/b", 10)
+	names(t, ns, "/g", api.LoadMetadataType_ONCE)
+	ufsWrite(t, ufsDir, "g/a", 25)
+	if err := os.Remove(filepath.Join(ufsDir, "g/b")); err != nil {
+		t.Fatal(err)
+	}
+	if a := must(ns.GetStatus(bg, &api.GetStatusRequest{Path: "/g/a"})); a.Length != 10 {
+		t.Fatalf("ONCE: length %d, want the known 10", a.Length)
+	}
+	if a := must(ns.GetStatus(bg, &api.GetStatusRequest{Path: "/g/a", LoadMetadataType: api.LoadMetadataType_ALWAYS})); a.Length != 25 {
+		t.Fatalf("ALWAYS: length %d, want the UFS's 25", a.Length)
+	}
+	must(ns.GetStatus(bg, &api.GetStatusRequest{Path: "/g/b"}))
+	_, err := ns.GetStatus(bg, &api.GetStatusRequest{Path: "/g/b", LoadMetadataType: api.LoadMetadataType_ALWAYS})
+	wantCode(t, err, codes.NotFound, "ALWAYS on a file the UFS lost")
+	// An Alluvium-only file is left alone.
+	create(t, ns, "/g/mine", 3)
+	must(ns.GetStatus(bg, &api.GetStatusRequest{Path: "/g/mine", LoadMetadataType: api.LoadMetadataType_ALWAYS}))
+	check(t, ns)
+}
