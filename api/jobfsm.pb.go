@@ -44,6 +44,7 @@ const (
 	JobCommandType_DELETE_POLICY           JobCommandType = 11 // DeletePolicyCommand
 	JobCommandType_POLICY_LAUNCH           JobCommandType = 12 // PolicyLaunchCommand
 	JobCommandType_SET_POLICY_ENABLED      JobCommandType = 13 // SetPolicyEnabledCommand
+	JobCommandType_SET_PEER                JobCommandType = 14 // SetPeerCommand (ignorable: an older master only cannot forward to the peer)
 )
 
 // Enum value maps for JobCommandType.
@@ -63,6 +64,7 @@ var (
 		11: "DELETE_POLICY",
 		12: "POLICY_LAUNCH",
 		13: "SET_POLICY_ENABLED",
+		14: "SET_PEER",
 	}
 	JobCommandType_value = map[string]int32{
 		"JOB_COMMAND_UNSPECIFIED": 0,
@@ -79,6 +81,7 @@ var (
 		"DELETE_POLICY":           11,
 		"POLICY_LAUNCH":           12,
 		"SET_POLICY_ENABLED":      13,
+		"SET_PEER":                14,
 	}
 )
 
@@ -121,6 +124,7 @@ const (
 	JobSnapshotRecordType_SNAPSHOT_WORKER             JobSnapshotRecordType = 3 // JobWorkerInfo
 	JobSnapshotRecordType_SNAPSHOT_POLICY             JobSnapshotRecordType = 4 // PolicyInfo
 	JobSnapshotRecordType_SNAPSHOT_END                JobSnapshotRecordType = 5 // empty body
+	JobSnapshotRecordType_SNAPSHOT_PEER               JobSnapshotRecordType = 6 // SetPeerCommand
 )
 
 // Enum value maps for JobSnapshotRecordType.
@@ -132,6 +136,7 @@ var (
 		3: "SNAPSHOT_WORKER",
 		4: "SNAPSHOT_POLICY",
 		5: "SNAPSHOT_END",
+		6: "SNAPSHOT_PEER",
 	}
 	JobSnapshotRecordType_value = map[string]int32{
 		"SNAPSHOT_RECORD_UNSPECIFIED": 0,
@@ -140,6 +145,7 @@ var (
 		"SNAPSHOT_WORKER":             3,
 		"SNAPSHOT_POLICY":             4,
 		"SNAPSHOT_END":                5,
+		"SNAPSHOT_PEER":               6,
 	}
 )
 
@@ -1426,6 +1432,77 @@ func (x *DeletePolicyCommand) GetName() string {
 	return ""
 }
 
+// SetPeerCommand records (or, with remove, forgets) the addresses of a job
+// master added to the raft group at run time, so every member can forward
+// calls to it when it leads. Static members come from jobmaster.raft.peers.
+type SetPeerCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddress   string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	RpcAddress    string                 `protobuf:"bytes,3,opt,name=rpc_address,json=rpcAddress,proto3" json:"rpc_address,omitempty"`
+	Remove        bool                   `protobuf:"varint,4,opt,name=remove,proto3" json:"remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPeerCommand) Reset() {
+	*x = SetPeerCommand{}
+	mi := &file_jobfsm_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPeerCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPeerCommand) ProtoMessage() {}
+
+func (x *SetPeerCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_jobfsm_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPeerCommand.ProtoReflect.Descriptor instead.
+func (*SetPeerCommand) Descriptor() ([]byte, []int) {
+	return file_jobfsm_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SetPeerCommand) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SetPeerCommand) GetRaftAddress() string {
+	if x != nil {
+		return x.RaftAddress
+	}
+	return ""
+}
+
+func (x *SetPeerCommand) GetRpcAddress() string {
+	if x != nil {
+		return x.RpcAddress
+	}
+	return ""
+}
+
+func (x *SetPeerCommand) GetRemove() bool {
+	if x != nil {
+		return x.Remove
+	}
+	return false
+}
+
 type JobSnapshotHeader struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -1438,7 +1515,7 @@ type JobSnapshotHeader struct {
 
 func (x *JobSnapshotHeader) Reset() {
 	*x = JobSnapshotHeader{}
-	mi := &file_jobfsm_proto_msgTypes[15]
+	mi := &file_jobfsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1450,7 +1527,7 @@ func (x *JobSnapshotHeader) String() string {
 func (*JobSnapshotHeader) ProtoMessage() {}
 
 func (x *JobSnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[15]
+	mi := &file_jobfsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1463,7 +1540,7 @@ func (x *JobSnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSnapshotHeader.ProtoReflect.Descriptor instead.
 func (*JobSnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{15}
+	return file_jobfsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *JobSnapshotHeader) GetVersion() uint32 {
@@ -1510,7 +1587,7 @@ type JobRecord struct {
 
 func (x *JobRecord) Reset() {
 	*x = JobRecord{}
-	mi := &file_jobfsm_proto_msgTypes[16]
+	mi := &file_jobfsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1522,7 +1599,7 @@ func (x *JobRecord) String() string {
 func (*JobRecord) ProtoMessage() {}
 
 func (x *JobRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[16]
+	mi := &file_jobfsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1535,7 +1612,7 @@ func (x *JobRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRecord.ProtoReflect.Descriptor instead.
 func (*JobRecord) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{16}
+	return file_jobfsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *JobRecord) GetInfo() *JobInfo {
@@ -1601,7 +1678,7 @@ type TaskRecord struct {
 
 func (x *TaskRecord) Reset() {
 	*x = TaskRecord{}
-	mi := &file_jobfsm_proto_msgTypes[17]
+	mi := &file_jobfsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1690,7 @@ func (x *TaskRecord) String() string {
 func (*TaskRecord) ProtoMessage() {}
 
 func (x *TaskRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[17]
+	mi := &file_jobfsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1703,7 @@ func (x *TaskRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRecord.ProtoReflect.Descriptor instead.
 func (*TaskRecord) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{17}
+	return file_jobfsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TaskRecord) GetInfo() *TaskInfo {
@@ -1776,7 +1853,13 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\aenabled\x18\x02 \x01(\bR\aenabled\x12\x15\n" +
 	"\x06now_ms\x18\x03 \x01(\x03R\x05nowMs\")\n" +
 	"\x13DeletePolicyCommand\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\x89\x01\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"|\n" +
+	"\x0eSetPeerCommand\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
+	"\vrpc_address\x18\x03 \x01(\tR\n" +
+	"rpcAddress\x12\x16\n" +
+	"\x06remove\x18\x04 \x01(\bR\x06remove\"\x89\x01\n" +
 	"\x11JobSnapshotHeader\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1e\n" +
 	"\vnext_job_id\x18\x02 \x01(\x03R\tnextJobId\x12$\n" +
@@ -1797,7 +1880,7 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\x0fblock_worker_id\x18\x02 \x01(\x03R\rblockWorkerId\x120\n" +
 	"\x14block_worker_address\x18\x03 \x01(\tR\x12blockWorkerAddress\x12/\n" +
 	"\x06failed\x18\x04 \x03(\v2\x17.alluvium.v1.FailedPathR\x06failed\x12#\n" +
-	"\rdispatched_ms\x18\x05 \x01(\x03R\fdispatchedMs*\x94\x02\n" +
+	"\rdispatched_ms\x18\x05 \x01(\x03R\fdispatchedMs*\xa2\x02\n" +
 	"\x0eJobCommandType\x12\x1b\n" +
 	"\x17JOB_COMMAND_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1819,14 +1902,16 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\x12\x11\n" +
 	"\rDELETE_POLICY\x10\v\x12\x11\n" +
 	"\rPOLICY_LAUNCH\x10\f\x12\x16\n" +
-	"\x12SET_POLICY_ENABLED\x10\r*\x99\x01\n" +
+	"\x12SET_POLICY_ENABLED\x10\r\x12\f\n" +
+	"\bSET_PEER\x10\x0e*\xac\x01\n" +
 	"\x15JobSnapshotRecordType\x12\x1f\n" +
 	"\x1bSNAPSHOT_RECORD_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSNAPSHOT_JOB\x10\x01\x12\x11\n" +
 	"\rSNAPSHOT_TASK\x10\x02\x12\x13\n" +
 	"\x0fSNAPSHOT_WORKER\x10\x03\x12\x13\n" +
 	"\x0fSNAPSHOT_POLICY\x10\x04\x12\x10\n" +
-	"\fSNAPSHOT_END\x10\x05B&Z$github.com/alluvium/alluvium/api;apib\x06proto3"
+	"\fSNAPSHOT_END\x10\x05\x12\x11\n" +
+	"\rSNAPSHOT_PEER\x10\x06B&Z$github.com/alluvium/alluvium/api;apib\x06proto3"
 
 var (
 	file_jobfsm_proto_rawDescOnce sync.Once
@@ -1841,7 +1926,7 @@ func file_jobfsm_proto_rawDescGZIP() []byte {
 }
 
 var file_jobfsm_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_jobfsm_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_jobfsm_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_jobfsm_proto_goTypes = []any{
 	(JobCommandType)(0),             // 0: alluvium.v1.JobCommandType
 	(JobSnapshotRecordType)(0),      // 1: alluvium.v1.JobSnapshotRecordType
@@ -1862,27 +1947,28 @@ var file_jobfsm_proto_goTypes = []any{
 	(*PolicyLaunchCommand)(nil),     // 16: alluvium.v1.PolicyLaunchCommand
 	(*SetPolicyEnabledCommand)(nil), // 17: alluvium.v1.SetPolicyEnabledCommand
 	(*DeletePolicyCommand)(nil),     // 18: alluvium.v1.DeletePolicyCommand
-	(*JobSnapshotHeader)(nil),       // 19: alluvium.v1.JobSnapshotHeader
-	(*JobRecord)(nil),               // 20: alluvium.v1.JobRecord
-	(*TaskRecord)(nil),              // 21: alluvium.v1.TaskRecord
-	(*FailedPath)(nil),              // 22: alluvium.v1.FailedPath
-	(JobInfo_Status)(0),             // 23: alluvium.v1.JobInfo.Status
-	(*PolicyInfo)(nil),              // 24: alluvium.v1.PolicyInfo
-	(*JobInfo)(nil),                 // 25: alluvium.v1.JobInfo
-	(*TaskInfo)(nil),                // 26: alluvium.v1.TaskInfo
+	(*SetPeerCommand)(nil),          // 19: alluvium.v1.SetPeerCommand
+	(*JobSnapshotHeader)(nil),       // 20: alluvium.v1.JobSnapshotHeader
+	(*JobRecord)(nil),               // 21: alluvium.v1.JobRecord
+	(*TaskRecord)(nil),              // 22: alluvium.v1.TaskRecord
+	(*FailedPath)(nil),              // 23: alluvium.v1.FailedPath
+	(JobInfo_Status)(0),             // 24: alluvium.v1.JobInfo.Status
+	(*PolicyInfo)(nil),              // 25: alluvium.v1.PolicyInfo
+	(*JobInfo)(nil),                 // 26: alluvium.v1.JobInfo
+	(*TaskInfo)(nil),                // 27: alluvium.v1.TaskInfo
 }
 var file_jobfsm_proto_depIdxs = []int32{
 	5,  // 0: alluvium.v1.PlanTasksCommand.tasks:type_name -> alluvium.v1.PlannedTask
-	22, // 1: alluvium.v1.PlanTasksCommand.failed:type_name -> alluvium.v1.FailedPath
+	23, // 1: alluvium.v1.PlanTasksCommand.failed:type_name -> alluvium.v1.FailedPath
 	2,  // 2: alluvium.v1.TaskTransition.kind:type_name -> alluvium.v1.TaskTransition.Kind
-	22, // 3: alluvium.v1.TaskTransition.failed:type_name -> alluvium.v1.FailedPath
+	23, // 3: alluvium.v1.TaskTransition.failed:type_name -> alluvium.v1.FailedPath
 	7,  // 4: alluvium.v1.UpdateTasksCommand.transitions:type_name -> alluvium.v1.TaskTransition
-	23, // 5: alluvium.v1.FinishJobCommand.status:type_name -> alluvium.v1.JobInfo.Status
-	24, // 6: alluvium.v1.PutPolicyCommand.policy:type_name -> alluvium.v1.PolicyInfo
+	24, // 5: alluvium.v1.FinishJobCommand.status:type_name -> alluvium.v1.JobInfo.Status
+	25, // 6: alluvium.v1.PutPolicyCommand.policy:type_name -> alluvium.v1.PolicyInfo
 	3,  // 7: alluvium.v1.PolicyLaunchCommand.kind:type_name -> alluvium.v1.PolicyLaunchCommand.Kind
-	25, // 8: alluvium.v1.JobRecord.info:type_name -> alluvium.v1.JobInfo
-	26, // 9: alluvium.v1.TaskRecord.info:type_name -> alluvium.v1.TaskInfo
-	22, // 10: alluvium.v1.TaskRecord.failed:type_name -> alluvium.v1.FailedPath
+	26, // 8: alluvium.v1.JobRecord.info:type_name -> alluvium.v1.JobInfo
+	27, // 9: alluvium.v1.TaskRecord.info:type_name -> alluvium.v1.TaskInfo
+	23, // 10: alluvium.v1.TaskRecord.failed:type_name -> alluvium.v1.FailedPath
 	11, // [11:11] is the sub-list for method output_type
 	11, // [11:11] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
@@ -1902,7 +1988,7 @@ func file_jobfsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jobfsm_proto_rawDesc), len(file_jobfsm_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1031,6 +1031,182 @@ func (*GetLeaderRequest) Descriptor() ([]byte, []int) {
 	return file_jobmaster_proto_rawDescGZIP(), []int{12}
 }
 
+type AddPeerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddress   string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"` // host:raft-port
+	RpcAddress    string                 `protobuf:"bytes,3,opt,name=rpc_address,json=rpcAddress,proto3" json:"rpc_address,omitempty"`    // host:rpc-port
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddPeerRequest) Reset() {
+	*x = AddPeerRequest{}
+	mi := &file_jobmaster_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddPeerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddPeerRequest) ProtoMessage() {}
+
+func (x *AddPeerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jobmaster_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddPeerRequest.ProtoReflect.Descriptor instead.
+func (*AddPeerRequest) Descriptor() ([]byte, []int) {
+	return file_jobmaster_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AddPeerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AddPeerRequest) GetRaftAddress() string {
+	if x != nil {
+		return x.RaftAddress
+	}
+	return ""
+}
+
+func (x *AddPeerRequest) GetRpcAddress() string {
+	if x != nil {
+		return x.RpcAddress
+	}
+	return ""
+}
+
+type AddPeerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddPeerResponse) Reset() {
+	*x = AddPeerResponse{}
+	mi := &file_jobmaster_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddPeerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddPeerResponse) ProtoMessage() {}
+
+func (x *AddPeerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jobmaster_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddPeerResponse.ProtoReflect.Descriptor instead.
+func (*AddPeerResponse) Descriptor() ([]byte, []int) {
+	return file_jobmaster_proto_rawDescGZIP(), []int{14}
+}
+
+type RemovePeerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovePeerRequest) Reset() {
+	*x = RemovePeerRequest{}
+	mi := &file_jobmaster_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovePeerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovePeerRequest) ProtoMessage() {}
+
+func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jobmaster_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
+func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
+	return file_jobmaster_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RemovePeerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RemovePeerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovePeerResponse) Reset() {
+	*x = RemovePeerResponse{}
+	mi := &file_jobmaster_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovePeerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovePeerResponse) ProtoMessage() {}
+
+func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jobmaster_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
+func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
+	return file_jobmaster_proto_rawDescGZIP(), []int{16}
+}
+
 type RaftServer struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1044,7 +1220,7 @@ type RaftServer struct {
 
 func (x *RaftServer) Reset() {
 	*x = RaftServer{}
-	mi := &file_jobmaster_proto_msgTypes[13]
+	mi := &file_jobmaster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1056,7 +1232,7 @@ func (x *RaftServer) String() string {
 func (*RaftServer) ProtoMessage() {}
 
 func (x *RaftServer) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[13]
+	mi := &file_jobmaster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1069,7 +1245,7 @@ func (x *RaftServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftServer.ProtoReflect.Descriptor instead.
 func (*RaftServer) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{13}
+	return file_jobmaster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RaftServer) GetId() string {
@@ -1120,7 +1296,7 @@ type GetLeaderResponse struct {
 
 func (x *GetLeaderResponse) Reset() {
 	*x = GetLeaderResponse{}
-	mi := &file_jobmaster_proto_msgTypes[14]
+	mi := &file_jobmaster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1132,7 +1308,7 @@ func (x *GetLeaderResponse) String() string {
 func (*GetLeaderResponse) ProtoMessage() {}
 
 func (x *GetLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[14]
+	mi := &file_jobmaster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1145,7 +1321,7 @@ func (x *GetLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLeaderResponse.ProtoReflect.Descriptor instead.
 func (*GetLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{14}
+	return file_jobmaster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetLeaderResponse) GetLeaderId() string {
@@ -1219,7 +1395,7 @@ type PolicyInfo struct {
 
 func (x *PolicyInfo) Reset() {
 	*x = PolicyInfo{}
-	mi := &file_jobmaster_proto_msgTypes[15]
+	mi := &file_jobmaster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1407,7 @@ func (x *PolicyInfo) String() string {
 func (*PolicyInfo) ProtoMessage() {}
 
 func (x *PolicyInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[15]
+	mi := &file_jobmaster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1420,7 @@ func (x *PolicyInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyInfo.ProtoReflect.Descriptor instead.
 func (*PolicyInfo) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{15}
+	return file_jobmaster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PolicyInfo) GetName() string {
@@ -1397,7 +1573,7 @@ type AddPolicyRequest struct {
 
 func (x *AddPolicyRequest) Reset() {
 	*x = AddPolicyRequest{}
-	mi := &file_jobmaster_proto_msgTypes[16]
+	mi := &file_jobmaster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1585,7 @@ func (x *AddPolicyRequest) String() string {
 func (*AddPolicyRequest) ProtoMessage() {}
 
 func (x *AddPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[16]
+	mi := &file_jobmaster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1598,7 @@ func (x *AddPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPolicyRequest.ProtoReflect.Descriptor instead.
 func (*AddPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{16}
+	return file_jobmaster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AddPolicyRequest) GetPolicy() *PolicyInfo {
@@ -1448,7 +1624,7 @@ type AddPolicyResponse struct {
 
 func (x *AddPolicyResponse) Reset() {
 	*x = AddPolicyResponse{}
-	mi := &file_jobmaster_proto_msgTypes[17]
+	mi := &file_jobmaster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1460,7 +1636,7 @@ func (x *AddPolicyResponse) String() string {
 func (*AddPolicyResponse) ProtoMessage() {}
 
 func (x *AddPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[17]
+	mi := &file_jobmaster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1473,7 +1649,7 @@ func (x *AddPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPolicyResponse.ProtoReflect.Descriptor instead.
 func (*AddPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{17}
+	return file_jobmaster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AddPolicyResponse) GetPolicy() *PolicyInfo {
@@ -1491,7 +1667,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_jobmaster_proto_msgTypes[18]
+	mi := &file_jobmaster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1503,7 +1679,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[18]
+	mi := &file_jobmaster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1692,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{18}
+	return file_jobmaster_proto_rawDescGZIP(), []int{22}
 }
 
 type ListPoliciesResponse struct {
@@ -1528,7 +1704,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_jobmaster_proto_msgTypes[19]
+	mi := &file_jobmaster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1716,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[19]
+	mi := &file_jobmaster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1729,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{19}
+	return file_jobmaster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListPoliciesResponse) GetPolicies() []*PolicyInfo {
@@ -1572,7 +1748,7 @@ type RemovePolicyRequest struct {
 
 func (x *RemovePolicyRequest) Reset() {
 	*x = RemovePolicyRequest{}
-	mi := &file_jobmaster_proto_msgTypes[20]
+	mi := &file_jobmaster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1584,7 +1760,7 @@ func (x *RemovePolicyRequest) String() string {
 func (*RemovePolicyRequest) ProtoMessage() {}
 
 func (x *RemovePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[20]
+	mi := &file_jobmaster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1597,7 +1773,7 @@ func (x *RemovePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePolicyRequest.ProtoReflect.Descriptor instead.
 func (*RemovePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{20}
+	return file_jobmaster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RemovePolicyRequest) GetName() string {
@@ -1615,7 +1791,7 @@ type RemovePolicyResponse struct {
 
 func (x *RemovePolicyResponse) Reset() {
 	*x = RemovePolicyResponse{}
-	mi := &file_jobmaster_proto_msgTypes[21]
+	mi := &file_jobmaster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1627,7 +1803,7 @@ func (x *RemovePolicyResponse) String() string {
 func (*RemovePolicyResponse) ProtoMessage() {}
 
 func (x *RemovePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[21]
+	mi := &file_jobmaster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1640,7 +1816,7 @@ func (x *RemovePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePolicyResponse.ProtoReflect.Descriptor instead.
 func (*RemovePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{21}
+	return file_jobmaster_proto_rawDescGZIP(), []int{25}
 }
 
 type SetPolicyEnabledRequest struct {
@@ -1653,7 +1829,7 @@ type SetPolicyEnabledRequest struct {
 
 func (x *SetPolicyEnabledRequest) Reset() {
 	*x = SetPolicyEnabledRequest{}
-	mi := &file_jobmaster_proto_msgTypes[22]
+	mi := &file_jobmaster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +1841,7 @@ func (x *SetPolicyEnabledRequest) String() string {
 func (*SetPolicyEnabledRequest) ProtoMessage() {}
 
 func (x *SetPolicyEnabledRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[22]
+	mi := &file_jobmaster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +1854,7 @@ func (x *SetPolicyEnabledRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyEnabledRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyEnabledRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{22}
+	return file_jobmaster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetPolicyEnabledRequest) GetName() string {
@@ -1704,7 +1880,7 @@ type SetPolicyEnabledResponse struct {
 
 func (x *SetPolicyEnabledResponse) Reset() {
 	*x = SetPolicyEnabledResponse{}
-	mi := &file_jobmaster_proto_msgTypes[23]
+	mi := &file_jobmaster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1892,7 @@ func (x *SetPolicyEnabledResponse) String() string {
 func (*SetPolicyEnabledResponse) ProtoMessage() {}
 
 func (x *SetPolicyEnabledResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[23]
+	mi := &file_jobmaster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1905,7 @@ func (x *SetPolicyEnabledResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyEnabledResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyEnabledResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{23}
+	return file_jobmaster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SetPolicyEnabledResponse) GetPolicy() *PolicyInfo {
@@ -1748,7 +1924,7 @@ type RunPolicyNowRequest struct {
 
 func (x *RunPolicyNowRequest) Reset() {
 	*x = RunPolicyNowRequest{}
-	mi := &file_jobmaster_proto_msgTypes[24]
+	mi := &file_jobmaster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1760,7 +1936,7 @@ func (x *RunPolicyNowRequest) String() string {
 func (*RunPolicyNowRequest) ProtoMessage() {}
 
 func (x *RunPolicyNowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[24]
+	mi := &file_jobmaster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1773,7 +1949,7 @@ func (x *RunPolicyNowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunPolicyNowRequest.ProtoReflect.Descriptor instead.
 func (*RunPolicyNowRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{24}
+	return file_jobmaster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RunPolicyNowRequest) GetName() string {
@@ -1792,7 +1968,7 @@ type RunPolicyNowResponse struct {
 
 func (x *RunPolicyNowResponse) Reset() {
 	*x = RunPolicyNowResponse{}
-	mi := &file_jobmaster_proto_msgTypes[25]
+	mi := &file_jobmaster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +1980,7 @@ func (x *RunPolicyNowResponse) String() string {
 func (*RunPolicyNowResponse) ProtoMessage() {}
 
 func (x *RunPolicyNowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[25]
+	mi := &file_jobmaster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +1993,7 @@ func (x *RunPolicyNowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunPolicyNowResponse.ProtoReflect.Descriptor instead.
 func (*RunPolicyNowResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{25}
+	return file_jobmaster_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RunPolicyNowResponse) GetJobId() int64 {
@@ -1845,7 +2021,7 @@ type JobWorkerInfo struct {
 
 func (x *JobWorkerInfo) Reset() {
 	*x = JobWorkerInfo{}
-	mi := &file_jobmaster_proto_msgTypes[26]
+	mi := &file_jobmaster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1857,7 +2033,7 @@ func (x *JobWorkerInfo) String() string {
 func (*JobWorkerInfo) ProtoMessage() {}
 
 func (x *JobWorkerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[26]
+	mi := &file_jobmaster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1870,7 +2046,7 @@ func (x *JobWorkerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobWorkerInfo.ProtoReflect.Descriptor instead.
 func (*JobWorkerInfo) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{26}
+	return file_jobmaster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *JobWorkerInfo) GetId() int64 {
@@ -1960,7 +2136,7 @@ type RegisterJobWorkerRequest struct {
 
 func (x *RegisterJobWorkerRequest) Reset() {
 	*x = RegisterJobWorkerRequest{}
-	mi := &file_jobmaster_proto_msgTypes[27]
+	mi := &file_jobmaster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1972,7 +2148,7 @@ func (x *RegisterJobWorkerRequest) String() string {
 func (*RegisterJobWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterJobWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[27]
+	mi := &file_jobmaster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +2161,7 @@ func (x *RegisterJobWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterJobWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{27}
+	return file_jobmaster_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RegisterJobWorkerRequest) GetAddress() string {
@@ -2041,7 +2217,7 @@ type RegisterJobWorkerResponse struct {
 
 func (x *RegisterJobWorkerResponse) Reset() {
 	*x = RegisterJobWorkerResponse{}
-	mi := &file_jobmaster_proto_msgTypes[28]
+	mi := &file_jobmaster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2053,7 +2229,7 @@ func (x *RegisterJobWorkerResponse) String() string {
 func (*RegisterJobWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterJobWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[28]
+	mi := &file_jobmaster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2066,7 +2242,7 @@ func (x *RegisterJobWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterJobWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{28}
+	return file_jobmaster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RegisterJobWorkerResponse) GetWorkerId() int64 {
@@ -2106,7 +2282,7 @@ type TaskUpdate struct {
 
 func (x *TaskUpdate) Reset() {
 	*x = TaskUpdate{}
-	mi := &file_jobmaster_proto_msgTypes[29]
+	mi := &file_jobmaster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2118,7 +2294,7 @@ func (x *TaskUpdate) String() string {
 func (*TaskUpdate) ProtoMessage() {}
 
 func (x *TaskUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[29]
+	mi := &file_jobmaster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2131,7 +2307,7 @@ func (x *TaskUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskUpdate.ProtoReflect.Descriptor instead.
 func (*TaskUpdate) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{29}
+	return file_jobmaster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TaskUpdate) GetJobId() int64 {
@@ -2209,7 +2385,7 @@ type TaskAssignment struct {
 
 func (x *TaskAssignment) Reset() {
 	*x = TaskAssignment{}
-	mi := &file_jobmaster_proto_msgTypes[30]
+	mi := &file_jobmaster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2221,7 +2397,7 @@ func (x *TaskAssignment) String() string {
 func (*TaskAssignment) ProtoMessage() {}
 
 func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[30]
+	mi := &file_jobmaster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2234,7 +2410,7 @@ func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskAssignment.ProtoReflect.Descriptor instead.
 func (*TaskAssignment) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{30}
+	return file_jobmaster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TaskAssignment) GetJobId() int64 {
@@ -2326,7 +2502,7 @@ type JobWorkerHeartbeatRequest struct {
 
 func (x *JobWorkerHeartbeatRequest) Reset() {
 	*x = JobWorkerHeartbeatRequest{}
-	mi := &file_jobmaster_proto_msgTypes[31]
+	mi := &file_jobmaster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2338,7 +2514,7 @@ func (x *JobWorkerHeartbeatRequest) String() string {
 func (*JobWorkerHeartbeatRequest) ProtoMessage() {}
 
 func (x *JobWorkerHeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[31]
+	mi := &file_jobmaster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2351,7 +2527,7 @@ func (x *JobWorkerHeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobWorkerHeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*JobWorkerHeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{31}
+	return file_jobmaster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *JobWorkerHeartbeatRequest) GetWorkerId() int64 {
@@ -2409,7 +2585,7 @@ type JobWorkerHeartbeatResponse struct {
 
 func (x *JobWorkerHeartbeatResponse) Reset() {
 	*x = JobWorkerHeartbeatResponse{}
-	mi := &file_jobmaster_proto_msgTypes[32]
+	mi := &file_jobmaster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2421,7 +2597,7 @@ func (x *JobWorkerHeartbeatResponse) String() string {
 func (*JobWorkerHeartbeatResponse) ProtoMessage() {}
 
 func (x *JobWorkerHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[32]
+	mi := &file_jobmaster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2434,7 +2610,7 @@ func (x *JobWorkerHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobWorkerHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*JobWorkerHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{32}
+	return file_jobmaster_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *JobWorkerHeartbeatResponse) GetTasks() []*TaskAssignment {
@@ -2485,7 +2661,7 @@ type TaskRef struct {
 
 func (x *TaskRef) Reset() {
 	*x = TaskRef{}
-	mi := &file_jobmaster_proto_msgTypes[33]
+	mi := &file_jobmaster_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2497,7 +2673,7 @@ func (x *TaskRef) String() string {
 func (*TaskRef) ProtoMessage() {}
 
 func (x *TaskRef) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[33]
+	mi := &file_jobmaster_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2510,7 +2686,7 @@ func (x *TaskRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRef.ProtoReflect.Descriptor instead.
 func (*TaskRef) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{33}
+	return file_jobmaster_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TaskRef) GetJobId() int64 {
@@ -2542,7 +2718,7 @@ type ListJobWorkersRequest struct {
 
 func (x *ListJobWorkersRequest) Reset() {
 	*x = ListJobWorkersRequest{}
-	mi := &file_jobmaster_proto_msgTypes[34]
+	mi := &file_jobmaster_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2554,7 +2730,7 @@ func (x *ListJobWorkersRequest) String() string {
 func (*ListJobWorkersRequest) ProtoMessage() {}
 
 func (x *ListJobWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[34]
+	mi := &file_jobmaster_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2567,7 +2743,7 @@ func (x *ListJobWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListJobWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{34}
+	return file_jobmaster_proto_rawDescGZIP(), []int{38}
 }
 
 type ListJobWorkersResponse struct {
@@ -2579,7 +2755,7 @@ type ListJobWorkersResponse struct {
 
 func (x *ListJobWorkersResponse) Reset() {
 	*x = ListJobWorkersResponse{}
-	mi := &file_jobmaster_proto_msgTypes[35]
+	mi := &file_jobmaster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2591,7 +2767,7 @@ func (x *ListJobWorkersResponse) String() string {
 func (*ListJobWorkersResponse) ProtoMessage() {}
 
 func (x *ListJobWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[35]
+	mi := &file_jobmaster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2604,7 +2780,7 @@ func (x *ListJobWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListJobWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{35}
+	return file_jobmaster_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListJobWorkersResponse) GetWorkers() []*JobWorkerInfo {
@@ -2718,7 +2894,16 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x0fWatchJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12&\n" +
 	"\x0fmin_interval_ms\x18\x02 \x01(\x03R\rminIntervalMs\"\x12\n" +
-	"\x10GetLeaderRequest\"\x94\x01\n" +
+	"\x10GetLeaderRequest\"d\n" +
+	"\x0eAddPeerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
+	"\vrpc_address\x18\x03 \x01(\tR\n" +
+	"rpcAddress\"\x11\n" +
+	"\x0fAddPeerResponse\"#\n" +
+	"\x11RemovePeerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
+	"\x12RemovePeerResponse\"\x94\x01\n" +
 	"\n" +
 	"RaftServer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
@@ -2847,14 +3032,18 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\aattempt\x18\x03 \x01(\x05R\aattempt\"\x17\n" +
 	"\x15ListJobWorkersRequest\"N\n" +
 	"\x16ListJobWorkersResponse\x124\n" +
-	"\aworkers\x18\x01 \x03(\v2\x1a.alluvium.v1.JobWorkerInfoR\aworkers2\x8f\t\n" +
+	"\aworkers\x18\x01 \x03(\v2\x1a.alluvium.v1.JobWorkerInfoR\aworkers2\xa4\n" +
+	"\n" +
 	"\tJobMaster\x12J\n" +
 	"\tSubmitJob\x12\x1d.alluvium.v1.SubmitJobRequest\x1a\x1e.alluvium.v1.SubmitJobResponse\x12A\n" +
 	"\x06GetJob\x12\x1a.alluvium.v1.GetJobRequest\x1a\x1b.alluvium.v1.GetJobResponse\x12G\n" +
 	"\bListJobs\x12\x1c.alluvium.v1.ListJobsRequest\x1a\x1d.alluvium.v1.ListJobsResponse\x12J\n" +
 	"\tCancelJob\x12\x1d.alluvium.v1.CancelJobRequest\x1a\x1e.alluvium.v1.CancelJobResponse\x12@\n" +
 	"\bWatchJob\x12\x1c.alluvium.v1.WatchJobRequest\x1a\x14.alluvium.v1.JobInfo0\x01\x12J\n" +
-	"\tGetLeader\x12\x1d.alluvium.v1.GetLeaderRequest\x1a\x1e.alluvium.v1.GetLeaderResponse\x12J\n" +
+	"\tGetLeader\x12\x1d.alluvium.v1.GetLeaderRequest\x1a\x1e.alluvium.v1.GetLeaderResponse\x12D\n" +
+	"\aAddPeer\x12\x1b.alluvium.v1.AddPeerRequest\x1a\x1c.alluvium.v1.AddPeerResponse\x12M\n" +
+	"\n" +
+	"RemovePeer\x12\x1e.alluvium.v1.RemovePeerRequest\x1a\x1f.alluvium.v1.RemovePeerResponse\x12J\n" +
 	"\tAddPolicy\x12\x1d.alluvium.v1.AddPolicyRequest\x1a\x1e.alluvium.v1.AddPolicyResponse\x12S\n" +
 	"\fListPolicies\x12 .alluvium.v1.ListPoliciesRequest\x1a!.alluvium.v1.ListPoliciesResponse\x12S\n" +
 	"\fRemovePolicy\x12 .alluvium.v1.RemovePolicyRequest\x1a!.alluvium.v1.RemovePolicyResponse\x12_\n" +
@@ -2877,7 +3066,7 @@ func file_jobmaster_proto_rawDescGZIP() []byte {
 }
 
 var file_jobmaster_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_jobmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_jobmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_jobmaster_proto_goTypes = []any{
 	(JobInfo_Status)(0),                // 0: alluvium.v1.JobInfo.Status
 	(TaskInfo_Status)(0),               // 1: alluvium.v1.TaskInfo.Status
@@ -2894,30 +3083,34 @@ var file_jobmaster_proto_goTypes = []any{
 	(*CancelJobResponse)(nil),          // 12: alluvium.v1.CancelJobResponse
 	(*WatchJobRequest)(nil),            // 13: alluvium.v1.WatchJobRequest
 	(*GetLeaderRequest)(nil),           // 14: alluvium.v1.GetLeaderRequest
-	(*RaftServer)(nil),                 // 15: alluvium.v1.RaftServer
-	(*GetLeaderResponse)(nil),          // 16: alluvium.v1.GetLeaderResponse
-	(*PolicyInfo)(nil),                 // 17: alluvium.v1.PolicyInfo
-	(*AddPolicyRequest)(nil),           // 18: alluvium.v1.AddPolicyRequest
-	(*AddPolicyResponse)(nil),          // 19: alluvium.v1.AddPolicyResponse
-	(*ListPoliciesRequest)(nil),        // 20: alluvium.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),       // 21: alluvium.v1.ListPoliciesResponse
-	(*RemovePolicyRequest)(nil),        // 22: alluvium.v1.RemovePolicyRequest
-	(*RemovePolicyResponse)(nil),       // 23: alluvium.v1.RemovePolicyResponse
-	(*SetPolicyEnabledRequest)(nil),    // 24: alluvium.v1.SetPolicyEnabledRequest
-	(*SetPolicyEnabledResponse)(nil),   // 25: alluvium.v1.SetPolicyEnabledResponse
-	(*RunPolicyNowRequest)(nil),        // 26: alluvium.v1.RunPolicyNowRequest
-	(*RunPolicyNowResponse)(nil),       // 27: alluvium.v1.RunPolicyNowResponse
-	(*JobWorkerInfo)(nil),              // 28: alluvium.v1.JobWorkerInfo
-	(*RegisterJobWorkerRequest)(nil),   // 29: alluvium.v1.RegisterJobWorkerRequest
-	(*RegisterJobWorkerResponse)(nil),  // 30: alluvium.v1.RegisterJobWorkerResponse
-	(*TaskUpdate)(nil),                 // 31: alluvium.v1.TaskUpdate
-	(*TaskAssignment)(nil),             // 32: alluvium.v1.TaskAssignment
-	(*JobWorkerHeartbeatRequest)(nil),  // 33: alluvium.v1.JobWorkerHeartbeatRequest
-	(*JobWorkerHeartbeatResponse)(nil), // 34: alluvium.v1.JobWorkerHeartbeatResponse
-	(*TaskRef)(nil),                    // 35: alluvium.v1.TaskRef
-	(*ListJobWorkersRequest)(nil),      // 36: alluvium.v1.ListJobWorkersRequest
-	(*ListJobWorkersResponse)(nil),     // 37: alluvium.v1.ListJobWorkersResponse
-	(WorkerState)(0),                   // 38: alluvium.v1.WorkerState
+	(*AddPeerRequest)(nil),             // 15: alluvium.v1.AddPeerRequest
+	(*AddPeerResponse)(nil),            // 16: alluvium.v1.AddPeerResponse
+	(*RemovePeerRequest)(nil),          // 17: alluvium.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),         // 18: alluvium.v1.RemovePeerResponse
+	(*RaftServer)(nil),                 // 19: alluvium.v1.RaftServer
+	(*GetLeaderResponse)(nil),          // 20: alluvium.v1.GetLeaderResponse
+	(*PolicyInfo)(nil),                 // 21: alluvium.v1.PolicyInfo
+	(*AddPolicyRequest)(nil),           // 22: alluvium.v1.AddPolicyRequest
+	(*AddPolicyResponse)(nil),          // 23: alluvium.v1.AddPolicyResponse
+	(*ListPoliciesRequest)(nil),        // 24: alluvium.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),       // 25: alluvium.v1.ListPoliciesResponse
+	(*RemovePolicyRequest)(nil),        // 26: alluvium.v1.RemovePolicyRequest
+	(*RemovePolicyResponse)(nil),       // 27: alluvium.v1.RemovePolicyResponse
+	(*SetPolicyEnabledRequest)(nil),    // 28: alluvium.v1.SetPolicyEnabledRequest
+	(*SetPolicyEnabledResponse)(nil),   // 29: alluvium.v1.SetPolicyEnabledResponse
+	(*RunPolicyNowRequest)(nil),        // 30: alluvium.v1.RunPolicyNowRequest
+	(*RunPolicyNowResponse)(nil),       // 31: alluvium.v1.RunPolicyNowResponse
+	(*JobWorkerInfo)(nil),              // 32: alluvium.v1.JobWorkerInfo
+	(*RegisterJobWorkerRequest)(nil),   // 33: alluvium.v1.RegisterJobWorkerRequest
+	(*RegisterJobWorkerResponse)(nil),  // 34: alluvium.v1.RegisterJobWorkerResponse
+	(*TaskUpdate)(nil),                 // 35: alluvium.v1.TaskUpdate
+	(*TaskAssignment)(nil),             // 36: alluvium.v1.TaskAssignment
+	(*JobWorkerHeartbeatRequest)(nil),  // 37: alluvium.v1.JobWorkerHeartbeatRequest
+	(*JobWorkerHeartbeatResponse)(nil), // 38: alluvium.v1.JobWorkerHeartbeatResponse
+	(*TaskRef)(nil),                    // 39: alluvium.v1.TaskRef
+	(*ListJobWorkersRequest)(nil),      // 40: alluvium.v1.ListJobWorkersRequest
+	(*ListJobWorkersResponse)(nil),     // 41: alluvium.v1.ListJobWorkersResponse
+	(WorkerState)(0),                   // 42: alluvium.v1.WorkerState
 }
 var file_jobmaster_proto_depIdxs = []int32{
 	0,  // 0: alluvium.v1.JobInfo.status:type_name -> alluvium.v1.JobInfo.Status
@@ -2927,51 +3120,55 @@ var file_jobmaster_proto_depIdxs = []int32{
 	2,  // 4: alluvium.v1.GetJobResponse.job:type_name -> alluvium.v1.JobInfo
 	0,  // 5: alluvium.v1.ListJobsRequest.statuses:type_name -> alluvium.v1.JobInfo.Status
 	2,  // 6: alluvium.v1.ListJobsResponse.jobs:type_name -> alluvium.v1.JobInfo
-	15, // 7: alluvium.v1.GetLeaderResponse.servers:type_name -> alluvium.v1.RaftServer
+	19, // 7: alluvium.v1.GetLeaderResponse.servers:type_name -> alluvium.v1.RaftServer
 	0,  // 8: alluvium.v1.PolicyInfo.last_job_status:type_name -> alluvium.v1.JobInfo.Status
-	17, // 9: alluvium.v1.AddPolicyRequest.policy:type_name -> alluvium.v1.PolicyInfo
-	17, // 10: alluvium.v1.AddPolicyResponse.policy:type_name -> alluvium.v1.PolicyInfo
-	17, // 11: alluvium.v1.ListPoliciesResponse.policies:type_name -> alluvium.v1.PolicyInfo
-	17, // 12: alluvium.v1.SetPolicyEnabledResponse.policy:type_name -> alluvium.v1.PolicyInfo
-	38, // 13: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
+	21, // 9: alluvium.v1.AddPolicyRequest.policy:type_name -> alluvium.v1.PolicyInfo
+	21, // 10: alluvium.v1.AddPolicyResponse.policy:type_name -> alluvium.v1.PolicyInfo
+	21, // 11: alluvium.v1.ListPoliciesResponse.policies:type_name -> alluvium.v1.PolicyInfo
+	21, // 12: alluvium.v1.SetPolicyEnabledResponse.policy:type_name -> alluvium.v1.PolicyInfo
+	42, // 13: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
 	1,  // 14: alluvium.v1.TaskUpdate.status:type_name -> alluvium.v1.TaskInfo.Status
 	3,  // 15: alluvium.v1.TaskUpdate.failed:type_name -> alluvium.v1.FailedPath
-	31, // 16: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
-	35, // 17: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
-	32, // 18: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
-	35, // 19: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
-	35, // 20: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
-	28, // 21: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
+	35, // 16: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
+	39, // 17: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
+	36, // 18: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
+	39, // 19: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
+	39, // 20: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
+	32, // 21: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
 	5,  // 22: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
 	7,  // 23: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
 	9,  // 24: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
 	11, // 25: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
 	13, // 26: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
 	14, // 27: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
-	18, // 28: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
-	20, // 29: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
-	22, // 30: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
-	24, // 31: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
-	26, // 32: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
-	29, // 33: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
-	33, // 34: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
-	36, // 35: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
-	6,  // 36: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
-	8,  // 37: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
-	10, // 38: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
-	12, // 39: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
-	2,  // 40: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
-	16, // 41: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
-	19, // 42: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
-	21, // 43: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
-	23, // 44: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
-	25, // 45: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
-	27, // 46: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
-	30, // 47: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
-	34, // 48: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
-	37, // 49: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
-	36, // [36:50] is the sub-list for method output_type
-	22, // [22:36] is the sub-list for method input_type
+	15, // 28: alluvium.v1.JobMaster.AddPeer:input_type -> alluvium.v1.AddPeerRequest
+	17, // 29: alluvium.v1.JobMaster.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
+	22, // 30: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
+	24, // 31: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
+	26, // 32: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
+	28, // 33: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
+	30, // 34: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
+	33, // 35: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
+	37, // 36: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
+	40, // 37: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
+	6,  // 38: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
+	8,  // 39: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
+	10, // 40: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
+	12, // 41: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
+	2,  // 42: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
+	20, // 43: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	16, // 44: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
+	18, // 45: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
+	23, // 46: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
+	25, // 47: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
+	27, // 48: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
+	29, // 49: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
+	31, // 50: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
+	34, // 51: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
+	38, // 52: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
+	41, // 53: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
+	38, // [38:54] is the sub-list for method output_type
+	22, // [22:38] is the sub-list for method input_type
 	22, // [22:22] is the sub-list for extension type_name
 	22, // [22:22] is the sub-list for extension extendee
 	0,  // [0:22] is the sub-list for field type_name
@@ -2989,7 +3186,7 @@ func file_jobmaster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jobmaster_proto_rawDesc), len(file_jobmaster_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   36,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,8 @@ const (
 	JobMaster_CancelJob_FullMethodName          = "/alluvium.v1.JobMaster/CancelJob"
 	JobMaster_WatchJob_FullMethodName           = "/alluvium.v1.JobMaster/WatchJob"
 	JobMaster_GetLeader_FullMethodName          = "/alluvium.v1.JobMaster/GetLeader"
+	JobMaster_AddPeer_FullMethodName            = "/alluvium.v1.JobMaster/AddPeer"
+	JobMaster_RemovePeer_FullMethodName         = "/alluvium.v1.JobMaster/RemovePeer"
 	JobMaster_AddPolicy_FullMethodName          = "/alluvium.v1.JobMaster/AddPolicy"
 	JobMaster_ListPolicies_FullMethodName       = "/alluvium.v1.JobMaster/ListPolicies"
 	JobMaster_RemovePolicy_FullMethodName       = "/alluvium.v1.JobMaster/RemovePolicy"
@@ -51,6 +53,11 @@ type JobMasterClient interface {
 	// min_interval_ms) and ends after the terminal state.
 	WatchJob(ctx context.Context, in *WatchJobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[JobInfo], error)
 	GetLeader(ctx context.Context, in *GetLeaderRequest, opts ...grpc.CallOption) (*GetLeaderResponse, error)
+	// AddPeer adds a job master started with jobmaster.raft.join to the raft
+	// group as a voter; RemovePeer takes a member out (a dead one, say).
+	// Both need the cluster's own identity.
+	AddPeer(ctx context.Context, in *AddPeerRequest, opts ...grpc.CallOption) (*AddPeerResponse, error)
+	RemovePeer(ctx context.Context, in *RemovePeerRequest, opts ...grpc.CallOption) (*RemovePeerResponse, error)
 	AddPolicy(ctx context.Context, in *AddPolicyRequest, opts ...grpc.CallOption) (*AddPolicyResponse, error)
 	ListPolicies(ctx context.Context, in *ListPoliciesRequest, opts ...grpc.CallOption) (*ListPoliciesResponse, error)
 	RemovePolicy(ctx context.Context, in *RemovePolicyRequest, opts ...grpc.CallOption) (*RemovePolicyResponse, error)
@@ -136,6 +143,26 @@ func (c *jobMasterClient) GetLeader(ctx context.Context, in *GetLeaderRequest, o
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetLeaderResponse)
 	err := c.cc.Invoke(ctx, JobMaster_GetLeader_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobMasterClient) AddPeer(ctx context.Context, in *AddPeerRequest, opts ...grpc.CallOption) (*AddPeerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddPeerResponse)
+	err := c.cc.Invoke(ctx, JobMaster_AddPeer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobMasterClient) RemovePeer(ctx context.Context, in *RemovePeerRequest, opts ...grpc.CallOption) (*RemovePeerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemovePeerResponse)
+	err := c.cc.Invoke(ctx, JobMaster_RemovePeer_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -238,6 +265,11 @@ type JobMasterServer interface {
 	// min_interval_ms) and ends after the terminal state.
 	WatchJob(*WatchJobRequest, grpc.ServerStreamingServer[JobInfo]) error
 	GetLeader(context.Context, *GetLeaderRequest) (*GetLeaderResponse, error)
+	// AddPeer adds a job master started with jobmaster.raft.join to the raft
+	// group as a voter; RemovePeer takes a member out (a dead one, say).
+	// Both need the cluster's own identity.
+	AddPeer(context.Context, *AddPeerRequest) (*AddPeerResponse, error)
+	RemovePeer(context.Context, *RemovePeerRequest) (*RemovePeerResponse, error)
 	AddPolicy(context.Context, *AddPolicyRequest) (*AddPolicyResponse, error)
 	ListPolicies(context.Context, *ListPoliciesRequest) (*ListPoliciesResponse, error)
 	RemovePolicy(context.Context, *RemovePolicyRequest) (*RemovePolicyResponse, error)
@@ -277,6 +309,12 @@ func (UnimplementedJobMasterServer) WatchJob(*WatchJobRequest, grpc.ServerStream
 }
 func (UnimplementedJobMasterServer) GetLeader(context.Context, *GetLeaderRequest) (*GetLeaderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetLeader not implemented")
+}
+func (UnimplementedJobMasterServer) AddPeer(context.Context, *AddPeerRequest) (*AddPeerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddPeer not implemented")
+}
+func (UnimplementedJobMasterServer) RemovePeer(context.Context, *RemovePeerRequest) (*RemovePeerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemovePeer not implemented")
 }
 func (UnimplementedJobMasterServer) AddPolicy(context.Context, *AddPolicyRequest) (*AddPolicyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AddPolicy not implemented")
@@ -420,6 +458,42 @@ func _JobMaster_GetLeader_Handler(srv interface{}, ctx context.Context, dec func
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(JobMasterServer).GetLeader(ctx, req.(*GetLeaderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobMaster_AddPeer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddPeerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobMasterServer).AddPeer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobMaster_AddPeer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobMasterServer).AddPeer(ctx, req.(*AddPeerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobMaster_RemovePeer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemovePeerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobMasterServer).RemovePeer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobMaster_RemovePeer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobMasterServer).RemovePeer(ctx, req.(*RemovePeerRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -594,6 +668,14 @@ var JobMaster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetLeader",
 			Handler:    _JobMaster_GetLeader_Handler,
+		},
+		{
+			MethodName: "AddPeer",
+			Handler:    _JobMaster_AddPeer_Handler,
+		},
+		{
+			MethodName: "RemovePeer",
+			Handler:    _JobMaster_RemovePeer_Handler,
 		},
 		{
 			MethodName: "AddPolicy",

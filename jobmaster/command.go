@@ -47,6 +47,8 @@ func newCommandBody(t api.JobCommandType) proto.Message {
 		return &api.PolicyLaunchCommand{}
 	case api.JobCommandType_SET_POLICY_ENABLED:
 		return &api.SetPolicyEnabledCommand{}
+	case api.JobCommandType_SET_PEER:
+		return &api.SetPeerCommand{}
 	}
 	return nil
 }
@@ -80,8 +82,17 @@ func commandType(m proto.Message) (api.JobCommandType, error) {
 		return api.JobCommandType_POLICY_LAUNCH, nil
 	case *api.SetPolicyEnabledCommand:
 		return api.JobCommandType_SET_POLICY_ENABLED, nil
+	case *api.SetPeerCommand:
+		return api.JobCommandType_SET_PEER, nil
 	}
 	return 0, fmt.Errorf("%T is not a job master command", m)
+}
+
+// skippable reports whether an older job master may skip commands of type
+// t without its state drifting from the others' in a way that matters.
+func skippable(t api.JobCommandType) bool {
+	// A peer's rpc address only lets a member forward calls to it.
+	return t == api.JobCommandType_SET_PEER
 }
 
 // encodeCommand frames a command body for the raft log.
@@ -92,6 +103,9 @@ func encodeCommand(m proto.Message) ([]byte, error) {
 	}
 	buf := make([]byte, 1, 1+proto.Size(m))
 	buf[0] = byte(t)
+	if skippable(t) {
+		buf[0] |= ignorableFlag
+	}
 	return proto.MarshalOptions{}.MarshalAppend(buf, m)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -154,6 +155,8 @@ func (f *FSM) dispatch(x *tx, t api.JobCommandType, m proto.Message) any {
 		return x.applyPolicyLaunch(m.(*api.PolicyLaunchCommand))
 	case api.JobCommandType_SET_POLICY_ENABLED:
 		return x.applySetPolicyEnabled(m.(*api.SetPolicyEnabledCommand))
+	case api.JobCommandType_SET_PEER:
+		return x.applySetPeer(m.(*api.SetPeerCommand))
 	}
 	return fmt.Errorf("%w %d", errUnknownCommand, t)
 }
@@ -682,6 +685,11 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	for _, id := range slices.Sorted(maps.Keys(s.st.peers)) {
+		if err := rec(api.JobSnapshotRecordType_SNAPSHOT_PEER, s.st.peers[id]); err != nil {
+			return err
+		}
+	}
 	if err := rec(api.JobSnapshotRecordType_SNAPSHOT_END, &api.DeletePolicyCommand{}); err != nil {
 		return err
 	}
@@ -748,6 +756,12 @@ func readSnapshot(r io.Reader) (*state, error) {
 				return nil, fmt.Errorf("policy record: %w", err)
 			}
 			st.policies.ReplaceOrInsert(&m)
+		case api.JobSnapshotRecordType_SNAPSHOT_PEER:
+			var m api.SetPeerCommand
+			if err := opts.UnmarshalFrom(br, &m); err != nil {
+				return nil, fmt.Errorf("peer record: %w", err)
+			}
+			st.peers[m.GetId()] = &m
 		case api.JobSnapshotRecordType_SNAPSHOT_END:
 			var m api.DeletePolicyCommand
 			if err := opts.UnmarshalFrom(br, &m); err != nil {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -382,6 +384,9 @@ func dump(f *FSM) string {
 			fmt.Fprintf(&b, "policy %s\n", prototext.Format(p))
 			return true
 		})
+		for _, id := range slices.Sorted(maps.Keys(s.peers)) {
+			fmt.Fprintf(&b, "peer %s\n", prototext.Format(s.peers[id]))
+		}
 		for w, m := range s.running {
 			fmt.Fprintf(&b, "running on %d: %d\n", w, len(m))
 		}
@@ -402,6 +407,9 @@ func busyFSM(t *testing.T) *fsmT {
 	ft.update(tr(a, 1, 1, api.TaskTransition_DISPATCH, w), tr(a, 2, 1, api.TaskTransition_COMPLETE, 0), tr(a, 3, 1, api.TaskTransition_FAIL, 0))
 	ft.apply(&api.CancelJobCommand{JobId: b})
 	ft.apply(&api.PutPolicyCommand{Policy: &api.PolicyInfo{Name: "p", Cron: "@hourly", Plan: "load", ConfigJson: "{}", Enabled: true, LastJobId: a}})
+	ft.apply(&api.SetPeerCommand{Id: "n3", RaftAddress: "h3:20003", RpcAddress: "h3:20001"})
+	ft.apply(&api.SetPeerCommand{Id: "n4", RaftAddress: "h4:20003", RpcAddress: "h4:20001"})
+	ft.apply(&api.SetPeerCommand{Id: "n4", Remove: true})
 	return ft
 }
 

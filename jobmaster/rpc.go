@@ -65,7 +65,7 @@ func (s *Server) rpcAddrOf(id raft.ServerID) string {
 			return p.RPCAddr
 		}
 	}
-	return ""
+	return s.fsm.peerRPCAddr(string(id))
 }
 
 // route returns the leader state when this node leads, else a client for

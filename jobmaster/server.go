@@ -173,7 +173,12 @@ func (s *Server) Start(ctx context.Context) error {
 		s.closeParts()
 		return fmt.Errorf("raft state in %s: %w", s.cfg.JobMaster.Raft.Dir, err)
 	}
-	if !has {
+	joining := !has && s.cfg.JobMaster.Raft.Join
+	switch {
+	case joining:
+		// Started empty on purpose: the group's leader adds it (AddPeer)
+		// and sends it the state.
+	case !has:
 		conf := raft.Configuration{}
 		if len(s.peers) == 0 {
 			conf.Servers = []raft.Server{{ID: raft.ServerID(s.self.ID), Address: parts.trans.LocalAddr()}}
@@ -233,6 +238,9 @@ func (s *Server) Start(ctx context.Context) error {
 	s.log.Info("job master serving",
 		zap.String("rpc", s.rpcAddr), zap.String("raft", string(parts.trans.LocalAddr())),
 		zap.String("id", s.self.ID), zap.Int("peers", len(s.peers)), zap.String("dir", s.cfg.JobMaster.Raft.Dir))
+	if joining {
+		s.waitingToJoin()
+	}
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package jobmaster
 
 import (
+	"maps"
 	"slices"
 
 	"github.com/google/btree"
@@ -127,6 +128,7 @@ type state struct {
 	tasks    *btree.BTreeG[*taskRec]
 	workers  *btree.BTreeG[*workerRec]
 	policies *btree.BTreeG[*api.PolicyInfo]
+	peers    map[string]*api.SetPeerCommand // raft members added at run time, by id; entries never change in place
 
 	nextJobID    int64
 	nextWorkerID int64
@@ -145,6 +147,7 @@ func newState() *state {
 		tasks:        btree.NewG(btreeDegree, func(a, b *taskRec) bool { return a.key().less(b.key()) }),
 		workers:      btree.NewG(btreeDegree, func(a, b *workerRec) bool { return a.ID < b.ID }),
 		policies:     btree.NewG(btreeDegree, func(a, b *api.PolicyInfo) bool { return a.GetName() < b.GetName() }),
+		peers:        map[string]*api.SetPeerCommand{},
 		nextJobID:    1,
 		nextWorkerID: 1,
 		byRequest:    map[string]int64{},
@@ -159,6 +162,7 @@ func (s *state) clone() *state {
 		tasks:        s.tasks.Clone(),
 		workers:      s.workers.Clone(),
 		policies:     s.policies.Clone(),
+		peers:        maps.Clone(s.peers),
 		nextJobID:    s.nextJobID,
 		nextWorkerID: s.nextWorkerID,
 		index:        s.index,

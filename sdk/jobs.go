@@ -409,6 +409,24 @@ func (j *Jobs) Leader(ctx context.Context) (*api.GetLeaderResponse, error) {
 	return resp, err
 }
 
+// AddPeer adds a job master started with jobmaster.raft.join (--join) to
+// the raft group as a voter. It needs the cluster's own identity.
+func (j *Jobs) AddPeer(ctx context.Context, id, raftAddr, rpcAddr string) error {
+	return j.call(ctx, "job raft add-peer", id, func(ctx context.Context, c api.JobMasterClient) error {
+		_, err := c.AddPeer(ctx, &api.AddPeerRequest{Id: id, RaftAddress: raftAddr, RpcAddress: rpcAddr})
+		return err
+	})
+}
+
+// RemovePeer takes a member (a dead one, say) out of the raft group. It
+// needs the cluster's own identity.
+func (j *Jobs) RemovePeer(ctx context.Context, id string) error {
+	return j.call(ctx, "job raft remove-peer", id, func(ctx context.Context, c api.JobMasterClient) error {
+		_, err := c.RemovePeer(ctx, &api.RemovePeerRequest{Id: id})
+		return err
+	})
+}
+
 // Workers lists the job workers the leader knows.
 func (j *Jobs) Workers(ctx context.Context) ([]*api.JobWorkerInfo, error) {
 	var resp *api.ListJobWorkersResponse

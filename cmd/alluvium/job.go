@@ -44,7 +44,7 @@ workers; 'job stat' shows its progress, 'job wait' follows it to the end.`,
   alluvium job cancel 7`,
 	}
 	c.AddCommand(newJobSubmitCmd(g), newJobLsCmd(g), newJobStatCmd(g), newJobCancelCmd(g),
-		newJobWaitCmd(g), newJobLeaderCmd(g), newJobWorkersCmd(g))
+		newJobWaitCmd(g), newJobLeaderCmd(g), newJobWorkersCmd(g), newJobRaftCmd(g))
 	return c
 }
 

@@ -16,6 +16,7 @@ import (
 
 func newJobMasterCmd(g *globals) *cobra.Command {
 	var nodeID, peers string
+	var join bool
 	c := &cobra.Command{
 		Use:   "jobmaster",
 		Short: "Run a job master: the raft-replicated job service (plans jobs, hands tasks to job workers)",
@@ -34,7 +35,12 @@ of 3 or 5, give every member the same peer list and its own id:
 
 Each entry is id=host:raft-port|host:rpc-port (the rpc address is where the
 others forward clients' calls). Any member answers clients: followers forward
-to the leader. The FS master is found at jobmaster.master (--master).`,
+to the leader. The FS master is found at jobmaster.master (--master).
+
+A running group grows or heals without a restart: start the new node with
+--join (it waits, empty, instead of bootstrapping), then add it from anywhere
+with 'alluvium job raft add-peer ID RAFT-ADDR RPC-ADDR'; take a dead member
+out with 'alluvium job raft remove-peer ID'.`,
 		Example: `  # one job master beside an FS master on the default ports
   alluvium jobmaster --home /var/lib/alluvium
 
@@ -43,7 +49,11 @@ to the leader. The FS master is found at jobmaster.master (--master).`,
 
   # member jm2 of a three-node group
   alluvium jobmaster --home /data/jm2 --node-id jm2 \
-    --peers 'jm1=h1:20003|h1:20001,jm2=h2:20003|h2:20001,jm3=h3:20003|h3:20001'`,
+    --peers 'jm1=h1:20003|h1:20001,jm2=h2:20003|h2:20001,jm3=h3:20003|h3:20001'
+
+  # a fourth node, added to the running group afterwards
+  alluvium jobmaster --home /data/jm4 --node-id jm4 --join
+  alluvium job raft add-peer jm4 h4:20003 h4:20001`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load(cmd)
@@ -60,6 +70,9 @@ to the leader. The FS master is found at jobmaster.master (--master).`,
 						cfg.JobMaster.Raft.Peers = append(cfg.JobMaster.Raft.Peers, p)
 					}
 				}
+			}
+			if cmd.Flags().Changed("join") {
+				cfg.JobMaster.Raft.Join = join
 			}
 			if _, err := jobmaster.ParsePeers(cfg.JobMaster.Raft.Peers); err != nil {
 				return usageError{err}
@@ -85,6 +98,9 @@ to the leader. The FS master is found at jobmaster.master (--master).`,
 			if n := len(cfg.JobMaster.Raft.Peers); n > 0 {
 				group = fmt.Sprintf("%d-node group", n)
 			}
+			if cfg.JobMaster.Raft.Join {
+				group = "joining (or rejoining) a group"
+			}
 			fmt.Printf("jobmaster ready: id %s, rpc %s, http %s, raft port %d, %s, dir %s, FS master %s\n",
 				cfg.JobMaster.Raft.NodeID, m.RPCAddr(), m.HTTPAddr(), cfg.JobMaster.Raft.Port, group, cfg.JobMaster.Raft.Dir, cfg.JobMaster.Master)
 			<-ctx.Done()
@@ -96,5 +112,6 @@ to the leader. The FS master is found at jobmaster.master (--master).`,
 	}
 	c.Flags().StringVar(&nodeID, "node-id", "", "this member's raft id (jobmaster.raft.node-id; default host:raft-port)")
 	c.Flags().StringVar(&peers, "peers", "", "comma-separated raft group, each id=host:raftport|host:rpcport (jobmaster.raft.peers)")
+	c.Flags().BoolVar(&join, "join", false, "with no raft state yet, wait to be added to a running group (job raft add-peer) instead of bootstrapping one (jobmaster.raft.join)")
 	return c
 }

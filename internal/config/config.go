@@ -234,6 +234,10 @@ type RaftConfig struct {
 	Port   int      `mapstructure:"port"`
 	Dir    string   `mapstructure:"dir"`   // default <home>/jobmaster
 	Peers  []string `mapstructure:"peers"` // id=host:raftport|host:rpcport; empty: a single self-bootstrapped node
+	// Join starts a node without raft state empty, waiting to be added to
+	// an existing group (`alluvium job raft add-peer`), instead of
+	// bootstrapping one.
+	Join bool `mapstructure:"join"`
 
 	HeartbeatTimeout  time.Duration `mapstructure:"heartbeat-timeout"`
 	ElectionTimeout   time.Duration `mapstructure:"election-timeout"`
@@ -387,6 +391,7 @@ func Default() map[string]any {
 		"jobmaster.raft.port":                        DefaultPortBase + offJobMasterRaft,
 		"jobmaster.raft.dir":                         "", // <home>/jobmaster
 		"jobmaster.raft.peers":                       []string{},
+		"jobmaster.raft.join":                        false,
 		"jobmaster.raft.heartbeat-timeout":           time.Second,
 		"jobmaster.raft.election-timeout":            time.Second,
 		"jobmaster.raft.snapshot-threshold":          8192,

@@ -1,0 +1,161 @@
+package jobmaster
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/rpc"
+)
+
+// Raft membership at run time. A group starts from jobmaster.raft.peers
+// (or one self-bootstrapped node); `alluvium job raft add-peer` grows it
+// with a node started with jobmaster.raft.join, and `remove-peer` takes a
+// member out — a dead one, so that a 3-node group that lost a machine can
+// get back to three voters. Raft itself keeps the membership; the FSM keeps
+// the rpc addresses of added members (SetPeerCommand), so any member can
+// forward client calls to one that leads.
+
+// peerChangeTimeout bounds one membership change (raft waits for the new
+// configuration to commit).
+const peerChangeTimeout = 30 * time.Second
+
+func (x *tx) applySetPeer(c *api.SetPeerCommand) any {
+	if c.GetRemove() {
+		delete(x.s.peers, c.GetId())
+		return nil
+	}
+	x.s.peers[c.GetId()] = &api.SetPeerCommand{Id: c.GetId(), RaftAddress: c.GetRaftAddress(), RpcAddress: c.GetRpcAddress()}
+	return nil
+}
+
+// peerRPCAddr returns the rpc address the FSM recorded for an added peer.
+func (f *FSM) peerRPCAddr(id string) string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if p := f.st.peers[id]; p != nil {
+		return p.GetRpcAddress()
+	}
+	return ""
+}
+
+// systemOnly refuses a membership change by anyone but the cluster's own
+// identity (the cluster token, or the superuser's certificate).
+func systemOnly(ctx context.Context, op string) error {
+	if id, ok := rpc.IdentityFrom(ctx); ok && !id.System {
+		return status.Errorf(codes.PermissionDenied, "%s: only the cluster's own identity (the cluster token) may change the raft group; user %s may not", op, id.User)
+	}
+	return nil
+}
+
+func (r *rpcServer) AddPeer(ctx context.Context, req *api.AddPeerRequest) (*api.AddPeerResponse, error) {
+	const op = "add peer"
+	s := r.s
+	_, fwd, fctx, err := s.route(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+	if fwd != nil {
+		return fwd.AddPeer(fctx, req)
+	}
+	if err := systemOnly(ctx, op); err != nil {
+		return nil, err
+	}
+	id := req.GetId()
+	if id == "" {
+		return nil, status.Errorf(codes.InvalidArgument, "%s: empty id", op)
+	}
+	for what, a := range map[string]string{"raft address": req.GetRaftAddress(), "rpc address": req.GetRpcAddress()} {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			return nil, status.Errorf(codes.InvalidArgument, "%s %s: %s %q is not host:port", op, id, what, a)
+		}
+	}
+	cf := s.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%s %s: raft configuration: %v", op, id, err)
+	}
+	for _, sv := range cf.Configuration().Servers {
+		switch {
+		case string(sv.ID) == id && string(sv.Address) == req.GetRaftAddress():
+			// Already a member (a retried call): record the address again.
+		case string(sv.ID) == id:
+			return nil, status.Errorf(codes.AlreadyExists, "%s %s: already a member at %s (remove it first)", op, id, sv.Address)
+		case string(sv.Address) == req.GetRaftAddress():
+			return nil, status.Errorf(codes.AlreadyExists, "%s %s: raft address %s belongs to member %s", op, id, sv.Address, sv.ID)
+		}
+	}
+	// The addresses first, so that every member can forward to the new
+	// one as soon as it may lead, and the new one (which knows no static
+	// peers) to every member.
+	recs := []*api.SetPeerCommand{{Id: id, RaftAddress: req.GetRaftAddress(), RpcAddress: req.GetRpcAddress()}}
+	for _, sv := range cf.Configuration().Servers {
+		if string(sv.ID) != id && s.fsm.peerRPCAddr(string(sv.ID)) == "" {
+			if a := s.rpcAddrOf(sv.ID); a != "" {
+				recs = append(recs, &api.SetPeerCommand{Id: string(sv.ID), RaftAddress: string(sv.Address), RpcAddress: a})
+			}
+		}
+	}
+	for _, c := range recs {
+		if err := s.applyErr(ctx, c); err != nil {
+			return nil, grpcErr(op+" "+id, err)
+		}
+	}
+	if err := s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(req.GetRaftAddress()), 0, peerChangeTimeout).Error(); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%s %s: %v", op, id, err)
+	}
+	s.log.Info("raft peer added", zap.String("id", id), zap.String("raft", req.GetRaftAddress()), zap.String("rpc", req.GetRpcAddress()))
+	return &api.AddPeerResponse{}, nil
+}
+
+func (r *rpcServer) RemovePeer(ctx context.Context, req *api.RemovePeerRequest) (*api.RemovePeerResponse, error) {
+	const op = "remove peer"
+	s := r.s
+	_, fwd, fctx, err := s.route(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+	if fwd != nil {
+		return fwd.RemovePeer(fctx, req)
+	}
+	if err := systemOnly(ctx, op); err != nil {
+		return nil, err
+	}
+	id := req.GetId()
+	if id == s.self.ID {
+		return nil, status.Errorf(codes.FailedPrecondition, "%s %s: it is the leader; stop it (another member takes over) and remove it then", op, id)
+	}
+	cf := s.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%s %s: raft configuration: %v", op, id, err)
+	}
+	found := false
+	var ids []string
+	for _, sv := range cf.Configuration().Servers {
+		found = found || string(sv.ID) == id
+		ids = append(ids, string(sv.ID))
+	}
+	if !found {
+		return nil, status.Errorf(codes.NotFound, "%s %s: not a member (members: %v)", op, id, ids)
+	}
+	if err := s.raft.RemoveServer(raft.ServerID(id), 0, peerChangeTimeout).Error(); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%s %s: %v", op, id, err)
+	}
+	if err := s.applyErr(ctx, &api.SetPeerCommand{Id: id, Remove: true}); err != nil {
+		return nil, grpcErr(op+" "+id, err)
+	}
+	s.log.Info("raft peer removed", zap.String("id", id))
+	return &api.RemovePeerResponse{}, nil
+}
+
+// waitingToJoin logs how to add a node that started with
+// jobmaster.raft.join and no raft state yet.
+func (s *Server) waitingToJoin() {
+	s.log.Info(fmt.Sprintf("waiting to be added to a raft group: run 'alluvium job raft add-peer %s %s %s' against the group", s.self.ID, s.self.RaftAddr, s.rpcAddr))
+}

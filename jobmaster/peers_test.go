@@ -1,0 +1,144 @@
+package jobmaster
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// join starts one more node on the in-memory transport with
+// jobmaster.raft.join set and no static peers but itself, as an operator
+// would start a node to add, and returns its index.
+func (c *cluster) join(id string) int {
+	c.t.Helper()
+	cfg := testConfigFor(c.t)
+	cfg.JobMaster.Raft.NodeID = id
+	cfg.JobMaster.Raft.Join = true
+	// host:port, as AddPeer asks of a raft address.
+	_, tr := raft.NewInmemTransport(raft.ServerAddress(id + ".inmem:20003"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, o := range c.trans {
+		tr.Connect(o.LocalAddr(), o)
+		o.Connect(tr.LocalAddr(), tr)
+	}
+	self := Peer{ID: id, RaftAddr: string(tr.LocalAddr()), RPCAddr: ln.Addr().String()}
+	store := raft.NewInmemStore()
+	parts := &raftParts{logs: store, stable: store, snaps: raft.NewInmemSnapshotStore(), trans: tr}
+	s, err := newServer(cfg, testLogger(c.t).Named(id), serverOptions{parts: parts, env: nopEnv{}, rpcLn: ln, peers: []Peer{self}})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		c.t.Fatal(err)
+	}
+	c.cfgs, c.trans, c.parts, c.lns = append(c.cfgs, cfg), append(c.trans, tr), append(c.parts, parts), append(c.lns, ln)
+	c.peers, c.servers = append(c.peers, self), append(c.servers, s)
+	return len(c.servers) - 1
+}
+
+func voters(t *testing.T, s *Server) int {
+	t.Helper()
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		t.Fatal(err)
+	}
+	return len(f.Configuration().Servers)
+}
+
+func wantStatus(t *testing.T, err error, c codes.Code, what string) {
+	t.Helper()
+	if status.Code(err) != c {
+		t.Fatalf("%s: %v, want %v", what, err, c)
+	}
+}
+
+// TestPeersGrowAndShrink: a single node grows to three with add-peer; the
+// joiners receive the state; the first node dies, a joiner leads and
+// forwards for the other; remove-peer takes the dead node out.
+func TestPeersGrowAndShrink(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	c.leader()
+	ctx := context.Background()
+	id := submitTest(t, c.client(0), testConfig{Tasks: 3}, "before-join")
+
+	// A joiner waits: it never elects itself.
+	a := c.join("j1")
+	time.Sleep(500 * time.Millisecond)
+	if c.servers[a].IsLeader() || c.servers[a].fsm.Job(id) != nil {
+		t.Fatal("a joining node must wait to be added, not lead or hold state")
+	}
+	b := c.join("j2")
+	for _, i := range []int{a, b} {
+		p := c.peers[i]
+		if _, err := c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: p.ID, RaftAddress: p.RaftAddr, RpcAddress: p.RPCAddr}); err != nil {
+			t.Fatalf("add %s: %v", p.ID, err)
+		}
+	}
+	// Retried: no change, no error.
+	if _, err := c.client(1).AddPeer(ctx, &api.AddPeerRequest{Id: c.peers[a].ID, RaftAddress: c.peers[a].RaftAddr, RpcAddress: c.peers[a].RPCAddr}); err != nil {
+		t.Fatalf("a retried add, forwarded by a follower: %v", err)
+	}
+	if n := voters(t, c.servers[0]); n != 3 {
+		t.Fatalf("%d voters after two adds, want 3", n)
+	}
+	c.addWorker(2) // knows all three job masters
+	if j := waitJob(t, c.client(0), id, 20*time.Second); j.Status != api.JobInfo_COMPLETED {
+		t.Fatalf("job submitted before the join: %v", j.Status)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for c.servers[a].fsm.Job(id) == nil || c.servers[b].fsm.Job(id) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the joiners never received the group's state")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Bad requests change nothing.
+	_, err := c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: "x", RaftAddress: "nohost", RpcAddress: "h:1"})
+	wantStatus(t, err, codes.InvalidArgument, "add with a bad raft address")
+	_, err = c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: "j1", RaftAddress: "elsewhere:1", RpcAddress: "h:1"})
+	wantStatus(t, err, codes.AlreadyExists, "add of a member id at another address")
+	_, err = c.client(0).RemovePeer(ctx, &api.RemovePeerRequest{Id: "nobody"})
+	wantStatus(t, err, codes.NotFound, "remove of a non-member")
+	_, err = c.client(0).RemovePeer(ctx, &api.RemovePeerRequest{Id: "n0"})
+	wantStatus(t, err, codes.FailedPrecondition, "remove of the leader")
+	if n := voters(t, c.servers[0]); n != 3 {
+		t.Fatalf("%d voters after refused changes, want 3", n)
+	}
+
+	// The original node dies; a joiner leads, the other forwards to it
+	// (it knows the leader's rpc address only from the group's state).
+	c.kill(0)
+	l := c.leader()
+	other := a
+	if c.index(l) == a {
+		other = b
+	}
+	info, err := c.client(other).GetLeader(ctx, &api.GetLeaderRequest{})
+	if err != nil || info.GetLeaderRpcAddress() != l.rpcAddr {
+		t.Fatalf("leader seen from %s: %v (%v), want %s", c.peers[other].ID, info, err, l.rpcAddr)
+	}
+	id2 := submitTest(t, c.client(other), testConfig{Tasks: 4}, "after-failover")
+	if j := waitJob(t, c.client(other), id2, 20*time.Second); j.Status != api.JobInfo_COMPLETED {
+		t.Fatalf("job after the failover: %v", j.Status)
+	}
+	if _, err := c.client(other).RemovePeer(ctx, &api.RemovePeerRequest{Id: "n0"}); err != nil {
+		t.Fatalf("remove the dead node: %v", err)
+	}
+	if n := voters(t, l); n != 2 {
+		t.Fatalf("%d voters after removing the dead node, want 2", n)
+	}
+	if got := l.fsm.peerRPCAddr("n0"); got != "" {
+		t.Fatalf("the removed node's address is still recorded: %s", got)
+	}
+}
