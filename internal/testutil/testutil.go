@@ -1,7 +1,8 @@
 // Package testutil starts real Alluvium processes (and MinIO) for tests:
 // it builds the binary once, hands out port ranges that concurrent test
 // binaries never share, and captures each process's log in the test's
-// temp dir, printing it when the test fails.
+// temp dir, printing it when the test fails. Cluster (cluster.go) runs a
+// whole cluster of them for the end-to-end suites.
 package testutil
 
 import (

@@ -107,14 +107,14 @@ func tempCheckpoints(t *testing.T, dir string) []string {
 // has every acknowledged directory. A secondary started again writes a
 // complete checkpoint, which the next restart loads.
 func TestSecondaryKilledMidCheckpoint(t *testing.T) {
-	c := newCluster(t, options{env: []string{
+	c := newCluster(t, testutil.ClusterOptions{Env: []string{
 		"ALLUVIUM_FSMASTER_JOURNAL_SEGMENT_ENTRIES=100",
 		"ALLUVIUM_FSMASTER_JOURNAL_CHECKPOINT_PERIOD_ENTRIES=400",
 		"ALLUVIUM_FSMASTER_JOURNAL_CHECKPOINT_POLL_INTERVAL=100ms",
 	}})
-	c.startMaster()
-	sec := c.startSecondary()
-	load := startMkdirs(t, c.master, "/a", 8)
+	c.StartFSMaster()
+	sec := c.StartSecondary()
+	load := startMkdirs(t, c.Master, "/a", 8)
 	var seqA int64
 	testutil.Eventually(t, 60*time.Second, func() error {
 		p, s, err := journal.LatestCheckpoint(c.journalDir(), nil)
@@ -138,8 +138,8 @@ func TestSecondaryKilledMidCheckpoint(t *testing.T) {
 
 	// The stalled secondary starts checkpoint B once 400 more entries are in.
 	// (It may start writing before it says ready: no wait for that.)
-	sec = testutil.Start(t, "secondary-stalled", c.bin, append(append([]string{}, c.env...), "ALLUVIUM_TEST_CHECKPOINT_STALL=5m"),
-		"secondary", "--home", c.masterHome(), "--port-base", fmt.Sprint(c.base))
+	sec = testutil.Start(t, "secondary-stalled", c.Bin, append(append([]string{}, c.Env...), "ALLUVIUM_TEST_CHECKPOINT_STALL=5m"),
+		"secondary", "--home", c.FSMasterHome(), "--port-base", fmt.Sprint(c.PortBase))
 	sec.WaitLog("secondary writing checkpoint", 60*time.Second)
 	testutil.Eventually(t, 30*time.Second, func() error {
 		if len(tempCheckpoints(t, c.journalDir())) == 0 {
@@ -150,7 +150,7 @@ func TestSecondaryKilledMidCheckpoint(t *testing.T) {
 	sec.Kill()
 	before := load.n.Load()
 	load.until(t, before+300) // the master goes on without its secondary
-	c.fsm.Kill()
+	c.FSMaster.Kill()
 	acked := load.halt()
 	t.Logf("%d mkdirs acknowledged; secondary killed mid-checkpoint, then the master", len(acked))
 
@@ -160,13 +160,13 @@ func TestSecondaryKilledMidCheckpoint(t *testing.T) {
 	if tmp := tempCheckpoints(t, c.journalDir()); len(tmp) == 0 {
 		t.Fatalf("the killed secondary left no temp file: the kill did not land mid-checkpoint")
 	}
-	m := c.startMaster()
+	m := c.StartFSMaster()
 	m.WaitLog(fmt.Sprintf("loaded checkpoint %s at sequence %d", pathA, seqA), 10*time.Second)
 	if strings.Count(m.Log(), "loaded checkpoint") != 1 {
 		t.Fatalf("master loaded more than one checkpoint:\n%s", m.Log())
 	}
-	c.connect()
-	seen := walk(t, c.client)
+	c.Connect()
+	seen := walk(t, c.Client)
 	for p := range acked {
 		if _, ok := seen[p]; !ok {
 			t.Fatalf("acknowledged mkdir %s lost", p)
@@ -175,8 +175,8 @@ func TestSecondaryKilledMidCheckpoint(t *testing.T) {
 
 	// A healthy secondary writes a complete checkpoint; the master,
 	// restarted from it, has the same tree.
-	sec = c.startSecondary("ALLUVIUM_FSMASTER_JOURNAL_CHECKPOINT_PERIOD_ENTRIES=1")
-	info, err := c.client.Checkpoint(context.Background())
+	sec = c.StartSecondary("ALLUVIUM_FSMASTER_JOURNAL_CHECKPOINT_PERIOD_ENTRIES=1")
+	info, err := c.Client.Checkpoint(context.Background())
 	if err != nil {
 		t.Fatalf("fsadmin checkpoint: %v", err)
 	}
@@ -184,11 +184,11 @@ func TestSecondaryKilledMidCheckpoint(t *testing.T) {
 		t.Fatalf("new checkpoint at %d, A was at %d", info.GetSequence(), seqA)
 	}
 	_ = sec.Stop(30 * time.Second)
-	c.fsm.Kill()
-	m = c.startMaster()
+	c.FSMaster.Kill()
+	m = c.StartFSMaster()
 	m.WaitLog(fmt.Sprintf("loaded checkpoint %s at sequence %d", info.GetPath(), info.GetSequence()), 10*time.Second)
-	c.connect()
-	again := walk(t, c.client)
+	c.Connect()
+	again := walk(t, c.Client)
 	if len(again) != len(seen) {
 		t.Fatalf("restarted from the new checkpoint: %d paths, before %d", len(again), len(seen))
 	}
@@ -196,11 +196,11 @@ func TestSecondaryKilledMidCheckpoint(t *testing.T) {
 	// The master writing a checkpoint itself (no secondary alive) is
 	// SIGKILLed mid-write: the next start loads the last complete one.
 	_ = m.Stop(30 * time.Second)
-	m = c.startMaster("ALLUVIUM_TEST_CHECKPOINT_STALL=5m")
-	c.connect()
+	m = c.StartFSMaster("ALLUVIUM_TEST_CHECKPOINT_STALL=5m")
+	c.Connect()
 	mkdirsN(t, c, "/b", 50)
 	tmpBefore := len(tempCheckpoints(t, c.journalDir()))
-	go func() { _, _ = c.client.Checkpoint(context.Background()) }()
+	go func() { _, _ = c.Client.Checkpoint(context.Background()) }()
 	testutil.Eventually(t, 30*time.Second, func() error {
 		if len(tempCheckpoints(t, c.journalDir())) <= tmpBefore {
 			return fmt.Errorf("the master's checkpoint temp file is not there yet")
@@ -208,10 +208,10 @@ func TestSecondaryKilledMidCheckpoint(t *testing.T) {
 		return nil
 	})
 	m.Kill()
-	m = c.startMaster()
+	m = c.StartFSMaster()
 	m.WaitLog(fmt.Sprintf("loaded checkpoint %s at sequence %d", info.GetPath(), info.GetSequence()), 10*time.Second)
-	c.connect()
-	final := walk(t, c.client)
+	c.Connect()
+	final := walk(t, c.Client)
 	if len(final) != len(seen)+51 {
 		t.Fatalf("after the master died mid-checkpoint: %d paths, want %d", len(final), len(seen)+51)
 	}
@@ -221,7 +221,7 @@ func TestSecondaryKilledMidCheckpoint(t *testing.T) {
 func mkdirsN(t *testing.T, c *cluster, prefix string, n int) {
 	t.Helper()
 	for i := range n {
-		if _, err := c.client.Mkdir(context.Background(), fmt.Sprintf("%s/d%04d", prefix, i), sdk.MkdirOptions{Parents: true}); err != nil {
+		if _, err := c.Client.Mkdir(context.Background(), fmt.Sprintf("%s/d%04d", prefix, i), sdk.MkdirOptions{Parents: true}); err != nil {
 			t.Fatal(err)
 		}
 	}

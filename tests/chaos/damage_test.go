@@ -21,7 +21,7 @@ import (
 // sequence after each.
 func seqMkdirs(t *testing.T, c *cluster, prefix string, from, to int) {
 	t.Helper()
-	cc, err := rpc.Dial(c.master, rpc.ClientOptions{Token: testutil.ClusterToken()})
+	cc, err := rpc.Dial(c.Master, rpc.ClientOptions{Token: testutil.ClusterToken()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func seqMkdirs(t *testing.T, c *cluster, prefix string, from, to int) {
 // are exactly the first ones (a journal cut keeps a prefix, no holes).
 func survivors(t *testing.T, c *cluster, prefix string, created int) int {
 	t.Helper()
-	seen := walk(t, c.client)
+	seen := walk(t, c.Client)
 	n := 0
 	for i := 0; i < created; i++ {
 		if _, ok := seen[fmt.Sprintf("%s/d%05d", prefix, i)]; !ok {
@@ -109,7 +109,7 @@ func lastIndex(t *testing.T, path string, needle []byte) int {
 
 func (c *cluster) journalSeq(t *testing.T) int64 {
 	t.Helper()
-	info, err := c.client.MasterInfo(context.Background())
+	info, err := c.Client.MasterInfo(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,23 +130,23 @@ func (c *cluster) journalSeq(t *testing.T) int64 {
 //     the entries after it, so the master refuses to start, naming the
 //     file; with the file restored it starts with everything.
 func TestDamagedJournal(t *testing.T) {
-	c := newCluster(t, options{env: []string{"ALLUVIUM_FSMASTER_JOURNAL_SEGMENT_ENTRIES=100000"}})
-	c.startMaster()
-	c.connect()
+	c := newCluster(t, testutil.ClusterOptions{Env: []string{"ALLUVIUM_FSMASTER_JOURNAL_SEGMENT_ENTRIES=100000"}})
+	c.StartFSMaster()
+	c.Connect()
 
 	// A closed segment (the restart closes it) and a tail.
 	seqMkdirs(t, c, "/j", 0, 300)
-	if err := c.fsm.Stop(30 * time.Second); err != nil {
+	if err := c.FSMaster.Stop(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	c.startMaster()
-	c.connect()
+	c.StartFSMaster()
+	c.Connect()
 	s0 := c.journalSeq(t)
 	seqMkdirs(t, c, "/j", 300, 600)
 	if d := c.journalSeq(t) - s0; d != 300 {
 		t.Fatalf("300 mkdirs made %d journal entries; this test assumes one each", d)
 	}
-	c.fsm.Kill()
+	c.FSMaster.Kill()
 
 	// 1. A corrupt entry in the tail: d00500's entry.
 	segs := segments(t, c)
@@ -154,17 +154,17 @@ func TestDamagedJournal(t *testing.T) {
 	if n := flipAll(t, tail, []byte("d00500")); n == 0 {
 		t.Fatalf("d00500 not found in the tail segment %s", tail)
 	}
-	m := c.startMaster()
+	m := c.StartFSMaster()
 	m.WaitLog("journal: cut the torn/corrupt tail of the journal", 10*time.Second)
-	c.connect()
+	c.Connect()
 	if n := survivors(t, c, "/j", 600); n != 500 {
 		t.Fatalf("after a corrupt entry at d00500: %d of the mkdirs survive, want exactly the 500 before it", n)
 	}
 	// It takes writes again, and they survive the next crash.
 	seqMkdirs(t, c, "/j", 500, 800)
-	c.fsm.Kill()
-	c.startMaster()
-	c.connect()
+	c.FSMaster.Kill()
+	c.StartFSMaster()
+	c.Connect()
 	if n := survivors(t, c, "/j", 800); n != 800 {
 		t.Fatalf("after the recovery and a kill -9: %d of 800", n)
 	}
@@ -172,7 +172,7 @@ func TestDamagedJournal(t *testing.T) {
 	// 2. A torn tail: the file truncated through the page holding the
 	// newest entries.
 	seqMkdirs(t, c, "/j", 800, 1100)
-	c.fsm.Kill()
+	c.FSMaster.Kill()
 	segs = segments(t, c)
 	tail = segs[len(segs)-1]
 	off := lastIndex(t, tail, []byte("d01099"))
@@ -182,16 +182,16 @@ func TestDamagedJournal(t *testing.T) {
 	if err := os.Truncate(tail, int64(off/4096*4096)); err != nil {
 		t.Fatal(err)
 	}
-	m = c.startMaster()
+	m = c.StartFSMaster()
 	m.WaitLog("journal: cut the torn/corrupt tail of the journal", 10*time.Second)
-	c.connect()
+	c.Connect()
 	n := survivors(t, c, "/j", 1100)
 	if n < 800 || n >= 1100 {
 		t.Fatalf("after tearing the tail: %d of 1100 survive; want the 800 from closed segments and not the torn end", n)
 	}
 	t.Logf("torn tail: %d of the tail's 300 entries salvaged", n-800)
 	seqMkdirs(t, c, "/j", n, n+100)
-	if err := c.fsm.Stop(30 * time.Second); err != nil {
+	if err := c.FSMaster.Stop(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 
@@ -208,8 +208,8 @@ func TestDamagedJournal(t *testing.T) {
 	if flipAll(t, victim, []byte("d00150")) == 0 {
 		t.Fatalf("d00150 not in %s", victim)
 	}
-	p := testutil.Start(t, "fsmaster-damaged", c.bin, c.env,
-		"fsmaster", "--home", c.masterHome(), "--port-base", fmt.Sprint(c.base), "--ufs", "file://"+c.ufsDir)
+	p := testutil.Start(t, "fsmaster-damaged", c.Bin, c.Env,
+		"fsmaster", "--home", c.FSMasterHome(), "--port-base", fmt.Sprint(c.PortBase), "--ufs", "file://"+c.UFSDir)
 	if err := p.Wait(60 * time.Second); err == nil {
 		t.Fatalf("the master started on a journal with a corrupt closed segment:\n%s", p.Log())
 	}
@@ -219,8 +219,8 @@ func TestDamagedJournal(t *testing.T) {
 	if err := os.WriteFile(victim, orig, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c.startMaster()
-	c.connect()
+	c.StartFSMaster()
+	c.Connect()
 	if got := survivors(t, c, "/j", n+100); got != n+100 {
 		t.Fatalf("with the segment restored: %d of %d", got, n+100)
 	}
@@ -233,14 +233,14 @@ func TestDamagedJournal(t *testing.T) {
 // so no acknowledged mkdir is lost. The next checkpoint removes the
 // damaged file.
 func TestDamagedCheckpoint(t *testing.T) {
-	c := newCluster(t, options{env: []string{
+	c := newCluster(t, testutil.ClusterOptions{Env: []string{
 		"ALLUVIUM_FSMASTER_JOURNAL_SEGMENT_ENTRIES=50",
 		"ALLUVIUM_FSMASTER_JOURNAL_CHECKPOINT_PERIOD_ENTRIES=200",
 		"ALLUVIUM_FSMASTER_JOURNAL_CHECKPOINT_POLL_INTERVAL=100ms",
 	}})
-	c.startMaster()
-	c.connect()
-	sec := c.startSecondary()
+	c.StartFSMaster()
+	c.Connect()
+	sec := c.StartSecondary()
 	seqMkdirs(t, c, "/k", 0, 700)
 	testutil.Eventually(t, 30*time.Second, func() error {
 		if cps := checkpointsOf(t, c); len(cps) < 2 {
@@ -252,7 +252,7 @@ func TestDamagedCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	seqMkdirs(t, c, "/k", 700, 750)
-	c.fsm.Kill()
+	c.FSMaster.Kill()
 	cps := checkpointsOf(t, c)
 	newest, older := cps[len(cps)-1], cps[len(cps)-2]
 	b, err := os.ReadFile(newest)
@@ -265,19 +265,19 @@ func TestDamagedCheckpoint(t *testing.T) {
 	if err := os.WriteFile(newest, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m := c.startMaster()
+	m := c.StartFSMaster()
 	m.WaitLog("journal: skipping invalid checkpoint", 10*time.Second)
 	if !strings.Contains(m.Log(), newest) {
 		t.Fatalf("the warning does not name %s:\n%s", newest, m.Log())
 	}
 	m.WaitLog("loaded checkpoint "+older, 10*time.Second)
-	c.connect()
+	c.Connect()
 	if n := survivors(t, c, "/k", 750); n != 750 {
 		t.Fatalf("after falling back to the older checkpoint: %d of 750 mkdirs", n)
 	}
 	// The next checkpoint replaces the damaged one.
-	c.startSecondary()
-	info, err := c.client.Checkpoint(context.Background())
+	c.StartSecondary()
+	info, err := c.Client.Checkpoint(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +319,7 @@ func checkpointsOf(t *testing.T, c *cluster) []string {
 // raftSnapshots lists job master i's snapshot directories, newest last.
 func (c *cluster) raftSnapshots(i int) []string {
 	c.t.Helper()
-	dir := filepath.Join(c.home, fmt.Sprintf("jm%d", i), "jobmaster", "snapshots")
+	dir := filepath.Join(c.JobMasterHome(i), "jobmaster", "snapshots")
 	des, err := os.ReadDir(dir)
 	if err != nil && !os.IsNotExist(err) {
 		c.t.Fatal(err)
@@ -352,7 +352,7 @@ func (c *cluster) raftSnapshots(i int) []string {
 func (c *cluster) runLoads(from, to int) {
 	c.t.Helper()
 	for i := from; i < to; i++ {
-		c.ufsTree(fmt.Sprintf("s/j%03d", i), map[string]int{"f": 1000 + i})
+		c.UFSTree(fmt.Sprintf("s/j%03d", i), map[string]int{"f": 1000 + i})
 		j := c.waitJob(c.submitLoad(map[string]any{"path": fmt.Sprintf("/s/j%03d", i)}), 30*time.Second)
 		if j.GetStatus() != api.JobInfo_COMPLETED {
 			c.t.Fatalf("load %d: %v", i, j)
@@ -368,7 +368,7 @@ func (c *cluster) runLoads(from, to int) {
 // exactly the jobs it had (compared field by field over http), then runs
 // new jobs.
 func TestDamagedRaftSnapshot(t *testing.T) {
-	c := startCluster(t, options{workers: 1, jobMasters: 1, env: []string{
+	c := startCluster(t, testutil.ClusterOptions{Workers: 1, JobMasters: 1, Env: []string{
 		"ALLUVIUM_JOBMASTER_RAFT_SNAPSHOT_THRESHOLD=16",
 		"ALLUVIUM_JOBMASTER_RAFT_SNAPSHOT_INTERVAL=100ms",
 	}})
@@ -429,12 +429,12 @@ func TestDamagedRaftSnapshot(t *testing.T) {
 		next += 2
 		want := c.waitJobsAgree(1)
 		snaps := c.raftSnapshots(0)
-		c.jms[0].Kill()
+		c.JobMasters[0].Kill()
 		newest := snaps[len(snaps)-1]
 		damage.do(t, newest)
-		c.startJobMaster(0)
-		c.jms[0].WaitLog("job master is the leader", 30*time.Second)
-		log := c.jms[0].Log()
+		c.StartJobMaster(0)
+		c.JobMasters[0].WaitLog("job master is the leader", 30*time.Second)
+		log := c.JobMasters[0].Log()
 		if !strings.Contains(log, damage.log) || !strings.Contains(log, filepath.Base(newest)) {
 			t.Fatalf("%s: the damage of %s was not reported (%q):\n%s", damage.name, newest, damage.log, log)
 		}
@@ -446,7 +446,7 @@ func TestDamagedRaftSnapshot(t *testing.T) {
 			t.Fatalf("%s: %d jobs after the restart (want %d): %s", damage.name, len(got), next, d)
 		}
 		t.Logf("%s: restored %s, %d jobs intact", damage.name, filepath.Base(snaps[len(snaps)-2]), len(got))
-		c.waitWorkers(1)
+		c.WaitWorkers(1)
 		c.runLoads(next, next+1)
 		next++
 	}

@@ -39,8 +39,8 @@ func createLength(i int) int64 { return int64(i%4096) + 1 }
 // master, treating an AlreadyExists as "the create made it before the kill":
 // the final tree holds each of the 10,000 files exactly once.
 func TestFSMasterKilledDuring10kCreates(t *testing.T) {
-	c := newCluster(t, options{env: []string{"ALLUVIUM_FSMASTER_JOURNAL_SEGMENT_ENTRIES=1000"}})
-	c.startMaster()
+	c := newCluster(t, testutil.ClusterOptions{Env: []string{"ALLUVIUM_FSMASTER_JOURNAL_SEGMENT_ENTRIES=1000"}})
+	c.StartFSMaster()
 	const total = createDirs * filesPerDir
 
 	var (
@@ -106,7 +106,7 @@ func TestFSMasterKilledDuring10kCreates(t *testing.T) {
 	}
 
 	// Round 1: all clients at once; SIGKILL at a third.
-	cc, err := rpc.Dial(c.master, rpc.ClientOptions{Token: testutil.ClusterToken()})
+	cc, err := rpc.Dial(c.Master, rpc.ClientOptions{Token: testutil.ClusterToken()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestFSMasterKilledDuring10kCreates(t *testing.T) {
 	for acks.Load() < total/3 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	c.fsm.Kill() // SIGKILL mid-stream
+	c.FSMaster.Kill() // SIGKILL mid-stream
 	wg.Wait()
 	cc.Close()
 	if acks.Load() < total/3 {
@@ -137,9 +137,9 @@ func TestFSMasterKilledDuring10kCreates(t *testing.T) {
 	t.Logf("SIGKILL after %d of %d creates acknowledged (%d outcomes unknown)", acks.Load(), total, len(unknown))
 
 	// After the restart: every acknowledged create and complete is there.
-	c.startMaster()
-	c.connect()
-	seen := walk(t, c.client)
+	c.StartFSMaster()
+	c.Connect()
+	seen := walk(t, c.Client)
 	check := func(final bool) {
 		t.Helper()
 		mu.Lock()
@@ -178,7 +178,7 @@ func TestFSMasterKilledDuring10kCreates(t *testing.T) {
 	t.Logf("after restart: all %d acknowledged creates present, tree of %d paths consistent", len(created), len(seen))
 
 	// Round 2: finish the 10,000 on the restarted master.
-	cc, err = rpc.Dial(c.master, rpc.ClientOptions{Token: testutil.ClusterToken()})
+	cc, err = rpc.Dial(c.Master, rpc.ClientOptions{Token: testutil.ClusterToken()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,15 +199,15 @@ func TestFSMasterKilledDuring10kCreates(t *testing.T) {
 	for err := range errs {
 		t.Fatalf("finishing the creates after the restart: %v", err)
 	}
-	seen = walk(t, c.client)
+	seen = walk(t, c.Client)
 	check(true)
 	// A clean restart replays the same tree.
-	if err := c.fsm.Stop(30 * time.Second); err != nil {
+	if err := c.FSMaster.Stop(30 * time.Second); err != nil {
 		t.Fatalf("SIGTERM: %v", err)
 	}
-	c.startMaster()
-	c.connect()
-	again := walk(t, c.client)
+	c.StartFSMaster()
+	c.Connect()
+	again := walk(t, c.Client)
 	if len(again) != len(seen) {
 		t.Fatalf("after a clean restart the tree has %d paths, before %d", len(again), len(seen))
 	}

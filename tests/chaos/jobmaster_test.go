@@ -16,7 +16,7 @@ import (
 // returns its index (jm<i>); it waits until one is known.
 func (c *cluster) leaderIndex(via []string, not int) int {
 	c.t.Helper()
-	cl, err := sdk.Dial(context.Background(), sdk.WithMaster(c.master), sdk.WithJobMasters(via...), sdk.WithTimeout(2*time.Second), sdk.WithToken(testutil.ClusterToken()))
+	cl, err := sdk.Dial(context.Background(), sdk.WithMaster(c.Master), sdk.WithJobMasters(via...), sdk.WithTimeout(2*time.Second), sdk.WithToken(testutil.ClusterToken()))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -57,11 +57,11 @@ func without(addrs []string, i int) []string {
 // cacheReport lists every file under dir with its blocks and checks each
 // block is cached exactly `replication` times; it returns per block worker
 // id the blocks and bytes located there.
-func (c *cluster) cacheReport(dir string, files map[string]string, replication int) (blocks, bytes map[int64]int64) {
+func (c *cluster) cacheReport(dir string, files map[string][]byte, replication int) (blocks, bytes map[int64]int64) {
 	c.t.Helper()
 	blocks, bytes = map[int64]int64{}, map[int64]int64{}
 	n := 0
-	for fi, err := range c.client.List(context.Background(), dir, sdk.ListOptions{Recursive: true, IncludeBlocks: true}) {
+	for fi, err := range c.Client.List(context.Background(), dir, sdk.ListOptions{Recursive: true, IncludeBlocks: true}) {
 		if err != nil {
 			c.t.Fatalf("list %s: %v", dir, err)
 		}
@@ -100,14 +100,14 @@ func (c *cluster) cacheReport(dir string, files map[string]string, replication i
 // workerIDs maps block worker id → worker index.
 func (c *cluster) workerIDs() map[int64]int {
 	c.t.Helper()
-	ws, err := c.client.Workers(context.Background())
+	ws, err := c.Client.Workers(context.Background())
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	out := map[int64]int{}
 	for _, w := range ws {
-		for i := range c.workers {
-			if fmt.Sprintf("%s:%d", w.GetAddress().GetHost(), w.GetAddress().GetRpcPort()) == c.workerAddr(i) {
+		for i := range c.Workers {
+			if fmt.Sprintf("%s:%d", w.GetAddress().GetHost(), w.GetAddress().GetRpcPort()) == c.WorkerAddr(i) {
 				out[w.GetId()] = i
 			}
 		}
@@ -124,7 +124,7 @@ func (c *cluster) checkFillsOnce(blocks, bytes map[int64]int64, alive func(i int
 		if !alive(i) {
 			continue
 		}
-		m, err := scrapeAll(c.workerHTTP(i))
+		m, err := testutil.Metrics(c.WorkerHTTP(i))
 		if err != nil {
 			c.t.Fatalf("worker %d metrics: %v", i, err)
 		}
@@ -148,7 +148,7 @@ func (c *cluster) checkFillsOnce(blocks, bytes map[int64]int64, alive func(i int
 func TestJobMasterLeaderKilledDuringLoad(t *testing.T) {
 	// A worker timeout well above the failover time: the point is what the
 	// leader's death does, not a worker starved of CPU for two seconds.
-	c := startCluster(t, options{workers: 3, jobMasters: 3, env: []string{"ALLUVIUM_JOBMASTER_WORKER_TIMEOUT=6s"}})
+	c := startCluster(t, testutil.ClusterOptions{Workers: 3, JobMasters: 3, Env: []string{"ALLUVIUM_JOBMASTER_WORKER_TIMEOUT=6s"}})
 	sizes := map[string]int{}
 	var total int64
 	for i := range 1000 {
@@ -156,14 +156,14 @@ func TestJobMasterLeaderKilledDuringLoad(t *testing.T) {
 		sizes[fmt.Sprintf("d%02d/f%04d", i%20, i)] = n
 		total += int64(n)
 	}
-	files := c.ufsTree("load", sizes)
-	leader := c.leaderIndex(c.jmRPC, -1)
+	files := c.UFSTree("load", sizes)
+	leader := c.leaderIndex(c.JobMasterAddrs, -1)
 	// ~2.5 MB at 700 KB/s: the job runs about 3.5 s.
 	id := c.submitLoad(map[string]any{"path": "/load", "batchFiles": 4, "bandwidth": 700_000})
 	info := c.waitMidJob(id, 50)
 	t.Logf("SIGKILL leader jm%d with job %d at %d/%d tasks", leader, id, info.GetTasksDone(), info.GetTasksTotal())
-	c.jms[leader].Kill()
-	surv := without(c.jmRPC, leader)
+	c.JobMasters[leader].Kill()
+	surv := without(c.JobMasterAddrs, leader)
 	newLeader := c.leaderIndex(surv, leader)
 	t.Logf("new leader jm%d", newLeader)
 
@@ -198,7 +198,7 @@ func TestJobMasterLeaderKilledDuringLoad(t *testing.T) {
 		t.Errorf("%d blocks cached, want 1000", filled)
 	}
 	// The restarted old leader rejoins as a follower and agrees.
-	c.startJobMaster(leader)
+	c.StartJobMaster(leader)
 	c.waitJobsAgree(3, id)
 }
 
@@ -230,7 +230,7 @@ func (c *cluster) jobsOf(i int) (map[int64]jobSummary, error) {
 			} `json:"jobs"`
 			NextPageToken string `json:"nextPageToken"`
 		}
-		if err := getJSON(c.jmHTTP(i), "/api/v1/jobs?pageSize=1000&pageToken="+token, &page); err != nil {
+		if err := getJSON(c.JobMasterHTTP(i), "/api/v1/jobs?pageSize=1000&pageToken="+token, &page); err != nil {
 			return nil, err
 		}
 		for _, j := range page.Jobs {

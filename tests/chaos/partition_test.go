@@ -17,7 +17,7 @@ import (
 
 // isLeader reads job master i's own alluvium_jobmaster_is_leader gauge.
 func (c *cluster) isLeader(i int) (bool, error) {
-	m, err := scrapeAll(c.jmHTTP(i))
+	m, err := testutil.Metrics(c.JobMasterHTTP(i))
 	if err != nil {
 		return false, err
 	}
@@ -34,31 +34,31 @@ func (c *cluster) isLeader(i int) (bool, error) {
 // (worker timeouts, task hand-outs) was never committed. No job worker is
 // left LOST and no task failed.
 func TestJobMasterPartitioned(t *testing.T) {
-	c := startCluster(t, options{workers: 3, jobMasters: 3})
+	c := startCluster(t, testutil.ClusterOptions{Workers: 3, JobMasters: 3})
 	sizes := map[string]int{}
 	for i := range 12 {
 		sizes[fmt.Sprintf("f%02d", i)] = blockSize
 	}
-	filesA := c.ufsTree("pa", sizes)
-	filesB := c.ufsTree("pb", map[string]int{"x": 3 * blockSize, "y": 1000, "z/w": 70_000})
-	old := c.leaderIndex(c.jmRPC, -1)
+	filesA := c.UFSTree("pa", sizes)
+	filesB := c.UFSTree("pb", map[string]int{"x": 3 * blockSize, "y": 1000, "z/w": 70_000})
+	old := c.leaderIndex(c.JobMasterAddrs, -1)
 
 	idA := c.submitLoad(map[string]any{"path": "/pa", "bandwidth": 3 << 20})
 	info := c.waitMidJob(idA, 2)
 	t.Logf("SIGSTOP leader jm%d with job %d at %d/%d tasks", old, idA, info.GetTasksDone(), info.GetTasksTotal())
-	if err := c.jms[old].Signal(syscall.SIGSTOP); err != nil {
+	if err := c.JobMasters[old].Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	// A submit sent straight to the frozen leader waits in its socket; it
 	// is handled when the process wakes, still believing it leads.
-	c.ufsTree("pd", map[string]int{"s": 4000})
+	c.UFSTree("pd", map[string]int{"s": 4000})
 	type result struct {
 		id  int64
 		err error
 	}
 	stale := make(chan result, 1)
 	go func() {
-		cc, err := rpc.Dial(c.jmRPC[old], rpc.ClientOptions{Token: testutil.ClusterToken()})
+		cc, err := rpc.Dial(c.JobMasterAddrs[old], rpc.ClientOptions{Token: testutil.ClusterToken()})
 		if err != nil {
 			stale <- result{err: err}
 			return
@@ -72,13 +72,13 @@ func TestJobMasterPartitioned(t *testing.T) {
 	frozen := true
 	defer func() {
 		if frozen {
-			_ = c.jms[old].Signal(syscall.SIGCONT)
+			_ = c.JobMasters[old].Signal(syscall.SIGCONT)
 		}
 	}()
 	stopped := time.Now()
 	newLeader := -1
 	testutil.Eventually(t, 30*time.Second, func() error {
-		for i := range c.jms {
+		for i := range c.JobMasters {
 			if i == old {
 				continue
 			}
@@ -94,12 +94,12 @@ func TestJobMasterPartitioned(t *testing.T) {
 	// A client that knows all three addresses goes on: its first call may
 	// wait out its timeout on the frozen leader, the next ones ask the
 	// group again.
-	cl, err := sdk.Dial(context.Background(), sdk.WithMaster(c.master), sdk.WithJobMasters(c.jmRPC...), sdk.WithTimeout(3*time.Second), sdk.WithToken(testutil.ClusterToken()))
+	cl, err := sdk.Dial(context.Background(), sdk.WithMaster(c.Master), sdk.WithJobMasters(c.JobMasterAddrs...), sdk.WithTimeout(3*time.Second), sdk.WithToken(testutil.ClusterToken()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if c.jobs, err = cl.Jobs(); err != nil {
+	if c.Jobs, err = cl.Jobs(); err != nil {
 		t.Fatal(err)
 	}
 	final := c.waitJob(idA, 90*time.Second)
@@ -114,13 +114,13 @@ func TestJobMasterPartitioned(t *testing.T) {
 	// By now the old leader has been frozen past the election timeout and
 	// the worker timeout: on waking, every timer it kept has expired.
 
-	if err := c.jms[old].Signal(syscall.SIGCONT); err != nil {
+	if err := c.JobMasters[old].Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	frozen = false
 	resumed := time.Now()
 	testutil.Eventually(t, 30*time.Second, func() error {
-		for i := range c.jms {
+		for i := range c.JobMasters {
 			l, err := c.isLeader(i)
 			if err != nil {
 				return err
@@ -132,7 +132,7 @@ func TestJobMasterPartitioned(t *testing.T) {
 		return nil
 	})
 	t.Logf("jm%d stepped down %s after SIGCONT", old, time.Since(resumed).Round(10*time.Millisecond))
-	for _, line := range strings.Split(c.jms[old].Log(), "\n") {
+	for _, line := range strings.Split(c.JobMasters[old].Log(), "\n") {
 		if strings.Contains(line, "failed") && !strings.Contains(line, "raft.go") {
 			t.Logf("stale leader jm%d: %s", old, line)
 		}
@@ -147,7 +147,7 @@ func TestJobMasterPartitioned(t *testing.T) {
 		t.Fatal("the submit sent to the frozen leader never returned after SIGCONT")
 	}
 	t.Logf("submit handled by the stale leader: job %d, %v", st.id, st.err)
-	idD, err := c.jobs.Submit(context.Background(), "load", map[string]any{"path": "/pd"}, sdk.WithRequestID("sent-to-the-frozen-leader"))
+	idD, err := c.Jobs.Submit(context.Background(), "load", map[string]any{"path": "/pd"}, sdk.WithRequestID("sent-to-the-frozen-leader"))
 	if err != nil {
 		t.Fatalf("resubmit: %v", err)
 	}
@@ -155,13 +155,13 @@ func TestJobMasterPartitioned(t *testing.T) {
 		t.Fatalf("the stale leader answered job %d, the group has job %d for the same request", st.id, idD)
 	}
 	jobs := c.waitJobsAgree(3, idA, idB, idD)
-	for i := range c.jms {
+	for i := range c.JobMasters {
 		var page struct {
 			Jobs []struct {
 				Config json.RawMessage `json:"config"`
 			} `json:"jobs"`
 		}
-		if err := getJSON(c.jmHTTP(i), "/api/v1/jobs?pageSize=1000", &page); err != nil {
+		if err := getJSON(c.JobMasterHTTP(i), "/api/v1/jobs?pageSize=1000", &page); err != nil {
 			t.Fatal(err)
 		}
 		n := 0
@@ -185,7 +185,7 @@ func TestJobMasterPartitioned(t *testing.T) {
 	// Every worker process is LIVE (under a new id if the new leader found
 	// it silent past the timeout while it waited on the frozen one), and
 	// the data is all there.
-	ws, err := c.jobs.Workers(context.Background())
+	ws, err := c.Jobs.Workers(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestJobMasterPartitioned(t *testing.T) {
 	c.checkSums(filesA)
 	c.checkSums(filesB)
 	// Still one group: a new job runs, and all three see it.
-	c.ufsTree("pc", map[string]int{"q": 5000})
+	c.UFSTree("pc", map[string]int{"q": 5000})
 	idC := c.submitLoad(map[string]any{"path": "/pc"})
 	if j := c.waitJob(idC, 30*time.Second); j.GetStatus() != sdk.JobCompleted {
 		t.Fatalf("job after the partition: %v", j)

@@ -38,7 +38,7 @@ type quotaWrite struct {
 // returns other bytes); every block file on the worker's disk is
 // byte-exact, and no block of a failed write stays.
 func TestTierFullDuringWrites(t *testing.T) {
-	c := startCluster(t, options{workers: 1, memQuota: "2MiB", hddQuota: "3MiB"})
+	c := startCluster(t, testutil.ClusterOptions{Workers: 1, MemQuota: "2MiB", HDDQuota: "3MiB"})
 	ctx := context.Background()
 
 	// Sample the tiers while the writes run.
@@ -54,7 +54,7 @@ func TestTierFullDuringWrites(t *testing.T) {
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
-			m, err := scrapeAll(c.workerHTTP(0))
+			m, err := testutil.Metrics(c.WorkerHTTP(0))
 			if err != nil {
 				continue
 			}
@@ -83,14 +83,14 @@ func TestTierFullDuringWrites(t *testing.T) {
 				switch {
 				case w == 0 && i < 2:
 					q.wt, q.pinned = api.WriteType_MUST_CACHE, true
-					q.data = randBytes(blockSize / 2)
+					q.data = testutil.RandBytes(blockSize / 2)
 				case (w+i)%3 == 0:
 					q.wt = api.WriteType_MUST_CACHE
-					q.data = randBytes(blockSize/3 + 1000*i)
+					q.data = testutil.RandBytes(blockSize/3 + 1000*i)
 				default:
-					q.data = randBytes(blockSize/2 + (w*i*97_000)%(2*blockSize))
+					q.data = testutil.RandBytes(blockSize/2 + (w*i*97_000)%(2*blockSize))
 				}
-				q.err = writeAll(ctx, c.client, q)
+				q.err = writeAll(ctx, c.Client, q)
 				mu.Lock()
 				writes = append(writes, q)
 				mu.Unlock()
@@ -119,7 +119,7 @@ func TestTierFullDuringWrites(t *testing.T) {
 		if exhausted <= 3 {
 			t.Logf("refused: %s (%s): %v", q.path, q.wt, q.err)
 		}
-		if _, err := c.client.Stat(ctx, q.path); !errors.Is(err, sdk.ErrNotFound) {
+		if _, err := c.Client.Stat(ctx, q.path); !errors.Is(err, sdk.ErrNotFound) {
 			t.Errorf("failed write of %s left it visible: %v", q.path, err)
 		}
 	}
@@ -130,7 +130,7 @@ func TestTierFullDuringWrites(t *testing.T) {
 	if acked < len(writes)/4 {
 		t.Fatalf("only %d of %d writes succeeded: eviction is not making room", acked, len(writes))
 	}
-	if m := scrape(t, c.workerHTTP(0), "alluvium_worker_evictions_total"); m <= 0 {
+	if m := testutil.Metric(t, c.WorkerHTTP(0), "alluvium_worker_evictions_total"); m <= 0 {
 		t.Errorf("no eviction although the writes were twelve times the cache")
 	}
 
@@ -141,7 +141,7 @@ func TestTierFullDuringWrites(t *testing.T) {
 		if q.err != nil {
 			continue
 		}
-		fi, err := c.client.Stat(ctx, q.path)
+		fi, err := c.Client.Stat(ctx, q.path)
 		if err != nil {
 			t.Errorf("stat of acknowledged %s: %v", q.path, err)
 			continue
@@ -150,7 +150,7 @@ func TestTierFullDuringWrites(t *testing.T) {
 		if fi.Length != int64(len(q.data)) {
 			t.Errorf("%s: length %d, wrote %d", q.path, fi.Length, len(q.data))
 		}
-		got, err := readAll(ctx, c.client, q.path)
+		got, err := readAll(ctx, c.Client, q.path)
 		switch {
 		case err == nil && bytes.Equal(got, q.data):
 		case err == nil:
@@ -172,7 +172,7 @@ func TestTierFullDuringWrites(t *testing.T) {
 	// no temp block left, and usage equal to the block files.
 	var onDisk int64
 	for _, tier := range []string{"mem", "hdd"} {
-		dir := filepath.Join(c.workerDir(0), tier)
+		dir := filepath.Join(c.WorkerDir(0), tier)
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			t.Fatal(err)
@@ -199,7 +199,7 @@ func TestTierFullDuringWrites(t *testing.T) {
 		t.Errorf("%d block files belong to no acknowledged file", orphans)
 	}
 	testutil.Eventually(t, 10*time.Second, func() error {
-		m, err := scrapeAll(c.workerHTTP(0))
+		m, err := testutil.Metrics(c.WorkerHTTP(0))
 		if err != nil {
 			return err
 		}

@@ -17,16 +17,17 @@ import (
 	"github.com/alluvium/alluvium/sdk"
 )
 
-// checkSums reads every file through the SDK and compares its sha256.
-func (c *cluster) checkSums(files map[string]string) {
+// checkSums reads every file through the SDK and compares its sha256 with
+// that of the bytes it must hold.
+func (c *cluster) checkSums(files map[string][]byte) {
 	c.t.Helper()
-	for p, want := range files {
+	for p, b := range files {
 		got, err := c.readSum(context.Background(), p)
 		if err != nil {
 			c.t.Errorf("read %s: %v", p, err)
 			continue
 		}
-		if got != want {
+		if want := testutil.SHA256(b); got != want {
 			c.t.Errorf("%s: sha256 %s, want %s", p, got, want)
 		}
 	}
@@ -36,7 +37,7 @@ func (c *cluster) checkSums(files map[string]string) {
 func (c *cluster) fileIDs(dir string) map[int64]string {
 	c.t.Helper()
 	out := map[int64]string{}
-	for fi, err := range c.client.List(context.Background(), dir, sdk.ListOptions{Recursive: true}) {
+	for fi, err := range c.Client.List(context.Background(), dir, sdk.ListOptions{Recursive: true}) {
 		if err != nil {
 			c.t.Fatalf("list %s: %v", dir, err)
 		}
@@ -56,7 +57,7 @@ func (c *cluster) checkDiskBlocks(i int, content func(fileID int64) []byte) int 
 	c.t.Helper()
 	n := 0
 	for _, tier := range []string{"mem", "hdd"} {
-		dir := filepath.Join(c.workerDir(i), tier)
+		dir := filepath.Join(c.WorkerDir(i), tier)
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			c.t.Fatalf("worker %d tier %s: %v", i, tier, err)
@@ -95,7 +96,7 @@ func (c *cluster) ufsContent(ids map[int64]string) func(int64) []byte {
 		if !ok {
 			return nil
 		}
-		b, err := os.ReadFile(filepath.Join(c.ufsDir, p))
+		b, err := os.ReadFile(filepath.Join(c.UFSDir, p))
 		if err != nil {
 			c.t.Fatalf("ufs %s: %v", p, err)
 		}
@@ -107,12 +108,12 @@ func (c *cluster) ufsContent(ids map[int64]string) func(int64) []byte {
 func (c *cluster) waitWorkerState(i int, st api.WorkerState) {
 	c.t.Helper()
 	testutil.Eventually(c.t, 30*time.Second, func() error {
-		ws, err := c.client.Workers(context.Background())
+		ws, err := c.Client.Workers(context.Background())
 		if err != nil {
 			return err
 		}
 		for _, w := range ws {
-			if fmt.Sprintf("%s:%d", w.GetAddress().GetHost(), w.GetAddress().GetRpcPort()) == c.workerAddr(i) {
+			if fmt.Sprintf("%s:%d", w.GetAddress().GetHost(), w.GetAddress().GetRpcPort()) == c.WorkerAddr(i) {
 				if w.GetState() == st {
 					return nil
 				}
@@ -130,7 +131,7 @@ func (c *cluster) waitWorkerState(i int, st api.WorkerState) {
 // once the dead worker is LOST, and the restarted worker's blocks on disk
 // are byte-exact (a fill cut by the kill left nothing behind).
 func TestWorkerKilledDuringLoad(t *testing.T) {
-	c := startCluster(t, options{workers: 3, jobMasters: 1})
+	c := startCluster(t, testutil.ClusterOptions{Workers: 3, JobMasters: 1})
 	sizes := map[string]int{}
 	for i := range 6 {
 		sizes[fmt.Sprintf("big%d", i)] = 2*blockSize + 1000*i + 1
@@ -138,12 +139,12 @@ func TestWorkerKilledDuringLoad(t *testing.T) {
 	for i := range 30 {
 		sizes[fmt.Sprintf("small/f%02d", i)] = 5000 + 999*i
 	}
-	files := c.ufsTree("wk", sizes)
+	files := c.UFSTree("wk", sizes)
 	id := c.submitLoad(map[string]any{"path": "/wk", "bandwidth": 4 << 20})
 	info := c.waitMidJob(id, 3)
 	const victim = 2
 	t.Logf("SIGKILL worker %d with job %d at %d/%d tasks", victim, id, info.GetTasksDone(), info.GetTasksTotal())
-	c.workers[victim].Kill()
+	c.Workers[victim].Kill()
 
 	final := c.waitJob(id, 90*time.Second)
 	if final.GetStatus() != sdk.JobCompleted || final.GetTasksFailed() != 0 || final.GetTasksDone() != final.GetTasksTotal() {
@@ -170,16 +171,16 @@ func TestWorkerKilledDuringLoad(t *testing.T) {
 
 	// The killed worker comes back with what it had committed, byte-exact.
 	ids := c.fileIDs("/wk")
-	c.startWorker(victim)
+	c.StartWorker(victim)
 	c.waitWorkerState(victim, api.WorkerState_LIVE)
 	n := c.checkDiskBlocks(victim, c.ufsContent(ids))
-	tmp, _ := os.ReadDir(filepath.Join(c.workerDir(victim), "hdd", ".tmp"))
+	tmp, _ := os.ReadDir(filepath.Join(c.WorkerDir(victim), "hdd", ".tmp"))
 	if len(tmp) != 0 {
 		t.Errorf("restarted worker keeps %d temp blocks", len(tmp))
 	}
 	t.Logf("restarted worker %d holds %d block files, all byte-exact", victim, n)
 	c.checkSums(files)
-	for i := range c.workers {
+	for i := range c.Workers {
 		c.checkDiskBlocks(i, c.ufsContent(ids))
 	}
 }
@@ -191,7 +192,7 @@ func TestWorkerKilledDuringLoad(t *testing.T) {
 // the destination holds exactly the source's files; and the source is
 // untouched.
 func TestWorkerKilledDuringCopy(t *testing.T) {
-	c := startCluster(t, options{workers: 3, jobMasters: 1})
+	c := startCluster(t, testutil.ClusterOptions{Workers: 3, JobMasters: 1})
 	sizes := map[string]int{}
 	for i := range 16 {
 		sizes[fmt.Sprintf("big/f%02d", i)] = 3*blockSize + 777*i
@@ -199,15 +200,15 @@ func TestWorkerKilledDuringCopy(t *testing.T) {
 	for i := range 24 {
 		sizes[fmt.Sprintf("small/s%02d", i)] = 3000 + 1234*i
 	}
-	src := c.ufsTree("cs", sizes)
-	id, err := c.jobs.Submit(context.Background(), "copy", map[string]any{"src": "/cs", "dst": "/cd"})
+	src := c.UFSTree("cs", sizes)
+	id, err := c.Jobs.Submit(context.Background(), "copy", map[string]any{"src": "/cs", "dst": "/cd"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	info := c.waitMidJob(id, 1)
 	const victim = 1
 	t.Logf("SIGKILL worker %d with copy job %d at %d/%d tasks", victim, id, info.GetTasksDone(), info.GetTasksTotal())
-	c.workers[victim].Kill()
+	c.Workers[victim].Kill()
 	final := c.waitJob(id, 120*time.Second)
 	if final.GetStatus() != sdk.JobCompleted || final.GetTasksFailed() != 0 || final.GetTasksDone() != final.GetTasksTotal() {
 		t.Fatalf("copy after killing worker %d: %v", victim, final)
@@ -219,26 +220,26 @@ func TestWorkerKilledDuringCopy(t *testing.T) {
 		}
 	}
 	t.Logf("copy completed; %d task(s) ran again", retried)
-	dst := map[string]string{}
-	for p, h := range src {
-		dst["/cd"+strings.TrimPrefix(p, "/cs")] = h
+	dst := map[string][]byte{}
+	for p, b := range src {
+		dst["/cd"+strings.TrimPrefix(p, "/cs")] = b
 	}
 	// Through Alluvium, then the UFS bytes themselves.
 	c.checkSums(dst)
 	c.checkSums(src)
 	for p, want := range dst {
-		b, err := os.ReadFile(filepath.Join(c.ufsDir, p))
+		b, err := os.ReadFile(filepath.Join(c.UFSDir, p))
 		if err != nil {
 			t.Errorf("ufs copy of %s: %v", p, err)
 			continue
 		}
-		if sum(b) != want {
+		if !bytes.Equal(b, want) {
 			t.Errorf("ufs copy of %s differs from the source", p)
 		}
 	}
 	// Exactly the source's files at the destination, complete.
 	n := 0
-	for fi, err := range c.client.List(context.Background(), "/cd", sdk.ListOptions{Recursive: true}) {
+	for fi, err := range c.Client.List(context.Background(), "/cd", sdk.ListOptions{Recursive: true}) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -256,9 +257,9 @@ func TestWorkerKilledDuringCopy(t *testing.T) {
 	if n != len(dst) {
 		t.Errorf("%d files at the destination, want %d", n, len(dst))
 	}
-	walk(t, c.client)
+	walk(t, c.Client)
 	var temps []string
-	_ = filepath.WalkDir(filepath.Join(c.ufsDir, "cd"), func(p string, d os.DirEntry, err error) error {
+	_ = filepath.WalkDir(filepath.Join(c.UFSDir, "cd"), func(p string, d os.DirEntry, err error) error {
 		if err == nil && strings.HasPrefix(d.Name(), ".alluvium-tmp-") {
 			temps = append(temps, p)
 		}

@@ -6,14 +6,11 @@ package datapath
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -36,7 +33,7 @@ type ufsCase struct {
 
 func localCase(c *cluster) ufsCase {
 	return ufsCase{name: "local", dir: "/local", read: func(t *testing.T, rel string) []byte {
-		b, err := os.ReadFile(filepath.Join(c.ufsDir, "local", rel))
+		b, err := os.ReadFile(filepath.Join(c.UFSDir, "local", rel))
 		if errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
@@ -65,7 +62,7 @@ func minioCase(t *testing.T, c *cluster) ufsCase {
 	if err := mc.MakeBucket(ctx, "datapath", minio.MakeBucketOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.client.Mount(ctx, "/s3", "s3://datapath/mnt", sdk.MountOptions{Options: minioOptions(m)}); err != nil {
+	if _, err := c.Client.Mount(ctx, "/s3", "s3://datapath/mnt", sdk.MountOptions{Options: minioOptions(m)}); err != nil {
 		t.Fatalf("mount MinIO: %v", err)
 	}
 	return ufsCase{name: "minio", dir: "/s3", read: func(t *testing.T, rel string) []byte {
@@ -88,7 +85,7 @@ func minioCase(t *testing.T, c *cluster) ufsCase {
 // checkState checks what a write type promises right after the write.
 func checkState(t *testing.T, c *cluster, uc ufsCase, p, rel string, wt api.WriteType, data []byte) {
 	t.Helper()
-	info, err := c.client.Stat(context.Background(), p)
+	info, err := c.Client.Stat(context.Background(), p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +125,7 @@ func checkState(t *testing.T, c *cluster, uc ufsCase, p, rel string, wt api.Writ
 }
 
 func TestRoundTrips(t *testing.T) {
-	c := startCluster(t, clusterOptions{workers: 2})
+	c := startCluster(t, testutil.ClusterOptions{Workers: 2})
 	ctx := context.Background()
 	cases := []ufsCase{localCase(c)}
 	if testutil.MinIOBinary() != "" || os.Getenv("CI") != "" {
@@ -137,7 +134,7 @@ func TestRoundTrips(t *testing.T) {
 		t.Log("!!! MinIO is not installed: the S3 round trips DID NOT RUN")
 	}
 	local := t.TempDir()
-	noSC, err := sdk.Dial(ctx, sdk.WithMaster(c.master), sdk.WithShortCircuit(false), sdk.WithToken(testutil.ClusterToken()))
+	noSC, err := sdk.Dial(ctx, sdk.WithMaster(c.Master), sdk.WithShortCircuit(false), sdk.WithToken(testutil.ClusterToken()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,24 +143,24 @@ func TestRoundTrips(t *testing.T) {
 		t.Run(uc.name, func(t *testing.T) {
 			for _, wt := range writeTypes {
 				for _, sz := range sizes {
-					data := randBytes(sz.n)
+					data := testutil.RandBytes(sz.n)
 					rel := fmt.Sprintf("%s/%s", wt, sz.name)
 
 					// CLI: put, then get, compare sha256.
 					src := writeLocal(t, local, fmt.Sprintf("%s-%s-%s", uc.name, wt, sz.name), data)
 					p := uc.dir + "/cli/" + rel
-					c.mustCLI("fs", "put", "--write-type", wt.String(), src, p)
+					c.MustCLI("fs", "put", "--write-type", wt.String(), src, p)
 					checkState(t, c, uc, p, "cli/"+rel, wt, data)
 					dst := src + ".out"
-					c.mustCLI("fs", "get", p, dst)
+					c.MustCLI("fs", "get", p, dst)
 					got, err := os.ReadFile(dst)
-					if err != nil || sum(got) != sum(data) {
-						t.Errorf("fs put/get %s: sha256 %s, want %s (%v)", p, sum(got), sum(data), err)
+					if err != nil || testutil.SHA256(got) != testutil.SHA256(data) {
+						t.Errorf("fs put/get %s: sha256 %s, want %s (%v)", p, testutil.SHA256(got), testutil.SHA256(data), err)
 					}
 					if wt == api.WriteType_THROUGH && sz.n > 0 {
 						// The read cached it.
 						testutil.Eventually(t, 10*time.Second, func() error {
-							info, err := c.client.Stat(ctx, p)
+							info, err := c.Client.Stat(ctx, p)
 							if err != nil {
 								return err
 							}
@@ -177,7 +174,7 @@ func TestRoundTrips(t *testing.T) {
 					// SDK: Create/Write/Close, then Read (short circuit) and
 					// ReadAt (stream).
 					p = uc.dir + "/sdk/" + rel
-					w, err := c.client.Create(ctx, p, sdk.CreateOptions{WriteType: wt, BlockSize: blockSize, Recursive: true})
+					w, err := c.Client.Create(ctx, p, sdk.CreateOptions{WriteType: wt, BlockSize: blockSize, Recursive: true})
 					if err != nil {
 						t.Fatalf("create %s: %v", p, err)
 					}
@@ -193,14 +190,14 @@ func TestRoundTrips(t *testing.T) {
 						t.Fatalf("close %s: %v", p, err)
 					}
 					checkState(t, c, uc, p, "sdk/"+rel, wt, data)
-					r, err := c.client.Open(ctx, p, sdk.OpenOptions{})
+					r, err := c.Client.Open(ctx, p, sdk.OpenOptions{})
 					if err != nil {
 						t.Fatal(err)
 					}
 					got, err = io.ReadAll(r)
 					r.Close()
-					if err != nil || sum(got) != sum(data) {
-						t.Errorf("sdk read %s: %d bytes, sha256 match %v, err %v", p, len(got), sum(got) == sum(data), err)
+					if err != nil || testutil.SHA256(got) != testutil.SHA256(data) {
+						t.Errorf("sdk read %s: %d bytes, sha256 match %v, err %v", p, len(got), testutil.SHA256(got) == testutil.SHA256(data), err)
 					}
 					r2, err := noSC.Open(ctx, p, sdk.OpenOptions{ReadType: api.ReadType_NO_CACHE})
 					if err != nil {
@@ -215,8 +212,8 @@ func TestRoundTrips(t *testing.T) {
 					}
 					got, err = io.ReadAll(r2)
 					r2.Close()
-					if err != nil || sum(got) != sum(data) {
-						t.Errorf("sdk stream read %s: %d bytes, sha256 match %v, err %v", p, len(got), sum(got) == sum(data), err)
+					if err != nil || testutil.SHA256(got) != testutil.SHA256(data) {
+						t.Errorf("sdk stream read %s: %d bytes, sha256 match %v, err %v", p, len(got), testutil.SHA256(got) == testutil.SHA256(data), err)
 					}
 				}
 			}
@@ -224,41 +221,24 @@ func TestRoundTrips(t *testing.T) {
 	}
 }
 
-// scrape returns a counter's value from a worker's /metrics.
-func scrape(t *testing.T, addr, name string) float64 {
-	t.Helper()
-	resp, err := testutil.HTTPGet("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(b)
-	if m == nil {
-		t.Fatalf("%s not in the metrics of %s", name, addr)
-	}
-	v, _ := strconv.ParseFloat(string(m[1]), 64)
-	return v
-}
-
 func TestEvictionUnderSmallQuota(t *testing.T) {
 	// One worker with 2 MiB of MEM and 3 MiB of HDD: 5 blocks in all.
-	c := startCluster(t, clusterOptions{workers: 1, memQuota: "2MiB", hddQuota: "3MiB"})
+	c := startCluster(t, testutil.ClusterOptions{Workers: 1, MemQuota: "2MiB", HDDQuota: "3MiB"})
 	ctx := context.Background()
 	local := t.TempDir()
-	pinned := randBytes(2 * blockSize)
-	c.mustCLI("fs", "put", "--pin", "--write-type", "MUST_CACHE", writeLocal(t, local, "pinned", pinned), "/pinned")
+	pinned := testutil.RandBytes(2 * blockSize)
+	c.MustCLI("fs", "put", "--pin", "--write-type", "MUST_CACHE", writeLocal(t, local, "pinned", pinned), "/pinned")
 
 	// Files that together are three times the quota, written and read back.
 	files := map[string][]byte{}
 	for i := 0; i < 3; i++ {
 		p := fmt.Sprintf("/big%d", i)
-		files[p] = randBytes(blockSize*5/2 + i)
-		c.mustCLI("fs", "put", "--write-type", "CACHE_THROUGH", writeLocal(t, local, p[1:], files[p]), p)
+		files[p] = testutil.RandBytes(blockSize*5/2 + i)
+		c.MustCLI("fs", "put", "--write-type", "CACHE_THROUGH", writeLocal(t, local, p[1:], files[p]), p)
 	}
 	// One file bigger than the whole cache.
-	files["/huge"] = randBytes(7 * blockSize)
-	w, err := c.client.Create(ctx, "/huge", sdk.CreateOptions{WriteType: api.WriteType_CACHE_THROUGH})
+	files["/huge"] = testutil.RandBytes(7 * blockSize)
+	w, err := c.Client.Create(ctx, "/huge", sdk.CreateOptions{WriteType: api.WriteType_CACHE_THROUGH})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,28 +250,28 @@ func TestEvictionUnderSmallQuota(t *testing.T) {
 	}
 	for round := 0; round < 2; round++ {
 		for p, want := range files {
-			got := c.mustCLI("fs", "cat", p)
-			if sum([]byte(got)) != sum(want) {
+			got := c.MustCLI("fs", "cat", p)
+			if testutil.SHA256([]byte(got)) != testutil.SHA256(want) {
 				t.Errorf("round %d: %s read back differs", round, p)
 			}
 		}
 	}
-	if n := scrape(t, c.workerHTTP(0), "alluvium_worker_evictions_total"); n == 0 {
+	if n := testutil.Metric(t, c.WorkerHTTP(0), "alluvium_worker_evictions_total"); n == 0 {
 		t.Errorf("no evictions counted")
 	}
 	// The pinned blocks never left.
-	info, err := c.client.Stat(ctx, "/pinned")
+	info, err := c.Client.Stat(ctx, "/pinned")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if info.GetCachedPercent() != 100 {
 		t.Errorf("/pinned is %d%% cached after the churn", info.GetCachedPercent())
 	}
-	if got := c.mustCLI("fs", "cat", "/pinned"); sum([]byte(got)) != sum(pinned) {
+	if got := c.MustCLI("fs", "cat", "/pinned"); testutil.SHA256([]byte(got)) != testutil.SHA256(pinned) {
 		t.Errorf("/pinned differs")
 	}
 	// Usage never exceeded the quota.
-	ws, err := c.client.Workers(ctx)
+	ws, err := c.Client.Workers(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,26 +282,26 @@ func TestEvictionUnderSmallQuota(t *testing.T) {
 	}
 	// With the cache full of pinned blocks a cache-only write cannot fit: a
 	// clear error, and nothing of the file stays.
-	c.mustCLI("fs", "put", "--pin", "--write-type", "MUST_CACHE", writeLocal(t, local, "pinned2", randBytes(3*blockSize)), "/pinned2")
-	_, errOut, code := c.cli("fs", "put", "--write-type", "MUST_CACHE", writeLocal(t, local, "nofit", randBytes(blockSize)), "/nofit")
+	c.MustCLI("fs", "put", "--pin", "--write-type", "MUST_CACHE", writeLocal(t, local, "pinned2", testutil.RandBytes(3*blockSize)), "/pinned2")
+	_, errOut, code := c.CLI("fs", "put", "--write-type", "MUST_CACHE", writeLocal(t, local, "nofit", testutil.RandBytes(blockSize)), "/nofit")
 	if code != 1 || !strings.Contains(errOut, "/nofit") || !strings.Contains(strings.ToLower(errOut), "room") {
 		t.Errorf("MUST_CACHE write into a cache full of pinned blocks: exit %d, %q", code, errOut)
 	}
-	if _, err := c.client.Stat(ctx, "/nofit"); !errors.Is(err, sdk.ErrNotFound) {
+	if _, err := c.Client.Stat(ctx, "/nofit"); !errors.Is(err, sdk.ErrNotFound) {
 		t.Errorf("a failed write left /nofit visible: %v", err)
 	}
 }
 
 func TestWorkerLostAndUFSFallback(t *testing.T) {
-	c := startCluster(t, clusterOptions{workers: 2})
+	c := startCluster(t, testutil.ClusterOptions{Workers: 2})
 	ctx := context.Background()
-	persisted := randBytes(blockSize*5/2 + 3)
-	cacheOnly := randBytes(blockSize + 5)
+	persisted := testutil.RandBytes(blockSize*5/2 + 3)
+	cacheOnly := testutil.RandBytes(blockSize + 5)
 	for p, o := range map[string]struct {
 		data []byte
 		wt   api.WriteType
 	}{"/persisted": {persisted, api.WriteType_CACHE_THROUGH}, "/cacheonly": {cacheOnly, api.WriteType_MUST_CACHE}} {
-		w, err := c.client.Create(ctx, p, sdk.CreateOptions{WriteType: o.wt, Worker: c.workerAddr(0)})
+		w, err := c.Client.Create(ctx, p, sdk.CreateOptions{WriteType: o.wt, Worker: c.WorkerAddr(0)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -332,28 +312,28 @@ func TestWorkerLostAndUFSFallback(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	loc := c.mustCLI("fs", "location", "/persisted")
-	if !strings.Contains(loc, c.workerAddr(0)) || strings.Contains(loc, c.workerAddr(1)) {
+	loc := c.MustCLI("fs", "location", "/persisted")
+	if !strings.Contains(loc, c.WorkerAddr(0)) || strings.Contains(loc, c.WorkerAddr(1)) {
 		t.Fatalf("blocks not on worker 0 only:\n%s", loc)
 	}
-	st := statJSON(t, c, "/persisted")
+	st := c.FSStat("/persisted")
 	if st.CachedPercent != 100 || len(st.Blocks) != 3 || !st.Persisted {
 		t.Errorf("fs stat --output json before the loss: %+v", st)
 	}
 	for _, b := range st.Blocks {
-		if len(b.Locations) != 1 || fmt.Sprintf("%s:%d", b.Locations[0].Host, b.Locations[0].RPCPort) != c.workerAddr(0) {
+		if len(b.Locations) != 1 || fmt.Sprintf("%s:%d", b.Locations[0].Host, b.Locations[0].RPCPort) != c.WorkerAddr(0) {
 			t.Errorf("block %d locations %+v, want worker 0", b.ID, b.Locations)
 		}
 	}
-	c.workers[0].Kill() // SIGKILL
+	c.Workers[0].Kill() // SIGKILL
 	killed := time.Now()
 	testutil.Eventually(t, 15*time.Second, func() error {
-		ws, err := c.client.Workers(ctx)
+		ws, err := c.Client.Workers(ctx)
 		if err != nil {
 			return err
 		}
 		for _, w := range ws {
-			if fmt.Sprintf("%s:%d", w.GetAddress().GetHost(), w.GetAddress().GetRpcPort()) == c.workerAddr(0) {
+			if fmt.Sprintf("%s:%d", w.GetAddress().GetHost(), w.GetAddress().GetRpcPort()) == c.WorkerAddr(0) {
 				if w.GetState() == api.WorkerState_LOST {
 					return nil
 				}
@@ -363,7 +343,7 @@ func TestWorkerLostAndUFSFallback(t *testing.T) {
 		return errors.New("worker 0 not listed")
 	})
 	t.Logf("worker 0 LOST %s after SIGKILL (timeout 2s)", time.Since(killed).Round(100*time.Millisecond))
-	info, err := c.client.Stat(ctx, "/persisted")
+	info, err := c.Client.Stat(ctx, "/persisted")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,50 +355,50 @@ func TestWorkerLostAndUFSFallback(t *testing.T) {
 			t.Errorf("block %d keeps %d locations", fb.GetBlockInfo().GetBlockId(), n)
 		}
 	}
-	if st := statJSON(t, c, "/persisted"); st.CachedPercent != 0 || len(st.Blocks) != 3 || len(st.Blocks[0].Locations) != 0 {
+	if st := c.FSStat("/persisted"); st.CachedPercent != 0 || len(st.Blocks) != 3 || len(st.Blocks[0].Locations) != 0 {
 		t.Errorf("fs stat --output json after the loss: %+v", st)
 	}
 	// The persisted file is read from the UFS again, through worker 1,
 	// which caches it.
-	got := c.mustCLI("fs", "cat", "/persisted")
-	if sum([]byte(got)) != sum(persisted) {
+	got := c.MustCLI("fs", "cat", "/persisted")
+	if testutil.SHA256([]byte(got)) != testutil.SHA256(persisted) {
 		t.Errorf("/persisted read after the loss differs")
 	}
 	testutil.Eventually(t, 10*time.Second, func() error {
-		out := c.mustCLI("fs", "location", "/persisted")
-		if strings.Count(out, c.workerAddr(1)) != 3 {
+		out := c.MustCLI("fs", "location", "/persisted")
+		if strings.Count(out, c.WorkerAddr(1)) != 3 {
 			return fmt.Errorf("blocks not re-cached on worker 1:\n%s", out)
 		}
 		return nil
 	})
 	// The cache-only file is gone with the worker: a clear error.
-	_, errOut, code := c.cli("fs", "cat", "/cacheonly")
+	_, errOut, code := c.CLI("fs", "cat", "/cacheonly")
 	if code != 1 || !strings.Contains(errOut, "/cacheonly") || !strings.Contains(errOut, "not persisted") {
 		t.Errorf("cat of a lost cache-only file: exit %d, %q", code, errOut)
 	}
 	// The restarted worker re-registers; its blocks come back.
-	c.startWorker(0)
+	c.StartWorker(0)
 	testutil.Eventually(t, 15*time.Second, func() error {
-		out := c.mustCLI("fs", "location", "/cacheonly")
-		if !strings.Contains(out, c.workerAddr(0)) {
+		out := c.MustCLI("fs", "location", "/cacheonly")
+		if !strings.Contains(out, c.WorkerAddr(0)) {
 			return fmt.Errorf("cache-only blocks not reported again:\n%s", out)
 		}
 		return nil
 	})
-	if got := c.mustCLI("fs", "cat", "/cacheonly"); sum([]byte(got)) != sum(cacheOnly) {
+	if got := c.MustCLI("fs", "cat", "/cacheonly"); testutil.SHA256([]byte(got)) != testutil.SHA256(cacheOnly) {
 		t.Errorf("/cacheonly after the worker restarted differs")
 	}
 }
 
 func TestBadInput(t *testing.T) {
-	c := startCluster(t, clusterOptions{workers: 1})
+	c := startCluster(t, testutil.ClusterOptions{Workers: 1})
 	ctx := context.Background()
 	local := t.TempDir()
-	data := randBytes(blockSize + 10)
-	c.mustCLI("fs", "put", writeLocal(t, local, "f", data), "/f")
+	data := testutil.RandBytes(blockSize + 10)
+	c.MustCLI("fs", "put", writeLocal(t, local, "f", data), "/f")
 
 	t.Run("ReadPastEOF", func(t *testing.T) {
-		r, err := c.client.Open(ctx, "/f", sdk.OpenOptions{})
+		r, err := c.Client.Open(ctx, "/f", sdk.OpenOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -447,40 +427,40 @@ func TestBadInput(t *testing.T) {
 	})
 
 	t.Run("WriteToExistingPath", func(t *testing.T) {
-		_, errOut, code := c.cli("fs", "put", writeLocal(t, local, "g", []byte("other")), "/f")
+		_, errOut, code := c.CLI("fs", "put", writeLocal(t, local, "g", []byte("other")), "/f")
 		if code != 1 || !strings.Contains(errOut, "/f") || !strings.Contains(errOut, "exists") {
 			t.Errorf("put onto an existing file: exit %d, %q", code, errOut)
 		}
-		_, err := c.client.Create(ctx, "/f", sdk.CreateOptions{})
+		_, err := c.Client.Create(ctx, "/f", sdk.CreateOptions{})
 		if !errors.Is(err, sdk.ErrAlreadyExists) {
 			t.Errorf("Create of an existing file: %v", err)
 		}
-		if got := c.mustCLI("fs", "cat", "/f"); sum([]byte(got)) != sum(data) {
+		if got := c.MustCLI("fs", "cat", "/f"); testutil.SHA256([]byte(got)) != testutil.SHA256(data) {
 			t.Errorf("a refused write changed /f")
 		}
 		// With --overwrite it is replaced.
-		c.mustCLI("fs", "put", "-f", writeLocal(t, local, "h", []byte("replaced")), "/f")
-		if got := c.mustCLI("fs", "cat", "/f"); got != "replaced" {
+		c.MustCLI("fs", "put", "-f", writeLocal(t, local, "h", []byte("replaced")), "/f")
+		if got := c.MustCLI("fs", "cat", "/f"); got != "replaced" {
 			t.Errorf("after put -f /f holds %q", got)
 		}
 	})
 
 	t.Run("MountOverNonEmptyDir", func(t *testing.T) {
-		c.mustCLI("fs", "put", writeLocal(t, local, "x", []byte("x")), "/dir/x")
+		c.MustCLI("fs", "put", writeLocal(t, local, "x", []byte("x")), "/dir/x")
 		other := t.TempDir()
-		_, err := c.client.Mount(ctx, "/dir", "file://"+other, sdk.MountOptions{})
+		_, err := c.Client.Mount(ctx, "/dir", "file://"+other, sdk.MountOptions{})
 		if err == nil || !strings.Contains(err.Error(), "/dir") {
 			t.Errorf("mount over a non-empty dir: %v", err)
 		}
-		if got := c.mustCLI("fs", "cat", "/dir/x"); got != "x" {
+		if got := c.MustCLI("fs", "cat", "/dir/x"); got != "x" {
 			t.Errorf("/dir/x after the refused mount: %q", got)
 		}
 	})
 
 	t.Run("UnreachableS3", func(t *testing.T) {
-		closed := fmt.Sprintf("127.0.0.1:%d", c.base+199)
+		closed := fmt.Sprintf("127.0.0.1:%d", c.PortBase+199)
 		start := time.Now()
-		_, err := c.client.Mount(ctx, "/bads3", "s3://bucket/p", sdk.MountOptions{Options: map[string]string{
+		_, err := c.Client.Mount(ctx, "/bads3", "s3://bucket/p", sdk.MountOptions{Options: map[string]string{
 			ufs.S3Endpoint: "http://" + closed, ufs.S3AccessKey: "k", ufs.S3SecretKey: "s", ufs.S3Region: "us-east-1", ufs.S3ConnectTimeout: "2s",
 		}})
 		if err == nil || !strings.Contains(err.Error(), closed) || !strings.Contains(err.Error(), "unreachable") {
@@ -489,10 +469,10 @@ func TestBadInput(t *testing.T) {
 		if d := time.Since(start); d > 10*time.Second {
 			t.Errorf("the unreachable endpoint took %s to fail", d)
 		}
-		if _, err := c.client.Stat(ctx, "/bads3"); !errors.Is(err, sdk.ErrNotFound) {
+		if _, err := c.Client.Stat(ctx, "/bads3"); !errors.Is(err, sdk.ErrNotFound) {
 			t.Errorf("a failed mount left /bads3: %v", err)
 		}
-		ms, err := c.client.Mounts(ctx)
+		ms, err := c.Client.Mounts(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -506,24 +486,24 @@ func TestBadInput(t *testing.T) {
 	t.Run("FailedWriteLeavesNothing", func(t *testing.T) {
 		for _, wt := range writeTypes {
 			p := "/aborted-" + wt.String()
-			w, err := c.client.Create(ctx, p, sdk.CreateOptions{WriteType: wt})
+			w, err := c.Client.Create(ctx, p, sdk.CreateOptions{WriteType: wt})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := w.Write(randBytes(blockSize*3/2 + 1)); err != nil {
+			if _, err := w.Write(testutil.RandBytes(blockSize*3/2 + 1)); err != nil {
 				t.Fatal(err)
 			}
 			w.Abort()
-			if _, err := c.client.Stat(ctx, p); !errors.Is(err, sdk.ErrNotFound) {
+			if _, err := c.Client.Stat(ctx, p); !errors.Is(err, sdk.ErrNotFound) {
 				t.Errorf("an aborted %s write left %s: %v", wt, p, err)
 			}
-			if _, err := os.Stat(filepath.Join(c.ufsDir, p)); err == nil {
+			if _, err := os.Stat(filepath.Join(c.UFSDir, p)); err == nil {
 				t.Errorf("an aborted %s write left %s in the UFS", wt, p)
 			}
 		}
 		testutil.Eventually(t, 10*time.Second, func() error {
 			var tmp []string
-			_ = filepath.WalkDir(c.ufsDir, func(p string, d os.DirEntry, err error) error {
+			_ = filepath.WalkDir(c.UFSDir, func(p string, d os.DirEntry, err error) error {
 				if err == nil && ufs.IsTemp(d.Name()) {
 					tmp = append(tmp, p)
 				}
@@ -537,7 +517,7 @@ func TestBadInput(t *testing.T) {
 		// The workers hold only /f's blocks (and /dir/x's): nothing of the
 		// aborted files.
 		testutil.Eventually(t, 10*time.Second, func() error {
-			ws, err := c.client.Workers(ctx)
+			ws, err := c.Client.Workers(ctx)
 			if err != nil {
 				return err
 			}
@@ -547,46 +527,19 @@ func TestBadInput(t *testing.T) {
 			return nil
 		})
 		// A missing local source: exit 1, nothing created.
-		_, errOut, code := c.cli("fs", "put", filepath.Join(local, "missing"), "/missing")
+		_, errOut, code := c.CLI("fs", "put", filepath.Join(local, "missing"), "/missing")
 		if code != 1 || !strings.Contains(errOut, "missing") {
 			t.Errorf("put of a missing local file: exit %d, %q", code, errOut)
 		}
-		if _, err := c.client.Stat(ctx, "/missing"); !errors.Is(err, sdk.ErrNotFound) {
+		if _, err := c.Client.Stat(ctx, "/missing"); !errors.Is(err, sdk.ErrNotFound) {
 			t.Errorf("/missing exists: %v", err)
 		}
 		// Bad usage: exit 2.
-		if _, errOut, code := c.cli("fs", "put", "--write-type", "SOMETIMES", "a", "/b"); code != 2 || !strings.Contains(errOut, "--write-type") {
+		if _, errOut, code := c.CLI("fs", "put", "--write-type", "SOMETIMES", "a", "/b"); code != 2 || !strings.Contains(errOut, "--write-type") {
 			t.Errorf("bad --write-type: exit %d, %q", code, errOut)
 		}
-		if _, errOut, code := c.cli("fs", "cat", "/dir"); code != 1 || !strings.Contains(errOut, "directory") {
+		if _, errOut, code := c.CLI("fs", "cat", "/dir"); code != 1 || !strings.Contains(errOut, "directory") {
 			t.Errorf("cat of a directory: exit %d, %q", code, errOut)
 		}
 	})
-}
-
-// fileJSON is the contract part of `fs stat --output json`.
-type fileJSON struct {
-	Path          string `json:"path"`
-	Length        int64  `json:"length"`
-	Persisted     bool   `json:"persisted"`
-	CachedPercent int32  `json:"cachedPercent"`
-	Blocks        []struct {
-		ID        int64 `json:"id"`
-		Locations []struct {
-			WorkerID int64  `json:"workerId"`
-			Host     string `json:"host"`
-			RPCPort  int32  `json:"rpcPort"`
-			Tier     string `json:"tier"`
-		} `json:"locations"`
-	} `json:"blocks"`
-}
-
-func statJSON(t *testing.T, c *cluster, p string) fileJSON {
-	t.Helper()
-	var f fileJSON
-	out := c.mustCLI("fs", "stat", "--output", "json", p)
-	if err := json.Unmarshal([]byte(out), &f); err != nil {
-		t.Fatalf("fs stat --output json %s: %v\n%s", p, err, out)
-	}
-	return f
 }

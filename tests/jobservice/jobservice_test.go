@@ -35,27 +35,27 @@ func mixedTree() map[string]int {
 // One cluster (FS master, three workers, one job master) for the load
 // tests that do not kill anything but the job master.
 func TestLoadJobs(t *testing.T) {
-	c := startCluster(t, clusterOptions{workers: 3})
+	c := startCluster(t, testutil.ClusterOptions{Workers: 3, JobMasters: 1})
 
 	t.Run("mixed tree completes and caches every block", func(t *testing.T) {
-		files := c.tree("mixed", mixedTree())
-		j, errOut, code := c.jobJSON("job", "submit", "load", "/mixed", "--wait", "--output", "json")
+		files := c.UFSTree("mixed", mixedTree())
+		j, errOut, code := c.JobJSON("job", "submit", "load", "/mixed", "--wait")
 		if code != 0 || j.Status != "COMPLETED" {
 			t.Fatalf("load /mixed: exit %d, job %+v\n%s", code, j, errOut)
 		}
 		var want int64
-		for _, n := range files {
-			want += int64(n)
+		for _, b := range files {
+			want += int64(len(b))
 		}
 		if j.BytesTotal != want || j.BytesDone != want || j.TasksFailed != 0 || j.TasksDone != j.TasksTotal || j.Error != "" {
 			t.Fatalf("job %+v: want %d bytes done, no failures", j, want)
 		}
 		perWorker := map[int64]int{}
-		for _, p := range sortedKeys(files) {
-			if files[p] == 0 {
+		for _, p := range testutil.SortedKeys(files) {
+			if len(files[p]) == 0 {
 				continue
 			}
-			f := c.fsStat(p)
+			f := c.FSStat(p)
 			if f.CachedPercent != 100 {
 				t.Errorf("%s: cachedPercent %d after load", p, f.CachedPercent)
 			}
@@ -70,25 +70,25 @@ func TestLoadJobs(t *testing.T) {
 			t.Errorf("blocks on %d workers, want all 3: %v", len(perWorker), perWorker)
 		}
 		// A second load finds everything cached: no task, done at once.
-		j, _, code = c.jobJSON("job", "submit", "load", "/mixed", "--wait", "--output", "json")
+		j, _, code = c.JobJSON("job", "submit", "load", "/mixed", "--wait")
 		if code != 0 || j.Status != "COMPLETED" || j.TasksTotal != 0 {
 			t.Fatalf("second load: exit %d, %+v", code, j)
 		}
 		// job stat works in text and JSON.
-		out := c.mustCLI("job", "stat", fmt.Sprint(j.ID), "-v")
+		out := c.MustCLI("job", "stat", fmt.Sprint(j.ID), "-v")
 		if !strings.Contains(out, "COMPLETED") || !strings.Contains(out, "/mixed") {
 			t.Fatalf("job stat -v:\n%s", out)
 		}
 	})
 
 	t.Run("replication 2 gives two locations per block", func(t *testing.T) {
-		files := c.tree("rep", map[string]int{"a.bin": 2*blockSize + 10, "b.bin": 1000, "c/d.bin": 300 << 10})
-		j, errOut, code := c.jobJSON("job", "submit", "load", "/rep", "--replication", "2", "--wait", "--output", "json")
+		files := c.UFSTree("rep", map[string]int{"a.bin": 2*blockSize + 10, "b.bin": 1000, "c/d.bin": 300 << 10})
+		j, errOut, code := c.JobJSON("job", "submit", "load", "/rep", "--replication", "2", "--wait")
 		if code != 0 || j.Status != "COMPLETED" {
 			t.Fatalf("load --replication 2: exit %d %+v\n%s", code, j, errOut)
 		}
-		for _, p := range sortedKeys(files) {
-			f := c.fsStat(p)
+		for _, p := range testutil.SortedKeys(files) {
+			f := c.FSStat(p)
 			for _, b := range f.Blocks {
 				seen := map[int64]bool{}
 				for _, l := range b.Locations {
@@ -100,21 +100,21 @@ func TestLoadJobs(t *testing.T) {
 			}
 		}
 		// --verify re-checks in a second round, which finds nothing missing.
-		j, errOut, code = c.jobJSON("job", "submit", "load", "/rep", "--replication", "2", "--verify", "--wait", "--output", "json")
+		j, errOut, code = c.JobJSON("job", "submit", "load", "/rep", "--replication", "2", "--verify", "--wait")
 		if code != 0 || j.Status != "COMPLETED" || j.Round != 1 || j.TasksTotal != 0 {
 			t.Fatalf("load --verify: exit %d %+v\n%s", code, j, errOut)
 		}
 	})
 
 	t.Run("same request id twice makes one job", func(t *testing.T) {
-		c.tree("idem", map[string]int{"f": 1000})
-		out1 := c.mustCLI("job", "submit", "load", "/idem", "--request-id", "retry-42")
-		out2 := c.mustCLI("job", "submit", "load", "/idem", "--request-id", "retry-42")
+		c.UFSTree("idem", map[string]int{"f": 1000})
+		out1 := c.MustCLI("job", "submit", "load", "/idem", "--request-id", "retry-42")
+		out2 := c.MustCLI("job", "submit", "load", "/idem", "--request-id", "retry-42")
 		if out1 != out2 {
 			t.Fatalf("two submits with one request id:\n%s\n%s", out1, out2)
 		}
 		n := 0
-		for j, err := range c.jobs.List(context.Background(), sdk.ListJobsOptions{}) {
+		for j, err := range c.Jobs.List(context.Background(), sdk.ListJobsOptions{}) {
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -128,7 +128,7 @@ func TestLoadJobs(t *testing.T) {
 	})
 
 	t.Run("bad input is refused and submits nothing", func(t *testing.T) {
-		before := countJobs(t, c)
+		before := c.CountJobs()
 		for _, tc := range []struct {
 			args []string
 			code int
@@ -145,31 +145,31 @@ func TestLoadJobs(t *testing.T) {
 			{[]string{"job", "stat", "abc"}, 2, "job id"},
 			{[]string{"job", "stat", "99999"}, 1, "job 99999 not found"},
 		} {
-			out, errOut, code := c.cli(tc.args...)
+			out, errOut, code := c.CLI(tc.args...)
 			if code != tc.code || !strings.Contains(errOut, tc.want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 				t.Errorf("alluvium %s: exit %d (want %d), stderr %q (want one line with %q), stdout %q", strings.Join(tc.args, " "), code, tc.code, errOut, tc.want, out)
 			}
 		}
 		// Through the SDK too: malformed JSON never reaches a plan.
-		_, err := c.jobs.Submit(context.Background(), "load", []byte(`{"path":`))
+		_, err := c.Jobs.Submit(context.Background(), "load", []byte(`{"path":`))
 		if !errors.Is(err, sdk.ErrInvalidArgument) {
 			t.Errorf("SDK submit of malformed JSON: %v", err)
 		}
-		if after := countJobs(t, c); after != before {
+		if after := c.CountJobs(); after != before {
 			t.Fatalf("%d jobs before the bad submits, %d after", before, after)
 		}
 	})
 
 	t.Run("cancel stops running tasks", func(t *testing.T) {
-		files := c.tree("slow", map[string]int{"a": 2 * blockSize, "b": 2 * blockSize, "c": 2 * blockSize, "d": 2 * blockSize})
+		files := c.UFSTree("slow", map[string]int{"a": 2 * blockSize, "b": 2 * blockSize, "c": 2 * blockSize, "d": 2 * blockSize})
 		// 8 MiB at 1 MiB/s: tasks wait in the bandwidth limiter for seconds.
-		out := c.mustCLI("job", "submit", "load", "/slow", "--bandwidth", "1MiB", "--output", "json")
+		out := c.MustCLI("job", "submit", "load", "/slow", "--bandwidth", "1MiB", "--output", "json")
 		var j sdk.JobJSON
 		if err := json.Unmarshal([]byte(out), &j); err != nil {
 			t.Fatal(err)
 		}
 		testutil.Eventually(t, 20*time.Second, func() error {
-			info, err := c.jobs.Get(context.Background(), j.ID, false)
+			info, err := c.Jobs.Get(context.Background(), j.ID, false)
 			if err != nil {
 				return err
 			}
@@ -179,8 +179,8 @@ func TestLoadJobs(t *testing.T) {
 			return nil
 		})
 		start := time.Now()
-		c.mustCLI("job", "cancel", fmt.Sprint(j.ID))
-		final, _, code := c.jobJSON("job", "wait", fmt.Sprint(j.ID), "--output", "json")
+		c.MustCLI("job", "cancel", fmt.Sprint(j.ID))
+		final, _, code := c.JobJSON("job", "wait", fmt.Sprint(j.ID))
 		if code != 1 || final.Status != "CANCELED" {
 			t.Fatalf("job wait after cancel: exit %d (want 1), %+v", code, final)
 		}
@@ -189,7 +189,7 @@ func TestLoadJobs(t *testing.T) {
 		}
 		// The running tasks saw their context cancelled on the workers...
 		testutil.Eventually(t, 5*time.Second, func() error {
-			for _, w := range c.workers {
+			for _, w := range c.Workers {
 				if strings.Contains(w.Log(), "task canceled") {
 					return nil
 				}
@@ -206,14 +206,14 @@ func TestLoadJobs(t *testing.T) {
 	})
 
 	t.Run("job master restarted mid-job resumes it", func(t *testing.T) {
-		files := c.tree("restart", map[string]int{"a": 2 * blockSize, "b": 2 * blockSize, "c": blockSize, "d": 100})
-		out := c.mustCLI("job", "submit", "load", "/restart", "--bandwidth", "2MiB", "--output", "json")
+		files := c.UFSTree("restart", map[string]int{"a": 2 * blockSize, "b": 2 * blockSize, "c": blockSize, "d": 100})
+		out := c.MustCLI("job", "submit", "load", "/restart", "--bandwidth", "2MiB", "--output", "json")
 		var j sdk.JobJSON
 		if err := json.Unmarshal([]byte(out), &j); err != nil {
 			t.Fatal(err)
 		}
 		testutil.Eventually(t, 20*time.Second, func() error {
-			info, err := c.jobs.Get(context.Background(), j.ID, false)
+			info, err := c.Jobs.Get(context.Background(), j.ID, false)
 			if err != nil {
 				return err
 			}
@@ -222,9 +222,9 @@ func TestLoadJobs(t *testing.T) {
 			}
 			return nil
 		})
-		c.jms[0].Kill()
-		c.startJobMaster(0)
-		final, errOut, code := c.jobJSON("job", "wait", fmt.Sprint(j.ID), "--output", "json")
+		c.JobMasters[0].Kill()
+		c.StartJobMaster(0)
+		final, errOut, code := c.JobJSON("job", "wait", fmt.Sprint(j.ID))
 		if code != 0 || final.Status != "COMPLETED" || final.TasksFailed != 0 {
 			t.Fatalf("after restart: exit %d %+v\n%s", code, final, errOut)
 		}
@@ -234,35 +234,23 @@ func TestLoadJobs(t *testing.T) {
 	})
 }
 
-func countJobs(t *testing.T, c *cluster) int {
-	t.Helper()
-	n := 0
-	for _, err := range c.jobs.List(context.Background(), sdk.ListJobsOptions{}) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		n++
-	}
-	return n
-}
-
 // SIGKILL a worker (block and job roles) mid-load: its tasks run again on
 // the others and the job completes; once the FS master has noticed, loading
 // again caches every block on the survivors.
 func TestWorkerKilledMidLoad(t *testing.T) {
-	c := startCluster(t, clusterOptions{workers: 3})
+	c := startCluster(t, testutil.ClusterOptions{Workers: 3, JobMasters: 1})
 	sizes := map[string]int{}
 	for i := 0; i < 12; i++ {
 		sizes[fmt.Sprintf("f%02d", i)] = blockSize
 	}
-	files := c.tree("kill", sizes)
-	out := c.mustCLI("job", "submit", "load", "/kill", "--bandwidth", "3MiB", "--output", "json")
+	files := c.UFSTree("kill", sizes)
+	out := c.MustCLI("job", "submit", "load", "/kill", "--bandwidth", "3MiB", "--output", "json")
 	var j sdk.JobJSON
 	if err := json.Unmarshal([]byte(out), &j); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 20*time.Second, func() error {
-		info, err := c.jobs.Get(context.Background(), j.ID, false)
+		info, err := c.Jobs.Get(context.Background(), j.ID, false)
 		if err != nil {
 			return err
 		}
@@ -271,12 +259,12 @@ func TestWorkerKilledMidLoad(t *testing.T) {
 		}
 		return nil
 	})
-	c.workers[2].Kill()
-	final, errOut, code := c.jobJSON("job", "wait", fmt.Sprint(j.ID), "--output", "json")
+	c.Workers[2].Kill()
+	final, errOut, code := c.JobJSON("job", "wait", fmt.Sprint(j.ID))
 	if code != 0 || final.Status != "COMPLETED" || final.TasksDone != final.TasksTotal {
 		t.Fatalf("after killing a worker: exit %d %+v\n%s", code, final, errOut)
 	}
-	info, err := c.jobs.Get(context.Background(), j.ID, true)
+	info, err := c.Jobs.Get(context.Background(), j.ID, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +277,7 @@ func TestWorkerKilledMidLoad(t *testing.T) {
 	t.Logf("%d task(s) ran again after the kill", retried)
 	// The job worker of the dead process is LOST.
 	testutil.Eventually(t, 10*time.Second, func() error {
-		ws, err := c.jobs.Workers(context.Background())
+		ws, err := c.Jobs.Workers(context.Background())
 		if err != nil {
 			return err
 		}
@@ -306,24 +294,25 @@ func TestWorkerKilledMidLoad(t *testing.T) {
 	})
 	// Once the FS master drops the dead worker's blocks, a load puts them
 	// back on the survivors.
+	rpc2, _, _ := c.WorkerPorts(2)
 	testutil.Eventually(t, 15*time.Second, func() error {
-		ws, err := c.client.Workers(context.Background())
+		ws, err := c.Client.Workers(context.Background())
 		if err != nil {
 			return err
 		}
 		for _, w := range ws {
-			if w.GetAddress().GetRpcPort() == int32(c.base+20+8) && w.GetState() == api.WorkerState_LIVE {
+			if w.GetAddress().GetRpcPort() == int32(rpc2) && w.GetState() == api.WorkerState_LIVE {
 				return fmt.Errorf("FS master still has worker 2 live")
 			}
 		}
 		return nil
 	})
-	j2, errOut, code := c.jobJSON("job", "submit", "load", "/kill", "--wait", "--output", "json")
+	j2, errOut, code := c.JobJSON("job", "submit", "load", "/kill", "--wait")
 	if code != 0 || j2.Status != "COMPLETED" {
 		t.Fatalf("reload: exit %d %+v\n%s", code, j2, errOut)
 	}
-	for _, p := range sortedKeys(files) {
-		if f := c.fsStat(p); f.CachedPercent != 100 {
+	for _, p := range testutil.SortedKeys(files) {
+		if f := c.FSStat(p); f.CachedPercent != 100 {
 			t.Errorf("%s: cachedPercent %d", p, f.CachedPercent)
 		}
 	}
@@ -332,8 +321,8 @@ func TestWorkerKilledMidLoad(t *testing.T) {
 // Three job master processes: SIGKILL the leader mid-job; a new leader is
 // elected, the job completes, and `job stat` works against the survivors.
 func TestJobMasterLeaderKilled(t *testing.T) {
-	c := startCluster(t, clusterOptions{workers: 2, jobMasters: 3})
-	files := c.tree("ha", map[string]int{"a": 2 * blockSize, "b": 2 * blockSize, "c": blockSize, "d": blockSize, "e": 500})
+	c := startCluster(t, testutil.ClusterOptions{Workers: 2, JobMasters: 3})
+	files := c.UFSTree("ha", map[string]int{"a": 2 * blockSize, "b": 2 * blockSize, "c": blockSize, "d": blockSize, "e": 500})
 	var leader struct {
 		LeaderID  string `json:"leaderId"`
 		LeaderRPC string `json:"leaderRpcAddress"`
@@ -342,7 +331,7 @@ func TestJobMasterLeaderKilled(t *testing.T) {
 		} `json:"servers"`
 	}
 	testutil.Eventually(t, 20*time.Second, func() error {
-		out, errOut, code := c.cli("job", "leader", "--output", "json")
+		out, errOut, code := c.CLI("job", "leader", "--output", "json")
 		if code != 0 {
 			return fmt.Errorf("job leader: %s", errOut)
 		}
@@ -354,13 +343,13 @@ func TestJobMasterLeaderKilled(t *testing.T) {
 		}
 		return nil
 	})
-	out := c.mustCLI("job", "submit", "load", "/ha", "--bandwidth", "2MiB", "--output", "json")
+	out := c.MustCLI("job", "submit", "load", "/ha", "--bandwidth", "2MiB", "--output", "json")
 	var j sdk.JobJSON
 	if err := json.Unmarshal([]byte(out), &j); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 20*time.Second, func() error {
-		info, err := c.jobs.Get(context.Background(), j.ID, false)
+		info, err := c.Jobs.Get(context.Background(), j.ID, false)
 		if err != nil {
 			return err
 		}
@@ -371,22 +360,22 @@ func TestJobMasterLeaderKilled(t *testing.T) {
 	})
 	var dead int
 	fmt.Sscanf(leader.LeaderID, "jm%d", &dead)
-	if info, err := c.jobs.Get(context.Background(), j.ID, false); err == nil {
+	if info, err := c.Jobs.Get(context.Background(), j.ID, false); err == nil {
 		t.Logf("killing leader %s with job %d at %d/%d tasks, %d bytes done", leader.LeaderID, j.ID, info.GetTasksDone(), info.GetTasksTotal(), info.GetBytesDone())
 		if sdk.IsTerminal(info.GetStatus()) {
 			t.Fatalf("job ended before the leader was killed: %v", info)
 		}
 	}
-	c.jms[dead].Kill()
+	c.JobMasters[dead].Kill()
 	var survivors []string
-	for i, a := range c.jmRPC {
+	for i, a := range c.JobMasterAddrs {
 		if i != dead {
 			survivors = append(survivors, a)
 		}
 	}
 	surv := strings.Join(survivors, ",")
 	testutil.Eventually(t, 20*time.Second, func() error {
-		out, errOut, code := c.cli("job", "leader", "--output", "json", "--job-master", surv)
+		out, errOut, code := c.CLI("job", "leader", "--output", "json", "--job-master", surv)
 		if code != 0 {
 			return fmt.Errorf("job leader: %s", errOut)
 		}
@@ -398,14 +387,14 @@ func TestJobMasterLeaderKilled(t *testing.T) {
 		}
 		return nil
 	})
-	final, errOut, code := c.jobJSON("job", "wait", fmt.Sprint(j.ID), "--output", "json", "--job-master", surv)
+	final, errOut, code := c.JobJSON("job", "wait", fmt.Sprint(j.ID), "--job-master", surv)
 	if code != 0 || final.Status != "COMPLETED" {
 		t.Fatalf("after leader kill: exit %d %+v\n%s", code, final, errOut)
 	}
 	t.Logf("job %d completed %s after submit under new leader %s", j.ID, time.Duration(final.FinishedMs-final.CreatedMs)*time.Millisecond, leader.LeaderID)
 	// job stat against each survivor alone (a follower forwards).
 	for _, a := range survivors {
-		st, errOut, code := c.jobJSON("job", "stat", fmt.Sprint(j.ID), "--output", "json", "--job-master", a)
+		st, errOut, code := c.JobJSON("job", "stat", fmt.Sprint(j.ID), "--job-master", a)
 		if code != 0 || st.Status != "COMPLETED" || st.TasksDone != final.TasksDone {
 			t.Fatalf("job stat via %s: exit %d %+v\n%s", a, code, st, errOut)
 		}
@@ -414,8 +403,8 @@ func TestJobMasterLeaderKilled(t *testing.T) {
 		t.Fatalf("%d of %d blocks cached", cached, total)
 	}
 	// The survivors still take new jobs.
-	c.tree("ha2", map[string]int{"x": 1000})
-	if j2, errOut, code := c.jobJSON("job", "submit", "load", "/ha2", "--wait", "--output", "json", "--job-master", surv); code != 0 || j2.Status != "COMPLETED" {
+	c.UFSTree("ha2", map[string]int{"x": 1000})
+	if j2, errOut, code := c.JobJSON("job", "submit", "load", "/ha2", "--wait", "--job-master", surv); code != 0 || j2.Status != "COMPLETED" {
 		t.Fatalf("new job after failover: exit %d %+v\n%s", code, j2, errOut)
 	}
 }

@@ -21,21 +21,21 @@ func TestPlans(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("copy local to S3 and back, byte for byte", func(t *testing.T) {
-		files := c.tree("cp", mixed())
+		files := c.UFSTree("cp", mixed())
 		var total int64
 		for _, b := range files {
 			total += int64(len(b))
 		}
-		j := c.mustJob("job", "submit", "copy", "/cp", "/s3/cp", "--checksum")
+		j := c.MustJob("job", "submit", "copy", "/cp", "/s3/cp", "--checksum")
 		if j.BytesDone != total || j.TasksFailed != 0 {
 			t.Fatalf("copy job %+v: want %d bytes", j, total)
 		}
 		for p, b := range files {
 			key := "pre/cp" + strings.TrimPrefix(p, "/cp")
 			if got := c.object(key); !equalBytes(got, b) {
-				t.Errorf("s3 %s: %d bytes, sha256 %s; want %d, %s", key, len(got), sum(got)[:12], len(b), sum(b)[:12])
+				t.Errorf("s3 %s: %d bytes, sha256 %s; want %d, %s", key, len(got), testutil.SHA256(got)[:12], len(b), testutil.SHA256(b)[:12])
 			}
-			if f := c.fsStat("/s3/cp" + strings.TrimPrefix(p, "/cp")); !f.Persisted || f.Length != int64(len(b)) {
+			if f := c.FSStat("/s3/cp" + strings.TrimPrefix(p, "/cp")); !f.Persisted || f.Length != int64(len(b)) {
 				t.Errorf("%s: %+v", p, f)
 			}
 		}
@@ -44,25 +44,25 @@ func TestPlans(t *testing.T) {
 				t.Errorf("temporary object left: %s", k)
 			}
 		}
-		c.mustJob("fs", "distributedCp", "/s3/cp", "/cpback")
+		c.MustJob("fs", "distributedCp", "/s3/cp", "/cpback")
 		for p, b := range files {
-			local := filepath.Join(c.ufsDir, "cpback", strings.TrimPrefix(p, "/cp/"))
+			local := filepath.Join(c.UFSDir, "cpback", strings.TrimPrefix(p, "/cp/"))
 			got, err := os.ReadFile(local)
-			if err != nil || sum(got) != sum(b) {
-				t.Errorf("%s: %v, sha256 %s want %s", local, err, sum(got)[:12], sum(b)[:12])
+			if err != nil || testutil.SHA256(got) != testutil.SHA256(b) {
+				t.Errorf("%s: %v, sha256 %s want %s", local, err, testutil.SHA256(got)[:12], testutil.SHA256(b)[:12])
 			}
 		}
 		c.checkTree(files, "/cp", "/cpback")
 	})
 
 	t.Run("move local to S3 and back keeps the bytes and the cache", func(t *testing.T) {
-		files := c.tree("mv", mixed())
-		c.mustJob("job", "submit", "load", "/mv")
-		c.mustJob("fs", "distributedMv", "/mv", "/s3/mv")
-		if _, _, code := c.cli("fs", "stat", "/mv"); code == 0 {
+		files := c.UFSTree("mv", mixed())
+		c.MustJob("job", "submit", "load", "/mv")
+		c.MustJob("fs", "distributedMv", "/mv", "/s3/mv")
+		if _, _, code := c.CLI("fs", "stat", "/mv"); code == 0 {
 			t.Error("/mv still exists after the move")
 		}
-		if _, err := os.Stat(filepath.Join(c.ufsDir, "mv")); !os.IsNotExist(err) {
+		if _, err := os.Stat(filepath.Join(c.UFSDir, "mv")); !os.IsNotExist(err) {
 			t.Errorf("the source is still in the UFS: %v", err)
 		}
 		for p, b := range files {
@@ -71,16 +71,16 @@ func TestPlans(t *testing.T) {
 				t.Errorf("s3 %s: %d bytes, want %d", key, len(got), len(b))
 			}
 		}
-		if f := c.fsStat("/s3/mv/big/a.bin"); f.CachedPercent != 100 {
+		if f := c.FSStat("/s3/mv/big/a.bin"); f.CachedPercent != 100 {
 			t.Errorf("moved file %d%% cached, want the cache kept (100%%)", f.CachedPercent)
 		}
-		c.mustJob("job", "submit", "move", "/s3/mv", "/mvback")
+		c.MustJob("job", "submit", "move", "/s3/mv", "/mvback")
 		if keys := c.objects("pre/mv/"); len(keys) != 0 {
 			t.Errorf("objects left at the source: %v", keys)
 		}
 		c.checkTree(files, "/mv", "/mvback")
 		// Within a mount: one rename, one task.
-		j := c.mustJob("job", "submit", "move", "/mvback", "/mvsame")
+		j := c.MustJob("job", "submit", "move", "/mvback", "/mvsame")
 		if j.TasksTotal != 1 {
 			t.Errorf("same-mount move took %d tasks, want 1 rename", j.TasksTotal)
 		}
@@ -88,9 +88,9 @@ func TestPlans(t *testing.T) {
 	})
 
 	t.Run("persist cache-only files to S3", func(t *testing.T) {
-		want := map[string][]byte{"/s3/p/a.bin": randBytes(2*blockSize + 77), "/s3/p/d/b.bin": randBytes(4000), "/s3/p/e": nil}
-		for _, p := range sortedKeys(want) {
-			w, err := c.client.Create(ctx, p, sdk.CreateOptions{WriteType: api.WriteType_MUST_CACHE, Recursive: true})
+		want := map[string][]byte{"/s3/p/a.bin": testutil.RandBytes(2*blockSize + 77), "/s3/p/d/b.bin": testutil.RandBytes(4000), "/s3/p/e": nil}
+		for _, p := range testutil.SortedKeys(want) {
+			w, err := c.Client.Create(ctx, p, sdk.CreateOptions{WriteType: api.WriteType_MUST_CACHE, Recursive: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,17 +100,17 @@ func TestPlans(t *testing.T) {
 			if err := w.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if f := c.fsStat(p); f.Persisted {
+			if f := c.FSStat(p); f.Persisted {
 				t.Fatalf("%s persisted before the job", p)
 			}
 		}
-		c.mustJob("fs", "persist", "/s3/p")
+		c.MustJob("fs", "persist", "/s3/p")
 		for p, b := range want {
 			key := "pre" + strings.TrimPrefix(p, "/s3")
 			if got := c.object(key); !equalBytes(got, b) || (b == nil && !contains(c.objects("pre/p/"), key)) {
 				t.Errorf("s3 %s: %d bytes, want %d", key, len(got), len(b))
 			}
-			if !c.fsStat(p).Persisted {
+			if !c.FSStat(p).Persisted {
 				t.Errorf("%s not PERSISTED", p)
 			}
 		}
@@ -118,40 +118,40 @@ func TestPlans(t *testing.T) {
 
 	t.Run("ASYNC_THROUGH writes are persisted with no job submitted", func(t *testing.T) {
 		local := filepath.Join(t.TempDir(), "a.bin")
-		data := randBytes(blockSize + 999)
-		writeFile(t, local, data)
+		data := testutil.RandBytes(blockSize + 999)
+		testutil.WriteFile(t, local, data)
 		for _, dst := range []string{"/async/a.bin", "/s3/async/a.bin"} {
-			c.mustCLI("fs", "put", "--write-type", "ASYNC_THROUGH", local, dst)
-			if out := c.mustCLI("fs", "stat", dst); !strings.Contains(out, "TO_BE_PERSISTED") && !strings.Contains(out, "PERSISTED") {
+			c.MustCLI("fs", "put", "--write-type", "ASYNC_THROUGH", local, dst)
+			if out := c.MustCLI("fs", "stat", dst); !strings.Contains(out, "TO_BE_PERSISTED") && !strings.Contains(out, "PERSISTED") {
 				t.Fatalf("fs stat %s:\n%s", dst, out)
 			}
 		}
 		// Within the persist delay (1s) it is still TO_BE_PERSISTED.
-		if out := c.mustCLI("fs", "stat", "/async/a.bin"); !strings.Contains(out, "TO_BE_PERSISTED") {
+		if out := c.MustCLI("fs", "stat", "/async/a.bin"); !strings.Contains(out, "TO_BE_PERSISTED") {
 			t.Logf("already persisted when first looked at (slow machine?):\n%s", out)
 		}
 		testutil.Eventually(t, 30*time.Second, func() error {
 			for _, dst := range []string{"/async/a.bin", "/s3/async/a.bin"} {
-				if out := c.mustCLI("fs", "stat", dst); !strings.Contains(out, "PERSISTED") || strings.Contains(out, "TO_BE_PERSISTED") {
+				if out := c.MustCLI("fs", "stat", dst); !strings.Contains(out, "PERSISTED") || strings.Contains(out, "TO_BE_PERSISTED") {
 					return fmt.Errorf("%s not yet PERSISTED", dst)
 				}
 			}
 			return nil
 		})
-		if got, err := os.ReadFile(filepath.Join(c.ufsDir, "async", "a.bin")); err != nil || sum(got) != sum(data) {
+		if got, err := os.ReadFile(filepath.Join(c.UFSDir, "async", "a.bin")); err != nil || testutil.SHA256(got) != testutil.SHA256(data) {
 			t.Errorf("local UFS copy: %v (%d bytes)", err, len(got))
 		}
-		if got := c.object("pre/async/a.bin"); sum(got) != sum(data) {
+		if got := c.object("pre/async/a.bin"); testutil.SHA256(got) != testutil.SHA256(data) {
 			t.Errorf("S3 copy: %d bytes", len(got))
 		}
-		if out := c.mustCLI("job", "ls", "--plan", "persist"); !strings.Contains(out, "COMPLETED") {
+		if out := c.MustCLI("job", "ls", "--plan", "persist"); !strings.Contains(out, "COMPLETED") {
 			t.Errorf("no completed persist job:\n%s", out)
 		}
 	})
 
 	t.Run("bad input is refused and changes nothing", func(t *testing.T) {
-		files := c.tree("bad", map[string]int{"x/a": 1000, "y": 2000})
-		jobsBefore := c.countJobs()
+		files := c.UFSTree("bad", map[string]int{"x/a": 1000, "y": 2000})
+		jobsBefore := c.CountJobs()
 		for _, tc := range []struct {
 			args []string
 			code int
@@ -168,70 +168,70 @@ func TestPlans(t *testing.T) {
 			{[]string{"job", "submit", "copy", "/nope", "/n2"}, 1, "/nope: no such file"},
 			{[]string{"job", "submit", "copy", "/bad"}, 2, "SRC DST"},
 		} {
-			out, errOut, code := c.cli(tc.args...)
+			out, errOut, code := c.CLI(tc.args...)
 			if code != tc.code || !strings.Contains(errOut, tc.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
 				t.Errorf("alluvium %s: exit %d (want %d)\n%s%s(want one line with %q)", strings.Join(tc.args, " "), code, tc.code, out, errOut, tc.want)
 			}
 		}
-		if n := c.countJobs(); n != jobsBefore {
+		if n := c.CountJobs(); n != jobsBefore {
 			t.Errorf("%d jobs after bad submits, was %d", n, jobsBefore)
 		}
 		for p, b := range files {
-			if got := c.read(p); sum(got) != sum(b) {
+			if got := c.read(p); testutil.SHA256(got) != testutil.SHA256(b) {
 				t.Errorf("%s changed", p)
 			}
 		}
 		// With --overwrite it goes through.
-		c.mustJob("job", "submit", "copy", "/bad/x/a", "/bad/y", "--overwrite")
-		if got := c.read("/bad/y"); sum(got) != sum(files["/bad/x/a"]) {
+		c.MustJob("job", "submit", "copy", "/bad/x/a", "/bad/y", "--overwrite")
+		if got := c.read("/bad/y"); testutil.SHA256(got) != testutil.SHA256(files["/bad/x/a"]) {
 			t.Error("--overwrite did not replace /bad/y")
 		}
 	})
 
 	t.Run("replicate up to 3 and down to 1", func(t *testing.T) {
-		files := c.tree("rep", map[string]int{"a": 2*blockSize + 500, "b": 10000})
-		c.mustJob("job", "submit", "load", "/rep")
-		c.mustJob("job", "submit", "replicate", "/rep", "--replication", "3")
+		files := c.UFSTree("rep", map[string]int{"a": 2*blockSize + 500, "b": 10000})
+		c.MustJob("job", "submit", "load", "/rep")
+		c.MustJob("job", "submit", "replicate", "/rep", "--replication", "3")
 		c.checkCopies(files, 3)
-		c.mustJob("fs", "setReplication", "/rep", "--replication", "1")
+		c.MustJob("fs", "setReplication", "/rep", "--replication", "1")
 		testutil.Eventually(t, 10*time.Second, func() error { return c.copies(files, 1) })
 	})
 
 	t.Run("an unwritable destination fails the job and leaves nothing", func(t *testing.T) {
-		files := c.tree("src9", map[string]int{"a": 3000, "b/c": 4000, "big": 2*blockSize + 1})
+		files := c.UFSTree("src9", map[string]int{"a": 3000, "b/c": 4000, "big": 2*blockSize + 1})
 		// A file where the destination's directory should be (chmod would
 		// not stop root, which these tests may run as).
-		c.mustCLI("fs", "mkdir", "/blocked")
-		blocked := filepath.Join(c.ufsDir, "blocked")
+		c.MustCLI("fs", "mkdir", "/blocked")
+		blocked := filepath.Join(c.UFSDir, "blocked")
 		if err := os.RemoveAll(blocked); err != nil {
 			t.Fatal(err)
 		}
-		writeFile(t, blocked, []byte("in the way"))
-		j, errOut, code := c.job("job", "submit", "copy", "/src9", "/blocked/out", "--wait")
+		testutil.WriteFile(t, blocked, []byte("in the way"))
+		j, errOut, code := c.JobJSON("job", "submit", "copy", "/src9", "/blocked/out", "--wait")
 		if code != 1 || j.Status != "FAILED" {
 			t.Fatalf("copy into a blocked dir: exit %d %+v\n%s", code, j, errOut)
 		}
-		out := c.mustCLI("job", "stat", fmt.Sprint(j.ID), "-v")
+		out := c.MustCLI("job", "stat", fmt.Sprint(j.ID), "-v")
 		for p := range files {
 			if !strings.Contains(out, p+": ") {
 				t.Errorf("job stat -v does not list %s:\n%s", p, out)
 			}
 		}
-		if _, _, code := c.cli("fs", "stat", "/blocked/out"); code == 0 {
-			t.Errorf("/blocked/out exists after the failed copy:\n%s", c.mustCLI("fs", "ls", "/blocked"))
+		if _, _, code := c.CLI("fs", "stat", "/blocked/out"); code == 0 {
+			t.Errorf("/blocked/out exists after the failed copy:\n%s", c.MustCLI("fs", "ls", "/blocked"))
 		}
 		if b, err := os.ReadFile(blocked); err != nil || string(b) != "in the way" {
 			t.Errorf("the UFS file in the way changed: %v %q", err, b)
 		}
 		if os.Geteuid() != 0 {
 			// Not root: a read-only UFS directory stops the writes too.
-			c.mustCLI("fs", "mkdir", "/ro")
-			ro := filepath.Join(c.ufsDir, "ro")
+			c.MustCLI("fs", "mkdir", "/ro")
+			ro := filepath.Join(c.UFSDir, "ro")
 			if err := os.Chmod(ro, 0o500); err != nil {
 				t.Fatal(err)
 			}
 			defer os.Chmod(ro, 0o755)
-			j, errOut, code := c.job("job", "submit", "copy", "/src9", "/ro/out", "--wait")
+			j, errOut, code := c.JobJSON("job", "submit", "copy", "/src9", "/ro/out", "--wait")
 			if code != 1 || j.Status != "FAILED" || len(j.Failed) == 0 {
 				t.Fatalf("copy into a read-only dir: exit %d %+v\n%s", code, j, errOut)
 			}
@@ -249,13 +249,13 @@ func TestPlans(t *testing.T) {
 		for i := 0; i < 40; i++ {
 			sizes[fmt.Sprintf("s/%02d", i)] = 20000 + i
 		}
-		files := c.tree("kill", sizes)
-		j, errOut, code := c.job("job", "submit", "copy", "/kill", "/killed")
+		files := c.UFSTree("kill", sizes)
+		j, errOut, code := c.JobJSON("job", "submit", "copy", "/kill", "/killed")
 		if code != 0 {
 			t.Fatalf("submit: exit %d\n%s", code, errOut)
 		}
 		testutil.Eventually(t, 30*time.Second, func() error {
-			info, err := c.jobs.Get(ctx, j.ID, false)
+			info, err := c.Jobs.Get(ctx, j.ID, false)
 			if err != nil {
 				return err
 			}
@@ -264,22 +264,22 @@ func TestPlans(t *testing.T) {
 			}
 			return nil
 		})
-		c.workers[1].Kill()
-		final, errOut, code := c.job("job", "wait", fmt.Sprint(j.ID))
+		c.Workers[1].Kill()
+		final, errOut, code := c.JobJSON("job", "wait", fmt.Sprint(j.ID))
 		if code != 0 || final.Status != "COMPLETED" {
 			t.Fatalf("job after a worker was killed: exit %d %+v\n%s", code, final, errOut)
 		}
 		// Reads go to cached copies first: wait until the FS master has
 		// dropped the dead worker's.
-		c.waitWorkers(2)
+		c.WaitWorkers(2)
 		c.checkTree(files, "/kill", "/killed")
 		for p, b := range files {
-			got, err := os.ReadFile(filepath.Join(c.ufsDir, "killed", strings.TrimPrefix(p, "/kill/")))
-			if err != nil || sum(got) != sum(b) {
+			got, err := os.ReadFile(filepath.Join(c.UFSDir, "killed", strings.TrimPrefix(p, "/kill/")))
+			if err != nil || testutil.SHA256(got) != testutil.SHA256(b) {
 				t.Errorf("UFS copy of %s: %v", p, err)
 			}
 		}
-		entries, _ := os.ReadDir(filepath.Join(c.ufsDir, "killed"))
+		entries, _ := os.ReadDir(filepath.Join(c.UFSDir, "killed"))
 		for _, e := range entries {
 			if strings.HasPrefix(e.Name(), ".alluvium-tmp") {
 				t.Logf("leftover temporary file of the killed attempt (hidden from listings): %s", e.Name())
@@ -297,23 +297,11 @@ func contains(xs []string, s string) bool {
 	return false
 }
 
-func (c *cluster) countJobs() int {
-	c.t.Helper()
-	n := 0
-	for _, err := range c.jobs.List(context.Background(), sdk.ListJobsOptions{}) {
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		n++
-	}
-	return n
-}
-
 // copies checks every block of files has n copies on distinct workers, as
 // `fs stat --output json` reports.
 func (c *cluster) copies(files map[string][]byte, n int) error {
-	for _, p := range sortedKeys(files) {
-		f := c.fsStat(p)
+	for _, p := range testutil.SortedKeys(files) {
+		f := c.FSStat(p)
 		for _, b := range f.Blocks {
 			seen := map[int64]bool{}
 			for _, l := range b.Locations {

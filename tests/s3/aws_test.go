@@ -87,15 +87,15 @@ func testAWS(t *testing.T, c *cluster, aws string, env []string, bucket string, 
 	down := t.TempDir()
 	s3("s3", "cp", "--only-show-errors", "--recursive", "s3://"+bucket+"/up/", down)
 	s3("s3", "cp", "--only-show-errors", "s3://"+bucket+"/up/big.bin", filepath.Join(down, "big-again.bin"))
-	if fileSHA(t, filepath.Join(down, "big-again.bin")) != sha(files["big.bin"]) {
+	if fileSHA(t, filepath.Join(down, "big-again.bin")) != testutil.SHA256(files["big.bin"]) {
 		t.Fatal("a single-object download of big.bin differs")
 	}
 	for name, b := range files {
-		if got := fileSHA(t, filepath.Join(down, name)); got != sha(b) {
-			t.Fatalf("%s: downloaded sha256 %s, uploaded %s", name, got, sha(b))
+		if got := fileSHA(t, filepath.Join(down, name)); got != testutil.SHA256(b) {
+			t.Fatalf("%s: downloaded sha256 %s, uploaded %s", name, got, testutil.SHA256(b))
 		}
-		if got := fileSHA(t, filepath.Join(c.ufs, bucket, "up", name)); got != sha(b) {
-			t.Fatalf("%s: the UFS file's sha256 %s, uploaded %s", name, got, sha(b))
+		if got := fileSHA(t, filepath.Join(c.ufs, bucket, "up", name)); got != testutil.SHA256(b) {
+			t.Fatalf("%s: the UFS file's sha256 %s, uploaded %s", name, got, testutil.SHA256(b))
 		}
 	}
 	var st fileJSON
@@ -123,7 +123,7 @@ func testAWS(t *testing.T, c *cluster, aws string, env []string, bucket string, 
 	s3("s3", "cp", "--only-show-errors", "s3://"+bucket+"/cli/cli.bin", filepath.Join(other, "cli.bin"))
 	s3("s3", "cp", "--only-show-errors", "s3://"+bucket+"/ufs/seeded.bin", filepath.Join(other, "seeded.bin"))
 	for name, want := range map[string][]byte{"cli.bin": viaCLI, "seeded.bin": fromUFS} {
-		if fileSHA(t, filepath.Join(other, name)) != sha(want) {
+		if fileSHA(t, filepath.Join(other, name)) != testutil.SHA256(want) {
 			t.Fatalf("object %s differs from the file", name)
 		}
 	}
@@ -178,8 +178,8 @@ func testAWS(t *testing.T, c *cluster, aws string, env []string, bucket string, 
 	back := t.TempDir()
 	s3("s3", "sync", "--only-show-errors", "s3://"+bucket+"/sync/", back)
 	for rel, b := range treeFiles {
-		if got := fileSHA(t, filepath.Join(back, rel)); got != sha(b) {
-			t.Fatalf("sync down %s: sha256 %s, want %s", rel, got, sha(b))
+		if got := fileSHA(t, filepath.Join(back, rel)); got != testutil.SHA256(b) {
+			t.Fatalf("sync down %s: sha256 %s, want %s", rel, got, testutil.SHA256(b))
 		}
 	}
 	rec := s3("s3", "ls", "--recursive", "s3://"+bucket+"/sync/")
@@ -245,16 +245,16 @@ func testAWS(t *testing.T, c *cluster, aws string, env []string, bucket string, 
 		t.Fatalf("complete-multipart-upload: %v, ETag %q", err, done.ETag)
 	}
 	whole := append(append([]byte{}, partA...), partB...)
-	if got := fileSHA(t, filepath.Join(c.ufs, bucket, "mp", "obj.bin")); got != sha(whole) {
+	if got := fileSHA(t, filepath.Join(c.ufs, bucket, "mp", "obj.bin")); got != testutil.SHA256(whole) {
 		t.Fatal("the completed multipart object's UFS file differs from its parts")
 	}
 	rng := filepath.Join(down, "range")
 	s3("s3api", "get-object", "--bucket", bucket, "--key", "mp/obj.bin", "--range", "bytes=5242000-5243999", rng)
-	if got := fileSHA(t, rng); got != sha(whole[5242000:5244000]) {
+	if got := fileSHA(t, rng); got != testutil.SHA256(whole[5242000:5244000]) {
 		t.Fatal("range get across the part boundary differs")
 	}
 	s3("s3api", "get-object", "--bucket", bucket, "--key", "mp/obj.bin", "--range", "bytes=-100", rng)
-	if got := fileSHA(t, rng); got != sha(whole[len(whole)-100:]) {
+	if got := fileSHA(t, rng); got != testutil.SHA256(whole[len(whole)-100:]) {
 		t.Fatal("suffix range get differs")
 	}
 	// An aborted upload leaves nothing.

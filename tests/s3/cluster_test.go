@@ -7,9 +7,6 @@ package s3
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -142,22 +139,12 @@ func baseEnv(t *testing.T) []string {
 	return env
 }
 
+// randomFile writes size random bytes to path and returns them.
 func randomFile(t *testing.T, path string, size int) []byte {
 	t.Helper()
-	b := make([]byte, size)
-	_, _ = rand.Read(b)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	b := testutil.RandBytes(size)
+	testutil.WriteFile(t, path, b)
 	return b
-}
-
-func sha(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
 }
 
 func fileSHA(t *testing.T, path string) string {
@@ -166,5 +153,5 @@ func fileSHA(t *testing.T, path string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sha(b)
+	return testutil.SHA256(b)
 }

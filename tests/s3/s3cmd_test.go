@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/alluvium/alluvium/internal/testutil"
 )
 
 func s3cmdConfig(t *testing.T, c *cluster, secret string) string {
@@ -62,11 +64,11 @@ func TestS3cmd(t *testing.T) {
 	for name, b := range map[string][]byte{"small.txt": small, "big.bin": big} {
 		dst := filepath.Join(down, name)
 		s3cmd("get", "s3://"+bucket+"/dir/"+name, dst)
-		if got := fileSHA(t, dst); got != sha(b) {
-			t.Fatalf("s3cmd get %s: sha256 %s, want %s", name, got, sha(b))
+		if got := fileSHA(t, dst); got != testutil.SHA256(b) {
+			t.Fatalf("s3cmd get %s: sha256 %s, want %s", name, got, testutil.SHA256(b))
 		}
-		if got := fileSHA(t, filepath.Join(c.ufs, bucket, "dir", name)); got != sha(b) {
-			t.Fatalf("%s in the UFS: sha256 %s, want %s", name, got, sha(b))
+		if got := fileSHA(t, filepath.Join(c.ufs, bucket, "dir", name)); got != testutil.SHA256(b) {
+			t.Fatalf("%s in the UFS: sha256 %s, want %s", name, got, testutil.SHA256(b))
 		}
 	}
 	// info reads the headers back: the MD5 of a single PUT.
