@@ -1290,6 +1290,8 @@ type GetLeaderResponse struct {
 	Servers          []*RaftServer          `protobuf:"bytes,3,rep,name=servers,proto3" json:"servers,omitempty"`
 	Term             uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
 	CommitIndex      uint64                 `protobuf:"varint,5,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	NodeId           string                 `protobuf:"bytes,6,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`                    // the job master that answered
+	AppliedIndex     uint64                 `protobuf:"varint,7,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"` // the last raft entry its state holds
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -1355,6 +1357,20 @@ func (x *GetLeaderResponse) GetTerm() uint64 {
 func (x *GetLeaderResponse) GetCommitIndex() uint64 {
 	if x != nil {
 		return x.CommitIndex
+	}
+	return 0
+}
+
+func (x *GetLeaderResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *GetLeaderResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
 	}
 	return 0
 }
@@ -2911,13 +2927,15 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\vrpc_address\x18\x03 \x01(\tR\n" +
 	"rpcAddress\x12\x1a\n" +
 	"\bsuffrage\x18\x04 \x01(\tR\bsuffrage\x12\x16\n" +
-	"\x06leader\x18\x05 \x01(\bR\x06leader\"\xc8\x01\n" +
+	"\x06leader\x18\x05 \x01(\bR\x06leader\"\x86\x02\n" +
 	"\x11GetLeaderResponse\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12,\n" +
 	"\x12leader_rpc_address\x18\x02 \x01(\tR\x10leaderRpcAddress\x121\n" +
 	"\aservers\x18\x03 \x03(\v2\x17.alluvium.v1.RaftServerR\aservers\x12\x12\n" +
 	"\x04term\x18\x04 \x01(\x04R\x04term\x12!\n" +
-	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\"\x80\x05\n" +
+	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\x12\x17\n" +
+	"\anode_id\x18\x06 \x01(\tR\x06nodeId\x12#\n" +
+	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\"\x80\x05\n" +
 	"\n" +
 	"PolicyInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +

@@ -81,15 +81,26 @@ func (r *rpcServer) AddPeer(ctx context.Context, req *api.AddPeerRequest) (*api.
 	if err := cf.Error(); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%s %s: raft configuration: %v", op, id, err)
 	}
+	voter := false
 	for _, sv := range cf.Configuration().Servers {
 		switch {
 		case string(sv.ID) == id && string(sv.Address) == req.GetRaftAddress():
-			// Already a member (a retried call): record the address again.
+			// Already a member (a retried call): finish what is left.
+			voter = sv.Suffrage == raft.Voter
 		case string(sv.ID) == id:
 			return nil, status.Errorf(codes.AlreadyExists, "%s %s: already a member at %s (remove it first)", op, id, sv.Address)
 		case string(sv.Address) == req.GetRaftAddress():
 			return nil, status.Errorf(codes.AlreadyExists, "%s %s: raft address %s belongs to member %s", op, id, sv.Address, sv.ID)
 		}
+	}
+	if voter {
+		return &api.AddPeerResponse{}, nil
+	}
+	// A voter that cannot be reached would cost the group its quorum (one
+	// node plus a dead one is a group of two that cannot elect), so the
+	// new node must answer as itself first.
+	if err := s.probePeer(ctx, id, req.GetRpcAddress()); err != nil {
+		return nil, err
 	}
 	// The addresses first, so that every member can forward to the new
 	// one as soon as it may lead, and the new one (which knows no static
@@ -106,6 +117,17 @@ func (r *rpcServer) AddPeer(ctx context.Context, req *api.AddPeerRequest) (*api.
 		if err := s.applyErr(ctx, c); err != nil {
 			return nil, grpcErr(op+" "+id, err)
 		}
+	}
+	// As Consul's autopilot does: a non-voter until it holds the state,
+	// so a slow catch-up never weakens the quorum; then a voter.
+	if err := s.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(req.GetRaftAddress()), 0, peerChangeTimeout).Error(); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%s %s: %v", op, id, err)
+	}
+	if err := s.awaitCatchUp(ctx, id, req.GetRpcAddress(), s.raft.AppliedIndex()); err != nil {
+		// Leave no half-added member behind.
+		_ = s.raft.RemoveServer(raft.ServerID(id), 0, peerChangeTimeout).Error()
+		_ = s.applyErr(context.WithoutCancel(ctx), &api.SetPeerCommand{Id: id, Remove: true})
+		return nil, err
 	}
 	if err := s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(req.GetRaftAddress()), 0, peerChangeTimeout).Error(); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%s %s: %v", op, id, err)
@@ -152,6 +174,47 @@ func (r *rpcServer) RemovePeer(ctx context.Context, req *api.RemovePeerRequest) 
 	}
 	s.log.Info("raft peer removed", zap.String("id", id))
 	return &api.RemovePeerResponse{}, nil
+}
+
+// probePeer checks that the job master at rpcAddr answers and is id.
+func (s *Server) probePeer(ctx context.Context, id, rpcAddr string) error {
+	info, err := s.peerInfo(ctx, rpcAddr)
+	if err != nil {
+		return status.Errorf(codes.FailedPrecondition, "add peer %s: cannot reach a job master at %s (%v); start it with --join first", id, rpcAddr, err)
+	}
+	if info.GetNodeId() != id {
+		return status.Errorf(codes.FailedPrecondition, "add peer %s: the job master at %s is %q, not %q (check its --node-id)", id, rpcAddr, info.GetNodeId(), id)
+	}
+	return nil
+}
+
+func (s *Server) peerInfo(ctx context.Context, rpcAddr string) (*api.GetLeaderResponse, error) {
+	c, err := s.fwd.client(rpcAddr)
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return c.GetLeader(pctx, &api.GetLeaderRequest{})
+}
+
+// awaitCatchUp waits until the new member's state holds entry index.
+func (s *Server) awaitCatchUp(ctx context.Context, id, rpcAddr string, index uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, peerChangeTimeout)
+	defer cancel()
+	var last uint64
+	for {
+		if info, err := s.peerInfo(ctx, rpcAddr); err == nil {
+			if last = info.GetAppliedIndex(); last >= index {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return status.Errorf(codes.DeadlineExceeded, "add peer %s: it holds the state up to entry %d of %d after %v; not added", id, last, index, peerChangeTimeout)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // waitingToJoin logs how to add a node that started with

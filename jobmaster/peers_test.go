@@ -78,6 +78,16 @@ func TestPeersGrowAndShrink(t *testing.T) {
 		t.Fatal("a joining node must wait to be added, not lead or hold state")
 	}
 	b := c.join("j2")
+	// A node that does not answer, or answers as someone else, is never
+	// added: a dead voter would cost a one-node group its quorum.
+	_, err := c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: "ghost", RaftAddress: "ghost.inmem:20003", RpcAddress: "127.0.0.1:1"})
+	wantStatus(t, err, codes.FailedPrecondition, "add of a node that is not running")
+	_, err = c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: "j9", RaftAddress: c.peers[a].RaftAddr, RpcAddress: c.peers[a].RPCAddr})
+	wantStatus(t, err, codes.FailedPrecondition, "add of a node under another id")
+	if n := voters(t, c.servers[0]); n != 1 {
+		t.Fatalf("%d members after refused adds, want 1", n)
+	}
+	submitTest(t, c.client(0), testConfig{Tasks: 1}, "still-writable") // the group still commits
 	for _, i := range []int{a, b} {
 		p := c.peers[i]
 		if _, err := c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: p.ID, RaftAddress: p.RaftAddr, RpcAddress: p.RPCAddr}); err != nil {
@@ -104,7 +114,7 @@ func TestPeersGrowAndShrink(t *testing.T) {
 	}
 
 	// Bad requests change nothing.
-	_, err := c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: "x", RaftAddress: "nohost", RpcAddress: "h:1"})
+	_, err = c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: "x", RaftAddress: "nohost", RpcAddress: "h:1"})
 	wantStatus(t, err, codes.InvalidArgument, "add with a bad raft address")
 	_, err = c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: "j1", RaftAddress: "elsewhere:1", RpcAddress: "h:1"})
 	wantStatus(t, err, codes.AlreadyExists, "add of a member id at another address")

@@ -435,6 +435,7 @@ func (s *Server) leaderInfo() *api.GetLeaderResponse {
 	_, id := s.raft.LeaderWithID()
 	resp := &api.GetLeaderResponse{
 		LeaderId: string(id), Term: s.raft.CurrentTerm(), CommitIndex: s.raft.CommitIndex(),
+		NodeId: s.self.ID, AppliedIndex: s.raft.AppliedIndex(),
 	}
 	if id != "" {
 		resp.LeaderRpcAddress = s.rpcAddrOf(id)

@@ -121,6 +121,11 @@ func TestGrowFailOverShrink(t *testing.T) {
 	if _, errOut, code := cli(all[:1], "job", "raft", "remove-peer", "nobody"); code != 1 || !strings.Contains(errOut, "nobody") {
 		t.Fatalf("remove-peer of a non-member: exit %d %q", code, errOut)
 	}
+	// A node that is not running is not added (a dead voter would cost
+	// the one-node group its quorum).
+	if _, errOut, code := cli(all[:1], "job", "raft", "add-peer", "jm9", "localhost:1", "localhost:2"); code != 1 || !strings.Contains(errOut, "--join") {
+		t.Fatalf("add-peer of a node that is not running: exit %d %q", code, errOut)
+	}
 	if n := len(peers(all[:1]).Servers); n != 1 {
 		t.Fatalf("%d members before any add, want 1", n)
 	}
