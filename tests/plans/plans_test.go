@@ -1,6 +1,7 @@
 package plans
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/minio/minio-go/v7"
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/testutil"
@@ -238,6 +241,40 @@ func TestPlans(t *testing.T) {
 			if ents, _ := os.ReadDir(ro); len(ents) != 0 {
 				t.Errorf("the read-only dir holds %d entries after the failed copy", len(ents))
 			}
+		}
+	})
+
+	t.Run("a load syncs an S3 mount: new, rewritten and deleted objects", func(t *testing.T) {
+		put := func(key string, n int) []byte {
+			t.Helper()
+			b := testutil.RandBytes(n)
+			if _, err := c.s3.PutObject(ctx, c.bucket, "pre/sync/"+key, bytes.NewReader(b), int64(n), minio.PutObjectOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		put("a", 1000)
+		put("b", 2000)
+		c.MustJob("job", "submit", "load", "/s3/sync")
+		if f := c.FSStat("/s3/sync/b"); f.CachedPercent != 100 {
+			t.Fatalf("b after the first load: %+v", f)
+		}
+		a := put("a", 3000) // rewritten behind Alluvium's back
+		cc := put("c", 500) // new
+		if err := c.s3.RemoveObject(ctx, c.bucket, "pre/sync/b", minio.RemoveObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		c.MustJob("job", "submit", "load", "/s3/sync")
+		for name, want := range map[string][]byte{"a": a, "c": cc} {
+			if f := c.FSStat("/s3/sync/" + name); f.Length != int64(len(want)) || f.CachedPercent != 100 {
+				t.Errorf("%s after the syncing load: %+v, want %d bytes cached", name, f, len(want))
+			}
+			if got := c.read("/s3/sync/" + name); !bytes.Equal(got, want) {
+				t.Errorf("%s reads %d bytes that differ from the object", name, len(got))
+			}
+		}
+		if _, errOut, code := c.CLI("fs", "stat", "/s3/sync/b"); code != 1 {
+			t.Errorf("b was deleted from the bucket but fs stat exits %d: %s", code, errOut)
 		}
 	})
 
