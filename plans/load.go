@@ -263,7 +263,8 @@ func (Load) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 		open:    map[int64]*openBatch{},
 		pending: map[int64]int64{},
 	}
-	p.walk.sync = !c.NoSync
+	// The verify round re-checks blocks of what round 0 synced.
+	p.walk.sync = !c.NoSync && job.Round == 0
 	return p, nil
 }
 
