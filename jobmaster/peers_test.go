@@ -33,7 +33,7 @@ func (c *cluster) join(id string) int {
 	}
 	self := Peer{ID: id, RaftAddr: string(tr.LocalAddr()), RPCAddr: ln.Addr().String()}
 	store := raft.NewInmemStore()
-	parts := &raftParts{logs: store, stable: store, snaps: raft.NewInmemSnapshotStore(), trans: tr}
+	parts := &raftParts{logs: store, stable: store, snaps: testSnapshots(c.t), trans: tr}
 	s, err := newServer(cfg, testLogger(c.t).Named(id), serverOptions{parts: parts, env: nopEnv{}, rpcLn: ln, peers: []Peer{self}})
 	if err != nil {
 		c.t.Fatal(err)
