@@ -737,6 +737,9 @@ func newJobLeaderCmd(g *globals) *cobra.Command {
 				if s.GetLeader() {
 					role = "leader"
 				}
+				if sf := s.GetSuffrage(); sf != "" && sf != "Voter" {
+					role += " (" + strings.ToLower(sf) + ", catching up)"
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.GetId(), s.GetRaftAddress(), s.GetRpcAddress(), role)
 			}
 			return tw.Flush()
