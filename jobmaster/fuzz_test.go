@@ -66,6 +66,7 @@ func busyCommands() []proto.Message {
 		}, MaxAttempts: 2, NowMs: 4000},
 		&api.CancelJobCommand{JobId: 2},
 		&api.PutPolicyCommand{Policy: &api.PolicyInfo{Name: "p", Cron: "@hourly", Plan: "load", ConfigJson: "{}", Enabled: true, LastJobId: 1}},
+		&api.SetPeerCommand{Id: "jm4", RaftAddress: "h4:20003", RpcAddress: "h4:20001"},
 	}
 }
 
