@@ -150,9 +150,6 @@ func (r *rpcServer) RemovePeer(ctx context.Context, req *api.RemovePeerRequest) 
 		return nil, err
 	}
 	id := req.GetId()
-	if id == s.self.ID {
-		return nil, status.Errorf(codes.FailedPrecondition, "%s %s: it is the leader; stop it (another member takes over) and remove it then", op, id)
-	}
 	cf := s.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%s %s: raft configuration: %v", op, id, err)
@@ -163,8 +160,17 @@ func (r *rpcServer) RemovePeer(ctx context.Context, req *api.RemovePeerRequest) 
 		found = found || string(sv.ID) == id
 		ids = append(ids, string(sv.ID))
 	}
-	if !found {
+	switch {
+	case !found:
 		return nil, status.Errorf(codes.NotFound, "%s %s: not a member (members: %v)", op, id, ids)
+	case len(ids) == 1:
+		return nil, status.Errorf(codes.FailedPrecondition, "%s %s: it is the only member", op, id)
+	case id == s.self.ID:
+		// The leader hands leadership over and the new leader removes it.
+		if err := s.raft.LeadershipTransfer().Error(); err != nil {
+			return nil, status.Errorf(codes.Unavailable, "%s %s: handing leadership over first: %v", op, id, err)
+		}
+		return nil, status.Errorf(codes.Unavailable, "%s %s: leadership handed over; retry against the new leader", op, id)
 	}
 	if err := s.raft.RemoveServer(raft.ServerID(id), 0, peerChangeTimeout).Error(); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%s %s: %v", op, id, err)

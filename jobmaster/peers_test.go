@@ -71,6 +71,9 @@ func TestPeersGrowAndShrink(t *testing.T) {
 	ctx := context.Background()
 	id := submitTest(t, c.client(0), testConfig{Tasks: 3}, "before-join")
 
+	_, err := c.client(0).RemovePeer(ctx, &api.RemovePeerRequest{Id: "n0"})
+	wantStatus(t, err, codes.FailedPrecondition, "remove of the only member")
+
 	// A joiner waits: it never elects itself.
 	a := c.join("j1")
 	time.Sleep(500 * time.Millisecond)
@@ -80,7 +83,7 @@ func TestPeersGrowAndShrink(t *testing.T) {
 	b := c.join("j2")
 	// A node that does not answer, or answers as someone else, is never
 	// added: a dead voter would cost a one-node group its quorum.
-	_, err := c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: "ghost", RaftAddress: "ghost.inmem:20003", RpcAddress: "127.0.0.1:1"})
+	_, err = c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: "ghost", RaftAddress: "ghost.inmem:20003", RpcAddress: "127.0.0.1:1"})
 	wantStatus(t, err, codes.FailedPrecondition, "add of a node that is not running")
 	_, err = c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: "j9", RaftAddress: c.peers[a].RaftAddr, RpcAddress: c.peers[a].RPCAddr})
 	wantStatus(t, err, codes.FailedPrecondition, "add of a node under another id")
@@ -120,8 +123,6 @@ func TestPeersGrowAndShrink(t *testing.T) {
 	wantStatus(t, err, codes.AlreadyExists, "add of a member id at another address")
 	_, err = c.client(0).RemovePeer(ctx, &api.RemovePeerRequest{Id: "nobody"})
 	wantStatus(t, err, codes.NotFound, "remove of a non-member")
-	_, err = c.client(0).RemovePeer(ctx, &api.RemovePeerRequest{Id: "n0"})
-	wantStatus(t, err, codes.FailedPrecondition, "remove of the leader")
 	if n := voters(t, c.servers[0]); n != 3 {
 		t.Fatalf("%d voters after refused changes, want 3", n)
 	}
@@ -151,4 +152,38 @@ func TestPeersGrowAndShrink(t *testing.T) {
 	if got := l.fsm.peerRPCAddr("n0"); got != "" {
 		t.Fatalf("the removed node's address is still recorded: %s", got)
 	}
+}
+
+// TestRemoveLeaderHandsOver: removing the leader hands leadership over
+// first; the call asked again (as the SDK does on Unavailable) reaches the
+// new leader, which removes the old one.
+func TestRemoveLeaderHandsOver(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	ctx := context.Background()
+	l := c.leader()
+	li := c.index(l)
+	_, err := c.client(li).RemovePeer(ctx, &api.RemovePeerRequest{Id: l.self.ID})
+	wantStatus(t, err, codes.Unavailable, "remove of the leader, first ask")
+	deadline := time.Now().Add(10 * time.Second)
+	for c.leader() == l {
+		if time.Now().After(deadline) {
+			t.Fatal("leadership was not handed over")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	l2 := c.leader()
+	if _, err := c.client(li).RemovePeer(ctx, &api.RemovePeerRequest{Id: l.self.ID}); err != nil {
+		t.Fatalf("remove of the old leader, asked again (forwarded): %v", err)
+	}
+	if n := voters(t, l2); n != 2 {
+		t.Fatalf("%d voters, want 2", n)
+	}
+	c.addWorker(2)
+	other := c.index(l2)
+	id := submitTest(t, c.client(other), testConfig{Tasks: 3}, "after-remove")
+	if j := waitJob(t, c.client(other), id, 20*time.Second); j.Status != api.JobInfo_COMPLETED {
+		t.Fatalf("job after removing the old leader: %v", j.Status)
+	}
+	_, err = c.client(other).RemovePeer(ctx, &api.RemovePeerRequest{Id: "nobody"})
+	wantStatus(t, err, codes.NotFound, "remove of a non-member")
 }

@@ -1,8 +1,8 @@
 // Package membership tests changing the job masters' raft group while it
 // runs, on real processes: a single job master grows to three with
 // `job raft add-peer` (the new ones started with --join), loses the first
-// to SIGKILL, goes on with the joiners, and drops the dead member with
-// `job raft remove-peer`.
+// to SIGKILL, goes on with the joiners, drops the dead member with
+// `job raft remove-peer`, and at last removes its own leader.
 package membership
 
 import (
@@ -177,4 +177,13 @@ func TestGrowFailOverShrink(t *testing.T) {
 	}
 	startJM(restart, "--join")
 	load(survivors, "/data/f3")
+
+	// Removing the leader hands leadership over first (the CLI asks again).
+	leader := peers(survivors).LeaderID
+	must(survivors, "job", "raft", "remove-peer", leader)
+	p = peers(survivors)
+	if len(p.Servers) != 1 || p.LeaderID == leader || p.LeaderID == "" {
+		t.Fatalf("after removing the leader %s: %+v", leader, p)
+	}
+	load(survivors, "/data/f4")
 }
