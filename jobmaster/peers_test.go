@@ -3,6 +3,7 @@ package jobmaster
 import (
 	"context"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -186,4 +187,21 @@ func TestRemoveLeaderHandsOver(t *testing.T) {
 	}
 	_, err = c.client(other).RemovePeer(ctx, &api.RemovePeerRequest{Id: "nobody"})
 	wantStatus(t, err, codes.NotFound, "remove of a non-member")
+}
+
+// TestJoinerMayLackFromStaticPeers: a node added at run time can be
+// restarted with the group's original peer list as long as it runs with
+// join; without it the error says so.
+func TestJoinerMayLackFromStaticPeers(t *testing.T) {
+	peers := []Peer{{ID: "jm1", RaftAddr: "h1:20003", RPCAddr: "h1:20001"}, {ID: "jm2", RaftAddr: "h2:20003", RPCAddr: "h2:20001"}}
+	cfg := testConfigFor(t)
+	cfg.JobMaster.Raft.NodeID = "jm4"
+	_, err := newServer(cfg, nil, serverOptions{peers: peers})
+	if err == nil || !strings.Contains(err.Error(), "--join") {
+		t.Fatalf("jm4 outside the static peers without join: %v", err)
+	}
+	cfg.JobMaster.Raft.Join = true
+	if _, err := newServer(cfg, nil, serverOptions{peers: peers}); err != nil {
+		t.Fatalf("jm4 with join: %v", err)
+	}
 }

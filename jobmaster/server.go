@@ -96,8 +96,8 @@ func newServer(cfg *config.Config, log *zap.Logger, o serverOptions) (*Server, e
 				self, found = p, true
 			}
 		}
-		if !found {
-			return nil, fmt.Errorf("jobmaster.raft.node-id %q is not among jobmaster.raft.peers (ids: %s)", self.ID, peerIDs(peers))
+		if !found && !cfg.JobMaster.Raft.Join {
+			return nil, fmt.Errorf("jobmaster.raft.node-id %q is not among jobmaster.raft.peers (ids: %s); a member added with 'job raft add-peer' runs with --join (jobmaster.raft.join)", self.ID, peerIDs(peers))
 		}
 	}
 	if cfg.JobMaster.Worker.Timeout <= 0 || cfg.JobMaster.Worker.HeartbeatInterval <= 0 {
