@@ -337,20 +337,12 @@ func (ns *namespace) ensureLoaded(ctx context.Context, p string, lt api.LoadMeta
 	parent := n
 	for i := d2; i < k; i++ {
 		id := ns.st.nextInodeID
-		var e *api.JournalEntry
-		if i == k-1 && !found.IsDir {
-			e = fileEntry(ns.ufsFileEntry(id, parent.id, comps[i], found, t.now))
-		} else {
-			mode := uint32(0o755)
-			if i == k-1 && found.Mode != 0 {
-				mode = found.Mode
-			}
-			e = dirEntry(&api.InodeDirectoryEntry{
-				Id: id, ParentId: parent.id, Name: comps[i], Mode: mode, Owner: ns.cfg.owner, Group: ns.cfg.group,
-				CreationTimeMs: t.now, PersistenceState: api.PersistenceState_PERSISTED,
-			})
+		st := ufs.FileStatus{Name: comps[i], IsDir: true} // a directory on the way
+		if i == k-1 {
+			st = found
+			st.Name = comps[i]
 		}
-		if err := t.add(e); err != nil {
+		if err := t.add(ns.ufsEntry(id, parent.id, st, t.now)); err != nil {
 			ns.mu.Unlock()
 			return err
 		}
