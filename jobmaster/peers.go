@@ -3,7 +3,6 @@ package jobmaster
 import (
 	"context"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -72,9 +71,9 @@ func (r *rpcServer) AddPeer(ctx context.Context, req *api.AddPeerRequest) (*api.
 	if id == "" {
 		return nil, status.Errorf(codes.InvalidArgument, "%s: empty id", op)
 	}
-	for what, a := range map[string]string{"raft address": req.GetRaftAddress(), "rpc address": req.GetRpcAddress()} {
-		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
-			return nil, status.Errorf(codes.InvalidArgument, "%s %s: %s %q is not host:port", op, id, what, a)
+	for _, a := range [...][2]string{{"raft address", req.GetRaftAddress()}, {"rpc address", req.GetRpcAddress()}} {
+		if !IsHostPort(a[1]) {
+			return nil, status.Errorf(codes.InvalidArgument, "%s %s: %s %q is not host:port", op, id, a[0], a[1])
 		}
 	}
 	cf := s.raft.GetConfiguration()

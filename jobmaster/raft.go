@@ -55,7 +55,7 @@ func ParsePeers(entries []string) ([]Peer, error) {
 			return nil, fmt.Errorf("jobmaster.raft.peers %q: want [id=]host:raftport|host:rpcport", e)
 		}
 		for _, a := range []string{raftAddr, rpcAddr} {
-			if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			if !IsHostPort(a) {
 				return nil, fmt.Errorf("jobmaster.raft.peers %q: %q is not host:port", e, a)
 			}
 		}
@@ -70,6 +70,13 @@ func ParsePeers(entries []string) ([]Peer, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// IsHostPort reports whether a is host:port with a port, as every peer
+// address must be.
+func IsHostPort(a string) bool {
+	_, port, err := net.SplitHostPort(a)
+	return err == nil && port != ""
 }
 
 // raftParts are the pieces NewRaft needs; tests swap in memory ones.

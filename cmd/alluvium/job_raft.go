@@ -2,9 +2,10 @@ package main
 
 import (
 	"fmt"
-	"net"
 
 	"github.com/spf13/cobra"
+
+	"github.com/alluvium/alluvium/jobmaster"
 )
 
 // newJobRaftCmd groups the raft membership commands: the group grows with
@@ -33,7 +34,7 @@ Keep an odd number of voters; a group of N survives the loss of (N-1)/2.`,
 		Args: exactArgs(3, "ID", "RAFT-ADDR", "RPC-ADDR"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			for i, flag := range []string{"RAFT-ADDR", "RPC-ADDR"} {
-				if _, port, err := net.SplitHostPort(args[i+1]); err != nil || port == "" {
+				if !jobmaster.IsHostPort(args[i+1]) {
 					return usagef("%s %q: want host:port", flag, args[i+1])
 				}
 			}
