@@ -65,8 +65,8 @@ func (ns *namespace) expiredTTLs(nowMs int64) []expired {
 	ns.mu.RLock()
 	defer ns.mu.RUnlock()
 	var out []expired
-	for _, n := range ns.st.ttls {
-		if n.ttl <= 0 || n.ctime+n.ttl > nowMs || n.parent == nil {
+	for _, n := range ns.st.ttls { // only inodes with a TTL
+		if n.ctime+n.ttl > nowMs || n.parent == nil {
 			continue
 		}
 		action := n.ttlAction

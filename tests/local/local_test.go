@@ -48,7 +48,8 @@ func TestLocalClusterLifecycle(t *testing.T) {
 	p := testutil.Start(t, "local", bin, nil, args...)
 	p.WaitLog("ready", 90*time.Second)
 
-	env := readEnv(t, filepath.Join(home, "env"))
+	cli, env := newLocalCLI(t, bin, home)
+	run := cli.must
 	for _, k := range []string{"ALLUVIUM_MASTER", "ALLUVIUM_JOB_MASTER"} {
 		addr := env[k]
 		var port int
@@ -58,18 +59,6 @@ func TestLocalClusterLifecycle(t *testing.T) {
 	}
 	if env["ALLUVIUM_MASTER"] != fmt.Sprintf("localhost:%d", base) || env["ALLUVIUM_JOB_MASTER"] != fmt.Sprintf("localhost:%d", base+3) {
 		t.Fatalf("env = %v; want FS master on P and job master on P+3", env)
-	}
-	var cliEnv []string
-	for k, v := range env {
-		cliEnv = append(cliEnv, k+"="+v)
-	}
-	run := func(args ...string) string {
-		t.Helper()
-		out, errOut, code := testutil.Run(t, bin, cliEnv, args...)
-		if code != 0 {
-			t.Fatalf("alluvium %s: exit %d: %s", strings.Join(args, " "), code, errOut)
-		}
-		return out
 	}
 
 	// A UFS file appears on first ls, is loaded by a job, and reads back.
@@ -138,6 +127,39 @@ func TestLocalBadFlags(t *testing.T) {
 			t.Errorf("alluvium %s: exit %d, stderr %q; want exit 2 naming the flag", strings.Join(args, " "), code, errOut)
 		}
 	}
+}
+
+// localCLI runs the CLI with the environment `alluvium local` wrote.
+type localCLI struct {
+	t   *testing.T
+	bin string
+	env []string
+}
+
+// newLocalCLI reads <home>/env of a ready `alluvium local`.
+func newLocalCLI(t *testing.T, bin, home string) (*localCLI, map[string]string) {
+	t.Helper()
+	env := readEnv(t, filepath.Join(home, "env"))
+	c := &localCLI{t: t, bin: bin}
+	for k, v := range env {
+		c.env = append(c.env, k+"="+v)
+	}
+	return c, env
+}
+
+func (c *localCLI) run(args ...string) (stdout, stderr string, code int) {
+	c.t.Helper()
+	return testutil.Run(c.t, c.bin, c.env, args...)
+}
+
+// must runs the CLI and fails the test unless it exits 0; it returns stdout.
+func (c *localCLI) must(args ...string) string {
+	c.t.Helper()
+	out, errOut, code := c.run(args...)
+	if code != 0 {
+		c.t.Fatalf("alluvium %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+	return out
 }
 
 func readEnv(t *testing.T, path string) map[string]string {

@@ -41,23 +41,8 @@ func TestLoadSeesUFSChanges(t *testing.T) {
 	c := put("c.bin", 3000)
 	p := testutil.Start(t, "local", bin, nil, "local", "--home", home, "--ufs", ufsDir, "--workers", "1", "--port-base", fmt.Sprint(base))
 	p.WaitLog("ready", 90*time.Second)
-	env := readEnv(t, filepath.Join(home, "env"))
-	var cliEnv []string
-	for k, v := range env {
-		cliEnv = append(cliEnv, k+"="+v)
-	}
-	run := func(args ...string) (string, string, int) {
-		t.Helper()
-		return testutil.Run(t, bin, cliEnv, args...)
-	}
-	must := func(args ...string) string {
-		t.Helper()
-		out, errOut, code := run(args...)
-		if code != 0 {
-			t.Fatalf("alluvium %s: exit %d: %s", strings.Join(args, " "), code, errOut)
-		}
-		return out
-	}
+	cli, _ := newLocalCLI(t, bin, home)
+	run, must := cli.run, cli.must
 	load := func(args ...string) {
 		t.Helper()
 		var job jobJSON
