@@ -41,6 +41,10 @@ type ClusterOptions struct {
 	// and workers run the block role only; 1 runs alone; more form one
 	// Raft group.
 	JobMasters int
+	// GrowJobMasters starts job master 0 alone (it bootstraps) and the
+	// others with --join, empty, to be added with `job raft add-peer`;
+	// each is named jm<i>.
+	GrowJobMasters bool
 	// MemQuota and HDDQuota size each worker's two tiers; 64MiB and 256MiB
 	// when empty.
 	MemQuota, HDDQuota string
@@ -211,6 +215,11 @@ func (c *Cluster) StartJobMaster(i int) *Process {
 	return c.JobMasters[i]
 }
 
+// JobMasterRaftAddr is job master i's raft address.
+func (c *Cluster) JobMasterRaftAddr(i int) string {
+	return fmt.Sprintf("localhost:%d", c.jobMasterBase(i)+5)
+}
+
 func (c *Cluster) startJobMaster(i int) *Process {
 	c.t.Helper()
 	if i < 0 || i >= len(c.JobMasterAddrs) {
@@ -218,11 +227,16 @@ func (c *Cluster) startJobMaster(i int) *Process {
 	}
 	args := []string{"jobmaster", "--home", c.JobMasterHome(i), "--port-base", fmt.Sprint(c.jobMasterBase(i)),
 		"--master", c.Master}
-	if n := len(c.JobMasterAddrs); n > 1 {
+	switch n := len(c.JobMasterAddrs); {
+	case c.Opts.GrowJobMasters:
+		args = append(args, "--node-id", fmt.Sprintf("jm%d", i))
+		if i > 0 {
+			args = append(args, "--join")
+		}
+	case n > 1:
 		peers := make([]string, n)
 		for k := range peers {
-			b := c.jobMasterBase(k)
-			peers[k] = fmt.Sprintf("jm%d=localhost:%d|localhost:%d", k, b+5, b+3)
+			peers[k] = fmt.Sprintf("jm%d=%s|%s", k, c.JobMasterRaftAddr(k), c.JobMasterAddrs[k])
 		}
 		args = append(args, "--node-id", fmt.Sprintf("jm%d", i), "--peers", strings.Join(peers, ","))
 	}

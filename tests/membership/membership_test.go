@@ -8,7 +8,6 @@ package membership
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,63 +29,18 @@ type jobJSON struct {
 }
 
 func TestGrowFailOverShrink(t *testing.T) {
-	bin := testutil.Binary(t)
-	base := testutil.PortBase(t)
-	home := t.TempDir()
-	ufsDir := filepath.Join(home, "ufs")
+	// jm0 bootstraps alone; jm1 and jm2 start with --join and wait.
+	c := testutil.StartCluster(t, testutil.ClusterOptions{Workers: 1, JobMasters: 3, GrowJobMasters: true})
+	c.JobMasters[1].WaitLog("waiting to be added", 10*time.Second)
 	for i := range 6 {
-		p := filepath.Join(ufsDir, "data", fmt.Sprintf("f%d", i))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(strings.Repeat("x", 1000*(i+1))), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		p := filepath.Join(c.UFSDir, "data", fmt.Sprintf("f%d", i))
+		testutil.WriteFile(t, p, []byte(strings.Repeat("x", 1000*(i+1))))
 	}
-	master := fmt.Sprintf("localhost:%d", base)
-	jmBase := func(i int) int { return base + 60 + 10*i }
-	rpcAddr := func(i int) string { return fmt.Sprintf("localhost:%d", jmBase(i)+3) }
-	raftAddr := func(i int) string { return fmt.Sprintf("localhost:%d", jmBase(i)+5) }
-	all := []string{rpcAddr(0), rpcAddr(1), rpcAddr(2)}
-	env := []string{
-		"ALLUVIUM_MASTER=" + master,
-		"ALLUVIUM_FSMASTER_WORKER_HEARTBEAT_INTERVAL=200ms",
-		"ALLUVIUM_JOBMASTER_WORKER_TIMEOUT=2s",
-		"ALLUVIUM_JOBMASTER_WORKER_HEARTBEAT_INTERVAL=200ms",
-		"ALLUVIUM_JOBMASTER_RAFT_HEARTBEAT_TIMEOUT=300ms",
-		"ALLUVIUM_JOBMASTER_RAFT_ELECTION_TIMEOUT=300ms",
-	}
-	fsm := testutil.Start(t, "fsmaster", bin, env, "fsmaster", "--home", filepath.Join(home, "master"),
-		"--port-base", fmt.Sprint(base), "--ufs", "file://"+ufsDir)
-	fsm.WaitLog("fsmaster ready", 30*time.Second)
-
-	jm := make([]*testutil.Process, 3)
-	startJM := func(i int, extra ...string) {
-		args := append([]string{"jobmaster", "--home", filepath.Join(home, fmt.Sprintf("jm%d", i)),
-			"--port-base", fmt.Sprint(jmBase(i)), "--master", master, "--node-id", fmt.Sprintf("jm%d", i)}, extra...)
-		jm[i] = testutil.Start(t, fmt.Sprintf("jobmaster%d", i), bin, env, args...)
-		jm[i].WaitLog("jobmaster ready", 30*time.Second)
-	}
-	startJM(0) // alone: bootstraps itself
-	startJM(1, "--join")
-	startJM(2, "--join")
-	jm[1].WaitLog("waiting to be added", 10*time.Second)
-
-	wdir := filepath.Join(home, "worker0")
-	conf := filepath.Join(wdir, "worker.yaml")
-	if err := os.MkdirAll(wdir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("worker:\n  tiers:\n    - alias: MEM\n      path: %s/mem\n      quota: 64MiB\n", wdir)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	w := testutil.Start(t, "worker0", bin, env, "worker", "--config", conf, "--home", wdir,
-		"--port-base", fmt.Sprint(base), "--index", "0", "--master", master, "--job-master", strings.Join(all, ","))
-	w.WaitLog("worker ready", 30*time.Second)
-
+	all := c.JobMasterAddrs
+	// cli runs the CLI against the job masters given.
 	cli := func(jobMasters []string, args ...string) (string, string, int) {
 		t.Helper()
-		return testutil.Run(t, bin, append(env, "ALLUVIUM_JOB_MASTER="+strings.Join(jobMasters, ",")), args...)
+		return testutil.Run(t, c.Bin, append(c.Env, "ALLUVIUM_JOB_MASTER="+strings.Join(jobMasters, ",")), args...)
 	}
 	must := func(jobMasters []string, args ...string) string {
 		t.Helper()
@@ -113,9 +67,13 @@ func TestGrowFailOverShrink(t *testing.T) {
 		}
 		return j
 	}
+	add := func(i int) {
+		t.Helper()
+		must(all[:1], "job", "raft", "add-peer", fmt.Sprintf("jm%d", i), c.JobMasterRaftAddr(i), all[i])
+	}
 
 	// Bad input is refused and changes nothing.
-	if _, errOut, code := cli(all[:1], "job", "raft", "add-peer", "jm1", "nohostport", rpcAddr(1)); code != 2 || !strings.Contains(errOut, "RAFT-ADDR") {
+	if _, errOut, code := cli(all[:1], "job", "raft", "add-peer", "jm1", "nohostport", all[1]); code != 2 || !strings.Contains(errOut, "RAFT-ADDR") {
 		t.Fatalf("add-peer with a bad address: exit %d %q", code, errOut)
 	}
 	if _, errOut, code := cli(all[:1], "job", "raft", "remove-peer", "nobody"); code != 1 || !strings.Contains(errOut, "nobody") {
@@ -131,8 +89,8 @@ func TestGrowFailOverShrink(t *testing.T) {
 	}
 
 	first := load(all[:1], "/data/f0")
-	must(all[:1], "job", "raft", "add-peer", "jm1", raftAddr(1), rpcAddr(1))
-	must(all[:1], "job", "raft", "add-peer", "jm2", raftAddr(2), rpcAddr(2))
+	add(1)
+	add(2)
 	if p := peers(all); len(p.Servers) != 3 || p.LeaderID != "jm0" {
 		t.Fatalf("after two adds: %+v", p)
 	}
@@ -140,7 +98,7 @@ func TestGrowFailOverShrink(t *testing.T) {
 	// visible from them once jm0 is gone.
 	load(all, "/data")
 
-	jm[0].Kill()
+	c.JobMasters[0].Kill()
 	survivors := all[1:]
 	testutil.Eventually(t, 20*time.Second, func() error {
 		p := peers(survivors)
@@ -172,10 +130,10 @@ func TestGrowFailOverShrink(t *testing.T) {
 	} else {
 		restart = 1
 	}
-	if err := jm[restart].Stop(15 * time.Second); err != nil {
+	if err := c.JobMasters[restart].Stop(15 * time.Second); err != nil {
 		t.Fatalf("stop jm%d: %v", restart, err)
 	}
-	startJM(restart, "--join")
+	c.StartJobMaster(restart)
 	load(survivors, "/data/f3")
 
 	// Removing the leader hands leadership over first (the CLI asks again).
