@@ -540,6 +540,53 @@ func TestWalkerResume(t *testing.T) {
 	}
 }
 
+// syncSpy records which listings asked the FS master to sync.
+type syncSpy struct {
+	fakeFS
+	synced, plain []string
+}
+
+func (s *syncSpy) ListStatus(ctx context.Context, req *api.ListStatusRequest, o ...grpc.CallOption) (*api.ListStatusResponse, error) {
+	what := req.GetPath() + "@" + req.GetPageToken()
+	if req.GetLoadMetadataType() == api.LoadMetadataType_ALWAYS {
+		s.synced = append(s.synced, what)
+	} else {
+		s.plain = append(s.plain, what)
+	}
+	return s.fakeFS.ListStatus(ctx, req, o...)
+}
+
+// A syncing walk asks for a sync on each directory's first page only; a
+// plain one never does.
+func TestWalkerSyncsEachDirectoryOnce(t *testing.T) {
+	c := newFakeCluster(1)
+	for _, p := range []string{"/w/a", "/w/b", "/w/c", "/w/d/x", "/w/d/y", "/w/d/z"} {
+		c.file(p, 1, 1000)
+	}
+	for _, sync := range []bool{true, false} {
+		spy := &syncSpy{fakeFS: fakeFS{c: c}}
+		w := newWalker(spy, "/w", "", 2, false)
+		w.sync = sync
+		for {
+			if _, err := w.Next(context.Background()); err != nil {
+				break
+			}
+		}
+		wantSynced := "/w@,/w/d@"
+		if !sync {
+			wantSynced = ""
+		}
+		if got := strings.Join(spy.synced, ","); got != wantSynced {
+			t.Errorf("sync=%v: synced listings %q, want %q (plain: %v)", sync, got, wantSynced, spy.plain)
+		}
+		for _, l := range spy.plain {
+			if sync && strings.HasSuffix(l, "@") {
+				t.Errorf("sync=%v: first page %s listed without a sync", sync, l)
+			}
+		}
+	}
+}
+
 func FuzzDecodeLoadConfig(f *testing.F) {
 	for _, s := range []string{
 		`{"path":"/data"}`, `{"path":"/a/../b","replication":2,"workers":["h1"],"verify":true,"bandwidth":1048576}`,
