@@ -208,6 +208,7 @@ type CreateFileRequest struct {
 	Complete       bool   `protobuf:"varint,11,opt,name=complete,proto3" json:"complete,omitempty"`
 	Length         int64  `protobuf:"varint,12,opt,name=length,proto3" json:"length,omitempty"`
 	UfsFingerprint string `protobuf:"bytes,13,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
+	TtlAction      string `protobuf:"bytes,14,opt,name=ttl_action,json=ttlAction,proto3" json:"ttl_action,omitempty"` // FREE or DELETE ("" : DELETE) once ttl has passed
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -329,6 +330,13 @@ func (x *CreateFileRequest) GetLength() int64 {
 func (x *CreateFileRequest) GetUfsFingerprint() string {
 	if x != nil {
 		return x.UfsFingerprint
+	}
+	return ""
+}
+
+func (x *CreateFileRequest) GetTtlAction() string {
+	if x != nil {
+		return x.TtlAction
 	}
 	return ""
 }
@@ -2842,7 +2850,7 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\n" +
 	"write_type\x18\x05 \x01(\x0e2\x16.alluvium.v1.WriteTypeR\twriteType\"D\n" +
 	"\x17CreateDirectoryResponse\x12)\n" +
-	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\xb1\x03\n" +
+	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\xd0\x03\n" +
 	"\x11CreateFileRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12(\n" +
 	"\x10block_size_bytes\x18\x02 \x01(\x03R\x0eblockSizeBytes\x125\n" +
@@ -2858,7 +2866,9 @@ const file_fsmaster_proto_rawDesc = "" +
 	" \x01(\x03R\x03ttl\x12\x1a\n" +
 	"\bcomplete\x18\v \x01(\bR\bcomplete\x12\x16\n" +
 	"\x06length\x18\f \x01(\x03R\x06length\x12'\n" +
-	"\x0fufs_fingerprint\x18\r \x01(\tR\x0eufsFingerprint\"?\n" +
+	"\x0fufs_fingerprint\x18\r \x01(\tR\x0eufsFingerprint\x12\x1d\n" +
+	"\n" +
+	"ttl_action\x18\x0e \x01(\tR\tttlAction\"?\n" +
 	"\x12CreateFileResponse\x12)\n" +
 	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"J\n" +
 	"\x12CreateFilesRequest\x124\n" +

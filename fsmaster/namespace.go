@@ -532,6 +532,8 @@ func (ns *namespace) createArgs(ctx context.Context, req *api.CreateFileRequest)
 		return createReq{}, errf(codes.InvalidArgument, op, p, "replication min %d / max %d", req.GetReplicationMin(), replMax)
 	case req.GetTtl() < 0:
 		return createReq{}, errf(codes.InvalidArgument, op, p, "negative ttl %d", req.GetTtl())
+	case req.GetTtlAction() != "" && req.GetTtlAction() != ttlFree && req.GetTtlAction() != ttlDelete:
+		return createReq{}, errf(codes.InvalidArgument, op, p, "ttl action %q: want FREE or DELETE", req.GetTtlAction())
 	case req.GetComplete() && (req.GetLength() < 0 || req.GetUfsFingerprint() == ""):
 		return createReq{}, errf(codes.InvalidArgument, op, p, "complete needs a length >= 0 and the UFS fingerprint")
 	case req.GetComplete() && bs > 0 && (req.GetLength()+bs-1)/bs > api.MaxBlocksPerFile:
@@ -633,6 +635,7 @@ func (ns *namespace) createLocked(ctx context.Context, p string, req *api.Create
 		Id: id, ParentId: parent.id, Name: comps[len(comps)-1], Mode: mode, Owner: pr.user, Group: pr.groups[0],
 		CreationTimeMs: t.now, PersistenceState: persist, BlockSizeBytes: bs, WriteType: wt,
 		ReplicationMin: req.GetReplicationMin(), ReplicationMax: replMax, Pinned: req.GetPinned(), Ttl: req.GetTtl(),
+		TtlAction: req.GetTtlAction(),
 	}
 	if req.GetComplete() {
 		// Its bytes are already in the UFS (a copy): born complete.

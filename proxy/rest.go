@@ -212,7 +212,7 @@ func (a *restAPI) createFile(w http.ResponseWriter, p string, o options) error {
 	if co.TTL, _, err = o.ttl(); err != nil {
 		return err
 	}
-	if _, err = o.ttlAction(); err != nil {
+	if co.TTLAction, err = o.ttlAction(); err != nil {
 		return err
 	}
 	rmin, _, err := o.integer("replicationMin")

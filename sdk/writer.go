@@ -27,6 +27,7 @@ type CreateOptions struct {
 	ReplicationMin int32
 	ReplicationMax int32
 	TTL            int64  // ms; 0: none
+	TTLAction      string // what happens once TTL has passed: "FREE" or "DELETE" ("": DELETE)
 	Tier           string // preferred tier of cached blocks (MEM, SSD, HDD)
 	// Worker (host:port) caches every block; "" picks a worker on this host
 	// first, else spreads blocks over the workers.
@@ -92,7 +93,7 @@ func (c *Client) Create(ctx context.Context, path string, o CreateOptions) (*Fil
 		resp, err = c.fs.CreateFile(ctx, &api.CreateFileRequest{
 			Path: path, BlockSizeBytes: o.BlockSize, WriteType: wt, Recursive: o.Recursive,
 			Overwrite: o.Overwrite, Mode: o.Mode, ReplicationMin: o.ReplicationMin,
-			ReplicationMax: o.ReplicationMax, Pinned: o.Pinned, Ttl: o.TTL,
+			ReplicationMax: o.ReplicationMax, Pinned: o.Pinned, Ttl: o.TTL, TtlAction: o.TTLAction,
 		})
 		return err
 	})
