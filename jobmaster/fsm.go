@@ -33,7 +33,11 @@ type FSM struct {
 	changedMu sync.Mutex
 	changed   chan struct{}
 
-	hook atomic.Pointer[func(*events)]
+	// hookMu is held (shared) while the hook runs, so setHook(nil) returns
+	// only once no call of the old hook is in flight: a revoked leader's
+	// loops may then be waited for without the hook adding work to them.
+	hookMu sync.RWMutex
+	hook   func(*events)
 
 	applied  atomic.Uint64 // entries applied, for metrics
 	restored atomic.Uint64 // snapshots restored
@@ -76,13 +80,12 @@ func NewFSM(log *zap.Logger) *FSM {
 	return &FSM{log: log, st: newState(), changed: make(chan struct{})}
 }
 
-// setHook installs (or with nil removes) the leader's event sink.
+// setHook installs (or with nil removes) the leader's event sink. It waits
+// for a call of the previous hook that is under way.
 func (f *FSM) setHook(h func(*events)) {
-	if h == nil {
-		f.hook.Store(nil)
-		return
-	}
-	f.hook.Store(&h)
+	f.hookMu.Lock()
+	f.hook = h
+	f.hookMu.Unlock()
 }
 
 // Changed returns a channel closed at the next applied change.
@@ -97,8 +100,13 @@ func (f *FSM) publish(ev *events) {
 	close(f.changed)
 	f.changed = make(chan struct{})
 	f.changedMu.Unlock()
-	if h := f.hook.Load(); h != nil && ev != nil {
-		(*h)(ev)
+	if ev == nil {
+		return
+	}
+	f.hookMu.RLock()
+	defer f.hookMu.RUnlock()
+	if f.hook != nil {
+		f.hook(ev)
 	}
 }
 
