@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/raftgroup"
 	"github.com/alluvium/alluvium/internal/rpc"
 )
 
@@ -114,42 +114,6 @@ func FuzzReadSnapshot(f *testing.F) {
 	})
 }
 
-// FuzzParsePeers: jobmaster.raft.peers comes from config files, env and
-// flags. Parsing never panics; an accepted list has unique ids and
-// host:port addresses, and parsing its canonical form gives it back.
-func FuzzParsePeers(f *testing.F) {
-	for _, s := range []string{
-		"jm1=10.0.0.1:20003|10.0.0.1:20001,jm2=10.0.0.2:20003|10.0.0.2:20001",
-		"h:1|h:2", "=h:1|h:2", "a=h:1", "a=h:1|h:2,a=h:3|h:4", "a=h|h:2", " , ", "a=[::1]:3|[::1]:4",
-	} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		peers, err := ParsePeers(strings.Split(s, ","))
-		if err != nil {
-			return
-		}
-		var canon []string
-		seen := map[string]bool{}
-		for _, p := range peers {
-			if p.ID == "" || seen[p.ID] {
-				t.Fatalf("accepted empty or duplicate id in %q: %+v", s, peers)
-			}
-			seen[p.ID] = true
-			for _, a := range []string{p.RaftAddr, p.RPCAddr} {
-				if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
-					t.Fatalf("accepted %q as an address in %q", a, s)
-				}
-			}
-			canon = append(canon, p.ID+"="+p.RaftAddr+"|"+p.RPCAddr)
-		}
-		again, err := ParsePeers(canon)
-		if err != nil || fmt.Sprint(again) != fmt.Sprint(peers) {
-			t.Fatalf("canonical form %v of %q parses to %v (%v)", canon, s, again, err)
-		}
-	})
-}
-
 // FuzzHTTPJobs drives the job master's JSON API with arbitrary query
 // strings and job ids: GET /api/v1/jobs?... and /api/v1/jobs/{id}?...
 // Every answer is JSON with a 200, 400 or 404, and a listing never holds
@@ -164,7 +128,7 @@ func FuzzHTTPJobs(f *testing.F) {
 	}
 	store := raft.NewInmemStore()
 	s, err := newServer(cfg, zap.NewNop(), serverOptions{
-		parts: &raftParts{logs: store, stable: store, snaps: raft.NewInmemSnapshotStore(), trans: tr},
+		parts: &raftgroup.Parts{Logs: store, Stable: store, Snaps: raft.NewInmemSnapshotStore(), Trans: tr},
 		env:   nopEnv{}, rpcLn: ln, noHTTP: true,
 		peers: []Peer{{ID: "n0", RaftAddr: string(tr.LocalAddr()), RPCAddr: ln.Addr().String()}},
 	})

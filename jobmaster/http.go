@@ -186,10 +186,11 @@ func (m *metrics) register(reg *prometheus.Registry) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "alluvium_jobmaster_raft_entries_per_fsync", Help: "Raft log entries written per log-store write (one fsync each), since start.",
 	}, func() float64 {
-		if s.counted == nil || s.counted.writes.Load() == 0 {
+		st := s.Stats()
+		if st.LogWrites == 0 {
 			return 0
 		}
-		return float64(s.counted.entries.Load()) / float64(s.counted.writes.Load())
+		return float64(st.LogEntries) / float64(st.LogWrites)
 	}))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "alluvium_jobmaster_raft_applied_entries_total", Help: "Raft entries applied to this node's FSM.",

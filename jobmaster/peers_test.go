@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/raftgroup"
 )
 
 // join starts one more node on the in-memory transport with
@@ -34,7 +35,7 @@ func (c *cluster) join(id string) int {
 	}
 	self := Peer{ID: id, RaftAddr: string(tr.LocalAddr()), RPCAddr: ln.Addr().String()}
 	store := raft.NewInmemStore()
-	parts := &raftParts{logs: store, stable: store, snaps: testSnapshots(c.t), trans: tr}
+	parts := &raftgroup.Parts{Logs: store, Stable: store, Snaps: testSnapshots(c.t), Trans: tr}
 	s, err := newServer(cfg, testLogger(c.t).Named(id), serverOptions{parts: parts, env: nopEnv{}, rpcLn: ln, peers: []Peer{self}})
 	if err != nil {
 		c.t.Fatal(err)

@@ -432,23 +432,7 @@ func (r *rpcServer) GetLeader(ctx context.Context, req *api.GetLeaderRequest) (*
 }
 
 func (s *Server) leaderInfo() *api.GetLeaderResponse {
-	_, id := s.raft.LeaderWithID()
-	resp := &api.GetLeaderResponse{
-		LeaderId: string(id), Term: s.raft.CurrentTerm(), CommitIndex: s.raft.CommitIndex(),
-		NodeId: s.self.ID, AppliedIndex: s.raft.AppliedIndex(),
-	}
-	if id != "" {
-		resp.LeaderRpcAddress = s.rpcAddrOf(id)
-	}
-	if f := s.raft.GetConfiguration(); f.Error() == nil {
-		for _, sv := range f.Configuration().Servers {
-			resp.Servers = append(resp.Servers, &api.RaftServer{
-				Id: string(sv.ID), RaftAddress: string(sv.Address), RpcAddress: s.rpcAddrOf(sv.ID),
-				Suffrage: sv.Suffrage.String(), Leader: sv.ID == id,
-			})
-		}
-	}
-	return resp
+	return s.group().LeaderInfo(s.raft.AppliedIndex())
 }
 
 func (r *rpcServer) RegisterJobWorker(ctx context.Context, req *api.RegisterJobWorkerRequest) (*api.RegisterJobWorkerResponse, error) {

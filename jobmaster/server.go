@@ -18,6 +18,7 @@ import (
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/raftgroup"
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/internal/security"
 	"github.com/alluvium/alluvium/plans"
@@ -32,8 +33,7 @@ type Server struct {
 
 	fsm      *FSM
 	raft     *raft.Raft
-	parts    *raftParts
-	counted  *countingLogStore
+	parts    *raftgroup.Parts
 	notifyCh chan bool
 	self     Peer
 	peers    []Peer
@@ -61,9 +61,9 @@ type Server struct {
 
 // serverOptions replace real parts in tests.
 type serverOptions struct {
-	parts  *raftParts   // raft stores and transport; nil: bbolt + TCP
-	env    plans.Env    // cluster access for plans; nil: dial jobmaster.master
-	rpcLn  net.Listener // nil: listen on jobmaster.bind-host:rpc-port
+	parts  *raftgroup.Parts // raft stores and transport; nil: bbolt + TCP
+	env    plans.Env        // cluster access for plans; nil: dial jobmaster.master
+	rpcLn  net.Listener     // nil: listen on jobmaster.bind-host:rpc-port
 	noHTTP bool
 	peers  []Peer // nil: from jobmaster.raft.peers
 }
@@ -84,21 +84,13 @@ func newServer(cfg *config.Config, log *zap.Logger, o serverOptions) (*Server, e
 			return nil, err
 		}
 	}
-	self := Peer{
+	self, found := raftgroup.Self(peers, Peer{
 		ID:       cfg.JobMaster.Raft.NodeID,
 		RaftAddr: net.JoinHostPort(cfg.JobMaster.Host, fmt.Sprint(cfg.JobMaster.Raft.Port)),
 		RPCAddr:  net.JoinHostPort(cfg.JobMaster.Host, fmt.Sprint(cfg.JobMaster.RPCPort)),
-	}
-	if len(peers) > 0 {
-		found := false
-		for _, p := range peers {
-			if p.ID == self.ID {
-				self, found = p, true
-			}
-		}
-		if !found && !cfg.JobMaster.Raft.Join {
-			return nil, fmt.Errorf("jobmaster.raft.node-id %q is not among jobmaster.raft.peers (ids: %s); a member added with 'job raft add-peer' runs with --join (jobmaster.raft.join)", self.ID, peerIDs(peers))
-		}
+	})
+	if !found && !cfg.JobMaster.Raft.Join {
+		return nil, fmt.Errorf("jobmaster.raft.node-id %q is not among jobmaster.raft.peers (ids: %s); a member added with 'job raft add-peer' runs with --join (jobmaster.raft.join)", self.ID, raftgroup.IDs(peers))
 	}
 	if cfg.JobMaster.Worker.Timeout <= 0 || cfg.JobMaster.Worker.HeartbeatInterval <= 0 {
 		return nil, fmt.Errorf("jobmaster.worker.timeout and heartbeat-interval must be positive")
@@ -124,17 +116,6 @@ func newServer(cfg *config.Config, log *zap.Logger, o serverOptions) (*Server, e
 	return s, nil
 }
 
-func peerIDs(ps []Peer) string {
-	s := ""
-	for i, p := range ps {
-		if i > 0 {
-			s += ", "
-		}
-		s += p.ID
-	}
-	return s
-}
-
 // Start opens the raft stores, joins or bootstraps the group and serves
 // gRPC and HTTP. It returns once serving; leadership follows within an
 // election timeout.
@@ -143,18 +124,21 @@ func (s *Server) Start(ctx context.Context) error {
 		return errors.New("jobmaster: started twice")
 	}
 	s.started = true
-	hl := hclogAdapter(s.log, s.cfg.Log.Level)
-	parts, counted := s.opts.parts, (*countingLogStore)(nil)
+	hl := raftgroup.HCLog(s.log, s.cfg.Log.Level)
+	parts := s.opts.parts
 	if parts == nil {
 		var err error
-		if parts, counted, err = openRaftParts(s.cfg, hl, s.srvOpts.TLS, s.fwd.dial.TLS, s.log.Named("raft")); err != nil {
+		jm := s.cfg.JobMaster
+		if parts, err = raftgroup.Open(raftgroup.StoreOptions{
+			Dir: jm.Raft.Dir, DirKey: "jobmaster.raft.dir", BindHost: jm.BindHost, Host: jm.Host, HostKey: "jobmaster.host",
+			Port: jm.Raft.Port, Magic: raftgroup.JobMasterMagic, Token: s.cfg.Security.Token,
+			SrvTLS: s.srvOpts.TLS, CliTLS: s.fwd.dial.TLS, Log: s.log.Named("raft"), HCLog: hl,
+		}); err != nil {
 			return err
 		}
-	} else {
-		counted = &countingLogStore{LogStore: parts.logs}
-		parts.logs = counted
 	}
-	s.parts, s.counted = parts, counted
+	parts.Count()
+	s.parts = parts
 
 	if s.opts.env != nil {
 		s.env = s.opts.env
@@ -167,33 +151,18 @@ func (s *Server) Start(ctx context.Context) error {
 		s.env, s.envCls = e, e.Close
 	}
 
-	rc := raftConfig(s.cfg, s.self.ID, s.notifyCh, hl)
-	has, err := raft.HasExistingState(parts.logs, parts.stable, parts.snaps)
+	rc := raftgroup.Config(s.cfg.JobMaster.Raft, s.self.ID, s.notifyCh, hl)
+	// A node started with --join waits empty on purpose: the group's
+	// leader adds it (AddPeer) and sends it the state.
+	boot, joining, err := raftgroup.Bootstrap(rc, parts, s.self, s.peers, s.cfg.JobMaster.Raft.Join)
 	if err != nil {
 		s.closeParts()
-		return fmt.Errorf("raft state in %s: %w", s.cfg.JobMaster.Raft.Dir, err)
+		return fmt.Errorf("%s: %w", s.cfg.JobMaster.Raft.Dir, err)
 	}
-	joining := !has && s.cfg.JobMaster.Raft.Join
-	switch {
-	case joining:
-		// Started empty on purpose: the group's leader adds it (AddPeer)
-		// and sends it the state.
-	case !has:
-		conf := raft.Configuration{}
-		if len(s.peers) == 0 {
-			conf.Servers = []raft.Server{{ID: raft.ServerID(s.self.ID), Address: parts.trans.LocalAddr()}}
-		} else {
-			for _, p := range s.peers {
-				conf.Servers = append(conf.Servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
-			}
-		}
-		if err := raft.BootstrapCluster(rc, parts.logs, parts.stable, parts.snaps, parts.trans, conf); err != nil {
-			s.closeParts()
-			return fmt.Errorf("raft bootstrap: %w", err)
-		}
-		s.log.Info("raft group bootstrapped", zap.Int("voters", len(conf.Servers)))
+	if boot {
+		s.log.Info("raft group bootstrapped", zap.Int("voters", max(1, len(s.peers))))
 	}
-	r, err := raft.NewRaft(rc, s.fsm, parts.logs, parts.stable, parts.snaps, parts.trans)
+	r, err := raft.NewRaft(rc, s.fsm, parts.Logs, parts.Stable, parts.Snaps, parts.Trans)
 	if err != nil {
 		s.closeParts()
 		return fmt.Errorf("raft: %w", err)
@@ -236,19 +205,17 @@ func (s *Server) Start(ctx context.Context) error {
 	go func() { defer s.wg.Done(); s.monitorLeadership() }()
 	go func() { defer s.wg.Done(); s.m.sample(s.shutdown) }()
 	s.log.Info("job master serving",
-		zap.String("rpc", s.rpcAddr), zap.String("raft", string(parts.trans.LocalAddr())),
+		zap.String("rpc", s.rpcAddr), zap.String("raft", string(parts.Trans.LocalAddr())),
 		zap.String("id", s.self.ID), zap.Int("peers", len(s.peers)), zap.String("dir", s.cfg.JobMaster.Raft.Dir))
 	if joining {
-		s.waitingToJoin()
+		s.group().WaitingToJoin(s.rpcAddr)
 	}
 	return nil
 }
 
 func (s *Server) closeParts() {
-	if s.parts != nil && s.parts.closer != nil {
-		if err := s.parts.closer(); err != nil {
-			s.log.Warn("closing raft stores", zap.Error(err))
-		}
+	if err := s.parts.Close(); err != nil {
+		s.log.Warn("closing raft stores", zap.Error(err))
 	}
 	if s.envCls != nil {
 		_ = s.envCls()
@@ -378,8 +345,8 @@ type Stats struct {
 // Stats returns the counters since Start.
 func (s *Server) Stats() Stats {
 	st := Stats{Applied: s.fsm.applied.Load(), TaskUpdates: s.m.nUpdates.Load(), UpdateEntries: s.m.nEntries.Load()}
-	if s.counted != nil {
-		st.LogWrites, st.LogEntries = s.counted.writes.Load(), s.counted.entries.Load()
+	if s.parts != nil && s.parts.Counted != nil {
+		st.LogWrites, st.LogEntries = s.parts.Counted.Writes(), s.parts.Counted.Entries()
 	}
 	return st
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/raftgroup"
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/jobworker"
 	"github.com/alluvium/alluvium/plans"
@@ -210,7 +211,7 @@ type cluster struct {
 	cfgs    []*config.Config
 	servers []*Server
 	trans   []*raft.InmemTransport
-	parts   []*raftParts
+	parts   []*raftgroup.Parts
 	peers   []Peer
 	lns     []net.Listener
 	workers []*jobworker.Worker
@@ -247,7 +248,7 @@ func newCluster(t *testing.T, n int, tweak func(*config.Config)) *cluster {
 	}
 	for i := 0; i < n; i++ {
 		store := raft.NewInmemStore()
-		c.parts = append(c.parts, &raftParts{logs: store, stable: store, snaps: testSnapshots(t), trans: c.trans[i]})
+		c.parts = append(c.parts, &raftgroup.Parts{Logs: store, Stable: store, Snaps: testSnapshots(t), Trans: c.trans[i]})
 		c.servers = append(c.servers, nil)
 		c.start(i)
 	}

@@ -1,4 +1,4 @@
-package jobmaster
+package raftgroup
 
 import (
 	"crypto/hmac"
@@ -16,15 +16,18 @@ import (
 	"go.uber.org/zap"
 )
 
-// The raft port is as much a way into the job master as its gRPC port: a
-// stranger able to speak raft could append commands. authLayer is the raft
+// A raft port is as much a way into a master as its gRPC port: a stranger
+// able to speak raft could append commands. authLayer is the raft
 // transport's stream layer with the cluster's authentication: TLS when
 // security.tls is on (client certificates when a client CA is set), and,
 // when there is a cluster token, a challenge on every connection — the
-// listener sends a random nonce and the dialler answers with
-// HMAC-SHA256(token, nonce), so the token itself never crosses the wire.
-// A connection that fails is closed and logged with its peer.
+// listener sends its group's magic and a random nonce and the dialler
+// answers with HMAC-SHA256(token, magic+nonce), so the token itself never
+// crosses the wire, and a member of one group (job masters) cannot join
+// another (FS masters) by mistake. A connection that fails is closed and
+// logged with its peer.
 type authLayer struct {
+	magic  string // raftMagicLen bytes naming the group
 	ln     net.Listener
 	adv    net.Addr
 	token  []byte
@@ -37,19 +40,28 @@ type authLayer struct {
 	closeOnce sync.Once
 }
 
+// Group magics: the first bytes a member's raft port sends.
 const (
-	raftMagic     = "ALVRAFT1"
+	JobMasterMagic = "ALVRAFT1"
+	FSMasterMagic  = "ALVFSRF1"
+)
+
+const (
+	raftMagicLen  = 8
 	raftNonceLen  = 32
 	raftHandshake = 5 * time.Second
 )
 
 // newAuthLayer listens on bind and advertises adv.
-func newAuthLayer(bind string, adv net.Addr, token string, srvTLS, cliTLS *tls.Config, log *zap.Logger) (*authLayer, error) {
+func newAuthLayer(magic, bind string, adv net.Addr, token string, srvTLS, cliTLS *tls.Config, log *zap.Logger) (*authLayer, error) {
+	if len(magic) != raftMagicLen {
+		return nil, fmt.Errorf("raft group magic %q: want %d bytes", magic, raftMagicLen)
+	}
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, err
 	}
-	l := &authLayer{ln: ln, adv: adv, token: []byte(token), srvTLS: srvTLS, cliTLS: cliTLS, log: log,
+	l := &authLayer{magic: magic, ln: ln, adv: adv, token: []byte(token), srvTLS: srvTLS, cliTLS: cliTLS, log: log,
 		conns: make(chan net.Conn), done: make(chan struct{})}
 	if ta, ok := adv.(*net.TCPAddr); adv == nil || ok && ta.Port == 0 {
 		l.adv = ln.Addr()
@@ -110,23 +122,23 @@ func (l *authLayer) serverHandshake(c *net.Conn) error {
 		if _, err := rand.Read(nonce); err != nil {
 			return err
 		}
-		if _, err := (*c).Write(append([]byte(raftMagic), nonce...)); err != nil {
+		if _, err := (*c).Write(append([]byte(l.magic), nonce...)); err != nil {
 			return fmt.Errorf("send challenge: %w", err)
 		}
 		got := make([]byte, sha256.Size)
 		if _, err := io.ReadFull(*c, got); err != nil {
 			return fmt.Errorf("no answer to the challenge: %w", err)
 		}
-		if !hmac.Equal(got, raftMAC(l.token, nonce)) {
+		if !hmac.Equal(got, raftMAC(l.token, l.magic, nonce)) {
 			return errors.New("wrong cluster token")
 		}
 	}
 	return (*c).SetDeadline(time.Time{})
 }
 
-func raftMAC(token, nonce []byte) []byte {
+func raftMAC(token []byte, magic string, nonce []byte) []byte {
 	m := hmac.New(sha256.New, token)
-	m.Write([]byte(raftMagic))
+	m.Write([]byte(magic))
 	m.Write(nonce)
 	return m.Sum(nil)
 }
@@ -164,14 +176,17 @@ func (l *authLayer) clientHandshake(c *net.Conn, addr string, timeout time.Durat
 		*c = tc
 	}
 	if len(l.token) > 0 {
-		hello := make([]byte, len(raftMagic)+raftNonceLen)
+		hello := make([]byte, raftMagicLen+raftNonceLen)
 		if _, err := io.ReadFull(*c, hello); err != nil {
-			return fmt.Errorf("no challenge (is it a job master of this cluster, with a token?): %w", err)
+			return fmt.Errorf("no challenge (is it a member of this cluster's group, with a token?): %w", err)
 		}
-		if string(hello[:len(raftMagic)]) != raftMagic {
+		if got := string(hello[:raftMagicLen]); got != l.magic {
+			if got == JobMasterMagic || got == FSMasterMagic {
+				return fmt.Errorf("the raft port belongs to the other group (%s, not %s): check the peers' raft ports", groupName(got), groupName(l.magic))
+			}
 			return errors.New("not an Alluvium raft port")
 		}
-		if _, err := (*c).Write(raftMAC(l.token, hello[len(raftMagic):])); err != nil {
+		if _, err := (*c).Write(raftMAC(l.token, l.magic, hello[raftMagicLen:])); err != nil {
 			return err
 		}
 	}
@@ -200,3 +215,13 @@ func (l *authLayer) Close() error {
 
 // Addr implements net.Listener: the advertised address.
 func (l *authLayer) Addr() net.Addr { return l.adv }
+
+func groupName(magic string) string {
+	switch magic {
+	case JobMasterMagic:
+		return "job masters"
+	case FSMasterMagic:
+		return "FS masters"
+	}
+	return "unknown"
+}

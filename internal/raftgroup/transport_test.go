@@ -1,4 +1,4 @@
-package jobmaster
+package raftgroup
 
 import (
 	"crypto/ecdsa"
@@ -22,7 +22,7 @@ import (
 func newTestLayer(t *testing.T, token string, srv, cli *tls.Config) (*authLayer, *observer.ObservedLogs) {
 	t.Helper()
 	core, logs := observer.New(zap.InfoLevel)
-	l, err := newAuthLayer("127.0.0.1:0", nil, token, srv, cli, zap.New(core))
+	l, err := newAuthLayer(JobMasterMagic, "127.0.0.1:0", nil, token, srv, cli, zap.New(core))
 	if err != nil {
 		t.Fatal(err)
 	}
