@@ -16,11 +16,11 @@ func (ns *namespace) validBlock(blockID int64) bool {
 	if blockID < 0 {
 		return false
 	}
-	n, ok := ns.st.inodes[api.FileIDOfBlock(blockID)]
-	if !ok || n.dir {
+	n := ns.st.get(api.FileIDOfBlock(blockID))
+	if n == nil || n.dir() {
 		return false
 	}
-	return !n.completed || api.BlockIndex(blockID) < n.blockCount()
+	return !n.completed() || api.BlockIndex(blockID) < ns.st.blockCount(n)
 }
 
 // RegisterWorker gives a worker its stable id (journaled the first time its
@@ -63,8 +63,8 @@ func (ns *namespace) CommitBlock(r *api.CommitBlockRequest) error {
 	defer ns.mu.RUnlock()
 	valid := ns.validBlock(r.GetBlockId())
 	if valid {
-		if n := ns.st.inodes[api.FileIDOfBlock(r.GetBlockId())]; r.GetLength() > n.blockSize {
-			return status.Errorf(codes.InvalidArgument, "commit block %d: length %d above the file's block size %d", r.GetBlockId(), r.GetLength(), n.blockSize)
+		if bs := ns.st.blockSize(ns.st.get(api.FileIDOfBlock(r.GetBlockId()))); r.GetLength() > bs {
+			return status.Errorf(codes.InvalidArgument, "commit block %d: length %d above the file's block size %d", r.GetBlockId(), r.GetLength(), bs)
 		}
 	}
 	if err := ns.blocks.commit(r.GetWorkerId(), r.GetBlockId(), r.GetLength(), r.GetTier(), valid); err != nil {
@@ -91,8 +91,8 @@ func (ns *namespace) CommitBlocks(r *api.CommitBlocksRequest) (*api.CommitBlocks
 		}
 		valid := ns.validBlock(b.GetBlockId())
 		if valid {
-			if n := ns.st.inodes[api.FileIDOfBlock(b.GetBlockId())]; b.GetLength() > n.blockSize {
-				return nil, status.Errorf(codes.InvalidArgument, "commit block %d: length %d above the file's block size %d", b.GetBlockId(), b.GetLength(), n.blockSize)
+			if bs := ns.st.blockSize(ns.st.get(api.FileIDOfBlock(b.GetBlockId()))); b.GetLength() > bs {
+				return nil, status.Errorf(codes.InvalidArgument, "commit block %d: length %d above the file's block size %d", b.GetBlockId(), b.GetLength(), bs)
 			}
 		}
 		if err := ns.blocks.commit(r.GetWorkerId(), b.GetBlockId(), b.GetLength(), b.GetTier(), valid); err != nil {
@@ -114,12 +114,12 @@ func (ns *namespace) BlockInfo(blockID int64) (*api.BlockInfo, error) {
 	if !ns.validBlock(blockID) {
 		return nil, status.Errorf(codes.NotFound, "block %d: no such block (file %d index %d)", blockID, api.FileIDOfBlock(blockID), api.BlockIndex(blockID))
 	}
-	n := ns.st.inodes[api.FileIDOfBlock(blockID)]
+	n := ns.st.get(api.FileIDOfBlock(blockID))
 	ns.blocks.mu.RLock()
 	defer ns.blocks.mu.RUnlock()
 	info := &api.BlockInfo{BlockId: blockID, Locations: ns.blocks.locations(blockID)}
-	if n.completed {
-		info.Length = n.blockLength(api.BlockIndex(blockID))
+	if n.completed() {
+		info.Length = ns.st.blockLength(n, api.BlockIndex(blockID))
 	} else if e := ns.blocks.blocks[blockID]; e != nil {
 		info.Length = e.length
 	}

@@ -4,27 +4,26 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-
-	"github.com/alluvium/alluvium/api"
 )
 
 // CheckInvariants walks the tree and reports the first broken invariant:
 // every child points at its parent, ids are unique and below the id counter,
 // there are no cycles, names are valid and unique per directory (the sorted
-// child index is strictly increasing), files have no children, the id map
-// holds exactly the reachable inodes, and every mount has its mount-point
+// child index is strictly increasing), files have no children, the id index
+// holds exactly the reachable inodes, the rare-attribute and TTL indexes
+// exactly the inodes flagged for them, and every mount has its mount-point
 // directory (and every mount-point directory its mount).
 func (s *State) CheckInvariants() error {
 	if s.root == nil {
-		if len(s.inodes) != 0 {
-			return fmt.Errorf("no root but %d inodes", len(s.inodes))
+		if s.inodes.len() != 0 {
+			return fmt.Errorf("no root but %d inodes", s.inodes.len())
 		}
 		return nil
 	}
-	if s.root.parent != nil || !s.root.dir || s.root.name != "" {
-		return fmt.Errorf("root is malformed: parent %v dir %v name %q", s.root.parent, s.root.dir, s.root.name)
+	if s.root.parent != nil || !s.root.dir() || s.root.name != "" {
+		return fmt.Errorf("root is malformed: parent %v dir %v name %q", s.root.parent, s.root.dir(), s.root.name)
 	}
-	seen := make(map[int64]bool, len(s.inodes))
+	seen := make(map[int64]bool, s.inodes.len())
 	var err error
 	var visit func(n *inode, depth int)
 	visit = func(n *inode, depth int) {
@@ -40,8 +39,8 @@ func (s *State) CheckInvariants() error {
 			return
 		}
 		seen[n.id] = true
-		if m, ok := s.inodes[n.id]; !ok || m != n {
-			err = fmt.Errorf("inode %d (%s) is not in the id map", n.id, s.pathOf(n))
+		if m := s.get(n.id); m != n {
+			err = fmt.Errorf("inode %d (%s) is not in the id index", n.id, s.pathOf(n))
 			return
 		}
 		if n.id >= s.nextInodeID {
@@ -52,37 +51,32 @@ func (s *State) CheckInvariants() error {
 			err = fmt.Errorf("inode %d has invalid name %q", n.id, n.name)
 			return
 		}
-		if !n.dir {
-			if n.children != nil {
+		if err = s.checkPacked(n); err != nil {
+			return
+		}
+		if !n.dir() {
+			if n.kids != nil {
 				err = fmt.Errorf("file %d (%s) has children", n.id, s.pathOf(n))
 			}
 			return
 		}
-		if n.children != nil && n.children.Len() == 0 {
-			err = fmt.Errorf("dir %d keeps an empty child index", n.id)
-			return
+		if n.kids != nil {
+			if err = n.kids.check(); err != nil {
+				err = fmt.Errorf("dir %d (%s): %w", n.id, s.pathOf(n), err)
+				return
+			}
 		}
-		if n.mountPoint {
+		if n.mountPoint() {
 			if _, ok := s.mounts[s.pathOf(n)]; !ok {
 				err = fmt.Errorf("mount-point dir %s has no mount", s.pathOf(n))
 				return
 			}
 		}
-		prev := ""
-		first := true
-		if n.children == nil {
-			return
-		}
-		n.children.Ascend(func(c *inode) bool {
+		n.kids.ascend("", func(c *inode) bool {
 			if c.parent != n {
 				err = fmt.Errorf("child %d (%q) of %d points at another parent", c.id, c.name, n.id)
 				return false
 			}
-			if !first && c.name <= prev {
-				err = fmt.Errorf("children of %d out of order or duplicate: %q after %q", n.id, c.name, prev)
-				return false
-			}
-			first, prev = false, c.name
 			visit(c, depth+1)
 			return err == nil
 		})
@@ -91,16 +85,22 @@ func (s *State) CheckInvariants() error {
 	if err != nil {
 		return err
 	}
-	if len(seen) != len(s.inodes) {
-		for id := range s.inodes {
-			if !seen[id] {
-				return fmt.Errorf("inode %d is in the id map but not in the tree", id)
+	if len(seen) != s.inodes.len() {
+		var stray error
+		s.inodes.each(func(n *inode) bool {
+			if !seen[n.id] {
+				stray = fmt.Errorf("inode %d is in the id index but not in the tree", n.id)
 			}
+			return stray == nil
+		})
+		if stray != nil {
+			return stray
 		}
+		return fmt.Errorf("the id index counts %d inodes, the tree holds %d", s.inodes.len(), len(seen))
 	}
 	for p, m := range s.mounts {
 		n := s.lookup(p)
-		if n == nil || !n.dir || !n.mountPoint {
+		if n == nil || !n.dir() || !n.mountPoint() {
 			return fmt.Errorf("mount %s has no mount-point directory", p)
 		}
 		if m.GetMountId() >= s.nextMountID {
@@ -110,20 +110,61 @@ func (s *State) CheckInvariants() error {
 	if _, ok := s.mounts["/"]; !ok {
 		return fmt.Errorf("no root mount")
 	}
-	for id, n := range s.inodes {
-		if _, in := s.ttls[id]; in != (n.ttl > 0) {
-			return fmt.Errorf("inode %d (%s) has ttl %d but the TTL index says %v", id, s.pathOf(n), n.ttl, in)
+	var terr error
+	s.inodes.each(func(n *inode) bool {
+		ttl, _ := s.ttl(n)
+		if _, in := s.ttls[n.id]; in != (ttl > 0) {
+			terr = fmt.Errorf("inode %d (%s) has ttl %d but the TTL index says %v", n.id, s.pathOf(n), ttl, in)
 		}
+		return terr == nil
+	})
+	if terr != nil {
+		return terr
 	}
 	for id, n := range s.ttls {
-		if s.inodes[id] != n {
+		if s.get(id) != n {
 			return fmt.Errorf("the TTL index holds inode %d, which is not in the namespace", id)
+		}
+	}
+	for id := range s.exts {
+		if n := s.get(id); n == nil || !n.flag(bitExt) {
+			return fmt.Errorf("rare attributes kept for inode %d, which does not exist or is not flagged", id)
 		}
 	}
 	for a, id := range s.workerIDs {
 		if id >= s.nextWorkerID {
 			return fmt.Errorf("worker %s id %d not below counter %d", a, id, s.nextWorkerID)
 		}
+	}
+	return nil
+}
+
+// checkPacked checks n's packed fields against the State's tables.
+func (s *State) checkPacked(n *inode) error {
+	if int(n.own) >= len(s.owners.pairs) {
+		return fmt.Errorf("inode %d: owner index %d out of range", n.id, n.own)
+	}
+	if n.flag(bitExt) && s.exts[n.id] == nil {
+		return fmt.Errorf("inode %d is flagged with rare attributes but has none", n.id)
+	}
+	i := int(n.bits & maskBlockSize >> shiftBlockSize)
+	if i > len(s.sizes.sizes) {
+		return fmt.Errorf("inode %d: block size index %d out of range", n.id, i)
+	}
+	if n.dir() {
+		if n.flag(bitCompleted) || n.flag(bitFPLocal) || i != 0 {
+			return fmt.Errorf("directory %d has file attributes (bits %x)", n.id, n.bits)
+		}
+		return nil
+	}
+	if n.flag(bitLoaded) || n.flag(bitMountPoint) {
+		return fmt.Errorf("file %d has directory attributes (bits %x)", n.id, n.bits)
+	}
+	if s.blockSize(n) <= 0 {
+		return fmt.Errorf("file %d has block size %d", n.id, s.blockSize(n))
+	}
+	if n.flag(bitFPLocal) && s.ext(n) != nil && s.ext(n).fingerprint != "" {
+		return fmt.Errorf("file %d has two fingerprints", n.id)
 	}
 	return nil
 }
@@ -135,13 +176,15 @@ func (s *State) Dump() string {
 	fmt.Fprintf(&b, "seq %d next-inode %d next-mount %d next-worker %d\n", s.lastSeq, s.nextInodeID, s.nextMountID, s.nextWorkerID)
 	if s.root != nil {
 		walk(s.root, func(n *inode) bool {
+			ttl, action := s.ttl(n)
 			fmt.Fprintf(&b, "%s id=%d dir=%v mode=%o owner=%q group=%q ctime=%d mtime=%d persist=%v pinned=%v",
-				s.pathOf(n), n.id, n.dir, n.mode, n.owner, n.group, n.ctime, n.mtime, n.persist, n.pinned)
-			if n.dir {
-				fmt.Fprintf(&b, " loaded=%v mountpoint=%v children=%d ttl=%d/%q\n", n.childrenLoaded, n.mountPoint, n.childCount(), n.ttl, n.ttlAction)
+				s.pathOf(n), n.id, n.dir(), n.mode(), s.owner(n), s.group(n), n.ctime, n.mtime, n.persist(), n.pinned())
+			if n.dir() {
+				fmt.Fprintf(&b, " loaded=%v mountpoint=%v children=%d ttl=%d/%q\n", n.childrenLoaded(), n.mountPoint(), n.childCount(), ttl, action)
 			} else {
+				lo, hi := s.replication(n)
 				fmt.Fprintf(&b, " len=%d bs=%d wt=%v complete=%v fp=%q repl=%d..%d ttl=%d/%q\n",
-					n.length, n.blockSize, n.writeType, n.completed, n.fingerprint, n.replMin, n.replMax, n.ttl, n.ttlAction)
+					n.length, s.blockSize(n), n.writeType(), n.completed(), s.fingerprint(n), lo, hi, ttl, action)
 			}
 			return true
 		})
@@ -174,6 +217,3 @@ func (s *State) Dump() string {
 	}
 	return b.String()
 }
-
-// persisted reports whether n's bytes (or directory) are in the UFS.
-func (n *inode) persisted() bool { return n.persist == api.PersistenceState_PERSISTED }

@@ -80,7 +80,7 @@ func (s *State) WriteCheckpoint(tx *bolt.Tx) error {
 			}
 			// bbolt keeps the value until the commit: a fresh buffer each.
 			var buf []byte
-			buf, werr = proto.Marshal(inodeRecord(n))
+			buf, werr = proto.Marshal(s.inodeRecord(n))
 			if werr == nil {
 				werr = ib.Put(u64(order), buf)
 			}
@@ -121,25 +121,27 @@ func (s *State) WriteCheckpoint(tx *bolt.Tx) error {
 
 // inodeRecord is the checkpoint record of n: the creation entry with every
 // attribute as it is now.
-func inodeRecord(n *inode) *api.JournalEntry {
+func (s *State) inodeRecord(n *inode) *api.JournalEntry {
 	var parentID int64
 	if n.parent != nil {
 		parentID = n.parent.id
 	}
-	if n.dir {
+	ttl, action := s.ttl(n)
+	if n.dir() {
 		return &api.JournalEntry{Body: &api.JournalEntry_InodeDirectory{InodeDirectory: &api.InodeDirectoryEntry{
-			Id: n.id, ParentId: parentID, Name: n.name, Mode: n.mode, Owner: n.owner, Group: n.group,
-			CreationTimeMs: n.ctime, PersistenceState: n.persist, MountPoint: n.mountPoint,
-			ChildrenLoaded: n.childrenLoaded, Pinned: n.pinned, LastModificationTimeMs: n.mtime,
-			Ttl: n.ttl, TtlAction: n.ttlAction,
+			Id: n.id, ParentId: parentID, Name: n.name, Mode: n.mode(), Owner: s.owner(n), Group: s.group(n),
+			CreationTimeMs: n.ctime, PersistenceState: n.persist(), MountPoint: n.mountPoint(),
+			ChildrenLoaded: n.childrenLoaded(), Pinned: n.pinned(), LastModificationTimeMs: n.mtime,
+			Ttl: ttl, TtlAction: action,
 		}}}
 	}
+	lo, hi := s.replication(n)
 	return &api.JournalEntry{Body: &api.JournalEntry_InodeFile{InodeFile: &api.InodeFileEntry{
-		Id: n.id, ParentId: parentID, Name: n.name, Mode: n.mode, Owner: n.owner, Group: n.group,
-		CreationTimeMs: n.ctime, PersistenceState: n.persist, BlockSizeBytes: n.blockSize,
-		WriteType: n.writeType, Completed: n.completed, Length: n.length, UfsFingerprint: n.fingerprint,
-		ReplicationMin: n.replMin, ReplicationMax: n.replMax, Pinned: n.pinned, Ttl: n.ttl,
-		TtlAction: n.ttlAction, LastModificationTimeMs: n.mtime,
+		Id: n.id, ParentId: parentID, Name: n.name, Mode: n.mode(), Owner: s.owner(n), Group: s.group(n),
+		CreationTimeMs: n.ctime, PersistenceState: n.persist(), BlockSizeBytes: s.blockSize(n),
+		WriteType: n.writeType(), Completed: n.completed(), Length: n.length, UfsFingerprint: s.fingerprint(n),
+		ReplicationMin: lo, ReplicationMax: hi, Pinned: n.pinned(), Ttl: ttl,
+		TtlAction: action, LastModificationTimeMs: n.mtime,
 	}}}
 }
 

@@ -11,8 +11,8 @@ import (
 // seedRecords are checkpoint inode records of every kind.
 func seedRecords() []*api.JournalEntry {
 	return []*api.JournalEntry{
-		inodeRecord(&inode{id: 2, parent: &inode{id: 1}, name: "dir", dir: true, mode: 0o755, owner: "u", group: "g", ctime: 5, mtime: 9, persist: api.PersistenceState_PERSISTED, childrenLoaded: true}),
-		inodeRecord(&inode{id: 3, parent: &inode{id: 1}, name: "file.csv", mode: 0o644, blockSize: 1 << 20, length: 5 << 20, completed: true, fingerprint: "5:123", replMax: -1, ttl: 1000, ttlAction: "FREE"}),
+		dirEntry(&api.InodeDirectoryEntry{Id: 2, ParentId: 1, Name: "dir", Mode: 0o755, Owner: "u", Group: "g", CreationTimeMs: 5, LastModificationTimeMs: 9, PersistenceState: api.PersistenceState_PERSISTED, ChildrenLoaded: true}),
+		fileEntry(&api.InodeFileEntry{Id: 3, ParentId: 1, Name: "file.csv", Mode: 0o644, BlockSizeBytes: 1 << 20, Length: 5 << 20, Completed: true, UfsFingerprint: "5:123", ReplicationMax: -1, Ttl: 1000, TtlAction: "FREE"}),
 		{Body: &api.JournalEntry_CompleteFile{CompleteFile: &api.CompleteFileEntry{Id: 3, Length: 1}}},
 	}
 }
@@ -36,7 +36,7 @@ func FuzzDecodeInodeRecord(f *testing.F) {
 			return
 		}
 		s := NewState()
-		if err := s.loadRecord(must(DecodeInodeRecord(mustMarshal(inodeRecord(&inode{id: 1, dir: true, mountPoint: true}))))); err != nil {
+		if err := s.loadRecord(must(DecodeInodeRecord(mustMarshal(dirEntry(&api.InodeDirectoryEntry{Id: 1, MountPoint: true}))))); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.applyAddMountPoint(nil, &api.AddMountPointEntry{Mount: &api.MountPointInfo{AlluviumPath: "/", UfsUri: "file:///x", MountId: 1}}); err != nil {

@@ -12,10 +12,11 @@ func sortMounts(ms []*api.MountPointInfo) {
 }
 
 // blockLength is the length of block idx of a completed file.
-func (n *inode) blockLength(idx int64) int64 {
-	rest := n.length - idx*n.blockSize
-	if rest > n.blockSize {
-		return n.blockSize
+func (s *State) blockLength(n *inode, idx int64) int64 {
+	bs := s.blockSize(n)
+	rest := n.length - idx*bs
+	if rest > bs {
+		return bs
 	}
 	if rest < 0 {
 		return 0
@@ -26,41 +27,41 @@ func (n *inode) blockLength(idx int64) int64 {
 // info builds the FileInfo of n at path p. Call with ns.mu held (either
 // mode); it takes the block map's read lock.
 func (ns *namespace) info(n *inode, p string, withBlocks bool) *api.FileInfo {
+	st := ns.st
 	fi := &api.FileInfo{
 		FileId: n.id, Name: n.name, Path: p,
 		CreationTimeMs: n.ctime, LastModificationTimeMs: n.mtime,
-		Folder: n.dir, Pinned: n.pinned, PersistenceState: n.persist,
-		Owner: n.owner, Group: n.group, Mode: n.mode, MountPoint: n.mountPoint,
+		Folder: n.dir(), Pinned: n.pinned(), PersistenceState: n.persist(),
+		Owner: st.owner(n), Group: st.group(n), Mode: n.mode(), MountPoint: n.mountPoint(),
 	}
 	if n.parent != nil {
 		fi.ParentId = n.parent.id
 	}
-	if m, rel := ns.st.mountOf(p); m != nil {
+	if m, rel := st.mountOf(p); m != nil {
 		fi.MountId = m.GetMountId()
 		fi.UfsPath = ufs.JoinURI(m.GetUfsUri(), rel)
 	}
-	if n.dir {
+	if n.dir() {
 		fi.Completed = true
 		fi.ChildCount = int64(n.childCount())
 		return fi
 	}
+	bs := st.blockSize(n)
 	fi.Length = n.length
-	fi.BlockSizeBytes = n.blockSize
-	fi.Completed = n.completed
+	fi.BlockSizeBytes = bs
+	fi.Completed = n.completed()
 	fi.Cacheable = true
-	fi.ReplicationMin = n.replMin
-	fi.ReplicationMax = n.replMax
-	fi.UfsFingerprint = n.fingerprint
-	fi.Ttl = n.ttl
-	fi.TtlAction = n.ttlAction
-	fi.WriteType = n.writeType
+	fi.ReplicationMin, fi.ReplicationMax = st.replication(n)
+	fi.UfsFingerprint = st.fingerprint(n)
+	fi.Ttl, fi.TtlAction = st.ttl(n)
+	fi.WriteType = n.writeType()
 
 	b := ns.blocks
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	var ids []int64
-	if n.completed {
-		count := n.blockCount()
+	if n.completed() {
+		count := st.blockCount(n)
 		ids = make([]int64, count)
 		for i := range count {
 			ids[i] = api.BlockID(n.id, i)
@@ -72,8 +73,8 @@ func (ns *namespace) info(n *inode, p string, withBlocks bool) *api.FileInfo {
 	var cached, inMem int64
 	for _, id := range ids {
 		idx := api.BlockIndex(id)
-		length := n.blockLength(idx)
-		if !n.completed {
+		length := st.blockLength(n, idx)
+		if !n.completed() {
 			if e := b.blocks[id]; e != nil {
 				length = e.length
 			}
@@ -88,12 +89,12 @@ func (ns *namespace) info(n *inode, p string, withBlocks bool) *api.FileInfo {
 		if withBlocks {
 			fi.FileBlockInfos = append(fi.FileBlockInfos, &api.FileBlockInfo{
 				BlockInfo: &api.BlockInfo{BlockId: id, Length: length, Locations: b.locations(id)},
-				Offset:    idx * n.blockSize,
+				Offset:    idx * bs,
 			})
 		}
 	}
 	switch {
-	case !n.completed:
+	case !n.completed():
 	case n.length == 0:
 		fi.CachedPercent, fi.InMemoryPercent = 100, 100
 	default:

@@ -61,14 +61,14 @@ func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest)
 			return nil, errf(codes.NotFound, op, p, "no such file or directory")
 		}
 		perr := ns.traverse(op, p, pr, n)
-		if perr == nil && n.dir {
+		if perr == nil && n.dir() {
 			perr = ns.need(op, p, pr, n, permR|permX)
 		}
 		if perr != nil {
 			ns.mu.RUnlock()
 			return nil, perr
 		}
-		if !n.dir {
+		if !n.dir() {
 			if token == "" {
 				resp.Infos = append(resp.Infos, ns.info(n, p, req.GetIncludeBlocks()))
 			}
@@ -121,9 +121,6 @@ func relComponents(a, b string) []string {
 // listDir appends up to size children of n after name token; it reports
 // whether more children follow.
 func (ns *namespace) listDir(n *inode, p, token string, size int, blocks bool, resp *api.ListStatusResponse) (more bool) {
-	if n.children == nil {
-		return false
-	}
 	visit := func(c *inode) bool {
 		if c.name == token && token != "" {
 			return true
@@ -135,11 +132,7 @@ func (ns *namespace) listDir(n *inode, p, token string, size int, blocks bool, r
 		resp.Infos = append(resp.Infos, ns.info(c, paths.Join(p, c.name), blocks))
 		return true
 	}
-	if token == "" {
-		n.children.Ascend(visit)
-	} else {
-		n.children.AscendGreaterOrEqual(&inode{name: token}, visit)
-	}
+	n.kids.ascend(token, visit)
 	return more
 }
 
@@ -163,7 +156,7 @@ func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp s
 			load = dp
 			return false
 		}
-		if d.children == nil {
+		if d.kids == nil {
 			return true
 		}
 		cont := true
@@ -171,7 +164,7 @@ func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp s
 			cp := paths.Join(dp, c.name)
 			if len(after) > 0 && c.name == after[0] {
 				// Already returned: only its subtree may be left.
-				if c.dir {
+				if c.dir() {
 					cont = visit(c, cp, after[1:])
 				}
 				return cont
@@ -182,16 +175,16 @@ func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp s
 				return false
 			}
 			resp.Infos = append(resp.Infos, ns.info(c, cp, blocks))
-			if c.dir {
+			if c.dir() {
 				cont = visit(c, cp, nil)
 			}
 			return cont
 		}
-		if len(after) == 0 {
-			d.children.Ascend(each)
-		} else {
-			d.children.AscendGreaterOrEqual(&inode{name: after[0]}, each)
+		from := ""
+		if len(after) > 0 {
+			from = after[0]
 		}
+		d.kids.ascend(from, each)
 		return cont
 	}
 	// The directory being listed itself was checked by the caller's

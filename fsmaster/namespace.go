@@ -269,7 +269,7 @@ func (ns *namespace) mountsBelow(p string) []string {
 func filesBelow(n *inode) []int64 {
 	var ids []int64
 	walk(n, func(x *inode) bool {
-		if !x.dir {
+		if !x.dir() {
 			ids = append(ids, x.id)
 		}
 		return true
@@ -291,7 +291,7 @@ func (ns *namespace) ensureLoaded(ctx context.Context, p string, lt api.LoadMeta
 	}
 	ns.mu.RLock()
 	n, depth, comps := ns.st.lookupPrefix(p)
-	need := n != nil && depth < len(comps) && n.dir && (!n.childrenLoaded || lt == api.LoadMetadataType_ALWAYS)
+	need := n != nil && depth < len(comps) && n.dir() && (!n.childrenLoaded() || lt == api.LoadMetadataType_ALWAYS)
 	var m *api.MountPointInfo
 	if need {
 		m, _ = ns.st.mountOf(p)
@@ -330,7 +330,7 @@ func (ns *namespace) ensureLoaded(ctx context.Context, p string, lt api.LoadMeta
 	}
 	t := ns.begin()
 	n, d2, _ := ns.st.lookupPrefix("/" + strings.Join(comps[:k], "/"))
-	if cur, _ := ns.st.mountOf(p); cur == nil || cur.GetMountId() != m.GetMountId() || !n.dir {
+	if cur, _ := ns.st.mountOf(p); cur == nil || cur.GetMountId() != m.GetMountId() || !n.dir() {
 		ns.mu.Unlock()
 		return nil
 	}
@@ -346,7 +346,7 @@ func (ns *namespace) ensureLoaded(ctx context.Context, p string, lt api.LoadMeta
 			ns.mu.Unlock()
 			return err
 		}
-		parent = ns.st.inodes[id]
+		parent = ns.st.get(id)
 	}
 	ns.mu.Unlock()
 	ns.op("load-metadata")
@@ -401,7 +401,7 @@ func (ns *namespace) CreateDirectory(ctx context.Context, req *api.CreateDirecto
 			return nil, 0, nil, nil, err
 		}
 		n, depth, comps := ns.st.lookupPrefix(p)
-		if depth == len(comps) || !n.dir {
+		if depth == len(comps) || !n.dir() {
 			if err := ns.traverse(op, p, pr, n); err != nil {
 				return nil, 0, nil, nil, err
 			}
@@ -412,11 +412,11 @@ func (ns *namespace) CreateDirectory(ctx context.Context, req *api.CreateDirecto
 		}
 		switch {
 		case depth == len(comps):
-			if n.dir && req.GetAllowExists() {
+			if n.dir() && req.GetAllowExists() {
 				return nil, 0, nil, ns.info(n, p, false), nil
 			}
 			return nil, 0, nil, nil, errf(codes.AlreadyExists, op, p, "already exists")
-		case !n.dir:
+		case !n.dir():
 			return nil, 0, nil, nil, errf(codes.FailedPrecondition, op, p, "%s is a file", ns.st.pathOf(n))
 		case depth < len(comps)-1 && !req.GetRecursive():
 			parent, _ := paths.Split(p)
@@ -470,7 +470,7 @@ func (ns *namespace) CreateDirectory(ctx context.Context, req *api.CreateDirecto
 			ns.mu.Unlock()
 			return nil, err
 		}
-		parent = ns.st.inodes[id]
+		parent = ns.st.get(id)
 	}
 	info := ns.info(parent, p, false)
 	ns.mu.Unlock()
@@ -566,7 +566,7 @@ func (ns *namespace) createLocked(ctx context.Context, p string, req *api.Create
 	n, depth, comps := ns.st.lookupPrefix(p)
 	var old *inode
 	switch {
-	case depth == len(comps) && n.dir:
+	case depth == len(comps) && n.dir():
 		return nil, nil, errf(codes.AlreadyExists, op, p, "a directory exists there")
 	case depth == len(comps) && !req.GetOverwrite():
 		return nil, nil, errf(codes.AlreadyExists, op, p, "already exists (use overwrite)")
@@ -574,7 +574,7 @@ func (ns *namespace) createLocked(ctx context.Context, p string, req *api.Create
 		old = n
 		n = n.parent
 		depth--
-	case !n.dir:
+	case !n.dir():
 		return nil, nil, errf(codes.FailedPrecondition, op, p, "%s is a file", ns.st.pathOf(n))
 	case depth < len(comps)-1 && !req.GetRecursive():
 		parent, _ := paths.Split(p)
@@ -620,7 +620,7 @@ func (ns *namespace) createLocked(ctx context.Context, p string, req *api.Create
 		})); err != nil {
 			return nil, nil, err
 		}
-		parent = ns.st.inodes[id]
+		parent = ns.st.get(id)
 	}
 	persist := api.PersistenceState_NOT_PERSISTED
 	if wt == api.WriteType_ASYNC_THROUGH {
@@ -645,7 +645,7 @@ func (ns *namespace) createLocked(ctx context.Context, p string, req *api.Create
 	if err := t.add(fileEntry(fe)); err != nil {
 		return nil, nil, err
 	}
-	return ns.info(ns.st.inodes[id], p, false), t, nil
+	return ns.info(ns.st.get(id), p, false), t, nil
 }
 
 // CompleteFile seals a file with its final length.
@@ -669,18 +669,18 @@ func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequ
 		verr = errf(codes.NotFound, op, p, "no such file")
 	case ns.traverse(op, p, pr, n) != nil:
 		verr = ns.traverse(op, p, pr, n)
-	case n.owner != pr.user && !ns.may(pr, n, permW):
+	case ns.st.owner(n) != pr.user && !ns.may(pr, n, permW):
 		verr = ns.denied(op, p, pr, n, permW)
-	case n.dir:
+	case n.dir():
 		verr = errf(codes.InvalidArgument, op, p, "is a directory")
 	case req.GetFileId() != 0 && req.GetFileId() != n.id:
 		verr = errf(codes.FailedPrecondition, op, p, "file %d was replaced by file %d", req.GetFileId(), n.id)
-	case n.completed:
+	case n.completed():
 		verr = errf(codes.FailedPrecondition, op, p, "already complete")
 	case req.GetLength() < 0:
 		verr = errf(codes.InvalidArgument, op, p, "negative length %d", req.GetLength())
-	case (req.GetLength()+n.blockSize-1)/n.blockSize > api.MaxBlocksPerFile:
-		verr = errf(codes.InvalidArgument, op, p, "length %d needs more than %d blocks of %d bytes", req.GetLength(), api.MaxBlocksPerFile, n.blockSize)
+	case (req.GetLength()+ns.st.blockSize(n)-1)/ns.st.blockSize(n) > api.MaxBlocksPerFile:
+		verr = errf(codes.InvalidArgument, op, p, "length %d needs more than %d blocks of %d bytes", req.GetLength(), api.MaxBlocksPerFile, ns.st.blockSize(n))
 	}
 	if verr != nil {
 		ns.mu.Unlock()
@@ -693,9 +693,9 @@ func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequ
 		ns.mu.Unlock()
 		return nil, err
 	}
-	ns.blocks.trimFile(n.id, n.blockCount())
+	ns.blocks.trimFile(n.id, ns.st.blockCount(n))
 	info := ns.info(n, p, false)
-	async := n.persist == api.PersistenceState_TO_BE_PERSISTED
+	async := n.persist() == api.PersistenceState_TO_BE_PERSISTED
 	ns.mu.Unlock()
 	if err := t.wait(ctx); err != nil {
 		return info, err
@@ -731,7 +731,7 @@ func (ns *namespace) GetStatus(ctx context.Context, req *api.GetStatusRequest) (
 	pr := ns.caller(ctx)
 	n, depth, comps := ns.st.lookupPrefix(p)
 	if depth < len(comps) {
-		if n.dir {
+		if n.dir() {
 			if err := ns.traverseTo(op, p, pr, n); err != nil {
 				return nil, err
 			}
@@ -771,7 +771,7 @@ func (ns *namespace) Delete(ctx context.Context, req *api.DeleteRequest) error {
 		// Emptiness counts the UFS children too.
 		ns.mu.RLock()
 		n := ns.st.lookup(p)
-		need := n != nil && ns.syncPolicy(api.LoadMetadataType_ONCE, ns.now()).needs(n) && !n.mountPoint
+		need := n != nil && ns.syncPolicy(api.LoadMetadataType_ONCE, ns.now()).needs(n) && !n.mountPoint()
 		ns.mu.RUnlock()
 		if need {
 			if err := ns.loadChildren(ctx, p); err != nil {
@@ -794,13 +794,13 @@ func (ns *namespace) Delete(ctx context.Context, req *api.DeleteRequest) error {
 		verr = ns.traverse(op, p, pr, n)
 	case ns.need(op, p, pr, n.parent, permW|permX) != nil:
 		verr = ns.need(op, p, pr, n.parent, permW|permX)
-	case n.dir && n.childCount() > 0 && ns.subtree(op, p, pr, n, permR|permW|permX) != nil:
+	case n.dir() && n.childCount() > 0 && ns.subtree(op, p, pr, n, permR|permW|permX) != nil:
 		// rm -r empties every directory below: each needs read, write and
 		// execute, as POSIX asks of the one who removes their entries.
 		verr = ns.subtree(op, p, pr, n, permR|permW|permX)
-	case n.mountPoint:
+	case n.mountPoint():
 		verr = errf(codes.InvalidArgument, op, p, "is a mount point (use unmount)")
-	case n.dir && n.childCount() > 0 && !req.GetRecursive():
+	case n.dir() && n.childCount() > 0 && !req.GetRecursive():
 		verr = errf(codes.FailedPrecondition, op, p, "directory not empty (use recursive, rm -r)")
 	case len(ns.mountsBelow(p)) > 0:
 		verr = errf(codes.FailedPrecondition, op, p, "contains mount point %s (unmount it first)", ns.mountsBelow(p)[0])
@@ -818,7 +818,7 @@ func (ns *namespace) Delete(ctx context.Context, req *api.DeleteRequest) error {
 			ns.mu.Unlock()
 			return err
 		}
-		if n.dir {
+		if n.dir() {
 			err = fs.DeleteAll(ctx, rel)
 		} else if err = fs.Delete(ctx, rel); errors.Is(err, ufs.ErrNotFound) {
 			err = nil
@@ -884,13 +884,13 @@ func (ns *namespace) Rename(ctx context.Context, req *api.RenameRequest) (*api.F
 		info := ns.info(n, src, false)
 		ns.mu.Unlock()
 		return info, nil
-	case n.mountPoint:
+	case n.mountPoint():
 		verr = errf(codes.InvalidArgument, op, what, "%s is a mount point", src)
 	case len(ns.mountsBelow(src)) > 0:
 		verr = errf(codes.FailedPrecondition, op, what, "%s contains mount point %s", src, ns.mountsBelow(src)[0])
 	case dp == nil:
 		verr = errf(codes.NotFound, op, what, "parent %s does not exist", dparentPath)
-	case !dp.dir:
+	case !dp.dir():
 		verr = errf(codes.FailedPrecondition, op, what, "parent %s is a file", dparentPath)
 	case ns.st.lookup(dst) != nil:
 		verr = errf(codes.AlreadyExists, op, what, "%s exists", dst)
@@ -1043,7 +1043,7 @@ func (ns *namespace) SetAttribute(ctx context.Context, req *api.SetAttributeRequ
 			ns.mu.Unlock()
 			return nil, err
 		}
-		if x := ns.st.inodes[id]; x != nil && !x.dir && x.completed && x.persist == api.PersistenceState_TO_BE_PERSISTED {
+		if x := ns.st.get(id); x != nil && !x.dir() && x.completed() && x.persist() == api.PersistenceState_TO_BE_PERSISTED {
 			async = append(async, id)
 		}
 	}
@@ -1111,7 +1111,7 @@ func (ns *namespace) Mount(ctx context.Context, req *api.MountRequest) (*api.Mou
 		verr = errf(codes.AlreadyExists, op, p, "path exists (mount on a new path)")
 	case parent == nil:
 		verr = errf(codes.NotFound, op, p, "parent %s does not exist", parentPath)
-	case !parent.dir:
+	case !parent.dir():
 		verr = errf(codes.FailedPrecondition, op, p, "parent %s is a file", parentPath)
 	}
 	if verr == nil {
@@ -1245,7 +1245,7 @@ func (ns *namespace) Free(ctx context.Context, req *api.FreeRequest) (int64, err
 	case ns.need(op, p, pr, n, permW) != nil:
 		// Freeing drops what others read from the cache: it takes write.
 		return 0, ns.need(op, p, pr, n, permW)
-	case n.dir && !req.GetRecursive():
+	case n.dir() && !req.GetRecursive():
 		return 0, errf(codes.InvalidArgument, op, p, "is a directory (use recursive)")
 	}
 	var ids []int64
@@ -1254,14 +1254,14 @@ func (ns *namespace) Free(ctx context.Context, req *api.FreeRequest) (int64, err
 		if verr != nil {
 			return false
 		}
-		if x.dir {
+		if x.dir() {
 			return true
 		}
 		switch {
 		case req.GetForce():
 		case !x.persisted():
 			verr = errf(codes.FailedPrecondition, op, ns.st.pathOf(x), "not persisted: freeing would drop the only copy (use force)")
-		case x.pinned:
+		case x.pinned():
 			verr = errf(codes.FailedPrecondition, op, ns.st.pathOf(x), "pinned (unpin it or use force)")
 		}
 		ids = append(ids, x.id)

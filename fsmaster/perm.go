@@ -89,12 +89,12 @@ func (ns *namespace) may(p principal, n *inode, want uint32) bool {
 	}
 	var have uint32
 	switch {
-	case n.owner == p.user:
-		have = n.mode >> 6 & 7
-	case p.inGroup(n.group):
-		have = n.mode >> 3 & 7
+	case ns.st.owner(n) == p.user:
+		have = n.mode() >> 6 & 7
+	case p.inGroup(ns.st.group(n)):
+		have = n.mode() >> 3 & 7
 	default:
-		have = n.mode & 7
+		have = n.mode() & 7
 	}
 	return have&want == want
 }
@@ -119,7 +119,7 @@ func bitsName(want uint32) string {
 // inode n.
 func (ns *namespace) denied(op, p string, pr principal, n *inode, want uint32) error {
 	return errf(codes.PermissionDenied, op, p, "permission denied: user %s needs %s on %s (owner %s, group %s, mode %04o)",
-		pr.user, bitsName(want), ns.st.pathOf(n), n.owner, n.group, n.mode)
+		pr.user, bitsName(want), ns.st.pathOf(n), ns.st.owner(n), ns.st.group(n), n.mode())
 }
 
 // need checks want on n. Call with ns.mu held.
@@ -168,7 +168,7 @@ func (ns *namespace) subtree(op, p string, pr principal, n *inode, want uint32) 
 		if err != nil {
 			return false
 		}
-		if x.dir && !ns.may(pr, x, want) {
+		if x.dir() && !ns.may(pr, x, want) {
 			err = ns.denied(op, p, pr, x, want)
 			return false
 		}
@@ -179,10 +179,10 @@ func (ns *namespace) subtree(op, p string, pr principal, n *inode, want uint32) 
 
 // ownerOrSuper allows a change only the owner (or a superuser) may make.
 func (ns *namespace) ownerOrSuper(op, p string, pr principal, n *inode, what string) error {
-	if pr.super || !ns.cfg.perm.enabled || n.owner == pr.user {
+	if pr.super || !ns.cfg.perm.enabled || ns.st.owner(n) == pr.user {
 		return nil
 	}
-	return errf(codes.PermissionDenied, op, p, "permission denied: only the owner (%s) or a superuser may %s %s; user %s is neither", n.owner, what, ns.st.pathOf(n), pr.user)
+	return errf(codes.PermissionDenied, op, p, "permission denied: only the owner (%s) or a superuser may %s %s; user %s is neither", ns.st.owner(n), what, ns.st.pathOf(n), pr.user)
 }
 
 // superOnly allows op only to a superuser.
@@ -210,7 +210,7 @@ func (ns *namespace) setattrAccess(op, p string, pr principal, req *api.SetAttri
 	other := req.Pinned != nil || req.PersistenceState != nil || req.ReplicationMin != nil || req.ReplicationMax != nil ||
 		req.Ttl != nil || req.TtlAction != nil || req.UfsFingerprint != nil || req.GetPersistFrom() != ""
 	for _, id := range ids {
-		n := ns.st.inodes[id]
+		n := ns.st.get(id)
 		if n == nil {
 			continue
 		}
@@ -267,7 +267,7 @@ func (ns *namespace) CheckAccess(ctx context.Context, req *api.CheckAccessReques
 	if err := ns.need(op, p, pr, n, want); err != nil {
 		return err
 	}
-	if !req.GetRecursive() || !n.dir {
+	if !req.GetRecursive() || !n.dir() {
 		return nil
 	}
 	dirWant := want | permR | permX
@@ -278,7 +278,7 @@ func (ns *namespace) CheckAccess(ctx context.Context, req *api.CheckAccessReques
 			return false
 		}
 		w := fileWant
-		if x.dir {
+		if x.dir() {
 			w = dirWant
 		}
 		if !ns.may(pr, x, w) {
@@ -357,8 +357,8 @@ func (ns *namespace) AuthorizeBlockAccess(ctx context.Context, req *api.Authoriz
 	if err := ns.usable(); err != nil {
 		return nil, err
 	}
-	n := ns.st.inodes[req.GetFileId()]
-	if n == nil || n.dir {
+	n := ns.st.get(req.GetFileId())
+	if n == nil || n.dir() {
 		return nil, status.Errorf(codes.NotFound, "%s: file id %d: no such file", op, req.GetFileId())
 	}
 	p := ns.st.pathOf(n)
@@ -367,10 +367,10 @@ func (ns *namespace) AuthorizeBlockAccess(ctx context.Context, req *api.Authoriz
 		return nil, err
 	}
 	if req.GetWrite() {
-		if n.completed {
+		if n.completed() {
 			return nil, errf(codes.FailedPrecondition, op, p, "the file is complete: its blocks can no longer be written")
 		}
-		if n.owner != pr.user {
+		if ns.st.owner(n) != pr.user {
 			if err := ns.need(op, p, pr, n, permW); err != nil {
 				return nil, err
 			}

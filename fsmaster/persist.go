@@ -70,9 +70,9 @@ func (ns *namespace) commitPersistLocked(ctx context.Context, p string, n *inode
 		return fail(codes.InvalidArgument, "persist_from needs persistence state PERSISTED")
 	case req.GetRecursive():
 		return fail(codes.InvalidArgument, "persist_from is for one file, not recursive")
-	case n.dir:
+	case n.dir():
 		return fail(codes.InvalidArgument, "is a directory")
-	case !n.completed:
+	case !n.completed():
 		return fail(codes.FailedPrecondition, "file %d is still being written", n.id)
 	}
 	if err := ns.usable(); err != nil {

@@ -118,11 +118,12 @@ func (p *persister) poke() {
 func (p *persister) scan() {
 	var ids []int64
 	p.ns.mu.RLock()
-	for id, n := range p.ns.st.inodes {
-		if !n.dir && n.completed && n.persist == api.PersistenceState_TO_BE_PERSISTED {
-			ids = append(ids, id)
+	p.ns.st.inodes.each(func(n *inode) bool {
+		if !n.dir() && n.completed() && n.persist() == api.PersistenceState_TO_BE_PERSISTED {
+			ids = append(ids, n.id)
 		}
-	}
+		return true
+	})
 	p.ns.mu.RUnlock()
 	if len(ids) > 0 {
 		p.log.Info("async persist: files waiting from before the restart", zap.Int("files", len(ids)))
@@ -240,12 +241,12 @@ func (p *persister) resolve(ids []int64) (files []persistJobFile, drop []int64) 
 	p.ns.mu.RLock()
 	defer p.ns.mu.RUnlock()
 	for _, id := range ids {
-		n, ok := p.ns.st.inodes[id]
-		if !ok || n.dir || n.persist != api.PersistenceState_TO_BE_PERSISTED {
+		n := p.ns.st.get(id)
+		if n == nil || n.dir() || n.persist() != api.PersistenceState_TO_BE_PERSISTED {
 			drop = append(drop, id)
 			continue
 		}
-		if !n.completed {
+		if !n.completed() {
 			continue // queued again when it completes
 		}
 		files = append(files, persistJobFile{Path: p.ns.st.pathOf(n), ID: id})

@@ -4,67 +4,15 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/google/btree"
-
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/paths"
 )
-
-// inode is one file or directory of the namespace.
-type inode struct {
-	id     int64
-	parent *inode // nil for the root
-	name   string
-	dir    bool
-
-	mode         uint32
-	owner, group string
-	ctime, mtime int64 // ms
-	persist      api.PersistenceState
-	pinned       bool
-
-	// Directories: children sorted by name (nil while empty), whether the
-	// UFS children were merged in, and whether a mount starts here.
-	children       *btree.BTreeG[*inode]
-	childrenLoaded bool
-	mountPoint     bool
-	syncedAt       int64 // unix ns of the last UFS sync; in memory only (0 after a restart)
-
-	// Files.
-	length      int64
-	blockSize   int64
-	writeType   api.WriteType
-	completed   bool
-	fingerprint string
-	replMin     int32
-	replMax     int32
-	ttl         int64
-	ttlAction   string
-}
-
-func byName(a, b *inode) bool { return a.name < b.name }
-
-// childCount returns the number of children of a directory.
-func (n *inode) childCount() int {
-	if n.children == nil {
-		return 0
-	}
-	return n.children.Len()
-}
-
-// blockCount is the number of blocks of a completed file.
-func (n *inode) blockCount() int64 {
-	if n.dir || n.blockSize <= 0 || n.length <= 0 {
-		return 0
-	}
-	return (n.length + n.blockSize - 1) / n.blockSize
-}
 
 // State is the journaled state of the FS master: the inode tree, the mount
 // table, worker ids and the id counters. It is not safe for concurrent use;
 // the master guards it with its state lock, the secondary owns its copy.
 type State struct {
-	inodes       map[int64]*inode
+	inodes       idIndex
 	root         *inode
 	nextInodeID  int64
 	mounts       map[string]*api.MountPointInfo // alluvium path → mount
@@ -72,24 +20,26 @@ type State struct {
 	workerIDs    map[string]int64 // host:rpc_port → worker id
 	nextWorkerID int64
 	lastSeq      int64 // sequence of the last applied entry
-	free         *btree.FreeListG[*inode]
 	// ttls indexes the inodes with a TTL, so the TTL check looks at those
 	// and not at every inode of the namespace.
 	ttls map[int64]*inode
+	// Interned per-inode strings and sizes, and the rare attributes.
+	owners owners
+	sizes  blockSizes
+	exts   map[int64]*inodeExt
 }
 
 // NewState returns an empty state: no root yet (the first entries of a
 // journal create it).
 func NewState() *State {
 	return &State{
-		inodes:       map[int64]*inode{},
 		nextInodeID:  1,
 		mounts:       map[string]*api.MountPointInfo{},
 		nextMountID:  1,
 		workerIDs:    map[string]int64{},
 		nextWorkerID: 1,
-		free:         btree.NewFreeListG[*inode](1024),
 		ttls:         map[int64]*inode{},
+		exts:         map[int64]*inodeExt{},
 	}
 }
 
@@ -97,42 +47,46 @@ func NewState() *State {
 func (s *State) LastSequence() int64 { return s.lastSeq }
 
 // InodeCount is the number of inodes, the root included.
-func (s *State) InodeCount() int { return len(s.inodes) }
+func (s *State) InodeCount() int { return s.inodes.len() }
 
 // HasRoot reports whether the root directory exists (a formatted journal's
 // first entries create it).
 func (s *State) HasRoot() bool { return s.root != nil }
 
-func (s *State) newChildren() *btree.BTreeG[*inode] {
-	return btree.NewWithFreeListG[*inode](16, byName, s.free)
+// get returns the inode with id, or nil.
+func (s *State) get(id int64) *inode { return s.inodes.get(id) }
+
+// childCount returns the number of children of a directory.
+func (n *inode) childCount() int { return n.kids.len() }
+
+func (s *State) blockCount(n *inode) int64 {
+	bs := s.blockSize(n)
+	if n.dir() || bs <= 0 || n.length <= 0 {
+		return 0
+	}
+	return (n.length + bs - 1) / bs
 }
 
 func (s *State) addChild(parent, child *inode) {
-	if parent.children == nil {
-		parent.children = s.newChildren()
+	if parent.kids == nil {
+		parent.kids = &children{}
 	}
-	parent.children.ReplaceOrInsert(child)
+	parent.kids.insert(child)
 	child.parent = parent
 }
 
 func (s *State) removeChild(parent, child *inode) {
-	if parent.children == nil {
+	if parent.kids == nil {
 		return
 	}
-	parent.children.Delete(child)
-	if parent.children.Len() == 0 {
-		parent.children = nil
+	parent.kids.remove(child.name)
+	if parent.kids.len() == 0 {
+		parent.kids = nil
 	}
 }
 
 // child returns the child of dir named name, or nil.
-func (n *inode) child(name string) *inode {
-	if n.children == nil {
-		return nil
-	}
-	c, _ := n.children.Get(&inode{name: name})
-	return c
-}
+func (n *inode) child(name string) *inode { return n.kids.get(name) }
 
 // lookup returns the inode at a clean path, or nil.
 func (s *State) lookup(p string) *inode {
@@ -152,7 +106,7 @@ func (s *State) lookupPrefix(p string) (*inode, int, []string) {
 		return nil, 0, comps
 	}
 	for i, c := range comps {
-		if !n.dir {
+		if !n.dir() {
 			return n, i, comps
 		}
 		next := n.child(c)
@@ -194,10 +148,10 @@ func isAncestor(a, n *inode) bool {
 // walk calls fn for n and every inode below it, parents before children,
 // children in name order. fn returning false skips the inode's subtree.
 func walk(n *inode, fn func(*inode) bool) {
-	if !fn(n) || n.children == nil {
+	if !fn(n) || n.kids == nil {
 		return
 	}
-	n.children.Ascend(func(c *inode) bool {
+	n.kids.ascend("", func(c *inode) bool {
 		walk(c, fn)
 		return true
 	})
@@ -248,7 +202,7 @@ func (s *State) parentFor(id, parentID int64, name string) (*inode, error) {
 	if id <= 0 {
 		return nil, fmt.Errorf("inode id %d is not positive", id)
 	}
-	if _, ok := s.inodes[id]; ok {
+	if s.get(id) != nil {
 		return nil, fmt.Errorf("inode %d exists", id)
 	}
 	if parentID == 0 && name == "" {
@@ -257,11 +211,11 @@ func (s *State) parentFor(id, parentID int64, name string) (*inode, error) {
 		}
 		return nil, nil
 	}
-	p, ok := s.inodes[parentID]
+	p := s.get(parentID)
 	switch {
-	case !ok:
+	case p == nil:
 		return nil, fmt.Errorf("parent %d of %q does not exist", parentID, name)
-	case !p.dir:
+	case !p.dir():
 		return nil, fmt.Errorf("parent %d of %q is a file", parentID, name)
 	case !validName(name):
 		return nil, fmt.Errorf("invalid name %q", name)
@@ -282,7 +236,7 @@ func validName(name string) bool {
 
 // indexTTL keeps n in the TTL index exactly while it has a TTL.
 func (s *State) indexTTL(n *inode) {
-	if n.ttl > 0 {
+	if ttl, _ := s.ttl(n); ttl > 0 {
 		s.ttls[n.id] = n
 	} else {
 		delete(s.ttls, n.id)
@@ -295,8 +249,10 @@ func (s *State) bumpInodeID(id int64) {
 	}
 }
 
+// insert links n, built by newDir or newFile, into the tree below p (the
+// root when p is nil) and indexes it.
 func (s *State) insert(p, n *inode, opTime int64) {
-	s.inodes[n.id] = n
+	s.inodes.put(n)
 	s.indexTTL(n)
 	s.bumpInodeID(n.id)
 	if p == nil {
@@ -309,42 +265,111 @@ func (s *State) insert(p, n *inode, opTime int64) {
 	}
 }
 
-func dirInode(d *api.InodeDirectoryEntry) *inode {
-	n := &inode{
-		id: d.GetId(), name: d.GetName(), dir: true,
-		mode: d.GetMode(), owner: d.GetOwner(), group: d.GetGroup(),
-		ctime: d.GetCreationTimeMs(), mtime: d.GetCreationTimeMs(),
-		persist: d.GetPersistenceState(), pinned: d.GetPinned(),
-		childrenLoaded: d.GetChildrenLoaded(), mountPoint: d.GetMountPoint(),
-		ttl: d.GetTtl(), ttlAction: d.GetTtlAction(),
-	}
-	if m := d.GetLastModificationTimeMs(); m != 0 {
-		n.mtime = m
-	}
-	return n
+// dirAttrs are the attributes a directory is created with.
+type dirAttrs struct {
+	id                    int64
+	name                  string
+	mode                  uint32
+	owner, group          string
+	ctime, mtime          int64
+	persist               api.PersistenceState
+	pinned, loaded, mount bool
+	ttl                   int64
+	ttlAction             string
 }
 
-func fileInode(f *api.InodeFileEntry) (*inode, error) {
-	if f.GetBlockSizeBytes() <= 0 {
-		return nil, fmt.Errorf("file %d: block size %d", f.GetId(), f.GetBlockSizeBytes())
+// newDir builds a directory inode (not yet in the tree).
+func (s *State) newDir(a dirAttrs) (*inode, error) {
+	if err := checkEnums(a.mode, a.persist, 0); err != nil {
+		return nil, fmt.Errorf("directory %d: %w", a.id, err)
 	}
-	if f.GetLength() < 0 {
-		return nil, fmt.Errorf("file %d: negative length %d", f.GetId(), f.GetLength())
+	n := &inode{id: a.id, name: a.name, ctime: a.ctime, mtime: a.ctime, bits: bitDir}
+	if a.mtime != 0 {
+		n.mtime = a.mtime
 	}
-	n := &inode{
-		id: f.GetId(), name: f.GetName(),
-		mode: f.GetMode(), owner: f.GetOwner(), group: f.GetGroup(),
-		ctime: f.GetCreationTimeMs(), mtime: f.GetCreationTimeMs(),
-		persist: f.GetPersistenceState(), pinned: f.GetPinned(),
-		length: f.GetLength(), blockSize: f.GetBlockSizeBytes(), writeType: f.GetWriteType(),
-		completed: f.GetCompleted(), fingerprint: f.GetUfsFingerprint(),
-		replMin: f.GetReplicationMin(), replMax: f.GetReplicationMax(),
-		ttl: f.GetTtl(), ttlAction: f.GetTtlAction(),
-	}
-	if m := f.GetLastModificationTimeMs(); m != 0 {
-		n.mtime = m
+	n.setMode(a.mode)
+	n.setPersist(a.persist)
+	n.setFlag(bitPinned, a.pinned)
+	n.setFlag(bitLoaded, a.loaded)
+	n.setFlag(bitMountPoint, a.mount)
+	s.setOwner(n, a.owner, a.group)
+	if a.ttl != 0 || a.ttlAction != "" {
+		e := s.extFor(n)
+		e.ttl, e.ttlAction = a.ttl, a.ttlAction
 	}
 	return n, nil
+}
+
+func (s *State) dirInode(d *api.InodeDirectoryEntry) (*inode, error) {
+	return s.newDir(dirAttrs{
+		id: d.GetId(), name: d.GetName(), mode: d.GetMode(), owner: d.GetOwner(), group: d.GetGroup(),
+		ctime: d.GetCreationTimeMs(), mtime: d.GetLastModificationTimeMs(),
+		persist: d.GetPersistenceState(), pinned: d.GetPinned(),
+		loaded: d.GetChildrenLoaded(), mount: d.GetMountPoint(),
+		ttl: d.GetTtl(), ttlAction: d.GetTtlAction(),
+	})
+}
+
+// fileAttrs are the attributes a file is created with.
+type fileAttrs struct {
+	id                int64
+	name              string
+	mode              uint32
+	owner, group      string
+	ctime, mtime      int64
+	persist           api.PersistenceState
+	pinned, completed bool
+	length, blockSize int64
+	writeType         api.WriteType
+	fingerprint       string
+	replMin, replMax  int32
+	ttl               int64
+	ttlAction         string
+}
+
+// newFile builds a file inode (not yet in the tree).
+func (s *State) newFile(a fileAttrs) (*inode, error) {
+	if a.blockSize <= 0 {
+		return nil, fmt.Errorf("file %d: block size %d", a.id, a.blockSize)
+	}
+	if a.length < 0 {
+		return nil, fmt.Errorf("file %d: negative length %d", a.id, a.length)
+	}
+	if err := checkEnums(a.mode, a.persist, a.writeType); err != nil {
+		return nil, fmt.Errorf("file %d: %w", a.id, err)
+	}
+	n := &inode{id: a.id, name: a.name, ctime: a.ctime, mtime: a.ctime, length: a.length}
+	if a.mtime != 0 {
+		n.mtime = a.mtime
+	}
+	n.setMode(a.mode)
+	n.setPersist(a.persist)
+	n.setWriteType(a.writeType)
+	n.setFlag(bitPinned, a.pinned)
+	n.setFlag(bitCompleted, a.completed)
+	s.setOwner(n, a.owner, a.group)
+	s.setBlockSize(n, a.blockSize)
+	s.setFingerprint(n, a.fingerprint)
+	if a.replMin != 0 || a.replMax != -1 {
+		e := s.extFor(n)
+		e.replMin, e.replMax = a.replMin, a.replMax
+	}
+	if a.ttl != 0 || a.ttlAction != "" {
+		e := s.extFor(n)
+		e.ttl, e.ttlAction = a.ttl, a.ttlAction
+	}
+	return n, nil
+}
+
+func (s *State) fileInode(f *api.InodeFileEntry) (*inode, error) {
+	return s.newFile(fileAttrs{
+		id: f.GetId(), name: f.GetName(), mode: f.GetMode(), owner: f.GetOwner(), group: f.GetGroup(),
+		ctime: f.GetCreationTimeMs(), mtime: f.GetLastModificationTimeMs(),
+		persist: f.GetPersistenceState(), pinned: f.GetPinned(), completed: f.GetCompleted(),
+		length: f.GetLength(), blockSize: f.GetBlockSizeBytes(), writeType: f.GetWriteType(),
+		fingerprint: f.GetUfsFingerprint(), replMin: f.GetReplicationMin(), replMax: f.GetReplicationMax(),
+		ttl: f.GetTtl(), ttlAction: f.GetTtlAction(),
+	})
 }
 
 func (s *State) applyInodeDirectory(e *api.JournalEntry, d *api.InodeDirectoryEntry) error {
@@ -352,7 +377,12 @@ func (s *State) applyInodeDirectory(e *api.JournalEntry, d *api.InodeDirectoryEn
 	if err != nil {
 		return err
 	}
-	s.insert(p, dirInode(d), e.GetOpTimeMs())
+	// Building fails before it changes anything.
+	n, err := s.dirInode(d)
+	if err != nil {
+		return err
+	}
+	s.insert(p, n, e.GetOpTimeMs())
 	return nil
 }
 
@@ -364,12 +394,12 @@ func (s *State) applyInodeFile(e *api.JournalEntry, f *api.InodeFileEntry) error
 	if p == nil {
 		return fmt.Errorf("the root must be a directory")
 	}
-	n, err := fileInode(f)
+	n, err := s.fileInode(f)
 	if err != nil {
 		return err
 	}
 	s.insert(p, n, e.GetOpTimeMs())
-	if n.persist == api.PersistenceState_PERSISTED {
+	if n.persisted() {
 		persistAncestors(n)
 	}
 	return nil
@@ -378,26 +408,30 @@ func (s *State) applyInodeFile(e *api.JournalEntry, f *api.InodeFileEntry) error
 // loadRecord inserts a checkpoint record as it is: no parent mtime change,
 // no derived persistence.
 func (s *State) loadRecord(e *api.JournalEntry) error {
-	var n *inode
-	var parentID int64
+	var (
+		p   *inode
+		n   *inode
+		err error
+	)
 	switch b := e.GetBody().(type) {
 	case *api.JournalEntry_InodeDirectory:
-		n, parentID = dirInode(b.InodeDirectory), b.InodeDirectory.GetParentId()
-	case *api.JournalEntry_InodeFile:
-		var err error
-		if n, err = fileInode(b.InodeFile); err != nil {
-			return err
+		d := b.InodeDirectory
+		if p, err = s.parentFor(d.GetId(), d.GetParentId(), d.GetName()); err == nil {
+			n, err = s.dirInode(d)
 		}
-		parentID = b.InodeFile.GetParentId()
+	case *api.JournalEntry_InodeFile:
+		f := b.InodeFile
+		if p, err = s.parentFor(f.GetId(), f.GetParentId(), f.GetName()); err == nil {
+			if p == nil {
+				return fmt.Errorf("the root must be a directory")
+			}
+			n, err = s.fileInode(f)
+		}
 	default:
 		return fmt.Errorf("record holds %T, not an inode", b)
 	}
-	p, err := s.parentFor(n.id, parentID, n.name)
 	if err != nil {
 		return err
-	}
-	if p == nil && !n.dir {
-		return fmt.Errorf("the root must be a directory")
 	}
 	s.insert(p, n, 0)
 	return nil
@@ -406,17 +440,17 @@ func (s *State) loadRecord(e *api.JournalEntry) error {
 // persistAncestors marks the directories above a persisted inode persisted:
 // the UFS holds them as soon as it holds anything below them.
 func persistAncestors(n *inode) {
-	for p := n.parent; p != nil && p.persist != api.PersistenceState_PERSISTED; p = p.parent {
-		p.persist = api.PersistenceState_PERSISTED
+	for p := n.parent; p != nil && !p.persisted(); p = p.parent {
+		p.setPersist(api.PersistenceState_PERSISTED)
 	}
 }
 
 func (s *State) file(id int64) (*inode, error) {
-	n, ok := s.inodes[id]
+	n := s.get(id)
 	switch {
-	case !ok:
+	case n == nil:
 		return nil, fmt.Errorf("inode %d does not exist", id)
-	case n.dir:
+	case n.dir():
 		return nil, fmt.Errorf("inode %d is a directory", id)
 	}
 	return n, nil
@@ -427,55 +461,62 @@ func (s *State) applyCompleteFile(e *api.JournalEntry, c *api.CompleteFileEntry)
 	if err != nil {
 		return err
 	}
-	if n.completed {
+	if n.completed() {
 		return fmt.Errorf("file %d is already complete", n.id)
 	}
 	if c.GetLength() < 0 {
 		return fmt.Errorf("file %d: negative length %d", n.id, c.GetLength())
 	}
-	n.completed = true
-	n.length = c.GetLength()
+	n.setFlag(bitCompleted, true)
+	s.setLength(n, c.GetLength())
 	n.mtime = e.GetOpTimeMs()
 	if fp := c.GetUfsFingerprint(); fp != "" {
-		n.fingerprint = fp
-		n.persist = api.PersistenceState_PERSISTED
+		s.setFingerprint(n, fp)
+		n.setPersist(api.PersistenceState_PERSISTED)
 		persistAncestors(n)
 	}
 	return nil
 }
 
+// unindex forgets every inode at or below n (already unlinked from its
+// parent).
+func (s *State) unindex(n *inode) {
+	walk(n, func(x *inode) bool {
+		s.inodes.remove(x.id)
+		delete(s.ttls, x.id)
+		s.dropExt(x)
+		return true
+	})
+}
+
 func (s *State) applyDeleteInode(e *api.JournalEntry, d *api.DeleteInodeEntry) error {
-	n, ok := s.inodes[d.GetId()]
+	n := s.get(d.GetId())
 	switch {
-	case !ok:
+	case n == nil:
 		return fmt.Errorf("inode %d does not exist", d.GetId())
 	case n.parent == nil:
 		return fmt.Errorf("the root cannot be deleted")
 	}
 	s.removeChild(n.parent, n)
 	n.parent.mtime = e.GetOpTimeMs()
-	walk(n, func(x *inode) bool {
-		delete(s.inodes, x.id)
-		delete(s.ttls, x.id)
-		return true
-	})
+	s.unindex(n)
 	n.parent = nil
 	return nil
 }
 
 func (s *State) applyRename(e *api.JournalEntry, r *api.RenameEntry) error {
-	n, ok := s.inodes[r.GetId()]
-	if !ok {
+	n := s.get(r.GetId())
+	if n == nil {
 		return fmt.Errorf("inode %d does not exist", r.GetId())
 	}
 	if n.parent == nil {
 		return fmt.Errorf("the root cannot be renamed")
 	}
-	np, ok := s.inodes[r.GetNewParentId()]
+	np := s.get(r.GetNewParentId())
 	switch {
-	case !ok:
+	case np == nil:
 		return fmt.Errorf("new parent %d does not exist", r.GetNewParentId())
-	case !np.dir:
+	case !np.dir():
 		return fmt.Errorf("new parent %d is a file", np.id)
 	case !validName(r.GetNewName()):
 		return fmt.Errorf("invalid name %q", r.GetNewName())
@@ -495,41 +536,56 @@ func (s *State) applyRename(e *api.JournalEntry, r *api.RenameEntry) error {
 }
 
 func (s *State) applySetAttribute(e *api.JournalEntry, a *api.SetAttributeEntry) error {
-	n, ok := s.inodes[a.GetId()]
-	if !ok {
+	n := s.get(a.GetId())
+	if n == nil {
 		return fmt.Errorf("inode %d does not exist", a.GetId())
 	}
+	mode, persist := n.mode(), n.persist()
 	if a.Mode != nil {
-		n.mode = a.GetMode()
-	}
-	if a.Owner != nil {
-		n.owner = a.GetOwner()
-	}
-	if a.Group != nil {
-		n.group = a.GetGroup()
-	}
-	if a.Pinned != nil {
-		n.pinned = a.GetPinned()
-	}
-	if a.ReplicationMin != nil {
-		n.replMin = a.GetReplicationMin()
-	}
-	if a.ReplicationMax != nil {
-		n.replMax = a.GetReplicationMax()
-	}
-	if a.Ttl != nil {
-		n.ttl = a.GetTtl()
-		s.indexTTL(n)
-	}
-	if a.TtlAction != nil {
-		n.ttlAction = a.GetTtlAction()
-	}
-	if a.UfsFingerprint != nil {
-		n.fingerprint = a.GetUfsFingerprint()
+		mode = a.GetMode()
 	}
 	if a.PersistenceState != nil {
-		n.persist = a.GetPersistenceState()
-		if n.persist == api.PersistenceState_PERSISTED {
+		persist = a.GetPersistenceState()
+	}
+	if err := checkEnums(mode, persist, 0); err != nil {
+		return fmt.Errorf("inode %d: %w", n.id, err)
+	}
+	n.setMode(mode)
+	if a.Owner != nil || a.Group != nil {
+		owner, group := s.owner(n), s.group(n)
+		if a.Owner != nil {
+			owner = a.GetOwner()
+		}
+		if a.Group != nil {
+			group = a.GetGroup()
+		}
+		s.setOwner(n, owner, group)
+	}
+	if a.Pinned != nil {
+		n.setFlag(bitPinned, a.GetPinned())
+	}
+	if a.ReplicationMin != nil || a.ReplicationMax != nil {
+		lo, hi := s.replication(n)
+		if a.ReplicationMin != nil {
+			lo = a.GetReplicationMin()
+		}
+		if a.ReplicationMax != nil {
+			hi = a.GetReplicationMax()
+		}
+		s.setReplication(n, lo, hi)
+	}
+	if a.Ttl != nil {
+		s.setTTL(n, a.GetTtl())
+	}
+	if a.TtlAction != nil {
+		s.setTTLAction(n, a.GetTtlAction())
+	}
+	if a.UfsFingerprint != nil {
+		s.setFingerprint(n, a.GetUfsFingerprint())
+	}
+	if a.PersistenceState != nil {
+		n.setPersist(persist)
+		if n.persisted() {
 			persistAncestors(n)
 		}
 	}
@@ -537,15 +593,15 @@ func (s *State) applySetAttribute(e *api.JournalEntry, a *api.SetAttributeEntry)
 }
 
 func (s *State) applyUpdateDirectory(e *api.JournalEntry, u *api.UpdateDirectoryEntry) error {
-	n, ok := s.inodes[u.GetId()]
+	n := s.get(u.GetId())
 	switch {
-	case !ok:
+	case n == nil:
 		return fmt.Errorf("inode %d does not exist", u.GetId())
-	case !n.dir:
+	case !n.dir():
 		return fmt.Errorf("inode %d is a file", u.GetId())
 	}
 	if u.ChildrenLoaded != nil {
-		n.childrenLoaded = u.GetChildrenLoaded()
+		n.setFlag(bitLoaded, u.GetChildrenLoaded())
 	}
 	return nil
 }

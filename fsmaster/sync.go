@@ -47,10 +47,10 @@ func (ns *namespace) syncPolicy(lt api.LoadMetadataType, start time.Time) syncPo
 
 // needs reports whether listing directory n must sync it with the UFS first.
 func (sp syncPolicy) needs(n *inode) bool {
-	if sp.never || !n.dir {
+	if sp.never || !n.dir() {
 		return false
 	}
-	return !n.childrenLoaded || n.syncedAt < sp.before
+	return !n.childrenLoaded() || n.syncedAt() < sp.before
 }
 
 // loadChildren merges the children of directory p from its UFS (the first
@@ -59,14 +59,14 @@ func (sp syncPolicy) needs(n *inode) bool {
 func (ns *namespace) loadChildren(ctx context.Context, p string) error {
 	ns.mu.RLock()
 	n := ns.st.lookup(p)
-	if n == nil || !n.dir {
+	if n == nil || !n.dir() {
 		ns.mu.RUnlock()
 		return nil
 	}
 	id := n.id
 	// The first load only merges; a re-sync also reconciles what the
 	// namespace holds with what the UFS now has.
-	resync := n.childrenLoaded
+	resync := n.childrenLoaded()
 	m, rel := ns.st.mountOf(p)
 	m = cloneMount(m)
 	ns.mu.RUnlock()
@@ -88,8 +88,8 @@ func (ns *namespace) loadChildren(ctx context.Context, p string) error {
 		if err := ns.usable(); err != nil {
 			return err
 		}
-		d, ok := ns.st.inodes[id]
-		if !ok || !d.dir {
+		d := ns.st.get(id)
+		if d == nil || !d.dir() {
 			return gone
 		}
 		t := ns.begin()
@@ -101,7 +101,7 @@ func (ns *namespace) loadChildren(ctx context.Context, p string) error {
 				seen[st.Name] = struct{}{}
 			}
 			if c := d.child(st.Name); c != nil {
-				if resync && stale(c, st) {
+				if resync && ns.st.stale(c, st) {
 					suspects = append(suspects, st.Name)
 				}
 				continue
@@ -143,9 +143,9 @@ func (ns *namespace) loadChildren(ctx context.Context, p string) error {
 	}
 	if listed && resync {
 		ns.mu.RLock()
-		if d, ok := ns.st.inodes[id]; ok && d.dir && d.children != nil {
-			d.children.Ascend(func(c *inode) bool {
-				if _, ok := seen[c.name]; !ok && c.persist == api.PersistenceState_PERSISTED && !c.mountPoint {
+		if d := ns.st.get(id); d != nil && d.dir() {
+			d.kids.ascend("", func(c *inode) bool {
+				if _, ok := seen[c.name]; !ok && c.persist() == api.PersistenceState_PERSISTED && !c.mountPoint() {
 					suspects = append(suspects, c.name)
 				}
 				return true
@@ -163,8 +163,8 @@ func (ns *namespace) loadChildren(ctx context.Context, p string) error {
 			zap.Int("added", added), zap.Int("updated", changed), zap.Int("removed", removed))
 	}
 	ns.mu.Lock()
-	if d, ok := ns.st.inodes[id]; ok && d.dir {
-		if !d.childrenLoaded {
+	if d := ns.st.get(id); d != nil && d.dir() {
+		if !d.childrenLoaded() {
 			t := ns.begin()
 			loaded := true
 			if err := t.add(&api.JournalEntry{Body: &api.JournalEntry_UpdateDirectory{UpdateDirectory: &api.UpdateDirectoryEntry{Id: id, ChildrenLoaded: &loaded}}}); err != nil {
@@ -173,7 +173,7 @@ func (ns *namespace) loadChildren(ctx context.Context, p string) error {
 			}
 			last = t
 		}
-		d.syncedAt = ns.now().UnixNano()
+		d.setSyncedAt(ns.now().UnixNano())
 	}
 	ns.mu.Unlock()
 	ns.op("load-children")
@@ -185,14 +185,22 @@ func (ns *namespace) loadChildren(ctx context.Context, p string) error {
 
 // stale reports whether the UFS entry st may no longer be what the
 // persisted inode c recorded: its kind or its file fingerprint differ.
-func stale(c *inode, st ufs.FileStatus) bool {
-	if c.persist != api.PersistenceState_PERSISTED || c.mountPoint {
+func (s *State) stale(c *inode, st ufs.FileStatus) bool {
+	if c.persist() != api.PersistenceState_PERSISTED || c.mountPoint() {
 		return false
 	}
-	if c.dir != st.IsDir {
+	if c.dir() != st.IsDir {
 		return true
 	}
-	return !c.dir && c.completed && c.fingerprint != "" && st.Fingerprint != "" && c.fingerprint != st.Fingerprint
+	if c.dir() || !c.completed() || st.Fingerprint == "" {
+		return false
+	}
+	if c.flag(bitFPLocal) {
+		ns, ok := compactFingerprint(st.Fingerprint, c.length)
+		return !ok || ns != c.fpNs
+	}
+	fp := s.fingerprint(c)
+	return fp != "" && fp != st.Fingerprint
 }
 
 // reconcile looks again at the UFS entry of each named child of directory
@@ -247,8 +255,8 @@ func (ns *namespace) applyLooks(id int64, p string, looks []ufsLook) (*txn, int,
 	if err := ns.usable(); err != nil {
 		return nil, 0, 0, err
 	}
-	d, ok := ns.st.inodes[id]
-	if !ok || !d.dir {
+	d := ns.st.get(id)
+	if d == nil || !d.dir() {
 		return nil, 0, 0, nil
 	}
 	var changed, removed int
@@ -256,7 +264,7 @@ func (ns *namespace) applyLooks(id int64, p string, looks []ufsLook) (*txn, int,
 	for _, l := range looks {
 		st, missing := l.st, l.missing
 		c := d.child(st.Name)
-		if c == nil || (!missing && !stale(c, st)) || !ns.droppable(c, paths.Join(p, c.name)) {
+		if c == nil || (!missing && !ns.st.stale(c, st)) || !ns.droppable(c, paths.Join(p, c.name)) {
 			continue
 		}
 		ids := filesBelow(c)
@@ -282,12 +290,12 @@ func (ns *namespace) applyLooks(id int64, p string, looks []ufsLook) (*txn, int,
 // droppable reports whether inode n at path p exists only as a copy of the
 // UFS: it and everything below are persisted and no mount lies below.
 func (ns *namespace) droppable(n *inode, p string) bool {
-	if n.mountPoint || (n.dir && len(ns.mountsBelow(p)) > 0) {
+	if n.mountPoint() || (n.dir() && len(ns.mountsBelow(p)) > 0) {
 		return false
 	}
 	ok := true
 	walk(n, func(x *inode) bool {
-		if x.persist != api.PersistenceState_PERSISTED {
+		if x.persist() != api.PersistenceState_PERSISTED {
 			ok = false
 		}
 		return ok
@@ -317,7 +325,7 @@ func (ns *namespace) ufsEntry(id, parentID int64, st ufs.FileStatus, now int64) 
 func (ns *namespace) syncPath(ctx context.Context, p string) error {
 	ns.mu.RLock()
 	n := ns.st.lookup(p)
-	if n == nil || n.parent == nil || n.persist != api.PersistenceState_PERSISTED || n.mountPoint {
+	if n == nil || n.parent == nil || n.persist() != api.PersistenceState_PERSISTED || n.mountPoint() {
 		ns.mu.RUnlock()
 		return nil
 	}

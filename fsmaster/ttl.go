@@ -66,10 +66,10 @@ func (ns *namespace) expiredTTLs(nowMs int64) []expired {
 	defer ns.mu.RUnlock()
 	var out []expired
 	for _, n := range ns.st.ttls { // only inodes with a TTL
-		if n.ctime+n.ttl > nowMs || n.parent == nil {
+		ttl, action := ns.st.ttl(n)
+		if n.ctime+ttl > nowMs || n.parent == nil {
 			continue
 		}
-		action := n.ttlAction
 		if action != ttlFree {
 			action = ttlDelete
 		}

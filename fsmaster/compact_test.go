@@ -1,0 +1,352 @@
+package fsmaster
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/fsmaster/journal"
+)
+
+// TestChildrenMatchesSortedSet runs random inserts, removes, lookups and
+// ranged walks against the chunked child index and a plain sorted set, with
+// names drawn so that both sorted fills (the UFS's order) and random
+// inserts split and merge chunks.
+func TestChildrenMatchesSortedSet(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round, universe := range []int{10, 600, 5000} {
+		var c children
+		ref := map[string]*inode{}
+		names := func() []string {
+			out := make([]string, 0, len(ref))
+			for k := range ref {
+				out = append(out, k)
+			}
+			slices.Sort(out)
+			return out
+		}
+		// A sorted fill first, as a UFS listing gives it.
+		for i := range universe / 2 {
+			n := &inode{id: int64(i + 1), name: fmt.Sprintf("n%06d", 2*i)}
+			c.insert(n)
+			ref[n.name] = n
+		}
+		for op := range 20000 {
+			name := fmt.Sprintf("n%06d", rng.IntN(universe))
+			switch k := rng.IntN(10); {
+			case k < 4:
+				n := &inode{id: int64(op + 1e6), name: name}
+				c.insert(n)
+				ref[name] = n
+			case k < 7:
+				_, had := ref[name]
+				if got := c.remove(name); got != had {
+					t.Fatalf("round %d: remove(%s) = %v, want %v", round, name, got, had)
+				}
+				delete(ref, name)
+			case k < 9:
+				if got := c.get(name); got != ref[name] {
+					t.Fatalf("round %d: get(%s) = %v, want %v", round, name, got, ref[name])
+				}
+			default:
+				want := names()
+				i, _ := slices.BinarySearch(want, name)
+				want = want[i:]
+				var got []string
+				c.ascend(name, func(n *inode) bool {
+					got = append(got, n.name)
+					return len(got) < 50
+				})
+				if len(want) > 50 {
+					want = want[:50]
+				}
+				if !slices.Equal(got, want) {
+					t.Fatalf("round %d: ascend(%s) = %v, want %v", round, name, got, want)
+				}
+			}
+			if c.len() != len(ref) {
+				t.Fatalf("round %d: len %d, want %d", round, c.len(), len(ref))
+			}
+		}
+		if len(ref) > 0 {
+			if err := c.check(); err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		var all []string
+		c.ascend("", func(n *inode) bool { all = append(all, n.name); return true })
+		if !slices.Equal(all, names()) {
+			t.Fatalf("round %d: full walk differs from the reference", round)
+		}
+		for _, ch := range c.chunks {
+			if len(ch) > chunkMax {
+				t.Fatalf("round %d: chunk of %d children (max %d)", round, len(ch), chunkMax)
+			}
+		}
+	}
+}
+
+// TestChildrenSortedFillIsDense checks the memory claim: children added in
+// name order leave every chunk but the last full.
+func TestChildrenSortedFillIsDense(t *testing.T) {
+	var c children
+	const n = 10*chunkMax + 7
+	for i := range n {
+		c.insert(&inode{name: fmt.Sprintf("f%07d", i)})
+	}
+	for i, ch := range c.chunks[:len(c.chunks)-1] {
+		if len(ch) != chunkMax || cap(ch) != chunkMax {
+			t.Fatalf("chunk %d: len %d cap %d, want both %d", i, len(ch), cap(ch), chunkMax)
+		}
+	}
+	// Removing everything leaves nothing behind.
+	for i := range n {
+		if !c.remove(fmt.Sprintf("f%07d", i)) {
+			t.Fatalf("remove %d failed", i)
+		}
+	}
+	if c.len() != 0 || len(c.chunks) != 0 {
+		t.Fatalf("after removing all: len %d, %d chunks", c.len(), len(c.chunks))
+	}
+}
+
+// TestIDIndexMatchesMap runs random puts, removes and gets against the
+// open-addressing id index and a map, across grows and shrinks, with ids
+// both consecutive (how the master hands them out) and scattered.
+func TestIDIndexMatchesMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var x idIndex
+	ref := map[int64]*inode{}
+	next := int64(1)
+	for op := range 200000 {
+		var id int64
+		if rng.IntN(2) == 0 {
+			id = next
+			next++
+		} else {
+			id = rng.Int64N(next + 1000)
+		}
+		switch k := rng.IntN(10); {
+		case k < 5 || op < 50000:
+			n := &inode{id: id}
+			x.put(n)
+			ref[id] = n
+		case k < 8:
+			_, had := ref[id]
+			if got := x.remove(id); got != had {
+				t.Fatalf("remove(%d) = %v, want %v", id, got, had)
+			}
+			delete(ref, id)
+		default:
+			if got := x.get(id); got != ref[id] {
+				t.Fatalf("get(%d) = %v, want %v", id, got, ref[id])
+			}
+		}
+		if x.len() != len(ref) {
+			t.Fatalf("len %d, want %d", x.len(), len(ref))
+		}
+	}
+	for id, n := range ref {
+		if x.get(id) != n {
+			t.Fatalf("id %d lost", id)
+		}
+	}
+	seen := 0
+	x.each(func(n *inode) bool {
+		if ref[n.id] != n {
+			t.Fatalf("each visits %d, not in the reference", n.id)
+		}
+		seen++
+		return true
+	})
+	if seen != len(ref) {
+		t.Fatalf("each visited %d, want %d", seen, len(ref))
+	}
+	// Emptying shrinks the table back.
+	for id := range ref {
+		x.remove(id)
+	}
+	if x.len() != 0 || len(x.slots) > idIndexMin {
+		t.Fatalf("emptied index: len %d, %d slots", x.len(), len(x.slots))
+	}
+}
+
+// TestPackedInodeFields round-trips every packed and rare attribute
+// through a state: what goes in comes out, and an inode back at its
+// defaults gives its rare attributes up.
+func TestPackedInodeFields(t *testing.T) {
+	s := NewState()
+	for _, c := range []struct {
+		length int64
+		fp     string
+		local  bool
+	}{
+		{0, "0:1733372400123456789", true},
+		{5, "5:-12", true},
+		{5, "6:12", false},       // size not the length
+		{5, "5:012", false},      // not canonical
+		{5, "5:+12", false},      // not canonical
+		{5, "5:", false},         // no mtime
+		{5, "d41d8cd9:5", false}, // S3's etag:size
+		{5, "", false},           // none
+		{5, "5:12:13", false},    // more than two parts
+		{1 << 40, "1099511627776:1", true},
+	} {
+		n, err := s.newFile(fileAttrs{id: 7, name: "f", mode: 0o640, owner: "u", group: "g", blockSize: 1 << 20, length: c.length,
+			fingerprint: c.fp, replMax: -1, persist: api.PersistenceState_PERSISTED, writeType: api.WriteType_ASYNC_THROUGH})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.fingerprint(n); got != c.fp {
+			t.Errorf("fingerprint %q came back as %q", c.fp, got)
+		}
+		if n.flag(bitFPLocal) != c.local {
+			t.Errorf("fingerprint %q: compact %v, want %v", c.fp, n.flag(bitFPLocal), c.local)
+		}
+		if (s.ext(n) != nil) != (!c.local && c.fp != "") {
+			t.Errorf("fingerprint %q: rare attributes %v", c.fp, s.ext(n))
+		}
+		// A new length keeps the fingerprint as it was.
+		s.setLength(n, c.length+3)
+		if got := s.fingerprint(n); got != c.fp {
+			t.Errorf("fingerprint %q after a length change: %q", c.fp, got)
+		}
+		if n.mode() != 0o640 || s.owner(n) != "u" || s.group(n) != "g" || s.blockSize(n) != 1<<20 ||
+			n.persist() != api.PersistenceState_PERSISTED || n.writeType() != api.WriteType_ASYNC_THROUGH || n.dir() {
+			t.Errorf("packed fields lost: mode %o owner %s group %s bs %d persist %v wt %v", n.mode(), s.owner(n), s.group(n), s.blockSize(n), n.persist(), n.writeType())
+		}
+		s.dropExt(n)
+	}
+
+	n, err := s.newFile(fileAttrs{id: 8, name: "g", blockSize: 64 << 20, replMax: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.setReplication(n, 1, 3)
+	s.setTTL(n, 1000)
+	s.setTTLAction(n, ttlFree)
+	s.setFingerprint(n, "etag:0")
+	if lo, hi := s.replication(n); lo != 1 || hi != 3 {
+		t.Errorf("replication %d..%d", lo, hi)
+	}
+	if ttl, a := s.ttl(n); ttl != 1000 || a != ttlFree || s.ttls[n.id] != n {
+		t.Errorf("ttl %d %q indexed %v", ttl, a, s.ttls[n.id] != nil)
+	}
+	s.setReplication(n, 0, -1)
+	s.setTTL(n, 0)
+	s.setTTLAction(n, "")
+	s.setFingerprint(n, "")
+	if s.ext(n) != nil || n.flag(bitExt) || len(s.ttls) != 0 {
+		t.Errorf("an inode back at its defaults keeps rare attributes: %+v", s.ext(n))
+	}
+
+	// Past 255 distinct block sizes a size lives in the rare attributes.
+	var last *inode
+	for i := range 300 {
+		f, err := s.newFile(fileAttrs{id: int64(100 + i), name: "b", blockSize: int64(4096 + i), replMax: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.blockSize(f) != int64(4096+i) {
+			t.Fatalf("block size %d came back as %d", 4096+i, s.blockSize(f))
+		}
+		last = f
+	}
+	if s.ext(last) == nil {
+		t.Fatalf("the 300th block size is not in the rare attributes")
+	}
+
+	for _, bad := range []fileAttrs{
+		{id: 9, blockSize: 1, mode: 0o10000},
+		{id: 9, blockSize: 1, persist: 4},
+		{id: 9, blockSize: 1, writeType: 5},
+		{id: 9, blockSize: 0},
+		{id: 9, blockSize: 1, length: -1},
+	} {
+		if _, err := s.newFile(bad); err == nil {
+			t.Errorf("newFile(%+v) accepted", bad)
+		}
+	}
+}
+
+// TestApplyRefusesUnpackableValues: an entry whose values the packed
+// inode cannot hold is refused and changes nothing.
+func TestApplyRefusesUnpackableValues(t *testing.T) {
+	s := NewState()
+	seq := int64(0)
+	apply := func(e *api.JournalEntry) error { seq++; e.Sequence = seq; return s.Apply(e) }
+	if err := apply(dirEntry(&api.InodeDirectoryEntry{Id: 1, Mode: 0o755, MountPoint: true})); err != nil {
+		t.Fatal(err)
+	}
+	if err := apply(&api.JournalEntry{Body: &api.JournalEntry_AddMountPoint{AddMountPoint: &api.AddMountPointEntry{Mount: &api.MountPointInfo{AlluviumPath: "/", UfsUri: "file:///x", MountId: 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := apply(fileEntry(&api.InodeFileEntry{Id: 2, ParentId: 1, Name: "f", BlockSizeBytes: 1, ReplicationMax: -1})); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Dump()
+	for _, e := range []*api.JournalEntry{
+		fileEntry(&api.InodeFileEntry{Id: 3, ParentId: 1, Name: "g", BlockSizeBytes: 1, Mode: 0o17777}),
+		fileEntry(&api.InodeFileEntry{Id: 3, ParentId: 1, Name: "g", BlockSizeBytes: 1, WriteType: 9}),
+		dirEntry(&api.InodeDirectoryEntry{Id: 3, ParentId: 1, Name: "d", PersistenceState: 7}),
+		setAttrEntry(&api.SetAttributeEntry{Id: 2, Mode: ptr(uint32(0o20000)), Owner: ptr("x")}),
+		setAttrEntry(&api.SetAttributeEntry{Id: 2, PersistenceState: ptr(api.PersistenceState(5)), Pinned: ptr(true)}),
+	} {
+		if err := apply(e); err == nil {
+			t.Errorf("entry %v applied", e)
+		}
+		if got := s.Dump(); got != before {
+			t.Fatalf("refused entry %v changed the state:\n%s", e, diff(before, got))
+		}
+	}
+	if err := s.CheckInvariants(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCheckpointV1StillLoads loads a checkpoint written by the master
+// before the compact inode layout (testdata/checkpoint-v1, made from a
+// namespace using every attribute) and checks the state is exactly what
+// that master dumped; written again and reloaded, it stays the same.
+func TestCheckpointV1StillLoads(t *testing.T) {
+	want, err := os.ReadFile("testdata/checkpoint-v1/dump.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Checkpoint files are opened read-only but bbolt wants write access
+	// to the directory's lock: work on a copy.
+	dir := t.TempDir()
+	src, err := os.ReadFile("testdata/checkpoint-v1/29.bolt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "29.bolt")
+	if err := os.WriteFile(path, src, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := loadCheckpointFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CheckInvariants(); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Dump(); got != string(want) {
+		t.Fatalf("v1 checkpoint loads differently:\n%s", diff(string(want), got))
+	}
+	again, err := journal.WriteCheckpoint(filepath.Join(dir, "j"), st.LastSequence(), st.WriteCheckpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st2, err := loadCheckpointFile(again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st2.Dump(); got != string(want) {
+		t.Fatalf("rewritten checkpoint loads differently:\n%s", diff(string(want), got))
+	}
+}
