@@ -1,8 +1,20 @@
 // Package testutil starts real Alluvium processes (and MinIO) for tests:
 // it builds the binary once, hands out port ranges that concurrent test
-// binaries never share, and captures each process's log in the test's
-// temp dir, printing it when the test fails. Cluster (cluster.go) runs a
-// whole cluster of them for the end-to-end suites.
+// binaries never share, and captures each process's log, printing it when
+// the test fails. Cluster (cluster.go) runs a whole cluster of them for
+// the end-to-end suites.
+//
+// Every process Start launches is supervised: the test fails if the
+// process exits on its own, or if its log shows a data race, a Go panic or
+// fatal error, or a panic a server recovered (LogProblems); Run fails the
+// test on the same signs in a CLI's output, whatever its exit code. So a
+// test that ends a process on purpose does it through the Process —
+// Kill (SIGKILL to its group), Stop (SIGTERM, then kill), Signal with
+// SIGTERM/SIGINT/SIGQUIT/SIGKILL, Wait (it must exit by itself) — or calls
+// ExpectExit first when something else ends it (a CLI command, a fault it
+// must die of). Never syscall.Kill a Process's pid: that exit would be
+// reported as a crash. SIGSTOP/SIGCONT through Signal are not exits.
+// Processes still running when the test ends are killed without blame.
 package testutil
 
 import (
@@ -146,18 +158,72 @@ func portsFree(base, n int) bool {
 }
 
 // Process is a started child process whose output goes to a log file.
+//
+// Start supervises it (Contract 3 of the test harness): the test fails
+// when the process exits on its own — an exit the test did not ask for
+// through Kill, Stop, Signal, Wait or ExpectExit — or when its log holds a
+// sign of a bug (LogProblems: a data race, a Go panic or fatal error, a
+// panic a server recovered). The check of the exit runs the moment the
+// process ends (so the failure names it first, not a later timeout it
+// caused); the log is scanned once the process is gone, at cleanup. When
+// the test ends every process still running is killed: that is expected.
 type Process struct {
 	Name    string
 	Cmd     *exec.Cmd
 	LogPath string
 	t       testing.TB
+	group   *procGroup
 	done    chan struct{}
 	err     error
+
+	mu       sync.Mutex
+	expected bool // an exit now is the test's doing
 }
 
-// Start runs bin with args and env (added to the current environment).
-// The process is killed when the test ends; its log is printed if the test
-// failed.
+// procGroup is the processes one test started: the first of their cleanups
+// marks them all expected to exit, so a process that dies in the moment
+// another is killed at cleanup (a worker losing its master) is no failure.
+type procGroup struct {
+	mu    sync.Mutex
+	procs []*Process
+	ended bool
+}
+
+var groups sync.Map // testing.TB -> *procGroup
+
+func groupOf(t testing.TB) *procGroup {
+	g, _ := groups.LoadOrStore(t, &procGroup{})
+	return g.(*procGroup)
+}
+
+func (g *procGroup) add(p *Process) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.procs = append(g.procs, p)
+	if g.ended {
+		p.ExpectExit()
+	}
+}
+
+// end marks every process of the group expected to exit (the test is over).
+func (g *procGroup) end(t testing.TB) {
+	g.mu.Lock()
+	if g.ended {
+		g.mu.Unlock()
+		return
+	}
+	g.ended = true
+	procs := append([]*Process(nil), g.procs...)
+	g.mu.Unlock()
+	groups.Delete(t)
+	for _, p := range procs {
+		p.ExpectExit()
+	}
+}
+
+// Start runs bin with args and env (added to the current environment),
+// supervised as Process describes. The process is killed when the test
+// ends; its log is printed if the test failed.
 func Start(t testing.TB, name, bin string, env []string, args ...string) *Process {
 	t.Helper()
 	logDir := filepath.Join(os.TempDir(), "alluvium-test-logs")
@@ -176,19 +242,90 @@ func Start(t testing.TB, name, bin string, env []string, args ...string) *Proces
 		logf.Close()
 		t.Fatalf("start %s: %v", name, err)
 	}
-	p := &Process{Name: name, Cmd: cmd, LogPath: logPath, t: t, done: make(chan struct{})}
+	p := &Process{Name: name, Cmd: cmd, LogPath: logPath, t: t, group: groupOf(t), done: make(chan struct{})}
+	p.group.add(p)
 	go func() {
 		p.err = cmd.Wait()
 		logf.Close()
+		// Before done is closed: the cleanup waits for done, so this never
+		// reports after the test has completed.
+		if !p.exitExpected() {
+			t.Errorf("testutil: %s exited on its own (%s); a test that ends a process does it through Kill, Stop, Signal, Wait or ExpectExit%s",
+				name, exitString(p.err), problemsSuffix(LogProblems(p.Log())))
+		}
 		close(p.done)
 	}()
 	t.Cleanup(func() {
+		p.group.end(t)
 		p.Kill()
+		if probs := LogProblems(p.Log()); len(probs) > 0 {
+			t.Errorf("testutil: the log of %s (%s) shows a bug:\n%s", name, logPath, strings.Join(probs, "\n"))
+		}
 		if t.Failed() {
 			t.Logf("---- log of %s (%s) ----\n%s", name, logPath, tail(p.Log(), 200))
 		}
 	})
 	return p
+}
+
+func exitString(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+func problemsSuffix(probs []string) string {
+	if len(probs) == 0 {
+		return ""
+	}
+	return "; its log shows:\n" + strings.Join(probs, "\n")
+}
+
+// logProblemMarkers are the signs of a bug in a process's output. A data
+// race report (the race detector; GORACE halt_on_error makes it exit 66
+// too), a Go panic or runtime fatal error (each at the start of a line),
+// and the panics the servers recover and log rather than die of
+// (internal/rpc's handler guard, the job worker's task guard).
+var logProblemMarkers = []struct {
+	text      string
+	lineStart bool
+}{
+	{"WARNING: DATA RACE", false},
+	{"panic: ", true},
+	{"fatal error: ", true},
+	{"panic in rpc handler", false},
+	{"task panicked", false},
+}
+
+// LogProblems returns the lines of log that show a bug (a data race, a
+// panic, a runtime fatal error, a recovered panic), each with its line
+// number; at most 10.
+func LogProblems(log string) []string {
+	var out []string
+	for i, line := range strings.Split(log, "\n") {
+		for _, m := range logProblemMarkers {
+			hit := strings.Contains(line, m.text)
+			if m.lineStart {
+				hit = strings.HasPrefix(line, m.text)
+			}
+			if hit {
+				out = append(out, fmt.Sprintf("  line %d: %s", i+1, truncateLine(line, 300)))
+				break
+			}
+		}
+		if len(out) == 10 {
+			break
+		}
+	}
+	return out
+}
+
+func truncateLine(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 func sanitize(s string) string {
@@ -219,20 +356,47 @@ func (p *Process) Running() bool {
 	}
 }
 
-// Kill sends SIGKILL to the process group and waits for the exit.
+// ExpectExit tells the supervisor that the process may now exit without
+// failing the test: call it before doing what ends the process other than
+// through Kill, Stop, Signal or Wait (a CLI command that shuts it down, a
+// fault it must die of). Its log is still checked.
+func (p *Process) ExpectExit() {
+	p.mu.Lock()
+	p.expected = true
+	p.mu.Unlock()
+}
+
+func (p *Process) exitExpected() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.expected
+}
+
+// Kill sends SIGKILL to the process group and waits for the exit (an
+// expected one).
 func (p *Process) Kill() {
+	p.ExpectExit()
 	if p.Running() {
 		_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL)
 	}
 	<-p.done
 }
 
-// Signal sends sig to the process only.
-func (p *Process) Signal(sig syscall.Signal) error { return p.Cmd.Process.Signal(sig) }
+// Signal sends sig to the process only. A signal that ends a process
+// (SIGTERM, SIGINT, SIGQUIT, SIGKILL) makes its exit expected; others
+// (SIGSTOP, SIGCONT, SIGHUP, ...) do not.
+func (p *Process) Signal(sig syscall.Signal) error {
+	switch sig {
+	case syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGKILL:
+		p.ExpectExit()
+	}
+	return p.Cmd.Process.Signal(sig)
+}
 
 // Stop sends SIGTERM and waits up to timeout for a clean exit, then kills.
 // It returns the process's exit error (nil for status 0).
 func (p *Process) Stop(timeout time.Duration) error {
+	p.ExpectExit()
 	if p.Running() {
 		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
 	}
@@ -245,12 +409,20 @@ func (p *Process) Stop(timeout time.Duration) error {
 	return p.err
 }
 
-// Wait waits for the process to exit by itself.
+// Wait waits for the process to exit by itself, which the test then
+// expects (a server that must refuse to start, a command that ends).
 func (p *Process) Wait(timeout time.Duration) error {
+	p.mu.Lock()
+	was := p.expected
+	p.expected = true
+	p.mu.Unlock()
 	select {
 	case <-p.done:
 		return p.err
 	case <-time.After(timeout):
+		p.mu.Lock()
+		p.expected = was
+		p.mu.Unlock()
 		return fmt.Errorf("%s still running after %s", p.Name, timeout)
 	}
 }
@@ -301,7 +473,8 @@ func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 }
 
 // Run runs the binary to completion and returns stdout, stderr and the exit
-// code.
+// code. Output showing a bug (LogProblems: a data race, a panic) fails the
+// test whatever the exit code.
 func Run(t testing.TB, bin string, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -311,6 +484,9 @@ func Run(t testing.TB, bin string, env []string, args ...string) (stdout, stderr
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
+	if probs := LogProblems(o.String() + "\n" + e.String()); len(probs) > 0 {
+		t.Errorf("testutil: alluvium %s shows a bug:\n%s\n---- stderr ----\n%s", strings.Join(args, " "), strings.Join(probs, "\n"), tail(e.String(), 100))
+	}
 	code = 0
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
