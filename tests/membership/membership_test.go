@@ -7,6 +7,7 @@ package membership
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -137,7 +138,14 @@ func TestGrowFailOverShrink(t *testing.T) {
 	load(survivors, "/data/f3")
 
 	// Removing the leader hands leadership over first (the CLI asks again).
-	leader := peers(survivors).LeaderID
+	// The restart may have cost an election: wait until one leads.
+	var leader string
+	testutil.Eventually(t, 20*time.Second, func() error {
+		if leader = peers(survivors).LeaderID; leader == "" {
+			return errors.New("no leader")
+		}
+		return nil
+	})
 	must(survivors, "job", "raft", "remove-peer", leader)
 	p = peers(survivors)
 	if len(p.Servers) != 1 || p.LeaderID == leader || p.LeaderID == "" {
