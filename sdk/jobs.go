@@ -168,8 +168,11 @@ const electionWait = 20 * time.Second
 func (j *Jobs) outgoing(ctx context.Context) context.Context { return ctx }
 
 // call runs f against the leader, retrying Unavailable (no leader, leader
-// moved or down) for up to electionWait. Every job call is safe to retry:
-// Submit carries a request id.
+// moved or down) and a call that timed out (DeadlineExceeded while ctx
+// still runs: a leader frozen or partitioned, or slow to answer a call it
+// may have executed) for up to electionWait. Every job call is safe to
+// retry: Submit carries a request id, so a submit whose answer was lost
+// returns the job it made.
 func (j *Jobs) call(ctx context.Context, op, what string, f func(ctx context.Context, c api.JobMasterClient) error) error {
 	deadline := time.Now().Add(max(electionWait, j.c.o.timeout))
 	backoff := 50 * time.Millisecond
@@ -185,11 +188,11 @@ func (j *Jobs) call(ctx context.Context, op, what string, f func(ctx context.Con
 			// A leader that does not answer within the call's timeout
 			// (partitioned, frozen) is forgotten like one that is down, so
 			// the next call asks the group who leads now.
-			if c := status.Code(err); c == codes.Unavailable || c == codes.DeadlineExceeded && ctx.Err() == nil {
+			if status.Code(err) == codes.Unavailable || timedOut(ctx, err) {
 				j.forget(addr)
 			}
 		}
-		if !retryable(err) || ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
+		if !(retryable(err) || timedOut(ctx, err)) || ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
 			return wrapErr(op, what, err)
 		}
 		select {
@@ -199,6 +202,11 @@ func (j *Jobs) call(ctx context.Context, op, what string, f func(ctx context.Con
 		}
 		backoff = min(2*backoff, time.Second)
 	}
+}
+
+// timedOut reports whether err is a call's own timeout, not the caller's.
+func timedOut(ctx context.Context, err error) bool {
+	return status.Code(err) == codes.DeadlineExceeded && ctx.Err() == nil
 }
 
 // SubmitOption tunes Submit.
