@@ -41,10 +41,10 @@ func TestJobMasterPartitioned(t *testing.T) {
 	}
 	filesA := c.UFSTree("pa", sizes)
 	filesB := c.UFSTree("pb", map[string]int{"x": 3 * blockSize, "y": 1000, "z/w": 70_000})
-	old := c.leaderIndex(c.JobMasterAddrs, -1)
-
 	idA := c.submitLoad(map[string]any{"path": "/pa", "bandwidth": 3 << 20})
 	info := c.waitMidJob(idA, 2)
+	// The leader as it is now, mid-job: the one to freeze.
+	old, oldTerm := c.JobMasterLeader(-1)
 	t.Logf("SIGSTOP leader jm%d with job %d at %d/%d tasks", old, idA, info.GetTasksDone(), info.GetTasksTotal())
 	if err := c.JobMasters[old].Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -76,19 +76,16 @@ func TestJobMasterPartitioned(t *testing.T) {
 		}
 	}()
 	stopped := time.Now()
-	newLeader := -1
-	testutil.Eventually(t, 30*time.Second, func() error {
-		for i := range c.JobMasters {
-			if i == old {
-				continue
-			}
-			if l, err := c.isLeader(i); err == nil && l {
-				newLeader = i
-				return nil
-			}
+	var others []int
+	for i := range c.JobMasters {
+		if i != old {
+			others = append(others, i)
 		}
-		return fmt.Errorf("no new leader yet")
-	})
+	}
+	newLeader, newTerm := c.JobMasterLeader(old, others...)
+	if newTerm <= oldTerm {
+		t.Fatalf("froze jm%d, leader in term %d, but jm%d leads in term %d: the freeze hit a follower", old, oldTerm, newLeader, newTerm)
+	}
 	t.Logf("jm%d elected %s after the freeze", newLeader, time.Since(stopped).Round(10*time.Millisecond))
 
 	// A client that knows all three addresses goes on: its first call may

@@ -124,8 +124,9 @@ func (c *cluster) waitWorkerState(i int, st api.WorkerState) {
 	})
 }
 
-// TestWorkerKilledDuringLoad: three workers; one is SIGKILLed in the
-// middle of a load (slowed by a bandwidth limit). The job completes with
+// TestWorkerKilledDuringLoad: three workers; the one running the most
+// tasks is SIGKILLed in the middle of a load (slowed by a bandwidth
+// limit), and at least one of its tasks must run again. The job completes with
 // no failed task, every file reads back byte-exact at once (from the
 // survivors or the UFS), a second load caches everything on the survivors
 // once the dead worker is LOST, and the restarted worker's blocks on disk
@@ -141,22 +142,14 @@ func TestWorkerKilledDuringLoad(t *testing.T) {
 	}
 	files := c.UFSTree("wk", sizes)
 	id := c.submitLoad(map[string]any{"path": "/wk", "bandwidth": 4 << 20})
-	info := c.waitMidJob(id, 3)
-	const victim = 2
-	t.Logf("SIGKILL worker %d with job %d at %d/%d tasks", victim, id, info.GetTasksDone(), info.GetTasksTotal())
-	c.Workers[victim].Kill()
+	kill := c.KillWorkerWithRunningTask(id, 3, 60*time.Second)
+	victim := kill.Worker
 
 	final := c.waitJob(id, 90*time.Second)
 	if final.GetStatus() != sdk.JobCompleted || final.GetTasksFailed() != 0 || final.GetTasksDone() != final.GetTasksTotal() {
 		t.Fatalf("after killing worker %d: %v", victim, final)
 	}
-	retried := 0
-	for _, tk := range final.GetTasks() {
-		if tk.GetAttempt() > 1 {
-			retried++
-		}
-	}
-	t.Logf("job completed; %d task(s) ran again", retried)
+	c.RequireRetried(kill)
 	// Right away, before the FS master has noticed: correct bytes.
 	c.checkSums(files)
 
@@ -186,7 +179,8 @@ func TestWorkerKilledDuringLoad(t *testing.T) {
 }
 
 // TestWorkerKilledDuringCopy: three workers copy a tree (multi-block files
-// and small ones) to a new path; one worker is SIGKILLed in the middle.
+// and small ones) to a new path; a worker running tasks is SIGKILLed in
+// the middle (and one of its tasks must run again).
 // The job completes with no failed task; every copied file reads back with
 // the source's sha256, both through Alluvium and straight from the UFS;
 // the destination holds exactly the source's files; and the source is
@@ -205,21 +199,12 @@ func TestWorkerKilledDuringCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info := c.waitMidJob(id, 1)
-	const victim = 1
-	t.Logf("SIGKILL worker %d with copy job %d at %d/%d tasks", victim, id, info.GetTasksDone(), info.GetTasksTotal())
-	c.Workers[victim].Kill()
+	kill := c.KillWorkerWithRunningTask(id, 1, 60*time.Second)
 	final := c.waitJob(id, 120*time.Second)
 	if final.GetStatus() != sdk.JobCompleted || final.GetTasksFailed() != 0 || final.GetTasksDone() != final.GetTasksTotal() {
-		t.Fatalf("copy after killing worker %d: %v", victim, final)
+		t.Fatalf("copy after killing worker %d: %v", kill.Worker, final)
 	}
-	retried := 0
-	for _, tk := range final.GetTasks() {
-		if tk.GetAttempt() > 1 {
-			retried++
-		}
-	}
-	t.Logf("copy completed; %d task(s) ran again", retried)
+	c.RequireRetried(kill)
 	dst := map[string][]byte{}
 	for p, b := range src {
 		dst["/cd"+strings.TrimPrefix(p, "/cs")] = b

@@ -234,8 +234,8 @@ func TestLoadJobs(t *testing.T) {
 	})
 }
 
-// SIGKILL a worker (block and job roles) mid-load: its tasks run again on
-// the others and the job completes; once the FS master has noticed, loading
+// SIGKILL a worker (block and job roles) running tasks mid-load: its
+// tasks run again on the others (at least one must) and the job completes; once the FS master has noticed, loading
 // again caches every block on the survivors.
 func TestWorkerKilledMidLoad(t *testing.T) {
 	c := startCluster(t, testutil.ClusterOptions{Workers: 3, JobMasters: 1})
@@ -249,32 +249,12 @@ func TestWorkerKilledMidLoad(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &j); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 20*time.Second, func() error {
-		info, err := c.Jobs.Get(context.Background(), j.ID, false)
-		if err != nil {
-			return err
-		}
-		if info.GetTasksDone() == 0 || info.GetTasksRunning() == 0 {
-			return fmt.Errorf("not mid-load yet: %v", info)
-		}
-		return nil
-	})
-	c.Workers[2].Kill()
+	kill := c.KillWorkerWithRunningTask(j.ID, 1, 30*time.Second)
 	final, errOut, code := c.JobJSON("job", "wait", fmt.Sprint(j.ID))
 	if code != 0 || final.Status != "COMPLETED" || final.TasksDone != final.TasksTotal {
-		t.Fatalf("after killing a worker: exit %d %+v\n%s", code, final, errOut)
+		t.Fatalf("after killing worker %d: exit %d %+v\n%s", kill.Worker, code, final, errOut)
 	}
-	info, err := c.Jobs.Get(context.Background(), j.ID, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	retried := 0
-	for _, tk := range info.GetTasks() {
-		if tk.GetAttempt() > 1 {
-			retried++
-		}
-	}
-	t.Logf("%d task(s) ran again after the kill", retried)
+	c.RequireRetried(kill)
 	// The job worker of the dead process is LOST.
 	testutil.Eventually(t, 10*time.Second, func() error {
 		ws, err := c.Jobs.Workers(context.Background())
@@ -294,15 +274,15 @@ func TestWorkerKilledMidLoad(t *testing.T) {
 	})
 	// Once the FS master drops the dead worker's blocks, a load puts them
 	// back on the survivors.
-	rpc2, _, _ := c.WorkerPorts(2)
+	deadRPC, _, _ := c.WorkerPorts(kill.Worker)
 	testutil.Eventually(t, 15*time.Second, func() error {
 		ws, err := c.Client.Workers(context.Background())
 		if err != nil {
 			return err
 		}
 		for _, w := range ws {
-			if w.GetAddress().GetRpcPort() == int32(rpc2) && w.GetState() == api.WorkerState_LIVE {
-				return fmt.Errorf("FS master still has worker 2 live")
+			if w.GetAddress().GetRpcPort() == int32(deadRPC) && w.GetState() == api.WorkerState_LIVE {
+				return fmt.Errorf("FS master still has worker %d live", kill.Worker)
 			}
 		}
 		return nil
@@ -323,26 +303,6 @@ func TestWorkerKilledMidLoad(t *testing.T) {
 func TestJobMasterLeaderKilled(t *testing.T) {
 	c := startCluster(t, testutil.ClusterOptions{Workers: 2, JobMasters: 3})
 	files := c.UFSTree("ha", map[string]int{"a": 2 * blockSize, "b": 2 * blockSize, "c": blockSize, "d": blockSize, "e": 500})
-	var leader struct {
-		LeaderID  string `json:"leaderId"`
-		LeaderRPC string `json:"leaderRpcAddress"`
-		Servers   []struct {
-			ID string `json:"id"`
-		} `json:"servers"`
-	}
-	testutil.Eventually(t, 20*time.Second, func() error {
-		out, errOut, code := c.CLI("job", "leader", "--output", "json")
-		if code != 0 {
-			return fmt.Errorf("job leader: %s", errOut)
-		}
-		if err := json.Unmarshal([]byte(out), &leader); err != nil {
-			return err
-		}
-		if leader.LeaderID == "" || len(leader.Servers) != 3 {
-			return fmt.Errorf("leader %+v", leader)
-		}
-		return nil
-	})
 	out := c.MustCLI("job", "submit", "load", "/ha", "--bandwidth", "2MiB", "--output", "json")
 	var j sdk.JobJSON
 	if err := json.Unmarshal([]byte(out), &j); err != nil {
@@ -358,15 +318,12 @@ func TestJobMasterLeaderKilled(t *testing.T) {
 		}
 		return nil
 	})
-	var dead int
-	fmt.Sscanf(leader.LeaderID, "jm%d", &dead)
-	if info, err := c.Jobs.Get(context.Background(), j.ID, false); err == nil {
-		t.Logf("killing leader %s with job %d at %d/%d tasks, %d bytes done", leader.LeaderID, j.ID, info.GetTasksDone(), info.GetTasksTotal(), info.GetBytesDone())
-		if sdk.IsTerminal(info.GetStatus()) {
-			t.Fatalf("job ended before the leader was killed: %v", info)
-		}
+	if info, err := c.Jobs.Get(context.Background(), j.ID, false); err != nil || sdk.IsTerminal(info.GetStatus()) {
+		t.Fatalf("job %d before the leader kill: %v %v", j.ID, info, err)
 	}
-	c.JobMasters[dead].Kill()
+	// The leader as it is now, mid-job (it may have moved since the
+	// cluster started); the survivors must elect another.
+	dead, newLeader := c.KillJobMasterLeader()
 	var survivors []string
 	for i, a := range c.JobMasterAddrs {
 		if i != dead {
@@ -374,19 +331,16 @@ func TestJobMasterLeaderKilled(t *testing.T) {
 		}
 	}
 	surv := strings.Join(survivors, ",")
-	testutil.Eventually(t, 20*time.Second, func() error {
-		out, errOut, code := c.CLI("job", "leader", "--output", "json", "--job-master", surv)
-		if code != 0 {
-			return fmt.Errorf("job leader: %s", errOut)
-		}
-		if err := json.Unmarshal([]byte(out), &leader); err != nil {
-			return err
-		}
-		if leader.LeaderID == "" || leader.LeaderID == fmt.Sprintf("jm%d", dead) {
-			return fmt.Errorf("no new leader yet: %+v", leader)
-		}
-		return nil
-	})
+	// The CLI, given only the survivors, finds the new leader too.
+	var leader struct {
+		LeaderID string `json:"leaderId"`
+	}
+	if err := json.Unmarshal([]byte(c.MustCLI("job", "leader", "--output", "json", "--job-master", surv)), &leader); err != nil {
+		t.Fatal(err)
+	}
+	if leader.LeaderID != fmt.Sprintf("jm%d", newLeader) {
+		t.Fatalf("job leader via the survivors: %q, want jm%d", leader.LeaderID, newLeader)
+	}
 	final, errOut, code := c.JobJSON("job", "wait", fmt.Sprint(j.ID), "--job-master", surv)
 	if code != 0 || final.Status != "COMPLETED" {
 		t.Fatalf("after leader kill: exit %d %+v\n%s", code, final, errOut)

@@ -24,6 +24,10 @@ import (
 
 const blockSize = testutil.BlockSize // small blocks: multi-block files from little data
 
+// persistDelay is the FS master's fsmaster.persist.delay: how long an
+// ASYNC_THROUGH file waits before a persist job takes it.
+const persistDelay = time.Second
+
 // cluster is testutil.Cluster with the MinIO bucket mounted at /s3.
 type cluster struct {
 	*testutil.Cluster
@@ -43,7 +47,7 @@ func startCluster(t *testing.T) *cluster {
 		Workers:           3,
 		JobMasters:        1,
 		FSMasterJobMaster: true,
-		Env:               []string{"ALLUVIUM_FSMASTER_PERSIST_DELAY=1s"},
+		Env:               []string{"ALLUVIUM_FSMASTER_PERSIST_DELAY=" + persistDelay.String()},
 		ClientTimeout:     30 * time.Second,
 	})
 	var err error

@@ -3,6 +3,7 @@ package plans
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -123,20 +124,35 @@ func TestPlans(t *testing.T) {
 		local := filepath.Join(t.TempDir(), "a.bin")
 		data := testutil.RandBytes(blockSize + 999)
 		testutil.WriteFile(t, local, data)
-		for _, dst := range []string{"/async/a.bin", "/s3/async/a.bin"} {
-			c.MustCLI("fs", "put", "--write-type", "ASYNC_THROUGH", local, dst)
-			if out := c.MustCLI("fs", "stat", dst); !strings.Contains(out, "TO_BE_PERSISTED") && !strings.Contains(out, "PERSISTED") {
-				t.Fatalf("fs stat %s:\n%s", dst, out)
+		dsts := []string{"/async/a.bin", "/s3/async/a.bin"}
+		state := func(p string) api.PersistenceState {
+			t.Helper()
+			fi, err := c.Client.Stat(ctx, p)
+			if err != nil {
+				t.Fatalf("stat %s: %v", p, err)
 			}
+			return fi.GetPersistenceState()
 		}
-		// Within the persist delay (1s) it is still TO_BE_PERSISTED.
-		if out := c.MustCLI("fs", "stat", "/async/a.bin"); !strings.Contains(out, "TO_BE_PERSISTED") {
-			t.Logf("already persisted when first looked at (slow machine?):\n%s", out)
+		// Taken before the writes: each file completes after it, so the FS
+		// master may hand it to a persist job only persistDelay later.
+		before := time.Now()
+		ids := map[string]int64{}
+		for _, dst := range dsts {
+			c.MustCLI("fs", "put", "--write-type", "ASYNC_THROUGH", local, dst)
+			// Never NOT_PERSISTED; PERSISTED already only on a slow machine.
+			if st := state(dst); st != api.PersistenceState_TO_BE_PERSISTED && st != api.PersistenceState_PERSISTED {
+				t.Fatalf("%s after an ASYNC_THROUGH put: %v, want TO_BE_PERSISTED", dst, st)
+			}
+			fi, err := c.Client.Stat(ctx, dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids[dst] = fi.GetFileId()
 		}
 		testutil.Eventually(t, 30*time.Second, func() error {
-			for _, dst := range []string{"/async/a.bin", "/s3/async/a.bin"} {
-				if out := c.MustCLI("fs", "stat", dst); !strings.Contains(out, "PERSISTED") || strings.Contains(out, "TO_BE_PERSISTED") {
-					return fmt.Errorf("%s not yet PERSISTED", dst)
+			for _, dst := range dsts {
+				if st := state(dst); st != api.PersistenceState_PERSISTED {
+					return fmt.Errorf("%s is %v", dst, st)
 				}
 			}
 			return nil
@@ -147,8 +163,38 @@ func TestPlans(t *testing.T) {
 		if got := c.object("pre/async/a.bin"); testutil.SHA256(got) != testutil.SHA256(data) {
 			t.Errorf("S3 copy: %d bytes", len(got))
 		}
-		if out := c.MustCLI("job", "ls", "--plan", "persist"); !strings.Contains(out, "COMPLETED") {
-			t.Errorf("no completed persist job:\n%s", out)
+		// The persist job that did it is the FS master's, for these very
+		// files (by path and inode id), COMPLETED, and made no sooner than
+		// the delay allows (the persister sends files due within half a
+		// tick — delay/4 — with a batch).
+		for _, dst := range dsts {
+			var job *sdk.JobInfo
+			for j, err := range c.Jobs.List(ctx, sdk.ListJobsOptions{Plan: "persist"}) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				var cfg struct {
+					Files []struct {
+						Path string `json:"path"`
+						ID   int64  `json:"id"`
+					} `json:"files"`
+				}
+				if json.Unmarshal([]byte(j.GetConfigJson()), &cfg) != nil {
+					continue
+				}
+				for _, f := range cfg.Files {
+					if f.Path == dst && f.ID == ids[dst] && j.GetStatus() == api.JobInfo_COMPLETED {
+						job = j
+					}
+				}
+			}
+			if job == nil {
+				t.Errorf("no COMPLETED persist job names %s (id %d)", dst, ids[dst])
+				continue
+			}
+			if earliest := before.Add(persistDelay * 3 / 4); job.GetCreatedMs() < earliest.UnixMilli() {
+				t.Errorf("persist job %d for %s created at %d ms, before the delay allows (%d ms)", job.GetId(), dst, job.GetCreatedMs(), earliest.UnixMilli())
+			}
 		}
 	})
 
@@ -291,21 +337,12 @@ func TestPlans(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("submit: exit %d\n%s", code, errOut)
 		}
-		testutil.Eventually(t, 30*time.Second, func() error {
-			info, err := c.Jobs.Get(ctx, j.ID, false)
-			if err != nil {
-				return err
-			}
-			if info.GetTasksRunning() == 0 && info.GetTasksDone() == 0 {
-				return fmt.Errorf("no task running yet")
-			}
-			return nil
-		})
-		c.Workers[1].Kill()
+		kill := c.KillWorkerWithRunningTask(j.ID, 0, 30*time.Second)
 		final, errOut, code := c.JobJSON("job", "wait", fmt.Sprint(j.ID))
 		if code != 0 || final.Status != "COMPLETED" {
-			t.Fatalf("job after a worker was killed: exit %d %+v\n%s", code, final, errOut)
+			t.Fatalf("job after worker %d was killed: exit %d %+v\n%s", kill.Worker, code, final, errOut)
 		}
+		c.RequireRetried(kill)
 		// Reads go to cached copies first: wait until the FS master has
 		// dropped the dead worker's.
 		c.WaitWorkers(2)
