@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
@@ -449,10 +450,14 @@ func NewLoader() *Loader {
 	return &Loader{v: v}
 }
 
-// ReadFile merges a YAML config file over the defaults.
+// ReadFile merges a YAML config file over the defaults. A key the
+// configuration does not have is refused (keys.go).
 func (l *Loader) ReadFile(path string) error {
 	if path == "" {
 		return nil
+	}
+	if err := checkFile(path); err != nil {
+		return err
 	}
 	l.v.SetConfigFile(path)
 	if err := l.v.ReadInConfig(); err != nil {
@@ -506,19 +511,55 @@ func WorkerPorts(base, i int) (rpc, http, job int) {
 }
 
 // Load decodes the layers into a Config and fills the paths derived from home.
+// An ALLUVIUM_* variable that sets no key is refused (keys.go), and so is a
+// key the Config has no field for (inside a list, e.g. a tier's).
 func (l *Loader) Load() (*Config, error) {
+	if err := CheckEnv(os.Environ()); err != nil {
+		return nil, err
+	}
 	var c Config
 	hook := mapstructure.ComposeDecodeHookFunc(
 		mapstructure.StringToTimeDurationHookFunc(),
 		mapstructure.StringToSliceHookFunc(","),
+		flattenStringMaps,
 	)
-	if err := l.v.Unmarshal(&c, viper.DecodeHook(hook)); err != nil {
+	exact := func(dc *mapstructure.DecoderConfig) { dc.ErrorUnused = true }
+	if err := l.v.Unmarshal(&c, viper.DecodeHook(hook), exact); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	if err := c.fill(); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// flattenStringMaps decodes a map[string]string key (fsmaster.ufs-options,
+// security.users) from a file whose entry names hold dots: viper splits
+// `s3.endpoint: x` into s3: {endpoint: x}, and this joins the names back.
+func flattenStringMaps(from, to reflect.Type, data any) (any, error) {
+	if to != reflect.TypeFor[map[string]string]() || from.Kind() != reflect.Map {
+		return data, nil
+	}
+	in, ok := data.(map[string]any)
+	if !ok {
+		return data, nil
+	}
+	out := map[string]string{}
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			if sub, ok := v.(map[string]any); ok {
+				walk(prefix+k+".", sub)
+				continue
+			}
+			if v == nil {
+				v = ""
+			}
+			out[prefix+k] = fmt.Sprint(v)
+		}
+	}
+	walk("", in)
+	return out, nil
 }
 
 // Viper exposes the underlying viper for keys a role reads itself.
