@@ -3,11 +3,13 @@ package fsmaster
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/rpc"
+	"github.com/alluvium/alluvium/internal/testutil"
 )
 
 func ufsDirOf(t *testing.T, cfg *config.Config) string {
@@ -191,21 +194,14 @@ func TestAsyncPersistHandsFilesToTheJobMaster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The job master's port is held from the start (nothing else can take
+	// it) but refuses every connection until the gate opens.
+	g := &refusingListener{Listener: l}
 	addr := l.Addr().String()
-	l.Close() // down until started below
 	cfg := testConfig(t, map[string]any{"fsmaster.job-master": addr, "fsmaster.persist.delay": "100ms", "fsmaster.persist.max-backoff": "300ms"})
 	ufsDirOf(t, cfg)
 	tm := startMaster(t, cfg)
 	ctx := context.Background()
-	a := createCacheOnly(t, tm, "/as/a", api.WriteType_ASYNC_THROUGH, 10)
-	createCacheOnly(t, tm, "/as/b", api.WriteType_ASYNC_THROUGH, 20)
-	createCacheOnly(t, tm, "/as/plain", api.WriteType_MUST_CACHE, 5)
-	if a.PersistenceState != api.PersistenceState_TO_BE_PERSISTED {
-		t.Fatalf("ASYNC_THROUGH file is %v", a.PersistenceState)
-	}
-	must(tm.fs.Rename(ctx, &api.RenameRequest{Src: "/as/b", Dst: "/as/b2"}))
-	time.Sleep(400 * time.Millisecond) // due, but no job master to take it
-
 	cc, err := rpc.Dial(tm.RPCAddr(), rpc.ClientOptions{Token: cfg.Security.Token})
 	if err != nil {
 		t.Fatal(err)
@@ -214,12 +210,26 @@ func TestAsyncPersistHandsFilesToTheJobMaster(t *testing.T) {
 	fake := &fakeJobMaster{fs: api.NewFileSystemMasterClient(cc), status: map[int64]api.JobInfo_Status{}}
 	srv := rpc.NewServer(rpc.ServerOptions{Token: cfg.Security.Token})
 	api.RegisterJobMasterServer(srv, fake)
-	l, err = net.Listen("tcp", addr)
-	if err != nil {
-		t.Skipf("port %s taken meanwhile: %v", addr, err)
-	}
-	go func() { _ = srv.Serve(l) }()
+	go func() { _ = srv.Serve(g) }()
 	defer srv.Stop()
+
+	a := createCacheOnly(t, tm, "/as/a", api.WriteType_ASYNC_THROUGH, 10)
+	createCacheOnly(t, tm, "/as/b", api.WriteType_ASYNC_THROUGH, 20)
+	createCacheOnly(t, tm, "/as/plain", api.WriteType_MUST_CACHE, 5)
+	if a.PersistenceState != api.PersistenceState_TO_BE_PERSISTED {
+		t.Fatalf("ASYNC_THROUGH file is %v", a.PersistenceState)
+	}
+	must(tm.fs.Rename(ctx, &api.RenameRequest{Src: "/as/b", Dst: "/as/b2"}))
+	// The files fell due and the persister tried to hand them over while
+	// the job master was down (twice: it retries).
+	testutil.Eventually(t, 20*time.Second, func() error {
+		if n := g.refused.Load(); n < 2 {
+			return fmt.Errorf("%d submit attempts refused", n)
+		}
+		return nil
+	})
+
+	g.open.Store(true) // the job master is up
 
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -244,14 +254,33 @@ func TestAsyncPersistHandsFilesToTheJobMaster(t *testing.T) {
 			t.Fatalf("job files %v: want /as/a and /as/b2 only", jobs[0])
 		}
 	}
-	if p := tm.persister.pending(); p != 0 {
-		// The last job's end is seen on the next tick.
-		time.Sleep(time.Second)
-		if p = tm.persister.pending(); p != 0 {
-			t.Fatalf("%d files still queued", p)
+	// The last job's end is seen on a later tick.
+	testutil.Eventually(t, 20*time.Second, func() error {
+		if n := tm.persister.pending(); n != 0 {
+			return fmt.Errorf("%d files still queued", n)
 		}
-	}
+		return nil
+	})
 	if fp := must(tm.fs.GetStatus(ctx, &api.GetStatusRequest{Path: "/as/plain"})).Info; fp.PersistenceState != api.PersistenceState_NOT_PERSISTED {
 		t.Fatalf("MUST_CACHE file became %v", fp.PersistenceState)
+	}
+}
+
+// refusingListener is a listener that refuses connections — accepts and closes each at
+// once, as a port nothing serves would — until opened, counting them.
+type refusingListener struct {
+	net.Listener
+	open    atomic.Bool
+	refused atomic.Int64
+}
+
+func (g *refusingListener) Accept() (net.Conn, error) {
+	for {
+		c, err := g.Listener.Accept()
+		if err != nil || g.open.Load() {
+			return c, err
+		}
+		g.refused.Add(1)
+		c.Close()
 	}
 }

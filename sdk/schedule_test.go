@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	_ "time/tzdata" // the zones TestNextRun uses, whatever the machine has
 )
 
 // every fires every d; tests drive runSchedule with it, as cron specs
@@ -165,9 +166,9 @@ func TestSchedule(t *testing.T) {
 }
 
 func TestNextRun(t *testing.T) {
-	paris, err := time.LoadLocation("Europe/Paris")
+	paris, err := time.LoadLocation("Europe/Paris") // time/tzdata: no system database needed
 	if err != nil {
-		t.Skip("no tz database")
+		t.Fatal(err)
 	}
 	from := time.Date(2026, 3, 1, 1, 30, 0, 0, paris)
 	for spec, want := range map[string]time.Time{

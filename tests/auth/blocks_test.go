@@ -71,8 +71,29 @@ func TestBlockAccessIsChecked(t *testing.T) {
 		t.Errorf("alice reads bob's UFS file under her own block id: %v, want PermissionDenied", err)
 	}
 	// Writes: a block of bob's file, its removal, its UFS file, a fill.
-	if err := writeBlock(ctx, asAlice, api.BlockID(fi.GetFileId(), 9), []byte("forged")); err == nil || isCode(err, codes.OK) {
-		t.Errorf("alice wrote a block of bob's file: %v", err)
+	// A complete file's blocks can no longer be written by anyone; a file
+	// bob is still writing takes blocks from bob only.
+	if err := writeBlock(ctx, asAlice, api.BlockID(fi.GetFileId(), 9), []byte("forged")); !isCode(err, codes.FailedPrecondition) {
+		t.Errorf("alice writes a block of bob's complete file: %v, want FailedPrecondition", err)
+	}
+	w, err := c.client(t, bobToken).Create(ctx, "/home/bob/open", sdk.CreateOptions{WriteType: api.WriteType_MUST_CACHE})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	open, err := c.client(t, c.token).Stat(ctx, "/home/bob/open")
+	if err != nil || open.GetCompleted() {
+		t.Fatalf("bob's file being written: %v %v", open, err)
+	}
+	forged := api.BlockID(open.GetFileId(), 0)
+	if err := writeBlock(ctx, asAlice, forged, []byte("forged")); !isCode(err, codes.PermissionDenied) {
+		t.Errorf("alice writes a block of bob's file being written: %v, want PermissionDenied", err)
+	}
+	if _, err := testutil.ReadBlock(ctx, asBob, &api.ReadBlockRequest{BlockId: forged, Length: -1}); !isCode(err, codes.NotFound) {
+		t.Errorf("bob reads the block alice tried to forge: %v, want NotFound (nothing stored)", err)
+	}
+	if err := writeBlock(ctx, asBob, forged, []byte("bob's own")); err != nil {
+		t.Errorf("bob writes a block of his own file being written: %v", err)
 	}
 	if _, err := asAlice.RemoveBlock(ctx, &api.RemoveBlockRequest{BlockId: block.GetBlockId()}); !isCode(err, codes.PermissionDenied) && !isCode(err, codes.FailedPrecondition) {
 		t.Errorf("alice removes bob's block: %v, want refused", err)

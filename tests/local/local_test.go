@@ -22,6 +22,7 @@ type fileJSON struct {
 	Length        int64  `json:"length"`
 	Persisted     bool   `json:"persisted"`
 	CachedPercent int    `json:"cachedPercent"`
+	FileID        int64  `json:"fileId"`
 }
 
 type jobJSON struct {

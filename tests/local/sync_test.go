@@ -13,8 +13,9 @@ import (
 	"github.com/alluvium/alluvium/internal/testutil"
 )
 
-// TestLoadSeesUFSChanges: files added, rewritten and deleted in the UFS
-// behind Alluvium's back are loaded, reloaded and forgotten by the next
+// TestLoadSeesUFSChanges: files added, rewritten (with a new size or the
+// same one) and deleted in the UFS behind Alluvium's back are loaded,
+// reloaded and forgotten by the next
 // load job (which syncs each directory it lists); `fs ls` trusts the
 // namespace until asked with --sync; the stale cached copies are dropped
 // from the worker.
@@ -79,9 +80,22 @@ func TestLoadSeesUFSChanges(t *testing.T) {
 		}
 	}
 
-	// Behind Alluvium's back: one new, one rewritten, one deleted.
+	// Behind Alluvium's back: one new, one rewritten, one rewritten with
+	// the same size (only its mtime tells: the fingerprint is size +
+	// mtime), one deleted.
 	d := put("d.bin", 4000)
 	a := put("a.bin", 1500)
+	oldC := stat("/s/c.bin")
+	before, err := os.Stat(filepath.Join(dir, "c.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = put("c.bin", len(c))
+	// A rewrite within the file system's mtime granularity would keep the
+	// mtime: move it on, as any later rewrite would.
+	if err := os.Chtimes(filepath.Join(dir, "c.bin"), before.ModTime().Add(time.Second), before.ModTime().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Remove(filepath.Join(dir, "b.bin")); err != nil {
 		t.Fatal(err)
 	}
@@ -105,6 +119,9 @@ func TestLoadSeesUFSChanges(t *testing.T) {
 		if got := must("fs", "cat", "/s/"+name); got != string(want) {
 			t.Fatalf("fs cat %s: %d bytes that differ from the UFS file", name, len(got))
 		}
+	}
+	if st := stat("/s/c.bin"); st.FileID == oldC.FileID {
+		t.Errorf("c.bin rewritten with the same size kept inode %d: its old blocks would be served", st.FileID)
 	}
 	if _, errOut, code := run("fs", "stat", "/s/b.bin"); code != 1 || !strings.Contains(errOut, "/s/b.bin") {
 		t.Fatalf("stat of the deleted file: exit %d %q", code, errOut)

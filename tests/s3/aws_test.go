@@ -42,8 +42,10 @@ func TestAWSCLI(t *testing.T) {
 	for i, aws := range tools {
 		t.Run(fmt.Sprintf("aws%d", i), func(t *testing.T) {
 			env := awsEnv(t, c, token)
+			// An aws that is installed but does not run is a broken
+			// machine, not a reason to test less: fail, naming it.
 			if out, errOut, code := run(t, env, aws, "--version"); code != 0 {
-				t.Skipf("%s does not run here: %s%s", aws, out, errOut)
+				t.Fatalf("%s is installed but does not run (exit %d): %s%s", aws, code, out, errOut)
 			} else {
 				t.Logf("%s: %s", aws, strings.TrimSpace(out+errOut))
 			}
