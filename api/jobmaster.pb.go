@@ -744,11 +744,20 @@ func (x *GetJobResponse) GetJob() *JobInfo {
 }
 
 type ListJobsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Statuses      []JobInfo_Status       `protobuf:"varint,1,rep,packed,name=statuses,proto3,enum=alluvium.v1.JobInfo_Status" json:"statuses,omitempty"`
-	Plan          string                 `protobuf:"bytes,2,opt,name=plan,proto3" json:"plan,omitempty"`
-	PageSize      int32                  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string                 `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Statuses  []JobInfo_Status       `protobuf:"varint,1,rep,packed,name=statuses,proto3,enum=alluvium.v1.JobInfo_Status" json:"statuses,omitempty"`
+	Plan      string                 `protobuf:"bytes,2,opt,name=plan,proto3" json:"plan,omitempty"`
+	PageSize  int32                  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string                 `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// newest_first pages from the newest job down (the token is still the
+	// last id returned); by default the oldest come first.
+	NewestFirst     bool   `protobuf:"varint,5,opt,name=newest_first,json=newestFirst,proto3" json:"newest_first,omitempty"`
+	Submitter       string `protobuf:"bytes,6,opt,name=submitter,proto3" json:"submitter,omitempty"`                                       // only jobs this user submitted
+	Policy          string `protobuf:"bytes,7,opt,name=policy,proto3" json:"policy,omitempty"`                                             // only jobs this policy launched
+	FinishedAfterMs int64  `protobuf:"varint,8,opt,name=finished_after_ms,json=finishedAfterMs,proto3" json:"finished_after_ms,omitempty"` // only jobs that ended after this time
+	// count_total fills ListJobsResponse.total: how many jobs match the
+	// filters in all (it costs a walk over every job the master keeps).
+	CountTotal    bool `protobuf:"varint,9,opt,name=count_total,json=countTotal,proto3" json:"count_total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -811,10 +820,46 @@ func (x *ListJobsRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListJobsRequest) GetNewestFirst() bool {
+	if x != nil {
+		return x.NewestFirst
+	}
+	return false
+}
+
+func (x *ListJobsRequest) GetSubmitter() string {
+	if x != nil {
+		return x.Submitter
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetFinishedAfterMs() int64 {
+	if x != nil {
+		return x.FinishedAfterMs
+	}
+	return 0
+}
+
+func (x *ListJobsRequest) GetCountTotal() bool {
+	if x != nil {
+		return x.CountTotal
+	}
+	return false
+}
+
 type ListJobsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Jobs          []*JobInfo             `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
 	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	Total         int64                  `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"` // with count_total: jobs matching the filters
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -861,6 +906,13 @@ func (x *ListJobsResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *ListJobsResponse) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
 }
 
 type CancelJobRequest struct {
@@ -2031,6 +2083,7 @@ type JobWorkerInfo struct {
 	LastHeartbeatMs    int64                  `protobuf:"varint,8,opt,name=last_heartbeat_ms,json=lastHeartbeatMs,proto3" json:"last_heartbeat_ms,omitempty"`
 	RunningTasks       int32                  `protobuf:"varint,9,opt,name=running_tasks,json=runningTasks,proto3" json:"running_tasks,omitempty"`
 	Capacity           int32                  `protobuf:"varint,10,opt,name=capacity,proto3" json:"capacity,omitempty"` // tasks it takes at once (running + queued)
+	Tasks              []*TaskInfo            `protobuf:"bytes,11,rep,name=tasks,proto3" json:"tasks,omitempty"`        // with ListJobWorkersRequest.include_tasks
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -2133,6 +2186,13 @@ func (x *JobWorkerInfo) GetCapacity() int32 {
 		return x.Capacity
 	}
 	return 0
+}
+
+func (x *JobWorkerInfo) GetTasks() []*TaskInfo {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
 }
 
 type RegisterJobWorkerRequest struct {
@@ -2727,7 +2787,10 @@ func (x *TaskRef) GetAttempt() int32 {
 }
 
 type ListJobWorkersRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// include_tasks fills JobWorkerInfo.tasks with the tasks each worker is
+	// running (at most 100 each), of the jobs the caller may see.
+	IncludeTasks  bool `protobuf:"varint,1,opt,name=include_tasks,json=includeTasks,proto3" json:"include_tasks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2760,6 +2823,13 @@ func (x *ListJobWorkersRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ListJobWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListJobWorkersRequest) Descriptor() ([]byte, []int) {
 	return file_jobmaster_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListJobWorkersRequest) GetIncludeTasks() bool {
+	if x != nil {
+		return x.IncludeTasks
+	}
+	return false
 }
 
 type ListJobWorkersResponse struct {
@@ -2894,16 +2964,23 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x18\n" +
 	"\averbose\x18\x02 \x01(\bR\averbose\"8\n" +
 	"\x0eGetJobResponse\x12&\n" +
-	"\x03job\x18\x01 \x01(\v2\x14.alluvium.v1.JobInfoR\x03job\"\x9a\x01\n" +
+	"\x03job\x18\x01 \x01(\v2\x14.alluvium.v1.JobInfoR\x03job\"\xc0\x02\n" +
 	"\x0fListJobsRequest\x127\n" +
 	"\bstatuses\x18\x01 \x03(\x0e2\x1b.alluvium.v1.JobInfo.StatusR\bstatuses\x12\x12\n" +
 	"\x04plan\x18\x02 \x01(\tR\x04plan\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageToken\"d\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x12!\n" +
+	"\fnewest_first\x18\x05 \x01(\bR\vnewestFirst\x12\x1c\n" +
+	"\tsubmitter\x18\x06 \x01(\tR\tsubmitter\x12\x16\n" +
+	"\x06policy\x18\a \x01(\tR\x06policy\x12*\n" +
+	"\x11finished_after_ms\x18\b \x01(\x03R\x0ffinishedAfterMs\x12\x1f\n" +
+	"\vcount_total\x18\t \x01(\bR\n" +
+	"countTotal\"z\n" +
 	"\x10ListJobsResponse\x12(\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x14.alluvium.v1.JobInfoR\x04jobs\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\")\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\")\n" +
 	"\x10CancelJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\"\x13\n" +
 	"\x11CancelJobResponse\"P\n" +
@@ -2980,7 +3057,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x13RunPolicyNowRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"-\n" +
 	"\x14RunPolicyNowResponse\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\"\xde\x02\n" +
+	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\"\x8b\x03\n" +
 	"\rJobWorkerInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -2992,7 +3069,8 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x11last_heartbeat_ms\x18\b \x01(\x03R\x0flastHeartbeatMs\x12#\n" +
 	"\rrunning_tasks\x18\t \x01(\x05R\frunningTasks\x12\x1a\n" +
 	"\bcapacity\x18\n" +
-	" \x01(\x05R\bcapacity\"\xd8\x01\n" +
+	" \x01(\x05R\bcapacity\x12+\n" +
+	"\x05tasks\x18\v \x03(\v2\x15.alluvium.v1.TaskInfoR\x05tasks\"\xd8\x01\n" +
 	"\x18RegisterJobWorkerRequest\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12&\n" +
@@ -3047,8 +3125,9 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\aTaskRef\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\x03R\x06taskId\x12\x18\n" +
-	"\aattempt\x18\x03 \x01(\x05R\aattempt\"\x17\n" +
-	"\x15ListJobWorkersRequest\"N\n" +
+	"\aattempt\x18\x03 \x01(\x05R\aattempt\"<\n" +
+	"\x15ListJobWorkersRequest\x12#\n" +
+	"\rinclude_tasks\x18\x01 \x01(\bR\fincludeTasks\"N\n" +
 	"\x16ListJobWorkersResponse\x124\n" +
 	"\aworkers\x18\x01 \x03(\v2\x1a.alluvium.v1.JobWorkerInfoR\aworkers2\xa4\n" +
 	"\n" +
@@ -3145,51 +3224,52 @@ var file_jobmaster_proto_depIdxs = []int32{
 	21, // 11: alluvium.v1.ListPoliciesResponse.policies:type_name -> alluvium.v1.PolicyInfo
 	21, // 12: alluvium.v1.SetPolicyEnabledResponse.policy:type_name -> alluvium.v1.PolicyInfo
 	42, // 13: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
-	1,  // 14: alluvium.v1.TaskUpdate.status:type_name -> alluvium.v1.TaskInfo.Status
-	3,  // 15: alluvium.v1.TaskUpdate.failed:type_name -> alluvium.v1.FailedPath
-	35, // 16: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
-	39, // 17: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
-	36, // 18: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
-	39, // 19: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
-	39, // 20: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
-	32, // 21: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
-	5,  // 22: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
-	7,  // 23: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
-	9,  // 24: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
-	11, // 25: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
-	13, // 26: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
-	14, // 27: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
-	15, // 28: alluvium.v1.JobMaster.AddPeer:input_type -> alluvium.v1.AddPeerRequest
-	17, // 29: alluvium.v1.JobMaster.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
-	22, // 30: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
-	24, // 31: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
-	26, // 32: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
-	28, // 33: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
-	30, // 34: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
-	33, // 35: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
-	37, // 36: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
-	40, // 37: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
-	6,  // 38: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
-	8,  // 39: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
-	10, // 40: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
-	12, // 41: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
-	2,  // 42: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
-	20, // 43: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
-	16, // 44: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
-	18, // 45: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
-	23, // 46: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
-	25, // 47: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
-	27, // 48: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
-	29, // 49: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
-	31, // 50: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
-	34, // 51: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
-	38, // 52: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
-	41, // 53: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
-	38, // [38:54] is the sub-list for method output_type
-	22, // [22:38] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	4,  // 14: alluvium.v1.JobWorkerInfo.tasks:type_name -> alluvium.v1.TaskInfo
+	1,  // 15: alluvium.v1.TaskUpdate.status:type_name -> alluvium.v1.TaskInfo.Status
+	3,  // 16: alluvium.v1.TaskUpdate.failed:type_name -> alluvium.v1.FailedPath
+	35, // 17: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
+	39, // 18: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
+	36, // 19: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
+	39, // 20: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
+	39, // 21: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
+	32, // 22: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
+	5,  // 23: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
+	7,  // 24: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
+	9,  // 25: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
+	11, // 26: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
+	13, // 27: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
+	14, // 28: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
+	15, // 29: alluvium.v1.JobMaster.AddPeer:input_type -> alluvium.v1.AddPeerRequest
+	17, // 30: alluvium.v1.JobMaster.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
+	22, // 31: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
+	24, // 32: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
+	26, // 33: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
+	28, // 34: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
+	30, // 35: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
+	33, // 36: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
+	37, // 37: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
+	40, // 38: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
+	6,  // 39: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
+	8,  // 40: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
+	10, // 41: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
+	12, // 42: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
+	2,  // 43: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
+	20, // 44: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	16, // 45: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
+	18, // 46: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
+	23, // 47: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
+	25, // 48: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
+	27, // 49: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
+	29, // 50: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
+	31, // 51: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
+	34, // 52: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
+	38, // 53: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
+	41, // 54: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
+	39, // [39:55] is the sub-list for method output_type
+	23, // [23:39] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_jobmaster_proto_init() }

@@ -303,6 +303,82 @@ func TestSmallJobLatency(t *testing.T) {
 	}
 }
 
+// Listing newest first pages down from the newest job; the count, the
+// submitter and the finished-after filters agree with what was submitted.
+func TestListJobsNewestFirstAndCount(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	c.leader()
+	c.addWorker(2)
+	cl := c.client(0)
+	var ids []int64
+	for i := 0; i < 5; i++ {
+		ids = append(ids, submitTest(t, cl, testConfig{Tasks: 0, Tag: t.Name()}, ""))
+	}
+	blocked := submitTest(t, cl, testConfig{Tasks: 1, Block: true, Tag: t.Name()}, "")
+	for _, id := range ids {
+		waitJob(t, cl, id, 5*time.Second)
+	}
+	ctx := context.Background()
+	var got []int64
+	tok := ""
+	for {
+		resp, err := cl.ListJobs(ctx, &api.ListJobsRequest{PageSize: 2, PageToken: tok, NewestFirst: true, CountTotal: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Total != 6 {
+			t.Fatalf("total %d, want 6", resp.Total)
+		}
+		for _, j := range resp.Jobs {
+			got = append(got, j.Id)
+		}
+		if tok = resp.NextPageToken; tok == "" {
+			break
+		}
+	}
+	want := []int64{blocked, ids[4], ids[3], ids[2], ids[1], ids[0]}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("newest first: %v, want %v", got, want)
+	}
+	resp, err := cl.ListJobs(ctx, &api.ListJobsRequest{Statuses: []api.JobInfo_Status{api.JobInfo_COMPLETED}, NewestFirst: true, PageSize: 1, CountTotal: true})
+	if err != nil || len(resp.Jobs) != 1 || resp.Jobs[0].Id != ids[4] || resp.Total != 5 || resp.NextPageToken != fmt.Sprint(ids[4]) {
+		t.Fatalf("newest completed: %v %v", resp, err)
+	}
+	sub := resp.Jobs[0].Submitter
+	if resp, err = cl.ListJobs(ctx, &api.ListJobsRequest{Submitter: sub, CountTotal: true}); err != nil || resp.Total != 6 {
+		t.Fatalf("jobs of %q: %v %v", sub, resp, err)
+	}
+	if resp, err = cl.ListJobs(ctx, &api.ListJobsRequest{Submitter: "nobody", CountTotal: true}); err != nil || resp.Total != 0 || len(resp.Jobs) != 0 {
+		t.Fatalf("jobs of nobody: %v %v", resp, err)
+	}
+	// The running job has not finished: a finished-after filter leaves it out.
+	if resp, err = cl.ListJobs(ctx, &api.ListJobsRequest{FinishedAfterMs: 1, CountTotal: true}); err != nil || resp.Total != 5 {
+		t.Fatalf("finished jobs: %v %v", resp, err)
+	}
+	if resp, err = cl.ListJobs(ctx, &api.ListJobsRequest{FinishedAfterMs: time.Now().Add(time.Hour).UnixMilli(), CountTotal: true}); err != nil || resp.Total != 0 {
+		t.Fatalf("jobs finished in the future: %v %v", resp, err)
+	}
+	// The blocked task shows on the worker running it, once dispatched.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ws, err := cl.ListJobWorkers(ctx, &api.ListJobWorkersRequest{IncludeTasks: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tasks []*api.TaskInfo
+		for _, w := range ws.Workers {
+			tasks = append(tasks, w.Tasks...)
+		}
+		if len(tasks) == 1 && tasks[0].JobId == blocked && tasks[0].Status == api.TaskInfo_RUNNING {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("workers' running tasks: %v", tasks)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Listing filters by status and plan and pages.
 func TestListJobsFiltersAndPages(t *testing.T) {
 	c := newCluster(t, 1, nil)

@@ -75,10 +75,18 @@ func httpError(w http.ResponseWriter, err error) {
 	rpc.WriteJSON(w, code, map[string]string{"statusCode": status.Code(err).String(), "message": status.Convert(err).Message()})
 }
 
-// GET /api/v1/jobs?status=RUNNING,FAILED&plan=load&pageSize=100&pageToken=...
+// GET /api/v1/jobs?status=RUNNING,FAILED&plan=load&submitter=u&policy=p&order=newest&pageSize=100&pageToken=...
 func (s *Server) httpListJobs(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	req := &api.ListJobsRequest{Plan: q.Get("plan"), PageToken: q.Get("pageToken")}
+	req := &api.ListJobsRequest{Plan: q.Get("plan"), PageToken: q.Get("pageToken"), Submitter: q.Get("submitter"), Policy: q.Get("policy")}
+	switch o := q.Get("order"); o {
+	case "", "oldest":
+	case "newest":
+		req.NewestFirst = true
+	default:
+		httpError(w, status.Errorf(codes.InvalidArgument, "order %q: want newest or oldest", o))
+		return
+	}
 	if v := q.Get("pageSize"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -298,16 +299,13 @@ func (s *Server) listJobs(req *api.ListJobsRequest) (*api.ListJobsResponse, erro
 		}
 		after = v
 	}
-	want := map[api.JobInfo_Status]bool{}
-	for _, st := range req.GetStatuses() {
-		want[st] = true
-	}
+	match := jobFilter(req)
 	resp := &api.ListJobsResponse{}
 	var last int64
 	more := false
 	s.fsm.view(func(st *state) {
-		st.jobs.AscendGreaterOrEqual(&jobRec{ID: after + 1}, func(j *jobRec) bool {
-			if len(want) > 0 && !want[j.Status] || req.GetPlan() != "" && req.GetPlan() != j.Plan {
+		visit := func(j *jobRec) bool {
+			if !match(j) {
 				return true
 			}
 			if len(resp.Jobs) == size {
@@ -317,12 +315,55 @@ func (s *Server) listJobs(req *api.ListJobsRequest) (*api.ListJobsResponse, erro
 			resp.Jobs = append(resp.Jobs, j.info())
 			last = j.ID
 			return true
-		})
+		}
+		switch {
+		case !req.GetNewestFirst():
+			st.jobs.AscendGreaterOrEqual(&jobRec{ID: after + 1}, visit)
+		case after > 0:
+			st.jobs.DescendLessOrEqual(&jobRec{ID: after - 1}, visit)
+		default:
+			st.jobs.Descend(visit)
+		}
+		if req.GetCountTotal() {
+			st.jobs.Ascend(func(j *jobRec) bool {
+				if match(j) {
+					resp.Total++
+				}
+				return true
+			})
+		}
 	})
 	if more {
 		resp.NextPageToken = strconv.FormatInt(last, 10)
 	}
 	return resp, nil
+}
+
+// jobFilter is the predicate of a ListJobs request's filters.
+func jobFilter(req *api.ListJobsRequest) func(*jobRec) bool {
+	var want [8]bool // by status; statuses are small enum values
+	anyStatus := len(req.GetStatuses()) == 0
+	for _, st := range req.GetStatuses() {
+		if int(st) >= 0 && int(st) < len(want) {
+			want[st] = true
+		}
+	}
+	plan, submitter, policy, after := req.GetPlan(), req.GetSubmitter(), req.GetPolicy(), req.GetFinishedAfterMs()
+	return func(j *jobRec) bool {
+		switch {
+		case !anyStatus && (int(j.Status) >= len(want) || !want[j.Status]):
+			return false
+		case plan != "" && plan != j.Plan:
+			return false
+		case submitter != "" && submitter != j.Submitter:
+			return false
+		case policy != "" && policy != j.Policy:
+			return false
+		case after > 0 && j.FinishedMs <= after:
+			return false
+		}
+		return true
+	}
 }
 
 func (r *rpcServer) CancelJob(ctx context.Context, req *api.CancelJobRequest) (*api.CancelJobResponse, error) {
@@ -654,9 +695,47 @@ func (r *rpcServer) ListJobWorkers(ctx context.Context, req *api.ListJobWorkersR
 			if t, ok := st.lastSeen[w.ID]; ok {
 				i.LastHeartbeatMs = t.UnixMilli()
 			}
+			if req.GetIncludeTasks() {
+				i.Tasks = runningTasks(ctx, fs, w.ID)
+			}
 			resp.Workers = append(resp.Workers, i)
 			return true
 		})
 	})
 	return resp, nil
+}
+
+// maxWorkerTasks bounds the tasks ListJobWorkers lists per worker.
+const maxWorkerTasks = 100
+
+// runningTasks lists the tasks worker runs, of the jobs the caller may
+// manage (a user sees only its own jobs' tasks), in job and task order.
+func runningTasks(ctx context.Context, st *state, worker int64) []*api.TaskInfo {
+	keys := make([]taskKey, 0, len(st.running[worker]))
+	for k := range st.running[worker] {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b taskKey) int {
+		if a.less(b) {
+			return -1
+		}
+		if b.less(a) {
+			return 1
+		}
+		return 0
+	})
+	var out []*api.TaskInfo
+	for _, k := range keys {
+		j, t := st.job(k.job), st.task(k)
+		if j == nil || t == nil || !mayManage(ctx, j.RunAs) {
+			continue
+		}
+		ti := t.info(st.worker)
+		ti.Args = nil
+		out = append(out, ti)
+		if len(out) == maxWorkerTasks {
+			break
+		}
+	}
+	return out
 }

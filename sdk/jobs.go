@@ -280,6 +280,21 @@ type ListJobsOptions struct {
 	Statuses []JobStatus // any of these; none: all
 	Plan     string      // only this plan
 	PageSize int32       // 0: server default
+	// NewestFirst lists from the newest job down (default: oldest first).
+	NewestFirst   bool
+	Submitter     string    // only jobs this user submitted
+	Policy        string    // only jobs this policy launched
+	FinishedAfter time.Time // only jobs that ended after this (zero: any)
+}
+
+// request is the ListJobs request of o for one page.
+func (o ListJobsOptions) request(token string) *api.ListJobsRequest {
+	r := &api.ListJobsRequest{Statuses: o.Statuses, Plan: o.Plan, PageSize: o.PageSize, PageToken: token,
+		NewestFirst: o.NewestFirst, Submitter: o.Submitter, Policy: o.Policy}
+	if !o.FinishedAfter.IsZero() {
+		r.FinishedAfterMs = o.FinishedAfter.UnixMilli()
+	}
+	return r
 }
 
 // List streams the jobs the job master keeps, oldest first, page by page.
@@ -289,7 +304,7 @@ func (j *Jobs) List(ctx context.Context, o ListJobsOptions) iter.Seq2[*JobInfo, 
 		for {
 			var resp *api.ListJobsResponse
 			err := j.call(ctx, "job ls", "", func(ctx context.Context, c api.JobMasterClient) (err error) {
-				resp, err = c.ListJobs(ctx, &api.ListJobsRequest{Statuses: o.Statuses, Plan: o.Plan, PageSize: o.PageSize, PageToken: token})
+				resp, err = c.ListJobs(ctx, o.request(token))
 				return err
 			})
 			if err != nil {
