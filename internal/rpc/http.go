@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,8 @@ type HTTPServer struct {
 	Registry *prometheus.Registry
 	srv      *http.Server
 	tls      *tls.Config
+	auth     *authenticator
+	sessions atomic.Pointer[Sessions] // browser sessions, once EnableSessions ran
 }
 
 // NewHTTPServer returns a server with /healthz and /metrics registered,
@@ -55,12 +58,13 @@ func NewHTTPServerWith(o ServerOptions, healthy func() error) *HTTPServer {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	outer.Handle("/", requireAuth(newAuthenticator(o, log), mux))
 	h := &HTTPServer{
 		Mux:      mux,
 		Registry: reg,
 		srv:      &http.Server{Handler: outer, ReadHeaderTimeout: 10 * time.Second},
+		auth:     newAuthenticator(o, log),
 	}
+	outer.Handle("/", h.requireAuth(mux))
 	if o.TLS != nil {
 		h.tls = o.TLS.Clone()
 		if h.tls.ClientCAs != nil {
@@ -73,14 +77,34 @@ func NewHTTPServerWith(o ServerOptions, healthy func() error) *HTTPServer {
 }
 
 // requireAuth wraps next so that a request without valid credentials gets
-// 401 (logged with the peer) and others carry their Identity.
-func requireAuth(a *authenticator, next http.Handler) http.Handler {
+// 401 (logged with the peer) and others carry their Identity. Credentials
+// are a bearer token, a verified client certificate or, under the sessions'
+// prefix, a session cookie (EnableSessions).
+func (h *HTTPServer) requireAuth(next http.Handler) http.Handler {
+	a := h.auth
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var bearer string
 		if v := r.Header.Get("Authorization"); v != "" {
 			bearer = strings.TrimPrefix(v, "Bearer ")
 		}
-		id, aerr := a.resolve(bearer, tlsChains(r.TLS), r.Header.Get(UserHeader))
+		chains := tlsChains(r.TLS)
+		if sess := h.sessions.Load(); sess != nil && bearer == "" && len(chains) == 0 && a.required {
+			id, ok, err := sess.identity(r)
+			if err != nil {
+				a.log.Warn("http request refused", zap.String("peer", r.RemoteAddr), zap.String("path", r.URL.Path), zap.String("user", id.User), zap.String("reason", err.Error()))
+				WriteJSON(w, http.StatusForbidden, map[string]string{"statusCode": "PERMISSION_DENIED", "message": err.Error()})
+				return
+			}
+			if ok {
+				next.ServeHTTP(w, r.WithContext(WithIdentity(r.Context(), id)))
+				return
+			}
+			if sess.login != nil && strings.HasPrefix(r.URL.Path, sess.prefix) && r.Header.Get(UserHeader) == "" {
+				sess.login.ServeHTTP(w, r)
+				return
+			}
+		}
+		id, aerr := a.resolve(bearer, chains, r.Header.Get(UserHeader))
 		if aerr != nil {
 			a.log.Warn("http request refused", zap.String("peer", r.RemoteAddr), zap.String("path", r.URL.Path), zap.String("reason", aerr.reason))
 			if aerr.code == codes.Unauthenticated {
