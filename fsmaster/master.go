@@ -318,6 +318,10 @@ func (m *Master) RPCAddr() string {
 	return m.rpcL.Addr().String()
 }
 
+// HTTPServer is the http port's server (nil before Start), for what the
+// command mounts on it besides the master's own API (the web console).
+func (m *Master) HTTPServer() *rpc.HTTPServer { return m.http }
+
 // HTTPAddr is the address HTTP listens on.
 func (m *Master) HTTPAddr() string {
 	if m.httpL == nil {

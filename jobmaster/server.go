@@ -255,6 +255,15 @@ func (s *Server) Stop(ctx context.Context) error {
 // RPCAddr is the address clients and job workers use (host:port).
 func (s *Server) RPCAddr() string { return s.rpcAddr }
 
+// HTTPServer is the http port's server (nil before Start), for what the
+// command mounts on it besides the job API (the web console).
+func (s *Server) HTTPServer() *rpc.HTTPServer {
+	if s.http == nil {
+		return nil
+	}
+	return s.http.HTTPServer
+}
+
 // HTTPAddr is the http listener's address, or "".
 func (s *Server) HTTPAddr() string {
 	if s.http == nil {

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // StepStatus is where a step of a pipeline run is, or how it ended.
@@ -150,7 +152,7 @@ func (p *Pipeline) run(ctx context.Context, jobs jobRunner) (*Report, error) {
 			}
 		}
 	}
-	r := &run{p: p, g: g, jobs: jobs, id: NewRequestID()[:16], ended: map[string]StepResult{}}
+	r := &run{p: p, g: g, jobs: jobs, id: runID(p.name), ended: map[string]StepResult{}}
 	rep := &Report{Pipeline: p.name, Started: time.Now(), Steps: make([]StepResult, len(p.steps))}
 	for i, s := range p.steps {
 		rep.Steps[i] = StepResult{Name: s.name, Kind: s.kind(), Status: StepPending}
@@ -362,7 +364,7 @@ func (r *run) attempt(ctx context.Context, s *step, attempt int, res *StepResult
 // context, actx the attempt's (with StepTimeout). When either ends first
 // the job is cancelled on the job master, so no job outlives its step.
 func (r *run) jobAttempt(ctx, actx context.Context, s *step, spec JobSpec, attempt int, res *StepResult, timedOut func() bool) error {
-	rid := fmt.Sprintf("%s/%s/%d", r.id, truncate(s.name, 200), attempt)
+	rid := fmt.Sprintf("%s/%s/%d", r.id, truncate(s.name, 160), attempt)
 	id, err := r.jobs.Submit(actx, spec.Plan, spec.Config, WithRequestID(rid))
 	if err != nil {
 		if actx.Err() == nil {
@@ -455,9 +457,25 @@ func protect(step string, f func() error) (err error) {
 	return f()
 }
 
+// runID names one run of a pipeline: its name (at most 40 bytes, no '/')
+// and 16 random hex digits. A step's jobs carry request ids
+// RUN/STEP/ATTEMPT, so the web console finds a run's jobs by their ids.
+func runID(name string) string {
+	name = strings.ReplaceAll(truncate(name, 40), "/", "_")
+	if name == "" {
+		name = "pipeline"
+	}
+	return name + "." + NewRequestID()[:16]
+}
+
+// truncate cuts s to at most n bytes, at a rune boundary (request ids
+// travel as protobuf strings, which must be valid UTF-8).
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n]
 }

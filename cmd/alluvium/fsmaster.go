@@ -57,9 +57,16 @@ same explicitly. Stop it with SIGTERM or Ctrl-C.`,
 			if err := m.Start(ctx); err != nil {
 				return err
 			}
+			closeConsole, err := mountConsole(ctx, cfg, m.HTTPServer(), "FS master", dialable(m.RPCAddr()),
+				firstNonEmpty(cfg.FSMaster.JobMaster, cfg.Client.JobMaster), log)
+			if err != nil {
+				_ = m.Stop(context.Background())
+				return err
+			}
+			defer closeConsole()
 			info := m.Info()
-			fmt.Printf("fsmaster ready: rpc %s, http %s, journal %s at sequence %d, root %s\n",
-				m.RPCAddr(), m.HTTPAddr(), cfg.FSMaster.Journal.Dir, info.JournalSequence, info.UfsRoot)
+			fmt.Printf("fsmaster ready: rpc %s, http %s, journal %s at sequence %d, root %s%s\n",
+				m.RPCAddr(), m.HTTPAddr(), cfg.FSMaster.Journal.Dir, info.JournalSequence, info.UfsRoot, uiNote(cfg, m.HTTPAddr()))
 			var failed error
 			select {
 			case <-ctx.Done():

@@ -101,8 +101,14 @@ out with 'alluvium job raft remove-peer ID'.`,
 			if cfg.JobMaster.Raft.Join {
 				group = "joining (or rejoining) a group"
 			}
-			fmt.Printf("jobmaster ready: id %s, rpc %s, http %s, raft port %d, %s, dir %s, FS master %s\n",
-				cfg.JobMaster.Raft.NodeID, m.RPCAddr(), m.HTTPAddr(), cfg.JobMaster.Raft.Port, group, cfg.JobMaster.Raft.Dir, cfg.JobMaster.Master)
+			closeConsole, err := mountConsole(ctx, cfg, m.HTTPServer(), "job master "+cfg.JobMaster.Raft.NodeID, cfg.JobMaster.Master, dialable(m.RPCAddr()), log)
+			if err != nil {
+				_ = m.Stop(context.Background())
+				return err
+			}
+			defer closeConsole()
+			fmt.Printf("jobmaster ready: id %s, rpc %s, http %s, raft port %d, %s, dir %s, FS master %s%s\n",
+				cfg.JobMaster.Raft.NodeID, m.RPCAddr(), m.HTTPAddr(), cfg.JobMaster.Raft.Port, group, cfg.JobMaster.Raft.Dir, cfg.JobMaster.Master, uiNote(cfg, m.HTTPAddr()))
 			<-ctx.Done()
 			log.Info("stopping job master")
 			sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)

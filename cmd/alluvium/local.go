@@ -17,6 +17,7 @@ import (
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/fsmaster"
 	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/jobmaster"
 	"github.com/alluvium/alluvium/proxy"
 )
@@ -39,7 +40,8 @@ Every port is in [P, P+200) for --port-base P (default 19998): FS master rpc P,
 http P+1; job master rpc P+3, http P+4, raft P+5; proxy REST P+6, S3 P+7;
 worker i at P+20+4i... When the cluster is ready it writes <home>/env (export
 lines for ALLUVIUM_MASTER, ALLUVIUM_JOB_MASTER, ALLUVIUM_PROXY (REST URL),
-ALLUVIUM_S3 (S3 endpoint URL) and, when auth is on, ALLUVIUM_TOKEN) and prints
+ALLUVIUM_S3 (S3 endpoint URL), ALLUVIUM_UI (the web console's URL: open it
+and log in with the token) and, when auth is on, ALLUVIUM_TOKEN) and prints
 a line with "ready". Ctrl-C or SIGTERM stops it cleanly.`,
 		Example: `  alluvium local --home /tmp/alluvium --ufs /data --workers 3
   # in another shell:
@@ -169,12 +171,33 @@ func runLocal(ctx context.Context, cfg *config.Config, base, workers int, log *z
 		return err
 	}
 	started = append(started, stopper{"proxy", px.Stop})
-	envPath, err := writeEnv(cfg, px)
+	// The console on both masters' http ports (one console: a login on
+	// either is valid on the other); ALLUVIUM_UI names the FS master's.
+	ui := ""
+	for _, srv := range []struct {
+		name string
+		h    *rpc.HTTPServer
+		addr string
+	}{{"local", m.HTTPServer(), m.HTTPAddr()}, {"local (job master)", jm.HTTPServer(), jm.HTTPAddr()}} {
+		closeConsole, err := mountConsole(ctx, cfg, srv.h, srv.name, cfg.Client.Master, cfg.Client.JobMaster, log)
+		if err != nil {
+			return err
+		}
+		started = append(started, stopper{"console", func(context.Context) error { closeConsole(); return nil }})
+		if ui == "" && cfg.Console.Enabled {
+			ui = consoleURL(cfg, srv.addr)
+		}
+	}
+	envPath, err := writeEnv(cfg, px, ui)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("alluvium local ready: %d workers, FS master %s, job master %s, REST http://%s, S3 http://%s, UFS %s; env in %s\n",
-		workers, cfg.Client.Master, cfg.Client.JobMaster, px.RESTAddr(), px.S3Addr(), cfg.FSMaster.UFS, envPath)
+	uiWords := ""
+	if ui != "" {
+		uiWords = ", console " + ui
+	}
+	fmt.Printf("alluvium local ready: %d workers, FS master %s, job master %s, REST http://%s, S3 http://%s%s, UFS %s; env in %s\n",
+		workers, cfg.Client.Master, cfg.Client.JobMaster, px.RESTAddr(), px.S3Addr(), uiWords, cfg.FSMaster.UFS, envPath)
 	select {
 	case <-ctx.Done():
 		log.Info("stopping the local cluster")
@@ -293,12 +316,15 @@ func waitClusterReady(ctx context.Context, cfg *config.Config, workers int) erro
 }
 
 // writeEnv writes <home>/env with the export lines clients source.
-func writeEnv(cfg *config.Config, px *proxy.Proxy) (string, error) {
+func writeEnv(cfg *config.Config, px *proxy.Proxy, ui string) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "export ALLUVIUM_MASTER=%s\n", cfg.Client.Master)
 	fmt.Fprintf(&b, "export ALLUVIUM_JOB_MASTER=%s\n", cfg.Client.JobMaster)
 	fmt.Fprintf(&b, "export ALLUVIUM_PROXY=http://%s\n", px.RESTAddr())
 	fmt.Fprintf(&b, "export ALLUVIUM_S3=http://%s\n", px.S3Addr())
+	if ui != "" {
+		fmt.Fprintf(&b, "export ALLUVIUM_UI=%s\n", ui)
+	}
 	if cfg.Security.Token != "" {
 		fmt.Fprintf(&b, "export ALLUVIUM_TOKEN=%s\n", cfg.Security.Token)
 	}

@@ -46,8 +46,17 @@ type Config struct {
 	JobMaster JobMasterConfig `mapstructure:"jobmaster"`
 	JobWorker JobWorkerConfig `mapstructure:"jobworker"`
 	Proxy     ProxyConfig     `mapstructure:"proxy"`
+	Console   ConsoleConfig   `mapstructure:"console"`
 	Client    ClientConfig    `mapstructure:"client"`
 	Limits    LimitsConfig    `mapstructure:"limits"`
+}
+
+// ConsoleConfig configures the web console the masters' http ports serve
+// under /ui/.
+type ConsoleConfig struct {
+	Enabled bool `mapstructure:"enabled"`
+	// SessionTimeout is how long a browser session lasts after logging in.
+	SessionTimeout time.Duration `mapstructure:"session-timeout"`
 }
 
 // LimitsConfig bounds what any server accepts.
@@ -425,6 +434,8 @@ func Default() map[string]any {
 		"proxy.s3.staging-dir":                       "", // <home>/proxy
 		"proxy.s3.write-type":                        "",
 		"proxy.s3.multipart-expiry":                  24 * time.Hour,
+		"console.enabled":                            true,
+		"console.session-timeout":                    12 * time.Hour,
 		"client.master":                              "localhost:19998",
 		"client.job-master":                          "localhost:20001",
 		"client.timeout":                             30 * time.Second,

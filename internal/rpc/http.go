@@ -99,7 +99,7 @@ func (h *HTTPServer) requireAuth(next http.Handler) http.Handler {
 				next.ServeHTTP(w, r.WithContext(WithIdentity(r.Context(), id)))
 				return
 			}
-			if sess.login != nil && strings.HasPrefix(r.URL.Path, sess.prefix) && r.Header.Get(UserHeader) == "" {
+			if sess.login != nil && (strings.HasPrefix(r.URL.Path, sess.prefix) || r.URL.Path == "/") && r.Header.Get(UserHeader) == "" {
 				sess.login.ServeHTTP(w, r)
 				return
 			}
@@ -132,6 +132,40 @@ func (h *HTTPServer) Serve(l net.Listener) error {
 
 // Shutdown stops the server, waiting for requests in flight until ctx ends.
 func (h *HTTPServer) Shutdown(ctx context.Context) error { return h.srv.Shutdown(ctx) }
+
+// OnShutdown calls f when Shutdown starts, so long-lived responses (event
+// streams) can end instead of holding Shutdown up.
+func (h *HTTPServer) OnShutdown(f func()) { h.srv.RegisterOnShutdown(f) }
+
+// HTTPStatus is the http status of a gRPC code, for JSON APIs that relay
+// a call's error.
+func HTTPStatus(c codes.Code) int {
+	switch c {
+	case codes.OK:
+		return http.StatusOK
+	case codes.NotFound:
+		return http.StatusNotFound
+	case codes.AlreadyExists, codes.FailedPrecondition, codes.Aborted:
+		return http.StatusConflict
+	case codes.InvalidArgument, codes.OutOfRange:
+		return http.StatusBadRequest
+	case codes.PermissionDenied:
+		return http.StatusForbidden
+	case codes.Unauthenticated:
+		return http.StatusUnauthorized
+	case codes.ResourceExhausted:
+		return http.StatusTooManyRequests
+	case codes.Unavailable:
+		return http.StatusServiceUnavailable
+	case codes.DeadlineExceeded:
+		return http.StatusGatewayTimeout
+	case codes.Unimplemented:
+		return http.StatusNotImplemented
+	case codes.Canceled:
+		return 499 // client closed the request
+	}
+	return http.StatusInternalServerError
+}
 
 // WriteJSON writes v as a JSON body with the exact content type
 // "application/json".

@@ -50,9 +50,9 @@ type SessionConfig struct {
 	Prefix string
 	// TTL is a session's lifetime (0: DefaultSessionTTL).
 	TTL time.Duration
-	// Login serves the requests under Prefix that carry no credentials at
-	// all: the login form and its POST (which calls Sessions.Login).
-	// Everything else without credentials still gets 401.
+	// Login serves the requests under Prefix (and for "/") that carry no
+	// credentials at all: the login form and its POST (which calls
+	// Sessions.Login). Everything else without credentials still gets 401.
 	Login http.Handler
 }
 
