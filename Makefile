@@ -10,7 +10,7 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 TEST_TIMEOUT ?= 25m
 FUZZTIME ?= 20s
 
-.PHONY: help build test vet unit proto demo bench fmt fuzz test-chaos clean
+.PHONY: help build test vet unit proto demo bench fmt fuzz test-chaos clean console-vendor
 
 help:
 	@echo "make build       build bin/alluvium"
@@ -21,6 +21,7 @@ help:
 	@echo "make fuzz        run every fuzz target for FUZZTIME each ($(FUZZTIME))"
 	@echo "make proto       regenerate api/*.pb.go from api/*.proto"
 	@echo "make fmt         gofmt the tree"
+	@echo "make console-vendor  refresh the web console's vendored uPlot (UPLOT_VERSION=$(UPLOT_VERSION)) from the npm registry"
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/alluvium ./cmd/alluvium
@@ -60,6 +61,19 @@ fuzz:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go' | grep -v '\.pb\.go$$')
+
+# The web console's one third-party library, uPlot (charts), is vendored
+# in console/web/vendor/uplot with its version and licence; the pages need
+# no build step. This fetches the package with npm and copies its ES module.
+UPLOT_VERSION ?= 1.6.32
+console-vendor:
+	@command -v npm >/dev/null || { echo "npm missing: apt-get install -y npm"; exit 1; }
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  (cd "$$tmp" && npm pack --silent uplot@$(UPLOT_VERSION) >/dev/null && tar xzf uplot-$(UPLOT_VERSION).tgz) && \
+	  mkdir -p console/web/vendor/uplot && \
+	  cp "$$tmp/package/dist/uPlot.esm.js" "$$tmp/package/dist/uPlot.min.css" "$$tmp/package/LICENSE" console/web/vendor/uplot/ && \
+	  printf 'uplot %s (npm), MIT licence (LICENSE); refresh with make console-vendor UPLOT_VERSION=x.y.z\n' $(UPLOT_VERSION) > console/web/vendor/uplot/VERSION
+	@cat console/web/vendor/uplot/VERSION
 
 clean:
 	rm -rf bin

@@ -128,7 +128,7 @@ func (c *Console) routes() {
 		writeError(w, &sdk.Error{Op: r.Method, Path: r.URL.Path, Code: codes.NotFound, Message: "no such console API"})
 	})
 	// Every other path is a page of the single-page app.
-	m.HandleFunc("GET /ui/", c.serveIndex)
+	m.HandleFunc("/ui/", c.serveIndex)
 	c.mux = m
 }
 
@@ -146,6 +146,11 @@ func secure(next http.Handler) http.Handler {
 }
 
 func (c *Console) serveIndex(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": r.Method + " " + r.URL.Path + ": a page takes GET only"})
+		return
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
 	_, _ = w.Write(c.index)
