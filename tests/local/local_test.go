@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,6 +61,22 @@ func TestLocalClusterLifecycle(t *testing.T) {
 	}
 	if env["ALLUVIUM_MASTER"] != fmt.Sprintf("localhost:%d", base) || env["ALLUVIUM_JOB_MASTER"] != fmt.Sprintf("localhost:%d", base+3) {
 		t.Fatalf("env = %v; want FS master on P and job master on P+3", env)
+	}
+	// The web console: on the FS master's http port (P+1), named in the
+	// env and the ready line, and behind a login.
+	ui := fmt.Sprintf("http://127.0.0.1:%d/ui/", base+1)
+	if env["ALLUVIUM_UI"] != ui || !strings.Contains(p.Log(), "console "+ui) {
+		t.Fatalf("ALLUVIUM_UI=%q and ready line %q; want %s in both", env["ALLUVIUM_UI"], p.Log(), ui)
+	}
+	if resp, err := http.Get(ui); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("GET %s without a token: %v %v, want 401 (the login form)", ui, resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if resp, err := testutil.HTTPGet(ui); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s with the token: %v %v, want 200", ui, resp, err)
+	} else {
+		resp.Body.Close()
 	}
 
 	// A UFS file appears on first ls, is loaded by a job, and reads back.
