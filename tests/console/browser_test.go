@@ -42,10 +42,10 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-// artifactsDir is where the screenshots go: $ALLUVIUM_ARTIFACTS/console,
+// artifactsDir is where the screenshots go: $ALLUVIUM_TEST_ARTIFACTS/console,
 // else a fresh dir under the system temp dir. The test prints it.
 func artifactsDir(t *testing.T) string {
-	base := os.Getenv("ALLUVIUM_ARTIFACTS")
+	base := os.Getenv("ALLUVIUM_TEST_ARTIFACTS")
 	if base == "" {
 		base = filepath.Join(os.TempDir(), "alluvium-artifacts")
 	}

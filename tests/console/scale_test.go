@@ -20,14 +20,14 @@ import (
 )
 
 // scaleJobs is how many finished jobs TestConsoleJobsPageAtScale puts in
-// the cluster: ALLUVIUM_CONSOLE_JOBS, else a scaled-down 1,000 so `make
+// the cluster: ALLUVIUM_TEST_CONSOLE_JOBS, else a scaled-down 1,000 so `make
 // test` keeps the measurement from rotting. docs/BENCHMARKS.md quotes a run
 // with 100,000 (the job master keeps jobmaster.job.capacity = 100,000).
 func scaleJobs(t *testing.T) int {
-	if v := os.Getenv("ALLUVIUM_CONSOLE_JOBS"); v != "" {
+	if v := os.Getenv("ALLUVIUM_TEST_CONSOLE_JOBS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 100 || n > 100000 {
-			t.Fatalf("ALLUVIUM_CONSOLE_JOBS=%q: want 100..100000", v)
+			t.Fatalf("ALLUVIUM_TEST_CONSOLE_JOBS=%q: want 100..100000", v)
 		}
 		return n
 	}
