@@ -10,7 +10,7 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 TEST_TIMEOUT ?= 25m
 FUZZTIME ?= 20s
 
-.PHONY: help build test vet unit proto demo bench fmt fuzz test-chaos clean console-vendor
+.PHONY: help build test vet unit proto demo bench fmt fuzz test-chaos clean console-vendor console-screenshots
 
 help:
 	@echo "make build       build bin/alluvium"
@@ -22,6 +22,7 @@ help:
 	@echo "make proto       regenerate api/*.pb.go from api/*.proto"
 	@echo "make fmt         gofmt the tree"
 	@echo "make console-vendor  refresh the web console's vendored uPlot (UPLOT_VERSION=$(UPLOT_VERSION)) from the npm registry"
+	@echo "make console-screenshots  re-take docs/screenshots (the console in headless Chromium)"
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/alluvium ./cmd/alluvium
@@ -74,6 +75,16 @@ console-vendor:
 	  cp "$$tmp/package/dist/uPlot.esm.js" "$$tmp/package/dist/uPlot.min.css" "$$tmp/package/LICENSE" console/web/vendor/uplot/ && \
 	  printf 'uplot %s (npm), MIT licence (LICENSE); refresh with make console-vendor UPLOT_VERSION=x.y.z\n' $(UPLOT_VERSION) > console/web/vendor/uplot/VERSION
 	@cat console/web/vendor/uplot/VERSION
+
+# The README's pictures of the console, taken by its browser test.
+SCREENSHOTS := overview jobs job-failed browse-file policies workers
+console-screenshots: bin/alluvium.race
+	rm -rf bin/console-artifacts
+	ALLUVIUM_BIN=$(CURDIR)/bin/alluvium.race ALLUVIUM_TEST_ARTIFACTS=$(CURDIR)/bin/console-artifacts \
+	  $(GO) test -race -count=1 -run TestConsoleInBrowser ./tests/console/
+	mkdir -p docs/screenshots
+	for s in $(SCREENSHOTS); do cp bin/console-artifacts/console-*/$$s.png docs/screenshots/; done
+	@ls -la docs/screenshots
 
 clean:
 	rm -rf bin

@@ -65,10 +65,38 @@ func write(out string, results []*result, notes []string, count int, when time.T
 	if len(results) == 0 {
 		fatal(fmt.Errorf("no benchmark results"))
 	}
-	if err := os.WriteFile(out, []byte(render(results, notes, count, when)), 0o644); err != nil {
+	text := render(results, notes, count, when)
+	if old, err := os.ReadFile(out); err == nil {
+		text += kept(string(old))
+	}
+	if err := os.WriteFile(out, []byte(text), 0o644); err != nil {
 		fatal(err)
 	}
 	fmt.Fprintf(os.Stderr, "benchreport: wrote %s\n", out)
+}
+
+// keepMarker, on the line after a section's "## " heading, marks figures
+// measured elsewhere than tests/bench (the web console's, in the browser
+// test): benchreport carries such sections over when it rewrites the file.
+const keepMarker = "<!-- kept by benchreport -->"
+
+// kept returns the marked sections of an existing report, verbatim, each
+// after a blank line.
+func kept(old string) string {
+	var b strings.Builder
+	lines := strings.Split(strings.TrimRight(old, "\n"), "\n")
+	for i := 0; i < len(lines); i++ {
+		if !strings.HasPrefix(lines[i], "## ") || i+1 >= len(lines) || strings.TrimSpace(lines[i+1]) != keepMarker {
+			continue
+		}
+		j := i + 1
+		for j < len(lines) && !strings.HasPrefix(lines[j], "## ") {
+			j++
+		}
+		b.WriteString("\n" + strings.TrimRight(strings.Join(lines[i:j], "\n"), "\n") + "\n")
+		i = j - 1
+	}
+	return b.String()
 }
 
 // goal is a target the issues set for one metric's median.
