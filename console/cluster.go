@@ -62,6 +62,10 @@ type tierView struct {
 func (c *Console) apiOverview(w http.ResponseWriter, r *http.Request) {
 	ctx, _ := as(r)
 	c.throughput().touch()
+	// One unreachable part (a job master being elected) must not hold the
+	// rest of the page: each part gets a few seconds and says what failed.
+	ctx, cancel := context.WithTimeout(ctx, 4*time.Second)
+	defer cancel()
 	var (
 		out overview
 		mu  sync.Mutex

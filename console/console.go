@@ -110,19 +110,19 @@ func (c *Console) routes() {
 	m.HandleFunc("POST /ui/login", c.serveLogin)
 	m.HandleFunc("POST /ui/logout", c.serveLogout)
 	m.HandleFunc("GET /ui/api/session", c.apiSession)
-	m.HandleFunc("GET /ui/api/overview", c.apiOverview)
+	m.HandleFunc("GET /ui/api/overview", bounded(c.apiOverview))
 	m.HandleFunc("GET /ui/api/throughput", c.apiThroughput)
-	m.HandleFunc("GET /ui/api/jobs", c.apiJobs)
-	m.HandleFunc("POST /ui/api/jobs", c.apiSubmit)
+	m.HandleFunc("GET /ui/api/jobs", bounded(c.apiJobs))
+	m.HandleFunc("POST /ui/api/jobs", bounded(c.apiSubmit))
 	m.HandleFunc("GET /ui/api/jobs/events", c.apiJobsEvents)
-	m.HandleFunc("GET /ui/api/jobs/{id}", c.apiJob)
+	m.HandleFunc("GET /ui/api/jobs/{id}", bounded(c.apiJob))
 	m.HandleFunc("GET /ui/api/jobs/{id}/events", c.apiJobEvents)
-	m.HandleFunc("POST /ui/api/jobs/{id}/cancel", c.apiCancel)
-	m.HandleFunc("GET /ui/api/policies", c.apiPolicies)
-	m.HandleFunc("POST /ui/api/policies/{name}/{action}", c.apiPolicyAction)
-	m.HandleFunc("GET /ui/api/pipelines", c.apiPipelines)
-	m.HandleFunc("GET /ui/api/workers", c.apiWorkers)
-	m.HandleFunc("GET /ui/api/files", c.apiFiles)
+	m.HandleFunc("POST /ui/api/jobs/{id}/cancel", bounded(c.apiCancel))
+	m.HandleFunc("GET /ui/api/policies", bounded(c.apiPolicies))
+	m.HandleFunc("POST /ui/api/policies/{name}/{action}", bounded(c.apiPolicyAction))
+	m.HandleFunc("GET /ui/api/pipelines", bounded(c.apiPipelines))
+	m.HandleFunc("GET /ui/api/workers", bounded(c.apiWorkers))
+	m.HandleFunc("GET /ui/api/files", bounded(c.apiFiles))
 	m.HandleFunc("GET /ui/api/download", c.apiDownload)
 	m.HandleFunc("/ui/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &sdk.Error{Op: r.Method, Path: r.URL.Path, Code: codes.NotFound, Message: "no such console API"})
@@ -130,6 +130,20 @@ func (c *Console) routes() {
 	// Every other path is a page of the single-page app.
 	m.HandleFunc("/ui/", c.serveIndex)
 	c.mux = m
+}
+
+// apiTimeout bounds a JSON call: the sdk retries an unreachable job master
+// while a leader may be elected (20 s), and a page should say so sooner.
+const apiTimeout = 10 * time.Second
+
+// bounded runs h with a deadline of apiTimeout (event streams and
+// downloads last as long as they need).
+func bounded(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
+		defer cancel()
+		h(w, r.WithContext(ctx))
+	}
 }
 
 // secure adds the headers every console response carries: no framing, no
