@@ -109,23 +109,25 @@ export function jobTarget(job) {
 
 // ---- progress ----
 
-// Progress tracks a job's rate from successive states (an exponential
-// average of bytes/s, or of tasks/s when it moves no bytes) and so its ETA.
+// Progress tracks a job's rate from its successive states: bytes (or
+// tasks, for a job that moves no bytes) per second over the last 10 seconds
+// of states, or since the job started while fewer than 2 seconds of states
+// are known; and so its ETA. Work lands in steps (a task's bytes when it
+// ends), so the rate is taken over a window, never between two states.
 export class Progress {
-  constructor() { this.last = null; this.bps = 0; this.tps = 0; }
+  constructor() { this.samples = []; this.bps = 0; this.tps = 0; }
   update(job) {
     const now = job.updatedMs || Date.now();
-    if (this.last && now > this.last.t) {
-      const dt = (now - this.last.t) / 1000;
-      const b = Math.max(0, job.bytesDone - this.last.b) / dt;
-      const t = Math.max(0, job.tasksDone - this.last.k) / dt;
-      this.bps = this.bps ? 0.7 * this.bps + 0.3 * b : b;
-      this.tps = this.tps ? 0.7 * this.tps + 0.3 * t : t;
-    } else if (!this.last && job.createdMs && now > job.createdMs) {
-      const dt = (now - job.createdMs) / 1000;
-      this.bps = job.bytesDone / dt; this.tps = job.tasksDone / dt;
+    const last = this.samples[this.samples.length - 1];
+    if (last && now < last.t) return;
+    this.samples.push({ t: now, b: job.bytesDone, k: job.tasksDone });
+    while (this.samples.length > 2 && now - this.samples[1].t >= 10000) this.samples.shift();
+    const first = this.samples[0];
+    let dt = (now - first.t) / 1000; let db = job.bytesDone - first.b; let dk = job.tasksDone - first.k;
+    if (dt < 2 && job.createdMs && now > job.createdMs) {
+      dt = (now - job.createdMs) / 1000; db = job.bytesDone; dk = job.tasksDone;
     }
-    this.last = { t: now, b: job.bytesDone, k: job.tasksDone };
+    if (dt > 0) { this.bps = Math.max(0, db) / dt; this.tps = Math.max(0, dk) / dt; }
   }
   eta(job) {
     if (terminal(job.status)) return 0;
