@@ -368,11 +368,12 @@ func newFreeCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "free PATH",
 		Short: "Drop the cached copies of files (the UFS keeps the bytes)",
-		Long: `Free the cached blocks of a file, or of every file under a directory with -r.
-Files not yet persisted to the UFS, and pinned files, are refused unless
---force, since freeing them would lose their bytes (or their pin).`,
+		Long: `Free the cached blocks of a file, or of every file under a directory (as
+Alluxio's free does; -r is accepted and changes nothing). Files not yet
+persisted to the UFS, and pinned files, are refused unless --force, since
+freeing them would lose their bytes (or their pin); then nothing is freed.`,
 		Example: `  alluvium fs free /data/old.csv
-  alluvium fs free -r /data/archive`,
+  alluvium fs free /data/archive`,
 		Args: exactArgs(1, "PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, _, err := dataClient(cmd, g)
@@ -380,7 +381,9 @@ Files not yet persisted to the UFS, and pinned files, are refused unless
 				return err
 			}
 			defer c.Close()
-			n, err := c.Free(cmd.Context(), args[0], sdk.FreeOptions{Recursive: recursive, Force: force})
+			// A directory is freed with everything under it: what a user
+			// asking to free it means (Alluxio's shell does the same).
+			n, err := c.Free(cmd.Context(), args[0], sdk.FreeOptions{Recursive: true, Force: force})
 			if err != nil {
 				return err
 			}
@@ -388,7 +391,7 @@ Files not yet persisted to the UFS, and pinned files, are refused unless
 			return nil
 		},
 	}
-	c.Flags().BoolVarP(&recursive, "recursive", "r", false, "free every file under a directory")
+	c.Flags().BoolVarP(&recursive, "recursive", "r", false, "accepted for compatibility: a directory is always freed with everything under it")
 	c.Flags().BoolVar(&force, "force", false, "free unpersisted and pinned files too")
 	return c
 }

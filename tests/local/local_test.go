@@ -46,6 +46,13 @@ func TestLocalClusterLifecycle(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(ufsDir, "warm", "big.bin"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	deep := []byte("a file two levels down\n")
+	if err := os.MkdirAll(filepath.Join(ufsDir, "warm", "sub", "subsub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ufsDir, "warm", "sub", "subsub", "deep.txt"), deep, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	args := []string{"local", "--home", home, "--ufs", ufsDir, "--workers", "2", "--port-base", fmt.Sprint(base)}
 	p := testutil.Start(t, "local", bin, nil, args...)
 	p.WaitLog("ready", 90*time.Second)
@@ -127,6 +134,38 @@ func TestLocalClusterLifecycle(t *testing.T) {
 		}
 		return nil
 	})
+
+	// `fs free DIR` frees every file under it, as Alluxio's free does (it
+	// used to refuse a directory without -r); the UFS still serves them.
+	cached := func(path string) int {
+		var st fileJSON
+		if err := json.Unmarshal([]byte(run("fs", "stat", path, "--output", "json")), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.CachedPercent
+	}
+	if c := cached("/warm/sub/subsub/deep.txt"); c != 100 {
+		t.Fatalf("deep.txt cachedPercent = %d before free; the load should have cached it", c)
+	}
+	if out := run("fs", "free", "/warm"); !strings.Contains(out, "freed") {
+		t.Fatalf("fs free /warm = %q", out)
+	}
+	for _, f := range []string{"/warm/big.bin", "/warm/sub/subsub/deep.txt"} {
+		if c := cached(f); c != 0 {
+			t.Errorf("%s cachedPercent = %d after fs free /warm, want 0", f, c)
+		}
+	}
+	if got := run("fs", "cat", "/warm/sub/subsub/deep.txt"); got != string(deep) {
+		t.Fatalf("deep.txt after free = %q", got)
+	}
+	// A file not persisted is still refused without --force, and the
+	// refusal frees nothing.
+	if _, errOut, code := cli.run("fs", "free", "/new"); code == 0 || !strings.Contains(errOut, "not persisted") {
+		t.Fatalf("fs free /new (MUST_CACHE file): exit %d, %q; want a refusal naming it not persisted", code, errOut)
+	}
+	if c := cached("/new/local.txt"); c != 100 {
+		t.Fatalf("/new/local.txt cachedPercent = %d after a refused free", c)
+	}
 	if err := p2.Stop(30 * time.Second); err != nil {
 		t.Fatalf("second run exited with %v", err)
 	}
