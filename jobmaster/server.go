@@ -168,6 +168,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("raft: %w", err)
 	}
 	s.raft = r
+	raftgroup.StandIfAlone(r, rc)
 
 	ln := s.opts.rpcLn
 	if ln == nil {

@@ -117,6 +117,7 @@ var goals = []goal{
 	{"Copy10000SmallFiles", "ratio-copy/rclone", false, 0.8, "copy job vs rclone copy, 10,000 files of 16 KiB"},
 	{"S3Get", "ratio-s3get/sdk", true, 0.8, "S3 GET through the gateway vs the Go SDK"},
 	{"S3Put", "ratio-put/minio", true, 1.0, "small PUTs/s through the gateway vs MinIO"},
+	{"LocalReady", "ready-s", false, 1.0, "alluvium local (2 workers), exec to ready"},
 }
 
 // renderGoals is the table of the goals whose metric was measured.
