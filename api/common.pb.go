@@ -1054,6 +1054,220 @@ func (x *MountPointInfo) GetMountId() int64 {
 	return 0
 }
 
+// GetLeader (FileSystemMaster and JobMaster) says which member of a group of
+// masters leads. Any member answers, leader or not.
+type GetLeaderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLeaderRequest) Reset() {
+	*x = GetLeaderRequest{}
+	mi := &file_common_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLeaderRequest) ProtoMessage() {}
+
+func (x *GetLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_common_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLeaderRequest.ProtoReflect.Descriptor instead.
+func (*GetLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_common_proto_rawDescGZIP(), []int{8}
+}
+
+// RaftServer is one member of a group of masters.
+type RaftServer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddress   string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	RpcAddress    string                 `protobuf:"bytes,3,opt,name=rpc_address,json=rpcAddress,proto3" json:"rpc_address,omitempty"`
+	Suffrage      string                 `protobuf:"bytes,4,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
+	Leader        bool                   `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftServer) Reset() {
+	*x = RaftServer{}
+	mi := &file_common_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftServer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftServer) ProtoMessage() {}
+
+func (x *RaftServer) ProtoReflect() protoreflect.Message {
+	mi := &file_common_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftServer.ProtoReflect.Descriptor instead.
+func (*RaftServer) Descriptor() ([]byte, []int) {
+	return file_common_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RaftServer) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RaftServer) GetRaftAddress() string {
+	if x != nil {
+		return x.RaftAddress
+	}
+	return ""
+}
+
+func (x *RaftServer) GetRpcAddress() string {
+	if x != nil {
+		return x.RpcAddress
+	}
+	return ""
+}
+
+func (x *RaftServer) GetSuffrage() string {
+	if x != nil {
+		return x.Suffrage
+	}
+	return ""
+}
+
+func (x *RaftServer) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+// GetLeaderResponse names the leader as the answering member knows it.
+// leader_rpc_address is empty while no leader is known (an election is
+// under way). When leader_id equals node_id the member that answered leads,
+// and a client keeps using the address it dialled to reach it (the
+// advertised one may not be reachable from the client); otherwise it follows
+// leader_rpc_address. A single FS master (fsmaster.journal.type local)
+// always answers with itself, its id being its advertised rpc address.
+type GetLeaderResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	LeaderId         string                 `protobuf:"bytes,1,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	LeaderRpcAddress string                 `protobuf:"bytes,2,opt,name=leader_rpc_address,json=leaderRpcAddress,proto3" json:"leader_rpc_address,omitempty"`
+	Servers          []*RaftServer          `protobuf:"bytes,3,rep,name=servers,proto3" json:"servers,omitempty"`
+	Term             uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	CommitIndex      uint64                 `protobuf:"varint,5,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	NodeId           string                 `protobuf:"bytes,6,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`                    // the member that answered
+	AppliedIndex     uint64                 `protobuf:"varint,7,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"` // the last entry (raft index, journal sequence) its state holds
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *GetLeaderResponse) Reset() {
+	*x = GetLeaderResponse{}
+	mi := &file_common_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLeaderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLeaderResponse) ProtoMessage() {}
+
+func (x *GetLeaderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_common_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLeaderResponse.ProtoReflect.Descriptor instead.
+func (*GetLeaderResponse) Descriptor() ([]byte, []int) {
+	return file_common_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetLeaderResponse) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+func (x *GetLeaderResponse) GetLeaderRpcAddress() string {
+	if x != nil {
+		return x.LeaderRpcAddress
+	}
+	return ""
+}
+
+func (x *GetLeaderResponse) GetServers() []*RaftServer {
+	if x != nil {
+		return x.Servers
+	}
+	return nil
+}
+
+func (x *GetLeaderResponse) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *GetLeaderResponse) GetCommitIndex() uint64 {
+	if x != nil {
+		return x.CommitIndex
+	}
+	return 0
+}
+
+func (x *GetLeaderResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *GetLeaderResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
 var File_common_proto protoreflect.FileDescriptor
 
 const file_common_proto_rawDesc = "" +
@@ -1137,7 +1351,24 @@ const file_common_proto_rawDesc = "" +
 	"\bmount_id\x18\x06 \x01(\x03R\amountId\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*l\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x12\n" +
+	"\x10GetLeaderRequest\"\x94\x01\n" +
+	"\n" +
+	"RaftServer\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
+	"\vrpc_address\x18\x03 \x01(\tR\n" +
+	"rpcAddress\x12\x1a\n" +
+	"\bsuffrage\x18\x04 \x01(\tR\bsuffrage\x12\x16\n" +
+	"\x06leader\x18\x05 \x01(\bR\x06leader\"\x86\x02\n" +
+	"\x11GetLeaderResponse\x12\x1b\n" +
+	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12,\n" +
+	"\x12leader_rpc_address\x18\x02 \x01(\tR\x10leaderRpcAddress\x121\n" +
+	"\aservers\x18\x03 \x03(\v2\x17.alluvium.v1.RaftServerR\aservers\x12\x12\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term\x12!\n" +
+	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\x12\x17\n" +
+	"\anode_id\x18\x06 \x01(\tR\x06nodeId\x12#\n" +
+	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex*l\n" +
 	"\x10PersistenceState\x12!\n" +
 	"\x1dPERSISTENCE_STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rNOT_PERSISTED\x10\x01\x12\x13\n" +
@@ -1180,22 +1411,25 @@ func file_common_proto_rawDescGZIP() []byte {
 }
 
 var file_common_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_common_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_common_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_common_proto_goTypes = []any{
-	(PersistenceState)(0),    // 0: alluvium.v1.PersistenceState
-	(WriteType)(0),           // 1: alluvium.v1.WriteType
-	(ReadType)(0),            // 2: alluvium.v1.ReadType
-	(WorkerState)(0),         // 3: alluvium.v1.WorkerState
-	(LoadMetadataType)(0),    // 4: alluvium.v1.LoadMetadataType
-	(*WorkerNetAddress)(nil), // 5: alluvium.v1.WorkerNetAddress
-	(*BlockLocation)(nil),    // 6: alluvium.v1.BlockLocation
-	(*BlockInfo)(nil),        // 7: alluvium.v1.BlockInfo
-	(*FileBlockInfo)(nil),    // 8: alluvium.v1.FileBlockInfo
-	(*FileInfo)(nil),         // 9: alluvium.v1.FileInfo
-	(*TierUsage)(nil),        // 10: alluvium.v1.TierUsage
-	(*WorkerInfo)(nil),       // 11: alluvium.v1.WorkerInfo
-	(*MountPointInfo)(nil),   // 12: alluvium.v1.MountPointInfo
-	nil,                      // 13: alluvium.v1.MountPointInfo.OptionsEntry
+	(PersistenceState)(0),     // 0: alluvium.v1.PersistenceState
+	(WriteType)(0),            // 1: alluvium.v1.WriteType
+	(ReadType)(0),             // 2: alluvium.v1.ReadType
+	(WorkerState)(0),          // 3: alluvium.v1.WorkerState
+	(LoadMetadataType)(0),     // 4: alluvium.v1.LoadMetadataType
+	(*WorkerNetAddress)(nil),  // 5: alluvium.v1.WorkerNetAddress
+	(*BlockLocation)(nil),     // 6: alluvium.v1.BlockLocation
+	(*BlockInfo)(nil),         // 7: alluvium.v1.BlockInfo
+	(*FileBlockInfo)(nil),     // 8: alluvium.v1.FileBlockInfo
+	(*FileInfo)(nil),          // 9: alluvium.v1.FileInfo
+	(*TierUsage)(nil),         // 10: alluvium.v1.TierUsage
+	(*WorkerInfo)(nil),        // 11: alluvium.v1.WorkerInfo
+	(*MountPointInfo)(nil),    // 12: alluvium.v1.MountPointInfo
+	(*GetLeaderRequest)(nil),  // 13: alluvium.v1.GetLeaderRequest
+	(*RaftServer)(nil),        // 14: alluvium.v1.RaftServer
+	(*GetLeaderResponse)(nil), // 15: alluvium.v1.GetLeaderResponse
+	nil,                       // 16: alluvium.v1.MountPointInfo.OptionsEntry
 }
 var file_common_proto_depIdxs = []int32{
 	5,  // 0: alluvium.v1.BlockLocation.address:type_name -> alluvium.v1.WorkerNetAddress
@@ -1207,12 +1441,13 @@ var file_common_proto_depIdxs = []int32{
 	5,  // 6: alluvium.v1.WorkerInfo.address:type_name -> alluvium.v1.WorkerNetAddress
 	3,  // 7: alluvium.v1.WorkerInfo.state:type_name -> alluvium.v1.WorkerState
 	10, // 8: alluvium.v1.WorkerInfo.tiers:type_name -> alluvium.v1.TierUsage
-	13, // 9: alluvium.v1.MountPointInfo.options:type_name -> alluvium.v1.MountPointInfo.OptionsEntry
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	16, // 9: alluvium.v1.MountPointInfo.options:type_name -> alluvium.v1.MountPointInfo.OptionsEntry
+	14, // 10: alluvium.v1.GetLeaderResponse.servers:type_name -> alluvium.v1.RaftServer
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_common_proto_init() }
@@ -1226,7 +1461,7 @@ func file_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_common_proto_rawDesc), len(file_common_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   9,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -3040,7 +3040,8 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x14\n" +
 	"\x05write\x18\x02 \x01(\bR\x05write\"I\n" +
 	"\x1cAuthorizeBlockAccessResponse\x12)\n" +
-	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info2\xf0\t\n" +
+	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info2\xbc\n" +
+	"\n" +
 	"\x10FileSystemMaster\x12\\\n" +
 	"\x0fCreateDirectory\x12#.alluvium.v1.CreateDirectoryRequest\x1a$.alluvium.v1.CreateDirectoryResponse\x12M\n" +
 	"\n" +
@@ -3060,7 +3061,8 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\rGetMasterInfo\x12!.alluvium.v1.GetMasterInfoRequest\x1a\".alluvium.v1.GetMasterInfoResponse\x12M\n" +
 	"\n" +
 	"Checkpoint\x12\x1e.alluvium.v1.CheckpointRequest\x1a\x1f.alluvium.v1.CheckpointResponse\x12P\n" +
-	"\vCheckAccess\x12\x1f.alluvium.v1.CheckAccessRequest\x1a .alluvium.v1.CheckAccessResponse2\x93\x05\n" +
+	"\vCheckAccess\x12\x1f.alluvium.v1.CheckAccessRequest\x1a .alluvium.v1.CheckAccessResponse\x12J\n" +
+	"\tGetLeader\x12\x1d.alluvium.v1.GetLeaderRequest\x1a\x1e.alluvium.v1.GetLeaderResponse2\x93\x05\n" +
 	"\vBlockMaster\x12Y\n" +
 	"\x0eRegisterWorker\x12\".alluvium.v1.RegisterWorkerRequest\x1a#.alluvium.v1.RegisterWorkerResponse\x12\\\n" +
 	"\x0fWorkerHeartbeat\x12#.alluvium.v1.WorkerHeartbeatRequest\x1a$.alluvium.v1.WorkerHeartbeatResponse\x12P\n" +
@@ -3145,6 +3147,8 @@ var file_fsmaster_proto_goTypes = []any{
 	(*WorkerNetAddress)(nil),             // 57: alluvium.v1.WorkerNetAddress
 	(*WorkerInfo)(nil),                   // 58: alluvium.v1.WorkerInfo
 	(*BlockInfo)(nil),                    // 59: alluvium.v1.BlockInfo
+	(*GetLeaderRequest)(nil),             // 60: alluvium.v1.GetLeaderRequest
+	(*GetLeaderResponse)(nil),            // 61: alluvium.v1.GetLeaderResponse
 }
 var file_fsmaster_proto_depIdxs = []int32{
 	51, // 0: alluvium.v1.CreateDirectoryRequest.write_type:type_name -> alluvium.v1.WriteType
@@ -3193,38 +3197,40 @@ var file_fsmaster_proto_depIdxs = []int32{
 	28, // 43: alluvium.v1.FileSystemMaster.GetMasterInfo:input_type -> alluvium.v1.GetMasterInfoRequest
 	30, // 44: alluvium.v1.FileSystemMaster.Checkpoint:input_type -> alluvium.v1.CheckpointRequest
 	46, // 45: alluvium.v1.FileSystemMaster.CheckAccess:input_type -> alluvium.v1.CheckAccessRequest
-	33, // 46: alluvium.v1.BlockMaster.RegisterWorker:input_type -> alluvium.v1.RegisterWorkerRequest
-	35, // 47: alluvium.v1.BlockMaster.WorkerHeartbeat:input_type -> alluvium.v1.WorkerHeartbeatRequest
-	38, // 48: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
-	40, // 49: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
-	42, // 50: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
-	44, // 51: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
-	48, // 52: alluvium.v1.BlockMaster.AuthorizeBlockAccess:input_type -> alluvium.v1.AuthorizeBlockAccessRequest
-	2,  // 53: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
-	4,  // 54: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
-	9,  // 55: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
-	7,  // 56: alluvium.v1.FileSystemMaster.CreateFiles:output_type -> alluvium.v1.CreateFilesResponse
-	11, // 57: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
-	13, // 58: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
-	15, // 59: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
-	17, // 60: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
-	19, // 61: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
-	21, // 62: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
-	23, // 63: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
-	25, // 64: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
-	27, // 65: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
-	29, // 66: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
-	31, // 67: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
-	47, // 68: alluvium.v1.FileSystemMaster.CheckAccess:output_type -> alluvium.v1.CheckAccessResponse
-	34, // 69: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
-	37, // 70: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
-	39, // 71: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
-	41, // 72: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
-	43, // 73: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
-	45, // 74: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
-	49, // 75: alluvium.v1.BlockMaster.AuthorizeBlockAccess:output_type -> alluvium.v1.AuthorizeBlockAccessResponse
-	53, // [53:76] is the sub-list for method output_type
-	30, // [30:53] is the sub-list for method input_type
+	60, // 46: alluvium.v1.FileSystemMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
+	33, // 47: alluvium.v1.BlockMaster.RegisterWorker:input_type -> alluvium.v1.RegisterWorkerRequest
+	35, // 48: alluvium.v1.BlockMaster.WorkerHeartbeat:input_type -> alluvium.v1.WorkerHeartbeatRequest
+	38, // 49: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
+	40, // 50: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
+	42, // 51: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
+	44, // 52: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
+	48, // 53: alluvium.v1.BlockMaster.AuthorizeBlockAccess:input_type -> alluvium.v1.AuthorizeBlockAccessRequest
+	2,  // 54: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
+	4,  // 55: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
+	9,  // 56: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
+	7,  // 57: alluvium.v1.FileSystemMaster.CreateFiles:output_type -> alluvium.v1.CreateFilesResponse
+	11, // 58: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
+	13, // 59: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
+	15, // 60: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
+	17, // 61: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
+	19, // 62: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
+	21, // 63: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
+	23, // 64: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
+	25, // 65: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
+	27, // 66: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
+	29, // 67: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
+	31, // 68: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
+	47, // 69: alluvium.v1.FileSystemMaster.CheckAccess:output_type -> alluvium.v1.CheckAccessResponse
+	61, // 70: alluvium.v1.FileSystemMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	34, // 71: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
+	37, // 72: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
+	39, // 73: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
+	41, // 74: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
+	43, // 75: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
+	45, // 76: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
+	49, // 77: alluvium.v1.BlockMaster.AuthorizeBlockAccess:output_type -> alluvium.v1.AuthorizeBlockAccessResponse
+	54, // [54:78] is the sub-list for method output_type
+	30, // [30:54] is the sub-list for method input_type
 	30, // [30:30] is the sub-list for extension type_name
 	30, // [30:30] is the sub-list for extension extendee
 	0,  // [0:30] is the sub-list for field type_name

@@ -35,6 +35,7 @@ const (
 	FileSystemMaster_GetMasterInfo_FullMethodName   = "/alluvium.v1.FileSystemMaster/GetMasterInfo"
 	FileSystemMaster_Checkpoint_FullMethodName      = "/alluvium.v1.FileSystemMaster/Checkpoint"
 	FileSystemMaster_CheckAccess_FullMethodName     = "/alluvium.v1.FileSystemMaster/CheckAccess"
+	FileSystemMaster_GetLeader_FullMethodName       = "/alluvium.v1.FileSystemMaster/GetLeader"
 )
 
 // FileSystemMasterClient is the client API for FileSystemMaster service.
@@ -71,6 +72,13 @@ type FileSystemMasterClient interface {
 	// asked) and every file the read/write asked. PermissionDenied names the
 	// first path refused; NotFound when path does not exist.
 	CheckAccess(ctx context.Context, in *CheckAccessRequest, opts ...grpc.CallOption) (*CheckAccessResponse, error)
+	// GetLeader says which FS master leads (today a single master answers
+	// with itself). A member that does not lead answers every other call
+	// with Unavailable and the trailer "alluvium-leader: host:rpcport"
+	// (empty when it knows no leader): such a call was NOT executed, and a
+	// client may send it again to the leader whatever it was. See
+	// internal/client.
+	GetLeader(ctx context.Context, in *GetLeaderRequest, opts ...grpc.CallOption) (*GetLeaderResponse, error)
 }
 
 type fileSystemMasterClient struct {
@@ -241,6 +249,16 @@ func (c *fileSystemMasterClient) CheckAccess(ctx context.Context, in *CheckAcces
 	return out, nil
 }
 
+func (c *fileSystemMasterClient) GetLeader(ctx context.Context, in *GetLeaderRequest, opts ...grpc.CallOption) (*GetLeaderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetLeaderResponse)
+	err := c.cc.Invoke(ctx, FileSystemMaster_GetLeader_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FileSystemMasterServer is the server API for FileSystemMaster service.
 // All implementations must embed UnimplementedFileSystemMasterServer
 // for forward compatibility.
@@ -275,6 +293,13 @@ type FileSystemMasterServer interface {
 	// asked) and every file the read/write asked. PermissionDenied names the
 	// first path refused; NotFound when path does not exist.
 	CheckAccess(context.Context, *CheckAccessRequest) (*CheckAccessResponse, error)
+	// GetLeader says which FS master leads (today a single master answers
+	// with itself). A member that does not lead answers every other call
+	// with Unavailable and the trailer "alluvium-leader: host:rpcport"
+	// (empty when it knows no leader): such a call was NOT executed, and a
+	// client may send it again to the leader whatever it was. See
+	// internal/client.
+	GetLeader(context.Context, *GetLeaderRequest) (*GetLeaderResponse, error)
 	mustEmbedUnimplementedFileSystemMasterServer()
 }
 
@@ -332,6 +357,9 @@ func (UnimplementedFileSystemMasterServer) Checkpoint(context.Context, *Checkpoi
 }
 func (UnimplementedFileSystemMasterServer) CheckAccess(context.Context, *CheckAccessRequest) (*CheckAccessResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CheckAccess not implemented")
+}
+func (UnimplementedFileSystemMasterServer) GetLeader(context.Context, *GetLeaderRequest) (*GetLeaderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetLeader not implemented")
 }
 func (UnimplementedFileSystemMasterServer) mustEmbedUnimplementedFileSystemMasterServer() {}
 func (UnimplementedFileSystemMasterServer) testEmbeddedByValue()                          {}
@@ -642,6 +670,24 @@ func _FileSystemMaster_CheckAccess_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FileSystemMaster_GetLeader_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetLeaderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FileSystemMasterServer).GetLeader(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FileSystemMaster_GetLeader_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FileSystemMasterServer).GetLeader(ctx, req.(*GetLeaderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FileSystemMaster_ServiceDesc is the grpc.ServiceDesc for FileSystemMaster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -712,6 +758,10 @@ var FileSystemMaster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CheckAccess",
 			Handler:    _FileSystemMaster_CheckAccess_Handler,
+		},
+		{
+			MethodName: "GetLeader",
+			Handler:    _FileSystemMaster_GetLeader_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

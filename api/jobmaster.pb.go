@@ -1047,42 +1047,6 @@ func (x *WatchJobRequest) GetMinIntervalMs() int64 {
 	return 0
 }
 
-type GetLeaderRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *GetLeaderRequest) Reset() {
-	*x = GetLeaderRequest{}
-	mi := &file_jobmaster_proto_msgTypes[12]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *GetLeaderRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*GetLeaderRequest) ProtoMessage() {}
-
-func (x *GetLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[12]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use GetLeaderRequest.ProtoReflect.Descriptor instead.
-func (*GetLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{12}
-}
-
 type AddPeerRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1094,7 +1058,7 @@ type AddPeerRequest struct {
 
 func (x *AddPeerRequest) Reset() {
 	*x = AddPeerRequest{}
-	mi := &file_jobmaster_proto_msgTypes[13]
+	mi := &file_jobmaster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1070,7 @@ func (x *AddPeerRequest) String() string {
 func (*AddPeerRequest) ProtoMessage() {}
 
 func (x *AddPeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[13]
+	mi := &file_jobmaster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1083,7 @@ func (x *AddPeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPeerRequest.ProtoReflect.Descriptor instead.
 func (*AddPeerRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{13}
+	return file_jobmaster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AddPeerRequest) GetId() string {
@@ -1151,7 +1115,7 @@ type AddPeerResponse struct {
 
 func (x *AddPeerResponse) Reset() {
 	*x = AddPeerResponse{}
-	mi := &file_jobmaster_proto_msgTypes[14]
+	mi := &file_jobmaster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1127,7 @@ func (x *AddPeerResponse) String() string {
 func (*AddPeerResponse) ProtoMessage() {}
 
 func (x *AddPeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[14]
+	mi := &file_jobmaster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1140,7 @@ func (x *AddPeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPeerResponse.ProtoReflect.Descriptor instead.
 func (*AddPeerResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{14}
+	return file_jobmaster_proto_rawDescGZIP(), []int{13}
 }
 
 type RemovePeerRequest struct {
@@ -1188,7 +1152,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_jobmaster_proto_msgTypes[15]
+	mi := &file_jobmaster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1164,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[15]
+	mi := &file_jobmaster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1177,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{15}
+	return file_jobmaster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -1231,7 +1195,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_jobmaster_proto_msgTypes[16]
+	mi := &file_jobmaster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1207,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[16]
+	mi := &file_jobmaster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,175 +1220,7 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{16}
-}
-
-type RaftServer struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	RaftAddress   string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
-	RpcAddress    string                 `protobuf:"bytes,3,opt,name=rpc_address,json=rpcAddress,proto3" json:"rpc_address,omitempty"`
-	Suffrage      string                 `protobuf:"bytes,4,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
-	Leader        bool                   `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *RaftServer) Reset() {
-	*x = RaftServer{}
-	mi := &file_jobmaster_proto_msgTypes[17]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *RaftServer) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*RaftServer) ProtoMessage() {}
-
-func (x *RaftServer) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[17]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use RaftServer.ProtoReflect.Descriptor instead.
-func (*RaftServer) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{17}
-}
-
-func (x *RaftServer) GetId() string {
-	if x != nil {
-		return x.Id
-	}
-	return ""
-}
-
-func (x *RaftServer) GetRaftAddress() string {
-	if x != nil {
-		return x.RaftAddress
-	}
-	return ""
-}
-
-func (x *RaftServer) GetRpcAddress() string {
-	if x != nil {
-		return x.RpcAddress
-	}
-	return ""
-}
-
-func (x *RaftServer) GetSuffrage() string {
-	if x != nil {
-		return x.Suffrage
-	}
-	return ""
-}
-
-func (x *RaftServer) GetLeader() bool {
-	if x != nil {
-		return x.Leader
-	}
-	return false
-}
-
-type GetLeaderResponse struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	LeaderId         string                 `protobuf:"bytes,1,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
-	LeaderRpcAddress string                 `protobuf:"bytes,2,opt,name=leader_rpc_address,json=leaderRpcAddress,proto3" json:"leader_rpc_address,omitempty"`
-	Servers          []*RaftServer          `protobuf:"bytes,3,rep,name=servers,proto3" json:"servers,omitempty"`
-	Term             uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
-	CommitIndex      uint64                 `protobuf:"varint,5,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
-	NodeId           string                 `protobuf:"bytes,6,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`                    // the job master that answered
-	AppliedIndex     uint64                 `protobuf:"varint,7,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"` // the last raft entry its state holds
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
-}
-
-func (x *GetLeaderResponse) Reset() {
-	*x = GetLeaderResponse{}
-	mi := &file_jobmaster_proto_msgTypes[18]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *GetLeaderResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*GetLeaderResponse) ProtoMessage() {}
-
-func (x *GetLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[18]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use GetLeaderResponse.ProtoReflect.Descriptor instead.
-func (*GetLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{18}
-}
-
-func (x *GetLeaderResponse) GetLeaderId() string {
-	if x != nil {
-		return x.LeaderId
-	}
-	return ""
-}
-
-func (x *GetLeaderResponse) GetLeaderRpcAddress() string {
-	if x != nil {
-		return x.LeaderRpcAddress
-	}
-	return ""
-}
-
-func (x *GetLeaderResponse) GetServers() []*RaftServer {
-	if x != nil {
-		return x.Servers
-	}
-	return nil
-}
-
-func (x *GetLeaderResponse) GetTerm() uint64 {
-	if x != nil {
-		return x.Term
-	}
-	return 0
-}
-
-func (x *GetLeaderResponse) GetCommitIndex() uint64 {
-	if x != nil {
-		return x.CommitIndex
-	}
-	return 0
-}
-
-func (x *GetLeaderResponse) GetNodeId() string {
-	if x != nil {
-		return x.NodeId
-	}
-	return ""
-}
-
-func (x *GetLeaderResponse) GetAppliedIndex() uint64 {
-	if x != nil {
-		return x.AppliedIndex
-	}
-	return 0
+	return file_jobmaster_proto_rawDescGZIP(), []int{15}
 }
 
 type PolicyInfo struct {
@@ -1463,7 +1259,7 @@ type PolicyInfo struct {
 
 func (x *PolicyInfo) Reset() {
 	*x = PolicyInfo{}
-	mi := &file_jobmaster_proto_msgTypes[19]
+	mi := &file_jobmaster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1271,7 @@ func (x *PolicyInfo) String() string {
 func (*PolicyInfo) ProtoMessage() {}
 
 func (x *PolicyInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[19]
+	mi := &file_jobmaster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1284,7 @@ func (x *PolicyInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyInfo.ProtoReflect.Descriptor instead.
 func (*PolicyInfo) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{19}
+	return file_jobmaster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PolicyInfo) GetName() string {
@@ -1641,7 +1437,7 @@ type AddPolicyRequest struct {
 
 func (x *AddPolicyRequest) Reset() {
 	*x = AddPolicyRequest{}
-	mi := &file_jobmaster_proto_msgTypes[20]
+	mi := &file_jobmaster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +1449,7 @@ func (x *AddPolicyRequest) String() string {
 func (*AddPolicyRequest) ProtoMessage() {}
 
 func (x *AddPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[20]
+	mi := &file_jobmaster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1666,7 +1462,7 @@ func (x *AddPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPolicyRequest.ProtoReflect.Descriptor instead.
 func (*AddPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{20}
+	return file_jobmaster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AddPolicyRequest) GetPolicy() *PolicyInfo {
@@ -1692,7 +1488,7 @@ type AddPolicyResponse struct {
 
 func (x *AddPolicyResponse) Reset() {
 	*x = AddPolicyResponse{}
-	mi := &file_jobmaster_proto_msgTypes[21]
+	mi := &file_jobmaster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1704,7 +1500,7 @@ func (x *AddPolicyResponse) String() string {
 func (*AddPolicyResponse) ProtoMessage() {}
 
 func (x *AddPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[21]
+	mi := &file_jobmaster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1717,7 +1513,7 @@ func (x *AddPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPolicyResponse.ProtoReflect.Descriptor instead.
 func (*AddPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{21}
+	return file_jobmaster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AddPolicyResponse) GetPolicy() *PolicyInfo {
@@ -1735,7 +1531,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_jobmaster_proto_msgTypes[22]
+	mi := &file_jobmaster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +1543,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[22]
+	mi := &file_jobmaster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +1556,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{22}
+	return file_jobmaster_proto_rawDescGZIP(), []int{19}
 }
 
 type ListPoliciesResponse struct {
@@ -1772,7 +1568,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_jobmaster_proto_msgTypes[23]
+	mi := &file_jobmaster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1784,7 +1580,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[23]
+	mi := &file_jobmaster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,7 +1593,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{23}
+	return file_jobmaster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListPoliciesResponse) GetPolicies() []*PolicyInfo {
@@ -1816,7 +1612,7 @@ type RemovePolicyRequest struct {
 
 func (x *RemovePolicyRequest) Reset() {
 	*x = RemovePolicyRequest{}
-	mi := &file_jobmaster_proto_msgTypes[24]
+	mi := &file_jobmaster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +1624,7 @@ func (x *RemovePolicyRequest) String() string {
 func (*RemovePolicyRequest) ProtoMessage() {}
 
 func (x *RemovePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[24]
+	mi := &file_jobmaster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +1637,7 @@ func (x *RemovePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePolicyRequest.ProtoReflect.Descriptor instead.
 func (*RemovePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{24}
+	return file_jobmaster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RemovePolicyRequest) GetName() string {
@@ -1859,7 +1655,7 @@ type RemovePolicyResponse struct {
 
 func (x *RemovePolicyResponse) Reset() {
 	*x = RemovePolicyResponse{}
-	mi := &file_jobmaster_proto_msgTypes[25]
+	mi := &file_jobmaster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1871,7 +1667,7 @@ func (x *RemovePolicyResponse) String() string {
 func (*RemovePolicyResponse) ProtoMessage() {}
 
 func (x *RemovePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[25]
+	mi := &file_jobmaster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1884,7 +1680,7 @@ func (x *RemovePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePolicyResponse.ProtoReflect.Descriptor instead.
 func (*RemovePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{25}
+	return file_jobmaster_proto_rawDescGZIP(), []int{22}
 }
 
 type SetPolicyEnabledRequest struct {
@@ -1897,7 +1693,7 @@ type SetPolicyEnabledRequest struct {
 
 func (x *SetPolicyEnabledRequest) Reset() {
 	*x = SetPolicyEnabledRequest{}
-	mi := &file_jobmaster_proto_msgTypes[26]
+	mi := &file_jobmaster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +1705,7 @@ func (x *SetPolicyEnabledRequest) String() string {
 func (*SetPolicyEnabledRequest) ProtoMessage() {}
 
 func (x *SetPolicyEnabledRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[26]
+	mi := &file_jobmaster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +1718,7 @@ func (x *SetPolicyEnabledRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyEnabledRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyEnabledRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{26}
+	return file_jobmaster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SetPolicyEnabledRequest) GetName() string {
@@ -1948,7 +1744,7 @@ type SetPolicyEnabledResponse struct {
 
 func (x *SetPolicyEnabledResponse) Reset() {
 	*x = SetPolicyEnabledResponse{}
-	mi := &file_jobmaster_proto_msgTypes[27]
+	mi := &file_jobmaster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1960,7 +1756,7 @@ func (x *SetPolicyEnabledResponse) String() string {
 func (*SetPolicyEnabledResponse) ProtoMessage() {}
 
 func (x *SetPolicyEnabledResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[27]
+	mi := &file_jobmaster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1973,7 +1769,7 @@ func (x *SetPolicyEnabledResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyEnabledResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyEnabledResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{27}
+	return file_jobmaster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetPolicyEnabledResponse) GetPolicy() *PolicyInfo {
@@ -1992,7 +1788,7 @@ type RunPolicyNowRequest struct {
 
 func (x *RunPolicyNowRequest) Reset() {
 	*x = RunPolicyNowRequest{}
-	mi := &file_jobmaster_proto_msgTypes[28]
+	mi := &file_jobmaster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2004,7 +1800,7 @@ func (x *RunPolicyNowRequest) String() string {
 func (*RunPolicyNowRequest) ProtoMessage() {}
 
 func (x *RunPolicyNowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[28]
+	mi := &file_jobmaster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2017,7 +1813,7 @@ func (x *RunPolicyNowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunPolicyNowRequest.ProtoReflect.Descriptor instead.
 func (*RunPolicyNowRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{28}
+	return file_jobmaster_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RunPolicyNowRequest) GetName() string {
@@ -2036,7 +1832,7 @@ type RunPolicyNowResponse struct {
 
 func (x *RunPolicyNowResponse) Reset() {
 	*x = RunPolicyNowResponse{}
-	mi := &file_jobmaster_proto_msgTypes[29]
+	mi := &file_jobmaster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +1844,7 @@ func (x *RunPolicyNowResponse) String() string {
 func (*RunPolicyNowResponse) ProtoMessage() {}
 
 func (x *RunPolicyNowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[29]
+	mi := &file_jobmaster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +1857,7 @@ func (x *RunPolicyNowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunPolicyNowResponse.ProtoReflect.Descriptor instead.
 func (*RunPolicyNowResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{29}
+	return file_jobmaster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RunPolicyNowResponse) GetJobId() int64 {
@@ -2090,7 +1886,7 @@ type JobWorkerInfo struct {
 
 func (x *JobWorkerInfo) Reset() {
 	*x = JobWorkerInfo{}
-	mi := &file_jobmaster_proto_msgTypes[30]
+	mi := &file_jobmaster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2102,7 +1898,7 @@ func (x *JobWorkerInfo) String() string {
 func (*JobWorkerInfo) ProtoMessage() {}
 
 func (x *JobWorkerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[30]
+	mi := &file_jobmaster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2115,7 +1911,7 @@ func (x *JobWorkerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobWorkerInfo.ProtoReflect.Descriptor instead.
 func (*JobWorkerInfo) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{30}
+	return file_jobmaster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *JobWorkerInfo) GetId() int64 {
@@ -2212,7 +2008,7 @@ type RegisterJobWorkerRequest struct {
 
 func (x *RegisterJobWorkerRequest) Reset() {
 	*x = RegisterJobWorkerRequest{}
-	mi := &file_jobmaster_proto_msgTypes[31]
+	mi := &file_jobmaster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2224,7 +2020,7 @@ func (x *RegisterJobWorkerRequest) String() string {
 func (*RegisterJobWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterJobWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[31]
+	mi := &file_jobmaster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2237,7 +2033,7 @@ func (x *RegisterJobWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterJobWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{31}
+	return file_jobmaster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RegisterJobWorkerRequest) GetAddress() string {
@@ -2293,7 +2089,7 @@ type RegisterJobWorkerResponse struct {
 
 func (x *RegisterJobWorkerResponse) Reset() {
 	*x = RegisterJobWorkerResponse{}
-	mi := &file_jobmaster_proto_msgTypes[32]
+	mi := &file_jobmaster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2305,7 +2101,7 @@ func (x *RegisterJobWorkerResponse) String() string {
 func (*RegisterJobWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterJobWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[32]
+	mi := &file_jobmaster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2318,7 +2114,7 @@ func (x *RegisterJobWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterJobWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{32}
+	return file_jobmaster_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RegisterJobWorkerResponse) GetWorkerId() int64 {
@@ -2358,7 +2154,7 @@ type TaskUpdate struct {
 
 func (x *TaskUpdate) Reset() {
 	*x = TaskUpdate{}
-	mi := &file_jobmaster_proto_msgTypes[33]
+	mi := &file_jobmaster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2370,7 +2166,7 @@ func (x *TaskUpdate) String() string {
 func (*TaskUpdate) ProtoMessage() {}
 
 func (x *TaskUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[33]
+	mi := &file_jobmaster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2383,7 +2179,7 @@ func (x *TaskUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskUpdate.ProtoReflect.Descriptor instead.
 func (*TaskUpdate) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{33}
+	return file_jobmaster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TaskUpdate) GetJobId() int64 {
@@ -2461,7 +2257,7 @@ type TaskAssignment struct {
 
 func (x *TaskAssignment) Reset() {
 	*x = TaskAssignment{}
-	mi := &file_jobmaster_proto_msgTypes[34]
+	mi := &file_jobmaster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2473,7 +2269,7 @@ func (x *TaskAssignment) String() string {
 func (*TaskAssignment) ProtoMessage() {}
 
 func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[34]
+	mi := &file_jobmaster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2486,7 +2282,7 @@ func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskAssignment.ProtoReflect.Descriptor instead.
 func (*TaskAssignment) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{34}
+	return file_jobmaster_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TaskAssignment) GetJobId() int64 {
@@ -2578,7 +2374,7 @@ type JobWorkerHeartbeatRequest struct {
 
 func (x *JobWorkerHeartbeatRequest) Reset() {
 	*x = JobWorkerHeartbeatRequest{}
-	mi := &file_jobmaster_proto_msgTypes[35]
+	mi := &file_jobmaster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2590,7 +2386,7 @@ func (x *JobWorkerHeartbeatRequest) String() string {
 func (*JobWorkerHeartbeatRequest) ProtoMessage() {}
 
 func (x *JobWorkerHeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[35]
+	mi := &file_jobmaster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2603,7 +2399,7 @@ func (x *JobWorkerHeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobWorkerHeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*JobWorkerHeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{35}
+	return file_jobmaster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *JobWorkerHeartbeatRequest) GetWorkerId() int64 {
@@ -2661,7 +2457,7 @@ type JobWorkerHeartbeatResponse struct {
 
 func (x *JobWorkerHeartbeatResponse) Reset() {
 	*x = JobWorkerHeartbeatResponse{}
-	mi := &file_jobmaster_proto_msgTypes[36]
+	mi := &file_jobmaster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2673,7 +2469,7 @@ func (x *JobWorkerHeartbeatResponse) String() string {
 func (*JobWorkerHeartbeatResponse) ProtoMessage() {}
 
 func (x *JobWorkerHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[36]
+	mi := &file_jobmaster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2686,7 +2482,7 @@ func (x *JobWorkerHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobWorkerHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*JobWorkerHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{36}
+	return file_jobmaster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JobWorkerHeartbeatResponse) GetTasks() []*TaskAssignment {
@@ -2737,7 +2533,7 @@ type TaskRef struct {
 
 func (x *TaskRef) Reset() {
 	*x = TaskRef{}
-	mi := &file_jobmaster_proto_msgTypes[37]
+	mi := &file_jobmaster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2749,7 +2545,7 @@ func (x *TaskRef) String() string {
 func (*TaskRef) ProtoMessage() {}
 
 func (x *TaskRef) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[37]
+	mi := &file_jobmaster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2762,7 +2558,7 @@ func (x *TaskRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRef.ProtoReflect.Descriptor instead.
 func (*TaskRef) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{37}
+	return file_jobmaster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TaskRef) GetJobId() int64 {
@@ -2797,7 +2593,7 @@ type ListJobWorkersRequest struct {
 
 func (x *ListJobWorkersRequest) Reset() {
 	*x = ListJobWorkersRequest{}
-	mi := &file_jobmaster_proto_msgTypes[38]
+	mi := &file_jobmaster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2809,7 +2605,7 @@ func (x *ListJobWorkersRequest) String() string {
 func (*ListJobWorkersRequest) ProtoMessage() {}
 
 func (x *ListJobWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[38]
+	mi := &file_jobmaster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2822,7 +2618,7 @@ func (x *ListJobWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListJobWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{38}
+	return file_jobmaster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListJobWorkersRequest) GetIncludeTasks() bool {
@@ -2841,7 +2637,7 @@ type ListJobWorkersResponse struct {
 
 func (x *ListJobWorkersResponse) Reset() {
 	*x = ListJobWorkersResponse{}
-	mi := &file_jobmaster_proto_msgTypes[39]
+	mi := &file_jobmaster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2853,7 +2649,7 @@ func (x *ListJobWorkersResponse) String() string {
 func (*ListJobWorkersResponse) ProtoMessage() {}
 
 func (x *ListJobWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[39]
+	mi := &file_jobmaster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2866,7 +2662,7 @@ func (x *ListJobWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListJobWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{39}
+	return file_jobmaster_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListJobWorkersResponse) GetWorkers() []*JobWorkerInfo {
@@ -2986,8 +2782,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x11CancelJobResponse\"P\n" +
 	"\x0fWatchJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12&\n" +
-	"\x0fmin_interval_ms\x18\x02 \x01(\x03R\rminIntervalMs\"\x12\n" +
-	"\x10GetLeaderRequest\"d\n" +
+	"\x0fmin_interval_ms\x18\x02 \x01(\x03R\rminIntervalMs\"d\n" +
 	"\x0eAddPeerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
@@ -2996,23 +2791,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x0fAddPeerResponse\"#\n" +
 	"\x11RemovePeerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
-	"\x12RemovePeerResponse\"\x94\x01\n" +
-	"\n" +
-	"RaftServer\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
-	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
-	"\vrpc_address\x18\x03 \x01(\tR\n" +
-	"rpcAddress\x12\x1a\n" +
-	"\bsuffrage\x18\x04 \x01(\tR\bsuffrage\x12\x16\n" +
-	"\x06leader\x18\x05 \x01(\bR\x06leader\"\x86\x02\n" +
-	"\x11GetLeaderResponse\x12\x1b\n" +
-	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12,\n" +
-	"\x12leader_rpc_address\x18\x02 \x01(\tR\x10leaderRpcAddress\x121\n" +
-	"\aservers\x18\x03 \x03(\v2\x17.alluvium.v1.RaftServerR\aservers\x12\x12\n" +
-	"\x04term\x18\x04 \x01(\x04R\x04term\x12!\n" +
-	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\x12\x17\n" +
-	"\anode_id\x18\x06 \x01(\tR\x06nodeId\x12#\n" +
-	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\"\x80\x05\n" +
+	"\x12RemovePeerResponse\"\x80\x05\n" +
 	"\n" +
 	"PolicyInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -3163,7 +2942,7 @@ func file_jobmaster_proto_rawDescGZIP() []byte {
 }
 
 var file_jobmaster_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_jobmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_jobmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_jobmaster_proto_goTypes = []any{
 	(JobInfo_Status)(0),                // 0: alluvium.v1.JobInfo.Status
 	(TaskInfo_Status)(0),               // 1: alluvium.v1.TaskInfo.Status
@@ -3179,35 +2958,34 @@ var file_jobmaster_proto_goTypes = []any{
 	(*CancelJobRequest)(nil),           // 11: alluvium.v1.CancelJobRequest
 	(*CancelJobResponse)(nil),          // 12: alluvium.v1.CancelJobResponse
 	(*WatchJobRequest)(nil),            // 13: alluvium.v1.WatchJobRequest
-	(*GetLeaderRequest)(nil),           // 14: alluvium.v1.GetLeaderRequest
-	(*AddPeerRequest)(nil),             // 15: alluvium.v1.AddPeerRequest
-	(*AddPeerResponse)(nil),            // 16: alluvium.v1.AddPeerResponse
-	(*RemovePeerRequest)(nil),          // 17: alluvium.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),         // 18: alluvium.v1.RemovePeerResponse
-	(*RaftServer)(nil),                 // 19: alluvium.v1.RaftServer
-	(*GetLeaderResponse)(nil),          // 20: alluvium.v1.GetLeaderResponse
-	(*PolicyInfo)(nil),                 // 21: alluvium.v1.PolicyInfo
-	(*AddPolicyRequest)(nil),           // 22: alluvium.v1.AddPolicyRequest
-	(*AddPolicyResponse)(nil),          // 23: alluvium.v1.AddPolicyResponse
-	(*ListPoliciesRequest)(nil),        // 24: alluvium.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),       // 25: alluvium.v1.ListPoliciesResponse
-	(*RemovePolicyRequest)(nil),        // 26: alluvium.v1.RemovePolicyRequest
-	(*RemovePolicyResponse)(nil),       // 27: alluvium.v1.RemovePolicyResponse
-	(*SetPolicyEnabledRequest)(nil),    // 28: alluvium.v1.SetPolicyEnabledRequest
-	(*SetPolicyEnabledResponse)(nil),   // 29: alluvium.v1.SetPolicyEnabledResponse
-	(*RunPolicyNowRequest)(nil),        // 30: alluvium.v1.RunPolicyNowRequest
-	(*RunPolicyNowResponse)(nil),       // 31: alluvium.v1.RunPolicyNowResponse
-	(*JobWorkerInfo)(nil),              // 32: alluvium.v1.JobWorkerInfo
-	(*RegisterJobWorkerRequest)(nil),   // 33: alluvium.v1.RegisterJobWorkerRequest
-	(*RegisterJobWorkerResponse)(nil),  // 34: alluvium.v1.RegisterJobWorkerResponse
-	(*TaskUpdate)(nil),                 // 35: alluvium.v1.TaskUpdate
-	(*TaskAssignment)(nil),             // 36: alluvium.v1.TaskAssignment
-	(*JobWorkerHeartbeatRequest)(nil),  // 37: alluvium.v1.JobWorkerHeartbeatRequest
-	(*JobWorkerHeartbeatResponse)(nil), // 38: alluvium.v1.JobWorkerHeartbeatResponse
-	(*TaskRef)(nil),                    // 39: alluvium.v1.TaskRef
-	(*ListJobWorkersRequest)(nil),      // 40: alluvium.v1.ListJobWorkersRequest
-	(*ListJobWorkersResponse)(nil),     // 41: alluvium.v1.ListJobWorkersResponse
-	(WorkerState)(0),                   // 42: alluvium.v1.WorkerState
+	(*AddPeerRequest)(nil),             // 14: alluvium.v1.AddPeerRequest
+	(*AddPeerResponse)(nil),            // 15: alluvium.v1.AddPeerResponse
+	(*RemovePeerRequest)(nil),          // 16: alluvium.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),         // 17: alluvium.v1.RemovePeerResponse
+	(*PolicyInfo)(nil),                 // 18: alluvium.v1.PolicyInfo
+	(*AddPolicyRequest)(nil),           // 19: alluvium.v1.AddPolicyRequest
+	(*AddPolicyResponse)(nil),          // 20: alluvium.v1.AddPolicyResponse
+	(*ListPoliciesRequest)(nil),        // 21: alluvium.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),       // 22: alluvium.v1.ListPoliciesResponse
+	(*RemovePolicyRequest)(nil),        // 23: alluvium.v1.RemovePolicyRequest
+	(*RemovePolicyResponse)(nil),       // 24: alluvium.v1.RemovePolicyResponse
+	(*SetPolicyEnabledRequest)(nil),    // 25: alluvium.v1.SetPolicyEnabledRequest
+	(*SetPolicyEnabledResponse)(nil),   // 26: alluvium.v1.SetPolicyEnabledResponse
+	(*RunPolicyNowRequest)(nil),        // 27: alluvium.v1.RunPolicyNowRequest
+	(*RunPolicyNowResponse)(nil),       // 28: alluvium.v1.RunPolicyNowResponse
+	(*JobWorkerInfo)(nil),              // 29: alluvium.v1.JobWorkerInfo
+	(*RegisterJobWorkerRequest)(nil),   // 30: alluvium.v1.RegisterJobWorkerRequest
+	(*RegisterJobWorkerResponse)(nil),  // 31: alluvium.v1.RegisterJobWorkerResponse
+	(*TaskUpdate)(nil),                 // 32: alluvium.v1.TaskUpdate
+	(*TaskAssignment)(nil),             // 33: alluvium.v1.TaskAssignment
+	(*JobWorkerHeartbeatRequest)(nil),  // 34: alluvium.v1.JobWorkerHeartbeatRequest
+	(*JobWorkerHeartbeatResponse)(nil), // 35: alluvium.v1.JobWorkerHeartbeatResponse
+	(*TaskRef)(nil),                    // 36: alluvium.v1.TaskRef
+	(*ListJobWorkersRequest)(nil),      // 37: alluvium.v1.ListJobWorkersRequest
+	(*ListJobWorkersResponse)(nil),     // 38: alluvium.v1.ListJobWorkersResponse
+	(WorkerState)(0),                   // 39: alluvium.v1.WorkerState
+	(*GetLeaderRequest)(nil),           // 40: alluvium.v1.GetLeaderRequest
+	(*GetLeaderResponse)(nil),          // 41: alluvium.v1.GetLeaderResponse
 }
 var file_jobmaster_proto_depIdxs = []int32{
 	0,  // 0: alluvium.v1.JobInfo.status:type_name -> alluvium.v1.JobInfo.Status
@@ -3217,59 +2995,58 @@ var file_jobmaster_proto_depIdxs = []int32{
 	2,  // 4: alluvium.v1.GetJobResponse.job:type_name -> alluvium.v1.JobInfo
 	0,  // 5: alluvium.v1.ListJobsRequest.statuses:type_name -> alluvium.v1.JobInfo.Status
 	2,  // 6: alluvium.v1.ListJobsResponse.jobs:type_name -> alluvium.v1.JobInfo
-	19, // 7: alluvium.v1.GetLeaderResponse.servers:type_name -> alluvium.v1.RaftServer
-	0,  // 8: alluvium.v1.PolicyInfo.last_job_status:type_name -> alluvium.v1.JobInfo.Status
-	21, // 9: alluvium.v1.AddPolicyRequest.policy:type_name -> alluvium.v1.PolicyInfo
-	21, // 10: alluvium.v1.AddPolicyResponse.policy:type_name -> alluvium.v1.PolicyInfo
-	21, // 11: alluvium.v1.ListPoliciesResponse.policies:type_name -> alluvium.v1.PolicyInfo
-	21, // 12: alluvium.v1.SetPolicyEnabledResponse.policy:type_name -> alluvium.v1.PolicyInfo
-	42, // 13: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
-	4,  // 14: alluvium.v1.JobWorkerInfo.tasks:type_name -> alluvium.v1.TaskInfo
-	1,  // 15: alluvium.v1.TaskUpdate.status:type_name -> alluvium.v1.TaskInfo.Status
-	3,  // 16: alluvium.v1.TaskUpdate.failed:type_name -> alluvium.v1.FailedPath
-	35, // 17: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
-	39, // 18: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
-	36, // 19: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
-	39, // 20: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
-	39, // 21: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
-	32, // 22: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
-	5,  // 23: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
-	7,  // 24: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
-	9,  // 25: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
-	11, // 26: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
-	13, // 27: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
-	14, // 28: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
-	15, // 29: alluvium.v1.JobMaster.AddPeer:input_type -> alluvium.v1.AddPeerRequest
-	17, // 30: alluvium.v1.JobMaster.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
-	22, // 31: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
-	24, // 32: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
-	26, // 33: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
-	28, // 34: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
-	30, // 35: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
-	33, // 36: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
-	37, // 37: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
-	40, // 38: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
-	6,  // 39: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
-	8,  // 40: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
-	10, // 41: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
-	12, // 42: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
-	2,  // 43: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
-	20, // 44: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
-	16, // 45: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
-	18, // 46: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
-	23, // 47: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
-	25, // 48: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
-	27, // 49: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
-	29, // 50: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
-	31, // 51: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
-	34, // 52: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
-	38, // 53: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
-	41, // 54: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
-	39, // [39:55] is the sub-list for method output_type
-	23, // [23:39] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	0,  // 7: alluvium.v1.PolicyInfo.last_job_status:type_name -> alluvium.v1.JobInfo.Status
+	18, // 8: alluvium.v1.AddPolicyRequest.policy:type_name -> alluvium.v1.PolicyInfo
+	18, // 9: alluvium.v1.AddPolicyResponse.policy:type_name -> alluvium.v1.PolicyInfo
+	18, // 10: alluvium.v1.ListPoliciesResponse.policies:type_name -> alluvium.v1.PolicyInfo
+	18, // 11: alluvium.v1.SetPolicyEnabledResponse.policy:type_name -> alluvium.v1.PolicyInfo
+	39, // 12: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
+	4,  // 13: alluvium.v1.JobWorkerInfo.tasks:type_name -> alluvium.v1.TaskInfo
+	1,  // 14: alluvium.v1.TaskUpdate.status:type_name -> alluvium.v1.TaskInfo.Status
+	3,  // 15: alluvium.v1.TaskUpdate.failed:type_name -> alluvium.v1.FailedPath
+	32, // 16: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
+	36, // 17: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
+	33, // 18: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
+	36, // 19: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
+	36, // 20: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
+	29, // 21: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
+	5,  // 22: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
+	7,  // 23: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
+	9,  // 24: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
+	11, // 25: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
+	13, // 26: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
+	40, // 27: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
+	14, // 28: alluvium.v1.JobMaster.AddPeer:input_type -> alluvium.v1.AddPeerRequest
+	16, // 29: alluvium.v1.JobMaster.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
+	19, // 30: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
+	21, // 31: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
+	23, // 32: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
+	25, // 33: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
+	27, // 34: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
+	30, // 35: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
+	34, // 36: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
+	37, // 37: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
+	6,  // 38: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
+	8,  // 39: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
+	10, // 40: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
+	12, // 41: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
+	2,  // 42: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
+	41, // 43: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	15, // 44: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
+	17, // 45: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
+	20, // 46: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
+	22, // 47: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
+	24, // 48: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
+	26, // 49: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
+	28, // 50: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
+	31, // 51: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
+	35, // 52: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
+	38, // 53: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
+	38, // [38:54] is the sub-list for method output_type
+	22, // [22:38] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_jobmaster_proto_init() }
@@ -3284,7 +3061,7 @@ func file_jobmaster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jobmaster_proto_rawDesc), len(file_jobmaster_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   40,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -322,6 +322,28 @@ func (m *Master) RPCAddr() string {
 // command mounts on it besides the master's own API (the web console).
 func (m *Master) HTTPServer() *rpc.HTTPServer { return m.http }
 
+// AdvertisedRPCAddr is the rpc address clients are told to use:
+// fsmaster.host with the port gRPC listens on.
+func (m *Master) AdvertisedRPCAddr() string {
+	a := m.RPCAddr()
+	_, port, err := net.SplitHostPort(a)
+	if err != nil || m.cfg.FSMaster.Host == "" {
+		return a
+	}
+	return net.JoinHostPort(m.cfg.FSMaster.Host, port)
+}
+
+// leaderInfo is the GetLeader answer of a single master: itself.
+func (m *Master) leaderInfo() *api.GetLeaderResponse {
+	self := m.AdvertisedRPCAddr()
+	seq := uint64(m.j.LastSequence())
+	return &api.GetLeaderResponse{
+		LeaderId: self, LeaderRpcAddress: self, NodeId: self,
+		CommitIndex: seq, AppliedIndex: seq,
+		Servers: []*api.RaftServer{{Id: self, RpcAddress: self, Suffrage: "Voter", Leader: true}},
+	}
+}
+
 // HTTPAddr is the address HTTP listens on.
 func (m *Master) HTTPAddr() string {
 	if m.httpL == nil {

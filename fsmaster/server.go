@@ -224,3 +224,9 @@ func (s *server) GetBlockInfo(ctx context.Context, r *api.GetBlockInfoRequest) (
 	}
 	return &api.GetBlockInfoResponse{Info: info}, nil
 }
+
+// GetLeader answers who leads. A single master (fsmaster.journal.type
+// local) is always its own leader; its id is its advertised rpc address.
+func (s *server) GetLeader(ctx context.Context, r *api.GetLeaderRequest) (*api.GetLeaderResponse, error) {
+	return s.m.leaderInfo(), nil
+}
