@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/client"
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/ufs"
 )
@@ -29,9 +30,9 @@ import (
 const defaultCacheParallelism = 8
 
 // peerPool holds connections to other block workers, dialled on first use.
-type peerPool struct{ conns *rpc.Pool }
+type peerPool struct{ conns *client.Pool }
 
-func newPeerPool(dial rpc.ClientOptions) *peerPool { return &peerPool{conns: rpc.NewPool(dial)} }
+func newPeerPool(dial rpc.ClientOptions) *peerPool { return &peerPool{conns: client.NewPool(dial)} }
 
 func (p *peerPool) get(addr string) (api.BlockWorkerClient, error) {
 	cc, err := p.conns.Get(addr)

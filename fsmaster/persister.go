@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/client"
 	"github.com/alluvium/alluvium/internal/rpc"
 )
 
@@ -41,7 +42,7 @@ type persister struct {
 	jobs    map[int64][]int64       // job id → file ids in flight
 	jobAt   map[int64]string        // job id → the master that took it
 	kick    chan struct{}
-	conns   *rpc.Pool
+	conns   *client.Pool
 	next    int // the master to try first
 	submits int64
 	// The job masters could not be reached: nothing is submitted before
@@ -87,7 +88,7 @@ func newPersister(ns *namespace, log *zap.Logger, jobMasters string, dial rpc.Cl
 	return &persister{
 		ns: ns, log: log, masters: masters, delay: delay, maxBackoff: maxBackoff, batch: batch,
 		queue: map[int64]*persistEntry{}, jobs: map[int64][]int64{}, jobAt: map[int64]string{},
-		kick: make(chan struct{}, 1), conns: rpc.NewPool(dial),
+		kick: make(chan struct{}, 1), conns: client.NewPool(dial),
 	}
 }
 

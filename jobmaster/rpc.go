@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/client"
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/plans"
 )
@@ -43,7 +44,7 @@ const (
 // forwarder keeps connections to the other job masters.
 type forwarder struct {
 	dial  rpc.ClientOptions // also how this server dials the FS master
-	conns *rpc.Pool
+	conns *client.Pool
 }
 
 func (f *forwarder) client(addr string) (api.JobMasterClient, error) {

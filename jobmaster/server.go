@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/client"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/raftgroup"
 	"github.com/alluvium/alluvium/internal/rpc"
@@ -111,7 +112,7 @@ func newServer(cfg *config.Config, log *zap.Logger, o serverOptions) (*Server, e
 	if s.fwd.dial, err = security.ClientOptions(cfg); err != nil {
 		return nil, fmt.Errorf("jobmaster: %w", err)
 	}
-	s.fwd.conns = rpc.NewPool(s.fwd.dial)
+	s.fwd.conns = client.NewPool(s.fwd.dial)
 	s.m = newMetrics(s)
 	return s, nil
 }

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/client"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/internal/security"
@@ -131,7 +132,7 @@ func NewWithOptions(cfg *config.Config, log *zap.Logger, bw Colocated, o Options
 	if w.dial, err = security.ClientOptions(cfg); err != nil {
 		return nil, fmt.Errorf("jobworker: %w", err)
 	}
-	w.sess = session{w: w, conns: rpc.NewPool(w.dial)}
+	w.sess = session{w: w, conns: client.NewPool(w.dial)}
 	if o.Env != nil {
 		w.env = o.Env
 	} else {
@@ -581,7 +582,7 @@ func (w *Worker) sleep(d time.Duration) {
 type session struct {
 	w     *Worker
 	mu    sync.Mutex
-	conns *rpc.Pool
+	conns *client.Pool
 	lead  api.JobMasterClient
 	addr  string
 	gone  chan struct{} // closed when lead is dropped

@@ -6,6 +6,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/client"
 	"github.com/alluvium/alluvium/internal/rpc"
 )
 
@@ -15,7 +16,7 @@ type GRPCEnv struct {
 	fsConn  *grpc.ClientConn
 	fs      api.FileSystemMasterClient
 	bm      api.BlockMasterClient
-	workers *rpc.Pool
+	workers *client.Pool
 }
 
 // DialEnv returns an Env talking to the FS master at fsMaster (host:port).
@@ -28,7 +29,7 @@ func DialEnv(fsMaster string, o rpc.ClientOptions) (*GRPCEnv, error) {
 	return &GRPCEnv{
 		fsConn: cc,
 		fs:     api.NewFileSystemMasterClient(cc), bm: api.NewBlockMasterClient(cc),
-		workers: rpc.NewPool(o),
+		workers: client.NewPool(o),
 	}, nil
 }
 

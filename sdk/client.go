@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/client"
 	"github.com/alluvium/alluvium/internal/rpc"
 )
 
@@ -129,7 +130,7 @@ type Client struct {
 	blocks api.BlockMasterClient
 
 	mu      sync.Mutex
-	workers *rpc.Pool                   // block worker address → conn
+	workers *client.Pool                // block worker address → conn
 	wcache  workerCache                 // live block workers (workers.go)
 	dsocks  map[string]*grpc.ClientConn // worker address → conn over its unix socket, nil: none (workers.go)
 
@@ -169,7 +170,7 @@ func Dial(ctx context.Context, opts ...Option) (*Client, error) {
 		fsConn:  cc,
 		fs:      api.NewFileSystemMasterClient(cc),
 		blocks:  api.NewBlockMasterClient(cc),
-		workers: rpc.NewPool(o.clientOptions()),
+		workers: client.NewPool(o.clientOptions()),
 	}, nil
 }
 

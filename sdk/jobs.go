@@ -18,8 +18,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/client"
 	"github.com/alluvium/alluvium/internal/jobview"
-	"github.com/alluvium/alluvium/internal/rpc"
 )
 
 // JobInfo is a job's state as the job master reports it.
@@ -81,7 +81,7 @@ type Jobs struct {
 	addrs []string
 
 	mu     sync.Mutex
-	conns  *rpc.Pool
+	conns  *client.Pool
 	leader string
 	next   int
 }
@@ -93,7 +93,7 @@ func (c *Client) Jobs() (*Jobs, error) {
 			c.jobsErr = fmt.Errorf("sdk: no job master address (WithJobMasters or ALLUVIUM_JOB_MASTER)")
 			return
 		}
-		c.jobs = &Jobs{c: c, addrs: c.o.jobMasters, conns: rpc.NewPool(c.o.clientOptions())}
+		c.jobs = &Jobs{c: c, addrs: c.o.jobMasters, conns: client.NewPool(c.o.clientOptions())}
 	})
 	return c.jobs, c.jobsErr
 }

@@ -1,22 +1,24 @@
-package rpc
+package client
 
 import (
 	"sync"
 
 	"google.golang.org/grpc"
+
+	"github.com/alluvium/alluvium/internal/rpc"
 )
 
 // Pool keeps one client connection per address, dialled on first use and
 // shared by every caller (gRPC multiplexes calls over it). The zero Pool is
 // not usable; make one with NewPool.
 type Pool struct {
-	opts  ClientOptions
+	opts  rpc.ClientOptions
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 }
 
 // NewPool returns an empty pool that dials with o.
-func NewPool(o ClientOptions) *Pool {
+func NewPool(o rpc.ClientOptions) *Pool {
 	return &Pool{opts: o, conns: map[string]*grpc.ClientConn{}}
 }
 
@@ -29,7 +31,7 @@ func (p *Pool) Get(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := p.conns[addr]; ok {
 		return cc, nil
 	}
-	cc, err := Dial(addr, p.opts)
+	cc, err := rpc.Dial(addr, p.opts)
 	if err != nil {
 		return nil, err
 	}

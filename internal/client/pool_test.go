@@ -1,9 +1,13 @@
-package rpc
+package client
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/alluvium/alluvium/internal/rpc"
+)
 
 func TestPoolSharesAndForgets(t *testing.T) {
-	p := NewPool(ClientOptions{})
+	p := NewPool(rpc.ClientOptions{})
 	a1, err := p.Get("127.0.0.1:1")
 	if err != nil {
 		t.Fatal(err)
