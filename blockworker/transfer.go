@@ -17,8 +17,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
-	"github.com/alluvium/alluvium/internal/client"
-	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/ufs"
 )
 
@@ -28,21 +26,6 @@ import (
 
 // defaultCacheParallelism is how many blocks CacheBlocks fills at once.
 const defaultCacheParallelism = 8
-
-// peerPool holds connections to other block workers, dialled on first use.
-type peerPool struct{ conns *client.Pool }
-
-func newPeerPool(dial rpc.ClientOptions) *peerPool { return &peerPool{conns: client.NewPool(dial)} }
-
-func (p *peerPool) get(addr string) (api.BlockWorkerClient, error) {
-	cc, err := p.conns.Get(addr)
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "block worker %s: %v", addr, err)
-	}
-	return api.NewBlockWorkerClient(cc), nil
-}
-
-func (p *peerPool) close() { p.conns.Close() }
 
 // selfAddr is this worker's rpc address as the FS master lists it.
 func (w *Worker) selfAddr() string {
@@ -185,7 +168,7 @@ func (w *Worker) readPeer(ctx context.Context, addr string, id, off, want int64,
 	if off >= want {
 		return 0, nil
 	}
-	bw, err := w.peers.get(addr)
+	bw, err := w.peers.BlockWorker(addr)
 	if err != nil {
 		return 0, err
 	}
@@ -536,7 +519,7 @@ func (s *service) CopyBlockFrom(ctx context.Context, req *api.CopyBlockFromReque
 
 // readPeerAll streams a whole block of unknown length from a peer.
 func (w *Worker) readPeerAll(ctx context.Context, addr string, id int64, fn func([]byte) error) (int64, error) {
-	bw, err := w.peers.get(addr)
+	bw, err := w.peers.BlockWorker(addr)
 	if err != nil {
 		return 0, err
 	}

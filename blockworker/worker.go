@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/client"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/internal/security"
@@ -29,16 +30,16 @@ type Worker struct {
 	chunk  int
 	chunks *rpc.ChunkPool // read buffers, lent to the transport while sent
 
-	masterConn *grpc.ClientConn
-	link       *masterLink
-	mounts     *mountTable
-	peers      *peerPool // other block workers (copies, transfers)
-	leases     *leaseTable
-	access     *accessChecker
-	metrics    *metrics
-	http       *rpc.HTTPServer
-	srvOpts    rpc.ServerOptions
-	grpc       *grpc.Server
+	master  *client.FSMaster // follows the leading FS master
+	link    *masterLink
+	mounts  *mountTable
+	peers   *client.Pool // other block workers (copies, transfers)
+	leases  *leaseTable
+	access  *accessChecker
+	metrics *metrics
+	http    *rpc.HTTPServer
+	srvOpts rpc.ServerOptions
+	grpc    *grpc.Server
 
 	fillMu sync.Mutex
 	fills  map[int64]*fill
@@ -110,7 +111,7 @@ func New(cfg *config.Config, log *zap.Logger) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("block worker: %w", err)
 	}
-	cc, err := rpc.Dial(cfg.Worker.Master, dial)
+	master, err := client.NewFSMaster([]string{cfg.Worker.Master}, client.Defaults(dial))
 	if err != nil {
 		return nil, fmt.Errorf("block worker: FS master %s: %w", cfg.Worker.Master, err)
 	}
@@ -120,16 +121,16 @@ func New(cfg *config.Config, log *zap.Logger) (*Worker, error) {
 	}
 	w := &Worker{
 		cfg: cfg, log: log, store: store, chunk: chunk, chunks: rpc.NewChunkPool(chunk),
-		masterConn: cc,
-		mounts:     newMountTable(api.NewFileSystemMasterClient(cc)),
-		leases:     newLeaseTable(lease),
-		peers:      newPeerPool(dial),
-		srvOpts:    so,
-		fills:      map[int64]*fill{},
+		master:  master,
+		mounts:  newMountTable(master.FS()),
+		leases:  newLeaseTable(lease),
+		peers:   client.NewPool(dial),
+		srvOpts: so,
+		fills:   map[int64]*fill{},
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
-	w.access = newAccessChecker(api.NewBlockMasterClient(cc), cfg.Worker.AccessCacheTTL)
-	w.link = newMasterLink(api.NewBlockMasterClient(cc), store, log, cfg.FSMaster.Worker.HeartbeatInterval, w.Address)
+	w.access = newAccessChecker(master.BlockMaster(), cfg.Worker.AccessCacheTTL)
+	w.link = newMasterLink(master.BlockMaster(), store, log, cfg.FSMaster.Worker.HeartbeatInterval, w.Address)
 	w.link.onCmd = w.removeBlocks
 	store.SetListener(w.link)
 	w.http = rpc.NewHTTPServerWith(so, w.healthy)
@@ -272,8 +273,8 @@ func (w *Worker) Stop(ctx context.Context) error {
 	}
 	w.wg.Wait()
 	w.mounts.close()
-	w.peers.close()
-	if cerr := w.masterConn.Close(); err == nil {
+	w.peers.Close()
+	if cerr := w.master.Close(); err == nil {
 		err = cerr
 	}
 	w.log.Info("block worker stopped")

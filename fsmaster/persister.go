@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -32,7 +31,7 @@ import (
 type persister struct {
 	ns         *namespace
 	log        *zap.Logger
-	masters    []string
+	jm         *client.JobMaster // nil: no job master configured
 	delay      time.Duration
 	maxBackoff time.Duration
 	batch      int
@@ -40,10 +39,7 @@ type persister struct {
 	mu      sync.Mutex
 	queue   map[int64]*persistEntry // file id → state
 	jobs    map[int64][]int64       // job id → file ids in flight
-	jobAt   map[int64]string        // job id → the master that took it
 	kick    chan struct{}
-	conns   *client.Pool
-	next    int // the master to try first
 	submits int64
 	// The job masters could not be reached: nothing is submitted before
 	// downUntil (doubling per failure), so the files waiting meanwhile go
@@ -70,12 +66,6 @@ type persistJobFile struct {
 }
 
 func newPersister(ns *namespace, log *zap.Logger, jobMasters string, dial rpc.ClientOptions, delay, maxBackoff time.Duration, batch int) *persister {
-	var masters []string
-	for _, a := range strings.Split(jobMasters, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			masters = append(masters, a)
-		}
-	}
 	if batch <= 0 {
 		batch = 1000
 	}
@@ -85,11 +75,18 @@ func newPersister(ns *namespace, log *zap.Logger, jobMasters string, dial rpc.Cl
 	if maxBackoff <= 0 {
 		maxBackoff = 10 * time.Minute
 	}
-	return &persister{
-		ns: ns, log: log, masters: masters, delay: delay, maxBackoff: maxBackoff, batch: batch,
-		queue: map[int64]*persistEntry{}, jobs: map[int64][]int64{}, jobAt: map[int64]string{},
-		kick: make(chan struct{}, 1), conns: client.NewPool(dial),
+	p := &persister{
+		ns: ns, log: log, delay: delay, maxBackoff: maxBackoff, batch: batch,
+		queue: map[int64]*persistEntry{}, jobs: map[int64][]int64{},
+		kick: make(chan struct{}, 1),
 	}
+	// The persister retries by itself (downUntil, so that the files that
+	// wait meanwhile go together): each call is sent once. An empty list
+	// leaves jm nil: submit says no job master is configured.
+	o := client.Defaults(dial)
+	o.ElectionWait = -1
+	p.jm, _ = client.NewJobMaster([]string{jobMasters}, o)
+	return p
 }
 
 // add queues files that are now TO_BE_PERSISTED, due after the delay.
@@ -197,7 +194,7 @@ func (p *persister) submitDue(ctx context.Context) {
 		if len(files) == 0 {
 			continue
 		}
-		jobID, addr, err := p.submit(ctx, files)
+		jobID, err := p.submit(ctx, files)
 		p.mu.Lock()
 		if err != nil {
 			p.downFor = min(max(2*p.downFor, 100*time.Millisecond), p.maxBackoff)
@@ -216,7 +213,6 @@ func (p *persister) submitDue(ctx context.Context) {
 			}
 		}
 		p.jobs[jobID] = ids
-		p.jobAt[jobID] = addr
 		p.submits++
 		p.mu.Unlock()
 		p.log.Info("async persist: submitted a persist job", zap.Int64("job", jobID), zap.Int("files", len(files)))
@@ -259,18 +255,14 @@ func (p *persister) resolve(ids []int64) (files []persistJobFile, drop []int64) 
 // that are still TO_BE_PERSISTED are queued again with a backoff.
 func (p *persister) checkJobs(ctx context.Context) {
 	p.mu.Lock()
-	jobs := make(map[int64]string, len(p.jobs))
+	jobs := make([]int64, 0, len(p.jobs))
 	for id := range p.jobs {
-		jobs[id] = p.jobAt[id]
+		jobs = append(jobs, id)
 	}
 	p.mu.Unlock()
-	for id, addr := range jobs {
-		c, _, err := p.client(addr)
-		if err != nil {
-			continue
-		}
+	for _, id := range jobs {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		resp, err := c.GetJob(cctx, &api.GetJobRequest{JobId: id})
+		resp, err := p.jm.GetJob(cctx, &api.GetJobRequest{JobId: id})
 		cancel()
 		ended := false
 		var info *api.JobInfo
@@ -284,8 +276,7 @@ func (p *persister) checkJobs(ctx context.Context) {
 		case status.Code(err) == codes.NotFound:
 			ended = true // compacted, or lost with the job master's state
 		default:
-			p.rotate(addr)
-			continue
+			continue // asked again next tick
 		}
 		if !ended {
 			continue
@@ -293,7 +284,6 @@ func (p *persister) checkJobs(ctx context.Context) {
 		p.mu.Lock()
 		ids := p.jobs[id]
 		delete(p.jobs, id)
-		delete(p.jobAt, id)
 		p.mu.Unlock()
 		_, drop := p.resolve(ids)
 		dropped := map[int64]bool{}
@@ -326,69 +316,34 @@ func (p *persister) checkJobs(ctx context.Context) {
 	}
 }
 
-// submit sends one persist job to a job master, trying each in turn.
-func (p *persister) submit(ctx context.Context, files []persistJobFile) (int64, string, error) {
-	if len(p.masters) == 0 {
-		return 0, "", fmt.Errorf("no job master configured (fsmaster.job-master)")
+// submit sends one persist job to the leading job master (the client
+// layer finds it and retries while there is none; the request id keeps a
+// resent submit one job).
+func (p *persister) submit(ctx context.Context, files []persistJobFile) (int64, error) {
+	if p.jm == nil {
+		return 0, fmt.Errorf("no job master configured (fsmaster.job-master)")
 	}
 	cfg, err := json.Marshal(persistJobConfig{Files: files})
 	if err != nil {
-		return 0, "", err
+		return 0, err
 	}
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	req := &api.SubmitJobRequest{Plan: "persist", ConfigJson: string(cfg), RequestId: "fsmaster-async-persist-" + hex.EncodeToString(rnd[:])}
-	var last error
-	for range p.masters {
-		c, addr, err := p.client("")
-		if err != nil {
-			last = err
-			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		resp, err := c.SubmitJob(cctx, req)
-		cancel()
-		if err == nil {
-			return resp.GetJobId(), addr, nil
-		}
-		last = fmt.Errorf("job master %s: %w", addr, err)
-		switch status.Code(err) {
-		case codes.Unavailable, codes.DeadlineExceeded, codes.Unknown, codes.Internal:
-			p.rotate(addr) // try the next; the same request id keeps it one job
-		default:
-			return 0, addr, last
-		}
-	}
-	return 0, "", last
-}
-
-// client returns a job master client: addr's, or ("") the current choice.
-func (p *persister) client(addr string) (api.JobMasterClient, string, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if addr == "" {
-		if len(p.masters) == 0 {
-			return nil, "", fmt.Errorf("no job master configured (fsmaster.job-master)")
-		}
-		addr = p.masters[p.next%len(p.masters)]
-	}
-	cc, err := p.conns.Get(addr)
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := p.jm.SubmitJob(cctx, req)
 	if err != nil {
-		return nil, addr, err
+		return 0, fmt.Errorf("job master: %w", err)
 	}
-	return api.NewJobMasterClient(cc), addr, nil
+	return resp.GetJobId(), nil
 }
 
-// rotate makes the next job master the first choice after addr failed.
-func (p *persister) rotate(addr string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.masters) > 0 && p.masters[p.next%len(p.masters)] == addr {
-		p.next++
+func (p *persister) closeConns() {
+	if p.jm != nil {
+		_ = p.jm.Close()
 	}
 }
-
-func (p *persister) closeConns() { p.conns.Close() }
 
 // pending returns how many files wait to be persisted (queued or in a job).
 func (p *persister) pending() int {

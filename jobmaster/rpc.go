@@ -47,13 +47,7 @@ type forwarder struct {
 	conns *client.Pool
 }
 
-func (f *forwarder) client(addr string) (api.JobMasterClient, error) {
-	cc, err := f.conns.Get(addr)
-	if err != nil {
-		return nil, err
-	}
-	return api.NewJobMasterClient(cc), nil
-}
+func (f *forwarder) client(addr string) (api.JobMasterClient, error) { return f.conns.JobMaster(addr) }
 
 func (f *forwarder) close() { f.conns.Close() }
 

@@ -144,7 +144,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.opts.env != nil {
 		s.env = s.opts.env
 	} else {
-		e, err := plans.DialEnv(s.cfg.JobMaster.Master, s.fwd.dial)
+		e, err := client.NewCluster([]string{s.cfg.JobMaster.Master}, client.Defaults(s.fwd.dial))
 		if err != nil {
 			s.closeParts()
 			return fmt.Errorf("jobmaster.master: %w", err)

@@ -132,11 +132,15 @@ func NewWithOptions(cfg *config.Config, log *zap.Logger, bw Colocated, o Options
 	if w.dial, err = security.ClientOptions(cfg); err != nil {
 		return nil, fmt.Errorf("jobworker: %w", err)
 	}
-	w.sess = session{w: w, conns: client.NewPool(w.dial)}
+	jm, err := client.NewJobMaster(masters, client.Defaults(w.dial))
+	if err != nil {
+		return nil, fmt.Errorf("jobworker.job-master: %w", err)
+	}
+	w.sess = session{w: w, jm: jm}
 	if o.Env != nil {
 		w.env = o.Env
 	} else {
-		e, err := plans.DialEnv(cfg.Worker.Master, w.dial)
+		e, err := client.NewCluster([]string{cfg.Worker.Master}, client.Defaults(w.dial))
 		if err != nil {
 			return nil, fmt.Errorf("jobworker: %w", err)
 		}
@@ -578,18 +582,21 @@ func (w *Worker) sleep(d time.Duration) {
 	}
 }
 
-// session is the connection to the leader and this worker's registration.
+// session is this worker's registration with the leading job master; the
+// client layer finds the leader and follows it.
 type session struct {
 	w     *Worker
+	jm    *client.JobMaster
 	mu    sync.Mutex
-	conns *client.Pool
-	lead  api.JobMasterClient
-	addr  string
-	gone  chan struct{} // closed when lead is dropped
 	id    int64
 	every time.Duration
 	ttl   time.Duration // silent this long, the leader declares us LOST
-	next  int           // master to ask first
+}
+
+// leader is a client of the job master that led when it was found.
+type leader struct {
+	api.JobMasterClient
+	addr string
 }
 
 func (s *session) workerID() int64 {
@@ -600,26 +607,25 @@ func (s *session) workerID() int64 {
 
 // get returns a client for the leader and this worker's id, finding the
 // leader and registering as needed.
-func (s *session) get(ctx context.Context) (api.JobMasterClient, int64, time.Duration, error) {
+func (s *session) get(ctx context.Context) (leader, int64, time.Duration, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.lead == nil {
-		if err := s.findLeaderLocked(ctx); err != nil {
-			return nil, 0, 0, err
-		}
+	c, addr, err := s.jm.LeaderClient(ctx)
+	if err != nil {
+		return leader{}, 0, 0, err
 	}
 	if s.id == 0 {
 		w := s.w
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		host, _, _ := net.SplitHostPort(w.addr)
-		resp, err := s.lead.RegisterJobWorker(cctx, &api.RegisterJobWorkerRequest{
+		resp, err := c.RegisterJobWorker(cctx, &api.RegisterJobWorkerRequest{
 			Address: w.addr, Host: host, BlockWorkerId: w.bw.BlockWorkerID,
 			BlockWorkerAddress: w.bw.BlockWorkerAddress, Threads: int32(w.threads), Capacity: int32(w.capacity),
 		})
 		cancel()
 		if err != nil {
-			s.dropLocked()
-			return nil, 0, 0, fmt.Errorf("register with %s: %w", s.addr, err)
+			s.jm.Forget(addr)
+			return leader{}, 0, 0, fmt.Errorf("register with %s: %w", addr, err)
 		}
 		s.id = resp.GetWorkerId()
 		s.every = time.Duration(resp.GetHeartbeatIntervalMs()) * time.Millisecond
@@ -627,53 +633,9 @@ func (s *session) get(ctx context.Context) (api.JobMasterClient, int64, time.Dur
 			s.every = time.Second
 		}
 		s.ttl = time.Duration(resp.GetTtlMs()) * time.Millisecond
-		w.log.Info("job worker registered", zap.Int64("id", s.id), zap.String("leader", s.addr))
+		w.log.Info("job worker registered", zap.Int64("id", s.id), zap.String("leader", addr))
 	}
-	return s.lead, s.id, s.every, nil
-}
-
-func (s *session) dial(addr string) (api.JobMasterClient, error) {
-	cc, err := s.conns.Get(addr)
-	if err != nil {
-		return nil, err
-	}
-	return api.NewJobMasterClient(cc), nil
-}
-
-// findLeaderLocked asks the job masters in turn who leads.
-func (s *session) findLeaderLocked(ctx context.Context) error {
-	var errs []string
-	n := len(s.w.masters)
-	for i := 0; i < n; i++ {
-		m := s.w.masters[(s.next+i)%n]
-		c, err := s.dial(m)
-		if err != nil {
-			errs = append(errs, err.Error())
-			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		resp, err := c.GetLeader(cctx, &api.GetLeaderRequest{})
-		cancel()
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", m, status.Convert(err).Message()))
-			continue
-		}
-		addr := resp.GetLeaderRpcAddress()
-		if addr == "" {
-			errs = append(errs, fmt.Sprintf("%s: no leader yet", m))
-			continue
-		}
-		lc, err := s.dial(addr)
-		if err != nil {
-			errs = append(errs, err.Error())
-			continue
-		}
-		s.lead, s.addr, s.next = lc, addr, (s.next+i)%n
-		s.gone = make(chan struct{})
-		return nil
-	}
-	s.next = (s.next + 1) % n
-	return fmt.Errorf("no job master leader: %s", strings.Join(errs, "; "))
+	return leader{c, addr}, s.id, s.every, nil
 }
 
 // pollSlack is how long past its wait a long poll may take before the
@@ -689,38 +651,15 @@ func (s *session) pollSlack() time.Duration {
 	return min(max(s.ttl/2, time.Second), 10*time.Second)
 }
 
-func (s *session) dropLocked() {
-	if s.gone != nil {
-		close(s.gone)
-		s.gone = nil
-	}
-	s.lead, s.addr = nil, ""
-}
-
-// goneFor returns a channel closed once c is no longer the leader client
-// (at once if it already is not).
-func (s *session) goneFor(c api.JobMasterClient) <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.lead != c || s.gone == nil {
-		ch := make(chan struct{})
-		close(ch)
-		return ch
-	}
-	return s.gone
-}
+// goneFor returns a channel closed once l no longer leads as far as this
+// worker knows (at once if it already does not).
+func (s *session) goneFor(l leader) <-chan struct{} { return s.jm.Gone(l.addr) }
 
 // failed drops the leader after an error that says it may have moved.
-func (s *session) failed(c api.JobMasterClient, err error) {
+func (s *session) failed(l leader, err error) {
 	switch status.Code(err) {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Unknown, codes.Internal:
-	default:
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.lead == c {
-		s.dropLocked()
+		s.jm.Forget(l.addr)
 	}
 }
 
@@ -733,9 +672,4 @@ func (s *session) forget(id int64) {
 	}
 }
 
-func (s *session) close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.conns.Close()
-	s.lead = nil
-}
+func (s *session) close() { _ = s.jm.Close() }

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	"github.com/alluvium/alluvium/api"
@@ -42,7 +41,8 @@ type options struct {
 // Option configures Dial.
 type Option func(*options)
 
-// WithMaster sets the FS master's rpc address (host:port).
+// WithMaster sets the FS masters' rpc addresses: host:port, or a
+// comma-separated list of them; calls go to whichever leads.
 func WithMaster(addr string) Option { return func(o *options) { o.master = addr } }
 
 // WithJobMasters sets the job masters' rpc addresses; any of them will do.
@@ -125,14 +125,14 @@ func splitAddrs(s string) []string {
 // use; Close it when done.
 type Client struct {
 	o      options
-	fsConn *grpc.ClientConn
+	fsm    *client.FSMaster // follows the leading FS master (internal/client)
 	fs     api.FileSystemMasterClient
 	blocks api.BlockMasterClient
 
 	mu      sync.Mutex
-	workers *client.Pool                // block worker address → conn
-	wcache  workerCache                 // live block workers (workers.go)
-	dsocks  map[string]*grpc.ClientConn // worker address → conn over its unix socket, nil: none (workers.go)
+	workers *client.Pool      // block workers, by host:port or unix:socket
+	wcache  workerCache       // live block workers (workers.go)
+	dsocks  map[string]string // worker address → "unix:" + its socket, "": none (workers.go)
 
 	jobsOnce sync.Once
 	jobs     *Jobs
@@ -161,16 +161,16 @@ func Dial(ctx context.Context, opts ...Option) (*Client, error) {
 			o.localHosts = append(o.localHosts, h)
 		}
 	}
-	cc, err := rpc.Dial(o.master, o.clientOptions())
+	fsm, err := client.NewFSMaster([]string{o.master}, o.clientOptions())
 	if err != nil {
 		return nil, fmt.Errorf("sdk: FS master %s: %w", o.master, err)
 	}
 	return &Client{
 		o:       o,
-		fsConn:  cc,
-		fs:      api.NewFileSystemMasterClient(cc),
-		blocks:  api.NewBlockMasterClient(cc),
-		workers: client.NewPool(o.clientOptions()),
+		fsm:     fsm,
+		fs:      fsm.FS(),
+		blocks:  fsm.BlockMaster(),
+		workers: client.NewPool(o.clientOptions().Auth),
 	}, nil
 }
 
@@ -179,7 +179,7 @@ func (o options) check() error {
 		return &Error{Op: "dial", Message: fmt.Sprintf(format, args...), Code: codes.InvalidArgument, kind: ErrInvalidArgument}
 	}
 	switch {
-	case strings.TrimSpace(o.master) == "":
+	case len(splitAddrs(o.master)) == 0:
 		return bad("WithMaster: empty address")
 	case o.timeout <= 0:
 		return bad("WithTimeout(%s): want > 0", o.timeout)
@@ -194,35 +194,28 @@ func (o options) check() error {
 	return nil
 }
 
-func (o options) clientOptions() rpc.ClientOptions {
-	return rpc.ClientOptions{Token: o.token, TLS: o.tls, User: o.user}
+// clientOptions are the client layer's options: this client's
+// authentication, per-call timeout and retries.
+func (o options) clientOptions() client.Options {
+	return client.Options{
+		Auth:        rpc.ClientOptions{Token: o.token, TLS: o.tls, User: o.user},
+		CallTimeout: o.timeout, Retries: o.retries, ElectionWait: client.DefaultElectionWait,
+	}
 }
 
 // Close releases every connection.
 func (c *Client) Close() error {
-	c.mu.Lock()
 	c.workers.Close()
-	for _, cc := range c.dsocks {
-		if cc != nil {
-			cc.Close()
-		}
-	}
-	c.dsocks = nil
-	c.mu.Unlock()
 	if c.jobs != nil {
 		c.jobs.close()
 	}
-	return c.fsConn.Close()
+	return c.fsm.Close()
 }
 
 // worker returns a block-worker client for addr (host:port), reusing
 // connections.
 func (c *Client) worker(addr string) (api.BlockWorkerClient, error) {
-	cc, err := c.workers.Get(addr)
-	if err != nil {
-		return nil, fmt.Errorf("sdk: worker %s: %w", addr, err)
-	}
-	return api.NewBlockWorkerClient(cc), nil
+	return c.workers.BlockWorker(addr)
 }
 
 // isLocalHost reports whether host names this machine.
@@ -235,31 +228,13 @@ func (c *Client) isLocalHost(host string) bool {
 	return false
 }
 
-// call runs a unary call with the client's timeout, retrying while the
-// server is unavailable when idempotent is set.
+// call runs a unary call against the FS master. The client layer bounds
+// each attempt by the client's timeout, follows the leader and resends the
+// call after a lost connection when idempotent is set (reads are anyway);
+// call names op and path in the error.
 func (c *Client) call(ctx context.Context, op, path string, idempotent bool, f func(ctx context.Context) error) error {
-	attempts := 1
 	if idempotent {
-		attempts += c.o.retries
+		ctx = client.Idempotent(ctx)
 	}
-	var err error
-	backoff := 50 * time.Millisecond
-	for i := 0; i < attempts; i++ {
-		cctx, cancel := context.WithTimeout(ctx, c.o.timeout)
-		err = f(cctx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if !retryable(err) || ctx.Err() != nil || i == attempts-1 {
-			break
-		}
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return wrapErr(op, path, ctx.Err())
-		}
-		backoff *= 2
-	}
-	return wrapErr(op, path, err)
+	return wrapErr(op, path, f(ctx))
 }

@@ -10,12 +10,9 @@ import (
 	"io"
 	"iter"
 	"strconv"
-	"sync"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/client"
@@ -74,16 +71,12 @@ func IsTerminal(s JobStatus) bool {
 }
 
 // Jobs is the job-service client. Any job master will do: calls go to the
-// leader (found with GetLeader and followed across failovers), and are
-// retried while a new leader is elected.
+// leader (found with GetLeader and followed across failovers by the client
+// layer, internal/client), and are retried while a new leader is elected,
+// for up to 20 s or the WithTimeout, whichever is longer.
 type Jobs struct {
-	c     *Client
-	addrs []string
-
-	mu     sync.Mutex
-	conns  *client.Pool
-	leader string
-	next   int
+	c  *Client
+	jm *client.JobMaster
 }
 
 // Jobs returns the job-service client of c.
@@ -93,120 +86,29 @@ func (c *Client) Jobs() (*Jobs, error) {
 			c.jobsErr = fmt.Errorf("sdk: no job master address (WithJobMasters or ALLUVIUM_JOB_MASTER)")
 			return
 		}
-		c.jobs = &Jobs{c: c, addrs: c.o.jobMasters, conns: client.NewPool(c.o.clientOptions())}
+		jm, err := client.NewJobMaster(c.o.jobMasters, c.o.clientOptions())
+		if err != nil {
+			c.jobsErr = fmt.Errorf("sdk: %w", err)
+			return
+		}
+		c.jobs = &Jobs{c: c, jm: jm}
 	})
 	return c.jobs, c.jobsErr
 }
 
-func (j *Jobs) close() { j.conns.Close() }
+func (j *Jobs) close() { _ = j.jm.Close() }
 
-func (j *Jobs) dialLocked(addr string) (api.JobMasterClient, error) {
-	cc, err := j.conns.Get(addr)
-	if err != nil {
-		return nil, err
-	}
-	return api.NewJobMasterClient(cc), nil
-}
+// electionWait bounds how long a watch keeps resuming while the job
+// masters have no leader.
+const electionWait = client.DefaultElectionWait
 
-// client returns a client for the leader, asking the configured job
-// masters who leads; when none can say, any reachable one (it forwards).
-func (j *Jobs) client(ctx context.Context) (api.JobMasterClient, string, error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.leader != "" {
-		c, err := j.dialLocked(j.leader)
-		return c, j.leader, err
-	}
-	var lastErr error
-	for i := range j.addrs {
-		addr := j.addrs[(j.next+i)%len(j.addrs)]
-		c, err := j.dialLocked(addr)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		resp, err := c.GetLeader(cctx, &api.GetLeaderRequest{})
-		cancel()
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		if l := resp.GetLeaderRpcAddress(); l != "" {
-			lc, err := j.dialLocked(l)
-			if err != nil {
-				lastErr = err
-				continue
-			}
-			j.leader = l
-			return lc, l, nil
-		}
-		lastErr = status.Errorf(codes.Unavailable, "job master %s: no leader elected yet", addr)
-	}
-	j.next = (j.next + 1) % len(j.addrs)
-	if lastErr == nil {
-		lastErr = status.Error(codes.Unavailable, "no job master reachable")
-	}
-	return nil, "", lastErr
-}
-
-func (j *Jobs) forget(addr string) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.leader == addr {
-		j.leader = ""
-	}
-}
-
-// electionWait bounds how long a call keeps retrying while the job masters
-// have no leader.
-const electionWait = 20 * time.Second
-
-// outgoing is the context of a job call. The user a call acts for
-// (WithUser, AsUser) travels with every connection's calls; the job master
-// takes the submitter from the call's authenticated identity.
-func (j *Jobs) outgoing(ctx context.Context) context.Context { return ctx }
-
-// call runs f against the leader, retrying Unavailable (no leader, leader
-// moved or down) and a call that timed out (DeadlineExceeded while ctx
-// still runs: a leader frozen or partitioned, or slow to answer a call it
-// may have executed) for up to electionWait. Every job call is safe to
-// retry: Submit carries a request id, so a submit whose answer was lost
-// returns the job it made.
+// call runs f against the leading job master (the client layer finds it and
+// retries while there is none) and names op and what in the error. The
+// user a call acts for (WithUser, AsUser) travels with every connection's
+// calls; the job master takes the submitter from the call's authenticated
+// identity.
 func (j *Jobs) call(ctx context.Context, op, what string, f func(ctx context.Context, c api.JobMasterClient) error) error {
-	deadline := time.Now().Add(max(electionWait, j.c.o.timeout))
-	backoff := 50 * time.Millisecond
-	for {
-		c, addr, err := j.client(ctx)
-		if err == nil {
-			cctx, cancel := context.WithTimeout(j.outgoing(ctx), j.c.o.timeout)
-			err = f(cctx, c)
-			cancel()
-			if err == nil {
-				return nil
-			}
-			// A leader that does not answer within the call's timeout
-			// (partitioned, frozen) is forgotten like one that is down, so
-			// the next call asks the group who leads now.
-			if status.Code(err) == codes.Unavailable || timedOut(ctx, err) {
-				j.forget(addr)
-			}
-		}
-		if !(retryable(err) || timedOut(ctx, err)) || ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
-			return wrapErr(op, what, err)
-		}
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return wrapErr(op, what, ctx.Err())
-		}
-		backoff = min(2*backoff, time.Second)
-	}
-}
-
-// timedOut reports whether err is a call's own timeout, not the caller's.
-func timedOut(ctx context.Context, err error) bool {
-	return status.Code(err) == codes.DeadlineExceeded && ctx.Err() == nil
+	return wrapErr(op, what, f(ctx, j.jm))
 }
 
 // SubmitOption tunes Submit.
@@ -344,11 +246,9 @@ func (j *Jobs) watch(ctx context.Context, id int64, every time.Duration) iter.Se
 		backoff := 50 * time.Millisecond
 		var lost time.Time
 		for {
-			c, addr, err := j.client(ctx)
-			var stream grpc.ServerStreamingClient[api.JobInfo]
-			if err == nil {
-				stream, err = c.WatchJob(j.outgoing(ctx), &api.WatchJobRequest{JobId: id, MinIntervalMs: every.Milliseconds()})
-			}
+			// A stream that fails because the leader moved or is down makes
+			// the client layer ask who leads before the next one.
+			stream, err := j.jm.WatchJob(ctx, &api.WatchJobRequest{JobId: id, MinIntervalMs: every.Milliseconds()})
 			for err == nil {
 				var info *api.JobInfo
 				info, err = stream.Recv()
@@ -369,12 +269,6 @@ func (j *Jobs) watch(ctx context.Context, id int64, every time.Duration) iter.Se
 			if ctx.Err() != nil {
 				yield(nil, wrapErr("job watch", what, ctx.Err()))
 				return
-			}
-			// A leader that does not answer within the call's timeout
-			// (partitioned, frozen) is forgotten like one that is down, so
-			// the next call asks the group who leads now.
-			if c := status.Code(err); c == codes.Unavailable || c == codes.DeadlineExceeded && ctx.Err() == nil {
-				j.forget(addr)
 			}
 			if lost.IsZero() {
 				lost = time.Now()

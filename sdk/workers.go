@@ -10,11 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	"github.com/alluvium/alluvium/api"
-	"github.com/alluvium/alluvium/internal/rpc"
 )
 
 // workerCache remembers the live block workers for a moment, so a write of
@@ -144,11 +142,11 @@ func (c *Client) dataWorker(ctx context.Context, addr string) (api.BlockWorkerCl
 		return c.worker(addr)
 	}
 	c.mu.Lock()
-	cc, known := c.dsocks[addr]
+	sock, known := c.dsocks[addr]
 	c.mu.Unlock()
 	if known {
-		if cc != nil {
-			return api.NewBlockWorkerClient(cc), nil
+		if sock != "" {
+			return c.worker(sock)
 		}
 		return c.worker(addr)
 	}
@@ -166,24 +164,21 @@ func (c *Client) dataWorker(ctx context.Context, addr string) (api.BlockWorkerCl
 		// The same host name may still be another machine (a container):
 		// use the socket only when it is here.
 		if fi, err := os.Stat(p); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			cc, _ = rpc.Dial("unix:"+p, c.o.clientOptions())
+			sock = "unix:" + p
 		}
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.dsocks == nil {
-		c.dsocks = map[string]*grpc.ClientConn{}
+		c.dsocks = map[string]string{}
 	}
 	if prev, ok := c.dsocks[addr]; ok { // raced with another caller
-		if cc != nil {
-			cc.Close()
-		}
-		cc = prev
+		sock = prev
 	} else {
-		c.dsocks[addr] = cc
+		c.dsocks[addr] = sock
 	}
-	if cc != nil {
-		return api.NewBlockWorkerClient(cc), nil
+	c.mu.Unlock()
+	if sock != "" {
+		return c.worker(sock)
 	}
 	return tcp, nil
 }

@@ -4,7 +4,10 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/rpc"
 )
 
@@ -60,4 +63,25 @@ func (p *Pool) Close() {
 	for _, cc := range conns {
 		cc.Close()
 	}
+}
+
+// BlockWorker returns a client of the block worker at addr (host:port, or
+// unix:path for its socket), on the pool's connection.
+func (p *Pool) BlockWorker(addr string) (api.BlockWorkerClient, error) {
+	cc, err := p.Get(addr)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "block worker %s: %v", addr, err)
+	}
+	return api.NewBlockWorkerClient(cc), nil
+}
+
+// JobMaster returns a client of the job master at addr alone: no leader
+// discovery, no retries (a follower forwarding to the leader raft names,
+// a job worker's session with the leader).
+func (p *Pool) JobMaster(addr string) (api.JobMasterClient, error) {
+	cc, err := p.Get(addr)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "job master %s: %v", addr, err)
+	}
+	return api.NewJobMasterClient(cc), nil
 }
