@@ -196,12 +196,17 @@ type CreateFileRequest struct {
 	BlockSizeBytes int64                  `protobuf:"varint,2,opt,name=block_size_bytes,json=blockSizeBytes,proto3" json:"block_size_bytes,omitempty"` // 0: fsmaster.user.block-size
 	WriteType      WriteType              `protobuf:"varint,3,opt,name=write_type,json=writeType,proto3,enum=alluvium.v1.WriteType" json:"write_type,omitempty"`
 	Recursive      bool                   `protobuf:"varint,4,opt,name=recursive,proto3" json:"recursive,omitempty"` // create missing parents
-	Overwrite      bool                   `protobuf:"varint,5,opt,name=overwrite,proto3" json:"overwrite,omitempty"` // replace an existing file
-	Mode           uint32                 `protobuf:"varint,6,opt,name=mode,proto3" json:"mode,omitempty"`           // 0: default 0644
-	ReplicationMin int32                  `protobuf:"varint,7,opt,name=replication_min,json=replicationMin,proto3" json:"replication_min,omitempty"`
-	ReplicationMax int32                  `protobuf:"varint,8,opt,name=replication_max,json=replicationMax,proto3" json:"replication_max,omitempty"`
-	Pinned         bool                   `protobuf:"varint,9,opt,name=pinned,proto3" json:"pinned,omitempty"`
-	Ttl            int64                  `protobuf:"varint,10,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// overwrite: write the new file aside and swap it in at CompleteFile, in
+	// one step, replacing whatever file is at the path then (the last to
+	// complete wins); until then the path shows the old file, or nothing, and
+	// an abandoned write leaves it as it was. Replacing an existing file needs
+	// write permission on it as well as on its directory.
+	Overwrite      bool   `protobuf:"varint,5,opt,name=overwrite,proto3" json:"overwrite,omitempty"`
+	Mode           uint32 `protobuf:"varint,6,opt,name=mode,proto3" json:"mode,omitempty"` // 0: default 0644
+	ReplicationMin int32  `protobuf:"varint,7,opt,name=replication_min,json=replicationMin,proto3" json:"replication_min,omitempty"`
+	ReplicationMax int32  `protobuf:"varint,8,opt,name=replication_max,json=replicationMax,proto3" json:"replication_max,omitempty"`
+	Pinned         bool   `protobuf:"varint,9,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	Ttl            int64  `protobuf:"varint,10,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	// complete: the file's bytes are already at its UFS path (a copy wrote
 	// them): create it complete, of length, PERSISTED with this fingerprint,
 	// in one step.
@@ -890,10 +895,15 @@ func (x *ListStatusResponse) GetNextPageToken() string {
 }
 
 type DeleteRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Recursive     bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
-	AlluviumOnly  bool                   `protobuf:"varint,3,opt,name=alluvium_only,json=alluviumOnly,proto3" json:"alluvium_only,omitempty"` // leave the UFS untouched
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Path         string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Recursive    bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	AlluviumOnly bool                   `protobuf:"varint,3,opt,name=alluvium_only,json=alluviumOnly,proto3" json:"alluvium_only,omitempty"` // leave the UFS untouched
+	// file_id: delete only this file: the file at path must have this id, or
+	// this id is an overwrite of path still being written aside (which is
+	// then dropped, its temporary UFS copy with it). A writer aborting uses
+	// it, so it never removes a file someone else created meanwhile.
+	FileId        int64 `protobuf:"varint,4,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -947,6 +957,13 @@ func (x *DeleteRequest) GetAlluviumOnly() bool {
 		return x.AlluviumOnly
 	}
 	return false
+}
+
+func (x *DeleteRequest) GetFileId() int64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
 }
 
 type DeleteResponse struct {
@@ -2902,11 +2919,12 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x0einclude_blocks\x18\x06 \x01(\bR\rincludeBlocks\"i\n" +
 	"\x12ListStatusResponse\x12+\n" +
 	"\x05infos\x18\x01 \x03(\v2\x15.alluvium.v1.FileInfoR\x05infos\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"f\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x7f\n" +
 	"\rDeleteRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12#\n" +
-	"\ralluvium_only\x18\x03 \x01(\bR\falluviumOnly\"\x10\n" +
+	"\ralluvium_only\x18\x03 \x01(\bR\falluviumOnly\x12\x17\n" +
+	"\afile_id\x18\x04 \x01(\x03R\x06fileId\"\x10\n" +
 	"\x0eDeleteResponse\"3\n" +
 	"\rRenameRequest\x12\x10\n" +
 	"\x03src\x18\x01 \x01(\tR\x03src\x12\x10\n" +

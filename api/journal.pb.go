@@ -428,8 +428,12 @@ type InodeFileEntry struct {
 	TtlAction        string                 `protobuf:"bytes,18,opt,name=ttl_action,json=ttlAction,proto3" json:"ttl_action,omitempty"`
 	// Set in checkpoint records only (see InodeDirectoryEntry).
 	LastModificationTimeMs int64 `protobuf:"varint,19,opt,name=last_modification_time_ms,json=lastModificationTimeMs,proto3" json:"last_modification_time_ms,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// aside: the file is written beside parent_id/name, not in it (an
+	// overwrite in flight): it is invisible to lookups and listings until its
+	// CompleteFileEntry swaps it in, replacing whatever file is there then.
+	Aside         bool `protobuf:"varint,20,opt,name=aside,proto3" json:"aside,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InodeFileEntry) Reset() {
@@ -595,14 +599,26 @@ func (x *InodeFileEntry) GetLastModificationTimeMs() int64 {
 	return 0
 }
 
+func (x *InodeFileEntry) GetAside() bool {
+	if x != nil {
+		return x.Aside
+	}
+	return false
+}
+
 // CompleteFileEntry seals a file: its length is final and its block ids
 // follow from length and block size. A non-empty ufs_fingerprint means the
 // bytes are in the UFS: the file (and its ancestors) become PERSISTED.
+//
+// Completing a file written aside links it at its name in one step:
+// replaces_id is the file it replaces there (0: the name was free). An entry
+// whose replaces_id does not match the state does not apply.
 type CompleteFileEntry struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Id             int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	Length         int64                  `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
 	UfsFingerprint string                 `protobuf:"bytes,3,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
+	ReplacesId     int64                  `protobuf:"varint,4,opt,name=replaces_id,json=replacesId,proto3" json:"replaces_id,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -656,6 +672,13 @@ func (x *CompleteFileEntry) GetUfsFingerprint() string {
 		return x.UfsFingerprint
 	}
 	return ""
+}
+
+func (x *CompleteFileEntry) GetReplacesId() int64 {
+	if x != nil {
+		return x.ReplacesId
+	}
+	return 0
 }
 
 // DeleteInodeEntry removes an inode and, recursively, everything below it.
@@ -1119,7 +1142,7 @@ const file_journal_proto_rawDesc = "" +
 	"\x19last_modification_time_ms\x18\f \x01(\x03R\x16lastModificationTimeMs\x12\x10\n" +
 	"\x03ttl\x18\r \x01(\x03R\x03ttl\x12\x1d\n" +
 	"\n" +
-	"ttl_action\x18\x0e \x01(\tR\tttlAction\"\x9d\x05\n" +
+	"ttl_action\x18\x0e \x01(\tR\tttlAction\"\xb3\x05\n" +
 	"\x0eInodeFileEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n" +
 	"\tparent_id\x18\x02 \x01(\x03R\bparentId\x12\x12\n" +
@@ -1142,11 +1165,14 @@ const file_journal_proto_rawDesc = "" +
 	"\x03ttl\x18\x11 \x01(\x03R\x03ttl\x12\x1d\n" +
 	"\n" +
 	"ttl_action\x18\x12 \x01(\tR\tttlAction\x129\n" +
-	"\x19last_modification_time_ms\x18\x13 \x01(\x03R\x16lastModificationTimeMs\"d\n" +
+	"\x19last_modification_time_ms\x18\x13 \x01(\x03R\x16lastModificationTimeMs\x12\x14\n" +
+	"\x05aside\x18\x14 \x01(\bR\x05aside\"\x85\x01\n" +
 	"\x11CompleteFileEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x03R\x06length\x12'\n" +
-	"\x0fufs_fingerprint\x18\x03 \x01(\tR\x0eufsFingerprint\"\"\n" +
+	"\x0fufs_fingerprint\x18\x03 \x01(\tR\x0eufsFingerprint\x12\x1f\n" +
+	"\vreplaces_id\x18\x04 \x01(\x03R\n" +
+	"replacesId\"\"\n" +
 	"\x10DeleteInodeEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\"\\\n" +
 	"\vRenameEntry\x12\x0e\n" +

@@ -2,6 +2,7 @@ package fsmaster
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -85,6 +86,28 @@ func (s *State) CheckInvariants() error {
 	if err != nil {
 		return err
 	}
+	for id, a := range s.asides {
+		switch {
+		case s.get(id) != a:
+			return fmt.Errorf("file %d written aside is not in the id index", id)
+		case a.dir() || a.completed():
+			return fmt.Errorf("file %d written aside: dir %v complete %v", id, a.dir(), a.completed())
+		case a.parent == nil || s.get(a.parent.id) != a.parent || !a.parent.dir():
+			return fmt.Errorf("file %d written aside has no directory to go in", id)
+		case a.parent.child(a.name) == a:
+			return fmt.Errorf("file %d written aside is in its directory's children", id)
+		case !validName(a.name):
+			return fmt.Errorf("file %d written aside has invalid name %q", id, a.name)
+		case id >= s.nextInodeID:
+			return fmt.Errorf("file %d written aside is not below the id counter %d", id, s.nextInodeID)
+		case seen[id]:
+			return fmt.Errorf("file %d written aside is in the tree too", id)
+		}
+		if err := s.checkPacked(a); err != nil {
+			return err
+		}
+		seen[id] = true
+	}
 	if len(seen) != s.inodes.len() {
 		var stray error
 		s.inodes.each(func(n *inode) bool {
@@ -113,7 +136,7 @@ func (s *State) CheckInvariants() error {
 	var terr error
 	s.inodes.each(func(n *inode) bool {
 		ttl, _ := s.ttl(n)
-		if _, in := s.ttls[n.id]; in != (ttl > 0) {
+		if _, in := s.ttls[n.id]; in != (ttl > 0 && !s.isAside(n)) {
 			terr = fmt.Errorf("inode %d (%s) has ttl %d but the TTL index says %v", n.id, s.pathOf(n), ttl, in)
 		}
 		return terr == nil
@@ -137,6 +160,16 @@ func (s *State) CheckInvariants() error {
 		}
 	}
 	return nil
+}
+
+// asideIDs lists the files written aside, in id order.
+func (s *State) asideIDs() []int64 {
+	ids := make([]int64, 0, len(s.asides))
+	for id := range s.asides {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // checkPacked checks n's packed fields against the State's tables.
@@ -188,6 +221,14 @@ func (s *State) Dump() string {
 			}
 			return true
 		})
+	}
+	for _, id := range s.asideIDs() {
+		n := s.asides[id]
+		ttl, action := s.ttl(n)
+		lo, hi := s.replication(n)
+		fmt.Fprintf(&b, "aside %s in %s id=%d mode=%o owner=%q group=%q ctime=%d persist=%v pinned=%v len=%d bs=%d wt=%v fp=%q repl=%d..%d ttl=%d/%q\n",
+			n.name, s.pathOf(n.parent), n.id, n.mode(), s.owner(n), s.group(n), n.ctime, n.persist(), n.pinned(),
+			n.length, s.blockSize(n), n.writeType(), s.fingerprint(n), lo, hi, ttl, action)
 	}
 	mps := make([]string, 0, len(s.mounts))
 	for p := range s.mounts {

@@ -88,6 +88,19 @@ func (s *State) WriteCheckpoint(tx *bolt.Tx) error {
 			return true
 		})
 	}
+	// The files written aside, after the whole tree (their directories
+	// are loaded first).
+	for _, id := range s.asideIDs() {
+		if werr != nil {
+			break
+		}
+		var buf []byte
+		buf, werr = proto.Marshal(s.inodeRecord(s.asides[id]))
+		if werr == nil {
+			werr = ib.Put(u64(order), buf)
+		}
+		order++
+	}
 	if werr != nil {
 		return fmt.Errorf("checkpoint inodes: %w", werr)
 	}
@@ -141,7 +154,7 @@ func (s *State) inodeRecord(n *inode) *api.JournalEntry {
 		CreationTimeMs: n.ctime, PersistenceState: n.persist(), BlockSizeBytes: s.blockSize(n),
 		WriteType: n.writeType(), Completed: n.completed(), Length: n.length, UfsFingerprint: s.fingerprint(n),
 		ReplicationMin: lo, ReplicationMax: hi, Pinned: n.pinned(), Ttl: ttl,
-		TtlAction: action, LastModificationTimeMs: n.mtime,
+		TtlAction: action, LastModificationTimeMs: n.mtime, Aside: s.isAside(n),
 	}}}
 }
 

@@ -39,6 +39,11 @@ func (ns *namespace) info(n *inode, p string, withBlocks bool) *api.FileInfo {
 	}
 	if m, rel := st.mountOf(p); m != nil {
 		fi.MountId = m.GetMountId()
+		if st.isAside(n) {
+			// Its bytes go beside the file they will replace, under a
+			// temporary name the completion renames onto it.
+			rel = asideUFSRel(rel, n.id)
+		}
 		fi.UfsPath = ufs.JoinURI(m.GetUfsUri(), rel)
 	}
 	if n.dir() {

@@ -265,8 +265,9 @@ func (ns *namespace) mountsBelow(p string) []string {
 	return out
 }
 
-// filesBelow returns the ids of the files at or below n.
-func filesBelow(n *inode) []int64 {
+// filesBelow returns the ids of the files at or below n, the overwrites
+// being written aside in its directories included.
+func (s *State) filesBelow(n *inode) []int64 {
 	var ids []int64
 	walk(n, func(x *inode) bool {
 		if !x.dir() {
@@ -274,6 +275,9 @@ func filesBelow(n *inode) []int64 {
 		}
 		return true
 	})
+	if n.dir() && len(s.asides) > 0 {
+		ids = append(ids, s.asidesBelow(n)...)
+	}
 	return ids
 }
 
@@ -589,8 +593,21 @@ func (ns *namespace) createLocked(ctx context.Context, p string, req *api.Create
 	if err := ns.need(op, p, pr, n, permW|permX); err != nil {
 		return nil, nil, err
 	}
+	if old != nil {
+		// Replacing a file changes its bytes: write permission on it too,
+		// not only on its directory.
+		if err := ns.need(op, p, pr, old, permW); err != nil {
+			return nil, nil, err
+		}
+	}
 	if err := ns.readOnly(op, p); err != nil {
 		return nil, nil, err
+	}
+	// An overwrite is written aside and swapped in when complete (see
+	// completeAsideLocked); a file born complete replaces the old one now.
+	aside := req.GetOverwrite() && !req.GetComplete()
+	if aside {
+		old = nil
 	}
 	if old != nil && old.persisted() && !throughUFS(wt) {
 		// The new bytes will not replace the old ones in the UFS: drop them so
@@ -635,7 +652,7 @@ func (ns *namespace) createLocked(ctx context.Context, p string, req *api.Create
 		Id: id, ParentId: parent.id, Name: comps[len(comps)-1], Mode: mode, Owner: pr.user, Group: pr.groups[0],
 		CreationTimeMs: t.now, PersistenceState: persist, BlockSizeBytes: bs, WriteType: wt,
 		ReplicationMin: req.GetReplicationMin(), ReplicationMax: replMax, Pinned: req.GetPinned(), Ttl: req.GetTtl(),
-		TtlAction: req.GetTtlAction(),
+		TtlAction: req.GetTtlAction(), Aside: aside,
 	}
 	if req.GetComplete() {
 		// Its bytes are already in the UFS (a copy): born complete.
@@ -661,10 +678,15 @@ func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequ
 		ns.mu.Unlock()
 		return nil, err
 	}
-	n := ns.st.lookup(p)
+	n := ns.aside(p, req.GetFileId())
+	if n == nil {
+		n = ns.st.lookup(p)
+	}
 	pr := ns.caller(ctx)
 	var verr error
 	switch {
+	case n == nil && req.GetFileId() != 0:
+		verr = errf(codes.NotFound, op, p, "no such file (file %d was deleted, or the directory it was written in)", req.GetFileId())
 	case n == nil:
 		verr = errf(codes.NotFound, op, p, "no such file")
 	case ns.traverse(op, p, pr, n) != nil:
@@ -686,12 +708,18 @@ func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequ
 		ns.mu.Unlock()
 		return nil, verr
 	}
-	t := ns.begin()
-	if err := t.add(&api.JournalEntry{Body: &api.JournalEntry_CompleteFile{CompleteFile: &api.CompleteFileEntry{
-		Id: n.id, Length: req.GetLength(), UfsFingerprint: req.GetUfsFingerprint(),
-	}}}); err != nil {
+	var t *txn
+	if ns.st.isAside(n) {
+		t, verr = ns.completeAsideLocked(ctx, p, n, req)
+	} else {
+		t = ns.begin()
+		verr = t.add(&api.JournalEntry{Body: &api.JournalEntry_CompleteFile{CompleteFile: &api.CompleteFileEntry{
+			Id: n.id, Length: req.GetLength(), UfsFingerprint: req.GetUfsFingerprint(),
+		}}})
+	}
+	if verr != nil {
 		ns.mu.Unlock()
-		return nil, err
+		return nil, verr
 	}
 	ns.blocks.trimFile(n.id, ns.st.blockCount(n))
 	info := ns.info(n, p, false)
@@ -784,12 +812,22 @@ func (ns *namespace) Delete(ctx context.Context, req *api.DeleteRequest) error {
 		ns.mu.Unlock()
 		return err
 	}
+	if a := ns.aside(p, req.GetFileId()); a != nil {
+		t, err := ns.dropAsideLocked(ctx, p, a)
+		ns.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		return t.wait(ctx)
+	}
 	n := ns.st.lookup(p)
 	pr := ns.caller(ctx)
 	var verr error
 	switch {
 	case n == nil:
 		verr = errf(codes.NotFound, op, p, "no such file or directory")
+	case req.GetFileId() != 0 && n.id != req.GetFileId():
+		verr = errf(codes.FailedPrecondition, op, p, "the path is now file %d, not file %d", n.id, req.GetFileId())
 	case ns.traverse(op, p, pr, n) != nil:
 		verr = ns.traverse(op, p, pr, n)
 	case ns.need(op, p, pr, n.parent, permW|permX) != nil:
@@ -828,7 +866,7 @@ func (ns *namespace) Delete(ctx context.Context, req *api.DeleteRequest) error {
 			return ufsErr(op, p, err)
 		}
 	}
-	ids := filesBelow(n)
+	ids := ns.st.filesBelow(n)
 	t := ns.begin()
 	if err := t.add(deleteEntry(n.id)); err != nil {
 		ns.mu.Unlock()
@@ -1190,7 +1228,7 @@ func (ns *namespace) Unmount(ctx context.Context, req *api.UnmountRequest) error
 		return verr
 	}
 	n := ns.st.lookup(p)
-	ids := filesBelow(n)
+	ids := ns.st.filesBelow(n)
 	t := ns.begin()
 	if err := t.add(deleteEntry(n.id)); err != nil {
 		ns.mu.Unlock()

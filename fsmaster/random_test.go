@@ -38,6 +38,7 @@ func randomOps(t *testing.T, ns *namespace, ufsDir string, rng *rand.Rand, n int
 	ns.mu.Unlock()
 	defer func() { ns.mu.Lock(); ns.j = rec.inner; ns.mu.Unlock() }()
 	mounts := 0
+	var pending []*api.FileInfo // overwrites in flight
 	for i := range n {
 		before := dump(ns)
 		mark := rec.count()
@@ -56,7 +57,44 @@ func randomOps(t *testing.T, ns *namespace, ufsDir string, rng *rand.Rand, n int
 			p := randomPath(rng)
 			what = "create " + p
 			var fi *api.FileInfo
-			fi, err = ns.CreateFile(ctx, &api.CreateFileRequest{Path: p, Recursive: rng.IntN(2) == 0, Overwrite: rng.IntN(3) == 0, WriteType: api.WriteType_MUST_CACHE})
+			ow := rng.IntN(3) == 0
+			fi, err = ns.CreateFile(ctx, &api.CreateFileRequest{Path: p, Recursive: rng.IntN(2) == 0, Overwrite: ow, WriteType: api.WriteType_MUST_CACHE})
+			switch r := rng.IntN(8); {
+			case err != nil:
+			case ow && r < 2:
+				// The writer gives up: its overwrite (written aside) goes.
+				before, mark = dump(ns), rec.count()
+				what = "abort " + p
+				err = ns.Delete(ctx, &api.DeleteRequest{Path: p, FileId: fi.FileId, AlluviumOnly: true})
+			case ow && r < 4:
+				// Left in flight, to be completed or aborted later (or
+				// never): the checkpoint and replay carry it.
+				pending = append(pending, fi)
+			case r < 6:
+				fp := ""
+				if rng.IntN(2) == 0 && !ow {
+					fp = fmt.Sprintf("fp%d", i)
+				}
+				before, mark = dump(ns), rec.count()
+				what = "complete " + p
+				_, err = ns.CompleteFile(ctx, &api.CompleteFileRequest{Path: p, Length: rng.Int64N(5000), FileId: fi.FileId, UfsFingerprint: fp})
+			}
+		case op < 9 && len(pending) > 0:
+			k := rng.IntN(len(pending))
+			fi := pending[k]
+			pending = append(pending[:k], pending[k+1:]...)
+			if rng.IntN(2) == 0 {
+				what = "late complete " + fi.Path
+				_, err = ns.CompleteFile(ctx, &api.CompleteFileRequest{Path: fi.Path, Length: rng.Int64N(5000), FileId: fi.FileId})
+			} else {
+				what = "late abort " + fi.Path
+				err = ns.Delete(ctx, &api.DeleteRequest{Path: fi.Path, FileId: fi.FileId, AlluviumOnly: true})
+			}
+		case op < 9:
+			p := randomPath(rng)
+			what = "create " + p
+			var fi *api.FileInfo
+			fi, err = ns.CreateFile(ctx, &api.CreateFileRequest{Path: p, Recursive: rng.IntN(2) == 0, WriteType: api.WriteType_MUST_CACHE})
 			if err == nil && rng.IntN(4) != 0 {
 				before, mark = dump(ns), rec.count()
 				what = "complete " + p

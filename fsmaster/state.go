@@ -27,6 +27,12 @@ type State struct {
 	owners owners
 	sizes  blockSizes
 	exts   map[int64]*inodeExt
+	// asides are the files written aside (overwrites in flight): in the id
+	// index, knowing their directory and name, but in no directory's
+	// children, so invisible to lookups and listings until completed (see
+	// overwrite.go). Few at any time; membership here is what makes an
+	// inode one.
+	asides map[int64]*inode
 }
 
 // NewState returns an empty state: no root yet (the first entries of a
@@ -40,8 +46,12 @@ func NewState() *State {
 		nextWorkerID: 1,
 		ttls:         map[int64]*inode{},
 		exts:         map[int64]*inodeExt{},
+		asides:       map[int64]*inode{},
 	}
 }
+
+// isAside reports whether n is a file written aside.
+func (s *State) isAside(n *inode) bool { return len(s.asides) > 0 && s.asides[n.id] == n }
 
 // LastSequence is the sequence of the last entry applied.
 func (s *State) LastSequence() int64 { return s.lastSeq }
@@ -197,8 +207,9 @@ func (s *State) Apply(e *api.JournalEntry) error {
 	return nil
 }
 
-// parentFor checks that a new inode id/name can go under parentID.
-func (s *State) parentFor(id, parentID int64, name string) (*inode, error) {
+// parentFor checks that a new inode id/name can go under parentID (or, for
+// a file written aside, beside name in parentID: the name may be taken).
+func (s *State) parentFor(id, parentID int64, name string, aside bool) (*inode, error) {
 	if id <= 0 {
 		return nil, fmt.Errorf("inode id %d is not positive", id)
 	}
@@ -219,7 +230,7 @@ func (s *State) parentFor(id, parentID int64, name string) (*inode, error) {
 		return nil, fmt.Errorf("parent %d of %q is a file", parentID, name)
 	case !validName(name):
 		return nil, fmt.Errorf("invalid name %q", name)
-	case p.child(name) != nil:
+	case !aside && p.child(name) != nil:
 		return nil, fmt.Errorf("%q exists in %d", name, parentID)
 	}
 	return p, nil
@@ -234,9 +245,10 @@ func validName(name string) bool {
 	return err == nil
 }
 
-// indexTTL keeps n in the TTL index exactly while it has a TTL.
+// indexTTL keeps n in the TTL index exactly while it has a TTL and is in
+// the tree (a file written aside starts counting once swapped in).
 func (s *State) indexTTL(n *inode) {
-	if ttl, _ := s.ttl(n); ttl > 0 {
+	if ttl, _ := s.ttl(n); ttl > 0 && !s.isAside(n) {
 		s.ttls[n.id] = n
 	} else {
 		delete(s.ttls, n.id)
@@ -250,11 +262,17 @@ func (s *State) bumpInodeID(id int64) {
 }
 
 // insert links n, built by newDir or newFile, into the tree below p (the
-// root when p is nil) and indexes it.
-func (s *State) insert(p, n *inode, opTime int64) {
+// root when p is nil) and indexes it. A file written aside (aside) only
+// learns its directory.
+func (s *State) insert(p, n *inode, opTime int64, aside bool) {
 	s.inodes.put(n)
-	s.indexTTL(n)
 	s.bumpInodeID(n.id)
+	if aside {
+		n.parent = p
+		s.asides[n.id] = n
+		return
+	}
+	s.indexTTL(n)
 	if p == nil {
 		s.root = n
 		return
@@ -362,6 +380,9 @@ func (s *State) newFile(a fileAttrs) (*inode, error) {
 }
 
 func (s *State) fileInode(f *api.InodeFileEntry) (*inode, error) {
+	if f.GetAside() && f.GetCompleted() {
+		return nil, fmt.Errorf("file %d: written aside but complete", f.GetId())
+	}
 	return s.newFile(fileAttrs{
 		id: f.GetId(), name: f.GetName(), mode: f.GetMode(), owner: f.GetOwner(), group: f.GetGroup(),
 		ctime: f.GetCreationTimeMs(), mtime: f.GetLastModificationTimeMs(),
@@ -373,7 +394,7 @@ func (s *State) fileInode(f *api.InodeFileEntry) (*inode, error) {
 }
 
 func (s *State) applyInodeDirectory(e *api.JournalEntry, d *api.InodeDirectoryEntry) error {
-	p, err := s.parentFor(d.GetId(), d.GetParentId(), d.GetName())
+	p, err := s.parentFor(d.GetId(), d.GetParentId(), d.GetName(), false)
 	if err != nil {
 		return err
 	}
@@ -382,12 +403,12 @@ func (s *State) applyInodeDirectory(e *api.JournalEntry, d *api.InodeDirectoryEn
 	if err != nil {
 		return err
 	}
-	s.insert(p, n, e.GetOpTimeMs())
+	s.insert(p, n, e.GetOpTimeMs(), false)
 	return nil
 }
 
 func (s *State) applyInodeFile(e *api.JournalEntry, f *api.InodeFileEntry) error {
-	p, err := s.parentFor(f.GetId(), f.GetParentId(), f.GetName())
+	p, err := s.parentFor(f.GetId(), f.GetParentId(), f.GetName(), f.GetAside())
 	if err != nil {
 		return err
 	}
@@ -398,8 +419,8 @@ func (s *State) applyInodeFile(e *api.JournalEntry, f *api.InodeFileEntry) error
 	if err != nil {
 		return err
 	}
-	s.insert(p, n, e.GetOpTimeMs())
-	if n.persisted() {
+	s.insert(p, n, e.GetOpTimeMs(), f.GetAside())
+	if n.persisted() && !f.GetAside() {
 		persistAncestors(n)
 	}
 	return nil
@@ -409,19 +430,21 @@ func (s *State) applyInodeFile(e *api.JournalEntry, f *api.InodeFileEntry) error
 // no derived persistence.
 func (s *State) loadRecord(e *api.JournalEntry) error {
 	var (
-		p   *inode
-		n   *inode
-		err error
+		p     *inode
+		n     *inode
+		err   error
+		aside bool
 	)
 	switch b := e.GetBody().(type) {
 	case *api.JournalEntry_InodeDirectory:
 		d := b.InodeDirectory
-		if p, err = s.parentFor(d.GetId(), d.GetParentId(), d.GetName()); err == nil {
+		if p, err = s.parentFor(d.GetId(), d.GetParentId(), d.GetName(), false); err == nil {
 			n, err = s.dirInode(d)
 		}
 	case *api.JournalEntry_InodeFile:
 		f := b.InodeFile
-		if p, err = s.parentFor(f.GetId(), f.GetParentId(), f.GetName()); err == nil {
+		aside = f.GetAside()
+		if p, err = s.parentFor(f.GetId(), f.GetParentId(), f.GetName(), aside); err == nil {
 			if p == nil {
 				return fmt.Errorf("the root must be a directory")
 			}
@@ -433,7 +456,7 @@ func (s *State) loadRecord(e *api.JournalEntry) error {
 	if err != nil {
 		return err
 	}
-	s.insert(p, n, 0)
+	s.insert(p, n, 0, aside)
 	return nil
 }
 
@@ -467,6 +490,33 @@ func (s *State) applyCompleteFile(e *api.JournalEntry, c *api.CompleteFileEntry)
 	if c.GetLength() < 0 {
 		return fmt.Errorf("file %d: negative length %d", n.id, c.GetLength())
 	}
+	aside := s.isAside(n)
+	var old *inode
+	if aside {
+		old = n.parent.child(n.name)
+		switch {
+		case old == nil && c.GetReplacesId() != 0:
+			return fmt.Errorf("file %d replaces %d, but %q in %d is free", n.id, c.GetReplacesId(), n.name, n.parent.id)
+		case old != nil && old.id != c.GetReplacesId():
+			return fmt.Errorf("file %d replaces %d, but %q in %d is inode %d", n.id, c.GetReplacesId(), n.name, n.parent.id, old.id)
+		case old != nil && old.dir():
+			return fmt.Errorf("file %d cannot replace directory %d", n.id, old.id)
+		}
+	} else if c.GetReplacesId() != 0 {
+		return fmt.Errorf("file %d replaces %d but was not written aside", n.id, c.GetReplacesId())
+	}
+	if old != nil {
+		s.removeChild(n.parent, old)
+		s.unindex(old)
+		old.parent = nil
+	}
+	if aside {
+		// Swapped in: from now on a file like any other.
+		delete(s.asides, n.id)
+		s.addChild(n.parent, n)
+		n.parent.mtime = e.GetOpTimeMs()
+		s.indexTTL(n)
+	}
 	n.setFlag(bitCompleted, true)
 	s.setLength(n, c.GetLength())
 	n.mtime = e.GetOpTimeMs()
@@ -497,11 +547,37 @@ func (s *State) applyDeleteInode(e *api.JournalEntry, d *api.DeleteInodeEntry) e
 	case n.parent == nil:
 		return fmt.Errorf("the root cannot be deleted")
 	}
+	if s.isAside(n) {
+		// An abandoned overwrite: its directory never showed it.
+		delete(s.asides, n.id)
+		s.unindex(n)
+		n.parent = nil
+		return nil
+	}
 	s.removeChild(n.parent, n)
 	n.parent.mtime = e.GetOpTimeMs()
 	s.unindex(n)
 	n.parent = nil
+	// Overwrites in flight in the deleted directories go with them.
+	for id, a := range s.asides {
+		if s.get(a.parent.id) != a.parent {
+			delete(s.asides, id)
+			s.unindex(a)
+			a.parent = nil
+		}
+	}
 	return nil
+}
+
+// asidesBelow lists the files written aside in n's subtree (n a directory).
+func (s *State) asidesBelow(n *inode) []int64 {
+	var ids []int64
+	for id, a := range s.asides {
+		if isAncestor(n, a.parent) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 func (s *State) applyRename(e *api.JournalEntry, r *api.RenameEntry) error {
@@ -511,6 +587,9 @@ func (s *State) applyRename(e *api.JournalEntry, r *api.RenameEntry) error {
 	}
 	if n.parent == nil {
 		return fmt.Errorf("the root cannot be renamed")
+	}
+	if s.isAside(n) {
+		return fmt.Errorf("inode %d is being written aside", n.id)
 	}
 	np := s.get(r.GetNewParentId())
 	switch {

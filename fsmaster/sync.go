@@ -267,7 +267,7 @@ func (ns *namespace) applyLooks(id int64, p string, looks []ufsLook) (*txn, int,
 		if c == nil || (!missing && !ns.st.stale(c, st)) || !ns.droppable(c, paths.Join(p, c.name)) {
 			continue
 		}
-		ids := filesBelow(c)
+		ids := ns.st.filesBelow(c)
 		if err := t.add(deleteEntry(c.id)); err != nil {
 			return nil, changed, removed, err
 		}

@@ -568,9 +568,11 @@ func (cp copier) copyLarge(ctx context.Context, e copyElem) (info *api.FileInfo,
 			// Nothing half-made stays: the temporary file goes (its UFS
 			// copy and cached blocks with it).
 			dctx := context.WithoutCancel(ctx)
-			_ = remove(dctx, fs, tmp)
+			// By id: an overwrite is written aside until complete, and
+			// only the file this copy made may go.
+			_ = remove(dctx, fs, tmp, tinfo.GetFileId())
 			for _, d := range made {
-				if remove(dctx, fs, d) != nil {
+				if remove(dctx, fs, d, 0) != nil {
 					break // not empty: someone else's now
 				}
 			}
@@ -713,13 +715,18 @@ func (cp copier) copyLarge(ctx context.Context, e copyElem) (info *api.FileInfo,
 
 // remove deletes p (not recursively) from the namespace and the UFS; when
 // the UFS side refuses (never made there, or something else is in the
-// way) the namespace entry still goes. Gone already is fine.
-func remove(ctx context.Context, fs api.FileSystemMasterClient, p string) error {
-	_, err := fs.Delete(ctx, &api.DeleteRequest{Path: p})
-	if err != nil && status.Code(err) != codes.NotFound {
-		_, err = fs.Delete(ctx, &api.DeleteRequest{Path: p, AlluviumOnly: true})
+// way) the namespace entry still goes. Gone already is fine. A non-zero id
+// deletes only that file (see DeleteRequest.file_id).
+func remove(ctx context.Context, fs api.FileSystemMasterClient, p string, id int64) error {
+	_, err := fs.Delete(ctx, &api.DeleteRequest{Path: p, FileId: id})
+	gone := func(err error) bool {
+		// With an id, FailedPrecondition: the path holds another file now.
+		return status.Code(err) == codes.NotFound || id != 0 && status.Code(err) == codes.FailedPrecondition
 	}
-	if status.Code(err) == codes.NotFound {
+	if err != nil && !gone(err) {
+		_, err = fs.Delete(ctx, &api.DeleteRequest{Path: p, AlluviumOnly: true, FileId: id})
+	}
+	if gone(err) {
 		return nil
 	}
 	return err

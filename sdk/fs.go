@@ -106,12 +106,16 @@ func (c *Client) Mkdir(ctx context.Context, path string, o MkdirOptions) (*FileI
 type DeleteOptions struct {
 	Recursive    bool
 	AlluviumOnly bool // leave the UFS untouched
+	// FileID deletes only that file: the path's file must have this id, or
+	// it is an overwrite of the path still being written (which is then
+	// dropped, leaving the path's file as it was).
+	FileID int64
 }
 
 // Delete removes a file or directory.
 func (c *Client) Delete(ctx context.Context, path string, o DeleteOptions) error {
 	return c.call(ctx, "rm", path, false, func(ctx context.Context) error {
-		_, err := c.fs.Delete(ctx, &api.DeleteRequest{Path: path, Recursive: o.Recursive, AlluviumOnly: o.AlluviumOnly})
+		_, err := c.fs.Delete(ctx, &api.DeleteRequest{Path: path, Recursive: o.Recursive, AlluviumOnly: o.AlluviumOnly, FileId: o.FileID})
 		return err
 	})
 }

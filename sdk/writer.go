@@ -19,9 +19,12 @@ type CreateOptions struct {
 	// (fsmaster.user.write-type).
 	WriteType api.WriteType
 	BlockSize int64 // 0: the master's default (fsmaster.user.block-size)
-	Overwrite bool  // replace an existing file
-	Recursive bool  // create missing parent directories
-	Pinned    bool  // cached blocks are never evicted
+	// Overwrite replaces a file at the path when Close completes the new
+	// one (atomically; the last overwrite to complete wins). Until then, and
+	// for good if the write fails, the path keeps its old file.
+	Overwrite bool
+	Recursive bool // create missing parent directories
+	Pinned    bool // cached blocks are never evicted
 	Mode      uint32
 	// ReplicationMin/Max are recorded on the file for the replicate plan.
 	ReplicationMin int32
@@ -36,7 +39,9 @@ type CreateOptions struct {
 
 // FileWriter writes a new file. Bytes become visible only when Close
 // succeeds; a failed write (or Abort) removes the file, its cached blocks
-// and its half-written UFS copy.
+// and its half-written UFS copy. With Overwrite, the path shows the old
+// file (or nothing) until Close swaps the new one in, in one step; a failed
+// or abandoned overwrite leaves the old file as it was.
 type FileWriter struct {
 	c       *Client
 	ctx     context.Context
@@ -373,8 +378,14 @@ func (w *FileWriter) abort() {
 			_, _ = bw.RemoveBlock(ctx, &api.RemoveBlockRequest{BlockId: b.id})
 		}
 	}
-	// Only our own incomplete file: a concurrent overwrite may own the path.
-	if info, err := w.c.Stat(ctx, w.path); err == nil && info.GetFileId() == w.info.GetFileId() && !info.GetCompleted() {
-		_ = w.c.Delete(ctx, w.path, DeleteOptions{AlluviumOnly: true})
+	// Only our own incomplete file (by its id: a concurrent writer may own
+	// the path now); an overwrite written aside is dropped the same way and
+	// the path keeps the file it had.
+	info, err := w.c.Stat(ctx, w.path)
+	if err == nil && info.GetFileId() == w.info.GetFileId() && info.GetCompleted() {
+		return
+	}
+	if err == nil || errors.Is(err, ErrNotFound) {
+		_ = w.c.Delete(ctx, w.path, DeleteOptions{AlluviumOnly: true, FileID: w.info.GetFileId()})
 	}
 }

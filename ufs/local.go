@@ -364,11 +364,7 @@ func (l *Local) DeleteAll(_ context.Context, p string) error {
 
 // Rename implements FileSystem.
 func (l *Local) Rename(_ context.Context, src, dst string) error {
-	rs, err := l.rel(src)
-	if err != nil {
-		return err
-	}
-	rd, err := l.rel(dst)
+	rs, rd, err := l.rel2(src, dst)
 	if err != nil {
 		return err
 	}
@@ -377,6 +373,32 @@ func (l *Local) Rename(_ context.Context, src, dst string) error {
 	}
 	if err := l.root.Rename(rs, rd); err != nil {
 		return l.wrap("rename", src, err)
+	}
+	syncDir(l.dir, path.Dir(rd))
+	return nil
+}
+
+// rel2 checks the two paths of a rename.
+func (l *Local) rel2(src, dst string) (string, string, error) {
+	rs, err := l.rel(src)
+	if err != nil {
+		return "", "", err
+	}
+	rd, err := l.rel(dst)
+	return rs, rd, err
+}
+
+// Replace implements Replacer: rename(2) swaps the file in atomically.
+func (l *Local) Replace(_ context.Context, src, dst string) error {
+	rs, rd, err := l.rel2(src, dst)
+	if err != nil {
+		return err
+	}
+	if fi, err := l.root.Lstat(rd); err == nil && fi.IsDir() {
+		return l.wrap("replace", dst, syscall.EISDIR)
+	}
+	if err := l.root.Rename(rs, rd); err != nil {
+		return l.wrap("replace", src, err)
 	}
 	syncDir(l.dir, path.Dir(rd))
 	return nil

@@ -834,11 +834,7 @@ func (s *S3) copyObject(ctx context.Context, srcKey, dstKey string, size int64) 
 // Rename implements FileSystem. S3 has no rename: files are copied
 // server-side and the source deleted, so a crash mid-way can leave both.
 func (s *S3) Rename(ctx context.Context, src, dst string) error {
-	rs, err := s.clean(src)
-	if err != nil {
-		return err
-	}
-	rd, err := s.clean(dst)
+	rs, rd, err := s.clean2(src, dst)
 	if err != nil {
 		return err
 	}
@@ -895,6 +891,39 @@ func (s *S3) Rename(ctx context.Context, src, dst string) error {
 		return err
 	}
 	return s.keepParent(ctx, rs)
+}
+
+// clean2 checks the two paths of a rename.
+func (s *S3) clean2(src, dst string) (string, string, error) {
+	rs, err := s.clean(src)
+	if err != nil {
+		return "", "", err
+	}
+	rd, err := s.clean(dst)
+	return rs, rd, err
+}
+
+// Replace implements Replacer: a server-side copy onto dst replaces the
+// object in one step; the source is deleted after.
+func (s *S3) Replace(ctx context.Context, src, dst string) error {
+	rs, rd, err := s.clean2(src, dst)
+	if err != nil {
+		return err
+	}
+	if rs == "" || rd == "" || rs == rd {
+		return fmt.Errorf("replace %s with %s: not two files", s.URI(rd), s.URI(rs))
+	}
+	oi, err := s.statObject(ctx, rs)
+	if err != nil {
+		return err
+	}
+	if err := s.copyObject(ctx, s.key(rs), s.key(rd), oi.Size); err != nil {
+		return s.wrap("replace", rd, err)
+	}
+	if err := s.client.RemoveObject(ctx, s.bucket, s.key(rs), minio.RemoveObjectOptions{}); err != nil {
+		return s.wrap("replace", rs, err)
+	}
+	return nil
 }
 
 // Close implements FileSystem.

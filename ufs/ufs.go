@@ -115,3 +115,27 @@ const tempPrefix = ".alluvium-tmp-"
 
 // IsTemp reports whether name is an in-flight file of a Writer.
 func IsTemp(name string) bool { return strings.HasPrefix(name, tempPrefix) }
+
+// TempName is the name of an in-flight file for purpose (e.g.
+// "overwrite-42"): hidden from listings, like a Writer's own.
+func TempName(purpose string) string { return tempPrefix + purpose }
+
+// Replacer is implemented by file systems that can move a file onto
+// another in one step: a reader of dst sees the old bytes or the new ones,
+// never neither.
+type Replacer interface {
+	// Replace moves the file src onto dst, replacing a file there.
+	Replace(ctx context.Context, src, dst string) error
+}
+
+// Replace moves the file src onto dst, replacing a file there: in one step
+// where fs is a Replacer, else by deleting dst and renaming src.
+func Replace(ctx context.Context, fs FileSystem, src, dst string) error {
+	if r, ok := fs.(Replacer); ok {
+		return r.Replace(ctx, src, dst)
+	}
+	if err := fs.Delete(ctx, dst); err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	return fs.Rename(ctx, src, dst)
+}

@@ -52,6 +52,9 @@ func FuzzDecodeEntry(f *testing.F) {
 		{Sequence: 1},
 		{Sequence: 42, OpTimeMs: 1700000000000, Body: &api.JournalEntry_InodeFile{InodeFile: &api.InodeFileEntry{Id: 5, ParentId: 1, Name: "f", BlockSizeBytes: 64 << 20}}},
 		{Sequence: 1 << 40, Body: &api.JournalEntry_Rename{Rename: &api.RenameEntry{Id: 9, NewParentId: 2, NewName: "x"}}},
+		// An overwrite written aside, and its completion replacing file 5.
+		{Sequence: 43, Body: &api.JournalEntry_InodeFile{InodeFile: &api.InodeFileEntry{Id: 6, ParentId: 1, Name: "f", BlockSizeBytes: 1 << 20, Aside: true}}},
+		{Sequence: 44, Body: &api.JournalEntry_CompleteFile{CompleteFile: &api.CompleteFileEntry{Id: 6, Length: 7, ReplacesId: 5}}},
 	} {
 		k, v, err := EncodeEntry(e)
 		if err != nil {

@@ -39,6 +39,7 @@ func Run(t *testing.T, newFS func(t *testing.T) ufs.FileSystem) {
 		{"DeleteAll", testDeleteAll},
 		{"RenameFile", testRenameFile},
 		{"RenameDir", testRenameDir},
+		{"Replace", testReplace},
 		{"OpenErrors", testOpenErrors},
 		{"NoEscape", testNoEscape},
 		{"URI", testURI},
@@ -469,6 +470,36 @@ func testRenameFile(t *testing.T, ctx context.Context, fs ufs.FileSystem) {
 		t.Errorf("a refused rename changed the target")
 	}
 	wantErr(t, "Rename of a missing file", fs.Rename(ctx, "/missing", "/x"), ufs.ErrNotFound)
+}
+
+// testReplace: ufs.Replace moves a file onto another (or onto a free name)
+// and leaves no source behind; a missing source changes nothing.
+func testReplace(t *testing.T, ctx context.Context, fs ufs.FileSystem) {
+	put(t, ctx, fs, "/d/f", []byte("old"))
+	data := randBytes(2000)
+	put(t, ctx, fs, "/d/"+ufs.TempName("new"), data)
+	if err := ufs.Replace(ctx, fs, "/d/"+ufs.TempName("new"), "/d/f"); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, ctx, fs, "/d/f", 0, -1); !bytes.Equal(got, data) {
+		t.Errorf("replaced file holds %d bytes, want the new %d", len(got), len(data))
+	}
+	_, err := fs.Stat(ctx, "/d/"+ufs.TempName("new"))
+	wantErr(t, "Stat of the replace source", err, ufs.ErrNotFound)
+	put(t, ctx, fs, "/d/src", []byte("fresh"))
+	if err := ufs.Replace(ctx, fs, "/d/src", "/d/free"); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, ctx, fs, "/d/free", 0, -1); string(got) != "fresh" {
+		t.Errorf("replace onto a free name: %q", got)
+	}
+	wantErr(t, "Replace from a missing file", ufs.Replace(ctx, fs, "/d/missing", "/d/f"), ufs.ErrNotFound)
+	if got := read(t, ctx, fs, "/d/f", 0, -1); !bytes.Equal(got, data) {
+		t.Errorf("a failed replace changed the target")
+	}
+	if got := names(t, ctx, fs, "/d"); len(got) != 2 {
+		t.Errorf("/d lists %v, want f and free", keys(got))
+	}
 }
 
 func testRenameDir(t *testing.T, ctx context.Context, fs ufs.FileSystem) {
