@@ -9,7 +9,7 @@
 //     interface that never takes pinned blocks or blocks in use;
 //   - reads through to the UFS on a miss (fill.go): one shared copy per
 //     block however many readers and CacheBlock calls ask at once;
-//   - the link to the FS master (master.go): full report on registration,
+//   - the link to the FS master (masterlink.go): full report on registration,
 //     deltas on heartbeats, CommitBlock right after a block is stored,
 //     REGISTER and REMOVE_BLOCKS commands;
 //   - UFS access by mount id (mounts.go), writes into the UFS for clients

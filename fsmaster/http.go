@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/fileview"
 	"github.com/alluvium/alluvium/internal/rpc"
 )
 
@@ -74,10 +75,10 @@ func (m *Master) handleFiles(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := struct {
-		FileJSON
-		Children      []FileJSON `json:"children,omitempty"`
-		NextPageToken string     `json:"nextPageToken,omitempty"`
-	}{FileJSON: ToJSON(info)}
+		fileview.File
+		Children      []fileview.File `json:"children,omitempty"`
+		NextPageToken string          `json:"nextPageToken,omitempty"`
+	}{File: fileview.FromInfo(info)}
 	if info.GetFolder() {
 		limit, _ := strconv.Atoi(q.Get("limit"))
 		resp, err := m.ns.ListStatus(r.Context(), &api.ListStatusRequest{Path: p, PageSize: int32(limit), PageToken: q.Get("pageToken")})
@@ -85,9 +86,9 @@ func (m *Master) handleFiles(w http.ResponseWriter, r *http.Request) {
 			writeStatusErr(w, err)
 			return
 		}
-		out.Children = make([]FileJSON, 0, len(resp.GetInfos()))
+		out.Children = make([]fileview.File, 0, len(resp.GetInfos()))
 		for _, c := range resp.GetInfos() {
-			out.Children = append(out.Children, ToJSON(c))
+			out.Children = append(out.Children, fileview.FromInfo(c))
 		}
 		out.NextPageToken = resp.GetNextPageToken()
 	}

@@ -50,7 +50,7 @@
 //     --verify), planned again in a new round.
 //   - GC (leader.go): finished jobs past jobmaster.job.retention, and beyond
 //     jobmaster.job.capacity, are compacted away.
-//   - policies (policy.go, policy_fsm.go, policy_rpc.go): the cron
+//   - policies (policy.go, policy_fsm.go, policy_grpc.go): the cron
 //     scheduler fires each policy's job on its spec. Every decision (launch,
 //     skip, queue) is a POLICY_LAUNCH entry committed before the leader acts:
 //     a launch names the job's request id (policy, scheduled time), and the

@@ -19,8 +19,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/alluvium/alluvium/api"
-	"github.com/alluvium/alluvium/fsmaster"
 	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/fileview"
 	"github.com/alluvium/alluvium/sdk"
 )
 
@@ -399,9 +399,9 @@ freeing them would lose their bytes (or their pin); then nothing is freed.`,
 // locationJSON is `fs location --output json`: the blocks part of `fs stat
 // --output json`, same field names.
 type locationJSON struct {
-	Path   string               `json:"path"`
-	Length int64                `json:"length"`
-	Blocks []fsmaster.BlockJSON `json:"blocks"`
+	Path   string           `json:"path"`
+	Length int64            `json:"length"`
+	Blocks []fileview.Block `json:"blocks"`
 }
 
 func newLocationCmd(g *globals) *cobra.Command {
@@ -428,7 +428,7 @@ func newLocationCmd(g *globals) *cobra.Command {
 			if info.GetFolder() {
 				return fmt.Errorf("location %s: is a directory", args[0])
 			}
-			out := locationJSON{Path: info.GetPath(), Length: info.GetLength(), Blocks: fsmaster.ToJSON(info).Blocks}
+			out := locationJSON{Path: info.GetPath(), Length: info.GetLength(), Blocks: fileview.FromInfo(info).Blocks}
 			w := cmd.OutOrStdout()
 			if output == "json" {
 				enc := json.NewEncoder(w)

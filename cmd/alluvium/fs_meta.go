@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/alluvium/alluvium/api"
-	"github.com/alluvium/alluvium/fsmaster"
+	"github.com/alluvium/alluvium/internal/fileview"
 	"github.com/alluvium/alluvium/internal/paths"
 	"github.com/alluvium/alluvium/sdk"
 )
@@ -135,7 +135,7 @@ persisted, cachedPercent and blocks[].locations[] (plus more fields).`,
 							fmt.Fprintln(out, "]")
 							return cliErr(err)
 						}
-						b, err := json.Marshal(fsmaster.ToJSON(fi))
+						b, err := json.Marshal(fileview.FromInfo(fi))
 						if err != nil {
 							return err
 						}
@@ -201,7 +201,7 @@ cachedPercent, blocks[].locations[], ...).`,
 				return cliErr(err)
 			}
 			if output == "json" {
-				return printJSON(fsmaster.ToJSON(fi))
+				return printJSON(fileview.FromInfo(fi))
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			defer w.Flush()
