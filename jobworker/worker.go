@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -98,12 +97,7 @@ func NewWithOptions(cfg *config.Config, log *zap.Logger, bw Colocated, o Options
 	if log == nil {
 		log = zap.NewNop()
 	}
-	var masters []string
-	for _, a := range strings.Split(cfg.JobWorker.JobMaster, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			masters = append(masters, a)
-		}
-	}
+	masters := client.SplitAddrs(cfg.JobWorker.JobMaster)
 	if len(masters) == 0 {
 		return nil, errors.New("jobworker.job-master: no job master address")
 	}

@@ -61,17 +61,11 @@ func New(cfg *config.Config, log *zap.Logger) (*Proxy, error) {
 	if cfg.Proxy.StreamTimeout <= 0 {
 		return nil, fmt.Errorf("config: proxy.stream-timeout = %s: want a positive duration", cfg.Proxy.StreamTimeout)
 	}
-	var masters []string
-	for _, a := range strings.Split(cfg.Client.JobMaster, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			masters = append(masters, a)
-		}
-	}
 	tlsConf, err := security.ClientTLS(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	opts := []sdk.Option{sdk.WithMaster(cfg.Client.Master), sdk.WithJobMasters(masters...),
+	opts := []sdk.Option{sdk.WithMaster(cfg.Client.Master), sdk.WithJobMasters(sdk.SplitAddrs(cfg.Client.JobMaster)...),
 		sdk.WithToken(cfg.Security.Token), sdk.WithTimeout(cfg.Client.Timeout)}
 	if tlsConf != nil {
 		opts = append(opts, sdk.WithTLS(tlsConf))

@@ -103,7 +103,7 @@ func FromEnv() Option {
 			o.master = v
 		}
 		if v := os.Getenv("ALLUVIUM_JOB_MASTER"); v != "" {
-			o.jobMasters = splitAddrs(v)
+			o.jobMasters = SplitAddrs(v)
 		}
 		if v := os.Getenv("ALLUVIUM_TOKEN"); v != "" {
 			o.token = v
@@ -111,15 +111,13 @@ func FromEnv() Option {
 	}
 }
 
-func splitAddrs(s string) []string {
-	var out []string
-	for _, a := range strings.Split(s, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			out = append(out, a)
-		}
-	}
-	return out
-}
+// SplitAddrs splits a comma-separated address list, as ALLUVIUM_MASTER,
+// ALLUVIUM_JOB_MASTER and the client.* config keys hold them, into its
+// non-empty entries.
+func SplitAddrs(list string) []string { return client.SplitAddrs(list) }
+
+// IsHostPort reports whether a is host:port with a port.
+func IsHostPort(a string) bool { return client.IsHostPort(a) }
 
 // Client is a connection to an Alluvium cluster. It is safe for concurrent
 // use; Close it when done.
@@ -179,7 +177,7 @@ func (o options) check() error {
 		return &Error{Op: "dial", Message: fmt.Sprintf(format, args...), Code: codes.InvalidArgument, kind: ErrInvalidArgument}
 	}
 	switch {
-	case len(splitAddrs(o.master)) == 0:
+	case len(SplitAddrs(o.master)) == 0:
 		return bad("WithMaster: empty address")
 	case o.timeout <= 0:
 		return bad("WithTimeout(%s): want > 0", o.timeout)

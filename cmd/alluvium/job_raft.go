@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/alluvium/alluvium/internal/raftgroup"
+	"github.com/alluvium/alluvium/sdk"
 )
 
 // newJobRaftCmd groups the raft membership commands: the group grows with
@@ -34,7 +34,7 @@ Keep an odd number of voters; a group of N survives the loss of (N-1)/2.`,
 		Args: exactArgs(3, "ID", "RAFT-ADDR", "RPC-ADDR"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			for i, flag := range []string{"RAFT-ADDR", "RPC-ADDR"} {
-				if !raftgroup.IsHostPort(args[i+1]) {
+				if !sdk.IsHostPort(args[i+1]) {
 					return usagef("%s %q: want host:port", flag, args[i+1])
 				}
 			}

@@ -150,18 +150,12 @@ func minArgs(n int, names ...string) cobra.PositionalArgs {
 // configuration names (flags > env > file > defaults), with the client's
 // credentials (token, TLS from security.tls.*) and timeout.
 func dialCluster(ctx context.Context, cfg *config.Config) (*sdk.Client, error) {
-	var masters []string
-	for _, a := range strings.Split(cfg.Client.JobMaster, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			masters = append(masters, a)
-		}
-	}
 	tlsConf, err := security.ClientTLS(cfg)
 	if err != nil {
 		return nil, usageError{err}
 	}
 	opts := []sdk.Option{sdk.WithToken(cfg.Security.Token), sdk.WithTimeout(cfg.Client.Timeout),
-		sdk.WithMaster(cfg.Client.Master), sdk.WithJobMasters(masters...)}
+		sdk.WithMaster(cfg.Client.Master), sdk.WithJobMasters(sdk.SplitAddrs(cfg.Client.JobMaster)...)}
 	if tlsConf != nil {
 		opts = append(opts, sdk.WithTLS(tlsConf))
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -97,11 +98,7 @@ type group struct {
 func newGroup(addrs []string, o Options, pol policy) (*group, error) {
 	var clean []string
 	for _, a := range addrs {
-		for _, p := range strings.Split(a, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				clean = append(clean, p)
-			}
-		}
+		clean = append(clean, SplitAddrs(a)...)
 	}
 	if len(clean) == 0 {
 		return nil, fmt.Errorf("no %s address", pol.what)
@@ -427,4 +424,23 @@ func (s *leaderStream) SendMsg(m any) error {
 		s.g.classify(s.ctx, s.addr, err, nil)
 	}
 	return err
+}
+
+// SplitAddrs splits a comma-separated address list (client.master,
+// ALLUVIUM_JOB_MASTER, ...) into its non-empty, trimmed entries.
+func SplitAddrs(list string) []string {
+	var out []string
+	for _, a := range strings.Split(list, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// IsHostPort reports whether a is host:port with a port, as every master
+// and peer address must be.
+func IsHostPort(a string) bool {
+	_, port, err := net.SplitHostPort(a)
+	return err == nil && port != ""
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/client"
 	"github.com/alluvium/alluvium/internal/rpc"
 )
 
@@ -72,7 +73,7 @@ func (g *Group) AddPeer(ctx context.Context, p Peer) error {
 		return status.Errorf(codes.InvalidArgument, "%s: empty id", op)
 	}
 	for _, a := range [...][2]string{{"raft address", p.RaftAddr}, {"rpc address", p.RPCAddr}} {
-		if !IsHostPort(a[1]) {
+		if !client.IsHostPort(a[1]) {
 			return status.Errorf(codes.InvalidArgument, "%s %s: %s %q is not host:port", op, id, a[0], a[1])
 		}
 	}

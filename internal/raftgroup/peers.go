@@ -2,8 +2,9 @@ package raftgroup
 
 import (
 	"fmt"
-	"net"
 	"strings"
+
+	"github.com/alluvium/alluvium/internal/client"
 )
 
 // Peer is one member of a raft group.
@@ -42,7 +43,7 @@ func ParsePeers(key string, entries []string) ([]Peer, error) {
 			return nil, fmt.Errorf("%s %q: want [id=]host:raftport|host:rpcport", key, e)
 		}
 		for _, a := range []string{raftAddr, rpcAddr} {
-			if !IsHostPort(a) {
+			if !client.IsHostPort(a) {
 				return nil, fmt.Errorf("%s %q: %q is not host:port", key, e, a)
 			}
 		}
@@ -57,13 +58,6 @@ func ParsePeers(key string, entries []string) ([]Peer, error) {
 		out = append(out, p)
 	}
 	return out, nil
-}
-
-// IsHostPort reports whether a is host:port with a port, as every peer
-// address must be.
-func IsHostPort(a string) bool {
-	_, port, err := net.SplitHostPort(a)
-	return err == nil && port != ""
 }
 
 // IDs joins the peers' ids for messages.
