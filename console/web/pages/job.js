@@ -38,6 +38,7 @@ export async function render(root, ctx) {
     } catch (e) {
       msg.replaceChildren(errorBox(e));
       cancel.disabled = false;
+      cancel.textContent = 'Cancel job';
     }
   });
   const facts = h('dl', { class: 'kv' });
