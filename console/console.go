@@ -200,6 +200,16 @@ func (c *Console) serveLogout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
 }
 
+// jobs returns the job-service client, or answers why there is none.
+func (c *Console) jobs(w http.ResponseWriter) (*sdk.Jobs, bool) {
+	j, err := c.c.Jobs()
+	if err != nil {
+		writeError(w, err)
+		return nil, false
+	}
+	return j, true
+}
+
 // writeJSON writes v compactly (pages of 100k-job clusters are read by
 // scripts, not people).
 func writeJSON(w http.ResponseWriter, code int, v any) {

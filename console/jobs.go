@@ -68,9 +68,8 @@ func (c *Console) apiJobs(w http.ResponseWriter, r *http.Request) {
 		}
 		o.PageSize = int32(n)
 	}
-	jobs, err := c.c.Jobs()
-	if err != nil {
-		writeError(w, err)
+	jobs, ok := c.jobs(w)
+	if !ok {
 		return
 	}
 	// The page and the count are two walks of the job master's B-tree; do
@@ -123,9 +122,8 @@ func (c *Console) apiJob(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	jobs, err := c.c.Jobs()
-	if err != nil {
-		writeError(w, err)
+	jobs, ok := c.jobs(w)
+	if !ok {
 		return
 	}
 	info, err := jobs.Get(ctx, id, true)
@@ -198,9 +196,8 @@ func (c *Console) apiSubmit(w http.ResponseWriter, r *http.Request) {
 	if len(req.Config) == 0 || string(req.Config) == "null" {
 		req.Config = json.RawMessage("{}")
 	}
-	jobs, err := c.c.Jobs()
-	if err != nil {
-		writeError(w, err)
+	jobs, ok := c.jobs(w)
+	if !ok {
 		return
 	}
 	var opts []sdk.SubmitOption
@@ -222,9 +219,8 @@ func (c *Console) apiCancel(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	jobs, err := c.c.Jobs()
-	if err != nil {
-		writeError(w, err)
+	jobs, ok := c.jobs(w)
+	if !ok {
 		return
 	}
 	if err := jobs.Cancel(ctx, id); err != nil {
@@ -248,9 +244,8 @@ func (c *Console) apiJobEvents(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	jobs, err := c.c.Jobs()
-	if err != nil {
-		writeError(w, err)
+	jobs, ok := c.jobs(w)
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -299,9 +294,8 @@ func (c *Console) apiJobsEvents(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "follow %q: want the newest job id shown (0: none)", q.Get("follow"))
 		return
 	}
-	jobs, err := c.c.Jobs()
-	if err != nil {
-		writeError(w, err)
+	jobs, ok := c.jobs(w)
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithCancel(ctx)

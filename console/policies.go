@@ -1,7 +1,6 @@
 package console
 
 import (
-	"encoding/json"
 	"net/http"
 	"regexp"
 	"slices"
@@ -12,41 +11,6 @@ import (
 	"github.com/alluvium/alluvium/internal/jobview"
 	"github.com/alluvium/alluvium/sdk"
 )
-
-// policyView is a cron policy as the page shows it.
-type policyView struct {
-	Name          string          `json:"name"`
-	Cron          string          `json:"cron"`
-	Plan          string          `json:"plan"`
-	Config        json.RawMessage `json:"config,omitempty"`
-	Enabled       bool            `json:"enabled"`
-	Overlap       string          `json:"overlap"`
-	CatchUp       bool            `json:"catchUp"`
-	CreatedMs     int64           `json:"createdMs"`
-	NextRunMs     int64           `json:"nextRunMs"`
-	LastRunMs     int64           `json:"lastRunMs"`
-	LastLaunchMs  int64           `json:"lastLaunchMs"`
-	LastJobID     int64           `json:"lastJobId"`
-	LastJobStatus string          `json:"lastJobStatus,omitempty"`
-	Runs          int64           `json:"runs"`
-	Skipped       int64           `json:"skipped"`
-	QueuedMs      int64           `json:"queuedMs,omitempty"`
-}
-
-func toPolicyView(p *sdk.Policy) policyView {
-	v := policyView{
-		Name: p.GetName(), Cron: p.GetCron(), Plan: p.GetPlan(), Enabled: p.GetEnabled(), Overlap: p.GetOverlap(),
-		CatchUp: p.GetCatchUp(), CreatedMs: p.GetCreatedMs(), NextRunMs: p.GetNextRunMs(), LastRunMs: p.GetLastRunMs(),
-		LastLaunchMs: p.GetLastLaunchMs(), LastJobID: p.GetLastJobId(), Runs: p.GetRuns(), Skipped: p.GetSkipped(), QueuedMs: p.GetQueuedMs(),
-	}
-	if p.GetLastJobId() != 0 {
-		v.LastJobStatus = jobview.Status(p.GetLastJobStatus())
-	}
-	if c := p.GetConfigJson(); c != "" && json.Valid([]byte(c)) {
-		v.Config = json.RawMessage(c)
-	}
-	return v
-}
 
 // GET /ui/api/policies
 func (c *Console) apiPolicies(w http.ResponseWriter, r *http.Request) {
@@ -61,9 +25,9 @@ func (c *Console) apiPolicies(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	out := []policyView{}
+	out := []jobview.Policy{}
 	for _, p := range ps {
-		out = append(out, toPolicyView(p))
+		out = append(out, jobview.FromPolicy(p))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"policies": out})
 }
@@ -97,7 +61,7 @@ func (c *Console) apiPolicyAction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toPolicyView(p))
+	writeJSON(w, http.StatusOK, jobview.FromPolicy(p))
 }
 
 // ---- pipelines ----
@@ -145,9 +109,8 @@ const (
 // jobs the user may see.
 func (c *Console) apiPipelines(w http.ResponseWriter, r *http.Request) {
 	ctx, _ := as(r)
-	jobs, err := c.c.Jobs()
-	if err != nil {
-		writeError(w, err)
+	jobs, ok := c.jobs(w)
+	if !ok {
 		return
 	}
 	runs := map[string]*pipelineRun{}

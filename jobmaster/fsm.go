@@ -532,19 +532,7 @@ func (x *tx) loseWorker(id int64, maxAttempts int32, reason string) bool {
 	nw.UpdatedMs = x.now
 	x.s.workers.ReplaceOrInsert(&nw)
 	x.ev.workers = append(x.ev.workers, id)
-	keys := make([]taskKey, 0, len(x.s.running[id]))
-	for k := range x.s.running[id] {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b taskKey) int {
-		if a.less(b) {
-			return -1
-		}
-		if b.less(a) {
-			return 1
-		}
-		return 0
-	})
+	keys := x.s.runningOn(id)
 	msg := fmt.Sprintf("%s (worker %d at %s)", reason, id, w.Address)
 	for _, k := range keys {
 		old := x.s.task(k)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -706,21 +705,8 @@ const maxWorkerTasks = 100
 // runningTasks lists the tasks worker runs, of the jobs the caller may
 // manage (a user sees only its own jobs' tasks), in job and task order.
 func runningTasks(ctx context.Context, st *state, worker int64) []*api.TaskInfo {
-	keys := make([]taskKey, 0, len(st.running[worker]))
-	for k := range st.running[worker] {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b taskKey) int {
-		if a.less(b) {
-			return -1
-		}
-		if b.less(a) {
-			return 1
-		}
-		return 0
-	})
 	var out []*api.TaskInfo
-	for _, k := range keys {
+	for _, k := range st.runningOn(worker) {
 		j, t := st.job(k.job), st.task(k)
 		if j == nil || t == nil || !mayManage(ctx, j.RunAs) {
 			continue

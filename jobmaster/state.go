@@ -205,6 +205,25 @@ func (s *state) markRunning(worker int64, k taskKey, on bool) {
 	}
 }
 
+// runningOn returns the keys of the tasks worker runs, in job and task
+// order.
+func (s *state) runningOn(worker int64) []taskKey {
+	keys := make([]taskKey, 0, len(s.running[worker]))
+	for k := range s.running[worker] {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b taskKey) int {
+		if a.less(b) {
+			return -1
+		}
+		if b.less(a) {
+			return 1
+		}
+		return 0
+	})
+	return keys
+}
+
 func (s *state) job(id int64) *jobRec {
 	j, _ := s.jobs.Get(&jobRec{ID: id})
 	return j

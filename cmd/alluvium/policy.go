@@ -148,7 +148,7 @@ waits at most), or allow it (it starts at once).`,
 			}
 			out := cmd.OutOrStdout()
 			if output == "json" {
-				return writeJSON(out, policyView(p))
+				return writeJSON(out, jobview.FromPolicy(p))
 			}
 			state := "next run " + fmtWhen(p.GetNextRunMs())
 			if !p.GetEnabled() {
@@ -267,51 +267,6 @@ func policiesClient(cmd *cobra.Command, g *globals) (*sdk.Client, *sdk.Policies,
 	return cl, ps, nil
 }
 
-// policyJSON is a policy as `policy ls --output json` prints it.
-type policyJSON struct {
-	Name             string          `json:"name"`
-	Cron             string          `json:"cron"`
-	Plan             string          `json:"plan"`
-	Config           json.RawMessage `json:"config"`
-	Enabled          bool            `json:"enabled"`
-	Overlap          string          `json:"overlap"`
-	CatchUp          bool            `json:"catchUp"`
-	CreatedMs        int64           `json:"createdMs"`
-	NextRunMs        int64           `json:"nextRunMs,omitempty"`
-	LastRunMs        int64           `json:"lastRunMs,omitempty"`
-	LastJobID        int64           `json:"lastJobId,omitempty"`
-	LastJobStatus    string          `json:"lastJobStatus,omitempty"`
-	Runs             int64           `json:"runs"`
-	Skipped          int64           `json:"skipped"`
-	QueuedMs         int64           `json:"queuedMs,omitempty"`
-	PendingRequestID string          `json:"pendingRequestId,omitempty"`
-}
-
-func policyView(p *sdk.Policy) policyJSON {
-	v := policyJSON{
-		Name: p.GetName(), Cron: p.GetCron(), Plan: p.GetPlan(), Enabled: p.GetEnabled(), Overlap: p.GetOverlap(),
-		CatchUp: p.GetCatchUp(), CreatedMs: p.GetCreatedMs(), NextRunMs: p.GetNextRunMs(), LastRunMs: p.GetLastRunMs(),
-		LastJobID: p.GetLastJobId(), Runs: p.GetRuns(), Skipped: p.GetSkipped(), QueuedMs: p.GetQueuedMs(),
-		PendingRequestID: p.GetPendingRequestId(),
-	}
-	if json.Valid([]byte(p.GetConfigJson())) {
-		v.Config = json.RawMessage(p.GetConfigJson())
-	}
-	v.LastJobStatus = lastJobStatus(p)
-	return v
-}
-
-// lastJobStatus: "" without a job, "GONE" once the job was compacted away.
-func lastJobStatus(p *sdk.Policy) string {
-	switch {
-	case p.GetLastJobId() == 0:
-		return ""
-	case p.GetLastJobStatus() == api.JobInfo_STATUS_UNSPECIFIED:
-		return "GONE"
-	}
-	return jobview.Status(p.GetLastJobStatus())
-}
-
 func policyWhat(p *sdk.Policy) string {
 	return jobWhat(&api.JobInfo{ConfigJson: p.GetConfigJson()})
 }
@@ -357,10 +312,10 @@ func newPolicyLsCmd(g *globals) *cobra.Command {
 			out := cmd.OutOrStdout()
 			if output == "json" {
 				v := struct {
-					Policies []policyJSON `json:"policies"`
-				}{Policies: []policyJSON{}}
+					Policies []jobview.Policy `json:"policies"`
+				}{Policies: []jobview.Policy{}}
 				for _, p := range list {
-					v.Policies = append(v.Policies, policyView(p))
+					v.Policies = append(v.Policies, jobview.FromPolicy(p))
 				}
 				return writeJSON(out, v)
 			}
@@ -390,7 +345,7 @@ func printPolicies(out io.Writer, list []*sdk.Policy) {
 		if p.GetQueuedMs() != 0 {
 			state += ", 1 queued"
 		}
-		last, st := "-", lastJobStatus(p)
+		last, st := "-", jobview.LastJobStatus(p)
 		if p.GetLastJobId() != 0 {
 			last = fmt.Sprint(p.GetLastJobId())
 		}

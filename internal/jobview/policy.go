@@ -1,0 +1,55 @@
+package jobview
+
+import (
+	"encoding/json"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// Policy is a cron policy as JSON: `alluvium policy ls --output json` and
+// the web console print it.
+type Policy struct {
+	Name             string          `json:"name"`
+	Cron             string          `json:"cron"`
+	Plan             string          `json:"plan"`
+	Config           json.RawMessage `json:"config"`
+	Enabled          bool            `json:"enabled"`
+	Overlap          string          `json:"overlap"`
+	CatchUp          bool            `json:"catchUp"`
+	CreatedMs        int64           `json:"createdMs"`
+	NextRunMs        int64           `json:"nextRunMs,omitempty"`
+	LastRunMs        int64           `json:"lastRunMs,omitempty"`
+	LastLaunchMs     int64           `json:"lastLaunchMs,omitempty"`
+	LastJobID        int64           `json:"lastJobId,omitempty"`
+	LastJobStatus    string          `json:"lastJobStatus,omitempty"`
+	Runs             int64           `json:"runs"`
+	Skipped          int64           `json:"skipped"`
+	QueuedMs         int64           `json:"queuedMs,omitempty"`
+	PendingRequestID string          `json:"pendingRequestId,omitempty"`
+}
+
+// FromPolicy converts a PolicyInfo.
+func FromPolicy(p *api.PolicyInfo) Policy {
+	v := Policy{
+		Name: p.GetName(), Cron: p.GetCron(), Plan: p.GetPlan(), Enabled: p.GetEnabled(), Overlap: p.GetOverlap(),
+		CatchUp: p.GetCatchUp(), CreatedMs: p.GetCreatedMs(), NextRunMs: p.GetNextRunMs(), LastRunMs: p.GetLastRunMs(),
+		LastLaunchMs: p.GetLastLaunchMs(), LastJobID: p.GetLastJobId(), Runs: p.GetRuns(), Skipped: p.GetSkipped(),
+		QueuedMs: p.GetQueuedMs(), PendingRequestID: p.GetPendingRequestId(), LastJobStatus: LastJobStatus(p),
+	}
+	if json.Valid([]byte(p.GetConfigJson())) {
+		v.Config = json.RawMessage(p.GetConfigJson())
+	}
+	return v
+}
+
+// LastJobStatus is the status of the policy's last job: "" without one,
+// "GONE" once the job was compacted away.
+func LastJobStatus(p *api.PolicyInfo) string {
+	switch {
+	case p.GetLastJobId() == 0:
+		return ""
+	case p.GetLastJobStatus() == api.JobInfo_STATUS_UNSPECIFIED:
+		return "GONE"
+	}
+	return Status(p.GetLastJobStatus())
+}
