@@ -16,6 +16,7 @@ import (
 // overview is the front page: who leads, workers, cache use, jobs.
 type overview struct {
 	FSMaster   fsMasterView   `json:"fsMaster"`
+	FSMasters  jobMastersView `json:"fsMasters"` // who leads the FS masters, and the group
 	JobMasters jobMastersView `json:"jobMasters"`
 	Workers    struct {
 		Live int `json:"live"`
@@ -37,11 +38,24 @@ type fsMasterView struct {
 	UFSRoot       string `json:"ufsRoot"`
 }
 
+// jobMastersView is a group of masters (job masters, or FS masters) and
+// who leads it.
 type jobMastersView struct {
-	LeaderID string          `json:"leaderId"`
-	Term     uint64          `json:"term"`
-	Commit   uint64          `json:"commitIndex"`
-	Servers  []jobMasterView `json:"servers"`
+	LeaderID      string          `json:"leaderId"`
+	LeaderAddress string          `json:"leaderAddress"`
+	Term          uint64          `json:"term"`
+	Commit        uint64          `json:"commitIndex"`
+	Servers       []jobMasterView `json:"servers"`
+}
+
+func groupView(l *api.GetLeaderResponse) jobMastersView {
+	v := jobMastersView{LeaderID: l.GetLeaderId(), LeaderAddress: l.GetLeaderRpcAddress(), Term: l.GetTerm(), Commit: l.GetCommitIndex(), Servers: []jobMasterView{}}
+	for _, s := range l.GetServers() {
+		v.Servers = append(v.Servers, jobMasterView{
+			ID: s.GetId(), Address: s.GetRpcAddress(), Raft: s.GetRaftAddress(), Suffrage: s.GetSuffrage(), Leader: s.GetLeader(),
+		})
+	}
+	return v
 }
 
 type jobMasterView struct {
@@ -77,7 +91,16 @@ func (c *Console) apiOverview(w http.ResponseWriter, r *http.Request) {
 		out.Errors = append(out.Errors, what+": "+err.Error())
 		mu.Unlock()
 	}
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		l, err := c.c.Masters(ctx)
+		if err != nil {
+			fail("FS masters", err)
+			return
+		}
+		out.FSMasters = groupView(l)
+	}()
 	go func() {
 		defer wg.Done()
 		info, err := c.c.MasterInfo(ctx)
@@ -107,12 +130,7 @@ func (c *Console) apiOverview(w http.ResponseWriter, r *http.Request) {
 				fail("job master", err)
 				return
 			}
-			out.JobMasters = jobMastersView{LeaderID: l.GetLeaderId(), Term: l.GetTerm(), Commit: l.GetCommitIndex()}
-			for _, s := range l.GetServers() {
-				out.JobMasters.Servers = append(out.JobMasters.Servers, jobMasterView{
-					ID: s.GetId(), Address: s.GetRpcAddress(), Raft: s.GetRaftAddress(), Suffrage: s.GetSuffrage(), Leader: s.GetLeader(),
-				})
-			}
+			out.JobMasters = groupView(l)
 		}()
 		hour := time.Now().Add(-time.Hour)
 		counts := map[string]sdk.ListJobsOptions{

@@ -218,6 +218,17 @@ func (c *Client) MasterInfo(ctx context.Context) (*api.GetMasterInfoResponse, er
 	return resp, err
 }
 
+// Masters says which FS master leads and lists the group (a single
+// master answers with itself).
+func (c *Client) Masters(ctx context.Context) (*api.GetLeaderResponse, error) {
+	var resp *api.GetLeaderResponse
+	err := c.call(ctx, "masters", "", true, func(ctx context.Context) (err error) {
+		resp, err = c.fs.GetLeader(ctx, &api.GetLeaderRequest{})
+		return err
+	})
+	return resp, err
+}
+
 // Checkpoint asks for a journal checkpoint now and returns its sequence.
 func (c *Client) Checkpoint(ctx context.Context) (*api.CheckpointResponse, error) {
 	var resp *api.CheckpointResponse

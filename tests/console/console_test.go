@@ -61,6 +61,10 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatalf("logged in as %q", who)
 		}
 		b.waitJS("overview shows 2 live workers", `document.querySelector('#ov-workers .stat a')?.textContent === '2'`, 20*time.Second)
+		b.waitJS("overview names the leading job master", `document.querySelector('#ov-jobmasters')?.textContent.includes('LEADER')`, 20*time.Second)
+		if fs := b.text("#ov-fsmaster"); !strings.Contains(fs, fmt.Sprint(c.PortBase)) {
+			t.Fatalf("overview's FS master card %q does not name the master at port %d", fs, c.PortBase)
+		}
 		// One console: the session made on the FS master's port is valid
 		// on the job master's.
 		b.run("open the job master's console", 20*time.Second, chromedp.Navigate(jmUI+"workers"), chromedp.WaitVisible(chromedp.CSS("#block-workers")))

@@ -37,20 +37,26 @@ export async function render(root) {
       h('div', { class: 'row' },
         h('div', { class: 'card', id: 'ov-fsmaster' }, h('h2', {}, 'FS master'),
           h('dl', { class: 'kv' },
-            h('dt', {}, 'Leader'), h('dd', { class: 'mono' }, fs.address || '–'),
+            h('dt', {}, 'Leader'), h('dd', { class: 'mono' }, (o.fsMasters && o.fsMasters.leaderAddress) || fs.address || '–'),
+            (o.fsMasters && o.fsMasters.servers.length > 1) ? [h('dt', {}, 'Group'), h('dd', {}, groupTable(o.fsMasters))] : null,
             h('dt', {}, 'Version'), h('dd', {}, fs.version || '–'),
             h('dt', {}, 'Up since'), h('dd', {}, when(fs.startedMs) + ' (' + ago(fs.startedMs) + ')'),
             h('dt', {}, 'Journal'), h('dd', {}, 'sequence ' + num(fs.journalSequence) + ', checkpoint at ' + num(fs.checkpointSequence) + (fs.checkpointMs ? ' (' + ago(fs.checkpointMs) + ')' : '')),
             h('dt', {}, 'Inodes'), h('dd', {}, num(fs.inodes)),
             h('dt', {}, 'Root UFS'), h('dd', { class: 'mono' }, fs.ufsRoot || '–'))),
-        h('div', { class: 'card', id: 'ov-jobmasters' }, h('h2', {}, 'Job masters (raft term ' + num(jm.term) + ')'),
-          h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Id'), h('th', {}, 'Address'), h('th', {}, 'Role'))),
-            h('tbody', {}, (jm.servers || []).map((s) => h('tr', {},
-              h('td', {}, s.id), h('td', { class: 'mono' }, s.address || s.raftAddress),
-              h('td', {}, s.leader ? h('span', { class: 'badge s-COMPLETED' }, 'LEADER') : h('span', { class: 'badge s-CANCELED' }, s.suffrage === 'Nonvoter' ? 'NONVOTER' : 'FOLLOWER'))))))),
+        h('div', { class: 'card', id: 'ov-jobmasters' }, h('h2', {}, 'Job masters (raft term ' + num(jm.term) + ')'), groupTable(jm)),
         h('div', { class: 'card', id: 'ov-tiers' }, h('h2', {}, 'Cache capacity (live workers)'),
           (o.tiers || []).length ? h('dl', { class: 'kv' }, (o.tiers || []).flatMap((t) => [h('dt', {}, t.tier), h('dd', {}, usageBar(t.used, t.capacity))]))
             : h('p', { class: 'muted' }, 'No live worker.'))));
+  }
+
+  // groupTable lists a group of masters with who leads.
+  function groupTable(g) {
+    return h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Id'), h('th', {}, 'Address'), h('th', {}, 'Role'))),
+      h('tbody', {}, (g.servers || []).map((s) => h('tr', {},
+        h('td', {}, s.id), h('td', { class: 'mono' }, s.address || s.raftAddress),
+        h('td', {}, s.leader ? h('span', { class: 'badge s-COMPLETED' }, 'LEADER')
+          : h('span', { class: 'badge s-CANCELED' }, /non/i.test(s.suffrage) ? 'NONVOTER' : 'FOLLOWER'))))));
   }
 
   async function refreshChart() {
