@@ -56,18 +56,6 @@ func TestSafeNext(t *testing.T) {
 	}
 }
 
-func TestModeString(t *testing.T) {
-	for _, c := range []struct {
-		dir  bool
-		mode uint32
-		want string
-	}{{true, 0o755, "drwxr-xr-x"}, {false, 0o644, "-rw-r--r--"}, {false, 0o600, "-rw-------"}, {false, 0o777, "-rwxrwxrwx"}} {
-		if got := modeString(c.dir, c.mode); got != c.want {
-			t.Errorf("modeString(%v, %o) = %s, want %s", c.dir, c.mode, got, c.want)
-		}
-	}
-}
-
 // The request ids of SDK pipeline jobs name the run, the step and the
 // attempt (with the pipeline's name since the console; without before).
 func TestSDKRequestID(t *testing.T) {

@@ -5,10 +5,9 @@ import (
 	"net/http"
 	"path"
 	"strconv"
-	"strings"
 	"time"
 
-	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/fileview"
 	"github.com/alluvium/alluvium/sdk"
 )
 
@@ -17,78 +16,12 @@ const (
 	maxFilesPage = 1000
 )
 
-// fileView is a file or directory as the browse page shows it.
-type fileView struct {
-	Path            string      `json:"path"`
-	Name            string      `json:"name"`
-	IsDir           bool        `json:"isDir"`
-	Length          int64       `json:"length"`
-	BlockSize       int64       `json:"blockSize,omitempty"`
-	Persistence     string      `json:"persistence"`
-	Persisted       bool        `json:"persisted"`
-	CachedPercent   int32       `json:"cachedPercent"`
-	InMemoryPercent int32       `json:"inMemoryPercent"`
-	Owner           string      `json:"owner"`
-	Group           string      `json:"group"`
-	Mode            string      `json:"mode"`
-	ModifiedMs      int64       `json:"modifiedMs"`
-	MountPoint      bool        `json:"mountPoint,omitempty"`
-	Pinned          bool        `json:"pinned,omitempty"`
-	Completed       bool        `json:"completed"`
-	UFSPath         string      `json:"ufsPath,omitempty"`
-	Blocks          []blockView `json:"blocks,omitempty"`
-}
-
-type blockView struct {
-	ID        int64          `json:"id"`
-	Index     int64          `json:"index"`
-	Offset    int64          `json:"offset"`
-	Length    int64          `json:"length"`
-	Locations []locationView `json:"locations"`
-}
-
-type locationView struct {
-	WorkerID int64  `json:"workerId"`
-	Address  string `json:"address"`
-	Tier     string `json:"tier"`
-}
-
-func toFileView(i *sdk.FileInfo) fileView {
-	v := fileView{
-		Path: i.GetPath(), Name: i.GetName(), IsDir: i.GetFolder(), Length: i.GetLength(), BlockSize: i.GetBlockSizeBytes(),
-		Persistence: strings.TrimPrefix(i.GetPersistenceState().String(), "PERSISTENCE_"), Persisted: i.GetPersistenceState() == api.PersistenceState_PERSISTED,
-		CachedPercent: i.GetCachedPercent(), InMemoryPercent: i.GetInMemoryPercent(), Owner: i.GetOwner(), Group: i.GetGroup(),
-		Mode: modeString(i.GetFolder(), i.GetMode()), ModifiedMs: i.GetLastModificationTimeMs(), MountPoint: i.GetMountPoint(),
-		Pinned: i.GetPinned(), Completed: i.GetCompleted(), UFSPath: i.GetUfsPath(),
-	}
-	if v.Name == "" {
-		v.Name = path.Base(v.Path)
-	}
-	for _, fb := range i.GetFileBlockInfos() {
-		b := fb.GetBlockInfo()
-		bv := blockView{ID: b.GetBlockId(), Index: api.BlockIndex(b.GetBlockId()), Offset: fb.GetOffset(), Length: b.GetLength(), Locations: []locationView{}}
-		for _, l := range b.GetLocations() {
-			bv.Locations = append(bv.Locations, locationView{
-				WorkerID: l.GetWorkerId(), Address: hostPort(l.GetAddress().GetHost(), l.GetAddress().GetRpcPort()), Tier: l.GetTier(),
-			})
-		}
-		v.Blocks = append(v.Blocks, bv)
-	}
-	return v
-}
-
-// modeString renders POSIX mode bits as ls does (drwxr-xr-x).
-func modeString(dir bool, mode uint32) string {
-	b := []byte("-rwxrwxrwx")
-	if dir {
-		b[0] = 'd'
-	}
-	for i := 0; i < 9; i++ {
-		if mode&(1<<uint(8-i)) == 0 {
-			b[i+1] = '-'
-		}
-	}
-	return string(b)
+// listed is a directory's child as the browse page lists it: without its
+// blocks (the file's own page has them, with their locations).
+func listed(i *sdk.FileInfo) fileview.File {
+	f := fileview.FromInfo(i)
+	f.Blocks = nil
+	return f
 }
 
 // GET /ui/api/files?path=P&after=NAME&size=N: P's status (a file's with
@@ -116,10 +49,10 @@ func (c *Console) apiFiles(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := struct {
-		Info     fileView   `json:"info"`
-		Children []fileView `json:"children"`
-		Next     string     `json:"next,omitempty"`
-	}{Info: toFileView(info), Children: []fileView{}}
+		Info     fileview.File   `json:"info"`
+		Children []fileview.File `json:"children"`
+		Next     string          `json:"next,omitempty"`
+	}{Info: fileview.FromInfo(info), Children: []fileview.File{}}
 	if info.GetFolder() {
 		n := 0
 		for ch, err := range c.c.ListFrom(ctx, p, sdk.ListFromOptions{After: q.Get("after"), PageSize: int32(size + 1)}) {
@@ -131,7 +64,7 @@ func (c *Console) apiFiles(w http.ResponseWriter, r *http.Request) {
 				out.Next = out.Children[len(out.Children)-1].Name
 				break
 			}
-			out.Children = append(out.Children, toFileView(ch))
+			out.Children = append(out.Children, listed(ch))
 			n++
 		}
 	}

@@ -30,10 +30,10 @@ export async function render(root, ctx) {
         tbody.append(h('tr', { dataset: { path: c.path } },
           h('td', { class: 'mono' }, h('a', { href, 'data-nav': '' }, c.name + (c.isDir ? '/' : ''))),
           h('td', { class: 'num' }, c.isDir ? '' : bytes(c.length)),
-          h('td', {}, badge(c.persistence)),
+          h('td', {}, badge(state(c))),
           h('td', {}, c.isDir ? '' : cachedBar(c)),
-          h('td', { class: 'mono' }, c.mode), h('td', {}, c.owner + ':' + c.group),
-          h('td', { class: 'nowrap' }, ago(c.modifiedMs))));
+          h('td', { class: 'mono' }, mode(c)), h('td', {}, c.owner + ':' + c.group),
+          h('td', { class: 'nowrap' }, ago(c.lastModificationTimeMs))));
       }
     };
     add(d.children);
@@ -60,23 +60,34 @@ export async function render(root, ctx) {
       h('div', { class: 'card' }, h('h2', {}, info.name),
         h('dl', { class: 'kv', id: 'file-info' },
           h('dt', {}, 'Size'), h('dd', {}, bytes(info.length) + ' (' + num(info.length) + ' bytes)'),
-          h('dt', {}, 'Block size'), h('dd', {}, bytes(info.blockSize)),
-          h('dt', {}, 'Persistence'), h('dd', {}, badge(info.persistence)),
+          h('dt', {}, 'Block size'), h('dd', {}, bytes(info.blockSizeBytes)),
+          h('dt', {}, 'Persistence'), h('dd', {}, badge(state(info))),
           h('dt', {}, 'Cached'), h('dd', {}, cachedBar(info)),
           h('dt', {}, 'UFS'), h('dd', { class: 'mono' }, info.ufsPath || '–'),
-          h('dt', {}, 'Owner'), h('dd', {}, info.owner + ':' + info.group + ' ' + info.mode),
-          h('dt', {}, 'Modified'), h('dd', {}, new Date(info.modifiedMs).toLocaleString()),
+          h('dt', {}, 'Owner'), h('dd', {}, info.owner + ':' + info.group + ' ' + mode(info)),
+          h('dt', {}, 'Modified'), h('dd', {}, new Date(info.lastModificationTimeMs).toLocaleString()),
           h('dt', {}, 'Pinned'), h('dd', {}, info.pinned ? 'yes' : 'no')),
         h('p', {}, h('a', { class: 'button', id: 'download', href: '/ui/api/download?path=' + encodeURIComponent(info.path), download: info.name }, 'Download')))),
     h('div', { class: 'card' }, h('h2', {}, 'Blocks and where they live'),
       (info.blocks || []).length ? h('div', { class: 'table-wrap' }, h('table', { id: 'blocks' },
         h('thead', {}, h('tr', {}, h('th', { class: 'num' }, 'Index'), h('th', {}, 'Block id'), h('th', { class: 'num' }, 'Offset'), h('th', { class: 'num' }, 'Length'), h('th', {}, 'Cached on (worker, tier)'))),
         h('tbody', {}, info.blocks.map((b) => h('tr', {},
-          h('td', { class: 'num' }, b.index), h('td', { class: 'mono' }, b.id), h('td', { class: 'num' }, bytes(b.offset)), h('td', { class: 'num' }, bytes(b.length)),
-          h('td', { class: 'block-locations' }, b.locations.length ? b.locations.map((l) => h('span', { class: 'loc mono', dataset: { worker: l.address } }, l.address + ' ' + l.tier))
+          h('td', { class: 'num' }, info.blockSizeBytes ? Math.round(b.offset / info.blockSizeBytes) : 0), h('td', { class: 'mono' }, b.id), h('td', { class: 'num' }, bytes(b.offset)), h('td', { class: 'num' }, bytes(b.length)),
+          h('td', { class: 'block-locations' }, b.locations.length ? b.locations.map((l) => h('span', { class: 'loc mono', dataset: { worker: l.host + ':' + l.rpcPort } }, l.host + ':' + l.rpcPort + ' ' + l.tier))
             : h('span', { class: 'muted' }, 'not cached (read from the UFS)')))))))
         : h('p', { class: 'muted' }, 'No blocks.')));
   return null;
+}
+
+// state is a file's persistence state without the enum's prefix.
+function state(f) { return (f.persistenceState || '').replace(/^PERSISTENCE_STATE_/, ''); }
+
+// mode renders the file's mode bits (octal in the JSON) as ls does.
+function mode(f) {
+  const m = parseInt(f.mode, 8) || 0;
+  let s = f.isDir ? 'd' : '-';
+  for (let i = 8; i >= 0; i--) s += (m & (1 << i)) ? 'rwx'[(8 - i) % 3] : '-';
+  return s;
 }
 
 function cachedBar(f) {
