@@ -123,6 +123,13 @@ func (f *fill) wait(ctx context.Context) error {
 	return err
 }
 
+// fillsRunning is how many blocks are being cached from the UFS now.
+func (w *Worker) fillsRunning() int {
+	w.fillMu.Lock()
+	defer w.fillMu.Unlock()
+	return len(w.fills)
+}
+
 // startFill returns the running fill of block id, starting one when the
 // block is neither cached nor being filled. cached is true when the block
 // is already in the store.

@@ -15,7 +15,7 @@ type metrics struct {
 	bytesUFSWritten prometheus.Counter
 }
 
-func newMetrics(reg *prometheus.Registry, store *Store) *metrics {
+func newMetrics(reg *prometheus.Registry, store *Store, fills func() int) *metrics {
 	read := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "alluvium_worker_bytes_read_total",
 		Help: "Bytes served to clients, by source: cache (stream from a tier), ufs (read through on a miss), shortcircuit (leased to a local client).",
@@ -44,6 +44,9 @@ func newMetrics(reg *prometheus.Registry, store *Store) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "alluvium_worker_blocks", Help: "Blocks cached.",
 		}, func() float64 { return float64(store.Count()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "alluvium_worker_fills_running", Help: "Blocks being cached from the UFS now.",
+		}, func() float64 { return float64(fills()) }),
 		tierCollector{store},
 	)
 	return m

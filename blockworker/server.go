@@ -134,7 +134,7 @@ func New(cfg *config.Config, log *zap.Logger) (*Worker, error) {
 	w.link.onCmd = w.removeBlocks
 	store.SetListener(w.link)
 	w.http = rpc.NewHTTPServerWith(so, w.healthy)
-	w.metrics = newMetrics(w.http.Registry, store)
+	w.metrics = newMetrics(w.http.Registry, store, w.fillsRunning)
 	return w, nil
 }
 

@@ -57,8 +57,16 @@ func TestTTLExpiry(t *testing.T) {
 	blk := api.BlockID(hot.FileId, 0)
 	must(tm.blocks.CommitBlock(ctx, &api.CommitBlockRequest{WorkerId: reg.WorkerId, BlockId: blk, Length: 1000, Tier: "MEM"}))
 
-	// Not persisted, it is not freed (its only copy is the cache)...
-	time.Sleep(500 * time.Millisecond)
+	// Not persisted, it is not freed (its only copy is the cache): the
+	// checker, once it has looked at it, says so...
+	testutil.Eventually(t, 10*time.Second, func() error {
+		for _, e := range tm.logs.FilterMessage("ttl expired; acting on it failed").All() {
+			if e.ContextMap()["path"] == "/warm/hot" {
+				return nil
+			}
+		}
+		return fmt.Errorf("the TTL checker has not looked at /warm/hot yet")
+	})
 	if st := must(tm.fs.GetStatus(ctx, &api.GetStatusRequest{Path: "/warm/hot"})).Info; st.CachedPercent != 100 || st.Ttl == 0 {
 		t.Fatalf("an unpersisted file was freed by its TTL: %d%% cached, ttl %d", st.CachedPercent, st.Ttl)
 	}

@@ -76,11 +76,15 @@ func TestPeersGrowAndShrink(t *testing.T) {
 	_, err := c.client(0).RemovePeer(ctx, &api.RemovePeerRequest{Id: "n0"})
 	wantStatus(t, err, codes.FailedPrecondition, "remove of the only member")
 
-	// A joiner waits: it never elects itself.
+	// A joiner waits: it holds no raft configuration — so it cannot even
+	// vote for itself, let alone lead — and no state.
 	a := c.join("j1")
-	time.Sleep(500 * time.Millisecond)
-	if c.servers[a].IsLeader() || c.servers[a].fsm.Job(id) != nil {
-		t.Fatal("a joining node must wait to be added, not lead or hold state")
+	cf := c.servers[a].raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(cf.Configuration().Servers); n != 0 || c.servers[a].IsLeader() || c.servers[a].fsm.Job(id) != nil {
+		t.Fatalf("a joining node must wait to be added, not lead or hold state: %d servers in its configuration", n)
 	}
 	b := c.join("j2")
 	// A node that does not answer, or answers as someone else, is never

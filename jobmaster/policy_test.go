@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -243,15 +245,12 @@ func TestPolicyDecide(t *testing.T) {
 			t.Errorf("%s: scheduled %v missed %d, want %v and %d", c.name, d.scheduled, d.missed, at(c.sched), c.missed)
 		}
 	}
-	// A month of an every-second schedule missed is found quickly.
+	// A month of an every-second schedule missed: the latest run is found
+	// (without walking 2.6 million due times: see maxDueScan).
 	every, _ := parseCron("* * * * * *")
-	start := time.Now()
 	d := decide(every, &api.PolicyInfo{CursorMs: base.UnixMilli(), CatchUp: true}, base.Add(30*24*time.Hour+500*time.Millisecond), false)
 	if d.kind != L || !d.scheduled.Equal(base.Add(30*24*time.Hour)) || d.missed < maxDueScan-1 {
 		t.Fatalf("a month missed: %+v", d)
-	}
-	if took := time.Since(start); took > time.Second {
-		t.Fatalf("deciding a month missed took %s", took)
 	}
 }
 
@@ -330,6 +329,50 @@ func checkOnePerRun(t *testing.T, jobs []*api.JobInfo) {
 	}
 }
 
+// runMs is the scheduled time a policy job's request id names
+// (policy/<name>/<created>/<ms>), and false for a run-now job.
+func runMs(t *testing.T, j *api.JobInfo) (int64, bool) {
+	t.Helper()
+	parts := strings.Split(j.RequestId, "/")
+	if len(parts) != 4 || parts[0] != "policy" {
+		t.Fatalf("job %d: request id %q is not a policy run's", j.Id, j.RequestId)
+	}
+	if strings.HasPrefix(parts[3], "now-") {
+		return 0, false
+	}
+	ms, err := strconv.ParseInt(parts[3], 10, 64)
+	if err != nil {
+		t.Fatalf("job %d: request id %q: %v", j.Id, j.RequestId, err)
+	}
+	return ms, true
+}
+
+// waitRun waits until policy name has a scheduled run at a time after ms,
+// and returns that time.
+func waitRun(t *testing.T, cl api.JobMasterClient, name string, after int64) int64 {
+	t.Helper()
+	var at int64
+	deadline := time.Now().Add(30 * time.Second)
+	for at == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("policy %s ran for no time after %s", name, time.UnixMilli(after).Format("15:04:05.000"))
+		}
+		for _, j := range policyJobs(t, cl, name) {
+			if ms, ok := runMs(t, j); ok && ms > after {
+				at = ms
+			}
+		}
+		time.Sleep(20 * time.Millisecond) // polling the job list, within deadline
+	}
+	return at
+}
+
+// TestPolicyFiresEverySecond checks the scheduler's decisions by the runs'
+// scheduled times (in their request ids), not by counting jobs in a window
+// of wall-clock time. A second policy, zz-clock, fires every second beside
+// tick: the scheduler looks at the policies in name order, so once
+// zz-clock has its run for second S, the pass that made it has decided
+// tick's run for S — the event that says a due time has come and gone.
 func TestPolicyFiresEverySecond(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, 1, nil)
@@ -337,38 +380,59 @@ func TestPolicyFiresEverySecond(t *testing.T) {
 	c.addWorker(2)
 	cl := c.client(c.index(l))
 	tag := uniqueTag(t)
-	// Start on a second boundary so the window holds a known number of runs.
-	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 100*time.Millisecond)))
-	// overlap allow and no tasks: this counts the scheduler's runs, whatever
-	// the jobs' speed on a loaded machine.
-	p := addTestPolicy(t, cl, "tick", "* * * * * *", testConfig{Tasks: 0, Tag: tag}, func(p *api.PolicyInfo) { p.Overlap = overlapAllow })
+	// overlap allow and no tasks: the jobs' speed on a loaded machine does
+	// not change which runs are launched.
+	allow := func(p *api.PolicyInfo) { p.Overlap = overlapAllow }
+	p := addTestPolicy(t, cl, "tick", "* * * * * *", testConfig{Tasks: 0, Tag: tag}, allow)
 	if p.NextRunMs == 0 || p.Overlap != overlapAllow || !p.Enabled {
 		t.Fatalf("added: %v", p)
 	}
-	start := time.Now()
-	time.Sleep(4 * time.Second)
-	got := len(policyJobs(t, cl, "tick"))
-	want := int(time.Since(start) / time.Second)
-	if got < want-1 || got > want+1 {
-		t.Fatalf("%d runs in %s, want %d±1", got, time.Since(start), want)
-	}
-	// Paused: no more runs.
+	addTestPolicy(t, cl, "zz-clock", "* * * * * *", testConfig{Tasks: 0, Tag: tag}, allow)
 	ctx := context.Background()
+
+	// Three runs; then, paused, every second from the first to the last is
+	// a run or counted as missed (a scheduler starved past a second), and
+	// no run was launched before its time.
+	waitRun(t, cl, "tick", waitRun(t, cl, "tick", waitRun(t, cl, "tick", 0)))
 	if _, err := cl.SetPolicyEnabled(ctx, &api.SetPolicyEnabledRequest{Name: "tick", Enabled: false}); err != nil {
 		t.Fatal(err)
 	}
-	paused := len(policyJobs(t, cl, "tick"))
-	time.Sleep(2500 * time.Millisecond)
-	if n := len(policyJobs(t, cl, "tick")); n != paused {
-		t.Fatalf("paused policy ran: %d → %d", paused, n)
+	pausedMs := time.Now().UnixMilli()
+	resp, err := cl.ListPolicies(ctx, &api.ListPoliciesRequest{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Resumed: runs again, without catching up the paused time.
+	var skipped int64
+	for _, p := range resp.Policies {
+		if p.Name == "tick" {
+			skipped = p.Skipped
+		}
+	}
+	var runs []int64
+	for _, j := range policyJobs(t, cl, "tick") {
+		ms, _ := runMs(t, j)
+		if j.CreatedMs < ms {
+			t.Errorf("job %d for the run at %d was created early, at %d", j.Id, ms, j.CreatedMs)
+		}
+		runs = append(runs, ms)
+	}
+	sort.Slice(runs, func(a, b int) bool { return runs[a] < runs[b] })
+	if gaps := (runs[len(runs)-1]-runs[0])/1000 + 1 - int64(len(runs)); len(runs) < 3 || runs[0]%1000 != 0 || gaps > skipped {
+		t.Fatalf("runs at %v, %d counted as missed: want whole seconds, each one run or missed", runs, skipped)
+	}
+
+	// Paused: a second comes and goes (zz-clock runs for it) and tick has
+	// no run for it; resumed, it runs again without catching up the pause.
+	waitRun(t, cl, "zz-clock", pausedMs)
+	resumeMs := time.Now().UnixMilli()
 	if _, err := cl.SetPolicyEnabled(ctx, &api.SetPolicyEnabledRequest{Name: "tick", Enabled: true}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2500 * time.Millisecond)
-	if n := len(policyJobs(t, cl, "tick")); n < paused+1 || n > paused+4 {
-		t.Fatalf("resumed: %d → %d runs in 2.5s", paused, n)
+	waitRun(t, cl, "tick", resumeMs)
+	for _, j := range policyJobs(t, cl, "tick") {
+		if ms, ok := runMs(t, j); ok && ms > pausedMs && ms <= resumeMs {
+			t.Fatalf("paused policy ran for %d (paused %d..%d)", ms, pausedMs, resumeMs)
+		}
 	}
 	// Run now, and the list shows it as the last job.
 	rn, err := cl.RunPolicyNow(ctx, &api.RunPolicyNowRequest{Name: "tick"})
@@ -378,15 +442,17 @@ func TestPolicyFiresEverySecond(t *testing.T) {
 	if j := waitJob(t, cl, rn.JobId, 10*time.Second); j.Policy != "tick" || j.Status != api.JobInfo_COMPLETED {
 		t.Fatalf("run-now job: %v", j)
 	}
-	// Removed: no more runs.
+	// Removed: a second comes and goes and tick has no run for it.
 	if _, err := cl.RemovePolicy(ctx, &api.RemovePolicyRequest{Name: "tick"}); err != nil {
 		t.Fatal(err)
 	}
-	removed := len(policyJobs(t, cl, "tick"))
-	time.Sleep(2 * time.Second)
+	removedMs := time.Now().UnixMilli()
+	waitRun(t, cl, "zz-clock", removedMs)
 	jobs := policyJobs(t, cl, "tick")
-	if len(jobs) != removed {
-		t.Fatalf("removed policy ran: %d → %d", removed, len(jobs))
+	for _, j := range jobs {
+		if ms, ok := runMs(t, j); ok && ms > removedMs {
+			t.Fatalf("removed policy ran for %d (removed by %d)", ms, removedMs)
+		}
 	}
 	checkOnePerRun(t, jobs)
 	if _, err := cl.RemovePolicy(ctx, &api.RemovePolicyRequest{Name: "tick"}); status.Code(err) != codes.NotFound {
@@ -426,7 +492,9 @@ func TestPolicyAddRefusesBadInput(t *testing.T) {
 	}
 }
 
-// --overlap skip: while a slow job runs, due runs are skipped.
+// --overlap skip: while a slow job runs, due runs are skipped; queue: one
+// waits and starts when the job ends; allow: jobs run at once. Checked on
+// the jobs' own times, not on how many fit in a window.
 func TestPolicyOverlap(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, 1, nil)
@@ -437,54 +505,63 @@ func TestPolicyOverlap(t *testing.T) {
 	addTestPolicy(t, cl, "skip", "* * * * * *", testConfig{Tasks: 1, SleepMs: 2500, Tag: tag}, nil)
 	addTestPolicy(t, cl, "queue", "* * * * * *", testConfig{Tasks: 1, SleepMs: 2500, Tag: tag}, func(p *api.PolicyInfo) { p.Overlap = overlapQueue })
 	addTestPolicy(t, cl, "allow", "* * * * * *", testConfig{Tasks: 1, SleepMs: 2500, Tag: tag}, func(p *api.PolicyInfo) { p.Overlap = overlapAllow })
-	time.Sleep(4 * time.Second)
 	ctx := context.Background()
-	resp, err := cl.ListPolicies(ctx, &api.ListPoliciesRequest{})
-	if err != nil {
-		t.Fatal(err)
+	policy := func(name string) *api.PolicyInfo {
+		resp, err := cl.ListPolicies(ctx, &api.ListPoliciesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range resp.Policies {
+			if p.Name == name {
+				return p
+			}
+		}
+		t.Fatalf("no policy %s", name)
+		return nil
 	}
-	for _, p := range resp.Policies {
-		jobs := policyJobs(t, cl, p.Name)
-		checkOnePerRun(t, jobs)
+	// The events: skip has skipped a run, queue has started its second
+	// job, allow has two jobs running at once.
+	allowOverlapped := false
+	deadline := time.Now().Add(60 * time.Second)
+	for {
 		running := 0
-		for _, j := range jobs {
+		for _, j := range policyJobs(t, cl, "allow") {
 			if !terminalJob(j.Status) {
 				running++
 			}
 		}
-		switch p.Name {
-		case "skip":
-			// ~4 runs due, each job takes 2.5 s: 2 launched, the rest skipped.
-			if len(jobs) < 1 || len(jobs) > 2 || p.Skipped < 1 || running > 1 {
-				t.Errorf("skip: %d jobs (%d running), %d skipped", len(jobs), running, p.Skipped)
-			}
-		case "queue":
-			if len(jobs) < 1 || len(jobs) > 2 || running > 1 || (len(jobs) < 2 && p.QueuedMs == 0) {
-				t.Errorf("queue: %d jobs (%d running), queued %d", len(jobs), running, p.QueuedMs)
-			}
-		case "allow":
-			if len(jobs) < 3 || running < 2 {
-				t.Errorf("allow: %d jobs, %d running at once", len(jobs), running)
-			}
-		}
-	}
-	// The queued run starts as soon as the previous job ends.
-	q := policyJobs(t, cl, "queue")
-	first := waitJob(t, cl, q[0].Id, 10*time.Second)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		q = policyJobs(t, cl, "queue")
-		if len(q) >= 2 {
+		allowOverlapped = allowOverlapped || running >= 2
+		if allowOverlapped && policy("skip").Skipped >= 1 && len(policyJobs(t, cl, "queue")) >= 2 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the queued run did not start after the job ended")
+			t.Fatalf("after 60s: allow ran two at once %v, skip skipped %d, queue has %d jobs",
+				allowOverlapped, policy("skip").Skipped, len(policyJobs(t, cl, "queue")))
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // polling the jobs, within deadline
 	}
-	if d := time.Duration(q[1].CreatedMs-first.FinishedMs) * time.Millisecond; d > time.Second {
-		t.Fatalf("the queued run started %s after the job ended", d)
+	// skip and queue never run two jobs at once: each starts after the one
+	// before has ended.
+	for _, name := range []string{"skip", "queue"} {
+		jobs := policyJobs(t, cl, name)
+		checkOnePerRun(t, jobs)
+		sort.Slice(jobs, func(a, b int) bool { return jobs[a].CreatedMs < jobs[b].CreatedMs })
+		for i := 1; i < len(jobs); i++ {
+			prev := waitJob(t, cl, jobs[i-1].Id, 10*time.Second)
+			if jobs[i].CreatedMs < prev.FinishedMs {
+				t.Errorf("%s: job %d created at %d while job %d ran (until %d)", name, jobs[i].Id, jobs[i].CreatedMs, prev.Id, prev.FinishedMs)
+			}
+		}
 	}
+	// The queue's second job is a run that fell due while the first ran
+	// (it came from the queue, not from a later tick of the schedule).
+	q := policyJobs(t, cl, "queue")
+	sort.Slice(q, func(a, b int) bool { return q[a].CreatedMs < q[b].CreatedMs })
+	first := waitJob(t, cl, q[0].Id, 10*time.Second)
+	if ms, _ := runMs(t, q[1]); ms >= first.FinishedMs {
+		t.Fatalf("queue: the second job is the run at %d, due after the first ended (%d): nothing was queued", ms, first.FinishedMs)
+	}
+	checkOnePerRun(t, policyJobs(t, cl, "allow"))
 }
 
 // A launch recorded in raft whose job the old leader never submitted is
@@ -542,9 +619,15 @@ func TestPolicyPendingLaunchSurvivesFailover(t *testing.T) {
 	if got.PendingRequestId != "" || got.LastJobId != jobs[0].Id || got.Runs != 1 || got.LastJobStatus != api.JobInfo_COMPLETED {
 		t.Fatalf("policy after failover: %v", got)
 	}
-	time.Sleep(300 * time.Millisecond)
-	if n := len(policyJobs(t, ncl, "p")); n != 1 {
-		t.Fatalf("%d jobs for one launch", n)
+	// run-now takes the scheduler's lock: once it returns, any pass of the
+	// new leader's scheduler under way has ended. Two jobs then: the
+	// failover's and run-now's — not a second one for the one launch.
+	rn, err := ncl.RunPolicyNow(context.Background(), &api.RunPolicyNowRequest{Name: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jobs := policyJobs(t, ncl, "p"); len(jobs) != 2 || jobs[0].RequestId != rid && jobs[1].RequestId != rid {
+		t.Fatalf("jobs %v after run-now (job %d): want the launch's and run-now's", jobs, rn.JobId)
 	}
 }
 
@@ -577,7 +660,7 @@ func TestPolicyCatchUpAfterRestart(t *testing.T) {
 			s := start()
 			cc := dialT(t, s.RPCAddr())
 			addTestPolicy(t, cc, "p", "* * * * * *", testConfig{Tasks: 0}, func(p *api.PolicyInfo) { p.CatchUp = catchUp })
-			time.Sleep(1500 * time.Millisecond)
+			waitRun(t, cc, "p", 0)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if err := s.Stop(ctx); err != nil {
@@ -586,7 +669,10 @@ func TestPolicyCatchUpAfterRestart(t *testing.T) {
 			stopMs := time.Now().UnixMilli()
 			var before *api.PolicyInfo
 			s.fsm.view(func(st *state) { before = st.policy("p") })
-			time.Sleep(4 * time.Second) // ~4 runs missed
+			// The outage: four due times pass with no job master up (a
+			// wait for the clock the schedule runs on, not for an event).
+			time.Sleep(time.Until(time.UnixMilli(stopMs).Truncate(time.Second).Add(4*time.Second + 100*time.Millisecond)))
+			restartMs := time.Now().UnixMilli()
 			s = start()
 			defer s.Stop(ctx)
 			// The window of missed runs ends when the new leader is up, not
@@ -620,13 +706,23 @@ func TestPolicyCatchUpAfterRestart(t *testing.T) {
 			// Without catch-up only a run due within misfireGrace of the
 			// restart may still run (it is merely late).
 			graceOK := len(during) == 0 || len(during) == 1 && during[0] >= leaderMs-misfireGrace.Milliseconds()
-			// With catch-up, the one run is the latest missed (within a second
-			// or two of the new leader), not the first (4 s before).
-			if catchUp && (len(during) != 1 || during[0] < leaderMs-2500) || !catchUp && !graceOK {
-				t.Fatalf("catch-up %v: runs due while down %v (down %d..%d), want the latest only with catch-up", catchUp, during, stopMs, leaderMs)
+			// With catch-up, the one run is the latest missed: the scheduler
+			// decided no sooner than the restart, so it is no earlier than the
+			// last whole second before it — not the first missed.
+			latestDue := restartMs / 1000 * 1000
+			if catchUp && (len(during) != 1 || during[0] < latestDue) || !catchUp && !graceOK {
+				t.Fatalf("catch-up %v: runs due while down %v (down %d..%d, restarted %d), want the latest only with catch-up", catchUp, during, stopMs, leaderMs, restartMs)
 			}
-			if after.Skipped-before.Skipped < 3 {
-				t.Fatalf("skipped %d → %d: the missed runs were not counted", before.Skipped, after.Skipped)
+			// Every due time between the last run before the stop and the
+			// first after is counted as missed.
+			var firstAfter int64
+			for _, j := range policyJobs(t, cc, "p") {
+				if ms, ok := runMs(t, j); ok && ms > before.CursorMs && (firstAfter == 0 || ms < firstAfter) {
+					firstAfter = ms
+				}
+			}
+			if want := (firstAfter-before.CursorMs)/1000 - 1; after.Skipped-before.Skipped < want || want < 3 {
+				t.Fatalf("skipped %d → %d; %d due times passed between the runs at %d and %d", before.Skipped, after.Skipped, want, before.CursorMs, firstAfter)
 			}
 		})
 	}

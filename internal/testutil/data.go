@@ -56,9 +56,17 @@ func SortedKeys[V any](m map[string]V) []string {
 
 // Metrics reads every Prometheus series from the /metrics of an http
 // address (host:port), keyed by name plus {labels} as printed.
-func Metrics(addr string) (map[string]float64, error) {
+func Metrics(addr string) (map[string]float64, error) { return MetricsWithToken(addr, ClusterToken()) }
+
+// MetricsWithToken is Metrics of a process run with its own token.
+func MetricsWithToken(addr, token string) (map[string]float64, error) {
 	url := "http://" + addr + "/metrics"
-	resp, err := HTTPGet(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -5,10 +5,8 @@ package policy
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -21,120 +19,32 @@ import (
 	"github.com/alluvium/alluvium/sdk"
 )
 
-const blockSize = 1 << 20
-
+// cluster is testutil.Cluster with this suite's policy helpers.
 type cluster struct {
-	t      *testing.T
-	bin    string
-	base   int
-	home   string
-	ufsDir string
-	env    []string
-	jms    []*testutil.Process
-	jmRPC  []string
-	client *sdk.Client
-	jobs   *sdk.Jobs
+	*testutil.Cluster
+	t *testing.T
 }
 
-// Ports under the base: FS master P, P+1; worker P+20..; job master i at
-// P+60+10i (rpc +3, http +4, raft +5).
-func jmBase(base, i int) int { return base + 60 + 10*i }
-
+// startCluster starts an FS master, a worker and jobMasters job masters
+// (one Raft group).
 func startCluster(t *testing.T, jobMasters int) *cluster {
 	t.Helper()
-	c := &cluster{t: t, bin: testutil.Binary(t), base: testutil.PortBase(t), home: t.TempDir()}
-	c.ufsDir = filepath.Join(c.home, "ufs")
-	if err := os.MkdirAll(c.ufsDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	master := fmt.Sprintf("localhost:%d", c.base)
-	var peers []string
-	for i := 0; i < jobMasters; i++ {
-		b := jmBase(c.base, i)
-		c.jmRPC = append(c.jmRPC, fmt.Sprintf("localhost:%d", b+3))
-		peers = append(peers, fmt.Sprintf("jm%d=localhost:%d|localhost:%d", i, b+5, b+3))
-	}
-	c.env = []string{
-		"ALLUVIUM_MASTER=" + master,
-		"ALLUVIUM_JOB_MASTER=" + strings.Join(c.jmRPC, ","),
-		"GORACE=atexit_sleep_ms=0",
-		"ALLUVIUM_FSMASTER_WORKER_TIMEOUT=3s",
-		"ALLUVIUM_FSMASTER_WORKER_HEARTBEAT_INTERVAL=200ms",
-		"ALLUVIUM_FSMASTER_USER_BLOCK_SIZE=" + fmt.Sprint(blockSize),
-		"ALLUVIUM_JOBMASTER_WORKER_TIMEOUT=2s",
-		"ALLUVIUM_JOBMASTER_WORKER_HEARTBEAT_INTERVAL=200ms",
-		"ALLUVIUM_JOBMASTER_RAFT_HEARTBEAT_TIMEOUT=300ms",
-		"ALLUVIUM_JOBMASTER_RAFT_ELECTION_TIMEOUT=300ms",
-		"ALLUVIUM_JOBWORKER_PROGRESS_INTERVAL=200ms",
-	}
-	fsm := testutil.Start(t, "fsmaster", c.bin, c.env, "fsmaster", "--home", filepath.Join(c.home, "master"),
-		"--port-base", fmt.Sprint(c.base), "--ufs", "file://"+c.ufsDir)
-	fsm.WaitLog("fsmaster ready", 30*time.Second)
-	for i := 0; i < jobMasters; i++ {
-		args := []string{"jobmaster", "--home", filepath.Join(c.home, fmt.Sprintf("jm%d", i)),
-			"--port-base", fmt.Sprint(jmBase(c.base, i)), "--master", master}
-		if jobMasters > 1 {
-			args = append(args, "--node-id", fmt.Sprintf("jm%d", i), "--peers", strings.Join(peers, ","))
-		}
-		p := testutil.Start(t, fmt.Sprintf("jobmaster%d", i), c.bin, c.env, args...)
-		c.jms = append(c.jms, p)
-	}
-	for _, p := range c.jms {
-		p.WaitLog("jobmaster ready", 30*time.Second)
-	}
-	dir := filepath.Join(c.home, "worker0")
-	w := testutil.Start(t, "worker0", c.bin, c.env, "worker", "--home", dir, "--port-base", fmt.Sprint(c.base),
-		"--index", "0", "--master", master, "--job-master", strings.Join(c.jmRPC, ","))
-	w.WaitLog("worker ready", 30*time.Second)
-	cl, err := sdk.Dial(context.Background(), sdk.WithMaster(master), sdk.WithJobMasters(c.jmRPC...), sdk.WithTimeout(20*time.Second), sdk.WithToken(testutil.ClusterToken()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	c.client = cl
-	if c.jobs, err = cl.Jobs(); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, 30*time.Second, func() error {
-		ws, err := c.jobs.Workers(context.Background())
-		if err != nil {
-			return err
-		}
-		for _, w := range ws {
-			if w.GetState() == api.WorkerState_LIVE {
-				return nil
-			}
-		}
-		return fmt.Errorf("no live job worker")
-	})
-	return c
+	return &cluster{Cluster: testutil.StartCluster(t, testutil.ClusterOptions{Workers: 1, JobMasters: jobMasters}), t: t}
 }
 
 func (c *cluster) file(rel string, n int) {
 	c.t.Helper()
-	p := filepath.Join(c.ufsDir, rel)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		c.t.Fatal(err)
-	}
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		c.t.Fatal(err)
-	}
+	c.UFSTree(filepath.Dir(rel), map[string]int{filepath.Base(rel): n})
 }
 
 func (c *cluster) cli(args ...string) (stdout, stderr string, code int) {
 	c.t.Helper()
-	return testutil.Run(c.t, c.bin, c.env, args...)
+	return c.CLI(args...)
 }
 
 func (c *cluster) mustCLI(args ...string) string {
 	c.t.Helper()
-	out, errOut, code := c.cli(args...)
-	if code != 0 {
-		c.t.Fatalf("alluvium %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
-	}
-	return out
+	return c.MustCLI(args...)
 }
 
 // policyJSON: the fields of `policy ls --output json` the tests read.
@@ -173,7 +83,7 @@ func (c *cluster) policies() map[string]policyJSON {
 func (c *cluster) policyJobs(name string) []*api.JobInfo {
 	c.t.Helper()
 	var out []*api.JobInfo
-	for j, err := range c.jobs.List(context.Background(), sdk.ListJobsOptions{PageSize: 500}) {
+	for j, err := range c.Jobs.List(context.Background(), sdk.ListJobsOptions{PageSize: 500}) {
 		if err != nil {
 			c.t.Fatal(err)
 		}
@@ -185,27 +95,47 @@ func (c *cluster) policyJobs(name string) []*api.JobInfo {
 }
 
 // scheduledMs reads the run's scheduled time from its job's request id
-// (policy/<name>/<created>/<scheduled ms>).
-func scheduledMs(t *testing.T, j *api.JobInfo) int64 {
+// (policy/<name>/<created>/<scheduled ms>); false for a run-now job
+// (policy/<name>/<created>/now-<ms>).
+func scheduledMs(t *testing.T, j *api.JobInfo) (int64, bool) {
 	t.Helper()
 	parts := strings.Split(j.GetRequestId(), "/")
-	ms, err := strconv.ParseInt(parts[len(parts)-1], 10, 64)
-	if len(parts) != 4 || parts[0] != "policy" || err != nil {
-		t.Fatalf("job %d: request id %q is not a scheduled policy run", j.GetId(), j.GetRequestId())
+	if len(parts) != 4 || parts[0] != "policy" {
+		t.Fatalf("job %d: request id %q is not a policy run's", j.GetId(), j.GetRequestId())
 	}
-	return ms
+	if strings.HasPrefix(parts[3], "now-") {
+		return 0, false
+	}
+	ms, err := strconv.ParseInt(parts[3], 10, 64)
+	if err != nil {
+		t.Fatalf("job %d: request id %q: %v", j.GetId(), j.GetRequestId(), err)
+	}
+	return ms, true
 }
 
-// waitSecondBoundary sleeps until just after the next whole second, so a
-// window of whole seconds holds a known number of runs.
-func waitSecondBoundary() {
-	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 150*time.Millisecond)))
+// waitRun waits until policy name has a job for a run scheduled after ms
+// and returns the latest such run's time.
+func (c *cluster) waitRun(name string, after int64) int64 {
+	c.t.Helper()
+	var at int64
+	testutil.Eventually(c.t, 30*time.Second, func() error {
+		for _, j := range c.policyJobs(name) {
+			if ms, ok := scheduledMs(c.t, j); ok && ms > after {
+				at = max(at, ms)
+			}
+		}
+		if at == 0 {
+			return fmt.Errorf("policy %s has no run after %s", name, time.UnixMilli(after).Format("15:04:05.000"))
+		}
+		return nil
+	})
+	return at
 }
 
 func TestPolicies(t *testing.T) {
 	c := startCluster(t, 3)
 	c.file("small/a.txt", 4096)
-	c.file("slow/big.bin", 6*blockSize)
+	c.file("slow/big.bin", 6*testutil.BlockSize)
 
 	t.Run("bad input is refused and nothing is stored", func(t *testing.T) {
 		for _, args := range [][]string{
@@ -245,22 +175,20 @@ func TestPolicies(t *testing.T) {
 	})
 
 	t.Run("seconds schedule fires as often as it should; pause, resume, rm", func(t *testing.T) {
-		waitSecondBoundary()
-		// overlap allow: this counts the scheduler's runs, whatever the
-		// jobs' speed on a loaded machine.
+		// Checked by the runs' scheduled times, not by counting jobs in a
+		// window of wall-clock time. zz-clock fires every second beside
+		// tick; the scheduler looks at the policies in name order, so once
+		// zz-clock has its run for second S, the pass that made it has
+		// decided tick's run for S: the event that a due time came and went.
+		// overlap allow: the jobs' speed does not change which runs happen.
 		out := c.mustCLI("policy", "add", "tick", "--cron", "* * * * * *", "--overlap", "allow", "load", "/small")
-		start := time.Now()
 		if !strings.Contains(out, "Added policy tick") {
 			t.Fatalf("add: %s", out)
 		}
-		time.Sleep(5 * time.Second)
-		n := len(c.policyJobs("tick"))
-		want := int(time.Since(start) / time.Second)
-		if n < want-1 || n > want+1 {
-			t.Fatalf("%d runs in %s, want %d±1", n, time.Since(start).Round(time.Millisecond), want)
-		}
+		c.mustCLI("policy", "add", "zz-clock", "--cron", "* * * * * *", "--overlap", "allow", "load", "/small")
+		c.waitRun("tick", c.waitRun("tick", c.waitRun("tick", 0)))
 		p := c.policies()["tick"]
-		if !p.Enabled || p.Runs < int64(n) || p.LastJobID == 0 || p.NextRunMs == 0 || p.Overlap != "allow" || !p.CatchUp {
+		if !p.Enabled || p.Runs < 3 || p.LastJobID == 0 || p.NextRunMs == 0 || p.Overlap != "allow" || !p.CatchUp {
 			t.Fatalf("policy ls: %+v", p)
 		}
 		// ls in text shows the columns a user looks for.
@@ -268,23 +196,22 @@ func TestPolicies(t *testing.T) {
 			t.Fatalf("policy ls:\n%s", txt)
 		}
 
+		// Paused: a second comes and goes, tick has no run for it.
 		c.mustCLI("policy", "pause", "tick")
-		time.Sleep(300 * time.Millisecond) // a run launched as we paused lands
-		paused := len(c.policyJobs("tick"))
-		time.Sleep(2500 * time.Millisecond)
-		if n := len(c.policyJobs("tick")); n != paused {
-			t.Fatalf("paused policy ran: %d → %d jobs", paused, n)
-		}
+		pausedMs := time.Now().UnixMilli()
 		if p := c.policies()["tick"]; p.Enabled || p.NextRunMs != 0 {
 			t.Fatalf("paused: %+v", p)
 		}
-
-		waitSecondBoundary()
+		c.waitRun("zz-clock", pausedMs)
+		// Resumed: it runs again, without catching up the paused seconds.
+		resumeMs := time.Now().UnixMilli()
 		c.mustCLI("policy", "resume", "tick")
-		time.Sleep(3 * time.Second)
-		// ~3 runs; none for the paused seconds.
-		if n := len(c.policyJobs("tick")); n < paused+2 || n > paused+4 {
-			t.Fatalf("resumed: %d → %d jobs in 3s", paused, n)
+		c.waitRun("tick", resumeMs)
+		for _, j := range c.policyJobs("tick") {
+			if ms, ok := scheduledMs(t, j); ok && ms > pausedMs && ms <= resumeMs {
+				t.Fatalf("tick ran for %s while paused (%s..%s)", time.UnixMilli(ms).Format("15:04:05.000"),
+					time.UnixMilli(pausedMs).Format("15:04:05.000"), time.UnixMilli(resumeMs).Format("15:04:05.000"))
+			}
 		}
 
 		out = c.mustCLI("policy", "run-now", "tick", "--wait")
@@ -292,12 +219,14 @@ func TestPolicies(t *testing.T) {
 			t.Fatalf("run-now --wait: %s", out)
 		}
 
+		// Removed: a second comes and goes, tick has no run for it.
 		c.mustCLI("policy", "rm", "tick")
-		time.Sleep(300 * time.Millisecond)
-		removed := len(c.policyJobs("tick"))
-		time.Sleep(2 * time.Second)
-		if n := len(c.policyJobs("tick")); n != removed {
-			t.Fatalf("removed policy ran: %d → %d jobs", removed, n)
+		removedMs := time.Now().UnixMilli()
+		c.waitRun("zz-clock", removedMs)
+		for _, j := range c.policyJobs("tick") {
+			if ms, ok := scheduledMs(t, j); ok && ms > removedMs {
+				t.Fatalf("removed policy ran for %s", time.UnixMilli(ms).Format("15:04:05.000"))
+			}
 		}
 		if _, ok := c.policies()["tick"]; ok {
 			t.Fatal("removed policy still listed")
@@ -315,6 +244,7 @@ func TestPolicies(t *testing.T) {
 			}
 			seen[j.GetRequestId()] = true
 		}
+		c.mustCLI("policy", "rm", "zz-clock")
 	})
 
 	t.Run("overlap skip: no second job while a slow one runs", func(t *testing.T) {
@@ -332,7 +262,7 @@ func TestPolicies(t *testing.T) {
 		})
 		for {
 			js := c.policyJobs("slow")
-			j, err := c.jobs.Get(context.Background(), first.GetId(), false)
+			j, err := c.Jobs.Get(context.Background(), first.GetId(), false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -373,32 +303,18 @@ func TestPolicies(t *testing.T) {
 			}
 			return nil
 		})
-		var leader struct {
-			LeaderID string `json:"leaderId"`
-		}
-		if err := json.Unmarshal([]byte(c.mustCLI("job", "leader", "--output", "json")), &leader); err != nil {
-			t.Fatal(err)
-		}
-		dead := -1
-		for i := range c.jms {
-			if leader.LeaderID == fmt.Sprintf("jm%d", i) {
-				dead = i
-			}
-		}
-		if dead < 0 {
-			t.Fatalf("leader %q is not one of ours", leader.LeaderID)
-		}
+		dead, _ := c.JobMasterLeader(-1) // the leader as it is now
 		const led = "job master is the leader"
 		before := map[int]int{}
-		for i, p := range c.jms {
+		for i, p := range c.JobMasters {
 			before[i] = strings.Count(p.Log(), led)
 		}
-		c.jms[dead].Kill()
+		c.JobMasters[dead].Kill()
 		killed := time.Now()
 		// The new leader logs it once its loops (the scheduler too) run.
 		var established time.Time
 		testutil.Eventually(t, 20*time.Second, func() error {
-			for i, p := range c.jms {
+			for i, p := range c.JobMasters {
 				if i != dead && strings.Count(p.Log(), led) > before[i] {
 					established = time.Now()
 					return nil
@@ -406,13 +322,17 @@ func TestPolicies(t *testing.T) {
 			}
 			return fmt.Errorf("no new leader yet")
 		})
-		time.Sleep(6 * time.Second)
-		end := time.Now().Add(-time.Second)
+		// Two runs due after the new leader was up (an event, not a wait):
+		// every due time up to the later one has been decided.
+		end := c.waitRun("two", c.waitRun("two", established.UnixMilli()))
 		jobs := c.policyJobs("two")
 		runs := map[int64]int{}
 		var slots []int64
 		for _, j := range jobs {
-			ms := scheduledMs(t, j)
+			ms, ok := scheduledMs(t, j)
+			if !ok {
+				continue
+			}
 			if runs[ms]++; runs[ms] > 1 {
 				t.Fatalf("run at %s launched twice", time.UnixMilli(ms).Format("15:04:05.000"))
 			}
@@ -430,7 +350,7 @@ func TestPolicies(t *testing.T) {
 			}
 		}
 		var latestBefore int64
-		for s := slots[0]; s <= end.UnixMilli(); s += 2000 {
+		for s := slots[0]; s <= end; s += 2000 {
 			switch {
 			case s <= killed.Add(-500*time.Millisecond).UnixMilli():
 				must(s, "before the kill")

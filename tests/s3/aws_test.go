@@ -145,27 +145,24 @@ func testAWS(t *testing.T, c *cluster, aws string, env []string, bucket string, 
 		}
 		return nil
 	})
-	// (A free reaches the worker on its next heartbeat; a load that runs
-	// before that finds the block still there, and the late free then
-	// drops it. So load until the bytes stay cached.)
-	testutil.Eventually(t, 30*time.Second, func() error {
-		var job jobJSON
-		if err := json.Unmarshal([]byte(c.alluvium(t, "job", "submit", "load", "/"+bucket+"/up", "--wait", "--output", "json")), &job); err != nil {
-			return err
-		}
-		if job.Status != "COMPLETED" {
-			t.Fatalf("load job %+v", job)
-		}
-		time.Sleep(time.Second)
-		var st fileJSON
-		if err := json.Unmarshal([]byte(c.alluvium(t, "fs", "stat", "/"+bucket+"/up/big.bin", "--output", "json")), &st); err != nil {
-			return err
-		}
-		if st.CachedPercent != 100 {
-			return fmt.Errorf("after the load job big.bin is %d%% cached", st.CachedPercent)
-		}
-		return nil
-	})
+	// A free reaches the worker on its next heartbeat; a load that ran
+	// before that would find the block still there and the late free would
+	// then drop it. So wait for the worker to have dropped them.
+	c.waitWorkerSettled(t)
+	var job jobJSON
+	if err := json.Unmarshal([]byte(c.alluvium(t, "job", "submit", "load", "/"+bucket+"/up", "--wait", "--output", "json")), &job); err != nil {
+		t.Fatal(err)
+	}
+	if job.Status != "COMPLETED" {
+		t.Fatalf("load job %+v", job)
+	}
+	var loaded fileJSON
+	if err := json.Unmarshal([]byte(c.alluvium(t, "fs", "stat", "/"+bucket+"/up/big.bin", "--output", "json")), &loaded); err != nil {
+		t.Fatal(err)
+	}
+	if loaded.CachedPercent != 100 {
+		t.Fatalf("after the load job big.bin is %d%% cached", loaded.CachedPercent)
+	}
 
 	// sync up and down; a second sync has nothing to do.
 	tree := t.TempDir()

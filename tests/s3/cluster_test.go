@@ -7,6 +7,7 @@ package s3
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/testutil"
 )
 
@@ -28,6 +30,8 @@ type cluster struct {
 	s3Host string // 127.0.0.1:P+7
 	rest   string
 	cliEnv []string // for the alluvium CLI
+	// workerHTTP is the (one) worker's http address (/metrics).
+	workerHTTP string
 }
 
 func startLocal(t *testing.T) *cluster {
@@ -45,6 +49,8 @@ func startLocal(t *testing.T) *cluster {
 	c.s3Host = fmt.Sprintf("127.0.0.1:%d", base+7)
 	c.s3 = "http://" + c.s3Host
 	c.rest = fmt.Sprintf("http://127.0.0.1:%d", base+6)
+	_, whttp, _ := config.WorkerPorts(base, 0)
+	c.workerHTTP = fmt.Sprintf("127.0.0.1:%d", whttp)
 	c.cliEnv = []string{fmt.Sprintf("ALLUVIUM_MASTER=localhost:%d", base), fmt.Sprintf("ALLUVIUM_JOB_MASTER=localhost:%d", base+3),
 		"ALLUVIUM_TOKEN=" + token}
 	return c
@@ -154,4 +160,34 @@ func fileSHA(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return testutil.SHA256(b)
+}
+
+// waitWorkerSettled waits until the worker holds exactly the blocks the FS
+// master places on it (fsadmin report): a free the master has recorded
+// has then reached the worker, which drops the blocks on its next
+// heartbeat.
+func (c *cluster) waitWorkerSettled(t *testing.T) {
+	t.Helper()
+	testutil.Eventually(t, 20*time.Second, func() error {
+		var r struct {
+			Workers []struct {
+				Blocks int64 `json:"blocks"`
+			} `json:"workers"`
+		}
+		if err := json.Unmarshal([]byte(c.alluvium(t, "fsadmin", "report", "--output", "json")), &r); err != nil {
+			return err
+		}
+		var want int64
+		for _, w := range r.Workers {
+			want += w.Blocks
+		}
+		m, err := testutil.MetricsWithToken(c.workerHTTP, token)
+		if err != nil {
+			return err
+		}
+		if have, ok := m["alluvium_worker_blocks"]; !ok || int64(have) != want {
+			return fmt.Errorf("the worker holds %v blocks, the FS master places %d on it", have, want)
+		}
+		return nil
+	})
 }
