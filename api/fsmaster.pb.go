@@ -67,7 +67,7 @@ func (x WorkerCommand_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WorkerCommand_Type.Descriptor instead.
 func (WorkerCommand_Type) EnumDescriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{35, 0}
+	return file_fsmaster_proto_rawDescGZIP(), []int{37, 0}
 }
 
 type CreateDirectoryRequest struct {
@@ -1735,8 +1735,16 @@ type GetMasterInfoResponse struct {
 	Capacity               []*TierUsage           `protobuf:"bytes,11,rep,name=capacity,proto3" json:"capacity,omitempty"` // summed over live workers, per tier
 	UfsRootMountId         int64                  `protobuf:"varint,12,opt,name=ufs_root_mount_id,json=ufsRootMountId,proto3" json:"ufs_root_mount_id,omitempty"`
 	UfsRoot                string                 `protobuf:"bytes,13,opt,name=ufs_root,json=ufsRoot,proto3" json:"ufs_root,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	JournalType            string                 `protobuf:"bytes,14,opt,name=journal_type,json=journalType,proto3" json:"journal_type,omitempty"` // local or embedded
+	// Embedded journal: this master's raft id, its role (LEADER, FOLLOWER,
+	// NONVOTER, CANDIDATE), the last raft entry its state holds and the
+	// group's commit index as it knows it.
+	NodeId        string `protobuf:"bytes,15,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Role          string `protobuf:"bytes,16,opt,name=role,proto3" json:"role,omitempty"`
+	AppliedIndex  uint64 `protobuf:"varint,17,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	CommitIndex   uint64 `protobuf:"varint,18,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetMasterInfoResponse) Reset() {
@@ -1860,6 +1868,163 @@ func (x *GetMasterInfoResponse) GetUfsRoot() string {
 	return ""
 }
 
+func (x *GetMasterInfoResponse) GetJournalType() string {
+	if x != nil {
+		return x.JournalType
+	}
+	return ""
+}
+
+func (x *GetMasterInfoResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *GetMasterInfoResponse) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *GetMasterInfoResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *GetMasterInfoResponse) GetCommitIndex() uint64 {
+	if x != nil {
+		return x.CommitIndex
+	}
+	return 0
+}
+
+type GetCheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MinSequence   int64                  `protobuf:"varint,1,opt,name=min_sequence,json=minSequence,proto3" json:"min_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCheckpointRequest) Reset() {
+	*x = GetCheckpointRequest{}
+	mi := &file_fsmaster_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCheckpointRequest) ProtoMessage() {}
+
+func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetCheckpointRequest) GetMinSequence() int64 {
+	if x != nil {
+		return x.MinSequence
+	}
+	return 0
+}
+
+// GetCheckpointResponse: the first message names the checkpoint, every
+// message carries the next bytes of its file.
+type GetCheckpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sequence      int64                  `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	RaftIndex     uint64                 `protobuf:"varint,2,opt,name=raft_index,json=raftIndex,proto3" json:"raft_index,omitempty"`
+	RaftTerm      uint64                 `protobuf:"varint,3,opt,name=raft_term,json=raftTerm,proto3" json:"raft_term,omitempty"`
+	Size          int64                  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	Data          []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCheckpointResponse) Reset() {
+	*x = GetCheckpointResponse{}
+	mi := &file_fsmaster_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCheckpointResponse) ProtoMessage() {}
+
+func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*GetCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GetCheckpointResponse) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *GetCheckpointResponse) GetRaftIndex() uint64 {
+	if x != nil {
+		return x.RaftIndex
+	}
+	return 0
+}
+
+func (x *GetCheckpointResponse) GetRaftTerm() uint64 {
+	if x != nil {
+		return x.RaftTerm
+	}
+	return 0
+}
+
+func (x *GetCheckpointResponse) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *GetCheckpointResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type CheckpointRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1868,7 +2033,7 @@ type CheckpointRequest struct {
 
 func (x *CheckpointRequest) Reset() {
 	*x = CheckpointRequest{}
-	mi := &file_fsmaster_proto_msgTypes[29]
+	mi := &file_fsmaster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1880,7 +2045,7 @@ func (x *CheckpointRequest) String() string {
 func (*CheckpointRequest) ProtoMessage() {}
 
 func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[29]
+	mi := &file_fsmaster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1893,7 +2058,7 @@ func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{29}
+	return file_fsmaster_proto_rawDescGZIP(), []int{31}
 }
 
 type CheckpointResponse struct {
@@ -1906,7 +2071,7 @@ type CheckpointResponse struct {
 
 func (x *CheckpointResponse) Reset() {
 	*x = CheckpointResponse{}
-	mi := &file_fsmaster_proto_msgTypes[30]
+	mi := &file_fsmaster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1918,7 +2083,7 @@ func (x *CheckpointResponse) String() string {
 func (*CheckpointResponse) ProtoMessage() {}
 
 func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[30]
+	mi := &file_fsmaster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1931,7 +2096,7 @@ func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{30}
+	return file_fsmaster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CheckpointResponse) GetSequence() int64 {
@@ -1959,7 +2124,7 @@ type BlockReport struct {
 
 func (x *BlockReport) Reset() {
 	*x = BlockReport{}
-	mi := &file_fsmaster_proto_msgTypes[31]
+	mi := &file_fsmaster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1971,7 +2136,7 @@ func (x *BlockReport) String() string {
 func (*BlockReport) ProtoMessage() {}
 
 func (x *BlockReport) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[31]
+	mi := &file_fsmaster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1984,7 +2149,7 @@ func (x *BlockReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockReport.ProtoReflect.Descriptor instead.
 func (*BlockReport) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{31}
+	return file_fsmaster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *BlockReport) GetBlockId() int64 {
@@ -2019,7 +2184,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_fsmaster_proto_msgTypes[32]
+	mi := &file_fsmaster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2031,7 +2196,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[32]
+	mi := &file_fsmaster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2044,7 +2209,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{32}
+	return file_fsmaster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RegisterWorkerRequest) GetAddress() *WorkerNetAddress {
@@ -2078,7 +2243,7 @@ type RegisterWorkerResponse struct {
 
 func (x *RegisterWorkerResponse) Reset() {
 	*x = RegisterWorkerResponse{}
-	mi := &file_fsmaster_proto_msgTypes[33]
+	mi := &file_fsmaster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2090,7 +2255,7 @@ func (x *RegisterWorkerResponse) String() string {
 func (*RegisterWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[33]
+	mi := &file_fsmaster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2103,7 +2268,7 @@ func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{33}
+	return file_fsmaster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RegisterWorkerResponse) GetWorkerId() int64 {
@@ -2132,7 +2297,7 @@ type WorkerHeartbeatRequest struct {
 
 func (x *WorkerHeartbeatRequest) Reset() {
 	*x = WorkerHeartbeatRequest{}
-	mi := &file_fsmaster_proto_msgTypes[34]
+	mi := &file_fsmaster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2144,7 +2309,7 @@ func (x *WorkerHeartbeatRequest) String() string {
 func (*WorkerHeartbeatRequest) ProtoMessage() {}
 
 func (x *WorkerHeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[34]
+	mi := &file_fsmaster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2157,7 +2322,7 @@ func (x *WorkerHeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerHeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*WorkerHeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{34}
+	return file_fsmaster_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WorkerHeartbeatRequest) GetWorkerId() int64 {
@@ -2198,7 +2363,7 @@ type WorkerCommand struct {
 
 func (x *WorkerCommand) Reset() {
 	*x = WorkerCommand{}
-	mi := &file_fsmaster_proto_msgTypes[35]
+	mi := &file_fsmaster_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2210,7 +2375,7 @@ func (x *WorkerCommand) String() string {
 func (*WorkerCommand) ProtoMessage() {}
 
 func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[35]
+	mi := &file_fsmaster_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2223,7 +2388,7 @@ func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerCommand.ProtoReflect.Descriptor instead.
 func (*WorkerCommand) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{35}
+	return file_fsmaster_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WorkerCommand) GetType() WorkerCommand_Type {
@@ -2249,7 +2414,7 @@ type WorkerHeartbeatResponse struct {
 
 func (x *WorkerHeartbeatResponse) Reset() {
 	*x = WorkerHeartbeatResponse{}
-	mi := &file_fsmaster_proto_msgTypes[36]
+	mi := &file_fsmaster_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2261,7 +2426,7 @@ func (x *WorkerHeartbeatResponse) String() string {
 func (*WorkerHeartbeatResponse) ProtoMessage() {}
 
 func (x *WorkerHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[36]
+	mi := &file_fsmaster_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2274,7 +2439,7 @@ func (x *WorkerHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*WorkerHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{36}
+	return file_fsmaster_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *WorkerHeartbeatResponse) GetCommands() []*WorkerCommand {
@@ -2296,7 +2461,7 @@ type CommitBlockRequest struct {
 
 func (x *CommitBlockRequest) Reset() {
 	*x = CommitBlockRequest{}
-	mi := &file_fsmaster_proto_msgTypes[37]
+	mi := &file_fsmaster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2308,7 +2473,7 @@ func (x *CommitBlockRequest) String() string {
 func (*CommitBlockRequest) ProtoMessage() {}
 
 func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[37]
+	mi := &file_fsmaster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2321,7 +2486,7 @@ func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockRequest.ProtoReflect.Descriptor instead.
 func (*CommitBlockRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{37}
+	return file_fsmaster_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CommitBlockRequest) GetWorkerId() int64 {
@@ -2360,7 +2525,7 @@ type CommitBlockResponse struct {
 
 func (x *CommitBlockResponse) Reset() {
 	*x = CommitBlockResponse{}
-	mi := &file_fsmaster_proto_msgTypes[38]
+	mi := &file_fsmaster_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2372,7 +2537,7 @@ func (x *CommitBlockResponse) String() string {
 func (*CommitBlockResponse) ProtoMessage() {}
 
 func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[38]
+	mi := &file_fsmaster_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2385,7 +2550,7 @@ func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockResponse.ProtoReflect.Descriptor instead.
 func (*CommitBlockResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{38}
+	return file_fsmaster_proto_rawDescGZIP(), []int{40}
 }
 
 type CommitBlocksRequest struct {
@@ -2398,7 +2563,7 @@ type CommitBlocksRequest struct {
 
 func (x *CommitBlocksRequest) Reset() {
 	*x = CommitBlocksRequest{}
-	mi := &file_fsmaster_proto_msgTypes[39]
+	mi := &file_fsmaster_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2410,7 +2575,7 @@ func (x *CommitBlocksRequest) String() string {
 func (*CommitBlocksRequest) ProtoMessage() {}
 
 func (x *CommitBlocksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[39]
+	mi := &file_fsmaster_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2423,7 +2588,7 @@ func (x *CommitBlocksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlocksRequest.ProtoReflect.Descriptor instead.
 func (*CommitBlocksRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{39}
+	return file_fsmaster_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CommitBlocksRequest) GetWorkerId() int64 {
@@ -2450,7 +2615,7 @@ type CommitBlocksResponse struct {
 
 func (x *CommitBlocksResponse) Reset() {
 	*x = CommitBlocksResponse{}
-	mi := &file_fsmaster_proto_msgTypes[40]
+	mi := &file_fsmaster_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2462,7 +2627,7 @@ func (x *CommitBlocksResponse) String() string {
 func (*CommitBlocksResponse) ProtoMessage() {}
 
 func (x *CommitBlocksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[40]
+	mi := &file_fsmaster_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2475,7 +2640,7 @@ func (x *CommitBlocksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlocksResponse.ProtoReflect.Descriptor instead.
 func (*CommitBlocksResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{40}
+	return file_fsmaster_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CommitBlocksResponse) GetCommitted() int32 {
@@ -2500,7 +2665,7 @@ type GetWorkerInfoListRequest struct {
 
 func (x *GetWorkerInfoListRequest) Reset() {
 	*x = GetWorkerInfoListRequest{}
-	mi := &file_fsmaster_proto_msgTypes[41]
+	mi := &file_fsmaster_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2512,7 +2677,7 @@ func (x *GetWorkerInfoListRequest) String() string {
 func (*GetWorkerInfoListRequest) ProtoMessage() {}
 
 func (x *GetWorkerInfoListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[41]
+	mi := &file_fsmaster_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2525,7 +2690,7 @@ func (x *GetWorkerInfoListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkerInfoListRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkerInfoListRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{41}
+	return file_fsmaster_proto_rawDescGZIP(), []int{43}
 }
 
 type GetWorkerInfoListResponse struct {
@@ -2537,7 +2702,7 @@ type GetWorkerInfoListResponse struct {
 
 func (x *GetWorkerInfoListResponse) Reset() {
 	*x = GetWorkerInfoListResponse{}
-	mi := &file_fsmaster_proto_msgTypes[42]
+	mi := &file_fsmaster_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2549,7 +2714,7 @@ func (x *GetWorkerInfoListResponse) String() string {
 func (*GetWorkerInfoListResponse) ProtoMessage() {}
 
 func (x *GetWorkerInfoListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[42]
+	mi := &file_fsmaster_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2562,7 +2727,7 @@ func (x *GetWorkerInfoListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkerInfoListResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkerInfoListResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{42}
+	return file_fsmaster_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetWorkerInfoListResponse) GetWorkers() []*WorkerInfo {
@@ -2581,7 +2746,7 @@ type GetBlockInfoRequest struct {
 
 func (x *GetBlockInfoRequest) Reset() {
 	*x = GetBlockInfoRequest{}
-	mi := &file_fsmaster_proto_msgTypes[43]
+	mi := &file_fsmaster_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2593,7 +2758,7 @@ func (x *GetBlockInfoRequest) String() string {
 func (*GetBlockInfoRequest) ProtoMessage() {}
 
 func (x *GetBlockInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[43]
+	mi := &file_fsmaster_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2606,7 +2771,7 @@ func (x *GetBlockInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlockInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetBlockInfoRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{43}
+	return file_fsmaster_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetBlockInfoRequest) GetBlockId() int64 {
@@ -2625,7 +2790,7 @@ type GetBlockInfoResponse struct {
 
 func (x *GetBlockInfoResponse) Reset() {
 	*x = GetBlockInfoResponse{}
-	mi := &file_fsmaster_proto_msgTypes[44]
+	mi := &file_fsmaster_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2637,7 +2802,7 @@ func (x *GetBlockInfoResponse) String() string {
 func (*GetBlockInfoResponse) ProtoMessage() {}
 
 func (x *GetBlockInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[44]
+	mi := &file_fsmaster_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2650,7 +2815,7 @@ func (x *GetBlockInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlockInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetBlockInfoResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{44}
+	return file_fsmaster_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetBlockInfoResponse) GetInfo() *BlockInfo {
@@ -2671,7 +2836,7 @@ type CheckAccessRequest struct {
 
 func (x *CheckAccessRequest) Reset() {
 	*x = CheckAccessRequest{}
-	mi := &file_fsmaster_proto_msgTypes[45]
+	mi := &file_fsmaster_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2683,7 +2848,7 @@ func (x *CheckAccessRequest) String() string {
 func (*CheckAccessRequest) ProtoMessage() {}
 
 func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[45]
+	mi := &file_fsmaster_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2696,7 +2861,7 @@ func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessRequest.ProtoReflect.Descriptor instead.
 func (*CheckAccessRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{45}
+	return file_fsmaster_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CheckAccessRequest) GetPath() string {
@@ -2728,7 +2893,7 @@ type CheckAccessResponse struct {
 
 func (x *CheckAccessResponse) Reset() {
 	*x = CheckAccessResponse{}
-	mi := &file_fsmaster_proto_msgTypes[46]
+	mi := &file_fsmaster_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2740,7 +2905,7 @@ func (x *CheckAccessResponse) String() string {
 func (*CheckAccessResponse) ProtoMessage() {}
 
 func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[46]
+	mi := &file_fsmaster_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2753,7 +2918,7 @@ func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessResponse.ProtoReflect.Descriptor instead.
 func (*CheckAccessResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{46}
+	return file_fsmaster_proto_rawDescGZIP(), []int{48}
 }
 
 type AuthorizeBlockAccessRequest struct {
@@ -2768,7 +2933,7 @@ type AuthorizeBlockAccessRequest struct {
 
 func (x *AuthorizeBlockAccessRequest) Reset() {
 	*x = AuthorizeBlockAccessRequest{}
-	mi := &file_fsmaster_proto_msgTypes[47]
+	mi := &file_fsmaster_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2780,7 +2945,7 @@ func (x *AuthorizeBlockAccessRequest) String() string {
 func (*AuthorizeBlockAccessRequest) ProtoMessage() {}
 
 func (x *AuthorizeBlockAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[47]
+	mi := &file_fsmaster_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2793,7 +2958,7 @@ func (x *AuthorizeBlockAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeBlockAccessRequest.ProtoReflect.Descriptor instead.
 func (*AuthorizeBlockAccessRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{47}
+	return file_fsmaster_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *AuthorizeBlockAccessRequest) GetFileId() int64 {
@@ -2819,7 +2984,7 @@ type AuthorizeBlockAccessResponse struct {
 
 func (x *AuthorizeBlockAccessResponse) Reset() {
 	*x = AuthorizeBlockAccessResponse{}
-	mi := &file_fsmaster_proto_msgTypes[48]
+	mi := &file_fsmaster_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2831,7 +2996,7 @@ func (x *AuthorizeBlockAccessResponse) String() string {
 func (*AuthorizeBlockAccessResponse) ProtoMessage() {}
 
 func (x *AuthorizeBlockAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[48]
+	mi := &file_fsmaster_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2844,7 +3009,7 @@ func (x *AuthorizeBlockAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeBlockAccessResponse.ProtoReflect.Descriptor instead.
 func (*AuthorizeBlockAccessResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{48}
+	return file_fsmaster_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *AuthorizeBlockAccessResponse) GetInfo() *FileInfo {
@@ -2858,7 +3023,7 @@ var File_fsmaster_proto protoreflect.FileDescriptor
 
 const file_fsmaster_proto_rawDesc = "" +
 	"\n" +
-	"\x0efsmaster.proto\x12\valluvium.v1\x1a\fcommon.proto\"\xb8\x01\n" +
+	"\x0efsmaster.proto\x12\valluvium.v1\x1a\fcommon.proto\x1a\x0fjobmaster.proto\"\xb8\x01\n" +
 	"\x16CreateDirectoryRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12!\n" +
@@ -2983,7 +3148,7 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x05force\x18\x03 \x01(\bR\x05force\"1\n" +
 	"\fFreeResponse\x12!\n" +
 	"\fblocks_freed\x18\x01 \x01(\x03R\vblocksFreed\"\x16\n" +
-	"\x14GetMasterInfoRequest\"\x9e\x04\n" +
+	"\x14GetMasterInfoRequest\"\xb6\x05\n" +
 	"\x15GetMasterInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\"\n" +
 	"\rstart_time_ms\x18\x02 \x01(\x03R\vstartTimeMs\x12\x1f\n" +
@@ -3000,7 +3165,21 @@ const file_fsmaster_proto_rawDesc = "" +
 	" \x01(\x05R\vlostWorkers\x122\n" +
 	"\bcapacity\x18\v \x03(\v2\x16.alluvium.v1.TierUsageR\bcapacity\x12)\n" +
 	"\x11ufs_root_mount_id\x18\f \x01(\x03R\x0eufsRootMountId\x12\x19\n" +
-	"\bufs_root\x18\r \x01(\tR\aufsRoot\"\x13\n" +
+	"\bufs_root\x18\r \x01(\tR\aufsRoot\x12!\n" +
+	"\fjournal_type\x18\x0e \x01(\tR\vjournalType\x12\x17\n" +
+	"\anode_id\x18\x0f \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04role\x18\x10 \x01(\tR\x04role\x12#\n" +
+	"\rapplied_index\x18\x11 \x01(\x04R\fappliedIndex\x12!\n" +
+	"\fcommit_index\x18\x12 \x01(\x04R\vcommitIndex\"9\n" +
+	"\x14GetCheckpointRequest\x12!\n" +
+	"\fmin_sequence\x18\x01 \x01(\x03R\vminSequence\"\x97\x01\n" +
+	"\x15GetCheckpointResponse\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12\x1d\n" +
+	"\n" +
+	"raft_index\x18\x02 \x01(\x04R\traftIndex\x12\x1b\n" +
+	"\traft_term\x18\x03 \x01(\x04R\braftTerm\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\"\x13\n" +
 	"\x11CheckpointRequest\"D\n" +
 	"\x12CheckpointResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12\x12\n" +
@@ -3080,7 +3259,12 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\n" +
 	"Checkpoint\x12\x1e.alluvium.v1.CheckpointRequest\x1a\x1f.alluvium.v1.CheckpointResponse\x12P\n" +
 	"\vCheckAccess\x12\x1f.alluvium.v1.CheckAccessRequest\x1a .alluvium.v1.CheckAccessResponse\x12J\n" +
-	"\tGetLeader\x12\x1d.alluvium.v1.GetLeaderRequest\x1a\x1e.alluvium.v1.GetLeaderResponse2\x93\x05\n" +
+	"\tGetLeader\x12\x1d.alluvium.v1.GetLeaderRequest\x1a\x1e.alluvium.v1.GetLeaderResponse2\x80\x02\n" +
+	"\x0fEmbeddedJournal\x12D\n" +
+	"\aAddPeer\x12\x1b.alluvium.v1.AddPeerRequest\x1a\x1c.alluvium.v1.AddPeerResponse\x12M\n" +
+	"\n" +
+	"RemovePeer\x12\x1e.alluvium.v1.RemovePeerRequest\x1a\x1f.alluvium.v1.RemovePeerResponse\x12X\n" +
+	"\rGetCheckpoint\x12!.alluvium.v1.GetCheckpointRequest\x1a\".alluvium.v1.GetCheckpointResponse0\x012\x93\x05\n" +
 	"\vBlockMaster\x12Y\n" +
 	"\x0eRegisterWorker\x12\".alluvium.v1.RegisterWorkerRequest\x1a#.alluvium.v1.RegisterWorkerResponse\x12\\\n" +
 	"\x0fWorkerHeartbeat\x12#.alluvium.v1.WorkerHeartbeatRequest\x1a$.alluvium.v1.WorkerHeartbeatResponse\x12P\n" +
@@ -3103,7 +3287,7 @@ func file_fsmaster_proto_rawDescGZIP() []byte {
 }
 
 var file_fsmaster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_fsmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_fsmaster_proto_goTypes = []any{
 	(WorkerCommand_Type)(0),              // 0: alluvium.v1.WorkerCommand.Type
 	(*CreateDirectoryRequest)(nil),       // 1: alluvium.v1.CreateDirectoryRequest
@@ -3135,70 +3319,76 @@ var file_fsmaster_proto_goTypes = []any{
 	(*FreeResponse)(nil),                 // 27: alluvium.v1.FreeResponse
 	(*GetMasterInfoRequest)(nil),         // 28: alluvium.v1.GetMasterInfoRequest
 	(*GetMasterInfoResponse)(nil),        // 29: alluvium.v1.GetMasterInfoResponse
-	(*CheckpointRequest)(nil),            // 30: alluvium.v1.CheckpointRequest
-	(*CheckpointResponse)(nil),           // 31: alluvium.v1.CheckpointResponse
-	(*BlockReport)(nil),                  // 32: alluvium.v1.BlockReport
-	(*RegisterWorkerRequest)(nil),        // 33: alluvium.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil),       // 34: alluvium.v1.RegisterWorkerResponse
-	(*WorkerHeartbeatRequest)(nil),       // 35: alluvium.v1.WorkerHeartbeatRequest
-	(*WorkerCommand)(nil),                // 36: alluvium.v1.WorkerCommand
-	(*WorkerHeartbeatResponse)(nil),      // 37: alluvium.v1.WorkerHeartbeatResponse
-	(*CommitBlockRequest)(nil),           // 38: alluvium.v1.CommitBlockRequest
-	(*CommitBlockResponse)(nil),          // 39: alluvium.v1.CommitBlockResponse
-	(*CommitBlocksRequest)(nil),          // 40: alluvium.v1.CommitBlocksRequest
-	(*CommitBlocksResponse)(nil),         // 41: alluvium.v1.CommitBlocksResponse
-	(*GetWorkerInfoListRequest)(nil),     // 42: alluvium.v1.GetWorkerInfoListRequest
-	(*GetWorkerInfoListResponse)(nil),    // 43: alluvium.v1.GetWorkerInfoListResponse
-	(*GetBlockInfoRequest)(nil),          // 44: alluvium.v1.GetBlockInfoRequest
-	(*GetBlockInfoResponse)(nil),         // 45: alluvium.v1.GetBlockInfoResponse
-	(*CheckAccessRequest)(nil),           // 46: alluvium.v1.CheckAccessRequest
-	(*CheckAccessResponse)(nil),          // 47: alluvium.v1.CheckAccessResponse
-	(*AuthorizeBlockAccessRequest)(nil),  // 48: alluvium.v1.AuthorizeBlockAccessRequest
-	(*AuthorizeBlockAccessResponse)(nil), // 49: alluvium.v1.AuthorizeBlockAccessResponse
-	nil,                                  // 50: alluvium.v1.MountRequest.OptionsEntry
-	(WriteType)(0),                       // 51: alluvium.v1.WriteType
-	(*FileInfo)(nil),                     // 52: alluvium.v1.FileInfo
-	(LoadMetadataType)(0),                // 53: alluvium.v1.LoadMetadataType
-	(PersistenceState)(0),                // 54: alluvium.v1.PersistenceState
-	(*MountPointInfo)(nil),               // 55: alluvium.v1.MountPointInfo
-	(*TierUsage)(nil),                    // 56: alluvium.v1.TierUsage
-	(*WorkerNetAddress)(nil),             // 57: alluvium.v1.WorkerNetAddress
-	(*WorkerInfo)(nil),                   // 58: alluvium.v1.WorkerInfo
-	(*BlockInfo)(nil),                    // 59: alluvium.v1.BlockInfo
-	(*GetLeaderRequest)(nil),             // 60: alluvium.v1.GetLeaderRequest
-	(*GetLeaderResponse)(nil),            // 61: alluvium.v1.GetLeaderResponse
+	(*GetCheckpointRequest)(nil),         // 30: alluvium.v1.GetCheckpointRequest
+	(*GetCheckpointResponse)(nil),        // 31: alluvium.v1.GetCheckpointResponse
+	(*CheckpointRequest)(nil),            // 32: alluvium.v1.CheckpointRequest
+	(*CheckpointResponse)(nil),           // 33: alluvium.v1.CheckpointResponse
+	(*BlockReport)(nil),                  // 34: alluvium.v1.BlockReport
+	(*RegisterWorkerRequest)(nil),        // 35: alluvium.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil),       // 36: alluvium.v1.RegisterWorkerResponse
+	(*WorkerHeartbeatRequest)(nil),       // 37: alluvium.v1.WorkerHeartbeatRequest
+	(*WorkerCommand)(nil),                // 38: alluvium.v1.WorkerCommand
+	(*WorkerHeartbeatResponse)(nil),      // 39: alluvium.v1.WorkerHeartbeatResponse
+	(*CommitBlockRequest)(nil),           // 40: alluvium.v1.CommitBlockRequest
+	(*CommitBlockResponse)(nil),          // 41: alluvium.v1.CommitBlockResponse
+	(*CommitBlocksRequest)(nil),          // 42: alluvium.v1.CommitBlocksRequest
+	(*CommitBlocksResponse)(nil),         // 43: alluvium.v1.CommitBlocksResponse
+	(*GetWorkerInfoListRequest)(nil),     // 44: alluvium.v1.GetWorkerInfoListRequest
+	(*GetWorkerInfoListResponse)(nil),    // 45: alluvium.v1.GetWorkerInfoListResponse
+	(*GetBlockInfoRequest)(nil),          // 46: alluvium.v1.GetBlockInfoRequest
+	(*GetBlockInfoResponse)(nil),         // 47: alluvium.v1.GetBlockInfoResponse
+	(*CheckAccessRequest)(nil),           // 48: alluvium.v1.CheckAccessRequest
+	(*CheckAccessResponse)(nil),          // 49: alluvium.v1.CheckAccessResponse
+	(*AuthorizeBlockAccessRequest)(nil),  // 50: alluvium.v1.AuthorizeBlockAccessRequest
+	(*AuthorizeBlockAccessResponse)(nil), // 51: alluvium.v1.AuthorizeBlockAccessResponse
+	nil,                                  // 52: alluvium.v1.MountRequest.OptionsEntry
+	(WriteType)(0),                       // 53: alluvium.v1.WriteType
+	(*FileInfo)(nil),                     // 54: alluvium.v1.FileInfo
+	(LoadMetadataType)(0),                // 55: alluvium.v1.LoadMetadataType
+	(PersistenceState)(0),                // 56: alluvium.v1.PersistenceState
+	(*MountPointInfo)(nil),               // 57: alluvium.v1.MountPointInfo
+	(*TierUsage)(nil),                    // 58: alluvium.v1.TierUsage
+	(*WorkerNetAddress)(nil),             // 59: alluvium.v1.WorkerNetAddress
+	(*WorkerInfo)(nil),                   // 60: alluvium.v1.WorkerInfo
+	(*BlockInfo)(nil),                    // 61: alluvium.v1.BlockInfo
+	(*GetLeaderRequest)(nil),             // 62: alluvium.v1.GetLeaderRequest
+	(*AddPeerRequest)(nil),               // 63: alluvium.v1.AddPeerRequest
+	(*RemovePeerRequest)(nil),            // 64: alluvium.v1.RemovePeerRequest
+	(*GetLeaderResponse)(nil),            // 65: alluvium.v1.GetLeaderResponse
+	(*AddPeerResponse)(nil),              // 66: alluvium.v1.AddPeerResponse
+	(*RemovePeerResponse)(nil),           // 67: alluvium.v1.RemovePeerResponse
 }
 var file_fsmaster_proto_depIdxs = []int32{
-	51, // 0: alluvium.v1.CreateDirectoryRequest.write_type:type_name -> alluvium.v1.WriteType
-	52, // 1: alluvium.v1.CreateDirectoryResponse.info:type_name -> alluvium.v1.FileInfo
-	51, // 2: alluvium.v1.CreateFileRequest.write_type:type_name -> alluvium.v1.WriteType
-	52, // 3: alluvium.v1.CreateFileResponse.info:type_name -> alluvium.v1.FileInfo
+	53, // 0: alluvium.v1.CreateDirectoryRequest.write_type:type_name -> alluvium.v1.WriteType
+	54, // 1: alluvium.v1.CreateDirectoryResponse.info:type_name -> alluvium.v1.FileInfo
+	53, // 2: alluvium.v1.CreateFileRequest.write_type:type_name -> alluvium.v1.WriteType
+	54, // 3: alluvium.v1.CreateFileResponse.info:type_name -> alluvium.v1.FileInfo
 	3,  // 4: alluvium.v1.CreateFilesRequest.files:type_name -> alluvium.v1.CreateFileRequest
-	52, // 5: alluvium.v1.CreateFileResult.info:type_name -> alluvium.v1.FileInfo
+	54, // 5: alluvium.v1.CreateFileResult.info:type_name -> alluvium.v1.FileInfo
 	6,  // 6: alluvium.v1.CreateFilesResponse.results:type_name -> alluvium.v1.CreateFileResult
-	52, // 7: alluvium.v1.CompleteFileResponse.info:type_name -> alluvium.v1.FileInfo
-	53, // 8: alluvium.v1.GetStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
-	52, // 9: alluvium.v1.GetStatusResponse.info:type_name -> alluvium.v1.FileInfo
-	53, // 10: alluvium.v1.ListStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
-	52, // 11: alluvium.v1.ListStatusResponse.infos:type_name -> alluvium.v1.FileInfo
-	52, // 12: alluvium.v1.RenameResponse.info:type_name -> alluvium.v1.FileInfo
-	54, // 13: alluvium.v1.SetAttributeRequest.persistence_state:type_name -> alluvium.v1.PersistenceState
-	52, // 14: alluvium.v1.SetAttributeResponse.info:type_name -> alluvium.v1.FileInfo
-	50, // 15: alluvium.v1.MountRequest.options:type_name -> alluvium.v1.MountRequest.OptionsEntry
-	55, // 16: alluvium.v1.MountResponse.mount:type_name -> alluvium.v1.MountPointInfo
-	55, // 17: alluvium.v1.GetMountTableResponse.mounts:type_name -> alluvium.v1.MountPointInfo
-	56, // 18: alluvium.v1.GetMasterInfoResponse.capacity:type_name -> alluvium.v1.TierUsage
-	57, // 19: alluvium.v1.RegisterWorkerRequest.address:type_name -> alluvium.v1.WorkerNetAddress
-	56, // 20: alluvium.v1.RegisterWorkerRequest.tiers:type_name -> alluvium.v1.TierUsage
-	32, // 21: alluvium.v1.RegisterWorkerRequest.blocks:type_name -> alluvium.v1.BlockReport
-	56, // 22: alluvium.v1.WorkerHeartbeatRequest.tiers:type_name -> alluvium.v1.TierUsage
-	32, // 23: alluvium.v1.WorkerHeartbeatRequest.added_blocks:type_name -> alluvium.v1.BlockReport
+	54, // 7: alluvium.v1.CompleteFileResponse.info:type_name -> alluvium.v1.FileInfo
+	55, // 8: alluvium.v1.GetStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
+	54, // 9: alluvium.v1.GetStatusResponse.info:type_name -> alluvium.v1.FileInfo
+	55, // 10: alluvium.v1.ListStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
+	54, // 11: alluvium.v1.ListStatusResponse.infos:type_name -> alluvium.v1.FileInfo
+	54, // 12: alluvium.v1.RenameResponse.info:type_name -> alluvium.v1.FileInfo
+	56, // 13: alluvium.v1.SetAttributeRequest.persistence_state:type_name -> alluvium.v1.PersistenceState
+	54, // 14: alluvium.v1.SetAttributeResponse.info:type_name -> alluvium.v1.FileInfo
+	52, // 15: alluvium.v1.MountRequest.options:type_name -> alluvium.v1.MountRequest.OptionsEntry
+	57, // 16: alluvium.v1.MountResponse.mount:type_name -> alluvium.v1.MountPointInfo
+	57, // 17: alluvium.v1.GetMountTableResponse.mounts:type_name -> alluvium.v1.MountPointInfo
+	58, // 18: alluvium.v1.GetMasterInfoResponse.capacity:type_name -> alluvium.v1.TierUsage
+	59, // 19: alluvium.v1.RegisterWorkerRequest.address:type_name -> alluvium.v1.WorkerNetAddress
+	58, // 20: alluvium.v1.RegisterWorkerRequest.tiers:type_name -> alluvium.v1.TierUsage
+	34, // 21: alluvium.v1.RegisterWorkerRequest.blocks:type_name -> alluvium.v1.BlockReport
+	58, // 22: alluvium.v1.WorkerHeartbeatRequest.tiers:type_name -> alluvium.v1.TierUsage
+	34, // 23: alluvium.v1.WorkerHeartbeatRequest.added_blocks:type_name -> alluvium.v1.BlockReport
 	0,  // 24: alluvium.v1.WorkerCommand.type:type_name -> alluvium.v1.WorkerCommand.Type
-	36, // 25: alluvium.v1.WorkerHeartbeatResponse.commands:type_name -> alluvium.v1.WorkerCommand
-	32, // 26: alluvium.v1.CommitBlocksRequest.blocks:type_name -> alluvium.v1.BlockReport
-	58, // 27: alluvium.v1.GetWorkerInfoListResponse.workers:type_name -> alluvium.v1.WorkerInfo
-	59, // 28: alluvium.v1.GetBlockInfoResponse.info:type_name -> alluvium.v1.BlockInfo
-	52, // 29: alluvium.v1.AuthorizeBlockAccessResponse.info:type_name -> alluvium.v1.FileInfo
+	38, // 25: alluvium.v1.WorkerHeartbeatResponse.commands:type_name -> alluvium.v1.WorkerCommand
+	34, // 26: alluvium.v1.CommitBlocksRequest.blocks:type_name -> alluvium.v1.BlockReport
+	60, // 27: alluvium.v1.GetWorkerInfoListResponse.workers:type_name -> alluvium.v1.WorkerInfo
+	61, // 28: alluvium.v1.GetBlockInfoResponse.info:type_name -> alluvium.v1.BlockInfo
+	54, // 29: alluvium.v1.AuthorizeBlockAccessResponse.info:type_name -> alluvium.v1.FileInfo
 	1,  // 30: alluvium.v1.FileSystemMaster.CreateDirectory:input_type -> alluvium.v1.CreateDirectoryRequest
 	3,  // 31: alluvium.v1.FileSystemMaster.CreateFile:input_type -> alluvium.v1.CreateFileRequest
 	8,  // 32: alluvium.v1.FileSystemMaster.CompleteFile:input_type -> alluvium.v1.CompleteFileRequest
@@ -3213,42 +3403,48 @@ var file_fsmaster_proto_depIdxs = []int32{
 	24, // 41: alluvium.v1.FileSystemMaster.GetMountTable:input_type -> alluvium.v1.GetMountTableRequest
 	26, // 42: alluvium.v1.FileSystemMaster.Free:input_type -> alluvium.v1.FreeRequest
 	28, // 43: alluvium.v1.FileSystemMaster.GetMasterInfo:input_type -> alluvium.v1.GetMasterInfoRequest
-	30, // 44: alluvium.v1.FileSystemMaster.Checkpoint:input_type -> alluvium.v1.CheckpointRequest
-	46, // 45: alluvium.v1.FileSystemMaster.CheckAccess:input_type -> alluvium.v1.CheckAccessRequest
-	60, // 46: alluvium.v1.FileSystemMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
-	33, // 47: alluvium.v1.BlockMaster.RegisterWorker:input_type -> alluvium.v1.RegisterWorkerRequest
-	35, // 48: alluvium.v1.BlockMaster.WorkerHeartbeat:input_type -> alluvium.v1.WorkerHeartbeatRequest
-	38, // 49: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
-	40, // 50: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
-	42, // 51: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
-	44, // 52: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
-	48, // 53: alluvium.v1.BlockMaster.AuthorizeBlockAccess:input_type -> alluvium.v1.AuthorizeBlockAccessRequest
-	2,  // 54: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
-	4,  // 55: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
-	9,  // 56: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
-	7,  // 57: alluvium.v1.FileSystemMaster.CreateFiles:output_type -> alluvium.v1.CreateFilesResponse
-	11, // 58: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
-	13, // 59: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
-	15, // 60: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
-	17, // 61: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
-	19, // 62: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
-	21, // 63: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
-	23, // 64: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
-	25, // 65: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
-	27, // 66: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
-	29, // 67: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
-	31, // 68: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
-	47, // 69: alluvium.v1.FileSystemMaster.CheckAccess:output_type -> alluvium.v1.CheckAccessResponse
-	61, // 70: alluvium.v1.FileSystemMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
-	34, // 71: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
-	37, // 72: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
-	39, // 73: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
-	41, // 74: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
-	43, // 75: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
-	45, // 76: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
-	49, // 77: alluvium.v1.BlockMaster.AuthorizeBlockAccess:output_type -> alluvium.v1.AuthorizeBlockAccessResponse
-	54, // [54:78] is the sub-list for method output_type
-	30, // [30:54] is the sub-list for method input_type
+	32, // 44: alluvium.v1.FileSystemMaster.Checkpoint:input_type -> alluvium.v1.CheckpointRequest
+	48, // 45: alluvium.v1.FileSystemMaster.CheckAccess:input_type -> alluvium.v1.CheckAccessRequest
+	62, // 46: alluvium.v1.FileSystemMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
+	63, // 47: alluvium.v1.EmbeddedJournal.AddPeer:input_type -> alluvium.v1.AddPeerRequest
+	64, // 48: alluvium.v1.EmbeddedJournal.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
+	30, // 49: alluvium.v1.EmbeddedJournal.GetCheckpoint:input_type -> alluvium.v1.GetCheckpointRequest
+	35, // 50: alluvium.v1.BlockMaster.RegisterWorker:input_type -> alluvium.v1.RegisterWorkerRequest
+	37, // 51: alluvium.v1.BlockMaster.WorkerHeartbeat:input_type -> alluvium.v1.WorkerHeartbeatRequest
+	40, // 52: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
+	42, // 53: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
+	44, // 54: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
+	46, // 55: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
+	50, // 56: alluvium.v1.BlockMaster.AuthorizeBlockAccess:input_type -> alluvium.v1.AuthorizeBlockAccessRequest
+	2,  // 57: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
+	4,  // 58: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
+	9,  // 59: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
+	7,  // 60: alluvium.v1.FileSystemMaster.CreateFiles:output_type -> alluvium.v1.CreateFilesResponse
+	11, // 61: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
+	13, // 62: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
+	15, // 63: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
+	17, // 64: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
+	19, // 65: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
+	21, // 66: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
+	23, // 67: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
+	25, // 68: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
+	27, // 69: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
+	29, // 70: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
+	33, // 71: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
+	49, // 72: alluvium.v1.FileSystemMaster.CheckAccess:output_type -> alluvium.v1.CheckAccessResponse
+	65, // 73: alluvium.v1.FileSystemMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	66, // 74: alluvium.v1.EmbeddedJournal.AddPeer:output_type -> alluvium.v1.AddPeerResponse
+	67, // 75: alluvium.v1.EmbeddedJournal.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
+	31, // 76: alluvium.v1.EmbeddedJournal.GetCheckpoint:output_type -> alluvium.v1.GetCheckpointResponse
+	36, // 77: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
+	39, // 78: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
+	41, // 79: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
+	43, // 80: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
+	45, // 81: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
+	47, // 82: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
+	51, // 83: alluvium.v1.BlockMaster.AuthorizeBlockAccess:output_type -> alluvium.v1.AuthorizeBlockAccessResponse
+	57, // [57:84] is the sub-list for method output_type
+	30, // [30:57] is the sub-list for method input_type
 	30, // [30:30] is the sub-list for extension type_name
 	30, // [30:30] is the sub-list for extension extendee
 	0,  // [0:30] is the sub-list for field type_name
@@ -3260,6 +3456,7 @@ func file_fsmaster_proto_init() {
 		return
 	}
 	file_common_proto_init()
+	file_jobmaster_proto_init()
 	file_fsmaster_proto_msgTypes[17].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3267,9 +3464,9 @@ func file_fsmaster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsmaster_proto_rawDesc), len(file_fsmaster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   50,
+			NumMessages:   52,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_fsmaster_proto_goTypes,
 		DependencyIndexes: file_fsmaster_proto_depIdxs,

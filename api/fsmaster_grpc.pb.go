@@ -769,6 +769,216 @@ var FileSystemMaster_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	EmbeddedJournal_AddPeer_FullMethodName       = "/alluvium.v1.EmbeddedJournal/AddPeer"
+	EmbeddedJournal_RemovePeer_FullMethodName    = "/alluvium.v1.EmbeddedJournal/RemovePeer"
+	EmbeddedJournal_GetCheckpoint_FullMethodName = "/alluvium.v1.EmbeddedJournal/GetCheckpoint"
+)
+
+// EmbeddedJournalClient is the client API for EmbeddedJournal service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// EmbeddedJournal is the service of the group of FS masters that share an
+// embedded journal (fsmaster.journal.type: embedded). A master that does
+// not lead answers every call of FileSystemMaster and BlockMaster but
+// GetMasterInfo with Unavailable and the trailer
+// "alluvium-leader: host:rpcport" (empty when no leader is known): the call
+// was not executed and may be retried on that leader.
+type EmbeddedJournalClient interface {
+	// AddPeer adds an FS master started with fsmaster.raft.join to the group
+	// (a non-voter until it holds the state, then a voter); RemovePeer takes
+	// a member out. Cluster identity only; the leader answers.
+	AddPeer(ctx context.Context, in *AddPeerRequest, opts ...grpc.CallOption) (*AddPeerResponse, error)
+	RemovePeer(ctx context.Context, in *RemovePeerRequest, opts ...grpc.CallOption) (*RemovePeerResponse, error)
+	// GetCheckpoint streams this master's newest checkpoint at min_sequence
+	// or later, writing one first when it has none: how the leader gets
+	// checkpoints from its standbys without pausing itself. Cluster identity
+	// only; any member answers.
+	GetCheckpoint(ctx context.Context, in *GetCheckpointRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetCheckpointResponse], error)
+}
+
+type embeddedJournalClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewEmbeddedJournalClient(cc grpc.ClientConnInterface) EmbeddedJournalClient {
+	return &embeddedJournalClient{cc}
+}
+
+func (c *embeddedJournalClient) AddPeer(ctx context.Context, in *AddPeerRequest, opts ...grpc.CallOption) (*AddPeerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddPeerResponse)
+	err := c.cc.Invoke(ctx, EmbeddedJournal_AddPeer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *embeddedJournalClient) RemovePeer(ctx context.Context, in *RemovePeerRequest, opts ...grpc.CallOption) (*RemovePeerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemovePeerResponse)
+	err := c.cc.Invoke(ctx, EmbeddedJournal_RemovePeer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *embeddedJournalClient) GetCheckpoint(ctx context.Context, in *GetCheckpointRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetCheckpointResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &EmbeddedJournal_ServiceDesc.Streams[0], EmbeddedJournal_GetCheckpoint_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[GetCheckpointRequest, GetCheckpointResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EmbeddedJournal_GetCheckpointClient = grpc.ServerStreamingClient[GetCheckpointResponse]
+
+// EmbeddedJournalServer is the server API for EmbeddedJournal service.
+// All implementations must embed UnimplementedEmbeddedJournalServer
+// for forward compatibility.
+//
+// EmbeddedJournal is the service of the group of FS masters that share an
+// embedded journal (fsmaster.journal.type: embedded). A master that does
+// not lead answers every call of FileSystemMaster and BlockMaster but
+// GetMasterInfo with Unavailable and the trailer
+// "alluvium-leader: host:rpcport" (empty when no leader is known): the call
+// was not executed and may be retried on that leader.
+type EmbeddedJournalServer interface {
+	// AddPeer adds an FS master started with fsmaster.raft.join to the group
+	// (a non-voter until it holds the state, then a voter); RemovePeer takes
+	// a member out. Cluster identity only; the leader answers.
+	AddPeer(context.Context, *AddPeerRequest) (*AddPeerResponse, error)
+	RemovePeer(context.Context, *RemovePeerRequest) (*RemovePeerResponse, error)
+	// GetCheckpoint streams this master's newest checkpoint at min_sequence
+	// or later, writing one first when it has none: how the leader gets
+	// checkpoints from its standbys without pausing itself. Cluster identity
+	// only; any member answers.
+	GetCheckpoint(*GetCheckpointRequest, grpc.ServerStreamingServer[GetCheckpointResponse]) error
+	mustEmbedUnimplementedEmbeddedJournalServer()
+}
+
+// UnimplementedEmbeddedJournalServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedEmbeddedJournalServer struct{}
+
+func (UnimplementedEmbeddedJournalServer) AddPeer(context.Context, *AddPeerRequest) (*AddPeerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddPeer not implemented")
+}
+func (UnimplementedEmbeddedJournalServer) RemovePeer(context.Context, *RemovePeerRequest) (*RemovePeerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemovePeer not implemented")
+}
+func (UnimplementedEmbeddedJournalServer) GetCheckpoint(*GetCheckpointRequest, grpc.ServerStreamingServer[GetCheckpointResponse]) error {
+	return status.Error(codes.Unimplemented, "method GetCheckpoint not implemented")
+}
+func (UnimplementedEmbeddedJournalServer) mustEmbedUnimplementedEmbeddedJournalServer() {}
+func (UnimplementedEmbeddedJournalServer) testEmbeddedByValue()                         {}
+
+// UnsafeEmbeddedJournalServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to EmbeddedJournalServer will
+// result in compilation errors.
+type UnsafeEmbeddedJournalServer interface {
+	mustEmbedUnimplementedEmbeddedJournalServer()
+}
+
+func RegisterEmbeddedJournalServer(s grpc.ServiceRegistrar, srv EmbeddedJournalServer) {
+	// If the following call panics, it indicates UnimplementedEmbeddedJournalServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&EmbeddedJournal_ServiceDesc, srv)
+}
+
+func _EmbeddedJournal_AddPeer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddPeerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EmbeddedJournalServer).AddPeer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EmbeddedJournal_AddPeer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EmbeddedJournalServer).AddPeer(ctx, req.(*AddPeerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EmbeddedJournal_RemovePeer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemovePeerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EmbeddedJournalServer).RemovePeer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EmbeddedJournal_RemovePeer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EmbeddedJournalServer).RemovePeer(ctx, req.(*RemovePeerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EmbeddedJournal_GetCheckpoint_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(GetCheckpointRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(EmbeddedJournalServer).GetCheckpoint(m, &grpc.GenericServerStream[GetCheckpointRequest, GetCheckpointResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EmbeddedJournal_GetCheckpointServer = grpc.ServerStreamingServer[GetCheckpointResponse]
+
+// EmbeddedJournal_ServiceDesc is the grpc.ServiceDesc for EmbeddedJournal service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var EmbeddedJournal_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "alluvium.v1.EmbeddedJournal",
+	HandlerType: (*EmbeddedJournalServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "AddPeer",
+			Handler:    _EmbeddedJournal_AddPeer_Handler,
+		},
+		{
+			MethodName: "RemovePeer",
+			Handler:    _EmbeddedJournal_RemovePeer_Handler,
+		},
+	},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "GetCheckpoint",
+			Handler:       _EmbeddedJournal_GetCheckpoint_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "fsmaster.proto",
+}
+
+const (
 	BlockMaster_RegisterWorker_FullMethodName       = "/alluvium.v1.BlockMaster/RegisterWorker"
 	BlockMaster_WorkerHeartbeat_FullMethodName      = "/alluvium.v1.BlockMaster/WorkerHeartbeat"
 	BlockMaster_CommitBlock_FullMethodName          = "/alluvium.v1.BlockMaster/CommitBlock"

@@ -1103,11 +1103,101 @@ func (x *WorkerIdEntry) GetWorkerId() int64 {
 	return 0
 }
 
+// RaftSnapshotHeader heads an FS master raft snapshot (embedded journal,
+// fsmaster/snapshot.go): the state at raft entry index is the base
+// checkpoint (a checkpoint file of base_bytes bytes, in the format of
+// local checkpoints; none when base_bytes is 0) followed by the journal
+// batches of the raft entries after base_index, up to index.
+type RaftSnapshotHeader struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Index        uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Sequence     int64                  `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	BaseIndex    uint64                 `protobuf:"varint,3,opt,name=base_index,json=baseIndex,proto3" json:"base_index,omitempty"`
+	BaseSequence int64                  `protobuf:"varint,4,opt,name=base_sequence,json=baseSequence,proto3" json:"base_sequence,omitempty"`
+	BaseBytes    int64                  `protobuf:"varint,5,opt,name=base_bytes,json=baseBytes,proto3" json:"base_bytes,omitempty"`
+	// The rpc addresses of members, as SET_PEER commands recorded them.
+	Peers         []*SetPeerCommand `protobuf:"bytes,6,rep,name=peers,proto3" json:"peers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftSnapshotHeader) Reset() {
+	*x = RaftSnapshotHeader{}
+	mi := &file_journal_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftSnapshotHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftSnapshotHeader) ProtoMessage() {}
+
+func (x *RaftSnapshotHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_journal_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftSnapshotHeader.ProtoReflect.Descriptor instead.
+func (*RaftSnapshotHeader) Descriptor() ([]byte, []int) {
+	return file_journal_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RaftSnapshotHeader) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *RaftSnapshotHeader) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *RaftSnapshotHeader) GetBaseIndex() uint64 {
+	if x != nil {
+		return x.BaseIndex
+	}
+	return 0
+}
+
+func (x *RaftSnapshotHeader) GetBaseSequence() int64 {
+	if x != nil {
+		return x.BaseSequence
+	}
+	return 0
+}
+
+func (x *RaftSnapshotHeader) GetBaseBytes() int64 {
+	if x != nil {
+		return x.BaseBytes
+	}
+	return 0
+}
+
+func (x *RaftSnapshotHeader) GetPeers() []*SetPeerCommand {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
 var File_journal_proto protoreflect.FileDescriptor
 
 const file_journal_proto_rawDesc = "" +
 	"\n" +
-	"\rjournal.proto\x12\valluvium.v1\x1a\fcommon.proto\"\x8b\x06\n" +
+	"\rjournal.proto\x12\valluvium.v1\x1a\fcommon.proto\x1a\fjobfsm.proto\"\x8b\x06\n" +
 	"\fJournalEntry\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12\x1c\n" +
 	"\n" +
@@ -1213,7 +1303,16 @@ const file_journal_proto_rawDesc = "" +
 	"\ralluvium_path\x18\x01 \x01(\tR\falluviumPath\"F\n" +
 	"\rWorkerIdEntry\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x1b\n" +
-	"\tworker_id\x18\x02 \x01(\x03R\bworkerIdB&Z$github.com/alluvium/alluvium/api;apib\x06proto3"
+	"\tworker_id\x18\x02 \x01(\x03R\bworkerId\"\xdc\x01\n" +
+	"\x12RaftSnapshotHeader\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1a\n" +
+	"\bsequence\x18\x02 \x01(\x03R\bsequence\x12\x1d\n" +
+	"\n" +
+	"base_index\x18\x03 \x01(\x04R\tbaseIndex\x12#\n" +
+	"\rbase_sequence\x18\x04 \x01(\x03R\fbaseSequence\x12\x1d\n" +
+	"\n" +
+	"base_bytes\x18\x05 \x01(\x03R\tbaseBytes\x121\n" +
+	"\x05peers\x18\x06 \x03(\v2\x1b.alluvium.v1.SetPeerCommandR\x05peersB&Z$github.com/alluvium/alluvium/api;apib\x06proto3"
 
 var (
 	file_journal_proto_rawDescOnce sync.Once
@@ -1227,7 +1326,7 @@ func file_journal_proto_rawDescGZIP() []byte {
 	return file_journal_proto_rawDescData
 }
 
-var file_journal_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_journal_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_journal_proto_goTypes = []any{
 	(*JournalEntry)(nil),          // 0: alluvium.v1.JournalEntry
 	(*InodeDirectoryEntry)(nil),   // 1: alluvium.v1.InodeDirectoryEntry
@@ -1240,9 +1339,11 @@ var file_journal_proto_goTypes = []any{
 	(*AddMountPointEntry)(nil),    // 8: alluvium.v1.AddMountPointEntry
 	(*DeleteMountPointEntry)(nil), // 9: alluvium.v1.DeleteMountPointEntry
 	(*WorkerIdEntry)(nil),         // 10: alluvium.v1.WorkerIdEntry
-	(PersistenceState)(0),         // 11: alluvium.v1.PersistenceState
-	(WriteType)(0),                // 12: alluvium.v1.WriteType
-	(*MountPointInfo)(nil),        // 13: alluvium.v1.MountPointInfo
+	(*RaftSnapshotHeader)(nil),    // 11: alluvium.v1.RaftSnapshotHeader
+	(PersistenceState)(0),         // 12: alluvium.v1.PersistenceState
+	(WriteType)(0),                // 13: alluvium.v1.WriteType
+	(*MountPointInfo)(nil),        // 14: alluvium.v1.MountPointInfo
+	(*SetPeerCommand)(nil),        // 15: alluvium.v1.SetPeerCommand
 }
 var file_journal_proto_depIdxs = []int32{
 	1,  // 0: alluvium.v1.JournalEntry.inode_directory:type_name -> alluvium.v1.InodeDirectoryEntry
@@ -1255,16 +1356,17 @@ var file_journal_proto_depIdxs = []int32{
 	9,  // 7: alluvium.v1.JournalEntry.delete_mount_point:type_name -> alluvium.v1.DeleteMountPointEntry
 	10, // 8: alluvium.v1.JournalEntry.worker_id:type_name -> alluvium.v1.WorkerIdEntry
 	7,  // 9: alluvium.v1.JournalEntry.update_directory:type_name -> alluvium.v1.UpdateDirectoryEntry
-	11, // 10: alluvium.v1.InodeDirectoryEntry.persistence_state:type_name -> alluvium.v1.PersistenceState
-	11, // 11: alluvium.v1.InodeFileEntry.persistence_state:type_name -> alluvium.v1.PersistenceState
-	12, // 12: alluvium.v1.InodeFileEntry.write_type:type_name -> alluvium.v1.WriteType
-	11, // 13: alluvium.v1.SetAttributeEntry.persistence_state:type_name -> alluvium.v1.PersistenceState
-	13, // 14: alluvium.v1.AddMountPointEntry.mount:type_name -> alluvium.v1.MountPointInfo
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	12, // 10: alluvium.v1.InodeDirectoryEntry.persistence_state:type_name -> alluvium.v1.PersistenceState
+	12, // 11: alluvium.v1.InodeFileEntry.persistence_state:type_name -> alluvium.v1.PersistenceState
+	13, // 12: alluvium.v1.InodeFileEntry.write_type:type_name -> alluvium.v1.WriteType
+	12, // 13: alluvium.v1.SetAttributeEntry.persistence_state:type_name -> alluvium.v1.PersistenceState
+	14, // 14: alluvium.v1.AddMountPointEntry.mount:type_name -> alluvium.v1.MountPointInfo
+	15, // 15: alluvium.v1.RaftSnapshotHeader.peers:type_name -> alluvium.v1.SetPeerCommand
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_journal_proto_init() }
@@ -1273,6 +1375,7 @@ func file_journal_proto_init() {
 		return
 	}
 	file_common_proto_init()
+	file_jobfsm_proto_init()
 	file_journal_proto_msgTypes[0].OneofWrappers = []any{
 		(*JournalEntry_InodeDirectory)(nil),
 		(*JournalEntry_InodeFile)(nil),
@@ -1293,7 +1396,7 @@ func file_journal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_journal_proto_rawDesc), len(file_journal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -57,6 +57,16 @@ func newBlockMap(now func() time.Time) *blockMap {
 	}
 }
 
+// reset forgets every location and worker: a master that takes the lead
+// (embedded journal) starts from what the workers report to it.
+func (b *blockMap) reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.blocks = map[int64]*blockEntry{}
+	b.files = map[int64][]int64{}
+	b.workers = map[int64]*workerState{}
+}
+
 // workerKey is the stable identity of a worker: host:rpc_port.
 func workerKey(a *api.WorkerNetAddress) string {
 	return net.JoinHostPort(a.GetHost(), strconv.Itoa(int(a.GetRpcPort())))

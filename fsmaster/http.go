@@ -24,13 +24,13 @@ func (m *Master) registerHTTP() {
 	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "alluvium_fsmaster_journal_entries_total", Help: "Journal entries made durable since start.",
-		}, func() float64 { return float64(m.j.Stats().Entries) }),
+		}, func() float64 { return float64(m.JournalStats().Entries) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "alluvium_fsmaster_journal_fsyncs_total", Help: "Journal group commits (one fsync each) since start.",
-		}, func() float64 { return float64(m.j.Stats().Batches) }),
+		}, func() float64 { return float64(m.JournalStats().Batches) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "alluvium_fsmaster_journal_sequence", Help: "Last durable journal sequence.",
-		}, func() float64 { return float64(m.j.LastSequence()) }),
+		}, func() float64 { return float64(m.JournalStats().LastSequence) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "alluvium_fsmaster_journal_checkpoint_sequence", Help: "Sequence of the newest checkpoint.",
 		}, func() float64 { return float64(m.lastCkptSeq.Load()) }),

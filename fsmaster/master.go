@@ -18,6 +18,7 @@ import (
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/fsmaster/journal"
 	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/raftgroup"
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/internal/security"
 	"github.com/alluvium/alluvium/ufs"
@@ -37,11 +38,19 @@ type Master struct {
 	cfg *config.Config
 	log *zap.Logger
 
-	j         *journal.Journal
-	ns        *namespace
-	persister *persister // ASYNC_THROUGH files to the job service; nil: off
-	dir       string
-	started   time.Time
+	j       *journal.Journal // local journal; nil with an embedded one
+	emb     *embedded        // embedded journal; nil with a local one
+	ns      *namespace
+	persist atomic.Pointer[persister] // ASYNC_THROUGH files to the job service; nil: off (or not leading)
+	dir     string
+	started time.Time
+	// dialOpts is how the master dials other processes (job masters,
+	// other FS masters).
+	dialOpts *rpc.ClientOptions
+	// Tests replace real parts: raft's stores and transport, the rpc
+	// listener.
+	testParts *raftgroup.Parts
+	testRPCLn net.Listener
 
 	grpc  *grpc.Server
 	http  *rpc.HTTPServer
@@ -178,6 +187,18 @@ func (m *Master) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	dial, err := security.ClientOptions(m.cfg)
+	if err != nil {
+		return fmt.Errorf("fsmaster: %w", err)
+	}
+	m.dialOpts = &dial
+	if m.cfg.FSMaster.Journal.Type == config.JournalEmbedded {
+		err := m.startEmbedded(ctx, ncfg)
+		if err == nil {
+			m.logPersist()
+		}
+		return err
+	}
 	jc := m.cfg.FSMaster.Journal
 	j, err := journal.Open(journal.Options{Dir: m.dir, SegmentEntries: jc.SegmentEntries, MaxBatch: jc.MaxBatchEntries, MaxLinger: jc.MaxLinger, Logger: m.log})
 	if err != nil {
@@ -211,12 +232,8 @@ func (m *Master) Start(ctx context.Context) error {
 	blocks := newBlockMap(time.Now)
 	m.ns = newNamespace(st, journalAdapter{j}, ncfg, blocks, m.log)
 	m.ns.gate = newGate(m.cfg.FSMaster.MaxExpensiveCalls, m.cfg.FSMaster.ExpensiveCallWait)
-	m.ns.onFail = func(err error) {
-		m.failOnce.Do(func() {
-			m.failErr = fmt.Errorf("fsmaster: journal failed: %w", err)
-			close(m.failed)
-		})
-	}
+	m.ns.onFail = m.journalFailed
+	m.ns.onToBePersist = m.toBePersisted
 	if !st.HasRoot() {
 		if err := m.ns.bootstrap(ctx, m.cfg.FSMaster.UFS, m.cfg.FSMaster.UFSOptions); err != nil {
 			return fmt.Errorf("fsmaster: create root mount: %w", err)
@@ -231,39 +248,36 @@ func (m *Master) Start(ctx context.Context) error {
 			m.log.Warn("could not delete covered segments", zap.Error(err))
 		}
 	}
-	if pc := m.cfg.FSMaster; strings.TrimSpace(pc.JobMaster) != "" {
-		dial, err := security.ClientOptions(m.cfg)
-		if err != nil {
-			return fmt.Errorf("fsmaster: %w", err)
-		}
-		m.persister = newPersister(m.ns, m.log, pc.JobMaster, dial, pc.Persist.Delay, pc.Persist.MaxBackoff, pc.Persist.BatchSize)
-		m.ns.onToBePersist = m.persister.add
-	}
 	if err := m.serve(); err != nil {
 		return err
 	}
 	m.started = time.Now()
 	bg, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	m.wg.Add(3)
-	go m.lostWorkerLoop(bg)
+	m.wg.Add(1)
 	go m.checkpointWatchLoop(bg)
-	go m.ttlLoop(bg)
-	if p := m.persister; p != nil {
-		m.wg.Add(1)
-		go func() { defer m.wg.Done(); p.run(bg) }()
-	} else {
-		m.log.Info("async persist is off: no fsmaster.job-master")
-	}
+	// A single master leads from start to stop.
+	m.startLeaderLoops(bg, &m.wg)
+	m.logPersist()
 	ok = true
 	m.log.Info("FS master serving", zap.String("rpc", m.RPCAddr()), zap.String("http", m.HTTPAddr()),
 		zap.Int64("journal_sequence", st.lastSeq))
 	return nil
 }
 
+// logPersist says when async persist is off.
+func (m *Master) logPersist() {
+	if strings.TrimSpace(m.cfg.FSMaster.JobMaster) == "" {
+		m.log.Info("async persist is off: no fsmaster.job-master")
+	}
+}
+
 func (m *Master) serve() error {
 	c := m.cfg.FSMaster
-	rl, err := rpc.Listen(c.BindHost, c.RPCPort)
+	rl, err := m.testRPCLn, error(nil)
+	if rl == nil {
+		rl, err = rpc.Listen(c.BindHost, c.RPCPort)
+	}
 	if err != nil {
 		return fmt.Errorf("fsmaster rpc: %w", err)
 	}
@@ -285,10 +299,15 @@ func (m *Master) serve() error {
 		api.BlockMaster_RegisterWorker_FullMethodName, api.BlockMaster_WorkerHeartbeat_FullMethodName,
 		api.BlockMaster_CommitBlock_FullMethodName, api.BlockMaster_CommitBlocks_FullMethodName,
 	}
+	if e := m.emb; e != nil {
+		so.Unary = append(so.Unary, e.leaderOnlyUnary)
+		so.Stream = append(so.Stream, e.leaderOnlyStream)
+	}
 	m.grpc = rpc.NewServer(so)
 	srv := &server{m: m}
 	api.RegisterFileSystemMasterServer(m.grpc, srv)
 	api.RegisterBlockMasterServer(m.grpc, srv)
+	api.RegisterEmbeddedJournalServer(m.grpc, journalService{m: m})
 	m.http = rpc.NewHTTPServerWith(so, m.healthy)
 	m.registerHTTP()
 	go func() {
@@ -304,10 +323,14 @@ func (m *Master) serve() error {
 	return nil
 }
 
+// healthy is /healthz: a standby of an embedded journal is healthy too.
 func (m *Master) healthy() error {
 	m.ns.mu.RLock()
 	defer m.ns.mu.RUnlock()
-	return m.ns.usable()
+	if m.ns.broken != nil {
+		return m.ns.usable()
+	}
+	return nil
 }
 
 // RPCAddr is the address gRPC listens on.
@@ -325,6 +348,9 @@ func (m *Master) HTTPServer() *rpc.HTTPServer { return m.http }
 // AdvertisedRPCAddr is the rpc address clients are told to use:
 // fsmaster.host with the port gRPC listens on.
 func (m *Master) AdvertisedRPCAddr() string {
+	if m.emb != nil {
+		return m.emb.rpcAddr()
+	}
 	a := m.RPCAddr()
 	_, port, err := net.SplitHostPort(a)
 	if err != nil || m.cfg.FSMaster.Host == "" {
@@ -333,8 +359,12 @@ func (m *Master) AdvertisedRPCAddr() string {
 	return net.JoinHostPort(m.cfg.FSMaster.Host, port)
 }
 
-// leaderInfo is the GetLeader answer of a single master: itself.
+// leaderInfo is the GetLeader answer: a single master names itself; a
+// member of an embedded journal's group says who leads as raft knows it.
 func (m *Master) leaderInfo() *api.GetLeaderResponse {
+	if e := m.emb; e != nil {
+		return e.group().LeaderInfo(e.raft.AppliedIndex())
+	}
 	self := m.AdvertisedRPCAddr()
 	seq := uint64(m.j.LastSequence())
 	return &api.GetLeaderResponse{
@@ -360,6 +390,10 @@ func (m *Master) Stop(ctx context.Context) error {
 		if m.cancel != nil {
 			m.cancel()
 		}
+		if m.emb != nil {
+			// Leave the lead first: the leader's loops stop, writes fail.
+			m.emb.leaveLead()
+		}
 		if m.grpc != nil {
 			done := make(chan struct{})
 			go func() { m.grpc.GracefulStop(); close(done) }()
@@ -371,6 +405,9 @@ func (m *Master) Stop(ctx context.Context) error {
 		}
 		if m.http != nil {
 			_ = m.http.Shutdown(ctx)
+		}
+		if m.emb != nil {
+			err = m.emb.stop()
 		}
 		m.wg.Wait()
 		if m.ns != nil {
@@ -464,6 +501,9 @@ func (m *Master) adoptNewCheckpoint() int64 {
 func (m *Master) Checkpoint(ctx context.Context) (string, int64, error) {
 	m.ckptMu.Lock()
 	defer m.ckptMu.Unlock()
+	if m.emb != nil {
+		return m.emb.checkpoint(ctx)
+	}
 	m.ns.mu.RLock()
 	target, last := m.ns.st.lastSeq, m.ns.last
 	m.ns.mu.RUnlock()
@@ -570,11 +610,18 @@ func (m *Master) Info() *api.GetMasterInfoResponse {
 	m.ns.mu.RUnlock()
 	live, lost, capacity := m.ns.blocks.summary()
 	resp := &api.GetMasterInfoResponse{
-		Version: Version, StartTimeMs: m.started.UnixMilli(), RpcAddress: m.RPCAddr(),
-		JournalSequence:        m.j.LastSequence(),
+		Version: Version, StartTimeMs: m.started.UnixMilli(), RpcAddress: m.AdvertisedRPCAddr(),
 		LastCheckpointSequence: m.lastCkptSeq.Load(), LastCheckpointTimeMs: m.lastCkptTime.Load(),
-		JournalSegments: int32(len(m.j.Segments())), InodeCount: int64(inodes),
-		LiveWorkers: int32(live), LostWorkers: int32(lost), Capacity: capacity,
+		InodeCount: int64(inodes), LiveWorkers: int32(live), LostWorkers: int32(lost), Capacity: capacity,
+		JournalType: config.JournalLocal,
+	}
+	if e := m.emb; e != nil {
+		_, seq := e.fsm.position()
+		resp.JournalType, resp.JournalSequence = config.JournalEmbedded, seq
+		resp.NodeId, resp.Role, resp.AppliedIndex, resp.CommitIndex = e.self.ID, e.role(), e.raft.AppliedIndex(), e.raft.CommitIndex()
+	} else {
+		resp.JournalSequence, resp.JournalSegments = m.j.LastSequence(), int32(len(m.j.Segments()))
+		resp.Role = "LEADER"
 	}
 	if root != nil {
 		resp.UfsRootMountId = root.GetMountId()
@@ -601,6 +648,11 @@ func Format(ctx context.Context, cfg *config.Config, force bool, log *zap.Logger
 		return fmt.Errorf("format: root UFS (fsmaster.ufs / --ufs): %w", err)
 	}
 	fs.Close()
+	if cfg.FSMaster.Journal.Type == config.JournalEmbedded {
+		// Each member is formatted empty; the first leader of the group
+		// creates the root mount from its fsmaster.ufs.
+		return journal.FormatEmbedded(dir, force)
+	}
 	if err := journal.Format(dir, force); err != nil {
 		return err
 	}
@@ -618,4 +670,13 @@ func Format(ctx context.Context, cfg *config.Config, force bool, log *zap.Logger
 
 // JournalStats returns the journal's counters (entries made durable, group
 // commits), for benchmarks and reports.
-func (m *Master) JournalStats() journal.Stats { return m.j.Stats() }
+func (m *Master) JournalStats() journal.Stats {
+	if e := m.emb; e != nil {
+		st := e.rj.stats()
+		_, st.LastSequence = e.fsm.position()
+		// Batches: log-store writes, each one fsync on this master.
+		st.Batches = int64(e.parts.Counted.Writes())
+		return st
+	}
+	return m.j.Stats()
+}

@@ -51,6 +51,10 @@ type namespace struct {
 	j      appender
 	last   waiter // of the last appended entry
 	broken error  // a journal write failed: refuse everything from now on
+	// standby, with an embedded journal, is why this master takes no
+	// calls now (it does not lead); nil while it leads, and always with a
+	// local journal.
+	standby error
 
 	cfg    nsConfig
 	log    *zap.Logger
@@ -139,6 +143,12 @@ func (t *txn) wait(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return status.FromContextError(ctx.Err()).Err()
 	}
+	var te transientError
+	if errors.As(err, &te) {
+		// Embedded journal: leadership ended; the master rebuilds its
+		// state from raft and goes on as a standby.
+		return te
+	}
 	t.ns.fail(err)
 	return status.Errorf(codes.Unavailable, "journal write failed: %v", err)
 }
@@ -146,23 +156,32 @@ func (t *txn) wait(ctx context.Context) error {
 // fail marks the namespace broken after a journal write error.
 func (ns *namespace) fail(err error) {
 	ns.mu.Lock()
-	first := ns.broken == nil
-	if first {
-		ns.broken = err
-		ns.log.Error("journal write failed; refusing all calls until restart", zap.Error(err))
-	}
+	first := ns.failLocked(err)
 	ns.mu.Unlock()
 	if first && ns.onFail != nil {
 		ns.onFail(err)
 	}
 }
 
-// usable returns an error once the journal failed. Call with ns.mu held.
+// failLocked marks the namespace broken (call with ns.mu held) and
+// reports whether this was the first failure; the caller runs onFail
+// after unlocking.
+func (ns *namespace) failLocked(err error) bool {
+	if ns.broken != nil {
+		return false
+	}
+	ns.broken = err
+	ns.log.Error("journal write failed; refusing all calls until restart", zap.Error(err))
+	return true
+}
+
+// usable returns an error once the journal failed, or while this master
+// does not lead (embedded journal). Call with ns.mu held.
 func (ns *namespace) usable() error {
 	if ns.broken != nil {
 		return status.Errorf(codes.Unavailable, "FS master journal failed (%v); restart the master", ns.broken)
 	}
-	return nil
+	return ns.standby
 }
 
 func dirEntry(d *api.InodeDirectoryEntry) *api.JournalEntry {

@@ -256,7 +256,7 @@ func TestAsyncPersistHandsFilesToTheJobMaster(t *testing.T) {
 	}
 	// The last job's end is seen on a later tick.
 	testutil.Eventually(t, 20*time.Second, func() error {
-		if n := tm.persister.pending(); n != 0 {
+		if n := tm.persist.Load().pending(); n != 0 {
 			return fmt.Errorf("%d files still queued", n)
 		}
 		return nil

@@ -180,6 +180,11 @@ func hashField(h hash.Hash32, tag byte, b []byte) {
 	h.Write(b)
 }
 
+// VerifyCheckpoint checks that path is a complete checkpoint at seq: bbolt
+// can map it, its completion marker says seq, and its content matches the
+// marker's checksum.
+func VerifyCheckpoint(path string, seq int64) error { return verifyCheckpoint(path, seq) }
+
 // verifyCheckpoint checks that path is a complete checkpoint at seq: bbolt
 // can map it, the marker is there with seq, and the content checksum and
 // pair count match.

@@ -82,6 +82,9 @@ func initLayout(dir string) error {
 func checkLayout(dir string) error {
 	b, err := os.ReadFile(filepath.Join(dir, formatFileName))
 	if err == nil {
+		if string(b) == embeddedFormatContent {
+			return wrongKind(dir, KindEmbedded, KindLocal)
+		}
 		if string(b) != formatContent {
 			return fmt.Errorf("journal: %s: unknown journal format %q (this build reads %q)",
 				dir, strings.TrimSpace(string(b)), strings.TrimSpace(formatContent))

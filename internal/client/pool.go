@@ -85,3 +85,14 @@ func (p *Pool) JobMaster(addr string) (api.JobMasterClient, error) {
 	}
 	return api.NewJobMasterClient(cc), nil
 }
+
+// FSMasterMember returns clients of the FS master at addr alone: no
+// leader discovery, no retries (how the members of an embedded journal's
+// group ask each other, and how a report asks each member).
+func (p *Pool) FSMasterMember(addr string) (api.FileSystemMasterClient, api.EmbeddedJournalClient, error) {
+	cc, err := p.Get(addr)
+	if err != nil {
+		return nil, nil, status.Errorf(codes.Unavailable, "FS master %s: %v", addr, err)
+	}
+	return api.NewFileSystemMasterClient(cc), api.NewEmbeddedJournalClient(cc), nil
+}

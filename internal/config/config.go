@@ -25,6 +25,7 @@ const (
 
 	offFSMasterRPC   = 0
 	offFSMasterHTTP  = 1
+	offFSMasterRaft  = 2
 	offJobMasterRPC  = 3
 	offJobMasterHTTP = 4
 	offJobMasterRaft = 5
@@ -117,10 +118,14 @@ type FSMasterConfig struct {
 	UFS        string            `mapstructure:"ufs"` // root mount URI; default file://<home>/ufs
 	UFSOptions map[string]string `mapstructure:"ufs-options"`
 	Journal    JournalConfig     `mapstructure:"journal"`
-	Worker     FSWorkerConfig    `mapstructure:"worker"`
-	User       UserDefaults      `mapstructure:"user"`
-	List       ListConfig        `mapstructure:"list"`
-	Path       PathLimits        `mapstructure:"path"`
+	// Raft configures the group of FS masters when journal.type is
+	// embedded (the keys of jobmaster.raft; dir defaults to
+	// <journal.dir>/raft).
+	Raft   RaftConfig     `mapstructure:"raft"`
+	Worker FSWorkerConfig `mapstructure:"worker"`
+	User   UserDefaults   `mapstructure:"user"`
+	List   ListConfig     `mapstructure:"list"`
+	Path   PathLimits     `mapstructure:"path"`
 	// MaxExpensiveCalls bounds the expensive calls (listings, recursive
 	// changes, UFS metadata loads) running at once; one more waits up to
 	// ExpensiveCallWait, then gets ResourceExhausted.
@@ -147,6 +152,9 @@ type PersistConfig struct {
 
 // JournalConfig configures the FS master's bbolt journal.
 type JournalConfig struct {
+	// Type is local (one master; bbolt segments and the secondary's
+	// checkpoints) or embedded (a raft group of masters, fsmaster.raft).
+	Type                    string        `mapstructure:"type"`
 	Dir                     string        `mapstructure:"dir"` // default <home>/journal
 	SegmentEntries          int64         `mapstructure:"segment-entries"`
 	CheckpointPeriodEntries int64         `mapstructure:"checkpoint-period-entries"`
@@ -160,6 +168,12 @@ type JournalConfig struct {
 	// master writes the checkpoint itself.
 	CheckpointTimeout time.Duration `mapstructure:"checkpoint-timeout"`
 }
+
+// Journal types (fsmaster.journal.type).
+const (
+	JournalLocal    = "local"
+	JournalEmbedded = "embedded"
+)
 
 // FSWorkerConfig says how the FS master tracks block workers.
 type FSWorkerConfig struct {
@@ -359,7 +373,18 @@ func Default() map[string]any {
 		"fsmaster.http-port":                         DefaultPortBase + offFSMasterHTTP,
 		"fsmaster.ufs":                               "", // file://<home>/ufs
 		"fsmaster.ufs-options":                       map[string]string{},
+		"fsmaster.journal.type":                      "local",
 		"fsmaster.journal.dir":                       "", // <home>/journal
+		"fsmaster.raft.node-id":                      "", // host:raft-port
+		"fsmaster.raft.port":                         DefaultPortBase - 1,
+		"fsmaster.raft.dir":                          "", // <journal.dir>/raft
+		"fsmaster.raft.peers":                        []string{},
+		"fsmaster.raft.join":                         false,
+		"fsmaster.raft.heartbeat-timeout":            time.Second,
+		"fsmaster.raft.election-timeout":             time.Second,
+		"fsmaster.raft.snapshot-threshold":           8192,
+		"fsmaster.raft.snapshot-interval":            2 * time.Minute,
+		"fsmaster.raft.trailing-logs":                10240,
 		"fsmaster.journal.segment-entries":           int64(100000),
 		"fsmaster.journal.checkpoint-period-entries": int64(1000000),
 		"fsmaster.journal.max-batch-entries":         4096,
@@ -490,6 +515,7 @@ func (l *Loader) IsSet(key string) bool {
 func (l *Loader) SetPortBase(base int) {
 	l.v.Set("fsmaster.rpc-port", base+offFSMasterRPC)
 	l.v.Set("fsmaster.http-port", base+offFSMasterHTTP)
+	l.v.Set("fsmaster.raft.port", base+offFSMasterRaft)
 	l.v.Set("jobmaster.rpc-port", base+offJobMasterRPC)
 	l.v.Set("jobmaster.http-port", base+offJobMasterHTTP)
 	l.v.Set("jobmaster.raft.port", base+offJobMasterRaft)
@@ -597,6 +623,12 @@ func (c *Config) fill() error {
 	if c.Proxy.S3.StagingDir == "" {
 		c.Proxy.S3.StagingDir = filepath.Join(home, "proxy")
 	}
+	if c.FSMaster.Raft.Dir == "" {
+		c.FSMaster.Raft.Dir = filepath.Join(c.FSMaster.Journal.Dir, "raft")
+	}
+	if c.FSMaster.Raft.NodeID == "" {
+		c.FSMaster.Raft.NodeID = fmt.Sprintf("%s:%d", c.FSMaster.Host, c.FSMaster.Raft.Port)
+	}
 	if c.JobMaster.Raft.Dir == "" {
 		c.JobMaster.Raft.Dir = filepath.Join(home, "jobmaster")
 	}
@@ -647,6 +679,7 @@ func (c *Config) validate() error {
 		port int
 	}{
 		{"fsmaster.rpc-port", c.FSMaster.RPCPort}, {"fsmaster.http-port", c.FSMaster.HTTPPort},
+		{"fsmaster.raft.port", c.FSMaster.Raft.Port},
 		{"jobmaster.rpc-port", c.JobMaster.RPCPort}, {"jobmaster.http-port", c.JobMaster.HTTPPort},
 		{"jobmaster.raft.port", c.JobMaster.Raft.Port}, {"worker.rpc-port", c.Worker.RPCPort},
 		{"worker.http-port", c.Worker.HTTPPort}, {"jobworker.rpc-port", c.JobWorker.RPCPort},
@@ -671,6 +704,11 @@ func (c *Config) validate() error {
 	}
 	if c.Limits.MaxRequestBytes < 1<<20 {
 		return fmt.Errorf("config: limits.max-request-bytes = %d: want at least 1048576 (a block chunk must fit)", c.Limits.MaxRequestBytes)
+	}
+	switch c.FSMaster.Journal.Type {
+	case JournalLocal, JournalEmbedded:
+	default:
+		return fmt.Errorf("config: fsmaster.journal.type = %q: want %s or %s", c.FSMaster.Journal.Type, JournalLocal, JournalEmbedded)
 	}
 	switch c.Log.Format {
 	case "console", "json":

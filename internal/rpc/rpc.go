@@ -48,6 +48,10 @@ type ServerOptions struct {
 	// service prefixes (/pkg.Service/) only the cluster's own processes may
 	// call: the system identity, for itself or on behalf of a user.
 	SystemOnly []string
+	// Unary and Stream run after authentication (the call's Identity is in
+	// their context), in order, before the handler.
+	Unary  []grpc.UnaryServerInterceptor
+	Stream []grpc.StreamServerInterceptor
 }
 
 // NewServer returns a gRPC server with the shared interceptors:
@@ -67,8 +71,8 @@ func NewServer(o ServerOptions) *grpc.Server {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecv),
 		grpc.MaxSendMsgSize(MaxMessageSize),
-		grpc.ChainUnaryInterceptor(g.unary),
-		grpc.ChainStreamInterceptor(g.stream),
+		grpc.ChainUnaryInterceptor(append([]grpc.UnaryServerInterceptor{g.unary}, o.Unary...)...),
+		grpc.ChainStreamInterceptor(append([]grpc.StreamServerInterceptor{g.stream}, o.Stream...)...),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		// Big windows keep a single block stream from stalling on flow control.
 		grpc.InitialWindowSize(8 << 20),
