@@ -348,6 +348,7 @@ func grpcErr(op string, err error) error {
 type Stats struct {
 	LogWrites     uint64 // raft log-store writes (one fsync each with bbolt)
 	LogEntries    uint64 // raft entries written
+	LogBytes      uint64 // their data bytes
 	TaskUpdates   uint64 // task transitions written to raft by the collector
 	UpdateEntries uint64 // raft entries that carried them
 	Applied       uint64 // entries applied to the FSM
@@ -357,7 +358,7 @@ type Stats struct {
 func (s *Server) Stats() Stats {
 	st := Stats{Applied: s.fsm.applied.Load(), TaskUpdates: s.m.nUpdates.Load(), UpdateEntries: s.m.nEntries.Load()}
 	if s.parts != nil && s.parts.Counted != nil {
-		st.LogWrites, st.LogEntries = s.parts.Counted.Writes(), s.parts.Counted.Entries()
+		st.LogWrites, st.LogEntries, st.LogBytes = s.parts.Counted.Writes(), s.parts.Counted.Entries(), s.parts.Counted.Bytes()
 	}
 	return st
 }

@@ -50,17 +50,19 @@ func (p *Parts) Close() error {
 }
 
 // CountingLogStore counts StoreLogs calls (one bbolt transaction, one
-// fsync each) and the entries they carry.
+// fsync each), the entries they carry and the entries' data bytes.
 type CountingLogStore struct {
 	raft.LogStore
 	writes  atomic.Uint64
 	entries atomic.Uint64
+	bytes   atomic.Uint64
 }
 
 // StoreLog implements raft.LogStore.
 func (c *CountingLogStore) StoreLog(l *raft.Log) error {
 	c.writes.Add(1)
 	c.entries.Add(1)
+	c.bytes.Add(uint64(len(l.Data)))
 	return c.LogStore.StoreLog(l)
 }
 
@@ -68,8 +70,14 @@ func (c *CountingLogStore) StoreLog(l *raft.Log) error {
 func (c *CountingLogStore) StoreLogs(ls []*raft.Log) error {
 	c.writes.Add(1)
 	c.entries.Add(uint64(len(ls)))
+	for _, l := range ls {
+		c.bytes.Add(uint64(len(l.Data)))
+	}
 	return c.LogStore.StoreLogs(ls)
 }
+
+// Bytes is the data bytes of the raft entries written.
+func (c *CountingLogStore) Bytes() uint64 { return c.bytes.Load() }
 
 // Writes is the number of log-store writes (fsyncs with bbolt).
 func (c *CountingLogStore) Writes() uint64 { return c.writes.Load() }

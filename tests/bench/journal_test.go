@@ -66,6 +66,8 @@ func BenchmarkJournalAppend(b *testing.B) {
 			}
 			b.ReportMetric(float64(entries)/elapsed.Seconds(), "entries/s")
 			b.ReportMetric(float64(entries)/float64(batches), "entries/fsync")
+			reference(b, "*", "BboltFsync: one fsynced bbolt transaction per entry")
+			b.Logf("NOTE: JournalAppend: Append + Wait of a file-create entry (CRC32C + protobuf) by N goroutines, one bbolt commit (fsync) per group of waiting entries; BboltFsync, the reference, commits each 80-byte value in its own fsynced transaction with the journal's bbolt options, on the same disk; neither verifies")
 		})
 	}
 }
@@ -77,8 +79,7 @@ func BenchmarkBboltFsync(b *testing.B) {
 	val := make([]byte, 80)
 	var elapsed time.Duration
 	for i := 0; i < b.N; i++ {
-		db, err := bbolt.Open(filepath.Join(b.TempDir(), "raw.bolt"), 0o644,
-			&bbolt.Options{NoFreelistSync: true, PageSize: 4096, NoSync: false})
+		db, err := bbolt.Open(filepath.Join(b.TempDir(), "raw.bolt"), 0o644, journalBoltOptions())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -88,7 +89,9 @@ func BenchmarkBboltFsync(b *testing.B) {
 		start := time.Now()
 		for k := 0; k < txs; k++ {
 			if err := db.Update(func(tx *bbolt.Tx) error {
-				return tx.Bucket([]byte("entries")).Put([]byte(fmt.Sprintf("%016d", k)), val)
+				bk := tx.Bucket([]byte("entries"))
+				bk.FillPercent = 1.0 // keys only grow, as the journal's
+				return bk.Put([]byte(fmt.Sprintf("%016d", k)), val)
 			}); err != nil {
 				b.Fatal(err)
 			}
@@ -97,4 +100,5 @@ func BenchmarkBboltFsync(b *testing.B) {
 		db.Close()
 	}
 	b.ReportMetric(float64(txs*b.N)/elapsed.Seconds(), "tx/s")
+	reference(b, "*", "the reference itself: the disk's fsynced bbolt transaction rate")
 }

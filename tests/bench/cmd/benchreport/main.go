@@ -73,7 +73,15 @@ func write(out string, results []*result, notes []string, count int, when time.T
 		fatal(err)
 	}
 	fmt.Fprintf(os.Stderr, "benchreport: wrote %s\n", out)
+	if len(missingRefs) > 0 {
+		// Every figure stands beside its reference, measured in the same
+		// run: a benchmark that names none is not done.
+		fatal(fmt.Errorf("%d row(s) name no reference (tests/bench: reference(b, metric, ...)): %s", len(missingRefs), strings.Join(missingRefs, ", ")))
+	}
 }
+
+// missingRefs are the rows render found without a reference.
+var missingRefs []string
 
 // keepMarker, on the line after a section's "## " heading, marks figures
 // measured elsewhere than tests/bench (the web console's, in the browser
@@ -154,6 +162,19 @@ func fatal(err error) {
 	os.Exit(1)
 }
 
+// refs maps "<bench>\x00<metric>" (metric "*": the bench's default) to
+// the reference that metric is measured against, as the benchmarks log it.
+var refs = map[string]string{}
+
+// referenceOf is what metric of bench is measured against ("" when the
+// benchmark names none).
+func referenceOf(bench, metric string) string {
+	if r, ok := refs[bench+"\x00"+metric]; ok {
+		return r
+	}
+	return refs[bench+"\x00*"]
+}
+
 // result is one benchmark's metric values over the runs, in first-seen order.
 type result struct {
 	name    string
@@ -164,7 +185,10 @@ type result struct {
 var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
 
 // parse reads `go test -bench` output. Lines "NOTE: <bench>: text" that a
-// benchmark logs with b.Logf("NOTE: ...") are kept as footnotes.
+// benchmark logs with b.Logf("NOTE: ...") are kept as footnotes; lines
+// "REF: <bench>: <metric>: reference" (tests/bench's reference helper)
+// name what a metric is measured against ("*": every metric of the bench
+// without one of its own).
 func parse(r io.Reader) ([]*result, []string) {
 	var order []*result
 	byName := map[string]*result{}
@@ -174,6 +198,13 @@ func parse(r io.Reader) ([]*result, []string) {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
+		if i := strings.Index(line, "REF: "); i >= 0 {
+			parts := strings.SplitN(strings.TrimSpace(line[i+len("REF: "):]), ": ", 3)
+			if len(parts) == 3 {
+				refs[parts[0]+"\x00"+parts[1]] = parts[2]
+			}
+			continue
+		}
 		if i := strings.Index(line, "NOTE: "); i >= 0 {
 			n := strings.TrimSpace(line[i+len("NOTE: "):])
 			if !seenNote[n] {
@@ -242,9 +273,10 @@ func render(results []*result, notes []string, count int, when time.Time) string
 	fmt.Fprintf(&b, "Written by `make bench` (tests/bench/cmd/benchreport) on %s: %s, %d CPUs, %s/%s, %s.\n",
 		when.UTC().Format("2006-01-02 15:04 UTC"), host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Fprintf(&b, "Each figure is the median of %d runs; every benchmark measures its reference in the same run,\n", count)
-	fmt.Fprintf(&b, "so ratios compare like with like. Re-run with `make bench` (or `go run ./tests/bench/cmd/benchreport -bench Name`).\n\n")
+	fmt.Fprintf(&b, "each row names it, and the notes say what both sides do (verify, fsync, durability), so a ratio\n")
+	fmt.Fprintf(&b, "is read knowing where the two differ. Re-run with `make bench` (or `go run ./tests/bench/cmd/benchreport -bench Name`).\n\n")
 	renderGoals(&b, results)
-	fmt.Fprintf(&b, "| benchmark | metric | median | runs |\n|---|---|---:|---|\n")
+	fmt.Fprintf(&b, "| benchmark | metric | median | runs | measured against (what both sides do: the notes) |\n|---|---|---:|---|---|\n")
 	for _, r := range results {
 		name := strings.TrimPrefix(r.name, "Benchmark")
 		for _, m := range r.metrics {
@@ -253,7 +285,12 @@ func render(results []*result, notes []string, count int, when time.Time) string
 			for i, v := range vals {
 				runs[i] = format(v)
 			}
-			fmt.Fprintf(&b, "| %s | %s | **%s** | %s |\n", name, m, format(median(vals)), strings.Join(runs, ", "))
+			ref := referenceOf(name, m)
+			if ref == "" {
+				ref = "**none named**"
+				missingRefs = append(missingRefs, name+" "+m)
+			}
+			fmt.Fprintf(&b, "| %s | %s | **%s** | %s | %s |\n", name, m, format(median(vals)), strings.Join(runs, ", "), ref)
 		}
 	}
 	if len(notes) > 0 {

@@ -1,16 +1,38 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"time"
+)
 
-// Sections marked as measured elsewhere survive a rewrite; the others are
-// benchreport's own and are written anew.
-func TestKeptSections(t *testing.T) {
-	old := "# Benchmarks\n\n## Goals\n\n| a |\n\n## Web console (browser test)\n" + keepMarker + "\n\nfigures\n\n## All figures\n\n| b |\n\n## Other\n" + keepMarker + "\nmore\n"
-	want := "\n## Web console (browser test)\n" + keepMarker + "\n\nfigures\n\n## Other\n" + keepMarker + "\nmore\n"
-	if got := kept(old); got != want {
-		t.Fatalf("kept:\n%q\nwant\n%q", got, want)
+// A row shows the reference its benchmark named for its metric, or the
+// benchmark's default, and a row with none is marked and remembered.
+func TestRowsNameTheirReference(t *testing.T) {
+	refs, missingRefs = map[string]string{}, nil
+	out := `goos: linux
+BenchmarkA/x=1-2   	       1	 5 ns/op	  10.0 ops/s	  2.00 ratio-a/ref	  5.00 ref-ops/s
+--- BENCH: BenchmarkA/x=1-2
+    a_test.go:10: REF: A/x=1: *: the reference, same work
+    a_test.go:11: REF: A/x=1: ref-ops/s: the reference itself
+    a_test.go:12: NOTE: A: both sides fsync
+BenchmarkB-2   	       1	 5 ns/op	  3.00 things/s
+`
+	results, notes := parse(strings.NewReader(out))
+	if len(results) != 2 || len(notes) != 1 {
+		t.Fatalf("parsed %d results, %d notes", len(results), len(notes))
 	}
-	if got := kept("# Benchmarks\n\n## Goals\n| a |\n"); got != "" {
-		t.Fatalf("kept from a report without marked sections: %q", got)
+	md := render(results, notes, 1, time.Unix(0, 0))
+	for _, want := range []string{
+		"| A/x=1 | ops/s | **10.00** | 10.00 | the reference, same work |",
+		"| A/x=1 | ref-ops/s | **5.00** | 5.00 | the reference itself |",
+		"| B | things/s | **3.00** | 3.00 | **none named** |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	if len(missingRefs) != 1 || missingRefs[0] != "B things/s" {
+		t.Errorf("missing references %q, want B things/s", missingRefs)
 	}
 }
