@@ -208,11 +208,13 @@ func (s *Sessions) read(r *http.Request) (session, bool) {
 	if !ok {
 		return session{}, false
 	}
-	got, err := base64.RawURLEncoding.DecodeString(sig)
+	// Strict: one encoding per value, so the cookie is exactly what Login
+	// wrote or nothing.
+	got, err := base64.RawURLEncoding.Strict().DecodeString(sig)
 	if err != nil || !hmac.Equal(got, s.mac("session", payload)) {
 		return session{}, false
 	}
-	body, err := base64.RawURLEncoding.DecodeString(payload)
+	body, err := base64.RawURLEncoding.Strict().DecodeString(payload)
 	if err != nil {
 		return session{}, false
 	}
