@@ -24,6 +24,7 @@ import (
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/raftgroup"
 	"github.com/alluvium/alluvium/internal/rpc"
+	"github.com/alluvium/alluvium/internal/testutil"
 )
 
 // raftCluster is an in-process group of FS masters with an embedded
@@ -378,7 +379,15 @@ func TestEmbeddedPartitionedLeader(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Writes are flowing (some acknowledged) when the leader is cut off.
+	testutil.Eventually(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(acked) < 16 {
+			return fmt.Errorf("%d writes acknowledged", len(acked))
+		}
+		return nil
+	})
 	c.isolate(l)
 	n := c.leader(l)
 	// The old leader must stop taking writes on its own.
