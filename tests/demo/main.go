@@ -60,20 +60,30 @@ func run() int {
 	size := flag.String("size", "100MiB", "total size of the sample files")
 	workers := flag.Int("workers", 2, "workers of the local cluster")
 	keep := flag.Bool("keep", false, "keep the demo's directory (data, logs) afterwards")
+	stay := flag.Bool("stay", false, "after the demo, keep the cluster up to look at in the web console, until Ctrl-C")
 	timeout := flag.Duration("timeout", 110*time.Second, "give up (and stop everything) after this long")
 	flag.Parse()
 	total, err := config.ParseBytes(*size)
 	if err != nil || total < 1<<20 || *files < 20 || *workers < 1 {
-		fmt.Fprintln(os.Stderr, "usage: demo [-bin PATH] [-files N>=20] [-size BYTES>=1MiB] [-workers N] [-keep] [-timeout D]")
+		fmt.Fprintln(os.Stderr, "usage: demo [-bin PATH] [-files N>=20] [-size BYTES>=1MiB] [-workers N] [-keep] [-stay] [-timeout D]")
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sig, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(sig, *timeout)
 	defer cancel()
 
 	d := &demo{bin: *bin, nFiles: *files, total: total, workers: *workers, start: time.Now(), out: os.Stdout}
 	err = d.run(ctx)
+	if err == nil && *stay && d.ui != "" {
+		d.logf("the cluster stays up: open the web console at %s and log in with ALLUVIUM_TOKEN from %s; Ctrl-C stops it", d.ui, filepath.Join(d.home, "env"))
+		select {
+		case <-sig.Done():
+		case werr := <-d.exited:
+			d.exited <- werr // for stopCluster
+			err = fmt.Errorf("alluvium local exited while it should stay up: %v", werr)
+		}
+	}
 	d.stopCluster()
 	if *keep {
 		d.logf("kept %s (cluster log: %s)", d.dir, d.logPath)
@@ -105,6 +115,7 @@ type demo struct {
 	out     io.Writer
 
 	dir, home, ufs, shm string
+	ui                  string // the web console's URL (ALLUVIUM_UI)
 	logPath, logTail    string
 	proc                *exec.Cmd
 	exited              chan error
@@ -303,7 +314,8 @@ func (d *demo) startCluster(ctx context.Context) error {
 	if d.policies, err = d.client.Policies(); err != nil {
 		return err
 	}
-	d.logf("alluvium local is ready: FS master %s, job master %s (env: %s)", env["ALLUVIUM_MASTER"], env["ALLUVIUM_JOB_MASTER"], envPath)
+	d.ui = env["ALLUVIUM_UI"]
+	d.logf("alluvium local is ready: FS master %s, job master %s, web console %s (env: %s)", env["ALLUVIUM_MASTER"], env["ALLUVIUM_JOB_MASTER"], d.ui, envPath)
 	return nil
 }
 
