@@ -226,7 +226,7 @@ func (g *procGroup) end(t testing.TB) {
 // ends; its log is printed if the test failed.
 func Start(t testing.TB, name, bin string, env []string, args ...string) *Process {
 	t.Helper()
-	logDir := filepath.Join(os.TempDir(), "alluvium-test-logs")
+	logDir := LogDir()
 	_ = os.MkdirAll(logDir, 0o777)
 	logPath := filepath.Join(logDir, fmt.Sprintf("%s-%s-%d.log", sanitize(t.Name()), name, time.Now().UnixNano()))
 	logf, err := os.Create(logPath)
@@ -266,6 +266,16 @@ func Start(t testing.TB, name, bin string, env []string, args ...string) *Proces
 		}
 	})
 	return p
+}
+
+// LogDir is where Start puts the processes' logs: $ALLUVIUM_TEST_LOGS
+// when set (CI keeps it as an artifact), else alluvium-test-logs in the
+// temp dir.
+func LogDir() string {
+	if d := os.Getenv("ALLUVIUM_TEST_LOGS"); d != "" {
+		return d
+	}
+	return filepath.Join(os.TempDir(), "alluvium-test-logs")
 }
 
 func exitString(err error) string {
