@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -469,13 +470,15 @@ func (b *barProgress) done(j *api.JobInfo) {
 
 func newJobLsCmd(g *globals) *cobra.Command {
 	var statuses []string
-	var plan, output string
+	var plan, submitter, policy, output string
 	var limit int
 	c := &cobra.Command{
 		Use:   "ls",
-		Short: "List jobs (oldest first), optionally by status and plan",
+		Short: "List jobs (oldest first), optionally by status, plan, submitter or policy",
 		Example: `  alluvium job ls
   alluvium job ls --status RUNNING,FAILED --plan load
+  alluvium job ls --submitter alice --limit 20     # alice's 20 newest jobs
+  alluvium job ls --policy nightly-warm --limit 5  # the policy's last 5 runs
   alluvium job ls --output json | jq '.jobs[] | select(.status=="FAILED") | .id'`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -495,15 +498,27 @@ func newJobLsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer cl.Close()
+			if limit < 0 {
+				return usagef("--limit %d: want 0 (all) or more", limit)
+			}
+			o := sdk.ListJobsOptions{Statuses: want, Plan: plan, Submitter: submitter, Policy: policy, PageSize: 500}
+			if limit > 0 {
+				// Only the newest N: the job master pages from the newest
+				// down, so this reads N jobs, not all it keeps.
+				o.NewestFirst, o.PageSize = true, int32(min(limit, 500))
+			}
 			var list []*api.JobInfo
-			for j, err := range jobs.List(cmd.Context(), sdk.ListJobsOptions{Statuses: want, Plan: plan, PageSize: 500}) {
+			for j, err := range jobs.List(cmd.Context(), o) {
 				if err != nil {
 					return jobErr(err)
 				}
 				list = append(list, j)
+				if limit > 0 && len(list) == limit {
+					break
+				}
 			}
-			if limit > 0 && len(list) > limit {
-				list = list[len(list)-limit:]
+			if o.NewestFirst {
+				slices.Reverse(list) // shown oldest first, as without --limit
 			}
 			out := cmd.OutOrStdout()
 			if output == "json" {
@@ -527,6 +542,8 @@ func newJobLsCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringSliceVar(&statuses, "status", nil, "only jobs in these states (CREATED, RUNNING, COMPLETED, FAILED, CANCELED)")
 	c.Flags().StringVar(&plan, "plan", "", "only jobs of this plan (load, ...)")
+	c.Flags().StringVar(&submitter, "submitter", "", "only jobs this user submitted")
+	c.Flags().StringVar(&policy, "policy", "", "only jobs this policy launched")
 	c.Flags().IntVar(&limit, "limit", 0, "show only the newest N")
 	c.Flags().StringVar(&output, "output", "", "output format: json")
 	return c

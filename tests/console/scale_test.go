@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -97,6 +98,28 @@ func TestConsoleJobsPageAtScale(t *testing.T) {
 		return nil
 	})
 	t.Logf("%d finished jobs made in %s", n, time.Since(start).Round(time.Millisecond))
+
+	// The CLI pages the same way: --limit reads the newest N (shown oldest
+	// first), and the filters are the job master's.
+	newest, _, err := c.Jobs.ListPage(ctx, sdk.ListJobsOptions{NewestFirst: true, Plan: "persist", PageSize: 3}, "")
+	if err != nil || len(newest) != 3 {
+		t.Fatalf("newest persists: %v %v", newest, err)
+	}
+	var ls struct {
+		Jobs []struct {
+			ID   int64  `json:"id"`
+			Plan string `json:"plan"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal([]byte(c.MustCLI("job", "ls", "--plan", "persist", "--limit", "3", "--output", "json")), &ls); err != nil {
+		t.Fatal(err)
+	}
+	if len(ls.Jobs) != 3 || ls.Jobs[0].ID != newest[2].GetId() || ls.Jobs[2].ID != newest[0].GetId() || ls.Jobs[1].Plan != "persist" {
+		t.Fatalf("job ls --plan persist --limit 3: %+v, want ids %d, %d, %d", ls.Jobs, newest[2].GetId(), newest[1].GetId(), newest[0].GetId())
+	}
+	if out := c.MustCLI("job", "ls", "--submitter", "nobody", "--output", "json"); !strings.Contains(out, `"jobs": []`) {
+		t.Fatalf("job ls --submitter nobody: %s", out)
+	}
 
 	b.run("log in", 30*time.Second, chromedp.Navigate(ui), chromedp.WaitVisible(chromedp.CSS("#login-form")),
 		chromedp.SetValue(chromedp.CSS("#token"), testutil.ClusterToken()),
