@@ -235,6 +235,12 @@ func (w *Worker) listenUnix() net.Listener {
 		w.log.Warn("no unix socket", zap.String("path", p), zap.Error(err))
 		return nil
 	}
+	// As open as the TCP port: a caller authenticates on it the same way
+	// (token or certificate), and a client running as another user (a pod
+	// beside a worker in Kubernetes) must be able to connect.
+	if err := os.Chmod(p, 0o666); err != nil {
+		w.log.Warn("unix socket mode", zap.String("path", p), zap.Error(err))
+	}
 	w.mu.Lock()
 	w.sockPath = p
 	w.mu.Unlock()

@@ -25,13 +25,20 @@ func MinIOBinary() string {
 	if p := os.Getenv("MINIO_BIN"); p != "" {
 		return p
 	}
+	return Tool("minio")
+}
+
+// Tool finds a tool the tests run (minio, helm): in the tool cache
+// ($ALLUVIUM_TOOLS/bin, ~/.cache/alluvium-tools/bin, where .ci/run builds
+// them), then on $PATH. It returns "" when absent.
+func Tool(name string) string {
 	for _, dir := range toolDirs() {
-		p := filepath.Join(dir, "minio")
+		p := filepath.Join(dir, name)
 		if st, err := os.Stat(p); err == nil && !st.IsDir() {
 			return p
 		}
 	}
-	if p, err := exec.LookPath("minio"); err == nil {
+	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
 	return ""
