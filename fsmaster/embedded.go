@@ -144,6 +144,7 @@ func (m *Master) startEmbedded(ctx context.Context, ncfg nsConfig) error {
 		return fmt.Errorf("fsmaster: raft: %w", err)
 	}
 	e.raft = r
+	raftgroup.StandIfAlone(r, rc)
 	e.rj.start(r)
 	idx, seq := e.fsm.position()
 	m.log.Info("raft started", zap.String("id", self.ID), zap.String("raft", string(e.parts.Trans.LocalAddr())),

@@ -126,6 +126,7 @@ func TestChartRefuses(t *testing.T) {
 		{nil, "ufs.uri is required"},
 		{[]string{ufs, "jobmaster.replicas=2"}, "jobmaster.replicas=2: want 1, 3 or 5"},
 		{[]string{ufs, "fsmaster.replicas=0"}, "fsmaster.replicas=0"},
+		{[]string{ufs, "fsmaster.replicas=4"}, "fsmaster.replicas=4: a Raft group wants an odd number of members"},
 		{[]string{ufs, "worker.tiers[0].alias=RAM", "worker.tiers[0].quota=1GiB"}, "worker.tiers[0].alias=RAM: want MEM, SSD or HDD"},
 		{[]string{ufs, "token.value=short"}, "token.value: want at least 16 characters"},
 	} {
@@ -138,37 +139,6 @@ func TestChartRefuses(t *testing.T) {
 			t.Errorf("--set %v: %v; want a refusal saying %q", c.set, err, c.want)
 		}
 	}
-}
-
-// TestChartFSMasterReplicas: more than one FS master needs the embedded FS
-// journal. While the binary has no fsmaster.journal.type the chart refuses
-// it, naming what is missing; once it has, the chart must render the group
-// (the _helpers.tpl switch) and the binary must accept what it renders.
-func TestChartFSMasterReplicas(t *testing.T) {
-	_, known := config.Default()["fsmaster.journal.type"]
-	tpl, err := os.ReadFile(filepath.Join(chartDir(t), "templates", "_helpers.tpl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	switched := regexp.MustCompile(`define "alluvium.embeddedJournal" -}}true{{`).Match(tpl)
-	switch {
-	case known && !switched:
-		t.Fatal("Alluvium now has fsmaster.journal.type: set alluvium.embeddedJournal to true in deploy/helm/alluvium/templates/_helpers.tpl, so that fsmaster.replicas > 1 renders an embedded-journal group (this test then checks what it renders)")
-	case !known && switched:
-		t.Fatal("alluvium.embeddedJournal is true in _helpers.tpl, but Alluvium has no fsmaster.journal.type key")
-	}
-	out, err := template(t, "--set", "ufs.uri=s3://b/p", "--set", "fsmaster.replicas=3")
-	if !known {
-		want := "fsmaster.replicas=3 needs the embedded FS journal (the config keys fsmaster.journal.type, fsmaster.raft.node-id, fsmaster.raft.port and fsmaster.raft.peers)"
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Fatalf("fsmaster.replicas=3 without an embedded journal: %v; want a refusal saying %q", err, want)
-		}
-		return
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	decode(t, out).check(t)
 }
 
 // TestUnknownKeyFails shows the check has teeth: a key the chart passes
@@ -619,37 +589,25 @@ func (r *rendered) checkRole(t *testing.T, what string, w workload, c corev1.Con
 		if !strings.HasPrefix(cfg.FSMaster.Journal.Dir, cfg.Home+"/") {
 			t.Errorf("%s: journal %s is not under the persistent home", what, cfg.FSMaster.Journal.Dir)
 		}
-		if role == "fsmaster" && envValue(c, "ALLUVIUM_FSMASTER_HOST") != "$(POD_NAME)."+full+"-fsmaster."+namespace+".svc.cluster.local" {
+		switch embedded := cfg.FSMaster.Journal.Type == "embedded"; {
+		case embedded != (w.replicas > 1):
+			t.Errorf("%s: %d FS masters with fsmaster.journal.type %q", what, w.replicas, cfg.FSMaster.Journal.Type)
+		case embedded:
+			if role == "secondary" {
+				t.Errorf("%s: a secondary beside FS masters with an embedded journal", what)
+			}
+			if containerPort("raft") != cfg.FSMaster.Raft.Port {
+				t.Errorf("%s: ports %v, config raft %d", what, c.Ports, cfg.FSMaster.Raft.Port)
+			}
+			r.checkPeers(t, what, w, c, "fsmaster", cfg.FSMaster.Raft.Peers, cfg.FSMaster.Raft.Port, cfg.FSMaster.RPCPort)
+		case role == "fsmaster" && envValue(c, "ALLUVIUM_FSMASTER_HOST") != "$(POD_NAME)."+full+"-fsmaster."+namespace+".svc.cluster.local":
 			t.Errorf("%s: ALLUVIUM_FSMASTER_HOST %q is not its stable name", what, envValue(c, "ALLUVIUM_FSMASTER_HOST"))
 		}
 	case "jobmaster":
 		if containerPort("rpc") != cfg.JobMaster.RPCPort || containerPort("raft") != cfg.JobMaster.Raft.Port {
 			t.Errorf("%s: ports %v, config rpc %d raft %d", what, c.Ports, cfg.JobMaster.RPCPort, cfg.JobMaster.Raft.Port)
 		}
-		peers, err := raftgroup.ParsePeers("jobmaster.raft.peers", cfg.JobMaster.Raft.Peers)
-		if err != nil {
-			t.Errorf("%s: %v", what, err)
-			break
-		}
-		// Every pod finds itself among the peers by its name (its raft
-		// node id), at its stable name; a group of one lists itself too,
-		// so that the address raft records is the stable one.
-		hosts := r.podHosts(w.name)
-		if len(peers) != w.replicas {
-			t.Errorf("%s: %d peers for %d replicas", what, len(peers), w.replicas)
-		}
-		for i, p := range peers {
-			if i >= len(hosts) {
-				break
-			}
-			name := fmt.Sprintf("%s-%d", w.name, i)
-			if p.ID != name || p.RaftAddr != fmt.Sprintf("%s:%d", hosts[i], cfg.JobMaster.Raft.Port) || p.RPCAddr != fmt.Sprintf("%s:%d", hosts[i], cfg.JobMaster.RPCPort) {
-				t.Errorf("%s: peer %d = %+v, want id %s at %s", what, i, p, name, hosts[i])
-			}
-		}
-		if envValue(c, "ALLUVIUM_JOBMASTER_RAFT_NODE_ID") != "$(POD_NAME)" {
-			t.Errorf("%s: its raft node id is not its pod name", what)
-		}
+		r.checkPeers(t, what, w, c, "jobmaster", cfg.JobMaster.Raft.Peers, cfg.JobMaster.Raft.Port, cfg.JobMaster.RPCPort)
 		if !strings.HasPrefix(cfg.JobMaster.Raft.Dir, cfg.Home+"/") {
 			t.Errorf("%s: raft dir %s is not under the persistent home", what, cfg.JobMaster.Raft.Dir)
 		}
@@ -708,5 +666,36 @@ func (r *rendered) checkRole(t *testing.T, what string, w workload, c corev1.Con
 		}
 	default:
 		t.Errorf("%s: unknown role %q", what, role)
+	}
+}
+
+// checkPeers: every pod of a raft group finds itself among the peers by its
+// pod name (its raft node id, from the environment), listed at its stable
+// name; a group of one lists itself too, so that the address raft records
+// is the stable one. Raft advertises the pod IP, which needs no DNS record
+// at start.
+func (r *rendered) checkPeers(t *testing.T, what string, w workload, c corev1.Container, role string, entries []string, raftPort, rpcPort int) {
+	t.Helper()
+	peers, err := raftgroup.ParsePeers(role+".raft.peers", entries)
+	if err != nil {
+		t.Errorf("%s: %v", what, err)
+		return
+	}
+	hosts := r.podHosts(w.name)
+	if len(peers) != w.replicas {
+		t.Errorf("%s: %d peers for %d replicas", what, len(peers), w.replicas)
+	}
+	for i, p := range peers {
+		if i >= len(hosts) {
+			break
+		}
+		name := fmt.Sprintf("%s-%d", w.name, i)
+		if p.ID != name || p.RaftAddr != fmt.Sprintf("%s:%d", hosts[i], raftPort) || p.RPCAddr != fmt.Sprintf("%s:%d", hosts[i], rpcPort) {
+			t.Errorf("%s: peer %d = %+v, want id %s at %s", what, i, p, name, hosts[i])
+		}
+	}
+	prefix := "ALLUVIUM_" + strings.ToUpper(role)
+	if envValue(c, prefix+"_RAFT_NODE_ID") != "$(POD_NAME)" || envValue(c, prefix+"_HOST") != "$(POD_IP)" {
+		t.Errorf("%s: its raft node id is not its pod name, or it does not advertise its pod IP", what)
 	}
 }

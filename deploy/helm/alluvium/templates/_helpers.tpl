@@ -1,11 +1,3 @@
-{{/*
-Whether this Alluvium has the embedded FS journal (FS masters as a Raft
-group: fsmaster.journal.type embedded, fsmaster.raft.node-id, .port, .peers;
-DESIGN.md "Embedded FS journal"). Until it does, fsmaster.replicas > 1 is
-refused. tests/helm checks this against the config keys the binary knows.
-*/}}
-{{- define "alluvium.embeddedJournal" -}}false{{- end -}}
-
 {{- define "alluvium.name" -}}
 {{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
@@ -87,9 +79,6 @@ app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 {{- $fs := int .Values.fsmaster.replicas -}}
 {{- if lt $fs 1 -}}
 {{- fail (printf "fsmaster.replicas=%d: want 1, or 3 or 5 FS masters" $fs) -}}
-{{- end -}}
-{{- if and (gt $fs 1) (ne (include "alluvium.embeddedJournal" .) "true") -}}
-{{- fail (printf "fsmaster.replicas=%d needs the embedded FS journal (the config keys fsmaster.journal.type, fsmaster.raft.node-id, fsmaster.raft.port and fsmaster.raft.peers), which this version of Alluvium does not have yet: use fsmaster.replicas=1 (a leading FS master and its secondary checkpointer)" $fs) -}}
 {{- end -}}
 {{- if and (gt $fs 1) (eq (mod $fs 2) 0) -}}
 {{- fail (printf "fsmaster.replicas=%d: a Raft group wants an odd number of members (3 or 5): %d survive no more failures than %d" $fs $fs (sub $fs 1)) -}}
