@@ -298,7 +298,9 @@ type SubmitJobCommand struct {
 	NowMs      int64                  `protobuf:"varint,6,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
 	// run_as is the user the job's work acts for (the FS master checks its
 	// permissions); empty: the cluster's system identity.
-	RunAs         string `protobuf:"bytes,7,opt,name=run_as,json=runAs,proto3" json:"run_as,omitempty"`
+	RunAs string `protobuf:"bytes,7,opt,name=run_as,json=runAs,proto3" json:"run_as,omitempty"`
+	// What the scheduler enforces on the job, from its plan's validation.
+	Limits        *JobLimits `protobuf:"bytes,8,opt,name=limits,proto3" json:"limits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -380,6 +382,13 @@ func (x *SubmitJobCommand) GetRunAs() string {
 		return x.RunAs
 	}
 	return ""
+}
+
+func (x *SubmitJobCommand) GetLimits() *JobLimits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
 }
 
 // PlannedTask is one task a planner produced.
@@ -1745,7 +1754,7 @@ var File_jobfsm_proto protoreflect.FileDescriptor
 
 const file_jobfsm_proto_rawDesc = "" +
 	"\n" +
-	"\fjobfsm.proto\x12\valluvium.v1\x1a\x0fjobmaster.proto\"\xca\x01\n" +
+	"\fjobfsm.proto\x12\valluvium.v1\x1a\x0fjobmaster.proto\"\xfa\x01\n" +
 	"\x10SubmitJobCommand\x12\x12\n" +
 	"\x04plan\x18\x01 \x01(\tR\x04plan\x12\x1f\n" +
 	"\vconfig_json\x18\x02 \x01(\tR\n" +
@@ -1755,7 +1764,8 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\tsubmitter\x18\x04 \x01(\tR\tsubmitter\x12\x16\n" +
 	"\x06policy\x18\x05 \x01(\tR\x06policy\x12\x15\n" +
 	"\x06now_ms\x18\x06 \x01(\x03R\x05nowMs\x12\x15\n" +
-	"\x06run_as\x18\a \x01(\tR\x05runAs\"\xbe\x01\n" +
+	"\x06run_as\x18\a \x01(\tR\x05runAs\x12.\n" +
+	"\x06limits\x18\b \x01(\v2\x16.alluvium.v1.JobLimitsR\x06limits\"\xbe\x01\n" +
 	"\vPlannedTask\x12\x12\n" +
 	"\x04args\x18\x01 \x01(\fR\x04args\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1f\n" +
@@ -1951,29 +1961,31 @@ var file_jobfsm_proto_goTypes = []any{
 	(*JobSnapshotHeader)(nil),       // 20: alluvium.v1.JobSnapshotHeader
 	(*JobRecord)(nil),               // 21: alluvium.v1.JobRecord
 	(*TaskRecord)(nil),              // 22: alluvium.v1.TaskRecord
-	(*FailedPath)(nil),              // 23: alluvium.v1.FailedPath
-	(JobInfo_Status)(0),             // 24: alluvium.v1.JobInfo.Status
-	(*PolicyInfo)(nil),              // 25: alluvium.v1.PolicyInfo
-	(*JobInfo)(nil),                 // 26: alluvium.v1.JobInfo
-	(*TaskInfo)(nil),                // 27: alluvium.v1.TaskInfo
+	(*JobLimits)(nil),               // 23: alluvium.v1.JobLimits
+	(*FailedPath)(nil),              // 24: alluvium.v1.FailedPath
+	(JobInfo_Status)(0),             // 25: alluvium.v1.JobInfo.Status
+	(*PolicyInfo)(nil),              // 26: alluvium.v1.PolicyInfo
+	(*JobInfo)(nil),                 // 27: alluvium.v1.JobInfo
+	(*TaskInfo)(nil),                // 28: alluvium.v1.TaskInfo
 }
 var file_jobfsm_proto_depIdxs = []int32{
-	5,  // 0: alluvium.v1.PlanTasksCommand.tasks:type_name -> alluvium.v1.PlannedTask
-	23, // 1: alluvium.v1.PlanTasksCommand.failed:type_name -> alluvium.v1.FailedPath
-	2,  // 2: alluvium.v1.TaskTransition.kind:type_name -> alluvium.v1.TaskTransition.Kind
-	23, // 3: alluvium.v1.TaskTransition.failed:type_name -> alluvium.v1.FailedPath
-	7,  // 4: alluvium.v1.UpdateTasksCommand.transitions:type_name -> alluvium.v1.TaskTransition
-	24, // 5: alluvium.v1.FinishJobCommand.status:type_name -> alluvium.v1.JobInfo.Status
-	25, // 6: alluvium.v1.PutPolicyCommand.policy:type_name -> alluvium.v1.PolicyInfo
-	3,  // 7: alluvium.v1.PolicyLaunchCommand.kind:type_name -> alluvium.v1.PolicyLaunchCommand.Kind
-	26, // 8: alluvium.v1.JobRecord.info:type_name -> alluvium.v1.JobInfo
-	27, // 9: alluvium.v1.TaskRecord.info:type_name -> alluvium.v1.TaskInfo
-	23, // 10: alluvium.v1.TaskRecord.failed:type_name -> alluvium.v1.FailedPath
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	23, // 0: alluvium.v1.SubmitJobCommand.limits:type_name -> alluvium.v1.JobLimits
+	5,  // 1: alluvium.v1.PlanTasksCommand.tasks:type_name -> alluvium.v1.PlannedTask
+	24, // 2: alluvium.v1.PlanTasksCommand.failed:type_name -> alluvium.v1.FailedPath
+	2,  // 3: alluvium.v1.TaskTransition.kind:type_name -> alluvium.v1.TaskTransition.Kind
+	24, // 4: alluvium.v1.TaskTransition.failed:type_name -> alluvium.v1.FailedPath
+	7,  // 5: alluvium.v1.UpdateTasksCommand.transitions:type_name -> alluvium.v1.TaskTransition
+	25, // 6: alluvium.v1.FinishJobCommand.status:type_name -> alluvium.v1.JobInfo.Status
+	26, // 7: alluvium.v1.PutPolicyCommand.policy:type_name -> alluvium.v1.PolicyInfo
+	3,  // 8: alluvium.v1.PolicyLaunchCommand.kind:type_name -> alluvium.v1.PolicyLaunchCommand.Kind
+	27, // 9: alluvium.v1.JobRecord.info:type_name -> alluvium.v1.JobInfo
+	28, // 10: alluvium.v1.TaskRecord.info:type_name -> alluvium.v1.TaskInfo
+	24, // 11: alluvium.v1.TaskRecord.failed:type_name -> alluvium.v1.FailedPath
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_jobfsm_proto_init() }

@@ -134,7 +134,7 @@ func (x TaskInfo_Status) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskInfo_Status.Descriptor instead.
 func (TaskInfo_Status) EnumDescriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{2, 0}
+	return file_jobmaster_proto_rawDescGZIP(), []int{3, 0}
 }
 
 type JobInfo struct {
@@ -162,7 +162,9 @@ type JobInfo struct {
 	Round        int32                  `protobuf:"varint,21,opt,name=round,proto3" json:"round,omitempty"`                                   // planning round (0; 1 is load's --verify pass)
 	// The user the job's tasks act for (its permissions apply); empty: the
 	// cluster's system identity.
-	RunAs         string `protobuf:"bytes,22,opt,name=run_as,json=runAs,proto3" json:"run_as,omitempty"`
+	RunAs string `protobuf:"bytes,22,opt,name=run_as,json=runAs,proto3" json:"run_as,omitempty"`
+	// What the scheduler enforces on the job (set by its plan at submit).
+	Limits        *JobLimits `protobuf:"bytes,23,opt,name=limits,proto3" json:"limits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -351,6 +353,86 @@ func (x *JobInfo) GetRunAs() string {
 	return ""
 }
 
+func (x *JobInfo) GetLimits() *JobLimits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+// JobLimits are what the job master's scheduler enforces on a job. The
+// plan sets them when it validates the job's config (plans/spec.Limits),
+// so the scheduler never reads a plan's config.
+type JobLimits struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The whole job's rate in bytes per second (0: none), split over the job
+	// workers that run its tasks.
+	BandwidthBytesPerSec int64    `protobuf:"varint,1,opt,name=bandwidth_bytes_per_sec,json=bandwidthBytesPerSec,proto3" json:"bandwidth_bytes_per_sec,omitempty"`
+	Replication          int32    `protobuf:"varint,2,opt,name=replication,proto3" json:"replication,omitempty"`                            // cached copies of each block it makes
+	Workers              []string `protobuf:"bytes,3,rep,name=workers,proto3" json:"workers,omitempty"`                                     // only these block workers (id, host, host:port)
+	ExcludeWorkers       []string `protobuf:"bytes,4,rep,name=exclude_workers,json=excludeWorkers,proto3" json:"exclude_workers,omitempty"` // never these
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *JobLimits) Reset() {
+	*x = JobLimits{}
+	mi := &file_jobmaster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobLimits) ProtoMessage() {}
+
+func (x *JobLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_jobmaster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobLimits.ProtoReflect.Descriptor instead.
+func (*JobLimits) Descriptor() ([]byte, []int) {
+	return file_jobmaster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *JobLimits) GetBandwidthBytesPerSec() int64 {
+	if x != nil {
+		return x.BandwidthBytesPerSec
+	}
+	return 0
+}
+
+func (x *JobLimits) GetReplication() int32 {
+	if x != nil {
+		return x.Replication
+	}
+	return 0
+}
+
+func (x *JobLimits) GetWorkers() []string {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
+func (x *JobLimits) GetExcludeWorkers() []string {
+	if x != nil {
+		return x.ExcludeWorkers
+	}
+	return nil
+}
+
 type FailedPath struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -361,7 +443,7 @@ type FailedPath struct {
 
 func (x *FailedPath) Reset() {
 	*x = FailedPath{}
-	mi := &file_jobmaster_proto_msgTypes[1]
+	mi := &file_jobmaster_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -373,7 +455,7 @@ func (x *FailedPath) String() string {
 func (*FailedPath) ProtoMessage() {}
 
 func (x *FailedPath) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[1]
+	mi := &file_jobmaster_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -386,7 +468,7 @@ func (x *FailedPath) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailedPath.ProtoReflect.Descriptor instead.
 func (*FailedPath) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{1}
+	return file_jobmaster_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *FailedPath) GetPath() string {
@@ -423,7 +505,7 @@ type TaskInfo struct {
 
 func (x *TaskInfo) Reset() {
 	*x = TaskInfo{}
-	mi := &file_jobmaster_proto_msgTypes[2]
+	mi := &file_jobmaster_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -435,7 +517,7 @@ func (x *TaskInfo) String() string {
 func (*TaskInfo) ProtoMessage() {}
 
 func (x *TaskInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[2]
+	mi := &file_jobmaster_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -448,7 +530,7 @@ func (x *TaskInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInfo.ProtoReflect.Descriptor instead.
 func (*TaskInfo) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{2}
+	return file_jobmaster_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *TaskInfo) GetJobId() int64 {
@@ -546,7 +628,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_jobmaster_proto_msgTypes[3]
+	mi := &file_jobmaster_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +640,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[3]
+	mi := &file_jobmaster_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +653,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{3}
+	return file_jobmaster_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SubmitJobRequest) GetPlan() string {
@@ -605,7 +687,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_jobmaster_proto_msgTypes[4]
+	mi := &file_jobmaster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +699,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[4]
+	mi := &file_jobmaster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +712,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{4}
+	return file_jobmaster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SubmitJobResponse) GetJobId() int64 {
@@ -657,7 +739,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_jobmaster_proto_msgTypes[5]
+	mi := &file_jobmaster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -669,7 +751,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[5]
+	mi := &file_jobmaster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -682,7 +764,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{5}
+	return file_jobmaster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetJobRequest) GetJobId() int64 {
@@ -708,7 +790,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_jobmaster_proto_msgTypes[6]
+	mi := &file_jobmaster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +802,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[6]
+	mi := &file_jobmaster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +815,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{6}
+	return file_jobmaster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetJobResponse) GetJob() *JobInfo {
@@ -764,7 +846,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_jobmaster_proto_msgTypes[7]
+	mi := &file_jobmaster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +858,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[7]
+	mi := &file_jobmaster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +871,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{7}
+	return file_jobmaster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListJobsRequest) GetStatuses() []JobInfo_Status {
@@ -866,7 +948,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_jobmaster_proto_msgTypes[8]
+	mi := &file_jobmaster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +960,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[8]
+	mi := &file_jobmaster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +973,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{8}
+	return file_jobmaster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListJobsResponse) GetJobs() []*JobInfo {
@@ -924,7 +1006,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_jobmaster_proto_msgTypes[9]
+	mi := &file_jobmaster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1018,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[9]
+	mi := &file_jobmaster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1031,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{9}
+	return file_jobmaster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CancelJobRequest) GetJobId() int64 {
@@ -967,7 +1049,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_jobmaster_proto_msgTypes[10]
+	mi := &file_jobmaster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1061,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[10]
+	mi := &file_jobmaster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1074,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{10}
+	return file_jobmaster_proto_rawDescGZIP(), []int{11}
 }
 
 type WatchJobRequest struct {
@@ -1005,7 +1087,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_jobmaster_proto_msgTypes[11]
+	mi := &file_jobmaster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1017,7 +1099,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[11]
+	mi := &file_jobmaster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1030,7 +1112,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{11}
+	return file_jobmaster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WatchJobRequest) GetJobId() int64 {
@@ -1058,7 +1140,7 @@ type AddPeerRequest struct {
 
 func (x *AddPeerRequest) Reset() {
 	*x = AddPeerRequest{}
-	mi := &file_jobmaster_proto_msgTypes[12]
+	mi := &file_jobmaster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1152,7 @@ func (x *AddPeerRequest) String() string {
 func (*AddPeerRequest) ProtoMessage() {}
 
 func (x *AddPeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[12]
+	mi := &file_jobmaster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1165,7 @@ func (x *AddPeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPeerRequest.ProtoReflect.Descriptor instead.
 func (*AddPeerRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{12}
+	return file_jobmaster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AddPeerRequest) GetId() string {
@@ -1115,7 +1197,7 @@ type AddPeerResponse struct {
 
 func (x *AddPeerResponse) Reset() {
 	*x = AddPeerResponse{}
-	mi := &file_jobmaster_proto_msgTypes[13]
+	mi := &file_jobmaster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1209,7 @@ func (x *AddPeerResponse) String() string {
 func (*AddPeerResponse) ProtoMessage() {}
 
 func (x *AddPeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[13]
+	mi := &file_jobmaster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1222,7 @@ func (x *AddPeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPeerResponse.ProtoReflect.Descriptor instead.
 func (*AddPeerResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{13}
+	return file_jobmaster_proto_rawDescGZIP(), []int{14}
 }
 
 type RemovePeerRequest struct {
@@ -1152,7 +1234,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_jobmaster_proto_msgTypes[14]
+	mi := &file_jobmaster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1164,7 +1246,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[14]
+	mi := &file_jobmaster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1177,7 +1259,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{14}
+	return file_jobmaster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -1195,7 +1277,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_jobmaster_proto_msgTypes[15]
+	mi := &file_jobmaster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1289,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[15]
+	mi := &file_jobmaster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1302,7 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{15}
+	return file_jobmaster_proto_rawDescGZIP(), []int{16}
 }
 
 type PolicyInfo struct {
@@ -1252,14 +1334,16 @@ type PolicyInfo struct {
 	LastLaunchMs int64 `protobuf:"varint,19,opt,name=last_launch_ms,json=lastLaunchMs,proto3" json:"last_launch_ms,omitempty"` // wall time of the last launch
 	// The user who added the policy; its jobs run as this user (empty: the
 	// system identity). Set by the job master from the caller's identity.
-	Owner         string `protobuf:"bytes,20,opt,name=owner,proto3" json:"owner,omitempty"`
+	Owner string `protobuf:"bytes,20,opt,name=owner,proto3" json:"owner,omitempty"`
+	// The limits of the policy's jobs (set from its config at add).
+	Limits        *JobLimits `protobuf:"bytes,21,opt,name=limits,proto3" json:"limits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PolicyInfo) Reset() {
 	*x = PolicyInfo{}
-	mi := &file_jobmaster_proto_msgTypes[16]
+	mi := &file_jobmaster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1355,7 @@ func (x *PolicyInfo) String() string {
 func (*PolicyInfo) ProtoMessage() {}
 
 func (x *PolicyInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[16]
+	mi := &file_jobmaster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1368,7 @@ func (x *PolicyInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyInfo.ProtoReflect.Descriptor instead.
 func (*PolicyInfo) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{16}
+	return file_jobmaster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PolicyInfo) GetName() string {
@@ -1427,6 +1511,13 @@ func (x *PolicyInfo) GetOwner() string {
 	return ""
 }
 
+func (x *PolicyInfo) GetLimits() *JobLimits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
 type AddPolicyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Policy        *PolicyInfo            `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`  // name, cron, plan, config_json, overlap, catch_up
@@ -1437,7 +1528,7 @@ type AddPolicyRequest struct {
 
 func (x *AddPolicyRequest) Reset() {
 	*x = AddPolicyRequest{}
-	mi := &file_jobmaster_proto_msgTypes[17]
+	mi := &file_jobmaster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1540,7 @@ func (x *AddPolicyRequest) String() string {
 func (*AddPolicyRequest) ProtoMessage() {}
 
 func (x *AddPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[17]
+	mi := &file_jobmaster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1553,7 @@ func (x *AddPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPolicyRequest.ProtoReflect.Descriptor instead.
 func (*AddPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{17}
+	return file_jobmaster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AddPolicyRequest) GetPolicy() *PolicyInfo {
@@ -1488,7 +1579,7 @@ type AddPolicyResponse struct {
 
 func (x *AddPolicyResponse) Reset() {
 	*x = AddPolicyResponse{}
-	mi := &file_jobmaster_proto_msgTypes[18]
+	mi := &file_jobmaster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +1591,7 @@ func (x *AddPolicyResponse) String() string {
 func (*AddPolicyResponse) ProtoMessage() {}
 
 func (x *AddPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[18]
+	mi := &file_jobmaster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +1604,7 @@ func (x *AddPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPolicyResponse.ProtoReflect.Descriptor instead.
 func (*AddPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{18}
+	return file_jobmaster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AddPolicyResponse) GetPolicy() *PolicyInfo {
@@ -1531,7 +1622,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_jobmaster_proto_msgTypes[19]
+	mi := &file_jobmaster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1634,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[19]
+	mi := &file_jobmaster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1647,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{19}
+	return file_jobmaster_proto_rawDescGZIP(), []int{20}
 }
 
 type ListPoliciesResponse struct {
@@ -1568,7 +1659,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_jobmaster_proto_msgTypes[20]
+	mi := &file_jobmaster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1671,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[20]
+	mi := &file_jobmaster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1684,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{20}
+	return file_jobmaster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListPoliciesResponse) GetPolicies() []*PolicyInfo {
@@ -1612,7 +1703,7 @@ type RemovePolicyRequest struct {
 
 func (x *RemovePolicyRequest) Reset() {
 	*x = RemovePolicyRequest{}
-	mi := &file_jobmaster_proto_msgTypes[21]
+	mi := &file_jobmaster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1715,7 @@ func (x *RemovePolicyRequest) String() string {
 func (*RemovePolicyRequest) ProtoMessage() {}
 
 func (x *RemovePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[21]
+	mi := &file_jobmaster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1728,7 @@ func (x *RemovePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePolicyRequest.ProtoReflect.Descriptor instead.
 func (*RemovePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{21}
+	return file_jobmaster_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RemovePolicyRequest) GetName() string {
@@ -1655,7 +1746,7 @@ type RemovePolicyResponse struct {
 
 func (x *RemovePolicyResponse) Reset() {
 	*x = RemovePolicyResponse{}
-	mi := &file_jobmaster_proto_msgTypes[22]
+	mi := &file_jobmaster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1667,7 +1758,7 @@ func (x *RemovePolicyResponse) String() string {
 func (*RemovePolicyResponse) ProtoMessage() {}
 
 func (x *RemovePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[22]
+	mi := &file_jobmaster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1680,7 +1771,7 @@ func (x *RemovePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePolicyResponse.ProtoReflect.Descriptor instead.
 func (*RemovePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{22}
+	return file_jobmaster_proto_rawDescGZIP(), []int{23}
 }
 
 type SetPolicyEnabledRequest struct {
@@ -1693,7 +1784,7 @@ type SetPolicyEnabledRequest struct {
 
 func (x *SetPolicyEnabledRequest) Reset() {
 	*x = SetPolicyEnabledRequest{}
-	mi := &file_jobmaster_proto_msgTypes[23]
+	mi := &file_jobmaster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1796,7 @@ func (x *SetPolicyEnabledRequest) String() string {
 func (*SetPolicyEnabledRequest) ProtoMessage() {}
 
 func (x *SetPolicyEnabledRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[23]
+	mi := &file_jobmaster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1809,7 @@ func (x *SetPolicyEnabledRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyEnabledRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyEnabledRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{23}
+	return file_jobmaster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetPolicyEnabledRequest) GetName() string {
@@ -1744,7 +1835,7 @@ type SetPolicyEnabledResponse struct {
 
 func (x *SetPolicyEnabledResponse) Reset() {
 	*x = SetPolicyEnabledResponse{}
-	mi := &file_jobmaster_proto_msgTypes[24]
+	mi := &file_jobmaster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +1847,7 @@ func (x *SetPolicyEnabledResponse) String() string {
 func (*SetPolicyEnabledResponse) ProtoMessage() {}
 
 func (x *SetPolicyEnabledResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[24]
+	mi := &file_jobmaster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +1860,7 @@ func (x *SetPolicyEnabledResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyEnabledResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyEnabledResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{24}
+	return file_jobmaster_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetPolicyEnabledResponse) GetPolicy() *PolicyInfo {
@@ -1788,7 +1879,7 @@ type RunPolicyNowRequest struct {
 
 func (x *RunPolicyNowRequest) Reset() {
 	*x = RunPolicyNowRequest{}
-	mi := &file_jobmaster_proto_msgTypes[25]
+	mi := &file_jobmaster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1800,7 +1891,7 @@ func (x *RunPolicyNowRequest) String() string {
 func (*RunPolicyNowRequest) ProtoMessage() {}
 
 func (x *RunPolicyNowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[25]
+	mi := &file_jobmaster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1813,7 +1904,7 @@ func (x *RunPolicyNowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunPolicyNowRequest.ProtoReflect.Descriptor instead.
 func (*RunPolicyNowRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{25}
+	return file_jobmaster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RunPolicyNowRequest) GetName() string {
@@ -1832,7 +1923,7 @@ type RunPolicyNowResponse struct {
 
 func (x *RunPolicyNowResponse) Reset() {
 	*x = RunPolicyNowResponse{}
-	mi := &file_jobmaster_proto_msgTypes[26]
+	mi := &file_jobmaster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1844,7 +1935,7 @@ func (x *RunPolicyNowResponse) String() string {
 func (*RunPolicyNowResponse) ProtoMessage() {}
 
 func (x *RunPolicyNowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[26]
+	mi := &file_jobmaster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1857,7 +1948,7 @@ func (x *RunPolicyNowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunPolicyNowResponse.ProtoReflect.Descriptor instead.
 func (*RunPolicyNowResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{26}
+	return file_jobmaster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RunPolicyNowResponse) GetJobId() int64 {
@@ -1886,7 +1977,7 @@ type JobWorkerInfo struct {
 
 func (x *JobWorkerInfo) Reset() {
 	*x = JobWorkerInfo{}
-	mi := &file_jobmaster_proto_msgTypes[27]
+	mi := &file_jobmaster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +1989,7 @@ func (x *JobWorkerInfo) String() string {
 func (*JobWorkerInfo) ProtoMessage() {}
 
 func (x *JobWorkerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[27]
+	mi := &file_jobmaster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +2002,7 @@ func (x *JobWorkerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobWorkerInfo.ProtoReflect.Descriptor instead.
 func (*JobWorkerInfo) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{27}
+	return file_jobmaster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *JobWorkerInfo) GetId() int64 {
@@ -2008,7 +2099,7 @@ type RegisterJobWorkerRequest struct {
 
 func (x *RegisterJobWorkerRequest) Reset() {
 	*x = RegisterJobWorkerRequest{}
-	mi := &file_jobmaster_proto_msgTypes[28]
+	mi := &file_jobmaster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2020,7 +2111,7 @@ func (x *RegisterJobWorkerRequest) String() string {
 func (*RegisterJobWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterJobWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[28]
+	mi := &file_jobmaster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2033,7 +2124,7 @@ func (x *RegisterJobWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterJobWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{28}
+	return file_jobmaster_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RegisterJobWorkerRequest) GetAddress() string {
@@ -2089,7 +2180,7 @@ type RegisterJobWorkerResponse struct {
 
 func (x *RegisterJobWorkerResponse) Reset() {
 	*x = RegisterJobWorkerResponse{}
-	mi := &file_jobmaster_proto_msgTypes[29]
+	mi := &file_jobmaster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2101,7 +2192,7 @@ func (x *RegisterJobWorkerResponse) String() string {
 func (*RegisterJobWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterJobWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[29]
+	mi := &file_jobmaster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2114,7 +2205,7 @@ func (x *RegisterJobWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterJobWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{29}
+	return file_jobmaster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RegisterJobWorkerResponse) GetWorkerId() int64 {
@@ -2154,7 +2245,7 @@ type TaskUpdate struct {
 
 func (x *TaskUpdate) Reset() {
 	*x = TaskUpdate{}
-	mi := &file_jobmaster_proto_msgTypes[30]
+	mi := &file_jobmaster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2166,7 +2257,7 @@ func (x *TaskUpdate) String() string {
 func (*TaskUpdate) ProtoMessage() {}
 
 func (x *TaskUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[30]
+	mi := &file_jobmaster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2179,7 +2270,7 @@ func (x *TaskUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskUpdate.ProtoReflect.Descriptor instead.
 func (*TaskUpdate) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{30}
+	return file_jobmaster_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TaskUpdate) GetJobId() int64 {
@@ -2257,7 +2348,7 @@ type TaskAssignment struct {
 
 func (x *TaskAssignment) Reset() {
 	*x = TaskAssignment{}
-	mi := &file_jobmaster_proto_msgTypes[31]
+	mi := &file_jobmaster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2360,7 @@ func (x *TaskAssignment) String() string {
 func (*TaskAssignment) ProtoMessage() {}
 
 func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[31]
+	mi := &file_jobmaster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2373,7 @@ func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskAssignment.ProtoReflect.Descriptor instead.
 func (*TaskAssignment) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{31}
+	return file_jobmaster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TaskAssignment) GetJobId() int64 {
@@ -2374,7 +2465,7 @@ type JobWorkerHeartbeatRequest struct {
 
 func (x *JobWorkerHeartbeatRequest) Reset() {
 	*x = JobWorkerHeartbeatRequest{}
-	mi := &file_jobmaster_proto_msgTypes[32]
+	mi := &file_jobmaster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2386,7 +2477,7 @@ func (x *JobWorkerHeartbeatRequest) String() string {
 func (*JobWorkerHeartbeatRequest) ProtoMessage() {}
 
 func (x *JobWorkerHeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[32]
+	mi := &file_jobmaster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2399,7 +2490,7 @@ func (x *JobWorkerHeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobWorkerHeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*JobWorkerHeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{32}
+	return file_jobmaster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JobWorkerHeartbeatRequest) GetWorkerId() int64 {
@@ -2457,7 +2548,7 @@ type JobWorkerHeartbeatResponse struct {
 
 func (x *JobWorkerHeartbeatResponse) Reset() {
 	*x = JobWorkerHeartbeatResponse{}
-	mi := &file_jobmaster_proto_msgTypes[33]
+	mi := &file_jobmaster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2469,7 +2560,7 @@ func (x *JobWorkerHeartbeatResponse) String() string {
 func (*JobWorkerHeartbeatResponse) ProtoMessage() {}
 
 func (x *JobWorkerHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[33]
+	mi := &file_jobmaster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2482,7 +2573,7 @@ func (x *JobWorkerHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobWorkerHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*JobWorkerHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{33}
+	return file_jobmaster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *JobWorkerHeartbeatResponse) GetTasks() []*TaskAssignment {
@@ -2533,7 +2624,7 @@ type TaskRef struct {
 
 func (x *TaskRef) Reset() {
 	*x = TaskRef{}
-	mi := &file_jobmaster_proto_msgTypes[34]
+	mi := &file_jobmaster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2545,7 +2636,7 @@ func (x *TaskRef) String() string {
 func (*TaskRef) ProtoMessage() {}
 
 func (x *TaskRef) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[34]
+	mi := &file_jobmaster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2558,7 +2649,7 @@ func (x *TaskRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRef.ProtoReflect.Descriptor instead.
 func (*TaskRef) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{34}
+	return file_jobmaster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TaskRef) GetJobId() int64 {
@@ -2593,7 +2684,7 @@ type ListJobWorkersRequest struct {
 
 func (x *ListJobWorkersRequest) Reset() {
 	*x = ListJobWorkersRequest{}
-	mi := &file_jobmaster_proto_msgTypes[35]
+	mi := &file_jobmaster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2605,7 +2696,7 @@ func (x *ListJobWorkersRequest) String() string {
 func (*ListJobWorkersRequest) ProtoMessage() {}
 
 func (x *ListJobWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[35]
+	mi := &file_jobmaster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2618,7 +2709,7 @@ func (x *ListJobWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListJobWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{35}
+	return file_jobmaster_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListJobWorkersRequest) GetIncludeTasks() bool {
@@ -2637,7 +2728,7 @@ type ListJobWorkersResponse struct {
 
 func (x *ListJobWorkersResponse) Reset() {
 	*x = ListJobWorkersResponse{}
-	mi := &file_jobmaster_proto_msgTypes[36]
+	mi := &file_jobmaster_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2649,7 +2740,7 @@ func (x *ListJobWorkersResponse) String() string {
 func (*ListJobWorkersResponse) ProtoMessage() {}
 
 func (x *ListJobWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[36]
+	mi := &file_jobmaster_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2662,7 +2753,7 @@ func (x *ListJobWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListJobWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{36}
+	return file_jobmaster_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListJobWorkersResponse) GetWorkers() []*JobWorkerInfo {
@@ -2676,7 +2767,7 @@ var File_jobmaster_proto protoreflect.FileDescriptor
 
 const file_jobmaster_proto_rawDesc = "" +
 	"\n" +
-	"\x0fjobmaster.proto\x12\valluvium.v1\x1a\fcommon.proto\"\xaa\x06\n" +
+	"\x0fjobmaster.proto\x12\valluvium.v1\x1a\fcommon.proto\"\xda\x06\n" +
 	"\aJobInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x12\n" +
 	"\x04plan\x18\x02 \x01(\tR\x04plan\x12\x1f\n" +
@@ -2709,7 +2800,8 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x06policy\x18\x13 \x01(\tR\x06policy\x12#\n" +
 	"\rtasks_running\x18\x14 \x01(\x03R\ftasksRunning\x12\x14\n" +
 	"\x05round\x18\x15 \x01(\x05R\x05round\x12\x15\n" +
-	"\x06run_as\x18\x16 \x01(\tR\x05runAs\"c\n" +
+	"\x06run_as\x18\x16 \x01(\tR\x05runAs\x12.\n" +
+	"\x06limits\x18\x17 \x01(\v2\x16.alluvium.v1.JobLimitsR\x06limits\"c\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aCREATED\x10\x01\x12\v\n" +
@@ -2717,7 +2809,12 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\tCOMPLETED\x10\x03\x12\n" +
 	"\n" +
 	"\x06FAILED\x10\x04\x12\f\n" +
-	"\bCANCELED\x10\x05\"6\n" +
+	"\bCANCELED\x10\x05\"\xa7\x01\n" +
+	"\tJobLimits\x125\n" +
+	"\x17bandwidth_bytes_per_sec\x18\x01 \x01(\x03R\x14bandwidthBytesPerSec\x12 \n" +
+	"\vreplication\x18\x02 \x01(\x05R\vreplication\x12\x18\n" +
+	"\aworkers\x18\x03 \x03(\tR\aworkers\x12'\n" +
+	"\x0fexclude_workers\x18\x04 \x03(\tR\x0eexcludeWorkers\"6\n" +
 	"\n" +
 	"FailedPath\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x14\n" +
@@ -2791,7 +2888,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x0fAddPeerResponse\"#\n" +
 	"\x11RemovePeerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
-	"\x12RemovePeerResponse\"\x80\x05\n" +
+	"\x12RemovePeerResponse\"\xb0\x05\n" +
 	"\n" +
 	"PolicyInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -2816,7 +2913,8 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\tqueued_ms\x18\x11 \x01(\x03R\bqueuedMs\x12\x18\n" +
 	"\askipped\x18\x12 \x01(\x03R\askipped\x12$\n" +
 	"\x0elast_launch_ms\x18\x13 \x01(\x03R\flastLaunchMs\x12\x14\n" +
-	"\x05owner\x18\x14 \x01(\tR\x05owner\"[\n" +
+	"\x05owner\x18\x14 \x01(\tR\x05owner\x12.\n" +
+	"\x06limits\x18\x15 \x01(\v2\x16.alluvium.v1.JobLimitsR\x06limits\"[\n" +
 	"\x10AddPolicyRequest\x12/\n" +
 	"\x06policy\x18\x01 \x01(\v2\x17.alluvium.v1.PolicyInfoR\x06policy\x12\x16\n" +
 	"\x06paused\x18\x02 \x01(\bR\x06paused\"D\n" +
@@ -2942,111 +3040,114 @@ func file_jobmaster_proto_rawDescGZIP() []byte {
 }
 
 var file_jobmaster_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_jobmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_jobmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_jobmaster_proto_goTypes = []any{
 	(JobInfo_Status)(0),                // 0: alluvium.v1.JobInfo.Status
 	(TaskInfo_Status)(0),               // 1: alluvium.v1.TaskInfo.Status
 	(*JobInfo)(nil),                    // 2: alluvium.v1.JobInfo
-	(*FailedPath)(nil),                 // 3: alluvium.v1.FailedPath
-	(*TaskInfo)(nil),                   // 4: alluvium.v1.TaskInfo
-	(*SubmitJobRequest)(nil),           // 5: alluvium.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),          // 6: alluvium.v1.SubmitJobResponse
-	(*GetJobRequest)(nil),              // 7: alluvium.v1.GetJobRequest
-	(*GetJobResponse)(nil),             // 8: alluvium.v1.GetJobResponse
-	(*ListJobsRequest)(nil),            // 9: alluvium.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),           // 10: alluvium.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),           // 11: alluvium.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),          // 12: alluvium.v1.CancelJobResponse
-	(*WatchJobRequest)(nil),            // 13: alluvium.v1.WatchJobRequest
-	(*AddPeerRequest)(nil),             // 14: alluvium.v1.AddPeerRequest
-	(*AddPeerResponse)(nil),            // 15: alluvium.v1.AddPeerResponse
-	(*RemovePeerRequest)(nil),          // 16: alluvium.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),         // 17: alluvium.v1.RemovePeerResponse
-	(*PolicyInfo)(nil),                 // 18: alluvium.v1.PolicyInfo
-	(*AddPolicyRequest)(nil),           // 19: alluvium.v1.AddPolicyRequest
-	(*AddPolicyResponse)(nil),          // 20: alluvium.v1.AddPolicyResponse
-	(*ListPoliciesRequest)(nil),        // 21: alluvium.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),       // 22: alluvium.v1.ListPoliciesResponse
-	(*RemovePolicyRequest)(nil),        // 23: alluvium.v1.RemovePolicyRequest
-	(*RemovePolicyResponse)(nil),       // 24: alluvium.v1.RemovePolicyResponse
-	(*SetPolicyEnabledRequest)(nil),    // 25: alluvium.v1.SetPolicyEnabledRequest
-	(*SetPolicyEnabledResponse)(nil),   // 26: alluvium.v1.SetPolicyEnabledResponse
-	(*RunPolicyNowRequest)(nil),        // 27: alluvium.v1.RunPolicyNowRequest
-	(*RunPolicyNowResponse)(nil),       // 28: alluvium.v1.RunPolicyNowResponse
-	(*JobWorkerInfo)(nil),              // 29: alluvium.v1.JobWorkerInfo
-	(*RegisterJobWorkerRequest)(nil),   // 30: alluvium.v1.RegisterJobWorkerRequest
-	(*RegisterJobWorkerResponse)(nil),  // 31: alluvium.v1.RegisterJobWorkerResponse
-	(*TaskUpdate)(nil),                 // 32: alluvium.v1.TaskUpdate
-	(*TaskAssignment)(nil),             // 33: alluvium.v1.TaskAssignment
-	(*JobWorkerHeartbeatRequest)(nil),  // 34: alluvium.v1.JobWorkerHeartbeatRequest
-	(*JobWorkerHeartbeatResponse)(nil), // 35: alluvium.v1.JobWorkerHeartbeatResponse
-	(*TaskRef)(nil),                    // 36: alluvium.v1.TaskRef
-	(*ListJobWorkersRequest)(nil),      // 37: alluvium.v1.ListJobWorkersRequest
-	(*ListJobWorkersResponse)(nil),     // 38: alluvium.v1.ListJobWorkersResponse
-	(WorkerState)(0),                   // 39: alluvium.v1.WorkerState
-	(*GetLeaderRequest)(nil),           // 40: alluvium.v1.GetLeaderRequest
-	(*GetLeaderResponse)(nil),          // 41: alluvium.v1.GetLeaderResponse
+	(*JobLimits)(nil),                  // 3: alluvium.v1.JobLimits
+	(*FailedPath)(nil),                 // 4: alluvium.v1.FailedPath
+	(*TaskInfo)(nil),                   // 5: alluvium.v1.TaskInfo
+	(*SubmitJobRequest)(nil),           // 6: alluvium.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),          // 7: alluvium.v1.SubmitJobResponse
+	(*GetJobRequest)(nil),              // 8: alluvium.v1.GetJobRequest
+	(*GetJobResponse)(nil),             // 9: alluvium.v1.GetJobResponse
+	(*ListJobsRequest)(nil),            // 10: alluvium.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 11: alluvium.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),           // 12: alluvium.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),          // 13: alluvium.v1.CancelJobResponse
+	(*WatchJobRequest)(nil),            // 14: alluvium.v1.WatchJobRequest
+	(*AddPeerRequest)(nil),             // 15: alluvium.v1.AddPeerRequest
+	(*AddPeerResponse)(nil),            // 16: alluvium.v1.AddPeerResponse
+	(*RemovePeerRequest)(nil),          // 17: alluvium.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),         // 18: alluvium.v1.RemovePeerResponse
+	(*PolicyInfo)(nil),                 // 19: alluvium.v1.PolicyInfo
+	(*AddPolicyRequest)(nil),           // 20: alluvium.v1.AddPolicyRequest
+	(*AddPolicyResponse)(nil),          // 21: alluvium.v1.AddPolicyResponse
+	(*ListPoliciesRequest)(nil),        // 22: alluvium.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),       // 23: alluvium.v1.ListPoliciesResponse
+	(*RemovePolicyRequest)(nil),        // 24: alluvium.v1.RemovePolicyRequest
+	(*RemovePolicyResponse)(nil),       // 25: alluvium.v1.RemovePolicyResponse
+	(*SetPolicyEnabledRequest)(nil),    // 26: alluvium.v1.SetPolicyEnabledRequest
+	(*SetPolicyEnabledResponse)(nil),   // 27: alluvium.v1.SetPolicyEnabledResponse
+	(*RunPolicyNowRequest)(nil),        // 28: alluvium.v1.RunPolicyNowRequest
+	(*RunPolicyNowResponse)(nil),       // 29: alluvium.v1.RunPolicyNowResponse
+	(*JobWorkerInfo)(nil),              // 30: alluvium.v1.JobWorkerInfo
+	(*RegisterJobWorkerRequest)(nil),   // 31: alluvium.v1.RegisterJobWorkerRequest
+	(*RegisterJobWorkerResponse)(nil),  // 32: alluvium.v1.RegisterJobWorkerResponse
+	(*TaskUpdate)(nil),                 // 33: alluvium.v1.TaskUpdate
+	(*TaskAssignment)(nil),             // 34: alluvium.v1.TaskAssignment
+	(*JobWorkerHeartbeatRequest)(nil),  // 35: alluvium.v1.JobWorkerHeartbeatRequest
+	(*JobWorkerHeartbeatResponse)(nil), // 36: alluvium.v1.JobWorkerHeartbeatResponse
+	(*TaskRef)(nil),                    // 37: alluvium.v1.TaskRef
+	(*ListJobWorkersRequest)(nil),      // 38: alluvium.v1.ListJobWorkersRequest
+	(*ListJobWorkersResponse)(nil),     // 39: alluvium.v1.ListJobWorkersResponse
+	(WorkerState)(0),                   // 40: alluvium.v1.WorkerState
+	(*GetLeaderRequest)(nil),           // 41: alluvium.v1.GetLeaderRequest
+	(*GetLeaderResponse)(nil),          // 42: alluvium.v1.GetLeaderResponse
 }
 var file_jobmaster_proto_depIdxs = []int32{
 	0,  // 0: alluvium.v1.JobInfo.status:type_name -> alluvium.v1.JobInfo.Status
-	3,  // 1: alluvium.v1.JobInfo.failed:type_name -> alluvium.v1.FailedPath
-	4,  // 2: alluvium.v1.JobInfo.tasks:type_name -> alluvium.v1.TaskInfo
-	1,  // 3: alluvium.v1.TaskInfo.status:type_name -> alluvium.v1.TaskInfo.Status
-	2,  // 4: alluvium.v1.GetJobResponse.job:type_name -> alluvium.v1.JobInfo
-	0,  // 5: alluvium.v1.ListJobsRequest.statuses:type_name -> alluvium.v1.JobInfo.Status
-	2,  // 6: alluvium.v1.ListJobsResponse.jobs:type_name -> alluvium.v1.JobInfo
-	0,  // 7: alluvium.v1.PolicyInfo.last_job_status:type_name -> alluvium.v1.JobInfo.Status
-	18, // 8: alluvium.v1.AddPolicyRequest.policy:type_name -> alluvium.v1.PolicyInfo
-	18, // 9: alluvium.v1.AddPolicyResponse.policy:type_name -> alluvium.v1.PolicyInfo
-	18, // 10: alluvium.v1.ListPoliciesResponse.policies:type_name -> alluvium.v1.PolicyInfo
-	18, // 11: alluvium.v1.SetPolicyEnabledResponse.policy:type_name -> alluvium.v1.PolicyInfo
-	39, // 12: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
-	4,  // 13: alluvium.v1.JobWorkerInfo.tasks:type_name -> alluvium.v1.TaskInfo
-	1,  // 14: alluvium.v1.TaskUpdate.status:type_name -> alluvium.v1.TaskInfo.Status
-	3,  // 15: alluvium.v1.TaskUpdate.failed:type_name -> alluvium.v1.FailedPath
-	32, // 16: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
-	36, // 17: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
-	33, // 18: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
-	36, // 19: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
-	36, // 20: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
-	29, // 21: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
-	5,  // 22: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
-	7,  // 23: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
-	9,  // 24: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
-	11, // 25: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
-	13, // 26: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
-	40, // 27: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
-	14, // 28: alluvium.v1.JobMaster.AddPeer:input_type -> alluvium.v1.AddPeerRequest
-	16, // 29: alluvium.v1.JobMaster.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
-	19, // 30: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
-	21, // 31: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
-	23, // 32: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
-	25, // 33: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
-	27, // 34: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
-	30, // 35: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
-	34, // 36: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
-	37, // 37: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
-	6,  // 38: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
-	8,  // 39: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
-	10, // 40: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
-	12, // 41: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
-	2,  // 42: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
-	41, // 43: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
-	15, // 44: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
-	17, // 45: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
-	20, // 46: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
-	22, // 47: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
-	24, // 48: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
-	26, // 49: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
-	28, // 50: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
-	31, // 51: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
-	35, // 52: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
-	38, // 53: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
-	38, // [38:54] is the sub-list for method output_type
-	22, // [22:38] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	4,  // 1: alluvium.v1.JobInfo.failed:type_name -> alluvium.v1.FailedPath
+	5,  // 2: alluvium.v1.JobInfo.tasks:type_name -> alluvium.v1.TaskInfo
+	3,  // 3: alluvium.v1.JobInfo.limits:type_name -> alluvium.v1.JobLimits
+	1,  // 4: alluvium.v1.TaskInfo.status:type_name -> alluvium.v1.TaskInfo.Status
+	2,  // 5: alluvium.v1.GetJobResponse.job:type_name -> alluvium.v1.JobInfo
+	0,  // 6: alluvium.v1.ListJobsRequest.statuses:type_name -> alluvium.v1.JobInfo.Status
+	2,  // 7: alluvium.v1.ListJobsResponse.jobs:type_name -> alluvium.v1.JobInfo
+	0,  // 8: alluvium.v1.PolicyInfo.last_job_status:type_name -> alluvium.v1.JobInfo.Status
+	3,  // 9: alluvium.v1.PolicyInfo.limits:type_name -> alluvium.v1.JobLimits
+	19, // 10: alluvium.v1.AddPolicyRequest.policy:type_name -> alluvium.v1.PolicyInfo
+	19, // 11: alluvium.v1.AddPolicyResponse.policy:type_name -> alluvium.v1.PolicyInfo
+	19, // 12: alluvium.v1.ListPoliciesResponse.policies:type_name -> alluvium.v1.PolicyInfo
+	19, // 13: alluvium.v1.SetPolicyEnabledResponse.policy:type_name -> alluvium.v1.PolicyInfo
+	40, // 14: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
+	5,  // 15: alluvium.v1.JobWorkerInfo.tasks:type_name -> alluvium.v1.TaskInfo
+	1,  // 16: alluvium.v1.TaskUpdate.status:type_name -> alluvium.v1.TaskInfo.Status
+	4,  // 17: alluvium.v1.TaskUpdate.failed:type_name -> alluvium.v1.FailedPath
+	33, // 18: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
+	37, // 19: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
+	34, // 20: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
+	37, // 21: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
+	37, // 22: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
+	30, // 23: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
+	6,  // 24: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
+	8,  // 25: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
+	10, // 26: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
+	12, // 27: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
+	14, // 28: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
+	41, // 29: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
+	15, // 30: alluvium.v1.JobMaster.AddPeer:input_type -> alluvium.v1.AddPeerRequest
+	17, // 31: alluvium.v1.JobMaster.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
+	20, // 32: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
+	22, // 33: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
+	24, // 34: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
+	26, // 35: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
+	28, // 36: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
+	31, // 37: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
+	35, // 38: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
+	38, // 39: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
+	7,  // 40: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
+	9,  // 41: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
+	11, // 42: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
+	13, // 43: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
+	2,  // 44: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
+	42, // 45: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	16, // 46: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
+	18, // 47: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
+	21, // 48: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
+	23, // 49: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
+	25, // 50: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
+	27, // 51: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
+	29, // 52: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
+	32, // 53: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
+	36, // 54: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
+	39, // 55: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
+	40, // [40:56] is the sub-list for method output_type
+	24, // [24:40] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_jobmaster_proto_init() }
@@ -3061,7 +3162,7 @@ func file_jobmaster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jobmaster_proto_rawDesc), len(file_jobmaster_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   37,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,7 +24,7 @@ import (
 	"github.com/alluvium/alluvium/internal/testutil"
 	"github.com/alluvium/alluvium/jobmaster"
 	"github.com/alluvium/alluvium/jobworker"
-	"github.com/alluvium/alluvium/plans"
+	"github.com/alluvium/alluvium/plans/spec"
 	"github.com/alluvium/alluvium/sdk"
 	"github.com/alluvium/alluvium/ufs"
 )
@@ -290,7 +290,7 @@ func TestChecksumCatchesCorruptUFSWrites(t *testing.T) {
 	})
 
 	t.Run("copy --checksum fails every file and leaves nothing", func(t *testing.T) {
-		j := vc.run(t, "copy", plans.CopyConfig{Src: "/d", Dst: "/bad/c", Checksum: true})
+		j := vc.run(t, "copy", spec.CopyConfig{Src: "/d", Dst: "/bad/c", Checksum: true})
 		if j.GetStatus() != api.JobInfo_FAILED || len(j.GetFailed()) != len(files) {
 			t.Fatalf("copy --checksum: %v, %d failed paths, want FAILED with all %d", j.GetStatus(), len(j.GetFailed()), len(files))
 		}
@@ -310,7 +310,7 @@ func TestChecksumCatchesCorruptUFSWrites(t *testing.T) {
 	})
 
 	t.Run("cross-mount move keeps its source", func(t *testing.T) {
-		j := vc.run(t, "move", plans.MoveConfig{Src: "/d", Dst: "/bad/m"})
+		j := vc.run(t, "move", spec.MoveConfig{Src: "/d", Dst: "/bad/m"})
 		if j.GetStatus() != api.JobInfo_FAILED || len(j.GetFailed()) != len(files) {
 			t.Fatalf("move: %v, %d failed paths, want FAILED with all %d", j.GetStatus(), len(j.GetFailed()), len(files))
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/internal/testutil"
+	"github.com/alluvium/alluvium/plans/spec"
 )
 
 func ufsDirOf(t *testing.T, cfg *config.Config) string {
@@ -151,12 +152,12 @@ type fakeJobMaster struct {
 	api.UnimplementedJobMasterServer
 	fs     api.FileSystemMasterClient
 	mu     sync.Mutex
-	jobs   [][]persistJobFile
+	jobs   [][]spec.PersistFile
 	status map[int64]api.JobInfo_Status
 }
 
 func (f *fakeJobMaster) SubmitJob(ctx context.Context, r *api.SubmitJobRequest) (*api.SubmitJobResponse, error) {
-	var c persistJobConfig
+	var c spec.PersistConfig
 	if err := json.Unmarshal([]byte(r.GetConfigJson()), &c); err != nil || r.GetPlan() != "persist" {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/client"
 	"github.com/alluvium/alluvium/internal/rpc"
+	"github.com/alluvium/alluvium/plans/spec"
 )
 
 // persister hands ASYNC_THROUGH files to the job service. A file that
@@ -52,17 +53,6 @@ type persistEntry struct {
 	due      time.Time
 	attempts int
 	job      int64 // in flight in this job (0: waiting)
-}
-
-// persistJobConfig is the persist plan's config as the FS master sends it
-// (the plans package owns the type; the master only writes JSON).
-type persistJobConfig struct {
-	Files []persistJobFile `json:"files"`
-}
-
-type persistJobFile struct {
-	Path string `json:"path"`
-	ID   int64  `json:"id"`
 }
 
 func newPersister(ns *namespace, log *zap.Logger, jobMasters string, dial rpc.ClientOptions, delay, maxBackoff time.Duration, batch int) *persister {
@@ -234,7 +224,7 @@ func (p *persister) backoffLocked(e *persistEntry) {
 
 // resolve returns the current paths of the files still to persist, and the
 // ids to drop (deleted, persisted, or no longer TO_BE_PERSISTED).
-func (p *persister) resolve(ids []int64) (files []persistJobFile, drop []int64) {
+func (p *persister) resolve(ids []int64) (files []spec.PersistFile, drop []int64) {
 	p.ns.mu.RLock()
 	defer p.ns.mu.RUnlock()
 	for _, id := range ids {
@@ -246,7 +236,7 @@ func (p *persister) resolve(ids []int64) (files []persistJobFile, drop []int64) 
 		if !n.completed() {
 			continue // queued again when it completes
 		}
-		files = append(files, persistJobFile{Path: p.ns.st.pathOf(n), ID: id})
+		files = append(files, spec.PersistFile{Path: p.ns.st.pathOf(n), ID: id})
 	}
 	return files, drop
 }
@@ -319,11 +309,11 @@ func (p *persister) checkJobs(ctx context.Context) {
 // submit sends one persist job to the leading job master (the client
 // layer finds it and retries while there is none; the request id keeps a
 // resent submit one job).
-func (p *persister) submit(ctx context.Context, files []persistJobFile) (int64, error) {
+func (p *persister) submit(ctx context.Context, files []spec.PersistFile) (int64, error) {
 	if p.jm == nil {
 		return 0, fmt.Errorf("no job master configured (fsmaster.job-master)")
 	}
-	cfg, err := json.Marshal(persistJobConfig{Files: files})
+	cfg, err := json.Marshal(spec.PersistConfig{Files: files})
 	if err != nil {
 		return 0, err
 	}

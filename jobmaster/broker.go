@@ -2,7 +2,6 @@ package jobmaster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"sort"
 	"sync"
@@ -35,11 +34,15 @@ type broker struct {
 	queued  map[taskKey]int64
 	claimed map[taskKey]claim
 	running map[taskKey]runInfo
-	bw      map[int64]int64 // job id → bandwidth (bytes/s) from its config
+	// holders counts, per job, the tasks each job worker holds (claimed or
+	// running, not yet reported done): the workers that run the job now.
+	holders map[int64]map[int64]int
 }
 
 type workerSlot struct {
 	id       int64
+	bwID     int64  // the block worker beside it (0: none known)
+	bwAddr   string // its address (host:port)
 	threads  int32
 	capacity int // tasks it holds at once
 	load     int // tasks claimed by or running on it
@@ -98,7 +101,7 @@ func newBroker(fsm *FSM, taskTimeout time.Duration) *broker {
 		fsm: fsm, taskTimeout: taskTimeout,
 		workers: map[int64]*workerSlot{}, byBW: map[string]int64{}, byBWID: map[int64]int64{},
 		pref: map[int64]*fifo{}, queued: map[taskKey]int64{}, claimed: map[taskKey]claim{},
-		running: map[taskKey]runInfo{}, bw: map[int64]int64{},
+		running: map[taskKey]runInfo{}, holders: map[int64]map[int64]int{},
 	}
 }
 
@@ -142,7 +145,7 @@ func (b *broker) setWorker(w *workerRec) {
 		}
 		b.workers[w.ID] = slot
 	}
-	slot.threads, slot.addr = w.Threads, w.Address
+	slot.threads, slot.addr, slot.bwID, slot.bwAddr = w.Threads, w.Address, w.BWID, w.BWAddr
 	slot.capacity = int(w.Capacity)
 	if slot.capacity <= 0 {
 		slot.capacity = 2 * int(max(w.Threads, 1))
@@ -192,8 +195,8 @@ func (b *broker) removeWorkerLocked(id int64) {
 func (b *broker) setClaim(k taskKey, c claim) {
 	b.dropClaim(k)
 	b.claimed[k] = c
-	if w := b.workers[c.worker]; w != nil && !c.released {
-		w.load++
+	if !c.released {
+		b.count(k, c.worker, 1)
 	}
 }
 
@@ -201,8 +204,8 @@ func (b *broker) dropClaim(k taskKey) (claim, bool) {
 	c, ok := b.claimed[k]
 	if ok {
 		delete(b.claimed, k)
-		if w := b.workers[c.worker]; w != nil && !c.released {
-			w.load--
+		if !c.released {
+			b.count(k, c.worker, -1)
 		}
 	}
 	return c, ok
@@ -211,8 +214,8 @@ func (b *broker) dropClaim(k taskKey) (claim, bool) {
 func (b *broker) setRun(k taskKey, r runInfo) {
 	b.dropRun(k)
 	b.running[k] = r
-	if w := b.workers[r.worker]; w != nil && !r.released {
-		w.load++
+	if !r.released {
+		b.count(k, r.worker, 1)
 	}
 }
 
@@ -220,11 +223,32 @@ func (b *broker) dropRun(k taskKey) (runInfo, bool) {
 	r, ok := b.running[k]
 	if ok {
 		delete(b.running, k)
-		if w := b.workers[r.worker]; w != nil && !r.released {
-			w.load--
+		if !r.released {
+			b.count(k, r.worker, -1)
 		}
 	}
 	return r, ok
+}
+
+// count moves worker's load, and its hold on k's job, by delta.
+func (b *broker) count(k taskKey, worker int64, delta int) {
+	if w := b.workers[worker]; w != nil {
+		w.load += delta
+	}
+	h := b.holders[k.job]
+	if h == nil {
+		if delta < 0 {
+			return
+		}
+		h = map[int64]int{}
+		b.holders[k.job] = h
+	}
+	if h[worker] += delta; h[worker] <= 0 {
+		delete(h, worker)
+		if len(h) == 0 {
+			delete(b.holders, k.job)
+		}
+	}
 }
 
 // onTasks takes the FSM's task events.
@@ -343,16 +367,12 @@ func (b *broker) releaseLocked(k taskKey) {
 	if c, ok := b.claimed[k]; ok && !c.released {
 		c.released = true
 		b.claimed[k] = c
-		if w := b.workers[c.worker]; w != nil {
-			w.load--
-		}
+		b.count(k, c.worker, -1)
 	}
 	if r, ok := b.running[k]; ok && !r.released {
 		r.released = true
 		b.running[k] = r
-		if w := b.workers[r.worker]; w != nil {
-			w.load--
-		}
+		b.count(k, r.worker, -1)
 	}
 }
 
@@ -509,27 +529,26 @@ func (b *broker) setClaimAttempt(k taskKey, attempt int32) {
 	}
 }
 
-// bandwidthShare is one worker's share of job's bandwidth limit.
-func (b *broker) bandwidthShare(job *jobRec) int64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	bw, ok := b.bw[job.ID]
-	if !ok {
-		var c struct {
-			Bandwidth int64 `json:"bandwidth"`
-		}
-		_ = json.Unmarshal([]byte(job.Config), &c)
-		bw = max(c.Bandwidth, 0)
-		b.bw[job.ID] = bw
-	}
-	if bw == 0 {
+// bandwidthShare is worker's share of job's bandwidth limit (bytes/s; 0:
+// none): the job's budget split evenly over the job workers that run its
+// tasks — those beside a block worker the job may use (all, unless its
+// limits name some), those holding one of its tasks now (a stolen one), and
+// worker itself. A job restricted to one worker's data gives that worker
+// the whole budget.
+func (b *broker) bandwidthShare(job *jobRec, worker int64) int64 {
+	bw := job.Limits.GetBandwidthBytesPerSec()
+	if bw <= 0 {
 		return 0
 	}
-	n := int64(len(b.workers))
-	if n == 0 {
-		n = 1
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := int64(0)
+	for id, w := range b.workers {
+		if id == worker || b.holders[job.ID][id] > 0 || job.Limits.AllowsWorker(w.bwID, w.bwAddr) {
+			n++
+		}
 	}
-	return max(bw/n, 1)
+	return max(bw/max(n, 1), 1)
 }
 
 // expired returns running tasks past their deadline (each once) and
@@ -570,13 +589,6 @@ func (b *broker) requeue(ts []*taskRec) {
 		b.placeLocked(t.key(), t.BWID, t.BWAddr)
 	}
 	b.wakeIdleLocked()
-}
-
-// forgetJob drops cached per-job data of an ended job.
-func (b *broker) forgetJob(id int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.bw, id)
 }
 
 // stats for metrics and ListJobWorkers.

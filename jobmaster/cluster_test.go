@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/jobview"
+	"github.com/alluvium/alluvium/jobworker"
 )
 
 // Three nodes apply jobs; a job submitted through a follower runs to the
@@ -671,5 +673,59 @@ func TestClusterFollowerCatchesUpBySnapshot(t *testing.T) {
 			t.Fatalf("follower did not catch up by snapshot (restores %d):\n%s\n---\n%s", f.fsm.restored.Load(), dump(f.fsm), dump(l.fsm))
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A job's bandwidth is split over the job workers that run its tasks, not
+// over every worker: of three workers, the one beside the only block
+// worker a job may use runs it with the whole budget; a job free to use
+// all three gives each a third.
+func TestBandwidthSplitOverTheJobsWorkers(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	c.leader()
+	for i := 1; i <= 3; i++ {
+		c.addWorkerBeside(1, jobworker.Colocated{BlockWorkerID: int64(i), BlockWorkerAddress: fmt.Sprintf("bw%d:29999", i)})
+	}
+	cl := c.client(0)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := cl.ListJobWorkers(context.Background(), &api.ListJobWorkersRequest{})
+		if err == nil && len(resp.GetWorkers()) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("3 job workers did not register: %v %v", resp, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	const budget = 3 << 20
+	// Two tasks: no more than the worker takes at once (threads 1, queue
+	// 1), so no other worker steals one.
+	tag := uniqueTag(t)
+	id := submitTest(t, cl, testConfig{Tasks: 2, Bandwidth: budget, Workers: []string{"bw2"}, Place: "bw2:29999", Tag: tag}, "")
+	if j := waitJob(t, cl, id, 20*time.Second); j.GetStatus() != api.JobInfo_COMPLETED {
+		t.Fatalf("restricted job: %v", j)
+	}
+	log := runsOf(tag)
+	log.mu.Lock()
+	got := maps.Clone(log.limits)
+	log.mu.Unlock()
+	if len(got) != 1 || got["bw2:29999"] != budget {
+		t.Fatalf("shares of a job restricted to bw2: %v, want the whole %d on bw2 alone", got, budget)
+	}
+
+	tag = uniqueTag(t)
+	id = submitTest(t, cl, testConfig{Tasks: 12, Bandwidth: budget, Tag: tag}, "")
+	if j := waitJob(t, cl, id, 20*time.Second); j.GetStatus() != api.JobInfo_COMPLETED {
+		t.Fatalf("unrestricted job: %v", j)
+	}
+	log = runsOf(tag)
+	log.mu.Lock()
+	got = maps.Clone(log.limits)
+	log.mu.Unlock()
+	for bw, share := range got {
+		if share != budget/3 {
+			t.Fatalf("shares of an unrestricted job: %v, want %d each (%s)", got, budget/3, bw)
+		}
 	}
 }

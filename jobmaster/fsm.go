@@ -234,7 +234,7 @@ func (x *tx) applySubmit(c *api.SubmitJobCommand) any {
 	id := x.s.nextJobID
 	x.s.nextJobID++
 	j := &jobRec{
-		ID: id, Plan: c.GetPlan(), Config: c.GetConfigJson(), Submitter: c.GetSubmitter(), RunAs: c.GetRunAs(),
+		ID: id, Plan: c.GetPlan(), Config: c.GetConfigJson(), Limits: c.GetLimits(), Submitter: c.GetSubmitter(), RunAs: c.GetRunAs(),
 		RequestID: c.GetRequestId(), Policy: c.GetPolicy(), Status: api.JobInfo_CREATED,
 		CreatedMs: x.now, UpdatedMs: x.now, NextTaskID: 1,
 	}

@@ -2,7 +2,6 @@ package jobmaster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"github.com/alluvium/alluvium/internal/client"
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/plans"
+	"github.com/alluvium/alluvium/plans/spec"
 )
 
 // rpcServer is the JobMaster gRPC service. The leader answers; a follower
@@ -164,9 +164,7 @@ func (r *rpcServer) SubmitJob(ctx context.Context, req *api.SubmitJobRequest) (*
 	if cfg == "" {
 		return nil, status.Errorf(codes.InvalidArgument, "submit %s: empty config (want a JSON object)", req.GetPlan())
 	}
-	if !json.Valid([]byte(cfg)) {
-		var v any
-		err := json.Unmarshal([]byte(cfg), &v)
+	if err := spec.SyntaxError([]byte(cfg)); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "submit %s: config is not valid JSON: %v", req.GetPlan(), err)
 	}
 	name, runAs := caller(ctx)
@@ -175,7 +173,7 @@ func (r *rpcServer) SubmitJob(ctx context.Context, req *api.SubmitJobRequest) (*
 	}
 	// Validation reads the cluster as the submitter, so a path it may not
 	// read (or write) is refused here.
-	norm, err := plan.Validate(rpc.ActAs(ctx, runAs), s.env, []byte(cfg))
+	valid, err := plan.Validate(rpc.ActAs(ctx, runAs), s.env, []byte(cfg))
 	if err != nil {
 		if _, ok := status.FromError(err); ok {
 			return nil, err
@@ -205,7 +203,7 @@ func (r *rpcServer) SubmitJob(ctx context.Context, req *api.SubmitJobRequest) (*
 		}
 	}
 	resp, err := s.apply(ctx, &api.SubmitJobCommand{
-		Plan: req.GetPlan(), ConfigJson: string(norm), RequestId: req.GetRequestId(),
+		Plan: req.GetPlan(), ConfigJson: string(valid.Config), Limits: valid.Limits.Proto(), RequestId: req.GetRequestId(),
 		Submitter: name, RunAs: runAs, NowMs: time.Now().UnixMilli(),
 	})
 	if err != nil {
@@ -617,6 +615,7 @@ func (ls *leaderState) assign(worker int64, keys []taskKey) []*api.TaskAssignmen
 		out      []*api.TaskAssignment
 		drop     []taskKey
 		dispatch []*api.TaskTransition
+		shares   = map[int64]int64{} // job → this worker's bandwidth share
 	)
 	for _, k := range keys {
 		t := s.fsm.task(k)
@@ -626,10 +625,15 @@ func (ls *leaderState) assign(worker int64, keys []taskKey) []*api.TaskAssignmen
 			continue
 		}
 		ls.broker.setClaimAttempt(k, t.Attempt)
+		share, ok := shares[k.job]
+		if !ok {
+			share = ls.broker.bandwidthShare(j, worker)
+			shares[k.job] = share
+		}
 		out = append(out, &api.TaskAssignment{
 			JobId: k.job, TaskId: k.task, Attempt: t.Attempt, Plan: j.Plan, Args: t.Args,
 			JobConfigJson: j.Config, TimeoutMs: timeout, User: j.RunAs,
-			BandwidthBytesPerSec: ls.broker.bandwidthShare(j), Description: t.Desc,
+			BandwidthBytesPerSec: share, Description: t.Desc,
 		})
 		dispatch = append(dispatch, &api.TaskTransition{JobId: k.job, TaskId: k.task, Attempt: t.Attempt, Kind: api.TaskTransition_DISPATCH, WorkerId: worker})
 	}

@@ -209,7 +209,6 @@ func (ls *leaderState) onEvents(ev *events) {
 		}
 		switch {
 		case j.terminal():
-			ls.broker.forgetJob(id)
 			if j.Policy != "" {
 				ls.pol.poke() // a queued run may start
 			}

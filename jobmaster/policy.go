@@ -363,7 +363,7 @@ func (r *policyRunner) submit(ctx context.Context, p *api.PolicyInfo) (int64, er
 		}
 	}
 	resp, err := s.apply(ctx, &api.SubmitJobCommand{
-		Plan: p.GetPlan(), ConfigJson: p.GetConfigJson(), RequestId: rid,
+		Plan: p.GetPlan(), ConfigJson: p.GetConfigJson(), Limits: p.GetLimits(), RequestId: rid,
 		Submitter: "policy " + p.GetName(), RunAs: p.GetOwner(), Policy: p.GetName(), NowMs: time.Now().UnixMilli(),
 	})
 	if err != nil {

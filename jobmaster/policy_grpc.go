@@ -2,7 +2,6 @@ package jobmaster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/plans"
+	"github.com/alluvium/alluvium/plans/spec"
 )
 
 // The Policy RPCs. Like the job calls, the leader answers and a follower
@@ -58,8 +58,8 @@ func (s *Server) checkPolicy(ctx context.Context, in *api.PolicyInfo) (*api.Poli
 	if s.fsm.policy(name) != nil {
 		return nil, status.Errorf(codes.AlreadyExists, "policy add %s: a policy of that name exists (policy rm %s first)", name, name)
 	}
-	spec := strings.TrimSpace(in.GetCron())
-	if _, err := parseCron(spec); err != nil {
+	cron := strings.TrimSpace(in.GetCron())
+	if _, err := parseCron(cron); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "policy add %s: --cron %q: %v (want 5 fields, or 6 with seconds first, e.g. \"0 */5 * * * *\", or @hourly, @every 10m)", name, in.GetCron(), err)
 	}
 	overlap, err := checkOverlap(in.GetOverlap())
@@ -71,11 +71,11 @@ func (s *Server) checkPolicy(ctx context.Context, in *api.PolicyInfo) (*api.Poli
 		return nil, status.Errorf(codes.InvalidArgument, "policy add %s: %s", name, status.Convert(err).Message())
 	}
 	cfg := in.GetConfigJson()
-	if cfg == "" || !json.Valid([]byte(cfg)) {
+	if cfg == "" || spec.SyntaxError([]byte(cfg)) != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "policy add %s: the %s config is not a JSON object", name, in.GetPlan())
 	}
 	_, runAs := caller(ctx)
-	norm, err := plan.Validate(rpc.ActAs(ctx, runAs), s.env, []byte(cfg))
+	valid, err := plan.Validate(rpc.ActAs(ctx, runAs), s.env, []byte(cfg))
 	if err != nil {
 		if st, ok := status.FromError(err); ok {
 			return nil, status.Errorf(st.Code(), "policy add %s: %s", name, st.Message())
@@ -83,7 +83,7 @@ func (s *Server) checkPolicy(ctx context.Context, in *api.PolicyInfo) (*api.Poli
 		return nil, status.Errorf(codes.Unavailable, "policy add %s: %v", name, err)
 	}
 	return &api.PolicyInfo{
-		Name: name, Cron: spec, Plan: in.GetPlan(), ConfigJson: string(norm),
+		Name: name, Cron: cron, Plan: in.GetPlan(), ConfigJson: string(valid.Config), Limits: valid.Limits.Proto(),
 		Overlap: overlap, CatchUp: in.GetCatchUp(),
 	}, nil
 }

@@ -32,6 +32,7 @@ type jobRec struct {
 	ID           int64
 	Plan         string
 	Config       string
+	Limits       *api.JobLimits // what the scheduler enforces (plans/spec); never changed
 	Submitter    string
 	RunAs        string // the user its work acts for; "": the system identity
 	RequestID    string
@@ -248,7 +249,7 @@ func (s *state) jobTasks(job int64, f func(*taskRec) bool) {
 
 func (j *jobRec) info() *api.JobInfo {
 	return &api.JobInfo{
-		Id: j.ID, Plan: j.Plan, ConfigJson: j.Config, Submitter: j.Submitter, RunAs: j.RunAs, Status: j.Status,
+		Id: j.ID, Plan: j.Plan, ConfigJson: j.Config, Limits: j.Limits, Submitter: j.Submitter, RunAs: j.RunAs, Status: j.Status,
 		TasksTotal: j.TasksTotal, TasksDone: j.TasksDone, TasksFailed: j.TasksFailed,
 		BytesTotal: j.BytesTotal, BytesDone: j.BytesDone, Error: j.Error,
 		CreatedMs: j.CreatedMs, UpdatedMs: j.UpdatedMs, FinishedMs: j.FinishedMs,
@@ -290,7 +291,7 @@ func (j *jobRec) record() *api.JobRecord {
 func jobFromRecord(r *api.JobRecord) *jobRec {
 	i := r.GetInfo()
 	return &jobRec{
-		ID: i.GetId(), Plan: i.GetPlan(), Config: i.GetConfigJson(), Submitter: i.GetSubmitter(), RunAs: i.GetRunAs(),
+		ID: i.GetId(), Plan: i.GetPlan(), Config: i.GetConfigJson(), Limits: i.GetLimits(), Submitter: i.GetSubmitter(), RunAs: i.GetRunAs(),
 		RequestID: i.GetRequestId(), Policy: i.GetPolicy(), Status: i.GetStatus(), Error: i.GetError(),
 		CreatedMs: i.GetCreatedMs(), UpdatedMs: i.GetUpdatedMs(), FinishedMs: i.GetFinishedMs(),
 		TasksTotal: i.GetTasksTotal(), TasksDone: i.GetTasksDone(), TasksFailed: i.GetTasksFailed(),

@@ -24,6 +24,7 @@ import (
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/jobworker"
 	"github.com/alluvium/alluvium/plans"
+	"github.com/alluvium/alluvium/plans/spec"
 )
 
 // The test cluster is modelled on Nomad's nomad/testing.go: real servers
@@ -46,6 +47,10 @@ type testConfig struct {
 	Tag       string  `json:"tag,omitempty"`
 	Verify    bool    `json:"verify,omitempty"`
 	Extra     []int64 `json:"extra,omitempty"`
+	// Workers restricts the job to these block workers (its limits);
+	// Place puts every task beside the block worker at this address.
+	Workers []string `json:"workers,omitempty"`
+	Place   string   `json:"place,omitempty"`
 }
 
 // testRuns records what tasks saw, per tag.
@@ -56,7 +61,8 @@ type runLog struct {
 	finished atomic.Int64
 	canceled atomic.Int64
 	mu       sync.Mutex
-	seen     map[string]int // "job/index" → runs
+	seen     map[string]int   // "job/index" → runs
+	limits   map[string]int64 // block worker beside the job worker → bandwidth share it ran with
 }
 
 var tagSeq atomic.Int64
@@ -67,7 +73,7 @@ func uniqueTag(t *testing.T) string {
 }
 
 func runsOf(tag string) *runLog {
-	v, _ := testRuns.LoadOrStore(tag, &runLog{seen: map[string]int{}})
+	v, _ := testRuns.LoadOrStore(tag, &runLog{seen: map[string]int{}, limits: map[string]int64{}})
 	return v.(*runLog)
 }
 
@@ -81,15 +87,16 @@ func decodeTest(b []byte) (testConfig, error) {
 	return c, nil
 }
 
-func (testPlan) Validate(ctx context.Context, env plans.Env, config []byte) ([]byte, error) {
+func (testPlan) Validate(ctx context.Context, env plans.Env, config []byte) (spec.Valid, error) {
 	c, err := decodeTest(config)
 	if err != nil {
-		return nil, err
+		return spec.Valid{}, err
 	}
 	if c.Tasks < 0 {
-		return nil, fmt.Errorf("tasks < 0")
+		return spec.Valid{}, fmt.Errorf("tasks < 0")
 	}
-	return json.Marshal(c)
+	b, err := json.Marshal(c)
+	return spec.Valid{Config: b, Limits: spec.Limits{Bandwidth: c.Bandwidth, Workers: c.Workers}}, err
 }
 
 type testPlanner struct {
@@ -115,7 +122,7 @@ func (p *testPlanner) Next(ctx context.Context, max int) (plans.Batch, error) {
 	var b plans.Batch
 	for len(b.Tasks) < max && p.next < p.c.Tasks {
 		args, _ := json.Marshal(map[string]int{"i": p.next})
-		b.Tasks = append(b.Tasks, plans.TaskSpec{Args: args, Description: fmt.Sprintf("/t/%d", p.next), Bytes: p.c.Bytes})
+		b.Tasks = append(b.Tasks, plans.TaskSpec{Args: args, Description: fmt.Sprintf("/t/%d", p.next), Bytes: p.c.Bytes, BlockWorkerAddress: p.c.Place})
 		p.next++
 	}
 	b.Cursor, _ = json.Marshal(p.next)
@@ -136,6 +143,9 @@ func (testPlan) Run(ctx context.Context, env plans.Env, t *plans.Task) (plans.Re
 	log.started.Add(1)
 	log.mu.Lock()
 	log.seen[fmt.Sprintf("%d/%d", t.JobID, a.I)]++
+	if t.Limiter != nil {
+		log.limits[t.LocalBlockWorker] = int64(t.Limiter.Limit())
+	}
 	log.mu.Unlock()
 	defer log.finished.Add(1)
 	if c.Block {
@@ -360,6 +370,12 @@ func (c *cluster) client(i int) api.JobMasterClient {
 // addWorker starts a real job worker that knows every job master.
 func (c *cluster) addWorker(threads int) *jobworker.Worker {
 	c.t.Helper()
+	return c.addWorkerBeside(threads, jobworker.Colocated{})
+}
+
+// addWorkerBeside starts a job worker beside the block worker bw.
+func (c *cluster) addWorkerBeside(threads int, bw jobworker.Colocated) *jobworker.Worker {
+	c.t.Helper()
 	cfg := testConfigFor(c.t)
 	cfg.JobWorker.JobMaster = c.rpcAddrs()
 	cfg.JobWorker.Threads = threads
@@ -367,7 +383,7 @@ func (c *cluster) addWorker(threads int) *jobworker.Worker {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	w, err := jobworker.NewWithOptions(cfg, testLogger(c.t).Named(fmt.Sprintf("w%d", len(c.workers))), jobworker.Colocated{}, jobworker.Options{Env: nopEnv{}, Listener: ln})
+	w, err := jobworker.NewWithOptions(cfg, testLogger(c.t).Named(fmt.Sprintf("w%d", len(c.workers))), bw, jobworker.Options{Env: nopEnv{}, Listener: ln})
 	if err != nil {
 		c.t.Fatal(err)
 	}

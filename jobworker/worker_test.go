@@ -17,6 +17,7 @@ import (
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/plans"
+	"github.com/alluvium/alluvium/plans/spec"
 )
 
 // wplan: args {"block": true} wait for cancel; else done at once.
@@ -25,8 +26,8 @@ type wplan struct{}
 var wCanceled atomic.Int64
 
 func (wplan) Name() string { return "wtest" }
-func (wplan) Validate(_ context.Context, _ plans.Env, c []byte) ([]byte, error) {
-	return c, nil
+func (wplan) Validate(_ context.Context, _ plans.Env, c []byte) (spec.Valid, error) {
+	return spec.Valid{Config: c}, nil
 }
 func (wplan) NewPlanner(context.Context, plans.Env, plans.Job) (plans.Planner, error) {
 	return nil, nil

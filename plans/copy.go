@@ -11,6 +11,7 @@ import (
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/paths"
+	"github.com/alluvium/alluvium/plans/spec"
 )
 
 // Copy copies a file or a tree to a new path, across mounts and UFS kinds
@@ -33,54 +34,8 @@ import (
 // directory into itself is refused at submit.
 type Copy struct{}
 
-// CopyConfig is the copy plan's job config (JSON).
-type CopyConfig struct {
-	Src       string `json:"src"`
-	Dst       string `json:"dst"`
-	Overwrite bool   `json:"overwrite,omitempty"`
-	Checksum  bool   `json:"checksum,omitempty"`
-	// Tuning; defaults are good.
-	BatchFiles int   `json:"batchFiles,omitempty"`
-	BatchBytes int64 `json:"batchBytes,omitempty"`
-	PageSize   int   `json:"pageSize,omitempty"`
-	// DstExisted is set at submit: whether DST existed then (files of a
-	// new DST need no existence check of their own).
-	DstExisted bool `json:"dstExisted,omitempty"`
-}
-
 // Name implements Plan.
 func (Copy) Name() string { return "copy" }
-
-// DecodeCopyConfig parses a copy config strictly and fills defaults.
-func DecodeCopyConfig(b []byte) (CopyConfig, error) {
-	var c CopyConfig
-	if err := decodeStrict("copy", b, &c); err != nil {
-		return c, err
-	}
-	var err error
-	if c.Src, err = cleanPath("copy", "src", c.Src); err != nil {
-		return c, err
-	}
-	if c.Dst, err = cleanPath("copy", "dst", c.Dst); err != nil {
-		return c, err
-	}
-	if c.Src == c.Dst {
-		return c, invalidf("copy %s: the destination is the source itself", c.Src)
-	}
-	if c.BatchFiles == 0 {
-		c.BatchFiles = defaultBatchFiles
-	}
-	if c.BatchBytes == 0 {
-		c.BatchBytes = defaultBatchBytes
-	}
-	if c.PageSize == 0 {
-		c.PageSize = defaultPageSize
-	}
-	if c.BatchFiles < 1 || c.BatchBytes < 1 || c.PageSize < 1 || c.PageSize > 100000 {
-		return c, invalidf("copy: batchFiles, batchBytes and pageSize must be positive (pageSize <= 100000)")
-	}
-	return c, nil
-}
 
 // checkSrcDst is what copy and move check at submit: SRC exists, DST is
 // not inside a directory SRC, DST exists only with overwrite and then is
@@ -91,10 +46,10 @@ func checkSrcDst(ctx context.Context, env Env, plan, src, dst string, overwrite 
 		return nil, nil, err
 	}
 	if src == "/" {
-		return nil, nil, invalidf("%s /: the root cannot be the source", plan)
+		return nil, nil, spec.Invalidf("%s /: the root cannot be the source", plan)
 	}
 	if srcInfo.GetFolder() && paths.IsAncestor(src, dst) {
-		return nil, nil, invalidf("%s %s to %s: cannot %s a directory into itself", plan, src, dst, plan)
+		return nil, nil, spec.Invalidf("%s %s to %s: cannot %s a directory into itself", plan, src, dst, plan)
 	}
 	dstInfo, err = exists(ctx, env, dst)
 	if err != nil {
@@ -131,19 +86,19 @@ func checkSrcDst(ctx context.Context, env Env, plan, src, dst string, overwrite 
 }
 
 // Validate implements Plan.
-func (Copy) Validate(ctx context.Context, env Env, config []byte) ([]byte, error) {
-	c, err := DecodeCopyConfig(config)
+func (Copy) Validate(ctx context.Context, env Env, config []byte) (spec.Valid, error) {
+	c, err := spec.DecodeCopy(config)
 	if err != nil {
-		return nil, err
+		return spec.Valid{}, err
 	}
 	_, dstInfo, err := checkSrcDst(ctx, env, "copy", c.Src, c.Dst, c.Overwrite)
 	if err != nil {
-		return nil, err
+		return spec.Valid{}, err
 	}
 	// A copy reads the source and adds entries where DST goes (in DST
 	// itself when it is a directory being merged into).
 	if err := requireAccess(ctx, env, "copy", c.Src, accessRead, true); err != nil {
-		return nil, err
+		return spec.Valid{}, err
 	}
 	if dstInfo != nil && dstInfo.GetFolder() {
 		err = requireAccess(ctx, env, "copy", c.Dst, accessWrite|accessExecute, false)
@@ -151,15 +106,15 @@ func (Copy) Validate(ctx context.Context, env Env, config []byte) ([]byte, error
 		err = requireAncestorWrite(ctx, env, "copy", c.Dst)
 	}
 	if err != nil {
-		return nil, err
+		return spec.Valid{}, err
 	}
 	if ws, err := liveBlockWorkers(ctx, env); err != nil {
-		return nil, err
+		return spec.Valid{}, err
 	} else if len(ws) == 0 {
-		return nil, status.Errorf(codes.FailedPrecondition, "copy %s: no live block worker", c.Src)
+		return spec.Valid{}, status.Errorf(codes.FailedPrecondition, "copy %s: no live block worker", c.Src)
 	}
 	c.DstExisted = dstInfo != nil
-	return json.Marshal(c)
+	return spec.Accept(c)
 }
 
 // Done implements Plan: one round.
@@ -234,7 +189,7 @@ func newCopyElem(f *api.FileInfo, src, dst string, mounts []*api.MountPointInfo)
 
 // NewPlanner implements Plan.
 func (Copy) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
-	c, err := DecodeCopyConfig(job.Config)
+	c, err := spec.DecodeCopy(job.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -243,7 +198,7 @@ func (Copy) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 
 // Run implements Plan.
 func (Copy) Run(ctx context.Context, env Env, t *Task) (Result, error) {
-	c, err := DecodeCopyConfig(t.Config)
+	c, err := spec.DecodeCopy(t.Config)
 	if err != nil {
 		return Result{}, err
 	}

@@ -8,12 +8,16 @@
 // A plan is stateless; every method gets what it needs as arguments.
 //
 //   - Name: the word users type (`alluvium job submit load ...`).
-//   - Validate(ctx, env, config): decode the job's JSON config strictly, check
-//     it against the cluster (the path exists, enough workers, ...) and
-//     return it normalized (defaults filled in, path cleaned). Errors are
-//     gRPC status errors naming the field or path at fault
-//     (InvalidArgument, NotFound, FailedPrecondition); nothing is submitted
-//     when Validate fails. Validate runs on the job master leader.
+//   - Validate(ctx, env, config): decode the job's JSON config strictly
+//     (plans/spec holds the config types, defaults and the checks that need
+//     no cluster), check it against the cluster (the path exists, enough
+//     workers, ...) and return it normalized (defaults filled in, path
+//     cleaned) with the typed limits the scheduler enforces (bandwidth,
+//     replication, worker filters: spec.Valid) — the job master never reads
+//     a config itself. Errors are gRPC status errors naming the field or
+//     path at fault (InvalidArgument, NotFound, FailedPrecondition); nothing
+//     is submitted when Validate fails. Validate runs on the job master
+//     leader.
 //   - NewPlanner(ctx, env, job): a Planner positioned at job.Cursor (nil: the
 //     start of planning round job.Round). Planner.Next returns the next batch
 //     of tasks with the cursor just after them; the job master commits both
@@ -37,6 +41,6 @@
 // plan.go's init.
 //
 // Plans reach the cluster only through Env, which the job master and job
-// workers implement over the api gRPC clients, so plans never import a
-// server role.
+// workers implement with the client layer (internal/client.Cluster), so
+// plans never import a server role.
 package plans

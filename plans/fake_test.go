@@ -532,7 +532,8 @@ func (w xbw) HashBlocks(_ context.Context, req *api.HashBlocksRequest, _ ...grpc
 // after every batch) and runs every task, retrying a failed one up to
 // attempts times as the job master would; it returns the failed paths.
 func runJob(ctx context.Context, p Plan, env Env, cfg []byte, attempts int, local string) (tasks int, failed []*api.FailedPath, err error) {
-	norm, err := p.Validate(ctx, env, cfg)
+	v, err := p.Validate(ctx, env, cfg)
+	norm := v.Config
 	if err != nil {
 		return 0, nil, err
 	}

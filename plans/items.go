@@ -1,7 +1,6 @@
 package plans
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/paths"
+	"github.com/alluvium/alluvium/plans/spec"
 )
 
 // The per-file plans (persist, copy, move, replicate) share one streaming
@@ -107,7 +107,7 @@ type itemBatch struct {
 func newItemPlanner(env Env, name string, job Job, root string, pageSize int, blocks bool, batchFiles int, batchBytes int64, gen itemGen) (*itemPlanner, error) {
 	return newItemPlannerFrom(env, name, job, func(cur itemCursor) fileSource {
 		if pageSize < 1 {
-			pageSize = defaultPageSize
+			pageSize = spec.DefaultPageSize
 		}
 		return &walkSource{w: newWalker(env.FS(), root, cur.After, int32(pageSize), blocks), last: cur.After}
 	}, batchFiles, batchBytes, gen)
@@ -124,10 +124,10 @@ func newItemPlannerFrom(env Env, name string, job Job, source func(itemCursor) f
 		cur.Planned = map[int64]int64{}
 	}
 	if batchFiles < 1 {
-		batchFiles = defaultBatchFiles
+		batchFiles = spec.DefaultBatchFiles
 	}
 	if batchBytes < 1 {
-		batchBytes = defaultBatchBytes
+		batchBytes = spec.DefaultBatchBytes
 	}
 	return &itemPlanner{
 		env: env, name: name, cur: cur, gen: gen, batchFiles: batchFiles, batchBytes: batchBytes,
@@ -341,32 +341,6 @@ func runItems(ctx context.Context, t *Task, par int, fn func(ctx context.Context
 		return res, status.Errorf(status.Code(first), "%d of %d item(s) failed, first: %s", max(len(failed), 1), len(a.Items), msg(first))
 	}
 	return res, nil
-}
-
-// decodeStrict decodes a plan config, refusing unknown fields and
-// trailing data.
-func decodeStrict(plan string, b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return invalidf("%s: config: %v", plan, err)
-	}
-	if dec.More() {
-		return invalidf("%s: config: trailing data after the JSON object", plan)
-	}
-	return nil
-}
-
-// cleanPath validates a config path field.
-func cleanPath(plan, field, p string) (string, error) {
-	if p == "" {
-		return "", invalidf("%s: config: %s is required", plan, field)
-	}
-	c, err := paths.Clean(p)
-	if err != nil {
-		return "", invalidf("%s: %s: %v", plan, field, err)
-	}
-	return c, nil
 }
 
 // statPath stats p for a plan's Validate, with errors naming the plan.

@@ -1,15 +1,12 @@
 package plans
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,7 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
-	"github.com/alluvium/alluvium/internal/paths"
+	"github.com/alluvium/alluvium/plans/spec"
 )
 
 // Load caches every block under a path in the block workers, up to
@@ -29,129 +26,52 @@ import (
 // block workers are chosen so the planned bytes spread evenly.
 type Load struct{}
 
-// LoadConfig is the load plan's job config (JSON).
-type LoadConfig struct {
-	Path        string `json:"path"`
-	Replication int    `json:"replication,omitempty"` // copies wanted; default 1
-	// Workers limits the block workers used (id, host or host:port);
-	// ExcludeWorkers leaves some out.
-	Workers        []string `json:"workers,omitempty"`
-	ExcludeWorkers []string `json:"excludeWorkers,omitempty"`
-	Verify         bool     `json:"verify,omitempty"`    // re-check when done, re-load what is missing
-	Bandwidth      int64    `json:"bandwidth,omitempty"` // bytes/s for the whole job; 0: unlimited
-	// NoSync trusts the namespace as it is; by default each directory is
-	// synced with the UFS as the job lists it, so files that appeared,
-	// changed or vanished there since the last listing are seen.
-	NoSync bool `json:"noSync,omitempty"`
-	// Tuning; defaults are good.
-	BatchFiles int   `json:"batchFiles,omitempty"` // most blocks of small files per task (default 64)
-	BatchBytes int64 `json:"batchBytes,omitempty"` // a task fills up to this many bytes (default 64 MiB)
-	PageSize   int   `json:"pageSize,omitempty"`   // listing page size (default 1000)
-}
-
-// Load defaults and limits.
-const (
-	defaultBatchFiles = 64
-	defaultBatchBytes = 64 << 20
-	defaultPageSize   = 1000
-	maxReplication    = 64
-	blocksInParallel  = 4 // CacheBlock calls one task keeps in flight
-)
+// blocksInParallel is how many CacheBlock calls one task keeps in flight.
+const blocksInParallel = 4
 
 // Name implements Plan.
 func (Load) Name() string { return "load" }
 
-// DecodeLoadConfig parses a load config strictly (unknown fields are an
-// error) and fills the defaults. It does not consult the cluster.
-func DecodeLoadConfig(b []byte) (LoadConfig, error) {
-	var c LoadConfig
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return c, invalidf("load: config: %v", err)
-	}
-	if dec.More() {
-		return c, invalidf("load: config: trailing data after the JSON object")
-	}
-	if c.Path == "" {
-		return c, invalidf("load: config: path is required")
-	}
-	p, err := paths.Clean(c.Path)
-	if err != nil {
-		return c, invalidf("load: %v", err)
-	}
-	c.Path = p
-	if c.Replication == 0 {
-		c.Replication = 1
-	}
-	if c.Replication < 1 || c.Replication > maxReplication {
-		return c, invalidf("load %s: --replication %d: want 1..%d", c.Path, c.Replication, maxReplication)
-	}
-	if c.Bandwidth < 0 {
-		return c, invalidf("load %s: --bandwidth %d: want >= 0 bytes/s", c.Path, c.Bandwidth)
-	}
-	if c.BatchFiles == 0 {
-		c.BatchFiles = defaultBatchFiles
-	}
-	if c.BatchBytes == 0 {
-		c.BatchBytes = defaultBatchBytes
-	}
-	if c.PageSize == 0 {
-		c.PageSize = defaultPageSize
-	}
-	if c.BatchFiles < 1 || c.BatchBytes < 1 || c.PageSize < 1 || c.PageSize > 100000 {
-		return c, invalidf("load %s: batchFiles, batchBytes and pageSize must be positive (pageSize <= 100000)", c.Path)
-	}
-	for _, list := range [][]string{c.Workers, c.ExcludeWorkers} {
-		for _, w := range list {
-			if strings.TrimSpace(w) == "" {
-				return c, invalidf("load %s: --workers/--exclude-workers: empty worker name", c.Path)
-			}
-		}
-	}
-	return c, nil
-}
-
 // Validate implements Plan: the path must exist and enough block workers
 // must be eligible for the replication asked.
-func (Load) Validate(ctx context.Context, env Env, config []byte) ([]byte, error) {
-	c, err := DecodeLoadConfig(config)
+func (Load) Validate(ctx context.Context, env Env, config []byte) (spec.Valid, error) {
+	c, err := spec.DecodeLoad(config)
 	if err != nil {
-		return nil, err
+		return spec.Valid{}, err
 	}
 	if _, err := env.FS().GetStatus(ctx, &api.GetStatusRequest{Path: c.Path}); err != nil {
 		if status.Code(err) == codes.NotFound {
-			return nil, status.Errorf(codes.NotFound, "load %s: no such file or directory", c.Path)
+			return spec.Valid{}, status.Errorf(codes.NotFound, "load %s: no such file or directory", c.Path)
 		}
-		return nil, status.Errorf(status.Code(err), "load %s: stat: %v", c.Path, status.Convert(err).Message())
+		return spec.Valid{}, status.Errorf(status.Code(err), "load %s: stat: %v", c.Path, status.Convert(err).Message())
 	}
 	// Loading reads: the submitter must be able to read all of it.
 	if err := requireAccess(ctx, env, "load", c.Path, accessRead, true); err != nil {
-		return nil, err
+		return spec.Valid{}, err
 	}
 	all, err := liveBlockWorkers(ctx, env)
 	if err != nil {
-		return nil, err
+		return spec.Valid{}, err
 	}
 	for _, name := range c.Workers {
 		if !anyMatches(all, name) {
-			return nil, invalidf("load %s: --workers %s: no live block worker has that id, host or address", c.Path, name)
+			return spec.Valid{}, spec.Invalidf("load %s: --workers %s: no live block worker has that id, host or address", c.Path, name)
 		}
 	}
 	eligible := filterWorkers(all, c)
 	if len(eligible) == 0 {
-		return nil, status.Errorf(codes.FailedPrecondition, "load %s: no eligible live block worker", c.Path)
+		return spec.Valid{}, status.Errorf(codes.FailedPrecondition, "load %s: no eligible live block worker", c.Path)
 	}
 	if c.Replication > len(eligible) {
-		return nil, status.Errorf(codes.FailedPrecondition, "load %s: --replication %d is more than the %d eligible live block worker(s)", c.Path, c.Replication, len(eligible))
+		return spec.Valid{}, status.Errorf(codes.FailedPrecondition, "load %s: --replication %d is more than the %d eligible live block worker(s)", c.Path, c.Replication, len(eligible))
 	}
-	return json.Marshal(c)
+	return spec.Accept(c)
 }
 
 // Done implements Plan: with --verify the first round is followed by one
 // that re-checks every block and re-loads what is missing.
 func (Load) Done(ctx context.Context, env Env, job Job) (bool, error) {
-	c, err := DecodeLoadConfig(job.Config)
+	c, err := spec.DecodeLoad(job.Config)
 	if err != nil {
 		return true, err
 	}
@@ -162,7 +82,6 @@ func (Load) Done(ctx context.Context, env Env, job Job) (bool, error) {
 type blockWorker struct {
 	id   int64
 	addr string // host:rpc-port
-	host string
 }
 
 func liveBlockWorkers(ctx context.Context, env Env) ([]blockWorker, error) {
@@ -176,39 +95,27 @@ func liveBlockWorkers(ctx context.Context, env Env) ([]blockWorker, error) {
 			continue
 		}
 		a := w.GetAddress()
-		out = append(out, blockWorker{id: w.GetId(), addr: fmt.Sprintf("%s:%d", a.GetHost(), a.GetRpcPort()), host: a.GetHost()})
+		out = append(out, blockWorker{id: w.GetId(), addr: fmt.Sprintf("%s:%d", a.GetHost(), a.GetRpcPort())})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
 	return out, nil
 }
 
-func (w blockWorker) matches(name string) bool {
-	name = strings.TrimSpace(name)
-	return name == w.addr || name == w.host || name == strconv.FormatInt(w.id, 10)
-}
-
 func anyMatches(ws []blockWorker, name string) bool {
 	for _, w := range ws {
-		if w.matches(name) {
+		if api.WorkerNamed(name, w.id, w.addr) {
 			return true
 		}
 	}
 	return false
 }
 
-func filterWorkers(all []blockWorker, c LoadConfig) []blockWorker {
+// filterWorkers keeps the workers the job's limits allow.
+func filterWorkers(all []blockWorker, c spec.LoadConfig) []blockWorker {
+	lim := c.Limits().Proto()
 	var out []blockWorker
 	for _, w := range all {
-		ok := len(c.Workers) == 0
-		for _, n := range c.Workers {
-			ok = ok || w.matches(n)
-		}
-		for _, n := range c.ExcludeWorkers {
-			if w.matches(n) {
-				ok = false
-			}
-		}
-		if ok {
+		if lim.AllowsWorker(w.id, w.addr) {
 			out = append(out, w)
 		}
 	}
@@ -242,7 +149,7 @@ type loadCursor struct {
 
 // NewPlanner implements Plan.
 func (Load) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
-	c, err := DecodeLoadConfig(job.Config)
+	c, err := spec.DecodeLoad(job.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +177,7 @@ func (Load) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 
 type loadPlanner struct {
 	env    Env
-	cfg    LoadConfig
+	cfg    spec.LoadConfig
 	cursor loadCursor
 	walk   *walker
 

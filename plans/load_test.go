@@ -19,6 +19,7 @@ import (
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/paths"
+	"github.com/alluvium/alluvium/plans/spec"
 )
 
 // A fake cluster for the load plan's unit tests: an FS master that lists
@@ -213,7 +214,7 @@ func (e fakeEnv) BlockWorker(addr string) (api.BlockWorkerClient, error) {
 	return fakeBW{c: e.c, addr: addr}, nil
 }
 
-func cfgJSON(t testing.TB, c LoadConfig) []byte {
+func cfgJSON(t testing.TB, c spec.LoadConfig) []byte {
 	b, err := json.Marshal(c)
 	if err != nil {
 		t.Fatal(err)
@@ -291,7 +292,7 @@ func TestLoadPlannerResumesWithoutDuplicatesOrGaps(t *testing.T) {
 	}
 	c.file("/data/zzz", 10, 1000)
 	want++
-	cfg := cfgJSON(t, LoadConfig{Path: "/data", PageSize: 7, BatchFiles: 5, BatchBytes: 2500})
+	cfg := cfgJSON(t, spec.LoadConfig{Path: "/data", Batching: spec.Batching{PageSize: 7, BatchFiles: 5, BatchBytes: 2500}})
 	for _, restart := range []float64{0, 0.3, 1} {
 		got := blocksOf(t, planAll(t, fakeEnv{c}, cfg, 3, restart, rng))
 		if len(got) != want {
@@ -318,7 +319,7 @@ func TestLoadPlannerBatchesAndSpreads(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		c.file(fmt.Sprintf("/small/f%03d", i), 10, 1000)
 	}
-	tasks := planAll(t, fakeEnv{c}, cfgJSON(t, LoadConfig{Path: "/big"}), 50, 0, nil)
+	tasks := planAll(t, fakeEnv{c}, cfgJSON(t, spec.LoadConfig{Path: "/big"}), 50, 0, nil)
 	if len(tasks) != 120 {
 		t.Fatalf("%d tasks for 120 full blocks", len(tasks))
 	}
@@ -331,7 +332,7 @@ func TestLoadPlannerBatchesAndSpreads(t *testing.T) {
 			t.Errorf("worker %d got %d bytes, want an even 40000: %v", w, b, per)
 		}
 	}
-	tasks = planAll(t, fakeEnv{c}, cfgJSON(t, LoadConfig{Path: "/small", BatchFiles: 16}), 50, 0, nil)
+	tasks = planAll(t, fakeEnv{c}, cfgJSON(t, spec.LoadConfig{Path: "/small", Batching: spec.Batching{BatchFiles: 16}}), 50, 0, nil)
 	n := 0
 	for _, ts := range tasks {
 		var a loadArgs
@@ -353,7 +354,7 @@ func TestLoadPlannerReplicationAndWorkerFilters(t *testing.T) {
 	f := c.file("/r/a", 3000, 1000)
 	c.locs[f.BlockIds[0]] = map[int64]bool{1: true, 2: true} // fully replicated
 	c.locs[f.BlockIds[1]] = map[int64]bool{3: true}          // one copy short
-	got := blocksOf(t, planAll(t, fakeEnv{c}, cfgJSON(t, LoadConfig{Path: "/r", Replication: 2}), 10, 0, nil))
+	got := blocksOf(t, planAll(t, fakeEnv{c}, cfgJSON(t, spec.LoadConfig{Path: "/r", Replication: 2}), 10, 0, nil))
 	if len(got) != 3 {
 		t.Fatalf("planned %v: want 1 copy of block 1 and 2 of block 2", got)
 	}
@@ -362,13 +363,13 @@ func TestLoadPlannerReplicationAndWorkerFilters(t *testing.T) {
 			t.Fatalf("planned a copy that exists: %s", k)
 		}
 	}
-	got = blocksOf(t, planAll(t, fakeEnv{c}, cfgJSON(t, LoadConfig{Path: "/r", Workers: []string{"h4", "2"}}), 10, 0, nil))
+	got = blocksOf(t, planAll(t, fakeEnv{c}, cfgJSON(t, spec.LoadConfig{Path: "/r", Workers: []string{"h4", "2"}}), 10, 0, nil))
 	for k := range got {
 		if !strings.HasSuffix(k, "@4") && !strings.HasSuffix(k, "@2") {
 			t.Fatalf("--workers h4,2 but planned %s", k)
 		}
 	}
-	got = blocksOf(t, planAll(t, fakeEnv{c}, cfgJSON(t, LoadConfig{Path: "/r", Replication: 3, ExcludeWorkers: []string{"h1:29999"}}), 10, 0, nil))
+	got = blocksOf(t, planAll(t, fakeEnv{c}, cfgJSON(t, spec.LoadConfig{Path: "/r", Replication: 3, ExcludeWorkers: []string{"h1:29999"}}), 10, 0, nil))
 	for k := range got {
 		if strings.HasSuffix(k, "@1") {
 			t.Fatalf("--exclude-workers h1 but planned %s", k)
@@ -383,7 +384,7 @@ func TestLoadPlannerReportsUnpersisted(t *testing.T) {
 	f.PersistenceState = api.PersistenceState_NOT_PERSISTED
 	c.file("/u/ok", 100, 1000)
 	ctx := context.Background()
-	p, err := Load{}.NewPlanner(ctx, fakeEnv{c}, Job{Config: cfgJSON(t, LoadConfig{Path: "/u"})})
+	p, err := Load{}.NewPlanner(ctx, fakeEnv{c}, Job{Config: cfgJSON(t, spec.LoadConfig{Path: "/u"})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,12 +402,13 @@ func TestLoadValidate(t *testing.T) {
 	c.file("/v/a", 10, 1000)
 	ctx := context.Background()
 	env := fakeEnv{c}
-	norm, err := Load{}.Validate(ctx, env, []byte(`{"path":"/v/../v"}`))
+	v, err := Load{}.Validate(ctx, env, []byte(`{"path":"/v/../v"}`))
+	norm := v.Config
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, _ := DecodeLoadConfig(norm)
-	if got.Path != "/v" || got.Replication != 1 || got.BatchFiles != defaultBatchFiles || got.PageSize != defaultPageSize {
+	got, _ := spec.DecodeLoad(norm)
+	if got.Path != "/v" || got.Replication != 1 || got.BatchFiles != spec.DefaultBatchFiles || got.PageSize != spec.DefaultPageSize {
 		t.Fatalf("normalized config %+v", got)
 	}
 	for _, tc := range []struct {
@@ -440,7 +442,7 @@ func TestLoadRunCachesAndFallsBack(t *testing.T) {
 	for i := 0; i < 6; i++ {
 		c.file(fmt.Sprintf("/run/f%d", i), 500, 1000)
 	}
-	tasks := planAll(t, fakeEnv{c}, cfgJSON(t, LoadConfig{Path: "/run", BatchFiles: 2}), 100, 0, nil)
+	tasks := planAll(t, fakeEnv{c}, cfgJSON(t, spec.LoadConfig{Path: "/run", Batching: spec.Batching{BatchFiles: 2}}), 100, 0, nil)
 	c.dead[waddr(1)] = true
 	var progress []int64
 	for _, ts := range tasks {
@@ -480,7 +482,7 @@ func TestLoadRunBandwidthAndCancel(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		c.file(fmt.Sprintf("/bw/f%d", i), 1000, 1000)
 	}
-	tasks := planAll(t, fakeEnv{c}, cfgJSON(t, LoadConfig{Path: "/bw"}), 100, 0, nil)
+	tasks := planAll(t, fakeEnv{c}, cfgJSON(t, spec.LoadConfig{Path: "/bw"}), 100, 0, nil)
 	lim := rate.NewLimiter(rate.Limit(4000), 4000) // 4000 B/s, a second's burst
 	start := time.Now()
 	for _, ts := range tasks {
@@ -585,30 +587,4 @@ func TestWalkerSyncsEachDirectoryOnce(t *testing.T) {
 			}
 		}
 	}
-}
-
-func FuzzDecodeLoadConfig(f *testing.F) {
-	for _, s := range []string{
-		`{"path":"/data"}`, `{"path":"/a/../b","replication":2,"workers":["h1"],"verify":true,"bandwidth":1048576}`,
-		`{"path":""}`, `{`, `[]`, `{"path":"/x","batchFiles":-1}`, `{"path":"/x"}{"path":"/y"}`, `null`,
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := DecodeLoadConfig(b)
-		if err != nil {
-			if status.Code(err) != codes.InvalidArgument {
-				t.Fatalf("error of code %s: %v", status.Code(err), err)
-			}
-			return
-		}
-		// A config that decodes is normalized and decodes to itself again.
-		if _, perr := paths.Clean(c.Path); perr != nil || c.Replication < 1 || c.BatchFiles < 1 || c.PageSize < 1 {
-			t.Fatalf("accepted a bad config %+v", c)
-		}
-		again, err := DecodeLoadConfig(cfgJSON(t, c))
-		if err != nil || fmt.Sprint(again) != fmt.Sprint(c) {
-			t.Fatalf("round trip: %+v -> %+v (%v)", c, again, err)
-		}
-	})
 }

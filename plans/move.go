@@ -11,6 +11,7 @@ import (
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/paths"
+	"github.com/alluvium/alluvium/plans/spec"
 )
 
 // Move moves a file or a tree to a new path. Within one mount, onto a DST
@@ -25,90 +26,52 @@ import (
 // directory into itself is refused at submit.
 type Move struct{}
 
-// MoveConfig is the move plan's job config (JSON).
-type MoveConfig struct {
-	Src       string `json:"src"`
-	Dst       string `json:"dst"`
-	Overwrite bool   `json:"overwrite,omitempty"`
-	PageSize  int    `json:"pageSize,omitempty"`
-	// Whole is set at submit: one rename moves everything (same mount, DST
-	// absent, or a file replacing a file).
-	Whole bool `json:"whole,omitempty"`
-	// DstExisted is set at submit.
-	DstExisted bool `json:"dstExisted,omitempty"`
-}
-
 // Name implements Plan.
 func (Move) Name() string { return "move" }
 
-// DecodeMoveConfig parses a move config strictly and fills defaults.
-func DecodeMoveConfig(b []byte) (MoveConfig, error) {
-	var c MoveConfig
-	if err := decodeStrict("move", b, &c); err != nil {
-		return c, err
-	}
-	var err error
-	if c.Src, err = cleanPath("move", "src", c.Src); err != nil {
-		return c, err
-	}
-	if c.Dst, err = cleanPath("move", "dst", c.Dst); err != nil {
-		return c, err
-	}
-	if c.Src == c.Dst {
-		return c, invalidf("move %s: the destination is the source itself", c.Src)
-	}
-	if c.PageSize == 0 {
-		c.PageSize = defaultPageSize
-	}
-	if c.PageSize < 1 || c.PageSize > 100000 {
-		return c, invalidf("move: pageSize must be 1..100000")
-	}
-	return c, nil
-}
-
 // Validate implements Plan.
-func (Move) Validate(ctx context.Context, env Env, config []byte) ([]byte, error) {
-	c, err := DecodeMoveConfig(config)
+func (Move) Validate(ctx context.Context, env Env, config []byte) (spec.Valid, error) {
+	c, err := spec.DecodeMove(config)
 	if err != nil {
-		return nil, err
+		return spec.Valid{}, err
 	}
 	src, dst, err := checkSrcDst(ctx, env, "move", c.Src, c.Dst, c.Overwrite)
 	if err != nil {
-		return nil, err
+		return spec.Valid{}, err
 	}
 	if src.GetMountPoint() {
-		return nil, status.Errorf(codes.FailedPrecondition, "move %s: it is a mount point (unmount it, or move what is inside)", c.Src)
+		return spec.Valid{}, status.Errorf(codes.FailedPrecondition, "move %s: it is a mount point (unmount it, or move what is inside)", c.Src)
 	}
 	// A move reads the source, takes it out of its directory and puts it
 	// in the destination's.
 	if err := requireAccess(ctx, env, "move", c.Src, accessRead, true); err != nil {
-		return nil, err
+		return spec.Valid{}, err
 	}
 	if err := requireParentWrite(ctx, env, "move", c.Src); err != nil {
-		return nil, err
+		return spec.Valid{}, err
 	}
 	mounts, err := mountTable(ctx, env)
 	if err != nil {
-		return nil, err
+		return spec.Valid{}, err
 	}
 	ms, _ := mountFor(mounts, c.Src)
 	md, _ := mountFor(mounts, c.Dst)
 	if md != nil && md.GetReadOnly() {
-		return nil, status.Errorf(codes.FailedPrecondition, "move %s to %s: %s is in the read-only mount %s", c.Src, c.Dst, c.Dst, md.GetAlluviumPath())
+		return spec.Valid{}, status.Errorf(codes.FailedPrecondition, "move %s to %s: %s is in the read-only mount %s", c.Src, c.Dst, c.Dst, md.GetAlluviumPath())
 	}
 	if ms != nil && ms.GetReadOnly() {
-		return nil, status.Errorf(codes.FailedPrecondition, "move %s: it is in the read-only mount %s", c.Src, ms.GetAlluviumPath())
+		return spec.Valid{}, status.Errorf(codes.FailedPrecondition, "move %s: it is in the read-only mount %s", c.Src, ms.GetAlluviumPath())
 	}
 	same := ms != nil && md != nil && ms.GetMountId() == md.GetMountId()
 	c.DstExisted = dst != nil
 	c.Whole = same && (dst == nil || !src.GetFolder())
-	return json.Marshal(c)
+	return spec.Accept(c)
 }
 
 // Done implements Plan: a file-by-file move that moved every file goes on
 // to a round that removes the emptied source tree.
 func (Move) Done(ctx context.Context, env Env, job Job) (bool, error) {
-	c, err := DecodeMoveConfig(job.Config)
+	c, err := spec.DecodeMove(job.Config)
 	if err != nil {
 		return true, err
 	}
@@ -125,7 +88,7 @@ type moveElem struct {
 
 // NewPlanner implements Plan.
 func (Move) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
-	c, err := DecodeMoveConfig(job.Config)
+	c, err := spec.DecodeMove(job.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +126,7 @@ func (Move) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 		}
 		return items, failed, err
 	}
-	return newItemPlanner(env, "move", job, c.Src, c.PageSize, true, defaultBatchFiles, defaultBatchBytes, gen)
+	return newItemPlanner(env, "move", job, c.Src, c.PageSize, true, spec.DefaultBatchFiles, spec.DefaultBatchBytes, gen)
 }
 
 // withFinal makes the planner end with one more item.
@@ -180,7 +143,7 @@ func (emptySource) Pos() string                                 { return "" }
 
 // Run implements Plan.
 func (Move) Run(ctx context.Context, env Env, t *Task) (Result, error) {
-	c, err := DecodeMoveConfig(t.Config)
+	c, err := spec.DecodeMove(t.Config)
 	if err != nil {
 		return Result{}, err
 	}
@@ -197,7 +160,7 @@ func (Move) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 	})
 }
 
-func moveOne(ctx context.Context, env Env, t *Task, c MoveConfig, e moveElem) (int64, error) {
+func moveOne(ctx context.Context, env Env, t *Task, c spec.MoveConfig, e moveElem) (int64, error) {
 	fs := env.FS()
 	switch e.Op {
 	case "whole", "rename":
@@ -302,7 +265,7 @@ func renameOver(ctx context.Context, env Env, src, dst string, overwrite bool) e
 
 // removeEmptied deletes the source tree once no file is left in it.
 func removeEmptied(ctx context.Context, env Env, src string) error {
-	w := newWalker(env.FS(), src, "", defaultPageSize, false)
+	w := newWalker(env.FS(), src, "", spec.DefaultPageSize, false)
 	f, err := w.Next(ctx)
 	switch {
 	case err == io.EOF:

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/plans/spec"
 )
 
 // Persist writes files that are only in the cache to their UFS path and
@@ -27,26 +28,8 @@ import (
 // quietly (the master keeps track of them).
 type Persist struct{}
 
-// PersistConfig is the persist plan's job config (JSON). Give Path (a file
-// or a tree), or Files.
-type PersistConfig struct {
-	Path  string        `json:"path,omitempty"`
-	Files []PersistFile `json:"files,omitempty"`
-	// Tuning; defaults are good.
-	BatchFiles int   `json:"batchFiles,omitempty"`
-	BatchBytes int64 `json:"batchBytes,omitempty"`
-	PageSize   int   `json:"pageSize,omitempty"`
-}
-
-// PersistFile names one file by path and inode id.
-type PersistFile struct {
-	Path string `json:"path"`
-	ID   int64  `json:"id"`
-}
-
 // Persist limits.
 const (
-	maxPersistFiles = 100000
 	smallFileBytes  = 4 << 20 // files up to this share tasks
 	itemParallelism = 8       // items of one task run at once
 )
@@ -54,68 +37,22 @@ const (
 // Name implements Plan.
 func (Persist) Name() string { return "persist" }
 
-// DecodePersistConfig parses a persist config strictly and fills defaults.
-func DecodePersistConfig(b []byte) (PersistConfig, error) {
-	var c PersistConfig
-	if err := decodeStrict("persist", b, &c); err != nil {
-		return c, err
-	}
-	switch {
-	case c.Path == "" && len(c.Files) == 0:
-		return c, invalidf("persist: config: path is required")
-	case c.Path != "" && len(c.Files) > 0:
-		return c, invalidf("persist: config: give path or files, not both")
-	case len(c.Files) > maxPersistFiles:
-		return c, invalidf("persist: config: %d files, at most %d per job", len(c.Files), maxPersistFiles)
-	}
-	if c.Path != "" {
-		p, err := cleanPath("persist", "path", c.Path)
-		if err != nil {
-			return c, err
-		}
-		c.Path = p
-	}
-	for i := range c.Files {
-		p, err := cleanPath("persist", fmt.Sprintf("files[%d].path", i), c.Files[i].Path)
-		if err != nil {
-			return c, err
-		}
-		if c.Files[i].ID <= 0 {
-			return c, invalidf("persist: config: files[%d].id %d: want the file's inode id", i, c.Files[i].ID)
-		}
-		c.Files[i].Path = p
-	}
-	if c.BatchFiles == 0 {
-		c.BatchFiles = defaultBatchFiles
-	}
-	if c.BatchBytes == 0 {
-		c.BatchBytes = defaultBatchBytes
-	}
-	if c.PageSize == 0 {
-		c.PageSize = defaultPageSize
-	}
-	if c.BatchFiles < 1 || c.BatchBytes < 1 || c.PageSize < 1 || c.PageSize > 100000 {
-		return c, invalidf("persist: batchFiles, batchBytes and pageSize must be positive (pageSize <= 100000)")
-	}
-	return c, nil
-}
-
 // Validate implements Plan: a path must exist.
-func (Persist) Validate(ctx context.Context, env Env, config []byte) ([]byte, error) {
-	c, err := DecodePersistConfig(config)
+func (Persist) Validate(ctx context.Context, env Env, config []byte) (spec.Valid, error) {
+	c, err := spec.DecodePersist(config)
 	if err != nil {
-		return nil, err
+		return spec.Valid{}, err
 	}
 	if c.Path != "" {
 		if _, err := statPath(ctx, env, "persist", c.Path); err != nil {
-			return nil, err
+			return spec.Valid{}, err
 		}
 		// Persisting reads the cached bytes and changes each file's state.
 		if err := requireAccess(ctx, env, "persist", c.Path, accessRead|accessWrite, true); err != nil {
-			return nil, err
+			return spec.Valid{}, err
 		}
 	}
-	return json.Marshal(c)
+	return spec.Accept(c)
 }
 
 // Done implements Plan: one round.
@@ -131,7 +68,7 @@ type persistElem struct {
 
 // NewPlanner implements Plan.
 func (Persist) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
-	c, err := DecodePersistConfig(job.Config)
+	c, err := spec.DecodePersist(job.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +113,7 @@ func (Persist) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error
 // (same path, same inode); the others are skipped.
 type listSource struct {
 	fs    api.FileSystemMasterClient
-	files []PersistFile
+	files []spec.PersistFile
 	next  int
 }
 

@@ -2,7 +2,6 @@ package plans
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -12,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/plans/spec"
 )
 
 // Env is what plans need from the cluster. The job master (planning) and
@@ -85,7 +85,7 @@ type Result struct {
 // Plan is one kind of job. See the package documentation.
 type Plan interface {
 	Name() string
-	Validate(ctx context.Context, env Env, config []byte) ([]byte, error)
+	Validate(ctx context.Context, env Env, config []byte) (spec.Valid, error)
 	NewPlanner(ctx context.Context, env Env, job Job) (Planner, error)
 	Run(ctx context.Context, env Env, task *Task) (Result, error)
 	Done(ctx context.Context, env Env, job Job) (bool, error)
@@ -135,9 +135,4 @@ func Names() []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// invalidf is an InvalidArgument status error.
-func invalidf(format string, args ...any) error {
-	return status.Error(codes.InvalidArgument, fmt.Sprintf(format, args...))
 }

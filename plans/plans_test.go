@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/plans/spec"
 )
 
 func js(t *testing.T, v any) []byte {
@@ -73,7 +74,7 @@ func TestPersistPersistsCacheOnlyFiles(t *testing.T) {
 	want["/p/empty"] = nil
 	_ = empty
 
-	_, failed, err := runJob(ctx, Persist{}, xenv{x}, js(t, PersistConfig{Path: "/p", BatchFiles: 4}), 3, "")
+	_, failed, err := runJob(ctx, Persist{}, xenv{x}, js(t, spec.PersistConfig{Path: "/p", Batching: spec.Batching{BatchFiles: 4}}), 3, "")
 	if err != nil || len(failed) > 0 {
 		t.Fatalf("persist: %v %v", err, failed)
 	}
@@ -92,7 +93,7 @@ func TestPersistPersistsCacheOnlyFiles(t *testing.T) {
 	}
 	x.noTemps(t)
 	// Again: nothing left to do.
-	tasks, failed, err := runJob(ctx, Persist{}, xenv{x}, js(t, PersistConfig{Path: "/p"}), 3, "")
+	tasks, failed, err := runJob(ctx, Persist{}, xenv{x}, js(t, spec.PersistConfig{Path: "/p"}), 3, "")
 	if err != nil || len(failed) > 0 || tasks != 0 {
 		t.Fatalf("second persist: %d tasks, %v %v", tasks, err, failed)
 	}
@@ -128,7 +129,7 @@ func TestPersistRacesAndLostFiles(t *testing.T) {
 					tc.race(x)
 				}
 			}
-			_, failed, err := runJob(ctx, Persist{}, xenv{x}, js(t, PersistConfig{Path: "/r/a"}), 2, "")
+			_, failed, err := runJob(ctx, Persist{}, xenv{x}, js(t, spec.PersistConfig{Path: "/r/a"}), 2, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -153,7 +154,7 @@ func TestPersistRacesAndLostFiles(t *testing.T) {
 		x.mu.Lock()
 		x.removeLocked("/q/b", true)
 		x.mu.Unlock()
-		cfg := PersistConfig{Files: []PersistFile{{Path: "/q/a", ID: a.FileId}, {Path: "/q/b", ID: b.FileId}, {Path: "/q/a", ID: 999}}}
+		cfg := spec.PersistConfig{Files: []spec.PersistFile{{Path: "/q/a", ID: a.FileId}, {Path: "/q/b", ID: b.FileId}, {Path: "/q/a", ID: 999}}}
 		_, failed, err := runJob(ctx, Persist{}, xenv{x}, js(t, cfg), 1, "")
 		if err != nil || len(failed) > 0 {
 			t.Fatalf("%v %v", err, failed)
@@ -165,7 +166,7 @@ func TestPersistRacesAndLostFiles(t *testing.T) {
 	t.Run("lost", func(t *testing.T) {
 		x := newXFake(2)
 		x.put("/l/a", content("a", 10), 1000, false) // cached nowhere
-		_, failed, err := runJob(ctx, Persist{}, xenv{x}, js(t, PersistConfig{Path: "/l"}), 1, "")
+		_, failed, err := runJob(ctx, Persist{}, xenv{x}, js(t, spec.PersistConfig{Path: "/l"}), 1, "")
 		if err != nil || len(failed) != 1 || !strings.Contains(failed[0].Error, "lost") {
 			t.Fatalf("%v %v", err, failed)
 		}
@@ -216,7 +217,7 @@ func TestCopyTreeAcrossMounts(t *testing.T) {
 	x.mount("/s3", "s3://bucket/pre", 2)
 	ctx := context.Background()
 	files := copyTree(x, "/src")
-	tasks, failed, err := runJob(ctx, Copy{}, xenv{x}, js(t, CopyConfig{Src: "/src", Dst: "/s3/copy", Checksum: true, BatchFiles: 5}), 3, "")
+	tasks, failed, err := runJob(ctx, Copy{}, xenv{x}, js(t, spec.CopyConfig{Src: "/src", Dst: "/s3/copy", Checksum: true, Batching: spec.Batching{BatchFiles: 5}}), 3, "")
 	if err != nil || len(failed) > 0 {
 		t.Fatalf("copy: %v %v", err, failed)
 	}
@@ -238,13 +239,13 @@ func TestCopyTreeAcrossMounts(t *testing.T) {
 		t.Errorf("the large copy's parts are on %d worker(s), want them spread", len(on))
 	}
 	// And back, into the local mount.
-	_, failed, err = runJob(ctx, Copy{}, xenv{x}, js(t, CopyConfig{Src: "/s3/copy", Dst: "/back"}), 3, "")
+	_, failed, err = runJob(ctx, Copy{}, xenv{x}, js(t, spec.CopyConfig{Src: "/s3/copy", Dst: "/back"}), 3, "")
 	if err != nil || len(failed) > 0 {
 		t.Fatalf("copy back: %v %v", err, failed)
 	}
 	checkCopied(t, x, files, "/src", "/back")
 	// A single file onto a new name.
-	_, failed, err = runJob(ctx, Copy{}, xenv{x}, js(t, CopyConfig{Src: "/src/d0/f00", Dst: "/one"}), 3, "")
+	_, failed, err = runJob(ctx, Copy{}, xenv{x}, js(t, spec.CopyConfig{Src: "/src/d0/f00", Dst: "/one"}), 3, "")
 	if err != nil || len(failed) > 0 {
 		t.Fatal(err, failed)
 	}
@@ -262,19 +263,19 @@ func TestCopyRefusalsOverwriteAndRetry(t *testing.T) {
 	x.put("/b", content("b", 10), 1000, true)
 	x.put("/dir/x", content("x", 10), 1000, true)
 	for _, tc := range []struct {
-		cfg  CopyConfig
+		cfg  spec.CopyConfig
 		code codes.Code
 		want string
 	}{
-		{CopyConfig{Src: "/a", Dst: "/a"}, codes.InvalidArgument, "the source itself"},
-		{CopyConfig{Src: "/a/../a", Dst: "/a"}, codes.InvalidArgument, "the source itself"},
-		{CopyConfig{Src: "/a", Dst: "/a/sub"}, codes.InvalidArgument, "into itself"},
-		{CopyConfig{Src: "/a/f", Dst: "/b"}, codes.FailedPrecondition, "/b exists (use --overwrite"},
-		{CopyConfig{Src: "/a/f", Dst: "/dir", Overwrite: true}, codes.FailedPrecondition, "is a directory"},
-		{CopyConfig{Src: "/a", Dst: "/b", Overwrite: true}, codes.FailedPrecondition, "is a file"},
-		{CopyConfig{Src: "/a/f", Dst: "/b/x"}, codes.FailedPrecondition, "/b is a file"},
-		{CopyConfig{Src: "/nope", Dst: "/z"}, codes.NotFound, "no such file"},
-		{CopyConfig{Src: "/a", Dst: "rel"}, codes.InvalidArgument, "dst"},
+		{spec.CopyConfig{Src: "/a", Dst: "/a"}, codes.InvalidArgument, "the source itself"},
+		{spec.CopyConfig{Src: "/a/../a", Dst: "/a"}, codes.InvalidArgument, "the source itself"},
+		{spec.CopyConfig{Src: "/a", Dst: "/a/sub"}, codes.InvalidArgument, "into itself"},
+		{spec.CopyConfig{Src: "/a/f", Dst: "/b"}, codes.FailedPrecondition, "/b exists (use --overwrite"},
+		{spec.CopyConfig{Src: "/a/f", Dst: "/dir", Overwrite: true}, codes.FailedPrecondition, "is a directory"},
+		{spec.CopyConfig{Src: "/a", Dst: "/b", Overwrite: true}, codes.FailedPrecondition, "is a file"},
+		{spec.CopyConfig{Src: "/a/f", Dst: "/b/x"}, codes.FailedPrecondition, "/b is a file"},
+		{spec.CopyConfig{Src: "/nope", Dst: "/z"}, codes.NotFound, "no such file"},
+		{spec.CopyConfig{Src: "/a", Dst: "rel"}, codes.InvalidArgument, "dst"},
 	} {
 		_, err := Copy{}.Validate(ctx, env, js(t, tc.cfg))
 		if status.Code(err) != tc.code || !strings.Contains(err.Error(), tc.want) {
@@ -284,7 +285,7 @@ func TestCopyRefusalsOverwriteAndRetry(t *testing.T) {
 	if b, _ := x.ufsBytes("file:///ufs/b"); !bytes.Equal(b, content("b", 10)) {
 		t.Fatal("a refused copy changed /b")
 	}
-	_, failed, err := runJob(ctx, Copy{}, env, js(t, CopyConfig{Src: "/a/f", Dst: "/b", Overwrite: true}), 1, "")
+	_, failed, err := runJob(ctx, Copy{}, env, js(t, spec.CopyConfig{Src: "/a/f", Dst: "/b", Overwrite: true}), 1, "")
 	if err != nil || len(failed) > 0 {
 		t.Fatal(err, failed)
 	}
@@ -292,7 +293,8 @@ func TestCopyRefusalsOverwriteAndRetry(t *testing.T) {
 		t.Fatal("--overwrite did not replace /b")
 	}
 	// Attempt 2 of a task whose attempt 1 finished: same result, no error.
-	norm, _ := Copy{}.Validate(ctx, env, js(t, CopyConfig{Src: "/a", Dst: "/c"}))
+	v, _ := Copy{}.Validate(ctx, env, js(t, spec.CopyConfig{Src: "/a", Dst: "/c"}))
+	norm := v.Config
 	p, _ := Copy{}.NewPlanner(ctx, env, Job{ID: 3, Config: norm})
 	bt, _ := p.Next(ctx, 10)
 	for attempt := int32(1); attempt <= 2; attempt++ {
@@ -313,7 +315,7 @@ func TestCopyFailures(t *testing.T) {
 	ctx := context.Background()
 	files := copyTree(x, "/src")
 	x.failUFS["file:///ufs/ro"] = "permission denied"
-	_, failed, err := runJob(ctx, Copy{}, xenv{x}, js(t, CopyConfig{Src: "/src", Dst: "/ro"}), 2, "")
+	_, failed, err := runJob(ctx, Copy{}, xenv{x}, js(t, spec.CopyConfig{Src: "/src", Dst: "/ro"}), 2, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +337,7 @@ func TestCopyFailures(t *testing.T) {
 	x.noTemps(t)
 
 	x.corrupt = true
-	_, failed, _ = runJob(ctx, Copy{}, xenv{x}, js(t, CopyConfig{Src: "/src/d0", Dst: "/sum", Checksum: true}), 1, "")
+	_, failed, _ = runJob(ctx, Copy{}, xenv{x}, js(t, spec.CopyConfig{Src: "/src/d0", Dst: "/sum", Checksum: true}), 1, "")
 	if len(failed) == 0 || !strings.Contains(failed[0].Error, "checksum") {
 		t.Fatalf("corrupt copy with --checksum: %v", failed)
 	}
@@ -351,7 +353,7 @@ func TestMove(t *testing.T) {
 	env := xenv{x}
 	files := copyTree(x, "/m")
 	big := x.node("/m/big")
-	tasks, failed, err := runJob(ctx, Move{}, env, js(t, MoveConfig{Src: "/m", Dst: "/moved"}), 2, "")
+	tasks, failed, err := runJob(ctx, Move{}, env, js(t, spec.MoveConfig{Src: "/m", Dst: "/moved"}), 2, "")
 	if err != nil || len(failed) > 0 || tasks != 1 {
 		t.Fatalf("same-mount move: %d tasks, %v %v", tasks, err, failed)
 	}
@@ -361,7 +363,7 @@ func TestMove(t *testing.T) {
 	}
 	// Across mounts.
 	cached := x.node("/moved/cacheonly")
-	_, failed, err = runJob(ctx, Move{}, env, js(t, MoveConfig{Src: "/moved", Dst: "/s3/moved"}), 2, "")
+	_, failed, err = runJob(ctx, Move{}, env, js(t, spec.MoveConfig{Src: "/moved", Dst: "/s3/moved"}), 2, "")
 	if err != nil || len(failed) > 0 {
 		t.Fatalf("cross-mount move: %v %v", err, failed)
 	}
@@ -391,13 +393,13 @@ func TestMove(t *testing.T) {
 	x.put("/o/a", content("new a", 10), 1000, true)
 	x.put("/t/a", content("old a", 20), 1000, true)
 	x.put("/t/keep", content("keep", 5), 1000, true)
-	if _, err := (Move{}).Validate(ctx, env, js(t, MoveConfig{Src: "/o", Dst: "/t"})); status.Code(err) != codes.FailedPrecondition {
+	if _, err := (Move{}).Validate(ctx, env, js(t, spec.MoveConfig{Src: "/o", Dst: "/t"})); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("move onto an existing dir without --overwrite: %v", err)
 	}
-	if _, err := (Move{}).Validate(ctx, env, js(t, MoveConfig{Src: "/o", Dst: "/o/in"})); status.Code(err) != codes.InvalidArgument {
+	if _, err := (Move{}).Validate(ctx, env, js(t, spec.MoveConfig{Src: "/o", Dst: "/o/in"})); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("move into itself: %v", err)
 	}
-	_, failed, err = runJob(ctx, Move{}, env, js(t, MoveConfig{Src: "/o", Dst: "/t", Overwrite: true}), 2, "")
+	_, failed, err = runJob(ctx, Move{}, env, js(t, spec.MoveConfig{Src: "/o", Dst: "/t", Overwrite: true}), 2, "")
 	if err != nil || len(failed) > 0 {
 		t.Fatal(err, failed)
 	}
@@ -423,7 +425,7 @@ func TestReplicate(t *testing.T) {
 	b := x.put("/rep/b", content("b", 10), 1000, true) // cached nowhere
 	pin := x.put("/rep/pinned", content("p", 10), 1000, true, 1, 2, 3)
 	pin.Pinned = true
-	_, failed, err := runJob(ctx, Replicate{}, env, js(t, ReplicateConfig{Path: "/rep", Replication: 3}), 2, "")
+	_, failed, err := runJob(ctx, Replicate{}, env, js(t, spec.ReplicateConfig{Path: "/rep", Replication: 3}), 2, "")
 	if err != nil || len(failed) > 0 {
 		t.Fatal(err, failed)
 	}
@@ -438,7 +440,7 @@ func TestReplicate(t *testing.T) {
 	if x.copies != 2*3+2 {
 		t.Errorf("%d worker-to-worker copies, want 8", x.copies)
 	}
-	_, failed, err = runJob(ctx, Replicate{}, env, js(t, ReplicateConfig{Path: "/rep", Replication: 1}), 2, "")
+	_, failed, err = runJob(ctx, Replicate{}, env, js(t, spec.ReplicateConfig{Path: "/rep", Replication: 1}), 2, "")
 	if err != nil || len(failed) > 0 {
 		t.Fatal(err, failed)
 	}
@@ -466,7 +468,8 @@ func TestReplicate(t *testing.T) {
 	// A worker lost after planning: the task looks again and never goes
 	// below the target.
 	c := x.put("/rep2/c", content("c", 10), 1000, true, 1, 2, 3)
-	norm, _ := Replicate{}.Validate(ctx, env, js(t, ReplicateConfig{Path: "/rep2", Replication: 2}))
+	v, _ := Replicate{}.Validate(ctx, env, js(t, spec.ReplicateConfig{Path: "/rep2", Replication: 2}))
+	norm := v.Config
 	p, _ := Replicate{}.NewPlanner(ctx, env, Job{ID: 1, Config: norm})
 	bt, _ := p.Next(ctx, 10)
 	x.mu.Lock()
@@ -488,7 +491,7 @@ func TestLoadBatchesSmallFilesIntoOneCall(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		x.put(fmt.Sprintf("/sm/f%02d", i), content(fmt.Sprint(i), 100), 1000, true)
 	}
-	_, failed, err := runJob(context.Background(), Load{}, xenv{x}, js(t, LoadConfig{Path: "/sm", BatchFiles: 10}), 1, "")
+	_, failed, err := runJob(context.Background(), Load{}, xenv{x}, js(t, spec.LoadConfig{Path: "/sm", Batching: spec.Batching{BatchFiles: 10}}), 1, "")
 	if err != nil || len(failed) > 0 {
 		t.Fatal(err, failed)
 	}
@@ -500,34 +503,4 @@ func TestLoadBatchesSmallFilesIntoOneCall(t *testing.T) {
 			t.Fatalf("f%02d not cached", i)
 		}
 	}
-}
-
-func FuzzDecodePlanConfigs(f *testing.F) {
-	for _, s := range []string{
-		`{"src":"/a","dst":"/b"}`, `{"src":"/a","dst":"/a"}`, `{"path":"/p","replication":2}`,
-		`{"files":[{"path":"/x","id":3}]}`, `{"path":"/p","files":[]}`, `{}`, `{"src":"/a","dst":"/b","overwrite":true,"checksum":true}`,
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, dec := range []func([]byte) (any, error){
-			func(b []byte) (any, error) { return DecodeCopyConfig(b) },
-			func(b []byte) (any, error) { return DecodeMoveConfig(b) },
-			func(b []byte) (any, error) { return DecodePersistConfig(b) },
-			func(b []byte) (any, error) { return DecodeReplicateConfig(b) },
-		} {
-			v, err := dec(b)
-			if err != nil {
-				if status.Code(err) != codes.InvalidArgument {
-					t.Fatalf("error of code %s: %v", status.Code(err), err)
-				}
-				continue
-			}
-			// A config that decodes decodes to itself again.
-			again, err := dec(js(t, v))
-			if err != nil || fmt.Sprint(again) != fmt.Sprint(v) {
-				t.Fatalf("round trip: %+v -> %+v (%v)", v, again, err)
-			}
-		}
-	})
 }

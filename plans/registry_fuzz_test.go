@@ -3,6 +3,7 @@ package plans
 import (
 	"context"
 	"net"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -150,19 +151,23 @@ func FuzzValidateConfig(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := p.Validate(ctx, env, cfg)
+		v, err := p.Validate(ctx, env, cfg)
 		if err != nil {
 			if c := status.Code(err); c == codes.Unknown || c == codes.Internal {
 				t.Fatalf("%s %q: error with code %s: %v", name, cfg, c, err)
 			}
 			return
 		}
+		out := v.Config
 		again, err := p.Validate(ctx, env, out)
 		if err != nil {
 			t.Fatalf("%s: normalized config %s of %q does not validate: %v", name, out, cfg, err)
 		}
-		if string(again) != string(out) {
-			t.Fatalf("%s: normalized config is not stable: %q -> %s -> %s", name, cfg, out, again)
+		if string(again.Config) != string(out) {
+			t.Fatalf("%s: normalized config is not stable: %q -> %s -> %s", name, cfg, out, again.Config)
+		}
+		if !reflect.DeepEqual(again.Limits, v.Limits) {
+			t.Fatalf("%s: limits are not stable: %q -> %+v -> %+v", name, cfg, v.Limits, again.Limits)
 		}
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/plans/spec"
 )
 
 // Replicate brings every block under a path to exactly Replication cached
@@ -21,60 +22,30 @@ import (
 // retry, or a worker lost meanwhile, never takes a block below the target.
 type Replicate struct{}
 
-// ReplicateConfig is the replicate plan's job config (JSON).
-type ReplicateConfig struct {
-	Path        string `json:"path"`
-	Replication int    `json:"replication"`
-	PageSize    int    `json:"pageSize,omitempty"`
-}
-
 // Name implements Plan.
 func (Replicate) Name() string { return "replicate" }
 
-// DecodeReplicateConfig parses a replicate config strictly.
-func DecodeReplicateConfig(b []byte) (ReplicateConfig, error) {
-	var c ReplicateConfig
-	if err := decodeStrict("replicate", b, &c); err != nil {
-		return c, err
-	}
-	p, err := cleanPath("replicate", "path", c.Path)
-	if err != nil {
-		return c, err
-	}
-	c.Path = p
-	if c.Replication < 1 || c.Replication > maxReplication {
-		return c, invalidf("replicate %s: --replication %d: want 1..%d copies", c.Path, c.Replication, maxReplication)
-	}
-	if c.PageSize == 0 {
-		c.PageSize = defaultPageSize
-	}
-	if c.PageSize < 1 || c.PageSize > 100000 {
-		return c, invalidf("replicate: pageSize must be 1..100000")
-	}
-	return c, nil
-}
-
 // Validate implements Plan: the path exists and there are enough live
 // block workers for the copies asked.
-func (Replicate) Validate(ctx context.Context, env Env, config []byte) ([]byte, error) {
-	c, err := DecodeReplicateConfig(config)
+func (Replicate) Validate(ctx context.Context, env Env, config []byte) (spec.Valid, error) {
+	c, err := spec.DecodeReplicate(config)
 	if err != nil {
-		return nil, err
+		return spec.Valid{}, err
 	}
 	if _, err := statPath(ctx, env, "replicate", c.Path); err != nil {
-		return nil, err
+		return spec.Valid{}, err
 	}
 	if err := requireAccess(ctx, env, "replicate", c.Path, accessRead, true); err != nil {
-		return nil, err
+		return spec.Valid{}, err
 	}
 	ws, err := liveBlockWorkers(ctx, env)
 	if err != nil {
-		return nil, err
+		return spec.Valid{}, err
 	}
 	if c.Replication > len(ws) {
-		return nil, status.Errorf(codes.FailedPrecondition, "replicate %s: --replication %d is more than the %d live block worker(s)", c.Path, c.Replication, len(ws))
+		return spec.Valid{}, status.Errorf(codes.FailedPrecondition, "replicate %s: --replication %d is more than the %d live block worker(s)", c.Path, c.Replication, len(ws))
 	}
-	return json.Marshal(c)
+	return spec.Accept(c)
 }
 
 // Done implements Plan: one round.
@@ -94,7 +65,7 @@ type replicateElem struct {
 
 // NewPlanner implements Plan.
 func (Replicate) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
-	c, err := DecodeReplicateConfig(job.Config)
+	c, err := spec.DecodeReplicate(job.Config)
 	if err != nil {
 		return nil, err
 	}

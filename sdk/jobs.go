@@ -356,17 +356,3 @@ func (j *Jobs) Workers(ctx context.Context) ([]*api.JobWorkerInfo, error) {
 	}
 	return resp.GetWorkers(), nil
 }
-
-// LoadConfig is the load plan's config, for Submit(ctx, "load", cfg).
-type LoadConfig struct {
-	Path           string   `json:"path"`
-	Replication    int      `json:"replication,omitempty"`
-	Workers        []string `json:"workers,omitempty"`
-	ExcludeWorkers []string `json:"excludeWorkers,omitempty"`
-	Verify         bool     `json:"verify,omitempty"`
-	Bandwidth      int64    `json:"bandwidth,omitempty"` // bytes/s for the whole job
-	// NoSync skips syncing each directory with the UFS as the job lists
-	// it (by default a load sees files that appeared, changed or vanished
-	// in the UFS since Alluvium last looked).
-	NoSync bool `json:"noSync,omitempty"`
-}

@@ -26,6 +26,7 @@ import (
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/jobview"
+	"github.com/alluvium/alluvium/plans/spec"
 	"github.com/alluvium/alluvium/sdk"
 )
 
@@ -140,6 +141,15 @@ func (f *loadFlags) config(path string) (sdk.LoadConfig, error) {
 	return c, nil
 }
 
+// checkConfigJSON refuses a --config that is not one JSON value (the job
+// master checks the rest).
+func checkConfigJSON(s string) error {
+	if err := spec.SyntaxError([]byte(s)); err != nil {
+		return usagef("--config: not valid JSON: %v", err)
+	}
+	return nil
+}
+
 // submitFlags are what every submit takes.
 type submitFlags struct {
 	wait      bool
@@ -181,10 +191,8 @@ exits 0 only if the job COMPLETED (1 if it FAILED or was CANCELED).`,
 			if configJSON == "" {
 				return usagef("job submit %s: --config JSON is required for this plan", args[0])
 			}
-			if !json.Valid([]byte(configJSON)) {
-				var v any
-				err := json.Unmarshal([]byte(configJSON), &v)
-				return usagef("--config: not valid JSON: %v", err)
+			if err := checkConfigJSON(configJSON); err != nil {
+				return err
 			}
 			return submit(cmd, g, args[0], json.RawMessage(configJSON), sf)
 		},
@@ -226,10 +234,8 @@ forgotten (--sync=false skips that and trusts the namespace).
 				if len(args) > 0 {
 					return usagef("job submit load: give PATH or --config, not both")
 				}
-				if !json.Valid([]byte(configJSON)) {
-					var v any
-					err := json.Unmarshal([]byte(configJSON), &v)
-					return usagef("--config: not valid JSON: %v", err)
+				if err := checkConfigJSON(configJSON); err != nil {
+					return err
 				}
 				return submit(cmd, g, "load", json.RawMessage(configJSON), sf)
 			}
@@ -535,7 +541,7 @@ func newJobLsCmd(g *globals) *cobra.Command {
 			for _, j := range list {
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%d\t%s/%s\t%s\t%s\n", j.GetId(), j.GetPlan(), jobview.Status(j.GetStatus()),
 					j.GetTasksDone(), j.GetTasksTotal(), j.GetTasksFailed(), config.FormatBytes(j.GetBytesDone()),
-					config.FormatBytes(j.GetBytesTotal()), time.UnixMilli(j.GetCreatedMs()).Format("2006-01-02 15:04:05"), jobWhat(j))
+					config.FormatBytes(j.GetBytesTotal()), time.UnixMilli(j.GetCreatedMs()).Format("2006-01-02 15:04:05"), sdk.JobSubject(j))
 			}
 			return tw.Flush()
 		},
@@ -547,23 +553,6 @@ func newJobLsCmd(g *globals) *cobra.Command {
 	c.Flags().IntVar(&limit, "limit", 0, "show only the newest N")
 	c.Flags().StringVar(&output, "output", "", "output format: json")
 	return c
-}
-
-// jobWhat is the short "what" of a job: its path for path-based plans.
-func jobWhat(j *api.JobInfo) string {
-	var c struct {
-		Path string `json:"path"`
-		Src  string `json:"src"`
-		Dst  string `json:"dst"`
-	}
-	_ = json.Unmarshal([]byte(j.GetConfigJson()), &c)
-	switch {
-	case c.Path != "":
-		return c.Path
-	case c.Src != "":
-		return c.Src + " -> " + c.Dst
-	}
-	return ""
 }
 
 func newJobStatCmd(g *globals) *cobra.Command {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/alluvium/alluvium/plans"
+	"github.com/alluvium/alluvium/sdk"
 )
 
 // The submit subcommands of persist, replicate, move and copy, and their
@@ -55,10 +55,8 @@ func (p planCmd) submitCmd(g *globals, alias string) *cobra.Command {
 				if len(args) > 0 {
 					return usagef("%s: give %v or --config, not both", cmd.CommandPath(), p.args)
 				}
-				if !json.Valid([]byte(configJSON)) {
-					var v any
-					err := json.Unmarshal([]byte(configJSON), &v)
-					return usagef("--config: not valid JSON: %v", err)
+				if err := checkConfigJSON(configJSON); err != nil {
+					return err
 				}
 				return submit(cmd, g, p.plan, json.RawMessage(configJSON), sf)
 			}
@@ -95,7 +93,7 @@ persisted like this automatically (fsmaster.persist.delay after they close).`,
 		example: `  alluvium job submit persist /scratch/results --wait
   alluvium fs persist /scratch/results`,
 		args:   []string{"PATH"},
-		config: func(args []string) (any, error) { return plans.PersistConfig{Path: args[0]}, nil },
+		config: func(args []string) (any, error) { return sdk.PersistConfig{Path: args[0]}, nil },
 	}
 }
 
@@ -119,7 +117,7 @@ fewer than 1, is refused.`,
 			if n < 1 {
 				return nil, usagef("--replication %d: want 1 or more copies", n)
 			}
-			return plans.ReplicateConfig{Path: args[0], Replication: n}, nil
+			return sdk.ReplicateConfig{Path: args[0], Replication: n}, nil
 		},
 	}
 }
@@ -141,7 +139,7 @@ moving a directory into itself is refused.`,
 			c.Flags().BoolVar(&overwrite, "overwrite", false, "replace DST's files")
 		},
 		config: func(args []string) (any, error) {
-			return plans.MoveConfig{Src: args[0], Dst: args[1], Overwrite: overwrite}, nil
+			return sdk.MoveConfig{Src: args[0], Dst: args[1], Overwrite: overwrite}, nil
 		},
 	}
 }
@@ -166,7 +164,7 @@ copy.`,
 			c.Flags().BoolVar(&checksum, "checksum", false, "compare SHA-256 checksums of source and copy")
 		},
 		config: func(args []string) (any, error) {
-			return plans.CopyConfig{Src: args[0], Dst: args[1], Overwrite: overwrite, Checksum: checksum}, nil
+			return sdk.CopyConfig{Src: args[0], Dst: args[1], Overwrite: overwrite, Checksum: checksum}, nil
 		},
 	}
 }

@@ -268,7 +268,7 @@ func policiesClient(cmd *cobra.Command, g *globals) (*sdk.Client, *sdk.Policies,
 }
 
 func policyWhat(p *sdk.Policy) string {
-	return jobWhat(&api.JobInfo{ConfigJson: p.GetConfigJson()})
+	return sdk.JobSubject(&api.JobInfo{ConfigJson: p.GetConfigJson()})
 }
 
 // fmtWhen prints a time in ms as local time with how far it is from now.

@@ -23,6 +23,7 @@ import (
 	"github.com/alluvium/alluvium/jobmaster"
 	"github.com/alluvium/alluvium/jobworker"
 	"github.com/alluvium/alluvium/plans"
+	"github.com/alluvium/alluvium/plans/spec"
 )
 
 // noopPlan makes {"tasks": N} tasks that do nothing: what is left is the
@@ -36,12 +37,12 @@ type noopConfig struct {
 type noopPlanner struct{ n, next int }
 
 func (noopPlan) Name() string { return "bench-noop" }
-func (noopPlan) Validate(_ context.Context, _ plans.Env, c []byte) ([]byte, error) {
+func (noopPlan) Validate(_ context.Context, _ plans.Env, c []byte) (spec.Valid, error) {
 	var nc noopConfig
 	if err := json.Unmarshal(c, &nc); err != nil {
-		return nil, err
+		return spec.Valid{}, err
 	}
-	return c, nil
+	return spec.Valid{Config: c}, nil
 }
 func (noopPlan) NewPlanner(_ context.Context, _ plans.Env, j plans.Job) (plans.Planner, error) {
 	var nc noopConfig

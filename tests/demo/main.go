@@ -17,7 +17,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -575,12 +574,7 @@ func (d *demo) summary(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		var c struct{ Path, Src, Dst string }
-		_ = json.Unmarshal([]byte(j.GetConfigJson()), &c)
-		what := c.Path
-		if c.Src != "" {
-			what = c.Src + " → " + c.Dst
-		}
+		what := sdk.JobSubject(j)
 		by := "pipeline"
 		if j.GetPolicy() != "" {
 			by = "policy " + j.GetPolicy()
