@@ -6,10 +6,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/alluvium/alluvium/fsmaster"
+	"github.com/alluvium/alluvium/internal/config"
 )
 
 func newFormatCmd(g *globals) *cobra.Command {
 	var force bool
+	var flags fsJournalFlags
 	c := &cobra.Command{
 		Use:   "format",
 		Short: "Initialise the FS master's journal and create the root mount",
@@ -26,6 +28,9 @@ running master is never wiped.`,
 			if err != nil {
 				return err
 			}
+			if err := flags.apply(cmd, cfg); err != nil {
+				return err
+			}
 			log, err := logger(cfg, "format")
 			if err != nil {
 				return usageError{err}
@@ -36,10 +41,15 @@ running master is never wiped.`,
 			if err := fsmaster.Format(cmd.Context(), cfg, force, log); err != nil {
 				return err
 			}
+			if cfg.FSMaster.Journal.Type == config.JournalEmbedded {
+				fmt.Printf("formatted embedded journal %s (empty; the group's first leader creates the root mount / -> its fsmaster.ufs)\n", cfg.FSMaster.Journal.Dir)
+				return nil
+			}
 			fmt.Printf("formatted journal %s; root mount / -> %s\n", cfg.FSMaster.Journal.Dir, cfg.FSMaster.UFS)
 			return nil
 		},
 	}
 	c.Flags().BoolVar(&force, "force", false, "wipe a journal dir that is not empty")
+	flags.add(c, false)
 	return c
 }

@@ -11,14 +11,15 @@ import (
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/sdk"
 )
 
 func newFSAdminCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "fsadmin",
-		Short: "Administer the FS master: report, checkpoint",
+		Short: "Administer the FS masters: report, checkpoint, journal (quorum, convert)",
 	}
-	c.AddCommand(newFSAdminReportCmd(g), newFSAdminCheckpointCmd(g))
+	c.AddCommand(newFSAdminReportCmd(g), newFSAdminCheckpointCmd(g), newFSAdminJournalCmd(g))
 	return c
 }
 
@@ -38,6 +39,10 @@ type reportJSON struct {
 	Capacity               []tierJSON   `json:"capacity"`
 	Workers                []workerJSON `json:"workers"`
 	Mounts                 []mountJSON  `json:"mounts"`
+	// JournalType is local or embedded; Masters lists every FS master
+	// with its role, applied index and lag (one with a local journal).
+	JournalType string       `json:"journalType"`
+	Masters     []sdk.Master `json:"masters"`
 }
 
 type tierJSON struct {
@@ -95,7 +100,7 @@ func newFSAdminReportCmd(g *globals) *cobra.Command {
 	var output string
 	c := &cobra.Command{
 		Use:   "report",
-		Short: "Show the FS master's journal, checkpoint, capacity and workers",
+		Short: "Show the FS masters (role, applied index, lag), the journal, checkpoint, capacity and workers",
 		Example: `  alluvium fsadmin report
   alluvium fsadmin report --output json | jq .journalSequence`,
 		Args: exactArgs(0),
@@ -110,6 +115,10 @@ func newFSAdminReportCmd(g *globals) *cobra.Command {
 			defer c.Close()
 			ctx := cmd.Context()
 			info, err := c.MasterInfo(ctx)
+			if err != nil {
+				return cliErr(err)
+			}
+			grp, err := c.MasterGroup(ctx)
 			if err != nil {
 				return cliErr(err)
 			}
@@ -128,6 +137,7 @@ func newFSAdminReportCmd(g *globals) *cobra.Command {
 					LastCheckpointSequence: info.GetLastCheckpointSequence(), LastCheckpointTimeMs: info.GetLastCheckpointTimeMs(),
 					Inodes: info.GetInodeCount(), UfsRoot: info.GetUfsRoot(), LiveWorkers: info.GetLiveWorkers(),
 					LostWorkers: info.GetLostWorkers(), Capacity: tiersJSON(info.GetCapacity()), Workers: []workerJSON{}, Mounts: []mountJSON{},
+					JournalType: info.GetJournalType(), Masters: grp.Masters,
 				}
 				for _, w := range workers {
 					r.Workers = append(r.Workers, workerJSON{
@@ -142,13 +152,30 @@ func newFSAdminReportCmd(g *globals) *cobra.Command {
 			}
 			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintf(w, "FS master\t%s (version %s), up since %s\n", info.GetRpcAddress(), info.GetVersion(), msTime(info.GetStartTimeMs()))
-			fmt.Fprintf(w, "Journal\tsequence %d in %d segment(s)\n", info.GetJournalSequence(), info.GetJournalSegments())
+			if info.GetJournalType() == "embedded" {
+				fmt.Fprintf(w, "Journal\tembedded (raft), sequence %d\n", info.GetJournalSequence())
+			} else {
+				fmt.Fprintf(w, "Journal\tsequence %d in %d segment(s)\n", info.GetJournalSequence(), info.GetJournalSegments())
+			}
 			fmt.Fprintf(w, "Last checkpoint\tsequence %d at %s\n", info.GetLastCheckpointSequence(), msTime(info.GetLastCheckpointTimeMs()))
 			fmt.Fprintf(w, "Inodes\t%d\n", info.GetInodeCount())
 			fmt.Fprintf(w, "Root UFS\t%s\n", info.GetUfsRoot())
 			fmt.Fprintf(w, "Workers\t%d live, %d lost\n", info.GetLiveWorkers(), info.GetLostWorkers())
 			fmt.Fprintf(w, "Capacity\t%s\n", tiersText(info.GetCapacity()))
 			w.Flush()
+			if info.GetJournalType() == "embedded" {
+				fmt.Printf("\nFS masters (embedded journal, term %d, commit index %d):\n", grp.Term, grp.CommitIndex)
+				w = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "  ID\tRPC\tROLE\tAPPLIED\tLAG\tSEQUENCE")
+				for _, m := range grp.Masters {
+					if m.Info == nil {
+						fmt.Fprintf(w, "  %s\t%s\t%s\t-\t-\t-\t(%s)\n", m.ID, m.RPCAddress, m.Role, m.Error)
+						continue
+					}
+					fmt.Fprintf(w, "  %s\t%s\t%s\t%d\t%d\t%d\n", m.ID, m.RPCAddress, m.Role, m.AppliedIndex, m.Lag, m.Sequence)
+				}
+				w.Flush()
+			}
 			if len(mounts) > 0 {
 				fmt.Println("\nMounts:")
 				for _, m := range mounts {

@@ -23,7 +23,7 @@ import (
 )
 
 func newLocalCmd(g *globals) *cobra.Command {
-	var workers int
+	var workers, masters int
 	c := &cobra.Command{
 		Use:   "local",
 		Short: "Run an all-in-one cluster on this machine (every role in one process, on loopback)",
@@ -38,12 +38,17 @@ keeps the namespace and the cache.
 
 Every port is in [P, P+200) for --port-base P (default 19998): FS master rpc P,
 http P+1; job master rpc P+3, http P+4, raft P+5; proxy REST P+6, S3 P+7;
-worker i at P+20+4i... When the cluster is ready it writes <home>/env (export
+worker i at P+20+4i... With --masters 3 (or 5) the FS masters form a raft
+group sharing an embedded journal — m1 on the ports above (raft P+2), m2, m3
+from P+180 (rpc, http, raft each), journals under <home>/master-<i> — and
+every client gets the list, so 'alluvium fsadmin journal quorum info' shows
+the group. When the cluster is ready it writes <home>/env (export
 lines for ALLUVIUM_MASTER, ALLUVIUM_JOB_MASTER, ALLUVIUM_PROXY (REST URL),
 ALLUVIUM_S3 (S3 endpoint URL), ALLUVIUM_UI (the web console's URL: open it
 and log in with the token) and, when auth is on, ALLUVIUM_TOKEN) and prints
 a line with "ready". Ctrl-C or SIGTERM stops it cleanly.`,
 		Example: `  alluvium local --home /tmp/alluvium --ufs /data --workers 3
+  alluvium local --home /tmp/ha --masters 3   # three FS masters, one raft group
   # in another shell:
   source /tmp/alluvium/env
   alluvium fs ls /
@@ -52,6 +57,9 @@ a line with "ready". Ctrl-C or SIGTERM stops it cleanly.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if workers < 1 || workers > config.MaxLocalWorkers {
 				return usagef("--workers %d: want 1..%d", workers, config.MaxLocalWorkers)
+			}
+			if masters < 1 || masters > config.MaxLocalMasters || masters%2 == 0 {
+				return usagef("--masters %d: want 1, 3 or 5 (a raft group of FS masters needs an odd number)", masters)
 			}
 			if !cmd.Flags().Changed("port-base") {
 				_ = cmd.Flags().Set("port-base", fmt.Sprint(config.DefaultPortBase))
@@ -81,10 +89,11 @@ a line with "ready". Ctrl-C or SIGTERM stops it cleanly.`,
 			fsmaster.Version = version
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runLocal(ctx, cfg, g.portBase, workers, log)
+			return runLocal(ctx, cfg, g.portBase, workers, masters, log)
 		},
 	}
 	c.Flags().IntVar(&workers, "workers", 2, "number of workers (block + job worker each)")
+	c.Flags().IntVar(&masters, "masters", 1, "FS masters: 1 (a local journal and its secondary) or 3 or 5 (a raft group sharing an embedded journal)")
 	return c
 }
 
@@ -106,7 +115,39 @@ type stopper struct {
 	stop func(context.Context) error
 }
 
-func runLocal(ctx context.Context, cfg *config.Config, base, workers int, log *zap.Logger) (err error) {
+// localMasters returns the configs of n FS masters under base: one is cfg
+// (a local journal); several share an embedded journal, master i with its
+// own ports (config.LocalMasterPorts) and journal under <home>/master-<i>,
+// and every client of the cluster gets the list of them.
+func localMasters(cfg *config.Config, base, n int) []*config.Config {
+	if n == 1 {
+		return []*config.Config{cfg}
+	}
+	var peers, addrs []string
+	for i := 0; i < n; i++ {
+		rpcPort, _, raftPort := config.LocalMasterPorts(base, i)
+		peers = append(peers, fmt.Sprintf("m%d=localhost:%d|localhost:%d", i+1, raftPort, rpcPort))
+		addrs = append(addrs, fmt.Sprintf("localhost:%d", rpcPort))
+	}
+	list := strings.Join(addrs, ",")
+	cfg.Client.Master, cfg.Worker.Master, cfg.JobMaster.Master = list, list, list
+	var out []*config.Config
+	for i := 0; i < n; i++ {
+		mc := *cfg
+		mc.FSMaster.RPCPort, mc.FSMaster.HTTPPort, mc.FSMaster.Raft.Port = config.LocalMasterPorts(base, i)
+		mc.FSMaster.Journal.Type = config.JournalEmbedded
+		if i > 0 {
+			mc.FSMaster.Journal.Dir = filepath.Join(cfg.Home, fmt.Sprintf("master-%d", i+1), "journal")
+		}
+		mc.FSMaster.Raft.Dir = filepath.Join(mc.FSMaster.Journal.Dir, "raft")
+		mc.FSMaster.Raft.NodeID = fmt.Sprintf("m%d", i+1)
+		mc.FSMaster.Raft.Peers = peers
+		out = append(out, &mc)
+	}
+	return out
+}
+
+func runLocal(ctx context.Context, cfg *config.Config, base, workers, masters int, log *zap.Logger) (err error) {
 	if err := os.MkdirAll(cfg.Home, 0o755); err != nil {
 		return fmt.Errorf("home %s: %w", cfg.Home, err)
 	}
@@ -123,23 +164,39 @@ func runLocal(ctx context.Context, cfg *config.Config, base, workers int, log *z
 		_ = os.Remove(filepath.Join(cfg.Home, "env"))
 	}()
 
-	m, err := fsmaster.New(cfg, log.Named("fsmaster"))
-	if err != nil {
-		return err
+	var ms []*fsmaster.Master
+	failed := make(chan error, masters)
+	for i, mc := range localMasters(cfg, base, masters) {
+		name := "fsmaster"
+		if masters > 1 {
+			name = fmt.Sprintf("fsmaster-%d", i+1)
+		}
+		m, err := fsmaster.New(mc, log.Named(name))
+		if err != nil {
+			return err
+		}
+		if err := m.Start(ctx); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		started = append(started, stopper{name, m.Stop})
+		ms = append(ms, m)
+		go func() {
+			<-m.Failed()
+			failed <- fmt.Errorf("%s failed: %w", name, m.Err())
+		}()
 	}
-	if err := m.Start(ctx); err != nil {
-		return err
-	}
-	started = append(started, stopper{"fsmaster", m.Stop})
+	m := ms[0]
 
-	sec, err := fsmaster.NewSecondary(cfg, log.Named("secondary"))
-	if err != nil {
-		return err
+	if masters == 1 {
+		sec, err := fsmaster.NewSecondary(cfg, log.Named("secondary"))
+		if err != nil {
+			return err
+		}
+		if err := sec.Start(ctx); err != nil {
+			return err
+		}
+		started = append(started, stopper{"secondary", sec.Stop})
 	}
-	if err := sec.Start(ctx); err != nil {
-		return err
-	}
-	started = append(started, stopper{"secondary", sec.Stop})
 
 	jm, err := jobmaster.New(cfg, log.Named("jobmaster"))
 	if err != nil {
@@ -196,15 +253,19 @@ func runLocal(ctx context.Context, cfg *config.Config, base, workers int, log *z
 	if ui != "" {
 		uiWords = ", console " + ui
 	}
-	fmt.Printf("alluvium local ready: %d workers, FS master %s, job master %s, REST http://%s, S3 http://%s%s, UFS %s; env in %s\n",
-		workers, cfg.Client.Master, cfg.Client.JobMaster, px.RESTAddr(), px.S3Addr(), uiWords, cfg.FSMaster.UFS, envPath)
+	what := "FS master"
+	if masters > 1 {
+		what = fmt.Sprintf("%d FS masters (embedded journal)", masters)
+	}
+	fmt.Printf("alluvium local ready: %d workers, %s %s, job master %s, REST http://%s, S3 http://%s%s, UFS %s; env in %s\n",
+		workers, what, cfg.Client.Master, cfg.Client.JobMaster, px.RESTAddr(), px.S3Addr(), uiWords, cfg.FSMaster.UFS, envPath)
 	select {
 	case <-ctx.Done():
 		log.Info("stopping the local cluster")
 		return nil
-	case <-m.Failed():
+	case err := <-failed:
 		// The journal failed: memory holds changes that are not durable.
-		return fmt.Errorf("FS master failed: %w", m.Err())
+		return err
 	}
 }
 

@@ -54,7 +54,7 @@ then, in another shell:
 	pf.StringVar(&g.home, "home", "", "directory for journal, raft data, tiers and token (default ./alluvium-data)")
 	pf.IntVar(&g.portBase, "port-base", 0, "put every port at an offset from this base (FS master rpc = base)")
 	pf.StringVar(&g.ufs, "ufs", "", "UFS URI of the root mount, e.g. file:///data or s3://bucket/prefix")
-	pf.StringVar(&g.master, "master", "", "FS master rpc address host:port (env ALLUVIUM_MASTER)")
+	pf.StringVar(&g.master, "master", "", "FS master rpc address host:port, or the masters' comma-separated (env ALLUVIUM_MASTER)")
 	pf.StringVar(&g.jobMaster, "job-master", "", "job master rpc addresses, comma-separated (env ALLUVIUM_JOB_MASTER)")
 	pf.StringVar(&g.token, "token", "", "cluster token (env ALLUVIUM_TOKEN)")
 	pf.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error")

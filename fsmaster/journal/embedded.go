@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"go.etcd.io/bbolt"
 )
 
 // An embedded journal dir (fsmaster.journal.type: embedded) holds the
@@ -141,3 +143,100 @@ func writeFileSynced(path string, b []byte) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// ConvertDir rewrites the journal dir's marker to kind and sets aside
+// what belongs to the other kind (its log and its checkpoints) under
+// <dir>/<aside>, so nothing is lost and the master of the new kind starts
+// clean. The caller holds the dir's lock (LockDir) and has written what the
+// new kind needs.
+func ConvertDir(dir, kind, aside string) error {
+	asideDir := filepath.Join(dir, aside)
+	if err := os.MkdirAll(asideDir, 0o755); err != nil {
+		return fmt.Errorf("journal: convert %s: %w", dir, err)
+	}
+	var move []string
+	switch kind {
+	case KindEmbedded:
+		move = []string{logsDirName}
+	case KindLocal:
+		move = []string{raftDirName}
+	default:
+		return fmt.Errorf("journal: convert %s: unknown kind %q", dir, kind)
+	}
+	for _, sub := range move {
+		if _, err := os.Stat(filepath.Join(dir, sub)); err == nil {
+			if err := os.Rename(filepath.Join(dir, sub), filepath.Join(asideDir, sub)); err != nil {
+				return fmt.Errorf("journal: convert %s: %w", dir, err)
+			}
+		}
+	}
+	content := formatContent
+	if kind == KindEmbedded {
+		content = embeddedFormatContent
+	}
+	for _, sub := range []string{raftDirName, checkpointsDirName, logsDirName} {
+		if kind == KindEmbedded && sub == logsDirName || kind == KindLocal && sub == raftDirName {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return fmt.Errorf("journal: convert %s: %w", dir, err)
+		}
+	}
+	if err := writeFileSynced(filepath.Join(dir, formatFileName), []byte(content)); err != nil {
+		return fmt.Errorf("journal: convert %s: %w", dir, err)
+	}
+	return syncDir(dir)
+}
+
+// SetAsideCheckpoints moves every checkpoint file of dir but keep into
+// <dir>/<aside>/checkpoints.
+func SetAsideCheckpoints(dir, aside, keep string) error {
+	cps, temps, err := listCheckpoints(dir)
+	if err != nil {
+		return err
+	}
+	to := filepath.Join(dir, aside, checkpointsDirName)
+	if err := os.MkdirAll(to, 0o755); err != nil {
+		return err
+	}
+	for _, c := range cps {
+		if c.path != keep {
+			if err := os.Rename(c.path, filepath.Join(to, filepath.Base(c.path))); err != nil {
+				return err
+			}
+		}
+	}
+	for _, t := range temps {
+		_ = os.Remove(t)
+	}
+	return syncDir(checkpointsDir(dir))
+}
+
+// StartLogAt makes an empty log in the local journal dir whose first entry
+// will be next (the entries before it are in a checkpoint at next-1).
+func StartLogAt(dir string, next int64) error {
+	logs := filepath.Join(dir, logsDirName)
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return err
+	}
+	path := filepath.Join(logs, openSegmentName(next))
+	db, err := bbolt.Open(path, 0o644, segmentOptions())
+	if err != nil {
+		return fmt.Errorf("journal: create segment %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(entriesBucket)
+		return err
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("journal: create segment %s: %w", path, err)
+	}
+	return syncDir(logs)
+}
+
+// LockDir takes the journal dir's lock, as a running master holds it; the
+// caller closes the file to release it.
+func LockDir(dir string) (*os.File, error) { return lockDir(dir) }

@@ -11,6 +11,7 @@ type FSMaster struct {
 	*group
 	fs api.FileSystemMasterClient
 	bm api.BlockMasterClient
+	ej api.EmbeddedJournalClient
 }
 
 // NewFSMaster returns a client of the FS masters at addrs (host:port each;
@@ -24,7 +25,7 @@ func NewFSMaster(addrs []string, o Options) (*FSMaster, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &FSMaster{group: g, fs: api.NewFileSystemMasterClient(g), bm: api.NewBlockMasterClient(g)}, nil
+	return &FSMaster{group: g, fs: api.NewFileSystemMasterClient(g), bm: api.NewBlockMasterClient(g), ej: api.NewEmbeddedJournalClient(g)}, nil
 }
 
 // FS is the namespace service of the leader.
@@ -32,6 +33,16 @@ func (m *FSMaster) FS() api.FileSystemMasterClient { return m.fs }
 
 // BlockMaster is the worker and block-location service of the leader.
 func (m *FSMaster) BlockMaster() api.BlockMasterClient { return m.bm }
+
+// Journal is the embedded journal's group service of the leader
+// (membership changes).
+func (m *FSMaster) Journal() api.EmbeddedJournalClient { return m.ej }
+
+// Member returns clients of one member at addr alone: no leader
+// discovery, no retries (a report asks each member about itself).
+func (m *FSMaster) Member(addr string) (api.FileSystemMasterClient, api.EmbeddedJournalClient, error) {
+	return m.pool.FSMasterMember(addr)
+}
 
 // fsReads are the FS-master calls that change nothing: sending one twice
 // is harmless. Others are resent after a connection failure only when the

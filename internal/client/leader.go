@@ -145,6 +145,7 @@ func (g *group) Leader(ctx context.Context) (string, error) {
 	g.mu.Unlock()
 	var errs []string
 	electing := false
+	quorum := "" // what a leader needs, as a member that knows no leader says
 	n := len(g.addrs)
 	for i := 0; i < n; i++ {
 		addr := g.addrs[(start+i)%n]
@@ -177,6 +178,9 @@ func (g *group) Leader(ctx context.Context) (string, error) {
 		if leader == "" {
 			electing = true
 			errs = append(errs, fmt.Sprintf("%s: no leader yet", addr))
+			if quorum == "" {
+				quorum = quorumOf(resp)
+			}
 			continue
 		}
 		if resp.GetNodeId() != "" && resp.GetNodeId() == resp.GetLeaderId() {
@@ -193,11 +197,26 @@ func (g *group) Leader(ctx context.Context) (string, error) {
 	g.mu.Lock()
 	g.next = (start + 1) % n
 	g.mu.Unlock()
-	msg := fmt.Sprintf("no %s leader: %s", g.pol.what, strings.Join(errs, "; "))
+	msg := fmt.Sprintf("no %s leader: %s%s", g.pol.what, quorum, strings.Join(errs, "; "))
 	if electing {
 		return "", &noLeaderError{msg: msg}
 	}
 	return "", status.Error(codes.Unavailable, msg)
+}
+
+// quorumOf says what the group of a member that knows no leader needs to
+// elect one: a majority of its voters ("" when it names none).
+func quorumOf(r *api.GetLeaderResponse) string {
+	var voters []string
+	for _, s := range r.GetServers() {
+		if s.GetSuffrage() == "" || s.GetSuffrage() == "Voter" {
+			voters = append(voters, s.GetId())
+		}
+	}
+	if len(voters) < 2 {
+		return ""
+	}
+	return fmt.Sprintf("the group has no quorum: a leader needs %d of its %d voters (%s) — ", len(voters)/2+1, len(voters), strings.Join(voters, ", "))
 }
 
 func (g *group) current() string {

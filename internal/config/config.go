@@ -540,6 +540,21 @@ func (l *Loader) SetPortBase(base int) {
 	}
 }
 
+// MaxLocalMasters bounds `alluvium local --masters`.
+const MaxLocalMasters = 5
+
+// LocalMasterPorts returns the rpc, http and raft ports of the i-th FS
+// master of `alluvium local --masters N` under a port base: the first has
+// the usual P, P+1, P+2; the others sit after the workers' ports, from
+// P+180.
+func LocalMasterPorts(base, i int) (rpc, http, raft int) {
+	if i == 0 {
+		return base + offFSMasterRPC, base + offFSMasterHTTP, base + offFSMasterRaft
+	}
+	p := base + offWorkerFirst + portsPerWorker*MaxLocalWorkers + 3*(i-1)
+	return p, p + 1, p + 2
+}
+
 // WorkerPorts returns the rpc, http and job-worker rpc ports of the i-th
 // worker under a port base.
 func WorkerPorts(base, i int) (rpc, http, job int) {

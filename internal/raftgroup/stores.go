@@ -105,23 +105,14 @@ type StoreOptions struct {
 // TCP transport under o.Dir. The transport authenticates its peers
 // (transport.go) with the cluster token and TLS.
 func Open(o StoreOptions) (*Parts, error) {
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("%s %s: %w", o.DirKey, o.Dir, err)
-	}
-	dbPath := filepath.Join(o.Dir, "raft.db")
-	bolt, err := raftboltdb.New(raftboltdb.Options{Path: dbPath})
+	bolt, snaps, err := OpenStores(o.Dir, o.DirKey, o.HCLog)
 	if err != nil {
-		return nil, fmt.Errorf("raft log %s: %w", dbPath, err)
+		return nil, err
 	}
 	cached, err := raft.NewLogCache(1024, bolt)
 	if err != nil {
 		bolt.Close()
 		return nil, err
-	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(o.Dir, 2, o.HCLog)
-	if err != nil {
-		bolt.Close()
-		return nil, fmt.Errorf("raft snapshots %s: %w", o.Dir, err)
 	}
 	bind := net.JoinHostPort(o.BindHost, fmt.Sprint(o.Port))
 	adv, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(o.Host, fmt.Sprint(o.Port)))
@@ -148,6 +139,26 @@ func Open(o StoreOptions) (*Parts, error) {
 		return terr
 	}
 	return p, nil
+}
+
+// OpenStores opens the bbolt log and stable store and the file snapshot
+// store under dir (dirKey names its config key in errors), without a
+// transport: for tools that read or write a stopped node's raft data.
+func OpenStores(dir, dirKey string, hl hclog.Logger) (*raftboltdb.BoltStore, raft.SnapshotStore, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("%s %s: %w", dirKey, dir, err)
+	}
+	dbPath := filepath.Join(dir, "raft.db")
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: dbPath})
+	if err != nil {
+		return nil, nil, fmt.Errorf("raft log %s: %w", dbPath, err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hl)
+	if err != nil {
+		bolt.Close()
+		return nil, nil, fmt.Errorf("raft snapshots %s: %w", dir, err)
+	}
+	return bolt, snaps, nil
 }
 
 // Config builds hashicorp/raft's config from ours.
