@@ -10,12 +10,13 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 TEST_TIMEOUT ?= 25m
 FUZZTIME ?= 20s
 
-.PHONY: help build test vet unit proto demo bench fmt fuzz test-chaos clean console-vendor console-screenshots
+.PHONY: help build test vet unit proto demo bench fmt fuzz test-chaos test-multihost clean console-vendor console-screenshots
 
 help:
 	@echo "make build       build bin/alluvium"
 	@echo "make test        go vet + go test -race ./... (end-to-end tests start real processes)"
 	@echo "make test-chaos  the fault-injection suite alone (tests/chaos: kill -9, SIGSTOP, full tiers, damaged files)"
+	@echo "make test-multihost  the HA cluster on network namespaces (tests/multihost: leader kill, partitions, quorum loss; root)"
 	@echo "make demo        start an all-in-one cluster on sample data, run jobs, show results, stop"
 	@echo "make bench       run the benchmarks and write docs/BENCHMARKS.md"
 	@echo "make fuzz        run every fuzz target for FUZZTIME each ($(FUZZTIME))"
@@ -40,6 +41,11 @@ test: vet bin/alluvium.race
 # The fault-injection suite (also part of `make test`).
 test-chaos: bin/alluvium.race
 	ALLUVIUM_BIN=$(CURDIR)/bin/alluvium.race $(GO) test -race -count=1 -timeout 15m ./tests/chaos/
+
+# Three FS masters, three job masters and two workers, each host a network
+# namespace (also part of `make test`; skipped where namespaces cannot be made).
+test-multihost: bin/alluvium.race
+	ALLUVIUM_BIN=$(CURDIR)/bin/alluvium.race $(GO) test -race -count=1 -timeout 20m ./tests/multihost/
 
 proto:
 	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install -y protobuf-compiler"; exit 1; }

@@ -44,7 +44,7 @@ func cliErr(err error) error {
 	if errors.As(err, &se) && se.Path != "" && strings.Contains(se.Message, se.Path) {
 		return errors.New(se.Message)
 	}
-	if errors.As(err, &se) && se.Code.String() == "Unavailable" {
+	if errors.As(err, &se) && se.Code.String() == "Unavailable" && !strings.Contains(se.Message, "no quorum") {
 		return fmt.Errorf("%w (is the FS master running? --master / ALLUVIUM_MASTER)", err)
 	}
 	return err

@@ -12,6 +12,11 @@ func TestSampleConfigsLoad(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no sample configs found: %v", err)
 	}
+	more, err := filepath.Glob("../../configs/*/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, more...)
 	for _, f := range files {
 		l := NewLoader()
 		if err := l.ReadFile(f); err != nil {

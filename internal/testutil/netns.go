@@ -239,6 +239,12 @@ func (h *Host) Run(env []string, args ...string) (stdout, stderr string, code in
 	return Run(h.Net.t, "ip", env, append([]string{"netns", "exec", h.ns, Binary(h.Net.t)}, args...)...)
 }
 
+// RunProgram runs any program on the host to completion.
+func (h *Host) RunProgram(env []string, argv ...string) (stdout, stderr string, code int) {
+	h.Net.t.Helper()
+	return Run(h.Net.t, "ip", env, append([]string{"netns", "exec", h.ns}, argv...)...)
+}
+
 // exec runs a harness command on the host.
 func (h *Host) exec(args ...string) error {
 	out, err := h.Command(args...).CombinedOutput()
