@@ -630,7 +630,9 @@ func TestTwoReadersAndAWriter(t *testing.T) {
 	w := startWorker(t, t.TempDir(), addr)
 	base := randBytes(2 * mib)
 	w.write(t, 1, base, true)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// A guard against a hang, not a speed limit: under -race on a loaded
+	// two-core machine the 140 MB this moves took over 30 s.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 10)

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/testutil"
 )
 
 // FSM commands of the policies.
@@ -675,54 +676,39 @@ func TestPolicyCatchUpAfterRestart(t *testing.T) {
 			restartMs := time.Now().UnixMilli()
 			s = start()
 			defer s.Stop(ctx)
-			// The window of missed runs ends when the new leader is up, not
-			// when the process started: an election under load can take a
-			// second or more, and runs due meanwhile were missed too.
-			leaderMs := time.Now().UnixMilli()
-			// Each job's request id names its run: policy/p/<created>/<scheduled ms>.
-			var during []int64
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				during = during[:0]
-				later := false
+			// The scheduler's decision about the gap is its first run after
+			// the stop; wait for a second one, so it has gone on past it.
+			var runs []int64
+			testutil.Eventually(t, 20*time.Second, func() error {
+				runs = runs[:0]
 				for _, j := range policyJobs(t, cc, "p") {
-					parts := strings.Split(j.RequestId, "/")
-					var ms int64
-					fmt.Sscan(parts[len(parts)-1], &ms)
-					if ms > stopMs && ms <= leaderMs {
-						during = append(during, ms)
+					if ms, ok := runMs(t, j); ok && ms > before.CursorMs {
+						runs = append(runs, ms)
 					}
-					later = later || ms > leaderMs
 				}
-				// Wait until the scheduler has caught up and run on past the
-				// restart, so every decision about the gap has been made.
-				if later || time.Now().After(deadline) {
-					break
+				if len(runs) < 2 {
+					return fmt.Errorf("%d runs since the restart", len(runs))
 				}
-				time.Sleep(50 * time.Millisecond)
-			}
+				return nil
+			})
+			sort.Slice(runs, func(a, b int) bool { return runs[a] < runs[b] })
+			first := runs[0]
 			var after *api.PolicyInfo
 			s.fsm.view(func(st *state) { after = st.policy("p") })
-			// Without catch-up only a run due within misfireGrace of the
-			// restart may still run (it is merely late).
-			graceOK := len(during) == 0 || len(during) == 1 && during[0] >= leaderMs-misfireGrace.Milliseconds()
-			// With catch-up, the one run is the latest missed: the scheduler
-			// decided no sooner than the restart, so it is no earlier than the
-			// last whole second before it — not the first missed.
+			// With catch-up, the one run for the gap is the latest due: the
+			// scheduler decided no sooner than the restart, so it is no
+			// earlier than the last whole second before it — never the first
+			// missed. Without, no run older than misfireGrace at the restart
+			// runs (a merely late one may).
 			latestDue := restartMs / 1000 * 1000
-			if catchUp && (len(during) != 1 || during[0] < latestDue) || !catchUp && !graceOK {
-				t.Fatalf("catch-up %v: runs due while down %v (down %d..%d, restarted %d), want the latest only with catch-up", catchUp, during, stopMs, leaderMs, restartMs)
+			if catchUp && first < latestDue || !catchUp && first < restartMs-misfireGrace.Milliseconds() {
+				t.Fatalf("catch-up %v: first run after the outage (%d..%d) is the one due at %d; the last due before the restart was %d",
+					catchUp, stopMs, restartMs, first, latestDue)
 			}
 			// Every due time between the last run before the stop and the
 			// first after is counted as missed.
-			var firstAfter int64
-			for _, j := range policyJobs(t, cc, "p") {
-				if ms, ok := runMs(t, j); ok && ms > before.CursorMs && (firstAfter == 0 || ms < firstAfter) {
-					firstAfter = ms
-				}
-			}
-			if want := (firstAfter-before.CursorMs)/1000 - 1; after.Skipped-before.Skipped < want || want < 3 {
-				t.Fatalf("skipped %d → %d; %d due times passed between the runs at %d and %d", before.Skipped, after.Skipped, want, before.CursorMs, firstAfter)
+			if want := (first-before.CursorMs)/1000 - 1; after.Skipped-before.Skipped < want || want < 3 {
+				t.Fatalf("skipped %d → %d; %d due times passed between the runs at %d and %d", before.Skipped, after.Skipped, want, before.CursorMs, first)
 			}
 		})
 	}
