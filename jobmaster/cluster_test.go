@@ -729,3 +729,34 @@ func TestBandwidthSplitOverTheJobsWorkers(t *testing.T) {
 		}
 	}
 }
+
+// A big job that waits for its tasks (at jobmaster.planner.max-outstanding)
+// holds no planning slot: with one slot, a small job submitted behind it is
+// planned and completes while the big one still waits.
+func TestSmallJobPlannedBehindWaitingBigJob(t *testing.T) {
+	c := newCluster(t, 1, func(cfg *config.Config) {
+		cfg.JobMaster.Planner.Concurrency = 1
+		cfg.JobMaster.Planner.MaxOutstanding = 2
+		cfg.JobMaster.Planner.BatchSize = 2
+	})
+	c.leader()
+	c.addWorker(4)
+	cl := c.client(0)
+	big := submitTest(t, cl, testConfig{Tasks: 10, Block: true, Tag: uniqueTag(t)}, "")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		j := c.leader().FSM().Job(big)
+		if j != nil && j.TasksTotal == 2 && j.TasksRunning == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("big job %+v: want 2 tasks planned and running", j)
+		}
+	}
+	small := submitTest(t, cl, testConfig{Tasks: 1, Tag: uniqueTag(t)}, "")
+	if j := waitJob(t, cl, small, 10*time.Second); j.Status != api.JobInfo_COMPLETED {
+		t.Fatalf("small job %v", j)
+	}
+	if j := c.leader().FSM().Job(big); j.terminal() || j.PlanningDone {
+		t.Fatalf("big job should still wait for its tasks: %+v", j)
+	}
+}

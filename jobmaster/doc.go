@@ -31,7 +31,10 @@
 //     the planner's cursor in one PLAN_TASKS entry: a new leader resumes at
 //     the last committed cursor, without duplicates and without holding a
 //     whole listing. Planning pauses while a job has
-//     jobmaster.planner.max-outstanding unfinished tasks.
+//     jobmaster.planner.max-outstanding unfinished tasks. At most
+//     jobmaster.planner.concurrency batches are listed at once; a job waiting
+//     for its tasks or for raft holds no slot, so a small job is never
+//     queued behind big ones.
 //   - broker (broker.go): PENDING tasks wait in a queue per job worker (the
 //     one beside the block worker the task's data goes to) or a shared one;
 //     a worker's long poll (JobWorkerHeartbeat with wait_ms) is answered the

@@ -414,50 +414,7 @@ func (r *rpcServer) WatchJob(req *api.WatchJobRequest, stream grpc.ServerStreami
 	if interval <= 0 {
 		interval = 100 * time.Millisecond
 	}
-	var last *api.JobInfo
-	var lastSent time.Time
-	for {
-		changed := s.fsm.Changed()
-		j := s.fsm.Job(req.GetJobId())
-		if j == nil {
-			if last == nil {
-				return status.Errorf(codes.NotFound, "job watch %d: no such job", req.GetJobId())
-			}
-			return nil
-		}
-		info := j.info()
-		if last == nil || infoChanged(last, info) {
-			if err := stream.Send(info); err != nil {
-				return err
-			}
-			last, lastSent = info, time.Now()
-		}
-		if j.terminal() {
-			return nil
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return nil
-		case <-s.shutdown:
-			return status.Error(codes.Unavailable, "job master shutting down")
-		}
-		if wait := interval - time.Since(lastSent); wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return nil
-			}
-		}
-	}
-}
-
-func infoChanged(a, b *api.JobInfo) bool {
-	return a.Status != b.Status || a.TasksTotal != b.TasksTotal || a.TasksDone != b.TasksDone ||
-		a.TasksFailed != b.TasksFailed || a.BytesDone != b.BytesDone || a.BytesTotal != b.BytesTotal ||
-		a.TasksRunning != b.TasksRunning || a.PlanningDone != b.PlanningDone || a.Round != b.Round || a.Error != b.Error
+	return watchJob(ctx, s.fsm, req.GetJobId(), interval, realClock, s.shutdown, stream.Send)
 }
 
 func (r *rpcServer) GetLeader(ctx context.Context, req *api.GetLeaderRequest) (*api.GetLeaderResponse, error) {

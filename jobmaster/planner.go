@@ -1,6 +1,7 @@
 package jobmaster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -100,12 +101,6 @@ func (p *planners) wait() { p.wg.Wait() }
 func (p *planners) run(id int64, poke chan struct{}) {
 	ls, s := p.ls, p.ls.s
 	ctx := ls.ctx
-	select {
-	case p.sem <- struct{}{}:
-		defer func() { <-p.sem }()
-	case <-ctx.Done():
-		return
-	}
 	j := s.fsm.Job(id)
 	if j == nil || j.terminal() || j.PlanningDone {
 		return
@@ -165,17 +160,9 @@ func (p *planners) run(id int64, poke chan struct{}) {
 			}
 			continue
 		}
-		if pl == nil {
-			pl, err = plan.NewPlanner(asUser, s.env, plans.Job{ID: j.ID, Config: []byte(j.Config), Cursor: j.Cursor, Round: j.Round, RoundFailed: j.RoundFailed})
-			if err != nil {
-				pl = nil
-				if fail(err) {
-					return
-				}
-				continue
-			}
-		}
-		batch, err := pl.Next(asUser, batchSize)
+		batch, err := p.next(asUser, &pl, func() (plans.Planner, error) {
+			return plan.NewPlanner(asUser, s.env, plans.Job{ID: j.ID, Config: []byte(j.Config), Cursor: j.Cursor, Round: j.Round, RoundFailed: j.RoundFailed})
+		}, batchSize)
 		if err != nil {
 			if fail(err) {
 				return
@@ -205,6 +192,29 @@ func (p *planners) run(id int64, poke chan struct{}) {
 			}
 		}
 	}
+}
+
+// next gets the next batch from *pl, making the planner first if there is
+// none, while holding one of jobmaster.planner.concurrency slots: the slots
+// bound the listing the planners put on the FS master at once, not the
+// planners — a job that waits for its tasks to finish, or for its batch to
+// be committed to raft, holds none, so a small job behind big ones is
+// planned at once and many jobs' batches share one raft write.
+func (p *planners) next(ctx context.Context, pl *plans.Planner, mk func() (plans.Planner, error), size int) (plans.Batch, error) {
+	select {
+	case p.sem <- struct{}{}:
+		defer func() { <-p.sem }()
+	case <-ctx.Done():
+		return plans.Batch{}, ctx.Err()
+	}
+	if *pl == nil {
+		np, err := mk()
+		if err != nil {
+			return plans.Batch{}, err
+		}
+		*pl = np
+	}
+	return (*pl).Next(ctx, size)
 }
 
 // permanentPlanError: retrying cannot help.
