@@ -10,7 +10,7 @@ import (
 	"github.com/alluvium/alluvium/api"
 )
 
-// broker is the leader's task placement: it holds the PENDING tasks not yet
+// broker is the leader's scheduler: it holds the PENDING tasks not yet
 // handed out, in one queue per job worker (tasks whose data goes to the
 // block worker beside it) plus a shared queue, and answers job workers'
 // long polls. It lives only on the leader and is rebuilt from the FSM when
@@ -527,6 +527,78 @@ func (b *broker) setClaimAttempt(k taskKey, attempt int32) {
 		c.attempt = attempt
 		b.claimed[k] = c
 	}
+}
+
+// assign turns tasks claimed by worker into its assignments, and returns
+// the DISPATCH transitions that record them (the caller commits them).
+func (b *broker) assign(worker int64, keys []taskKey) (out []*api.TaskAssignment, dispatch []*api.TaskTransition) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	timeout := b.taskTimeout.Milliseconds()
+	var (
+		drop   []taskKey
+		shares = map[int64]int64{} // job → this worker's bandwidth share
+	)
+	for _, k := range keys {
+		t := b.fsm.task(k)
+		j := b.fsm.Job(k.job)
+		if t == nil || t.Status != api.TaskInfo_PENDING || j == nil || j.terminal() {
+			drop = append(drop, k)
+			continue
+		}
+		b.setClaimAttempt(k, t.Attempt)
+		share, ok := shares[k.job]
+		if !ok {
+			share = b.bandwidthShare(j, worker)
+			shares[k.job] = share
+		}
+		out = append(out, &api.TaskAssignment{
+			JobId: k.job, TaskId: k.task, Attempt: t.Attempt, Plan: j.Plan, Args: t.Args,
+			JobConfigJson: j.Config, TimeoutMs: timeout, User: j.RunAs,
+			BandwidthBytesPerSec: share, Description: t.Desc,
+		})
+		dispatch = append(dispatch, &api.TaskTransition{JobId: k.job, TaskId: k.task, Attempt: t.Attempt, Kind: api.TaskTransition_DISPATCH, WorkerId: worker})
+	}
+	b.unclaim(drop)
+	return out, dispatch
+}
+
+// lostGrace is how long after its dispatch a task a worker does not list
+// counts as lost.
+const lostGrace = 10 * time.Second
+
+// reconcile returns FAIL transitions of the attempts the FSM has RUNNING
+// on worker that the worker does not hold (the hand-out never reached it).
+func (b *broker) reconcile(worker int64, holding []*api.TaskRef) []*api.TaskTransition {
+	// A worker may hold two attempts of one task (an old attempt's result
+	// not yet acked beside the new attempt running), so key by attempt too.
+	type attemptKey struct {
+		taskKey
+		attempt int32
+	}
+	held := make(map[attemptKey]bool, len(holding))
+	for _, h := range holding {
+		held[attemptKey{taskKey{h.GetJobId(), h.GetTaskId()}, h.GetAttempt()}] = true
+	}
+	cutoff := time.Now().Add(-lostGrace).UnixMilli()
+	var trs []*api.TaskTransition
+	b.fsm.view(func(st *state) {
+		for k := range st.running[worker] {
+			t := st.task(k)
+			if t == nil || t.DispatchedMs > cutoff {
+				continue
+			}
+			if held[attemptKey{k, t.Attempt}] {
+				continue
+			}
+			trs = append(trs, &api.TaskTransition{JobId: k.job, TaskId: k.task, Attempt: t.Attempt, Kind: api.TaskTransition_FAIL, WorkerId: worker, Error: "task was handed to the job worker but never reached it"})
+		}
+	})
+	sort.Slice(trs, func(i, j int) bool {
+		return taskKey{trs[i].JobId, trs[i].TaskId}.less(taskKey{trs[j].JobId, trs[j].TaskId})
+	})
+	return trs
 }
 
 // bandwidthShare is worker's share of job's bandwidth limit (bytes/s; 0:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/alluvium/alluvium/api"
 )
@@ -18,81 +19,70 @@ const ignorableFlag = 0x80
 // errUnknownCommand is a type byte this build does not know.
 var errUnknownCommand = errors.New("unknown command type")
 
-// newCommandBody returns an empty message for a command type.
-func newCommandBody(t api.JobCommandType) proto.Message {
-	switch t {
-	case api.JobCommandType_SUBMIT_JOB:
-		return &api.SubmitJobCommand{}
-	case api.JobCommandType_PLAN_TASKS:
-		return &api.PlanTasksCommand{}
-	case api.JobCommandType_UPDATE_TASKS:
-		return &api.UpdateTasksCommand{}
-	case api.JobCommandType_CANCEL_JOB:
-		return &api.CancelJobCommand{}
-	case api.JobCommandType_FINISH_JOB:
-		return &api.FinishJobCommand{}
-	case api.JobCommandType_NEXT_ROUND:
-		return &api.NextRoundCommand{}
-	case api.JobCommandType_REGISTER_WORKER:
-		return &api.RegisterWorkerCommand{}
-	case api.JobCommandType_WORKER_LOST:
-		return &api.WorkerLostCommand{}
-	case api.JobCommandType_DELETE_JOBS:
-		return &api.DeleteJobsCommand{}
-	case api.JobCommandType_PUT_POLICY:
-		return &api.PutPolicyCommand{}
-	case api.JobCommandType_DELETE_POLICY:
-		return &api.DeletePolicyCommand{}
-	case api.JobCommandType_POLICY_LAUNCH:
-		return &api.PolicyLaunchCommand{}
-	case api.JobCommandType_SET_POLICY_ENABLED:
-		return &api.SetPolicyEnabledCommand{}
-	case api.JobCommandType_SET_PEER:
-		return &api.SetPeerCommand{}
+// command is one registered command type: how to make its body and apply
+// it, and whether an older job master may skip it.
+type command struct {
+	typ       api.JobCommandType
+	newBody   func() proto.Message
+	apply     func(x *tx, m proto.Message) any
+	skippable bool
+}
+
+// The command table, as Consul's registerCommand: each command type is
+// registered once, beside its apply function (fsm.go, policy_fsm.go,
+// peers.go). Decoding, dispatch and the type of a body all read it.
+var (
+	commands     = map[api.JobCommandType]*command{}
+	commandOfMsg = map[protoreflect.FullName]api.JobCommandType{}
+)
+
+// commandOption tunes registerCommand.
+type commandOption func(*command)
+
+// skippableCommand marks a command an older job master may skip without
+// its state drifting from the others' in a way that matters (it carries
+// the ignorable bit in the log).
+func skippableCommand(c *command) { c.skippable = true }
+
+// registerCommand adds command type t with body M and its apply function.
+// It panics on a type or body registered twice (a programming error caught
+// at start). It returns t so it can stand in a var declaration beside the
+// apply function.
+func registerCommand[M proto.Message](t api.JobCommandType, apply func(*tx, M) any, opts ...commandOption) api.JobCommandType {
+	var zero M
+	desc := zero.ProtoReflect().Descriptor()
+	if _, dup := commands[t]; dup {
+		panic(fmt.Sprintf("jobmaster: command %s registered twice", t))
 	}
-	return nil
+	if prev, dup := commandOfMsg[desc.FullName()]; dup {
+		panic(fmt.Sprintf("jobmaster: %s is the body of both %s and %s", desc.FullName(), prev, t))
+	}
+	c := &command{
+		typ:     t,
+		newBody: func() proto.Message { return zero.ProtoReflect().New().Interface() },
+		apply:   func(x *tx, m proto.Message) any { return apply(x, m.(M)) },
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	commands[t] = c
+	commandOfMsg[desc.FullName()] = t
+	return t
 }
 
 // commandType returns the type of a command body.
 func commandType(m proto.Message) (api.JobCommandType, error) {
-	switch m.(type) {
-	case *api.SubmitJobCommand:
-		return api.JobCommandType_SUBMIT_JOB, nil
-	case *api.PlanTasksCommand:
-		return api.JobCommandType_PLAN_TASKS, nil
-	case *api.UpdateTasksCommand:
-		return api.JobCommandType_UPDATE_TASKS, nil
-	case *api.CancelJobCommand:
-		return api.JobCommandType_CANCEL_JOB, nil
-	case *api.FinishJobCommand:
-		return api.JobCommandType_FINISH_JOB, nil
-	case *api.NextRoundCommand:
-		return api.JobCommandType_NEXT_ROUND, nil
-	case *api.RegisterWorkerCommand:
-		return api.JobCommandType_REGISTER_WORKER, nil
-	case *api.WorkerLostCommand:
-		return api.JobCommandType_WORKER_LOST, nil
-	case *api.DeleteJobsCommand:
-		return api.JobCommandType_DELETE_JOBS, nil
-	case *api.PutPolicyCommand:
-		return api.JobCommandType_PUT_POLICY, nil
-	case *api.DeletePolicyCommand:
-		return api.JobCommandType_DELETE_POLICY, nil
-	case *api.PolicyLaunchCommand:
-		return api.JobCommandType_POLICY_LAUNCH, nil
-	case *api.SetPolicyEnabledCommand:
-		return api.JobCommandType_SET_POLICY_ENABLED, nil
-	case *api.SetPeerCommand:
-		return api.JobCommandType_SET_PEER, nil
+	t, ok := commandOfMsg[m.ProtoReflect().Descriptor().FullName()]
+	if !ok {
+		return 0, fmt.Errorf("%T is not a job master command", m)
 	}
-	return 0, fmt.Errorf("%T is not a job master command", m)
+	return t, nil
 }
 
-// skippable reports whether an older job master may skip commands of type
-// t without its state drifting from the others' in a way that matters.
+// skippable reports whether an older job master may skip commands of type t.
 func skippable(t api.JobCommandType) bool {
-	// A peer's rpc address only lets a member forward calls to it.
-	return t == api.JobCommandType_SET_PEER
+	c := commands[t]
+	return c != nil && c.skippable
 }
 
 // encodeCommand frames a command body for the raft log.
@@ -118,12 +108,22 @@ func decodeCommand(buf []byte) (t api.JobCommandType, m proto.Message, ignorable
 	b := buf[0]
 	ignorable = b&ignorableFlag != 0
 	t = api.JobCommandType(b &^ ignorableFlag)
-	m = newCommandBody(t)
-	if m == nil {
+	c := commands[t]
+	if c == nil {
 		return t, nil, ignorable, fmt.Errorf("%w %d", errUnknownCommand, b)
 	}
+	m = c.newBody()
 	if err := proto.Unmarshal(buf[1:], m); err != nil {
 		return t, nil, ignorable, fmt.Errorf("decode %s: %w", t, err)
 	}
 	return t, m, ignorable, nil
+}
+
+// dispatch applies a decoded command through its registered function.
+func (x *tx) dispatch(t api.JobCommandType, m proto.Message) any {
+	c := commands[t]
+	if c == nil {
+		return fmt.Errorf("%w %d", errUnknownCommand, t)
+	}
+	return c.apply(x, m)
 }

@@ -32,6 +32,28 @@ func TestCommandRoundTrip(t *testing.T) {
 	}
 }
 
+// Every command type of the log format has its body and apply function
+// registered, and each body names its type.
+func TestEveryCommandTypeIsRegistered(t *testing.T) {
+	for v, name := range api.JobCommandType_name {
+		typ := api.JobCommandType(v)
+		if typ == api.JobCommandType_JOB_COMMAND_UNSPECIFIED {
+			continue
+		}
+		c := commands[typ]
+		if c == nil {
+			t.Errorf("%s has no registered apply function", name)
+			continue
+		}
+		if got, err := commandType(c.newBody()); err != nil || got != typ {
+			t.Errorf("%s: its body %T is typed %s (%v)", name, c.newBody(), got, err)
+		}
+	}
+	if len(commands) != len(api.JobCommandType_name)-1 {
+		t.Errorf("%d commands registered, the format has %d", len(commands), len(api.JobCommandType_name)-1)
+	}
+}
+
 func commandSeeds() []proto.Message {
 	return []proto.Message{
 		&api.SubmitJobCommand{Plan: "load", ConfigJson: `{"path":"/"}`, RequestId: "r", NowMs: 1},

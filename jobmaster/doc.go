@@ -3,16 +3,22 @@
 // jobmaster.raft.dir) whose leader plans jobs into tasks, hands the tasks to
 // job workers and tracks them to the end.
 //
-// # Replicated state (fsm.go, state.go, command.go)
+// # Replicated state (fsm.go, state.go, command.go, snapshot.go)
 //
 // The FSM holds jobs, tasks, job workers and policies (the cron policies'
 // table) in copy-on-write B-trees of immutable records, so a snapshot is an
 // O(1) clone written out while applying goes on. Every change is a typed
 // command — one type byte (api.JobCommandType, append-only) and a protobuf
-// body (api/jobfsm.proto) — applied by one function per type. Commands carry
-// everything they need (times, max attempts), so every replica computes the
-// same state; a command the state has overtaken (a re-sent plan batch, a
-// stale attempt's failure) is a no-op, not an error.
+// body (api/jobfsm.proto) — applied by one function per type. As in
+// Consul's FSM, each command type is registered once beside its apply
+// function (registerCommand: body, apply, skippable); decoding, dispatch
+// and a body's type all read that table (command.go). Each kind of snapshot
+// record is registered the same way beside the state it holds
+// (registerSnapshotRecord; snapshot.go writes and reads them). Commands
+// carry everything they need (times, max attempts, the job's limits), so
+// every replica computes the same state; a command the state has overtaken
+// (a re-sent plan batch, a stale attempt's failure) is a no-op, not an
+// error.
 //
 // # Leadership (leader.go)
 //
@@ -35,11 +41,15 @@
 //     jobmaster.planner.concurrency batches are listed at once; a job waiting
 //     for its tasks or for raft holds no slot, so a small job is never
 //     queued behind big ones.
-//   - broker (broker.go): PENDING tasks wait in a queue per job worker (the
-//     one beside the block worker the task's data goes to) or a shared one;
-//     a worker's long poll (JobWorkerHeartbeat with wait_ms) is answered the
-//     moment there is work for it, up to its capacity minus what it holds.
-//     Idle workers steal from long queues. Cancels ride on the same replies.
+//   - the scheduler (broker.go): PENDING tasks wait in a queue per job
+//     worker (the one beside the block worker the task's data goes to) or a
+//     shared one; a worker's long poll (JobWorkerHeartbeat with wait_ms) is
+//     answered the moment there is work for it, up to its capacity minus
+//     what it holds. Idle workers steal from long queues. Cancels ride on
+//     the same replies. It turns claimed tasks into assignments (with each
+//     job's bandwidth share, from the job's typed limits: it never reads a
+//     plan's config) and reconciles what a worker says it holds with what
+//     the FSM has running on it.
 //   - collector (collector.go): task transitions from every worker (results,
 //     progress) and from the leader (dispatches, timeouts) are batched into
 //     UPDATE_TASKS entries: one fsync carries all that arrived meanwhile. A

@@ -1,19 +1,14 @@
 package jobmaster
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
-	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/encoding/protodelim"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/alluvium/alluvium/api"
 )
@@ -126,47 +121,13 @@ func (f *FSM) Apply(l *raft.Log) any {
 	}
 	f.mu.Lock()
 	x := &tx{s: f.st, jobs: map[int64]*jobRec{}, ev: &events{}}
-	res := f.dispatch(x, t, m)
+	res := x.dispatch(t, m)
 	x.commit()
 	f.st.index = l.Index
 	f.mu.Unlock()
 	f.applied.Add(1)
 	f.publish(x.ev)
 	return res
-}
-
-func (f *FSM) dispatch(x *tx, t api.JobCommandType, m proto.Message) any {
-	switch t {
-	case api.JobCommandType_SUBMIT_JOB:
-		return x.applySubmit(m.(*api.SubmitJobCommand))
-	case api.JobCommandType_PLAN_TASKS:
-		return x.applyPlanTasks(m.(*api.PlanTasksCommand))
-	case api.JobCommandType_UPDATE_TASKS:
-		return x.applyUpdateTasks(m.(*api.UpdateTasksCommand))
-	case api.JobCommandType_CANCEL_JOB:
-		return x.applyCancel(m.(*api.CancelJobCommand))
-	case api.JobCommandType_FINISH_JOB:
-		return x.applyFinish(m.(*api.FinishJobCommand))
-	case api.JobCommandType_NEXT_ROUND:
-		return x.applyNextRound(m.(*api.NextRoundCommand))
-	case api.JobCommandType_REGISTER_WORKER:
-		return x.applyRegisterWorker(m.(*api.RegisterWorkerCommand))
-	case api.JobCommandType_WORKER_LOST:
-		return x.applyWorkerLost(m.(*api.WorkerLostCommand))
-	case api.JobCommandType_DELETE_JOBS:
-		return x.applyDeleteJobs(m.(*api.DeleteJobsCommand))
-	case api.JobCommandType_PUT_POLICY:
-		return x.applyPutPolicy(m.(*api.PutPolicyCommand))
-	case api.JobCommandType_DELETE_POLICY:
-		return x.applyDeletePolicy(m.(*api.DeletePolicyCommand))
-	case api.JobCommandType_POLICY_LAUNCH:
-		return x.applyPolicyLaunch(m.(*api.PolicyLaunchCommand))
-	case api.JobCommandType_SET_POLICY_ENABLED:
-		return x.applySetPolicyEnabled(m.(*api.SetPolicyEnabledCommand))
-	case api.JobCommandType_SET_PEER:
-		return x.applySetPeer(m.(*api.SetPeerCommand))
-	}
-	return fmt.Errorf("%w %d", errUnknownCommand, t)
 }
 
 // tx collects one entry's changes: jobs are copied on first touch and
@@ -223,6 +184,8 @@ func (x *tx) putTask(t *taskRec) {
 	x.ev.tasks = append(x.ev.tasks, taskEvent{key: t.key(), status: t.Status, attempt: t.Attempt, worker: t.WorkerID, bwID: t.BWID, bwAddr: t.BWAddr})
 }
 
+var _ = registerCommand(api.JobCommandType_SUBMIT_JOB, (*tx).applySubmit)
+
 func (x *tx) applySubmit(c *api.SubmitJobCommand) any {
 	x.now = c.GetNowMs()
 	if rid := c.GetRequestId(); rid != "" {
@@ -245,6 +208,8 @@ func (x *tx) applySubmit(c *api.SubmitJobCommand) any {
 	x.policyJobSubmitted(j.Policy, j.RequestID, id)
 	return submitResult{id: id}
 }
+
+var _ = registerCommand(api.JobCommandType_PLAN_TASKS, (*tx).applyPlanTasks)
 
 func (x *tx) applyPlanTasks(c *api.PlanTasksCommand) any {
 	x.now = c.GetNowMs()
@@ -280,6 +245,8 @@ func (x *tx) applyPlanTasks(c *api.PlanTasksCommand) any {
 	}
 	return nil
 }
+
+var _ = registerCommand(api.JobCommandType_UPDATE_TASKS, (*tx).applyUpdateTasks)
 
 func (x *tx) applyUpdateTasks(c *api.UpdateTasksCommand) any {
 	x.now = c.GetNowMs()
@@ -397,6 +364,8 @@ func (x *tx) failAttempt(t *taskRec, j *jobRec, reason string, failed []*api.Fai
 	t.WorkerID = 0
 }
 
+var _ = registerCommand(api.JobCommandType_CANCEL_JOB, (*tx).applyCancel)
+
 func (x *tx) applyCancel(c *api.CancelJobCommand) any {
 	x.now = c.GetNowMs()
 	j := x.job(c.GetJobId())
@@ -438,6 +407,8 @@ func (x *tx) endJob(j *jobRec, st api.JobInfo_Status, reason string) {
 	j.TasksRunning = 0
 }
 
+var _ = registerCommand(api.JobCommandType_FINISH_JOB, (*tx).applyFinish)
+
 func (x *tx) applyFinish(c *api.FinishJobCommand) any {
 	x.now = c.GetNowMs()
 	if c.GetAbort() {
@@ -465,6 +436,8 @@ func (x *tx) applyFinish(c *api.FinishJobCommand) any {
 	return nil
 }
 
+var _ = registerCommand(api.JobCommandType_NEXT_ROUND, (*tx).applyNextRound)
+
 func (x *tx) applyNextRound(c *api.NextRoundCommand) any {
 	x.now = c.GetNowMs()
 	j := x.job(c.GetJobId())
@@ -482,6 +455,8 @@ func (x *tx) applyNextRound(c *api.NextRoundCommand) any {
 	j.FailedCount = 0
 	return nil
 }
+
+var _ = registerCommand(api.JobCommandType_REGISTER_WORKER, (*tx).applyRegisterWorker)
 
 func (x *tx) applyRegisterWorker(c *api.RegisterWorkerCommand) any {
 	x.now = c.GetNowMs()
@@ -507,6 +482,8 @@ func (x *tx) applyRegisterWorker(c *api.RegisterWorkerCommand) any {
 	x.ev.workers = append(x.ev.workers, id)
 	return registerResult{id: id}
 }
+
+var _ = registerCommand(api.JobCommandType_WORKER_LOST, (*tx).applyWorkerLost)
 
 func (x *tx) applyWorkerLost(c *api.WorkerLostCommand) any {
 	x.now = c.GetNowMs()
@@ -550,6 +527,8 @@ func (x *tx) loseWorker(id int64, maxAttempts int32, reason string) bool {
 	}
 	return true
 }
+
+var _ = registerCommand(api.JobCommandType_DELETE_JOBS, (*tx).applyDeleteJobs)
 
 func (x *tx) applyDeleteJobs(c *api.DeleteJobsCommand) any {
 	for _, id := range c.GetJobIds() {
@@ -617,156 +596,4 @@ func (f *FSM) AppliedIndex() uint64 {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.st.index
-}
-
-// Snapshot implements raft.FSM: an O(1) copy-on-write clone.
-func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	f.mu.Lock()
-	c := f.st.clone()
-	f.mu.Unlock()
-	return &fsmSnapshot{st: c}, nil
-}
-
-type fsmSnapshot struct{ st *state }
-
-const snapshotVersion = 1
-
-// Persist writes the header and one record per job, task, worker and
-// policy, each a type byte and a length-delimited protobuf.
-func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := s.write(sink); err != nil {
-		_ = sink.Cancel()
-		return err
-	}
-	return sink.Close()
-}
-
-func (s *fsmSnapshot) write(w io.Writer) error {
-	bw := bufio.NewWriterSize(w, 1<<20)
-	rec := func(t api.JobSnapshotRecordType, m proto.Message) error {
-		if err := bw.WriteByte(byte(t)); err != nil {
-			return err
-		}
-		_, err := protodelim.MarshalTo(bw, m)
-		return err
-	}
-	if _, err := protodelim.MarshalTo(bw, &api.JobSnapshotHeader{
-		Version: snapshotVersion, NextJobId: s.st.nextJobID, NextWorkerId: s.st.nextWorkerID, Index: s.st.index,
-	}); err != nil {
-		return err
-	}
-	var err error
-	s.st.jobs.Ascend(func(j *jobRec) bool { err = rec(api.JobSnapshotRecordType_SNAPSHOT_JOB, j.record()); return err == nil })
-	if err != nil {
-		return err
-	}
-	s.st.tasks.Ascend(func(t *taskRec) bool {
-		err = rec(api.JobSnapshotRecordType_SNAPSHOT_TASK, t.record())
-		return err == nil
-	})
-	if err != nil {
-		return err
-	}
-	s.st.workers.Ascend(func(w *workerRec) bool {
-		err = rec(api.JobSnapshotRecordType_SNAPSHOT_WORKER, w.info())
-		return err == nil
-	})
-	if err != nil {
-		return err
-	}
-	s.st.policies.Ascend(func(p *api.PolicyInfo) bool {
-		err = rec(api.JobSnapshotRecordType_SNAPSHOT_POLICY, p)
-		return err == nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, id := range slices.Sorted(maps.Keys(s.st.peers)) {
-		if err := rec(api.JobSnapshotRecordType_SNAPSHOT_PEER, s.st.peers[id]); err != nil {
-			return err
-		}
-	}
-	if err := rec(api.JobSnapshotRecordType_SNAPSHOT_END, &api.DeletePolicyCommand{}); err != nil {
-		return err
-	}
-	return bw.Flush()
-}
-
-// Release implements raft.FSMSnapshot.
-func (s *fsmSnapshot) Release() {}
-
-// Restore implements raft.FSM: it replaces the whole state.
-func (f *FSM) Restore(rc io.ReadCloser) error {
-	defer rc.Close()
-	st, err := readSnapshot(rc)
-	if err != nil {
-		return fmt.Errorf("jobmaster: restore snapshot: %w", err)
-	}
-	f.mu.Lock()
-	f.st = st
-	f.mu.Unlock()
-	f.restored.Add(1)
-	f.publish(nil)
-	return nil
-}
-
-func readSnapshot(r io.Reader) (*state, error) {
-	br := bufio.NewReaderSize(r, 1<<20)
-	opts := protodelim.UnmarshalOptions{MaxSize: 64 << 20}
-	var h api.JobSnapshotHeader
-	if err := opts.UnmarshalFrom(br, &h); err != nil {
-		return nil, fmt.Errorf("header: %w", err)
-	}
-	if h.GetVersion() != snapshotVersion {
-		return nil, fmt.Errorf("snapshot version %d, this job master reads %d", h.GetVersion(), snapshotVersion)
-	}
-	st := newState()
-	st.nextJobID, st.nextWorkerID, st.index = h.GetNextJobId(), h.GetNextWorkerId(), h.GetIndex()
-	for {
-		b, err := br.ReadByte()
-		if err != nil {
-			return nil, fmt.Errorf("record type: %w (snapshot cut short)", err)
-		}
-		switch t := api.JobSnapshotRecordType(b); t {
-		case api.JobSnapshotRecordType_SNAPSHOT_JOB:
-			var m api.JobRecord
-			if err := opts.UnmarshalFrom(br, &m); err != nil {
-				return nil, fmt.Errorf("job record: %w", err)
-			}
-			st.jobs.ReplaceOrInsert(jobFromRecord(&m))
-		case api.JobSnapshotRecordType_SNAPSHOT_TASK:
-			var m api.TaskRecord
-			if err := opts.UnmarshalFrom(br, &m); err != nil {
-				return nil, fmt.Errorf("task record: %w", err)
-			}
-			st.tasks.ReplaceOrInsert(taskFromRecord(&m))
-		case api.JobSnapshotRecordType_SNAPSHOT_WORKER:
-			var m api.JobWorkerInfo
-			if err := opts.UnmarshalFrom(br, &m); err != nil {
-				return nil, fmt.Errorf("worker record: %w", err)
-			}
-			st.workers.ReplaceOrInsert(workerFromInfo(&m))
-		case api.JobSnapshotRecordType_SNAPSHOT_POLICY:
-			var m api.PolicyInfo
-			if err := opts.UnmarshalFrom(br, &m); err != nil {
-				return nil, fmt.Errorf("policy record: %w", err)
-			}
-			st.policies.ReplaceOrInsert(&m)
-		case api.JobSnapshotRecordType_SNAPSHOT_PEER:
-			var m api.SetPeerCommand
-			if err := opts.UnmarshalFrom(br, &m); err != nil {
-				return nil, fmt.Errorf("peer record: %w", err)
-			}
-			st.peers[m.GetId()] = &m
-		case api.JobSnapshotRecordType_SNAPSHOT_END:
-			var m api.DeletePolicyCommand
-			if err := opts.UnmarshalFrom(br, &m); err != nil {
-				return nil, fmt.Errorf("end record: %w", err)
-			}
-			st.reindex()
-			return st, nil
-		default:
-			return nil, fmt.Errorf("unknown record type %d", b)
-		}
-	}
 }

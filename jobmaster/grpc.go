@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
 	"time"
 
@@ -37,7 +36,6 @@ const (
 	maxPageSize  = 1000
 	defPageSize  = 100
 	maxTasksInfo = 1000
-	lostGrace    = 10 * time.Second // a dispatched task a worker does not list after this is lost
 )
 
 // forwarder keeps connections to the other job masters.
@@ -518,7 +516,7 @@ func (r *rpcServer) JobWorkerHeartbeat(ctx context.Context, req *api.JobWorkerHe
 	}
 	ls.broker.cancelJobs(id, ended)
 	if req.GetWaitMs() > 0 {
-		ls.reconcile(id, req.GetHolding())
+		ls.coll.submit(ls.broker.reconcile(id, req.GetHolding()))
 	}
 	wait := min(time.Duration(req.GetWaitMs())*time.Millisecond, maxPollWait)
 	keys, cancels, err := ls.broker.poll(ctx, id, wait)
@@ -534,7 +532,9 @@ func (r *rpcServer) JobWorkerHeartbeat(ctx context.Context, req *api.JobWorkerHe
 	}
 	ls.hb.reset(id)
 	resp.Cancels = cancels
-	resp.Tasks = ls.assign(id, keys)
+	var dispatch []*api.TaskTransition
+	resp.Tasks, dispatch = ls.broker.assign(id, keys)
+	ls.coll.submit(dispatch)
 	return resp, nil
 }
 
@@ -559,77 +559,6 @@ func transitionOf(u *api.TaskUpdate, worker int64) *api.TaskTransition {
 		return nil
 	}
 	return tr
-}
-
-// assign turns claimed tasks into assignments and records their dispatch.
-func (ls *leaderState) assign(worker int64, keys []taskKey) []*api.TaskAssignment {
-	if len(keys) == 0 {
-		return nil
-	}
-	s := ls.s
-	timeout := s.cfg.JobMaster.Task.Timeout.Milliseconds()
-	var (
-		out      []*api.TaskAssignment
-		drop     []taskKey
-		dispatch []*api.TaskTransition
-		shares   = map[int64]int64{} // job → this worker's bandwidth share
-	)
-	for _, k := range keys {
-		t := s.fsm.task(k)
-		j := s.fsm.Job(k.job)
-		if t == nil || t.Status != api.TaskInfo_PENDING || j == nil || j.terminal() {
-			drop = append(drop, k)
-			continue
-		}
-		ls.broker.setClaimAttempt(k, t.Attempt)
-		share, ok := shares[k.job]
-		if !ok {
-			share = ls.broker.bandwidthShare(j, worker)
-			shares[k.job] = share
-		}
-		out = append(out, &api.TaskAssignment{
-			JobId: k.job, TaskId: k.task, Attempt: t.Attempt, Plan: j.Plan, Args: t.Args,
-			JobConfigJson: j.Config, TimeoutMs: timeout, User: j.RunAs,
-			BandwidthBytesPerSec: share, Description: t.Desc,
-		})
-		dispatch = append(dispatch, &api.TaskTransition{JobId: k.job, TaskId: k.task, Attempt: t.Attempt, Kind: api.TaskTransition_DISPATCH, WorkerId: worker})
-	}
-	ls.broker.unclaim(drop)
-	ls.coll.submit(dispatch)
-	return out
-}
-
-// reconcile fails attempts the FSM has RUNNING on worker that the worker
-// does not hold (the hand-out never reached it).
-func (ls *leaderState) reconcile(worker int64, holding []*api.TaskRef) {
-	// A worker may hold two attempts of one task (an old attempt's result
-	// not yet acked beside the new attempt running), so key by attempt too.
-	type attemptKey struct {
-		taskKey
-		attempt int32
-	}
-	held := make(map[attemptKey]bool, len(holding))
-	for _, h := range holding {
-		held[attemptKey{taskKey{h.GetJobId(), h.GetTaskId()}, h.GetAttempt()}] = true
-	}
-	cutoff := time.Now().Add(-lostGrace).UnixMilli()
-	var trs []*api.TaskTransition
-	ls.s.fsm.view(func(st *state) {
-		for k := range st.running[worker] {
-			t := st.task(k)
-			if t == nil || t.DispatchedMs > cutoff {
-				continue
-			}
-			if held[attemptKey{k, t.Attempt}] {
-				continue
-			}
-			trs = append(trs, &api.TaskTransition{JobId: k.job, TaskId: k.task, Attempt: t.Attempt, Kind: api.TaskTransition_FAIL, WorkerId: worker, Error: "task was handed to the job worker but never reached it"})
-		}
-	})
-	sort.Slice(trs, func(i, j int) bool {
-		return taskKey{trs[i].JobId, trs[i].TaskId}.less(taskKey{trs[j].JobId, trs[j].TaskId})
-	})
-	ls.coll.submit(trs)
 }
 
 func (r *rpcServer) ListJobWorkers(ctx context.Context, req *api.ListJobWorkersRequest) (*api.ListJobWorkersResponse, error) {

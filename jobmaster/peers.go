@@ -2,6 +2,8 @@ package jobmaster
 
 import (
 	"context"
+	"maps"
+	"slices"
 
 	"github.com/hashicorp/raft"
 
@@ -13,6 +15,21 @@ import (
 // the logic is raftgroup's; the FSM keeps the rpc addresses of added
 // members (SetPeerCommand), so any member can forward client calls to one
 // that leads.
+
+// Added members' addresses are snapshot records (snapshot.go), by id.
+var _ = registerSnapshotRecord(api.JobSnapshotRecordType_SNAPSHOT_PEER,
+	func(st *state, emit func(*api.SetPeerCommand) error) error {
+		for _, id := range slices.Sorted(maps.Keys(st.peers)) {
+			if err := emit(st.peers[id]); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+	func(st *state, m *api.SetPeerCommand) { st.peers[m.GetId()] = m })
+
+// Skippable: a peer's rpc address only lets a member forward calls to it.
+var _ = registerCommand(api.JobCommandType_SET_PEER, (*tx).applySetPeer, skippableCommand)
 
 func (x *tx) applySetPeer(c *api.SetPeerCommand) any {
 	if c.GetRemove() {

@@ -31,6 +31,15 @@ func (s *state) policy(name string) *api.PolicyInfo {
 // tree are never changed in place).
 func policyCopy(p *api.PolicyInfo) *api.PolicyInfo { return proto.Clone(p).(*api.PolicyInfo) }
 
+// Policies are snapshot records of their own (snapshot.go).
+var _ = registerSnapshotRecord(api.JobSnapshotRecordType_SNAPSHOT_POLICY,
+	func(st *state, emit func(*api.PolicyInfo) error) error {
+		return ascendEmit(st.policies, func(p *api.PolicyInfo) *api.PolicyInfo { return p }, emit)
+	},
+	func(st *state, m *api.PolicyInfo) { st.policies.ReplaceOrInsert(m) })
+
+var _ = registerCommand(api.JobCommandType_PUT_POLICY, (*tx).applyPutPolicy)
+
 func (x *tx) applyPutPolicy(c *api.PutPolicyCommand) any {
 	x.now = c.GetNowMs()
 	p := c.GetPolicy()
@@ -44,12 +53,16 @@ func (x *tx) applyPutPolicy(c *api.PutPolicyCommand) any {
 	return nil
 }
 
+var _ = registerCommand(api.JobCommandType_DELETE_POLICY, (*tx).applyDeletePolicy)
+
 func (x *tx) applyDeletePolicy(c *api.DeletePolicyCommand) any {
 	if _, ok := x.s.policies.Delete(&api.PolicyInfo{Name: c.GetName()}); !ok {
 		return fmt.Errorf("delete policy %q: %w", c.GetName(), errPolicyNotFound)
 	}
 	return nil
 }
+
+var _ = registerCommand(api.JobCommandType_SET_POLICY_ENABLED, (*tx).applySetPolicyEnabled)
 
 func (x *tx) applySetPolicyEnabled(c *api.SetPolicyEnabledCommand) any {
 	x.now = c.GetNowMs()
@@ -72,6 +85,8 @@ func (x *tx) applySetPolicyEnabled(c *api.SetPolicyEnabledCommand) any {
 	x.s.policies.ReplaceOrInsert(p)
 	return nil
 }
+
+var _ = registerCommand(api.JobCommandType_POLICY_LAUNCH, (*tx).applyPolicyLaunch)
 
 // applyPolicyLaunch records one scheduler decision. A decision the state
 // has overtaken (a run at or before the cursor, a second launch while one is

@@ -281,6 +281,25 @@ func (w *workerRec) info() *api.JobWorkerInfo {
 
 // Snapshot records.
 
+// The state's snapshot records (snapshot.go): jobs, tasks and job workers.
+var (
+	_ = registerSnapshotRecord(api.JobSnapshotRecordType_SNAPSHOT_JOB,
+		func(st *state, emit func(*api.JobRecord) error) error {
+			return ascendEmit(st.jobs, (*jobRec).record, emit)
+		},
+		func(st *state, m *api.JobRecord) { st.jobs.ReplaceOrInsert(jobFromRecord(m)) })
+	_ = registerSnapshotRecord(api.JobSnapshotRecordType_SNAPSHOT_TASK,
+		func(st *state, emit func(*api.TaskRecord) error) error {
+			return ascendEmit(st.tasks, (*taskRec).record, emit)
+		},
+		func(st *state, m *api.TaskRecord) { st.tasks.ReplaceOrInsert(taskFromRecord(m)) })
+	_ = registerSnapshotRecord(api.JobSnapshotRecordType_SNAPSHOT_WORKER,
+		func(st *state, emit func(*api.JobWorkerInfo) error) error {
+			return ascendEmit(st.workers, (*workerRec).info, emit)
+		},
+		func(st *state, m *api.JobWorkerInfo) { st.workers.ReplaceOrInsert(workerFromInfo(m)) })
+)
+
 func (j *jobRec) record() *api.JobRecord {
 	return &api.JobRecord{
 		Info: j.info(), Cursor: j.Cursor, Round: j.Round, NextTaskId: j.NextTaskID,
