@@ -1094,14 +1094,21 @@ func (*GetLeaderRequest) Descriptor() ([]byte, []int) {
 
 // RaftServer is one member of a group of masters.
 type RaftServer struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	RaftAddress   string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
-	RpcAddress    string                 `protobuf:"bytes,3,opt,name=rpc_address,json=rpcAddress,proto3" json:"rpc_address,omitempty"`
-	Suffrage      string                 `protobuf:"bytes,4,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
-	Leader        bool                   `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddress string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	RpcAddress  string                 `protobuf:"bytes,3,opt,name=rpc_address,json=rpcAddress,proto3" json:"rpc_address,omitempty"`
+	Suffrage    string                 `protobuf:"bytes,4,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
+	Leader      bool                   `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	// The answering leader's heartbeats to this member fail (killed,
+	// partitioned): raft still lists it, but it takes no part. Only a
+	// leader knows; other members answer false.
+	Unreachable bool `protobuf:"varint,6,opt,name=unreachable,proto3" json:"unreachable,omitempty"`
+	// Since when the answering leader's heartbeats to an unreachable member
+	// have been failing (ms since the epoch).
+	UnreachableSinceMs int64 `protobuf:"varint,7,opt,name=unreachable_since_ms,json=unreachableSinceMs,proto3" json:"unreachable_since_ms,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *RaftServer) Reset() {
@@ -1167,6 +1174,20 @@ func (x *RaftServer) GetLeader() bool {
 		return x.Leader
 	}
 	return false
+}
+
+func (x *RaftServer) GetUnreachable() bool {
+	if x != nil {
+		return x.Unreachable
+	}
+	return false
+}
+
+func (x *RaftServer) GetUnreachableSinceMs() int64 {
+	if x != nil {
+		return x.UnreachableSinceMs
+	}
+	return 0
 }
 
 // GetLeaderResponse names the leader as the answering member knows it.
@@ -1352,7 +1373,7 @@ const file_common_proto_rawDesc = "" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x12\n" +
-	"\x10GetLeaderRequest\"\x94\x01\n" +
+	"\x10GetLeaderRequest\"\xe8\x01\n" +
 	"\n" +
 	"RaftServer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
@@ -1360,7 +1381,9 @@ const file_common_proto_rawDesc = "" +
 	"\vrpc_address\x18\x03 \x01(\tR\n" +
 	"rpcAddress\x12\x1a\n" +
 	"\bsuffrage\x18\x04 \x01(\tR\bsuffrage\x12\x16\n" +
-	"\x06leader\x18\x05 \x01(\bR\x06leader\"\x86\x02\n" +
+	"\x06leader\x18\x05 \x01(\bR\x06leader\x12 \n" +
+	"\vunreachable\x18\x06 \x01(\bR\vunreachable\x120\n" +
+	"\x14unreachable_since_ms\x18\a \x01(\x03R\x12unreachableSinceMs\"\x86\x02\n" +
 	"\x11GetLeaderResponse\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12,\n" +
 	"\x12leader_rpc_address\x18\x02 \x01(\tR\x10leaderRpcAddress\x121\n" +

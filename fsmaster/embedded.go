@@ -48,6 +48,7 @@ type embedded struct {
 	wg          sync.WaitGroup
 	leading     atomic.Bool // leader duties run and the state takes writes
 	leaderSince atomic.Int64
+	health      *raftgroup.Health // which members the leader cannot reach
 }
 
 // leaderState is what exists only while this master leads.
@@ -86,6 +87,7 @@ func (m *Master) startEmbedded(ctx context.Context, ncfg nsConfig) error {
 	ok := false
 	defer func() {
 		if !ok {
+			e.health.Close()
 			e.close()
 		}
 	}()
@@ -145,6 +147,7 @@ func (m *Master) startEmbedded(ctx context.Context, ncfg nsConfig) error {
 	}
 	e.raft = r
 	raftgroup.StandIfAlone(r, rc)
+	e.health = raftgroup.WatchHealth(r)
 	e.rj.start(r)
 	idx, seq := e.fsm.position()
 	m.log.Info("raft started", zap.String("id", self.ID), zap.String("raft", string(e.parts.Trans.LocalAddr())),
@@ -202,6 +205,7 @@ func (e *embedded) rpcAddr() string {
 func (e *embedded) stop() error {
 	close(e.shutdown)
 	e.wg.Wait()
+	e.health.Close()
 	var err error
 	if e.raft != nil {
 		err = e.raft.Shutdown().Error()
@@ -509,7 +513,7 @@ func (m *Master) startLeaderLoops(ctx context.Context, wg *sync.WaitGroup) {
 // group is this master's raftgroup view (membership changes, GetLeader).
 func (e *embedded) group() *raftgroup.Group {
 	return &raftgroup.Group{Raft: e.raft, Book: book{e}, Self: raftgroup.Peer{ID: e.self.ID, RaftAddr: e.self.RaftAddr, RPCAddr: e.rpcAddr()},
-		Role: "FS master", AddHint: "alluvium fsadmin journal quorum add", Log: e.m.log}
+		Role: "FS master", AddHint: "alluvium fsadmin journal quorum add", Log: e.m.log, Health: e.health}
 }
 
 // book is the FS masters' raftgroup.Book: rpc addresses of added members

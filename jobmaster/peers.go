@@ -78,7 +78,7 @@ func (b book) RPCAddr(id string) string { return b.s.rpcAddrOf(raft.ServerID(id)
 
 // group is this node's raftgroup view (membership changes, GetLeader).
 func (s *Server) group() *raftgroup.Group {
-	return &raftgroup.Group{Raft: s.raft, Book: book{s}, Self: s.self, Role: "job master", AddHint: "alluvium job raft add-peer", Log: s.log}
+	return &raftgroup.Group{Raft: s.raft, Book: book{s}, Self: s.self, Role: "job master", AddHint: "alluvium job raft add-peer", Log: s.log, Health: s.health}
 }
 
 func (r *rpcServer) AddPeer(ctx context.Context, req *api.AddPeerRequest) (*api.AddPeerResponse, error) {

@@ -34,6 +34,7 @@ type Server struct {
 
 	fsm      *FSM
 	raft     *raft.Raft
+	health   *raftgroup.Health // which members the leader cannot reach
 	parts    *raftgroup.Parts
 	notifyCh chan bool
 	self     Peer
@@ -170,10 +171,12 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.raft = r
 	raftgroup.StandIfAlone(r, rc)
+	s.health = raftgroup.WatchHealth(r)
 
 	ln := s.opts.rpcLn
 	if ln == nil {
 		if ln, err = rpc.Listen(s.cfg.JobMaster.BindHost, s.cfg.JobMaster.RPCPort); err != nil {
+			s.health.Close()
 			_ = r.Shutdown().Error()
 			s.closeParts()
 			return fmt.Errorf("jobmaster rpc: %w", err)
@@ -197,6 +200,7 @@ func (s *Server) Start(ctx context.Context) error {
 		h, err := s.startHTTP()
 		if err != nil {
 			s.grpc.Stop()
+			s.health.Close()
 			_ = r.Shutdown().Error()
 			s.closeParts()
 			return err
@@ -244,6 +248,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		case <-time.After(2 * time.Second):
 			s.grpc.Stop() // long polls would hold GracefulStop
 		}
+		s.health.Close()
 		if s.raft != nil {
 			err = s.raft.Shutdown().Error()
 		}

@@ -717,11 +717,13 @@ func newJobLeaderCmd(g *globals) *cobra.Command {
 			out := cmd.OutOrStdout()
 			if output == "json" {
 				type server struct {
-					ID         string `json:"id"`
-					RaftAddr   string `json:"raftAddress"`
-					RPCAddress string `json:"rpcAddress"`
-					Suffrage   string `json:"suffrage"`
-					Leader     bool   `json:"leader"`
+					ID            string `json:"id"`
+					RaftAddr      string `json:"raftAddress"`
+					RPCAddress    string `json:"rpcAddress"`
+					Suffrage      string `json:"suffrage"`
+					Leader        bool   `json:"leader"`
+					Unreachable   bool   `json:"unreachable"`
+					UnreachableMs int64  `json:"unreachableSinceMs,omitempty"`
 				}
 				v := struct {
 					LeaderID    string   `json:"leaderId"`
@@ -731,7 +733,7 @@ func newJobLeaderCmd(g *globals) *cobra.Command {
 					Servers     []server `json:"servers"`
 				}{LeaderID: r.GetLeaderId(), LeaderRPC: r.GetLeaderRpcAddress(), Term: r.GetTerm(), CommitIndex: r.GetCommitIndex()}
 				for _, s := range r.GetServers() {
-					v.Servers = append(v.Servers, server{s.GetId(), s.GetRaftAddress(), s.GetRpcAddress(), s.GetSuffrage(), s.GetLeader()})
+					v.Servers = append(v.Servers, server{s.GetId(), s.GetRaftAddress(), s.GetRpcAddress(), s.GetSuffrage(), s.GetLeader(), s.GetUnreachable(), s.GetUnreachableSinceMs()})
 				}
 				return writeJSON(out, v)
 			}
@@ -739,20 +741,34 @@ func newJobLeaderCmd(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tRAFT\tRPC\tROLE")
 			for _, s := range r.GetServers() {
-				role := "follower"
-				if s.GetLeader() {
-					role = "leader"
-				}
-				if sf := s.GetSuffrage(); sf != "" && sf != "Voter" {
-					role += " (" + strings.ToLower(sf) + ", catching up)"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.GetId(), s.GetRaftAddress(), s.GetRpcAddress(), role)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.GetId(), s.GetRaftAddress(), s.GetRpcAddress(), raftRole(s, time.Now()))
 			}
 			return tw.Flush()
 		},
 	}
 	c.Flags().StringVar(&output, "output", "", "output format: json")
 	return c
+}
+
+// raftRole is a member's ROLE in `job leader`: leader or follower, a
+// member still catching up, and one the leader cannot reach (raft lists a
+// killed member as a follower like any other; the leader's failing
+// heartbeats tell it apart).
+func raftRole(s *api.RaftServer, now time.Time) string {
+	role := "follower"
+	if s.GetLeader() {
+		role = "leader"
+	}
+	if sf := s.GetSuffrage(); sf != "" && sf != "Voter" {
+		role += " (" + strings.ToLower(sf) + ", catching up)"
+	}
+	if s.GetUnreachable() {
+		role = "unreachable"
+		if ms := s.GetUnreachableSinceMs(); ms > 0 {
+			role += fmt.Sprintf(" (heartbeats failing for %s)", now.Sub(time.UnixMilli(ms)).Round(time.Second))
+		}
+	}
+	return role
 }
 
 func newJobWorkersCmd(g *globals) *cobra.Command {

@@ -48,6 +48,8 @@ type Group struct {
 	// AddHint names the command that starts a node to be added.
 	AddHint string
 	Log     *zap.Logger
+	// Health says which members the leader cannot reach (nil: unknown).
+	Health *Health
 }
 
 // SystemOnly refuses a membership change by anyone but the cluster's own
@@ -230,10 +232,14 @@ func (g *Group) LeaderInfo(applied uint64) *api.GetLeaderResponse {
 	}
 	if f := g.Raft.GetConfiguration(); f.Error() == nil {
 		for _, sv := range f.Configuration().Servers {
-			resp.Servers = append(resp.Servers, &api.RaftServer{
+			rs := &api.RaftServer{
 				Id: string(sv.ID), RaftAddress: string(sv.Address), RpcAddress: g.Book.RPCAddr(string(sv.ID)),
 				Suffrage: sv.Suffrage.String(), Leader: sv.ID == id,
-			})
+			}
+			if down, since := g.Health.Unreachable(string(sv.ID)); down && sv.ID != id {
+				rs.Unreachable, rs.UnreachableSinceMs = true, since.UnixMilli()
+			}
+			resp.Servers = append(resp.Servers, rs)
 		}
 	}
 	return resp
