@@ -17,6 +17,7 @@ import (
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/client"
 	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/humanize"
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/internal/security"
 )
@@ -60,7 +61,7 @@ type Worker struct {
 func TierSpecs(tiers []config.TierConfig) ([]TierSpec, error) {
 	var out []TierSpec
 	for i, t := range tiers {
-		q, err := config.ParseBytes(t.Quota)
+		q, err := humanize.ParseBytes(t.Quota)
 		if err != nil {
 			return nil, fmt.Errorf("worker.tiers[%d].quota: %w", i, err)
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/fileview"
+	"github.com/alluvium/alluvium/internal/humanize"
 	"github.com/alluvium/alluvium/sdk"
 )
 
@@ -155,7 +156,7 @@ job service persists it later).`,
 			}
 			var bs int64
 			if o.blockSize != "" {
-				if bs, err = config.ParseBytes(o.blockSize); err != nil || bs <= 0 {
+				if bs, err = humanize.ParseBytes(o.blockSize); err != nil || bs <= 0 {
 					return usagef("--block-size %q: want a positive size such as 64MiB", o.blockSize)
 				}
 			}

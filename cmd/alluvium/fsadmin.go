@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/alluvium/alluvium/api"
-	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/humanize"
 	"github.com/alluvium/alluvium/sdk"
 )
 
@@ -81,7 +81,7 @@ func tiersText(ts []*api.TierUsage) string {
 		if i > 0 {
 			s += ", "
 		}
-		s += fmt.Sprintf("%s %s/%s", t.GetAlias(), config.FormatBytes(t.GetUsedBytes()), config.FormatBytes(t.GetCapacityBytes()))
+		s += fmt.Sprintf("%s %s/%s", t.GetAlias(), humanize.FormatBytes(t.GetUsedBytes()), humanize.FormatBytes(t.GetCapacityBytes()))
 	}
 	if s == "" {
 		return "-"

@@ -24,7 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/alluvium/alluvium/api"
-	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/humanize"
 	"github.com/alluvium/alluvium/internal/jobview"
 	"github.com/alluvium/alluvium/plans/spec"
 	"github.com/alluvium/alluvium/sdk"
@@ -132,7 +132,7 @@ func (f *loadFlags) config(path string) (sdk.LoadConfig, error) {
 	}
 	c := sdk.LoadConfig{Path: path, Replication: f.replication, Workers: f.workers, ExcludeWorkers: f.exclude, Verify: f.verify, NoSync: !f.sync}
 	if f.bandwidth != "" {
-		b, err := config.ParseBytes(f.bandwidth)
+		b, err := humanize.ParseBytes(f.bandwidth)
 		if err != nil || b <= 0 {
 			return c, usagef("--bandwidth %q: want bytes per second, e.g. 50MiB", f.bandwidth)
 		}
@@ -366,11 +366,11 @@ func printSummary(w io.Writer, j *api.JobInfo, took time.Duration) {
 	}
 	rate := ""
 	if s := took.Seconds(); s > 0 && j.GetBytesDone() > 0 {
-		rate = fmt.Sprintf(" (%s/s)", config.FormatBytes(int64(float64(j.GetBytesDone())/s)))
+		rate = fmt.Sprintf(" (%s/s)", humanize.FormatBytes(int64(float64(j.GetBytesDone())/s)))
 	}
 	fmt.Fprintf(w, "Job %d %s %s: %d/%d tasks, %d failed, %s of %s in %s%s\n", j.GetId(), j.GetPlan(),
 		jobview.Status(j.GetStatus()), j.GetTasksDone(), j.GetTasksTotal(), j.GetTasksFailed(),
-		config.FormatBytes(j.GetBytesDone()), config.FormatBytes(j.GetBytesTotal()), took.Round(time.Millisecond), rate)
+		humanize.FormatBytes(j.GetBytesDone()), humanize.FormatBytes(j.GetBytesTotal()), took.Round(time.Millisecond), rate)
 	if j.GetError() != "" && j.GetStatus() != api.JobInfo_COMPLETED {
 		fmt.Fprintf(w, "  error: %s\n", j.GetError())
 	}
@@ -418,11 +418,11 @@ func (p *lineProgress) update(j *api.JobInfo) {
 	rate := ""
 	if p.prev != nil && p.prev != j {
 		if s := now.Sub(p.prevT).Seconds(); s > 0 {
-			rate = fmt.Sprintf(", %s/s", config.FormatBytes(int64(float64(j.GetBytesDone()-p.prev.GetBytesDone())/s)))
+			rate = fmt.Sprintf(", %s/s", humanize.FormatBytes(int64(float64(j.GetBytesDone()-p.prev.GetBytesDone())/s)))
 		}
 	}
 	fmt.Fprintf(p.w, "job %d %s: %d/%d tasks done, %d failed, %s of %s%s\n", j.GetId(), jobview.Status(j.GetStatus()),
-		j.GetTasksDone(), j.GetTasksTotal(), j.GetTasksFailed(), config.FormatBytes(j.GetBytesDone()), config.FormatBytes(j.GetBytesTotal()), rate)
+		j.GetTasksDone(), j.GetTasksTotal(), j.GetTasksFailed(), humanize.FormatBytes(j.GetBytesDone()), humanize.FormatBytes(j.GetBytesTotal()), rate)
 	p.last, p.prev, p.prevT = now, j, now
 }
 
@@ -540,8 +540,8 @@ func newJobLsCmd(g *globals) *cobra.Command {
 			fmt.Fprintln(tw, "ID\tPLAN\tSTATUS\tTASKS\tFAILED\tBYTES\tCREATED\tWHAT")
 			for _, j := range list {
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%d\t%s/%s\t%s\t%s\n", j.GetId(), j.GetPlan(), jobview.Status(j.GetStatus()),
-					j.GetTasksDone(), j.GetTasksTotal(), j.GetTasksFailed(), config.FormatBytes(j.GetBytesDone()),
-					config.FormatBytes(j.GetBytesTotal()), time.UnixMilli(j.GetCreatedMs()).Format("2006-01-02 15:04:05"), sdk.JobSubject(j))
+					j.GetTasksDone(), j.GetTasksTotal(), j.GetTasksFailed(), humanize.FormatBytes(j.GetBytesDone()),
+					humanize.FormatBytes(j.GetBytesTotal()), time.UnixMilli(j.GetCreatedMs()).Format("2006-01-02 15:04:05"), sdk.JobSubject(j))
 			}
 			return tw.Flush()
 		},
@@ -603,7 +603,7 @@ func printJob(out io.Writer, j *api.JobInfo, verbose bool) {
 	fmt.Fprintf(tw, "Config\t%s\n", j.GetConfigJson())
 	fmt.Fprintf(tw, "Tasks\t%d total, %d done, %d failed, %d running%s\n", j.GetTasksTotal(), j.GetTasksDone(), j.GetTasksFailed(), j.GetTasksRunning(),
 		map[bool]string{true: "", false: " (planning)"}[j.GetPlanningDone() || sdk.IsTerminal(j.GetStatus())])
-	fmt.Fprintf(tw, "Bytes\t%s of %s\n", config.FormatBytes(j.GetBytesDone()), config.FormatBytes(j.GetBytesTotal()))
+	fmt.Fprintf(tw, "Bytes\t%s of %s\n", humanize.FormatBytes(j.GetBytesDone()), humanize.FormatBytes(j.GetBytesTotal()))
 	if j.GetRound() > 0 {
 		fmt.Fprintf(tw, "Round\t%d (verify)\n", j.GetRound())
 	}
@@ -636,7 +636,7 @@ func printJob(out io.Writer, j *api.JobInfo, verbose bool) {
 	fmt.Fprintln(tw, "  TASK\tSTATUS\tATTEMPT\tWORKER\tBYTES\tWHAT\tERROR")
 	for _, t := range ts {
 		fmt.Fprintf(tw, "  %d\t%s\t%d\t%s\t%s/%s\t%s\t%s\n", t.GetTaskId(), jobview.TaskStatus(t.GetStatus()), t.GetAttempt(),
-			t.GetWorkerAddress(), config.FormatBytes(t.GetBytesDone()), config.FormatBytes(t.GetBytesTotal()), t.GetDescription(), t.GetError())
+			t.GetWorkerAddress(), humanize.FormatBytes(t.GetBytesDone()), humanize.FormatBytes(t.GetBytesTotal()), t.GetDescription(), t.GetError())
 	}
 	tw.Flush()
 }

@@ -16,6 +16,8 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
+
+	"github.com/alluvium/alluvium/internal/humanize"
 )
 
 // Default ports. With a port base P the FS master listens on P and P+1, the
@@ -736,7 +738,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("config: worker.role = %q: want all, block or job", c.Worker.Role)
 	}
 	for i, t := range c.Worker.Tiers {
-		if _, err := ParseBytes(t.Quota); err != nil {
+		if _, err := humanize.ParseBytes(t.Quota); err != nil {
 			return fmt.Errorf("config: worker.tiers[%d].quota: %w", i, err)
 		}
 		switch t.Alias {

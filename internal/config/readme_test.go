@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/alluvium/alluvium/internal/humanize"
 )
 
 // TestREADMEListsEveryKey keeps configs/README.md true to Default(): every
@@ -91,10 +93,10 @@ func TestBadConfig(t *testing.T) {
 			t.Errorf("%s=%v loaded without error", key, val)
 		}
 	}
-	if _, err := ParseBytes("12 parsecs"); err == nil {
+	if _, err := humanize.ParseBytes("12 parsecs"); err == nil {
 		t.Error("ParseBytes accepted nonsense")
 	}
-	if n, err := ParseBytes("64MiB"); err != nil || n != 64<<20 {
-		t.Errorf("ParseBytes(64MiB) = %d, %v", n, err)
+	if n, err := humanize.ParseBytes("64MiB"); err != nil || n != 64<<20 {
+		t.Errorf("humanize.ParseBytes(64MiB) = %d, %v", n, err)
 	}
 }

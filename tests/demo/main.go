@@ -34,7 +34,7 @@ import (
 	"time"
 
 	"github.com/alluvium/alluvium/api"
-	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/humanize"
 	"github.com/alluvium/alluvium/sdk"
 )
 
@@ -62,7 +62,7 @@ func run() int {
 	stay := flag.Bool("stay", false, "after the demo, keep the cluster up to look at in the web console, until Ctrl-C")
 	timeout := flag.Duration("timeout", 110*time.Second, "give up (and stop everything) after this long")
 	flag.Parse()
-	total, err := config.ParseBytes(*size)
+	total, err := humanize.ParseBytes(*size)
 	if err != nil || total < 1<<20 || *files < 20 || *workers < 1 {
 		fmt.Fprintln(os.Stderr, "usage: demo [-bin PATH] [-files N>=20] [-size BYTES>=1MiB] [-workers N] [-keep] [-stay] [-timeout D]")
 		return 2
@@ -212,7 +212,7 @@ func (d *demo) generate() error {
 		sum += s.n
 	}
 	d.logf("sample data: %d files, %s under %s (%d large, %d medium of which %d in hot/, %d small)",
-		len(sizes), config.FormatBytes(sum), filepath.Join(d.ufs, "raw"), nLarge, nMedium, len(d.hot), nSmall)
+		len(sizes), humanize.FormatBytes(sum), filepath.Join(d.ufs, "raw"), nLarge, nMedium, len(d.hot), nSmall)
 	return nil
 }
 
@@ -438,7 +438,7 @@ func (d *demo) writeIndex(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(d.out, "[demo/index] wrote /curated/%s: %d files listed, %s, %s\n", indexName, n, config.FormatBytes(st.GetLength()), st.GetPersistenceState())
+	fmt.Fprintf(d.out, "[demo/index] wrote /curated/%s: %d files listed, %s, %s\n", indexName, n, humanize.FormatBytes(st.GetLength()), st.GetPersistenceState())
 	return nil
 }
 
@@ -508,7 +508,7 @@ func (d *demo) policy(ctx context.Context) error {
 	}
 	d.logf("policy %s fired at %s: job %d %s (%d tasks, %s); /raw/hot cached %d%% → %d%%",
 		p.GetName(), time.UnixMilli(p.GetLastRunMs()).Format("15:04:05"), j.GetId(), sdk.ToJSON(j).Status,
-		j.GetTasksTotal(), config.FormatBytes(j.GetBytesDone()), before, after)
+		j.GetTasksTotal(), humanize.FormatBytes(j.GetBytesDone()), before, after)
 	if after != 100 {
 		return fmt.Errorf("after the policy's load /raw/hot is %d%% cached, want 100%%", after)
 	}
@@ -582,10 +582,10 @@ func (d *demo) summary(ctx context.Context) error {
 		took := time.Duration(j.GetFinishedMs()-j.GetCreatedMs()) * time.Millisecond
 		rate := "-"
 		if s := took.Seconds(); s > 0 && j.GetBytesDone() > 0 {
-			rate = config.FormatBytes(int64(float64(j.GetBytesDone())/s)) + "/s"
+			rate = humanize.FormatBytes(int64(float64(j.GetBytesDone())/s)) + "/s"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", j.GetId(), j.GetPlan(), what, by, sdk.ToJSON(j).Status,
-			j.GetTasksDone(), j.GetTasksTotal(), config.FormatBytes(j.GetBytesDone()), took.Round(time.Millisecond), rate)
+			j.GetTasksDone(), j.GetTasksTotal(), humanize.FormatBytes(j.GetBytesDone()), took.Round(time.Millisecond), rate)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -616,7 +616,7 @@ func (d *demo) summary(ctx context.Context) error {
 			}
 			return fmt.Sprintf("%d%%", x*100/total)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d/%d\n", root, n, config.FormatBytes(total), pct(cached), pct(mem), persisted, n)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d/%d\n", root, n, humanize.FormatBytes(total), pct(cached), pct(mem), persisted, n)
 	}
 	return tw.Flush()
 }
@@ -669,6 +669,6 @@ func (d *demo) verify(ctx context.Context) error {
 		return fmt.Errorf("verify: the persisted /curated/%s differs from what the index step wrote", indexName)
 	}
 	fmt.Fprintln(d.out)
-	d.logf("verified: /curated/%s persisted; all %d files of /curated match /raw byte for byte in the UFS; %s read back through the cache", indexName, len(paths), config.FormatBytes(bytesChecked))
+	d.logf("verified: /curated/%s persisted; all %d files of /curated match /raw byte for byte in the UFS; %s read back through the cache", indexName, len(paths), humanize.FormatBytes(bytesChecked))
 	return nil
 }

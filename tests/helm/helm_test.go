@@ -34,6 +34,7 @@ import (
 	kyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/humanize"
 	"github.com/alluvium/alluvium/internal/raftgroup"
 	"github.com/alluvium/alluvium/internal/testutil"
 )
@@ -633,7 +634,7 @@ func (r *rendered) checkRole(t *testing.T, what string, w workload, c corev1.Con
 				t.Errorf("%s: tier %d (%s) at %s is not a mounted volume", what, i, tier.Alias, tier.Path)
 				continue
 			}
-			quota, err := config.ParseBytes(tier.Quota)
+			quota, err := humanize.ParseBytes(tier.Quota)
 			if err != nil {
 				t.Errorf("%s: tier %d: %v", what, i, err)
 				continue
