@@ -203,8 +203,11 @@ func testConfigFor(t testing.TB) *config.Config {
 	jm := &cfg.JobMaster
 	jm.Host, jm.BindHost = "127.0.0.1", "127.0.0.1"
 	jm.RPCPort, jm.HTTPPort = 0, 0
-	jm.Raft.HeartbeatTimeout = 100 * time.Millisecond
-	jm.Raft.ElectionTimeout = 100 * time.Millisecond
+	// Short enough for failover tests to be quick, long enough that a
+	// loaded 2-core machine running -race does not depose a healthy leader
+	// (at 100 ms, scheduling stalls cost elections mid-test).
+	jm.Raft.HeartbeatTimeout = 250 * time.Millisecond
+	jm.Raft.ElectionTimeout = 250 * time.Millisecond
 	jm.Worker.Timeout = time.Second
 	jm.Worker.HeartbeatInterval = 100 * time.Millisecond
 	jm.Task.Timeout = 20 * time.Second
