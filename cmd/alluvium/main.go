@@ -6,6 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	// Policies may name any zone (CRON_TZ=Europe/Paris); the binary carries
+	// the zone database so a host without one (a slim container) runs them.
+	_ "time/tzdata"
 )
 
 func main() {
