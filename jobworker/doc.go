@@ -6,6 +6,10 @@
 // leader acks that it is in raft, so a lost reply or a leader change never
 // loses a result.
 //
+// server.go is the worker (poll, executors, reports); masterlink.go its
+// registration with the leading job master, which the client layer
+// (internal/client.JobMaster) finds and follows.
+//
 // Each task runs with a context that is cancelled when the job is
 // cancelled (the leader sends cancels in poll replies), when the leader
 // retries the task elsewhere, or when the task's timeout passes.
