@@ -9,6 +9,8 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/alluvium/alluvium/internal/humanize"
 )
 
 // Report is what a pipeline run did: one StepResult per step, in the order
@@ -173,7 +175,7 @@ func (r *Report) WriteTo(w io.Writer) (int64, error) {
 			jobs = strings.Join(ids, ",")
 		}
 		if s.Job != nil {
-			bytes = humanBytes(s.Job.GetBytesDone())
+			bytes = humanize.Bytes(s.Job.GetBytesDone())
 		}
 		if !s.Started.IsZero() {
 			took = roundDuration(s.Duration).String()
@@ -235,7 +237,7 @@ func LogEvents(w io.Writer) func(Event) {
 				return
 			}
 			lastProgress[e.Step] = e.Time
-			fmt.Fprintf(w, "%s job %d %s: %s\n", prefix, e.JobID, e.Job.GetStatus(), jobProgress(e.Job))
+			fmt.Fprintf(w, "%s job %d %s: %s\n", prefix, e.JobID, e.Job.GetStatus(), humanize.Progress(e.Job))
 		case EventRetry:
 			fmt.Fprintf(w, "%s attempt %d failed: %s; retrying in %s\n", prefix, e.Attempt, oneLine(e.Err.Error()), e.Backoff)
 		case EventDone:
@@ -249,30 +251,6 @@ func LogEvents(w io.Writer) func(Event) {
 			}
 		}
 	}
-}
-
-func jobProgress(j *JobInfo) string {
-	s := fmt.Sprintf("%d/%d tasks", j.GetTasksDone(), j.GetTasksTotal())
-	if f := j.GetTasksFailed(); f > 0 {
-		s += fmt.Sprintf(" (%d failed)", f)
-	}
-	if j.GetBytesTotal() > 0 {
-		s += fmt.Sprintf(", %s/%s", humanBytes(j.GetBytesDone()), humanBytes(j.GetBytesTotal()))
-	}
-	return s
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	f, i := float64(n), -1
-	for f >= unit && i < 5 {
-		f /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %ciB", f, "KMGTPE"[i])
 }
 
 func roundDuration(d time.Duration) time.Duration {

@@ -81,7 +81,7 @@ func tiersText(ts []*api.TierUsage) string {
 		if i > 0 {
 			s += ", "
 		}
-		s += fmt.Sprintf("%s %s/%s", t.GetAlias(), humanize.FormatBytes(t.GetUsedBytes()), humanize.FormatBytes(t.GetCapacityBytes()))
+		s += fmt.Sprintf("%s %s/%s", t.GetAlias(), humanize.Bytes(t.GetUsedBytes()), humanize.Bytes(t.GetCapacityBytes()))
 	}
 	if s == "" {
 		return "-"

@@ -365,12 +365,11 @@ func printSummary(w io.Writer, j *api.JobInfo, took time.Duration) {
 		took = time.Duration(j.GetFinishedMs()-j.GetCreatedMs()) * time.Millisecond
 	}
 	rate := ""
-	if s := took.Seconds(); s > 0 && j.GetBytesDone() > 0 {
-		rate = fmt.Sprintf(" (%s/s)", humanize.FormatBytes(int64(float64(j.GetBytesDone())/s)))
+	if r := humanize.Rate(j.GetBytesDone(), took); r != "" {
+		rate = " (" + r + ")"
 	}
-	fmt.Fprintf(w, "Job %d %s %s: %d/%d tasks, %d failed, %s of %s in %s%s\n", j.GetId(), j.GetPlan(),
-		jobview.Status(j.GetStatus()), j.GetTasksDone(), j.GetTasksTotal(), j.GetTasksFailed(),
-		humanize.FormatBytes(j.GetBytesDone()), humanize.FormatBytes(j.GetBytesTotal()), took.Round(time.Millisecond), rate)
+	fmt.Fprintf(w, "Job %d %s %s: %s in %s%s\n", j.GetId(), j.GetPlan(), jobview.Status(j.GetStatus()),
+		humanize.Progress(j), took.Round(time.Millisecond), rate)
 	if j.GetError() != "" && j.GetStatus() != api.JobInfo_COMPLETED {
 		fmt.Fprintf(w, "  error: %s\n", j.GetError())
 	}
@@ -417,12 +416,11 @@ func (p *lineProgress) update(j *api.JobInfo) {
 	}
 	rate := ""
 	if p.prev != nil && p.prev != j {
-		if s := now.Sub(p.prevT).Seconds(); s > 0 {
-			rate = fmt.Sprintf(", %s/s", humanize.FormatBytes(int64(float64(j.GetBytesDone()-p.prev.GetBytesDone())/s)))
+		if r := humanize.Rate(j.GetBytesDone()-p.prev.GetBytesDone(), now.Sub(p.prevT)); r != "" {
+			rate = ", " + r
 		}
 	}
-	fmt.Fprintf(p.w, "job %d %s: %d/%d tasks done, %d failed, %s of %s%s\n", j.GetId(), jobview.Status(j.GetStatus()),
-		j.GetTasksDone(), j.GetTasksTotal(), j.GetTasksFailed(), humanize.FormatBytes(j.GetBytesDone()), humanize.FormatBytes(j.GetBytesTotal()), rate)
+	fmt.Fprintf(p.w, "job %d %s: %s%s\n", j.GetId(), jobview.Status(j.GetStatus()), humanize.Progress(j), rate)
 	p.last, p.prev, p.prevT = now, j, now
 }
 
@@ -540,8 +538,8 @@ func newJobLsCmd(g *globals) *cobra.Command {
 			fmt.Fprintln(tw, "ID\tPLAN\tSTATUS\tTASKS\tFAILED\tBYTES\tCREATED\tWHAT")
 			for _, j := range list {
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%d\t%s/%s\t%s\t%s\n", j.GetId(), j.GetPlan(), jobview.Status(j.GetStatus()),
-					j.GetTasksDone(), j.GetTasksTotal(), j.GetTasksFailed(), humanize.FormatBytes(j.GetBytesDone()),
-					humanize.FormatBytes(j.GetBytesTotal()), time.UnixMilli(j.GetCreatedMs()).Format("2006-01-02 15:04:05"), sdk.JobSubject(j))
+					j.GetTasksDone(), j.GetTasksTotal(), j.GetTasksFailed(), humanize.Bytes(j.GetBytesDone()),
+					humanize.Bytes(j.GetBytesTotal()), time.UnixMilli(j.GetCreatedMs()).Format("2006-01-02 15:04:05"), sdk.JobSubject(j))
 			}
 			return tw.Flush()
 		},
@@ -603,7 +601,7 @@ func printJob(out io.Writer, j *api.JobInfo, verbose bool) {
 	fmt.Fprintf(tw, "Config\t%s\n", j.GetConfigJson())
 	fmt.Fprintf(tw, "Tasks\t%d total, %d done, %d failed, %d running%s\n", j.GetTasksTotal(), j.GetTasksDone(), j.GetTasksFailed(), j.GetTasksRunning(),
 		map[bool]string{true: "", false: " (planning)"}[j.GetPlanningDone() || sdk.IsTerminal(j.GetStatus())])
-	fmt.Fprintf(tw, "Bytes\t%s of %s\n", humanize.FormatBytes(j.GetBytesDone()), humanize.FormatBytes(j.GetBytesTotal()))
+	fmt.Fprintf(tw, "Bytes\t%s of %s\n", humanize.Bytes(j.GetBytesDone()), humanize.Bytes(j.GetBytesTotal()))
 	if j.GetRound() > 0 {
 		fmt.Fprintf(tw, "Round\t%d (verify)\n", j.GetRound())
 	}
@@ -636,7 +634,7 @@ func printJob(out io.Writer, j *api.JobInfo, verbose bool) {
 	fmt.Fprintln(tw, "  TASK\tSTATUS\tATTEMPT\tWORKER\tBYTES\tWHAT\tERROR")
 	for _, t := range ts {
 		fmt.Fprintf(tw, "  %d\t%s\t%d\t%s\t%s/%s\t%s\t%s\n", t.GetTaskId(), jobview.TaskStatus(t.GetStatus()), t.GetAttempt(),
-			t.GetWorkerAddress(), humanize.FormatBytes(t.GetBytesDone()), humanize.FormatBytes(t.GetBytesTotal()), t.GetDescription(), t.GetError())
+			t.GetWorkerAddress(), humanize.Bytes(t.GetBytesDone()), humanize.Bytes(t.GetBytesTotal()), t.GetDescription(), t.GetError())
 	}
 	tw.Flush()
 }

@@ -212,7 +212,7 @@ func (d *demo) generate() error {
 		sum += s.n
 	}
 	d.logf("sample data: %d files, %s under %s (%d large, %d medium of which %d in hot/, %d small)",
-		len(sizes), humanize.FormatBytes(sum), filepath.Join(d.ufs, "raw"), nLarge, nMedium, len(d.hot), nSmall)
+		len(sizes), humanize.Bytes(sum), filepath.Join(d.ufs, "raw"), nLarge, nMedium, len(d.hot), nSmall)
 	return nil
 }
 
@@ -438,7 +438,7 @@ func (d *demo) writeIndex(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(d.out, "[demo/index] wrote /curated/%s: %d files listed, %s, %s\n", indexName, n, humanize.FormatBytes(st.GetLength()), st.GetPersistenceState())
+	fmt.Fprintf(d.out, "[demo/index] wrote /curated/%s: %d files listed, %s, %s\n", indexName, n, humanize.Bytes(st.GetLength()), st.GetPersistenceState())
 	return nil
 }
 
@@ -508,7 +508,7 @@ func (d *demo) policy(ctx context.Context) error {
 	}
 	d.logf("policy %s fired at %s: job %d %s (%d tasks, %s); /raw/hot cached %d%% → %d%%",
 		p.GetName(), time.UnixMilli(p.GetLastRunMs()).Format("15:04:05"), j.GetId(), sdk.ToJSON(j).Status,
-		j.GetTasksTotal(), humanize.FormatBytes(j.GetBytesDone()), before, after)
+		j.GetTasksTotal(), humanize.Bytes(j.GetBytesDone()), before, after)
 	if after != 100 {
 		return fmt.Errorf("after the policy's load /raw/hot is %d%% cached, want 100%%", after)
 	}
@@ -580,12 +580,12 @@ func (d *demo) summary(ctx context.Context) error {
 			by = "policy " + j.GetPolicy()
 		}
 		took := time.Duration(j.GetFinishedMs()-j.GetCreatedMs()) * time.Millisecond
-		rate := "-"
-		if s := took.Seconds(); s > 0 && j.GetBytesDone() > 0 {
-			rate = humanize.FormatBytes(int64(float64(j.GetBytesDone())/s)) + "/s"
+		rate := humanize.Rate(j.GetBytesDone(), took)
+		if rate == "" {
+			rate = "-"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", j.GetId(), j.GetPlan(), what, by, sdk.ToJSON(j).Status,
-			j.GetTasksDone(), j.GetTasksTotal(), humanize.FormatBytes(j.GetBytesDone()), took.Round(time.Millisecond), rate)
+			j.GetTasksDone(), j.GetTasksTotal(), humanize.Bytes(j.GetBytesDone()), took.Round(time.Millisecond), rate)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -616,7 +616,7 @@ func (d *demo) summary(ctx context.Context) error {
 			}
 			return fmt.Sprintf("%d%%", x*100/total)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d/%d\n", root, n, humanize.FormatBytes(total), pct(cached), pct(mem), persisted, n)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d/%d\n", root, n, humanize.Bytes(total), pct(cached), pct(mem), persisted, n)
 	}
 	return tw.Flush()
 }
@@ -669,6 +669,6 @@ func (d *demo) verify(ctx context.Context) error {
 		return fmt.Errorf("verify: the persisted /curated/%s differs from what the index step wrote", indexName)
 	}
 	fmt.Fprintln(d.out)
-	d.logf("verified: /curated/%s persisted; all %d files of /curated match /raw byte for byte in the UFS; %s read back through the cache", indexName, len(paths), humanize.FormatBytes(bytesChecked))
+	d.logf("verified: /curated/%s persisted; all %d files of /curated match /raw byte for byte in the UFS; %s read back through the cache", indexName, len(paths), humanize.Bytes(bytesChecked))
 	return nil
 }
