@@ -27,6 +27,11 @@ const (
 	WorkerCommand_NOTHING       WorkerCommand_Type = 0
 	WorkerCommand_REGISTER      WorkerCommand_Type = 1 // the master does not know this worker: register again with a full report
 	WorkerCommand_REMOVE_BLOCKS WorkerCommand_Type = 2 // drop block_ids from the cache
+	// PIN_BLOCKS: never evict block_ids — their file is pinned, or the
+	// cache holds the only copy of its bytes (not yet in the UFS). The
+	// master sends it for every copy it hears of that it must keep.
+	WorkerCommand_PIN_BLOCKS   WorkerCommand_Type = 3
+	WorkerCommand_UNPIN_BLOCKS WorkerCommand_Type = 4 // block_ids may be evicted again (persisted, unpinned)
 )
 
 // Enum value maps for WorkerCommand_Type.
@@ -35,11 +40,15 @@ var (
 		0: "NOTHING",
 		1: "REGISTER",
 		2: "REMOVE_BLOCKS",
+		3: "PIN_BLOCKS",
+		4: "UNPIN_BLOCKS",
 	}
 	WorkerCommand_Type_value = map[string]int32{
 		"NOTHING":       0,
 		"REGISTER":      1,
 		"REMOVE_BLOCKS": 2,
+		"PIN_BLOCKS":    3,
+		"UNPIN_BLOCKS":  4,
 	}
 )
 
@@ -2114,10 +2123,13 @@ func (x *CheckpointResponse) GetPath() string {
 }
 
 type BlockReport struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	BlockId       int64                  `protobuf:"varint,1,opt,name=block_id,json=blockId,proto3" json:"block_id,omitempty"`
-	Length        int64                  `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
-	Tier          string                 `protobuf:"bytes,3,opt,name=tier,proto3" json:"tier,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	BlockId int64                  `protobuf:"varint,1,opt,name=block_id,json=blockId,proto3" json:"block_id,omitempty"`
+	Length  int64                  `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
+	Tier    string                 `protobuf:"bytes,3,opt,name=tier,proto3" json:"tier,omitempty"`
+	// pinned: the worker never evicts this copy (see WorkerCommand
+	// PIN_BLOCKS).
+	Pinned        bool `protobuf:"varint,4,opt,name=pinned,proto3" json:"pinned,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2171,6 +2183,13 @@ func (x *BlockReport) GetTier() string {
 		return x.Tier
 	}
 	return ""
+}
+
+func (x *BlockReport) GetPinned() bool {
+	if x != nil {
+		return x.Pinned
+	}
+	return false
 }
 
 type RegisterWorkerRequest struct {
@@ -2455,6 +2474,7 @@ type CommitBlockRequest struct {
 	BlockId       int64                  `protobuf:"varint,2,opt,name=block_id,json=blockId,proto3" json:"block_id,omitempty"`
 	Length        int64                  `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
 	Tier          string                 `protobuf:"bytes,4,opt,name=tier,proto3" json:"tier,omitempty"`
+	Pinned        bool                   `protobuf:"varint,5,opt,name=pinned,proto3" json:"pinned,omitempty"` // as BlockReport.pinned
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2515,6 +2535,13 @@ func (x *CommitBlockRequest) GetTier() string {
 		return x.Tier
 	}
 	return ""
+}
+
+func (x *CommitBlockRequest) GetPinned() bool {
+	if x != nil {
+		return x.Pinned
+	}
+	return false
 }
 
 type CommitBlockResponse struct {
@@ -3183,11 +3210,12 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x11CheckpointRequest\"D\n" +
 	"\x12CheckpointResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12\x12\n" +
-	"\x04path\x18\x02 \x01(\tR\x04path\"T\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"l\n" +
 	"\vBlockReport\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x03R\x06length\x12\x12\n" +
-	"\x04tier\x18\x03 \x01(\tR\x04tier\"\xb0\x01\n" +
+	"\x04tier\x18\x03 \x01(\tR\x04tier\x12\x16\n" +
+	"\x06pinned\x18\x04 \x01(\bR\x06pinned\"\xb0\x01\n" +
 	"\x15RegisterWorkerRequest\x127\n" +
 	"\aaddress\x18\x01 \x01(\v2\x1d.alluvium.v1.WorkerNetAddressR\aaddress\x12,\n" +
 	"\x05tiers\x18\x02 \x03(\v2\x16.alluvium.v1.TierUsageR\x05tiers\x120\n" +
@@ -3199,21 +3227,25 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12,\n" +
 	"\x05tiers\x18\x02 \x03(\v2\x16.alluvium.v1.TierUsageR\x05tiers\x12;\n" +
 	"\fadded_blocks\x18\x03 \x03(\v2\x18.alluvium.v1.BlockReportR\vaddedBlocks\x12*\n" +
-	"\x11removed_block_ids\x18\x04 \x03(\x03R\x0fremovedBlockIds\"\x97\x01\n" +
+	"\x11removed_block_ids\x18\x04 \x03(\x03R\x0fremovedBlockIds\"\xb9\x01\n" +
 	"\rWorkerCommand\x123\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1f.alluvium.v1.WorkerCommand.TypeR\x04type\x12\x1b\n" +
-	"\tblock_ids\x18\x02 \x03(\x03R\bblockIds\"4\n" +
+	"\tblock_ids\x18\x02 \x03(\x03R\bblockIds\"V\n" +
 	"\x04Type\x12\v\n" +
 	"\aNOTHING\x10\x00\x12\f\n" +
 	"\bREGISTER\x10\x01\x12\x11\n" +
-	"\rREMOVE_BLOCKS\x10\x02\"Q\n" +
+	"\rREMOVE_BLOCKS\x10\x02\x12\x0e\n" +
+	"\n" +
+	"PIN_BLOCKS\x10\x03\x12\x10\n" +
+	"\fUNPIN_BLOCKS\x10\x04\"Q\n" +
 	"\x17WorkerHeartbeatResponse\x126\n" +
-	"\bcommands\x18\x01 \x03(\v2\x1a.alluvium.v1.WorkerCommandR\bcommands\"x\n" +
+	"\bcommands\x18\x01 \x03(\v2\x1a.alluvium.v1.WorkerCommandR\bcommands\"\x90\x01\n" +
 	"\x12CommitBlockRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12\x19\n" +
 	"\bblock_id\x18\x02 \x01(\x03R\ablockId\x12\x16\n" +
 	"\x06length\x18\x03 \x01(\x03R\x06length\x12\x12\n" +
-	"\x04tier\x18\x04 \x01(\tR\x04tier\"\x15\n" +
+	"\x04tier\x18\x04 \x01(\tR\x04tier\x12\x16\n" +
+	"\x06pinned\x18\x05 \x01(\bR\x06pinned\"\x15\n" +
 	"\x13CommitBlockResponse\"d\n" +
 	"\x13CommitBlocksRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x120\n" +

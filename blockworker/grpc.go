@@ -287,7 +287,7 @@ func (s *service) WriteBlock(stream api.BlockWorker_WriteBlockServer) error {
 	if _, err := w.access.check(stream.Context(), "write", id, true); err != nil {
 		return err
 	}
-	tb, err := w.store.Create(id, hdr.GetLengthHint(), hdr.GetTier(), hdr.GetPinned())
+	tb, err := w.store.CreateUpTo(id, hdr.GetLengthHint(), hdr.GetTier(), hdr.GetPinned())
 	if err != nil {
 		return storeStatus("write", id, err)
 	}

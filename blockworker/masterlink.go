@@ -24,6 +24,7 @@ type masterLink struct {
 	log     *zap.Logger
 	address func() *api.WorkerNetAddress
 	onCmd   func(ctx context.Context, ids []int64) // REMOVE_BLOCKS
+	onPin   func(ids []int64, pinned bool)         // PIN_BLOCKS, UNPIN_BLOCKS
 
 	mu         sync.Mutex
 	id         int64
@@ -102,7 +103,7 @@ func (l *masterLink) register(ctx context.Context) error {
 	req := &api.RegisterWorkerRequest{Address: l.address(), Tiers: tierUsage(usage)}
 	req.Blocks = make([]*api.BlockReport, len(blocks))
 	for i, b := range blocks {
-		req.Blocks[i] = &api.BlockReport{BlockId: b.ID, Length: b.Length, Tier: b.Tier}
+		req.Blocks[i] = &api.BlockReport{BlockId: b.ID, Length: b.Length, Tier: b.Tier, Pinned: b.Pinned}
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -134,7 +135,7 @@ func (l *masterLink) heartbeat(ctx context.Context) error {
 	l.mu.Unlock()
 	req := &api.WorkerHeartbeatRequest{WorkerId: id, Tiers: tierUsage(l.store.Usage())}
 	for _, m := range added {
-		req.AddedBlocks = append(req.AddedBlocks, &api.BlockReport{BlockId: m.ID, Length: m.Length, Tier: m.Tier})
+		req.AddedBlocks = append(req.AddedBlocks, &api.BlockReport{BlockId: m.ID, Length: m.Length, Tier: m.Tier, Pinned: m.Pinned})
 	}
 	for bid := range removed {
 		req.RemovedBlockIds = append(req.RemovedBlockIds, bid)
@@ -174,6 +175,10 @@ func (l *masterLink) heartbeat(ctx context.Context) error {
 			l.mu.Unlock()
 		case api.WorkerCommand_REMOVE_BLOCKS:
 			l.onCmd(ctx, c.GetBlockIds())
+		case api.WorkerCommand_PIN_BLOCKS, api.WorkerCommand_UNPIN_BLOCKS:
+			if l.onPin != nil {
+				l.onPin(c.GetBlockIds(), c.GetType() == api.WorkerCommand_PIN_BLOCKS)
+			}
 		}
 	}
 	return nil
@@ -191,7 +196,7 @@ func (l *masterLink) commit(ctx context.Context, m BlockMeta) {
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	_, err := l.bm.CommitBlock(cctx, &api.CommitBlockRequest{WorkerId: id, BlockId: m.ID, Length: m.Length, Tier: m.Tier})
+	_, err := l.bm.CommitBlock(cctx, &api.CommitBlockRequest{WorkerId: id, BlockId: m.ID, Length: m.Length, Tier: m.Tier, Pinned: m.Pinned})
 	if err != nil {
 		l.log.Debug("commit block to the FS master failed; the next heartbeat reports it", zap.Int64("block", m.ID), zap.Error(err))
 		return

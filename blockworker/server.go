@@ -133,6 +133,7 @@ func New(cfg *config.Config, log *zap.Logger) (*Worker, error) {
 	w.access = newAccessChecker(master.BlockMaster(), cfg.Worker.AccessCacheTTL)
 	w.link = newMasterLink(master.BlockMaster(), store, log, cfg.FSMaster.Worker.HeartbeatInterval, w.Address)
 	w.link.onCmd = w.removeBlocks
+	w.link.onPin = w.pinBlocks
 	store.SetListener(w.link)
 	w.http = rpc.NewHTTPServerWith(so, w.healthy)
 	w.metrics = newMetrics(w.http.Registry, store, w.fillsRunning)
@@ -365,6 +366,20 @@ func (w *Worker) removeBlocks(_ context.Context, ids []int64) {
 		}
 	}
 	w.log.Debug("removed blocks on the master's command", zap.Int("asked", len(ids)), zap.Int("removed", n))
+}
+
+// pinBlocks pins or unpins blocks on the master's command: a pinned block
+// is never evicted (its file is pinned, or this is the only copy of bytes
+// not in the UFS yet). A block gone meanwhile is skipped; its removal is in
+// the next heartbeat.
+func (w *Worker) pinBlocks(ids []int64, pinned bool) {
+	n := 0
+	for _, id := range ids {
+		if err := w.store.SetPinned(id, pinned); err == nil {
+			n++
+		}
+	}
+	w.log.Debug("pinned blocks on the master's command", zap.Bool("pinned", pinned), zap.Int("asked", len(ids)), zap.Int("done", n))
 }
 
 // promote moves a block to the top tier in the background (CACHE_PROMOTE).

@@ -321,6 +321,66 @@ func (s *Store) allocate(n int64, alias string) (*tier, error) {
 
 var errUnknownTier = errors.New("no such tier on this worker")
 
+// roomiest returns the tier (alias first when it has as much) with the
+// most bytes free or evictable, nil when none has any. Call with s.mu held.
+func (s *Store) roomiest(alias string) *tier {
+	cands := s.tiers
+	if pref := s.tierByAlias(alias); pref != nil {
+		cands = append([]*tier{pref}, cands...)
+	}
+	var best *tier
+	var room int64
+	for _, t := range cands {
+		r := t.free()
+		for _, b := range s.blocks {
+			if b.tier == t && s.evictable(b) {
+				r += b.length
+			}
+		}
+		if r > room {
+			best, room = t, r
+		}
+	}
+	return best
+}
+
+// SetPinned pins block id (never evicted: it is pinned, or the only copy
+// of bytes not in the UFS, as the FS master says) or unpins it. The file
+// is renamed to match ("<id>.pin"), so the pin survives a restart; a
+// leased block keeps its path until its leases end.
+func (s *Store) SetPinned(id int64, pinned bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.blocks[id]
+	if b == nil {
+		return fmt.Errorf("block %d: %w", id, ErrNotFound)
+	}
+	if b.pinned == pinned {
+		return nil
+	}
+	b.pinned = pinned
+	s.renameForPinLocked(b)
+	if s.listener != nil {
+		s.listener.BlockAdded(BlockMeta{ID: id, Length: b.length, Tier: b.tier.alias, Pinned: pinned})
+	}
+	return nil
+}
+
+// renameForPinLocked gives b's file the name its pin says, unless a lease
+// holds the path (Unlease renames it later) or a move is copying it (the
+// move names the copy).
+func (s *Store) renameForPinLocked(b *block) {
+	want := blockPath(b.tier, b.id, b.pinned)
+	if b.path == "" || b.path == want || b.leases > 0 || b.moving {
+		return
+	}
+	if err := os.Rename(b.path, want); err != nil {
+		s.log.Warn("rename block file for its pin", zap.Int64("block", b.id), zap.String("path", b.path), zap.Error(err))
+		return
+	}
+	b.path = want
+}
+
 func (s *Store) noSpace(n int64) error {
 	var parts []string
 	for _, t := range s.tiers {
@@ -365,7 +425,21 @@ type TempBlock struct {
 
 // Create starts writing block id, reserving hint bytes (the write grows the
 // reservation as needed) in the tier alias, or the fastest tier with room.
+// hint is the block's length as far as the caller knows it: when it does
+// not fit, the block does not.
 func (s *Store) Create(id int64, hint int64, alias string, pinned bool) (*TempBlock, error) {
+	return s.create(id, hint, alias, pinned, false)
+}
+
+// CreateUpTo is Create for a block that is at most hint long (a client's
+// block size: its last block is shorter): when hint does not fit, it starts
+// in the tier with the most room, reserving nothing, and fails only when
+// the bytes written outgrow the room.
+func (s *Store) CreateUpTo(id int64, hint int64, alias string, pinned bool) (*TempBlock, error) {
+	return s.create(id, hint, alias, pinned, true)
+}
+
+func (s *Store) create(id int64, hint int64, alias string, pinned, upTo bool) (*TempBlock, error) {
 	s.mu.Lock()
 	// A hint beyond every tier (a big block size, a small quota) would fail
 	// before a byte is written; the reservation grows as bytes come instead.
@@ -383,6 +457,11 @@ func (s *Store) Create(id int64, hint int64, alias string, pinned bool) (*TempBl
 		return nil, fmt.Errorf("block %d: %w", id, ErrWriting)
 	}
 	t, err := s.allocate(hint, alias)
+	if upTo && errors.Is(err, ErrNoSpace) && hint > 0 {
+		if t = s.roomiest(alias); t != nil {
+			hint, err = 0, nil
+		}
+	}
 	if err != nil {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("block %d: %w", id, err)
@@ -680,6 +759,8 @@ func (s *Store) Unlease(id int64) {
 	if b.removed && b.leases == 0 {
 		delete(s.doomed, id)
 		s.unlinkLocked(b)
+	} else if b.leases == 0 {
+		s.renameForPinLocked(b) // a pin changed while leased
 	}
 }
 

@@ -463,3 +463,84 @@ func FuzzParseBlockName(f *testing.F) {
 		}
 	})
 }
+
+// TestSetPinned: a block pinned on the master's word is never evicted, its
+// file renamed "<id>.pin" so the pin survives a restart; unpinned it may
+// go again. A leased block keeps its path until the lease ends.
+func TestSetPinned(t *testing.T) {
+	dir := t.TempDir()
+	spec := TierSpec{Alias: "MEM", Dir: filepath.Join(dir, "mem"), Quota: 2 * mib}
+	s := openStore(t, spec)
+	putBlock(t, s, 1, randBytes(mib), "", false)
+	putBlock(t, s, 2, randBytes(mib), "", false)
+	if err := s.SetPinned(1, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "mem", "1.pin")); err != nil {
+		t.Fatalf("pinned block file: %v", err)
+	}
+	// Room for a third: block 2 goes, block 1 (older, but pinned) stays.
+	putBlock(t, s, 3, randBytes(mib), "", false)
+	if !s.Has(1) || s.Has(2) {
+		t.Fatalf("after eviction: has 1 %v, has 2 %v; want the pinned 1 kept and 2 evicted", s.Has(1), s.Has(2))
+	}
+	// Leased: the path a short-circuit reader got stays until Unlease.
+	path, _, err := s.Lease(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPinned(1, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("a leased block's path changed under its reader: %v", err)
+	}
+	s.Unlease(1)
+	if _, err := os.Stat(filepath.Join(dir, "mem", "1")); err != nil {
+		t.Fatalf("unpinned block file after the lease: %v", err)
+	}
+	// A restart reads the pin from the name.
+	if err := s.SetPinned(3, true); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, spec)
+	if m, ok := s2.Stat(3); !ok || !m.Pinned {
+		t.Fatalf("block 3 after a restart: %+v %v, want pinned", m, ok)
+	}
+	if err := s.SetPinned(42, true); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("pin a block not held: %v", err)
+	}
+}
+
+// TestCreateUpToStartsSmall: a client's block of at most a block size
+// that does not fit as a whole starts in the tier with the most room and
+// fails only once its bytes outgrow it — while Create with an exact
+// length that does not fit fails at once (a fill then reads through).
+func TestCreateUpToStartsSmall(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t,
+		TierSpec{Alias: "MEM", Dir: filepath.Join(dir, "mem"), Quota: 4 * mib},
+		TierSpec{Alias: "HDD", Dir: filepath.Join(dir, "hdd"), Quota: 3 * mib},
+	)
+	putBlock(t, s, 1, randBytes(3*mib), "", true) // MEM: 1 MiB free, nothing evictable
+	if _, err := s.Create(2, 4*mib, "", false); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("Create of 4 MiB: %v, want ErrNoSpace", err)
+	}
+	tb, err := s.CreateUpTo(2, 4*mib, "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tb.Tier() != "HDD" {
+		t.Fatalf("started in %s, want HDD (the most room)", tb.Tier())
+	}
+	if _, err := tb.Write(randBytes(2 * mib)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.Write(randBytes(2 * mib)); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("outgrowing the tier: %v, want ErrNoSpace", err)
+	}
+	tb.Abort()
+	if u := s.Usage(); u[0].Used != 3*mib || u[1].Used != 0 {
+		t.Fatalf("usage after the abort %+v", u)
+	}
+}

@@ -629,7 +629,7 @@ func (l *masterLink) commitMany(ctx context.Context, ms []BlockMeta) {
 	}
 	req := &api.CommitBlocksRequest{WorkerId: id, Blocks: make([]*api.BlockReport, len(ms))}
 	for i, m := range ms {
-		req.Blocks[i] = &api.BlockReport{BlockId: m.ID, Length: m.Length, Tier: m.Tier}
+		req.Blocks[i] = &api.BlockReport{BlockId: m.ID, Length: m.Length, Tier: m.Tier, Pinned: m.Pinned}
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

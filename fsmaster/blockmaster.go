@@ -23,6 +23,22 @@ func (ns *namespace) validBlock(blockID int64) bool {
 	return !n.completed() || api.BlockIndex(blockID) < ns.st.blockCount(n)
 }
 
+// keepBlock says whether every cached copy of block id must be pinned on
+// its worker, never evicted: its file is pinned, or the cache holds the
+// only copy of its bytes — not persisted, and not being streamed to the UFS
+// as it is written (CACHE_THROUGH and THROUGH write the UFS copy beside the
+// cache). Call with ns.mu held.
+func (ns *namespace) keepBlock(blockID int64) bool {
+	n := ns.st.get(api.FileIDOfBlock(blockID))
+	if n == nil || n.dir() {
+		return false
+	}
+	if n.pinned() {
+		return true
+	}
+	return !n.persisted() && (n.completed() || !throughUFS(n.writeType()))
+}
+
 // RegisterWorker gives a worker its stable id (journaled the first time its
 // host:port is seen) and replaces its block report.
 func (ns *namespace) RegisterWorker(ctx context.Context, r *api.RegisterWorkerRequest) (int64, error) {
@@ -67,7 +83,7 @@ func (ns *namespace) CommitBlock(r *api.CommitBlockRequest) error {
 			return status.Errorf(codes.InvalidArgument, "commit block %d: length %d above the file's block size %d", r.GetBlockId(), r.GetLength(), bs)
 		}
 	}
-	if err := ns.blocks.commit(r.GetWorkerId(), r.GetBlockId(), r.GetLength(), r.GetTier(), valid); err != nil {
+	if err := ns.blocks.commit(r.GetWorkerId(), r.GetBlockId(), r.GetLength(), r.GetTier(), r.GetPinned(), valid); err != nil {
 		code := codes.NotFound
 		if valid {
 			code = codes.FailedPrecondition // the worker must register first
@@ -95,7 +111,7 @@ func (ns *namespace) CommitBlocks(r *api.CommitBlocksRequest) (*api.CommitBlocks
 				return nil, status.Errorf(codes.InvalidArgument, "commit block %d: length %d above the file's block size %d", b.GetBlockId(), b.GetLength(), bs)
 			}
 		}
-		if err := ns.blocks.commit(r.GetWorkerId(), b.GetBlockId(), b.GetLength(), b.GetTier(), valid); err != nil {
+		if err := ns.blocks.commit(r.GetWorkerId(), b.GetBlockId(), b.GetLength(), b.GetTier(), b.GetPinned(), valid); err != nil {
 			if valid {
 				return nil, status.Errorf(codes.FailedPrecondition, "commit blocks: %v", err)
 			}

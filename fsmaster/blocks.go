@@ -2,6 +2,7 @@ package fsmaster
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"sort"
@@ -21,6 +22,7 @@ import (
 type blockLoc struct {
 	worker int64
 	tier   string
+	pinned bool // the worker said it never evicts this copy
 }
 
 type blockEntry struct {
@@ -38,6 +40,9 @@ type workerState struct {
 	state    api.WorkerState
 	blocks   map[int64]struct{}
 	toRemove []int64 // sent with the next heartbeat reply, once
+	// toPin and toUnpin are copies whose pin is not what their file needs
+	// (see blockMap.keep), sent with the next heartbeat reply.
+	toPin, toUnpin map[int64]struct{}
 }
 
 type blockMap struct {
@@ -46,6 +51,11 @@ type blockMap struct {
 	files   map[int64][]int64 // file id → block ids with at least one location
 	workers map[int64]*workerState
 	now     func() time.Time
+	// keep says whether every copy of a block must be pinned on its worker
+	// (never evicted): its file is pinned, or not in the UFS yet. Set by
+	// the namespace; called with the namespace lock held (as every caller
+	// of addLoc and reconcile holds it). nil: nothing is kept.
+	keep func(blockID int64) bool
 }
 
 func newBlockMap(now func() time.Time) *blockMap {
@@ -72,8 +82,57 @@ func workerKey(a *api.WorkerNetAddress) string {
 	return net.JoinHostPort(a.GetHost(), strconv.Itoa(int(a.GetRpcPort())))
 }
 
-// addLoc records that worker w holds block id (call with mu held).
-func (b *blockMap) addLoc(w *workerState, id, length int64, tier string) {
+// forgetPin drops a queued pin or unpin of block id (the copy is gone).
+func (w *workerState) forgetPin(id int64) {
+	delete(w.toPin, id)
+	delete(w.toUnpin, id)
+}
+
+// wantPin queues a PIN or UNPIN of w's copy l of block id when its pin is
+// not keep. Call with mu held.
+func (b *blockMap) wantPin(w *workerState, l *blockLoc, id int64, keep bool) {
+	if w == nil {
+		return
+	}
+	if w.toPin == nil {
+		w.toPin, w.toUnpin = map[int64]struct{}{}, map[int64]struct{}{}
+	}
+	w.forgetPin(id)
+	switch {
+	case keep && !l.pinned:
+		w.toPin[id] = struct{}{}
+	case !keep && l.pinned:
+		w.toUnpin[id] = struct{}{}
+	}
+}
+
+// reconcile queues the pins and unpins that make every cached copy of the
+// files' blocks kept exactly when keep says (after a pin or persistence
+// change). Call with the namespace lock held.
+func (b *blockMap) reconcile(fileIDs []int64) {
+	if b.keep == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, f := range fileIDs {
+		for _, id := range b.files[f] {
+			e := b.blocks[id]
+			if e == nil {
+				continue
+			}
+			keep := b.keep(id)
+			for i := range e.locs {
+				b.wantPin(b.workers[e.locs[i].worker], &e.locs[i], id, keep)
+			}
+		}
+	}
+}
+
+// addLoc records that worker w holds block id (call with mu held), and
+// whether the worker pinned it.
+func (b *blockMap) addLoc(w *workerState, id, length int64, tier string, pinned bool) {
+	keep := b.keep != nil && b.keep(id)
 	e := b.blocks[id]
 	if e == nil {
 		e = &blockEntry{length: length}
@@ -86,19 +145,22 @@ func (b *blockMap) addLoc(w *workerState, id, length int64, tier string) {
 	}
 	for i := range e.locs {
 		if e.locs[i].worker == w.id {
-			e.locs[i].tier = tier
+			e.locs[i].tier, e.locs[i].pinned = tier, pinned
 			w.blocks[id] = struct{}{}
+			b.wantPin(w, &e.locs[i], id, keep)
 			return
 		}
 	}
-	e.locs = append(e.locs, blockLoc{worker: w.id, tier: tier})
+	e.locs = append(e.locs, blockLoc{worker: w.id, tier: tier, pinned: pinned})
 	w.blocks[id] = struct{}{}
+	b.wantPin(w, &e.locs[len(e.locs)-1], id, keep)
 }
 
 // dropLoc forgets that worker wid holds block id (call with mu held).
 func (b *blockMap) dropLoc(wid, id int64) {
 	if w := b.workers[wid]; w != nil {
 		delete(w.blocks, id)
+		w.forgetPin(id)
 	}
 	e := b.blocks[id]
 	if e == nil {
@@ -133,6 +195,7 @@ func (b *blockMap) evict(ids []int64) int64 {
 		for _, l := range e.locs {
 			if w := b.workers[l.worker]; w != nil {
 				delete(w.blocks, id)
+				w.forgetPin(id)
 				w.toRemove = append(w.toRemove, id)
 			}
 			n++
@@ -202,10 +265,10 @@ func (b *blockMap) register(id int64, addr *api.WorkerNetAddress, tiers []*api.T
 	w.lastHB = now
 	w.state = api.WorkerState_LIVE
 	w.blocks = make(map[int64]struct{}, len(report))
-	w.toRemove = nil
+	w.toRemove, w.toPin, w.toUnpin = nil, nil, nil
 	for _, r := range report {
 		if valid(r.GetBlockId()) {
-			b.addLoc(w, r.GetBlockId(), r.GetLength(), r.GetTier())
+			b.addLoc(w, r.GetBlockId(), r.GetLength(), r.GetTier(), r.GetPinned())
 		} else {
 			w.toRemove = append(w.toRemove, r.GetBlockId())
 		}
@@ -230,23 +293,34 @@ func (b *blockMap) heartbeat(id int64, tiers []*api.TierUsage, added []*api.Bloc
 	}
 	for _, r := range added {
 		if valid(r.GetBlockId()) {
-			b.addLoc(w, r.GetBlockId(), r.GetLength(), r.GetTier())
+			b.addLoc(w, r.GetBlockId(), r.GetLength(), r.GetTier(), r.GetPinned())
 		} else {
 			w.toRemove = append(w.toRemove, r.GetBlockId())
 		}
 	}
-	if len(w.toRemove) == 0 {
-		return nil
+	var cmds []*api.WorkerCommand
+	if len(w.toRemove) > 0 {
+		ids := w.toRemove
+		w.toRemove = nil
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
+		cmds = append(cmds, &api.WorkerCommand{Type: api.WorkerCommand_REMOVE_BLOCKS, BlockIds: ids})
 	}
-	ids := w.toRemove
-	w.toRemove = nil
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	return []*api.WorkerCommand{{Type: api.WorkerCommand_REMOVE_BLOCKS, BlockIds: ids}}
+	for _, q := range []struct {
+		t   api.WorkerCommand_Type
+		ids map[int64]struct{}
+	}{{api.WorkerCommand_PIN_BLOCKS, w.toPin}, {api.WorkerCommand_UNPIN_BLOCKS, w.toUnpin}} {
+		if len(q.ids) > 0 {
+			ids := slices.Sorted(maps.Keys(q.ids))
+			clear(q.ids)
+			cmds = append(cmds, &api.WorkerCommand{Type: q.t, BlockIds: ids})
+		}
+	}
+	return cmds
 }
 
-// commit records one block a worker has just stored.
-func (b *blockMap) commit(id, blockID, length int64, tier string, valid bool) error {
+// commit records one block a worker has just stored (pinned or not).
+func (b *blockMap) commit(id, blockID, length int64, tier string, pinned, valid bool) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	w := b.workers[id]
@@ -258,7 +332,7 @@ func (b *blockMap) commit(id, blockID, length int64, tier string, valid bool) er
 		return fmt.Errorf("block %d belongs to no file (file %d deleted?)", blockID, api.FileIDOfBlock(blockID))
 	}
 	w.lastHB = b.now()
-	b.addLoc(w, blockID, length, tier)
+	b.addLoc(w, blockID, length, tier, pinned)
 	// A commit is fresh news: the worker holds the block now (e.g. a load
 	// right after a free re-cached it), so a removal still waiting for the
 	// next heartbeat reply must not delete it.

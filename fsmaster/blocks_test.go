@@ -1,9 +1,12 @@
 package fsmaster
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/alluvium/alluvium/api"
 )
@@ -23,7 +26,7 @@ func TestCommitAfterFreeCancelsPendingRemoval(t *testing.T) {
 	if n := b.free([]int64{7, 8}); n != 2 {
 		t.Fatalf("free = %d blocks, want 2", n)
 	}
-	if err := b.commit(1, blk, 10, "MEM", true); err != nil {
+	if err := b.commit(1, blk, 10, "MEM", false, true); err != nil {
 		t.Fatal(err)
 	}
 	cmds := b.heartbeat(1, nil, nil, nil, valid)
@@ -41,5 +44,76 @@ func TestCommitAfterFreeCancelsPendingRemoval(t *testing.T) {
 	}
 	if locs := b.locations(blk); len(locs) != 1 {
 		t.Fatalf("re-committed block has %d locations, want 1", len(locs))
+	}
+}
+
+// TestBlockPins: the master has every cached copy pinned on its worker
+// exactly while evicting it would lose something — the file is pinned, or
+// its bytes are not in the UFS (complete and not persisted, or written
+// cached-only) — and says so in heartbeat replies: on a report that
+// disagrees, and when a pin or the persistence changes.
+func TestBlockPins(t *testing.T) {
+	ns, _, _ := newTestNS(t)
+	ctx := context.Background()
+	wid := must(ns.RegisterWorker(ctx, &api.RegisterWorkerRequest{Address: &api.WorkerNetAddress{Host: "h", RpcPort: 1}}))
+	cmds := func() map[api.WorkerCommand_Type][]int64 {
+		t.Helper()
+		out := map[api.WorkerCommand_Type][]int64{}
+		for _, c := range ns.WorkerHeartbeat(&api.WorkerHeartbeatRequest{WorkerId: wid}) {
+			out[c.GetType()] = c.GetBlockIds()
+		}
+		return out
+	}
+	commit := func(blk int64, pinned bool) {
+		t.Helper()
+		if err := ns.CommitBlock(&api.CommitBlockRequest{WorkerId: wid, BlockId: blk, Length: 10, Tier: "MEM", Pinned: pinned}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report := func(blk int64, pinned bool) {
+		t.Helper()
+		ns.WorkerHeartbeat(&api.WorkerHeartbeatRequest{WorkerId: wid, AddedBlocks: []*api.BlockReport{{BlockId: blk, Length: 10, Tier: "MEM", Pinned: pinned}}})
+	}
+	// Cached only (MUST_CACHE): kept. Reported unpinned, the master pins it.
+	cached := create(t, ns, "/cached", 10)
+	b := cached.BlockIds[0]
+	commit(b, false)
+	if got := cmds(); !slices.Equal(got[api.WorkerCommand_PIN_BLOCKS], []int64{b}) || len(got) != 1 {
+		t.Fatalf("an unpinned copy of a cached-only file: %v, want PIN", got)
+	}
+	if got := cmds(); len(got) != 0 {
+		t.Fatalf("the pin sent twice: %v", got)
+	}
+	report(b, true)
+	if got := cmds(); len(got) != 0 {
+		t.Fatalf("a pinned copy of a cached-only file: %v, want nothing", got)
+	}
+	// Persisted: its copy may go.
+	persisted := api.PersistenceState_PERSISTED
+	must(ns.SetAttribute(ctx, &api.SetAttributeRequest{Path: "/cached", PersistenceState: &persisted}))
+	if got := cmds(); !slices.Equal(got[api.WorkerCommand_UNPIN_BLOCKS], []int64{b}) {
+		t.Fatalf("after persist: %v, want UNPIN", got)
+	}
+	report(b, false)
+	// Pinned by the user: kept again, whatever its persistence.
+	must(ns.SetAttribute(ctx, &api.SetAttributeRequest{Path: "/cached", Pinned: proto.Bool(true)}))
+	if got := cmds(); !slices.Equal(got[api.WorkerCommand_PIN_BLOCKS], []int64{b}) {
+		t.Fatalf("after pin: %v, want PIN", got)
+	}
+	// A file written through to the UFS as it goes: its copies are not
+	// pinned while it is written, nor once complete (persisted).
+	th := must(ns.CreateFile(ctx, &api.CreateFileRequest{Path: "/through", WriteType: api.WriteType_CACHE_THROUGH}))
+	commit(api.BlockID(th.FileId, 0), false)
+	if got := cmds(); len(got) != 0 {
+		t.Fatalf("a CACHE_THROUGH file being written: %v, want nothing", got)
+	}
+	// A deleted file's pending pins are not sent.
+	gone := create(t, ns, "/gone", 10)
+	commit(gone.BlockIds[0], false)
+	if err := ns.Delete(ctx, &api.DeleteRequest{Path: "/gone"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := cmds(); len(got[api.WorkerCommand_PIN_BLOCKS]) != 0 || !slices.Contains(got[api.WorkerCommand_REMOVE_BLOCKS], gone.BlockIds[0]) {
+		t.Fatalf("after delete: %v, want REMOVE and no PIN", got)
 	}
 }

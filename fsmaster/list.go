@@ -57,8 +57,9 @@ func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest)
 		}
 		n := ns.st.lookup(p)
 		if n == nil {
+			err := ns.missing(op, p, p, pr, "no such file or directory")
 			ns.mu.RUnlock()
-			return nil, errf(codes.NotFound, op, p, "no such file or directory")
+			return nil, err
 		}
 		perr := ns.traverse(op, p, pr, n)
 		if perr == nil && n.dir() {

@@ -91,7 +91,9 @@ func newNamespace(st *State, j appender, cfg nsConfig, blocks *blockMap, log *za
 	if blocks == nil {
 		blocks = newBlockMap(time.Now)
 	}
-	return &namespace{st: st, j: j, cfg: cfg, log: log, blocks: blocks, now: time.Now, ufs: map[int64]ufs.FileSystem{}}
+	ns := &namespace{st: st, j: j, cfg: cfg, log: log, blocks: blocks, now: time.Now, ufs: map[int64]ufs.FileSystem{}}
+	blocks.keep = ns.keepBlock
+	return ns
 }
 
 // errf builds a gRPC status error "op path: reason".
@@ -555,6 +557,8 @@ func (ns *namespace) createArgs(ctx context.Context, req *api.CreateFileRequest)
 		return createReq{}, errf(codes.InvalidArgument, op, p, "replication min %d / max %d", req.GetReplicationMin(), replMax)
 	case req.GetTtl() < 0:
 		return createReq{}, errf(codes.InvalidArgument, op, p, "negative ttl %d", req.GetTtl())
+	case ttlEnd(ns.now().UnixMilli(), req.GetTtl()) > maxTimeMs:
+		return createReq{}, errf(codes.InvalidArgument, op, p, "ttl %d ms ends after the year 9999", req.GetTtl())
 	case req.GetTtlAction() != "" && req.GetTtlAction() != ttlFree && req.GetTtlAction() != ttlDelete:
 		return createReq{}, errf(codes.InvalidArgument, op, p, "ttl action %q: want FREE or DELETE", req.GetTtlAction())
 	case req.GetComplete() && (req.GetLength() < 0 || req.GetUfsFingerprint() == ""):
@@ -587,6 +591,21 @@ func (ns *namespace) createLocked(ctx context.Context, p string, req *api.Create
 		return nil, nil, err
 	}
 	n, depth, comps := ns.st.lookupPrefix(p)
+	pr := ns.caller(ctx)
+	// Whether something is at p is not told to a caller who may not search
+	// the directory it would be in (open(2) answers EACCES there too).
+	var serr error
+	switch {
+	case depth < len(comps) && !n.dir(): // a file on the way
+		serr = ns.traverse(op, p, pr, n)
+	case depth == len(comps): // never the root: createArgs refuses "/"
+		serr = ns.traverseTo(op, p, pr, n.parent)
+	default:
+		serr = ns.traverseTo(op, p, pr, n)
+	}
+	if serr != nil {
+		return nil, nil, serr
+	}
 	var old *inode
 	switch {
 	case depth == len(comps) && n.dir():
@@ -605,7 +624,6 @@ func (ns *namespace) createLocked(ctx context.Context, p string, req *api.Create
 	}
 	// n is now the deepest existing directory: the new file (or its first
 	// new parent) goes in it.
-	pr := ns.caller(ctx)
 	if err := ns.traverse(op, p, pr, n); err != nil {
 		return nil, nil, err
 	}
@@ -707,7 +725,7 @@ func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequ
 	case n == nil && req.GetFileId() != 0:
 		verr = errf(codes.NotFound, op, p, "no such file (file %d was deleted, or the directory it was written in)", req.GetFileId())
 	case n == nil:
-		verr = errf(codes.NotFound, op, p, "no such file")
+		verr = ns.missing(op, p, p, pr, "no such file")
 	case ns.traverse(op, p, pr, n) != nil:
 		verr = ns.traverse(op, p, pr, n)
 	case ns.st.owner(n) != pr.user && !ns.may(pr, n, permW):
@@ -741,6 +759,7 @@ func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequ
 		return nil, verr
 	}
 	ns.blocks.trimFile(n.id, ns.st.blockCount(n))
+	ns.blocks.reconcile([]int64{n.id}) // complete now, perhaps persisted
 	info := ns.info(n, p, false)
 	async := n.persist() == api.PersistenceState_TO_BE_PERSISTED
 	ns.mu.Unlock()
@@ -778,12 +797,7 @@ func (ns *namespace) GetStatus(ctx context.Context, req *api.GetStatusRequest) (
 	pr := ns.caller(ctx)
 	n, depth, comps := ns.st.lookupPrefix(p)
 	if depth < len(comps) {
-		if n.dir() {
-			if err := ns.traverseTo(op, p, pr, n); err != nil {
-				return nil, err
-			}
-		}
-		return nil, errf(codes.NotFound, op, p, "no such file or directory")
+		return nil, ns.missing(op, p, p, pr, "no such file or directory")
 	}
 	if err := ns.traverse(op, p, pr, n); err != nil {
 		return nil, err
@@ -844,7 +858,7 @@ func (ns *namespace) Delete(ctx context.Context, req *api.DeleteRequest) error {
 	var verr error
 	switch {
 	case n == nil:
-		verr = errf(codes.NotFound, op, p, "no such file or directory")
+		verr = ns.missing(op, p, p, pr, "no such file or directory")
 	case req.GetFileId() != 0 && n.id != req.GetFileId():
 		verr = errf(codes.FailedPrecondition, op, p, "the path is now file %d, not file %d", n.id, req.GetFileId())
 	case ns.traverse(op, p, pr, n) != nil:
@@ -933,10 +947,11 @@ func (ns *namespace) Rename(ctx context.Context, req *api.RenameRequest) (*api.F
 	dp := ns.st.lookup(dparentPath)
 	ms, srel := ns.st.mountOf(src)
 	md, drel := ns.st.mountOf(dst)
+	pr := ns.caller(ctx)
 	var verr error
 	switch {
 	case n == nil:
-		verr = errf(codes.NotFound, op, what, "%s does not exist", src)
+		verr = ns.missing(op, src, what, pr, src+" does not exist")
 	case src == dst:
 		info := ns.info(n, src, false)
 		ns.mu.Unlock()
@@ -946,7 +961,7 @@ func (ns *namespace) Rename(ctx context.Context, req *api.RenameRequest) (*api.F
 	case len(ns.mountsBelow(src)) > 0:
 		verr = errf(codes.FailedPrecondition, op, what, "%s contains mount point %s", src, ns.mountsBelow(src)[0])
 	case dp == nil:
-		verr = errf(codes.NotFound, op, what, "parent %s does not exist", dparentPath)
+		verr = ns.missing(op, dparentPath, what, pr, "parent "+dparentPath+" does not exist")
 	case !dp.dir():
 		verr = errf(codes.FailedPrecondition, op, what, "parent %s is a file", dparentPath)
 	case ns.st.lookup(dst) != nil:
@@ -957,7 +972,6 @@ func (ns *namespace) Rename(ctx context.Context, req *api.RenameRequest) (*api.F
 	if verr == nil {
 		// Both parents change: each needs write and execute, and every
 		// directory above them execute.
-		pr := ns.caller(ctx)
 		if verr = ns.traverse(op, what, pr, n); verr == nil {
 			if verr = ns.need(op, what, pr, n.parent, permW|permX); verr == nil {
 				if verr = ns.traverse(op, what, pr, dp); verr == nil {
@@ -1053,9 +1067,13 @@ func (ns *namespace) SetAttribute(ctx context.Context, req *api.SetAttributeRequ
 		if req.GetPersistFrom() != "" {
 			ns.dropPersistTemp(ctx, p, req.GetPersistFrom())
 		}
+		var merr error
+		if n == nil {
+			merr = ns.missing(op, p, p, ns.caller(ctx), "no such file or directory")
+		}
 		ns.mu.Unlock()
 		if n == nil {
-			return nil, errf(codes.NotFound, op, p, "no such file or directory")
+			return nil, merr
 		}
 		return nil, errf(codes.FailedPrecondition, op, p, "file %d is gone: the path is now file %d (deleted, renamed or re-created)", req.GetFileId(), n.id)
 	}
@@ -1069,6 +1087,9 @@ func (ns *namespace) SetAttribute(ctx context.Context, req *api.SetAttributeRequ
 	perr := ns.traverse(op, p, pr, n)
 	if perr == nil {
 		perr = ns.setattrAccess(op, p, pr, req, ids)
+	}
+	if perr == nil && req.GetTtl() > 0 {
+		perr = ns.checkTTLEnd(op, p, req.GetTtl(), ids)
 	}
 	if perr != nil {
 		if req.GetPersistFrom() != "" {
@@ -1099,6 +1120,9 @@ func (ns *namespace) SetAttribute(ctx context.Context, req *api.SetAttributeRequ
 		if err := t.add(entryFor(id)); err != nil {
 			ns.mu.Unlock()
 			return nil, err
+		}
+		if req.Pinned != nil || req.PersistenceState != nil {
+			ns.blocks.reconcile([]int64{id})
 		}
 		if x := ns.st.get(id); x != nil && !x.dir() && x.completed() && x.persist() == api.PersistenceState_TO_BE_PERSISTED {
 			async = append(async, id)
@@ -1296,7 +1320,7 @@ func (ns *namespace) Free(ctx context.Context, req *api.FreeRequest) (int64, err
 	pr := ns.caller(ctx)
 	switch {
 	case n == nil:
-		return 0, errf(codes.NotFound, op, p, "no such file or directory")
+		return 0, ns.missing(op, p, p, pr, "no such file or directory")
 	case ns.traverse(op, p, pr, n) != nil:
 		return 0, ns.traverse(op, p, pr, n)
 	case ns.need(op, p, pr, n, permW) != nil:

@@ -148,6 +148,26 @@ func (ns *namespace) traverse(op, p string, pr principal, n *inode) error {
 	return nil
 }
 
+// missing is the error for the path p that does not exist (what names
+// the call's paths in the message): NotFound — or the refusal to search
+// the deepest directory of p that does exist, when the caller may not (as
+// stat(2) answers EACCES there, not ENOENT): absence must not be learnt
+// where presence would not be. Call with ns.mu held.
+func (ns *namespace) missing(op, p, what string, pr principal, why string) error {
+	if n, depth, comps := ns.st.lookupPrefix(p); n != nil && depth < len(comps) {
+		var err error
+		if n.dir() {
+			err = ns.traverseTo(op, what, pr, n)
+		} else {
+			err = ns.traverse(op, what, pr, n)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return errf(codes.NotFound, op, what, "%s", why)
+}
+
 // traverseTo checks execute on n and everything above it: n is a directory
 // a call goes through (the deepest existing ancestor of a new path).
 func (ns *namespace) traverseTo(op, p string, pr principal, n *inode) error {
@@ -255,11 +275,7 @@ func (ns *namespace) CheckAccess(ctx context.Context, req *api.CheckAccessReques
 	pr := ns.caller(ctx)
 	n, depth, comps := ns.st.lookupPrefix(p)
 	if depth < len(comps) {
-		// Report what is missing only to those who may see it.
-		if err := ns.traverseTo(op, p, pr, n); err != nil {
-			return err
-		}
-		return errf(codes.NotFound, op, p, "no such file or directory")
+		return ns.missing(op, p, p, pr, "no such file or directory")
 	}
 	if err := ns.traverse(op, p, pr, n); err != nil {
 		return err

@@ -216,6 +216,22 @@ func TestPermissionTable(t *testing.T) {
 		// mount: superuser only
 		{"mount as a user", "alice", mount("/tmpw/mnt"), denied, ""},
 		{"mount as the superuser", "root", mount("/tmpw/mnt"), ok, ""},
+		// Nothing about a path under a directory the caller may not
+		// search is told, present or absent: the refusal comes first.
+		{"create over a file in a 0700 dir", "alice", create("/home/bob/f"), denied, "/home/bob"},
+		{"create over a missing file in a 0700 dir", "alice", create("/home/bob/nope"), denied, "/home/bob"},
+		{"create -p below a missing dir in a 0700 dir", "alice", func(ns *namespace, ctx context.Context) error {
+			_, err := ns.CreateFile(ctx, &api.CreateFileRequest{Path: "/home/bob/nope/x"})
+			return err
+		}, denied, "/home/bob"},
+		{"overwrite a file in a 0700 dir", "alice", overwrite("/home/bob/f"), denied, "/home/bob"},
+		{"rm a missing file in a 0700 dir", "alice", del("/home/bob/nope", false), denied, "/home/bob"},
+		{"mv a missing file out of a 0700 dir", "alice", mv("/home/bob/nope", "/tmpw/y"), denied, "/home/bob"},
+		{"mv into a missing dir in a 0700 dir", "alice", mv("/tmpw/x", "/home/bob/nope/x"), denied, "/home/bob"},
+		{"chmod a missing file in a 0700 dir", "alice", setattr(&api.SetAttributeRequest{Path: "/home/bob/nope", Mode: ptr(uint32(0o777))}), denied, "/home/bob"},
+		{"free a missing file in a 0700 dir", "alice", free("/home/bob/nope"), denied, "/home/bob"},
+		{"ls a missing dir in a 0700 dir", "alice", ls("/home/bob/nope", false), denied, "/home/bob"},
+		{"stat below a file of a 0700 dir", "alice", stat("/home/bob/f/x"), denied, "/home/bob"},
 		// CheckAccess
 		{"access r -R of a readable tree", "alice", access("/proj", permR, true), ok, ""},
 		{"access w -R of a read-only tree", "alice", access("/proj", permW, true), denied, "/proj"},

@@ -125,5 +125,6 @@ func (ns *namespace) commitPersistLocked(ctx context.Context, p string, n *inode
 	if err := t.add(setAttrEntry(&api.SetAttributeEntry{Id: n.id, PersistenceState: &persisted, UfsFingerprint: &fp})); err != nil {
 		return nil, nil, err
 	}
+	ns.blocks.reconcile([]int64{n.id}) // in the UFS now: its copies may go
 	return ns.info(n, p, false), t, nil
 }

@@ -245,7 +245,8 @@ func TestBlockMasterWithFakeWorker(t *testing.T) {
 	reg := must(tm.blocks.RegisterWorker(ctx, &api.RegisterWorkerRequest{
 		Address: addr,
 		Tiers:   []*api.TierUsage{{Alias: "MEM", CapacityBytes: 1 << 20, UsedBytes: 1000}, {Alias: "HDD", CapacityBytes: 1 << 30, UsedBytes: 500}},
-		Blocks:  []*api.BlockReport{{BlockId: b0, Length: 1000, Tier: "MEM"}, {BlockId: orphan, Length: 5, Tier: "HDD"}, {BlockId: api.BlockID(fi.FileId, 7), Length: 1, Tier: "HDD"}},
+		// A MUST_CACHE file's blocks are pinned (the only copy of its bytes).
+		Blocks: []*api.BlockReport{{BlockId: b0, Length: 1000, Tier: "MEM", Pinned: true}, {BlockId: orphan, Length: 5, Tier: "HDD"}, {BlockId: api.BlockID(fi.FileId, 7), Length: 1, Tier: "HDD"}},
 	}))
 	id := reg.WorkerId
 	if id <= 0 || reg.HeartbeatIntervalMs <= 0 {
@@ -264,8 +265,8 @@ func TestBlockMasterWithFakeWorker(t *testing.T) {
 		t.Fatalf("removal sent twice: %v", cmds)
 	}
 	// A committed block and a heartbeat-added block show up as locations.
-	must(tm.blocks.CommitBlock(ctx, &api.CommitBlockRequest{WorkerId: id, BlockId: b1, Length: 1000, Tier: "HDD"}))
-	hb(&api.WorkerHeartbeatRequest{AddedBlocks: []*api.BlockReport{{BlockId: b2, Length: 500, Tier: "HDD"}}})
+	must(tm.blocks.CommitBlock(ctx, &api.CommitBlockRequest{WorkerId: id, BlockId: b1, Length: 1000, Tier: "HDD", Pinned: true}))
+	hb(&api.WorkerHeartbeatRequest{AddedBlocks: []*api.BlockReport{{BlockId: b2, Length: 500, Tier: "HDD", Pinned: true}}})
 	st := must(tm.fs.GetStatus(ctx, &api.GetStatusRequest{Path: "/f"})).Info
 	if st.CachedPercent != 100 || st.InMemoryPercent != 40 {
 		t.Fatalf("cached %d%% mem %d%%", st.CachedPercent, st.InMemoryPercent)

@@ -2,11 +2,13 @@ package fsmaster
 
 import (
 	"context"
+	"math"
 	"slices"
 	"sort"
 	"time"
 
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/alluvium/alluvium/api"
@@ -19,6 +21,30 @@ const (
 	ttlFree   = "FREE"
 	ttlDelete = "DELETE"
 )
+
+// maxTimeMs is the last millisecond of the year 9999 (UTC): a TTL may not
+// end later, so creation time + TTL always fits an int64 with room to spare.
+const maxTimeMs = 253402300799999
+
+// ttlEnd is when a TTL set on an inode created at ctime runs out,
+// saturating instead of overflowing (a TTL of an old journal may be huge).
+func ttlEnd(ctime, ttl int64) int64 {
+	if ttl > 0 && ctime > math.MaxInt64-ttl {
+		return math.MaxInt64
+	}
+	return ctime + ttl
+}
+
+// checkTTLEnd refuses a TTL that would end after the year 9999 on any of
+// the inodes ids. Call with ns.mu held.
+func (ns *namespace) checkTTLEnd(op, p string, ttl int64, ids []int64) error {
+	for _, id := range ids {
+		if n := ns.st.get(id); n != nil && ttlEnd(n.ctime, ttl) > maxTimeMs {
+			return errf(codes.InvalidArgument, op, p, "ttl %d ms ends after the year 9999 (%s was created at %d ms)", ttl, ns.st.pathOf(n), n.ctime)
+		}
+	}
+	return nil
+}
 
 // expired is an inode whose TTL has run out.
 type expired struct {
@@ -67,7 +93,7 @@ func (ns *namespace) expiredTTLs(nowMs int64) []expired {
 	var out []expired
 	for _, n := range ns.st.ttls { // only inodes with a TTL
 		ttl, action := ns.st.ttl(n)
-		if n.ctime+ttl > nowMs || n.parent == nil {
+		if ttlEnd(n.ctime, ttl) > nowMs || n.parent == nil {
 			continue
 		}
 		if action != ttlFree {

@@ -3,9 +3,11 @@ package fsmaster
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,5 +110,44 @@ func TestTTLExpiry(t *testing.T) {
 	}
 	if !tm.logged("ttl expired") {
 		t.Errorf("no log line for the expiries")
+	}
+}
+
+// TestTTLBounds: a TTL whose end does not fit before the year 9999 is
+// refused (InvalidArgument naming it) at create and setattr and changes
+// nothing; the last millisecond of 9999 is accepted; and a huge TTL that
+// an older journal holds never counts as expired (creation + TTL
+// saturates instead of overflowing into the past).
+func TestTTLBounds(t *testing.T) {
+	ns, _, _ := newTestNS(t)
+	fi := create(t, ns, "/f", 10)
+	before := dump(ns)
+	for _, ttl := range []int64{math.MaxInt64, math.MaxInt64 - fi.CreationTimeMs + 1, maxTimeMs - fi.CreationTimeMs + 1} {
+		_, err := ns.SetAttribute(bg, &api.SetAttributeRequest{Path: "/f", Ttl: proto.Int64(ttl), TtlAction: proto.String("DELETE")})
+		wantCode(t, err, codes.InvalidArgument, fmt.Sprintf("setattr ttl %d", ttl))
+		if !strings.Contains(err.Error(), "9999") {
+			t.Errorf("setattr ttl %d: %v does not say why", ttl, err)
+		}
+		_, err = ns.CreateFile(bg, &api.CreateFileRequest{Path: "/g", Ttl: ttl})
+		wantCode(t, err, codes.InvalidArgument, fmt.Sprintf("create ttl %d", ttl))
+	}
+	_, err := ns.SetAttribute(bg, &api.SetAttributeRequest{Path: "/", Recursive: true, Ttl: proto.Int64(math.MaxInt64)})
+	wantCode(t, err, codes.InvalidArgument, "recursive setattr ttl MaxInt64")
+	if after := dump(ns); after != before {
+		t.Fatalf("refused TTLs changed the state:\n%s", diff(before, after))
+	}
+	must(ns.SetAttribute(bg, &api.SetAttributeRequest{Path: "/f", Ttl: proto.Int64(maxTimeMs - fi.CreationTimeMs)}))
+	// An entry an older master journaled, beyond any bound.
+	ns.mu.Lock()
+	err = ns.st.Apply(setAttrEntry(&api.SetAttributeEntry{Id: fi.FileId, Ttl: proto.Int64(math.MaxInt64)}))
+	ns.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ns.expiredTTLs(time.Now().UnixMilli()); len(got) != 0 {
+		t.Fatalf("a TTL of MaxInt64 expired at once: %v", got)
+	}
+	if got := ns.expiredTTLs(math.MaxInt64); len(got) != 1 {
+		t.Fatalf("at the end of time: %v", got)
 	}
 }

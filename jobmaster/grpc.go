@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -137,6 +138,61 @@ func mayManage(ctx context.Context, runAs string) bool {
 	return as == "" || as == runAs
 }
 
+// viewer is whose jobs a caller may list and read: a user its own (those
+// it submitted or its policies ran); the system identity, superusers, and
+// everyone under jobmaster.job.visible-to-all, all. A job it may not see
+// is answered as one that does not exist.
+type viewer struct {
+	all  bool
+	user string
+}
+
+func (s *Server) viewerOf(ctx context.Context) viewer {
+	name, runAs := caller(ctx)
+	if runAs == "" || s.cfg.JobMaster.Job.VisibleToAll || s.isSuperuser(name) {
+		return viewer{all: true}
+	}
+	return viewer{user: runAs}
+}
+
+func (v viewer) sees(j *jobRec) bool { return v.all || j.RunAs == v.user || j.Submitter == v.user }
+
+// seesPolicy: a policy is a job template (plan, paths): its owner's, like
+// the jobs it runs.
+func (v viewer) seesPolicy(p *api.PolicyInfo) bool { return v.all || p.GetOwner() == v.user }
+
+// isSuperuser: security.superuser, or a member of security.supergroup.
+func (s *Server) isSuperuser(user string) bool {
+	sec := s.cfg.Security
+	if user == sec.Superuser {
+		return true
+	}
+	if sec.Supergroup == "" {
+		return false
+	}
+	for _, g := range strings.Split(sec.Groups[user], ",") {
+		if strings.TrimSpace(g) == sec.Supergroup {
+			return true
+		}
+	}
+	return false
+}
+
+// jobNotFound is the answer for a job that does not exist or that the
+// caller may not see: the same, so ids cannot be probed.
+func jobNotFound(op string, id int64) error {
+	return status.Errorf(codes.NotFound, "%s: job %d not found (finished jobs are kept for jobmaster.job.retention)", op, id)
+}
+
+// visibleJob returns job id when the caller may see it.
+func (s *Server) visibleJob(ctx context.Context, op string, id int64) (*jobRec, error) {
+	j := s.fsm.Job(id)
+	if j == nil || !s.viewerOf(ctx).sees(j) {
+		return nil, jobNotFound(op, id)
+	}
+	return j, nil
+}
+
 func (r *rpcServer) SubmitJob(ctx context.Context, req *api.SubmitJobRequest) (*api.SubmitJobResponse, error) {
 	s := r.s
 	ls, fwd, fctx, err := s.route(ctx, "submit")
@@ -148,6 +204,11 @@ func (r *rpcServer) SubmitJob(ctx context.Context, req *api.SubmitJobRequest) (*
 	}
 	if rid := req.GetRequestId(); rid != "" {
 		if id, ok := s.fsm.jobByRequest(rid); ok {
+			if j := s.fsm.Job(id); j != nil && !s.viewerOf(ctx).sees(j) {
+				// Request ids are the submitter's: another's must neither
+				// pass for a submit nor tell that job's id.
+				return nil, status.Errorf(codes.AlreadyExists, "submit %s: request id %q is taken by a job of another user; use another", req.GetPlan(), rid)
+			}
 			return &api.SubmitJobResponse{JobId: id, Existed: true}, nil
 		}
 		if len(rid) > 256 {
@@ -223,6 +284,9 @@ func (r *rpcServer) GetJob(ctx context.Context, req *api.GetJobRequest) (*api.Ge
 	if fwd != nil {
 		return fwd.GetJob(fctx, req)
 	}
+	if _, err := s.visibleJob(ctx, "job stat", req.GetJobId()); err != nil {
+		return nil, err
+	}
 	info, err := s.jobInfo(req.GetJobId(), req.GetVerbose())
 	if err != nil {
 		return nil, err
@@ -272,10 +336,11 @@ func (r *rpcServer) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*ap
 	if fwd != nil {
 		return fwd.ListJobs(fctx, req)
 	}
-	return s.listJobs(req)
+	return s.listJobs(req, s.viewerOf(ctx))
 }
 
-func (s *Server) listJobs(req *api.ListJobsRequest) (*api.ListJobsResponse, error) {
+// listJobs lists the jobs of req that v may see.
+func (s *Server) listJobs(req *api.ListJobsRequest, v viewer) (*api.ListJobsResponse, error) {
 	size := int(req.GetPageSize())
 	if size <= 0 {
 		size = defPageSize
@@ -289,7 +354,8 @@ func (s *Server) listJobs(req *api.ListJobsRequest) (*api.ListJobsResponse, erro
 		}
 		after = v
 	}
-	match := jobFilter(req)
+	filter := jobFilter(req)
+	match := func(j *jobRec) bool { return v.sees(j) && filter(j) }
 	resp := &api.ListJobsResponse{}
 	var last int64
 	more := false
@@ -367,8 +433,8 @@ func (r *rpcServer) CancelJob(ctx context.Context, req *api.CancelJobRequest) (*
 	}
 	j := s.fsm.Job(req.GetJobId())
 	switch {
-	case j == nil:
-		return nil, status.Errorf(codes.NotFound, "job cancel %d: no such job", req.GetJobId())
+	case j == nil || !s.viewerOf(ctx).sees(j):
+		return nil, jobNotFound("job cancel", req.GetJobId())
 	case j.Status == api.JobInfo_CANCELED:
 		return &api.CancelJobResponse{}, nil
 	case !mayManage(ctx, j.RunAs):
@@ -411,6 +477,9 @@ func (r *rpcServer) WatchJob(req *api.WatchJobRequest, stream grpc.ServerStreami
 	interval := time.Duration(req.GetMinIntervalMs()) * time.Millisecond
 	if interval <= 0 {
 		interval = 100 * time.Millisecond
+	}
+	if _, err := s.visibleJob(ctx, "job watch", req.GetJobId()); err != nil {
+		return err
 	}
 	return watchJob(ctx, s.fsm, req.GetJobId(), interval, realClock, s.shutdown, stream.Send)
 }
@@ -571,6 +640,7 @@ func (r *rpcServer) ListJobWorkers(ctx context.Context, req *api.ListJobWorkersR
 		return fwd.ListJobWorkers(fctx, req)
 	}
 	st := ls.broker.stats()
+	v := s.viewerOf(ctx)
 	resp := &api.ListJobWorkersResponse{}
 	s.fsm.view(func(fs *state) {
 		fs.workers.Ascend(func(w *workerRec) bool {
@@ -580,7 +650,7 @@ func (r *rpcServer) ListJobWorkers(ctx context.Context, req *api.ListJobWorkersR
 				i.LastHeartbeatMs = t.UnixMilli()
 			}
 			if req.GetIncludeTasks() {
-				i.Tasks = runningTasks(ctx, fs, w.ID)
+				i.Tasks = runningTasks(v, fs, w.ID)
 			}
 			resp.Workers = append(resp.Workers, i)
 			return true
@@ -592,13 +662,13 @@ func (r *rpcServer) ListJobWorkers(ctx context.Context, req *api.ListJobWorkersR
 // maxWorkerTasks bounds the tasks ListJobWorkers lists per worker.
 const maxWorkerTasks = 100
 
-// runningTasks lists the tasks worker runs, of the jobs the caller may
-// manage (a user sees only its own jobs' tasks), in job and task order.
-func runningTasks(ctx context.Context, st *state, worker int64) []*api.TaskInfo {
+// runningTasks lists the tasks worker runs, of the jobs v may see (a user
+// only its own jobs' tasks), in job and task order.
+func runningTasks(v viewer, st *state, worker int64) []*api.TaskInfo {
 	var out []*api.TaskInfo
 	for _, k := range st.runningOn(worker) {
 		j, t := st.job(k.job), st.task(k)
-		if j == nil || t == nil || !mayManage(ctx, j.RunAs) {
+		if j == nil || t == nil || !v.sees(j) {
 			continue
 		}
 		ti := t.info(st.worker)

@@ -3,6 +3,7 @@ package jobmaster
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -88,9 +89,9 @@ func (s *Server) httpListJobs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if v := q.Get("pageSize"); v != "" {
-		n, err := strconv.Atoi(v)
+		n, err := strconv.ParseInt(v, 10, 32)
 		if err != nil {
-			httpError(w, status.Errorf(codes.InvalidArgument, "pageSize %q: not a number", v))
+			httpError(w, status.Errorf(codes.InvalidArgument, "pageSize %q: not a number from %d to %d", v, math.MinInt32, math.MaxInt32))
 			return
 		}
 		req.PageSize = int32(n)
@@ -106,7 +107,7 @@ func (s *Server) httpListJobs(w http.ResponseWriter, r *http.Request) {
 		}
 		req.Statuses = append(req.Statuses, v)
 	}
-	resp, err := s.listJobs(req)
+	resp, err := s.listJobs(req, s.viewerOf(r.Context()))
 	if err != nil {
 		httpError(w, err)
 		return
@@ -130,6 +131,10 @@ func (s *Server) httpGetJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	verbose, _ := strconv.ParseBool(r.URL.Query().Get("verbose"))
+	if _, err := s.visibleJob(r.Context(), "job", id); err != nil {
+		httpError(w, err)
+		return
+	}
 	info, err := s.jobInfo(id, verbose)
 	if err != nil {
 		httpError(w, err)

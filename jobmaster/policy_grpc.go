@@ -95,6 +95,9 @@ func (s *Server) mayManagePolicy(ctx context.Context, op, name string) error {
 	if p == nil || mayManage(ctx, p.GetOwner()) {
 		return nil
 	}
+	if !s.viewerOf(ctx).seesPolicy(p) {
+		return status.Errorf(codes.NotFound, "%s %s: no such policy", op, name)
+	}
 	who, _ := caller(ctx)
 	return status.Errorf(codes.PermissionDenied, "%s %s: user %s may not change a policy of %s", op, name, who, p.GetOwner())
 }
@@ -135,9 +138,15 @@ func (r *rpcServer) ListPolicies(ctx context.Context, req *api.ListPoliciesReque
 	if fwd != nil {
 		return fwd.ListPolicies(fctx, req)
 	}
+	v := s.viewerOf(ctx)
 	var ps []*api.PolicyInfo
 	s.fsm.view(func(st *state) {
-		st.policies.Ascend(func(p *api.PolicyInfo) bool { ps = append(ps, p); return true })
+		st.policies.Ascend(func(p *api.PolicyInfo) bool {
+			if v.seesPolicy(p) {
+				ps = append(ps, p)
+			}
+			return true
+		})
 	})
 	resp := &api.ListPoliciesResponse{}
 	for _, p := range ps {

@@ -44,6 +44,9 @@ func toRESTError(err error) *restError {
 	if errors.As(err, &je) {
 		return &restError{code: codes.FailedPrecondition, msg: je.Error()}
 	}
+	if errors.Is(err, errBodyTooSlow) {
+		return &restError{code: codes.DeadlineExceeded, msg: err.Error()}
+	}
 	return &restError{code: codes.Internal, msg: err.Error()}
 }
 
@@ -80,7 +83,9 @@ func httpStatus(c codes.Code) int {
 	case codes.Unauthenticated:
 		return http.StatusUnauthorized
 	case codes.ResourceExhausted:
-		return http.StatusInsufficientStorage
+		// A limit or a busy server: clients back off on 429 (and
+		// Retry-After), not on 507.
+		return http.StatusTooManyRequests
 	case codes.Unavailable:
 		return http.StatusServiceUnavailable
 	case codes.DeadlineExceeded:
@@ -112,8 +117,23 @@ func writeVoid(w http.ResponseWriter) {
 	w.WriteHeader(http.StatusOK)
 }
 
+// retryAfter is the Retry-After (seconds) of a 429: limits free up as
+// other calls end, so a short wait; clients back off further on repeats.
+const retryAfter = "1"
+
 func writeError(w http.ResponseWriter, err error) *restError {
 	re := toRESTError(err)
-	writeJSON(w, httpStatus(re.code), map[string]string{"statusCode": statusName(re.code), "message": re.msg})
+	st := httpStatus(re.code)
+	switch {
+	case errors.Is(err, errBodyTooSlow):
+		st = http.StatusRequestTimeout
+	case re.code == codes.ResourceExhausted && strings.Contains(re.msg, "larger than max"):
+		// gRPC's own ResourceExhausted for an oversize message: retrying
+		// the same request cannot help.
+		st = http.StatusRequestEntityTooLarge
+	case st == http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", retryAfter)
+	}
+	writeJSON(w, st, map[string]string{"statusCode": statusName(re.code), "message": re.msg})
 	return re
 }

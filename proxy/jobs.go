@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -85,9 +86,9 @@ func (a *restAPI) serveJobs(w http.ResponseWriter, r *http.Request, rt route) er
 			o.Statuses = append(o.Statuses, st)
 		}
 		if v := q.Get("pageSize"); v != "" {
-			n, err := strconv.Atoi(v)
+			n, err := strconv.ParseInt(v, 10, 32)
 			if err != nil || n < 0 {
-				return restErrorf(codes.InvalidArgument, "pageSize %q: want a positive number", v)
+				return restErrorf(codes.InvalidArgument, "pageSize %q: want a number from 0 to %d", v, math.MaxInt32)
 			}
 			o.PageSize = int32(n)
 		}

@@ -3,7 +3,9 @@ package proxy
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 
@@ -124,6 +126,21 @@ func (o options) integer(name string) (n int64, set bool, rerr *restError) {
 		}
 	}
 	return 0, false, badOption(name, v, "an integer")
+}
+
+// int32 reads an integer option that is an int32 on the wire, refusing
+// (naming the option) a value outside [lo, MaxInt32] rather than letting it
+// wrap when narrowed.
+func (o options) int32(name string, lo int64) (n int32, set bool, rerr *restError) {
+	v, set, err := o.integer(name)
+	if err != nil || !set {
+		return 0, set, err
+	}
+	if v < lo || v > math.MaxInt32 {
+		raw, _ := o.get(name)
+		return 0, false, badOption(name, raw, fmt.Sprintf("an integer from %d to %d", lo, math.MaxInt32))
+	}
+	return int32(v), true, nil
 }
 
 func (o options) str(name string) (s string, set bool, rerr *restError) {

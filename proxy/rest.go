@@ -15,15 +15,39 @@ import (
 	"github.com/alluvium/alluvium/sdk"
 )
 
-// restAPI serves /api/v1/paths and /api/v1/streams over the SDK.
+// restAPI serves /api/v1/paths and /api/v1/streams over the SDK. Every
+// call acts as its caller: the request context carries the user (see
+// callerOf), and a stream, which outlives its request, keeps acting as the
+// user who opened it.
 type restAPI struct {
 	c       *sdk.Client
 	streams *streamTable
 	// ctx outlives requests: streams opened by one call are used by later
-	// calls.
+	// calls. It is the proxy's own (the cluster's) identity: only ever use
+	// it through streamCtx.
 	ctx context.Context
 	log *zap.Logger
 	m   *metrics
+}
+
+type callerKey struct{}
+
+// withCaller records the user a REST request authenticated as ("" for the
+// cluster token) in its context, and makes the SDK act for that user.
+func withCaller(ctx context.Context, user string) context.Context {
+	return sdk.AsUser(context.WithValue(ctx, callerKey{}, user), user)
+}
+
+// callerOf is the user a request authenticated as ("": the cluster token).
+func callerOf(ctx context.Context) string {
+	u, _ := ctx.Value(callerKey{}).(string)
+	return u
+}
+
+// streamCtx is the context of a stream opened by the request with ctx: it
+// outlives the request and acts as its caller.
+func (a *restAPI) streamCtx(ctx context.Context) context.Context {
+	return sdk.AsUser(a.ctx, callerOf(ctx))
 }
 
 // servePaths handles POST /api/v1/paths/{path}/{action} (GET for
@@ -48,7 +72,7 @@ func (a *restAPI) servePaths(w http.ResponseWriter, r *http.Request, rt route) e
 	case "create-directory":
 		return a.createDirectory(ctx, w, p, o)
 	case "create-file":
-		return a.createFile(w, p, o)
+		return a.createFile(ctx, w, p, o)
 	case "delete":
 		recursive, err := o.boolean("recursive")
 		if err != nil {
@@ -127,7 +151,7 @@ func (a *restAPI) servePaths(w http.ResponseWriter, r *http.Request, rt route) e
 		}
 		writeVoid(w)
 	case "open-file":
-		return a.openFile(w, p, o)
+		return a.openFile(ctx, w, p, o)
 	case "rename":
 		dst := r.URL.Query().Get("dst")
 		if dst == "" {
@@ -185,7 +209,7 @@ func (a *restAPI) createDirectory(ctx context.Context, w http.ResponseWriter, p 
 	return nil
 }
 
-func (a *restAPI) createFile(w http.ResponseWriter, p string, o options) error {
+func (a *restAPI) createFile(ctx context.Context, w http.ResponseWriter, p string, o options) error {
 	var co sdk.CreateOptions
 	var err *restError
 	if co.WriteType, err = o.writeType(); err != nil {
@@ -215,37 +239,41 @@ func (a *restAPI) createFile(w http.ResponseWriter, p string, o options) error {
 	if co.TTLAction, err = o.ttlAction(); err != nil {
 		return err
 	}
-	rmin, _, err := o.integer("replicationMin")
-	if err != nil {
+	if co.ReplicationMin, _, err = o.int32("replicationMin", 0); err != nil {
 		return err
 	}
-	rmax, rmaxSet, err := o.integer("replicationMax")
-	if err != nil {
+	if co.ReplicationMax, _, err = o.int32("replicationMax", -1); err != nil {
 		return err
 	}
-	co.ReplicationMin = int32(rmin)
-	if rmaxSet {
-		co.ReplicationMax = int32(rmax)
+	user := callerOf(ctx)
+	if err := a.streams.reserve(user); err != nil {
+		return err
 	}
-	fw, e := a.c.Create(a.ctx, p, co)
+	fw, e := a.c.Create(a.streamCtx(ctx), p, co)
 	if e != nil {
+		a.streams.unreserve(user)
 		return e
 	}
-	id := a.streams.add(&stream{path: p, w: fw})
+	id := a.streams.add(&stream{owner: user, path: p, w: fw})
 	writeJSON(w, http.StatusOK, id)
 	return nil
 }
 
-func (a *restAPI) openFile(w http.ResponseWriter, p string, o options) error {
+func (a *restAPI) openFile(ctx context.Context, w http.ResponseWriter, p string, o options) error {
 	rt, err := o.readType()
 	if err != nil {
 		return err
 	}
-	fr, e := a.c.Open(a.ctx, p, sdk.OpenOptions{ReadType: rt})
+	user := callerOf(ctx)
+	if err := a.streams.reserve(user); err != nil {
+		return err
+	}
+	fr, e := a.c.Open(a.streamCtx(ctx), p, sdk.OpenOptions{ReadType: rt})
 	if e != nil {
+		a.streams.unreserve(user)
 		return e
 	}
-	id := a.streams.add(&stream{path: p, r: fr})
+	id := a.streams.add(&stream{owner: user, path: p, r: fr})
 	writeJSON(w, http.StatusOK, id)
 	return nil
 }
@@ -328,13 +356,13 @@ func (a *restAPI) setAttribute(ctx context.Context, w http.ResponseWriter, p str
 	}
 	for _, k := range []struct {
 		name string
+		min  int64
 		dst  **int32
-	}{{"replicationMin", &req.ReplicationMin}, {"replicationMax", &req.ReplicationMax}} {
-		if n, set, err := o.integer(k.name); err != nil {
+	}{{"replicationMin", 0, &req.ReplicationMin}, {"replicationMax", -1, &req.ReplicationMax}} {
+		if n, set, err := o.int32(k.name, k.min); err != nil {
 			return err
 		} else if set {
-			v := int32(n)
-			*k.dst = &v
+			*k.dst = &n
 		}
 	}
 	if persisted, err := o.boolean("persisted"); err != nil {
@@ -377,8 +405,9 @@ func (a *restAPI) serveStreams(w http.ResponseWriter, r *http.Request, rt route)
 	if r.Method != http.MethodPost {
 		return methodNotAllowed(w, r, "POST")
 	}
+	caller := callerOf(r.Context())
 	if rt.action == "close" {
-		s, err := a.streams.remove(rt.id)
+		s, err := a.streams.remove(rt.id, caller)
 		if err != nil {
 			return err
 		}
@@ -394,7 +423,7 @@ func (a *restAPI) serveStreams(w http.ResponseWriter, r *http.Request, rt route)
 		writeVoid(w)
 		return nil
 	}
-	s, err := a.streams.acquire(rt.id)
+	s, err := a.streams.acquire(rt.id, caller)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -38,6 +39,23 @@ var pathActions = map[string]bool{
 }
 
 var streamActions = map[string]bool{"read": true, "write": true, "close": true}
+
+// PathActions lists the actions of /api/v1/paths/{path}/{action}, sorted:
+// the two-user attacker test (tests/auth) checks it attacks every one, so
+// an action added here cannot skip being checked for the caller's identity.
+func PathActions() []string { return sortedKeys(pathActions) }
+
+// StreamActions lists the actions of /api/v1/streams/{id}/{action}.
+func StreamActions() []string { return sortedKeys(streamActions) }
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
 
 // parseRoute parses the escaped (raw) path of a request. It must see the
 // path as sent: clients build /api/v1/paths//foo/exists (a "/" between

@@ -61,6 +61,12 @@ func New(cfg *config.Config, log *zap.Logger) (*Proxy, error) {
 	if cfg.Proxy.StreamTimeout <= 0 {
 		return nil, fmt.Errorf("config: proxy.stream-timeout = %s: want a positive duration", cfg.Proxy.StreamTimeout)
 	}
+	if cfg.Proxy.BodyReadTimeout <= 0 {
+		return nil, fmt.Errorf("config: proxy.body-read-timeout = %s: want a positive duration", cfg.Proxy.BodyReadTimeout)
+	}
+	if cfg.Proxy.MaxStreamsPerUser <= 0 {
+		return nil, fmt.Errorf("config: proxy.max-streams-per-user = %d: want 1 or more", cfg.Proxy.MaxStreamsPerUser)
+	}
 	tlsConf, err := security.ClientTLS(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
@@ -77,7 +83,7 @@ func New(cfg *config.Config, log *zap.Logger) (*Proxy, error) {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	p := &Proxy{cfg: cfg, log: log, m: newMetrics(), client: c, ctx: ctx, cancel: cancel}
-	p.streams = newStreamTable(cfg.Proxy.StreamTimeout, log, func(n int) { p.m.streams.Set(float64(n)) })
+	p.streams = newStreamTable(cfg.Proxy.StreamTimeout, cfg.Proxy.MaxStreamsPerUser, log, func(n int) { p.m.streams.Set(float64(n)) })
 	p.rest = &restAPI{c: c, streams: p.streams, ctx: ctx, log: log, m: p.m}
 	// A cluster user (security.users) signs S3 requests with its name as the
 	// access key and its token as the secret, and acts as itself.
@@ -122,8 +128,9 @@ func (p *Proxy) Start(ctx context.Context) error {
 		p.restLn.Close()
 		return fmt.Errorf("proxy S3 port: %w", err)
 	}
-	p.restSrv = &http.Server{Handler: p.restHandler(), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
-	p.s3Srv = &http.Server{Handler: p.gw.Handler(""), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	bt := p.cfg.Proxy.BodyReadTimeout
+	p.restSrv = &http.Server{Handler: bodyDeadline(p.restHandler(), bt), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	p.s3Srv = &http.Server{Handler: bodyDeadline(p.gw.Handler(""), bt), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	for _, s := range []struct {
 		srv *http.Server
 		ln  net.Listener
@@ -216,10 +223,7 @@ func (p *Proxy) restHandler() http.Handler {
 			metricsH.ServeHTTP(w, r)
 			return
 		}
-		if user != "" {
-			r = r.WithContext(sdk.AsUser(r.Context(), user))
-		}
-		p.serveAPI(w, r, raw)
+		p.serveAPI(w, r.WithContext(withCaller(r.Context(), user)), raw)
 	})
 }
 
@@ -236,11 +240,17 @@ func (p *Proxy) clusterUser(accessKey string) string {
 }
 
 // authorized checks the cluster token or a user's token (Bearer, or the
-// password of Basic) unless the cluster has none or proxy.rest-open is set.
-// A user's token makes the request act as that user.
+// password of Basic) unless the cluster has none. A user's token makes the
+// request act as that user. With proxy.rest-open a request without
+// credentials is served as the cluster (Alluxio's clients send none), but
+// one that names a user still acts as that user, and a wrong token is
+// refused.
 func (p *Proxy) authorized(r *http.Request) (user string, ok bool) {
 	tok := p.cfg.Security.Token
-	if tok == "" && len(p.cfg.Security.Users) == 0 || p.cfg.Proxy.RESTOpen {
+	if tok == "" && len(p.cfg.Security.Users) == 0 {
+		return "", true
+	}
+	if p.cfg.Proxy.RESTOpen && r.Header.Get("Authorization") == "" {
 		return "", true
 	}
 	h := r.Header.Get("Authorization")

@@ -51,7 +51,12 @@ type FileWriter struct {
 	o       CreateOptions
 	cache   bool // blocks go to workers
 	through bool // the whole file goes to the UFS
-	bs      int64
+	// keep pins the blocks on their workers from the first byte: the file
+	// is pinned, or its cached blocks are the only copy of its bytes
+	// (MUST_CACHE, ASYNC_THROUGH until persisted). The FS master unpins
+	// them once that ends.
+	keep bool
+	bs   int64
 
 	pos       int64 // bytes accepted
 	blockFill int64 // bytes of the current block accepted
@@ -112,6 +117,7 @@ func (c *Client) Create(ctx context.Context, path string, o CreateOptions) (*Fil
 		c: c, ctx: wctx, cancel: cancel, path: info.GetPath(), info: info, o: o,
 		cache:   wt != api.WriteType_THROUGH,
 		through: wt == api.WriteType_THROUGH || wt == api.WriteType_CACHE_THROUGH,
+		keep:    o.Pinned || wt == api.WriteType_MUST_CACHE || wt == api.WriteType_ASYNC_THROUGH,
 		bs:      info.GetBlockSizeBytes(),
 		// buf grows as needed up to writeChunk: a small file costs a small
 		// buffer, not a zeroed 1 MiB one.
@@ -250,7 +256,7 @@ func (w *FileWriter) openBlock() error {
 	if err != nil {
 		return w.opErr("write block", addr, err)
 	}
-	hdr := &api.WriteBlockHeader{BlockId: id, Tier: w.o.Tier, LengthHint: w.bs, Pinned: w.o.Pinned}
+	hdr := &api.WriteBlockHeader{BlockId: id, Tier: w.o.Tier, LengthHint: w.bs, Pinned: w.keep}
 	if err := st.Send(&api.WriteBlockRequest{Msg: &api.WriteBlockRequest_Header{Header: hdr}}); err != nil {
 		_, rerr := st.CloseAndRecv()
 		return w.opErr("write block", addr, firstErr(rerr, err))

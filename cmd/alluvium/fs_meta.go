@@ -523,7 +523,7 @@ is). TTL is milliseconds or a duration: 90000, 30s, 10m, 12h, 7d.`,
   alluvium fs setTtl --action free /warm/day-1 7d`,
 		Args: exactArgs(2, "PATH", "TTL"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ttl, err := parseTTL(args[1])
+			ms, err := parseTTL(args[1])
 			if err != nil {
 				return usagef("setTtl: TTL %q: %v", args[1], err)
 			}
@@ -531,7 +531,6 @@ is). TTL is milliseconds or a duration: 90000, 30s, 10m, 12h, 7d.`,
 			if act != "FREE" && act != "DELETE" {
 				return usagef("setTtl: --action %q: want free or delete", action)
 			}
-			ms := ttl.Milliseconds()
 			return setAttr(cmd, g, args[:1], func(r *api.SetAttributeRequest) { r.Ttl = &ms; r.TtlAction = &act })
 		},
 	}
@@ -552,20 +551,23 @@ func newUnsetTTLCmd(g *globals) *cobra.Command {
 	}
 }
 
-// parseTTL reads milliseconds ("90000") or a duration ("30s", "12h", "7d").
-func parseTTL(s string) (time.Duration, error) {
+// parseTTL reads milliseconds ("90000") or a duration ("30s", "12h", "7d")
+// and returns milliseconds. Milliseconds are kept as given (a
+// time.Duration would overflow past 292 years): the FS master refuses a TTL
+// that ends after the year 9999.
+func parseTTL(s string) (int64, error) {
 	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
 		if ms <= 0 {
 			return 0, errors.New("must be positive")
 		}
-		return time.Duration(ms) * time.Millisecond, nil
+		return ms, nil
 	}
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.ParseFloat(days, 64)
 		if err != nil || n <= 0 || n > 1e5 {
-			return 0, errors.New("want a positive number of days, e.g. 7d")
+			return 0, errors.New("want a positive number of days up to 100000, e.g. 7d")
 		}
-		return time.Duration(n * float64(24*time.Hour)), nil
+		return int64(n * float64(24*time.Hour/time.Millisecond)), nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
@@ -574,5 +576,5 @@ func parseTTL(s string) (time.Duration, error) {
 	if d < time.Millisecond {
 		return 0, errors.New("must be at least 1ms")
 	}
-	return d, nil
+	return d.Milliseconds(), nil
 }

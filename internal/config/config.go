@@ -293,6 +293,11 @@ type JobLimits struct {
 	// bound); the system identity is not bound.
 	MaxInFlightPerUser int           `mapstructure:"max-in-flight-per-user"`
 	GCInterval         time.Duration `mapstructure:"gc-interval"`
+	// VisibleToAll lets every user list and read every job and policy
+	// (plans, paths, progress, errors). Off: a user sees only the jobs it
+	// submitted (and its policies ran) and its own policies; the system
+	// identity and superusers see all.
+	VisibleToAll bool `mapstructure:"visible-to-all"`
 }
 
 // JobWorkerConfig configures the job role of `alluvium worker`.
@@ -315,6 +320,13 @@ type ProxyConfig struct {
 	// StreamTimeout closes a REST stream (create-file/open-file id) that
 	// saw no call for this long; its half-written file is discarded.
 	StreamTimeout time.Duration `mapstructure:"stream-timeout"`
+	// MaxStreamsPerUser bounds the REST streams one caller holds open; one
+	// more is refused (429) until some close or expire.
+	MaxStreamsPerUser int `mapstructure:"max-streams-per-user"`
+	// BodyReadTimeout cuts a request body (REST and S3 ports) that takes
+	// longer than this to deliver each next 64 KiB (or its rest): a client
+	// trickling bytes cannot hold a connection for ever.
+	BodyReadTimeout time.Duration `mapstructure:"body-read-timeout"`
 	// RESTOpen serves the REST API without the cluster token even when the
 	// cluster has one (Alluxio's clients send none).
 	RESTOpen bool          `mapstructure:"rest-open"`
@@ -369,6 +381,7 @@ func Default() map[string]any {
 		"fsmaster.max-expensive-calls":               64,
 		"fsmaster.expensive-call-wait":               time.Second,
 		"jobmaster.job.max-in-flight-per-user":       1000,
+		"jobmaster.job.visible-to-all":               false,
 		"fsmaster.host":                              "localhost",
 		"fsmaster.bind-host":                         "127.0.0.1",
 		"fsmaster.rpc-port":                          DefaultPortBase + offFSMasterRPC,
@@ -455,6 +468,8 @@ func Default() map[string]any {
 		"proxy.rest-port":                            39999,
 		"proxy.s3-port":                              39998,
 		"proxy.stream-timeout":                       10 * time.Minute,
+		"proxy.max-streams-per-user":                 64,
+		"proxy.body-read-timeout":                    30 * time.Second,
 		"proxy.rest-open":                            false,
 		"proxy.s3.users":                             map[string]string{},
 		"proxy.s3.region":                            "us-east-1",

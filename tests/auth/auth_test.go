@@ -368,8 +368,9 @@ func TestUsersAndPermissions(t *testing.T) {
 	if _, err := bobJobs.Wait(ctx, id, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := aliceJobs.Cancel(ctx, id); !isCode(err, codes.PermissionDenied) {
-		t.Fatalf("alice cancels bob's job: %v", err)
+	// She does not even see it (jobmaster.job.visible-to-all is off).
+	if err := aliceJobs.Cancel(ctx, id); !isCode(err, codes.NotFound) {
+		t.Fatalf("alice cancels bob's job: %v, want NotFound", err)
 	}
 	j, err := bobJobs.Get(ctx, id, false)
 	if err != nil || j.GetSubmitter() != "bob" || j.GetRunAs() != "bob" || j.GetStatus() != api.JobInfo_COMPLETED {
