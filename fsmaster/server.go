@@ -294,10 +294,13 @@ func (m *Master) serve() error {
 	}
 	m.rpcL, m.httpL = rl, hl
 	// Only the cluster's own processes (block workers) register, heartbeat
-	// and commit blocks.
+	// and commit blocks; only they (and admins with the cluster token)
+	// change or copy the FS masters' raft group — refused before anything
+	// else is looked at, on a master with a local journal too.
 	so.SystemOnly = []string{
 		api.BlockMaster_RegisterWorker_FullMethodName, api.BlockMaster_WorkerHeartbeat_FullMethodName,
 		api.BlockMaster_CommitBlock_FullMethodName, api.BlockMaster_CommitBlocks_FullMethodName,
+		"/" + api.EmbeddedJournal_ServiceDesc.ServiceName + "/",
 	}
 	if e := m.emb; e != nil {
 		so.Unary = append(so.Unary, e.leaderOnlyUnary)
