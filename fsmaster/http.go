@@ -5,8 +5,6 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/fileview"
@@ -71,7 +69,7 @@ func (m *Master) handleFiles(w http.ResponseWriter, r *http.Request) {
 	}
 	info, err := m.ns.GetStatus(r.Context(), &api.GetStatusRequest{Path: p})
 	if err != nil {
-		writeStatusErr(w, err)
+		rpc.WriteError(w, err)
 		return
 	}
 	out := struct {
@@ -83,7 +81,7 @@ func (m *Master) handleFiles(w http.ResponseWriter, r *http.Request) {
 		limit, _ := strconv.Atoi(q.Get("limit"))
 		resp, err := m.ns.ListStatus(r.Context(), &api.ListStatusRequest{Path: p, PageSize: int32(limit), PageToken: q.Get("pageToken")})
 		if err != nil {
-			writeStatusErr(w, err)
+			rpc.WriteError(w, err)
 			return
 		}
 		out.Children = make([]fileview.File, 0, len(resp.GetInfos()))
@@ -95,20 +93,3 @@ func (m *Master) handleFiles(w http.ResponseWriter, r *http.Request) {
 	rpc.WriteJSON(w, http.StatusOK, out)
 }
 
-func writeStatusErr(w http.ResponseWriter, err error) {
-	st := status.Convert(err)
-	code := http.StatusInternalServerError
-	switch st.Code() {
-	case codes.NotFound:
-		code = http.StatusNotFound
-	case codes.InvalidArgument:
-		code = http.StatusBadRequest
-	case codes.AlreadyExists, codes.FailedPrecondition:
-		code = http.StatusConflict
-	case codes.PermissionDenied:
-		code = http.StatusForbidden
-	case codes.Unavailable:
-		code = http.StatusServiceUnavailable
-	}
-	rpc.WriteJSON(w, code, map[string]string{"statusCode": st.Code().String(), "message": st.Message()})
-}

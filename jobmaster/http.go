@@ -65,16 +65,6 @@ func (s *Server) healthy() error {
 	return nil
 }
 
-func httpError(w http.ResponseWriter, err error) {
-	code := http.StatusInternalServerError
-	switch status.Code(err) {
-	case codes.NotFound:
-		code = http.StatusNotFound
-	case codes.InvalidArgument:
-		code = http.StatusBadRequest
-	}
-	rpc.WriteJSON(w, code, map[string]string{"statusCode": status.Code(err).String(), "message": status.Convert(err).Message()})
-}
 
 // GET /api/v1/jobs?status=RUNNING,FAILED&plan=load&submitter=u&policy=p&order=newest&pageSize=100&pageToken=...
 func (s *Server) httpListJobs(w http.ResponseWriter, r *http.Request) {
@@ -85,13 +75,13 @@ func (s *Server) httpListJobs(w http.ResponseWriter, r *http.Request) {
 	case "newest":
 		req.NewestFirst = true
 	default:
-		httpError(w, status.Errorf(codes.InvalidArgument, "order %q: want newest or oldest", o))
+		rpc.WriteError(w, status.Errorf(codes.InvalidArgument, "order %q: want newest or oldest", o))
 		return
 	}
 	if v := q.Get("pageSize"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 32)
 		if err != nil {
-			httpError(w, status.Errorf(codes.InvalidArgument, "pageSize %q: not a number from %d to %d", v, math.MinInt32, math.MaxInt32))
+			rpc.WriteError(w, status.Errorf(codes.InvalidArgument, "pageSize %q: not a number from %d to %d", v, math.MinInt32, math.MaxInt32))
 			return
 		}
 		req.PageSize = int32(n)
@@ -102,14 +92,14 @@ func (s *Server) httpListJobs(w http.ResponseWriter, r *http.Request) {
 		}
 		v, ok := jobview.ParseStatus(st)
 		if !ok {
-			httpError(w, status.Errorf(codes.InvalidArgument, "status %q: want CREATED, RUNNING, COMPLETED, FAILED or CANCELED", st))
+			rpc.WriteError(w, status.Errorf(codes.InvalidArgument, "status %q: want CREATED, RUNNING, COMPLETED, FAILED or CANCELED", st))
 			return
 		}
 		req.Statuses = append(req.Statuses, v)
 	}
 	resp, err := s.listJobs(req, s.viewerOf(r.Context()))
 	if err != nil {
-		httpError(w, err)
+		rpc.WriteError(w, err)
 		return
 	}
 	out := struct {
@@ -127,17 +117,17 @@ func (s *Server) httpGetJob(w http.ResponseWriter, r *http.Request) {
 	idStr := strings.TrimPrefix(r.URL.Path, "/api/v1/jobs/")
 	id, err := strconv.ParseInt(idStr, 10, 64)
 	if err != nil {
-		httpError(w, status.Errorf(codes.InvalidArgument, "job id %q: not a number", idStr))
+		rpc.WriteError(w, status.Errorf(codes.InvalidArgument, "job id %q: not a number", idStr))
 		return
 	}
 	verbose, _ := strconv.ParseBool(r.URL.Query().Get("verbose"))
 	if _, err := s.visibleJob(r.Context(), "job", id); err != nil {
-		httpError(w, err)
+		rpc.WriteError(w, err)
 		return
 	}
 	info, err := s.jobInfo(id, verbose)
 	if err != nil {
-		httpError(w, err)
+		rpc.WriteError(w, err)
 		return
 	}
 	rpc.WriteJSON(w, http.StatusOK, jobview.FromInfo(info))

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/sdk"
 )
 
@@ -70,32 +71,6 @@ func statusName(c codes.Code) string {
 	return strings.ToUpper(b.String())
 }
 
-func httpStatus(c codes.Code) int {
-	switch c {
-	case codes.NotFound:
-		return http.StatusNotFound
-	case codes.AlreadyExists, codes.FailedPrecondition, codes.Aborted:
-		return http.StatusConflict
-	case codes.InvalidArgument, codes.OutOfRange:
-		return http.StatusBadRequest
-	case codes.PermissionDenied:
-		return http.StatusForbidden
-	case codes.Unauthenticated:
-		return http.StatusUnauthorized
-	case codes.ResourceExhausted:
-		// A limit or a busy server: clients back off on 429 (and
-		// Retry-After), not on 507.
-		return http.StatusTooManyRequests
-	case codes.Unavailable:
-		return http.StatusServiceUnavailable
-	case codes.DeadlineExceeded:
-		return http.StatusGatewayTimeout
-	case codes.Unimplemented:
-		return http.StatusNotImplemented
-	}
-	return http.StatusInternalServerError
-}
-
 // contentJSON is the exact content type Alluxio's clients compare against.
 const contentJSON = "application/json"
 
@@ -123,7 +98,7 @@ const retryAfter = "1"
 
 func writeError(w http.ResponseWriter, err error) *restError {
 	re := toRESTError(err)
-	st := httpStatus(re.code)
+	st := rpc.HTTPStatus(re.code)
 	switch {
 	case errors.Is(err, errBodyTooSlow):
 		st = http.StatusRequestTimeout

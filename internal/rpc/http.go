@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // HTTPServer is a role's http port: /healthz (open), /metrics and JSON APIs
@@ -165,6 +166,14 @@ func HTTPStatus(c codes.Code) int {
 		return 499 // client closed the request
 	}
 	return http.StatusInternalServerError
+}
+
+// WriteError answers a call's gRPC error as JSON,
+// {"statusCode": "NotFound", "message": ...}, with the HTTP status HTTPStatus
+// gives its code: the masters' JSON APIs relay errors this one way.
+func WriteError(w http.ResponseWriter, err error) {
+	st := status.Convert(err)
+	WriteJSON(w, HTTPStatus(st.Code()), map[string]string{"statusCode": st.Code().String(), "message": st.Message()})
 }
 
 // WriteJSON writes v as a JSON body with the exact content type
