@@ -2256,8 +2256,12 @@ type RegisterWorkerResponse struct {
 	state               protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId            int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	HeartbeatIntervalMs int64                  `protobuf:"varint,2,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// How long the master waits for the next heartbeat before it declares the
+	// worker LOST. Both grow with the number of workers (Nomad's heartbeat
+	// TTLs), so a large cluster spreads its heartbeats.
+	TtlMs         int64 `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterWorkerResponse) Reset() {
@@ -2300,6 +2304,13 @@ func (x *RegisterWorkerResponse) GetWorkerId() int64 {
 func (x *RegisterWorkerResponse) GetHeartbeatIntervalMs() int64 {
 	if x != nil {
 		return x.HeartbeatIntervalMs
+	}
+	return 0
+}
+
+func (x *RegisterWorkerResponse) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
 	}
 	return 0
 }
@@ -2425,10 +2436,12 @@ func (x *WorkerCommand) GetBlockIds() []int64 {
 }
 
 type WorkerHeartbeatResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Commands      []*WorkerCommand       `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Commands            []*WorkerCommand       `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	HeartbeatIntervalMs int64                  `protobuf:"varint,2,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"` // as in RegisterWorkerResponse, current
+	TtlMs               int64                  `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *WorkerHeartbeatResponse) Reset() {
@@ -2468,6 +2481,116 @@ func (x *WorkerHeartbeatResponse) GetCommands() []*WorkerCommand {
 	return nil
 }
 
+func (x *WorkerHeartbeatResponse) GetHeartbeatIntervalMs() int64 {
+	if x != nil {
+		return x.HeartbeatIntervalMs
+	}
+	return 0
+}
+
+func (x *WorkerHeartbeatResponse) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+type WorkerLostRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"` // logged
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerLostRequest) Reset() {
+	*x = WorkerLostRequest{}
+	mi := &file_fsmaster_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerLostRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerLostRequest) ProtoMessage() {}
+
+func (x *WorkerLostRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerLostRequest.ProtoReflect.Descriptor instead.
+func (*WorkerLostRequest) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *WorkerLostRequest) GetWorkerId() int64 {
+	if x != nil {
+		return x.WorkerId
+	}
+	return 0
+}
+
+func (x *WorkerLostRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type WorkerLostResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WasLive       bool                   `protobuf:"varint,1,opt,name=was_live,json=wasLive,proto3" json:"was_live,omitempty"` // false: it was LOST already, or unknown
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerLostResponse) Reset() {
+	*x = WorkerLostResponse{}
+	mi := &file_fsmaster_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerLostResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerLostResponse) ProtoMessage() {}
+
+func (x *WorkerLostResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerLostResponse.ProtoReflect.Descriptor instead.
+func (*WorkerLostResponse) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *WorkerLostResponse) GetWasLive() bool {
+	if x != nil {
+		return x.WasLive
+	}
+	return false
+}
+
 type CommitBlockRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId      int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -2481,7 +2604,7 @@ type CommitBlockRequest struct {
 
 func (x *CommitBlockRequest) Reset() {
 	*x = CommitBlockRequest{}
-	mi := &file_fsmaster_proto_msgTypes[39]
+	mi := &file_fsmaster_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2493,7 +2616,7 @@ func (x *CommitBlockRequest) String() string {
 func (*CommitBlockRequest) ProtoMessage() {}
 
 func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[39]
+	mi := &file_fsmaster_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2506,7 +2629,7 @@ func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockRequest.ProtoReflect.Descriptor instead.
 func (*CommitBlockRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{39}
+	return file_fsmaster_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CommitBlockRequest) GetWorkerId() int64 {
@@ -2552,7 +2675,7 @@ type CommitBlockResponse struct {
 
 func (x *CommitBlockResponse) Reset() {
 	*x = CommitBlockResponse{}
-	mi := &file_fsmaster_proto_msgTypes[40]
+	mi := &file_fsmaster_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2564,7 +2687,7 @@ func (x *CommitBlockResponse) String() string {
 func (*CommitBlockResponse) ProtoMessage() {}
 
 func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[40]
+	mi := &file_fsmaster_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2577,7 +2700,7 @@ func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockResponse.ProtoReflect.Descriptor instead.
 func (*CommitBlockResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{40}
+	return file_fsmaster_proto_rawDescGZIP(), []int{42}
 }
 
 type CommitBlocksRequest struct {
@@ -2590,7 +2713,7 @@ type CommitBlocksRequest struct {
 
 func (x *CommitBlocksRequest) Reset() {
 	*x = CommitBlocksRequest{}
-	mi := &file_fsmaster_proto_msgTypes[41]
+	mi := &file_fsmaster_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2602,7 +2725,7 @@ func (x *CommitBlocksRequest) String() string {
 func (*CommitBlocksRequest) ProtoMessage() {}
 
 func (x *CommitBlocksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[41]
+	mi := &file_fsmaster_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2615,7 +2738,7 @@ func (x *CommitBlocksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlocksRequest.ProtoReflect.Descriptor instead.
 func (*CommitBlocksRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{41}
+	return file_fsmaster_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CommitBlocksRequest) GetWorkerId() int64 {
@@ -2642,7 +2765,7 @@ type CommitBlocksResponse struct {
 
 func (x *CommitBlocksResponse) Reset() {
 	*x = CommitBlocksResponse{}
-	mi := &file_fsmaster_proto_msgTypes[42]
+	mi := &file_fsmaster_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2654,7 +2777,7 @@ func (x *CommitBlocksResponse) String() string {
 func (*CommitBlocksResponse) ProtoMessage() {}
 
 func (x *CommitBlocksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[42]
+	mi := &file_fsmaster_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2667,7 +2790,7 @@ func (x *CommitBlocksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlocksResponse.ProtoReflect.Descriptor instead.
 func (*CommitBlocksResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{42}
+	return file_fsmaster_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CommitBlocksResponse) GetCommitted() int32 {
@@ -2692,7 +2815,7 @@ type GetWorkerInfoListRequest struct {
 
 func (x *GetWorkerInfoListRequest) Reset() {
 	*x = GetWorkerInfoListRequest{}
-	mi := &file_fsmaster_proto_msgTypes[43]
+	mi := &file_fsmaster_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2704,7 +2827,7 @@ func (x *GetWorkerInfoListRequest) String() string {
 func (*GetWorkerInfoListRequest) ProtoMessage() {}
 
 func (x *GetWorkerInfoListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[43]
+	mi := &file_fsmaster_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2717,7 +2840,7 @@ func (x *GetWorkerInfoListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkerInfoListRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkerInfoListRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{43}
+	return file_fsmaster_proto_rawDescGZIP(), []int{45}
 }
 
 type GetWorkerInfoListResponse struct {
@@ -2729,7 +2852,7 @@ type GetWorkerInfoListResponse struct {
 
 func (x *GetWorkerInfoListResponse) Reset() {
 	*x = GetWorkerInfoListResponse{}
-	mi := &file_fsmaster_proto_msgTypes[44]
+	mi := &file_fsmaster_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2741,7 +2864,7 @@ func (x *GetWorkerInfoListResponse) String() string {
 func (*GetWorkerInfoListResponse) ProtoMessage() {}
 
 func (x *GetWorkerInfoListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[44]
+	mi := &file_fsmaster_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2754,7 +2877,7 @@ func (x *GetWorkerInfoListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkerInfoListResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkerInfoListResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{44}
+	return file_fsmaster_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetWorkerInfoListResponse) GetWorkers() []*WorkerInfo {
@@ -2773,7 +2896,7 @@ type GetBlockInfoRequest struct {
 
 func (x *GetBlockInfoRequest) Reset() {
 	*x = GetBlockInfoRequest{}
-	mi := &file_fsmaster_proto_msgTypes[45]
+	mi := &file_fsmaster_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2785,7 +2908,7 @@ func (x *GetBlockInfoRequest) String() string {
 func (*GetBlockInfoRequest) ProtoMessage() {}
 
 func (x *GetBlockInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[45]
+	mi := &file_fsmaster_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2798,7 +2921,7 @@ func (x *GetBlockInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlockInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetBlockInfoRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{45}
+	return file_fsmaster_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetBlockInfoRequest) GetBlockId() int64 {
@@ -2817,7 +2940,7 @@ type GetBlockInfoResponse struct {
 
 func (x *GetBlockInfoResponse) Reset() {
 	*x = GetBlockInfoResponse{}
-	mi := &file_fsmaster_proto_msgTypes[46]
+	mi := &file_fsmaster_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2829,7 +2952,7 @@ func (x *GetBlockInfoResponse) String() string {
 func (*GetBlockInfoResponse) ProtoMessage() {}
 
 func (x *GetBlockInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[46]
+	mi := &file_fsmaster_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2842,7 +2965,7 @@ func (x *GetBlockInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlockInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetBlockInfoResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{46}
+	return file_fsmaster_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetBlockInfoResponse) GetInfo() *BlockInfo {
@@ -2863,7 +2986,7 @@ type CheckAccessRequest struct {
 
 func (x *CheckAccessRequest) Reset() {
 	*x = CheckAccessRequest{}
-	mi := &file_fsmaster_proto_msgTypes[47]
+	mi := &file_fsmaster_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2875,7 +2998,7 @@ func (x *CheckAccessRequest) String() string {
 func (*CheckAccessRequest) ProtoMessage() {}
 
 func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[47]
+	mi := &file_fsmaster_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2888,7 +3011,7 @@ func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessRequest.ProtoReflect.Descriptor instead.
 func (*CheckAccessRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{47}
+	return file_fsmaster_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *CheckAccessRequest) GetPath() string {
@@ -2920,7 +3043,7 @@ type CheckAccessResponse struct {
 
 func (x *CheckAccessResponse) Reset() {
 	*x = CheckAccessResponse{}
-	mi := &file_fsmaster_proto_msgTypes[48]
+	mi := &file_fsmaster_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2932,7 +3055,7 @@ func (x *CheckAccessResponse) String() string {
 func (*CheckAccessResponse) ProtoMessage() {}
 
 func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[48]
+	mi := &file_fsmaster_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2945,7 +3068,7 @@ func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessResponse.ProtoReflect.Descriptor instead.
 func (*CheckAccessResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{48}
+	return file_fsmaster_proto_rawDescGZIP(), []int{50}
 }
 
 type AuthorizeBlockAccessRequest struct {
@@ -2960,7 +3083,7 @@ type AuthorizeBlockAccessRequest struct {
 
 func (x *AuthorizeBlockAccessRequest) Reset() {
 	*x = AuthorizeBlockAccessRequest{}
-	mi := &file_fsmaster_proto_msgTypes[49]
+	mi := &file_fsmaster_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2972,7 +3095,7 @@ func (x *AuthorizeBlockAccessRequest) String() string {
 func (*AuthorizeBlockAccessRequest) ProtoMessage() {}
 
 func (x *AuthorizeBlockAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[49]
+	mi := &file_fsmaster_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2985,7 +3108,7 @@ func (x *AuthorizeBlockAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeBlockAccessRequest.ProtoReflect.Descriptor instead.
 func (*AuthorizeBlockAccessRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{49}
+	return file_fsmaster_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *AuthorizeBlockAccessRequest) GetFileId() int64 {
@@ -3011,7 +3134,7 @@ type AuthorizeBlockAccessResponse struct {
 
 func (x *AuthorizeBlockAccessResponse) Reset() {
 	*x = AuthorizeBlockAccessResponse{}
-	mi := &file_fsmaster_proto_msgTypes[50]
+	mi := &file_fsmaster_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3023,7 +3146,7 @@ func (x *AuthorizeBlockAccessResponse) String() string {
 func (*AuthorizeBlockAccessResponse) ProtoMessage() {}
 
 func (x *AuthorizeBlockAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[50]
+	mi := &file_fsmaster_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3036,7 +3159,7 @@ func (x *AuthorizeBlockAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeBlockAccessResponse.ProtoReflect.Descriptor instead.
 func (*AuthorizeBlockAccessResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{50}
+	return file_fsmaster_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *AuthorizeBlockAccessResponse) GetInfo() *FileInfo {
@@ -3219,10 +3342,11 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x15RegisterWorkerRequest\x127\n" +
 	"\aaddress\x18\x01 \x01(\v2\x1d.alluvium.v1.WorkerNetAddressR\aaddress\x12,\n" +
 	"\x05tiers\x18\x02 \x03(\v2\x16.alluvium.v1.TierUsageR\x05tiers\x120\n" +
-	"\x06blocks\x18\x03 \x03(\v2\x18.alluvium.v1.BlockReportR\x06blocks\"i\n" +
+	"\x06blocks\x18\x03 \x03(\v2\x18.alluvium.v1.BlockReportR\x06blocks\"\x80\x01\n" +
 	"\x16RegisterWorkerResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x122\n" +
-	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\"\xcc\x01\n" +
+	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x12\x15\n" +
+	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\"\xcc\x01\n" +
 	"\x16WorkerHeartbeatRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12,\n" +
 	"\x05tiers\x18\x02 \x03(\v2\x16.alluvium.v1.TierUsageR\x05tiers\x12;\n" +
@@ -3237,9 +3361,16 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\rREMOVE_BLOCKS\x10\x02\x12\x0e\n" +
 	"\n" +
 	"PIN_BLOCKS\x10\x03\x12\x10\n" +
-	"\fUNPIN_BLOCKS\x10\x04\"Q\n" +
+	"\fUNPIN_BLOCKS\x10\x04\"\x9c\x01\n" +
 	"\x17WorkerHeartbeatResponse\x126\n" +
-	"\bcommands\x18\x01 \x03(\v2\x1a.alluvium.v1.WorkerCommandR\bcommands\"\x90\x01\n" +
+	"\bcommands\x18\x01 \x03(\v2\x1a.alluvium.v1.WorkerCommandR\bcommands\x122\n" +
+	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x12\x15\n" +
+	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\"H\n" +
+	"\x11WorkerLostRequest\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"/\n" +
+	"\x12WorkerLostResponse\x12\x19\n" +
+	"\bwas_live\x18\x01 \x01(\bR\awasLive\"\x90\x01\n" +
 	"\x12CommitBlockRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12\x19\n" +
 	"\bblock_id\x18\x02 \x01(\x03R\ablockId\x12\x16\n" +
@@ -3296,7 +3427,7 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\aAddPeer\x12\x1b.alluvium.v1.AddPeerRequest\x1a\x1c.alluvium.v1.AddPeerResponse\x12M\n" +
 	"\n" +
 	"RemovePeer\x12\x1e.alluvium.v1.RemovePeerRequest\x1a\x1f.alluvium.v1.RemovePeerResponse\x12X\n" +
-	"\rGetCheckpoint\x12!.alluvium.v1.GetCheckpointRequest\x1a\".alluvium.v1.GetCheckpointResponse0\x012\x93\x05\n" +
+	"\rGetCheckpoint\x12!.alluvium.v1.GetCheckpointRequest\x1a\".alluvium.v1.GetCheckpointResponse0\x012\xe2\x05\n" +
 	"\vBlockMaster\x12Y\n" +
 	"\x0eRegisterWorker\x12\".alluvium.v1.RegisterWorkerRequest\x1a#.alluvium.v1.RegisterWorkerResponse\x12\\\n" +
 	"\x0fWorkerHeartbeat\x12#.alluvium.v1.WorkerHeartbeatRequest\x1a$.alluvium.v1.WorkerHeartbeatResponse\x12P\n" +
@@ -3304,7 +3435,9 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\fCommitBlocks\x12 .alluvium.v1.CommitBlocksRequest\x1a!.alluvium.v1.CommitBlocksResponse\x12b\n" +
 	"\x11GetWorkerInfoList\x12%.alluvium.v1.GetWorkerInfoListRequest\x1a&.alluvium.v1.GetWorkerInfoListResponse\x12S\n" +
 	"\fGetBlockInfo\x12 .alluvium.v1.GetBlockInfoRequest\x1a!.alluvium.v1.GetBlockInfoResponse\x12k\n" +
-	"\x14AuthorizeBlockAccess\x12(.alluvium.v1.AuthorizeBlockAccessRequest\x1a).alluvium.v1.AuthorizeBlockAccessResponseB&Z$github.com/alluvium/alluvium/api;apib\x06proto3"
+	"\x14AuthorizeBlockAccess\x12(.alluvium.v1.AuthorizeBlockAccessRequest\x1a).alluvium.v1.AuthorizeBlockAccessResponse\x12M\n" +
+	"\n" +
+	"WorkerLost\x12\x1e.alluvium.v1.WorkerLostRequest\x1a\x1f.alluvium.v1.WorkerLostResponseB&Z$github.com/alluvium/alluvium/api;apib\x06proto3"
 
 var (
 	file_fsmaster_proto_rawDescOnce sync.Once
@@ -3319,7 +3452,7 @@ func file_fsmaster_proto_rawDescGZIP() []byte {
 }
 
 var file_fsmaster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_fsmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_fsmaster_proto_goTypes = []any{
 	(WorkerCommand_Type)(0),              // 0: alluvium.v1.WorkerCommand.Type
 	(*CreateDirectoryRequest)(nil),       // 1: alluvium.v1.CreateDirectoryRequest
@@ -3361,66 +3494,68 @@ var file_fsmaster_proto_goTypes = []any{
 	(*WorkerHeartbeatRequest)(nil),       // 37: alluvium.v1.WorkerHeartbeatRequest
 	(*WorkerCommand)(nil),                // 38: alluvium.v1.WorkerCommand
 	(*WorkerHeartbeatResponse)(nil),      // 39: alluvium.v1.WorkerHeartbeatResponse
-	(*CommitBlockRequest)(nil),           // 40: alluvium.v1.CommitBlockRequest
-	(*CommitBlockResponse)(nil),          // 41: alluvium.v1.CommitBlockResponse
-	(*CommitBlocksRequest)(nil),          // 42: alluvium.v1.CommitBlocksRequest
-	(*CommitBlocksResponse)(nil),         // 43: alluvium.v1.CommitBlocksResponse
-	(*GetWorkerInfoListRequest)(nil),     // 44: alluvium.v1.GetWorkerInfoListRequest
-	(*GetWorkerInfoListResponse)(nil),    // 45: alluvium.v1.GetWorkerInfoListResponse
-	(*GetBlockInfoRequest)(nil),          // 46: alluvium.v1.GetBlockInfoRequest
-	(*GetBlockInfoResponse)(nil),         // 47: alluvium.v1.GetBlockInfoResponse
-	(*CheckAccessRequest)(nil),           // 48: alluvium.v1.CheckAccessRequest
-	(*CheckAccessResponse)(nil),          // 49: alluvium.v1.CheckAccessResponse
-	(*AuthorizeBlockAccessRequest)(nil),  // 50: alluvium.v1.AuthorizeBlockAccessRequest
-	(*AuthorizeBlockAccessResponse)(nil), // 51: alluvium.v1.AuthorizeBlockAccessResponse
-	nil,                                  // 52: alluvium.v1.MountRequest.OptionsEntry
-	(WriteType)(0),                       // 53: alluvium.v1.WriteType
-	(*FileInfo)(nil),                     // 54: alluvium.v1.FileInfo
-	(LoadMetadataType)(0),                // 55: alluvium.v1.LoadMetadataType
-	(PersistenceState)(0),                // 56: alluvium.v1.PersistenceState
-	(*MountPointInfo)(nil),               // 57: alluvium.v1.MountPointInfo
-	(*TierUsage)(nil),                    // 58: alluvium.v1.TierUsage
-	(*WorkerNetAddress)(nil),             // 59: alluvium.v1.WorkerNetAddress
-	(*WorkerInfo)(nil),                   // 60: alluvium.v1.WorkerInfo
-	(*BlockInfo)(nil),                    // 61: alluvium.v1.BlockInfo
-	(*GetLeaderRequest)(nil),             // 62: alluvium.v1.GetLeaderRequest
-	(*AddPeerRequest)(nil),               // 63: alluvium.v1.AddPeerRequest
-	(*RemovePeerRequest)(nil),            // 64: alluvium.v1.RemovePeerRequest
-	(*GetLeaderResponse)(nil),            // 65: alluvium.v1.GetLeaderResponse
-	(*AddPeerResponse)(nil),              // 66: alluvium.v1.AddPeerResponse
-	(*RemovePeerResponse)(nil),           // 67: alluvium.v1.RemovePeerResponse
+	(*WorkerLostRequest)(nil),            // 40: alluvium.v1.WorkerLostRequest
+	(*WorkerLostResponse)(nil),           // 41: alluvium.v1.WorkerLostResponse
+	(*CommitBlockRequest)(nil),           // 42: alluvium.v1.CommitBlockRequest
+	(*CommitBlockResponse)(nil),          // 43: alluvium.v1.CommitBlockResponse
+	(*CommitBlocksRequest)(nil),          // 44: alluvium.v1.CommitBlocksRequest
+	(*CommitBlocksResponse)(nil),         // 45: alluvium.v1.CommitBlocksResponse
+	(*GetWorkerInfoListRequest)(nil),     // 46: alluvium.v1.GetWorkerInfoListRequest
+	(*GetWorkerInfoListResponse)(nil),    // 47: alluvium.v1.GetWorkerInfoListResponse
+	(*GetBlockInfoRequest)(nil),          // 48: alluvium.v1.GetBlockInfoRequest
+	(*GetBlockInfoResponse)(nil),         // 49: alluvium.v1.GetBlockInfoResponse
+	(*CheckAccessRequest)(nil),           // 50: alluvium.v1.CheckAccessRequest
+	(*CheckAccessResponse)(nil),          // 51: alluvium.v1.CheckAccessResponse
+	(*AuthorizeBlockAccessRequest)(nil),  // 52: alluvium.v1.AuthorizeBlockAccessRequest
+	(*AuthorizeBlockAccessResponse)(nil), // 53: alluvium.v1.AuthorizeBlockAccessResponse
+	nil,                                  // 54: alluvium.v1.MountRequest.OptionsEntry
+	(WriteType)(0),                       // 55: alluvium.v1.WriteType
+	(*FileInfo)(nil),                     // 56: alluvium.v1.FileInfo
+	(LoadMetadataType)(0),                // 57: alluvium.v1.LoadMetadataType
+	(PersistenceState)(0),                // 58: alluvium.v1.PersistenceState
+	(*MountPointInfo)(nil),               // 59: alluvium.v1.MountPointInfo
+	(*TierUsage)(nil),                    // 60: alluvium.v1.TierUsage
+	(*WorkerNetAddress)(nil),             // 61: alluvium.v1.WorkerNetAddress
+	(*WorkerInfo)(nil),                   // 62: alluvium.v1.WorkerInfo
+	(*BlockInfo)(nil),                    // 63: alluvium.v1.BlockInfo
+	(*GetLeaderRequest)(nil),             // 64: alluvium.v1.GetLeaderRequest
+	(*AddPeerRequest)(nil),               // 65: alluvium.v1.AddPeerRequest
+	(*RemovePeerRequest)(nil),            // 66: alluvium.v1.RemovePeerRequest
+	(*GetLeaderResponse)(nil),            // 67: alluvium.v1.GetLeaderResponse
+	(*AddPeerResponse)(nil),              // 68: alluvium.v1.AddPeerResponse
+	(*RemovePeerResponse)(nil),           // 69: alluvium.v1.RemovePeerResponse
 }
 var file_fsmaster_proto_depIdxs = []int32{
-	53, // 0: alluvium.v1.CreateDirectoryRequest.write_type:type_name -> alluvium.v1.WriteType
-	54, // 1: alluvium.v1.CreateDirectoryResponse.info:type_name -> alluvium.v1.FileInfo
-	53, // 2: alluvium.v1.CreateFileRequest.write_type:type_name -> alluvium.v1.WriteType
-	54, // 3: alluvium.v1.CreateFileResponse.info:type_name -> alluvium.v1.FileInfo
+	55, // 0: alluvium.v1.CreateDirectoryRequest.write_type:type_name -> alluvium.v1.WriteType
+	56, // 1: alluvium.v1.CreateDirectoryResponse.info:type_name -> alluvium.v1.FileInfo
+	55, // 2: alluvium.v1.CreateFileRequest.write_type:type_name -> alluvium.v1.WriteType
+	56, // 3: alluvium.v1.CreateFileResponse.info:type_name -> alluvium.v1.FileInfo
 	3,  // 4: alluvium.v1.CreateFilesRequest.files:type_name -> alluvium.v1.CreateFileRequest
-	54, // 5: alluvium.v1.CreateFileResult.info:type_name -> alluvium.v1.FileInfo
+	56, // 5: alluvium.v1.CreateFileResult.info:type_name -> alluvium.v1.FileInfo
 	6,  // 6: alluvium.v1.CreateFilesResponse.results:type_name -> alluvium.v1.CreateFileResult
-	54, // 7: alluvium.v1.CompleteFileResponse.info:type_name -> alluvium.v1.FileInfo
-	55, // 8: alluvium.v1.GetStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
-	54, // 9: alluvium.v1.GetStatusResponse.info:type_name -> alluvium.v1.FileInfo
-	55, // 10: alluvium.v1.ListStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
-	54, // 11: alluvium.v1.ListStatusResponse.infos:type_name -> alluvium.v1.FileInfo
-	54, // 12: alluvium.v1.RenameResponse.info:type_name -> alluvium.v1.FileInfo
-	56, // 13: alluvium.v1.SetAttributeRequest.persistence_state:type_name -> alluvium.v1.PersistenceState
-	54, // 14: alluvium.v1.SetAttributeResponse.info:type_name -> alluvium.v1.FileInfo
-	52, // 15: alluvium.v1.MountRequest.options:type_name -> alluvium.v1.MountRequest.OptionsEntry
-	57, // 16: alluvium.v1.MountResponse.mount:type_name -> alluvium.v1.MountPointInfo
-	57, // 17: alluvium.v1.GetMountTableResponse.mounts:type_name -> alluvium.v1.MountPointInfo
-	58, // 18: alluvium.v1.GetMasterInfoResponse.capacity:type_name -> alluvium.v1.TierUsage
-	59, // 19: alluvium.v1.RegisterWorkerRequest.address:type_name -> alluvium.v1.WorkerNetAddress
-	58, // 20: alluvium.v1.RegisterWorkerRequest.tiers:type_name -> alluvium.v1.TierUsage
+	56, // 7: alluvium.v1.CompleteFileResponse.info:type_name -> alluvium.v1.FileInfo
+	57, // 8: alluvium.v1.GetStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
+	56, // 9: alluvium.v1.GetStatusResponse.info:type_name -> alluvium.v1.FileInfo
+	57, // 10: alluvium.v1.ListStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
+	56, // 11: alluvium.v1.ListStatusResponse.infos:type_name -> alluvium.v1.FileInfo
+	56, // 12: alluvium.v1.RenameResponse.info:type_name -> alluvium.v1.FileInfo
+	58, // 13: alluvium.v1.SetAttributeRequest.persistence_state:type_name -> alluvium.v1.PersistenceState
+	56, // 14: alluvium.v1.SetAttributeResponse.info:type_name -> alluvium.v1.FileInfo
+	54, // 15: alluvium.v1.MountRequest.options:type_name -> alluvium.v1.MountRequest.OptionsEntry
+	59, // 16: alluvium.v1.MountResponse.mount:type_name -> alluvium.v1.MountPointInfo
+	59, // 17: alluvium.v1.GetMountTableResponse.mounts:type_name -> alluvium.v1.MountPointInfo
+	60, // 18: alluvium.v1.GetMasterInfoResponse.capacity:type_name -> alluvium.v1.TierUsage
+	61, // 19: alluvium.v1.RegisterWorkerRequest.address:type_name -> alluvium.v1.WorkerNetAddress
+	60, // 20: alluvium.v1.RegisterWorkerRequest.tiers:type_name -> alluvium.v1.TierUsage
 	34, // 21: alluvium.v1.RegisterWorkerRequest.blocks:type_name -> alluvium.v1.BlockReport
-	58, // 22: alluvium.v1.WorkerHeartbeatRequest.tiers:type_name -> alluvium.v1.TierUsage
+	60, // 22: alluvium.v1.WorkerHeartbeatRequest.tiers:type_name -> alluvium.v1.TierUsage
 	34, // 23: alluvium.v1.WorkerHeartbeatRequest.added_blocks:type_name -> alluvium.v1.BlockReport
 	0,  // 24: alluvium.v1.WorkerCommand.type:type_name -> alluvium.v1.WorkerCommand.Type
 	38, // 25: alluvium.v1.WorkerHeartbeatResponse.commands:type_name -> alluvium.v1.WorkerCommand
 	34, // 26: alluvium.v1.CommitBlocksRequest.blocks:type_name -> alluvium.v1.BlockReport
-	60, // 27: alluvium.v1.GetWorkerInfoListResponse.workers:type_name -> alluvium.v1.WorkerInfo
-	61, // 28: alluvium.v1.GetBlockInfoResponse.info:type_name -> alluvium.v1.BlockInfo
-	54, // 29: alluvium.v1.AuthorizeBlockAccessResponse.info:type_name -> alluvium.v1.FileInfo
+	62, // 27: alluvium.v1.GetWorkerInfoListResponse.workers:type_name -> alluvium.v1.WorkerInfo
+	63, // 28: alluvium.v1.GetBlockInfoResponse.info:type_name -> alluvium.v1.BlockInfo
+	56, // 29: alluvium.v1.AuthorizeBlockAccessResponse.info:type_name -> alluvium.v1.FileInfo
 	1,  // 30: alluvium.v1.FileSystemMaster.CreateDirectory:input_type -> alluvium.v1.CreateDirectoryRequest
 	3,  // 31: alluvium.v1.FileSystemMaster.CreateFile:input_type -> alluvium.v1.CreateFileRequest
 	8,  // 32: alluvium.v1.FileSystemMaster.CompleteFile:input_type -> alluvium.v1.CompleteFileRequest
@@ -3436,47 +3571,49 @@ var file_fsmaster_proto_depIdxs = []int32{
 	26, // 42: alluvium.v1.FileSystemMaster.Free:input_type -> alluvium.v1.FreeRequest
 	28, // 43: alluvium.v1.FileSystemMaster.GetMasterInfo:input_type -> alluvium.v1.GetMasterInfoRequest
 	32, // 44: alluvium.v1.FileSystemMaster.Checkpoint:input_type -> alluvium.v1.CheckpointRequest
-	48, // 45: alluvium.v1.FileSystemMaster.CheckAccess:input_type -> alluvium.v1.CheckAccessRequest
-	62, // 46: alluvium.v1.FileSystemMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
-	63, // 47: alluvium.v1.EmbeddedJournal.AddPeer:input_type -> alluvium.v1.AddPeerRequest
-	64, // 48: alluvium.v1.EmbeddedJournal.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
+	50, // 45: alluvium.v1.FileSystemMaster.CheckAccess:input_type -> alluvium.v1.CheckAccessRequest
+	64, // 46: alluvium.v1.FileSystemMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
+	65, // 47: alluvium.v1.EmbeddedJournal.AddPeer:input_type -> alluvium.v1.AddPeerRequest
+	66, // 48: alluvium.v1.EmbeddedJournal.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
 	30, // 49: alluvium.v1.EmbeddedJournal.GetCheckpoint:input_type -> alluvium.v1.GetCheckpointRequest
 	35, // 50: alluvium.v1.BlockMaster.RegisterWorker:input_type -> alluvium.v1.RegisterWorkerRequest
 	37, // 51: alluvium.v1.BlockMaster.WorkerHeartbeat:input_type -> alluvium.v1.WorkerHeartbeatRequest
-	40, // 52: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
-	42, // 53: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
-	44, // 54: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
-	46, // 55: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
-	50, // 56: alluvium.v1.BlockMaster.AuthorizeBlockAccess:input_type -> alluvium.v1.AuthorizeBlockAccessRequest
-	2,  // 57: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
-	4,  // 58: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
-	9,  // 59: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
-	7,  // 60: alluvium.v1.FileSystemMaster.CreateFiles:output_type -> alluvium.v1.CreateFilesResponse
-	11, // 61: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
-	13, // 62: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
-	15, // 63: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
-	17, // 64: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
-	19, // 65: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
-	21, // 66: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
-	23, // 67: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
-	25, // 68: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
-	27, // 69: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
-	29, // 70: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
-	33, // 71: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
-	49, // 72: alluvium.v1.FileSystemMaster.CheckAccess:output_type -> alluvium.v1.CheckAccessResponse
-	65, // 73: alluvium.v1.FileSystemMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
-	66, // 74: alluvium.v1.EmbeddedJournal.AddPeer:output_type -> alluvium.v1.AddPeerResponse
-	67, // 75: alluvium.v1.EmbeddedJournal.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
-	31, // 76: alluvium.v1.EmbeddedJournal.GetCheckpoint:output_type -> alluvium.v1.GetCheckpointResponse
-	36, // 77: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
-	39, // 78: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
-	41, // 79: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
-	43, // 80: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
-	45, // 81: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
-	47, // 82: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
-	51, // 83: alluvium.v1.BlockMaster.AuthorizeBlockAccess:output_type -> alluvium.v1.AuthorizeBlockAccessResponse
-	57, // [57:84] is the sub-list for method output_type
-	30, // [30:57] is the sub-list for method input_type
+	42, // 52: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
+	44, // 53: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
+	46, // 54: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
+	48, // 55: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
+	52, // 56: alluvium.v1.BlockMaster.AuthorizeBlockAccess:input_type -> alluvium.v1.AuthorizeBlockAccessRequest
+	40, // 57: alluvium.v1.BlockMaster.WorkerLost:input_type -> alluvium.v1.WorkerLostRequest
+	2,  // 58: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
+	4,  // 59: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
+	9,  // 60: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
+	7,  // 61: alluvium.v1.FileSystemMaster.CreateFiles:output_type -> alluvium.v1.CreateFilesResponse
+	11, // 62: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
+	13, // 63: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
+	15, // 64: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
+	17, // 65: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
+	19, // 66: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
+	21, // 67: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
+	23, // 68: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
+	25, // 69: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
+	27, // 70: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
+	29, // 71: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
+	33, // 72: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
+	51, // 73: alluvium.v1.FileSystemMaster.CheckAccess:output_type -> alluvium.v1.CheckAccessResponse
+	67, // 74: alluvium.v1.FileSystemMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	68, // 75: alluvium.v1.EmbeddedJournal.AddPeer:output_type -> alluvium.v1.AddPeerResponse
+	69, // 76: alluvium.v1.EmbeddedJournal.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
+	31, // 77: alluvium.v1.EmbeddedJournal.GetCheckpoint:output_type -> alluvium.v1.GetCheckpointResponse
+	36, // 78: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
+	39, // 79: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
+	43, // 80: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
+	45, // 81: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
+	47, // 82: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
+	49, // 83: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
+	53, // 84: alluvium.v1.BlockMaster.AuthorizeBlockAccess:output_type -> alluvium.v1.AuthorizeBlockAccessResponse
+	41, // 85: alluvium.v1.BlockMaster.WorkerLost:output_type -> alluvium.v1.WorkerLostResponse
+	58, // [58:86] is the sub-list for method output_type
+	30, // [30:58] is the sub-list for method input_type
 	30, // [30:30] is the sub-list for extension type_name
 	30, // [30:30] is the sub-list for extension extendee
 	0,  // [0:30] is the sub-list for field type_name
@@ -3496,7 +3633,7 @@ func file_fsmaster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsmaster_proto_rawDesc), len(file_fsmaster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   52,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -986,6 +986,7 @@ const (
 	BlockMaster_GetWorkerInfoList_FullMethodName    = "/alluvium.v1.BlockMaster/GetWorkerInfoList"
 	BlockMaster_GetBlockInfo_FullMethodName         = "/alluvium.v1.BlockMaster/GetBlockInfo"
 	BlockMaster_AuthorizeBlockAccess_FullMethodName = "/alluvium.v1.BlockMaster/AuthorizeBlockAccess"
+	BlockMaster_WorkerLost_FullMethodName           = "/alluvium.v1.BlockMaster/WorkerLost"
 )
 
 // BlockMasterClient is the client API for BlockMaster service.
@@ -1010,6 +1011,11 @@ type BlockMasterClient interface {
 	// read, or write, the blocks of a file; it returns the file (no blocks)
 	// so the worker can also check the UFS path a request names.
 	AuthorizeBlockAccess(ctx context.Context, in *AuthorizeBlockAccessRequest, opts ...grpc.CallOption) (*AuthorizeBlockAccessResponse, error)
+	// WorkerLost declares a block worker LOST at once: the job master saw the
+	// job worker of the same process go silent. Its block locations stop
+	// counting; the worker registers again when it is heard from. Only the
+	// cluster's own processes may call it.
+	WorkerLost(ctx context.Context, in *WorkerLostRequest, opts ...grpc.CallOption) (*WorkerLostResponse, error)
 }
 
 type blockMasterClient struct {
@@ -1090,6 +1096,16 @@ func (c *blockMasterClient) AuthorizeBlockAccess(ctx context.Context, in *Author
 	return out, nil
 }
 
+func (c *blockMasterClient) WorkerLost(ctx context.Context, in *WorkerLostRequest, opts ...grpc.CallOption) (*WorkerLostResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WorkerLostResponse)
+	err := c.cc.Invoke(ctx, BlockMaster_WorkerLost_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BlockMasterServer is the server API for BlockMaster service.
 // All implementations must embed UnimplementedBlockMasterServer
 // for forward compatibility.
@@ -1112,6 +1128,11 @@ type BlockMasterServer interface {
 	// read, or write, the blocks of a file; it returns the file (no blocks)
 	// so the worker can also check the UFS path a request names.
 	AuthorizeBlockAccess(context.Context, *AuthorizeBlockAccessRequest) (*AuthorizeBlockAccessResponse, error)
+	// WorkerLost declares a block worker LOST at once: the job master saw the
+	// job worker of the same process go silent. Its block locations stop
+	// counting; the worker registers again when it is heard from. Only the
+	// cluster's own processes may call it.
+	WorkerLost(context.Context, *WorkerLostRequest) (*WorkerLostResponse, error)
 	mustEmbedUnimplementedBlockMasterServer()
 }
 
@@ -1142,6 +1163,9 @@ func (UnimplementedBlockMasterServer) GetBlockInfo(context.Context, *GetBlockInf
 }
 func (UnimplementedBlockMasterServer) AuthorizeBlockAccess(context.Context, *AuthorizeBlockAccessRequest) (*AuthorizeBlockAccessResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AuthorizeBlockAccess not implemented")
+}
+func (UnimplementedBlockMasterServer) WorkerLost(context.Context, *WorkerLostRequest) (*WorkerLostResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WorkerLost not implemented")
 }
 func (UnimplementedBlockMasterServer) mustEmbedUnimplementedBlockMasterServer() {}
 func (UnimplementedBlockMasterServer) testEmbeddedByValue()                     {}
@@ -1290,6 +1314,24 @@ func _BlockMaster_AuthorizeBlockAccess_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BlockMaster_WorkerLost_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WorkerLostRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BlockMasterServer).WorkerLost(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BlockMaster_WorkerLost_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BlockMasterServer).WorkerLost(ctx, req.(*WorkerLostRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BlockMaster_ServiceDesc is the grpc.ServiceDesc for BlockMaster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1324,6 +1366,10 @@ var BlockMaster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AuthorizeBlockAccess",
 			Handler:    _BlockMaster_AuthorizeBlockAccess_Handler,
+		},
+		{
+			MethodName: "WorkerLost",
+			Handler:    _BlockMaster_WorkerLost_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

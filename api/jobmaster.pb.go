@@ -2536,14 +2536,21 @@ func (x *JobWorkerHeartbeatRequest) GetHolding() []*TaskRef {
 }
 
 type JobWorkerHeartbeatResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tasks         []*TaskAssignment      `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	Cancels       []*TaskRef             `protobuf:"bytes,2,rep,name=cancels,proto3" json:"cancels,omitempty"`
-	TtlMs         int64                  `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
-	Reregister    bool                   `protobuf:"varint,4,opt,name=reregister,proto3" json:"reregister,omitempty"` // the leader does not know this worker
-	Acked         []*TaskRef             `protobuf:"bytes,5,rep,name=acked,proto3" json:"acked,omitempty"`            // updates now durable in raft; stop re-sending them
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Tasks      []*TaskAssignment      `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Cancels    []*TaskRef             `protobuf:"bytes,2,rep,name=cancels,proto3" json:"cancels,omitempty"`
+	TtlMs      int64                  `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	Reregister bool                   `protobuf:"varint,4,opt,name=reregister,proto3" json:"reregister,omitempty"` // the leader does not know this worker
+	Acked      []*TaskRef             `protobuf:"bytes,5,rep,name=acked,proto3" json:"acked,omitempty"`            // updates now durable in raft; stop re-sending them
+	// How long to wait in the next poll (the heartbeat interval, which grows
+	// with the number of job workers as ttl_ms does).
+	HeartbeatIntervalMs int64 `protobuf:"varint,6,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
+	// Block workers (host:port) declared LOST since the last reply: calls to
+	// them in flight are abandoned (their connections dropped) and tasks move
+	// their work elsewhere instead of waiting on a dead peer.
+	LostBlockWorkers []string `protobuf:"bytes,7,rep,name=lost_block_workers,json=lostBlockWorkers,proto3" json:"lost_block_workers,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *JobWorkerHeartbeatResponse) Reset() {
@@ -2611,6 +2618,124 @@ func (x *JobWorkerHeartbeatResponse) GetAcked() []*TaskRef {
 	return nil
 }
 
+func (x *JobWorkerHeartbeatResponse) GetHeartbeatIntervalMs() int64 {
+	if x != nil {
+		return x.HeartbeatIntervalMs
+	}
+	return 0
+}
+
+func (x *JobWorkerHeartbeatResponse) GetLostBlockWorkers() []string {
+	if x != nil {
+		return x.LostBlockWorkers
+	}
+	return nil
+}
+
+type BlockWorkerLostRequest struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	BlockWorkerId      int64                  `protobuf:"varint,1,opt,name=block_worker_id,json=blockWorkerId,proto3" json:"block_worker_id,omitempty"`
+	BlockWorkerAddress string                 `protobuf:"bytes,2,opt,name=block_worker_address,json=blockWorkerAddress,proto3" json:"block_worker_address,omitempty"` // host:port
+	Reason             string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *BlockWorkerLostRequest) Reset() {
+	*x = BlockWorkerLostRequest{}
+	mi := &file_jobmaster_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockWorkerLostRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockWorkerLostRequest) ProtoMessage() {}
+
+func (x *BlockWorkerLostRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jobmaster_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockWorkerLostRequest.ProtoReflect.Descriptor instead.
+func (*BlockWorkerLostRequest) Descriptor() ([]byte, []int) {
+	return file_jobmaster_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *BlockWorkerLostRequest) GetBlockWorkerId() int64 {
+	if x != nil {
+		return x.BlockWorkerId
+	}
+	return 0
+}
+
+func (x *BlockWorkerLostRequest) GetBlockWorkerAddress() string {
+	if x != nil {
+		return x.BlockWorkerAddress
+	}
+	return ""
+}
+
+func (x *BlockWorkerLostRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type BlockWorkerLostResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobWorkerIds  []int64                `protobuf:"varint,1,rep,packed,name=job_worker_ids,json=jobWorkerIds,proto3" json:"job_worker_ids,omitempty"` // the job workers declared LOST now
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlockWorkerLostResponse) Reset() {
+	*x = BlockWorkerLostResponse{}
+	mi := &file_jobmaster_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockWorkerLostResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockWorkerLostResponse) ProtoMessage() {}
+
+func (x *BlockWorkerLostResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jobmaster_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockWorkerLostResponse.ProtoReflect.Descriptor instead.
+func (*BlockWorkerLostResponse) Descriptor() ([]byte, []int) {
+	return file_jobmaster_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *BlockWorkerLostResponse) GetJobWorkerIds() []int64 {
+	if x != nil {
+		return x.JobWorkerIds
+	}
+	return nil
+}
+
 // TaskRef names a task attempt. In a heartbeat reply's cancels, task_id 0
 // means every task of the job.
 type TaskRef struct {
@@ -2624,7 +2749,7 @@ type TaskRef struct {
 
 func (x *TaskRef) Reset() {
 	*x = TaskRef{}
-	mi := &file_jobmaster_proto_msgTypes[35]
+	mi := &file_jobmaster_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2636,7 +2761,7 @@ func (x *TaskRef) String() string {
 func (*TaskRef) ProtoMessage() {}
 
 func (x *TaskRef) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[35]
+	mi := &file_jobmaster_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2649,7 +2774,7 @@ func (x *TaskRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRef.ProtoReflect.Descriptor instead.
 func (*TaskRef) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{35}
+	return file_jobmaster_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TaskRef) GetJobId() int64 {
@@ -2684,7 +2809,7 @@ type ListJobWorkersRequest struct {
 
 func (x *ListJobWorkersRequest) Reset() {
 	*x = ListJobWorkersRequest{}
-	mi := &file_jobmaster_proto_msgTypes[36]
+	mi := &file_jobmaster_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2696,7 +2821,7 @@ func (x *ListJobWorkersRequest) String() string {
 func (*ListJobWorkersRequest) ProtoMessage() {}
 
 func (x *ListJobWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[36]
+	mi := &file_jobmaster_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2709,7 +2834,7 @@ func (x *ListJobWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListJobWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{36}
+	return file_jobmaster_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListJobWorkersRequest) GetIncludeTasks() bool {
@@ -2728,7 +2853,7 @@ type ListJobWorkersResponse struct {
 
 func (x *ListJobWorkersResponse) Reset() {
 	*x = ListJobWorkersResponse{}
-	mi := &file_jobmaster_proto_msgTypes[37]
+	mi := &file_jobmaster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2740,7 +2865,7 @@ func (x *ListJobWorkersResponse) String() string {
 func (*ListJobWorkersResponse) ProtoMessage() {}
 
 func (x *ListJobWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[37]
+	mi := &file_jobmaster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2753,7 +2878,7 @@ func (x *ListJobWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListJobWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{37}
+	return file_jobmaster_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListJobWorkersResponse) GetWorkers() []*JobWorkerInfo {
@@ -2990,7 +3115,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"free_slots\x18\x03 \x01(\x05R\tfreeSlots\x12\x17\n" +
 	"\await_ms\x18\x04 \x01(\x03R\x06waitMs\x12&\n" +
 	"\x0frunning_job_ids\x18\x05 \x03(\x03R\rrunningJobIds\x12.\n" +
-	"\aholding\x18\x06 \x03(\v2\x14.alluvium.v1.TaskRefR\aholding\"\xe2\x01\n" +
+	"\aholding\x18\x06 \x03(\v2\x14.alluvium.v1.TaskRefR\aholding\"\xc4\x02\n" +
 	"\x1aJobWorkerHeartbeatResponse\x121\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x1b.alluvium.v1.TaskAssignmentR\x05tasks\x12.\n" +
 	"\acancels\x18\x02 \x03(\v2\x14.alluvium.v1.TaskRefR\acancels\x12\x15\n" +
@@ -2998,7 +3123,15 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\n" +
 	"reregister\x18\x04 \x01(\bR\n" +
 	"reregister\x12*\n" +
-	"\x05acked\x18\x05 \x03(\v2\x14.alluvium.v1.TaskRefR\x05acked\"S\n" +
+	"\x05acked\x18\x05 \x03(\v2\x14.alluvium.v1.TaskRefR\x05acked\x122\n" +
+	"\x15heartbeat_interval_ms\x18\x06 \x01(\x03R\x13heartbeatIntervalMs\x12,\n" +
+	"\x12lost_block_workers\x18\a \x03(\tR\x10lostBlockWorkers\"\x8a\x01\n" +
+	"\x16BlockWorkerLostRequest\x12&\n" +
+	"\x0fblock_worker_id\x18\x01 \x01(\x03R\rblockWorkerId\x120\n" +
+	"\x14block_worker_address\x18\x02 \x01(\tR\x12blockWorkerAddress\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"?\n" +
+	"\x17BlockWorkerLostResponse\x12$\n" +
+	"\x0ejob_worker_ids\x18\x01 \x03(\x03R\fjobWorkerIds\"S\n" +
 	"\aTaskRef\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\x03R\x06taskId\x12\x18\n" +
@@ -3006,8 +3139,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x15ListJobWorkersRequest\x12#\n" +
 	"\rinclude_tasks\x18\x01 \x01(\bR\fincludeTasks\"N\n" +
 	"\x16ListJobWorkersResponse\x124\n" +
-	"\aworkers\x18\x01 \x03(\v2\x1a.alluvium.v1.JobWorkerInfoR\aworkers2\xa4\n" +
-	"\n" +
+	"\aworkers\x18\x01 \x03(\v2\x1a.alluvium.v1.JobWorkerInfoR\aworkers2\x82\v\n" +
 	"\tJobMaster\x12J\n" +
 	"\tSubmitJob\x12\x1d.alluvium.v1.SubmitJobRequest\x1a\x1e.alluvium.v1.SubmitJobResponse\x12A\n" +
 	"\x06GetJob\x12\x1a.alluvium.v1.GetJobRequest\x1a\x1b.alluvium.v1.GetJobResponse\x12G\n" +
@@ -3025,7 +3157,8 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\fRunPolicyNow\x12 .alluvium.v1.RunPolicyNowRequest\x1a!.alluvium.v1.RunPolicyNowResponse\x12b\n" +
 	"\x11RegisterJobWorker\x12%.alluvium.v1.RegisterJobWorkerRequest\x1a&.alluvium.v1.RegisterJobWorkerResponse\x12e\n" +
 	"\x12JobWorkerHeartbeat\x12&.alluvium.v1.JobWorkerHeartbeatRequest\x1a'.alluvium.v1.JobWorkerHeartbeatResponse\x12Y\n" +
-	"\x0eListJobWorkers\x12\".alluvium.v1.ListJobWorkersRequest\x1a#.alluvium.v1.ListJobWorkersResponseB&Z$github.com/alluvium/alluvium/api;apib\x06proto3"
+	"\x0eListJobWorkers\x12\".alluvium.v1.ListJobWorkersRequest\x1a#.alluvium.v1.ListJobWorkersResponse\x12\\\n" +
+	"\x0fBlockWorkerLost\x12#.alluvium.v1.BlockWorkerLostRequest\x1a$.alluvium.v1.BlockWorkerLostResponseB&Z$github.com/alluvium/alluvium/api;apib\x06proto3"
 
 var (
 	file_jobmaster_proto_rawDescOnce sync.Once
@@ -3040,7 +3173,7 @@ func file_jobmaster_proto_rawDescGZIP() []byte {
 }
 
 var file_jobmaster_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_jobmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_jobmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_jobmaster_proto_goTypes = []any{
 	(JobInfo_Status)(0),                // 0: alluvium.v1.JobInfo.Status
 	(TaskInfo_Status)(0),               // 1: alluvium.v1.TaskInfo.Status
@@ -3079,12 +3212,14 @@ var file_jobmaster_proto_goTypes = []any{
 	(*TaskAssignment)(nil),             // 34: alluvium.v1.TaskAssignment
 	(*JobWorkerHeartbeatRequest)(nil),  // 35: alluvium.v1.JobWorkerHeartbeatRequest
 	(*JobWorkerHeartbeatResponse)(nil), // 36: alluvium.v1.JobWorkerHeartbeatResponse
-	(*TaskRef)(nil),                    // 37: alluvium.v1.TaskRef
-	(*ListJobWorkersRequest)(nil),      // 38: alluvium.v1.ListJobWorkersRequest
-	(*ListJobWorkersResponse)(nil),     // 39: alluvium.v1.ListJobWorkersResponse
-	(WorkerState)(0),                   // 40: alluvium.v1.WorkerState
-	(*GetLeaderRequest)(nil),           // 41: alluvium.v1.GetLeaderRequest
-	(*GetLeaderResponse)(nil),          // 42: alluvium.v1.GetLeaderResponse
+	(*BlockWorkerLostRequest)(nil),     // 37: alluvium.v1.BlockWorkerLostRequest
+	(*BlockWorkerLostResponse)(nil),    // 38: alluvium.v1.BlockWorkerLostResponse
+	(*TaskRef)(nil),                    // 39: alluvium.v1.TaskRef
+	(*ListJobWorkersRequest)(nil),      // 40: alluvium.v1.ListJobWorkersRequest
+	(*ListJobWorkersResponse)(nil),     // 41: alluvium.v1.ListJobWorkersResponse
+	(WorkerState)(0),                   // 42: alluvium.v1.WorkerState
+	(*GetLeaderRequest)(nil),           // 43: alluvium.v1.GetLeaderRequest
+	(*GetLeaderResponse)(nil),          // 44: alluvium.v1.GetLeaderResponse
 }
 var file_jobmaster_proto_depIdxs = []int32{
 	0,  // 0: alluvium.v1.JobInfo.status:type_name -> alluvium.v1.JobInfo.Status
@@ -3101,22 +3236,22 @@ var file_jobmaster_proto_depIdxs = []int32{
 	19, // 11: alluvium.v1.AddPolicyResponse.policy:type_name -> alluvium.v1.PolicyInfo
 	19, // 12: alluvium.v1.ListPoliciesResponse.policies:type_name -> alluvium.v1.PolicyInfo
 	19, // 13: alluvium.v1.SetPolicyEnabledResponse.policy:type_name -> alluvium.v1.PolicyInfo
-	40, // 14: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
+	42, // 14: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
 	5,  // 15: alluvium.v1.JobWorkerInfo.tasks:type_name -> alluvium.v1.TaskInfo
 	1,  // 16: alluvium.v1.TaskUpdate.status:type_name -> alluvium.v1.TaskInfo.Status
 	4,  // 17: alluvium.v1.TaskUpdate.failed:type_name -> alluvium.v1.FailedPath
 	33, // 18: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
-	37, // 19: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
+	39, // 19: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
 	34, // 20: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
-	37, // 21: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
-	37, // 22: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
+	39, // 21: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
+	39, // 22: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
 	30, // 23: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
 	6,  // 24: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
 	8,  // 25: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
 	10, // 26: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
 	12, // 27: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
 	14, // 28: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
-	41, // 29: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
+	43, // 29: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
 	15, // 30: alluvium.v1.JobMaster.AddPeer:input_type -> alluvium.v1.AddPeerRequest
 	17, // 31: alluvium.v1.JobMaster.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
 	20, // 32: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
@@ -3126,25 +3261,27 @@ var file_jobmaster_proto_depIdxs = []int32{
 	28, // 36: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
 	31, // 37: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
 	35, // 38: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
-	38, // 39: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
-	7,  // 40: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
-	9,  // 41: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
-	11, // 42: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
-	13, // 43: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
-	2,  // 44: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
-	42, // 45: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
-	16, // 46: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
-	18, // 47: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
-	21, // 48: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
-	23, // 49: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
-	25, // 50: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
-	27, // 51: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
-	29, // 52: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
-	32, // 53: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
-	36, // 54: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
-	39, // 55: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
-	40, // [40:56] is the sub-list for method output_type
-	24, // [24:40] is the sub-list for method input_type
+	40, // 39: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
+	37, // 40: alluvium.v1.JobMaster.BlockWorkerLost:input_type -> alluvium.v1.BlockWorkerLostRequest
+	7,  // 41: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
+	9,  // 42: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
+	11, // 43: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
+	13, // 44: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
+	2,  // 45: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
+	44, // 46: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	16, // 47: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
+	18, // 48: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
+	21, // 49: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
+	23, // 50: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
+	25, // 51: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
+	27, // 52: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
+	29, // 53: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
+	32, // 54: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
+	36, // 55: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
+	41, // 56: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
+	38, // 57: alluvium.v1.JobMaster.BlockWorkerLost:output_type -> alluvium.v1.BlockWorkerLostResponse
+	41, // [41:58] is the sub-list for method output_type
+	24, // [24:41] is the sub-list for method input_type
 	24, // [24:24] is the sub-list for extension type_name
 	24, // [24:24] is the sub-list for extension extendee
 	0,  // [0:24] is the sub-list for field type_name
@@ -3162,7 +3299,7 @@ func file_jobmaster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jobmaster_proto_rawDesc), len(file_jobmaster_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   38,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -35,6 +35,7 @@ const (
 	JobMaster_RegisterJobWorker_FullMethodName  = "/alluvium.v1.JobMaster/RegisterJobWorker"
 	JobMaster_JobWorkerHeartbeat_FullMethodName = "/alluvium.v1.JobMaster/JobWorkerHeartbeat"
 	JobMaster_ListJobWorkers_FullMethodName     = "/alluvium.v1.JobMaster/ListJobWorkers"
+	JobMaster_BlockWorkerLost_FullMethodName    = "/alluvium.v1.JobMaster/BlockWorkerLost"
 )
 
 // JobMasterClient is the client API for JobMaster service.
@@ -70,6 +71,10 @@ type JobMasterClient interface {
 	// as soon as there is a task for this worker, or after wait_ms.
 	JobWorkerHeartbeat(ctx context.Context, in *JobWorkerHeartbeatRequest, opts ...grpc.CallOption) (*JobWorkerHeartbeatResponse, error)
 	ListJobWorkers(ctx context.Context, in *ListJobWorkersRequest, opts ...grpc.CallOption) (*ListJobWorkersResponse, error)
+	// BlockWorkerLost declares LOST at once the job workers beside a block
+	// worker the FS master found silent (one process, one liveness view); their
+	// tasks run elsewhere. Only the cluster's own processes may call it.
+	BlockWorkerLost(ctx context.Context, in *BlockWorkerLostRequest, opts ...grpc.CallOption) (*BlockWorkerLostResponse, error)
 }
 
 type jobMasterClient struct {
@@ -249,6 +254,16 @@ func (c *jobMasterClient) ListJobWorkers(ctx context.Context, in *ListJobWorkers
 	return out, nil
 }
 
+func (c *jobMasterClient) BlockWorkerLost(ctx context.Context, in *BlockWorkerLostRequest, opts ...grpc.CallOption) (*BlockWorkerLostResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BlockWorkerLostResponse)
+	err := c.cc.Invoke(ctx, JobMaster_BlockWorkerLost_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobMasterServer is the server API for JobMaster service.
 // All implementations must embed UnimplementedJobMasterServer
 // for forward compatibility.
@@ -282,6 +297,10 @@ type JobMasterServer interface {
 	// as soon as there is a task for this worker, or after wait_ms.
 	JobWorkerHeartbeat(context.Context, *JobWorkerHeartbeatRequest) (*JobWorkerHeartbeatResponse, error)
 	ListJobWorkers(context.Context, *ListJobWorkersRequest) (*ListJobWorkersResponse, error)
+	// BlockWorkerLost declares LOST at once the job workers beside a block
+	// worker the FS master found silent (one process, one liveness view); their
+	// tasks run elsewhere. Only the cluster's own processes may call it.
+	BlockWorkerLost(context.Context, *BlockWorkerLostRequest) (*BlockWorkerLostResponse, error)
 	mustEmbedUnimplementedJobMasterServer()
 }
 
@@ -339,6 +358,9 @@ func (UnimplementedJobMasterServer) JobWorkerHeartbeat(context.Context, *JobWork
 }
 func (UnimplementedJobMasterServer) ListJobWorkers(context.Context, *ListJobWorkersRequest) (*ListJobWorkersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListJobWorkers not implemented")
+}
+func (UnimplementedJobMasterServer) BlockWorkerLost(context.Context, *BlockWorkerLostRequest) (*BlockWorkerLostResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BlockWorkerLost not implemented")
 }
 func (UnimplementedJobMasterServer) mustEmbedUnimplementedJobMasterServer() {}
 func (UnimplementedJobMasterServer) testEmbeddedByValue()                   {}
@@ -642,6 +664,24 @@ func _JobMaster_ListJobWorkers_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobMaster_BlockWorkerLost_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BlockWorkerLostRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobMasterServer).BlockWorkerLost(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobMaster_BlockWorkerLost_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobMasterServer).BlockWorkerLost(ctx, req.(*BlockWorkerLostRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // JobMaster_ServiceDesc is the grpc.ServiceDesc for JobMaster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -708,6 +748,10 @@ var JobMaster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListJobWorkers",
 			Handler:    _JobMaster_ListJobWorkers_Handler,
+		},
+		{
+			MethodName: "BlockWorkerLost",
+			Handler:    _JobMaster_BlockWorkerLost_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

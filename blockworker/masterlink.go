@@ -165,6 +165,11 @@ func (l *masterLink) heartbeat(ctx context.Context) error {
 	}
 	l.mu.Lock()
 	l.hbCount++
+	// The interval grows with the number of workers (the master hands it
+	// out with every reply).
+	if ms := resp.GetHeartbeatIntervalMs(); ms > 0 {
+		l.interval = time.Duration(ms) * time.Millisecond
+	}
 	l.mu.Unlock()
 	for _, c := range resp.GetCommands() {
 		switch c.GetType() {

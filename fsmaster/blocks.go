@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/config"
 )
 
 // The block map is soft state: which worker holds which block in which
@@ -36,6 +37,7 @@ type workerState struct {
 	key      string // host:rpc_port
 	tiers    []*api.TierUsage
 	lastHB   time.Time
+	ttl      time.Duration // silent longer than this after lastHB: LOST
 	start    time.Time
 	state    api.WorkerState
 	blocks   map[int64]struct{}
@@ -43,6 +45,11 @@ type workerState struct {
 	// toPin and toUnpin are copies whose pin is not what their file needs
 	// (see blockMap.keep), sent with the next heartbeat reply.
 	toPin, toUnpin map[int64]struct{}
+	// lostBlocks are the blocks it held when it was declared LOST: what
+	// survives of them is counted again when it registers; other blocks it
+	// reports then, that another worker cached meanwhile, are not.
+	lostBlocks map[int64]struct{}
+	lostReason string
 }
 
 type blockMap struct {
@@ -50,21 +57,55 @@ type blockMap struct {
 	blocks  map[int64]*blockEntry
 	files   map[int64][]int64 // file id → block ids with at least one location
 	workers map[int64]*workerState
+	live    int // workers LIVE
 	now     func() time.Time
 	// keep says whether every copy of a block must be pinned on its worker
 	// (never evicted): its file is pinned, or not in the UFS yet. Set by
 	// the namespace; called with the namespace lock held (as every caller
 	// of addLoc and reconcile holds it). nil: nothing is kept.
 	keep func(blockID int64) bool
+
+	// Liveness handed to workers (config.Liveness).
+	interval, timeout time.Duration
+	maxPerSecond      float64
 }
 
 func newBlockMap(now func() time.Time) *blockMap {
 	return &blockMap{
-		blocks:  map[int64]*blockEntry{},
-		files:   map[int64][]int64{},
-		workers: map[int64]*workerState{},
-		now:     now,
+		blocks:   map[int64]*blockEntry{},
+		files:    map[int64][]int64{},
+		workers:  map[int64]*workerState{},
+		now:      now,
+		interval: time.Second,
+		timeout:  config.DefaultWorkerTimeout,
 	}
+}
+
+// setLiveness sets the heartbeat interval, the timeout and the rate they
+// are scaled by (fsmaster.worker.*).
+func (b *blockMap) setLiveness(interval, timeout time.Duration, maxPerSecond float64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if interval > 0 {
+		b.interval = interval
+	}
+	if timeout > 0 {
+		b.timeout = timeout
+	}
+	b.maxPerSecond = maxPerSecond
+}
+
+// timingLocked is the heartbeat interval and TTL for the workers now LIVE
+// (call with mu held).
+func (b *blockMap) timingLocked() (every, ttl time.Duration) {
+	return config.Liveness(b.interval, b.timeout, b.maxPerSecond, max(b.live, 1))
+}
+
+// timing is timingLocked for a reply to a worker.
+func (b *blockMap) timing() (every, ttl time.Duration) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.timingLocked()
 }
 
 // reset forgets every location and worker: a master that takes the lead
@@ -75,6 +116,7 @@ func (b *blockMap) reset() {
 	b.blocks = map[int64]*blockEntry{}
 	b.files = map[int64][]int64{}
 	b.workers = map[int64]*workerState{}
+	b.live = 0
 }
 
 // workerKey is the stable identity of a worker: host:rpc_port.
@@ -259,19 +301,33 @@ func (b *blockMap) register(id int64, addr *api.WorkerNetAddress, tiers []*api.T
 		w = &workerState{id: id, start: now}
 		b.workers[id] = w
 	}
+	if w.state != api.WorkerState_LIVE {
+		b.live++
+	}
 	w.addr = addr
 	w.key = workerKey(addr)
 	w.tiers = tiers
 	w.lastHB = now
 	w.state = api.WorkerState_LIVE
+	_, w.ttl = b.timingLocked()
 	w.blocks = make(map[int64]struct{}, len(report))
 	w.toRemove, w.toPin, w.toUnpin = nil, nil, nil
+	lost := w.lostBlocks
+	w.lostBlocks, w.lostReason = nil, ""
 	for _, r := range report {
-		if valid(r.GetBlockId()) {
-			b.addLoc(w, r.GetBlockId(), r.GetLength(), r.GetTier(), r.GetPinned())
-		} else {
-			w.toRemove = append(w.toRemove, r.GetBlockId())
+		id := r.GetBlockId()
+		if !valid(id) {
+			w.toRemove = append(w.toRemove, id)
+			continue
 		}
+		if _, held := lost[id]; lost != nil && !held && b.blocks[id] != nil {
+			// Stored while the cluster counted this worker lost, and cached
+			// elsewhere meanwhile (a task that ran here was run again on
+			// another worker): that copy replaced this one.
+			w.toRemove = append(w.toRemove, id)
+			continue
+		}
+		b.addLoc(w, id, r.GetLength(), r.GetTier(), r.GetPinned())
 	}
 }
 
@@ -285,6 +341,7 @@ func (b *blockMap) heartbeat(id int64, tiers []*api.TierUsage, added []*api.Bloc
 		return []*api.WorkerCommand{{Type: api.WorkerCommand_REGISTER}}
 	}
 	w.lastHB = b.now()
+	_, w.ttl = b.timingLocked()
 	if len(tiers) > 0 {
 		w.tiers = tiers
 	}
@@ -340,26 +397,48 @@ func (b *blockMap) commit(id, blockID, length int64, tier string, pinned, valid 
 	return nil
 }
 
-// markLost turns workers silent for longer than timeout LOST and drops their
-// block locations. It returns the ids it marked.
-func (b *blockMap) markLost(timeout time.Duration) []int64 {
+// markLost turns workers silent for longer than their TTL LOST and drops
+// their block locations. It returns them (copies) in id order.
+func (b *blockMap) markLost() []*api.WorkerInfo {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
-	var lost []int64
-	for id, w := range b.workers {
-		if w.state == api.WorkerState_LIVE && now.Sub(w.lastHB) > timeout {
-			w.state = api.WorkerState_LOST
-			for bid := range w.blocks {
-				b.dropLoc(id, bid)
-			}
-			w.blocks = map[int64]struct{}{}
-			w.toRemove = nil
-			lost = append(lost, id)
+	var lost []*api.WorkerInfo
+	for _, w := range b.workers {
+		if w.state == api.WorkerState_LIVE && now.Sub(w.lastHB) > w.ttl {
+			b.loseLocked(w, fmt.Sprintf("no heartbeat for %s", w.ttl))
+			lost = append(lost, w.info())
 		}
 	}
-	slices.Sort(lost)
+	sort.Slice(lost, func(i, j int) bool { return lost[i].Id < lost[j].Id })
 	return lost
+}
+
+// declareLost makes worker id LOST now (the job master found the process
+// silent). It reports whether the worker was LIVE.
+func (b *blockMap) declareLost(id int64, reason string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	w := b.workers[id]
+	if w == nil || w.state != api.WorkerState_LIVE {
+		return false
+	}
+	b.loseLocked(w, reason)
+	return true
+}
+
+// loseLocked drops w's block locations and marks it LOST, keeping the set
+// of blocks it held for its return (register).
+func (b *blockMap) loseLocked(w *workerState, reason string) {
+	w.state = api.WorkerState_LOST
+	b.live--
+	held := maps.Clone(w.blocks)
+	for bid := range held {
+		b.dropLoc(w.id, bid)
+	}
+	w.lostBlocks, w.lostReason = held, reason
+	w.blocks = map[int64]struct{}{}
+	w.toRemove, w.toPin, w.toUnpin = nil, nil, nil
 }
 
 // locations returns the locations of a block, MEM copies first, then by

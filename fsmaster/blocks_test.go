@@ -117,3 +117,70 @@ func TestBlockPins(t *testing.T) {
 		t.Fatalf("after delete: %v, want REMOVE and no PIN", got)
 	}
 }
+
+// A worker declared LOST and back again: the blocks it held survive and
+// count again; a block it stored while it was counted lost, that another
+// worker cached meanwhile (a task run again there), is removed from it and
+// not counted twice; one nobody else has is kept.
+func TestLostWorkerReturnsWithoutDoubleCounting(t *testing.T) {
+	now := time.Unix(1000, 0)
+	b := newBlockMap(func() time.Time { return now })
+	b.setLiveness(time.Second, 10*time.Second, 0)
+	valid := func(int64) bool { return true }
+	w1 := &api.WorkerNetAddress{Host: "w1", RpcPort: 1}
+	w2 := &api.WorkerNetAddress{Host: "w2", RpcPort: 1}
+	held, redone, alone := api.BlockID(7, 0), api.BlockID(8, 0), api.BlockID(9, 0)
+	b.register(1, w1, nil, []*api.BlockReport{{BlockId: held, Length: 10, Tier: "MEM"}}, valid)
+	b.register(2, w2, nil, nil, valid)
+
+	now = now.Add(5 * time.Second)
+	if lost := b.markLost(); len(lost) != 0 {
+		t.Fatalf("lost before the TTL: %v", lost)
+	}
+	if _ = b.heartbeat(2, nil, nil, nil, valid); b.workers[2].lastHB != now {
+		t.Fatal("heartbeat did not count")
+	}
+	now = now.Add(5*time.Second + time.Millisecond)
+	lost := b.markLost()
+	if len(lost) != 1 || lost[0].GetId() != 1 || lost[0].GetState() != api.WorkerState_LOST {
+		t.Fatalf("lost after the TTL: %v, want worker 1 alone", lost)
+	}
+	if locs := b.locations(held); len(locs) != 0 {
+		t.Fatalf("a lost worker's block still counts: %v", locs)
+	}
+	if b.declareLost(1, "again") {
+		t.Fatal("declaring a LOST worker lost again reported it live")
+	}
+	if cmds := b.heartbeat(1, nil, nil, nil, valid); len(cmds) != 1 || cmds[0].GetType() != api.WorkerCommand_REGISTER {
+		t.Fatalf("a lost worker's heartbeat got %v, want REGISTER", cmds)
+	}
+	// The load's task that cached `redone` on worker 1 ran again on 2.
+	if err := b.commit(2, redone, 10, "MEM", false, true); err != nil {
+		t.Fatal(err)
+	}
+	b.register(1, w1, nil, []*api.BlockReport{
+		{BlockId: held, Length: 10, Tier: "MEM"}, {BlockId: redone, Length: 10, Tier: "MEM"}, {BlockId: alone, Length: 10, Tier: "MEM"},
+	}, valid)
+	for _, c := range []struct {
+		block   int64
+		workers []int64
+	}{{held, []int64{1}}, {redone, []int64{2}}, {alone, []int64{1}}} {
+		var got []int64
+		for _, l := range b.locations(c.block) {
+			got = append(got, l.GetWorkerId())
+		}
+		if !slices.Equal(got, c.workers) {
+			t.Errorf("block %d on workers %v, want %v", c.block, got, c.workers)
+		}
+	}
+	cmds := b.heartbeat(1, nil, nil, nil, valid)
+	if len(cmds) != 1 || cmds[0].GetType() != api.WorkerCommand_REMOVE_BLOCKS || !slices.Equal(cmds[0].GetBlockIds(), []int64{redone}) {
+		t.Fatalf("commands to the returned worker: %v, want REMOVE_BLOCKS [%d]", cmds, redone)
+	}
+	if n := len(b.workers[1].blocks); n != 2 {
+		t.Fatalf("returned worker counts %d blocks, want 2", n)
+	}
+	if live, _, _ := b.summary(); live != 2 || b.live != 2 {
+		t.Fatalf("live workers %d (counter %d), want 2", live, b.live)
+	}
+}

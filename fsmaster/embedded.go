@@ -108,7 +108,7 @@ func (m *Master) startEmbedded(ctx context.Context, ncfg nsConfig) error {
 		default:
 		}
 	}
-	m.ns = newNamespace(NewState(), e.rj, ncfg, newBlockMap(time.Now), m.log)
+	m.ns = newNamespace(NewState(), e.rj, ncfg, m.newBlockMap(), m.log)
 	m.ns.standby = errStandby
 	m.ns.gate = newGate(c.MaxExpensiveCalls, c.ExpensiveCallWait)
 	m.ns.onFail = m.journalFailed

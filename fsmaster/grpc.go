@@ -195,11 +195,18 @@ func (s *server) RegisterWorker(ctx context.Context, r *api.RegisterWorkerReques
 	if err != nil {
 		return nil, err
 	}
-	return &api.RegisterWorkerResponse{WorkerId: id, HeartbeatIntervalMs: s.m.cfg.FSMaster.Worker.HeartbeatInterval.Milliseconds()}, nil
+	every, ttl := s.m.ns.blocks.timing()
+	return &api.RegisterWorkerResponse{WorkerId: id, HeartbeatIntervalMs: every.Milliseconds(), TtlMs: ttl.Milliseconds()}, nil
 }
 
 func (s *server) WorkerHeartbeat(ctx context.Context, r *api.WorkerHeartbeatRequest) (*api.WorkerHeartbeatResponse, error) {
-	return &api.WorkerHeartbeatResponse{Commands: s.m.ns.WorkerHeartbeat(r)}, nil
+	cmds := s.m.ns.WorkerHeartbeat(r)
+	every, ttl := s.m.ns.blocks.timing()
+	return &api.WorkerHeartbeatResponse{Commands: cmds, HeartbeatIntervalMs: every.Milliseconds(), TtlMs: ttl.Milliseconds()}, nil
+}
+
+func (s *server) WorkerLost(ctx context.Context, r *api.WorkerLostRequest) (*api.WorkerLostResponse, error) {
+	return &api.WorkerLostResponse{WasLive: s.m.declareLost(r.GetWorkerId(), r.GetReason())}, nil
 }
 
 func (s *server) CommitBlock(ctx context.Context, r *api.CommitBlockRequest) (*api.CommitBlockResponse, error) {

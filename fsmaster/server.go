@@ -229,8 +229,7 @@ func (m *Master) Start(ctx context.Context) error {
 	}
 	m.log.Info("journal replayed", zap.Int("entries", replayed), zap.Int64("sequence", st.lastSeq),
 		zap.Int("inodes", st.InodeCount()), zap.Duration("took", time.Since(t0)))
-	blocks := newBlockMap(time.Now)
-	m.ns = newNamespace(st, journalAdapter{j}, ncfg, blocks, m.log)
+	m.ns = newNamespace(st, journalAdapter{j}, ncfg, m.newBlockMap(), m.log)
 	m.ns.gate = newGate(m.cfg.FSMaster.MaxExpensiveCalls, m.cfg.FSMaster.ExpensiveCallWait)
 	m.ns.onFail = m.journalFailed
 	m.ns.onToBePersist = m.toBePersisted
@@ -301,6 +300,7 @@ func (m *Master) serve() error {
 		api.BlockMaster_RegisterWorker_FullMethodName, api.BlockMaster_WorkerHeartbeat_FullMethodName,
 		api.BlockMaster_CommitBlock_FullMethodName, api.BlockMaster_CommitBlocks_FullMethodName,
 		"/" + api.EmbeddedJournal_ServiceDesc.ServiceName + "/",
+		api.BlockMaster_WorkerLost_FullMethodName,
 	}
 	if e := m.emb; e != nil {
 		so.Unary = append(so.Unary, e.leaderOnlyUnary)
@@ -421,19 +421,6 @@ func (m *Master) Stop(ctx context.Context) error {
 		}
 	})
 	return err
-}
-
-// lostWorkerLoop marks workers LOST after fsmaster.worker.timeout.
-func (m *Master) lostWorkerLoop(ctx context.Context) {
-	timeout := m.cfg.FSMaster.Worker.Timeout
-	if timeout <= 0 {
-		timeout = 30 * time.Second
-	}
-	m.tick(ctx, max(timeout/4, 50*time.Millisecond), 0, func() {
-		for _, id := range m.ns.blocks.markLost(timeout) {
-			m.log.Warn("worker lost: no heartbeat", zap.Int64("worker", id), zap.Duration("timeout", timeout))
-		}
-	})
 }
 
 // tick runs f every d (def when d is not positive) until ctx ends, and

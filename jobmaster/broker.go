@@ -49,6 +49,7 @@ type workerSlot struct {
 	addr     string
 	wake     chan struct{}
 	cancels  []*api.TaskRef
+	lost     []string // block workers declared LOST, not yet told
 	lastSeen time.Time
 	waiting  bool // a poll waits for work
 }
@@ -451,7 +452,7 @@ func (b *broker) takeLocked(w *workerSlot, n int) []taskKey {
 // poll waits up to wait for tasks for worker (as many as its capacity
 // minus its load) or cancels, and returns them. Handed-out tasks are
 // claimed; the caller records their dispatch.
-func (b *broker) poll(ctx context.Context, worker int64, wait time.Duration) ([]taskKey, []*api.TaskRef, error) {
+func (b *broker) poll(ctx context.Context, worker int64, wait time.Duration) (polled, error) {
 	var timer *time.Timer
 	if wait > 0 {
 		timer = time.NewTimer(wait)
@@ -461,36 +462,36 @@ func (b *broker) poll(ctx context.Context, worker int64, wait time.Duration) ([]
 		b.mu.Lock()
 		if b.closed {
 			b.mu.Unlock()
-			return nil, nil, errBrokerClosed
+			return polled{}, errBrokerClosed
 		}
 		w := b.workers[worker]
 		if w == nil {
 			b.mu.Unlock()
-			return nil, nil, errUnknownWorker
+			return polled{}, errUnknownWorker
 		}
 		w.lastSeen = time.Now()
 		if timer == nil {
-			// Not a poll (a report): cancels only; the worker's long poll
+			// Not a poll (a report): notices only; the worker's long poll
 			// takes the tasks.
-			cancels := w.cancels
-			w.cancels = nil
+			p := polled{cancels: w.cancels, lost: w.lost}
+			w.cancels, w.lost = nil, nil
 			b.mu.Unlock()
-			return nil, cancels, nil
+			return p, nil
 		}
-		var keys []taskKey
+		var p polled
 		if n := w.free(); n > 0 {
-			keys = b.takeLocked(w, n)
+			p.keys = b.takeLocked(w, n)
 		}
-		cancels := w.cancels
-		w.cancels = nil
+		p.cancels, p.lost = w.cancels, w.lost
+		w.cancels, w.lost = nil, nil
 		now := time.Now()
-		if len(keys) > 0 || len(cancels) > 0 {
+		if len(p.keys) > 0 || len(p.cancels) > 0 || len(p.lost) > 0 {
 			w.waiting = false
-			for _, k := range keys {
+			for _, k := range p.keys {
 				b.setClaim(k, claim{worker: worker, at: now})
 			}
 			b.mu.Unlock()
-			return keys, cancels, nil
+			return p, nil
 		}
 		w.waiting = true
 		b.mu.Unlock()
@@ -500,14 +501,58 @@ func (b *broker) poll(ctx context.Context, worker int64, wait time.Duration) ([]
 			b.mu.Lock()
 			w.waiting = false
 			b.mu.Unlock()
-			return nil, nil, nil
+			return polled{}, nil
 		case <-ctx.Done():
 			b.mu.Lock()
 			w.waiting = false
 			b.mu.Unlock()
-			return nil, nil, ctx.Err()
+			return polled{}, ctx.Err()
 		}
 	}
+}
+
+// polled is what a poll hands a worker.
+type polled struct {
+	keys    []taskKey      // tasks claimed for it
+	cancels []*api.TaskRef // attempts (or jobs) to stop
+	lost    []string       // block workers declared LOST since its last poll
+}
+
+// peerLost tells every job worker, on its next reply, that the block
+// worker at addr (host:port) is LOST, unless a live job worker beside it
+// has registered again meanwhile.
+func (b *broker) peerLost(addr string) {
+	if addr == "" {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, back := b.byBW[addr]; back || b.closed {
+		return
+	}
+	for _, w := range b.workers {
+		w.lost = append(w.lost, addr)
+		wakeSlot(w)
+	}
+}
+
+// cancel queues cancels of task attempts for a worker.
+func (b *broker) cancel(worker int64, refs []*api.TaskRef) {
+	if len(refs) == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, r := range refs {
+		b.cancelLocked(worker, r)
+	}
+}
+
+// liveCount is the number of LIVE job workers.
+func (b *broker) liveCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.workers)
 }
 
 // unclaim returns tasks that could not be handed out after all.
@@ -569,7 +614,8 @@ func (b *broker) assign(worker int64, keys []taskKey) (out []*api.TaskAssignment
 const lostGrace = 10 * time.Second
 
 // reconcile returns FAIL transitions of the attempts the FSM has RUNNING
-// on worker that the worker does not hold (the hand-out never reached it).
+// on worker that the worker does not hold (the hand-out never reached it),
+// and queues cancels of the attempts it holds that the FSM has moved past.
 func (b *broker) reconcile(worker int64, holding []*api.TaskRef) []*api.TaskTransition {
 	// A worker may hold two attempts of one task (an old attempt's result
 	// not yet acked beside the new attempt running), so key by attempt too.
@@ -582,8 +628,19 @@ func (b *broker) reconcile(worker int64, holding []*api.TaskRef) []*api.TaskTran
 		held[attemptKey{taskKey{h.GetJobId(), h.GetTaskId()}, h.GetAttempt()}] = true
 	}
 	cutoff := time.Now().Add(-lostGrace).UnixMilli()
-	var trs []*api.TaskTransition
+	var (
+		trs   []*api.TaskTransition
+		stale []*api.TaskRef
+	)
 	b.fsm.view(func(st *state) {
+		// An attempt the leader has moved past (the worker was declared
+		// lost, its tasks handed out again) is stopped: the worker, back,
+		// must not finish work that now runs elsewhere.
+		for _, h := range holding {
+			if t := st.task(taskKey{h.GetJobId(), h.GetTaskId()}); t != nil && t.Attempt > h.GetAttempt() {
+				stale = append(stale, h)
+			}
+		}
 		for k := range st.running[worker] {
 			t := st.task(k)
 			if t == nil || t.DispatchedMs > cutoff {
@@ -598,6 +655,7 @@ func (b *broker) reconcile(worker int64, holding []*api.TaskRef) []*api.TaskTran
 	sort.Slice(trs, func(i, j int) bool {
 		return taskKey{trs[i].JobId, trs[i].TaskId}.less(taskKey{trs[j].JobId, trs[j].TaskId})
 	})
+	b.cancel(worker, stale)
 	return trs
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -494,7 +495,7 @@ func (s *Server) leaderInfo() *api.GetLeaderResponse {
 
 func (r *rpcServer) RegisterJobWorker(ctx context.Context, req *api.RegisterJobWorkerRequest) (*api.RegisterJobWorkerResponse, error) {
 	s := r.s
-	_, fwd, fctx, err := s.route(ctx, "register job worker")
+	ls, fwd, fctx, err := s.route(ctx, "register job worker")
 	if err != nil {
 		return nil, err
 	}
@@ -524,11 +525,8 @@ func (r *rpcServer) RegisterJobWorker(ctx context.Context, req *api.RegisterJobW
 	if !ok {
 		return nil, grpcErr("register job worker", fmt.Errorf("unexpected FSM response %v", resp))
 	}
-	return &api.RegisterJobWorkerResponse{
-		WorkerId:            rr.id,
-		HeartbeatIntervalMs: s.cfg.JobMaster.Worker.HeartbeatInterval.Milliseconds(),
-		TtlMs:               s.cfg.JobMaster.Worker.Timeout.Milliseconds(),
-	}, nil
+	every, ttl := ls.timing()
+	return &api.RegisterJobWorkerResponse{WorkerId: rr.id, HeartbeatIntervalMs: every.Milliseconds(), TtlMs: ttl.Milliseconds()}, nil
 }
 
 func (r *rpcServer) JobWorkerHeartbeat(ctx context.Context, req *api.JobWorkerHeartbeatRequest) (*api.JobWorkerHeartbeatResponse, error) {
@@ -541,12 +539,13 @@ func (r *rpcServer) JobWorkerHeartbeat(ctx context.Context, req *api.JobWorkerHe
 		return fwd.JobWorkerHeartbeat(fctx, req)
 	}
 	id := req.GetWorkerId()
-	ttl := s.cfg.JobMaster.Worker.Timeout.Milliseconds()
+	every, ttl := ls.timing()
+	resp := &api.JobWorkerHeartbeatResponse{TtlMs: ttl.Milliseconds(), HeartbeatIntervalMs: every.Milliseconds()}
 	if w := s.fsm.worker(id); w == nil || w.State != api.WorkerState_LIVE {
-		return &api.JobWorkerHeartbeatResponse{Reregister: true, TtlMs: ttl}, nil
+		resp.Reregister = true
+		return resp, nil
 	}
 	ls.hb.reset(id)
-	resp := &api.JobWorkerHeartbeatResponse{TtlMs: ttl}
 	ls.broker.touch(id)
 	if len(req.GetUpdates()) > 0 {
 		trs := make([]*api.TaskTransition, 0, len(req.GetUpdates()))
@@ -588,7 +587,7 @@ func (r *rpcServer) JobWorkerHeartbeat(ctx context.Context, req *api.JobWorkerHe
 		ls.coll.submit(ls.broker.reconcile(id, req.GetHolding()))
 	}
 	wait := min(time.Duration(req.GetWaitMs())*time.Millisecond, maxPollWait)
-	keys, cancels, err := ls.broker.poll(ctx, id, wait)
+	p, err := ls.broker.poll(ctx, id, wait)
 	if err != nil {
 		if errors.Is(err, errUnknownWorker) {
 			resp.Reregister = true
@@ -600,10 +599,49 @@ func (r *rpcServer) JobWorkerHeartbeat(ctx context.Context, req *api.JobWorkerHe
 		return nil, grpcErr("job worker heartbeat", err)
 	}
 	ls.hb.reset(id)
-	resp.Cancels = cancels
+	resp.Cancels, resp.LostBlockWorkers = p.cancels, p.lost
 	var dispatch []*api.TaskTransition
-	resp.Tasks, dispatch = ls.broker.assign(id, keys)
+	resp.Tasks, dispatch = ls.broker.assign(id, p.keys)
 	ls.coll.submit(dispatch)
+	return resp, nil
+}
+
+// BlockWorkerLost declares LOST the job workers beside a block worker the
+// FS master found silent: one process, one liveness.
+func (r *rpcServer) BlockWorkerLost(ctx context.Context, req *api.BlockWorkerLostRequest) (*api.BlockWorkerLostResponse, error) {
+	s := r.s
+	ls, fwd, fctx, err := s.route(ctx, "block worker lost")
+	if err != nil {
+		return nil, err
+	}
+	if fwd != nil {
+		return fwd.BlockWorkerLost(fctx, req)
+	}
+	bwID, bwAddr := req.GetBlockWorkerId(), req.GetBlockWorkerAddress()
+	if bwID == 0 && bwAddr == "" {
+		return nil, status.Error(codes.InvalidArgument, "block worker lost: no block worker id or address")
+	}
+	var ids []int64
+	s.fsm.view(func(st *state) {
+		st.workers.Ascend(func(w *workerRec) bool {
+			if w.State == api.WorkerState_LIVE && (bwID != 0 && w.BWID == bwID || bwAddr != "" && w.BWAddr == bwAddr) {
+				ids = append(ids, w.ID)
+			}
+			return true
+		})
+	})
+	resp := &api.BlockWorkerLostResponse{}
+	for _, id := range ids {
+		reason := req.GetReason()
+		if reason == "" {
+			reason = "its block worker is lost"
+		}
+		if err := ls.loseWorker(id, reason); err != nil {
+			return nil, grpcErr("block worker lost", err)
+		}
+		s.log.Warn("job worker lost with its block worker", zap.Int64("worker", id), zap.Int64("block_worker", bwID), zap.String("reason", reason))
+		resp.JobWorkerIds = append(resp.JobWorkerIds, id)
+	}
 	return resp, nil
 }
 

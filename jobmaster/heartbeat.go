@@ -11,7 +11,7 @@ import (
 // new leader starts every known worker with a fresh TTL, so a failover
 // never loses workers that are merely waiting to find the new leader.
 type heartbeats struct {
-	ttl    time.Duration
+	ttl    func() time.Duration // the TTL handed to workers now (it grows with their number)
 	onLost func(worker int64)
 
 	mu     sync.Mutex
@@ -19,22 +19,23 @@ type heartbeats struct {
 	closed bool
 }
 
-func newHeartbeats(ttl time.Duration, onLost func(int64)) *heartbeats {
+func newHeartbeats(ttl func() time.Duration, onLost func(int64)) *heartbeats {
 	return &heartbeats{ttl: ttl, onLost: onLost, timers: map[int64]*time.Timer{}}
 }
 
 // reset (re)starts worker's timer.
 func (h *heartbeats) reset(worker int64) {
+	ttl := h.ttl()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return
 	}
 	if t, ok := h.timers[worker]; ok {
-		t.Reset(h.ttl)
+		t.Reset(ttl)
 		return
 	}
-	h.timers[worker] = time.AfterFunc(h.ttl, func() {
+	h.timers[worker] = time.AfterFunc(ttl, func() {
 		h.mu.Lock()
 		if h.closed {
 			h.mu.Unlock()

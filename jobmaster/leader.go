@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/config"
 )
 
 // leaderState is what exists only while this node leads: the broker, the
@@ -100,7 +101,7 @@ func (s *Server) establishLeadership() *leaderState {
 		return s.applyErr(ctx, cmd)
 	}, jm.Task.BatchMax, int32(jm.Task.MaxAttempts))
 	ls.coll.observe = s.m.observeBatch
-	ls.hb = newHeartbeats(jm.Worker.Timeout, ls.workerLost)
+	ls.hb = newHeartbeats(func() time.Duration { _, ttl := ls.timing(); return ttl }, ls.workerLost)
 	ls.planners = newPlanners(ls)
 	ls.finisher = newFinisher(ls)
 	ls.pol = newPolicyRunner(ls)
@@ -193,6 +194,7 @@ func (ls *leaderState) onEvents(ev *events) {
 			ls.hb.reset(id)
 		} else {
 			ls.hb.remove(id)
+			ls.broker.peerLost(w.BWAddr)
 		}
 	}
 	done := 0
@@ -221,21 +223,56 @@ func (ls *leaderState) onEvents(ev *events) {
 	}
 }
 
-// workerLost is the TTL timer's action.
+// timing is the heartbeat interval and TTL handed to job workers: the
+// configured ones, stretched as the number of live workers grows
+// (config.Liveness).
+func (ls *leaderState) timing() (every, ttl time.Duration) {
+	w := ls.s.cfg.JobMaster.Worker
+	return config.Liveness(w.HeartbeatInterval, w.Timeout, w.MaxHeartbeatsPerSecond, max(ls.broker.liveCount(), 1))
+}
+
+// workerLost is the TTL timer's action. The FS master hears it first, so
+// the block worker of the same process stops counting before the tasks go
+// back to PENDING: a task run again elsewhere never finds its data "cached"
+// on the worker that went silent.
 func (ls *leaderState) workerLost(id int64) {
 	if ls.ctx.Err() != nil {
 		return
 	}
-	ttl := ls.s.cfg.JobMaster.Worker.Timeout
-	err := ls.s.applyErr(ls.ctx, &api.WorkerLostCommand{
-		WorkerId: id, MaxAttempts: int32(ls.s.cfg.JobMaster.Task.MaxAttempts),
-		Reason: fmt.Sprintf("job worker silent for %s", ttl), NowMs: time.Now().UnixMilli(),
-	})
-	if err != nil {
+	_, ttl := ls.timing()
+	reason := fmt.Sprintf("job worker silent for %s", ttl)
+	if w := ls.s.fsm.worker(id); w != nil && w.BWID != 0 {
+		ls.tellFSMaster(w, reason)
+	}
+	if err := ls.loseWorker(id, reason); err != nil {
 		ls.s.log.Warn("marking job worker lost failed", zap.Int64("worker", id), zap.Error(err))
 		return
 	}
 	ls.s.log.Warn("job worker lost: no heartbeat", zap.Int64("worker", id), zap.Duration("timeout", ttl))
+}
+
+// loseWorker declares job worker id LOST in raft: its running tasks go back
+// to PENDING (attempt+1) or FAIL at max attempts.
+func (ls *leaderState) loseWorker(id int64, reason string) error {
+	return ls.s.applyErr(ls.ctx, &api.WorkerLostCommand{
+		WorkerId: id, MaxAttempts: int32(ls.s.cfg.JobMaster.Task.MaxAttempts),
+		Reason: reason, NowMs: time.Now().UnixMilli(),
+	})
+}
+
+// tellFSMaster declares the block worker beside job worker w LOST at the FS
+// master (best effort, briefly: the FS master times it out by itself too).
+func (ls *leaderState) tellFSMaster(w *workerRec, reason string) {
+	bm := ls.s.env.BlockMaster()
+	if bm == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ls.ctx, 2*time.Second)
+	defer cancel()
+	if _, err := bm.WorkerLost(ctx, &api.WorkerLostRequest{WorkerId: w.BWID, Reason: "job master: " + reason}); err != nil && ls.ctx.Err() == nil {
+		ls.s.log.Warn("could not tell the FS master a worker is lost (it times the block worker out itself)",
+			zap.Int64("block_worker", w.BWID), zap.String("address", w.BWAddr), zap.Error(err))
+	}
 }
 
 // watchTimeouts fails attempts that ran past the task timeout (the worker

@@ -37,16 +37,18 @@ import (
 type testPlan struct{}
 
 type testConfig struct {
-	Tasks     int     `json:"tasks"`
-	SleepMs   int     `json:"sleepMs,omitempty"`
-	Block     bool    `json:"block,omitempty"`
-	Fail      []int   `json:"fail,omitempty"`
-	FailFirst int     `json:"failFirst,omitempty"` // every task fails its first N attempts
-	Bytes     int64   `json:"bytes,omitempty"`
-	Bandwidth int64   `json:"bandwidth,omitempty"`
-	Tag       string  `json:"tag,omitempty"`
-	Verify    bool    `json:"verify,omitempty"`
-	Extra     []int64 `json:"extra,omitempty"`
+	Tasks     int   `json:"tasks"`
+	SleepMs   int   `json:"sleepMs,omitempty"`
+	Block     bool  `json:"block,omitempty"`
+	Fail      []int `json:"fail,omitempty"`
+	FailFirst int   `json:"failFirst,omitempty"` // every task fails its first N attempts
+	// BlockFirst: every task's first N attempts block until cancelled.
+	BlockFirst int     `json:"blockFirst,omitempty"`
+	Bytes      int64   `json:"bytes,omitempty"`
+	Bandwidth  int64   `json:"bandwidth,omitempty"`
+	Tag        string  `json:"tag,omitempty"`
+	Verify     bool    `json:"verify,omitempty"`
+	Extra      []int64 `json:"extra,omitempty"`
 	// Workers restricts the job to these block workers (its limits);
 	// Place puts every task beside the block worker at this address.
 	Workers []string `json:"workers,omitempty"`
@@ -148,7 +150,7 @@ func (testPlan) Run(ctx context.Context, env plans.Env, t *plans.Task) (plans.Re
 	}
 	log.mu.Unlock()
 	defer log.finished.Add(1)
-	if c.Block {
+	if c.Block || int(t.Attempt) <= c.BlockFirst {
 		<-ctx.Done()
 		log.canceled.Add(1)
 		return plans.Result{}, ctx.Err()
@@ -221,6 +223,7 @@ func testConfigFor(t testing.TB) *config.Config {
 
 type cluster struct {
 	t       *testing.T
+	env     plans.Env // the masters' cluster access; nil: nopEnv
 	cfgs    []*config.Config
 	servers []*Server
 	trans   []*raft.InmemTransport
@@ -235,7 +238,13 @@ type cluster struct {
 // transport. tweak adjusts each node's config.
 func newCluster(t *testing.T, n int, tweak func(*config.Config)) *cluster {
 	t.Helper()
-	c := &cluster{t: t, down: map[int]bool{}}
+	return newClusterWith(t, n, tweak, nil)
+}
+
+// newClusterWith is newCluster whose masters reach the cluster through env.
+func newClusterWith(t *testing.T, n int, tweak func(*config.Config), env plans.Env) *cluster {
+	t.Helper()
+	c := &cluster{t: t, down: map[int]bool{}, env: env}
 	for i := 0; i < n; i++ {
 		cfg := testConfigFor(t)
 		cfg.JobMaster.Raft.NodeID = fmt.Sprintf("n%d", i)
@@ -286,7 +295,7 @@ func (c *cluster) start(i int) {
 	c.t.Helper()
 	p := *c.parts[i]
 	s, err := newServer(c.cfgs[i], testLogger(c.t).Named(c.peers[i].ID), serverOptions{
-		parts: &p, env: nopEnv{}, rpcLn: c.lns[i], noHTTP: false, peers: c.peers,
+		parts: &p, env: c.masterEnv(), rpcLn: c.lns[i], noHTTP: false, peers: c.peers,
 	})
 	if err != nil {
 		c.t.Fatal(err)
@@ -379,14 +388,28 @@ func (c *cluster) addWorker(threads int) *jobworker.Worker {
 // addWorkerBeside starts a job worker beside the block worker bw.
 func (c *cluster) addWorkerBeside(threads int, bw jobworker.Colocated) *jobworker.Worker {
 	c.t.Helper()
+	return c.addWorkerWith(threads, bw, nopEnv{}, c.rpcAddrs())
+}
+
+func (c *cluster) masterEnv() plans.Env {
+	if c.env != nil {
+		return c.env
+	}
+	return nopEnv{}
+}
+
+// addWorkerWith starts a job worker beside bw that runs its tasks with env
+// and reaches the job masters at masters.
+func (c *cluster) addWorkerWith(threads int, bw jobworker.Colocated, env plans.Env, masters string) *jobworker.Worker {
+	c.t.Helper()
 	cfg := testConfigFor(c.t)
-	cfg.JobWorker.JobMaster = c.rpcAddrs()
+	cfg.JobWorker.JobMaster = masters
 	cfg.JobWorker.Threads = threads
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	w, err := jobworker.NewWithOptions(cfg, testLogger(c.t).Named(fmt.Sprintf("w%d", len(c.workers))), bw, jobworker.Options{Env: nopEnv{}, Listener: ln})
+	w, err := jobworker.NewWithOptions(cfg, testLogger(c.t).Named(fmt.Sprintf("w%d", len(c.workers))), bw, jobworker.Options{Env: env, Listener: ln})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -51,11 +51,11 @@ func watchJob(ctx context.Context, f *FSM, id int64, interval time.Duration, clk
 		}
 		info := j.info()
 		if last == nil || infoChanged(last, info) {
-			if last == nil || stateChanged(last, info) || clk.now().Sub(lastSent) >= interval {
+			if now := clk.now(); last == nil || stateChanged(last, info) || now.Sub(lastSent) >= interval {
 				if err := send(info); err != nil {
 					return err
 				}
-				last, lastSent = info, clk.now()
+				last, lastSent = info, now
 				cancel()
 				flush, cancel = nil, func() {}
 			} else if flush == nil {

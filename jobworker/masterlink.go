@@ -74,6 +74,19 @@ func (s *session) get(ctx context.Context) (leader, int64, time.Duration, error)
 	return leader{c, addr}, s.id, s.every, nil
 }
 
+// setTiming takes the heartbeat interval and TTL a reply hands this worker
+// (they grow with the number of workers); zero keeps the current ones.
+func (s *session) setTiming(everyMs, ttlMs int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if everyMs > 0 {
+		s.every = time.Duration(everyMs) * time.Millisecond
+	}
+	if ttlMs > 0 {
+		s.ttl = time.Duration(ttlMs) * time.Millisecond
+	}
+}
+
 // pollSlack is how long past its wait a long poll may take before the
 // leader counts as gone: half the worker timeout the leader gave (1-10 s),
 // so that a worker whose leader stopped answering (partitioned, frozen)

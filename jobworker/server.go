@@ -299,11 +299,22 @@ func (w *Worker) freeLocked() int {
 	return max(w.capacity-len(w.tasks), 0)
 }
 
-// handle applies a heartbeat reply: re-registration, cancels, new tasks.
+// handle applies a heartbeat reply: re-registration, the heartbeat
+// interval and TTL, block workers lost, cancels, new tasks.
 func (w *Worker) handle(id int64, resp *api.JobWorkerHeartbeatResponse) {
 	if resp.GetReregister() {
 		w.log.Info("job master does not know this worker; registering again", zap.Int64("old_id", id))
 		w.sess.forget(id)
+	}
+	w.sess.setTiming(resp.GetHeartbeatIntervalMs(), resp.GetTtlMs())
+	if f, ok := w.env.(interface{ ForgetBlockWorker(addr string) }); ok {
+		for _, addr := range resp.GetLostBlockWorkers() {
+			// Calls to it in flight fail now (and the tasks making them
+			// move their work elsewhere) instead of waiting on a dead peer
+			// until the connection's keepalive gives up.
+			w.log.Info("block worker lost: dropping its connection", zap.String("address", addr))
+			f.ForgetBlockWorker(addr)
+		}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -465,10 +465,17 @@ func (Load) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 	if err := json.Unmarshal(t.Args, &a); err != nil {
 		return Result{}, fmt.Errorf("load task %d/%d: bad args: %w", t.JobID, t.TaskID, err)
 	}
+	if t.Attempt > 1 {
+		// A task run again most often ran first beside a worker that was
+		// declared lost: go straight to a live one instead of waiting on it.
+		a.Address = liveTarget(ctx, env, t, a.Address)
+	}
 	if len(a.Blocks) > 1 {
-		if res, ok, err := cacheBatch(ctx, env, t, a); ok {
+		res, ok, err := cacheBatch(ctx, env, t, a)
+		if ok {
 			return res, err
 		}
+		a.Address = liveTarget(ctx, env, t, a.Address)
 	}
 	var (
 		mu     sync.Mutex
@@ -609,13 +616,36 @@ func cacheAt(ctx context.Context, env Env, addr string, req *api.CacheBlockReque
 }
 
 // gone reports whether err says the worker itself is not there (as opposed
-// to a problem with the block or the UFS).
+// to a problem with the block or the UFS). Canceled, when the caller's
+// context is not, is the connection closed under the call: the job worker
+// dropped it because the worker was declared LOST.
 func gone(err error) bool {
 	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded:
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
 		return true
 	}
 	return false
+}
+
+// liveTarget is addr when the FS master counts that block worker LIVE,
+// else this job worker's own block worker, else another live one (the same
+// for every block of the task). On any doubt it keeps addr.
+func liveTarget(ctx context.Context, env Env, t *Task, addr string) string {
+	ws, err := liveBlockWorkers(ctx, env)
+	if err != nil || len(ws) == 0 {
+		return addr
+	}
+	for _, w := range ws {
+		if w.addr == addr {
+			return addr
+		}
+	}
+	for _, w := range ws {
+		if w.addr == t.LocalBlockWorker {
+			return w.addr
+		}
+	}
+	return ws[int(t.TaskID%int64(len(ws)))].addr
 }
 
 func otherTarget(ctx context.Context, env Env, local, dead string, blockID int64) (string, error) {

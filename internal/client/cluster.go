@@ -27,6 +27,11 @@ func (c *Cluster) BlockWorker(addr string) (api.BlockWorkerClient, error) {
 	return c.workers.BlockWorker(addr)
 }
 
+// ForgetBlockWorker drops the connection to the block worker at addr (one
+// declared LOST): calls in flight on it fail at once, and the next call
+// dials again.
+func (c *Cluster) ForgetBlockWorker(addr string) { c.workers.Forget(addr) }
+
 // Close closes every connection.
 func (c *Cluster) Close() error {
 	c.workers.Close()

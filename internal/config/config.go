@@ -181,6 +181,9 @@ const (
 type FSWorkerConfig struct {
 	Timeout           time.Duration `mapstructure:"timeout"`
 	HeartbeatInterval time.Duration `mapstructure:"heartbeat-interval"`
+	// MaxHeartbeatsPerSecond stretches the interval and the timeout handed
+	// to workers once there are more workers than it (Liveness).
+	MaxHeartbeatsPerSecond float64 `mapstructure:"max-heartbeats-per-second"`
 }
 
 // UserDefaults are defaults for calls that leave a choice open.
@@ -274,8 +277,9 @@ type RaftConfig struct {
 
 // JobWorkerTracking says how the job master tracks job workers.
 type JobWorkerTracking struct {
-	Timeout           time.Duration `mapstructure:"timeout"`
-	HeartbeatInterval time.Duration `mapstructure:"heartbeat-interval"`
+	Timeout                time.Duration `mapstructure:"timeout"`
+	HeartbeatInterval      time.Duration `mapstructure:"heartbeat-interval"`
+	MaxHeartbeatsPerSecond float64       `mapstructure:"max-heartbeats-per-second"` // as FSWorkerConfig's
 }
 
 // TaskConfig bounds task execution.
@@ -407,8 +411,9 @@ func Default() map[string]any {
 		"fsmaster.journal.checkpoint-poll-interval":  time.Second,
 		"fsmaster.journal.checkpoints-retained":      2,
 		"fsmaster.journal.checkpoint-timeout":        2 * time.Minute,
-		"fsmaster.worker.timeout":                    30 * time.Second,
+		"fsmaster.worker.timeout":                    DefaultWorkerTimeout,
 		"fsmaster.worker.heartbeat-interval":         time.Second,
+		"fsmaster.worker.max-heartbeats-per-second":  50.0,
 		"fsmaster.user.block-size":                   int64(64 << 20),
 		"fsmaster.user.write-type":                   "CACHE_THROUGH",
 		"fsmaster.list.default-page-size":            1000,
@@ -454,8 +459,9 @@ func Default() map[string]any {
 		"jobmaster.job.gc-interval":                  time.Minute,
 		"jobworker.queue-depth":                      0,
 		"jobworker.progress-interval":                time.Second,
-		"jobmaster.worker.timeout":                   10 * time.Second,
+		"jobmaster.worker.timeout":                   DefaultWorkerTimeout,
 		"jobmaster.worker.heartbeat-interval":        time.Second,
+		"jobmaster.worker.max-heartbeats-per-second": 50.0,
 		"jobmaster.task.max-attempts":                3,
 		"jobmaster.task.timeout":                     30 * time.Minute,
 		"jobmaster.job.retention":                    24 * time.Hour,
