@@ -58,7 +58,7 @@ func (m *Master) lostWorkerLoop(ctx context.Context) {
 func (m *Master) tellJobMaster(ctx context.Context, jm *client.JobMaster, w *api.WorkerInfo, reason string) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	resp, err := api.NewJobMasterClient(jm).BlockWorkerLost(cctx, &api.BlockWorkerLostRequest{
+	resp, err := jm.BlockWorkerLost(cctx, &api.BlockWorkerLostRequest{
 		BlockWorkerId: w.GetId(), BlockWorkerAddress: workerKey(w.GetAddress()), Reason: "FS master: " + reason,
 	})
 	if err != nil {
