@@ -53,6 +53,7 @@ func groupView(l *api.GetLeaderResponse) jobMastersView {
 	for _, s := range l.GetServers() {
 		v.Servers = append(v.Servers, jobMasterView{
 			ID: s.GetId(), Address: s.GetRpcAddress(), Raft: s.GetRaftAddress(), Suffrage: s.GetSuffrage(), Leader: s.GetLeader(),
+			Unreachable: s.GetUnreachable(), UnreachableSinceMs: s.GetUnreachableSinceMs(),
 		})
 	}
 	return v
@@ -64,6 +65,10 @@ type jobMasterView struct {
 	Raft     string `json:"raftAddress"`
 	Suffrage string `json:"suffrage"`
 	Leader   bool   `json:"leader"`
+	// The leader's heartbeats to this member fail (killed, cut off): raft
+	// lists it, but it takes no part.
+	Unreachable        bool  `json:"unreachable,omitempty"`
+	UnreachableSinceMs int64 `json:"unreachableSinceMs,omitempty"`
 }
 
 type tierView struct {

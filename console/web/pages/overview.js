@@ -56,6 +56,7 @@ export async function render(root) {
       h('tbody', {}, (g.servers || []).map((s) => h('tr', {},
         h('td', {}, s.id), h('td', { class: 'mono' }, s.address || s.raftAddress),
         h('td', {}, s.leader ? h('span', { class: 'badge s-COMPLETED' }, 'LEADER')
+          : s.unreachable ? h('span', { class: 'badge s-FAILED', title: 'the leader\'s heartbeats to it fail' }, 'UNREACHABLE', s.unreachableSinceMs ? ' (' + ago(s.unreachableSinceMs) + ')' : '')
           : h('span', { class: 'badge s-CANCELED' }, /non/i.test(s.suffrage) ? 'NONVOTER' : 'FOLLOWER'))))));
   }
 
