@@ -301,6 +301,7 @@ type SubmitJobCommand struct {
 	RunAs string `protobuf:"bytes,7,opt,name=run_as,json=runAs,proto3" json:"run_as,omitempty"`
 	// What the scheduler enforces on the job, from its plan's validation.
 	Limits        *JobLimits `protobuf:"bytes,8,opt,name=limits,proto3" json:"limits,omitempty"`
+	PlanVersion   string     `protobuf:"bytes,9,opt,name=plan_version,json=planVersion,proto3" json:"plan_version,omitempty"` // a plugin plan's version at submit
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -389,6 +390,13 @@ func (x *SubmitJobCommand) GetLimits() *JobLimits {
 		return x.Limits
 	}
 	return nil
+}
+
+func (x *SubmitJobCommand) GetPlanVersion() string {
+	if x != nil {
+		return x.PlanVersion
+	}
+	return ""
 }
 
 // PlannedTask is one task a planner produced.
@@ -584,6 +592,7 @@ type TaskTransition struct {
 	BytesDone     int64                  `protobuf:"varint,6,opt,name=bytes_done,json=bytesDone,proto3" json:"bytes_done,omitempty"`
 	Error         string                 `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
 	Failed        []*FailedPath          `protobuf:"bytes,8,rep,name=failed,proto3" json:"failed,omitempty"`
+	Result        []byte                 `protobuf:"bytes,9,opt,name=result,proto3" json:"result,omitempty"` // COMPLETE/FAIL: what the attempt reported (TaskInfo.result)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -670,6 +679,13 @@ func (x *TaskTransition) GetError() string {
 func (x *TaskTransition) GetFailed() []*FailedPath {
 	if x != nil {
 		return x.Failed
+	}
+	return nil
+}
+
+func (x *TaskTransition) GetResult() []byte {
+	if x != nil {
+		return x.Result
 	}
 	return nil
 }
@@ -945,6 +961,7 @@ type RegisterWorkerCommand struct {
 	MaxAttempts        int32                  `protobuf:"varint,6,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
 	NowMs              int64                  `protobuf:"varint,7,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
 	Capacity           int32                  `protobuf:"varint,8,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	Plans              []*PlanInfo            `protobuf:"bytes,9,rep,name=plans,proto3" json:"plans,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -1033,6 +1050,13 @@ func (x *RegisterWorkerCommand) GetCapacity() int32 {
 		return x.Capacity
 	}
 	return 0
+}
+
+func (x *RegisterWorkerCommand) GetPlans() []*PlanInfo {
+	if x != nil {
+		return x.Plans
+	}
+	return nil
 }
 
 // WorkerLostCommand marks a job worker LOST; its running tasks go back to
@@ -1754,7 +1778,7 @@ var File_jobfsm_proto protoreflect.FileDescriptor
 
 const file_jobfsm_proto_rawDesc = "" +
 	"\n" +
-	"\fjobfsm.proto\x12\valluvium.v1\x1a\x0fjobmaster.proto\"\xfa\x01\n" +
+	"\fjobfsm.proto\x12\valluvium.v1\x1a\x0fjobmaster.proto\"\x9d\x02\n" +
 	"\x10SubmitJobCommand\x12\x12\n" +
 	"\x04plan\x18\x01 \x01(\tR\x04plan\x12\x1f\n" +
 	"\vconfig_json\x18\x02 \x01(\tR\n" +
@@ -1765,7 +1789,8 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\x06policy\x18\x05 \x01(\tR\x06policy\x12\x15\n" +
 	"\x06now_ms\x18\x06 \x01(\x03R\x05nowMs\x12\x15\n" +
 	"\x06run_as\x18\a \x01(\tR\x05runAs\x12.\n" +
-	"\x06limits\x18\b \x01(\v2\x16.alluvium.v1.JobLimitsR\x06limits\"\xbe\x01\n" +
+	"\x06limits\x18\b \x01(\v2\x16.alluvium.v1.JobLimitsR\x06limits\x12!\n" +
+	"\fplan_version\x18\t \x01(\tR\vplanVersion\"\xbe\x01\n" +
 	"\vPlannedTask\x12\x12\n" +
 	"\x04args\x18\x01 \x01(\fR\x04args\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1f\n" +
@@ -1781,7 +1806,7 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\rplanning_done\x18\x05 \x01(\bR\fplanningDone\x12\x14\n" +
 	"\x05round\x18\x06 \x01(\x05R\x05round\x12/\n" +
 	"\x06failed\x18\a \x03(\v2\x17.alluvium.v1.FailedPathR\x06failed\x12\x15\n" +
-	"\x06now_ms\x18\b \x01(\x03R\x05nowMs\"\xf2\x02\n" +
+	"\x06now_ms\x18\b \x01(\x03R\x05nowMs\"\x8a\x03\n" +
 	"\x0eTaskTransition\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\x03R\x06taskId\x12\x18\n" +
@@ -1791,7 +1816,8 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\n" +
 	"bytes_done\x18\x06 \x01(\x03R\tbytesDone\x12\x14\n" +
 	"\x05error\x18\a \x01(\tR\x05error\x12/\n" +
-	"\x06failed\x18\b \x03(\v2\x17.alluvium.v1.FailedPathR\x06failed\"]\n" +
+	"\x06failed\x18\b \x03(\v2\x17.alluvium.v1.FailedPathR\x06failed\x12\x16\n" +
+	"\x06result\x18\t \x01(\fR\x06result\"]\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bDISPATCH\x10\x01\x12\f\n" +
@@ -1816,7 +1842,7 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\x10NextRoundCommand\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x05R\x05round\x12\x15\n" +
-	"\x06now_ms\x18\x03 \x01(\x03R\x05nowMs\"\x8f\x02\n" +
+	"\x06now_ms\x18\x03 \x01(\x03R\x05nowMs\"\xbc\x02\n" +
 	"\x15RegisterWorkerCommand\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12&\n" +
@@ -1825,7 +1851,8 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\athreads\x18\x05 \x01(\x05R\athreads\x12!\n" +
 	"\fmax_attempts\x18\x06 \x01(\x05R\vmaxAttempts\x12\x15\n" +
 	"\x06now_ms\x18\a \x01(\x03R\x05nowMs\x12\x1a\n" +
-	"\bcapacity\x18\b \x01(\x05R\bcapacity\"\x82\x01\n" +
+	"\bcapacity\x18\b \x01(\x05R\bcapacity\x12+\n" +
+	"\x05plans\x18\t \x03(\v2\x15.alluvium.v1.PlanInfoR\x05plans\"\x82\x01\n" +
 	"\x11WorkerLostCommand\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12!\n" +
 	"\fmax_attempts\x18\x02 \x01(\x05R\vmaxAttempts\x12\x16\n" +
@@ -1964,9 +1991,10 @@ var file_jobfsm_proto_goTypes = []any{
 	(*JobLimits)(nil),               // 23: alluvium.v1.JobLimits
 	(*FailedPath)(nil),              // 24: alluvium.v1.FailedPath
 	(JobInfo_Status)(0),             // 25: alluvium.v1.JobInfo.Status
-	(*PolicyInfo)(nil),              // 26: alluvium.v1.PolicyInfo
-	(*JobInfo)(nil),                 // 27: alluvium.v1.JobInfo
-	(*TaskInfo)(nil),                // 28: alluvium.v1.TaskInfo
+	(*PlanInfo)(nil),                // 26: alluvium.v1.PlanInfo
+	(*PolicyInfo)(nil),              // 27: alluvium.v1.PolicyInfo
+	(*JobInfo)(nil),                 // 28: alluvium.v1.JobInfo
+	(*TaskInfo)(nil),                // 29: alluvium.v1.TaskInfo
 }
 var file_jobfsm_proto_depIdxs = []int32{
 	23, // 0: alluvium.v1.SubmitJobCommand.limits:type_name -> alluvium.v1.JobLimits
@@ -1976,16 +2004,17 @@ var file_jobfsm_proto_depIdxs = []int32{
 	24, // 4: alluvium.v1.TaskTransition.failed:type_name -> alluvium.v1.FailedPath
 	7,  // 5: alluvium.v1.UpdateTasksCommand.transitions:type_name -> alluvium.v1.TaskTransition
 	25, // 6: alluvium.v1.FinishJobCommand.status:type_name -> alluvium.v1.JobInfo.Status
-	26, // 7: alluvium.v1.PutPolicyCommand.policy:type_name -> alluvium.v1.PolicyInfo
-	3,  // 8: alluvium.v1.PolicyLaunchCommand.kind:type_name -> alluvium.v1.PolicyLaunchCommand.Kind
-	27, // 9: alluvium.v1.JobRecord.info:type_name -> alluvium.v1.JobInfo
-	28, // 10: alluvium.v1.TaskRecord.info:type_name -> alluvium.v1.TaskInfo
-	24, // 11: alluvium.v1.TaskRecord.failed:type_name -> alluvium.v1.FailedPath
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	26, // 7: alluvium.v1.RegisterWorkerCommand.plans:type_name -> alluvium.v1.PlanInfo
+	27, // 8: alluvium.v1.PutPolicyCommand.policy:type_name -> alluvium.v1.PolicyInfo
+	3,  // 9: alluvium.v1.PolicyLaunchCommand.kind:type_name -> alluvium.v1.PolicyLaunchCommand.Kind
+	28, // 10: alluvium.v1.JobRecord.info:type_name -> alluvium.v1.JobInfo
+	29, // 11: alluvium.v1.TaskRecord.info:type_name -> alluvium.v1.TaskInfo
+	24, // 12: alluvium.v1.TaskRecord.failed:type_name -> alluvium.v1.FailedPath
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_jobfsm_proto_init() }

@@ -164,7 +164,10 @@ type JobInfo struct {
 	// cluster's system identity.
 	RunAs string `protobuf:"bytes,22,opt,name=run_as,json=runAs,proto3" json:"run_as,omitempty"`
 	// What the scheduler enforces on the job (set by its plan at submit).
-	Limits        *JobLimits `protobuf:"bytes,23,opt,name=limits,proto3" json:"limits,omitempty"`
+	Limits *JobLimits `protobuf:"bytes,23,opt,name=limits,proto3" json:"limits,omitempty"`
+	// The version of a plugin plan the job was validated with; its tasks
+	// run only on job workers with that version (empty: a built-in plan).
+	PlanVersion   string `protobuf:"bytes,24,opt,name=plan_version,json=planVersion,proto3" json:"plan_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -360,6 +363,13 @@ func (x *JobInfo) GetLimits() *JobLimits {
 	return nil
 }
 
+func (x *JobInfo) GetPlanVersion() string {
+	if x != nil {
+		return x.PlanVersion
+	}
+	return ""
+}
+
 // JobLimits are what the job master's scheduler enforces on a job. The
 // plan sets them when it validates the job's config (plans/spec.Limits),
 // so the scheduler never reads a plan's config.
@@ -499,6 +509,9 @@ type TaskInfo struct {
 	Args          []byte                 `protobuf:"bytes,10,opt,name=args,proto3" json:"args,omitempty"`               // plan-specific (JSON)
 	Description   string                 `protobuf:"bytes,11,opt,name=description,proto3" json:"description,omitempty"` // human words, e.g. the path it works on
 	UpdatedMs     int64                  `protobuf:"varint,12,opt,name=updated_ms,json=updatedMs,proto3" json:"updated_ms,omitempty"`
+	// What the last attempt reported, plan-specific JSON (exec: each
+	// file's exit code and output); bounded in size.
+	Result        []byte `protobuf:"bytes,13,opt,name=result,proto3" json:"result,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -615,6 +628,13 @@ func (x *TaskInfo) GetUpdatedMs() int64 {
 		return x.UpdatedMs
 	}
 	return 0
+}
+
+func (x *TaskInfo) GetResult() []byte {
+	if x != nil {
+		return x.Result
+	}
+	return nil
 }
 
 type SubmitJobRequest struct {
@@ -1971,6 +1991,7 @@ type JobWorkerInfo struct {
 	RunningTasks       int32                  `protobuf:"varint,9,opt,name=running_tasks,json=runningTasks,proto3" json:"running_tasks,omitempty"`
 	Capacity           int32                  `protobuf:"varint,10,opt,name=capacity,proto3" json:"capacity,omitempty"` // tasks it takes at once (running + queued)
 	Tasks              []*TaskInfo            `protobuf:"bytes,11,rep,name=tasks,proto3" json:"tasks,omitempty"`        // with ListJobWorkersRequest.include_tasks
+	Plans              []*PlanInfo            `protobuf:"bytes,12,rep,name=plans,proto3" json:"plans,omitempty"`        // the plans it runs (as it registered)
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -2082,6 +2103,187 @@ func (x *JobWorkerInfo) GetTasks() []*TaskInfo {
 	return nil
 }
 
+func (x *JobWorkerInfo) GetPlans() []*PlanInfo {
+	if x != nil {
+		return x.Plans
+	}
+	return nil
+}
+
+// PlanInfo describes a plan: built in, or a plugin from plans.dir.
+type PlanInfo struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Origin      string                 `protobuf:"bytes,2,opt,name=origin,proto3" json:"origin,omitempty"` // "built-in" or "plugin"
+	Version     string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	Description string                 `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	Path        string                 `protobuf:"bytes,5,opt,name=path,proto3" json:"path,omitempty"` // a plugin's executable
+	// In ListPlans: how many live job workers run this plan at this version.
+	Workers       int32 `protobuf:"varint,6,opt,name=workers,proto3" json:"workers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanInfo) Reset() {
+	*x = PlanInfo{}
+	mi := &file_jobmaster_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanInfo) ProtoMessage() {}
+
+func (x *PlanInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_jobmaster_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanInfo.ProtoReflect.Descriptor instead.
+func (*PlanInfo) Descriptor() ([]byte, []int) {
+	return file_jobmaster_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PlanInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PlanInfo) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *PlanInfo) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *PlanInfo) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *PlanInfo) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *PlanInfo) GetWorkers() int32 {
+	if x != nil {
+		return x.Workers
+	}
+	return 0
+}
+
+type ListPlansRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPlansRequest) Reset() {
+	*x = ListPlansRequest{}
+	mi := &file_jobmaster_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPlansRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPlansRequest) ProtoMessage() {}
+
+func (x *ListPlansRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jobmaster_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPlansRequest.ProtoReflect.Descriptor instead.
+func (*ListPlansRequest) Descriptor() ([]byte, []int) {
+	return file_jobmaster_proto_rawDescGZIP(), []int{30}
+}
+
+type ListPlansResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Plans         []*PlanInfo            `protobuf:"bytes,1,rep,name=plans,proto3" json:"plans,omitempty"`
+	Workers       int32                  `protobuf:"varint,2,opt,name=workers,proto3" json:"workers,omitempty"` // live job workers
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPlansResponse) Reset() {
+	*x = ListPlansResponse{}
+	mi := &file_jobmaster_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPlansResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPlansResponse) ProtoMessage() {}
+
+func (x *ListPlansResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jobmaster_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPlansResponse.ProtoReflect.Descriptor instead.
+func (*ListPlansResponse) Descriptor() ([]byte, []int) {
+	return file_jobmaster_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListPlansResponse) GetPlans() []*PlanInfo {
+	if x != nil {
+		return x.Plans
+	}
+	return nil
+}
+
+func (x *ListPlansResponse) GetWorkers() int32 {
+	if x != nil {
+		return x.Workers
+	}
+	return 0
+}
+
 type RegisterJobWorkerRequest struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	Address            string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
@@ -2092,14 +2294,17 @@ type RegisterJobWorkerRequest struct {
 	// Tasks the worker holds at once, running and queued (0: 2 x threads).
 	// The leader hands out at most this many, counting what it handed out
 	// and has not seen end.
-	Capacity      int32 `protobuf:"varint,6,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	Capacity int32 `protobuf:"varint,6,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	// The plans it runs; a plugin plan's tasks go only to workers listing it
+	// at the job's version.
+	Plans         []*PlanInfo `protobuf:"bytes,7,rep,name=plans,proto3" json:"plans,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterJobWorkerRequest) Reset() {
 	*x = RegisterJobWorkerRequest{}
-	mi := &file_jobmaster_proto_msgTypes[29]
+	mi := &file_jobmaster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2111,7 +2316,7 @@ func (x *RegisterJobWorkerRequest) String() string {
 func (*RegisterJobWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterJobWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[29]
+	mi := &file_jobmaster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2124,7 +2329,7 @@ func (x *RegisterJobWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterJobWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{29}
+	return file_jobmaster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RegisterJobWorkerRequest) GetAddress() string {
@@ -2169,6 +2374,13 @@ func (x *RegisterJobWorkerRequest) GetCapacity() int32 {
 	return 0
 }
 
+func (x *RegisterJobWorkerRequest) GetPlans() []*PlanInfo {
+	if x != nil {
+		return x.Plans
+	}
+	return nil
+}
+
 type RegisterJobWorkerResponse struct {
 	state               protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId            int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -2180,7 +2392,7 @@ type RegisterJobWorkerResponse struct {
 
 func (x *RegisterJobWorkerResponse) Reset() {
 	*x = RegisterJobWorkerResponse{}
-	mi := &file_jobmaster_proto_msgTypes[30]
+	mi := &file_jobmaster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2192,7 +2404,7 @@ func (x *RegisterJobWorkerResponse) String() string {
 func (*RegisterJobWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterJobWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[30]
+	mi := &file_jobmaster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2205,7 +2417,7 @@ func (x *RegisterJobWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterJobWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{30}
+	return file_jobmaster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RegisterJobWorkerResponse) GetWorkerId() int64 {
@@ -2238,14 +2450,14 @@ type TaskUpdate struct {
 	Error         string                 `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
 	BytesDone     int64                  `protobuf:"varint,6,opt,name=bytes_done,json=bytesDone,proto3" json:"bytes_done,omitempty"`
 	Failed        []*FailedPath          `protobuf:"bytes,7,rep,name=failed,proto3" json:"failed,omitempty"`
-	Result        []byte                 `protobuf:"bytes,8,opt,name=result,proto3" json:"result,omitempty"` // plan-specific (JSON)
+	Result        []byte                 `protobuf:"bytes,8,opt,name=result,proto3" json:"result,omitempty"` // plan-specific (JSON), kept in TaskInfo.result
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskUpdate) Reset() {
 	*x = TaskUpdate{}
-	mi := &file_jobmaster_proto_msgTypes[31]
+	mi := &file_jobmaster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2257,7 +2469,7 @@ func (x *TaskUpdate) String() string {
 func (*TaskUpdate) ProtoMessage() {}
 
 func (x *TaskUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[31]
+	mi := &file_jobmaster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2270,7 +2482,7 @@ func (x *TaskUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskUpdate.ProtoReflect.Descriptor instead.
 func (*TaskUpdate) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{31}
+	return file_jobmaster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TaskUpdate) GetJobId() int64 {
@@ -2342,13 +2554,14 @@ type TaskAssignment struct {
 	// This worker's share of the job's bandwidth limit (bytes/s; 0: none).
 	BandwidthBytesPerSec int64  `protobuf:"varint,9,opt,name=bandwidth_bytes_per_sec,json=bandwidthBytesPerSec,proto3" json:"bandwidth_bytes_per_sec,omitempty"`
 	Description          string `protobuf:"bytes,10,opt,name=description,proto3" json:"description,omitempty"`
+	PlanVersion          string `protobuf:"bytes,11,opt,name=plan_version,json=planVersion,proto3" json:"plan_version,omitempty"` // a plugin plan's version (JobInfo.plan_version)
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache
 }
 
 func (x *TaskAssignment) Reset() {
 	*x = TaskAssignment{}
-	mi := &file_jobmaster_proto_msgTypes[32]
+	mi := &file_jobmaster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2360,7 +2573,7 @@ func (x *TaskAssignment) String() string {
 func (*TaskAssignment) ProtoMessage() {}
 
 func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[32]
+	mi := &file_jobmaster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2373,7 +2586,7 @@ func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskAssignment.ProtoReflect.Descriptor instead.
 func (*TaskAssignment) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{32}
+	return file_jobmaster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TaskAssignment) GetJobId() int64 {
@@ -2446,6 +2659,13 @@ func (x *TaskAssignment) GetDescription() string {
 	return ""
 }
 
+func (x *TaskAssignment) GetPlanVersion() string {
+	if x != nil {
+		return x.PlanVersion
+	}
+	return ""
+}
+
 type JobWorkerHeartbeatRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -2465,7 +2685,7 @@ type JobWorkerHeartbeatRequest struct {
 
 func (x *JobWorkerHeartbeatRequest) Reset() {
 	*x = JobWorkerHeartbeatRequest{}
-	mi := &file_jobmaster_proto_msgTypes[33]
+	mi := &file_jobmaster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2477,7 +2697,7 @@ func (x *JobWorkerHeartbeatRequest) String() string {
 func (*JobWorkerHeartbeatRequest) ProtoMessage() {}
 
 func (x *JobWorkerHeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[33]
+	mi := &file_jobmaster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2490,7 +2710,7 @@ func (x *JobWorkerHeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobWorkerHeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*JobWorkerHeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{33}
+	return file_jobmaster_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *JobWorkerHeartbeatRequest) GetWorkerId() int64 {
@@ -2555,7 +2775,7 @@ type JobWorkerHeartbeatResponse struct {
 
 func (x *JobWorkerHeartbeatResponse) Reset() {
 	*x = JobWorkerHeartbeatResponse{}
-	mi := &file_jobmaster_proto_msgTypes[34]
+	mi := &file_jobmaster_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2567,7 +2787,7 @@ func (x *JobWorkerHeartbeatResponse) String() string {
 func (*JobWorkerHeartbeatResponse) ProtoMessage() {}
 
 func (x *JobWorkerHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[34]
+	mi := &file_jobmaster_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2580,7 +2800,7 @@ func (x *JobWorkerHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobWorkerHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*JobWorkerHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{34}
+	return file_jobmaster_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *JobWorkerHeartbeatResponse) GetTasks() []*TaskAssignment {
@@ -2643,7 +2863,7 @@ type BlockWorkerLostRequest struct {
 
 func (x *BlockWorkerLostRequest) Reset() {
 	*x = BlockWorkerLostRequest{}
-	mi := &file_jobmaster_proto_msgTypes[35]
+	mi := &file_jobmaster_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2655,7 +2875,7 @@ func (x *BlockWorkerLostRequest) String() string {
 func (*BlockWorkerLostRequest) ProtoMessage() {}
 
 func (x *BlockWorkerLostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[35]
+	mi := &file_jobmaster_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2668,7 +2888,7 @@ func (x *BlockWorkerLostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockWorkerLostRequest.ProtoReflect.Descriptor instead.
 func (*BlockWorkerLostRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{35}
+	return file_jobmaster_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *BlockWorkerLostRequest) GetBlockWorkerId() int64 {
@@ -2701,7 +2921,7 @@ type BlockWorkerLostResponse struct {
 
 func (x *BlockWorkerLostResponse) Reset() {
 	*x = BlockWorkerLostResponse{}
-	mi := &file_jobmaster_proto_msgTypes[36]
+	mi := &file_jobmaster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2713,7 +2933,7 @@ func (x *BlockWorkerLostResponse) String() string {
 func (*BlockWorkerLostResponse) ProtoMessage() {}
 
 func (x *BlockWorkerLostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[36]
+	mi := &file_jobmaster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2726,7 +2946,7 @@ func (x *BlockWorkerLostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockWorkerLostResponse.ProtoReflect.Descriptor instead.
 func (*BlockWorkerLostResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{36}
+	return file_jobmaster_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *BlockWorkerLostResponse) GetJobWorkerIds() []int64 {
@@ -2749,7 +2969,7 @@ type TaskRef struct {
 
 func (x *TaskRef) Reset() {
 	*x = TaskRef{}
-	mi := &file_jobmaster_proto_msgTypes[37]
+	mi := &file_jobmaster_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2761,7 +2981,7 @@ func (x *TaskRef) String() string {
 func (*TaskRef) ProtoMessage() {}
 
 func (x *TaskRef) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[37]
+	mi := &file_jobmaster_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2774,7 +2994,7 @@ func (x *TaskRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRef.ProtoReflect.Descriptor instead.
 func (*TaskRef) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{37}
+	return file_jobmaster_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *TaskRef) GetJobId() int64 {
@@ -2809,7 +3029,7 @@ type ListJobWorkersRequest struct {
 
 func (x *ListJobWorkersRequest) Reset() {
 	*x = ListJobWorkersRequest{}
-	mi := &file_jobmaster_proto_msgTypes[38]
+	mi := &file_jobmaster_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2821,7 +3041,7 @@ func (x *ListJobWorkersRequest) String() string {
 func (*ListJobWorkersRequest) ProtoMessage() {}
 
 func (x *ListJobWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[38]
+	mi := &file_jobmaster_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2834,7 +3054,7 @@ func (x *ListJobWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListJobWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{38}
+	return file_jobmaster_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListJobWorkersRequest) GetIncludeTasks() bool {
@@ -2853,7 +3073,7 @@ type ListJobWorkersResponse struct {
 
 func (x *ListJobWorkersResponse) Reset() {
 	*x = ListJobWorkersResponse{}
-	mi := &file_jobmaster_proto_msgTypes[39]
+	mi := &file_jobmaster_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2865,7 +3085,7 @@ func (x *ListJobWorkersResponse) String() string {
 func (*ListJobWorkersResponse) ProtoMessage() {}
 
 func (x *ListJobWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[39]
+	mi := &file_jobmaster_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2878,7 +3098,7 @@ func (x *ListJobWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListJobWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{39}
+	return file_jobmaster_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListJobWorkersResponse) GetWorkers() []*JobWorkerInfo {
@@ -2892,7 +3112,7 @@ var File_jobmaster_proto protoreflect.FileDescriptor
 
 const file_jobmaster_proto_rawDesc = "" +
 	"\n" +
-	"\x0fjobmaster.proto\x12\valluvium.v1\x1a\fcommon.proto\"\xda\x06\n" +
+	"\x0fjobmaster.proto\x12\valluvium.v1\x1a\fcommon.proto\"\xfd\x06\n" +
 	"\aJobInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x12\n" +
 	"\x04plan\x18\x02 \x01(\tR\x04plan\x12\x1f\n" +
@@ -2926,7 +3146,8 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\rtasks_running\x18\x14 \x01(\x03R\ftasksRunning\x12\x14\n" +
 	"\x05round\x18\x15 \x01(\x05R\x05round\x12\x15\n" +
 	"\x06run_as\x18\x16 \x01(\tR\x05runAs\x12.\n" +
-	"\x06limits\x18\x17 \x01(\v2\x16.alluvium.v1.JobLimitsR\x06limits\"c\n" +
+	"\x06limits\x18\x17 \x01(\v2\x16.alluvium.v1.JobLimitsR\x06limits\x12!\n" +
+	"\fplan_version\x18\x18 \x01(\tR\vplanVersion\"c\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aCREATED\x10\x01\x12\v\n" +
@@ -2943,7 +3164,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\n" +
 	"FailedPath\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error\"\xde\x03\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"\xf6\x03\n" +
 	"\bTaskInfo\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\x03R\x06taskId\x12\x1b\n" +
@@ -2960,7 +3181,8 @@ const file_jobmaster_proto_rawDesc = "" +
 	" \x01(\fR\x04args\x12 \n" +
 	"\vdescription\x18\v \x01(\tR\vdescription\x12\x1d\n" +
 	"\n" +
-	"updated_ms\x18\f \x01(\x03R\tupdatedMs\"c\n" +
+	"updated_ms\x18\f \x01(\x03R\tupdatedMs\x12\x16\n" +
+	"\x06result\x18\r \x01(\fR\x06result\"c\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aPENDING\x10\x01\x12\v\n" +
@@ -3059,7 +3281,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x13RunPolicyNowRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"-\n" +
 	"\x14RunPolicyNowResponse\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\"\x8b\x03\n" +
+	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\"\xb8\x03\n" +
 	"\rJobWorkerInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -3072,14 +3294,27 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\rrunning_tasks\x18\t \x01(\x05R\frunningTasks\x12\x1a\n" +
 	"\bcapacity\x18\n" +
 	" \x01(\x05R\bcapacity\x12+\n" +
-	"\x05tasks\x18\v \x03(\v2\x15.alluvium.v1.TaskInfoR\x05tasks\"\xd8\x01\n" +
+	"\x05tasks\x18\v \x03(\v2\x15.alluvium.v1.TaskInfoR\x05tasks\x12+\n" +
+	"\x05plans\x18\f \x03(\v2\x15.alluvium.v1.PlanInfoR\x05plans\"\xa0\x01\n" +
+	"\bPlanInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06origin\x18\x02 \x01(\tR\x06origin\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12 \n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\x12\x12\n" +
+	"\x04path\x18\x05 \x01(\tR\x04path\x12\x18\n" +
+	"\aworkers\x18\x06 \x01(\x05R\aworkers\"\x12\n" +
+	"\x10ListPlansRequest\"Z\n" +
+	"\x11ListPlansResponse\x12+\n" +
+	"\x05plans\x18\x01 \x03(\v2\x15.alluvium.v1.PlanInfoR\x05plans\x12\x18\n" +
+	"\aworkers\x18\x02 \x01(\x05R\aworkers\"\x85\x02\n" +
 	"\x18RegisterJobWorkerRequest\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12&\n" +
 	"\x0fblock_worker_id\x18\x03 \x01(\x03R\rblockWorkerId\x120\n" +
 	"\x14block_worker_address\x18\x04 \x01(\tR\x12blockWorkerAddress\x12\x18\n" +
 	"\athreads\x18\x05 \x01(\x05R\athreads\x12\x1a\n" +
-	"\bcapacity\x18\x06 \x01(\x05R\bcapacity\"\x83\x01\n" +
+	"\bcapacity\x18\x06 \x01(\x05R\bcapacity\x12+\n" +
+	"\x05plans\x18\a \x03(\v2\x15.alluvium.v1.PlanInfoR\x05plans\"\x83\x01\n" +
 	"\x19RegisterJobWorkerResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x12\x15\n" +
@@ -3094,7 +3329,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\n" +
 	"bytes_done\x18\x06 \x01(\x03R\tbytesDone\x12/\n" +
 	"\x06failed\x18\a \x03(\v2\x17.alluvium.v1.FailedPathR\x06failed\x12\x16\n" +
-	"\x06result\x18\b \x01(\fR\x06result\"\xb6\x02\n" +
+	"\x06result\x18\b \x01(\fR\x06result\"\xd9\x02\n" +
 	"\x0eTaskAssignment\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\x03R\x06taskId\x12\x18\n" +
@@ -3107,7 +3342,8 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x04user\x18\b \x01(\tR\x04user\x125\n" +
 	"\x17bandwidth_bytes_per_sec\x18\t \x01(\x03R\x14bandwidthBytesPerSec\x12 \n" +
 	"\vdescription\x18\n" +
-	" \x01(\tR\vdescription\"\xfb\x01\n" +
+	" \x01(\tR\vdescription\x12!\n" +
+	"\fplan_version\x18\v \x01(\tR\vplanVersion\"\xfb\x01\n" +
 	"\x19JobWorkerHeartbeatRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x121\n" +
 	"\aupdates\x18\x02 \x03(\v2\x17.alluvium.v1.TaskUpdateR\aupdates\x12\x1d\n" +
@@ -3139,7 +3375,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x15ListJobWorkersRequest\x12#\n" +
 	"\rinclude_tasks\x18\x01 \x01(\bR\fincludeTasks\"N\n" +
 	"\x16ListJobWorkersResponse\x124\n" +
-	"\aworkers\x18\x01 \x03(\v2\x1a.alluvium.v1.JobWorkerInfoR\aworkers2\x82\v\n" +
+	"\aworkers\x18\x01 \x03(\v2\x1a.alluvium.v1.JobWorkerInfoR\aworkers2\xce\v\n" +
 	"\tJobMaster\x12J\n" +
 	"\tSubmitJob\x12\x1d.alluvium.v1.SubmitJobRequest\x1a\x1e.alluvium.v1.SubmitJobResponse\x12A\n" +
 	"\x06GetJob\x12\x1a.alluvium.v1.GetJobRequest\x1a\x1b.alluvium.v1.GetJobResponse\x12G\n" +
@@ -3158,7 +3394,8 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x11RegisterJobWorker\x12%.alluvium.v1.RegisterJobWorkerRequest\x1a&.alluvium.v1.RegisterJobWorkerResponse\x12e\n" +
 	"\x12JobWorkerHeartbeat\x12&.alluvium.v1.JobWorkerHeartbeatRequest\x1a'.alluvium.v1.JobWorkerHeartbeatResponse\x12Y\n" +
 	"\x0eListJobWorkers\x12\".alluvium.v1.ListJobWorkersRequest\x1a#.alluvium.v1.ListJobWorkersResponse\x12\\\n" +
-	"\x0fBlockWorkerLost\x12#.alluvium.v1.BlockWorkerLostRequest\x1a$.alluvium.v1.BlockWorkerLostResponseB&Z$github.com/alluvium/alluvium/api;apib\x06proto3"
+	"\x0fBlockWorkerLost\x12#.alluvium.v1.BlockWorkerLostRequest\x1a$.alluvium.v1.BlockWorkerLostResponse\x12J\n" +
+	"\tListPlans\x12\x1d.alluvium.v1.ListPlansRequest\x1a\x1e.alluvium.v1.ListPlansResponseB&Z$github.com/alluvium/alluvium/api;apib\x06proto3"
 
 var (
 	file_jobmaster_proto_rawDescOnce sync.Once
@@ -3173,7 +3410,7 @@ func file_jobmaster_proto_rawDescGZIP() []byte {
 }
 
 var file_jobmaster_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_jobmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_jobmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_jobmaster_proto_goTypes = []any{
 	(JobInfo_Status)(0),                // 0: alluvium.v1.JobInfo.Status
 	(TaskInfo_Status)(0),               // 1: alluvium.v1.TaskInfo.Status
@@ -3206,20 +3443,23 @@ var file_jobmaster_proto_goTypes = []any{
 	(*RunPolicyNowRequest)(nil),        // 28: alluvium.v1.RunPolicyNowRequest
 	(*RunPolicyNowResponse)(nil),       // 29: alluvium.v1.RunPolicyNowResponse
 	(*JobWorkerInfo)(nil),              // 30: alluvium.v1.JobWorkerInfo
-	(*RegisterJobWorkerRequest)(nil),   // 31: alluvium.v1.RegisterJobWorkerRequest
-	(*RegisterJobWorkerResponse)(nil),  // 32: alluvium.v1.RegisterJobWorkerResponse
-	(*TaskUpdate)(nil),                 // 33: alluvium.v1.TaskUpdate
-	(*TaskAssignment)(nil),             // 34: alluvium.v1.TaskAssignment
-	(*JobWorkerHeartbeatRequest)(nil),  // 35: alluvium.v1.JobWorkerHeartbeatRequest
-	(*JobWorkerHeartbeatResponse)(nil), // 36: alluvium.v1.JobWorkerHeartbeatResponse
-	(*BlockWorkerLostRequest)(nil),     // 37: alluvium.v1.BlockWorkerLostRequest
-	(*BlockWorkerLostResponse)(nil),    // 38: alluvium.v1.BlockWorkerLostResponse
-	(*TaskRef)(nil),                    // 39: alluvium.v1.TaskRef
-	(*ListJobWorkersRequest)(nil),      // 40: alluvium.v1.ListJobWorkersRequest
-	(*ListJobWorkersResponse)(nil),     // 41: alluvium.v1.ListJobWorkersResponse
-	(WorkerState)(0),                   // 42: alluvium.v1.WorkerState
-	(*GetLeaderRequest)(nil),           // 43: alluvium.v1.GetLeaderRequest
-	(*GetLeaderResponse)(nil),          // 44: alluvium.v1.GetLeaderResponse
+	(*PlanInfo)(nil),                   // 31: alluvium.v1.PlanInfo
+	(*ListPlansRequest)(nil),           // 32: alluvium.v1.ListPlansRequest
+	(*ListPlansResponse)(nil),          // 33: alluvium.v1.ListPlansResponse
+	(*RegisterJobWorkerRequest)(nil),   // 34: alluvium.v1.RegisterJobWorkerRequest
+	(*RegisterJobWorkerResponse)(nil),  // 35: alluvium.v1.RegisterJobWorkerResponse
+	(*TaskUpdate)(nil),                 // 36: alluvium.v1.TaskUpdate
+	(*TaskAssignment)(nil),             // 37: alluvium.v1.TaskAssignment
+	(*JobWorkerHeartbeatRequest)(nil),  // 38: alluvium.v1.JobWorkerHeartbeatRequest
+	(*JobWorkerHeartbeatResponse)(nil), // 39: alluvium.v1.JobWorkerHeartbeatResponse
+	(*BlockWorkerLostRequest)(nil),     // 40: alluvium.v1.BlockWorkerLostRequest
+	(*BlockWorkerLostResponse)(nil),    // 41: alluvium.v1.BlockWorkerLostResponse
+	(*TaskRef)(nil),                    // 42: alluvium.v1.TaskRef
+	(*ListJobWorkersRequest)(nil),      // 43: alluvium.v1.ListJobWorkersRequest
+	(*ListJobWorkersResponse)(nil),     // 44: alluvium.v1.ListJobWorkersResponse
+	(WorkerState)(0),                   // 45: alluvium.v1.WorkerState
+	(*GetLeaderRequest)(nil),           // 46: alluvium.v1.GetLeaderRequest
+	(*GetLeaderResponse)(nil),          // 47: alluvium.v1.GetLeaderResponse
 }
 var file_jobmaster_proto_depIdxs = []int32{
 	0,  // 0: alluvium.v1.JobInfo.status:type_name -> alluvium.v1.JobInfo.Status
@@ -3236,55 +3476,60 @@ var file_jobmaster_proto_depIdxs = []int32{
 	19, // 11: alluvium.v1.AddPolicyResponse.policy:type_name -> alluvium.v1.PolicyInfo
 	19, // 12: alluvium.v1.ListPoliciesResponse.policies:type_name -> alluvium.v1.PolicyInfo
 	19, // 13: alluvium.v1.SetPolicyEnabledResponse.policy:type_name -> alluvium.v1.PolicyInfo
-	42, // 14: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
+	45, // 14: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
 	5,  // 15: alluvium.v1.JobWorkerInfo.tasks:type_name -> alluvium.v1.TaskInfo
-	1,  // 16: alluvium.v1.TaskUpdate.status:type_name -> alluvium.v1.TaskInfo.Status
-	4,  // 17: alluvium.v1.TaskUpdate.failed:type_name -> alluvium.v1.FailedPath
-	33, // 18: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
-	39, // 19: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
-	34, // 20: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
-	39, // 21: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
-	39, // 22: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
-	30, // 23: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
-	6,  // 24: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
-	8,  // 25: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
-	10, // 26: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
-	12, // 27: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
-	14, // 28: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
-	43, // 29: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
-	15, // 30: alluvium.v1.JobMaster.AddPeer:input_type -> alluvium.v1.AddPeerRequest
-	17, // 31: alluvium.v1.JobMaster.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
-	20, // 32: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
-	22, // 33: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
-	24, // 34: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
-	26, // 35: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
-	28, // 36: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
-	31, // 37: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
-	35, // 38: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
-	40, // 39: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
-	37, // 40: alluvium.v1.JobMaster.BlockWorkerLost:input_type -> alluvium.v1.BlockWorkerLostRequest
-	7,  // 41: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
-	9,  // 42: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
-	11, // 43: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
-	13, // 44: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
-	2,  // 45: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
-	44, // 46: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
-	16, // 47: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
-	18, // 48: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
-	21, // 49: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
-	23, // 50: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
-	25, // 51: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
-	27, // 52: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
-	29, // 53: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
-	32, // 54: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
-	36, // 55: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
-	41, // 56: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
-	38, // 57: alluvium.v1.JobMaster.BlockWorkerLost:output_type -> alluvium.v1.BlockWorkerLostResponse
-	41, // [41:58] is the sub-list for method output_type
-	24, // [24:41] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	31, // 16: alluvium.v1.JobWorkerInfo.plans:type_name -> alluvium.v1.PlanInfo
+	31, // 17: alluvium.v1.ListPlansResponse.plans:type_name -> alluvium.v1.PlanInfo
+	31, // 18: alluvium.v1.RegisterJobWorkerRequest.plans:type_name -> alluvium.v1.PlanInfo
+	1,  // 19: alluvium.v1.TaskUpdate.status:type_name -> alluvium.v1.TaskInfo.Status
+	4,  // 20: alluvium.v1.TaskUpdate.failed:type_name -> alluvium.v1.FailedPath
+	36, // 21: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
+	42, // 22: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
+	37, // 23: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
+	42, // 24: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
+	42, // 25: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
+	30, // 26: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
+	6,  // 27: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
+	8,  // 28: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
+	10, // 29: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
+	12, // 30: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
+	14, // 31: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
+	46, // 32: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
+	15, // 33: alluvium.v1.JobMaster.AddPeer:input_type -> alluvium.v1.AddPeerRequest
+	17, // 34: alluvium.v1.JobMaster.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
+	20, // 35: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
+	22, // 36: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
+	24, // 37: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
+	26, // 38: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
+	28, // 39: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
+	34, // 40: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
+	38, // 41: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
+	43, // 42: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
+	40, // 43: alluvium.v1.JobMaster.BlockWorkerLost:input_type -> alluvium.v1.BlockWorkerLostRequest
+	32, // 44: alluvium.v1.JobMaster.ListPlans:input_type -> alluvium.v1.ListPlansRequest
+	7,  // 45: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
+	9,  // 46: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
+	11, // 47: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
+	13, // 48: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
+	2,  // 49: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
+	47, // 50: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	16, // 51: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
+	18, // 52: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
+	21, // 53: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
+	23, // 54: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
+	25, // 55: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
+	27, // 56: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
+	29, // 57: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
+	35, // 58: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
+	39, // 59: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
+	44, // 60: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
+	41, // 61: alluvium.v1.JobMaster.BlockWorkerLost:output_type -> alluvium.v1.BlockWorkerLostResponse
+	33, // 62: alluvium.v1.JobMaster.ListPlans:output_type -> alluvium.v1.ListPlansResponse
+	45, // [45:63] is the sub-list for method output_type
+	27, // [27:45] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_jobmaster_proto_init() }
@@ -3299,7 +3544,7 @@ func file_jobmaster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jobmaster_proto_rawDesc), len(file_jobmaster_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   40,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

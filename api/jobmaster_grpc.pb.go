@@ -36,6 +36,7 @@ const (
 	JobMaster_JobWorkerHeartbeat_FullMethodName = "/alluvium.v1.JobMaster/JobWorkerHeartbeat"
 	JobMaster_ListJobWorkers_FullMethodName     = "/alluvium.v1.JobMaster/ListJobWorkers"
 	JobMaster_BlockWorkerLost_FullMethodName    = "/alluvium.v1.JobMaster/BlockWorkerLost"
+	JobMaster_ListPlans_FullMethodName          = "/alluvium.v1.JobMaster/ListPlans"
 )
 
 // JobMasterClient is the client API for JobMaster service.
@@ -75,6 +76,9 @@ type JobMasterClient interface {
 	// worker the FS master found silent (one process, one liveness view); their
 	// tasks run elsewhere. Only the cluster's own processes may call it.
 	BlockWorkerLost(ctx context.Context, in *BlockWorkerLostRequest, opts ...grpc.CallOption) (*BlockWorkerLostResponse, error)
+	// ListPlans lists the plans the leader knows (built in and plugins in
+	// plans.dir), with how many live job workers have each.
+	ListPlans(ctx context.Context, in *ListPlansRequest, opts ...grpc.CallOption) (*ListPlansResponse, error)
 }
 
 type jobMasterClient struct {
@@ -264,6 +268,16 @@ func (c *jobMasterClient) BlockWorkerLost(ctx context.Context, in *BlockWorkerLo
 	return out, nil
 }
 
+func (c *jobMasterClient) ListPlans(ctx context.Context, in *ListPlansRequest, opts ...grpc.CallOption) (*ListPlansResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPlansResponse)
+	err := c.cc.Invoke(ctx, JobMaster_ListPlans_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobMasterServer is the server API for JobMaster service.
 // All implementations must embed UnimplementedJobMasterServer
 // for forward compatibility.
@@ -301,6 +315,9 @@ type JobMasterServer interface {
 	// worker the FS master found silent (one process, one liveness view); their
 	// tasks run elsewhere. Only the cluster's own processes may call it.
 	BlockWorkerLost(context.Context, *BlockWorkerLostRequest) (*BlockWorkerLostResponse, error)
+	// ListPlans lists the plans the leader knows (built in and plugins in
+	// plans.dir), with how many live job workers have each.
+	ListPlans(context.Context, *ListPlansRequest) (*ListPlansResponse, error)
 	mustEmbedUnimplementedJobMasterServer()
 }
 
@@ -361,6 +378,9 @@ func (UnimplementedJobMasterServer) ListJobWorkers(context.Context, *ListJobWork
 }
 func (UnimplementedJobMasterServer) BlockWorkerLost(context.Context, *BlockWorkerLostRequest) (*BlockWorkerLostResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method BlockWorkerLost not implemented")
+}
+func (UnimplementedJobMasterServer) ListPlans(context.Context, *ListPlansRequest) (*ListPlansResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPlans not implemented")
 }
 func (UnimplementedJobMasterServer) mustEmbedUnimplementedJobMasterServer() {}
 func (UnimplementedJobMasterServer) testEmbeddedByValue()                   {}
@@ -682,6 +702,24 @@ func _JobMaster_BlockWorkerLost_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobMaster_ListPlans_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPlansRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobMasterServer).ListPlans(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobMaster_ListPlans_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobMasterServer).ListPlans(ctx, req.(*ListPlansRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // JobMaster_ServiceDesc is the grpc.ServiceDesc for JobMaster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -752,6 +790,10 @@ var JobMaster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "BlockWorkerLost",
 			Handler:    _JobMaster_BlockWorkerLost_Handler,
+		},
+		{
+			MethodName: "ListPlans",
+			Handler:    _JobMaster_ListPlans_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

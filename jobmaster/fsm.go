@@ -197,7 +197,7 @@ func (x *tx) applySubmit(c *api.SubmitJobCommand) any {
 	id := x.s.nextJobID
 	x.s.nextJobID++
 	j := &jobRec{
-		ID: id, Plan: c.GetPlan(), Config: c.GetConfigJson(), Limits: c.GetLimits(), Submitter: c.GetSubmitter(), RunAs: c.GetRunAs(),
+		ID: id, Plan: c.GetPlan(), PlanVersion: c.GetPlanVersion(), Config: c.GetConfigJson(), Limits: c.GetLimits(), Submitter: c.GetSubmitter(), RunAs: c.GetRunAs(),
 		RequestID: c.GetRequestId(), Policy: c.GetPolicy(), Status: api.JobInfo_CREATED,
 		CreatedMs: x.now, UpdatedMs: x.now, NextTaskID: 1,
 	}
@@ -309,6 +309,7 @@ func (x *tx) transition(tr *api.TaskTransition, maxAttempts int32) {
 		t.Status = api.TaskInfo_COMPLETED
 		t.Error = ""
 		t.Args = nil
+		t.Result = tr.GetResult()
 		j.TasksDone++
 		j.Outstanding--
 	case api.TaskTransition_FAIL, api.TaskTransition_TIMEOUT:
@@ -319,6 +320,7 @@ func (x *tx) transition(tr *api.TaskTransition, maxAttempts int32) {
 		if reason == "" {
 			reason = "failed"
 		}
+		t.Result = tr.GetResult()
 		x.failAttempt(&t, j, reason, tr.GetFailed(), maxAttempts)
 	default:
 		return
@@ -477,7 +479,7 @@ func (x *tx) applyRegisterWorker(c *api.RegisterWorkerCommand) any {
 	x.s.workers.ReplaceOrInsert(&workerRec{
 		ID: id, Address: c.GetAddress(), Host: c.GetHost(), BWID: c.GetBlockWorkerId(),
 		BWAddr: c.GetBlockWorkerAddress(), Threads: c.GetThreads(), Capacity: c.GetCapacity(), State: api.WorkerState_LIVE,
-		UpdatedMs: x.now,
+		UpdatedMs: x.now, Plans: c.GetPlans(),
 	})
 	x.ev.workers = append(x.ev.workers, id)
 	return registerResult{id: id}

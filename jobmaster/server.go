@@ -153,6 +153,9 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		s.env, s.envCls = e, e.Close
 	}
+	// The exec plan refuses at submit a command the administrator did not
+	// allow (job workers check their own list again).
+	s.env = plans.WithExecAllowed(s.env, s.cfg.JobWorker.Exec.Allow)
 
 	rc := raftgroup.Config(s.cfg.JobMaster.Raft, s.self.ID, s.notifyCh, hl)
 	// A node started with --join waits empty on purpose: the group's

@@ -31,6 +31,7 @@ func (a taskKey) less(b taskKey) bool {
 type jobRec struct {
 	ID           int64
 	Plan         string
+	PlanVersion  string // a plugin plan's version at submit; "": built in
 	Config       string
 	Limits       *api.JobLimits // what the scheduler enforces (plans/spec); never changed
 	Submitter    string
@@ -102,6 +103,7 @@ type taskRec struct {
 	BWID         int64  // block worker the data goes to
 	BWAddr       string // its address
 	Failed       []*api.FailedPath
+	Result       []byte // what the last ended attempt reported (plan-specific JSON)
 }
 
 func (t *taskRec) key() taskKey { return taskKey{t.JobID, t.TaskID} }
@@ -121,6 +123,21 @@ type workerRec struct {
 	Capacity  int32
 	State     api.WorkerState
 	UpdatedMs int64 // registered or lost
+	Plans     []*api.PlanInfo // the plans it runs, as it registered
+}
+
+// runs says whether w runs plan at version ("": a built-in plan, which
+// every job worker runs).
+func (w *workerRec) runs(plan, version string) bool {
+	if version == "" {
+		return true
+	}
+	for _, p := range w.Plans {
+		if p.GetName() == plan && p.GetVersion() == version {
+			return true
+		}
+	}
+	return false
 }
 
 // state is everything the FSM replicates, plus indexes derived from it.
@@ -254,7 +271,7 @@ func (j *jobRec) info() *api.JobInfo {
 		BytesTotal: j.BytesTotal, BytesDone: j.BytesDone, Error: j.Error,
 		CreatedMs: j.CreatedMs, UpdatedMs: j.UpdatedMs, FinishedMs: j.FinishedMs,
 		PlanningDone: j.PlanningDone, RequestId: j.RequestID, Failed: j.Failed,
-		Policy: j.Policy, TasksRunning: j.TasksRunning, Round: j.Round,
+		Policy: j.Policy, TasksRunning: j.TasksRunning, Round: j.Round, PlanVersion: j.PlanVersion,
 	}
 }
 
@@ -262,7 +279,7 @@ func (t *taskRec) info(workers func(int64) *workerRec) *api.TaskInfo {
 	ti := &api.TaskInfo{
 		JobId: t.JobID, TaskId: t.TaskID, WorkerId: t.WorkerID, Status: t.Status, Attempt: t.Attempt,
 		Error: t.Error, BytesTotal: t.BytesTotal, BytesDone: t.BytesDone, Args: t.Args,
-		Description: t.Desc, UpdatedMs: t.UpdatedMs,
+		Description: t.Desc, UpdatedMs: t.UpdatedMs, Result: t.Result,
 	}
 	if t.WorkerID != 0 && workers != nil {
 		if w := workers(t.WorkerID); w != nil {
@@ -275,7 +292,7 @@ func (t *taskRec) info(workers func(int64) *workerRec) *api.TaskInfo {
 func (w *workerRec) info() *api.JobWorkerInfo {
 	return &api.JobWorkerInfo{
 		Id: w.ID, Address: w.Address, Host: w.Host, BlockWorkerId: w.BWID, BlockWorkerAddress: w.BWAddr,
-		Threads: w.Threads, Capacity: w.Capacity, State: w.State, LastHeartbeatMs: w.UpdatedMs,
+		Threads: w.Threads, Capacity: w.Capacity, State: w.State, LastHeartbeatMs: w.UpdatedMs, Plans: w.Plans,
 	}
 }
 
@@ -310,7 +327,7 @@ func (j *jobRec) record() *api.JobRecord {
 func jobFromRecord(r *api.JobRecord) *jobRec {
 	i := r.GetInfo()
 	return &jobRec{
-		ID: i.GetId(), Plan: i.GetPlan(), Config: i.GetConfigJson(), Limits: i.GetLimits(), Submitter: i.GetSubmitter(), RunAs: i.GetRunAs(),
+		ID: i.GetId(), Plan: i.GetPlan(), PlanVersion: i.GetPlanVersion(), Config: i.GetConfigJson(), Limits: i.GetLimits(), Submitter: i.GetSubmitter(), RunAs: i.GetRunAs(),
 		RequestID: i.GetRequestId(), Policy: i.GetPolicy(), Status: i.GetStatus(), Error: i.GetError(),
 		CreatedMs: i.GetCreatedMs(), UpdatedMs: i.GetUpdatedMs(), FinishedMs: i.GetFinishedMs(),
 		TasksTotal: i.GetTasksTotal(), TasksDone: i.GetTasksDone(), TasksFailed: i.GetTasksFailed(),
@@ -334,7 +351,7 @@ func taskFromRecord(r *api.TaskRecord) *taskRec {
 		JobID: i.GetJobId(), TaskID: i.GetTaskId(), Status: i.GetStatus(), Attempt: i.GetAttempt(),
 		WorkerID: i.GetWorkerId(), Error: i.GetError(), BytesTotal: i.GetBytesTotal(), BytesDone: i.GetBytesDone(),
 		Args: i.GetArgs(), Desc: i.GetDescription(), UpdatedMs: i.GetUpdatedMs(), DispatchedMs: r.GetDispatchedMs(),
-		BWID: r.GetBlockWorkerId(), BWAddr: r.GetBlockWorkerAddress(), Failed: r.GetFailed(),
+		BWID: r.GetBlockWorkerId(), BWAddr: r.GetBlockWorkerAddress(), Failed: r.GetFailed(), Result: i.GetResult(),
 	}
 }
 
@@ -342,6 +359,6 @@ func workerFromInfo(i *api.JobWorkerInfo) *workerRec {
 	return &workerRec{
 		ID: i.GetId(), Address: i.GetAddress(), Host: i.GetHost(), BWID: i.GetBlockWorkerId(),
 		BWAddr: i.GetBlockWorkerAddress(), Threads: i.GetThreads(), Capacity: i.GetCapacity(), State: i.GetState(),
-		UpdatedMs: i.GetLastHeartbeatMs(),
+		UpdatedMs: i.GetLastHeartbeatMs(), Plans: i.GetPlans(),
 	}
 }

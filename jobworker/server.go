@@ -2,6 +2,7 @@ package jobworker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -42,6 +43,7 @@ type Worker struct {
 	progress time.Duration
 	env      plans.Env
 	envClose func() error
+	wenv     *workerEnv
 	srvOpts  rpc.ServerOptions // authentication, TLS
 	dial     rpc.ClientOptions // how it dials the masters
 
@@ -139,6 +141,14 @@ func NewWithOptions(cfg *config.Config, log *zap.Logger, bw Colocated, o Options
 		}
 		w.env, w.envClose = e, e.Close
 	}
+	we, err := newWorkerEnv(w.env, cfg, w.dial)
+	if err != nil {
+		if w.envClose != nil {
+			_ = w.envClose()
+		}
+		return nil, err
+	}
+	w.env, w.wenv = we, we
 	w.ln = o.Listener
 	return w, nil
 }
@@ -227,6 +237,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 	if w.envClose != nil {
 		_ = w.envClose()
 	}
+	_ = w.wenv.close()
 	return nil
 }
 
@@ -472,6 +483,7 @@ func (w *Worker) run(ctx context.Context, a *api.TaskAssignment, lim *rate.Limit
 	res, err := plan.Run(rpc.ActAs(ctx, a.GetUser()), w.env, task)
 	u.BytesDone = res.Bytes
 	u.Failed = res.Failed
+	u.Result = boundedOutput(res.Output)
 	switch {
 	case err == nil:
 		u.Status = api.TaskInfo_COMPLETED
@@ -584,4 +596,14 @@ func (w *Worker) sleep(d time.Duration) {
 	case <-t.C:
 	case <-w.ctx.Done():
 	}
+}
+
+// boundedOutput is a task's output as the job master keeps it: at most
+// plans.MaxOutput bytes, else a note saying how much there was.
+func boundedOutput(b []byte) []byte {
+	if len(b) <= plans.MaxOutput {
+		return b
+	}
+	out, _ := json.Marshal(map[string]any{"error": fmt.Sprintf("the task's output of %d bytes is over the %d kept", len(b), plans.MaxOutput)})
+	return out
 }

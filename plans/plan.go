@@ -2,6 +2,7 @@ package plans
 
 import (
 	"context"
+	"io"
 	"sort"
 	"strings"
 	"sync"
@@ -80,6 +81,31 @@ type Task struct {
 type Result struct {
 	Bytes  int64
 	Failed []*api.FailedPath
+	// Output is what the task reports to users, plan-specific JSON kept
+	// with the task (job stat -v; at most MaxOutput bytes): exec's exit
+	// codes and output per file.
+	Output []byte
+}
+
+// MaxOutput bounds a task's Result.Output; the job worker replaces a
+// larger one with an error object.
+const MaxOutput = 256 << 10
+
+// Files is what a job worker's Env adds for plans that hand files to
+// programs (exec, plugins).
+type Files interface {
+	// OpenFile opens a complete file for reading as ctx's user: its read
+	// permission is checked first.
+	OpenFile(ctx context.Context, path string) (io.ReadCloser, error)
+	// ScratchDir is a directory of the job worker's own where a task may
+	// spool files; the task removes what it made.
+	ScratchDir() string
+}
+
+// ExecPolicy is what a job master's and a job worker's Env add for the
+// exec plan: the commands an administrator allows (jobworker.exec.allow).
+type ExecPolicy interface {
+	ExecAllowed() []string
 }
 
 // Plan is one kind of job. See the package documentation.
@@ -103,6 +129,7 @@ func init() {
 	Register(Replicate{})
 	Register(Move{})
 	Register(Copy{})
+	Register(Exec{})
 }
 
 // Register adds a plan; a second plan with the same name replaces the first
@@ -136,3 +163,16 @@ func Names() []string {
 	sort.Strings(out)
 	return out
 }
+
+// WithExecAllowed returns env carrying the exec plan's allow list (a job
+// master's planning Env).
+func WithExecAllowed(env Env, allow []string) Env {
+	return execPolicyEnv{Env: env, allow: append([]string(nil), allow...)}
+}
+
+type execPolicyEnv struct {
+	Env
+	allow []string
+}
+
+func (e execPolicyEnv) ExecAllowed() []string { return e.allow }

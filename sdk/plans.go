@@ -13,6 +13,8 @@ type (
 	ReplicateConfig = spec.ReplicateConfig
 	MoveConfig      = spec.MoveConfig
 	CopyConfig      = spec.CopyConfig
+	// ExecConfig runs an allowed command per file (jobworker.exec.allow).
+	ExecConfig = spec.ExecConfig
 	// Batching tunes how load, persist and copy group small files into
 	// tasks; the defaults are good.
 	Batching = spec.Batching

@@ -637,6 +637,51 @@ func printJob(out io.Writer, j *api.JobInfo, verbose bool) {
 			t.GetWorkerAddress(), humanize.Bytes(t.GetBytesDone()), humanize.Bytes(t.GetBytesTotal()), t.GetDescription(), t.GetError())
 	}
 	tw.Flush()
+	printResults(out, ts)
+}
+
+// printResults prints what tasks reported: exec's runs as one line per
+// file (exit code, error) with their output indented below; another
+// plan's output as its JSON.
+func printResults(out io.Writer, ts []*api.TaskInfo) {
+	header := false
+	for _, t := range ts {
+		r := t.GetResult()
+		if len(r) == 0 || string(r) == "null" || string(r) == "[]" {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(out, "Results:")
+			header = true
+		}
+		var runs []struct {
+			Path   string `json:"path"`
+			Paths  []string
+			Exit   *int   `json:"exit"`
+			Output string `json:"output"`
+			Error  string `json:"error"`
+		}
+		if json.Unmarshal(r, &runs) != nil || len(runs) == 0 || runs[0].Exit == nil {
+			fmt.Fprintf(out, "  task %d: %s\n", t.GetTaskId(), r)
+			continue
+		}
+		for _, run := range runs {
+			what := run.Path
+			if len(run.Paths) > 1 {
+				what = fmt.Sprintf("%s (+%d more)", run.Path, len(run.Paths)-1)
+			}
+			line := fmt.Sprintf("  %s\texit %d", what, *run.Exit)
+			if run.Error != "" {
+				line += "\t" + run.Error
+			}
+			fmt.Fprintln(out, line)
+			for _, l := range strings.Split(strings.TrimRight(run.Output, "\n"), "\n") {
+				if l != "" {
+					fmt.Fprintf(out, "    | %s\n", l)
+				}
+			}
+		}
+	}
 }
 
 func newJobCancelCmd(g *globals) *cobra.Command {

@@ -21,6 +21,7 @@ type planCmd struct {
 	long    string
 	example string
 	args    []string // positional argument names
+	more    bool     // the last one may repeat
 	flags   func(c *cobra.Command)
 	// config builds the plan's config from the positional arguments.
 	config func(args []string) (any, error)
@@ -44,6 +45,9 @@ func (p planCmd) submitCmd(g *globals, alias string) *cobra.Command {
 		Args: func(cmd *cobra.Command, args []string) error {
 			if configJSON != "" {
 				return nil
+			}
+			if p.more {
+				return minArgs(len(p.args), p.args...)(cmd, args)
 			}
 			return exactArgs(len(p.args), p.args...)(cmd, args)
 		},
@@ -169,11 +173,47 @@ copy.`,
 	}
 }
 
-// jobPlanSubmitCmds are `job submit persist|replicate|move|copy`.
+func execPlanCmd() planCmd {
+	var input string
+	var perBatch bool
+	var maxOutput int
+	return planCmd{
+		plan: "exec", use: "exec PATH -- COMMAND [ARGS...]",
+		short: "Run an allowed command on every file under PATH, beside the data",
+		long: `Run COMMAND once per file under PATH (or, with --per-batch, once per task
+with all its files), on the job worker beside the block worker that caches
+the file. The file is given as a local path — the cached block file itself
+when the file is one block cached there, else a copy — appended to the
+arguments or in place of an argument {}; with --input stdin its bytes come
+on standard input instead. Only commands an administrator listed in
+jobworker.exec.allow run (COMMAND must be written exactly as listed); your
+read permission on every file is checked first. The command runs without the
+worker's environment, in a scratch directory of its own; treat the path it
+gets as read-only. 'job stat ID -v' shows each file's exit code and the tail
+of its output; a non-zero exit fails the file (the task is retried as any
+other).`,
+		example: `  alluvium job submit exec /data -- sha256sum --wait
+  alluvium job submit exec /logs --input stdin -- wc -l
+  alluvium job submit exec /images --per-batch -- /opt/bin/index {}`,
+		args: []string{"PATH", "COMMAND"},
+		more: true,
+		flags: func(c *cobra.Command) {
+			c.Flags().StringVar(&input, "input", "path", "how the command gets the file: path or stdin")
+			c.Flags().BoolVar(&perBatch, "per-batch", false, "one run per task with all its files (input path)")
+			c.Flags().IntVar(&maxOutput, "max-output", 0, "bytes of each run's output kept for job stat -v (default 4096)")
+		},
+		config: func(args []string) (any, error) {
+			return sdk.ExecConfig{Path: args[0], Command: args[1:], Input: input, PerBatch: perBatch, MaxOutput: maxOutput}, nil
+		},
+	}
+}
+
+// jobPlanSubmitCmds are `job submit persist|replicate|move|copy|exec`.
 func jobPlanSubmitCmds(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		persistPlanCmd().submitCmd(g, ""), replicatePlanCmd().submitCmd(g, ""),
 		movePlanCmd().submitCmd(g, ""), copyPlanCmd().submitCmd(g, ""),
+		execPlanCmd().submitCmd(g, ""),
 	}
 }
 

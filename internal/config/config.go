@@ -48,6 +48,7 @@ type Config struct {
 	Worker    WorkerConfig    `mapstructure:"worker"`
 	JobMaster JobMasterConfig `mapstructure:"jobmaster"`
 	JobWorker JobWorkerConfig `mapstructure:"jobworker"`
+	Plans     PlansConfig     `mapstructure:"plans"`
 	Proxy     ProxyConfig     `mapstructure:"proxy"`
 	Console   ConsoleConfig   `mapstructure:"console"`
 	Client    ClientConfig    `mapstructure:"client"`
@@ -313,6 +314,22 @@ type JobWorkerConfig struct {
 	// (0: as many as Threads).
 	QueueDepth       int           `mapstructure:"queue-depth"`
 	ProgressInterval time.Duration `mapstructure:"progress-interval"`
+	Exec             ExecConfig    `mapstructure:"exec"`
+}
+
+// ExecConfig bounds the exec plan.
+type ExecConfig struct {
+	// Allow lists the commands exec jobs may run (a program name found on
+	// the job worker's PATH, or an absolute path), exactly as a job's
+	// command[0] names them. Empty: exec jobs are refused.
+	Allow []string `mapstructure:"allow"`
+}
+
+// PlansConfig configures plan plugins.
+type PlansConfig struct {
+	// Dir holds plan plugins: executables job masters and job workers load
+	// at start (default <home>/plans).
+	Dir string `mapstructure:"dir"`
 }
 
 // ProxyConfig configures `alluvium proxy`.
@@ -469,6 +486,8 @@ func Default() map[string]any {
 		"jobworker.rpc-port":                         30001,
 		"jobworker.job-master":                       "localhost:20001",
 		"jobworker.threads":                          8,
+		"jobworker.exec.allow":                       []string{},
+		"plans.dir":                                  "", // <home>/plans
 		"proxy.host":                                 "localhost",
 		"proxy.bind-host":                            "127.0.0.1",
 		"proxy.rest-port":                            39999,
@@ -657,6 +676,9 @@ func (c *Config) fill() error {
 	}
 	if c.Worker.Dir == "" {
 		c.Worker.Dir = filepath.Join(home, "worker")
+	}
+	if c.Plans.Dir == "" {
+		c.Plans.Dir = filepath.Join(home, "plans")
 	}
 	if c.Proxy.S3.StagingDir == "" {
 		c.Proxy.S3.StagingDir = filepath.Join(home, "proxy")

@@ -16,6 +16,7 @@ import (
 type Job struct {
 	ID           int64           `json:"id"`
 	Plan         string          `json:"plan"`
+	PlanVersion  string          `json:"planVersion,omitempty"`
 	Status       string          `json:"status"`
 	TasksTotal   int64           `json:"tasksTotal"`
 	TasksDone    int64           `json:"tasksDone"`
@@ -55,6 +56,9 @@ type Task struct {
 	BytesDone     int64  `json:"bytesDone"`
 	Error         string `json:"error,omitempty"`
 	UpdatedMs     int64  `json:"updatedMs,omitempty"`
+	// Result is what the task's last attempt reported, as its plan
+	// writes it (exec: [{path, exit, output}] per file).
+	Result json.RawMessage `json:"result,omitempty"`
 }
 
 // Status is a job status's name: CREATED, RUNNING, COMPLETED, FAILED,
@@ -81,7 +85,7 @@ func ParseStatus(name string) (api.JobInfo_Status, bool) {
 // FromInfo converts a JobInfo.
 func FromInfo(i *api.JobInfo) Job {
 	j := Job{
-		ID: i.GetId(), Plan: i.GetPlan(), Status: Status(i.GetStatus()),
+		ID: i.GetId(), Plan: i.GetPlan(), PlanVersion: i.GetPlanVersion(), Status: Status(i.GetStatus()),
 		TasksTotal: i.GetTasksTotal(), TasksDone: i.GetTasksDone(), TasksFailed: i.GetTasksFailed(),
 		BytesTotal: i.GetBytesTotal(), BytesDone: i.GetBytesDone(), Error: i.GetError(),
 		TasksRunning: i.GetTasksRunning(), PlanningDone: i.GetPlanningDone(), Round: i.GetRound(),
@@ -95,11 +99,15 @@ func FromInfo(i *api.JobInfo) Job {
 		j.Failed = append(j.Failed, FailedPath{Path: f.GetPath(), Error: f.GetError()})
 	}
 	for _, t := range i.GetTasks() {
-		j.Tasks = append(j.Tasks, Task{
+		jt := Task{
 			ID: t.GetTaskId(), Status: TaskStatus(t.GetStatus()), Attempt: t.GetAttempt(),
 			WorkerID: t.GetWorkerId(), WorkerAddress: t.GetWorkerAddress(), Description: t.GetDescription(),
 			BytesTotal: t.GetBytesTotal(), BytesDone: t.GetBytesDone(), Error: t.GetError(), UpdatedMs: t.GetUpdatedMs(),
-		})
+		}
+		if r := t.GetResult(); len(r) > 0 && json.Valid(r) {
+			jt.Result = json.RawMessage(r)
+		}
+		j.Tasks = append(j.Tasks, jt)
 	}
 	return j
 }

@@ -50,6 +50,7 @@ func FuzzDecodePlanConfigs(f *testing.F) {
 	for _, s := range []string{
 		`{"src":"/a","dst":"/b"}`, `{"src":"/a","dst":"/a"}`, `{"path":"/p","replication":2}`,
 		`{"files":[{"path":"/x","id":3}]}`, `{"path":"/p","files":[]}`, `{}`, `{"src":"/a","dst":"/b","overwrite":true,"checksum":true}`,
+		`{"path":"/p","command":["wc","-c"]}`, `{"path":"/p","command":["cat"],"input":"stdin","perBatch":true}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -58,6 +59,7 @@ func FuzzDecodePlanConfigs(f *testing.F) {
 			func(b []byte) (any, error) { return DecodeCopy(b) },
 			func(b []byte) (any, error) { return DecodeMove(b) },
 			func(b []byte) (any, error) { return DecodePersist(b) },
+			func(b []byte) (any, error) { return DecodeExec(b) },
 			func(b []byte) (any, error) { return DecodeReplicate(b) },
 		} {
 			v, err := dec(b)

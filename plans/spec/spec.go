@@ -120,6 +120,8 @@ func Decode(plan string, b []byte) (Config, error) {
 		return DecodeMove(b)
 	case "copy":
 		return DecodeCopy(b)
+	case "exec":
+		return DecodeExec(b)
 	}
 	return nil, Invalidf("unknown plan %q", plan)
 }
