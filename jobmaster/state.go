@@ -122,7 +122,7 @@ type workerRec struct {
 	Threads   int32
 	Capacity  int32
 	State     api.WorkerState
-	UpdatedMs int64 // registered or lost
+	UpdatedMs int64           // registered or lost
 	Plans     []*api.PlanInfo // the plans it runs, as it registered
 }
 
