@@ -148,7 +148,7 @@ func NewWithOptions(cfg *config.Config, log *zap.Logger, bw Colocated, o Options
 		}
 		return nil, err
 	}
-	w.env, w.wenv = we, we
+	w.wenv = we // tasks run with it; w.env stays the cluster (its optional interfaces)
 	w.ln = o.Listener
 	return w, nil
 }
@@ -480,7 +480,7 @@ func (w *Worker) run(ctx context.Context, a *api.TaskAssignment, lim *rate.Limit
 	}
 	// The task acts for the job's user: the FS master checks that user's
 	// permissions on everything the plan touches.
-	res, err := plan.Run(rpc.ActAs(ctx, a.GetUser()), w.env, task)
+	res, err := plan.Run(rpc.ActAs(ctx, a.GetUser()), w.wenv, task)
 	u.BytesDone = res.Bytes
 	u.Failed = res.Failed
 	u.Result = boundedOutput(res.Output)
