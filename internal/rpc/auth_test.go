@@ -493,6 +493,15 @@ func TestHTTPAuthentication(t *testing.T) {
 	if code, _ := get(t, c, base+"/api/v1/whoami", aliceToken, UserHeader, "bob"); code != http.StatusForbidden {
 		t.Errorf("alice acting for bob over http: %d, want 403", code)
 	}
+	// The profiler is the cluster identity's alone.
+	if code, body := get(t, c, base+"/debug/pprof/heap?debug=1", clusterToken); code != 200 || !strings.Contains(body, "heap profile") {
+		t.Errorf("heap profile with the token: %d", code)
+	}
+	for _, who := range [][]string{{""}, {aliceToken}, {clusterToken, UserHeader, "bob"}} {
+		if code, _ := get(t, c, base+"/debug/pprof/heap", who[0], who[1:]...); code != http.StatusForbidden && code != http.StatusUnauthorized {
+			t.Errorf("heap profile as %v: %d, want 401 or 403", who, code)
+		}
+	}
 }
 
 func TestHTTPOverMutualTLS(t *testing.T) {

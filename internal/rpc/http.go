@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,13 @@ func NewHTTPServerWith(o ServerOptions, healthy func() error) *HTTPServer {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// Go's profiler, for the cluster identity only: a profile shows paths
+	// and names, and a CPU or trace profile costs the server while it runs.
+	mux.Handle("/debug/pprof/", systemOnly(http.HandlerFunc(pprof.Index)))
+	mux.Handle("/debug/pprof/cmdline", systemOnly(http.HandlerFunc(pprof.Cmdline)))
+	mux.Handle("/debug/pprof/profile", systemOnly(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("/debug/pprof/symbol", systemOnly(http.HandlerFunc(pprof.Symbol)))
+	mux.Handle("/debug/pprof/trace", systemOnly(http.HandlerFunc(pprof.Trace)))
 	outer := http.NewServeMux()
 	outer.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if healthy != nil {
@@ -75,6 +83,18 @@ func NewHTTPServerWith(o ServerOptions, healthy func() error) *HTTPServer {
 		}
 	}
 	return h
+}
+
+// systemOnly lets only the cluster identity itself (not a user, nor the
+// cluster acting for one) through to next.
+func systemOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id, ok := IdentityFrom(r.Context()); !ok || !id.System || id.Via != "" {
+			WriteJSON(w, http.StatusForbidden, map[string]string{"statusCode": "PERMISSION_DENIED", "message": "profiling is for the cluster identity only"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // requireAuth wraps next so that a request without valid credentials gets
