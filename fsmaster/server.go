@@ -292,6 +292,7 @@ func (m *Master) serve() error {
 		return fmt.Errorf("fsmaster: %w", err)
 	}
 	m.rpcL, m.httpL = rl, hl
+	so.ConnBuffer = rpc.MasterConnBuffer // every worker keeps a connection
 	// Only the cluster's own processes (block workers) register, heartbeat
 	// and commit blocks; only they (and admins with the cluster token)
 	// change or copy the FS masters' raft group — refused before anything

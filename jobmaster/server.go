@@ -109,6 +109,7 @@ func newServer(cfg *config.Config, log *zap.Logger, o serverOptions) (*Server, e
 		return nil, fmt.Errorf("jobmaster: %w", err)
 	}
 	// Job workers register and heartbeat as the cluster's own processes.
+	s.srvOpts.ConnBuffer = rpc.MasterConnBuffer // every job worker keeps a connection
 	s.srvOpts.SystemOnly = []string{api.JobMaster_RegisterJobWorker_FullMethodName, api.JobMaster_JobWorkerHeartbeat_FullMethodName,
 		api.JobMaster_BlockWorkerLost_FullMethodName}
 	if s.fwd.dial, err = security.ClientOptions(cfg); err != nil {

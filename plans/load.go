@@ -139,6 +139,27 @@ type loadBlock struct {
 	Fingerprint string `json:"f,omitempty"`
 }
 
+// BlockRef names one block and its length.
+type BlockRef struct {
+	ID, Length int64
+}
+
+// LoadTaskBlocks returns what one load task caches: the block worker it
+// targets and its blocks. The task format stays private to this package;
+// tools standing in for job workers (the worker simulator, internal/sim)
+// read tasks through this.
+func LoadTaskBlocks(args []byte) (worker int64, blocks []BlockRef, err error) {
+	var a loadArgs
+	if err := json.Unmarshal(args, &a); err != nil {
+		return 0, nil, fmt.Errorf("load task: %w", err)
+	}
+	blocks = make([]BlockRef, len(a.Blocks))
+	for i, b := range a.Blocks {
+		blocks[i] = BlockRef{ID: b.ID, Length: b.Length}
+	}
+	return a.Worker, blocks, nil
+}
+
 // loadCursor is where planning stands: every file up to After (in walk
 // order) has its tasks committed; Planned is the bytes committed per block
 // worker id, which keeps the spread even across a failover.

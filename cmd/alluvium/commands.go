@@ -15,4 +15,5 @@ func addCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newFSAdminCmd(g))
 	root.AddCommand(newPolicyCmd(g))
 	root.AddCommand(newProxyCmd(g))
+	root.AddCommand(newSimCmd(g))
 }

@@ -27,6 +27,10 @@ import (
 // MaxMessageSize bounds one gRPC message; data moves in chunks well below it.
 const MaxMessageSize = 16 << 20
 
+// MasterConnBuffer is the per-connection buffer of the masters' servers,
+// which every worker keeps a connection to (ServerOptions.ConnBuffer).
+const MasterConnBuffer = 64 << 10
+
 // ServerOptions configures NewServer (and NewHTTPServerWith).
 type ServerOptions struct {
 	// Token, when set, is the cluster token: a call bearing it in its
@@ -52,6 +56,12 @@ type ServerOptions struct {
 	// their context), in order, before the handler.
 	Unary  []grpc.UnaryServerInterceptor
 	Stream []grpc.StreamServerInterceptor
+	// ConnBuffer, when positive, is each connection's read and write
+	// buffer, and write buffers are shared between connections while idle.
+	// Servers of many clients set it (masters: 64 KiB): by default each
+	// connection holds 2 MiB for fast block streams, which 10,000 workers'
+	// connections would turn into 20 GiB.
+	ConnBuffer int
 }
 
 // NewServer returns a gRPC server with the shared interceptors:
@@ -77,10 +87,13 @@ func NewServer(o ServerOptions) *grpc.Server {
 		// Big windows keep a single block stream from stalling on flow control.
 		grpc.InitialWindowSize(8 << 20),
 		grpc.InitialConnWindowSize(32 << 20),
-		grpc.ReadBufferSize(1 << 20),
-		grpc.WriteBufferSize(1 << 20),
 		grpc.ForceServerCodecV2(codec), // block chunks without copies (codec.go)
 		experimental.BufferPool(transportPool),
+	}
+	if o.ConnBuffer > 0 {
+		opts = append(opts, grpc.ReadBufferSize(o.ConnBuffer), grpc.WriteBufferSize(o.ConnBuffer), grpc.SharedWriteBuffer(true))
+	} else {
+		opts = append(opts, grpc.ReadBufferSize(1<<20), grpc.WriteBufferSize(1<<20))
 	}
 	if o.TLS != nil {
 		t := o.TLS.Clone()
@@ -168,6 +181,10 @@ type ClientOptions struct {
 	User string
 	// MaxSendMsgSize bounds what this client sends (default MaxMessageSize).
 	MaxSendMsgSize int
+	// ConnBuffer, when positive, is the connection's read and write buffer
+	// (default 1 MiB each, for block streams); a process holding thousands
+	// of connections (the worker simulator) sets it small.
+	ConnBuffer int
 }
 
 type tokenCreds struct {
@@ -195,9 +212,12 @@ func Dial(addr string, o ClientOptions) (*grpc.ClientConn, error) {
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.WithInitialWindowSize(8 << 20),
 		grpc.WithInitialConnWindowSize(32 << 20),
-		grpc.WithReadBufferSize(1 << 20),
-		grpc.WithWriteBufferSize(1 << 20),
 		experimental.WithBufferPool(transportPool),
+	}
+	if o.ConnBuffer > 0 {
+		opts = append(opts, grpc.WithReadBufferSize(o.ConnBuffer), grpc.WithWriteBufferSize(o.ConnBuffer), grpc.WithSharedWriteBuffer(true))
+	} else {
+		opts = append(opts, grpc.WithReadBufferSize(1<<20), grpc.WithWriteBufferSize(1<<20))
 	}
 	if o.TLS != nil {
 		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(o.TLS)))

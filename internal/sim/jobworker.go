@@ -1,0 +1,307 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/plans"
+)
+
+// jobWorker is one simulated job worker beside block worker bw: it
+// registers, long-polls for tasks, completes each at once and reports the
+// results until the leader acks them, as jobworker does.
+type jobWorker struct {
+	s   *Sim
+	i   int
+	bw  *blockWorker
+	own map[string]*grpc.ClientConn
+
+	mu       sync.Mutex
+	id       int64
+	interval time.Duration
+	leader   string
+	unacked  map[taskRef]*api.TaskUpdate
+}
+
+type taskRef struct {
+	job, task int64
+	attempt   int32
+}
+
+func (j *jobWorker) registered() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.id != 0
+}
+
+func (j *jobWorker) close() {
+	for _, c := range j.own {
+		c.Close()
+	}
+}
+
+func (j *jobWorker) client(addr string) (api.JobMasterClient, error) {
+	if j.own == nil {
+		j.own = map[string]*grpc.ClientConn{}
+	}
+	c, err := j.s.conn(j.own, j.i, addr)
+	if err != nil {
+		return nil, err
+	}
+	return api.NewJobMasterClient(c), nil
+}
+
+// leaderClient finds the leader (asking the job masters in turn) once and
+// after a failure.
+func (j *jobWorker) leaderClient(ctx context.Context) (api.JobMasterClient, error) {
+	if j.leader != "" {
+		return j.client(j.leader)
+	}
+	var last error
+	for _, m := range j.s.cfg.JobMasters {
+		c, err := j.client(m)
+		if err != nil {
+			last = err
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		resp, err := c.GetLeader(cctx, &api.GetLeaderRequest{})
+		cancel()
+		if err != nil {
+			last = err
+			continue
+		}
+		if a := resp.GetLeaderRpcAddress(); a != "" {
+			j.leader = a
+			return j.client(a)
+		}
+		last = fmt.Errorf("%s: no leader yet", m)
+	}
+	return nil, last
+}
+
+func (j *jobWorker) run(ctx context.Context) {
+	j.unacked = map[taskRef]*api.TaskUpdate{}
+	backoff := 50 * time.Millisecond
+	fail := func(err error) bool {
+		if c := status.Code(err); c == codes.Unavailable || c == codes.DeadlineExceeded || c == codes.FailedPrecondition {
+			j.leader = ""
+		}
+		if !sleep(ctx, jitter(backoff)) {
+			return false
+		}
+		backoff = min(2*backoff, 2*time.Second)
+		return true
+	}
+	// Wait for the colocated block worker's id: tasks are placed by it.
+	for j.bw.idOrZero() == 0 {
+		if !sleep(ctx, 50*time.Millisecond) {
+			return
+		}
+	}
+	for ctx.Err() == nil {
+		c, err := j.leaderClient(ctx)
+		if err != nil {
+			if !fail(err) {
+				return
+			}
+			continue
+		}
+		if j.id == 0 {
+			if err := j.register(ctx, c); err != nil {
+				j.s.st.jobRegErrors.Add(1)
+				if !fail(err) {
+					return
+				}
+				continue
+			}
+		}
+		if err := j.poll(ctx, c); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			j.s.st.pollErrors.Add(1)
+			if !fail(err) {
+				return
+			}
+			continue
+		}
+		// Results go back at once, again while a reply hands over more.
+		if err := j.reportAll(ctx, c); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			j.s.st.reportErrors.Add(1)
+			if !fail(err) {
+				return
+			}
+			continue
+		}
+		backoff = 50 * time.Millisecond
+	}
+}
+
+func (b *blockWorker) idOrZero() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.id
+}
+
+func (j *jobWorker) register(ctx context.Context, c api.JobMasterClient) error {
+	host := j.bw.host
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := c.RegisterJobWorker(cctx, &api.RegisterJobWorkerRequest{
+		Address: host + ":30001", Host: host, BlockWorkerId: j.bw.idOrZero(),
+		BlockWorkerAddress: host + ":29999", Threads: int32(j.s.cfg.Capacity), Capacity: int32(j.s.cfg.Capacity),
+	})
+	if err != nil {
+		return err
+	}
+	j.s.st.jobRegistrations.Add(1)
+	j.mu.Lock()
+	j.id = resp.GetWorkerId()
+	j.interval = time.Duration(resp.GetHeartbeatIntervalMs()) * time.Millisecond
+	if j.interval <= 0 {
+		j.interval = time.Second
+	}
+	j.mu.Unlock()
+	return nil
+}
+
+// poll long-polls for tasks and completes what it gets.
+func (j *jobWorker) poll(ctx context.Context, c api.JobMasterClient) error {
+	wait := j.interval
+	req := &api.JobWorkerHeartbeatRequest{WorkerId: j.id, WaitMs: wait.Milliseconds(), FreeSlots: int32(j.s.cfg.Capacity)}
+	for r := range j.unacked {
+		req.Holding = append(req.Holding, &api.TaskRef{JobId: r.job, TaskId: r.task, Attempt: r.attempt})
+	}
+	cctx, cancel := context.WithTimeout(ctx, wait+10*time.Second)
+	defer cancel()
+	start := time.Now()
+	resp, err := c.JobWorkerHeartbeat(cctx, req)
+	if err != nil {
+		return err
+	}
+	took := time.Since(start)
+	j.s.st.polls.Add(1)
+	if resp.GetReregister() {
+		j.s.st.reregisterAsks.Add(1)
+		j.mu.Lock()
+		j.id = 0
+		j.mu.Unlock()
+		return nil
+	}
+	if len(resp.GetTasks()) == 0 && len(resp.GetCancels()) == 0 {
+		j.s.st.poll.add(max(took-wait, 0))
+	}
+	j.take(ctx, resp.GetTasks())
+	return nil
+}
+
+// take completes the tasks a reply handed over.
+func (j *jobWorker) take(ctx context.Context, tasks []*api.TaskAssignment) {
+	for _, a := range tasks {
+		r := taskRef{a.GetJobId(), a.GetTaskId(), a.GetAttempt()}
+		if _, ok := j.unacked[r]; ok {
+			continue
+		}
+		j.unacked[r] = j.execute(ctx, a)
+	}
+}
+
+// execute completes a task at once. A load task's blocks become cached on
+// the block worker it targets (CommitBlocks, as a worker does after
+// CacheBlocks stored them); any other task just completes.
+func (j *jobWorker) execute(ctx context.Context, a *api.TaskAssignment) *api.TaskUpdate {
+	u := &api.TaskUpdate{JobId: a.GetJobId(), TaskId: a.GetTaskId(), Attempt: a.GetAttempt(), Status: api.TaskInfo_COMPLETED}
+	if a.GetPlan() == "load" {
+		target, refs, err := plans.LoadTaskBlocks(a.GetArgs())
+		if err == nil {
+			err = j.commit(ctx, target, refs)
+		}
+		if err != nil {
+			u.Status, u.Error = api.TaskInfo_FAILED, err.Error()
+			return u
+		}
+		for _, r := range refs {
+			u.BytesDone += r.Length
+		}
+	}
+	j.s.st.tasksDone.Add(1)
+	return u
+}
+
+func (j *jobWorker) commit(ctx context.Context, target int64, refs []plans.BlockRef) error {
+	v, ok := j.s.byID.Load(target)
+	if !ok {
+		return fmt.Errorf("simulated block worker %d is not here", target)
+	}
+	bw := v.(*blockWorker)
+	bm, err := bw.client()
+	if err != nil {
+		return err
+	}
+	req := &api.CommitBlocksRequest{WorkerId: target}
+	recs := make([]blockRec, len(refs))
+	for i, r := range refs {
+		req.Blocks = append(req.Blocks, &api.BlockReport{BlockId: r.ID, Length: r.Length, Tier: "MEM"})
+		recs[i] = blockRec{id: r.ID, length: r.Length}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := bm.CommitBlocks(cctx, req); err != nil {
+		j.s.st.commitErrors.Add(1)
+		return fmt.Errorf("commit blocks on worker %d: %w", target, err)
+	}
+	j.s.st.commit.add(time.Since(start))
+	j.s.st.blocksCommitted.Add(int64(len(refs)))
+	bw.add(recs)
+	return nil
+}
+
+func (j *jobWorker) reportAll(ctx context.Context, c api.JobMasterClient) error {
+	for len(j.unacked) > 0 && ctx.Err() == nil && j.id != 0 {
+		if err := j.report(ctx, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// report sends the unacked results (wait 0) and forgets those acked.
+func (j *jobWorker) report(ctx context.Context, c api.JobMasterClient) error {
+	req := &api.JobWorkerHeartbeatRequest{WorkerId: j.id, FreeSlots: int32(j.s.cfg.Capacity)}
+	for _, u := range j.unacked {
+		req.Updates = append(req.Updates, u)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	resp, err := c.JobWorkerHeartbeat(cctx, req)
+	if err != nil {
+		return err
+	}
+	j.s.st.report.add(time.Since(start))
+	j.s.st.reports.Add(1)
+	if resp.GetReregister() {
+		j.s.st.reregisterAsks.Add(1)
+		j.mu.Lock()
+		j.id = 0
+		j.mu.Unlock()
+		return nil
+	}
+	for _, a := range resp.GetAcked() {
+		delete(j.unacked, taskRef{a.GetJobId(), a.GetTaskId(), a.GetAttempt()})
+	}
+	j.take(ctx, resp.GetTasks())
+	return nil
+}

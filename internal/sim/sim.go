@@ -1,0 +1,280 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/rpc"
+)
+
+// Config says what to simulate.
+type Config struct {
+	Workers    int      // block+job worker pairs
+	FSMasters  []string // FS master rpc addresses (the first that answers is used)
+	JobMasters []string // job master rpc addresses; none: no job workers
+	Dial       rpc.ClientOptions
+	// HostPrefix names the simulated hosts: <prefix>-<i>. Nothing dials
+	// them; the names only have to be unique per worker.
+	HostPrefix string
+	// Conns is how many gRPC connections to each master the workers share;
+	// 0 gives each worker its own, as separate worker processes have.
+	Conns int
+	// Capacity is how many tasks a job worker takes at once (default 8).
+	Capacity int
+	// TierBytes is the MEM tier capacity each block worker reports
+	// (default 64 GiB).
+	TierBytes int64
+	Log       *zap.Logger
+}
+
+// Sim runs the simulated workers.
+type Sim struct {
+	cfg    Config
+	log    *zap.Logger
+	blocks []*blockWorker
+	jobs   []*jobWorker
+	byID   sync.Map // block worker id → *blockWorker
+
+	pool   *rpc.Pool
+	shared map[string][]*grpc.ClientConn
+	connMu sync.Mutex
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	st stats
+}
+
+type stats struct {
+	heartbeats, hbErrors, registrations, regErrors, registerAsks      atomic.Int64
+	polls, pollErrors, jobRegistrations, jobRegErrors, reregisterAsks atomic.Int64
+	reports, reportErrors, tasksDone, blocksCommitted, commitErrors   atomic.Int64
+	hb, reg, report, poll, commit                                     histogram
+}
+
+// Stats is a snapshot of what the simulated workers saw since the last
+// ResetStats (counters) and now (gauges).
+type Stats struct {
+	Workers          int   `json:"workers"`
+	BlockRegistered  int   `json:"blockRegistered"` // gauge: block workers holding a registration
+	JobRegistered    int   `json:"jobRegistered"`   // gauge: job workers holding a registration
+	BlocksHeld       int64 `json:"blocksHeld"`      // gauge
+	Heartbeats       int64 `json:"heartbeats"`
+	HeartbeatErrors  int64 `json:"heartbeatErrors"`
+	Registrations    int64 `json:"registrations"`
+	RegisterErrors   int64 `json:"registerErrors"`
+	RegisterAsks     int64 `json:"registerAsks"` // the FS master asked a registered worker to register again
+	Polls            int64 `json:"polls"`
+	PollErrors       int64 `json:"pollErrors"`
+	JobRegistrations int64 `json:"jobRegistrations"`
+	JobRegErrors     int64 `json:"jobRegisterErrors"`
+	ReregisterAsks   int64 `json:"reregisterAsks"` // the job master did not know a registered job worker (LOST)
+	Reports          int64 `json:"reports"`
+	ReportErrors     int64 `json:"reportErrors"`
+	TasksDone        int64 `json:"tasksDone"`
+	BlocksCommitted  int64 `json:"blocksCommitted"`
+	CommitErrors     int64 `json:"commitErrors"`
+	// Latencies: a block worker heartbeat to the FS master, a registration
+	// (with its full report), a job worker's task-result report, a long
+	// poll's time beyond the wait it asked for (polls that got no task),
+	// a CommitBlocks.
+	Heartbeat    Latency `json:"heartbeatLatency"`
+	Registration Latency `json:"registrationLatency"`
+	Report       Latency `json:"reportLatency"`
+	PollOverrun  Latency `json:"pollOverrun"`
+	Commit       Latency `json:"commitLatency"`
+}
+
+// New checks cfg and returns a simulator; Start runs it.
+func New(cfg Config) (*Sim, error) {
+	if cfg.Workers < 1 {
+		return nil, fmt.Errorf("sim: %d workers: want at least 1", cfg.Workers)
+	}
+	if len(cfg.FSMasters) == 0 {
+		return nil, errors.New("sim: no FS master address")
+	}
+	if cfg.HostPrefix == "" {
+		cfg.HostPrefix = "sim"
+	}
+	if cfg.Capacity <= 0 {
+		cfg.Capacity = 8
+	}
+	if cfg.TierBytes <= 0 {
+		cfg.TierBytes = 64 << 30
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	if cfg.Dial.ConnBuffer <= 0 {
+		// Thousands of connections: keep each one's buffers small.
+		cfg.Dial.ConnBuffer = 16 << 10
+	}
+	s := &Sim{cfg: cfg, log: cfg.Log, pool: rpc.NewPool(cfg.Dial), shared: map[string][]*grpc.ClientConn{}}
+	for i := range cfg.Workers {
+		b := &blockWorker{s: s, i: i, host: fmt.Sprintf("%s-%d", cfg.HostPrefix, i)}
+		s.blocks = append(s.blocks, b)
+		if len(cfg.JobMasters) > 0 {
+			s.jobs = append(s.jobs, &jobWorker{s: s, i: i, bw: b})
+		}
+	}
+	return s, nil
+}
+
+// Start starts every worker, each at a random phase of its interval so
+// their heartbeats spread as independent processes' do.
+func (s *Sim) Start() {
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	for _, b := range s.blocks {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); b.run(s.ctx) }()
+	}
+	for _, j := range s.jobs {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); j.run(s.ctx) }()
+	}
+}
+
+// Stop stops every worker and closes the connections.
+func (s *Sim) Stop() {
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	s.wg.Wait()
+	for _, b := range s.blocks {
+		b.close()
+	}
+	for _, j := range s.jobs {
+		j.close()
+	}
+	s.pool.Close()
+	s.connMu.Lock()
+	for _, cs := range s.shared {
+		for _, c := range cs {
+			c.Close()
+		}
+	}
+	s.connMu.Unlock()
+}
+
+// Stats returns what the workers saw since the last ResetStats.
+func (s *Sim) Stats() Stats {
+	st := &s.st
+	out := Stats{
+		Workers: len(s.blocks), Heartbeats: st.heartbeats.Load(), HeartbeatErrors: st.hbErrors.Load(),
+		Registrations: st.registrations.Load(), RegisterErrors: st.regErrors.Load(), RegisterAsks: st.registerAsks.Load(),
+		Polls: st.polls.Load(), PollErrors: st.pollErrors.Load(), JobRegistrations: st.jobRegistrations.Load(),
+		JobRegErrors: st.jobRegErrors.Load(), ReregisterAsks: st.reregisterAsks.Load(), Reports: st.reports.Load(),
+		ReportErrors: st.reportErrors.Load(), TasksDone: st.tasksDone.Load(), BlocksCommitted: st.blocksCommitted.Load(),
+		CommitErrors: st.commitErrors.Load(),
+		Heartbeat:    st.hb.summary(), Registration: st.reg.summary(), Report: st.report.summary(),
+		PollOverrun: st.poll.summary(), Commit: st.commit.summary(),
+	}
+	for _, b := range s.blocks {
+		reg, held := b.gauges()
+		if reg {
+			out.BlockRegistered++
+		}
+		out.BlocksHeld += int64(held)
+	}
+	for _, j := range s.jobs {
+		if j.registered() {
+			out.JobRegistered++
+		}
+	}
+	return out
+}
+
+// ResetStats starts a new measurement window (gauges are not reset).
+func (s *Sim) ResetStats() {
+	st := &s.st
+	for _, c := range []*atomic.Int64{&st.heartbeats, &st.hbErrors, &st.registrations, &st.regErrors, &st.registerAsks,
+		&st.polls, &st.pollErrors, &st.jobRegistrations, &st.jobRegErrors, &st.reregisterAsks, &st.reports,
+		&st.reportErrors, &st.tasksDone, &st.blocksCommitted, &st.commitErrors} {
+		c.Store(0)
+	}
+	for _, h := range []*histogram{&st.hb, &st.reg, &st.report, &st.poll, &st.commit} {
+		h.reset()
+	}
+}
+
+// conn returns worker i's connection to addr: its own, or one of the
+// shared ones.
+func (s *Sim) conn(own map[string]*grpc.ClientConn, i int, addr string) (*grpc.ClientConn, error) {
+	if s.cfg.Conns <= 0 {
+		if c := own[addr]; c != nil {
+			return c, nil
+		}
+		c, err := rpc.Dial(addr, s.cfg.Dial)
+		if err != nil {
+			return nil, err
+		}
+		own[addr] = c
+		return c, nil
+	}
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	cs := s.shared[addr]
+	if cs == nil {
+		for range s.cfg.Conns {
+			c, err := rpc.Dial(addr, s.cfg.Dial)
+			if err != nil {
+				for _, c := range cs {
+					c.Close()
+				}
+				return nil, err
+			}
+			cs = append(cs, c)
+		}
+		s.shared[addr] = cs
+	}
+	return cs[i%len(cs)], nil
+}
+
+// sleep waits d or until ctx ends; false when ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// jitter spreads d by ±20%, so retries after a master restart do not
+// arrive in lockstep.
+func jitter(d time.Duration) time.Duration {
+	return d*4/5 + time.Duration(rand.Int64N(int64(d)*2/5+1))
+}
+
+// ParseAddrs splits a comma-separated address list.
+func ParseAddrs(list string) []string {
+	var out []string
+	for _, a := range strings.Split(list, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// tier is what every simulated block worker reports.
+func (s *Sim) tiers(used int64) []*api.TierUsage {
+	return []*api.TierUsage{{Alias: "MEM", CapacityBytes: s.cfg.TierBytes, UsedBytes: used}}
+}

@@ -1,0 +1,173 @@
+package scale
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/alluvium/alluvium/internal/testutil"
+)
+
+// cpuTime is the CPU time (user + system) process pid has used.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces: fields count from after its ')'.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / ticks
+}
+
+// rss is process pid's resident set size in bytes.
+func rss(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// rssPeak samples the summed RSS of pids every 100 ms until stopped and
+// returns the highest sum seen.
+type rssPeak struct {
+	stop chan struct{}
+	done chan int64
+}
+
+func watchRSS(pids ...int) *rssPeak {
+	p := &rssPeak{stop: make(chan struct{}), done: make(chan int64, 1)}
+	go func() {
+		var peak int64
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			var sum int64
+			for _, pid := range pids {
+				sum += rss(pid)
+			}
+			peak = max(peak, sum)
+			select {
+			case <-p.stop:
+				p.done <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return p
+}
+
+func (p *rssPeak) end() int64 {
+	close(p.stop)
+	return <-p.done
+}
+
+// get fetches an http URL of a master with the cluster token.
+func get(url string, timeout time.Duration) ([]byte, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+testutil.ClusterToken())
+	c := &http.Client{Timeout: timeout}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
+	}
+	return b, nil
+}
+
+// metric reads one unlabelled metric from a /metrics page.
+func metric(page []byte, name string) (float64, bool) {
+	sc := bufio.NewScanner(bytes.NewReader(page))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
+// profiler takes pprof profiles of the masters into dir (nothing when dir
+// is empty).
+type profiler struct {
+	dir string
+	wg  sync.WaitGroup
+	mu  sync.Mutex
+	err []string
+}
+
+// cpu starts a CPU profile of the process serving httpAddr for d, saved as
+// name.
+func (p *profiler) cpu(httpAddr, name string, d time.Duration) {
+	if p.dir == "" {
+		return
+	}
+	secs := max(int(d/time.Second), 1)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.save(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", httpAddr, secs), name, time.Duration(secs+60)*time.Second)
+	}()
+}
+
+// heap saves a heap profile (after a GC) of the process serving httpAddr.
+func (p *profiler) heap(httpAddr, name string) {
+	if p.dir == "" {
+		return
+	}
+	p.save(fmt.Sprintf("http://%s/debug/pprof/heap?gc=1", httpAddr), name, 5*time.Minute)
+}
+
+func (p *profiler) save(url, name string, timeout time.Duration) {
+	b, err := get(url, timeout)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(p.dir, name), b, 0o644)
+	}
+	if err != nil {
+		p.mu.Lock()
+		p.err = append(p.err, fmt.Sprintf("%s: %v", name, err))
+		p.mu.Unlock()
+	}
+}
+
+func (p *profiler) wait() []string {
+	p.wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}

@@ -1,0 +1,476 @@
+package scale
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/rpc"
+	"github.com/alluvium/alluvium/internal/sim"
+	"github.com/alluvium/alluvium/internal/testutil"
+)
+
+// params size one scale run.
+type params struct {
+	tree    treeSpec
+	workers int
+	steady  time.Duration // how long the workers heartbeat while measured
+	treeDir string        // where a big tree is kept between runs ("" a temp dir)
+	outDir  string        // where profiles go ("" none)
+}
+
+// results are the figures of one run, by metric name (BenchmarkScale
+// reports them; the unit test checks the run's correctness only).
+type results map[string]float64
+
+// TestScaleSmall is the scale run cut down to run in `make test` (so it
+// never rots): 100,000 files and 500 simulated workers, checking what the
+// full run measures is right — every file listed, the namespace survives
+// a kill -9, every worker registers and none is declared LOST, a load
+// caches every block and a second one finds nothing to do, and after both
+// leaders restart every worker is back. Timings are not checked here.
+func TestScaleSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	p := params{tree: treeSpec{Files: 100000, SmallEvery: 8, Version: treeVersion}, workers: 500, steady: 5 * time.Second}
+	if n, err := strconv.Atoi(os.Getenv("ALLUVIUM_SCALE_SMALL_FILES")); err == nil && n > 0 {
+		p.tree.Files = n
+	}
+	runScale(t, p)
+}
+
+// BenchmarkScale is `make bench-scale`: the scale run at full size
+// (ALLUVIUM_SCALE_FILES, default 10,000,000; ALLUVIUM_SCALE_WORKERS,
+// default 10,000), measured. The tree is kept in ALLUVIUM_SCALE_DIR
+// (default /var/tmp/alluvium-scale) and profiles go to ALLUVIUM_SCALE_OUT.
+func BenchmarkScale(b *testing.B) {
+	p := params{
+		tree:    treeSpec{Files: envInt("ALLUVIUM_SCALE_FILES", 10_000_000), SmallEvery: 1, Version: treeVersion},
+		workers: envInt("ALLUVIUM_SCALE_WORKERS", 10_000),
+		steady:  time.Duration(envInt("ALLUVIUM_SCALE_STEADY_SECONDS", 60)) * time.Second,
+		treeDir: envStr("ALLUVIUM_SCALE_DIR", "/var/tmp/alluvium-scale"),
+		outDir:  os.Getenv("ALLUVIUM_SCALE_OUT"),
+	}
+	if p.outDir != "" {
+		if err := os.MkdirAll(p.outDir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for range b.N {
+		r := runScale(b, p)
+		for _, k := range sortedKeys(r) {
+			b.ReportMetric(r[k], k)
+		}
+	}
+	b.Logf("NOTE: Scale: a UFS of %d files (a tenth in directories of up to 100,000, a tenth in chains 32 deep, the rest ~1,000 a directory; 1-16 bytes each, on a loop-mounted ext4) and %d simulated block+job workers (internal/sim: real gRPC clients, heartbeats at 1 s, tasks done at once) against one FS master and one job master, real processes; find and fs ls -R both print every path to a pipe, warm dentry cache", p.tree.Files, p.workers)
+}
+
+func envInt(k string, def int) int {
+	if n, err := strconv.Atoi(strings.ReplaceAll(os.Getenv(k), "_", "")); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+func envStr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func sortedKeys(r results) []string {
+	var ks []string
+	for k := range r {
+		ks = append(ks, k)
+	}
+	for i := range ks {
+		for j := i + 1; j < len(ks); j++ {
+			if ks[j] < ks[i] {
+				ks[i], ks[j] = ks[j], ks[i]
+			}
+		}
+	}
+	return ks
+}
+
+// run is the state of one scale run.
+type run struct {
+	tb   testing.TB
+	p    params
+	c    *testutil.Cluster
+	prof *profiler
+	r    results
+	fs   api.FileSystemMasterClient
+	jm   api.JobMasterClient
+	sim  *sim.Sim
+}
+
+func runScale(tb testing.TB, p params) results {
+	sim.RaiseFileLimit() // the masters inherit it: one connection per worker
+	root := ufsTree(tb, p.tree, p.treeDir)
+	c := testutil.NewCluster(tb, testutil.ClusterOptions{
+		JobMasters:    1,
+		ClientTimeout: 5 * time.Minute,
+		ReadyTimeout:  5 * time.Minute,
+		Env: []string{
+			// Production heartbeats and timeouts, not the harness's short ones.
+			"ALLUVIUM_FSMASTER_WORKER_TIMEOUT=30s",
+			"ALLUVIUM_FSMASTER_WORKER_HEARTBEAT_INTERVAL=1s",
+			"ALLUVIUM_JOBMASTER_WORKER_TIMEOUT=10s",
+			"ALLUVIUM_JOBMASTER_WORKER_HEARTBEAT_INTERVAL=1s",
+			"ALLUVIUM_FSMASTER_USER_BLOCK_SIZE=67108864",
+			"ALLUVIUM_LOG_LEVEL=warn",
+		},
+	})
+	c.UFSDir = root
+	r := &run{tb: tb, p: p, c: c, prof: &profiler{dir: p.outDir}, r: results{}}
+	r.fs = api.NewFileSystemMasterClient(r.dial(c.Master))
+	r.jm = api.NewJobMasterClient(r.dial(c.JobMasterAddrs[0]))
+	c.StartFSMaster()
+	c.Connect()
+
+	r.learn()
+	r.restart()
+	r.workers()
+	r.loads()
+	r.leaderRestart()
+	if errs := r.prof.wait(); len(errs) > 0 {
+		tb.Logf("profiles not taken: %s", strings.Join(errs, "; "))
+	}
+	return r.r
+}
+
+func (r *run) fsHTTP() string { return fmt.Sprintf("localhost:%d", r.c.PortBase+1) }
+func (r *run) jmHTTP() string { return r.c.JobMasterHTTP(0) }
+
+// cli runs the alluvium CLI with the cluster's environment and returns how
+// many lines it printed and how long it took.
+func (r *run) cli(args ...string) (int, time.Duration) {
+	r.tb.Helper()
+	cmd := exec.Command(r.c.Bin, args...)
+	cmd.Env = append(append(os.Environ(), r.c.Env...), "ALLUVIUM_TOKEN="+testutil.ClusterToken(), "GORACE=atexit_sleep_ms=0")
+	return countLines(r.tb, cmd)
+}
+
+func countLines(tb testing.TB, cmd *exec.Cmd) (int, time.Duration) {
+	tb.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	n := 0
+	br := bufio.NewReaderSize(out, 1<<20)
+	for {
+		chunk, err := br.ReadSlice('\n')
+		n += bytes.Count(chunk, []byte{'\n'})
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			if err != io.EOF {
+				tb.Fatal(err)
+			}
+			break
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		tb.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, stderr.String())
+	}
+	return n, time.Since(start)
+}
+
+// learn lists the whole tree, the FS master learning every file on the way,
+// beside find of the same tree; then weighs the FS master's heap.
+func (r *run) learn() {
+	tb, p := r.tb, r.p
+	entries := p.tree.Files + p.tree.dirCount()
+	countLines(tb, exec.Command("find", r.c.UFSDir)) // warm the dentry cache
+	fn, findTook := countLines(tb, exec.Command("find", r.c.UFSDir))
+	if fn != entries+1 { // find prints the root too
+		tb.Fatalf("find printed %d lines, want %d", fn, entries+1)
+	}
+	r.prof.cpu(r.fsHTTP(), "fsmaster-learn.cpu.pprof", min(time.Duration(p.tree.Files/100)*time.Millisecond+2*time.Second, 60*time.Second))
+	n, took := r.cli("fs", "ls", "-R", "/")
+	if n != entries {
+		tb.Fatalf("fs ls -R / printed %d lines, want %d (files and directories)", n, entries)
+	}
+	r.r["learn-files/s"] = float64(p.tree.Files) / took.Seconds()
+	r.r["find-files/s"] = float64(p.tree.Files) / findTook.Seconds()
+	r.r["ratio-learn/find"] = took.Seconds() / findTook.Seconds()
+	// A second listing: everything is known now.
+	n, took2 := r.cli("fs", "ls", "-R", "/")
+	if n != entries {
+		tb.Fatalf("second fs ls -R / printed %d lines, want %d", n, entries)
+	}
+	r.r["list-known-files/s"] = float64(p.tree.Files) / took2.Seconds()
+	tb.Logf("learned %d files in %s (%.0f/s; find %s), listed again in %s", p.tree.Files, took.Round(time.Millisecond),
+		r.r["learn-files/s"], findTook.Round(time.Millisecond), took2.Round(time.Millisecond))
+
+	// Heap after a GC, per inode.
+	r.prof.heap(r.fsHTTP(), "fsmaster-learned.heap.pprof")
+	if _, err := get(fmt.Sprintf("http://%s/debug/pprof/heap?gc=1", r.fsHTTP()), 5*time.Minute); err != nil {
+		tb.Fatal(err)
+	}
+	page, err := get("http://"+r.fsHTTP()+"/metrics", time.Minute)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	heap, ok1 := metric(page, "go_memstats_heap_alloc_bytes")
+	inodes, ok2 := metric(page, "alluvium_fsmaster_inodes")
+	if !ok1 || !ok2 || int(inodes) != entries+1 {
+		tb.Fatalf("metrics: heap %v (%v), inodes %v (%v), want %d inodes", heap, ok1, inodes, ok2, entries+1)
+	}
+	r.r["fsmaster-heap-B/inode"] = heap / inodes
+	r.r["fsmaster-rss-B/inode"] = float64(rss(r.c.FSMaster.Cmd.Process.Pid)) / inodes
+}
+
+// restart checkpoints, adds a journal tail, kills the FS master and times
+// its recovery (checkpoint + tail).
+func (r *run) restart() {
+	tb, c := r.tb, r.c
+	ctx := context.Background()
+	if _, err := c.Client.Checkpoint(ctx); err != nil {
+		tb.Fatalf("checkpoint: %v", err)
+	}
+	// A tail: a directory of files created after the checkpoint.
+	tail := min(10000, r.p.tree.Files/10)
+	for i := range tail {
+		if _, err := r.fs.CreateFile(ctx, &api.CreateFileRequest{Path: fmt.Sprintf("/tail/f%05d", i), Recursive: true, WriteType: api.WriteType_MUST_CACHE}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	before := r.inodes()
+	c.FSMaster.Kill()
+	start := time.Now()
+	c.StartFSMaster()
+	took := time.Since(start)
+	if got := r.inodes(); got != before {
+		tb.Fatalf("after kill -9 and restart the FS master holds %d inodes, want %d", got, before)
+	}
+	r.r["restart-s"] = took.Seconds()
+	tb.Logf("FS master restart with %d inodes (checkpoint + %d entries): %s", before, tail, took.Round(time.Millisecond))
+}
+
+func (r *run) dial(addr string) *grpc.ClientConn {
+	r.tb.Helper()
+	cc, err := rpc.Dial(addr, rpc.ClientOptions{Token: testutil.ClusterToken()})
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	r.tb.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+func (r *run) inodes() int64 {
+	r.tb.Helper()
+	info, err := r.fs.GetMasterInfo(context.Background(), &api.GetMasterInfoRequest{})
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	return info.GetInodeCount()
+}
+
+// workers starts the job master and the simulated workers and measures the
+// masters while every worker heartbeats once a second.
+func (r *run) workers() {
+	tb, c, p := r.tb, r.c, r.p
+	c.StartJobMaster(0)
+	s, err := sim.New(sim.Config{
+		Workers: p.workers, FSMasters: []string{c.Master}, JobMasters: c.JobMasterAddrs,
+		Dial: rpc.ClientOptions{Token: testutil.ClusterToken()},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.Start()
+	tb.Cleanup(s.Stop)
+	r.sim = s
+	start := time.Now()
+	r.waitAllLive(5 * time.Minute)
+	tb.Logf("%d simulated workers registered in %s", p.workers, time.Since(start).Round(time.Millisecond))
+
+	s.ResetStats()
+	fsPid, jmPid := c.FSMaster.Cmd.Process.Pid, c.JobMasters[0].Cmd.Process.Pid
+	fs0, jm0, t0 := cpuTime(fsPid), cpuTime(jmPid), time.Now()
+	r.prof.cpu(r.fsHTTP(), "fsmaster-heartbeats.cpu.pprof", min(p.steady, 30*time.Second))
+	r.prof.cpu(r.jmHTTP(), "jobmaster-heartbeats.cpu.pprof", min(p.steady, 30*time.Second))
+	time.Sleep(p.steady) // the measurement window itself
+	wall := time.Since(t0)
+	st := s.Stats()
+	r.r["hb-fsmaster-cpu-cores"] = (cpuTime(fsPid) - fs0).Seconds() / wall.Seconds()
+	r.r["hb-jobmaster-cpu-cores"] = (cpuTime(jmPid) - jm0).Seconds() / wall.Seconds()
+	r.r["hb-fsmaster-p99-ms"] = ms(st.Heartbeat.P99)
+	r.r["hb-jobmaster-poll-overrun-p99-ms"] = ms(st.PollOverrun.P99)
+	r.r["hb-per-s"] = float64(st.Heartbeats) / wall.Seconds()
+	tb.Logf("steady: %+v", st)
+	r.checkNoneLost(st, "while heartbeating")
+	if st.Heartbeats < int64(float64(p.workers)*wall.Seconds()*0.8) {
+		tb.Fatalf("%d heartbeats in %s from %d workers at 1 Hz", st.Heartbeats, wall, p.workers)
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// checkNoneLost fails when a master declared a registered worker LOST.
+func (r *run) checkNoneLost(st sim.Stats, when string) {
+	r.tb.Helper()
+	if st.RegisterAsks > 0 || st.ReregisterAsks > 0 {
+		r.tb.Fatalf("%s: registered workers were asked to register again (FS master %d, job master %d): declared LOST", when, st.RegisterAsks, st.ReregisterAsks)
+	}
+	info, err := r.fs.GetMasterInfo(context.Background(), &api.GetMasterInfoRequest{})
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	if info.GetLostWorkers() > 0 {
+		r.tb.Fatalf("%s: the FS master counts %d LOST workers", when, info.GetLostWorkers())
+	}
+	if n := r.jobWorkers(api.WorkerState_LOST); n > 0 {
+		r.tb.Fatalf("%s: the job master counts %d LOST job workers", when, n)
+	}
+}
+
+func (r *run) jobWorkers(state api.WorkerState) int {
+	r.tb.Helper()
+	resp, err := r.jm.ListJobWorkers(context.Background(), &api.ListJobWorkersRequest{})
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, w := range resp.GetWorkers() {
+		if w.GetState() == state {
+			n++
+		}
+	}
+	return n
+}
+
+// waitAllLive waits until both masters count every simulated worker LIVE.
+func (r *run) waitAllLive(timeout time.Duration) {
+	r.tb.Helper()
+	check := func() error {
+		info, err := r.fs.GetMasterInfo(context.Background(), &api.GetMasterInfoRequest{})
+		if err != nil {
+			return err
+		}
+		if int(info.GetLiveWorkers()) != r.p.workers {
+			return fmt.Errorf("FS master: %d of %d workers live", info.GetLiveWorkers(), r.p.workers)
+		}
+		if n := r.jobWorkers(api.WorkerState_LIVE); n != r.p.workers {
+			return fmt.Errorf("job master: %d of %d job workers live", n, r.p.workers)
+		}
+		if st := r.sim.Stats(); st.JobRegistered != r.p.workers {
+			return fmt.Errorf("%d of %d job workers registered", st.JobRegistered, r.p.workers)
+		}
+		return nil
+	}
+	// Not testutil.Eventually's 50 ms: listing 10,000 workers that often
+	// would weigh on what is measured.
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.tb.Fatalf("not every worker LIVE within %s: %v", timeout, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// loads runs a load of the whole tree (every block cached on the simulated
+// workers), then times a second one, with verify, that finds it cached.
+func (r *run) loads() {
+	tb, c := r.tb, r.c
+	start := time.Now()
+	j := r.submit(`{"path":"/"}`)
+	tb.Logf("first load: %d tasks, %d bytes in %s", j.GetTasksTotal(), j.GetBytesDone(), time.Since(start).Round(time.Millisecond))
+	if want := r.p.tree.cachedFiles(); int(j.GetBytesDone()) < want {
+		tb.Fatalf("first load moved %d bytes for %d files with bytes", j.GetBytesDone(), want)
+	}
+	r.r["load-first-s"] = time.Since(start).Seconds()
+
+	fsPid, jmPid := c.FSMaster.Cmd.Process.Pid, c.JobMasters[0].Cmd.Process.Pid
+	before := rss(fsPid) + rss(jmPid)
+	peak := watchRSS(fsPid, jmPid)
+	r.prof.cpu(r.fsHTTP(), "fsmaster-load-cached.cpu.pprof", time.Duration(r.p.tree.Files/200)*time.Millisecond+time.Second)
+	r.prof.cpu(r.jmHTTP(), "jobmaster-load-cached.cpu.pprof", time.Duration(r.p.tree.Files/200)*time.Millisecond+time.Second)
+	start = time.Now()
+	j = r.submit(`{"path":"/","verify":true,"noSync":true}`)
+	took := time.Since(start)
+	growth := peak.end() - before
+	if j.GetTasksTotal() != 0 {
+		tb.Fatalf("a load of what is cached planned %d tasks", j.GetTasksTotal())
+	}
+	r.r["load-cached-s"] = took.Seconds()
+	r.r["load-cached-rss-growth-MiB"] = float64(growth) / (1 << 20)
+	tb.Logf("load of cached files (plan + verify): %s, RSS growth %d MiB", took.Round(time.Millisecond), growth>>20)
+}
+
+func (r *run) submit(config string) *api.JobInfo {
+	r.tb.Helper()
+	ctx := context.Background()
+	jobs := r.jm
+	resp, err := jobs.SubmitJob(ctx, &api.SubmitJobRequest{Plan: "load", ConfigJson: config})
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	for {
+		g, err := jobs.GetJob(ctx, &api.GetJobRequest{JobId: resp.GetJobId()})
+		if err != nil {
+			r.tb.Fatal(err)
+		}
+		switch j := g.GetJob(); j.GetStatus() {
+		case api.JobInfo_COMPLETED:
+			return j
+		case api.JobInfo_FAILED, api.JobInfo_CANCELED:
+			r.tb.Fatalf("load %s: %v: %s", config, j.GetStatus(), j.GetError())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// leaderRestart kills both leaders and times until every worker is LIVE
+// on both again, none falsely LOST.
+func (r *run) leaderRestart() {
+	tb, c := r.tb, r.c
+	c.FSMaster.Kill()
+	c.JobMasters[0].Kill()
+	r.sim.ResetStats()
+	start := time.Now()
+	c.StartFSMaster()
+	c.StartJobMaster(0)
+	r.waitAllLive(5 * time.Minute)
+	took := time.Since(start)
+	st := r.sim.Stats()
+	r.r["leader-restart-all-live-s"] = took.Seconds()
+	tb.Logf("leaders restarted: all %d workers LIVE after %s; %+v", r.p.workers, took.Round(time.Millisecond), st)
+	// The restarted FS master forgot the workers (the block map is soft
+	// state) and asks each to register: expected. The job master keeps
+	// them in raft: it must not have declared any LOST.
+	st.RegisterAsks = 0
+	r.checkNoneLost(st, "after the leaders restarted")
+	if st.BlocksHeld < int64(r.p.tree.cachedFiles()) {
+		tb.Fatalf("the workers hold %d blocks, want %d", st.BlocksHeld, r.p.tree.cachedFiles())
+	}
+}
+
