@@ -473,4 +473,3 @@ func (r *run) leaderRestart() {
 		tb.Fatalf("the workers hold %d blocks, want %d", st.BlocksHeld, r.p.tree.cachedFiles())
 	}
 }
-
