@@ -41,6 +41,7 @@ type JournalEntry struct {
 	//	*JournalEntry_DeleteMountPoint
 	//	*JournalEntry_WorkerId
 	//	*JournalEntry_UpdateDirectory
+	//	*JournalEntry_UfsChildren
 	Body          isJournalEntry_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -187,6 +188,15 @@ func (x *JournalEntry) GetUpdateDirectory() *UpdateDirectoryEntry {
 	return nil
 }
 
+func (x *JournalEntry) GetUfsChildren() *UfsChildrenEntry {
+	if x != nil {
+		if x, ok := x.Body.(*JournalEntry_UfsChildren); ok {
+			return x.UfsChildren
+		}
+	}
+	return nil
+}
+
 type isJournalEntry_Body interface {
 	isJournalEntry_Body()
 }
@@ -231,6 +241,10 @@ type JournalEntry_UpdateDirectory struct {
 	UpdateDirectory *UpdateDirectoryEntry `protobuf:"bytes,19,opt,name=update_directory,json=updateDirectory,proto3,oneof"`
 }
 
+type JournalEntry_UfsChildren struct {
+	UfsChildren *UfsChildrenEntry `protobuf:"bytes,20,opt,name=ufs_children,json=ufsChildren,proto3,oneof"`
+}
+
 func (*JournalEntry_InodeDirectory) isJournalEntry_Body() {}
 
 func (*JournalEntry_InodeFile) isJournalEntry_Body() {}
@@ -250,6 +264,8 @@ func (*JournalEntry_DeleteMountPoint) isJournalEntry_Body() {}
 func (*JournalEntry_WorkerId) isJournalEntry_Body() {}
 
 func (*JournalEntry_UpdateDirectory) isJournalEntry_Body() {}
+
+func (*JournalEntry_UfsChildren) isJournalEntry_Body() {}
 
 // InodeDirectoryEntry creates a directory inode.
 type InodeDirectoryEntry struct {
@@ -962,6 +978,197 @@ func (x *UpdateDirectoryEntry) GetChildrenLoaded() bool {
 	return false
 }
 
+// UfsChildrenEntry adds a page of the children a directory's UFS listing
+// found (a first listing learns thousands at once: one entry, one apply, a
+// fraction of the journal bytes of an entry per child). Directories come
+// persisted with their own children not loaded yet, files persisted and
+// complete. The children take the ids first_id, first_id+1, ... in order.
+type UfsChildrenEntry struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ParentId       int64                  `protobuf:"varint,1,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
+	FirstId        int64                  `protobuf:"varint,2,opt,name=first_id,json=firstId,proto3" json:"first_id,omitempty"`
+	Owner          string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	Group          string                 `protobuf:"bytes,4,opt,name=group,proto3" json:"group,omitempty"`
+	BlockSizeBytes int64                  `protobuf:"varint,5,opt,name=block_size_bytes,json=blockSizeBytes,proto3" json:"block_size_bytes,omitempty"` // of the files
+	CreationTimeMs int64                  `protobuf:"varint,6,opt,name=creation_time_ms,json=creationTimeMs,proto3" json:"creation_time_ms,omitempty"` // of the directories, and of files without a UFS mtime
+	Children       []*UfsChild            `protobuf:"bytes,7,rep,name=children,proto3" json:"children,omitempty"`
+	// After these children, the directory's children are loaded (the last
+	// page of its first listing).
+	ChildrenLoaded bool `protobuf:"varint,8,opt,name=children_loaded,json=childrenLoaded,proto3" json:"children_loaded,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *UfsChildrenEntry) Reset() {
+	*x = UfsChildrenEntry{}
+	mi := &file_journal_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UfsChildrenEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UfsChildrenEntry) ProtoMessage() {}
+
+func (x *UfsChildrenEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_journal_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UfsChildrenEntry.ProtoReflect.Descriptor instead.
+func (*UfsChildrenEntry) Descriptor() ([]byte, []int) {
+	return file_journal_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *UfsChildrenEntry) GetParentId() int64 {
+	if x != nil {
+		return x.ParentId
+	}
+	return 0
+}
+
+func (x *UfsChildrenEntry) GetFirstId() int64 {
+	if x != nil {
+		return x.FirstId
+	}
+	return 0
+}
+
+func (x *UfsChildrenEntry) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *UfsChildrenEntry) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *UfsChildrenEntry) GetBlockSizeBytes() int64 {
+	if x != nil {
+		return x.BlockSizeBytes
+	}
+	return 0
+}
+
+func (x *UfsChildrenEntry) GetCreationTimeMs() int64 {
+	if x != nil {
+		return x.CreationTimeMs
+	}
+	return 0
+}
+
+func (x *UfsChildrenEntry) GetChildren() []*UfsChild {
+	if x != nil {
+		return x.Children
+	}
+	return nil
+}
+
+func (x *UfsChildrenEntry) GetChildrenLoaded() bool {
+	if x != nil {
+		return x.ChildrenLoaded
+	}
+	return false
+}
+
+type UfsChild struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Name           string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Directory      bool                   `protobuf:"varint,2,opt,name=directory,proto3" json:"directory,omitempty"`
+	Mode           uint32                 `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	Length         int64                  `protobuf:"varint,4,opt,name=length,proto3" json:"length,omitempty"`                                      // files
+	MtimeMs        *int64                 `protobuf:"varint,5,opt,name=mtime_ms,json=mtimeMs,proto3,oneof" json:"mtime_ms,omitempty"`               // files: their UFS modification time (none: creation_time_ms)
+	UfsFingerprint string                 `protobuf:"bytes,6,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"` // files
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *UfsChild) Reset() {
+	*x = UfsChild{}
+	mi := &file_journal_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UfsChild) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UfsChild) ProtoMessage() {}
+
+func (x *UfsChild) ProtoReflect() protoreflect.Message {
+	mi := &file_journal_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UfsChild.ProtoReflect.Descriptor instead.
+func (*UfsChild) Descriptor() ([]byte, []int) {
+	return file_journal_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *UfsChild) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UfsChild) GetDirectory() bool {
+	if x != nil {
+		return x.Directory
+	}
+	return false
+}
+
+func (x *UfsChild) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *UfsChild) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *UfsChild) GetMtimeMs() int64 {
+	if x != nil && x.MtimeMs != nil {
+		return *x.MtimeMs
+	}
+	return 0
+}
+
+func (x *UfsChild) GetUfsFingerprint() string {
+	if x != nil {
+		return x.UfsFingerprint
+	}
+	return ""
+}
+
 type AddMountPointEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Mount         *MountPointInfo        `protobuf:"bytes,1,opt,name=mount,proto3" json:"mount,omitempty"`
@@ -971,7 +1178,7 @@ type AddMountPointEntry struct {
 
 func (x *AddMountPointEntry) Reset() {
 	*x = AddMountPointEntry{}
-	mi := &file_journal_proto_msgTypes[8]
+	mi := &file_journal_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1190,7 @@ func (x *AddMountPointEntry) String() string {
 func (*AddMountPointEntry) ProtoMessage() {}
 
 func (x *AddMountPointEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_journal_proto_msgTypes[8]
+	mi := &file_journal_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1203,7 @@ func (x *AddMountPointEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMountPointEntry.ProtoReflect.Descriptor instead.
 func (*AddMountPointEntry) Descriptor() ([]byte, []int) {
-	return file_journal_proto_rawDescGZIP(), []int{8}
+	return file_journal_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AddMountPointEntry) GetMount() *MountPointInfo {
@@ -1015,7 +1222,7 @@ type DeleteMountPointEntry struct {
 
 func (x *DeleteMountPointEntry) Reset() {
 	*x = DeleteMountPointEntry{}
-	mi := &file_journal_proto_msgTypes[9]
+	mi := &file_journal_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1027,7 +1234,7 @@ func (x *DeleteMountPointEntry) String() string {
 func (*DeleteMountPointEntry) ProtoMessage() {}
 
 func (x *DeleteMountPointEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_journal_proto_msgTypes[9]
+	mi := &file_journal_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1040,7 +1247,7 @@ func (x *DeleteMountPointEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMountPointEntry.ProtoReflect.Descriptor instead.
 func (*DeleteMountPointEntry) Descriptor() ([]byte, []int) {
-	return file_journal_proto_rawDescGZIP(), []int{9}
+	return file_journal_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteMountPointEntry) GetAlluviumPath() string {
@@ -1061,7 +1268,7 @@ type WorkerIdEntry struct {
 
 func (x *WorkerIdEntry) Reset() {
 	*x = WorkerIdEntry{}
-	mi := &file_journal_proto_msgTypes[10]
+	mi := &file_journal_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1280,7 @@ func (x *WorkerIdEntry) String() string {
 func (*WorkerIdEntry) ProtoMessage() {}
 
 func (x *WorkerIdEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_journal_proto_msgTypes[10]
+	mi := &file_journal_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1293,7 @@ func (x *WorkerIdEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerIdEntry.ProtoReflect.Descriptor instead.
 func (*WorkerIdEntry) Descriptor() ([]byte, []int) {
-	return file_journal_proto_rawDescGZIP(), []int{10}
+	return file_journal_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WorkerIdEntry) GetAddress() string {
@@ -1123,7 +1330,7 @@ type RaftSnapshotHeader struct {
 
 func (x *RaftSnapshotHeader) Reset() {
 	*x = RaftSnapshotHeader{}
-	mi := &file_journal_proto_msgTypes[11]
+	mi := &file_journal_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1342,7 @@ func (x *RaftSnapshotHeader) String() string {
 func (*RaftSnapshotHeader) ProtoMessage() {}
 
 func (x *RaftSnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_journal_proto_msgTypes[11]
+	mi := &file_journal_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1355,7 @@ func (x *RaftSnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftSnapshotHeader.ProtoReflect.Descriptor instead.
 func (*RaftSnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_journal_proto_rawDescGZIP(), []int{11}
+	return file_journal_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RaftSnapshotHeader) GetIndex() uint64 {
@@ -1197,7 +1404,7 @@ var File_journal_proto protoreflect.FileDescriptor
 
 const file_journal_proto_rawDesc = "" +
 	"\n" +
-	"\rjournal.proto\x12\valluvium.v1\x1a\fcommon.proto\x1a\fjobfsm.proto\"\x8b\x06\n" +
+	"\rjournal.proto\x12\valluvium.v1\x1a\fcommon.proto\x1a\fjobfsm.proto\"\xcf\x06\n" +
 	"\fJournalEntry\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12\x1c\n" +
 	"\n" +
@@ -1213,7 +1420,8 @@ const file_journal_proto_rawDesc = "" +
 	"\x0fadd_mount_point\x18\x10 \x01(\v2\x1f.alluvium.v1.AddMountPointEntryH\x00R\raddMountPoint\x12R\n" +
 	"\x12delete_mount_point\x18\x11 \x01(\v2\".alluvium.v1.DeleteMountPointEntryH\x00R\x10deleteMountPoint\x129\n" +
 	"\tworker_id\x18\x12 \x01(\v2\x1a.alluvium.v1.WorkerIdEntryH\x00R\bworkerId\x12N\n" +
-	"\x10update_directory\x18\x13 \x01(\v2!.alluvium.v1.UpdateDirectoryEntryH\x00R\x0fupdateDirectoryB\x06\n" +
+	"\x10update_directory\x18\x13 \x01(\v2!.alluvium.v1.UpdateDirectoryEntryH\x00R\x0fupdateDirectory\x12B\n" +
+	"\fufs_children\x18\x14 \x01(\v2\x1d.alluvium.v1.UfsChildrenEntryH\x00R\vufsChildrenB\x06\n" +
 	"\x04body\"\xda\x03\n" +
 	"\x13InodeDirectoryEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n" +
@@ -1296,7 +1504,24 @@ const file_journal_proto_rawDesc = "" +
 	"\x14UpdateDirectoryEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12,\n" +
 	"\x0fchildren_loaded\x18\x02 \x01(\bH\x00R\x0echildrenLoaded\x88\x01\x01B\x12\n" +
-	"\x10_children_loaded\"G\n" +
+	"\x10_children_loaded\"\xa6\x02\n" +
+	"\x10UfsChildrenEntry\x12\x1b\n" +
+	"\tparent_id\x18\x01 \x01(\x03R\bparentId\x12\x19\n" +
+	"\bfirst_id\x18\x02 \x01(\x03R\afirstId\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x14\n" +
+	"\x05group\x18\x04 \x01(\tR\x05group\x12(\n" +
+	"\x10block_size_bytes\x18\x05 \x01(\x03R\x0eblockSizeBytes\x12(\n" +
+	"\x10creation_time_ms\x18\x06 \x01(\x03R\x0ecreationTimeMs\x121\n" +
+	"\bchildren\x18\a \x03(\v2\x15.alluvium.v1.UfsChildR\bchildren\x12'\n" +
+	"\x0fchildren_loaded\x18\b \x01(\bR\x0echildrenLoaded\"\xbe\x01\n" +
+	"\bUfsChild\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
+	"\tdirectory\x18\x02 \x01(\bR\tdirectory\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\rR\x04mode\x12\x16\n" +
+	"\x06length\x18\x04 \x01(\x03R\x06length\x12\x1e\n" +
+	"\bmtime_ms\x18\x05 \x01(\x03H\x00R\amtimeMs\x88\x01\x01\x12'\n" +
+	"\x0fufs_fingerprint\x18\x06 \x01(\tR\x0eufsFingerprintB\v\n" +
+	"\t_mtime_ms\"G\n" +
 	"\x12AddMountPointEntry\x121\n" +
 	"\x05mount\x18\x01 \x01(\v2\x1b.alluvium.v1.MountPointInfoR\x05mount\"<\n" +
 	"\x15DeleteMountPointEntry\x12#\n" +
@@ -1326,7 +1551,7 @@ func file_journal_proto_rawDescGZIP() []byte {
 	return file_journal_proto_rawDescData
 }
 
-var file_journal_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_journal_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_journal_proto_goTypes = []any{
 	(*JournalEntry)(nil),          // 0: alluvium.v1.JournalEntry
 	(*InodeDirectoryEntry)(nil),   // 1: alluvium.v1.InodeDirectoryEntry
@@ -1336,14 +1561,16 @@ var file_journal_proto_goTypes = []any{
 	(*RenameEntry)(nil),           // 5: alluvium.v1.RenameEntry
 	(*SetAttributeEntry)(nil),     // 6: alluvium.v1.SetAttributeEntry
 	(*UpdateDirectoryEntry)(nil),  // 7: alluvium.v1.UpdateDirectoryEntry
-	(*AddMountPointEntry)(nil),    // 8: alluvium.v1.AddMountPointEntry
-	(*DeleteMountPointEntry)(nil), // 9: alluvium.v1.DeleteMountPointEntry
-	(*WorkerIdEntry)(nil),         // 10: alluvium.v1.WorkerIdEntry
-	(*RaftSnapshotHeader)(nil),    // 11: alluvium.v1.RaftSnapshotHeader
-	(PersistenceState)(0),         // 12: alluvium.v1.PersistenceState
-	(WriteType)(0),                // 13: alluvium.v1.WriteType
-	(*MountPointInfo)(nil),        // 14: alluvium.v1.MountPointInfo
-	(*SetPeerCommand)(nil),        // 15: alluvium.v1.SetPeerCommand
+	(*UfsChildrenEntry)(nil),      // 8: alluvium.v1.UfsChildrenEntry
+	(*UfsChild)(nil),              // 9: alluvium.v1.UfsChild
+	(*AddMountPointEntry)(nil),    // 10: alluvium.v1.AddMountPointEntry
+	(*DeleteMountPointEntry)(nil), // 11: alluvium.v1.DeleteMountPointEntry
+	(*WorkerIdEntry)(nil),         // 12: alluvium.v1.WorkerIdEntry
+	(*RaftSnapshotHeader)(nil),    // 13: alluvium.v1.RaftSnapshotHeader
+	(PersistenceState)(0),         // 14: alluvium.v1.PersistenceState
+	(WriteType)(0),                // 15: alluvium.v1.WriteType
+	(*MountPointInfo)(nil),        // 16: alluvium.v1.MountPointInfo
+	(*SetPeerCommand)(nil),        // 17: alluvium.v1.SetPeerCommand
 }
 var file_journal_proto_depIdxs = []int32{
 	1,  // 0: alluvium.v1.JournalEntry.inode_directory:type_name -> alluvium.v1.InodeDirectoryEntry
@@ -1352,21 +1579,23 @@ var file_journal_proto_depIdxs = []int32{
 	4,  // 3: alluvium.v1.JournalEntry.delete_inode:type_name -> alluvium.v1.DeleteInodeEntry
 	5,  // 4: alluvium.v1.JournalEntry.rename:type_name -> alluvium.v1.RenameEntry
 	6,  // 5: alluvium.v1.JournalEntry.set_attribute:type_name -> alluvium.v1.SetAttributeEntry
-	8,  // 6: alluvium.v1.JournalEntry.add_mount_point:type_name -> alluvium.v1.AddMountPointEntry
-	9,  // 7: alluvium.v1.JournalEntry.delete_mount_point:type_name -> alluvium.v1.DeleteMountPointEntry
-	10, // 8: alluvium.v1.JournalEntry.worker_id:type_name -> alluvium.v1.WorkerIdEntry
+	10, // 6: alluvium.v1.JournalEntry.add_mount_point:type_name -> alluvium.v1.AddMountPointEntry
+	11, // 7: alluvium.v1.JournalEntry.delete_mount_point:type_name -> alluvium.v1.DeleteMountPointEntry
+	12, // 8: alluvium.v1.JournalEntry.worker_id:type_name -> alluvium.v1.WorkerIdEntry
 	7,  // 9: alluvium.v1.JournalEntry.update_directory:type_name -> alluvium.v1.UpdateDirectoryEntry
-	12, // 10: alluvium.v1.InodeDirectoryEntry.persistence_state:type_name -> alluvium.v1.PersistenceState
-	12, // 11: alluvium.v1.InodeFileEntry.persistence_state:type_name -> alluvium.v1.PersistenceState
-	13, // 12: alluvium.v1.InodeFileEntry.write_type:type_name -> alluvium.v1.WriteType
-	12, // 13: alluvium.v1.SetAttributeEntry.persistence_state:type_name -> alluvium.v1.PersistenceState
-	14, // 14: alluvium.v1.AddMountPointEntry.mount:type_name -> alluvium.v1.MountPointInfo
-	15, // 15: alluvium.v1.RaftSnapshotHeader.peers:type_name -> alluvium.v1.SetPeerCommand
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	8,  // 10: alluvium.v1.JournalEntry.ufs_children:type_name -> alluvium.v1.UfsChildrenEntry
+	14, // 11: alluvium.v1.InodeDirectoryEntry.persistence_state:type_name -> alluvium.v1.PersistenceState
+	14, // 12: alluvium.v1.InodeFileEntry.persistence_state:type_name -> alluvium.v1.PersistenceState
+	15, // 13: alluvium.v1.InodeFileEntry.write_type:type_name -> alluvium.v1.WriteType
+	14, // 14: alluvium.v1.SetAttributeEntry.persistence_state:type_name -> alluvium.v1.PersistenceState
+	9,  // 15: alluvium.v1.UfsChildrenEntry.children:type_name -> alluvium.v1.UfsChild
+	16, // 16: alluvium.v1.AddMountPointEntry.mount:type_name -> alluvium.v1.MountPointInfo
+	17, // 17: alluvium.v1.RaftSnapshotHeader.peers:type_name -> alluvium.v1.SetPeerCommand
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_journal_proto_init() }
@@ -1387,16 +1616,18 @@ func file_journal_proto_init() {
 		(*JournalEntry_DeleteMountPoint)(nil),
 		(*JournalEntry_WorkerId)(nil),
 		(*JournalEntry_UpdateDirectory)(nil),
+		(*JournalEntry_UfsChildren)(nil),
 	}
 	file_journal_proto_msgTypes[6].OneofWrappers = []any{}
 	file_journal_proto_msgTypes[7].OneofWrappers = []any{}
+	file_journal_proto_msgTypes[9].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_journal_proto_rawDesc), len(file_journal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -144,6 +144,31 @@ func (c *children) remove(name string) bool {
 	return true
 }
 
+// compact repacks the children into full chunks when they fill less than
+// three quarters of them: a directory learned out of name order (a UFS
+// listing in hash order) splits its chunks to about half full.
+func (c *children) compact() {
+	if c == nil || len(c.chunks) < 2 || c.n*4 >= len(c.chunks)*chunkMax*3 {
+		return
+	}
+	out := make([][]*inode, 0, (c.n+chunkMax-1)/chunkMax)
+	left := c.n
+	var cur []*inode
+	for _, ch := range c.chunks {
+		for _, n := range ch {
+			if len(cur) == cap(cur) {
+				if cur != nil {
+					out = append(out, cur)
+				}
+				cur = make([]*inode, 0, min(left, chunkMax))
+			}
+			cur = append(cur, n)
+			left--
+		}
+	}
+	c.chunks = append(out, cur)
+}
+
 // ascend calls fn for every child from the first whose name is >= from
 // (every child when from is empty), in name order, until fn returns false.
 // fn must not change c.

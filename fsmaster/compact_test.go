@@ -6,7 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/fsmaster/journal"
@@ -111,6 +114,37 @@ func TestChildrenSortedFillIsDense(t *testing.T) {
 	}
 	if c.len() != 0 || len(c.chunks) != 0 {
 		t.Fatalf("after removing all: len %d, %d chunks", c.len(), len(c.chunks))
+	}
+}
+
+// TestChildrenCompact: children inserted in random order and compacted
+// fill every chunk but the last, and stay what they were.
+func TestChildrenCompact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var c children
+	const n = 20 * chunkMax
+	for _, i := range rng.Perm(n) {
+		c.insert(&inode{name: fmt.Sprintf("f%07d", i)})
+	}
+	if len(c.chunks) < 30 {
+		t.Fatalf("random inserts left %d chunks for %d children; want half-full chunks", len(c.chunks), n)
+	}
+	c.compact()
+	if err := c.check(); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.chunks) != n/chunkMax {
+		t.Fatalf("compacted into %d chunks, want %d", len(c.chunks), n/chunkMax)
+	}
+	for i := range n {
+		if c.get(fmt.Sprintf("f%07d", i)) == nil {
+			t.Fatalf("child %d lost", i)
+		}
+	}
+	// Inserting after compaction still works (full chunks split).
+	c.insert(&inode{name: "f0000100x"})
+	if err := c.check(); err != nil || c.len() != n+1 {
+		t.Fatalf("insert after compact: %v, len %d", err, c.len())
 	}
 }
 
@@ -349,4 +383,131 @@ func TestCheckpointV1StillLoads(t *testing.T) {
 	if got := st2.Dump(); got != string(want) {
 		t.Fatalf("rewritten checkpoint loads differently:\n%s", diff(string(want), got))
 	}
+}
+
+// ufsStateForTest is a state with a root, its mount, a directory /d and a
+// file /f.
+func ufsStateForTest(t testing.TB) *State {
+	s := NewState()
+	for i, e := range []*api.JournalEntry{
+		dirEntry(&api.InodeDirectoryEntry{Id: 1, Mode: 0o755, MountPoint: true, Owner: "u", Group: "g"}),
+		{Body: &api.JournalEntry_AddMountPoint{AddMountPoint: &api.AddMountPointEntry{Mount: &api.MountPointInfo{AlluviumPath: "/", UfsUri: "file:///x", MountId: 1}}}},
+		dirEntry(&api.InodeDirectoryEntry{Id: 2, ParentId: 1, Name: "d", Mode: 0o755, Owner: "u", Group: "g"}),
+		fileEntry(&api.InodeFileEntry{Id: 3, ParentId: 1, Name: "f", BlockSizeBytes: 1, ReplicationMax: -1}),
+	} {
+		e.Sequence = int64(i + 1)
+		if err := s.Apply(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+func ufsChildrenEntry(parent, first int64, kids ...*api.UfsChild) *api.JournalEntry {
+	return &api.JournalEntry{Sequence: 10, OpTimeMs: 777, Body: &api.JournalEntry_UfsChildren{UfsChildren: &api.UfsChildrenEntry{
+		ParentId: parent, FirstId: first, Owner: "o", Group: "gr", BlockSizeBytes: 64 << 20, CreationTimeMs: 500,
+		Children: kids, ChildrenLoaded: true,
+	}}}
+}
+
+// TestApplyUfsChildren: a page of UFS children lands as the entries per
+// child would have (persisted complete files, persisted unloaded
+// directories, ids in order, the parent loaded and modified); any bad
+// child refuses the whole page and changes nothing.
+func TestApplyUfsChildren(t *testing.T) {
+	s := ufsStateForTest(t)
+	mt := int64(123456)
+	e := ufsChildrenEntry(2, 10,
+		&api.UfsChild{Name: "b.bin", Mode: 0o600, Length: 5, MtimeMs: &mt, UfsFingerprint: "5:123456000001"},
+		&api.UfsChild{Name: "a", Directory: true, Mode: 0o755},
+		&api.UfsChild{Name: "c", Mode: 0o644, UfsFingerprint: "etag:0"},
+	)
+	if err := s.Apply(e); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckInvariants(); err != nil {
+		t.Fatal(err)
+	}
+	got := s.Dump()
+	for _, want := range []string{
+		`/d id=2 dir=true mode=755 owner="u" group="g" ctime=0 mtime=777 persist=PERSISTED pinned=false loaded=true mountpoint=false children=3`,
+		`/d/a id=11 dir=true mode=755 owner="o" group="gr" ctime=500 mtime=500 persist=PERSISTED pinned=false loaded=false`,
+		`/d/b.bin id=10 dir=false mode=600 owner="o" group="gr" ctime=123456 mtime=123456 persist=PERSISTED pinned=false len=5 bs=67108864 wt=THROUGH complete=true fp="5:123456000001" repl=0..-1`,
+		`/d/c id=12 dir=false mode=644 owner="o" group="gr" ctime=500 mtime=500 persist=PERSISTED pinned=false len=0 bs=67108864 wt=THROUGH complete=true fp="etag:0" repl=0..-1`,
+		"seq 10 next-inode 13",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("state lacks %q:\n%s", want, got)
+		}
+	}
+
+	for name, bad := range map[string]*api.JournalEntry{
+		"parent missing":  ufsChildrenEntry(99, 20, &api.UfsChild{Name: "x"}),
+		"parent a file":   ufsChildrenEntry(3, 20, &api.UfsChild{Name: "x"}),
+		"id taken":        ufsChildrenEntry(2, 11, &api.UfsChild{Name: "x"}),
+		"first id 0":      ufsChildrenEntry(2, 0, &api.UfsChild{Name: "x"}),
+		"invalid name":    ufsChildrenEntry(2, 20, &api.UfsChild{Name: "x"}, &api.UfsChild{Name: ".."}),
+		"name taken":      ufsChildrenEntry(2, 20, &api.UfsChild{Name: "x"}, &api.UfsChild{Name: "a"}),
+		"name twice":      ufsChildrenEntry(2, 20, &api.UfsChild{Name: "x"}, &api.UfsChild{Name: "y"}, &api.UfsChild{Name: "x"}),
+		"bad mode":        ufsChildrenEntry(2, 20, &api.UfsChild{Name: "x", Mode: 0o100644}),
+		"negative length": ufsChildrenEntry(2, 20, &api.UfsChild{Name: "x", Length: -1}),
+		"slash in name":   ufsChildrenEntry(2, 20, &api.UfsChild{Name: "é/x"}),
+	} {
+		before := s.Dump()
+		if err := s.Apply(bad); err == nil {
+			t.Errorf("%s: applied", name)
+		}
+		if after := s.Dump(); after != before {
+			t.Fatalf("%s: a refused page changed the state:\n%s", name, diff(before, after))
+		}
+	}
+	zeroBS := ufsChildrenEntry(2, 20, &api.UfsChild{Name: "x"})
+	zeroBS.GetUfsChildren().BlockSizeBytes = 0
+	if err := s.Apply(zeroBS); err == nil {
+		t.Errorf("files with block size 0 applied")
+	}
+	// Directories only need no block size.
+	dirsOnly := ufsChildrenEntry(2, 20, &api.UfsChild{Name: "x", Directory: true})
+	dirsOnly.GetUfsChildren().BlockSizeBytes = 0
+	if err := s.Apply(dirsOnly); err != nil {
+		t.Errorf("directories only: %v", err)
+	}
+	if err := s.CheckInvariants(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// FuzzApplyEntry feeds arbitrary journal entries to a small state: Apply
+// never panics, a refused entry changes nothing, an applied one leaves
+// every invariant intact (a lone entry cannot add a mount point's mount,
+// so that one breach is allowed).
+func FuzzApplyEntry(f *testing.F) {
+	mt := int64(5)
+	for _, e := range []*api.JournalEntry{
+		ufsChildrenEntry(2, 10, &api.UfsChild{Name: "b", Length: 5, MtimeMs: &mt, UfsFingerprint: "5:1"}, &api.UfsChild{Name: "a", Directory: true}),
+		fileEntry(&api.InodeFileEntry{Id: 7, ParentId: 2, Name: "n", BlockSizeBytes: 4, ReplicationMax: 2, Ttl: 9, TtlAction: "FREE"}),
+		setAttrEntry(&api.SetAttributeEntry{Id: 3, Owner: ptr("z"), Ttl: ptr(int64(4)), UfsFingerprint: ptr("0:1")}),
+		{Body: &api.JournalEntry_CompleteFile{CompleteFile: &api.CompleteFileEntry{Id: 3, Length: 10, UfsFingerprint: "10:5"}}},
+		{Body: &api.JournalEntry_Rename{Rename: &api.RenameEntry{Id: 3, NewParentId: 2, NewName: "g"}}},
+		deleteEntry(2),
+	} {
+		f.Add(mustMarshal(e))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var e api.JournalEntry
+		if err := proto.Unmarshal(b, &e); err != nil {
+			return
+		}
+		s := ufsStateForTest(t)
+		before := s.Dump()
+		if err := s.Apply(&e); err != nil {
+			if s.Dump() != before {
+				t.Fatalf("refused entry %v changed the state", &e)
+			}
+			return
+		}
+		if err := s.CheckInvariants(); err != nil && !strings.Contains(err.Error(), "has no mount") {
+			t.Fatalf("entry %v: %v", &e, err)
+		}
+	})
 }

@@ -15,8 +15,21 @@ import (
 // page is found again by a btree seek however the directory changed since,
 // and no listing is ever built whole.
 func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest) (*api.ListStatusResponse, error) {
+	ns.op("ls")
+	// Directories learned from the UFS on the way are journaled as the
+	// listing goes; it waits for the journal once, before it answers.
+	var learned *txn
+	resp, err := ns.listStatus(ctx, req, &learned)
+	if learned != nil {
+		if werr := learned.wait(ctx); werr != nil {
+			return nil, werr
+		}
+	}
+	return resp, err
+}
+
+func (ns *namespace) listStatus(ctx context.Context, req *api.ListStatusRequest, learned **txn) (*api.ListStatusResponse, error) {
 	const op = "ls"
-	ns.op(op)
 	p, err := ns.clean(op, req.GetPath())
 	if err != nil {
 		return nil, err
@@ -105,7 +118,11 @@ func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest)
 			}
 		}
 		ns.mu.RUnlock()
-		if err := ns.loadChildren(ctx, load); err != nil {
+		t, err := ns.learnChildren(ctx, load)
+		if t != nil {
+			*learned = t
+		}
+		if err != nil {
 			return nil, err
 		}
 		if req.GetRecursive() && len(resp.Infos) > 0 {
@@ -143,8 +160,10 @@ func (ns *namespace) listDir(n *inode, p, token string, size int, blocks bool, r
 // children can be listed (load names it; the caller merges it and resumes
 // after the last info of the page).
 func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp syncPolicy, blocks bool, resp *api.ListStatusResponse, pr principal) (full bool, load string, deny error) {
-	var visit func(d *inode, dp string, after []string) bool // false: stop
-	visit = func(d *inode, dp string, after []string) bool {
+	// resumed: d is on the page token's path (or is its last entry), so an
+	// earlier page synced it.
+	var visit func(d *inode, dp string, after []string, resumed bool) bool // false: stop
+	visit = func(d *inode, dp string, after []string, resumed bool) bool {
 		// Every directory listed needs read and execute: a subtree the
 		// caller may not list stops the listing (it is never skipped
 		// silently, so a job never works on part of a tree unknowingly).
@@ -152,8 +171,9 @@ func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp s
 			deny = ns.denied("ls", p, pr, d, permR|permX)
 			return false
 		}
-		// A directory the page token lies in was synced by an earlier page.
-		if len(after) == 0 && sp.needs(d) {
+		// A directory the page token lies in, or ends at, was synced by an
+		// earlier page.
+		if !resumed && sp.needs(d) {
 			load = dp
 			return false
 		}
@@ -166,7 +186,7 @@ func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp s
 			if len(after) > 0 && c.name == after[0] {
 				// Already returned: only its subtree may be left.
 				if c.dir() {
-					cont = visit(c, cp, after[1:])
+					cont = visit(c, cp, after[1:], true)
 				}
 				return cont
 			}
@@ -177,7 +197,7 @@ func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp s
 			}
 			resp.Infos = append(resp.Infos, ns.info(c, cp, blocks))
 			if c.dir() {
-				cont = visit(c, cp, nil)
+				cont = visit(c, cp, nil, false)
 			}
 			return cont
 		}
@@ -190,6 +210,6 @@ func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp s
 	}
 	// The directory being listed itself was checked by the caller's
 	// ensureLoaded; its children may still need merging.
-	visit(n, p, after)
+	visit(n, p, after, len(after) > 0)
 	return full, load, deny
 }

@@ -234,7 +234,8 @@ func (r *recorder) since(i int) []*api.JournalEntry {
 
 // isLoadEntry reports whether e is metadata loaded from the UFS: a
 // persisted directory whose children are not loaded yet, a completed
-// persisted file as the UFS has it, or a directory marked loaded.
+// persisted file as the UFS has it, a page of a directory's UFS children,
+// or a directory marked loaded.
 func isLoadEntry(e *api.JournalEntry) bool {
 	switch b := e.GetBody().(type) {
 	case *api.JournalEntry_InodeDirectory:
@@ -243,7 +244,7 @@ func isLoadEntry(e *api.JournalEntry) bool {
 	case *api.JournalEntry_InodeFile:
 		f := b.InodeFile
 		return f.GetPersistenceState() == api.PersistenceState_PERSISTED && f.GetCompleted() && f.GetWriteType() == api.WriteType_THROUGH
-	case *api.JournalEntry_UpdateDirectory:
+	case *api.JournalEntry_UpdateDirectory, *api.JournalEntry_UfsChildren:
 		return true
 	}
 	return false

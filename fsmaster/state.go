@@ -2,6 +2,8 @@ package fsmaster
 
 import (
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 
 	"github.com/alluvium/alluvium/api"
@@ -187,6 +189,8 @@ func (s *State) Apply(e *api.JournalEntry) error {
 		err = s.applySetAttribute(e, b.SetAttribute)
 	case *api.JournalEntry_UpdateDirectory:
 		err = s.applyUpdateDirectory(e, b.UpdateDirectory)
+	case *api.JournalEntry_UfsChildren:
+		err = s.applyUfsChildren(e, b.UfsChildren)
 	case *api.JournalEntry_AddMountPoint:
 		err = s.applyAddMountPoint(e, b.AddMountPoint)
 	case *api.JournalEntry_DeleteMountPoint:
@@ -236,13 +240,24 @@ func (s *State) parentFor(id, parentID int64, name string, aside bool) (*inode, 
 	return p, nil
 }
 
-// validName reports whether name can be a path component.
+// validName reports whether name can be a path component: what
+// paths.Clean accepts as one (no '/', not "." or "..", at most 255 bytes of
+// UTF-8 without control characters), checked without building a path.
 func validName(name string) bool {
-	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
+	if name == "" || name == "." || name == ".." || len(name) > paths.MaxComponentLength {
 		return false
 	}
-	_, err := paths.Clean("/" + name)
-	return err == nil
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c == '/' || c < 0x20 || c == 0x7f:
+			return false
+		case c >= 0x80:
+			// Not ASCII: the slow, exact check (UTF-8, C1 controls are fine).
+			_, err := paths.Clean("/" + name)
+			return err == nil && !strings.ContainsRune(name, '/')
+		}
+	}
+	return true
 }
 
 // indexTTL keeps n in the TTL index exactly while it has a TTL and is in
@@ -681,6 +696,87 @@ func (s *State) applyUpdateDirectory(e *api.JournalEntry, u *api.UpdateDirectory
 	}
 	if u.ChildrenLoaded != nil {
 		n.setFlag(bitLoaded, u.GetChildrenLoaded())
+	}
+	return nil
+}
+
+// applyUfsChildren adds a page of children found in a directory's UFS.
+// Every child is checked before the first is added.
+func (s *State) applyUfsChildren(e *api.JournalEntry, u *api.UfsChildrenEntry) error {
+	p := s.get(u.GetParentId())
+	switch {
+	case p == nil:
+		return fmt.Errorf("parent %d does not exist", u.GetParentId())
+	case !p.dir():
+		return fmt.Errorf("parent %d is a file", u.GetParentId())
+	}
+	kids := u.GetChildren()
+	first := u.GetFirstId()
+	if len(kids) > 0 && (first <= 0 || first > math.MaxInt64-int64(len(kids))) {
+		return fmt.Errorf("first inode id %d of %d children", first, len(kids))
+	}
+	files := false
+	for i, c := range kids {
+		id := first + int64(i)
+		switch {
+		case s.get(id) != nil:
+			return fmt.Errorf("inode %d exists", id)
+		case !validName(c.GetName()):
+			return fmt.Errorf("invalid name %q", c.GetName())
+		case p.child(c.GetName()) != nil:
+			return fmt.Errorf("%q exists in %d", c.GetName(), p.id)
+		case c.GetMode()&^bitsModeMask != 0:
+			return fmt.Errorf("child %q: mode %o is not a permission mode", c.GetName(), c.GetMode())
+		case !c.GetDirectory() && c.GetLength() < 0:
+			return fmt.Errorf("child %q: negative length %d", c.GetName(), c.GetLength())
+		}
+		files = files || !c.GetDirectory()
+	}
+	if files && u.GetBlockSizeBytes() <= 0 {
+		return fmt.Errorf("block size %d", u.GetBlockSizeBytes())
+	}
+	if len(kids) > 1 {
+		names := make([]string, len(kids))
+		for i, c := range kids {
+			names[i] = c.GetName()
+		}
+		slices.Sort(names)
+		for i := 1; i < len(names); i++ {
+			if names[i] == names[i-1] {
+				return fmt.Errorf("%q twice among the children", names[i])
+			}
+		}
+	}
+	// Valid: building and inserting cannot fail now.
+	now := u.GetCreationTimeMs()
+	var aFile *inode
+	for i, c := range kids {
+		id := first + int64(i)
+		var n *inode
+		var err error
+		if c.GetDirectory() {
+			n, err = s.newDir(dirAttrs{id: id, name: c.GetName(), mode: c.GetMode(), owner: u.GetOwner(), group: u.GetGroup(),
+				ctime: now, persist: api.PersistenceState_PERSISTED})
+		} else {
+			ct := now
+			if c.MtimeMs != nil {
+				ct = c.GetMtimeMs()
+			}
+			n, err = s.newFile(fileAttrs{id: id, name: c.GetName(), mode: c.GetMode(), owner: u.GetOwner(), group: u.GetGroup(),
+				ctime: ct, persist: api.PersistenceState_PERSISTED, completed: true, length: c.GetLength(),
+				blockSize: u.GetBlockSizeBytes(), writeType: api.WriteType_THROUGH, fingerprint: c.GetUfsFingerprint(), replMax: -1})
+			aFile = n
+		}
+		if err != nil {
+			return fmt.Errorf("child %q: %w (bug: checked before)", c.GetName(), err)
+		}
+		s.insert(p, n, e.GetOpTimeMs())
+	}
+	if aFile != nil {
+		persistAncestors(aFile)
+	}
+	if u.GetChildrenLoaded() {
+		p.setFlag(bitLoaded, true)
 	}
 	return nil
 }

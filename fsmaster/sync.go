@@ -54,14 +54,29 @@ func (sp syncPolicy) needs(n *inode) bool {
 }
 
 // loadChildren merges the children of directory p from its UFS (the first
-// time) or syncs them with it (later), and marks it loaded. The UFS listing streams in batches and is never held whole; only
-// the names it holds are remembered, to find what the UFS lost.
+// time) or syncs them with it (later), marks it loaded, and waits until
+// that is durable.
 func (ns *namespace) loadChildren(ctx context.Context, p string) error {
+	t, err := ns.learnChildren(ctx, p)
+	if err != nil || t == nil {
+		return err
+	}
+	return t.wait(ctx)
+}
+
+// learnChildren is loadChildren without the wait: it returns the last txn
+// it journaled (nil if none), so that a listing that learns many
+// directories waits for the journal once, before it answers.
+//
+// The UFS listing streams in batches and is never held whole; each batch's
+// new children are one journal entry (UfsChildrenEntry). A re-sync only
+// remembers the names it saw, to find what the UFS lost.
+func (ns *namespace) learnChildren(ctx context.Context, p string) (*txn, error) {
 	ns.mu.RLock()
 	n := ns.st.lookup(p)
 	if n == nil || !n.dir() {
 		ns.mu.RUnlock()
-		return nil
+		return nil, nil
 	}
 	id := n.id
 	// The first load only merges; a re-sync also reconciles what the
@@ -72,7 +87,7 @@ func (ns *namespace) loadChildren(ctx context.Context, p string) error {
 	ns.mu.RUnlock()
 	fs, err := ns.fsFor(ctx, m)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var (
 		last     *txn
@@ -82,7 +97,7 @@ func (ns *namespace) loadChildren(ctx context.Context, p string) error {
 	)
 	batch := make([]ufs.FileStatus, 0, loadBatch)
 	gone := errors.New("directory went away")
-	flush := func() error {
+	flush := func(final bool) error {
 		ns.mu.Lock()
 		defer ns.mu.Unlock()
 		if err := ns.usable(); err != nil {
@@ -93,6 +108,12 @@ func (ns *namespace) loadChildren(ctx context.Context, p string) error {
 			return gone
 		}
 		t := ns.begin()
+		u := &api.UfsChildrenEntry{
+			ParentId: id, FirstId: ns.st.nextInodeID, Owner: ns.cfg.owner, Group: ns.cfg.group,
+			BlockSizeBytes: ns.cfg.blockSize, CreationTimeMs: t.now,
+			// The first listing's last page marks the directory loaded.
+			ChildrenLoaded: final && !resync && !d.childrenLoaded(),
+		}
 		for _, st := range batch {
 			if !validName(st.Name) {
 				continue
@@ -106,46 +127,48 @@ func (ns *namespace) loadChildren(ctx context.Context, p string) error {
 				}
 				continue
 			}
-			if err := t.add(ns.ufsEntry(ns.st.nextInodeID, id, st, t.now)); err != nil {
-				return err
-			}
-			added++
+			u.Children = append(u.Children, ufsChild(st))
 		}
 		batch = batch[:0]
-		if t.last != nil {
-			last = t
+		if len(u.Children) == 0 && !u.ChildrenLoaded {
+			return nil
 		}
+		if err := t.add(&api.JournalEntry{Body: &api.JournalEntry_UfsChildren{UfsChildren: u}}); err != nil {
+			return err
+		}
+		added += len(u.Children)
+		last = t
 		return nil
 	}
 	listed := true
 	err = fs.List(ctx, rel, func(st ufs.FileStatus) error {
 		batch = append(batch, st)
 		if len(batch) == loadBatch {
-			return flush()
+			return flush(false)
 		}
 		return nil
 	})
 	switch {
 	case errors.Is(err, gone):
-		return nil
+		return last, nil
 	case errors.Is(err, ufs.ErrNotFound), errors.Is(err, ufs.ErrNotDir):
 		// Nothing in the UFS (a directory not persisted yet): nothing to
 		// merge, and nothing to drop either.
 		batch, listed = batch[:0], false
 	case err != nil:
-		return ufsErr("load", p, err)
+		return last, ufsErr("load", p, err)
 	}
-	if err := flush(); err != nil {
+	if err := flush(true); err != nil {
 		if errors.Is(err, gone) {
-			return nil
+			return last, nil
 		}
-		return err
+		return last, err
 	}
 	if listed && resync {
 		ns.mu.RLock()
 		if d := ns.st.get(id); d != nil && d.dir() {
 			d.kids.ascend("", func(c *inode) bool {
-				if _, ok := seen[c.name]; !ok && c.persist() == api.PersistenceState_PERSISTED && !c.mountPoint() {
+				if _, ok := seen[c.name]; !ok && c.persisted() && !c.mountPoint() {
 					suspects = append(suspects, c.name)
 				}
 				return true
@@ -156,7 +179,7 @@ func (ns *namespace) loadChildren(ctx context.Context, p string) error {
 	seen = nil
 	changed, removed, err := ns.reconcile(ctx, id, p, m, fs, suspects)
 	if err != nil {
-		return err
+		return last, err
 	}
 	if changed+removed+added > 0 {
 		ns.log.Info("metadata synced with the UFS", zap.String("path", p),
@@ -165,22 +188,44 @@ func (ns *namespace) loadChildren(ctx context.Context, p string) error {
 	ns.mu.Lock()
 	if d := ns.st.get(id); d != nil && d.dir() {
 		if !d.childrenLoaded() {
+			// A re-sync of a directory someone marked unloaded meanwhile,
+			// or a listing cut short: mark it now.
 			t := ns.begin()
 			loaded := true
 			if err := t.add(&api.JournalEntry{Body: &api.JournalEntry_UpdateDirectory{UpdateDirectory: &api.UpdateDirectoryEntry{Id: id, ChildrenLoaded: &loaded}}}); err != nil {
 				ns.mu.Unlock()
-				return err
+				return last, err
 			}
 			last = t
 		}
 		d.setSyncedAt(ns.now().UnixNano())
+		if added > 0 {
+			d.kids.compact()
+		}
 	}
 	ns.mu.Unlock()
 	ns.op("load-children")
-	if last != nil {
-		return last.wait(ctx)
+	return last, nil
+}
+
+// ufsChild is the journal record of one UFS entry learned.
+func ufsChild(st ufs.FileStatus) *api.UfsChild {
+	c := &api.UfsChild{Name: st.Name, Directory: st.IsDir, Mode: st.Mode}
+	if st.IsDir {
+		if c.Mode == 0 {
+			c.Mode = 0o755
+		}
+		return c
 	}
-	return nil
+	if c.Mode == 0 {
+		c.Mode = 0o644
+	}
+	c.Length, c.UfsFingerprint = st.Size, st.Fingerprint
+	if !st.ModTime.IsZero() {
+		ms := st.ModTime.UnixMilli()
+		c.MtimeMs = &ms
+	}
+	return c
 }
 
 // stale reports whether the UFS entry st may no longer be what the

@@ -107,6 +107,14 @@ func TestSyncRecursive(t *testing.T) {
 	}
 	var got []string
 	token := ""
+	// Pages of 2 split every directory, yet each is synced once: the pages
+	// that resume inside a directory do not sync it again.
+	syncs := 0
+	ns.onOp = func(op string) {
+		if op == "load-children" {
+			syncs++
+		}
+	}
 	for {
 		resp := must(ns.ListStatus(bg, &api.ListStatusRequest{Path: "/t", Recursive: true, PageSize: 2, PageToken: token, LoadMetadataType: api.LoadMetadataType_ALWAYS}))
 		for _, fi := range resp.Infos {
@@ -119,6 +127,10 @@ func TestSyncRecursive(t *testing.T) {
 	want := "/t/a,/t/a/p,/t/a/q,/t/a/r,/t/b,/t/b/new,/t/b/p,/t/b/q,/t/b/r,/t/c,/t/c/q,/t/c/r"
 	if strings.Join(got, ",") != want {
 		t.Fatalf("ls -R --sync\n got %s\nwant %s", strings.Join(got, ","), want)
+	}
+	ns.onOp = nil
+	if syncs != 4 {
+		t.Fatalf("a paged ls -R --sync synced %d directories, want 4 (/t and its three)", syncs)
 	}
 	// Once synced, a plain recursive listing journals nothing more.
 	n := len(j.entries)

@@ -424,29 +424,43 @@ func persisted(f *api.FileInfo) bool {
 }
 
 // holder returns the live worker caching most of a file's bytes (zero
-// when none caches any), preferring prefer on a tie.
+// when none caches any), preferring prefer on a tie. It looks up only the
+// few workers holding blocks (by binary search: workers come sorted by id
+// from liveBlockWorkers), never every worker per file.
 func holder(blocks []fileBlock, workers []blockWorker, prefer string) blockWorker {
-	live := map[int64]blockWorker{}
-	for _, w := range workers {
-		live[w.id] = w
-	}
 	bytes := map[int64]int64{}
 	for _, b := range blocks {
 		for _, id := range b.IDs {
-			if _, ok := live[id]; ok {
-				bytes[id] += max(b.Length, 1)
-			}
+			bytes[id] += max(b.Length, 1)
 		}
 	}
 	var best blockWorker
 	var most int64
 	for id, n := range bytes {
-		w := live[id]
+		w, ok := findWorker(workers, id)
+		if !ok {
+			continue
+		}
 		if n > most || n == most && (w.addr == prefer || best.addr != prefer && w.id < best.id) {
 			best, most = w, n
 		}
 	}
 	return best
+}
+
+// findWorker finds worker id in ws: by binary search when ws is sorted by
+// id (as liveBlockWorkers returns it), else by a scan.
+func findWorker(ws []blockWorker, id int64) (blockWorker, bool) {
+	i := sort.Search(len(ws), func(i int) bool { return ws[i].id >= id })
+	if i < len(ws) && ws[i].id == id {
+		return ws[i], true
+	}
+	for _, w := range ws {
+		if w.id == id {
+			return w, true
+		}
+	}
+	return blockWorker{}, false
 }
 
 // joinAfter maps a path under src to the same place under dst.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -204,6 +205,9 @@ type loadPlanner struct {
 
 	workers   []blockWorker
 	refreshed time.Time
+	loads     *workerLoads // the workers by bytes planned
+	filling   *loadedWorker
+	have      []int64 // scratch: eligible workers holding a block
 
 	open    map[int64]*openBatch // by target block worker id
 	pending map[int64]int64      // bytes in open batches, by worker id
@@ -303,6 +307,8 @@ func (p *loadPlanner) refreshWorkers(ctx context.Context) error {
 	}
 	p.workers = filterWorkers(all, p.cfg)
 	p.refreshed = time.Now()
+	p.loads = newWorkerLoads(p.workers, func(id int64) int64 { return p.cursor.Planned[id] + p.pending[id] })
+	p.filling = nil
 	if len(p.workers) == 0 {
 		return status.Errorf(codes.FailedPrecondition, "load %s: no eligible live block worker", p.cfg.Path)
 	}
@@ -323,13 +329,9 @@ func (p *loadPlanner) planFile(f *api.FileInfo) {
 	nblocks := (f.GetLength() + bs - 1) / bs
 	fbis := f.GetFileBlockInfos()
 	persisted := f.GetPersistenceState() != api.PersistenceState_NOT_PERSISTED && f.GetPersistenceState() != api.PersistenceState_TO_BE_PERSISTED
-	eligible := map[int64]bool{}
-	for _, w := range p.workers {
-		eligible[w.id] = true
-	}
 	for i := int64(0); i < nblocks; i++ {
 		b := loadBlock{Path: f.GetPath(), UFS: f.GetUfsPath(), Mount: f.GetMountId(), Offset: i * bs, Length: min(bs, f.GetLength()-i*bs), Fingerprint: f.GetUfsFingerprint()}
-		have := map[int64]bool{}
+		have := p.have[:0]
 		switch {
 		case int(i) < len(fbis) && fbis[i].GetBlockInfo() != nil:
 			bi := fbis[i].GetBlockInfo()
@@ -341,8 +343,8 @@ func (p *loadPlanner) planFile(f *api.FileInfo) {
 				b.Offset = fbis[i].GetOffset()
 			}
 			for _, l := range bi.GetLocations() {
-				if eligible[l.GetWorkerId()] {
-					have[l.GetWorkerId()] = true
+				if p.loads.has(l.GetWorkerId()) && !slices.Contains(have, l.GetWorkerId()) {
+					have = append(have, l.GetWorkerId())
 				}
 			}
 		case int(i) < len(f.GetBlockIds()):
@@ -362,48 +364,35 @@ func (p *loadPlanner) planFile(f *api.FileInfo) {
 		// file's blocks are then either all emitted at once or all waiting
 		// in one batch, which keeps the resume cursor exact.
 		full := nblocks > 1 || b.Length >= bs
-		for _, t := range p.targets(b.ID, need, have) {
+		for _, t := range p.targets(need, have, !full) {
 			if full {
 				p.single(t, b, mark)
 			} else {
 				p.add(t, b, mark)
 			}
 		}
+		p.have = have
 	}
 }
 
 // targets picks need block workers not holding the block, least loaded
-// (bytes planned by this job) first; ties rotate with the block id.
-func (p *loadPlanner) targets(blockID int64, need int, have map[int64]bool) []blockWorker {
-	cands := make([]blockWorker, 0, len(p.workers))
-	for _, w := range p.workers {
-		if !have[w.id] {
-			cands = append(cands, w)
+// (bytes planned by this job) first. A small block (batched) goes to the
+// worker whose batch is filling while that one may take it, so batches
+// fill before the next worker's starts: the spread stays even at batch
+// granularity, and tasks stay full however many workers there are.
+func (p *loadPlanner) targets(need int, have []int64, small bool) []blockWorker {
+	if small && need == 1 && p.filling != nil && !slices.Contains(have, p.filling.w.id) {
+		if ob := p.open[p.filling.w.id]; ob != nil && len(ob.blocks) < p.cfg.BatchFiles {
+			return []blockWorker{p.filling.w}
 		}
 	}
-	n := int64(len(cands))
-	if n == 0 {
-		return nil
+	picked := p.loads.least(need, have)
+	if small && len(picked) == 1 {
+		p.filling = picked[0]
 	}
-	rot := func(i int) int64 { return (int64(i) + blockID) % n }
-	idx := make([]int, len(cands))
-	for i := range idx {
-		idx[i] = i
-	}
-	sort.SliceStable(idx, func(a, b int) bool {
-		la := p.cursor.Planned[cands[idx[a]].id] + p.pending[cands[idx[a]].id]
-		lb := p.cursor.Planned[cands[idx[b]].id] + p.pending[cands[idx[b]].id]
-		if la != lb {
-			return la < lb
-		}
-		return rot(idx[a]) < rot(idx[b])
-	})
-	out := make([]blockWorker, 0, need)
-	for _, i := range idx {
-		if len(out) == need {
-			break
-		}
-		out = append(out, cands[i])
+	out := make([]blockWorker, len(picked))
+	for i, lw := range picked {
+		out[i] = lw.w
 	}
 	return out
 }
@@ -422,6 +411,7 @@ func (p *loadPlanner) add(t blockWorker, b loadBlock, mark *fileMark) {
 	ob.marks = append(ob.marks, mark)
 	ob.bytes += b.Length
 	p.pending[t.id] += b.Length
+	p.loads.add(t.id, b.Length)
 	mark.pending++
 	if len(ob.blocks) >= p.cfg.BatchFiles || ob.bytes >= p.cfg.BatchBytes {
 		p.flush(t.id)
@@ -434,6 +424,7 @@ func (p *loadPlanner) single(t blockWorker, b loadBlock, mark *fileMark) {
 	ob := &openBatch{target: t, blocks: []loadBlock{b}, marks: []*fileMark{mark}, bytes: b.Length}
 	mark.pending++
 	p.pending[t.id] += b.Length
+	p.loads.add(t.id, b.Length)
 	p.emit(ob)
 }
 

@@ -144,8 +144,33 @@ func (f fakeFS) ListStatus(_ context.Context, req *api.ListStatusRequest, _ ...g
 	if _, ok := f.c.nodes[dir]; !ok {
 		return nil, status.Errorf(codes.NotFound, "ls %s: no such file or directory", dir)
 	}
-	kids := f.c.childrenLocked(dir)
 	resp := &api.ListStatusResponse{}
+	if req.GetRecursive() {
+		// Pre-order, children by name; the token is the last path listed.
+		var all []*api.FileInfo
+		var walk func(d string)
+		walk = func(d string) {
+			for _, k := range f.c.childrenLocked(d) {
+				all = append(all, k)
+				if k.Folder {
+					walk(k.Path)
+				}
+			}
+		}
+		walk(dir)
+		for _, k := range all {
+			if req.GetPageToken() != "" && !preorderAfter(k.Path, req.GetPageToken()) {
+				continue
+			}
+			if int32(len(resp.Infos)) == req.GetPageSize() {
+				resp.NextPageToken = resp.Infos[len(resp.Infos)-1].Path
+				break
+			}
+			resp.Infos = append(resp.Infos, f.c.withBlocks(k))
+		}
+		return resp, nil
+	}
+	kids := f.c.childrenLocked(dir)
 	for _, k := range kids {
 		if req.GetPageToken() != "" && k.Name <= req.GetPageToken() {
 			continue
@@ -157,6 +182,18 @@ func (f fakeFS) ListStatus(_ context.Context, req *api.ListStatusRequest, _ ...g
 		resp.Infos = append(resp.Infos, f.c.withBlocks(k))
 	}
 	return resp, nil
+}
+
+// preorderAfter reports whether path a comes after b in a pre-order walk
+// with children by name (a parent before its children).
+func preorderAfter(a, b string) bool {
+	ca, cb := paths.Components(a), paths.Components(b)
+	for i := range min(len(ca), len(cb)) {
+		if ca[i] != cb[i] {
+			return ca[i] > cb[i]
+		}
+	}
+	return len(ca) > len(cb)
 }
 
 type fakeBM struct {
@@ -344,6 +381,40 @@ func TestLoadPlannerBatchesAndSpreads(t *testing.T) {
 	}
 	if n != 200 || len(tasks) > 200/16+3 {
 		t.Fatalf("%d small files in %d tasks", n, len(tasks))
+	}
+}
+
+// With many more workers than a batch's worth of files, small files still
+// fill their tasks: a batch fills on one worker before the next worker's
+// starts (spreading block by block made a task per file or two), and the
+// bytes stay even to within a batch.
+func TestLoadPlannerFillsBatchesAcrossManyWorkers(t *testing.T) {
+	c := newFakeCluster(400)
+	const files, batch = 20000, 64
+	for i := range files {
+		c.file(fmt.Sprintf("/s/d%03d/f%05d", i/500, i), 10, 1000)
+	}
+	tasks := planAll(t, fakeEnv{c}, cfgJSON(t, LoadConfig{Path: "/s", BatchFiles: batch}), 1000, 0, nil)
+	if got := len(blocksOf(t, tasks)); got != files {
+		t.Fatalf("%d blocks planned, want %d", got, files)
+	}
+	if max := files/batch + 8; len(tasks) > max {
+		t.Fatalf("%d tasks for %d small files (batches of %d): want at most %d", len(tasks), files, batch, max)
+	}
+	per := map[int64]int64{}
+	for _, ts := range tasks {
+		per[ts.BlockWorkerID] += ts.Bytes
+	}
+	lo, hi := int64(-1), int64(0)
+	for _, w := range c.workers {
+		b := per[w.Id]
+		if lo < 0 || b < lo {
+			lo = b
+		}
+		hi = max(hi, b)
+	}
+	if hi-lo > 10*batch {
+		t.Fatalf("bytes per worker from %d to %d: more than a batch apart", lo, hi)
 	}
 }
 
@@ -558,33 +629,41 @@ func (s *syncSpy) ListStatus(ctx context.Context, req *api.ListStatusRequest, o 
 	return s.fakeFS.ListStatus(ctx, req, o...)
 }
 
-// A syncing walk asks for a sync on each directory's first page only; a
-// plain one never does.
-func TestWalkerSyncsEachDirectoryOnce(t *testing.T) {
+// A walk lists the tree with recursive pages (one call per page however
+// many directories a page spans); a syncing walk asks the FS master to
+// sync (which syncs each directory a page enters once), a plain one never
+// does.
+func TestWalkerPagesAndSync(t *testing.T) {
 	c := newFakeCluster(1)
 	for _, p := range []string{"/w/a", "/w/b", "/w/c", "/w/d/x", "/w/d/y", "/w/d/z"} {
 		c.file(p, 1, 1000)
 	}
 	for _, sync := range []bool{true, false} {
 		spy := &syncSpy{fakeFS: fakeFS{c: c}}
-		w := newWalker(spy, "/w", "", 2, false)
+		w := newWalker(spy, "/w", "", 3, false)
 		w.sync = sync
+		var files []string
 		for {
-			if _, err := w.Next(context.Background()); err != nil {
+			f, err := w.Next(context.Background())
+			if err != nil {
 				break
 			}
+			files = append(files, f.GetPath())
 		}
-		wantSynced := "/w@,/w/d@"
+		if got := strings.Join(files, ","); got != "/w/a,/w/b,/w/c,/w/d/x,/w/d/y,/w/d/z" {
+			t.Fatalf("sync=%v: walked %s", sync, got)
+		}
+		// 7 entries (the directory /w/d too) in pages of 3.
+		calls := "/w@,/w@/w/c,/w@/w/d/y"
+		wantSynced, wantPlain := calls, ""
 		if !sync {
-			wantSynced = ""
+			wantSynced, wantPlain = "", calls
 		}
 		if got := strings.Join(spy.synced, ","); got != wantSynced {
-			t.Errorf("sync=%v: synced listings %q, want %q (plain: %v)", sync, got, wantSynced, spy.plain)
+			t.Errorf("sync=%v: synced listings %q, want %q", sync, got, wantSynced)
 		}
-		for _, l := range spy.plain {
-			if sync && strings.HasSuffix(l, "@") {
-				t.Errorf("sync=%v: first page %s listed without a sync", sync, l)
-			}
+		if got := strings.Join(spy.plain, ","); got != wantPlain {
+			t.Errorf("sync=%v: plain listings %q, want %q", sync, got, wantPlain)
 		}
 	}
 }

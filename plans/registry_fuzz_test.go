@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 
@@ -76,10 +77,17 @@ func (m *fuzzMaster) ListStatus(_ context.Context, req *api.ListStatusRequest) (
 	}
 	resp := &api.ListStatusResponse{}
 	for p, fi := range m.nodes {
-		if d, _ := splitPath(p); d == req.GetPath() && p != "/" {
+		if p == "/" || p == req.GetPath() {
+			continue
+		}
+		d, _ := splitPath(p)
+		if d == req.GetPath() || req.GetRecursive() && strings.HasPrefix(p, strings.TrimSuffix(req.GetPath(), "/")+"/") {
 			resp.Infos = append(resp.Infos, fi)
 		}
 	}
+	// One page: names sort like pre-order here (no name is a prefix of a
+	// sibling's with a byte below '/').
+	sort.Slice(resp.Infos, func(i, j int) bool { return resp.Infos[i].GetPath() < resp.Infos[j].GetPath() })
 	return resp, nil
 }
 

@@ -5,19 +5,16 @@ import (
 	"fmt"
 	"io"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/paths"
 )
 
-// walker lists the files under a root depth-first, one directory page at a
-// time, so memory holds at most one page per directory level however big
-// the tree. The FS master lists a directory's children in name order and
-// its page token is the last name returned; so resuming "after /r/a/b/c"
-// lists /r/a/b after "c", then /r/a after "b", then /r after "a" — a few
-// calls, whatever came before.
+// walker lists the files under a root in depth-first order, children by
+// name, with recursive listings of the FS master: a page holds up to
+// pageSize entries across however many directories, so a tree of many
+// small directories costs a call per page, not one per directory. The
+// page token is the last path returned, so resuming "after /r/a/b/c"
+// starts right after it, and memory holds one page whatever the tree.
 type walker struct {
 	fs       api.FileSystemMasterClient
 	root     string
@@ -28,27 +25,21 @@ type walker struct {
 	sync bool
 
 	started    bool
-	stack      []*dirIter
-	after      []string // resume point below root, as components; nil: none
-	rootDone   bool     // resuming after the root itself (a file)
+	token      string // the last path listed ("" before the first page)
+	page       []*api.FileInfo
+	i          int
+	last       bool // no page after this one
 	rootIsFile *api.FileInfo
-}
-
-type dirIter struct {
-	path  string
-	token string
-	page  []*api.FileInfo
-	i     int
-	last  bool // no page after this one
 }
 
 func newWalker(fs api.FileSystemMasterClient, root, after string, pageSize int32, blocks bool) *walker {
 	w := &walker{fs: fs, root: root, pageSize: pageSize, blocks: blocks}
 	switch {
 	case after == root:
-		w.rootDone = true
+		w.last = true // resuming after the root itself (a file)
+		w.started = true
 	case after != "" && paths.IsAncestor(root, after):
-		w.after = paths.Components("/" + paths.Rel(root, after))
+		w.token = after
 	}
 	return w
 }
@@ -61,21 +52,7 @@ func (w *walker) start(ctx context.Context) error {
 		return fmt.Errorf("stat %s: %w", w.root, err)
 	}
 	if !resp.Info.GetFolder() {
-		if !w.rootDone {
-			w.rootIsFile = resp.Info
-		}
-		return nil
-	}
-	dir := w.root
-	if len(w.after) == 0 {
-		w.stack = append(w.stack, &dirIter{path: dir})
-		return nil
-	}
-	// One iterator per level of the resume path, each starting after the
-	// name on that path; the deepest is on top and goes first.
-	for _, name := range w.after {
-		w.stack = append(w.stack, &dirIter{path: dir, token: name})
-		dir = paths.Join(dir, name)
+		w.rootIsFile, w.last = resp.Info, true
 	}
 	return nil
 }
@@ -86,58 +63,42 @@ func (w *walker) Next(ctx context.Context) (*api.FileInfo, error) {
 		if err := w.start(ctx); err != nil {
 			return nil, err
 		}
-		if w.rootIsFile != nil {
-			f := w.rootIsFile
-			w.rootIsFile = nil
-			return f, nil
+	}
+	if f := w.rootIsFile; f != nil {
+		w.rootIsFile = nil
+		return f, nil
+	}
+	for {
+		for w.i < len(w.page) {
+			info := w.page[w.i]
+			w.page[w.i] = nil // the page's infos go as they are returned
+			w.i++
+			if !info.GetFolder() {
+				return info, nil
+			}
+		}
+		if w.last {
+			return nil, io.EOF
+		}
+		if err := w.fetch(ctx); err != nil {
+			return nil, err
 		}
 	}
-	for len(w.stack) > 0 {
-		d := w.stack[len(w.stack)-1]
-		if d.i >= len(d.page) {
-			if d.last {
-				w.stack = w.stack[:len(w.stack)-1]
-				continue
-			}
-			if err := w.fetch(ctx, d); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		info := d.page[d.i]
-		d.i++
-		if info.GetFolder() {
-			w.stack = append(w.stack, &dirIter{path: childPath(d.path, info)})
-			continue
-		}
-		return info, nil
-	}
-	return nil, io.EOF
 }
 
-func childPath(dir string, info *api.FileInfo) string {
-	if p := info.GetPath(); p != "" {
-		return p
-	}
-	return paths.Join(dir, info.GetName())
-}
-
-func (w *walker) fetch(ctx context.Context, d *dirIter) error {
-	req := &api.ListStatusRequest{Path: d.path, PageSize: w.pageSize, PageToken: d.token, IncludeBlocks: w.blocks}
-	if w.sync && d.token == "" {
+func (w *walker) fetch(ctx context.Context) error {
+	req := &api.ListStatusRequest{Path: w.root, Recursive: true, PageSize: w.pageSize, PageToken: w.token, IncludeBlocks: w.blocks}
+	if w.sync {
+		// The FS master syncs each directory once per walk: those a page
+		// enters, not those it resumes inside.
 		req.LoadMetadataType = api.LoadMetadataType_ALWAYS
 	}
 	resp, err := w.fs.ListStatus(ctx, req)
 	if err != nil {
-		if status.Code(err) == codes.NotFound && d.path != w.root {
-			// Deleted while we walked (or before a resume): nothing left.
-			d.page, d.i, d.last = nil, 0, true
-			return nil
-		}
-		return fmt.Errorf("list %s: %w", d.path, err)
+		return fmt.Errorf("list %s: %w", w.root, err)
 	}
-	d.page, d.i = resp.Infos, 0
-	d.token = resp.NextPageToken
-	d.last = resp.NextPageToken == ""
+	w.page, w.i = resp.Infos, 0
+	w.token = resp.NextPageToken // the last path listed
+	w.last = w.token == ""
 	return nil
 }

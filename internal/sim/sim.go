@@ -45,7 +45,6 @@ type Sim struct {
 	jobs   []*jobWorker
 	byID   sync.Map // block worker id → *blockWorker
 
-	pool   *rpc.Pool
 	shared map[string][]*grpc.ClientConn
 	connMu sync.Mutex
 
@@ -120,7 +119,7 @@ func New(cfg Config) (*Sim, error) {
 		// Thousands of connections: keep each one's buffers small.
 		cfg.Dial.ConnBuffer = 16 << 10
 	}
-	s := &Sim{cfg: cfg, log: cfg.Log, pool: rpc.NewPool(cfg.Dial), shared: map[string][]*grpc.ClientConn{}}
+	s := &Sim{cfg: cfg, log: cfg.Log, shared: map[string][]*grpc.ClientConn{}}
 	for i := range cfg.Workers {
 		b := &blockWorker{s: s, i: i, host: fmt.Sprintf("%s-%d", cfg.HostPrefix, i)}
 		s.blocks = append(s.blocks, b)
@@ -158,7 +157,6 @@ func (s *Sim) Stop() {
 	for _, j := range s.jobs {
 		j.close()
 	}
-	s.pool.Close()
 	s.connMu.Lock()
 	for _, cs := range s.shared {
 		for _, c := range cs {

@@ -1,0 +1,103 @@
+package plans
+
+import "container/heap"
+
+// workerLoads keeps the eligible block workers in a heap by the bytes a
+// planner has given each, ties to the one chosen least recently: picking
+// the least loaded costs O(log workers), where sorting every worker for
+// every block cost a job of millions of files over thousands of workers
+// hours of planning.
+type workerLoads struct {
+	ws   []*loadedWorker
+	byID map[int64]*loadedWorker
+	seq  uint64
+}
+
+type loadedWorker struct {
+	w    blockWorker
+	load int64
+	seq  uint64 // when last chosen
+	idx  int
+}
+
+func newWorkerLoads(ws []blockWorker, load func(id int64) int64) *workerLoads {
+	l := &workerLoads{byID: make(map[int64]*loadedWorker, len(ws))}
+	for i, w := range ws {
+		lw := &loadedWorker{w: w, load: load(w.id), idx: i}
+		l.ws = append(l.ws, lw)
+		l.byID[w.id] = lw
+	}
+	heap.Init(l)
+	return l
+}
+
+// has reports whether worker id is eligible.
+func (l *workerLoads) has(id int64) bool { _, ok := l.byID[id]; return ok }
+
+// add gives worker id bytes more.
+func (l *workerLoads) add(id, bytes int64) {
+	lw := l.byID[id]
+	if lw == nil {
+		return
+	}
+	lw.load += bytes
+	heap.Fix(l, lw.idx)
+}
+
+// least returns up to need workers not in skip, least loaded first, and
+// marks them chosen.
+func (l *workerLoads) least(need int, skip []int64) []*loadedWorker {
+	var out, held []*loadedWorker
+	for len(out) < need && len(l.ws) > 0 {
+		lw := heap.Pop(l).(*loadedWorker)
+		held = append(held, lw)
+		if !containsID(skip, lw.w.id) {
+			out = append(out, lw)
+		}
+	}
+	for _, lw := range out {
+		l.seq++
+		lw.seq = l.seq
+	}
+	for _, lw := range held {
+		heap.Push(l, lw)
+	}
+	return out
+}
+
+func containsID(ids []int64, id int64) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// heap.Interface.
+func (l *workerLoads) Len() int { return len(l.ws) }
+func (l *workerLoads) Less(i, j int) bool {
+	a, b := l.ws[i], l.ws[j]
+	if a.load != b.load {
+		return a.load < b.load
+	}
+	if a.seq != b.seq {
+		return a.seq < b.seq
+	}
+	return a.w.id < b.w.id
+}
+func (l *workerLoads) Swap(i, j int) {
+	l.ws[i], l.ws[j] = l.ws[j], l.ws[i]
+	l.ws[i].idx, l.ws[j].idx = i, j
+}
+func (l *workerLoads) Push(x any) {
+	lw := x.(*loadedWorker)
+	lw.idx = len(l.ws)
+	l.ws = append(l.ws, lw)
+}
+func (l *workerLoads) Pop() any {
+	n := len(l.ws)
+	lw := l.ws[n-1]
+	l.ws = l.ws[:n-1]
+	return lw
+}
