@@ -477,11 +477,11 @@ func TestApplyUfsChildren(t *testing.T) {
 	}
 }
 
-// FuzzApplyEntry feeds arbitrary journal entries to a small state: Apply
+// FuzzApplyAnyEntry feeds arbitrary journal entries (of any kind) to a small state: Apply
 // never panics, a refused entry changes nothing, an applied one leaves
 // every invariant intact (a lone entry cannot add a mount point's mount,
 // so that one breach is allowed).
-func FuzzApplyEntry(f *testing.F) {
+func FuzzApplyAnyEntry(f *testing.F) {
 	mt := int64(5)
 	for _, e := range []*api.JournalEntry{
 		ufsChildrenEntry(2, 10, &api.UfsChild{Name: "b", Length: 5, MtimeMs: &mt, UfsFingerprint: "5:1"}, &api.UfsChild{Name: "a", Directory: true}),

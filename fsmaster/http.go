@@ -3,6 +3,7 @@ package fsmaster
 import (
 	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -18,7 +19,16 @@ func (m *Master) registerHTTP() {
 		Name: "alluvium_fsmaster_operations_total", Help: "FS master operations by type.",
 	}, []string{"op"})
 	reg.MustRegister(ops)
-	m.ns.onOp = func(op string) { ops.WithLabelValues(op).Inc() }
+	// One counter per operation, looked up once: WithLabelValues hashes
+	// the label on every call, and every call counts.
+	var byOp sync.Map // op → prometheus.Counter
+	m.ns.onOp = func(op string) {
+		c, ok := byOp.Load(op)
+		if !ok {
+			c, _ = byOp.LoadOrStore(op, ops.WithLabelValues(op))
+		}
+		c.(prometheus.Counter).Inc()
+	}
 	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "alluvium_fsmaster_journal_entries_total", Help: "Journal entries made durable since start.",

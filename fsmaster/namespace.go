@@ -70,6 +70,8 @@ type namespace struct {
 	ufs   map[int64]ufs.FileSystem // mount id → opened UFS
 
 	gate *gate // bounds expensive calls; nil: no bound
+
+	superGroups []string // the system identity's groups: {cfg.group}
 }
 
 func newNamespace(st *State, j appender, cfg nsConfig, blocks *blockMap, log *zap.Logger) *namespace {
@@ -91,7 +93,8 @@ func newNamespace(st *State, j appender, cfg nsConfig, blocks *blockMap, log *za
 	if blocks == nil {
 		blocks = newBlockMap(time.Now)
 	}
-	ns := &namespace{st: st, j: j, cfg: cfg, log: log, blocks: blocks, now: time.Now, ufs: map[int64]ufs.FileSystem{}}
+	ns := &namespace{st: st, j: j, cfg: cfg, log: log, blocks: blocks, now: time.Now, ufs: map[int64]ufs.FileSystem{},
+		superGroups: []string{cfg.group}}
 	blocks.keep = ns.keepBlock
 	return ns
 }
@@ -781,10 +784,22 @@ func (ns *namespace) GetStatus(ctx context.Context, req *api.GetStatusRequest) (
 	if err != nil {
 		return nil, err
 	}
-	if err := ns.ensureLoaded(ctx, p, req.GetLoadMetadataType()); err != nil {
+	lt := req.GetLoadMetadataType()
+	if lt != api.LoadMetadataType_ALWAYS {
+		// The common case, a path the namespace holds: one read lock, one
+		// walk of the path.
+		ns.mu.RLock()
+		if n := ns.st.lookup(p); n != nil && ns.usable() == nil {
+			info, err := ns.statLocked(ctx, op, p, n, req)
+			ns.mu.RUnlock()
+			return info, err
+		}
+		ns.mu.RUnlock()
+	}
+	if err := ns.ensureLoaded(ctx, p, lt); err != nil {
 		return nil, err
 	}
-	if req.GetLoadMetadataType() == api.LoadMetadataType_ALWAYS {
+	if lt == api.LoadMetadataType_ALWAYS {
 		if err := ns.syncPath(ctx, p); err != nil {
 			return nil, err
 		}
@@ -794,11 +809,16 @@ func (ns *namespace) GetStatus(ctx context.Context, req *api.GetStatusRequest) (
 	if err := ns.usable(); err != nil {
 		return nil, err
 	}
-	pr := ns.caller(ctx)
 	n, depth, comps := ns.st.lookupPrefix(p)
 	if depth < len(comps) {
-		return nil, ns.missing(op, p, p, pr, "no such file or directory")
+		return nil, ns.missing(op, p, p, ns.caller(ctx), "no such file or directory")
 	}
+	return ns.statLocked(ctx, op, p, n, req)
+}
+
+// statLocked answers GetStatus for inode n at p. Call with ns.mu held.
+func (ns *namespace) statLocked(ctx context.Context, op, p string, n *inode, req *api.GetStatusRequest) (*api.FileInfo, error) {
+	pr := ns.caller(ctx)
 	if err := ns.traverse(op, p, pr, n); err != nil {
 		return nil, err
 	}

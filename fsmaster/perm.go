@@ -67,7 +67,7 @@ func (p principal) inGroup(g string) bool { return slices.Contains(p.groups, g) 
 func (ns *namespace) caller(ctx context.Context) principal {
 	id, ok := rpc.IdentityFrom(ctx)
 	if !ok || id.System {
-		return principal{user: ns.cfg.owner, groups: []string{ns.cfg.group}, super: true}
+		return principal{user: ns.cfg.owner, groups: ns.superGroups, super: true}
 	}
 	pc := ns.cfg.perm
 	u := id.User

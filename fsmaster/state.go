@@ -100,13 +100,22 @@ func (s *State) removeChild(parent, child *inode) {
 // child returns the child of dir named name, or nil.
 func (n *inode) child(name string) *inode { return n.kids.get(name) }
 
-// lookup returns the inode at a clean path, or nil.
+// lookup returns the inode at a clean path, or nil. It walks the path in
+// place (every call looks a path up: no slice of components is built).
 func (s *State) lookup(p string) *inode {
-	n, depth, comps := s.lookupPrefix(p)
-	if depth == len(comps) {
-		return n
+	n := s.root
+	for i := 1; n != nil && i < len(p); {
+		j := strings.IndexByte(p[i:], '/')
+		if j < 0 {
+			j = len(p) - i
+		}
+		if !n.dir() {
+			return nil
+		}
+		n = n.child(p[i : i+j])
+		i += j + 1
 	}
-	return nil
+	return n
 }
 
 // lookupPrefix walks as far as p exists: it returns the deepest existing
@@ -770,7 +779,7 @@ func (s *State) applyUfsChildren(e *api.JournalEntry, u *api.UfsChildrenEntry) e
 		if err != nil {
 			return fmt.Errorf("child %q: %w (bug: checked before)", c.GetName(), err)
 		}
-		s.insert(p, n, e.GetOpTimeMs())
+		s.insert(p, n, e.GetOpTimeMs(), false)
 	}
 	if aFile != nil {
 		persistAncestors(aFile)

@@ -122,7 +122,10 @@ func (l *Local) List(ctx context.Context, dir string, fn func(FileStatus) error)
 	if err != nil {
 		return err
 	}
-	f, err := l.root.Open(r)
+	// Through openat2 when it can: a directory opened in an os.Root has
+	// ReadDir lstat every entry (Go cannot stat lazily there), and the
+	// loop below stats each once anyway.
+	f, err := l.openFile(r, os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return l.wrap("list", dir, err)
 	}

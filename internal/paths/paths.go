@@ -50,6 +50,45 @@ func (l Limits) effective() Limits {
 // Clean is the package's Clean within l.
 func (l Limits) Clean(p string) (string, error) {
 	l = l.effective()
+	if alreadyClean(p, l) {
+		return p, nil
+	}
+	return l.slowClean(p)
+}
+
+// alreadyClean reports whether p is printable ASCII, clean and within l, as
+// nearly every path a client sends is: Clean then returns it as it is,
+// without building a new one (servers clean every path of every call).
+func alreadyClean(p string, l Limits) bool {
+	if len(p) == 0 || p[0] != '/' || len(p) > l.MaxLength {
+		return false
+	}
+	if p == "/" {
+		return true
+	}
+	depth, start := 0, 1
+	for i := 1; i <= len(p); i++ {
+		if i < len(p) {
+			c := p[i]
+			if c < 0x20 || c >= 0x7f {
+				return false
+			}
+			if c != '/' {
+				continue
+			}
+		}
+		// p[start:i] is a component: not empty, ".", ".." or too long.
+		n := i - start
+		if n == 0 || n > MaxComponentLength || n == 1 && p[start] == '.' || n == 2 && p[start] == '.' && p[start+1] == '.' {
+			return false
+		}
+		depth++
+		start = i + 1
+	}
+	return depth <= l.MaxDepth
+}
+
+func (l Limits) slowClean(p string) (string, error) {
 	switch {
 	case p == "":
 		return "", &Error{p, "empty"}

@@ -1,6 +1,7 @@
 package paths
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -60,6 +61,9 @@ func FuzzClean(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, p string) {
 		c, err := Clean(p)
+		if slow, serr := (Limits{}).effective().slowClean(p); slow != c || (serr == nil) != (err == nil) {
+			t.Fatalf("Clean(%q) = %q, %v; the full cleaning: %q, %v", p, c, err, slow, serr)
+		}
 		if err != nil {
 			return
 		}
@@ -95,6 +99,30 @@ func TestLimits(t *testing.T) {
 	for _, l := range []Limits{{}, {MaxLength: 1 << 20, MaxDepth: 1 << 20}} {
 		if _, err := l.Clean("/" + strings.Repeat("a/", MaxDepth+1)); err == nil {
 			t.Errorf("%+v: a path deeper than MaxDepth passed", l)
+		}
+	}
+}
+
+// TestCleanFastPathAgrees: every path the fast path accepts as it is, the
+// full cleaning accepts unchanged too, under the built-in and tight limits.
+func TestCleanFastPathAgrees(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []string{"/", "a", "b", ".", "..", "x.y", "\x7f", "\x01", "é", " ", strings.Repeat("n", 255), strings.Repeat("n", 256)}
+	for _, l := range []Limits{{}, {MaxLength: 20, MaxDepth: 3}} {
+		for range 200000 {
+			var b strings.Builder
+			for range rng.IntN(8) {
+				b.WriteString(alphabet[rng.IntN(len(alphabet))])
+			}
+			p := b.String()
+			slow, err := l.effective().slowClean(p)
+			if alreadyClean(p, l.effective()) && (err != nil || slow != p) {
+				t.Fatalf("fast path takes %q as clean; the full cleaning says %q, %v", p, slow, err)
+			}
+			fast, ferr := l.Clean(p)
+			if fast != slow || (ferr == nil) != (err == nil) {
+				t.Fatalf("Clean(%q) = %q, %v; full cleaning %q, %v", p, fast, ferr, slow, err)
+			}
 		}
 	}
 }

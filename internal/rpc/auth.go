@@ -166,11 +166,8 @@ func (a *authenticator) grpcIdentity(ctx context.Context, method string) (Identi
 		actAs = v[0]
 	}
 	var chains [][]*x509.Certificate
-	who := "unknown"
-	if p, ok := peer.FromContext(ctx); ok {
-		if p.Addr != nil {
-			who = p.Addr.String()
-		}
+	p, havePeer := peer.FromContext(ctx)
+	if havePeer {
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
 			chains = ti.State.VerifiedChains
 		}
@@ -178,6 +175,10 @@ func (a *authenticator) grpcIdentity(ctx context.Context, method string) (Identi
 	id, aerr := a.resolve(bearer, chains, actAs)
 	if aerr == nil {
 		return id, nil
+	}
+	who := "unknown"
+	if havePeer && p.Addr != nil {
+		who = p.Addr.String()
 	}
 	a.log.Warn("call refused", zap.String("peer", who), zap.String("method", method), zap.String("reason", aerr.reason))
 	short := method[strings.LastIndexByte(method, '/')+1:]

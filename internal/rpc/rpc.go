@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -89,6 +90,11 @@ func NewServer(o ServerOptions) *grpc.Server {
 		grpc.InitialConnWindowSize(32 << 20),
 		grpc.ForceServerCodecV2(codec), // block chunks without copies (codec.go)
 		experimental.BufferPool(transportPool),
+		// Calls run on long-lived goroutines whose stacks have grown, not
+		// one new goroutine each growing its stack again (a tenth of a
+		// small call's CPU); when all are busy (long polls), a call gets
+		// its own goroutine as before.
+		grpc.NumStreamWorkers(uint32(max(32, 8*runtime.GOMAXPROCS(0)))),
 	}
 	if o.ConnBuffer > 0 {
 		opts = append(opts, grpc.ReadBufferSize(o.ConnBuffer), grpc.WriteBufferSize(o.ConnBuffer), grpc.SharedWriteBuffer(true))

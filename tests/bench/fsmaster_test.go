@@ -95,7 +95,7 @@ func run(b *testing.B, clients []api.FileSystemMasterClient, ops int, op func(c 
 func BenchmarkFSMasterCreate(b *testing.B) {
 	for _, c := range []struct{ clients, ops int }{{1, 500}, {16, 4000}, {64, 16000}} {
 		b.Run(fmt.Sprintf("clients=%d", c.clients), func(b *testing.B) {
-			var elapsed, refElapsed time.Duration
+			var elapsed, refElapsed, cpu time.Duration
 			var entries, fsyncs int64
 			for range b.N {
 				m, clients := benchMaster(b, c.clients)
@@ -106,6 +106,7 @@ func BenchmarkFSMasterCreate(b *testing.B) {
 					}
 				}
 				before := m.JournalStats()
+				cpu0 := cpuTime()
 				elapsed += run(b, clients, c.ops, func(fs api.FileSystemMasterClient, w, i int) error {
 					p := fmt.Sprintf("/bench/c%02d/part-%07d", w, i)
 					resp, err := fs.CreateFile(ctx, &api.CreateFileRequest{Path: p, WriteType: api.WriteType_MUST_CACHE})
@@ -115,6 +116,7 @@ func BenchmarkFSMasterCreate(b *testing.B) {
 					_, err = fs.CompleteFile(ctx, &api.CompleteFileRequest{Path: p, Length: 1 << 20, FileId: resp.Info.FileId})
 					return err
 				})
+				cpu += cpuTime() - cpu0
 				after := m.JournalStats()
 				n, txs := after.Entries-before.Entries, after.Batches-before.Batches
 				entries += n
@@ -122,6 +124,10 @@ func BenchmarkFSMasterCreate(b *testing.B) {
 				refElapsed += bboltDurableWrites(b, b.TempDir(), createEntries(int(n+1) / 2)[:n], int(txs))
 			}
 			b.ReportMetric(float64(c.ops*b.N)/elapsed.Seconds(), "creates/s")
+			// Master and clients in this process: their CPU per create
+			// (two calls, two journal entries), which a busy machine does
+			// not distort as it does the rate.
+			b.ReportMetric(float64(cpu.Microseconds())/float64(c.ops*b.N), "cpu-us/create")
 			b.ReportMetric(float64(entries)/float64(fsyncs), "entries/fsync")
 			b.ReportMetric(float64(c.ops*b.N)/refElapsed.Seconds(), "bbolt-creates/s")
 			b.ReportMetric(refElapsed.Seconds()/elapsed.Seconds(), "ratio-create/bbolt")
@@ -135,11 +141,13 @@ func BenchmarkFSMasterCreate(b *testing.B) {
 // from 1, 16 and 64 concurrent clients on a namespace of 2000 files. The
 // reference, in the same run: as many GetLeader calls from the same
 // clients to the same server, which answers them with no namespace work.
+// cpu-us/getstatus is the CPU time (master and clients, in this process)
+// per call.
 func BenchmarkFSMasterGetStatus(b *testing.B) {
 	const files = 2000
 	for _, c := range []struct{ clients, ops int }{{1, 5000}, {16, 40000}, {64, 80000}} {
 		b.Run(fmt.Sprintf("clients=%d", c.clients), func(b *testing.B) {
-			var elapsed, refElapsed time.Duration
+			var elapsed, refElapsed, cpu time.Duration
 			for range b.N {
 				_, clients := benchMaster(b, c.clients)
 				ctx := context.Background()
@@ -147,14 +155,17 @@ func BenchmarkFSMasterGetStatus(b *testing.B) {
 					_, err := fs.CreateFile(ctx, &api.CreateFileRequest{Path: fmt.Sprintf("/stat/d%02d/f%05d", i%50, i), Recursive: true, WriteType: api.WriteType_MUST_CACHE})
 					return err
 				})
+				cpu0 := cpuTime()
 				elapsed += run(b, clients, c.ops, func(fs api.FileSystemMasterClient, _, i int) error {
 					k := (i * 7919) % files
 					_, err := fs.GetStatus(ctx, &api.GetStatusRequest{Path: fmt.Sprintf("/stat/d%02d/f%05d", k%50, k)})
 					return err
 				})
+				cpu += cpuTime() - cpu0
 				refElapsed += getLeaderRPCs(b, clients, c.ops)
 			}
 			b.ReportMetric(float64(c.ops*b.N)/elapsed.Seconds(), "getstatus/s")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(c.ops*b.N), "cpu-us/getstatus")
 			b.ReportMetric(float64(c.ops*b.N)/refElapsed.Seconds(), "getleader/s")
 			b.ReportMetric(refElapsed.Seconds()/elapsed.Seconds(), "ratio-getstatus/getleader")
 			reference(b, "*", "GetLeader: the same calls, clients and server, no namespace work")

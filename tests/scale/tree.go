@@ -16,18 +16,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// treeSpec is the UFS tree the scale run lists, loads and restarts with:
+// Tree is the UFS tree the scale run lists, loads and restarts with:
 // a tenth of the files in wide directories (up to 100,000 files each), a
 // tenth in deep chains (32 levels of 16 files), the rest in a three-level
 // tree of directories of about 1,000 files. Every smallEvery-th file holds
 // a few bytes (one block), the others are empty.
-type treeSpec struct {
+type Tree struct {
 	Files      int `json:"files"`
 	SmallEvery int `json:"smallEvery"` // 1: every file has bytes
 	Version    int `json:"version"`
 }
 
-const treeVersion = 1
+const TreeVersion = 1
 
 // group is one directory's files.
 type group struct {
@@ -37,7 +37,7 @@ type group struct {
 
 // groups lays the spec out as directories and file counts, exactly
 // spec.Files files in all.
-func (s treeSpec) groups() []group {
+func (s Tree) groups() []group {
 	var out []group
 	left := s.Files
 	take := func(dir string, n int) {
@@ -81,7 +81,7 @@ func (s treeSpec) groups() []group {
 }
 
 // dirCount is the number of directories the tree has below its root.
-func (s treeSpec) dirCount() int {
+func (s Tree) Dirs() int {
 	seen := map[string]bool{}
 	for _, g := range s.groups() {
 		for d := g.dir; d != "." && !seen[d]; d = filepath.Dir(d) {
@@ -93,7 +93,7 @@ func (s treeSpec) dirCount() int {
 
 // build writes the tree under root (which must exist and be empty or hold
 // a partial build), several directories at once.
-func (s treeSpec) build(root string) error {
+func (s Tree) Build(root string) error {
 	groups := s.groups()
 	var next atomic.Int64
 	var firstErr error
@@ -121,7 +121,7 @@ func (s treeSpec) build(root string) error {
 	return firstErr
 }
 
-func (s treeSpec) writeGroup(root string, g group, base int) error {
+func (s Tree) writeGroup(root string, g group, base int) error {
 	dir := filepath.Join(root, g.dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -153,7 +153,7 @@ func (s treeSpec) writeGroup(root string, g group, base int) error {
 }
 
 // cachedFiles is how many files of the tree hold bytes (one block each).
-func (s treeSpec) cachedFiles() int {
+func (s Tree) CachedFiles() int {
 	if s.SmallEvery <= 0 {
 		return 0
 	}
@@ -166,7 +166,7 @@ func (s treeSpec) cachedFiles() int {
 // loop-mounted ext4 image with inodes enough and inline data (tiny files
 // take no data blocks), so that millions of files neither exhaust the
 // shared disk's inodes nor cost gigabytes.
-func ufsTree(tb testing.TB, spec treeSpec, dir string) string {
+func ufsTree(tb testing.TB, spec Tree, dir string) string {
 	tb.Helper()
 	if dir == "" {
 		root := filepath.Join(tb.TempDir(), "ufs")
@@ -174,7 +174,7 @@ func ufsTree(tb testing.TB, spec treeSpec, dir string) string {
 			tb.Fatal(err)
 		}
 		t0 := time.Now()
-		if err := spec.build(root); err != nil {
+		if err := spec.Build(root); err != nil {
 			tb.Fatal(err)
 		}
 		tb.Logf("built a UFS tree of %d files in %s", spec.Files, time.Since(t0).Round(time.Millisecond))
@@ -209,7 +209,7 @@ func ufsTree(tb testing.TB, spec treeSpec, dir string) string {
 		tb.Fatal(err)
 	}
 	t0 := time.Now()
-	if err := spec.build(root); err != nil {
+	if err := spec.Build(root); err != nil {
 		tb.Fatal(err)
 	}
 	if err := os.WriteFile(marker, want, 0o644); err != nil {

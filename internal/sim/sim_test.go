@@ -1,0 +1,54 @@
+package sim
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestHistogramQuantiles: the summary's quantiles are within the bucket
+// precision (1/16 of a power of two) of the exact ones, and reset clears.
+func TestHistogramQuantiles(t *testing.T) {
+	var h histogram
+	rng := rand.New(rand.NewPCG(1, 2))
+	var all []time.Duration
+	for range 100000 {
+		d := time.Duration(rng.ExpFloat64() * float64(3*time.Millisecond))
+		all = append(all, d)
+		h.add(d)
+	}
+	slices.Sort(all)
+	s := h.summary()
+	for _, q := range []struct {
+		got  time.Duration
+		want time.Duration
+	}{{s.P50, all[len(all)/2]}, {s.P99, all[len(all)*99/100]}} {
+		if q.got > q.want || float64(q.want-q.got) > float64(q.want)/8 {
+			t.Errorf("quantile %s, exact %s: want within 1/8 below", q.got, q.want)
+		}
+	}
+	if s.N != int64(len(all)) || s.Max != all[len(all)-1] {
+		t.Errorf("n %d max %s, want %d and %s", s.N, s.Max, len(all), all[len(all)-1])
+	}
+	for i := 0; i <= bucketOf(math.MaxInt64); i++ {
+		if lowerBound(i) > 0 && bucketOf(lowerBound(i)) != i {
+			t.Fatalf("bucket %d's lower bound %d falls in bucket %d", i, lowerBound(i), bucketOf(lowerBound(i)))
+		}
+	}
+	h.reset()
+	if s := h.summary(); s.N != 0 || s.Max != 0 {
+		t.Errorf("after reset: %+v", s)
+	}
+}
+
+// TestDedupeKeepsLastOfEachBlock: a worker's report names each block once,
+// with its latest length.
+func TestDedupeKeepsLastOfEachBlock(t *testing.T) {
+	got := dedupe([]blockRec{{5, 1}, {3, 1}, {5, 2}, {9, 1}, {3, 7}})
+	want := []blockRec{{3, 7}, {5, 2}, {9, 1}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("dedupe: %v, want %v", got, want)
+	}
+}

@@ -1,0 +1,113 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/fsmaster"
+	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/rpc"
+	"github.com/alluvium/alluvium/tests/scale"
+)
+
+// BenchmarkFSMasterLearn measures a recursive listing of a UFS tree the FS
+// master has not seen (it learns and journals every entry on the way) and
+// of the same tree once known, in pages of 1,000 as the CLI and the SDK
+// list, beside find of the tree in the same run. The tree: 200,000 empty
+// files in the scale run's layout (wide, deep and middling directories).
+// Master and client share this process: cpu-us/file is their CPU time per
+// file, the figure a busy machine does not distort.
+func BenchmarkFSMasterLearn(b *testing.B) {
+	tree := scale.Tree{Files: 200000, Version: scale.TreeVersion}
+	for range b.N {
+		root := filepath.Join(b.TempDir(), "ufs")
+		if err := os.Mkdir(root, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := tree.Build(root); err != nil {
+			b.Fatal(err)
+		}
+		entries := tree.Files + tree.Dirs()
+		find := func() time.Duration {
+			start := time.Now()
+			cmd := exec.Command("find", root)
+			out, _ := cmd.StdoutPipe()
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			n := 0
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				n++
+			}
+			if err := cmd.Wait(); err != nil || n != entries+1 {
+				b.Fatalf("find: %v, %d lines, want %d", err, n, entries+1)
+			}
+			return time.Since(start)
+		}
+		find() // warm the dentry cache for both
+		findTook := find()
+
+		l := config.NewLoader()
+		l.Set("home", b.TempDir())
+		l.Set("fsmaster.rpc-port", 0)
+		l.Set("fsmaster.http-port", 0)
+		l.Set("fsmaster.ufs", "file://"+root)
+		l.Set("log.level", "warn")
+		cfg, err := l.Load()
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, err := fsmaster.New(cfg, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := m.Start(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		cc, err := rpc.Dial(m.RPCAddr(), rpc.ClientOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		fs := api.NewFileSystemMasterClient(cc)
+		list := func() (time.Duration, time.Duration) {
+			runtime.GC()
+			cpu0, start := cpuTime(), time.Now()
+			n, token := 0, ""
+			for {
+				resp, err := fs.ListStatus(context.Background(), &api.ListStatusRequest{Path: "/", Recursive: true, PageSize: 1000, PageToken: token})
+				if err != nil {
+					b.Fatal(err)
+				}
+				n += len(resp.Infos)
+				if token = resp.NextPageToken; token == "" {
+					break
+				}
+			}
+			if n != entries {
+				b.Fatalf("listed %d entries, want %d", n, entries)
+			}
+			return time.Since(start), cpuTime() - cpu0
+		}
+		learnTook, learnCPU := list()
+		knownTook, knownCPU := list()
+		cc.Close()
+		_ = m.Stop(context.Background())
+
+		files := float64(tree.Files)
+		b.ReportMetric(files/learnTook.Seconds(), "learn-files/s")
+		b.ReportMetric(files/findTook.Seconds(), "find-files/s")
+		b.ReportMetric(learnTook.Seconds()/findTook.Seconds(), "ratio-learn/find")
+		b.ReportMetric(float64(learnCPU.Microseconds())/files, "learn-cpu-us/file")
+		b.ReportMetric(files/knownTook.Seconds(), "list-files/s")
+		b.ReportMetric(float64(knownCPU.Microseconds())/files, "list-cpu-us/file")
+	}
+	b.Logf("NOTE: FSMasterLearn: a recursive listing (pages of 1,000 over gRPC) of a local UFS of 200,000 empty files the FS master has not seen — it stats, learns and journals (fsync) every entry — and of the same tree once known, against find of the tree (warm dentry cache; find prints, we count); master and client in one process")
+}
