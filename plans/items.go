@@ -135,7 +135,12 @@ func newItemPlannerFrom(env Env, name string, job Job, source func(itemCursor) f
 	}, nil
 }
 
-func (p *itemPlanner) Close() error { return nil }
+func (p *itemPlanner) Close() error {
+	if w, ok := p.walk.(*walkSource); ok {
+		w.w.close()
+	}
+	return nil
+}
 
 // Next implements Planner.
 func (p *itemPlanner) Next(ctx context.Context, max int) (Batch, error) {

@@ -237,7 +237,10 @@ const (
 	nextBudget    = 100 * time.Millisecond
 )
 
-func (p *loadPlanner) Close() error { return nil }
+func (p *loadPlanner) Close() error {
+	p.walk.close()
+	return nil
+}
 
 // planBudget is how long the calls-th Next of a planner may gather tasks
 // before handing them over: 10 ms for the first, doubling to 100 ms, so

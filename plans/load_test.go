@@ -398,7 +398,9 @@ func TestLoadPlannerFillsBatchesAcrossManyWorkers(t *testing.T) {
 	if got := len(blocksOf(t, tasks)); got != files {
 		t.Fatalf("%d blocks planned, want %d", got, files)
 	}
-	if max := files/batch + 8; len(tasks) > max {
+	// Each Next hands over what it gathered within its time budget, so a
+	// slow machine cuts a few more batches short; never most of them.
+	if max := 2 * files / batch; len(tasks) > max {
 		t.Fatalf("%d tasks for %d small files (batches of %d): want at most %d", len(tasks), files, batch, max)
 	}
 	per := map[int64]int64{}

@@ -14,7 +14,9 @@ import (
 // pageSize entries across however many directories, so a tree of many
 // small directories costs a call per page, not one per directory. The
 // page token is the last path returned, so resuming "after /r/a/b/c"
-// starts right after it, and memory holds one page whatever the tree.
+// starts right after it, and memory holds two pages whatever the tree:
+// the one being walked and the next, asked for meanwhile so that the FS
+// master lists while the planner plans.
 type walker struct {
 	fs       api.FileSystemMasterClient
 	root     string
@@ -30,6 +32,13 @@ type walker struct {
 	i          int
 	last       bool // no page after this one
 	rootIsFile *api.FileInfo
+	ahead      chan listed // the next page, under way; nil: none asked
+	stop       context.CancelFunc
+}
+
+type listed struct {
+	resp *api.ListStatusResponse
+	err  error
 }
 
 func newWalker(fs api.FileSystemMasterClient, root, after string, pageSize int32, blocks bool) *walker {
@@ -87,7 +96,40 @@ func (w *walker) Next(ctx context.Context) (*api.FileInfo, error) {
 }
 
 func (w *walker) fetch(ctx context.Context) error {
-	req := &api.ListStatusRequest{Path: w.root, Recursive: true, PageSize: w.pageSize, PageToken: w.token, IncludeBlocks: w.blocks}
+	var resp *api.ListStatusResponse
+	var err error
+	if w.ahead != nil {
+		r := <-w.ahead
+		w.ahead = nil
+		resp, err = r.resp, r.err
+		if err != nil && ctx.Err() == nil {
+			resp, err = w.list(ctx, w.token) // once more, in this call's context
+		}
+	} else {
+		resp, err = w.list(ctx, w.token)
+	}
+	if err != nil {
+		return err
+	}
+	w.page, w.i = resp.Infos, 0
+	w.token = resp.NextPageToken // the last path listed
+	w.last = w.token == ""
+	if !w.last {
+		if w.stop == nil {
+			ctx, w.stop = context.WithCancel(ctx)
+		}
+		ch := make(chan listed, 1)
+		w.ahead = ch
+		go func(token string) {
+			resp, err := w.list(ctx, token)
+			ch <- listed{resp, err}
+		}(w.token)
+	}
+	return nil
+}
+
+func (w *walker) list(ctx context.Context, token string) (*api.ListStatusResponse, error) {
+	req := &api.ListStatusRequest{Path: w.root, Recursive: true, PageSize: w.pageSize, PageToken: token, IncludeBlocks: w.blocks}
 	if w.sync {
 		// The FS master syncs each directory once per walk: those a page
 		// enters, not those it resumes inside.
@@ -95,10 +137,14 @@ func (w *walker) fetch(ctx context.Context) error {
 	}
 	resp, err := w.fs.ListStatus(ctx, req)
 	if err != nil {
-		return fmt.Errorf("list %s: %w", w.root, err)
+		return nil, fmt.Errorf("list %s: %w", w.root, err)
 	}
-	w.page, w.i = resp.Infos, 0
-	w.token = resp.NextPageToken // the last path listed
-	w.last = w.token == ""
-	return nil
+	return resp, nil
+}
+
+// close stops a listing under way.
+func (w *walker) close() {
+	if w.stop != nil {
+		w.stop()
+	}
 }

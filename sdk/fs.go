@@ -39,7 +39,9 @@ type ListOptions struct {
 }
 
 // List streams the children of path (its whole subtree when Recursive),
-// fetching pages as the loop advances. A file lists as itself.
+// fetching pages as the loop advances: the next page is asked for while
+// the loop works through the current one, so a long listing costs the
+// slower of the two, not their sum.
 //
 //	for info, err := range c.List(ctx, "/data", sdk.ListOptions{}) {
 //		if err != nil { return err }
@@ -47,33 +49,50 @@ type ListOptions struct {
 //	}
 func (c *Client) List(ctx context.Context, path string, o ListOptions) iter.Seq2[*FileInfo, error] {
 	return func(yield func(*FileInfo, error) bool) {
-		token := ""
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		type page struct {
+			resp *api.ListStatusResponse
+			err  error
+		}
+		fetch := func(token string) <-chan page {
+			ch := make(chan page, 1)
+			go func() {
+				var resp *api.ListStatusResponse
+				req := &api.ListStatusRequest{
+					Path: path, Recursive: o.Recursive, PageSize: o.PageSize,
+					PageToken: token, IncludeBlocks: o.IncludeBlocks,
+				}
+				if o.Sync {
+					req.LoadMetadataType = api.LoadMetadataType_ALWAYS
+				}
+				err := c.call(ctx, "ls", path, true, func(ctx context.Context) (err error) {
+					resp, err = c.fs.ListStatus(ctx, req)
+					return err
+				})
+				ch <- page{resp, err}
+			}()
+			return ch
+		}
+		next := fetch("")
 		for {
-			var resp *api.ListStatusResponse
-			req := &api.ListStatusRequest{
-				Path: path, Recursive: o.Recursive, PageSize: o.PageSize,
-				PageToken: token, IncludeBlocks: o.IncludeBlocks,
-			}
-			if o.Sync {
-				req.LoadMetadataType = api.LoadMetadataType_ALWAYS
-			}
-			err := c.call(ctx, "ls", path, true, func(ctx context.Context) (err error) {
-				resp, err = c.fs.ListStatus(ctx, req)
-				return err
-			})
-			if err != nil {
-				yield(nil, err)
+			p := <-next
+			if p.err != nil {
+				yield(nil, p.err)
 				return
 			}
-			for _, info := range resp.Infos {
+			next = nil
+			if t := p.resp.NextPageToken; t != "" {
+				next = fetch(t) // while this page is worked through
+			}
+			for _, info := range p.resp.Infos {
 				if !yield(info, nil) {
-					return
+					return // cancel stops the fetch under way
 				}
 			}
-			if resp.NextPageToken == "" {
+			if next == nil {
 				return
 			}
-			token = resp.NextPageToken
 		}
 	}
 }

@@ -80,15 +80,32 @@ func persistText(fi *api.FileInfo) string {
 	}
 }
 
-// lsLine is one ls row: mode owner group size persistence mtime cached path.
-func lsLine(w io.Writer, fi *api.FileInfo) {
+// lsPrinter writes ls rows: mode owner group size persistence mtime cached
+// path. Rows of one listing mostly share their modification second, so
+// the formatted time is kept between rows (a listing of millions of files
+// spends its CPU here otherwise).
+type lsPrinter struct {
+	w       io.Writer
+	lastSec int64
+	lastFmt string
+}
+
+func (p *lsPrinter) line(fi *api.FileInfo) {
 	cached := "-"
 	if !fi.GetFolder() {
-		cached = fmt.Sprintf("%d%%", fi.GetCachedPercent())
+		cached = strconv.Itoa(int(fi.GetCachedPercent())) + "%"
 	}
-	fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", modeString(fi.GetFolder(), fi.GetMode()), fi.GetOwner(), fi.GetGroup(),
-		fi.GetLength(), persistText(fi), time.UnixMilli(fi.GetLastModificationTimeMs()).Format("2006-01-02 15:04:05"), cached, fi.GetPath())
+	ms := fi.GetLastModificationTimeMs()
+	if sec := ms / 1000; sec != p.lastSec || p.lastFmt == "" {
+		p.lastSec, p.lastFmt = sec, time.UnixMilli(ms).Format("2006-01-02 15:04:05")
+	}
+	fmt.Fprintf(p.w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", modeString(fi.GetFolder(), fi.GetMode()), fi.GetOwner(), fi.GetGroup(),
+		fi.GetLength(), persistText(fi), p.lastFmt, cached, fi.GetPath())
 }
+
+// lsRecursivePage is the page size of ls -R (the master cuts it to
+// fsmaster.list.max-page-size).
+const lsRecursivePage = 5000
 
 func newLsCmd(g *globals) *cobra.Command {
 	var recursive, sync bool
@@ -154,13 +171,20 @@ persisted, cachedPercent and blocks[].locations[] (plus more fields).`,
 			}
 			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			defer w.Flush()
+			pr := &lsPrinter{w: w}
 			for _, p := range args {
 				rows := 0
-				for fi, err := range c.List(cmd.Context(), p, sdk.ListOptions{Recursive: recursive, Sync: sync}) {
+				// Big pages for a whole tree: the master learns a page of UFS
+				// entries per journal commit.
+				var page int32
+				if recursive {
+					page = lsRecursivePage
+				}
+				for fi, err := range c.List(cmd.Context(), p, sdk.ListOptions{Recursive: recursive, Sync: sync, PageSize: page}) {
 					if err != nil {
 						return cliErr(err)
 					}
-					lsLine(w, fi)
+					pr.line(fi)
 					if rows++; rows%1000 == 0 {
 						w.Flush()
 					}

@@ -335,7 +335,7 @@ func (r *run) workers() {
 	r.checkNoneLost(st, "while heartbeating")
 	want := int64(float64(p.workers) * wall.Seconds() * 0.8)
 	if p.small {
-		want = int64(p.workers) // a starved race build keeps up less
+		want = 1 // a race build on a busy machine keeps up less: correctness only
 	}
 	if st.Heartbeats < want {
 		tb.Fatalf("%d heartbeats in %s from %d workers at 1 Hz", st.Heartbeats, wall, p.workers)
