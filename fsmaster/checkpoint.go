@@ -15,8 +15,11 @@ import (
 // A checkpoint is a bbolt database with these buckets:
 //
 //	meta:    format version, sequence, id counters (8-byte big-endian values)
+//	inodes2: the inodes in compact chunks, with their tables (format 2,
+//	         written now; see checkpoint_v2.go)
 //	inodes:  walk order (8-byte BE) → JournalEntry holding an InodeDirectory
 //	         or InodeFile record, parents always before their children
+//	         (format 1, still read)
 //	mounts:  alluvium path → MountPointInfo
 //	workers: host:port → worker id (8-byte BE)
 //
@@ -58,7 +61,7 @@ func (s *State) WriteCheckpoint(tx *bolt.Tx) error {
 		k []byte
 		v uint64
 	}{
-		{keyVersion, checkpointFmtV1}, {keySequence, uint64(s.lastSeq)},
+		{keyVersion, checkpointFmtV2}, {keySequence, uint64(s.lastSeq)},
 		{keyNextInode, uint64(s.nextInodeID)}, {keyNextMount, uint64(s.nextMountID)},
 		{keyNextWorker, uint64(s.nextWorkerID)},
 	} {
@@ -66,43 +69,8 @@ func (s *State) WriteCheckpoint(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	ib, err := tx.CreateBucketIfNotExists(bucketInodes)
-	if err != nil {
-		return err
-	}
-	ib.FillPercent = 1.0 // keys only ever grow
-	var order uint64
-	var werr error
-	if s.root != nil {
-		walk(s.root, func(n *inode) bool {
-			if werr != nil {
-				return false
-			}
-			// bbolt keeps the value until the commit: a fresh buffer each.
-			var buf []byte
-			buf, werr = proto.Marshal(s.inodeRecord(n))
-			if werr == nil {
-				werr = ib.Put(u64(order), buf)
-			}
-			order++
-			return true
-		})
-	}
-	// The files written aside, after the whole tree (their directories
-	// are loaded first).
-	for _, id := range s.asideIDs() {
-		if werr != nil {
-			break
-		}
-		var buf []byte
-		buf, werr = proto.Marshal(s.inodeRecord(s.asides[id]))
-		if werr == nil {
-			werr = ib.Put(u64(order), buf)
-		}
-		order++
-	}
-	if werr != nil {
-		return fmt.Errorf("checkpoint inodes: %w", werr)
+	if err := s.writeInodesV2(tx); err != nil {
+		return fmt.Errorf("checkpoint inodes: %w", err)
 	}
 	if d, err := time.ParseDuration(os.Getenv(checkpointStallEnv)); err == nil && d > 0 {
 		time.Sleep(d)
@@ -132,34 +100,8 @@ func (s *State) WriteCheckpoint(tx *bolt.Tx) error {
 	return nil
 }
 
-// inodeRecord is the checkpoint record of n: the creation entry with every
-// attribute as it is now.
-func (s *State) inodeRecord(n *inode) *api.JournalEntry {
-	var parentID int64
-	if n.parent != nil {
-		parentID = n.parent.id
-	}
-	ttl, action := s.ttl(n)
-	if n.dir() {
-		return &api.JournalEntry{Body: &api.JournalEntry_InodeDirectory{InodeDirectory: &api.InodeDirectoryEntry{
-			Id: n.id, ParentId: parentID, Name: n.name, Mode: n.mode(), Owner: s.owner(n), Group: s.group(n),
-			CreationTimeMs: n.ctime, PersistenceState: n.persist(), MountPoint: n.mountPoint(),
-			ChildrenLoaded: n.childrenLoaded(), Pinned: n.pinned(), LastModificationTimeMs: n.mtime,
-			Ttl: ttl, TtlAction: action,
-		}}}
-	}
-	lo, hi := s.replication(n)
-	return &api.JournalEntry{Body: &api.JournalEntry_InodeFile{InodeFile: &api.InodeFileEntry{
-		Id: n.id, ParentId: parentID, Name: n.name, Mode: n.mode(), Owner: s.owner(n), Group: s.group(n),
-		CreationTimeMs: n.ctime, PersistenceState: n.persist(), BlockSizeBytes: s.blockSize(n),
-		WriteType: n.writeType(), Completed: n.completed(), Length: n.length, UfsFingerprint: s.fingerprint(n),
-		ReplicationMin: lo, ReplicationMax: hi, Pinned: n.pinned(), Ttl: ttl,
-		TtlAction: action, LastModificationTimeMs: n.mtime, Aside: s.isAside(n),
-	}}}
-}
-
-// DecodeInodeRecord decodes one checkpoint inode record and checks that it
-// holds an inode.
+// DecodeInodeRecord decodes one format-1 checkpoint inode record and checks
+// that it holds an inode.
 func DecodeInodeRecord(b []byte) (*api.JournalEntry, error) {
 	var e api.JournalEntry
 	if err := proto.Unmarshal(b, &e); err != nil {
@@ -190,8 +132,8 @@ func LoadCheckpoint(tx *bolt.Tx) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	if uint64(ver) != checkpointFmtV1 {
-		return nil, fmt.Errorf("checkpoint: format version %d, this build reads %d", ver, checkpointFmtV1)
+	if uint64(ver) != checkpointFmtV1 && uint64(ver) != checkpointFmtV2 {
+		return nil, fmt.Errorf("checkpoint: format version %d, this build reads %d and %d (a newer Alluvium wrote it)", ver, checkpointFmtV1, checkpointFmtV2)
 	}
 	for _, f := range []struct {
 		k []byte
@@ -201,7 +143,29 @@ func LoadCheckpoint(tx *bolt.Tx) (*State, error) {
 			return nil, err
 		}
 	}
-	if ib := tx.Bucket(bucketInodes); ib != nil {
+	if uint64(ver) == checkpointFmtV2 {
+		if err := s.loadTablesV2(tx); err != nil {
+			return nil, err
+		}
+		for _, b := range []struct {
+			name  []byte
+			aside bool
+		}{{bucketInodes2, false}, {bucketAsides2, true}} {
+			ib := tx.Bucket(b.name)
+			if ib == nil {
+				continue
+			}
+			err := ib.ForEach(func(k, v []byte) error {
+				if err := s.loadChunkV2(v, b.aside); err != nil {
+					return fmt.Errorf("checkpoint %s chunk %x: %w", b.name, k, err)
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+	} else if ib := tx.Bucket(bucketInodes); ib != nil {
 		err := ib.ForEach(func(k, v []byte) error {
 			e, err := DecodeInodeRecord(v)
 			if err != nil {

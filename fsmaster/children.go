@@ -66,6 +66,17 @@ func (c *children) insert(n *inode) {
 		c.n = 1
 		return
 	}
+	// Past the last name (a checkpoint loads children in name order): no
+	// search.
+	if last := c.chunks[len(c.chunks)-1]; last[len(last)-1].name < n.name {
+		c.n++
+		if len(last) < chunkMax {
+			c.chunks[len(c.chunks)-1] = insertAt(last, len(last), n)
+		} else {
+			c.chunks = append(c.chunks, insertAt(nil, 0, n))
+		}
+		return
+	}
 	i := c.chunkFor(n.name)
 	ch := c.chunks[i]
 	j, found := searchChunk(ch, n.name)
@@ -111,6 +122,16 @@ func insertAt(ch []*inode, j int, n *inode) []*inode {
 	copy(ch[j+1:], ch[j:])
 	ch[j] = n
 	return ch
+}
+
+// sortsAfterAll reports whether name sorts after every child (true when
+// there are none).
+func (c *children) sortsAfterAll(name string) bool {
+	if c.len() == 0 {
+		return true
+	}
+	last := c.chunks[len(c.chunks)-1]
+	return last[len(last)-1].name < name
 }
 
 // remove deletes the child named name and reports whether there was one.

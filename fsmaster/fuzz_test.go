@@ -41,8 +41,9 @@ func applyBase(t testing.TB) *State {
 }
 
 // FuzzApplyEntry applies one arbitrary entry of the kinds that touch files
-// to a state with an overwrite in flight: it either applies and leaves
-// every invariant intact, or is refused and changes nothing.
+// (a page of UFS children too) to a state with an overwrite in flight: it
+// either applies and leaves every invariant intact, or is refused and
+// changes nothing.
 func FuzzApplyEntry(f *testing.F) {
 	ttl := int64(0)
 	for _, e := range []*api.JournalEntry{
@@ -57,6 +58,10 @@ func FuzzApplyEntry(f *testing.F) {
 		fileEntry(&api.InodeFileEntry{Id: 6, ParentId: 2, Name: "f", BlockSizeBytes: 16, Aside: true, Completed: true}),
 		fileEntry(&api.InodeFileEntry{Id: 6, ParentId: 3, Name: "x", BlockSizeBytes: 16, Aside: true}),
 		setAttrEntry(&api.SetAttributeEntry{Id: 4, Ttl: &ttl}),
+		{Body: &api.JournalEntry_UfsChildren{UfsChildren: &api.UfsChildrenEntry{ParentId: 2, FirstId: 10, BlockSizeBytes: 16, Children: []*api.UfsChild{
+			{Name: "b", Length: 5, UfsFingerprint: "5:1"}, {Name: "a", Directory: true}, {Name: "f"}}}}},
+		{Body: &api.JournalEntry_UfsChildren{UfsChildren: &api.UfsChildrenEntry{ParentId: 2, FirstId: 10, BlockSizeBytes: 16, ChildrenLoaded: true, Children: []*api.UfsChild{
+			{Name: "b", Length: 5, UfsFingerprint: "5:1"}, {Name: "a", Directory: true}}}}},
 	} {
 		f.Add(mustMarshal(e))
 	}
@@ -67,7 +72,7 @@ func FuzzApplyEntry(f *testing.F) {
 		}
 		switch e.GetBody().(type) {
 		case *api.JournalEntry_InodeFile, *api.JournalEntry_CompleteFile, *api.JournalEntry_DeleteInode,
-			*api.JournalEntry_Rename, *api.JournalEntry_SetAttribute:
+			*api.JournalEntry_Rename, *api.JournalEntry_SetAttribute, *api.JournalEntry_UfsChildren:
 		default:
 			return
 		}

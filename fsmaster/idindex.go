@@ -37,7 +37,12 @@ func (x *idIndex) get(id int64) *inode {
 }
 
 // put adds n, replacing an inode of the same id.
-func (x *idIndex) put(n *inode) {
+func (x *idIndex) put(n *inode) { x.add(n, true) }
+
+// putNew adds n unless its id is taken, and reports whether it did.
+func (x *idIndex) putNew(n *inode) bool { return x.add(n, false) }
+
+func (x *idIndex) add(n *inode, replace bool) bool {
 	if (x.n+1)*4 > len(x.slots)*3 {
 		x.resize(max(idIndexMin, 2*len(x.slots)))
 	}
@@ -47,11 +52,13 @@ func (x *idIndex) put(n *inode) {
 		if m == nil {
 			x.slots[i] = n
 			x.n++
-			return
+			return true
 		}
 		if m.id == n.id {
-			x.slots[i] = n
-			return
+			if replace {
+				x.slots[i] = n
+			}
+			return false
 		}
 	}
 }

@@ -35,6 +35,9 @@ type State struct {
 	// overwrite.go). Few at any time; membership here is what makes an
 	// inode one.
 	asides map[int64]*inode
+	// lastParent is the parent of the checkpoint record loaded last
+	// (loading only).
+	lastParent *inode
 }
 
 // NewState returns an empty state: no root yet (the first entries of a

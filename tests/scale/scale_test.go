@@ -45,7 +45,7 @@ func TestScaleSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	p := params{small: true, tree: Tree{Files: 100000, SmallEvery: 8, Version: TreeVersion}, workers: 500, steady: 5 * time.Second}
+	p := params{small: true, tree: Tree{Files: 100000, SmallEvery: 8, Version: TreeVersion}, workers: 500, steady: 10 * time.Second}
 	if n, err := strconv.Atoi(os.Getenv("ALLUVIUM_SCALE_SMALL_FILES")); err == nil && n > 0 {
 		p.tree.Files = n
 	}
@@ -126,9 +126,11 @@ func runScale(tb testing.TB, p params) results {
 	// The cut-down run in make test (race builds, a shared machine) checks
 	// that no worker is lost by mistake with timeouts it can keep; the
 	// benchmark holds the masters to the production ones.
-	fsTimeout, jmTimeout := "30s", "10s"
+	fsTimeout, jmTimeout, every := "30s", "10s", "1s"
 	if p.small {
-		fsTimeout, jmTimeout = "10m", "10m"
+		// Beats every 5 s: 500 workers beating each second would take
+		// most of a busy machine from the race builds being checked.
+		fsTimeout, jmTimeout, every = "10m", "10m", "5s"
 	}
 	c := testutil.NewCluster(tb, testutil.ClusterOptions{
 		JobMasters:    1,
@@ -136,9 +138,9 @@ func runScale(tb testing.TB, p params) results {
 		ReadyTimeout:  5 * time.Minute,
 		Env: []string{
 			"ALLUVIUM_FSMASTER_WORKER_TIMEOUT=" + fsTimeout,
-			"ALLUVIUM_FSMASTER_WORKER_HEARTBEAT_INTERVAL=1s",
+			"ALLUVIUM_FSMASTER_WORKER_HEARTBEAT_INTERVAL=" + every,
 			"ALLUVIUM_JOBMASTER_WORKER_TIMEOUT=" + jmTimeout,
-			"ALLUVIUM_JOBMASTER_WORKER_HEARTBEAT_INTERVAL=1s",
+			"ALLUVIUM_JOBMASTER_WORKER_HEARTBEAT_INTERVAL=" + every,
 			"ALLUVIUM_FSMASTER_USER_BLOCK_SIZE=67108864",
 			"ALLUVIUM_LOG_LEVEL=warn",
 		},
