@@ -10,7 +10,7 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 TEST_TIMEOUT ?= 25m
 FUZZTIME ?= 20s
 
-.PHONY: help build test vet unit proto demo bench fmt fuzz test-chaos test-multihost clean console-vendor console-screenshots
+.PHONY: help build test vet unit proto demo bench bench-scale fmt fuzz test-chaos test-multihost clean console-vendor console-screenshots
 
 help:
 	@echo "make build       build bin/alluvium"
@@ -19,6 +19,7 @@ help:
 	@echo "make test-multihost  the HA cluster on network namespaces (tests/multihost: leader kill, partitions, quorum loss; root)"
 	@echo "make demo        start an all-in-one cluster on sample data, run jobs, show results, stop"
 	@echo "make bench       run the benchmarks and write docs/BENCHMARKS.md"
+	@echo "make bench-scale the scale run (10M files, 10k simulated workers; root, ~1 h) into its section of docs/BENCHMARKS.md"
 	@echo "make fuzz        run every fuzz target for FUZZTIME each ($(FUZZTIME))"
 	@echo "make proto       regenerate api/*.pb.go from api/*.proto"
 	@echo "make fmt         gofmt the tree"
@@ -62,6 +63,20 @@ demo: build
 
 bench: build
 	$(GO) run ./tests/bench/cmd/benchreport $(if $(BENCH),-bench $(BENCH))
+
+# The scale run (tests/scale): a UFS of SCALE_FILES files on a loop-mounted
+# ext4 image it builds once under SCALE_DIR (kept for the next run),
+# SCALE_WORKERS simulated workers, one FS master and one job master. Its
+# figures go to their own section of docs/BENCHMARKS.md, the masters'
+# profiles to docs/profiles/scale/.
+SCALE_FILES   ?= 10000000
+SCALE_WORKERS ?= 10000
+SCALE_DIR     ?= /var/tmp/alluvium-scale
+bench-scale: build
+	mkdir -p docs/profiles/scale
+	ALLUVIUM_BIN=$(CURDIR)/bin/alluvium ALLUVIUM_SCALE_FILES=$(SCALE_FILES) ALLUVIUM_SCALE_WORKERS=$(SCALE_WORKERS) \
+	ALLUVIUM_SCALE_DIR=$(SCALE_DIR) ALLUVIUM_SCALE_OUT=$(CURDIR)/docs/profiles/scale \
+	$(GO) run ./tests/bench/cmd/benchreport -pkg ./tests/scale/ -bench Scale -count 1 -timeout 6h -section scale
 
 fuzz:
 	bash tests/fuzz.sh $(FUZZTIME)

@@ -75,6 +75,19 @@ func BenchmarkScale(b *testing.B) {
 			b.ReportMetric(r[k], k)
 		}
 	}
+	// What each figure stands beside (benchreport's REF lines).
+	for metric, ref := range map[string]string{
+		"*":                          "the goal of issue 20 (no reference process does this work)",
+		"learn-files/s":              "find of the same tree in the same run (find-files/s): both list every entry to a pipe, warm dentry cache; find stats nothing, we stat, learn and journal (fsync) each",
+		"find-files/s":               "the reference of learn-files/s",
+		"ratio-learn/find":           "learn time over find time, same tree, same run",
+		"list-known-files/s":         "find-files/s (the same tree once learned: no UFS access, no journal)",
+		"fsmaster-heap-B/inode":      "HDFS's NameNode budget of about 150 B an object; the FS master's Go heap after a GC over its inode count",
+		"fsmaster-rss-B/inode":       "fsmaster-heap-B/inode (the same moment: RSS holds garbage the next GC frees)",
+		"load-cached-rss-growth-MiB": "the two masters' RSS just before the job",
+	} {
+		b.Logf("REF: Scale: %s: %s", metric, ref)
+	}
 	b.Logf("NOTE: Scale: a UFS of %d files (a tenth in directories of up to 100,000, a tenth in chains 32 deep, the rest ~1,000 a directory; 1-16 bytes each, on a loop-mounted ext4) and %d simulated block+job workers (internal/sim: real gRPC clients, heartbeats at 1 s, tasks done at once) against one FS master and one job master, real processes; find and fs ls -R both print every path to a pipe, warm dentry cache", p.tree.Files, p.workers)
 }
 

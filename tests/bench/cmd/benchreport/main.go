@@ -2,6 +2,11 @@
 // custom metrics, as medians over -count runs, to docs/BENCHMARKS.md.
 //
 //	go run ./tests/bench/cmd/benchreport [-count 3] [-bench regexp] [-out docs/BENCHMARKS.md]
+//
+// With -section NAME it writes only that section of the file (the scale
+// run, `make bench-scale`: -pkg ./tests/scale/ -section scale), between
+// marker comments, and leaves the rest as it is; a full run keeps every
+// section it finds.
 package main
 
 import (
@@ -25,7 +30,10 @@ func main() {
 	out := flag.String("out", "docs/BENCHMARKS.md", "markdown file to write")
 	timeout := flag.Duration("timeout", 90*time.Minute, "go test -timeout")
 	from := flag.String("from", "", "render from this saved `go test -bench` output instead of running (dated by the file's mtime)")
+	pkg := flag.String("pkg", "./tests/bench/", "package of the benchmarks")
+	section := flag.String("section", "", "write only this marked section of -out (e.g. scale)")
 	flag.Parse()
+	dst := &output{path: *out, section: *section}
 
 	if *from != "" {
 		f, err := os.Open(*from)
@@ -38,12 +46,12 @@ func main() {
 			when = fi.ModTime()
 		}
 		f.Close()
-		write(*out, results, notes, *count, when)
+		dst.write(results, notes, *count, when)
 		return
 	}
 
 	args := []string{"test", "-run", "^$", "-bench", *bench, "-benchtime", "1x",
-		"-count", strconv.Itoa(*count), "-timeout", timeout.String(), "./tests/bench/"}
+		"-count", strconv.Itoa(*count), "-timeout", timeout.String(), *pkg}
 	fmt.Fprintf(os.Stderr, "benchreport: go %s\n", strings.Join(args, " "))
 	cmd := exec.Command("go", args...)
 	cmd.Stderr = os.Stderr
@@ -58,26 +66,56 @@ func main() {
 	if err := cmd.Wait(); err != nil {
 		fmt.Fprintf(os.Stderr, "benchreport: go test failed: %v (writing what was measured)\n", err)
 	}
-	write(*out, results, notes, *count, time.Now())
+	dst.write(results, notes, *count, time.Now())
 }
 
-func write(out string, results []*result, notes []string, count int, when time.Time) {
+// output is where the report goes: the whole file, or one section of it.
+type output struct {
+	path, section string
+}
+
+func (o *output) write(results []*result, notes []string, count int, when time.Time) {
 	if len(results) == 0 {
 		fatal(fmt.Errorf("no benchmark results"))
 	}
-	text := render(results, notes, count, when)
-	if old, err := os.ReadFile(out); err == nil {
-		text += kept(string(old))
+	old, _ := os.ReadFile(o.path)
+	var text string
+	if o.section == "" {
+		text = render(results, notes, count, when) + kept(string(old))
+	} else {
+		text = replaceSection(string(old), renderSection(o.section, results, notes, count, when))
 	}
-	if err := os.WriteFile(out, []byte(text), 0o644); err != nil {
+	if err := os.WriteFile(o.path, []byte(text), 0o644); err != nil {
 		fatal(err)
 	}
-	fmt.Fprintf(os.Stderr, "benchreport: wrote %s\n", out)
+	fmt.Fprintf(os.Stderr, "benchreport: wrote %s\n", o.path)
 	if len(missingRefs) > 0 {
 		// Every figure stands beside its reference, measured in the same
 		// run: a benchmark that names none is not done.
 		fatal(fmt.Errorf("%d row(s) name no reference (tests/bench: reference(b, metric, ...)): %s", len(missingRefs), strings.Join(missingRefs, ", ")))
 	}
+}
+
+// replaceSection puts sec (a "## " heading, the keep marker, its body) in
+// place of the section of old with the same heading, or after everything.
+func replaceSection(old, sec string) string {
+	heading := sec[:strings.IndexByte(sec, '\n')]
+	lines := strings.Split(strings.TrimRight(old, "\n"), "\n")
+	for i, l := range lines {
+		if l != heading {
+			continue
+		}
+		j := i + 1
+		for j < len(lines) && !strings.HasPrefix(lines[j], "## ") {
+			j++
+		}
+		rest := ""
+		if j < len(lines) {
+			rest = "\n" + strings.Join(lines[j:], "\n") + "\n"
+		}
+		return strings.Join(lines[:i], "\n") + "\n" + strings.TrimRight(sec, "\n") + "\n" + rest
+	}
+	return strings.TrimRight(old, "\n") + "\n\n" + strings.TrimRight(sec, "\n") + "\n"
 }
 
 // missingRefs are the rows render found without a reference.
@@ -128,8 +166,22 @@ var goals = []goal{
 	{"LocalReady", "ready-s", false, 1.0, "alluvium local (2 workers), exec to ready"},
 }
 
+// scaleGoals are issue 20's goals for the scale run (tests/scale).
+var scaleGoals = []goal{
+	{"Scale", "learn-files/s", true, 150000, "learn a UFS tree (fs ls -R), files/s (find of the tree: find-files/s)"},
+	{"Scale", "fsmaster-heap-B/inode", false, 200, "FS master heap per inode after learning"},
+	{"Scale", "restart-s", false, 15, "FS master restart (checkpoint + tail), kill -9 to serving"},
+	{"Scale", "load-cached-s", false, 60, "load job over every file, cached: plan + verify"},
+	{"Scale", "load-cached-rss-growth-MiB", false, 1024, "job master + FS master RSS growth during that load"},
+	{"Scale", "hb-fsmaster-cpu-cores", false, 1, "FS master CPU with every worker heartbeating at 1 Hz"},
+	{"Scale", "hb-jobmaster-cpu-cores", false, 1, "job master CPU with every job worker polling at 1 Hz"},
+	{"Scale", "hb-fsmaster-p99-ms", false, 50, "block worker heartbeat p99 latency"},
+	{"Scale", "hb-jobmaster-poll-overrun-p99-ms", false, 50, "job worker long poll p99 time past its wait"},
+	{"Scale", "leader-restart-all-live-s", false, 30, "both leaders killed and restarted: every worker LIVE again"},
+}
+
 // renderGoals is the table of the goals whose metric was measured.
-func renderGoals(b *strings.Builder, results []*result) {
+func renderGoals(b *strings.Builder, results []*result, goals []goal, h string) {
 	byName := map[string]*result{}
 	for _, r := range results {
 		byName[strings.TrimPrefix(r.name, "Benchmark")] = r
@@ -154,7 +206,7 @@ func renderGoals(b *strings.Builder, results []*result) {
 	if len(rows) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "## Goals\n\n| what | metric | goal | median | |\n|---|---|---|---:|---|\n%s\n\n## All figures\n\n", strings.Join(rows, "\n"))
+	fmt.Fprintf(b, "%s Goals\n\n| what | metric | goal | median | |\n|---|---|---|---:|---|\n%s\n\n%s All figures\n\n", h, strings.Join(rows, "\n"), h)
 }
 
 func fatal(err error) {
@@ -275,8 +327,29 @@ func render(results []*result, notes []string, count int, when time.Time) string
 	fmt.Fprintf(&b, "Each figure is the median of %d runs; every benchmark measures its reference in the same run,\n", count)
 	fmt.Fprintf(&b, "each row names it, and the notes say what both sides do (verify, fsync, durability), so a ratio\n")
 	fmt.Fprintf(&b, "is read knowing where the two differ. Re-run with `make bench` (or `go run ./tests/bench/cmd/benchreport -bench Name`).\n\n")
-	renderGoals(&b, results)
-	fmt.Fprintf(&b, "| benchmark | metric | median | runs | measured against (what both sides do: the notes) |\n|---|---|---:|---|---|\n")
+	renderGoals(&b, results, goals, "##")
+	renderTable(&b, results, notes)
+	return b.String()
+}
+
+// renderSection is the section of one of the runs measured elsewhere than
+// tests/bench: the scale run (tests/scale). It carries the keep marker, so
+// a full `make bench` keeps it.
+func renderSection(name string, results []*result, notes []string, count int, when time.Time) string {
+	var b strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "## Scale (`make bench-scale`)\n%s\n\n", keepMarker)
+	fmt.Fprintf(&b, "Written by `make bench-scale` (tests/scale, benchreport -section %s) on %s: %s, %d CPUs, %s/%s, %s;\n",
+		name, when.UTC().Format("2006-01-02 15:04 UTC"), host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	fmt.Fprintf(&b, "%d run(s). CPU profiles of the masters in each phase and their heap after learning are kept in\n", count)
+	fmt.Fprintf(&b, "docs/profiles/scale/ (`go tool pprof bin/alluvium docs/profiles/scale/<phase>.pprof`).\n\n")
+	renderGoals(&b, results, scaleGoals, "###")
+	renderTable(&b, results, notes)
+	return b.String()
+}
+
+func renderTable(b *strings.Builder, results []*result, notes []string) {
+	fmt.Fprintf(b, "| benchmark | metric | median | runs | measured against (what both sides do: the notes) |\n|---|---|---:|---|---|\n")
 	for _, r := range results {
 		name := strings.TrimPrefix(r.name, "Benchmark")
 		for _, m := range r.metrics {
@@ -290,14 +363,13 @@ func render(results []*result, notes []string, count int, when time.Time) string
 				ref = "**none named**"
 				missingRefs = append(missingRefs, name+" "+m)
 			}
-			fmt.Fprintf(&b, "| %s | %s | **%s** | %s | %s |\n", name, m, format(median(vals)), strings.Join(runs, ", "), ref)
+			fmt.Fprintf(b, "| %s | %s | **%s** | %s | %s |\n", name, m, format(median(vals)), strings.Join(runs, ", "), ref)
 		}
 	}
 	if len(notes) > 0 {
-		fmt.Fprintf(&b, "\nNotes from the runs:\n\n")
+		fmt.Fprintf(b, "\nNotes from the runs:\n\n")
 		for _, n := range notes {
-			fmt.Fprintf(&b, "- %s\n", n)
+			fmt.Fprintf(b, "- %s\n", n)
 		}
 	}
-	return b.String()
 }
