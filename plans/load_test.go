@@ -394,7 +394,7 @@ func TestLoadPlannerFillsBatchesAcrossManyWorkers(t *testing.T) {
 	for i := range files {
 		c.file(fmt.Sprintf("/s/d%03d/f%05d", i/500, i), 10, 1000)
 	}
-	tasks := planAll(t, fakeEnv{c}, cfgJSON(t, LoadConfig{Path: "/s", BatchFiles: batch}), 1000, 0, nil)
+	tasks := planAll(t, fakeEnv{c}, cfgJSON(t, spec.LoadConfig{Path: "/s", Batching: spec.Batching{BatchFiles: batch}}), 1000, 0, nil)
 	if got := len(blocksOf(t, tasks)); got != files {
 		t.Fatalf("%d blocks planned, want %d", got, files)
 	}
