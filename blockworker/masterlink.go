@@ -39,7 +39,17 @@ type masterLink struct {
 	hbCount    int64
 	failCount  int
 	defaultInt time.Duration
+	// reportChunk bounds the blocks one registration or heartbeat carries
+	// (default maxReportBlocks); the rest follow in the next heartbeats,
+	// sent at once.
+	reportChunk int
 }
+
+// maxReportBlocks is how many blocks one registration or heartbeat
+// reports: about 2.5 MB of message, far below the masters' 16 MiB limit, so
+// a worker caching millions of small files still registers (its full
+// report would not fit one message).
+const maxReportBlocks = 100000
 
 func newMasterLink(bm api.BlockMasterClient, store *Store, log *zap.Logger, interval time.Duration, address func() *api.WorkerNetAddress) *masterLink {
 	if interval <= 0 {
@@ -50,6 +60,7 @@ func newMasterLink(bm api.BlockMasterClient, store *Store, log *zap.Logger, inte
 		interval: interval, defaultInt: interval,
 		added: map[int64]BlockMeta{}, removed: map[int64]struct{}{},
 		firstReg: make(chan struct{}), kick: make(chan struct{}, 1),
+		reportChunk: maxReportBlocks,
 	}
 }
 
@@ -101,6 +112,10 @@ func (l *masterLink) register(ctx context.Context) error {
 		l.mu.Unlock()
 	})
 	req := &api.RegisterWorkerRequest{Address: l.address(), Tiers: tierUsage(usage)}
+	// A report bigger than a chunk registers with its first chunk; the
+	// rest goes as added blocks with the heartbeats that follow at once.
+	rest := blocks[min(len(blocks), l.reportChunk):]
+	blocks = blocks[:min(len(blocks), l.reportChunk)]
 	req.Blocks = make([]*api.BlockReport, len(blocks))
 	for i, b := range blocks {
 		req.Blocks[i] = &api.BlockReport{BlockId: b.ID, Length: b.Length, Tier: b.Tier, Pinned: b.Pinned}
@@ -112,6 +127,16 @@ func (l *masterLink) register(ctx context.Context) error {
 		return err
 	}
 	l.mu.Lock()
+	for _, b := range rest {
+		// A newer change of the block since the report wins.
+		if _, newer := l.added[b.ID]; newer {
+			continue
+		}
+		if _, gone := l.removed[b.ID]; gone {
+			continue
+		}
+		l.added[b.ID] = b
+	}
 	l.id = resp.GetWorkerId()
 	l.registered = true
 	if ms := resp.GetHeartbeatIntervalMs(); ms > 0 {
@@ -121,17 +146,49 @@ func (l *masterLink) register(ctx context.Context) error {
 	}
 	l.mu.Unlock()
 	l.regOnce.Do(func() { close(l.firstReg) })
-	l.log.Info("registered with the FS master", zap.Int64("worker_id", resp.GetWorkerId()), zap.Int("blocks", len(blocks)))
+	l.log.Info("registered with the FS master", zap.Int64("worker_id", resp.GetWorkerId()), zap.Int("blocks", len(blocks)+len(rest)))
+	if len(rest) > 0 {
+		l.heartbeatNow()
+	}
 	return nil
 }
 
-// heartbeat sends the deltas; on failure they are merged back under any
-// newer change of the same block.
+// takeDeltasLocked takes up to a chunk of the added and of the removed
+// blocks for one heartbeat, and reports whether more are left. Call with
+// l.mu held.
+func (l *masterLink) takeDeltasLocked() (added map[int64]BlockMeta, removed map[int64]struct{}, more bool) {
+	added, removed = l.added, l.removed
+	l.added, l.removed = map[int64]BlockMeta{}, map[int64]struct{}{}
+	if len(added) > l.reportChunk {
+		for bid, m := range added {
+			if len(added) == l.reportChunk {
+				break
+			}
+			l.added[bid] = m
+			delete(added, bid)
+		}
+		more = true
+	}
+	if len(removed) > l.reportChunk {
+		for bid := range removed {
+			if len(removed) == l.reportChunk {
+				break
+			}
+			l.removed[bid] = struct{}{}
+			delete(removed, bid)
+		}
+		more = true
+	}
+	return added, removed, more
+}
+
+// heartbeat sends the deltas (a chunk of them; the rest follow at once);
+// on failure they are merged back under any newer change of the same
+// block.
 func (l *masterLink) heartbeat(ctx context.Context) error {
 	l.mu.Lock()
 	id := l.id
-	added, removed := l.added, l.removed
-	l.added, l.removed = map[int64]BlockMeta{}, map[int64]struct{}{}
+	added, removed, more := l.takeDeltasLocked()
 	l.mu.Unlock()
 	req := &api.WorkerHeartbeatRequest{WorkerId: id, Tiers: tierUsage(l.store.Usage())}
 	for _, m := range added {
@@ -171,6 +228,9 @@ func (l *masterLink) heartbeat(ctx context.Context) error {
 		l.interval = time.Duration(ms) * time.Millisecond
 	}
 	l.mu.Unlock()
+	if more {
+		l.heartbeatNow() // the rest of the deltas, without waiting a beat
+	}
 	for _, c := range resp.GetCommands() {
 		switch c.GetType() {
 		case api.WorkerCommand_REGISTER:

@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"go.uber.org/zap"
+
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/rpc"
@@ -677,3 +679,50 @@ func TestTwoReadersAndAWriter(t *testing.T) {
 }
 
 var _ grpc.ServiceRegistrar = (*grpc.Server)(nil)
+
+// TestReportInChunks: a worker holding more blocks than one message may
+// carry registers with the first chunk and reports the rest in the
+// heartbeats that follow at once, until the master knows every block.
+func TestReportInChunks(t *testing.T) {
+	m, addr := startFakeMaster(t)
+	s := openStore(t, TierSpec{Alias: "MEM", Dir: t.TempDir(), Quota: 64 * mib})
+	for id := int64(1); id <= 25; id++ {
+		putBlock(t, s, id, []byte{byte(id)}, "MEM", false)
+	}
+	cc, err := rpc.Dial(addr, rpc.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	l := newMasterLink(api.NewBlockMasterClient(cc), s, zap.NewNop(), time.Hour, func() *api.WorkerNetAddress {
+		return &api.WorkerNetAddress{Host: "h", RpcPort: 1}
+	})
+	l.onCmd = func(context.Context, []int64) {}
+	l.reportChunk = 10
+	ctx := context.Background()
+	if err := l.register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	first := len(m.lastReport)
+	m.mu.Unlock()
+	if first != 10 {
+		t.Fatalf("registered with %d blocks, want the first chunk of 10", first)
+	}
+	for beats := 0; ; beats++ {
+		select {
+		case <-l.kick: // the link asks for the next heartbeat at once
+		default:
+			m.mu.Lock()
+			n := len(m.locs)
+			m.mu.Unlock()
+			if n != 25 || beats != 2 {
+				t.Fatalf("after %d heartbeats the master knows %d blocks; want 2 heartbeats, 25 blocks", beats, n)
+			}
+			return
+		}
+		if err := l.heartbeat(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -68,16 +68,27 @@ type blockMap struct {
 	// Liveness handed to workers (config.Liveness).
 	interval, timeout time.Duration
 	maxPerSecond      float64
+	// removeChunk bounds the block ids one heartbeat reply carries
+	// (removals, pins and unpins together; default maxRemoveIDs); the rest
+	// go with the next replies.
+	removeChunk int
 }
+
+// maxRemoveIDs is how many block ids (removals, pins and unpins) one
+// heartbeat reply carries: about 5 MB, below the 16 MiB a message may hold
+// (freeing, deleting or pinning millions of cached files queues more than
+// one reply can).
+const maxRemoveIDs = 500000
 
 func newBlockMap(now func() time.Time) *blockMap {
 	return &blockMap{
-		blocks:   map[int64]*blockEntry{},
-		files:    map[int64][]int64{},
-		workers:  map[int64]*workerState{},
-		now:      now,
-		interval: time.Second,
-		timeout:  config.DefaultWorkerTimeout,
+		blocks:      map[int64]*blockEntry{},
+		files:       map[int64][]int64{},
+		workers:     map[int64]*workerState{},
+		now:         now,
+		interval:    time.Second,
+		timeout:     config.DefaultWorkerTimeout,
+		removeChunk: maxRemoveIDs,
 	}
 }
 
@@ -355,21 +366,33 @@ func (b *blockMap) heartbeat(id int64, tiers []*api.TierUsage, added []*api.Bloc
 			w.toRemove = append(w.toRemove, r.GetBlockId())
 		}
 	}
+	budget := b.removeChunk
 	var cmds []*api.WorkerCommand
 	if len(w.toRemove) > 0 {
 		ids := w.toRemove
 		w.toRemove = nil
 		slices.Sort(ids)
 		ids = slices.Compact(ids)
+		if len(ids) > budget {
+			w.toRemove = slices.Clone(ids[budget:])
+			ids = ids[:budget]
+		}
+		budget -= len(ids)
 		cmds = append(cmds, &api.WorkerCommand{Type: api.WorkerCommand_REMOVE_BLOCKS, BlockIds: ids})
 	}
 	for _, q := range []struct {
 		t   api.WorkerCommand_Type
 		ids map[int64]struct{}
 	}{{api.WorkerCommand_PIN_BLOCKS, w.toPin}, {api.WorkerCommand_UNPIN_BLOCKS, w.toUnpin}} {
-		if len(q.ids) > 0 {
+		if len(q.ids) > 0 && budget > 0 {
 			ids := slices.Sorted(maps.Keys(q.ids))
-			clear(q.ids)
+			if len(ids) > budget {
+				ids = ids[:budget]
+			}
+			for _, id := range ids {
+				delete(q.ids, id)
+			}
+			budget -= len(ids)
 			cmds = append(cmds, &api.WorkerCommand{Type: q.t, BlockIds: ids})
 		}
 	}

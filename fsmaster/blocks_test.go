@@ -184,3 +184,64 @@ func TestLostWorkerReturnsWithoutDoubleCounting(t *testing.T) {
 		t.Fatalf("live workers %d (counter %d), want 2", live, b.live)
 	}
 }
+
+// TestRemovalsGoInChunks: removals beyond what one heartbeat reply may
+// carry go with the next replies, none lost, none twice.
+func TestRemovalsGoInChunks(t *testing.T) {
+	b := newBlockMap(time.Now)
+	b.removeChunk = 4
+	valid := func(int64) bool { return true }
+	var report []*api.BlockReport
+	for f := int64(1); f <= 10; f++ {
+		report = append(report, &api.BlockReport{BlockId: api.BlockID(f, 0), Length: 1, Tier: "MEM"})
+	}
+	b.register(1, &api.WorkerNetAddress{Host: "w", RpcPort: 1}, nil, report, valid)
+	b.free([]int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
+	var got []int64
+	for beat := 0; beat < 5; beat++ {
+		for _, c := range b.heartbeat(1, nil, nil, nil, valid) {
+			if n := len(c.GetBlockIds()); n > 4 {
+				t.Fatalf("a reply of %d removals (chunk 4)", n)
+			}
+			got = append(got, c.GetBlockIds()...)
+		}
+	}
+	slices.Sort(got)
+	if len(got) != 10 || len(slices.Compact(slices.Clone(got))) != 10 {
+		t.Fatalf("removals sent: %v, want the 10 blocks once each", got)
+	}
+}
+
+// TestPinsShareTheReplyBound: removals, pins and unpins together stay
+// within what one heartbeat reply may carry; the rest go with the next
+// replies, none lost, none twice.
+func TestPinsShareTheReplyBound(t *testing.T) {
+	b := newBlockMap(time.Now)
+	b.removeChunk = 4
+	b.keep = func(int64) bool { return true } // every copy must be pinned
+	valid := func(int64) bool { return true }
+	var report []*api.BlockReport
+	for f := int64(1); f <= 10; f++ {
+		report = append(report, &api.BlockReport{BlockId: api.BlockID(f, 0), Length: 1, Tier: "MEM"})
+	}
+	b.register(1, &api.WorkerNetAddress{Host: "w", RpcPort: 1}, nil, report, valid)
+	b.free([]int64{1, 2, 3})
+	got := map[api.WorkerCommand_Type][]int64{}
+	for beat := 0; beat < 5; beat++ {
+		n := 0
+		for _, c := range b.heartbeat(1, nil, nil, nil, valid) {
+			n += len(c.GetBlockIds())
+			got[c.GetType()] = append(got[c.GetType()], c.GetBlockIds()...)
+		}
+		if n > 4 {
+			t.Fatalf("a reply of %d block ids (bound 4)", n)
+		}
+	}
+	for typ, want := range map[api.WorkerCommand_Type]int{api.WorkerCommand_REMOVE_BLOCKS: 3, api.WorkerCommand_PIN_BLOCKS: 7} {
+		ids := got[typ]
+		slices.Sort(ids)
+		if len(ids) != want || len(slices.Compact(slices.Clone(ids))) != want {
+			t.Errorf("%v sent: %v, want %d blocks once each", typ, ids, want)
+		}
+	}
+}
