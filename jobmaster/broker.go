@@ -37,6 +37,13 @@ type broker struct {
 	// holders counts, per job, the tasks each job worker holds (claimed or
 	// running, not yet reported done): the workers that run the job now.
 	holders map[int64]map[int64]int
+	// Indexes that keep a poll and a wake-up from looking at every worker
+	// (thousands poll each second): the workers whose own queue holds
+	// tasks, those whose queue holds more than they take at once (others
+	// steal from these), and those whose poll waits for work.
+	nonEmpty map[int64]struct{}
+	over     map[int64]struct{}
+	waiting  map[int64]*workerSlot
 }
 
 type workerSlot struct {
@@ -103,6 +110,52 @@ func newBroker(fsm *FSM, taskTimeout time.Duration) *broker {
 		workers: map[int64]*workerSlot{}, byBW: map[string]int64{}, byBWID: map[int64]int64{},
 		pref: map[int64]*fifo{}, queued: map[taskKey]int64{}, claimed: map[taskKey]claim{},
 		running: map[taskKey]runInfo{}, holders: map[int64]map[int64]int{},
+		nonEmpty: map[int64]struct{}{}, over: map[int64]struct{}{}, waiting: map[int64]*workerSlot{},
+	}
+}
+
+// noteQueueLocked keeps worker id in the queue indexes as its own queue
+// and capacity now say.
+func (b *broker) noteQueueLocked(id int64) {
+	q := b.pref[id]
+	n := 0
+	if q != nil {
+		n = q.len()
+	}
+	if n > 0 {
+		b.nonEmpty[id] = struct{}{}
+	} else {
+		delete(b.nonEmpty, id)
+	}
+	if b.spareLocked(id) > 0 {
+		b.over[id] = struct{}{}
+	} else {
+		delete(b.over, id)
+	}
+}
+
+// spareLocked is how many of worker id's queued tasks exceed what it takes
+// at once: what others may steal.
+func (b *broker) spareLocked(id int64) int {
+	q := b.pref[id]
+	if q == nil {
+		return 0
+	}
+	spare := q.len()
+	if w := b.workers[id]; w != nil {
+		spare -= w.capacity
+	}
+	return spare
+}
+
+// setWaitingLocked records whether worker w's poll waits for work.
+func (b *broker) setWaitingLocked(w *workerSlot, on bool) {
+	w.waiting = on
+	switch {
+	case on && b.workers[w.id] == w:
+		b.waiting[w.id] = w
+	case !on && b.waiting[w.id] == w:
+		delete(b.waiting, w.id)
 	}
 }
 
@@ -157,6 +210,7 @@ func (b *broker) setWorker(w *workerRec) {
 	if w.BWID != 0 {
 		b.byBWID[w.BWID] = w.ID
 	}
+	b.noteQueueLocked(w.ID)
 	// Tasks waiting in the shared queue may be this worker's.
 	b.wakeIdleLocked()
 }
@@ -166,6 +220,7 @@ func (b *broker) removeWorkerLocked(id int64) {
 		return
 	}
 	delete(b.workers, id)
+	delete(b.waiting, id)
 	for a, w := range b.byBW {
 		if w == id {
 			delete(b.byBW, a)
@@ -189,6 +244,7 @@ func (b *broker) removeWorkerLocked(id int64) {
 		}
 		delete(b.pref, id)
 	}
+	b.noteQueueLocked(id)
 	b.wakeIdleLocked()
 }
 
@@ -313,6 +369,7 @@ func (b *broker) placeLocked(k taskKey, bwID int64, bwAddr string) int64 {
 		}
 		q.push(k)
 		b.queued[k] = w
+		b.noteQueueLocked(w)
 		return w
 	}
 	b.anyq.push(k)
@@ -320,9 +377,28 @@ func (b *broker) placeLocked(k taskKey, bwID int64, bwAddr string) int64 {
 	return 0
 }
 
+// wakeIdleLocked wakes the waiting polls that can take work now: enough of
+// them for the shared queue and the backlogs they may steal from, and those
+// whose own queue holds tasks. It looks at those sets, not every worker.
 func (b *broker) wakeIdleLocked() {
-	for _, w := range b.workers {
-		if w.waiting && w.free() > 0 && b.hasWorkLocked(w) {
+	if len(b.waiting) == 0 {
+		return
+	}
+	budget := b.anyq.len()
+	for id := range b.over {
+		budget += b.spareLocked(id)
+	}
+	for _, w := range b.waiting {
+		if budget <= 0 {
+			break
+		}
+		if f := w.free(); f > 0 {
+			wakeSlot(w)
+			budget -= f
+		}
+	}
+	for id := range b.nonEmpty {
+		if w := b.waiting[id]; w != nil && w.free() > 0 {
 			wakeSlot(w)
 		}
 	}
@@ -386,32 +462,17 @@ func (b *broker) touch(worker int64) {
 	}
 }
 
-func (b *broker) hasWorkLocked(w *workerSlot) bool {
-	if q := b.pref[w.id]; q != nil && q.len() > 0 {
-		return true
-	}
-	if b.anyq.len() > 0 {
-		return true
-	}
-	_, n := b.victimLocked(w.id)
-	return n > 0
-}
-
 // victimLocked is the worker whose own queue is longest beyond what it can
 // take at once: an idle worker steals from it, so a backlog spreads while
 // a small one keeps its locality.
 func (b *broker) victimLocked(thief int64) (int64, int) {
 	var best int64
 	bestN := 0
-	for id, q := range b.pref {
+	for id := range b.over {
 		if id == thief {
 			continue
 		}
-		spare := q.len()
-		if w := b.workers[id]; w != nil {
-			spare -= w.capacity
-		}
-		if spare > bestN {
+		if spare := b.spareLocked(id); spare > bestN {
 			best, bestN = id, spare
 		}
 	}
@@ -437,6 +498,7 @@ func (b *broker) takeLocked(w *workerSlot, n int) []taskKey {
 	}
 	if q := b.pref[w.id]; q != nil {
 		pop(q, w.id, n)
+		b.noteQueueLocked(w.id)
 	}
 	pop(&b.anyq, 0, n)
 	for len(out) < n {
@@ -445,6 +507,7 @@ func (b *broker) takeLocked(w *workerSlot, n int) []taskKey {
 			break
 		}
 		pop(b.pref[v], v, len(out)+min(spare, n-len(out)))
+		b.noteQueueLocked(v)
 	}
 	return out
 }
@@ -486,26 +549,22 @@ func (b *broker) poll(ctx context.Context, worker int64, wait time.Duration) (po
 		w.cancels, w.lost = nil, nil
 		now := time.Now()
 		if len(p.keys) > 0 || len(p.cancels) > 0 || len(p.lost) > 0 {
-			w.waiting = false
+			b.setWaitingLocked(w, false)
 			for _, k := range p.keys {
 				b.setClaim(k, claim{worker: worker, at: now})
 			}
 			b.mu.Unlock()
 			return p, nil
 		}
-		w.waiting = true
+		b.setWaitingLocked(w, true)
 		b.mu.Unlock()
 		select {
 		case <-w.wake:
 		case <-timer.C:
-			b.mu.Lock()
-			w.waiting = false
-			b.mu.Unlock()
+			b.stopWaiting(w)
 			return polled{}, nil
 		case <-ctx.Done():
-			b.mu.Lock()
-			w.waiting = false
-			b.mu.Unlock()
+			b.stopWaiting(w)
 			return polled{}, ctx.Err()
 		}
 	}
@@ -553,6 +612,21 @@ func (b *broker) liveCount() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.workers)
+}
+
+// stopWaiting ends w's wait without taking work. A wake-up it got
+// meanwhile is passed on: wakeIdleLocked wakes only as many polls as the
+// work needs, so a wake-up dropped here could leave tasks queued while
+// other polls wait.
+func (b *broker) stopWaiting(w *workerSlot) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.setWaitingLocked(w, false)
+	select {
+	case <-w.wake:
+		b.wakeIdleLocked()
+	default:
+	}
 }
 
 // unclaim returns tasks that could not be handed out after all.

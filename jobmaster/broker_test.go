@@ -1,0 +1,225 @@
+package jobmaster
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+func brokerWithWorkers(t *testing.T, n int, capacity int32) *broker {
+	t.Helper()
+	b := newBroker(nil, time.Minute)
+	for i := 1; i <= n; i++ {
+		b.setWorker(&workerRec{ID: int64(i), BWID: int64(100 + i), BWAddr: fmt.Sprintf("bw%d:1", i), Capacity: capacity, State: api.WorkerState_LIVE})
+	}
+	return b
+}
+
+func pendingEvents(job int64, n int, bwAddr string) []taskEvent {
+	evs := make([]taskEvent, n)
+	for i := range evs {
+		evs[i] = taskEvent{key: taskKey{job, int64(i)}, status: api.TaskInfo_PENDING, bwAddr: bwAddr}
+	}
+	return evs
+}
+
+// checkIndexes compares the broker's indexes with what a scan of every
+// worker says.
+func checkIndexes(t *testing.T, b *broker) {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for id := range b.workers {
+		_, ne := b.nonEmpty[id]
+		if want := b.pref[id] != nil && b.pref[id].len() > 0; ne != want {
+			t.Errorf("worker %d: in nonEmpty %v, queue non-empty %v", id, ne, want)
+		}
+		_, ov := b.over[id]
+		if want := b.spareLocked(id) > 0; ov != want {
+			t.Errorf("worker %d: in over %v, spare %d", id, ov, b.spareLocked(id))
+		}
+		_, wt := b.waiting[id]
+		if wt != b.workers[id].waiting {
+			t.Errorf("worker %d: in waiting %v, slot waiting %v", id, wt, b.workers[id].waiting)
+		}
+	}
+	for id := range b.nonEmpty {
+		if b.workers[id] == nil {
+			t.Errorf("nonEmpty holds gone worker %d", id)
+		}
+	}
+	for id := range b.over {
+		if b.workers[id] == nil {
+			t.Errorf("over holds gone worker %d", id)
+		}
+	}
+}
+
+// pollAll runs a long poll per worker until every one of want tasks was
+// handed out, and returns who got what.
+func pollAll(t *testing.T, b *broker, workers []int64, want int) map[taskKey]int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var (
+		mu  sync.Mutex
+		got = map[taskKey]int64{}
+		wg  sync.WaitGroup
+	)
+	done := make(chan struct{})
+	for _, id := range workers {
+		wg.Add(1)
+		go func(id int64) {
+			defer wg.Done()
+			for {
+				p, err := b.poll(ctx, id, time.Second)
+				keys := p.keys
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				for _, k := range keys {
+					if prev, dup := got[k]; dup {
+						t.Errorf("task %v handed to %d and %d", k, prev, id)
+					}
+					got[k] = id
+				}
+				n := len(got)
+				mu.Unlock()
+				if len(keys) > 0 {
+					// Done at once: free the slots.
+					b.released(id, keys)
+				}
+				if n >= want {
+					select {
+					case <-done:
+					default:
+						close(done)
+					}
+					return
+				}
+				select {
+				case <-done:
+					return
+				default:
+				}
+			}
+		}(id)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		mu.Lock()
+		t.Fatalf("only %d of %d tasks handed out", len(got), want)
+	}
+	cancel()
+	wg.Wait()
+	return got
+}
+
+func ids(from, to int64) []int64 {
+	var out []int64
+	for i := from; i <= to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+func TestBrokerSharedQueueReachesWaitingPolls(t *testing.T) {
+	b := brokerWithWorkers(t, 200, 2)
+	go func() {
+		// Some polls wait before the tasks arrive, some after.
+		time.Sleep(10 * time.Millisecond)
+		b.onTasks(pendingEvents(1, 150, ""))
+	}()
+	got := pollAll(t, b, ids(1, 200), 150)
+	if len(got) != 150 {
+		t.Fatalf("handed out %d tasks, want 150", len(got))
+	}
+	checkIndexes(t, b)
+}
+
+func TestBrokerIdleWorkersStealBacklog(t *testing.T) {
+	b := brokerWithWorkers(t, 8, 2)
+	// Every task's data is beside worker 1; it takes 2 at once.
+	b.onTasks(pendingEvents(1, 40, "bw1:1"))
+	checkIndexes(t, b)
+	b.mu.Lock()
+	if _, ok := b.over[1]; !ok {
+		t.Fatal("worker 1's backlog is not indexed for stealing")
+	}
+	b.mu.Unlock()
+	// Worker 1 takes what it can at once and keeps it; the others steal
+	// the rest of its backlog beyond that.
+	p, err := b.poll(context.Background(), 1, time.Second)
+	mine := p.keys
+	if err != nil || len(mine) != 2 {
+		t.Fatalf("worker 1's poll: %v %v, want 2 tasks", mine, err)
+	}
+	got := pollAll(t, b, ids(2, 8), 36)
+	if len(got) != 36 {
+		t.Fatalf("stolen %d tasks, want 36", len(got))
+	}
+	checkIndexes(t, b)
+	b.mu.Lock()
+	if _, ok := b.over[1]; ok || b.pref[1].len() != 2 {
+		t.Errorf("worker 1 keeps %d queued (over: %v), want its capacity, 2, and no backlog", b.pref[1].len(), ok)
+	}
+	b.mu.Unlock()
+	b.released(1, mine)
+	if got := pollAll(t, b, ids(1, 1), 2); len(got) != 2 {
+		t.Fatalf("worker 1 took %d of its last 2", len(got))
+	}
+	checkIndexes(t, b)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.over) != 0 || len(b.nonEmpty) != 0 {
+		t.Fatalf("indexes hold drained queues: over %v nonEmpty %v", b.over, b.nonEmpty)
+	}
+}
+
+func TestBrokerIndexesFollowWorkerChanges(t *testing.T) {
+	b := brokerWithWorkers(t, 3, 2)
+	b.onTasks(pendingEvents(1, 5, "bw2:1"))
+	checkIndexes(t, b)
+	// A larger capacity takes the whole queue at once: no backlog.
+	b.setWorker(&workerRec{ID: 2, BWID: 102, BWAddr: "bw2:1", Capacity: 8, State: api.WorkerState_LIVE})
+	checkIndexes(t, b)
+	// A lost worker's queue goes to the shared one.
+	b.setWorker(&workerRec{ID: 2, State: api.WorkerState_LOST})
+	checkIndexes(t, b)
+	b.mu.Lock()
+	if n := b.anyq.len(); n != 5 {
+		t.Errorf("shared queue holds %d tasks after worker 2 was lost, want 5", n)
+	}
+	b.mu.Unlock()
+	got := pollAll(t, b, ids(1, 1), 5)
+	if len(got) != 5 {
+		t.Fatalf("handed out %d tasks, want 5", len(got))
+	}
+}
+
+// A poll that ends (timer or caller gone) after it was woken passes the
+// wake-up on, since only as many polls are woken as the work needs.
+func TestBrokerStoppedPollPassesWakeOn(t *testing.T) {
+	b := brokerWithWorkers(t, 2, 2)
+	b.mu.Lock()
+	x, y := b.workers[1], b.workers[2]
+	b.setWaitingLocked(x, true)
+	b.setWaitingLocked(y, true)
+	b.anyq.push(taskKey{1, 1})
+	b.queued[taskKey{1, 1}] = 0
+	b.mu.Unlock()
+	wakeSlot(x) // x was chosen, but its wait ends before it takes the task
+	b.stopWaiting(x)
+	select {
+	case <-y.wake:
+	default:
+		t.Fatal("the wake-up x did not use was not passed on to y")
+	}
+	checkIndexes(t, b)
+}
