@@ -18,7 +18,7 @@ help:
 	@echo "make test-chaos  the fault-injection suite alone (tests/chaos: kill -9, SIGSTOP, full tiers, damaged files)"
 	@echo "make test-multihost  the HA cluster on network namespaces (tests/multihost: leader kill, partitions, quorum loss; root)"
 	@echo "make demo        start an all-in-one cluster on sample data, run jobs, show results, stop"
-	@echo "make bench       run the benchmarks and write docs/BENCHMARKS.md"
+	@echo "make bench       run the benchmarks and write docs/BENCHMARKS.md (BENCH=regexp BENCH_SECTION=name: some, in a section of their own)"
 	@echo "make bench-scale the scale run (10M files, 10k simulated workers; root, ~1 h) into its section of docs/BENCHMARKS.md"
 	@echo "make fuzz        run every fuzz target for FUZZTIME each ($(FUZZTIME))"
 	@echo "make proto       regenerate api/*.pb.go from api/*.proto"
@@ -61,8 +61,11 @@ proto:
 demo: build
 	$(GO) run ./tests/demo -bin $(CURDIR)/bin/alluvium $(DEMO_FLAGS)
 
+# BENCH=regexp runs some benchmarks only; with BENCH_SECTION=name their
+# figures go to a section of that name beside the full run's table (which
+# a partial run would otherwise replace), BENCH_NOTE a line in it.
 bench: build
-	$(GO) run ./tests/bench/cmd/benchreport $(if $(BENCH),-bench $(BENCH))
+	$(GO) run ./tests/bench/cmd/benchreport $(if $(BENCH),-bench '$(BENCH)') $(if $(BENCH_SECTION),-section $(BENCH_SECTION)) $(if $(BENCH_NOTE),-note '$(BENCH_NOTE)')
 
 # The scale run (tests/scale): a UFS of SCALE_FILES files on a loop-mounted
 # ext4 image it builds once under SCALE_DIR (kept for the next run),

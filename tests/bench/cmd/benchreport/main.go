@@ -4,9 +4,11 @@
 //	go run ./tests/bench/cmd/benchreport [-count 3] [-bench regexp] [-out docs/BENCHMARKS.md]
 //
 // With -section NAME it writes only that section of the file (the scale
-// run, `make bench-scale`: -pkg ./tests/scale/ -section scale), between
-// marker comments, and leaves the rest as it is; a full run keeps every
-// section it finds.
+// run, `make bench-scale`: -pkg ./tests/scale/ -section scale; any other
+// name: a partial run of -bench, beside the full run's table, not in its
+// place), marked to be kept, and leaves the rest as it is; a full run
+// keeps every section it finds. -note adds a line to the section (say
+// why its figures are preliminary).
 package main
 
 import (
@@ -31,9 +33,10 @@ func main() {
 	timeout := flag.Duration("timeout", 90*time.Minute, "go test -timeout")
 	from := flag.String("from", "", "render from this saved `go test -bench` output instead of running (dated by the file's mtime)")
 	pkg := flag.String("pkg", "./tests/bench/", "package of the benchmarks")
-	section := flag.String("section", "", "write only this marked section of -out (e.g. scale)")
+	section := flag.String("section", "", "write only this marked section of -out (scale: the scale run; another name: a partial run of -bench)")
+	note := flag.String("note", "", "a line the section carries (e.g. why its figures are preliminary)")
 	flag.Parse()
-	dst := &output{path: *out, section: *section}
+	dst := &output{path: *out, section: *section, note: *note, pkg: *pkg, bench: *bench}
 
 	if *from != "" {
 		f, err := os.Open(*from)
@@ -72,6 +75,8 @@ func main() {
 // output is where the report goes: the whole file, or one section of it.
 type output struct {
 	path, section string
+	note          string // a line of the section (-note)
+	pkg, bench    string // what was run (a partial run's section says)
 }
 
 func (o *output) write(results []*result, notes []string, count int, when time.Time) {
@@ -83,7 +88,7 @@ func (o *output) write(results []*result, notes []string, count int, when time.T
 	if o.section == "" {
 		text = render(results, notes, count, when) + kept(string(old))
 	} else {
-		text = replaceSection(string(old), renderSection(o.section, results, notes, count, when))
+		text = replaceSection(string(old), o.renderSection(results, notes, count, when))
 	}
 	if err := os.WriteFile(o.path, []byte(text), 0o644); err != nil {
 		fatal(err)
@@ -337,18 +342,31 @@ func render(results []*result, notes []string, count int, when time.Time) string
 	return b.String()
 }
 
-// renderSection is the section of one of the runs measured elsewhere than
-// tests/bench: the scale run (tests/scale). It carries the keep marker, so
-// a full `make bench` keeps it.
-func renderSection(name string, results []*result, notes []string, count int, when time.Time) string {
+// renderSection is the section of one of the runs measured apart from a
+// full `make bench`: the scale run (tests/scale, section "scale"), or a
+// partial run of some benchmarks (any other name) that must not replace
+// the full run's table. It carries the keep marker, so a full `make bench`
+// keeps it.
+func (o *output) renderSection(results []*result, notes []string, count int, when time.Time) string {
 	var b strings.Builder
 	host, _ := os.Hostname()
-	fmt.Fprintf(&b, "## Scale (`make bench-scale`)\n%s\n\n", keepMarker)
-	fmt.Fprintf(&b, "Written by `make bench-scale` (tests/scale, benchreport -section %s) on %s: %s, %d CPUs, %s/%s, %s;\n",
-		name, when.UTC().Format("2006-01-02 15:04 UTC"), host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
-	fmt.Fprintf(&b, "%d run(s). CPU profiles of the masters in each phase and their heap after learning are kept in\n", count)
-	fmt.Fprintf(&b, "docs/profiles/scale/ (`go tool pprof bin/alluvium docs/profiles/scale/<phase>.pprof`).\n\n")
-	renderGoals(&b, results, scaleGoals, "###")
+	machine := fmt.Sprintf("%s: %s, %d CPUs, %s/%s, %s", when.UTC().Format("2006-01-02 15:04 UTC"), host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	gs := goals
+	if o.section == "scale" {
+		fmt.Fprintf(&b, "## Scale (`make bench-scale`)\n%s\n\n", keepMarker)
+		fmt.Fprintf(&b, "Written by `make bench-scale` (tests/scale, benchreport -section %s) on %s;\n", o.section, machine)
+		fmt.Fprintf(&b, "%d run(s). CPU profiles of the masters in each phase and their heap after learning are kept in\n", count)
+		fmt.Fprintf(&b, "docs/profiles/scale/ (`go tool pprof bin/alluvium docs/profiles/scale/<phase>.pprof`).\n\n")
+		gs = scaleGoals
+	} else {
+		fmt.Fprintf(&b, "## Partial run: %s\n%s\n\n", o.section, keepMarker)
+		fmt.Fprintf(&b, "Written by `benchreport -pkg %s -bench '%s' -section %s` on %s;\n", o.pkg, o.bench, o.section, machine)
+		fmt.Fprintf(&b, "only these benchmarks, the median of %d run(s) each, each beside its reference in the same run.\n\n", count)
+	}
+	if o.note != "" {
+		fmt.Fprintf(&b, "%s\n\n", o.note)
+	}
+	renderGoals(&b, results, gs, "###")
 	renderTable(&b, results, notes)
 	return b.String()
 }

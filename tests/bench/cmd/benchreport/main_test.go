@@ -36,3 +36,36 @@ BenchmarkB-2   	       1	 5 ns/op	  3.00 things/s
 		t.Errorf("missing references %q, want B things/s", missingRefs)
 	}
 }
+
+// A partial run goes in a section of its own, beside the full run's table:
+// the next partial run of that name replaces it in place, and a full run
+// carries it over.
+func TestPartialRunSection(t *testing.T) {
+	refs, missingRefs = map[string]string{}, nil
+	out := `BenchmarkFSMasterCreate/clients=64-2   	       1	 5 ns/op	  30000 creates/s
+--- BENCH: BenchmarkFSMasterCreate/clients=64-2
+    a_test.go:10: REF: FSMasterCreate/clients=64: *: bbolt alone
+`
+	results, notes := parse(strings.NewReader(out))
+	full := render(results, notes, 3, time.Unix(0, 0))
+	o := &output{section: "issue-20", note: "Preliminary: a shared machine.", pkg: "./tests/bench/", bench: "FSMasterCreate"}
+	sec := o.renderSection(results, notes, 3, time.Unix(0, 0))
+	for _, want := range []string{"## Partial run: issue-20\n" + keepMarker, "Preliminary: a shared machine.",
+		"-bench 'FSMasterCreate'", "| journaled creates (create + complete) at 64 clients | FSMasterCreate/clients=64 creates/s | ≥ 25000 | 30000 | met |"} {
+		if !strings.Contains(sec, want) {
+			t.Errorf("section lacks %q:\n%s", want, sec)
+		}
+	}
+	doc := replaceSection(full, sec)
+	if !strings.HasPrefix(doc, full) || !strings.Contains(doc, sec) {
+		t.Fatalf("the section did not go after the full table:\n%s", doc)
+	}
+	o.note = "Second run."
+	doc2 := replaceSection(doc, o.renderSection(results, notes, 3, time.Unix(0, 0)))
+	if strings.Contains(doc2, "Preliminary: a shared machine.") || strings.Count(doc2, "## Partial run: issue-20") != 1 {
+		t.Fatalf("a second partial run did not replace the first:\n%s", doc2)
+	}
+	if again := render(results, notes, 3, time.Unix(0, 0)) + kept(doc2); !strings.Contains(again, "Second run.") {
+		t.Fatalf("a full run dropped the partial run's section:\n%s", again)
+	}
+}
