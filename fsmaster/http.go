@@ -102,4 +102,3 @@ func (m *Master) handleFiles(w http.ResponseWriter, r *http.Request) {
 	}
 	rpc.WriteJSON(w, http.StatusOK, out)
 }
-

@@ -65,7 +65,6 @@ func (s *Server) healthy() error {
 	return nil
 }
 
-
 // GET /api/v1/jobs?status=RUNNING,FAILED&plan=load&submitter=u&policy=p&order=newest&pageSize=100&pageToken=...
 func (s *Server) httpListJobs(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
