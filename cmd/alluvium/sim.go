@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/alluvium/alluvium/internal/client"
 	"github.com/alluvium/alluvium/internal/security"
 	"github.com/alluvium/alluvium/internal/sim"
 )
@@ -77,7 +78,7 @@ Each has its own connection to each master unless --conns shares fewer.`,
 			}
 			sim.RaiseFileLimit()
 			s, err := sim.New(sim.Config{
-				Workers: count, FSMasters: sim.ParseAddrs(cfg.Client.Master), JobMasters: sim.ParseAddrs(cfg.Client.JobMaster),
+				Workers: count, FSMasters: client.SplitAddrs(cfg.Client.Master), JobMasters: client.SplitAddrs(cfg.Client.JobMaster),
 				Dial: dial, Conns: conns, Capacity: capacity,
 			})
 			if err != nil {

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -26,13 +25,12 @@ type blockWorker struct {
 	s    *Sim
 	i    int
 	host string
-	own  map[string]*grpc.ClientConn
+	m    *masters
 
 	mu         sync.Mutex
 	id         int64
 	registered bool
 	interval   time.Duration
-	master     int // index in FSMasters of the one in use
 	held       []blockRec
 	used       int64
 	added      []blockRec
@@ -50,34 +48,9 @@ func (b *blockWorker) gauges() (bool, int) {
 	return b.registered, len(b.held)
 }
 
-func (b *blockWorker) close() {
-	for _, c := range b.own {
-		c.Close()
-	}
-}
-
-func (b *blockWorker) client() (api.BlockMasterClient, error) {
-	b.mu.Lock()
-	addr := b.s.cfg.FSMasters[b.master%len(b.s.cfg.FSMasters)]
-	if b.own == nil {
-		b.own = map[string]*grpc.ClientConn{}
-	}
-	b.mu.Unlock()
-	c, err := b.s.conn(b.own, b.i, addr)
-	if err != nil {
-		return nil, err
-	}
-	return api.NewBlockMasterClient(c), nil
-}
-
-// failed moves to the next FS master after a call that could not reach one.
-func (b *blockWorker) failed(err error) {
-	if c := status.Code(err); c == codes.Unavailable || c == codes.DeadlineExceeded {
-		b.mu.Lock()
-		b.master++
-		b.mu.Unlock()
-	}
-}
+// client is the leading FS master's block service (the client layer
+// finds the leader and follows it, as for a block worker process).
+func (b *blockWorker) client() api.BlockMasterClient { return b.m.fs.BlockMaster() }
 
 func (b *blockWorker) run(ctx context.Context) {
 	// A random phase: real workers start at different times.
@@ -109,10 +82,7 @@ func (b *blockWorker) run(ctx context.Context) {
 
 // register sends the full report; the deltas it covers are dropped.
 func (b *blockWorker) register(ctx context.Context) error {
-	bm, err := b.client()
-	if err != nil {
-		return err
-	}
+	bm := b.client()
 	b.mu.Lock()
 	b.held = dedupe(b.held)
 	b.used = 0
@@ -132,7 +102,6 @@ func (b *blockWorker) register(ctx context.Context) error {
 	resp, err := bm.RegisterWorker(cctx, req)
 	if err != nil {
 		b.s.st.regErrors.Add(1)
-		b.failed(err)
 		return err
 	}
 	b.s.st.reg.add(time.Since(start))
@@ -153,11 +122,7 @@ func (b *blockWorker) register(ctx context.Context) error {
 }
 
 func (b *blockWorker) heartbeat(ctx context.Context) {
-	bm, err := b.client()
-	if err != nil {
-		b.s.st.hbErrors.Add(1)
-		return
-	}
+	bm := b.client()
 	b.mu.Lock()
 	req := &api.WorkerHeartbeatRequest{WorkerId: b.id, Tiers: b.s.tiers(b.used)}
 	added, removed := b.added, b.removed
@@ -176,7 +141,6 @@ func (b *blockWorker) heartbeat(ctx context.Context) {
 			return
 		}
 		b.s.st.hbErrors.Add(1)
-		b.failed(err)
 		b.mu.Lock()
 		b.added = append(added, b.added...)
 		b.removed = append(removed, b.removed...)

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -18,10 +17,10 @@ import (
 // registers, long-polls for tasks, completes each at once and reports the
 // results until the leader acks them, as jobworker does.
 type jobWorker struct {
-	s   *Sim
-	i   int
-	bw  *blockWorker
-	own map[string]*grpc.ClientConn
+	s  *Sim
+	i  int
+	bw *blockWorker
+	m  *masters
 
 	mu       sync.Mutex
 	id       int64
@@ -41,57 +40,23 @@ func (j *jobWorker) registered() bool {
 	return j.id != 0
 }
 
-func (j *jobWorker) close() {
-	for _, c := range j.own {
-		c.Close()
-	}
-}
-
-func (j *jobWorker) client(addr string) (api.JobMasterClient, error) {
-	if j.own == nil {
-		j.own = map[string]*grpc.ClientConn{}
-	}
-	c, err := j.s.conn(j.own, j.i, addr)
+// leaderClient is a client of the leading job master alone, found by the
+// client layer, for this worker's session with it (as jobworker's).
+func (j *jobWorker) leaderClient(ctx context.Context) (api.JobMasterClient, error) {
+	c, addr, err := j.m.jm.LeaderClient(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return api.NewJobMasterClient(c), nil
-}
-
-// leaderClient finds the leader (asking the job masters in turn) once and
-// after a failure.
-func (j *jobWorker) leaderClient(ctx context.Context) (api.JobMasterClient, error) {
-	if j.leader != "" {
-		return j.client(j.leader)
-	}
-	var last error
-	for _, m := range j.s.cfg.JobMasters {
-		c, err := j.client(m)
-		if err != nil {
-			last = err
-			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		resp, err := c.GetLeader(cctx, &api.GetLeaderRequest{})
-		cancel()
-		if err != nil {
-			last = err
-			continue
-		}
-		if a := resp.GetLeaderRpcAddress(); a != "" {
-			j.leader = a
-			return j.client(a)
-		}
-		last = fmt.Errorf("%s: no leader yet", m)
-	}
-	return nil, last
+	j.leader = addr
+	return c, nil
 }
 
 func (j *jobWorker) run(ctx context.Context) {
 	j.unacked = map[taskRef]*api.TaskUpdate{}
 	backoff := 50 * time.Millisecond
 	fail := func(err error) bool {
-		if c := status.Code(err); c == codes.Unavailable || c == codes.DeadlineExceeded || c == codes.FailedPrecondition {
+		if c := status.Code(err); (c == codes.Unavailable || c == codes.DeadlineExceeded || c == codes.FailedPrecondition) && j.leader != "" {
+			j.m.jm.Forget(j.leader)
 			j.leader = ""
 		}
 		if !sleep(ctx, jitter(backoff)) {
@@ -245,10 +210,7 @@ func (j *jobWorker) commit(ctx context.Context, target int64, refs []plans.Block
 		return fmt.Errorf("simulated block worker %d is not here", target)
 	}
 	bw := v.(*blockWorker)
-	bm, err := bw.client()
-	if err != nil {
-		return err
-	}
+	bm := bw.client()
 	req := &api.CommitBlocksRequest{WorkerId: target}
 	recs := make([]blockRec, len(refs))
 	for i, r := range refs {

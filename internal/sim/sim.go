@@ -5,15 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/client"
 	"github.com/alluvium/alluvium/internal/rpc"
 )
 
@@ -26,8 +25,9 @@ type Config struct {
 	// HostPrefix names the simulated hosts: <prefix>-<i>. Nothing dials
 	// them; the names only have to be unique per worker.
 	HostPrefix string
-	// Conns is how many gRPC connections to each master the workers share;
-	// 0 gives each worker its own, as separate worker processes have.
+	// Conns is how many clients of the masters (a connection to each) the
+	// workers share; 0 gives each worker its own, as separate worker
+	// processes have.
 	Conns int
 	// Capacity is how many tasks a job worker takes at once (default 8).
 	Capacity int
@@ -45,8 +45,7 @@ type Sim struct {
 	jobs   []*jobWorker
 	byID   sync.Map // block worker id → *blockWorker
 
-	shared map[string][]*grpc.ClientConn
-	connMu sync.Mutex
+	shared []*masters // Conns > 0: the clients the workers share
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -119,12 +118,28 @@ func New(cfg Config) (*Sim, error) {
 		// Thousands of connections: keep each one's buffers small.
 		cfg.Dial.ConnBuffer = 16 << 10
 	}
-	s := &Sim{cfg: cfg, log: cfg.Log, shared: map[string][]*grpc.ClientConn{}}
+	s := &Sim{cfg: cfg, log: cfg.Log}
+	for range cfg.Conns {
+		m, err := s.newMasters()
+		if err != nil {
+			s.closeMasters()
+			return nil, err
+		}
+		s.shared = append(s.shared, m)
+	}
 	for i := range cfg.Workers {
-		b := &blockWorker{s: s, i: i, host: fmt.Sprintf("%s-%d", cfg.HostPrefix, i)}
+		m := s.sharedMasters(i)
+		if m == nil {
+			var err error
+			if m, err = s.newMasters(); err != nil {
+				s.closeMasters()
+				return nil, err
+			}
+		}
+		b := &blockWorker{s: s, i: i, host: fmt.Sprintf("%s-%d", cfg.HostPrefix, i), m: m}
 		s.blocks = append(s.blocks, b)
 		if len(cfg.JobMasters) > 0 {
-			s.jobs = append(s.jobs, &jobWorker{s: s, i: i, bw: b})
+			s.jobs = append(s.jobs, &jobWorker{s: s, i: i, bw: b, m: m})
 		}
 	}
 	return s, nil
@@ -151,19 +166,19 @@ func (s *Sim) Stop() {
 	}
 	s.cancel()
 	s.wg.Wait()
-	for _, b := range s.blocks {
-		b.close()
+	s.closeMasters()
+}
+
+// closeMasters closes every worker's clients.
+func (s *Sim) closeMasters() {
+	for _, m := range s.shared {
+		m.close()
 	}
-	for _, j := range s.jobs {
-		j.close()
-	}
-	s.connMu.Lock()
-	for _, cs := range s.shared {
-		for _, c := range cs {
-			c.Close()
+	if s.cfg.Conns <= 0 {
+		for _, b := range s.blocks {
+			b.m.close()
 		}
 	}
-	s.connMu.Unlock()
 }
 
 // Stats returns what the workers saw since the last ResetStats.
@@ -207,37 +222,48 @@ func (s *Sim) ResetStats() {
 	}
 }
 
-// conn returns worker i's connection to addr: its own, or one of the
-// shared ones.
-func (s *Sim) conn(own map[string]*grpc.ClientConn, i int, addr string) (*grpc.ClientConn, error) {
-	if s.cfg.Conns <= 0 {
-		if c := own[addr]; c != nil {
-			return c, nil
-		}
-		c, err := rpc.Dial(addr, s.cfg.Dial)
-		if err != nil {
-			return nil, err
-		}
-		own[addr] = c
-		return c, nil
+// masters are the clients a simulated worker (or, with Conns, a share of
+// them) reaches the masters with: the client layer's, as a worker process
+// has — the FS master's leader found and followed, the job master's leader
+// found for a session with it.
+type masters struct {
+	fs *client.FSMaster
+	jm *client.JobMaster // nil: no job masters
+}
+
+func (s *Sim) newMasters() (*masters, error) {
+	o := client.Defaults(s.cfg.Dial)
+	fs, err := client.NewFSMaster(s.cfg.FSMasters, o)
+	if err != nil {
+		return nil, fmt.Errorf("sim: %w", err)
 	}
-	s.connMu.Lock()
-	defer s.connMu.Unlock()
-	cs := s.shared[addr]
-	if cs == nil {
-		for range s.cfg.Conns {
-			c, err := rpc.Dial(addr, s.cfg.Dial)
-			if err != nil {
-				for _, c := range cs {
-					c.Close()
-				}
-				return nil, err
-			}
-			cs = append(cs, c)
+	m := &masters{fs: fs}
+	if len(s.cfg.JobMasters) > 0 {
+		if m.jm, err = client.NewJobMaster(s.cfg.JobMasters, o); err != nil {
+			fs.Close()
+			return nil, fmt.Errorf("sim: %w", err)
 		}
-		s.shared[addr] = cs
 	}
-	return cs[i%len(cs)], nil
+	return m, nil
+}
+
+// sharedMasters is worker i's share of the shared clients (nil: Conns is
+// 0, the worker has its own).
+func (s *Sim) sharedMasters(i int) *masters {
+	if len(s.shared) == 0 {
+		return nil
+	}
+	return s.shared[i%len(s.shared)]
+}
+
+func (m *masters) close() {
+	if m == nil {
+		return
+	}
+	m.fs.Close()
+	if m.jm != nil {
+		m.jm.Close()
+	}
 }
 
 // sleep waits d or until ctx ends; false when ctx ended.
@@ -259,17 +285,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // arrive in lockstep.
 func jitter(d time.Duration) time.Duration {
 	return d*4/5 + time.Duration(rand.Int64N(int64(d)*2/5+1))
-}
-
-// ParseAddrs splits a comma-separated address list.
-func ParseAddrs(list string) []string {
-	var out []string
-	for _, a := range strings.Split(list, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			out = append(out, a)
-		}
-	}
-	return out
 }
 
 // tier is what every simulated block worker reports.
