@@ -4,4 +4,4 @@
 // generated code.
 package api
 
-//go:generate protoc -I . --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative common.proto fsmaster.proto journal.proto blockworker.proto jobmaster.proto jobfsm.proto
+//go:generate protoc -I . --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative common.proto fsmaster.proto journal.proto blockworker.proto pipeline.proto jobmaster.proto jobfsm.proto

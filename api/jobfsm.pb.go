@@ -45,6 +45,10 @@ const (
 	JobCommandType_POLICY_LAUNCH           JobCommandType = 12 // PolicyLaunchCommand
 	JobCommandType_SET_POLICY_ENABLED      JobCommandType = 13 // SetPolicyEnabledCommand
 	JobCommandType_SET_PEER                JobCommandType = 14 // SetPeerCommand (ignorable: an older master only cannot forward to the peer)
+	JobCommandType_SUBMIT_PIPELINE         JobCommandType = 20 // SubmitPipelineCommand (pipeline.proto)
+	JobCommandType_PIPELINE_STEP           JobCommandType = 21 // PipelineStepCommand
+	JobCommandType_CANCEL_PIPELINE         JobCommandType = 22 // CancelPipelineCommand
+	JobCommandType_DELETE_PIPELINES        JobCommandType = 23 // DeletePipelinesCommand
 )
 
 // Enum value maps for JobCommandType.
@@ -65,6 +69,10 @@ var (
 		12: "POLICY_LAUNCH",
 		13: "SET_POLICY_ENABLED",
 		14: "SET_PEER",
+		20: "SUBMIT_PIPELINE",
+		21: "PIPELINE_STEP",
+		22: "CANCEL_PIPELINE",
+		23: "DELETE_PIPELINES",
 	}
 	JobCommandType_value = map[string]int32{
 		"JOB_COMMAND_UNSPECIFIED": 0,
@@ -82,6 +90,10 @@ var (
 		"POLICY_LAUNCH":           12,
 		"SET_POLICY_ENABLED":      13,
 		"SET_PEER":                14,
+		"SUBMIT_PIPELINE":         20,
+		"PIPELINE_STEP":           21,
+		"CANCEL_PIPELINE":         22,
+		"DELETE_PIPELINES":        23,
 	}
 )
 
@@ -119,24 +131,26 @@ type JobSnapshotRecordType int32
 
 const (
 	JobSnapshotRecordType_SNAPSHOT_RECORD_UNSPECIFIED JobSnapshotRecordType = 0
-	JobSnapshotRecordType_SNAPSHOT_JOB                JobSnapshotRecordType = 1 // JobRecord
-	JobSnapshotRecordType_SNAPSHOT_TASK               JobSnapshotRecordType = 2 // TaskRecord
-	JobSnapshotRecordType_SNAPSHOT_WORKER             JobSnapshotRecordType = 3 // JobWorkerInfo
-	JobSnapshotRecordType_SNAPSHOT_POLICY             JobSnapshotRecordType = 4 // PolicyInfo
-	JobSnapshotRecordType_SNAPSHOT_END                JobSnapshotRecordType = 5 // empty body
-	JobSnapshotRecordType_SNAPSHOT_PEER               JobSnapshotRecordType = 6 // SetPeerCommand
+	JobSnapshotRecordType_SNAPSHOT_JOB                JobSnapshotRecordType = 1  // JobRecord
+	JobSnapshotRecordType_SNAPSHOT_TASK               JobSnapshotRecordType = 2  // TaskRecord
+	JobSnapshotRecordType_SNAPSHOT_WORKER             JobSnapshotRecordType = 3  // JobWorkerInfo
+	JobSnapshotRecordType_SNAPSHOT_POLICY             JobSnapshotRecordType = 4  // PolicyInfo
+	JobSnapshotRecordType_SNAPSHOT_END                JobSnapshotRecordType = 5  // empty body
+	JobSnapshotRecordType_SNAPSHOT_PEER               JobSnapshotRecordType = 6  // SetPeerCommand
+	JobSnapshotRecordType_SNAPSHOT_PIPELINE           JobSnapshotRecordType = 10 // PipelineRun
 )
 
 // Enum value maps for JobSnapshotRecordType.
 var (
 	JobSnapshotRecordType_name = map[int32]string{
-		0: "SNAPSHOT_RECORD_UNSPECIFIED",
-		1: "SNAPSHOT_JOB",
-		2: "SNAPSHOT_TASK",
-		3: "SNAPSHOT_WORKER",
-		4: "SNAPSHOT_POLICY",
-		5: "SNAPSHOT_END",
-		6: "SNAPSHOT_PEER",
+		0:  "SNAPSHOT_RECORD_UNSPECIFIED",
+		1:  "SNAPSHOT_JOB",
+		2:  "SNAPSHOT_TASK",
+		3:  "SNAPSHOT_WORKER",
+		4:  "SNAPSHOT_POLICY",
+		5:  "SNAPSHOT_END",
+		6:  "SNAPSHOT_PEER",
+		10: "SNAPSHOT_PIPELINE",
 	}
 	JobSnapshotRecordType_value = map[string]int32{
 		"SNAPSHOT_RECORD_UNSPECIFIED": 0,
@@ -146,6 +160,7 @@ var (
 		"SNAPSHOT_POLICY":             4,
 		"SNAPSHOT_END":                5,
 		"SNAPSHOT_PEER":               6,
+		"SNAPSHOT_PIPELINE":           10,
 	}
 )
 
@@ -300,8 +315,12 @@ type SubmitJobCommand struct {
 	// permissions); empty: the cluster's system identity.
 	RunAs string `protobuf:"bytes,7,opt,name=run_as,json=runAs,proto3" json:"run_as,omitempty"`
 	// What the scheduler enforces on the job, from its plan's validation.
-	Limits        *JobLimits `protobuf:"bytes,8,opt,name=limits,proto3" json:"limits,omitempty"`
-	PlanVersion   string     `protobuf:"bytes,9,opt,name=plan_version,json=planVersion,proto3" json:"plan_version,omitempty"` // a plugin plan's version at submit
+	Limits      *JobLimits `protobuf:"bytes,8,opt,name=limits,proto3" json:"limits,omitempty"`
+	PlanVersion string     `protobuf:"bytes,9,opt,name=plan_version,json=planVersion,proto3" json:"plan_version,omitempty"` // a plugin plan's version at submit
+	// The pipeline step attempt the job is: the entry that creates (or, for a
+	// retried submit, finds) it records the job on that step.
+	PipelineRunId int64  `protobuf:"varint,20,opt,name=pipeline_run_id,json=pipelineRunId,proto3" json:"pipeline_run_id,omitempty"`
+	PipelineStep  string `protobuf:"bytes,21,opt,name=pipeline_step,json=pipelineStep,proto3" json:"pipeline_step,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -395,6 +414,20 @@ func (x *SubmitJobCommand) GetLimits() *JobLimits {
 func (x *SubmitJobCommand) GetPlanVersion() string {
 	if x != nil {
 		return x.PlanVersion
+	}
+	return ""
+}
+
+func (x *SubmitJobCommand) GetPipelineRunId() int64 {
+	if x != nil {
+		return x.PipelineRunId
+	}
+	return 0
+}
+
+func (x *SubmitJobCommand) GetPipelineStep() string {
+	if x != nil {
+		return x.PipelineStep
 	}
 	return ""
 }
@@ -1537,13 +1570,14 @@ func (x *SetPeerCommand) GetRemove() bool {
 }
 
 type JobSnapshotHeader struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	NextJobId     int64                  `protobuf:"varint,2,opt,name=next_job_id,json=nextJobId,proto3" json:"next_job_id,omitempty"`
-	NextWorkerId  int64                  `protobuf:"varint,3,opt,name=next_worker_id,json=nextWorkerId,proto3" json:"next_worker_id,omitempty"`
-	Index         uint64                 `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Version        uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	NextJobId      int64                  `protobuf:"varint,2,opt,name=next_job_id,json=nextJobId,proto3" json:"next_job_id,omitempty"`
+	NextWorkerId   int64                  `protobuf:"varint,3,opt,name=next_worker_id,json=nextWorkerId,proto3" json:"next_worker_id,omitempty"`
+	Index          uint64                 `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
+	NextPipelineId int64                  `protobuf:"varint,5,opt,name=next_pipeline_id,json=nextPipelineId,proto3" json:"next_pipeline_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *JobSnapshotHeader) Reset() {
@@ -1600,6 +1634,13 @@ func (x *JobSnapshotHeader) GetNextWorkerId() int64 {
 func (x *JobSnapshotHeader) GetIndex() uint64 {
 	if x != nil {
 		return x.Index
+	}
+	return 0
+}
+
+func (x *JobSnapshotHeader) GetNextPipelineId() int64 {
+	if x != nil {
+		return x.NextPipelineId
 	}
 	return 0
 }
@@ -1778,7 +1819,7 @@ var File_jobfsm_proto protoreflect.FileDescriptor
 
 const file_jobfsm_proto_rawDesc = "" +
 	"\n" +
-	"\fjobfsm.proto\x12\valluvium.v1\x1a\x0fjobmaster.proto\"\x9d\x02\n" +
+	"\fjobfsm.proto\x12\valluvium.v1\x1a\x0fjobmaster.proto\"\xea\x02\n" +
 	"\x10SubmitJobCommand\x12\x12\n" +
 	"\x04plan\x18\x01 \x01(\tR\x04plan\x12\x1f\n" +
 	"\vconfig_json\x18\x02 \x01(\tR\n" +
@@ -1790,7 +1831,9 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\x06now_ms\x18\x06 \x01(\x03R\x05nowMs\x12\x15\n" +
 	"\x06run_as\x18\a \x01(\tR\x05runAs\x12.\n" +
 	"\x06limits\x18\b \x01(\v2\x16.alluvium.v1.JobLimitsR\x06limits\x12!\n" +
-	"\fplan_version\x18\t \x01(\tR\vplanVersion\"\xbe\x01\n" +
+	"\fplan_version\x18\t \x01(\tR\vplanVersion\x12&\n" +
+	"\x0fpipeline_run_id\x18\x14 \x01(\x03R\rpipelineRunId\x12#\n" +
+	"\rpipeline_step\x18\x15 \x01(\tR\fpipelineStep\"\xbe\x01\n" +
 	"\vPlannedTask\x12\x12\n" +
 	"\x04args\x18\x01 \x01(\fR\x04args\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1f\n" +
@@ -1896,12 +1939,13 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
 	"\vrpc_address\x18\x03 \x01(\tR\n" +
 	"rpcAddress\x12\x16\n" +
-	"\x06remove\x18\x04 \x01(\bR\x06remove\"\x89\x01\n" +
+	"\x06remove\x18\x04 \x01(\bR\x06remove\"\xb3\x01\n" +
 	"\x11JobSnapshotHeader\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1e\n" +
 	"\vnext_job_id\x18\x02 \x01(\x03R\tnextJobId\x12$\n" +
 	"\x0enext_worker_id\x18\x03 \x01(\x03R\fnextWorkerId\x12\x14\n" +
-	"\x05index\x18\x04 \x01(\x04R\x05index\"\xed\x01\n" +
+	"\x05index\x18\x04 \x01(\x04R\x05index\x12(\n" +
+	"\x10next_pipeline_id\x18\x05 \x01(\x03R\x0enextPipelineId\"\xed\x01\n" +
 	"\tJobRecord\x12(\n" +
 	"\x04info\x18\x01 \x01(\v2\x14.alluvium.v1.JobInfoR\x04info\x12\x16\n" +
 	"\x06cursor\x18\x02 \x01(\fR\x06cursor\x12\x14\n" +
@@ -1917,7 +1961,7 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\x0fblock_worker_id\x18\x02 \x01(\x03R\rblockWorkerId\x120\n" +
 	"\x14block_worker_address\x18\x03 \x01(\tR\x12blockWorkerAddress\x12/\n" +
 	"\x06failed\x18\x04 \x03(\v2\x17.alluvium.v1.FailedPathR\x06failed\x12#\n" +
-	"\rdispatched_ms\x18\x05 \x01(\x03R\fdispatchedMs*\xa2\x02\n" +
+	"\rdispatched_ms\x18\x05 \x01(\x03R\fdispatchedMs*\xf5\x02\n" +
 	"\x0eJobCommandType\x12\x1b\n" +
 	"\x17JOB_COMMAND_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1940,7 +1984,11 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\rDELETE_POLICY\x10\v\x12\x11\n" +
 	"\rPOLICY_LAUNCH\x10\f\x12\x16\n" +
 	"\x12SET_POLICY_ENABLED\x10\r\x12\f\n" +
-	"\bSET_PEER\x10\x0e*\xac\x01\n" +
+	"\bSET_PEER\x10\x0e\x12\x13\n" +
+	"\x0fSUBMIT_PIPELINE\x10\x14\x12\x11\n" +
+	"\rPIPELINE_STEP\x10\x15\x12\x13\n" +
+	"\x0fCANCEL_PIPELINE\x10\x16\x12\x14\n" +
+	"\x10DELETE_PIPELINES\x10\x17*\xc3\x01\n" +
 	"\x15JobSnapshotRecordType\x12\x1f\n" +
 	"\x1bSNAPSHOT_RECORD_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSNAPSHOT_JOB\x10\x01\x12\x11\n" +
@@ -1948,7 +1996,9 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\x0fSNAPSHOT_WORKER\x10\x03\x12\x13\n" +
 	"\x0fSNAPSHOT_POLICY\x10\x04\x12\x10\n" +
 	"\fSNAPSHOT_END\x10\x05\x12\x11\n" +
-	"\rSNAPSHOT_PEER\x10\x06B&Z$github.com/alluvium/alluvium/api;apib\x06proto3"
+	"\rSNAPSHOT_PEER\x10\x06\x12\x15\n" +
+	"\x11SNAPSHOT_PIPELINE\x10\n" +
+	"B&Z$github.com/alluvium/alluvium/api;apib\x06proto3"
 
 var (
 	file_jobfsm_proto_rawDescOnce sync.Once

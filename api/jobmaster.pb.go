@@ -167,7 +167,10 @@ type JobInfo struct {
 	Limits *JobLimits `protobuf:"bytes,23,opt,name=limits,proto3" json:"limits,omitempty"`
 	// The version of a plugin plan the job was validated with; its tasks
 	// run only on job workers with that version (empty: a built-in plan).
-	PlanVersion   string `protobuf:"bytes,24,opt,name=plan_version,json=planVersion,proto3" json:"plan_version,omitempty"`
+	PlanVersion string `protobuf:"bytes,24,opt,name=plan_version,json=planVersion,proto3" json:"plan_version,omitempty"`
+	// The pipeline run and step whose attempt this job is (0, "": none).
+	PipelineRunId int64  `protobuf:"varint,30,opt,name=pipeline_run_id,json=pipelineRunId,proto3" json:"pipeline_run_id,omitempty"`
+	PipelineStep  string `protobuf:"bytes,31,opt,name=pipeline_step,json=pipelineStep,proto3" json:"pipeline_step,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -366,6 +369,20 @@ func (x *JobInfo) GetLimits() *JobLimits {
 func (x *JobInfo) GetPlanVersion() string {
 	if x != nil {
 		return x.PlanVersion
+	}
+	return ""
+}
+
+func (x *JobInfo) GetPipelineRunId() int64 {
+	if x != nil {
+		return x.PipelineRunId
+	}
+	return 0
+}
+
+func (x *JobInfo) GetPipelineStep() string {
+	if x != nil {
+		return x.PipelineStep
 	}
 	return ""
 }
@@ -3112,7 +3129,7 @@ var File_jobmaster_proto protoreflect.FileDescriptor
 
 const file_jobmaster_proto_rawDesc = "" +
 	"\n" +
-	"\x0fjobmaster.proto\x12\valluvium.v1\x1a\fcommon.proto\"\xfd\x06\n" +
+	"\x0fjobmaster.proto\x12\valluvium.v1\x1a\fcommon.proto\x1a\x0epipeline.proto\"\xca\a\n" +
 	"\aJobInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x12\n" +
 	"\x04plan\x18\x02 \x01(\tR\x04plan\x12\x1f\n" +
@@ -3147,7 +3164,9 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x05round\x18\x15 \x01(\x05R\x05round\x12\x15\n" +
 	"\x06run_as\x18\x16 \x01(\tR\x05runAs\x12.\n" +
 	"\x06limits\x18\x17 \x01(\v2\x16.alluvium.v1.JobLimitsR\x06limits\x12!\n" +
-	"\fplan_version\x18\x18 \x01(\tR\vplanVersion\"c\n" +
+	"\fplan_version\x18\x18 \x01(\tR\vplanVersion\x12&\n" +
+	"\x0fpipeline_run_id\x18\x1e \x01(\x03R\rpipelineRunId\x12#\n" +
+	"\rpipeline_step\x18\x1f \x01(\tR\fpipelineStep\"c\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aCREATED\x10\x01\x12\v\n" +
@@ -3375,7 +3394,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x15ListJobWorkersRequest\x12#\n" +
 	"\rinclude_tasks\x18\x01 \x01(\bR\fincludeTasks\"N\n" +
 	"\x16ListJobWorkersResponse\x124\n" +
-	"\aworkers\x18\x01 \x03(\v2\x1a.alluvium.v1.JobWorkerInfoR\aworkers2\xce\v\n" +
+	"\aworkers\x18\x01 \x03(\v2\x1a.alluvium.v1.JobWorkerInfoR\aworkers2\xfe\x0e\n" +
 	"\tJobMaster\x12J\n" +
 	"\tSubmitJob\x12\x1d.alluvium.v1.SubmitJobRequest\x1a\x1e.alluvium.v1.SubmitJobResponse\x12A\n" +
 	"\x06GetJob\x12\x1a.alluvium.v1.GetJobRequest\x1a\x1b.alluvium.v1.GetJobResponse\x12G\n" +
@@ -3390,7 +3409,12 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\fListPolicies\x12 .alluvium.v1.ListPoliciesRequest\x1a!.alluvium.v1.ListPoliciesResponse\x12S\n" +
 	"\fRemovePolicy\x12 .alluvium.v1.RemovePolicyRequest\x1a!.alluvium.v1.RemovePolicyResponse\x12_\n" +
 	"\x10SetPolicyEnabled\x12$.alluvium.v1.SetPolicyEnabledRequest\x1a%.alluvium.v1.SetPolicyEnabledResponse\x12S\n" +
-	"\fRunPolicyNow\x12 .alluvium.v1.RunPolicyNowRequest\x1a!.alluvium.v1.RunPolicyNowResponse\x12b\n" +
+	"\fRunPolicyNow\x12 .alluvium.v1.RunPolicyNowRequest\x1a!.alluvium.v1.RunPolicyNowResponse\x12Y\n" +
+	"\x0eSubmitPipeline\x12\".alluvium.v1.SubmitPipelineRequest\x1a#.alluvium.v1.SubmitPipelineResponse\x12P\n" +
+	"\vGetPipeline\x12\x1f.alluvium.v1.GetPipelineRequest\x1a .alluvium.v1.GetPipelineResponse\x12V\n" +
+	"\rListPipelines\x12!.alluvium.v1.ListPipelinesRequest\x1a\".alluvium.v1.ListPipelinesResponse\x12Y\n" +
+	"\x0eCancelPipeline\x12\".alluvium.v1.CancelPipelineRequest\x1a#.alluvium.v1.CancelPipelineResponse\x12N\n" +
+	"\rWatchPipeline\x12!.alluvium.v1.WatchPipelineRequest\x1a\x18.alluvium.v1.PipelineRun0\x01\x12b\n" +
 	"\x11RegisterJobWorker\x12%.alluvium.v1.RegisterJobWorkerRequest\x1a&.alluvium.v1.RegisterJobWorkerResponse\x12e\n" +
 	"\x12JobWorkerHeartbeat\x12&.alluvium.v1.JobWorkerHeartbeatRequest\x1a'.alluvium.v1.JobWorkerHeartbeatResponse\x12Y\n" +
 	"\x0eListJobWorkers\x12\".alluvium.v1.ListJobWorkersRequest\x1a#.alluvium.v1.ListJobWorkersResponse\x12\\\n" +
@@ -3459,7 +3483,17 @@ var file_jobmaster_proto_goTypes = []any{
 	(*ListJobWorkersResponse)(nil),     // 44: alluvium.v1.ListJobWorkersResponse
 	(WorkerState)(0),                   // 45: alluvium.v1.WorkerState
 	(*GetLeaderRequest)(nil),           // 46: alluvium.v1.GetLeaderRequest
-	(*GetLeaderResponse)(nil),          // 47: alluvium.v1.GetLeaderResponse
+	(*SubmitPipelineRequest)(nil),      // 47: alluvium.v1.SubmitPipelineRequest
+	(*GetPipelineRequest)(nil),         // 48: alluvium.v1.GetPipelineRequest
+	(*ListPipelinesRequest)(nil),       // 49: alluvium.v1.ListPipelinesRequest
+	(*CancelPipelineRequest)(nil),      // 50: alluvium.v1.CancelPipelineRequest
+	(*WatchPipelineRequest)(nil),       // 51: alluvium.v1.WatchPipelineRequest
+	(*GetLeaderResponse)(nil),          // 52: alluvium.v1.GetLeaderResponse
+	(*SubmitPipelineResponse)(nil),     // 53: alluvium.v1.SubmitPipelineResponse
+	(*GetPipelineResponse)(nil),        // 54: alluvium.v1.GetPipelineResponse
+	(*ListPipelinesResponse)(nil),      // 55: alluvium.v1.ListPipelinesResponse
+	(*CancelPipelineResponse)(nil),     // 56: alluvium.v1.CancelPipelineResponse
+	(*PipelineRun)(nil),                // 57: alluvium.v1.PipelineRun
 }
 var file_jobmaster_proto_depIdxs = []int32{
 	0,  // 0: alluvium.v1.JobInfo.status:type_name -> alluvium.v1.JobInfo.Status
@@ -3502,31 +3536,41 @@ var file_jobmaster_proto_depIdxs = []int32{
 	24, // 37: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
 	26, // 38: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
 	28, // 39: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
-	34, // 40: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
-	38, // 41: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
-	43, // 42: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
-	40, // 43: alluvium.v1.JobMaster.BlockWorkerLost:input_type -> alluvium.v1.BlockWorkerLostRequest
-	32, // 44: alluvium.v1.JobMaster.ListPlans:input_type -> alluvium.v1.ListPlansRequest
-	7,  // 45: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
-	9,  // 46: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
-	11, // 47: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
-	13, // 48: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
-	2,  // 49: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
-	47, // 50: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
-	16, // 51: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
-	18, // 52: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
-	21, // 53: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
-	23, // 54: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
-	25, // 55: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
-	27, // 56: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
-	29, // 57: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
-	35, // 58: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
-	39, // 59: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
-	44, // 60: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
-	41, // 61: alluvium.v1.JobMaster.BlockWorkerLost:output_type -> alluvium.v1.BlockWorkerLostResponse
-	33, // 62: alluvium.v1.JobMaster.ListPlans:output_type -> alluvium.v1.ListPlansResponse
-	45, // [45:63] is the sub-list for method output_type
-	27, // [27:45] is the sub-list for method input_type
+	47, // 40: alluvium.v1.JobMaster.SubmitPipeline:input_type -> alluvium.v1.SubmitPipelineRequest
+	48, // 41: alluvium.v1.JobMaster.GetPipeline:input_type -> alluvium.v1.GetPipelineRequest
+	49, // 42: alluvium.v1.JobMaster.ListPipelines:input_type -> alluvium.v1.ListPipelinesRequest
+	50, // 43: alluvium.v1.JobMaster.CancelPipeline:input_type -> alluvium.v1.CancelPipelineRequest
+	51, // 44: alluvium.v1.JobMaster.WatchPipeline:input_type -> alluvium.v1.WatchPipelineRequest
+	34, // 45: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
+	38, // 46: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
+	43, // 47: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
+	40, // 48: alluvium.v1.JobMaster.BlockWorkerLost:input_type -> alluvium.v1.BlockWorkerLostRequest
+	32, // 49: alluvium.v1.JobMaster.ListPlans:input_type -> alluvium.v1.ListPlansRequest
+	7,  // 50: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
+	9,  // 51: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
+	11, // 52: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
+	13, // 53: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
+	2,  // 54: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
+	52, // 55: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	16, // 56: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
+	18, // 57: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
+	21, // 58: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
+	23, // 59: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
+	25, // 60: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
+	27, // 61: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
+	29, // 62: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
+	53, // 63: alluvium.v1.JobMaster.SubmitPipeline:output_type -> alluvium.v1.SubmitPipelineResponse
+	54, // 64: alluvium.v1.JobMaster.GetPipeline:output_type -> alluvium.v1.GetPipelineResponse
+	55, // 65: alluvium.v1.JobMaster.ListPipelines:output_type -> alluvium.v1.ListPipelinesResponse
+	56, // 66: alluvium.v1.JobMaster.CancelPipeline:output_type -> alluvium.v1.CancelPipelineResponse
+	57, // 67: alluvium.v1.JobMaster.WatchPipeline:output_type -> alluvium.v1.PipelineRun
+	35, // 68: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
+	39, // 69: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
+	44, // 70: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
+	41, // 71: alluvium.v1.JobMaster.BlockWorkerLost:output_type -> alluvium.v1.BlockWorkerLostResponse
+	33, // 72: alluvium.v1.JobMaster.ListPlans:output_type -> alluvium.v1.ListPlansResponse
+	50, // [50:73] is the sub-list for method output_type
+	27, // [27:50] is the sub-list for method input_type
 	27, // [27:27] is the sub-list for extension type_name
 	27, // [27:27] is the sub-list for extension extendee
 	0,  // [0:27] is the sub-list for field type_name
@@ -3538,6 +3582,7 @@ func file_jobmaster_proto_init() {
 		return
 	}
 	file_common_proto_init()
+	file_pipeline_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

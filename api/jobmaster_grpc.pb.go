@@ -32,6 +32,11 @@ const (
 	JobMaster_RemovePolicy_FullMethodName       = "/alluvium.v1.JobMaster/RemovePolicy"
 	JobMaster_SetPolicyEnabled_FullMethodName   = "/alluvium.v1.JobMaster/SetPolicyEnabled"
 	JobMaster_RunPolicyNow_FullMethodName       = "/alluvium.v1.JobMaster/RunPolicyNow"
+	JobMaster_SubmitPipeline_FullMethodName     = "/alluvium.v1.JobMaster/SubmitPipeline"
+	JobMaster_GetPipeline_FullMethodName        = "/alluvium.v1.JobMaster/GetPipeline"
+	JobMaster_ListPipelines_FullMethodName      = "/alluvium.v1.JobMaster/ListPipelines"
+	JobMaster_CancelPipeline_FullMethodName     = "/alluvium.v1.JobMaster/CancelPipeline"
+	JobMaster_WatchPipeline_FullMethodName      = "/alluvium.v1.JobMaster/WatchPipeline"
 	JobMaster_RegisterJobWorker_FullMethodName  = "/alluvium.v1.JobMaster/RegisterJobWorker"
 	JobMaster_JobWorkerHeartbeat_FullMethodName = "/alluvium.v1.JobMaster/JobWorkerHeartbeat"
 	JobMaster_ListJobWorkers_FullMethodName     = "/alluvium.v1.JobMaster/ListJobWorkers"
@@ -65,6 +70,14 @@ type JobMasterClient interface {
 	RemovePolicy(ctx context.Context, in *RemovePolicyRequest, opts ...grpc.CallOption) (*RemovePolicyResponse, error)
 	SetPolicyEnabled(ctx context.Context, in *SetPolicyEnabledRequest, opts ...grpc.CallOption) (*SetPolicyEnabledResponse, error)
 	RunPolicyNow(ctx context.Context, in *RunPolicyNowRequest, opts ...grpc.CallOption) (*RunPolicyNowResponse, error)
+	// Pipelines the job master keeps (pipeline.proto). SubmitPipeline is
+	// idempotent on request_id; WatchPipeline streams the run on every change
+	// and ends after it ended.
+	SubmitPipeline(ctx context.Context, in *SubmitPipelineRequest, opts ...grpc.CallOption) (*SubmitPipelineResponse, error)
+	GetPipeline(ctx context.Context, in *GetPipelineRequest, opts ...grpc.CallOption) (*GetPipelineResponse, error)
+	ListPipelines(ctx context.Context, in *ListPipelinesRequest, opts ...grpc.CallOption) (*ListPipelinesResponse, error)
+	CancelPipeline(ctx context.Context, in *CancelPipelineRequest, opts ...grpc.CallOption) (*CancelPipelineResponse, error)
+	WatchPipeline(ctx context.Context, in *WatchPipelineRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PipelineRun], error)
 	// Job-worker side.
 	RegisterJobWorker(ctx context.Context, in *RegisterJobWorkerRequest, opts ...grpc.CallOption) (*RegisterJobWorkerResponse, error)
 	// JobWorkerHeartbeat carries liveness and task results; its reply carries
@@ -228,6 +241,65 @@ func (c *jobMasterClient) RunPolicyNow(ctx context.Context, in *RunPolicyNowRequ
 	return out, nil
 }
 
+func (c *jobMasterClient) SubmitPipeline(ctx context.Context, in *SubmitPipelineRequest, opts ...grpc.CallOption) (*SubmitPipelineResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SubmitPipelineResponse)
+	err := c.cc.Invoke(ctx, JobMaster_SubmitPipeline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobMasterClient) GetPipeline(ctx context.Context, in *GetPipelineRequest, opts ...grpc.CallOption) (*GetPipelineResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPipelineResponse)
+	err := c.cc.Invoke(ctx, JobMaster_GetPipeline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobMasterClient) ListPipelines(ctx context.Context, in *ListPipelinesRequest, opts ...grpc.CallOption) (*ListPipelinesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPipelinesResponse)
+	err := c.cc.Invoke(ctx, JobMaster_ListPipelines_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobMasterClient) CancelPipeline(ctx context.Context, in *CancelPipelineRequest, opts ...grpc.CallOption) (*CancelPipelineResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelPipelineResponse)
+	err := c.cc.Invoke(ctx, JobMaster_CancelPipeline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobMasterClient) WatchPipeline(ctx context.Context, in *WatchPipelineRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PipelineRun], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &JobMaster_ServiceDesc.Streams[1], JobMaster_WatchPipeline_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchPipelineRequest, PipelineRun]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type JobMaster_WatchPipelineClient = grpc.ServerStreamingClient[PipelineRun]
+
 func (c *jobMasterClient) RegisterJobWorker(ctx context.Context, in *RegisterJobWorkerRequest, opts ...grpc.CallOption) (*RegisterJobWorkerResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RegisterJobWorkerResponse)
@@ -304,6 +376,14 @@ type JobMasterServer interface {
 	RemovePolicy(context.Context, *RemovePolicyRequest) (*RemovePolicyResponse, error)
 	SetPolicyEnabled(context.Context, *SetPolicyEnabledRequest) (*SetPolicyEnabledResponse, error)
 	RunPolicyNow(context.Context, *RunPolicyNowRequest) (*RunPolicyNowResponse, error)
+	// Pipelines the job master keeps (pipeline.proto). SubmitPipeline is
+	// idempotent on request_id; WatchPipeline streams the run on every change
+	// and ends after it ended.
+	SubmitPipeline(context.Context, *SubmitPipelineRequest) (*SubmitPipelineResponse, error)
+	GetPipeline(context.Context, *GetPipelineRequest) (*GetPipelineResponse, error)
+	ListPipelines(context.Context, *ListPipelinesRequest) (*ListPipelinesResponse, error)
+	CancelPipeline(context.Context, *CancelPipelineRequest) (*CancelPipelineResponse, error)
+	WatchPipeline(*WatchPipelineRequest, grpc.ServerStreamingServer[PipelineRun]) error
 	// Job-worker side.
 	RegisterJobWorker(context.Context, *RegisterJobWorkerRequest) (*RegisterJobWorkerResponse, error)
 	// JobWorkerHeartbeat carries liveness and task results; its reply carries
@@ -366,6 +446,21 @@ func (UnimplementedJobMasterServer) SetPolicyEnabled(context.Context, *SetPolicy
 }
 func (UnimplementedJobMasterServer) RunPolicyNow(context.Context, *RunPolicyNowRequest) (*RunPolicyNowResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RunPolicyNow not implemented")
+}
+func (UnimplementedJobMasterServer) SubmitPipeline(context.Context, *SubmitPipelineRequest) (*SubmitPipelineResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SubmitPipeline not implemented")
+}
+func (UnimplementedJobMasterServer) GetPipeline(context.Context, *GetPipelineRequest) (*GetPipelineResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPipeline not implemented")
+}
+func (UnimplementedJobMasterServer) ListPipelines(context.Context, *ListPipelinesRequest) (*ListPipelinesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPipelines not implemented")
+}
+func (UnimplementedJobMasterServer) CancelPipeline(context.Context, *CancelPipelineRequest) (*CancelPipelineResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelPipeline not implemented")
+}
+func (UnimplementedJobMasterServer) WatchPipeline(*WatchPipelineRequest, grpc.ServerStreamingServer[PipelineRun]) error {
+	return status.Error(codes.Unimplemented, "method WatchPipeline not implemented")
 }
 func (UnimplementedJobMasterServer) RegisterJobWorker(context.Context, *RegisterJobWorkerRequest) (*RegisterJobWorkerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RegisterJobWorker not implemented")
@@ -630,6 +725,89 @@ func _JobMaster_RunPolicyNow_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobMaster_SubmitPipeline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitPipelineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobMasterServer).SubmitPipeline(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobMaster_SubmitPipeline_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobMasterServer).SubmitPipeline(ctx, req.(*SubmitPipelineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobMaster_GetPipeline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPipelineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobMasterServer).GetPipeline(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobMaster_GetPipeline_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobMasterServer).GetPipeline(ctx, req.(*GetPipelineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobMaster_ListPipelines_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPipelinesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobMasterServer).ListPipelines(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobMaster_ListPipelines_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobMasterServer).ListPipelines(ctx, req.(*ListPipelinesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobMaster_CancelPipeline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelPipelineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobMasterServer).CancelPipeline(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobMaster_CancelPipeline_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobMasterServer).CancelPipeline(ctx, req.(*CancelPipelineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobMaster_WatchPipeline_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchPipelineRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(JobMasterServer).WatchPipeline(m, &grpc.GenericServerStream[WatchPipelineRequest, PipelineRun]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type JobMaster_WatchPipelineServer = grpc.ServerStreamingServer[PipelineRun]
+
 func _JobMaster_RegisterJobWorker_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RegisterJobWorkerRequest)
 	if err := dec(in); err != nil {
@@ -776,6 +954,22 @@ var JobMaster_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _JobMaster_RunPolicyNow_Handler,
 		},
 		{
+			MethodName: "SubmitPipeline",
+			Handler:    _JobMaster_SubmitPipeline_Handler,
+		},
+		{
+			MethodName: "GetPipeline",
+			Handler:    _JobMaster_GetPipeline_Handler,
+		},
+		{
+			MethodName: "ListPipelines",
+			Handler:    _JobMaster_ListPipelines_Handler,
+		},
+		{
+			MethodName: "CancelPipeline",
+			Handler:    _JobMaster_CancelPipeline_Handler,
+		},
+		{
 			MethodName: "RegisterJobWorker",
 			Handler:    _JobMaster_RegisterJobWorker_Handler,
 		},
@@ -800,6 +994,11 @@ var JobMaster_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WatchJob",
 			Handler:       _JobMaster_WatchJob_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchPipeline",
+			Handler:       _JobMaster_WatchPipeline_Handler,
 			ServerStreams: true,
 		},
 	},
