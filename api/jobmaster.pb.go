@@ -1373,9 +1373,15 @@ type PolicyInfo struct {
 	// system identity). Set by the job master from the caller's identity.
 	Owner string `protobuf:"bytes,20,opt,name=owner,proto3" json:"owner,omitempty"`
 	// The limits of the policy's jobs (set from its config at add).
-	Limits        *JobLimits `protobuf:"bytes,21,opt,name=limits,proto3" json:"limits,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Limits *JobLimits `protobuf:"bytes,21,opt,name=limits,proto3" json:"limits,omitempty"`
+	// A policy that fires a pipeline (policy add --pipeline FILE): each run
+	// submits this definition with pipeline_params (plan and config_json are
+	// empty then). The runs' request ids are the launches'.
+	Pipeline       *PipelineDef      `protobuf:"bytes,30,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	PipelineParams map[string]string `protobuf:"bytes,31,rep,name=pipeline_params,json=pipelineParams,proto3" json:"pipeline_params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	LastPipelineId int64             `protobuf:"varint,32,opt,name=last_pipeline_id,json=lastPipelineId,proto3" json:"last_pipeline_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PolicyInfo) Reset() {
@@ -1553,6 +1559,27 @@ func (x *PolicyInfo) GetLimits() *JobLimits {
 		return x.Limits
 	}
 	return nil
+}
+
+func (x *PolicyInfo) GetPipeline() *PipelineDef {
+	if x != nil {
+		return x.Pipeline
+	}
+	return nil
+}
+
+func (x *PolicyInfo) GetPipelineParams() map[string]string {
+	if x != nil {
+		return x.PipelineParams
+	}
+	return nil
+}
+
+func (x *PolicyInfo) GetLastPipelineId() int64 {
+	if x != nil {
+		return x.LastPipelineId
+	}
+	return 0
 }
 
 type AddPolicyRequest struct {
@@ -3254,7 +3281,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x0fAddPeerResponse\"#\n" +
 	"\x11RemovePeerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
-	"\x12RemovePeerResponse\"\xb0\x05\n" +
+	"\x12RemovePeerResponse\"\xa9\a\n" +
 	"\n" +
 	"PolicyInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -3280,7 +3307,13 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\askipped\x18\x12 \x01(\x03R\askipped\x12$\n" +
 	"\x0elast_launch_ms\x18\x13 \x01(\x03R\flastLaunchMs\x12\x14\n" +
 	"\x05owner\x18\x14 \x01(\tR\x05owner\x12.\n" +
-	"\x06limits\x18\x15 \x01(\v2\x16.alluvium.v1.JobLimitsR\x06limits\"[\n" +
+	"\x06limits\x18\x15 \x01(\v2\x16.alluvium.v1.JobLimitsR\x06limits\x124\n" +
+	"\bpipeline\x18\x1e \x01(\v2\x18.alluvium.v1.PipelineDefR\bpipeline\x12T\n" +
+	"\x0fpipeline_params\x18\x1f \x03(\v2+.alluvium.v1.PolicyInfo.PipelineParamsEntryR\x0epipelineParams\x12(\n" +
+	"\x10last_pipeline_id\x18  \x01(\x03R\x0elastPipelineId\x1aA\n" +
+	"\x13PipelineParamsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"[\n" +
 	"\x10AddPolicyRequest\x12/\n" +
 	"\x06policy\x18\x01 \x01(\v2\x17.alluvium.v1.PolicyInfoR\x06policy\x12\x16\n" +
 	"\x06paused\x18\x02 \x01(\bR\x06paused\"D\n" +
@@ -3434,7 +3467,7 @@ func file_jobmaster_proto_rawDescGZIP() []byte {
 }
 
 var file_jobmaster_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_jobmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_jobmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_jobmaster_proto_goTypes = []any{
 	(JobInfo_Status)(0),                // 0: alluvium.v1.JobInfo.Status
 	(TaskInfo_Status)(0),               // 1: alluvium.v1.TaskInfo.Status
@@ -3481,19 +3514,21 @@ var file_jobmaster_proto_goTypes = []any{
 	(*TaskRef)(nil),                    // 42: alluvium.v1.TaskRef
 	(*ListJobWorkersRequest)(nil),      // 43: alluvium.v1.ListJobWorkersRequest
 	(*ListJobWorkersResponse)(nil),     // 44: alluvium.v1.ListJobWorkersResponse
-	(WorkerState)(0),                   // 45: alluvium.v1.WorkerState
-	(*GetLeaderRequest)(nil),           // 46: alluvium.v1.GetLeaderRequest
-	(*SubmitPipelineRequest)(nil),      // 47: alluvium.v1.SubmitPipelineRequest
-	(*GetPipelineRequest)(nil),         // 48: alluvium.v1.GetPipelineRequest
-	(*ListPipelinesRequest)(nil),       // 49: alluvium.v1.ListPipelinesRequest
-	(*CancelPipelineRequest)(nil),      // 50: alluvium.v1.CancelPipelineRequest
-	(*WatchPipelineRequest)(nil),       // 51: alluvium.v1.WatchPipelineRequest
-	(*GetLeaderResponse)(nil),          // 52: alluvium.v1.GetLeaderResponse
-	(*SubmitPipelineResponse)(nil),     // 53: alluvium.v1.SubmitPipelineResponse
-	(*GetPipelineResponse)(nil),        // 54: alluvium.v1.GetPipelineResponse
-	(*ListPipelinesResponse)(nil),      // 55: alluvium.v1.ListPipelinesResponse
-	(*CancelPipelineResponse)(nil),     // 56: alluvium.v1.CancelPipelineResponse
-	(*PipelineRun)(nil),                // 57: alluvium.v1.PipelineRun
+	nil,                                // 45: alluvium.v1.PolicyInfo.PipelineParamsEntry
+	(*PipelineDef)(nil),                // 46: alluvium.v1.PipelineDef
+	(WorkerState)(0),                   // 47: alluvium.v1.WorkerState
+	(*GetLeaderRequest)(nil),           // 48: alluvium.v1.GetLeaderRequest
+	(*SubmitPipelineRequest)(nil),      // 49: alluvium.v1.SubmitPipelineRequest
+	(*GetPipelineRequest)(nil),         // 50: alluvium.v1.GetPipelineRequest
+	(*ListPipelinesRequest)(nil),       // 51: alluvium.v1.ListPipelinesRequest
+	(*CancelPipelineRequest)(nil),      // 52: alluvium.v1.CancelPipelineRequest
+	(*WatchPipelineRequest)(nil),       // 53: alluvium.v1.WatchPipelineRequest
+	(*GetLeaderResponse)(nil),          // 54: alluvium.v1.GetLeaderResponse
+	(*SubmitPipelineResponse)(nil),     // 55: alluvium.v1.SubmitPipelineResponse
+	(*GetPipelineResponse)(nil),        // 56: alluvium.v1.GetPipelineResponse
+	(*ListPipelinesResponse)(nil),      // 57: alluvium.v1.ListPipelinesResponse
+	(*CancelPipelineResponse)(nil),     // 58: alluvium.v1.CancelPipelineResponse
+	(*PipelineRun)(nil),                // 59: alluvium.v1.PipelineRun
 }
 var file_jobmaster_proto_depIdxs = []int32{
 	0,  // 0: alluvium.v1.JobInfo.status:type_name -> alluvium.v1.JobInfo.Status
@@ -3506,74 +3541,76 @@ var file_jobmaster_proto_depIdxs = []int32{
 	2,  // 7: alluvium.v1.ListJobsResponse.jobs:type_name -> alluvium.v1.JobInfo
 	0,  // 8: alluvium.v1.PolicyInfo.last_job_status:type_name -> alluvium.v1.JobInfo.Status
 	3,  // 9: alluvium.v1.PolicyInfo.limits:type_name -> alluvium.v1.JobLimits
-	19, // 10: alluvium.v1.AddPolicyRequest.policy:type_name -> alluvium.v1.PolicyInfo
-	19, // 11: alluvium.v1.AddPolicyResponse.policy:type_name -> alluvium.v1.PolicyInfo
-	19, // 12: alluvium.v1.ListPoliciesResponse.policies:type_name -> alluvium.v1.PolicyInfo
-	19, // 13: alluvium.v1.SetPolicyEnabledResponse.policy:type_name -> alluvium.v1.PolicyInfo
-	45, // 14: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
-	5,  // 15: alluvium.v1.JobWorkerInfo.tasks:type_name -> alluvium.v1.TaskInfo
-	31, // 16: alluvium.v1.JobWorkerInfo.plans:type_name -> alluvium.v1.PlanInfo
-	31, // 17: alluvium.v1.ListPlansResponse.plans:type_name -> alluvium.v1.PlanInfo
-	31, // 18: alluvium.v1.RegisterJobWorkerRequest.plans:type_name -> alluvium.v1.PlanInfo
-	1,  // 19: alluvium.v1.TaskUpdate.status:type_name -> alluvium.v1.TaskInfo.Status
-	4,  // 20: alluvium.v1.TaskUpdate.failed:type_name -> alluvium.v1.FailedPath
-	36, // 21: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
-	42, // 22: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
-	37, // 23: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
-	42, // 24: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
-	42, // 25: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
-	30, // 26: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
-	6,  // 27: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
-	8,  // 28: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
-	10, // 29: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
-	12, // 30: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
-	14, // 31: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
-	46, // 32: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
-	15, // 33: alluvium.v1.JobMaster.AddPeer:input_type -> alluvium.v1.AddPeerRequest
-	17, // 34: alluvium.v1.JobMaster.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
-	20, // 35: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
-	22, // 36: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
-	24, // 37: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
-	26, // 38: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
-	28, // 39: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
-	47, // 40: alluvium.v1.JobMaster.SubmitPipeline:input_type -> alluvium.v1.SubmitPipelineRequest
-	48, // 41: alluvium.v1.JobMaster.GetPipeline:input_type -> alluvium.v1.GetPipelineRequest
-	49, // 42: alluvium.v1.JobMaster.ListPipelines:input_type -> alluvium.v1.ListPipelinesRequest
-	50, // 43: alluvium.v1.JobMaster.CancelPipeline:input_type -> alluvium.v1.CancelPipelineRequest
-	51, // 44: alluvium.v1.JobMaster.WatchPipeline:input_type -> alluvium.v1.WatchPipelineRequest
-	34, // 45: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
-	38, // 46: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
-	43, // 47: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
-	40, // 48: alluvium.v1.JobMaster.BlockWorkerLost:input_type -> alluvium.v1.BlockWorkerLostRequest
-	32, // 49: alluvium.v1.JobMaster.ListPlans:input_type -> alluvium.v1.ListPlansRequest
-	7,  // 50: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
-	9,  // 51: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
-	11, // 52: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
-	13, // 53: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
-	2,  // 54: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
-	52, // 55: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
-	16, // 56: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
-	18, // 57: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
-	21, // 58: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
-	23, // 59: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
-	25, // 60: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
-	27, // 61: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
-	29, // 62: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
-	53, // 63: alluvium.v1.JobMaster.SubmitPipeline:output_type -> alluvium.v1.SubmitPipelineResponse
-	54, // 64: alluvium.v1.JobMaster.GetPipeline:output_type -> alluvium.v1.GetPipelineResponse
-	55, // 65: alluvium.v1.JobMaster.ListPipelines:output_type -> alluvium.v1.ListPipelinesResponse
-	56, // 66: alluvium.v1.JobMaster.CancelPipeline:output_type -> alluvium.v1.CancelPipelineResponse
-	57, // 67: alluvium.v1.JobMaster.WatchPipeline:output_type -> alluvium.v1.PipelineRun
-	35, // 68: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
-	39, // 69: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
-	44, // 70: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
-	41, // 71: alluvium.v1.JobMaster.BlockWorkerLost:output_type -> alluvium.v1.BlockWorkerLostResponse
-	33, // 72: alluvium.v1.JobMaster.ListPlans:output_type -> alluvium.v1.ListPlansResponse
-	50, // [50:73] is the sub-list for method output_type
-	27, // [27:50] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	46, // 10: alluvium.v1.PolicyInfo.pipeline:type_name -> alluvium.v1.PipelineDef
+	45, // 11: alluvium.v1.PolicyInfo.pipeline_params:type_name -> alluvium.v1.PolicyInfo.PipelineParamsEntry
+	19, // 12: alluvium.v1.AddPolicyRequest.policy:type_name -> alluvium.v1.PolicyInfo
+	19, // 13: alluvium.v1.AddPolicyResponse.policy:type_name -> alluvium.v1.PolicyInfo
+	19, // 14: alluvium.v1.ListPoliciesResponse.policies:type_name -> alluvium.v1.PolicyInfo
+	19, // 15: alluvium.v1.SetPolicyEnabledResponse.policy:type_name -> alluvium.v1.PolicyInfo
+	47, // 16: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
+	5,  // 17: alluvium.v1.JobWorkerInfo.tasks:type_name -> alluvium.v1.TaskInfo
+	31, // 18: alluvium.v1.JobWorkerInfo.plans:type_name -> alluvium.v1.PlanInfo
+	31, // 19: alluvium.v1.ListPlansResponse.plans:type_name -> alluvium.v1.PlanInfo
+	31, // 20: alluvium.v1.RegisterJobWorkerRequest.plans:type_name -> alluvium.v1.PlanInfo
+	1,  // 21: alluvium.v1.TaskUpdate.status:type_name -> alluvium.v1.TaskInfo.Status
+	4,  // 22: alluvium.v1.TaskUpdate.failed:type_name -> alluvium.v1.FailedPath
+	36, // 23: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
+	42, // 24: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
+	37, // 25: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
+	42, // 26: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
+	42, // 27: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
+	30, // 28: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
+	6,  // 29: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
+	8,  // 30: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
+	10, // 31: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
+	12, // 32: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
+	14, // 33: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
+	48, // 34: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
+	15, // 35: alluvium.v1.JobMaster.AddPeer:input_type -> alluvium.v1.AddPeerRequest
+	17, // 36: alluvium.v1.JobMaster.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
+	20, // 37: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
+	22, // 38: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
+	24, // 39: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
+	26, // 40: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
+	28, // 41: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
+	49, // 42: alluvium.v1.JobMaster.SubmitPipeline:input_type -> alluvium.v1.SubmitPipelineRequest
+	50, // 43: alluvium.v1.JobMaster.GetPipeline:input_type -> alluvium.v1.GetPipelineRequest
+	51, // 44: alluvium.v1.JobMaster.ListPipelines:input_type -> alluvium.v1.ListPipelinesRequest
+	52, // 45: alluvium.v1.JobMaster.CancelPipeline:input_type -> alluvium.v1.CancelPipelineRequest
+	53, // 46: alluvium.v1.JobMaster.WatchPipeline:input_type -> alluvium.v1.WatchPipelineRequest
+	34, // 47: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
+	38, // 48: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
+	43, // 49: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
+	40, // 50: alluvium.v1.JobMaster.BlockWorkerLost:input_type -> alluvium.v1.BlockWorkerLostRequest
+	32, // 51: alluvium.v1.JobMaster.ListPlans:input_type -> alluvium.v1.ListPlansRequest
+	7,  // 52: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
+	9,  // 53: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
+	11, // 54: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
+	13, // 55: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
+	2,  // 56: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
+	54, // 57: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	16, // 58: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
+	18, // 59: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
+	21, // 60: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
+	23, // 61: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
+	25, // 62: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
+	27, // 63: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
+	29, // 64: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
+	55, // 65: alluvium.v1.JobMaster.SubmitPipeline:output_type -> alluvium.v1.SubmitPipelineResponse
+	56, // 66: alluvium.v1.JobMaster.GetPipeline:output_type -> alluvium.v1.GetPipelineResponse
+	57, // 67: alluvium.v1.JobMaster.ListPipelines:output_type -> alluvium.v1.ListPipelinesResponse
+	58, // 68: alluvium.v1.JobMaster.CancelPipeline:output_type -> alluvium.v1.CancelPipelineResponse
+	59, // 69: alluvium.v1.JobMaster.WatchPipeline:output_type -> alluvium.v1.PipelineRun
+	35, // 70: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
+	39, // 71: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
+	44, // 72: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
+	41, // 73: alluvium.v1.JobMaster.BlockWorkerLost:output_type -> alluvium.v1.BlockWorkerLostResponse
+	33, // 74: alluvium.v1.JobMaster.ListPlans:output_type -> alluvium.v1.ListPlansResponse
+	52, // [52:75] is the sub-list for method output_type
+	29, // [29:52] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_jobmaster_proto_init() }
@@ -3589,7 +3626,7 @@ func file_jobmaster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jobmaster_proto_rawDesc), len(file_jobmaster_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   43,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

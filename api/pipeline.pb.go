@@ -683,6 +683,7 @@ type PipelineStepState struct {
 	RetryAtMs        int64                    `protobuf:"varint,16,opt,name=retry_at_ms,json=retryAtMs,proto3" json:"retry_at_ms,omitempty"`  // waiting to start the next attempt then (0: not waiting)
 	Error            string                   `protobuf:"bytes,17,opt,name=error,proto3" json:"error,omitempty"`                              // the last attempt's error
 	Reason           string                   `protobuf:"bytes,18,opt,name=reason,proto3" json:"reason,omitempty"`                            // why a SKIPPED or CANCELED step did not run
+	JobId            int64                    `protobuf:"varint,19,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`                // the current attempt's job (0: not submitted yet)
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -841,6 +842,13 @@ func (x *PipelineStepState) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *PipelineStepState) GetJobId() int64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
 }
 
 // PipelineRun is one run of a pipeline.
@@ -1820,7 +1828,7 @@ const file_pipeline_proto_rawDesc = "" +
 	"\x04CRON\x10\x02\x12\n" +
 	"\n" +
 	"\x06EVENTS\x10\x03\x12\v\n" +
-	"\aRUN_NOW\x10\x04\"\xc2\x05\n" +
+	"\aRUN_NOW\x10\x04\"\xd9\x05\n" +
 	"\x11PipelineStepState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12=\n" +
 	"\x06status\x18\x02 \x01(\x0e2%.alluvium.v1.PipelineStepState.StatusR\x06status\x12\x12\n" +
@@ -1847,7 +1855,8 @@ const file_pipeline_proto_rawDesc = "" +
 	"deadlineMs\x12\x1e\n" +
 	"\vretry_at_ms\x18\x10 \x01(\x03R\tretryAtMs\x12\x14\n" +
 	"\x05error\x18\x11 \x01(\tR\x05error\x12\x16\n" +
-	"\x06reason\x18\x12 \x01(\tR\x06reason\"p\n" +
+	"\x06reason\x18\x12 \x01(\tR\x06reason\x12\x15\n" +
+	"\x06job_id\x18\x13 \x01(\x03R\x05jobId\"p\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aPENDING\x10\x01\x12\v\n" +

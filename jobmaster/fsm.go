@@ -43,6 +43,8 @@ type events struct {
 	tasks   []taskEvent
 	jobs    []int64 // jobs whose record changed
 	workers []int64 // workers registered or lost
+	// pipelines: runs that changed
+	pipelines []int64
 }
 
 type taskEvent struct {
@@ -191,8 +193,14 @@ func (x *tx) applySubmit(c *api.SubmitJobCommand) any {
 	if rid := c.GetRequestId(); rid != "" {
 		if id, ok := x.s.byRequest[rid]; ok {
 			x.policyJobSubmitted(c.GetPolicy(), rid, id)
+			x.pipelineJobSubmitted(c.GetPipelineRunId(), c.GetPipelineStep(), rid, id)
 			return submitResult{id: id, existed: true}
 		}
+	}
+	if run := c.GetPipelineRunId(); run != 0 && !x.stepAwaitsJob(run, c.GetPipelineStep(), c.GetRequestId()) {
+		// The run was cancelled (or the attempt ended) while the leader
+		// was submitting: the job is not made.
+		return fmt.Errorf("submit job of pipeline %d step %s: %w", run, c.GetPipelineStep(), errStale)
 	}
 	id := x.s.nextJobID
 	x.s.nextJobID++
@@ -200,12 +208,14 @@ func (x *tx) applySubmit(c *api.SubmitJobCommand) any {
 		ID: id, Plan: c.GetPlan(), PlanVersion: c.GetPlanVersion(), Config: c.GetConfigJson(), Limits: c.GetLimits(), Submitter: c.GetSubmitter(), RunAs: c.GetRunAs(),
 		RequestID: c.GetRequestId(), Policy: c.GetPolicy(), Status: api.JobInfo_CREATED,
 		CreatedMs: x.now, UpdatedMs: x.now, NextTaskID: 1,
+		PipelineRunID: c.GetPipelineRunId(), PipelineStep: c.GetPipelineStep(),
 	}
 	x.jobs[id] = j
 	if j.RequestID != "" {
 		x.s.byRequest[j.RequestID] = id
 	}
 	x.policyJobSubmitted(j.Policy, j.RequestID, id)
+	x.pipelineJobSubmitted(j.PipelineRunID, j.PipelineStep, j.RequestID, id)
 	return submitResult{id: id}
 }
 

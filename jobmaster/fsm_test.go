@@ -384,6 +384,11 @@ func dump(f *FSM) string {
 			fmt.Fprintf(&b, "policy %s\n", prototext.Format(p))
 			return true
 		})
+		s.pipelines.Ascend(func(r *api.PipelineRun) bool {
+			fmt.Fprintf(&b, "pipeline %s\n", prototext.Format(r))
+			return true
+		})
+		fmt.Fprintf(&b, "next pipeline %d, requests %d\n", s.nextPipeline, len(s.pipelineByRequest))
 		for _, id := range slices.Sorted(maps.Keys(s.peers)) {
 			fmt.Fprintf(&b, "peer %s\n", prototext.Format(s.peers[id]))
 		}
@@ -410,6 +415,7 @@ func busyFSM(t *testing.T) *fsmT {
 	ft.apply(&api.SetPeerCommand{Id: "n3", RaftAddress: "h3:20003", RpcAddress: "h3:20001"})
 	ft.apply(&api.SetPeerCommand{Id: "n4", RaftAddress: "h4:20003", RpcAddress: "h4:20001"})
 	ft.apply(&api.SetPeerCommand{Id: "n4", Remove: true})
+	ft.submitRun("pr", "a", "b")
 	return ft
 }
 

@@ -240,18 +240,8 @@ func (r *rpcServer) SubmitJob(ctx context.Context, req *api.SubmitJobRequest) (*
 		}
 		return nil, status.Errorf(codes.Unavailable, "submit %s: %v", req.GetPlan(), err)
 	}
-	if c := s.cfg.JobMaster.Job.Capacity; c > 0 {
-		n := 0
-		s.fsm.view(func(st *state) { n = st.jobs.Len() })
-		if n >= c {
-			if _, err := ls.gc(ctx, 1); err != nil {
-				return nil, grpcErr("submit", err)
-			}
-			s.fsm.view(func(st *state) { n = st.jobs.Len() })
-			if n >= c {
-				return nil, status.Errorf(codes.ResourceExhausted, "submit %s: %d jobs are kept (jobmaster.job.capacity) and none has finished", req.GetPlan(), n)
-			}
-		}
+	if err := ls.jobRoom(ctx, "submit "+req.GetPlan()); err != nil {
+		return nil, grpcErr("submit", err)
 	}
 	if runAs != "" && s.cfg.JobMaster.Job.MaxInFlightPerUser > 0 {
 		// Check and submit under one lock so concurrent submits of a user

@@ -33,6 +33,8 @@ func (s *Server) startHTTP() (*httpServer, error) {
 	s.m.register(h.Registry)
 	h.Mux.HandleFunc("/api/v1/jobs", s.httpListJobs)
 	h.Mux.HandleFunc("/api/v1/jobs/", s.httpGetJob)
+	h.Mux.HandleFunc("/api/v1/pipelines", s.httpListPipelines)
+	h.Mux.HandleFunc("/api/v1/pipelines/", s.httpGetPipeline)
 	h.Mux.HandleFunc("/api/v1/leader", func(w http.ResponseWriter, r *http.Request) {
 		rpc.WriteJSON(w, http.StatusOK, s.leaderInfo())
 	})
@@ -130,6 +132,68 @@ func (s *Server) httpGetJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rpc.WriteJSON(w, http.StatusOK, jobview.FromInfo(info))
+}
+
+// GET /api/v1/pipelines?status=RUNNING,FAILED&name=n&policy=p&order=newest&pageSize=100&pageToken=...
+func (s *Server) httpListPipelines(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	req := &api.ListPipelinesRequest{Name: q.Get("name"), Policy: q.Get("policy"), PageToken: q.Get("pageToken")}
+	switch o := q.Get("order"); o {
+	case "", "oldest":
+	case "newest":
+		req.NewestFirst = true
+	default:
+		httpError(w, status.Errorf(codes.InvalidArgument, "order %q: want newest or oldest", o))
+		return
+	}
+	if v := q.Get("pageSize"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			httpError(w, status.Errorf(codes.InvalidArgument, "pageSize %q: not a number", v))
+			return
+		}
+		req.PageSize = int32(n)
+	}
+	for _, st := range strings.Split(q.Get("status"), ",") {
+		if st == "" {
+			continue
+		}
+		v, ok := api.PipelineRun_Status_value[strings.ToUpper(st)]
+		if !ok || v == 0 {
+			httpError(w, status.Errorf(codes.InvalidArgument, "status %q: want RUNNING, SUCCEEDED, FAILED or CANCELED", st))
+			return
+		}
+		req.Statuses = append(req.Statuses, api.PipelineRun_Status(v))
+	}
+	resp, err := s.listPipelines(req)
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	out := struct {
+		Pipelines     []jobview.Pipeline `json:"pipelines"`
+		NextPageToken string             `json:"nextPageToken,omitempty"`
+	}{Pipelines: []jobview.Pipeline{}, NextPageToken: resp.NextPageToken}
+	for _, p := range resp.Runs {
+		out.Pipelines = append(out.Pipelines, jobview.FromRun(p))
+	}
+	rpc.WriteJSON(w, http.StatusOK, out)
+}
+
+// GET /api/v1/pipelines/{id}
+func (s *Server) httpGetPipeline(w http.ResponseWriter, r *http.Request) {
+	idStr := strings.TrimPrefix(r.URL.Path, "/api/v1/pipelines/")
+	id, err := strconv.ParseInt(idStr, 10, 64)
+	if err != nil {
+		httpError(w, status.Errorf(codes.InvalidArgument, "pipeline run id %q: not a number", idStr))
+		return
+	}
+	run := s.fsm.Pipeline(id)
+	if run == nil {
+		httpError(w, status.Errorf(codes.NotFound, "pipeline run %d not found", id))
+		return
+	}
+	rpc.WriteJSON(w, http.StatusOK, jobview.FromRun(run))
 }
 
 // metrics are the job master's Prometheus figures.

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/config"
@@ -27,6 +29,7 @@ type leaderState struct {
 	planners *planners
 	finisher *finisher
 	pol      *policyRunner
+	pipes    *pipelineRunner
 	term     uint64
 }
 
@@ -105,6 +108,7 @@ func (s *Server) establishLeadership() *leaderState {
 	ls.planners = newPlanners(ls)
 	ls.finisher = newFinisher(ls)
 	ls.pol = newPolicyRunner(ls)
+	ls.pipes = newPipelineRunner(ls)
 
 	// From here on the FSM tells us every change; the scan below covers what
 	// happened before. Both paths tolerate seeing a change twice.
@@ -152,7 +156,8 @@ func (s *Server) establishLeadership() *leaderState {
 	ls.broker.onTasks(running)
 	ls.broker.onTasks(pending)
 
-	ls.wg.Add(4)
+	ls.wg.Add(5)
+	go func() { defer ls.wg.Done(); ls.pipes.run(ctx) }()
 	go func() { defer ls.wg.Done(); ls.coll.run(ctx) }()
 	go func() { defer ls.wg.Done(); ls.watchTimeouts(ctx) }()
 	go func() { defer ls.wg.Done(); ls.gcLoop(ctx) }()
@@ -204,6 +209,10 @@ func (ls *leaderState) onEvents(ev *events) {
 		}
 	}
 	ls.s.m.addDone(done)
+	if len(ev.pipelines) > 0 {
+		ls.pipes.poke()
+		ls.pol.poke() // a policy's run may have ended (overlap)
+	}
 	for _, id := range ev.jobs {
 		j := ls.s.fsm.Job(id)
 		if j == nil {
@@ -213,6 +222,9 @@ func (ls *leaderState) onEvents(ev *events) {
 		case j.terminal():
 			if j.Policy != "" {
 				ls.pol.poke() // a queued run may start
+			}
+			if j.PipelineRunID != 0 {
+				ls.pipes.poke() // its step ended
 			}
 		case !j.PlanningDone:
 			ls.planners.consider(id)
@@ -309,6 +321,30 @@ func (ls *leaderState) watchTimeouts(ctx context.Context) {
 	}
 }
 
+// jobRoom makes room for one more job under jobmaster.job.capacity,
+// compacting the oldest finished job if need be; a ResourceExhausted error
+// (naming what) when every kept job is unfinished.
+func (ls *leaderState) jobRoom(ctx context.Context, what string) error {
+	s := ls.s
+	c := s.cfg.JobMaster.Job.Capacity
+	if c <= 0 {
+		return nil
+	}
+	n := 0
+	s.fsm.view(func(st *state) { n = st.jobs.Len() })
+	if n < c {
+		return nil
+	}
+	if _, err := ls.gc(ctx, 1); err != nil {
+		return err
+	}
+	s.fsm.view(func(st *state) { n = st.jobs.Len() })
+	if n >= c {
+		return status.Errorf(codes.ResourceExhausted, "%s: %d jobs are kept (jobmaster.job.capacity) and none has finished", what, n)
+	}
+	return nil
+}
+
 // gcLoop compacts finished jobs past jobmaster.job.retention, the oldest
 // finished ones beyond jobmaster.job.capacity, and workers LOST for longer
 // than the retention.
@@ -370,6 +406,9 @@ func (ls *leaderState) gc(ctx context.Context, room int) (int, error) {
 			over--
 		}
 	}
+	if err := ls.gcPipelines(ctx, now); err != nil {
+		return 0, err
+	}
 	deleted := len(del)
 	for len(del) > 0 || len(lost) > 0 {
 		n := min(len(del), 1000)
@@ -383,4 +422,40 @@ func (ls *leaderState) gc(ctx context.Context, room int) (int, error) {
 		del, lost = del[n:], nil
 	}
 	return deleted, nil
+}
+
+// maxFinishedPipelines bounds the finished pipeline runs kept (the oldest
+// go first), besides jobmaster.job.retention.
+const maxFinishedPipelines = 1000
+
+// gcPipelines compacts finished runs past the retention and beyond
+// maxFinishedPipelines.
+func (ls *leaderState) gcPipelines(ctx context.Context, now int64) error {
+	ret := ls.s.cfg.JobMaster.Job.Retention
+	var finished []*api.PipelineRun
+	ls.s.fsm.view(func(st *state) {
+		st.pipelines.Ascend(func(r *api.PipelineRun) bool {
+			if terminalRun(r.GetStatus()) {
+				finished = append(finished, r)
+			}
+			return true
+		})
+	})
+	sort.Slice(finished, func(i, j int) bool { return finished[i].GetFinishedMs() < finished[j].GetFinishedMs() })
+	var del []int64
+	over := len(finished) - maxFinishedPipelines
+	for _, r := range finished {
+		if (ret > 0 && now-r.GetFinishedMs() > ret.Milliseconds()) || over > 0 {
+			del = append(del, r.GetId())
+			over--
+		}
+	}
+	if len(del) == 0 {
+		return nil
+	}
+	if err := ls.s.applyErr(ctx, &api.DeletePipelinesCommand{RunIds: del}); err != nil {
+		return err
+	}
+	ls.s.log.Info("compacted finished pipeline runs", zap.Int("runs", len(del)))
+	return nil
 }

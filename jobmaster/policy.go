@@ -349,18 +349,8 @@ func (r *policyRunner) launch(ctx context.Context, p *api.PolicyInfo, kind api.P
 func (r *policyRunner) submit(ctx context.Context, p *api.PolicyInfo) (int64, error) {
 	s := r.ls.s
 	rid := p.GetPendingRequestId()
-	if c := s.cfg.JobMaster.Job.Capacity; c > 0 {
-		n := 0
-		s.fsm.view(func(st *state) { n = st.jobs.Len() })
-		if n >= c {
-			if _, err := r.ls.gc(ctx, 1); err != nil {
-				return 0, err
-			}
-			s.fsm.view(func(st *state) { n = st.jobs.Len() })
-			if n >= c {
-				return 0, fmt.Errorf("policy %s: %d jobs are kept (jobmaster.job.capacity) and none has finished", p.GetName(), n)
-			}
-		}
+	if err := r.ls.jobRoom(ctx, "policy "+p.GetName()); err != nil {
+		return 0, err
 	}
 	resp, err := s.apply(ctx, &api.SubmitJobCommand{
 		Plan: p.GetPlan(), ConfigJson: p.GetConfigJson(), Limits: p.GetLimits(), RequestId: rid,

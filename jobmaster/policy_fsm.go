@@ -163,3 +163,23 @@ func (x *tx) policyJobSubmitted(policy, requestID string, jobID int64) {
 	p.Runs++
 	x.s.policies.ReplaceOrInsert(p)
 }
+
+// policyPipelineSubmitted completes a pending launch of a policy that fires
+// a pipeline: the SUBMIT_PIPELINE entry that creates (or finds) the run
+// clears it in the same entry, as SUBMIT_JOB does for a job.
+func (x *tx) policyPipelineSubmitted(policy, requestID string, runID int64) {
+	if policy == "" || requestID == "" {
+		return
+	}
+	old := x.s.policy(policy)
+	if old == nil || old.GetPendingRequestId() != requestID {
+		return
+	}
+	p := policyCopy(old)
+	p.PendingRequestId = ""
+	p.LastRunMs = p.PendingScheduledMs
+	p.PendingScheduledMs = 0
+	p.LastPipelineId = runID
+	p.Runs++
+	x.s.policies.ReplaceOrInsert(p)
+}

@@ -83,6 +83,7 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	if _, err := protodelim.MarshalTo(bw, &api.JobSnapshotHeader{
 		Version: snapshotVersion, NextJobId: s.st.nextJobID, NextWorkerId: s.st.nextWorkerID, Index: s.st.index,
+		NextPipelineId: s.st.nextPipeline,
 	}); err != nil {
 		return err
 	}
@@ -137,6 +138,7 @@ func readSnapshot(r io.Reader) (*state, error) {
 	}
 	st := newState()
 	st.nextJobID, st.nextWorkerID, st.index = h.GetNextJobId(), h.GetNextWorkerId(), h.GetIndex()
+	st.nextPipeline = max(h.GetNextPipelineId(), 1) // 0: a snapshot from before pipelines
 	for {
 		b, err := br.ReadByte()
 		if err != nil {

@@ -57,6 +57,9 @@ type jobRec struct {
 	RoundFailed  int64 // tasks (and planner paths) of this round that failed for good
 	Failed       []*api.FailedPath
 	FailedCount  int64
+	// The pipeline run and step whose attempt the job is (0, "": none).
+	PipelineRunID int64
+	PipelineStep  string
 }
 
 func (j *jobRec) terminal() bool { return terminalJob(j.Status) }
@@ -146,30 +149,38 @@ type state struct {
 	tasks    *btree.BTreeG[*taskRec]
 	workers  *btree.BTreeG[*workerRec]
 	policies *btree.BTreeG[*api.PolicyInfo]
-	peers    map[string]*api.SetPeerCommand // raft members added at run time, by id; entries never change in place
+	// pipelines are the pipeline runs (pipeline_fsm.go), by id.
+	pipelines *btree.BTreeG[*api.PipelineRun]
+	peers     map[string]*api.SetPeerCommand // raft members added at run time, by id; entries never change in place
 
 	nextJobID    int64
 	nextWorkerID int64
+	nextPipeline int64
 	index        uint64 // raft index of the last applied entry
 
 	// Derived, rebuilt on restore, never snapshotted.
-	byRequest map[string]int64               // request id → job id
-	running   map[int64]map[taskKey]struct{} // worker id → its RUNNING tasks
+	byRequest map[string]int64 // request id → job id
+	// pipelineByRequest: a run's request id → run id.
+	pipelineByRequest map[string]int64
+	running           map[int64]map[taskKey]struct{} // worker id → its RUNNING tasks
 }
 
 const btreeDegree = 32
 
 func newState() *state {
 	return &state{
-		jobs:         btree.NewG(btreeDegree, func(a, b *jobRec) bool { return a.ID < b.ID }),
-		tasks:        btree.NewG(btreeDegree, func(a, b *taskRec) bool { return a.key().less(b.key()) }),
-		workers:      btree.NewG(btreeDegree, func(a, b *workerRec) bool { return a.ID < b.ID }),
-		policies:     btree.NewG(btreeDegree, func(a, b *api.PolicyInfo) bool { return a.GetName() < b.GetName() }),
-		peers:        map[string]*api.SetPeerCommand{},
-		nextJobID:    1,
-		nextWorkerID: 1,
-		byRequest:    map[string]int64{},
-		running:      map[int64]map[taskKey]struct{}{},
+		jobs:              btree.NewG(btreeDegree, func(a, b *jobRec) bool { return a.ID < b.ID }),
+		tasks:             btree.NewG(btreeDegree, func(a, b *taskRec) bool { return a.key().less(b.key()) }),
+		workers:           btree.NewG(btreeDegree, func(a, b *workerRec) bool { return a.ID < b.ID }),
+		policies:          btree.NewG(btreeDegree, func(a, b *api.PolicyInfo) bool { return a.GetName() < b.GetName() }),
+		pipelines:         btree.NewG(btreeDegree, func(a, b *api.PipelineRun) bool { return a.GetId() < b.GetId() }),
+		peers:             map[string]*api.SetPeerCommand{},
+		nextJobID:         1,
+		nextWorkerID:      1,
+		nextPipeline:      1,
+		byRequest:         map[string]int64{},
+		pipelineByRequest: map[string]int64{},
+		running:           map[int64]map[taskKey]struct{}{},
 	}
 }
 
@@ -180,9 +191,11 @@ func (s *state) clone() *state {
 		tasks:        s.tasks.Clone(),
 		workers:      s.workers.Clone(),
 		policies:     s.policies.Clone(),
+		pipelines:    s.pipelines.Clone(),
 		peers:        maps.Clone(s.peers),
 		nextJobID:    s.nextJobID,
 		nextWorkerID: s.nextWorkerID,
+		nextPipeline: s.nextPipeline,
 		index:        s.index,
 	}
 }
@@ -191,6 +204,13 @@ func (s *state) clone() *state {
 func (s *state) reindex() {
 	s.byRequest = map[string]int64{}
 	s.running = map[int64]map[taskKey]struct{}{}
+	s.pipelineByRequest = map[string]int64{}
+	s.pipelines.Ascend(func(r *api.PipelineRun) bool {
+		if r.GetRequestId() != "" {
+			s.pipelineByRequest[r.GetRequestId()] = r.GetId()
+		}
+		return true
+	})
 	s.jobs.Ascend(func(j *jobRec) bool {
 		if j.RequestID != "" {
 			s.byRequest[j.RequestID] = j.ID
@@ -272,6 +292,7 @@ func (j *jobRec) info() *api.JobInfo {
 		CreatedMs: j.CreatedMs, UpdatedMs: j.UpdatedMs, FinishedMs: j.FinishedMs,
 		PlanningDone: j.PlanningDone, RequestId: j.RequestID, Failed: j.Failed,
 		Policy: j.Policy, TasksRunning: j.TasksRunning, Round: j.Round, PlanVersion: j.PlanVersion,
+		PipelineRunId: j.PipelineRunID, PipelineStep: j.PipelineStep,
 	}
 }
 
@@ -335,6 +356,7 @@ func jobFromRecord(r *api.JobRecord) *jobRec {
 		PlanningDone: i.GetPlanningDone(), Cursor: r.GetCursor(), Round: r.GetRound(),
 		NextTaskID: r.GetNextTaskId(), Outstanding: r.GetOutstanding(), RoundFailed: r.GetRoundFailed(),
 		Failed: i.GetFailed(), FailedCount: r.GetFailedCount(),
+		PipelineRunID: i.GetPipelineRunId(), PipelineStep: i.GetPipelineStep(),
 	}
 }
 

@@ -131,20 +131,9 @@ func NewRequestID() string {
 // []byte, json.RawMessage or string) and returns its id. It always sends a
 // request id, so its own retries never make a second job.
 func (j *Jobs) Submit(ctx context.Context, plan string, config any, opts ...SubmitOption) (int64, error) {
-	var cfg string
-	switch v := config.(type) {
-	case []byte:
-		cfg = string(v)
-	case json.RawMessage:
-		cfg = string(v)
-	case string:
-		cfg = v
-	default:
-		b, err := json.Marshal(config)
-		if err != nil {
-			return 0, &Error{Op: "job submit", Path: plan, Code: codes.InvalidArgument, Message: err.Error(), kind: ErrInvalidArgument}
-		}
-		cfg = string(b)
+	cfg, err := configJSON("job submit", plan, config)
+	if err != nil {
+		return 0, err
 	}
 	req := &api.SubmitJobRequest{Plan: plan, ConfigJson: cfg}
 	for _, o := range opts {
@@ -154,7 +143,7 @@ func (j *Jobs) Submit(ctx context.Context, plan string, config any, opts ...Subm
 		req.RequestId = NewRequestID()
 	}
 	var resp *api.SubmitJobResponse
-	err := j.call(ctx, "job submit", plan, func(ctx context.Context, c api.JobMasterClient) (err error) {
+	err = j.call(ctx, "job submit", plan, func(ctx context.Context, c api.JobMasterClient) (err error) {
 		resp, err = c.SubmitJob(ctx, req)
 		return err
 	})
@@ -162,6 +151,25 @@ func (j *Jobs) Submit(ctx context.Context, plan string, config any, opts ...Subm
 		return 0, err
 	}
 	return resp.GetJobId(), nil
+}
+
+// configJSON is a job config as Submit takes it (a struct, a map, or JSON
+// as []byte, json.RawMessage or string) in JSON; op and what name it in
+// an error.
+func configJSON(op, what string, config any) (string, error) {
+	switch v := config.(type) {
+	case []byte:
+		return string(v), nil
+	case json.RawMessage:
+		return string(v), nil
+	case string:
+		return v, nil
+	}
+	b, err := json.Marshal(config)
+	if err != nil {
+		return "", &Error{Op: op, Path: what, Code: codes.InvalidArgument, Message: err.Error(), kind: ErrInvalidArgument}
+	}
+	return string(b), nil
 }
 
 // Get returns job id; verbose adds its tasks.
@@ -241,17 +249,31 @@ func (j *Jobs) Watch(ctx context.Context, id int64) iter.Seq2[*JobInfo, error] {
 }
 
 func (j *Jobs) watch(ctx context.Context, id int64, every time.Duration) iter.Seq2[*JobInfo, error] {
-	return func(yield func(*JobInfo, error) bool) {
-		what := strconv.FormatInt(id, 10)
+	return resumeWatch(ctx, j, "job watch", strconv.FormatInt(id, 10),
+		func(ctx context.Context) (func() (*JobInfo, error), error) {
+			stream, err := j.jm.WatchJob(ctx, &api.WatchJobRequest{JobId: id, MinIntervalMs: every.Milliseconds()})
+			if err != nil {
+				return nil, err
+			}
+			return stream.Recv, nil
+		},
+		func(info *JobInfo) bool { return IsTerminal(info.GetStatus()) })
+}
+
+// resumeWatch yields what a server stream sends until it ends, done says
+// the last message is final, or ctx ends; a stream lost because the
+// leader moved or is down is opened again (the client layer asks who leads
+// first) for up to the election wait.
+func resumeWatch[T any](ctx context.Context, j *Jobs, op, what string, open func(ctx context.Context) (func() (T, error), error), done func(T) bool) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		var zero T
 		backoff := 50 * time.Millisecond
 		var lost time.Time
 		for {
-			// A stream that fails because the leader moved or is down makes
-			// the client layer ask who leads before the next one.
-			stream, err := j.jm.WatchJob(ctx, &api.WatchJobRequest{JobId: id, MinIntervalMs: every.Milliseconds()})
+			recv, err := open(ctx)
 			for err == nil {
-				var info *api.JobInfo
-				info, err = stream.Recv()
+				var m T
+				m, err = recv()
 				if err == io.EOF {
 					return
 				}
@@ -259,22 +281,22 @@ func (j *Jobs) watch(ctx context.Context, id int64, every time.Duration) iter.Se
 					break
 				}
 				lost, backoff = time.Time{}, 50*time.Millisecond
-				if !yield(info, nil) {
+				if !yield(m, nil) {
 					return
 				}
-				if IsTerminal(info.GetStatus()) {
+				if done(m) {
 					return
 				}
 			}
 			if ctx.Err() != nil {
-				yield(nil, wrapErr("job watch", what, ctx.Err()))
+				yield(zero, wrapErr(op, what, ctx.Err()))
 				return
 			}
 			if lost.IsZero() {
 				lost = time.Now()
 			}
 			if !retryable(err) || time.Since(lost) > max(electionWait, j.c.o.timeout) {
-				yield(nil, wrapErr("job watch", what, err))
+				yield(zero, wrapErr(op, what, err))
 				return
 			}
 			select {

@@ -2,7 +2,6 @@ package sdk
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"google.golang.org/grpc/codes"
@@ -72,20 +71,9 @@ func (p *Policies) Add(ctx context.Context, s PolicySpec) (*Policy, error) {
 	invalid := func(msg string) error {
 		return &Error{Op: "policy add", Path: s.Name, Code: codes.InvalidArgument, Message: msg, kind: ErrInvalidArgument}
 	}
-	var cfg string
-	switch v := s.Config.(type) {
-	case []byte:
-		cfg = string(v)
-	case json.RawMessage:
-		cfg = string(v)
-	case string:
-		cfg = v
-	default:
-		b, err := json.Marshal(s.Config)
-		if err != nil {
-			return nil, invalid(err.Error())
-		}
-		cfg = string(b)
+	cfg, err := configJSON("policy add", s.Name, s.Config)
+	if err != nil {
+		return nil, err
 	}
 	overlap, err := overlapName(s.Overlap)
 	if err != nil {

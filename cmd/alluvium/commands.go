@@ -14,6 +14,7 @@ func addCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newFormatCmd(g))
 	root.AddCommand(newFSAdminCmd(g))
 	root.AddCommand(newPolicyCmd(g))
+	root.AddCommand(newPipelineCmd(g))
 	root.AddCommand(newProxyCmd(g))
 	root.AddCommand(newSimCmd(g))
 }

@@ -105,6 +105,15 @@ func Accept(c Config) (Valid, error) {
 	return Valid{Config: b, Limits: c.Limits()}, nil
 }
 
+// Known reports whether plan is a built-in plan whose config Decode reads.
+func Known(plan string) bool {
+	switch plan {
+	case "load", "persist", "replicate", "move", "copy":
+		return true
+	}
+	return false
+}
+
 // Decode parses plan's config strictly, fills its defaults and checks what
 // needs no cluster. A plan this package does not know is an
 // InvalidArgument error.

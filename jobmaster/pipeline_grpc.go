@@ -1,0 +1,288 @@
+package jobmaster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/pipespec"
+	"github.com/alluvium/alluvium/plans"
+	"github.com/alluvium/alluvium/plans/spec"
+)
+
+// maxRequestID bounds a caller's idempotency key.
+const maxRequestID = 256
+
+// newRun checks def, renders params into its steps and returns the run to
+// submit; errors are InvalidArgument and name the step at fault.
+func newRun(def *api.PipelineDef, params map[string]any) (*api.PipelineRun, error) {
+	known := func(name string) error {
+		_, err := plans.Lookup(name)
+		if err != nil {
+			return errors.New(status.Convert(err).Message())
+		}
+		return nil
+	}
+	steps, pj, err := pipespec.Render(def, params, known)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	// What a built-in plan's config must be is known without the cluster:
+	// check it now, so a typo fails the submit, not the step hours later.
+	for _, s := range steps {
+		if !spec.Known(s.GetPlan()) {
+			continue
+		}
+		if _, err := spec.Decode(s.GetPlan(), []byte(s.GetConfigJson())); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "pipeline %q: step %q: %s", def.GetName(), s.GetName(), status.Convert(err).Message())
+		}
+	}
+	return &api.PipelineRun{
+		Name: def.GetName(), Description: def.GetDescription(), Steps: steps, ParamsJson: pj,
+		Parallelism: def.GetParallelism(), FailFast: def.GetFailFast(),
+	}, nil
+}
+
+// submitRun commits run and returns it as the FSM holds it.
+func (s *Server) submitRun(ctx context.Context, run *api.PipelineRun) (*api.PipelineRun, bool, error) {
+	resp, err := s.apply(ctx, &api.SubmitPipelineCommand{Run: run, NowMs: time.Now().UnixMilli()})
+	if err != nil {
+		return nil, false, err
+	}
+	if e, ok := resp.(error); ok {
+		return nil, false, e
+	}
+	pr, ok := resp.(pipelineResult)
+	if !ok {
+		return nil, false, fmt.Errorf("unexpected FSM response %v", resp)
+	}
+	if ls := s.leader.Load(); ls != nil {
+		ls.pipes.poke()
+	}
+	return s.fsm.Pipeline(pr.id), pr.existed, nil
+}
+
+func (r *rpcServer) SubmitPipeline(ctx context.Context, req *api.SubmitPipelineRequest) (*api.SubmitPipelineResponse, error) {
+	s := r.s
+	_, fwd, fctx, err := s.route(ctx, "pipeline submit")
+	if err != nil {
+		return nil, err
+	}
+	if fwd != nil {
+		return fwd.SubmitPipeline(fctx, req)
+	}
+	rid := req.GetRequestId()
+	if len(rid) > maxRequestID {
+		return nil, status.Errorf(codes.InvalidArgument, "pipeline submit: request_id longer than %d bytes", maxRequestID)
+	}
+	if rid != "" {
+		if id, ok := s.fsm.pipelineByRequest(rid); ok {
+			return &api.SubmitPipelineResponse{Run: s.fsm.Pipeline(id), Existed: true}, nil
+		}
+	}
+	if req.GetPipeline() == nil {
+		return nil, status.Error(codes.InvalidArgument, "pipeline submit: no pipeline definition")
+	}
+	params := make(map[string]any, len(req.GetParams()))
+	for k, v := range req.GetParams() {
+		params[k] = v
+	}
+	run, err := newRun(req.GetPipeline(), params)
+	if err != nil {
+		return nil, err
+	}
+	name, runAs := caller(ctx)
+	run.Submitter, run.RunAs, run.RequestId = name, runAs, rid
+	run.Trigger = &api.PipelineTrigger{Kind: api.PipelineTrigger_MANUAL}
+	out, existed, err := s.submitRun(ctx, run)
+	if err != nil {
+		return nil, grpcErr("pipeline submit", err)
+	}
+	return &api.SubmitPipelineResponse{Run: out, Existed: existed}, nil
+}
+
+func (r *rpcServer) GetPipeline(ctx context.Context, req *api.GetPipelineRequest) (*api.GetPipelineResponse, error) {
+	s := r.s
+	_, fwd, fctx, err := s.route(ctx, "pipeline stat")
+	if err != nil {
+		return nil, err
+	}
+	if fwd != nil {
+		return fwd.GetPipeline(fctx, req)
+	}
+	run := s.fsm.Pipeline(req.GetId())
+	if run == nil {
+		return nil, status.Errorf(codes.NotFound, "pipeline run %d not found (finished runs are kept for jobmaster.job.retention)", req.GetId())
+	}
+	return &api.GetPipelineResponse{Run: run}, nil
+}
+
+func (r *rpcServer) ListPipelines(ctx context.Context, req *api.ListPipelinesRequest) (*api.ListPipelinesResponse, error) {
+	s := r.s
+	_, fwd, fctx, err := s.route(ctx, "pipeline ls")
+	if err != nil {
+		return nil, err
+	}
+	if fwd != nil {
+		return fwd.ListPipelines(fctx, req)
+	}
+	return s.listPipelines(req)
+}
+
+func (s *Server) listPipelines(req *api.ListPipelinesRequest) (*api.ListPipelinesResponse, error) {
+	size := int(req.GetPageSize())
+	if size <= 0 {
+		size = defPageSize
+	}
+	size = min(size, maxPageSize)
+	var after int64
+	if tok := req.GetPageToken(); tok != "" {
+		v, err := strconv.ParseInt(tok, 10, 64)
+		if err != nil || v < 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "pipeline ls: bad page token %q", tok)
+		}
+		after = v
+	}
+	want := map[api.PipelineRun_Status]bool{}
+	for _, st := range req.GetStatuses() {
+		want[st] = true
+	}
+	match := func(p *api.PipelineRun) bool {
+		switch {
+		case len(want) > 0 && !want[p.GetStatus()]:
+			return false
+		case req.GetName() != "" && req.GetName() != p.GetName():
+			return false
+		case req.GetPolicy() != "" && req.GetPolicy() != p.GetTrigger().GetPolicy():
+			return false
+		}
+		return true
+	}
+	resp := &api.ListPipelinesResponse{}
+	var last int64
+	more := false
+	s.fsm.view(func(st *state) {
+		visit := func(p *api.PipelineRun) bool {
+			if !match(p) {
+				return true
+			}
+			if len(resp.Runs) == size {
+				more = true
+				return false
+			}
+			resp.Runs = append(resp.Runs, p)
+			last = p.GetId()
+			return true
+		}
+		switch {
+		case !req.GetNewestFirst():
+			st.pipelines.AscendGreaterOrEqual(&api.PipelineRun{Id: after + 1}, visit)
+		case after > 0:
+			st.pipelines.DescendLessOrEqual(&api.PipelineRun{Id: after - 1}, visit)
+		default:
+			st.pipelines.Descend(visit)
+		}
+	})
+	if more {
+		resp.NextPageToken = strconv.FormatInt(last, 10)
+	}
+	return resp, nil
+}
+
+func (r *rpcServer) CancelPipeline(ctx context.Context, req *api.CancelPipelineRequest) (*api.CancelPipelineResponse, error) {
+	s := r.s
+	_, fwd, fctx, err := s.route(ctx, "pipeline cancel")
+	if err != nil {
+		return nil, err
+	}
+	if fwd != nil {
+		return fwd.CancelPipeline(fctx, req)
+	}
+	run := s.fsm.Pipeline(req.GetId())
+	switch {
+	case run == nil:
+		return nil, status.Errorf(codes.NotFound, "pipeline cancel %d: no such pipeline run", req.GetId())
+	case run.GetStatus() == api.PipelineRun_CANCELED:
+		return &api.CancelPipelineResponse{Run: run}, nil
+	case !mayManage(ctx, run.GetRunAs()):
+		name, _ := caller(ctx)
+		return nil, status.Errorf(codes.PermissionDenied, "pipeline cancel %d: user %s may not cancel a pipeline of %s", run.GetId(), name, run.GetSubmitter())
+	case terminalRun(run.GetStatus()):
+		return nil, status.Errorf(codes.FailedPrecondition, "pipeline cancel %d: the run already ended %s", run.GetId(), run.GetStatus())
+	}
+	name, _ := caller(ctx)
+	if err := s.applyErr(ctx, &api.CancelPipelineCommand{RunId: run.GetId(), Reason: "canceled by " + name, NowMs: time.Now().UnixMilli()}); err != nil {
+		return nil, grpcErr("pipeline cancel", err)
+	}
+	return &api.CancelPipelineResponse{Run: s.fsm.Pipeline(run.GetId())}, nil
+}
+
+func (r *rpcServer) WatchPipeline(req *api.WatchPipelineRequest, stream grpc.ServerStreamingServer[api.PipelineRun]) error {
+	s := r.s
+	ctx := stream.Context()
+	_, fwd, fctx, err := s.route(ctx, "pipeline watch")
+	if err != nil {
+		return err
+	}
+	if fwd != nil {
+		up, err := fwd.WatchPipeline(fctx, req)
+		if err != nil {
+			return err
+		}
+		for {
+			m, err := up.Recv()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := stream.Send(m); err != nil {
+				return err
+			}
+		}
+	}
+	return watchPipeline(ctx, s.fsm, req.GetId(), s.shutdown, stream.Send)
+}
+
+// watchPipeline sends run id on every change the FSM applies to it until
+// it ends (nil) or ctx ends.
+func watchPipeline(ctx context.Context, f *FSM, id int64, stop <-chan struct{}, send func(*api.PipelineRun) error) error {
+	var last *api.PipelineRun
+	for {
+		changed := f.Changed()
+		run := f.Pipeline(id)
+		if run == nil {
+			if last == nil {
+				return status.Errorf(codes.NotFound, "pipeline watch %d: no such pipeline run", id)
+			}
+			return nil
+		}
+		// Records are immutable: a change is a new record.
+		if last == nil || (run != last && !proto.Equal(run, last)) {
+			if err := send(run); err != nil {
+				return err
+			}
+			last = run
+		}
+		if terminalRun(run.GetStatus()) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil
+		case <-stop:
+			return status.Error(codes.Unavailable, "job master shutting down")
+		}
+	}
+}
