@@ -31,6 +31,8 @@ type Job struct {
 	Submitter    string          `json:"submitter,omitempty"`
 	RequestID    string          `json:"requestId,omitempty"`
 	Policy       string          `json:"policy,omitempty"`
+	PipelineRun  int64           `json:"pipelineRun,omitempty"`  // the pipeline run whose step it is
+	PipelineStep string          `json:"pipelineStep,omitempty"` // that step
 	CreatedMs    int64           `json:"createdMs"`
 	UpdatedMs    int64           `json:"updatedMs"`
 	FinishedMs   int64           `json:"finishedMs,omitempty"`
@@ -90,6 +92,7 @@ func FromInfo(i *api.JobInfo) Job {
 		BytesTotal: i.GetBytesTotal(), BytesDone: i.GetBytesDone(), Error: i.GetError(),
 		TasksRunning: i.GetTasksRunning(), PlanningDone: i.GetPlanningDone(), Round: i.GetRound(),
 		Submitter: i.GetSubmitter(), RequestID: i.GetRequestId(), Policy: i.GetPolicy(),
+		PipelineRun: i.GetPipelineRunId(), PipelineStep: i.GetPipelineStep(),
 		CreatedMs: i.GetCreatedMs(), UpdatedMs: i.GetUpdatedMs(), FinishedMs: i.GetFinishedMs(),
 	}
 	if c := i.GetConfigJson(); c != "" && json.Valid([]byte(c)) {
