@@ -147,9 +147,9 @@ func (s *Server) httpListPipelines(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if v := q.Get("pageSize"); v != "" {
-		n, err := strconv.Atoi(v)
+		n, err := strconv.ParseInt(v, 10, 32)
 		if err != nil {
-			httpError(w, status.Errorf(codes.InvalidArgument, "pageSize %q: not a number", v))
+			httpError(w, status.Errorf(codes.InvalidArgument, "pageSize %q: not a number from %d to %d", v, math.MinInt32, math.MaxInt32))
 			return
 		}
 		req.PageSize = int32(n)
@@ -165,7 +165,7 @@ func (s *Server) httpListPipelines(w http.ResponseWriter, r *http.Request) {
 		}
 		req.Statuses = append(req.Statuses, api.PipelineRun_Status(v))
 	}
-	resp, err := s.listPipelines(req)
+	resp, err := s.listPipelines(req, s.viewerOf(r.Context()))
 	if err != nil {
 		httpError(w, err)
 		return
@@ -188,9 +188,9 @@ func (s *Server) httpGetPipeline(w http.ResponseWriter, r *http.Request) {
 		httpError(w, status.Errorf(codes.InvalidArgument, "pipeline run id %q: not a number", idStr))
 		return
 	}
-	run := s.fsm.Pipeline(id)
-	if run == nil {
-		httpError(w, status.Errorf(codes.NotFound, "pipeline run %d not found", id))
+	run, err := s.visibleRun(r.Context(), "pipeline", id)
+	if err != nil {
+		httpError(w, err)
 		return
 	}
 	rpc.WriteJSON(w, http.StatusOK, jobview.FromRun(run))

@@ -16,7 +16,6 @@ import (
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/pipespec"
 	"github.com/alluvium/alluvium/plans"
-	"github.com/alluvium/alluvium/plans/spec"
 )
 
 // maxRequestID bounds a caller's idempotency key.
@@ -39,10 +38,7 @@ func newRun(def *api.PipelineDef, params map[string]any) (*api.PipelineRun, erro
 	// What a built-in plan's config must be is known without the cluster:
 	// check it now, so a typo fails the submit, not the step hours later.
 	for _, s := range steps {
-		if !spec.Known(s.GetPlan()) {
-			continue
-		}
-		if _, err := spec.Decode(s.GetPlan(), []byte(s.GetConfigJson())); err != nil {
+		if err := plans.CheckConfig(s.GetPlan(), []byte(s.GetConfigJson())); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "pipeline %q: step %q: %s", def.GetName(), s.GetName(), status.Convert(err).Message())
 		}
 	}
@@ -86,7 +82,11 @@ func (r *rpcServer) SubmitPipeline(ctx context.Context, req *api.SubmitPipelineR
 	}
 	if rid != "" {
 		if id, ok := s.fsm.pipelineByRequest(rid); ok {
-			return &api.SubmitPipelineResponse{Run: s.fsm.Pipeline(id), Existed: true}, nil
+			run := s.fsm.Pipeline(id)
+			if run != nil && !s.viewerOf(ctx).seesRun(run) {
+				return nil, status.Errorf(codes.AlreadyExists, "pipeline submit: request id %q is taken by a run of another user; use another", rid)
+			}
+			return &api.SubmitPipelineResponse{Run: run, Existed: true}, nil
 		}
 	}
 	if req.GetPipeline() == nil {
@@ -119,9 +119,9 @@ func (r *rpcServer) GetPipeline(ctx context.Context, req *api.GetPipelineRequest
 	if fwd != nil {
 		return fwd.GetPipeline(fctx, req)
 	}
-	run := s.fsm.Pipeline(req.GetId())
-	if run == nil {
-		return nil, status.Errorf(codes.NotFound, "pipeline run %d not found (finished runs are kept for jobmaster.job.retention)", req.GetId())
+	run, err := s.visibleRun(ctx, "pipeline stat", req.GetId())
+	if err != nil {
+		return nil, err
 	}
 	return &api.GetPipelineResponse{Run: run}, nil
 }
@@ -135,10 +135,25 @@ func (r *rpcServer) ListPipelines(ctx context.Context, req *api.ListPipelinesReq
 	if fwd != nil {
 		return fwd.ListPipelines(fctx, req)
 	}
-	return s.listPipelines(req)
+	return s.listPipelines(req, s.viewerOf(ctx))
 }
 
-func (s *Server) listPipelines(req *api.ListPipelinesRequest) (*api.ListPipelinesResponse, error) {
+// visibleRun returns run id when the caller may see it; one it may not is
+// answered as one that does not exist.
+func (s *Server) visibleRun(ctx context.Context, op string, id int64) (*api.PipelineRun, error) {
+	run := s.fsm.Pipeline(id)
+	if run == nil || !s.viewerOf(ctx).seesRun(run) {
+		return nil, status.Errorf(codes.NotFound, "%s: pipeline run %d not found (finished runs are kept for jobmaster.job.retention)", op, id)
+	}
+	return run, nil
+}
+
+// seesRun: a run is its submitter's, like its jobs.
+func (v viewer) seesRun(r *api.PipelineRun) bool {
+	return v.all || r.GetRunAs() == v.user || r.GetSubmitter() == v.user
+}
+
+func (s *Server) listPipelines(req *api.ListPipelinesRequest, v viewer) (*api.ListPipelinesResponse, error) {
 	size := int(req.GetPageSize())
 	if size <= 0 {
 		size = defPageSize
@@ -158,6 +173,8 @@ func (s *Server) listPipelines(req *api.ListPipelinesRequest) (*api.ListPipeline
 	}
 	match := func(p *api.PipelineRun) bool {
 		switch {
+		case !v.seesRun(p):
+			return false
 		case len(want) > 0 && !want[p.GetStatus()]:
 			return false
 		case req.GetName() != "" && req.GetName() != p.GetName():
@@ -207,10 +224,11 @@ func (r *rpcServer) CancelPipeline(ctx context.Context, req *api.CancelPipelineR
 	if fwd != nil {
 		return fwd.CancelPipeline(fctx, req)
 	}
-	run := s.fsm.Pipeline(req.GetId())
+	run, err := s.visibleRun(ctx, "pipeline cancel", req.GetId())
+	if err != nil {
+		return nil, err
+	}
 	switch {
-	case run == nil:
-		return nil, status.Errorf(codes.NotFound, "pipeline cancel %d: no such pipeline run", req.GetId())
 	case run.GetStatus() == api.PipelineRun_CANCELED:
 		return &api.CancelPipelineResponse{Run: run}, nil
 	case !mayManage(ctx, run.GetRunAs()):
@@ -250,6 +268,9 @@ func (r *rpcServer) WatchPipeline(req *api.WatchPipelineRequest, stream grpc.Ser
 				return err
 			}
 		}
+	}
+	if _, err := s.visibleRun(ctx, "pipeline watch", req.GetId()); err != nil {
+		return err
 	}
 	return watchPipeline(ctx, s.fsm, req.GetId(), s.shutdown, stream.Send)
 }

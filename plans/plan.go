@@ -176,3 +176,16 @@ type execPolicyEnv struct {
 }
 
 func (e execPolicyEnv) ExecAllowed() []string { return e.allow }
+
+// CheckConfig checks what can be known of a config of plan without the
+// cluster — a built-in plan's strict decoding, defaults and ranges — for a
+// caller that must refuse a bad config long before the job is submitted (a
+// pipeline's later steps). A plan with no such knowledge passes; Validate
+// checks everything when the job is submitted.
+func CheckConfig(plan string, config []byte) error {
+	if !spec.Known(plan) {
+		return nil
+	}
+	_, err := spec.Decode(plan, config)
+	return err
+}
