@@ -440,6 +440,23 @@ func (r *rpcServer) CancelJob(ctx context.Context, req *api.CancelJobRequest) (*
 	return &api.CancelJobResponse{}, nil
 }
 
+// relay sends on what the leader's stream sends (a follower forwarding a
+// watch) until it ends.
+func relay[T any](recv func() (T, error), send func(T) error) error {
+	for {
+		m, err := recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := send(m); err != nil {
+			return err
+		}
+	}
+}
+
 func (r *rpcServer) WatchJob(req *api.WatchJobRequest, stream grpc.ServerStreamingServer[api.JobInfo]) error {
 	s := r.s
 	ctx := stream.Context()
@@ -452,18 +469,7 @@ func (r *rpcServer) WatchJob(req *api.WatchJobRequest, stream grpc.ServerStreami
 		if err != nil {
 			return err
 		}
-		for {
-			m, err := up.Recv()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if err := stream.Send(m); err != nil {
-				return err
-			}
-		}
+		return relay(up.Recv, stream.Send)
 	}
 	interval := time.Duration(req.GetMinIntervalMs()) * time.Millisecond
 	if interval <= 0 {

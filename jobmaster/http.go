@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -67,25 +68,33 @@ func (s *Server) healthy() error {
 	return nil
 }
 
-// GET /api/v1/jobs?status=RUNNING,FAILED&plan=load&submitter=u&policy=p&order=newest&pageSize=100&pageToken=...
-func (s *Server) httpListJobs(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	req := &api.ListJobsRequest{Plan: q.Get("plan"), PageToken: q.Get("pageToken"), Submitter: q.Get("submitter"), Policy: q.Get("policy")}
+// pageQuery reads a listing's order (newest or oldest) and pageSize.
+func pageQuery(q url.Values) (newest bool, size int32, err error) {
 	switch o := q.Get("order"); o {
 	case "", "oldest":
 	case "newest":
-		req.NewestFirst = true
+		newest = true
 	default:
-		rpc.WriteError(w, status.Errorf(codes.InvalidArgument, "order %q: want newest or oldest", o))
-		return
+		return false, 0, status.Errorf(codes.InvalidArgument, "order %q: want newest or oldest", o)
 	}
 	if v := q.Get("pageSize"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 32)
 		if err != nil {
-			rpc.WriteError(w, status.Errorf(codes.InvalidArgument, "pageSize %q: not a number from %d to %d", v, math.MinInt32, math.MaxInt32))
-			return
+			return false, 0, status.Errorf(codes.InvalidArgument, "pageSize %q: not a number from %d to %d", v, math.MinInt32, math.MaxInt32)
 		}
-		req.PageSize = int32(n)
+		size = int32(n)
+	}
+	return newest, size, nil
+}
+
+// GET /api/v1/jobs?status=RUNNING,FAILED&plan=load&submitter=u&policy=p&order=newest&pageSize=100&pageToken=...
+func (s *Server) httpListJobs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	req := &api.ListJobsRequest{Plan: q.Get("plan"), PageToken: q.Get("pageToken"), Submitter: q.Get("submitter"), Policy: q.Get("policy")}
+	var err error
+	if req.NewestFirst, req.PageSize, err = pageQuery(q); err != nil {
+		rpc.WriteError(w, err)
+		return
 	}
 	for _, st := range strings.Split(q.Get("status"), ",") {
 		if st == "" {
@@ -138,21 +147,10 @@ func (s *Server) httpGetJob(w http.ResponseWriter, r *http.Request) {
 func (s *Server) httpListPipelines(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	req := &api.ListPipelinesRequest{Name: q.Get("name"), Policy: q.Get("policy"), PageToken: q.Get("pageToken")}
-	switch o := q.Get("order"); o {
-	case "", "oldest":
-	case "newest":
-		req.NewestFirst = true
-	default:
-		httpError(w, status.Errorf(codes.InvalidArgument, "order %q: want newest or oldest", o))
+	var err error
+	if req.NewestFirst, req.PageSize, err = pageQuery(q); err != nil {
+		rpc.WriteError(w, err)
 		return
-	}
-	if v := q.Get("pageSize"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 32)
-		if err != nil {
-			httpError(w, status.Errorf(codes.InvalidArgument, "pageSize %q: not a number from %d to %d", v, math.MinInt32, math.MaxInt32))
-			return
-		}
-		req.PageSize = int32(n)
 	}
 	for _, st := range strings.Split(q.Get("status"), ",") {
 		if st == "" {
@@ -160,14 +158,14 @@ func (s *Server) httpListPipelines(w http.ResponseWriter, r *http.Request) {
 		}
 		v, ok := api.PipelineRun_Status_value[strings.ToUpper(st)]
 		if !ok || v == 0 {
-			httpError(w, status.Errorf(codes.InvalidArgument, "status %q: want RUNNING, SUCCEEDED, FAILED or CANCELED", st))
+			rpc.WriteError(w, status.Errorf(codes.InvalidArgument, "status %q: want RUNNING, SUCCEEDED, FAILED or CANCELED", st))
 			return
 		}
 		req.Statuses = append(req.Statuses, api.PipelineRun_Status(v))
 	}
 	resp, err := s.listPipelines(req, s.viewerOf(r.Context()))
 	if err != nil {
-		httpError(w, err)
+		rpc.WriteError(w, err)
 		return
 	}
 	out := struct {
@@ -185,12 +183,12 @@ func (s *Server) httpGetPipeline(w http.ResponseWriter, r *http.Request) {
 	idStr := strings.TrimPrefix(r.URL.Path, "/api/v1/pipelines/")
 	id, err := strconv.ParseInt(idStr, 10, 64)
 	if err != nil {
-		httpError(w, status.Errorf(codes.InvalidArgument, "pipeline run id %q: not a number", idStr))
+		rpc.WriteError(w, status.Errorf(codes.InvalidArgument, "pipeline run id %q: not a number", idStr))
 		return
 	}
 	run, err := s.visibleRun(r.Context(), "pipeline", id)
 	if err != nil {
-		httpError(w, err)
+		rpc.WriteError(w, err)
 		return
 	}
 	rpc.WriteJSON(w, http.StatusOK, jobview.FromRun(run))

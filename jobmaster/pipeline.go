@@ -57,20 +57,7 @@ func (r *pipelineRunner) poke() {
 	}
 }
 
-func (r *pipelineRunner) run(ctx context.Context) {
-	for {
-		next := r.tick(ctx, time.Now())
-		t := time.NewTimer(min(max(time.Until(next), 0), pipelineMaxSleep))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		case <-r.wake:
-			t.Stop()
-		}
-	}
-}
+func (r *pipelineRunner) run(ctx context.Context) { wakeLoop(ctx, r.wake, pipelineMaxSleep, r.tick) }
 
 // tick advances every running run and returns when to look again.
 func (r *pipelineRunner) tick(ctx context.Context, now time.Time) time.Time {

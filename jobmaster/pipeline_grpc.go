@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"time"
 
@@ -256,18 +255,7 @@ func (r *rpcServer) WatchPipeline(req *api.WatchPipelineRequest, stream grpc.Ser
 		if err != nil {
 			return err
 		}
-		for {
-			m, err := up.Recv()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if err := stream.Send(m); err != nil {
-				return err
-			}
-		}
+		return relay(up.Recv, stream.Send)
 	}
 	if _, err := s.visibleRun(ctx, "pipeline watch", req.GetId()); err != nil {
 		return err

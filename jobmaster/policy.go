@@ -192,17 +192,20 @@ func (r *policyRunner) poke() {
 	}
 }
 
-func (r *policyRunner) run(ctx context.Context) {
+func (r *policyRunner) run(ctx context.Context) { wakeLoop(ctx, r.wake, policyMaxSleep, r.tick) }
+
+// wakeLoop is a leader loop that calls tick, then sleeps until the time
+// tick returned (at most maxSleep) or a wake, until ctx ends.
+func wakeLoop(ctx context.Context, wake <-chan struct{}, maxSleep time.Duration, tick func(ctx context.Context, now time.Time) time.Time) {
 	for {
-		next := r.tick(ctx, time.Now())
-		d := min(max(time.Until(next), 0), policyMaxSleep)
-		t := time.NewTimer(d)
+		next := tick(ctx, time.Now())
+		t := time.NewTimer(min(max(time.Until(next), 0), maxSleep))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
-		case <-r.wake:
+		case <-wake:
 			t.Stop()
 		}
 	}

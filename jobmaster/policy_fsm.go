@@ -147,6 +147,15 @@ func (x *tx) applyPolicyLaunch(c *api.PolicyLaunchCommand) any {
 // creates (or, retried, finds) the launch's job clears it in the same entry,
 // so a launch is never submitted twice.
 func (x *tx) policyJobSubmitted(policy, requestID string, jobID int64) {
+	x.launchDone(policy, requestID, func(p *api.PolicyInfo) {
+		p.LastJobId = jobID
+		p.LastJobStatus = api.JobInfo_CREATED
+	})
+}
+
+// launchDone clears policy's pending launch requestID (the entry that made
+// its job or run) and records the run with set.
+func (x *tx) launchDone(policy, requestID string, set func(p *api.PolicyInfo)) {
 	if policy == "" || requestID == "" {
 		return
 	}
@@ -158,8 +167,7 @@ func (x *tx) policyJobSubmitted(policy, requestID string, jobID int64) {
 	p.PendingRequestId = ""
 	p.LastRunMs = p.PendingScheduledMs
 	p.PendingScheduledMs = 0
-	p.LastJobId = jobID
-	p.LastJobStatus = api.JobInfo_CREATED
+	set(p)
 	p.Runs++
 	x.s.policies.ReplaceOrInsert(p)
 }
@@ -168,18 +176,5 @@ func (x *tx) policyJobSubmitted(policy, requestID string, jobID int64) {
 // a pipeline: the SUBMIT_PIPELINE entry that creates (or finds) the run
 // clears it in the same entry, as SUBMIT_JOB does for a job.
 func (x *tx) policyPipelineSubmitted(policy, requestID string, runID int64) {
-	if policy == "" || requestID == "" {
-		return
-	}
-	old := x.s.policy(policy)
-	if old == nil || old.GetPendingRequestId() != requestID {
-		return
-	}
-	p := policyCopy(old)
-	p.PendingRequestId = ""
-	p.LastRunMs = p.PendingScheduledMs
-	p.PendingScheduledMs = 0
-	p.LastPipelineId = runID
-	p.Runs++
-	x.s.policies.ReplaceOrInsert(p)
+	x.launchDone(policy, requestID, func(p *api.PolicyInfo) { p.LastPipelineId = runID })
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/alluvium/alluvium/internal/pipespec"
 )
 
 // A Pipeline is a DAG of steps run by Run: each step is a job (a plan and
@@ -360,21 +362,7 @@ func (r RetryPolicy) attempts() int { return max(r.Attempts, 1) }
 
 // Delay returns the wait before retry n (1: the first retry).
 func (r RetryPolicy) Delay(n int) time.Duration {
-	d, maxD, m := r.Backoff, r.MaxBackoff, r.Multiplier
-	if d == 0 {
-		d = time.Second
-	}
-	if maxD == 0 {
-		maxD = time.Minute
-	}
-	if m == 0 {
-		m = 2
-	}
-	f := float64(d)
-	for i := 1; i < n && f < float64(maxD); i++ {
-		f *= m
-	}
-	return min(time.Duration(f), maxD)
+	return pipespec.Backoff(r.Backoff, r.MaxBackoff, r.Multiplier, n)
 }
 
 func (r RetryPolicy) retryable(err error) bool {

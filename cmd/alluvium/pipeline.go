@@ -305,26 +305,9 @@ func clip(s string, n int) string {
 }
 
 func newPipelineStatCmd(g *globals) *cobra.Command {
-	var output string
-	c := &cobra.Command{
-		Use:   "stat RUN",
-		Short: "Show a pipeline run: each step's status, attempts, jobs and times",
-		Example: `  alluvium pipeline stat 3
-  alluvium pipeline stat 3 --output json`,
-		Args: exactArgs(1, "RUN"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkJobOutput(output); err != nil {
-				return err
-			}
-			id, err := parseRunID(args[0])
-			if err != nil {
-				return err
-			}
-			cl, ps, err := pipelinesClient(cmd, g)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+	return newRunCmd(g, "stat", "Show a pipeline run: each step's status, attempts, jobs and times", `  alluvium pipeline stat 3
+  alluvium pipeline stat 3 --output json`, true,
+		func(cmd *cobra.Command, ps *sdk.Pipelines, id int64, output string) error {
 			r, err := ps.Get(cmd.Context(), id)
 			if err != nil {
 				return jobErr(err)
@@ -381,44 +364,32 @@ func newPipelineStatCmd(g *globals) *cobra.Command {
 					max(s.GetRetry().GetAttempts(), 1), jobs, after, started, dur, clip(why, 80))
 			}
 			return tw.Flush()
-		},
-	}
-	c.Flags().StringVar(&output, "output", "", "output format: json")
-	return c
+		})
 }
 
 func newPipelineCancelCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:     "cancel RUN",
-		Short:   "Cancel a pipeline run: its running steps' jobs are cancelled, no other step starts",
-		Example: `  alluvium pipeline cancel 3`,
-		Args:    exactArgs(1, "RUN"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseRunID(args[0])
-			if err != nil {
-				return err
-			}
-			cl, ps, err := pipelinesClient(cmd, g)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+	return newRunCmd(g, "cancel", "Cancel a pipeline run: its running steps' jobs are cancelled, no other step starts",
+		`  alluvium pipeline cancel 3`, false,
+		func(cmd *cobra.Command, ps *sdk.Pipelines, id int64, _ string) error {
 			if _, err := ps.Cancel(cmd.Context(), id); err != nil {
 				return jobErr(err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Canceled pipeline run %d\n", id)
 			return nil
-		},
-	}
+		})
 }
 
 func newPipelineWaitCmd(g *globals) *cobra.Command {
+	return newRunCmd(g, "wait", "Follow a pipeline run to its end; exit 0 only if it SUCCEEDED", `  alluvium pipeline wait 3
+  alluvium pipeline wait 3 --output json`, true, waitPipeline)
+}
+
+// newRunCmd is a command on one run (VERB RUN [--output json]): it reads
+// the id, connects and calls do.
+func newRunCmd(g *globals, verb, short, example string, withOutput bool, do func(cmd *cobra.Command, ps *sdk.Pipelines, id int64, output string) error) *cobra.Command {
 	var output string
 	c := &cobra.Command{
-		Use:   "wait RUN",
-		Short: "Follow a pipeline run to its end; exit 0 only if it SUCCEEDED",
-		Example: `  alluvium pipeline wait 3
-  alluvium pipeline wait 3 --output json`,
+		Use: verb + " RUN", Short: short, Example: example,
 		Args: exactArgs(1, "RUN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkJobOutput(output); err != nil {
@@ -433,9 +404,11 @@ func newPipelineWaitCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer cl.Close()
-			return waitPipeline(cmd, ps, id, output)
+			return do(cmd, ps, id, output)
 		},
 	}
-	c.Flags().StringVar(&output, "output", "", "output format: json")
+	if withOutput {
+		c.Flags().StringVar(&output, "output", "", "output format: json")
+	}
 	return c
 }

@@ -536,27 +536,31 @@ func Render(def *api.PipelineDef, given map[string]any, plan func(name string) e
 	return out, string(pj), nil
 }
 
-// Delay is the wait before retry n (1: the first retry) under r: backoff
-// (default 1 s), multiplier (default 2) times longer each time, at most
-// max_backoff (default 1 min).
+// Delay is the wait before retry n (1: the first retry) under r (see
+// Backoff).
 func Delay(r *api.PipelineRetry, n int) time.Duration {
-	d := time.Duration(r.GetBackoffMs()) * time.Millisecond
-	maxD := time.Duration(r.GetMaxBackoffMs()) * time.Millisecond
-	m := r.GetMultiplier()
-	if d == 0 {
-		d = time.Second
+	return Backoff(time.Duration(r.GetBackoffMs())*time.Millisecond, time.Duration(r.GetMaxBackoffMs())*time.Millisecond, r.GetMultiplier(), n)
+}
+
+// Backoff is the wait before retry n (1: the first retry): first (default
+// 1 s), multiplier (default 2) times longer each time, at most maxWait
+// (default 1 min). The SDK's in-process pipelines and the job master's
+// submitted ones both wait so.
+func Backoff(first, maxWait time.Duration, multiplier float64, n int) time.Duration {
+	if first == 0 {
+		first = time.Second
 	}
-	if maxD == 0 {
-		maxD = time.Minute
+	if maxWait == 0 {
+		maxWait = time.Minute
 	}
-	if m == 0 {
-		m = 2
+	if multiplier == 0 {
+		multiplier = 2
 	}
-	f := float64(d)
-	for i := 1; i < n && f < float64(maxD); i++ {
-		f *= m
+	f := float64(first)
+	for i := 1; i < n && f < float64(maxWait); i++ {
+		f *= multiplier
 	}
-	return min(time.Duration(f), maxD)
+	return min(time.Duration(f), maxWait)
 }
 
 // Attempts is how often a step under r is tried in all (at least once).
