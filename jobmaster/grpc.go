@@ -194,6 +194,21 @@ func (s *Server) visibleJob(ctx context.Context, op string, id int64) (*jobRec, 
 	return j, nil
 }
 
+// validateJob has plan validate cfg, reading the cluster as runAs would
+// (so a path it may not read or write is refused), and returns the
+// SUBMIT_JOB command of the job (without request id, submitter and time).
+// An error that is not the config's fault is Unavailable.
+func (s *Server) validateJob(ctx context.Context, plan plans.Plan, cfg, runAs string) (*api.SubmitJobCommand, error) {
+	valid, err := plan.Validate(rpc.ActAs(ctx, runAs), s.env, []byte(cfg))
+	if err != nil {
+		if _, ok := status.FromError(err); ok {
+			return nil, err
+		}
+		return nil, status.Errorf(codes.Unavailable, "submit %s: %v", plan.Name(), err)
+	}
+	return &api.SubmitJobCommand{Plan: plan.Name(), ConfigJson: string(valid.Config), Limits: valid.Limits.Proto(), RunAs: runAs}, nil
+}
+
 func (r *rpcServer) SubmitJob(ctx context.Context, req *api.SubmitJobRequest) (*api.SubmitJobResponse, error) {
 	s := r.s
 	ls, fwd, fctx, err := s.route(ctx, "submit")
@@ -231,14 +246,9 @@ func (r *rpcServer) SubmitJob(ctx context.Context, req *api.SubmitJobRequest) (*
 	if err := s.checkInFlight(runAs, req.GetPlan()); err != nil {
 		return nil, err
 	}
-	// Validation reads the cluster as the submitter, so a path it may not
-	// read (or write) is refused here.
-	valid, err := plan.Validate(rpc.ActAs(ctx, runAs), s.env, []byte(cfg))
+	cmd, err := s.validateJob(ctx, plan, cfg, runAs)
 	if err != nil {
-		if _, ok := status.FromError(err); ok {
-			return nil, err
-		}
-		return nil, status.Errorf(codes.Unavailable, "submit %s: %v", req.GetPlan(), err)
+		return nil, err
 	}
 	if err := ls.jobRoom(ctx, "submit "+req.GetPlan()); err != nil {
 		return nil, grpcErr("submit", err)
@@ -252,10 +262,8 @@ func (r *rpcServer) SubmitJob(ctx context.Context, req *api.SubmitJobRequest) (*
 			return nil, err
 		}
 	}
-	resp, err := s.apply(ctx, &api.SubmitJobCommand{
-		Plan: req.GetPlan(), ConfigJson: string(valid.Config), Limits: valid.Limits.Proto(), RequestId: req.GetRequestId(),
-		Submitter: name, RunAs: runAs, NowMs: time.Now().UnixMilli(),
-	})
+	cmd.RequestId, cmd.Submitter, cmd.NowMs = req.GetRequestId(), name, time.Now().UnixMilli()
+	resp, err := s.apply(ctx, cmd)
 	if err != nil {
 		return nil, grpcErr("submit", err)
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/pipespec"
-	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/plans"
 )
 
@@ -179,12 +178,14 @@ func (r *pipelineRunner) submit(ctx context.Context, run *api.PipelineRun, s *ap
 		r.end(ctx, run, s, api.PipelineStepState_FAILED, err.Error(), false, time.Now())
 		return nil
 	}
-	valid, err := plan.Validate(rpc.ActAs(ctx, run.GetRunAs()), srv.env, []byte(s.GetConfigJson()))
+	cmd, err := srv.validateJob(ctx, plan, s.GetConfigJson(), run.GetRunAs())
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		switch status.Code(err) {
+		case codes.Unavailable:
+			return err
 		case codes.InvalidArgument, codes.NotFound, codes.PermissionDenied, codes.FailedPrecondition, codes.AlreadyExists, codes.OutOfRange:
 			r.end(ctx, run, s, api.PipelineStepState_FAILED, fmt.Sprintf("submit %s: %v", s.GetPlan(), status.Convert(err).Message()), false, time.Now())
 			return nil
@@ -194,11 +195,9 @@ func (r *pipelineRunner) submit(ctx context.Context, run *api.PipelineRun, s *ap
 	if err := r.ls.jobRoom(ctx, fmt.Sprintf("pipeline %d step %s", run.GetId(), s.GetName())); err != nil {
 		return err
 	}
-	resp, err := srv.apply(ctx, &api.SubmitJobCommand{
-		Plan: s.GetPlan(), ConfigJson: string(valid.Config), Limits: valid.Limits.Proto(), RequestId: s.GetRequestId(),
-		Submitter: run.GetSubmitter(), RunAs: run.GetRunAs(), PipelineRunId: run.GetId(), PipelineStep: s.GetName(),
-		Policy: run.GetTrigger().GetPolicy(), NowMs: time.Now().UnixMilli(),
-	})
+	cmd.RequestId, cmd.Submitter, cmd.Policy, cmd.NowMs = s.GetRequestId(), run.GetSubmitter(), run.GetTrigger().GetPolicy(), time.Now().UnixMilli()
+	cmd.PipelineRunId, cmd.PipelineStep = run.GetId(), s.GetName()
+	resp, err := srv.apply(ctx, cmd)
 	if err != nil {
 		return err
 	}
