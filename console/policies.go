@@ -66,17 +66,17 @@ func (c *Console) apiPolicyAction(w http.ResponseWriter, r *http.Request) {
 
 // ---- pipelines ----
 
-// pipelineRun is one run of a pipeline, drawn as its DAG. The job master
-// has no pipelines of its own yet (issue 21 brings them, with their
-// definitions); today's runs are the SDK's (sdk.Pipeline), recognised by
-// the request ids their jobs carry (RUN/STEP/ATTEMPT). Those runs know
-// their steps and each step's jobs and state but not the edges between
-// steps (After), which only the SDK program holds: the page then draws
-// the steps by start. Server-side runs will fill After.
+// pipelineRun is one run of a pipeline, drawn as its DAG. Two kinds: runs
+// the job master keeps (alluvium pipeline submit, policies that fire
+// pipelines), which know their steps' edges (After), and runs of SDK
+// pipelines (sdk.Pipeline, run in the client), recognised by the request
+// ids their jobs carry (RUN/STEP/ATTEMPT): those know their steps and each
+// step's jobs and state but not the edges, which only the SDK program
+// holds, so the page lays their steps out by start.
 type pipelineRun struct {
 	ID      string         `json:"id"`
 	Name    string         `json:"name"`
-	Source  string         `json:"source"` // "sdk"
+	Source  string         `json:"source"` // "cluster" (kept by the job master) or "sdk"
 	Status  string         `json:"status"` // RUNNING, COMPLETED, FAILED, CANCELED (of the steps seen)
 	Started int64          `json:"startedMs"`
 	Ended   int64          `json:"endedMs,omitempty"`
@@ -105,13 +105,27 @@ const (
 	pipelineRuns     = 50   // runs shown
 )
 
-// GET /ui/api/pipelines: the recent pipeline runs found among the newest
-// jobs the user may see.
+// GET /ui/api/pipelines: the newest runs the job master keeps, then the
+// SDK runs found among the newest jobs, of what the user may see.
 func (c *Console) apiPipelines(w http.ResponseWriter, r *http.Request) {
 	ctx, _ := as(r)
 	jobs, ok := c.jobs(w)
 	if !ok {
 		return
+	}
+	ps, err := c.c.Pipelines()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	kept, err := ps.List(ctx, sdk.ListPipelinesOptions{NewestFirst: true, Limit: pipelineRuns})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := []pipelineRun{}
+	for _, k := range kept {
+		out = append(out, keptRun(k))
 	}
 	runs := map[string]*pipelineRun{}
 	var order []string
@@ -165,7 +179,6 @@ func (c *Console) apiPipelines(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
-	out := []pipelineRun{}
 	for _, id := range order {
 		run := runs[id]
 		for _, st := range steps[id] {
@@ -194,4 +207,18 @@ func (c *Console) apiPipelines(w http.ResponseWriter, r *http.Request) {
 		out = append(out, *run)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"runs": out, "scanned": seen})
+}
+
+// keptRun is the page's view of a run the job master keeps.
+func keptRun(k *sdk.PipelineRun) pipelineRun {
+	run := pipelineRun{ID: strconv.FormatInt(k.GetId(), 10), Name: k.GetName(), Source: "cluster",
+		Status: k.GetStatus().String(), Started: k.GetCreatedMs(), Ended: k.GetFinishedMs(), Steps: []pipelineStep{}}
+	for _, st := range k.GetSteps() {
+		run.Steps = append(run.Steps, pipelineStep{
+			Name: st.GetName(), Plan: st.GetPlan(), After: append([]string{}, st.GetAfter()...),
+			Status: st.GetStatus().String(), Attempts: int(st.GetAttempt()), Jobs: append([]int64{}, st.GetJobIds()...),
+			Started: st.GetStartedMs(), Ended: st.GetFinishedMs(),
+		})
+	}
+	return run
 }

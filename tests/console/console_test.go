@@ -11,6 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/testutil"
 	"github.com/alluvium/alluvium/sdk"
 )
@@ -244,7 +245,34 @@ func TestConsoleInBrowser(t *testing.T) {
 		if got, err := pols.Get(ctx, "nightly-warm"); err != nil || got.GetEnabled() || got.GetRuns() < 1 {
 			t.Fatalf("policy after run-now and pause: %v %v", got, err)
 		}
-		b.waitJS("the pipeline run is drawn with both steps", `[...document.querySelectorAll('.pipeline-run .node')].map(n => n.dataset.step + '=' + n.dataset.status).join(',') === 'warm=COMPLETED,copy=COMPLETED'`, 20*time.Second)
+		b.waitJS("the pipeline run is drawn with both steps", `[...document.querySelectorAll('.pipeline-run[data-source="sdk"] .node')].map(n => n.dataset.step + '=' + n.dataset.status).join(',') === 'warm=COMPLETED,copy=COMPLETED'`, 20*time.Second)
+
+		// A run the job master keeps knows its edges: warm, then two
+		// copies after it, drawn as two arrows out of warm.
+		pipes, err := c.Client.Pipelines()
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept, err := pipes.Submit(ctx, &sdk.PipelineDef{Name: "fan-out", Steps: []*api.PipelineStep{
+			{Name: "warm", Plan: "load", ConfigJson: `{"path": "/warm"}`},
+			{Name: "copy-a", Plan: "copy", ConfigJson: `{"src": "/warm/a.bin", "dst": "/fan/a.bin"}`, After: []string{"warm"}},
+			{Name: "copy-b", Plan: "copy", ConfigJson: `{"src": "/warm/b.bin", "dst": "/fan/b.bin"}`, After: []string{"warm"}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if run, err := pipes.Wait(ctx, kept.GetId(), nil); err != nil || run.GetStatus() != api.PipelineRun_SUCCEEDED {
+			t.Fatalf("kept pipeline run %d: %v %v", kept.GetId(), run, err)
+		}
+		run := fmt.Sprintf(`document.querySelector('.pipeline-run[data-source="cluster"][data-run="%d"]')`, kept.GetId())
+		b.waitJS("the kept run is drawn with its steps", `[...(`+run+`?.querySelectorAll('.node') || [])].map(n => n.dataset.step + '=' + n.dataset.status).join(',') === 'warm=SUCCEEDED,copy-a=SUCCEEDED,copy-b=SUCCEEDED'`, 20*time.Second)
+		if n := evalJS[int](b, run+`.querySelectorAll('path.edge').length`); n != 2 {
+			t.Fatalf("the kept run has %d arrows, want 2 (warm → copy-a, warm → copy-b)", n)
+		}
+		// The copies stand in the column after warm.
+		if ok := evalJS[bool](b, `(() => { const x = (s) => Number(`+run+`.querySelector('.node[data-step="' + s + '"] rect').getAttribute('x')); return x('copy-a') > x('warm') && x('copy-a') === x('copy-b'); })()`); !ok {
+			t.Fatal("the kept run's copies are not drawn in the column after warm")
+		}
 		b.shot("policies")
 	})
 

@@ -66,11 +66,12 @@ export async function render(root) {
   async function refreshPipelines() {
     let d;
     try { d = await api('pipelines'); } catch (e) { pipeBox.replaceChildren(errorBox(e)); return; }
-    const note = h('p', { class: 'muted' }, 'Runs of SDK pipelines (sdk.Pipeline) found among the newest ' + num(d.scanned) +
-      ' jobs you may see. The SDK runs a pipeline in the client, so the cluster knows each step\'s jobs and state but not the edges between steps: they are laid out by when each step started. Pipelines submitted to the cluster (alluvium pipeline submit) will be drawn with their edges.');
+    const note = h('p', { class: 'muted' }, 'Runs the cluster keeps (alluvium pipeline submit, policies that fire pipelines) are drawn with their edges. ' +
+      'Runs of SDK pipelines (sdk.Pipeline) are found among the newest ' + num(d.scanned) + ' jobs you may see: the SDK runs them in the client, ' +
+      'so the cluster knows each step\'s jobs and state but not the edges between steps, and lays them out by when each step started.');
     if (!d.runs.length) { pipeBox.replaceChildren(note, h('p', { class: 'muted' }, 'No pipeline runs.')); return; }
-    pipeBox.replaceChildren(note, ...d.runs.map((r) => h('div', { class: 'card pipeline-run', dataset: { run: r.id } },
-      h('h2', {}, (r.name || 'pipeline') + ' ', h('span', { class: 'muted mono' }, r.id.split('.').pop()), ' ', badge(r.status), ' ',
+    pipeBox.replaceChildren(note, ...d.runs.map((r) => h('div', { class: 'card pipeline-run', dataset: { run: r.id, source: r.source } },
+      h('h2', {}, (r.name || 'pipeline') + ' ', h('span', { class: 'muted mono' }, (r.source === 'cluster' ? 'run ' : '') + r.id.split('.').pop()), ' ', badge(r.status), ' ',
         h('span', { class: 'muted' }, when(r.startedMs) + (r.endedMs ? ', took ' + Math.round((r.endedMs - r.startedMs) / 1000) + ' s' : ''))),
       h('div', { class: 'dag' }, dag(r.steps)))));
   }
