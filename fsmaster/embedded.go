@@ -116,6 +116,9 @@ func (m *Master) startEmbedded(ctx context.Context, ncfg nsConfig) error {
 	m.emb = e
 
 	hl := raftgroup.HCLog(m.log, m.cfg.Log.Level)
+	if err := journal.CheckRaftLog(c.Raft.Dir); err != nil && m.testParts == nil {
+		return fmt.Errorf("fsmaster: %w", err)
+	}
 	if m.testParts != nil {
 		p := *m.testParts
 		e.parts = &p

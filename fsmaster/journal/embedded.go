@@ -240,3 +240,18 @@ func StartLogAt(dir string, next int64) error {
 // LockDir takes the journal dir's lock, as a running master holds it; the
 // caller closes the file to release it.
 func LockDir(dir string) (*os.File, error) { return lockDir(dir) }
+
+// CheckRaftLog checks an embedded journal's raft log file (raft.db, a
+// bbolt file) before raft maps it: a file cut short would crash the
+// process (SIGBUS) instead of failing with a message. A missing file is
+// fine (a new member).
+func CheckRaftLog(raftDir string) error {
+	path := filepath.Join(raftDir, "raft.db")
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err := checkBoltFile(path); err != nil {
+		return fmt.Errorf("the raft log of this member is damaged (%w): the group still holds every committed entry, so replace the member — 'alluvium fsadmin journal quorum remove ID' on the group, 'alluvium format --journal-type embedded --force' here, start it with --join and 'alluvium fsadmin journal quorum add ID RAFT RPC'", err)
+	}
+	return nil
+}

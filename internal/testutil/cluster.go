@@ -3,6 +3,7 @@ package testutil
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,15 +22,18 @@ import (
 const BlockSize = 1 << 20
 
 // Port layout under a Cluster's PortBase P (200 ports, see PortBase): the FS
-// master at P (rpc) and P+1 (http); worker i at P+20+4i.. (config.WorkerPorts,
-// i < maxClusterWorkers); job master i under P+100+10i (rpc +3, http +4,
-// raft +5, i < maxClusterJobMasters). P+190..P+199 are never bound, so a
-// test may use one as a closed port.
+// master at P (rpc) and P+1 (http), P+2 (raft, embedded journal); worker i
+// at P+20+4i.. (config.WorkerPorts, i < maxClusterWorkers); FS masters 1
+// and 2 of an embedded journal at P+92+3(i-1) (rpc, http, raft); job master
+// i under P+100+10i (rpc +3, http +4, raft +5, i < maxClusterJobMasters).
+// P+190..P+199 are never bound, so a test may use one as a closed port.
 const (
 	jobMasterPortOffset  = 100
 	jobMasterPortStride  = 10
-	maxClusterWorkers    = (jobMasterPortOffset - 20) / 4
+	fsMasterPortOffset   = 92
+	maxClusterWorkers    = (fsMasterPortOffset - 20) / 4
 	maxClusterJobMasters = (190 - jobMasterPortOffset) / jobMasterPortStride
+	maxClusterFSMasters  = 3
 )
 
 // ClusterOptions shape a Cluster. The zero value is one FS master with no
@@ -59,7 +63,15 @@ type ClusterOptions struct {
 	ClientTimeout time.Duration
 	// ReadyTimeout bounds each process start and WaitWorkers; 30s when zero.
 	ReadyTimeout time.Duration
+	// FSMasters is 1 (or 0): one FS master with a local journal; or 3: a
+	// raft group of FS masters sharing an embedded journal
+	// (fsmaster.journal.type: embedded), fsm0..fsm2. Clients get the list.
+	FSMasters int
 }
+
+// Embedded reports whether the cluster's FS masters share an embedded
+// journal.
+func (o ClusterOptions) Embedded() bool { return o.FSMasters > 1 }
 
 // Cluster is a test cluster of real alluvium processes on loopback, in the
 // manner of Nomad's nomad.TestServer: an FS master, optionally a secondary,
@@ -72,7 +84,9 @@ type Cluster struct {
 	PortBase int
 	Home     string // holds every process's home and the UFS
 	UFSDir   string // the local directory mounted at /
-	Master   string // FS master rpc address
+	Master   string // FS master rpc address (with several, the comma-separated list)
+	// MasterAddrs are the FS masters' rpc addresses, by index.
+	MasterAddrs []string
 	// JobMasterAddrs are the job masters' rpc addresses, by index.
 	JobMasterAddrs []string
 	// Env is the environment of every process and CLI run: the master
@@ -80,7 +94,8 @@ type Cluster struct {
 	// then Opts.Env.
 	Env []string
 
-	FSMaster   *Process
+	FSMaster   *Process   // the FS master (with several, FSMasters[0])
+	FSMasters  []*Process // by index; nil until started
 	Secondary  *Process
 	JobMasters []*Process // by index; nil until started
 	Workers    []*Process // by index; nil until started
@@ -101,6 +116,12 @@ func NewCluster(t testing.TB, o ClusterOptions) *Cluster {
 	if o.JobMasters < 0 || o.JobMasters > maxClusterJobMasters {
 		t.Fatalf("testutil: ClusterOptions.JobMasters %d: want 0..%d", o.JobMasters, maxClusterJobMasters)
 	}
+	if o.FSMasters != 0 && o.FSMasters != 1 && o.FSMasters != maxClusterFSMasters {
+		t.Fatalf("testutil: ClusterOptions.FSMasters %d: want 1 or %d", o.FSMasters, maxClusterFSMasters)
+	}
+	if o.FSMasters == 0 {
+		o.FSMasters = 1
+	}
 	if o.MemQuota == "" {
 		o.MemQuota = "64MiB"
 	}
@@ -118,7 +139,12 @@ func NewCluster(t testing.TB, o ClusterOptions) *Cluster {
 	if err := os.MkdirAll(c.UFSDir, 0o755); err != nil {
 		t.Fatalf("testutil: UFS dir %s: %v", c.UFSDir, err)
 	}
-	c.Master = fmt.Sprintf("localhost:%d", c.PortBase)
+	for i := 0; i < o.FSMasters; i++ {
+		rpc, _, _ := c.fsMasterPorts(i)
+		c.MasterAddrs = append(c.MasterAddrs, fmt.Sprintf("localhost:%d", rpc))
+	}
+	c.Master = strings.Join(c.MasterAddrs, ",")
+	c.FSMasters = make([]*Process, o.FSMasters)
 	for i := 0; i < o.JobMasters; i++ {
 		c.JobMasterAddrs = append(c.JobMasterAddrs, fmt.Sprintf("localhost:%d", c.jobMasterBase(i)+3))
 	}
@@ -169,7 +195,7 @@ func StartCluster(t testing.TB, o ClusterOptions) *Cluster {
 	return c
 }
 
-// FSMasterHome is the FS master's (and the secondary's) --home.
+// FSMasterHome is the (first) FS master's (and the secondary's) --home.
 func (c *Cluster) FSMasterHome() string { return filepath.Join(c.Home, "master") }
 
 // JobMasterHome is job master i's --home.
@@ -187,14 +213,154 @@ func withEnv(env []string, extra []string) []string {
 	return append(append([]string(nil), env...), extra...)
 }
 
-// StartFSMaster (re)starts the FS master, with extraEnv after Env, and
-// waits until it serves.
+// fsMasterPorts are FS master i's rpc, http and raft ports.
+func (c *Cluster) fsMasterPorts(i int) (rpc, http, raft int) {
+	if i == 0 {
+		return c.PortBase, c.PortBase + 1, c.PortBase + 2
+	}
+	p := c.PortBase + fsMasterPortOffset + 3*(i-1)
+	return p, p + 1, p + 2
+}
+
+// FSMasterHomeOf is FS master i's --home (FSMasterHome for the first).
+func (c *Cluster) FSMasterHomeOf(i int) string {
+	if i == 0 {
+		return c.FSMasterHome()
+	}
+	return filepath.Join(c.Home, fmt.Sprintf("master%d", i))
+}
+
+// StartFSMaster (re)starts the FS master — with an embedded journal, every
+// FS master that is not running, together (a group elects only once a
+// majority runs) — with extraEnv after Env, and waits until they serve
+// (and, with several, one leads).
 func (c *Cluster) StartFSMaster(extraEnv ...string) *Process {
 	c.t.Helper()
-	c.FSMaster = Start(c.t, "fsmaster", c.Bin, withEnv(c.Env, extraEnv), "fsmaster", "--home", c.FSMasterHome(),
-		"--port-base", fmt.Sprint(c.PortBase), "--ufs", "file://"+c.UFSDir)
-	c.FSMaster.WaitLog("fsmaster ready", c.Opts.ReadyTimeout)
+	var started []*Process
+	for i := range c.FSMasters {
+		if p := c.FSMasters[i]; p != nil && p.Running() {
+			continue
+		}
+		c.FSMasters[i] = c.startFSMaster(i, extraEnv)
+		started = append(started, c.FSMasters[i])
+	}
+	for _, p := range started {
+		p.WaitLog("fsmaster ready", c.Opts.ReadyTimeout)
+	}
+	c.FSMaster = c.FSMasters[0]
+	if c.Opts.Embedded() {
+		c.WaitFSLeader()
+	}
 	return c.FSMaster
+}
+
+// StartFSMasterOf (re)starts FS master i alone and waits until it serves.
+func (c *Cluster) StartFSMasterOf(i int, extraEnv ...string) *Process {
+	c.t.Helper()
+	c.FSMasters[i] = c.startFSMaster(i, extraEnv)
+	c.FSMasters[i].WaitLog("fsmaster ready", c.Opts.ReadyTimeout)
+	if i == 0 {
+		c.FSMaster = c.FSMasters[0]
+	}
+	return c.FSMasters[i]
+}
+
+func (c *Cluster) startFSMaster(i int, extraEnv []string) *Process {
+	c.t.Helper()
+	name, env, args := c.FSMasterCommand(i, extraEnv...)
+	return Start(c.t, name, c.Bin, env, args...)
+}
+
+// FSMasterCommand is how FS master i is started: its process name, its
+// environment (Env, then extraEnv) and its arguments — for a test that
+// expects a start to fail.
+func (c *Cluster) FSMasterCommand(i int, extraEnv ...string) (name string, env, args []string) {
+	name = "fsmaster"
+	args = []string{"fsmaster", "--home", c.FSMasterHomeOf(i), "--port-base", fmt.Sprint(c.PortBase), "--ufs", "file://" + c.UFSDir}
+	env = withEnv(c.Env, extraEnv)
+	if c.Opts.Embedded() {
+		name = fmt.Sprintf("fsmaster%d", i)
+		var peers []string
+		for k := range c.FSMasters {
+			rpc, _, raft := c.fsMasterPorts(k)
+			peers = append(peers, fmt.Sprintf("fsm%d=localhost:%d|localhost:%d", k, raft, rpc))
+		}
+		rpc, http, raft := c.fsMasterPorts(i)
+		// Ports of its own, so no --port-base (it would set them all);
+		// without a job master, one at a port nothing binds (P+190).
+		args = []string{"fsmaster", "--home", c.FSMasterHomeOf(i), "--ufs", "file://" + c.UFSDir,
+			"--journal-type", "embedded", "--node-id", fmt.Sprintf("fsm%d", i), "--peers", strings.Join(peers, ",")}
+		env = withEnv([]string{fmt.Sprintf("ALLUVIUM_FSMASTER_RPC_PORT=%d", rpc), fmt.Sprintf("ALLUVIUM_FSMASTER_HTTP_PORT=%d", http),
+			fmt.Sprintf("ALLUVIUM_FSMASTER_RAFT_PORT=%d", raft), fmt.Sprintf("ALLUVIUM_FSMASTER_JOB_MASTER=localhost:%d", c.PortBase+190)}, env)
+	}
+	return name, env, args
+}
+
+// FSMasterRaftAddr is FS master i's raft address (embedded journal).
+func (c *Cluster) FSMasterRaftAddr(i int) string {
+	_, _, raft := c.fsMasterPorts(i)
+	return fmt.Sprintf("localhost:%d", raft)
+}
+
+// KillFSMasters SIGKILLs every running FS master at once: with an embedded
+// journal, a power loss of the whole group.
+func (c *Cluster) KillFSMasters() {
+	for _, p := range c.FSMasters {
+		if p != nil {
+			p.Kill()
+		}
+	}
+}
+
+// StopFSMasters stops every running FS master (SIGTERM, then wait).
+func (c *Cluster) StopFSMasters(timeout time.Duration) error {
+	var errs []error
+	for _, p := range c.FSMasters {
+		if p != nil && p.Running() {
+			if err := p.Stop(timeout); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// WaitFSLeader waits until an FS master leads and returns its index.
+func (c *Cluster) WaitFSLeader() int {
+	c.t.Helper()
+	leader := -1
+	Eventually(c.t, c.Opts.ReadyTimeout, func() error {
+		for i, addr := range c.MasterAddrs {
+			if p := c.FSMasters[i]; p == nil || !p.Running() {
+				continue
+			}
+			out, _, code := Run(c.t, c.Bin, c.Env, "fsadmin", "report", "--master", addr, "--output", "json")
+			if code != 0 {
+				continue
+			}
+			var r struct {
+				Masters []struct {
+					RPC  string `json:"rpcAddress"`
+					Role string `json:"role"`
+				} `json:"masters"`
+			}
+			if json.Unmarshal([]byte(out), &r) != nil {
+				continue
+			}
+			for _, m := range r.Masters {
+				if m.Role == "LEADER" {
+					for k, a := range c.MasterAddrs {
+						if a == m.RPC {
+							leader = k
+							return nil
+						}
+					}
+				}
+			}
+		}
+		return fmt.Errorf("no FS master leads")
+	})
+	return leader
 }
 
 // StartSecondary starts the secondary checkpointer beside the FS master,

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/client"
+	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/internal/testutil"
 	"github.com/alluvium/alluvium/sdk"
 )
@@ -43,6 +45,26 @@ func chaosOptions(o testutil.ClusterOptions) testutil.ClusterOptions {
 		o.ReadyTimeout = 60 * time.Second
 	}
 	return o
+}
+
+// bothJournals runs f as two subtests: one FS master with a local journal
+// ("local"), and three sharing an embedded journal ("embedded") — every
+// fault of the FS master must be survived by both.
+func bothJournals(t *testing.T, f func(t *testing.T, fsMasters int)) {
+	t.Run("local", func(t *testing.T) { f(t, 1) })
+	t.Run("embedded", func(t *testing.T) { f(t, 3) })
+}
+
+// fsClient is a client of the FS masters that follows the leader but
+// sends each call once and waits for no election: a call cut by a kill
+// fails at once, as one to a single master does.
+func (c *cluster) fsClient() (api.FileSystemMasterClient, func()) {
+	c.t.Helper()
+	m, err := client.NewFSMaster(c.MasterAddrs, client.Options{Auth: rpc.ClientOptions{Token: testutil.ClusterToken()}, ElectionWait: -1})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return m.FS(), func() { m.Close() }
 }
 
 // newCluster lays out a cluster and starts nothing: the test starts (and

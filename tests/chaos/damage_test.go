@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/alluvium/alluvium/api"
-	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/internal/testutil"
 )
 
@@ -21,12 +20,8 @@ import (
 // sequence after each.
 func seqMkdirs(t *testing.T, c *cluster, prefix string, from, to int) {
 	t.Helper()
-	cc, err := rpc.Dial(c.Master, rpc.ClientOptions{Token: testutil.ClusterToken()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	fs := api.NewFileSystemMasterClient(cc)
+	fs, closeFS := c.fsClient()
+	defer closeFS()
 	for i := from; i < to; i++ {
 		if _, err := fs.CreateDirectory(context.Background(), &api.CreateDirectoryRequest{
 			Path: fmt.Sprintf("%s/d%05d", prefix, i), Recursive: true, WriteType: api.WriteType_MUST_CACHE}); err != nil {

@@ -13,7 +13,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
-	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/internal/testutil"
 )
 
@@ -33,13 +32,16 @@ func createLength(i int) int64 { return int64(i%4096) + 1 }
 
 // TestFSMasterKilledDuring10kCreates: 64 clients create and complete
 // 10,000 files in 200 directories; the FS master is SIGKILLed when about a
-// third are acknowledged. After a restart every acknowledged create is
+// third are acknowledged (with an embedded journal, all three at once: the
+// group loses power). After a restart every acknowledged create is
 // there (and every acknowledged complete, with its length) and the tree is
 // consistent. Then the clients finish the 10,000 against the restarted
 // master, treating an AlreadyExists as "the create made it before the kill":
 // the final tree holds each of the 10,000 files exactly once.
-func TestFSMasterKilledDuring10kCreates(t *testing.T) {
-	c := newCluster(t, testutil.ClusterOptions{Env: []string{"ALLUVIUM_FSMASTER_JOURNAL_SEGMENT_ENTRIES=1000"}})
+func TestFSMasterKilledDuring10kCreates(t *testing.T) { bothJournals(t, killedDuring10kCreates) }
+
+func killedDuring10kCreates(t *testing.T, fsMasters int) {
+	c := newCluster(t, testutil.ClusterOptions{FSMasters: fsMasters, Env: []string{"ALLUVIUM_FSMASTER_JOURNAL_SEGMENT_ENTRIES=1000"}})
 	c.StartFSMaster()
 	const total = createDirs * filesPerDir
 
@@ -106,11 +108,7 @@ func TestFSMasterKilledDuring10kCreates(t *testing.T) {
 	}
 
 	// Round 1: all clients at once; SIGKILL at a third.
-	cc, err := rpc.Dial(c.Master, rpc.ClientOptions{Token: testutil.ClusterToken()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs := api.NewFileSystemMasterClient(cc)
+	fs, closeFS := c.fsClient()
 	var acks atomic.Int64
 	var wg sync.WaitGroup
 	rest := make([][]int, createClients)
@@ -125,9 +123,9 @@ func TestFSMasterKilledDuring10kCreates(t *testing.T) {
 	for acks.Load() < total/3 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	c.FSMaster.Kill() // SIGKILL mid-stream
+	c.KillFSMasters() // SIGKILL mid-stream
 	wg.Wait()
-	cc.Close()
+	closeFS()
 	if acks.Load() < total/3 {
 		t.Fatalf("only %d creates acknowledged in 60s", acks.Load())
 	}
@@ -178,12 +176,8 @@ func TestFSMasterKilledDuring10kCreates(t *testing.T) {
 	t.Logf("after restart: all %d acknowledged creates present, tree of %d paths consistent", len(created), len(seen))
 
 	// Round 2: finish the 10,000 on the restarted master.
-	cc, err = rpc.Dial(c.Master, rpc.ClientOptions{Token: testutil.ClusterToken()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	fs = api.NewFileSystemMasterClient(cc)
+	fs, closeFS = c.fsClient()
+	defer closeFS()
 	errs := make(chan error, createClients)
 	for w := range createClients {
 		wg.Add(1)
@@ -202,7 +196,7 @@ func TestFSMasterKilledDuring10kCreates(t *testing.T) {
 	seen = walk(t, c.Client)
 	check(true)
 	// A clean restart replays the same tree.
-	if err := c.FSMaster.Stop(30 * time.Second); err != nil {
+	if err := c.StopFSMasters(30 * time.Second); err != nil {
 		t.Fatalf("SIGTERM: %v", err)
 	}
 	c.StartFSMaster()

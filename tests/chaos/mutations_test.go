@@ -11,7 +11,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/alluvium/alluvium/api"
-	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/internal/testutil"
 )
 
@@ -45,17 +44,13 @@ func mutShare(w int) (out []int) {
 // mode and TTL. A change whose answer the kill cut is all there or not at
 // all, and a change never sent left its file as it was. The tree is
 // consistent, and a clean restart replays it unchanged.
-func TestFSMasterKilledDuringMutations(t *testing.T) {
-	c := newCluster(t, testutil.ClusterOptions{Env: []string{"ALLUVIUM_FSMASTER_JOURNAL_SEGMENT_ENTRIES=1000"}})
+func TestFSMasterKilledDuringMutations(t *testing.T) { bothJournals(t, killedDuringMutations) }
+
+func killedDuringMutations(t *testing.T, fsMasters int) {
+	c := newCluster(t, testutil.ClusterOptions{FSMasters: fsMasters, Env: []string{"ALLUVIUM_FSMASTER_JOURNAL_SEGMENT_ENTRIES=1000"}})
 	c.StartFSMaster()
 	ctx := context.Background()
-	dial := func() (api.FileSystemMasterClient, func()) {
-		cc, err := rpc.Dial(c.Master, rpc.ClientOptions{Token: testutil.ClusterToken()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return api.NewFileSystemMasterClient(cc), func() { cc.Close() }
-	}
+	dial := c.fsClient
 	fs, closeFS := dial()
 
 	// The files, and the rename targets' directories.
@@ -132,7 +127,7 @@ func TestFSMasterKilledDuringMutations(t *testing.T) {
 	for acks.Load() < mutFiles/3 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond) // polling the acknowledgements, within deadline
 	}
-	c.FSMaster.Kill()
+	c.KillFSMasters() // with an embedded journal, the whole group
 	wg.Wait()
 	closeFS()
 	if acks.Load() < mutFiles/3 {
@@ -178,7 +173,7 @@ func TestFSMasterKilledDuringMutations(t *testing.T) {
 		counts["rename"], counts["delete"], counts["setattr"], len(seen))
 
 	// A clean restart replays the same tree.
-	if err := c.FSMaster.Stop(30 * time.Second); err != nil {
+	if err := c.StopFSMasters(30 * time.Second); err != nil {
 		t.Fatalf("SIGTERM: %v", err)
 	}
 	c.StartFSMaster()
