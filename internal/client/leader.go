@@ -354,9 +354,15 @@ func (r *retry) again(ctx context.Context, o outcome, idempotent, redirected boo
 	case <-ctx.Done():
 		return false
 	}
-	r.backoff = min(2*r.backoff, time.Second)
+	r.backoff = min(2*r.backoff, maxRetryBackoff)
 	return true
 }
+
+// maxRetryBackoff caps the wait between attempts: an election takes one
+// to two heartbeat timeouts (1 s by default), and a caller that waits
+// longer than a fraction of that between questions adds its wait to the
+// failover it sees.
+const maxRetryBackoff = 250 * time.Millisecond
 
 // Invoke implements grpc.ClientConnInterface: the call goes to the leader
 // and is retried as the package documentation says.
