@@ -232,44 +232,16 @@ func (e *embedded) close() {
 	}
 }
 
-// monitorLeadership follows raft's NotifyCh and starts or stops the
-// leader's duties, as the job master does (after Nomad's leader.go).
+// monitorLeadership starts and stops the leader's duties as raft's
+// leadership changes (raftgroup.MonitorLeadership, as the job master).
 func (e *embedded) monitorLeadership() {
-	var stop, done chan struct{}
-	step := func(isLeader bool) {
-		if isLeader {
-			if stop != nil {
-				return
-			}
-			stop, done = make(chan struct{}), make(chan struct{})
-			go func(stop, done chan struct{}) {
-				defer close(done)
-				e.leaderLoop(stop)
-			}(stop, done)
-			return
-		}
-		if stop == nil {
-			return
-		}
-		close(stop)
-		<-done
-		stop, done = nil, nil
-	}
-	for {
-		select {
-		case isLeader := <-e.notify:
-			step(isLeader)
-		case <-e.shutdown:
-			step(false)
-			return
-		}
-	}
+	raftgroup.MonitorLeadership(e.notify, e.shutdown, e.leaderLoop)
 }
 
 // leaderLoop waits for a barrier (every entry of earlier terms applied),
 // takes the lead, and gives it up when raft says so, or when a batch of
 // its epoch failed (then, still leading, it starts a new epoch).
-func (e *embedded) leaderLoop(stop chan struct{}) {
+func (e *embedded) leaderLoop(stop <-chan struct{}) {
 	for {
 		backoff := 20 * time.Millisecond
 		for {

@@ -43,6 +43,22 @@ func (m *Master) registerHTTP() {
 			Name: "alluvium_fsmaster_journal_checkpoint_sequence", Help: "Sequence of the newest checkpoint.",
 		}, func() float64 { return float64(m.lastCkptSeq.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "alluvium_fsmaster_leader", Help: "1 while this FS master leads (takes writes), 0 while a standby of an embedded journal.",
+		}, func() float64 {
+			if m.emb != nil && !m.emb.isLeader() {
+				return 0
+			}
+			return 1
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "alluvium_fsmaster_state_rebuilds_total", Help: "Times this FS master rebuilt its state from raft after leading with changes the group did not commit (embedded journal).",
+		}, func() float64 {
+			if m.emb == nil {
+				return 0
+			}
+			return float64(m.emb.fsm.rebuilds.Load())
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "alluvium_fsmaster_inodes", Help: "Inodes in the namespace.",
 		}, func() float64 {
 			m.ns.mu.RLock()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/raftgroup"
 )
 
 // leaderState is what exists only while this node leads: the broker, the
@@ -33,47 +34,15 @@ type leaderState struct {
 	term     uint64
 }
 
-// monitorLeadership follows raft's NotifyCh (which, unlike LeaderCh, never
-// drops a change) and starts or stops the leader loops, as Nomad's
-// monitorLeadership does.
+// monitorLeadership starts and stops the leader loops as raft's
+// leadership changes (raftgroup.MonitorLeadership).
 func (s *Server) monitorLeadership() {
-	var (
-		stop chan struct{}
-		done chan struct{}
-	)
-	step := func(isLeader bool) {
-		if isLeader {
-			if stop != nil {
-				return
-			}
-			stop, done = make(chan struct{}), make(chan struct{})
-			go func(stop, done chan struct{}) {
-				defer close(done)
-				s.leaderLoop(stop)
-			}(stop, done)
-			return
-		}
-		if stop == nil {
-			return
-		}
-		close(stop)
-		<-done
-		stop, done = nil, nil
-	}
-	for {
-		select {
-		case isLeader := <-s.notifyCh:
-			step(isLeader)
-		case <-s.shutdown:
-			step(false)
-			return
-		}
-	}
+	raftgroup.MonitorLeadership(s.notifyCh, s.shutdown, s.leaderLoop)
 }
 
 // leaderLoop waits for a barrier (every entry of earlier terms applied, so
 // the FSM is complete), then runs the leader's duties until stop.
-func (s *Server) leaderLoop(stop chan struct{}) {
+func (s *Server) leaderLoop(stop <-chan struct{}) {
 	backoff := 50 * time.Millisecond
 	for {
 		err := s.raft.Barrier(time.Minute).Error()

@@ -416,8 +416,8 @@ func Default() map[string]any {
 		"fsmaster.raft.dir":                          "", // <journal.dir>/raft
 		"fsmaster.raft.peers":                        []string{},
 		"fsmaster.raft.join":                         false,
-		"fsmaster.raft.heartbeat-timeout":            time.Second,
-		"fsmaster.raft.election-timeout":             time.Second,
+		"fsmaster.raft.heartbeat-timeout":            500 * time.Millisecond,
+		"fsmaster.raft.election-timeout":             500 * time.Millisecond,
 		"fsmaster.raft.snapshot-threshold":           8192,
 		"fsmaster.raft.snapshot-interval":            2 * time.Minute,
 		"fsmaster.raft.trailing-logs":                10240,

@@ -99,38 +99,26 @@ func inProcessMasters(b *testing.B, n int) (*client.FSMaster, []*fsmaster.Master
 }
 
 // createPairs runs ops MUST_CACHE create+complete pairs over clients
-// concurrent callers, each in its own directory, and returns the time.
+// concurrent callers of fs, each in its own directory (run, as
+// FSMasterCreate does), and returns the time.
 func createPairs(b *testing.B, fs api.FileSystemMasterClient, clients, ops int, tag string) time.Duration {
 	b.Helper()
 	ctx := context.Background()
-	for w := 0; w < clients; w++ {
+	callers := make([]api.FileSystemMasterClient, clients)
+	for w := range callers {
+		callers[w] = fs
 		if _, err := fs.CreateDirectory(ctx, &api.CreateDirectoryRequest{Path: fmt.Sprintf("/%s/c%02d", tag, w), Recursive: true}); err != nil {
 			b.Fatal(err)
 		}
 	}
-	var wg sync.WaitGroup
-	var failed atomic.Bool
-	start := time.Now()
-	for w := 0; w < clients; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < ops && !failed.Load(); i += clients {
-				p := fmt.Sprintf("/%s/c%02d/f%07d", tag, w, i)
-				resp, err := fs.CreateFile(ctx, &api.CreateFileRequest{Path: p, WriteType: api.WriteType_MUST_CACHE})
-				if err == nil {
-					_, err = fs.CompleteFile(ctx, &api.CompleteFileRequest{Path: p, Length: 1 << 20, FileId: resp.GetInfo().GetFileId()})
-				}
-				if err != nil {
-					failed.Store(true)
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return time.Since(start)
+	return run(b, callers, ops, func(fs api.FileSystemMasterClient, w, i int) error {
+		p := fmt.Sprintf("/%s/c%02d/f%07d", tag, w, i)
+		resp, err := fs.CreateFile(ctx, &api.CreateFileRequest{Path: p, WriteType: api.WriteType_MUST_CACHE})
+		if err == nil {
+			_, err = fs.CompleteFile(ctx, &api.CompleteFileRequest{Path: p, Length: 1 << 20, FileId: resp.GetInfo().GetFileId()})
+		}
+		return err
+	})
 }
 
 // BenchmarkFSMasterEmbeddedCreate: create+complete pairs per second from
