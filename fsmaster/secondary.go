@@ -53,6 +53,9 @@ func (s *Secondary) Start(ctx context.Context) error {
 	if _, err := os.Stat(s.dir); err != nil {
 		return fmt.Errorf("secondary: journal dir %s: %w (start the master or run `alluvium format` first)", s.dir, err)
 	}
+	if kind, err := journal.KindOf(s.dir); err == nil && kind == journal.KindEmbedded || s.cfg.FSMaster.Journal.Type == journal.KindEmbedded {
+		return fmt.Errorf("secondary: journal %s is embedded: its standby masters write the checkpoints, no secondary runs beside them", s.dir)
+	}
 	lock, err := lockSecondary(s.dir)
 	if err != nil {
 		return fmt.Errorf("secondary: %w", err)

@@ -187,7 +187,7 @@ func runLocal(ctx context.Context, cfg *config.Config, base, workers, masters in
 	}
 	m := ms[0]
 
-	if masters == 1 {
+	if masters == 1 && cfg.FSMaster.Journal.Type != config.JournalEmbedded {
 		sec, err := fsmaster.NewSecondary(cfg, log.Named("secondary"))
 		if err != nil {
 			return err
