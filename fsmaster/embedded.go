@@ -103,6 +103,7 @@ func (m *Master) startEmbedded(ctx context.Context, ncfg nsConfig) error {
 	e.rj = newRaftJournal(c.Journal.MaxBatchEntries, m.log)
 	e.rj.onFail = func(epoch uint64, err error) {
 		m.log.Warn("a journal batch was not committed; this master stops taking writes", zap.Error(err))
+		e.fsm.wake() // a checkpoint waiting for its batches gives up
 		select {
 		case e.epochFailed <- epoch:
 		default:

@@ -114,7 +114,7 @@ func (e *embedded) writeOwnBase(ctx context.Context, min int64) (base, error) {
 		}
 		if e.isLeader() {
 			// In-flight batches only: nothing new starts under the lock.
-			if err := e.fsm.waitCommitted(e.m.cfg.FSMaster.Journal.CheckpointTimeout); err != nil {
+			if err := e.fsm.waitCommitted(30*time.Second, e.rj.epochFailed); err != nil {
 				return base{}, err
 			}
 		}

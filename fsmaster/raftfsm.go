@@ -235,7 +235,7 @@ func (f *raftFSM) rebuildLocked() error {
 // waitCommitted waits until every change in the state is committed (the
 // leader's in-flight batches), with ns.mu held for reading so no new one
 // starts. It fails when the epoch ends first or after timeout.
-func (f *raftFSM) waitCommitted(timeout time.Duration) error {
+func (f *raftFSM) waitCommitted(timeout time.Duration, failed func() bool) error {
 	deadline := time.Now().Add(timeout)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -248,7 +248,7 @@ func (f *raftFSM) waitCommitted(timeout time.Duration) error {
 	})
 	defer stopTimer.Stop()
 	for f.committedSeq < target {
-		if f.epoch != epoch {
+		if f.epoch != epoch || failed() {
 			return errors.New("leadership ended before the changes were committed")
 		}
 		if !time.Now().Before(deadline) {
@@ -257,6 +257,13 @@ func (f *raftFSM) waitCommitted(timeout time.Duration) error {
 		f.commitCond.Wait()
 	}
 	return nil
+}
+
+// wake wakes waitCommitted (an epoch failed).
+func (f *raftFSM) wake() {
+	f.mu.Lock()
+	f.commitCond.Broadcast()
+	f.mu.Unlock()
 }
 
 // position is the raft index and journal sequence the committed state is

@@ -289,6 +289,13 @@ func classifyApplyErr(err error) error {
 	return &uncertainError{msg: fmt.Sprintf("FS master leadership was lost while the change was being replicated (%v): it may or may not have been applied", err)}
 }
 
+// epochFailed reports whether a batch of the current epoch failed.
+func (j *raftJournal) epochFailed() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.failed != nil
+}
+
 // close stops the goroutines; queued entries fail.
 func (j *raftJournal) close() {
 	j.mu.Lock()
