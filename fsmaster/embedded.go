@@ -137,6 +137,13 @@ func (m *Master) startEmbedded(ctx context.Context, ncfg nsConfig) error {
 		m.setCheckpoint(b.path, b.seq)
 	}
 	rc := raftgroup.Config(c.Raft, self.ID, e.notify, hl)
+	// A leader steps down after a whole heartbeat timeout without a
+	// majority, not half: with short timeouts a busy machine would
+	// otherwise cost elections (and rebuilds) for nothing. That is about
+	// when a standby can first be elected (one to two timeouts and a
+	// vote); a cut-off leader may answer reads until then, but it never
+	// acknowledges a write without a majority, whatever its lease.
+	rc.LeaderLeaseTimeout = rc.HeartbeatTimeout
 	boot, joining, err := raftgroup.Bootstrap(rc, e.parts, self, peers, c.Raft.Join)
 	if err != nil {
 		return fmt.Errorf("fsmaster: %s: %w", c.Raft.Dir, err)

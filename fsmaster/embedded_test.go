@@ -78,8 +78,8 @@ func newRaftCluster(t *testing.T, n int, set map[string]any) *raftCluster {
 			"fsmaster.rpc-port":                          port,
 			"fsmaster.host":                              "127.0.0.1",
 			"fsmaster.ufs":                               "file://" + c.ufs,
-			"fsmaster.raft.heartbeat-timeout":            "500ms",
-			"fsmaster.raft.election-timeout":             "500ms",
+			"fsmaster.raft.heartbeat-timeout":            "1s",
+			"fsmaster.raft.election-timeout":             "1s",
 			"fsmaster.user.block-size":                   1024,
 			"fsmaster.journal.checkpoint-period-entries": 0,
 		}
