@@ -184,42 +184,15 @@ func (f *raftFSM) endEpoch() error {
 // committed log up to f.applied. Call with ns.mu and f.mu held.
 func (f *raftFSM) rebuildLocked() error {
 	t0 := time.Now()
-	st := NewState()
-	from := uint64(0)
-	metas, err := f.snaps.List()
+	st, err := f.committedState()
+	for attempt := 1; errors.Is(err, errCompactedUnderUs) && attempt < 5; attempt++ {
+		// raft persisted a newer snapshot and compacted the log while we
+		// read the older one (snapshots are persisted outside our locks):
+		// the newer snapshot holds what the log no longer does.
+		st, err = f.committedState()
+	}
 	if err != nil {
-		return fmt.Errorf("rebuild: raft snapshots: %w", err)
-	}
-	if len(metas) > 0 {
-		meta, rc, err := f.snaps.Open(metas[0].ID)
-		if err != nil {
-			return fmt.Errorf("rebuild: raft snapshot %s: %w", metas[0].ID, err)
-		}
-		snap, err := readSnapshot(rc, journal.CheckpointsDir(f.dir))
-		rc.Close()
-		if err != nil {
-			return fmt.Errorf("rebuild: raft snapshot %s: %w", metas[0].ID, err)
-		}
-		if snap.base != "" {
-			os.Remove(snap.base)
-		}
-		st, from = snap.st, meta.Index
-	}
-	var l raft.Log
-	for i := from + 1; i <= f.applied; i++ {
-		if err := f.logs.GetLog(i, &l); err != nil {
-			return fmt.Errorf("rebuild: raft log entry %d: %w", i, err)
-		}
-		if l.Type != raft.LogCommand || len(l.Data) == 0 || l.Data[0] != cmdJournal {
-			continue
-		}
-		b, err := decodeBatch(l.Data)
-		if err != nil {
-			return fmt.Errorf("rebuild: raft entry %d: %w", i, err)
-		}
-		if _, err := applyCommitted(st, b); err != nil {
-			return fmt.Errorf("rebuild: raft entry %d: %w", i, err)
-		}
+		return err
 	}
 	dropped := f.ns.st.lastSeq - st.lastSeq
 	f.ns.st = st
@@ -230,6 +203,59 @@ func (f *raftFSM) rebuildLocked() error {
 		zap.Int64("sequence", st.lastSeq), zap.Int64("uncommitted_dropped", dropped),
 		zap.Uint64("applied_index", f.applied), zap.Duration("took", time.Since(t0)))
 	return nil
+}
+
+// errCompactedUnderUs: a log entry after the snapshot a rebuild started
+// from is gone, and a newer snapshot exists that covers it.
+var errCompactedUnderUs = errors.New("raft log compacted during the rebuild")
+
+// committedState is the state of the newest raft snapshot plus the
+// committed log after it up to f.applied. Call with f.mu held.
+func (f *raftFSM) committedState() (*State, error) {
+	st := NewState()
+	from := uint64(0)
+	snapID := ""
+	metas, err := f.snaps.List()
+	if err != nil {
+		return nil, fmt.Errorf("rebuild: raft snapshots: %w", err)
+	}
+	if len(metas) > 0 {
+		meta, rc, err := f.snaps.Open(metas[0].ID)
+		if err != nil {
+			return nil, fmt.Errorf("rebuild: raft snapshot %s: %w", metas[0].ID, err)
+		}
+		snap, err := readSnapshot(rc, journal.CheckpointsDir(f.dir))
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("rebuild: raft snapshot %s: %w", metas[0].ID, err)
+		}
+		if snap.base != "" {
+			os.Remove(snap.base)
+		}
+		st, from, snapID = snap.st, meta.Index, meta.ID
+	}
+	var l raft.Log
+	for i := from + 1; i <= f.applied; i++ {
+		if err := f.logs.GetLog(i, &l); err != nil {
+			if errors.Is(err, raft.ErrLogNotFound) {
+				if now, lerr := f.snaps.List(); lerr == nil && len(now) > 0 && now[0].ID != snapID && now[0].Index >= i {
+					return nil, fmt.Errorf("rebuild: raft log entry %d (after snapshot %s; now in %s): %w", i, snapID, now[0].ID, errCompactedUnderUs)
+				}
+			}
+			return nil, fmt.Errorf("rebuild: raft log entry %d: %w", i, err)
+		}
+		if l.Type != raft.LogCommand || len(l.Data) == 0 || l.Data[0] != cmdJournal {
+			continue
+		}
+		b, err := decodeBatch(l.Data)
+		if err != nil {
+			return nil, fmt.Errorf("rebuild: raft entry %d: %w", i, err)
+		}
+		if _, err := applyCommitted(st, b); err != nil {
+			return nil, fmt.Errorf("rebuild: raft entry %d: %w", i, err)
+		}
+	}
+	return st, nil
 }
 
 // waitCommitted waits until every change in the state is committed (the
