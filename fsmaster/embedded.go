@@ -442,11 +442,10 @@ func (e *embedded) leaderOnlyUnary(ctx context.Context, req any, info *grpc.Unar
 		return nil, e.redirect(ctx)
 	}
 	resp, err := h(ctx, req)
-	var nl *notLeaderError
-	if err != nil && errors.As(err, &nl) {
-		return nil, e.redirect(ctx)
+	if err != nil {
+		return nil, e.answerLost(ctx, err)
 	}
-	return resp, err
+	return resp, nil
 }
 
 func (e *embedded) leaderOnlyStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
@@ -456,13 +455,47 @@ func (e *embedded) leaderOnlyStream(srv any, ss grpc.ServerStream, info *grpc.St
 	if !e.isLeader() {
 		return e.redirect(ss.Context())
 	}
-	err := h(srv, ss)
+	if err := h(srv, ss); err != nil {
+		return e.answerLost(ss.Context(), err)
+	}
+	return nil
+}
+
+// answerLost is the answer to a call that failed: one that failed because
+// this master does not lead (any more) is redirected; one whose change was
+// being replicated when leadership ended (it may or may not be committed)
+// says why it ended — who leads now, or which quorum the group lacks.
+func (e *embedded) answerLost(ctx context.Context, err error) error {
 	var nl *notLeaderError
-	if err != nil && errors.As(err, &nl) {
-		return e.redirect(ss.Context())
+	if errors.As(err, &nl) {
+		return e.redirect(ctx)
+	}
+	var ue *uncertainError
+	if errors.As(err, &ue) {
+		return &uncertainError{msg: ue.msg + "; " + e.afterStepDown()}
 	}
 	return err
 }
+
+// afterStepDown says who leads after this master stopped leading, or why
+// no one does. raft answers a deposed leader's pending changes before it
+// forgets that it led, and a master deposed by a candidate learns the new
+// leader an election later: it waits up to stepDownWait for a leader other
+// than itself before it names the quorum the group lacks.
+func (e *embedded) afterStepDown() string {
+	deadline := time.Now().Add(stepDownWait)
+	for time.Now().Before(deadline) {
+		if id, addr := e.leader(); id != "" && id != e.self.ID {
+			return fmt.Sprintf("the FS master leader is now %s at %s", id, addr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return e.noLeaderMessage()
+}
+
+// stepDownWait bounds afterStepDown's wait: about two election timeouts
+// at the defaults.
+const stepDownWait = time.Second
 
 func (e *embedded) redirect(ctx context.Context) error {
 	err, addr := e.notLeader()

@@ -340,6 +340,49 @@ func TestEmbeddedFailover(t *testing.T) {
 	}
 }
 
+// TestEmbeddedLostQuorumNamesIt: both standbys vanish while a write is in
+// flight on the leader. raft fails the write with "leadership lost while
+// committing log" when the leader's lease runs out; the caller is told
+// that it may or may not have been applied (so it is not retried for a
+// non-idempotent call) and why: the quorum the group lacks. After healing
+// nothing diverged.
+func TestEmbeddedLostQuorumNamesIt(t *testing.T) {
+	c := newRaftCluster(t, 3, nil)
+	l := c.leader()
+	ctx := context.Background()
+	must(c.fs(l).CreateDirectory(ctx, &api.CreateDirectoryRequest{Path: "/before"}))
+	a, b := (l+1)%3, (l+2)%3
+	c.isolate(a)
+	c.isolate(b)
+	err, trailer := c.createOn(l, "/during")
+	if err == nil {
+		t.Fatal("a write was acknowledged without a quorum")
+	}
+	msg := status.Convert(err).Message()
+	t.Logf("without a quorum (trailer %q): %s", trailer, msg)
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("code %v, want Unavailable: %v", status.Code(err), err)
+	}
+	if strings.Contains(msg, "may or may not") {
+		// The write was in flight when leadership ended: no leader named,
+		// so the client layer does not send it again.
+		if trailer != "<none>" {
+			t.Fatalf("an uncertain answer names a leader to retry on: %q", trailer)
+		}
+	} else if trailer != "" {
+		t.Fatalf("refused before it reached raft, yet a leader is named: %q", trailer)
+	}
+	if !strings.Contains(msg, "quorum") || !strings.Contains(msg, "2 of its 3 voters") {
+		t.Fatalf("the error does not name the lost quorum: %s", msg)
+	}
+	c.heal(a)
+	c.heal(b)
+	n := c.leader()
+	must(c.fs(n).CreateDirectory(ctx, &api.CreateDirectoryRequest{Path: "/after"}))
+	c.settled(1)
+	c.sameState()
+}
+
 // TestEmbeddedPartitionedLeader: the leader is cut off while clients
 // write to it; its unacknowledged changes never become visible once the
 // majority leads, it refuses writes, and after healing it holds exactly

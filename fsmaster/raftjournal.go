@@ -41,7 +41,7 @@ type raftJournal struct {
 	epoch   uint64 // 0: not leading; Append fails
 	nextSeq int64
 	queue   []*rpending
-	failed  error // the epoch failed: Append fails with it until the next epoch
+	failed  error // the epoch failed: Append refuses until the next epoch
 	closing bool
 
 	kick     chan struct{}
@@ -174,7 +174,10 @@ func (j *raftJournal) Append(e *api.JournalEntry) waiter {
 	case j.closing:
 		return fail(journal.ErrClosed)
 	case j.failed != nil:
-		return fail(j.failed)
+		// A batch of this epoch failed: this change never reaches raft
+		// (the state it was applied to is rebuilt), so it was not applied
+		// and may go to the next leader.
+		return fail(errNotLeadingNow)
 	case j.epoch == 0:
 		return fail(errNotLeadingNow)
 	}
