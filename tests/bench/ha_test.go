@@ -245,7 +245,7 @@ func BenchmarkFSMasterFailover(b *testing.B) {
 	b.ReportMetric(medianOf(single), "restart-s")
 	reference(b, "failover-s", "restart-s: a single master killed and restarted at once, the same clients, the same run")
 	reference(b, "restart-s", "the reference itself")
-	b.Logf("NOTE: %s: real processes (plain binary) on loopback; 16 clients creating MUST_CACHE files through the client layer (leader-following, its retry backoff included); failover-s: kill -9 of the leader of three FS masters (raft heartbeat timeout 1 s, the default) to the first create acknowledged afterwards; restart-s: kill -9 of a single master (local journal) restarted at once, same measure", strings.TrimPrefix(b.Name(), "Benchmark"))
+	b.Logf("NOTE: %s: real processes (plain binary) on loopback; 16 clients creating MUST_CACHE files through the client layer (leader-following, its retry backoff included); failover-s: kill -9 of the leader of three FS masters (raft heartbeat and election timeouts 500 ms, the defaults) to the first create acknowledged afterwards; restart-s: kill -9 of a single master (local journal) restarted at once, same measure", strings.TrimPrefix(b.Name(), "Benchmark"))
 }
 
 // BenchmarkFSMasterPartitionHeal: three FS masters on three network
