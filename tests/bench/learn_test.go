@@ -109,5 +109,9 @@ func BenchmarkFSMasterLearn(b *testing.B) {
 		b.ReportMetric(files/knownTook.Seconds(), "list-files/s")
 		b.ReportMetric(float64(knownCPU.Microseconds())/files, "list-cpu-us/file")
 	}
+	reference(b, "*", "find of the same tree in the same run (find-files/s): both go through every entry with a warm dentry cache; find stats nothing, the FS master stats, learns and journals (fsync) each")
+	reference(b, "find-files/s", "the reference itself (find of the tree, warm dentry cache)")
+	reference(b, "list-files/s", "find-files/s (the same tree once known: no UFS access, no journal)")
+	reference(b, "list-cpu-us/file", "learn-cpu-us/file (the same listing while learning)")
 	b.Logf("NOTE: FSMasterLearn: a recursive listing (pages of 1,000 over gRPC) of a local UFS of 200,000 empty files the FS master has not seen — it stats, learns and journals (fsync) every entry — and of the same tree once known, against find of the tree (warm dentry cache; find prints, we count); master and client in one process")
 }
