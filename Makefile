@@ -4,7 +4,7 @@ TOOLS   ?= $(HOME)/.cache/alluvium-tools
 export PATH := $(TOOLS)/bin:$(PATH)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
-PROTOS  := common.proto fsmaster.proto journal.proto blockworker.proto pipeline.proto jobmaster.proto jobfsm.proto
+PROTOS  := common.proto fsmaster.proto journal.proto blockworker.proto pipeline.proto jobmaster.proto jobfsm.proto planplugin.proto
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 TEST_TIMEOUT ?= 25m

@@ -58,7 +58,8 @@ type workerSlot struct {
 	cancels  []*api.TaskRef
 	lost     []string // block workers declared LOST, not yet told
 	lastSeen time.Time
-	waiting  bool // a poll waits for work
+	waiting  bool       // a poll waits for work
+	rec      *workerRec // as registered: the plans it runs
 }
 
 func (w *workerSlot) free() int { return w.capacity - w.load }
@@ -199,7 +200,7 @@ func (b *broker) setWorker(w *workerRec) {
 		}
 		b.workers[w.ID] = slot
 	}
-	slot.threads, slot.addr, slot.bwID, slot.bwAddr = w.Threads, w.Address, w.BWID, w.BWAddr
+	slot.threads, slot.addr, slot.bwID, slot.bwAddr, slot.rec = w.Threads, w.Address, w.BWID, w.BWAddr, w
 	slot.capacity = int(w.Capacity)
 	if slot.capacity <= 0 {
 		slot.capacity = 2 * int(max(w.Threads, 1))
@@ -361,7 +362,7 @@ func (b *broker) placeLocked(k taskKey, bwID int64, bwAddr string) int64 {
 	if !ok && bwID != 0 {
 		w, ok = b.byBWID[bwID]
 	}
-	if ok && b.workers[w] != nil {
+	if ok && b.workers[w] != nil && b.canRunLocked(b.workers[w], k) {
 		q := b.pref[w]
 		if q == nil {
 			q = &fifo{}
@@ -479,22 +480,45 @@ func (b *broker) victimLocked(thief int64) (int64, int) {
 	return best, bestN
 }
 
+// canRunLocked says whether worker w runs task k's plan: a plugin plan's
+// tasks go only to job workers that registered it at the job's version.
+// (The FSM never calls the broker while it holds its lock, so reading it
+// here cannot deadlock.)
+func (b *broker) canRunLocked(w *workerSlot, k taskKey) bool {
+	j := b.fsm.Job(k.job)
+	if j == nil || j.PlanVersion == "" || w.rec == nil {
+		return j == nil || j.PlanVersion == ""
+	}
+	return w.rec.runs(j.Plan, j.PlanVersion)
+}
+
 // takeLocked pops up to n tasks for worker w: its own queue, the shared
-// one, then stolen ones.
+// one, then stolen ones. Tasks of plans w does not run stay queued.
 func (b *broker) takeLocked(w *workerSlot, n int) []taskKey {
 	var out []taskKey
-	pop := func(q *fifo, owner int64, limit int) {
+	pop := func(q *fifo, owner int64, limit int) int {
+		var skipped []taskKey
+		took := 0
 		for len(out) < limit {
 			k, ok := q.pop()
 			if !ok {
-				return
+				break
 			}
 			if o, ok := b.queued[k]; !ok || o != owner {
 				continue // ended or moved meanwhile
 			}
+			if !b.canRunLocked(w, k) {
+				skipped = append(skipped, k)
+				continue
+			}
 			delete(b.queued, k)
 			out = append(out, k)
+			took++
 		}
+		for _, k := range skipped {
+			q.push(k)
+		}
+		return took
 	}
 	if q := b.pref[w.id]; q != nil {
 		pop(q, w.id, n)
@@ -506,8 +530,11 @@ func (b *broker) takeLocked(w *workerSlot, n int) []taskKey {
 		if spare <= 0 {
 			break
 		}
-		pop(b.pref[v], v, len(out)+min(spare, n-len(out)))
+		took := pop(b.pref[v], v, len(out)+min(spare, n-len(out)))
 		b.noteQueueLocked(v)
+		if took == 0 {
+			break // what is left there is not for w
+		}
 	}
 	return out
 }
@@ -675,7 +702,7 @@ func (b *broker) assign(worker int64, keys []taskKey) (out []*api.TaskAssignment
 		out = append(out, &api.TaskAssignment{
 			JobId: k.job, TaskId: k.task, Attempt: t.Attempt, Plan: j.Plan, Args: t.Args,
 			JobConfigJson: j.Config, TimeoutMs: timeout, User: j.RunAs,
-			BandwidthBytesPerSec: share, Description: t.Desc,
+			BandwidthBytesPerSec: share, Description: t.Desc, PlanVersion: j.PlanVersion,
 		})
 		dispatch = append(dispatch, &api.TaskTransition{JobId: k.job, TaskId: k.task, Attempt: t.Attempt, Kind: api.TaskTransition_DISPATCH, WorkerId: worker})
 	}

@@ -206,7 +206,8 @@ func (s *Server) validateJob(ctx context.Context, plan plans.Plan, cfg, runAs st
 		}
 		return nil, status.Errorf(codes.Unavailable, "submit %s: %v", plan.Name(), err)
 	}
-	return &api.SubmitJobCommand{Plan: plan.Name(), ConfigJson: string(valid.Config), Limits: valid.Limits.Proto(), RunAs: runAs}, nil
+	return &api.SubmitJobCommand{Plan: plan.Name(), ConfigJson: string(valid.Config), Limits: valid.Limits.Proto(), RunAs: runAs,
+		PlanVersion: plans.PluginVersion(plan)}, nil
 }
 
 func (r *rpcServer) SubmitJob(ctx context.Context, req *api.SubmitJobRequest) (*api.SubmitJobResponse, error) {
@@ -519,7 +520,7 @@ func (r *rpcServer) RegisterJobWorker(ctx context.Context, req *api.RegisterJobW
 	}
 	resp, err := s.apply(ctx, &api.RegisterWorkerCommand{
 		Address: req.GetAddress(), Host: req.GetHost(), BlockWorkerId: req.GetBlockWorkerId(),
-		BlockWorkerAddress: req.GetBlockWorkerAddress(), Threads: threads, Capacity: capacity,
+		BlockWorkerAddress: req.GetBlockWorkerAddress(), Threads: threads, Capacity: capacity, Plans: boundedPlans(req.GetPlans()),
 		MaxAttempts: int32(s.cfg.JobMaster.Task.MaxAttempts), NowMs: time.Now().UnixMilli(),
 	})
 	if err != nil {
@@ -724,4 +725,64 @@ func runningTasks(v viewer, st *state, worker int64) []*api.TaskInfo {
 		}
 	}
 	return out
+}
+
+// maxWorkerPlans bounds the plans a job worker may list at registration.
+const maxWorkerPlans = 1024
+
+func boundedPlans(ps []*api.PlanInfo) []*api.PlanInfo {
+	if len(ps) > maxWorkerPlans {
+		ps = ps[:maxWorkerPlans]
+	}
+	out := make([]*api.PlanInfo, 0, len(ps))
+	for _, p := range ps {
+		// What the scheduler matches on, and what listings show.
+		out = append(out, &api.PlanInfo{Name: p.GetName(), Origin: p.GetOrigin(), Version: p.GetVersion()})
+	}
+	return out
+}
+
+func (r *rpcServer) ListPlans(ctx context.Context, req *api.ListPlansRequest) (*api.ListPlansResponse, error) {
+	s := r.s
+	_, fwd, fctx, err := s.route(ctx, "job plans")
+	if err != nil {
+		return nil, err
+	}
+	if fwd != nil {
+		return fwd.ListPlans(fctx, req)
+	}
+	resp := &api.ListPlansResponse{}
+	var live []*workerRec
+	s.fsm.view(func(st *state) {
+		st.workers.Ascend(func(w *workerRec) bool {
+			if w.State == api.WorkerState_LIVE {
+				live = append(live, w)
+			}
+			return true
+		})
+	})
+	resp.Workers = int32(len(live))
+	for _, i := range plans.List() {
+		pi := i.Proto()
+		v := ""
+		if i.Origin == plans.OriginPlugin {
+			v = i.Version
+		}
+		for _, w := range live {
+			if w.runs(i.Name, v) && (v != "" || w.lists(i.Name)) {
+				pi.Workers++
+			}
+		}
+		resp.Plans = append(resp.Plans, pi)
+	}
+	return resp, nil
+}
+
+// pluginVersionOf is the version a job of the plan called name records: a
+// plugin's, "" for a built-in plan (or one not loaded here).
+func pluginVersionOf(name string) string {
+	if p, ok := plans.Registered(name); ok {
+		return plans.PluginVersion(p)
+	}
+	return ""
 }

@@ -358,6 +358,7 @@ func (r *policyRunner) submit(ctx context.Context, p *api.PolicyInfo) (int64, er
 	resp, err := s.apply(ctx, &api.SubmitJobCommand{
 		Plan: p.GetPlan(), ConfigJson: p.GetConfigJson(), Limits: p.GetLimits(), RequestId: rid,
 		Submitter: "policy " + p.GetName(), RunAs: p.GetOwner(), Policy: p.GetName(), NowMs: time.Now().UnixMilli(),
+		PlanVersion: pluginVersionOf(p.GetPlan()),
 	})
 	if err != nil {
 		return 0, err

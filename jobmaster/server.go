@@ -23,6 +23,7 @@ import (
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/internal/security"
 	"github.com/alluvium/alluvium/plans"
+	"github.com/alluvium/alluvium/plans/plugin"
 )
 
 // Server is one job master: a raft member that, while it leads, plans jobs,
@@ -42,6 +43,7 @@ type Server struct {
 
 	env    plans.Env
 	envCls func() error
+	penv   *plugin.Env // s.env with files and the exec allow list
 
 	grpc    *grpc.Server
 	srvOpts rpc.ServerOptions // authentication, TLS, limits (rpc and http)
@@ -156,7 +158,15 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	// The exec plan refuses at submit a command the administrator did not
 	// allow (job workers check their own list again).
-	s.env = plans.WithExecAllowed(s.env, s.cfg.JobWorker.Exec.Allow)
+	// Plugins in plans.dir become plans before any job is validated.
+	plugin.Load(s.cfg.Plans.Dir, s.log)
+	// Plugins read and write files as the job's user through it.
+	penv, err := plugin.NewEnv(s.env, s.cfg, s.cfg.JobMaster.Master, "", s.fwd.dial)
+	if err != nil {
+		s.closeParts()
+		return err
+	}
+	s.env, s.penv = penv, penv
 
 	rc := raftgroup.Config(s.cfg.JobMaster.Raft, s.self.ID, s.notifyCh, hl)
 	// A node started with --join waits empty on purpose: the group's
@@ -230,6 +240,9 @@ func (s *Server) closeParts() {
 	}
 	if s.envCls != nil {
 		_ = s.envCls()
+	}
+	if s.penv != nil {
+		_ = s.penv.Close()
 	}
 }
 

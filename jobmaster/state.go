@@ -129,6 +129,20 @@ type workerRec struct {
 	Plans     []*api.PlanInfo // the plans it runs, as it registered
 }
 
+// lists says whether w named plan at its registration (an older worker
+// names none: it runs the built-in plans of its build).
+func (w *workerRec) lists(plan string) bool {
+	if len(w.Plans) == 0 {
+		return true
+	}
+	for _, p := range w.Plans {
+		if p.GetName() == plan {
+			return true
+		}
+	}
+	return false
+}
+
 // runs says whether w runs plan at version ("": a built-in plan, which
 // every job worker runs).
 func (w *workerRec) runs(plan, version string) bool {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/client"
+	"github.com/alluvium/alluvium/plans"
 )
 
 // The job worker's link to the job masters: its registration with the
@@ -57,6 +58,7 @@ func (s *session) get(ctx context.Context) (leader, int64, time.Duration, error)
 		resp, err := c.RegisterJobWorker(cctx, &api.RegisterJobWorkerRequest{
 			Address: w.addr, Host: host, BlockWorkerId: w.bw.BlockWorkerID,
 			BlockWorkerAddress: w.bw.BlockWorkerAddress, Threads: int32(w.threads), Capacity: int32(w.capacity),
+			Plans: planInfos(),
 		})
 		cancel()
 		if err != nil {
@@ -122,3 +124,13 @@ func (s *session) forget(id int64) {
 }
 
 func (s *session) close() { _ = s.jm.Close() }
+
+// planInfos describes the plans this worker runs, for its registration: a
+// plugin plan's tasks come only to workers with its name and version.
+func planInfos() []*api.PlanInfo {
+	var out []*api.PlanInfo
+	for _, i := range plans.List() {
+		out = append(out, i.Proto())
+	}
+	return out
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/internal/security"
 	"github.com/alluvium/alluvium/plans"
+	"github.com/alluvium/alluvium/plans/plugin"
 )
 
 // Colocated names the block worker a job worker runs beside; tasks whose
@@ -43,7 +44,7 @@ type Worker struct {
 	progress time.Duration
 	env      plans.Env
 	envClose func() error
-	wenv     *workerEnv
+	wenv     *plugin.Env
 	srvOpts  rpc.ServerOptions // authentication, TLS
 	dial     rpc.ClientOptions // how it dials the masters
 
@@ -141,7 +142,9 @@ func NewWithOptions(cfg *config.Config, log *zap.Logger, bw Colocated, o Options
 		}
 		w.env, w.envClose = e, e.Close
 	}
-	we, err := newWorkerEnv(w.env, cfg, w.dial)
+	// Plugins in plans.dir become plans (they are listed at registration).
+	plugin.Load(cfg.Plans.Dir, log)
+	we, err := plugin.NewEnv(w.env, cfg, cfg.Worker.Master, cfg.Worker.Dir, w.dial)
 	if err != nil {
 		if w.envClose != nil {
 			_ = w.envClose()
@@ -237,7 +240,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 	if w.envClose != nil {
 		_ = w.envClose()
 	}
-	_ = w.wenv.close()
+	_ = w.wenv.Close()
 	return nil
 }
 
@@ -464,7 +467,11 @@ func (w *Worker) run(ctx context.Context, a *api.TaskAssignment, lim *rate.Limit
 	}()
 	plan, err := plans.Lookup(a.GetPlan())
 	if err != nil {
-		u.Status, u.Error = api.TaskInfo_FAILED, fmt.Sprintf("job worker %s: %v", w.addr, status.Convert(err).Message())
+		u.Status, u.Error = api.TaskInfo_FAILED, fmt.Sprintf("job worker %s: plan %q is not installed here (plans.dir %s): %v", w.addr, a.GetPlan(), w.cfg.Plans.Dir, status.Convert(err).Message())
+		return u
+	}
+	if want, have := a.GetPlanVersion(), plans.PluginVersion(plan); want != "" && want != have {
+		u.Status, u.Error = api.TaskInfo_FAILED, fmt.Sprintf("job worker %s: plan %s is version %s here, the job needs %s (plans.dir %s)", w.addr, a.GetPlan(), have, want, w.cfg.Plans.Dir)
 		return u
 	}
 	task := &plans.Task{

@@ -97,6 +97,9 @@ type Files interface {
 	// OpenFile opens a complete file for reading as ctx's user: its read
 	// permission is checked first.
 	OpenFile(ctx context.Context, path string) (io.ReadCloser, error)
+	// CreateFile creates path (and missing parents) as ctx's user; the
+	// file appears whole when the writer is closed.
+	CreateFile(ctx context.Context, path string, overwrite bool) (io.WriteCloser, error)
 	// ScratchDir is a directory of the job worker's own where a task may
 	// spool files; the task removes what it made.
 	ScratchDir() string
@@ -188,4 +191,71 @@ func CheckConfig(plan string, config []byte) error {
 	}
 	_, err := spec.Decode(plan, config)
 	return err
+}
+
+// Where a plan comes from (Info.Origin).
+const (
+	OriginBuiltIn = "built-in"
+	OriginPlugin  = "plugin"
+)
+
+// BuiltinVersion is the version the built-in plans report: the binary's
+// (set by cmd/alluvium at start).
+var BuiltinVersion = "dev"
+
+// Info describes a registered plan for listings (`job plans`) and for the
+// job workers' registration: a plugin plan's tasks go only to job workers
+// with the same name and version.
+type Info struct {
+	Name, Origin, Version, Description string
+	Path                               string // a plugin's executable
+}
+
+// Describer is a plan that describes itself (plugins); any other plan is
+// built in.
+type Describer interface {
+	Info() Info
+}
+
+// InfoOf describes p.
+func InfoOf(p Plan) Info {
+	if d, ok := p.(Describer); ok {
+		return d.Info()
+	}
+	return Info{Name: p.Name(), Origin: OriginBuiltIn, Version: BuiltinVersion}
+}
+
+// PluginVersion is the version a job of p records (JobInfo.plan_version):
+// a plugin's version, "" for a built-in plan (every job worker runs it).
+func PluginVersion(p Plan) string {
+	if i := InfoOf(p); i.Origin == OriginPlugin {
+		return i.Version
+	}
+	return ""
+}
+
+// Proto is i as the api carries it.
+func (i Info) Proto() *api.PlanInfo {
+	return &api.PlanInfo{Name: i.Name, Origin: i.Origin, Version: i.Version, Description: i.Description, Path: i.Path}
+}
+
+// List describes every registered plan, by name.
+func List() []Info {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	out := make([]Info, 0, len(registry))
+	for _, p := range registry {
+		out = append(out, InfoOf(p))
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
+	return out
+}
+
+// Registered returns the plan registered under name, if any (no error:
+// for loaders deciding whether a name is taken).
+func Registered(name string) (Plan, bool) {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	p, ok := registry[name]
+	return p, ok
 }

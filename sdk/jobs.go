@@ -378,3 +378,18 @@ func (j *Jobs) Workers(ctx context.Context) ([]*api.JobWorkerInfo, error) {
 	}
 	return resp.GetWorkers(), nil
 }
+
+// Plans lists the plans the job-master leader knows — built in and plugins
+// from plans.dir — each with how many live job workers run it at that
+// version, and the number of live job workers.
+func (j *Jobs) Plans(ctx context.Context) ([]*api.PlanInfo, int, error) {
+	var resp *api.ListPlansResponse
+	err := j.call(ctx, "job plans", "", func(ctx context.Context, c api.JobMasterClient) (err error) {
+		resp, err = c.ListPlans(ctx, &api.ListPlansRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return resp.GetPlans(), int(resp.GetWorkers()), nil
+}

@@ -46,7 +46,7 @@ workers; 'job stat' shows its progress, 'job wait' follows it to the end.`,
   alluvium job cancel 7`,
 	}
 	c.AddCommand(newJobSubmitCmd(g), newJobLsCmd(g), newJobStatCmd(g), newJobCancelCmd(g),
-		newJobWaitCmd(g), newJobLeaderCmd(g), newJobWorkersCmd(g), newJobRaftCmd(g))
+		newJobWaitCmd(g), newJobLeaderCmd(g), newJobWorkersCmd(g), newJobPlansCmd(g), newJobRaftCmd(g))
 	return c
 }
 
@@ -841,4 +841,58 @@ func newJobWorkersCmd(g *globals) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+}
+
+func newJobPlansCmd(g *globals) *cobra.Command {
+	var output string
+	c := &cobra.Command{
+		Use:   "plans",
+		Short: "List every plan: built in or a plugin from plans.dir, its version, the job workers that run it",
+		Long: `List the plans the job-master leader knows: the built-in ones and the plan
+plugins it loaded from plans.dir (default <home>/plans), with their origin,
+version and how many live job workers run each at that version. A plugin
+plan's tasks run only on job workers that have it at the same version; submit
+one with 'alluvium job submit NAME --config JSON'.`,
+		Example: `  alluvium job plans
+  alluvium job plans --output json`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkJobOutput(output); err != nil {
+				return err
+			}
+			cl, jobs, err := jobsClient(cmd, g)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ps, workers, err := jobs.Plans(cmd.Context())
+			if err != nil {
+				return jobErr(err)
+			}
+			out := cmd.OutOrStdout()
+			if output == "json" {
+				type plan struct {
+					Name        string `json:"name"`
+					Origin      string `json:"origin"`
+					Version     string `json:"version"`
+					Description string `json:"description,omitempty"`
+					Path        string `json:"path,omitempty"`
+					Workers     int32  `json:"workers"`
+				}
+				list := []plan{}
+				for _, p := range ps {
+					list = append(list, plan{p.GetName(), p.GetOrigin(), p.GetVersion(), p.GetDescription(), p.GetPath(), p.GetWorkers()})
+				}
+				return writeJSON(out, list)
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tORIGIN\tVERSION\tWORKERS\tDESCRIPTION")
+			for _, p := range ps {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\n", p.GetName(), p.GetOrigin(), p.GetVersion(), p.GetWorkers(), workers, p.GetDescription())
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().StringVar(&output, "output", "", "output format: json")
+	return c
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/alluvium/alluvium/jobmaster"
+	"github.com/alluvium/alluvium/plans"
 )
 
 func newJobMasterCmd(g *globals) *cobra.Command {
@@ -87,6 +88,7 @@ out with 'alluvium job raft remove-peer ID'.`,
 			defer log.Sync() //nolint:errcheck
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			plans.BuiltinVersion = version
 			m, err := jobmaster.New(cfg, log)
 			if err != nil {
 				return usageError{err}

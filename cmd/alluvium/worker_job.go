@@ -7,6 +7,7 @@ import (
 
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/jobworker"
+	"github.com/alluvium/alluvium/plans"
 )
 
 // colocated describes the block worker a job worker runs beside.
@@ -20,6 +21,7 @@ type colocated struct {
 // It registers with the job masters in jobworker.job-master in the
 // background, so the job master may start later.
 func startJobWorker(ctx context.Context, cfg *config.Config, log *zap.Logger, bw colocated) (stop func(context.Context) error, err error) {
+	plans.BuiltinVersion = version
 	w, err := jobworker.New(cfg, log, jobworker.Colocated{BlockWorkerID: bw.BlockWorkerID, BlockWorkerAddress: bw.BlockWorkerAddress})
 	if err != nil {
 		return nil, err

@@ -26,14 +26,15 @@ const EnvPrefix = "ALLUVIUM_"
 // with who reads them. Every ALLUVIUM_* name used anywhere in the repository
 // is a key's variable or listed here (a test checks it).
 var OtherEnv = map[string]string{
-	"ALLUVIUM_MASTER":     "FS master address(es) of the CLI and SDK (client.master), written by `alluvium local` to <home>/env",
-	"ALLUVIUM_JOB_MASTER": "job master addresses of the CLI and SDK (client.job-master), written to <home>/env",
-	"ALLUVIUM_TOKEN":      "the cluster token of the CLI and SDK (security.token), written to <home>/env",
-	"ALLUVIUM_PROXY":      "REST URL of the proxy, written to <home>/env for scripts and REST clients",
-	"ALLUVIUM_S3":         "S3 endpoint URL of the proxy, written to <home>/env for S3 clients",
-	"ALLUVIUM_UI":         "URL of the web console, written to <home>/env",
-	"ALLUVIUM_BIN":        "tests: the alluvium binary the end-to-end tests start (make test sets it)",
-	"ALLUVIUM_TOOLS":      "tests and .ci/run: the tool cache (MinIO, helm); default ~/.cache/alluvium-tools",
+	"ALLUVIUM_MASTER":      "FS master address(es) of the CLI and SDK (client.master), written by `alluvium local` to <home>/env",
+	"ALLUVIUM_JOB_MASTER":  "job master addresses of the CLI and SDK (client.job-master), written to <home>/env",
+	"ALLUVIUM_TOKEN":       "the cluster token of the CLI and SDK (security.token), written to <home>/env",
+	"ALLUVIUM_PROXY":       "REST URL of the proxy, written to <home>/env for scripts and REST clients",
+	"ALLUVIUM_S3":          "S3 endpoint URL of the proxy, written to <home>/env for S3 clients",
+	"ALLUVIUM_UI":          "URL of the web console, written to <home>/env",
+	"ALLUVIUM_PLAN_PLUGIN": "the go-plugin handshake a job master or job worker gives the plan plugins it starts (sdk/planplugin)",
+	"ALLUVIUM_BIN":         "tests: the alluvium binary the end-to-end tests start (make test sets it)",
+	"ALLUVIUM_TOOLS":       "tests and .ci/run: the tool cache (MinIO, helm); default ~/.cache/alluvium-tools",
 }
 
 // OtherEnvPrefixes are families of ALLUVIUM_* variables that are not

@@ -108,7 +108,7 @@ func Accept(c Config) (Valid, error) {
 // Known reports whether plan is a built-in plan whose config Decode reads.
 func Known(plan string) bool {
 	switch plan {
-	case "load", "persist", "replicate", "move", "copy":
+	case "load", "persist", "replicate", "move", "copy", "exec":
 		return true
 	}
 	return false

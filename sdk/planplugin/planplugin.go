@@ -1,0 +1,462 @@
+// Package planplugin is all a plan plugin's author imports: a plan of
+// your own as a separate executable that job masters and job workers load
+// from plans.dir (default <home>/plans), run as a child process over
+// hashicorp/go-plugin (gRPC), exactly as Nomad runs task drivers.
+//
+// A plugin implements the three parts a built-in plan has — validate a
+// config, plan tasks, run one task — and calls Serve from main:
+//
+//	func main() { planplugin.Serve(myPlan{}) }
+//
+// Planning is a stateless call: Plan gets the cursor the job master kept
+// in Raft after the last batch and returns the next batch with the cursor
+// after it, so a new leader resumes exactly there (no task planned twice).
+// Run does one task on the job worker the task was placed on (beside the
+// block worker a TaskSpec names: use Holder). Tasks are retried (up to
+// jobmaster.task.max-attempts), so Run must be idempotent.
+//
+// A plugin never sees the cluster's token: every call gets a Host, a
+// client the job master or job worker serves for that call only, acting
+// for the job's user (the FS master checks that user's permissions), with
+// the few calls a plan needs — Stat, List, CheckAccess, Open, Create,
+// Delete, Progress. It stops working when the call returns. ctx is
+// cancelled when the job is cancelled or the task times out; a plugin
+// that does not return then is killed.
+package planplugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// Handshake is the go-plugin handshake of plan plugins; a program started
+// without it (by hand) says so and exits.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  1,
+	MagicCookieKey:   "ALLUVIUM_PLAN_PLUGIN",
+	MagicCookieValue: "a2c1f0e7-plan-plugin",
+}
+
+// PluginName is the name the plan is dispensed under.
+const PluginName = "plan"
+
+// Info names a plan. Name is the word users submit (`alluvium job submit
+// NAME --config JSON`); job workers run a job's tasks only with the same
+// Version installed.
+type Info struct {
+	Name, Version, Description string
+}
+
+// File is a file's or directory's status, with its blocks' locations.
+type File = api.FileInfo
+
+// FailedPath is a path a plan could not handle, with why.
+type FailedPath struct{ Path, Error string }
+
+// Valid is a config the plan accepted: its normalized JSON (what Plan and
+// Run get back) and what the scheduler enforces.
+type Valid struct {
+	Config []byte
+	// Workers, when set, are the only block workers the job may use;
+	// ExcludeWorkers are never used (id, host or host:port).
+	Workers, ExcludeWorkers []string
+}
+
+// Job is a job as Plan and Done see it.
+type Job struct {
+	ID     int64
+	Config []byte
+	Cursor []byte // nil: the start of the round
+	Round  int32
+	// RoundFailed counts the tasks of this round that failed for good.
+	RoundFailed int64
+}
+
+// TaskSpec is one task Plan produced.
+type TaskSpec struct {
+	Args        []byte // yours: Run gets them back
+	Description string // human words: the path it works on
+	Bytes       int64  // for progress
+	// The block worker its data is on: the task runs on the job worker
+	// beside it (Holder picks it from a File). Zero: anywhere.
+	BlockWorkerID      int64
+	BlockWorkerAddress string
+}
+
+// Batch is what Plan returns: at most max tasks and the cursor after them.
+type Batch struct {
+	Tasks  []TaskSpec
+	Cursor []byte
+	Done   bool // planning of this round is over
+	Failed []FailedPath
+}
+
+// Task is one task attempt as Run sees it.
+type Task struct {
+	JobID, TaskID int64
+	Attempt       int32
+	Args, Config  []byte
+	// LocalBlockWorker is the block worker beside this job worker.
+	LocalBlockWorker string
+}
+
+// Result is what a task did. Output is yours to fill (JSON): job stat -v
+// shows it (at most 256 KiB).
+type Result struct {
+	Bytes  int64
+	Failed []FailedPath
+	Output []byte
+}
+
+// Plan is a plan plugin's logic.
+type Plan interface {
+	Info() Info
+	// Validate decodes and checks a job's config (strictly: refuse unknown
+	// fields) and returns it normalized; errors should be status errors
+	// (InvalidArgument, NotFound, PermissionDenied) naming the field or
+	// path. It runs on the job master leader at submit.
+	Validate(ctx context.Context, h Host, config []byte) (Valid, error)
+	// Plan returns the next batch of at most max tasks after job.Cursor.
+	Plan(ctx context.Context, h Host, job Job, max int) (Batch, error)
+	// Run does one task on a job worker.
+	Run(ctx context.Context, h Host, t Task) (Result, error)
+	// Done is asked when a round's tasks have all ended: true ends the job,
+	// false plans another round (job.Round+1).
+	Done(ctx context.Context, h Host, job Job) (bool, error)
+}
+
+// Host is the cluster as a plugin reaches it during one call, acting for
+// the job's user.
+type Host interface {
+	Stat(ctx context.Context, path string) (*File, error)
+	// List returns a page of path's children (recursive: of everything
+	// below it, directories first then their entries), with block
+	// locations, and the token of the next page ("" after the last).
+	List(ctx context.Context, path, pageToken string, pageSize int, recursive bool) ([]*File, string, error)
+	// CheckAccess fails with PermissionDenied unless the job's user may
+	// access path as bits asks (4 read, 2 write, 1 execute).
+	CheckAccess(ctx context.Context, path string, bits uint32, recursive bool) error
+	// Open reads a complete file (on a job worker: from the cache beside
+	// it when it is there).
+	Open(ctx context.Context, path string) (io.ReadCloser, error)
+	// Create writes a file (missing parents made); it appears whole on
+	// Close, replacing an old one with overwrite.
+	Create(ctx context.Context, path string, overwrite bool) (io.WriteCloser, error)
+	Delete(ctx context.Context, path string, recursive bool) error
+	// Progress reports the bytes a task has done so far.
+	Progress(ctx context.Context, bytesDone int64) error
+}
+
+// Holder returns the block worker caching most of f's bytes (0, "" when
+// none caches any): a TaskSpec's place.
+func Holder(f *File) (id int64, addr string) {
+	bytes := map[int64]int64{}
+	addrs := map[int64]string{}
+	for _, b := range f.GetFileBlockInfos() {
+		bi := b.GetBlockInfo()
+		for _, l := range bi.GetLocations() {
+			a := l.GetAddress()
+			if a.GetHost() == "" {
+				continue
+			}
+			bytes[l.GetWorkerId()] += max(bi.GetLength(), 1)
+			addrs[l.GetWorkerId()] = fmt.Sprintf("%s:%d", a.GetHost(), a.GetRpcPort())
+		}
+	}
+	var most int64
+	for w, n := range bytes {
+		if n > most || n == most && w < id {
+			id, most = w, n
+		}
+	}
+	return id, addrs[id]
+}
+
+// Serve runs p as a plan plugin: call it from main. It returns when the
+// job master or job worker that started the process is done with it.
+func Serve(p Plan) {
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Impl: p}},
+		GRPCServer:      plugin.DefaultGRPCServer,
+	})
+}
+
+// GRPCPlugin is the go-plugin glue: Impl serves on the plugin's side; the
+// host's side gets a *Conn.
+type GRPCPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	Impl Plan
+}
+
+// Conn is a host's connection to a plugin process.
+type Conn struct {
+	Client api.PlanPluginClient
+	Broker *plugin.GRPCBroker
+}
+
+// GRPCServer implements plugin.GRPCPlugin.
+func (g *GRPCPlugin) GRPCServer(b *plugin.GRPCBroker, s *grpc.Server) error {
+	api.RegisterPlanPluginServer(s, &server{impl: g.Impl, broker: b})
+	return nil
+}
+
+// GRPCClient implements plugin.GRPCPlugin.
+func (g *GRPCPlugin) GRPCClient(_ context.Context, b *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return &Conn{Client: api.NewPlanPluginClient(c), Broker: b}, nil
+}
+
+// server serves Impl to the host.
+type server struct {
+	api.UnimplementedPlanPluginServer
+	impl   Plan
+	broker *plugin.GRPCBroker
+}
+
+func (s *server) host(id uint32) (*host, error) {
+	conn, err := s.broker.Dial(id)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "plan plugin: connect to the host: %v", err)
+	}
+	return &host{c: api.NewPlanHostClient(conn), conn: conn}, nil
+}
+
+func (s *server) Describe(context.Context, *api.PluginDescribeRequest) (*api.PluginDescribeResponse, error) {
+	i := s.impl.Info()
+	return &api.PluginDescribeResponse{Name: i.Name, Version: i.Version, Description: i.Description}, nil
+}
+
+func (s *server) Validate(ctx context.Context, req *api.PluginValidateRequest) (*api.PluginValidateResponse, error) {
+	h, err := s.host(req.GetHostId())
+	if err != nil {
+		return nil, err
+	}
+	defer h.close()
+	v, err := s.impl.Validate(ctx, h, req.GetConfig())
+	if err != nil {
+		return nil, asStatus(err)
+	}
+	resp := &api.PluginValidateResponse{Config: v.Config}
+	if len(v.Workers) > 0 || len(v.ExcludeWorkers) > 0 {
+		resp.Limits = &api.JobLimits{Workers: v.Workers, ExcludeWorkers: v.ExcludeWorkers}
+	}
+	return resp, nil
+}
+
+func jobOf(j *api.PluginJob) Job {
+	return Job{ID: j.GetId(), Config: j.GetConfig(), Cursor: j.GetCursor(), Round: j.GetRound(), RoundFailed: j.GetRoundFailed()}
+}
+
+func failedProto(fs []FailedPath) []*api.FailedPath {
+	out := make([]*api.FailedPath, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, &api.FailedPath{Path: f.Path, Error: f.Error})
+	}
+	return out
+}
+
+func (s *server) Plan(ctx context.Context, req *api.PluginPlanRequest) (*api.PluginPlanResponse, error) {
+	h, err := s.host(req.GetHostId())
+	if err != nil {
+		return nil, err
+	}
+	defer h.close()
+	b, err := s.impl.Plan(ctx, h, jobOf(req.GetJob()), max(int(req.GetMax()), 1))
+	if err != nil {
+		return nil, asStatus(err)
+	}
+	resp := &api.PluginPlanResponse{Cursor: b.Cursor, Done: b.Done, Failed: failedProto(b.Failed)}
+	for _, t := range b.Tasks {
+		resp.Tasks = append(resp.Tasks, &api.PluginTask{Args: t.Args, Description: t.Description, Bytes: t.Bytes,
+			BlockWorkerId: t.BlockWorkerID, BlockWorkerAddress: t.BlockWorkerAddress})
+	}
+	return resp, nil
+}
+
+func (s *server) Run(ctx context.Context, req *api.PluginRunRequest) (*api.PluginRunResponse, error) {
+	h, err := s.host(req.GetHostId())
+	if err != nil {
+		return nil, err
+	}
+	defer h.close()
+	r, err := s.impl.Run(ctx, h, Task{JobID: req.GetJobId(), TaskID: req.GetTaskId(), Attempt: req.GetAttempt(),
+		Args: req.GetArgs(), Config: req.GetConfig(), LocalBlockWorker: req.GetLocalBlockWorker()})
+	resp := &api.PluginRunResponse{Bytes: r.Bytes, Failed: failedProto(r.Failed), Output: r.Output}
+	if err != nil {
+		// The result travels in the error's details: the host keeps the
+		// failed paths and output of a failed attempt too.
+		st := asStatus(err).(interface{ GRPCStatus() *status.Status }).GRPCStatus()
+		if d, derr := st.WithDetails(resp); derr == nil {
+			return nil, d.Err()
+		}
+		return nil, st.Err()
+	}
+	return resp, nil
+}
+
+func (s *server) Done(ctx context.Context, req *api.PluginDoneRequest) (*api.PluginDoneResponse, error) {
+	h, err := s.host(req.GetHostId())
+	if err != nil {
+		return nil, err
+	}
+	defer h.close()
+	d, err := s.impl.Done(ctx, h, jobOf(req.GetJob()))
+	if err != nil {
+		return nil, asStatus(err)
+	}
+	return &api.PluginDoneResponse{Done: d}, nil
+}
+
+// asStatus keeps a status error's code and gives any other error one.
+func asStatus(err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	return status.Error(codes.Unknown, err.Error())
+}
+
+// host is Host over the broker connection the host serves for one call.
+type host struct {
+	c    api.PlanHostClient
+	conn *grpc.ClientConn
+}
+
+func (h *host) close() { _ = h.conn.Close() }
+
+func (h *host) Stat(ctx context.Context, path string) (*File, error) {
+	r, err := h.c.Stat(ctx, &api.HostStatRequest{Path: path})
+	if err != nil {
+		return nil, err
+	}
+	return r.GetInfo(), nil
+}
+
+func (h *host) List(ctx context.Context, path, token string, size int, recursive bool) ([]*File, string, error) {
+	r, err := h.c.List(ctx, &api.HostListRequest{Path: path, PageToken: token, PageSize: int32(size), Recursive: recursive})
+	if err != nil {
+		return nil, "", err
+	}
+	return r.GetFiles(), r.GetNextPageToken(), nil
+}
+
+func (h *host) CheckAccess(ctx context.Context, path string, bits uint32, recursive bool) error {
+	_, err := h.c.CheckAccess(ctx, &api.HostAccessRequest{Path: path, Bits: bits, Recursive: recursive})
+	return err
+}
+
+func (h *host) Delete(ctx context.Context, path string, recursive bool) error {
+	_, err := h.c.Delete(ctx, &api.HostDeleteRequest{Path: path, Recursive: recursive})
+	return err
+}
+
+func (h *host) Progress(ctx context.Context, n int64) error {
+	_, err := h.c.Progress(ctx, &api.HostProgressRequest{BytesDone: n})
+	return err
+}
+
+func (h *host) Open(ctx context.Context, path string) (io.ReadCloser, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	s, err := h.c.ReadFile(ctx, &api.HostReadRequest{Path: path})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	// The first message says whether the file opened.
+	first, err := s.Recv()
+	if err != nil && !errors.Is(err, io.EOF) {
+		cancel()
+		return nil, err
+	}
+	r := &reader{s: s, cancel: cancel, eof: errors.Is(err, io.EOF)}
+	if first != nil {
+		r.buf = first.GetChunk()
+	}
+	return r, nil
+}
+
+type reader struct {
+	s      api.PlanHost_ReadFileClient
+	cancel context.CancelFunc
+	buf    []byte
+	eof    bool
+}
+
+func (r *reader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.eof {
+			return 0, io.EOF
+		}
+		m, err := r.s.Recv()
+		if errors.Is(err, io.EOF) {
+			r.eof = true
+			return 0, io.EOF
+		}
+		if err != nil {
+			return 0, err
+		}
+		r.buf = m.GetChunk()
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func (r *reader) Close() error { r.cancel(); return nil }
+
+func (h *host) Create(ctx context.Context, path string, overwrite bool) (io.WriteCloser, error) {
+	s, err := h.c.WriteFile(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Send(&api.HostWriteRequest{Path: path, Overwrite: overwrite}); err != nil {
+		_, err = s.CloseAndRecv()
+		return nil, err
+	}
+	return &writer{s: s}, nil
+}
+
+// writeChunk is the most one message carries.
+const writeChunk = 1 << 20
+
+type writer struct {
+	s      api.PlanHost_WriteFileClient
+	closed bool
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		c := p[:min(len(p), writeChunk)]
+		if err := w.s.Send(&api.HostWriteRequest{Chunk: c}); err != nil {
+			_, err = w.s.CloseAndRecv()
+			return n, err
+		}
+		n += len(c)
+		p = p[len(c):]
+	}
+	return n, nil
+}
+
+func (w *writer) Close() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	_, err := w.s.CloseAndRecv()
+	return err
+}
