@@ -17,6 +17,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -141,6 +143,11 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.generate(); err != nil {
 		return fmt.Errorf("sample data: %w", err)
 	}
+	// The closing step's plan plugin, in the cluster's plans.dir before it
+	// starts (plugins are loaded at start).
+	if err := d.buildPlugin(ctx); err != nil {
+		return err
+	}
 	if err := d.startCluster(ctx); err != nil {
 		return err
 	}
@@ -153,7 +160,70 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.summary(ctx); err != nil {
 		return err
 	}
-	return d.verify(ctx)
+	if err := d.verify(ctx); err != nil {
+		return err
+	}
+	return d.checksum(ctx)
+}
+
+// buildPlugin builds the example plan plugin (sdk/examples/checksum-plan)
+// into <home>/plans, where alluvium local loads it.
+func (d *demo) buildPlugin(ctx context.Context) error {
+	out := filepath.Join(d.home, "plans", "checksum")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/alluvium/alluvium/sdk/examples/checksum-plan")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build the checksum plan plugin: %v\n%s", err, b)
+	}
+	return nil
+}
+
+// checksum is the closing step: a plan of the user's own — the example
+// plugin — hashes every file of /curated on the worker caching it, and
+// each line of its result matches the SHA-256 of the file in the UFS.
+func (d *demo) checksum(ctx context.Context) error {
+	fmt.Fprintln(d.out)
+	const result = "/checksums/curated.tsv"
+	start := time.Now()
+	id, err := d.jobs.Submit(ctx, "checksum", map[string]any{"path": "/curated", "result": result})
+	if err != nil {
+		return fmt.Errorf("checksum plugin: submit: %w", err)
+	}
+	j, err := d.jobs.Wait(ctx, id, nil)
+	if err != nil {
+		return fmt.Errorf("checksum plugin: job %d: %w", id, err)
+	}
+	if j.GetStatus() != api.JobInfo_COMPLETED {
+		return fmt.Errorf("checksum plugin: job %d %s: %s", id, j.GetStatus(), j.GetError())
+	}
+	r, err := d.client.Open(ctx, result, sdk.OpenOptions{})
+	if err != nil {
+		return fmt.Errorf("checksum plugin: open %s: %w", result, err)
+	}
+	b, err := io.ReadAll(r)
+	r.Close()
+	if err != nil {
+		return fmt.Errorf("checksum plugin: read %s: %w", result, err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for _, l := range lines {
+		p, sum, ok := strings.Cut(l, "\t")
+		if !ok {
+			return fmt.Errorf("checksum plugin: line %q of %s is not path<TAB>sha256", l, result)
+		}
+		want, err := os.ReadFile(filepath.Join(d.ufs, strings.TrimPrefix(p, "/")))
+		if err != nil {
+			return fmt.Errorf("checksum plugin: %s: %w", p, err)
+		}
+		if h := sha256.Sum256(want); hex.EncodeToString(h[:]) != sum {
+			return fmt.Errorf("checksum plugin: %s: %s, but the UFS file's SHA-256 is %x", p, sum, h)
+		}
+	}
+	if len(lines) != len(d.sample)+1 { // and the index
+		return fmt.Errorf("checksum plugin: %d lines in %s, want %d", len(lines), result, len(d.sample)+1)
+	}
+	d.logf("plan plugin: 'checksum' (sdk/examples/checksum-plan, loaded from %s) hashed %d files of /curated on the job workers, each beside the block worker caching it (or reading it through the cache) in %s (%d tasks); every line of %s matches sha256sum of the UFS file",
+		filepath.Join(d.home, "plans"), len(lines), time.Since(start).Round(time.Millisecond), j.GetTasksTotal(), result)
+	return nil
 }
 
 // generate writes the sample tree under <ufs>/raw: a few large files, some
