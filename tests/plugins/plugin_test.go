@@ -354,3 +354,59 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// pluginPIDs lists the live processes running the executable path.
+func pluginPIDs(path string) map[int]bool {
+	out := map[int]bool{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); err == nil && exe == path {
+			out[pid] = true
+		}
+	}
+	return out
+}
+
+// A plugin still working when its task times out is killed then, and the
+// job fails naming the timeout once the attempts are spent.
+func TestPluginKilledAtTaskTimeout(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "plans")
+	plugin := buildPlugin(t, dir)
+	c := startLocal(t, 1, "plans:\n  dir: "+dir+"\njobmaster:\n  task:\n    timeout: 3s\n    max-attempts: 2\n")
+	local := filepath.Join(t.TempDir(), "f")
+	testutil.WriteFile(t, local, []byte("slow\n"))
+	c.must(t, c.token, "fs", "put", local, "/slow/f")
+	out, _, _ := c.cli(t, c.token, "job", "submit", "checksum", "--config", `{"path":"/slow","result":"/r.tsv","slowFileMs":60000}`, "--output", "json")
+	var j struct{ ID int64 }
+	if err := json.Unmarshal([]byte(out), &j); err != nil || j.ID == 0 {
+		t.Fatalf("submit: %q %v", out, err)
+	}
+	// While the first attempt runs, the processes there are.
+	var during map[int]bool
+	testutil.Eventually(t, 30*time.Second, func() error {
+		st, _ := c.job(t, c.token, "job", "stat", fmt.Sprint(j.ID))
+		if st.TasksRunning == 0 {
+			return fmt.Errorf("no task running")
+		}
+		during = pluginPIDs(plugin)
+		return nil
+	})
+	end, code := c.job(t, c.token, "job", "wait", fmt.Sprint(j.ID))
+	if code == 0 || end.Status != "FAILED" || !strings.Contains(end.Error+fmt.Sprint(end.Failed), "timed out") {
+		t.Fatalf("job: exit %d, %+v; want FAILED, timed out", code, end)
+	}
+	after := pluginPIDs(plugin)
+	gone := 0
+	for pid := range during {
+		if !after[pid] {
+			gone++
+		}
+	}
+	if gone == 0 {
+		t.Errorf("plugin processes %v during the task, %v after: none was killed at the timeout", during, after)
+	}
+}
