@@ -1377,11 +1377,12 @@ type PolicyInfo struct {
 	// A policy that fires a pipeline (policy add --pipeline FILE): each run
 	// submits this definition with pipeline_params (plan and config_json are
 	// empty then). The runs' request ids are the launches'.
-	Pipeline       *PipelineDef      `protobuf:"bytes,30,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
-	PipelineParams map[string]string `protobuf:"bytes,31,rep,name=pipeline_params,json=pipelineParams,proto3" json:"pipeline_params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	LastPipelineId int64             `protobuf:"varint,32,opt,name=last_pipeline_id,json=lastPipelineId,proto3" json:"last_pipeline_id,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	Pipeline           *PipelineDef       `protobuf:"bytes,30,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	PipelineParams     map[string]string  `protobuf:"bytes,31,rep,name=pipeline_params,json=pipelineParams,proto3" json:"pipeline_params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	LastPipelineId     int64              `protobuf:"varint,32,opt,name=last_pipeline_id,json=lastPipelineId,proto3" json:"last_pipeline_id,omitempty"`
+	LastPipelineStatus PipelineRun_Status `protobuf:"varint,33,opt,name=last_pipeline_status,json=lastPipelineStatus,proto3,enum=alluvium.v1.PipelineRun_Status" json:"last_pipeline_status,omitempty"` // for views (unset: none or compacted)
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *PolicyInfo) Reset() {
@@ -1580,6 +1581,13 @@ func (x *PolicyInfo) GetLastPipelineId() int64 {
 		return x.LastPipelineId
 	}
 	return 0
+}
+
+func (x *PolicyInfo) GetLastPipelineStatus() PipelineRun_Status {
+	if x != nil {
+		return x.LastPipelineStatus
+	}
+	return PipelineRun_STATUS_UNSPECIFIED
 }
 
 type AddPolicyRequest struct {
@@ -1981,6 +1989,7 @@ func (x *RunPolicyNowRequest) GetName() string {
 type RunPolicyNowResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         int64                  `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	PipelineRunId int64                  `protobuf:"varint,2,opt,name=pipeline_run_id,json=pipelineRunId,proto3" json:"pipeline_run_id,omitempty"` // a policy that fires a pipeline: the run
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2018,6 +2027,13 @@ func (*RunPolicyNowResponse) Descriptor() ([]byte, []int) {
 func (x *RunPolicyNowResponse) GetJobId() int64 {
 	if x != nil {
 		return x.JobId
+	}
+	return 0
+}
+
+func (x *RunPolicyNowResponse) GetPipelineRunId() int64 {
+	if x != nil {
+		return x.PipelineRunId
 	}
 	return 0
 }
@@ -3281,7 +3297,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x0fAddPeerResponse\"#\n" +
 	"\x11RemovePeerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
-	"\x12RemovePeerResponse\"\xa9\a\n" +
+	"\x12RemovePeerResponse\"\xfc\a\n" +
 	"\n" +
 	"PolicyInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -3310,7 +3326,8 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x06limits\x18\x15 \x01(\v2\x16.alluvium.v1.JobLimitsR\x06limits\x124\n" +
 	"\bpipeline\x18\x1e \x01(\v2\x18.alluvium.v1.PipelineDefR\bpipeline\x12T\n" +
 	"\x0fpipeline_params\x18\x1f \x03(\v2+.alluvium.v1.PolicyInfo.PipelineParamsEntryR\x0epipelineParams\x12(\n" +
-	"\x10last_pipeline_id\x18  \x01(\x03R\x0elastPipelineId\x1aA\n" +
+	"\x10last_pipeline_id\x18  \x01(\x03R\x0elastPipelineId\x12Q\n" +
+	"\x14last_pipeline_status\x18! \x01(\x0e2\x1f.alluvium.v1.PipelineRun.StatusR\x12lastPipelineStatus\x1aA\n" +
 	"\x13PipelineParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"[\n" +
@@ -3331,9 +3348,10 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x18SetPolicyEnabledResponse\x12/\n" +
 	"\x06policy\x18\x01 \x01(\v2\x17.alluvium.v1.PolicyInfoR\x06policy\")\n" +
 	"\x13RunPolicyNowRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"-\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"U\n" +
 	"\x14RunPolicyNowResponse\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\"\xb8\x03\n" +
+	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12&\n" +
+	"\x0fpipeline_run_id\x18\x02 \x01(\x03R\rpipelineRunId\"\xb8\x03\n" +
 	"\rJobWorkerInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -3516,19 +3534,20 @@ var file_jobmaster_proto_goTypes = []any{
 	(*ListJobWorkersResponse)(nil),     // 44: alluvium.v1.ListJobWorkersResponse
 	nil,                                // 45: alluvium.v1.PolicyInfo.PipelineParamsEntry
 	(*PipelineDef)(nil),                // 46: alluvium.v1.PipelineDef
-	(WorkerState)(0),                   // 47: alluvium.v1.WorkerState
-	(*GetLeaderRequest)(nil),           // 48: alluvium.v1.GetLeaderRequest
-	(*SubmitPipelineRequest)(nil),      // 49: alluvium.v1.SubmitPipelineRequest
-	(*GetPipelineRequest)(nil),         // 50: alluvium.v1.GetPipelineRequest
-	(*ListPipelinesRequest)(nil),       // 51: alluvium.v1.ListPipelinesRequest
-	(*CancelPipelineRequest)(nil),      // 52: alluvium.v1.CancelPipelineRequest
-	(*WatchPipelineRequest)(nil),       // 53: alluvium.v1.WatchPipelineRequest
-	(*GetLeaderResponse)(nil),          // 54: alluvium.v1.GetLeaderResponse
-	(*SubmitPipelineResponse)(nil),     // 55: alluvium.v1.SubmitPipelineResponse
-	(*GetPipelineResponse)(nil),        // 56: alluvium.v1.GetPipelineResponse
-	(*ListPipelinesResponse)(nil),      // 57: alluvium.v1.ListPipelinesResponse
-	(*CancelPipelineResponse)(nil),     // 58: alluvium.v1.CancelPipelineResponse
-	(*PipelineRun)(nil),                // 59: alluvium.v1.PipelineRun
+	(PipelineRun_Status)(0),            // 47: alluvium.v1.PipelineRun.Status
+	(WorkerState)(0),                   // 48: alluvium.v1.WorkerState
+	(*GetLeaderRequest)(nil),           // 49: alluvium.v1.GetLeaderRequest
+	(*SubmitPipelineRequest)(nil),      // 50: alluvium.v1.SubmitPipelineRequest
+	(*GetPipelineRequest)(nil),         // 51: alluvium.v1.GetPipelineRequest
+	(*ListPipelinesRequest)(nil),       // 52: alluvium.v1.ListPipelinesRequest
+	(*CancelPipelineRequest)(nil),      // 53: alluvium.v1.CancelPipelineRequest
+	(*WatchPipelineRequest)(nil),       // 54: alluvium.v1.WatchPipelineRequest
+	(*GetLeaderResponse)(nil),          // 55: alluvium.v1.GetLeaderResponse
+	(*SubmitPipelineResponse)(nil),     // 56: alluvium.v1.SubmitPipelineResponse
+	(*GetPipelineResponse)(nil),        // 57: alluvium.v1.GetPipelineResponse
+	(*ListPipelinesResponse)(nil),      // 58: alluvium.v1.ListPipelinesResponse
+	(*CancelPipelineResponse)(nil),     // 59: alluvium.v1.CancelPipelineResponse
+	(*PipelineRun)(nil),                // 60: alluvium.v1.PipelineRun
 }
 var file_jobmaster_proto_depIdxs = []int32{
 	0,  // 0: alluvium.v1.JobInfo.status:type_name -> alluvium.v1.JobInfo.Status
@@ -3543,74 +3562,75 @@ var file_jobmaster_proto_depIdxs = []int32{
 	3,  // 9: alluvium.v1.PolicyInfo.limits:type_name -> alluvium.v1.JobLimits
 	46, // 10: alluvium.v1.PolicyInfo.pipeline:type_name -> alluvium.v1.PipelineDef
 	45, // 11: alluvium.v1.PolicyInfo.pipeline_params:type_name -> alluvium.v1.PolicyInfo.PipelineParamsEntry
-	19, // 12: alluvium.v1.AddPolicyRequest.policy:type_name -> alluvium.v1.PolicyInfo
-	19, // 13: alluvium.v1.AddPolicyResponse.policy:type_name -> alluvium.v1.PolicyInfo
-	19, // 14: alluvium.v1.ListPoliciesResponse.policies:type_name -> alluvium.v1.PolicyInfo
-	19, // 15: alluvium.v1.SetPolicyEnabledResponse.policy:type_name -> alluvium.v1.PolicyInfo
-	47, // 16: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
-	5,  // 17: alluvium.v1.JobWorkerInfo.tasks:type_name -> alluvium.v1.TaskInfo
-	31, // 18: alluvium.v1.JobWorkerInfo.plans:type_name -> alluvium.v1.PlanInfo
-	31, // 19: alluvium.v1.ListPlansResponse.plans:type_name -> alluvium.v1.PlanInfo
-	31, // 20: alluvium.v1.RegisterJobWorkerRequest.plans:type_name -> alluvium.v1.PlanInfo
-	1,  // 21: alluvium.v1.TaskUpdate.status:type_name -> alluvium.v1.TaskInfo.Status
-	4,  // 22: alluvium.v1.TaskUpdate.failed:type_name -> alluvium.v1.FailedPath
-	36, // 23: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
-	42, // 24: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
-	37, // 25: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
-	42, // 26: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
-	42, // 27: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
-	30, // 28: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
-	6,  // 29: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
-	8,  // 30: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
-	10, // 31: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
-	12, // 32: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
-	14, // 33: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
-	48, // 34: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
-	15, // 35: alluvium.v1.JobMaster.AddPeer:input_type -> alluvium.v1.AddPeerRequest
-	17, // 36: alluvium.v1.JobMaster.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
-	20, // 37: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
-	22, // 38: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
-	24, // 39: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
-	26, // 40: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
-	28, // 41: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
-	49, // 42: alluvium.v1.JobMaster.SubmitPipeline:input_type -> alluvium.v1.SubmitPipelineRequest
-	50, // 43: alluvium.v1.JobMaster.GetPipeline:input_type -> alluvium.v1.GetPipelineRequest
-	51, // 44: alluvium.v1.JobMaster.ListPipelines:input_type -> alluvium.v1.ListPipelinesRequest
-	52, // 45: alluvium.v1.JobMaster.CancelPipeline:input_type -> alluvium.v1.CancelPipelineRequest
-	53, // 46: alluvium.v1.JobMaster.WatchPipeline:input_type -> alluvium.v1.WatchPipelineRequest
-	34, // 47: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
-	38, // 48: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
-	43, // 49: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
-	40, // 50: alluvium.v1.JobMaster.BlockWorkerLost:input_type -> alluvium.v1.BlockWorkerLostRequest
-	32, // 51: alluvium.v1.JobMaster.ListPlans:input_type -> alluvium.v1.ListPlansRequest
-	7,  // 52: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
-	9,  // 53: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
-	11, // 54: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
-	13, // 55: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
-	2,  // 56: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
-	54, // 57: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
-	16, // 58: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
-	18, // 59: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
-	21, // 60: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
-	23, // 61: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
-	25, // 62: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
-	27, // 63: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
-	29, // 64: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
-	55, // 65: alluvium.v1.JobMaster.SubmitPipeline:output_type -> alluvium.v1.SubmitPipelineResponse
-	56, // 66: alluvium.v1.JobMaster.GetPipeline:output_type -> alluvium.v1.GetPipelineResponse
-	57, // 67: alluvium.v1.JobMaster.ListPipelines:output_type -> alluvium.v1.ListPipelinesResponse
-	58, // 68: alluvium.v1.JobMaster.CancelPipeline:output_type -> alluvium.v1.CancelPipelineResponse
-	59, // 69: alluvium.v1.JobMaster.WatchPipeline:output_type -> alluvium.v1.PipelineRun
-	35, // 70: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
-	39, // 71: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
-	44, // 72: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
-	41, // 73: alluvium.v1.JobMaster.BlockWorkerLost:output_type -> alluvium.v1.BlockWorkerLostResponse
-	33, // 74: alluvium.v1.JobMaster.ListPlans:output_type -> alluvium.v1.ListPlansResponse
-	52, // [52:75] is the sub-list for method output_type
-	29, // [29:52] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	47, // 12: alluvium.v1.PolicyInfo.last_pipeline_status:type_name -> alluvium.v1.PipelineRun.Status
+	19, // 13: alluvium.v1.AddPolicyRequest.policy:type_name -> alluvium.v1.PolicyInfo
+	19, // 14: alluvium.v1.AddPolicyResponse.policy:type_name -> alluvium.v1.PolicyInfo
+	19, // 15: alluvium.v1.ListPoliciesResponse.policies:type_name -> alluvium.v1.PolicyInfo
+	19, // 16: alluvium.v1.SetPolicyEnabledResponse.policy:type_name -> alluvium.v1.PolicyInfo
+	48, // 17: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
+	5,  // 18: alluvium.v1.JobWorkerInfo.tasks:type_name -> alluvium.v1.TaskInfo
+	31, // 19: alluvium.v1.JobWorkerInfo.plans:type_name -> alluvium.v1.PlanInfo
+	31, // 20: alluvium.v1.ListPlansResponse.plans:type_name -> alluvium.v1.PlanInfo
+	31, // 21: alluvium.v1.RegisterJobWorkerRequest.plans:type_name -> alluvium.v1.PlanInfo
+	1,  // 22: alluvium.v1.TaskUpdate.status:type_name -> alluvium.v1.TaskInfo.Status
+	4,  // 23: alluvium.v1.TaskUpdate.failed:type_name -> alluvium.v1.FailedPath
+	36, // 24: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
+	42, // 25: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
+	37, // 26: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
+	42, // 27: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
+	42, // 28: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
+	30, // 29: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
+	6,  // 30: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
+	8,  // 31: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
+	10, // 32: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
+	12, // 33: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
+	14, // 34: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
+	49, // 35: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
+	15, // 36: alluvium.v1.JobMaster.AddPeer:input_type -> alluvium.v1.AddPeerRequest
+	17, // 37: alluvium.v1.JobMaster.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
+	20, // 38: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
+	22, // 39: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
+	24, // 40: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
+	26, // 41: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
+	28, // 42: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
+	50, // 43: alluvium.v1.JobMaster.SubmitPipeline:input_type -> alluvium.v1.SubmitPipelineRequest
+	51, // 44: alluvium.v1.JobMaster.GetPipeline:input_type -> alluvium.v1.GetPipelineRequest
+	52, // 45: alluvium.v1.JobMaster.ListPipelines:input_type -> alluvium.v1.ListPipelinesRequest
+	53, // 46: alluvium.v1.JobMaster.CancelPipeline:input_type -> alluvium.v1.CancelPipelineRequest
+	54, // 47: alluvium.v1.JobMaster.WatchPipeline:input_type -> alluvium.v1.WatchPipelineRequest
+	34, // 48: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
+	38, // 49: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
+	43, // 50: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
+	40, // 51: alluvium.v1.JobMaster.BlockWorkerLost:input_type -> alluvium.v1.BlockWorkerLostRequest
+	32, // 52: alluvium.v1.JobMaster.ListPlans:input_type -> alluvium.v1.ListPlansRequest
+	7,  // 53: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
+	9,  // 54: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
+	11, // 55: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
+	13, // 56: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
+	2,  // 57: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
+	55, // 58: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	16, // 59: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
+	18, // 60: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
+	21, // 61: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
+	23, // 62: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
+	25, // 63: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
+	27, // 64: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
+	29, // 65: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
+	56, // 66: alluvium.v1.JobMaster.SubmitPipeline:output_type -> alluvium.v1.SubmitPipelineResponse
+	57, // 67: alluvium.v1.JobMaster.GetPipeline:output_type -> alluvium.v1.GetPipelineResponse
+	58, // 68: alluvium.v1.JobMaster.ListPipelines:output_type -> alluvium.v1.ListPipelinesResponse
+	59, // 69: alluvium.v1.JobMaster.CancelPipeline:output_type -> alluvium.v1.CancelPipelineResponse
+	60, // 70: alluvium.v1.JobMaster.WatchPipeline:output_type -> alluvium.v1.PipelineRun
+	35, // 71: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
+	39, // 72: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
+	44, // 73: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
+	41, // 74: alluvium.v1.JobMaster.BlockWorkerLost:output_type -> alluvium.v1.BlockWorkerLostResponse
+	33, // 75: alluvium.v1.JobMaster.ListPlans:output_type -> alluvium.v1.ListPlansResponse
+	53, // [53:76] is the sub-list for method output_type
+	30, // [30:53] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_jobmaster_proto_init() }

@@ -219,3 +219,97 @@ func TestPipelineSubmitRefusesBadInput(t *testing.T) {
 		t.Fatalf("rendered config %s", got)
 	}
 }
+
+// A policy fires a pipeline on its cron spec: each run is a pipeline run
+// with the policy as its trigger, once per scheduled time, across a leader
+// failover; run-now returns the run; a bad definition is refused at add.
+func TestPolicyFiresPipeline(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	l := c.leader()
+	c.addWorker(4)
+	tag := uniqueTag(t)
+	def := &api.PipelineDef{Name: "chain", Params: []*api.PipelineParam{{Name: "date", Required: true}}, Steps: []*api.PipelineStep{
+		{Name: "a", Plan: "test", ConfigJson: `{"tasks":1,"tag":"` + tag + `-{{.date}}"}`},
+		testStep(t, "b", testConfig{Tasks: 1, Tag: tag}, "a"),
+	}}
+	ctx := context.Background()
+	cl := c.client(c.index(l))
+	bad := &api.PipelineDef{Name: "bad", Steps: []*api.PipelineStep{testStep(t, "x", testConfig{}, "y"), testStep(t, "y", testConfig{}, "x")}}
+	if _, err := cl.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.PolicyInfo{Name: "bad", Cron: "@every 1s", Pipeline: bad}}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `step "x": dependency cycle`) {
+		t.Fatalf("bad pipeline policy: %v", err)
+	}
+	if _, err := cl.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.PolicyInfo{Name: "chain", Cron: "@every 1s", Pipeline: def}}); err != nil {
+		t.Fatal(err)
+	}
+	runsOfPolicy := func(cl api.JobMasterClient) []*api.PipelineRun {
+		t.Helper()
+		for {
+			resp, err := cl.ListPipelines(ctx, &api.ListPipelinesRequest{Policy: "chain"})
+			if status.Code(err) == codes.Unavailable {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp.GetRuns()
+		}
+	}
+	waitRuns := func(cl api.JobMasterClient, n int) []*api.PipelineRun {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			runs := runsOfPolicy(cl)
+			done := 0
+			for _, r := range runs {
+				if r.GetStatus() == api.PipelineRun_SUCCEEDED {
+					done++
+				}
+			}
+			if done >= n {
+				return runs
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d policy runs succeeded: %v", done, n, runs)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	before := len(waitRuns(cl, 2))
+	c.kill(c.index(l))
+	nl := c.leader()
+	ncl := c.client(c.index(nl))
+	runs := waitRuns(ncl, before+2)
+	seen := map[int64]bool{}
+	for _, r := range runs {
+		tr := r.GetTrigger()
+		if tr.GetKind() != api.PipelineTrigger_CRON || tr.GetPolicy() != "chain" || seen[tr.GetScheduledMs()] {
+			t.Fatalf("run %d: trigger %v (a scheduled time twice?)", r.GetId(), tr)
+		}
+		seen[tr.GetScheduledMs()] = true
+		want := `"tag":"` + tag + "-" + time.UnixMilli(tr.GetScheduledMs()).UTC().Format(time.DateOnly) + `"`
+		if !strings.Contains(r.GetSteps()[0].GetConfigJson(), want) {
+			t.Fatalf("run %d: step a's config %s, want the scheduled date in it", r.GetId(), r.GetSteps()[0].GetConfigJson())
+		}
+		for _, s := range r.GetSteps() {
+			if r.GetStatus() == api.PipelineRun_SUCCEEDED && len(s.GetJobIds()) != 1 {
+				t.Fatalf("run %d step %s: jobs %v", r.GetId(), s.GetName(), s.GetJobIds())
+			}
+		}
+	}
+	resp, err := ncl.RunPolicyNow(ctx, &api.RunPolicyNowRequest{Name: "chain"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := waitPipeline(t, ncl, resp.GetPipelineRunId(), 30*time.Second)
+	if run.GetTrigger().GetKind() != api.PipelineTrigger_RUN_NOW || run.GetStatus() != api.PipelineRun_SUCCEEDED || resp.GetJobId() != 0 {
+		t.Fatalf("run-now: %v %v", resp, run)
+	}
+	ps, err := ncl.ListPolicies(ctx, &api.ListPoliciesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := ps.GetPolicies()[0]; p.GetLastPipelineId() == 0 || p.GetRuns() < int64(before+3) {
+		t.Fatalf("policy after runs: %v", p)
+	}
+}

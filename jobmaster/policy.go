@@ -249,13 +249,19 @@ func (r *policyRunner) schedule(spec string) (cron.Schedule, error) {
 	return s, nil
 }
 
-// jobRunning reports whether job id exists and has not ended.
-func (r *policyRunner) jobRunning(id int64) bool {
-	if id == 0 {
-		return false
+// lastRunning reports whether the policy's last job or pipeline run
+// exists and has not ended.
+func (r *policyRunner) lastRunning(p *api.PolicyInfo) bool {
+	if id := p.GetLastPipelineId(); id != 0 {
+		if run := r.ls.s.fsm.Pipeline(id); run != nil && !terminalRun(run.GetStatus()) {
+			return true
+		}
 	}
-	j := r.ls.s.fsm.Job(id)
-	return j != nil && !j.terminal()
+	if id := p.GetLastJobId(); id != 0 {
+		j := r.ls.s.fsm.Job(id)
+		return j != nil && !j.terminal()
+	}
+	return false
 }
 
 // step brings one policy up to date and returns when it wants to be looked
@@ -279,7 +285,7 @@ func (r *policyRunner) step(ctx context.Context, name string, now time.Time) tim
 			}
 			continue
 		}
-		running := r.jobRunning(p.GetLastJobId())
+		running := r.lastRunning(p)
 		if p.GetQueuedMs() != 0 && !running {
 			if err := r.launch(ctx, p, api.PolicyLaunchCommand_LAUNCH, p.GetQueuedMs(), 0, false, true); err != nil {
 				return r.backoff(name, now, err, log)
@@ -348,10 +354,14 @@ func (r *policyRunner) launch(ctx context.Context, p *api.PolicyInfo, kind api.P
 	return err
 }
 
-// submit creates the job of p's pending launch with its request id.
+// submit creates the job (or the pipeline run) of p's pending launch
+// with its request id; it returns the job's id (0 for a run).
 func (r *policyRunner) submit(ctx context.Context, p *api.PolicyInfo) (int64, error) {
 	s := r.ls.s
 	rid := p.GetPendingRequestId()
+	if def := p.GetPipeline(); def != nil {
+		return 0, r.submitRun(ctx, p, def)
+	}
 	if err := r.ls.jobRoom(ctx, "policy "+p.GetName()); err != nil {
 		return 0, err
 	}
@@ -375,29 +385,94 @@ func (r *policyRunner) submit(ctx context.Context, p *api.PolicyInfo) (int64, er
 }
 
 // runNow launches a run of policy name at once, outside its schedule and
-// regardless of its overlap policy, and returns the job's id.
-func (r *policyRunner) runNow(ctx context.Context, name string) (int64, error) {
+// regardless of its overlap policy, and returns the job's id (or, for a
+// policy that fires a pipeline, the run's).
+func (r *policyRunner) runNow(ctx context.Context, name string) (job, run int64, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := r.policy(name)
 	if p == nil {
-		return 0, status.Errorf(codes.NotFound, "policy run-now %s: no such policy (see 'alluvium policy ls')", name)
+		return 0, 0, status.Errorf(codes.NotFound, "policy run-now %s: no such policy (see 'alluvium policy ls')", name)
 	}
 	if p.GetPendingRequestId() != "" {
 		if _, err := r.submit(ctx, p); err != nil {
-			return 0, grpcErr("policy run-now "+name, err)
+			return 0, 0, grpcErr("policy run-now "+name, err)
 		}
 		p = r.policy(name)
 	}
 	now := time.Now().UnixMilli()
 	if err := r.launch(ctx, p, api.PolicyLaunchCommand_LAUNCH, now, 0, true, false); err != nil {
-		return 0, grpcErr("policy run-now "+name, err)
+		return 0, 0, grpcErr("policy run-now "+name, err)
 	}
 	rid := policyRequestID(p, now, true)
+	if p.GetPipeline() != nil {
+		run, ok := r.ls.s.fsm.pipelineByRequest(rid)
+		if !ok {
+			return 0, 0, status.Errorf(codes.Unavailable, "policy run-now %s: the launch was recorded but its pipeline is not yet submitted (the leader retries)", name)
+		}
+		r.poke()
+		return 0, run, nil
+	}
 	id, ok := r.ls.s.fsm.jobByRequest(rid)
 	if !ok {
-		return 0, status.Errorf(codes.Unavailable, "policy run-now %s: the launch was recorded but its job is not yet submitted (the leader retries)", name)
+		return 0, 0, status.Errorf(codes.Unavailable, "policy run-now %s: the launch was recorded but its job is not yet submitted (the leader retries)", name)
 	}
 	r.poke()
-	return id, nil
+	return id, 0, nil
+}
+
+// submitRun submits the pipeline run of p's pending launch: the
+// definition with the policy's parameters (and the run's scheduled time
+// as scheduled_ms, for a definition that declares it), as p's owner.
+func (r *policyRunner) submitRun(ctx context.Context, p *api.PolicyInfo, def *api.PipelineDef) error {
+	s := r.ls.s
+	rid := p.GetPendingRequestId()
+	kind := api.PipelineTrigger_CRON
+	if strings.Contains(rid, "/now-") {
+		kind = api.PipelineTrigger_RUN_NOW
+	}
+	sched := p.GetPendingScheduledMs()
+	run, err := newRun(def, triggerParams(def, p.GetPipelineParams(), cronOffers(sched)))
+	if err != nil {
+		// It was checked when the policy was added; retried with backoff
+		// (and logged) rather than dropped.
+		return fmt.Errorf("policy %s: pipeline: %w", p.GetName(), err)
+	}
+	run.Submitter, run.RunAs, run.RequestId = "policy "+p.GetName(), p.GetOwner(), rid
+	run.Trigger = &api.PipelineTrigger{Kind: kind, Policy: p.GetName(), ScheduledMs: sched}
+	out, existed, err := s.submitRun(ctx, run)
+	if err != nil {
+		return err
+	}
+	delete(r.retry, p.GetName())
+	delete(r.tries, p.GetName())
+	s.log.Info("policy launched a pipeline", zap.String("policy", p.GetName()), zap.Int64("pipeline", out.GetId()),
+		zap.String("requestId", rid), zap.Bool("existed", existed), zap.Time("scheduled", msTime(sched)))
+	return nil
+}
+
+// cronOffers are the parameters a cron or run-now run offers a definition
+// that declares them: scheduled (RFC 3339, UTC) and date (YYYY-MM-DD).
+func cronOffers(scheduledMs int64) map[string]any {
+	t := msTime(scheduledMs)
+	return map[string]any{"scheduled": t.Format(time.RFC3339), "date": t.Format(time.DateOnly)}
+}
+
+// triggerParams are a policy run's parameters: the policy's, then what the
+// trigger offers (scheduled, date, paths, ...) for the parameters the
+// definition declares and the policy did not set.
+func triggerParams(def *api.PipelineDef, given map[string]string, offered map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range given {
+		out[k] = v
+	}
+	for _, p := range def.GetParams() {
+		if _, set := out[p.GetName()]; set {
+			continue
+		}
+		if v, ok := offered[p.GetName()]; ok {
+			out[p.GetName()] = v
+		}
+	}
+	return out
 }

@@ -66,6 +66,19 @@ func (s *Server) checkPolicy(ctx context.Context, in *api.PolicyInfo) (*api.Poli
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "policy add %s: --%v", name, err)
 	}
+	if def := in.GetPipeline(); def != nil {
+		// A policy that fires a pipeline: its definition and parameters
+		// are checked (and rendered) as a submit would check them.
+		if in.GetPlan() != "" {
+			return nil, status.Errorf(codes.InvalidArgument, "policy add %s: a plan and a pipeline: give one", name)
+		}
+		if _, err := newRun(def, triggerParams(def, in.GetPipelineParams(), cronOffers(time.Now().UnixMilli()))); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "policy add %s: %s", name, status.Convert(err).Message())
+		}
+		return &api.PolicyInfo{
+			Name: name, Cron: cron, Pipeline: def, PipelineParams: in.GetPipelineParams(), Overlap: overlap, CatchUp: in.GetCatchUp(),
+		}, nil
+	}
 	plan, err := plans.Lookup(in.GetPlan())
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "policy add %s: %s", name, status.Convert(err).Message())
@@ -111,6 +124,11 @@ func (s *Server) policyView(p *api.PolicyInfo) *api.PolicyInfo {
 			if next := sched.Next(msTime(v.GetCursorMs())); !next.IsZero() {
 				v.NextRunMs = next.UnixMilli()
 			}
+		}
+	}
+	if id := v.GetLastPipelineId(); id != 0 {
+		if run := s.fsm.Pipeline(id); run != nil {
+			v.LastPipelineStatus = run.GetStatus()
 		}
 	}
 	if id := v.GetLastJobId(); id != 0 {
@@ -222,9 +240,9 @@ func (r *rpcServer) RunPolicyNow(ctx context.Context, req *api.RunPolicyNowReque
 	if err := s.mayManagePolicy(ctx, "policy run-now", req.GetName()); err != nil {
 		return nil, err
 	}
-	id, err := ls.pol.runNow(ctx, req.GetName())
+	id, run, err := ls.pol.runNow(ctx, req.GetName())
 	if err != nil {
 		return nil, err
 	}
-	return &api.RunPolicyNowResponse{JobId: id}, nil
+	return &api.RunPolicyNowResponse{JobId: id, PipelineRunId: run}, nil
 }

@@ -35,6 +35,12 @@ type PolicySpec struct {
 	NoCatchUp bool
 	// Paused adds it paused (Resume starts it).
 	Paused bool
+	// Pipeline, instead of Plan and Config, makes each run submit this
+	// pipeline (a run the job master keeps, see Pipelines) with Params;
+	// a parameter date or scheduled the definition declares and Params
+	// does not set is the run's scheduled time.
+	Pipeline *PipelineDef
+	Params   map[string]string
 }
 
 // Policies is the client of the job master's cron policies. They live in
@@ -71,16 +77,20 @@ func (p *Policies) Add(ctx context.Context, s PolicySpec) (*Policy, error) {
 	invalid := func(msg string) error {
 		return &Error{Op: "policy add", Path: s.Name, Code: codes.InvalidArgument, Message: msg, kind: ErrInvalidArgument}
 	}
-	cfg, err := configJSON("policy add", s.Name, s.Config)
-	if err != nil {
-		return nil, err
+	var cfg string
+	if s.Pipeline == nil {
+		var err error
+		if cfg, err = configJSON("policy add", s.Name, s.Config); err != nil {
+			return nil, err
+		}
 	}
 	overlap, err := overlapName(s.Overlap)
 	if err != nil {
 		return nil, invalid(err.Error())
 	}
 	req := &api.AddPolicyRequest{
-		Policy: &api.PolicyInfo{Name: s.Name, Cron: s.Cron, Plan: s.Plan, ConfigJson: cfg, Overlap: overlap, CatchUp: !s.NoCatchUp},
+		Policy: &api.PolicyInfo{Name: s.Name, Cron: s.Cron, Plan: s.Plan, ConfigJson: cfg, Overlap: overlap, CatchUp: !s.NoCatchUp,
+			Pipeline: s.Pipeline, PipelineParams: s.Params},
 		Paused: s.Paused,
 	}
 	var resp *api.AddPolicyResponse
@@ -155,15 +165,23 @@ func (p *Policies) setEnabled(ctx context.Context, op, name string, on bool) (*P
 
 // RunNow launches a run of the policy at once, outside its schedule and
 // whatever its overlap policy, and returns the job's id (follow it with
-// Jobs().Wait). The schedule is not moved.
+// Jobs().Wait); 0 for a policy that fires a pipeline (see Fire). The
+// schedule is not moved.
 func (p *Policies) RunNow(ctx context.Context, name string) (int64, error) {
+	job, _, err := p.Fire(ctx, name)
+	return job, err
+}
+
+// Fire is RunNow that also returns, for a policy that fires a pipeline, the
+// run's id (follow it with Pipelines().Wait); job is 0 then.
+func (p *Policies) Fire(ctx context.Context, name string) (job, run int64, err error) {
 	var resp *api.RunPolicyNowResponse
-	err := p.j.call(ctx, "policy run-now", name, func(ctx context.Context, c api.JobMasterClient) (err error) {
+	err = p.j.call(ctx, "policy run-now", name, func(ctx context.Context, c api.JobMasterClient) (err error) {
 		resp, err = c.RunPolicyNow(ctx, &api.RunPolicyNowRequest{Name: name})
 		return err
 	})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return resp.GetJobId(), nil
+	return resp.GetJobId(), resp.GetPipelineRunId(), nil
 }

@@ -62,10 +62,12 @@ type policyJob struct {
 func newPolicyAddCmd(g *globals) *cobra.Command {
 	var (
 		spec, overlap, output string
+		pipelineFile          string
+		params                []string
 		catchUp, paused       bool
 	)
 	c := &cobra.Command{
-		Use:   "add NAME --cron SPEC [flags] PLAN ARGS... [plan flags]",
+		Use:   "add NAME --cron SPEC [flags] (PLAN ARGS... [plan flags] | --pipeline FILE [--param k=v]...)",
 		Short: "Add a policy: NAME --cron SPEC, then the job's words as 'job submit' takes them",
 		Long: `Add a policy that submits a job each time SPEC fires. After NAME and the
 policy's flags come the job's own words, exactly as 'alluvium job submit'
@@ -82,7 +84,8 @@ waits at most), or allow it (it starts at once).`,
   alluvium policy add nightly --cron "0 2 * * *" --overlap queue persist /out
   alluvium policy add warm --cron @hourly --catch-up=false load /data --verify
   alluvium policy add tz --cron "CRON_TZ=Europe/Paris 30 6 * * 1-5" load /reports
-  alluvium policy add any --cron @daily replicate --config '{"path":"/x","replicas":2}'`,
+  alluvium policy add any --cron @daily replicate --config '{"path":"/x","replicas":2}'
+  alluvium policy add nightly-chain --cron "0 2 * * *" --pipeline configs/pipeline-example.yaml`,
 		DisableFlagParsing: true,
 		Args:               cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -102,15 +105,35 @@ waits at most), or allow it (it starts at once).`,
 			if !cmd.Flags().Changed("cron") {
 				return usagef("policy add %s: --cron SPEC is required, e.g. --cron \"*/10 * * * * *\" or --cron @hourly", name)
 			}
-			if len(words) == 0 {
-				return usagef("policy add %s: the job is missing: give PLAN and its arguments, e.g. 'load /hot' (see 'alluvium policy add --help')", name)
+			var (
+				job = &policyJob{}
+				def *sdk.PipelineDef
+			)
+			switch {
+			case pipelineFile != "" && len(words) > 0:
+				return usagef("policy add %s: --pipeline %s and a job (%s): give one", name, pipelineFile, strings.Join(words, " "))
+			case pipelineFile != "":
+				var err error
+				if def, err = readPipelineFile(pipelineFile); err != nil {
+					return err
+				}
+			case len(params) > 0:
+				return usagef("policy add %s: --param is for --pipeline", name)
+			case len(words) == 0:
+				return usagef("policy add %s: the job is missing: give PLAN and its arguments, e.g. 'load /hot', or --pipeline FILE (see 'alluvium policy add --help')", name)
 			}
 			if err := checkJobOutput(output); err != nil {
 				return err
 			}
-			job, err := policyJobWords(cmd, name, words)
-			if err != nil || job == nil {
-				return err // nil job: the words asked for help, which was printed
+			if def == nil {
+				var err error
+				if job, err = policyJobWords(cmd, name, words); err != nil || job == nil {
+					return err // nil job: the words asked for help, which was printed
+				}
+			}
+			pm, err := sdk.ParseParams(params)
+			if err != nil {
+				return usagef("--param: %v", err)
 			}
 			for k, v := range job.global {
 				if err := cmd.Flags().Set(k, v); err != nil {
@@ -139,10 +162,11 @@ waits at most), or allow it (it starts at once).`,
 				return err
 			}
 			defer cl.Close()
-			p, err := ps.Add(cmd.Context(), sdk.PolicySpec{
-				Name: name, Cron: spec, Plan: job.plan, Config: json.RawMessage(job.config),
-				Overlap: o, NoCatchUp: !catchUp, Paused: paused,
-			})
+			ps0 := sdk.PolicySpec{Name: name, Cron: spec, Overlap: o, NoCatchUp: !catchUp, Paused: paused, Pipeline: def, Params: pm}
+			if def == nil {
+				ps0.Plan, ps0.Config = job.plan, json.RawMessage(job.config)
+			}
+			p, err := ps.Add(cmd.Context(), ps0)
 			if err != nil {
 				return jobErr(err)
 			}
@@ -154,7 +178,7 @@ waits at most), or allow it (it starts at once).`,
 			if !p.GetEnabled() {
 				state = "paused ('alluvium policy resume " + name + "' starts it)"
 			}
-			fmt.Fprintf(out, "Added policy %s: %s %s on %q, %s\n", name, p.GetPlan(), policyWhat(p), p.GetCron(), state)
+			fmt.Fprintf(out, "Added policy %s: %s on %q, %s\n", name, policyFires(p), p.GetCron(), state)
 			return nil
 		},
 	}
@@ -164,7 +188,17 @@ waits at most), or allow it (it starts at once).`,
 	f.BoolVar(&catchUp, "catch-up", true, "run once for runs missed while no job master led")
 	f.BoolVar(&paused, "paused", false, "add it paused")
 	f.StringVar(&output, "output", "", "output format: json")
+	f.StringVar(&pipelineFile, "pipeline", "", "fire the pipeline defined in this YAML file instead of one job (see 'alluvium pipeline --help')")
+	f.StringArrayVar(&params, "param", nil, "with --pipeline: a parameter of its runs, NAME=VALUE (repeat for more); date and scheduled are the run's if declared and not set")
 	return c
+}
+
+// policyFires says what a policy fires: "pipeline NAME" or "PLAN PATH".
+func policyFires(p *sdk.Policy) string {
+	if d := p.GetPipeline(); d != nil {
+		return "pipeline " + d.GetName()
+	}
+	return p.GetPlan() + " " + policyWhat(p)
 }
 
 // splitPolicyArgs splits `policy add`'s arguments into its own part (NAME
@@ -349,10 +383,16 @@ func printPolicies(out io.Writer, list []*sdk.Policy) {
 		if p.GetLastJobId() != 0 {
 			last = fmt.Sprint(p.GetLastJobId())
 		}
+		if id := p.GetLastPipelineId(); id != 0 {
+			last, st = fmt.Sprintf("run %d", id), "GONE"
+			if p.GetLastPipelineStatus() != api.PipelineRun_STATUS_UNSPECIFIED {
+				st = p.GetLastPipelineStatus().String()
+			}
+		}
 		if st == "" {
 			st = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s %s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", p.GetName(), state, p.GetCron(), p.GetPlan(), policyWhat(p),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", p.GetName(), state, p.GetCron(), policyFires(p),
 			p.GetOverlap(), fmtWhen(p.GetNextRunMs()), fmtWhen(p.GetLastRunMs()), last, st, p.GetRuns(), p.GetSkipped())
 	}
 	tw.Flush()
@@ -432,9 +472,27 @@ func newPolicyRunNowCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer cl.Close()
-			id, err := ps.RunNow(cmd.Context(), args[0])
+			id, run, err := ps.Fire(cmd.Context(), args[0])
 			if err != nil {
 				return jobErr(err)
+			}
+			if run != 0 {
+				pl, err := cl.Pipelines()
+				if err != nil {
+					return err
+				}
+				if wait {
+					return waitPipeline(cmd, pl, run, output)
+				}
+				r, err := pl.Get(cmd.Context(), run)
+				if err != nil {
+					return jobErr(err)
+				}
+				if output == "json" {
+					return writeJSON(cmd.OutOrStdout(), jobview.FromRun(r))
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Policy %s launched pipeline run %d. Follow it: alluvium pipeline wait %d\n", args[0], run, run)
+				return nil
 			}
 			jobs, err := cl.Jobs()
 			if err != nil {

@@ -26,6 +26,10 @@ type Policy struct {
 	Skipped          int64           `json:"skipped"`
 	QueuedMs         int64           `json:"queuedMs,omitempty"`
 	PendingRequestID string          `json:"pendingRequestId,omitempty"`
+	// A policy that fires a pipeline: its name, and its last run.
+	Pipeline           string `json:"pipeline,omitempty"`
+	LastPipelineRun    int64  `json:"lastPipelineRun,omitempty"`
+	LastPipelineStatus string `json:"lastPipelineStatus,omitempty"`
 }
 
 // FromPolicy converts a PolicyInfo.
@@ -35,6 +39,15 @@ func FromPolicy(p *api.PolicyInfo) Policy {
 		CatchUp: p.GetCatchUp(), CreatedMs: p.GetCreatedMs(), NextRunMs: p.GetNextRunMs(), LastRunMs: p.GetLastRunMs(),
 		LastLaunchMs: p.GetLastLaunchMs(), LastJobID: p.GetLastJobId(), Runs: p.GetRuns(), Skipped: p.GetSkipped(),
 		QueuedMs: p.GetQueuedMs(), PendingRequestID: p.GetPendingRequestId(), LastJobStatus: LastJobStatus(p),
+	}
+	if d := p.GetPipeline(); d != nil {
+		v.Pipeline, v.LastPipelineRun = d.GetName(), p.GetLastPipelineId()
+		if v.LastPipelineRun != 0 {
+			v.LastPipelineStatus = "GONE"
+			if st := p.GetLastPipelineStatus(); st != api.PipelineRun_STATUS_UNSPECIFIED {
+				v.LastPipelineStatus = st.String()
+			}
+		}
 	}
 	if json.Valid([]byte(p.GetConfigJson())) {
 		v.Config = json.RawMessage(p.GetConfigJson())
