@@ -61,7 +61,7 @@ func (e *PipelineRunError) Error() string {
 func (e *PipelineRunError) Is(target error) bool { return e.kind == target }
 
 // ParsePipeline reads a pipeline definition in its YAML form (see
-// configs/pipeline-example.yaml) and checks it: an unknown key, a bad
+// configs/pipelines/example.yaml) and checks it: an unknown key, a bad
 // duration, a cycle, an After naming no step or a bad template is an
 // ErrInvalidPipeline error naming the step.
 func ParsePipeline(yaml []byte) (*PipelineDef, error) {

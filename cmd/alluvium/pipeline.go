@@ -28,10 +28,10 @@ pipeline is stored in the job master's raft state and run by whichever job
 master leads: it carries on when the submitting command exits or the leader
 fails over, and a step's job is never started twice.
 
-The definition is a YAML file (see configs/pipeline-example.yaml). Its step
+The definition is a YAML file (see configs/pipelines/example.yaml). Its step
 configs may use parameters as {{.name}} (text/template), given at submit
 with --param name=value.`,
-		Example: `  alluvium pipeline submit configs/pipeline-example.yaml --param date=2026-12-06 --wait
+		Example: `  alluvium pipeline submit configs/pipelines/example.yaml --param date=2026-12-06 --wait
   alluvium pipeline ls
   alluvium pipeline stat 3
   alluvium pipeline wait 3
@@ -99,7 +99,7 @@ unknown plan, a bad template, a missing parameter are refused naming the
 step, and nothing is stored. It prints the run's id; 'pipeline wait RUN' or
 --wait follows it (exit 0 only if it SUCCEEDED). The run goes on if this
 command is interrupted.`,
-		Example: `  alluvium pipeline submit configs/pipeline-example.yaml --param date=2026-12-06
+		Example: `  alluvium pipeline submit configs/pipelines/example.yaml --param date=2026-12-06
   alluvium pipeline submit nightly.yaml --wait --output json`,
 		Args: exactArgs(1, "FILE.yaml"),
 		RunE: func(cmd *cobra.Command, args []string) error {

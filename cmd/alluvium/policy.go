@@ -85,7 +85,7 @@ waits at most), or allow it (it starts at once).`,
   alluvium policy add warm --cron @hourly --catch-up=false load /data --verify
   alluvium policy add tz --cron "CRON_TZ=Europe/Paris 30 6 * * 1-5" load /reports
   alluvium policy add any --cron @daily replicate --config '{"path":"/x","replicas":2}'
-  alluvium policy add nightly-chain --cron "0 2 * * *" --pipeline configs/pipeline-example.yaml`,
+  alluvium policy add nightly-chain --cron "0 2 * * *" --pipeline configs/pipelines/example.yaml`,
 		DisableFlagParsing: true,
 		Args:               cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

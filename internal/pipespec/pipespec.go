@@ -50,7 +50,7 @@ const (
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
-// file is the YAML form of a definition (configs/pipeline-example.yaml).
+// file is the YAML form of a definition (configs/pipelines/example.yaml).
 type file struct {
 	Name        string      `yaml:"name"`
 	Description string      `yaml:"description"`

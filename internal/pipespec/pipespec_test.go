@@ -11,13 +11,13 @@ import (
 )
 
 func TestParseExampleAndRender(t *testing.T) {
-	b, err := os.ReadFile("../../configs/pipeline-example.yaml")
+	b, err := os.ReadFile("../../configs/pipelines/example.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	def, err := Parse(b)
 	if err != nil {
-		t.Fatalf("configs/pipeline-example.yaml: %v", err)
+		t.Fatalf("configs/pipelines/example.yaml: %v", err)
 	}
 	if def.GetName() != "nightly-refresh" || len(def.GetSteps()) != 3 || len(def.GetOnFailure()) != 1 || def.GetRetry().GetAttempts() != 3 ||
 		def.GetRetry().GetBackoffMs() != 5000 || def.GetSteps()[1].GetTimeoutMs() != 30*60*1000 {
