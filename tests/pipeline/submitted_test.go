@@ -34,7 +34,7 @@ steps:
   - name: copy
     plan: copy
     after: [big]
-    config: {src: "{{.root}}/in", dst: "{{.root}}/out"}
+    config: {src: "{{.root}}/in", dst: "{{.root}}/out", overwrite: true}
   - name: persist
     plan: persist
     after: [copy]
@@ -160,6 +160,21 @@ func TestSubmittedPipelineOutlivesItsClientAndTheLeader(t *testing.T) {
 	ls := c.MustCLI("pipeline", "ls")
 	if !strings.Contains(ls, fmt.Sprintf("%d ", id)) || !strings.Contains(ls, "SUCCEEDED") || !strings.Contains(ls, "manual") {
 		t.Fatalf("pipeline ls:\n%s", ls)
+	}
+
+	// A policy fires the pipeline (run-now here; its cron spec is far off).
+	c.MustCLI("policy", "add", "chain", "--cron", "0 0 1 1 *", "--pipeline", file, "--param", "root=/p")
+	out, errOut, code = c.CLI("policy", "run-now", "chain", "--wait", "--output", "json")
+	var fired jobview.Pipeline
+	if err := json.Unmarshal([]byte(out), &fired); err != nil || code != 0 || fired.Status != "SUCCEEDED" ||
+		fired.Trigger.Kind != "RUN_NOW" || fired.Trigger.Policy != "chain" || fired.ID == id {
+		t.Fatalf("policy run-now of a pipeline policy: exit %d %v %+v\n%s", code, err, fired, errOut)
+	}
+	if pl := c.MustCLI("policy", "ls"); !strings.Contains(pl, "pipeline four") || !strings.Contains(pl, fmt.Sprintf("run %d", fired.ID)) {
+		t.Fatalf("policy ls:\n%s", pl)
+	}
+	if _, errOut, code := c.CLI("policy", "add", "both", "--cron", "@hourly", "--pipeline", file, "load", "/p/in"); code != 2 || !strings.Contains(errOut, "give one") {
+		t.Fatalf("policy add with a pipeline and a job: exit %d\n%s", code, errOut)
 	}
 }
 
