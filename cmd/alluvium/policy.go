@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -323,11 +324,15 @@ func fmtWhen(ms int64) string {
 }
 
 func newPolicyLsCmd(g *globals) *cobra.Command {
-	var output string
+	var (
+		output  string
+		verbose bool
+	)
 	c := &cobra.Command{
 		Use:   "ls",
 		Short: "List policies: spec, job, next and last run, last job and its status",
 		Example: `  alluvium policy ls
+  alluvium policy ls -v
   alluvium policy ls --output json | jq '.policies[] | {name, lastJobStatus}'`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -354,11 +359,66 @@ func newPolicyLsCmd(g *globals) *cobra.Command {
 				return writeJSON(out, v)
 			}
 			printPolicies(out, list)
+			if verbose {
+				return printPolicyHistory(cmd, cl, list)
+			}
 			return nil
 		},
 	}
 	c.Flags().StringVar(&output, "output", "", "output format: json")
+	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "also list each policy's last 5 runs: trigger, job or pipeline run, outcome")
 	return c
+}
+
+// printPolicyHistory lists each policy's last runs: its pipeline runs (with
+// their trigger) or its jobs, newest first.
+func printPolicyHistory(cmd *cobra.Command, cl *sdk.Client, list []*sdk.Policy) error {
+	const last = 5
+	out := cmd.OutOrStdout()
+	jobs, err := cl.Jobs()
+	if err != nil {
+		return err
+	}
+	pl, err := cl.Pipelines()
+	if err != nil {
+		return err
+	}
+	for _, p := range list {
+		fmt.Fprintf(out, "\nPolicy %s, last runs:\n", p.GetName())
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		if p.GetPipeline() != nil {
+			runs, err := pl.List(cmd.Context(), sdk.ListPipelinesOptions{Policy: p.GetName(), Limit: last, NewestFirst: true})
+			if err != nil {
+				return jobErr(err)
+			}
+			fmt.Fprintln(tw, "  RUN\tTRIGGER\tSTATUS\tJOBS\tERROR")
+			for _, r := range runs {
+				var ids []string
+				for _, s := range r.GetSteps() {
+					for _, j := range s.GetJobIds() {
+						ids = append(ids, strconv.FormatInt(j, 10))
+					}
+				}
+				fmt.Fprintf(tw, "  run %d\t%s\t%s\t%s\t%s\n", r.GetId(), triggerWords(r.GetTrigger()), r.GetStatus(), strings.Join(ids, ","), clip(r.GetError(), 60))
+			}
+		} else {
+			fmt.Fprintln(tw, "  JOB\tCREATED\tSTATUS\tERROR")
+			n := 0
+			for j, err := range jobs.List(cmd.Context(), sdk.ListJobsOptions{Policy: p.GetName(), NewestFirst: true, PageSize: last}) {
+				if err != nil {
+					return jobErr(err)
+				}
+				fmt.Fprintf(tw, "  job %d\t%s\t%s\t%s\n", j.GetId(), time.UnixMilli(j.GetCreatedMs()).Format(time.DateTime), jobview.Status(j.GetStatus()), clip(j.GetError(), 60))
+				if n++; n == last {
+					break
+				}
+			}
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func printPolicies(out io.Writer, list []*sdk.Policy) {

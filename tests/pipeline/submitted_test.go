@@ -170,8 +170,9 @@ func TestSubmittedPipelineOutlivesItsClientAndTheLeader(t *testing.T) {
 		fired.Trigger.Kind != "RUN_NOW" || fired.Trigger.Policy != "chain" || fired.ID == id {
 		t.Fatalf("policy run-now of a pipeline policy: exit %d %v %+v\n%s", code, err, fired, errOut)
 	}
-	if pl := c.MustCLI("policy", "ls"); !strings.Contains(pl, "pipeline four") || !strings.Contains(pl, fmt.Sprintf("run %d", fired.ID)) {
-		t.Fatalf("policy ls:\n%s", pl)
+	if pl := c.MustCLI("policy", "ls", "-v"); !strings.Contains(pl, "pipeline four") || !strings.Contains(pl, fmt.Sprintf("run %d", fired.ID)) ||
+		!strings.Contains(pl, "policy chain (run-now)") {
+		t.Fatalf("policy ls -v:\n%s", pl)
 	}
 	if _, errOut, code := c.CLI("policy", "add", "both", "--cron", "@hourly", "--pipeline", file, "load", "/p/in"); code != 2 || !strings.Contains(errOut, "give one") {
 		t.Fatalf("policy add with a pipeline and a job: exit %d\n%s", code, errOut)
