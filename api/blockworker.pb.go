@@ -725,9 +725,12 @@ type WriteUfsFileHeader struct {
 	CreateParent bool                   `protobuf:"varint,5,opt,name=create_parent,json=createParent,proto3" json:"create_parent,omitempty"`
 	// file_id is the file being written through; a caller that is not the
 	// cluster itself must name it, and ufs_path must be that file's.
-	FileId        int64 `protobuf:"varint,6,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	FileId int64 `protobuf:"varint,6,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	// The file's modification time in the UFS (a copy keeps its source's);
+	// 0: when it is written. Where the UFS cannot set it (S3) it is ignored.
+	LastModificationTimeMs int64 `protobuf:"varint,20,opt,name=last_modification_time_ms,json=lastModificationTimeMs,proto3" json:"last_modification_time_ms,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *WriteUfsFileHeader) Reset() {
@@ -798,6 +801,13 @@ func (x *WriteUfsFileHeader) GetCreateParent() bool {
 func (x *WriteUfsFileHeader) GetFileId() int64 {
 	if x != nil {
 		return x.FileId
+	}
+	return 0
+}
+
+func (x *WriteUfsFileHeader) GetLastModificationTimeMs() int64 {
+	if x != nil {
+		return x.LastModificationTimeMs
 	}
 	return 0
 }
@@ -2060,14 +2070,15 @@ const file_blockworker_proto_rawDesc = "" +
 	"\x10MoveBlockRequest\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x12\x12\n" +
 	"\x04tier\x18\x02 \x01(\tR\x04tier\"\x13\n" +
-	"\x11MoveBlockResponse\"\xba\x01\n" +
+	"\x11MoveBlockResponse\"\xf5\x01\n" +
 	"\x12WriteUfsFileHeader\x12\x19\n" +
 	"\bmount_id\x18\x01 \x01(\x03R\amountId\x12\x19\n" +
 	"\bufs_path\x18\x02 \x01(\tR\aufsPath\x12\x1c\n" +
 	"\toverwrite\x18\x03 \x01(\bR\toverwrite\x12\x12\n" +
 	"\x04mode\x18\x04 \x01(\rR\x04mode\x12#\n" +
 	"\rcreate_parent\x18\x05 \x01(\bR\fcreateParent\x12\x17\n" +
-	"\afile_id\x18\x06 \x01(\x03R\x06fileId\"o\n" +
+	"\afile_id\x18\x06 \x01(\x03R\x06fileId\x129\n" +
+	"\x19last_modification_time_ms\x18\x14 \x01(\x03R\x16lastModificationTimeMs\"o\n" +
 	"\x13WriteUfsFileRequest\x129\n" +
 	"\x06header\x18\x01 \x01(\v2\x1f.alluvium.v1.WriteUfsFileHeaderH\x00R\x06header\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x05\n" +

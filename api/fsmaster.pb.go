@@ -223,8 +223,11 @@ type CreateFileRequest struct {
 	Length         int64  `protobuf:"varint,12,opt,name=length,proto3" json:"length,omitempty"`
 	UfsFingerprint string `protobuf:"bytes,13,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
 	TtlAction      string `protobuf:"bytes,14,opt,name=ttl_action,json=ttlAction,proto3" json:"ttl_action,omitempty"` // FREE or DELETE ("" : DELETE) once ttl has passed
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// With complete: the file's modification time (a copy keeps its
+	// source's, so the next copy can tell it is the same); 0: now.
+	LastModificationTimeMs int64 `protobuf:"varint,20,opt,name=last_modification_time_ms,json=lastModificationTimeMs,proto3" json:"last_modification_time_ms,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *CreateFileRequest) Reset() {
@@ -353,6 +356,13 @@ func (x *CreateFileRequest) GetTtlAction() string {
 		return x.TtlAction
 	}
 	return ""
+}
+
+func (x *CreateFileRequest) GetLastModificationTimeMs() int64 {
+	if x != nil {
+		return x.LastModificationTimeMs
+	}
+	return 0
 }
 
 type CreateFileResponse struct {
@@ -555,8 +565,10 @@ type CompleteFileRequest struct {
 	Length         int64                  `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
 	UfsFingerprint string                 `protobuf:"bytes,3,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"` // set when the bytes were written to the UFS
 	FileId         int64                  `protobuf:"varint,4,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`                        // guards against a concurrent delete+create
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The file's modification time (as CreateFileRequest's); 0: now.
+	LastModificationTimeMs int64 `protobuf:"varint,20,opt,name=last_modification_time_ms,json=lastModificationTimeMs,proto3" json:"last_modification_time_ms,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *CompleteFileRequest) Reset() {
@@ -613,6 +625,13 @@ func (x *CompleteFileRequest) GetUfsFingerprint() string {
 func (x *CompleteFileRequest) GetFileId() int64 {
 	if x != nil {
 		return x.FileId
+	}
+	return 0
+}
+
+func (x *CompleteFileRequest) GetLastModificationTimeMs() int64 {
+	if x != nil {
+		return x.LastModificationTimeMs
 	}
 	return 0
 }
@@ -1012,9 +1031,12 @@ func (*DeleteResponse) Descriptor() ([]byte, []int) {
 }
 
 type RenameRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Src           string                 `protobuf:"bytes,1,opt,name=src,proto3" json:"src,omitempty"`
-	Dst           string                 `protobuf:"bytes,2,opt,name=dst,proto3" json:"dst,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Src   string                 `protobuf:"bytes,1,opt,name=src,proto3" json:"src,omitempty"`
+	Dst   string                 `protobuf:"bytes,2,opt,name=dst,proto3" json:"dst,omitempty"`
+	// overwrite: a file src replaces a file at dst in one step (in the UFS
+	// too: a reader sees the old file or the new one, never neither).
+	Overwrite     bool `protobuf:"varint,20,opt,name=overwrite,proto3" json:"overwrite,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1061,6 +1083,13 @@ func (x *RenameRequest) GetDst() string {
 		return x.Dst
 	}
 	return ""
+}
+
+func (x *RenameRequest) GetOverwrite() bool {
+	if x != nil {
+		return x.Overwrite
+	}
+	return false
 }
 
 type RenameResponse struct {
@@ -3182,7 +3211,7 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\n" +
 	"write_type\x18\x05 \x01(\x0e2\x16.alluvium.v1.WriteTypeR\twriteType\"D\n" +
 	"\x17CreateDirectoryResponse\x12)\n" +
-	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\xd0\x03\n" +
+	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\x8b\x04\n" +
 	"\x11CreateFileRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12(\n" +
 	"\x10block_size_bytes\x18\x02 \x01(\x03R\x0eblockSizeBytes\x125\n" +
@@ -3200,7 +3229,8 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x06length\x18\f \x01(\x03R\x06length\x12'\n" +
 	"\x0fufs_fingerprint\x18\r \x01(\tR\x0eufsFingerprint\x12\x1d\n" +
 	"\n" +
-	"ttl_action\x18\x0e \x01(\tR\tttlAction\"?\n" +
+	"ttl_action\x18\x0e \x01(\tR\tttlAction\x129\n" +
+	"\x19last_modification_time_ms\x18\x14 \x01(\x03R\x16lastModificationTimeMs\"?\n" +
 	"\x12CreateFileResponse\x12)\n" +
 	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"J\n" +
 	"\x12CreateFilesRequest\x124\n" +
@@ -3210,12 +3240,13 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\"N\n" +
 	"\x13CreateFilesResponse\x127\n" +
-	"\aresults\x18\x01 \x03(\v2\x1d.alluvium.v1.CreateFileResultR\aresults\"\x83\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.alluvium.v1.CreateFileResultR\aresults\"\xbe\x01\n" +
 	"\x13CompleteFileRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x03R\x06length\x12'\n" +
 	"\x0fufs_fingerprint\x18\x03 \x01(\tR\x0eufsFingerprint\x12\x17\n" +
-	"\afile_id\x18\x04 \x01(\x03R\x06fileId\"A\n" +
+	"\afile_id\x18\x04 \x01(\x03R\x06fileId\x129\n" +
+	"\x19last_modification_time_ms\x18\x14 \x01(\x03R\x16lastModificationTimeMs\"A\n" +
 	"\x14CompleteFileResponse\x12)\n" +
 	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\x8b\x01\n" +
 	"\x10GetStatusRequest\x12\x12\n" +
@@ -3240,10 +3271,11 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12#\n" +
 	"\ralluvium_only\x18\x03 \x01(\bR\falluviumOnly\x12\x17\n" +
 	"\afile_id\x18\x04 \x01(\x03R\x06fileId\"\x10\n" +
-	"\x0eDeleteResponse\"3\n" +
+	"\x0eDeleteResponse\"Q\n" +
 	"\rRenameRequest\x12\x10\n" +
 	"\x03src\x18\x01 \x01(\tR\x03src\x12\x10\n" +
-	"\x03dst\x18\x02 \x01(\tR\x03dst\";\n" +
+	"\x03dst\x18\x02 \x01(\tR\x03dst\x12\x1c\n" +
+	"\toverwrite\x18\x14 \x01(\bR\toverwrite\";\n" +
 	"\x0eRenameResponse\x12)\n" +
 	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\x96\x05\n" +
 	"\x13SetAttributeRequest\x12\x12\n" +

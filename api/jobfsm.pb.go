@@ -441,6 +441,7 @@ type PlannedTask struct {
 	// The block worker the task's data goes to (for locality); 0/empty: any.
 	BlockWorkerId      int64  `protobuf:"varint,4,opt,name=block_worker_id,json=blockWorkerId,proto3" json:"block_worker_id,omitempty"`
 	BlockWorkerAddress string `protobuf:"bytes,5,opt,name=block_worker_address,json=blockWorkerAddress,proto3" json:"block_worker_address,omitempty"`
+	Files              int64  `protobuf:"varint,6,opt,name=files,proto3" json:"files,omitempty"` // files it works on (JobInfo.files_total)
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -510,20 +511,32 @@ func (x *PlannedTask) GetBlockWorkerAddress() string {
 	return ""
 }
 
+func (x *PlannedTask) GetFiles() int64 {
+	if x != nil {
+		return x.Files
+	}
+	return 0
+}
+
 // PlanTasksCommand appends a batch of tasks to a job together with the
 // planner's cursor after them, so a new leader resumes planning exactly
 // there. first_task_id must equal the job's next task id, which makes a
 // replayed or stale batch a no-op.
 type PlanTasksCommand struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         int64                  `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	FirstTaskId   int64                  `protobuf:"varint,2,opt,name=first_task_id,json=firstTaskId,proto3" json:"first_task_id,omitempty"`
-	Tasks         []*PlannedTask         `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	Cursor        []byte                 `protobuf:"bytes,4,opt,name=cursor,proto3" json:"cursor,omitempty"`
-	PlanningDone  bool                   `protobuf:"varint,5,opt,name=planning_done,json=planningDone,proto3" json:"planning_done,omitempty"`
-	Round         int32                  `protobuf:"varint,6,opt,name=round,proto3" json:"round,omitempty"`
-	Failed        []*FailedPath          `protobuf:"bytes,7,rep,name=failed,proto3" json:"failed,omitempty"` // paths the planner itself found failing
-	NowMs         int64                  `protobuf:"varint,8,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	JobId        int64                  `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	FirstTaskId  int64                  `protobuf:"varint,2,opt,name=first_task_id,json=firstTaskId,proto3" json:"first_task_id,omitempty"`
+	Tasks        []*PlannedTask         `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Cursor       []byte                 `protobuf:"bytes,4,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	PlanningDone bool                   `protobuf:"varint,5,opt,name=planning_done,json=planningDone,proto3" json:"planning_done,omitempty"`
+	Round        int32                  `protobuf:"varint,6,opt,name=round,proto3" json:"round,omitempty"`
+	Failed       []*FailedPath          `protobuf:"bytes,7,rep,name=failed,proto3" json:"failed,omitempty"` // paths the planner itself found failing
+	NowMs        int64                  `protobuf:"varint,8,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
+	// Files (and their bytes) the planner found already done, and files it
+	// found to delete (JobInfo.files_skipped, bytes_skipped, deletes).
+	FilesSkipped  int64 `protobuf:"varint,9,opt,name=files_skipped,json=filesSkipped,proto3" json:"files_skipped,omitempty"`
+	BytesSkipped  int64 `protobuf:"varint,10,opt,name=bytes_skipped,json=bytesSkipped,proto3" json:"bytes_skipped,omitempty"`
+	Deletes       int64 `protobuf:"varint,11,opt,name=deletes,proto3" json:"deletes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -614,18 +627,42 @@ func (x *PlanTasksCommand) GetNowMs() int64 {
 	return 0
 }
 
+func (x *PlanTasksCommand) GetFilesSkipped() int64 {
+	if x != nil {
+		return x.FilesSkipped
+	}
+	return 0
+}
+
+func (x *PlanTasksCommand) GetBytesSkipped() int64 {
+	if x != nil {
+		return x.BytesSkipped
+	}
+	return 0
+}
+
+func (x *PlanTasksCommand) GetDeletes() int64 {
+	if x != nil {
+		return x.Deletes
+	}
+	return 0
+}
+
 // TaskTransition is one change to one task.
 type TaskTransition struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         int64                  `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	TaskId        int64                  `protobuf:"varint,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Attempt       int32                  `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Kind          TaskTransition_Kind    `protobuf:"varint,4,opt,name=kind,proto3,enum=alluvium.v1.TaskTransition_Kind" json:"kind,omitempty"`
-	WorkerId      int64                  `protobuf:"varint,5,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	BytesDone     int64                  `protobuf:"varint,6,opt,name=bytes_done,json=bytesDone,proto3" json:"bytes_done,omitempty"`
-	Error         string                 `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
-	Failed        []*FailedPath          `protobuf:"bytes,8,rep,name=failed,proto3" json:"failed,omitempty"`
-	Result        []byte                 `protobuf:"bytes,9,opt,name=result,proto3" json:"result,omitempty"` // COMPLETE/FAIL: what the attempt reported (TaskInfo.result)
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	JobId     int64                  `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	TaskId    int64                  `protobuf:"varint,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Attempt   int32                  `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Kind      TaskTransition_Kind    `protobuf:"varint,4,opt,name=kind,proto3,enum=alluvium.v1.TaskTransition_Kind" json:"kind,omitempty"`
+	WorkerId  int64                  `protobuf:"varint,5,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	BytesDone int64                  `protobuf:"varint,6,opt,name=bytes_done,json=bytesDone,proto3" json:"bytes_done,omitempty"`
+	Error     string                 `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	Failed    []*FailedPath          `protobuf:"bytes,8,rep,name=failed,proto3" json:"failed,omitempty"`
+	Result    []byte                 `protobuf:"bytes,9,opt,name=result,proto3" json:"result,omitempty"` // COMPLETE/FAIL: what the attempt reported (TaskInfo.result)
+	// COMPLETE: what the task found already done (TaskUpdate.files_skipped).
+	FilesSkipped  int64 `protobuf:"varint,10,opt,name=files_skipped,json=filesSkipped,proto3" json:"files_skipped,omitempty"`
+	BytesSkipped  int64 `protobuf:"varint,11,opt,name=bytes_skipped,json=bytesSkipped,proto3" json:"bytes_skipped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -721,6 +758,20 @@ func (x *TaskTransition) GetResult() []byte {
 		return x.Result
 	}
 	return nil
+}
+
+func (x *TaskTransition) GetFilesSkipped() int64 {
+	if x != nil {
+		return x.FilesSkipped
+	}
+	return 0
+}
+
+func (x *TaskTransition) GetBytesSkipped() int64 {
+	if x != nil {
+		return x.BytesSkipped
+	}
+	return 0
 }
 
 // UpdateTasksCommand carries many task transitions, from many workers, in
@@ -1833,14 +1884,15 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\x06limits\x18\b \x01(\v2\x16.alluvium.v1.JobLimitsR\x06limits\x12!\n" +
 	"\fplan_version\x18\t \x01(\tR\vplanVersion\x12&\n" +
 	"\x0fpipeline_run_id\x18\x14 \x01(\x03R\rpipelineRunId\x12#\n" +
-	"\rpipeline_step\x18\x15 \x01(\tR\fpipelineStep\"\xbe\x01\n" +
+	"\rpipeline_step\x18\x15 \x01(\tR\fpipelineStep\"\xd4\x01\n" +
 	"\vPlannedTask\x12\x12\n" +
 	"\x04args\x18\x01 \x01(\fR\x04args\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1f\n" +
 	"\vbytes_total\x18\x03 \x01(\x03R\n" +
 	"bytesTotal\x12&\n" +
 	"\x0fblock_worker_id\x18\x04 \x01(\x03R\rblockWorkerId\x120\n" +
-	"\x14block_worker_address\x18\x05 \x01(\tR\x12blockWorkerAddress\"\x98\x02\n" +
+	"\x14block_worker_address\x18\x05 \x01(\tR\x12blockWorkerAddress\x12\x14\n" +
+	"\x05files\x18\x06 \x01(\x03R\x05files\"\xfc\x02\n" +
 	"\x10PlanTasksCommand\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\"\n" +
 	"\rfirst_task_id\x18\x02 \x01(\x03R\vfirstTaskId\x12.\n" +
@@ -1849,7 +1901,11 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\rplanning_done\x18\x05 \x01(\bR\fplanningDone\x12\x14\n" +
 	"\x05round\x18\x06 \x01(\x05R\x05round\x12/\n" +
 	"\x06failed\x18\a \x03(\v2\x17.alluvium.v1.FailedPathR\x06failed\x12\x15\n" +
-	"\x06now_ms\x18\b \x01(\x03R\x05nowMs\"\x8a\x03\n" +
+	"\x06now_ms\x18\b \x01(\x03R\x05nowMs\x12#\n" +
+	"\rfiles_skipped\x18\t \x01(\x03R\ffilesSkipped\x12#\n" +
+	"\rbytes_skipped\x18\n" +
+	" \x01(\x03R\fbytesSkipped\x12\x18\n" +
+	"\adeletes\x18\v \x01(\x03R\adeletes\"\xd4\x03\n" +
 	"\x0eTaskTransition\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\x03R\x06taskId\x12\x18\n" +
@@ -1860,7 +1916,10 @@ const file_jobfsm_proto_rawDesc = "" +
 	"bytes_done\x18\x06 \x01(\x03R\tbytesDone\x12\x14\n" +
 	"\x05error\x18\a \x01(\tR\x05error\x12/\n" +
 	"\x06failed\x18\b \x03(\v2\x17.alluvium.v1.FailedPathR\x06failed\x12\x16\n" +
-	"\x06result\x18\t \x01(\fR\x06result\"]\n" +
+	"\x06result\x18\t \x01(\fR\x06result\x12#\n" +
+	"\rfiles_skipped\x18\n" +
+	" \x01(\x03R\ffilesSkipped\x12#\n" +
+	"\rbytes_skipped\x18\v \x01(\x03R\fbytesSkipped\"]\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bDISPATCH\x10\x01\x12\f\n" +

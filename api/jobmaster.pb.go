@@ -171,6 +171,17 @@ type JobInfo struct {
 	// The pipeline run and step whose attempt this job is (0, "": none).
 	PipelineRunId int64  `protobuf:"varint,30,opt,name=pipeline_run_id,json=pipelineRunId,proto3" json:"pipeline_run_id,omitempty"`
 	PipelineStep  string `protobuf:"bytes,31,opt,name=pipeline_step,json=pipelineStep,proto3" json:"pipeline_step,omitempty"`
+	// Files the job works on (copies, loads, persists, moves), as planned;
+	// a file found already done when its task runs moves to files_skipped.
+	FilesTotal int64 `protobuf:"varint,25,opt,name=files_total,json=filesTotal,proto3" json:"files_total,omitempty"`
+	// Files the job left alone because they already are as it would make
+	// them (the destination matches, the blocks are cached, the file is
+	// persisted), and their bytes (not in bytes_total).
+	FilesSkipped int64 `protobuf:"varint,26,opt,name=files_skipped,json=filesSkipped,proto3" json:"files_skipped,omitempty"`
+	BytesSkipped int64 `protobuf:"varint,27,opt,name=bytes_skipped,json=bytesSkipped,proto3" json:"bytes_skipped,omitempty"`
+	// Files sync deletes from its destination (counted as planned; in a dry
+	// run, those it would delete).
+	Deletes       int64 `protobuf:"varint,28,opt,name=deletes,proto3" json:"deletes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -387,6 +398,34 @@ func (x *JobInfo) GetPipelineStep() string {
 	return ""
 }
 
+func (x *JobInfo) GetFilesTotal() int64 {
+	if x != nil {
+		return x.FilesTotal
+	}
+	return 0
+}
+
+func (x *JobInfo) GetFilesSkipped() int64 {
+	if x != nil {
+		return x.FilesSkipped
+	}
+	return 0
+}
+
+func (x *JobInfo) GetBytesSkipped() int64 {
+	if x != nil {
+		return x.BytesSkipped
+	}
+	return 0
+}
+
+func (x *JobInfo) GetDeletes() int64 {
+	if x != nil {
+		return x.Deletes
+	}
+	return 0
+}
+
 // JobLimits are what the job master's scheduler enforces on a job. The
 // plan sets them when it validates the job's config (plans/spec.Limits),
 // so the scheduler never reads a plan's config.
@@ -398,8 +437,11 @@ type JobLimits struct {
 	Replication          int32    `protobuf:"varint,2,opt,name=replication,proto3" json:"replication,omitempty"`                            // cached copies of each block it makes
 	Workers              []string `protobuf:"bytes,3,rep,name=workers,proto3" json:"workers,omitempty"`                                     // only these block workers (id, host, host:port)
 	ExcludeWorkers       []string `protobuf:"bytes,4,rep,name=exclude_workers,json=excludeWorkers,proto3" json:"exclude_workers,omitempty"` // never these
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// A dry run: the job plans and counts what it would do and does nothing;
+	// the job master keeps none of its tasks.
+	DryRun        bool `protobuf:"varint,5,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobLimits) Reset() {
@@ -458,6 +500,13 @@ func (x *JobLimits) GetExcludeWorkers() []string {
 		return x.ExcludeWorkers
 	}
 	return nil
+}
+
+func (x *JobLimits) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
 }
 
 type FailedPath struct {
@@ -2502,15 +2551,19 @@ func (x *RegisterJobWorkerResponse) GetTtlMs() int64 {
 }
 
 type TaskUpdate struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         int64                  `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	TaskId        int64                  `protobuf:"varint,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Attempt       int32                  `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Status        TaskInfo_Status        `protobuf:"varint,4,opt,name=status,proto3,enum=alluvium.v1.TaskInfo_Status" json:"status,omitempty"`
-	Error         string                 `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
-	BytesDone     int64                  `protobuf:"varint,6,opt,name=bytes_done,json=bytesDone,proto3" json:"bytes_done,omitempty"`
-	Failed        []*FailedPath          `protobuf:"bytes,7,rep,name=failed,proto3" json:"failed,omitempty"`
-	Result        []byte                 `protobuf:"bytes,8,opt,name=result,proto3" json:"result,omitempty"` // plan-specific (JSON), kept in TaskInfo.result
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	JobId     int64                  `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	TaskId    int64                  `protobuf:"varint,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Attempt   int32                  `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Status    TaskInfo_Status        `protobuf:"varint,4,opt,name=status,proto3,enum=alluvium.v1.TaskInfo_Status" json:"status,omitempty"`
+	Error     string                 `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	BytesDone int64                  `protobuf:"varint,6,opt,name=bytes_done,json=bytesDone,proto3" json:"bytes_done,omitempty"`
+	Failed    []*FailedPath          `protobuf:"bytes,7,rep,name=failed,proto3" json:"failed,omitempty"`
+	Result    []byte                 `protobuf:"bytes,8,opt,name=result,proto3" json:"result,omitempty"` // plan-specific (JSON), kept in TaskInfo.result
+	// What a completed task found already done: files and bytes it did not
+	// have to move (a copy whose destination matched by then).
+	FilesSkipped  int64 `protobuf:"varint,9,opt,name=files_skipped,json=filesSkipped,proto3" json:"files_skipped,omitempty"`
+	BytesSkipped  int64 `protobuf:"varint,10,opt,name=bytes_skipped,json=bytesSkipped,proto3" json:"bytes_skipped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2599,6 +2652,20 @@ func (x *TaskUpdate) GetResult() []byte {
 		return x.Result
 	}
 	return nil
+}
+
+func (x *TaskUpdate) GetFilesSkipped() int64 {
+	if x != nil {
+		return x.FilesSkipped
+	}
+	return 0
+}
+
+func (x *TaskUpdate) GetBytesSkipped() int64 {
+	if x != nil {
+		return x.BytesSkipped
+	}
+	return 0
 }
 
 type TaskAssignment struct {
@@ -3172,7 +3239,7 @@ var File_jobmaster_proto protoreflect.FileDescriptor
 
 const file_jobmaster_proto_rawDesc = "" +
 	"\n" +
-	"\x0fjobmaster.proto\x12\valluvium.v1\x1a\fcommon.proto\x1a\x0epipeline.proto\"\xca\a\n" +
+	"\x0fjobmaster.proto\x12\valluvium.v1\x1a\fcommon.proto\x1a\x0epipeline.proto\"\xcf\b\n" +
 	"\aJobInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x12\n" +
 	"\x04plan\x18\x02 \x01(\tR\x04plan\x12\x1f\n" +
@@ -3209,7 +3276,12 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x06limits\x18\x17 \x01(\v2\x16.alluvium.v1.JobLimitsR\x06limits\x12!\n" +
 	"\fplan_version\x18\x18 \x01(\tR\vplanVersion\x12&\n" +
 	"\x0fpipeline_run_id\x18\x1e \x01(\x03R\rpipelineRunId\x12#\n" +
-	"\rpipeline_step\x18\x1f \x01(\tR\fpipelineStep\"c\n" +
+	"\rpipeline_step\x18\x1f \x01(\tR\fpipelineStep\x12\x1f\n" +
+	"\vfiles_total\x18\x19 \x01(\x03R\n" +
+	"filesTotal\x12#\n" +
+	"\rfiles_skipped\x18\x1a \x01(\x03R\ffilesSkipped\x12#\n" +
+	"\rbytes_skipped\x18\x1b \x01(\x03R\fbytesSkipped\x12\x18\n" +
+	"\adeletes\x18\x1c \x01(\x03R\adeletes\"c\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aCREATED\x10\x01\x12\v\n" +
@@ -3217,12 +3289,13 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\tCOMPLETED\x10\x03\x12\n" +
 	"\n" +
 	"\x06FAILED\x10\x04\x12\f\n" +
-	"\bCANCELED\x10\x05\"\xa7\x01\n" +
+	"\bCANCELED\x10\x05\"\xc0\x01\n" +
 	"\tJobLimits\x125\n" +
 	"\x17bandwidth_bytes_per_sec\x18\x01 \x01(\x03R\x14bandwidthBytesPerSec\x12 \n" +
 	"\vreplication\x18\x02 \x01(\x05R\vreplication\x12\x18\n" +
 	"\aworkers\x18\x03 \x03(\tR\aworkers\x12'\n" +
-	"\x0fexclude_workers\x18\x04 \x03(\tR\x0eexcludeWorkers\"6\n" +
+	"\x0fexclude_workers\x18\x04 \x03(\tR\x0eexcludeWorkers\x12\x17\n" +
+	"\adry_run\x18\x05 \x01(\bR\x06dryRun\"6\n" +
 	"\n" +
 	"FailedPath\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x14\n" +
@@ -3388,7 +3461,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x19RegisterJobWorkerResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x12\x15\n" +
-	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\"\x8a\x02\n" +
+	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\"\xd4\x02\n" +
 	"\n" +
 	"TaskUpdate\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x17\n" +
@@ -3399,7 +3472,10 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\n" +
 	"bytes_done\x18\x06 \x01(\x03R\tbytesDone\x12/\n" +
 	"\x06failed\x18\a \x03(\v2\x17.alluvium.v1.FailedPathR\x06failed\x12\x16\n" +
-	"\x06result\x18\b \x01(\fR\x06result\"\xd9\x02\n" +
+	"\x06result\x18\b \x01(\fR\x06result\x12#\n" +
+	"\rfiles_skipped\x18\t \x01(\x03R\ffilesSkipped\x12#\n" +
+	"\rbytes_skipped\x18\n" +
+	" \x01(\x03R\fbytesSkipped\"\xd9\x02\n" +
 	"\x0eTaskAssignment\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\x03R\x06taskId\x12\x18\n" +

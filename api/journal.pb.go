@@ -630,13 +630,14 @@ func (x *InodeFileEntry) GetAside() bool {
 // replaces_id is the file it replaces there (0: the name was free). An entry
 // whose replaces_id does not match the state does not apply.
 type CompleteFileEntry struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	Id             int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Length         int64                  `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
-	UfsFingerprint string                 `protobuf:"bytes,3,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
-	ReplacesId     int64                  `protobuf:"varint,4,opt,name=replaces_id,json=replacesId,proto3" json:"replaces_id,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state                  protoimpl.MessageState `protogen:"open.v1"`
+	Id                     int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Length                 int64                  `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
+	UfsFingerprint         string                 `protobuf:"bytes,3,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
+	ReplacesId             int64                  `protobuf:"varint,4,opt,name=replaces_id,json=replacesId,proto3" json:"replaces_id,omitempty"`
+	LastModificationTimeMs int64                  `protobuf:"varint,20,opt,name=last_modification_time_ms,json=lastModificationTimeMs,proto3" json:"last_modification_time_ms,omitempty"` // 0: the entry's op time
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *CompleteFileEntry) Reset() {
@@ -693,6 +694,13 @@ func (x *CompleteFileEntry) GetUfsFingerprint() string {
 func (x *CompleteFileEntry) GetReplacesId() int64 {
 	if x != nil {
 		return x.ReplacesId
+	}
+	return 0
+}
+
+func (x *CompleteFileEntry) GetLastModificationTimeMs() int64 {
+	if x != nil {
+		return x.LastModificationTimeMs
 	}
 	return 0
 }
@@ -1464,13 +1472,14 @@ const file_journal_proto_rawDesc = "" +
 	"\n" +
 	"ttl_action\x18\x12 \x01(\tR\tttlAction\x129\n" +
 	"\x19last_modification_time_ms\x18\x13 \x01(\x03R\x16lastModificationTimeMs\x12\x14\n" +
-	"\x05aside\x18\x14 \x01(\bR\x05aside\"\x85\x01\n" +
+	"\x05aside\x18\x14 \x01(\bR\x05aside\"\xc0\x01\n" +
 	"\x11CompleteFileEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x03R\x06length\x12'\n" +
 	"\x0fufs_fingerprint\x18\x03 \x01(\tR\x0eufsFingerprint\x12\x1f\n" +
 	"\vreplaces_id\x18\x04 \x01(\x03R\n" +
-	"replacesId\"\"\n" +
+	"replacesId\x129\n" +
+	"\x19last_modification_time_ms\x18\x14 \x01(\x03R\x16lastModificationTimeMs\"\"\n" +
 	"\x10DeleteInodeEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\"\\\n" +
 	"\vRenameEntry\x12\x0e\n" +

@@ -303,6 +303,9 @@ func (w *Worker) writeUfsFrom(ctx context.Context, req *api.WriteUfsFileFromRequ
 		return nil, status.Errorf(codes.InvalidArgument, "write ufs file %s: that is the mount root", uri)
 	}
 	opts := ufs.CreateOptions{Overwrite: hdr.GetOverwrite(), CreateParent: hdr.GetCreateParent(), Mode: hdr.GetMode()}
+	if mt := hdr.GetLastModificationTimeMs(); mt > 0 {
+		opts.ModTime = time.UnixMilli(mt)
+	}
 	wr, err := fs.Create(ctx, rel, opts)
 	if err != nil {
 		return nil, ufsStatus(uri, err)

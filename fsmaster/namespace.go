@@ -564,6 +564,8 @@ func (ns *namespace) createArgs(ctx context.Context, req *api.CreateFileRequest)
 		return createReq{}, errf(codes.InvalidArgument, op, p, "ttl %d ms ends after the year 9999", req.GetTtl())
 	case req.GetTtlAction() != "" && req.GetTtlAction() != ttlFree && req.GetTtlAction() != ttlDelete:
 		return createReq{}, errf(codes.InvalidArgument, op, p, "ttl action %q: want FREE or DELETE", req.GetTtlAction())
+	case req.GetLastModificationTimeMs() < 0:
+		return createReq{}, errf(codes.InvalidArgument, op, p, "negative modification time %d", req.GetLastModificationTimeMs())
 	case req.GetComplete() && (req.GetLength() < 0 || req.GetUfsFingerprint() == ""):
 		return createReq{}, errf(codes.InvalidArgument, op, p, "complete needs a length >= 0 and the UFS fingerprint")
 	case req.GetComplete() && bs > 0 && (req.GetLength()+bs-1)/bs > api.MaxBlocksPerFile:
@@ -697,6 +699,7 @@ func (ns *namespace) createLocked(ctx context.Context, p string, req *api.Create
 	if req.GetComplete() {
 		// Its bytes are already in the UFS (a copy): born complete.
 		fe.Completed, fe.Length, fe.UfsFingerprint = true, req.GetLength(), req.GetUfsFingerprint()
+		fe.LastModificationTimeMs = req.GetLastModificationTimeMs()
 		fe.PersistenceState = api.PersistenceState_PERSISTED
 	}
 	if err := t.add(fileEntry(fe)); err != nil {
@@ -741,6 +744,8 @@ func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequ
 		verr = errf(codes.FailedPrecondition, op, p, "already complete")
 	case req.GetLength() < 0:
 		verr = errf(codes.InvalidArgument, op, p, "negative length %d", req.GetLength())
+	case req.GetLastModificationTimeMs() < 0:
+		verr = errf(codes.InvalidArgument, op, p, "negative modification time %d", req.GetLastModificationTimeMs())
 	case (req.GetLength()+ns.st.blockSize(n)-1)/ns.st.blockSize(n) > api.MaxBlocksPerFile:
 		verr = errf(codes.InvalidArgument, op, p, "length %d needs more than %d blocks of %d bytes", req.GetLength(), api.MaxBlocksPerFile, ns.st.blockSize(n))
 	}
@@ -755,6 +760,7 @@ func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequ
 		t = ns.begin()
 		verr = t.add(&api.JournalEntry{Body: &api.JournalEntry_CompleteFile{CompleteFile: &api.CompleteFileEntry{
 			Id: n.id, Length: req.GetLength(), UfsFingerprint: req.GetUfsFingerprint(),
+			LastModificationTimeMs: req.GetLastModificationTimeMs(),
 		}}})
 	}
 	if verr != nil {
@@ -963,6 +969,7 @@ func (ns *namespace) Rename(ctx context.Context, req *api.RenameRequest) (*api.F
 		return nil, err
 	}
 	n := ns.st.lookup(src)
+	old := ns.st.lookup(dst) // replaced with overwrite
 	dparentPath, dname := paths.Split(dst)
 	dp := ns.st.lookup(dparentPath)
 	ms, srel := ns.st.mountOf(src)
@@ -984,8 +991,10 @@ func (ns *namespace) Rename(ctx context.Context, req *api.RenameRequest) (*api.F
 		verr = ns.missing(op, dparentPath, what, pr, "parent "+dparentPath+" does not exist")
 	case !dp.dir():
 		verr = errf(codes.FailedPrecondition, op, what, "parent %s is a file", dparentPath)
-	case ns.st.lookup(dst) != nil:
+	case old != nil && !req.GetOverwrite():
 		verr = errf(codes.AlreadyExists, op, what, "%s exists", dst)
+	case old != nil && (old.dir() || n.dir()):
+		verr = errf(codes.AlreadyExists, op, what, "%s exists (overwrite replaces a file by a file only)", dst)
 	case ms.GetMountId() != md.GetMountId():
 		verr = errf(codes.InvalidArgument, op, what, "across mounts (%s and %s): copy with the job service instead", ms.GetAlluviumPath(), md.GetAlluviumPath())
 	}
@@ -996,6 +1005,10 @@ func (ns *namespace) Rename(ctx context.Context, req *api.RenameRequest) (*api.F
 			if verr = ns.need(op, what, pr, n.parent, permW|permX); verr == nil {
 				if verr = ns.traverse(op, what, pr, dp); verr == nil {
 					verr = ns.need(op, what, pr, dp, permW|permX)
+				}
+				if verr == nil && old != nil {
+					// Replacing a file changes its bytes.
+					verr = ns.need(op, what, pr, old, permW)
 				}
 			}
 		}
@@ -1015,7 +1028,11 @@ func (ns *namespace) Rename(ctx context.Context, req *api.RenameRequest) (*api.F
 			}
 		}
 		if err == nil {
-			err = fs.Rename(ctx, srel, drel)
+			if old != nil {
+				err = ufs.Replace(ctx, fs, srel, drel)
+			} else {
+				err = fs.Rename(ctx, srel, drel)
+			}
 			if errors.Is(err, ufs.ErrNotFound) {
 				ns.log.Warn("rename: source missing in the UFS; renaming in Alluvium only", zap.String("src", src), zap.Error(err))
 				err = nil
@@ -1025,8 +1042,28 @@ func (ns *namespace) Rename(ctx context.Context, req *api.RenameRequest) (*api.F
 			ns.mu.Unlock()
 			return nil, ufsErr(op, what, err)
 		}
+	} else if old != nil && old.persisted() {
+		// The new file is not in the UFS: the old one's bytes must not
+		// show through there.
+		fs, err := ns.fsFor(ctx, md)
+		if err == nil {
+			if err = fs.Delete(ctx, drel); errors.Is(err, ufs.ErrNotFound) {
+				err = nil
+			}
+		}
+		if err != nil {
+			ns.mu.Unlock()
+			return nil, ufsErr(op, what, err)
+		}
 	}
 	t := ns.begin()
+	if old != nil {
+		if err := t.add(deleteEntry(old.id)); err != nil {
+			ns.mu.Unlock()
+			return nil, err
+		}
+		ns.blocks.removeFiles([]int64{old.id})
+	}
 	if err := t.add(&api.JournalEntry{Body: &api.JournalEntry_Rename{Rename: &api.RenameEntry{Id: n.id, NewParentId: dp.id, NewName: dname}}}); err != nil {
 		ns.mu.Unlock()
 		return nil, err

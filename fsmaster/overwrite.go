@@ -100,6 +100,7 @@ func (ns *namespace) completeAsideLocked(ctx context.Context, p string, n *inode
 	t := ns.begin()
 	if err := t.add(&api.JournalEntry{Body: &api.JournalEntry_CompleteFile{CompleteFile: &api.CompleteFileEntry{
 		Id: n.id, Length: req.GetLength(), UfsFingerprint: fp, ReplacesId: replaces,
+		LastModificationTimeMs: req.GetLastModificationTimeMs(),
 	}}}); err != nil {
 		return nil, err
 	}

@@ -547,6 +547,9 @@ func (s *State) applyCompleteFile(e *api.JournalEntry, c *api.CompleteFileEntry)
 	n.setFlag(bitCompleted, true)
 	s.setLength(n, c.GetLength())
 	n.mtime = e.GetOpTimeMs()
+	if mt := c.GetLastModificationTimeMs(); mt > 0 {
+		n.mtime = mt
+	}
 	if fp := c.GetUfsFingerprint(); fp != "" {
 		s.setFingerprint(n, fp)
 		n.setPersist(api.PersistenceState_PERSISTED)

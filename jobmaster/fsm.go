@@ -231,16 +231,25 @@ func (x *tx) applyPlanTasks(c *api.PlanTasksCommand) any {
 		delete(x.jobs, j.ID)
 		return fmt.Errorf("plan tasks: job %d: %w", j.ID, errStale)
 	}
-	for i, p := range c.GetTasks() {
-		t := &taskRec{
-			JobID: j.ID, TaskID: c.GetFirstTaskId() + int64(i), Status: api.TaskInfo_PENDING, Attempt: 1,
+	j.FilesSkipped += c.GetFilesSkipped()
+	j.BytesSkipped += c.GetBytesSkipped()
+	j.Deletes += c.GetDeletes()
+	// A dry run keeps no task: it counts what they would do.
+	dry := j.Limits.GetDryRun()
+	var n int64
+	for _, p := range c.GetTasks() {
+		j.BytesTotal += p.GetBytesTotal()
+		j.FilesTotal += p.GetFiles()
+		if dry {
+			continue
+		}
+		x.putTask(&taskRec{
+			JobID: j.ID, TaskID: c.GetFirstTaskId() + n, Status: api.TaskInfo_PENDING, Attempt: 1,
 			BytesTotal: p.GetBytesTotal(), Args: p.GetArgs(), Desc: p.GetDescription(), UpdatedMs: x.now,
 			BWID: p.GetBlockWorkerId(), BWAddr: p.GetBlockWorkerAddress(),
-		}
-		x.putTask(t)
-		j.BytesTotal += t.BytesTotal
+		})
+		n++
 	}
-	n := int64(len(c.GetTasks()))
 	j.NextTaskID += n
 	j.TasksTotal += n
 	j.Outstanding += n
@@ -310,6 +319,18 @@ func (x *tx) transition(tr *api.TaskTransition, maxAttempts int32) {
 	case api.TaskTransition_COMPLETE:
 		// Tasks are idempotent: a success counts from any attempt.
 		x.leaveRunning(&t, j)
+		// What it found already done moves from its totals to the
+		// job's skipped counts.
+		if sk := max(tr.GetBytesSkipped(), 0); sk > 0 {
+			moved := min(sk, t.BytesTotal) // planned to move, after all not
+			t.BytesTotal -= moved
+			j.BytesTotal -= moved
+			j.BytesSkipped += sk
+		}
+		if fs := max(tr.GetFilesSkipped(), 0); fs > 0 {
+			j.FilesSkipped += fs
+			j.FilesTotal = max(j.FilesTotal-fs, 0)
+		}
 		done := t.BytesTotal
 		if done == 0 {
 			done = tr.GetBytesDone()

@@ -652,7 +652,8 @@ func (r *rpcServer) BlockWorkerLost(ctx context.Context, req *api.BlockWorkerLos
 
 // transitionOf maps a worker's report to a task transition.
 func transitionOf(u *api.TaskUpdate, worker int64) *api.TaskTransition {
-	tr := &api.TaskTransition{JobId: u.GetJobId(), TaskId: u.GetTaskId(), Attempt: u.GetAttempt(), WorkerId: worker, BytesDone: u.GetBytesDone(), Error: u.GetError(), Failed: u.GetFailed()}
+	tr := &api.TaskTransition{JobId: u.GetJobId(), TaskId: u.GetTaskId(), Attempt: u.GetAttempt(), WorkerId: worker, BytesDone: u.GetBytesDone(), Error: u.GetError(), Failed: u.GetFailed(),
+		FilesSkipped: u.GetFilesSkipped(), BytesSkipped: u.GetBytesSkipped()}
 	if r := u.GetResult(); len(r) <= plans.MaxOutput && u.GetStatus() != api.TaskInfo_RUNNING {
 		tr.Result = r // a larger one is the worker's bug: dropped, not kept in raft
 	}

@@ -115,6 +115,7 @@ func (p *planners) run(id int64, poke chan struct{}) {
 	asUser := rpc.ActAs(ctx, j.RunAs)
 	cfg := s.cfg.JobMaster.Planner
 	batchSize := max(cfg.BatchSize, 1)
+	dry := j.Limits.GetDryRun()
 	maxOut := int64(cfg.MaxOutstanding)
 	var (
 		pl       plans.Planner
@@ -161,7 +162,7 @@ func (p *planners) run(id int64, poke chan struct{}) {
 			continue
 		}
 		batch, err := p.next(asUser, &pl, func() (plans.Planner, error) {
-			return plan.NewPlanner(asUser, s.env, plans.Job{ID: j.ID, Config: []byte(j.Config), Cursor: j.Cursor, Round: j.Round, RoundFailed: j.RoundFailed})
+			return plan.NewPlanner(asUser, s.env, j.planJob())
 		}, batchSize)
 		if err != nil {
 			if fail(err) {
@@ -172,10 +173,17 @@ func (p *planners) run(id int64, poke chan struct{}) {
 		cmd := &api.PlanTasksCommand{
 			JobId: j.ID, FirstTaskId: j.NextTaskID, Cursor: batch.Cursor, PlanningDone: batch.Done,
 			Round: j.Round, Failed: batch.Failed, NowMs: time.Now().UnixMilli(),
-			Tasks: make([]*api.PlannedTask, len(batch.Tasks)),
+			Tasks:        make([]*api.PlannedTask, len(batch.Tasks)),
+			FilesSkipped: batch.FilesSkipped, BytesSkipped: batch.BytesSkipped, Deletes: batch.Deletes,
 		}
 		for i, t := range batch.Tasks {
-			cmd.Tasks[i] = &api.PlannedTask{Args: t.Args, Description: t.Description, BytesTotal: t.Bytes, BlockWorkerId: t.BlockWorkerID, BlockWorkerAddress: t.BlockWorkerAddress}
+			if dry {
+				// Only what it counts: the FSM keeps no task of a dry run.
+				cmd.Tasks[i] = &api.PlannedTask{BytesTotal: t.Bytes, Files: t.Files}
+				continue
+			}
+			cmd.Tasks[i] = &api.PlannedTask{Args: t.Args, Description: t.Description, BytesTotal: t.Bytes, Files: t.Files,
+				BlockWorkerId: t.BlockWorkerID, BlockWorkerAddress: t.BlockWorkerAddress}
 		}
 		err = s.applyErr(ctx, cmd)
 		switch {
@@ -220,7 +228,7 @@ func (p *planners) next(ctx context.Context, pl *plans.Planner, mk func() (plans
 // permanentPlanError: retrying cannot help.
 func permanentPlanError(err error) bool {
 	switch status.Code(err) {
-	case codes.InvalidArgument, codes.NotFound, codes.PermissionDenied, codes.Unimplemented:
+	case codes.InvalidArgument, codes.NotFound, codes.PermissionDenied, codes.Unimplemented, codes.FailedPrecondition:
 		return true
 	}
 	return false
@@ -288,11 +296,15 @@ func (f *finisher) finish(id int64) {
 	if j == nil || !j.quiescent() {
 		return
 	}
-	done := true
+	done, doneErr := true, ""
 	if plan, err := plans.Lookup(j.Plan); err == nil {
-		d, err := plan.Done(rpc.ActAs(ls.ctx, j.RunAs), s.env, plans.Job{ID: j.ID, Config: []byte(j.Config), Cursor: j.Cursor, Round: j.Round, RoundFailed: j.RoundFailed})
+		d, err := plan.Done(rpc.ActAs(ls.ctx, j.RunAs), s.env, j.planJob())
 		if err != nil {
-			s.log.Warn("plan Done failed; finishing the job", zap.Int64("job", id), zap.Error(err))
+			// The plan refuses to go on (sync: more deletes than
+			// --max-delete) or cannot tell: the job did not do all it
+			// should, so it FAILED.
+			s.log.Warn("plan Done failed; the job fails", zap.Int64("job", id), zap.Error(err))
+			doneErr = status.Convert(err).Message()
 		} else {
 			done = d
 		}
@@ -303,7 +315,9 @@ func (f *finisher) finish(id int64) {
 		err = s.applyErr(ls.ctx, &api.NextRoundCommand{JobId: id, Round: j.Round + 1, NowMs: now})
 	} else {
 		cmd := &api.FinishJobCommand{JobId: id, Status: api.JobInfo_COMPLETED, NowMs: now}
-		if j.RoundFailed > 0 {
+		if doneErr != "" {
+			cmd.Status, cmd.Error = api.JobInfo_FAILED, doneErr
+		} else if j.RoundFailed > 0 {
 			cmd.Status = api.JobInfo_FAILED
 			cmd.Error = fmt.Sprintf("%d task(s) or path(s) failed", j.RoundFailed)
 			if len(j.Failed) > 0 {

@@ -7,6 +7,7 @@ import (
 	"github.com/google/btree"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/plans"
 )
 
 // The FSM's state lives in copy-on-write B-trees of immutable records: a
@@ -49,6 +50,10 @@ type jobRec struct {
 	TasksRunning int64
 	BytesTotal   int64
 	BytesDone    int64
+	FilesTotal   int64
+	FilesSkipped int64
+	BytesSkipped int64
+	Deletes      int64
 	PlanningDone bool
 	Cursor       []byte
 	Round        int32
@@ -307,7 +312,14 @@ func (j *jobRec) info() *api.JobInfo {
 		PlanningDone: j.PlanningDone, RequestId: j.RequestID, Failed: j.Failed,
 		Policy: j.Policy, TasksRunning: j.TasksRunning, Round: j.Round, PlanVersion: j.PlanVersion,
 		PipelineRunId: j.PipelineRunID, PipelineStep: j.PipelineStep,
+		FilesTotal: j.FilesTotal, FilesSkipped: j.FilesSkipped, BytesSkipped: j.BytesSkipped, Deletes: j.Deletes,
 	}
+}
+
+// planJob is what the job's plan sees of it.
+func (j *jobRec) planJob() plans.Job {
+	return plans.Job{ID: j.ID, Config: []byte(j.Config), Cursor: j.Cursor, Round: j.Round, RoundFailed: j.RoundFailed,
+		CreatedMs: j.CreatedMs, Deletes: j.Deletes}
 }
 
 func (t *taskRec) info(workers func(int64) *workerRec) *api.TaskInfo {
@@ -371,6 +383,7 @@ func jobFromRecord(r *api.JobRecord) *jobRec {
 		NextTaskID: r.GetNextTaskId(), Outstanding: r.GetOutstanding(), RoundFailed: r.GetRoundFailed(),
 		Failed: i.GetFailed(), FailedCount: r.GetFailedCount(),
 		PipelineRunID: i.GetPipelineRunId(), PipelineStep: i.GetPipelineStep(),
+		FilesTotal: i.GetFilesTotal(), FilesSkipped: i.GetFilesSkipped(), BytesSkipped: i.GetBytesSkipped(), Deletes: i.GetDeletes(),
 	}
 }
 

@@ -491,6 +491,7 @@ func (w *Worker) run(ctx context.Context, a *api.TaskAssignment, lim *rate.Limit
 	u.BytesDone = res.Bytes
 	u.Failed = res.Failed
 	u.Result = boundedOutput(res.Output)
+	u.FilesSkipped, u.BytesSkipped = res.FilesSkipped, res.BytesSkipped
 	switch {
 	case err == nil:
 		u.Status = api.TaskInfo_COMPLETED

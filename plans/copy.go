@@ -3,6 +3,7 @@ package plans
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -16,31 +17,38 @@ import (
 
 // Copy copies a file or a tree to a new path, across mounts and UFS kinds
 // (local, S3). DST names the copy itself: SRC's files land at the same
-// relative paths under DST. Each file is a task (small files batched per
-// worker):
+// relative paths under DST. Into an existing DST only what differs is
+// copied (rclone's copy): the planner lists SRC and DST together
+// (merge.go) and skips each file whose copy has its size and modification
+// time — with --checksum, its size and content, compared when its task
+// runs — so copying again copies nothing and a nightly copy copies what
+// changed; --overwrite copies every file again, --ignore-existing none
+// that exists at DST. A copy keeps its source's modification time. Each
+// file to copy is a task (small files batched per worker):
 //
 //   - a file of one block is written by one block worker straight from the
 //     source (its cache, a peer's, or the source UFS) into the destination
 //     UFS under a temporary name renamed into place, then entered in the
 //     namespace — an existing DST file is replaced only once the new bytes
 //     are complete;
-//   - a larger file is split by blocks: its blocks are fetched in parallel
-//     by several block workers into the cache as blocks of a temporary
-//     file beside DST, which the worker holding most of them then writes to
-//     the UFS and which is renamed onto DST (staying cached).
+//   - a larger file is split by blocks: it is created aside (an overwrite
+//     the FS master swaps in when complete, the old file staying in place
+//     until then), its blocks fetched in parallel by several block workers
+//     into the cache, written to the UFS by the worker holding most of
+//     them, and completed, which replaces DST in one step (staying cached).
 //
-// --checksum compares the SHA-256 of the source with the destination read
-// back. DST must not exist unless --overwrite; copying onto itself or a
-// directory into itself is refused at submit.
+// --checksum also compares the SHA-256 of each source with its copy read
+// back. Copying onto itself, a directory into itself or a tree into one
+// that holds it, or a file onto a directory (or back) is refused at submit.
 type Copy struct{}
 
 // Name implements Plan.
 func (Copy) Name() string { return "copy" }
 
-// checkSrcDst is what copy and move check at submit: SRC exists, DST is
-// not inside a directory SRC, DST exists only with overwrite and then is
-// of SRC's kind, and DST's parent is not a file.
-func checkSrcDst(ctx context.Context, env Env, plan, src, dst string, overwrite bool) (srcInfo, dstInfo *api.FileInfo, err error) {
+// checkSrcDst is what copy, move and sync check at submit: SRC exists and
+// is not the root, neither path holds the other, DST (when it exists) is
+// of SRC's kind, and DST's nearest existing ancestor is a directory.
+func checkSrcDst(ctx context.Context, env Env, plan, src, dst string) (srcInfo, dstInfo *api.FileInfo, err error) {
 	srcInfo, err = statPath(ctx, env, plan, src)
 	if err != nil {
 		return nil, nil, err
@@ -51,20 +59,19 @@ func checkSrcDst(ctx context.Context, env Env, plan, src, dst string, overwrite 
 	if srcInfo.GetFolder() && paths.IsAncestor(src, dst) {
 		return nil, nil, spec.Invalidf("%s %s to %s: cannot %s a directory into itself", plan, src, dst, plan)
 	}
+	if paths.IsAncestor(dst, src) {
+		return nil, nil, spec.Invalidf("%s %s to %s: the destination holds the source", plan, src, dst)
+	}
 	dstInfo, err = exists(ctx, env, dst)
 	if err != nil {
 		return nil, nil, status.Errorf(status.Code(err), "%s %s: stat: %s", plan, dst, msg(err))
 	}
 	if dstInfo != nil {
 		switch {
-		case !overwrite:
-			return nil, nil, status.Errorf(codes.FailedPrecondition, "%s %s to %s: %s exists (use --overwrite to replace it)", plan, src, dst, dst)
 		case dstInfo.GetFolder() && !srcInfo.GetFolder():
-			return nil, nil, status.Errorf(codes.FailedPrecondition, "%s %s to %s: %s is a directory; a file cannot overwrite it", plan, src, dst, dst)
+			return nil, nil, status.Errorf(codes.FailedPrecondition, "%s %s to %s: %s is a directory; a file cannot replace it", plan, src, dst, dst)
 		case !dstInfo.GetFolder() && srcInfo.GetFolder():
-			return nil, nil, status.Errorf(codes.FailedPrecondition, "%s %s to %s: %s is a file; a directory cannot overwrite it", plan, src, dst, dst)
-		case dstInfo.GetMountPoint() || dst == "/":
-			return nil, nil, status.Errorf(codes.FailedPrecondition, "%s %s to %s: %s is a mount point", plan, src, dst, dst)
+			return nil, nil, status.Errorf(codes.FailedPrecondition, "%s %s to %s: %s is a file; a directory cannot replace it", plan, src, dst, dst)
 		}
 		return srcInfo, dstInfo, nil
 	}
@@ -91,30 +98,38 @@ func (Copy) Validate(ctx context.Context, env Env, config []byte) (spec.Valid, e
 	if err != nil {
 		return spec.Valid{}, err
 	}
-	_, dstInfo, err := checkSrcDst(ctx, env, "copy", c.Src, c.Dst, c.Overwrite)
-	if err != nil {
+	if c, err = validateCopy(ctx, env, "copy", c); err != nil {
 		return spec.Valid{}, err
+	}
+	return spec.Accept(c)
+}
+
+// validateCopy checks a copy (or sync) config against the cluster.
+func validateCopy(ctx context.Context, env Env, plan string, c spec.CopyConfig) (spec.CopyConfig, error) {
+	_, dstInfo, err := checkSrcDst(ctx, env, plan, c.Src, c.Dst)
+	if err != nil {
+		return c, err
 	}
 	// A copy reads the source and adds entries where DST goes (in DST
 	// itself when it is a directory being merged into).
-	if err := requireAccess(ctx, env, "copy", c.Src, accessRead, true); err != nil {
-		return spec.Valid{}, err
+	if err := requireAccess(ctx, env, plan, c.Src, accessRead, true); err != nil {
+		return c, err
 	}
 	if dstInfo != nil && dstInfo.GetFolder() {
-		err = requireAccess(ctx, env, "copy", c.Dst, accessWrite|accessExecute, false)
+		err = requireAccess(ctx, env, plan, c.Dst, accessWrite|accessExecute, false)
 	} else {
-		err = requireAncestorWrite(ctx, env, "copy", c.Dst)
+		err = requireAncestorWrite(ctx, env, plan, c.Dst)
 	}
 	if err != nil {
-		return spec.Valid{}, err
+		return c, err
 	}
 	if ws, err := liveBlockWorkers(ctx, env); err != nil {
-		return spec.Valid{}, err
-	} else if len(ws) == 0 {
-		return spec.Valid{}, status.Errorf(codes.FailedPrecondition, "copy %s: no live block worker", c.Src)
+		return c, err
+	} else if len(ws) == 0 && !c.DryRun {
+		return c, status.Errorf(codes.FailedPrecondition, "%s %s: no live block worker", plan, c.Src)
 	}
 	c.DstExisted = dstInfo != nil
-	return spec.Accept(c)
+	return c, nil
 }
 
 // Done implements Plan: one round.
@@ -131,37 +146,121 @@ type copyElem struct {
 	Length    int64       `json:"l"`
 	BlockSize int64       `json:"bs"`
 	Mode      uint32      `json:"md,omitempty"`
-	Ufs       string      `json:"u,omitempty"` // empty: not persisted
+	MTime     int64       `json:"mt,omitempty"` // the source's modification time, kept by the copy
+	Ufs       string      `json:"u,omitempty"`  // empty: not persisted
 	Mount     int64       `json:"m,omitempty"`
 	FP        string      `json:"f,omitempty"`
 	Blocks    []fileBlock `json:"b,omitempty"`
+	// DstID is the file at Dst when planned (0: none); Check: its size is
+	// the source's, so --checksum compares contents before copying.
+	DstID int64 `json:"di,omitempty"`
+	Check bool  `json:"ck,omitempty"`
 }
 
-// copyGen plans the files of a copy from src to dst.
-func copyGen(env Env, src, dst string) itemGen {
-	var mounts []*api.MountPointInfo
-	return func(ctx context.Context, f *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error) {
-		if mounts == nil {
-			m, err := mountTable(ctx, env)
-			if err != nil {
-				return nil, nil, err
-			}
-			mounts = m
-		}
-		e, failed := newCopyElem(f, src, dst, mounts)
-		if failed != nil {
-			return nil, []*api.FailedPath{failed}, nil
-		}
-		blocks := fileBlocks(f)
-		return []item{{
-			Elem: e, Bytes: f.GetLength(), Target: holder(blocks, workers, ""),
-			Batch: len(blocks) <= 1 && f.GetLength() <= smallFileBytes, Desc: f.GetPath(),
-		}}, nil, nil
+// compare says what an incremental copy does with a source file given
+// what is at its place in the destination.
+type compare struct {
+	overwrite, ignoreExisting, checksum bool
+}
+
+// verdicts of compare.judge.
+type verdict int
+
+const (
+	copyIt  verdict = iota // new, or differs: copy (replacing DST)
+	skipIt                 // DST already is the copy: leave it
+	checkIt                // same size, --checksum: compare contents when the task runs
+)
+
+// judge compares the source file src with dst (nil: none), both as the
+// namespace lists them.
+func (m compare) judge(src, dst *api.FileInfo) verdict {
+	switch {
+	case dst == nil:
+		return copyIt
+	case m.ignoreExisting:
+		return skipIt
+	case m.overwrite, !dst.GetCompleted(), dst.GetLength() != src.GetLength():
+		return copyIt
+	case m.checksum:
+		return checkIt
+	case dst.GetLastModificationTimeMs() == src.GetLastModificationTimeMs():
+		return skipIt
+	}
+	return copyIt
+}
+
+// sameCopy reports whether d (DST now) is the copy of e: complete, of e's
+// length and modification time.
+func sameCopy(d *api.FileInfo, e copyElem) bool {
+	return d != nil && !d.GetFolder() && d.GetCompleted() && d.GetLength() == e.Length && e.MTime != 0 && d.GetLastModificationTimeMs() == e.MTime
+}
+
+// pairPlanner plans copy, sync and move from the merge of SRC and DST.
+type pairPlanner struct {
+	env      Env
+	src, dst string
+	cmp      compare
+	merge    *merger
+	mounts   []*api.MountPointInfo
+}
+
+func newPairPlanner(env Env, src, dst string, cmp compare) *pairPlanner {
+	return &pairPlanner{env: env, src: src, dst: dst, cmp: cmp}
+}
+
+// source is the merge of SRC and DST, resumed after cur (a fileSource for
+// the item planner).
+func (pp *pairPlanner) source(pageSize int, sync bool, sel *spec.Selector) func(cur itemCursor) fileSource {
+	return func(cur itemCursor) fileSource {
+		pp.merge = newMerger(pp.env, pp.src, pp.dst, cur.After, pageSize, sync, sel)
+		return pp.merge
 	}
 }
 
-func newCopyElem(f *api.FileInfo, src, dst string, mounts []*api.MountPointInfo) (copyElem, *api.FailedPath) {
-	d := joinAfter(src, dst, f.GetPath())
+// conflict reports a place that is a file on one side and a directory on
+// the other.
+func conflict(p pair) *api.FailedPath {
+	if p.src == nil || p.dst == nil || p.src.GetFolder() == p.dst.GetFolder() {
+		return nil
+	}
+	if p.src.GetFolder() {
+		return failedf(p.src.GetPath(), "a directory, but %s is a file", p.dst.GetPath())
+	}
+	return failedf(p.src.GetPath(), "a file, but %s is a directory", p.dst.GetPath())
+}
+
+// copyItems plans the source file of p: skipped, or copied.
+func (pp *pairPlanner) copyItems(ctx context.Context, p pair, workers []blockWorker) ([]item, []*api.FailedPath, error) {
+	if p.src == nil {
+		return nil, nil, nil
+	}
+	if f := conflict(p); f != nil {
+		return nil, []*api.FailedPath{f}, nil
+	}
+	v := pp.cmp.judge(p.src, p.dst)
+	if v == skipIt {
+		return []item{{Skip: true, Bytes: p.src.GetLength(), Desc: p.src.GetPath()}}, nil, nil
+	}
+	if pp.mounts == nil {
+		m, err := mountTable(ctx, pp.env)
+		if err != nil {
+			return nil, nil, err
+		}
+		pp.mounts = m
+	}
+	e, failed := newCopyElem(p.src, joinRel(pp.dst, p.rel), pp.mounts)
+	if failed != nil {
+		return nil, []*api.FailedPath{failed}, nil
+	}
+	e.DstID, e.Check = p.dst.GetFileId(), v == checkIt
+	return []item{{
+		Elem: e, Bytes: e.Length, Files: 1, Target: holder(e.Blocks, workers, ""),
+		Batch: len(e.Blocks) <= 1 && e.Length <= smallFileBytes, Desc: e.Src,
+	}}, nil, nil
+}
+
+func newCopyElem(f *api.FileInfo, d string, mounts []*api.MountPointInfo) (copyElem, *api.FailedPath) {
 	m, uri := mountFor(mounts, d)
 	switch {
 	case !f.GetCompleted():
@@ -180,7 +279,7 @@ func newCopyElem(f *api.FileInfo, src, dst string, mounts []*api.MountPointInfo)
 		}
 	}
 	e := copyElem{Src: f.GetPath(), Dst: d, DstUfs: uri, DstMount: m.GetMountId(), ID: f.GetFileId(), Length: f.GetLength(),
-		BlockSize: f.GetBlockSizeBytes(), Mode: f.GetMode(), Blocks: blocks}
+		BlockSize: f.GetBlockSizeBytes(), Mode: f.GetMode(), MTime: f.GetLastModificationTimeMs(), Blocks: blocks}
 	if persisted(f) {
 		e.Ufs, e.Mount, e.FP = f.GetUfsPath(), f.GetMountId(), f.GetUfsFingerprint()
 	}
@@ -193,7 +292,15 @@ func (Copy) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newItemPlanner(env, "copy", job, c.Src, c.PageSize, true, c.BatchFiles, c.BatchBytes, copyGen(env, c.Src, c.Dst))
+	sel, err := c.Filter.Compile(job.CreatedMs)
+	if err != nil {
+		return nil, err
+	}
+	pp := newPairPlanner(env, c.Src, c.Dst, compare{overwrite: c.Overwrite, ignoreExisting: c.IgnoreExisting, checksum: c.Checksum})
+	return newItemPlannerFrom(env, "copy", job, pp.source(c.PageSize, !c.NoSync, sel), c.BatchFiles, c.BatchBytes,
+		func(ctx context.Context, _ *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error) {
+			return pp.copyItems(ctx, pp.merge.Pair(), workers)
+		})
 }
 
 // Run implements Plan.
@@ -202,30 +309,35 @@ func (Copy) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	return runCopy(ctx, env, t, "copy", compare{overwrite: c.Overwrite, ignoreExisting: c.IgnoreExisting, checksum: c.Checksum})
+}
+
+// runCopy runs a task of copy elements (copy, and sync's first round).
+func runCopy(ctx context.Context, env Env, t *Task, plan string, cmp compare) (Result, error) {
 	var a itemArgs
 	if err := json.Unmarshal(t.Args, &a); err != nil {
-		return Result{}, fmt.Errorf("copy task %d/%d: bad args: %w", t.JobID, t.TaskID, err)
+		return Result{}, fmt.Errorf("%s task %d/%d: bad args: %w", plan, t.JobID, t.TaskID, err)
 	}
 	ws, err := liveBlockWorkers(ctx, env)
 	if err != nil {
 		return Result{}, err
 	}
-	cp := copier{env: env, t: t, overwrite: c.Overwrite, checkDst: c.DstExisted || t.Attempt > 1, checksum: c.Checksum, workers: ws}
+	cp := copier{env: env, t: t, cmp: cmp, workers: ws}
 	elems := make([]copyElem, len(a.Items))
 	for i, raw := range a.Items {
 		if err := json.Unmarshal(raw, &elems[i]); err != nil {
-			return Result{}, fmt.Errorf("copy: bad task element: %w", err)
+			return Result{}, fmt.Errorf("%s: bad task element: %w", plan, err)
 		}
 	}
 	// Files of a block or less go together: one call writes them all to
 	// the UFS, one call enters them all in the namespace.
 	var small []int
 	for i, e := range elems {
-		if len(e.Blocks) <= 1 {
+		if len(e.Blocks) <= 1 && !e.Check {
 			small = append(small, i)
 		}
 	}
-	batched := map[int]error{}
+	batched := map[int]copyOutcome{}
 	if len(small) > 1 {
 		batched = cp.copySmall(ctx, elems, small)
 	}
@@ -236,29 +348,38 @@ func (Copy) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 	return runItems(ctx, t, itemParallelism, func(ctx context.Context, raw json.RawMessage) itemResult {
 		i := index[string(raw)]
 		e := elems[i]
-		err, done := batched[i]
+		o, done := batched[i]
 		if !done {
-			_, err = cp.copyFile(ctx, e)
+			_, o.skipped, o.err = cp.copyFile(ctx, e)
 		}
-		if err != nil {
-			return itemResult{failed: failedf(e.Src, "%s", msg(err)), err: wrapf(err, "copy %s to %s", e.Src, e.Dst)}
+		switch {
+		case o.err != nil:
+			return itemResult{failed: failedf(e.Src, "%s", msg(o.err)), err: wrapf(o.err, "%s %s to %s", plan, e.Src, e.Dst)}
+		case o.skipped:
+			return skippedResult(e.Length)
 		}
 		return itemResult{bytes: e.Length}
 	})
 }
 
+// copyOutcome is what became of one file of a task.
+type copyOutcome struct {
+	skipped bool // DST already was the copy
+	err     error
+}
+
 // copySmall copies small files with one WriteUfsFilesFrom call per block
 // worker and one CreateFiles call, and returns each file's outcome (a file
 // it leaves out of the map is copied on its own).
-func (cp copier) copySmall(ctx context.Context, elems []copyElem, idx []int) map[int]error {
-	out := map[int]error{}
+func (cp copier) copySmall(ctx context.Context, elems []copyElem, idx []int) map[int]copyOutcome {
+	out := map[int]copyOutcome{}
 	var todo []int
 	for _, i := range idx {
 		e := elems[i]
-		if cp.checkDst {
-			done, err := cp.dstDone(ctx, e)
-			if err != nil || done {
-				out[i] = err
+		if cp.mayExist(e) {
+			st, err := cp.existing(ctx, e)
+			if err != nil || st != dstCopy {
+				out[i] = copyOutcome{skipped: st == dstSkip, err: err}
 				continue
 			}
 		}
@@ -283,7 +404,7 @@ func (cp copier) copySmall(ctx context.Context, elems []copyElem, idx []int) map
 		}
 		req := &api.WriteUfsFilesFromRequest{Files: make([]*api.WriteUfsFileFromRequest, len(is))}
 		for k, i := range is {
-			req.Files[k] = elems[i].writeRequest(cp.checksum)
+			req.Files[k] = elems[i].writeRequest(cp.cmp.checksum)
 		}
 		resp, err := bw.WriteUfsFilesFrom(ctx, req)
 		if err != nil {
@@ -296,9 +417,9 @@ func (cp copier) copySmall(ctx context.Context, elems []copyElem, idx []int) map
 			i := is[k]
 			switch {
 			case r.GetError() != "":
-				out[i] = status.Errorf(codes.Code(r.GetCode()), "write %s on %s: %s", elems[i].DstUfs, addr, r.GetError())
+				out[i] = copyOutcome{err: status.Errorf(codes.Code(r.GetCode()), "write %s on %s: %s", elems[i].DstUfs, addr, r.GetError())}
 			case r.GetResponse().GetLength() != elems[i].Length:
-				out[i] = status.Errorf(codes.DataLoss, "wrote %d bytes, the source has %d (changed?)", r.GetResponse().GetLength(), elems[i].Length)
+				out[i] = copyOutcome{err: status.Errorf(codes.DataLoss, "wrote %d bytes, the source has %d (changed?)", r.GetResponse().GetLength(), elems[i].Length)}
 			default:
 				written = append(written, i)
 				fps[i] = r.GetResponse()
@@ -315,7 +436,7 @@ func (cp copier) copySmall(ctx context.Context, elems []copyElem, idx []int) map
 	cresp, err := cp.env.FS().CreateFiles(ctx, creq)
 	if err != nil {
 		for _, i := range written {
-			out[i] = wrapf(err, "create %s", elems[i].Dst)
+			out[i] = copyOutcome{err: wrapf(err, "create %s", elems[i].Dst)}
 		}
 		return out
 	}
@@ -325,37 +446,103 @@ func (cp copier) copySmall(ctx context.Context, elems []copyElem, idx []int) map
 		}
 		i := written[k]
 		if r.GetError() != "" {
-			out[i] = status.Errorf(codes.Code(r.GetCode()), "%s", r.GetError())
+			out[i] = copyOutcome{err: status.Errorf(codes.Code(r.GetCode()), "%s", r.GetError())}
 			continue
 		}
-		out[i] = cp.checkMount(ctx, elems[i], r.GetInfo())
+		out[i] = copyOutcome{err: cp.checkMount(ctx, elems[i], r.GetInfo())}
 	}
 	return out
 }
 
-// dstDone looks at an existing DST before a file is copied: done when an
-// earlier attempt of this task finished it; an error when it may not be
-// replaced.
-func (cp copier) dstDone(ctx context.Context, e copyElem) (bool, error) {
+// What existing finds at a file's destination.
+type dstState int
+
+const (
+	dstCopy dstState = iota // copy the file (nothing there, or it differs)
+	dstDone                 // an earlier attempt of this task copied it
+	dstSkip                 // it already is the copy (or --ignore-existing)
+)
+
+// mayExist: DST may hold a file the copy must look at first (planned so,
+// or an earlier attempt of the task may have written it).
+func (cp copier) mayExist(e copyElem) bool { return e.DstID != 0 || cp.t.Attempt > 1 || e.Check }
+
+// existing looks at DST before a file is copied, as planned or as an
+// earlier attempt left it: whether it must still be copied, or already is
+// the copy; an error when it may not be replaced.
+func (cp copier) existing(ctx context.Context, e copyElem) (dstState, error) {
 	d, err := exists(ctx, cp.env, e.Dst)
 	if err != nil || d == nil {
-		return false, err
+		return dstCopy, err
 	}
 	switch {
 	case d.GetFolder():
-		return false, status.Errorf(codes.FailedPrecondition, "%s is a directory", e.Dst)
-	case cp.t.Attempt > 1 && !cp.overwrite && d.GetCompleted() && persisted(d) && d.GetLength() == e.Length:
-		return true, nil
-	case !cp.overwrite:
-		return false, status.Errorf(codes.FailedPrecondition, "%s exists (use --overwrite to replace it)", e.Dst)
+		return dstCopy, status.Errorf(codes.FailedPrecondition, "%s is a directory", e.Dst)
+	case cp.cmp.ignoreExisting:
+		return dstSkip, nil
+	case sameCopy(d, e) && d.GetFileId() != e.DstID:
+		// Made since planning: by an earlier attempt of this task, or by
+		// someone else copying the same file.
+		if cp.t.Attempt > 1 {
+			return dstDone, nil
+		}
+		return dstSkip, nil
+	case e.Check && d.GetCompleted() && d.GetLength() == e.Length:
+		same, err := cp.sameContent(ctx, e, d)
+		if err != nil {
+			return dstCopy, err
+		}
+		if same {
+			return dstSkip, nil
+		}
 	}
-	return false, nil
+	return dstCopy, nil
+}
+
+// sameContent compares the SHA-256 of e's source with that of d, its
+// destination, both hashed by one block worker.
+func (cp copier) sameContent(ctx context.Context, e copyElem, d *api.FileInfo) (bool, error) {
+	addr, err := cp.worker(ctx, e.Blocks)
+	if err != nil {
+		return false, err
+	}
+	bw, err := cp.env.BlockWorker(addr)
+	if err != nil {
+		return false, err
+	}
+	de := copyElem{Length: d.GetLength(), Blocks: fileBlocks(d), Ufs: d.GetUfsPath(), Mount: d.GetMountId(), FP: d.GetUfsFingerprint()}
+	if !persisted(d) {
+		de.Ufs = ""
+	}
+	var (
+		sums [2]string
+		errs [2]error
+		wg   sync.WaitGroup
+	)
+	for i, x := range []copyElem{e, de} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h, err := bw.HashBlocks(ctx, &api.HashBlocksRequest{Sources: x.sources()})
+			if err != nil {
+				errs[i] = wrapf(err, "checksum of %s", []string{e.Src, e.Dst}[i])
+				return
+			}
+			sums[i] = h.GetSha256()
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs[0], errs[1]); err != nil {
+		return false, err
+	}
+	return sums[0] == sums[1], nil
 }
 
 // writeRequest writes e's bytes to its destination UFS path.
 func (e copyElem) writeRequest(checksum bool) *api.WriteUfsFileFromRequest {
 	return &api.WriteUfsFileFromRequest{
-		Dest:     &api.WriteUfsFileHeader{MountId: e.DstMount, UfsPath: e.DstUfs, Overwrite: true, CreateParent: true, Mode: e.Mode},
+		Dest: &api.WriteUfsFileHeader{MountId: e.DstMount, UfsPath: e.DstUfs, Overwrite: true, CreateParent: true, Mode: e.Mode,
+			LastModificationTimeMs: e.MTime},
 		Sources:  e.sources(),
 		Checksum: checksum,
 	}
@@ -364,7 +551,8 @@ func (e copyElem) writeRequest(checksum bool) *api.WriteUfsFileFromRequest {
 // createRequest enters e's written copy in the namespace, complete.
 func (e copyElem) createRequest(w *api.WriteUfsFileFromResponse) *api.CreateFileRequest {
 	return &api.CreateFileRequest{Path: e.Dst, BlockSizeBytes: max(e.BlockSize, 0), WriteType: api.WriteType_THROUGH,
-		Recursive: true, Overwrite: true, Mode: e.Mode, Complete: true, Length: w.GetLength(), UfsFingerprint: w.GetUfsFingerprint()}
+		Recursive: true, Overwrite: true, Mode: e.Mode, Complete: true, Length: w.GetLength(), UfsFingerprint: w.GetUfsFingerprint(),
+		LastModificationTimeMs: e.MTime}
 }
 
 // checkMount makes sure the namespace put DST where the bytes were
@@ -379,31 +567,32 @@ func (cp copier) checkMount(ctx context.Context, e copyElem, info *api.FileInfo)
 
 // copier copies one file; move uses it across mounts.
 type copier struct {
-	env       Env
-	t         *Task
-	overwrite bool
-	checkDst  bool // DST may exist: look before writing
-	checksum  bool
-	workers   []blockWorker // live block workers; nil: look them up
+	env     Env
+	t       *Task
+	cmp     compare       // how an existing DST is judged (overwrite, ...)
+	workers []blockWorker // live block workers; nil: look them up
 }
 
-// copyFile copies e.Src to e.Dst and returns the new file's status. A DST
-// that already is a complete copy from an earlier attempt of this task
-// counts as done.
-func (cp copier) copyFile(ctx context.Context, e copyElem) (*api.FileInfo, error) {
-	if cp.checkDst {
-		done, err := cp.dstDone(ctx, e)
+// copyFile copies e.Src to e.Dst and returns the new file's status, and
+// skipped when DST already was the copy (or exists, --ignore-existing). A
+// DST an earlier attempt of this task completed counts as copied.
+func (cp copier) copyFile(ctx context.Context, e copyElem) (info *api.FileInfo, skipped bool, err error) {
+	if cp.mayExist(e) {
+		st, err := cp.existing(ctx, e)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		if done {
-			return exists(ctx, cp.env, e.Dst)
+		if st != dstCopy {
+			d, err := exists(ctx, cp.env, e.Dst)
+			return d, st == dstSkip, err
 		}
 	}
 	if len(e.Blocks) > 1 {
-		return cp.copyLarge(ctx, e)
+		info, err = cp.copyLarge(ctx, e)
+	} else {
+		info, err = cp.copyDirect(ctx, e)
 	}
-	return cp.copyDirect(ctx, e)
+	return info, false, err
 }
 
 // sources are the block sources of e's file: cached copies, then its UFS.
@@ -462,7 +651,7 @@ func (cp copier) copyDirect(ctx context.Context, e copyElem) (*api.FileInfo, err
 	if err != nil {
 		return nil, err
 	}
-	wr, err := bw.WriteUfsFileFrom(ctx, e.writeRequest(cp.checksum))
+	wr, err := bw.WriteUfsFileFrom(ctx, e.writeRequest(cp.cmp.checksum))
 	if err != nil {
 		return nil, wrapf(err, "write %s on %s", e.DstUfs, addr)
 	}
@@ -479,29 +668,25 @@ func (cp copier) copyDirect(ctx context.Context, e copyElem) (*api.FileInfo, err
 	return cr.GetInfo(), nil
 }
 
-// copyTemp is the temporary namespace name a large copy is assembled
-// under, beside DST; the same for every attempt of the job.
-func (cp copier) copyTemp(dst string) string {
-	dir, name := paths.Split(dst)
-	return paths.Join(dir, fmt.Sprintf(".alluvium-tmp-copy-%d-%s", cp.t.JobID, name))
-}
-
 // partParallelism is how many parts of a large file are fetched at once.
 const partParallelism = 4
 
-// copyLarge splits a multi-block file by blocks: each block is fetched by
-// a block worker (spread over the live ones, the holder of a cached source
-// block first) into the cache as a block of a temporary file beside DST;
-// the worker holding most parts writes them to the UFS; the temporary file
-// is completed and renamed onto DST, keeping its blocks cached. A part that
-// could not be fetched is read from the source during the assembly.
+// copyLarge splits a multi-block file by blocks. DST is created aside (an
+// overwrite: the FS master keeps showing the old DST, or nothing, until
+// the new file completes, and then swaps it in at once); each block is
+// fetched by a block worker (spread over the live ones, the holder of a
+// cached source block first) into the cache as a block of the new file;
+// the worker holding most parts writes them to the new file's temporary
+// UFS path; completing the file renames that onto DST's and replaces the
+// old DST in one step, its blocks staying cached. A part that could not be
+// fetched is read from the source during the assembly. A copy that fails
+// drops the file it wrote aside: DST is untouched.
 func (cp copier) copyLarge(ctx context.Context, e copyElem) (info *api.FileInfo, err error) {
 	fs := cp.env.FS()
-	tmp := cp.copyTemp(e.Dst)
-	// The directories creating tmp makes, deepest first: a failed copy
+	// The directories creating DST makes, deepest first: a failed copy
 	// removes them again (when still empty).
 	var made []string
-	for d, _ := paths.Split(tmp); d != "/"; d, _ = paths.Split(d) {
+	for d, _ := paths.Split(e.Dst); d != "/"; d, _ = paths.Split(d) {
 		x, err := exists(ctx, cp.env, d)
 		if err != nil {
 			return nil, wrapf(err, "stat %s", d)
@@ -511,21 +696,19 @@ func (cp copier) copyLarge(ctx context.Context, e copyElem) (info *api.FileInfo,
 		}
 		made = append(made, d)
 	}
-	cr, err := fs.CreateFile(ctx, &api.CreateFileRequest{Path: tmp, BlockSizeBytes: e.BlockSize, WriteType: api.WriteType_MUST_CACHE,
+	cr, err := fs.CreateFile(ctx, &api.CreateFileRequest{Path: e.Dst, BlockSizeBytes: e.BlockSize, WriteType: api.WriteType_MUST_CACHE,
 		Recursive: true, Overwrite: true, Mode: e.Mode})
 	if err != nil {
-		return nil, wrapf(err, "create %s", tmp)
+		return nil, wrapf(err, "create %s", e.Dst)
 	}
 	tinfo := cr.GetInfo()
-	replaced := false // DST is gone: keep the finished copy under tmp if the rename fails
 	defer func() {
-		if err != nil && !replaced {
-			// Nothing half-made stays: the temporary file goes (its UFS
-			// copy and cached blocks with it).
+		if err != nil {
+			// Nothing half-made stays: the file written aside goes (its
+			// UFS copy and cached blocks with it), by id — only the file
+			// this copy made, never the DST it would have replaced.
 			dctx := context.WithoutCancel(ctx)
-			// By id: an overwrite is written aside until complete, and
-			// only the file this copy made may go.
-			_ = remove(dctx, fs, tmp, tinfo.GetFileId())
+			_ = remove(dctx, fs, e.Dst, tinfo.GetFileId())
 			for _, d := range made {
 				if remove(dctx, fs, d, 0) != nil {
 					break // not empty: someone else's now
@@ -632,17 +815,18 @@ func (cp copier) copyLarge(ctx context.Context, e copyElem) (info *api.FileInfo,
 		return nil, err
 	}
 	wr, err := bw.WriteUfsFileFrom(ctx, &api.WriteUfsFileFromRequest{
-		Dest:     &api.WriteUfsFileHeader{MountId: tinfo.GetMountId(), UfsPath: tinfo.GetUfsPath(), Overwrite: true, CreateParent: true, Mode: e.Mode},
+		Dest: &api.WriteUfsFileHeader{MountId: tinfo.GetMountId(), UfsPath: tinfo.GetUfsPath(), Overwrite: true, CreateParent: true, Mode: e.Mode,
+			LastModificationTimeMs: e.MTime},
 		Sources:  asm,
-		Checksum: cp.checksum,
+		Checksum: cp.cmp.checksum,
 	})
 	if err != nil {
-		return nil, wrapf(err, "assemble %s on %s", tmp, best)
+		return nil, wrapf(err, "assemble %s on %s", e.Dst, best)
 	}
 	if wr.GetLength() != e.Length {
 		return nil, status.Errorf(codes.DataLoss, "assembled %d bytes, the source has %d (changed?)", wr.GetLength(), e.Length)
 	}
-	if cp.checksum {
+	if cp.cmp.checksum {
 		// The parts are copies: compare with the source itself.
 		h, err := bw.HashBlocks(ctx, &api.HashBlocksRequest{Sources: srcs})
 		if err != nil {
@@ -652,20 +836,13 @@ func (cp copier) copyLarge(ctx context.Context, e copyElem) (info *api.FileInfo,
 			return nil, status.Errorf(codes.DataLoss, "checksum mismatch: source sha256 %s, copy %s", h.GetSha256(), wr.GetSha256())
 		}
 	}
-	if _, err := fs.CompleteFile(ctx, &api.CompleteFileRequest{Path: tmp, Length: wr.GetLength(), UfsFingerprint: wr.GetUfsFingerprint(), FileId: tinfo.GetFileId()}); err != nil {
-		return nil, wrapf(err, "complete %s", tmp)
-	}
-	if cp.overwrite {
-		if _, err := fs.Delete(ctx, &api.DeleteRequest{Path: e.Dst}); err != nil && status.Code(err) != codes.NotFound {
-			return nil, wrapf(err, "replace %s", e.Dst)
-		}
-		replaced = true
-	}
-	rr, err := fs.Rename(ctx, &api.RenameRequest{Src: tmp, Dst: e.Dst})
+	// Completing swaps the new file in, replacing whatever DST is then.
+	cf, err := fs.CompleteFile(ctx, &api.CompleteFileRequest{Path: e.Dst, Length: wr.GetLength(), UfsFingerprint: wr.GetUfsFingerprint(),
+		FileId: tinfo.GetFileId(), LastModificationTimeMs: e.MTime})
 	if err != nil {
-		return nil, wrapf(err, "rename %s to %s", tmp, e.Dst)
+		return nil, wrapf(err, "complete %s", e.Dst)
 	}
-	return rr.GetInfo(), nil
+	return cf.GetInfo(), nil
 }
 
 // remove deletes p (not recursively) from the namespace and the UFS; when

@@ -27,13 +27,21 @@ import (
 // spread by bytes when it names none. Every Next ends with its batches
 // flushed, so the cursor (the last file walked) is exact.
 
-// item is one unit of work the plan found for a file.
+// item is one unit of work the plan found for a file. Skip counts a file
+// (of Bytes) left alone as already done, Deletes files to delete; an item
+// without an Elem is only counted, one with an Elem is also a task element
+// (a skipped one of no bytes: move drops a source its copy already
+// matches).
 type item struct {
 	Elem   any   // the task element, marshalled to JSON
 	Bytes  int64 // for progress and spreading
+	Files  int64 // files it works on (the job's filesTotal)
 	Target blockWorker
 	Batch  bool   // small: may share a task with others
 	Desc   string // the path it works on
+
+	Skip    bool
+	Deletes int64
 }
 
 // itemCursor is where planning stands. Plans keep their own state in Aux.
@@ -86,6 +94,9 @@ type itemPlanner struct {
 	// onDone runs once the walk ends, before the last batch is returned:
 	// a plan may add final items (move's clean-up).
 	onDone func(ctx context.Context) ([]item, error)
+	// state is the plan's own planning state (a pointer), kept in the
+	// cursor: read back from it on a resume, saved with every batch.
+	state any
 
 	workers   []blockWorker
 	refreshed time.Time
@@ -95,6 +106,8 @@ type itemPlanner struct {
 	failed    []*api.FailedPath
 	eof       bool
 	calls     int
+	// What this Next counted without tasks (Batch.FilesSkipped, ...).
+	filesSkipped, bytesSkipped, deletes int64
 }
 
 type itemBatch struct {
@@ -102,6 +115,7 @@ type itemBatch struct {
 	elems  []json.RawMessage
 	descs  []string
 	bytes  int64
+	files  int64
 }
 
 func newItemPlanner(env Env, name string, job Job, root string, pageSize int, blocks bool, batchFiles int, batchBytes int64, gen itemGen) (*itemPlanner, error) {
@@ -142,12 +156,26 @@ func (p *itemPlanner) Close() error {
 	return nil
 }
 
+// withState keeps the plan's planning state *st in the cursor: it is read
+// back from the cursor now (a resumed planner goes on from it) and saved
+// with every batch, so it always matches the files planned.
+func (p *itemPlanner) withState(st any) (*itemPlanner, error) {
+	if len(p.cur.Aux) > 0 {
+		if err := json.Unmarshal(p.cur.Aux, st); err != nil {
+			return nil, fmt.Errorf("%s: bad planning state in the cursor: %w", p.name, err)
+		}
+	}
+	p.state = st
+	return p, nil
+}
+
 // Next implements Planner.
 func (p *itemPlanner) Next(ctx context.Context, max int) (Batch, error) {
 	if max < 1 {
 		max = 1
 	}
 	p.out, p.failed = nil, nil
+	p.filesSkipped, p.bytesSkipped, p.deletes = 0, 0, 0
 	start, budget := time.Now(), planBudget(p.calls)
 	p.calls++
 	scanned := 0
@@ -203,11 +231,19 @@ func (p *itemPlanner) Next(ctx context.Context, max int) (Batch, error) {
 	for _, id := range ids {
 		p.flush(id)
 	}
+	if p.state != nil {
+		aux, err := json.Marshal(p.state)
+		if err != nil {
+			return Batch{}, err
+		}
+		p.cur.Aux = aux
+	}
 	cur, err := json.Marshal(p.cur)
 	if err != nil {
 		return Batch{}, err
 	}
-	return Batch{Tasks: p.out, Cursor: cur, Done: p.eof, Failed: p.failed}, nil
+	return Batch{Tasks: p.out, Cursor: cur, Done: p.eof, Failed: p.failed,
+		FilesSkipped: p.filesSkipped, BytesSkipped: p.bytesSkipped, Deletes: p.deletes}, nil
 }
 
 // spread picks a block worker for an item that names none: the one with
@@ -231,6 +267,15 @@ func (p *itemPlanner) spread(key int64) blockWorker {
 }
 
 func (p *itemPlanner) add(it item) error {
+	if it.Skip {
+		p.filesSkipped++
+		p.bytesSkipped += it.Bytes
+		it.Bytes = 0
+	}
+	p.deletes += it.Deletes
+	if it.Elem == nil {
+		return nil
+	}
 	elem, err := json.Marshal(it.Elem)
 	if err != nil {
 		return err
@@ -241,7 +286,7 @@ func (p *itemPlanner) add(it item) error {
 	}
 	if !it.Batch {
 		p.pending[t.id] += it.Bytes
-		p.emit(&itemBatch{target: t, elems: []json.RawMessage{elem}, descs: []string{it.Desc}, bytes: it.Bytes})
+		p.emit(&itemBatch{target: t, elems: []json.RawMessage{elem}, descs: []string{it.Desc}, bytes: it.Bytes, files: it.Files})
 		return nil
 	}
 	ob := p.open[t.id]
@@ -256,6 +301,7 @@ func (p *itemPlanner) add(it item) error {
 	ob.elems = append(ob.elems, elem)
 	ob.descs = append(ob.descs, it.Desc)
 	ob.bytes += it.Bytes
+	ob.files += it.Files
 	p.pending[t.id] += it.Bytes
 	if len(ob.elems) >= p.batchFiles || ob.bytes >= p.batchBytes {
 		p.flush(t.id)
@@ -279,15 +325,22 @@ func (p *itemPlanner) emit(ob *itemBatch) {
 	if len(ob.descs) > 1 {
 		desc = fmt.Sprintf("%s (+%d more)", desc, len(ob.descs)-1)
 	}
-	p.out = append(p.out, TaskSpec{Args: args, Description: desc, Bytes: ob.bytes, BlockWorkerID: ob.target.id, BlockWorkerAddress: ob.target.addr})
+	p.out = append(p.out, TaskSpec{Args: args, Description: desc, Bytes: ob.bytes, Files: ob.files, BlockWorkerID: ob.target.id, BlockWorkerAddress: ob.target.addr})
 }
 
 // itemResult is what one item of a task did.
 type itemResult struct {
-	bytes  int64
-	failed *api.FailedPath // the path that failed, when err is set
-	err    error
+	bytes int64
+	// skipped: the item found its file already done, of these bytes (not
+	// in bytes); it counts in Result.FilesSkipped.
+	skipped int64
+	skip    bool
+	failed  *api.FailedPath // the path that failed, when err is set
+	err     error
 }
+
+// skippedResult is an item that found its file of n bytes already done.
+func skippedResult(n int64) itemResult { return itemResult{skipped: n, skip: true} }
 
 // runItems runs a task's items, par at a time, and sums them up: the task
 // fails (and is retried) when any item failed; the failed paths say which.
@@ -299,6 +352,7 @@ func runItems(ctx context.Context, t *Task, par int, fn func(ctx context.Context
 	var (
 		mu     sync.Mutex
 		done   int64
+		skip   Result // its FilesSkipped and BytesSkipped
 		failed []*api.FailedPath
 		first  error
 		wg     sync.WaitGroup
@@ -320,6 +374,10 @@ func runItems(ctx context.Context, t *Task, par int, fn func(ctx context.Context
 			mu.Lock()
 			defer mu.Unlock()
 			done += r.bytes
+			if r.skip {
+				skip.FilesSkipped++
+				skip.BytesSkipped += r.skipped
+			}
 			if r.err != nil {
 				if ctx.Err() == nil && r.failed != nil {
 					failed = append(failed, r.failed)
@@ -335,7 +393,7 @@ func runItems(ctx context.Context, t *Task, par int, fn func(ctx context.Context
 		}(raw)
 	}
 	wg.Wait()
-	res := Result{Bytes: done, Failed: failed}
+	res := Result{Bytes: done, Failed: failed, FilesSkipped: skip.FilesSkipped, BytesSkipped: skip.BytesSkipped}
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/paths"
 	"github.com/alluvium/alluvium/plans/spec"
 )
 
@@ -76,7 +77,7 @@ func (Load) Done(ctx context.Context, env Env, job Job) (bool, error) {
 	if err != nil {
 		return true, err
 	}
-	return !(c.Verify && job.Round == 0), nil
+	return !(c.Verify && job.Round == 0) || c.DryRun, nil
 }
 
 // blockWorker is a block worker as the load plan sees it.
@@ -184,9 +185,14 @@ func (Load) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 	if cur.Planned == nil {
 		cur.Planned = map[int64]int64{}
 	}
+	sel, err := c.Filter.Compile(job.CreatedMs)
+	if err != nil {
+		return nil, err
+	}
 	p := &loadPlanner{
 		env:     env,
 		cfg:     c,
+		sel:     sel,
 		cursor:  cur,
 		walk:    newWalker(env.FS(), c.Path, cur.After, int32(c.PageSize), true),
 		open:    map[int64]*openBatch{},
@@ -200,6 +206,7 @@ func (Load) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 type loadPlanner struct {
 	env    Env
 	cfg    spec.LoadConfig
+	sel    *spec.Selector // nil: every file
 	cursor loadCursor
 	walk   *walker
 
@@ -216,12 +223,15 @@ type loadPlanner struct {
 	failed  []*api.FailedPath
 	eof     bool
 	calls   int
+	// Files this Next found cached already (Batch.FilesSkipped ...).
+	filesSkipped, bytesSkipped int64
 }
 
 // fileMark counts a file's block copies still sitting in open batches.
 type fileMark struct {
 	path    string
 	pending int
+	failed  bool
 }
 
 type openBatch struct {
@@ -260,6 +270,7 @@ func (p *loadPlanner) Next(ctx context.Context, max int) (Batch, error) {
 		max = 1
 	}
 	p.out, p.failed = nil, nil
+	p.filesSkipped, p.bytesSkipped = 0, 0
 	scanned := 0
 	// Hand tasks over soon: the first batch within milliseconds so the
 	// workers start while the listing goes on, later ones at least every
@@ -300,7 +311,7 @@ func (p *loadPlanner) Next(ctx context.Context, max int) (Batch, error) {
 	if err != nil {
 		return Batch{}, err
 	}
-	return Batch{Tasks: p.out, Cursor: cur, Done: p.eof, Failed: p.failed}, nil
+	return Batch{Tasks: p.out, Cursor: cur, Done: p.eof, Failed: p.failed, FilesSkipped: p.filesSkipped, BytesSkipped: p.bytesSkipped}, nil
 }
 
 func (p *loadPlanner) refreshWorkers(ctx context.Context) error {
@@ -322,6 +333,17 @@ func (p *loadPlanner) refreshWorkers(ctx context.Context) error {
 func (p *loadPlanner) planFile(f *api.FileInfo) {
 	mark := &fileMark{path: f.GetPath()}
 	p.marks = append(p.marks, mark)
+	if !selects(p.sel, p.cfg.Path, f) {
+		return
+	}
+	planned := false // a copy of some block is planned
+	defer func() {
+		if !planned && !mark.failed {
+			// Every block cached as often as asked already.
+			p.filesSkipped++
+			p.bytesSkipped += f.GetLength()
+		}
+	}()
 	if f.GetLength() <= 0 {
 		return
 	}
@@ -361,6 +383,7 @@ func (p *loadPlanner) planFile(f *api.FileInfo) {
 		}
 		if !persisted || b.UFS == "" {
 			p.failed = append(p.failed, &api.FailedPath{Path: f.GetPath(), Error: fmt.Sprintf("block %d is not cached and the file is not persisted: no UFS copy to load from", i)})
+			mark.failed = true
 			break
 		}
 		// Only small files (one block, shorter than a block) are batched: a
@@ -368,6 +391,7 @@ func (p *loadPlanner) planFile(f *api.FileInfo) {
 		// in one batch, which keeps the resume cursor exact.
 		full := nblocks > 1 || b.Length >= bs
 		for _, t := range p.targets(need, have, !full) {
+			planned = true
 			if full {
 				p.single(t, b, mark)
 			} else {
@@ -452,13 +476,16 @@ func (p *loadPlanner) emit(ob *openBatch) {
 	} else if ob.blocks[0].Offset > 0 || ob.blocks[0].Length < ob.bytes {
 		desc = fmt.Sprintf("%s block@%d", desc, ob.blocks[0].Offset)
 	}
+	var files int64 // files whose last copy to plan is in this task
+	for _, m := range ob.marks {
+		if m.pending--; m.pending == 0 {
+			files++
+		}
+	}
 	p.out = append(p.out, TaskSpec{
-		Args: args, Description: desc, Bytes: ob.bytes,
+		Args: args, Description: desc, Bytes: ob.bytes, Files: files,
 		BlockWorkerID: ob.target.id, BlockWorkerAddress: ob.target.addr,
 	})
-	for _, m := range ob.marks {
-		m.pending--
-	}
 }
 
 // advance moves the cursor over the leading files whose copies are all in

@@ -17,13 +17,17 @@ import (
 // Move moves a file or a tree to a new path. Within one mount, onto a DST
 // that does not exist, it is one rename in the FS master (the UFS renamed
 // too, every block staying cached): one task. Otherwise each file is a
-// task: within a mount a rename of the file (replacing DST's with
-// --overwrite); across mounts a copy that is verified (SHA-256 of the
-// source against the destination read back), whose cached blocks are
-// copied beside the source's on the same workers, and only then the source
-// deleted. A second round removes the emptied source directories, once
-// every file moved. DST must not exist unless --overwrite; moving a
-// directory into itself is refused at submit.
+// task: within a mount a rename of the file; across mounts a copy that is
+// verified (SHA-256 of the source against the destination read back),
+// whose cached blocks are copied beside the source's on the same workers,
+// and only then the source deleted. Into an existing DST, as copy does: a
+// file whose copy at DST has its size and modification time is not moved
+// again — its source is removed; one that differs is replaced in one step
+// (--overwrite replaces every file; --ignore-existing leaves a file DST
+// has where it is, at the source). A second round removes the emptied
+// source directories once every file moved (a move that leaves files
+// behind, by a filter or --ignore-existing, leaves their directories).
+// Moving a directory into itself is refused at submit.
 type Move struct{}
 
 // Name implements Plan.
@@ -35,7 +39,7 @@ func (Move) Validate(ctx context.Context, env Env, config []byte) (spec.Valid, e
 	if err != nil {
 		return spec.Valid{}, err
 	}
-	src, dst, err := checkSrcDst(ctx, env, "move", c.Src, c.Dst, c.Overwrite)
+	src, dst, err := checkSrcDst(ctx, env, "move", c.Src, c.Dst)
 	if err != nil {
 		return spec.Valid{}, err
 	}
@@ -64,7 +68,7 @@ func (Move) Validate(ctx context.Context, env Env, config []byte) (spec.Valid, e
 	}
 	same := ms != nil && md != nil && ms.GetMountId() == md.GetMountId()
 	c.DstExisted = dst != nil
-	c.Whole = same && (dst == nil || !src.GetFolder())
+	c.Whole = same && dst == nil && c.Filter.Empty()
 	return spec.Accept(c)
 }
 
@@ -75,15 +79,30 @@ func (Move) Done(ctx context.Context, env Env, job Job) (bool, error) {
 	if err != nil {
 		return true, err
 	}
-	return c.Whole || job.Round > 0 || job.RoundFailed > 0, nil
+	return c.Whole || c.DryRun || job.Round > 0 || job.RoundFailed > 0, nil
 }
 
 // moveElem is one move task element.
 type moveElem struct {
-	Op   string    `json:"op"` // whole, rename, copy, cleanup
-	Src  string    `json:"s"`
-	Dst  string    `json:"d"`
-	Copy *copyElem `json:"c,omitempty"`
+	Op  string `json:"op"` // whole, rename, copy, drop, cleanup
+	Src string `json:"s"`
+	Dst string `json:"d"`
+	// ID and DstID: the files at Src and Dst when planned (0: none);
+	// Length and MTime: Src's then (drop).
+	ID     int64     `json:"id,omitempty"`
+	DstID  int64     `json:"di,omitempty"`
+	Length int64     `json:"l,omitempty"`
+	MTime  int64     `json:"mt,omitempty"`
+	Copy   *copyElem `json:"c,omitempty"`
+	// Partial (cleanup): files were meant to stay behind (a filter,
+	// --ignore-existing), so a source still holding some is no error.
+	Partial bool `json:"p,omitempty"`
+}
+
+// moveCount is a whole move's planning state: the files it walked (a
+// rename moves them all).
+type moveCount struct {
+	Files int64 `json:"files"`
 }
 
 // NewPlanner implements Plan.
@@ -92,41 +111,84 @@ func (Move) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.Whole || job.Round > 0 {
-		op := "whole"
-		if job.Round > 0 {
-			op = "cleanup"
-		}
+	if job.Round > 0 {
 		p, err := newItemPlannerFrom(env, "move", job, func(itemCursor) fileSource { return emptySource{} }, 1, 1, nil)
 		if err != nil {
 			return nil, err
 		}
-		return p.withFinal(item{Elem: moveElem{Op: op, Src: c.Src, Dst: c.Dst}, Desc: c.Src}), nil
+		partial := !c.Filter.Empty() || c.IgnoreExisting
+		return p.withFinal(item{Elem: moveElem{Op: "cleanup", Src: c.Src, Dst: c.Dst, Partial: partial}, Desc: c.Src}), nil
 	}
-	var mounts []*api.MountPointInfo
-	cg := copyGen(env, c.Src, c.Dst)
-	gen := func(ctx context.Context, f *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error) {
-		if mounts == nil {
-			m, err := mountTable(ctx, env)
-			if err != nil {
-				return nil, nil, err
-			}
-			mounts = m
+	if c.Whole {
+		// One rename; the walk only counts the files it moves.
+		var n moveCount
+		p, err := newItemPlanner(env, "move", job, c.Src, c.PageSize, false, 1, 1,
+			func(context.Context, *api.FileInfo, []blockWorker) ([]item, []*api.FailedPath, error) {
+				n.Files++
+				return nil, nil, nil
+			})
+		if err != nil {
+			return nil, err
 		}
-		d := joinAfter(c.Src, c.Dst, f.GetPath())
-		ms, _ := mountFor(mounts, f.GetPath())
-		md, _ := mountFor(mounts, d)
-		if ms != nil && md != nil && ms.GetMountId() == md.GetMountId() {
-			return []item{{Elem: moveElem{Op: "rename", Src: f.GetPath(), Dst: d}, Batch: true, Desc: f.GetPath()}}, nil, nil
+		if _, err := p.withState(&n); err != nil {
+			return nil, err
 		}
-		items, failed, err := cg(ctx, f, workers)
-		for i := range items {
-			e := items[i].Elem.(copyElem)
-			items[i].Elem = moveElem{Op: "copy", Src: f.GetPath(), Dst: d, Copy: &e}
+		p.onDone = func(context.Context) ([]item, error) {
+			return []item{{Elem: moveElem{Op: "whole", Src: c.Src, Dst: c.Dst}, Files: n.Files, Desc: c.Src}}, nil
 		}
-		return items, failed, err
+		return p, nil
 	}
-	return newItemPlanner(env, "move", job, c.Src, c.PageSize, true, spec.DefaultBatchFiles, spec.DefaultBatchBytes, gen)
+	sel, err := c.Filter.Compile(job.CreatedMs)
+	if err != nil {
+		return nil, err
+	}
+	pp := newPairPlanner(env, c.Src, c.Dst, compare{overwrite: c.Overwrite, ignoreExisting: c.IgnoreExisting})
+	gen := func(ctx context.Context, _ *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error) {
+		return pp.moveItems(ctx, pp.merge.Pair(), workers)
+	}
+	return newItemPlannerFrom(env, "move", job, pp.source(c.PageSize, !c.NoSync, sel), spec.DefaultBatchFiles, spec.DefaultBatchBytes, gen)
+}
+
+// moveItems plans the source file of p: left where it is, dropped (its
+// copy at DST is the same), renamed (one mount) or copied and removed.
+func (pp *pairPlanner) moveItems(ctx context.Context, p pair, workers []blockWorker) ([]item, []*api.FailedPath, error) {
+	if p.src == nil {
+		return nil, nil, nil
+	}
+	if f := conflict(p); f != nil {
+		return nil, []*api.FailedPath{f}, nil
+	}
+	if pp.mounts == nil {
+		m, err := mountTable(ctx, pp.env)
+		if err != nil {
+			return nil, nil, err
+		}
+		pp.mounts = m
+	}
+	f, d := p.src, joinRel(pp.dst, p.rel)
+	e := moveElem{Src: f.GetPath(), Dst: d, ID: f.GetFileId(), DstID: p.dst.GetFileId(), Length: f.GetLength(), MTime: f.GetLastModificationTimeMs()}
+	switch pp.cmp.judge(f, p.dst) {
+	case skipIt:
+		if pp.cmp.ignoreExisting {
+			return []item{{Skip: true, Bytes: f.GetLength(), Desc: f.GetPath()}}, nil, nil
+		}
+		e.Op = "drop"
+		return []item{{Elem: e, Skip: true, Bytes: f.GetLength(), Batch: true, Desc: f.GetPath()}}, nil, nil
+	}
+	ms, _ := mountFor(pp.mounts, f.GetPath())
+	md, _ := mountFor(pp.mounts, d)
+	if ms != nil && md != nil && ms.GetMountId() == md.GetMountId() {
+		e.Op = "rename"
+		return []item{{Elem: e, Files: 1, Batch: true, Desc: f.GetPath()}}, nil, nil
+	}
+	items, failed, err := pp.copyItems(ctx, pair{rel: p.rel, src: f}, workers)
+	for i := range items {
+		ce := items[i].Elem.(copyElem)
+		ce.DstID = e.DstID
+		e.Op, e.Copy = "copy", &ce
+		items[i].Elem = e
+	}
+	return items, failed, err
 }
 
 // withFinal makes the planner end with one more item.
@@ -163,10 +225,16 @@ func (Move) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 func moveOne(ctx context.Context, env Env, t *Task, c spec.MoveConfig, e moveElem) (int64, error) {
 	fs := env.FS()
 	switch e.Op {
-	case "whole", "rename":
-		return 0, renameOver(ctx, env, e.Src, e.Dst, c.Overwrite)
+	case "whole":
+		return 0, renameOver(ctx, env, e.Src, e.Dst, false)
+	case "rename":
+		// Replaces only what was planned to be replaced: a file that
+		// appeared at DST since is not clobbered.
+		return 0, renameOver(ctx, env, e.Src, e.Dst, e.DstID != 0 || c.Overwrite)
+	case "drop":
+		return 0, dropSource(ctx, env, e)
 	case "cleanup":
-		return 0, removeEmptied(ctx, env, e.Src)
+		return 0, removeEmptied(ctx, env, e.Src, e.Partial)
 	case "copy":
 	default:
 		return 0, fmt.Errorf("unknown move step %q", e.Op)
@@ -192,8 +260,8 @@ func moveOne(ctx context.Context, env Env, t *Task, c spec.MoveConfig, e moveEle
 	if persisted(src) {
 		ce.Ufs, ce.Mount, ce.FP = src.GetUfsPath(), src.GetMountId(), src.GetUfsFingerprint()
 	}
-	cp := copier{env: env, t: t, overwrite: c.Overwrite, checkDst: c.DstExisted || t.Attempt > 1, checksum: true}
-	dst, err := cp.copyFile(ctx, ce)
+	cp := copier{env: env, t: t, cmp: compare{overwrite: c.Overwrite, checksum: true}}
+	dst, _, err := cp.copyFile(ctx, ce)
 	if err != nil {
 		return 0, err
 	}
@@ -204,11 +272,32 @@ func moveOne(ctx context.Context, env Env, t *Task, c spec.MoveConfig, e moveEle
 	} else if now != nil && now.GetFileId() != ce.ID {
 		return 0, status.Errorf(codes.FailedPrecondition, "%s was replaced while moving; the new one is left in place", ce.Src)
 	} else if now != nil {
-		if _, err := fs.Delete(ctx, &api.DeleteRequest{Path: ce.Src}); err != nil && status.Code(err) != codes.NotFound {
+		if _, err := fs.Delete(ctx, &api.DeleteRequest{Path: ce.Src, FileId: ce.ID}); err != nil && status.Code(err) != codes.NotFound {
 			return 0, wrapf(err, "copied, but deleting the source failed")
 		}
 	}
 	return ce.Length, nil
+}
+
+// dropSource removes a source file whose copy at DST already is the same
+// (size and modification time), after checking both are still what was
+// planned.
+func dropSource(ctx context.Context, env Env, e moveElem) error {
+	d, err := exists(ctx, env, e.Dst)
+	if err != nil {
+		return err
+	}
+	if !sameCopy(d, copyElem{Length: e.Length, MTime: e.MTime}) {
+		return status.Errorf(codes.FailedPrecondition, "%s changed since the job was planned; %s is left in place", e.Dst, e.Src)
+	}
+	_, err = env.FS().Delete(ctx, &api.DeleteRequest{Path: e.Src, FileId: e.ID})
+	switch status.Code(err) {
+	case codes.OK, codes.NotFound:
+		return nil
+	case codes.FailedPrecondition:
+		return status.Errorf(codes.FailedPrecondition, "%s was replaced while moving; the new one is left in place", e.Src)
+	}
+	return wrapf(err, "delete %s", e.Src)
 }
 
 // keepCache copies the source's cached blocks, on the workers that hold
@@ -229,8 +318,8 @@ func keepCache(ctx context.Context, env Env, e copyElem, dst *api.FileInfo) {
 	}
 }
 
-// renameOver renames src onto dst, replacing a dst file when overwrite,
-// creating dst's parents.
+// renameOver renames src onto dst — replacing a dst file in one step when
+// overwrite — creating dst's parents.
 func renameOver(ctx context.Context, env Env, src, dst string, overwrite bool) error {
 	fs := env.FS()
 	if parent, _ := paths.Split(dst); parent != "/" {
@@ -238,20 +327,7 @@ func renameOver(ctx context.Context, env Env, src, dst string, overwrite bool) e
 			return wrapf(err, "create %s", parent)
 		}
 	}
-	_, err := fs.Rename(ctx, &api.RenameRequest{Src: src, Dst: dst})
-	if status.Code(err) == codes.AlreadyExists && overwrite {
-		d, serr := exists(ctx, env, dst)
-		if serr != nil {
-			return serr
-		}
-		if d != nil && d.GetFolder() {
-			return status.Errorf(codes.FailedPrecondition, "%s is a directory", dst)
-		}
-		if _, err := fs.Delete(ctx, &api.DeleteRequest{Path: dst}); err != nil && status.Code(err) != codes.NotFound {
-			return wrapf(err, "replace %s", dst)
-		}
-		_, err = fs.Rename(ctx, &api.RenameRequest{Src: src, Dst: dst})
-	}
+	_, err := fs.Rename(ctx, &api.RenameRequest{Src: src, Dst: dst, Overwrite: overwrite})
 	if status.Code(err) == codes.NotFound {
 		// A retry after the rename went through finds the source gone.
 		if s, _ := exists(ctx, env, src); s == nil {
@@ -263,8 +339,10 @@ func renameOver(ctx context.Context, env Env, src, dst string, overwrite bool) e
 	return err
 }
 
-// removeEmptied deletes the source tree once no file is left in it.
-func removeEmptied(ctx context.Context, env Env, src string) error {
+// removeEmptied deletes the source tree once no file is left in it. With
+// partial, files were meant to stay (a filter, --ignore-existing): a tree
+// still holding some is left as it is.
+func removeEmptied(ctx context.Context, env Env, src string, partial bool) error {
 	w := newWalker(env.FS(), src, "", spec.DefaultPageSize, false)
 	f, err := w.Next(ctx)
 	switch {
@@ -273,6 +351,8 @@ func removeEmptied(ctx context.Context, env Env, src string) error {
 		return nil // already gone
 	case err != nil:
 		return err
+	case partial:
+		return nil
 	default:
 		return status.Errorf(codes.FailedPrecondition, "%s still holds %s: not removed", src, f.GetPath())
 	}

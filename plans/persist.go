@@ -72,9 +72,19 @@ func (Persist) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error
 	if err != nil {
 		return nil, err
 	}
+	sel, err := c.Filter.Compile(job.CreatedMs)
+	if err != nil {
+		return nil, err
+	}
 	gen := func(ctx context.Context, f *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error) {
-		if f.GetFolder() || persisted(f) {
+		if f.GetFolder() || !selects(sel, c.Path, f) {
 			return nil, nil, nil
+		}
+		if persisted(f) {
+			if len(c.Files) > 0 {
+				return nil, nil, nil
+			}
+			return []item{{Skip: true, Bytes: f.GetLength(), Desc: f.GetPath()}}, nil, nil
 		}
 		if !f.GetCompleted() {
 			if len(c.Files) > 0 {
@@ -91,6 +101,7 @@ func (Persist) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error
 		return []item{{
 			Elem:   persistElem{Path: f.GetPath(), ID: f.GetFileId(), Length: f.GetLength(), Quiet: len(c.Files) > 0},
 			Bytes:  f.GetLength(),
+			Files:  1,
 			Target: holder(blocks, workers, ""),
 			Batch:  f.GetLength() <= smallFileBytes,
 			Desc:   f.GetPath(),
@@ -107,6 +118,19 @@ func (Persist) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error
 		}, c.BatchFiles, c.BatchBytes, gen)
 	}
 	return newItemPlanner(env, "persist", job, c.Path, c.PageSize, true, c.BatchFiles, c.BatchBytes, gen)
+}
+
+// selects applies a plan's selector to f, a file under root (a listed
+// file, or the root itself).
+func selects(sel *spec.Selector, root string, f *api.FileInfo) bool {
+	if sel == nil {
+		return true
+	}
+	rel := f.GetName()
+	if root != "" && f.GetPath() != root && paths.IsAncestor(root, f.GetPath()) {
+		rel = paths.Rel(root, f.GetPath())
+	}
+	return sel.Selects(rel, f.GetLength(), f.GetLastModificationTimeMs())
 }
 
 // listSource yields the files of a list that still are what the list says

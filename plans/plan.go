@@ -33,6 +33,10 @@ type Job struct {
 	Round  int32
 	// RoundFailed counts the tasks of this round that failed for good.
 	RoundFailed int64
+	// CreatedMs is when the job was submitted (filter ages count from it).
+	CreatedMs int64
+	// Deletes is what the job's planners counted so far (Batch.Deletes).
+	Deletes int64
 }
 
 // TaskSpec is one task a planner produced.
@@ -40,6 +44,7 @@ type TaskSpec struct {
 	Args        []byte // plan-specific, usually JSON
 	Description string // human words: the path it works on
 	Bytes       int64  // bytes it will move, for progress
+	Files       int64  // files it works on (the job's filesTotal)
 	// The block worker its data goes to; the job master places the task on
 	// the job worker beside it. Zero/empty: anywhere.
 	BlockWorkerID      int64
@@ -52,6 +57,9 @@ type Batch struct {
 	Cursor []byte
 	Done   bool              // planning of this round is over
 	Failed []*api.FailedPath // paths the planner found it cannot handle
+	// Files (and their bytes) the planner found already done and left
+	// alone, and files it found to delete, since the last batch.
+	FilesSkipped, BytesSkipped, Deletes int64
 }
 
 // Planner streams a job's tasks.
@@ -85,6 +93,9 @@ type Result struct {
 	// with the task (job stat -v; at most MaxOutput bytes): exec's exit
 	// codes and output per file.
 	Output []byte
+	// Files (and bytes) the task found already done and did not move;
+	// they are not in Bytes.
+	FilesSkipped, BytesSkipped int64
 }
 
 // MaxOutput bounds a task's Result.Output; the job worker replaces a
@@ -133,6 +144,7 @@ func init() {
 	Register(Move{})
 	Register(Copy{})
 	Register(Exec{})
+	Register(Sync{})
 }
 
 // Register adds a plan; a second plan with the same name replaces the first

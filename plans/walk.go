@@ -25,6 +25,9 @@ type walker struct {
 	// sync has the FS master sync each directory with its UFS when the
 	// walk first lists it, so a walk sees what the UFS holds now.
 	sync bool
+	// dirs: Next returns directories too, each before what it holds (the
+	// order of the recursive listing).
+	dirs bool
 
 	started    bool
 	token      string // the last path listed ("" before the first page)
@@ -82,7 +85,7 @@ func (w *walker) Next(ctx context.Context) (*api.FileInfo, error) {
 			info := w.page[w.i]
 			w.page[w.i] = nil // the page's infos go as they are returned
 			w.i++
-			if !info.GetFolder() {
+			if !info.GetFolder() || w.dirs {
 				return info, nil
 			}
 		}

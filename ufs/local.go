@@ -287,7 +287,15 @@ func (w *localWriter) Commit() (FileStatus, error) {
 		return FileStatus{}, fmt.Errorf("commit %s: writer already closed", w.l.URI(w.rel))
 	}
 	w.done = true
-	err := w.f.Sync()
+	var err error
+	if mt := w.opts.ModTime; !mt.IsZero() {
+		// Before the fsync, so the time is as durable as the bytes.
+		tv := syscall.NsecToTimeval(mt.UnixNano())
+		err = syscall.Futimes(int(w.f.Fd()), []syscall.Timeval{tv, tv})
+	}
+	if err == nil {
+		err = w.f.Sync()
+	}
 	var fi fs.FileInfo
 	if err == nil {
 		// The status of the written file, before close: the rename below

@@ -536,7 +536,7 @@ func (s *S3) Create(ctx context.Context, p string, opts CreateOptions) (Writer, 
 			}
 		}
 	}
-	return &s3Writer{s: s, ctx: ctx, rel: rel, overwrite: opts.Overwrite, buf: make([]byte, 0, s.o.PartSize)}, nil
+	return &s3Writer{s: s, ctx: ctx, rel: rel, overwrite: opts.Overwrite, mtime: opts.ModTime, buf: make([]byte, 0, s.o.PartSize)}, nil
 }
 
 func parentOf(rel string) string {
@@ -556,6 +556,7 @@ type s3Writer struct {
 	ctx       context.Context
 	rel       string
 	overwrite bool
+	mtime     time.Time // kept as the "mtime" metadata; zero: none
 	buf       []byte
 	spare     []byte
 	uploadID  string
@@ -567,6 +568,10 @@ type s3Writer struct {
 
 func (w *s3Writer) putOptions() minio.PutObjectOptions {
 	po := minio.PutObjectOptions{ContentType: "application/octet-stream"}
+	if !w.mtime.IsZero() {
+		// rclone's key and format: seconds since the epoch, fractional.
+		po.UserMetadata = map[string]string{"mtime": strconv.FormatFloat(float64(w.mtime.UnixNano())/1e9, 'f', 9, 64)}
+	}
 	if !w.overwrite {
 		po.SetMatchETagExcept("*")
 	}

@@ -42,6 +42,11 @@ type CreateOptions struct {
 	Overwrite    bool   // replace an existing file
 	CreateParent bool   // make missing parent directories
 	Mode         uint32 // 0: 0644
+	// ModTime is the new file's modification time (a copy keeps its
+	// source's); zero: when it is written. A local file gets it; on S3,
+	// which sets its own, it is kept as the object's "mtime" metadata (as
+	// rclone does).
+	ModTime time.Time
 }
 
 // Writer receives a new file's bytes. Nothing is visible at the path until

@@ -368,12 +368,39 @@ func printSummary(w io.Writer, j *api.JobInfo, took time.Duration) {
 	if r := humanize.Rate(j.GetBytesDone(), took); r != "" {
 		rate = " (" + r + ")"
 	}
-	fmt.Fprintf(w, "Job %d %s %s: %s in %s%s\n", j.GetId(), j.GetPlan(), jobview.Status(j.GetStatus()),
-		humanize.Progress(j), took.Round(time.Millisecond), rate)
+	if j.GetLimits().GetDryRun() {
+		fmt.Fprintf(w, "Job %d %s (dry run) %s in %s: nothing was changed\n  %s\n", j.GetId(), j.GetPlan(),
+			jobview.Status(j.GetStatus()), took.Round(time.Millisecond), fileCounts(j, true))
+	} else {
+		fmt.Fprintf(w, "Job %d %s %s: %s in %s%s\n", j.GetId(), j.GetPlan(), jobview.Status(j.GetStatus()),
+			humanize.Progress(j), took.Round(time.Millisecond), rate)
+		if j.GetFilesTotal()+j.GetFilesSkipped()+j.GetDeletes() > 0 {
+			fmt.Fprintf(w, "  %s\n", fileCounts(j, false))
+		}
+	}
 	if j.GetError() != "" && j.GetStatus() != api.JobInfo_COMPLETED {
 		fmt.Fprintf(w, "  error: %s\n", j.GetError())
 	}
 	printFailed(w, j, 10)
+}
+
+// fileCounts says what a job did (or, in a dry run, would do) file by
+// file: "12 files (4.0MiB), 988 skipped (3.1GiB), 3 deleted".
+func fileCounts(j *api.JobInfo, dry bool) string {
+	s := fmt.Sprintf("%d file(s) (%s), %d skipped (%s)", j.GetFilesTotal(), humanize.Bytes(j.GetBytesTotal()),
+		j.GetFilesSkipped(), humanize.Bytes(j.GetBytesSkipped()))
+	if dry {
+		s = fmt.Sprintf("would %s %d file(s) (%s), skip %d (%s)", j.GetPlan(), j.GetFilesTotal(), humanize.Bytes(j.GetBytesTotal()),
+			j.GetFilesSkipped(), humanize.Bytes(j.GetBytesSkipped()))
+	}
+	if j.GetDeletes() > 0 || j.GetPlan() == "sync" {
+		if dry {
+			s += fmt.Sprintf(", delete %d", j.GetDeletes())
+		} else {
+			s += fmt.Sprintf(", %d to delete", j.GetDeletes())
+		}
+	}
+	return s
 }
 
 func printFailed(w io.Writer, j *api.JobInfo, limit int) {
@@ -602,8 +629,12 @@ func printJob(out io.Writer, j *api.JobInfo, verbose bool) {
 	fmt.Fprintf(tw, "Tasks\t%d total, %d done, %d failed, %d running%s\n", j.GetTasksTotal(), j.GetTasksDone(), j.GetTasksFailed(), j.GetTasksRunning(),
 		map[bool]string{true: "", false: " (planning)"}[j.GetPlanningDone() || sdk.IsTerminal(j.GetStatus())])
 	fmt.Fprintf(tw, "Bytes\t%s of %s\n", humanize.Bytes(j.GetBytesDone()), humanize.Bytes(j.GetBytesTotal()))
+	fmt.Fprintf(tw, "Files\t%s\n", fileCounts(j, j.GetLimits().GetDryRun()))
+	if j.GetLimits().GetDryRun() {
+		fmt.Fprintf(tw, "Dry run\tyes: it only counts, nothing is changed\n")
+	}
 	if j.GetRound() > 0 {
-		fmt.Fprintf(tw, "Round\t%d (verify)\n", j.GetRound())
+		fmt.Fprintf(tw, "Round\t%d\n", j.GetRound())
 	}
 	fmt.Fprintf(tw, "Created\t%s\n", time.UnixMilli(j.GetCreatedMs()).Format(time.RFC3339))
 	if j.GetFinishedMs() > 0 {

@@ -24,6 +24,11 @@ type Job struct {
 	BytesTotal   int64           `json:"bytesTotal"`
 	BytesDone    int64           `json:"bytesDone"`
 	Error        string          `json:"error"`
+	FilesTotal   int64           `json:"filesTotal"`
+	FilesSkipped int64           `json:"filesSkipped"`
+	BytesSkipped int64           `json:"bytesSkipped"`
+	Deletes      int64           `json:"deletes"`
+	DryRun       bool            `json:"dryRun,omitempty"`
 	TasksRunning int64           `json:"tasksRunning"`
 	PlanningDone bool            `json:"planningDone"`
 	Round        int32           `json:"round,omitempty"`
@@ -90,6 +95,8 @@ func FromInfo(i *api.JobInfo) Job {
 		ID: i.GetId(), Plan: i.GetPlan(), PlanVersion: i.GetPlanVersion(), Status: Status(i.GetStatus()),
 		TasksTotal: i.GetTasksTotal(), TasksDone: i.GetTasksDone(), TasksFailed: i.GetTasksFailed(),
 		BytesTotal: i.GetBytesTotal(), BytesDone: i.GetBytesDone(), Error: i.GetError(),
+		FilesTotal: i.GetFilesTotal(), FilesSkipped: i.GetFilesSkipped(), BytesSkipped: i.GetBytesSkipped(),
+		Deletes: i.GetDeletes(), DryRun: i.GetLimits().GetDryRun(),
 		TasksRunning: i.GetTasksRunning(), PlanningDone: i.GetPlanningDone(), Round: i.GetRound(),
 		Submitter: i.GetSubmitter(), RequestID: i.GetRequestId(), Policy: i.GetPolicy(),
 		PipelineRun: i.GetPipelineRunId(), PipelineStep: i.GetPipelineStep(),

@@ -20,12 +20,14 @@ type LoadConfig struct {
 	// synced with the UFS as the job lists it, so files that appeared,
 	// changed or vanished there since the last listing are seen.
 	NoSync bool `json:"noSync,omitempty"`
+	DryRun bool `json:"dryRun,omitempty"`
+	Filter
 	Batching
 }
 
 // Limits implements Config.
 func (c LoadConfig) Limits() Limits {
-	return Limits{Bandwidth: c.Bandwidth, Replication: c.Replication, Workers: c.Workers, ExcludeWorkers: c.ExcludeWorkers}
+	return Limits{Bandwidth: c.Bandwidth, Replication: c.Replication, Workers: c.Workers, ExcludeWorkers: c.ExcludeWorkers, DryRun: c.DryRun}
 }
 
 // DecodeLoad parses a load config strictly (unknown fields are an error)
@@ -51,6 +53,9 @@ func DecodeLoad(b []byte) (LoadConfig, error) {
 	}
 	if c.Bandwidth < 0 {
 		return c, Invalidf("load %s: --bandwidth %d: want >= 0 bytes/s", c.Path, c.Bandwidth)
+	}
+	if err := c.Filter.normalize("load " + c.Path); err != nil {
+		return c, err
 	}
 	if err := c.Batching.normalize("load " + c.Path); err != nil {
 		return c, err

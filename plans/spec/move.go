@@ -1,12 +1,19 @@
 package spec
 
 // MoveConfig is the move plan's job config: move Src (a file or a tree) to
-// Dst, across mounts too.
+// Dst, across mounts too. Into an existing Dst a file whose copy there has
+// its size and modification time is not moved again: the source is
+// removed; one that differs replaces it. Overwrite replaces every file,
+// IgnoreExisting none (the source stays).
 type MoveConfig struct {
-	Src       string `json:"src"`
-	Dst       string `json:"dst"`
-	Overwrite bool   `json:"overwrite,omitempty"`
-	PageSize  int    `json:"pageSize,omitempty"`
+	Src            string `json:"src"`
+	Dst            string `json:"dst"`
+	Overwrite      bool   `json:"overwrite,omitempty"`
+	IgnoreExisting bool   `json:"ignoreExisting,omitempty"`
+	NoSync         bool   `json:"noSync,omitempty"` // as CopyConfig.NoSync
+	DryRun         bool   `json:"dryRun,omitempty"`
+	Filter
+	PageSize int `json:"pageSize,omitempty"`
 	// Whole is set at submit: one rename moves everything (same mount, DST
 	// absent, or a file replacing a file).
 	Whole bool `json:"whole,omitempty"`
@@ -15,7 +22,7 @@ type MoveConfig struct {
 }
 
 // Limits implements Config.
-func (c MoveConfig) Limits() Limits { return Limits{} }
+func (c MoveConfig) Limits() Limits { return Limits{DryRun: c.DryRun} }
 
 // DecodeMove parses a move config strictly and fills defaults.
 func DecodeMove(b []byte) (MoveConfig, error) {
@@ -32,6 +39,12 @@ func DecodeMove(b []byte) (MoveConfig, error) {
 	}
 	if c.Src == c.Dst {
 		return c, Invalidf("move %s: the destination is the source itself", c.Src)
+	}
+	if c.Overwrite && c.IgnoreExisting {
+		return c, Invalidf("move %s: --overwrite and --ignore-existing contradict each other", c.Src)
+	}
+	if err := c.Filter.normalize("move " + c.Src); err != nil {
+		return c, err
 	}
 	if c.PageSize == 0 {
 		c.PageSize = DefaultPageSize

@@ -5,8 +5,10 @@ import "fmt"
 // PersistConfig is the persist plan's job config: write the cached-only
 // files under Path (or the Files named) to their UFS.
 type PersistConfig struct {
-	Path  string        `json:"path,omitempty"`
-	Files []PersistFile `json:"files,omitempty"`
+	Path   string        `json:"path,omitempty"`
+	Files  []PersistFile `json:"files,omitempty"`
+	DryRun bool          `json:"dryRun,omitempty"`
+	Filter
 	Batching
 }
 
@@ -17,7 +19,7 @@ type PersistFile struct {
 }
 
 // Limits implements Config.
-func (c PersistConfig) Limits() Limits { return Limits{} }
+func (c PersistConfig) Limits() Limits { return Limits{DryRun: c.DryRun} }
 
 // DecodePersist parses a persist config strictly and fills defaults.
 func DecodePersist(b []byte) (PersistConfig, error) {
@@ -49,6 +51,9 @@ func DecodePersist(b []byte) (PersistConfig, error) {
 			return c, Invalidf("persist: config: files[%d].id %d: want the file's inode id", i, c.Files[i].ID)
 		}
 		c.Files[i].Path = p
+	}
+	if err := c.Filter.normalize("persist " + c.Path); err != nil {
+		return c, err
 	}
 	if err := c.Batching.normalize("persist"); err != nil {
 		return c, err

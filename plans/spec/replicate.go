@@ -6,10 +6,13 @@ type ReplicateConfig struct {
 	Path        string `json:"path"`
 	Replication int    `json:"replication"`
 	PageSize    int    `json:"pageSize,omitempty"`
+	DryRun      bool   `json:"dryRun,omitempty"`
 }
 
 // Limits implements Config.
-func (c ReplicateConfig) Limits() Limits { return Limits{Replication: c.Replication} }
+func (c ReplicateConfig) Limits() Limits {
+	return Limits{Replication: c.Replication, DryRun: c.DryRun}
+}
 
 // DecodeReplicate parses a replicate config strictly.
 func DecodeReplicate(b []byte) (ReplicateConfig, error) {

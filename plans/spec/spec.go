@@ -62,16 +62,20 @@ type Limits struct {
 	// ExcludeWorkers are never used. Each names a worker by id, host or
 	// host:port (api.JobLimits.AllowsWorker is the rule).
 	Workers, ExcludeWorkers []string
+	// DryRun: the job plans and counts what it would do (files, bytes,
+	// deletes) and does nothing; the scheduler never keeps or runs a task
+	// of it.
+	DryRun bool
 }
 
 // Proto is l as the job master stores it.
 func (l Limits) Proto() *api.JobLimits {
-	if l.Bandwidth == 0 && l.Replication == 0 && len(l.Workers) == 0 && len(l.ExcludeWorkers) == 0 {
+	if l.Bandwidth == 0 && l.Replication == 0 && len(l.Workers) == 0 && len(l.ExcludeWorkers) == 0 && !l.DryRun {
 		return nil
 	}
 	return &api.JobLimits{
 		BandwidthBytesPerSec: l.Bandwidth, Replication: int32(l.Replication),
-		Workers: l.Workers, ExcludeWorkers: l.ExcludeWorkers,
+		Workers: l.Workers, ExcludeWorkers: l.ExcludeWorkers, DryRun: l.DryRun,
 	}
 }
 
@@ -79,7 +83,7 @@ func (l Limits) Proto() *api.JobLimits {
 func LimitsOf(p *api.JobLimits) Limits {
 	return Limits{
 		Bandwidth: p.GetBandwidthBytesPerSec(), Replication: int(p.GetReplication()),
-		Workers: p.GetWorkers(), ExcludeWorkers: p.GetExcludeWorkers(),
+		Workers: p.GetWorkers(), ExcludeWorkers: p.GetExcludeWorkers(), DryRun: p.GetDryRun(),
 	}
 }
 
@@ -131,6 +135,8 @@ func Decode(plan string, b []byte) (Config, error) {
 		return DecodeCopy(b)
 	case "exec":
 		return DecodeExec(b)
+	case "sync":
+		return DecodeSync(b)
 	}
 	return nil, Invalidf("unknown plan %q", plan)
 }
