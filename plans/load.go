@@ -16,7 +16,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
-	"github.com/alluvium/alluvium/internal/paths"
 	"github.com/alluvium/alluvium/plans/spec"
 )
 

@@ -83,7 +83,7 @@ type syncDelete struct {
 // SRC lacks whose subtree is being walked, deleted whole once it has been
 // counted.
 type syncDeletes struct {
-	Planned int64 `json:"planned,omitempty"`
+	Planned int64  `json:"planned,omitempty"`
 	Dir     string `json:"dir,omitempty"` // rel; "" none
 	DirID   int64  `json:"dirId,omitempty"`
 	Files   int64  `json:"files,omitempty"`
