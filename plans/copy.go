@@ -184,7 +184,8 @@ func (m compare) judge(src, dst *api.FileInfo) verdict {
 		return copyIt
 	case m.checksum:
 		return checkIt
-	case dst.GetLastModificationTimeMs() == src.GetLastModificationTimeMs():
+	case src.GetLastModificationTimeMs() != 0 && dst.GetLastModificationTimeMs() == src.GetLastModificationTimeMs():
+		// (A time of 0 is unknown: never taken for a match.)
 		return skipIt
 	}
 	return copyIt

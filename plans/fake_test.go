@@ -199,9 +199,13 @@ func (f xfs) CreateFile(_ context.Context, req *api.CreateFileRequest, _ ...grpc
 	if bs == 0 {
 		bs = 1000
 	}
-	fi := &api.FileInfo{Path: p, Name: name, FileId: id, BlockSizeBytes: bs, UfsPath: uri, MountId: m.GetMountId(), PersistenceState: st, Mode: req.GetMode()}
+	fi := &api.FileInfo{Path: p, Name: name, FileId: id, BlockSizeBytes: bs, UfsPath: uri, MountId: m.GetMountId(), PersistenceState: st, Mode: req.GetMode(),
+		LastModificationTimeMs: 1_000_000 + id}
 	if req.GetComplete() {
 		fi.Completed, fi.Length = true, req.GetLength()
+		if mt := req.GetLastModificationTimeMs(); mt > 0 {
+			fi.LastModificationTimeMs = mt
+		}
 		for i := int64(0); i*bs < fi.Length; i++ {
 			fi.BlockIds = append(fi.BlockIds, api.BlockID(id, i))
 		}
@@ -226,6 +230,9 @@ func (f xfs) CompleteFile(_ context.Context, req *api.CompleteFileRequest, _ ...
 		return nil, status.Errorf(codes.FailedPrecondition, "complete %s: already complete", req.GetPath())
 	}
 	fi.Completed, fi.Length = true, req.GetLength()
+	if mt := req.GetLastModificationTimeMs(); mt > 0 {
+		fi.LastModificationTimeMs = mt
+	}
 	fi.BlockIds = nil
 	for i := int64(0); i*fi.BlockSizeBytes < fi.Length; i++ {
 		fi.BlockIds = append(fi.BlockIds, api.BlockID(fi.FileId, i))
@@ -262,6 +269,9 @@ func (f xfs) Delete(_ context.Context, req *api.DeleteRequest, _ ...grpc.CallOpt
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "delete %s: no such file or directory", req.GetPath())
 	}
+	if req.GetFileId() != 0 && n.FileId != req.GetFileId() {
+		return nil, status.Errorf(codes.FailedPrecondition, "delete %s: file %d is gone", req.GetPath(), req.GetFileId())
+	}
 	if n.Folder && !req.GetRecursive() {
 		for q := range x.nodes {
 			if strings.HasPrefix(q, req.GetPath()+"/") {
@@ -281,8 +291,11 @@ func (f xfs) Rename(_ context.Context, req *api.RenameRequest, _ ...grpc.CallOpt
 	if _, ok := x.nodes[src]; !ok {
 		return nil, status.Errorf(codes.NotFound, "rename %s: no such file", src)
 	}
-	if _, ok := x.nodes[dst]; ok {
-		return nil, status.Errorf(codes.AlreadyExists, "rename %s to %s: %s exists", src, dst, dst)
+	if old, ok := x.nodes[dst]; ok {
+		if !req.GetOverwrite() || old.Folder || x.nodes[src].Folder {
+			return nil, status.Errorf(codes.AlreadyExists, "rename %s to %s: %s exists", src, dst, dst)
+		}
+		x.removeLocked(dst, false)
 	}
 	if pn, ok := x.nodes[parentOf(dst)]; !ok || !pn.Folder {
 		return nil, status.Errorf(codes.NotFound, "rename %s to %s: parent missing", src, dst)
@@ -532,26 +545,47 @@ func (w xbw) HashBlocks(_ context.Context, req *api.HashBlocksRequest, _ ...grpc
 // after every batch) and runs every task, retrying a failed one up to
 // attempts times as the job master would; it returns the failed paths.
 func runJob(ctx context.Context, p Plan, env Env, cfg []byte, attempts int, local string) (tasks int, failed []*api.FailedPath, err error) {
+	st, err := runJobStats(ctx, p, env, cfg, attempts, local)
+	return st.tasks, st.failed, err
+}
+
+// jobStats is what runJobStats saw of a job, counted as the job master
+// counts them (JobInfo's files_total, files_skipped, ...).
+type jobStats struct {
+	tasks                               int
+	failed                              []*api.FailedPath
+	files, skipped, bytesSkipped, bytes int64 // bytes: copied (Result.Bytes)
+	deletes                             int64
+}
+
+// runJobStats runs a job as the job master would: rounds of planning then
+// tasks (each tried up to attempts times), until the plan is done. A dry
+// run (the config's Limits) plans and counts and runs no task.
+func runJobStats(ctx context.Context, p Plan, env Env, cfg []byte, attempts int, local string) (st jobStats, err error) {
 	v, err := p.Validate(ctx, env, cfg)
 	norm := v.Config
 	if err != nil {
-		return 0, nil, err
+		return st, err
 	}
+	dry := v.Limits.DryRun
 	for round := int32(0); ; round++ {
 		var cursor []byte
 		var specs []TaskSpec
 		roundFailed := 0
 		for {
-			pl, err := p.NewPlanner(ctx, env, Job{ID: 7, Config: norm, Cursor: cursor, Round: round})
+			pl, err := p.NewPlanner(ctx, env, Job{ID: 7, Config: norm, Cursor: cursor, Round: round, CreatedMs: fakeNowMs, Deletes: st.deletes})
 			if err != nil {
-				return tasks, failed, err
+				return st, err
 			}
 			b, err := pl.Next(ctx, 3)
 			if err != nil {
-				return tasks, failed, err
+				return st, err
 			}
 			specs = append(specs, b.Tasks...)
-			failed = append(failed, b.Failed...)
+			st.failed = append(st.failed, b.Failed...)
+			st.skipped += b.FilesSkipped
+			st.bytesSkipped += b.BytesSkipped
+			st.deletes += b.Deletes
 			roundFailed += len(b.Failed)
 			cursor = b.Cursor
 			if b.Done {
@@ -559,7 +593,11 @@ func runJob(ctx context.Context, p Plan, env Env, cfg []byte, attempts int, loca
 			}
 		}
 		for i, s := range specs {
-			tasks++
+			st.files += s.Files
+			if dry {
+				continue
+			}
+			st.tasks++
 			var last Result
 			var rerr error
 			for a := 1; a <= attempts; a++ {
@@ -572,21 +610,28 @@ func runJob(ctx context.Context, p Plan, env Env, cfg []byte, attempts int, loca
 					break
 				}
 			}
+			st.bytes += last.Bytes
+			st.skipped += last.FilesSkipped
+			st.bytesSkipped += last.BytesSkipped
+			st.files -= last.FilesSkipped
 			if rerr != nil {
 				roundFailed++
 				if len(last.Failed) > 0 {
-					failed = append(failed, last.Failed...)
+					st.failed = append(st.failed, last.Failed...)
 				} else {
-					failed = append(failed, &api.FailedPath{Path: s.Description, Error: rerr.Error()})
+					st.failed = append(st.failed, &api.FailedPath{Path: s.Description, Error: rerr.Error()})
 				}
 			}
 		}
-		done, err := p.Done(ctx, env, Job{ID: 7, Config: norm, Cursor: cursor, Round: round, RoundFailed: int64(roundFailed)})
+		done, err := p.Done(ctx, env, Job{ID: 7, Config: norm, Cursor: cursor, Round: round, RoundFailed: int64(roundFailed), CreatedMs: fakeNowMs, Deletes: st.deletes})
 		if err != nil || done {
-			return tasks, failed, err
+			return st, err
 		}
 	}
 }
+
+// fakeNowMs is when the fake's jobs are created (filter ages count from it).
+const fakeNowMs = 2_000_000_000
 
 // CacheBlocks makes the load tests' fake worker take batches too.
 func (w fakeBW) CacheBlocks(ctx context.Context, req *api.CacheBlocksRequest, o ...grpc.CallOption) (*api.CacheBlocksResponse, error) {

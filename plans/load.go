@@ -231,6 +231,7 @@ type fileMark struct {
 	path    string
 	pending int
 	failed  bool
+	counted bool // in some task's Files already
 }
 
 type openBatch struct {
@@ -475,9 +476,11 @@ func (p *loadPlanner) emit(ob *openBatch) {
 	} else if ob.blocks[0].Offset > 0 || ob.blocks[0].Length < ob.bytes {
 		desc = fmt.Sprintf("%s block@%d", desc, ob.blocks[0].Offset)
 	}
-	var files int64 // files whose last copy to plan is in this task
+	var files int64 // files whose first planned copy is in this task
 	for _, m := range ob.marks {
-		if m.pending--; m.pending == 0 {
+		m.pending--
+		if !m.counted {
+			m.counted = true
 			files++
 		}
 	}

@@ -38,6 +38,7 @@ type fakeCluster struct {
 	maxPage int32
 	kids    map[string][]*api.FileInfo
 	kidsN   int
+	listErr map[string]error // directory → the error listing it returns
 }
 
 func newFakeCluster(workers int) *fakeCluster {
@@ -61,7 +62,8 @@ func (c *fakeCluster) file(p string, n, bs int64) *api.FileInfo {
 	c.nextID++
 	_, name := paths.Split(p)
 	fi := &api.FileInfo{Path: p, Name: name, FileId: id, Length: n, BlockSizeBytes: bs, Completed: true,
-		PersistenceState: api.PersistenceState_PERSISTED, UfsPath: "file:///ufs" + p, MountId: 1, UfsFingerprint: "fp"}
+		PersistenceState: api.PersistenceState_PERSISTED, UfsPath: "file:///ufs" + p, MountId: 1, UfsFingerprint: "fp",
+		LastModificationTimeMs: 1_000_000 + id} // distinct per file, as written at different times
 	for i := int64(0); i*bs < n; i++ {
 		fi.BlockIds = append(fi.BlockIds, api.BlockID(id, i))
 	}
@@ -141,6 +143,9 @@ func (f fakeFS) ListStatus(_ context.Context, req *api.ListStatusRequest, _ ...g
 	f.c.lists++
 	f.c.maxPage = max(f.c.maxPage, req.GetPageSize())
 	dir := req.GetPath()
+	if err := f.c.listErr[dir]; err != nil {
+		return nil, err
+	}
 	if _, ok := f.c.nodes[dir]; !ok {
 		return nil, status.Errorf(codes.NotFound, "ls %s: no such file or directory", dir)
 	}

@@ -270,7 +270,7 @@ func TestCopyRefusalsOverwriteAndRetry(t *testing.T) {
 		{spec.CopyConfig{Src: "/a", Dst: "/a"}, codes.InvalidArgument, "the source itself"},
 		{spec.CopyConfig{Src: "/a/../a", Dst: "/a"}, codes.InvalidArgument, "the source itself"},
 		{spec.CopyConfig{Src: "/a", Dst: "/a/sub"}, codes.InvalidArgument, "into itself"},
-		{spec.CopyConfig{Src: "/a/f", Dst: "/b"}, codes.FailedPrecondition, "/b exists (use --overwrite"},
+		{spec.CopyConfig{Src: "/a/f", Dst: "/b", Overwrite: true, IgnoreExisting: true}, codes.InvalidArgument, "contradict"},
 		{spec.CopyConfig{Src: "/a/f", Dst: "/dir", Overwrite: true}, codes.FailedPrecondition, "is a directory"},
 		{spec.CopyConfig{Src: "/a", Dst: "/b", Overwrite: true}, codes.FailedPrecondition, "is a file"},
 		{spec.CopyConfig{Src: "/a/f", Dst: "/b/x"}, codes.FailedPrecondition, "/b is a file"},
@@ -285,12 +285,31 @@ func TestCopyRefusalsOverwriteAndRetry(t *testing.T) {
 	if b, _ := x.ufsBytes("file:///ufs/b"); !bytes.Equal(b, content("b", 10)) {
 		t.Fatal("a refused copy changed /b")
 	}
-	_, failed, err := runJob(ctx, Copy{}, env, js(t, spec.CopyConfig{Src: "/a/f", Dst: "/b", Overwrite: true}), 1, "")
-	if err != nil || len(failed) > 0 {
-		t.Fatal(err, failed)
+	// --ignore-existing leaves /b as it is; by default /b differs (its
+	// size), so it is replaced.
+	st, err := runJobStats(ctx, Copy{}, env, js(t, spec.CopyConfig{Src: "/a/f", Dst: "/b", IgnoreExisting: true}), 1, "")
+	if err != nil || len(st.failed) > 0 || st.skipped != 1 || st.files != 0 {
+		t.Fatalf("--ignore-existing: %+v %v", st, err)
+	}
+	if b, _ := x.ufsBytes("file:///ufs/b"); !bytes.Equal(b, content("b", 10)) {
+		t.Fatal("--ignore-existing replaced /b")
+	}
+	st, err = runJobStats(ctx, Copy{}, env, js(t, spec.CopyConfig{Src: "/a/f", Dst: "/b"}), 1, "")
+	if err != nil || len(st.failed) > 0 || st.files != 1 || st.bytes != 100 {
+		t.Fatalf("copy onto a different /b: %+v %v", st, err)
 	}
 	if b, _ := x.ufsBytes("file:///ufs/b"); !bytes.Equal(b, content("f", 100)) {
-		t.Fatal("--overwrite did not replace /b")
+		t.Fatal("a copy onto a different /b did not replace it")
+	}
+	// Now /b is /a/f's copy (size and time): skipped, unless --overwrite.
+	st, err = runJobStats(ctx, Copy{}, env, js(t, spec.CopyConfig{Src: "/a/f", Dst: "/b"}), 1, "")
+	if err != nil || st.files != 0 || st.skipped != 1 || st.bytesSkipped != 100 || st.tasks != 0 {
+		t.Fatalf("copy onto its own copy: %+v %v", st, err)
+	}
+	before := x.node("/b").FileId
+	st, err = runJobStats(ctx, Copy{}, env, js(t, spec.CopyConfig{Src: "/a/f", Dst: "/b", Overwrite: true}), 1, "")
+	if err != nil || st.files != 1 || st.skipped != 0 || x.node("/b").FileId == before {
+		t.Fatalf("--overwrite onto its own copy: %+v %v", st, err)
 	}
 	// Attempt 2 of a task whose attempt 1 finished: same result, no error.
 	v, _ := Copy{}.Validate(ctx, env, js(t, spec.CopyConfig{Src: "/a", Dst: "/c"}))
@@ -389,22 +408,28 @@ func TestMove(t *testing.T) {
 			t.Errorf("block %d of the moved cache-only file is not cached (was on %v)", i, x.locs[cached.BlockIds[i]])
 		}
 	}
-	// DST exists: refused without --overwrite, merged with it.
+	// DST exists: merged into, a differing file replaced, one DST has
+	// already (its copy: same size and time) dropped at the source.
 	x.put("/o/a", content("new a", 10), 1000, true)
 	x.put("/t/a", content("old a", 20), 1000, true)
 	x.put("/t/keep", content("keep", 5), 1000, true)
-	if _, err := (Move{}).Validate(ctx, env, js(t, spec.MoveConfig{Src: "/o", Dst: "/t"})); status.Code(err) != codes.FailedPrecondition {
-		t.Fatalf("move onto an existing dir without --overwrite: %v", err)
-	}
+	x.put("/o/same", content("same", 7), 1000, true)
+	same := x.put("/t/same", content("same", 7), 1000, true)
+	x.mu.Lock()
+	same.LastModificationTimeMs = x.nodes["/o/same"].LastModificationTimeMs
+	x.mu.Unlock()
 	if _, err := (Move{}).Validate(ctx, env, js(t, spec.MoveConfig{Src: "/o", Dst: "/o/in"})); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("move into itself: %v", err)
 	}
-	_, failed, err = runJob(ctx, Move{}, env, js(t, spec.MoveConfig{Src: "/o", Dst: "/t", Overwrite: true}), 2, "")
-	if err != nil || len(failed) > 0 {
-		t.Fatal(err, failed)
+	st, err := runJobStats(ctx, Move{}, env, js(t, spec.MoveConfig{Src: "/o", Dst: "/t"}), 2, "")
+	if err != nil || len(st.failed) > 0 || st.files != 1 || st.skipped != 1 {
+		t.Fatal(st, err)
 	}
 	if b, _ := x.ufsBytes("file:///ufs/t/a"); !bytes.Equal(b, content("new a", 10)) || x.node("/t/keep") == nil || x.node("/o") != nil {
-		t.Fatal("move --overwrite onto a directory did not merge")
+		t.Fatal("move onto a directory did not merge")
+	}
+	if x.node("/t/same").FileId != same.FileId {
+		t.Fatal("move replaced a file whose copy was already there")
 	}
 }
 

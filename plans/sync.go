@@ -238,6 +238,9 @@ func syncDeleteOne(ctx context.Context, env Env, c spec.SyncConfig, d syncDelete
 	_, err = env.FS().Delete(ctx, &api.DeleteRequest{Path: d.Path, Recursive: d.Dir, FileId: d.ID})
 	switch status.Code(err) {
 	case codes.OK, codes.NotFound:
+		if !d.Dir {
+			removeEmptiedParents(ctx, env, c, d.Path)
+		}
 		return nil
 	case codes.FailedPrecondition:
 		if s, _ := exists(ctx, env, d.Path); s != nil && s.GetFileId() != d.ID {
@@ -245,4 +248,20 @@ func syncDeleteOne(ctx context.Context, env Env, c spec.SyncConfig, d syncDelete
 		}
 	}
 	return err
+}
+
+// removeEmptiedParents removes the directories above a deleted file, up to
+// DST (not included), that SRC lacks and that are empty now — as rclone's
+// sync leaves no directory the source does not have. A directory still
+// holding something (a file the filter leaves out, one being deleted by
+// another task) stays: its delete is not recursive.
+func removeEmptiedParents(ctx context.Context, env Env, c spec.SyncConfig, p string) {
+	for d, _ := paths.Split(p); d != c.Dst && paths.IsAncestor(c.Dst, d); d, _ = paths.Split(d) {
+		if s, err := exists(ctx, env, joinAfter(c.Dst, c.Src, d)); err != nil || s != nil {
+			return
+		}
+		if _, err := env.FS().Delete(ctx, &api.DeleteRequest{Path: d}); err != nil && status.Code(err) != codes.NotFound {
+			return
+		}
+	}
 }

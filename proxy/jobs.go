@@ -54,7 +54,7 @@ func (a *restAPI) serveJobs(w http.ResponseWriter, r *http.Request, rt route) er
 			return restErrorf(codes.InvalidArgument, `job body: want {"plan": "load", "config": {...}}: %v`, err)
 		}
 		if req.Plan == "" {
-			return restErrorf(codes.InvalidArgument, `job body: "plan" is required (load, persist, replicate, move, copy)`)
+			return restErrorf(codes.InvalidArgument, `job body: "plan" is required (load, persist, replicate, move, copy, sync)`)
 		}
 		if len(req.Config) == 0 || string(req.Config) == "null" {
 			return restErrorf(codes.InvalidArgument, `job body: "config" is required, e.g. {"path": "/data"}`)

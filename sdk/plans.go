@@ -15,6 +15,10 @@ type (
 	CopyConfig      = spec.CopyConfig
 	// ExecConfig runs an allowed command per file (jobworker.exec.allow).
 	ExecConfig = spec.ExecConfig
+	SyncConfig = spec.SyncConfig
+	// Filter selects the files of load, persist, copy, move and sync
+	// (include/exclude globs, sizes, ages); set it in their configs.
+	Filter = spec.Filter
 	// Batching tunes how load, persist and copy group small files into
 	// tasks; the defaults are good.
 	Batching = spec.Batching

@@ -33,7 +33,7 @@ import (
 func newJobCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "job",
-		Short: "Submit and follow jobs: load, persist, replicate, move, copy",
+		Short: "Submit and follow jobs: load, persist, replicate, move, copy, sync",
 		Long: `Job commands against the job master. Any job master of the group will do (a
 follower forwards to the leader); they are found from --job-master,
 ALLUVIUM_JOB_MASTER, the config file (client.job-master) or localhost:20001.
@@ -115,6 +115,66 @@ type loadFlags struct {
 	verify      bool
 	bandwidth   string
 	sync        bool
+	filter      filterFlags
+}
+
+// filterFlags select the files a job works on (load, persist, copy, move,
+// sync): spec.Filter as flags.
+type filterFlags struct {
+	include, exclude []string
+	minSize, maxSize string
+	minAge, maxAge   string
+}
+
+// filterHelp is what every command taking filterFlags says about them.
+const filterHelp = `Filters (applied while listing, so only matching files are planned):
+  --include / --exclude PATTERN   glob on the path below SRC (PATH), repeatable:
+                                  *  any run of characters but /   ** any depth
+                                  ?  one character   [a-z] [!a-z]   {a,b} one of
+                                  "/x" anchors at the top, "dir/" means all under dir
+                                  A file is taken if it matches an --include (or
+                                  there is none) and no --exclude.
+  --min-size / --max-size SIZE    e.g. 1MiB, 10G (bytes if no unit)
+  --min-age / --max-age AGE       modification time before the job was submitted:
+                                  ms s m h d w M y, combined: 1d12h; --max-age 7d is
+                                  "changed in the last 7 days"
+`
+
+func (f *filterFlags) add(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&f.include, "include", nil, "only files whose path below the job's root matches this glob (repeatable; ** any depth)")
+	fs.StringArrayVar(&f.exclude, "exclude", nil, "leave out files whose path below the job's root matches this glob (repeatable)")
+	fs.StringVar(&f.minSize, "min-size", "", "only files of at least this size, e.g. 1MiB")
+	fs.StringVar(&f.maxSize, "max-size", "", "only files of at most this size, e.g. 1GiB")
+	fs.StringVar(&f.minAge, "min-age", "", "only files last modified at least this long ago, e.g. 1d")
+	fs.StringVar(&f.maxAge, "max-age", "", "only files last modified at most this long ago, e.g. 7d")
+}
+
+// filter is the spec.Filter of the flags; sizes are parsed here, the rest
+// is checked by the job master (a bad pattern or age is a usage error).
+func (f *filterFlags) filter() (spec.Filter, error) {
+	out := spec.Filter{Include: f.include, Exclude: f.exclude, MinAge: f.minAge, MaxAge: f.maxAge}
+	for _, sz := range []struct {
+		flag, v string
+		dst     *int64
+	}{{"--min-size", f.minSize, &out.MinSize}, {"--max-size", f.maxSize, &out.MaxSize}} {
+		if sz.v == "" {
+			continue
+		}
+		n, err := humanize.ParseBytes(sz.v)
+		if err != nil || n < 0 {
+			return out, usagef("%s %q: want a size, e.g. 10MiB", sz.flag, sz.v)
+		}
+		*sz.dst = n
+	}
+	for _, a := range []struct{ flag, v string }{{"--min-age", f.minAge}, {"--max-age", f.maxAge}} {
+		if a.v == "" {
+			continue
+		}
+		if _, err := spec.ParseAge(a.v); err != nil {
+			return out, usagef("%s %q: %v", a.flag, a.v, err)
+		}
+	}
+	return out, nil
 }
 
 func (f *loadFlags) add(fs *pflag.FlagSet) {
@@ -124,6 +184,7 @@ func (f *loadFlags) add(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.verify, "verify", false, "when done, check every block again and load what is missing")
 	fs.StringVar(&f.bandwidth, "bandwidth", "", "limit the whole job to this many bytes/s, e.g. 100MiB (default: unlimited)")
 	fs.BoolVar(&f.sync, "sync", true, "sync each directory with the UFS as it is listed, so new, changed and vanished UFS files are seen (--sync=false trusts what Alluvium knows)")
+	f.filter.add(fs)
 }
 
 func (f *loadFlags) config(path string) (sdk.LoadConfig, error) {
@@ -131,6 +192,10 @@ func (f *loadFlags) config(path string) (sdk.LoadConfig, error) {
 		return sdk.LoadConfig{}, usagef("--replication %d: want 1 or more", f.replication)
 	}
 	c := sdk.LoadConfig{Path: path, Replication: f.replication, Workers: f.workers, ExcludeWorkers: f.exclude, Verify: f.verify, NoSync: !f.sync}
+	var err error
+	if c.Filter, err = f.filter.filter(); err != nil {
+		return c, err
+	}
 	if f.bandwidth != "" {
 		b, err := humanize.ParseBytes(f.bandwidth)
 		if err != nil || b <= 0 {
@@ -155,10 +220,12 @@ type submitFlags struct {
 	wait      bool
 	output    string
 	requestID string
+	dryRun    bool
 }
 
 func (f *submitFlags) add(fs *pflag.FlagSet, waitDefault bool) {
 	fs.BoolVar(&f.wait, "wait", waitDefault, "wait for the job to end, showing progress; exit 0 only if it COMPLETED")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "plan the job and report what it would do (files, bytes, deletes) without doing it; waits unless --wait=false")
 	fs.StringVar(&f.output, "output", "", "output format: json (one object: id, plan, status, tasksTotal, ...)")
 	fs.StringVar(&f.requestID, "request-id", "", "idempotency key: submitting again with it returns the same job (default: random)")
 }
@@ -168,19 +235,22 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 	var configJSON string
 	c := &cobra.Command{
 		Use:   "submit PLAN [ARGS] [flags]",
-		Short: "Submit a job: load, persist, replicate, move, copy (or any plan with --config JSON)",
+		Short: "Submit a job: load, persist, replicate, move, copy, sync (or any plan with --config JSON)",
 		Long: `Submit a job. Each plan has its own subcommand and flags (load PATH, persist
-PATH, replicate PATH --replication N, move SRC DST, copy SRC DST; see their
---help); any plan can also be given its config as JSON:
+PATH, replicate PATH --replication N, move SRC DST, copy SRC DST, sync SRC
+DST; see their --help); any plan can also be given its config as JSON:
 
   alluvium job submit load --config '{"path":"/data","replication":2}'
 
 Without --wait it prints the new job's id and returns; with --wait it follows
 the job (a progress bar on a terminal, a line every few seconds otherwise) and
-exits 0 only if the job COMPLETED (1 if it FAILED or was CANCELED).`,
+exits 0 only if the job COMPLETED (1 if it FAILED or was CANCELED).
+--dry-run, on every plan, plans the job and reports what it would do (files,
+bytes, deletes) without doing anything.`,
 		Example: `  alluvium job submit load /data --wait
   alluvium job submit load /data/2024 --replication 2 --verify --bandwidth 200MiB
   alluvium job submit copy /data /s3/backup --checksum --wait
+  alluvium job submit sync /data /s3/mirror --dry-run
   alluvium job submit replicate /hot --replication 3
   alluvium job submit load --config '{"path":"/data"}' --output json`,
 		Args: minArgs(1, "PLAN"),
@@ -219,8 +289,12 @@ Each directory is synced with the UFS as the job lists it, so files added,
 changed or deleted there since Alluvium last looked are loaded, reloaded or
 forgotten (--sync=false skips that and trusts the namespace).
 --verify checks every block again at the end and loads what is missing;
---bandwidth caps the whole job's read rate from the UFS.`,
+--bandwidth caps the whole job's read rate from the UFS. Files all of whose
+blocks are cached already count as skipped.
+
+` + filterHelp,
 		Example: `  alluvium job submit load /data --wait
+  alluvium job submit load /lake --include '**.parquet' --max-age 7d --dry-run
   alluvium job submit load /data --replication 2 --exclude-workers host3
   alluvium job submit load /logs --bandwidth 100MiB --output json`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -285,8 +359,17 @@ once submitted.`,
 }
 
 func submit(cmd *cobra.Command, g *globals, plan string, cfg any, sf submitFlags) error {
+	if sf.dryRun {
+		var err error
+		if cfg, err = withDryRun(plan, cfg); err != nil {
+			return err
+		}
+	}
 	if h, ok := cmd.Context().Value(submitHookKey{}).(submitHook); ok {
 		return h(cmd, plan, cfg, sf) // `policy add`: these job words become the policy's job
+	}
+	if sf.dryRun && !cmd.Flags().Changed("wait") {
+		sf.wait = true // what a dry run finds is its result
 	}
 	if err := checkJobOutput(sf.output); err != nil {
 		return err
@@ -316,6 +399,20 @@ func submit(cmd *cobra.Command, g *globals, plan string, cfg any, sf submitFlags
 		return nil
 	}
 	return waitAndReport(cmd, jobs, id, sf.output)
+}
+
+// withDryRun sets "dryRun" in any plan's config (flags or --config JSON).
+func withDryRun(plan string, cfg any) (any, error) {
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil || m == nil {
+		return nil, usagef("job submit %s --dry-run: the config is not a JSON object", plan)
+	}
+	m["dryRun"] = json.RawMessage("true")
+	return m, nil
 }
 
 // waitAndReport follows job id to its end and prints the outcome; the exit

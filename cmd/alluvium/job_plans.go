@@ -9,7 +9,7 @@ import (
 	"github.com/alluvium/alluvium/sdk"
 )
 
-// The submit subcommands of persist, replicate, move and copy, and their
+// The submit subcommands of persist, replicate, move, copy and sync, and their
 // Alluxio-style aliases under `fs` (persist, setReplication, distributedMv,
 // distributedCp), which wait by default.
 
@@ -85,19 +85,28 @@ func (p planCmd) submitCmd(g *globals, alias string) *cobra.Command {
 }
 
 func persistPlanCmd() planCmd {
+	var ff filterFlags
 	return planCmd{
 		plan: "persist", use: "persist PATH",
 		short: "Write files that are only cached under PATH to their UFS, and mark them PERSISTED",
 		long: `Persist every file under PATH (recursively) that is not yet PERSISTED: its
 bytes go from the block worker holding most of its blocks straight into the
 UFS under a temporary name, renamed into place by the FS master, which then
-marks the file PERSISTED. A file deleted, renamed or re-created meanwhile is
-left alone and listed as failed. Files written with ASYNC_THROUGH are
-persisted like this automatically (fsmaster.persist.delay after they close).`,
+marks the file PERSISTED. Files already persisted are counted as skipped. A
+file deleted, renamed or re-created meanwhile is left alone and listed as
+failed. Files written with ASYNC_THROUGH are persisted like this
+automatically (fsmaster.persist.delay after they close).
+
+` + filterHelp,
 		example: `  alluvium job submit persist /scratch/results --wait
+  alluvium job submit persist /scratch --include '*.parquet' --max-age 1d
   alluvium fs persist /scratch/results`,
-		args:   []string{"PATH"},
-		config: func(args []string) (any, error) { return sdk.PersistConfig{Path: args[0]}, nil },
+		args:  []string{"PATH"},
+		flags: func(c *cobra.Command) { ff.add(c.Flags()) },
+		config: func(args []string) (any, error) {
+			f, err := ff.filter()
+			return sdk.PersistConfig{Path: args[0], Filter: f}, err
+		},
 	}
 }
 
@@ -126,49 +135,92 @@ fewer than 1, is refused.`,
 	}
 }
 
+// copyFlags are how copy, move and sync treat a file DST already has.
+type copyFlags struct {
+	overwrite, ignoreExisting, checksum, sync bool
+	filter                                    filterFlags
+}
+
+func (f *copyFlags) add(c *cobra.Command, checksum bool) {
+	c.Flags().BoolVar(&f.overwrite, "overwrite", false, "copy every file again, even one DST already has the same")
+	c.Flags().BoolVar(&f.ignoreExisting, "ignore-existing", false, "never replace a file DST has, even one that differs")
+	if checksum {
+		c.Flags().BoolVar(&f.checksum, "checksum", false, "compare contents (SHA-256), not modification times, to find what changed; check every copy against its source")
+	}
+	c.Flags().BoolVar(&f.sync, "sync", true, "sync each directory of SRC and DST with its UFS as it is listed (--sync=false trusts what Alluvium knows)")
+	f.filter.add(c.Flags())
+}
+
+func (f *copyFlags) config(args []string) (sdk.CopyConfig, error) {
+	if f.overwrite && f.ignoreExisting {
+		return sdk.CopyConfig{}, usagef("--overwrite and --ignore-existing contradict each other: give one")
+	}
+	flt, err := f.filter.filter()
+	return sdk.CopyConfig{Src: args[0], Dst: args[1], Overwrite: f.overwrite, IgnoreExisting: f.ignoreExisting,
+		Checksum: f.checksum, NoSync: !f.sync, Filter: flt}, err
+}
+
+// incrementalHelp is how copy, move and sync treat an existing DST.
+const incrementalHelp = `Into an existing DST only what differs is done: a file whose copy at DST has
+the same size and modification time (with --checksum: the same size and
+SHA-256) is skipped and counted as skipped, so running the job again does
+nothing and a nightly job does only what changed. A file that differs is
+replaced in one step (written aside, then swapped in: a reader sees the old
+file or the new one). --overwrite replaces every file; --ignore-existing
+never replaces one. Copies keep their source's modification time.
+`
+
 func movePlanCmd() planCmd {
-	var overwrite bool
+	var cf copyFlags
 	return planCmd{
 		plan: "move", use: "move SRC DST",
 		short: "Move a file or tree to DST, across mounts too, keeping the cache",
-		long: `Move SRC to DST. Within one mount it is a rename (in the UFS too) and every
-cached block stays; across mounts each file is copied, verified by checksum,
-then deleted at the source, its cached blocks copied beside the old ones.
-DST must not exist unless --overwrite (a directory is then merged into);
-moving a directory into itself is refused.`,
+		long: `Move SRC to DST. Within one mount onto a DST that does not exist it is one
+rename (in the UFS too) and every cached block stays; otherwise file by file:
+within a mount a rename, across mounts a copy verified by checksum, then the
+source deleted, its cached blocks copied beside the old ones. Moving a
+directory into itself is refused.
+
+` + incrementalHelp + `A source file whose copy DST already has is just
+removed; with --ignore-existing it stays where it is.
+
+` + filterHelp,
 		example: `  alluvium job submit move /staging/day1 /archive/day1 --wait
+  alluvium job submit move /staging /archive --include '*.parquet' --min-age 1d
   alluvium fs distributedMv /local/data /s3/data`,
-		args: []string{"SRC", "DST"},
-		flags: func(c *cobra.Command) {
-			c.Flags().BoolVar(&overwrite, "overwrite", false, "replace DST's files")
-		},
+		args:  []string{"SRC", "DST"},
+		flags: func(c *cobra.Command) { cf.add(c, false) },
 		config: func(args []string) (any, error) {
-			return sdk.MoveConfig{Src: args[0], Dst: args[1], Overwrite: overwrite}, nil
+			c, err := cf.config(args)
+			return sdk.MoveConfig{Src: c.Src, Dst: c.Dst, Overwrite: c.Overwrite, IgnoreExisting: c.IgnoreExisting, NoSync: c.NoSync, Filter: c.Filter}, err
 		},
 	}
 }
 
 func copyPlanCmd() planCmd {
-	var overwrite, checksum bool
+	var cf copyFlags
 	return planCmd{
 		plan: "copy", use: "copy SRC DST",
-		short: "Copy a file or tree to DST, across mounts and UFS kinds (local, S3)",
+		short: "Copy a file or tree to DST, across mounts and UFS kinds (local, S3), only what changed",
 		long: `Copy SRC to DST (DST names the copy: SRC's files land at the same relative
 paths under it). Each file is written straight from the cache or the source
 UFS into the destination UFS under a temporary name, then renamed; large
-files are split by blocks fetched in parallel by several workers. DST must
-not exist unless --overwrite; --checksum compares the SHA-256 of source and
-copy.`,
+files are split by blocks fetched in parallel by several workers.
+
+` + incrementalHelp + `
+` + filterHelp + `
+'job stat' shows the files copied and skipped (filesTotal, filesSkipped,
+bytesSkipped in --output json). To also delete what SRC no longer has, use
+'alluvium job submit sync'.`,
 		example: `  alluvium job submit copy /data /s3/backup/data --wait
+  alluvium job submit copy /data /s3/backup/data --dry-run
+  alluvium job submit copy /lake /s3/lake --include '**.parquet' --max-age 7d
   alluvium job submit copy /a/f /b/f --overwrite --checksum
   alluvium fs distributedCp /s3/in /scratch/in`,
-		args: []string{"SRC", "DST"},
-		flags: func(c *cobra.Command) {
-			c.Flags().BoolVar(&overwrite, "overwrite", false, "replace existing files at DST")
-			c.Flags().BoolVar(&checksum, "checksum", false, "compare SHA-256 checksums of source and copy")
-		},
+		args:  []string{"SRC", "DST"},
+		flags: func(c *cobra.Command) { cf.add(c, true) },
 		config: func(args []string) (any, error) {
-			return sdk.CopyConfig{Src: args[0], Dst: args[1], Overwrite: overwrite, Checksum: checksum}, nil
+			return cf.config(args)
 		},
 	}
 }
@@ -208,11 +260,52 @@ other).`,
 	}
 }
 
-// jobPlanSubmitCmds are `job submit persist|replicate|move|copy|exec`.
+func syncPlanCmd() planCmd {
+	var cf copyFlags
+	var maxDelete int64
+	return planCmd{
+		plan: "sync", use: "sync SRC DST",
+		short: "Make DST mirror SRC: copy what is new or changed, delete what SRC no longer has",
+		long: `Make the directory DST a mirror of SRC, across mounts and UFS kinds (as
+rclone sync): first every file that is new or changed is copied, as
+'job submit copy' does; then, only if every copy succeeded, each file DST
+has and SRC lacks is deleted (a directory SRC lacks goes whole). Nothing is
+ever deleted outside DST, nor when SRC cannot be listed (the job fails
+first), nor a file the filters leave out. --max-delete N fails the job
+before deleting anything when there is more to delete than N.
+Try it first with --dry-run: it reports the files it would copy, skip and
+delete, and changes nothing.
+
+` + incrementalHelp + `
+` + filterHelp,
+		example: `  alluvium job submit sync /data /s3/mirror --dry-run
+  alluvium job submit sync /data /s3/mirror --max-delete 100 --wait
+  alluvium job submit sync /lake /backup/lake --exclude 'tmp/' --exclude '*.inprogress'
+  alluvium policy add mirror --cron "0 2 * * *" sync /data /s3/mirror --max-delete 1000`,
+		args: []string{"SRC", "DST"},
+		flags: func(c *cobra.Command) {
+			cf.add(c, true)
+			c.Flags().Int64Var(&maxDelete, "max-delete", -1, "fail the job, deleting nothing, if it would delete more than this many files (-1: no limit)")
+		},
+		config: func(args []string) (any, error) {
+			c, err := cf.config(args)
+			sc := sdk.SyncConfig{CopyConfig: c}
+			if maxDelete < -1 {
+				return nil, usagef("--max-delete %d: want 0 or more (-1: no limit)", maxDelete)
+			}
+			if maxDelete >= 0 {
+				sc.MaxDelete = &maxDelete
+			}
+			return sc, err
+		},
+	}
+}
+
+// jobPlanSubmitCmds are `job submit persist|replicate|move|copy|sync|exec`.
 func jobPlanSubmitCmds(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		persistPlanCmd().submitCmd(g, ""), replicatePlanCmd().submitCmd(g, ""),
-		movePlanCmd().submitCmd(g, ""), copyPlanCmd().submitCmd(g, ""),
+		movePlanCmd().submitCmd(g, ""), copyPlanCmd().submitCmd(g, ""), syncPlanCmd().submitCmd(g, ""),
 		execPlanCmd().submitCmd(g, ""),
 	}
 }

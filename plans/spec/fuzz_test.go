@@ -51,6 +51,11 @@ func FuzzDecodePlanConfigs(f *testing.F) {
 		`{"src":"/a","dst":"/b"}`, `{"src":"/a","dst":"/a"}`, `{"path":"/p","replication":2}`,
 		`{"files":[{"path":"/x","id":3}]}`, `{"path":"/p","files":[]}`, `{}`, `{"src":"/a","dst":"/b","overwrite":true,"checksum":true}`,
 		`{"path":"/p","command":["wc","-c"]}`, `{"path":"/p","command":["cat"],"input":"stdin","perBatch":true}`,
+		`{"src":"/a","dst":"/b","ignoreExisting":true,"dryRun":true}`, `{"src":"/a","dst":"/b","overwrite":true,"ignoreExisting":true}`,
+		`{"src":"/a","dst":"/b","maxDelete":5}`, `{"src":"/a","dst":"/b","maxDelete":-1}`,
+		`{"src":"/a","dst":"/b","include":["**/*.parquet","/top/{a,b}?"],"exclude":["tmp/"],"minSize":10,"maxSize":100}`,
+		`{"src":"/a","dst":"/b","minAge":"1d12h","maxAge":"1w"}`, `{"src":"/a","dst":"/b","minAge":"2w","maxAge":"1d"}`,
+		`{"src":"/a","dst":"/b","include":["[z-a]"]}`, `{"src":"/a","dst":"/b","exclude":["{a,{b}}"]}`, `{"path":"/p","maxAge":"7x"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -61,6 +66,7 @@ func FuzzDecodePlanConfigs(f *testing.F) {
 			func(b []byte) (any, error) { return DecodePersist(b) },
 			func(b []byte) (any, error) { return DecodeExec(b) },
 			func(b []byte) (any, error) { return DecodeReplicate(b) },
+			func(b []byte) (any, error) { return DecodeSync(b) },
 		} {
 			v, err := dec(b)
 			if err != nil {
@@ -71,9 +77,25 @@ func FuzzDecodePlanConfigs(f *testing.F) {
 			}
 			// A config that decodes decodes to itself again.
 			again, err := dec(js(t, v))
-			if err != nil || fmt.Sprint(again) != fmt.Sprint(v) {
+			if err != nil || string(js(t, again)) != string(js(t, v)) {
 				t.Fatalf("round trip: %+v -> %+v (%v)", v, again, err)
 			}
+		}
+	})
+}
+
+func FuzzCompileGlob(f *testing.F) {
+	for _, s := range []string{"*.parquet", "/logs/**/*.gz", "tmp/", "a/{b,c}/d", "[!a-c]?x", `\*`, "[", "{a,", "***", "[]a]", "a\\"} {
+		f.Add(s, "logs/2024/x.gz")
+	}
+	f.Fuzz(func(t *testing.T, pattern, path string) {
+		g, err := CompileGlob(pattern)
+		if err != nil {
+			return
+		}
+		_ = g.Match(path) // never panics
+		if g.String() != pattern {
+			t.Fatalf("String() = %q, want %q", g.String(), pattern)
 		}
 	})
 }

@@ -209,8 +209,10 @@ func TestPlans(t *testing.T) {
 			{[]string{"job", "submit", "copy", "/bad", "/bad"}, 2, "the destination is the source itself"},
 			{[]string{"job", "submit", "copy", "/bad", "/bad/x/in"}, 2, "into itself"},
 			{[]string{"job", "submit", "move", "/bad", "/bad/x"}, 2, "into itself"},
-			{[]string{"job", "submit", "copy", "/bad/x/a", "/bad/y"}, 1, "/bad/y exists (use --overwrite"},
-			{[]string{"fs", "distributedMv", "/bad/x/a", "/bad/y"}, 1, "--overwrite"},
+			{[]string{"job", "submit", "copy", "/bad/x/a", "/bad/y", "--overwrite", "--ignore-existing"}, 2, "contradict each other"},
+			{[]string{"fs", "distributedMv", "/bad/x/a", "/bad/y", "--min-size", "2k", "--max-size", "1k"}, 2, "more than --max-size"},
+			{[]string{"job", "submit", "sync", "/bad", "/bad2", "--max-delete", "-2"}, 2, "--max-delete -2"},
+			{[]string{"job", "submit", "copy", "/bad/x", "/bad/y"}, 1, "/bad/y is a file; a directory cannot replace it"},
 			{[]string{"job", "submit", "replicate", "/bad", "--replication", "0"}, 2, "--replication 0"},
 			{[]string{"fs", "setReplication", "/bad", "--replication", "-1"}, 2, "--replication -1"},
 			{[]string{"job", "submit", "replicate", "/bad", "--replication", "4"}, 1, "more than the 3 live block worker"},
@@ -230,10 +232,13 @@ func TestPlans(t *testing.T) {
 				t.Errorf("%s changed", p)
 			}
 		}
-		// With --overwrite it goes through.
-		c.MustJob("job", "submit", "copy", "/bad/x/a", "/bad/y", "--overwrite")
+		// A file onto a file that differs replaces it; again, it is skipped.
+		c.MustJob("job", "submit", "copy", "/bad/x/a", "/bad/y")
 		if got := c.read("/bad/y"); testutil.SHA256(got) != testutil.SHA256(files["/bad/x/a"]) {
-			t.Error("--overwrite did not replace /bad/y")
+			t.Error("copy did not replace the different /bad/y")
+		}
+		if j := c.MustJob("job", "submit", "copy", "/bad/x/a", "/bad/y"); j.FilesSkipped != 1 || j.FilesTotal != 0 {
+			t.Errorf("copy onto its own copy: %+v", j)
 		}
 	})
 
