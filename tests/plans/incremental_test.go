@@ -1,6 +1,7 @@
 package plans
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 	"os"
@@ -11,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/jobview"
 	"github.com/alluvium/alluvium/internal/testutil"
+	"github.com/alluvium/alluvium/sdk"
 )
 
 // ufsFiles lists the files under UFSDir/dir: relative path → bytes.
@@ -278,6 +281,65 @@ func TestIncrementalCopyAndSync(t *testing.T) {
 			_, errOut, code := c.CLI(append([]string{"job", "submit", "copy", "/flt", "/fltbad"}, tc.args...)...)
 			if code != 2 || !strings.Contains(errOut, tc.want) {
 				t.Errorf("copy %v: exit %d, %s (want exit 2 naming %s)", tc.args, code, errOut, tc.want)
+			}
+		}
+	})
+
+	t.Run("a nightly copy policy and a pipeline copy only what changed", func(t *testing.T) {
+		c.UFSTree("pol", map[string]int{"a": 100, "b/c": 200, "b/d": 300})
+		c.MustCLI("policy", "add", "nightly", "--cron", "*/2 * * * * *", "copy", "/pol", "/poldst")
+		// runs waits for the policy's completed runs and returns them.
+		runs := func(n int) []*api.JobInfo {
+			var done []*api.JobInfo
+			testutil.Eventually(t, 60*time.Second, func() error {
+				done = nil
+				for j, err := range c.Jobs.List(context.Background(), sdk.ListJobsOptions{PageSize: 500}) {
+					if err != nil {
+						return err
+					}
+					if j.GetPolicy() == "nightly" && sdk.IsTerminal(j.GetStatus()) {
+						done = append(done, j)
+					}
+				}
+				if len(done) < n {
+					return fmt.Errorf("%d runs ended", len(done))
+				}
+				return nil
+			})
+			sort.Slice(done, func(a, b int) bool { return done[a].GetId() < done[b].GetId() })
+			return done
+		}
+		first := runs(2)
+		for i, j := range first {
+			if j.GetStatus() != api.JobInfo_COMPLETED {
+				t.Fatalf("run %d of the nightly copy: %s %s", i, j.GetStatus(), j.GetError())
+			}
+			if i > 0 && (j.GetFilesTotal() != 0 || j.GetFilesSkipped() != 3) {
+				t.Fatalf("run %d of the nightly copy into the same destination: %d copied, %d skipped; want 0 and 3", i, j.GetFilesTotal(), j.GetFilesSkipped())
+			}
+		}
+		testutil.WriteFile(t, filepath.Join(c.UFSDir, "pol", "b", "e"), testutil.RandBytes(42))
+		testutil.Eventually(t, 60*time.Second, func() error {
+			for _, j := range runs(len(first)) {
+				if j.GetFilesTotal() == 1 && j.GetFilesSkipped() == 3 && j.GetStatus() == api.JobInfo_COMPLETED {
+					return nil
+				}
+			}
+			return fmt.Errorf("no run copied just the new file yet")
+		})
+		c.MustCLI("policy", "rm", "nightly")
+		c.sameTree("pol", "poldst")
+
+		p := sdk.NewPipeline("again")
+		p.Job("copy", sdk.JobSpec{Plan: "copy", Config: sdk.CopyConfig{Src: "/pol", Dst: "/pipedst"}})
+		for i, want := range []int64{4, 0} {
+			rep, err := p.Run(context.Background(), c.Client)
+			if err != nil || !rep.OK() {
+				t.Fatalf("pipeline run %d: %v\n%s", i, err, rep)
+			}
+			st, _ := rep.Step("copy")
+			if st.Job.GetFilesTotal() != want || st.Job.GetFilesSkipped() != 4-want {
+				t.Fatalf("pipeline run %d: copied %d, skipped %d; want %d copied", i, st.Job.GetFilesTotal(), st.Job.GetFilesSkipped(), want)
 			}
 		}
 	})

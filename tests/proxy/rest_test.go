@@ -461,4 +461,23 @@ func TestRESTJobs(t *testing.T) {
 	fails(t, "bad plan", do(t, "POST", c.rest+"/api/v1/jobs", strings.NewReader(`{"plan": "teleport", "config": {"path": "/warm"}}`), "application/json"), 400, "INVALID_ARGUMENT")
 	fails(t, "no config", do(t, "POST", c.rest+"/api/v1/jobs", strings.NewReader(`{"plan": "load"}`), "application/json"), 400, "INVALID_ARGUMENT")
 	fails(t, "bad status filter", do(t, "GET", c.rest+"/api/v1/jobs?status=SLEEPING", nil, ""), 400, "INVALID_ARGUMENT")
+
+	// A dry run over REST: counts what a copy would do, does nothing.
+	var dry struct {
+		jobJSON
+		FilesTotal int64 `json:"filesTotal"`
+		DryRun     bool  `json:"dryRun"`
+	}
+	ok(t, "submit dry run", do(t, "POST", c.rest+"/api/v1/jobs", strings.NewReader(`{"plan": "copy", "config": {"src": "/warm", "dst": "/warm-copy", "dryRun": true}}`), "application/json"), &dry)
+	testutil.Eventually(t, 30*time.Second, func() error {
+		ok(t, "get dry run", do(t, "GET", fmt.Sprintf("%s/api/v1/jobs/%d", c.rest, dry.ID), nil, ""), &dry)
+		if dry.Status != "COMPLETED" {
+			return fmt.Errorf("dry run job %d is %s", dry.ID, dry.Status)
+		}
+		return nil
+	})
+	if !dry.DryRun || dry.FilesTotal != 1 || dry.BytesTotal != int64(len("from the UFS\n")) || dry.TasksTotal != 0 {
+		t.Fatalf("dry run of a copy: %+v", dry)
+	}
+	fails(t, "the dry run copied nothing", c.call(t, "/warm-copy", "get-status", nil, ""), 404, "NOT_FOUND")
 }
