@@ -1,7 +1,11 @@
 // Package plans holds the job service's plans: one Go type per kind of job
-// (load, persist, replicate, move, copy), each behind the Plan interface and
-// registered by name in this package's registry. The per-file plans share
-// the streaming, batching planner of items.go.
+// (load, persist, replicate, move, copy, sync), each behind the Plan
+// interface and registered by name in this package's registry. The per-file
+// plans share the streaming, batching planner of items.go; copy, move and
+// sync walk source and destination together (merge.go) to do only what
+// differs. Filters (plans/spec filter.go) are applied while listing; a dry
+// run plans and counts (Batch and Result carry files, skipped files and
+// deletes) while the job master keeps no task.
 //
 // # What a plan implements
 //
@@ -34,8 +38,9 @@
 //     idempotent: a retried or duplicated task must be harmless.
 //   - Done(ctx, env, job): asked when planning is done and every task of the
 //     round has ended. true ends the job (COMPLETED, or FAILED when tasks
-//     failed); false starts another planning round (load --verify uses this
-//     to re-check and re-load what is missing).
+//     failed; an error FAILS it with that message: sync's --max-delete);
+//     false starts another planning round (load --verify uses this to
+//     re-check and re-load what is missing; sync to delete).
 //
 // Adding a plan is one file with the type and one Register line in
 // plan.go's init.

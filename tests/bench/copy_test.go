@@ -53,16 +53,22 @@ func rclone(b *testing.B) string {
 func rcloneCopy(b *testing.B, bin, src, dst string, flags ...string) (time.Duration, time.Duration) {
 	b.Helper()
 	_ = os.RemoveAll(dst)
-	cmd := exec.Command(bin, append([]string{"copy", src, dst, "--config", "/dev/null"}, flags...)...)
+	took, cpu := rcloneRun(b, bin, "copy", src, dst, flags...)
+	_ = os.RemoveAll(dst)
+	return took, cpu
+}
+
+// rcloneRun times `rclone CMD src dst [flags]` (copy, sync) with an empty
+// config; it returns the wall and the CPU time.
+func rcloneRun(b *testing.B, bin, cmdName, src, dst string, flags ...string) (time.Duration, time.Duration) {
+	b.Helper()
+	cmd := exec.Command(bin, append([]string{cmdName, src, dst, "--config", "/dev/null"}, flags...)...)
 	cmd.Env = append(os.Environ(), "RCLONE_CONFIG=/dev/null")
 	start := time.Now()
 	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("rclone copy: %v\n%s", err, out)
+		b.Fatalf("rclone %s: %v\n%s", cmdName, err, out)
 	}
-	took := time.Since(start)
-	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-	_ = os.RemoveAll(dst)
-	return took, cpu
+	return time.Since(start), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 }
 
 // cpuTime is this process's CPU time so far (user + system).
@@ -272,3 +278,55 @@ func BenchmarkCopy1GiB64Files(b *testing.B) { benchCopyVsRclone(b, 64, 16<<20) }
 
 // BenchmarkCopy10000SmallFiles (16 KiB each): goals <= 0.8 for both pairs.
 func BenchmarkCopy10000SmallFiles(b *testing.B) { benchCopyVsRclone(b, 10000, 16<<10) }
+
+// BenchmarkCopyAgain10000SmallFiles is the second run of a nightly copy:
+// 10,000 files of 16 KiB copied local → local once, then copied again with
+// nothing changed (every file skipped: both trees listed — each directory
+// synced with its UFS — and compared by size and modification time), and
+// the same with sync (nothing to copy, nothing to delete). The references,
+// in the same run: the second `rclone copy` and `rclone sync` of the same
+// unchanged tree onto rclone's own earlier copy (default settings: size
+// and modification time). Goal ratio-copy/rclone <= 0.5.
+func BenchmarkCopyAgain10000SmallFiles(b *testing.B) {
+	const files, size = 10000, 16 << 10
+	rc := rclone(b)
+	root := tierRoot(b)
+	ufs := filepath.Join(root, "ufs")
+	src := filepath.Join(ufs, "data")
+	writeTree(b, src, files, size)
+	jobs := startJobCluster(b, ufs, filepath.Join(root, "tier"))
+	rdst := filepath.Join(root, "rclone-dst")
+	runJob(b, jobs, "copy", `{"src":"/data","dst":"/copy"}`) // the first runs: untimed
+	rcloneRun(b, rc, "copy", src, rdst)
+	runtime.GC()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	took, job := runJob(b, jobs, "copy", `{"src":"/data","dst":"/copy"}`)
+	cpu := cpuTime() - cpu0
+	cpu0 = cpuTime()
+	syncTook, sjob := runJob(b, jobs, "sync", `{"src":"/data","dst":"/copy"}`)
+	syncCPU := cpuTime() - cpu0
+	b.StopTimer()
+	rcTook, rcCPU := rcloneRun(b, rc, "copy", src, rdst)
+	rsTook, rsCPU := rcloneRun(b, rc, "sync", src, rdst)
+	for _, j := range []*api.JobInfo{job, sjob} {
+		if j.FilesSkipped != files || j.FilesTotal != 0 || j.BytesDone != 0 || j.Deletes != 0 {
+			b.Fatalf("%s again: %d files copied (%d bytes), %d skipped, %d deletes; want all %d skipped", j.Plan, j.FilesTotal, j.BytesDone, j.FilesSkipped, j.Deletes, files)
+		}
+	}
+	if n, total := treeBytes(b, filepath.Join(ufs, "copy")); n != files || total != int64(files*size) {
+		b.Fatalf("the copy holds %d files, %d bytes", n, total)
+	}
+	b.ReportMetric(took.Seconds(), "copy-s")
+	b.ReportMetric(rcTook.Seconds(), "rclone-copy-s")
+	b.ReportMetric(took.Seconds()/rcTook.Seconds(), "ratio-copy/rclone")
+	b.ReportMetric(syncTook.Seconds(), "sync-s")
+	b.ReportMetric(rsTook.Seconds(), "rclone-sync-s")
+	b.ReportMetric(syncTook.Seconds()/rsTook.Seconds(), "ratio-sync/rclone")
+	b.ReportMetric(cpu.Seconds(), "copy-cpu-s")
+	b.ReportMetric(rcCPU.Seconds(), "rclone-copy-cpu-s")
+	b.ReportMetric(syncCPU.Seconds(), "sync-cpu-s")
+	b.ReportMetric(rsCPU.Seconds(), "rclone-sync-cpu-s")
+	reference(b, "*", "the second rclone copy / rclone sync of the same unchanged tree between the same file systems")
+	b.Logf("NOTE: %s: the second run with nothing changed; both sides list source and destination and compare size and modification time; nothing is read, written or hashed. Alluvium's jobs sync each listed directory with its UFS (the default), rclone %s has default settings", b.Name(), rcloneVersion)
+}

@@ -111,6 +111,11 @@ func TestJobMasterLeaderKilledDuringSync(t *testing.T) {
 		t.Fatalf("after the failovers: %s %q, %d files (%d bytes), %d skipped, %d deletes; want COMPLETED, 1000 files (%d bytes), 300 deletes",
 			final.GetStatus(), final.GetError(), final.GetFilesTotal(), final.GetBytesTotal(), final.GetFilesSkipped(), final.GetDeletes(), total)
 	}
+	for _, tk := range final.GetTasks() {
+		if tk.GetAttempt() != 1 {
+			t.Errorf("task %d (%s) ran %d times: its result was lost in the failover", tk.GetTaskId(), tk.GetDescription(), tk.GetAttempt())
+		}
+	}
 	if w := c.ufsWritten(); int64(w) != total {
 		t.Errorf("the workers wrote %v bytes to the UFS, the source has %d: a file was copied twice (or not at all)", w, total)
 	}

@@ -167,31 +167,17 @@ func TestPlans(t *testing.T) {
 		// files (by path and inode id), COMPLETED, and made no sooner than
 		// the delay allows (the persister sends files due within half a
 		// tick — delay/4 — with a batch).
+		// (The file is PERSISTED by its task before the job hears of it:
+		// the job's COMPLETED may come a moment later.)
 		for _, dst := range dsts {
 			var job *sdk.JobInfo
-			for j, err := range c.Jobs.List(ctx, sdk.ListJobsOptions{Plan: "persist"}) {
-				if err != nil {
-					t.Fatal(err)
+			testutil.Eventually(t, 30*time.Second, func() error {
+				job = persistJobOf(t, c, dst, ids[dst])
+				if job == nil {
+					return fmt.Errorf("no COMPLETED persist job names %s (id %d)", dst, ids[dst])
 				}
-				var cfg struct {
-					Files []struct {
-						Path string `json:"path"`
-						ID   int64  `json:"id"`
-					} `json:"files"`
-				}
-				if json.Unmarshal([]byte(j.GetConfigJson()), &cfg) != nil {
-					continue
-				}
-				for _, f := range cfg.Files {
-					if f.Path == dst && f.ID == ids[dst] && j.GetStatus() == api.JobInfo_COMPLETED {
-						job = j
-					}
-				}
-			}
-			if job == nil {
-				t.Errorf("no COMPLETED persist job names %s (id %d)", dst, ids[dst])
-				continue
-			}
+				return nil
+			})
 			if earliest := before.Add(persistDelay * 3 / 4); job.GetCreatedMs() < earliest.UnixMilli() {
 				t.Errorf("persist job %d for %s created at %d ms, before the delay allows (%d ms)", job.GetId(), dst, job.GetCreatedMs(), earliest.UnixMilli())
 			}
@@ -399,4 +385,31 @@ func (c *cluster) checkCopies(files map[string][]byte, n int) {
 	if err := c.copies(files, n); err != nil {
 		c.t.Fatal(err)
 	}
+}
+
+// persistJobOf finds the COMPLETED persist job that names the file dst of
+// inode id (nil: none yet).
+func persistJobOf(t *testing.T, c *cluster, dst string, id int64) *sdk.JobInfo {
+	t.Helper()
+	var job *sdk.JobInfo
+	for j, err := range c.Jobs.List(context.Background(), sdk.ListJobsOptions{Plan: "persist"}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg struct {
+			Files []struct {
+				Path string `json:"path"`
+				ID   int64  `json:"id"`
+			} `json:"files"`
+		}
+		if json.Unmarshal([]byte(j.GetConfigJson()), &cfg) != nil {
+			continue
+		}
+		for _, f := range cfg.Files {
+			if f.Path == dst && f.ID == id && j.GetStatus() == api.JobInfo_COMPLETED {
+				job = j
+			}
+		}
+	}
+	return job
 }

@@ -171,6 +171,7 @@ var goals = []goal{
 	{"Copy1GiB64Files", "ratio-checksum/rclone", false, 0.5, "copy job --checksum vs rclone copy (verifies), 1 GiB in 64 files"},
 	{"Copy10000SmallFiles", "ratio-copy/rclone-nocheck", false, 0.8, "copy job vs rclone copy --ignore-checksum, 10,000 files of 16 KiB"},
 	{"Copy10000SmallFiles", "ratio-checksum/rclone", false, 0.8, "copy job --checksum vs rclone copy (verifies), 10,000 files of 16 KiB"},
+	{"CopyAgain10000SmallFiles", "ratio-copy/rclone", false, 0.5, "second copy, nothing changed, vs rclone copy, 10,000 files of 16 KiB"},
 	{"S3Get", "ratio-s3get/sdk", true, 0.8, "S3 GET through the gateway vs the Go SDK"},
 	{"S3Put", "ratio-put/minio", true, 1.0, "small PUTs/s through the gateway vs MinIO"},
 	{"LocalReady", "ready-s", false, 1.0, "alluvium local (2 workers), exec to ready"},
