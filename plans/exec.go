@@ -107,6 +107,7 @@ func (Exec) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 		return []item{{
 			Elem:   execItem{Path: f.GetPath(), FileID: f.GetFileId(), Length: f.GetLength()},
 			Bytes:  f.GetLength(),
+			Files:  1,
 			Target: holder(fileBlocks(f), workers, ""),
 			Batch:  true,
 			Desc:   f.GetPath(),

@@ -32,12 +32,13 @@ type ExecConfig struct {
 	PerBatch bool `json:"perBatch,omitempty"`
 	// MaxOutput is how many bytes of each run's output (stdout and stderr,
 	// the last ones) job stat -v shows; default 4 KiB.
-	MaxOutput int `json:"maxOutput,omitempty"`
+	MaxOutput int  `json:"maxOutput,omitempty"`
+	DryRun    bool `json:"dryRun,omitempty"` // count the files it would run on
 	Batching
 }
 
 // Limits implements Config.
-func (c ExecConfig) Limits() Limits { return Limits{} }
+func (c ExecConfig) Limits() Limits { return Limits{DryRun: c.DryRun} }
 
 // DecodeExec parses an exec config strictly and fills its defaults. The
 // allow list is the job master's to check (it is configuration, not
