@@ -173,7 +173,7 @@ func TestSync(t *testing.T) {
 	// A source that fails to list: the job fails, nothing is deleted.
 	x.put("/dst/more", content("m", 3), 1000, true)
 	x.mu.Lock()
-	x.listErr = map[string]error{"/src/d1": status.Error(codes.Unavailable, "ufs down")}
+	x.listErr = map[string]error{"/src": status.Error(codes.Unavailable, "ufs down")}
 	x.mu.Unlock()
 	_, err = runJobStats(ctx, Sync{}, env, js(t, cfg), 1, "")
 	if err == nil {
