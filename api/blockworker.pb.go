@@ -729,8 +729,14 @@ type WriteUfsFileHeader struct {
 	// The file's modification time in the UFS (a copy keeps its source's);
 	// 0: when it is written. Where the UFS cannot set it (S3) it is ignored.
 	LastModificationTimeMs int64 `protobuf:"varint,20,opt,name=last_modification_time_ms,json=lastModificationTimeMs,proto3" json:"last_modification_time_ms,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// in_place: write the bytes into ufs_path from offset (created when
+	// missing, never truncated, fsynced at the end; no temporary file, no
+	// rename): a part of a multipart upload written where the object's bytes
+	// will be. Only file systems that write regions (a local directory) do.
+	InPlace       bool  `protobuf:"varint,7,opt,name=in_place,json=inPlace,proto3" json:"in_place,omitempty"`
+	Offset        int64 `protobuf:"varint,8,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WriteUfsFileHeader) Reset() {
@@ -808,6 +814,20 @@ func (x *WriteUfsFileHeader) GetFileId() int64 {
 func (x *WriteUfsFileHeader) GetLastModificationTimeMs() int64 {
 	if x != nil {
 		return x.LastModificationTimeMs
+	}
+	return 0
+}
+
+func (x *WriteUfsFileHeader) GetInPlace() bool {
+	if x != nil {
+		return x.InPlace
+	}
+	return false
+}
+
+func (x *WriteUfsFileHeader) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
 	}
 	return 0
 }
@@ -2070,7 +2090,7 @@ const file_blockworker_proto_rawDesc = "" +
 	"\x10MoveBlockRequest\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x12\x12\n" +
 	"\x04tier\x18\x02 \x01(\tR\x04tier\"\x13\n" +
-	"\x11MoveBlockResponse\"\xf5\x01\n" +
+	"\x11MoveBlockResponse\"\xa8\x02\n" +
 	"\x12WriteUfsFileHeader\x12\x19\n" +
 	"\bmount_id\x18\x01 \x01(\x03R\amountId\x12\x19\n" +
 	"\bufs_path\x18\x02 \x01(\tR\aufsPath\x12\x1c\n" +
@@ -2078,7 +2098,9 @@ const file_blockworker_proto_rawDesc = "" +
 	"\x04mode\x18\x04 \x01(\rR\x04mode\x12#\n" +
 	"\rcreate_parent\x18\x05 \x01(\bR\fcreateParent\x12\x17\n" +
 	"\afile_id\x18\x06 \x01(\x03R\x06fileId\x129\n" +
-	"\x19last_modification_time_ms\x18\x14 \x01(\x03R\x16lastModificationTimeMs\"o\n" +
+	"\x19last_modification_time_ms\x18\x14 \x01(\x03R\x16lastModificationTimeMs\x12\x19\n" +
+	"\bin_place\x18\a \x01(\bR\ainPlace\x12\x16\n" +
+	"\x06offset\x18\b \x01(\x03R\x06offset\"o\n" +
 	"\x13WriteUfsFileRequest\x129\n" +
 	"\x06header\x18\x01 \x01(\v2\x1f.alluvium.v1.WriteUfsFileHeaderH\x00R\x06header\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x05\n" +

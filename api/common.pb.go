@@ -574,8 +574,18 @@ type FileInfo struct {
 	WriteType              WriteType              `protobuf:"varint,28,opt,name=write_type,json=writeType,proto3,enum=alluvium.v1.WriteType" json:"write_type,omitempty"` // as created
 	ParentId               int64                  `protobuf:"varint,29,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
 	ChildCount             int64                  `protobuf:"varint,30,opt,name=child_count,json=childCount,proto3" json:"child_count,omitempty"` // directories only
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// xattrs: the inode's extended attributes (name → value), e.g. an S3
+	// object's ETag, content type and user metadata. GetStatus returns them
+	// all; ListStatus those it names.
+	Xattrs map[string][]byte `protobuf:"bytes,31,rep,name=xattrs,proto3" json:"xattrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// extents: a file assembled from parts (an S3 multipart upload) whose
+	// blocks are not 0..n-1 of block_size_bytes each. Each extent is a run of
+	// length bytes in blocks first_block, first_block+1, ... of
+	// block_size_bytes each but the run's last; the runs follow each other in
+	// the file. Empty: the usual layout, one run from block 0 (api.LayoutOf).
+	Extents       []*FileExtent `protobuf:"bytes,32,rep,name=extents,proto3" json:"extents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FileInfo) Reset() {
@@ -818,6 +828,72 @@ func (x *FileInfo) GetChildCount() int64 {
 	return 0
 }
 
+func (x *FileInfo) GetXattrs() map[string][]byte {
+	if x != nil {
+		return x.Xattrs
+	}
+	return nil
+}
+
+func (x *FileInfo) GetExtents() []*FileExtent {
+	if x != nil {
+		return x.Extents
+	}
+	return nil
+}
+
+type FileExtent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FirstBlock    int64                  `protobuf:"varint,1,opt,name=first_block,json=firstBlock,proto3" json:"first_block,omitempty"` // block index (api.BlockID(file_id, first_block))
+	Length        int64                  `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileExtent) Reset() {
+	*x = FileExtent{}
+	mi := &file_common_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileExtent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileExtent) ProtoMessage() {}
+
+func (x *FileExtent) ProtoReflect() protoreflect.Message {
+	mi := &file_common_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileExtent.ProtoReflect.Descriptor instead.
+func (*FileExtent) Descriptor() ([]byte, []int) {
+	return file_common_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *FileExtent) GetFirstBlock() int64 {
+	if x != nil {
+		return x.FirstBlock
+	}
+	return 0
+}
+
+func (x *FileExtent) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
 type TierUsage struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Alias         string                 `protobuf:"bytes,1,opt,name=alias,proto3" json:"alias,omitempty"` // MEM, SSD, HDD
@@ -829,7 +905,7 @@ type TierUsage struct {
 
 func (x *TierUsage) Reset() {
 	*x = TierUsage{}
-	mi := &file_common_proto_msgTypes[5]
+	mi := &file_common_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +917,7 @@ func (x *TierUsage) String() string {
 func (*TierUsage) ProtoMessage() {}
 
 func (x *TierUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_common_proto_msgTypes[5]
+	mi := &file_common_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +930,7 @@ func (x *TierUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TierUsage.ProtoReflect.Descriptor instead.
 func (*TierUsage) Descriptor() ([]byte, []int) {
-	return file_common_proto_rawDescGZIP(), []int{5}
+	return file_common_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *TierUsage) GetAlias() string {
@@ -893,7 +969,7 @@ type WorkerInfo struct {
 
 func (x *WorkerInfo) Reset() {
 	*x = WorkerInfo{}
-	mi := &file_common_proto_msgTypes[6]
+	mi := &file_common_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -905,7 +981,7 @@ func (x *WorkerInfo) String() string {
 func (*WorkerInfo) ProtoMessage() {}
 
 func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_common_proto_msgTypes[6]
+	mi := &file_common_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -918,7 +994,7 @@ func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerInfo.ProtoReflect.Descriptor instead.
 func (*WorkerInfo) Descriptor() ([]byte, []int) {
-	return file_common_proto_rawDescGZIP(), []int{6}
+	return file_common_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *WorkerInfo) GetId() int64 {
@@ -984,7 +1060,7 @@ type MountPointInfo struct {
 
 func (x *MountPointInfo) Reset() {
 	*x = MountPointInfo{}
-	mi := &file_common_proto_msgTypes[7]
+	mi := &file_common_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1072,7 @@ func (x *MountPointInfo) String() string {
 func (*MountPointInfo) ProtoMessage() {}
 
 func (x *MountPointInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_common_proto_msgTypes[7]
+	mi := &file_common_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1085,7 @@ func (x *MountPointInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MountPointInfo.ProtoReflect.Descriptor instead.
 func (*MountPointInfo) Descriptor() ([]byte, []int) {
-	return file_common_proto_rawDescGZIP(), []int{7}
+	return file_common_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *MountPointInfo) GetAlluviumPath() string {
@@ -1064,7 +1140,7 @@ type GetLeaderRequest struct {
 
 func (x *GetLeaderRequest) Reset() {
 	*x = GetLeaderRequest{}
-	mi := &file_common_proto_msgTypes[8]
+	mi := &file_common_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1076,7 +1152,7 @@ func (x *GetLeaderRequest) String() string {
 func (*GetLeaderRequest) ProtoMessage() {}
 
 func (x *GetLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_common_proto_msgTypes[8]
+	mi := &file_common_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1089,7 +1165,7 @@ func (x *GetLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLeaderRequest.ProtoReflect.Descriptor instead.
 func (*GetLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_common_proto_rawDescGZIP(), []int{8}
+	return file_common_proto_rawDescGZIP(), []int{9}
 }
 
 // RaftServer is one member of a group of masters.
@@ -1113,7 +1189,7 @@ type RaftServer struct {
 
 func (x *RaftServer) Reset() {
 	*x = RaftServer{}
-	mi := &file_common_proto_msgTypes[9]
+	mi := &file_common_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1201,7 @@ func (x *RaftServer) String() string {
 func (*RaftServer) ProtoMessage() {}
 
 func (x *RaftServer) ProtoReflect() protoreflect.Message {
-	mi := &file_common_proto_msgTypes[9]
+	mi := &file_common_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1214,7 @@ func (x *RaftServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftServer.ProtoReflect.Descriptor instead.
 func (*RaftServer) Descriptor() ([]byte, []int) {
-	return file_common_proto_rawDescGZIP(), []int{9}
+	return file_common_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RaftServer) GetId() string {
@@ -1212,7 +1288,7 @@ type GetLeaderResponse struct {
 
 func (x *GetLeaderResponse) Reset() {
 	*x = GetLeaderResponse{}
-	mi := &file_common_proto_msgTypes[10]
+	mi := &file_common_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1224,7 +1300,7 @@ func (x *GetLeaderResponse) String() string {
 func (*GetLeaderResponse) ProtoMessage() {}
 
 func (x *GetLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_common_proto_msgTypes[10]
+	mi := &file_common_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1237,7 +1313,7 @@ func (x *GetLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLeaderResponse.ProtoReflect.Descriptor instead.
 func (*GetLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_common_proto_rawDescGZIP(), []int{10}
+	return file_common_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetLeaderResponse) GetLeaderId() string {
@@ -1311,7 +1387,7 @@ const file_common_proto_rawDesc = "" +
 	"\n" +
 	"block_info\x18\x01 \x01(\v2\x16.alluvium.v1.BlockInfoR\tblockInfo\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12#\n" +
-	"\rufs_locations\x18\x03 \x03(\tR\fufsLocations\"\x98\b\n" +
+	"\rufs_locations\x18\x03 \x03(\tR\fufsLocations\"\xc1\t\n" +
 	"\bFileInfo\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -1347,7 +1423,17 @@ const file_common_proto_rawDesc = "" +
 	"write_type\x18\x1c \x01(\x0e2\x16.alluvium.v1.WriteTypeR\twriteType\x12\x1b\n" +
 	"\tparent_id\x18\x1d \x01(\x03R\bparentId\x12\x1f\n" +
 	"\vchild_count\x18\x1e \x01(\x03R\n" +
-	"childCount\"g\n" +
+	"childCount\x129\n" +
+	"\x06xattrs\x18\x1f \x03(\v2!.alluvium.v1.FileInfo.XattrsEntryR\x06xattrs\x121\n" +
+	"\aextents\x18  \x03(\v2\x17.alluvium.v1.FileExtentR\aextents\x1a9\n" +
+	"\vXattrsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"E\n" +
+	"\n" +
+	"FileExtent\x12\x1f\n" +
+	"\vfirst_block\x18\x01 \x01(\x03R\n" +
+	"firstBlock\x12\x16\n" +
+	"\x06length\x18\x02 \x01(\x03R\x06length\"g\n" +
 	"\tTierUsage\x12\x14\n" +
 	"\x05alias\x18\x01 \x01(\tR\x05alias\x12%\n" +
 	"\x0ecapacity_bytes\x18\x02 \x01(\x03R\rcapacityBytes\x12\x1d\n" +
@@ -1434,7 +1520,7 @@ func file_common_proto_rawDescGZIP() []byte {
 }
 
 var file_common_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_common_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_common_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_common_proto_goTypes = []any{
 	(PersistenceState)(0),     // 0: alluvium.v1.PersistenceState
 	(WriteType)(0),            // 1: alluvium.v1.WriteType
@@ -1446,13 +1532,15 @@ var file_common_proto_goTypes = []any{
 	(*BlockInfo)(nil),         // 7: alluvium.v1.BlockInfo
 	(*FileBlockInfo)(nil),     // 8: alluvium.v1.FileBlockInfo
 	(*FileInfo)(nil),          // 9: alluvium.v1.FileInfo
-	(*TierUsage)(nil),         // 10: alluvium.v1.TierUsage
-	(*WorkerInfo)(nil),        // 11: alluvium.v1.WorkerInfo
-	(*MountPointInfo)(nil),    // 12: alluvium.v1.MountPointInfo
-	(*GetLeaderRequest)(nil),  // 13: alluvium.v1.GetLeaderRequest
-	(*RaftServer)(nil),        // 14: alluvium.v1.RaftServer
-	(*GetLeaderResponse)(nil), // 15: alluvium.v1.GetLeaderResponse
-	nil,                       // 16: alluvium.v1.MountPointInfo.OptionsEntry
+	(*FileExtent)(nil),        // 10: alluvium.v1.FileExtent
+	(*TierUsage)(nil),         // 11: alluvium.v1.TierUsage
+	(*WorkerInfo)(nil),        // 12: alluvium.v1.WorkerInfo
+	(*MountPointInfo)(nil),    // 13: alluvium.v1.MountPointInfo
+	(*GetLeaderRequest)(nil),  // 14: alluvium.v1.GetLeaderRequest
+	(*RaftServer)(nil),        // 15: alluvium.v1.RaftServer
+	(*GetLeaderResponse)(nil), // 16: alluvium.v1.GetLeaderResponse
+	nil,                       // 17: alluvium.v1.FileInfo.XattrsEntry
+	nil,                       // 18: alluvium.v1.MountPointInfo.OptionsEntry
 }
 var file_common_proto_depIdxs = []int32{
 	5,  // 0: alluvium.v1.BlockLocation.address:type_name -> alluvium.v1.WorkerNetAddress
@@ -1461,16 +1549,18 @@ var file_common_proto_depIdxs = []int32{
 	0,  // 3: alluvium.v1.FileInfo.persistence_state:type_name -> alluvium.v1.PersistenceState
 	8,  // 4: alluvium.v1.FileInfo.file_block_infos:type_name -> alluvium.v1.FileBlockInfo
 	1,  // 5: alluvium.v1.FileInfo.write_type:type_name -> alluvium.v1.WriteType
-	5,  // 6: alluvium.v1.WorkerInfo.address:type_name -> alluvium.v1.WorkerNetAddress
-	3,  // 7: alluvium.v1.WorkerInfo.state:type_name -> alluvium.v1.WorkerState
-	10, // 8: alluvium.v1.WorkerInfo.tiers:type_name -> alluvium.v1.TierUsage
-	16, // 9: alluvium.v1.MountPointInfo.options:type_name -> alluvium.v1.MountPointInfo.OptionsEntry
-	14, // 10: alluvium.v1.GetLeaderResponse.servers:type_name -> alluvium.v1.RaftServer
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	17, // 6: alluvium.v1.FileInfo.xattrs:type_name -> alluvium.v1.FileInfo.XattrsEntry
+	10, // 7: alluvium.v1.FileInfo.extents:type_name -> alluvium.v1.FileExtent
+	5,  // 8: alluvium.v1.WorkerInfo.address:type_name -> alluvium.v1.WorkerNetAddress
+	3,  // 9: alluvium.v1.WorkerInfo.state:type_name -> alluvium.v1.WorkerState
+	11, // 10: alluvium.v1.WorkerInfo.tiers:type_name -> alluvium.v1.TierUsage
+	18, // 11: alluvium.v1.MountPointInfo.options:type_name -> alluvium.v1.MountPointInfo.OptionsEntry
+	15, // 12: alluvium.v1.GetLeaderResponse.servers:type_name -> alluvium.v1.RaftServer
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_common_proto_init() }
@@ -1484,7 +1574,7 @@ func file_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_common_proto_rawDesc), len(file_common_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -76,16 +76,22 @@ func (x WorkerCommand_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WorkerCommand_Type.Descriptor instead.
 func (WorkerCommand_Type) EnumDescriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{37, 0}
+	return file_fsmaster_proto_rawDescGZIP(), []int{47, 0}
 }
 
 type CreateDirectoryRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Recursive     bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`                                             // create missing parents (mkdir -p)
-	AllowExists   bool                   `protobuf:"varint,3,opt,name=allow_exists,json=allowExists,proto3" json:"allow_exists,omitempty"`                      // an existing directory is not an error
-	Mode          uint32                 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`                                                       // 0: default 0755
-	WriteType     WriteType              `protobuf:"varint,5,opt,name=write_type,json=writeType,proto3,enum=alluvium.v1.WriteType" json:"write_type,omitempty"` // THROUGH/CACHE_THROUGH also create the UFS directory
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Path        string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Recursive   bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`                                             // create missing parents (mkdir -p)
+	AllowExists bool                   `protobuf:"varint,3,opt,name=allow_exists,json=allowExists,proto3" json:"allow_exists,omitempty"`                      // an existing directory is not an error
+	Mode        uint32                 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`                                                       // 0: default 0755
+	WriteType   WriteType              `protobuf:"varint,5,opt,name=write_type,json=writeType,proto3,enum=alluvium.v1.WriteType" json:"write_type,omitempty"` // THROUGH/CACHE_THROUGH also create the UFS directory
+	// owner and group (a superuser only) of the directory created at path
+	// (parents made on the way belong to the caller): a gateway creating a
+	// bucket for a user creates it as that user's in one step.
+	Owner         string            `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
+	Group         string            `protobuf:"bytes,7,opt,name=group,proto3" json:"group,omitempty"`
+	Xattrs        map[string][]byte `protobuf:"bytes,30,rep,name=xattrs,proto3" json:"xattrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // extended attributes of the directory made
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -153,6 +159,27 @@ func (x *CreateDirectoryRequest) GetWriteType() WriteType {
 		return x.WriteType
 	}
 	return WriteType_WRITE_TYPE_UNSPECIFIED
+}
+
+func (x *CreateDirectoryRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *CreateDirectoryRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *CreateDirectoryRequest) GetXattrs() map[string][]byte {
+	if x != nil {
+		return x.Xattrs
+	}
+	return nil
 }
 
 type CreateDirectoryResponse struct {
@@ -225,9 +252,20 @@ type CreateFileRequest struct {
 	TtlAction      string `protobuf:"bytes,14,opt,name=ttl_action,json=ttlAction,proto3" json:"ttl_action,omitempty"` // FREE or DELETE ("" : DELETE) once ttl has passed
 	// With complete: the file's modification time (a copy keeps its
 	// source's, so the next copy can tell it is the same); 0: now.
-	LastModificationTimeMs int64 `protobuf:"varint,20,opt,name=last_modification_time_ms,json=lastModificationTimeMs,proto3" json:"last_modification_time_ms,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	LastModificationTimeMs int64             `protobuf:"varint,20,opt,name=last_modification_time_ms,json=lastModificationTimeMs,proto3" json:"last_modification_time_ms,omitempty"`
+	Xattrs                 map[string][]byte `protobuf:"bytes,30,rep,name=xattrs,proto3" json:"xattrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // extended attributes of the new file
+	// upload: a multipart upload. The file is written aside (invisible at
+	// its path, which keeps showing the old file or nothing, as with
+	// overwrite), from parts in any order and from any client: each part
+	// takes blocks (AllocateUploadBlocks), writes them to block workers and is
+	// recorded (CommitUploadPart); CompleteFile names the parts in order and
+	// links the file at its path, its blocks where they were written (no
+	// bytes move; through write types then need the UFS bytes at the aside
+	// UFS path, written from the blocks). Only the owner adds parts, lists,
+	// completes or aborts (Delete with file_id) it. Needs overwrite.
+	Upload        bool `protobuf:"varint,31,opt,name=upload,proto3" json:"upload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateFileRequest) Reset() {
@@ -363,6 +401,20 @@ func (x *CreateFileRequest) GetLastModificationTimeMs() int64 {
 		return x.LastModificationTimeMs
 	}
 	return 0
+}
+
+func (x *CreateFileRequest) GetXattrs() map[string][]byte {
+	if x != nil {
+		return x.Xattrs
+	}
+	return nil
+}
+
+func (x *CreateFileRequest) GetUpload() bool {
+	if x != nil {
+		return x.Upload
+	}
+	return false
 }
 
 type CreateFileResponse struct {
@@ -567,8 +619,25 @@ type CompleteFileRequest struct {
 	FileId         int64                  `protobuf:"varint,4,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`                        // guards against a concurrent delete+create
 	// The file's modification time (as CreateFileRequest's); 0: now.
 	LastModificationTimeMs int64 `protobuf:"varint,20,opt,name=last_modification_time_ms,json=lastModificationTimeMs,proto3" json:"last_modification_time_ms,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// xattrs set as the file completes (an empty value removes the name).
+	Xattrs map[string][]byte `protobuf:"bytes,30,rep,name=xattrs,proto3" json:"xattrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// if_replaces makes completing conditional on what is at the path at
+	// that moment (a compare-and-swap, for S3's conditional writes): -1 only
+	// if no file is there, N > 0 only if file N is; 0 whatever is.
+	// FAILED_PRECONDITION otherwise, and the file stays incomplete.
+	IfReplaces int64 `protobuf:"varint,31,opt,name=if_replaces,json=ifReplaces,proto3" json:"if_replaces,omitempty"`
+	// parts: completing a multipart upload, the part numbers that make the
+	// file, in order (length must be their sum), each with the first block
+	// the caller saw it in (ListUploadParts), so a part replaced since fails
+	// the call (FAILED_PRECONDITION) instead of completing other bytes.
+	Parts []*UploadPartRef `protobuf:"bytes,32,rep,name=parts,proto3" json:"parts,omitempty"`
+	// ufs_in_place: the upload's UFS file already holds the parts, in place
+	// (every part named is in_place at the offset its predecessors end at):
+	// the master cuts it to length and renames it onto the path; nothing is
+	// copied. FAILED_PRECONDITION when a part is not in place.
+	UfsInPlace    bool `protobuf:"varint,33,opt,name=ufs_in_place,json=ufsInPlace,proto3" json:"ufs_in_place,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CompleteFileRequest) Reset() {
@@ -636,6 +705,663 @@ func (x *CompleteFileRequest) GetLastModificationTimeMs() int64 {
 	return 0
 }
 
+func (x *CompleteFileRequest) GetXattrs() map[string][]byte {
+	if x != nil {
+		return x.Xattrs
+	}
+	return nil
+}
+
+func (x *CompleteFileRequest) GetIfReplaces() int64 {
+	if x != nil {
+		return x.IfReplaces
+	}
+	return 0
+}
+
+func (x *CompleteFileRequest) GetParts() []*UploadPartRef {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+func (x *CompleteFileRequest) GetUfsInPlace() bool {
+	if x != nil {
+		return x.UfsInPlace
+	}
+	return false
+}
+
+type UploadPartRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PartNumber    int32                  `protobuf:"varint,1,opt,name=part_number,json=partNumber,proto3" json:"part_number,omitempty"`
+	FirstBlock    int64                  `protobuf:"varint,2,opt,name=first_block,json=firstBlock,proto3" json:"first_block,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadPartRef) Reset() {
+	*x = UploadPartRef{}
+	mi := &file_fsmaster_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadPartRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadPartRef) ProtoMessage() {}
+
+func (x *UploadPartRef) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadPartRef.ProtoReflect.Descriptor instead.
+func (*UploadPartRef) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *UploadPartRef) GetPartNumber() int32 {
+	if x != nil {
+		return x.PartNumber
+	}
+	return 0
+}
+
+func (x *UploadPartRef) GetFirstBlock() int64 {
+	if x != nil {
+		return x.FirstBlock
+	}
+	return 0
+}
+
+type AllocateUploadBlocksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	FileId        int64                  `protobuf:"varint,2,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"` // the upload
+	Length        int64                  `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`               // bytes of the part about to be written
+	PartNumber    int32                  `protobuf:"varint,4,opt,name=part_number,json=partNumber,proto3" json:"part_number,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AllocateUploadBlocksRequest) Reset() {
+	*x = AllocateUploadBlocksRequest{}
+	mi := &file_fsmaster_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AllocateUploadBlocksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AllocateUploadBlocksRequest) ProtoMessage() {}
+
+func (x *AllocateUploadBlocksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AllocateUploadBlocksRequest.ProtoReflect.Descriptor instead.
+func (*AllocateUploadBlocksRequest) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AllocateUploadBlocksRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *AllocateUploadBlocksRequest) GetFileId() int64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
+}
+
+func (x *AllocateUploadBlocksRequest) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *AllocateUploadBlocksRequest) GetPartNumber() int32 {
+	if x != nil {
+		return x.PartNumber
+	}
+	return 0
+}
+
+type AllocateUploadBlocksResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	FirstBlock int64                  `protobuf:"varint,1,opt,name=first_block,json=firstBlock,proto3" json:"first_block,omitempty"` // block ids BlockID(file_id, first_block + i)
+	BlockCount int64                  `protobuf:"varint,2,opt,name=block_count,json=blockCount,proto3" json:"block_count,omitempty"`
+	BlockSize  int64                  `protobuf:"varint,3,opt,name=block_size,json=blockSize,proto3" json:"block_size,omitempty"`
+	// in_place: write the part's bytes also into the upload's UFS file
+	// (ufs_path, mount_id) at ufs_offset (WriteUfsFileHeader.in_place), where
+	// they belong if the parts are of one size; completing then moves no
+	// byte in the UFS either.
+	InPlace       bool   `protobuf:"varint,4,opt,name=in_place,json=inPlace,proto3" json:"in_place,omitempty"`
+	UfsOffset     int64  `protobuf:"varint,5,opt,name=ufs_offset,json=ufsOffset,proto3" json:"ufs_offset,omitempty"`
+	UfsPath       string `protobuf:"bytes,6,opt,name=ufs_path,json=ufsPath,proto3" json:"ufs_path,omitempty"`
+	MountId       int64  `protobuf:"varint,7,opt,name=mount_id,json=mountId,proto3" json:"mount_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AllocateUploadBlocksResponse) Reset() {
+	*x = AllocateUploadBlocksResponse{}
+	mi := &file_fsmaster_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AllocateUploadBlocksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AllocateUploadBlocksResponse) ProtoMessage() {}
+
+func (x *AllocateUploadBlocksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AllocateUploadBlocksResponse.ProtoReflect.Descriptor instead.
+func (*AllocateUploadBlocksResponse) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AllocateUploadBlocksResponse) GetFirstBlock() int64 {
+	if x != nil {
+		return x.FirstBlock
+	}
+	return 0
+}
+
+func (x *AllocateUploadBlocksResponse) GetBlockCount() int64 {
+	if x != nil {
+		return x.BlockCount
+	}
+	return 0
+}
+
+func (x *AllocateUploadBlocksResponse) GetBlockSize() int64 {
+	if x != nil {
+		return x.BlockSize
+	}
+	return 0
+}
+
+func (x *AllocateUploadBlocksResponse) GetInPlace() bool {
+	if x != nil {
+		return x.InPlace
+	}
+	return false
+}
+
+func (x *AllocateUploadBlocksResponse) GetUfsOffset() int64 {
+	if x != nil {
+		return x.UfsOffset
+	}
+	return 0
+}
+
+func (x *AllocateUploadBlocksResponse) GetUfsPath() string {
+	if x != nil {
+		return x.UfsPath
+	}
+	return ""
+}
+
+func (x *AllocateUploadBlocksResponse) GetMountId() int64 {
+	if x != nil {
+		return x.MountId
+	}
+	return 0
+}
+
+type CommitUploadPartRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	FileId        int64                  `protobuf:"varint,2,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	PartNumber    int32                  `protobuf:"varint,3,opt,name=part_number,json=partNumber,proto3" json:"part_number,omitempty"` // 1..10000
+	FirstBlock    int64                  `protobuf:"varint,4,opt,name=first_block,json=firstBlock,proto3" json:"first_block,omitempty"` // as allocated
+	Length        int64                  `protobuf:"varint,5,opt,name=length,proto3" json:"length,omitempty"`
+	Tag           []byte                 `protobuf:"bytes,6,opt,name=tag,proto3" json:"tag,omitempty"` // kept with the part, returned by ListUploadParts
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitUploadPartRequest) Reset() {
+	*x = CommitUploadPartRequest{}
+	mi := &file_fsmaster_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitUploadPartRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitUploadPartRequest) ProtoMessage() {}
+
+func (x *CommitUploadPartRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitUploadPartRequest.ProtoReflect.Descriptor instead.
+func (*CommitUploadPartRequest) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CommitUploadPartRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *CommitUploadPartRequest) GetFileId() int64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
+}
+
+func (x *CommitUploadPartRequest) GetPartNumber() int32 {
+	if x != nil {
+		return x.PartNumber
+	}
+	return 0
+}
+
+func (x *CommitUploadPartRequest) GetFirstBlock() int64 {
+	if x != nil {
+		return x.FirstBlock
+	}
+	return 0
+}
+
+func (x *CommitUploadPartRequest) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *CommitUploadPartRequest) GetTag() []byte {
+	if x != nil {
+		return x.Tag
+	}
+	return nil
+}
+
+type CommitUploadPartResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Part          *UploadPart            `protobuf:"bytes,1,opt,name=part,proto3" json:"part,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitUploadPartResponse) Reset() {
+	*x = CommitUploadPartResponse{}
+	mi := &file_fsmaster_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitUploadPartResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitUploadPartResponse) ProtoMessage() {}
+
+func (x *CommitUploadPartResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitUploadPartResponse.ProtoReflect.Descriptor instead.
+func (*CommitUploadPartResponse) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CommitUploadPartResponse) GetPart() *UploadPart {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+type UploadPart struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	PartNumber         int32                  `protobuf:"varint,1,opt,name=part_number,json=partNumber,proto3" json:"part_number,omitempty"`
+	FirstBlock         int64                  `protobuf:"varint,2,opt,name=first_block,json=firstBlock,proto3" json:"first_block,omitempty"`
+	Length             int64                  `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
+	Tag                []byte                 `protobuf:"bytes,4,opt,name=tag,proto3" json:"tag,omitempty"`
+	ModificationTimeMs int64                  `protobuf:"varint,5,opt,name=modification_time_ms,json=modificationTimeMs,proto3" json:"modification_time_ms,omitempty"`
+	// in_place: these bytes are also in the upload's UFS file at ufs_offset.
+	InPlace       bool  `protobuf:"varint,6,opt,name=in_place,json=inPlace,proto3" json:"in_place,omitempty"`
+	UfsOffset     int64 `protobuf:"varint,7,opt,name=ufs_offset,json=ufsOffset,proto3" json:"ufs_offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadPart) Reset() {
+	*x = UploadPart{}
+	mi := &file_fsmaster_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadPart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadPart) ProtoMessage() {}
+
+func (x *UploadPart) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadPart.ProtoReflect.Descriptor instead.
+func (*UploadPart) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *UploadPart) GetPartNumber() int32 {
+	if x != nil {
+		return x.PartNumber
+	}
+	return 0
+}
+
+func (x *UploadPart) GetFirstBlock() int64 {
+	if x != nil {
+		return x.FirstBlock
+	}
+	return 0
+}
+
+func (x *UploadPart) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *UploadPart) GetTag() []byte {
+	if x != nil {
+		return x.Tag
+	}
+	return nil
+}
+
+func (x *UploadPart) GetModificationTimeMs() int64 {
+	if x != nil {
+		return x.ModificationTimeMs
+	}
+	return 0
+}
+
+func (x *UploadPart) GetInPlace() bool {
+	if x != nil {
+		return x.InPlace
+	}
+	return false
+}
+
+func (x *UploadPart) GetUfsOffset() int64 {
+	if x != nil {
+		return x.UfsOffset
+	}
+	return 0
+}
+
+type ListUploadPartsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	FileId        int64                  `protobuf:"varint,2,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUploadPartsRequest) Reset() {
+	*x = ListUploadPartsRequest{}
+	mi := &file_fsmaster_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUploadPartsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUploadPartsRequest) ProtoMessage() {}
+
+func (x *ListUploadPartsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUploadPartsRequest.ProtoReflect.Descriptor instead.
+func (*ListUploadPartsRequest) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListUploadPartsRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ListUploadPartsRequest) GetFileId() int64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
+}
+
+type ListUploadPartsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Upload        *FileInfo              `protobuf:"bytes,1,opt,name=upload,proto3" json:"upload,omitempty"`
+	Parts         []*UploadPart          `protobuf:"bytes,2,rep,name=parts,proto3" json:"parts,omitempty"` // by part number
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUploadPartsResponse) Reset() {
+	*x = ListUploadPartsResponse{}
+	mi := &file_fsmaster_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUploadPartsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUploadPartsResponse) ProtoMessage() {}
+
+func (x *ListUploadPartsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUploadPartsResponse.ProtoReflect.Descriptor instead.
+func (*ListUploadPartsResponse) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListUploadPartsResponse) GetUpload() *FileInfo {
+	if x != nil {
+		return x.Upload
+	}
+	return nil
+}
+
+func (x *ListUploadPartsResponse) GetParts() []*UploadPart {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+type ListUploadsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"` // a directory: the uploads to paths below it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUploadsRequest) Reset() {
+	*x = ListUploadsRequest{}
+	mi := &file_fsmaster_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUploadsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUploadsRequest) ProtoMessage() {}
+
+func (x *ListUploadsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUploadsRequest.ProtoReflect.Descriptor instead.
+func (*ListUploadsRequest) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListUploadsRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+type ListUploadsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Uploads       []*FileInfo            `protobuf:"bytes,1,rep,name=uploads,proto3" json:"uploads,omitempty"` // by path, then file id
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUploadsResponse) Reset() {
+	*x = ListUploadsResponse{}
+	mi := &file_fsmaster_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUploadsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUploadsResponse) ProtoMessage() {}
+
+func (x *ListUploadsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUploadsResponse.ProtoReflect.Descriptor instead.
+func (*ListUploadsResponse) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListUploadsResponse) GetUploads() []*FileInfo {
+	if x != nil {
+		return x.Uploads
+	}
+	return nil
+}
+
 type CompleteFileResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Info          *FileInfo              `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
@@ -645,7 +1371,7 @@ type CompleteFileResponse struct {
 
 func (x *CompleteFileResponse) Reset() {
 	*x = CompleteFileResponse{}
-	mi := &file_fsmaster_proto_msgTypes[8]
+	mi := &file_fsmaster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +1383,7 @@ func (x *CompleteFileResponse) String() string {
 func (*CompleteFileResponse) ProtoMessage() {}
 
 func (x *CompleteFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[8]
+	mi := &file_fsmaster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +1396,7 @@ func (x *CompleteFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteFileResponse.ProtoReflect.Descriptor instead.
 func (*CompleteFileResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{8}
+	return file_fsmaster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CompleteFileResponse) GetInfo() *FileInfo {
@@ -693,7 +1419,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_fsmaster_proto_msgTypes[9]
+	mi := &file_fsmaster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -705,7 +1431,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[9]
+	mi := &file_fsmaster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -718,7 +1444,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{9}
+	return file_fsmaster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetStatusRequest) GetPath() string {
@@ -751,7 +1477,7 @@ type GetStatusResponse struct {
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_fsmaster_proto_msgTypes[10]
+	mi := &file_fsmaster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +1489,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[10]
+	mi := &file_fsmaster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +1502,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{10}
+	return file_fsmaster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetStatusResponse) GetInfo() *FileInfo {
@@ -794,13 +1520,14 @@ type ListStatusRequest struct {
 	PageToken        string                 `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	LoadMetadataType LoadMetadataType       `protobuf:"varint,5,opt,name=load_metadata_type,json=loadMetadataType,proto3,enum=alluvium.v1.LoadMetadataType" json:"load_metadata_type,omitempty"`
 	IncludeBlocks    bool                   `protobuf:"varint,6,opt,name=include_blocks,json=includeBlocks,proto3" json:"include_blocks,omitempty"` // fill file_block_infos (costly for big listings)
+	Xattrs           []string               `protobuf:"bytes,30,rep,name=xattrs,proto3" json:"xattrs,omitempty"`                                    // names of the extended attributes to return
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ListStatusRequest) Reset() {
 	*x = ListStatusRequest{}
-	mi := &file_fsmaster_proto_msgTypes[11]
+	mi := &file_fsmaster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -812,7 +1539,7 @@ func (x *ListStatusRequest) String() string {
 func (*ListStatusRequest) ProtoMessage() {}
 
 func (x *ListStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[11]
+	mi := &file_fsmaster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -825,7 +1552,7 @@ func (x *ListStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStatusRequest.ProtoReflect.Descriptor instead.
 func (*ListStatusRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{11}
+	return file_fsmaster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListStatusRequest) GetPath() string {
@@ -870,6 +1597,13 @@ func (x *ListStatusRequest) GetIncludeBlocks() bool {
 	return false
 }
 
+func (x *ListStatusRequest) GetXattrs() []string {
+	if x != nil {
+		return x.Xattrs
+	}
+	return nil
+}
+
 type ListStatusResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Infos         []*FileInfo            `protobuf:"bytes,1,rep,name=infos,proto3" json:"infos,omitempty"`
@@ -880,7 +1614,7 @@ type ListStatusResponse struct {
 
 func (x *ListStatusResponse) Reset() {
 	*x = ListStatusResponse{}
-	mi := &file_fsmaster_proto_msgTypes[12]
+	mi := &file_fsmaster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +1626,7 @@ func (x *ListStatusResponse) String() string {
 func (*ListStatusResponse) ProtoMessage() {}
 
 func (x *ListStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[12]
+	mi := &file_fsmaster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +1639,7 @@ func (x *ListStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStatusResponse.ProtoReflect.Descriptor instead.
 func (*ListStatusResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{12}
+	return file_fsmaster_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListStatusResponse) GetInfos() []*FileInfo {
@@ -931,14 +1665,19 @@ type DeleteRequest struct {
 	// this id is an overwrite of path still being written aside (which is
 	// then dropped, its temporary UFS copy with it). A writer aborting uses
 	// it, so it never removes a file someone else created meanwhile.
-	FileId        int64 `protobuf:"varint,4,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	FileId int64 `protobuf:"varint,4,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	// unless_writing: a directory in which files are being written (aside:
+	// overwrites, multipart uploads) is not deleted (FAILED_PRECONDITION),
+	// where otherwise they would go with it. The S3 gateway removes the
+	// directories a deleted key leaves empty so, never a PUT in flight.
+	UnlessWriting bool `protobuf:"varint,30,opt,name=unless_writing,json=unlessWriting,proto3" json:"unless_writing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_fsmaster_proto_msgTypes[13]
+	mi := &file_fsmaster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1689,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[13]
+	mi := &file_fsmaster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1702,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{13}
+	return file_fsmaster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeleteRequest) GetPath() string {
@@ -994,6 +1733,13 @@ func (x *DeleteRequest) GetFileId() int64 {
 	return 0
 }
 
+func (x *DeleteRequest) GetUnlessWriting() bool {
+	if x != nil {
+		return x.UnlessWriting
+	}
+	return false
+}
+
 type DeleteResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1002,7 +1748,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_fsmaster_proto_msgTypes[14]
+	mi := &file_fsmaster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1760,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[14]
+	mi := &file_fsmaster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1773,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{14}
+	return file_fsmaster_proto_rawDescGZIP(), []int{24}
 }
 
 type RenameRequest struct {
@@ -1043,7 +1789,7 @@ type RenameRequest struct {
 
 func (x *RenameRequest) Reset() {
 	*x = RenameRequest{}
-	mi := &file_fsmaster_proto_msgTypes[15]
+	mi := &file_fsmaster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1801,7 @@ func (x *RenameRequest) String() string {
 func (*RenameRequest) ProtoMessage() {}
 
 func (x *RenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[15]
+	mi := &file_fsmaster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1814,7 @@ func (x *RenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameRequest.ProtoReflect.Descriptor instead.
 func (*RenameRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{15}
+	return file_fsmaster_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RenameRequest) GetSrc() string {
@@ -1101,7 +1847,7 @@ type RenameResponse struct {
 
 func (x *RenameResponse) Reset() {
 	*x = RenameResponse{}
-	mi := &file_fsmaster_proto_msgTypes[16]
+	mi := &file_fsmaster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1113,7 +1859,7 @@ func (x *RenameResponse) String() string {
 func (*RenameResponse) ProtoMessage() {}
 
 func (x *RenameResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[16]
+	mi := &file_fsmaster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1126,7 +1872,7 @@ func (x *RenameResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameResponse.ProtoReflect.Descriptor instead.
 func (*RenameResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{16}
+	return file_fsmaster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RenameResponse) GetInfo() *FileInfo {
@@ -1161,14 +1907,17 @@ type SetAttributeRequest struct {
 	// the namespace lock, so a concurrent delete, rename or re-create never
 	// sees a half-done persist. When the guard fails the temporary file is
 	// removed.
-	PersistFrom   string `protobuf:"bytes,14,opt,name=persist_from,json=persistFrom,proto3" json:"persist_from,omitempty"`
+	PersistFrom string `protobuf:"bytes,14,opt,name=persist_from,json=persistFrom,proto3" json:"persist_from,omitempty"`
+	// xattrs to set (an empty value removes the name); writing them takes
+	// write permission on the inode.
+	Xattrs        map[string][]byte `protobuf:"bytes,30,rep,name=xattrs,proto3" json:"xattrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetAttributeRequest) Reset() {
 	*x = SetAttributeRequest{}
-	mi := &file_fsmaster_proto_msgTypes[17]
+	mi := &file_fsmaster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1180,7 +1929,7 @@ func (x *SetAttributeRequest) String() string {
 func (*SetAttributeRequest) ProtoMessage() {}
 
 func (x *SetAttributeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[17]
+	mi := &file_fsmaster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1193,7 +1942,7 @@ func (x *SetAttributeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAttributeRequest.ProtoReflect.Descriptor instead.
 func (*SetAttributeRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{17}
+	return file_fsmaster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SetAttributeRequest) GetPath() string {
@@ -1294,6 +2043,13 @@ func (x *SetAttributeRequest) GetPersistFrom() string {
 	return ""
 }
 
+func (x *SetAttributeRequest) GetXattrs() map[string][]byte {
+	if x != nil {
+		return x.Xattrs
+	}
+	return nil
+}
+
 type SetAttributeResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Info          *FileInfo              `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
@@ -1303,7 +2059,7 @@ type SetAttributeResponse struct {
 
 func (x *SetAttributeResponse) Reset() {
 	*x = SetAttributeResponse{}
-	mi := &file_fsmaster_proto_msgTypes[18]
+	mi := &file_fsmaster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1315,7 +2071,7 @@ func (x *SetAttributeResponse) String() string {
 func (*SetAttributeResponse) ProtoMessage() {}
 
 func (x *SetAttributeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[18]
+	mi := &file_fsmaster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1328,7 +2084,7 @@ func (x *SetAttributeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAttributeResponse.ProtoReflect.Descriptor instead.
 func (*SetAttributeResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{18}
+	return file_fsmaster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SetAttributeResponse) GetInfo() *FileInfo {
@@ -1351,7 +2107,7 @@ type MountRequest struct {
 
 func (x *MountRequest) Reset() {
 	*x = MountRequest{}
-	mi := &file_fsmaster_proto_msgTypes[19]
+	mi := &file_fsmaster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1363,7 +2119,7 @@ func (x *MountRequest) String() string {
 func (*MountRequest) ProtoMessage() {}
 
 func (x *MountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[19]
+	mi := &file_fsmaster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1376,7 +2132,7 @@ func (x *MountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MountRequest.ProtoReflect.Descriptor instead.
 func (*MountRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{19}
+	return file_fsmaster_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MountRequest) GetAlluviumPath() string {
@@ -1423,7 +2179,7 @@ type MountResponse struct {
 
 func (x *MountResponse) Reset() {
 	*x = MountResponse{}
-	mi := &file_fsmaster_proto_msgTypes[20]
+	mi := &file_fsmaster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +2191,7 @@ func (x *MountResponse) String() string {
 func (*MountResponse) ProtoMessage() {}
 
 func (x *MountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[20]
+	mi := &file_fsmaster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +2204,7 @@ func (x *MountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MountResponse.ProtoReflect.Descriptor instead.
 func (*MountResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{20}
+	return file_fsmaster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MountResponse) GetMount() *MountPointInfo {
@@ -1467,7 +2223,7 @@ type UnmountRequest struct {
 
 func (x *UnmountRequest) Reset() {
 	*x = UnmountRequest{}
-	mi := &file_fsmaster_proto_msgTypes[21]
+	mi := &file_fsmaster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1479,7 +2235,7 @@ func (x *UnmountRequest) String() string {
 func (*UnmountRequest) ProtoMessage() {}
 
 func (x *UnmountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[21]
+	mi := &file_fsmaster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1492,7 +2248,7 @@ func (x *UnmountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnmountRequest.ProtoReflect.Descriptor instead.
 func (*UnmountRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{21}
+	return file_fsmaster_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UnmountRequest) GetAlluviumPath() string {
@@ -1510,7 +2266,7 @@ type UnmountResponse struct {
 
 func (x *UnmountResponse) Reset() {
 	*x = UnmountResponse{}
-	mi := &file_fsmaster_proto_msgTypes[22]
+	mi := &file_fsmaster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1522,7 +2278,7 @@ func (x *UnmountResponse) String() string {
 func (*UnmountResponse) ProtoMessage() {}
 
 func (x *UnmountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[22]
+	mi := &file_fsmaster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1535,7 +2291,7 @@ func (x *UnmountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnmountResponse.ProtoReflect.Descriptor instead.
 func (*UnmountResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{22}
+	return file_fsmaster_proto_rawDescGZIP(), []int{32}
 }
 
 type GetMountTableRequest struct {
@@ -1546,7 +2302,7 @@ type GetMountTableRequest struct {
 
 func (x *GetMountTableRequest) Reset() {
 	*x = GetMountTableRequest{}
-	mi := &file_fsmaster_proto_msgTypes[23]
+	mi := &file_fsmaster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +2314,7 @@ func (x *GetMountTableRequest) String() string {
 func (*GetMountTableRequest) ProtoMessage() {}
 
 func (x *GetMountTableRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[23]
+	mi := &file_fsmaster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +2327,7 @@ func (x *GetMountTableRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMountTableRequest.ProtoReflect.Descriptor instead.
 func (*GetMountTableRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{23}
+	return file_fsmaster_proto_rawDescGZIP(), []int{33}
 }
 
 type GetMountTableResponse struct {
@@ -1583,7 +2339,7 @@ type GetMountTableResponse struct {
 
 func (x *GetMountTableResponse) Reset() {
 	*x = GetMountTableResponse{}
-	mi := &file_fsmaster_proto_msgTypes[24]
+	mi := &file_fsmaster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +2351,7 @@ func (x *GetMountTableResponse) String() string {
 func (*GetMountTableResponse) ProtoMessage() {}
 
 func (x *GetMountTableResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[24]
+	mi := &file_fsmaster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +2364,7 @@ func (x *GetMountTableResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMountTableResponse.ProtoReflect.Descriptor instead.
 func (*GetMountTableResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{24}
+	return file_fsmaster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetMountTableResponse) GetMounts() []*MountPointInfo {
@@ -1629,7 +2385,7 @@ type FreeRequest struct {
 
 func (x *FreeRequest) Reset() {
 	*x = FreeRequest{}
-	mi := &file_fsmaster_proto_msgTypes[25]
+	mi := &file_fsmaster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1641,7 +2397,7 @@ func (x *FreeRequest) String() string {
 func (*FreeRequest) ProtoMessage() {}
 
 func (x *FreeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[25]
+	mi := &file_fsmaster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1654,7 +2410,7 @@ func (x *FreeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeRequest.ProtoReflect.Descriptor instead.
 func (*FreeRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{25}
+	return file_fsmaster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *FreeRequest) GetPath() string {
@@ -1687,7 +2443,7 @@ type FreeResponse struct {
 
 func (x *FreeResponse) Reset() {
 	*x = FreeResponse{}
-	mi := &file_fsmaster_proto_msgTypes[26]
+	mi := &file_fsmaster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1699,7 +2455,7 @@ func (x *FreeResponse) String() string {
 func (*FreeResponse) ProtoMessage() {}
 
 func (x *FreeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[26]
+	mi := &file_fsmaster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1712,7 +2468,7 @@ func (x *FreeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeResponse.ProtoReflect.Descriptor instead.
 func (*FreeResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{26}
+	return file_fsmaster_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *FreeResponse) GetBlocksFreed() int64 {
@@ -1730,7 +2486,7 @@ type GetMasterInfoRequest struct {
 
 func (x *GetMasterInfoRequest) Reset() {
 	*x = GetMasterInfoRequest{}
-	mi := &file_fsmaster_proto_msgTypes[27]
+	mi := &file_fsmaster_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1742,7 +2498,7 @@ func (x *GetMasterInfoRequest) String() string {
 func (*GetMasterInfoRequest) ProtoMessage() {}
 
 func (x *GetMasterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[27]
+	mi := &file_fsmaster_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1755,7 +2511,7 @@ func (x *GetMasterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetMasterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{27}
+	return file_fsmaster_proto_rawDescGZIP(), []int{37}
 }
 
 type GetMasterInfoResponse struct {
@@ -1787,7 +2543,7 @@ type GetMasterInfoResponse struct {
 
 func (x *GetMasterInfoResponse) Reset() {
 	*x = GetMasterInfoResponse{}
-	mi := &file_fsmaster_proto_msgTypes[28]
+	mi := &file_fsmaster_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1799,7 +2555,7 @@ func (x *GetMasterInfoResponse) String() string {
 func (*GetMasterInfoResponse) ProtoMessage() {}
 
 func (x *GetMasterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[28]
+	mi := &file_fsmaster_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1812,7 +2568,7 @@ func (x *GetMasterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetMasterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{28}
+	return file_fsmaster_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetMasterInfoResponse) GetVersion() string {
@@ -1950,7 +2706,7 @@ type GetCheckpointRequest struct {
 
 func (x *GetCheckpointRequest) Reset() {
 	*x = GetCheckpointRequest{}
-	mi := &file_fsmaster_proto_msgTypes[29]
+	mi := &file_fsmaster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1962,7 +2718,7 @@ func (x *GetCheckpointRequest) String() string {
 func (*GetCheckpointRequest) ProtoMessage() {}
 
 func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[29]
+	mi := &file_fsmaster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1975,7 +2731,7 @@ func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{29}
+	return file_fsmaster_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetCheckpointRequest) GetMinSequence() int64 {
@@ -2000,7 +2756,7 @@ type GetCheckpointResponse struct {
 
 func (x *GetCheckpointResponse) Reset() {
 	*x = GetCheckpointResponse{}
-	mi := &file_fsmaster_proto_msgTypes[30]
+	mi := &file_fsmaster_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2012,7 +2768,7 @@ func (x *GetCheckpointResponse) String() string {
 func (*GetCheckpointResponse) ProtoMessage() {}
 
 func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[30]
+	mi := &file_fsmaster_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2025,7 +2781,7 @@ func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*GetCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{30}
+	return file_fsmaster_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetCheckpointResponse) GetSequence() int64 {
@@ -2071,7 +2827,7 @@ type CheckpointRequest struct {
 
 func (x *CheckpointRequest) Reset() {
 	*x = CheckpointRequest{}
-	mi := &file_fsmaster_proto_msgTypes[31]
+	mi := &file_fsmaster_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2083,7 +2839,7 @@ func (x *CheckpointRequest) String() string {
 func (*CheckpointRequest) ProtoMessage() {}
 
 func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[31]
+	mi := &file_fsmaster_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2096,7 +2852,7 @@ func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{31}
+	return file_fsmaster_proto_rawDescGZIP(), []int{41}
 }
 
 type CheckpointResponse struct {
@@ -2109,7 +2865,7 @@ type CheckpointResponse struct {
 
 func (x *CheckpointResponse) Reset() {
 	*x = CheckpointResponse{}
-	mi := &file_fsmaster_proto_msgTypes[32]
+	mi := &file_fsmaster_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2121,7 +2877,7 @@ func (x *CheckpointResponse) String() string {
 func (*CheckpointResponse) ProtoMessage() {}
 
 func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[32]
+	mi := &file_fsmaster_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2134,7 +2890,7 @@ func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{32}
+	return file_fsmaster_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CheckpointResponse) GetSequence() int64 {
@@ -2165,7 +2921,7 @@ type BlockReport struct {
 
 func (x *BlockReport) Reset() {
 	*x = BlockReport{}
-	mi := &file_fsmaster_proto_msgTypes[33]
+	mi := &file_fsmaster_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2177,7 +2933,7 @@ func (x *BlockReport) String() string {
 func (*BlockReport) ProtoMessage() {}
 
 func (x *BlockReport) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[33]
+	mi := &file_fsmaster_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2190,7 +2946,7 @@ func (x *BlockReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockReport.ProtoReflect.Descriptor instead.
 func (*BlockReport) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{33}
+	return file_fsmaster_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *BlockReport) GetBlockId() int64 {
@@ -2232,7 +2988,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_fsmaster_proto_msgTypes[34]
+	mi := &file_fsmaster_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +3000,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[34]
+	mi := &file_fsmaster_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +3013,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{34}
+	return file_fsmaster_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RegisterWorkerRequest) GetAddress() *WorkerNetAddress {
@@ -2295,7 +3051,7 @@ type RegisterWorkerResponse struct {
 
 func (x *RegisterWorkerResponse) Reset() {
 	*x = RegisterWorkerResponse{}
-	mi := &file_fsmaster_proto_msgTypes[35]
+	mi := &file_fsmaster_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2307,7 +3063,7 @@ func (x *RegisterWorkerResponse) String() string {
 func (*RegisterWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[35]
+	mi := &file_fsmaster_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2320,7 +3076,7 @@ func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{35}
+	return file_fsmaster_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RegisterWorkerResponse) GetWorkerId() int64 {
@@ -2356,7 +3112,7 @@ type WorkerHeartbeatRequest struct {
 
 func (x *WorkerHeartbeatRequest) Reset() {
 	*x = WorkerHeartbeatRequest{}
-	mi := &file_fsmaster_proto_msgTypes[36]
+	mi := &file_fsmaster_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2368,7 +3124,7 @@ func (x *WorkerHeartbeatRequest) String() string {
 func (*WorkerHeartbeatRequest) ProtoMessage() {}
 
 func (x *WorkerHeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[36]
+	mi := &file_fsmaster_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2381,7 +3137,7 @@ func (x *WorkerHeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerHeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*WorkerHeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{36}
+	return file_fsmaster_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *WorkerHeartbeatRequest) GetWorkerId() int64 {
@@ -2422,7 +3178,7 @@ type WorkerCommand struct {
 
 func (x *WorkerCommand) Reset() {
 	*x = WorkerCommand{}
-	mi := &file_fsmaster_proto_msgTypes[37]
+	mi := &file_fsmaster_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2434,7 +3190,7 @@ func (x *WorkerCommand) String() string {
 func (*WorkerCommand) ProtoMessage() {}
 
 func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[37]
+	mi := &file_fsmaster_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2447,7 +3203,7 @@ func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerCommand.ProtoReflect.Descriptor instead.
 func (*WorkerCommand) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{37}
+	return file_fsmaster_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *WorkerCommand) GetType() WorkerCommand_Type {
@@ -2475,7 +3231,7 @@ type WorkerHeartbeatResponse struct {
 
 func (x *WorkerHeartbeatResponse) Reset() {
 	*x = WorkerHeartbeatResponse{}
-	mi := &file_fsmaster_proto_msgTypes[38]
+	mi := &file_fsmaster_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2487,7 +3243,7 @@ func (x *WorkerHeartbeatResponse) String() string {
 func (*WorkerHeartbeatResponse) ProtoMessage() {}
 
 func (x *WorkerHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[38]
+	mi := &file_fsmaster_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2500,7 +3256,7 @@ func (x *WorkerHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*WorkerHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{38}
+	return file_fsmaster_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *WorkerHeartbeatResponse) GetCommands() []*WorkerCommand {
@@ -2534,7 +3290,7 @@ type WorkerLostRequest struct {
 
 func (x *WorkerLostRequest) Reset() {
 	*x = WorkerLostRequest{}
-	mi := &file_fsmaster_proto_msgTypes[39]
+	mi := &file_fsmaster_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2546,7 +3302,7 @@ func (x *WorkerLostRequest) String() string {
 func (*WorkerLostRequest) ProtoMessage() {}
 
 func (x *WorkerLostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[39]
+	mi := &file_fsmaster_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2559,7 +3315,7 @@ func (x *WorkerLostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerLostRequest.ProtoReflect.Descriptor instead.
 func (*WorkerLostRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{39}
+	return file_fsmaster_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *WorkerLostRequest) GetWorkerId() int64 {
@@ -2585,7 +3341,7 @@ type WorkerLostResponse struct {
 
 func (x *WorkerLostResponse) Reset() {
 	*x = WorkerLostResponse{}
-	mi := &file_fsmaster_proto_msgTypes[40]
+	mi := &file_fsmaster_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2597,7 +3353,7 @@ func (x *WorkerLostResponse) String() string {
 func (*WorkerLostResponse) ProtoMessage() {}
 
 func (x *WorkerLostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[40]
+	mi := &file_fsmaster_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2610,7 +3366,7 @@ func (x *WorkerLostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerLostResponse.ProtoReflect.Descriptor instead.
 func (*WorkerLostResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{40}
+	return file_fsmaster_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *WorkerLostResponse) GetWasLive() bool {
@@ -2633,7 +3389,7 @@ type CommitBlockRequest struct {
 
 func (x *CommitBlockRequest) Reset() {
 	*x = CommitBlockRequest{}
-	mi := &file_fsmaster_proto_msgTypes[41]
+	mi := &file_fsmaster_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2645,7 +3401,7 @@ func (x *CommitBlockRequest) String() string {
 func (*CommitBlockRequest) ProtoMessage() {}
 
 func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[41]
+	mi := &file_fsmaster_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2658,7 +3414,7 @@ func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockRequest.ProtoReflect.Descriptor instead.
 func (*CommitBlockRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{41}
+	return file_fsmaster_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CommitBlockRequest) GetWorkerId() int64 {
@@ -2704,7 +3460,7 @@ type CommitBlockResponse struct {
 
 func (x *CommitBlockResponse) Reset() {
 	*x = CommitBlockResponse{}
-	mi := &file_fsmaster_proto_msgTypes[42]
+	mi := &file_fsmaster_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2716,7 +3472,7 @@ func (x *CommitBlockResponse) String() string {
 func (*CommitBlockResponse) ProtoMessage() {}
 
 func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[42]
+	mi := &file_fsmaster_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2729,7 +3485,7 @@ func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockResponse.ProtoReflect.Descriptor instead.
 func (*CommitBlockResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{42}
+	return file_fsmaster_proto_rawDescGZIP(), []int{52}
 }
 
 type CommitBlocksRequest struct {
@@ -2742,7 +3498,7 @@ type CommitBlocksRequest struct {
 
 func (x *CommitBlocksRequest) Reset() {
 	*x = CommitBlocksRequest{}
-	mi := &file_fsmaster_proto_msgTypes[43]
+	mi := &file_fsmaster_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2754,7 +3510,7 @@ func (x *CommitBlocksRequest) String() string {
 func (*CommitBlocksRequest) ProtoMessage() {}
 
 func (x *CommitBlocksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[43]
+	mi := &file_fsmaster_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2767,7 +3523,7 @@ func (x *CommitBlocksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlocksRequest.ProtoReflect.Descriptor instead.
 func (*CommitBlocksRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{43}
+	return file_fsmaster_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CommitBlocksRequest) GetWorkerId() int64 {
@@ -2794,7 +3550,7 @@ type CommitBlocksResponse struct {
 
 func (x *CommitBlocksResponse) Reset() {
 	*x = CommitBlocksResponse{}
-	mi := &file_fsmaster_proto_msgTypes[44]
+	mi := &file_fsmaster_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2806,7 +3562,7 @@ func (x *CommitBlocksResponse) String() string {
 func (*CommitBlocksResponse) ProtoMessage() {}
 
 func (x *CommitBlocksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[44]
+	mi := &file_fsmaster_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2819,7 +3575,7 @@ func (x *CommitBlocksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlocksResponse.ProtoReflect.Descriptor instead.
 func (*CommitBlocksResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{44}
+	return file_fsmaster_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *CommitBlocksResponse) GetCommitted() int32 {
@@ -2844,7 +3600,7 @@ type GetWorkerInfoListRequest struct {
 
 func (x *GetWorkerInfoListRequest) Reset() {
 	*x = GetWorkerInfoListRequest{}
-	mi := &file_fsmaster_proto_msgTypes[45]
+	mi := &file_fsmaster_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2856,7 +3612,7 @@ func (x *GetWorkerInfoListRequest) String() string {
 func (*GetWorkerInfoListRequest) ProtoMessage() {}
 
 func (x *GetWorkerInfoListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[45]
+	mi := &file_fsmaster_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2869,7 +3625,7 @@ func (x *GetWorkerInfoListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkerInfoListRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkerInfoListRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{45}
+	return file_fsmaster_proto_rawDescGZIP(), []int{55}
 }
 
 type GetWorkerInfoListResponse struct {
@@ -2881,7 +3637,7 @@ type GetWorkerInfoListResponse struct {
 
 func (x *GetWorkerInfoListResponse) Reset() {
 	*x = GetWorkerInfoListResponse{}
-	mi := &file_fsmaster_proto_msgTypes[46]
+	mi := &file_fsmaster_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2893,7 +3649,7 @@ func (x *GetWorkerInfoListResponse) String() string {
 func (*GetWorkerInfoListResponse) ProtoMessage() {}
 
 func (x *GetWorkerInfoListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[46]
+	mi := &file_fsmaster_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2906,7 +3662,7 @@ func (x *GetWorkerInfoListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkerInfoListResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkerInfoListResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{46}
+	return file_fsmaster_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetWorkerInfoListResponse) GetWorkers() []*WorkerInfo {
@@ -2925,7 +3681,7 @@ type GetBlockInfoRequest struct {
 
 func (x *GetBlockInfoRequest) Reset() {
 	*x = GetBlockInfoRequest{}
-	mi := &file_fsmaster_proto_msgTypes[47]
+	mi := &file_fsmaster_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2937,7 +3693,7 @@ func (x *GetBlockInfoRequest) String() string {
 func (*GetBlockInfoRequest) ProtoMessage() {}
 
 func (x *GetBlockInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[47]
+	mi := &file_fsmaster_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2950,7 +3706,7 @@ func (x *GetBlockInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlockInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetBlockInfoRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{47}
+	return file_fsmaster_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GetBlockInfoRequest) GetBlockId() int64 {
@@ -2969,7 +3725,7 @@ type GetBlockInfoResponse struct {
 
 func (x *GetBlockInfoResponse) Reset() {
 	*x = GetBlockInfoResponse{}
-	mi := &file_fsmaster_proto_msgTypes[48]
+	mi := &file_fsmaster_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2981,7 +3737,7 @@ func (x *GetBlockInfoResponse) String() string {
 func (*GetBlockInfoResponse) ProtoMessage() {}
 
 func (x *GetBlockInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[48]
+	mi := &file_fsmaster_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2994,7 +3750,7 @@ func (x *GetBlockInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlockInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetBlockInfoResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{48}
+	return file_fsmaster_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *GetBlockInfoResponse) GetInfo() *BlockInfo {
@@ -3015,7 +3771,7 @@ type CheckAccessRequest struct {
 
 func (x *CheckAccessRequest) Reset() {
 	*x = CheckAccessRequest{}
-	mi := &file_fsmaster_proto_msgTypes[49]
+	mi := &file_fsmaster_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3027,7 +3783,7 @@ func (x *CheckAccessRequest) String() string {
 func (*CheckAccessRequest) ProtoMessage() {}
 
 func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[49]
+	mi := &file_fsmaster_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3040,7 +3796,7 @@ func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessRequest.ProtoReflect.Descriptor instead.
 func (*CheckAccessRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{49}
+	return file_fsmaster_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CheckAccessRequest) GetPath() string {
@@ -3072,7 +3828,7 @@ type CheckAccessResponse struct {
 
 func (x *CheckAccessResponse) Reset() {
 	*x = CheckAccessResponse{}
-	mi := &file_fsmaster_proto_msgTypes[50]
+	mi := &file_fsmaster_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3084,7 +3840,7 @@ func (x *CheckAccessResponse) String() string {
 func (*CheckAccessResponse) ProtoMessage() {}
 
 func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[50]
+	mi := &file_fsmaster_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3097,7 +3853,7 @@ func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessResponse.ProtoReflect.Descriptor instead.
 func (*CheckAccessResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{50}
+	return file_fsmaster_proto_rawDescGZIP(), []int{60}
 }
 
 type AuthorizeBlockAccessRequest struct {
@@ -3112,7 +3868,7 @@ type AuthorizeBlockAccessRequest struct {
 
 func (x *AuthorizeBlockAccessRequest) Reset() {
 	*x = AuthorizeBlockAccessRequest{}
-	mi := &file_fsmaster_proto_msgTypes[51]
+	mi := &file_fsmaster_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3124,7 +3880,7 @@ func (x *AuthorizeBlockAccessRequest) String() string {
 func (*AuthorizeBlockAccessRequest) ProtoMessage() {}
 
 func (x *AuthorizeBlockAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[51]
+	mi := &file_fsmaster_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3137,7 +3893,7 @@ func (x *AuthorizeBlockAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeBlockAccessRequest.ProtoReflect.Descriptor instead.
 func (*AuthorizeBlockAccessRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{51}
+	return file_fsmaster_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *AuthorizeBlockAccessRequest) GetFileId() int64 {
@@ -3163,7 +3919,7 @@ type AuthorizeBlockAccessResponse struct {
 
 func (x *AuthorizeBlockAccessResponse) Reset() {
 	*x = AuthorizeBlockAccessResponse{}
-	mi := &file_fsmaster_proto_msgTypes[52]
+	mi := &file_fsmaster_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3175,7 +3931,7 @@ func (x *AuthorizeBlockAccessResponse) String() string {
 func (*AuthorizeBlockAccessResponse) ProtoMessage() {}
 
 func (x *AuthorizeBlockAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[52]
+	mi := &file_fsmaster_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3188,7 +3944,7 @@ func (x *AuthorizeBlockAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeBlockAccessResponse.ProtoReflect.Descriptor instead.
 func (*AuthorizeBlockAccessResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{52}
+	return file_fsmaster_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *AuthorizeBlockAccessResponse) GetInfo() *FileInfo {
@@ -3202,16 +3958,22 @@ var File_fsmaster_proto protoreflect.FileDescriptor
 
 const file_fsmaster_proto_rawDesc = "" +
 	"\n" +
-	"\x0efsmaster.proto\x12\valluvium.v1\x1a\fcommon.proto\x1a\x0fjobmaster.proto\"\xb8\x01\n" +
+	"\x0efsmaster.proto\x12\valluvium.v1\x1a\fcommon.proto\x1a\x0fjobmaster.proto\"\xe8\x02\n" +
 	"\x16CreateDirectoryRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12!\n" +
 	"\fallow_exists\x18\x03 \x01(\bR\vallowExists\x12\x12\n" +
 	"\x04mode\x18\x04 \x01(\rR\x04mode\x125\n" +
 	"\n" +
-	"write_type\x18\x05 \x01(\x0e2\x16.alluvium.v1.WriteTypeR\twriteType\"D\n" +
+	"write_type\x18\x05 \x01(\x0e2\x16.alluvium.v1.WriteTypeR\twriteType\x12\x14\n" +
+	"\x05owner\x18\x06 \x01(\tR\x05owner\x12\x14\n" +
+	"\x05group\x18\a \x01(\tR\x05group\x12G\n" +
+	"\x06xattrs\x18\x1e \x03(\v2/.alluvium.v1.CreateDirectoryRequest.XattrsEntryR\x06xattrs\x1a9\n" +
+	"\vXattrsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"D\n" +
 	"\x17CreateDirectoryResponse\x12)\n" +
-	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\x8b\x04\n" +
+	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\xa2\x05\n" +
 	"\x11CreateFileRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12(\n" +
 	"\x10block_size_bytes\x18\x02 \x01(\x03R\x0eblockSizeBytes\x125\n" +
@@ -3230,7 +3992,12 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x0fufs_fingerprint\x18\r \x01(\tR\x0eufsFingerprint\x12\x1d\n" +
 	"\n" +
 	"ttl_action\x18\x0e \x01(\tR\tttlAction\x129\n" +
-	"\x19last_modification_time_ms\x18\x14 \x01(\x03R\x16lastModificationTimeMs\"?\n" +
+	"\x19last_modification_time_ms\x18\x14 \x01(\x03R\x16lastModificationTimeMs\x12B\n" +
+	"\x06xattrs\x18\x1e \x03(\v2*.alluvium.v1.CreateFileRequest.XattrsEntryR\x06xattrs\x12\x16\n" +
+	"\x06upload\x18\x1f \x01(\bR\x06upload\x1a9\n" +
+	"\vXattrsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"?\n" +
 	"\x12CreateFileResponse\x12)\n" +
 	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"J\n" +
 	"\x12CreateFilesRequest\x124\n" +
@@ -3240,13 +4007,78 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\"N\n" +
 	"\x13CreateFilesResponse\x127\n" +
-	"\aresults\x18\x01 \x03(\v2\x1d.alluvium.v1.CreateFileResultR\aresults\"\xbe\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.alluvium.v1.CreateFileResultR\aresults\"\xb4\x03\n" +
 	"\x13CompleteFileRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x03R\x06length\x12'\n" +
 	"\x0fufs_fingerprint\x18\x03 \x01(\tR\x0eufsFingerprint\x12\x17\n" +
 	"\afile_id\x18\x04 \x01(\x03R\x06fileId\x129\n" +
-	"\x19last_modification_time_ms\x18\x14 \x01(\x03R\x16lastModificationTimeMs\"A\n" +
+	"\x19last_modification_time_ms\x18\x14 \x01(\x03R\x16lastModificationTimeMs\x12D\n" +
+	"\x06xattrs\x18\x1e \x03(\v2,.alluvium.v1.CompleteFileRequest.XattrsEntryR\x06xattrs\x12\x1f\n" +
+	"\vif_replaces\x18\x1f \x01(\x03R\n" +
+	"ifReplaces\x120\n" +
+	"\x05parts\x18  \x03(\v2\x1a.alluvium.v1.UploadPartRefR\x05parts\x12 \n" +
+	"\fufs_in_place\x18! \x01(\bR\n" +
+	"ufsInPlace\x1a9\n" +
+	"\vXattrsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"Q\n" +
+	"\rUploadPartRef\x12\x1f\n" +
+	"\vpart_number\x18\x01 \x01(\x05R\n" +
+	"partNumber\x12\x1f\n" +
+	"\vfirst_block\x18\x02 \x01(\x03R\n" +
+	"firstBlock\"\x83\x01\n" +
+	"\x1bAllocateUploadBlocksRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x17\n" +
+	"\afile_id\x18\x02 \x01(\x03R\x06fileId\x12\x16\n" +
+	"\x06length\x18\x03 \x01(\x03R\x06length\x12\x1f\n" +
+	"\vpart_number\x18\x04 \x01(\x05R\n" +
+	"partNumber\"\xef\x01\n" +
+	"\x1cAllocateUploadBlocksResponse\x12\x1f\n" +
+	"\vfirst_block\x18\x01 \x01(\x03R\n" +
+	"firstBlock\x12\x1f\n" +
+	"\vblock_count\x18\x02 \x01(\x03R\n" +
+	"blockCount\x12\x1d\n" +
+	"\n" +
+	"block_size\x18\x03 \x01(\x03R\tblockSize\x12\x19\n" +
+	"\bin_place\x18\x04 \x01(\bR\ainPlace\x12\x1d\n" +
+	"\n" +
+	"ufs_offset\x18\x05 \x01(\x03R\tufsOffset\x12\x19\n" +
+	"\bufs_path\x18\x06 \x01(\tR\aufsPath\x12\x19\n" +
+	"\bmount_id\x18\a \x01(\x03R\amountId\"\xb2\x01\n" +
+	"\x17CommitUploadPartRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x17\n" +
+	"\afile_id\x18\x02 \x01(\x03R\x06fileId\x12\x1f\n" +
+	"\vpart_number\x18\x03 \x01(\x05R\n" +
+	"partNumber\x12\x1f\n" +
+	"\vfirst_block\x18\x04 \x01(\x03R\n" +
+	"firstBlock\x12\x16\n" +
+	"\x06length\x18\x05 \x01(\x03R\x06length\x12\x10\n" +
+	"\x03tag\x18\x06 \x01(\fR\x03tag\"G\n" +
+	"\x18CommitUploadPartResponse\x12+\n" +
+	"\x04part\x18\x01 \x01(\v2\x17.alluvium.v1.UploadPartR\x04part\"\xe4\x01\n" +
+	"\n" +
+	"UploadPart\x12\x1f\n" +
+	"\vpart_number\x18\x01 \x01(\x05R\n" +
+	"partNumber\x12\x1f\n" +
+	"\vfirst_block\x18\x02 \x01(\x03R\n" +
+	"firstBlock\x12\x16\n" +
+	"\x06length\x18\x03 \x01(\x03R\x06length\x12\x10\n" +
+	"\x03tag\x18\x04 \x01(\fR\x03tag\x120\n" +
+	"\x14modification_time_ms\x18\x05 \x01(\x03R\x12modificationTimeMs\x12\x19\n" +
+	"\bin_place\x18\x06 \x01(\bR\ainPlace\x12\x1d\n" +
+	"\n" +
+	"ufs_offset\x18\a \x01(\x03R\tufsOffset\"E\n" +
+	"\x16ListUploadPartsRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x17\n" +
+	"\afile_id\x18\x02 \x01(\x03R\x06fileId\"w\n" +
+	"\x17ListUploadPartsResponse\x12-\n" +
+	"\x06upload\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x06upload\x12-\n" +
+	"\x05parts\x18\x02 \x03(\v2\x17.alluvium.v1.UploadPartR\x05parts\"(\n" +
+	"\x12ListUploadsRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\"F\n" +
+	"\x13ListUploadsResponse\x12/\n" +
+	"\auploads\x18\x01 \x03(\v2\x15.alluvium.v1.FileInfoR\auploads\"A\n" +
 	"\x14CompleteFileResponse\x12)\n" +
 	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\x8b\x01\n" +
 	"\x10GetStatusRequest\x12\x12\n" +
@@ -3254,7 +4086,7 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x12load_metadata_type\x18\x02 \x01(\x0e2\x1d.alluvium.v1.LoadMetadataTypeR\x10loadMetadataType\x12\x16\n" +
 	"\x06access\x18\x03 \x01(\rR\x06access\">\n" +
 	"\x11GetStatusResponse\x12)\n" +
-	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\xf5\x01\n" +
+	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\x8d\x02\n" +
 	"\x11ListStatusRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12\x1b\n" +
@@ -3262,22 +4094,24 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\n" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\x12K\n" +
 	"\x12load_metadata_type\x18\x05 \x01(\x0e2\x1d.alluvium.v1.LoadMetadataTypeR\x10loadMetadataType\x12%\n" +
-	"\x0einclude_blocks\x18\x06 \x01(\bR\rincludeBlocks\"i\n" +
+	"\x0einclude_blocks\x18\x06 \x01(\bR\rincludeBlocks\x12\x16\n" +
+	"\x06xattrs\x18\x1e \x03(\tR\x06xattrs\"i\n" +
 	"\x12ListStatusResponse\x12+\n" +
 	"\x05infos\x18\x01 \x03(\v2\x15.alluvium.v1.FileInfoR\x05infos\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x7f\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa6\x01\n" +
 	"\rDeleteRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12#\n" +
 	"\ralluvium_only\x18\x03 \x01(\bR\falluviumOnly\x12\x17\n" +
-	"\afile_id\x18\x04 \x01(\x03R\x06fileId\"\x10\n" +
+	"\afile_id\x18\x04 \x01(\x03R\x06fileId\x12%\n" +
+	"\x0eunless_writing\x18\x1e \x01(\bR\runlessWriting\"\x10\n" +
 	"\x0eDeleteResponse\"Q\n" +
 	"\rRenameRequest\x12\x10\n" +
 	"\x03src\x18\x01 \x01(\tR\x03src\x12\x10\n" +
 	"\x03dst\x18\x02 \x01(\tR\x03dst\x12\x1c\n" +
 	"\toverwrite\x18\x14 \x01(\bR\toverwrite\";\n" +
 	"\x0eRenameResponse\x12)\n" +
-	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\x96\x05\n" +
+	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\x97\x06\n" +
 	"\x13SetAttributeRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12\x17\n" +
@@ -3294,7 +4128,11 @@ const file_fsmaster_proto_rawDesc = "" +
 	"ttl_action\x18\v \x01(\tH\bR\tttlAction\x88\x01\x01\x12,\n" +
 	"\x0fufs_fingerprint\x18\f \x01(\tH\tR\x0eufsFingerprint\x88\x01\x01\x12\x17\n" +
 	"\afile_id\x18\r \x01(\x03R\x06fileId\x12!\n" +
-	"\fpersist_from\x18\x0e \x01(\tR\vpersistFromB\a\n" +
+	"\fpersist_from\x18\x0e \x01(\tR\vpersistFrom\x12D\n" +
+	"\x06xattrs\x18\x1e \x03(\v2,.alluvium.v1.SetAttributeRequest.XattrsEntryR\x06xattrs\x1a9\n" +
+	"\vXattrsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01B\a\n" +
 	"\x05_modeB\b\n" +
 	"\x06_ownerB\b\n" +
 	"\x06_groupB\t\n" +
@@ -3432,8 +4270,7 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x14\n" +
 	"\x05write\x18\x02 \x01(\bR\x05write\"I\n" +
 	"\x1cAuthorizeBlockAccessResponse\x12)\n" +
-	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info2\xbc\n" +
-	"\n" +
+	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info2\xba\r\n" +
 	"\x10FileSystemMaster\x12\\\n" +
 	"\x0fCreateDirectory\x12#.alluvium.v1.CreateDirectoryRequest\x1a$.alluvium.v1.CreateDirectoryResponse\x12M\n" +
 	"\n" +
@@ -3453,7 +4290,11 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\rGetMasterInfo\x12!.alluvium.v1.GetMasterInfoRequest\x1a\".alluvium.v1.GetMasterInfoResponse\x12M\n" +
 	"\n" +
 	"Checkpoint\x12\x1e.alluvium.v1.CheckpointRequest\x1a\x1f.alluvium.v1.CheckpointResponse\x12P\n" +
-	"\vCheckAccess\x12\x1f.alluvium.v1.CheckAccessRequest\x1a .alluvium.v1.CheckAccessResponse\x12J\n" +
+	"\vCheckAccess\x12\x1f.alluvium.v1.CheckAccessRequest\x1a .alluvium.v1.CheckAccessResponse\x12k\n" +
+	"\x14AllocateUploadBlocks\x12(.alluvium.v1.AllocateUploadBlocksRequest\x1a).alluvium.v1.AllocateUploadBlocksResponse\x12_\n" +
+	"\x10CommitUploadPart\x12$.alluvium.v1.CommitUploadPartRequest\x1a%.alluvium.v1.CommitUploadPartResponse\x12\\\n" +
+	"\x0fListUploadParts\x12#.alluvium.v1.ListUploadPartsRequest\x1a$.alluvium.v1.ListUploadPartsResponse\x12P\n" +
+	"\vListUploads\x12\x1f.alluvium.v1.ListUploadsRequest\x1a .alluvium.v1.ListUploadsResponse\x12J\n" +
 	"\tGetLeader\x12\x1d.alluvium.v1.GetLeaderRequest\x1a\x1e.alluvium.v1.GetLeaderResponse2\x80\x02\n" +
 	"\x0fEmbeddedJournal\x12D\n" +
 	"\aAddPeer\x12\x1b.alluvium.v1.AddPeerRequest\x1a\x1c.alluvium.v1.AddPeerResponse\x12M\n" +
@@ -3484,7 +4325,7 @@ func file_fsmaster_proto_rawDescGZIP() []byte {
 }
 
 var file_fsmaster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_fsmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
 var file_fsmaster_proto_goTypes = []any{
 	(WorkerCommand_Type)(0),              // 0: alluvium.v1.WorkerCommand.Type
 	(*CreateDirectoryRequest)(nil),       // 1: alluvium.v1.CreateDirectoryRequest
@@ -3495,160 +4336,191 @@ var file_fsmaster_proto_goTypes = []any{
 	(*CreateFileResult)(nil),             // 6: alluvium.v1.CreateFileResult
 	(*CreateFilesResponse)(nil),          // 7: alluvium.v1.CreateFilesResponse
 	(*CompleteFileRequest)(nil),          // 8: alluvium.v1.CompleteFileRequest
-	(*CompleteFileResponse)(nil),         // 9: alluvium.v1.CompleteFileResponse
-	(*GetStatusRequest)(nil),             // 10: alluvium.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),            // 11: alluvium.v1.GetStatusResponse
-	(*ListStatusRequest)(nil),            // 12: alluvium.v1.ListStatusRequest
-	(*ListStatusResponse)(nil),           // 13: alluvium.v1.ListStatusResponse
-	(*DeleteRequest)(nil),                // 14: alluvium.v1.DeleteRequest
-	(*DeleteResponse)(nil),               // 15: alluvium.v1.DeleteResponse
-	(*RenameRequest)(nil),                // 16: alluvium.v1.RenameRequest
-	(*RenameResponse)(nil),               // 17: alluvium.v1.RenameResponse
-	(*SetAttributeRequest)(nil),          // 18: alluvium.v1.SetAttributeRequest
-	(*SetAttributeResponse)(nil),         // 19: alluvium.v1.SetAttributeResponse
-	(*MountRequest)(nil),                 // 20: alluvium.v1.MountRequest
-	(*MountResponse)(nil),                // 21: alluvium.v1.MountResponse
-	(*UnmountRequest)(nil),               // 22: alluvium.v1.UnmountRequest
-	(*UnmountResponse)(nil),              // 23: alluvium.v1.UnmountResponse
-	(*GetMountTableRequest)(nil),         // 24: alluvium.v1.GetMountTableRequest
-	(*GetMountTableResponse)(nil),        // 25: alluvium.v1.GetMountTableResponse
-	(*FreeRequest)(nil),                  // 26: alluvium.v1.FreeRequest
-	(*FreeResponse)(nil),                 // 27: alluvium.v1.FreeResponse
-	(*GetMasterInfoRequest)(nil),         // 28: alluvium.v1.GetMasterInfoRequest
-	(*GetMasterInfoResponse)(nil),        // 29: alluvium.v1.GetMasterInfoResponse
-	(*GetCheckpointRequest)(nil),         // 30: alluvium.v1.GetCheckpointRequest
-	(*GetCheckpointResponse)(nil),        // 31: alluvium.v1.GetCheckpointResponse
-	(*CheckpointRequest)(nil),            // 32: alluvium.v1.CheckpointRequest
-	(*CheckpointResponse)(nil),           // 33: alluvium.v1.CheckpointResponse
-	(*BlockReport)(nil),                  // 34: alluvium.v1.BlockReport
-	(*RegisterWorkerRequest)(nil),        // 35: alluvium.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil),       // 36: alluvium.v1.RegisterWorkerResponse
-	(*WorkerHeartbeatRequest)(nil),       // 37: alluvium.v1.WorkerHeartbeatRequest
-	(*WorkerCommand)(nil),                // 38: alluvium.v1.WorkerCommand
-	(*WorkerHeartbeatResponse)(nil),      // 39: alluvium.v1.WorkerHeartbeatResponse
-	(*WorkerLostRequest)(nil),            // 40: alluvium.v1.WorkerLostRequest
-	(*WorkerLostResponse)(nil),           // 41: alluvium.v1.WorkerLostResponse
-	(*CommitBlockRequest)(nil),           // 42: alluvium.v1.CommitBlockRequest
-	(*CommitBlockResponse)(nil),          // 43: alluvium.v1.CommitBlockResponse
-	(*CommitBlocksRequest)(nil),          // 44: alluvium.v1.CommitBlocksRequest
-	(*CommitBlocksResponse)(nil),         // 45: alluvium.v1.CommitBlocksResponse
-	(*GetWorkerInfoListRequest)(nil),     // 46: alluvium.v1.GetWorkerInfoListRequest
-	(*GetWorkerInfoListResponse)(nil),    // 47: alluvium.v1.GetWorkerInfoListResponse
-	(*GetBlockInfoRequest)(nil),          // 48: alluvium.v1.GetBlockInfoRequest
-	(*GetBlockInfoResponse)(nil),         // 49: alluvium.v1.GetBlockInfoResponse
-	(*CheckAccessRequest)(nil),           // 50: alluvium.v1.CheckAccessRequest
-	(*CheckAccessResponse)(nil),          // 51: alluvium.v1.CheckAccessResponse
-	(*AuthorizeBlockAccessRequest)(nil),  // 52: alluvium.v1.AuthorizeBlockAccessRequest
-	(*AuthorizeBlockAccessResponse)(nil), // 53: alluvium.v1.AuthorizeBlockAccessResponse
-	nil,                                  // 54: alluvium.v1.MountRequest.OptionsEntry
-	(WriteType)(0),                       // 55: alluvium.v1.WriteType
-	(*FileInfo)(nil),                     // 56: alluvium.v1.FileInfo
-	(LoadMetadataType)(0),                // 57: alluvium.v1.LoadMetadataType
-	(PersistenceState)(0),                // 58: alluvium.v1.PersistenceState
-	(*MountPointInfo)(nil),               // 59: alluvium.v1.MountPointInfo
-	(*TierUsage)(nil),                    // 60: alluvium.v1.TierUsage
-	(*WorkerNetAddress)(nil),             // 61: alluvium.v1.WorkerNetAddress
-	(*WorkerInfo)(nil),                   // 62: alluvium.v1.WorkerInfo
-	(*BlockInfo)(nil),                    // 63: alluvium.v1.BlockInfo
-	(*GetLeaderRequest)(nil),             // 64: alluvium.v1.GetLeaderRequest
-	(*AddPeerRequest)(nil),               // 65: alluvium.v1.AddPeerRequest
-	(*RemovePeerRequest)(nil),            // 66: alluvium.v1.RemovePeerRequest
-	(*GetLeaderResponse)(nil),            // 67: alluvium.v1.GetLeaderResponse
-	(*AddPeerResponse)(nil),              // 68: alluvium.v1.AddPeerResponse
-	(*RemovePeerResponse)(nil),           // 69: alluvium.v1.RemovePeerResponse
+	(*UploadPartRef)(nil),                // 9: alluvium.v1.UploadPartRef
+	(*AllocateUploadBlocksRequest)(nil),  // 10: alluvium.v1.AllocateUploadBlocksRequest
+	(*AllocateUploadBlocksResponse)(nil), // 11: alluvium.v1.AllocateUploadBlocksResponse
+	(*CommitUploadPartRequest)(nil),      // 12: alluvium.v1.CommitUploadPartRequest
+	(*CommitUploadPartResponse)(nil),     // 13: alluvium.v1.CommitUploadPartResponse
+	(*UploadPart)(nil),                   // 14: alluvium.v1.UploadPart
+	(*ListUploadPartsRequest)(nil),       // 15: alluvium.v1.ListUploadPartsRequest
+	(*ListUploadPartsResponse)(nil),      // 16: alluvium.v1.ListUploadPartsResponse
+	(*ListUploadsRequest)(nil),           // 17: alluvium.v1.ListUploadsRequest
+	(*ListUploadsResponse)(nil),          // 18: alluvium.v1.ListUploadsResponse
+	(*CompleteFileResponse)(nil),         // 19: alluvium.v1.CompleteFileResponse
+	(*GetStatusRequest)(nil),             // 20: alluvium.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),            // 21: alluvium.v1.GetStatusResponse
+	(*ListStatusRequest)(nil),            // 22: alluvium.v1.ListStatusRequest
+	(*ListStatusResponse)(nil),           // 23: alluvium.v1.ListStatusResponse
+	(*DeleteRequest)(nil),                // 24: alluvium.v1.DeleteRequest
+	(*DeleteResponse)(nil),               // 25: alluvium.v1.DeleteResponse
+	(*RenameRequest)(nil),                // 26: alluvium.v1.RenameRequest
+	(*RenameResponse)(nil),               // 27: alluvium.v1.RenameResponse
+	(*SetAttributeRequest)(nil),          // 28: alluvium.v1.SetAttributeRequest
+	(*SetAttributeResponse)(nil),         // 29: alluvium.v1.SetAttributeResponse
+	(*MountRequest)(nil),                 // 30: alluvium.v1.MountRequest
+	(*MountResponse)(nil),                // 31: alluvium.v1.MountResponse
+	(*UnmountRequest)(nil),               // 32: alluvium.v1.UnmountRequest
+	(*UnmountResponse)(nil),              // 33: alluvium.v1.UnmountResponse
+	(*GetMountTableRequest)(nil),         // 34: alluvium.v1.GetMountTableRequest
+	(*GetMountTableResponse)(nil),        // 35: alluvium.v1.GetMountTableResponse
+	(*FreeRequest)(nil),                  // 36: alluvium.v1.FreeRequest
+	(*FreeResponse)(nil),                 // 37: alluvium.v1.FreeResponse
+	(*GetMasterInfoRequest)(nil),         // 38: alluvium.v1.GetMasterInfoRequest
+	(*GetMasterInfoResponse)(nil),        // 39: alluvium.v1.GetMasterInfoResponse
+	(*GetCheckpointRequest)(nil),         // 40: alluvium.v1.GetCheckpointRequest
+	(*GetCheckpointResponse)(nil),        // 41: alluvium.v1.GetCheckpointResponse
+	(*CheckpointRequest)(nil),            // 42: alluvium.v1.CheckpointRequest
+	(*CheckpointResponse)(nil),           // 43: alluvium.v1.CheckpointResponse
+	(*BlockReport)(nil),                  // 44: alluvium.v1.BlockReport
+	(*RegisterWorkerRequest)(nil),        // 45: alluvium.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil),       // 46: alluvium.v1.RegisterWorkerResponse
+	(*WorkerHeartbeatRequest)(nil),       // 47: alluvium.v1.WorkerHeartbeatRequest
+	(*WorkerCommand)(nil),                // 48: alluvium.v1.WorkerCommand
+	(*WorkerHeartbeatResponse)(nil),      // 49: alluvium.v1.WorkerHeartbeatResponse
+	(*WorkerLostRequest)(nil),            // 50: alluvium.v1.WorkerLostRequest
+	(*WorkerLostResponse)(nil),           // 51: alluvium.v1.WorkerLostResponse
+	(*CommitBlockRequest)(nil),           // 52: alluvium.v1.CommitBlockRequest
+	(*CommitBlockResponse)(nil),          // 53: alluvium.v1.CommitBlockResponse
+	(*CommitBlocksRequest)(nil),          // 54: alluvium.v1.CommitBlocksRequest
+	(*CommitBlocksResponse)(nil),         // 55: alluvium.v1.CommitBlocksResponse
+	(*GetWorkerInfoListRequest)(nil),     // 56: alluvium.v1.GetWorkerInfoListRequest
+	(*GetWorkerInfoListResponse)(nil),    // 57: alluvium.v1.GetWorkerInfoListResponse
+	(*GetBlockInfoRequest)(nil),          // 58: alluvium.v1.GetBlockInfoRequest
+	(*GetBlockInfoResponse)(nil),         // 59: alluvium.v1.GetBlockInfoResponse
+	(*CheckAccessRequest)(nil),           // 60: alluvium.v1.CheckAccessRequest
+	(*CheckAccessResponse)(nil),          // 61: alluvium.v1.CheckAccessResponse
+	(*AuthorizeBlockAccessRequest)(nil),  // 62: alluvium.v1.AuthorizeBlockAccessRequest
+	(*AuthorizeBlockAccessResponse)(nil), // 63: alluvium.v1.AuthorizeBlockAccessResponse
+	nil,                                  // 64: alluvium.v1.CreateDirectoryRequest.XattrsEntry
+	nil,                                  // 65: alluvium.v1.CreateFileRequest.XattrsEntry
+	nil,                                  // 66: alluvium.v1.CompleteFileRequest.XattrsEntry
+	nil,                                  // 67: alluvium.v1.SetAttributeRequest.XattrsEntry
+	nil,                                  // 68: alluvium.v1.MountRequest.OptionsEntry
+	(WriteType)(0),                       // 69: alluvium.v1.WriteType
+	(*FileInfo)(nil),                     // 70: alluvium.v1.FileInfo
+	(LoadMetadataType)(0),                // 71: alluvium.v1.LoadMetadataType
+	(PersistenceState)(0),                // 72: alluvium.v1.PersistenceState
+	(*MountPointInfo)(nil),               // 73: alluvium.v1.MountPointInfo
+	(*TierUsage)(nil),                    // 74: alluvium.v1.TierUsage
+	(*WorkerNetAddress)(nil),             // 75: alluvium.v1.WorkerNetAddress
+	(*WorkerInfo)(nil),                   // 76: alluvium.v1.WorkerInfo
+	(*BlockInfo)(nil),                    // 77: alluvium.v1.BlockInfo
+	(*GetLeaderRequest)(nil),             // 78: alluvium.v1.GetLeaderRequest
+	(*AddPeerRequest)(nil),               // 79: alluvium.v1.AddPeerRequest
+	(*RemovePeerRequest)(nil),            // 80: alluvium.v1.RemovePeerRequest
+	(*GetLeaderResponse)(nil),            // 81: alluvium.v1.GetLeaderResponse
+	(*AddPeerResponse)(nil),              // 82: alluvium.v1.AddPeerResponse
+	(*RemovePeerResponse)(nil),           // 83: alluvium.v1.RemovePeerResponse
 }
 var file_fsmaster_proto_depIdxs = []int32{
-	55, // 0: alluvium.v1.CreateDirectoryRequest.write_type:type_name -> alluvium.v1.WriteType
-	56, // 1: alluvium.v1.CreateDirectoryResponse.info:type_name -> alluvium.v1.FileInfo
-	55, // 2: alluvium.v1.CreateFileRequest.write_type:type_name -> alluvium.v1.WriteType
-	56, // 3: alluvium.v1.CreateFileResponse.info:type_name -> alluvium.v1.FileInfo
-	3,  // 4: alluvium.v1.CreateFilesRequest.files:type_name -> alluvium.v1.CreateFileRequest
-	56, // 5: alluvium.v1.CreateFileResult.info:type_name -> alluvium.v1.FileInfo
-	6,  // 6: alluvium.v1.CreateFilesResponse.results:type_name -> alluvium.v1.CreateFileResult
-	56, // 7: alluvium.v1.CompleteFileResponse.info:type_name -> alluvium.v1.FileInfo
-	57, // 8: alluvium.v1.GetStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
-	56, // 9: alluvium.v1.GetStatusResponse.info:type_name -> alluvium.v1.FileInfo
-	57, // 10: alluvium.v1.ListStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
-	56, // 11: alluvium.v1.ListStatusResponse.infos:type_name -> alluvium.v1.FileInfo
-	56, // 12: alluvium.v1.RenameResponse.info:type_name -> alluvium.v1.FileInfo
-	58, // 13: alluvium.v1.SetAttributeRequest.persistence_state:type_name -> alluvium.v1.PersistenceState
-	56, // 14: alluvium.v1.SetAttributeResponse.info:type_name -> alluvium.v1.FileInfo
-	54, // 15: alluvium.v1.MountRequest.options:type_name -> alluvium.v1.MountRequest.OptionsEntry
-	59, // 16: alluvium.v1.MountResponse.mount:type_name -> alluvium.v1.MountPointInfo
-	59, // 17: alluvium.v1.GetMountTableResponse.mounts:type_name -> alluvium.v1.MountPointInfo
-	60, // 18: alluvium.v1.GetMasterInfoResponse.capacity:type_name -> alluvium.v1.TierUsage
-	61, // 19: alluvium.v1.RegisterWorkerRequest.address:type_name -> alluvium.v1.WorkerNetAddress
-	60, // 20: alluvium.v1.RegisterWorkerRequest.tiers:type_name -> alluvium.v1.TierUsage
-	34, // 21: alluvium.v1.RegisterWorkerRequest.blocks:type_name -> alluvium.v1.BlockReport
-	60, // 22: alluvium.v1.WorkerHeartbeatRequest.tiers:type_name -> alluvium.v1.TierUsage
-	34, // 23: alluvium.v1.WorkerHeartbeatRequest.added_blocks:type_name -> alluvium.v1.BlockReport
-	0,  // 24: alluvium.v1.WorkerCommand.type:type_name -> alluvium.v1.WorkerCommand.Type
-	38, // 25: alluvium.v1.WorkerHeartbeatResponse.commands:type_name -> alluvium.v1.WorkerCommand
-	34, // 26: alluvium.v1.CommitBlocksRequest.blocks:type_name -> alluvium.v1.BlockReport
-	62, // 27: alluvium.v1.GetWorkerInfoListResponse.workers:type_name -> alluvium.v1.WorkerInfo
-	63, // 28: alluvium.v1.GetBlockInfoResponse.info:type_name -> alluvium.v1.BlockInfo
-	56, // 29: alluvium.v1.AuthorizeBlockAccessResponse.info:type_name -> alluvium.v1.FileInfo
-	1,  // 30: alluvium.v1.FileSystemMaster.CreateDirectory:input_type -> alluvium.v1.CreateDirectoryRequest
-	3,  // 31: alluvium.v1.FileSystemMaster.CreateFile:input_type -> alluvium.v1.CreateFileRequest
-	8,  // 32: alluvium.v1.FileSystemMaster.CompleteFile:input_type -> alluvium.v1.CompleteFileRequest
-	5,  // 33: alluvium.v1.FileSystemMaster.CreateFiles:input_type -> alluvium.v1.CreateFilesRequest
-	10, // 34: alluvium.v1.FileSystemMaster.GetStatus:input_type -> alluvium.v1.GetStatusRequest
-	12, // 35: alluvium.v1.FileSystemMaster.ListStatus:input_type -> alluvium.v1.ListStatusRequest
-	14, // 36: alluvium.v1.FileSystemMaster.Delete:input_type -> alluvium.v1.DeleteRequest
-	16, // 37: alluvium.v1.FileSystemMaster.Rename:input_type -> alluvium.v1.RenameRequest
-	18, // 38: alluvium.v1.FileSystemMaster.SetAttribute:input_type -> alluvium.v1.SetAttributeRequest
-	20, // 39: alluvium.v1.FileSystemMaster.Mount:input_type -> alluvium.v1.MountRequest
-	22, // 40: alluvium.v1.FileSystemMaster.Unmount:input_type -> alluvium.v1.UnmountRequest
-	24, // 41: alluvium.v1.FileSystemMaster.GetMountTable:input_type -> alluvium.v1.GetMountTableRequest
-	26, // 42: alluvium.v1.FileSystemMaster.Free:input_type -> alluvium.v1.FreeRequest
-	28, // 43: alluvium.v1.FileSystemMaster.GetMasterInfo:input_type -> alluvium.v1.GetMasterInfoRequest
-	32, // 44: alluvium.v1.FileSystemMaster.Checkpoint:input_type -> alluvium.v1.CheckpointRequest
-	50, // 45: alluvium.v1.FileSystemMaster.CheckAccess:input_type -> alluvium.v1.CheckAccessRequest
-	64, // 46: alluvium.v1.FileSystemMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
-	65, // 47: alluvium.v1.EmbeddedJournal.AddPeer:input_type -> alluvium.v1.AddPeerRequest
-	66, // 48: alluvium.v1.EmbeddedJournal.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
-	30, // 49: alluvium.v1.EmbeddedJournal.GetCheckpoint:input_type -> alluvium.v1.GetCheckpointRequest
-	35, // 50: alluvium.v1.BlockMaster.RegisterWorker:input_type -> alluvium.v1.RegisterWorkerRequest
-	37, // 51: alluvium.v1.BlockMaster.WorkerHeartbeat:input_type -> alluvium.v1.WorkerHeartbeatRequest
-	42, // 52: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
-	44, // 53: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
-	46, // 54: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
-	48, // 55: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
-	52, // 56: alluvium.v1.BlockMaster.AuthorizeBlockAccess:input_type -> alluvium.v1.AuthorizeBlockAccessRequest
-	40, // 57: alluvium.v1.BlockMaster.WorkerLost:input_type -> alluvium.v1.WorkerLostRequest
-	2,  // 58: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
-	4,  // 59: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
-	9,  // 60: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
-	7,  // 61: alluvium.v1.FileSystemMaster.CreateFiles:output_type -> alluvium.v1.CreateFilesResponse
-	11, // 62: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
-	13, // 63: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
-	15, // 64: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
-	17, // 65: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
-	19, // 66: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
-	21, // 67: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
-	23, // 68: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
-	25, // 69: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
-	27, // 70: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
-	29, // 71: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
-	33, // 72: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
-	51, // 73: alluvium.v1.FileSystemMaster.CheckAccess:output_type -> alluvium.v1.CheckAccessResponse
-	67, // 74: alluvium.v1.FileSystemMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
-	68, // 75: alluvium.v1.EmbeddedJournal.AddPeer:output_type -> alluvium.v1.AddPeerResponse
-	69, // 76: alluvium.v1.EmbeddedJournal.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
-	31, // 77: alluvium.v1.EmbeddedJournal.GetCheckpoint:output_type -> alluvium.v1.GetCheckpointResponse
-	36, // 78: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
-	39, // 79: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
-	43, // 80: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
-	45, // 81: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
-	47, // 82: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
-	49, // 83: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
-	53, // 84: alluvium.v1.BlockMaster.AuthorizeBlockAccess:output_type -> alluvium.v1.AuthorizeBlockAccessResponse
-	41, // 85: alluvium.v1.BlockMaster.WorkerLost:output_type -> alluvium.v1.WorkerLostResponse
-	58, // [58:86] is the sub-list for method output_type
-	30, // [30:58] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	69, // 0: alluvium.v1.CreateDirectoryRequest.write_type:type_name -> alluvium.v1.WriteType
+	64, // 1: alluvium.v1.CreateDirectoryRequest.xattrs:type_name -> alluvium.v1.CreateDirectoryRequest.XattrsEntry
+	70, // 2: alluvium.v1.CreateDirectoryResponse.info:type_name -> alluvium.v1.FileInfo
+	69, // 3: alluvium.v1.CreateFileRequest.write_type:type_name -> alluvium.v1.WriteType
+	65, // 4: alluvium.v1.CreateFileRequest.xattrs:type_name -> alluvium.v1.CreateFileRequest.XattrsEntry
+	70, // 5: alluvium.v1.CreateFileResponse.info:type_name -> alluvium.v1.FileInfo
+	3,  // 6: alluvium.v1.CreateFilesRequest.files:type_name -> alluvium.v1.CreateFileRequest
+	70, // 7: alluvium.v1.CreateFileResult.info:type_name -> alluvium.v1.FileInfo
+	6,  // 8: alluvium.v1.CreateFilesResponse.results:type_name -> alluvium.v1.CreateFileResult
+	66, // 9: alluvium.v1.CompleteFileRequest.xattrs:type_name -> alluvium.v1.CompleteFileRequest.XattrsEntry
+	9,  // 10: alluvium.v1.CompleteFileRequest.parts:type_name -> alluvium.v1.UploadPartRef
+	14, // 11: alluvium.v1.CommitUploadPartResponse.part:type_name -> alluvium.v1.UploadPart
+	70, // 12: alluvium.v1.ListUploadPartsResponse.upload:type_name -> alluvium.v1.FileInfo
+	14, // 13: alluvium.v1.ListUploadPartsResponse.parts:type_name -> alluvium.v1.UploadPart
+	70, // 14: alluvium.v1.ListUploadsResponse.uploads:type_name -> alluvium.v1.FileInfo
+	70, // 15: alluvium.v1.CompleteFileResponse.info:type_name -> alluvium.v1.FileInfo
+	71, // 16: alluvium.v1.GetStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
+	70, // 17: alluvium.v1.GetStatusResponse.info:type_name -> alluvium.v1.FileInfo
+	71, // 18: alluvium.v1.ListStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
+	70, // 19: alluvium.v1.ListStatusResponse.infos:type_name -> alluvium.v1.FileInfo
+	70, // 20: alluvium.v1.RenameResponse.info:type_name -> alluvium.v1.FileInfo
+	72, // 21: alluvium.v1.SetAttributeRequest.persistence_state:type_name -> alluvium.v1.PersistenceState
+	67, // 22: alluvium.v1.SetAttributeRequest.xattrs:type_name -> alluvium.v1.SetAttributeRequest.XattrsEntry
+	70, // 23: alluvium.v1.SetAttributeResponse.info:type_name -> alluvium.v1.FileInfo
+	68, // 24: alluvium.v1.MountRequest.options:type_name -> alluvium.v1.MountRequest.OptionsEntry
+	73, // 25: alluvium.v1.MountResponse.mount:type_name -> alluvium.v1.MountPointInfo
+	73, // 26: alluvium.v1.GetMountTableResponse.mounts:type_name -> alluvium.v1.MountPointInfo
+	74, // 27: alluvium.v1.GetMasterInfoResponse.capacity:type_name -> alluvium.v1.TierUsage
+	75, // 28: alluvium.v1.RegisterWorkerRequest.address:type_name -> alluvium.v1.WorkerNetAddress
+	74, // 29: alluvium.v1.RegisterWorkerRequest.tiers:type_name -> alluvium.v1.TierUsage
+	44, // 30: alluvium.v1.RegisterWorkerRequest.blocks:type_name -> alluvium.v1.BlockReport
+	74, // 31: alluvium.v1.WorkerHeartbeatRequest.tiers:type_name -> alluvium.v1.TierUsage
+	44, // 32: alluvium.v1.WorkerHeartbeatRequest.added_blocks:type_name -> alluvium.v1.BlockReport
+	0,  // 33: alluvium.v1.WorkerCommand.type:type_name -> alluvium.v1.WorkerCommand.Type
+	48, // 34: alluvium.v1.WorkerHeartbeatResponse.commands:type_name -> alluvium.v1.WorkerCommand
+	44, // 35: alluvium.v1.CommitBlocksRequest.blocks:type_name -> alluvium.v1.BlockReport
+	76, // 36: alluvium.v1.GetWorkerInfoListResponse.workers:type_name -> alluvium.v1.WorkerInfo
+	77, // 37: alluvium.v1.GetBlockInfoResponse.info:type_name -> alluvium.v1.BlockInfo
+	70, // 38: alluvium.v1.AuthorizeBlockAccessResponse.info:type_name -> alluvium.v1.FileInfo
+	1,  // 39: alluvium.v1.FileSystemMaster.CreateDirectory:input_type -> alluvium.v1.CreateDirectoryRequest
+	3,  // 40: alluvium.v1.FileSystemMaster.CreateFile:input_type -> alluvium.v1.CreateFileRequest
+	8,  // 41: alluvium.v1.FileSystemMaster.CompleteFile:input_type -> alluvium.v1.CompleteFileRequest
+	5,  // 42: alluvium.v1.FileSystemMaster.CreateFiles:input_type -> alluvium.v1.CreateFilesRequest
+	20, // 43: alluvium.v1.FileSystemMaster.GetStatus:input_type -> alluvium.v1.GetStatusRequest
+	22, // 44: alluvium.v1.FileSystemMaster.ListStatus:input_type -> alluvium.v1.ListStatusRequest
+	24, // 45: alluvium.v1.FileSystemMaster.Delete:input_type -> alluvium.v1.DeleteRequest
+	26, // 46: alluvium.v1.FileSystemMaster.Rename:input_type -> alluvium.v1.RenameRequest
+	28, // 47: alluvium.v1.FileSystemMaster.SetAttribute:input_type -> alluvium.v1.SetAttributeRequest
+	30, // 48: alluvium.v1.FileSystemMaster.Mount:input_type -> alluvium.v1.MountRequest
+	32, // 49: alluvium.v1.FileSystemMaster.Unmount:input_type -> alluvium.v1.UnmountRequest
+	34, // 50: alluvium.v1.FileSystemMaster.GetMountTable:input_type -> alluvium.v1.GetMountTableRequest
+	36, // 51: alluvium.v1.FileSystemMaster.Free:input_type -> alluvium.v1.FreeRequest
+	38, // 52: alluvium.v1.FileSystemMaster.GetMasterInfo:input_type -> alluvium.v1.GetMasterInfoRequest
+	42, // 53: alluvium.v1.FileSystemMaster.Checkpoint:input_type -> alluvium.v1.CheckpointRequest
+	60, // 54: alluvium.v1.FileSystemMaster.CheckAccess:input_type -> alluvium.v1.CheckAccessRequest
+	10, // 55: alluvium.v1.FileSystemMaster.AllocateUploadBlocks:input_type -> alluvium.v1.AllocateUploadBlocksRequest
+	12, // 56: alluvium.v1.FileSystemMaster.CommitUploadPart:input_type -> alluvium.v1.CommitUploadPartRequest
+	15, // 57: alluvium.v1.FileSystemMaster.ListUploadParts:input_type -> alluvium.v1.ListUploadPartsRequest
+	17, // 58: alluvium.v1.FileSystemMaster.ListUploads:input_type -> alluvium.v1.ListUploadsRequest
+	78, // 59: alluvium.v1.FileSystemMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
+	79, // 60: alluvium.v1.EmbeddedJournal.AddPeer:input_type -> alluvium.v1.AddPeerRequest
+	80, // 61: alluvium.v1.EmbeddedJournal.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
+	40, // 62: alluvium.v1.EmbeddedJournal.GetCheckpoint:input_type -> alluvium.v1.GetCheckpointRequest
+	45, // 63: alluvium.v1.BlockMaster.RegisterWorker:input_type -> alluvium.v1.RegisterWorkerRequest
+	47, // 64: alluvium.v1.BlockMaster.WorkerHeartbeat:input_type -> alluvium.v1.WorkerHeartbeatRequest
+	52, // 65: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
+	54, // 66: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
+	56, // 67: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
+	58, // 68: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
+	62, // 69: alluvium.v1.BlockMaster.AuthorizeBlockAccess:input_type -> alluvium.v1.AuthorizeBlockAccessRequest
+	50, // 70: alluvium.v1.BlockMaster.WorkerLost:input_type -> alluvium.v1.WorkerLostRequest
+	2,  // 71: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
+	4,  // 72: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
+	19, // 73: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
+	7,  // 74: alluvium.v1.FileSystemMaster.CreateFiles:output_type -> alluvium.v1.CreateFilesResponse
+	21, // 75: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
+	23, // 76: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
+	25, // 77: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
+	27, // 78: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
+	29, // 79: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
+	31, // 80: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
+	33, // 81: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
+	35, // 82: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
+	37, // 83: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
+	39, // 84: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
+	43, // 85: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
+	61, // 86: alluvium.v1.FileSystemMaster.CheckAccess:output_type -> alluvium.v1.CheckAccessResponse
+	11, // 87: alluvium.v1.FileSystemMaster.AllocateUploadBlocks:output_type -> alluvium.v1.AllocateUploadBlocksResponse
+	13, // 88: alluvium.v1.FileSystemMaster.CommitUploadPart:output_type -> alluvium.v1.CommitUploadPartResponse
+	16, // 89: alluvium.v1.FileSystemMaster.ListUploadParts:output_type -> alluvium.v1.ListUploadPartsResponse
+	18, // 90: alluvium.v1.FileSystemMaster.ListUploads:output_type -> alluvium.v1.ListUploadsResponse
+	81, // 91: alluvium.v1.FileSystemMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	82, // 92: alluvium.v1.EmbeddedJournal.AddPeer:output_type -> alluvium.v1.AddPeerResponse
+	83, // 93: alluvium.v1.EmbeddedJournal.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
+	41, // 94: alluvium.v1.EmbeddedJournal.GetCheckpoint:output_type -> alluvium.v1.GetCheckpointResponse
+	46, // 95: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
+	49, // 96: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
+	53, // 97: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
+	55, // 98: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
+	57, // 99: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
+	59, // 100: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
+	63, // 101: alluvium.v1.BlockMaster.AuthorizeBlockAccess:output_type -> alluvium.v1.AuthorizeBlockAccessResponse
+	51, // 102: alluvium.v1.BlockMaster.WorkerLost:output_type -> alluvium.v1.WorkerLostResponse
+	71, // [71:103] is the sub-list for method output_type
+	39, // [39:71] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_fsmaster_proto_init() }
@@ -3658,14 +4530,14 @@ func file_fsmaster_proto_init() {
 	}
 	file_common_proto_init()
 	file_jobmaster_proto_init()
-	file_fsmaster_proto_msgTypes[17].OneofWrappers = []any{}
+	file_fsmaster_proto_msgTypes[27].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsmaster_proto_rawDesc), len(file_fsmaster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   54,
+			NumMessages:   68,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

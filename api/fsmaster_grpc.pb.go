@@ -19,23 +19,27 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	FileSystemMaster_CreateDirectory_FullMethodName = "/alluvium.v1.FileSystemMaster/CreateDirectory"
-	FileSystemMaster_CreateFile_FullMethodName      = "/alluvium.v1.FileSystemMaster/CreateFile"
-	FileSystemMaster_CompleteFile_FullMethodName    = "/alluvium.v1.FileSystemMaster/CompleteFile"
-	FileSystemMaster_CreateFiles_FullMethodName     = "/alluvium.v1.FileSystemMaster/CreateFiles"
-	FileSystemMaster_GetStatus_FullMethodName       = "/alluvium.v1.FileSystemMaster/GetStatus"
-	FileSystemMaster_ListStatus_FullMethodName      = "/alluvium.v1.FileSystemMaster/ListStatus"
-	FileSystemMaster_Delete_FullMethodName          = "/alluvium.v1.FileSystemMaster/Delete"
-	FileSystemMaster_Rename_FullMethodName          = "/alluvium.v1.FileSystemMaster/Rename"
-	FileSystemMaster_SetAttribute_FullMethodName    = "/alluvium.v1.FileSystemMaster/SetAttribute"
-	FileSystemMaster_Mount_FullMethodName           = "/alluvium.v1.FileSystemMaster/Mount"
-	FileSystemMaster_Unmount_FullMethodName         = "/alluvium.v1.FileSystemMaster/Unmount"
-	FileSystemMaster_GetMountTable_FullMethodName   = "/alluvium.v1.FileSystemMaster/GetMountTable"
-	FileSystemMaster_Free_FullMethodName            = "/alluvium.v1.FileSystemMaster/Free"
-	FileSystemMaster_GetMasterInfo_FullMethodName   = "/alluvium.v1.FileSystemMaster/GetMasterInfo"
-	FileSystemMaster_Checkpoint_FullMethodName      = "/alluvium.v1.FileSystemMaster/Checkpoint"
-	FileSystemMaster_CheckAccess_FullMethodName     = "/alluvium.v1.FileSystemMaster/CheckAccess"
-	FileSystemMaster_GetLeader_FullMethodName       = "/alluvium.v1.FileSystemMaster/GetLeader"
+	FileSystemMaster_CreateDirectory_FullMethodName      = "/alluvium.v1.FileSystemMaster/CreateDirectory"
+	FileSystemMaster_CreateFile_FullMethodName           = "/alluvium.v1.FileSystemMaster/CreateFile"
+	FileSystemMaster_CompleteFile_FullMethodName         = "/alluvium.v1.FileSystemMaster/CompleteFile"
+	FileSystemMaster_CreateFiles_FullMethodName          = "/alluvium.v1.FileSystemMaster/CreateFiles"
+	FileSystemMaster_GetStatus_FullMethodName            = "/alluvium.v1.FileSystemMaster/GetStatus"
+	FileSystemMaster_ListStatus_FullMethodName           = "/alluvium.v1.FileSystemMaster/ListStatus"
+	FileSystemMaster_Delete_FullMethodName               = "/alluvium.v1.FileSystemMaster/Delete"
+	FileSystemMaster_Rename_FullMethodName               = "/alluvium.v1.FileSystemMaster/Rename"
+	FileSystemMaster_SetAttribute_FullMethodName         = "/alluvium.v1.FileSystemMaster/SetAttribute"
+	FileSystemMaster_Mount_FullMethodName                = "/alluvium.v1.FileSystemMaster/Mount"
+	FileSystemMaster_Unmount_FullMethodName              = "/alluvium.v1.FileSystemMaster/Unmount"
+	FileSystemMaster_GetMountTable_FullMethodName        = "/alluvium.v1.FileSystemMaster/GetMountTable"
+	FileSystemMaster_Free_FullMethodName                 = "/alluvium.v1.FileSystemMaster/Free"
+	FileSystemMaster_GetMasterInfo_FullMethodName        = "/alluvium.v1.FileSystemMaster/GetMasterInfo"
+	FileSystemMaster_Checkpoint_FullMethodName           = "/alluvium.v1.FileSystemMaster/Checkpoint"
+	FileSystemMaster_CheckAccess_FullMethodName          = "/alluvium.v1.FileSystemMaster/CheckAccess"
+	FileSystemMaster_AllocateUploadBlocks_FullMethodName = "/alluvium.v1.FileSystemMaster/AllocateUploadBlocks"
+	FileSystemMaster_CommitUploadPart_FullMethodName     = "/alluvium.v1.FileSystemMaster/CommitUploadPart"
+	FileSystemMaster_ListUploadParts_FullMethodName      = "/alluvium.v1.FileSystemMaster/ListUploadParts"
+	FileSystemMaster_ListUploads_FullMethodName          = "/alluvium.v1.FileSystemMaster/ListUploads"
+	FileSystemMaster_GetLeader_FullMethodName            = "/alluvium.v1.FileSystemMaster/GetLeader"
 )
 
 // FileSystemMasterClient is the client API for FileSystemMaster service.
@@ -72,6 +76,14 @@ type FileSystemMasterClient interface {
 	// asked) and every file the read/write asked. PermissionDenied names the
 	// first path refused; NotFound when path does not exist.
 	CheckAccess(ctx context.Context, in *CheckAccessRequest, opts ...grpc.CallOption) (*CheckAccessResponse, error)
+	// Multipart uploads (CreateFile with upload): blocks for a part, the
+	// part once its bytes are stored, the parts so far, and the uploads in
+	// flight below a directory. Only an upload's owner (or a superuser) sees
+	// or changes it.
+	AllocateUploadBlocks(ctx context.Context, in *AllocateUploadBlocksRequest, opts ...grpc.CallOption) (*AllocateUploadBlocksResponse, error)
+	CommitUploadPart(ctx context.Context, in *CommitUploadPartRequest, opts ...grpc.CallOption) (*CommitUploadPartResponse, error)
+	ListUploadParts(ctx context.Context, in *ListUploadPartsRequest, opts ...grpc.CallOption) (*ListUploadPartsResponse, error)
+	ListUploads(ctx context.Context, in *ListUploadsRequest, opts ...grpc.CallOption) (*ListUploadsResponse, error)
 	// GetLeader says which FS master leads (today a single master answers
 	// with itself). A member that does not lead answers every other call
 	// with Unavailable and the trailer "alluvium-leader: host:rpcport"
@@ -249,6 +261,46 @@ func (c *fileSystemMasterClient) CheckAccess(ctx context.Context, in *CheckAcces
 	return out, nil
 }
 
+func (c *fileSystemMasterClient) AllocateUploadBlocks(ctx context.Context, in *AllocateUploadBlocksRequest, opts ...grpc.CallOption) (*AllocateUploadBlocksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AllocateUploadBlocksResponse)
+	err := c.cc.Invoke(ctx, FileSystemMaster_AllocateUploadBlocks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fileSystemMasterClient) CommitUploadPart(ctx context.Context, in *CommitUploadPartRequest, opts ...grpc.CallOption) (*CommitUploadPartResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommitUploadPartResponse)
+	err := c.cc.Invoke(ctx, FileSystemMaster_CommitUploadPart_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fileSystemMasterClient) ListUploadParts(ctx context.Context, in *ListUploadPartsRequest, opts ...grpc.CallOption) (*ListUploadPartsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUploadPartsResponse)
+	err := c.cc.Invoke(ctx, FileSystemMaster_ListUploadParts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fileSystemMasterClient) ListUploads(ctx context.Context, in *ListUploadsRequest, opts ...grpc.CallOption) (*ListUploadsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUploadsResponse)
+	err := c.cc.Invoke(ctx, FileSystemMaster_ListUploads_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *fileSystemMasterClient) GetLeader(ctx context.Context, in *GetLeaderRequest, opts ...grpc.CallOption) (*GetLeaderResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetLeaderResponse)
@@ -293,6 +345,14 @@ type FileSystemMasterServer interface {
 	// asked) and every file the read/write asked. PermissionDenied names the
 	// first path refused; NotFound when path does not exist.
 	CheckAccess(context.Context, *CheckAccessRequest) (*CheckAccessResponse, error)
+	// Multipart uploads (CreateFile with upload): blocks for a part, the
+	// part once its bytes are stored, the parts so far, and the uploads in
+	// flight below a directory. Only an upload's owner (or a superuser) sees
+	// or changes it.
+	AllocateUploadBlocks(context.Context, *AllocateUploadBlocksRequest) (*AllocateUploadBlocksResponse, error)
+	CommitUploadPart(context.Context, *CommitUploadPartRequest) (*CommitUploadPartResponse, error)
+	ListUploadParts(context.Context, *ListUploadPartsRequest) (*ListUploadPartsResponse, error)
+	ListUploads(context.Context, *ListUploadsRequest) (*ListUploadsResponse, error)
 	// GetLeader says which FS master leads (today a single master answers
 	// with itself). A member that does not lead answers every other call
 	// with Unavailable and the trailer "alluvium-leader: host:rpcport"
@@ -357,6 +417,18 @@ func (UnimplementedFileSystemMasterServer) Checkpoint(context.Context, *Checkpoi
 }
 func (UnimplementedFileSystemMasterServer) CheckAccess(context.Context, *CheckAccessRequest) (*CheckAccessResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CheckAccess not implemented")
+}
+func (UnimplementedFileSystemMasterServer) AllocateUploadBlocks(context.Context, *AllocateUploadBlocksRequest) (*AllocateUploadBlocksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AllocateUploadBlocks not implemented")
+}
+func (UnimplementedFileSystemMasterServer) CommitUploadPart(context.Context, *CommitUploadPartRequest) (*CommitUploadPartResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CommitUploadPart not implemented")
+}
+func (UnimplementedFileSystemMasterServer) ListUploadParts(context.Context, *ListUploadPartsRequest) (*ListUploadPartsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListUploadParts not implemented")
+}
+func (UnimplementedFileSystemMasterServer) ListUploads(context.Context, *ListUploadsRequest) (*ListUploadsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListUploads not implemented")
 }
 func (UnimplementedFileSystemMasterServer) GetLeader(context.Context, *GetLeaderRequest) (*GetLeaderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetLeader not implemented")
@@ -670,6 +742,78 @@ func _FileSystemMaster_CheckAccess_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FileSystemMaster_AllocateUploadBlocks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AllocateUploadBlocksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FileSystemMasterServer).AllocateUploadBlocks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FileSystemMaster_AllocateUploadBlocks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FileSystemMasterServer).AllocateUploadBlocks(ctx, req.(*AllocateUploadBlocksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FileSystemMaster_CommitUploadPart_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CommitUploadPartRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FileSystemMasterServer).CommitUploadPart(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FileSystemMaster_CommitUploadPart_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FileSystemMasterServer).CommitUploadPart(ctx, req.(*CommitUploadPartRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FileSystemMaster_ListUploadParts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUploadPartsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FileSystemMasterServer).ListUploadParts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FileSystemMaster_ListUploadParts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FileSystemMasterServer).ListUploadParts(ctx, req.(*ListUploadPartsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FileSystemMaster_ListUploads_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUploadsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FileSystemMasterServer).ListUploads(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FileSystemMaster_ListUploads_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FileSystemMasterServer).ListUploads(ctx, req.(*ListUploadsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _FileSystemMaster_GetLeader_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetLeaderRequest)
 	if err := dec(in); err != nil {
@@ -758,6 +902,22 @@ var FileSystemMaster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CheckAccess",
 			Handler:    _FileSystemMaster_CheckAccess_Handler,
+		},
+		{
+			MethodName: "AllocateUploadBlocks",
+			Handler:    _FileSystemMaster_AllocateUploadBlocks_Handler,
+		},
+		{
+			MethodName: "CommitUploadPart",
+			Handler:    _FileSystemMaster_CommitUploadPart_Handler,
+		},
+		{
+			MethodName: "ListUploadParts",
+			Handler:    _FileSystemMaster_ListUploadParts_Handler,
+		},
+		{
+			MethodName: "ListUploads",
+			Handler:    _FileSystemMaster_ListUploads_Handler,
 		},
 		{
 			MethodName: "GetLeader",

@@ -42,6 +42,8 @@ type JournalEntry struct {
 	//	*JournalEntry_WorkerId
 	//	*JournalEntry_UpdateDirectory
 	//	*JournalEntry_UfsChildren
+	//	*JournalEntry_UploadBlocks
+	//	*JournalEntry_UploadPart
 	Body          isJournalEntry_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -197,6 +199,24 @@ func (x *JournalEntry) GetUfsChildren() *UfsChildrenEntry {
 	return nil
 }
 
+func (x *JournalEntry) GetUploadBlocks() *UploadBlocksEntry {
+	if x != nil {
+		if x, ok := x.Body.(*JournalEntry_UploadBlocks); ok {
+			return x.UploadBlocks
+		}
+	}
+	return nil
+}
+
+func (x *JournalEntry) GetUploadPart() *UploadPartEntry {
+	if x != nil {
+		if x, ok := x.Body.(*JournalEntry_UploadPart); ok {
+			return x.UploadPart
+		}
+	}
+	return nil
+}
+
 type isJournalEntry_Body interface {
 	isJournalEntry_Body()
 }
@@ -245,6 +265,14 @@ type JournalEntry_UfsChildren struct {
 	UfsChildren *UfsChildrenEntry `protobuf:"bytes,20,opt,name=ufs_children,json=ufsChildren,proto3,oneof"`
 }
 
+type JournalEntry_UploadBlocks struct {
+	UploadBlocks *UploadBlocksEntry `protobuf:"bytes,30,opt,name=upload_blocks,json=uploadBlocks,proto3,oneof"`
+}
+
+type JournalEntry_UploadPart struct {
+	UploadPart *UploadPartEntry `protobuf:"bytes,31,opt,name=upload_part,json=uploadPart,proto3,oneof"`
+}
+
 func (*JournalEntry_InodeDirectory) isJournalEntry_Body() {}
 
 func (*JournalEntry_InodeFile) isJournalEntry_Body() {}
@@ -267,6 +295,10 @@ func (*JournalEntry_UpdateDirectory) isJournalEntry_Body() {}
 
 func (*JournalEntry_UfsChildren) isJournalEntry_Body() {}
 
+func (*JournalEntry_UploadBlocks) isJournalEntry_Body() {}
+
+func (*JournalEntry_UploadPart) isJournalEntry_Body() {}
+
 // InodeDirectoryEntry creates a directory inode.
 type InodeDirectoryEntry struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -286,8 +318,11 @@ type InodeDirectoryEntry struct {
 	LastModificationTimeMs int64 `protobuf:"varint,12,opt,name=last_modification_time_ms,json=lastModificationTimeMs,proto3" json:"last_modification_time_ms,omitempty"`
 	// Set in checkpoint records only (a live entry sets a TTL with
 	// SetAttributeEntry): as on files, ms after creation, and FREE or DELETE.
-	Ttl           int64  `protobuf:"varint,13,opt,name=ttl,proto3" json:"ttl,omitempty"`
-	TtlAction     string `protobuf:"bytes,14,opt,name=ttl_action,json=ttlAction,proto3" json:"ttl_action,omitempty"`
+	Ttl       int64  `protobuf:"varint,13,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	TtlAction string `protobuf:"bytes,14,opt,name=ttl_action,json=ttlAction,proto3" json:"ttl_action,omitempty"`
+	// Extended attributes (see FileInfo.xattrs); in checkpoint records, and
+	// on a live entry when the directory is created with them.
+	Xattrs        map[string][]byte `protobuf:"bytes,30,rep,name=xattrs,proto3" json:"xattrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -420,6 +455,13 @@ func (x *InodeDirectoryEntry) GetTtlAction() string {
 	return ""
 }
 
+func (x *InodeDirectoryEntry) GetXattrs() map[string][]byte {
+	if x != nil {
+		return x.Xattrs
+	}
+	return nil
+}
+
 // InodeFileEntry creates a file inode. A file loaded from the UFS is created
 // completed, with its length and fingerprint.
 type InodeFileEntry struct {
@@ -447,7 +489,17 @@ type InodeFileEntry struct {
 	// aside: the file is written beside parent_id/name, not in it (an
 	// overwrite in flight): it is invisible to lookups and listings until its
 	// CompleteFileEntry swaps it in, replacing whatever file is there then.
-	Aside         bool `protobuf:"varint,20,opt,name=aside,proto3" json:"aside,omitempty"`
+	Aside bool `protobuf:"varint,20,opt,name=aside,proto3" json:"aside,omitempty"`
+	// Extended attributes (see InodeDirectoryEntry.xattrs).
+	Xattrs map[string][]byte `protobuf:"bytes,30,rep,name=xattrs,proto3" json:"xattrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Set in checkpoint records only: a completed file assembled from parts
+	// (see FileInfo.extents).
+	Extents []*FileExtent `protobuf:"bytes,31,rep,name=extents,proto3" json:"extents,omitempty"`
+	// upload: a multipart upload (written aside, its bytes arriving as
+	// parts; see CreateFileRequest.upload). Its state is in upload_state in
+	// checkpoint records.
+	Upload        bool         `protobuf:"varint,32,opt,name=upload,proto3" json:"upload,omitempty"`
+	UploadState   *UploadState `protobuf:"bytes,33,opt,name=upload_state,json=uploadState,proto3" json:"upload_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -622,6 +674,34 @@ func (x *InodeFileEntry) GetAside() bool {
 	return false
 }
 
+func (x *InodeFileEntry) GetXattrs() map[string][]byte {
+	if x != nil {
+		return x.Xattrs
+	}
+	return nil
+}
+
+func (x *InodeFileEntry) GetExtents() []*FileExtent {
+	if x != nil {
+		return x.Extents
+	}
+	return nil
+}
+
+func (x *InodeFileEntry) GetUpload() bool {
+	if x != nil {
+		return x.Upload
+	}
+	return false
+}
+
+func (x *InodeFileEntry) GetUploadState() *UploadState {
+	if x != nil {
+		return x.UploadState
+	}
+	return nil
+}
+
 // CompleteFileEntry seals a file: its length is final and its block ids
 // follow from length and block size. A non-empty ufs_fingerprint means the
 // bytes are in the UFS: the file (and its ancestors) become PERSISTED.
@@ -636,8 +716,14 @@ type CompleteFileEntry struct {
 	UfsFingerprint         string                 `protobuf:"bytes,3,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
 	ReplacesId             int64                  `protobuf:"varint,4,opt,name=replaces_id,json=replacesId,proto3" json:"replaces_id,omitempty"`
 	LastModificationTimeMs int64                  `protobuf:"varint,20,opt,name=last_modification_time_ms,json=lastModificationTimeMs,proto3" json:"last_modification_time_ms,omitempty"` // 0: the entry's op time
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// xattrs set with the completion (an empty value removes the name), so
+	// an S3 object's ETag and headers change with its bytes in one step.
+	Xattrs map[string][]byte `protobuf:"bytes,10,rep,name=xattrs,proto3" json:"xattrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// parts: completing a multipart upload, the numbers of the parts that
+	// make the file, in order; its extents are theirs (UploadPartEntry).
+	Parts         []int32 `protobuf:"varint,11,rep,packed,name=parts,proto3" json:"parts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CompleteFileEntry) Reset() {
@@ -705,6 +791,285 @@ func (x *CompleteFileEntry) GetLastModificationTimeMs() int64 {
 	return 0
 }
 
+func (x *CompleteFileEntry) GetXattrs() map[string][]byte {
+	if x != nil {
+		return x.Xattrs
+	}
+	return nil
+}
+
+func (x *CompleteFileEntry) GetParts() []int32 {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+// UploadBlocksEntry gives count block indices, from first (the upload's
+// next free one), to bytes about to be written to upload id: a part's
+// blocks never collide with another's, whoever writes them and whenever.
+type UploadBlocksEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	First int64                  `protobuf:"varint,2,opt,name=first,proto3" json:"first,omitempty"`
+	Count int64                  `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	Bytes int64                  `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// in_place: the part (part_number) also writes its bytes into the
+	// upload's UFS file at ufs_offset, where they belong if every part is
+	// as long as the first one given blocks (the upload's grid); only the
+	// first attempt at a part number does (a later one would share the
+	// region with it).
+	PartNumber    int32 `protobuf:"varint,5,opt,name=part_number,json=partNumber,proto3" json:"part_number,omitempty"`
+	InPlace       bool  `protobuf:"varint,6,opt,name=in_place,json=inPlace,proto3" json:"in_place,omitempty"`
+	UfsOffset     int64 `protobuf:"varint,7,opt,name=ufs_offset,json=ufsOffset,proto3" json:"ufs_offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadBlocksEntry) Reset() {
+	*x = UploadBlocksEntry{}
+	mi := &file_journal_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadBlocksEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadBlocksEntry) ProtoMessage() {}
+
+func (x *UploadBlocksEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_journal_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadBlocksEntry.ProtoReflect.Descriptor instead.
+func (*UploadBlocksEntry) Descriptor() ([]byte, []int) {
+	return file_journal_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *UploadBlocksEntry) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *UploadBlocksEntry) GetFirst() int64 {
+	if x != nil {
+		return x.First
+	}
+	return 0
+}
+
+func (x *UploadBlocksEntry) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *UploadBlocksEntry) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *UploadBlocksEntry) GetPartNumber() int32 {
+	if x != nil {
+		return x.PartNumber
+	}
+	return 0
+}
+
+func (x *UploadBlocksEntry) GetInPlace() bool {
+	if x != nil {
+		return x.InPlace
+	}
+	return false
+}
+
+func (x *UploadBlocksEntry) GetUfsOffset() int64 {
+	if x != nil {
+		return x.UfsOffset
+	}
+	return 0
+}
+
+// UploadPartEntry records part part_number of upload id: length bytes in
+// blocks first, first+1, ... (given out by an UploadBlocksEntry), and the
+// client's tag (the S3 gateway: the part's ETag and checksum). A part of the
+// same number recorded before is replaced (its blocks are dropped).
+type UploadPartEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	PartNumber    int32                  `protobuf:"varint,2,opt,name=part_number,json=partNumber,proto3" json:"part_number,omitempty"`
+	First         int64                  `protobuf:"varint,3,opt,name=first,proto3" json:"first,omitempty"`
+	Length        int64                  `protobuf:"varint,4,opt,name=length,proto3" json:"length,omitempty"`
+	Tag           []byte                 `protobuf:"bytes,5,opt,name=tag,proto3" json:"tag,omitempty"`
+	TimeMs        int64                  `protobuf:"varint,6,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadPartEntry) Reset() {
+	*x = UploadPartEntry{}
+	mi := &file_journal_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadPartEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadPartEntry) ProtoMessage() {}
+
+func (x *UploadPartEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_journal_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadPartEntry.ProtoReflect.Descriptor instead.
+func (*UploadPartEntry) Descriptor() ([]byte, []int) {
+	return file_journal_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *UploadPartEntry) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *UploadPartEntry) GetPartNumber() int32 {
+	if x != nil {
+		return x.PartNumber
+	}
+	return 0
+}
+
+func (x *UploadPartEntry) GetFirst() int64 {
+	if x != nil {
+		return x.First
+	}
+	return 0
+}
+
+func (x *UploadPartEntry) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *UploadPartEntry) GetTag() []byte {
+	if x != nil {
+		return x.Tag
+	}
+	return nil
+}
+
+func (x *UploadPartEntry) GetTimeMs() int64 {
+	if x != nil {
+		return x.TimeMs
+	}
+	return 0
+}
+
+// UploadState is a multipart upload's state in a checkpoint record.
+type UploadState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NextBlock     int64                  `protobuf:"varint,1,opt,name=next_block,json=nextBlock,proto3" json:"next_block,omitempty"`
+	StagedBytes   int64                  `protobuf:"varint,2,opt,name=staged_bytes,json=stagedBytes,proto3" json:"staged_bytes,omitempty"`
+	Parts         []*UploadPartEntry     `protobuf:"bytes,3,rep,name=parts,proto3" json:"parts,omitempty"`
+	Grid          int64                  `protobuf:"varint,4,opt,name=grid,proto3" json:"grid,omitempty"`                                                                                                 // part size of in-place UFS regions (0: none yet)
+	InPlace       map[int32]int64        `protobuf:"bytes,5,rep,name=in_place,json=inPlace,proto3" json:"in_place,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // part number → first block of its in-place attempt
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadState) Reset() {
+	*x = UploadState{}
+	mi := &file_journal_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadState) ProtoMessage() {}
+
+func (x *UploadState) ProtoReflect() protoreflect.Message {
+	mi := &file_journal_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadState.ProtoReflect.Descriptor instead.
+func (*UploadState) Descriptor() ([]byte, []int) {
+	return file_journal_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *UploadState) GetNextBlock() int64 {
+	if x != nil {
+		return x.NextBlock
+	}
+	return 0
+}
+
+func (x *UploadState) GetStagedBytes() int64 {
+	if x != nil {
+		return x.StagedBytes
+	}
+	return 0
+}
+
+func (x *UploadState) GetParts() []*UploadPartEntry {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+func (x *UploadState) GetGrid() int64 {
+	if x != nil {
+		return x.Grid
+	}
+	return 0
+}
+
+func (x *UploadState) GetInPlace() map[int32]int64 {
+	if x != nil {
+		return x.InPlace
+	}
+	return nil
+}
+
 // DeleteInodeEntry removes an inode and, recursively, everything below it.
 type DeleteInodeEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -715,7 +1080,7 @@ type DeleteInodeEntry struct {
 
 func (x *DeleteInodeEntry) Reset() {
 	*x = DeleteInodeEntry{}
-	mi := &file_journal_proto_msgTypes[4]
+	mi := &file_journal_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +1092,7 @@ func (x *DeleteInodeEntry) String() string {
 func (*DeleteInodeEntry) ProtoMessage() {}
 
 func (x *DeleteInodeEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_journal_proto_msgTypes[4]
+	mi := &file_journal_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +1105,7 @@ func (x *DeleteInodeEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteInodeEntry.ProtoReflect.Descriptor instead.
 func (*DeleteInodeEntry) Descriptor() ([]byte, []int) {
-	return file_journal_proto_rawDescGZIP(), []int{4}
+	return file_journal_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteInodeEntry) GetId() int64 {
@@ -761,7 +1126,7 @@ type RenameEntry struct {
 
 func (x *RenameEntry) Reset() {
 	*x = RenameEntry{}
-	mi := &file_journal_proto_msgTypes[5]
+	mi := &file_journal_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +1138,7 @@ func (x *RenameEntry) String() string {
 func (*RenameEntry) ProtoMessage() {}
 
 func (x *RenameEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_journal_proto_msgTypes[5]
+	mi := &file_journal_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +1151,7 @@ func (x *RenameEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameEntry.ProtoReflect.Descriptor instead.
 func (*RenameEntry) Descriptor() ([]byte, []int) {
-	return file_journal_proto_rawDescGZIP(), []int{5}
+	return file_journal_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RenameEntry) GetId() int64 {
@@ -823,13 +1188,15 @@ type SetAttributeEntry struct {
 	Ttl              *int64                 `protobuf:"varint,9,opt,name=ttl,proto3,oneof" json:"ttl,omitempty"`
 	TtlAction        *string                `protobuf:"bytes,10,opt,name=ttl_action,json=ttlAction,proto3,oneof" json:"ttl_action,omitempty"`
 	UfsFingerprint   *string                `protobuf:"bytes,11,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3,oneof" json:"ufs_fingerprint,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// xattrs to set (an empty value removes the name).
+	Xattrs        map[string][]byte `protobuf:"bytes,30,rep,name=xattrs,proto3" json:"xattrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetAttributeEntry) Reset() {
 	*x = SetAttributeEntry{}
-	mi := &file_journal_proto_msgTypes[6]
+	mi := &file_journal_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +1208,7 @@ func (x *SetAttributeEntry) String() string {
 func (*SetAttributeEntry) ProtoMessage() {}
 
 func (x *SetAttributeEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_journal_proto_msgTypes[6]
+	mi := &file_journal_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +1221,7 @@ func (x *SetAttributeEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAttributeEntry.ProtoReflect.Descriptor instead.
 func (*SetAttributeEntry) Descriptor() ([]byte, []int) {
-	return file_journal_proto_rawDescGZIP(), []int{6}
+	return file_journal_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SetAttributeEntry) GetId() int64 {
@@ -934,6 +1301,13 @@ func (x *SetAttributeEntry) GetUfsFingerprint() string {
 	return ""
 }
 
+func (x *SetAttributeEntry) GetXattrs() map[string][]byte {
+	if x != nil {
+		return x.Xattrs
+	}
+	return nil
+}
+
 type UpdateDirectoryEntry struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Id             int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -944,7 +1318,7 @@ type UpdateDirectoryEntry struct {
 
 func (x *UpdateDirectoryEntry) Reset() {
 	*x = UpdateDirectoryEntry{}
-	mi := &file_journal_proto_msgTypes[7]
+	mi := &file_journal_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -956,7 +1330,7 @@ func (x *UpdateDirectoryEntry) String() string {
 func (*UpdateDirectoryEntry) ProtoMessage() {}
 
 func (x *UpdateDirectoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_journal_proto_msgTypes[7]
+	mi := &file_journal_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -969,7 +1343,7 @@ func (x *UpdateDirectoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateDirectoryEntry.ProtoReflect.Descriptor instead.
 func (*UpdateDirectoryEntry) Descriptor() ([]byte, []int) {
-	return file_journal_proto_rawDescGZIP(), []int{7}
+	return file_journal_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UpdateDirectoryEntry) GetId() int64 {
@@ -1009,7 +1383,7 @@ type UfsChildrenEntry struct {
 
 func (x *UfsChildrenEntry) Reset() {
 	*x = UfsChildrenEntry{}
-	mi := &file_journal_proto_msgTypes[8]
+	mi := &file_journal_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1395,7 @@ func (x *UfsChildrenEntry) String() string {
 func (*UfsChildrenEntry) ProtoMessage() {}
 
 func (x *UfsChildrenEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_journal_proto_msgTypes[8]
+	mi := &file_journal_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1408,7 @@ func (x *UfsChildrenEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UfsChildrenEntry.ProtoReflect.Descriptor instead.
 func (*UfsChildrenEntry) Descriptor() ([]byte, []int) {
-	return file_journal_proto_rawDescGZIP(), []int{8}
+	return file_journal_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UfsChildrenEntry) GetParentId() int64 {
@@ -1107,7 +1481,7 @@ type UfsChild struct {
 
 func (x *UfsChild) Reset() {
 	*x = UfsChild{}
-	mi := &file_journal_proto_msgTypes[9]
+	mi := &file_journal_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1493,7 @@ func (x *UfsChild) String() string {
 func (*UfsChild) ProtoMessage() {}
 
 func (x *UfsChild) ProtoReflect() protoreflect.Message {
-	mi := &file_journal_proto_msgTypes[9]
+	mi := &file_journal_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1506,7 @@ func (x *UfsChild) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UfsChild.ProtoReflect.Descriptor instead.
 func (*UfsChild) Descriptor() ([]byte, []int) {
-	return file_journal_proto_rawDescGZIP(), []int{9}
+	return file_journal_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UfsChild) GetName() string {
@@ -1186,7 +1560,7 @@ type AddMountPointEntry struct {
 
 func (x *AddMountPointEntry) Reset() {
 	*x = AddMountPointEntry{}
-	mi := &file_journal_proto_msgTypes[10]
+	mi := &file_journal_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1198,7 +1572,7 @@ func (x *AddMountPointEntry) String() string {
 func (*AddMountPointEntry) ProtoMessage() {}
 
 func (x *AddMountPointEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_journal_proto_msgTypes[10]
+	mi := &file_journal_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1211,7 +1585,7 @@ func (x *AddMountPointEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMountPointEntry.ProtoReflect.Descriptor instead.
 func (*AddMountPointEntry) Descriptor() ([]byte, []int) {
-	return file_journal_proto_rawDescGZIP(), []int{10}
+	return file_journal_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AddMountPointEntry) GetMount() *MountPointInfo {
@@ -1230,7 +1604,7 @@ type DeleteMountPointEntry struct {
 
 func (x *DeleteMountPointEntry) Reset() {
 	*x = DeleteMountPointEntry{}
-	mi := &file_journal_proto_msgTypes[11]
+	mi := &file_journal_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1242,7 +1616,7 @@ func (x *DeleteMountPointEntry) String() string {
 func (*DeleteMountPointEntry) ProtoMessage() {}
 
 func (x *DeleteMountPointEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_journal_proto_msgTypes[11]
+	mi := &file_journal_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1255,7 +1629,7 @@ func (x *DeleteMountPointEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMountPointEntry.ProtoReflect.Descriptor instead.
 func (*DeleteMountPointEntry) Descriptor() ([]byte, []int) {
-	return file_journal_proto_rawDescGZIP(), []int{11}
+	return file_journal_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteMountPointEntry) GetAlluviumPath() string {
@@ -1276,7 +1650,7 @@ type WorkerIdEntry struct {
 
 func (x *WorkerIdEntry) Reset() {
 	*x = WorkerIdEntry{}
-	mi := &file_journal_proto_msgTypes[12]
+	mi := &file_journal_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1288,7 +1662,7 @@ func (x *WorkerIdEntry) String() string {
 func (*WorkerIdEntry) ProtoMessage() {}
 
 func (x *WorkerIdEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_journal_proto_msgTypes[12]
+	mi := &file_journal_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1301,7 +1675,7 @@ func (x *WorkerIdEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerIdEntry.ProtoReflect.Descriptor instead.
 func (*WorkerIdEntry) Descriptor() ([]byte, []int) {
-	return file_journal_proto_rawDescGZIP(), []int{12}
+	return file_journal_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WorkerIdEntry) GetAddress() string {
@@ -1338,7 +1712,7 @@ type RaftSnapshotHeader struct {
 
 func (x *RaftSnapshotHeader) Reset() {
 	*x = RaftSnapshotHeader{}
-	mi := &file_journal_proto_msgTypes[13]
+	mi := &file_journal_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1350,7 +1724,7 @@ func (x *RaftSnapshotHeader) String() string {
 func (*RaftSnapshotHeader) ProtoMessage() {}
 
 func (x *RaftSnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_journal_proto_msgTypes[13]
+	mi := &file_journal_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1363,7 +1737,7 @@ func (x *RaftSnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftSnapshotHeader.ProtoReflect.Descriptor instead.
 func (*RaftSnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_journal_proto_rawDescGZIP(), []int{13}
+	return file_journal_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RaftSnapshotHeader) GetIndex() uint64 {
@@ -1412,7 +1786,7 @@ var File_journal_proto protoreflect.FileDescriptor
 
 const file_journal_proto_rawDesc = "" +
 	"\n" +
-	"\rjournal.proto\x12\valluvium.v1\x1a\fcommon.proto\x1a\fjobfsm.proto\"\xcf\x06\n" +
+	"\rjournal.proto\x12\valluvium.v1\x1a\fcommon.proto\x1a\fjobfsm.proto\"\xd7\a\n" +
 	"\fJournalEntry\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12\x1c\n" +
 	"\n" +
@@ -1429,8 +1803,11 @@ const file_journal_proto_rawDesc = "" +
 	"\x12delete_mount_point\x18\x11 \x01(\v2\".alluvium.v1.DeleteMountPointEntryH\x00R\x10deleteMountPoint\x129\n" +
 	"\tworker_id\x18\x12 \x01(\v2\x1a.alluvium.v1.WorkerIdEntryH\x00R\bworkerId\x12N\n" +
 	"\x10update_directory\x18\x13 \x01(\v2!.alluvium.v1.UpdateDirectoryEntryH\x00R\x0fupdateDirectory\x12B\n" +
-	"\fufs_children\x18\x14 \x01(\v2\x1d.alluvium.v1.UfsChildrenEntryH\x00R\vufsChildrenB\x06\n" +
-	"\x04body\"\xda\x03\n" +
+	"\fufs_children\x18\x14 \x01(\v2\x1d.alluvium.v1.UfsChildrenEntryH\x00R\vufsChildren\x12E\n" +
+	"\rupload_blocks\x18\x1e \x01(\v2\x1e.alluvium.v1.UploadBlocksEntryH\x00R\fuploadBlocks\x12?\n" +
+	"\vupload_part\x18\x1f \x01(\v2\x1c.alluvium.v1.UploadPartEntryH\x00R\n" +
+	"uploadPartB\x06\n" +
+	"\x04body\"\xdb\x04\n" +
 	"\x13InodeDirectoryEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n" +
 	"\tparent_id\x18\x02 \x01(\x03R\bparentId\x12\x12\n" +
@@ -1448,7 +1825,11 @@ const file_journal_proto_rawDesc = "" +
 	"\x19last_modification_time_ms\x18\f \x01(\x03R\x16lastModificationTimeMs\x12\x10\n" +
 	"\x03ttl\x18\r \x01(\x03R\x03ttl\x12\x1d\n" +
 	"\n" +
-	"ttl_action\x18\x0e \x01(\tR\tttlAction\"\xb3\x05\n" +
+	"ttl_action\x18\x0e \x01(\tR\tttlAction\x12D\n" +
+	"\x06xattrs\x18\x1e \x03(\v2,.alluvium.v1.InodeDirectoryEntry.XattrsEntryR\x06xattrs\x1a9\n" +
+	"\vXattrsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xb7\a\n" +
 	"\x0eInodeFileEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n" +
 	"\tparent_id\x18\x02 \x01(\x03R\bparentId\x12\x12\n" +
@@ -1472,20 +1853,61 @@ const file_journal_proto_rawDesc = "" +
 	"\n" +
 	"ttl_action\x18\x12 \x01(\tR\tttlAction\x129\n" +
 	"\x19last_modification_time_ms\x18\x13 \x01(\x03R\x16lastModificationTimeMs\x12\x14\n" +
-	"\x05aside\x18\x14 \x01(\bR\x05aside\"\xc0\x01\n" +
+	"\x05aside\x18\x14 \x01(\bR\x05aside\x12?\n" +
+	"\x06xattrs\x18\x1e \x03(\v2'.alluvium.v1.InodeFileEntry.XattrsEntryR\x06xattrs\x121\n" +
+	"\aextents\x18\x1f \x03(\v2\x17.alluvium.v1.FileExtentR\aextents\x12\x16\n" +
+	"\x06upload\x18  \x01(\bR\x06upload\x12;\n" +
+	"\fupload_state\x18! \x01(\v2\x18.alluvium.v1.UploadStateR\vuploadState\x1a9\n" +
+	"\vXattrsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xd5\x02\n" +
 	"\x11CompleteFileEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x03R\x06length\x12'\n" +
 	"\x0fufs_fingerprint\x18\x03 \x01(\tR\x0eufsFingerprint\x12\x1f\n" +
 	"\vreplaces_id\x18\x04 \x01(\x03R\n" +
 	"replacesId\x129\n" +
-	"\x19last_modification_time_ms\x18\x14 \x01(\x03R\x16lastModificationTimeMs\"\"\n" +
+	"\x19last_modification_time_ms\x18\x14 \x01(\x03R\x16lastModificationTimeMs\x12B\n" +
+	"\x06xattrs\x18\n" +
+	" \x03(\v2*.alluvium.v1.CompleteFileEntry.XattrsEntryR\x06xattrs\x12\x14\n" +
+	"\x05parts\x18\v \x03(\x05R\x05parts\x1a9\n" +
+	"\vXattrsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xc0\x01\n" +
+	"\x11UploadBlocksEntry\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x14\n" +
+	"\x05first\x18\x02 \x01(\x03R\x05first\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x03R\x05count\x12\x14\n" +
+	"\x05bytes\x18\x04 \x01(\x03R\x05bytes\x12\x1f\n" +
+	"\vpart_number\x18\x05 \x01(\x05R\n" +
+	"partNumber\x12\x19\n" +
+	"\bin_place\x18\x06 \x01(\bR\ainPlace\x12\x1d\n" +
+	"\n" +
+	"ufs_offset\x18\a \x01(\x03R\tufsOffset\"\x9b\x01\n" +
+	"\x0fUploadPartEntry\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1f\n" +
+	"\vpart_number\x18\x02 \x01(\x05R\n" +
+	"partNumber\x12\x14\n" +
+	"\x05first\x18\x03 \x01(\x03R\x05first\x12\x16\n" +
+	"\x06length\x18\x04 \x01(\x03R\x06length\x12\x10\n" +
+	"\x03tag\x18\x05 \x01(\fR\x03tag\x12\x17\n" +
+	"\atime_ms\x18\x06 \x01(\x03R\x06timeMs\"\x95\x02\n" +
+	"\vUploadState\x12\x1d\n" +
+	"\n" +
+	"next_block\x18\x01 \x01(\x03R\tnextBlock\x12!\n" +
+	"\fstaged_bytes\x18\x02 \x01(\x03R\vstagedBytes\x122\n" +
+	"\x05parts\x18\x03 \x03(\v2\x1c.alluvium.v1.UploadPartEntryR\x05parts\x12\x12\n" +
+	"\x04grid\x18\x04 \x01(\x03R\x04grid\x12@\n" +
+	"\bin_place\x18\x05 \x03(\v2%.alluvium.v1.UploadState.InPlaceEntryR\ainPlace\x1a:\n" +
+	"\fInPlaceEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\"\n" +
 	"\x10DeleteInodeEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\"\\\n" +
 	"\vRenameEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\"\n" +
 	"\rnew_parent_id\x18\x02 \x01(\x03R\vnewParentId\x12\x19\n" +
-	"\bnew_name\x18\x03 \x01(\tR\anewName\"\xb6\x04\n" +
+	"\bnew_name\x18\x03 \x01(\tR\anewName\"\xb5\x05\n" +
 	"\x11SetAttributeEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x17\n" +
 	"\x04mode\x18\x02 \x01(\rH\x00R\x04mode\x88\x01\x01\x12\x19\n" +
@@ -1499,7 +1921,11 @@ const file_journal_proto_rawDesc = "" +
 	"\n" +
 	"ttl_action\x18\n" +
 	" \x01(\tH\bR\tttlAction\x88\x01\x01\x12,\n" +
-	"\x0fufs_fingerprint\x18\v \x01(\tH\tR\x0eufsFingerprint\x88\x01\x01B\a\n" +
+	"\x0fufs_fingerprint\x18\v \x01(\tH\tR\x0eufsFingerprint\x88\x01\x01\x12B\n" +
+	"\x06xattrs\x18\x1e \x03(\v2*.alluvium.v1.SetAttributeEntry.XattrsEntryR\x06xattrs\x1a9\n" +
+	"\vXattrsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01B\a\n" +
 	"\x05_modeB\b\n" +
 	"\x06_ownerB\b\n" +
 	"\x06_groupB\t\n" +
@@ -1560,51 +1986,70 @@ func file_journal_proto_rawDescGZIP() []byte {
 	return file_journal_proto_rawDescData
 }
 
-var file_journal_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_journal_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_journal_proto_goTypes = []any{
 	(*JournalEntry)(nil),          // 0: alluvium.v1.JournalEntry
 	(*InodeDirectoryEntry)(nil),   // 1: alluvium.v1.InodeDirectoryEntry
 	(*InodeFileEntry)(nil),        // 2: alluvium.v1.InodeFileEntry
 	(*CompleteFileEntry)(nil),     // 3: alluvium.v1.CompleteFileEntry
-	(*DeleteInodeEntry)(nil),      // 4: alluvium.v1.DeleteInodeEntry
-	(*RenameEntry)(nil),           // 5: alluvium.v1.RenameEntry
-	(*SetAttributeEntry)(nil),     // 6: alluvium.v1.SetAttributeEntry
-	(*UpdateDirectoryEntry)(nil),  // 7: alluvium.v1.UpdateDirectoryEntry
-	(*UfsChildrenEntry)(nil),      // 8: alluvium.v1.UfsChildrenEntry
-	(*UfsChild)(nil),              // 9: alluvium.v1.UfsChild
-	(*AddMountPointEntry)(nil),    // 10: alluvium.v1.AddMountPointEntry
-	(*DeleteMountPointEntry)(nil), // 11: alluvium.v1.DeleteMountPointEntry
-	(*WorkerIdEntry)(nil),         // 12: alluvium.v1.WorkerIdEntry
-	(*RaftSnapshotHeader)(nil),    // 13: alluvium.v1.RaftSnapshotHeader
-	(PersistenceState)(0),         // 14: alluvium.v1.PersistenceState
-	(WriteType)(0),                // 15: alluvium.v1.WriteType
-	(*MountPointInfo)(nil),        // 16: alluvium.v1.MountPointInfo
-	(*SetPeerCommand)(nil),        // 17: alluvium.v1.SetPeerCommand
+	(*UploadBlocksEntry)(nil),     // 4: alluvium.v1.UploadBlocksEntry
+	(*UploadPartEntry)(nil),       // 5: alluvium.v1.UploadPartEntry
+	(*UploadState)(nil),           // 6: alluvium.v1.UploadState
+	(*DeleteInodeEntry)(nil),      // 7: alluvium.v1.DeleteInodeEntry
+	(*RenameEntry)(nil),           // 8: alluvium.v1.RenameEntry
+	(*SetAttributeEntry)(nil),     // 9: alluvium.v1.SetAttributeEntry
+	(*UpdateDirectoryEntry)(nil),  // 10: alluvium.v1.UpdateDirectoryEntry
+	(*UfsChildrenEntry)(nil),      // 11: alluvium.v1.UfsChildrenEntry
+	(*UfsChild)(nil),              // 12: alluvium.v1.UfsChild
+	(*AddMountPointEntry)(nil),    // 13: alluvium.v1.AddMountPointEntry
+	(*DeleteMountPointEntry)(nil), // 14: alluvium.v1.DeleteMountPointEntry
+	(*WorkerIdEntry)(nil),         // 15: alluvium.v1.WorkerIdEntry
+	(*RaftSnapshotHeader)(nil),    // 16: alluvium.v1.RaftSnapshotHeader
+	nil,                           // 17: alluvium.v1.InodeDirectoryEntry.XattrsEntry
+	nil,                           // 18: alluvium.v1.InodeFileEntry.XattrsEntry
+	nil,                           // 19: alluvium.v1.CompleteFileEntry.XattrsEntry
+	nil,                           // 20: alluvium.v1.UploadState.InPlaceEntry
+	nil,                           // 21: alluvium.v1.SetAttributeEntry.XattrsEntry
+	(PersistenceState)(0),         // 22: alluvium.v1.PersistenceState
+	(WriteType)(0),                // 23: alluvium.v1.WriteType
+	(*FileExtent)(nil),            // 24: alluvium.v1.FileExtent
+	(*MountPointInfo)(nil),        // 25: alluvium.v1.MountPointInfo
+	(*SetPeerCommand)(nil),        // 26: alluvium.v1.SetPeerCommand
 }
 var file_journal_proto_depIdxs = []int32{
 	1,  // 0: alluvium.v1.JournalEntry.inode_directory:type_name -> alluvium.v1.InodeDirectoryEntry
 	2,  // 1: alluvium.v1.JournalEntry.inode_file:type_name -> alluvium.v1.InodeFileEntry
 	3,  // 2: alluvium.v1.JournalEntry.complete_file:type_name -> alluvium.v1.CompleteFileEntry
-	4,  // 3: alluvium.v1.JournalEntry.delete_inode:type_name -> alluvium.v1.DeleteInodeEntry
-	5,  // 4: alluvium.v1.JournalEntry.rename:type_name -> alluvium.v1.RenameEntry
-	6,  // 5: alluvium.v1.JournalEntry.set_attribute:type_name -> alluvium.v1.SetAttributeEntry
-	10, // 6: alluvium.v1.JournalEntry.add_mount_point:type_name -> alluvium.v1.AddMountPointEntry
-	11, // 7: alluvium.v1.JournalEntry.delete_mount_point:type_name -> alluvium.v1.DeleteMountPointEntry
-	12, // 8: alluvium.v1.JournalEntry.worker_id:type_name -> alluvium.v1.WorkerIdEntry
-	7,  // 9: alluvium.v1.JournalEntry.update_directory:type_name -> alluvium.v1.UpdateDirectoryEntry
-	8,  // 10: alluvium.v1.JournalEntry.ufs_children:type_name -> alluvium.v1.UfsChildrenEntry
-	14, // 11: alluvium.v1.InodeDirectoryEntry.persistence_state:type_name -> alluvium.v1.PersistenceState
-	14, // 12: alluvium.v1.InodeFileEntry.persistence_state:type_name -> alluvium.v1.PersistenceState
-	15, // 13: alluvium.v1.InodeFileEntry.write_type:type_name -> alluvium.v1.WriteType
-	14, // 14: alluvium.v1.SetAttributeEntry.persistence_state:type_name -> alluvium.v1.PersistenceState
-	9,  // 15: alluvium.v1.UfsChildrenEntry.children:type_name -> alluvium.v1.UfsChild
-	16, // 16: alluvium.v1.AddMountPointEntry.mount:type_name -> alluvium.v1.MountPointInfo
-	17, // 17: alluvium.v1.RaftSnapshotHeader.peers:type_name -> alluvium.v1.SetPeerCommand
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	7,  // 3: alluvium.v1.JournalEntry.delete_inode:type_name -> alluvium.v1.DeleteInodeEntry
+	8,  // 4: alluvium.v1.JournalEntry.rename:type_name -> alluvium.v1.RenameEntry
+	9,  // 5: alluvium.v1.JournalEntry.set_attribute:type_name -> alluvium.v1.SetAttributeEntry
+	13, // 6: alluvium.v1.JournalEntry.add_mount_point:type_name -> alluvium.v1.AddMountPointEntry
+	14, // 7: alluvium.v1.JournalEntry.delete_mount_point:type_name -> alluvium.v1.DeleteMountPointEntry
+	15, // 8: alluvium.v1.JournalEntry.worker_id:type_name -> alluvium.v1.WorkerIdEntry
+	10, // 9: alluvium.v1.JournalEntry.update_directory:type_name -> alluvium.v1.UpdateDirectoryEntry
+	11, // 10: alluvium.v1.JournalEntry.ufs_children:type_name -> alluvium.v1.UfsChildrenEntry
+	4,  // 11: alluvium.v1.JournalEntry.upload_blocks:type_name -> alluvium.v1.UploadBlocksEntry
+	5,  // 12: alluvium.v1.JournalEntry.upload_part:type_name -> alluvium.v1.UploadPartEntry
+	22, // 13: alluvium.v1.InodeDirectoryEntry.persistence_state:type_name -> alluvium.v1.PersistenceState
+	17, // 14: alluvium.v1.InodeDirectoryEntry.xattrs:type_name -> alluvium.v1.InodeDirectoryEntry.XattrsEntry
+	22, // 15: alluvium.v1.InodeFileEntry.persistence_state:type_name -> alluvium.v1.PersistenceState
+	23, // 16: alluvium.v1.InodeFileEntry.write_type:type_name -> alluvium.v1.WriteType
+	18, // 17: alluvium.v1.InodeFileEntry.xattrs:type_name -> alluvium.v1.InodeFileEntry.XattrsEntry
+	24, // 18: alluvium.v1.InodeFileEntry.extents:type_name -> alluvium.v1.FileExtent
+	6,  // 19: alluvium.v1.InodeFileEntry.upload_state:type_name -> alluvium.v1.UploadState
+	19, // 20: alluvium.v1.CompleteFileEntry.xattrs:type_name -> alluvium.v1.CompleteFileEntry.XattrsEntry
+	5,  // 21: alluvium.v1.UploadState.parts:type_name -> alluvium.v1.UploadPartEntry
+	20, // 22: alluvium.v1.UploadState.in_place:type_name -> alluvium.v1.UploadState.InPlaceEntry
+	22, // 23: alluvium.v1.SetAttributeEntry.persistence_state:type_name -> alluvium.v1.PersistenceState
+	21, // 24: alluvium.v1.SetAttributeEntry.xattrs:type_name -> alluvium.v1.SetAttributeEntry.XattrsEntry
+	12, // 25: alluvium.v1.UfsChildrenEntry.children:type_name -> alluvium.v1.UfsChild
+	25, // 26: alluvium.v1.AddMountPointEntry.mount:type_name -> alluvium.v1.MountPointInfo
+	26, // 27: alluvium.v1.RaftSnapshotHeader.peers:type_name -> alluvium.v1.SetPeerCommand
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_journal_proto_init() }
@@ -1626,17 +2071,19 @@ func file_journal_proto_init() {
 		(*JournalEntry_WorkerId)(nil),
 		(*JournalEntry_UpdateDirectory)(nil),
 		(*JournalEntry_UfsChildren)(nil),
+		(*JournalEntry_UploadBlocks)(nil),
+		(*JournalEntry_UploadPart)(nil),
 	}
-	file_journal_proto_msgTypes[6].OneofWrappers = []any{}
-	file_journal_proto_msgTypes[7].OneofWrappers = []any{}
 	file_journal_proto_msgTypes[9].OneofWrappers = []any{}
+	file_journal_proto_msgTypes[10].OneofWrappers = []any{}
+	file_journal_proto_msgTypes[12].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_journal_proto_rawDesc), len(file_journal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -394,7 +394,16 @@ func (s *service) WriteUfsFile(stream api.BlockWorker_WriteUfsFileServer) error 
 	if rel == "" {
 		return status.Errorf(codes.InvalidArgument, "write ufs file %s: that is the mount root", uri)
 	}
-	wr, err := fs.Create(ctx, rel, ufs.CreateOptions{Overwrite: hdr.GetOverwrite(), CreateParent: hdr.GetCreateParent(), Mode: hdr.GetMode()})
+	var wr ufs.Writer
+	if hdr.GetInPlace() {
+		rw, ok := fs.(ufs.RegionWriter)
+		if !ok {
+			return status.Errorf(codes.InvalidArgument, "write ufs file %s: this UFS cannot write a region of a file in place", uri)
+		}
+		wr, err = rw.WriteRegion(ctx, rel, hdr.GetOffset(), hdr.GetMode())
+	} else {
+		wr, err = fs.Create(ctx, rel, ufs.CreateOptions{Overwrite: hdr.GetOverwrite(), CreateParent: hdr.GetCreateParent(), Mode: hdr.GetMode()})
+	}
 	if err != nil {
 		return ufsStatus(uri, err)
 	}
@@ -428,6 +437,10 @@ func (s *service) WriteUfsFile(stream api.BlockWorker_WriteUfsFileServer) error 
 		return ufsStatus(uri, err)
 	}
 	s.w.metrics.bytesUFSWritten.Add(float64(n))
+	if hdr.GetInPlace() {
+		// The file holds other regions too: say what this call wrote.
+		return stream.SendAndClose(&api.WriteUfsFileResponse{Length: n})
+	}
 	return stream.SendAndClose(&api.WriteUfsFileResponse{Length: st.Size, UfsFingerprint: st.Fingerprint})
 }
 

@@ -20,7 +20,7 @@ func (ns *namespace) validBlock(blockID int64) bool {
 	if n == nil || n.dir() {
 		return false
 	}
-	return !n.completed() || api.BlockIndex(blockID) < ns.st.blockCount(n)
+	return !n.completed() || ns.st.hasBlock(n, api.BlockIndex(blockID))
 }
 
 // keepBlock says whether every cached copy of block id must be pinned on
@@ -35,6 +35,11 @@ func (ns *namespace) keepBlock(blockID int64) bool {
 	}
 	if n.pinned() {
 		return true
+	}
+	if u := ns.st.upload(n); u != nil {
+		// A part's blocks are the only copy of its bytes unless it is
+		// recorded as written in place in the upload's UFS file.
+		return !u.inPlaceBlock(api.BlockIndex(blockID), ns.st.blockSize(n))
 	}
 	return !n.persisted() && (n.completed() || !throughUFS(n.writeType()))
 }

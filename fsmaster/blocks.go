@@ -169,15 +169,29 @@ func (b *blockMap) reconcile(fileIDs []int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, f := range fileIDs {
-		for _, id := range b.files[f] {
-			e := b.blocks[id]
-			if e == nil {
-				continue
-			}
-			keep := b.keep(id)
-			for i := range e.locs {
-				b.wantPin(b.workers[e.locs[i].worker], &e.locs[i], id, keep)
-			}
+		b.reconcileLocked(b.files[f])
+	}
+}
+
+// reconcileBlocks is reconcile for some blocks of a file.
+func (b *blockMap) reconcileBlocks(ids []int64) {
+	if b.keep == nil || len(ids) == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reconcileLocked(ids)
+}
+
+func (b *blockMap) reconcileLocked(ids []int64) {
+	for _, id := range ids {
+		e := b.blocks[id]
+		if e == nil {
+			continue
+		}
+		keep := b.keep(id)
+		for i := range e.locs {
+			b.wantPin(b.workers[e.locs[i].worker], &e.locs[i], id, keep)
 		}
 	}
 }
@@ -278,14 +292,24 @@ func (b *blockMap) free(fileIDs []int64) int64 {
 	return blocks
 }
 
-// trimFile evicts blocks of a file beyond its final block count (bytes of
+// removeBlocks evicts blocks (a replaced part's).
+func (b *blockMap) removeBlocks(ids []int64) {
+	if len(ids) == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.evict(ids)
+}
+
+// trimFile evicts the blocks of a file that keep refuses (bytes of
 // an abandoned longer write).
-func (b *blockMap) trimFile(fileID, nblocks int64) {
+func (b *blockMap) trimFile(fileID int64, keep func(idx int64) bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var extra []int64
 	for _, id := range b.files[fileID] {
-		if api.BlockIndex(id) >= nblocks {
+		if !keep(api.BlockIndex(id)) {
 			extra = append(extra, id)
 		}
 	}

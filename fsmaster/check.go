@@ -108,6 +108,20 @@ func (s *State) CheckInvariants() error {
 		}
 		seen[id] = true
 	}
+	for id, e := range s.exts {
+		if e.upload != nil && s.asides[id] == nil {
+			return fmt.Errorf("inode %d has a multipart upload's state but is not written aside", id)
+		}
+		if len(e.extents) > 0 {
+			n := s.get(id)
+			if n == nil || !n.completed() {
+				return fmt.Errorf("inode %d has extents but is not a complete file", id)
+			}
+			if err := checkExtents(e.extents, n.length, s.blockSize(n)); err != nil {
+				return fmt.Errorf("file %d: %w", id, err)
+			}
+		}
+	}
 	if len(seen) != s.inodes.len() {
 		var stray error
 		s.inodes.each(func(n *inode) bool {
@@ -212,12 +226,13 @@ func (s *State) Dump() string {
 			ttl, action := s.ttl(n)
 			fmt.Fprintf(&b, "%s id=%d dir=%v mode=%o owner=%q group=%q ctime=%d mtime=%d persist=%v pinned=%v",
 				s.pathOf(n), n.id, n.dir(), n.mode(), s.owner(n), s.group(n), n.ctime, n.mtime, n.persist(), n.pinned())
+			b.WriteString(dumpXattrs(s.xattrs(n)))
 			if n.dir() {
 				fmt.Fprintf(&b, " loaded=%v mountpoint=%v children=%d ttl=%d/%q\n", n.childrenLoaded(), n.mountPoint(), n.childCount(), ttl, action)
 			} else {
 				lo, hi := s.replication(n)
-				fmt.Fprintf(&b, " len=%d bs=%d wt=%v complete=%v fp=%q repl=%d..%d ttl=%d/%q\n",
-					n.length, s.blockSize(n), n.writeType(), n.completed(), s.fingerprint(n), lo, hi, ttl, action)
+				fmt.Fprintf(&b, " len=%d bs=%d wt=%v complete=%v fp=%q repl=%d..%d ttl=%d/%q%s\n",
+					n.length, s.blockSize(n), n.writeType(), n.completed(), s.fingerprint(n), lo, hi, ttl, action, dumpExtents(s.extents(n))+dumpUpload(s.upload(n)))
 			}
 			return true
 		})
@@ -226,9 +241,9 @@ func (s *State) Dump() string {
 		n := s.asides[id]
 		ttl, action := s.ttl(n)
 		lo, hi := s.replication(n)
-		fmt.Fprintf(&b, "aside %s in %s id=%d mode=%o owner=%q group=%q ctime=%d persist=%v pinned=%v len=%d bs=%d wt=%v fp=%q repl=%d..%d ttl=%d/%q\n",
-			n.name, s.pathOf(n.parent), n.id, n.mode(), s.owner(n), s.group(n), n.ctime, n.persist(), n.pinned(),
-			n.length, s.blockSize(n), n.writeType(), s.fingerprint(n), lo, hi, ttl, action)
+		fmt.Fprintf(&b, "aside %s in %s id=%d mode=%o owner=%q group=%q ctime=%d mtime=%d persist=%v pinned=%v len=%d bs=%d wt=%v fp=%q repl=%d..%d ttl=%d/%q%s%s\n",
+			n.name, s.pathOf(n.parent), n.id, n.mode(), s.owner(n), s.group(n), n.ctime, n.mtime, n.persist(), n.pinned(),
+			n.length, s.blockSize(n), n.writeType(), s.fingerprint(n), lo, hi, ttl, action, dumpXattrs(s.xattrs(n)), dumpUpload(s.upload(n)))
 	}
 	mps := make([]string, 0, len(s.mounts))
 	for p := range s.mounts {

@@ -53,6 +53,13 @@ const checkpointStallEnv = "ALLUVIUM_TEST_CHECKPOINT_STALL"
 // WriteCheckpoint writes the whole state into tx (given by
 // journal.WriteCheckpoint, which makes the file atomic).
 func (s *State) WriteCheckpoint(tx *bolt.Tx) error {
+	return s.writeCheckpoint(tx, checkpointFmtV3)
+}
+
+// writeCheckpoint writes the state in format 3 or 2 (tests: a format-2
+// checkpoint of a state with no extended attributes, extents or uploads
+// still loads).
+func (s *State) writeCheckpoint(tx *bolt.Tx, format uint64) error {
 	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 	if err != nil {
 		return err
@@ -61,7 +68,7 @@ func (s *State) WriteCheckpoint(tx *bolt.Tx) error {
 		k []byte
 		v uint64
 	}{
-		{keyVersion, checkpointFmtV2}, {keySequence, uint64(s.lastSeq)},
+		{keyVersion, format}, {keySequence, uint64(s.lastSeq)},
 		{keyNextInode, uint64(s.nextInodeID)}, {keyNextMount, uint64(s.nextMountID)},
 		{keyNextWorker, uint64(s.nextWorkerID)},
 	} {
@@ -69,7 +76,7 @@ func (s *State) WriteCheckpoint(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	if err := s.writeInodesV2(tx); err != nil {
+	if err := s.writeInodesV2(tx, format >= checkpointFmtV3); err != nil {
 		return fmt.Errorf("checkpoint inodes: %w", err)
 	}
 	if d, err := time.ParseDuration(os.Getenv(checkpointStallEnv)); err == nil && d > 0 {
@@ -132,8 +139,8 @@ func LoadCheckpoint(tx *bolt.Tx) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	if uint64(ver) != checkpointFmtV1 && uint64(ver) != checkpointFmtV2 {
-		return nil, fmt.Errorf("checkpoint: format version %d, this build reads %d and %d (a newer Alluvium wrote it)", ver, checkpointFmtV1, checkpointFmtV2)
+	if uint64(ver) != checkpointFmtV1 && uint64(ver) != checkpointFmtV2 && uint64(ver) != checkpointFmtV3 {
+		return nil, fmt.Errorf("checkpoint: format version %d, this build reads %d to %d (a newer Alluvium wrote it)", ver, checkpointFmtV1, checkpointFmtV3)
 	}
 	for _, f := range []struct {
 		k []byte
@@ -143,7 +150,7 @@ func LoadCheckpoint(tx *bolt.Tx) (*State, error) {
 			return nil, err
 		}
 	}
-	if uint64(ver) == checkpointFmtV2 {
+	if uint64(ver) >= checkpointFmtV2 {
 		if err := s.loadTablesV2(tx); err != nil {
 			return nil, err
 		}
@@ -156,7 +163,7 @@ func LoadCheckpoint(tx *bolt.Tx) (*State, error) {
 				continue
 			}
 			err := ib.ForEach(func(k, v []byte) error {
-				if err := s.loadChunkV2(v, b.aside); err != nil {
+				if err := s.loadChunkV2(v, b.aside, uint64(ver) >= checkpointFmtV3); err != nil {
 					return fmt.Errorf("checkpoint %s chunk %x: %w", b.name, k, err)
 				}
 				return nil

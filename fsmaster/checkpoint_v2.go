@@ -8,6 +8,9 @@ import (
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/alluvium/alluvium/api"
 )
 
 // Checkpoint format 2 keeps the inodes compact and in large values, so that
@@ -32,7 +35,11 @@ import (
 //	fingerprint is compact;
 //	with the rare-attribute flag: varint replication min, varint max,
 //	varint ttl, string ttl action, string fingerprint, varint block size
-//	(strings as uvarint length + bytes).
+//	(strings as uvarint length + bytes); and, from format 3 on, a string
+//	holding an InodeFileEntry (protobuf) with only the extended
+//	attributes, extents and multipart-upload state (empty when none).
+//
+// Format 3 is format 2 with that last string; both are read.
 //
 // The directories' last-sync times are not kept (in memory only).
 var (
@@ -44,11 +51,13 @@ var (
 
 const (
 	checkpointFmtV2 = uint64(2)
+	checkpointFmtV3 = uint64(3)
 	chunkInodes     = 4096 // inodes per checkpoint value
 )
 
-// writeInodesV2 writes the tables and the inode chunks.
-func (s *State) writeInodesV2(tx *bolt.Tx) error {
+// writeInodesV2 writes the tables and the inode chunks, in format 3 (rare:
+// with the rare-attribute string) or 2.
+func (s *State) writeInodesV2(tx *bolt.Tx, rare bool) error {
 	ob, err := tx.CreateBucketIfNotExists(bucketOwners)
 	if err != nil {
 		return err
@@ -67,14 +76,14 @@ func (s *State) writeInodesV2(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	if err := s.writeChunks(tx, bucketInodes2, func(each func(*inode)) {
+	if err := s.writeChunks(tx, bucketInodes2, rare, func(each func(*inode)) {
 		if s.root != nil {
 			walk(s.root, func(n *inode) bool { each(n); return true })
 		}
 	}); err != nil {
 		return err
 	}
-	return s.writeChunks(tx, bucketAsides2, func(each func(*inode)) {
+	return s.writeChunks(tx, bucketAsides2, rare, func(each func(*inode)) {
 		for _, id := range s.asideIDs() {
 			each(s.asides[id])
 		}
@@ -82,7 +91,7 @@ func (s *State) writeInodesV2(tx *bolt.Tx) error {
 }
 
 // writeChunks writes the inodes gen yields into bucket, chunkInodes a value.
-func (s *State) writeChunks(tx *bolt.Tx, bucket []byte, gen func(each func(*inode))) error {
+func (s *State) writeChunks(tx *bolt.Tx, bucket []byte, rare bool, gen func(each func(*inode))) error {
 	ib, err := tx.CreateBucketIfNotExists(bucket)
 	if err != nil {
 		return err
@@ -109,7 +118,7 @@ func (s *State) writeChunks(tx *bolt.Tx, bucket []byte, gen func(each func(*inod
 		if werr != nil {
 			return
 		}
-		buf = s.appendRecord(buf, n)
+		buf = s.appendRecord(buf, n, rare)
 		if count++; count == chunkInodes {
 			flush()
 		}
@@ -123,8 +132,8 @@ func appendString(b []byte, v string) []byte {
 	return append(b, v...)
 }
 
-// appendRecord encodes inode n.
-func (s *State) appendRecord(b []byte, n *inode) []byte {
+// appendRecord encodes inode n (rare: with the format-3 string).
+func (s *State) appendRecord(b []byte, n *inode, rare bool) []byte {
 	var parent int64
 	if n.parent != nil {
 		parent = n.parent.id
@@ -149,8 +158,64 @@ func (s *State) appendRecord(b []byte, n *inode) []byte {
 		b = appendString(b, e.ttlAction)
 		b = appendString(b, e.fingerprint)
 		b = binary.AppendVarint(b, e.blockSize)
+		if rare {
+			b = appendString(b, s.rareRecord(n, e))
+		}
 	}
 	return b
+}
+
+// rareRecord is the format-3 string of n's extended attributes, extents
+// and upload state ("" when none).
+func (s *State) rareRecord(n *inode, e *inodeExt) string {
+	if len(e.xattrs) == 0 && len(e.extents) == 0 && e.upload == nil {
+		return ""
+	}
+	f := &api.InodeFileEntry{Xattrs: e.xattrs, Extents: apiExtents(e.extents), Upload: e.upload != nil}
+	if e.upload != nil {
+		f.UploadState = e.upload.record()
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(f)
+	if err != nil {
+		panic(fmt.Sprintf("checkpoint: inode %d's attributes do not marshal: %v", n.id, err)) // only plain fields: cannot happen
+	}
+	return string(b)
+}
+
+// setRare gives n (in the State, with its rare attributes) what a
+// format-3 string holds, checked as a journal entry's would be.
+func (s *State) setRare(n *inode, rec string, aside bool) error {
+	if rec == "" {
+		return nil
+	}
+	var f api.InodeFileEntry
+	if err := proto.Unmarshal([]byte(rec), &f); err != nil {
+		return fmt.Errorf("inode %d: rare attributes: %w", n.id, err)
+	}
+	if err := checkXattrNames("checkpoint", s.pathOf(n), f.GetXattrs()); err != nil {
+		return fmt.Errorf("inode %d: %w", n.id, err)
+	}
+	s.setXattrs(n, f.GetXattrs())
+	if ex := extentsOf(f.GetExtents()); len(ex) > 0 {
+		if n.dir() || !n.completed() {
+			return fmt.Errorf("inode %d: extents on a directory or an incomplete file", n.id)
+		}
+		if err := checkExtents(ex, n.length, s.blockSize(n)); err != nil {
+			return fmt.Errorf("file %d: %w", n.id, err)
+		}
+		s.setExtents(n, ex)
+	}
+	if f.GetUpload() {
+		if n.dir() || n.completed() || !aside {
+			return fmt.Errorf("inode %d: a multipart upload must be an incomplete file written aside", n.id)
+		}
+		u, err := uploadOf(&api.InodeFileEntry{BlockSizeBytes: s.blockSize(n), UploadState: f.GetUploadState()})
+		if err != nil {
+			return fmt.Errorf("file %d: %w", n.id, err)
+		}
+		s.extFor(n).upload = u
+	}
+	return nil
 }
 
 // reader decodes a chunk; the first error sticks.
@@ -256,7 +321,7 @@ func (s *State) loadTablesV2(tx *bolt.Tx) error {
 // loadChunkV2 decodes one chunk of inode records into s, checking each as
 // loadRecord checks a format-1 record: a record that does not fit leaves
 // no trace and fails the load. aside: the chunk holds files written aside.
-func (s *State) loadChunkV2(v []byte, aside bool) error {
+func (s *State) loadChunkV2(v []byte, aside, rare bool) error {
 	r := &reader{b: v}
 	defer func() { s.lastParent = nil }()
 	count := r.uvarint()
@@ -267,7 +332,7 @@ func (s *State) loadChunkV2(v []byte, aside bool) error {
 		return fmt.Errorf("chunk of %d records", count)
 	}
 	for i := uint64(0); i < count; i++ {
-		if err := s.loadRecordV2(r, aside); err != nil {
+		if err := s.loadRecordV2(r, aside, rare); err != nil {
 			return fmt.Errorf("record %d: %w", i, err)
 		}
 	}
@@ -277,7 +342,7 @@ func (s *State) loadChunkV2(v []byte, aside bool) error {
 	return nil
 }
 
-func (s *State) loadRecordV2(r *reader, aside bool) error {
+func (s *State) loadRecordV2(r *reader, aside, rare bool) error {
 	id := r.int()
 	parentID := r.int()
 	bits := r.uvarint()
@@ -299,10 +364,14 @@ func (s *State) loadRecordV2(r *reader, aside bool) error {
 		}
 	}
 	var e *inodeExt
+	var rec string
 	if n.flag(bitExt) {
 		e = &inodeExt{
 			replMin: int32(r.varint()), replMax: int32(r.varint()), ttl: r.varint(),
 			ttlAction: r.str(), fingerprint: r.str(), blockSize: r.varint(),
+		}
+		if rare {
+			rec = r.str()
 		}
 	}
 	if r.err != nil {
@@ -328,7 +397,7 @@ func (s *State) loadRecordV2(r *reader, aside bool) error {
 		s.indexTTL(n)
 		s.bumpInodeID(id)
 		s.addChild(lp, n)
-		return nil
+		return s.setRare(n, rec, aside)
 	}
 	p, err := s.parentFor(id, parentID, name, aside)
 	if err != nil {
@@ -349,5 +418,5 @@ func (s *State) loadRecordV2(r *reader, aside bool) error {
 		return err
 	}
 	s.insert(p, n, 0, aside)
-	return nil
+	return s.setRare(n, rec, aside)
 }

@@ -536,6 +536,19 @@ func TestCheckpointFormatTwo(t *testing.T) {
 		t.Fatal(err)
 	}
 	if a, b := s.Dump(), got.Dump(); a != b {
+		t.Fatalf("format 3 round trip differs:\n%s", diff(a, b))
+	}
+	// Format 2 (records without the rare-attribute string) still loads.
+	path, err = journal.WriteCheckpoint(filepath.Join(dir, "v2"), s.LastSequence(), func(tx *bolt.Tx) error {
+		return s.writeCheckpoint(tx, checkpointFmtV2)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err = loadCheckpointFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := s.Dump(), got.Dump(); a != b {
 		t.Fatalf("format 2 round trip differs:\n%s", diff(a, b))
 	}
 	future := *s
@@ -548,7 +561,7 @@ func TestCheckpointFormatTwo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadCheckpointFile(path); err == nil || !strings.Contains(err.Error(), "format version 7, this build reads 1 and 2") {
+	if _, err := loadCheckpointFile(path); err == nil || !strings.Contains(err.Error(), "format version 7, this build reads 1 to 3") {
 		t.Fatalf("a format-7 checkpoint: %v", err)
 	}
 }
@@ -563,7 +576,7 @@ func FuzzDecodeCheckpointChunk(f *testing.F) {
 	count := 0
 	walk(s.root, func(n *inode) bool {
 		if n.id > 2 { // not the root nor /d, which the fuzzed state has
-			b = s.appendRecord(b, n)
+			b = s.appendRecord(b, n, true)
 			count++
 		}
 		return count < 40
@@ -575,7 +588,7 @@ func FuzzDecodeCheckpointChunk(f *testing.F) {
 		st := ufsStateForTest(t)
 		st.owners.intern("o", "g")
 		st.sizes.intern(64 << 20)
-		_ = st.loadChunkV2(v, false)
+		_ = st.loadChunkV2(v, false, true)
 		if err := st.CheckInvariants(); err != nil && !strings.Contains(err.Error(), "has no mount") {
 			t.Fatalf("chunk %x: %v", v, err)
 		}

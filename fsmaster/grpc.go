@@ -148,6 +148,26 @@ func (s *server) GetMasterInfo(ctx context.Context, r *api.GetMasterInfoRequest)
 	return s.m.Info(), nil
 }
 
+func (s *server) AllocateUploadBlocks(ctx context.Context, r *api.AllocateUploadBlocksRequest) (*api.AllocateUploadBlocksResponse, error) {
+	return s.m.ns.AllocateUploadBlocks(ctx, r)
+}
+
+func (s *server) CommitUploadPart(ctx context.Context, r *api.CommitUploadPartRequest) (*api.CommitUploadPartResponse, error) {
+	p, err := s.m.ns.CommitUploadPart(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return &api.CommitUploadPartResponse{Part: p}, nil
+}
+
+func (s *server) ListUploadParts(ctx context.Context, r *api.ListUploadPartsRequest) (*api.ListUploadPartsResponse, error) {
+	return s.m.ns.ListUploadParts(ctx, r)
+}
+
+func (s *server) ListUploads(ctx context.Context, r *api.ListUploadsRequest) (*api.ListUploadsResponse, error) {
+	return s.m.ns.ListUploads(ctx, r)
+}
+
 func (s *server) CheckAccess(ctx context.Context, r *api.CheckAccessRequest) (*api.CheckAccessResponse, error) {
 	if r.GetRecursive() {
 		done, err := s.m.ns.gate.enter(ctx, "access", r.GetPath())

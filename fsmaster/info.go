@@ -11,19 +11,6 @@ func sortMounts(ms []*api.MountPointInfo) {
 	sort.Slice(ms, func(i, j int) bool { return ms[i].GetAlluviumPath() < ms[j].GetAlluviumPath() })
 }
 
-// blockLength is the length of block idx of a completed file.
-func (s *State) blockLength(n *inode, idx int64) int64 {
-	bs := s.blockSize(n)
-	rest := n.length - idx*bs
-	if rest > bs {
-		return bs
-	}
-	if rest < 0 {
-		return 0
-	}
-	return rest
-}
-
 // info builds the FileInfo of n at path p. Call with ns.mu held (either
 // mode); it takes the block map's read lock.
 func (ns *namespace) info(n *inode, p string, withBlocks bool) *api.FileInfo {
@@ -37,6 +24,7 @@ func (ns *namespace) info(n *inode, p string, withBlocks bool) *api.FileInfo {
 	if n.parent != nil {
 		fi.ParentId = n.parent.id
 	}
+	fi.Xattrs = st.xattrsFor(n, nil)
 	if m, rel := st.mountOf(p); m != nil {
 		fi.MountId = m.GetMountId()
 		if st.isAside(n) {
@@ -64,26 +52,33 @@ func (ns *namespace) info(n *inode, p string, withBlocks bool) *api.FileInfo {
 	b := ns.blocks
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	var ids []int64
+	var spans []api.BlockSpan
 	if n.completed() {
-		count := st.blockCount(n)
-		ids = make([]int64, count)
-		for i := range count {
-			ids[i] = api.BlockID(n.id, i)
+		l := st.layout(n)
+		fi.Extents = apiExtents(st.extents(n))
+		spans = make([]api.BlockSpan, l.Count())
+		for i := range spans {
+			spans[i] = l.Block(int64(i))
 		}
 	} else {
-		ids = b.fileBlocks(n.id)
+		// Blocks written so far, as the workers reported them; offsets as
+		// in the usual layout (an upload's blocks have none yet).
+		for _, id := range b.fileBlocks(n.id) {
+			sp := api.BlockSpan{ID: id, Offset: api.BlockIndex(id) * bs}
+			if e := b.blocks[id]; e != nil {
+				sp.Length = e.length
+			}
+			spans = append(spans, sp)
+		}
+	}
+	ids := make([]int64, len(spans))
+	for i, sp := range spans {
+		ids[i] = sp.ID
 	}
 	fi.BlockIds = ids
 	var cached, inMem int64
-	for _, id := range ids {
-		idx := api.BlockIndex(id)
-		length := st.blockLength(n, idx)
-		if !n.completed() {
-			if e := b.blocks[id]; e != nil {
-				length = e.length
-			}
-		}
+	for _, sp := range spans {
+		id, length := sp.ID, sp.Length
 		anyCopy, mem := b.cached(id)
 		if anyCopy {
 			cached += length
@@ -94,7 +89,7 @@ func (ns *namespace) info(n *inode, p string, withBlocks bool) *api.FileInfo {
 		if withBlocks {
 			fi.FileBlockInfos = append(fi.FileBlockInfos, &api.FileBlockInfo{
 				BlockInfo: &api.BlockInfo{BlockId: id, Length: length, Locations: b.locations(id)},
-				Offset:    idx * bs,
+				Offset:    sp.Offset,
 			})
 		}
 	}

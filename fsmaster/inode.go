@@ -63,6 +63,9 @@ type inodeExt struct {
 	ttlAction   string
 	fingerprint string // when it is not the compact local form
 	blockSize   int64  // when more distinct block sizes exist than bits.blockSize can name
+	xattrs      map[string][]byte
+	extents     []extent     // files assembled from parts (see layout.go)
+	upload      *uploadState // multipart uploads in flight (see upload.go)
 }
 
 func (n *inode) flag(b uint32) bool { return n.bits&b != 0 }
@@ -238,7 +241,7 @@ func (s *State) tidyExt(n *inode) {
 	if n.dir() {
 		defMax = 0
 	}
-	if e.replMin == 0 && e.replMax == defMax && e.ttl == 0 && e.ttlAction == "" && e.fingerprint == "" &&
+	if e.replMin == 0 && e.replMax == defMax && e.ttl == 0 && e.ttlAction == "" && e.fingerprint == "" && len(e.xattrs) == 0 && len(e.extents) == 0 && e.upload == nil &&
 		(n.dir() || n.bits&maskBlockSize != 0) {
 		delete(s.exts, n.id)
 		n.setFlag(bitExt, false)

@@ -25,6 +25,24 @@ func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest)
 			return nil, werr
 		}
 	}
+	if resp != nil {
+		// A listing carries only the extended attributes asked for.
+		for _, fi := range resp.Infos {
+			if len(fi.Xattrs) == 0 {
+				continue
+			}
+			var keep map[string][]byte
+			for _, k := range req.GetXattrs() {
+				if v, ok := fi.Xattrs[k]; ok {
+					if keep == nil {
+						keep = map[string][]byte{}
+					}
+					keep[k] = v
+				}
+			}
+			fi.Xattrs = keep
+		}
+	}
 	return resp, err
 }
 

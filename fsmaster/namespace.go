@@ -41,6 +41,9 @@ type nsConfig struct {
 	// syncInterval re-syncs a directory with its UFS when it is listed
 	// this long after its last sync; 0: only the first listing loads it.
 	syncInterval time.Duration
+	// maxStagedBytes bounds the bytes a user has staged in multipart
+	// uploads (0: no bound).
+	maxStagedBytes int64
 }
 
 // namespace is the live inode tree of the master: State behind the state
@@ -419,10 +422,26 @@ func (ns *namespace) CreateDirectory(ctx context.Context, req *api.CreateDirecto
 	if req.GetMode() > 0o7777 {
 		return nil, errf(codes.InvalidArgument, op, p, "mode %o is not a permission mode", req.GetMode())
 	}
+	if err := checkXattrNames(op, p, req.GetXattrs()); err != nil {
+		return nil, err
+	}
 	if err := ns.ensureLoaded(ctx, p, api.LoadMetadataType_ONCE); err != nil {
 		return nil, err
 	}
 	pr := ns.caller(ctx)
+	owner, group := req.GetOwner(), req.GetGroup()
+	if (owner != "" || group != "") && !pr.super {
+		return nil, errf(codes.PermissionDenied, op, p, "only a superuser may create a directory for another owner (%s asked for owner %q, group %q)", pr.user, owner, group)
+	}
+	if owner == "" {
+		owner = pr.user
+	}
+	if group == "" {
+		group = pr.groups[0]
+		if owner != pr.user {
+			group = ns.primaryGroup(owner)
+		}
+	}
 	// validate returns the deepest existing inode and depth, or the answer.
 	validate := func() (*inode, int, []string, *api.FileInfo, error) {
 		if err := ns.usable(); err != nil {
@@ -487,13 +506,18 @@ func (ns *namespace) CreateDirectory(ctx context.Context, req *api.CreateDirecto
 	parent := n
 	for i := depth; i < len(comps); i++ {
 		mode := uint32(0o755)
-		if i == len(comps)-1 && req.GetMode() != 0 {
-			mode = req.GetMode()
+		o, g := pr.user, pr.groups[0]
+		var xattrs map[string][]byte
+		if i == len(comps)-1 {
+			if req.GetMode() != 0 {
+				mode = req.GetMode()
+			}
+			o, g, xattrs = owner, group, req.GetXattrs()
 		}
 		id := ns.st.nextInodeID
 		if err := t.add(dirEntry(&api.InodeDirectoryEntry{
-			Id: id, ParentId: parent.id, Name: comps[i], Mode: mode, Owner: pr.user, Group: pr.groups[0],
-			CreationTimeMs: t.now, PersistenceState: persist, ChildrenLoaded: true,
+			Id: id, ParentId: parent.id, Name: comps[i], Mode: mode, Owner: o, Group: g,
+			CreationTimeMs: t.now, PersistenceState: persist, ChildrenLoaded: true, Xattrs: xattrs,
 		})); err != nil {
 			ns.mu.Unlock()
 			return nil, err
@@ -539,6 +563,9 @@ func (ns *namespace) createArgs(ctx context.Context, req *api.CreateFileRequest)
 	if p == "/" {
 		return createReq{}, errf(codes.AlreadyExists, op, p, "the root is a directory")
 	}
+	if err := uploadCreate(op, p, req); err != nil {
+		return createReq{}, err
+	}
 	wt, err := ns.writeType(req.GetWriteType())
 	if err != nil {
 		return createReq{}, errf(codes.InvalidArgument, op, p, "%v", err)
@@ -570,6 +597,12 @@ func (ns *namespace) createArgs(ctx context.Context, req *api.CreateFileRequest)
 		return createReq{}, errf(codes.InvalidArgument, op, p, "complete needs a length >= 0 and the UFS fingerprint")
 	case req.GetComplete() && bs > 0 && (req.GetLength()+bs-1)/bs > api.MaxBlocksPerFile:
 		return createReq{}, errf(codes.InvalidArgument, op, p, "length %d needs more than %d blocks of %d bytes", req.GetLength(), api.MaxBlocksPerFile, bs)
+	}
+	if err := checkXattrNames(op, p, req.GetXattrs()); err != nil {
+		return createReq{}, err
+	}
+	if err := ns.st.checkXattrTotal(op, p, &inode{}, req.GetXattrs()); err != nil {
+		return createReq{}, err
 	}
 	load := p
 	if req.GetComplete() && req.GetOverwrite() {
@@ -694,7 +727,7 @@ func (ns *namespace) createLocked(ctx context.Context, p string, req *api.Create
 		Id: id, ParentId: parent.id, Name: comps[len(comps)-1], Mode: mode, Owner: pr.user, Group: pr.groups[0],
 		CreationTimeMs: t.now, PersistenceState: persist, BlockSizeBytes: bs, WriteType: wt,
 		ReplicationMin: req.GetReplicationMin(), ReplicationMax: replMax, Pinned: req.GetPinned(), Ttl: req.GetTtl(),
-		TtlAction: req.GetTtlAction(), Aside: aside,
+		TtlAction: req.GetTtlAction(), Aside: aside, Xattrs: req.GetXattrs(), Upload: req.GetUpload(),
 	}
 	if req.GetComplete() {
 		// Its bytes are already in the UFS (a copy): born complete.
@@ -748,6 +781,16 @@ func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequ
 		verr = errf(codes.InvalidArgument, op, p, "negative modification time %d", req.GetLastModificationTimeMs())
 	case (req.GetLength()+ns.st.blockSize(n)-1)/ns.st.blockSize(n) > api.MaxBlocksPerFile:
 		verr = errf(codes.InvalidArgument, op, p, "length %d needs more than %d blocks of %d bytes", req.GetLength(), api.MaxBlocksPerFile, ns.st.blockSize(n))
+	default:
+		if verr = checkXattrNames(op, p, req.GetXattrs()); verr == nil {
+			verr = ns.st.checkXattrTotal(op, p, n, req.GetXattrs())
+		}
+		if verr == nil {
+			verr = ns.checkReplaces(op, p, n, req.GetIfReplaces())
+		}
+		if verr == nil {
+			verr = ns.checkUploadComplete(op, p, n, req.GetParts(), req.GetLength(), req.GetUfsInPlace())
+		}
 	}
 	if verr != nil {
 		ns.mu.Unlock()
@@ -759,7 +802,7 @@ func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequ
 	} else {
 		t = ns.begin()
 		verr = t.add(&api.JournalEntry{Body: &api.JournalEntry_CompleteFile{CompleteFile: &api.CompleteFileEntry{
-			Id: n.id, Length: req.GetLength(), UfsFingerprint: req.GetUfsFingerprint(),
+			Id: n.id, Length: req.GetLength(), UfsFingerprint: req.GetUfsFingerprint(), Xattrs: req.GetXattrs(), Parts: partNumbers(req.GetParts()),
 			LastModificationTimeMs: req.GetLastModificationTimeMs(),
 		}}})
 	}
@@ -767,7 +810,7 @@ func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequ
 		ns.mu.Unlock()
 		return nil, verr
 	}
-	ns.blocks.trimFile(n.id, ns.st.blockCount(n))
+	ns.blocks.trimFile(n.id, func(idx int64) bool { return ns.st.hasBlock(n, idx) })
 	ns.blocks.reconcile([]int64{n.id}) // complete now, perhaps persisted
 	info := ns.info(n, p, false)
 	async := n.persist() == api.PersistenceState_TO_BE_PERSISTED
@@ -897,6 +940,8 @@ func (ns *namespace) Delete(ctx context.Context, req *api.DeleteRequest) error {
 		verr = ns.subtree(op, p, pr, n, permR|permW|permX)
 	case n.mountPoint():
 		verr = errf(codes.InvalidArgument, op, p, "is a mount point (use unmount)")
+	case req.GetUnlessWriting() && n.dir() && len(ns.st.asidesBelow(n)) > 0:
+		verr = errf(codes.FailedPrecondition, op, p, "files are being written in it (unless_writing)")
 	case n.dir() && n.childCount() > 0 && !req.GetRecursive():
 		verr = errf(codes.FailedPrecondition, op, p, "directory not empty (use recursive, rm -r)")
 	case len(ns.mountsBelow(p)) > 0:
@@ -1110,6 +1155,11 @@ func (ns *namespace) SetAttribute(ctx context.Context, req *api.SetAttributeRequ
 		return nil, errf(codes.InvalidArgument, op, p, "negative ttl %d", req.GetTtl())
 	case req.TtlAction != nil && req.GetTtlAction() != "" && req.GetTtlAction() != "FREE" && req.GetTtlAction() != "DELETE":
 		return nil, errf(codes.InvalidArgument, op, p, "ttl action %q: want FREE or DELETE", req.GetTtlAction())
+	case len(req.GetXattrs()) > 0 && req.GetRecursive():
+		return nil, errf(codes.InvalidArgument, op, p, "extended attributes are set on one inode, not recursively")
+	}
+	if err := checkXattrNames(op, p, req.GetXattrs()); err != nil {
+		return nil, err
 	}
 	if err := ns.ensureLoaded(ctx, p, api.LoadMetadataType_ONCE); err != nil {
 		return nil, err
@@ -1148,6 +1198,9 @@ func (ns *namespace) SetAttribute(ctx context.Context, req *api.SetAttributeRequ
 	if perr == nil && req.GetTtl() > 0 {
 		perr = ns.checkTTLEnd(op, p, req.GetTtl(), ids)
 	}
+	if perr == nil {
+		perr = ns.st.checkXattrTotal(op, p, n, req.GetXattrs())
+	}
 	if perr != nil {
 		if req.GetPersistFrom() != "" {
 			ns.dropPersistTemp(ctx, p, req.GetPersistFrom())
@@ -1169,7 +1222,7 @@ func (ns *namespace) SetAttribute(ctx context.Context, req *api.SetAttributeRequ
 			Id: id, Mode: req.Mode, Owner: req.Owner, Group: req.Group, Pinned: req.Pinned,
 			PersistenceState: req.PersistenceState, ReplicationMin: req.ReplicationMin,
 			ReplicationMax: req.ReplicationMax, Ttl: req.Ttl, TtlAction: req.TtlAction,
-			UfsFingerprint: req.UfsFingerprint,
+			UfsFingerprint: req.UfsFingerprint, Xattrs: req.GetXattrs(),
 		})
 	}
 	var async []int64

@@ -61,7 +61,11 @@ func (ns *namespace) completeAsideLocked(ctx context.Context, p string, n *inode
 		return nil, err
 	}
 	fp := req.GetUfsFingerprint()
-	if fp != "" || old != nil && old.persisted() {
+	// ufsBytes: the new bytes are in the UFS file beside the path — written
+	// whole (a fingerprint), or a multipart upload's parts written there in
+	// place (checked by checkUploadComplete).
+	ufsBytes := fp != "" || req.GetUfsInPlace()
+	if ufsBytes || old != nil && old.persisted() {
 		m, rel := ns.st.mountOf(p)
 		if m == nil || rel == "" {
 			return nil, errf(codes.FailedPrecondition, op, p, "no mount holds it")
@@ -70,8 +74,19 @@ func (ns *namespace) completeAsideLocked(ctx context.Context, p string, n *inode
 		if err != nil {
 			return nil, err
 		}
-		if fp != "" {
+		if ufsBytes {
 			tmp := asideUFSRel(rel, n.id)
+			if req.GetUfsInPlace() {
+				// The parts fill the file's first length bytes; a part
+				// written in place but not named may have left more.
+				rw, ok := fs.(ufs.RegionWriter)
+				if !ok {
+					return nil, errf(codes.FailedPrecondition, op, p, "the UFS of %s cannot hold parts in place", m.GetAlluviumPath())
+				}
+				if err := rw.Truncate(ctx, tmp, req.GetLength()); err != nil {
+					return nil, ufsErr(op, p, err)
+				}
+			}
 			st, err := fs.Stat(ctx, tmp)
 			if err != nil {
 				return nil, ufsErr(op, p, err)
@@ -99,8 +114,8 @@ func (ns *namespace) completeAsideLocked(ctx context.Context, p string, n *inode
 	}
 	t := ns.begin()
 	if err := t.add(&api.JournalEntry{Body: &api.JournalEntry_CompleteFile{CompleteFile: &api.CompleteFileEntry{
-		Id: n.id, Length: req.GetLength(), UfsFingerprint: fp, ReplacesId: replaces,
-		LastModificationTimeMs: req.GetLastModificationTimeMs(),
+		Id: n.id, Length: req.GetLength(), UfsFingerprint: fp, ReplacesId: replaces, Xattrs: req.GetXattrs(),
+		Parts: partNumbers(req.GetParts()), LastModificationTimeMs: req.GetLastModificationTimeMs(),
 	}}}); err != nil {
 		return nil, err
 	}
@@ -121,6 +136,10 @@ func (ns *namespace) dropAsideLocked(ctx context.Context, p string, a *inode) (*
 	}
 	if ns.st.owner(a) != pr.user && !ns.may(pr, a, permW) {
 		return nil, ns.denied(op, p, pr, a, permW)
+	}
+	if ns.st.upload(a) != nil && ns.st.owner(a) != pr.user && !pr.super {
+		// A multipart upload is its initiator's alone to abort.
+		return nil, errf(codes.PermissionDenied, op, p, "permission denied: multipart upload %d belongs to another user, not %s", a.id, pr.user)
 	}
 	if m, rel := ns.st.mountOf(p); m != nil && rel != "" {
 		if fs, err := ns.fsFor(ctx, m); err == nil {

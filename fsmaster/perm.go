@@ -73,13 +73,22 @@ func (ns *namespace) caller(ctx context.Context) principal {
 	u := id.User
 	gs := pc.groups[u]
 	if len(gs) == 0 {
-		gs = []string{u}
-		if u == ns.cfg.owner {
-			gs = []string{ns.cfg.group}
-		}
+		gs = []string{ns.primaryGroup(u)}
 	}
 	super := u == ns.cfg.owner || u == pc.superuser || pc.supergroup != "" && slices.Contains(gs, pc.supergroup)
 	return principal{user: u, groups: gs, super: super}
+}
+
+// primaryGroup is the group user's new inodes get: the first of
+// security.groups, else one named after the user.
+func (ns *namespace) primaryGroup(user string) string {
+	if gs := ns.cfg.perm.groups[user]; len(gs) > 0 {
+		return gs[0]
+	}
+	if user == ns.cfg.owner {
+		return ns.cfg.group
+	}
+	return user
 }
 
 // may reports whether p has every bit of want on n.
@@ -228,7 +237,7 @@ func (ns *namespace) setattrAccess(op, p string, pr principal, req *api.SetAttri
 		return errf(codes.PermissionDenied, op, p, "permission denied: user %s is not in group %s (only a superuser may give a file to a group its owner is not in)", pr.user, req.GetGroup())
 	}
 	other := req.Pinned != nil || req.PersistenceState != nil || req.ReplicationMin != nil || req.ReplicationMax != nil ||
-		req.Ttl != nil || req.TtlAction != nil || req.UfsFingerprint != nil || req.GetPersistFrom() != ""
+		req.Ttl != nil || req.TtlAction != nil || req.UfsFingerprint != nil || req.GetPersistFrom() != "" || len(req.GetXattrs()) > 0
 	for _, id := range ids {
 		n := ns.st.get(id)
 		if n == nil {

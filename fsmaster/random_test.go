@@ -29,6 +29,23 @@ func randomPath(rng *rand.Rand) string {
 
 // randomOps runs n random operations against ns. Every failed operation must
 // leave the state exactly as it was; the invariants are checked as it goes.
+// randomXattrs sets, replaces or removes (empty value) a few of a small set
+// of extended attributes.
+func randomXattrs(rng *rand.Rand) map[string][]byte {
+	if rng.IntN(3) == 0 {
+		return nil
+	}
+	x := map[string][]byte{}
+	for range 1 + rng.IntN(3) {
+		v := []byte(fmt.Sprintf("v%d", rng.IntN(100)))
+		if rng.IntN(4) == 0 {
+			v = nil
+		}
+		x[fmt.Sprintf("k%d", rng.IntN(4))] = v
+	}
+	return x
+}
+
 func randomOps(t *testing.T, ns *namespace, ufsDir string, rng *rand.Rand, n int) {
 	t.Helper()
 	ctx := context.Background()
@@ -39,6 +56,8 @@ func randomOps(t *testing.T, ns *namespace, ufsDir string, rng *rand.Rand, n int
 	defer func() { ns.mu.Lock(); ns.j = rec.inner; ns.mu.Unlock() }()
 	mounts := 0
 	var pending []*api.FileInfo // overwrites in flight
+	uploadsCompleted := 0
+	defer func() { t.Logf("%d multipart uploads completed", uploadsCompleted) }()
 	for i := range n {
 		before := dump(ns)
 		mark := rec.count()
@@ -58,9 +77,12 @@ func randomOps(t *testing.T, ns *namespace, ufsDir string, rng *rand.Rand, n int
 			what = "create " + p
 			var fi *api.FileInfo
 			ow := rng.IntN(3) == 0
-			fi, err = ns.CreateFile(ctx, &api.CreateFileRequest{Path: p, Recursive: rng.IntN(2) == 0, Overwrite: ow, WriteType: api.WriteType_MUST_CACHE})
+			upload := ow && rng.IntN(3) == 0 // a multipart upload
+			fi, err = ns.CreateFile(ctx, &api.CreateFileRequest{Path: p, Recursive: rng.IntN(2) == 0, Overwrite: ow, Upload: upload, WriteType: api.WriteType_MUST_CACHE})
 			switch r := rng.IntN(8); {
 			case err != nil:
+			case upload:
+				pending = append(pending, fi)
 			case ow && r < 2:
 				// The writer gives up: its overwrite (written aside) goes.
 				before, mark = dump(ns), rec.count()
@@ -83,10 +105,60 @@ func randomOps(t *testing.T, ns *namespace, ufsDir string, rng *rand.Rand, n int
 			k := rng.IntN(len(pending))
 			fi := pending[k]
 			pending = append(pending[:k], pending[k+1:]...)
-			if rng.IntN(2) == 0 {
+			isUpload := func() bool {
+				ns.mu.RLock()
+				defer ns.mu.RUnlock()
+				a := ns.st.asides[fi.FileId]
+				return a != nil && ns.st.upload(a) != nil
+			}
+			switch {
+			case rng.IntN(2) == 0 && isUpload():
+				// Parts (some uploaded twice), then a completion with
+				// some of them, or the upload left for later.
+				var refs []*api.UploadPartRef
+				for num := int32(1); num <= int32(1+rng.IntN(3)) && err == nil; num++ {
+					for range 1 + rng.IntN(2) {
+						before, mark = dump(ns), rec.count()
+						length := rng.Int64N(3000)
+						what = fmt.Sprintf("part %d of %s", num, fi.Path)
+						var a *api.AllocateUploadBlocksResponse
+						if a, err = ns.AllocateUploadBlocks(ctx, &api.AllocateUploadBlocksRequest{Path: fi.Path, FileId: fi.FileId, Length: length}); err != nil {
+							break
+						}
+						before, mark = dump(ns), rec.count()
+						if _, err = ns.CommitUploadPart(ctx, &api.CommitUploadPartRequest{Path: fi.Path, FileId: fi.FileId, PartNumber: num, FirstBlock: a.FirstBlock, Length: length, Tag: []byte{byte(num)}}); err != nil {
+							break
+						}
+						if len(refs) > 0 && refs[len(refs)-1].PartNumber == num {
+							refs = refs[:len(refs)-1] // uploaded again: the last one counts
+						}
+						refs = append(refs, &api.UploadPartRef{PartNumber: num, FirstBlock: a.FirstBlock})
+					}
+				}
+				if err == nil && rng.IntN(3) != 0 {
+					lp, lerr := ns.ListUploadParts(ctx, &api.ListUploadPartsRequest{Path: fi.Path, FileId: fi.FileId})
+					if lerr != nil {
+						t.Fatalf("op %d: list parts of %s: %v", i, fi.Path, lerr)
+					}
+					lengths := map[int32]int64{}
+					for _, pt := range lp.Parts {
+						lengths[pt.PartNumber] = pt.Length
+					}
+					var total int64
+					for _, r := range refs {
+						total += lengths[r.PartNumber]
+					}
+					uploadsCompleted++
+					before, mark = dump(ns), rec.count()
+					what = "complete upload " + fi.Path
+					_, err = ns.CompleteFile(ctx, &api.CompleteFileRequest{Path: fi.Path, Length: total, FileId: fi.FileId, Parts: refs, Xattrs: randomXattrs(rng)})
+				} else if err == nil {
+					pending = append(pending, fi)
+				}
+			case rng.IntN(2) == 0 && !isUpload():
 				what = "late complete " + fi.Path
 				_, err = ns.CompleteFile(ctx, &api.CompleteFileRequest{Path: fi.Path, Length: rng.Int64N(5000), FileId: fi.FileId})
-			} else {
+			default:
 				what = "late abort " + fi.Path
 				err = ns.Delete(ctx, &api.DeleteRequest{Path: fi.Path, FileId: fi.FileId, AlluviumOnly: true})
 			}
@@ -102,7 +174,7 @@ func randomOps(t *testing.T, ns *namespace, ufsDir string, rng *rand.Rand, n int
 				if rng.IntN(2) == 0 {
 					fp = fmt.Sprintf("fp%d", i)
 				}
-				_, err = ns.CompleteFile(ctx, &api.CompleteFileRequest{Path: p, Length: rng.Int64N(5000), FileId: fi.FileId, UfsFingerprint: fp})
+				_, err = ns.CompleteFile(ctx, &api.CompleteFileRequest{Path: p, Length: rng.Int64N(5000), FileId: fi.FileId, UfsFingerprint: fp, Xattrs: randomXattrs(rng)})
 			}
 		case op < 10:
 			p := randomPath(rng)
@@ -119,7 +191,10 @@ func randomOps(t *testing.T, ns *namespace, ufsDir string, rng *rand.Rand, n int
 			p := randomPath(rng)
 			what = "setattr " + p
 			req := &api.SetAttributeRequest{Path: p, Recursive: rng.IntN(2) == 0}
-			switch rng.IntN(5) {
+			switch rng.IntN(6) {
+			case 5:
+				req.Recursive = false
+				req.Xattrs = randomXattrs(rng)
 			case 0:
 				v := rng.IntN(2) == 0
 				req.Pinned = &v

@@ -111,8 +111,9 @@ func nsConfigFrom(cfg *config.Config) (nsConfig, error) {
 			Permissions: cfg.Security.Permissions, Superuser: cfg.Security.Superuser,
 			Supergroup: cfg.Security.Supergroup, Groups: cfg.Security.Groups,
 		}),
-		pathLimits:   pathLimitsFrom(cfg.FSMaster.Path.MaxLength, cfg.FSMaster.Path.MaxDepth),
-		syncInterval: cfg.FSMaster.UFSSyncInterval,
+		pathLimits:     pathLimitsFrom(cfg.FSMaster.Path.MaxLength, cfg.FSMaster.Path.MaxDepth),
+		syncInterval:   cfg.FSMaster.UFSSyncInterval,
+		maxStagedBytes: cfg.FSMaster.Multipart.MaxStagedBytes,
 	}
 	if u, err := user.Current(); err == nil && u.Username != "" {
 		c.owner, c.group = u.Username, u.Username
@@ -137,6 +138,9 @@ func nsConfigFrom(cfg *config.Config) (nsConfig, error) {
 	}
 	if c.blockSize < 0 {
 		return c, fmt.Errorf("fsmaster.user.block-size %d is negative", c.blockSize)
+	}
+	if c.maxStagedBytes < 0 {
+		return c, fmt.Errorf("fsmaster.multipart.max-staged-bytes %d is negative (0: no bound)", c.maxStagedBytes)
 	}
 	return c, nil
 }

@@ -209,6 +209,10 @@ func (s *State) Apply(e *api.JournalEntry) error {
 		err = s.applyDeleteMountPoint(e, b.DeleteMountPoint)
 	case *api.JournalEntry_WorkerId:
 		err = s.applyWorkerID(e, b.WorkerId)
+	case *api.JournalEntry_UploadBlocks:
+		err = s.applyUploadBlocks(e, b.UploadBlocks)
+	case *api.JournalEntry_UploadPart:
+		err = s.applyUploadPart(e, b.UploadPart)
 	case nil:
 		err = fmt.Errorf("entry has no body")
 	default:
@@ -321,6 +325,7 @@ type dirAttrs struct {
 	pinned, loaded, mount bool
 	ttl                   int64
 	ttlAction             string
+	xattrs                map[string][]byte
 }
 
 // newDir builds a directory inode (not yet in the tree).
@@ -342,6 +347,7 @@ func (s *State) newDir(a dirAttrs) (*inode, error) {
 		e := s.extFor(n)
 		e.ttl, e.ttlAction = a.ttl, a.ttlAction
 	}
+	s.setXattrs(n, a.xattrs)
 	return n, nil
 }
 
@@ -351,7 +357,7 @@ func (s *State) dirInode(d *api.InodeDirectoryEntry) (*inode, error) {
 		ctime: d.GetCreationTimeMs(), mtime: d.GetLastModificationTimeMs(),
 		persist: d.GetPersistenceState(), pinned: d.GetPinned(),
 		loaded: d.GetChildrenLoaded(), mount: d.GetMountPoint(),
-		ttl: d.GetTtl(), ttlAction: d.GetTtlAction(),
+		ttl: d.GetTtl(), ttlAction: d.GetTtlAction(), xattrs: d.GetXattrs(),
 	})
 }
 
@@ -370,6 +376,9 @@ type fileAttrs struct {
 	replMin, replMax  int32
 	ttl               int64
 	ttlAction         string
+	xattrs            map[string][]byte
+	extents           []extent
+	upload            *uploadState
 }
 
 // newFile builds a file inode (not yet in the tree).
@@ -403,6 +412,22 @@ func (s *State) newFile(a fileAttrs) (*inode, error) {
 		e := s.extFor(n)
 		e.ttl, e.ttlAction = a.ttl, a.ttlAction
 	}
+	s.setXattrs(n, a.xattrs)
+	if len(a.extents) > 0 {
+		if !a.completed {
+			return nil, fmt.Errorf("file %d: extents on an incomplete file", a.id)
+		}
+		if err := checkExtents(a.extents, a.length, a.blockSize); err != nil {
+			return nil, fmt.Errorf("file %d: %w", a.id, err)
+		}
+		s.setExtents(n, a.extents)
+	}
+	if a.upload != nil {
+		if a.completed {
+			return nil, fmt.Errorf("file %d: a multipart upload, yet complete", a.id)
+		}
+		s.extFor(n).upload = a.upload
+	}
 	return n, nil
 }
 
@@ -410,13 +435,24 @@ func (s *State) fileInode(f *api.InodeFileEntry) (*inode, error) {
 	if f.GetAside() && f.GetCompleted() {
 		return nil, fmt.Errorf("file %d: written aside but complete", f.GetId())
 	}
+	var up *uploadState
+	if f.GetUpload() {
+		if !f.GetAside() {
+			return nil, fmt.Errorf("file %d: a multipart upload not written aside", f.GetId())
+		}
+		var err error
+		if up, err = uploadOf(f); err != nil {
+			return nil, fmt.Errorf("file %d: %w", f.GetId(), err)
+		}
+	}
 	return s.newFile(fileAttrs{
-		id: f.GetId(), name: f.GetName(), mode: f.GetMode(), owner: f.GetOwner(), group: f.GetGroup(),
+		upload: up,
+		id:     f.GetId(), name: f.GetName(), mode: f.GetMode(), owner: f.GetOwner(), group: f.GetGroup(),
 		ctime: f.GetCreationTimeMs(), mtime: f.GetLastModificationTimeMs(),
 		persist: f.GetPersistenceState(), pinned: f.GetPinned(), completed: f.GetCompleted(),
 		length: f.GetLength(), blockSize: f.GetBlockSizeBytes(), writeType: f.GetWriteType(),
 		fingerprint: f.GetUfsFingerprint(), replMin: f.GetReplicationMin(), replMax: f.GetReplicationMax(),
-		ttl: f.GetTtl(), ttlAction: f.GetTtlAction(),
+		ttl: f.GetTtl(), ttlAction: f.GetTtlAction(), xattrs: f.GetXattrs(), extents: extentsOf(f.GetExtents()),
 	})
 }
 
@@ -532,6 +568,10 @@ func (s *State) applyCompleteFile(e *api.JournalEntry, c *api.CompleteFileEntry)
 	} else if c.GetReplacesId() != 0 {
 		return fmt.Errorf("file %d replaces %d but was not written aside", n.id, c.GetReplacesId())
 	}
+	ex, err := s.uploadExtents(n, c.GetParts(), c.GetLength())
+	if err != nil {
+		return err
+	}
 	if old != nil {
 		s.removeChild(n.parent, old)
 		s.unindex(old)
@@ -544,6 +584,7 @@ func (s *State) applyCompleteFile(e *api.JournalEntry, c *api.CompleteFileEntry)
 		n.parent.mtime = e.GetOpTimeMs()
 		s.indexTTL(n)
 	}
+	s.finishUpload(n, ex)
 	n.setFlag(bitCompleted, true)
 	s.setLength(n, c.GetLength())
 	n.mtime = e.GetOpTimeMs()
@@ -555,6 +596,7 @@ func (s *State) applyCompleteFile(e *api.JournalEntry, c *api.CompleteFileEntry)
 		n.setPersist(api.PersistenceState_PERSISTED)
 		persistAncestors(n)
 	}
+	s.setXattrs(n, c.GetXattrs())
 	return nil
 }
 
@@ -689,6 +731,7 @@ func (s *State) applySetAttribute(e *api.JournalEntry, a *api.SetAttributeEntry)
 	if a.TtlAction != nil {
 		s.setTTLAction(n, a.GetTtlAction())
 	}
+	s.setXattrs(n, a.GetXattrs())
 	if a.UfsFingerprint != nil {
 		s.setFingerprint(n, a.GetUfsFingerprint())
 	}

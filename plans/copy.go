@@ -155,6 +155,10 @@ type copyElem struct {
 	// the source's, so --checksum compares contents before copying.
 	DstID int64 `json:"di,omitempty"`
 	Check bool  `json:"ck,omitempty"`
+	// Parts: the source was assembled from parts (api.Layout explicit),
+	// its blocks are not those of a file of BlockSize: it is copied by
+	// one worker writing the destination from the blocks in order.
+	Parts bool `json:"x,omitempty"`
 }
 
 // compare says what an incremental copy does with a source file given
@@ -280,7 +284,7 @@ func newCopyElem(f *api.FileInfo, d string, mounts []*api.MountPointInfo) (copyE
 		}
 	}
 	e := copyElem{Src: f.GetPath(), Dst: d, DstUfs: uri, DstMount: m.GetMountId(), ID: f.GetFileId(), Length: f.GetLength(),
-		BlockSize: f.GetBlockSizeBytes(), Mode: f.GetMode(), MTime: f.GetLastModificationTimeMs(), Blocks: blocks}
+		BlockSize: f.GetBlockSizeBytes(), Mode: f.GetMode(), MTime: f.GetLastModificationTimeMs(), Blocks: blocks, Parts: len(f.GetExtents()) > 0}
 	if persisted(f) {
 		e.Ufs, e.Mount, e.FP = f.GetUfsPath(), f.GetMountId(), f.GetUfsFingerprint()
 	}
@@ -588,7 +592,7 @@ func (cp copier) copyFile(ctx context.Context, e copyElem) (info *api.FileInfo, 
 			return d, st == dstSkip, err
 		}
 	}
-	if len(e.Blocks) > 1 {
+	if len(e.Blocks) > 1 && !e.Parts {
 		info, err = cp.copyLarge(ctx, e)
 	} else {
 		info, err = cp.copyDirect(ctx, e)

@@ -449,15 +449,13 @@ type fileBlock struct {
 
 // fileBlocks lists a file's blocks with their cached locations.
 func fileBlocks(f *api.FileInfo) []fileBlock {
-	bs := f.GetBlockSizeBytes()
-	if bs <= 0 {
-		bs = max(f.GetLength(), 1)
-	}
-	n := (f.GetLength() + bs - 1) / bs
+	layout := api.LayoutOf(f)
+	n := layout.Count()
 	fbis := f.GetFileBlockInfos()
 	out := make([]fileBlock, 0, n)
 	for i := int64(0); i < n; i++ {
-		b := fileBlock{Offset: i * bs, Length: min(bs, f.GetLength()-i*bs)}
+		sp := layout.Block(i)
+		b := fileBlock{ID: sp.ID, Offset: sp.Offset, Length: sp.Length}
 		switch {
 		case int(i) < len(fbis) && fbis[i].GetBlockInfo() != nil:
 			bi := fbis[i].GetBlockInfo()
@@ -471,10 +469,6 @@ func fileBlocks(f *api.FileInfo) []fileBlock {
 					b.IDs = append(b.IDs, l.GetWorkerId())
 				}
 			}
-		case int(i) < len(f.GetBlockIds()):
-			b.ID = f.GetBlockIds()[i]
-		default:
-			b.ID = api.BlockID(f.GetFileId(), i)
 		}
 		out = append(out, b)
 	}

@@ -351,11 +351,13 @@ func (p *loadPlanner) planFile(f *api.FileInfo) {
 	if bs <= 0 {
 		bs = f.GetLength()
 	}
-	nblocks := (f.GetLength() + bs - 1) / bs
+	layout := api.LayoutOf(f)
+	nblocks := layout.Count()
 	fbis := f.GetFileBlockInfos()
 	persisted := f.GetPersistenceState() != api.PersistenceState_NOT_PERSISTED && f.GetPersistenceState() != api.PersistenceState_TO_BE_PERSISTED
 	for i := int64(0); i < nblocks; i++ {
-		b := loadBlock{Path: f.GetPath(), UFS: f.GetUfsPath(), Mount: f.GetMountId(), Offset: i * bs, Length: min(bs, f.GetLength()-i*bs), Fingerprint: f.GetUfsFingerprint()}
+		sp := layout.Block(i)
+		b := loadBlock{Path: f.GetPath(), UFS: f.GetUfsPath(), Mount: f.GetMountId(), Offset: sp.Offset, Length: sp.Length, Fingerprint: f.GetUfsFingerprint()}
 		have := p.have[:0]
 		switch {
 		case int(i) < len(fbis) && fbis[i].GetBlockInfo() != nil:
@@ -372,10 +374,8 @@ func (p *loadPlanner) planFile(f *api.FileInfo) {
 					have = append(have, l.GetWorkerId())
 				}
 			}
-		case int(i) < len(f.GetBlockIds()):
-			b.ID = f.GetBlockIds()[i]
 		default:
-			b.ID = api.BlockID(f.GetFileId(), i)
+			b.ID = sp.ID
 		}
 		need := p.cfg.Replication - len(have)
 		if need <= 0 {

@@ -256,7 +256,7 @@ func moveOne(ctx context.Context, env Env, t *Task, c spec.MoveConfig, e moveEle
 		return 0, status.Errorf(codes.FailedPrecondition, "%s was replaced by another file while moving", ce.Src)
 	}
 	// Fresh locations: the copy reads cached blocks where they are now.
-	ce.Blocks = fileBlocks(src)
+	ce.Blocks, ce.Parts = fileBlocks(src), len(src.GetExtents()) > 0
 	if persisted(src) {
 		ce.Ufs, ce.Mount, ce.FP = src.GetUfsPath(), src.GetMountId(), src.GetUfsFingerprint()
 	}
@@ -304,7 +304,8 @@ func dropSource(ctx context.Context, env Env, e moveElem) error {
 // them, as the blocks of the moved file: the move keeps the cache warm.
 // Best effort.
 func keepCache(ctx context.Context, env Env, e copyElem, dst *api.FileInfo) {
-	if dst == nil || dst.GetFileId() == 0 || dst.GetBlockSizeBytes() != e.BlockSize {
+	if dst == nil || dst.GetFileId() == 0 || dst.GetBlockSizeBytes() != e.BlockSize || e.Parts {
+		// Another geometry: the source's blocks are not the copy's.
 		return
 	}
 	for i, b := range e.Blocks {

@@ -96,7 +96,7 @@ func New(cfg *config.Config, log *zap.Logger) (*Proxy, error) {
 	}
 	creds := sigv4.Static{Users: s3Users, Shared: cfg.Security.Token}
 	p.gw, err = s3.New(c, s3.Config{
-		Creds: creds, Region: cfg.Proxy.S3.Region, StagingDir: cfg.Proxy.S3.StagingDir, WriteType: wt,
+		Creds: creds, Region: cfg.Proxy.S3.Region, WriteType: wt,
 		MultipartExpiry: cfg.Proxy.S3.MultipartExpiry,
 		ActAs:           p.clusterUser,
 		Observe: func(op string, status int, d time.Duration, in, out int64) {

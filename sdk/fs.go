@@ -36,6 +36,9 @@ type ListOptions struct {
 	// Sync has the master sync each listed directory with its UFS first:
 	// files added, changed or deleted there behind Alluvium's back show.
 	Sync bool
+	// XAttrs names the extended attributes each entry carries (none when
+	// empty; Stat returns them all).
+	XAttrs []string
 }
 
 // List streams the children of path (its whole subtree when Recursive),
@@ -61,7 +64,7 @@ func (c *Client) List(ctx context.Context, path string, o ListOptions) iter.Seq2
 				var resp *api.ListStatusResponse
 				req := &api.ListStatusRequest{
 					Path: path, Recursive: o.Recursive, PageSize: o.PageSize,
-					PageToken: token, IncludeBlocks: o.IncludeBlocks,
+					PageToken: token, IncludeBlocks: o.IncludeBlocks, Xattrs: o.XAttrs,
 				}
 				if o.Sync {
 					req.LoadMetadataType = api.LoadMetadataType_ALWAYS
@@ -103,6 +106,11 @@ type MkdirOptions struct {
 	AllowExists bool
 	Mode        uint32
 	WriteType   api.WriteType
+	// Owner and Group of the directory made (a superuser's call only; ""
+	// the caller).
+	Owner, Group string
+	// XAttrs are the extended attributes of the directory made.
+	XAttrs map[string][]byte
 }
 
 // Mkdir creates a directory.
@@ -111,7 +119,7 @@ func (c *Client) Mkdir(ctx context.Context, path string, o MkdirOptions) (*FileI
 	err := c.call(ctx, "mkdir", path, false, func(ctx context.Context) (err error) {
 		resp, err = c.fs.CreateDirectory(ctx, &api.CreateDirectoryRequest{
 			Path: path, Recursive: o.Parents, AllowExists: o.AllowExists || o.Parents,
-			Mode: o.Mode, WriteType: o.WriteType,
+			Mode: o.Mode, WriteType: o.WriteType, Owner: o.Owner, Group: o.Group, Xattrs: o.XAttrs,
 		})
 		return err
 	})
@@ -125,6 +133,9 @@ func (c *Client) Mkdir(ctx context.Context, path string, o MkdirOptions) (*FileI
 type DeleteOptions struct {
 	Recursive    bool
 	AlluviumOnly bool // leave the UFS untouched
+	// UnlessWriting leaves a directory in which files are being written
+	// (ErrFailedPrecondition).
+	UnlessWriting bool
 	// FileID deletes only that file: the path's file must have this id, or
 	// it is an overwrite of the path still being written (which is then
 	// dropped, leaving the path's file as it was).
@@ -134,7 +145,7 @@ type DeleteOptions struct {
 // Delete removes a file or directory.
 func (c *Client) Delete(ctx context.Context, path string, o DeleteOptions) error {
 	return c.call(ctx, "rm", path, false, func(ctx context.Context) error {
-		_, err := c.fs.Delete(ctx, &api.DeleteRequest{Path: path, Recursive: o.Recursive, AlluviumOnly: o.AlluviumOnly, FileId: o.FileID})
+		_, err := c.fs.Delete(ctx, &api.DeleteRequest{Path: path, Recursive: o.Recursive, AlluviumOnly: o.AlluviumOnly, FileId: o.FileID, UnlessWriting: o.UnlessWriting})
 		return err
 	})
 }
@@ -163,6 +174,16 @@ func (c *Client) SetAttribute(ctx context.Context, req *api.SetAttributeRequest)
 		return nil, err
 	}
 	return resp.Info, nil
+}
+
+// CheckAccess returns nil when the caller may access path as bits asks
+// (4 read, 2 write, 1 execute; every ancestor needs execute), else an
+// error (ErrPermissionDenied names what was refused; ErrNotFound).
+func (c *Client) CheckAccess(ctx context.Context, path string, bits uint32) error {
+	return c.call(ctx, "access", path, true, func(ctx context.Context) error {
+		_, err := c.fs.CheckAccess(ctx, &api.CheckAccessRequest{Path: path, Bits: bits})
+		return err
+	})
 }
 
 // MountOptions tune Mount.

@@ -30,6 +30,9 @@ type ListFromOptions struct {
 	PageSize         int32 // 0: server default
 	IncludeBlocks    bool
 	LoadMetadataType api.LoadMetadataType
+	// XAttrs names the extended attributes each entry carries (none when
+	// empty).
+	XAttrs []string
 }
 
 // ListFrom streams the children of directory path in name order, starting
@@ -42,7 +45,7 @@ func (c *Client) ListFrom(ctx context.Context, path string, o ListFromOptions) i
 			err := c.call(ctx, "ls", path, true, func(ctx context.Context) (err error) {
 				resp, err = c.fs.ListStatus(ctx, &api.ListStatusRequest{
 					Path: path, PageSize: size, PageToken: token,
-					IncludeBlocks: o.IncludeBlocks, LoadMetadataType: o.LoadMetadataType,
+					IncludeBlocks: o.IncludeBlocks, LoadMetadataType: o.LoadMetadataType, Xattrs: o.XAttrs,
 				})
 				return err
 			})

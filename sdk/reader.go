@@ -34,6 +34,8 @@ type FileReader struct {
 	info *FileInfo
 	path string
 	rt   api.ReadType
+	// layout: which block holds which bytes (ordinals 0..Count-1).
+	layout api.Layout
 
 	pos int64
 	cur *blockStream // sequential reader of the block holding pos
@@ -69,8 +71,10 @@ func (c *Client) Open(ctx context.Context, path string, o OpenOptions) (*FileRea
 	if r.path == "" {
 		r.path = path
 	}
-	for _, fb := range info.GetFileBlockInfos() {
-		r.locs[api.BlockIndex(fb.GetBlockInfo().GetBlockId())] = fb.GetBlockInfo().GetLocations()
+	r.layout = api.LayoutOf(info)
+	// FileBlockInfos follow the layout's order (block ordinals).
+	for i, fb := range info.GetFileBlockInfos() {
+		r.locs[int64(i)] = fb.GetBlockInfo().GetLocations()
 	}
 	return r, nil
 }
@@ -81,10 +85,12 @@ func (r *FileReader) Info() *FileInfo { return r.info }
 // Length returns the file's length.
 func (r *FileReader) Length() int64 { return r.info.GetLength() }
 
-func (r *FileReader) blockLen(idx int64) int64 {
-	bs := r.info.GetBlockSizeBytes()
-	return min(bs, r.info.GetLength()-idx*bs)
-}
+// blockLen is the length of block idx (its ordinal in the file's layout;
+// the reader's blocks are always ordinals, their ids come from the layout).
+func (r *FileReader) blockLen(idx int64) int64 { return r.layout.Block(idx).Length }
+
+// blockID is the id of block idx.
+func (r *FileReader) blockID(idx int64) int64 { return r.layout.Block(idx).ID }
 
 func (r *FileReader) errf(op string, code codes.Code, kind error, format string, a ...any) error {
 	return &Error{Op: op, Path: r.path, Code: code, Message: fmt.Sprintf(format, a...), kind: kind}
@@ -113,20 +119,20 @@ func (r *FileReader) Read(p []byte) (int, error) {
 // ensureCur makes r.cur the reader of the block holding r.pos and returns
 // the file offset where that block ends.
 func (r *FileReader) ensureCur() (int64, error) {
-	bs := r.info.GetBlockSizeBytes()
-	idx := r.pos / bs
+	idx := r.layout.Find(r.pos)
+	b := r.layout.Block(idx)
 	if r.cur != nil && (r.cur.idx != idx || r.cur.pos != r.pos) {
 		r.cur.close()
 		r.cur = nil
 	}
 	if r.cur == nil {
-		bsm, err := r.openStream(idx, r.pos-idx*bs)
+		bsm, err := r.openStream(idx, r.pos-b.Offset)
 		if err != nil {
 			return 0, err
 		}
 		r.cur = bsm
 	}
-	return idx*bs + r.blockLen(idx), nil
+	return b.Offset + b.Length, nil
 }
 
 // afterRead closes the block reader at the block's end or on error; io.EOF
@@ -242,14 +248,14 @@ func (r *FileReader) ReadAt(p []byte, off int64) (int, error) {
 		}
 		return 0, io.EOF
 	}
-	bs := r.info.GetBlockSizeBytes()
 	n := 0
 	want := min(int64(len(p)), length-off)
 	for int64(n) < want {
 		at := off + int64(n)
-		idx := at / bs
-		inBlock := at - idx*bs
-		c := min(want-int64(n), r.blockLen(idx)-inBlock)
+		idx := r.layout.Find(at)
+		b := r.layout.Block(idx)
+		inBlock := at - b.Offset
+		c := min(want-int64(n), b.Length-inBlock)
 		if err := r.readRange(idx, inBlock, p[n:n+int(c)]); err != nil {
 			return n, err
 		}
@@ -295,7 +301,7 @@ func (r *FileReader) blockLocations(idx int64, fresh bool) ([]*api.BlockLocation
 	locs, ok := r.locs[idx]
 	r.mu.Unlock()
 	if !ok || fresh {
-		id := api.BlockID(r.info.GetFileId(), idx)
+		id := r.blockID(idx)
 		var resp *api.GetBlockInfoResponse
 		err := r.c.call(r.ctx, "read", r.path, true, func(ctx context.Context) (err error) {
 			resp, err = r.c.blocks.GetBlockInfo(ctx, &api.GetBlockInfoRequest{BlockId: id})
@@ -335,7 +341,7 @@ func (r *FileReader) ufsSource(idx int64) *api.UfsBlockSource {
 	}
 	return &api.UfsBlockSource{
 		MountId: r.info.GetMountId(), UfsPath: r.info.GetUfsPath(),
-		Offset: idx * r.info.GetBlockSizeBytes(), Length: r.blockLen(idx),
+		Offset: r.layout.Block(idx).Offset, Length: r.blockLen(idx),
 		UfsFingerprint: r.info.GetUfsFingerprint(),
 	}
 }
@@ -398,7 +404,7 @@ func (r *FileReader) viaUFS(idx, off, n int64, src *api.UfsBlockSource) (*blockS
 	exclude := map[string]bool{}
 	var lastErr error
 	for try := 0; try < 3; try++ {
-		wi, err := r.c.pickWorker(r.ctx, api.BlockID(r.info.GetFileId(), idx), src.GetLength(), exclude)
+		wi, err := r.c.pickWorker(r.ctx, r.blockID(idx), src.GetLength(), exclude)
 		if err != nil {
 			if lastErr != nil {
 				return nil, lastErr
@@ -419,7 +425,7 @@ func (r *FileReader) viaUFS(idx, off, n int64, src *api.UfsBlockSource) (*blockS
 }
 
 func (r *FileReader) lostErr(idx int64, cause error) error {
-	msg := fmt.Sprintf("block %d (index %d) has no cached copy and the file is not persisted to the UFS", api.BlockID(r.info.GetFileId(), idx), idx)
+	msg := fmt.Sprintf("block %d (index %d) has no cached copy and the file is not persisted to the UFS", r.blockID(idx), idx)
 	if cause != nil {
 		msg += fmt.Sprintf(" (last error: %v)", cause)
 	}
@@ -499,7 +505,7 @@ func (r *FileReader) newStream(idx, off, n int64, l *api.BlockLocation, src *api
 	if l != nil {
 		addr = workerAddr(l.GetAddress())
 	} else {
-		wi, err := r.c.pickWorker(r.ctx, api.BlockID(r.info.GetFileId(), idx), src.GetLength(), nil)
+		wi, err := r.c.pickWorker(r.ctx, r.blockID(idx), src.GetLength(), nil)
 		if err != nil {
 			return nil, wrapErr("read", r.path, err)
 		}
@@ -510,13 +516,13 @@ func (r *FileReader) newStream(idx, off, n int64, l *api.BlockLocation, src *api
 		return nil, wrapErr("read", r.path, err)
 	}
 	ctx, cancel := context.WithCancel(r.ctx)
-	id := api.BlockID(r.info.GetFileId(), idx)
+	id := r.blockID(idx)
 	st, err := bw.ReadBlock(ctx, &api.ReadBlockRequest{BlockId: id, Offset: off, Length: n, Ufs: src, ReadType: r.rt})
 	if err != nil {
 		cancel()
 		return nil, wrapErr("read", r.path, err)
 	}
-	return &blockStream{idx: idx, id: id, pos: idx*r.info.GetBlockSizeBytes() + off, cancel: cancel, st: st}, nil
+	return &blockStream{idx: idx, id: id, pos: r.layout.Block(idx).Offset + off, cancel: cancel, st: st}, nil
 }
 
 // fill receives the next chunk into ref.
@@ -592,7 +598,7 @@ func (r *FileReader) openLease(idx int64, l *api.BlockLocation) (*localBlock, er
 	if err != nil {
 		return nil, err
 	}
-	resp, err := bw.OpenLocalBlock(r.ctx, &api.OpenLocalBlockRequest{BlockId: api.BlockID(r.info.GetFileId(), idx)})
+	resp, err := bw.OpenLocalBlock(r.ctx, &api.OpenLocalBlockRequest{BlockId: r.blockID(idx)})
 	if err != nil {
 		return nil, wrapErr("read", r.path, err)
 	}
@@ -616,7 +622,7 @@ func (r *FileReader) openLocal(idx, off, n int64, l *api.BlockLocation) (*blockS
 	if err != nil {
 		return nil, err
 	}
-	return &blockStream{idx: idx, id: api.BlockID(r.info.GetFileId(), idx), pos: idx*r.info.GetBlockSizeBytes() + off,
+	return &blockStream{idx: idx, id: r.blockID(idx), pos: r.layout.Block(idx).Offset + off,
 		local: lb, sec: io.NewSectionReader(lb.f, off, n)}, nil
 }
 

@@ -35,6 +35,14 @@ type CreateOptions struct {
 	// Worker (host:port) caches every block; "" picks a worker on this host
 	// first, else spreads blocks over the workers.
 	Worker string
+	// XAttrs are extended attributes the file is created with (more can
+	// be set as it completes: FileWriter.SetXAttrs).
+	XAttrs map[string][]byte
+	// IfReplaces makes Close (completing the file) conditional on what is
+	// at the path then: -1 nothing, N > 0 file N (as Stat saw it); 0 no
+	// condition. A condition that no longer holds fails Close with
+	// ErrFailedPrecondition (S3's conditional writes).
+	IfReplaces int64
 }
 
 // FileWriter writes a new file. Bytes become visible only when Close
@@ -67,6 +75,16 @@ type FileWriter struct {
 	ufs       api.BlockWorker_WriteUfsFileClient
 	err       error
 	closed    bool
+	xattrs    map[string][]byte // set as the file completes
+	// part: the writer writes one part of a multipart upload (WritePart)
+	// of partLen bytes: its blocks start at block partFirst, and giving up
+	// removes them, never the upload.
+	part      bool
+	partFirst int64
+	partLen   int64
+	// region: a part also written into the upload's UFS file at offset
+	// (AllocateUploadBlocksResponse.in_place).
+	region *api.AllocateUploadBlocksResponse
 }
 
 type blockWriter struct {
@@ -104,6 +122,7 @@ func (c *Client) Create(ctx context.Context, path string, o CreateOptions) (*Fil
 			Path: path, BlockSizeBytes: o.BlockSize, WriteType: wt, Recursive: o.Recursive,
 			Overwrite: o.Overwrite, Mode: o.Mode, ReplicationMin: o.ReplicationMin,
 			ReplicationMax: o.ReplicationMax, Pinned: o.Pinned, Ttl: o.TTL, TtlAction: o.TTLAction,
+			Xattrs: o.XAttrs,
 		})
 		return err
 	})
@@ -131,6 +150,11 @@ func (c *Client) Create(ctx context.Context, path string, o CreateOptions) (*Fil
 	}
 	return w, nil
 }
+
+// SetXAttrs names extended attributes to set as Close completes the file,
+// in the same step (an empty value removes a name): metadata computed from
+// the bytes, such as a digest, changes with them.
+func (w *FileWriter) SetXAttrs(x map[string][]byte) { w.xattrs = x }
 
 // Info returns the file's status as created (or, after Close, completed).
 func (w *FileWriter) Info() *FileInfo { return w.info }
@@ -256,7 +280,13 @@ func (w *FileWriter) openBlock() error {
 	if err != nil {
 		return w.opErr("write block", addr, err)
 	}
-	hdr := &api.WriteBlockHeader{BlockId: id, Tier: w.o.Tier, LengthHint: w.bs, Pinned: w.keep}
+	hint := w.bs
+	if w.part {
+		// Reserve what this block of the part will hold, not a whole
+		// block: parts are often much smaller than blocks.
+		hint = min(w.bs, w.partLen-(w.nblocks-w.partFirst)*w.bs)
+	}
+	hdr := &api.WriteBlockHeader{BlockId: id, Tier: w.o.Tier, LengthHint: hint, Pinned: w.keep}
 	if err := st.Send(&api.WriteBlockRequest{Msg: &api.WriteBlockRequest_Header{Header: hdr}}); err != nil {
 		_, rerr := st.CloseAndRecv()
 		return w.opErr("write block", addr, firstErr(rerr, err))
@@ -295,7 +325,11 @@ func (w *FileWriter) finishBlock() error {
 }
 
 func (w *FileWriter) openUFS() error {
-	addr, bw, err := w.worker(w.ctx, w.info.GetFileId(), 0)
+	key := w.info.GetFileId()
+	if w.region != nil {
+		key = api.BlockID(w.info.GetFileId(), w.partFirst) // spread the parts
+	}
+	addr, bw, err := w.worker(w.ctx, key, 0)
 	if err != nil {
 		return err
 	}
@@ -306,12 +340,34 @@ func (w *FileWriter) openUFS() error {
 	hdr := &api.WriteUfsFileHeader{MountId: w.info.GetMountId(), UfsPath: w.info.GetUfsPath(),
 		Overwrite: w.o.Overwrite, Mode: w.info.GetMode(), CreateParent: true,
 		FileId: w.info.GetFileId()}
+	if r := w.region; r != nil {
+		hdr.MountId, hdr.UfsPath, hdr.InPlace, hdr.Offset = r.GetMountId(), r.GetUfsPath(), true, r.GetUfsOffset()
+	}
 	if err := st.Send(&api.WriteUfsFileRequest{Msg: &api.WriteUfsFileRequest_Header{Header: hdr}}); err != nil {
 		_, rerr := st.CloseAndRecv()
 		return w.opErr("write ufs", w.info.GetUfsPath(), firstErr(rerr, err))
 	}
 	w.ufs = st
 	return nil
+}
+
+// finishUFS ends the stream of bytes to the UFS and returns the file's
+// fingerprint ("" for a part written in place).
+func (w *FileWriter) finishUFS() (string, error) {
+	if w.ufs == nil {
+		if err := w.openUFS(); err != nil {
+			return "", err
+		}
+	}
+	resp, err := w.ufs.CloseAndRecv()
+	if err != nil {
+		return "", w.opErr("write ufs", w.info.GetUfsPath(), err)
+	}
+	if resp.GetLength() != w.pos {
+		return "", &Error{Op: "write", Path: w.path, Code: codes.DataLoss, kind: ErrInternal,
+			Message: fmt.Sprintf("the UFS file %s has %d bytes, sent %d", w.info.GetUfsPath(), resp.GetLength(), w.pos)}
+	}
+	return resp.GetUfsFingerprint(), nil
 }
 
 // Close finishes the last block, the UFS copy, and completes the file.
@@ -327,25 +383,12 @@ func (w *FileWriter) Close() error {
 	}
 	var fp string
 	if err == nil && w.through {
-		if w.ufs == nil {
-			err = w.openUFS()
-		}
-		if err == nil {
-			var resp *api.WriteUfsFileResponse
-			resp, err = w.ufs.CloseAndRecv()
-			if err != nil {
-				err = w.opErr("write ufs", w.info.GetUfsPath(), err)
-			} else if resp.GetLength() != w.pos {
-				err = &Error{Op: "write", Path: w.path, Code: codes.DataLoss, kind: ErrInternal,
-					Message: fmt.Sprintf("the UFS file %s has %d bytes, sent %d", w.info.GetUfsPath(), resp.GetLength(), w.pos)}
-			}
-			fp = resp.GetUfsFingerprint()
-		}
+		fp, err = w.finishUFS()
 	}
 	if err == nil {
 		var resp *api.CompleteFileResponse
 		err = w.c.call(w.ctx, "write", w.path, false, func(ctx context.Context) (err error) {
-			resp, err = w.c.fs.CompleteFile(ctx, &api.CompleteFileRequest{Path: w.path, Length: w.pos, UfsFingerprint: fp, FileId: w.info.GetFileId()})
+			resp, err = w.c.fs.CompleteFile(ctx, &api.CompleteFileRequest{Path: w.path, Length: w.pos, UfsFingerprint: fp, FileId: w.info.GetFileId(), Xattrs: w.xattrs, IfReplaces: w.o.IfReplaces})
 			return err
 		})
 		if err == nil {
@@ -373,10 +416,8 @@ func (w *FileWriter) Abort() {
 	w.abort()
 }
 
-// abort cancels the streams (the workers drop the temp block and the UFS
-// temp file), removes committed blocks, and deletes the incomplete file.
-func (w *FileWriter) abort() {
-	w.cancel()
+// removeBlocks removes the blocks written so far from their workers.
+func (w *FileWriter) removeBlocks() {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), 10*time.Second)
 	defer cancel()
 	for _, b := range w.written {
@@ -384,6 +425,18 @@ func (w *FileWriter) abort() {
 			_, _ = bw.RemoveBlock(ctx, &api.RemoveBlockRequest{BlockId: b.id})
 		}
 	}
+}
+
+// abort cancels the streams (the workers drop the temp block and the UFS
+// temp file), removes committed blocks, and deletes the incomplete file.
+func (w *FileWriter) abort() {
+	w.cancel()
+	w.removeBlocks()
+	if w.part {
+		return // the upload stays; only this part's blocks go
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), 10*time.Second)
+	defer cancel()
 	// Only our own incomplete file (by its id: a concurrent writer may own
 	// the path now); an overwrite written aside is dropped the same way and
 	// the path keeps the file it had.

@@ -340,6 +340,96 @@ func syncDir(root, rel string) {
 	}
 }
 
+// regionWriter writes a region of a file in place (RegionWriter).
+type regionWriter struct {
+	l    *Local
+	rel  string
+	f    *os.File
+	off  int64
+	done bool
+}
+
+// WriteRegion implements RegionWriter.
+func (l *Local) WriteRegion(_ context.Context, p string, offset int64, mode uint32) (Writer, error) {
+	r, err := l.rel(p)
+	if err != nil {
+		return nil, err
+	}
+	if r == "." {
+		return nil, l.wrap("write region", p, syscall.EISDIR)
+	}
+	if offset < 0 {
+		return nil, fmt.Errorf("write region %s: negative offset %d", l.URI(r), offset)
+	}
+	m := fs.FileMode(mode)
+	if m == 0 {
+		m = 0o644
+	}
+	f, err := l.openFile(r, os.O_WRONLY|os.O_CREATE, m)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = l.root.MkdirAll(path.Dir(r), 0o755); err == nil {
+			f, err = l.openFile(r, os.O_WRONLY|os.O_CREATE, m)
+		}
+	}
+	if err != nil {
+		return nil, l.wrap("write region", p, err)
+	}
+	return &regionWriter{l: l, rel: r, f: f, off: offset}, nil
+}
+
+func (w *regionWriter) Write(b []byte) (int, error) {
+	n, err := w.f.WriteAt(b, w.off)
+	w.off += int64(n)
+	return n, err
+}
+
+func (w *regionWriter) Commit() (FileStatus, error) {
+	if w.done {
+		return FileStatus{}, fmt.Errorf("commit %s: writer already closed", w.l.URI(w.rel))
+	}
+	w.done = true
+	err := w.f.Sync()
+	var fi fs.FileInfo
+	if err == nil {
+		fi, err = w.f.Stat()
+	}
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return FileStatus{}, w.l.wrap("commit", w.rel, err)
+	}
+	return statusOf(path.Base(w.rel), fi), nil
+}
+
+func (w *regionWriter) Abort() error {
+	if w.done {
+		return nil
+	}
+	w.done = true
+	return w.f.Close()
+}
+
+// Truncate implements RegionWriter.
+func (l *Local) Truncate(_ context.Context, p string, size int64) error {
+	r, err := l.rel(p)
+	if err != nil {
+		return err
+	}
+	f, err := l.openFile(r, os.O_WRONLY, 0)
+	if err != nil {
+		return l.wrap("truncate", p, err)
+	}
+	err = f.Truncate(size)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return l.wrap("truncate", p, err)
+}
+
 // Mkdirs implements FileSystem.
 func (l *Local) Mkdirs(_ context.Context, p string) error {
 	r, err := l.rel(p)

@@ -125,6 +125,18 @@ func IsTemp(name string) bool { return strings.HasPrefix(name, tempPrefix) }
 // "overwrite-42"): hidden from listings, like a Writer's own.
 func TempName(purpose string) string { return tempPrefix + purpose }
 
+// RegionWriter is implemented by file systems that write a region of a
+// file in place (a local directory): each part of a multipart upload goes
+// straight to its offset in the file that becomes the object.
+type RegionWriter interface {
+	// WriteRegion returns a Writer of path from offset: the file is made
+	// (and its parents) when missing and never truncated; Commit fsyncs
+	// it and returns its status; Abort leaves what was written.
+	WriteRegion(ctx context.Context, path string, offset int64, mode uint32) (Writer, error)
+	// Truncate cuts the file path to size bytes and fsyncs it.
+	Truncate(ctx context.Context, path string, size int64) error
+}
+
 // Replacer is implemented by file systems that can move a file onto
 // another in one step: a reader of dst sees the old bytes or the new ones,
 // never neither.

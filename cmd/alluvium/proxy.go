@@ -33,9 +33,11 @@ When the cluster has a token, REST calls need "Authorization: Bearer <token>"
 
 S3 (proxy.s3-port, 39998; P+7), path-style, and under /api/v1/s3/ on the REST
 port: a bucket is a top-level directory, a key the path below it. Requests are
-signed with AWS Signature V4: the access key names the user, the secret is the
-cluster token (or the key's entry in proxy.s3.users). Multipart parts and
-object metadata are kept in proxy.s3.staging-dir (default <home>/proxy).
+signed with AWS Signature V4: the access key names a user of security.users
+and the secret is that user's token (the cluster token signs as the gateway
+itself, a superuser; proxy.s3.users adds keys that do too). The gateway keeps
+nothing of its own: object metadata and multipart uploads live in the FS
+master, so several proxies can serve the same buckets.
 
 The FS master and job masters are found from --master/--job-master,
 ALLUVIUM_MASTER/ALLUVIUM_JOB_MASTER, or the config file.`,

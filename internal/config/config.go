@@ -143,7 +143,16 @@ type FSMasterConfig struct {
 	// UFSSyncInterval: a directory listed this long after its last sync
 	// with the UFS is synced again (new, changed, vanished entries); 0:
 	// only when a call asks (ls --sync, load jobs).
-	UFSSyncInterval time.Duration `mapstructure:"ufs-sync-interval"`
+	UFSSyncInterval time.Duration   `mapstructure:"ufs-sync-interval"`
+	Multipart       MultipartConfig `mapstructure:"multipart"`
+}
+
+// MultipartConfig bounds multipart uploads (S3's) in the FS master.
+type MultipartConfig struct {
+	// MaxStagedBytes bounds the bytes one user has in parts of uploads
+	// neither completed nor aborted (0: no bound; superusers are not
+	// bounded).
+	MaxStagedBytes int64 `mapstructure:"max-staged-bytes"`
 }
 
 // PersistConfig tunes how the FS master persists ASYNC_THROUGH files.
@@ -361,7 +370,7 @@ type ProxyS3Config struct {
 	// nor users, requests are not authenticated.
 	Users           map[string]string `mapstructure:"users"`
 	Region          string            `mapstructure:"region"`
-	StagingDir      string            `mapstructure:"staging-dir"` // default <home>/proxy
+	StagingDir      string            `mapstructure:"staging-dir"` // unused (metadata and uploads are in the FS master); kept so older configs load
 	WriteType       string            `mapstructure:"write-type"`  // "": the FS master's default
 	MultipartExpiry time.Duration     `mapstructure:"multipart-expiry"`
 }
@@ -439,6 +448,7 @@ func Default() map[string]any {
 		"fsmaster.persist.delay":                     time.Second,
 		"fsmaster.ttl-check-interval":                time.Minute,
 		"fsmaster.ufs-sync-interval":                 time.Duration(0),
+		"fsmaster.multipart.max-staged-bytes":        int64(100 << 30),
 		"fsmaster.persist.max-backoff":               10 * time.Minute,
 		"fsmaster.persist.batch-size":                1000,
 		"worker.role":                                "all",

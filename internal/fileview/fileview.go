@@ -76,10 +76,17 @@ func FromInfo(fi *api.FileInfo) File {
 		}
 		return j
 	}
-	for _, id := range fi.GetBlockIds() {
-		off := api.BlockIndex(id) * fi.GetBlockSizeBytes()
-		length := min(fi.GetBlockSizeBytes(), fi.GetLength()-off)
-		j.Blocks = append(j.Blocks, Block{ID: id, Offset: off, Length: max(length, 0), Locations: []Location{}})
+	if !fi.GetCompleted() {
+		// Blocks written so far (lengths not final).
+		for _, id := range fi.GetBlockIds() {
+			j.Blocks = append(j.Blocks, Block{ID: id, Offset: api.BlockIndex(id) * fi.GetBlockSizeBytes(), Locations: []Location{}})
+		}
+		return j
+	}
+	l := api.LayoutOf(fi)
+	for i := range l.Count() {
+		b := l.Block(i)
+		j.Blocks = append(j.Blocks, Block{ID: b.ID, Offset: b.Offset, Length: b.Length, Locations: []Location{}})
 	}
 	return j
 }

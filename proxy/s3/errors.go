@@ -35,6 +35,16 @@ func errNoSuchKey(k string) *apiError {
 func errNoSuchUpload(id string) *apiError {
 	return errorf("NoSuchUpload", http.StatusNotFound, "the multipart upload %q does not exist (completed, aborted or expired)", id)
 }
+
+// errNoSuchBucketOrKey is the error of a write whose directory went away:
+// NoSuchBucket (the usual cause: the bucket was deleted meanwhile).
+func errNoSuchBucketOrKey(bucket string, err error) *apiError {
+	return errorf("NoSuchBucket", http.StatusNotFound, "the bucket %q (or the directory the object was written in) was deleted while the object was written: %v", bucket, err)
+}
+
+func errNoSuchVersion(v string) *apiError {
+	return errorf("NoSuchVersion", http.StatusNotFound, "the version %q does not exist: buckets are not versioned, every object's only version is \"null\"", v)
+}
 func errInvalidArgument(format string, a ...any) *apiError {
 	return errorf("InvalidArgument", http.StatusBadRequest, format, a...)
 }

@@ -12,13 +12,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -32,7 +31,6 @@ import (
 type Config struct {
 	Creds           sigv4.Credentials
 	Region          string        // reported by GetBucketLocation
-	StagingDir      string        // multipart parts and object metadata
 	WriteType       api.WriteType // of objects written (UNSPECIFIED: the FS master's default)
 	MultipartExpiry time.Duration // uploads left this long are removed
 	// Observe, when set, is called after each request with the operation,
@@ -50,15 +48,14 @@ type Gateway struct {
 	cfg Config
 	log *zap.Logger
 
-	meta *metaStore
-	mp   *multipartStore
-
 	stopOnce sync.Once
 	stop     chan struct{}
 	wg       sync.WaitGroup
 }
 
-// New opens the gateway's staging dir (creating it) and its metadata.
+// New returns a gateway over the cluster c reaches. It keeps nothing of
+// its own: objects, their metadata and multipart uploads are in the
+// cluster, so any number of gateways serve the same buckets.
 func New(c *sdk.Client, cfg Config, log *zap.Logger) (*Gateway, error) {
 	if cfg.Creds == nil {
 		cfg.Creds = sigv4.Static{}
@@ -69,22 +66,12 @@ func New(c *sdk.Client, cfg Config, log *zap.Logger) (*Gateway, error) {
 	if cfg.MultipartExpiry <= 0 {
 		cfg.MultipartExpiry = 24 * time.Hour
 	}
-	if err := os.MkdirAll(cfg.StagingDir, 0o700); err != nil {
-		return nil, fmt.Errorf("s3 staging dir %s: %w", cfg.StagingDir, err)
-	}
-	meta, err := openMetaStore(cfg.StagingDir, log)
-	if err != nil {
-		return nil, err
-	}
-	mp, err := openMultipartStore(cfg.StagingDir)
-	if err != nil {
-		meta.close()
-		return nil, err
-	}
-	return &Gateway{c: c, cfg: cfg, log: log, meta: meta, mp: mp, stop: make(chan struct{})}, nil
+	return &Gateway{c: c, cfg: cfg, log: log, stop: make(chan struct{})}, nil
 }
 
-// Start runs the janitor that removes expired multipart uploads.
+// Start runs the janitor that aborts multipart uploads left for longer
+// than the expiry (every gateway runs one: an upload aborted twice is
+// aborted once).
 func (g *Gateway) Start(ctx context.Context) {
 	g.wg.Add(1)
 	go func() {
@@ -93,8 +80,12 @@ func (g *Gateway) Start(ctx context.Context) {
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
-			if n := g.mp.expire(time.Now().Add(-g.cfg.MultipartExpiry)); n > 0 {
-				g.log.Info("removed expired multipart uploads", zap.Int("uploads", n), zap.Duration("expiry", g.cfg.MultipartExpiry))
+			n, err := g.expireUploads(ctx, time.Now().Add(-g.cfg.MultipartExpiry))
+			if n > 0 {
+				g.log.Info("aborted expired multipart uploads", zap.Int("uploads", n), zap.Duration("expiry", g.cfg.MultipartExpiry))
+			}
+			if err != nil && ctx.Err() == nil {
+				g.log.Debug("listing multipart uploads to expire", zap.Error(err))
 			}
 			select {
 			case <-t.C:
@@ -107,11 +98,11 @@ func (g *Gateway) Start(ctx context.Context) {
 	}()
 }
 
-// Close stops the janitor and flushes the metadata.
+// Close stops the janitor.
 func (g *Gateway) Close() error {
 	g.stopOnce.Do(func() { close(g.stop) })
 	g.wg.Wait()
-	return g.meta.close()
+	return nil
 }
 
 // request is one S3 call in flight.
@@ -122,6 +113,12 @@ type request struct {
 	bucket string
 	key    string
 	auth   *sigv4.Auth
+	// user is the cluster user the request acts for ("": the gateway's own
+	// identity, a superuser); sys is the request's context as the gateway
+	// itself, for the few steps it takes on a user's behalf (creating a
+	// bucket owned by the user, listing the user's buckets).
+	user   string
+	sys    context.Context
 	id     string
 	op     string
 	status int
@@ -196,8 +193,10 @@ func (g *Gateway) Handler(prefix string) http.Handler {
 			return
 		}
 		req.auth = a
+		req.sys = r.Context()
 		if g.cfg.ActAs != nil {
 			if u := g.cfg.ActAs(a.AccessKey); u != "" {
+				req.user = u
 				req.r = r.WithContext(sdk.AsUser(r.Context(), u))
 			}
 		}
@@ -219,6 +218,12 @@ func (q *request) fail(err error, notFound *apiError) {
 	} else {
 		q.g.log.Debug("s3 request refused", zap.String("op", q.op), zap.String("bucket", q.bucket), zap.String("key", q.key), zap.String("code", ae.Code), zap.String("error", ae.Message))
 	}
+	if q.r.ContentLength != 0 && strings.EqualFold(q.r.Header.Get("Expect"), "100-continue") {
+		// The client may not have sent the body it offered (no 100
+		// Continue went out): what follows on this connection is not
+		// known to be a request, so it ends here.
+		q.w.Header().Set("Connection", "close")
+	}
 	if q.r.Method == http.MethodHead {
 		q.w.Header().Set("x-amz-error-code", ae.Code)
 		q.w.WriteHeader(ae.Status)
@@ -235,19 +240,29 @@ func (q *request) has(name string) bool {
 }
 
 // unsupported are subresources the gateway does not implement.
-var unsupported = []string{"tagging", "retention", "legal-hold", "torrent", "restore", "select", "attributes",
+var unsupported = []string{"tagging", "retention", "legal-hold", "torrent", "restore", "select",
 	"policy", "cors", "lifecycle", "encryption", "website", "logging", "notification", "replication",
 	"requestPayment", "accelerate", "object-lock", "ownershipControls", "publicAccessBlock", "analytics",
-	"metrics", "inventory", "intelligent-tiering", "versions", "policyStatus", "versionId"}
+	"metrics", "inventory", "intelligent-tiering", "policyStatus"}
 
 func (q *request) dispatch() {
 	m := q.r.Method
 	for _, s := range unsupported {
-		if q.has(s) && !(s == "versionId" && (m == http.MethodGet || m == http.MethodHead || m == http.MethodDelete) && q.r.URL.Query().Get("versionId") == "null") {
+		if q.has(s) {
 			q.op = strings.ToLower(m) + "-" + s
 			q.fail(errNotImplemented("?"+s), nil)
 			return
 		}
+	}
+	if v, ok := q.r.URL.Query()["versionId"]; ok && (len(v) != 1 || v[0] != nullVersion) {
+		// Every object has one version, "null".
+		q.op = strings.ToLower(m) + "-versionId"
+		if m == http.MethodPut || m == http.MethodPost {
+			q.fail(errNotImplemented("versionId on "+m), nil)
+		} else {
+			q.fail(errNoSuchVersion(strings.Join(v, ",")), nil)
+		}
+		return
 	}
 	switch {
 	case q.bucket == "":
@@ -260,7 +275,7 @@ func (q *request) dispatch() {
 		switch {
 		case m == http.MethodPut && q.has("acl"):
 			q.op = "PutBucketAcl"
-			q.fail(errNotImplemented("PutBucketAcl"), nil)
+			q.putACL()
 		case m == http.MethodPut && q.has("versioning"):
 			q.op = "PutBucketVersioning"
 			q.fail(errNotImplemented("bucket versioning"), nil)
@@ -285,6 +300,9 @@ func (q *request) dispatch() {
 		case m == http.MethodGet && q.has("uploads"):
 			q.op = "ListMultipartUploads"
 			q.listUploads()
+		case m == http.MethodGet && q.has("versions"):
+			q.op = "ListObjectVersions"
+			q.listObjectVersions()
 		case m == http.MethodGet && q.r.URL.Query().Get("list-type") == "2":
 			q.op = "ListObjectsV2"
 			q.listObjects(2)
@@ -310,7 +328,7 @@ func (q *request) dispatch() {
 			q.uploadPart()
 		case m == http.MethodPut && q.has("acl"):
 			q.op = "PutObjectAcl"
-			q.fail(errNotImplemented("PutObjectAcl"), nil)
+			q.putACL()
 		case m == http.MethodPut && q.r.Header.Get("X-Amz-Copy-Source") != "":
 			q.op = "CopyObject"
 			q.copyObject()
@@ -323,6 +341,9 @@ func (q *request) dispatch() {
 		case m == http.MethodGet && q.has("acl"):
 			q.op = "GetObjectAcl"
 			q.getACL()
+		case m == http.MethodGet && q.has("attributes"):
+			q.op = "GetObjectAttributes"
+			q.getObjectAttributes()
 		case m == http.MethodGet || m == http.MethodHead:
 			q.op = "GetObject"
 			if m == http.MethodHead {
@@ -380,6 +401,13 @@ func objectPath(bucket, key string) (p string, dir bool, err *apiError) {
 	if len(key) > maxKeyLength {
 		return "", false, errorf("KeyTooLongError", http.StatusBadRequest, "the key is %d bytes; the limit is %d", len(key), maxKeyLength)
 	}
+	for _, r := range key {
+		// Control characters (C0, DEL, C1) cannot be in an XML listing
+		// and make poor file names; invalid UTF-8 is no key at all.
+		if r < 0x20 || r >= 0x7f && r <= 0x9f || r == utf8.RuneError && !utf8.ValidString(key) {
+			return "", false, errorf("InvalidURI", http.StatusBadRequest, "Couldn't parse the specified URI.")
+		}
+	}
 	dir = strings.HasSuffix(key, "/")
 	k := strings.TrimSuffix(key, "/")
 	if k == "" {
@@ -422,6 +450,20 @@ func (q *request) checkBucket() *apiError {
 	}
 	if !info.GetFolder() {
 		return errNoSuchBucket(q.bucket)
+	}
+	return nil
+}
+
+// checkBucketAccess is checkBucket that also needs the caller to be able
+// to reach into the bucket (execute on its directory): HeadBucket of a
+// bucket one may not use answers 403, as S3 does.
+func (q *request) checkBucketAccess() *apiError {
+	if aerr := q.checkBucket(); aerr != nil {
+		return aerr
+	}
+	bp, _ := q.bucketPath()
+	if err := q.g.c.CheckAccess(q.r.Context(), bp, 1); err != nil {
+		return toAPIError(err, errNoSuchBucket(q.bucket))
 	}
 	return nil
 }

@@ -147,7 +147,7 @@ func (wk *walker) walk(dir, kp string) (children int, err error) {
 		}
 		return nil
 	}
-	for info, lerr := range wk.c.ListFrom(wk.ctx, dir, sdk.ListFromOptions{After: pred(start), PageSize: 1000}) {
+	for info, lerr := range wk.c.ListFrom(wk.ctx, dir, sdk.ListFromOptions{After: pred(start), PageSize: 1000, XAttrs: []string{xattrMeta}}) {
 		if lerr != nil {
 			return children, lerr
 		}
@@ -268,7 +268,7 @@ type listBucketResult struct {
 	Marker                *string        `xml:"Marker,omitempty"`
 	NextMarker            string         `xml:"NextMarker,omitempty"`
 	StartAfter            string         `xml:"StartAfter,omitempty"`
-	ContinuationToken     string         `xml:"ContinuationToken,omitempty"`
+	ContinuationToken     *string        `xml:"ContinuationToken"`
 	NextContinuationToken string         `xml:"NextContinuationToken,omitempty"`
 	KeyCount              *int           `xml:"KeyCount,omitempty"`
 	MaxKeys               int            `xml:"MaxKeys"`
@@ -295,92 +295,121 @@ type commonPrefix struct {
 // emptyETag is the MD5 of no bytes: the ETag of a directory marker.
 const emptyETag = "d41d8cd98f00b204e9800998ecf8427e"
 
-// s3URLEncode encodes a key for encoding-type=url as S3 does: like a
-// query value, but '/' stays.
+// s3URLEncode encodes a key for encoding-type=url as S3 does: percent
+// encoding as in a URL's path (a space is %20, '+' is %2B), '/' kept.
 func s3URLEncode(s string) string {
-	return strings.ReplaceAll(url.QueryEscape(s), "%2F", "/")
+	e := strings.ReplaceAll(url.QueryEscape(s), "+", "%20")
+	return strings.ReplaceAll(e, "%2F", "/")
 }
 
-func (q *request) listObjects(version int) {
-	v := q.r.URL.Query()
+// listParams reads what every listing takes: prefix, delimiter, max-keys
+// and encoding-type (and returns the key encoder it asks for).
+func listParams(v url.Values) (listQuery, string, func(string) string, *apiError) {
 	lq := listQuery{prefix: v.Get("prefix"), delim: v.Get("delimiter"), maxKeys: 1000}
 	if s := v.Get("max-keys"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 {
-			q.fail(errInvalidArgument("max-keys %q: want a number from 0 to 1000", s), nil)
-			return
+			return lq, "", nil, errInvalidArgument("max-keys %q: want a number from 0 to 1000", s)
 		}
 		lq.maxKeys = min(n, 1000)
 	}
 	enc := v.Get("encoding-type")
 	if enc != "" && enc != "url" {
-		q.fail(errInvalidArgument("encoding-type %q: only url is supported", enc), nil)
-		return
+		return lq, "", nil, errInvalidArgument("encoding-type %q: only url is supported", enc)
 	}
-	res := listBucketResult{NS: xmlNS, Name: q.bucket, MaxKeys: lq.maxKeys, EncodingType: enc}
 	encode := func(s string) string {
 		if enc == "url" {
 			return s3URLEncode(s)
 		}
 		return s
 	}
-	res.Prefix, res.Delimiter = encode(lq.prefix), encode(lq.delim)
+	return lq, enc, encode, nil
+}
+
+// listPage runs a listing (none for max-keys 0, but the bucket must exist).
+func (q *request) listPage(lq listQuery) ([]entry, bool, *apiError) {
+	if lq.maxKeys == 0 {
+		// Nothing to list, but only for someone who may list it.
+		if aerr := q.checkBucket(); aerr != nil {
+			return nil, false, aerr
+		}
+		bp, _ := q.bucketPath()
+		if err := q.g.c.CheckAccess(q.r.Context(), bp, 5); err != nil {
+			return nil, false, toAPIError(err, errNoSuchBucket(q.bucket))
+		}
+		return nil, false, nil
+	}
+	return q.list(lq)
+}
+
+// etags returns the ETag (quoted) of each listed object ("" for a common
+// prefix).
+func (q *request) etags(entries []entry) []string {
+	out := make([]string, len(entries))
+	for i, e := range entries {
+		if !e.prefix {
+			etag, _ := etagOf(e.info)
+			out[i] = `"` + etag + `"`
+		}
+	}
+	return out
+}
+
+func (q *request) listObjects(version int) {
+	v := q.r.URL.Query()
+	lq, enc, encode, aerr := listParams(v)
+	if aerr != nil {
+		q.fail(aerr, nil)
+		return
+	}
+	res := listBucketResult{NS: xmlNS, Name: q.bucket, MaxKeys: lq.maxKeys, EncodingType: enc}
+	// V1 echoes the prefix as sent, V2 encoded (botocore decodes exactly
+	// these fields).
+	res.Prefix, res.Delimiter = lq.prefix, encode(lq.delim)
 	if version == 2 {
+		res.Prefix = encode(lq.prefix)
 		lq.after = v.Get("start-after")
 		res.StartAfter = encode(lq.after)
-		if tok := v.Get("continuation-token"); tok != "" {
+		if _, ok := v["continuation-token"]; ok {
+			// Echoed as sent, even empty (which starts at the beginning).
+			tok := v.Get("continuation-token")
 			b, err := base64.RawURLEncoding.DecodeString(tok)
 			if err != nil {
 				q.fail(errInvalidArgument("the continuation token %q is not valid", tok), nil)
 				return
 			}
-			lq.after = string(b)
-			res.ContinuationToken = tok
+			if tok != "" {
+				lq.after = string(b)
+			}
+			res.ContinuationToken = &tok
 		}
 	} else {
 		lq.after = v.Get("marker")
 		m := encode(lq.after)
 		res.Marker = &m
 	}
-	var entries []entry
-	var truncated bool
-	if lq.maxKeys > 0 {
-		var aerr *apiError
-		entries, truncated, aerr = q.list(lq)
-		if aerr != nil {
-			q.fail(aerr, nil)
-			return
-		}
-	} else if aerr := q.checkBucket(); aerr != nil {
+	entries, truncated, aerr := q.listPage(lq)
+	if aerr != nil {
 		q.fail(aerr, nil)
 		return
 	}
 	res.IsTruncated = truncated
 	fetchOwner := version == 1 || v.Get("fetch-owner") == "true"
-	bp, _ := q.bucketPath()
-	q.g.meta.view(func(lookup func(string) *objMeta) {
-		for _, e := range entries {
-			if e.prefix {
-				res.CommonPrefixes = append(res.CommonPrefixes, commonPrefix{Prefix: encode(e.key)})
-				continue
-			}
-			o := object{Key: encode(e.key), LastModified: isoTime(e.info.GetLastModificationTimeMs()), StorageClass: "STANDARD"}
-			if e.info.GetFolder() {
-				o.ETag = `"` + emptyETag + `"`
-			} else {
-				o.Size = e.info.GetLength()
-				etag := fallbackETag(e.info)
-				if m := lookup(bp + "/" + e.key); m.matches(e.info) && m.ETag != "" {
-					etag = m.ETag
-				}
-				o.ETag = `"` + etag + `"`
-			}
-			if fetchOwner {
-				o.Owner = &owner{ID: e.info.GetOwner(), DisplayName: e.info.GetOwner()}
-			}
-			res.Contents = append(res.Contents, o)
+	etags := q.etags(entries)
+	for i, e := range entries {
+		if e.prefix {
+			res.CommonPrefixes = append(res.CommonPrefixes, commonPrefix{Prefix: encode(e.key)})
+			continue
 		}
-	})
+		o := object{Key: encode(e.key), LastModified: isoTime(e.info.GetLastModificationTimeMs()), StorageClass: "STANDARD", ETag: etags[i]}
+		if !e.info.GetFolder() {
+			o.Size = e.info.GetLength()
+		}
+		if fetchOwner {
+			o.Owner = &owner{ID: e.info.GetOwner(), DisplayName: e.info.GetOwner()}
+		}
+		res.Contents = append(res.Contents, o)
+	}
 	if truncated && len(entries) > 0 {
 		last := entries[len(entries)-1].key
 		if version == 2 {

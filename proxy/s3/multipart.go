@@ -1,192 +1,80 @@
 package s3
 
 import (
+	"context"
 	"crypto/md5"
-	"crypto/rand"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"hash"
+	"hash/crc32"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/proxy/sigv4"
 	"github.com/alluvium/alluvium/sdk"
 )
 
-// Multipart uploads are staged in the gateway's own directory, never in
-// the namespace: <staging>/multipart/<uploadId>/ holds upload.json and,
-// per part, <n>.part (the bytes) and <n>.json (its ETag and size).
-// CompleteMultipartUpload streams the parts, in order, into the object.
+// Multipart uploads live in the FS master (sdk.CreateUpload and friends):
+// an upload is a file written aside, its parts blocks of that file on the
+// block workers, recorded with their ETag and checksum as they complete.
+// Any gateway serves any part, a gateway that dies loses nothing, and
+// CompleteMultipartUpload links the parts' blocks as the object's without
+// moving them (a UFS copy, for write types that have one, is written from
+// them by the worker holding most). The upload id is the upload file's id;
+// the FS master lets only the user who began an upload see or change it.
 
 const (
 	minPartSize = 5 << 20 // every part but the last (S3's rule)
 	maxParts    = 10000
 )
 
-type upload struct {
-	ID        string    `json:"id"`
-	Bucket    string    `json:"bucket"`
-	Key       string    `json:"key"`
-	Initiated time.Time `json:"initiated"`
-	Initiator string    `json:"initiator"`
-	Meta      *objMeta  `json:"meta"`
+// uploadID is the S3 upload id of upload file id.
+func uploadID(fileID int64) string { return strconv.FormatInt(fileID, 16) }
+
+func parseUploadID(s string) (int64, bool) {
+	n, err := strconv.ParseInt(s, 16, 64)
+	return n, err == nil && n > 0 && uploadID(n) == s
 }
 
-type partInfo struct {
-	Number   int       `json:"number"`
-	ETag     string    `json:"etag"`
-	Size     int64     `json:"size"`
-	Modified time.Time `json:"modified"`
+// partTag is what the gateway keeps with a part: its ETag and checksum.
+type partTag struct {
+	ETag     string `json:"e"`
+	Checksum string `json:"c,omitempty"` // base64, of the upload's algorithm
 }
 
-type multipartStore struct {
-	dir   string
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex // per upload: parts, complete and abort do not interleave
+func decodeTag(b []byte) partTag {
+	var t partTag
+	_ = json.Unmarshal(b, &t)
+	return t
 }
 
-func openMultipartStore(staging string) (*multipartStore, error) {
-	dir := filepath.Join(staging, "multipart")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("s3 multipart dir %s: %w", dir, err)
+// upload returns the upload of the request's uploadId (as the caller: the
+// FS master refuses another user's) and its parts.
+func (q *request) upload(p string) (*api.FileInfo, []*api.UploadPart, *apiError) {
+	s := q.r.URL.Query().Get("uploadId")
+	id, ok := parseUploadID(s)
+	if !ok {
+		return nil, nil, errNoSuchUpload(s)
 	}
-	return &multipartStore{dir: dir, locks: map[string]*sync.Mutex{}}, nil
-}
-
-func (s *multipartStore) lock(id string) func() {
-	s.mu.Lock()
-	l := s.locks[id]
-	if l == nil {
-		l = &sync.Mutex{}
-		s.locks[id] = l
-	}
-	s.mu.Unlock()
-	l.Lock()
-	return l.Unlock
-}
-
-func (s *multipartStore) forget(id string) {
-	s.mu.Lock()
-	delete(s.locks, id)
-	s.mu.Unlock()
-}
-
-func validUploadID(id string) bool {
-	if len(id) != 32 {
-		return false
-	}
-	_, err := hex.DecodeString(id)
-	return err == nil
-}
-
-func (s *multipartStore) path(id string, name string) string { return filepath.Join(s.dir, id, name) }
-
-func writeJSONFile(p string, v any) error {
-	b, err := json.Marshal(v)
+	up, parts, err := q.g.c.UploadParts(q.r.Context(), p, id)
 	if err != nil {
-		return err
-	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p)
-}
-
-func (s *multipartStore) create(u *upload) error {
-	if err := os.Mkdir(filepath.Join(s.dir, u.ID), 0o700); err != nil {
-		return err
-	}
-	return writeJSONFile(s.path(u.ID, "upload.json"), u)
-}
-
-// get returns the upload id of bucket/key.
-func (s *multipartStore) get(id, bucket, key string) (*upload, *apiError) {
-	if !validUploadID(id) {
-		return nil, errNoSuchUpload(id)
-	}
-	b, err := os.ReadFile(s.path(id, "upload.json"))
-	if err != nil {
-		return nil, errNoSuchUpload(id)
-	}
-	var u upload
-	if json.Unmarshal(b, &u) != nil || u.Bucket != bucket || u.Key != key {
-		return nil, errNoSuchUpload(id)
-	}
-	return &u, nil
-}
-
-func (s *multipartStore) parts(id string) ([]partInfo, error) {
-	ents, err := os.ReadDir(filepath.Join(s.dir, id))
-	if err != nil {
-		return nil, err
-	}
-	var out []partInfo
-	for _, e := range ents {
-		n, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || n == "upload" {
-			continue
+		if errors.Is(err, sdk.ErrNotFound) {
+			return nil, nil, errNoSuchUpload(s)
 		}
-		if _, err := strconv.Atoi(n); err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(s.dir, id, e.Name()))
-		if err != nil {
-			continue
-		}
-		var p partInfo
-		if json.Unmarshal(b, &p) == nil {
-			out = append(out, p)
-		}
+		return nil, nil, toAPIError(err, nil)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Number < out[j].Number })
-	return out, nil
-}
-
-func (s *multipartStore) remove(id string) error {
-	err := os.RemoveAll(filepath.Join(s.dir, id))
-	s.forget(id)
-	return err
-}
-
-// expire removes uploads initiated before cutoff.
-func (s *multipartStore) expire(cutoff time.Time) int {
-	ents, err := os.ReadDir(s.dir)
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, e := range ents {
-		if !validUploadID(e.Name()) {
-			continue
-		}
-		var u upload
-		b, err := os.ReadFile(s.path(e.Name(), "upload.json"))
-		if err == nil && json.Unmarshal(b, &u) == nil && u.Initiated.After(cutoff) {
-			continue
-		}
-		if err != nil {
-			// Half-created: judge by the directory's age.
-			if fi, serr := e.Info(); serr == nil && fi.ModTime().After(cutoff) {
-				continue
-			}
-		}
-		unlock := s.lock(e.Name())
-		_ = os.RemoveAll(filepath.Join(s.dir, e.Name()))
-		unlock()
-		s.forget(e.Name())
-		n++
-	}
-	return n
+	return up, parts, nil
 }
 
 type initiateResult struct {
@@ -197,11 +85,16 @@ type initiateResult struct {
 	UploadID string   `xml:"UploadId"`
 }
 
+// checksumAlgos are the x-amz-checksum-algorithm values, lower-cased as in
+// x-amz-checksum-<algo>.
+var checksumAlgos = map[string]bool{"crc32": true, "crc32c": true, "crc64nvme": true, "sha1": true, "sha256": true}
+
 func (q *request) createUpload() {
-	if _, dir, aerr := objectPath(q.bucket, q.key); aerr != nil || dir {
-		if aerr == nil {
-			aerr = errInvalidArgument("the key %q ends in '/', which names a directory here", q.key)
-		}
+	p, dir, aerr := objectPath(q.bucket, q.key)
+	if aerr == nil && dir {
+		aerr = errInvalidArgument("the key %q ends in '/', which names a directory here", q.key)
+	}
+	if aerr != nil {
 		q.fail(aerr, nil)
 		return
 	}
@@ -209,15 +102,25 @@ func (q *request) createUpload() {
 		q.fail(aerr, nil)
 		return
 	}
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	u := &upload{ID: hex.EncodeToString(b[:]), Bucket: q.bucket, Key: q.key, Initiated: time.Now().UTC(),
-		Initiator: q.auth.AccessKey, Meta: metaFromHeaders(q.r.Header)}
-	if err := q.g.mp.create(u); err != nil {
-		q.fail(err, nil)
+	meta := metaFromHeaders(q.r.Header)
+	if a := strings.ToLower(q.r.Header.Get("X-Amz-Checksum-Algorithm")); a != "" {
+		if !checksumAlgos[a] {
+			q.fail(errInvalidArgument("x-amz-checksum-algorithm %q: want CRC32, CRC32C, CRC64NVME, SHA1 or SHA256", a), nil)
+			return
+		}
+		meta.ChecksumAlgo = a
+	}
+	ctx := q.r.Context()
+	o := sdk.CreateOptions{WriteType: q.g.cfg.WriteType, Mode: objectMode, XAttrs: meta.xattrs()}
+	up, err := q.g.c.CreateUpload(ctx, p, o)
+	if err != nil {
+		q.fail(createErr(q.bucket, p, err), nil)
 		return
 	}
-	writeXML(q.w, http.StatusOK, initiateResult{NS: xmlNS, Bucket: q.bucket, Key: q.key, UploadID: u.ID})
+	if meta.ChecksumAlgo != "" {
+		q.w.Header().Set("x-amz-checksum-algorithm", strings.ToUpper(meta.ChecksumAlgo))
+	}
+	writeXML(q.w, http.StatusOK, initiateResult{NS: xmlNS, Bucket: q.bucket, Key: q.key, UploadID: uploadID(up.GetFileId())})
 }
 
 type copyPartResult struct {
@@ -231,17 +134,24 @@ type copyPartResult struct {
 // object's range).
 func (q *request) uploadPart() {
 	v := q.r.URL.Query()
-	id := v.Get("uploadId")
 	num, err := strconv.Atoi(v.Get("partNumber"))
 	if err != nil || num < 1 || num > maxParts {
 		q.fail(errInvalidArgument("partNumber %q: want 1 to %d", v.Get("partNumber"), maxParts), nil)
 		return
 	}
-	if _, aerr := q.g.mp.get(id, q.bucket, q.key); aerr != nil {
+	p, _, aerr := objectPath(q.bucket, q.key)
+	if aerr != nil {
 		q.fail(aerr, nil)
 		return
 	}
+	id, ok := parseUploadID(v.Get("uploadId"))
+	if !ok {
+		q.fail(errNoSuchUpload(v.Get("uploadId")), nil)
+		return
+	}
+	ctx := q.r.Context()
 	var src io.Reader
+	var length int64
 	var body *sigv4.Body
 	isCopy := q.r.Header.Get("X-Amz-Copy-Source") != ""
 	if isCopy {
@@ -250,16 +160,14 @@ func (q *request) uploadPart() {
 			q.fail(aerr, nil)
 			return
 		}
-		start, length := int64(0), info.GetLength()
+		start, n := int64(0), info.GetLength()
 		if rg := q.r.Header.Get("X-Amz-Copy-Source-Range"); rg != "" {
-			s, n, ok, aerr := parseRange(rg, info.GetLength())
-			if aerr != nil || !ok {
-				q.fail(errInvalidArgument("x-amz-copy-source-range %q is not a valid range of the %d-byte source", rg, info.GetLength()), nil)
+			if start, n, aerr = copySourceRange(rg, info.GetLength()); aerr != nil {
+				q.fail(aerr, nil)
 				return
 			}
-			start, length = s, n
 		}
-		fr, err := q.g.c.Open(q.r.Context(), srcPath, sdk.OpenOptions{})
+		fr, err := q.g.c.Open(ctx, srcPath, sdk.OpenOptions{})
 		if err != nil {
 			q.fail(err, errNoSuchKey(srcPath))
 			return
@@ -269,59 +177,54 @@ func (q *request) uploadPart() {
 			q.fail(err, nil)
 			return
 		}
-		src = io.LimitReader(fr, length)
+		src, length = io.LimitReader(fr, n), n
 	} else {
-		body, err = sigv4.NewBody(q.r, q.auth)
-		if err != nil {
+		if body, err = sigv4.NewBody(q.r, q.auth); err != nil {
 			q.fail(err, nil)
+			return
+		}
+		if length = body.DeclaredLength(); length < 0 {
+			q.fail(errorf("MissingContentLength", http.StatusLengthRequired, "UploadPart needs the part's length (Content-Length, or x-amz-decoded-content-length for an aws-chunked body)"), nil)
 			return
 		}
 		src = body
 	}
-	// The bytes go to a temp file first; the part appears (by rename)
-	// only once they are all there and verified.
-	tmp, err := os.CreateTemp(filepath.Join(q.g.mp.dir, id), fmt.Sprintf("%d.part.tmp-*", num))
-	if err != nil {
-		q.fail(errNoSuchUpload(id), nil)
-		return
-	}
-	defer os.Remove(tmp.Name())
 	h := md5.New()
-	buf := copyBufs.Get().(*[]byte)
-	n, err := io.CopyBuffer(io.MultiWriter(tmp, h), src, *buf)
-	copyBufs.Put(buf)
-	q.in = n
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
+	sr := &srcReader{r: io.TeeReader(src, h)}
+	var tag partTag
+	part, err := q.g.c.WritePart(ctx, &api.FileInfo{Path: p, FileId: id}, int32(num), sr, length, func() []byte {
+		tag.ETag = hex.EncodeToString(h.Sum(nil))
+		if body != nil {
+			_, tag.Checksum = body.Checksum()
+		}
+		b, _ := json.Marshal(tag)
+		return b
+	})
+	if body != nil {
+		q.in = body.Size()
 	}
 	if err != nil {
 		var se *sigv4.Error
-		if !isCopy && !errors.As(err, &se) {
-			err = errorf("IncompleteBody", http.StatusBadRequest, "reading part %d: %v", num, err)
+		switch {
+		case sr.err != nil && errors.As(sr.err, &se):
+			err = sr.err
+		case sr.err != nil && !isCopy:
+			err = errorf("IncompleteBody", http.StatusBadRequest, "reading part %d: %v", num, sr.err)
+		case errors.Is(err, sdk.ErrNotFound):
+			err = errNoSuchUpload(v.Get("uploadId"))
+		case errors.Is(err, sdk.ErrResourceExhausted):
+			// A bound on what a user may stage (fsmaster.multipart.
+			// max-staged-bytes): retrying will not help until uploads end.
+			err = errorf("XAlluviumStagedBytesExceeded", http.StatusBadRequest, "%v", err)
 		}
 		q.fail(err, nil)
 		return
 	}
-	p := partInfo{Number: num, ETag: hex.EncodeToString(h.Sum(nil)), Size: n, Modified: time.Now().UTC()}
-	unlock := q.g.mp.lock(id)
-	defer unlock()
-	if _, aerr := q.g.mp.get(id, q.bucket, q.key); aerr != nil {
-		q.fail(aerr, nil) // aborted or completed meanwhile
-		return
-	}
-	if err := os.Rename(tmp.Name(), q.g.mp.path(id, fmt.Sprintf("%d.part", num))); err != nil {
-		q.fail(err, nil)
-		return
-	}
-	if err := writeJSONFile(q.g.mp.path(id, fmt.Sprintf("%d.json", num)), p); err != nil {
-		q.fail(err, nil)
-		return
-	}
 	if isCopy {
-		writeXML(q.w, http.StatusOK, copyPartResult{NS: xmlNS, LastModified: p.Modified.Format(timeFormat), ETag: `"` + p.ETag + `"`})
+		writeXML(q.w, http.StatusOK, copyPartResult{NS: xmlNS, LastModified: isoTime(part.GetModificationTimeMs()), ETag: `"` + tag.ETag + `"`})
 		return
 	}
-	q.w.Header().Set("ETag", `"`+p.ETag+`"`)
+	q.w.Header().Set("ETag", `"`+tag.ETag+`"`)
 	if algo, val := body.Checksum(); algo != "" {
 		q.w.Header().Set("x-amz-checksum-"+algo, val)
 	}
@@ -333,6 +236,7 @@ type completeRequest struct {
 	Parts   []struct {
 		PartNumber int    `xml:"PartNumber"`
 		ETag       string `xml:"ETag"`
+		checksumXML
 	} `xml:"Part"`
 }
 
@@ -343,6 +247,7 @@ type completeResult struct {
 	Bucket   string   `xml:"Bucket"`
 	Key      string   `xml:"Key"`
 	ETag     string   `xml:"ETag"`
+	checksumXML
 }
 
 // keepAliveAfter is how long a CompleteMultipartUpload may take before the
@@ -351,17 +256,82 @@ type completeResult struct {
 // look for it.
 const keepAliveAfter = 5 * time.Second
 
+// value returns the checksum c holds for algo.
+func (c checksumXML) value(algo string) string {
+	switch algo {
+	case "crc32":
+		return c.CRC32
+	case "crc32c":
+		return c.CRC32C
+	case "crc64nvme":
+		return c.CRC64NVME
+	case "sha1":
+		return c.SHA1
+	case "sha256":
+		return c.SHA256
+	}
+	return ""
+}
+
+// compositeChecksum is S3's checksum of an object made of parts: the
+// algorithm's digest of the parts' digests, "-" the number of parts ("":
+// a part without a checksum, or an algorithm that does not compose so).
+func compositeChecksum(algo string, parts []string) string {
+	var h hash.Hash
+	switch algo {
+	case "crc32":
+		h = crc32.NewIEEE()
+	case "crc32c":
+		h = crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	case "sha1":
+		h = sha1.New()
+	case "sha256":
+		h = sha256.New()
+	default:
+		return ""
+	}
+	for _, p := range parts {
+		d, err := base64.StdEncoding.DecodeString(p)
+		if p == "" || err != nil {
+			return ""
+		}
+		h.Write(d)
+	}
+	return fmt.Sprintf("%s-%d", base64.StdEncoding.EncodeToString(h.Sum(nil)), len(parts))
+}
+
 func (q *request) completeUpload() {
-	id := q.r.URL.Query().Get("uploadId")
 	p, _, aerr := objectPath(q.bucket, q.key)
 	if aerr != nil {
 		q.fail(aerr, nil)
 		return
 	}
-	u, aerr := q.g.mp.get(id, q.bucket, q.key)
+	up, have, aerr := q.upload(p)
 	if aerr != nil {
+		// A retry of a Complete that succeeded (its answer was lost): the
+		// object it made says so, and S3 answers 200 again.
+		if info, err := q.g.c.Stat(q.r.Context(), p); err == nil && !info.GetFolder() && info.GetCompleted() {
+			if etag, m := etagOf(info); m != nil && m.UploadID == q.r.URL.Query().Get("uploadId") {
+				res := completeResult{NS: xmlNS, Location: "/" + q.bucket + "/" + q.key, Bucket: q.bucket, Key: q.key, ETag: `"` + etag + `"`}
+				if c := newChecksumXML(m.ChecksumAlgo, m.Checksum); c != nil {
+					res.checksumXML = *c
+				}
+				writeXML(q.w, http.StatusOK, res)
+				return
+			}
+		}
 		q.fail(aerr, nil)
 		return
+	}
+	// x-amz-checksum-* of a Complete are the object's (its parts'
+	// checksums' checksum), not the body's: kept aside, not checked
+	// against the XML.
+	objSums := map[string]string{}
+	for k, v := range q.r.Header {
+		if a, ok := strings.CutPrefix(strings.ToLower(k), "x-amz-checksum-"); ok && checksumAlgos[a] && len(v) > 0 {
+			objSums[a] = v[0]
+			delete(q.r.Header, k)
+		}
 	}
 	var req completeRequest
 	if aerr := q.readXMLBody(&req, 4<<20); aerr != nil {
@@ -372,86 +342,92 @@ func (q *request) completeUpload() {
 		q.fail(errMalformedXML(fmt.Errorf("no parts")), nil)
 		return
 	}
-	unlock := q.g.mp.lock(id)
-	defer unlock()
-	if _, aerr := q.g.mp.get(id, q.bucket, q.key); aerr != nil {
-		q.fail(aerr, nil)
-		return
+	// A part named twice in a row (a client that saw it uploaded twice,
+	// racing itself) counts once, as last named.
+	for i := 1; i < len(req.Parts); i++ {
+		if req.Parts[i].PartNumber == req.Parts[i-1].PartNumber {
+			req.Parts = append(req.Parts[:i-1], req.Parts[i:]...)
+			i--
+		}
 	}
-	have, err := q.g.mp.parts(id)
-	if err != nil {
-		q.fail(errNoSuchUpload(id), nil)
-		return
+	meta := metaOf(up)
+	if meta == nil {
+		meta = &objMeta{}
 	}
-	byNum := map[int]partInfo{}
-	for _, pi := range have {
-		byNum[pi.Number] = pi
+	byNum := map[int]*api.UploadPart{}
+	for _, pt := range have {
+		byNum[int(pt.GetPartNumber())] = pt
 	}
 	etags := md5.New()
-	var total int64
+	var parts []*api.UploadPart
+	var sums []string
+	meta.Parts = nil
 	for i, rp := range req.Parts {
 		if i > 0 && rp.PartNumber <= req.Parts[i-1].PartNumber {
 			q.fail(errorf("InvalidPartOrder", http.StatusBadRequest, "the list of parts was not in ascending order (part %d after %d)", rp.PartNumber, req.Parts[i-1].PartNumber), nil)
 			return
 		}
-		pi, ok := byNum[rp.PartNumber]
+		pt := byNum[rp.PartNumber]
+		var tag partTag
+		if pt != nil {
+			tag = decodeTag(pt.GetTag())
+		}
 		want := strings.ToLower(strings.Trim(strings.TrimSpace(rp.ETag), `"`))
-		if !ok || want != pi.ETag {
+		if pt == nil || want != tag.ETag {
 			q.fail(errorf("InvalidPart", http.StatusBadRequest, "part %d was not uploaded, or its ETag %q is not that of the part uploaded", rp.PartNumber, rp.ETag), nil)
 			return
 		}
-		if i < len(req.Parts)-1 && pi.Size < minPartSize {
-			q.fail(errorf("EntityTooSmall", http.StatusBadRequest, "part %d is %d bytes; every part but the last must be at least %d", rp.PartNumber, pi.Size, minPartSize), nil)
+		if c := rp.value(meta.ChecksumAlgo); c != "" && c != tag.Checksum {
+			q.fail(errorf("InvalidPart", http.StatusBadRequest, "part %d: the %s checksum %q is not that of the part uploaded", rp.PartNumber, strings.ToUpper(meta.ChecksumAlgo), c), nil)
 			return
 		}
-		d, _ := hex.DecodeString(pi.ETag)
+		if i < len(req.Parts)-1 && pt.GetLength() < minPartSize {
+			q.fail(errorf("EntityTooSmall", http.StatusBadRequest, "part %d is %d bytes; every part but the last must be at least %d", rp.PartNumber, pt.GetLength(), minPartSize), nil)
+			return
+		}
+		d, _ := hex.DecodeString(tag.ETag)
 		etags.Write(d)
-		total += pi.Size
+		parts = append(parts, pt)
+		sums = append(sums, tag.Checksum)
+		meta.Parts = append(meta.Parts, objPart{Size: pt.GetLength(), Checksum: tag.Checksum})
 	}
-	etag := fmt.Sprintf("%s-%d", hex.EncodeToString(etags.Sum(nil)), len(req.Parts))
-
-	// Write the object in the background; answer early with keep-alive
-	// spaces if it takes long.
-	type result struct {
-		err  error
-		size int64
+	meta.ETag = fmt.Sprintf("%s-%d", hex.EncodeToString(etags.Sum(nil)), len(parts))
+	meta.UploadID, meta.PartsCount = uploadID(up.GetFileId()), len(parts)
+	meta.Checksum = compositeChecksum(meta.ChecksumAlgo, sums)
+	if meta.ChecksumAlgo != "" {
+		if want := objSums[meta.ChecksumAlgo]; want != "" && want != meta.Checksum {
+			q.fail(errorf("BadDigest", http.StatusBadRequest, "the %s checksum %q is not the object's (%q, of the parts' checksums)", strings.ToUpper(meta.ChecksumAlgo), want, meta.Checksum), nil)
+			return
+		}
 	}
-	done := make(chan result, 1)
+	ifReplaces, aerr := q.writeConditions(p)
+	if aerr != nil {
+		q.fail(aerr, nil)
+		return
+	}
+	res := completeResult{NS: xmlNS, Location: "/" + q.bucket + "/" + q.key, Bucket: q.bucket, Key: q.key, ETag: `"` + meta.ETag + `"`}
+	if c := newChecksumXML(meta.ChecksumAlgo, meta.Checksum); c != nil {
+		res.checksumXML = *c
+	}
+	// Complete in the background; answer early with keep-alive spaces if
+	// it takes long (writing a UFS copy of a big object does).
+	done := make(chan error, 1)
 	go func() {
-		var files []io.Reader
-		var opened []*os.File
-		defer func() {
-			for _, f := range opened {
-				f.Close()
-			}
-		}()
-		for _, rp := range req.Parts {
-			f, err := os.Open(q.g.mp.path(id, fmt.Sprintf("%d.part", rp.PartNumber)))
-			if err != nil {
-				done <- result{err: errorf("InvalidPart", http.StatusBadRequest, "part %d: %v", rp.PartNumber, err)}
-				return
-			}
-			opened = append(opened, f)
-			files = append(files, f)
+		_, err := q.g.c.CompleteUpload(q.r.Context(), up, parts, sdk.CompleteOptions{XAttrs: meta.xattrs(), IfReplaces: ifReplaces})
+		switch {
+		case err == nil:
+		case ifReplaces != 0 && errors.Is(err, sdk.ErrFailedPrecondition):
+			err = errorf("PreconditionFailed", http.StatusPreconditionFailed, "the object changed while the upload completed, and the condition no longer holds: %v", err)
+		case errors.Is(err, sdk.ErrFailedPrecondition):
+			err = errorf("InvalidPart", http.StatusBadRequest, "a part was uploaded again while the upload completed: %v", err)
+		case errors.Is(err, sdk.ErrNotFound):
+			err = errNoSuchUpload(q.r.URL.Query().Get("uploadId"))
 		}
-		info, n, err := q.g.write(q.r.Context(), q.bucket, p, io.MultiReader(files...))
-		if err == nil && n != total {
-			err = errorf("InternalError", http.StatusInternalServerError, "wrote %d bytes of %d", n, total)
-		}
-		if err == nil {
-			m := u.Meta
-			if m == nil {
-				m = &objMeta{}
-			}
-			m.FileID, m.Length, m.ETag = info.GetFileId(), info.GetLength(), etag
-			q.g.meta.put(p, m)
-		}
-		done <- result{err: err, size: n}
+		done <- err
 	}()
-	res := completeResult{NS: xmlNS, Location: "/" + q.bucket + "/" + q.key, Bucket: q.bucket, Key: q.key, ETag: `"` + etag + `"`}
-	var r result
+	var err error
 	select {
-	case r = <-done:
+	case err = <-done:
 	case <-time.After(keepAliveAfter):
 		q.w.Header().Set("Content-Type", "application/xml")
 		q.w.WriteHeader(http.StatusOK)
@@ -464,7 +440,7 @@ func (q *request) completeUpload() {
 				flusher.Flush()
 			}
 			select {
-			case r = <-done:
+			case err = <-done:
 				break wait
 			case <-tick.C:
 				_, _ = io.WriteString(q.w, " ")
@@ -472,40 +448,39 @@ func (q *request) completeUpload() {
 		}
 		tick.Stop()
 		var b []byte
-		if r.err != nil {
-			ae := toAPIError(r.err, nil)
+		if err != nil {
+			ae := toAPIError(err, nil)
 			b, _ = xml.Marshal(errorBody{Code: ae.Code, Message: ae.Message, BucketName: q.bucket, Key: q.key, RequestID: q.id, HostID: q.id})
 		} else {
-			_ = q.g.mp.remove(id)
 			b, _ = xml.Marshal(res)
 		}
 		_, _ = q.w.Write(b)
-		q.in = r.size
 		return
 	}
-	q.in = r.size
-	if r.err != nil {
-		q.failObject(r.err)
-		return
-	}
-	_ = q.g.mp.remove(id)
-	writeXML(q.w, http.StatusOK, res)
-}
-
-func (q *request) abortUpload() {
-	id := q.r.URL.Query().Get("uploadId")
-	if _, aerr := q.g.mp.get(id, q.bucket, q.key); aerr != nil {
-		q.fail(aerr, nil)
-		return
-	}
-	unlock := q.g.mp.lock(id)
-	err := os.RemoveAll(filepath.Join(q.g.mp.dir, id))
-	unlock()
-	q.g.mp.forget(id)
 	if err != nil {
 		q.fail(err, nil)
 		return
 	}
+	writeXML(q.w, http.StatusOK, res)
+}
+
+func (q *request) abortUpload() {
+	p, _, aerr := objectPath(q.bucket, q.key)
+	if aerr != nil {
+		q.fail(aerr, nil)
+		return
+	}
+	up, _, aerr := q.upload(p)
+	if aerr != nil {
+		q.fail(aerr, nil)
+		return
+	}
+	if err := q.g.c.AbortUpload(q.r.Context(), p, up.GetFileId()); err != nil {
+		q.fail(err, errNoSuchUpload(q.r.URL.Query().Get("uploadId")))
+		return
+	}
+	bp, _ := q.bucketPath()
+	q.g.removeEmptyParents(q.r.Context(), bp, p)
 	q.w.WriteHeader(http.StatusNoContent)
 }
 
@@ -522,6 +497,7 @@ type listPartsResult struct {
 	NextPartNumberMarker int        `xml:"NextPartNumberMarker"`
 	MaxParts             int        `xml:"MaxParts"`
 	IsTruncated          bool       `xml:"IsTruncated"`
+	ChecksumAlgorithm    string     `xml:"ChecksumAlgorithm,omitempty"`
 	Parts                []partItem `xml:"Part"`
 }
 
@@ -530,16 +506,11 @@ type partItem struct {
 	LastModified string `xml:"LastModified"`
 	ETag         string `xml:"ETag"`
 	Size         int64  `xml:"Size"`
+	checksumXML
 }
 
 func (q *request) listParts() {
 	v := q.r.URL.Query()
-	id := v.Get("uploadId")
-	u, aerr := q.g.mp.get(id, q.bucket, q.key)
-	if aerr != nil {
-		q.fail(aerr, nil)
-		return
-	}
 	maxP := 1000
 	if s := v.Get("max-parts"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -558,23 +529,37 @@ func (q *request) listParts() {
 		}
 		marker = n
 	}
-	parts, err := q.g.mp.parts(id)
-	if err != nil {
-		q.fail(errNoSuchUpload(id), nil)
+	p, _, aerr := objectPath(q.bucket, q.key)
+	if aerr != nil {
+		q.fail(aerr, nil)
 		return
 	}
-	o := owner{ID: u.Initiator, DisplayName: u.Initiator}
-	res := listPartsResult{NS: xmlNS, Bucket: q.bucket, Key: q.key, UploadID: id, Initiator: o, Owner: o,
-		StorageClass: "STANDARD", PartNumberMarker: marker, MaxParts: maxP}
-	for _, p := range parts {
-		if p.Number <= marker {
+	up, parts, aerr := q.upload(p)
+	if aerr != nil {
+		q.fail(aerr, nil)
+		return
+	}
+	algo := ""
+	if m := metaOf(up); m != nil {
+		algo = m.ChecksumAlgo
+	}
+	o := owner{ID: up.GetOwner(), DisplayName: up.GetOwner()}
+	res := listPartsResult{NS: xmlNS, Bucket: q.bucket, Key: q.key, UploadID: uploadID(up.GetFileId()), Initiator: o, Owner: o,
+		StorageClass: "STANDARD", PartNumberMarker: marker, MaxParts: maxP, ChecksumAlgorithm: strings.ToUpper(algo)}
+	for _, pt := range parts {
+		if int(pt.GetPartNumber()) <= marker {
 			continue
 		}
 		if len(res.Parts) == maxP {
 			res.IsTruncated = true
 			break
 		}
-		res.Parts = append(res.Parts, partItem{PartNumber: p.Number, LastModified: p.Modified.Format(timeFormat), ETag: `"` + p.ETag + `"`, Size: p.Size})
+		tag := decodeTag(pt.GetTag())
+		it := partItem{PartNumber: int(pt.GetPartNumber()), LastModified: isoTime(pt.GetModificationTimeMs()), ETag: `"` + tag.ETag + `"`, Size: pt.GetLength()}
+		if c := newChecksumXML(algo, tag.Checksum); c != nil {
+			it.checksumXML = *c
+		}
+		res.Parts = append(res.Parts, it)
 	}
 	if len(res.Parts) > 0 {
 		res.NextPartNumberMarker = res.Parts[len(res.Parts)-1].PartNumber
@@ -583,17 +568,19 @@ func (q *request) listParts() {
 }
 
 type listUploadsResult struct {
-	XMLName            xml.Name     `xml:"ListMultipartUploadsResult"`
-	NS                 string       `xml:"xmlns,attr"`
-	Bucket             string       `xml:"Bucket"`
-	KeyMarker          string       `xml:"KeyMarker"`
-	UploadIDMarker     string       `xml:"UploadIdMarker"`
-	NextKeyMarker      string       `xml:"NextKeyMarker"`
-	NextUploadIDMarker string       `xml:"NextUploadIdMarker"`
-	Prefix             string       `xml:"Prefix"`
-	MaxUploads         int          `xml:"MaxUploads"`
-	IsTruncated        bool         `xml:"IsTruncated"`
-	Uploads            []uploadItem `xml:"Upload"`
+	XMLName            xml.Name       `xml:"ListMultipartUploadsResult"`
+	NS                 string         `xml:"xmlns,attr"`
+	Bucket             string         `xml:"Bucket"`
+	KeyMarker          string         `xml:"KeyMarker"`
+	UploadIDMarker     string         `xml:"UploadIdMarker"`
+	NextKeyMarker      string         `xml:"NextKeyMarker"`
+	NextUploadIDMarker string         `xml:"NextUploadIdMarker"`
+	Prefix             string         `xml:"Prefix"`
+	Delimiter          string         `xml:"Delimiter,omitempty"`
+	MaxUploads         int            `xml:"MaxUploads"`
+	IsTruncated        bool           `xml:"IsTruncated"`
+	Uploads            []uploadItem   `xml:"Upload"`
+	CommonPrefixes     []commonPrefix `xml:"CommonPrefixes"`
 }
 
 type uploadItem struct {
@@ -605,8 +592,10 @@ type uploadItem struct {
 	Initiated    string `xml:"Initiated"`
 }
 
+// listUploads lists the caller's uploads in flight in the bucket (the FS
+// master shows a user only their own).
 func (q *request) listUploads() {
-	if aerr := q.checkBucket(); aerr != nil {
+	if aerr := q.checkBucketAccess(); aerr != nil {
 		q.fail(aerr, nil)
 		return
 	}
@@ -620,43 +609,77 @@ func (q *request) listUploads() {
 		}
 		maxU = min(n, 1000)
 	}
-	prefix, keyMarker, idMarker := v.Get("prefix"), v.Get("key-marker"), v.Get("upload-id-marker")
-	ents, _ := os.ReadDir(q.g.mp.dir)
-	var all []upload
-	for _, e := range ents {
-		if !validUploadID(e.Name()) {
-			continue
-		}
-		b, err := os.ReadFile(q.g.mp.path(e.Name(), "upload.json"))
-		if err != nil {
-			continue
-		}
-		var u upload
-		if json.Unmarshal(b, &u) != nil || u.Bucket != q.bucket || !strings.HasPrefix(u.Key, prefix) {
-			continue
-		}
-		if keyMarker != "" && (u.Key < keyMarker || u.Key == keyMarker && (idMarker == "" || u.ID <= idMarker)) {
-			continue
-		}
-		all = append(all, u)
+	prefix, delim, keyMarker, idMarker := v.Get("prefix"), v.Get("delimiter"), v.Get("key-marker"), v.Get("upload-id-marker")
+	bp, _ := q.bucketPath()
+	ups, err := q.g.c.Uploads(q.r.Context(), bp)
+	if err != nil {
+		q.fail(err, errNoSuchBucket(q.bucket))
+		return
+	}
+	type entry struct {
+		key string
+		id  int64
+		fi  *api.FileInfo
+	}
+	var all []entry
+	for _, u := range ups {
+		key := strings.TrimPrefix(u.GetPath(), bp+"/")
+		all = append(all, entry{key, u.GetFileId(), u})
 	}
 	sort.Slice(all, func(i, j int) bool {
-		if all[i].Key != all[j].Key {
-			return all[i].Key < all[j].Key
+		if all[i].key != all[j].key {
+			return all[i].key < all[j].key
 		}
-		return all[i].ID < all[j].ID
+		return all[i].id < all[j].id
 	})
-	res := listUploadsResult{NS: xmlNS, Bucket: q.bucket, KeyMarker: keyMarker, UploadIDMarker: idMarker, Prefix: prefix, MaxUploads: maxU}
+	res := listUploadsResult{NS: xmlNS, Bucket: q.bucket, KeyMarker: keyMarker, UploadIDMarker: idMarker, Prefix: prefix, Delimiter: delim, MaxUploads: maxU}
+	markerID, _ := parseUploadID(idMarker)
+	lastCP := ""
 	for _, u := range all {
+		if !strings.HasPrefix(u.key, prefix) {
+			continue
+		}
+		if keyMarker != "" && (u.key < keyMarker || u.key == keyMarker && (idMarker == "" || u.id <= markerID)) {
+			continue
+		}
+		if delim != "" {
+			if i := strings.Index(u.key[len(prefix):], delim); i >= 0 {
+				cp := u.key[:len(prefix)+i+len(delim)]
+				if cp != lastCP {
+					lastCP = cp
+					res.CommonPrefixes = append(res.CommonPrefixes, commonPrefix{Prefix: cp})
+				}
+				continue
+			}
+		}
 		if len(res.Uploads) == maxU {
 			res.IsTruncated = true
 			break
 		}
-		o := owner{ID: u.Initiator, DisplayName: u.Initiator}
-		res.Uploads = append(res.Uploads, uploadItem{Key: u.Key, UploadID: u.ID, Initiator: o, Owner: o, StorageClass: "STANDARD", Initiated: u.Initiated.Format(timeFormat)})
+		o := owner{ID: u.fi.GetOwner(), DisplayName: u.fi.GetOwner()}
+		res.Uploads = append(res.Uploads, uploadItem{Key: u.key, UploadID: uploadID(u.id), Initiator: o, Owner: o, StorageClass: "STANDARD", Initiated: isoTime(u.fi.GetCreationTimeMs())})
 	}
 	if n := len(res.Uploads); n > 0 && res.IsTruncated {
 		res.NextKeyMarker, res.NextUploadIDMarker = res.Uploads[n-1].Key, res.Uploads[n-1].UploadID
 	}
 	writeXML(q.w, http.StatusOK, res)
+}
+
+// expireUploads aborts the uploads of every user begun before cutoff.
+func (g *Gateway) expireUploads(ctx context.Context, cutoff time.Time) (int, error) {
+	ups, err := g.c.Uploads(ctx, "/")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, u := range ups {
+		if time.UnixMilli(u.GetCreationTimeMs()).Before(cutoff) {
+			if err := g.c.AbortUpload(ctx, u.GetPath(), u.GetFileId()); err == nil {
+				n++
+				bucket, _, _ := strings.Cut(strings.TrimPrefix(u.GetPath(), "/"), "/")
+				g.removeEmptyParents(ctx, "/"+bucket, u.GetPath())
+			}
+		}
+	}
+	return n, nil
 }

@@ -50,32 +50,66 @@ func (q *request) failObject(err error) {
 
 // create opens path for writing as an object of bucket: parents are made
 // as needed, but only inside an existing bucket.
-func (g *Gateway) create(ctx context.Context, bucket, p string) (*sdk.FileWriter, *apiError) {
-	o := sdk.CreateOptions{WriteType: g.cfg.WriteType, Overwrite: true}
+func (g *Gateway) create(ctx context.Context, bucket, p string, ifReplaces int64) (*sdk.FileWriter, *apiError) {
+	o := sdk.CreateOptions{WriteType: g.cfg.WriteType, Overwrite: true, Mode: objectMode, IfReplaces: ifReplaces}
 	fw, err := g.c.Create(ctx, p, o)
 	if errors.Is(err, sdk.ErrNotFound) {
-		bp, _ := bucketPath(bucket)
-		info, serr := g.stat(ctx, bp)
-		if serr != nil || !info.GetFolder() {
-			return nil, errNoSuchBucket(bucket)
+		// A directory on the way is missing: make it, but only in a
+		// bucket that exists.
+		if aerr := g.checkBucketOf(ctx, bucket); aerr != nil {
+			return nil, aerr
 		}
 		o.Recursive = true
 		fw, err = g.c.Create(ctx, p, o)
 	}
-	switch {
-	case err == nil:
-		return fw, nil
-	case errors.Is(err, sdk.ErrAlreadyExists):
-		return nil, errorf("XAlluviumObjectIsDirectory", http.StatusConflict, "%s is a directory with objects below it, so it cannot also be an object", p)
-	case errors.Is(err, sdk.ErrFailedPrecondition):
-		return nil, errorf("XAlluviumParentIsObject", http.StatusConflict, "a parent of %s is an object, so nothing can be stored below it", p)
+	if err != nil {
+		return nil, createErr(bucket, p, err)
 	}
-	return nil, toAPIError(err, nil)
+	return fw, nil
 }
 
+// checkBucketOf returns NoSuchBucket unless bucket's directory exists.
+func (g *Gateway) checkBucketOf(ctx context.Context, bucket string) *apiError {
+	bp, aerr := bucketPath(bucket)
+	if aerr != nil {
+		return aerr
+	}
+	info, err := g.stat(ctx, bp)
+	if err != nil {
+		return toAPIError(err, errNoSuchBucket(bucket))
+	}
+	if !info.GetFolder() {
+		return errNoSuchBucket(bucket)
+	}
+	return nil
+}
+
+// createErr is the S3 error of a failed create of object p in bucket.
+func createErr(bucket, p string, err error) *apiError {
+	switch {
+	case errors.Is(err, sdk.ErrNotFound):
+		return errNoSuchBucketOrKey(bucket, err)
+	case errors.Is(err, sdk.ErrAlreadyExists):
+		return errorf("XAlluviumObjectIsDirectory", http.StatusConflict, "%s is a directory with objects below it, so it cannot also be an object", p)
+	case errors.Is(err, sdk.ErrFailedPrecondition):
+		return errorf("XAlluviumParentIsObject", http.StatusConflict, "a parent of %s is an object, so nothing can be stored below it", p)
+	}
+	return toAPIError(err, nil)
+}
+
+// objectMode is the mode of an object's file: private to its owner, as S3
+// objects are unless granted (here: chmod in the namespace).
+const objectMode = 0o600
+
 // write copies src into a new object at p and returns the completed file.
-func (g *Gateway) write(ctx context.Context, bucket, p string, src io.Reader) (*api.FileInfo, int64, error) {
-	fw, aerr := g.create(ctx, bucket, p)
+// meta, called once the bytes are in, gives the object's S3 metadata: it
+// is set as the file completes, in the same step.
+//
+// ifReplaces (see sdk.CreateOptions.IfReplaces) makes it a conditional
+// write: PreconditionFailed when the object changed since the caller
+// checked its conditions.
+func (g *Gateway) write(ctx context.Context, bucket, p string, src io.Reader, ifReplaces int64, meta func() *objMeta) (*api.FileInfo, int64, error) {
+	fw, aerr := g.create(ctx, bucket, p, ifReplaces)
 	if aerr != nil {
 		return nil, 0, aerr
 	}
@@ -94,7 +128,16 @@ func (g *Gateway) write(ctx context.Context, bucket, p string, src io.Reader) (*
 		}
 		return nil, n, err
 	}
+	fw.SetXAttrs(meta().xattrs())
 	if err := fw.Close(); err != nil {
+		if ifReplaces != 0 && errors.Is(err, sdk.ErrFailedPrecondition) {
+			return nil, n, errorf("PreconditionFailed", http.StatusPreconditionFailed, "the object changed while it was written, and the write's condition no longer holds: %v", err)
+		}
+		if errors.Is(err, sdk.ErrNotFound) {
+			// The bucket (or the directory the object was written in)
+			// was removed meanwhile.
+			return nil, n, errNoSuchBucketOrKey(bucket, err)
+		}
 		return nil, n, err
 	}
 	return fw.Info(), n, nil
@@ -109,22 +152,58 @@ func metaFromHeaders(h http.Header) *objMeta {
 		CacheControl:       h.Get("Cache-Control"),
 		Expires:            h.Get("Expires"),
 	}
-	var encs []string
-	for _, e := range strings.Split(h.Get("Content-Encoding"), ",") {
-		if e = strings.TrimSpace(e); e != "" && !strings.EqualFold(e, "aws-chunked") {
-			encs = append(encs, e)
-		}
-	}
-	m.ContentEncoding = strings.Join(encs, ",")
+	m.ContentEncoding = contentEncoding(h.Get("Content-Encoding"))
 	for k, v := range h {
 		if name, ok := strings.CutPrefix(strings.ToLower(k), "x-amz-meta-"); ok && len(v) > 0 {
 			if m.Meta == nil {
 				m.Meta = map[string]string{}
 			}
-			m.Meta[name] = v[0]
+			m.Meta[name] = decodeMetaValue(v[0])
 		}
 	}
 	return m
+}
+
+// contentEncoding is the Content-Encoding an object keeps: as sent, less
+// aws-chunked (the transfer's framing, not the object's encoding).
+func contentEncoding(v string) string {
+	var encs []string
+	chunked := false
+	for _, e := range strings.Split(v, ",") {
+		switch e = strings.TrimSpace(e); {
+		case strings.EqualFold(e, "aws-chunked"):
+			chunked = true
+		case e != "":
+			encs = append(encs, e)
+		}
+	}
+	if !chunked {
+		return strings.TrimSpace(v)
+	}
+	return strings.Join(encs, ", ")
+}
+
+// A user metadata value that is not ASCII travels as an RFC 2047
+// encoded-word, as AWS sends it: headers are ASCII on the wire, and
+// clients decode header bytes in different ways.
+var metaWords mime.WordDecoder
+
+func decodeMetaValue(v string) string {
+	if strings.HasPrefix(v, "=?") {
+		if d, err := metaWords.DecodeHeader(v); err == nil {
+			return d
+		}
+	}
+	return v
+}
+
+func encodeMetaValue(v string) string {
+	for i := 0; i < len(v); i++ {
+		if v[i] >= 0x80 || v[i] < 0x20 && v[i] != '\t' {
+			return mime.BEncoding.Encode("UTF-8", v)
+		}
+	}
+	return v
 }
 
 func (q *request) putObject() {
@@ -166,28 +245,76 @@ func (q *request) putObject() {
 		q.w.WriteHeader(http.StatusOK)
 		return
 	}
-	if inm := q.r.Header.Get("If-None-Match"); inm == "*" {
-		if info, err := q.g.c.Stat(ctx, p); err == nil && !info.GetFolder() {
-			q.fail(errorf("PreconditionFailed", http.StatusPreconditionFailed, "the key %q exists (If-None-Match: *)", q.key), nil)
-			return
-		}
+	ifReplaces, aerr := q.writeConditions(p)
+	if aerr != nil {
+		q.fail(aerr, nil)
+		return
 	}
 	meta := metaFromHeaders(q.r.Header)
-	info, n, err := q.g.write(ctx, q.bucket, p, body)
+	_, n, err := q.g.write(ctx, q.bucket, p, body, ifReplaces, func() *objMeta {
+		meta.ETag = hex.EncodeToString(body.MD5())
+		meta.ChecksumAlgo, meta.Checksum = body.Checksum()
+		return meta
+	})
 	q.in = n
 	if err != nil {
 		q.failObject(err)
 		return
 	}
-	meta.FileID, meta.Length = info.GetFileId(), info.GetLength()
-	meta.ETag = hex.EncodeToString(body.MD5())
-	meta.ChecksumAlgo, meta.Checksum = body.Checksum()
-	q.g.meta.put(p, meta)
 	q.w.Header().Set("ETag", `"`+meta.ETag+`"`)
 	if meta.ChecksumAlgo != "" {
 		q.w.Header().Set("x-amz-checksum-"+meta.ChecksumAlgo, meta.Checksum)
 	}
 	q.w.WriteHeader(http.StatusOK)
+}
+
+// writeConditions applies a write's If-Match and If-None-Match (an ETag, a
+// list of them, or *) to the object now at p: If-Match needs the object to
+// exist (NoSuchKey) and match, If-None-Match that it does not. It returns
+// what the write may replace when it completes (sdk.CreateOptions.
+// IfReplaces): the object checked, or nothing — so an object changed
+// between the check and the end of the write fails it too.
+func (q *request) writeConditions(p string) (int64, *apiError) {
+	im, inm := q.r.Header.Get("If-Match"), q.r.Header.Get("If-None-Match")
+	if im == "" && inm == "" {
+		return 0, nil
+	}
+	info, err := q.g.c.Stat(q.r.Context(), p)
+	exists := err == nil && !info.GetFolder() && info.GetCompleted()
+	if err != nil && !errors.Is(err, sdk.ErrNotFound) {
+		return 0, toAPIError(err, nil)
+	}
+	etag := ""
+	if exists {
+		etag, _ = etagOf(info)
+	}
+	if im != "" {
+		if !exists {
+			return 0, errNoSuchKey(q.key)
+		}
+		if !etagMatches(im, etag) {
+			return 0, errorf("PreconditionFailed", http.StatusPreconditionFailed, "the object's ETag %q does not match If-Match %s", etag, im)
+		}
+	}
+	if inm != "" && exists && etagMatches(inm, etag) {
+		return 0, errorf("PreconditionFailed", http.StatusPreconditionFailed, "the object exists with ETag %q (If-None-Match: %s)", etag, inm)
+	}
+	if !exists {
+		return -1, nil
+	}
+	return info.GetFileId(), nil
+}
+
+// etagMatches reports whether an If-Match/If-None-Match list names etag
+// (unquoted) or is *.
+func etagMatches(list, etag string) bool {
+	for _, t := range strings.Split(list, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == "*" || strings.Trim(t, `"`) == etag {
+			return true
+		}
+	}
+	return false
 }
 
 // stat returns the file of an object key (a directory for a "dir/" key).
@@ -202,30 +329,11 @@ func (q *request) statObject(p string, dir bool) (*api.FileInfo, error) {
 	return info, nil
 }
 
-// etagOf returns the ETag (unquoted) and metadata of a file.
-func (g *Gateway) etagOf(p string, info *api.FileInfo) (string, *objMeta) {
-	if info.GetFolder() {
-		return emptyETag, nil
-	}
-	if m := g.meta.get(p, info); m != nil && m.ETag != "" {
-		return m.ETag, m
-	}
-	return fallbackETag(info), nil
-}
-
 // preconditions applies If-Match, If-None-Match, If-Modified-Since and
 // If-Unmodified-Since: 0 to go on, else the status to answer.
 func preconditions(h http.Header, etag string, mod time.Time) int {
 	mod = mod.Truncate(time.Second)
-	match := func(list string) bool {
-		for _, t := range strings.Split(list, ",") {
-			t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
-			if t == "*" || strings.Trim(t, `"`) == etag {
-				return true
-			}
-		}
-		return false
-	}
+	match := func(list string) bool { return etagMatches(list, etag) }
 	if v := h.Get("If-Match"); v != "" {
 		if !match(v) {
 			return http.StatusPreconditionFailed
@@ -289,6 +397,28 @@ func parseRange(h string, size int64) (start, length int64, ok bool, err *apiErr
 	return s, end - s + 1, true, nil
 }
 
+// partRange returns the byte range of part number pn of an object made of
+// parts (nil: an object written whole, which is its own part 1).
+func partRange(pn string, parts []objPart, size int64) (start, length int64, aerr *apiError) {
+	n, err := strconv.Atoi(pn)
+	if err != nil || n < 1 || n > maxParts {
+		return 0, 0, errInvalidArgument("partNumber %q: want 1 to %d", pn, maxParts)
+	}
+	if len(parts) == 0 {
+		if n != 1 {
+			return 0, 0, errorf("InvalidPart", http.StatusBadRequest, "the object was not written by a multipart upload: its only part is 1, not %d", n)
+		}
+		return 0, size, nil
+	}
+	if n > len(parts) {
+		return 0, 0, errorf("InvalidPart", http.StatusBadRequest, "the object has %d parts, not %d", len(parts), n)
+	}
+	for _, p := range parts[:n-1] {
+		start += p.Size
+	}
+	return start, parts[n-1].Size, nil
+}
+
 func setObjectHeaders(h http.Header, key string, info *api.FileInfo, etag string, m *objMeta) {
 	h.Set("ETag", `"`+etag+`"`)
 	h.Set("Last-Modified", time.UnixMilli(info.GetLastModificationTimeMs()).UTC().Format(http.TimeFormat))
@@ -303,7 +433,9 @@ func setObjectHeaders(h http.Header, key string, info *api.FileInfo, etag string
 			}
 		}
 		for k, v := range m.Meta {
-			h.Set("x-amz-meta-"+k, v)
+			// As stored: lower case, not Go's canonical X-Amz-Meta-Key
+			// (boto3 looks the key up as S3 sends it).
+			h["x-amz-meta-"+k] = []string{encodeMetaValue(v)}
 		}
 	}
 	if ct == "" {
@@ -327,7 +459,7 @@ func (q *request) getObject() {
 		q.failObject(err)
 		return
 	}
-	etag, meta := q.g.etagOf(p, info)
+	etag, meta := etagOf(info)
 	h := q.w.Header()
 	if st := preconditions(q.r.Header, etag, time.UnixMilli(info.GetLastModificationTimeMs())); st != 0 {
 		if st == http.StatusPreconditionFailed {
@@ -338,8 +470,32 @@ func (q *request) getObject() {
 		q.w.WriteHeader(st)
 		return
 	}
+	size := info.GetLength()
+	start, length, ranged, rerr := parseRange(q.r.Header.Get("Range"), size)
+	if pn := q.r.URL.Query().Get("partNumber"); pn != "" {
+		var parts []objPart
+		if meta != nil {
+			parts = meta.Parts
+		}
+		start, length, rerr = partRange(pn, parts, size)
+		if rerr != nil {
+			q.fail(rerr, nil)
+			return
+		}
+		ranged = true
+		if len(parts) > 0 {
+			h.Set("x-amz-mp-parts-count", strconv.Itoa(len(parts)))
+		}
+	}
+	if rerr != nil {
+		// No object headers (checksums above all: botocore takes a
+		// checksum on an error for a body to verify).
+		h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+		q.fail(rerr, nil)
+		return
+	}
 	setObjectHeaders(h, q.key, info, etag, meta)
-	if meta != nil && meta.ChecksumAlgo != "" && strings.EqualFold(q.r.Header.Get("X-Amz-Checksum-Mode"), "ENABLED") {
+	if !ranged && meta != nil && meta.ChecksumAlgo != "" && strings.EqualFold(q.r.Header.Get("X-Amz-Checksum-Mode"), "ENABLED") {
 		h.Set("x-amz-checksum-"+meta.ChecksumAlgo, meta.Checksum)
 	}
 	v := q.r.URL.Query()
@@ -350,20 +506,14 @@ func (q *request) getObject() {
 			h.Set(header, s)
 		}
 	}
-	size := info.GetLength()
-	start, length, ranged, rerr := parseRange(q.r.Header.Get("Range"), size)
-	if rerr != nil {
-		h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
-		q.fail(rerr, nil)
-		return
-	}
 	status := http.StatusOK
 	if !ranged {
 		start, length = 0, size
 	} else {
 		status = http.StatusPartialContent
-		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, size))
-		h.Del("x-amz-checksum-" + metaAlgo(meta))
+		if length > 0 {
+			h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, size))
+		}
 	}
 	h.Set("Content-Length", strconv.FormatInt(length, 10))
 	if q.r.Method == http.MethodHead || dir || length == 0 {
@@ -393,16 +543,69 @@ func (q *request) getObject() {
 	}
 }
 
-func metaAlgo(m *objMeta) string {
-	if m == nil {
-		return ""
-	}
-	return m.ChecksumAlgo
+// deleteCond is what a delete is conditional on: the object's ETag, last
+// modification time and size (each unset: any).
+type deleteCond struct {
+	etag    string
+	modTime *time.Time
+	size    *int64
 }
 
-// deleteObject removes a key; a missing key is not an error (S3).
+func (c deleteCond) none() bool { return c.etag == "" && c.modTime == nil && c.size == nil }
+
+// deleteCondFromHeaders reads DeleteObject's If-Match,
+// x-amz-if-match-last-modified-time and x-amz-if-match-size.
+func deleteCondFromHeaders(h http.Header) (deleteCond, *apiError) {
+	c := deleteCond{etag: h.Get("If-Match")}
+	if v := h.Get("X-Amz-If-Match-Last-Modified-Time"); v != "" {
+		t, err := http.ParseTime(v)
+		if err != nil {
+			if t, err = time.Parse(time.RFC3339, v); err != nil {
+				return c, errInvalidArgument("x-amz-if-match-last-modified-time %q is not a date", v)
+			}
+		}
+		c.modTime = &t
+	}
+	if v := h.Get("X-Amz-If-Match-Size"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return c, errInvalidArgument("x-amz-if-match-size %q is not a size", v)
+		}
+		c.size = &n
+	}
+	return c, nil
+}
+
+// check returns PreconditionFailed unless the object (file info, ETag
+// etag) meets c.
+func (c deleteCond) check(key string, info *api.FileInfo, etag string) *apiError {
+	pf := func(what string) *apiError {
+		return errorf("PreconditionFailed", http.StatusPreconditionFailed, "the object %q does not match the delete's condition on its %s", key, what)
+	}
+	switch {
+	case c.etag != "" && !etagMatches(c.etag, etag):
+		return pf("ETag")
+	case c.modTime != nil && !time.UnixMilli(info.GetLastModificationTimeMs()).Truncate(time.Second).Equal(c.modTime.Truncate(time.Second)):
+		return pf("last modification time")
+	case c.size != nil && *c.size != info.GetLength():
+		return pf("size")
+	}
+	return nil
+}
+
+// deleteObject removes a key; a missing key is not an error (S3), whatever
+// the delete's conditions.
 func (q *request) deleteObject() {
-	if aerr := q.removeKey(q.r.Context(), q.key); aerr != nil {
+	if v := q.r.URL.Query().Get("versionId"); v != "" && v != "null" {
+		q.fail(errNoSuchVersion(v), nil)
+		return
+	}
+	cond, aerr := deleteCondFromHeaders(q.r.Header)
+	if aerr != nil {
+		q.fail(aerr, nil)
+		return
+	}
+	if aerr := q.removeKey(q.r.Context(), q.key, cond); aerr != nil {
 		q.fail(aerr, nil)
 		return
 	}
@@ -412,7 +615,7 @@ func (q *request) deleteObject() {
 // removeKey deletes the object of key and then the directories its
 // removal left empty, up to the bucket — in S3 a prefix exists only while
 // keys have it.
-func (q *request) removeKey(ctx context.Context, key string) *apiError {
+func (q *request) removeKey(ctx context.Context, key string, cond deleteCond) *apiError {
 	p, dir, aerr := objectPath(q.bucket, key)
 	if aerr != nil {
 		return aerr
@@ -430,6 +633,12 @@ func (q *request) removeKey(ctx context.Context, key string) *apiError {
 	case info.GetFolder() != dir:
 		return nil // the key names no object
 	}
+	if !cond.none() {
+		etag, _ := etagOf(info)
+		if aerr := cond.check(key, info, etag); aerr != nil {
+			return aerr
+		}
+	}
 	err = q.g.c.Delete(ctx, p, sdk.DeleteOptions{})
 	if dir && (errors.Is(err, sdk.ErrFailedPrecondition) || errors.Is(err, sdk.ErrAlreadyExists)) {
 		return nil // a marker of a directory that holds objects: they stay
@@ -437,21 +646,31 @@ func (q *request) removeKey(ctx context.Context, key string) *apiError {
 	if err != nil && !errors.Is(err, sdk.ErrNotFound) {
 		return toAPIError(err, nil)
 	}
-	q.g.meta.del(p)
+	q.g.removeEmptyParents(ctx, bp, p)
+	return nil
+}
+
+// removeEmptyParents removes the directories above p, up to the bucket bp,
+// that hold nothing now: in S3 a prefix exists only while keys have it.
+// Never a directory a PUT or an upload is writing in (that write would go
+// with it).
+func (g *Gateway) removeEmptyParents(ctx context.Context, bp, p string) {
 	for d := path.Dir(p); d != bp && d != "/" && d != "."; d = path.Dir(d) {
-		if q.g.c.Delete(ctx, d, sdk.DeleteOptions{}) != nil {
+		if g.c.Delete(ctx, d, sdk.DeleteOptions{UnlessWriting: true}) != nil {
 			break
 		}
 	}
-	return nil
 }
 
 type deleteRequest struct {
 	XMLName xml.Name `xml:"Delete"`
 	Quiet   bool     `xml:"Quiet"`
 	Objects []struct {
-		Key       string `xml:"Key"`
-		VersionID string `xml:"VersionId"`
+		Key              string `xml:"Key"`
+		VersionID        string `xml:"VersionId"`
+		ETag             string `xml:"ETag"`
+		LastModifiedTime string `xml:"LastModifiedTime"`
+		Size             *int64 `xml:"Size"`
 	} `xml:"Object"`
 }
 
@@ -507,7 +726,21 @@ func (q *request) deleteObjects() {
 	}
 	res := deleteResult{NS: xmlNS}
 	for _, o := range req.Objects {
-		if aerr := q.removeKey(q.r.Context(), o.Key); aerr != nil {
+		cond := deleteCond{etag: o.ETag, size: o.Size}
+		if o.LastModifiedTime != "" {
+			t, err := time.Parse(time.RFC3339, o.LastModifiedTime)
+			if err != nil {
+				res.Errors = append(res.Errors, deleteError{Key: o.Key, Code: "InvalidArgument", Message: fmt.Sprintf("LastModifiedTime %q is not a date", o.LastModifiedTime)})
+				continue
+			}
+			cond.modTime = &t
+		}
+		if o.VersionID != "" && o.VersionID != "null" {
+			ae := errNoSuchVersion(o.VersionID)
+			res.Errors = append(res.Errors, deleteError{Key: o.Key, Code: ae.Code, Message: ae.Message})
+			continue
+		}
+		if aerr := q.removeKey(q.r.Context(), o.Key, cond); aerr != nil {
 			res.Errors = append(res.Errors, deleteError{Key: o.Key, Code: aerr.Code, Message: aerr.Message})
 			continue
 		}
@@ -581,7 +814,7 @@ func (q *request) openSource() (srcPath string, info *api.FileInfo, etag string,
 		}
 		return "", nil, "", nil, errNoSuchKey(sk)
 	}
-	etag, meta = q.g.etagOf(srcPath, info)
+	etag, meta = etagOf(info)
 	if aerr := copyPreconditions(q.r.Header, etag, time.UnixMilli(info.GetLastModificationTimeMs())); aerr != nil {
 		return "", nil, "", nil, aerr
 	}
@@ -619,12 +852,19 @@ func (q *request) copyObject() {
 			q.fail(errorf("InvalidRequest", http.StatusBadRequest, "this copy request is illegal because it is trying to copy an object to itself without changing the object's metadata"), nil)
 			return
 		}
-		meta.FileID, meta.Length, meta.ETag = info.GetFileId(), info.GetLength(), etag
+		meta.ETag = etag
 		if srcMeta != nil {
 			meta.ChecksumAlgo, meta.Checksum = srcMeta.ChecksumAlgo, srcMeta.Checksum
+			meta.Parts, meta.PartsCount, meta.UploadID = srcMeta.Parts, srcMeta.PartsCount, srcMeta.UploadID
 		}
-		q.g.meta.put(dst, meta)
-		writeXML(q.w, http.StatusOK, copyObjectResult{NS: xmlNS, LastModified: isoTime(info.GetLastModificationTimeMs()), ETag: `"` + etag + `"`})
+		// The same bytes with new metadata: only if the object is still
+		// the one whose ETag was read.
+		out, err := q.g.c.SetAttribute(ctx, &api.SetAttributeRequest{Path: dst, FileId: info.GetFileId(), Xattrs: meta.xattrs()})
+		if err != nil {
+			q.failObject(err)
+			return
+		}
+		writeXML(q.w, http.StatusOK, copyObjectResult{NS: xmlNS, LastModified: isoTime(out.GetLastModificationTimeMs()), ETag: `"` + etag + `"`})
 		return
 	}
 	fr, err := q.g.c.Open(ctx, srcPath, sdk.OpenOptions{})
@@ -634,13 +874,36 @@ func (q *request) copyObject() {
 	}
 	defer fr.Close()
 	h := md5.New()
-	out, _, err := q.g.write(ctx, q.bucket, dst, io.TeeReader(fr, h))
+	out, _, err := q.g.write(ctx, q.bucket, dst, io.TeeReader(fr, h), 0, func() *objMeta {
+		// A copy is one object written whole: its ETag is its MD5 and it
+		// has no parts (S3 does the same).
+		meta.ETag = hex.EncodeToString(h.Sum(nil))
+		meta.Parts, meta.PartsCount, meta.UploadID = nil, 0, ""
+		return meta
+	})
 	if err != nil {
 		q.failObject(err)
 		return
 	}
-	meta.FileID, meta.Length = out.GetFileId(), out.GetLength()
-	meta.ETag = hex.EncodeToString(h.Sum(nil))
-	q.g.meta.put(dst, meta)
 	writeXML(q.w, http.StatusOK, copyObjectResult{NS: xmlNS, LastModified: isoTime(out.GetLastModificationTimeMs()), ETag: `"` + meta.ETag + `"`})
+}
+
+// copySourceRange reads x-amz-copy-source-range: "bytes=first-last", both
+// given and inside the source (S3 does not clamp it).
+func copySourceRange(rg string, size int64) (start, length int64, aerr *apiError) {
+	invalid := errorf("InvalidRange", http.StatusRequestedRangeNotSatisfiable, "x-amz-copy-source-range %q is not a range of the %d-byte source", rg, size)
+	spec, ok := strings.CutPrefix(strings.TrimSpace(rg), "bytes=")
+	if !ok {
+		return 0, 0, errInvalidArgument("x-amz-copy-source-range %q: want bytes=first-last", rg)
+	}
+	a, b, ok := strings.Cut(spec, "-")
+	first, err1 := strconv.ParseInt(strings.TrimSpace(a), 10, 64)
+	last, err2 := strconv.ParseInt(strings.TrimSpace(b), 10, 64)
+	if !ok || err1 != nil || err2 != nil || first < 0 || last < first {
+		return 0, 0, errInvalidArgument("x-amz-copy-source-range %q: want bytes=first-last", rg)
+	}
+	if last >= size {
+		return 0, 0, invalid
+	}
+	return first, last - first + 1, nil
 }

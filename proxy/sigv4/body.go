@@ -69,7 +69,8 @@ func NewBody(r *http.Request, a *Auth) (*Body, error) {
 	if r.Body == nil {
 		b.r = http.NoBody
 	}
-	if v := r.Header.Get("Content-Md5"); v != "" {
+	if vs, ok := r.Header["Content-Md5"]; ok {
+		v := strings.Join(vs, ",")
 		d, err := base64.StdEncoding.DecodeString(v)
 		if err != nil || len(d) != md5.Size {
 			return nil, errf("InvalidDigest", http.StatusBadRequest, "Content-MD5 %q is not a base64 MD5", v)
@@ -186,6 +187,11 @@ func (b *Body) verify() error {
 
 // Size returns the bytes read so far.
 func (b *Body) Size() int64 { return b.n }
+
+// DeclaredLength is the length the request declared for the (decoded)
+// body: Content-Length, or x-amz-decoded-content-length for an
+// aws-chunked one; -1 when it declared none.
+func (b *Body) DeclaredLength() int64 { return b.wantLen }
 
 // MD5 returns the MD5 of the bytes read (complete after io.EOF).
 func (b *Body) MD5() []byte { return b.md5.Sum(nil) }

@@ -266,8 +266,13 @@ func verifyQuery(r *http.Request, q url.Values, creds Credentials, now time.Time
 		return nil, errf("AuthorizationQueryParametersError", http.StatusBadRequest, "malformed X-Amz-Date %q", amzDate)
 	}
 	exp, err := strconv.ParseInt(q.Get("X-Amz-Expires"), 10, 64)
-	if err != nil || exp < 0 || time.Duration(exp)*time.Second > maxPresign {
+	if err != nil || time.Duration(exp)*time.Second > maxPresign {
 		return nil, errf("AuthorizationQueryParametersError", http.StatusBadRequest, "X-Amz-Expires %q: want seconds in [0, 604800]", q.Get("X-Amz-Expires"))
+	}
+	if exp < 0 {
+		// A URL presigned to expire in the past (botocore signs whatever
+		// ExpiresIn it is given) has expired.
+		return nil, errf("AccessDenied", http.StatusForbidden, "request has expired (X-Amz-Date %s, X-Amz-Expires %d)", amzDate, exp)
 	}
 	if t.Sub(now) > maxSkew {
 		return nil, errf("AccessDenied", http.StatusForbidden, "the request is not valid yet (X-Amz-Date %s)", amzDate)

@@ -174,6 +174,7 @@ var goals = []goal{
 	{"CopyAgain10000SmallFiles", "ratio-copy/rclone", false, 0.5, "second copy, nothing changed, vs rclone copy, 10,000 files of 16 KiB"},
 	{"S3Get", "ratio-s3get/sdk", true, 0.8, "S3 GET through the gateway vs the Go SDK"},
 	{"S3Put", "ratio-put/minio", true, 1.0, "small PUTs/s through the gateway vs MinIO"},
+	{"S3Upload512MiB", "ratio-cp/minio", false, 1.0, "aws s3 cp of 512 MiB (multipart) to the gateway vs MinIO"},
 	{"LocalReady", "ready-s", false, 1.0, "alluvium local (2 workers), exec to ready"},
 	{"FSMasterFailover", "failover-s", false, 2.0, "kill -9 of the leading FS master to the next acknowledged create"},
 	{"FSMasterEmbeddedCreate", "ratio-embedded/single", true, 0.5, "creates/s at 64 clients: 3 FS masters (embedded journal) vs 1 (local)"},
