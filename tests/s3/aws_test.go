@@ -225,8 +225,13 @@ func testAWS(t *testing.T, c *cluster, aws string, env []string, bucket string, 
 	if len(parts.Parts) != 2 || parts.Parts[0].Size != int64(len(partA)) || parts.Parts[1].Size != int64(len(partB)) {
 		t.Fatalf("list-parts = %+v", parts)
 	}
-	if _, err := os.Stat(filepath.Join(c.ufs, bucket, "mp")); !os.IsNotExist(err) {
+	// The parts may already be in place in the upload's hidden temporary
+	// file in mp/ (a local UFS), but no object is there under its name.
+	if _, err := os.Stat(filepath.Join(c.ufs, bucket, "mp", "obj.bin")); !os.IsNotExist(err) {
 		t.Fatalf("an uncompleted multipart object is in the UFS: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(c.ufs, bucket, "mp")); len(ents) > 1 {
+		t.Fatalf("an uncompleted multipart upload left %d files in the UFS, want at most its temporary one", len(ents))
 	}
 	var uploads struct {
 		Uploads []struct{ UploadId, Key string }
@@ -267,6 +272,9 @@ func testAWS(t *testing.T, c *cluster, aws string, env []string, bucket string, 
 	}
 	if _, err := os.Stat(filepath.Join(c.ufs, bucket, "mp", "aborted")); !os.IsNotExist(err) {
 		t.Fatalf("an aborted upload left a file: %v", err)
+	}
+	if ents, err := os.ReadDir(filepath.Join(c.ufs, bucket, "mp")); err != nil || len(ents) != 1 || ents[0].Name() != "obj.bin" {
+		t.Fatalf("after the abort mp/ holds %v (%v), want obj.bin alone (no temporary file left)", ents, err)
 	}
 
 	// The wrong secret is refused.
