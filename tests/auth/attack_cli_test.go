@@ -72,6 +72,15 @@ func TestCLIAndSDKAttacker(t *testing.T) {
 	}
 	c.must(t, bobToken, "policy", "add", "bob-yearly", "--cron", "0 0 1 1 *", "load", bobSecDir)
 	c.must(t, bobToken, "fs", "pin", bobPrivate)
+	// bob's multipart upload in flight, with one part.
+	bobUp, err := v.bob.CreateUpload(ctx, "/users/bob/upload.bin", sdk.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobPart, err := v.bob.WritePart(ctx, bobUp, 1, strings.NewReader("bob's part"), int64(len("bob's part")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	before := v.snapshot(t)
 	local := filepath.Join(t.TempDir(), "local")
 	if err := os.WriteFile(local, []byte("alice's bytes"), 0o644); err != nil {
@@ -268,9 +277,34 @@ func TestCLIAndSDKAttacker(t *testing.T) {
 				return err
 			}},
 		},
-		"Client.Stat":     {{"stat in bob's dir", denied, func() error { _, err := alice.Stat(ctx, bobSecFile); return err }}},
-		"Client.StatWith": {{"stat ALWAYS in bob's dir", denied, func() error { _, err := alice.StatWith(ctx, bobSecFile, api.LoadMetadataType_ALWAYS); return err }}},
-		"Client.Unmount":  {{"unmount bob's mount", denied, func() error { return alice.Unmount(ctx, "/users/bob/mnt") }}},
+		"Client.CheckAccess": {{"access to bob's 0600 file", denied, func() error { return alice.CheckAccess(ctx, bobPrivate, 4) }}},
+		"Client.CreateUpload": {{"an upload into bob's dir", denied, func() error {
+			_, err := alice.CreateUpload(ctx, bobSecDir+"/up", sdk.CreateOptions{})
+			return err
+		}}},
+		"Client.WritePart": {{"a part of bob's upload", denied, func() error {
+			_, err := alice.WritePart(ctx, bobUp, 1, strings.NewReader("alice's part"), int64(len("alice's part")), nil)
+			return err
+		}}},
+		"Client.UploadParts": {{"the parts of bob's upload", denied, func() error {
+			_, _, err := alice.UploadParts(ctx, bobUp.GetPath(), bobUp.GetFileId())
+			return err
+		}}},
+		"Client.Uploads": {{"bob's uploads", notFound, func() error {
+			ups, err := alice.Uploads(ctx, "/users/bob")
+			if err != nil || len(ups) > 0 {
+				return fmt.Errorf("listed %d (%v)", len(ups), err)
+			}
+			return errNone
+		}}},
+		"Client.CompleteUpload": {{"complete bob's upload", denied, func() error {
+			_, err := alice.CompleteUpload(ctx, bobUp, []*sdk.UploadPart{bobPart}, sdk.CompleteOptions{})
+			return err
+		}}},
+		"Client.AbortUpload": {{"abort bob's upload", denied, func() error { return alice.AbortUpload(ctx, bobUp.GetPath(), bobUp.GetFileId()) }}},
+		"Client.Stat":        {{"stat in bob's dir", denied, func() error { _, err := alice.Stat(ctx, bobSecFile); return err }}},
+		"Client.StatWith":    {{"stat ALWAYS in bob's dir", denied, func() error { _, err := alice.StatWith(ctx, bobSecFile, api.LoadMetadataType_ALWAYS); return err }}},
+		"Client.Unmount":     {{"unmount bob's mount", denied, func() error { return alice.Unmount(ctx, "/users/bob/mnt") }}},
 		"Jobs.Submit": {
 			{"load bob's dir", denied, func() error { _, err := aj.Submit(ctx, "load", sdk.LoadConfig{Path: bobSecDir}); return err }},
 			{"bob's request id", codes.AlreadyExists, func() error {
@@ -422,6 +456,10 @@ func TestCLIAndSDKAttacker(t *testing.T) {
 		} else {
 			refused++
 		}
+	}
+	// bob's upload is as he left it.
+	if _, parts, err := v.bob.UploadParts(ctx, bobUp.GetPath(), bobUp.GetFileId()); err != nil || len(parts) != 1 || parts[0].GetFirstBlock() != bobPart.GetFirstBlock() {
+		t.Errorf("bob's upload after the attacks: %v (%v), want his one part", parts, err)
 	}
 	t.Logf("CLI and SDK: %d attacks, %d refused", total, refused)
 	if refused != total {
