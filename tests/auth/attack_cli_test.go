@@ -137,15 +137,17 @@ func TestCLIAndSDKAttacker(t *testing.T) {
 		"job raft remove-peer":          {{args: []string{"localhost:1"}}},
 		"job submit copy":               {{args: []string{bobSecDir, "/users/alice/loot"}}},
 		"job submit load":               {{args: []string{bobSecDir}}},
-		"job submit move":               {{args: []string{bobPrivate, "/users/alice/loot"}}},
-		"job submit persist":            {{args: []string{bobSecDir}}},
-		"job submit replicate":          {{args: []string{bobPrivate, "--replication", "1"}}},
-		"policy add":                    {{args: []string{"steal", "--cron", "@daily", "load", bobSecDir}}, {args: []string{"bob-yearly", "--cron", "@daily", "load", "/users/alice"}}},
-		"policy ls":                     {{args: []string{}, shows: true, hide: bobsJobs}},
-		"policy pause":                  {{args: []string{"bob-yearly"}}},
-		"policy resume":                 {{args: []string{"bob-yearly"}}},
-		"policy rm":                     {{args: []string{"bob-yearly"}}},
-		"policy run-now":                {{args: []string{"bob-yearly"}}},
+		// cat is allowed (usersYAML): what stops alice is read permission.
+		"job submit exec":      {{args: []string{bobSecDir, "--", "cat"}}, {args: []string{bobPrivate, "--input", "stdin", "--", "cat"}}},
+		"job submit move":      {{args: []string{bobPrivate, "/users/alice/loot"}}},
+		"job submit persist":   {{args: []string{bobSecDir}}},
+		"job submit replicate": {{args: []string{bobPrivate, "--replication", "1"}}},
+		"policy add":           {{args: []string{"steal", "--cron", "@daily", "load", bobSecDir}}, {args: []string{"bob-yearly", "--cron", "@daily", "load", "/users/alice"}}},
+		"policy ls":            {{args: []string{}, shows: true, hide: bobsJobs}},
+		"policy pause":         {{args: []string{"bob-yearly"}}},
+		"policy resume":        {{args: []string{"bob-yearly"}}},
+		"policy rm":            {{args: []string{"bob-yearly"}}},
+		"policy run-now":       {{args: []string{"bob-yearly"}}},
 	}
 	secrets := []string{secretPrivate, secretSec, secretName, "bob-yearly"}
 	cmds := cliCommands(t, c.bin)

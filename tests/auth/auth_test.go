@@ -287,6 +287,9 @@ fsmaster:
     max-page-size: 5
 limits:
   max-request-bytes: 4194304
+jobworker:
+  exec:
+    allow: [cat]
 `
 
 // TestUsersAndPermissions: alice cannot read bob's 0700 directory, list it,
