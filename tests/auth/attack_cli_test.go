@@ -98,6 +98,7 @@ func TestCLIAndSDKAttacker(t *testing.T) {
 		"fsadmin report":              "journal, capacity and workers: cluster facts, no user data",
 		"fsadmin journal convert":     "offline: rewrites a stopped FS master's journal directory on its own host, no cluster call",
 		"fsadmin journal quorum info": "the FS masters' raft group: cluster facts, no user data",
+		"sim workers":                 "a load generator for the cluster's operator: its simulated workers make the worker-only calls, which are system-only (the cluster token), and touch no user's files",
 	}
 	attacks := map[string][]cliAttack{
 		"fs cat":             {{args: []string{bobPrivate}}, {args: []string{bobSecFile}}},
