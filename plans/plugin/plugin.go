@@ -89,6 +89,9 @@ func load(path string, log *zap.Logger) (*Plan, error) {
 	if p := loaded[path]; p != nil {
 		return p, nil
 	}
+	if log == nil {
+		log = zap.NewNop()
+	}
 	p := &Plan{path: path, log: log.With(zap.String("plugin", filepath.Base(path)))}
 	inst, err := p.start()
 	if err != nil {
