@@ -57,14 +57,6 @@ func (h *heartbeats) remove(worker int64) {
 	}
 }
 
-// tracked reports whether worker has a running timer.
-func (h *heartbeats) tracked(worker int64) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	_, ok := h.timers[worker]
-	return ok
-}
-
 // stop cancels every timer.
 func (h *heartbeats) stop() {
 	h.mu.Lock()

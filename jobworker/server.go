@@ -189,9 +189,6 @@ func (w *Worker) Start(ctx context.Context) error {
 	return nil
 }
 
-// Addr is the job worker's address (host:port).
-func (w *Worker) Addr() string { return w.addr }
-
 // ID is the id the leader gave this worker (0 before registration).
 func (w *Worker) ID() int64 { return w.sess.workerID() }
 

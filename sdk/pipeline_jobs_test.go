@@ -23,6 +23,9 @@ type fakeJobs struct {
 	counts  map[string]int
 	submits []string // request ids
 	cancels []int64
+	// deaf: a cancel is taken but the job never ends (a job master that
+	// cannot reach the workers).
+	deaf bool
 }
 
 type fakeJob struct {
@@ -114,8 +117,11 @@ func (f *fakeJobs) Wait(ctx context.Context, id int64, progress func(*JobInfo)) 
 func (f *fakeJobs) Cancel(ctx context.Context, id int64) error {
 	f.mu.Lock()
 	f.cancels = append(f.cancels, id)
+	deaf := f.deaf
 	f.mu.Unlock()
-	f.finish(id, JobCanceled, "")
+	if !deaf {
+		f.finish(id, JobCanceled, "")
+	}
 	return nil
 }
 
@@ -302,5 +308,40 @@ func (s *slowSubmit) Submit(ctx context.Context, plan string, config any, opts .
 		return id, err
 	case <-ctx.Done():
 		return 0, wrapErr("job submit", plan, ctx.Err())
+	}
+}
+
+// CancelGrace bounds how long a cancelled step waits for its job to end:
+// a job master that never confirms the cancel costs that long, not the
+// default 30 s; a grace <= 0 is refused.
+func TestPipelineCancelGrace(t *testing.T) {
+	fj := newFakeJobs(func(n int, plan string) (JobStatus, time.Duration) { return 0, -1 })
+	fj.deaf = true
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p := NewPipeline("grace", CancelGrace(100*time.Millisecond))
+	p.Job("stuck", JobSpec{Plan: "load", Config: "{}"}, OnJobProgress(func(j *JobInfo) {
+		if j.GetStatus() == JobRunning {
+			cancel()
+		}
+	}))
+	done := make(chan *Report, 1)
+	go func() { rep, _ := p.run(ctx, fj); done <- rep }()
+	select {
+	case rep := <-done:
+		s := mustStatus(t, rep, "stuck", StepCanceled)
+		if s.Err == nil || !strings.Contains(s.Err.Error(), "end not confirmed within 100ms") {
+			t.Fatalf("stuck: %v, want the cancel unconfirmed within the 100ms grace", s.Err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the step waited past its CancelGrace")
+	}
+	if len(fj.cancels) != 1 {
+		t.Fatalf("cancels %v, want one", fj.cancels)
+	}
+	bad := NewPipeline("bad", CancelGrace(0))
+	bad.Job("x", JobSpec{Plan: "load", Config: "{}"})
+	if _, err := bad.run(context.Background(), fj); !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "CancelGrace(0s)") {
+		t.Fatalf("CancelGrace(0): %v, want an invalid-argument error naming it", err)
 	}
 }

@@ -418,7 +418,7 @@ func (r *run) jobAttempt(ctx, actx context.Context, s *step, spec JobSpec, attem
 		return nil // it finished before the cancel landed
 	case timedOut():
 		return fmt.Errorf("job %d (%s): still running after %s (StepTimeout), canceled: %w", id, spec.Plan, s.timeout, context.DeadlineExceeded)
-	case ctx.Err() != nil && final != nil:
+	case ctx.Err() != nil && final != nil && IsTerminal(final.GetStatus()):
 		return &JobError{Job: final, kind: kindOfJob(final)}
 	case ctx.Err() != nil:
 		return fmt.Errorf("job %d (%s): cancel requested, end not confirmed within %s: %w", id, spec.Plan, r.p.cancelGrace, errors.Join(cerr, context.Cause(ctx)))

@@ -112,28 +112,6 @@ func (c *Client) pickWorker(ctx context.Context, key int64, need int64, exclude 
 	return roomy[h.Sum64()%uint64(len(roomy))], nil
 }
 
-// workerByAddr finds a live worker by host:port.
-func (c *Client) workerByAddr(ctx context.Context, addr string) (*api.WorkerInfo, error) {
-	ws, err := c.liveWorkers(ctx, false)
-	if err != nil {
-		return nil, err
-	}
-	for _, w := range ws {
-		if workerAddr(w.GetAddress()) == addr {
-			return w, nil
-		}
-	}
-	if ws, err = c.liveWorkers(ctx, true); err != nil {
-		return nil, err
-	}
-	for _, w := range ws {
-		if workerAddr(w.GetAddress()) == addr {
-			return w, nil
-		}
-	}
-	return nil, &Error{Op: "pick worker", Path: addr, Message: "no live block worker at this address", Code: codes.NotFound, kind: ErrNotFound}
-}
-
 // dataWorker returns a block-worker client for addr (host:port), through the
 // worker's unix socket when the worker is on this host and offers one.
 func (c *Client) dataWorker(ctx context.Context, addr string) (api.BlockWorkerClient, error) {

@@ -557,11 +557,6 @@ func (l *Loader) ReadFile(path string) error {
 // Set overrides one key (used for flags).
 func (l *Loader) Set(key string, value any) { l.v.Set(key, value) }
 
-// IsSet reports whether a key was set by a file, the environment or Set.
-func (l *Loader) IsSet(key string) bool {
-	return l.v.InConfig(key) || l.v.IsSet(key) && l.v.Get(key) != Default()[key]
-}
-
 // SetPortBase moves every server port to an offset from base, as DESIGN.md's
 // "Running a process" describes.
 func (l *Loader) SetPortBase(base int) {

@@ -41,6 +41,3 @@ func New(role, level, format string) (*zap.Logger, error) {
 	}
 	return l, nil
 }
-
-// Nop returns a logger that discards everything (for tests that do not care).
-func Nop() *zap.Logger { return zap.NewNop() }

@@ -32,15 +32,9 @@ type HTTPServer struct {
 	sessions atomic.Pointer[Sessions] // browser sessions, once EnableSessions ran
 }
 
-// NewHTTPServer returns a server with /healthz and /metrics registered,
-// protected by the cluster token alone. healthy reports readiness; nil
-// means always healthy.
-func NewHTTPServer(token string, log *zap.Logger, healthy func() error) *HTTPServer {
-	return NewHTTPServerWith(ServerOptions{Token: token, Logger: log}, healthy)
-}
-
-// NewHTTPServerWith is NewHTTPServer with the full server options (users,
-// superuser, TLS).
+// NewHTTPServerWith returns a server with /healthz and /metrics
+// registered, authenticating as the gRPC servers do (o: token, users,
+// superuser, TLS). healthy reports readiness; nil means always healthy.
 func NewHTTPServerWith(o ServerOptions, healthy func() error) *HTTPServer {
 	log := o.Logger
 	if log == nil {

@@ -453,21 +453,6 @@ func (p *Process) WaitLog(substr string, timeout time.Duration) {
 	p.t.Fatalf("%s did not log %q within %s:\n%s", p.Name, substr, timeout, tail(p.Log(), 60))
 }
 
-// WaitPort waits until addr accepts TCP connections.
-func WaitPort(t testing.TB, addr string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("nothing listens on %s after %s", addr, timeout)
-}
-
 // Eventually retries f until it returns nil or timeout passes.
 func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
