@@ -81,6 +81,23 @@ func TestCLIAndSDKAttacker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// bob's pipeline run, kept by the job master (one step, still
+	// running: a load of his private tree at a trickle).
+	bobPipes, err := v.bob.Pipelines()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobRun, err := bobPipes.Submit(ctx, &sdk.PipelineDef{Name: "bob-pipe-secret", Steps: []*api.PipelineStep{
+		{Name: "warm", Plan: "load", ConfigJson: fmt.Sprintf(`{"path": %q, "bandwidth": 1024}`, bobSecDir)},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := fmt.Sprint(bobRun.GetId())
+	stealPipe := filepath.Join(t.TempDir(), "steal.yaml")
+	if err := os.WriteFile(stealPipe, []byte(fmt.Sprintf("name: steal\nsteps:\n  - name: grab\n    plan: copy\n    config: {src: %q, dst: /users/alice/loot}\n", bobSecDir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	before := v.snapshot(t)
 	local := filepath.Join(t.TempDir(), "local")
 	if err := os.WriteFile(local, []byte("alice's bytes"), 0o644); err != nil {
@@ -98,6 +115,8 @@ func TestCLIAndSDKAttacker(t *testing.T) {
 		"fsadmin report":              "journal, capacity and workers: cluster facts, no user data",
 		"fsadmin journal convert":     "offline: rewrites a stopped FS master's journal directory on its own host, no cluster call",
 		"fsadmin journal quorum info": "the FS masters' raft group: cluster facts, no user data",
+		"pipeline submit":             "accepted: a step's paths may be made by the steps before it, so access is checked as each step's job is submitted, as the submitter — attacked below (the run fails naming the permission, nothing copied)",
+		"job plans":                   "the plans the cluster runs (names, versions, how many workers have them): cluster facts, no user data",
 		"sim workers":                 "a load generator for the cluster's operator: its simulated workers make the worker-only calls, which are system-only (the cluster token), and touch no user's files",
 	}
 	attacks := map[string][]cliAttack{
@@ -142,7 +161,12 @@ func TestCLIAndSDKAttacker(t *testing.T) {
 		"job submit exec":      {{args: []string{bobSecDir, "--", "cat"}}, {args: []string{bobPrivate, "--input", "stdin", "--", "cat"}}},
 		"job submit move":      {{args: []string{bobPrivate, "/users/alice/loot"}}},
 		"job submit persist":   {{args: []string{bobSecDir}}},
+		"job submit sync":      {{args: []string{bobSecDir, "/users/alice/loot"}}, {args: []string{"/users/alice", bobSecDir}}, {args: []string{"--dry-run", bobSecDir, "/users/alice/loot"}}},
 		"job submit replicate": {{args: []string{bobPrivate, "--replication", "1"}}},
+		"pipeline cancel":      {{args: []string{run}}},
+		"pipeline ls":          {{args: []string{}, shows: true, hide: []string{"bob-pipe-secret"}}, {args: []string{"--output", "json"}, shows: true, hide: []string{"bob-pipe-secret"}}},
+		"pipeline stat":        {{args: []string{run}}},
+		"pipeline wait":        {{args: []string{run}}},
 		"policy add":           {{args: []string{"steal", "--cron", "@daily", "load", bobSecDir}}, {args: []string{"bob-yearly", "--cron", "@daily", "load", "/users/alice"}}},
 		"policy ls":            {{args: []string{}, shows: true, hide: bobsJobs}},
 		"policy pause":         {{args: []string{"bob-yearly"}}},
@@ -150,7 +174,7 @@ func TestCLIAndSDKAttacker(t *testing.T) {
 		"policy rm":            {{args: []string{"bob-yearly"}}},
 		"policy run-now":       {{args: []string{"bob-yearly"}}},
 	}
-	secrets := []string{secretPrivate, secretSec, secretName, "bob-yearly"}
+	secrets := []string{secretPrivate, secretSec, secretName, "bob-yearly", "bob-pipe-secret"}
 	cmds := cliCommands(t, c.bin)
 	sort.Strings(cmds)
 	total, refused := 0, 0
@@ -193,6 +217,20 @@ func TestCLIAndSDKAttacker(t *testing.T) {
 	}
 	for cmd := range attacks {
 		t.Errorf("the table attacks %q, which the CLI no longer has", cmd)
+	}
+	// alice's pipeline that copies bob's directory: accepted, and its step
+	// refused when its job is submitted as alice.
+	total++
+	out, errOut, code := c.cli(t, aliceToken, "pipeline", "submit", stealPipe, "--wait")
+	if code == 0 || !strings.Contains(out+errOut, "permission denied") || strings.Contains(out+errOut, secretName) {
+		t.Errorf("alice: alluvium pipeline submit --wait of a copy of bob's directory: exit %d, stdout %q, stderr %q; want the run failed naming the permission", code, out, errOut)
+	} else if _, err := v.root.Stat(ctx, "/users/alice/loot"); err == nil {
+		t.Errorf("alice's pipeline copied bob's directory to /users/alice/loot")
+	} else {
+		refused++
+	}
+	if r, err := bobPipes.Get(ctx, bobRun.GetId()); err != nil || r.GetStatus() == api.PipelineRun_CANCELED {
+		t.Errorf("bob's pipeline run after alice's attacks: %v %v", r.GetStatus(), err)
 	}
 	if b, err := os.ReadFile(loot); err == nil {
 		t.Errorf("fs get as alice wrote %q locally", b)
@@ -371,6 +409,7 @@ func TestCLIAndSDKAttacker(t *testing.T) {
 		"Policies.Pause":  {{"bob's policy", notFound, func() error { _, err := ap.Pause(ctx, "bob-yearly"); return err }}},
 		"Policies.Resume": {{"bob's policy", notFound, func() error { _, err := ap.Resume(ctx, "bob-yearly"); return err }}},
 		"Policies.RunNow": {{"bob's policy", notFound, func() error { _, err := ap.RunNow(ctx, "bob-yearly"); return err }}},
+		"Policies.Fire":   {{"bob's policy", notFound, func() error { _, _, err := ap.Fire(ctx, "bob-yearly"); return err }}},
 	}
 	var methods []string
 	for _, x := range []any{&sdk.Client{}, &sdk.Jobs{}, &sdk.Policies{}} {
