@@ -556,6 +556,10 @@ func (m *Master) askSecondary(ctx context.Context, target int64) (string, int64,
 		if newestCheckpointName(m.dir) >= target {
 			path, seq, err := journal.LatestCheckpoint(m.dir, m.log)
 			if err == nil && path != "" && seq >= target {
+				// The request is answered: take it away now rather than
+				// when the secondary next looks, so none is left behind
+				// once the call returns.
+				removeCheckpointRequest(m.dir, seq)
 				return path, seq, nil
 			}
 		}
