@@ -508,7 +508,7 @@ func Default() map[string]any {
 		"proxy.rest-open":                            false,
 		"proxy.s3.users":                             map[string]string{},
 		"proxy.s3.region":                            "us-east-1",
-		"proxy.s3.staging-dir":                       "", // <home>/proxy
+		"proxy.s3.staging-dir":                       "", // unused; accepted so older configs load
 		"proxy.s3.write-type":                        "",
 		"proxy.s3.multipart-expiry":                  24 * time.Hour,
 		"console.enabled":                            true,
@@ -684,9 +684,6 @@ func (c *Config) fill() error {
 	}
 	if c.Plans.Dir == "" {
 		c.Plans.Dir = filepath.Join(home, "plans")
-	}
-	if c.Proxy.S3.StagingDir == "" {
-		c.Proxy.S3.StagingDir = filepath.Join(home, "proxy")
 	}
 	if c.FSMaster.Raft.Dir == "" {
 		c.FSMaster.Raft.Dir = filepath.Join(c.FSMaster.Journal.Dir, "raft")
