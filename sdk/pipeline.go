@@ -273,7 +273,7 @@ func (p *Pipeline) plan() (*graph, error) {
 			g.dependents[j] = append(g.dependents[j], i)
 		}
 	}
-	if cyc := g.cycle(); cyc != nil {
+	if cyc := pipespec.Cycle(g.deps); cyc != nil {
 		names := make([]string, len(cyc))
 		for k, i := range cyc {
 			names[k] = fmt.Sprintf("%q", p.steps[i].name)
@@ -281,49 +281,6 @@ func (p *Pipeline) plan() (*graph, error) {
 		return nil, p.invalidf("dependency cycle: %s (each waits for the next)", strings.Join(names, " → "))
 	}
 	return g, nil
-}
-
-// cycle returns a dependency cycle (first node repeated at the end), or
-// nil. Depth-first in step order, so the answer is deterministic.
-func (g *graph) cycle() []int {
-	const (
-		white = iota
-		grey
-		black
-	)
-	color := make([]int, len(g.deps))
-	var stack []int
-	var found []int
-	var visit func(i int) bool
-	visit = func(i int) bool {
-		color[i] = grey
-		stack = append(stack, i)
-		for _, d := range g.deps[i] {
-			switch color[d] {
-			case grey:
-				// stack ends with d, …, i and i waits for d: that is the cycle.
-				for k := range stack {
-					if stack[k] == d {
-						found = append(append([]int(nil), stack[k:]...), d)
-						return true
-					}
-				}
-			case white:
-				if visit(d) {
-					return true
-				}
-			}
-		}
-		stack = stack[:len(stack)-1]
-		color[i] = black
-		return false
-	}
-	for i := range g.deps {
-		if color[i] == white && visit(i) {
-			return found
-		}
-	}
-	return nil
 }
 
 // RetryPolicy says how often a step is tried and how long to wait between

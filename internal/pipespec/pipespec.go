@@ -280,7 +280,7 @@ func Check(def *api.PipelineDef, plan func(name string) error) error {
 			deps[i] = append(deps[i], j)
 		}
 	}
-	if cyc := cycle(deps); cyc != nil {
+	if cyc := Cycle(deps); cyc != nil {
 		names := make([]string, len(cyc))
 		for k, i := range cyc {
 			names[k] = fmt.Sprintf("%q", all[i].GetName())
@@ -300,9 +300,11 @@ func stepNames(ss []*api.PipelineStep) []string {
 	return out
 }
 
-// cycle returns a dependency cycle (first node repeated at the end), or
-// nil; depth-first in step order, so the answer is deterministic.
-func cycle(deps [][]int) []int {
+// Cycle returns a dependency cycle of the graph deps (deps[i]: the nodes
+// i waits for; the first node repeated at the end), or nil; depth-first in
+// node order, so the answer is deterministic. The SDK's in-process
+// pipelines check their graph with it too.
+func Cycle(deps [][]int) []int {
 	const (
 		white = iota
 		grey
