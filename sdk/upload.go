@@ -30,20 +30,11 @@ type UploadPart = api.UploadPart
 // needed). o's WriteType, BlockSize, Mode, Pinned and XAttrs apply to the
 // file completed; Overwrite and Recursive are implied.
 func (c *Client) CreateUpload(ctx context.Context, path string, o CreateOptions) (*FileInfo, error) {
-	wt := o.WriteType
-	if wt == api.WriteType_WRITE_TYPE_UNSPECIFIED {
-		wt = c.o.writeType
-	}
-	if o.BlockSize == 0 {
-		o.BlockSize = c.o.blockSize
-	}
+	req := c.createRequest(path, o)
+	req.Recursive, req.Overwrite, req.Upload = true, true, true
 	var resp *api.CreateFileResponse
 	err := c.call(ctx, "create upload", path, false, func(ctx context.Context) (err error) {
-		resp, err = c.fs.CreateFile(ctx, &api.CreateFileRequest{
-			Path: path, BlockSizeBytes: o.BlockSize, WriteType: wt, Recursive: true, Overwrite: true, Upload: true,
-			Mode: o.Mode, Pinned: o.Pinned, Xattrs: o.XAttrs, ReplicationMin: o.ReplicationMin,
-			ReplicationMax: o.ReplicationMax, Ttl: o.TTL, TtlAction: o.TTLAction,
-		})
+		resp, err = c.fs.CreateFile(ctx, req)
 		return err
 	})
 	if err != nil {

@@ -45,6 +45,26 @@ type CreateOptions struct {
 	IfReplaces int64
 }
 
+// createRequest is the CreateFileRequest of o at path, with the client's
+// write type and block size where o leaves them unset (Create and
+// CreateUpload).
+func (c *Client) createRequest(path string, o CreateOptions) *api.CreateFileRequest {
+	wt := o.WriteType
+	if wt == api.WriteType_WRITE_TYPE_UNSPECIFIED {
+		wt = c.o.writeType
+	}
+	bs := o.BlockSize
+	if bs == 0 {
+		bs = c.o.blockSize
+	}
+	return &api.CreateFileRequest{
+		Path: path, BlockSizeBytes: bs, WriteType: wt, Recursive: o.Recursive,
+		Overwrite: o.Overwrite, Mode: o.Mode, ReplicationMin: o.ReplicationMin,
+		ReplicationMax: o.ReplicationMax, Pinned: o.Pinned, Ttl: o.TTL, TtlAction: o.TTLAction,
+		Xattrs: o.XAttrs,
+	}
+}
+
 // FileWriter writes a new file. Bytes become visible only when Close
 // succeeds; a failed write (or Abort) removes the file, its cached blocks
 // and its half-written UFS copy. With Overwrite, the path shows the old
@@ -109,28 +129,17 @@ const writeChunk = 1 << 20
 //	if _, err := io.Copy(w, src); err != nil { w.Abort(); ... }
 //	if err := w.Close(); err != nil { ... }
 func (c *Client) Create(ctx context.Context, path string, o CreateOptions) (*FileWriter, error) {
-	wt := o.WriteType
-	if wt == api.WriteType_WRITE_TYPE_UNSPECIFIED {
-		wt = c.o.writeType
-	}
-	if o.BlockSize == 0 {
-		o.BlockSize = c.o.blockSize
-	}
+	req := c.createRequest(path, o)
 	var resp *api.CreateFileResponse
 	err := c.call(ctx, "create", path, false, func(ctx context.Context) (err error) {
-		resp, err = c.fs.CreateFile(ctx, &api.CreateFileRequest{
-			Path: path, BlockSizeBytes: o.BlockSize, WriteType: wt, Recursive: o.Recursive,
-			Overwrite: o.Overwrite, Mode: o.Mode, ReplicationMin: o.ReplicationMin,
-			ReplicationMax: o.ReplicationMax, Pinned: o.Pinned, Ttl: o.TTL, TtlAction: o.TTLAction,
-			Xattrs: o.XAttrs,
-		})
+		resp, err = c.fs.CreateFile(ctx, req)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	info := resp.GetInfo()
-	wt = info.GetWriteType()
+	wt := info.GetWriteType()
 	wctx, cancel := context.WithCancel(ctx)
 	w := &FileWriter{
 		c: c, ctx: wctx, cancel: cancel, path: info.GetPath(), info: info, o: o,
