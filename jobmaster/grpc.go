@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/btree"
 	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -341,45 +342,17 @@ func (r *rpcServer) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*ap
 
 // listJobs lists the jobs of req that v may see.
 func (s *Server) listJobs(req *api.ListJobsRequest, v viewer) (*api.ListJobsResponse, error) {
-	size := int(req.GetPageSize())
-	if size <= 0 {
-		size = defPageSize
-	}
-	size = min(size, maxPageSize)
-	var after int64
-	if tok := req.GetPageToken(); tok != "" {
-		v, err := strconv.ParseInt(tok, 10, 64)
-		if err != nil || v < 0 {
-			return nil, status.Errorf(codes.InvalidArgument, "job ls: bad page token %q", tok)
-		}
-		after = v
+	p, err := newIDPage("job ls", req.GetPageSize(), req.GetPageToken(), req.GetNewestFirst())
+	if err != nil {
+		return nil, err
 	}
 	filter := jobFilter(req)
 	match := func(j *jobRec) bool { return v.sees(j) && filter(j) }
 	resp := &api.ListJobsResponse{}
-	var last int64
-	more := false
 	s.fsm.view(func(st *state) {
-		visit := func(j *jobRec) bool {
-			if !match(j) {
-				return true
-			}
-			if len(resp.Jobs) == size {
-				more = true
-				return false
-			}
-			resp.Jobs = append(resp.Jobs, j.info())
-			last = j.ID
-			return true
-		}
-		switch {
-		case !req.GetNewestFirst():
-			st.jobs.AscendGreaterOrEqual(&jobRec{ID: after + 1}, visit)
-		case after > 0:
-			st.jobs.DescendLessOrEqual(&jobRec{ID: after - 1}, visit)
-		default:
-			st.jobs.Descend(visit)
-		}
+		resp.NextPageToken = pageByID(p, st.jobs, func(id int64) *jobRec { return &jobRec{ID: id} },
+			func(j *jobRec) int64 { return j.ID }, match,
+			func(j *jobRec) { resp.Jobs = append(resp.Jobs, j.info()) })
 		if req.GetCountTotal() {
 			st.jobs.Ascend(func(j *jobRec) bool {
 				if match(j) {
@@ -389,10 +362,66 @@ func (s *Server) listJobs(req *api.ListJobsRequest, v viewer) (*api.ListJobsResp
 			})
 		}
 	})
-	if more {
-		resp.NextPageToken = strconv.FormatInt(last, 10)
-	}
 	return resp, nil
+}
+
+// idPage is one page of a listing in id order: how many items, the id of
+// the last item of the page before (0: none), and which way.
+type idPage struct {
+	size   int
+	after  int64
+	newest bool
+}
+
+// newIDPage reads a listing request's page size and token; op names the
+// listing in the error.
+func newIDPage(op string, size int32, token string, newest bool) (idPage, error) {
+	p := idPage{size: int(size), newest: newest}
+	if p.size <= 0 {
+		p.size = defPageSize
+	}
+	p.size = min(p.size, maxPageSize)
+	if token != "" {
+		v, err := strconv.ParseInt(token, 10, 64)
+		if err != nil || v < 0 {
+			return idPage{}, status.Errorf(codes.InvalidArgument, "%s: bad page token %q", op, token)
+		}
+		p.after = v
+	}
+	return p, nil
+}
+
+// pageByID walks t (ordered by id) from where p starts, in p's order, and
+// hands keep each item match accepts, up to p.size of them. It returns the
+// next page's token: the last kept id when more items match, else "".
+// key makes the pivot item of an id.
+func pageByID[T any](p idPage, t *btree.BTreeG[T], key func(int64) T, id func(T) int64, match func(T) bool, keep func(T)) string {
+	n, last, more := 0, int64(0), false
+	visit := func(x T) bool {
+		if !match(x) {
+			return true
+		}
+		if n == p.size {
+			more = true
+			return false
+		}
+		keep(x)
+		n++
+		last = id(x)
+		return true
+	}
+	switch {
+	case !p.newest:
+		t.AscendGreaterOrEqual(key(p.after+1), visit)
+	case p.after > 0:
+		t.DescendLessOrEqual(key(p.after-1), visit)
+	default:
+		t.Descend(visit)
+	}
+	if !more {
+		return ""
+	}
+	return strconv.FormatInt(last, 10)
 }
 
 // jobFilter is the predicate of a ListJobs request's filters.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"google.golang.org/grpc"
@@ -153,18 +152,9 @@ func (v viewer) seesRun(r *api.PipelineRun) bool {
 }
 
 func (s *Server) listPipelines(req *api.ListPipelinesRequest, v viewer) (*api.ListPipelinesResponse, error) {
-	size := int(req.GetPageSize())
-	if size <= 0 {
-		size = defPageSize
-	}
-	size = min(size, maxPageSize)
-	var after int64
-	if tok := req.GetPageToken(); tok != "" {
-		v, err := strconv.ParseInt(tok, 10, 64)
-		if err != nil || v < 0 {
-			return nil, status.Errorf(codes.InvalidArgument, "pipeline ls: bad page token %q", tok)
-		}
-		after = v
+	p, err := newIDPage("pipeline ls", req.GetPageSize(), req.GetPageToken(), req.GetNewestFirst())
+	if err != nil {
+		return nil, err
 	}
 	want := map[api.PipelineRun_Status]bool{}
 	for _, st := range req.GetStatuses() {
@@ -184,33 +174,11 @@ func (s *Server) listPipelines(req *api.ListPipelinesRequest, v viewer) (*api.Li
 		return true
 	}
 	resp := &api.ListPipelinesResponse{}
-	var last int64
-	more := false
 	s.fsm.view(func(st *state) {
-		visit := func(p *api.PipelineRun) bool {
-			if !match(p) {
-				return true
-			}
-			if len(resp.Runs) == size {
-				more = true
-				return false
-			}
-			resp.Runs = append(resp.Runs, p)
-			last = p.GetId()
-			return true
-		}
-		switch {
-		case !req.GetNewestFirst():
-			st.pipelines.AscendGreaterOrEqual(&api.PipelineRun{Id: after + 1}, visit)
-		case after > 0:
-			st.pipelines.DescendLessOrEqual(&api.PipelineRun{Id: after - 1}, visit)
-		default:
-			st.pipelines.Descend(visit)
-		}
+		resp.NextPageToken = pageByID(p, st.pipelines, func(id int64) *api.PipelineRun { return &api.PipelineRun{Id: id} },
+			(*api.PipelineRun).GetId, match,
+			func(r *api.PipelineRun) { resp.Runs = append(resp.Runs, r) })
 	})
-	if more {
-		resp.NextPageToken = strconv.FormatInt(last, 10)
-	}
 	return resp, nil
 }
 
