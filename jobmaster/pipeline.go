@@ -126,7 +126,7 @@ func (r *pipelineRunner) advance(ctx context.Context, id int64, now time.Time) t
 			j := r.ls.s.fsm.Job(jid)
 			switch {
 			case j == nil:
-				acted = r.end(ctx, run, s, api.PipelineStepState_FAILED, fmt.Sprintf("job %d is gone (compacted)", jid), false, now) || acted
+				acted = r.end(ctx, run, s, api.PipelineStepState_FAILED, fmt.Sprintf("job %d is gone (compacted)", jid), false) || acted
 			case j.terminal():
 				acted = r.jobEnded(ctx, run, s, j, now) || acted
 			case s.GetDeadlineMs() != 0 && now.UnixMilli() >= s.GetDeadlineMs():
@@ -175,7 +175,7 @@ func (r *pipelineRunner) submit(ctx context.Context, run *api.PipelineRun, s *ap
 	srv := r.ls.s
 	plan, err := plans.Lookup(s.GetPlan())
 	if err != nil {
-		r.end(ctx, run, s, api.PipelineStepState_FAILED, err.Error(), false, time.Now())
+		r.end(ctx, run, s, api.PipelineStepState_FAILED, err.Error(), false)
 		return nil
 	}
 	cmd, err := srv.validateJob(ctx, plan, s.GetConfigJson(), run.GetRunAs())
@@ -187,7 +187,7 @@ func (r *pipelineRunner) submit(ctx context.Context, run *api.PipelineRun, s *ap
 		case codes.Unavailable:
 			return err
 		case codes.InvalidArgument, codes.NotFound, codes.PermissionDenied, codes.FailedPrecondition, codes.AlreadyExists, codes.OutOfRange:
-			r.end(ctx, run, s, api.PipelineStepState_FAILED, fmt.Sprintf("submit %s: %v", s.GetPlan(), status.Convert(err).Message()), false, time.Now())
+			r.end(ctx, run, s, api.PipelineStepState_FAILED, fmt.Sprintf("submit %s: %v", s.GetPlan(), status.Convert(err).Message()), false)
 			return nil
 		}
 		return fmt.Errorf("submit %s: %w", s.GetPlan(), err)
@@ -232,10 +232,10 @@ func (r *pipelineRunner) backoff(run *api.PipelineRun, s *api.PipelineStepState,
 func (r *pipelineRunner) jobEnded(ctx context.Context, run *api.PipelineRun, s *api.PipelineStepState, j *jobRec, now time.Time) bool {
 	switch j.Status {
 	case api.JobInfo_COMPLETED:
-		return r.end(ctx, run, s, api.PipelineStepState_SUCCEEDED, "", false, now)
+		return r.end(ctx, run, s, api.PipelineStepState_SUCCEEDED, "", false)
 	case api.JobInfo_CANCELED:
 		// Someone cancelled the job: that is not worth another try.
-		return r.end(ctx, run, s, api.PipelineStepState_FAILED, fmt.Sprintf("job %d canceled: %s", j.ID, j.Error), false, now)
+		return r.end(ctx, run, s, api.PipelineStepState_FAILED, fmt.Sprintf("job %d canceled: %s", j.ID, j.Error), false)
 	}
 	msg := fmt.Sprintf("job %d failed", j.ID)
 	if j.Error != "" {
@@ -253,10 +253,11 @@ func (r *pipelineRunner) fail(ctx context.Context, run *api.PipelineRun, s *api.
 			RetryAtMs: now.Add(pipespec.Delay(s.GetRetry(), int(s.GetAttempt()))).UnixMilli(),
 		})
 	}
-	return r.end(ctx, run, s, api.PipelineStepState_FAILED, msg, cancelJob, now)
+	return r.end(ctx, run, s, api.PipelineStepState_FAILED, msg, cancelJob)
 }
 
-func (r *pipelineRunner) end(ctx context.Context, run *api.PipelineRun, s *api.PipelineStepState, outcome api.PipelineStepState_Status, msg string, cancelJob bool, _ time.Time) bool {
+// end ends step s's attempt with outcome for good.
+func (r *pipelineRunner) end(ctx context.Context, run *api.PipelineRun, s *api.PipelineStepState, outcome api.PipelineStepState_Status, msg string, cancelJob bool) bool {
 	return r.endCmd(ctx, run, s, &api.PipelineStepCommand{Outcome: outcome, Error: msg, CancelJob: cancelJob})
 }
 
