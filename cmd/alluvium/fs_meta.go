@@ -225,7 +225,7 @@ cachedPercent, blocks[].locations[], ...).`,
 				return cliErr(err)
 			}
 			if output == "json" {
-				return printJSON(fileview.FromInfo(fi))
+				return writeJSON(cmd.OutOrStdout(), fileview.FromInfo(fi))
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			defer w.Flush()

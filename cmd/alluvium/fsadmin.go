@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -148,7 +147,7 @@ func newFSAdminReportCmd(g *globals) *cobra.Command {
 				for _, m := range mounts {
 					r.Mounts = append(r.Mounts, mountJSON{Path: m.GetAlluviumPath(), UfsURI: m.GetUfsUri(), ReadOnly: m.GetReadOnly(), MountID: m.GetMountId()})
 				}
-				return printJSON(r)
+				return writeJSON(cmd.OutOrStdout(), r)
 			}
 			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintf(w, "FS master\t%s (version %s), up since %s\n", info.GetRpcAddress(), info.GetVersion(), msTime(info.GetStartTimeMs()))
@@ -227,12 +226,6 @@ changes meanwhile). Segments the checkpoint covers are deleted.`,
 			return nil
 		},
 	}
-}
-
-func printJSON(v any) error {
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 func checkOutput(o string) error {

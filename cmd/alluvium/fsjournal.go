@@ -110,7 +110,7 @@ the cluster token.`,
 				return cliErr(err)
 			}
 			if output == "json" {
-				return printJSON(grp)
+				return writeJSON(cmd.OutOrStdout(), grp)
 			}
 			return printQuorum(cmd, grp)
 		},
