@@ -42,10 +42,10 @@ func (f *fsJournalFlags) apply(cmd *cobra.Command, cfg *config.Config) error {
 			return usagef("--journal-type %q: want %s or %s", f.journalType, config.JournalLocal, config.JournalEmbedded)
 		}
 	}
-	if fl.Lookup("node-id") != nil && fl.Changed("node-id") {
+	if fl.Changed("node-id") {
 		cfg.FSMaster.Raft.NodeID = f.nodeID
 	}
-	if fl.Lookup("peers") != nil && fl.Changed("peers") {
+	if fl.Changed("peers") {
 		cfg.FSMaster.Raft.Peers = nil
 		for _, p := range strings.Split(f.peers, ",") {
 			if p = strings.TrimSpace(p); p != "" {
@@ -53,7 +53,7 @@ func (f *fsJournalFlags) apply(cmd *cobra.Command, cfg *config.Config) error {
 			}
 		}
 	}
-	if fl.Lookup("join") != nil && fl.Changed("join") {
+	if fl.Changed("join") {
 		cfg.FSMaster.Raft.Join = f.join
 	}
 	if _, err := raftgroup.ParsePeers("fsmaster.raft.peers", cfg.FSMaster.Raft.Peers); err != nil {
