@@ -97,6 +97,23 @@ func (s *Server) route(ctx context.Context, op string) (*leaderState, api.JobMas
 	return nil, c, out, nil
 }
 
+// forward is route for a unary call: on a follower it sends the call to
+// the leader, and answered is true with the leader's answer (ans, err); an
+// error of route is answered too. Otherwise this node leads: ls is its
+// leader state and the caller answers.
+func forward[Req, Resp any](s *Server, ctx context.Context, op string, req Req,
+	call func(api.JobMasterClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (ls *leaderState, ans Resp, answered bool, err error) {
+	ls, fwd, fctx, err := s.route(ctx, op)
+	switch {
+	case err != nil:
+		return nil, ans, true, err
+	case fwd != nil:
+		ans, err = call(fwd, fctx, req)
+		return nil, ans, true, err
+	}
+	return ls, ans, false, nil
+}
+
 // caller returns the call's user for display (the superuser's name for the
 // system identity) and the user its jobs run as ("" for the system).
 func caller(ctx context.Context) (name, runAs string) {
@@ -213,12 +230,9 @@ func (s *Server) validateJob(ctx context.Context, plan plans.Plan, cfg, runAs st
 
 func (r *rpcServer) SubmitJob(ctx context.Context, req *api.SubmitJobRequest) (*api.SubmitJobResponse, error) {
 	s := r.s
-	ls, fwd, fctx, err := s.route(ctx, "submit")
-	if err != nil {
-		return nil, err
-	}
-	if fwd != nil {
-		return fwd.SubmitJob(fctx, req)
+	ls, ans, answered, err := forward(s, ctx, "submit", req, api.JobMasterClient.SubmitJob)
+	if answered {
+		return ans, err
 	}
 	if rid := req.GetRequestId(); rid != "" {
 		if id, ok := s.fsm.jobByRequest(rid); ok {
@@ -278,12 +292,9 @@ func (r *rpcServer) SubmitJob(ctx context.Context, req *api.SubmitJobRequest) (*
 
 func (r *rpcServer) GetJob(ctx context.Context, req *api.GetJobRequest) (*api.GetJobResponse, error) {
 	s := r.s
-	_, fwd, fctx, err := s.route(ctx, "job stat")
-	if err != nil {
-		return nil, err
-	}
-	if fwd != nil {
-		return fwd.GetJob(fctx, req)
+	_, ans, answered, err := forward(s, ctx, "job stat", req, api.JobMasterClient.GetJob)
+	if answered {
+		return ans, err
 	}
 	if _, err := s.visibleJob(ctx, "job stat", req.GetJobId()); err != nil {
 		return nil, err
@@ -330,12 +341,9 @@ func (s *Server) jobInfo(id int64, verbose bool) (*api.JobInfo, error) {
 
 func (r *rpcServer) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*api.ListJobsResponse, error) {
 	s := r.s
-	_, fwd, fctx, err := s.route(ctx, "job ls")
-	if err != nil {
-		return nil, err
-	}
-	if fwd != nil {
-		return fwd.ListJobs(fctx, req)
+	_, ans, answered, err := forward(s, ctx, "job ls", req, api.JobMasterClient.ListJobs)
+	if answered {
+		return ans, err
 	}
 	return s.listJobs(req, s.viewerOf(ctx))
 }
@@ -453,12 +461,9 @@ func jobFilter(req *api.ListJobsRequest) func(*jobRec) bool {
 
 func (r *rpcServer) CancelJob(ctx context.Context, req *api.CancelJobRequest) (*api.CancelJobResponse, error) {
 	s := r.s
-	_, fwd, fctx, err := s.route(ctx, "job cancel")
-	if err != nil {
-		return nil, err
-	}
-	if fwd != nil {
-		return fwd.CancelJob(fctx, req)
+	_, ans, answered, err := forward(s, ctx, "job cancel", req, api.JobMasterClient.CancelJob)
+	if answered {
+		return ans, err
 	}
 	j := s.fsm.Job(req.GetJobId())
 	switch {
@@ -529,12 +534,9 @@ func (s *Server) leaderInfo() *api.GetLeaderResponse {
 
 func (r *rpcServer) RegisterJobWorker(ctx context.Context, req *api.RegisterJobWorkerRequest) (*api.RegisterJobWorkerResponse, error) {
 	s := r.s
-	ls, fwd, fctx, err := s.route(ctx, "register job worker")
-	if err != nil {
-		return nil, err
-	}
-	if fwd != nil {
-		return fwd.RegisterJobWorker(fctx, req)
+	ls, ans, answered, err := forward(s, ctx, "register job worker", req, api.JobMasterClient.RegisterJobWorker)
+	if answered {
+		return ans, err
 	}
 	if req.GetAddress() == "" {
 		return nil, status.Error(codes.InvalidArgument, "register job worker: empty address")
@@ -565,12 +567,9 @@ func (r *rpcServer) RegisterJobWorker(ctx context.Context, req *api.RegisterJobW
 
 func (r *rpcServer) JobWorkerHeartbeat(ctx context.Context, req *api.JobWorkerHeartbeatRequest) (*api.JobWorkerHeartbeatResponse, error) {
 	s := r.s
-	ls, fwd, fctx, err := s.route(ctx, "job worker heartbeat")
-	if err != nil {
-		return nil, err
-	}
-	if fwd != nil {
-		return fwd.JobWorkerHeartbeat(fctx, req)
+	ls, ans, answered, err := forward(s, ctx, "job worker heartbeat", req, api.JobMasterClient.JobWorkerHeartbeat)
+	if answered {
+		return ans, err
 	}
 	id := req.GetWorkerId()
 	every, ttl := ls.timing()
@@ -644,12 +643,9 @@ func (r *rpcServer) JobWorkerHeartbeat(ctx context.Context, req *api.JobWorkerHe
 // FS master found silent: one process, one liveness.
 func (r *rpcServer) BlockWorkerLost(ctx context.Context, req *api.BlockWorkerLostRequest) (*api.BlockWorkerLostResponse, error) {
 	s := r.s
-	ls, fwd, fctx, err := s.route(ctx, "block worker lost")
-	if err != nil {
-		return nil, err
-	}
-	if fwd != nil {
-		return fwd.BlockWorkerLost(fctx, req)
+	ls, ans, answered, err := forward(s, ctx, "block worker lost", req, api.JobMasterClient.BlockWorkerLost)
+	if answered {
+		return ans, err
 	}
 	bwID, bwAddr := req.GetBlockWorkerId(), req.GetBlockWorkerAddress()
 	if bwID == 0 && bwAddr == "" {
@@ -708,12 +704,9 @@ func transitionOf(u *api.TaskUpdate, worker int64) *api.TaskTransition {
 
 func (r *rpcServer) ListJobWorkers(ctx context.Context, req *api.ListJobWorkersRequest) (*api.ListJobWorkersResponse, error) {
 	s := r.s
-	ls, fwd, fctx, err := s.route(ctx, "list job workers")
-	if err != nil {
-		return nil, err
-	}
-	if fwd != nil {
-		return fwd.ListJobWorkers(fctx, req)
+	ls, ans, answered, err := forward(s, ctx, "list job workers", req, api.JobMasterClient.ListJobWorkers)
+	if answered {
+		return ans, err
 	}
 	st := ls.broker.stats()
 	v := s.viewerOf(ctx)
@@ -774,12 +767,9 @@ func boundedPlans(ps []*api.PlanInfo) []*api.PlanInfo {
 
 func (r *rpcServer) ListPlans(ctx context.Context, req *api.ListPlansRequest) (*api.ListPlansResponse, error) {
 	s := r.s
-	_, fwd, fctx, err := s.route(ctx, "job plans")
-	if err != nil {
-		return nil, err
-	}
-	if fwd != nil {
-		return fwd.ListPlans(fctx, req)
+	_, ans, answered, err := forward(s, ctx, "job plans", req, api.JobMasterClient.ListPlans)
+	if answered {
+		return ans, err
 	}
 	resp := &api.ListPlansResponse{}
 	var live []*workerRec

@@ -83,12 +83,9 @@ func (s *Server) group() *raftgroup.Group {
 
 func (r *rpcServer) AddPeer(ctx context.Context, req *api.AddPeerRequest) (*api.AddPeerResponse, error) {
 	s := r.s
-	_, fwd, fctx, err := s.route(ctx, "add peer")
-	if err != nil {
-		return nil, err
-	}
-	if fwd != nil {
-		return fwd.AddPeer(fctx, req)
+	_, ans, answered, err := forward(s, ctx, "add peer", req, api.JobMasterClient.AddPeer)
+	if answered {
+		return ans, err
 	}
 	if err := s.group().AddPeer(ctx, raftgroup.Peer{ID: req.GetId(), RaftAddr: req.GetRaftAddress(), RPCAddr: req.GetRpcAddress()}); err != nil {
 		return nil, err
@@ -98,12 +95,9 @@ func (r *rpcServer) AddPeer(ctx context.Context, req *api.AddPeerRequest) (*api.
 
 func (r *rpcServer) RemovePeer(ctx context.Context, req *api.RemovePeerRequest) (*api.RemovePeerResponse, error) {
 	s := r.s
-	_, fwd, fctx, err := s.route(ctx, "remove peer")
-	if err != nil {
-		return nil, err
-	}
-	if fwd != nil {
-		return fwd.RemovePeer(fctx, req)
+	_, ans, answered, err := forward(s, ctx, "remove peer", req, api.JobMasterClient.RemovePeer)
+	if answered {
+		return ans, err
 	}
 	if err := s.group().RemovePeer(ctx, req.GetId()); err != nil {
 		return nil, err

@@ -67,12 +67,9 @@ func (s *Server) submitRun(ctx context.Context, run *api.PipelineRun) (*api.Pipe
 
 func (r *rpcServer) SubmitPipeline(ctx context.Context, req *api.SubmitPipelineRequest) (*api.SubmitPipelineResponse, error) {
 	s := r.s
-	_, fwd, fctx, err := s.route(ctx, "pipeline submit")
-	if err != nil {
-		return nil, err
-	}
-	if fwd != nil {
-		return fwd.SubmitPipeline(fctx, req)
+	_, ans, answered, err := forward(s, ctx, "pipeline submit", req, api.JobMasterClient.SubmitPipeline)
+	if answered {
+		return ans, err
 	}
 	rid := req.GetRequestId()
 	if len(rid) > maxRequestID {
@@ -110,12 +107,9 @@ func (r *rpcServer) SubmitPipeline(ctx context.Context, req *api.SubmitPipelineR
 
 func (r *rpcServer) GetPipeline(ctx context.Context, req *api.GetPipelineRequest) (*api.GetPipelineResponse, error) {
 	s := r.s
-	_, fwd, fctx, err := s.route(ctx, "pipeline stat")
-	if err != nil {
-		return nil, err
-	}
-	if fwd != nil {
-		return fwd.GetPipeline(fctx, req)
+	_, ans, answered, err := forward(s, ctx, "pipeline stat", req, api.JobMasterClient.GetPipeline)
+	if answered {
+		return ans, err
 	}
 	run, err := s.visibleRun(ctx, "pipeline stat", req.GetId())
 	if err != nil {
@@ -126,12 +120,9 @@ func (r *rpcServer) GetPipeline(ctx context.Context, req *api.GetPipelineRequest
 
 func (r *rpcServer) ListPipelines(ctx context.Context, req *api.ListPipelinesRequest) (*api.ListPipelinesResponse, error) {
 	s := r.s
-	_, fwd, fctx, err := s.route(ctx, "pipeline ls")
-	if err != nil {
-		return nil, err
-	}
-	if fwd != nil {
-		return fwd.ListPipelines(fctx, req)
+	_, ans, answered, err := forward(s, ctx, "pipeline ls", req, api.JobMasterClient.ListPipelines)
+	if answered {
+		return ans, err
 	}
 	return s.listPipelines(req, s.viewerOf(ctx))
 }
@@ -184,12 +175,9 @@ func (s *Server) listPipelines(req *api.ListPipelinesRequest, v viewer) (*api.Li
 
 func (r *rpcServer) CancelPipeline(ctx context.Context, req *api.CancelPipelineRequest) (*api.CancelPipelineResponse, error) {
 	s := r.s
-	_, fwd, fctx, err := s.route(ctx, "pipeline cancel")
-	if err != nil {
-		return nil, err
-	}
-	if fwd != nil {
-		return fwd.CancelPipeline(fctx, req)
+	_, ans, answered, err := forward(s, ctx, "pipeline cancel", req, api.JobMasterClient.CancelPipeline)
+	if answered {
+		return ans, err
 	}
 	run, err := s.visibleRun(ctx, "pipeline cancel", req.GetId())
 	if err != nil {

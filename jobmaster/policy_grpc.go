@@ -20,12 +20,9 @@ import (
 
 func (r *rpcServer) AddPolicy(ctx context.Context, req *api.AddPolicyRequest) (*api.AddPolicyResponse, error) {
 	s := r.s
-	ls, fwd, fctx, err := s.route(ctx, "policy add")
-	if err != nil {
-		return nil, err
-	}
-	if fwd != nil {
-		return fwd.AddPolicy(fctx, req)
+	ls, ans, answered, err := forward(s, ctx, "policy add", req, api.JobMasterClient.AddPolicy)
+	if answered {
+		return ans, err
 	}
 	p, err := s.checkPolicy(ctx, req.GetPolicy())
 	if err != nil {
@@ -149,12 +146,9 @@ func (f *FSM) policy(name string) *api.PolicyInfo {
 
 func (r *rpcServer) ListPolicies(ctx context.Context, req *api.ListPoliciesRequest) (*api.ListPoliciesResponse, error) {
 	s := r.s
-	_, fwd, fctx, err := s.route(ctx, "policy ls")
-	if err != nil {
-		return nil, err
-	}
-	if fwd != nil {
-		return fwd.ListPolicies(fctx, req)
+	_, ans, answered, err := forward(s, ctx, "policy ls", req, api.JobMasterClient.ListPolicies)
+	if answered {
+		return ans, err
 	}
 	v := s.viewerOf(ctx)
 	var ps []*api.PolicyInfo
@@ -175,12 +169,9 @@ func (r *rpcServer) ListPolicies(ctx context.Context, req *api.ListPoliciesReque
 
 func (r *rpcServer) RemovePolicy(ctx context.Context, req *api.RemovePolicyRequest) (*api.RemovePolicyResponse, error) {
 	s := r.s
-	ls, fwd, fctx, err := s.route(ctx, "policy rm")
-	if err != nil {
-		return nil, err
-	}
-	if fwd != nil {
-		return fwd.RemovePolicy(fctx, req)
+	ls, ans, answered, err := forward(s, ctx, "policy rm", req, api.JobMasterClient.RemovePolicy)
+	if answered {
+		return ans, err
 	}
 	name := req.GetName()
 	if err := s.mayManagePolicy(ctx, "policy rm", name); err != nil {
@@ -198,12 +189,9 @@ func (r *rpcServer) RemovePolicy(ctx context.Context, req *api.RemovePolicyReque
 
 func (r *rpcServer) SetPolicyEnabled(ctx context.Context, req *api.SetPolicyEnabledRequest) (*api.SetPolicyEnabledResponse, error) {
 	s := r.s
-	ls, fwd, fctx, err := s.route(ctx, "policy pause/resume")
-	if err != nil {
-		return nil, err
-	}
-	if fwd != nil {
-		return fwd.SetPolicyEnabled(fctx, req)
+	ls, ans, answered, err := forward(s, ctx, "policy pause/resume", req, api.JobMasterClient.SetPolicyEnabled)
+	if answered {
+		return ans, err
 	}
 	name := req.GetName()
 	op := "policy pause " + name
@@ -230,12 +218,9 @@ func (r *rpcServer) SetPolicyEnabled(ctx context.Context, req *api.SetPolicyEnab
 
 func (r *rpcServer) RunPolicyNow(ctx context.Context, req *api.RunPolicyNowRequest) (*api.RunPolicyNowResponse, error) {
 	s := r.s
-	ls, fwd, fctx, err := s.route(ctx, "policy run-now")
-	if err != nil {
-		return nil, err
-	}
-	if fwd != nil {
-		return fwd.RunPolicyNow(fctx, req)
+	ls, ans, answered, err := forward(s, ctx, "policy run-now", req, api.JobMasterClient.RunPolicyNow)
+	if answered {
+		return ans, err
 	}
 	if err := s.mayManagePolicy(ctx, "policy run-now", req.GetName()); err != nil {
 		return nil, err
