@@ -2,6 +2,7 @@ package fsmaster
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -177,14 +178,7 @@ func (s *State) CheckInvariants() error {
 }
 
 // asideIDs lists the files written aside, in id order.
-func (s *State) asideIDs() []int64 {
-	ids := make([]int64, 0, len(s.asides))
-	for id := range s.asides {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
-}
+func (s *State) asideIDs() []int64 { return slices.Sorted(maps.Keys(s.asides)) }
 
 // checkPacked checks n's packed fields against the State's tables.
 func (s *State) checkPacked(n *inode) error {

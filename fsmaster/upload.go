@@ -3,6 +3,7 @@ package fsmaster
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -151,14 +152,7 @@ func (u *uploadState) record() *api.UploadState {
 }
 
 // numbers returns the recorded part numbers in order.
-func (u *uploadState) numbers() []int32 {
-	nums := make([]int32, 0, len(u.parts))
-	for n := range u.parts {
-		nums = append(nums, n)
-	}
-	slices.Sort(nums)
-	return nums
-}
+func (u *uploadState) numbers() []int32 { return slices.Sorted(maps.Keys(u.parts)) }
 
 // dumpUpload renders an upload's state canonically (Dump).
 func dumpUpload(u *uploadState) string {
@@ -171,12 +165,7 @@ func dumpUpload(u *uploadState) string {
 		p := u.parts[num]
 		fmt.Fprintf(&b, " %d:%d+%d/%x@%d", num, p.GetFirst(), p.GetLength(), p.GetTag(), p.GetTimeMs())
 	}
-	nums := make([]int32, 0, len(u.inPlace))
-	for n := range u.inPlace {
-		nums = append(nums, n)
-	}
-	slices.Sort(nums)
-	for _, n := range nums {
+	for _, n := range slices.Sorted(maps.Keys(u.inPlace)) {
 		fmt.Fprintf(&b, " placed%d@%d", n, u.inPlace[n])
 	}
 	return b.String()

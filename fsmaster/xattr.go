@@ -3,7 +3,7 @@ package fsmaster
 import (
 	"fmt"
 	"maps"
-	"sort"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -119,14 +119,9 @@ func dumpXattrs(x map[string][]byte) string {
 	if len(x) == 0 {
 		return ""
 	}
-	keys := make([]string, 0, len(x))
-	for k := range x {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var b strings.Builder
 	b.WriteString(" xattrs")
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(x)) {
 		fmt.Fprintf(&b, " %q=%x", k, x[k])
 	}
 	return b.String()
