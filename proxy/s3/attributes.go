@@ -102,14 +102,8 @@ func (q *request) getObjectAttributes() {
 		}
 	}
 	maxParts = min(maxParts, 1000)
-	p, dir, aerr := objectPath(q.bucket, q.key)
-	if aerr != nil {
-		q.fail(aerr, nil)
-		return
-	}
-	info, err := q.statObject(p, dir)
-	if err != nil {
-		q.failObject(err)
+	_, _, info, ok := q.statKey()
+	if !ok {
 		return
 	}
 	etag, meta := etagOf(info)

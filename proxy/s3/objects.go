@@ -317,16 +317,25 @@ func etagMatches(list, etag string) bool {
 	return false
 }
 
-// stat returns the file of an object key (a directory for a "dir/" key).
-func (q *request) statObject(p string, dir bool) (*api.FileInfo, error) {
+// statKey returns the path and file of the request's object key (a
+// directory for a "dir/" key); when there is none it has answered the
+// request, and ok is false.
+func (q *request) statKey() (p string, dir bool, info *api.FileInfo, ok bool) {
+	p, dir, aerr := objectPath(q.bucket, q.key)
+	if aerr != nil {
+		q.fail(aerr, nil)
+		return "", false, nil, false
+	}
 	info, err := q.g.stat(q.r.Context(), p)
 	if err != nil {
-		return nil, err
+		q.failObject(err)
+		return "", false, nil, false
 	}
 	if info.GetFolder() != dir || !dir && !info.GetCompleted() {
-		return nil, errNoSuchKey(q.key)
+		q.fail(errNoSuchKey(q.key), nil)
+		return "", false, nil, false
 	}
-	return info, nil
+	return p, dir, info, true
 }
 
 // preconditions applies If-Match, If-None-Match, If-Modified-Since and
@@ -449,14 +458,8 @@ func setObjectHeaders(h http.Header, key string, info *api.FileInfo, etag string
 
 // getObject serves GetObject and HeadObject.
 func (q *request) getObject() {
-	p, dir, aerr := objectPath(q.bucket, q.key)
-	if aerr != nil {
-		q.fail(aerr, nil)
-		return
-	}
-	info, err := q.statObject(p, dir)
-	if err != nil {
-		q.failObject(err)
+	p, dir, info, ok := q.statKey()
+	if !ok {
 		return
 	}
 	etag, meta := etagOf(info)
