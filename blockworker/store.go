@@ -324,22 +324,26 @@ var errUnknownTier = errors.New("no such tier on this worker")
 // roomiest returns the tier (alias first when it has as much) with the
 // most bytes free or evictable, nil when none has any. Call with s.mu held.
 func (s *Store) roomiest(alias string) *tier {
-	cands := s.tiers
-	if pref := s.tierByAlias(alias); pref != nil {
-		cands = append([]*tier{pref}, cands...)
-	}
-	var best *tier
-	var room int64
-	for _, t := range cands {
-		r := t.free()
-		for _, b := range s.blocks {
-			if b.tier == t && s.evictable(b) {
-				r += b.length
-			}
+	// One pass over the blocks for every tier's evictable bytes (this runs
+	// on a write into a full worker, under s.mu).
+	evictable := make(map[*tier]int64, len(s.tiers))
+	for _, b := range s.blocks {
+		if s.evictable(b) {
+			evictable[b.tier] += b.length
 		}
-		if r > room {
+	}
+	best := s.tierByAlias(alias)
+	var room int64
+	if best != nil {
+		room = best.free() + evictable[best]
+	}
+	for _, t := range s.tiers {
+		if r := t.free() + evictable[t]; r > room {
 			best, room = t, r
 		}
+	}
+	if room <= 0 {
+		return nil
 	}
 	return best
 }
