@@ -24,7 +24,7 @@ func (ns *namespace) info(n *inode, p string, withBlocks bool) *api.FileInfo {
 	if n.parent != nil {
 		fi.ParentId = n.parent.id
 	}
-	fi.Xattrs = st.xattrsFor(n, nil)
+	fi.Xattrs = st.xattrsCopy(n)
 	if m, rel := st.mountOf(p); m != nil {
 		fi.MountId = m.GetMountId()
 		if st.isAside(n) {

@@ -28,19 +28,9 @@ func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest)
 	if resp != nil {
 		// A listing carries only the extended attributes asked for.
 		for _, fi := range resp.Infos {
-			if len(fi.Xattrs) == 0 {
-				continue
+			if len(fi.Xattrs) > 0 {
+				fi.Xattrs = pickXattrs(fi.Xattrs, req.GetXattrs())
 			}
-			var keep map[string][]byte
-			for _, k := range req.GetXattrs() {
-				if v, ok := fi.Xattrs[k]; ok {
-					if keep == nil {
-						keep = map[string][]byte{}
-					}
-					keep[k] = v
-				}
-			}
-			fi.Xattrs = keep
 		}
 	}
 	return resp, err

@@ -92,19 +92,21 @@ func (s *State) setXattrs(n *inode, set map[string][]byte) {
 	s.tidyExt(n)
 }
 
-// xattrsFor returns the extended attributes of n a caller asked for: all
-// of them (names nil), or those named.
-func (s *State) xattrsFor(n *inode, names []string) map[string][]byte {
+// xattrsCopy returns a copy of n's extended attributes (nil: none), for
+// an answer built under ns.mu and sent after it.
+func (s *State) xattrsCopy(n *inode) map[string][]byte {
 	all := s.xattrs(n)
 	if len(all) == 0 {
 		return nil
 	}
-	if names == nil {
-		return maps.Clone(all)
-	}
+	return maps.Clone(all)
+}
+
+// pickXattrs returns the attributes of x that names names (nil: none).
+func pickXattrs(x map[string][]byte, names []string) map[string][]byte {
 	var out map[string][]byte
 	for _, k := range names {
-		if v, ok := all[k]; ok {
+		if v, ok := x[k]; ok {
 			if out == nil {
 				out = map[string][]byte{}
 			}
