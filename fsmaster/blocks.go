@@ -479,12 +479,14 @@ func (b *blockMap) declareLost(id int64, reason string) bool {
 func (b *blockMap) loseLocked(w *workerState, reason string) {
 	w.state = api.WorkerState_LOST
 	b.live--
-	held := maps.Clone(w.blocks)
+	// The set it held becomes lostBlocks as it is: no copy (a worker may
+	// hold millions, and this runs under mu).
+	held := w.blocks
+	w.blocks = map[int64]struct{}{}
 	for bid := range held {
 		b.dropLoc(w.id, bid)
 	}
 	w.lostBlocks, w.lostReason = held, reason
-	w.blocks = map[int64]struct{}{}
 	w.toRemove, w.toPin, w.toUnpin = nil, nil, nil
 }
 
