@@ -52,45 +52,42 @@ func (ns *namespace) info(n *inode, p string, withBlocks bool) *api.FileInfo {
 	b := ns.blocks
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	var spans []api.BlockSpan
+	var cached, inMem int64
+	// add counts block sp in; blocks come in file order.
+	add := func(sp api.BlockSpan) {
+		fi.BlockIds = append(fi.BlockIds, sp.ID)
+		anyCopy, mem := b.cached(sp.ID)
+		if anyCopy {
+			cached += sp.Length
+		}
+		if mem {
+			inMem += sp.Length
+		}
+		if withBlocks {
+			fi.FileBlockInfos = append(fi.FileBlockInfos, &api.FileBlockInfo{
+				BlockInfo: &api.BlockInfo{BlockId: sp.ID, Length: sp.Length, Locations: b.locations(sp.ID)},
+				Offset:    sp.Offset,
+			})
+		}
+	}
 	if n.completed() {
-		l := st.layout(n)
 		fi.Extents = apiExtents(st.extents(n))
-		spans = make([]api.BlockSpan, l.Count())
-		for i := range spans {
-			spans[i] = l.Block(int64(i))
+		l := api.NewLayout(n.id, n.length, bs, fi.Extents)
+		fi.BlockIds = make([]int64, 0, l.Count())
+		for i := range l.Count() {
+			add(l.Block(i))
 		}
 	} else {
 		// Blocks written so far, as the workers reported them; offsets as
 		// in the usual layout (an upload's blocks have none yet).
-		for _, id := range b.fileBlocks(n.id) {
+		ids := b.fileBlocks(n.id)
+		fi.BlockIds = make([]int64, 0, len(ids))
+		for _, id := range ids {
 			sp := api.BlockSpan{ID: id, Offset: api.BlockIndex(id) * bs}
 			if e := b.blocks[id]; e != nil {
 				sp.Length = e.length
 			}
-			spans = append(spans, sp)
-		}
-	}
-	ids := make([]int64, len(spans))
-	for i, sp := range spans {
-		ids[i] = sp.ID
-	}
-	fi.BlockIds = ids
-	var cached, inMem int64
-	for _, sp := range spans {
-		id, length := sp.ID, sp.Length
-		anyCopy, mem := b.cached(id)
-		if anyCopy {
-			cached += length
-		}
-		if mem {
-			inMem += length
-		}
-		if withBlocks {
-			fi.FileBlockInfos = append(fi.FileBlockInfos, &api.FileBlockInfo{
-				BlockInfo: &api.BlockInfo{BlockId: id, Length: length, Locations: b.locations(id)},
-				Offset:    sp.Offset,
-			})
+			add(sp)
 		}
 	}
 	switch {

@@ -48,11 +48,6 @@ func (s *State) setExtents(n *inode, ex []extent) {
 	s.extFor(n).extents = ex
 }
 
-// layout returns the layout of a completed file.
-func (s *State) layout(n *inode) api.Layout {
-	return api.NewLayout(n.id, n.length, s.blockSize(n), apiExtents(s.extents(n)))
-}
-
 func apiExtents(ex []extent) []*api.FileExtent {
 	if len(ex) == 0 {
 		return nil
