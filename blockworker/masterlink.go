@@ -158,28 +158,22 @@ func (l *masterLink) register(ctx context.Context) error {
 // l.mu held.
 func (l *masterLink) takeDeltasLocked() (added map[int64]BlockMeta, removed map[int64]struct{}, more bool) {
 	added, removed = l.added, l.removed
-	l.added, l.removed = map[int64]BlockMeta{}, map[int64]struct{}{}
-	if len(added) > l.reportChunk {
-		for bid, m := range added {
-			if len(added) == l.reportChunk {
-				break
-			}
-			l.added[bid] = m
-			delete(added, bid)
+	l.added, l.removed = spill(added, l.reportChunk), spill(removed, l.reportChunk)
+	return added, removed, len(l.added) > 0 || len(l.removed) > 0
+}
+
+// spill moves the entries of m beyond the first n (in map order) to the
+// map it returns (empty when m holds no more than n).
+func spill[V any](m map[int64]V, n int) map[int64]V {
+	rest := map[int64]V{}
+	for id, v := range m {
+		if len(m) <= n {
+			break
 		}
-		more = true
+		rest[id] = v
+		delete(m, id)
 	}
-	if len(removed) > l.reportChunk {
-		for bid := range removed {
-			if len(removed) == l.reportChunk {
-				break
-			}
-			l.removed[bid] = struct{}{}
-			delete(removed, bid)
-		}
-		more = true
-	}
-	return added, removed, more
+	return rest
 }
 
 // heartbeat sends the deltas (a chunk of them; the rest follow at once);
