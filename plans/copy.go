@@ -736,10 +736,9 @@ func (cp copier) copyLarge(ctx context.Context, e copyElem) (info *api.FileInfo,
 	var (
 		mu   sync.Mutex
 		done int64
-		wg   sync.WaitGroup
 	)
-	sem := make(chan struct{}, partParallelism)
-	for i, b := range e.Blocks {
+	eachLimit(ctx, len(e.Blocks), partParallelism, func(i int) {
+		b := e.Blocks[i]
 		target, from := ws[(i+int(cp.t.TaskID))%len(ws)].addr, ""
 		for _, a := range b.Workers {
 			if live[a] {
@@ -747,42 +746,29 @@ func (cp copier) copyLarge(ctx context.Context, e copyElem) (info *api.FileInfo,
 				break
 			}
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+		id := api.BlockID(tinfo.GetFileId(), int64(i))
+		bw, err := cp.env.BlockWorker(target)
+		if err == nil {
+			if from != "" {
+				_, err = bw.CopyBlockFrom(ctx, &api.CopyBlockFromRequest{BlockId: id, SourceBlockId: b.ID, Source: from, Length: b.Length})
+			} else if e.Ufs != "" {
+				_, err = bw.CacheBlock(ctx, &api.CacheBlockRequest{BlockId: id, Source: &api.UfsBlockSource{
+					MountId: e.Mount, UfsPath: e.Ufs, Offset: b.Offset, Length: b.Length, UfsFingerprint: e.FP}})
+			} else {
+				err = fmt.Errorf("block %d is cached nowhere", i)
+			}
 		}
-		if ctx.Err() != nil {
-			break
+		if err != nil {
+			return // the assembly reads it from the source
 		}
-		wg.Add(1)
-		go func(i int, b fileBlock) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			id := api.BlockID(tinfo.GetFileId(), int64(i))
-			bw, err := cp.env.BlockWorker(target)
-			if err == nil {
-				if from != "" {
-					_, err = bw.CopyBlockFrom(ctx, &api.CopyBlockFromRequest{BlockId: id, SourceBlockId: b.ID, Source: from, Length: b.Length})
-				} else if e.Ufs != "" {
-					_, err = bw.CacheBlock(ctx, &api.CacheBlockRequest{BlockId: id, Source: &api.UfsBlockSource{
-						MountId: e.Mount, UfsPath: e.Ufs, Offset: b.Offset, Length: b.Length, UfsFingerprint: e.FP}})
-				} else {
-					err = fmt.Errorf("block %d is cached nowhere", i)
-				}
-			}
-			if err != nil {
-				return // the assembly reads it from the source
-			}
-			mu.Lock()
-			parts[i] = target
-			done += b.Length / 2 // half the work: it is written once more
-			if cp.t.Progress != nil {
-				cp.t.Progress(done)
-			}
-			mu.Unlock()
-		}(i, b)
-	}
-	wg.Wait()
+		mu.Lock()
+		parts[i] = target
+		done += b.Length / 2 // half the work: it is written once more
+		if cp.t.Progress != nil {
+			cp.t.Progress(done)
+		}
+		mu.Unlock()
+	})
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -172,43 +172,29 @@ func (Exec) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 		done   int64
 		failed []*api.FailedPath
 		first  error
-		wg     sync.WaitGroup
 	)
-	sem := make(chan struct{}, execParallel)
-	for i, g := range groups {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			r, n, err := x.run(ctx, g)
-			mu.Lock()
-			defer mu.Unlock()
-			runs[i] = r
-			done += n
-			if err != nil {
-				if ctx.Err() == nil {
-					for _, it := range g {
-						failed = append(failed, &api.FailedPath{Path: it.Path, Error: msg(err)})
-					}
+	eachLimit(ctx, len(groups), execParallel, func(i int) {
+		g := groups[i]
+		r, n, err := x.run(ctx, g)
+		mu.Lock()
+		defer mu.Unlock()
+		runs[i] = r
+		done += n
+		if err != nil {
+			if ctx.Err() == nil {
+				for _, it := range g {
+					failed = append(failed, &api.FailedPath{Path: it.Path, Error: msg(err)})
 				}
-				if first == nil {
-					first = err
-				}
-				return
 			}
-			if t.Progress != nil {
-				t.Progress(done)
+			if first == nil {
+				first = err
 			}
-		}()
-	}
-	wg.Wait()
+			return
+		}
+		if t.Progress != nil {
+			t.Progress(done)
+		}
+	})
 	out := runs[:0]
 	for _, r := range runs {
 		if r.Path != "" {

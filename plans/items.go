@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -355,44 +356,29 @@ func runItems(ctx context.Context, t *Task, par int, fn func(ctx context.Context
 		skip   Result // its FilesSkipped and BytesSkipped
 		failed []*api.FailedPath
 		first  error
-		wg     sync.WaitGroup
 	)
-	sem := make(chan struct{}, max(par, 1))
-	for _, raw := range a.Items {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+	eachLimit(ctx, len(a.Items), par, func(i int) {
+		r := fn(ctx, a.Items[i])
+		mu.Lock()
+		defer mu.Unlock()
+		done += r.bytes
+		if r.skip {
+			skip.FilesSkipped++
+			skip.BytesSkipped += r.skipped
 		}
-		if ctx.Err() != nil {
-			break
+		if r.err != nil {
+			if ctx.Err() == nil && r.failed != nil {
+				failed = append(failed, r.failed)
+			}
+			if first == nil {
+				first = r.err
+			}
+			return
 		}
-		wg.Add(1)
-		go func(raw json.RawMessage) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			r := fn(ctx, raw)
-			mu.Lock()
-			defer mu.Unlock()
-			done += r.bytes
-			if r.skip {
-				skip.FilesSkipped++
-				skip.BytesSkipped += r.skipped
-			}
-			if r.err != nil {
-				if ctx.Err() == nil && r.failed != nil {
-					failed = append(failed, r.failed)
-				}
-				if first == nil {
-					first = r.err
-				}
-				return
-			}
-			if t.Progress != nil {
-				t.Progress(done)
-			}
-		}(raw)
-	}
-	wg.Wait()
+		if t.Progress != nil {
+			t.Progress(done)
+		}
+	})
 	res := Result{Bytes: done, Failed: failed, FilesSkipped: skip.FilesSkipped, BytesSkipped: skip.BytesSkipped}
 	if err := ctx.Err(); err != nil {
 		return res, err
@@ -404,6 +390,27 @@ func runItems(ctx context.Context, t *Task, par int, fn func(ctx context.Context
 		return res, status.Errorf(status.Code(first), "%d of %d item(s) failed, first: %s", max(len(failed), 1), len(a.Items), msg(first))
 	}
 	return res, nil
+}
+
+// eachLimit calls fn(i) for each i in [0, n), par (at least 1) at a time,
+// and returns once every call has: the tasks' bounded fan-out. Once ctx is
+// done it starts no more calls; those running see ctx themselves.
+func eachLimit(ctx context.Context, n, par int, fn func(i int)) {
+	var g errgroup.Group
+	g.SetLimit(max(par, 1))
+	for i := range n {
+		if ctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			// Go may have waited for a slot while ctx ended.
+			if ctx.Err() == nil {
+				fn(i)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
 }
 
 // statPath stats p for a plan's Validate, with errors naming the plan.

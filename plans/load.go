@@ -527,42 +527,25 @@ func (Load) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 		failed []*api.FailedPath
 		first  error
 	)
-	sem := make(chan struct{}, blocksInParallel)
-	var wg sync.WaitGroup
-	for _, b := range a.Blocks {
-		if ctx.Err() != nil {
-			break
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func(b loadBlock) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			err := cacheOne(ctx, env, t, a, b)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				if ctx.Err() == nil {
-					failed = append(failed, &api.FailedPath{Path: b.Path, Error: err.Error()})
-				}
-				if first == nil {
-					first = err
-				}
-				return
+	eachLimit(ctx, len(a.Blocks), blocksInParallel, func(i int) {
+		b := a.Blocks[i]
+		err := cacheOne(ctx, env, t, a, b)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			if ctx.Err() == nil {
+				failed = append(failed, &api.FailedPath{Path: b.Path, Error: err.Error()})
 			}
-			done += b.Length
-			if t.Progress != nil {
-				t.Progress(done)
+			if first == nil {
+				first = err
 			}
-		}(b)
-	}
-	wg.Wait()
+			return
+		}
+		done += b.Length
+		if t.Progress != nil {
+			t.Progress(done)
+		}
+	})
 	res := Result{Bytes: done, Failed: failed}
 	if err := ctx.Err(); err != nil {
 		return res, err
