@@ -206,6 +206,7 @@ type pairPlanner struct {
 	env      Env
 	src, dst string
 	cmp      compare
+	sel      *spec.Selector // what the merge lists (set by newCopyPairs)
 	merge    *merger
 	mounts   []*api.MountPointInfo
 }
@@ -297,12 +298,11 @@ func (Copy) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 	if err != nil {
 		return nil, err
 	}
-	sel, err := c.Filter.Compile(job.CreatedMs)
+	pp, src, err := newCopyPairs(env, job, c)
 	if err != nil {
 		return nil, err
 	}
-	pp := newPairPlanner(env, c.Src, c.Dst, compare{overwrite: c.Overwrite, ignoreExisting: c.IgnoreExisting, checksum: c.Checksum})
-	return newItemPlannerFrom(env, "copy", job, pp.source(c.PageSize, !c.NoSync, sel), c.BatchFiles, c.BatchBytes,
+	return newItemPlannerFrom(env, "copy", job, src, c.BatchFiles, c.BatchBytes,
 		func(ctx context.Context, _ *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error) {
 			return pp.copyItems(ctx, pp.merge.Pair(), workers)
 		})
@@ -314,7 +314,24 @@ func (Copy) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return runCopy(ctx, env, t, "copy", compare{overwrite: c.Overwrite, ignoreExisting: c.IgnoreExisting, checksum: c.Checksum})
+	return runCopy(ctx, env, t, "copy", compareOf(c))
+}
+
+// compareOf is how a copy (or sync) job compares a file with its copy.
+func compareOf(c spec.CopyConfig) compare {
+	return compare{overwrite: c.Overwrite, ignoreExisting: c.IgnoreExisting, checksum: c.Checksum}
+}
+
+// newCopyPairs is the pair planner of a copy (or sync) job and the merge
+// of SRC and DST it plans from, filtered and synced as c asks.
+func newCopyPairs(env Env, job Job, c spec.CopyConfig) (*pairPlanner, func(itemCursor) fileSource, error) {
+	sel, err := c.Filter.Compile(job.CreatedMs)
+	if err != nil {
+		return nil, nil, err
+	}
+	pp := newPairPlanner(env, c.Src, c.Dst, compareOf(c))
+	pp.sel = sel
+	return pp, pp.source(c.PageSize, !c.NoSync, sel), nil
 }
 
 // runCopy runs a task of copy elements (copy, and sync's first round).

@@ -95,12 +95,10 @@ func (Sync) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 	if err != nil {
 		return nil, err
 	}
-	sel, err := c.Filter.Compile(job.CreatedMs)
+	pp, src, err := newCopyPairs(env, job, c.CopyConfig)
 	if err != nil {
 		return nil, err
 	}
-	pp := newPairPlanner(env, c.Src, c.Dst, compare{overwrite: c.Overwrite, ignoreExisting: c.IgnoreExisting, checksum: c.Checksum})
-	src := pp.source(c.PageSize, !c.NoSync, sel)
 	if job.Round == 0 {
 		return newItemPlannerFrom(env, "sync", job, src, c.BatchFiles, c.BatchBytes,
 			func(ctx context.Context, _ *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error) {
@@ -118,7 +116,7 @@ func (Sync) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 	// A directory SRC lacks goes in one call only when every file in it
 	// was listed and goes: no filter keeps some, the listing was synced
 	// with the UFS (else DST may hold files never counted).
-	whole := !sel.Partial() && !c.NoSync
+	whole := !pp.sel.Partial() && !c.NoSync
 	limit := int64(-1)
 	if c.MaxDelete != nil {
 		limit = *c.MaxDelete
@@ -207,7 +205,7 @@ func (Sync) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 	}
 	if probe.Path == nil {
 		// The copy round's elements (copyElem has no "p").
-		return runCopy(ctx, env, t, "sync", compare{overwrite: c.Overwrite, ignoreExisting: c.IgnoreExisting, checksum: c.Checksum})
+		return runCopy(ctx, env, t, "sync", compareOf(c.CopyConfig))
 	}
 	return runItems(ctx, t, itemParallelism, func(ctx context.Context, raw json.RawMessage) itemResult {
 		var d syncDelete
