@@ -7,13 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
-	"github.com/alluvium/alluvium/internal/config"
 )
 
 // stuckLeader hands out one task, then never answers a report (a frozen,
@@ -116,26 +114,7 @@ func TestReportFollowsTheLeaderTheWorkerFound(t *testing.T) {
 		go s.Serve(x.ln)
 		t.Cleanup(s.Stop)
 	}
-	l := config.NewLoader()
-	l.Set("home", t.TempDir())
-	cfg, err := l.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.JobWorker.JobMaster = old.self
-	cfg.JobWorker.Threads = 1
-	cfg.Worker.Host = "127.0.0.1"
-	wl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := NewWithOptions(cfg, zap.NewNop(), Colocated{BlockWorkerAddress: "bw:1"}, Options{Env: nopEnv{}, Listener: wl})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	w := startWorker(t, old.self, 1)
 	defer w.Stop(context.Background())
 	select {
 	case u := <-cur.got:

@@ -113,26 +113,18 @@ func (m *fakeMaster) JobWorkerHeartbeat(ctx context.Context, req *api.JobWorkerH
 	return resp, nil
 }
 
-func TestWorkerResendsResultsAndHonoursCancels(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &fakeMaster{addr: ln.Addr().String(), done: map[int64]int{}}
-	canceledBefore := wCanceled.Load()
-	srv := grpc.NewServer()
-	api.RegisterJobMasterServer(srv, m)
-	go srv.Serve(ln)
-	defer srv.Stop()
-
+// startWorker starts a job worker (beside the block worker "bw:1", with
+// nopEnv) polling the job master at master; the caller stops it.
+func startWorker(t *testing.T, master string, threads int) *Worker {
+	t.Helper()
 	l := config.NewLoader()
 	l.Set("home", t.TempDir())
 	cfg, err := l.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.JobWorker.JobMaster = m.addr
-	cfg.JobWorker.Threads = 2
+	cfg.JobWorker.JobMaster = master
+	cfg.JobWorker.Threads = threads
 	cfg.Worker.Host = "127.0.0.1"
 	wl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -145,6 +137,22 @@ func TestWorkerResendsResultsAndHonoursCancels(t *testing.T) {
 	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return w
+}
+
+func TestWorkerResendsResultsAndHonoursCancels(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &fakeMaster{addr: ln.Addr().String(), done: map[int64]int{}}
+	canceledBefore := wCanceled.Load()
+	srv := grpc.NewServer()
+	api.RegisterJobMasterServer(srv, m)
+	go srv.Serve(ln)
+	defer srv.Stop()
+
+	w := startWorker(t, m.addr, 2)
 	defer w.Stop(context.Background())
 
 	eventually := func(what string, f func() bool) {
