@@ -292,15 +292,20 @@ func (s *server) Run(ctx context.Context, req *api.PluginRunRequest) (*api.Plugi
 		Args: req.GetArgs(), Config: req.GetConfig(), LocalBlockWorker: req.GetLocalBlockWorker()})
 	resp := &api.PluginRunResponse{Bytes: r.Bytes, Failed: failedProto(r.Failed), Output: r.Output}
 	if err != nil {
-		// The result travels in the error's details: the host keeps the
-		// failed paths and output of a failed attempt too.
-		st := asStatus(err).(interface{ GRPCStatus() *status.Status }).GRPCStatus()
-		if d, derr := st.WithDetails(resp); derr == nil {
-			return nil, d.Err()
-		}
-		return nil, st.Err()
+		return nil, failedRun(err, resp)
 	}
 	return resp, nil
+}
+
+// failedRun is a failed Run's error with its result in the details: the
+// host keeps the failed paths and output of a failed attempt too. A
+// wrapped status error keeps its code (and its whole message).
+func failedRun(err error, resp *api.PluginRunResponse) error {
+	st, _ := status.FromError(asStatus(err))
+	if d, derr := st.WithDetails(resp); derr == nil {
+		return d.Err()
+	}
+	return st.Err()
 }
 
 func (s *server) Done(ctx context.Context, req *api.PluginDoneRequest) (*api.PluginDoneResponse, error) {
