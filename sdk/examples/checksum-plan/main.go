@@ -303,10 +303,15 @@ func (checksum) Done(ctx context.Context, h planplugin.Host, job planplugin.Job)
 	if err != nil {
 		return true, err
 	}
+	// Lines go out in big writes: each Write to the host is a message.
+	bw := bufio.NewWriterSize(w, 1<<20)
 	for _, l := range lines {
-		if _, err := io.WriteString(w, l+"\n"); err != nil {
+		if _, err := bw.WriteString(l + "\n"); err != nil {
 			return true, err
 		}
+	}
+	if err := bw.Flush(); err != nil {
+		return true, err
 	}
 	if err := w.Close(); err != nil {
 		return true, err
