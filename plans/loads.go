@@ -1,6 +1,9 @@
 package plans
 
-import "container/heap"
+import (
+	"container/heap"
+	"slices"
+)
 
 // workerLoads keeps the eligible block workers in a heap by the bytes a
 // planner has given each, ties to the one chosen least recently: picking
@@ -51,7 +54,7 @@ func (l *workerLoads) least(need int, skip []int64) []*loadedWorker {
 	for len(out) < need && len(l.ws) > 0 {
 		lw := heap.Pop(l).(*loadedWorker)
 		held = append(held, lw)
-		if !containsID(skip, lw.w.id) {
+		if !slices.Contains(skip, lw.w.id) {
 			out = append(out, lw)
 		}
 	}
@@ -63,15 +66,6 @@ func (l *workerLoads) least(need int, skip []int64) []*loadedWorker {
 		heap.Push(l, lw)
 	}
 	return out
-}
-
-func containsID(ids []int64, id int64) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
 }
 
 // heap.Interface.
