@@ -346,17 +346,22 @@ func (p *Plan) Run(ctx context.Context, env plans.Env, t *plans.Task) (plans.Res
 		return err
 	})
 	if err != nil {
+		// A failed attempt's result travels in the error's details.
 		var res plans.Result
 		if st, ok := status.FromError(err); ok {
 			for _, d := range st.Details() {
 				if r, ok := d.(*api.PluginRunResponse); ok {
-					res = plans.Result{Bytes: r.GetBytes(), Failed: r.GetFailed(), Output: r.GetOutput()}
+					res = resultOf(r)
 				}
 			}
 		}
 		return res, p.wrap(err)
 	}
-	return plans.Result{Bytes: resp.GetBytes(), Failed: resp.GetFailed(), Output: resp.GetOutput()}, nil
+	return resultOf(resp), nil
+}
+
+func resultOf(r *api.PluginRunResponse) plans.Result {
+	return plans.Result{Bytes: r.GetBytes(), Failed: r.GetFailed(), Output: r.GetOutput()}
 }
 
 // Done implements plans.Plan.
