@@ -7,10 +7,12 @@ import (
 )
 
 // JobMaster is a client of the job masters: calls go to the raft leader,
-// found with GetLeader and followed across failovers. Every job-master
-// call may be sent again (a submit carries a request id; the rest change
-// nothing or the same thing twice), so a call is retried while the group
-// has no reachable leader, for up to Options.ElectionWait.
+// found with GetLeader and followed across failovers. A job-master call
+// may be sent again (a submit carries a request id; the rest change nothing
+// or the same thing twice), so a call is retried while the group has no
+// reachable leader, for up to Options.ElectionWait — all but RunPolicyNow,
+// whose every call launches a run: one whose answer was lost may have
+// launched it, and is returned to the caller rather than fired twice.
 type JobMaster struct {
 	*group
 	api.JobMasterClient
@@ -22,7 +24,7 @@ type JobMaster struct {
 func NewJobMaster(addrs []string, o Options) (*JobMaster, error) {
 	g, err := newGroup(addrs, o, policy{
 		what: "job master", lookup: api.JobMaster_GetLeader_FullMethodName,
-		idempotent: func(string) bool { return true }, retries: -1,
+		idempotent: jmIdempotent, retries: -1,
 	})
 	if err != nil {
 		return nil, err
@@ -45,3 +47,6 @@ func (j *JobMaster) LeaderClient(ctx context.Context) (api.JobMasterClient, stri
 	c, err := j.At(addr)
 	return c, addr, err
 }
+
+// jmIdempotent: every job-master call but RunPolicyNow (see JobMaster).
+func jmIdempotent(method string) bool { return method != api.JobMaster_RunPolicyNow_FullMethodName }

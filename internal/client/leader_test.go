@@ -301,6 +301,33 @@ type fakeJM struct {
 
 	submits atomic.Int32
 	ids     sync.Map // request id → job id
+	runs    atomic.Int32
+}
+
+// RunPolicyNow launches a run and then loses its answer (a plain
+// Unavailable, as a connection reset after the call ran).
+func (f *fakeJM) RunPolicyNow(context.Context, *api.RunPolicyNowRequest) (*api.RunPolicyNowResponse, error) {
+	f.runs.Add(1)
+	return nil, status.Error(codes.Unavailable, "connection reset (fake)")
+}
+
+// A run-now whose answer is lost may have launched its run: it is not
+// sent again (the policy would fire twice), while a submit, which carries
+// a request id, is.
+func TestJobMasterDoesNotResendRunPolicyNow(t *testing.T) {
+	a := startFakeJM(t, rpc.ServerOptions{})
+	a.setLeader(a.addr)
+	j, err := NewJobMaster([]string{a.addr}, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if _, err := j.RunPolicyNow(context.Background(), &api.RunPolicyNowRequest{Name: "nightly"}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("run-now with its answer lost: %v, want Unavailable", err)
+	}
+	if n := a.runs.Load(); n != 1 {
+		t.Fatalf("run-now sent %d times, want 1", n)
+	}
 }
 
 func startFakeJM(t *testing.T, so rpc.ServerOptions) *fakeJM {
