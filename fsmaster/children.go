@@ -68,7 +68,8 @@ func (c *children) insert(n *inode) {
 	}
 	// Past the last name (a checkpoint loads children in name order): no
 	// search.
-	if last := c.chunks[len(c.chunks)-1]; last[len(last)-1].name < n.name {
+	if c.sortsAfterAll(n.name) {
+		last := c.chunks[len(c.chunks)-1]
 		c.n++
 		if len(last) < chunkMax {
 			c.chunks[len(c.chunks)-1] = insertAt(last, len(last), n)
