@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"maps"
 	"net/url"
 	"slices"
 	"strconv"
@@ -43,19 +44,10 @@ var streamActions = map[string]bool{"read": true, "write": true, "close": true}
 // PathActions lists the actions of /api/v1/paths/{path}/{action}, sorted:
 // the two-user attacker test (tests/auth) checks it attacks every one, so
 // an action added here cannot skip being checked for the caller's identity.
-func PathActions() []string { return sortedKeys(pathActions) }
+func PathActions() []string { return slices.Sorted(maps.Keys(pathActions)) }
 
 // StreamActions lists the actions of /api/v1/streams/{id}/{action}.
-func StreamActions() []string { return sortedKeys(streamActions) }
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
-}
+func StreamActions() []string { return slices.Sorted(maps.Keys(streamActions)) }
 
 // parseRoute parses the escaped (raw) path of a request. It must see the
 // path as sent: clients build /api/v1/paths//foo/exists (a "/" between
