@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"strings"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
 )
 
 // Errors the SDK returns, for errors.Is. Each is wrapped in an *Error that
@@ -33,7 +36,10 @@ type Error struct {
 	Path    string
 	Code    codes.Code
 	Message string
-	kind    error
+	// Reason tells apart errors of one code when the server says
+	// (api.Reason*; "" when it does not).
+	Reason string
+	kind   error
 }
 
 func (e *Error) Error() string {
@@ -99,7 +105,17 @@ func wrapErr(op, path string, err error) error {
 	if !ok {
 		return &Error{Op: op, Path: path, Code: codes.Unknown, Message: err.Error(), kind: ErrInternal}
 	}
-	return &Error{Op: op, Path: path, Code: st.Code(), Message: st.Message(), kind: kindOf(st.Code())}
+	return &Error{Op: op, Path: path, Code: st.Code(), Message: st.Message(), Reason: reasonOf(st), kind: kindOf(st.Code())}
+}
+
+// reasonOf is the reason an alluvium server attached to st ("" none).
+func reasonOf(st *status.Status) string {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == api.ReasonDomain {
+			return info.GetReason()
+		}
+	}
+	return ""
 }
 
 func retryable(err error) bool {

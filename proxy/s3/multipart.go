@@ -212,9 +212,10 @@ func (q *request) uploadPart() {
 			err = errorf("IncompleteBody", http.StatusBadRequest, "reading part %d: %v", num, sr.err)
 		case errors.Is(err, sdk.ErrNotFound):
 			err = errNoSuchUpload(v.Get("uploadId"))
-		case errors.Is(err, sdk.ErrResourceExhausted):
+		case stagedBytesExceeded(err):
 			// A bound on what a user may stage (fsmaster.multipart.
 			// max-staged-bytes): retrying will not help until uploads end.
+			// Other ResourceExhausted (a full worker) stay SlowDown.
 			err = errorf("XAlluviumStagedBytesExceeded", http.StatusBadRequest, "%v", err)
 		}
 		q.fail(err, nil)
@@ -682,4 +683,11 @@ func (g *Gateway) expireUploads(ctx context.Context, cutoff time.Time) (int, err
 		}
 	}
 	return n, nil
+}
+
+// stagedBytesExceeded: err is the FS master's refusal of a part past the
+// user's fsmaster.multipart.max-staged-bytes.
+func stagedBytesExceeded(err error) bool {
+	var se *sdk.Error
+	return errors.As(err, &se) && se.Reason == api.ReasonStagedBytesExceeded
 }
