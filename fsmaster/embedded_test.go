@@ -2,6 +2,7 @@ package fsmaster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -491,6 +492,16 @@ func TestEmbeddedSnapshotCatchUp(t *testing.T) {
 	}
 	for i := 200; i < 220; i++ {
 		must(c.fs(l).CreateDirectory(ctx, &api.CreateDirectoryRequest{Path: fmt.Sprintf("/s%d", i)}))
+	}
+	// The leader sends its newest raft snapshot. Raft takes one on its own
+	// only every snapshot-interval, so the newest may still predate the
+	// checkpoint (and carry no base) when the standby comes back: take one
+	// now, as the next interval would.
+	if _, ok := c.masters[l].emb.fsm.newestBase(); !ok {
+		t.Fatal("the leader holds no checkpoint after the checkpoint call")
+	}
+	if err := c.masters[l].emb.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		t.Fatalf("leader snapshot: %v", err)
 	}
 	c.start(down)
 	c.settled(220)
