@@ -2896,8 +2896,12 @@ type JobWorkerHeartbeatResponse struct {
 	// them in flight are abandoned (their connections dropped) and tasks move
 	// their work elsewhere instead of waiting on a dead peer.
 	LostBlockWorkers []string `protobuf:"bytes,7,rep,name=lost_block_workers,json=lostBlockWorkers,proto3" json:"lost_block_workers,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// New bandwidth shares of jobs whose tasks this worker holds: the leader
+	// re-splits a job's budget over the workers running its tasks whenever
+	// one starts or stops running them.
+	Bandwidth     []*JobBandwidth `protobuf:"bytes,8,rep,name=bandwidth,proto3" json:"bandwidth,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobWorkerHeartbeatResponse) Reset() {
@@ -2979,6 +2983,66 @@ func (x *JobWorkerHeartbeatResponse) GetLostBlockWorkers() []string {
 	return nil
 }
 
+func (x *JobWorkerHeartbeatResponse) GetBandwidth() []*JobBandwidth {
+	if x != nil {
+		return x.Bandwidth
+	}
+	return nil
+}
+
+// JobBandwidth is one job worker's share of a job's bandwidth limit.
+type JobBandwidth struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         int64                  `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	BytesPerSec   int64                  `protobuf:"varint,2,opt,name=bytes_per_sec,json=bytesPerSec,proto3" json:"bytes_per_sec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobBandwidth) Reset() {
+	*x = JobBandwidth{}
+	mi := &file_jobmaster_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobBandwidth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobBandwidth) ProtoMessage() {}
+
+func (x *JobBandwidth) ProtoReflect() protoreflect.Message {
+	mi := &file_jobmaster_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobBandwidth.ProtoReflect.Descriptor instead.
+func (*JobBandwidth) Descriptor() ([]byte, []int) {
+	return file_jobmaster_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *JobBandwidth) GetJobId() int64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
+}
+
+func (x *JobBandwidth) GetBytesPerSec() int64 {
+	if x != nil {
+		return x.BytesPerSec
+	}
+	return 0
+}
+
 type BlockWorkerLostRequest struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	BlockWorkerId      int64                  `protobuf:"varint,1,opt,name=block_worker_id,json=blockWorkerId,proto3" json:"block_worker_id,omitempty"`
@@ -2990,7 +3054,7 @@ type BlockWorkerLostRequest struct {
 
 func (x *BlockWorkerLostRequest) Reset() {
 	*x = BlockWorkerLostRequest{}
-	mi := &file_jobmaster_proto_msgTypes[38]
+	mi := &file_jobmaster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3002,7 +3066,7 @@ func (x *BlockWorkerLostRequest) String() string {
 func (*BlockWorkerLostRequest) ProtoMessage() {}
 
 func (x *BlockWorkerLostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[38]
+	mi := &file_jobmaster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3015,7 +3079,7 @@ func (x *BlockWorkerLostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockWorkerLostRequest.ProtoReflect.Descriptor instead.
 func (*BlockWorkerLostRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{38}
+	return file_jobmaster_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *BlockWorkerLostRequest) GetBlockWorkerId() int64 {
@@ -3048,7 +3112,7 @@ type BlockWorkerLostResponse struct {
 
 func (x *BlockWorkerLostResponse) Reset() {
 	*x = BlockWorkerLostResponse{}
-	mi := &file_jobmaster_proto_msgTypes[39]
+	mi := &file_jobmaster_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3060,7 +3124,7 @@ func (x *BlockWorkerLostResponse) String() string {
 func (*BlockWorkerLostResponse) ProtoMessage() {}
 
 func (x *BlockWorkerLostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[39]
+	mi := &file_jobmaster_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3073,7 +3137,7 @@ func (x *BlockWorkerLostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockWorkerLostResponse.ProtoReflect.Descriptor instead.
 func (*BlockWorkerLostResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{39}
+	return file_jobmaster_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *BlockWorkerLostResponse) GetJobWorkerIds() []int64 {
@@ -3096,7 +3160,7 @@ type TaskRef struct {
 
 func (x *TaskRef) Reset() {
 	*x = TaskRef{}
-	mi := &file_jobmaster_proto_msgTypes[40]
+	mi := &file_jobmaster_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3108,7 +3172,7 @@ func (x *TaskRef) String() string {
 func (*TaskRef) ProtoMessage() {}
 
 func (x *TaskRef) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[40]
+	mi := &file_jobmaster_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3121,7 +3185,7 @@ func (x *TaskRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRef.ProtoReflect.Descriptor instead.
 func (*TaskRef) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{40}
+	return file_jobmaster_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TaskRef) GetJobId() int64 {
@@ -3156,7 +3220,7 @@ type ListJobWorkersRequest struct {
 
 func (x *ListJobWorkersRequest) Reset() {
 	*x = ListJobWorkersRequest{}
-	mi := &file_jobmaster_proto_msgTypes[41]
+	mi := &file_jobmaster_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3168,7 +3232,7 @@ func (x *ListJobWorkersRequest) String() string {
 func (*ListJobWorkersRequest) ProtoMessage() {}
 
 func (x *ListJobWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[41]
+	mi := &file_jobmaster_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3181,7 +3245,7 @@ func (x *ListJobWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListJobWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{41}
+	return file_jobmaster_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListJobWorkersRequest) GetIncludeTasks() bool {
@@ -3200,7 +3264,7 @@ type ListJobWorkersResponse struct {
 
 func (x *ListJobWorkersResponse) Reset() {
 	*x = ListJobWorkersResponse{}
-	mi := &file_jobmaster_proto_msgTypes[42]
+	mi := &file_jobmaster_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3212,7 +3276,7 @@ func (x *ListJobWorkersResponse) String() string {
 func (*ListJobWorkersResponse) ProtoMessage() {}
 
 func (x *ListJobWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[42]
+	mi := &file_jobmaster_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3225,7 +3289,7 @@ func (x *ListJobWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListJobWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{42}
+	return file_jobmaster_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListJobWorkersResponse) GetWorkers() []*JobWorkerInfo {
@@ -3497,7 +3561,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"free_slots\x18\x03 \x01(\x05R\tfreeSlots\x12\x17\n" +
 	"\await_ms\x18\x04 \x01(\x03R\x06waitMs\x12&\n" +
 	"\x0frunning_job_ids\x18\x05 \x03(\x03R\rrunningJobIds\x12.\n" +
-	"\aholding\x18\x06 \x03(\v2\x14.alluvium.v1.TaskRefR\aholding\"\xc4\x02\n" +
+	"\aholding\x18\x06 \x03(\v2\x14.alluvium.v1.TaskRefR\aholding\"\xfd\x02\n" +
 	"\x1aJobWorkerHeartbeatResponse\x121\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x1b.alluvium.v1.TaskAssignmentR\x05tasks\x12.\n" +
 	"\acancels\x18\x02 \x03(\v2\x14.alluvium.v1.TaskRefR\acancels\x12\x15\n" +
@@ -3507,7 +3571,11 @@ const file_jobmaster_proto_rawDesc = "" +
 	"reregister\x12*\n" +
 	"\x05acked\x18\x05 \x03(\v2\x14.alluvium.v1.TaskRefR\x05acked\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x06 \x01(\x03R\x13heartbeatIntervalMs\x12,\n" +
-	"\x12lost_block_workers\x18\a \x03(\tR\x10lostBlockWorkers\"\x8a\x01\n" +
+	"\x12lost_block_workers\x18\a \x03(\tR\x10lostBlockWorkers\x127\n" +
+	"\tbandwidth\x18\b \x03(\v2\x19.alluvium.v1.JobBandwidthR\tbandwidth\"I\n" +
+	"\fJobBandwidth\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\"\n" +
+	"\rbytes_per_sec\x18\x02 \x01(\x03R\vbytesPerSec\"\x8a\x01\n" +
 	"\x16BlockWorkerLostRequest\x12&\n" +
 	"\x0fblock_worker_id\x18\x01 \x01(\x03R\rblockWorkerId\x120\n" +
 	"\x14block_worker_address\x18\x02 \x01(\tR\x12blockWorkerAddress\x12\x16\n" +
@@ -3561,7 +3629,7 @@ func file_jobmaster_proto_rawDescGZIP() []byte {
 }
 
 var file_jobmaster_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_jobmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_jobmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_jobmaster_proto_goTypes = []any{
 	(JobInfo_Status)(0),                // 0: alluvium.v1.JobInfo.Status
 	(TaskInfo_Status)(0),               // 1: alluvium.v1.TaskInfo.Status
@@ -3603,27 +3671,28 @@ var file_jobmaster_proto_goTypes = []any{
 	(*TaskAssignment)(nil),             // 37: alluvium.v1.TaskAssignment
 	(*JobWorkerHeartbeatRequest)(nil),  // 38: alluvium.v1.JobWorkerHeartbeatRequest
 	(*JobWorkerHeartbeatResponse)(nil), // 39: alluvium.v1.JobWorkerHeartbeatResponse
-	(*BlockWorkerLostRequest)(nil),     // 40: alluvium.v1.BlockWorkerLostRequest
-	(*BlockWorkerLostResponse)(nil),    // 41: alluvium.v1.BlockWorkerLostResponse
-	(*TaskRef)(nil),                    // 42: alluvium.v1.TaskRef
-	(*ListJobWorkersRequest)(nil),      // 43: alluvium.v1.ListJobWorkersRequest
-	(*ListJobWorkersResponse)(nil),     // 44: alluvium.v1.ListJobWorkersResponse
-	nil,                                // 45: alluvium.v1.PolicyInfo.PipelineParamsEntry
-	(*PipelineDef)(nil),                // 46: alluvium.v1.PipelineDef
-	(PipelineRun_Status)(0),            // 47: alluvium.v1.PipelineRun.Status
-	(WorkerState)(0),                   // 48: alluvium.v1.WorkerState
-	(*GetLeaderRequest)(nil),           // 49: alluvium.v1.GetLeaderRequest
-	(*SubmitPipelineRequest)(nil),      // 50: alluvium.v1.SubmitPipelineRequest
-	(*GetPipelineRequest)(nil),         // 51: alluvium.v1.GetPipelineRequest
-	(*ListPipelinesRequest)(nil),       // 52: alluvium.v1.ListPipelinesRequest
-	(*CancelPipelineRequest)(nil),      // 53: alluvium.v1.CancelPipelineRequest
-	(*WatchPipelineRequest)(nil),       // 54: alluvium.v1.WatchPipelineRequest
-	(*GetLeaderResponse)(nil),          // 55: alluvium.v1.GetLeaderResponse
-	(*SubmitPipelineResponse)(nil),     // 56: alluvium.v1.SubmitPipelineResponse
-	(*GetPipelineResponse)(nil),        // 57: alluvium.v1.GetPipelineResponse
-	(*ListPipelinesResponse)(nil),      // 58: alluvium.v1.ListPipelinesResponse
-	(*CancelPipelineResponse)(nil),     // 59: alluvium.v1.CancelPipelineResponse
-	(*PipelineRun)(nil),                // 60: alluvium.v1.PipelineRun
+	(*JobBandwidth)(nil),               // 40: alluvium.v1.JobBandwidth
+	(*BlockWorkerLostRequest)(nil),     // 41: alluvium.v1.BlockWorkerLostRequest
+	(*BlockWorkerLostResponse)(nil),    // 42: alluvium.v1.BlockWorkerLostResponse
+	(*TaskRef)(nil),                    // 43: alluvium.v1.TaskRef
+	(*ListJobWorkersRequest)(nil),      // 44: alluvium.v1.ListJobWorkersRequest
+	(*ListJobWorkersResponse)(nil),     // 45: alluvium.v1.ListJobWorkersResponse
+	nil,                                // 46: alluvium.v1.PolicyInfo.PipelineParamsEntry
+	(*PipelineDef)(nil),                // 47: alluvium.v1.PipelineDef
+	(PipelineRun_Status)(0),            // 48: alluvium.v1.PipelineRun.Status
+	(WorkerState)(0),                   // 49: alluvium.v1.WorkerState
+	(*GetLeaderRequest)(nil),           // 50: alluvium.v1.GetLeaderRequest
+	(*SubmitPipelineRequest)(nil),      // 51: alluvium.v1.SubmitPipelineRequest
+	(*GetPipelineRequest)(nil),         // 52: alluvium.v1.GetPipelineRequest
+	(*ListPipelinesRequest)(nil),       // 53: alluvium.v1.ListPipelinesRequest
+	(*CancelPipelineRequest)(nil),      // 54: alluvium.v1.CancelPipelineRequest
+	(*WatchPipelineRequest)(nil),       // 55: alluvium.v1.WatchPipelineRequest
+	(*GetLeaderResponse)(nil),          // 56: alluvium.v1.GetLeaderResponse
+	(*SubmitPipelineResponse)(nil),     // 57: alluvium.v1.SubmitPipelineResponse
+	(*GetPipelineResponse)(nil),        // 58: alluvium.v1.GetPipelineResponse
+	(*ListPipelinesResponse)(nil),      // 59: alluvium.v1.ListPipelinesResponse
+	(*CancelPipelineResponse)(nil),     // 60: alluvium.v1.CancelPipelineResponse
+	(*PipelineRun)(nil),                // 61: alluvium.v1.PipelineRun
 }
 var file_jobmaster_proto_depIdxs = []int32{
 	0,  // 0: alluvium.v1.JobInfo.status:type_name -> alluvium.v1.JobInfo.Status
@@ -3636,14 +3705,14 @@ var file_jobmaster_proto_depIdxs = []int32{
 	2,  // 7: alluvium.v1.ListJobsResponse.jobs:type_name -> alluvium.v1.JobInfo
 	0,  // 8: alluvium.v1.PolicyInfo.last_job_status:type_name -> alluvium.v1.JobInfo.Status
 	3,  // 9: alluvium.v1.PolicyInfo.limits:type_name -> alluvium.v1.JobLimits
-	46, // 10: alluvium.v1.PolicyInfo.pipeline:type_name -> alluvium.v1.PipelineDef
-	45, // 11: alluvium.v1.PolicyInfo.pipeline_params:type_name -> alluvium.v1.PolicyInfo.PipelineParamsEntry
-	47, // 12: alluvium.v1.PolicyInfo.last_pipeline_status:type_name -> alluvium.v1.PipelineRun.Status
+	47, // 10: alluvium.v1.PolicyInfo.pipeline:type_name -> alluvium.v1.PipelineDef
+	46, // 11: alluvium.v1.PolicyInfo.pipeline_params:type_name -> alluvium.v1.PolicyInfo.PipelineParamsEntry
+	48, // 12: alluvium.v1.PolicyInfo.last_pipeline_status:type_name -> alluvium.v1.PipelineRun.Status
 	19, // 13: alluvium.v1.AddPolicyRequest.policy:type_name -> alluvium.v1.PolicyInfo
 	19, // 14: alluvium.v1.AddPolicyResponse.policy:type_name -> alluvium.v1.PolicyInfo
 	19, // 15: alluvium.v1.ListPoliciesResponse.policies:type_name -> alluvium.v1.PolicyInfo
 	19, // 16: alluvium.v1.SetPolicyEnabledResponse.policy:type_name -> alluvium.v1.PolicyInfo
-	48, // 17: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
+	49, // 17: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
 	5,  // 18: alluvium.v1.JobWorkerInfo.tasks:type_name -> alluvium.v1.TaskInfo
 	31, // 19: alluvium.v1.JobWorkerInfo.plans:type_name -> alluvium.v1.PlanInfo
 	31, // 20: alluvium.v1.ListPlansResponse.plans:type_name -> alluvium.v1.PlanInfo
@@ -3651,62 +3720,63 @@ var file_jobmaster_proto_depIdxs = []int32{
 	1,  // 22: alluvium.v1.TaskUpdate.status:type_name -> alluvium.v1.TaskInfo.Status
 	4,  // 23: alluvium.v1.TaskUpdate.failed:type_name -> alluvium.v1.FailedPath
 	36, // 24: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
-	42, // 25: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
+	43, // 25: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
 	37, // 26: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
-	42, // 27: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
-	42, // 28: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
-	30, // 29: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
-	6,  // 30: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
-	8,  // 31: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
-	10, // 32: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
-	12, // 33: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
-	14, // 34: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
-	49, // 35: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
-	15, // 36: alluvium.v1.JobMaster.AddPeer:input_type -> alluvium.v1.AddPeerRequest
-	17, // 37: alluvium.v1.JobMaster.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
-	20, // 38: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
-	22, // 39: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
-	24, // 40: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
-	26, // 41: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
-	28, // 42: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
-	50, // 43: alluvium.v1.JobMaster.SubmitPipeline:input_type -> alluvium.v1.SubmitPipelineRequest
-	51, // 44: alluvium.v1.JobMaster.GetPipeline:input_type -> alluvium.v1.GetPipelineRequest
-	52, // 45: alluvium.v1.JobMaster.ListPipelines:input_type -> alluvium.v1.ListPipelinesRequest
-	53, // 46: alluvium.v1.JobMaster.CancelPipeline:input_type -> alluvium.v1.CancelPipelineRequest
-	54, // 47: alluvium.v1.JobMaster.WatchPipeline:input_type -> alluvium.v1.WatchPipelineRequest
-	34, // 48: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
-	38, // 49: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
-	43, // 50: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
-	40, // 51: alluvium.v1.JobMaster.BlockWorkerLost:input_type -> alluvium.v1.BlockWorkerLostRequest
-	32, // 52: alluvium.v1.JobMaster.ListPlans:input_type -> alluvium.v1.ListPlansRequest
-	7,  // 53: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
-	9,  // 54: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
-	11, // 55: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
-	13, // 56: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
-	2,  // 57: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
-	55, // 58: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
-	16, // 59: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
-	18, // 60: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
-	21, // 61: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
-	23, // 62: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
-	25, // 63: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
-	27, // 64: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
-	29, // 65: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
-	56, // 66: alluvium.v1.JobMaster.SubmitPipeline:output_type -> alluvium.v1.SubmitPipelineResponse
-	57, // 67: alluvium.v1.JobMaster.GetPipeline:output_type -> alluvium.v1.GetPipelineResponse
-	58, // 68: alluvium.v1.JobMaster.ListPipelines:output_type -> alluvium.v1.ListPipelinesResponse
-	59, // 69: alluvium.v1.JobMaster.CancelPipeline:output_type -> alluvium.v1.CancelPipelineResponse
-	60, // 70: alluvium.v1.JobMaster.WatchPipeline:output_type -> alluvium.v1.PipelineRun
-	35, // 71: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
-	39, // 72: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
-	44, // 73: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
-	41, // 74: alluvium.v1.JobMaster.BlockWorkerLost:output_type -> alluvium.v1.BlockWorkerLostResponse
-	33, // 75: alluvium.v1.JobMaster.ListPlans:output_type -> alluvium.v1.ListPlansResponse
-	53, // [53:76] is the sub-list for method output_type
-	30, // [30:53] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	43, // 27: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
+	43, // 28: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
+	40, // 29: alluvium.v1.JobWorkerHeartbeatResponse.bandwidth:type_name -> alluvium.v1.JobBandwidth
+	30, // 30: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
+	6,  // 31: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
+	8,  // 32: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
+	10, // 33: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
+	12, // 34: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
+	14, // 35: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
+	50, // 36: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
+	15, // 37: alluvium.v1.JobMaster.AddPeer:input_type -> alluvium.v1.AddPeerRequest
+	17, // 38: alluvium.v1.JobMaster.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
+	20, // 39: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
+	22, // 40: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
+	24, // 41: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
+	26, // 42: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
+	28, // 43: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
+	51, // 44: alluvium.v1.JobMaster.SubmitPipeline:input_type -> alluvium.v1.SubmitPipelineRequest
+	52, // 45: alluvium.v1.JobMaster.GetPipeline:input_type -> alluvium.v1.GetPipelineRequest
+	53, // 46: alluvium.v1.JobMaster.ListPipelines:input_type -> alluvium.v1.ListPipelinesRequest
+	54, // 47: alluvium.v1.JobMaster.CancelPipeline:input_type -> alluvium.v1.CancelPipelineRequest
+	55, // 48: alluvium.v1.JobMaster.WatchPipeline:input_type -> alluvium.v1.WatchPipelineRequest
+	34, // 49: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
+	38, // 50: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
+	44, // 51: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
+	41, // 52: alluvium.v1.JobMaster.BlockWorkerLost:input_type -> alluvium.v1.BlockWorkerLostRequest
+	32, // 53: alluvium.v1.JobMaster.ListPlans:input_type -> alluvium.v1.ListPlansRequest
+	7,  // 54: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
+	9,  // 55: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
+	11, // 56: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
+	13, // 57: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
+	2,  // 58: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
+	56, // 59: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	16, // 60: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
+	18, // 61: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
+	21, // 62: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
+	23, // 63: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
+	25, // 64: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
+	27, // 65: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
+	29, // 66: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
+	57, // 67: alluvium.v1.JobMaster.SubmitPipeline:output_type -> alluvium.v1.SubmitPipelineResponse
+	58, // 68: alluvium.v1.JobMaster.GetPipeline:output_type -> alluvium.v1.GetPipelineResponse
+	59, // 69: alluvium.v1.JobMaster.ListPipelines:output_type -> alluvium.v1.ListPipelinesResponse
+	60, // 70: alluvium.v1.JobMaster.CancelPipeline:output_type -> alluvium.v1.CancelPipelineResponse
+	61, // 71: alluvium.v1.JobMaster.WatchPipeline:output_type -> alluvium.v1.PipelineRun
+	35, // 72: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
+	39, // 73: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
+	45, // 74: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
+	42, // 75: alluvium.v1.JobMaster.BlockWorkerLost:output_type -> alluvium.v1.BlockWorkerLostResponse
+	33, // 76: alluvium.v1.JobMaster.ListPlans:output_type -> alluvium.v1.ListPlansResponse
+	54, // [54:77] is the sub-list for method output_type
+	31, // [31:54] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_jobmaster_proto_init() }
@@ -3722,7 +3792,7 @@ func file_jobmaster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jobmaster_proto_rawDesc), len(file_jobmaster_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   44,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

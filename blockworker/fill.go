@@ -41,6 +41,14 @@ type fill struct {
 	meta    BlockMeta
 	stored  bool // committed to the store by this fill
 	claimed bool // meta handed to the batch
+
+	// th is the bandwidth budget of the call that started the fill (nil:
+	// none): the bytes read from the UFS draw from it as they come. Such a
+	// fill is a job's work at the job's pace: when every caller waiting for
+	// it has gone (the task was cancelled), stop ends it.
+	th   *throttle
+	ctx  context.Context
+	stop context.CancelFunc
 }
 
 // batchedMeta returns, once, the block a batched fill stored.
@@ -92,6 +100,9 @@ func (f *fill) join() bool {
 func (f *fill) leave() {
 	f.mu.Lock()
 	f.readers--
+	if f.readers == 0 && !f.done && f.th != nil {
+		f.stop()
+	}
 	f.maybeClose()
 	f.mu.Unlock()
 }
@@ -134,23 +145,24 @@ func (w *Worker) fillsRunning() int {
 // block is neither cached nor being filled. cached is true when the block
 // is already in the store.
 func (w *Worker) startFill(id int64, src *api.UfsBlockSource, pinned bool, alias string) (f *fill, cached bool, err error) {
-	return w.startFillAs(id, src, pinned, alias, false, true)
+	return w.startFillAs(id, src, pinned, alias, false, true, nil)
 }
 
 // startCacheFill is startFill for a caller that only waits for the block
 // (CacheBlock): no read side is opened. A reader joining such a fill waits
 // for it to end and reads the block from the store.
-func (w *Worker) startCacheFill(id int64, src *api.UfsBlockSource, pinned bool, alias string) (f *fill, cached bool, err error) {
-	return w.startFillAs(id, src, pinned, alias, false, false)
+// A fill it starts draws from th.
+func (w *Worker) startCacheFill(id int64, src *api.UfsBlockSource, pinned bool, alias string, th *throttle) (f *fill, cached bool, err error) {
+	return w.startFillAs(id, src, pinned, alias, false, false, th)
 }
 
 // startFillBatched is startFill for CacheBlocks: a fill it starts leaves
 // the commit to the master to the caller (batchedMeta).
-func (w *Worker) startFillBatched(id int64, src *api.UfsBlockSource, pinned bool, alias string) (f *fill, cached bool, err error) {
-	return w.startFillAs(id, src, pinned, alias, true, false)
+func (w *Worker) startFillBatched(id int64, src *api.UfsBlockSource, pinned bool, alias string, th *throttle) (f *fill, cached bool, err error) {
+	return w.startFillAs(id, src, pinned, alias, true, false, th)
 }
 
-func (w *Worker) startFillAs(id int64, src *api.UfsBlockSource, pinned bool, alias string, batched, reader bool) (f *fill, cached bool, err error) {
+func (w *Worker) startFillAs(id int64, src *api.UfsBlockSource, pinned bool, alias string, batched, reader bool, th *throttle) (f *fill, cached bool, err error) {
 	w.fillMu.Lock()
 	defer w.fillMu.Unlock()
 	if f := w.fills[id]; f != nil && f.join() {
@@ -173,7 +185,8 @@ func (w *Worker) startFillAs(id int64, src *api.UfsBlockSource, pinned bool, ali
 			return nil, false, fmt.Errorf("block %d: %w", id, err)
 		}
 	}
-	f = &fill{id: id, length: src.GetLength(), tb: tb, rf: rf, notify: make(chan struct{}), readers: 1, batched: batched}
+	f = &fill{id: id, length: src.GetLength(), tb: tb, rf: rf, notify: make(chan struct{}), readers: 1, batched: batched, th: th}
+	f.ctx, f.stop = context.WithCancel(w.ctx)
 	w.fills[id] = f
 	w.wg.Add(1)
 	go func() {
@@ -184,6 +197,7 @@ func (w *Worker) startFillAs(id int64, src *api.UfsBlockSource, pinned bool, ali
 }
 
 func (w *Worker) runFill(f *fill, src *api.UfsBlockSource) {
+	defer f.stop()
 	err := w.copyFromUFS(f, src)
 	var meta BlockMeta
 	committed := false
@@ -218,7 +232,7 @@ func (w *Worker) runFill(f *fill, src *api.UfsBlockSource) {
 }
 
 func (w *Worker) copyFromUFS(f *fill, src *api.UfsBlockSource) error {
-	ctx := w.ctx
+	ctx := f.ctx
 	fs, rel, err := w.mounts.resolve(ctx, src.GetMountId(), src.GetUfsPath())
 	if err != nil {
 		return err
@@ -237,6 +251,9 @@ func (w *Worker) copyFromUFS(f *fill, src *api.UfsBlockSource) error {
 	for {
 		n, rerr := io.ReadFull(rc, buf)
 		if n > 0 {
+			if err := f.th.take(ctx, n); err != nil {
+				return err
+			}
 			if _, err := f.tb.Write(buf[:n]); err != nil {
 				return err
 			}

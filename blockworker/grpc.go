@@ -331,7 +331,7 @@ func (s *service) CacheBlock(ctx context.Context, req *api.CacheBlockRequest) (*
 	if src == nil || src.GetUfsPath() == "" || src.GetLength() < 0 || src.GetOffset() < 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "cache block %d: need a UFS source with a path, offset >= 0 and length >= 0", id)
 	}
-	f, cached, err := s.w.startCacheFill(id, src, req.GetPinned(), req.GetTier())
+	f, cached, err := s.w.startCacheFill(id, src, req.GetPinned(), req.GetTier(), s.w.throttles.of(ctx))
 	if cached {
 		// Commit again: the master may have just dropped this copy (a free
 		// whose removal has not reached us yet) and must see it is here.

@@ -13,6 +13,7 @@ type metrics struct {
 	bytesCached     prometheus.Counter
 	blocksCached    prometheus.Counter
 	bytesUFSWritten prometheus.Counter
+	bytesThrottled  prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, store *Store, fills func() int) *metrics {
@@ -36,8 +37,11 @@ func newMetrics(reg *prometheus.Registry, store *Store, fills func() int) *metri
 		bytesUFSWritten: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "alluvium_worker_ufs_bytes_written_total", Help: "Bytes written to the UFS for clients (WriteUfsFile).",
 		}),
+		bytesThrottled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "alluvium_worker_throttled_bytes_total", Help: "Bytes moved for jobs with a bandwidth limit (fills, copies, UFS writes), counted as they pass the job's budget.",
+		}),
 	}
-	reg.MustRegister(read, m.bytesWritten, m.bytesCached, m.blocksCached, m.bytesUFSWritten,
+	reg.MustRegister(read, m.bytesWritten, m.bytesCached, m.blocksCached, m.bytesUFSWritten, m.bytesThrottled,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "alluvium_worker_evictions_total", Help: "Blocks evicted to make room.",
 		}, func() float64 { return float64(store.Evictions()) }),

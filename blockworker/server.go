@@ -44,6 +44,8 @@ type Worker struct {
 
 	fillMu sync.Mutex
 	fills  map[int64]*fill
+	// throttles are the jobs' bandwidth budgets (throttle.go).
+	throttles *throttles
 
 	ctx    context.Context // the worker's lifetime
 	cancel context.CancelFunc
@@ -137,6 +139,7 @@ func New(cfg *config.Config, log *zap.Logger) (*Worker, error) {
 	store.SetListener(w.link)
 	w.http = rpc.NewHTTPServerWith(so, w.healthy)
 	w.metrics = newMetrics(w.http.Registry, store, w.fillsRunning)
+	w.throttles = newThrottles(func(n int) { w.metrics.bytesThrottled.Add(float64(n)) })
 	return w, nil
 }
 

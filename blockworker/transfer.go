@@ -326,6 +326,7 @@ func (w *Worker) writeUfsFrom(ctx context.Context, req *api.WriteUfsFileFromRequ
 	}
 	resp := &api.WriteUfsFileFromResponse{}
 	var metas []BlockMeta
+	th := w.throttles.of(ctx)
 	for i, src := range req.GetSources() {
 		var tb *TempBlock
 		if cf := req.GetCacheFileId(); cf > 0 {
@@ -336,6 +337,9 @@ func (w *Worker) writeUfsFrom(ctx context.Context, req *api.WriteUfsFileFromRequ
 			}
 		}
 		rc, err := w.readSource(ctx, src, func(b []byte) error {
+			if err := th.take(ctx, len(b)); err != nil {
+				return err
+			}
 			if _, err := wr.Write(b); err != nil {
 				return ufsStatus(uri, err)
 			}
@@ -476,7 +480,11 @@ func (s *service) CopyBlockFrom(ctx context.Context, req *api.CopyBlockFromReque
 			tb.Abort()
 		}
 	}()
+	th := w.throttles.of(ctx)
 	write := func(b []byte) error {
+		if err := th.take(ctx, len(b)); err != nil {
+			return err
+		}
 		_, err := tb.Write(b)
 		return err
 	}
@@ -566,6 +574,7 @@ func (s *service) CacheBlocks(ctx context.Context, req *api.CacheBlocksRequest) 
 		wg    sync.WaitGroup
 	)
 	sem := make(chan struct{}, par)
+	th := w.throttles.of(ctx)
 	for i, b := range blocks {
 		res := &api.CacheBlockResult{BlockId: b.GetBlockId()}
 		results[i] = res
@@ -587,7 +596,7 @@ func (s *service) CacheBlocks(ctx context.Context, req *api.CacheBlocksRequest) 
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			f, cached, err := w.startFillBatched(b.GetBlockId(), src, b.GetPinned(), b.GetTier())
+			f, cached, err := w.startFillBatched(b.GetBlockId(), src, b.GetPinned(), b.GetTier(), th)
 			if cached {
 				res.AlreadyCached = true
 				if m, ok := w.store.Stat(b.GetBlockId()); ok { // see CacheBlock

@@ -44,6 +44,10 @@ type broker struct {
 	nonEmpty map[int64]struct{}
 	over     map[int64]struct{}
 	waiting  map[int64]*workerSlot
+	// limited is the bandwidth budget (bytes/s) of each job with one whose
+	// tasks are held now: its holders share it evenly, re-split as they
+	// come and go (resplitLocked).
+	limited map[int64]int64
 }
 
 type workerSlot struct {
@@ -56,7 +60,8 @@ type workerSlot struct {
 	addr     string
 	wake     chan struct{}
 	cancels  []*api.TaskRef
-	lost     []string // block workers declared LOST, not yet told
+	lost     []string        // block workers declared LOST, not yet told
+	rates    map[int64]int64 // job → new bandwidth share, not yet told
 	lastSeen time.Time
 	waiting  bool       // a poll waits for work
 	rec      *workerRec // as registered: the plans it runs
@@ -112,6 +117,7 @@ func newBroker(fsm *FSM, taskTimeout time.Duration) *broker {
 		pref: map[int64]*fifo{}, queued: map[taskKey]int64{}, claimed: map[taskKey]claim{},
 		running: map[taskKey]runInfo{}, holders: map[int64]map[int64]int{},
 		nonEmpty: map[int64]struct{}{}, over: map[int64]struct{}{}, waiting: map[int64]*workerSlot{},
+		limited: map[int64]int64{},
 	}
 }
 
@@ -301,11 +307,39 @@ func (b *broker) count(k taskKey, worker int64, delta int) {
 		h = map[int64]int{}
 		b.holders[k.job] = h
 	}
+	held := h[worker] > 0
 	if h[worker] += delta; h[worker] <= 0 {
 		delete(h, worker)
 		if len(h) == 0 {
 			delete(b.holders, k.job)
+			delete(b.limited, k.job)
 		}
+	}
+	if held != (h[worker] > 0) {
+		b.resplitLocked(k.job)
+	}
+}
+
+// resplitLocked tells every job worker holding tasks of job (one with a
+// bandwidth limit) its new share of the budget, now that one started or
+// stopped holding some: the budget is split evenly over them.
+func (b *broker) resplitLocked(job int64) {
+	bw := b.limited[job]
+	h := b.holders[job]
+	if bw <= 0 || len(h) == 0 {
+		return
+	}
+	share := max(bw/int64(len(h)), 1)
+	for id := range h {
+		w := b.workers[id]
+		if w == nil {
+			continue
+		}
+		if w.rates == nil {
+			w.rates = map[int64]int64{}
+		}
+		w.rates[job] = share
+		wakeSlot(w)
 	}
 }
 
@@ -334,9 +368,11 @@ func (b *broker) onTasks(evs []taskEvent) {
 			}
 			b.placeLocked(k, ev.bwID, ev.bwAddr)
 		case ev.status == api.TaskInfo_RUNNING:
-			c, ok := b.dropClaim(k)
+			// Run, then drop the claim: the worker holds the task throughout
+			// (no re-split of the job's bandwidth in between).
 			r := runInfo{worker: ev.worker, attempt: ev.attempt, deadline: now.Add(b.taskTimeout)}
 			b.setRun(k, r)
+			c, ok := b.dropClaim(k)
 			if ok && c.released && c.worker == ev.worker {
 				b.releaseLocked(k)
 			}
@@ -566,7 +602,7 @@ func (b *broker) poll(ctx context.Context, worker int64, wait time.Duration) (po
 		if timer == nil {
 			// Not a poll (a report): notices only; the worker's long poll
 			// takes the tasks.
-			p := polled{cancels: w.cancels, lost: w.lost}
+			p := polled{cancels: w.cancels, lost: w.lost, rates: w.takeRates()}
 			w.cancels, w.lost = nil, nil
 			b.mu.Unlock()
 			return p, nil
@@ -575,10 +611,10 @@ func (b *broker) poll(ctx context.Context, worker int64, wait time.Duration) (po
 		if n := w.free(); n > 0 {
 			p.keys = b.takeLocked(w, n)
 		}
-		p.cancels, p.lost = w.cancels, w.lost
+		p.cancels, p.lost, p.rates = w.cancels, w.lost, w.takeRates()
 		w.cancels, w.lost = nil, nil
 		now := time.Now()
-		if len(p.keys) > 0 || len(p.cancels) > 0 || len(p.lost) > 0 {
+		if len(p.keys) > 0 || len(p.cancels) > 0 || len(p.lost) > 0 || len(p.rates) > 0 {
 			b.setWaitingLocked(w, false)
 			for _, k := range p.keys {
 				b.setClaim(k, claim{worker: worker, at: now})
@@ -605,6 +641,20 @@ type polled struct {
 	keys    []taskKey      // tasks claimed for it
 	cancels []*api.TaskRef // attempts (or jobs) to stop
 	lost    []string       // block workers declared LOST since its last poll
+	rates   []*api.JobBandwidth
+}
+
+// takeRates returns, once, the new bandwidth shares to tell the worker.
+func (w *workerSlot) takeRates() []*api.JobBandwidth {
+	if len(w.rates) == 0 {
+		return nil
+	}
+	out := make([]*api.JobBandwidth, 0, len(w.rates))
+	for job, bps := range w.rates {
+		out = append(out, &api.JobBandwidth{JobId: job, BytesPerSec: bps})
+	}
+	w.rates = nil
+	return out
 }
 
 // peerLost tells every job worker, on its next reply, that the block
@@ -764,11 +814,10 @@ func (b *broker) reconcile(worker int64, holding []*api.TaskRef) []*api.TaskTran
 }
 
 // bandwidthShare is worker's share of job's bandwidth limit (bytes/s; 0:
-// none): the job's budget split evenly over the job workers that run its
-// tasks — those beside a block worker the job may use (all, unless its
-// limits name some), those holding one of its tasks now (a stolen one), and
-// worker itself. A job restricted to one worker's data gives that worker
-// the whole budget.
+// none): the job's budget split evenly over the job workers that hold its
+// tasks now (worker among them). The others learn their new share with
+// their next heartbeat reply (resplitLocked), so the job's rate stays
+// its budget as workers start and finish its tasks.
 func (b *broker) bandwidthShare(job *jobRec, worker int64) int64 {
 	bw := job.Limits.GetBandwidthBytesPerSec()
 	if bw <= 0 {
@@ -776,11 +825,14 @@ func (b *broker) bandwidthShare(job *jobRec, worker int64) int64 {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	n := int64(0)
-	for id, w := range b.workers {
-		if id == worker || b.holders[job.ID][id] > 0 || job.Limits.AllowsWorker(w.bwID, w.bwAddr) {
-			n++
-		}
+	h := b.holders[job.ID]
+	if b.limited[job.ID] != bw && len(h) > 0 {
+		b.limited[job.ID] = bw
+		b.resplitLocked(job.ID) // the first hand-out of the job: tell the holders so far
+	}
+	n := int64(len(h))
+	if h[worker] == 0 {
+		n++
 	}
 	return max(bw/max(n, 1), 1)
 }

@@ -632,7 +632,7 @@ func (r *rpcServer) JobWorkerHeartbeat(ctx context.Context, req *api.JobWorkerHe
 		return nil, grpcErr("job worker heartbeat", err)
 	}
 	ls.hb.reset(id)
-	resp.Cancels, resp.LostBlockWorkers = p.cancels, p.lost
+	resp.Cancels, resp.LostBlockWorkers, resp.Bandwidth = p.cancels, p.lost, p.rates
 	var dispatch []*api.TaskTransition
 	resp.Tasks, dispatch = ls.broker.assign(id, p.keys)
 	ls.coll.submit(dispatch)

@@ -17,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"golang.org/x/time/rate"
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/config"
@@ -63,8 +64,34 @@ type runLog struct {
 	finished atomic.Int64
 	canceled atomic.Int64
 	mu       sync.Mutex
-	seen     map[string]int   // "job/index" → runs
-	limits   map[string]int64 // block worker beside the job worker → bandwidth share it ran with
+	seen     map[string]int           // "job/index" → runs
+	limits   map[string]int64         // block worker beside the job worker → bandwidth share it ran with
+	lims     map[string]*rate.Limiter // block worker beside the job worker → its job's limiter (the share now)
+	release  map[string]chan struct{} // block worker → closed: its blocked tasks complete
+}
+
+// share is the bandwidth share the job worker beside block worker bw runs
+// the log's job with now (0: none seen).
+func (l *runLog) share(bw string) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if lim := l.lims[bw]; lim != nil {
+		return int64(lim.Limit())
+	}
+	return 0
+}
+
+// releaseCh is closed to let the blocked tasks beside block worker bw
+// complete.
+func (l *runLog) releaseCh(bw string) chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ch := l.release[bw]
+	if ch == nil {
+		ch = make(chan struct{})
+		l.release[bw] = ch
+	}
+	return ch
 }
 
 var tagSeq atomic.Int64
@@ -75,7 +102,8 @@ func uniqueTag(t *testing.T) string {
 }
 
 func runsOf(tag string) *runLog {
-	v, _ := testRuns.LoadOrStore(tag, &runLog{seen: map[string]int{}, limits: map[string]int64{}})
+	v, _ := testRuns.LoadOrStore(tag, &runLog{seen: map[string]int{}, limits: map[string]int64{},
+		lims: map[string]*rate.Limiter{}, release: map[string]chan struct{}{}})
 	return v.(*runLog)
 }
 
@@ -147,13 +175,18 @@ func (testPlan) Run(ctx context.Context, env plans.Env, t *plans.Task) (plans.Re
 	log.seen[fmt.Sprintf("%d/%d", t.JobID, a.I)]++
 	if t.Limiter != nil {
 		log.limits[t.LocalBlockWorker] = int64(t.Limiter.Limit())
+		log.lims[t.LocalBlockWorker] = t.Limiter
 	}
 	log.mu.Unlock()
 	defer log.finished.Add(1)
 	if c.Block || int(t.Attempt) <= c.BlockFirst {
-		<-ctx.Done()
-		log.canceled.Add(1)
-		return plans.Result{}, ctx.Err()
+		select {
+		case <-ctx.Done():
+			log.canceled.Add(1)
+			return plans.Result{}, ctx.Err()
+		case <-log.releaseCh(t.LocalBlockWorker):
+			return plans.Result{Bytes: c.Bytes}, nil
+		}
 	}
 	if c.SleepMs > 0 {
 		select {

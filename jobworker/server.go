@@ -329,6 +329,13 @@ func (w *Worker) handle(id int64, resp *api.JobWorkerHeartbeatResponse) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	for _, b := range resp.GetBandwidth() {
+		// The job's budget re-split: the tasks running draw from the new
+		// share from their next call to a block worker on.
+		if l := w.limiters[b.GetJobId()]; l != nil && b.GetBytesPerSec() > 0 {
+			setShare(l, b.GetBytesPerSec())
+		}
+	}
 	for _, c := range resp.GetCancels() {
 		w.cancelLocked(c)
 	}
@@ -385,6 +392,11 @@ func (w *Worker) limiterLocked(a *api.TaskAssignment) {
 		w.limiters[a.GetJobId()] = rate.NewLimiter(rate.Limit(bps), int(max(bps, 1)))
 		return
 	}
+	setShare(l, bps)
+}
+
+// setShare sets a job's limiter to the share bps (bytes/s).
+func setShare(l *rate.Limiter, bps int64) {
 	if l.Limit() != rate.Limit(bps) {
 		l.SetLimit(rate.Limit(bps))
 		l.SetBurst(int(max(bps, 1)))
@@ -484,6 +496,12 @@ func (w *Worker) run(ctx context.Context, a *api.TaskAssignment, lim *rate.Limit
 	}
 	// The task acts for the job's user: the FS master checks that user's
 	// permissions on everything the plan touches.
+	if lim != nil {
+		// The block workers throttle the bytes this task moves to the job's
+		// share here, as it is at each call (the leader re-splits the job's
+		// budget as workers start and finish its tasks).
+		ctx = rpc.WithRate(ctx, fmt.Sprintf("job-%d", r.job), func() int64 { return int64(lim.Limit()) })
+	}
 	res, err := plan.Run(rpc.ActAs(ctx, a.GetUser()), w.wenv, task)
 	u.BytesDone = res.Bytes
 	u.Failed = res.Failed

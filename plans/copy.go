@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"google.golang.org/grpc/codes"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/paths"
+	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/plans/spec"
 )
 
@@ -822,7 +824,13 @@ func (cp copier) copyLarge(ctx context.Context, e copyElem) (info *api.FileInfo,
 	if err != nil {
 		return nil, err
 	}
-	wr, err := bw.WriteUfsFileFrom(ctx, &api.WriteUfsFileFromRequest{
+	actx := ctx
+	if !slices.Contains(parts, "") {
+		// Every part was fetched under the job's bandwidth: the assembly
+		// moves the same bytes again and does not count them twice.
+		actx = rpc.WithoutRate(ctx)
+	}
+	wr, err := bw.WriteUfsFileFrom(actx, &api.WriteUfsFileFromRequest{
 		Dest: &api.WriteUfsFileHeader{MountId: tinfo.GetMountId(), UfsPath: tinfo.GetUfsPath(), Overwrite: true, CreateParent: true, Mode: e.Mode,
 			LastModificationTimeMs: e.MTime},
 		Sources:  asm,

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -561,16 +560,11 @@ func (Load) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 // call). ok is false when the target cannot take the call (gone, or too
 // old): the caller then goes block by block, with its fallbacks.
 func cacheBatch(ctx context.Context, env Env, t *Task, a loadArgs) (res Result, ok bool, err error) {
-	var total int64
 	req := &api.CacheBlocksRequest{Blocks: make([]*api.CacheBlockRequest, len(a.Blocks))}
 	for i, b := range a.Blocks {
-		total += b.Length
 		req.Blocks[i] = &api.CacheBlockRequest{BlockId: b.ID, Source: &api.UfsBlockSource{
 			MountId: b.Mount, UfsPath: b.UFS, Offset: b.Offset, Length: b.Length, UfsFingerprint: b.Fingerprint,
 		}}
-	}
-	if err := waitBytes(ctx, t.Limiter, total); err != nil {
-		return Result{}, true, err
 	}
 	bw, err := env.BlockWorker(a.Address)
 	if err != nil {
@@ -610,9 +604,6 @@ func cacheBatch(ctx context.Context, env Env, t *Task, a loadArgs) (res Result, 
 }
 
 func cacheOne(ctx context.Context, env Env, t *Task, a loadArgs, b loadBlock) error {
-	if err := waitBytes(ctx, t.Limiter, b.Length); err != nil {
-		return err
-	}
 	req := &api.CacheBlockRequest{BlockId: b.ID, Source: &api.UfsBlockSource{
 		MountId: b.Mount, UfsPath: b.UFS, Offset: b.Offset, Length: b.Length, UfsFingerprint: b.Fingerprint,
 	}}
@@ -700,26 +691,4 @@ func otherTarget(ctx context.Context, env Env, local, dead string, blockID int64
 		return "", nil
 	}
 	return cands[int(blockID%int64(len(cands)))], nil
-}
-
-// waitBytes takes n bytes from lim in chunks no bigger than its burst, so a
-// cancelled context ends the wait at once.
-func waitBytes(ctx context.Context, lim *rate.Limiter, n int64) error {
-	if lim == nil || lim.Limit() == rate.Inf {
-		return nil
-	}
-	for n > 0 {
-		c := min(n, int64(lim.Burst()))
-		if c <= 0 {
-			c = n
-		}
-		if err := lim.WaitN(ctx, int(c)); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return err
-		}
-		n -= c
-	}
-	return nil
 }

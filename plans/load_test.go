@@ -9,9 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -553,38 +551,6 @@ func TestLoadRunCachesAndFallsBack(t *testing.T) {
 	res, err := Load{}.Run(context.Background(), fakeEnv{c}, &Task{Args: tasks[0].Args, LocalBlockWorker: waddr(3)})
 	if err == nil || len(res.Failed) == 0 {
 		t.Fatalf("run with every worker dead: %v %+v", err, res)
-	}
-}
-
-// The bandwidth limit holds, and a cancelled task stops waiting at once.
-func TestLoadRunBandwidthAndCancel(t *testing.T) {
-	c := newFakeCluster(1)
-	for i := 0; i < 4; i++ {
-		c.file(fmt.Sprintf("/bw/f%d", i), 1000, 1000)
-	}
-	tasks := planAll(t, fakeEnv{c}, cfgJSON(t, spec.LoadConfig{Path: "/bw"}), 100, 0, nil)
-	lim := rate.NewLimiter(rate.Limit(4000), 4000) // 4000 B/s, a second's burst
-	start := time.Now()
-	for _, ts := range tasks {
-		if _, err := (Load{}).Run(context.Background(), fakeEnv{c}, &Task{Args: ts.Args, Limiter: lim}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if took := time.Since(start); took > 500*time.Millisecond {
-		t.Fatalf("4000 bytes within the burst took %s", took)
-	}
-	// The next 4000 bytes need a second; cancel after 100ms.
-	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(100*time.Millisecond, cancel)
-	start = time.Now()
-	var err error
-	for _, ts := range tasks {
-		if _, err = (Load{}).Run(ctx, fakeEnv{c}, &Task{Args: ts.Args, Limiter: lim}); err != nil {
-			break
-		}
-	}
-	if err == nil || time.Since(start) > 600*time.Millisecond {
-		t.Fatalf("cancelled run: err %v after %s", err, time.Since(start))
 	}
 }
 

@@ -79,7 +79,10 @@ type Task struct {
 	Config  []byte // the job's normalized config
 	// Progress reports the bytes done so far (monotonic).
 	Progress func(bytesDone int64)
-	// Limiter is this worker's share of the job's bandwidth limit; nil: none.
+	// Limiter is this worker's share of the job's bandwidth limit; nil:
+	// none. The block workers throttle the bytes a task's calls move to it
+	// already (rpc.WithRate, on the task's context); a plan that moves
+	// bytes itself draws them from it.
 	Limiter *rate.Limiter
 	// LocalBlockWorker is the block worker beside this job worker.
 	LocalBlockWorker string

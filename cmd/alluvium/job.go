@@ -182,7 +182,7 @@ func (f *loadFlags) add(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.workers, "workers", nil, "use only these block workers (ids, hosts or host:port, comma-separated)")
 	fs.StringSliceVar(&f.exclude, "exclude-workers", nil, "never use these block workers (ids, hosts or host:port)")
 	fs.BoolVar(&f.verify, "verify", false, "when done, check every block again and load what is missing")
-	fs.StringVar(&f.bandwidth, "bandwidth", "", "limit the whole job to this many bytes/s, e.g. 100MiB (default: unlimited)")
+	fs.StringVar(&f.bandwidth, "bandwidth", "", bandwidthHelp)
 	fs.BoolVar(&f.sync, "sync", true, "sync each directory with the UFS as it is listed, so new, changed and vanished UFS files are seen (--sync=false trusts what Alluvium knows)")
 	f.filter.add(fs)
 }
@@ -196,14 +196,23 @@ func (f *loadFlags) config(path string) (sdk.LoadConfig, error) {
 	if c.Filter, err = f.filter.filter(); err != nil {
 		return c, err
 	}
-	if f.bandwidth != "" {
-		b, err := humanize.ParseBytes(f.bandwidth)
-		if err != nil || b <= 0 {
-			return c, usagef("--bandwidth %q: want bytes per second, e.g. 50MiB", f.bandwidth)
-		}
-		c.Bandwidth = b
+	c.Bandwidth, err = parseBandwidth(f.bandwidth)
+	return c, err
+}
+
+// bandwidthHelp is --bandwidth of every plan's submit command.
+const bandwidthHelp = "limit the whole job to this many bytes/s, e.g. 100MiB, split over the workers running it and enforced on the bytes as they flow (default: unlimited)"
+
+// parseBandwidth reads --bandwidth ("" is unlimited: 0).
+func parseBandwidth(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
 	}
-	return c, nil
+	b, err := humanize.ParseBytes(s)
+	if err != nil || b <= 0 {
+		return 0, usagef("--bandwidth %q: want bytes per second, e.g. 50MiB", s)
+	}
+	return b, nil
 }
 
 // checkConfigJSON refuses a --config that is not one JSON value (the job
@@ -289,8 +298,9 @@ Each directory is synced with the UFS as the job lists it, so files added,
 changed or deleted there since Alluvium last looked are loaded, reloaded or
 forgotten (--sync=false skips that and trusts the namespace).
 --verify checks every block again at the end and loads what is missing;
---bandwidth caps the whole job's read rate from the UFS. Files all of whose
-blocks are cached already count as skipped.
+--bandwidth caps the whole job's rate (bytes read from the UFS, throttled
+as they flow into the block workers). Files all of whose blocks are cached
+already count as skipped.
 
 ` + filterHelp,
 		Example: `  alluvium job submit load /data --wait

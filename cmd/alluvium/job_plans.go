@@ -23,15 +23,18 @@ type planCmd struct {
 	args    []string // positional argument names
 	more    bool     // the last one may repeat
 	flags   func(c *cobra.Command)
-	// config builds the plan's config from the positional arguments.
-	config func(args []string) (any, error)
+	// bandwidth: the plan moves data and takes --bandwidth.
+	bandwidth bool
+	// config builds the plan's config from the positional arguments and
+	// --bandwidth (bytes/s, 0: unlimited, or not taken).
+	config func(args []string, bandwidth int64) (any, error)
 }
 
 // submitCmd builds `job submit PLAN ARGS` (or, as an alias, its fs name:
 // waiting by default, --async to return at once).
 func (p planCmd) submitCmd(g *globals, alias string) *cobra.Command {
 	var sf submitFlags
-	var configJSON string
+	var configJSON, bandwidth string
 	var async bool
 	use := p.use
 	if alias != "" {
@@ -64,7 +67,11 @@ func (p planCmd) submitCmd(g *globals, alias string) *cobra.Command {
 				}
 				return submit(cmd, g, p.plan, json.RawMessage(configJSON), sf)
 			}
-			cfg, err := p.config(args)
+			bw, err := parseBandwidth(bandwidth)
+			if err != nil {
+				return err
+			}
+			cfg, err := p.config(args, bw)
 			if err != nil {
 				return err
 			}
@@ -73,6 +80,9 @@ func (p planCmd) submitCmd(g *globals, alias string) *cobra.Command {
 	}
 	if p.flags != nil {
 		p.flags(c)
+	}
+	if p.bandwidth {
+		c.Flags().StringVar(&bandwidth, "bandwidth", "", bandwidthHelp)
 	}
 	sf.add(c.Flags(), alias != "")
 	if alias != "" {
@@ -87,7 +97,8 @@ func (p planCmd) submitCmd(g *globals, alias string) *cobra.Command {
 func persistPlanCmd() planCmd {
 	var ff filterFlags
 	return planCmd{
-		plan: "persist", use: "persist PATH",
+		bandwidth: true,
+		plan:      "persist", use: "persist PATH",
 		short: "Write files that are only cached under PATH to their UFS, and mark them PERSISTED",
 		long: `Persist every file under PATH (recursively) that is not yet PERSISTED: its
 bytes go from the block worker holding most of its blocks straight into the
@@ -103,9 +114,9 @@ automatically (fsmaster.persist.delay after they close).
   alluvium fs persist /scratch/results`,
 		args:  []string{"PATH"},
 		flags: func(c *cobra.Command) { ff.add(c.Flags()) },
-		config: func(args []string) (any, error) {
+		config: func(args []string, bw int64) (any, error) {
 			f, err := ff.filter()
-			return sdk.PersistConfig{Path: args[0], Filter: f}, err
+			return sdk.PersistConfig{Path: args[0], Filter: f, Bandwidth: bw}, err
 		},
 	}
 }
@@ -113,7 +124,8 @@ automatically (fsmaster.persist.delay after they close).
 func replicatePlanCmd() planCmd {
 	var n int
 	return planCmd{
-		plan: "replicate", use: "replicate PATH",
+		bandwidth: true,
+		plan:      "replicate", use: "replicate PATH",
 		short: "Bring every block under PATH to exactly --replication cached copies",
 		long: `Make every block of every file under PATH cached on exactly --replication
 block workers: blocks short of copies are copied from a worker that has one
@@ -126,11 +138,11 @@ fewer than 1, is refused.`,
 		flags: func(c *cobra.Command) {
 			c.Flags().IntVar(&n, "replication", 0, "copies of every block (required, 1 or more)")
 		},
-		config: func(args []string) (any, error) {
+		config: func(args []string, bw int64) (any, error) {
 			if n < 1 {
 				return nil, usagef("--replication %d: want 1 or more copies", n)
 			}
-			return sdk.ReplicateConfig{Path: args[0], Replication: n}, nil
+			return sdk.ReplicateConfig{Path: args[0], Replication: n, Bandwidth: bw}, nil
 		},
 	}
 }
@@ -173,7 +185,8 @@ never replaces one. Copies keep their source's modification time.
 func movePlanCmd() planCmd {
 	var cf copyFlags
 	return planCmd{
-		plan: "move", use: "move SRC DST",
+		bandwidth: true,
+		plan:      "move", use: "move SRC DST",
 		short: "Move a file or tree to DST, across mounts too, keeping the cache",
 		long: `Move SRC to DST. Within one mount onto a DST that does not exist it is one
 rename (in the UFS too) and every cached block stays; otherwise file by file:
@@ -190,9 +203,9 @@ removed; with --ignore-existing it stays where it is.
   alluvium fs distributedMv /local/data /s3/data`,
 		args:  []string{"SRC", "DST"},
 		flags: func(c *cobra.Command) { cf.add(c, false) },
-		config: func(args []string) (any, error) {
+		config: func(args []string, bw int64) (any, error) {
 			c, err := cf.config(args)
-			return sdk.MoveConfig{Src: c.Src, Dst: c.Dst, Overwrite: c.Overwrite, IgnoreExisting: c.IgnoreExisting, NoSync: c.NoSync, Filter: c.Filter}, err
+			return sdk.MoveConfig{Src: c.Src, Dst: c.Dst, Overwrite: c.Overwrite, IgnoreExisting: c.IgnoreExisting, NoSync: c.NoSync, Filter: c.Filter, Bandwidth: bw}, err
 		},
 	}
 }
@@ -200,7 +213,8 @@ removed; with --ignore-existing it stays where it is.
 func copyPlanCmd() planCmd {
 	var cf copyFlags
 	return planCmd{
-		plan: "copy", use: "copy SRC DST",
+		bandwidth: true,
+		plan:      "copy", use: "copy SRC DST",
 		short: "Copy a file or tree to DST, across mounts and UFS kinds (local, S3), only what changed",
 		long: `Copy SRC to DST (DST names the copy: SRC's files land at the same relative
 paths under it). Each file is written straight from the cache or the source
@@ -216,11 +230,14 @@ bytesSkipped in --output json). To also delete what SRC no longer has, use
   alluvium job submit copy /data /s3/backup/data --dry-run
   alluvium job submit copy /lake /s3/lake --include '**.parquet' --max-age 7d
   alluvium job submit copy /a/f /b/f --overwrite --checksum
+  alluvium job submit copy /data /s3/backup --bandwidth 50MiB
   alluvium fs distributedCp /s3/in /scratch/in`,
 		args:  []string{"SRC", "DST"},
 		flags: func(c *cobra.Command) { cf.add(c, true) },
-		config: func(args []string) (any, error) {
-			return cf.config(args)
+		config: func(args []string, bw int64) (any, error) {
+			c, err := cf.config(args)
+			c.Bandwidth = bw
+			return c, err
 		},
 	}
 }
@@ -254,7 +271,7 @@ other).`,
 			c.Flags().BoolVar(&perBatch, "per-batch", false, "one run per task with all its files (input path)")
 			c.Flags().IntVar(&maxOutput, "max-output", 0, "bytes of each run's output kept for job stat -v (default 4096)")
 		},
-		config: func(args []string) (any, error) {
+		config: func(args []string, _ int64) (any, error) {
 			return sdk.ExecConfig{Path: args[0], Command: args[1:], Input: input, PerBatch: perBatch, MaxOutput: maxOutput}, nil
 		},
 	}
@@ -264,7 +281,8 @@ func syncPlanCmd() planCmd {
 	var cf copyFlags
 	var maxDelete int64
 	return planCmd{
-		plan: "sync", use: "sync SRC DST",
+		bandwidth: true,
+		plan:      "sync", use: "sync SRC DST",
 		short: "Make DST mirror SRC: copy what is new or changed, delete what SRC no longer has",
 		long: `Make the directory DST a mirror of SRC, across mounts and UFS kinds (as
 rclone sync): first every file that is new or changed is copied, as
@@ -281,14 +299,16 @@ delete, and changes nothing.
 		example: `  alluvium job submit sync /data /s3/mirror --dry-run
   alluvium job submit sync /data /s3/mirror --max-delete 100 --wait
   alluvium job submit sync /lake /backup/lake --exclude 'tmp/' --exclude '*.inprogress'
+  alluvium job submit sync /data /s3/mirror --bandwidth 50MiB
   alluvium policy add mirror --cron "0 2 * * *" sync /data /s3/mirror --max-delete 1000`,
 		args: []string{"SRC", "DST"},
 		flags: func(c *cobra.Command) {
 			cf.add(c, true)
 			c.Flags().Int64Var(&maxDelete, "max-delete", -1, "fail the job, deleting nothing, if it would delete more than this many files (-1: no limit)")
 		},
-		config: func(args []string) (any, error) {
+		config: func(args []string, bw int64) (any, error) {
 			c, err := cf.config(args)
+			c.Bandwidth = bw
 			sc := sdk.SyncConfig{CopyConfig: c}
 			if maxDelete < -1 {
 				return nil, usagef("--max-delete %d: want 0 or more (-1: no limit)", maxDelete)

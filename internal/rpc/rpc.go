@@ -240,6 +240,12 @@ func Dial(addr string, o ClientOptions) (*grpc.ClientConn, error) {
 			return st(actAsDefault(ctx, o.User), desc, cc, method, co...)
 		}))
 	}
+	// A task's calls name the bandwidth budget they draw from (WithRate).
+	opts = append(opts, grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, inv grpc.UnaryInvoker, co ...grpc.CallOption) error {
+		return inv(withRateHeader(ctx), method, req, reply, cc, co...)
+	}), grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, st grpc.Streamer, co ...grpc.CallOption) (grpc.ClientStream, error) {
+		return st(withRateHeader(ctx), desc, cc, method, co...)
+	}))
 	target := "passthrough:///" + addr
 	if strings.HasPrefix(addr, "unix:") {
 		target = addr // unix:/path/to.sock

@@ -17,9 +17,10 @@ import (
 // was not the leader), so these helpers choose the victim by what it holds
 // at the moment of the fault and give the test what to check afterwards.
 
-// WorkerKill records a worker killed while it ran tasks of a job.
+// WorkerKill records a worker frozen, or killed, while it ran tasks of a
+// job.
 type WorkerKill struct {
-	Worker int // the index of the killed worker
+	Worker int // the index of the frozen or killed worker
 	Job    int64
 	// Running are the job's tasks the worker was running when it was
 	// frozen and killed and that were handed out again, by task id, with
@@ -28,17 +29,29 @@ type WorkerKill struct {
 }
 
 // KillWorkerWithRunningTask kills (SIGKILL) a worker in the middle of job
-// id, chosen so the fault lands: it waits (up to timeout) until the job has
-// done at least minDone tasks and has tasks RUNNING, picks the worker
-// running the most of them and freezes it (SIGSTOP), so it can finish
-// nothing more. A result already on its way may still arrive, so it then
-// waits until the job master declares the frozen job worker LOST — every
-// result sent has been applied by then — and checks that a task the
-// worker held was handed out again. If none was (all had just finished),
-// it thaws the worker, waits until it is back, and tries again. Then it
-// kills the frozen worker. RequireRetried checks, once the job has ended,
+// id, chosen so the fault lands: FreezeWorkerWithRunningTask, then the
+// frozen worker is killed. RequireRetried checks, once the job has ended,
 // what the kill cost.
 func (c *Cluster) KillWorkerWithRunningTask(id int64, minDone int64, timeout time.Duration) WorkerKill {
+	c.t.Helper()
+	k := c.FreezeWorkerWithRunningTask(id, minDone, timeout)
+	c.Workers[k.Worker].Kill()
+	c.t.Logf("SIGKILL worker %d", k.Worker)
+	return k
+}
+
+// FreezeWorkerWithRunningTask freezes (SIGSTOP) a worker in the middle of
+// job id, chosen so the fault lands — a worker cut off as a whole process:
+// it waits (up to timeout) until the job has done at least minDone tasks
+// and has tasks RUNNING, picks the worker running the most of them and
+// freezes it, so it can finish nothing more. A result already on its way
+// may still arrive, so it then waits until the job master declares the
+// frozen job worker LOST — every result sent has been applied by then —
+// and checks that a task the worker held was handed out again. If none
+// was (all had just finished), it thaws the worker, waits until it is
+// back, and tries again. It returns with the worker frozen (SIGCONT thaws
+// it).
+func (c *Cluster) FreezeWorkerWithRunningTask(id int64, minDone int64, timeout time.Duration) WorkerKill {
 	c.t.Helper()
 	ctx := context.Background()
 	deadline := time.Now().Add(timeout)
@@ -87,8 +100,7 @@ func (c *Cluster) KillWorkerWithRunningTask(id int64, minDone int64, timeout tim
 			}
 		}
 		if len(requeued) > 0 {
-			p.Kill()
-			c.t.Logf("SIGKILL worker %d: %d of the %d task(s) of job %d it was running were handed out again", victim, len(requeued), len(held), id)
+			c.t.Logf("SIGSTOP worker %d: %d of the %d task(s) of job %d it was running were handed out again", victim, len(requeued), len(held), id)
 			return WorkerKill{Worker: victim, Job: id, Running: requeued}
 		}
 		// Everything it ran had finished: thaw it and look again.

@@ -18,6 +18,8 @@ type CopyConfig struct {
 	// both trees is synced with its UFS as the job lists it.
 	NoSync bool `json:"noSync,omitempty"`
 	DryRun bool `json:"dryRun,omitempty"`
+	// Bandwidth is the whole job's rate in bytes/s (0: unlimited).
+	Bandwidth int64 `json:"bandwidth,omitempty"`
 	Filter
 	Batching
 	// DstExisted is set at submit: whether DST existed then.
@@ -25,7 +27,7 @@ type CopyConfig struct {
 }
 
 // Limits implements Config.
-func (c CopyConfig) Limits() Limits { return Limits{DryRun: c.DryRun} }
+func (c CopyConfig) Limits() Limits { return Limits{Bandwidth: c.Bandwidth, DryRun: c.DryRun} }
 
 // DecodeCopy parses a copy config strictly and fills defaults.
 func DecodeCopy(b []byte) (CopyConfig, error) {
@@ -50,6 +52,9 @@ func (c *CopyConfig) normalize(plan string) error {
 	}
 	if c.Overwrite && c.IgnoreExisting {
 		return Invalidf("%s %s: --overwrite and --ignore-existing contradict each other", plan, c.Src)
+	}
+	if err := checkBandwidth(plan+" "+c.Src, c.Bandwidth); err != nil {
+		return err
 	}
 	if err := c.Filter.normalize(plan + " " + c.Src); err != nil {
 		return err

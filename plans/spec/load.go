@@ -51,8 +51,8 @@ func DecodeLoad(b []byte) (LoadConfig, error) {
 	if c.Replication < 1 || c.Replication > MaxReplication {
 		return c, Invalidf("load %s: --replication %d: want 1..%d", c.Path, c.Replication, MaxReplication)
 	}
-	if c.Bandwidth < 0 {
-		return c, Invalidf("load %s: --bandwidth %d: want >= 0 bytes/s", c.Path, c.Bandwidth)
+	if err := checkBandwidth("load "+c.Path, c.Bandwidth); err != nil {
+		return c, err
 	}
 	if err := c.Filter.normalize("load " + c.Path); err != nil {
 		return c, err

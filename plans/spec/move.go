@@ -12,6 +12,8 @@ type MoveConfig struct {
 	IgnoreExisting bool   `json:"ignoreExisting,omitempty"`
 	NoSync         bool   `json:"noSync,omitempty"` // as CopyConfig.NoSync
 	DryRun         bool   `json:"dryRun,omitempty"`
+	// Bandwidth is the whole job's rate in bytes/s (0: unlimited).
+	Bandwidth int64 `json:"bandwidth,omitempty"`
 	Filter
 	PageSize int `json:"pageSize,omitempty"`
 	// Whole is set at submit: one rename moves everything (same mount, DST
@@ -22,7 +24,7 @@ type MoveConfig struct {
 }
 
 // Limits implements Config.
-func (c MoveConfig) Limits() Limits { return Limits{DryRun: c.DryRun} }
+func (c MoveConfig) Limits() Limits { return Limits{Bandwidth: c.Bandwidth, DryRun: c.DryRun} }
 
 // DecodeMove parses a move config strictly and fills defaults.
 func DecodeMove(b []byte) (MoveConfig, error) {
@@ -42,6 +44,9 @@ func DecodeMove(b []byte) (MoveConfig, error) {
 	}
 	if c.Overwrite && c.IgnoreExisting {
 		return c, Invalidf("move %s: --overwrite and --ignore-existing contradict each other", c.Src)
+	}
+	if err := checkBandwidth("move "+c.Src, c.Bandwidth); err != nil {
+		return c, err
 	}
 	if err := c.Filter.normalize("move " + c.Src); err != nil {
 		return c, err

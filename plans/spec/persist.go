@@ -8,6 +8,8 @@ type PersistConfig struct {
 	Path   string        `json:"path,omitempty"`
 	Files  []PersistFile `json:"files,omitempty"`
 	DryRun bool          `json:"dryRun,omitempty"`
+	// Bandwidth is the whole job's rate in bytes/s (0: unlimited).
+	Bandwidth int64 `json:"bandwidth,omitempty"`
 	Filter
 	Batching
 }
@@ -19,7 +21,7 @@ type PersistFile struct {
 }
 
 // Limits implements Config.
-func (c PersistConfig) Limits() Limits { return Limits{DryRun: c.DryRun} }
+func (c PersistConfig) Limits() Limits { return Limits{Bandwidth: c.Bandwidth, DryRun: c.DryRun} }
 
 // DecodePersist parses a persist config strictly and fills defaults.
 func DecodePersist(b []byte) (PersistConfig, error) {
@@ -51,6 +53,9 @@ func DecodePersist(b []byte) (PersistConfig, error) {
 			return c, Invalidf("persist: config: files[%d].id %d: want the file's inode id", i, c.Files[i].ID)
 		}
 		c.Files[i].Path = p
+	}
+	if err := checkBandwidth("persist "+c.Path, c.Bandwidth); err != nil {
+		return c, err
 	}
 	if err := c.Filter.normalize("persist " + c.Path); err != nil {
 		return c, err

@@ -7,11 +7,13 @@ type ReplicateConfig struct {
 	Replication int    `json:"replication"`
 	PageSize    int    `json:"pageSize,omitempty"`
 	DryRun      bool   `json:"dryRun,omitempty"`
+	// Bandwidth is the whole job's rate in bytes/s (0: unlimited).
+	Bandwidth int64 `json:"bandwidth,omitempty"`
 }
 
 // Limits implements Config.
 func (c ReplicateConfig) Limits() Limits {
-	return Limits{Replication: c.Replication, DryRun: c.DryRun}
+	return Limits{Replication: c.Replication, Bandwidth: c.Bandwidth, DryRun: c.DryRun}
 }
 
 // DecodeReplicate parses a replicate config strictly.
@@ -27,6 +29,9 @@ func DecodeReplicate(b []byte) (ReplicateConfig, error) {
 	c.Path = p
 	if c.Replication < 1 || c.Replication > MaxReplication {
 		return c, Invalidf("replicate %s: --replication %d: want 1..%d copies", c.Path, c.Replication, MaxReplication)
+	}
+	if err := checkBandwidth("replicate "+c.Path, c.Bandwidth); err != nil {
+		return c, err
 	}
 	if c.PageSize == 0 {
 		c.PageSize = DefaultPageSize

@@ -53,7 +53,8 @@ func (b *Batching) normalize(what string) error {
 // travel with the job (api.JobLimits in its submit command).
 type Limits struct {
 	// Bandwidth is the whole job's rate in bytes per second (0: none),
-	// split over the job workers that run its tasks.
+	// split over the job workers that hold its tasks now and enforced on
+	// the bytes inside the block workers they drive.
 	Bandwidth int64
 	// Replication is how many cached copies of each block the job makes
 	// (0: it does not cache).
@@ -66,6 +67,14 @@ type Limits struct {
 	// deletes) and does nothing; the scheduler never keeps or runs a task
 	// of it.
 	DryRun bool
+}
+
+// checkBandwidth refuses a negative bandwidth of a job (what names it).
+func checkBandwidth(what string, bw int64) error {
+	if bw < 0 {
+		return Invalidf("%s: --bandwidth %d: want >= 0 bytes/s", what, bw)
+	}
+	return nil
 }
 
 // Proto is l as the job master stores it.

@@ -16,6 +16,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"google.golang.org/grpc/codes"
 
+	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/testutil"
 	"github.com/alluvium/alluvium/sdk"
 )
@@ -153,8 +154,11 @@ func TestSlowBodiesAndBusyAnswers(t *testing.T) {
 	}
 
 	// 429: alice at her bound of 2 unfinished jobs (usersYAML), through REST.
+	// Written THROUGH (never cached): the slow loads move every byte at
+	// their 1 KiB/s (bandwidth is enforced on the bytes that flow, so a
+	// block still cached — a free not yet carried out — would cost none).
 	big := bytes.Repeat([]byte("z"), 256<<10)
-	w, err := c.client(t, aliceToken).Create(ctx, "/users/alice/big", sdk.CreateOptions{})
+	w, err := c.client(t, aliceToken).Create(ctx, "/users/alice/big", sdk.CreateOptions{WriteType: api.WriteType_THROUGH})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +166,6 @@ func TestSlowBodiesAndBusyAnswers(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	c.must(t, aliceToken, "fs", "free", "/users/alice/big")
 	jobsURL := fmt.Sprintf("http://127.0.0.1:%d/api/v1/jobs", c.base+6)
 	slow := []byte(`{"plan": "load", "config": {"path": "/users/alice/big", "bandwidth": 1024}}`)
 	for range 2 {

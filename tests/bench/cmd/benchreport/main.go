@@ -178,6 +178,12 @@ var goals = []goal{
 	{"LocalReady", "ready-s", false, 1.0, "alluvium local (2 workers), exec to ready"},
 	{"FSMasterFailover", "failover-s", false, 2.0, "kill -9 of the leading FS master to the next acknowledged create"},
 	{"FSMasterEmbeddedCreate", "ratio-embedded/single", true, 0.5, "creates/s at 64 clients: 3 FS masters (embedded journal) vs 1 (local)"},
+	{"TinyJobs", "p50-ms", false, 15, "tiny load job (one 4 KiB file), submit to watched COMPLETED, p50"},
+	{"TinyJobs", "p99-ms", false, 50, "tiny load job, p99"},
+	{"TinyJobs", "jobs/s-64", true, 3000, "tiny load jobs/s with 64 submitters"},
+	{"PipelineOverhead", "overhead-ms-per-step", false, 10, "pipeline overhead per step (4 tiny jobs)"},
+	{"WorkerCutMidLoad", "cut-extra-s", false, 12, "worker cut mid-load: cut to completion minus undisturbed (timeout 10 s + 2 s)"},
+	{"CopyBandwidth", "rate/limit", false, 1.1, "copy with --bandwidth 50MiB: rate over the limit (and >= 0.9)"},
 }
 
 // scaleGoals are issue 20's goals for the scale run (tests/scale).
