@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,9 +26,49 @@ import (
 // localCluster is `alluvium local` (the non-race binary) run for a
 // benchmark, and an SDK client of it.
 type localCluster struct {
-	ufs string
-	c   *sdk.Client
-	cmd *exec.Cmd
+	ufs   string
+	c     *sdk.Client
+	cmd   *exec.Cmd
+	http  string // the FS master's http address (every role's profile: one process)
+	token string
+}
+
+// profileCPU takes a CPU profile of the whole `alluvium local` process for
+// d into $ALLUVIUM_BENCH_PROFILES/name (nothing when that is unset); the
+// returned func waits for it.
+func (lc *localCluster) profileCPU(b *testing.B, name string, d time.Duration) func() {
+	dir := os.Getenv("ALLUVIUM_BENCH_PROFILES")
+	if dir == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", lc.http, max(int(d/time.Second), 1))
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+lc.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Errorf("profile %s: %v", name, err)
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s: %s", resp.Status, body)
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, name), body, 0o644)
+		}
+		if err != nil {
+			b.Errorf("profile %s: %v", name, err)
+		}
+	}()
+	return func() { <-done }
 }
 
 // startLocal runs `alluvium local --workers N` over a fresh UFS dir, waits
@@ -40,8 +81,10 @@ func startLocal(b *testing.B, workers int, args ...string) *localCluster {
 	if err := os.MkdirAll(lc.ufs, 0o755); err != nil {
 		b.Fatal(err)
 	}
+	base := testutil.PortBase(b)
+	lc.http = fmt.Sprintf("127.0.0.1:%d", base+1)
 	argv := append([]string{"local", "--home", home, "--ufs", lc.ufs, "--workers", fmt.Sprint(workers),
-		"--port-base", fmt.Sprint(testutil.PortBase(b)), "--log-level", "warn"}, args...)
+		"--port-base", fmt.Sprint(base), "--log-level", "warn"}, args...)
 	cmd := exec.Command(bin, argv...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
@@ -95,6 +138,7 @@ func startLocal(b *testing.B, workers int, args ...string) *localCluster {
 			opts = append(opts, sdk.WithJobMasters(sdk.SplitAddrs(v)...))
 		case "ALLUVIUM_TOKEN":
 			opts = append(opts, sdk.WithToken(v))
+			lc.token = v
 		}
 	}
 	lc.c, err = sdk.Dial(context.Background(), opts...)
@@ -184,6 +228,7 @@ func BenchmarkTinyJobs(b *testing.B) {
 	}
 	var lat, ref []float64
 	b.ResetTimer()
+	profWait := lc.profileCPU(b, "tinyjobs-seq.cpu.pprof", 3*time.Second)
 	for i := 0; i < seq; i++ {
 		start := time.Now()
 		j := lc.loadWait(b, jobs, files[20+i])
@@ -196,6 +241,7 @@ func BenchmarkTinyJobs(b *testing.B) {
 		ref = append(ref, ms(time.Since(start)))
 	}
 	b.StopTimer()
+	profWait()
 	b.ReportMetric(percentile(lat, 0.5), "p50-ms")
 	b.ReportMetric(percentile(lat, 0.99), "p99-ms")
 	b.ReportMetric(percentile(ref, 0.5), "read-p50-ms")
@@ -206,6 +252,7 @@ func BenchmarkTinyJobs(b *testing.B) {
 	var done atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
+	profWait = lc.profileCPU(b, "tinyjobs-64.cpu.pprof", 3*time.Second)
 	for s := 0; s < conc; s++ {
 		wg.Add(1)
 		go func(s int) {
@@ -218,6 +265,7 @@ func BenchmarkTinyJobs(b *testing.B) {
 	}
 	wg.Wait()
 	took := time.Since(start)
+	profWait()
 	b.ReportMetric(float64(done.Load())/took.Seconds(), "jobs/s-64")
 	reference(b, "*", "the same client reading a fresh 4 KiB UFS file through the SDK (read-p50-ms, read-p99-ms): the fill without the job service")
 }
