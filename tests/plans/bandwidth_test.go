@@ -25,8 +25,8 @@ import (
 // (±10%), every byte is counted once (the parts a big file's copy fetches
 // are not counted again when it assembles them), and the copy is
 // byte-exact. A loaded machine can only be slower than the limit, so the
-// lower side is bounded generously (half the limit) and the rate achieved
-// is logged.
+// lower side is bounded generously (a third of the limit) and the rate
+// achieved is logged.
 func TestCopyBandwidth(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 10 s rate test")
@@ -66,9 +66,13 @@ func TestCopyBandwidth(t *testing.T) {
 		}
 		return sum
 	}
+	// A sample's counters were read at some moment between start and end
+	// (a loaded machine may stall the reads): the bytes between two samples
+	// flowed within end of the later minus start of the earlier, so their
+	// rate over that span is never more than the real one.
 	type sample struct {
-		at    time.Time
-		bytes float64
+		start, end time.Time
+		bytes      float64
 	}
 	var (
 		mu      sync.Mutex
@@ -81,7 +85,9 @@ func TestCopyBandwidth(t *testing.T) {
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
 		for {
-			s := sample{time.Now(), throttled()}
+			s := sample{start: time.Now()}
+			s.bytes = throttled()
+			s.end = time.Now()
 			mu.Lock()
 			samples = append(samples, s)
 			mu.Unlock()
@@ -95,7 +101,9 @@ func TestCopyBandwidth(t *testing.T) {
 	j := c.MustJob("job", "submit", "copy", "/bw", "/bwc", "--bandwidth", "10MiB")
 	close(stop)
 	<-done
-	end := sample{time.Now(), throttled()}
+	end := sample{start: time.Now()}
+	end.bytes = throttled()
+	end.end = time.Now()
 	samples = append(samples, end)
 
 	took := time.Duration(j.FinishedMs-j.CreatedMs) * time.Millisecond
@@ -107,14 +115,14 @@ func TestCopyBandwidth(t *testing.T) {
 	if rate > 1.1*limit {
 		t.Errorf("the job ran at %.1f MiB/s, more than 1.1× its limit", rate/(1<<20))
 	}
-	if rate < 0.5*limit {
-		t.Errorf("the job ran at %.1f MiB/s, less than half its limit", rate/(1<<20))
+	if rate < limit/3 {
+		t.Errorf("the job ran at %.1f MiB/s, less than a third of its limit", rate/(1<<20))
 	}
 	if got := end.bytes; got < total || got > total+total/100 {
 		t.Errorf("%.0f bytes drew from the budget, want %d (each once)", got, total)
 	}
 	for i := 1; i < len(samples); i++ {
-		d := samples[i].at.Sub(samples[i-1].at)
+		d := samples[i].end.Sub(samples[i-1].start)
 		if d < 500*time.Millisecond {
 			continue // the last, short interval
 		}
