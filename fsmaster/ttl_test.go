@@ -26,24 +26,31 @@ func TestTTLExpiry(t *testing.T) {
 	cfg := testConfig(t, map[string]any{"fsmaster.ttl-check-interval": "100ms", "fsmaster.user.block-size": 1000})
 	tm := startMaster(t, cfg)
 	ctx := context.Background()
-	mk := func(p string, wt api.WriteType, ttl int64, action string) *api.FileInfo {
-		fi := must(tm.fs.CreateFile(ctx, &api.CreateFileRequest{Path: p, WriteType: wt, Recursive: true, Ttl: ttl})).Info
+	// Entries first, then their bytes in the UFS (the master alone writes
+	// none), and only then the short TTLs: set at create, one could run
+	// out before its bytes are there on a busy machine.
+	mk := func(p string) *api.FileInfo {
+		fi := must(tm.fs.CreateFile(ctx, &api.CreateFileRequest{Path: p, WriteType: api.WriteType_CACHE_THROUGH, Recursive: true})).Info
 		must(tm.fs.CompleteFile(ctx, &api.CompleteFileRequest{Path: p, Length: 1000, FileId: fi.FileId}))
-		if action != "" {
-			must(tm.fs.SetAttribute(ctx, &api.SetAttributeRequest{Path: p, TtlAction: proto.String(action)}))
-		}
 		return fi
 	}
-	hot := mk("/warm/hot", api.WriteType_CACHE_THROUGH, 300, "FREE")
-	mk("/tmp/scratch", api.WriteType_CACHE_THROUGH, 300, "")
-	mk("/tmp/dir/a", api.WriteType_CACHE_THROUGH, 0, "")
-	mk("/tmp/dir/b", api.WriteType_CACHE_THROUGH, 200, "DELETE") // inside a dir that goes too
-	must(tm.fs.SetAttribute(ctx, &api.SetAttributeRequest{Path: "/tmp/dir", Ttl: proto.Int64(300), TtlAction: proto.String("DELETE")}))
-	mk("/keep/later", api.WriteType_CACHE_THROUGH, int64(time.Hour/time.Millisecond), "")
-	mk("/keep/unset", api.WriteType_CACHE_THROUGH, 300, "")
-	must(tm.fs.SetAttribute(ctx, &api.SetAttributeRequest{Path: "/keep/unset", Ttl: proto.Int64(0)}))
-
-	// The files' bytes in the UFS (the master alone writes none).
+	ttl := func(p string, ms int64, action string) {
+		req := &api.SetAttributeRequest{Path: p, Ttl: proto.Int64(ms)}
+		if action != "" {
+			req.TtlAction = proto.String(action)
+		}
+		must(tm.fs.SetAttribute(ctx, req))
+	}
+	hot := mk("/warm/hot")
+	for _, p := range []string{"/tmp/scratch", "/tmp/dir/a", "/tmp/dir/b", "/keep/later"} {
+		mk(p)
+	}
+	// Unset before it expires: a 300 ms TTL, as the others have, could run
+	// out between the two calls on a busy machine.
+	const unsetTTL = 4000
+	unset := mk("/keep/unset")
+	ttl("/keep/unset", unsetTTL, "")
+	ttl("/keep/unset", 0, "")
 	ufsDir := filepath.FromSlash(cfg.FSMaster.UFS[len("file://"):])
 	for _, p := range []string{"warm/hot", "tmp/scratch", "tmp/dir/a", "tmp/dir/b"} {
 		_ = os.MkdirAll(filepath.Dir(filepath.Join(ufsDir, p)), 0o755)
@@ -51,6 +58,12 @@ func TestTTLExpiry(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	ttl("/warm/hot", 300, "FREE")
+	ttl("/tmp/scratch", 300, "")
+	ttl("/tmp/dir/b", 200, "DELETE") // inside a dir that goes too
+	ttl("/tmp/dir", 300, "DELETE")
+	ttl("/keep/later", int64(time.Hour/time.Millisecond), "")
+
 	// A worker caches /warm/hot's block.
 	reg := must(tm.blocks.RegisterWorker(ctx, &api.RegisterWorkerRequest{
 		Address: &api.WorkerNetAddress{Host: "127.0.0.1", RpcPort: 4242},
@@ -103,6 +116,8 @@ func TestTTLExpiry(t *testing.T) {
 	if len(cmds) != 1 || !slices.Contains(cmds[0].BlockIds, blk) {
 		t.Errorf("the worker was not told to drop the freed block: %v", cmds)
 	}
+	// Past the end the unset TTL had, and a few check intervals more.
+	time.Sleep(time.Until(time.UnixMilli(unset.CreationTimeMs + unsetTTL + 500)))
 	for _, p := range []string{"/keep/later", "/keep/unset"} {
 		if _, err := tm.fs.GetStatus(ctx, &api.GetStatusRequest{Path: p}); err != nil {
 			t.Errorf("%s (no expired TTL) is gone: %v", p, err)
