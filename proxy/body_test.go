@@ -18,27 +18,32 @@ import (
 // arrives in time is read whole; and once a body is read, the deadline is
 // gone: a handler that then works past it keeps its request alive.
 func TestBodyDeadline(t *testing.T) {
-	const timeout = 300 * time.Millisecond
+	// The trickle is cut at a short timeout; the bodies that must pass get
+	// a long one, so a busy machine's pauses cannot cut them.
+	const timeout, generous = 300 * time.Millisecond, 2 * time.Second
 	type result struct {
 		n      int
 		err    error
 		ctxErr error
 	}
 	got := make(chan result, 1)
-	srv := httptest.NewServer(bodyDeadline(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusRequestTimeout)
-		}
-		if err == nil {
-			// Past the deadline the body read would have had.
-			time.Sleep(2 * timeout)
-		}
-		got <- result{len(b), err, r.Context().Err()}
-		if err == nil {
-			fmt.Fprintf(w, "%d", len(b))
-		}
-	}), timeout))
+	serve := func(timeout time.Duration) *httptest.Server {
+		return httptest.NewServer(bodyDeadline(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusRequestTimeout)
+			}
+			if err == nil {
+				// Past the deadline the body read would have had.
+				time.Sleep(2 * timeout)
+			}
+			got <- result{len(b), err, r.Context().Err()}
+			if err == nil {
+				fmt.Fprintf(w, "%d", len(b))
+			}
+		}), timeout))
+	}
+	srv := serve(timeout)
 	defer srv.Close()
 
 	// A trickle: one byte every 50 ms of a 10,000-byte body.
@@ -74,6 +79,8 @@ func TestBodyDeadline(t *testing.T) {
 	close(stop)
 
 	// In time: 1 MiB at once, then a response after the timeout.
+	srv = serve(generous)
+	defer srv.Close()
 	resp, err := http.Post(srv.URL, "application/octet-stream", bytes.NewReader(make([]byte, 1<<20)))
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +98,7 @@ func TestBodyDeadline(t *testing.T) {
 	go func() {
 		for range 6 {
 			pw.Write(make([]byte, 64<<10))
-			time.Sleep(timeout / 2)
+			time.Sleep(generous / 4)
 		}
 		pw.Close()
 	}()
