@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/jobview"
+	"github.com/alluvium/alluvium/internal/testutil"
 	"github.com/alluvium/alluvium/jobworker"
 )
 
@@ -540,8 +540,7 @@ func TestPlanRounds(t *testing.T) {
 // snapshots: the real parts) still has the job and completes it.
 func TestSingleNodeRestartResumes(t *testing.T) {
 	cfg := testConfigFor(t)
-	cfg.JobMaster.RPCPort = freePort(t)
-	cfg.JobMaster.Raft.Port = freePort(t)
+	cfg.JobMaster.RPCPort, cfg.JobMaster.Raft.Port = restartPorts(t)
 	cfg.JobMaster.Raft.SnapshotThreshold = 50
 	cfg.JobMaster.Raft.TrailingLogs = 10
 	cfg.JobMaster.Raft.SnapshotInterval = 100 * time.Millisecond
@@ -616,14 +615,14 @@ func TestSingleNodeRestartResumes(t *testing.T) {
 	_ = w.Stop(ctx)
 }
 
-func freePort(t *testing.T) int {
+// restartPorts are an rpc and a raft port for a job master the test
+// stops and starts again on them: from testutil's reserved ranges, outside
+// the kernel's ephemeral ports, so no other test's listener or connection
+// takes one while the master is down.
+func restartPorts(t *testing.T) (rpc, raft int) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	base := testutil.PortBase(t)
+	return base, base + 1
 }
 
 // A follower cut off while the log is compacted comes back by installing

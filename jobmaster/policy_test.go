@@ -664,8 +664,7 @@ func TestPolicyCatchUpAfterRestart(t *testing.T) {
 	for _, catchUp := range []bool{true, false} {
 		t.Run(fmt.Sprintf("catchUp=%v", catchUp), func(t *testing.T) {
 			cfg := testConfigFor(t)
-			cfg.JobMaster.RPCPort = freePort(t)
-			cfg.JobMaster.Raft.Port = freePort(t)
+			cfg.JobMaster.RPCPort, cfg.JobMaster.Raft.Port = restartPorts(t)
 			cfg.JobMaster.Raft.NodeID = fmt.Sprintf("127.0.0.1:%d", cfg.JobMaster.Raft.Port)
 			start := func() *Server {
 				s, err := newServer(cfg, testLogger(t), serverOptions{env: nopEnv{}, noHTTP: true})
