@@ -40,6 +40,7 @@ type raftCluster struct {
 	stores  []*raft.InmemStore
 	snaps   []raft.SnapshotStore
 	addrs   []string // rpc addresses
+	ports   int      // the next free port of the range PortBase reserved
 	masters []*Master
 	conns   []*grpc.ClientConn
 	ufs     string
@@ -47,7 +48,10 @@ type raftCluster struct {
 
 func newRaftCluster(t *testing.T, n int, set map[string]any) *raftCluster {
 	t.Helper()
-	c := &raftCluster{t: t, n: n, ufs: filepath.Join(t.TempDir(), "ufs")}
+	// Masters stop and start again on their ports: they come from
+	// testutil's reserved ranges, which no other test's listener or
+	// outgoing connection can take meanwhile (a closed :0 listener's could).
+	c := &raftCluster{t: t, n: n, ufs: filepath.Join(t.TempDir(), "ufs"), ports: testutil.PortBase(t)}
 	if err := os.MkdirAll(c.ufs, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -55,13 +59,9 @@ func newRaftCluster(t *testing.T, n int, set map[string]any) *raftCluster {
 	for i := 0; i < n; i++ {
 		_, tr := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("m%d.inmem:1", i)))
 		c.trans = append(c.trans, tr)
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln.Close()
-		c.addrs = append(c.addrs, ln.Addr().String())
-		peers = append(peers, fmt.Sprintf("m%d=%s|%s", i, tr.LocalAddr(), ln.Addr()))
+		addr := c.nextAddr()
+		c.addrs = append(c.addrs, addr)
+		peers = append(peers, fmt.Sprintf("m%d=%s|%s", i, tr.LocalAddr(), addr))
 	}
 	for i := range c.trans {
 		for j := range c.trans {
@@ -521,18 +521,14 @@ func (c *raftCluster) join() int {
 		tr.Connect(o.LocalAddr(), o)
 		o.Connect(tr.LocalAddr(), tr)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	addr := c.nextAddr()
+	_, port, _ := net.SplitHostPort(addr)
 	cfg := *c.cfgs[0]
 	cfg.Home = c.t.TempDir()
 	cfg.FSMaster.Journal.Dir = filepath.Join(cfg.Home, "journal")
 	cfg.FSMaster.Raft.Dir = filepath.Join(cfg.Home, "journal", "raft")
 	cfg.FSMaster.Raft.NodeID = fmt.Sprintf("m%d", i)
-	cfg.FSMaster.Raft.Peers = []string{fmt.Sprintf("m%d=%s|%s", i, tr.LocalAddr(), ln.Addr())}
+	cfg.FSMaster.Raft.Peers = []string{fmt.Sprintf("m%d=%s|%s", i, tr.LocalAddr(), addr)}
 	cfg.FSMaster.Raft.Join = true
 	cfg.FSMaster.RPCPort = mustAtoi(port)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(c.t.TempDir(), 2, hclog.NewNullLogger())
@@ -540,9 +536,19 @@ func (c *raftCluster) join() int {
 		c.t.Fatal(err)
 	}
 	c.cfgs, c.trans, c.stores, c.snaps = append(c.cfgs, &cfg), append(c.trans, tr), append(c.stores, raft.NewInmemStore()), append(c.snaps, snaps)
-	c.addrs, c.masters, c.conns = append(c.addrs, ln.Addr().String()), append(c.masters, nil), append(c.conns, nil)
+	c.addrs, c.masters, c.conns = append(c.addrs, addr), append(c.masters, nil), append(c.conns, nil)
 	c.start(i)
 	return i
+}
+
+// nextAddr is a loopback address on the next port of the cluster's range.
+func (c *raftCluster) nextAddr() string {
+	c.t.Helper()
+	if c.ports%200 == 199 {
+		c.t.Fatal("the cluster used its 200 ports")
+	}
+	c.ports++
+	return fmt.Sprintf("127.0.0.1:%d", c.ports-1)
 }
 
 func mustAtoi(s string) int {
