@@ -32,6 +32,13 @@ type masterLink struct {
 	interval   time.Duration
 	added      map[int64]BlockMeta
 	removed    map[int64]struct{}
+	// beats counts the heartbeats sent; storedAt holds, for each block
+	// stored since the last reply, the count when it was stored. A removal
+	// in the reply to heartbeat n is stale for a block stored after n was
+	// sent: the master decided it without the block's commit, which may
+	// have cancelled it (see heartbeat).
+	beats    uint64
+	storedAt map[int64]uint64
 	firstReg   chan struct{}
 	regOnce    sync.Once
 	lastErr    error
@@ -58,7 +65,7 @@ func newMasterLink(bm api.BlockMasterClient, store *Store, log *zap.Logger, inte
 	return &masterLink{
 		bm: bm, store: store, log: log, address: address,
 		interval: interval, defaultInt: interval,
-		added: map[int64]BlockMeta{}, removed: map[int64]struct{}{},
+		added: map[int64]BlockMeta{}, removed: map[int64]struct{}{}, storedAt: map[int64]uint64{},
 		firstReg: make(chan struct{}), kick: make(chan struct{}, 1),
 		reportChunk: maxReportBlocks,
 	}
@@ -69,6 +76,7 @@ func (l *masterLink) BlockAdded(m BlockMeta) {
 	l.mu.Lock()
 	delete(l.removed, m.ID)
 	l.added[m.ID] = m
+	l.storedAt[m.ID] = l.beats
 	l.mu.Unlock()
 }
 
@@ -183,6 +191,8 @@ func (l *masterLink) heartbeat(ctx context.Context) error {
 	l.mu.Lock()
 	id := l.id
 	added, removed, more := l.takeDeltasLocked()
+	l.beats++
+	beat := l.beats
 	l.mu.Unlock()
 	req := &api.WorkerHeartbeatRequest{WorkerId: id, Tiers: tierUsage(l.store.Usage())}
 	for _, m := range added {
@@ -225,6 +235,7 @@ func (l *masterLink) heartbeat(ctx context.Context) error {
 	if more {
 		l.heartbeatNow() // the rest of the deltas, without waiting a beat
 	}
+	defer l.forgetStoredBefore(beat)
 	for _, c := range resp.GetCommands() {
 		switch c.GetType() {
 		case api.WorkerCommand_REGISTER:
@@ -233,7 +244,9 @@ func (l *masterLink) heartbeat(ctx context.Context) error {
 			l.registered = false
 			l.mu.Unlock()
 		case api.WorkerCommand_REMOVE_BLOCKS:
-			l.onCmd(ctx, c.GetBlockIds())
+			if ids := l.notStoredSince(beat, c.GetBlockIds()); len(ids) > 0 {
+				l.onCmd(ctx, ids)
+			}
 		case api.WorkerCommand_PIN_BLOCKS, api.WorkerCommand_UNPIN_BLOCKS:
 			if l.onPin != nil {
 				l.onPin(c.GetBlockIds(), c.GetType() == api.WorkerCommand_PIN_BLOCKS)
@@ -241,6 +254,58 @@ func (l *masterLink) heartbeat(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// notStoredSince keeps the ids of a REMOVE_BLOCKS command in the reply to
+// heartbeat beat that are not stale: a block stored after that heartbeat
+// was sent (a load re-caching it right after a free, its commit racing
+// the reply) stays, and goes to the master again as added, so the master
+// decides once more knowing the block is here (it asks again if the
+// removal still holds, e.g. the file was deleted).
+func (l *masterLink) notStoredSince(beat uint64, ids []int64) []int64 {
+	l.mu.Lock()
+	keep, stale := ids[:0:0], []int64(nil)
+	for _, id := range ids {
+		if at, ok := l.storedAt[id]; ok && at >= beat {
+			stale = append(stale, id)
+		} else {
+			keep = append(keep, id)
+		}
+	}
+	l.mu.Unlock()
+	if len(stale) == 0 {
+		return keep
+	}
+	// The store calls the link with its lock held: ask it without ours.
+	metas := make([]BlockMeta, 0, len(stale))
+	for _, id := range stale {
+		if m, ok := l.store.Stat(id); ok {
+			metas = append(metas, m)
+		}
+	}
+	l.mu.Lock()
+	for _, m := range metas {
+		_, newer := l.added[m.ID]
+		_, gone := l.removed[m.ID]
+		if !newer && !gone {
+			l.added[m.ID] = m
+		}
+	}
+	l.mu.Unlock()
+	l.log.Debug("kept blocks stored after the heartbeat whose reply removes them", zap.Int("kept", len(stale)))
+	l.heartbeatNow()
+	return keep
+}
+
+// forgetStoredBefore drops the store counts no later reply can find stale.
+func (l *masterLink) forgetStoredBefore(beat uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, at := range l.storedAt {
+		if at < beat {
+			delete(l.storedAt, id)
+		}
+	}
 }
 
 // commit tells the master about a block just stored, so its location is

@@ -240,9 +240,10 @@ func testConfigFor(t testing.TB) *config.Config {
 	jm.RPCPort, jm.HTTPPort = 0, 0
 	// Short enough for failover tests to be quick, long enough that a
 	// loaded 2-core machine running -race does not depose a healthy leader
-	// (at 100 ms, scheduling stalls cost elections mid-test).
-	jm.Raft.HeartbeatTimeout = 250 * time.Millisecond
-	jm.Raft.ElectionTimeout = 250 * time.Millisecond
+	// (at 100 ms, and now and then at 250 ms in CI, scheduling stalls cost
+	// elections mid-test: a leader's lease is half the heartbeat timeout).
+	jm.Raft.HeartbeatTimeout = time.Second
+	jm.Raft.ElectionTimeout = time.Second
 	jm.Worker.Timeout = time.Second
 	jm.Worker.HeartbeatInterval = 100 * time.Millisecond
 	jm.Task.Timeout = 20 * time.Second
