@@ -37,8 +37,8 @@ type masterLink struct {
 	// in the reply to heartbeat n is stale for a block stored after n was
 	// sent: the master decided it without the block's commit, which may
 	// have cancelled it (see heartbeat).
-	beats    uint64
-	storedAt map[int64]uint64
+	beats      uint64
+	storedAt   map[int64]uint64
 	firstReg   chan struct{}
 	regOnce    sync.Once
 	lastErr    error
