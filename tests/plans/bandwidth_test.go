@@ -24,9 +24,9 @@ import (
 // the limit, the whole job takes no less than its bytes at 1.1× the limit
 // (±10%), every byte is counted once (the parts a big file's copy fetches
 // are not counted again when it assembles them), and the copy is
-// byte-exact. A loaded machine can only be slower than the limit, so the
-// lower side is bounded generously (a third of the limit) and the rate
-// achieved is logged.
+// byte-exact. A loaded machine can only be slower than the limit, so only
+// the upper side is checked (how close to the limit a quiet machine gets
+// is BenchmarkCopyBandwidth's question) and the rate achieved is logged.
 func TestCopyBandwidth(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 10 s rate test")
@@ -114,9 +114,6 @@ func TestCopyBandwidth(t *testing.T) {
 	}
 	if rate > 1.1*limit {
 		t.Errorf("the job ran at %.1f MiB/s, more than 1.1× its limit", rate/(1<<20))
-	}
-	if rate < limit/3 {
-		t.Errorf("the job ran at %.1f MiB/s, less than a third of its limit", rate/(1<<20))
 	}
 	if got := end.bytes; got < total || got > total+total/100 {
 		t.Errorf("%.0f bytes drew from the budget, want %d (each once)", got, total)
