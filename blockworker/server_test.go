@@ -246,7 +246,7 @@ func TestWorkerRegistersAndCommits(t *testing.T) {
 	if _, err := w.client.RemoveBlock(context.Background(), &api.RemoveBlockRequest{BlockId: 100}); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		if _, ok := m.has(100); ok {
 			return errors.New("master still lists block 100")
 		}
@@ -258,7 +258,7 @@ func TestWorkerRegistersAndCommits(t *testing.T) {
 	m.mu.Lock()
 	m.commands = append(m.commands, &api.WorkerCommand{Type: api.WorkerCommand_REMOVE_BLOCKS, BlockIds: []int64{101, 999}})
 	m.mu.Unlock()
-	testutil.Eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		if w.Store().Has(101) {
 			return errors.New("block 101 still cached")
 		}
@@ -271,7 +271,7 @@ func TestWorkerRegistersAndCommits(t *testing.T) {
 	regs := m.registers
 	m.unknown = true
 	m.mu.Unlock()
-	testutil.Eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if m.registers == regs {
@@ -422,7 +422,7 @@ func TestReadThroughAndCache(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data[2*mib+5:2*mib+1005]) {
 		t.Fatalf("CACHE read: %v", err)
 	}
-	testutil.Eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		if _, ok := m.has(1001); !ok {
 			return errors.New("master does not know the cached block")
 		}
@@ -563,7 +563,7 @@ func TestWriteUfsFile(t *testing.T) {
 	if _, err := put("/a/b/aborted", randBytes(2*mib), false, true); err == nil {
 		t.Errorf("aborted stream succeeded")
 	}
-	testutil.Eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		ents, _ := os.ReadDir(filepath.Join(dir, "a/b"))
 		if len(ents) != 1 {
 			return fmt.Errorf("UFS dir holds %d entries after an aborted write", len(ents))

@@ -111,7 +111,7 @@ func TestCancelStopsRunningTasks(t *testing.T) {
 	if _, err := cl.CancelJob(context.Background(), &api.CancelJobRequest{JobId: id}); err != nil {
 		t.Fatal(err)
 	}
-	j := waitJob(t, cl, id, 5*time.Second)
+	j := waitJob(t, cl, id, 30*time.Second)
 	if j.Status != api.JobInfo_CANCELED {
 		t.Fatalf("job after cancel: %v", j)
 	}
@@ -126,7 +126,7 @@ func TestCancelStopsRunningTasks(t *testing.T) {
 		t.Fatalf("second cancel: %v", err)
 	}
 	done := submitTest(t, cl, testConfig{Tasks: 1, Tag: tag}, "")
-	waitJob(t, cl, done, 5*time.Second)
+	waitJob(t, cl, done, 30*time.Second)
 	if _, err := cl.CancelJob(context.Background(), &api.CancelJobRequest{JobId: done}); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("cancel of a completed job: %v", err)
 	}
@@ -310,7 +310,7 @@ func TestListJobsNewestFirstAndCount(t *testing.T) {
 	}
 	blocked := submitTest(t, cl, testConfig{Tasks: 1, Block: true, Tag: t.Name()}, "")
 	for _, id := range ids {
-		waitJob(t, cl, id, 5*time.Second)
+		waitJob(t, cl, id, 30*time.Second)
 	}
 	ctx := context.Background()
 	var got []int64
@@ -383,7 +383,7 @@ func TestListJobsFiltersAndPages(t *testing.T) {
 	}
 	blocked := submitTest(t, cl, testConfig{Tasks: 1, Block: true, Tag: t.Name()}, "")
 	for i := int64(1); i <= 7; i++ {
-		waitJob(t, cl, i, 5*time.Second)
+		waitJob(t, cl, i, 30*time.Second)
 	}
 	ctx := context.Background()
 	var all []*api.JobInfo
@@ -486,7 +486,7 @@ func TestGCRemovesOldFinishedJobs(t *testing.T) {
 	c.leader()
 	cl := c.client(0)
 	id := submitTest(t, cl, testConfig{Tasks: 0, Tag: t.Name()}, "gc-me")
-	waitJob(t, cl, id, 5*time.Second)
+	waitJob(t, cl, id, 30*time.Second)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		_, err := cl.GetJob(context.Background(), &api.GetJobRequest{JobId: id})
@@ -511,7 +511,7 @@ func TestCapacity(t *testing.T) {
 	c.leader()
 	cl := c.client(0)
 	a := submitTest(t, cl, testConfig{Tasks: 0, Tag: t.Name()}, "")
-	waitJob(t, cl, a, 5*time.Second)
+	waitJob(t, cl, a, 30*time.Second)
 	submitTest(t, cl, testConfig{Tasks: 1, Block: true, Tag: t.Name()}, "")
 	submitTest(t, cl, testConfig{Tasks: 1, Block: true, Tag: t.Name()}, "")
 	if _, err := cl.GetJob(context.Background(), &api.GetJobRequest{JobId: a}); status.Code(err) != codes.NotFound {
@@ -530,7 +530,7 @@ func TestPlanRounds(t *testing.T) {
 	c.addWorker(2)
 	cl := c.client(0)
 	id := submitTest(t, cl, testConfig{Tasks: 3, Verify: true, Tag: t.Name()}, "")
-	j := waitJob(t, cl, id, 5*time.Second)
+	j := waitJob(t, cl, id, 30*time.Second)
 	if j.Status != api.JobInfo_COMPLETED || j.Round != 1 || j.TasksTotal != 6 {
 		t.Fatalf("job with a verify round: %v", j)
 	}

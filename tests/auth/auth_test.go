@@ -179,7 +179,7 @@ func TestTokenByDefault(t *testing.T) {
 	c.refused(t, "", []string{"ALLUVIUM_TOKEN", "no token"}, "fs", "ls", "/")
 	c.refused(t, "", []string{"ALLUVIUM_TOKEN"}, "job", "ls")
 	c.refused(t, "wrong-token-wrong-token", []string{"ALLUVIUM_TOKEN", "wrong token"}, "fs", "mkdir", "/nope")
-	testutil.Eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		if !strings.Contains(c.proc.Log(), "wrong token") || !strings.Contains(c.proc.Log(), "127.0.0.1:") {
 			return fmt.Errorf("no log line of the refused call naming its peer")
 		}

@@ -184,7 +184,7 @@ func TestLoadJobs(t *testing.T) {
 			t.Fatalf("job wait after cancel: exit %d (want 1), %+v", code, final)
 		}
 		// The running tasks saw their context cancelled on the workers...
-		testutil.Eventually(t, 5*time.Second, func() error {
+		testutil.Eventually(t, 30*time.Second, func() error {
 			for _, w := range c.Workers {
 				if strings.Contains(w.Log(), "task canceled") {
 					return nil

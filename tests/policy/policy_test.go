@@ -252,7 +252,7 @@ func TestPolicies(t *testing.T) {
 		// meanwhile are skipped.
 		c.mustCLI("policy", "add", "slow", "--cron", "* * * * * *", "load", "/slow", "--bandwidth", "1MiB")
 		var first *api.JobInfo
-		testutil.Eventually(t, 5*time.Second, func() error {
+		testutil.Eventually(t, 30*time.Second, func() error {
 			js := c.policyJobs("slow")
 			if len(js) == 0 {
 				return fmt.Errorf("no run yet")
@@ -285,7 +285,7 @@ func TestPolicies(t *testing.T) {
 			t.Fatalf("skipped %d runs while the slow job ran: %+v", p.Skipped, p)
 		}
 		// Once it ended, the schedule goes on.
-		testutil.Eventually(t, 5*time.Second, func() error {
+		testutil.Eventually(t, 30*time.Second, func() error {
 			if n := len(c.policyJobs("slow")); n < 2 {
 				return fmt.Errorf("%d jobs", n)
 			}
