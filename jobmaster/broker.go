@@ -17,9 +17,16 @@ import (
 // leadership starts; the FSM's hook feeds it every task change.
 //
 // A task handed out is "claimed" until its DISPATCH entry is applied (then
-// it is RUNNING in the FSM) — so the hand-out does not wait for raft; if
-// the dispatch is lost with a leader, the task is still PENDING and the
-// next leader hands it out again (tasks are idempotent).
+// it is RUNNING in the FSM) — so the hand-out does not wait for raft. A
+// dispatch lost with a leader leaves the task PENDING while a worker runs
+// it: the next leader must not hand it out again (it would run twice — a
+// block cached twice, bytes written twice). So a new leader settles first
+// (startSettle): the tasks PENDING when it took over are held back until
+// every job worker live then has told it what it holds (its first long
+// poll) or been declared LOST, and reconcile adopts each held attempt the
+// FSM still has PENDING — claimed for its worker, its DISPATCH committed.
+// Tasks that become PENDING under the new leader (new jobs, retries) are
+// handed out at once: the settle costs nothing in steady state.
 type broker struct {
 	fsm         *FSM
 	taskTimeout time.Duration
@@ -48,6 +55,13 @@ type broker struct {
 	// tasks are held now: its holders share it evenly, re-split as they
 	// come and go (resplitLocked).
 	limited map[int64]int64
+	// The settle at leadership start (startSettle): the tasks PENDING then,
+	// held out of the queues, and the workers live then not heard from
+	// yet. settled is closed when the hold ends.
+	suspect  map[taskKey]taskEvent
+	unheard  map[int64]struct{}
+	settling bool
+	settled  chan struct{}
 }
 
 type workerSlot struct {
@@ -118,8 +132,96 @@ func newBroker(fsm *FSM, taskTimeout time.Duration) *broker {
 		running: map[taskKey]runInfo{}, holders: map[int64]map[int64]int{},
 		nonEmpty: map[int64]struct{}{}, over: map[int64]struct{}{}, waiting: map[int64]*workerSlot{},
 		limited: map[int64]int64{},
+		suspect: map[taskKey]taskEvent{}, unheard: map[int64]struct{}{}, settled: make(chan struct{}),
 	}
 }
+
+// startSettle begins a new leader's settle: pending are the tasks PENDING
+// when it took over — any of them may run on a worker already, handed out
+// by the old leader whose DISPATCH never reached raft — and they stay out
+// of the queues until every LIVE worker (setWorker'd before) has reported
+// what it holds (heard), or is gone, or endSettle is called.
+func (b *broker) startSettle(pending []taskEvent) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for id := range b.workers {
+		b.unheard[id] = struct{}{}
+	}
+	if len(b.unheard) == 0 || b.closed {
+		// No worker can hold anything: nothing to wait for.
+		b.endSettleLocked()
+		b.onTasksLocked(pending, time.Now())
+		return
+	}
+	b.settling = true
+	for _, ev := range pending {
+		if ev.status != api.TaskInfo_PENDING {
+			continue
+		}
+		// The FSM hook may have queued it already: take it back out (the
+		// queues skip keys no longer in queued).
+		delete(b.queued, ev.key)
+		b.suspect[ev.key] = ev
+	}
+}
+
+// heardLocked marks worker as having reported what it holds; the last one
+// ends the settle.
+func (b *broker) heardLocked(worker int64) {
+	if !b.settling {
+		return
+	}
+	delete(b.unheard, worker)
+	if len(b.unheard) == 0 {
+		b.endSettleLocked()
+	}
+}
+
+// endSettle ends the settle now (its deadline: a worker neither heard nor
+// declared LOST in time) and returns how many held tasks it released.
+func (b *broker) endSettle() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.endSettleLocked()
+}
+
+func (b *broker) endSettleLocked() int {
+	select {
+	case <-b.settled:
+		return 0
+	default:
+	}
+	close(b.settled)
+	b.settling = false
+	clear(b.unheard)
+	n := 0
+	keys := make([]taskKey, 0, len(b.suspect))
+	for k := range b.suspect {
+		keys = append(keys, k)
+	}
+	// In task order, as a fresh leader would have queued them.
+	sort.Slice(keys, func(i, j int) bool { return keys[i].less(keys[j]) })
+	for _, k := range keys {
+		ev := b.suspect[k]
+		delete(b.suspect, k)
+		if _, ok := b.queued[k]; ok {
+			continue
+		}
+		if _, ok := b.claimed[k]; ok {
+			continue
+		}
+		if _, ok := b.running[k]; ok {
+			continue
+		}
+		b.placeLocked(k, ev.bwID, ev.bwAddr)
+		n++
+	}
+	b.wakeIdleLocked()
+	return n
+}
+
+// settledCh is closed once the settle at leadership start has ended.
+func (b *broker) settledCh() <-chan struct{} { return b.settled }
 
 // noteQueueLocked keeps worker id in the queue indexes as its own queue
 // and capacity now say.
@@ -228,6 +330,8 @@ func (b *broker) removeWorkerLocked(id int64) {
 	}
 	delete(b.workers, id)
 	delete(b.waiting, id)
+	// A worker declared LOST holds nothing the settle must wait for.
+	b.heardLocked(id)
 	for a, w := range b.byBW {
 		if w == id {
 			delete(b.byBW, a)
@@ -348,12 +452,15 @@ func (b *broker) onTasks(evs []taskEvent) {
 	if len(evs) == 0 {
 		return
 	}
-	now := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		return
 	}
+	b.onTasksLocked(evs, time.Now())
+}
+
+func (b *broker) onTasksLocked(evs []taskEvent, now time.Time) {
 	for _, ev := range evs {
 		k := ev.key
 		switch {
@@ -363,11 +470,18 @@ func (b *broker) onTasks(evs []taskEvent) {
 				b.cancelLocked(r.worker, &api.TaskRef{JobId: k.job, TaskId: k.task, Attempt: r.attempt})
 			}
 			b.dropClaim(k)
+			if s, ok := b.suspect[k]; ok {
+				if s.attempt == ev.attempt {
+					continue // still held: a worker may run this attempt
+				}
+				delete(b.suspect, k) // a new attempt, made by this leader
+			}
 			if _, ok := b.queued[k]; ok {
 				continue
 			}
 			b.placeLocked(k, ev.bwID, ev.bwAddr)
 		case ev.status == api.TaskInfo_RUNNING:
+			delete(b.suspect, k)
 			// Run, then drop the claim: the worker holds the task throughout
 			// (no re-split of the job's bandwidth in between).
 			r := runInfo{worker: ev.worker, attempt: ev.attempt, deadline: now.Add(b.taskTimeout)}
@@ -378,6 +492,7 @@ func (b *broker) onTasks(evs []taskEvent) {
 			}
 		default: // ended
 			delete(b.queued, k)
+			delete(b.suspect, k)
 			if c, ok := b.dropClaim(k); ok && ev.status != api.TaskInfo_COMPLETED {
 				b.cancelLocked(c.worker, &api.TaskRef{JobId: k.job, TaskId: k.task, Attempt: c.attempt})
 			}
@@ -767,9 +882,14 @@ func (b *broker) assign(worker int64, keys []taskKey) (out []*api.TaskAssignment
 // counts as lost.
 const lostGrace = 10 * time.Second
 
-// reconcile returns FAIL transitions of the attempts the FSM has RUNNING
-// on worker that the worker does not hold (the hand-out never reached it),
-// and queues cancels of the attempts it holds that the FSM has moved past.
+// reconcile compares what worker says it holds with the FSM. It returns
+// the transitions to commit: a DISPATCH for each held attempt the FSM still
+// has PENDING (handed out by a leader whose DISPATCH never reached raft —
+// adopted here, so no one else is handed it), and a FAIL for each attempt
+// the FSM has RUNNING on worker that it does not hold (the hand-out never
+// reached it). It queues cancels of the attempts it holds that the leader
+// has moved past. It counts as the worker's report for the settle at
+// leadership start.
 func (b *broker) reconcile(worker int64, holding []*api.TaskRef) []*api.TaskTransition {
 	// A worker may hold two attempts of one task (an old attempt's result
 	// not yet acked beside the new attempt running), so key by attempt too.
@@ -785,14 +905,26 @@ func (b *broker) reconcile(worker int64, holding []*api.TaskRef) []*api.TaskTran
 	var (
 		trs   []*api.TaskTransition
 		stale []*api.TaskRef
+		adopt []attemptKey
 	)
 	b.fsm.view(func(st *state) {
-		// An attempt the leader has moved past (the worker was declared
-		// lost, its tasks handed out again) is stopped: the worker, back,
-		// must not finish work that now runs elsewhere.
 		for _, h := range holding {
-			if t := st.task(taskKey{h.GetJobId(), h.GetTaskId()}); t != nil && t.Attempt > h.GetAttempt() {
+			k := taskKey{h.GetJobId(), h.GetTaskId()}
+			t := st.task(k)
+			// An attempt the leader has moved past (the worker was declared
+			// lost, its tasks handed out again), or the same attempt
+			// running elsewhere (handed out again while this worker went
+			// unheard), is stopped: the worker must not finish work that
+			// runs elsewhere.
+			switch {
+			case t == nil:
+			case t.Attempt > h.GetAttempt(),
+				t.Status == api.TaskInfo_RUNNING && t.Attempt == h.GetAttempt() && t.WorkerID != worker:
 				stale = append(stale, h)
+			case t.Status == api.TaskInfo_PENDING && t.Attempt == h.GetAttempt():
+				if j := st.job(k.job); j != nil && !j.terminal() {
+					adopt = append(adopt, attemptKey{k, t.Attempt})
+				}
 			}
 		}
 		for k := range st.running[worker] {
@@ -806,6 +938,30 @@ func (b *broker) reconcile(worker int64, holding []*api.TaskRef) []*api.TaskTran
 			trs = append(trs, &api.TaskTransition{JobId: k.job, TaskId: k.task, Attempt: t.Attempt, Kind: api.TaskTransition_FAIL, WorkerId: worker, Error: "task was handed to the job worker but never reached it"})
 		}
 	})
+	now := time.Now()
+	b.mu.Lock()
+	for _, a := range adopt {
+		k := a.taskKey
+		if c, ok := b.claimed[k]; ok {
+			if c.worker != worker {
+				// Handed out again meanwhile (after the settle): that
+				// hand-out's DISPATCH is on its way; this copy stops.
+				stale = append(stale, &api.TaskRef{JobId: k.job, TaskId: k.task, Attempt: a.attempt})
+			}
+			continue
+		}
+		if _, ok := b.running[k]; ok {
+			continue // the FSM has moved on since the view
+		}
+		delete(b.suspect, k)
+		delete(b.queued, k) // its queue skips it
+		b.setClaim(k, claim{worker: worker, attempt: a.attempt, at: now})
+		trs = append(trs, &api.TaskTransition{JobId: k.job, TaskId: k.task, Attempt: a.attempt, Kind: api.TaskTransition_DISPATCH, WorkerId: worker})
+	}
+	// Heard only now, with its attempts claimed: ending the settle cannot
+	// hand them to anyone else.
+	b.heardLocked(worker)
+	b.mu.Unlock()
 	sort.Slice(trs, func(i, j int) bool {
 		return taskKey{trs[i].JobId, trs[i].TaskId}.less(taskKey{trs[j].JobId, trs[j].TaskId})
 	})
@@ -889,7 +1045,7 @@ type brokerStats struct {
 func (b *broker) stats() brokerStats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := brokerStats{unplaced: len(b.queued), claimed: len(b.claimed), running: len(b.running), perWork: map[int64]int{}, lastSeen: map[int64]time.Time{}}
+	s := brokerStats{unplaced: len(b.queued) + len(b.suspect), claimed: len(b.claimed), running: len(b.running), perWork: map[int64]int{}, lastSeen: map[int64]time.Time{}}
 	for _, r := range b.running {
 		s.perWork[r.worker]++
 	}

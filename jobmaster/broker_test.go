@@ -223,3 +223,69 @@ func TestBrokerStoppedPollPassesWakeOn(t *testing.T) {
 	}
 	checkIndexes(t, b)
 }
+
+// At leadership start the broker holds back only the tasks PENDING then
+// (the old leader may have handed them out): a task made PENDING by the new
+// leader — a new job's, a retry's — goes out at once, so the settle adds
+// no latency to new work. The held tasks go out once every worker live at
+// the start has been heard from or is gone.
+func TestBrokerSettleHoldsOnlyTasksPendingAtStart(t *testing.T) {
+	b := brokerWithWorkers(t, 2, 8)
+	b.startSettle(pendingEvents(1, 3, ""))
+	b.onTasks(pendingEvents(2, 2, ""))                                                       // a new job's tasks
+	b.onTasks([]taskEvent{{key: taskKey{1, 2}, status: api.TaskInfo_PENDING, attempt: 1}})   // a retry of a held task
+	b.onTasks([]taskEvent{{key: taskKey{1, 0}, status: api.TaskInfo_PENDING, attempt: 0}})   // a held task seen again
+	b.onTasks([]taskEvent{{key: taskKey{1, 1}, status: api.TaskInfo_COMPLETED, attempt: 0}}) // a held task's result
+	p, err := b.poll(context.Background(), 1, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[taskKey]bool{{2, 0}: true, {2, 1}: true, {1, 2}: true}
+	if len(p.keys) != len(want) {
+		t.Fatalf("handed out %v while settling, want %v", p.keys, want)
+	}
+	for _, k := range p.keys {
+		if !want[k] {
+			t.Fatalf("handed out %v while settling: %v was pending at leadership start", p.keys, k)
+		}
+	}
+	checkIndexes(t, b)
+	// Worker 2 is lost, worker 1 not heard yet: still held.
+	b.setWorker(&workerRec{ID: 2, State: api.WorkerState_LOST})
+	select {
+	case <-b.settledCh():
+		t.Fatal("settled before worker 1 was heard")
+	default:
+	}
+	if p, _ := b.poll(context.Background(), 1, 50*time.Millisecond); len(p.keys) != 0 {
+		t.Fatalf("handed out %v before every worker was heard", p.keys)
+	}
+	b.mu.Lock()
+	b.heardLocked(1)
+	b.mu.Unlock()
+	select {
+	case <-b.settledCh():
+	default:
+		t.Fatal("not settled once every worker was heard or lost")
+	}
+	// Only the held task that neither ended nor was retried is left.
+	if p, _ := b.poll(context.Background(), 1, 100*time.Millisecond); len(p.keys) != 1 || p.keys[0] != (taskKey{1, 0}) {
+		t.Fatalf("after the settle handed out %v, want [{1 0}]", p.keys)
+	}
+	checkIndexes(t, b)
+}
+
+// With no live worker, nothing can hold a task: no settle.
+func TestBrokerSettleWithoutWorkers(t *testing.T) {
+	b := newBroker(nil, time.Minute)
+	b.startSettle(pendingEvents(1, 2, ""))
+	select {
+	case <-b.settledCh():
+	default:
+		t.Fatal("settling with no worker to wait for")
+	}
+	b.setWorker(&workerRec{ID: 1, Capacity: 4, State: api.WorkerState_LIVE})
+	if p, _ := b.poll(context.Background(), 1, 100*time.Millisecond); len(p.keys) != 2 {
+		t.Fatalf("handed out %v, want both tasks", p.keys)
+	}
+}

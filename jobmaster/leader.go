@@ -123,9 +123,13 @@ func (s *Server) establishLeadership() *leaderState {
 		ls.hb.reset(w.ID)
 	}
 	ls.broker.onTasks(running)
-	ls.broker.onTasks(pending)
+	// The PENDING tasks wait until every live worker has said what it
+	// holds: the old leader may have handed some out without committing
+	// the DISPATCH (settle, below).
+	ls.broker.startSettle(pending)
 
-	ls.wg.Add(5)
+	ls.wg.Add(6)
+	go func() { defer ls.wg.Done(); ls.settle(ctx, len(pending)) }()
 	go func() { defer ls.wg.Done(); ls.pipes.run(ctx) }()
 	go func() { defer ls.wg.Done(); ls.coll.run(ctx) }()
 	go func() { defer ls.wg.Done(); ls.watchTimeouts(ctx) }()
@@ -201,6 +205,32 @@ func (ls *leaderState) onEvents(ev *events) {
 			ls.finisher.consider(id)
 		}
 		ls.planners.poke(id)
+	}
+}
+
+// settle waits for the broker's settle at leadership start to end (every
+// worker live then has reported what it holds, or been declared LOST) and
+// ends it at the deadline: the worker TTL and one heartbeat interval, by
+// which the TTL timers started with this leadership have declared every
+// silent worker LOST — as Nomad renews every node's TTL at failover and
+// counts on the TTL to bound what it waits for. The deadline is only the
+// backstop for a LOST declaration that could not be committed.
+func (ls *leaderState) settle(ctx context.Context, pending int) {
+	start := time.Now()
+	every, ttl := ls.timing()
+	t := time.NewTimer(ttl + every)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-ls.broker.settledCh():
+		if pending > 0 {
+			ls.s.log.Info("job workers reported their tasks: tasks pending at leadership start handed out",
+				zap.Int("pending", pending), zap.Duration("after", time.Since(start)))
+		}
+	case <-t.C:
+		n := ls.broker.endSettle()
+		ls.s.log.Warn("not every job worker reported its tasks to the new leader in time: tasks pending at leadership start handed out anyway (one a silent worker still runs may run twice)",
+			zap.Int("released", n), zap.Duration("after", time.Since(start)))
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/config"
 )
 
 // TestReconcileKeepsTheAttemptAWorkerHolds: a worker can hold two attempts
@@ -74,4 +75,224 @@ func TestReconcileKeepsTheAttemptAWorkerHolds(t *testing.T) {
 			t.Fatalf("task held by its worker as attempt %d is now %s attempt %d (%s)", a2.GetAttempt(), tk.GetStatus(), tk.GetAttempt(), tk.GetError())
 		}
 	}
+}
+
+// fakeWorker speaks the job worker's protocol by hand, so a test decides
+// exactly what it holds and when it calls.
+type fakeWorker struct {
+	t  *testing.T
+	id int64
+}
+
+func registerFake(t *testing.T, cl api.JobMasterClient, addr string, capacity int32) *fakeWorker {
+	t.Helper()
+	var (
+		reg *api.RegisterJobWorkerResponse
+		err error
+	)
+	// A leader re-elected under load answers Unavailable meanwhile.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		reg, err = cl.RegisterJobWorker(ctx, &api.RegisterJobWorkerRequest{Address: addr, Host: "127.0.0.1", Threads: 1, Capacity: capacity})
+		cancel()
+		if err == nil {
+			return &fakeWorker{t: t, id: reg.GetWorkerId()}
+		}
+	}
+	t.Fatal(err)
+	return nil
+}
+
+// poll is one long poll (wait 100 ms) saying what the worker holds.
+func (w *fakeWorker) poll(cl api.JobMasterClient, holding ...*api.TaskRef) []*api.TaskAssignment {
+	w.t.Helper()
+	return w.call(cl, &api.JobWorkerHeartbeatRequest{WorkerId: w.id, WaitMs: 100, Holding: holding}).GetTasks()
+}
+
+// report sends results (no poll: as the worker's report loop does).
+func (w *fakeWorker) report(cl api.JobMasterClient, updates ...*api.TaskUpdate) {
+	w.t.Helper()
+	resp := w.call(cl, &api.JobWorkerHeartbeatRequest{WorkerId: w.id, Updates: updates})
+	if len(resp.GetAcked()) != len(updates) {
+		w.t.Fatalf("worker %d: %d of %d results acked", w.id, len(resp.GetAcked()), len(updates))
+	}
+}
+
+func (w *fakeWorker) call(cl api.JobMasterClient, req *api.JobWorkerHeartbeatRequest) *api.JobWorkerHeartbeatResponse {
+	w.t.Helper()
+	var (
+		resp *api.JobWorkerHeartbeatResponse
+		err  error
+	)
+	// A new leader may still be starting: it answers Unavailable until then.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		resp, err = cl.JobWorkerHeartbeat(ctx, req)
+		cancel()
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		w.t.Fatalf("worker %d: %v", w.id, err)
+	}
+	if resp.GetReregister() {
+		w.t.Fatalf("worker %d: the leader lost it", w.id)
+	}
+	return resp
+}
+
+func refOfAssignment(a *api.TaskAssignment) *api.TaskRef {
+	return &api.TaskRef{JobId: a.GetJobId(), TaskId: a.GetTaskId(), Attempt: a.GetAttempt()}
+}
+
+// lostDispatch is a failover in which a task's DISPATCH was lost: worker A
+// (capacity 1) was handed a task of job id by the old leader, which died
+// before committing it; worker B (capacity 8) is idle. nl is the new
+// leader, cl a client of it.
+type lostDispatch struct {
+	c      *cluster
+	nl     *Server
+	cl     api.JobMasterClient
+	a, b   *fakeWorker
+	id     int64
+	handed *api.TaskAssignment
+}
+
+func newLostDispatch(t *testing.T, tasks int, workerTimeout time.Duration) *lostDispatch {
+	t.Helper()
+	c := newCluster(t, 3, func(cfg *config.Config) { cfg.JobMaster.Worker.Timeout = workerTimeout })
+	l := c.leader()
+	cl := c.client(c.index(l)) // it forwards to whichever node leads
+	d := &lostDispatch{c: c, a: registerFake(t, cl, "127.0.0.1:9", 1), b: registerFake(t, cl, "127.0.0.1:10", 8)}
+	d.id = submitTest(t, cl, testConfig{Tasks: tasks, Tag: uniqueTag(t)}, "")
+	// The leader hands a task to A — what its heartbeat handler does — and
+	// dies before committing the DISPATCH. (Should leadership move under
+	// load meanwhile, the hand-out is done by the leader of the moment.)
+	waitFor(t, "a task handed to A", func() bool {
+		l = c.leader()
+		ls := l.leader.Load()
+		if j := l.fsm.Job(d.id); ls == nil || j == nil || !j.PlanningDone || j.TasksTotal != int64(tasks) {
+			return false
+		}
+		p, err := ls.broker.poll(context.Background(), d.a.id, 100*time.Millisecond)
+		if err != nil {
+			return false // no longer the leader
+		}
+		as, _ := ls.broker.assign(d.a.id, p.keys) // the DISPATCH is lost with the leader
+		if len(as) > 0 {
+			d.handed = as[0]
+		}
+		return d.handed != nil
+	})
+	c.kill(c.index(l))
+	d.nl = c.leader()
+	d.cl = c.client(c.index(d.nl))
+	if tk := d.nl.fsm.task(d.key()); tk == nil || tk.Status != api.TaskInfo_PENDING {
+		t.Fatalf("the new leader has the handed-out task as %v, want PENDING (its DISPATCH never committed)", tk)
+	}
+	return d
+}
+
+func (d *lostDispatch) key() taskKey { return taskKey{d.handed.GetJobId(), d.handed.GetTaskId()} }
+
+func (d *lostDispatch) isHanded(x *api.TaskAssignment) bool {
+	return x.GetJobId() == d.handed.GetJobId() && x.GetTaskId() == d.handed.GetTaskId()
+}
+
+// TestNewLeaderAdoptsTasksTheOldOneHandedOut: the leader hands a task to
+// worker A and dies before its DISPATCH reaches raft, so the next leader
+// finds the task PENDING while A runs it (or has run it). Another worker,
+// B, polling the new leader first, must not be handed that task — it would
+// run twice: a block cached twice, bytes written twice. The new leader
+// holds back the tasks PENDING when it took over until every live worker
+// has said what it holds; A's first poll adopts its copy (the DISPATCH is
+// committed for A), or A's result completes the task; the others go out.
+// Every task runs once.
+func TestNewLeaderAdoptsTasksTheOldOneHandedOut(t *testing.T) {
+	for _, finished := range []bool{false, true} {
+		name := map[bool]string{false: "still-running", true: "already-finished"}[finished]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			const tasks = 4
+			// Workers are never LOST here: only the test's calls speak for them.
+			d := newLostDispatch(t, tasks, 10*time.Minute)
+			a, b, ncl, handed := d.a, d.b, d.cl, d.handed
+			// Who got each other task.
+			got := map[int64]*fakeWorker{}
+			take := func(w *fakeWorker, as []*api.TaskAssignment) {
+				for _, x := range as {
+					if d.isHanded(x) {
+						t.Fatalf("the new leader handed task %d (attempt %d) again, to worker %d, while worker A (%d) holds it: it runs twice", x.GetTaskId(), x.GetAttempt(), w.id, a.id)
+					}
+					got[x.GetTaskId()] = w
+				}
+			}
+			// B reaches the new leader first.
+			for range 3 {
+				take(b, b.poll(ncl))
+			}
+			done := &api.TaskUpdate{JobId: handed.GetJobId(), TaskId: handed.GetTaskId(), Attempt: handed.GetAttempt(), Status: api.TaskInfo_COMPLETED}
+			if finished {
+				// A ran it while the leaders changed: its result, reported to
+				// the new leader, completes the PENDING task.
+				a.report(ncl, done)
+				take(a, a.poll(ncl))
+			} else {
+				// A's first poll says it runs the task: adopted, not re-run.
+				if as := a.poll(ncl, refOfAssignment(handed)); len(as) != 0 {
+					t.Fatalf("A, full with the task it runs, was handed %v", as)
+				}
+				waitFor(t, "the held task RUNNING on A", func() bool {
+					tk := d.nl.fsm.task(d.key())
+					return tk.Status == api.TaskInfo_RUNNING && tk.WorkerID == a.id && tk.Attempt == handed.GetAttempt()
+				})
+			}
+			waitFor(t, "the other tasks handed out", func() bool {
+				take(b, b.poll(ncl))
+				return len(got) == tasks-1
+			})
+			if !finished {
+				a.report(ncl, done)
+			}
+			for task, w := range got {
+				w.report(ncl, &api.TaskUpdate{JobId: d.id, TaskId: task, Attempt: 1, Status: api.TaskInfo_COMPLETED})
+			}
+			j := waitJob(t, ncl, d.id, 30*time.Second)
+			if j.GetStatus() != api.JobInfo_COMPLETED || j.GetTasksDone() != tasks {
+				t.Fatalf("job after the failover: %v", j)
+			}
+			resp, err := ncl.GetJob(context.Background(), &api.GetJobRequest{JobId: d.id, Verbose: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tk := range resp.GetJob().GetTasks() {
+				if tk.GetAttempt() != 1 {
+					t.Errorf("task %d ran as attempt %d, want 1", tk.GetTaskId(), tk.GetAttempt())
+				}
+			}
+		})
+	}
+}
+
+// TestNewLeaderSettleEndsWhenASilentWorkerIsLost: worker A, handed a task
+// by the old leader, never reaches the new one (it died with it). The
+// tasks pending at the failover wait for A only until its TTL declares it
+// LOST; then they run on B.
+func TestNewLeaderSettleEndsWhenASilentWorkerIsLost(t *testing.T) {
+	t.Parallel()
+	// B's polls, every 100 ms, keep it alive well within the TTL.
+	d := newLostDispatch(t, 2, 8*time.Second)
+	got := map[int64]bool{}
+	waitFor(t, "the pending tasks handed to B", func() bool {
+		for _, x := range d.b.poll(d.cl) {
+			if d.isHanded(x) {
+				if w := d.nl.fsm.worker(d.a.id); w.State != api.WorkerState_LOST {
+					t.Fatalf("task %d handed to B while A, which may run it, is %s", x.GetTaskId(), w.State)
+				}
+			}
+			got[x.GetTaskId()] = true
+		}
+		return len(got) == 2
+	})
 }
