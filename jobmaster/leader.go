@@ -120,7 +120,10 @@ func (s *Server) establishLeadership() *leaderState {
 	})
 	for _, w := range workers {
 		ls.broker.setWorker(w)
-		ls.hb.reset(w.ID)
+	}
+	every, ttl := ls.timing()
+	for _, w := range workers {
+		ls.hb.resetFor(w.ID, failoverTTL(every, ttl))
 	}
 	ls.broker.onTasks(running)
 	// The PENDING tasks wait until every live worker has said what it
@@ -129,7 +132,7 @@ func (s *Server) establishLeadership() *leaderState {
 	ls.broker.startSettle(pending)
 
 	ls.wg.Add(6)
-	go func() { defer ls.wg.Done(); ls.settle(ctx, len(pending)) }()
+	go func() { defer ls.wg.Done(); ls.settle(ctx, len(pending), failoverTTL(every, ttl)+every) }()
 	go func() { defer ls.wg.Done(); ls.pipes.run(ctx) }()
 	go func() { defer ls.wg.Done(); ls.coll.run(ctx) }()
 	go func() { defer ls.wg.Done(); ls.watchTimeouts(ctx) }()
@@ -210,15 +213,14 @@ func (ls *leaderState) onEvents(ev *events) {
 
 // settle waits for the broker's settle at leadership start to end (every
 // worker live then has reported what it holds, or been declared LOST) and
-// ends it at the deadline: the worker TTL and one heartbeat interval, by
-// which the TTL timers started with this leadership have declared every
-// silent worker LOST — as Nomad renews every node's TTL at failover and
-// counts on the TTL to bound what it waits for. The deadline is only the
-// backstop for a LOST declaration that could not be committed.
-func (ls *leaderState) settle(ctx context.Context, pending int) {
+// ends it at the deadline, by which the failover TTL timers started with
+// this leadership have declared every silent worker LOST — as Nomad renews
+// every node's TTL at failover and counts on the TTL to bound what it
+// waits for. The deadline is only the backstop for a LOST declaration that
+// could not be committed.
+func (ls *leaderState) settle(ctx context.Context, pending int, deadline time.Duration) {
 	start := time.Now()
-	every, ttl := ls.timing()
-	t := time.NewTimer(ttl + every)
+	t := time.NewTimer(deadline)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

@@ -277,14 +277,18 @@ func TestNewLeaderAdoptsTasksTheOldOneHandedOut(t *testing.T) {
 
 // TestNewLeaderSettleEndsWhenASilentWorkerIsLost: worker A, handed a task
 // by the old leader, never reaches the new one (it died with it). The
-// tasks pending at the failover wait for A only until its TTL declares it
-// LOST; then they run on B.
+// tasks pending at the failover wait for A only until its failover TTL
+// declares it LOST; then they run on B.
 func TestNewLeaderSettleEndsWhenASilentWorkerIsLost(t *testing.T) {
 	t.Parallel()
 	// B's polls, every 100 ms, keep it alive well within the TTL.
-	d := newLostDispatch(t, 2, 8*time.Second)
+	d := newLostDispatch(t, 2, 3*time.Second)
 	got := map[int64]bool{}
-	waitFor(t, "the pending tasks handed to B", func() bool {
+	// The failover TTL (failoverTTL: about 9 s here) and then some.
+	for deadline := time.Now().Add(60 * time.Second); len(got) < 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the tasks pending at the failover never reached B (got %v)", got)
+		}
 		for _, x := range d.b.poll(d.cl) {
 			if d.isHanded(x) {
 				if w := d.nl.fsm.worker(d.a.id); w.State != api.WorkerState_LOST {
@@ -293,6 +297,5 @@ func TestNewLeaderSettleEndsWhenASilentWorkerIsLost(t *testing.T) {
 			}
 			got[x.GetTaskId()] = true
 		}
-		return len(got) == 2
-	})
+	}
 }
