@@ -49,7 +49,11 @@
 //     the same replies. It turns claimed tasks into assignments (with each
 //     job's bandwidth share, from the job's typed limits: it never reads a
 //     plan's config) and reconciles what a worker says it holds with what
-//     the FSM has running on it.
+//     the FSM has running on it. A hand-out does not wait for its DISPATCH
+//     entry, so a new leader settles first: the tasks PENDING when it took
+//     over wait until every live worker has said what it holds (or is
+//     LOST), and a held attempt still PENDING is adopted for its worker —
+//     never handed out twice.
 //   - collector (collector.go): task transitions from every worker (results,
 //     progress) and from the leader (dispatches, timeouts) are batched into
 //     UPDATE_TASKS entries: one fsync carries all that arrived meanwhile. A
@@ -57,7 +61,9 @@
 //     then.
 //   - heartbeats (heartbeat.go): a TTL timer per live job worker; one that is
 //     silent past jobmaster.worker.timeout is LOST and its running tasks go
-//     back to PENDING with attempt+1 (FAILED after max attempts).
+//     back to PENDING with attempt+1 (FAILED after max attempts). A new
+//     leader gives the workers it inherits a longer failover TTL, the time
+//     to find it.
 //   - finisher (planner.go): a job whose planning is done and whose tasks
 //     have all ended is COMPLETED or FAILED — or, if its plan asks (load
 //     --verify), planned again in a new round.
