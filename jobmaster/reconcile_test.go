@@ -78,10 +78,17 @@ func TestReconcileKeepsTheAttemptAWorkerHolds(t *testing.T) {
 }
 
 // fakeWorker speaks the job worker's protocol by hand, so a test decides
-// exactly what it holds and when it calls.
+// exactly when it calls. Like a real worker, each poll lists the attempts
+// it holds: those handed to it, until it reports their results.
 type fakeWorker struct {
-	t  *testing.T
-	id int64
+	t    *testing.T
+	id   int64
+	held map[heldRef]bool
+}
+
+type heldRef struct {
+	job, task int64
+	attempt   int32
 }
 
 func registerFake(t *testing.T, cl api.JobMasterClient, addr string, capacity int32) *fakeWorker {
@@ -96,25 +103,48 @@ func registerFake(t *testing.T, cl api.JobMasterClient, addr string, capacity in
 		reg, err = cl.RegisterJobWorker(ctx, &api.RegisterJobWorkerRequest{Address: addr, Host: "127.0.0.1", Threads: 1, Capacity: capacity})
 		cancel()
 		if err == nil {
-			return &fakeWorker{t: t, id: reg.GetWorkerId()}
+			return &fakeWorker{t: t, id: reg.GetWorkerId(), held: map[heldRef]bool{}}
 		}
 	}
 	t.Fatal(err)
 	return nil
 }
 
-// poll is one long poll (wait 100 ms) saying what the worker holds.
-func (w *fakeWorker) poll(cl api.JobMasterClient, holding ...*api.TaskRef) []*api.TaskAssignment {
-	w.t.Helper()
-	return w.call(cl, &api.JobWorkerHeartbeatRequest{WorkerId: w.id, WaitMs: 100, Holding: holding}).GetTasks()
+// hold records an attempt as held (one handed out by a leader the test
+// stands in for).
+func (w *fakeWorker) hold(a *api.TaskAssignment) {
+	w.held[heldRef{a.GetJobId(), a.GetTaskId(), a.GetAttempt()}] = true
 }
 
-// report sends results (no poll: as the worker's report loop does).
-func (w *fakeWorker) report(cl api.JobMasterClient, updates ...*api.TaskUpdate) {
+// poll is one long poll (wait 100 ms) listing what the worker holds; what
+// it is handed, it holds from then on.
+func (w *fakeWorker) poll(cl api.JobMasterClient) []*api.TaskAssignment {
 	w.t.Helper()
+	req := &api.JobWorkerHeartbeatRequest{WorkerId: w.id, WaitMs: 100}
+	for r := range w.held {
+		req.Holding = append(req.Holding, &api.TaskRef{JobId: r.job, TaskId: r.task, Attempt: r.attempt})
+	}
+	as := w.call(cl, req).GetTasks()
+	for _, a := range as {
+		w.hold(a)
+	}
+	return as
+}
+
+// complete reports attempts done (no poll: as the worker's report loop
+// does); acked, they are no longer held.
+func (w *fakeWorker) complete(cl api.JobMasterClient, as ...*api.TaskAssignment) {
+	w.t.Helper()
+	var updates []*api.TaskUpdate
+	for _, a := range as {
+		updates = append(updates, &api.TaskUpdate{JobId: a.GetJobId(), TaskId: a.GetTaskId(), Attempt: a.GetAttempt(), Status: api.TaskInfo_COMPLETED})
+	}
 	resp := w.call(cl, &api.JobWorkerHeartbeatRequest{WorkerId: w.id, Updates: updates})
 	if len(resp.GetAcked()) != len(updates) {
 		w.t.Fatalf("worker %d: %d of %d results acked", w.id, len(resp.GetAcked()), len(updates))
+	}
+	for _, a := range as {
+		delete(w.held, heldRef{a.GetJobId(), a.GetTaskId(), a.GetAttempt()})
 	}
 }
 
@@ -142,14 +172,10 @@ func (w *fakeWorker) call(cl api.JobMasterClient, req *api.JobWorkerHeartbeatReq
 	return resp
 }
 
-func refOfAssignment(a *api.TaskAssignment) *api.TaskRef {
-	return &api.TaskRef{JobId: a.GetJobId(), TaskId: a.GetTaskId(), Attempt: a.GetAttempt()}
-}
-
 // lostDispatch is a failover in which a task's DISPATCH was lost: worker A
 // (capacity 1) was handed a task of job id by the old leader, which died
 // before committing it; worker B (capacity 8) is idle. nl is the new
-// leader, cl a client of it.
+// leader, cl a client that reaches whichever node leads.
 type lostDispatch struct {
 	c      *cluster
 	nl     *Server
@@ -185,9 +211,16 @@ func newLostDispatch(t *testing.T, tasks int, workerTimeout time.Duration) *lost
 		}
 		return d.handed != nil
 	})
+	d.a.hold(d.handed)
 	c.kill(c.index(l))
 	d.nl = c.leader()
-	d.cl = c.client(c.index(d.nl))
+	// Clients of the survivors: whichever leads now (or next) answers.
+	for i := range c.servers {
+		if !c.down[i] {
+			d.cl = c.client(i)
+			break
+		}
+	}
 	if tk := d.nl.fsm.task(d.key()); tk == nil || tk.Status != api.TaskInfo_PENDING {
 		t.Fatalf("the new leader has the handed-out task as %v, want PENDING (its DISPATCH never committed)", tk)
 	}
@@ -198,6 +231,24 @@ func (d *lostDispatch) key() taskKey { return taskKey{d.handed.GetJobId(), d.han
 
 func (d *lostDispatch) isHanded(x *api.TaskAssignment) bool {
 	return x.GetJobId() == d.handed.GetJobId() && x.GetTaskId() == d.handed.GetTaskId()
+}
+
+// task returns the job's task as the leader reports it.
+func (d *lostDispatch) task(t *testing.T, id int64) *api.TaskInfo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := d.cl.GetJob(ctx, &api.GetJobRequest{JobId: d.id, Verbose: true})
+	if err != nil {
+		return nil // a leader being elected: ask again
+	}
+	for _, tk := range resp.GetJob().GetTasks() {
+		if tk.GetTaskId() == id {
+			return tk
+		}
+	}
+	t.Fatalf("job %d has no task %d", d.id, id)
+	return nil
 }
 
 // TestNewLeaderAdoptsTasksTheOldOneHandedOut: the leader hands a task to
@@ -213,56 +264,55 @@ func TestNewLeaderAdoptsTasksTheOldOneHandedOut(t *testing.T) {
 	for _, finished := range []bool{false, true} {
 		name := map[bool]string{false: "still-running", true: "already-finished"}[finished]
 		t.Run(name, func(t *testing.T) {
-			t.Parallel()
 			const tasks = 4
 			// Workers are never LOST here: only the test's calls speak for them.
 			d := newLostDispatch(t, tasks, 10*time.Minute)
-			a, b, ncl, handed := d.a, d.b, d.cl, d.handed
-			// Who got each other task.
-			got := map[int64]*fakeWorker{}
+			a, b, cl := d.a, d.b, d.cl
+			// Every other task, as handed out, and to whom.
+			got := map[int64]*api.TaskAssignment{}
+			by := map[int64]*fakeWorker{}
 			take := func(w *fakeWorker, as []*api.TaskAssignment) {
 				for _, x := range as {
 					if d.isHanded(x) {
 						t.Fatalf("the new leader handed task %d (attempt %d) again, to worker %d, while worker A (%d) holds it: it runs twice", x.GetTaskId(), x.GetAttempt(), w.id, a.id)
 					}
-					got[x.GetTaskId()] = w
+					got[x.GetTaskId()], by[x.GetTaskId()] = x, w
 				}
 			}
 			// B reaches the new leader first.
 			for range 3 {
-				take(b, b.poll(ncl))
+				take(b, b.poll(cl))
 			}
-			done := &api.TaskUpdate{JobId: handed.GetJobId(), TaskId: handed.GetTaskId(), Attempt: handed.GetAttempt(), Status: api.TaskInfo_COMPLETED}
 			if finished {
 				// A ran it while the leaders changed: its result, reported to
 				// the new leader, completes the PENDING task.
-				a.report(ncl, done)
-				take(a, a.poll(ncl))
+				a.complete(cl, d.handed)
+				take(a, a.poll(cl))
 			} else {
 				// A's first poll says it runs the task: adopted, not re-run.
-				if as := a.poll(ncl, refOfAssignment(handed)); len(as) != 0 {
-					t.Fatalf("A, full with the task it runs, was handed %v", as)
-				}
 				waitFor(t, "the held task RUNNING on A", func() bool {
-					tk := d.nl.fsm.task(d.key())
-					return tk.Status == api.TaskInfo_RUNNING && tk.WorkerID == a.id && tk.Attempt == handed.GetAttempt()
+					if as := a.poll(cl); len(as) != 0 {
+						t.Fatalf("A, full with the task it runs, was handed %v", as)
+					}
+					tk := d.task(t, d.handed.GetTaskId())
+					return tk.GetStatus() == api.TaskInfo_RUNNING && tk.GetWorkerId() == a.id && tk.GetAttempt() == d.handed.GetAttempt()
 				})
 			}
 			waitFor(t, "the other tasks handed out", func() bool {
-				take(b, b.poll(ncl))
+				take(b, b.poll(cl))
 				return len(got) == tasks-1
 			})
 			if !finished {
-				a.report(ncl, done)
+				a.complete(cl, d.handed)
 			}
-			for task, w := range got {
-				w.report(ncl, &api.TaskUpdate{JobId: d.id, TaskId: task, Attempt: 1, Status: api.TaskInfo_COMPLETED})
+			for task, x := range got {
+				by[task].complete(cl, x)
 			}
-			j := waitJob(t, ncl, d.id, 30*time.Second)
+			j := waitJob(t, cl, d.id, 30*time.Second)
 			if j.GetStatus() != api.JobInfo_COMPLETED || j.GetTasksDone() != tasks {
 				t.Fatalf("job after the failover: %v", j)
 			}
-			resp, err := ncl.GetJob(context.Background(), &api.GetJobRequest{JobId: d.id, Verbose: true})
+			resp, err := cl.GetJob(context.Background(), &api.GetJobRequest{JobId: d.id, Verbose: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -280,7 +330,6 @@ func TestNewLeaderAdoptsTasksTheOldOneHandedOut(t *testing.T) {
 // tasks pending at the failover wait for A only until its failover TTL
 // declares it LOST; then they run on B.
 func TestNewLeaderSettleEndsWhenASilentWorkerIsLost(t *testing.T) {
-	t.Parallel()
 	// B's polls, every 100 ms, keep it alive well within the TTL.
 	d := newLostDispatch(t, 2, 3*time.Second)
 	got := map[int64]bool{}
@@ -291,7 +340,7 @@ func TestNewLeaderSettleEndsWhenASilentWorkerIsLost(t *testing.T) {
 		}
 		for _, x := range d.b.poll(d.cl) {
 			if d.isHanded(x) {
-				if w := d.nl.fsm.worker(d.a.id); w.State != api.WorkerState_LOST {
+				if w := d.c.leader().fsm.worker(d.a.id); w.State != api.WorkerState_LOST {
 					t.Fatalf("task %d handed to B while A, which may run it, is %s", x.GetTaskId(), w.State)
 				}
 			}
