@@ -47,6 +47,7 @@ var OtherEnvPrefixes = map[string]string{
 	"ALLUVIUM_TEST_":    "test hooks read by the servers under test (e.g. ALLUVIUM_TEST_CHECKPOINT_STALL) or by test helpers",
 	"ALLUVIUM_S3TESTS_": "switches of the ceph/s3-tests run (tests/s3tests)",
 	"ALLUVIUM_SCALE_":   "sizes and directories of the scale run (tests/scale, make bench-scale)",
+	"ALLUVIUM_BENCH_":   "switches of the benchmarks (tests/bench), e.g. ALLUVIUM_BENCH_PROFILES: a dir for CPU profiles",
 }
 
 // keySet is what Default() says the configuration holds.
