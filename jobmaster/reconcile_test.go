@@ -120,15 +120,21 @@ func (w *fakeWorker) hold(a *api.TaskAssignment) {
 // it is handed, it holds from then on.
 func (w *fakeWorker) poll(cl api.JobMasterClient) []*api.TaskAssignment {
 	w.t.Helper()
+	return w.pollReply(cl).GetTasks()
+}
+
+// pollReply is poll's whole reply (cancels too).
+func (w *fakeWorker) pollReply(cl api.JobMasterClient) *api.JobWorkerHeartbeatResponse {
+	w.t.Helper()
 	req := &api.JobWorkerHeartbeatRequest{WorkerId: w.id, WaitMs: 100}
 	for r := range w.held {
 		req.Holding = append(req.Holding, &api.TaskRef{JobId: r.job, TaskId: r.task, Attempt: r.attempt})
 	}
-	as := w.call(cl, req).GetTasks()
-	for _, a := range as {
+	resp := w.call(cl, req)
+	for _, a := range resp.GetTasks() {
 		w.hold(a)
 	}
-	return as
+	return resp
 }
 
 // complete reports attempts done (no poll: as the worker's report loop
@@ -326,9 +332,10 @@ func TestNewLeaderAdoptsTasksTheOldOneHandedOut(t *testing.T) {
 }
 
 // TestNewLeaderSettleEndsWhenASilentWorkerIsLost: worker A, handed a task
-// by the old leader, never reaches the new one (it died with it). The
-// tasks pending at the failover wait for A only until its failover TTL
-// declares it LOST; then they run on B.
+// by the old leader, does not reach the new one in time. The tasks pending
+// at the failover wait for A only until its failover TTL declares it LOST;
+// then they run on B. A, back under a new id and still holding its copy of
+// the task — the same attempt, now RUNNING on B — is told to stop it.
 func TestNewLeaderSettleEndsWhenASilentWorkerIsLost(t *testing.T) {
 	// B's polls, every 100 ms, keep it alive well within the TTL.
 	d := newLostDispatch(t, 2, 3*time.Second)
@@ -347,4 +354,23 @@ func TestNewLeaderSettleEndsWhenASilentWorkerIsLost(t *testing.T) {
 			got[x.GetTaskId()] = true
 		}
 	}
+	waitFor(t, "the task A held RUNNING on B", func() bool {
+		d.b.poll(d.cl)
+		tk := d.task(t, d.handed.GetTaskId())
+		return tk.GetStatus() == api.TaskInfo_RUNNING && tk.GetWorkerId() == d.b.id
+	})
+	back := registerFake(t, d.cl, "127.0.0.1:9", 1)
+	back.hold(d.handed)
+	waitFor(t, "A's copy cancelled", func() bool {
+		d.b.poll(d.cl) // B stays LIVE: its attempt is the one kept
+		for _, c := range back.pollReply(d.cl).GetCancels() {
+			if c.GetJobId() == d.handed.GetJobId() && c.GetTaskId() == d.handed.GetTaskId() && c.GetAttempt() == d.handed.GetAttempt() {
+				if tk := d.task(t, d.handed.GetTaskId()); tk.GetStatus() != api.TaskInfo_RUNNING || tk.GetWorkerId() != d.b.id || tk.GetAttempt() != d.handed.GetAttempt() {
+					t.Fatalf("A's copy was cancelled, but the task is now %v", tk)
+				}
+				return true
+			}
+		}
+		return false
+	})
 }
