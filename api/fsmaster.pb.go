@@ -3954,6 +3954,216 @@ func (x *AuthorizeBlockAccessResponse) GetInfo() *FileInfo {
 	return nil
 }
 
+// CompletionEvent is one file completed: sealed by CompleteFile (a write, an
+// overwrite swapped in, a multipart upload completed).
+type CompletionEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sequence      int64                  `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"` // the journal entry that completed it
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`          // where it was completed
+	FileId        int64                  `protobuf:"varint,3,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	Length        int64                  `protobuf:"varint,4,opt,name=length,proto3" json:"length,omitempty"`
+	TimeMs        int64                  `protobuf:"varint,5,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"` // when (the entry's op time)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompletionEvent) Reset() {
+	*x = CompletionEvent{}
+	mi := &file_fsmaster_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompletionEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompletionEvent) ProtoMessage() {}
+
+func (x *CompletionEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompletionEvent.ProtoReflect.Descriptor instead.
+func (*CompletionEvent) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *CompletionEvent) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *CompletionEvent) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *CompletionEvent) GetFileId() int64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
+}
+
+func (x *CompletionEvent) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *CompletionEvent) GetTimeMs() int64 {
+	if x != nil {
+		return x.TimeMs
+	}
+	return 0
+}
+
+type WatchCompletionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`                             // completions at or below this path ("": /)
+	After         int64                  `protobuf:"varint,2,opt,name=after,proto3" json:"after,omitempty"`                          // the cursor: events with a sequence after it
+	MaxEvents     int32                  `protobuf:"varint,3,opt,name=max_events,json=maxEvents,proto3" json:"max_events,omitempty"` // 0: 1000; at most 10000
+	WaitMs        int64                  `protobuf:"varint,4,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`          // wait this long for a first event (0: answer at once; at most 60000)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchCompletionsRequest) Reset() {
+	*x = WatchCompletionsRequest{}
+	mi := &file_fsmaster_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCompletionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCompletionsRequest) ProtoMessage() {}
+
+func (x *WatchCompletionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCompletionsRequest.ProtoReflect.Descriptor instead.
+func (*WatchCompletionsRequest) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *WatchCompletionsRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *WatchCompletionsRequest) GetAfter() int64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *WatchCompletionsRequest) GetMaxEvents() int32 {
+	if x != nil {
+		return x.MaxEvents
+	}
+	return 0
+}
+
+func (x *WatchCompletionsRequest) GetWaitMs() int64 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+type WatchCompletionsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*CompletionEvent     `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Resume with after = cursor: every completion up to it was looked at
+	// (events past max_events are not: the cursor is then the last event's).
+	Cursor int64 `protobuf:"varint,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// The feed keeps the completions after this sequence; an older cursor is
+	// refused.
+	Oldest        int64 `protobuf:"varint,3,opt,name=oldest,proto3" json:"oldest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchCompletionsResponse) Reset() {
+	*x = WatchCompletionsResponse{}
+	mi := &file_fsmaster_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCompletionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCompletionsResponse) ProtoMessage() {}
+
+func (x *WatchCompletionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCompletionsResponse.ProtoReflect.Descriptor instead.
+func (*WatchCompletionsResponse) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *WatchCompletionsResponse) GetEvents() []*CompletionEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *WatchCompletionsResponse) GetCursor() int64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
+func (x *WatchCompletionsResponse) GetOldest() int64 {
+	if x != nil {
+		return x.Oldest
+	}
+	return 0
+}
+
 var File_fsmaster_proto protoreflect.FileDescriptor
 
 const file_fsmaster_proto_rawDesc = "" +
@@ -4270,7 +4480,23 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x14\n" +
 	"\x05write\x18\x02 \x01(\bR\x05write\"I\n" +
 	"\x1cAuthorizeBlockAccessResponse\x12)\n" +
-	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info2\xba\r\n" +
+	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\x8b\x01\n" +
+	"\x0fCompletionEvent\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x17\n" +
+	"\afile_id\x18\x03 \x01(\x03R\x06fileId\x12\x16\n" +
+	"\x06length\x18\x04 \x01(\x03R\x06length\x12\x17\n" +
+	"\atime_ms\x18\x05 \x01(\x03R\x06timeMs\"{\n" +
+	"\x17WatchCompletionsRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\x03R\x05after\x12\x1d\n" +
+	"\n" +
+	"max_events\x18\x03 \x01(\x05R\tmaxEvents\x12\x17\n" +
+	"\await_ms\x18\x04 \x01(\x03R\x06waitMs\"\x80\x01\n" +
+	"\x18WatchCompletionsResponse\x124\n" +
+	"\x06events\x18\x01 \x03(\v2\x1c.alluvium.v1.CompletionEventR\x06events\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\x03R\x06cursor\x12\x16\n" +
+	"\x06oldest\x18\x03 \x01(\x03R\x06oldest2\x9b\x0e\n" +
 	"\x10FileSystemMaster\x12\\\n" +
 	"\x0fCreateDirectory\x12#.alluvium.v1.CreateDirectoryRequest\x1a$.alluvium.v1.CreateDirectoryResponse\x12M\n" +
 	"\n" +
@@ -4295,7 +4521,8 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x10CommitUploadPart\x12$.alluvium.v1.CommitUploadPartRequest\x1a%.alluvium.v1.CommitUploadPartResponse\x12\\\n" +
 	"\x0fListUploadParts\x12#.alluvium.v1.ListUploadPartsRequest\x1a$.alluvium.v1.ListUploadPartsResponse\x12P\n" +
 	"\vListUploads\x12\x1f.alluvium.v1.ListUploadsRequest\x1a .alluvium.v1.ListUploadsResponse\x12J\n" +
-	"\tGetLeader\x12\x1d.alluvium.v1.GetLeaderRequest\x1a\x1e.alluvium.v1.GetLeaderResponse2\x80\x02\n" +
+	"\tGetLeader\x12\x1d.alluvium.v1.GetLeaderRequest\x1a\x1e.alluvium.v1.GetLeaderResponse\x12_\n" +
+	"\x10WatchCompletions\x12$.alluvium.v1.WatchCompletionsRequest\x1a%.alluvium.v1.WatchCompletionsResponse2\x80\x02\n" +
 	"\x0fEmbeddedJournal\x12D\n" +
 	"\aAddPeer\x12\x1b.alluvium.v1.AddPeerRequest\x1a\x1c.alluvium.v1.AddPeerResponse\x12M\n" +
 	"\n" +
@@ -4325,7 +4552,7 @@ func file_fsmaster_proto_rawDescGZIP() []byte {
 }
 
 var file_fsmaster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
+var file_fsmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
 var file_fsmaster_proto_goTypes = []any{
 	(WorkerCommand_Type)(0),              // 0: alluvium.v1.WorkerCommand.Type
 	(*CreateDirectoryRequest)(nil),       // 1: alluvium.v1.CreateDirectoryRequest
@@ -4391,136 +4618,142 @@ var file_fsmaster_proto_goTypes = []any{
 	(*CheckAccessResponse)(nil),          // 61: alluvium.v1.CheckAccessResponse
 	(*AuthorizeBlockAccessRequest)(nil),  // 62: alluvium.v1.AuthorizeBlockAccessRequest
 	(*AuthorizeBlockAccessResponse)(nil), // 63: alluvium.v1.AuthorizeBlockAccessResponse
-	nil,                                  // 64: alluvium.v1.CreateDirectoryRequest.XattrsEntry
-	nil,                                  // 65: alluvium.v1.CreateFileRequest.XattrsEntry
-	nil,                                  // 66: alluvium.v1.CompleteFileRequest.XattrsEntry
-	nil,                                  // 67: alluvium.v1.SetAttributeRequest.XattrsEntry
-	nil,                                  // 68: alluvium.v1.MountRequest.OptionsEntry
-	(WriteType)(0),                       // 69: alluvium.v1.WriteType
-	(*FileInfo)(nil),                     // 70: alluvium.v1.FileInfo
-	(LoadMetadataType)(0),                // 71: alluvium.v1.LoadMetadataType
-	(PersistenceState)(0),                // 72: alluvium.v1.PersistenceState
-	(*MountPointInfo)(nil),               // 73: alluvium.v1.MountPointInfo
-	(*TierUsage)(nil),                    // 74: alluvium.v1.TierUsage
-	(*WorkerNetAddress)(nil),             // 75: alluvium.v1.WorkerNetAddress
-	(*WorkerInfo)(nil),                   // 76: alluvium.v1.WorkerInfo
-	(*BlockInfo)(nil),                    // 77: alluvium.v1.BlockInfo
-	(*GetLeaderRequest)(nil),             // 78: alluvium.v1.GetLeaderRequest
-	(*AddPeerRequest)(nil),               // 79: alluvium.v1.AddPeerRequest
-	(*RemovePeerRequest)(nil),            // 80: alluvium.v1.RemovePeerRequest
-	(*GetLeaderResponse)(nil),            // 81: alluvium.v1.GetLeaderResponse
-	(*AddPeerResponse)(nil),              // 82: alluvium.v1.AddPeerResponse
-	(*RemovePeerResponse)(nil),           // 83: alluvium.v1.RemovePeerResponse
+	(*CompletionEvent)(nil),              // 64: alluvium.v1.CompletionEvent
+	(*WatchCompletionsRequest)(nil),      // 65: alluvium.v1.WatchCompletionsRequest
+	(*WatchCompletionsResponse)(nil),     // 66: alluvium.v1.WatchCompletionsResponse
+	nil,                                  // 67: alluvium.v1.CreateDirectoryRequest.XattrsEntry
+	nil,                                  // 68: alluvium.v1.CreateFileRequest.XattrsEntry
+	nil,                                  // 69: alluvium.v1.CompleteFileRequest.XattrsEntry
+	nil,                                  // 70: alluvium.v1.SetAttributeRequest.XattrsEntry
+	nil,                                  // 71: alluvium.v1.MountRequest.OptionsEntry
+	(WriteType)(0),                       // 72: alluvium.v1.WriteType
+	(*FileInfo)(nil),                     // 73: alluvium.v1.FileInfo
+	(LoadMetadataType)(0),                // 74: alluvium.v1.LoadMetadataType
+	(PersistenceState)(0),                // 75: alluvium.v1.PersistenceState
+	(*MountPointInfo)(nil),               // 76: alluvium.v1.MountPointInfo
+	(*TierUsage)(nil),                    // 77: alluvium.v1.TierUsage
+	(*WorkerNetAddress)(nil),             // 78: alluvium.v1.WorkerNetAddress
+	(*WorkerInfo)(nil),                   // 79: alluvium.v1.WorkerInfo
+	(*BlockInfo)(nil),                    // 80: alluvium.v1.BlockInfo
+	(*GetLeaderRequest)(nil),             // 81: alluvium.v1.GetLeaderRequest
+	(*AddPeerRequest)(nil),               // 82: alluvium.v1.AddPeerRequest
+	(*RemovePeerRequest)(nil),            // 83: alluvium.v1.RemovePeerRequest
+	(*GetLeaderResponse)(nil),            // 84: alluvium.v1.GetLeaderResponse
+	(*AddPeerResponse)(nil),              // 85: alluvium.v1.AddPeerResponse
+	(*RemovePeerResponse)(nil),           // 86: alluvium.v1.RemovePeerResponse
 }
 var file_fsmaster_proto_depIdxs = []int32{
-	69, // 0: alluvium.v1.CreateDirectoryRequest.write_type:type_name -> alluvium.v1.WriteType
-	64, // 1: alluvium.v1.CreateDirectoryRequest.xattrs:type_name -> alluvium.v1.CreateDirectoryRequest.XattrsEntry
-	70, // 2: alluvium.v1.CreateDirectoryResponse.info:type_name -> alluvium.v1.FileInfo
-	69, // 3: alluvium.v1.CreateFileRequest.write_type:type_name -> alluvium.v1.WriteType
-	65, // 4: alluvium.v1.CreateFileRequest.xattrs:type_name -> alluvium.v1.CreateFileRequest.XattrsEntry
-	70, // 5: alluvium.v1.CreateFileResponse.info:type_name -> alluvium.v1.FileInfo
+	72, // 0: alluvium.v1.CreateDirectoryRequest.write_type:type_name -> alluvium.v1.WriteType
+	67, // 1: alluvium.v1.CreateDirectoryRequest.xattrs:type_name -> alluvium.v1.CreateDirectoryRequest.XattrsEntry
+	73, // 2: alluvium.v1.CreateDirectoryResponse.info:type_name -> alluvium.v1.FileInfo
+	72, // 3: alluvium.v1.CreateFileRequest.write_type:type_name -> alluvium.v1.WriteType
+	68, // 4: alluvium.v1.CreateFileRequest.xattrs:type_name -> alluvium.v1.CreateFileRequest.XattrsEntry
+	73, // 5: alluvium.v1.CreateFileResponse.info:type_name -> alluvium.v1.FileInfo
 	3,  // 6: alluvium.v1.CreateFilesRequest.files:type_name -> alluvium.v1.CreateFileRequest
-	70, // 7: alluvium.v1.CreateFileResult.info:type_name -> alluvium.v1.FileInfo
+	73, // 7: alluvium.v1.CreateFileResult.info:type_name -> alluvium.v1.FileInfo
 	6,  // 8: alluvium.v1.CreateFilesResponse.results:type_name -> alluvium.v1.CreateFileResult
-	66, // 9: alluvium.v1.CompleteFileRequest.xattrs:type_name -> alluvium.v1.CompleteFileRequest.XattrsEntry
+	69, // 9: alluvium.v1.CompleteFileRequest.xattrs:type_name -> alluvium.v1.CompleteFileRequest.XattrsEntry
 	9,  // 10: alluvium.v1.CompleteFileRequest.parts:type_name -> alluvium.v1.UploadPartRef
 	14, // 11: alluvium.v1.CommitUploadPartResponse.part:type_name -> alluvium.v1.UploadPart
-	70, // 12: alluvium.v1.ListUploadPartsResponse.upload:type_name -> alluvium.v1.FileInfo
+	73, // 12: alluvium.v1.ListUploadPartsResponse.upload:type_name -> alluvium.v1.FileInfo
 	14, // 13: alluvium.v1.ListUploadPartsResponse.parts:type_name -> alluvium.v1.UploadPart
-	70, // 14: alluvium.v1.ListUploadsResponse.uploads:type_name -> alluvium.v1.FileInfo
-	70, // 15: alluvium.v1.CompleteFileResponse.info:type_name -> alluvium.v1.FileInfo
-	71, // 16: alluvium.v1.GetStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
-	70, // 17: alluvium.v1.GetStatusResponse.info:type_name -> alluvium.v1.FileInfo
-	71, // 18: alluvium.v1.ListStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
-	70, // 19: alluvium.v1.ListStatusResponse.infos:type_name -> alluvium.v1.FileInfo
-	70, // 20: alluvium.v1.RenameResponse.info:type_name -> alluvium.v1.FileInfo
-	72, // 21: alluvium.v1.SetAttributeRequest.persistence_state:type_name -> alluvium.v1.PersistenceState
-	67, // 22: alluvium.v1.SetAttributeRequest.xattrs:type_name -> alluvium.v1.SetAttributeRequest.XattrsEntry
-	70, // 23: alluvium.v1.SetAttributeResponse.info:type_name -> alluvium.v1.FileInfo
-	68, // 24: alluvium.v1.MountRequest.options:type_name -> alluvium.v1.MountRequest.OptionsEntry
-	73, // 25: alluvium.v1.MountResponse.mount:type_name -> alluvium.v1.MountPointInfo
-	73, // 26: alluvium.v1.GetMountTableResponse.mounts:type_name -> alluvium.v1.MountPointInfo
-	74, // 27: alluvium.v1.GetMasterInfoResponse.capacity:type_name -> alluvium.v1.TierUsage
-	75, // 28: alluvium.v1.RegisterWorkerRequest.address:type_name -> alluvium.v1.WorkerNetAddress
-	74, // 29: alluvium.v1.RegisterWorkerRequest.tiers:type_name -> alluvium.v1.TierUsage
+	73, // 14: alluvium.v1.ListUploadsResponse.uploads:type_name -> alluvium.v1.FileInfo
+	73, // 15: alluvium.v1.CompleteFileResponse.info:type_name -> alluvium.v1.FileInfo
+	74, // 16: alluvium.v1.GetStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
+	73, // 17: alluvium.v1.GetStatusResponse.info:type_name -> alluvium.v1.FileInfo
+	74, // 18: alluvium.v1.ListStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
+	73, // 19: alluvium.v1.ListStatusResponse.infos:type_name -> alluvium.v1.FileInfo
+	73, // 20: alluvium.v1.RenameResponse.info:type_name -> alluvium.v1.FileInfo
+	75, // 21: alluvium.v1.SetAttributeRequest.persistence_state:type_name -> alluvium.v1.PersistenceState
+	70, // 22: alluvium.v1.SetAttributeRequest.xattrs:type_name -> alluvium.v1.SetAttributeRequest.XattrsEntry
+	73, // 23: alluvium.v1.SetAttributeResponse.info:type_name -> alluvium.v1.FileInfo
+	71, // 24: alluvium.v1.MountRequest.options:type_name -> alluvium.v1.MountRequest.OptionsEntry
+	76, // 25: alluvium.v1.MountResponse.mount:type_name -> alluvium.v1.MountPointInfo
+	76, // 26: alluvium.v1.GetMountTableResponse.mounts:type_name -> alluvium.v1.MountPointInfo
+	77, // 27: alluvium.v1.GetMasterInfoResponse.capacity:type_name -> alluvium.v1.TierUsage
+	78, // 28: alluvium.v1.RegisterWorkerRequest.address:type_name -> alluvium.v1.WorkerNetAddress
+	77, // 29: alluvium.v1.RegisterWorkerRequest.tiers:type_name -> alluvium.v1.TierUsage
 	44, // 30: alluvium.v1.RegisterWorkerRequest.blocks:type_name -> alluvium.v1.BlockReport
-	74, // 31: alluvium.v1.WorkerHeartbeatRequest.tiers:type_name -> alluvium.v1.TierUsage
+	77, // 31: alluvium.v1.WorkerHeartbeatRequest.tiers:type_name -> alluvium.v1.TierUsage
 	44, // 32: alluvium.v1.WorkerHeartbeatRequest.added_blocks:type_name -> alluvium.v1.BlockReport
 	0,  // 33: alluvium.v1.WorkerCommand.type:type_name -> alluvium.v1.WorkerCommand.Type
 	48, // 34: alluvium.v1.WorkerHeartbeatResponse.commands:type_name -> alluvium.v1.WorkerCommand
 	44, // 35: alluvium.v1.CommitBlocksRequest.blocks:type_name -> alluvium.v1.BlockReport
-	76, // 36: alluvium.v1.GetWorkerInfoListResponse.workers:type_name -> alluvium.v1.WorkerInfo
-	77, // 37: alluvium.v1.GetBlockInfoResponse.info:type_name -> alluvium.v1.BlockInfo
-	70, // 38: alluvium.v1.AuthorizeBlockAccessResponse.info:type_name -> alluvium.v1.FileInfo
-	1,  // 39: alluvium.v1.FileSystemMaster.CreateDirectory:input_type -> alluvium.v1.CreateDirectoryRequest
-	3,  // 40: alluvium.v1.FileSystemMaster.CreateFile:input_type -> alluvium.v1.CreateFileRequest
-	8,  // 41: alluvium.v1.FileSystemMaster.CompleteFile:input_type -> alluvium.v1.CompleteFileRequest
-	5,  // 42: alluvium.v1.FileSystemMaster.CreateFiles:input_type -> alluvium.v1.CreateFilesRequest
-	20, // 43: alluvium.v1.FileSystemMaster.GetStatus:input_type -> alluvium.v1.GetStatusRequest
-	22, // 44: alluvium.v1.FileSystemMaster.ListStatus:input_type -> alluvium.v1.ListStatusRequest
-	24, // 45: alluvium.v1.FileSystemMaster.Delete:input_type -> alluvium.v1.DeleteRequest
-	26, // 46: alluvium.v1.FileSystemMaster.Rename:input_type -> alluvium.v1.RenameRequest
-	28, // 47: alluvium.v1.FileSystemMaster.SetAttribute:input_type -> alluvium.v1.SetAttributeRequest
-	30, // 48: alluvium.v1.FileSystemMaster.Mount:input_type -> alluvium.v1.MountRequest
-	32, // 49: alluvium.v1.FileSystemMaster.Unmount:input_type -> alluvium.v1.UnmountRequest
-	34, // 50: alluvium.v1.FileSystemMaster.GetMountTable:input_type -> alluvium.v1.GetMountTableRequest
-	36, // 51: alluvium.v1.FileSystemMaster.Free:input_type -> alluvium.v1.FreeRequest
-	38, // 52: alluvium.v1.FileSystemMaster.GetMasterInfo:input_type -> alluvium.v1.GetMasterInfoRequest
-	42, // 53: alluvium.v1.FileSystemMaster.Checkpoint:input_type -> alluvium.v1.CheckpointRequest
-	60, // 54: alluvium.v1.FileSystemMaster.CheckAccess:input_type -> alluvium.v1.CheckAccessRequest
-	10, // 55: alluvium.v1.FileSystemMaster.AllocateUploadBlocks:input_type -> alluvium.v1.AllocateUploadBlocksRequest
-	12, // 56: alluvium.v1.FileSystemMaster.CommitUploadPart:input_type -> alluvium.v1.CommitUploadPartRequest
-	15, // 57: alluvium.v1.FileSystemMaster.ListUploadParts:input_type -> alluvium.v1.ListUploadPartsRequest
-	17, // 58: alluvium.v1.FileSystemMaster.ListUploads:input_type -> alluvium.v1.ListUploadsRequest
-	78, // 59: alluvium.v1.FileSystemMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
-	79, // 60: alluvium.v1.EmbeddedJournal.AddPeer:input_type -> alluvium.v1.AddPeerRequest
-	80, // 61: alluvium.v1.EmbeddedJournal.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
-	40, // 62: alluvium.v1.EmbeddedJournal.GetCheckpoint:input_type -> alluvium.v1.GetCheckpointRequest
-	45, // 63: alluvium.v1.BlockMaster.RegisterWorker:input_type -> alluvium.v1.RegisterWorkerRequest
-	47, // 64: alluvium.v1.BlockMaster.WorkerHeartbeat:input_type -> alluvium.v1.WorkerHeartbeatRequest
-	52, // 65: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
-	54, // 66: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
-	56, // 67: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
-	58, // 68: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
-	62, // 69: alluvium.v1.BlockMaster.AuthorizeBlockAccess:input_type -> alluvium.v1.AuthorizeBlockAccessRequest
-	50, // 70: alluvium.v1.BlockMaster.WorkerLost:input_type -> alluvium.v1.WorkerLostRequest
-	2,  // 71: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
-	4,  // 72: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
-	19, // 73: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
-	7,  // 74: alluvium.v1.FileSystemMaster.CreateFiles:output_type -> alluvium.v1.CreateFilesResponse
-	21, // 75: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
-	23, // 76: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
-	25, // 77: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
-	27, // 78: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
-	29, // 79: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
-	31, // 80: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
-	33, // 81: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
-	35, // 82: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
-	37, // 83: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
-	39, // 84: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
-	43, // 85: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
-	61, // 86: alluvium.v1.FileSystemMaster.CheckAccess:output_type -> alluvium.v1.CheckAccessResponse
-	11, // 87: alluvium.v1.FileSystemMaster.AllocateUploadBlocks:output_type -> alluvium.v1.AllocateUploadBlocksResponse
-	13, // 88: alluvium.v1.FileSystemMaster.CommitUploadPart:output_type -> alluvium.v1.CommitUploadPartResponse
-	16, // 89: alluvium.v1.FileSystemMaster.ListUploadParts:output_type -> alluvium.v1.ListUploadPartsResponse
-	18, // 90: alluvium.v1.FileSystemMaster.ListUploads:output_type -> alluvium.v1.ListUploadsResponse
-	81, // 91: alluvium.v1.FileSystemMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
-	82, // 92: alluvium.v1.EmbeddedJournal.AddPeer:output_type -> alluvium.v1.AddPeerResponse
-	83, // 93: alluvium.v1.EmbeddedJournal.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
-	41, // 94: alluvium.v1.EmbeddedJournal.GetCheckpoint:output_type -> alluvium.v1.GetCheckpointResponse
-	46, // 95: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
-	49, // 96: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
-	53, // 97: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
-	55, // 98: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
-	57, // 99: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
-	59, // 100: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
-	63, // 101: alluvium.v1.BlockMaster.AuthorizeBlockAccess:output_type -> alluvium.v1.AuthorizeBlockAccessResponse
-	51, // 102: alluvium.v1.BlockMaster.WorkerLost:output_type -> alluvium.v1.WorkerLostResponse
-	71, // [71:103] is the sub-list for method output_type
-	39, // [39:71] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	79, // 36: alluvium.v1.GetWorkerInfoListResponse.workers:type_name -> alluvium.v1.WorkerInfo
+	80, // 37: alluvium.v1.GetBlockInfoResponse.info:type_name -> alluvium.v1.BlockInfo
+	73, // 38: alluvium.v1.AuthorizeBlockAccessResponse.info:type_name -> alluvium.v1.FileInfo
+	64, // 39: alluvium.v1.WatchCompletionsResponse.events:type_name -> alluvium.v1.CompletionEvent
+	1,  // 40: alluvium.v1.FileSystemMaster.CreateDirectory:input_type -> alluvium.v1.CreateDirectoryRequest
+	3,  // 41: alluvium.v1.FileSystemMaster.CreateFile:input_type -> alluvium.v1.CreateFileRequest
+	8,  // 42: alluvium.v1.FileSystemMaster.CompleteFile:input_type -> alluvium.v1.CompleteFileRequest
+	5,  // 43: alluvium.v1.FileSystemMaster.CreateFiles:input_type -> alluvium.v1.CreateFilesRequest
+	20, // 44: alluvium.v1.FileSystemMaster.GetStatus:input_type -> alluvium.v1.GetStatusRequest
+	22, // 45: alluvium.v1.FileSystemMaster.ListStatus:input_type -> alluvium.v1.ListStatusRequest
+	24, // 46: alluvium.v1.FileSystemMaster.Delete:input_type -> alluvium.v1.DeleteRequest
+	26, // 47: alluvium.v1.FileSystemMaster.Rename:input_type -> alluvium.v1.RenameRequest
+	28, // 48: alluvium.v1.FileSystemMaster.SetAttribute:input_type -> alluvium.v1.SetAttributeRequest
+	30, // 49: alluvium.v1.FileSystemMaster.Mount:input_type -> alluvium.v1.MountRequest
+	32, // 50: alluvium.v1.FileSystemMaster.Unmount:input_type -> alluvium.v1.UnmountRequest
+	34, // 51: alluvium.v1.FileSystemMaster.GetMountTable:input_type -> alluvium.v1.GetMountTableRequest
+	36, // 52: alluvium.v1.FileSystemMaster.Free:input_type -> alluvium.v1.FreeRequest
+	38, // 53: alluvium.v1.FileSystemMaster.GetMasterInfo:input_type -> alluvium.v1.GetMasterInfoRequest
+	42, // 54: alluvium.v1.FileSystemMaster.Checkpoint:input_type -> alluvium.v1.CheckpointRequest
+	60, // 55: alluvium.v1.FileSystemMaster.CheckAccess:input_type -> alluvium.v1.CheckAccessRequest
+	10, // 56: alluvium.v1.FileSystemMaster.AllocateUploadBlocks:input_type -> alluvium.v1.AllocateUploadBlocksRequest
+	12, // 57: alluvium.v1.FileSystemMaster.CommitUploadPart:input_type -> alluvium.v1.CommitUploadPartRequest
+	15, // 58: alluvium.v1.FileSystemMaster.ListUploadParts:input_type -> alluvium.v1.ListUploadPartsRequest
+	17, // 59: alluvium.v1.FileSystemMaster.ListUploads:input_type -> alluvium.v1.ListUploadsRequest
+	81, // 60: alluvium.v1.FileSystemMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
+	65, // 61: alluvium.v1.FileSystemMaster.WatchCompletions:input_type -> alluvium.v1.WatchCompletionsRequest
+	82, // 62: alluvium.v1.EmbeddedJournal.AddPeer:input_type -> alluvium.v1.AddPeerRequest
+	83, // 63: alluvium.v1.EmbeddedJournal.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
+	40, // 64: alluvium.v1.EmbeddedJournal.GetCheckpoint:input_type -> alluvium.v1.GetCheckpointRequest
+	45, // 65: alluvium.v1.BlockMaster.RegisterWorker:input_type -> alluvium.v1.RegisterWorkerRequest
+	47, // 66: alluvium.v1.BlockMaster.WorkerHeartbeat:input_type -> alluvium.v1.WorkerHeartbeatRequest
+	52, // 67: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
+	54, // 68: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
+	56, // 69: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
+	58, // 70: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
+	62, // 71: alluvium.v1.BlockMaster.AuthorizeBlockAccess:input_type -> alluvium.v1.AuthorizeBlockAccessRequest
+	50, // 72: alluvium.v1.BlockMaster.WorkerLost:input_type -> alluvium.v1.WorkerLostRequest
+	2,  // 73: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
+	4,  // 74: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
+	19, // 75: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
+	7,  // 76: alluvium.v1.FileSystemMaster.CreateFiles:output_type -> alluvium.v1.CreateFilesResponse
+	21, // 77: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
+	23, // 78: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
+	25, // 79: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
+	27, // 80: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
+	29, // 81: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
+	31, // 82: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
+	33, // 83: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
+	35, // 84: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
+	37, // 85: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
+	39, // 86: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
+	43, // 87: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
+	61, // 88: alluvium.v1.FileSystemMaster.CheckAccess:output_type -> alluvium.v1.CheckAccessResponse
+	11, // 89: alluvium.v1.FileSystemMaster.AllocateUploadBlocks:output_type -> alluvium.v1.AllocateUploadBlocksResponse
+	13, // 90: alluvium.v1.FileSystemMaster.CommitUploadPart:output_type -> alluvium.v1.CommitUploadPartResponse
+	16, // 91: alluvium.v1.FileSystemMaster.ListUploadParts:output_type -> alluvium.v1.ListUploadPartsResponse
+	18, // 92: alluvium.v1.FileSystemMaster.ListUploads:output_type -> alluvium.v1.ListUploadsResponse
+	84, // 93: alluvium.v1.FileSystemMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	66, // 94: alluvium.v1.FileSystemMaster.WatchCompletions:output_type -> alluvium.v1.WatchCompletionsResponse
+	85, // 95: alluvium.v1.EmbeddedJournal.AddPeer:output_type -> alluvium.v1.AddPeerResponse
+	86, // 96: alluvium.v1.EmbeddedJournal.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
+	41, // 97: alluvium.v1.EmbeddedJournal.GetCheckpoint:output_type -> alluvium.v1.GetCheckpointResponse
+	46, // 98: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
+	49, // 99: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
+	53, // 100: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
+	55, // 101: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
+	57, // 102: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
+	59, // 103: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
+	63, // 104: alluvium.v1.BlockMaster.AuthorizeBlockAccess:output_type -> alluvium.v1.AuthorizeBlockAccessResponse
+	51, // 105: alluvium.v1.BlockMaster.WorkerLost:output_type -> alluvium.v1.WorkerLostResponse
+	73, // [73:106] is the sub-list for method output_type
+	40, // [40:73] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_fsmaster_proto_init() }
@@ -4537,7 +4770,7 @@ func file_fsmaster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsmaster_proto_rawDesc), len(file_fsmaster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   68,
+			NumMessages:   71,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

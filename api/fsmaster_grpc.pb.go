@@ -40,6 +40,7 @@ const (
 	FileSystemMaster_ListUploadParts_FullMethodName      = "/alluvium.v1.FileSystemMaster/ListUploadParts"
 	FileSystemMaster_ListUploads_FullMethodName          = "/alluvium.v1.FileSystemMaster/ListUploads"
 	FileSystemMaster_GetLeader_FullMethodName            = "/alluvium.v1.FileSystemMaster/GetLeader"
+	FileSystemMaster_WatchCompletions_FullMethodName     = "/alluvium.v1.FileSystemMaster/WatchCompletions"
 )
 
 // FileSystemMasterClient is the client API for FileSystemMaster service.
@@ -91,6 +92,17 @@ type FileSystemMasterClient interface {
 	// client may send it again to the leader whatever it was. See
 	// internal/client.
 	GetLeader(ctx context.Context, in *GetLeaderRequest, opts ...grpc.CallOption) (*GetLeaderResponse, error)
+	// WatchCompletions is the completion feed: the files completed (written
+	// through Alluvium and sealed) at or below path, in journal order, after
+	// the cursor after — each event's sequence is the journal entry that
+	// completed it, so a cursor is a journal sequence and survives restarts
+	// and failovers of the FS masters (only committed entries are served).
+	// It answers at once when there are events, else waits up to wait_ms
+	// for the first (a long poll). A cursor older than the completions the
+	// master keeps is refused with OutOfRange and reason
+	// COMPLETIONS_EXPIRED (oldest in the message: rescan, then resume from
+	// there); events are filtered to paths the caller may search.
+	WatchCompletions(ctx context.Context, in *WatchCompletionsRequest, opts ...grpc.CallOption) (*WatchCompletionsResponse, error)
 }
 
 type fileSystemMasterClient struct {
@@ -311,6 +323,16 @@ func (c *fileSystemMasterClient) GetLeader(ctx context.Context, in *GetLeaderReq
 	return out, nil
 }
 
+func (c *fileSystemMasterClient) WatchCompletions(ctx context.Context, in *WatchCompletionsRequest, opts ...grpc.CallOption) (*WatchCompletionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WatchCompletionsResponse)
+	err := c.cc.Invoke(ctx, FileSystemMaster_WatchCompletions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FileSystemMasterServer is the server API for FileSystemMaster service.
 // All implementations must embed UnimplementedFileSystemMasterServer
 // for forward compatibility.
@@ -360,6 +382,17 @@ type FileSystemMasterServer interface {
 	// client may send it again to the leader whatever it was. See
 	// internal/client.
 	GetLeader(context.Context, *GetLeaderRequest) (*GetLeaderResponse, error)
+	// WatchCompletions is the completion feed: the files completed (written
+	// through Alluvium and sealed) at or below path, in journal order, after
+	// the cursor after — each event's sequence is the journal entry that
+	// completed it, so a cursor is a journal sequence and survives restarts
+	// and failovers of the FS masters (only committed entries are served).
+	// It answers at once when there are events, else waits up to wait_ms
+	// for the first (a long poll). A cursor older than the completions the
+	// master keeps is refused with OutOfRange and reason
+	// COMPLETIONS_EXPIRED (oldest in the message: rescan, then resume from
+	// there); events are filtered to paths the caller may search.
+	WatchCompletions(context.Context, *WatchCompletionsRequest) (*WatchCompletionsResponse, error)
 	mustEmbedUnimplementedFileSystemMasterServer()
 }
 
@@ -432,6 +465,9 @@ func (UnimplementedFileSystemMasterServer) ListUploads(context.Context, *ListUpl
 }
 func (UnimplementedFileSystemMasterServer) GetLeader(context.Context, *GetLeaderRequest) (*GetLeaderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetLeader not implemented")
+}
+func (UnimplementedFileSystemMasterServer) WatchCompletions(context.Context, *WatchCompletionsRequest) (*WatchCompletionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WatchCompletions not implemented")
 }
 func (UnimplementedFileSystemMasterServer) mustEmbedUnimplementedFileSystemMasterServer() {}
 func (UnimplementedFileSystemMasterServer) testEmbeddedByValue()                          {}
@@ -832,6 +868,24 @@ func _FileSystemMaster_GetLeader_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FileSystemMaster_WatchCompletions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WatchCompletionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FileSystemMasterServer).WatchCompletions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FileSystemMaster_WatchCompletions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FileSystemMasterServer).WatchCompletions(ctx, req.(*WatchCompletionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FileSystemMaster_ServiceDesc is the grpc.ServiceDesc for FileSystemMaster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -922,6 +976,10 @@ var FileSystemMaster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetLeader",
 			Handler:    _FileSystemMaster_GetLeader_Handler,
+		},
+		{
+			MethodName: "WatchCompletions",
+			Handler:    _FileSystemMaster_WatchCompletions_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -9,4 +9,8 @@ const (
 	// uploads would pass fsmaster.multipart.max-staged-bytes (the code is
 	// ResourceExhausted, as for a full block worker).
 	ReasonStagedBytesExceeded = "STAGED_BYTES_EXCEEDED"
+	// ReasonCompletionsExpired: a WatchCompletions cursor is older than
+	// the completions the FS master keeps (OutOfRange); the consumer must
+	// rescan and resume from the oldest kept.
+	ReasonCompletionsExpired = "COMPLETIONS_EXPIRED"
 )

@@ -265,5 +265,10 @@ func (s *State) Dump() string {
 	for _, a := range addrs {
 		fmt.Fprintf(&b, "worker %s id=%d\n", a, s.workerIDs[a])
 	}
+	fmt.Fprintf(&b, "completions after %d: %d\n", s.done.floor, s.done.len())
+	for i := range s.done.len() {
+		e := s.done.at(i)
+		fmt.Fprintf(&b, "completion %d %s id=%d len=%d time=%d\n", e.seq, e.path, e.id, e.length, e.timeMs)
+	}
 	return b.String()
 }

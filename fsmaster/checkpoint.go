@@ -22,6 +22,8 @@ import (
 //	         (format 1, still read)
 //	mounts:  alluvium path → MountPointInfo
 //	workers: host:port → worker id (8-byte BE)
+//	completions: sequence (8-byte BE) → CompletionEvent, the completion
+//	         feed's recent events (completions.go)
 //
 // Writing inodes in walk order gives bbolt sequential keys (fast appends)
 // and lets the loader link every inode to its parent in one pass.
@@ -104,7 +106,7 @@ func (s *State) writeCheckpoint(tx *bolt.Tx, format uint64) error {
 			return err
 		}
 	}
-	return nil
+	return s.writeCompletions(tx)
 }
 
 // DecodeInodeRecord decodes one format-1 checkpoint inode record and checks
@@ -209,6 +211,9 @@ func LoadCheckpoint(tx *bolt.Tx) (*State, error) {
 		if err != nil {
 			return nil, err
 		}
+	}
+	if err := s.loadCompletions(tx); err != nil {
+		return nil, err
 	}
 	// Apply bumped the counters past every id seen; the stored counters also
 	// remember ids of inodes deleted before the checkpoint. Keep the larger.

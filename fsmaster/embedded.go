@@ -360,6 +360,7 @@ func (e *embedded) revoke(ls *leaderState, rebuild bool) {
 		e.fsm.mu.Unlock()
 	}
 	ns.mu.Unlock()
+	ns.feed.kick() // long polls answer: not leading
 	ls.cancel()
 	ls.wg.Wait()
 	m.log.Info("FS master is no longer the leader")
@@ -579,6 +580,7 @@ func (e *embedded) leaveLead() {
 	e.m.ns.mu.Lock()
 	e.m.ns.standby = &notLeaderError{msg: "this FS master is stopping"}
 	e.m.ns.mu.Unlock()
+	e.m.ns.feed.kick() // long polls answer: not leading
 }
 
 // embeddedOnly returns the embedded part, or an error for op naming the

@@ -254,6 +254,11 @@ func (s *server) GetBlockInfo(ctx context.Context, r *api.GetBlockInfoRequest) (
 
 // GetLeader answers who leads. A single master (fsmaster.journal.type
 // local) is always its own leader; its id is its advertised rpc address.
+func (s *server) WatchCompletions(ctx context.Context, r *api.WatchCompletionsRequest) (*api.WatchCompletionsResponse, error) {
+	s.m.ns.op("watch_completions")
+	return s.m.ns.WatchCompletions(ctx, r)
+}
+
 func (s *server) GetLeader(ctx context.Context, r *api.GetLeaderRequest) (*api.GetLeaderResponse, error) {
 	return s.m.leaderInfo(), nil
 }

@@ -75,6 +75,10 @@ type namespace struct {
 
 	gate *gate // bounds expensive calls; nil: no bound
 
+	// feed serves the completion feed: the journal's durable watermark
+	// and the long polls waiting on it (completions.go).
+	feed *feed
+
 	superGroups []string // the system identity's groups: {cfg.group}
 }
 
@@ -98,7 +102,7 @@ func newNamespace(st *State, j appender, cfg nsConfig, blocks *blockMap, log *za
 		blocks = newBlockMap(time.Now)
 	}
 	ns := &namespace{st: st, j: j, cfg: cfg, log: log, blocks: blocks, now: time.Now, ufs: map[int64]ufs.FileSystem{},
-		superGroups: []string{cfg.group}}
+		superGroups: []string{cfg.group}, feed: newFeed(st.lastSeq)}
 	blocks.keep = ns.keepBlock
 	return ns
 }
@@ -142,6 +146,9 @@ func (t *txn) add(e *api.JournalEntry) error {
 		return status.Errorf(codes.Internal, "internal error: %v", err)
 	}
 	w := t.ns.j.Append(e)
+	if _, ok := e.GetBody().(*api.JournalEntry_CompleteFile); ok {
+		t.ns.st.done.stamp(e.GetSequence())
+	}
 	t.ns.st.lastSeq = e.GetSequence()
 	t.ns.last = w
 	t.last = w

@@ -92,6 +92,13 @@ func (f *raftFSM) Apply(l *raft.Log) any {
 	return nil
 }
 
+// setCommitted records the last committed journal sequence, which is
+// also the completion feed's durable watermark. Call with f.mu held.
+func (f *raftFSM) setCommitted(seq int64) {
+	f.committedSeq = seq
+	f.ns.feed.reset(seq)
+}
+
 func (f *raftFSM) setApplied(i uint64) {
 	f.applied = i
 	f.appliedIdx.Store(i)
@@ -116,7 +123,7 @@ func (f *raftFSM) applyBatch(l *raft.Log) any {
 				zap.Uint64("index", l.Index), zap.Int64("first", b.first()), zap.Int64("committed", f.committedSeq))
 			return errBatchGap
 		}
-		f.committedSeq = b.last()
+		f.setCommitted(b.last())
 		f.commitCond.Broadcast()
 		return nil
 	}
@@ -144,7 +151,7 @@ func (f *raftFSM) applyBatch(l *raft.Log) any {
 			zap.Uint64("index", l.Index), zap.Int64("first", b.first()), zap.Int64("last", f.ns.st.lastSeq))
 		return errBatchGap
 	}
-	f.committedSeq = f.ns.st.lastSeq
+	f.setCommitted(f.ns.st.lastSeq)
 	f.commitCond.Broadcast()
 	return nil
 }
@@ -196,7 +203,7 @@ func (f *raftFSM) rebuildLocked() error {
 	}
 	dropped := f.ns.st.lastSeq - st.lastSeq
 	f.ns.st = st
-	f.committedSeq = st.lastSeq
+	f.setCommitted(st.lastSeq)
 	f.dirty = false
 	f.rebuilds.Add(1)
 	f.log.Warn("state rebuilt from raft: changes the group did not commit are gone",
@@ -386,7 +393,7 @@ func (f *raftFSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.ns.st = snap.st
 	f.setApplied(snap.hdr.GetIndex())
-	f.committedSeq = snap.st.lastSeq
+	f.setCommitted(snap.st.lastSeq)
 	f.dirty = false
 	f.peers = map[string]*api.SetPeerCommand{}
 	for _, p := range snap.hdr.GetPeers() {

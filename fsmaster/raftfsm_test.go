@@ -41,7 +41,7 @@ func TestRebuildWhileRaftCompacts(t *testing.T) {
 	snaps := raft.NewInmemSnapshotStore()
 	logs := &compactingLogs{LogStore: store, done: true} // armed below
 	f := &raftFSM{log: zap.NewNop(), logs: logs, snaps: snaps, dir: dir, peers: map[string]*api.SetPeerCommand{}}
-	f.ns = &namespace{st: NewState()}
+	f.ns = &namespace{st: NewState(), feed: newFeed(0)}
 
 	// Index 1: the root, its mount and /d (sequences 1-3); index k > 1:
 	// the directory /d<k> (sequence k+2).

@@ -204,7 +204,9 @@ func (m *Master) Start(ctx context.Context) error {
 		return err
 	}
 	jc := m.cfg.FSMaster.Journal
-	j, err := journal.Open(journal.Options{Dir: m.dir, SegmentEntries: jc.SegmentEntries, MaxBatch: jc.MaxBatchEntries, MaxLinger: jc.MaxLinger, Logger: m.log})
+	fd := newFeed(0)
+	j, err := journal.Open(journal.Options{Dir: m.dir, SegmentEntries: jc.SegmentEntries, MaxBatch: jc.MaxBatchEntries, MaxLinger: jc.MaxLinger, Logger: m.log,
+		OnDurable: fd.advance})
 	if err != nil {
 		return fmt.Errorf("fsmaster: %w", err)
 	}
@@ -234,6 +236,8 @@ func (m *Master) Start(ctx context.Context) error {
 	m.log.Info("journal replayed", zap.Int("entries", replayed), zap.Int64("sequence", st.lastSeq),
 		zap.Int("inodes", st.InodeCount()), zap.Duration("took", time.Since(t0)))
 	m.ns = newNamespace(st, journalAdapter{j}, ncfg, m.newBlockMap(), m.log)
+	fd.reset(st.lastSeq) // everything replayed is durable
+	m.ns.feed = fd
 	m.ns.gate = newGate(m.cfg.FSMaster.MaxExpensiveCalls, m.cfg.FSMaster.ExpensiveCallWait)
 	m.ns.onFail = m.journalFailed
 	m.ns.onToBePersist = m.toBePersisted
@@ -401,6 +405,9 @@ func (m *Master) Stop(ctx context.Context) error {
 		if m.emb != nil {
 			// Leave the lead first: the leader's loops stop, writes fail.
 			m.emb.leaveLead()
+		}
+		if m.ns != nil {
+			m.ns.feed.close() // long polls end now
 		}
 		if m.grpc != nil {
 			done := make(chan struct{})

@@ -35,6 +35,8 @@ type State struct {
 	// overwrite.go). Few at any time; membership here is what makes an
 	// inode one.
 	asides map[int64]*inode
+	// done is the completion feed's recent events (completions.go).
+	done completions
 	// lastParent is the parent of the checkpoint record loaded last
 	// (loading only).
 	lastParent *inode
@@ -597,6 +599,7 @@ func (s *State) applyCompleteFile(e *api.JournalEntry, c *api.CompleteFileEntry)
 		persistAncestors(n)
 	}
 	s.setXattrs(n, c.GetXattrs())
+	s.recordCompletion(e, n)
 	return nil
 }
 

@@ -39,6 +39,9 @@ type Options struct {
 	// A lone caller never waits.
 	MaxLinger time.Duration
 	Logger    *zap.Logger
+	// OnDurable, if set, hears the last sequence of each commit once it is
+	// durable (from the writer goroutine: it must not block).
+	OnDurable func(last int64)
 }
 
 // DefaultMaxLinger is about two fsyncs of a fast disk: long enough for
@@ -587,6 +590,9 @@ func (j *Journal) commit(batch []*Pending, queued *int) error {
 	j.open.last = last
 	j.segMu.Unlock()
 	j.lastDurable.Store(last)
+	if j.opts.OnDurable != nil {
+		j.opts.OnDurable(last)
+	}
 	j.entries.Add(int64(len(batch)))
 	j.batches.Add(1)
 	if n := int64(len(batch)); n > j.maxBatch.Load() {

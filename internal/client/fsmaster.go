@@ -48,15 +48,16 @@ func (m *FSMaster) Member(addr string) (api.FileSystemMasterClient, api.Embedded
 // is harmless. Others are resent after a connection failure only when the
 // caller marks the call (Idempotent).
 var fsReads = map[string]bool{
-	api.FileSystemMaster_GetStatus_FullMethodName:       true,
-	api.FileSystemMaster_ListStatus_FullMethodName:      true,
-	api.FileSystemMaster_GetMountTable_FullMethodName:   true,
-	api.FileSystemMaster_GetMasterInfo_FullMethodName:   true,
-	api.FileSystemMaster_CheckAccess_FullMethodName:     true,
-	api.FileSystemMaster_GetLeader_FullMethodName:       true,
-	api.BlockMaster_GetWorkerInfoList_FullMethodName:    true,
-	api.BlockMaster_GetBlockInfo_FullMethodName:         true,
-	api.BlockMaster_AuthorizeBlockAccess_FullMethodName: true,
+	api.FileSystemMaster_GetStatus_FullMethodName:        true,
+	api.FileSystemMaster_ListStatus_FullMethodName:       true,
+	api.FileSystemMaster_GetMountTable_FullMethodName:    true,
+	api.FileSystemMaster_GetMasterInfo_FullMethodName:    true,
+	api.FileSystemMaster_CheckAccess_FullMethodName:      true,
+	api.FileSystemMaster_GetLeader_FullMethodName:        true,
+	api.FileSystemMaster_WatchCompletions_FullMethodName: true,
+	api.BlockMaster_GetWorkerInfoList_FullMethodName:     true,
+	api.BlockMaster_GetBlockInfo_FullMethodName:          true,
+	api.BlockMaster_AuthorizeBlockAccess_FullMethodName:  true,
 }
 
 func fsIdempotent(method string) bool { return fsReads[method] }

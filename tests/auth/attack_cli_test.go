@@ -332,6 +332,24 @@ func TestCLIAndSDKAttacker(t *testing.T) {
 			_, _, err := alice.UploadParts(ctx, bobUp.GetPath(), bobUp.GetFileId())
 			return err
 		}}},
+		"Client.WatchCompletions": {
+			{"the completions in bob's dir", denied, func() error {
+				_, err := alice.WatchCompletions(ctx, bobSecDir, 0, sdk.WatchOptions{})
+				return err
+			}},
+			{"the completions under / (bob's dir filtered out)", denied, func() error {
+				cs, err := alice.WatchCompletions(ctx, "/", 0, sdk.WatchOptions{MaxEvents: 10000})
+				if err != nil {
+					return err
+				}
+				for _, e := range cs.Events {
+					if strings.HasPrefix(e.GetPath(), bobSecDir+"/") {
+						return fmt.Errorf("saw %s completed", e.GetPath())
+					}
+				}
+				return errNone
+			}},
+		},
 		"Client.Uploads": {{"bob's uploads", notFound, func() error {
 			ups, err := alice.Uploads(ctx, "/users/bob")
 			if err != nil || len(ups) > 0 {
