@@ -4033,11 +4033,14 @@ func (x *CompletionEvent) GetTimeMs() int64 {
 }
 
 type WatchCompletionsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`                             // completions at or below this path ("": /)
-	After         int64                  `protobuf:"varint,2,opt,name=after,proto3" json:"after,omitempty"`                          // the cursor: events with a sequence after it
-	MaxEvents     int32                  `protobuf:"varint,3,opt,name=max_events,json=maxEvents,proto3" json:"max_events,omitempty"` // 0: 1000; at most 10000
-	WaitMs        int64                  `protobuf:"varint,4,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`          // wait this long for a first event (0: answer at once; at most 60000)
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Path      string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`                             // completions at or below this path ("": /)
+	After     int64                  `protobuf:"varint,2,opt,name=after,proto3" json:"after,omitempty"`                          // the cursor: events with a sequence after it
+	MaxEvents int32                  `protobuf:"varint,3,opt,name=max_events,json=maxEvents,proto3" json:"max_events,omitempty"` // 0: 1000; at most 10000
+	WaitMs    int64                  `protobuf:"varint,4,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`          // wait this long for a first event (0: answer at once; at most 60000)
+	// from_now: no events, the cursor of now (the newest committed
+	// sequence) at once: where a new consumer starts. after is ignored.
+	FromNow       bool `protobuf:"varint,5,opt,name=from_now,json=fromNow,proto3" json:"from_now,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4098,6 +4101,13 @@ func (x *WatchCompletionsRequest) GetWaitMs() int64 {
 		return x.WaitMs
 	}
 	return 0
+}
+
+func (x *WatchCompletionsRequest) GetFromNow() bool {
+	if x != nil {
+		return x.FromNow
+	}
+	return false
 }
 
 type WatchCompletionsResponse struct {
@@ -4486,13 +4496,14 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x17\n" +
 	"\afile_id\x18\x03 \x01(\x03R\x06fileId\x12\x16\n" +
 	"\x06length\x18\x04 \x01(\x03R\x06length\x12\x17\n" +
-	"\atime_ms\x18\x05 \x01(\x03R\x06timeMs\"{\n" +
+	"\atime_ms\x18\x05 \x01(\x03R\x06timeMs\"\x96\x01\n" +
 	"\x17WatchCompletionsRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\x03R\x05after\x12\x1d\n" +
 	"\n" +
 	"max_events\x18\x03 \x01(\x05R\tmaxEvents\x12\x17\n" +
-	"\await_ms\x18\x04 \x01(\x03R\x06waitMs\"\x80\x01\n" +
+	"\await_ms\x18\x04 \x01(\x03R\x06waitMs\x12\x19\n" +
+	"\bfrom_now\x18\x05 \x01(\bR\afromNow\"\x80\x01\n" +
 	"\x18WatchCompletionsResponse\x124\n" +
 	"\x06events\x18\x01 \x03(\v2\x1c.alluvium.v1.CompletionEventR\x06events\x12\x16\n" +
 	"\x06cursor\x18\x02 \x01(\x03R\x06cursor\x12\x16\n" +

@@ -1346,8 +1346,16 @@ type PolicyLaunchCommand struct {
 	FromQueue       bool                     `protobuf:"varint,7,opt,name=from_queue,json=fromQueue,proto3" json:"from_queue,omitempty"`       // LAUNCH of the queued run
 	Missed          int64                    `protobuf:"varint,8,opt,name=missed,proto3" json:"missed,omitempty"`                              // earlier runs due at once that are folded into this one
 	NowMs           int64                    `protobuf:"varint,9,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Event policies: the policy's event_cursor moves from event_from to
+	// event_to in this entry (one whose event_from is not the cursor is
+	// stale), with the run's files (LAUNCH) or the files skipped (SKIP;
+	// skipped_events counts those not listed, e.g. lost to an expired feed).
+	EventFrom     int64          `protobuf:"varint,10,opt,name=event_from,json=eventFrom,proto3" json:"event_from,omitempty"`
+	EventTo       int64          `protobuf:"varint,11,opt,name=event_to,json=eventTo,proto3" json:"event_to,omitempty"`
+	Events        []*PolicyEvent `protobuf:"bytes,12,rep,name=events,proto3" json:"events,omitempty"`
+	SkippedEvents int64          `protobuf:"varint,13,opt,name=skipped_events,json=skippedEvents,proto3" json:"skipped_events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PolicyLaunchCommand) Reset() {
@@ -1439,6 +1447,34 @@ func (x *PolicyLaunchCommand) GetMissed() int64 {
 func (x *PolicyLaunchCommand) GetNowMs() int64 {
 	if x != nil {
 		return x.NowMs
+	}
+	return 0
+}
+
+func (x *PolicyLaunchCommand) GetEventFrom() int64 {
+	if x != nil {
+		return x.EventFrom
+	}
+	return 0
+}
+
+func (x *PolicyLaunchCommand) GetEventTo() int64 {
+	if x != nil {
+		return x.EventTo
+	}
+	return 0
+}
+
+func (x *PolicyLaunchCommand) GetEvents() []*PolicyEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *PolicyLaunchCommand) GetSkippedEvents() int64 {
+	if x != nil {
+		return x.SkippedEvents
 	}
 	return 0
 }
@@ -1968,7 +2004,7 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\x06policy\x18\x01 \x01(\v2\x17.alluvium.v1.PolicyInfoR\x06policy\x12\x15\n" +
 	"\x06now_ms\x18\x02 \x01(\x03R\x05nowMs\x12\x1f\n" +
 	"\vcreate_only\x18\x03 \x01(\bR\n" +
-	"createOnly\"\xf7\x02\n" +
+	"createOnly\"\x8a\x04\n" +
 	"\x13PolicyLaunchCommand\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12*\n" +
 	"\x11policy_created_ms\x18\x02 \x01(\x03R\x0fpolicyCreatedMs\x129\n" +
@@ -1980,7 +2016,13 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\n" +
 	"from_queue\x18\a \x01(\bR\tfromQueue\x12\x16\n" +
 	"\x06missed\x18\b \x01(\x03R\x06missed\x12\x15\n" +
-	"\x06now_ms\x18\t \x01(\x03R\x05nowMs\"=\n" +
+	"\x06now_ms\x18\t \x01(\x03R\x05nowMs\x12\x1d\n" +
+	"\n" +
+	"event_from\x18\n" +
+	" \x01(\x03R\teventFrom\x12\x19\n" +
+	"\bevent_to\x18\v \x01(\x03R\aeventTo\x120\n" +
+	"\x06events\x18\f \x03(\v2\x18.alluvium.v1.PolicyEventR\x06events\x12%\n" +
+	"\x0eskipped_events\x18\r \x01(\x03R\rskippedEvents\"=\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
@@ -2102,8 +2144,9 @@ var file_jobfsm_proto_goTypes = []any{
 	(JobInfo_Status)(0),             // 25: alluvium.v1.JobInfo.Status
 	(*PlanInfo)(nil),                // 26: alluvium.v1.PlanInfo
 	(*PolicyInfo)(nil),              // 27: alluvium.v1.PolicyInfo
-	(*JobInfo)(nil),                 // 28: alluvium.v1.JobInfo
-	(*TaskInfo)(nil),                // 29: alluvium.v1.TaskInfo
+	(*PolicyEvent)(nil),             // 28: alluvium.v1.PolicyEvent
+	(*JobInfo)(nil),                 // 29: alluvium.v1.JobInfo
+	(*TaskInfo)(nil),                // 30: alluvium.v1.TaskInfo
 }
 var file_jobfsm_proto_depIdxs = []int32{
 	23, // 0: alluvium.v1.SubmitJobCommand.limits:type_name -> alluvium.v1.JobLimits
@@ -2116,14 +2159,15 @@ var file_jobfsm_proto_depIdxs = []int32{
 	26, // 7: alluvium.v1.RegisterWorkerCommand.plans:type_name -> alluvium.v1.PlanInfo
 	27, // 8: alluvium.v1.PutPolicyCommand.policy:type_name -> alluvium.v1.PolicyInfo
 	3,  // 9: alluvium.v1.PolicyLaunchCommand.kind:type_name -> alluvium.v1.PolicyLaunchCommand.Kind
-	28, // 10: alluvium.v1.JobRecord.info:type_name -> alluvium.v1.JobInfo
-	29, // 11: alluvium.v1.TaskRecord.info:type_name -> alluvium.v1.TaskInfo
-	24, // 12: alluvium.v1.TaskRecord.failed:type_name -> alluvium.v1.FailedPath
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	28, // 10: alluvium.v1.PolicyLaunchCommand.events:type_name -> alluvium.v1.PolicyEvent
+	29, // 11: alluvium.v1.JobRecord.info:type_name -> alluvium.v1.JobInfo
+	30, // 12: alluvium.v1.TaskRecord.info:type_name -> alluvium.v1.TaskInfo
+	24, // 13: alluvium.v1.TaskRecord.failed:type_name -> alluvium.v1.FailedPath
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_jobfsm_proto_init() }

@@ -1430,8 +1430,24 @@ type PolicyInfo struct {
 	PipelineParams     map[string]string  `protobuf:"bytes,31,rep,name=pipeline_params,json=pipelineParams,proto3" json:"pipeline_params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	LastPipelineId     int64              `protobuf:"varint,32,opt,name=last_pipeline_id,json=lastPipelineId,proto3" json:"last_pipeline_id,omitempty"`
 	LastPipelineStatus PipelineRun_Status `protobuf:"varint,33,opt,name=last_pipeline_status,json=lastPipelineStatus,proto3,enum=alluvium.v1.PipelineRun_Status" json:"last_pipeline_status,omitempty"` // for views (unset: none or compacted)
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// An event policy (policy add --on-create PATH; cron is empty): it fires
+	// when files are completed at or below on_create, read from the FS
+	// master's completion feed. The first completion opens a window of
+	// debounce_ms; what completes in it (at most batch_max files) is one run.
+	OnCreate   string `protobuf:"bytes,40,opt,name=on_create,json=onCreate,proto3" json:"on_create,omitempty"`
+	DebounceMs int64  `protobuf:"varint,41,opt,name=debounce_ms,json=debounceMs,proto3" json:"debounce_ms,omitempty"`
+	BatchMax   int32  `protobuf:"varint,42,opt,name=batch_max,json=batchMax,proto3" json:"batch_max,omitempty"`
+	// The feed's cursor (a journal sequence of the FS masters): every
+	// completion under on_create up to it was handled — launched in a run,
+	// or skipped. It moves in the same raft entry that launches a run, so a
+	// new leader neither loses nor repeats an event.
+	EventCursor int64 `protobuf:"varint,43,opt,name=event_cursor,json=eventCursor,proto3" json:"event_cursor,omitempty"`
+	// The files of the pending launch (cleared once its job or run exists).
+	PendingEvents []*PolicyEvent `protobuf:"bytes,44,rep,name=pending_events,json=pendingEvents,proto3" json:"pending_events,omitempty"`
+	Events        int64          `protobuf:"varint,45,opt,name=events,proto3" json:"events,omitempty"`                                    // files launched in runs
+	SkippedEvents int64          `protobuf:"varint,46,opt,name=skipped_events,json=skippedEvents,proto3" json:"skipped_events,omitempty"` // files not launched (overlap skip, or lost to an expired feed cursor)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PolicyInfo) Reset() {
@@ -1639,6 +1655,117 @@ func (x *PolicyInfo) GetLastPipelineStatus() PipelineRun_Status {
 	return PipelineRun_STATUS_UNSPECIFIED
 }
 
+func (x *PolicyInfo) GetOnCreate() string {
+	if x != nil {
+		return x.OnCreate
+	}
+	return ""
+}
+
+func (x *PolicyInfo) GetDebounceMs() int64 {
+	if x != nil {
+		return x.DebounceMs
+	}
+	return 0
+}
+
+func (x *PolicyInfo) GetBatchMax() int32 {
+	if x != nil {
+		return x.BatchMax
+	}
+	return 0
+}
+
+func (x *PolicyInfo) GetEventCursor() int64 {
+	if x != nil {
+		return x.EventCursor
+	}
+	return 0
+}
+
+func (x *PolicyInfo) GetPendingEvents() []*PolicyEvent {
+	if x != nil {
+		return x.PendingEvents
+	}
+	return nil
+}
+
+func (x *PolicyInfo) GetEvents() int64 {
+	if x != nil {
+		return x.Events
+	}
+	return 0
+}
+
+func (x *PolicyInfo) GetSkippedEvents() int64 {
+	if x != nil {
+		return x.SkippedEvents
+	}
+	return 0
+}
+
+// PolicyEvent is one file an event policy's run is for: a completion of the
+// FS master's feed.
+type PolicyEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	FileId        int64                  `protobuf:"varint,2,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	Sequence      int64                  `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyEvent) Reset() {
+	*x = PolicyEvent{}
+	mi := &file_jobmaster_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyEvent) ProtoMessage() {}
+
+func (x *PolicyEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_jobmaster_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyEvent.ProtoReflect.Descriptor instead.
+func (*PolicyEvent) Descriptor() ([]byte, []int) {
+	return file_jobmaster_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *PolicyEvent) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *PolicyEvent) GetFileId() int64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
+}
+
+func (x *PolicyEvent) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
 type AddPolicyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Policy        *PolicyInfo            `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`  // name, cron, plan, config_json, overlap, catch_up
@@ -1649,7 +1776,7 @@ type AddPolicyRequest struct {
 
 func (x *AddPolicyRequest) Reset() {
 	*x = AddPolicyRequest{}
-	mi := &file_jobmaster_proto_msgTypes[18]
+	mi := &file_jobmaster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1788,7 @@ func (x *AddPolicyRequest) String() string {
 func (*AddPolicyRequest) ProtoMessage() {}
 
 func (x *AddPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[18]
+	mi := &file_jobmaster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1801,7 @@ func (x *AddPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPolicyRequest.ProtoReflect.Descriptor instead.
 func (*AddPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{18}
+	return file_jobmaster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AddPolicyRequest) GetPolicy() *PolicyInfo {
@@ -1700,7 +1827,7 @@ type AddPolicyResponse struct {
 
 func (x *AddPolicyResponse) Reset() {
 	*x = AddPolicyResponse{}
-	mi := &file_jobmaster_proto_msgTypes[19]
+	mi := &file_jobmaster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +1839,7 @@ func (x *AddPolicyResponse) String() string {
 func (*AddPolicyResponse) ProtoMessage() {}
 
 func (x *AddPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[19]
+	mi := &file_jobmaster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +1852,7 @@ func (x *AddPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPolicyResponse.ProtoReflect.Descriptor instead.
 func (*AddPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{19}
+	return file_jobmaster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AddPolicyResponse) GetPolicy() *PolicyInfo {
@@ -1743,7 +1870,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_jobmaster_proto_msgTypes[20]
+	mi := &file_jobmaster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1755,7 +1882,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[20]
+	mi := &file_jobmaster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1768,7 +1895,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{20}
+	return file_jobmaster_proto_rawDescGZIP(), []int{21}
 }
 
 type ListPoliciesResponse struct {
@@ -1780,7 +1907,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_jobmaster_proto_msgTypes[21]
+	mi := &file_jobmaster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +1919,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[21]
+	mi := &file_jobmaster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +1932,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{21}
+	return file_jobmaster_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListPoliciesResponse) GetPolicies() []*PolicyInfo {
@@ -1824,7 +1951,7 @@ type RemovePolicyRequest struct {
 
 func (x *RemovePolicyRequest) Reset() {
 	*x = RemovePolicyRequest{}
-	mi := &file_jobmaster_proto_msgTypes[22]
+	mi := &file_jobmaster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1836,7 +1963,7 @@ func (x *RemovePolicyRequest) String() string {
 func (*RemovePolicyRequest) ProtoMessage() {}
 
 func (x *RemovePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[22]
+	mi := &file_jobmaster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1849,7 +1976,7 @@ func (x *RemovePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePolicyRequest.ProtoReflect.Descriptor instead.
 func (*RemovePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{22}
+	return file_jobmaster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RemovePolicyRequest) GetName() string {
@@ -1867,7 +1994,7 @@ type RemovePolicyResponse struct {
 
 func (x *RemovePolicyResponse) Reset() {
 	*x = RemovePolicyResponse{}
-	mi := &file_jobmaster_proto_msgTypes[23]
+	mi := &file_jobmaster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1879,7 +2006,7 @@ func (x *RemovePolicyResponse) String() string {
 func (*RemovePolicyResponse) ProtoMessage() {}
 
 func (x *RemovePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[23]
+	mi := &file_jobmaster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1892,7 +2019,7 @@ func (x *RemovePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePolicyResponse.ProtoReflect.Descriptor instead.
 func (*RemovePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{23}
+	return file_jobmaster_proto_rawDescGZIP(), []int{24}
 }
 
 type SetPolicyEnabledRequest struct {
@@ -1905,7 +2032,7 @@ type SetPolicyEnabledRequest struct {
 
 func (x *SetPolicyEnabledRequest) Reset() {
 	*x = SetPolicyEnabledRequest{}
-	mi := &file_jobmaster_proto_msgTypes[24]
+	mi := &file_jobmaster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1917,7 +2044,7 @@ func (x *SetPolicyEnabledRequest) String() string {
 func (*SetPolicyEnabledRequest) ProtoMessage() {}
 
 func (x *SetPolicyEnabledRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[24]
+	mi := &file_jobmaster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1930,7 +2057,7 @@ func (x *SetPolicyEnabledRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyEnabledRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyEnabledRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{24}
+	return file_jobmaster_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetPolicyEnabledRequest) GetName() string {
@@ -1956,7 +2083,7 @@ type SetPolicyEnabledResponse struct {
 
 func (x *SetPolicyEnabledResponse) Reset() {
 	*x = SetPolicyEnabledResponse{}
-	mi := &file_jobmaster_proto_msgTypes[25]
+	mi := &file_jobmaster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1968,7 +2095,7 @@ func (x *SetPolicyEnabledResponse) String() string {
 func (*SetPolicyEnabledResponse) ProtoMessage() {}
 
 func (x *SetPolicyEnabledResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[25]
+	mi := &file_jobmaster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1981,7 +2108,7 @@ func (x *SetPolicyEnabledResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyEnabledResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyEnabledResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{25}
+	return file_jobmaster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetPolicyEnabledResponse) GetPolicy() *PolicyInfo {
@@ -2000,7 +2127,7 @@ type RunPolicyNowRequest struct {
 
 func (x *RunPolicyNowRequest) Reset() {
 	*x = RunPolicyNowRequest{}
-	mi := &file_jobmaster_proto_msgTypes[26]
+	mi := &file_jobmaster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2012,7 +2139,7 @@ func (x *RunPolicyNowRequest) String() string {
 func (*RunPolicyNowRequest) ProtoMessage() {}
 
 func (x *RunPolicyNowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[26]
+	mi := &file_jobmaster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2025,7 +2152,7 @@ func (x *RunPolicyNowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunPolicyNowRequest.ProtoReflect.Descriptor instead.
 func (*RunPolicyNowRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{26}
+	return file_jobmaster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RunPolicyNowRequest) GetName() string {
@@ -2045,7 +2172,7 @@ type RunPolicyNowResponse struct {
 
 func (x *RunPolicyNowResponse) Reset() {
 	*x = RunPolicyNowResponse{}
-	mi := &file_jobmaster_proto_msgTypes[27]
+	mi := &file_jobmaster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2057,7 +2184,7 @@ func (x *RunPolicyNowResponse) String() string {
 func (*RunPolicyNowResponse) ProtoMessage() {}
 
 func (x *RunPolicyNowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[27]
+	mi := &file_jobmaster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2070,7 +2197,7 @@ func (x *RunPolicyNowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunPolicyNowResponse.ProtoReflect.Descriptor instead.
 func (*RunPolicyNowResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{27}
+	return file_jobmaster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RunPolicyNowResponse) GetJobId() int64 {
@@ -2107,7 +2234,7 @@ type JobWorkerInfo struct {
 
 func (x *JobWorkerInfo) Reset() {
 	*x = JobWorkerInfo{}
-	mi := &file_jobmaster_proto_msgTypes[28]
+	mi := &file_jobmaster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2119,7 +2246,7 @@ func (x *JobWorkerInfo) String() string {
 func (*JobWorkerInfo) ProtoMessage() {}
 
 func (x *JobWorkerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[28]
+	mi := &file_jobmaster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2132,7 +2259,7 @@ func (x *JobWorkerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobWorkerInfo.ProtoReflect.Descriptor instead.
 func (*JobWorkerInfo) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{28}
+	return file_jobmaster_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *JobWorkerInfo) GetId() int64 {
@@ -2235,7 +2362,7 @@ type PlanInfo struct {
 
 func (x *PlanInfo) Reset() {
 	*x = PlanInfo{}
-	mi := &file_jobmaster_proto_msgTypes[29]
+	mi := &file_jobmaster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2247,7 +2374,7 @@ func (x *PlanInfo) String() string {
 func (*PlanInfo) ProtoMessage() {}
 
 func (x *PlanInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[29]
+	mi := &file_jobmaster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2260,7 +2387,7 @@ func (x *PlanInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanInfo.ProtoReflect.Descriptor instead.
 func (*PlanInfo) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{29}
+	return file_jobmaster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PlanInfo) GetName() string {
@@ -2313,7 +2440,7 @@ type ListPlansRequest struct {
 
 func (x *ListPlansRequest) Reset() {
 	*x = ListPlansRequest{}
-	mi := &file_jobmaster_proto_msgTypes[30]
+	mi := &file_jobmaster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2325,7 +2452,7 @@ func (x *ListPlansRequest) String() string {
 func (*ListPlansRequest) ProtoMessage() {}
 
 func (x *ListPlansRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[30]
+	mi := &file_jobmaster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2338,7 +2465,7 @@ func (x *ListPlansRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPlansRequest.ProtoReflect.Descriptor instead.
 func (*ListPlansRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{30}
+	return file_jobmaster_proto_rawDescGZIP(), []int{31}
 }
 
 type ListPlansResponse struct {
@@ -2351,7 +2478,7 @@ type ListPlansResponse struct {
 
 func (x *ListPlansResponse) Reset() {
 	*x = ListPlansResponse{}
-	mi := &file_jobmaster_proto_msgTypes[31]
+	mi := &file_jobmaster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2363,7 +2490,7 @@ func (x *ListPlansResponse) String() string {
 func (*ListPlansResponse) ProtoMessage() {}
 
 func (x *ListPlansResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[31]
+	mi := &file_jobmaster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2376,7 +2503,7 @@ func (x *ListPlansResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPlansResponse.ProtoReflect.Descriptor instead.
 func (*ListPlansResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{31}
+	return file_jobmaster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListPlansResponse) GetPlans() []*PlanInfo {
@@ -2413,7 +2540,7 @@ type RegisterJobWorkerRequest struct {
 
 func (x *RegisterJobWorkerRequest) Reset() {
 	*x = RegisterJobWorkerRequest{}
-	mi := &file_jobmaster_proto_msgTypes[32]
+	mi := &file_jobmaster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2425,7 +2552,7 @@ func (x *RegisterJobWorkerRequest) String() string {
 func (*RegisterJobWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterJobWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[32]
+	mi := &file_jobmaster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2438,7 +2565,7 @@ func (x *RegisterJobWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterJobWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{32}
+	return file_jobmaster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RegisterJobWorkerRequest) GetAddress() string {
@@ -2501,7 +2628,7 @@ type RegisterJobWorkerResponse struct {
 
 func (x *RegisterJobWorkerResponse) Reset() {
 	*x = RegisterJobWorkerResponse{}
-	mi := &file_jobmaster_proto_msgTypes[33]
+	mi := &file_jobmaster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2513,7 +2640,7 @@ func (x *RegisterJobWorkerResponse) String() string {
 func (*RegisterJobWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterJobWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[33]
+	mi := &file_jobmaster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2526,7 +2653,7 @@ func (x *RegisterJobWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterJobWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{33}
+	return file_jobmaster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RegisterJobWorkerResponse) GetWorkerId() int64 {
@@ -2570,7 +2697,7 @@ type TaskUpdate struct {
 
 func (x *TaskUpdate) Reset() {
 	*x = TaskUpdate{}
-	mi := &file_jobmaster_proto_msgTypes[34]
+	mi := &file_jobmaster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2582,7 +2709,7 @@ func (x *TaskUpdate) String() string {
 func (*TaskUpdate) ProtoMessage() {}
 
 func (x *TaskUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[34]
+	mi := &file_jobmaster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2595,7 +2722,7 @@ func (x *TaskUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskUpdate.ProtoReflect.Descriptor instead.
 func (*TaskUpdate) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{34}
+	return file_jobmaster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TaskUpdate) GetJobId() int64 {
@@ -2688,7 +2815,7 @@ type TaskAssignment struct {
 
 func (x *TaskAssignment) Reset() {
 	*x = TaskAssignment{}
-	mi := &file_jobmaster_proto_msgTypes[35]
+	mi := &file_jobmaster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2700,7 +2827,7 @@ func (x *TaskAssignment) String() string {
 func (*TaskAssignment) ProtoMessage() {}
 
 func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[35]
+	mi := &file_jobmaster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2713,7 +2840,7 @@ func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskAssignment.ProtoReflect.Descriptor instead.
 func (*TaskAssignment) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{35}
+	return file_jobmaster_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TaskAssignment) GetJobId() int64 {
@@ -2812,7 +2939,7 @@ type JobWorkerHeartbeatRequest struct {
 
 func (x *JobWorkerHeartbeatRequest) Reset() {
 	*x = JobWorkerHeartbeatRequest{}
-	mi := &file_jobmaster_proto_msgTypes[36]
+	mi := &file_jobmaster_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2824,7 +2951,7 @@ func (x *JobWorkerHeartbeatRequest) String() string {
 func (*JobWorkerHeartbeatRequest) ProtoMessage() {}
 
 func (x *JobWorkerHeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[36]
+	mi := &file_jobmaster_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2837,7 +2964,7 @@ func (x *JobWorkerHeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobWorkerHeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*JobWorkerHeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{36}
+	return file_jobmaster_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *JobWorkerHeartbeatRequest) GetWorkerId() int64 {
@@ -2906,7 +3033,7 @@ type JobWorkerHeartbeatResponse struct {
 
 func (x *JobWorkerHeartbeatResponse) Reset() {
 	*x = JobWorkerHeartbeatResponse{}
-	mi := &file_jobmaster_proto_msgTypes[37]
+	mi := &file_jobmaster_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2918,7 +3045,7 @@ func (x *JobWorkerHeartbeatResponse) String() string {
 func (*JobWorkerHeartbeatResponse) ProtoMessage() {}
 
 func (x *JobWorkerHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[37]
+	mi := &file_jobmaster_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2931,7 +3058,7 @@ func (x *JobWorkerHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobWorkerHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*JobWorkerHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{37}
+	return file_jobmaster_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *JobWorkerHeartbeatResponse) GetTasks() []*TaskAssignment {
@@ -3001,7 +3128,7 @@ type JobBandwidth struct {
 
 func (x *JobBandwidth) Reset() {
 	*x = JobBandwidth{}
-	mi := &file_jobmaster_proto_msgTypes[38]
+	mi := &file_jobmaster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3013,7 +3140,7 @@ func (x *JobBandwidth) String() string {
 func (*JobBandwidth) ProtoMessage() {}
 
 func (x *JobBandwidth) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[38]
+	mi := &file_jobmaster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3026,7 +3153,7 @@ func (x *JobBandwidth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobBandwidth.ProtoReflect.Descriptor instead.
 func (*JobBandwidth) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{38}
+	return file_jobmaster_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *JobBandwidth) GetJobId() int64 {
@@ -3054,7 +3181,7 @@ type BlockWorkerLostRequest struct {
 
 func (x *BlockWorkerLostRequest) Reset() {
 	*x = BlockWorkerLostRequest{}
-	mi := &file_jobmaster_proto_msgTypes[39]
+	mi := &file_jobmaster_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3066,7 +3193,7 @@ func (x *BlockWorkerLostRequest) String() string {
 func (*BlockWorkerLostRequest) ProtoMessage() {}
 
 func (x *BlockWorkerLostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[39]
+	mi := &file_jobmaster_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3079,7 +3206,7 @@ func (x *BlockWorkerLostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockWorkerLostRequest.ProtoReflect.Descriptor instead.
 func (*BlockWorkerLostRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{39}
+	return file_jobmaster_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *BlockWorkerLostRequest) GetBlockWorkerId() int64 {
@@ -3112,7 +3239,7 @@ type BlockWorkerLostResponse struct {
 
 func (x *BlockWorkerLostResponse) Reset() {
 	*x = BlockWorkerLostResponse{}
-	mi := &file_jobmaster_proto_msgTypes[40]
+	mi := &file_jobmaster_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3124,7 +3251,7 @@ func (x *BlockWorkerLostResponse) String() string {
 func (*BlockWorkerLostResponse) ProtoMessage() {}
 
 func (x *BlockWorkerLostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[40]
+	mi := &file_jobmaster_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3137,7 +3264,7 @@ func (x *BlockWorkerLostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockWorkerLostResponse.ProtoReflect.Descriptor instead.
 func (*BlockWorkerLostResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{40}
+	return file_jobmaster_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *BlockWorkerLostResponse) GetJobWorkerIds() []int64 {
@@ -3160,7 +3287,7 @@ type TaskRef struct {
 
 func (x *TaskRef) Reset() {
 	*x = TaskRef{}
-	mi := &file_jobmaster_proto_msgTypes[41]
+	mi := &file_jobmaster_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3172,7 +3299,7 @@ func (x *TaskRef) String() string {
 func (*TaskRef) ProtoMessage() {}
 
 func (x *TaskRef) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[41]
+	mi := &file_jobmaster_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3185,7 +3312,7 @@ func (x *TaskRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRef.ProtoReflect.Descriptor instead.
 func (*TaskRef) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{41}
+	return file_jobmaster_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TaskRef) GetJobId() int64 {
@@ -3220,7 +3347,7 @@ type ListJobWorkersRequest struct {
 
 func (x *ListJobWorkersRequest) Reset() {
 	*x = ListJobWorkersRequest{}
-	mi := &file_jobmaster_proto_msgTypes[42]
+	mi := &file_jobmaster_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3232,7 +3359,7 @@ func (x *ListJobWorkersRequest) String() string {
 func (*ListJobWorkersRequest) ProtoMessage() {}
 
 func (x *ListJobWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[42]
+	mi := &file_jobmaster_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3245,7 +3372,7 @@ func (x *ListJobWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListJobWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{42}
+	return file_jobmaster_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListJobWorkersRequest) GetIncludeTasks() bool {
@@ -3264,7 +3391,7 @@ type ListJobWorkersResponse struct {
 
 func (x *ListJobWorkersResponse) Reset() {
 	*x = ListJobWorkersResponse{}
-	mi := &file_jobmaster_proto_msgTypes[43]
+	mi := &file_jobmaster_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3276,7 +3403,7 @@ func (x *ListJobWorkersResponse) String() string {
 func (*ListJobWorkersResponse) ProtoMessage() {}
 
 func (x *ListJobWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobmaster_proto_msgTypes[43]
+	mi := &file_jobmaster_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3289,7 +3416,7 @@ func (x *ListJobWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListJobWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_jobmaster_proto_rawDescGZIP(), []int{43}
+	return file_jobmaster_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListJobWorkersResponse) GetWorkers() []*JobWorkerInfo {
@@ -3434,7 +3561,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x0fAddPeerResponse\"#\n" +
 	"\x11RemovePeerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
-	"\x12RemovePeerResponse\"\xfc\a\n" +
+	"\x12RemovePeerResponse\"\xfa\t\n" +
 	"\n" +
 	"PolicyInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -3464,10 +3591,22 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\bpipeline\x18\x1e \x01(\v2\x18.alluvium.v1.PipelineDefR\bpipeline\x12T\n" +
 	"\x0fpipeline_params\x18\x1f \x03(\v2+.alluvium.v1.PolicyInfo.PipelineParamsEntryR\x0epipelineParams\x12(\n" +
 	"\x10last_pipeline_id\x18  \x01(\x03R\x0elastPipelineId\x12Q\n" +
-	"\x14last_pipeline_status\x18! \x01(\x0e2\x1f.alluvium.v1.PipelineRun.StatusR\x12lastPipelineStatus\x1aA\n" +
+	"\x14last_pipeline_status\x18! \x01(\x0e2\x1f.alluvium.v1.PipelineRun.StatusR\x12lastPipelineStatus\x12\x1b\n" +
+	"\ton_create\x18( \x01(\tR\bonCreate\x12\x1f\n" +
+	"\vdebounce_ms\x18) \x01(\x03R\n" +
+	"debounceMs\x12\x1b\n" +
+	"\tbatch_max\x18* \x01(\x05R\bbatchMax\x12!\n" +
+	"\fevent_cursor\x18+ \x01(\x03R\veventCursor\x12?\n" +
+	"\x0epending_events\x18, \x03(\v2\x18.alluvium.v1.PolicyEventR\rpendingEvents\x12\x16\n" +
+	"\x06events\x18- \x01(\x03R\x06events\x12%\n" +
+	"\x0eskipped_events\x18. \x01(\x03R\rskippedEvents\x1aA\n" +
 	"\x13PipelineParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"[\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
+	"\vPolicyEvent\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x17\n" +
+	"\afile_id\x18\x02 \x01(\x03R\x06fileId\x12\x1a\n" +
+	"\bsequence\x18\x03 \x01(\x03R\bsequence\"[\n" +
 	"\x10AddPolicyRequest\x12/\n" +
 	"\x06policy\x18\x01 \x01(\v2\x17.alluvium.v1.PolicyInfoR\x06policy\x12\x16\n" +
 	"\x06paused\x18\x02 \x01(\bR\x06paused\"D\n" +
@@ -3629,7 +3768,7 @@ func file_jobmaster_proto_rawDescGZIP() []byte {
 }
 
 var file_jobmaster_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_jobmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_jobmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_jobmaster_proto_goTypes = []any{
 	(JobInfo_Status)(0),                // 0: alluvium.v1.JobInfo.Status
 	(TaskInfo_Status)(0),               // 1: alluvium.v1.TaskInfo.Status
@@ -3651,48 +3790,49 @@ var file_jobmaster_proto_goTypes = []any{
 	(*RemovePeerRequest)(nil),          // 17: alluvium.v1.RemovePeerRequest
 	(*RemovePeerResponse)(nil),         // 18: alluvium.v1.RemovePeerResponse
 	(*PolicyInfo)(nil),                 // 19: alluvium.v1.PolicyInfo
-	(*AddPolicyRequest)(nil),           // 20: alluvium.v1.AddPolicyRequest
-	(*AddPolicyResponse)(nil),          // 21: alluvium.v1.AddPolicyResponse
-	(*ListPoliciesRequest)(nil),        // 22: alluvium.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),       // 23: alluvium.v1.ListPoliciesResponse
-	(*RemovePolicyRequest)(nil),        // 24: alluvium.v1.RemovePolicyRequest
-	(*RemovePolicyResponse)(nil),       // 25: alluvium.v1.RemovePolicyResponse
-	(*SetPolicyEnabledRequest)(nil),    // 26: alluvium.v1.SetPolicyEnabledRequest
-	(*SetPolicyEnabledResponse)(nil),   // 27: alluvium.v1.SetPolicyEnabledResponse
-	(*RunPolicyNowRequest)(nil),        // 28: alluvium.v1.RunPolicyNowRequest
-	(*RunPolicyNowResponse)(nil),       // 29: alluvium.v1.RunPolicyNowResponse
-	(*JobWorkerInfo)(nil),              // 30: alluvium.v1.JobWorkerInfo
-	(*PlanInfo)(nil),                   // 31: alluvium.v1.PlanInfo
-	(*ListPlansRequest)(nil),           // 32: alluvium.v1.ListPlansRequest
-	(*ListPlansResponse)(nil),          // 33: alluvium.v1.ListPlansResponse
-	(*RegisterJobWorkerRequest)(nil),   // 34: alluvium.v1.RegisterJobWorkerRequest
-	(*RegisterJobWorkerResponse)(nil),  // 35: alluvium.v1.RegisterJobWorkerResponse
-	(*TaskUpdate)(nil),                 // 36: alluvium.v1.TaskUpdate
-	(*TaskAssignment)(nil),             // 37: alluvium.v1.TaskAssignment
-	(*JobWorkerHeartbeatRequest)(nil),  // 38: alluvium.v1.JobWorkerHeartbeatRequest
-	(*JobWorkerHeartbeatResponse)(nil), // 39: alluvium.v1.JobWorkerHeartbeatResponse
-	(*JobBandwidth)(nil),               // 40: alluvium.v1.JobBandwidth
-	(*BlockWorkerLostRequest)(nil),     // 41: alluvium.v1.BlockWorkerLostRequest
-	(*BlockWorkerLostResponse)(nil),    // 42: alluvium.v1.BlockWorkerLostResponse
-	(*TaskRef)(nil),                    // 43: alluvium.v1.TaskRef
-	(*ListJobWorkersRequest)(nil),      // 44: alluvium.v1.ListJobWorkersRequest
-	(*ListJobWorkersResponse)(nil),     // 45: alluvium.v1.ListJobWorkersResponse
-	nil,                                // 46: alluvium.v1.PolicyInfo.PipelineParamsEntry
-	(*PipelineDef)(nil),                // 47: alluvium.v1.PipelineDef
-	(PipelineRun_Status)(0),            // 48: alluvium.v1.PipelineRun.Status
-	(WorkerState)(0),                   // 49: alluvium.v1.WorkerState
-	(*GetLeaderRequest)(nil),           // 50: alluvium.v1.GetLeaderRequest
-	(*SubmitPipelineRequest)(nil),      // 51: alluvium.v1.SubmitPipelineRequest
-	(*GetPipelineRequest)(nil),         // 52: alluvium.v1.GetPipelineRequest
-	(*ListPipelinesRequest)(nil),       // 53: alluvium.v1.ListPipelinesRequest
-	(*CancelPipelineRequest)(nil),      // 54: alluvium.v1.CancelPipelineRequest
-	(*WatchPipelineRequest)(nil),       // 55: alluvium.v1.WatchPipelineRequest
-	(*GetLeaderResponse)(nil),          // 56: alluvium.v1.GetLeaderResponse
-	(*SubmitPipelineResponse)(nil),     // 57: alluvium.v1.SubmitPipelineResponse
-	(*GetPipelineResponse)(nil),        // 58: alluvium.v1.GetPipelineResponse
-	(*ListPipelinesResponse)(nil),      // 59: alluvium.v1.ListPipelinesResponse
-	(*CancelPipelineResponse)(nil),     // 60: alluvium.v1.CancelPipelineResponse
-	(*PipelineRun)(nil),                // 61: alluvium.v1.PipelineRun
+	(*PolicyEvent)(nil),                // 20: alluvium.v1.PolicyEvent
+	(*AddPolicyRequest)(nil),           // 21: alluvium.v1.AddPolicyRequest
+	(*AddPolicyResponse)(nil),          // 22: alluvium.v1.AddPolicyResponse
+	(*ListPoliciesRequest)(nil),        // 23: alluvium.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),       // 24: alluvium.v1.ListPoliciesResponse
+	(*RemovePolicyRequest)(nil),        // 25: alluvium.v1.RemovePolicyRequest
+	(*RemovePolicyResponse)(nil),       // 26: alluvium.v1.RemovePolicyResponse
+	(*SetPolicyEnabledRequest)(nil),    // 27: alluvium.v1.SetPolicyEnabledRequest
+	(*SetPolicyEnabledResponse)(nil),   // 28: alluvium.v1.SetPolicyEnabledResponse
+	(*RunPolicyNowRequest)(nil),        // 29: alluvium.v1.RunPolicyNowRequest
+	(*RunPolicyNowResponse)(nil),       // 30: alluvium.v1.RunPolicyNowResponse
+	(*JobWorkerInfo)(nil),              // 31: alluvium.v1.JobWorkerInfo
+	(*PlanInfo)(nil),                   // 32: alluvium.v1.PlanInfo
+	(*ListPlansRequest)(nil),           // 33: alluvium.v1.ListPlansRequest
+	(*ListPlansResponse)(nil),          // 34: alluvium.v1.ListPlansResponse
+	(*RegisterJobWorkerRequest)(nil),   // 35: alluvium.v1.RegisterJobWorkerRequest
+	(*RegisterJobWorkerResponse)(nil),  // 36: alluvium.v1.RegisterJobWorkerResponse
+	(*TaskUpdate)(nil),                 // 37: alluvium.v1.TaskUpdate
+	(*TaskAssignment)(nil),             // 38: alluvium.v1.TaskAssignment
+	(*JobWorkerHeartbeatRequest)(nil),  // 39: alluvium.v1.JobWorkerHeartbeatRequest
+	(*JobWorkerHeartbeatResponse)(nil), // 40: alluvium.v1.JobWorkerHeartbeatResponse
+	(*JobBandwidth)(nil),               // 41: alluvium.v1.JobBandwidth
+	(*BlockWorkerLostRequest)(nil),     // 42: alluvium.v1.BlockWorkerLostRequest
+	(*BlockWorkerLostResponse)(nil),    // 43: alluvium.v1.BlockWorkerLostResponse
+	(*TaskRef)(nil),                    // 44: alluvium.v1.TaskRef
+	(*ListJobWorkersRequest)(nil),      // 45: alluvium.v1.ListJobWorkersRequest
+	(*ListJobWorkersResponse)(nil),     // 46: alluvium.v1.ListJobWorkersResponse
+	nil,                                // 47: alluvium.v1.PolicyInfo.PipelineParamsEntry
+	(*PipelineDef)(nil),                // 48: alluvium.v1.PipelineDef
+	(PipelineRun_Status)(0),            // 49: alluvium.v1.PipelineRun.Status
+	(WorkerState)(0),                   // 50: alluvium.v1.WorkerState
+	(*GetLeaderRequest)(nil),           // 51: alluvium.v1.GetLeaderRequest
+	(*SubmitPipelineRequest)(nil),      // 52: alluvium.v1.SubmitPipelineRequest
+	(*GetPipelineRequest)(nil),         // 53: alluvium.v1.GetPipelineRequest
+	(*ListPipelinesRequest)(nil),       // 54: alluvium.v1.ListPipelinesRequest
+	(*CancelPipelineRequest)(nil),      // 55: alluvium.v1.CancelPipelineRequest
+	(*WatchPipelineRequest)(nil),       // 56: alluvium.v1.WatchPipelineRequest
+	(*GetLeaderResponse)(nil),          // 57: alluvium.v1.GetLeaderResponse
+	(*SubmitPipelineResponse)(nil),     // 58: alluvium.v1.SubmitPipelineResponse
+	(*GetPipelineResponse)(nil),        // 59: alluvium.v1.GetPipelineResponse
+	(*ListPipelinesResponse)(nil),      // 60: alluvium.v1.ListPipelinesResponse
+	(*CancelPipelineResponse)(nil),     // 61: alluvium.v1.CancelPipelineResponse
+	(*PipelineRun)(nil),                // 62: alluvium.v1.PipelineRun
 }
 var file_jobmaster_proto_depIdxs = []int32{
 	0,  // 0: alluvium.v1.JobInfo.status:type_name -> alluvium.v1.JobInfo.Status
@@ -3705,78 +3845,79 @@ var file_jobmaster_proto_depIdxs = []int32{
 	2,  // 7: alluvium.v1.ListJobsResponse.jobs:type_name -> alluvium.v1.JobInfo
 	0,  // 8: alluvium.v1.PolicyInfo.last_job_status:type_name -> alluvium.v1.JobInfo.Status
 	3,  // 9: alluvium.v1.PolicyInfo.limits:type_name -> alluvium.v1.JobLimits
-	47, // 10: alluvium.v1.PolicyInfo.pipeline:type_name -> alluvium.v1.PipelineDef
-	46, // 11: alluvium.v1.PolicyInfo.pipeline_params:type_name -> alluvium.v1.PolicyInfo.PipelineParamsEntry
-	48, // 12: alluvium.v1.PolicyInfo.last_pipeline_status:type_name -> alluvium.v1.PipelineRun.Status
-	19, // 13: alluvium.v1.AddPolicyRequest.policy:type_name -> alluvium.v1.PolicyInfo
-	19, // 14: alluvium.v1.AddPolicyResponse.policy:type_name -> alluvium.v1.PolicyInfo
-	19, // 15: alluvium.v1.ListPoliciesResponse.policies:type_name -> alluvium.v1.PolicyInfo
-	19, // 16: alluvium.v1.SetPolicyEnabledResponse.policy:type_name -> alluvium.v1.PolicyInfo
-	49, // 17: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
-	5,  // 18: alluvium.v1.JobWorkerInfo.tasks:type_name -> alluvium.v1.TaskInfo
-	31, // 19: alluvium.v1.JobWorkerInfo.plans:type_name -> alluvium.v1.PlanInfo
-	31, // 20: alluvium.v1.ListPlansResponse.plans:type_name -> alluvium.v1.PlanInfo
-	31, // 21: alluvium.v1.RegisterJobWorkerRequest.plans:type_name -> alluvium.v1.PlanInfo
-	1,  // 22: alluvium.v1.TaskUpdate.status:type_name -> alluvium.v1.TaskInfo.Status
-	4,  // 23: alluvium.v1.TaskUpdate.failed:type_name -> alluvium.v1.FailedPath
-	36, // 24: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
-	43, // 25: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
-	37, // 26: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
-	43, // 27: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
-	43, // 28: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
-	40, // 29: alluvium.v1.JobWorkerHeartbeatResponse.bandwidth:type_name -> alluvium.v1.JobBandwidth
-	30, // 30: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
-	6,  // 31: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
-	8,  // 32: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
-	10, // 33: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
-	12, // 34: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
-	14, // 35: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
-	50, // 36: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
-	15, // 37: alluvium.v1.JobMaster.AddPeer:input_type -> alluvium.v1.AddPeerRequest
-	17, // 38: alluvium.v1.JobMaster.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
-	20, // 39: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
-	22, // 40: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
-	24, // 41: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
-	26, // 42: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
-	28, // 43: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
-	51, // 44: alluvium.v1.JobMaster.SubmitPipeline:input_type -> alluvium.v1.SubmitPipelineRequest
-	52, // 45: alluvium.v1.JobMaster.GetPipeline:input_type -> alluvium.v1.GetPipelineRequest
-	53, // 46: alluvium.v1.JobMaster.ListPipelines:input_type -> alluvium.v1.ListPipelinesRequest
-	54, // 47: alluvium.v1.JobMaster.CancelPipeline:input_type -> alluvium.v1.CancelPipelineRequest
-	55, // 48: alluvium.v1.JobMaster.WatchPipeline:input_type -> alluvium.v1.WatchPipelineRequest
-	34, // 49: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
-	38, // 50: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
-	44, // 51: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
-	41, // 52: alluvium.v1.JobMaster.BlockWorkerLost:input_type -> alluvium.v1.BlockWorkerLostRequest
-	32, // 53: alluvium.v1.JobMaster.ListPlans:input_type -> alluvium.v1.ListPlansRequest
-	7,  // 54: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
-	9,  // 55: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
-	11, // 56: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
-	13, // 57: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
-	2,  // 58: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
-	56, // 59: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
-	16, // 60: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
-	18, // 61: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
-	21, // 62: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
-	23, // 63: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
-	25, // 64: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
-	27, // 65: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
-	29, // 66: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
-	57, // 67: alluvium.v1.JobMaster.SubmitPipeline:output_type -> alluvium.v1.SubmitPipelineResponse
-	58, // 68: alluvium.v1.JobMaster.GetPipeline:output_type -> alluvium.v1.GetPipelineResponse
-	59, // 69: alluvium.v1.JobMaster.ListPipelines:output_type -> alluvium.v1.ListPipelinesResponse
-	60, // 70: alluvium.v1.JobMaster.CancelPipeline:output_type -> alluvium.v1.CancelPipelineResponse
-	61, // 71: alluvium.v1.JobMaster.WatchPipeline:output_type -> alluvium.v1.PipelineRun
-	35, // 72: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
-	39, // 73: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
-	45, // 74: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
-	42, // 75: alluvium.v1.JobMaster.BlockWorkerLost:output_type -> alluvium.v1.BlockWorkerLostResponse
-	33, // 76: alluvium.v1.JobMaster.ListPlans:output_type -> alluvium.v1.ListPlansResponse
-	54, // [54:77] is the sub-list for method output_type
-	31, // [31:54] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	48, // 10: alluvium.v1.PolicyInfo.pipeline:type_name -> alluvium.v1.PipelineDef
+	47, // 11: alluvium.v1.PolicyInfo.pipeline_params:type_name -> alluvium.v1.PolicyInfo.PipelineParamsEntry
+	49, // 12: alluvium.v1.PolicyInfo.last_pipeline_status:type_name -> alluvium.v1.PipelineRun.Status
+	20, // 13: alluvium.v1.PolicyInfo.pending_events:type_name -> alluvium.v1.PolicyEvent
+	19, // 14: alluvium.v1.AddPolicyRequest.policy:type_name -> alluvium.v1.PolicyInfo
+	19, // 15: alluvium.v1.AddPolicyResponse.policy:type_name -> alluvium.v1.PolicyInfo
+	19, // 16: alluvium.v1.ListPoliciesResponse.policies:type_name -> alluvium.v1.PolicyInfo
+	19, // 17: alluvium.v1.SetPolicyEnabledResponse.policy:type_name -> alluvium.v1.PolicyInfo
+	50, // 18: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
+	5,  // 19: alluvium.v1.JobWorkerInfo.tasks:type_name -> alluvium.v1.TaskInfo
+	32, // 20: alluvium.v1.JobWorkerInfo.plans:type_name -> alluvium.v1.PlanInfo
+	32, // 21: alluvium.v1.ListPlansResponse.plans:type_name -> alluvium.v1.PlanInfo
+	32, // 22: alluvium.v1.RegisterJobWorkerRequest.plans:type_name -> alluvium.v1.PlanInfo
+	1,  // 23: alluvium.v1.TaskUpdate.status:type_name -> alluvium.v1.TaskInfo.Status
+	4,  // 24: alluvium.v1.TaskUpdate.failed:type_name -> alluvium.v1.FailedPath
+	37, // 25: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
+	44, // 26: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
+	38, // 27: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
+	44, // 28: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
+	44, // 29: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
+	41, // 30: alluvium.v1.JobWorkerHeartbeatResponse.bandwidth:type_name -> alluvium.v1.JobBandwidth
+	31, // 31: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
+	6,  // 32: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
+	8,  // 33: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
+	10, // 34: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
+	12, // 35: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
+	14, // 36: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
+	51, // 37: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
+	15, // 38: alluvium.v1.JobMaster.AddPeer:input_type -> alluvium.v1.AddPeerRequest
+	17, // 39: alluvium.v1.JobMaster.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
+	21, // 40: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
+	23, // 41: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
+	25, // 42: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
+	27, // 43: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
+	29, // 44: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
+	52, // 45: alluvium.v1.JobMaster.SubmitPipeline:input_type -> alluvium.v1.SubmitPipelineRequest
+	53, // 46: alluvium.v1.JobMaster.GetPipeline:input_type -> alluvium.v1.GetPipelineRequest
+	54, // 47: alluvium.v1.JobMaster.ListPipelines:input_type -> alluvium.v1.ListPipelinesRequest
+	55, // 48: alluvium.v1.JobMaster.CancelPipeline:input_type -> alluvium.v1.CancelPipelineRequest
+	56, // 49: alluvium.v1.JobMaster.WatchPipeline:input_type -> alluvium.v1.WatchPipelineRequest
+	35, // 50: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
+	39, // 51: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
+	45, // 52: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
+	42, // 53: alluvium.v1.JobMaster.BlockWorkerLost:input_type -> alluvium.v1.BlockWorkerLostRequest
+	33, // 54: alluvium.v1.JobMaster.ListPlans:input_type -> alluvium.v1.ListPlansRequest
+	7,  // 55: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
+	9,  // 56: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
+	11, // 57: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
+	13, // 58: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
+	2,  // 59: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
+	57, // 60: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	16, // 61: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
+	18, // 62: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
+	22, // 63: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
+	24, // 64: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
+	26, // 65: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
+	28, // 66: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
+	30, // 67: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
+	58, // 68: alluvium.v1.JobMaster.SubmitPipeline:output_type -> alluvium.v1.SubmitPipelineResponse
+	59, // 69: alluvium.v1.JobMaster.GetPipeline:output_type -> alluvium.v1.GetPipelineResponse
+	60, // 70: alluvium.v1.JobMaster.ListPipelines:output_type -> alluvium.v1.ListPipelinesResponse
+	61, // 71: alluvium.v1.JobMaster.CancelPipeline:output_type -> alluvium.v1.CancelPipelineResponse
+	62, // 72: alluvium.v1.JobMaster.WatchPipeline:output_type -> alluvium.v1.PipelineRun
+	36, // 73: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
+	40, // 74: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
+	46, // 75: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
+	43, // 76: alluvium.v1.JobMaster.BlockWorkerLost:output_type -> alluvium.v1.BlockWorkerLostResponse
+	34, // 77: alluvium.v1.JobMaster.ListPlans:output_type -> alluvium.v1.ListPlansResponse
+	55, // [55:78] is the sub-list for method output_type
+	32, // [32:55] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_jobmaster_proto_init() }
@@ -3792,7 +3933,7 @@ func file_jobmaster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jobmaster_proto_rawDesc), len(file_jobmaster_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   45,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -13,4 +13,7 @@ const (
 	// the completions the FS master keeps (OutOfRange); the consumer must
 	// rescan and resume from the oldest kept.
 	ReasonCompletionsExpired = "COMPLETIONS_EXPIRED"
+	// MetaCompletionsOldest is the ErrorInfo metadata key of a
+	// COMPLETIONS_EXPIRED error holding the oldest cursor still served.
+	MetaCompletionsOldest = "oldest"
 )

@@ -5,11 +5,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -256,7 +258,9 @@ func (ns *namespace) WatchCompletions(ctx context.Context, req *api.WatchComplet
 		return nil, errf(codes.InvalidArgument, op, p, "wait_ms %d: want 0..%d", req.GetWaitMs(), completionMaxWait.Milliseconds())
 	}
 	after := req.GetAfter()
-	if after < 0 {
+	if req.GetFromNow() {
+		after, wait = -1, 0
+	} else if after < 0 {
 		return nil, errf(codes.InvalidArgument, op, p, "cursor %d is negative", after)
 	}
 	pr := ns.caller(ctx)
@@ -295,10 +299,17 @@ func (ns *namespace) scanCompletions(op, p string, pr principal, after int64, li
 	d := &ns.st.done
 	resp := &api.WatchCompletionsResponse{Oldest: d.floor, Cursor: durable}
 	switch {
+	case after == -1: // from now: checked below, no events
 	case after < d.floor:
-		return nil, withReason(errf(codes.OutOfRange, op, p,
+		err := errf(codes.OutOfRange, op, p,
 			"cursor %d is older than the completions this FS master keeps (the last %d, after sequence %d): completions in between may be missed; rescan %s and resume from %d",
-			after, d.capacity(), d.floor, p, d.floor), api.ReasonCompletionsExpired)
+			after, d.capacity(), d.floor, p, d.floor)
+		st, _ := status.FromError(err)
+		if de, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: api.ReasonCompletionsExpired, Domain: api.ReasonDomain,
+			Metadata: map[string]string{api.MetaCompletionsOldest: strconv.FormatInt(d.floor, 10)}}); derr == nil {
+			err = de.Err()
+		}
+		return nil, err
 	case after > durable:
 		return nil, errf(codes.OutOfRange, op, p, "cursor %d is ahead of the journal (at sequence %d): a cursor of another cluster, or of a journal formatted since?", after, durable)
 	}
@@ -317,6 +328,9 @@ func (ns *namespace) scanCompletions(op, p string, pr principal, after int64, li
 		}
 	} else if err := ns.traverse(op, p, pr, n); err != nil {
 		return nil, err
+	}
+	if after == -1 {
+		return resp, nil
 	}
 	for i := d.after(after); i < d.len(); i++ {
 		e := d.at(i)

@@ -93,6 +93,9 @@ func TestCompletionFeed(t *testing.T) {
 		t.Fatalf("after the last: %v", resp)
 	}
 	cursor = resp.Cursor
+	if now := must(tm.fs.WatchCompletions(ctx, &api.WatchCompletionsRequest{Path: "/landing", FromNow: true})); len(now.Events) != 0 || now.Cursor < cursor {
+		t.Fatalf("from now: %v", now)
+	}
 
 	// A long poll answers when a file completes.
 	type answer struct {

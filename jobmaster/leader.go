@@ -30,6 +30,7 @@ type leaderState struct {
 	planners *planners
 	finisher *finisher
 	pol      *policyRunner
+	events   *eventRunner
 	pipes    *pipelineRunner
 	term     uint64
 }
@@ -77,6 +78,7 @@ func (s *Server) establishLeadership() *leaderState {
 	ls.planners = newPlanners(ls)
 	ls.finisher = newFinisher(ls)
 	ls.pol = newPolicyRunner(ls)
+	ls.events = newEventRunner(ls)
 	ls.pipes = newPipelineRunner(ls)
 
 	// From here on the FSM tells us every change; the scan below covers what
@@ -154,6 +156,7 @@ func (s *Server) revokeLeadership(ls *leaderState) {
 	s.m.leader.Set(0)
 	s.fsm.setHook(nil)
 	ls.cancel()
+	ls.events.stop()
 	ls.broker.close()
 	ls.hb.stop()
 	ls.planners.wait()

@@ -1,6 +1,7 @@
 package jobmaster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/plans"
 )
 
 // Cron policies: a policy submits a job of its plan and config each time
@@ -184,15 +186,28 @@ func newPolicyRunner(ls *leaderState) *policyRunner {
 	}
 }
 
-// poke makes the loop look at the policies now.
+// poke makes the loop look at the policies now (and the event policies'
+// watchers at theirs).
 func (r *policyRunner) poke() {
 	select {
 	case r.wake <- struct{}{}:
 	default:
 	}
+	if r.ls.events != nil {
+		r.ls.events.poke()
+	}
 }
 
-func (r *policyRunner) run(ctx context.Context) { wakeLoop(ctx, r.wake, policyMaxSleep, r.tick) }
+// run is the loop: each pass first keeps a watcher running for each
+// enabled event policy (outside r.mu: a watcher being stopped may be
+// waiting for it), then handles the cron policies and every pending
+// launch.
+func (r *policyRunner) run(ctx context.Context) {
+	wakeLoop(ctx, r.wake, policyMaxSleep, func(ctx context.Context, now time.Time) time.Time {
+		r.ls.events.sync(ctx)
+		return r.tick(ctx, now)
+	})
+}
 
 // wakeLoop is a leader loop that calls tick, then sleeps until the time
 // tick returned (at most maxSleep) or a wake, until ctx ends.
@@ -292,8 +307,8 @@ func (r *policyRunner) step(ctx context.Context, name string, now time.Time) tim
 			}
 			continue
 		}
-		if !p.GetEnabled() {
-			return later
+		if !p.GetEnabled() || p.GetOnCreate() != "" {
+			return later // an event policy's watcher launches its runs
 		}
 		sched, err := r.schedule(p.GetCron())
 		if err != nil {
@@ -365,8 +380,16 @@ func (r *policyRunner) submit(ctx context.Context, p *api.PolicyInfo) (int64, er
 	if err := r.ls.jobRoom(ctx, "policy "+p.GetName()); err != nil {
 		return 0, err
 	}
+	cfg := p.GetConfigJson()
+	if len(p.GetPendingEvents()) > 0 {
+		b, err := plans.EventConfig(p.GetPlan(), []byte(cfg), eventFiles(p))
+		if err != nil {
+			return 0, fmt.Errorf("policy %s: %w", p.GetName(), err)
+		}
+		cfg = string(b)
+	}
 	resp, err := s.apply(ctx, &api.SubmitJobCommand{
-		Plan: p.GetPlan(), ConfigJson: p.GetConfigJson(), Limits: p.GetLimits(), RequestId: rid,
+		Plan: p.GetPlan(), ConfigJson: cfg, Limits: p.GetLimits(), RequestId: rid,
 		Submitter: "policy " + p.GetName(), RunAs: p.GetOwner(), Policy: p.GetName(), NowMs: time.Now().UnixMilli(),
 		PlanVersion: pluginVersionOf(p.GetPlan()),
 	})
@@ -393,6 +416,9 @@ func (r *policyRunner) runNow(ctx context.Context, name string) (job, run int64,
 	p := r.policy(name)
 	if p == nil {
 		return 0, 0, status.Errorf(codes.NotFound, "policy run-now %s: no such policy (see 'alluvium policy ls')", name)
+	}
+	if p.GetOnCreate() != "" {
+		return 0, 0, status.Errorf(codes.FailedPrecondition, "policy run-now %s: it fires on files completed under %s, not on a clock: its runs are the files' (submit a job for the rest: alluvium job submit %s %s)", name, p.GetOnCreate(), cmp.Or(p.GetPlan(), "persist"), p.GetOnCreate())
 	}
 	if p.GetPendingRequestId() != "" {
 		if _, err := r.submit(ctx, p); err != nil {
@@ -432,14 +458,21 @@ func (r *policyRunner) submitRun(ctx context.Context, p *api.PolicyInfo, def *ap
 		kind = api.PipelineTrigger_RUN_NOW
 	}
 	sched := p.GetPendingScheduledMs()
-	run, err := newRun(def, triggerParams(def, p.GetPipelineParams(), cronOffers(sched)))
+	offers := cronOffers(sched)
+	trigger := &api.PipelineTrigger{Kind: kind, Policy: p.GetName(), ScheduledMs: sched}
+	if evs := p.GetPendingEvents(); len(evs) > 0 {
+		offers = eventOffers(p)
+		trigger = &api.PipelineTrigger{Kind: api.PipelineTrigger_EVENTS, Policy: p.GetName(), Events: int64(len(evs)),
+			FirstSequence: evs[0].GetSequence(), LastSequence: evs[len(evs)-1].GetSequence()}
+	}
+	run, err := newRun(def, triggerParams(def, p.GetPipelineParams(), offers))
 	if err != nil {
 		// It was checked when the policy was added; retried with backoff
 		// (and logged) rather than dropped.
 		return fmt.Errorf("policy %s: pipeline: %w", p.GetName(), err)
 	}
 	run.Submitter, run.RunAs, run.RequestId = "policy "+p.GetName(), p.GetOwner(), rid
-	run.Trigger = &api.PipelineTrigger{Kind: kind, Policy: p.GetName(), ScheduledMs: sched}
+	run.Trigger = trigger
 	out, existed, err := s.submitRun(ctx, run)
 	if err != nil {
 		return err

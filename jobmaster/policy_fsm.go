@@ -99,6 +99,9 @@ func (x *tx) applyPolicyLaunch(c *api.PolicyLaunchCommand) any {
 		return fmt.Errorf("policy %q launch: %w", c.GetName(), errStale)
 	}
 	p := policyCopy(old)
+	if c.GetEventTo() != 0 {
+		return x.applyEventLaunch(p, c)
+	}
 	sched := c.GetScheduledMs()
 	stale := func() any { return fmt.Errorf("policy %q %s at %d: %w", c.GetName(), c.GetKind(), sched, errStale) }
 	switch c.GetKind() {
@@ -167,6 +170,7 @@ func (x *tx) launchDone(policy, requestID string, set func(p *api.PolicyInfo)) {
 	p.PendingRequestId = ""
 	p.LastRunMs = p.PendingScheduledMs
 	p.PendingScheduledMs = 0
+	p.PendingEvents = nil
 	set(p)
 	p.Runs++
 	x.s.policies.ReplaceOrInsert(p)
@@ -177,4 +181,41 @@ func (x *tx) launchDone(policy, requestID string, set func(p *api.PolicyInfo)) {
 // clears it in the same entry, as SUBMIT_JOB does for a job.
 func (x *tx) policyPipelineSubmitted(policy, requestID string, runID int64) {
 	x.launchDone(policy, requestID, func(p *api.PolicyInfo) { p.LastPipelineId = runID })
+}
+
+// applyEventLaunch records an event policy's decision about a batch of
+// completions: the cursor moves from event_from to event_to and the batch
+// is launched (a pending launch with its files, submitted next) or
+// skipped, in this one entry. A decision about another cursor, or a second
+// launch while one is pending, is stale: a new leader that decides again
+// from the committed cursor can neither lose nor repeat a file.
+func (x *tx) applyEventLaunch(p *api.PolicyInfo, c *api.PolicyLaunchCommand) any {
+	from, to := c.GetEventFrom(), c.GetEventTo()
+	stale := func() any {
+		return fmt.Errorf("policy %q %s of events %d..%d (cursor %d): %w", c.GetName(), c.GetKind(), from, to, p.GetEventCursor(), errStale)
+	}
+	if p.GetOnCreate() == "" || from != p.GetEventCursor() || to <= from {
+		return stale()
+	}
+	switch c.GetKind() {
+	case api.PolicyLaunchCommand_LAUNCH:
+		if p.PendingRequestId != "" || c.GetRequestId() == "" || len(c.GetEvents()) == 0 {
+			return stale()
+		}
+		p.PendingRequestId = c.GetRequestId()
+		p.PendingScheduledMs = c.GetNowMs()
+		p.PendingEvents = c.GetEvents()
+		p.LastLaunchMs = c.GetNowMs()
+		p.Events += int64(len(c.GetEvents()))
+	case api.PolicyLaunchCommand_SKIP:
+		p.SkippedEvents += int64(len(c.GetEvents())) + max(c.GetSkippedEvents(), 0)
+		if len(c.GetEvents()) > 0 {
+			p.Skipped++
+		}
+	default:
+		return fmt.Errorf("policy %q: event launch kind %d: %w", c.GetName(), c.GetKind(), errUnknownCommand)
+	}
+	p.EventCursor = to
+	x.s.policies.ReplaceOrInsert(p)
+	return nil
 }

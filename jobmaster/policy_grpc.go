@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/paths"
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/plans"
 	"github.com/alluvium/alluvium/plans/spec"
@@ -33,6 +34,14 @@ func (r *rpcServer) AddPolicy(ctx context.Context, req *api.AddPolicyRequest) (*
 	now := time.Now().UnixMilli()
 	p.Enabled = !req.GetPaused()
 	p.CreatedMs, p.CursorMs = now, now
+	if p.GetOnCreate() != "" {
+		// Files completed from now on: the feed's head.
+		head, err := s.feedHead(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		p.EventCursor = head
+	}
 	if err := s.applyErr(ctx, &api.PutPolicyCommand{Policy: p, NowMs: now, CreateOnly: true}); err != nil {
 		if errors.Is(err, errPolicyExists) {
 			return nil, status.Errorf(codes.AlreadyExists, "policy add %s: a policy of that name exists (policy rm %s first)", p.GetName(), p.GetName())
@@ -56,25 +65,102 @@ func (s *Server) checkPolicy(ctx context.Context, in *api.PolicyInfo) (*api.Poli
 		return nil, status.Errorf(codes.AlreadyExists, "policy add %s: a policy of that name exists (policy rm %s first)", name, name)
 	}
 	cron := strings.TrimSpace(in.GetCron())
-	if _, err := parseCron(cron); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "policy add %s: --cron %q: %v (want 5 fields, or 6 with seconds first, e.g. \"0 */5 * * * *\", or @hourly, @every 10m)", name, in.GetCron(), err)
+	ev, err := s.checkEventTrigger(ctx, name, in)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case ev != nil && cron != "":
+		return nil, status.Errorf(codes.InvalidArgument, "policy add %s: --cron and --on-create: give one", name)
+	case ev == nil:
+		if _, err := parseCron(cron); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "policy add %s: --cron %q: %v (want 5 fields, or 6 with seconds first, e.g. \"0 */5 * * * *\", or @hourly, @every 10m)", name, in.GetCron(), err)
+		}
 	}
 	overlap, err := checkOverlap(in.GetOverlap())
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "policy add %s: --%v", name, err)
 	}
+	if ev != nil && strings.TrimSpace(in.GetOverlap()) == "" {
+		overlap = overlapQueue // events are never dropped unless asked (--overlap skip)
+	}
+	out, err := s.checkPolicyJob(ctx, name, in)
+	if err != nil {
+		return nil, err
+	}
+	out.Name, out.Cron, out.Overlap, out.CatchUp = name, cron, overlap, in.GetCatchUp()
+	if ev != nil {
+		if out.GetPipeline() == nil {
+			if err := plans.CheckEventPlan(out.GetPlan()); err != nil {
+				return nil, status.Errorf(codes.InvalidArgument, "policy add %s: --on-create %s: %s", name, ev.GetOnCreate(), status.Convert(err).Message())
+			}
+		}
+		out.OnCreate, out.DebounceMs, out.BatchMax, out.CatchUp = ev.GetOnCreate(), ev.GetDebounceMs(), ev.GetBatchMax(), false
+	}
+	return out, nil
+}
+
+// checkEventTrigger checks an event policy's trigger: the path (a
+// directory the caller may list), the debounce and the batch bound. It
+// returns nil for a policy without --on-create.
+func (s *Server) checkEventTrigger(ctx context.Context, name string, in *api.PolicyInfo) (*api.PolicyInfo, error) {
+	raw := in.GetOnCreate()
+	if raw == "" {
+		if in.GetDebounceMs() != 0 || in.GetBatchMax() != 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "policy add %s: --debounce and --batch-max are for --on-create policies", name)
+		}
+		return nil, nil
+	}
+	p, err := paths.Clean(raw)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "policy add %s: --on-create %q: %v", name, raw, err)
+	}
+	if d := in.GetDebounceMs(); d < 0 || d > maxDebounce.Milliseconds() {
+		return nil, status.Errorf(codes.InvalidArgument, "policy add %s: --debounce %v: want 0s to %v", name, time.Duration(d)*time.Millisecond, maxDebounce)
+	}
+	bm := in.GetBatchMax()
+	if bm == 0 {
+		bm = defaultBatchMax
+	}
+	if bm < 1 || bm > maxBatchMax {
+		return nil, status.Errorf(codes.InvalidArgument, "policy add %s: --batch-max %d: want 1 to %d files a run", name, in.GetBatchMax(), maxBatchMax)
+	}
+	// The policy's runs read the feed as its owner: the owner must list
+	// the directory.
+	_, runAs := caller(ctx)
+	actx := rpc.ActAs(ctx, runAs)
+	st, err := s.env.FS().GetStatus(actx, &api.GetStatusRequest{Path: p})
+	switch {
+	case status.Code(err) == codes.NotFound:
+		return nil, status.Errorf(codes.NotFound, "policy add %s: --on-create %s: no such directory (create it first: alluvium fs mkdir %s)", name, p, p)
+	case err != nil:
+		return nil, status.Errorf(status.Code(err), "policy add %s: --on-create %s: %s", name, p, status.Convert(err).Message())
+	case !st.GetInfo().GetFolder():
+		return nil, status.Errorf(codes.InvalidArgument, "policy add %s: --on-create %s: a file, want a directory", name, p)
+	}
+	if _, err := s.env.FS().CheckAccess(actx, &api.CheckAccessRequest{Path: p, Bits: 5}); err != nil {
+		return nil, status.Errorf(status.Code(err), "policy add %s: --on-create %s: %s", name, p, status.Convert(err).Message())
+	}
+	return &api.PolicyInfo{OnCreate: p, DebounceMs: in.GetDebounceMs(), BatchMax: bm}, nil
+}
+
+// checkPolicyJob checks what a policy fires — a pipeline, or a plan and
+// its config — and returns it normalized.
+func (s *Server) checkPolicyJob(ctx context.Context, name string, in *api.PolicyInfo) (*api.PolicyInfo, error) {
 	if def := in.GetPipeline(); def != nil {
 		// A policy that fires a pipeline: its definition and parameters
 		// are checked (and rendered) as a submit would check them.
 		if in.GetPlan() != "" {
 			return nil, status.Errorf(codes.InvalidArgument, "policy add %s: a plan and a pipeline: give one", name)
 		}
-		if _, err := newRun(def, triggerParams(def, in.GetPipelineParams(), cronOffers(time.Now().UnixMilli()))); err != nil {
+		offers := cronOffers(time.Now().UnixMilli())
+		if in.GetOnCreate() != "" {
+			offers = eventOffers(&api.PolicyInfo{PendingEvents: []*api.PolicyEvent{{Path: in.GetOnCreate() + "/example", FileId: 1, Sequence: 1}}})
+		}
+		if _, err := newRun(def, triggerParams(def, in.GetPipelineParams(), offers)); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "policy add %s: %s", name, status.Convert(err).Message())
 		}
-		return &api.PolicyInfo{
-			Name: name, Cron: cron, Pipeline: def, PipelineParams: in.GetPipelineParams(), Overlap: overlap, CatchUp: in.GetCatchUp(),
-		}, nil
+		return &api.PolicyInfo{Pipeline: def, PipelineParams: in.GetPipelineParams()}, nil
 	}
 	plan, err := plans.Lookup(in.GetPlan())
 	if err != nil {
@@ -92,10 +178,18 @@ func (s *Server) checkPolicy(ctx context.Context, in *api.PolicyInfo) (*api.Poli
 		}
 		return nil, status.Errorf(codes.Unavailable, "policy add %s: %v", name, err)
 	}
-	return &api.PolicyInfo{
-		Name: name, Cron: cron, Plan: in.GetPlan(), ConfigJson: string(valid.Config), Limits: valid.Limits.Proto(),
-		Overlap: overlap, CatchUp: in.GetCatchUp(),
-	}, nil
+	return &api.PolicyInfo{Plan: in.GetPlan(), ConfigJson: string(valid.Config), Limits: valid.Limits.Proto()}, nil
+}
+
+// feedHead is the completion feed's cursor now under p's path: an event
+// policy fires for files completed after it was added.
+func (s *Server) feedHead(ctx context.Context, p *api.PolicyInfo) (int64, error) {
+	_, runAs := caller(ctx)
+	resp, err := s.env.FS().WatchCompletions(rpc.ActAs(ctx, runAs), &api.WatchCompletionsRequest{Path: p.GetOnCreate(), FromNow: true})
+	if err != nil {
+		return 0, status.Errorf(status.Code(err), "policy add %s: --on-create %s: the FS master's completion feed: %s", p.GetName(), p.GetOnCreate(), status.Convert(err).Message())
+	}
+	return resp.GetCursor(), nil
 }
 
 // mayManagePolicy refuses a change to policy name by anyone but its owner

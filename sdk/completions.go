@@ -29,6 +29,9 @@ type WatchOptions struct {
 	// there (0: it answers at once); at most a minute, and kept below the
 	// client's per-call timeout.
 	Wait time.Duration
+	// FromNow asks for no events but the cursor of now (after is
+	// ignored): where a new consumer starts.
+	FromNow bool
 }
 
 // WatchCompletions reads the completion feed: the files completed at or
@@ -47,7 +50,7 @@ func (c *Client) WatchCompletions(ctx context.Context, path string, after int64,
 	var resp *api.WatchCompletionsResponse
 	err := c.call(ctx, "watch completions", path, true, func(ctx context.Context) (err error) {
 		resp, err = c.fs.WatchCompletions(ctx, &api.WatchCompletionsRequest{
-			Path: path, After: after, MaxEvents: int32(min(o.MaxEvents, 1<<30)), WaitMs: wait.Milliseconds(),
+			Path: path, After: after, MaxEvents: int32(min(o.MaxEvents, 1<<30)), WaitMs: wait.Milliseconds(), FromNow: o.FromNow,
 		})
 		return err
 	})

@@ -3,15 +3,17 @@ package sdk
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc/codes"
 
 	"github.com/alluvium/alluvium/api"
 )
 
-// Policy is a cron policy as the job master reports it: its spec, plan and
-// config, whether it is enabled, its next and last run, its last job and
-// that job's status, and counters.
+// Policy is a policy as the job master reports it: its cron spec (or, for
+// an event policy, its on_create path, debounce, batch bound and feed
+// cursor), plan and config, whether it is enabled, its next and last run,
+// its last job and that job's status, and counters.
 type Policy = api.PolicyInfo
 
 // PolicySpec is a policy to add.
@@ -23,6 +25,21 @@ type PolicySpec struct {
 	// optionally prefixed by "CRON_TZ=Europe/Paris ". Without CRON_TZ the
 	// job master reads it in UTC.
 	Cron string
+	// OnCreate, instead of Cron, makes it an event policy: it fires when
+	// files are completed at or below this directory (written through
+	// Alluvium; read from the FS master's completion feed, so a failover
+	// of either master neither loses nor repeats a file). The first file
+	// opens a window of Debounce (0: none); the files completed in it, at
+	// most BatchMax (0: 1000; at most 10000), are one run. A plan's job is
+	// narrowed to them: persist names the files, load, replicate and exec
+	// run on their common path; a pipeline gets the parameters paths (the
+	// list), path (the common path) and events (how many) where it
+	// declares them. Overlap: the zero value queues an event policy's
+	// batch while its last run runs (OverlapAllow starts it at once,
+	// OverlapDrop drops it).
+	OnCreate string
+	Debounce time.Duration
+	BatchMax int
 	// Plan and Config are the job it submits each time, as Jobs.Submit
 	// takes them (e.g. "load", LoadConfig{Path: "/hot"}).
 	Plan   string
@@ -65,8 +82,10 @@ func overlapName(o OverlapPolicy) (string, error) {
 		return "queue", nil
 	case OverlapAllow:
 		return "allow", nil
+	case OverlapDrop:
+		return "skip", nil
 	}
-	return "", fmt.Errorf("overlap %d: want OverlapSkip, OverlapQueue or OverlapAllow", o)
+	return "", fmt.Errorf("overlap %d: want OverlapSkip, OverlapQueue, OverlapAllow or OverlapDrop", o)
 }
 
 // Add adds a policy. The job master checks the spec, the plan and the
@@ -88,9 +107,16 @@ func (p *Policies) Add(ctx context.Context, s PolicySpec) (*Policy, error) {
 	if err != nil {
 		return nil, invalid(err.Error())
 	}
+	if s.OnCreate != "" && s.Overlap == OverlapSkip {
+		overlap = "" // the job master's default for events: queue
+	}
+	if s.BatchMax < 0 || s.BatchMax > 1<<30 {
+		return nil, invalid(fmt.Sprintf("BatchMax %d: want 1 to 10000 (0: 1000)", s.BatchMax))
+	}
 	req := &api.AddPolicyRequest{
 		Policy: &api.PolicyInfo{Name: s.Name, Cron: s.Cron, Plan: s.Plan, ConfigJson: cfg, Overlap: overlap, CatchUp: !s.NoCatchUp,
-			Pipeline: s.Pipeline, PipelineParams: s.Params},
+			Pipeline: s.Pipeline, PipelineParams: s.Params,
+			OnCreate: s.OnCreate, DebounceMs: s.Debounce.Milliseconds(), BatchMax: int32(s.BatchMax)},
 		Paused: s.Paused,
 	}
 	var resp *api.AddPolicyResponse

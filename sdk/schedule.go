@@ -48,6 +48,11 @@ const (
 	OverlapSkip  OverlapPolicy = iota // the due run is skipped (reported with Skipped); the default
 	OverlapQueue                      // it starts when the previous run ends (at most one waits; more are skipped)
 	OverlapAllow                      // it starts at once, beside the previous one
+	// OverlapDrop is OverlapSkip said of an event policy (PolicySpec.
+	// OnCreate), whose zero Overlap queues: the files that land while
+	// its last run runs are dropped, not launched (counted in
+	// skipped_events).
+	OverlapDrop
 )
 
 // ScheduledRun is one firing of a schedule, for OnScheduledRun.

@@ -22,11 +22,12 @@ import (
 func newPolicyCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "policy",
-		Short: "Cron policies: submit a job (load, persist, ...) on a schedule",
+		Short: "Policies: submit a job (load, persist, ...) on a schedule or when files land",
 		Long: `A policy submits a job each time its cron spec fires: a nightly persist, a
-warm-up of a hot directory every few minutes. Policies live in the job
-master's raft state: only the leader fires them, and a job master failover
-neither loses a run nor runs one twice. Runs missed while no job master led
+warm-up of a hot directory every few minutes — or, with --on-create PATH,
+when files are completed under PATH (see 'alluvium policy add --help').
+Policies live in the job master's raft state: only the leader fires them,
+and a job master failover neither loses a run nor runs one twice. Runs missed while no job master led
 are caught up once (the latest of them), unless --catch-up=false.
 
 Cron specs have five fields (minute hour day-of-month month day-of-week), or
@@ -34,6 +35,7 @@ six with seconds first, or a descriptor: @hourly, @daily, @every 10m. They
 are read in UTC unless prefixed with CRON_TZ=Area/City.`,
 		Example: `  alluvium policy add hot --cron "*/10 * * * * *" load /hot --replication 2
   alluvium policy add nightly --cron "0 2 * * *" persist /out
+  alluvium policy add landed --on-create /landing --debounce 2s persist /landing
   alluvium policy ls
   alluvium policy pause hot; alluvium policy resume hot
   alluvium policy run-now nightly --wait
@@ -66,11 +68,15 @@ func newPolicyAddCmd(g *globals) *cobra.Command {
 		pipelineFile          string
 		params                []string
 		catchUp, paused       bool
+		onCreate              string
+		debounce              time.Duration
+		batchMax              int
 	)
 	c := &cobra.Command{
-		Use:   "add NAME --cron SPEC [flags] (PLAN ARGS... [plan flags] | --pipeline FILE [--param k=v]...)",
-		Short: "Add a policy: NAME --cron SPEC, then the job's words as 'job submit' takes them",
-		Long: `Add a policy that submits a job each time SPEC fires. After NAME and the
+		Use:   "add NAME (--cron SPEC | --on-create PATH [--debounce D] [--batch-max N]) [flags] (PLAN ARGS... [plan flags] | --pipeline FILE [--param k=v]...)",
+		Short: "Add a policy: NAME --cron SPEC or --on-create PATH, then the job's words as 'job submit' takes them",
+		Long: `Add a policy that submits a job each time SPEC fires — or, with --on-create
+PATH, each time files are completed under the directory PATH. After NAME and the
 policy's flags come the job's own words, exactly as 'alluvium job submit'
 takes them (see 'alluvium job submit PLAN --help' for each plan's flags), or
 any plan with --config JSON.
@@ -80,13 +86,30 @@ The spec, the plan and its config are checked as a submit would check them
 
 --overlap says what a run that falls due while the policy's last job still
 runs does: skip it (default), queue it (it starts when the job ends; one run
-waits at most), or allow it (it starts at once).`,
+waits at most), or allow it (it starts at once).
+
+Event policies (--on-create PATH) fire on files written through Alluvium and
+completed under PATH, read from the FS master's completion feed. The first
+file opens a window of --debounce (default 30s); the files completed in it,
+at most --batch-max (default 1000), are one run, and the next file opens the
+next window. The policy's cursor in the feed moves in the same raft entry
+that launches the run, so a failover of the job masters or the FS masters
+neither loses nor repeats a file. A run's job is the policy's job narrowed
+to its files: persist persists exactly them; load, replicate and exec run on
+their common path (the file for one, else the deepest directory holding
+them all). A pipeline (--pipeline FILE) gets them as parameters where it
+declares them: {{.paths}} (the list), {{.path}} (the common path) and
+{{.events}} (how many). Overlap defaults to queue for event policies: files
+that land while the last run runs wait for the next one (--overlap skip
+drops them, --overlap allow starts a run at once).`,
 		Example: `  alluvium policy add hot --cron "*/10 * * * * *" load /hot --replication 2
   alluvium policy add nightly --cron "0 2 * * *" --overlap queue persist /out
   alluvium policy add warm --cron @hourly --catch-up=false load /data --verify
   alluvium policy add tz --cron "CRON_TZ=Europe/Paris 30 6 * * 1-5" load /reports
   alluvium policy add any --cron @daily replicate --config '{"path":"/x","replicas":2}'
-  alluvium policy add nightly-chain --cron "0 2 * * *" --pipeline configs/pipelines/example.yaml`,
+  alluvium policy add nightly-chain --cron "0 2 * * *" --pipeline configs/pipelines/example.yaml
+  alluvium policy add landed --on-create /landing --debounce 2s persist /landing
+  alluvium policy add landed-chain --on-create /landing --debounce 1m --pipeline configs/pipelines/landed.yaml`,
 		DisableFlagParsing: true,
 		Args:               cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -103,8 +126,18 @@ waits at most), or allow it (it starts at once).`,
 				return usagef("policy add: want NAME --cron SPEC PLAN ARGS... (see 'alluvium policy add --help')")
 			}
 			name := pos[0]
-			if !cmd.Flags().Changed("cron") {
-				return usagef("policy add %s: --cron SPEC is required, e.g. --cron \"*/10 * * * * *\" or --cron @hourly", name)
+			events := cmd.Flags().Changed("on-create")
+			switch {
+			case events && cmd.Flags().Changed("cron"):
+				return usagef("policy add %s: --cron and --on-create: give one (a policy fires on a clock or on files)", name)
+			case !events && !cmd.Flags().Changed("cron"):
+				return usagef("policy add %s: --cron SPEC or --on-create PATH is required, e.g. --cron \"*/10 * * * * *\", --cron @hourly or --on-create /landing", name)
+			case !events && (cmd.Flags().Changed("debounce") || cmd.Flags().Changed("batch-max")):
+				return usagef("policy add %s: --debounce and --batch-max are for --on-create policies", name)
+			case events && debounce < 0:
+				return usagef("policy add %s: --debounce %v: want 0s or more", name, debounce)
+			case events && (batchMax < 1 || batchMax > 10000):
+				return usagef("policy add %s: --batch-max %d: want 1 to 10000 files a run", name, batchMax)
 			}
 			var (
 				job = &policyJob{}
@@ -149,6 +182,8 @@ waits at most), or allow it (it starts at once).`,
 			}
 			var o sdk.OverlapPolicy
 			switch strings.ToLower(overlap) {
+			case "":
+				// skip on a clock; on files the job master's default: queue
 			case "skip":
 				o = sdk.OverlapSkip
 			case "queue":
@@ -164,6 +199,12 @@ waits at most), or allow it (it starts at once).`,
 			}
 			defer cl.Close()
 			ps0 := sdk.PolicySpec{Name: name, Cron: spec, Overlap: o, NoCatchUp: !catchUp, Paused: paused, Pipeline: def, Params: pm}
+			if events {
+				ps0.OnCreate, ps0.Debounce, ps0.BatchMax = onCreate, debounce, batchMax
+				if strings.EqualFold(overlap, "skip") {
+					ps0.Overlap = sdk.OverlapDrop // OverlapSkip is an event policy's default: queue
+				}
+			}
 			if def == nil {
 				ps0.Plan, ps0.Config = job.plan, json.RawMessage(job.config)
 			}
@@ -176,8 +217,16 @@ waits at most), or allow it (it starts at once).`,
 				return writeJSON(out, jobview.FromPolicy(p))
 			}
 			state := "next run " + fmtWhen(p.GetNextRunMs())
+			if p.GetOnCreate() != "" {
+				state = fmt.Sprintf("fires on files completed under %s from now on (debounce %v, at most %d files a run, overlap %s)",
+					p.GetOnCreate(), time.Duration(p.GetDebounceMs())*time.Millisecond, p.GetBatchMax(), p.GetOverlap())
+			}
 			if !p.GetEnabled() {
 				state = "paused ('alluvium policy resume " + name + "' starts it)"
+			}
+			if p.GetOnCreate() != "" {
+				fmt.Fprintf(out, "Added policy %s: %s, %s\n", name, policyFires(p), state)
+				return nil
 			}
 			fmt.Fprintf(out, "Added policy %s: %s on %q, %s\n", name, policyFires(p), p.GetCron(), state)
 			return nil
@@ -185,7 +234,10 @@ waits at most), or allow it (it starts at once).`,
 	}
 	f := c.Flags()
 	f.StringVar(&spec, "cron", "", `when to run: "MIN HOUR DOM MON DOW", "SEC MIN HOUR DOM MON DOW", @hourly, @every 10m (UTC unless CRON_TZ=...)`)
-	f.StringVar(&overlap, "overlap", "skip", "a run due while the last job still runs: skip, queue or allow")
+	f.StringVar(&overlap, "overlap", "", "a run due while the last job still runs: skip, queue or allow (default skip with --cron, queue with --on-create: files are never dropped unless asked)")
+	f.StringVar(&onCreate, "on-create", "", "fire on files completed under this directory instead of a clock (written through Alluvium; see --debounce, --batch-max)")
+	f.DurationVar(&debounce, "debounce", 30*time.Second, "with --on-create: the first file opens a window this long; the files completed in it are one run (0: a run per read)")
+	f.IntVar(&batchMax, "batch-max", 1000, "with --on-create: at most this many files a run (1-10000)")
 	f.BoolVar(&catchUp, "catch-up", true, "run once for runs missed while no job master led")
 	f.BoolVar(&paused, "paused", false, "add it paused")
 	f.StringVar(&output, "output", "", "output format: json")
@@ -384,7 +436,13 @@ func printPolicyHistory(cmd *cobra.Command, cl *sdk.Client, list []*sdk.Policy) 
 		return err
 	}
 	for _, p := range list {
-		fmt.Fprintf(out, "\nPolicy %s, last runs:\n", p.GetName())
+		if p.GetOnCreate() != "" {
+			fmt.Fprintf(out, "\nPolicy %s fires on files completed under %s: debounce %v, at most %d files a run; feed cursor %d; %d files launched, %d skipped\n",
+				p.GetName(), p.GetOnCreate(), time.Duration(p.GetDebounceMs())*time.Millisecond, p.GetBatchMax(), p.GetEventCursor(), p.GetEvents(), p.GetSkippedEvents())
+		} else {
+			fmt.Fprintf(out, "\nPolicy %s fires on %q\n", p.GetName(), p.GetCron())
+		}
+		fmt.Fprintf(out, "Policy %s, last runs:\n", p.GetName())
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		if p.GetPipeline() != nil {
 			runs, err := pl.List(cmd.Context(), sdk.ListPipelinesOptions{Policy: p.GetName(), Limit: last, NewestFirst: true})
@@ -427,7 +485,7 @@ func printPolicies(out io.Writer, list []*sdk.Policy) {
 		return
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tCRON\tJOB\tOVERLAP\tNEXT RUN\tLAST RUN\tLAST JOB\tSTATUS\tRUNS\tSKIPPED")
+	fmt.Fprintln(tw, "NAME\tSTATE\tTRIGGER\tJOB\tOVERLAP\tNEXT RUN\tLAST RUN\tLAST JOB\tSTATUS\tRUNS\tSKIPPED")
 	for _, p := range list {
 		state := "enabled"
 		if !p.GetEnabled() {
@@ -452,7 +510,14 @@ func printPolicies(out io.Writer, list []*sdk.Policy) {
 		if st == "" {
 			st = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", p.GetName(), state, p.GetCron(), policyFires(p),
+		trigger := p.GetCron()
+		if p.GetOnCreate() != "" {
+			trigger = "on-create " + p.GetOnCreate()
+			if n := len(p.GetPendingEvents()); n > 0 {
+				state += fmt.Sprintf(" (%d files)", n)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", p.GetName(), state, trigger, policyFires(p),
 			p.GetOverlap(), fmtWhen(p.GetNextRunMs()), fmtWhen(p.GetLastRunMs()), last, st, p.GetRuns(), p.GetSkipped())
 	}
 	tw.Flush()

@@ -30,6 +30,16 @@ type Policy struct {
 	Pipeline           string `json:"pipeline,omitempty"`
 	LastPipelineRun    int64  `json:"lastPipelineRun,omitempty"`
 	LastPipelineStatus string `json:"lastPipelineStatus,omitempty"`
+	// An event policy: the directory it watches, its debounce window and
+	// batch bound, the completion feed's cursor it has handled up to, the
+	// files launched and skipped, and those of the launch being submitted.
+	OnCreate      string `json:"onCreate,omitempty"`
+	DebounceMs    int64  `json:"debounceMs,omitempty"`
+	BatchMax      int32  `json:"batchMax,omitempty"`
+	EventCursor   int64  `json:"eventCursor,omitempty"`
+	Events        int64  `json:"events,omitempty"`
+	SkippedEvents int64  `json:"skippedEvents,omitempty"`
+	PendingEvents int    `json:"pendingEvents,omitempty"`
 }
 
 // FromPolicy converts a PolicyInfo.
@@ -39,6 +49,10 @@ func FromPolicy(p *api.PolicyInfo) Policy {
 		CatchUp: p.GetCatchUp(), CreatedMs: p.GetCreatedMs(), NextRunMs: p.GetNextRunMs(), LastRunMs: p.GetLastRunMs(),
 		LastLaunchMs: p.GetLastLaunchMs(), LastJobID: p.GetLastJobId(), Runs: p.GetRuns(), Skipped: p.GetSkipped(),
 		QueuedMs: p.GetQueuedMs(), PendingRequestID: p.GetPendingRequestId(), LastJobStatus: LastJobStatus(p),
+	}
+	if p.GetOnCreate() != "" {
+		v.OnCreate, v.DebounceMs, v.BatchMax, v.EventCursor = p.GetOnCreate(), p.GetDebounceMs(), p.GetBatchMax(), p.GetEventCursor()
+		v.Events, v.SkippedEvents, v.PendingEvents = p.GetEvents(), p.GetSkippedEvents(), len(p.GetPendingEvents())
 	}
 	if d := p.GetPipeline(); d != nil {
 		v.Pipeline, v.LastPipelineRun = d.GetName(), p.GetLastPipelineId()
