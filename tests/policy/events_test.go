@@ -289,3 +289,72 @@ func TestEventPolicyRefusals(t *testing.T) {
 		t.Fatalf("run-now of an event policy: exit %d %q", code, errOut)
 	}
 }
+
+// TestEventPolicyPipeline: an event policy that fires a pipeline
+// (configs/pipelines/landed.yaml) gets each batch as the run's parameters
+// — paths, their common path, their count — with an EVENTS trigger
+// naming the feed's sequences; every file is in exactly one run.
+func TestEventPolicyPipeline(t *testing.T) {
+	c := startCluster(t, 1)
+	c.mustCLI("fs", "mkdir", "/landing")
+	def, err := filepath.Abs("../../configs/pipelines/landed.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.mustCLI("policy", "add", "chain", "--on-create", "/landing", "--debounce", "500ms", "--batch-max", "20", "--pipeline", def)
+	want := c.landed("/landing", 0, 60)
+	pl, err := c.Client.Pipelines()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs []*api.PipelineRun
+	testutil.Eventually(t, 120*time.Second, func() error {
+		runs, err = pl.List(context.Background(), sdk.ListPipelinesOptions{Policy: "chain"})
+		if err != nil {
+			return err
+		}
+		n := int64(0)
+		for _, r := range runs {
+			if r.GetStatus() == api.PipelineRun_RUNNING {
+				return fmt.Errorf("run %d still runs", r.GetId())
+			}
+			n += r.GetTrigger().GetEvents()
+		}
+		if n != int64(len(want)) {
+			return fmt.Errorf("%d runs hold %d files, want %d", len(runs), n, len(want))
+		}
+		return nil
+	})
+	seen := map[string]int64{}
+	for _, r := range runs {
+		tr := r.GetTrigger()
+		var params struct {
+			Path   string   `json:"path"`
+			Paths  []string `json:"paths"`
+			Events string   `json:"events"`
+		}
+		if err := json.Unmarshal([]byte(r.GetParamsJson()), &params); err != nil {
+			t.Fatalf("run %d params %s: %v", r.GetId(), r.GetParamsJson(), err)
+		}
+		if r.GetStatus() != api.PipelineRun_SUCCEEDED || tr.GetKind() != api.PipelineTrigger_EVENTS || tr.GetPolicy() != "chain" ||
+			len(params.Paths) == 0 || len(params.Paths) > 20 || fmt.Sprint(len(params.Paths)) != params.Events ||
+			int64(len(params.Paths)) != tr.GetEvents() || tr.GetFirstSequence() > tr.GetLastSequence() {
+			t.Fatalf("run %d: %v %v params %s", r.GetId(), r.GetStatus(), tr, r.GetParamsJson())
+		}
+		for _, p := range params.Paths {
+			if !strings.HasPrefix(p, params.Path+"/") && p != params.Path {
+				t.Fatalf("run %d: %s is not under its common path %s", r.GetId(), p, params.Path)
+			}
+			if first, dup := seen[p]; dup {
+				t.Fatalf("%s is in run %d and run %d", p, first, r.GetId())
+			}
+			seen[p] = r.GetId()
+		}
+	}
+	for p, data := range want {
+		got, err := os.ReadFile(filepath.Join(c.UFSDir, p))
+		if seen[p] == 0 || err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s: in run %d, UFS %q %v", p, seen[p], got, err)
+		}
+	}
+}

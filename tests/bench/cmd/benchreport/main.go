@@ -184,6 +184,7 @@ var goals = []goal{
 	{"PipelineOverhead", "overhead-ms-per-step", false, 10, "pipeline overhead per step (4 tiny jobs)"},
 	{"WorkerCutMidLoad", "cut-extra-s", false, 12, "worker cut mid-load: cut to completion minus undisturbed (timeout 10 s + 2 s)"},
 	{"CopyBandwidth", "rate/limit", false, 1.1, "copy with --bandwidth 50MiB: rate over the limit (and >= 0.9)"},
+	{"EventToJob", "p50-ms", false, 100, "event policy (--debounce 0): file completed to its persist job running"},
 }
 
 // scaleGoals are issue 20's goals for the scale run (tests/scale).
