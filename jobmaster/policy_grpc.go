@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/paths"
@@ -25,12 +26,21 @@ func (r *rpcServer) AddPolicy(ctx context.Context, req *api.AddPolicyRequest) (*
 	if answered {
 		return ans, err
 	}
+	existing := s.fsm.policy(req.GetPolicy().GetName())
 	p, err := s.checkPolicy(ctx, req.GetPolicy())
 	if err != nil {
 		return nil, err
 	}
 	// The policy's jobs run as whoever added it.
 	_, p.Owner = caller(ctx)
+	if existing != nil {
+		// A client resends an add whose answer it lost (the leader
+		// changed): the same policy is the answer, another a refusal.
+		if proto.Equal(policyDefinition(existing), policyDefinition(p)) {
+			return &api.AddPolicyResponse{Policy: s.policyView(existing)}, nil
+		}
+		return nil, status.Errorf(codes.AlreadyExists, "policy add %s: a policy of that name exists (policy rm %s first)", p.GetName(), p.GetName())
+	}
 	now := time.Now().UnixMilli()
 	p.Enabled = !req.GetPaused()
 	p.CreatedMs, p.CursorMs = now, now
@@ -60,9 +70,6 @@ func (s *Server) checkPolicy(ctx context.Context, in *api.PolicyInfo) (*api.Poli
 	name := in.GetName()
 	if !policyNameRE.MatchString(name) {
 		return nil, status.Errorf(codes.InvalidArgument, "policy add %q: bad name: want 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
-	}
-	if s.fsm.policy(name) != nil {
-		return nil, status.Errorf(codes.AlreadyExists, "policy add %s: a policy of that name exists (policy rm %s first)", name, name)
 	}
 	cron := strings.TrimSpace(in.GetCron())
 	ev, err := s.checkEventTrigger(ctx, name, in)
@@ -179,6 +186,16 @@ func (s *Server) checkPolicyJob(ctx context.Context, name string, in *api.Policy
 		return nil, status.Errorf(codes.Unavailable, "policy add %s: %v", name, err)
 	}
 	return &api.PolicyInfo{Plan: in.GetPlan(), ConfigJson: string(valid.Config), Limits: valid.Limits.Proto()}, nil
+}
+
+// policyDefinition is what a user gave of a policy (normalized), without
+// what its runs changed since.
+func policyDefinition(p *api.PolicyInfo) *api.PolicyInfo {
+	return &api.PolicyInfo{
+		Name: p.GetName(), Cron: p.GetCron(), Plan: p.GetPlan(), ConfigJson: p.GetConfigJson(), Overlap: p.GetOverlap(),
+		CatchUp: p.GetCatchUp(), Owner: p.GetOwner(), Limits: p.GetLimits(), Pipeline: p.GetPipeline(),
+		PipelineParams: p.GetPipelineParams(), OnCreate: p.GetOnCreate(), DebounceMs: p.GetDebounceMs(), BatchMax: p.GetBatchMax(),
+	}
 }
 
 // feedHead is the completion feed's cursor now under p's path: an event

@@ -491,9 +491,14 @@ func TestPolicyAddRefusesBadInput(t *testing.T) {
 	if err != nil || len(resp.Policies) != 0 {
 		t.Fatalf("after refused adds: %v %v", resp, err)
 	}
-	addTestPolicy(t, cl, "a", "@hourly", testConfig{Tasks: 1}, nil)
+	first := addTestPolicy(t, cl, "a", "@hourly", testConfig{Tasks: 1}, nil)
 	if _, err := cl.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.PolicyInfo{Name: "a", Cron: "@daily", Plan: "test", ConfigJson: "{}"}}); status.Code(err) != codes.AlreadyExists {
 		t.Fatalf("duplicate: %v", err)
+	}
+	// The same add again — a client resending an add whose answer it lost
+	// to a leader change — answers the policy it made.
+	if again := addTestPolicy(t, cl, "a", "@hourly", testConfig{Tasks: 1}, nil); again.GetCreatedMs() != first.GetCreatedMs() {
+		t.Fatalf("the add resent made another policy: %v, first %v", again, first)
 	}
 }
 

@@ -36,7 +36,20 @@ type eventPolicyJSON struct {
 
 func (c *cluster) eventPolicy(name string) eventPolicyJSON {
 	c.t.Helper()
-	out := c.mustCLI("policy", "ls", "--output", "json")
+	p, err := c.eventPolicyErr(name)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return p
+}
+
+// eventPolicyErr is eventPolicy for a poll: a CLI that fails (a job
+// master failing over) is an error to retry.
+func (c *cluster) eventPolicyErr(name string) (eventPolicyJSON, error) {
+	out, errOut, code := c.cli("policy", "ls", "--output", "json")
+	if code != 0 {
+		return eventPolicyJSON{}, fmt.Errorf("policy ls: exit %d: %s", code, errOut)
+	}
 	var v struct {
 		Policies []eventPolicyJSON `json:"policies"`
 	}
@@ -45,11 +58,11 @@ func (c *cluster) eventPolicy(name string) eventPolicyJSON {
 	}
 	for _, p := range v.Policies {
 		if p.Name == name {
-			return p
+			return p, nil
 		}
 	}
 	c.t.Fatalf("no policy %s in %s", name, out)
-	return eventPolicyJSON{}
+	return eventPolicyJSON{}, nil
 }
 
 // landed writes files from..to-1 under dir through Alluvium (MUST_CACHE:
@@ -117,11 +130,20 @@ func (c *cluster) eventRuns(name string, want int) ([]*api.JobInfo, map[int64][]
 	var jobs []*api.JobInfo
 	files := map[int64][]string{}
 	testutil.Eventually(c.t, 120*time.Second, func() error {
-		p := c.eventPolicy(name)
+		p, err := c.eventPolicyErr(name)
+		if err != nil {
+			return err
+		}
 		if p.Events != int64(want) || p.PendingEvents != 0 {
 			return fmt.Errorf("policy %s launched %d of %d files (%d pending)", name, p.Events, want, p.PendingEvents)
 		}
-		jobs = c.policyJobs(name)
+		jobs = jobs[:0]
+		for j, err := range c.Jobs.List(context.Background(), sdk.ListJobsOptions{PageSize: 500, Policy: name}) {
+			if err != nil {
+				return err // a job master failing over: poll again
+			}
+			jobs = append(jobs, j)
+		}
 		n := 0
 		for _, j := range jobs {
 			if !slices.Contains([]api.JobInfo_Status{api.JobInfo_COMPLETED, api.JobInfo_FAILED, api.JobInfo_CANCELED}, j.GetStatus()) {
@@ -238,10 +260,11 @@ func TestEventPolicyFailover(t *testing.T) {
 	// The kill lands once the policy has launched runs, while the writers
 	// of the rest go on.
 	testutil.Eventually(t, 60*time.Second, func() error {
-		if e := c.eventPolicy("landed").Events; e == 0 {
-			return fmt.Errorf("no run launched yet")
+		p, err := c.eventPolicyErr("landed")
+		if err == nil && p.Events == 0 {
+			err = fmt.Errorf("no run launched yet")
 		}
-		return nil
+		return err
 	})
 	rest := c.landing("/landing", n/4, n)
 	c.KillJobMasterLeader()
