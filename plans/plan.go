@@ -148,6 +148,7 @@ func init() {
 	Register(Copy{})
 	Register(Exec{})
 	Register(Sync{})
+	Register(Noop{})
 }
 
 // Register adds a plan; a second plan with the same name replaces the first

@@ -121,7 +121,7 @@ func Accept(c Config) (Valid, error) {
 // Known reports whether plan is a built-in plan whose config Decode reads.
 func Known(plan string) bool {
 	switch plan {
-	case "load", "persist", "replicate", "move", "copy", "exec":
+	case "load", "persist", "replicate", "move", "copy", "exec", "noop":
 		return true
 	}
 	return false
@@ -146,6 +146,8 @@ func Decode(plan string, b []byte) (Config, error) {
 		return DecodeExec(b)
 	case "sync":
 		return DecodeSync(b)
+	case "noop":
+		return DecodeNoop(b)
 	}
 	return nil, Invalidf("unknown plan %q", plan)
 }

@@ -296,7 +296,7 @@ func tierRoot(b *testing.B) string {
 	return b.TempDir()
 }
 
-func writeTree(b *testing.B, dir string, files, size int) {
+func writeTree(b testing.TB, dir string, files, size int) {
 	b.Helper()
 	buf := make([]byte, size)
 	r := mrand.New(mrand.NewPCG(7, uint64(size)))
