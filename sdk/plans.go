@@ -16,6 +16,9 @@ type (
 	// ExecConfig runs an allowed command per file (jobworker.exec.allow).
 	ExecConfig = spec.ExecConfig
 	SyncConfig = spec.SyncConfig
+	// NoopConfig plans tasks over every file and runs nothing (a check of
+	// the job service that touches no data).
+	NoopConfig = spec.NoopConfig
 	// Filter selects the files of load, persist, copy, move and sync
 	// (include/exclude globs, sizes, ages); set it in their configs.
 	Filter = spec.Filter

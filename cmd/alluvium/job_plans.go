@@ -277,6 +277,27 @@ other).`,
 	}
 }
 
+func noopPlanCmd() planCmd {
+	return planCmd{
+		plan: "noop", use: "noop PATH",
+		short: "Plan and run tasks over every file under PATH that touch no data (a check of the job service)",
+		long: `Plan every file under PATH as the per-file plans do — listed page by page,
+batched (batchFiles, default 64) per block worker caching most of each file,
+each task run by the job worker beside it — with tasks that only count their
+files: no byte is read, cached or written. It checks the job service end to
+end (listing, placement, dispatch, raft commits, the workers' reports) and
+measures its own cost; 'job stat ID -v' shows each task's file count. It is
+the built-in twin of the plugin sdk/examples/noop-plan in the benchmark of
+plan plugins' overhead (docs/BENCHMARKS.md).`,
+		example: `  alluvium job submit noop /data --wait
+  alluvium job submit noop --config '{"path":"/data","batchFiles":256}' --wait`,
+		args: []string{"PATH"},
+		config: func(args []string) (any, error) {
+			return sdk.NoopConfig{Path: args[0]}, nil
+		},
+	}
+}
+
 func syncPlanCmd() planCmd {
 	var cf copyFlags
 	var maxDelete int64
@@ -321,12 +342,12 @@ delete, and changes nothing.
 	}
 }
 
-// jobPlanSubmitCmds are `job submit persist|replicate|move|copy|sync|exec`.
+// jobPlanSubmitCmds are `job submit persist|replicate|move|copy|sync|exec|noop`.
 func jobPlanSubmitCmds(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		persistPlanCmd().submitCmd(g, ""), replicatePlanCmd().submitCmd(g, ""),
 		movePlanCmd().submitCmd(g, ""), copyPlanCmd().submitCmd(g, ""), syncPlanCmd().submitCmd(g, ""),
-		execPlanCmd().submitCmd(g, ""),
+		execPlanCmd().submitCmd(g, ""), noopPlanCmd().submitCmd(g, ""),
 	}
 }
 
