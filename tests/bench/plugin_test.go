@@ -3,10 +3,15 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,9 +20,12 @@ import (
 	"github.com/alluvium/alluvium/internal/testutil"
 )
 
-// overheadRuns are the timed runs of pluginOverhead, round by round.
+// overheadRuns are the timed runs of pluginOverhead, round by round, and
+// the CPU time every process of the cluster (plugin processes included)
+// spent in each.
 type overheadRuns struct {
 	builtin, plugin           []time.Duration
+	builtinCPU, pluginCPU     []time.Duration
 	builtinTasks, pluginTasks int64
 }
 
@@ -53,10 +61,13 @@ func pluginOverhead(tb testing.TB, files, rounds int) overheadRuns {
 	}
 	syscall.Sync()
 
-	run := func(plan string) (time.Duration, int64) {
+	procs := []*testutil.Process{c.FSMaster, c.JobMasters[0], c.Workers[0], c.Workers[1]}
+	run := func(plan string) (time.Duration, time.Duration, int64) {
+		cpu0 := clusterCPU(procs)
 		start := time.Now()
 		j := submitWait(tb, c, plan, `{"path":"/noop"}`)
 		took := time.Since(start)
+		cpu := clusterCPU(procs) - cpu0
 		if j.GetBytesDone() != int64(files*size) || j.GetTasksDone() != j.GetTasksTotal() || j.GetTasksFailed() != 0 {
 			tb.Fatalf("%s: job %d covered %d bytes (want %d), tasks %d/%d done, %d failed", plan, j.GetId(),
 				j.GetBytesDone(), files*size, j.GetTasksDone(), j.GetTasksTotal(), j.GetTasksFailed())
@@ -76,7 +87,7 @@ func pluginOverhead(tb testing.TB, files, rounds int) overheadRuns {
 		if counted != files {
 			tb.Fatalf("%s: job %d's tasks counted %d files, want %d", plan, j.GetId(), counted, files)
 		}
-		return took, j.GetTasksTotal()
+		return took, cpu, j.GetTasksTotal()
 	}
 	var r overheadRuns
 	run("noop")
@@ -87,15 +98,95 @@ func pluginOverhead(tb testing.TB, files, rounds int) overheadRuns {
 			order[0], order[1] = order[1], order[0]
 		}
 		for _, plan := range order {
-			took, tasks := run(plan)
+			took, cpu, tasks := run(plan)
 			if plan == "noop" {
-				r.builtin, r.builtinTasks = append(r.builtin, took), tasks
+				r.builtin, r.builtinCPU, r.builtinTasks = append(r.builtin, took), append(r.builtinCPU, cpu), tasks
 			} else {
-				r.plugin, r.pluginTasks = append(r.plugin, took), tasks
+				r.plugin, r.pluginCPU, r.pluginTasks = append(r.plugin, took), append(r.pluginCPU, cpu), tasks
 			}
 		}
 	}
+	if dir := os.Getenv("ALLUVIUM_BENCH_PROFILES"); dir != "" {
+		// CPU profiles of the job master and the workers while each side
+		// runs again and again for profileFor.
+		const profileFor = 10 * time.Second
+		for _, plan := range []string{"noop-plugin", "noop"} {
+			var wg sync.WaitGroup
+			for name, addr := range map[string]string{"jobmaster": c.JobMasterHTTP(0), "worker0": c.WorkerHTTP(0), "worker1": c.WorkerHTTP(1)} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(profileFor/time.Second))
+					if err := saveProfile(url, filepath.Join(dir, fmt.Sprintf("%s-%s.pprof", plan, name))); err != nil {
+						tb.Errorf("profile %s: %v", name, err)
+					}
+				}()
+			}
+			for start := time.Now(); time.Since(start) < profileFor; {
+				run(plan)
+			}
+			wg.Wait()
+		}
+	}
 	return r
+}
+
+// clusterCPU is the CPU time (user + system) the processes of procs' process
+// groups have spent so far: the servers and the plugin processes the job
+// master and workers started.
+func clusterCPU(procs []*testutil.Process) time.Duration {
+	groups := map[int]bool{}
+	for _, p := range procs {
+		groups[p.Cmd.Process.Pid] = true
+	}
+	ents, _ := os.ReadDir("/proc")
+	var ticks int64
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp ... utime(14) stime(15): split after
+		// the comm, which may hold spaces.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		pgrp, _ := strconv.Atoi(f[2])
+		if !groups[pgrp] {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + st
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
+}
+
+// saveProfile GETs a pprof endpoint (with the cluster's token) into path.
+func saveProfile(url, path string) error {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+testutil.ClusterToken())
+	resp, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
+	}
+	return os.WriteFile(path, b, 0o644)
 }
 
 // submitWait submits a job and waits for it to complete.
@@ -141,19 +232,27 @@ func BenchmarkPluginOverhead(b *testing.B) {
 	}
 	const files = 20000
 	r := pluginOverhead(b, files, 5)
-	var builtin, plugin, ratios []float64
+	var builtin, plugin, ratios, builtinCPU, pluginCPU []float64
 	for i := range r.builtin {
 		builtin = append(builtin, r.builtin[i].Seconds())
 		plugin = append(plugin, r.plugin[i].Seconds())
 		ratios = append(ratios, r.plugin[i].Seconds()/r.builtin[i].Seconds())
+		builtinCPU = append(builtinCPU, r.builtinCPU[i].Seconds())
+		pluginCPU = append(pluginCPU, r.pluginCPU[i].Seconds())
 	}
 	b.ReportMetric(medianOf(plugin), "plugin-s")
 	b.ReportMetric(medianOf(builtin), "builtin-s")
 	b.ReportMetric(medianOf(ratios), "ratio-plugin/builtin")
+	b.ReportMetric(medianOf(pluginCPU), "plugin-cpu-s")
+	b.ReportMetric(medianOf(builtinCPU), "builtin-cpu-s")
+	b.ReportMetric(medianOf(pluginCPU)/medianOf(builtinCPU), "ratio-cpu-plugin/builtin")
 	b.ReportMetric(float64(r.pluginTasks), "plugin-tasks")
 	b.ReportMetric(float64(r.builtinTasks), "builtin-tasks")
 	b.ReportMetric((medianOf(plugin)-medianOf(builtin))*1000/float64(max(r.pluginTasks, 1)), "plugin-overhead-ms/task")
 	reference(b, "*", "builtin-s: the built-in noop plan, the same planning and no-op tasks over the same files, same cluster, rounds interleaved")
 	reference(b, "builtin-s", "the reference itself (the built-in noop plan)")
+	reference(b, "builtin-cpu-s", "the reference itself (CPU of every cluster process during the built-in runs)")
+	reference(b, "plugin-cpu-s", "builtin-cpu-s: CPU (user+system) of the FS master, job master, workers and plugin processes during each run, the same rounds")
+	reference(b, "ratio-cpu-plugin/builtin", "builtin-cpu-s: the medians' ratio")
 	b.Logf("NOTE: %s: real processes (plain binary) on loopback: one FS master, one job master, two workers (4 task threads each), %d files of 4 KiB loaded into the cache first; both sides are the noop plan: validate (stat, access check), list the tree (pages of 1,000, with block locations), batch 64 files per task on the worker caching them, tasks that decode their files and touch no data, reporting bytes and a file count; one untimed run of each first (the plugin's processes started), then 5 rounds timing both, the order alternating, each from submit to COMPLETED. Built in: in the job master and job workers' own processes (planning hands over batches on a time budget, the next page listed ahead). Plugin (sdk/examples/noop-plan as plans.dir/noop-plugin): every validate, plan (one page per call), task and done call goes over go-plugin gRPC to a plugin process, which calls back for Stat/List through the host the caller serves for that call. Nothing fsynced by the tasks on either side; raft commits (fsync) alike", strings.TrimPrefix(b.Name(), "Benchmark"), files)
 }
