@@ -2,27 +2,37 @@ package plugin
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"io"
+	"sync/atomic"
 	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/paths"
 	"github.com/alluvium/alluvium/plans"
+	"github.com/alluvium/alluvium/sdk/planplugin"
 )
 
-// The task-scoped client. For each call to a plugin, the caller serves
-// PlanHost on a new go-plugin broker stream and passes its id in the call;
-// the plugin dials it back. The server lives only until the call returns,
-// and every one of its calls acts for the user of the call's context (the
-// job's user, rpc.ActAs) through this process's client: the plugin gets
-// what that user may do, and only the few calls a plan needs — never the
-// token, never a connection of its own to the cluster.
+// The task-scoped client. Each plugin process gets one PlanHost server, on
+// a go-plugin broker stream of its own for the process's life; every call
+// to the plugin names it (host_id) and carries a new random token
+// (planplugin.CallHeader), which the plugin sends back with each request.
+// The server answers only requests with the token of the call under way
+// on that process (a process runs one call at a time), so a request from
+// a call that has ended is refused, and each acts for the user of its
+// call's context (the job's user, rpc.ActAs) through this process's
+// client: the plugin gets what that user may do, and only the few calls a
+// plan needs — never the cluster's token, never a connection of its own to
+// the cluster. (A server and connection per call, as before, cost more
+// than a no-op task itself: docs/profiles/plugin.)
 
 // readChunk is how many bytes one ReadFile message carries.
 const readChunk = 1 << 20
@@ -30,10 +40,10 @@ const readChunk = 1 << 20
 // maxListPage bounds a List page.
 const maxListPage = 10000
 
-// serveHost serves a PlanHost for ctx's user on a new broker stream and
-// returns its id and the function that stops it.
-func serveHost(ctx context.Context, b *goplugin.GRPCBroker, env plans.Env, progress func(int64)) (uint32, func()) {
-	h := &hostServer{ctx: ctx, env: env, progress: progress}
+// serveHost serves a process's PlanHost on a new broker stream and
+// returns it, its id and the function that stops it.
+func serveHost(b *goplugin.GRPCBroker) (*hostServer, uint32, func()) {
+	h := &hostServer{}
 	id := b.NextId()
 	srv := make(chan *grpc.Server, 1)
 	done := make(chan struct{})
@@ -46,7 +56,7 @@ func serveHost(ctx context.Context, b *goplugin.GRPCBroker, env plans.Env, progr
 			return s
 		})
 	}()
-	return id, func() {
+	return h, id, func() {
 		select {
 		case s := <-srv:
 			s.Stop()
@@ -58,18 +68,50 @@ func serveHost(ctx context.Context, b *goplugin.GRPCBroker, env plans.Env, progr
 
 type hostServer struct {
 	api.UnimplementedPlanHostServer
+	cur atomic.Pointer[hostCall] // the call under way; nil between calls
+}
+
+// hostCall is one call to the plugin as its host requests see it.
+type hostCall struct {
+	token    string
 	ctx      context.Context // the call's: its user, and its end
 	env      plans.Env
 	progress func(int64)
 }
 
-// as is in's context acting for the call's user: in's cancellation (the
-// plugin gave up on the call) and the call's values (rpc.ActAs).
-func (h *hostServer) as(in context.Context) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(h.ctx))
+// begin makes a call the one h serves and returns its token and the
+// function that ends it.
+func (h *hostServer) begin(ctx context.Context, env plans.Env, progress func(int64)) (string, func()) {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	c := &hostCall{token: hex.EncodeToString(b[:]), ctx: ctx, env: env, progress: progress}
+	h.cur.Store(c)
+	return c.token, func() { h.cur.CompareAndSwap(c, nil) }
+}
+
+// call is the call in's request belongs to, or PermissionDenied when its
+// token is not the call's under way.
+func (h *hostServer) call(in context.Context) (*hostCall, error) {
+	c := h.cur.Load()
+	md, _ := metadata.FromIncomingContext(in)
+	if v := md.Get(planplugin.CallHeader); c == nil || len(v) != 1 || v[0] != c.token {
+		return nil, status.Error(codes.PermissionDenied, "plan plugin host: this request's call has ended (or it names none)")
+	}
+	return c, nil
+}
+
+// as is the call of in's request and a context acting for its user: in's
+// cancellation (the plugin gave up on the call) and the call's values
+// (rpc.ActAs).
+func (h *hostServer) as(in context.Context) (*hostCall, context.Context, context.CancelFunc, error) {
+	c, err := h.call(in)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(c.ctx))
 	stop1 := context.AfterFunc(in, cancel)
-	stop2 := context.AfterFunc(h.ctx, cancel)
-	return ctx, func() { stop1(); stop2(); cancel() }
+	stop2 := context.AfterFunc(c.ctx, cancel)
+	return c, ctx, func() { stop1(); stop2(); cancel() }, nil
 }
 
 func cleanPath(p string) (string, error) {
@@ -81,13 +123,16 @@ func cleanPath(p string) (string, error) {
 }
 
 func (h *hostServer) Stat(in context.Context, req *api.HostStatRequest) (*api.HostStatResponse, error) {
-	ctx, cancel := h.as(in)
+	c, ctx, cancel, err := h.as(in)
+	if err != nil {
+		return nil, err
+	}
 	defer cancel()
 	p, err := cleanPath(req.GetPath())
 	if err != nil {
 		return nil, err
 	}
-	r, err := h.env.FS().GetStatus(ctx, &api.GetStatusRequest{Path: p})
+	r, err := c.env.FS().GetStatus(ctx, &api.GetStatusRequest{Path: p})
 	if err != nil {
 		return nil, err
 	}
@@ -95,14 +140,17 @@ func (h *hostServer) Stat(in context.Context, req *api.HostStatRequest) (*api.Ho
 }
 
 func (h *hostServer) List(in context.Context, req *api.HostListRequest) (*api.HostListResponse, error) {
-	ctx, cancel := h.as(in)
+	c, ctx, cancel, err := h.as(in)
+	if err != nil {
+		return nil, err
+	}
 	defer cancel()
 	p, err := cleanPath(req.GetPath())
 	if err != nil {
 		return nil, err
 	}
 	size := min(max(req.GetPageSize(), 0), maxListPage)
-	r, err := h.env.FS().ListStatus(ctx, &api.ListStatusRequest{Path: p, Recursive: req.GetRecursive(), PageSize: size,
+	r, err := c.env.FS().ListStatus(ctx, &api.ListStatusRequest{Path: p, Recursive: req.GetRecursive(), PageSize: size,
 		PageToken: req.GetPageToken(), IncludeBlocks: true})
 	if err != nil {
 		return nil, err
@@ -111,40 +159,50 @@ func (h *hostServer) List(in context.Context, req *api.HostListRequest) (*api.Ho
 }
 
 func (h *hostServer) CheckAccess(in context.Context, req *api.HostAccessRequest) (*api.HostAccessResponse, error) {
-	ctx, cancel := h.as(in)
+	c, ctx, cancel, err := h.as(in)
+	if err != nil {
+		return nil, err
+	}
 	defer cancel()
 	p, err := cleanPath(req.GetPath())
 	if err != nil {
 		return nil, err
 	}
-	if _, err := h.env.FS().CheckAccess(ctx, &api.CheckAccessRequest{Path: p, Bits: req.GetBits() & 7, Recursive: req.GetRecursive()}); err != nil && status.Code(err) != codes.Unimplemented {
+	if _, err := c.env.FS().CheckAccess(ctx, &api.CheckAccessRequest{Path: p, Bits: req.GetBits() & 7, Recursive: req.GetRecursive()}); err != nil && status.Code(err) != codes.Unimplemented {
 		return nil, err
 	}
 	return &api.HostAccessResponse{}, nil
 }
 
 func (h *hostServer) Delete(in context.Context, req *api.HostDeleteRequest) (*api.HostDeleteResponse, error) {
-	ctx, cancel := h.as(in)
+	c, ctx, cancel, err := h.as(in)
+	if err != nil {
+		return nil, err
+	}
 	defer cancel()
 	p, err := cleanPath(req.GetPath())
 	if err != nil {
 		return nil, err
 	}
-	if _, err := h.env.FS().Delete(ctx, &api.DeleteRequest{Path: p, Recursive: req.GetRecursive()}); err != nil {
+	if _, err := c.env.FS().Delete(ctx, &api.DeleteRequest{Path: p, Recursive: req.GetRecursive()}); err != nil {
 		return nil, err
 	}
 	return &api.HostDeleteResponse{}, nil
 }
 
-func (h *hostServer) Progress(_ context.Context, req *api.HostProgressRequest) (*api.HostProgressResponse, error) {
-	if h.progress != nil {
-		h.progress(req.GetBytesDone())
+func (h *hostServer) Progress(in context.Context, req *api.HostProgressRequest) (*api.HostProgressResponse, error) {
+	c, err := h.call(in)
+	if err != nil {
+		return nil, err
+	}
+	if c.progress != nil {
+		c.progress(req.GetBytesDone())
 	}
 	return &api.HostProgressResponse{}, nil
 }
 
-func (h *hostServer) files() (plans.Files, error) {
-	f, ok := h.env.(plans.Files)
+func (c *hostCall) files() (plans.Files, error) {
+	f, ok := c.env.(plans.Files)
 	if !ok {
 		return nil, status.Error(codes.Unimplemented, "this process does not read or write files for plugins")
 	}
@@ -152,9 +210,12 @@ func (h *hostServer) files() (plans.Files, error) {
 }
 
 func (h *hostServer) ReadFile(req *api.HostReadRequest, s api.PlanHost_ReadFileServer) error {
-	ctx, cancel := h.as(s.Context())
+	c, ctx, cancel, err := h.as(s.Context())
+	if err != nil {
+		return err
+	}
 	defer cancel()
-	files, err := h.files()
+	files, err := c.files()
 	if err != nil {
 		return err
 	}
@@ -187,9 +248,12 @@ func (h *hostServer) ReadFile(req *api.HostReadRequest, s api.PlanHost_ReadFileS
 }
 
 func (h *hostServer) WriteFile(s api.PlanHost_WriteFileServer) error {
-	ctx, cancel := h.as(s.Context())
+	c, ctx, cancel, err := h.as(s.Context())
+	if err != nil {
+		return err
+	}
 	defer cancel()
-	files, err := h.files()
+	files, err := c.files()
 	if err != nil {
 		return err
 	}

@@ -11,9 +11,9 @@
 // next call starts a new process. A call whose context ends (the task's
 // timeout, a cancel) kills its process: a hung plugin is gone at the
 // timeout, whatever it does. Plugins start with an empty environment
-// (go-plugin's SkipHostEnv) and get no credentials: every call serves the
-// plugin a PlanHost (host.go) on go-plugin's broker for that call only,
-// acting for the job's user through this process's own client.
+// (go-plugin's SkipHostEnv) and get no credentials: each process is served
+// a PlanHost (host.go) on go-plugin's broker that answers only the call
+// under way, acting for the job's user through this process's own client.
 package plugin
 
 import (
@@ -32,6 +32,7 @@ import (
 	goplugin "github.com/hashicorp/go-plugin"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
@@ -140,14 +141,25 @@ var (
 	_ plans.Describer = (*Plan)(nil)
 )
 
-// instance is one plugin process.
+// instance is one plugin process and the host it calls back.
 type instance struct {
-	c    *goplugin.Client
-	conn *planplugin.Conn
-	pid  int
+	c        *goplugin.Client
+	conn     *planplugin.Conn
+	pid      int
+	host     *hostServer
+	hostID   uint32
+	stopHost func()
+	killed   sync.Once
 }
 
-func (i *instance) kill() { i.c.Kill() }
+func (i *instance) kill() {
+	i.killed.Do(func() {
+		if i.stopHost != nil {
+			i.stopHost()
+		}
+		i.c.Kill()
+	})
+}
 
 // start starts a plugin process.
 func (p *Plan) start() (*instance, error) {
@@ -182,6 +194,7 @@ func (p *Plan) start() (*instance, error) {
 	if rc := c.ReattachConfig(); rc != nil {
 		inst.pid = rc.Pid
 	}
+	inst.host, inst.hostID, inst.stopHost = serveHost(conn.Broker)
 	return inst, nil
 }
 
@@ -227,18 +240,20 @@ func (p *Plan) PIDs() []int {
 	return out
 }
 
-// call runs f on a process of its own, serving it a host for env acting
-// as ctx's user. It sorts out what went wrong: the plugin's own error is
-// returned as is; a process that died, hung past ctx or broke the
-// connection is killed and the error is Unavailable (the task is retried).
-func (p *Plan) call(ctx context.Context, what string, env plans.Env, progress func(int64), f func(c api.PlanPluginClient, hostID uint32) error) error {
+// call runs f on a process of its own, its host serving env acting as
+// ctx's user for this call (f must call with the context it is given: it
+// carries the call's token). It sorts out what went wrong: the plugin's
+// own error is returned as is; a process that died, hung past ctx or
+// broke the connection is killed and the error is Unavailable (the task is
+// retried).
+func (p *Plan) call(ctx context.Context, what string, env plans.Env, progress func(int64), f func(ctx context.Context, c api.PlanPluginClient, hostID uint32) error) error {
 	inst, err := p.get()
 	if err != nil {
 		return err
 	}
-	id, stop := serveHost(ctx, inst.conn.Broker, env, progress)
-	err = f(inst.conn.Client, id)
-	stop()
+	token, end := inst.host.begin(ctx, env, progress)
+	err = f(metadata.AppendToOutgoingContext(ctx, planplugin.CallHeader, token), inst.conn.Client, inst.hostID)
+	end()
 	switch {
 	case ctx.Err() != nil:
 		// Cancelled or timed out: whether the plugin stops or hangs, its
@@ -273,7 +288,7 @@ func (p *Plan) Info() plans.Info { return p.info }
 // Validate implements plans.Plan.
 func (p *Plan) Validate(ctx context.Context, env plans.Env, config []byte) (spec.Valid, error) {
 	var resp *api.PluginValidateResponse
-	err := p.call(ctx, "validate", env, nil, func(c api.PlanPluginClient, id uint32) (err error) {
+	err := p.call(ctx, "validate", env, nil, func(ctx context.Context, c api.PlanPluginClient, id uint32) (err error) {
 		resp, err = c.Validate(ctx, &api.PluginValidateRequest{HostId: id, Config: config})
 		return err
 	})
@@ -318,7 +333,7 @@ func (pl *planner) Close() error { return nil }
 
 func (pl *planner) Next(ctx context.Context, max int) (plans.Batch, error) {
 	var resp *api.PluginPlanResponse
-	err := pl.p.call(ctx, "planning", pl.env, nil, func(c api.PlanPluginClient, id uint32) (err error) {
+	err := pl.p.call(ctx, "planning", pl.env, nil, func(ctx context.Context, c api.PlanPluginClient, id uint32) (err error) {
 		resp, err = c.Plan(ctx, &api.PluginPlanRequest{HostId: id, Job: jobProto(pl.job), Max: int32(max)})
 		return err
 	})
@@ -340,7 +355,7 @@ func (pl *planner) Next(ctx context.Context, max int) (plans.Batch, error) {
 // Run implements plans.Plan.
 func (p *Plan) Run(ctx context.Context, env plans.Env, t *plans.Task) (plans.Result, error) {
 	var resp *api.PluginRunResponse
-	err := p.call(ctx, fmt.Sprintf("task %d/%d", t.JobID, t.TaskID), env, t.Progress, func(c api.PlanPluginClient, id uint32) (err error) {
+	err := p.call(ctx, fmt.Sprintf("task %d/%d", t.JobID, t.TaskID), env, t.Progress, func(ctx context.Context, c api.PlanPluginClient, id uint32) (err error) {
 		resp, err = c.Run(ctx, &api.PluginRunRequest{HostId: id, JobId: t.JobID, TaskId: t.TaskID, Attempt: t.Attempt,
 			Args: t.Args, Config: t.Config, LocalBlockWorker: t.LocalBlockWorker})
 		return err
@@ -367,7 +382,7 @@ func resultOf(r *api.PluginRunResponse) plans.Result {
 // Done implements plans.Plan.
 func (p *Plan) Done(ctx context.Context, env plans.Env, job plans.Job) (bool, error) {
 	var resp *api.PluginDoneResponse
-	err := p.call(ctx, "done", env, nil, func(c api.PlanPluginClient, id uint32) (err error) {
+	err := p.call(ctx, "done", env, nil, func(ctx context.Context, c api.PlanPluginClient, id uint32) (err error) {
 		resp, err = c.Done(ctx, &api.PluginDoneRequest{HostId: id, Job: jobProto(job)})
 		return err
 	})

@@ -7,7 +7,13 @@ import (
 	"path/filepath"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/plans"
+	"github.com/alluvium/alluvium/sdk/planplugin"
 )
 
 // buildNoop builds testdata/noop, a plugin that does nothing.
@@ -31,6 +37,14 @@ func TestLoadAndRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { // its processes outlive the test otherwise
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, i := range p.idle {
+			i.kill()
+		}
+		p.idle = nil
+	})
 	if i := plans.InfoOf(p); i.Name != "noop-bench" || i.Version != "1" || i.Origin != plans.OriginPlugin {
 		t.Fatalf("info %+v", i)
 	}
@@ -74,5 +88,33 @@ func BenchmarkRunOverhead(b *testing.B) {
 		if _, err := p.Run(ctx, nil, &plans.Task{JobID: 1, TaskID: int64(i)}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The host a process calls back answers only requests carrying the token
+// of the call under way: none from a call that has ended, none without.
+func TestHostServesOnlyTheCallUnderWay(t *testing.T) {
+	h := &hostServer{}
+	with := func(token string) context.Context {
+		return metadata.NewIncomingContext(context.Background(), metadata.Pairs(planplugin.CallHeader, token))
+	}
+	progress := int64(0)
+	token, end := h.begin(context.Background(), nil, func(n int64) { progress = n })
+	if _, err := h.Progress(with(token), &api.HostProgressRequest{BytesDone: 5}); err != nil || progress != 5 {
+		t.Fatalf("progress of the call under way: %v (saw %d)", err, progress)
+	}
+	for name, ctx := range map[string]context.Context{"no token": context.Background(), "another token": with(token + "x")} {
+		if _, err := h.Progress(ctx, &api.HostProgressRequest{BytesDone: 6}); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("%s: %v, want PermissionDenied", name, err)
+		}
+	}
+	end()
+	next, end2 := h.begin(context.Background(), nil, func(n int64) { progress = n })
+	defer end2()
+	if next == token {
+		t.Fatal("two calls got one token")
+	}
+	if _, err := h.Progress(with(token), &api.HostProgressRequest{BytesDone: 7}); status.Code(err) != codes.PermissionDenied || progress != 5 {
+		t.Errorf("a request of the ended call during the next: %v (progress %d), want PermissionDenied", err, progress)
 	}
 }

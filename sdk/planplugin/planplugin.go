@@ -29,25 +29,36 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
 )
 
 // Handshake is the go-plugin handshake of plan plugins; a program started
-// without it (by hand) says so and exits.
+// without it (by hand) says so and exits. Protocol 2: the host a process
+// calls back is one connection for the process's life, each request
+// carrying its call's token (CallHeader); a plugin of protocol 1 (a new
+// connection per call) is refused at load, naming both versions.
 var Handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  1,
+	ProtocolVersion:  2,
 	MagicCookieKey:   "ALLUVIUM_PLAN_PLUGIN",
 	MagicCookieValue: "a2c1f0e7-plan-plugin",
 }
 
 // PluginName is the name the plan is dispensed under.
 const PluginName = "plan"
+
+// CallHeader is the gRPC metadata key of a call's token: the host sends it
+// with every call to the plugin, and the plugin's requests back to the
+// host carry it, so the host serves each request for its own call — and
+// refuses one from a call that has ended.
+const CallHeader = "alluvium-plan-call"
 
 // Info names a plan. Name is the word users submit (`alluvium job submit
 // NAME --config JSON`); job workers run a job's tasks only with the same
@@ -220,14 +231,36 @@ type server struct {
 	api.UnimplementedPlanPluginServer
 	impl   Plan
 	broker *plugin.GRPCBroker
+
+	mu    sync.Mutex
+	hosts map[uint32]api.PlanHostClient // by broker id: dialled once
 }
 
-func (s *server) host(id uint32) (*host, error) {
-	conn, err := s.broker.Dial(id)
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "plan plugin: connect to the host: %v", err)
+// host is the host of the call ctx belongs to: the connection the host
+// serves this process (dialled on its first call, then kept) and the
+// call's token.
+func (s *server) host(ctx context.Context, id uint32) (*host, error) {
+	var token string
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(CallHeader); len(v) == 1 {
+			token = v[0]
+		}
 	}
-	return &host{c: api.NewPlanHostClient(conn), conn: conn}, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.hosts[id]
+	if c == nil {
+		conn, err := s.broker.Dial(id)
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "plan plugin: connect to the host: %v", err)
+		}
+		if s.hosts == nil {
+			s.hosts = map[uint32]api.PlanHostClient{}
+		}
+		c = api.NewPlanHostClient(conn)
+		s.hosts[id] = c
+	}
+	return &host{c: c, token: token}, nil
 }
 
 func (s *server) Describe(context.Context, *api.PluginDescribeRequest) (*api.PluginDescribeResponse, error) {
@@ -236,11 +269,10 @@ func (s *server) Describe(context.Context, *api.PluginDescribeRequest) (*api.Plu
 }
 
 func (s *server) Validate(ctx context.Context, req *api.PluginValidateRequest) (*api.PluginValidateResponse, error) {
-	h, err := s.host(req.GetHostId())
+	h, err := s.host(ctx, req.GetHostId())
 	if err != nil {
 		return nil, err
 	}
-	defer h.close()
 	v, err := s.impl.Validate(ctx, h, req.GetConfig())
 	if err != nil {
 		return nil, asStatus(err)
@@ -265,11 +297,10 @@ func failedProto(fs []FailedPath) []*api.FailedPath {
 }
 
 func (s *server) Plan(ctx context.Context, req *api.PluginPlanRequest) (*api.PluginPlanResponse, error) {
-	h, err := s.host(req.GetHostId())
+	h, err := s.host(ctx, req.GetHostId())
 	if err != nil {
 		return nil, err
 	}
-	defer h.close()
 	b, err := s.impl.Plan(ctx, h, jobOf(req.GetJob()), max(int(req.GetMax()), 1))
 	if err != nil {
 		return nil, asStatus(err)
@@ -283,11 +314,10 @@ func (s *server) Plan(ctx context.Context, req *api.PluginPlanRequest) (*api.Plu
 }
 
 func (s *server) Run(ctx context.Context, req *api.PluginRunRequest) (*api.PluginRunResponse, error) {
-	h, err := s.host(req.GetHostId())
+	h, err := s.host(ctx, req.GetHostId())
 	if err != nil {
 		return nil, err
 	}
-	defer h.close()
 	r, err := s.impl.Run(ctx, h, Task{JobID: req.GetJobId(), TaskID: req.GetTaskId(), Attempt: req.GetAttempt(),
 		Args: req.GetArgs(), Config: req.GetConfig(), LocalBlockWorker: req.GetLocalBlockWorker()})
 	resp := &api.PluginRunResponse{Bytes: r.Bytes, Failed: failedProto(r.Failed), Output: r.Output}
@@ -309,11 +339,10 @@ func failedRun(err error, resp *api.PluginRunResponse) error {
 }
 
 func (s *server) Done(ctx context.Context, req *api.PluginDoneRequest) (*api.PluginDoneResponse, error) {
-	h, err := s.host(req.GetHostId())
+	h, err := s.host(ctx, req.GetHostId())
 	if err != nil {
 		return nil, err
 	}
-	defer h.close()
 	d, err := s.impl.Done(ctx, h, jobOf(req.GetJob()))
 	if err != nil {
 		return nil, asStatus(err)
@@ -335,15 +364,20 @@ func asStatus(err error) error {
 	return status.Error(codes.Unknown, err.Error())
 }
 
-// host is Host over the broker connection the host serves for one call.
+// host is Host for one call: the process's connection to the host, and
+// the call's token on every request.
 type host struct {
-	c    api.PlanHostClient
-	conn *grpc.ClientConn
+	c     api.PlanHostClient
+	token string
 }
 
-func (h *host) close() { _ = h.conn.Close() }
+// out is ctx with the call's token for the host.
+func (h *host) out(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, CallHeader, h.token)
+}
 
 func (h *host) Stat(ctx context.Context, path string) (*File, error) {
+	ctx = h.out(ctx)
 	r, err := h.c.Stat(ctx, &api.HostStatRequest{Path: path})
 	if err != nil {
 		return nil, err
@@ -352,6 +386,7 @@ func (h *host) Stat(ctx context.Context, path string) (*File, error) {
 }
 
 func (h *host) List(ctx context.Context, path, token string, size int, recursive bool) ([]*File, string, error) {
+	ctx = h.out(ctx)
 	r, err := h.c.List(ctx, &api.HostListRequest{Path: path, PageToken: token, PageSize: int32(size), Recursive: recursive})
 	if err != nil {
 		return nil, "", err
@@ -360,21 +395,25 @@ func (h *host) List(ctx context.Context, path, token string, size int, recursive
 }
 
 func (h *host) CheckAccess(ctx context.Context, path string, bits uint32, recursive bool) error {
+	ctx = h.out(ctx)
 	_, err := h.c.CheckAccess(ctx, &api.HostAccessRequest{Path: path, Bits: bits, Recursive: recursive})
 	return err
 }
 
 func (h *host) Delete(ctx context.Context, path string, recursive bool) error {
+	ctx = h.out(ctx)
 	_, err := h.c.Delete(ctx, &api.HostDeleteRequest{Path: path, Recursive: recursive})
 	return err
 }
 
 func (h *host) Progress(ctx context.Context, n int64) error {
+	ctx = h.out(ctx)
 	_, err := h.c.Progress(ctx, &api.HostProgressRequest{BytesDone: n})
 	return err
 }
 
 func (h *host) Open(ctx context.Context, path string) (io.ReadCloser, error) {
+	ctx = h.out(ctx)
 	ctx, cancel := context.WithCancel(ctx)
 	s, err := h.c.ReadFile(ctx, &api.HostReadRequest{Path: path})
 	if err != nil {
@@ -424,6 +463,7 @@ func (r *reader) Read(p []byte) (int, error) {
 func (r *reader) Close() error { r.cancel(); return nil }
 
 func (h *host) Create(ctx context.Context, path string, overwrite bool) (io.WriteCloser, error) {
+	ctx = h.out(ctx)
 	s, err := h.c.WriteFile(ctx)
 	if err != nil {
 		return nil, err
