@@ -292,7 +292,7 @@ plan plugins' overhead (docs/BENCHMARKS.md).`,
 		example: `  alluvium job submit noop /data --wait
   alluvium job submit noop --config '{"path":"/data","batchFiles":256}' --wait`,
 		args: []string{"PATH"},
-		config: func(args []string) (any, error) {
+		config: func(args []string, _ int64) (any, error) {
 			return sdk.NoopConfig{Path: args[0]}, nil
 		},
 	}
