@@ -106,7 +106,7 @@ func pluginOverhead(tb testing.TB, files, rounds int) overheadRuns {
 			}
 		}
 	}
-	if dir := os.Getenv("ALLUVIUM_BENCH_PROFILES"); dir != "" {
+	if dir := os.Getenv("BENCH_PROFILES"); dir != "" {
 		// CPU profiles of the job master and the workers while each side
 		// runs again and again for profileFor.
 		const profileFor = 10 * time.Second
