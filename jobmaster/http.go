@@ -35,6 +35,7 @@ func (s *Server) startHTTP() (*httpServer, error) {
 	h.Mux.HandleFunc("/api/v1/jobs", s.httpListJobs)
 	h.Mux.HandleFunc("/api/v1/jobs/", s.httpGetJob)
 	h.Mux.HandleFunc("/api/v1/pipelines", s.httpListPipelines)
+	h.Mux.HandleFunc("/api/v1/policies", s.httpListPolicies)
 	h.Mux.HandleFunc("/api/v1/pipelines/", s.httpGetPipeline)
 	h.Mux.HandleFunc("/api/v1/leader", func(w http.ResponseWriter, r *http.Request) {
 		rpc.WriteJSON(w, http.StatusOK, s.leaderInfo())
@@ -174,6 +175,19 @@ func (s *Server) httpListPipelines(w http.ResponseWriter, r *http.Request) {
 	}{Pipelines: []jobview.Pipeline{}, NextPageToken: resp.NextPageToken}
 	for _, p := range resp.Runs {
 		out.Pipelines = append(out.Pipelines, jobview.FromRun(p))
+	}
+	rpc.WriteJSON(w, http.StatusOK, out)
+}
+
+// GET /api/v1/policies: the policies the caller sees, as 'policy ls
+// --output json' prints them (an event policy with its trigger, feed
+// cursor and counts).
+func (s *Server) httpListPolicies(w http.ResponseWriter, r *http.Request) {
+	out := struct {
+		Policies []jobview.Policy `json:"policies"`
+	}{Policies: []jobview.Policy{}}
+	for _, p := range s.visiblePolicies(r.Context()) {
+		out.Policies = append(out.Policies, jobview.FromPolicy(p))
 	}
 	rpc.WriteJSON(w, http.StatusOK, out)
 }

@@ -261,6 +261,12 @@ func (r *rpcServer) ListPolicies(ctx context.Context, req *api.ListPoliciesReque
 	if answered {
 		return ans, err
 	}
+	return &api.ListPoliciesResponse{Policies: s.visiblePolicies(ctx)}, nil
+}
+
+// visiblePolicies are the policies the caller sees, by name, as clients
+// see them (policyView).
+func (s *Server) visiblePolicies(ctx context.Context) []*api.PolicyInfo {
 	v := s.viewerOf(ctx)
 	var ps []*api.PolicyInfo
 	s.fsm.view(func(st *state) {
@@ -271,11 +277,10 @@ func (r *rpcServer) ListPolicies(ctx context.Context, req *api.ListPoliciesReque
 			return true
 		})
 	})
-	resp := &api.ListPoliciesResponse{}
-	for _, p := range ps {
-		resp.Policies = append(resp.Policies, s.policyView(p))
+	for i, p := range ps {
+		ps[i] = s.policyView(p)
 	}
-	return resp, nil
+	return ps
 }
 
 func (r *rpcServer) RemovePolicy(ctx context.Context, req *api.RemovePolicyRequest) (*api.RemovePolicyResponse, error) {

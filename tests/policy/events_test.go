@@ -239,6 +239,19 @@ func TestEventPolicyBurst(t *testing.T) {
 	if fi := c.FSStat("/elsewhere/x"); fi.Persisted {
 		t.Fatal("a file outside /landing was persisted")
 	}
+	// REST: the job master's http API lists it the same.
+	resp, err := testutil.HTTPGet("http://" + c.JobMasterHTTP(0) + "/api/v1/policies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rest struct {
+		Policies []eventPolicyJSON `json:"policies"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&rest)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || len(rest.Policies) != 1 || rest.Policies[0] != c.eventPolicy("landed") {
+		t.Fatalf("GET /api/v1/policies: %d %v %+v, want %+v", resp.StatusCode, err, rest, c.eventPolicy("landed"))
+	}
 	// policy ls -v shows the trigger and the cursor.
 	v := c.mustCLI("policy", "ls", "-v")
 	for _, s := range []string{"on-create /landing", fmt.Sprintf("feed cursor %d", c.eventPolicy("landed").EventCursor), "1000 files launched"} {
