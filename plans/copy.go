@@ -304,7 +304,7 @@ func (Copy) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newItemPlannerFrom(env, "copy", job, src, c.BatchFiles, c.BatchBytes,
+	return newItemPlannerFrom(env, "copy", job, src, c.Batching,
 		func(ctx context.Context, _ *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error) {
 			return pp.copyItems(ctx, pp.merge.Pair(), workers)
 		})
@@ -378,7 +378,7 @@ func runCopy(ctx context.Context, env Env, t *Task, plan string, cmp compare) (R
 		}
 		switch {
 		case o.err != nil:
-			return itemResult{failed: failedf(e.Src, "%s", msg(o.err)), err: wrapf(o.err, "%s %s to %s", plan, e.Src, e.Dst)}
+			return failedResult(wrapf(o.err, "%s %s to %s", plan, e.Src, e.Dst), failedf(e.Src, "%s", msg(o.err)))
 		case o.skipped:
 			return skippedResult(e.Length)
 		}

@@ -113,7 +113,7 @@ func (Exec) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 			Desc:   f.GetPath(),
 		}}, nil, nil
 	}
-	return newItemPlanner(env, "exec", job, c.Path, c.PageSize, true, c.BatchFiles, c.BatchBytes, gen)
+	return newItemPlanner(env, "exec", job, walkOpts{Root: c.Path, PageSize: c.PageSize, Blocks: true}, c.Batching, gen)
 }
 
 // ExecRun is what one run of the command did: exec's task Output is a
@@ -167,33 +167,18 @@ func (Exec) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 		}
 	}
 	runs := make([]ExecRun, len(groups))
-	var (
-		mu     sync.Mutex
-		done   int64
-		failed []*api.FailedPath
-		first  error
-	)
-	eachLimit(ctx, len(groups), execParallel, func(i int) {
+	res, err := runEach(ctx, t, len(groups), execParallel, func(ctx context.Context, i int) itemResult {
 		g := groups[i]
 		r, n, err := x.run(ctx, g)
-		mu.Lock()
-		defer mu.Unlock()
 		runs[i] = r
-		done += n
 		if err != nil {
-			if ctx.Err() == nil {
-				for _, it := range g {
-					failed = append(failed, &api.FailedPath{Path: it.Path, Error: msg(err)})
-				}
+			failed := make([]*api.FailedPath, len(g))
+			for j, it := range g {
+				failed[j] = &api.FailedPath{Path: it.Path, Error: msg(err)}
 			}
-			if first == nil {
-				first = err
-			}
-			return
+			return failedResult(err, failed...)
 		}
-		if t.Progress != nil {
-			t.Progress(done)
-		}
+		return itemResult{bytes: n}
 	})
 	out := runs[:0]
 	for _, r := range runs {
@@ -201,18 +186,8 @@ func (Exec) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 			out = append(out, r)
 		}
 	}
-	res := Result{Bytes: done, Failed: failed}
 	res.Output, _ = json.Marshal(out)
-	if err := ctx.Err(); err != nil {
-		return res, err
-	}
-	if first != nil {
-		if len(groups) == 1 {
-			return res, first
-		}
-		return res, status.Errorf(status.Code(first), "%d of %d run(s) failed, first: %s", len(failed), len(items), msg(first))
-	}
-	return res, nil
+	return res, err
 }
 
 // execTask runs one task's commands.

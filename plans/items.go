@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -20,13 +21,19 @@ import (
 	"github.com/alluvium/alluvium/plans/spec"
 )
 
-// The per-file plans (persist, copy, move, replicate) share one streaming
-// planner: it walks a tree page by page, asks the plan for the work items
-// of each file, and turns them into tasks — a big item alone, small ones
-// batched per block worker (up to batchFiles items or batchBytes bytes) —
-// placed on the job worker beside the block worker the item names, or
-// spread by bytes when it names none. Every Next ends with its batches
-// flushed, so the cursor (the last file walked) is exact.
+// Every plan of this package but plugins plans with one streaming planner
+// (itemPlanner) and runs its tasks with one runner (runItems). The planner
+// walks its files page by page (walk.go, or a plan's own fileSource), asks
+// the plan for the work items of each file, and turns them into tasks — a
+// big item alone, small ones batched per block worker (up to batchFiles
+// items or batchBytes bytes) — placed on the job worker beside the block
+// worker the item names or, when it names none, on the eligible block
+// worker with the fewest bytes planned (workerLoads: O(log workers) a
+// pick), filling one worker's batch before starting the next one's. Every
+// Next ends with its batches flushed, so the cursor (the last file walked,
+// with the bytes planned per worker) is exact and small: a planner resumed
+// from it after a failover plans no file twice and skips none, and memory
+// holds two listing pages and the open batches whatever the tree.
 
 // item is one unit of work the plan found for a file. Skip counts a file
 // (of Bytes) left alone as already done, Deletes files to delete; an item
@@ -38,6 +45,11 @@ type item struct {
 	Bytes  int64 // for progress and spreading
 	Files  int64 // files it works on (the job's filesTotal)
 	Target blockWorker
+	// With no Target the planner places the item on Copies (0: one)
+	// different eligible workers, none in Avoid (those holding it
+	// already): load's replicas. Its Files count in the first copy's task.
+	Copies int
+	Avoid  []int64
 	Batch  bool   // small: may share a task with others
 	Desc   string // the path it works on
 
@@ -45,7 +57,10 @@ type item struct {
 	Deletes int64
 }
 
-// itemCursor is where planning stands. Plans keep their own state in Aux.
+// itemCursor is where planning stands: every file up to After (in walk
+// order) has its tasks committed; Planned is the bytes committed per block
+// worker id, which keeps the spread even across a failover. Plans keep
+// their own state in Aux.
 type itemCursor struct {
 	After   string          `json:"after,omitempty"`
 	Planned map[int64]int64 `json:"planned,omitempty"`
@@ -59,7 +74,8 @@ type itemArgs struct {
 	Items   []json.RawMessage `json:"i"`
 }
 
-// itemGen returns the items of one file (and paths it cannot handle).
+// itemGen returns the items of one file (and paths it cannot handle);
+// workers are the live block workers the job may use, sorted by id.
 type itemGen func(ctx context.Context, f *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error)
 
 // fileSource yields the files a plan works on: a tree walk, or a list.
@@ -84,6 +100,28 @@ func (s *walkSource) Next(ctx context.Context) (*api.FileInfo, error) {
 
 func (s *walkSource) Pos() string { return s.last }
 
+// walkOpts says what a planner walks: the tree under Root, listed PageSize
+// entries a call, with block locations (Blocks) and synced with the UFS as
+// it goes (Sync).
+type walkOpts struct {
+	Root         string
+	PageSize     int
+	Blocks, Sync bool
+}
+
+// source is the walk resumed after cur.
+func (wo walkOpts) source(env Env) func(itemCursor) fileSource {
+	return func(cur itemCursor) fileSource {
+		size := wo.PageSize
+		if size < 1 {
+			size = spec.DefaultPageSize
+		}
+		w := newWalker(env.FS(), wo.Root, cur.After, int32(size), wo.Blocks)
+		w.sync = wo.Sync
+		return &walkSource{w: w, last: cur.After}
+	}
+}
+
 type itemPlanner struct {
 	env        Env
 	name       string // the plan, for errors
@@ -98,11 +136,17 @@ type itemPlanner struct {
 	// state is the plan's own planning state (a pointer), kept in the
 	// cursor: read back from it on a resume, saved with every batch.
 	state any
+	// limits, with need set (onWorkers), are the block workers the job
+	// may use; planning fails when none of them is live.
+	limits *api.JobLimits
+	need   string // the job, for that error ("load /data")
 
-	workers   []blockWorker
+	workers   []blockWorker // live, eligible, by id
 	refreshed time.Time
-	open      map[int64]*itemBatch
-	pending   map[int64]int64
+	loads     *workerLoads // workers by bytes planned
+	filling   *loadedWorker
+	open      map[int64]*itemBatch // by target worker id
+	pending   map[int64]int64      // bytes in open batches, by worker id
 	out       []TaskSpec
 	failed    []*api.FailedPath
 	eof       bool
@@ -119,16 +163,32 @@ type itemBatch struct {
 	files  int64
 }
 
-func newItemPlanner(env Env, name string, job Job, root string, pageSize int, blocks bool, batchFiles int, batchBytes int64, gen itemGen) (*itemPlanner, error) {
-	return newItemPlannerFrom(env, name, job, func(cur itemCursor) fileSource {
-		if pageSize < 1 {
-			pageSize = spec.DefaultPageSize
-		}
-		return &walkSource{w: newWalker(env.FS(), root, cur.After, int32(pageSize), blocks), last: cur.After}
-	}, batchFiles, batchBytes, gen)
+const (
+	workerRefresh = 10 * time.Second
+	firstBudget   = 10 * time.Millisecond
+	nextBudget    = 100 * time.Millisecond
+)
+
+// planBudget is how long the calls-th Next of a planner may gather tasks
+// before handing them over: 10 ms for the first, doubling to 100 ms, so
+// the workers start within milliseconds and are fed in growing batches
+// while they are still warming up, instead of idling through a first long
+// gather.
+func planBudget(calls int) time.Duration {
+	if calls >= 4 {
+		return nextBudget
+	}
+	return min(firstBudget<<calls, nextBudget)
 }
 
-func newItemPlannerFrom(env Env, name string, job Job, source func(itemCursor) fileSource, batchFiles int, batchBytes int64, gen itemGen) (*itemPlanner, error) {
+// newItemPlanner plans the files of a tree walk.
+func newItemPlanner(env Env, name string, job Job, wo walkOpts, b spec.Batching, gen itemGen) (*itemPlanner, error) {
+	return newItemPlannerFrom(env, name, job, wo.source(env), b, gen)
+}
+
+// newItemPlannerFrom plans the files source yields, resumed after a
+// cursor.
+func newItemPlannerFrom(env Env, name string, job Job, source func(itemCursor) fileSource, b spec.Batching, gen itemGen) (*itemPlanner, error) {
 	var cur itemCursor
 	if len(job.Cursor) > 0 {
 		if err := json.Unmarshal(job.Cursor, &cur); err != nil {
@@ -138,17 +198,21 @@ func newItemPlannerFrom(env Env, name string, job Job, source func(itemCursor) f
 	if cur.Planned == nil {
 		cur.Planned = map[int64]int64{}
 	}
-	if batchFiles < 1 {
-		batchFiles = spec.DefaultBatchFiles
+	if b.BatchFiles < 1 {
+		b.BatchFiles = spec.DefaultBatchFiles
 	}
-	if batchBytes < 1 {
-		batchBytes = spec.DefaultBatchBytes
+	if b.BatchBytes < 1 {
+		b.BatchBytes = spec.DefaultBatchBytes
 	}
 	return &itemPlanner{
-		env: env, name: name, cur: cur, gen: gen, batchFiles: batchFiles, batchBytes: batchBytes,
+		env: env, name: name, cur: cur, gen: gen, batchFiles: b.BatchFiles, batchBytes: b.BatchBytes,
 		walk: source(cur), open: map[int64]*itemBatch{}, pending: map[int64]int64{},
+		loads: newWorkerLoads(nil, nil), // until the workers are listed
 	}, nil
 }
+
+// oneByOne is the batching of plans whose every item is a task of its own.
+var oneByOne = spec.Batching{BatchFiles: 1, BatchBytes: 1}
 
 func (p *itemPlanner) Close() error {
 	if w, ok := p.walk.(*walkSource); ok {
@@ -170,6 +234,14 @@ func (p *itemPlanner) withState(st any) (*itemPlanner, error) {
 	return p, nil
 }
 
+// onWorkers has the job place its tasks only on the block workers lim
+// allows, and fail to plan (naming the job, what) while none of them is
+// live.
+func (p *itemPlanner) onWorkers(lim *api.JobLimits, what string) *itemPlanner {
+	p.limits, p.need = lim, what
+	return p
+}
+
 // Next implements Planner.
 func (p *itemPlanner) Next(ctx context.Context, max int) (Batch, error) {
 	if max < 1 {
@@ -177,16 +249,17 @@ func (p *itemPlanner) Next(ctx context.Context, max int) (Batch, error) {
 	}
 	p.out, p.failed = nil, nil
 	p.filesSkipped, p.bytesSkipped, p.deletes = 0, 0, 0
+	// Hand tasks over soon: the first batch within milliseconds so the
+	// workers start while the listing goes on, later ones at least every
+	// nextBudget.
 	start, budget := time.Now(), planBudget(p.calls)
 	p.calls++
 	scanned := 0
 	for !p.eof && len(p.out) < max && scanned < 16*max && (len(p.out) == 0 || time.Since(start) < budget) {
 		if p.workers == nil || time.Since(p.refreshed) > workerRefresh {
-			ws, err := liveBlockWorkers(ctx, p.env)
-			if err != nil {
+			if err := p.refreshWorkers(ctx); err != nil {
 				return Batch{}, err
 			}
-			p.workers, p.refreshed = ws, time.Now()
 		}
 		f, err := p.walk.Next(ctx)
 		if errors.Is(err, io.EOF) {
@@ -224,11 +297,15 @@ func (p *itemPlanner) Next(ctx context.Context, max int) (Batch, error) {
 			}
 		}
 	}
+	// Every Next ends with nothing pending, so the cursor (the last file
+	// listed) is exact: no file's items are half emitted, none is emitted
+	// after one still waiting. A batch of small files thus never spans two
+	// calls; Next covers thousands of files, so few batches are cut short.
 	ids := make([]int64, 0, len(p.open))
 	for id := range p.open {
 		ids = append(ids, id)
 	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	slices.Sort(ids)
 	for _, id := range ids {
 		p.flush(id)
 	}
@@ -247,24 +324,54 @@ func (p *itemPlanner) Next(ctx context.Context, max int) (Batch, error) {
 		FilesSkipped: p.filesSkipped, BytesSkipped: p.bytesSkipped, Deletes: p.deletes}, nil
 }
 
-// spread picks a block worker for an item that names none: the one with
-// the fewest bytes planned by this job.
-func (p *itemPlanner) spread(key int64) blockWorker {
-	if len(p.workers) == 0 {
-		return blockWorker{}
+// refreshWorkers lists the live workers the job may use again, and rebuilds
+// their loads from the bytes planned (committed and open).
+func (p *itemPlanner) refreshWorkers(ctx context.Context) error {
+	all, err := liveBlockWorkers(ctx, p.env)
+	if err != nil {
+		return err
 	}
-	best := -1
-	var bestLoad int64
-	n := int64(len(p.workers))
-	for k := range p.workers {
-		i := int((int64(k) + key%n + n) % n) // rotate ties with the key
-		w := p.workers[i]
-		load := p.cur.Planned[w.id] + p.pending[w.id]
-		if best < 0 || load < bestLoad {
-			best, bestLoad = i, load
+	p.workers, p.refreshed = eligibleWorkers(all, p.limits), time.Now()
+	if p.workers == nil {
+		p.workers = []blockWorker{} // listed: none
+	}
+	p.loads = newWorkerLoads(p.workers, func(id int64) int64 { return p.cur.Planned[id] + p.pending[id] })
+	p.filling = nil
+	if len(p.workers) == 0 && p.need != "" {
+		return status.Errorf(codes.FailedPrecondition, "%s: no eligible live block worker", p.need)
+	}
+	return nil
+}
+
+// place picks the workers an item goes to: its Target, else the least
+// loaded eligible ones not holding it. A small item goes to the worker
+// whose batch is filling while that one may take it, so batches fill
+// before the next worker's starts: the spread stays even at batch
+// granularity, and tasks stay full however many workers there are. With
+// no live worker at all an item is placed nowhere (the job master runs it
+// anywhere).
+func (p *itemPlanner) place(it item) []blockWorker {
+	if t := it.Target; t.id != 0 || t.addr != "" {
+		return []blockWorker{t}
+	}
+	if p.loads.Len() == 0 {
+		return []blockWorker{{}}
+	}
+	copies := max(it.Copies, 1)
+	if it.Batch && copies == 1 && p.filling != nil && !slices.Contains(it.Avoid, p.filling.w.id) {
+		if ob := p.open[p.filling.w.id]; ob != nil && len(ob.elems) < p.batchFiles {
+			return []blockWorker{p.filling.w}
 		}
 	}
-	return p.workers[best]
+	picked := p.loads.least(copies, it.Avoid)
+	if it.Batch && len(picked) == 1 {
+		p.filling = picked[0]
+	}
+	out := make([]blockWorker, len(picked))
+	for i, lw := range picked {
+		out[i] = lw.w
+	}
+	return out
 }
 
 func (p *itemPlanner) add(it item) error {
@@ -281,14 +388,21 @@ func (p *itemPlanner) add(it item) error {
 	if err != nil {
 		return err
 	}
-	t := it.Target
-	if t.id == 0 && t.addr == "" {
-		t = p.spread(int64(len(p.out)) + int64(len(p.cur.After)))
+	for _, t := range p.place(it) {
+		p.put(t, elem, it)
+		it.Files = 0 // counted in the first copy's task
 	}
+	return nil
+}
+
+// put adds an item's element to a task for worker t: a task of its own, or
+// the worker's open batch.
+func (p *itemPlanner) put(t blockWorker, elem json.RawMessage, it item) {
+	p.pending[t.id] += it.Bytes
+	p.loads.add(t.id, it.Bytes)
 	if !it.Batch {
-		p.pending[t.id] += it.Bytes
 		p.emit(&itemBatch{target: t, elems: []json.RawMessage{elem}, descs: []string{it.Desc}, bytes: it.Bytes, files: it.Files})
-		return nil
+		return
 	}
 	ob := p.open[t.id]
 	if ob != nil && (len(ob.elems) >= p.batchFiles || ob.bytes+it.Bytes > p.batchBytes) {
@@ -303,11 +417,9 @@ func (p *itemPlanner) add(it item) error {
 	ob.descs = append(ob.descs, it.Desc)
 	ob.bytes += it.Bytes
 	ob.files += it.Files
-	p.pending[t.id] += it.Bytes
 	if len(ob.elems) >= p.batchFiles || ob.bytes >= p.batchBytes {
 		p.flush(t.id)
 	}
-	return nil
 }
 
 func (p *itemPlanner) flush(id int64) {
@@ -336,20 +448,31 @@ type itemResult struct {
 	// in bytes); it counts in Result.FilesSkipped.
 	skipped int64
 	skip    bool
-	failed  *api.FailedPath // the path that failed, when err is set
+	failed  []*api.FailedPath // the paths that failed, when err is set
 	err     error
+}
+
+// failedResult is an item that failed with err, on paths.
+func failedResult(err error, paths ...*api.FailedPath) itemResult {
+	return itemResult{err: err, failed: paths}
 }
 
 // skippedResult is an item that found its file of n bytes already done.
 func skippedResult(n int64) itemResult { return itemResult{skipped: n, skip: true} }
 
-// runItems runs a task's items, par at a time, and sums them up: the task
-// fails (and is retried) when any item failed; the failed paths say which.
+// runItems runs a task's items, par at a time, and sums them up (runEach).
 func runItems(ctx context.Context, t *Task, par int, fn func(ctx context.Context, raw json.RawMessage) itemResult) (Result, error) {
 	var a itemArgs
 	if err := json.Unmarshal(t.Args, &a); err != nil {
 		return Result{}, fmt.Errorf("task %d/%d: bad args: %w", t.JobID, t.TaskID, err)
 	}
+	return runEach(ctx, t, len(a.Items), par, func(ctx context.Context, i int) itemResult { return fn(ctx, a.Items[i]) })
+}
+
+// runEach runs a task's n items, par at a time, reports the bytes done as
+// they end, and sums them up: the task fails (and is retried) when any
+// item failed; the failed paths say which.
+func runEach(ctx context.Context, t *Task, n, par int, fn func(ctx context.Context, i int) itemResult) (Result, error) {
 	var (
 		mu     sync.Mutex
 		done   int64
@@ -357,8 +480,8 @@ func runItems(ctx context.Context, t *Task, par int, fn func(ctx context.Context
 		failed []*api.FailedPath
 		first  error
 	)
-	eachLimit(ctx, len(a.Items), par, func(i int) {
-		r := fn(ctx, a.Items[i])
+	eachLimit(ctx, n, par, func(i int) {
+		r := fn(ctx, i)
 		mu.Lock()
 		defer mu.Unlock()
 		done += r.bytes
@@ -367,8 +490,8 @@ func runItems(ctx context.Context, t *Task, par int, fn func(ctx context.Context
 			skip.BytesSkipped += r.skipped
 		}
 		if r.err != nil {
-			if ctx.Err() == nil && r.failed != nil {
-				failed = append(failed, r.failed)
+			if ctx.Err() == nil {
+				failed = append(failed, r.failed...)
 			}
 			if first == nil {
 				first = r.err
@@ -384,10 +507,10 @@ func runItems(ctx context.Context, t *Task, par int, fn func(ctx context.Context
 		return res, err
 	}
 	if first != nil {
-		if len(a.Items) == 1 {
+		if n == 1 {
 			return res, first
 		}
-		return res, status.Errorf(status.Code(first), "%d of %d item(s) failed, first: %s", max(len(failed), 1), len(a.Items), msg(first))
+		return res, status.Errorf(status.Code(first), "%d of %d item(s) failed, first: %s", max(len(failed), 1), n, msg(first))
 	}
 	return res, nil
 }

@@ -3,13 +3,8 @@ package plans
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"slices"
-	"sort"
-	"sync"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -58,7 +53,7 @@ func (Load) Validate(ctx context.Context, env Env, config []byte) (spec.Valid, e
 			return spec.Valid{}, spec.Invalidf("load %s: --workers %s: no live block worker has that id, host or address", c.Path, name)
 		}
 	}
-	eligible := filterWorkers(all, c)
+	eligible := eligibleWorkers(all, c.Limits().Proto())
 	if len(eligible) == 0 {
 		return spec.Valid{}, status.Errorf(codes.FailedPrecondition, "load %s: no eligible live block worker", c.Path)
 	}
@@ -78,57 +73,7 @@ func (Load) Done(ctx context.Context, env Env, job Job) (bool, error) {
 	return !(c.Verify && job.Round == 0) || c.DryRun, nil
 }
 
-// blockWorker is a block worker as the load plan sees it.
-type blockWorker struct {
-	id   int64
-	addr string // host:rpc-port
-}
-
-func liveBlockWorkers(ctx context.Context, env Env) ([]blockWorker, error) {
-	resp, err := env.BlockMaster().GetWorkerInfoList(ctx, &api.GetWorkerInfoListRequest{})
-	if err != nil {
-		return nil, fmt.Errorf("list block workers: %w", err)
-	}
-	var out []blockWorker
-	for _, w := range resp.Workers {
-		if w.GetState() != api.WorkerState_LIVE && w.GetState() != api.WorkerState_WORKER_STATE_UNSPECIFIED {
-			continue
-		}
-		a := w.GetAddress()
-		out = append(out, blockWorker{id: w.GetId(), addr: fmt.Sprintf("%s:%d", a.GetHost(), a.GetRpcPort())})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
-	return out, nil
-}
-
-func anyMatches(ws []blockWorker, name string) bool {
-	for _, w := range ws {
-		if api.WorkerNamed(name, w.id, w.addr) {
-			return true
-		}
-	}
-	return false
-}
-
-// filterWorkers keeps the workers the job's limits allow.
-func filterWorkers(all []blockWorker, c spec.LoadConfig) []blockWorker {
-	lim := c.Limits().Proto()
-	var out []blockWorker
-	for _, w := range all {
-		if lim.AllowsWorker(w.id, w.addr) {
-			out = append(out, w)
-		}
-	}
-	return out
-}
-
-// loadArgs are one load task's arguments: blocks to cache on one worker.
-type loadArgs struct {
-	Worker  int64       `json:"w"`
-	Address string      `json:"a"`
-	Blocks  []loadBlock `json:"b"`
-}
-
+// loadBlock is one block a load task caches: a load task's element.
 type loadBlock struct {
 	ID          int64  `json:"id"`
 	Path        string `json:"p"`
@@ -137,6 +82,31 @@ type loadBlock struct {
 	Offset      int64  `json:"o,omitempty"`
 	Length      int64  `json:"l"`
 	Fingerprint string `json:"f,omitempty"`
+}
+
+// loadArgs are one load task's arguments: the shared planner's, each
+// element a loadBlock. Tasks planned before load used the shared planner
+// carry their blocks under "b" instead.
+type loadArgs struct {
+	itemArgs
+	Blocks []loadBlock `json:"b,omitempty"`
+}
+
+// decodeLoadArgs reads a load task's arguments, its blocks in a.Blocks.
+func decodeLoadArgs(args []byte) (loadArgs, error) {
+	var a loadArgs
+	if err := json.Unmarshal(args, &a); err != nil {
+		return a, err
+	}
+	for _, raw := range a.Items {
+		var b loadBlock
+		if err := json.Unmarshal(raw, &b); err != nil {
+			return a, fmt.Errorf("block: %w", err)
+		}
+		a.Blocks = append(a.Blocks, b)
+	}
+	a.Items = nil
+	return a, nil
 }
 
 // BlockRef names one block and its length.
@@ -149,8 +119,8 @@ type BlockRef struct {
 // tools standing in for job workers (the worker simulator, internal/sim)
 // read tasks through this.
 func LoadTaskBlocks(args []byte) (worker int64, blocks []BlockRef, err error) {
-	var a loadArgs
-	if err := json.Unmarshal(args, &a); err != nil {
+	a, err := decodeLoadArgs(args)
+	if err != nil {
 		return 0, nil, fmt.Errorf("load task: %w", err)
 	}
 	blocks = make([]BlockRef, len(a.Blocks))
@@ -160,191 +130,42 @@ func LoadTaskBlocks(args []byte) (worker int64, blocks []BlockRef, err error) {
 	return a.Worker, blocks, nil
 }
 
-// loadCursor is where planning stands: every file up to After (in walk
-// order) has its tasks committed; Planned is the bytes committed per block
-// worker id, which keeps the spread even across a failover.
-type loadCursor struct {
-	After   string          `json:"after,omitempty"`
-	Planned map[int64]int64 `json:"planned,omitempty"`
-}
-
-// NewPlanner implements Plan.
+// NewPlanner implements Plan: the shared planner over the tree (synced
+// with the UFS as it is listed, in the first round), each block short of
+// copies an item (loadItems), on the workers the job may use.
 func (Load) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 	c, err := spec.DecodeLoad(job.Config)
 	if err != nil {
 		return nil, err
 	}
-	var cur loadCursor
-	if len(job.Cursor) > 0 {
-		if err := json.Unmarshal(job.Cursor, &cur); err != nil {
-			return nil, fmt.Errorf("load job %d: bad cursor: %w", job.ID, err)
-		}
-	}
-	if cur.Planned == nil {
-		cur.Planned = map[int64]int64{}
-	}
 	sel, err := c.Filter.Compile(job.CreatedMs)
 	if err != nil {
 		return nil, err
 	}
-	p := &loadPlanner{
-		env:     env,
-		cfg:     c,
-		sel:     sel,
-		cursor:  cur,
-		walk:    newWalker(env.FS(), c.Path, cur.After, int32(c.PageSize), true),
-		open:    map[int64]*openBatch{},
-		pending: map[int64]int64{},
-	}
 	// The verify round re-checks blocks of what round 0 synced.
-	p.walk.sync = !c.NoSync && job.Round == 0
-	return p, nil
-}
-
-type loadPlanner struct {
-	env    Env
-	cfg    spec.LoadConfig
-	sel    *spec.Selector // nil: every file
-	cursor loadCursor
-	walk   *walker
-
-	workers   []blockWorker
-	refreshed time.Time
-	loads     *workerLoads // the workers by bytes planned
-	filling   *loadedWorker
-	have      []int64 // scratch: eligible workers holding a block
-
-	open    map[int64]*openBatch // by target block worker id
-	pending map[int64]int64      // bytes in open batches, by worker id
-	marks   []*fileMark          // files in walk order whose blocks are not all emitted
-	out     []TaskSpec
-	failed  []*api.FailedPath
-	eof     bool
-	calls   int
-	// Files this Next found cached already (Batch.FilesSkipped ...).
-	filesSkipped, bytesSkipped int64
-}
-
-// fileMark counts a file's block copies still sitting in open batches.
-type fileMark struct {
-	path    string
-	pending int
-	failed  bool
-	counted bool // in some task's Files already
-}
-
-type openBatch struct {
-	target blockWorker
-	blocks []loadBlock
-	marks  []*fileMark
-	bytes  int64
-}
-
-const (
-	workerRefresh = 10 * time.Second
-	firstBudget   = 10 * time.Millisecond
-	nextBudget    = 100 * time.Millisecond
-)
-
-func (p *loadPlanner) Close() error {
-	p.walk.close()
-	return nil
-}
-
-// planBudget is how long the calls-th Next of a planner may gather tasks
-// before handing them over: 10 ms for the first, doubling to 100 ms, so
-// the workers start within milliseconds and are fed in growing batches
-// while they are still warming up, instead of idling through a first long
-// gather.
-func planBudget(calls int) time.Duration {
-	if calls >= 4 {
-		return nextBudget
-	}
-	return min(firstBudget<<calls, nextBudget)
-}
-
-// Next implements Planner.
-func (p *loadPlanner) Next(ctx context.Context, max int) (Batch, error) {
-	if max < 1 {
-		max = 1
-	}
-	p.out, p.failed = nil, nil
-	p.filesSkipped, p.bytesSkipped = 0, 0
-	scanned := 0
-	// Hand tasks over soon: the first batch within milliseconds so the
-	// workers start while the listing goes on, later ones at least every
-	// nextBudget.
-	start, budget := time.Now(), planBudget(p.calls)
-	p.calls++
-	for !p.eof && len(p.out) < max && scanned < 16*max && (len(p.out) == 0 || time.Since(start) < budget) {
-		if p.workers == nil || time.Since(p.refreshed) > workerRefresh {
-			if err := p.refreshWorkers(ctx); err != nil {
-				return Batch{}, err
-			}
-		}
-		f, err := p.walk.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			p.eof = true
-			break
-		}
-		if err != nil {
-			return Batch{}, err
-		}
-		scanned++
-		p.planFile(f)
-	}
-	// Every Next ends with nothing pending, so the cursor (the last file
-	// listed) is exact: no file's blocks are half emitted, none is emitted
-	// after one still waiting. A batch of small files thus never spans two
-	// calls; Next covers thousands of files, so few batches are cut short.
-	ids := make([]int64, 0, len(p.open))
-	for id := range p.open {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	for _, id := range ids {
-		p.flush(id)
-	}
-	p.advance()
-	cur, err := json.Marshal(p.cursor)
+	wo := walkOpts{Root: c.Path, PageSize: c.PageSize, Blocks: true, Sync: !c.NoSync && job.Round == 0}
+	p, err := newItemPlanner(env, "load", job, wo, c.Batching, func(_ context.Context, f *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error) {
+		items, failed := loadItems(c, sel, f, workers)
+		return items, failed, nil
+	})
 	if err != nil {
-		return Batch{}, err
+		return nil, err
 	}
-	return Batch{Tasks: p.out, Cursor: cur, Done: p.eof, Failed: p.failed, FilesSkipped: p.filesSkipped, BytesSkipped: p.bytesSkipped}, nil
+	return p.onWorkers(c.Limits().Proto(), "load "+c.Path), nil
 }
 
-func (p *loadPlanner) refreshWorkers(ctx context.Context) error {
-	all, err := liveBlockWorkers(ctx, p.env)
-	if err != nil {
-		return err
+// loadItems returns the block copies f still needs: an item per block with
+// fewer than c.Replication copies on the workers the job may use, placed
+// by the planner on others. Blocks of a file of a block or more are tasks
+// of their own; a small file's one block is batched. A file with every
+// block cached as often as asked is counted skipped.
+func loadItems(c spec.LoadConfig, sel *spec.Selector, f *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath) {
+	if !selects(sel, c.Path, f) {
+		return nil, nil
 	}
-	p.workers = filterWorkers(all, p.cfg)
-	p.refreshed = time.Now()
-	p.loads = newWorkerLoads(p.workers, func(id int64) int64 { return p.cursor.Planned[id] + p.pending[id] })
-	p.filling = nil
-	if len(p.workers) == 0 {
-		return status.Errorf(codes.FailedPrecondition, "load %s: no eligible live block worker", p.cfg.Path)
-	}
-	return nil
-}
-
-// planFile adds the block copies f still needs to the open batches.
-func (p *loadPlanner) planFile(f *api.FileInfo) {
-	mark := &fileMark{path: f.GetPath()}
-	p.marks = append(p.marks, mark)
-	if !selects(p.sel, p.cfg.Path, f) {
-		return
-	}
-	planned := false // a copy of some block is planned
-	defer func() {
-		if !planned && !mark.failed {
-			// Every block cached as often as asked already.
-			p.filesSkipped++
-			p.bytesSkipped += f.GetLength()
-		}
-	}()
+	skipped := []item{{Skip: true, Bytes: f.GetLength(), Desc: f.GetPath()}}
 	if f.GetLength() <= 0 {
-		return
+		return skipped, nil
 	}
 	bs := f.GetBlockSizeBytes()
 	if bs <= 0 {
@@ -353,13 +174,14 @@ func (p *loadPlanner) planFile(f *api.FileInfo) {
 	layout := api.LayoutOf(f)
 	nblocks := layout.Count()
 	fbis := f.GetFileBlockInfos()
-	persisted := f.GetPersistenceState() != api.PersistenceState_NOT_PERSISTED && f.GetPersistenceState() != api.PersistenceState_TO_BE_PERSISTED
+	hasUFS := f.GetPersistenceState() != api.PersistenceState_NOT_PERSISTED && f.GetPersistenceState() != api.PersistenceState_TO_BE_PERSISTED && f.GetUfsPath() != ""
+	var items []item
+	files := int64(1) // the file counts in its first block's task
 	for i := int64(0); i < nblocks; i++ {
 		sp := layout.Block(i)
-		b := loadBlock{Path: f.GetPath(), UFS: f.GetUfsPath(), Mount: f.GetMountId(), Offset: sp.Offset, Length: sp.Length, Fingerprint: f.GetUfsFingerprint()}
-		have := p.have[:0]
-		switch {
-		case int(i) < len(fbis) && fbis[i].GetBlockInfo() != nil:
+		b := loadBlock{ID: sp.ID, Path: f.GetPath(), UFS: f.GetUfsPath(), Mount: f.GetMountId(), Offset: sp.Offset, Length: sp.Length, Fingerprint: f.GetUfsFingerprint()}
+		var have []int64 // eligible workers caching it
+		if int(i) < len(fbis) && fbis[i].GetBlockInfo() != nil {
 			bi := fbis[i].GetBlockInfo()
 			b.ID = bi.GetBlockId()
 			if bi.GetLength() > 0 {
@@ -369,143 +191,44 @@ func (p *loadPlanner) planFile(f *api.FileInfo) {
 				b.Offset = fbis[i].GetOffset()
 			}
 			for _, l := range bi.GetLocations() {
-				if p.loads.has(l.GetWorkerId()) && !slices.Contains(have, l.GetWorkerId()) {
-					have = append(have, l.GetWorkerId())
+				id := l.GetWorkerId()
+				if _, ok := findWorker(workers, id); ok && !slices.Contains(have, id) {
+					have = append(have, id)
 				}
 			}
-		default:
-			b.ID = sp.ID
 		}
-		need := p.cfg.Replication - len(have)
+		need := c.Replication - len(have)
 		if need <= 0 {
 			continue
 		}
-		if !persisted || b.UFS == "" {
-			p.failed = append(p.failed, &api.FailedPath{Path: f.GetPath(), Error: fmt.Sprintf("block %d is not cached and the file is not persisted: no UFS copy to load from", i)})
-			mark.failed = true
-			break
+		if !hasUFS {
+			return items, []*api.FailedPath{failedf(f.GetPath(), "block %d is not cached and the file is not persisted: no UFS copy to load from", i)}
 		}
 		// Only small files (one block, shorter than a block) are batched: a
 		// file's blocks are then either all emitted at once or all waiting
-		// in one batch, which keeps the resume cursor exact.
+		// in one batch.
 		full := nblocks > 1 || b.Length >= bs
-		for _, t := range p.targets(need, have, !full) {
-			planned = true
-			if full {
-				p.single(t, b, mark)
-			} else {
-				p.add(t, b, mark)
-			}
+		desc := b.Path
+		if full && b.Offset > 0 {
+			desc = fmt.Sprintf("%s block@%d", b.Path, b.Offset)
 		}
-		p.have = have
+		items = append(items, item{Elem: b, Bytes: b.Length, Files: files, Copies: need, Avoid: have, Batch: !full, Desc: desc})
+		files = 0
 	}
+	if len(items) == 0 {
+		return skipped, nil
+	}
+	return items, nil
 }
 
-// targets picks need block workers not holding the block, least loaded
-// (bytes planned by this job) first. A small block (batched) goes to the
-// worker whose batch is filling while that one may take it, so batches
-// fill before the next worker's starts: the spread stays even at batch
-// granularity, and tasks stay full however many workers there are.
-func (p *loadPlanner) targets(need int, have []int64, small bool) []blockWorker {
-	if small && need == 1 && p.filling != nil && !slices.Contains(have, p.filling.w.id) {
-		if ob := p.open[p.filling.w.id]; ob != nil && len(ob.blocks) < p.cfg.BatchFiles {
-			return []blockWorker{p.filling.w}
-		}
-	}
-	picked := p.loads.least(need, have)
-	if small && len(picked) == 1 {
-		p.filling = picked[0]
-	}
-	out := make([]blockWorker, len(picked))
-	for i, lw := range picked {
-		out[i] = lw.w
-	}
-	return out
-}
-
-func (p *loadPlanner) add(t blockWorker, b loadBlock, mark *fileMark) {
-	ob := p.open[t.id]
-	if ob != nil && (len(ob.blocks) >= p.cfg.BatchFiles || ob.bytes+b.Length > p.cfg.BatchBytes) {
-		p.flush(t.id)
-		ob = nil
-	}
-	if ob == nil {
-		ob = &openBatch{target: t}
-		p.open[t.id] = ob
-	}
-	ob.blocks = append(ob.blocks, b)
-	ob.marks = append(ob.marks, mark)
-	ob.bytes += b.Length
-	p.pending[t.id] += b.Length
-	p.loads.add(t.id, b.Length)
-	mark.pending++
-	if len(ob.blocks) >= p.cfg.BatchFiles || ob.bytes >= p.cfg.BatchBytes {
-		p.flush(t.id)
-	}
-}
-
-// single makes a task of one full block: full blocks are big enough to be
-// a task each, and spread better so.
-func (p *loadPlanner) single(t blockWorker, b loadBlock, mark *fileMark) {
-	ob := &openBatch{target: t, blocks: []loadBlock{b}, marks: []*fileMark{mark}, bytes: b.Length}
-	mark.pending++
-	p.pending[t.id] += b.Length
-	p.loads.add(t.id, b.Length)
-	p.emit(ob)
-}
-
-// flush turns the open batch of worker id into a task.
-func (p *loadPlanner) flush(id int64) {
-	ob := p.open[id]
-	if ob == nil {
-		return
-	}
-	delete(p.open, id)
-	p.emit(ob)
-}
-
-func (p *loadPlanner) emit(ob *openBatch) {
-	id := ob.target.id
-	p.pending[id] -= ob.bytes
-	p.cursor.Planned[id] += ob.bytes
-	args, _ := json.Marshal(loadArgs{Worker: ob.target.id, Address: ob.target.addr, Blocks: ob.blocks})
-	desc := ob.blocks[0].Path
-	if len(ob.blocks) > 1 {
-		desc = fmt.Sprintf("%s (+%d more blocks)", desc, len(ob.blocks)-1)
-	} else if ob.blocks[0].Offset > 0 || ob.blocks[0].Length < ob.bytes {
-		desc = fmt.Sprintf("%s block@%d", desc, ob.blocks[0].Offset)
-	}
-	var files int64 // files whose first planned copy is in this task
-	for _, m := range ob.marks {
-		m.pending--
-		if !m.counted {
-			m.counted = true
-			files++
-		}
-	}
-	p.out = append(p.out, TaskSpec{
-		Args: args, Description: desc, Bytes: ob.bytes, Files: files,
-		BlockWorkerID: ob.target.id, BlockWorkerAddress: ob.target.addr,
-	})
-}
-
-// advance moves the cursor over the leading files whose copies are all in
-// emitted tasks.
-func (p *loadPlanner) advance() {
-	i := 0
-	for i < len(p.marks) && p.marks[i].pending == 0 {
-		p.cursor.After = p.marks[i].path
-		i++
-	}
-	p.marks = p.marks[i:]
-}
-
-// Run implements Plan: cache each block of the task on its block worker. A
-// block worker that is gone is replaced by this job worker's own (or
-// another live one), so a task outlives the worker it was planned for.
+// Run implements Plan: cache each block of the task on its block worker,
+// a batch in one call; block by block (the shared runner) when the
+// target cannot take the batch. A block worker that is gone is replaced by
+// this job worker's own (or another live one), so a task outlives the
+// worker it was planned for.
 func (Load) Run(ctx context.Context, env Env, t *Task) (Result, error) {
-	var a loadArgs
-	if err := json.Unmarshal(t.Args, &a); err != nil {
+	a, err := decodeLoadArgs(t.Args)
+	if err != nil {
 		return Result{}, fmt.Errorf("load task %d/%d: bad args: %w", t.JobID, t.TaskID, err)
 	}
 	if t.Attempt > 1 {
@@ -520,39 +243,13 @@ func (Load) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 		}
 		a.Address = liveTarget(ctx, env, t, a.Address)
 	}
-	var (
-		mu     sync.Mutex
-		done   int64
-		failed []*api.FailedPath
-		first  error
-	)
-	eachLimit(ctx, len(a.Blocks), blocksInParallel, func(i int) {
+	return runEach(ctx, t, len(a.Blocks), blocksInParallel, func(ctx context.Context, i int) itemResult {
 		b := a.Blocks[i]
-		err := cacheOne(ctx, env, t, a, b)
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			if ctx.Err() == nil {
-				failed = append(failed, &api.FailedPath{Path: b.Path, Error: err.Error()})
-			}
-			if first == nil {
-				first = err
-			}
-			return
+		if err := cacheOne(ctx, env, t, a, b); err != nil {
+			return failedResult(wrapf(err, "load %s", b.Path), &api.FailedPath{Path: b.Path, Error: err.Error()})
 		}
-		done += b.Length
-		if t.Progress != nil {
-			t.Progress(done)
-		}
+		return itemResult{bytes: b.Length}
 	})
-	res := Result{Bytes: done, Failed: failed}
-	if err := ctx.Err(); err != nil {
-		return res, err
-	}
-	if len(failed) > 0 {
-		return res, fmt.Errorf("%d of %d block(s) failed, first: %s: %w", len(failed), len(a.Blocks), failed[0].Path, first)
-	}
-	return res, nil
 }
 
 // cacheBatch caches a batch of small blocks with one CacheBlocks call (the

@@ -298,8 +298,8 @@ func blocksOf(t *testing.T, tasks []TaskSpec) map[string]int {
 	t.Helper()
 	m := map[string]int{}
 	for _, ts := range tasks {
-		var a loadArgs
-		if err := json.Unmarshal(ts.Args, &a); err != nil {
+		a, err := decodeLoadArgs(ts.Args)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if a.Worker != ts.BlockWorkerID || a.Address != ts.BlockWorkerAddress {
@@ -377,8 +377,7 @@ func TestLoadPlannerBatchesAndSpreads(t *testing.T) {
 	tasks = planAll(t, fakeEnv{c}, cfgJSON(t, spec.LoadConfig{Path: "/small", Batching: spec.Batching{BatchFiles: 16}}), 50, 0, nil)
 	n := 0
 	for _, ts := range tasks {
-		var a loadArgs
-		_ = json.Unmarshal(ts.Args, &a)
+		a, _ := decodeLoadArgs(ts.Args)
 		if len(a.Blocks) > 16 {
 			t.Fatalf("a task of %d small files (batchFiles 16)", len(a.Blocks))
 		}

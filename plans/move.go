@@ -112,7 +112,7 @@ func (Move) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 		return nil, err
 	}
 	if job.Round > 0 {
-		p, err := newItemPlannerFrom(env, "move", job, func(itemCursor) fileSource { return emptySource{} }, 1, 1, nil)
+		p, err := newItemPlannerFrom(env, "move", job, func(itemCursor) fileSource { return emptySource{} }, oneByOne, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -122,7 +122,7 @@ func (Move) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 	if c.Whole {
 		// One rename; the walk only counts the files it moves.
 		var n moveCount
-		p, err := newItemPlanner(env, "move", job, c.Src, c.PageSize, false, 1, 1,
+		p, err := newItemPlanner(env, "move", job, walkOpts{Root: c.Src, PageSize: c.PageSize}, oneByOne,
 			func(context.Context, *api.FileInfo, []blockWorker) ([]item, []*api.FailedPath, error) {
 				n.Files++
 				return nil, nil, nil
@@ -146,7 +146,7 @@ func (Move) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 	gen := func(ctx context.Context, _ *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error) {
 		return pp.moveItems(ctx, pp.merge.Pair(), workers)
 	}
-	return newItemPlannerFrom(env, "move", job, pp.source(c.PageSize, !c.NoSync, sel), spec.DefaultBatchFiles, spec.DefaultBatchBytes, gen)
+	return newItemPlannerFrom(env, "move", job, pp.source(c.PageSize, !c.NoSync, sel), spec.Batching{}, gen)
 }
 
 // moveItems plans the source file of p: left where it is, dropped (its
@@ -216,7 +216,7 @@ func (Move) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 		}
 		n, err := moveOne(ctx, env, t, c, e)
 		if err != nil {
-			return itemResult{failed: failedf(e.Src, "%s", msg(err)), err: wrapf(err, "move %s to %s", e.Src, e.Dst)}
+			return failedResult(wrapf(err, "move %s to %s", e.Src, e.Dst), failedf(e.Src, "%s", msg(err)))
 		}
 		return itemResult{bytes: n}
 	})

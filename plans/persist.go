@@ -116,9 +116,9 @@ func (Persist) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error
 				next, _ = strconv.Atoi(cur.After)
 			}
 			return &listSource{fs: env.FS(), files: files, next: next}
-		}, c.BatchFiles, c.BatchBytes, gen)
+		}, c.Batching, gen)
 	}
-	return newItemPlanner(env, "persist", job, c.Path, c.PageSize, true, c.BatchFiles, c.BatchBytes, gen)
+	return newItemPlanner(env, "persist", job, walkOpts{Root: c.Path, PageSize: c.PageSize, Blocks: true}, c.Batching, gen)
 }
 
 // selects applies a plan's selector to f, a file under root (a listed
@@ -177,7 +177,7 @@ func (Persist) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 		}
 		n, err := persistOne(ctx, env, ws, t.LocalBlockWorker, e)
 		if err != nil {
-			return itemResult{failed: failedf(e.Path, "%s", msg(err)), err: wrapf(err, "persist %s", e.Path)}
+			return failedResult(wrapf(err, "persist %s", e.Path), failedf(e.Path, "%s", msg(err)))
 		}
 		return itemResult{bytes: n}
 	})

@@ -69,15 +69,7 @@ func (Replicate) NewPlanner(ctx context.Context, env Env, job Job) (Planner, err
 	if err != nil {
 		return nil, err
 	}
-	var planned map[int64]int64 // copies planned per worker, to spread them
 	gen := func(ctx context.Context, f *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error) {
-		if planned == nil {
-			planned = map[int64]int64{}
-		}
-		live := map[int64]blockWorker{}
-		for _, w := range workers {
-			live[w.id] = w
-		}
 		var items []item
 		for i, b := range fileBlocks(f) {
 			if b.Length <= 0 {
@@ -85,7 +77,7 @@ func (Replicate) NewPlanner(ctx context.Context, env Env, job Job) (Planner, err
 			}
 			var have []blockWorker
 			for _, id := range b.IDs {
-				if w, ok := live[id]; ok {
+				if w, ok := findWorker(workers, id); ok {
 					have = append(have, w)
 				}
 			}
@@ -93,6 +85,7 @@ func (Replicate) NewPlanner(ctx context.Context, env Env, job Job) (Planner, err
 			if persisted(f) {
 				e.Ufs = &api.UfsBlockSource{MountId: f.GetMountId(), UfsPath: f.GetUfsPath(), Offset: b.Offset, Length: b.Length, UfsFingerprint: f.GetUfsFingerprint()}
 			}
+			desc := fmt.Sprintf("%s block %d", f.GetPath(), i)
 			switch {
 			case len(have) == c.Replication:
 				continue
@@ -102,44 +95,42 @@ func (Replicate) NewPlanner(ctx context.Context, env Env, job Job) (Planner, err
 				}
 				victim := have[len(have)-1]
 				e.Hint = victim.addr
-				items = append(items, item{Elem: e, Target: victim, Desc: fmt.Sprintf("%s block %d", f.GetPath(), i)})
+				items = append(items, item{Elem: e, Target: victim, Desc: desc})
 			default:
 				if len(have) == 0 && e.Ufs == nil {
 					return items, []*api.FailedPath{failedf(f.GetPath(), "block %d is cached nowhere and the file was never persisted: nothing to copy", i)}, nil
 				}
-				holds := map[int64]bool{}
-				for _, w := range have {
-					holds[w.id] = true
+				// The planner places it on the worker with the fewest bytes
+				// planned that holds no copy (the task's target: Run's hint).
+				avoid := make([]int64, len(have))
+				for j, w := range have {
+					avoid[j] = w.id
 				}
-				var target blockWorker
-				for _, w := range workers {
-					if !holds[w.id] && (target.id == 0 || planned[w.id] < planned[target.id]) {
-						target = w
-					}
-				}
-				if target.id == 0 {
-					continue // Validate checked the count; a worker left since
-				}
-				planned[target.id] += b.Length
-				e.Hint = target.addr
-				items = append(items, item{Elem: e, Bytes: b.Length * int64(c.Replication-len(have)), Target: target, Desc: fmt.Sprintf("%s block %d", f.GetPath(), i)})
+				items = append(items, item{Elem: e, Bytes: b.Length * int64(c.Replication-len(have)), Avoid: avoid, Desc: desc})
 			}
 		}
 		return items, nil, nil
 	}
-	return newItemPlanner(env, "replicate", job, c.Path, c.PageSize, true, 1, 1, gen)
+	return newItemPlanner(env, "replicate", job, walkOpts{Root: c.Path, PageSize: c.PageSize, Blocks: true}, oneByOne, gen)
 }
 
 // Run implements Plan.
 func (Replicate) Run(ctx context.Context, env Env, t *Task) (Result, error) {
-	return runItems(ctx, t, 1, func(ctx context.Context, raw json.RawMessage) itemResult {
+	var a itemArgs
+	if err := json.Unmarshal(t.Args, &a); err != nil {
+		return Result{}, fmt.Errorf("replicate task %d/%d: bad args: %w", t.JobID, t.TaskID, err)
+	}
+	return runEach(ctx, t, len(a.Items), 1, func(ctx context.Context, i int) itemResult {
 		var e replicateElem
-		if err := json.Unmarshal(raw, &e); err != nil {
+		if err := json.Unmarshal(a.Items[i], &e); err != nil {
 			return itemResult{err: fmt.Errorf("replicate: bad task element: %w", err)}
+		}
+		if e.Hint == "" {
+			e.Hint = a.Address // the copy's planned target is the task's
 		}
 		n, err := replicateOne(ctx, env, t.LocalBlockWorker, e)
 		if err != nil {
-			return itemResult{failed: failedf(e.Path, "block %d: %s", e.Index, msg(err)), err: wrapf(err, "replicate %s block %d", e.Path, e.Index)}
+			return failedResult(wrapf(err, "replicate %s block %d", e.Path, e.Index), failedf(e.Path, "block %d: %s", e.Index, msg(err)))
 		}
 		return itemResult{bytes: n}
 	})

@@ -100,7 +100,7 @@ func (Sync) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 		return nil, err
 	}
 	if job.Round == 0 {
-		return newItemPlannerFrom(env, "sync", job, src, c.BatchFiles, c.BatchBytes,
+		return newItemPlannerFrom(env, "sync", job, src, c.Batching,
 			func(ctx context.Context, _ *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error) {
 				p := pp.merge.Pair()
 				if p.dstOnly() {
@@ -176,7 +176,7 @@ func (Sync) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 		}
 		return out, nil, nil
 	}
-	p, err := newItemPlannerFrom(env, "sync", job, src, c.BatchFiles, c.BatchBytes, gen)
+	p, err := newItemPlannerFrom(env, "sync", job, src, c.Batching, gen)
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +213,7 @@ func (Sync) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 			return itemResult{err: fmt.Errorf("sync: bad task element: %w", err)}
 		}
 		if err := syncDeleteOne(ctx, env, c, d); err != nil {
-			return itemResult{failed: failedf(d.Path, "%s", msg(err)), err: wrapf(err, "sync: delete %s", d.Path)}
+			return failedResult(wrapf(err, "sync: delete %s", d.Path), failedf(d.Path, "%s", msg(err)))
 		}
 		return itemResult{}
 	})

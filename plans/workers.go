@@ -2,13 +2,66 @@ package plans
 
 import (
 	"container/heap"
+	"context"
+	"fmt"
 	"slices"
+	"sort"
+
+	"github.com/alluvium/alluvium/api"
 )
+
+// blockWorker is a block worker as the plans see it.
+type blockWorker struct {
+	id   int64
+	addr string // host:rpc-port
+}
+
+// liveBlockWorkers lists the live block workers, sorted by id.
+func liveBlockWorkers(ctx context.Context, env Env) ([]blockWorker, error) {
+	resp, err := env.BlockMaster().GetWorkerInfoList(ctx, &api.GetWorkerInfoListRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list block workers: %w", err)
+	}
+	var out []blockWorker
+	for _, w := range resp.Workers {
+		if w.GetState() != api.WorkerState_LIVE && w.GetState() != api.WorkerState_WORKER_STATE_UNSPECIFIED {
+			continue
+		}
+		a := w.GetAddress()
+		out = append(out, blockWorker{id: w.GetId(), addr: fmt.Sprintf("%s:%d", a.GetHost(), a.GetRpcPort())})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out, nil
+}
+
+func anyMatches(ws []blockWorker, name string) bool {
+	for _, w := range ws {
+		if api.WorkerNamed(name, w.id, w.addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// eligibleWorkers keeps the workers a job's limits allow (all of them
+// when lim is nil), in their order.
+func eligibleWorkers(all []blockWorker, lim *api.JobLimits) []blockWorker {
+	if lim == nil {
+		return all
+	}
+	var out []blockWorker
+	for _, w := range all {
+		if lim.AllowsWorker(w.id, w.addr) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
 
 // workerLoads keeps the eligible block workers in a heap by the bytes a
 // planner has given each, ties to the one chosen least recently: picking
-// the least loaded costs O(log workers), where sorting every worker for
-// every block cost a job of millions of files over thousands of workers
+// the least loaded costs O(log workers), where scanning every worker for
+// every file cost a job of millions of files over thousands of workers
 // hours of planning.
 type workerLoads struct {
 	ws   []*loadedWorker

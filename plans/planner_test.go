@@ -1,0 +1,94 @@
+package plans
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+)
+
+// The shared planner gives every plan load's placement: items that name no
+// block worker fill one worker's batch before the next worker's starts,
+// and the bytes stay even over many workers (exec, over uncached files).
+func TestItemPlannerFillsBatchesAcrossManyWorkers(t *testing.T) {
+	c := newFakeCluster(300)
+	const files, batch = 6000, 32
+	for i := range files {
+		c.file(fmt.Sprintf("/e/d%02d/f%05d", i/500, i), 10, 1000)
+	}
+	cfg := []byte(fmt.Sprintf(`{"path":"/e","command":["true"],"batchFiles":%d}`, batch))
+	ctx := context.Background()
+	p, err := Exec{}.NewPlanner(ctx, fakeEnv{c}, Job{ID: 1, Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var tasks []TaskSpec
+	for {
+		b, err := p.Next(ctx, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tasks = append(tasks, b.Tasks...)
+		if b.Done {
+			break
+		}
+	}
+	n := 0
+	per := map[int64]int64{}
+	for _, ts := range tasks {
+		var a itemArgs
+		if err := json.Unmarshal(ts.Args, &a); err != nil {
+			t.Fatal(err)
+		}
+		if a.Worker != ts.BlockWorkerID || a.Worker == 0 {
+			t.Fatalf("task on worker %d, args say %d", ts.BlockWorkerID, a.Worker)
+		}
+		n += len(a.Items)
+		per[ts.BlockWorkerID] += ts.Bytes
+	}
+	if n != files {
+		t.Fatalf("%d files planned, want %d", n, files)
+	}
+	// Ideally 188 full tasks. Each Next hands over what it gathered within
+	// its time budget, cutting the one filling batch short, so a slow
+	// machine makes a few more; spreading item by item made one per worker
+	// and Next (300 here).
+	if max := files/batch + 100; len(tasks) > max {
+		t.Fatalf("%d tasks for %d small files (batches of %d): want at most %d", len(tasks), files, batch, max)
+	}
+	lo, hi := int64(-1), int64(0)
+	for _, w := range c.workers {
+		b := per[w.Id]
+		if lo < 0 || b < lo {
+			lo = b
+		}
+		hi = max(hi, b)
+	}
+	if hi-lo > 10*batch {
+		t.Fatalf("bytes per worker from %d to %d: more than a batch apart", lo, hi)
+	}
+}
+
+// A load task planned before load moved onto the shared planner (its
+// blocks under "b") still runs.
+func TestLoadRunsTasksOfTheOldFormat(t *testing.T) {
+	c := newFakeCluster(1)
+	f := c.file("/old/a", 500, 1000)
+	g := c.file("/old/b", 700, 1000)
+	args := fmt.Sprintf(`{"w":1,"a":%q,"b":[{"id":%d,"p":"/old/a","u":"file:///ufs/old/a","l":500},{"id":%d,"p":"/old/b","u":"file:///ufs/old/b","l":700}]}`,
+		waddr(1), f.BlockIds[0], g.BlockIds[0])
+	res, err := Load{}.Run(context.Background(), fakeEnv{c}, &Task{Args: []byte(args)})
+	if err != nil || res.Bytes != 1200 {
+		t.Fatalf("run: %d bytes, %v", res.Bytes, err)
+	}
+	for _, fi := range []*struct{ id int64 }{{f.BlockIds[0]}, {g.BlockIds[0]}} {
+		if !c.locs[fi.id][1] {
+			t.Fatalf("block %d not cached", fi.id)
+		}
+	}
+	w, blocks, err := LoadTaskBlocks([]byte(args))
+	if err != nil || w != 1 || len(blocks) != 2 {
+		t.Fatalf("LoadTaskBlocks: %d %v %v", w, blocks, err)
+	}
+}
