@@ -265,10 +265,16 @@ func cfgJSON(t testing.TB, c spec.LoadConfig) []byte {
 // every task.
 func planAll(t *testing.T, env Env, cfg []byte, max int, restart float64, rng *rand.Rand) []TaskSpec {
 	t.Helper()
+	return planAllOf(t, Load{}, env, cfg, max, restart, rng)
+}
+
+// planAllOf is planAll for any plan.
+func planAllOf(t *testing.T, plan Plan, env Env, cfg []byte, max int, restart float64, rng *rand.Rand) []TaskSpec {
+	t.Helper()
 	ctx := context.Background()
 	var cursor []byte
 	var out []TaskSpec
-	p, err := Load{}.NewPlanner(ctx, env, Job{ID: 1, Config: cfg})
+	p, err := plan.NewPlanner(ctx, env, Job{ID: 1, Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +292,7 @@ func planAll(t *testing.T, env Env, cfg []byte, max int, restart float64, rng *r
 			return out
 		}
 		if rng != nil && rng.Float64() < restart {
-			p, err = Load{}.NewPlanner(ctx, env, Job{ID: 1, Config: cfg, Cursor: cursor})
+			p, err = plan.NewPlanner(ctx, env, Job{ID: 1, Config: cfg, Cursor: cursor})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -407,6 +413,13 @@ func TestLoadPlannerFillsBatchesAcrossManyWorkers(t *testing.T) {
 	if max := 2 * files / batch; len(tasks) > max {
 		t.Fatalf("%d tasks for %d small files (batches of %d): want at most %d", len(tasks), files, batch, max)
 	}
+	requireEven(t, c, tasks, 10*batch)
+}
+
+// requireEven fails unless the bytes of tasks per worker of c are within
+// slack of each other.
+func requireEven(t *testing.T, c *fakeCluster, tasks []TaskSpec, slack int64) {
+	t.Helper()
 	per := map[int64]int64{}
 	for _, ts := range tasks {
 		per[ts.BlockWorkerID] += ts.Bytes
@@ -419,8 +432,8 @@ func TestLoadPlannerFillsBatchesAcrossManyWorkers(t *testing.T) {
 		}
 		hi = max(hi, b)
 	}
-	if hi-lo > 10*batch {
-		t.Fatalf("bytes per worker from %d to %d: more than a batch apart", lo, hi)
+	if hi-lo > slack {
+		t.Fatalf("bytes per worker from %d to %d: more than %d apart", lo, hi, slack)
 	}
 }
 

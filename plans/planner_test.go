@@ -17,25 +17,8 @@ func TestItemPlannerFillsBatchesAcrossManyWorkers(t *testing.T) {
 		c.file(fmt.Sprintf("/e/d%02d/f%05d", i/500, i), 10, 1000)
 	}
 	cfg := []byte(fmt.Sprintf(`{"path":"/e","command":["true"],"batchFiles":%d}`, batch))
-	ctx := context.Background()
-	p, err := Exec{}.NewPlanner(ctx, fakeEnv{c}, Job{ID: 1, Config: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	var tasks []TaskSpec
-	for {
-		b, err := p.Next(ctx, 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tasks = append(tasks, b.Tasks...)
-		if b.Done {
-			break
-		}
-	}
+	tasks := planAllOf(t, Exec{}, fakeEnv{c}, cfg, 1000, 0, nil)
 	n := 0
-	per := map[int64]int64{}
 	for _, ts := range tasks {
 		var a itemArgs
 		if err := json.Unmarshal(ts.Args, &a); err != nil {
@@ -45,7 +28,6 @@ func TestItemPlannerFillsBatchesAcrossManyWorkers(t *testing.T) {
 			t.Fatalf("task on worker %d, args say %d", ts.BlockWorkerID, a.Worker)
 		}
 		n += len(a.Items)
-		per[ts.BlockWorkerID] += ts.Bytes
 	}
 	if n != files {
 		t.Fatalf("%d files planned, want %d", n, files)
@@ -57,17 +39,7 @@ func TestItemPlannerFillsBatchesAcrossManyWorkers(t *testing.T) {
 	if max := files/batch + 100; len(tasks) > max {
 		t.Fatalf("%d tasks for %d small files (batches of %d): want at most %d", len(tasks), files, batch, max)
 	}
-	lo, hi := int64(-1), int64(0)
-	for _, w := range c.workers {
-		b := per[w.Id]
-		if lo < 0 || b < lo {
-			lo = b
-		}
-		hi = max(hi, b)
-	}
-	if hi-lo > 10*batch {
-		t.Fatalf("bytes per worker from %d to %d: more than a batch apart", lo, hi)
-	}
+	requireEven(t, c, tasks, 10*batch)
 }
 
 // A load task planned before load moved onto the shared planner (its
@@ -82,9 +54,9 @@ func TestLoadRunsTasksOfTheOldFormat(t *testing.T) {
 	if err != nil || res.Bytes != 1200 {
 		t.Fatalf("run: %d bytes, %v", res.Bytes, err)
 	}
-	for _, fi := range []*struct{ id int64 }{{f.BlockIds[0]}, {g.BlockIds[0]}} {
-		if !c.locs[fi.id][1] {
-			t.Fatalf("block %d not cached", fi.id)
+	for _, id := range []int64{f.BlockIds[0], g.BlockIds[0]} {
+		if !c.locs[id][1] {
+			t.Fatalf("block %d not cached", id)
 		}
 	}
 	w, blocks, err := LoadTaskBlocks([]byte(args))
