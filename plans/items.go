@@ -1,6 +1,7 @@
 package plans
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -145,8 +147,11 @@ type itemPlanner struct {
 	refreshed time.Time
 	loads     *workerLoads // workers by bytes planned
 	filling   *loadedWorker
+	targets   []blockWorker        // scratch: place's answer
 	open      map[int64]*itemBatch // by target worker id
-	pending   map[int64]int64      // bytes in open batches, by worker id
+	elem      bytes.Buffer         // scratch: an item's element, encoded by enc
+	enc       *json.Encoder
+	pending   map[int64]int64 // bytes in open batches, by worker id
 	out       []TaskSpec
 	failed    []*api.FailedPath
 	eof       bool
@@ -155,12 +160,55 @@ type itemPlanner struct {
 	filesSkipped, bytesSkipped, deletes int64
 }
 
+// itemBatch is a task being filled: its arguments are written as its
+// items come (itemArgs' JSON, up to the items' closing "]}"), so a task
+// costs one buffer, whatever its items.
 type itemBatch struct {
 	target blockWorker
-	elems  []json.RawMessage
-	descs  []string
+	args   []byte
+	n      int    // items
+	desc   string // the first item's
 	bytes  int64
 	files  int64
+}
+
+func newItemBatch(t blockWorker) *itemBatch {
+	ob := &itemBatch{target: t, args: make([]byte, 0, 256)}
+	ob.args = append(ob.args, '{')
+	if t.id != 0 {
+		ob.args = strconv.AppendInt(append(ob.args, `"w":`...), t.id, 10)
+		ob.args = append(ob.args, ',')
+	}
+	if t.addr != "" {
+		ob.args = appendJSONString(append(ob.args, `"a":`...), t.addr)
+		ob.args = append(ob.args, ',')
+	}
+	ob.args = append(ob.args, `"i":[`...)
+	return ob
+}
+
+// appendJSONString appends s as a JSON string, as json.Marshal writes it.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	return append(append(append(b, '"'), s...), '"')
+}
+
+// add appends an item (its element's JSON) to the batch.
+func (ob *itemBatch) add(elem []byte, it item) {
+	if ob.n > 0 {
+		ob.args = append(ob.args, ',')
+	} else {
+		ob.desc = it.Desc
+	}
+	ob.args = append(ob.args, elem...)
+	ob.n++
+	ob.bytes += it.Bytes
+	ob.files += it.Files
 }
 
 const (
@@ -204,11 +252,13 @@ func newItemPlannerFrom(env Env, name string, job Job, source func(itemCursor) f
 	if b.BatchBytes < 1 {
 		b.BatchBytes = spec.DefaultBatchBytes
 	}
-	return &itemPlanner{
+	p := &itemPlanner{
 		env: env, name: name, cur: cur, gen: gen, batchFiles: b.BatchFiles, batchBytes: b.BatchBytes,
 		walk: source(cur), open: map[int64]*itemBatch{}, pending: map[int64]int64{},
 		loads: newWorkerLoads(nil, nil), // until the workers are listed
-	}, nil
+	}
+	p.enc = json.NewEncoder(&p.elem)
+	return p, nil
 }
 
 // oneByOne is the batching of plans whose every item is a task of its own.
@@ -351,15 +401,12 @@ func (p *itemPlanner) refreshWorkers(ctx context.Context) error {
 // no live worker at all an item is placed nowhere (the job master runs it
 // anywhere).
 func (p *itemPlanner) place(it item) []blockWorker {
-	if t := it.Target; t.id != 0 || t.addr != "" {
-		return []blockWorker{t}
-	}
-	if p.loads.Len() == 0 {
-		return []blockWorker{{}}
+	if t := it.Target; t.id != 0 || t.addr != "" || p.loads.Len() == 0 {
+		return append(p.targets[:0], t)
 	}
 	copies := max(it.Copies, 1)
 	if it.Batch && copies == 1 && p.filling != nil && !slices.Contains(it.Avoid, p.filling.w.id) {
-		if ob := p.open[p.filling.w.id]; ob != nil && len(ob.elems) < p.batchFiles {
+		if ob := p.open[p.filling.w.id]; ob != nil && ob.n < p.batchFiles {
 			return []blockWorker{p.filling.w}
 		}
 	}
@@ -367,11 +414,11 @@ func (p *itemPlanner) place(it item) []blockWorker {
 	if it.Batch && len(picked) == 1 {
 		p.filling = picked[0]
 	}
-	out := make([]blockWorker, len(picked))
-	for i, lw := range picked {
-		out[i] = lw.w
+	p.targets = p.targets[:0]
+	for _, lw := range picked {
+		p.targets = append(p.targets, lw.w)
 	}
-	return out
+	return p.targets
 }
 
 func (p *itemPlanner) add(it item) error {
@@ -384,10 +431,13 @@ func (p *itemPlanner) add(it item) error {
 	if it.Elem == nil {
 		return nil
 	}
-	elem, err := json.Marshal(it.Elem)
-	if err != nil {
-		return err
+	// Encoded once into the planner's scratch buffer, copied into each task
+	// it goes to: no allocation an item.
+	p.elem.Reset()
+	if err := p.enc.Encode(it.Elem); err != nil {
+		return fmt.Errorf("%s: task element: %w", p.name, err)
 	}
+	elem := bytes.TrimSuffix(p.elem.Bytes(), []byte{'\n'})
 	for _, t := range p.place(it) {
 		p.put(t, elem, it)
 		it.Files = 0 // counted in the first copy's task
@@ -397,27 +447,26 @@ func (p *itemPlanner) add(it item) error {
 
 // put adds an item's element to a task for worker t: a task of its own, or
 // the worker's open batch.
-func (p *itemPlanner) put(t blockWorker, elem json.RawMessage, it item) {
+func (p *itemPlanner) put(t blockWorker, elem []byte, it item) {
 	p.pending[t.id] += it.Bytes
 	p.loads.add(t.id, it.Bytes)
 	if !it.Batch {
-		p.emit(&itemBatch{target: t, elems: []json.RawMessage{elem}, descs: []string{it.Desc}, bytes: it.Bytes, files: it.Files})
+		ob := newItemBatch(t)
+		ob.add(elem, it)
+		p.emit(ob)
 		return
 	}
 	ob := p.open[t.id]
-	if ob != nil && (len(ob.elems) >= p.batchFiles || ob.bytes+it.Bytes > p.batchBytes) {
+	if ob != nil && (ob.n >= p.batchFiles || ob.bytes+it.Bytes > p.batchBytes) {
 		p.flush(t.id)
 		ob = nil
 	}
 	if ob == nil {
-		ob = &itemBatch{target: t}
+		ob = newItemBatch(t)
 		p.open[t.id] = ob
 	}
-	ob.elems = append(ob.elems, elem)
-	ob.descs = append(ob.descs, it.Desc)
-	ob.bytes += it.Bytes
-	ob.files += it.Files
-	if len(ob.elems) >= p.batchFiles || ob.bytes >= p.batchBytes {
+	ob.add(elem, it)
+	if ob.n >= p.batchFiles || ob.bytes >= p.batchBytes {
 		p.flush(t.id)
 	}
 }
@@ -433,10 +482,10 @@ func (p *itemPlanner) emit(ob *itemBatch) {
 	id := ob.target.id
 	p.pending[id] -= ob.bytes
 	p.cur.Planned[id] += ob.bytes
-	args, _ := json.Marshal(itemArgs{Worker: ob.target.id, Address: ob.target.addr, Items: ob.elems})
-	desc := ob.descs[0]
-	if len(ob.descs) > 1 {
-		desc = fmt.Sprintf("%s (+%d more)", desc, len(ob.descs)-1)
+	args := append(ob.args, "]}"...)
+	desc := ob.desc
+	if ob.n > 1 {
+		desc = fmt.Sprintf("%s (+%d more)", desc, ob.n-1)
 	}
 	p.out = append(p.out, TaskSpec{Args: args, Description: desc, Bytes: ob.bytes, Files: ob.files, BlockWorkerID: ob.target.id, BlockWorkerAddress: ob.target.addr})
 }

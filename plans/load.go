@@ -144,9 +144,11 @@ func (Load) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 	}
 	// The verify round re-checks blocks of what round 0 synced.
 	wo := walkOpts{Root: c.Path, PageSize: c.PageSize, Blocks: true, Sync: !c.NoSync && job.Round == 0}
+	var scratch []item // the planner is done with a file's items before the next file's
 	p, err := newItemPlanner(env, "load", job, wo, c.Batching, func(_ context.Context, f *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error) {
-		items, failed := loadItems(c, sel, f, workers)
-		return items, failed, nil
+		var failed []*api.FailedPath
+		scratch, failed = loadItems(scratch[:0], c, sel, f, workers)
+		return scratch, failed, nil
 	})
 	if err != nil {
 		return nil, err
@@ -154,18 +156,18 @@ func (Load) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 	return p.onWorkers(c.Limits().Proto(), "load "+c.Path), nil
 }
 
-// loadItems returns the block copies f still needs: an item per block with
-// fewer than c.Replication copies on the workers the job may use, placed
-// by the planner on others. Blocks of a file of a block or more are tasks
-// of their own; a small file's one block is batched. A file with every
-// block cached as often as asked is counted skipped.
-func loadItems(c spec.LoadConfig, sel *spec.Selector, f *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath) {
+// loadItems appends to items the block copies f still needs: an item per
+// block with fewer than c.Replication copies on the workers the job may
+// use, placed by the planner on others. Blocks of a file of a block or
+// more are tasks of their own; a small file's one block is batched. A file
+// with every block cached as often as asked is counted skipped.
+func loadItems(items []item, c spec.LoadConfig, sel *spec.Selector, f *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath) {
 	if !selects(sel, c.Path, f) {
-		return nil, nil
+		return items, nil
 	}
-	skipped := []item{{Skip: true, Bytes: f.GetLength(), Desc: f.GetPath()}}
+	skipped := item{Skip: true, Bytes: f.GetLength(), Desc: f.GetPath()}
 	if f.GetLength() <= 0 {
-		return skipped, nil
+		return append(items, skipped), nil
 	}
 	bs := f.GetBlockSizeBytes()
 	if bs <= 0 {
@@ -175,7 +177,7 @@ func loadItems(c spec.LoadConfig, sel *spec.Selector, f *api.FileInfo, workers [
 	nblocks := layout.Count()
 	fbis := f.GetFileBlockInfos()
 	hasUFS := f.GetPersistenceState() != api.PersistenceState_NOT_PERSISTED && f.GetPersistenceState() != api.PersistenceState_TO_BE_PERSISTED && f.GetUfsPath() != ""
-	var items []item
+	n := len(items)
 	files := int64(1) // the file counts in its first block's task
 	for i := int64(0); i < nblocks; i++ {
 		sp := layout.Block(i)
@@ -215,8 +217,8 @@ func loadItems(c spec.LoadConfig, sel *spec.Selector, f *api.FileInfo, workers [
 		items = append(items, item{Elem: b, Bytes: b.Length, Files: files, Copies: need, Avoid: have, Batch: !full, Desc: desc})
 		files = 0
 	}
-	if len(items) == 0 {
-		return skipped, nil
+	if len(items) == n {
+		return append(items, skipped), nil
 	}
 	return items, nil
 }

@@ -64,3 +64,13 @@ func TestLoadRunsTasksOfTheOldFormat(t *testing.T) {
 		t.Fatalf("LoadTaskBlocks: %d %v %v", w, blocks, err)
 	}
 }
+
+// A task's address is written as json.Marshal writes it.
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{"", "h1:29999", "[::1]:29999", `a"b\c`, "<x>&", "tab\there", "héllo", "\x7f"} {
+		want, _ := json.Marshal(s)
+		if got := appendJSONString([]byte("x"), s); string(got) != "x"+string(want) {
+			t.Errorf("appendJSONString(%q) = %s, want x%s", s, got, want)
+		}
+	}
+}

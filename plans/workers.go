@@ -67,6 +67,8 @@ type workerLoads struct {
 	ws   []*loadedWorker
 	byID map[int64]*loadedWorker
 	seq  uint64
+	// scratch for least
+	out, held []*loadedWorker
 }
 
 type loadedWorker struct {
@@ -101,9 +103,9 @@ func (l *workerLoads) add(id, bytes int64) {
 }
 
 // least returns up to need workers not in skip, least loaded first, and
-// marks them chosen.
+// marks them chosen. The slice is valid until the next call.
 func (l *workerLoads) least(need int, skip []int64) []*loadedWorker {
-	var out, held []*loadedWorker
+	out, held := l.out[:0], l.held[:0]
 	for len(out) < need && len(l.ws) > 0 {
 		lw := heap.Pop(l).(*loadedWorker)
 		held = append(held, lw)
@@ -118,6 +120,7 @@ func (l *workerLoads) least(need int, skip []int64) []*loadedWorker {
 	for _, lw := range held {
 		heap.Push(l, lw)
 	}
+	l.out, l.held = out, held
 	return out
 }
 
