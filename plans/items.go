@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -657,46 +656,6 @@ func fileBlocks(f *api.FileInfo) []fileBlock {
 // persisted says whether a file's bytes are in its UFS.
 func persisted(f *api.FileInfo) bool {
 	return f.GetPersistenceState() == api.PersistenceState_PERSISTED
-}
-
-// holder returns the live worker caching most of a file's bytes (zero
-// when none caches any), preferring prefer on a tie. It looks up only the
-// few workers holding blocks (by binary search: workers come sorted by id
-// from liveBlockWorkers), never every worker per file.
-func holder(blocks []fileBlock, workers []blockWorker, prefer string) blockWorker {
-	bytes := map[int64]int64{}
-	for _, b := range blocks {
-		for _, id := range b.IDs {
-			bytes[id] += max(b.Length, 1)
-		}
-	}
-	var best blockWorker
-	var most int64
-	for id, n := range bytes {
-		w, ok := findWorker(workers, id)
-		if !ok {
-			continue
-		}
-		if n > most || n == most && (w.addr == prefer || best.addr != prefer && w.id < best.id) {
-			best, most = w, n
-		}
-	}
-	return best
-}
-
-// findWorker finds worker id in ws: by binary search when ws is sorted by
-// id (as liveBlockWorkers returns it), else by a scan.
-func findWorker(ws []blockWorker, id int64) (blockWorker, bool) {
-	i := sort.Search(len(ws), func(i int) bool { return ws[i].id >= id })
-	if i < len(ws) && ws[i].id == id {
-		return ws[i], true
-	}
-	for _, w := range ws {
-		if w.id == id {
-			return w, true
-		}
-	}
-	return blockWorker{}, false
 }
 
 // joinAfter maps a path under src to the same place under dst.

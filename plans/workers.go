@@ -58,6 +58,41 @@ func eligibleWorkers(all []blockWorker, lim *api.JobLimits) []blockWorker {
 	return out
 }
 
+// holder returns the live worker caching most of a file's bytes (zero
+// when none caches any), preferring prefer on a tie. It looks up only the
+// few workers holding blocks (by binary search: workers come sorted by id
+// from liveBlockWorkers), never every worker per file.
+func holder(blocks []fileBlock, workers []blockWorker, prefer string) blockWorker {
+	bytes := map[int64]int64{}
+	for _, b := range blocks {
+		for _, id := range b.IDs {
+			bytes[id] += max(b.Length, 1)
+		}
+	}
+	var best blockWorker
+	var most int64
+	for id, n := range bytes {
+		w, ok := findWorker(workers, id)
+		if !ok {
+			continue
+		}
+		if n > most || n == most && (w.addr == prefer || best.addr != prefer && w.id < best.id) {
+			best, most = w, n
+		}
+	}
+	return best
+}
+
+// findWorker finds worker id in ws, sorted by id (as liveBlockWorkers and
+// eligibleWorkers return them), by binary search.
+func findWorker(ws []blockWorker, id int64) (blockWorker, bool) {
+	i := sort.Search(len(ws), func(i int) bool { return ws[i].id >= id })
+	if i < len(ws) && ws[i].id == id {
+		return ws[i], true
+	}
+	return blockWorker{}, false
+}
+
 // workerLoads keeps the eligible block workers in a heap by the bytes a
 // planner has given each, ties to the one chosen least recently: picking
 // the least loaded costs O(log workers), where scanning every worker for
