@@ -332,18 +332,6 @@ func cacheAt(ctx context.Context, env Env, addr string, req *api.CacheBlockReque
 	return err
 }
 
-// gone reports whether err says the worker itself is not there (as opposed
-// to a problem with the block or the UFS). Canceled, when the caller's
-// context is not, is the connection closed under the call: the job worker
-// dropped it because the worker was declared LOST.
-func gone(err error) bool {
-	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
-		return true
-	}
-	return false
-}
-
 // liveTarget is addr when the FS master counts that block worker LIVE,
 // else this job worker's own block worker, else another live one (the same
 // for every block of the task). On any doubt it keeps addr.

@@ -7,6 +7,9 @@ import (
 	"slices"
 	"sort"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/alluvium/alluvium/api"
 )
 
@@ -91,6 +94,18 @@ func findWorker(ws []blockWorker, id int64) (blockWorker, bool) {
 		return ws[i], true
 	}
 	return blockWorker{}, false
+}
+
+// gone reports whether err says the worker itself is not there (as opposed
+// to a problem with the block or the UFS). Canceled, when the caller's
+// context is not, is the connection closed under the call: the job worker
+// dropped it because the worker was declared LOST.
+func gone(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		return true
+	}
+	return false
 }
 
 // workerLoads keeps the eligible block workers in a heap by the bytes a
