@@ -462,6 +462,9 @@ func (p *itemPlanner) put(t blockWorker, elem []byte, it item) {
 	}
 	if ob == nil {
 		ob = newItemBatch(t)
+		// Room for a full batch of items like this one (up to 64 KiB), so
+		// the arguments rarely grow.
+		ob.args = slices.Grow(ob.args, min(p.batchFiles*(len(elem)+1), 64<<10))
 		p.open[t.id] = ob
 	}
 	ob.add(elem, it)
