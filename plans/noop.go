@@ -73,7 +73,7 @@ func (Noop) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 			Desc:   f.GetPath(),
 		}}, nil, nil
 	}
-	return newItemPlanner(env, "noop", job, c.Path, c.PageSize, true, c.BatchFiles, c.BatchBytes, gen)
+	return newItemPlanner(env, "noop", job, walkOpts{Root: c.Path, PageSize: c.PageSize, Blocks: true}, c.Batching, gen)
 }
 
 // Run implements Plan: it decodes its files and reports them done, their
