@@ -320,10 +320,20 @@ func TestEventPolicyRefusals(t *testing.T) {
 		t.Fatalf("refused adds stored policies: %v", ps)
 	}
 	// run-now has no files to run on.
-	c.mustCLI("policy", "add", "ok", "--on-create", "/landing", "persist", "/landing")
+	c.mustCLI("policy", "add", "ok", "--on-create", "/landing", "--debounce", "0", "persist", "/landing")
 	if _, errOut, code := c.cli("policy", "run-now", "ok"); code == 0 || !strings.Contains(errOut, "fires on files completed under /landing") {
 		t.Fatalf("run-now of an event policy: exit %d %q", code, errOut)
 	}
+	// Paused, it launches nothing; resumed, it launches what landed
+	// meanwhile (its cursor stayed).
+	c.mustCLI("policy", "pause", "ok")
+	want := c.landed("/landing", 0, 3)
+	if p := c.eventPolicy("ok"); p.Events != 0 || p.Runs != 0 {
+		t.Fatalf("a paused policy launched: %+v", p)
+	}
+	c.mustCLI("policy", "resume", "ok")
+	jobs, files := c.eventRuns("ok", 3)
+	c.checkOnce(want, jobs, files)
 }
 
 // TestEventPolicyPipeline: an event policy that fires a pipeline
