@@ -178,6 +178,7 @@ var goals = []goal{
 	{"LocalReady", "ready-s", false, 1.0, "alluvium local (2 workers), exec to ready"},
 	{"FSMasterFailover", "failover-s", false, 2.0, "kill -9 of the leading FS master to the next acknowledged create"},
 	{"FSMasterEmbeddedCreate", "ratio-embedded/single", true, 0.5, "creates/s at 64 clients: 3 FS masters (embedded journal) vs 1 (local)"},
+	{"PluginOverhead", "ratio-plugin/builtin", false, 1.2, "a plan plugin vs the same plan built in (noop, 20,000 files of 4 KiB)"},
 	{"TinyJobs", "p50-ms", false, 15, "tiny load job (one 4 KiB file), submit to watched COMPLETED, p50"},
 	{"TinyJobs", "p99-ms", false, 50, "tiny load job, p99"},
 	{"TinyJobs", "jobs/s-64", true, 3000, "tiny load jobs/s with 64 submitters"},
