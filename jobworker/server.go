@@ -507,10 +507,15 @@ func (w *Worker) run(ctx context.Context, a *api.TaskAssignment, lim *rate.Limit
 	u.Failed = res.Failed
 	u.Result = boundedOutput(res.Output)
 	u.FilesSkipped, u.BytesSkipped = res.FilesSkipped, res.BytesSkipped
+	// A call the plan made may fail on the task's deadline (gRPC keeps a
+	// timer of its own) a moment before ctx's timer marks ctx: that is the
+	// timeout too.
+	deadline, hasDeadline := ctx.Deadline()
+	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded) || err != nil && hasDeadline && !time.Now().Before(deadline)
 	switch {
 	case err == nil:
 		u.Status = api.TaskInfo_COMPLETED
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+	case timedOut:
 		u.Status = api.TaskInfo_FAILED
 		u.Error = fmt.Sprintf("task timed out after %s", time.Duration(a.GetTimeoutMs())*time.Millisecond)
 	case ctx.Err() != nil:
