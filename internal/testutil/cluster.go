@@ -153,10 +153,13 @@ func NewCluster(t testing.TB, o ClusterOptions) *Cluster {
 		"ALLUVIUM_MASTER=" + c.Master,
 		// Set even when empty, so a developer's own setting never leaks in.
 		"ALLUVIUM_JOB_MASTER=" + jobMasters,
-		"ALLUVIUM_FSMASTER_WORKER_TIMEOUT=3s",
+		// Liveness: short for tests that lose a worker, with room for a
+		// loaded CI machine (at 2 s a -race worker's heartbeats, late under
+		// load, cost live workers their tasks).
+		"ALLUVIUM_FSMASTER_WORKER_TIMEOUT=5s",
 		"ALLUVIUM_FSMASTER_WORKER_HEARTBEAT_INTERVAL=200ms",
 		"ALLUVIUM_FSMASTER_USER_BLOCK_SIZE=" + fmt.Sprint(BlockSize),
-		"ALLUVIUM_JOBMASTER_WORKER_TIMEOUT=2s",
+		"ALLUVIUM_JOBMASTER_WORKER_TIMEOUT=4s",
 		"ALLUVIUM_JOBMASTER_WORKER_HEARTBEAT_INTERVAL=200ms",
 		"ALLUVIUM_JOBMASTER_RAFT_HEARTBEAT_TIMEOUT=300ms",
 		"ALLUVIUM_JOBMASTER_RAFT_ELECTION_TIMEOUT=300ms",
