@@ -161,6 +161,7 @@ func TestCLIAndSDKAttacker(t *testing.T) {
 		"job submit exec":      {{args: []string{bobSecDir, "--", "cat"}}, {args: []string{bobPrivate, "--input", "stdin", "--", "cat"}}},
 		"job submit move":      {{args: []string{bobPrivate, "/users/alice/loot"}}},
 		"job submit persist":   {{args: []string{bobSecDir}}},
+		"job submit noop":      {{args: []string{bobSecDir}}},
 		"job submit sync":      {{args: []string{bobSecDir, "/users/alice/loot"}}, {args: []string{"/users/alice", bobSecDir}}, {args: []string{"--dry-run", bobSecDir, "/users/alice/loot"}}},
 		"job submit replicate": {{args: []string{bobPrivate, "--replication", "1"}}},
 		"pipeline cancel":      {{args: []string{run}}},
