@@ -34,10 +34,10 @@ type localCluster struct {
 }
 
 // profileCPU takes a CPU profile of the whole `alluvium local` process for
-// d into $ALLUVIUM_BENCH_PROFILES/name (nothing when that is unset); the
+// d into $BENCH_PROFILES/name (nothing when that is unset); the
 // returned func waits for it.
 func (lc *localCluster) profileCPU(b *testing.B, name string, d time.Duration) func() {
-	dir := os.Getenv("ALLUVIUM_BENCH_PROFILES")
+	dir := os.Getenv("BENCH_PROFILES")
 	if dir == "" {
 		return func() {}
 	}
