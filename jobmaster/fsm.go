@@ -27,6 +27,10 @@ type FSM struct {
 
 	changedMu sync.Mutex
 	changed   chan struct{}
+	// jobWatch: job id → a channel closed at that job's next change (the
+	// job watches wait on their own job's, not on every applied entry:
+	// with many watchers and many jobs a change wakes only its own).
+	jobWatch map[int64]chan struct{}
 
 	// hookMu is held (shared) while the hook runs, so setHook(nil) returns
 	// only once no call of the old hook is in flight: a revoked leader's
@@ -74,7 +78,7 @@ func NewFSM(log *zap.Logger) *FSM {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &FSM{log: log, st: newState(), changed: make(chan struct{})}
+	return &FSM{log: log, st: newState(), changed: make(chan struct{}), jobWatch: map[int64]chan struct{}{}}
 }
 
 // setHook installs (or with nil removes) the leader's event sink. It waits
@@ -92,10 +96,48 @@ func (f *FSM) Changed() <-chan struct{} {
 	return f.changed
 }
 
+// jobAndChange returns job id's record and, while it has not ended, a
+// channel closed at its next change (a record replaced, the job deleted or
+// the state restored). No channel is kept for a job that has ended or does
+// not exist, so watches of those leave nothing behind.
+func (f *FSM) jobAndChange(id int64) (*jobRec, <-chan struct{}) {
+	// The read lock keeps the record and the channel together: an entry
+	// that changes the job is applied after the channel exists, and its
+	// publish closes it.
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	j := f.st.job(id)
+	if j == nil || j.terminal() {
+		return j, nil
+	}
+	f.changedMu.Lock()
+	defer f.changedMu.Unlock()
+	ch := f.jobWatch[id]
+	if ch == nil {
+		ch = make(chan struct{})
+		f.jobWatch[id] = ch
+	}
+	return j, ch
+}
+
 func (f *FSM) publish(ev *events) {
 	f.changedMu.Lock()
 	close(f.changed)
 	f.changed = make(chan struct{})
+	if ev == nil {
+		// A restored state: every job may have changed.
+		for id, ch := range f.jobWatch {
+			close(ch)
+			delete(f.jobWatch, id)
+		}
+	} else if len(f.jobWatch) > 0 {
+		for _, id := range ev.jobs {
+			if ch := f.jobWatch[id]; ch != nil {
+				close(ch)
+				delete(f.jobWatch, id)
+			}
+		}
+	}
 	f.changedMu.Unlock()
 	if ev == nil {
 		return
@@ -576,6 +618,7 @@ func (x *tx) applyDeleteJobs(c *api.DeleteJobsCommand) any {
 		}
 		x.s.jobs.Delete(j)
 		delete(x.jobs, id)
+		x.ev.jobs = append(x.ev.jobs, id) // gone: its watchers wake
 		if j.RequestID != "" && x.s.byRequest[j.RequestID] == id {
 			delete(x.s.byRequest, j.RequestID)
 		}

@@ -41,8 +41,7 @@ func watchJob(ctx context.Context, f *FSM, id int64, interval time.Duration, clk
 	)
 	defer func() { cancel() }()
 	for {
-		changed := f.Changed()
-		j := f.Job(id)
+		j, changed := f.jobAndChange(id)
 		if j == nil {
 			if last == nil {
 				return status.Errorf(codes.NotFound, "job watch %d: no such job", id)
