@@ -37,6 +37,13 @@ type localCluster struct {
 // d into $BENCH_PROFILES/name (nothing when that is unset); the
 // returned func waits for it.
 func (lc *localCluster) profileCPU(b *testing.B, name string, d time.Duration) func() {
+	return lc.profile(b, "profile", name, d)
+}
+
+// profile takes the pprof kind ("profile": CPU, "trace": an execution
+// trace, whose blocking profiles `go tool trace -pprof=syscall|net|sync`
+// show where a job waits) of the local process for d.
+func (lc *localCluster) profile(b *testing.B, kind, name string, d time.Duration) func() {
 	dir := os.Getenv("BENCH_PROFILES")
 	if dir == "" {
 		return func() {}
@@ -44,7 +51,7 @@ func (lc *localCluster) profileCPU(b *testing.B, name string, d time.Duration) f
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", lc.http, max(int(d/time.Second), 1))
+		url := fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", lc.http, kind, max(int(d/time.Second), 1))
 		req, err := http.NewRequest(http.MethodGet, url, nil)
 		if err != nil {
 			b.Error(err)
@@ -229,6 +236,7 @@ func BenchmarkTinyJobs(b *testing.B) {
 	var lat, ref []float64
 	b.ResetTimer()
 	profWait := lc.profileCPU(b, "tinyjobs-seq.cpu.pprof", 3*time.Second)
+	traceWait := lc.profile(b, "trace", "tinyjobs-seq.trace", 2*time.Second)
 	for i := 0; i < seq; i++ {
 		start := time.Now()
 		j := lc.loadWait(b, jobs, files[20+i])
@@ -242,6 +250,7 @@ func BenchmarkTinyJobs(b *testing.B) {
 	}
 	b.StopTimer()
 	profWait()
+	traceWait()
 	b.ReportMetric(percentile(lat, 0.5), "p50-ms")
 	b.ReportMetric(percentile(lat, 0.99), "p99-ms")
 	b.ReportMetric(percentile(ref, 0.5), "read-p50-ms")
