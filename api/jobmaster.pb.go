@@ -439,7 +439,11 @@ type JobLimits struct {
 	ExcludeWorkers       []string `protobuf:"bytes,4,rep,name=exclude_workers,json=excludeWorkers,proto3" json:"exclude_workers,omitempty"` // never these
 	// A dry run: the job plans and counts what it would do and does nothing;
 	// the job master keeps none of its tasks.
-	DryRun        bool `protobuf:"varint,5,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	DryRun bool `protobuf:"varint,5,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// The plan has nothing to do once the job's tasks have ended (no Done
+	// step, no further round): the FSM ends the job in the entry that ends
+	// its last task, with no entry of its own.
+	EndsWithTasks bool `protobuf:"varint,6,opt,name=ends_with_tasks,json=endsWithTasks,proto3" json:"ends_with_tasks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -505,6 +509,13 @@ func (x *JobLimits) GetExcludeWorkers() []string {
 func (x *JobLimits) GetDryRun() bool {
 	if x != nil {
 		return x.DryRun
+	}
+	return false
+}
+
+func (x *JobLimits) GetEndsWithTasks() bool {
+	if x != nil {
+		return x.EndsWithTasks
 	}
 	return false
 }
@@ -3480,13 +3491,14 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\tCOMPLETED\x10\x03\x12\n" +
 	"\n" +
 	"\x06FAILED\x10\x04\x12\f\n" +
-	"\bCANCELED\x10\x05\"\xc0\x01\n" +
+	"\bCANCELED\x10\x05\"\xe8\x01\n" +
 	"\tJobLimits\x125\n" +
 	"\x17bandwidth_bytes_per_sec\x18\x01 \x01(\x03R\x14bandwidthBytesPerSec\x12 \n" +
 	"\vreplication\x18\x02 \x01(\x05R\vreplication\x12\x18\n" +
 	"\aworkers\x18\x03 \x03(\tR\aworkers\x12'\n" +
 	"\x0fexclude_workers\x18\x04 \x03(\tR\x0eexcludeWorkers\x12\x17\n" +
-	"\adry_run\x18\x05 \x01(\bR\x06dryRun\"6\n" +
+	"\adry_run\x18\x05 \x01(\bR\x06dryRun\x12&\n" +
+	"\x0fends_with_tasks\x18\x06 \x01(\bR\rendsWithTasks\"6\n" +
 	"\n" +
 	"FailedPath\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x14\n" +

@@ -213,6 +213,13 @@ func (x *tx) liveJob(id int64) *jobRec {
 func (x *tx) commit() {
 	ids := make([]int64, 0, len(x.jobs))
 	for id, j := range x.jobs {
+		if j.quiescent() && j.Limits.GetEndsWithTasks() {
+			// Its plan has nothing to do at the end (spec.Limits
+			// EndsWithTasks): the job ends in this entry, as the finisher's
+			// FINISH_JOB would end it, without an entry of its own.
+			j.Status, j.Error = j.outcome()
+			j.FinishedMs = x.now
+		}
 		if j.UpdatedMs < x.now {
 			j.UpdatedMs = x.now
 		}

@@ -469,3 +469,55 @@ func TestFSMBatchOfUpdatesIsOneEntry(t *testing.T) {
 		t.Fatalf("after one batch of 2000 updates: %+v", j)
 	}
 }
+
+// A job whose plan has nothing to do at the end (limits ends_with_tasks)
+// ends in the entry that ends its last task — COMPLETED, or FAILED naming
+// the failures as the finisher would — and one planned out with no task
+// ends in its plan entry; a job without it waits, quiescent, for FINISH_JOB.
+func TestFSMJobEndsWithItsLastTask(t *testing.T) {
+	ft := newFSMT(t)
+	submit := func(ends bool) int64 {
+		t.Helper()
+		r, ok := ft.apply(&api.SubmitJobCommand{Plan: "copy", ConfigJson: `{}`, NowMs: 1000,
+			Limits: &api.JobLimits{EndsWithTasks: ends}}).(submitResult)
+		if !ok {
+			t.Fatal("submit: unexpected response")
+		}
+		return r.id
+	}
+	w := ft.register("w:1")
+	ok, bad, plain, empty := submit(true), submit(true), submit(false), submit(true)
+	for _, id := range []int64{ok, bad, plain} {
+		ft.plan(id, 2, true)
+		ft.update(tr(id, 1, 1, api.TaskTransition_DISPATCH, w), tr(id, 2, 1, api.TaskTransition_DISPATCH, w))
+		ft.update(tr(id, 1, 1, api.TaskTransition_COMPLETE, w))
+		if j := ft.f.Job(id); j.terminal() {
+			t.Fatalf("job %d ended with a task left: %+v", id, j)
+		}
+	}
+	ft.update(tr(ok, 2, 1, api.TaskTransition_COMPLETE, w),
+		&api.TaskTransition{JobId: bad, TaskId: 2, Attempt: 1, Kind: api.TaskTransition_FAIL, Error: "disk full",
+			Failed: []*api.FailedPath{{Path: "/a/f1", Error: "disk full"}}},
+		tr(plain, 2, 1, api.TaskTransition_COMPLETE, w))
+	if j := ft.f.Job(ok); j.Status != api.JobInfo_COMPLETED || j.FinishedMs != 4000 || j.Error != "" {
+		t.Fatalf("job whose last task completed: %+v", j)
+	}
+	// MaxAttempts 2: the first failure runs it again, the second ends it.
+	ft.update(tr(bad, 2, 2, api.TaskTransition_DISPATCH, w))
+	ft.apply(&api.UpdateTasksCommand{Transitions: []*api.TaskTransition{{JobId: bad, TaskId: 2, Attempt: 2, Kind: api.TaskTransition_FAIL, Error: "disk full",
+		Failed: []*api.FailedPath{{Path: "/a/f1", Error: "disk full"}}}}, MaxAttempts: 2, NowMs: 5000})
+	if j := ft.f.Job(bad); j.Status != api.JobInfo_FAILED || j.FinishedMs != 5000 || j.Error != "1 task(s) or path(s) failed; first: /a/f1: disk full" {
+		t.Fatalf("job whose last task failed: %+v", j)
+	}
+	if j := ft.f.Job(plain); !j.quiescent() {
+		t.Fatalf("a job whose plan has a Done step ended without FINISH_JOB: %+v", j)
+	}
+	ft.plan(empty, 0, true)
+	if j := ft.f.Job(empty); j.Status != api.JobInfo_COMPLETED || j.FinishedMs != 2000 {
+		t.Fatalf("a job planned out with no task: %+v", j)
+	}
+	// The finisher's FINISH_JOB for it, had it been sent, is stale.
+	if err, _ := ft.apply(&api.FinishJobCommand{JobId: ok, Status: api.JobInfo_COMPLETED, NowMs: 9}).(error); !errors.Is(err, errStale) {
+		t.Fatalf("finish of an ended job: %v", err)
+	}
+}

@@ -314,15 +314,11 @@ func (f *finisher) finish(id int64) {
 	if !done {
 		err = s.applyErr(ls.ctx, &api.NextRoundCommand{JobId: id, Round: j.Round + 1, NowMs: now})
 	} else {
-		cmd := &api.FinishJobCommand{JobId: id, Status: api.JobInfo_COMPLETED, NowMs: now}
+		cmd := &api.FinishJobCommand{JobId: id, NowMs: now}
 		if doneErr != "" {
 			cmd.Status, cmd.Error = api.JobInfo_FAILED, doneErr
-		} else if j.RoundFailed > 0 {
-			cmd.Status = api.JobInfo_FAILED
-			cmd.Error = fmt.Sprintf("%d task(s) or path(s) failed", j.RoundFailed)
-			if len(j.Failed) > 0 {
-				cmd.Error += fmt.Sprintf("; first: %s: %s", j.Failed[0].GetPath(), j.Failed[0].GetError())
-			}
+		} else {
+			cmd.Status, cmd.Error = j.outcome()
 		}
 		err = s.applyErr(ls.ctx, cmd)
 	}

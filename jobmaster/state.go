@@ -1,6 +1,7 @@
 package jobmaster
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 
@@ -72,6 +73,20 @@ func (j *jobRec) terminal() bool { return terminalJob(j.Status) }
 // quiescent: planned out and every task ended, waiting for the finisher.
 func (j *jobRec) quiescent() bool {
 	return !j.terminal() && j.PlanningDone && j.Outstanding == 0
+}
+
+// outcome is how a quiescent job ends when its plan has nothing more to
+// do: COMPLETED, or FAILED naming how many of this round's tasks and paths
+// failed and the first of them.
+func (j *jobRec) outcome() (api.JobInfo_Status, string) {
+	if j.RoundFailed == 0 {
+		return api.JobInfo_COMPLETED, ""
+	}
+	msg := fmt.Sprintf("%d task(s) or path(s) failed", j.RoundFailed)
+	if len(j.Failed) > 0 {
+		msg += fmt.Sprintf("; first: %s: %s", j.Failed[0].GetPath(), j.Failed[0].GetError())
+	}
+	return api.JobInfo_FAILED, msg
 }
 
 func terminalJob(s api.JobInfo_Status) bool {

@@ -27,7 +27,9 @@ type CopyConfig struct {
 }
 
 // Limits implements Config.
-func (c CopyConfig) Limits() Limits { return Limits{Bandwidth: c.Bandwidth, DryRun: c.DryRun} }
+func (c CopyConfig) Limits() Limits {
+	return Limits{Bandwidth: c.Bandwidth, DryRun: c.DryRun, EndsWithTasks: true}
+}
 
 // DecodeCopy parses a copy config strictly and fills defaults.
 func DecodeCopy(b []byte) (CopyConfig, error) {

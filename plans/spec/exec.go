@@ -38,7 +38,7 @@ type ExecConfig struct {
 }
 
 // Limits implements Config.
-func (c ExecConfig) Limits() Limits { return Limits{DryRun: c.DryRun} }
+func (c ExecConfig) Limits() Limits { return Limits{DryRun: c.DryRun, EndsWithTasks: true} }
 
 // DecodeExec parses an exec config strictly and fills its defaults. The
 // allow list is the job master's to check (it is configuration, not

@@ -27,7 +27,8 @@ type LoadConfig struct {
 
 // Limits implements Config.
 func (c LoadConfig) Limits() Limits {
-	return Limits{Bandwidth: c.Bandwidth, Replication: c.Replication, Workers: c.Workers, ExcludeWorkers: c.ExcludeWorkers, DryRun: c.DryRun}
+	return Limits{Bandwidth: c.Bandwidth, Replication: c.Replication, Workers: c.Workers, ExcludeWorkers: c.ExcludeWorkers, DryRun: c.DryRun,
+		EndsWithTasks: !c.Verify || c.DryRun} // Load.Done: a verify round follows the first
 }
 
 // DecodeLoad parses a load config strictly (unknown fields are an error)

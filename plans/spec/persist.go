@@ -21,7 +21,9 @@ type PersistFile struct {
 }
 
 // Limits implements Config.
-func (c PersistConfig) Limits() Limits { return Limits{Bandwidth: c.Bandwidth, DryRun: c.DryRun} }
+func (c PersistConfig) Limits() Limits {
+	return Limits{Bandwidth: c.Bandwidth, DryRun: c.DryRun, EndsWithTasks: true}
+}
 
 // DecodePersist parses a persist config strictly and fills defaults.
 func DecodePersist(b []byte) (PersistConfig, error) {

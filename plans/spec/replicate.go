@@ -13,7 +13,7 @@ type ReplicateConfig struct {
 
 // Limits implements Config.
 func (c ReplicateConfig) Limits() Limits {
-	return Limits{Replication: c.Replication, Bandwidth: c.Bandwidth, DryRun: c.DryRun}
+	return Limits{Replication: c.Replication, Bandwidth: c.Bandwidth, DryRun: c.DryRun, EndsWithTasks: true}
 }
 
 // DecodeReplicate parses a replicate config strictly.

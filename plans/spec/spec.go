@@ -67,6 +67,11 @@ type Limits struct {
 	// deletes) and does nothing; the scheduler never keeps or runs a task
 	// of it.
 	DryRun bool
+	// EndsWithTasks: the plan's Done has nothing to do for this job (it
+	// answers true, no error, whatever the job did), so the job ends in
+	// the raft entry that ends its last task instead of one of its own.
+	// Set only where the plan's Done says so (plans/*.go Done).
+	EndsWithTasks bool
 }
 
 // checkBandwidth refuses a negative bandwidth of a job (what names it).
@@ -79,12 +84,12 @@ func checkBandwidth(what string, bw int64) error {
 
 // Proto is l as the job master stores it.
 func (l Limits) Proto() *api.JobLimits {
-	if l.Bandwidth == 0 && l.Replication == 0 && len(l.Workers) == 0 && len(l.ExcludeWorkers) == 0 && !l.DryRun {
+	if l.Bandwidth == 0 && l.Replication == 0 && len(l.Workers) == 0 && len(l.ExcludeWorkers) == 0 && !l.DryRun && !l.EndsWithTasks {
 		return nil
 	}
 	return &api.JobLimits{
 		BandwidthBytesPerSec: l.Bandwidth, Replication: int32(l.Replication),
-		Workers: l.Workers, ExcludeWorkers: l.ExcludeWorkers, DryRun: l.DryRun,
+		Workers: l.Workers, ExcludeWorkers: l.ExcludeWorkers, DryRun: l.DryRun, EndsWithTasks: l.EndsWithTasks,
 	}
 }
 
@@ -93,6 +98,7 @@ func LimitsOf(p *api.JobLimits) Limits {
 	return Limits{
 		Bandwidth: p.GetBandwidthBytesPerSec(), Replication: int(p.GetReplication()),
 		Workers: p.GetWorkers(), ExcludeWorkers: p.GetExcludeWorkers(), DryRun: p.GetDryRun(),
+		EndsWithTasks: p.GetEndsWithTasks(),
 	}
 }
 

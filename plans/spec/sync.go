@@ -10,7 +10,11 @@ type SyncConfig struct {
 }
 
 // Limits implements Config.
-func (c SyncConfig) Limits() Limits { return c.CopyConfig.Limits() }
+func (c SyncConfig) Limits() Limits {
+	l := c.CopyConfig.Limits()
+	l.EndsWithTasks = false // Sync.Done deletes what SRC lacks
+	return l
+}
 
 // DecodeSync parses a sync config strictly and fills defaults.
 func DecodeSync(b []byte) (SyncConfig, error) {
