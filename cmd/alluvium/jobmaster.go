@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/alluvium/alluvium/jobmaster"
-	"github.com/alluvium/alluvium/plans"
 )
 
 func newJobMasterCmd(g *globals) *cobra.Command {
@@ -88,7 +87,7 @@ out with 'alluvium job raft remove-peer ID'.`,
 			defer log.Sync() //nolint:errcheck
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			plans.BuiltinVersion = version
+			setBuiltinVersion()
 			m, err := jobmaster.New(cfg, log)
 			if err != nil {
 				return usageError{err}

@@ -19,7 +19,6 @@ import (
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/jobmaster"
-	"github.com/alluvium/alluvium/plans"
 	"github.com/alluvium/alluvium/proxy"
 )
 
@@ -199,7 +198,7 @@ func runLocal(ctx context.Context, cfg *config.Config, base, workers, masters in
 		started = append(started, stopper{"secondary", sec.Stop})
 	}
 
-	plans.BuiltinVersion = version
+	setBuiltinVersion()
 	jm, err := jobmaster.New(cfg, log.Named("jobmaster"))
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"sync"
 
 	"go.uber.org/zap"
 
@@ -21,7 +22,7 @@ type colocated struct {
 // It registers with the job masters in jobworker.job-master in the
 // background, so the job master may start later.
 func startJobWorker(ctx context.Context, cfg *config.Config, log *zap.Logger, bw colocated) (stop func(context.Context) error, err error) {
-	plans.BuiltinVersion = version
+	setBuiltinVersion()
 	w, err := jobworker.New(cfg, log, jobworker.Colocated{BlockWorkerID: bw.BlockWorkerID, BlockWorkerAddress: bw.BlockWorkerAddress})
 	if err != nil {
 		return nil, err
@@ -30,4 +31,13 @@ func startJobWorker(ctx context.Context, cfg *config.Config, log *zap.Logger, bw
 		return nil, err
 	}
 	return w.Stop, nil
+}
+
+var builtinVersionOnce sync.Once
+
+// setBuiltinVersion gives the built-in plans the binary's version, once:
+// `alluvium local` starts several job workers (and a job master) at the
+// same time, and each reads it as soon as it runs.
+func setBuiltinVersion() {
+	builtinVersionOnce.Do(func() { plans.BuiltinVersion = version })
 }
