@@ -97,22 +97,12 @@ func (Exec) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 	if err != nil {
 		return nil, err
 	}
-	gen := func(ctx context.Context, f *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error) {
-		if f.GetFolder() {
-			return nil, nil, nil
-		}
+	gen := eachFileHeld(func(f *api.FileInfo) (any, *api.FailedPath) {
 		if !f.GetCompleted() {
-			return nil, []*api.FailedPath{failedf(f.GetPath(), "the file is still being written")}, nil
+			return nil, failedf(f.GetPath(), "the file is still being written")
 		}
-		return []item{{
-			Elem:   execItem{Path: f.GetPath(), FileID: f.GetFileId(), Length: f.GetLength()},
-			Bytes:  f.GetLength(),
-			Files:  1,
-			Target: holder(fileBlocks(f), workers, ""),
-			Batch:  true,
-			Desc:   f.GetPath(),
-		}}, nil, nil
-	}
+		return execItem{Path: f.GetPath(), FileID: f.GetFileId(), Length: f.GetLength()}, nil
+	})
 	return newItemPlanner(env, "exec", job, walkOpts{Root: c.Path, PageSize: c.PageSize, Blocks: true}, c.Batching, gen)
 }
 

@@ -79,6 +79,29 @@ type itemArgs struct {
 // workers are the live block workers the job may use, sorted by id.
 type itemGen func(ctx context.Context, f *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error)
 
+// eachFileHeld is the itemGen of plans that run once per file beside its
+// data: one batched item per file (folders skipped), for the worker caching
+// most of it. elem makes the file's task element, or says why it fails.
+func eachFileHeld(elem func(f *api.FileInfo) (any, *api.FailedPath)) itemGen {
+	return func(_ context.Context, f *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error) {
+		if f.GetFolder() {
+			return nil, nil, nil
+		}
+		e, failed := elem(f)
+		if failed != nil {
+			return nil, []*api.FailedPath{failed}, nil
+		}
+		return []item{{
+			Elem:   e,
+			Bytes:  f.GetLength(),
+			Files:  1,
+			Target: holder(fileBlocks(f), workers, ""),
+			Batch:  true,
+			Desc:   f.GetPath(),
+		}}, nil, nil
+	}
+}
+
 // fileSource yields the files a plan works on: a tree walk, or a list.
 type fileSource interface {
 	Next(ctx context.Context) (*api.FileInfo, error) // io.EOF after the last

@@ -60,19 +60,9 @@ func (Noop) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
 	if err != nil {
 		return nil, err
 	}
-	gen := func(ctx context.Context, f *api.FileInfo, workers []blockWorker) ([]item, []*api.FailedPath, error) {
-		if f.GetFolder() {
-			return nil, nil, nil
-		}
-		return []item{{
-			Elem:   NoopItem{Path: f.GetPath(), Length: f.GetLength()},
-			Bytes:  f.GetLength(),
-			Files:  1,
-			Target: holder(fileBlocks(f), workers, ""),
-			Batch:  true,
-			Desc:   f.GetPath(),
-		}}, nil, nil
-	}
+	gen := eachFileHeld(func(f *api.FileInfo) (any, *api.FailedPath) {
+		return NoopItem{Path: f.GetPath(), Length: f.GetLength()}, nil
+	})
 	return newItemPlanner(env, "noop", job, walkOpts{Root: c.Path, PageSize: c.PageSize, Blocks: true}, c.Batching, gen)
 }
 
