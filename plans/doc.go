@@ -1,11 +1,11 @@
 // Package plans holds the job service's plans: one Go type per kind of job
-// (load, persist, replicate, move, copy, sync), each behind the Plan
+// (load, persist, replicate, move, copy, sync, exec, noop), each behind the Plan
 // interface and registered by name in this package's registry. Every plan
 // here plans with the one streaming, batching planner of items.go (a tree
 // walk or a plan's own file source, the plan's items per file, tasks
 // placed beside the data or on the least loaded eligible worker: see
 // workers.go) and runs its tasks' items with the one bounded runner there
-// (runEach); a plan's file holds only what is its own (load: which blocks
+// (runEach; noop's tasks, which do nothing, only count theirs); a plan's file holds only what is its own (load: which blocks
 // lack copies, and CacheBlocks). Copy, move and sync walk source and
 // destination together (merge.go) to do only what differs. Filters (plans/spec filter.go) are applied while listing; a dry
 // run plans and counts (Batch and Result carry files, skipped files and

@@ -23,7 +23,8 @@ import (
 )
 
 // Every plan of this package but plugins plans with one streaming planner
-// (itemPlanner) and runs its tasks with one runner (runItems). The planner
+// (itemPlanner) and runs its tasks with one runner (runItems; noop's
+// tasks, which do nothing, only count their items). The planner
 // walks its files page by page (walk.go, or a plan's own fileSource), asks
 // the plan for the work items of each file, and turns them into tasks — a
 // big item alone, small ones batched per block worker (up to batchFiles
@@ -429,7 +430,7 @@ func (p *itemPlanner) place(it item) []blockWorker {
 	copies := max(it.Copies, 1)
 	if it.Batch && copies == 1 && p.filling != nil && !slices.Contains(it.Avoid, p.filling.w.id) {
 		if ob := p.open[p.filling.w.id]; ob != nil && ob.n < p.batchFiles {
-			return []blockWorker{p.filling.w}
+			return append(p.targets[:0], p.filling.w)
 		}
 	}
 	picked := p.loads.least(copies, it.Avoid)

@@ -139,9 +139,6 @@ func newWorkerLoads(ws []blockWorker, load func(id int64) int64) *workerLoads {
 	return l
 }
 
-// has reports whether worker id is eligible.
-func (l *workerLoads) has(id int64) bool { _, ok := l.byID[id]; return ok }
-
 // add gives worker id bytes more.
 func (l *workerLoads) add(id, bytes int64) {
 	lw := l.byID[id]
