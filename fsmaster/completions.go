@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -102,11 +103,14 @@ func (c *completions) stamp(seq int64) {
 			e.seq = seq
 			continue
 		}
-		// Drop the newest (only the tail can be unstamped).
-		c.ring = c.ring[:len(c.ring)-1]
-		if c.head > 0 && c.head >= len(c.ring) {
+		// Drop the newest (only the tail can be unstamped). In a wrapped
+		// ring the newest is before head, not at the slice's end: unwrap
+		// it first (a failed append is rare; the master then stops).
+		if c.head != 0 {
+			c.ring = append(slices.Clone(c.ring[c.head:]), c.ring[:c.head]...)
 			c.head = 0
 		}
+		c.ring = c.ring[:len(c.ring)-1]
 	}
 }
 

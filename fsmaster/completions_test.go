@@ -260,3 +260,31 @@ func TestEmbeddedCompletionFeedFailover(t *testing.T) {
 		wantCode(t, err, codes.Unavailable, "the feed on a standby")
 	}
 }
+
+// TestCompletionsStampDropInWrappedRing: an append that failed drops its
+// events, the newest, also once the ring has wrapped (the newest is then
+// before head, not at the slice's end): the rest stay in order, none
+// unstamped, and a cursor finds the right place.
+func TestCompletionsStampDropInWrappedRing(t *testing.T) {
+	c := &completions{max: 3}
+	for seq := int64(1); seq <= 4; seq++ { // 4 wraps the ring of 3
+		c.add(completion{seq: seq})
+	}
+	c.add(completion{}) // live, not stamped yet
+	c.stamp(0)          // its append failed
+	var got []int64
+	for i := range c.len() {
+		got = append(got, c.at(i).seq)
+	}
+	if want := []int64{3, 4}; !slices.Equal(got, want) {
+		t.Fatalf("after the failed append: %v, want %v", got, want)
+	}
+	if i := c.after(3); i != 1 || c.at(i).seq != 4 {
+		t.Fatalf("after(3) = %d", i)
+	}
+	c.add(completion{seq: 6})
+	c.stamp(6)
+	if i := c.after(4); i != 2 || c.at(i).seq != 6 {
+		t.Fatalf("after(4) = %d after a new event", i)
+	}
+}
