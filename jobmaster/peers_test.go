@@ -57,6 +57,24 @@ func voters(t *testing.T, s *Server) int {
 	return len(f.Configuration().Servers)
 }
 
+// led runs call until it is answered by something other than Unavailable
+// (no leader yet, or a leader change in flight — under a loaded machine an
+// election can happen at any step), as the SDK's client layer does, and
+// returns that answer.
+func led(t *testing.T, call func(ctx context.Context) error) error {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := call(ctx)
+		cancel()
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func wantStatus(t *testing.T, err error, c codes.Code, what string) {
 	t.Helper()
 	if status.Code(err) != c {
@@ -73,7 +91,10 @@ func TestPeersGrowAndShrink(t *testing.T) {
 	ctx := context.Background()
 	id := submitTest(t, c.client(0), testConfig{Tasks: 3}, "before-join")
 
-	_, err := c.client(0).RemovePeer(ctx, &api.RemovePeerRequest{Id: "n0"})
+	err := led(t, func(ctx context.Context) error {
+		_, err := c.client(0).RemovePeer(ctx, &api.RemovePeerRequest{Id: "n0"})
+		return err
+	})
 	wantStatus(t, err, codes.FailedPrecondition, "remove of the only member")
 
 	// A joiner waits: it holds no raft configuration — so it cannot even
@@ -89,9 +110,15 @@ func TestPeersGrowAndShrink(t *testing.T) {
 	b := c.join("j2")
 	// A node that does not answer, or answers as someone else, is never
 	// added: a dead voter would cost a one-node group its quorum.
-	_, err = c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: "ghost", RaftAddress: "ghost.inmem:20003", RpcAddress: "127.0.0.1:1"})
+	err = led(t, func(ctx context.Context) error {
+		_, err := c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: "ghost", RaftAddress: "ghost.inmem:20003", RpcAddress: "127.0.0.1:1"})
+		return err
+	})
 	wantStatus(t, err, codes.FailedPrecondition, "add of a node that is not running")
-	_, err = c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: "j9", RaftAddress: c.peers[a].RaftAddr, RpcAddress: c.peers[a].RPCAddr})
+	err = led(t, func(ctx context.Context) error {
+		_, err := c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: "j9", RaftAddress: c.peers[a].RaftAddr, RpcAddress: c.peers[a].RPCAddr})
+		return err
+	})
 	wantStatus(t, err, codes.FailedPrecondition, "add of a node under another id")
 	if n := voters(t, c.servers[0]); n != 1 {
 		t.Fatalf("%d members after refused adds, want 1", n)
@@ -99,12 +126,18 @@ func TestPeersGrowAndShrink(t *testing.T) {
 	submitTest(t, c.client(0), testConfig{Tasks: 1}, "still-writable") // the group still commits
 	for _, i := range []int{a, b} {
 		p := c.peers[i]
-		if _, err := c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: p.ID, RaftAddress: p.RaftAddr, RpcAddress: p.RPCAddr}); err != nil {
+		if err := led(t, func(ctx context.Context) error {
+			_, err := c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: p.ID, RaftAddress: p.RaftAddr, RpcAddress: p.RPCAddr})
+			return err
+		}); err != nil {
 			t.Fatalf("add %s: %v", p.ID, err)
 		}
 	}
 	// Retried: no change, no error.
-	if _, err := c.client(1).AddPeer(ctx, &api.AddPeerRequest{Id: c.peers[a].ID, RaftAddress: c.peers[a].RaftAddr, RpcAddress: c.peers[a].RPCAddr}); err != nil {
+	if err := led(t, func(ctx context.Context) error {
+		_, err := c.client(1).AddPeer(ctx, &api.AddPeerRequest{Id: c.peers[a].ID, RaftAddress: c.peers[a].RaftAddr, RpcAddress: c.peers[a].RPCAddr})
+		return err
+	}); err != nil {
 		t.Fatalf("a retried add, forwarded by a follower: %v", err)
 	}
 	if n := voters(t, c.servers[0]); n != 3 {
@@ -123,11 +156,20 @@ func TestPeersGrowAndShrink(t *testing.T) {
 	}
 
 	// Bad requests change nothing.
-	_, err = c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: "x", RaftAddress: "nohost", RpcAddress: "h:1"})
+	err = led(t, func(ctx context.Context) error {
+		_, err := c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: "x", RaftAddress: "nohost", RpcAddress: "h:1"})
+		return err
+	})
 	wantStatus(t, err, codes.InvalidArgument, "add with a bad raft address")
-	_, err = c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: "j1", RaftAddress: "elsewhere:1", RpcAddress: "h:1"})
+	err = led(t, func(ctx context.Context) error {
+		_, err := c.client(0).AddPeer(ctx, &api.AddPeerRequest{Id: "j1", RaftAddress: "elsewhere:1", RpcAddress: "h:1"})
+		return err
+	})
 	wantStatus(t, err, codes.AlreadyExists, "add of a member id at another address")
-	_, err = c.client(0).RemovePeer(ctx, &api.RemovePeerRequest{Id: "nobody"})
+	err = led(t, func(ctx context.Context) error {
+		_, err := c.client(0).RemovePeer(ctx, &api.RemovePeerRequest{Id: "nobody"})
+		return err
+	})
 	wantStatus(t, err, codes.NotFound, "remove of a non-member")
 	if n := voters(t, c.servers[0]); n != 3 {
 		t.Fatalf("%d voters after refused changes, want 3", n)
@@ -136,20 +178,34 @@ func TestPeersGrowAndShrink(t *testing.T) {
 	// The original node dies; a joiner leads, the other forwards to it
 	// (it knows the leader's rpc address only from the group's state).
 	c.kill(0)
-	l := c.leader()
+	// Asked until the answer matches the leader of the moment: on a loaded
+	// machine the two joiners may trade the lead before they settle.
+	var l *Server
 	other := a
-	if c.index(l) == a {
-		other = b
-	}
-	info, err := c.client(other).GetLeader(ctx, &api.GetLeaderRequest{})
-	if err != nil || info.GetLeaderRpcAddress() != l.rpcAddr {
-		t.Fatalf("leader seen from %s: %v (%v), want %s", c.peers[other].ID, info, err, l.rpcAddr)
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		l = c.leader()
+		other = a
+		if c.index(l) == a {
+			other = b
+		}
+		info, err := c.client(other).GetLeader(ctx, &api.GetLeaderRequest{})
+		if err == nil && info.GetLeaderRpcAddress() == l.rpcAddr {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leader seen from %s: %v (%v), want %s", c.peers[other].ID, info, err, l.rpcAddr)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	id2 := submitTest(t, c.client(other), testConfig{Tasks: 4}, "after-failover")
 	if j := waitJob(t, c.client(other), id2, 20*time.Second); j.Status != api.JobInfo_COMPLETED {
 		t.Fatalf("job after the failover: %v", j.Status)
 	}
-	if _, err := c.client(other).RemovePeer(ctx, &api.RemovePeerRequest{Id: "n0"}); err != nil {
+	if err := led(t, func(ctx context.Context) error {
+		_, err := c.client(other).RemovePeer(ctx, &api.RemovePeerRequest{Id: "n0"})
+		return err
+	}); err != nil {
 		t.Fatalf("remove the dead node: %v", err)
 	}
 	if n := voters(t, l); n != 2 {
@@ -178,7 +234,10 @@ func TestRemoveLeaderHandsOver(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	l2 := c.leader()
-	if _, err := c.client(li).RemovePeer(ctx, &api.RemovePeerRequest{Id: l.self.ID}); err != nil {
+	if err := led(t, func(ctx context.Context) error {
+		_, err := c.client(li).RemovePeer(ctx, &api.RemovePeerRequest{Id: l.self.ID})
+		return err
+	}); err != nil {
 		t.Fatalf("remove of the old leader, asked again (forwarded): %v", err)
 	}
 	if n := voters(t, l2); n != 2 {
@@ -190,7 +249,10 @@ func TestRemoveLeaderHandsOver(t *testing.T) {
 	if j := waitJob(t, c.client(other), id, 20*time.Second); j.Status != api.JobInfo_COMPLETED {
 		t.Fatalf("job after removing the old leader: %v", j.Status)
 	}
-	_, err = c.client(other).RemovePeer(ctx, &api.RemovePeerRequest{Id: "nobody"})
+	err = led(t, func(ctx context.Context) error {
+		_, err := c.client(other).RemovePeer(ctx, &api.RemovePeerRequest{Id: "nobody"})
+		return err
+	})
 	wantStatus(t, err, codes.NotFound, "remove of a non-member")
 }
 
