@@ -12,7 +12,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -308,12 +307,8 @@ func (ns *namespace) scanCompletions(op, p string, pr principal, after int64, li
 		err := errf(codes.OutOfRange, op, p,
 			"cursor %d is older than the completions this FS master keeps (the last %d, after sequence %d): completions in between may be missed; rescan %s and resume from %d",
 			after, d.capacity(), d.floor, p, d.floor)
-		st, _ := status.FromError(err)
-		if de, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: api.ReasonCompletionsExpired, Domain: api.ReasonDomain,
-			Metadata: map[string]string{api.MetaCompletionsOldest: strconv.FormatInt(d.floor, 10)}}); derr == nil {
-			err = de.Err()
-		}
-		return nil, err
+		return nil, api.WithReason(err, api.ReasonCompletionsExpired,
+			map[string]string{api.MetaCompletionsOldest: strconv.FormatInt(d.floor, 10)})
 	case after > durable:
 		return nil, errf(codes.OutOfRange, op, p, "cursor %d is ahead of the journal (at sequence %d): a cursor of another cluster, or of a journal formatted since?", after, durable)
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -110,16 +109,6 @@ func newNamespace(st *State, j appender, cfg nsConfig, blocks *blockMap, log *za
 // errf builds a gRPC status error "op path: reason".
 func errf(c codes.Code, op, p, format string, a ...any) error {
 	return status.Errorf(c, "%s %s: %s", op, p, fmt.Sprintf(format, a...))
-}
-
-// withReason attaches reason (api.Reason*) to a status error, for clients
-// that must tell it apart from others of its code.
-func withReason(err error, reason string) error {
-	st, _ := status.FromError(err)
-	if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: api.ReasonDomain}); derr == nil {
-		return d.Err()
-	}
-	return err
 }
 
 func (ns *namespace) op(name string) {

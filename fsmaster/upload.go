@@ -341,8 +341,8 @@ func (ns *namespace) AllocateUploadBlocks(ctx context.Context, req *api.Allocate
 	if max := ns.cfg.maxStagedBytes; max > 0 && !pr.super {
 		if staged := ns.st.stagedBy(ns.st.owner(n)); staged+req.GetLength() > max {
 			ns.mu.Unlock()
-			return nil, withReason(errf(codes.ResourceExhausted, op, p, "user %s has %d bytes staged in multipart uploads; %d more would pass fsmaster.multipart.max-staged-bytes (%d): complete or abort uploads first",
-				ns.st.owner(n), staged, req.GetLength(), max), api.ReasonStagedBytesExceeded)
+			return nil, api.WithReason(errf(codes.ResourceExhausted, op, p, "user %s has %d bytes staged in multipart uploads; %d more would pass fsmaster.multipart.max-staged-bytes (%d): complete or abort uploads first",
+				ns.st.owner(n), staged, req.GetLength(), max), api.ReasonStagedBytesExceeded, nil)
 		}
 	}
 	first := u.nextBlock

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -224,13 +223,9 @@ func (r *eventRunner) read(ctx context.Context, p *api.PolicyInfo, b *eventBatch
 		Path: p.GetOnCreate(), After: b.cursor, MaxEvents: int32(limit - len(b.events)), WaitMs: wait.Milliseconds(),
 	})
 	if err != nil {
-		if st, ok := status.FromError(err); ok && st.Code() == codes.OutOfRange {
-			for _, d := range st.Details() {
-				if ei, ok := d.(*errdetails.ErrorInfo); ok && ei.GetReason() == api.ReasonCompletionsExpired {
-					if v, err := strconv.ParseInt(ei.GetMetadata()[api.MetaCompletionsOldest], 10, 64); err == nil {
-						return &expiredError{oldest: v}
-					}
-				}
+		if reason, meta := api.ReasonOf(err); reason == api.ReasonCompletionsExpired && status.Code(err) == codes.OutOfRange {
+			if v, err := strconv.ParseInt(meta[api.MetaCompletionsOldest], 10, 64); err == nil {
+				return &expiredError{oldest: v}
 			}
 		}
 		return err

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -110,12 +109,8 @@ func wrapErr(op, path string, err error) error {
 
 // reasonOf is the reason an alluvium server attached to st ("" none).
 func reasonOf(st *status.Status) string {
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == api.ReasonDomain {
-			return info.GetReason()
-		}
-	}
-	return ""
+	r, _ := api.ReasonOf(st.Err())
+	return r
 }
 
 func retryable(err error) bool {
