@@ -510,6 +510,7 @@ type PluginRunRequest struct {
 	Args             []byte                 `protobuf:"bytes,5,opt,name=args,proto3" json:"args,omitempty"`
 	Config           []byte                 `protobuf:"bytes,6,opt,name=config,proto3" json:"config,omitempty"`
 	LocalBlockWorker string                 `protobuf:"bytes,7,opt,name=local_block_worker,json=localBlockWorker,proto3" json:"local_block_worker,omitempty"`
+	Token            string                 `protobuf:"bytes,8,opt,name=token,proto3" json:"token,omitempty"` // the task's call token
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -593,6 +594,141 @@ func (x *PluginRunRequest) GetLocalBlockWorker() string {
 	return ""
 }
 
+func (x *PluginRunRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+type PluginTaskIn struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint32                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Run           *PluginRunRequest      `protobuf:"bytes,2,opt,name=run,proto3" json:"run,omitempty"`        // set: run it
+	Cancel        bool                   `protobuf:"varint,3,opt,name=cancel,proto3" json:"cancel,omitempty"` // the task seq is cancelled
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PluginTaskIn) Reset() {
+	*x = PluginTaskIn{}
+	mi := &file_planplugin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PluginTaskIn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PluginTaskIn) ProtoMessage() {}
+
+func (x *PluginTaskIn) ProtoReflect() protoreflect.Message {
+	mi := &file_planplugin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PluginTaskIn.ProtoReflect.Descriptor instead.
+func (*PluginTaskIn) Descriptor() ([]byte, []int) {
+	return file_planplugin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PluginTaskIn) GetSeq() uint32 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *PluginTaskIn) GetRun() *PluginRunRequest {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+func (x *PluginTaskIn) GetCancel() bool {
+	if x != nil {
+		return x.Cancel
+	}
+	return false
+}
+
+type PluginTaskOut struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint32                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Result        *PluginRunResponse     `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"` // also of a failed attempt
+	Code          uint32                 `protobuf:"varint,3,opt,name=code,proto3" json:"code,omitempty"`    // 0: it succeeded, else a gRPC code
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PluginTaskOut) Reset() {
+	*x = PluginTaskOut{}
+	mi := &file_planplugin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PluginTaskOut) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PluginTaskOut) ProtoMessage() {}
+
+func (x *PluginTaskOut) ProtoReflect() protoreflect.Message {
+	mi := &file_planplugin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PluginTaskOut.ProtoReflect.Descriptor instead.
+func (*PluginTaskOut) Descriptor() ([]byte, []int) {
+	return file_planplugin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PluginTaskOut) GetSeq() uint32 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *PluginTaskOut) GetResult() *PluginRunResponse {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *PluginTaskOut) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *PluginTaskOut) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type PluginRunResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Bytes         int64                  `protobuf:"varint,1,opt,name=bytes,proto3" json:"bytes,omitempty"`
@@ -604,7 +740,7 @@ type PluginRunResponse struct {
 
 func (x *PluginRunResponse) Reset() {
 	*x = PluginRunResponse{}
-	mi := &file_planplugin_proto_msgTypes[9]
+	mi := &file_planplugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +752,7 @@ func (x *PluginRunResponse) String() string {
 func (*PluginRunResponse) ProtoMessage() {}
 
 func (x *PluginRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_planplugin_proto_msgTypes[9]
+	mi := &file_planplugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +765,7 @@ func (x *PluginRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginRunResponse.ProtoReflect.Descriptor instead.
 func (*PluginRunResponse) Descriptor() ([]byte, []int) {
-	return file_planplugin_proto_rawDescGZIP(), []int{9}
+	return file_planplugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PluginRunResponse) GetBytes() int64 {
@@ -663,7 +799,7 @@ type PluginDoneRequest struct {
 
 func (x *PluginDoneRequest) Reset() {
 	*x = PluginDoneRequest{}
-	mi := &file_planplugin_proto_msgTypes[10]
+	mi := &file_planplugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -675,7 +811,7 @@ func (x *PluginDoneRequest) String() string {
 func (*PluginDoneRequest) ProtoMessage() {}
 
 func (x *PluginDoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_planplugin_proto_msgTypes[10]
+	mi := &file_planplugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -688,7 +824,7 @@ func (x *PluginDoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginDoneRequest.ProtoReflect.Descriptor instead.
 func (*PluginDoneRequest) Descriptor() ([]byte, []int) {
-	return file_planplugin_proto_rawDescGZIP(), []int{10}
+	return file_planplugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PluginDoneRequest) GetHostId() uint32 {
@@ -714,7 +850,7 @@ type PluginDoneResponse struct {
 
 func (x *PluginDoneResponse) Reset() {
 	*x = PluginDoneResponse{}
-	mi := &file_planplugin_proto_msgTypes[11]
+	mi := &file_planplugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -726,7 +862,7 @@ func (x *PluginDoneResponse) String() string {
 func (*PluginDoneResponse) ProtoMessage() {}
 
 func (x *PluginDoneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_planplugin_proto_msgTypes[11]
+	mi := &file_planplugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -739,7 +875,7 @@ func (x *PluginDoneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginDoneResponse.ProtoReflect.Descriptor instead.
 func (*PluginDoneResponse) Descriptor() ([]byte, []int) {
-	return file_planplugin_proto_rawDescGZIP(), []int{11}
+	return file_planplugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PluginDoneResponse) GetDone() bool {
@@ -758,7 +894,7 @@ type HostStatRequest struct {
 
 func (x *HostStatRequest) Reset() {
 	*x = HostStatRequest{}
-	mi := &file_planplugin_proto_msgTypes[12]
+	mi := &file_planplugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +906,7 @@ func (x *HostStatRequest) String() string {
 func (*HostStatRequest) ProtoMessage() {}
 
 func (x *HostStatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_planplugin_proto_msgTypes[12]
+	mi := &file_planplugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,7 +919,7 @@ func (x *HostStatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostStatRequest.ProtoReflect.Descriptor instead.
 func (*HostStatRequest) Descriptor() ([]byte, []int) {
-	return file_planplugin_proto_rawDescGZIP(), []int{12}
+	return file_planplugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HostStatRequest) GetPath() string {
@@ -802,7 +938,7 @@ type HostStatResponse struct {
 
 func (x *HostStatResponse) Reset() {
 	*x = HostStatResponse{}
-	mi := &file_planplugin_proto_msgTypes[13]
+	mi := &file_planplugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -814,7 +950,7 @@ func (x *HostStatResponse) String() string {
 func (*HostStatResponse) ProtoMessage() {}
 
 func (x *HostStatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_planplugin_proto_msgTypes[13]
+	mi := &file_planplugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -827,7 +963,7 @@ func (x *HostStatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostStatResponse.ProtoReflect.Descriptor instead.
 func (*HostStatResponse) Descriptor() ([]byte, []int) {
-	return file_planplugin_proto_rawDescGZIP(), []int{13}
+	return file_planplugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HostStatResponse) GetInfo() *FileInfo {
@@ -849,7 +985,7 @@ type HostListRequest struct {
 
 func (x *HostListRequest) Reset() {
 	*x = HostListRequest{}
-	mi := &file_planplugin_proto_msgTypes[14]
+	mi := &file_planplugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -861,7 +997,7 @@ func (x *HostListRequest) String() string {
 func (*HostListRequest) ProtoMessage() {}
 
 func (x *HostListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_planplugin_proto_msgTypes[14]
+	mi := &file_planplugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -874,7 +1010,7 @@ func (x *HostListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostListRequest.ProtoReflect.Descriptor instead.
 func (*HostListRequest) Descriptor() ([]byte, []int) {
-	return file_planplugin_proto_rawDescGZIP(), []int{14}
+	return file_planplugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HostListRequest) GetPath() string {
@@ -915,7 +1051,7 @@ type HostListResponse struct {
 
 func (x *HostListResponse) Reset() {
 	*x = HostListResponse{}
-	mi := &file_planplugin_proto_msgTypes[15]
+	mi := &file_planplugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1063,7 @@ func (x *HostListResponse) String() string {
 func (*HostListResponse) ProtoMessage() {}
 
 func (x *HostListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_planplugin_proto_msgTypes[15]
+	mi := &file_planplugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1076,7 @@ func (x *HostListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostListResponse.ProtoReflect.Descriptor instead.
 func (*HostListResponse) Descriptor() ([]byte, []int) {
-	return file_planplugin_proto_rawDescGZIP(), []int{15}
+	return file_planplugin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HostListResponse) GetFiles() []*FileInfo {
@@ -968,7 +1104,7 @@ type HostAccessRequest struct {
 
 func (x *HostAccessRequest) Reset() {
 	*x = HostAccessRequest{}
-	mi := &file_planplugin_proto_msgTypes[16]
+	mi := &file_planplugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1116,7 @@ func (x *HostAccessRequest) String() string {
 func (*HostAccessRequest) ProtoMessage() {}
 
 func (x *HostAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_planplugin_proto_msgTypes[16]
+	mi := &file_planplugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1129,7 @@ func (x *HostAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostAccessRequest.ProtoReflect.Descriptor instead.
 func (*HostAccessRequest) Descriptor() ([]byte, []int) {
-	return file_planplugin_proto_rawDescGZIP(), []int{16}
+	return file_planplugin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *HostAccessRequest) GetPath() string {
@@ -1025,7 +1161,7 @@ type HostAccessResponse struct {
 
 func (x *HostAccessResponse) Reset() {
 	*x = HostAccessResponse{}
-	mi := &file_planplugin_proto_msgTypes[17]
+	mi := &file_planplugin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1173,7 @@ func (x *HostAccessResponse) String() string {
 func (*HostAccessResponse) ProtoMessage() {}
 
 func (x *HostAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_planplugin_proto_msgTypes[17]
+	mi := &file_planplugin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1186,7 @@ func (x *HostAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostAccessResponse.ProtoReflect.Descriptor instead.
 func (*HostAccessResponse) Descriptor() ([]byte, []int) {
-	return file_planplugin_proto_rawDescGZIP(), []int{17}
+	return file_planplugin_proto_rawDescGZIP(), []int{19}
 }
 
 type HostReadRequest struct {
@@ -1062,7 +1198,7 @@ type HostReadRequest struct {
 
 func (x *HostReadRequest) Reset() {
 	*x = HostReadRequest{}
-	mi := &file_planplugin_proto_msgTypes[18]
+	mi := &file_planplugin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1210,7 @@ func (x *HostReadRequest) String() string {
 func (*HostReadRequest) ProtoMessage() {}
 
 func (x *HostReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_planplugin_proto_msgTypes[18]
+	mi := &file_planplugin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1223,7 @@ func (x *HostReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostReadRequest.ProtoReflect.Descriptor instead.
 func (*HostReadRequest) Descriptor() ([]byte, []int) {
-	return file_planplugin_proto_rawDescGZIP(), []int{18}
+	return file_planplugin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HostReadRequest) GetPath() string {
@@ -1106,7 +1242,7 @@ type HostReadResponse struct {
 
 func (x *HostReadResponse) Reset() {
 	*x = HostReadResponse{}
-	mi := &file_planplugin_proto_msgTypes[19]
+	mi := &file_planplugin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1118,7 +1254,7 @@ func (x *HostReadResponse) String() string {
 func (*HostReadResponse) ProtoMessage() {}
 
 func (x *HostReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_planplugin_proto_msgTypes[19]
+	mi := &file_planplugin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1131,7 +1267,7 @@ func (x *HostReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostReadResponse.ProtoReflect.Descriptor instead.
 func (*HostReadResponse) Descriptor() ([]byte, []int) {
-	return file_planplugin_proto_rawDescGZIP(), []int{19}
+	return file_planplugin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *HostReadResponse) GetChunk() []byte {
@@ -1153,7 +1289,7 @@ type HostWriteRequest struct {
 
 func (x *HostWriteRequest) Reset() {
 	*x = HostWriteRequest{}
-	mi := &file_planplugin_proto_msgTypes[20]
+	mi := &file_planplugin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +1301,7 @@ func (x *HostWriteRequest) String() string {
 func (*HostWriteRequest) ProtoMessage() {}
 
 func (x *HostWriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_planplugin_proto_msgTypes[20]
+	mi := &file_planplugin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,7 +1314,7 @@ func (x *HostWriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostWriteRequest.ProtoReflect.Descriptor instead.
 func (*HostWriteRequest) Descriptor() ([]byte, []int) {
-	return file_planplugin_proto_rawDescGZIP(), []int{20}
+	return file_planplugin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *HostWriteRequest) GetPath() string {
@@ -1211,7 +1347,7 @@ type HostWriteResponse struct {
 
 func (x *HostWriteResponse) Reset() {
 	*x = HostWriteResponse{}
-	mi := &file_planplugin_proto_msgTypes[21]
+	mi := &file_planplugin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1359,7 @@ func (x *HostWriteResponse) String() string {
 func (*HostWriteResponse) ProtoMessage() {}
 
 func (x *HostWriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_planplugin_proto_msgTypes[21]
+	mi := &file_planplugin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1372,7 @@ func (x *HostWriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostWriteResponse.ProtoReflect.Descriptor instead.
 func (*HostWriteResponse) Descriptor() ([]byte, []int) {
-	return file_planplugin_proto_rawDescGZIP(), []int{21}
+	return file_planplugin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *HostWriteResponse) GetBytes() int64 {
@@ -1256,7 +1392,7 @@ type HostDeleteRequest struct {
 
 func (x *HostDeleteRequest) Reset() {
 	*x = HostDeleteRequest{}
-	mi := &file_planplugin_proto_msgTypes[22]
+	mi := &file_planplugin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1404,7 @@ func (x *HostDeleteRequest) String() string {
 func (*HostDeleteRequest) ProtoMessage() {}
 
 func (x *HostDeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_planplugin_proto_msgTypes[22]
+	mi := &file_planplugin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1417,7 @@ func (x *HostDeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostDeleteRequest.ProtoReflect.Descriptor instead.
 func (*HostDeleteRequest) Descriptor() ([]byte, []int) {
-	return file_planplugin_proto_rawDescGZIP(), []int{22}
+	return file_planplugin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HostDeleteRequest) GetPath() string {
@@ -1306,7 +1442,7 @@ type HostDeleteResponse struct {
 
 func (x *HostDeleteResponse) Reset() {
 	*x = HostDeleteResponse{}
-	mi := &file_planplugin_proto_msgTypes[23]
+	mi := &file_planplugin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1454,7 @@ func (x *HostDeleteResponse) String() string {
 func (*HostDeleteResponse) ProtoMessage() {}
 
 func (x *HostDeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_planplugin_proto_msgTypes[23]
+	mi := &file_planplugin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1467,7 @@ func (x *HostDeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostDeleteResponse.ProtoReflect.Descriptor instead.
 func (*HostDeleteResponse) Descriptor() ([]byte, []int) {
-	return file_planplugin_proto_rawDescGZIP(), []int{23}
+	return file_planplugin_proto_rawDescGZIP(), []int{25}
 }
 
 type HostProgressRequest struct {
@@ -1343,7 +1479,7 @@ type HostProgressRequest struct {
 
 func (x *HostProgressRequest) Reset() {
 	*x = HostProgressRequest{}
-	mi := &file_planplugin_proto_msgTypes[24]
+	mi := &file_planplugin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1355,7 +1491,7 @@ func (x *HostProgressRequest) String() string {
 func (*HostProgressRequest) ProtoMessage() {}
 
 func (x *HostProgressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_planplugin_proto_msgTypes[24]
+	mi := &file_planplugin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1368,7 +1504,7 @@ func (x *HostProgressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostProgressRequest.ProtoReflect.Descriptor instead.
 func (*HostProgressRequest) Descriptor() ([]byte, []int) {
-	return file_planplugin_proto_rawDescGZIP(), []int{24}
+	return file_planplugin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *HostProgressRequest) GetBytesDone() int64 {
@@ -1386,7 +1522,7 @@ type HostProgressResponse struct {
 
 func (x *HostProgressResponse) Reset() {
 	*x = HostProgressResponse{}
-	mi := &file_planplugin_proto_msgTypes[25]
+	mi := &file_planplugin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1534,7 @@ func (x *HostProgressResponse) String() string {
 func (*HostProgressResponse) ProtoMessage() {}
 
 func (x *HostProgressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_planplugin_proto_msgTypes[25]
+	mi := &file_planplugin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1547,7 @@ func (x *HostProgressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostProgressResponse.ProtoReflect.Descriptor instead.
 func (*HostProgressResponse) Descriptor() ([]byte, []int) {
-	return file_planplugin_proto_rawDescGZIP(), []int{25}
+	return file_planplugin_proto_rawDescGZIP(), []int{27}
 }
 
 var File_planplugin_proto protoreflect.FileDescriptor
@@ -1451,7 +1587,7 @@ const file_planplugin_proto_rawDesc = "" +
 	"\x05tasks\x18\x01 \x03(\v2\x17.alluvium.v1.PluginTaskR\x05tasks\x12\x16\n" +
 	"\x06cursor\x18\x02 \x01(\fR\x06cursor\x12\x12\n" +
 	"\x04done\x18\x03 \x01(\bR\x04done\x12/\n" +
-	"\x06failed\x18\x04 \x03(\v2\x17.alluvium.v1.FailedPathR\x06failed\"\xcf\x01\n" +
+	"\x06failed\x18\x04 \x03(\v2\x17.alluvium.v1.FailedPathR\x06failed\"\xe5\x01\n" +
 	"\x10PluginRunRequest\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\rR\x06hostId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\x03R\x05jobId\x12\x17\n" +
@@ -1459,7 +1595,17 @@ const file_planplugin_proto_rawDesc = "" +
 	"\aattempt\x18\x04 \x01(\x05R\aattempt\x12\x12\n" +
 	"\x04args\x18\x05 \x01(\fR\x04args\x12\x16\n" +
 	"\x06config\x18\x06 \x01(\fR\x06config\x12,\n" +
-	"\x12local_block_worker\x18\a \x01(\tR\x10localBlockWorker\"r\n" +
+	"\x12local_block_worker\x18\a \x01(\tR\x10localBlockWorker\x12\x14\n" +
+	"\x05token\x18\b \x01(\tR\x05token\"i\n" +
+	"\fPluginTaskIn\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\rR\x03seq\x12/\n" +
+	"\x03run\x18\x02 \x01(\v2\x1d.alluvium.v1.PluginRunRequestR\x03run\x12\x16\n" +
+	"\x06cancel\x18\x03 \x01(\bR\x06cancel\"\x83\x01\n" +
+	"\rPluginTaskOut\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\rR\x03seq\x126\n" +
+	"\x06result\x18\x02 \x01(\v2\x1e.alluvium.v1.PluginRunResponseR\x06result\x12\x12\n" +
+	"\x04code\x18\x03 \x01(\rR\x04code\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"r\n" +
 	"\x11PluginRunResponse\x12\x14\n" +
 	"\x05bytes\x18\x01 \x01(\x03R\x05bytes\x12/\n" +
 	"\x06failed\x18\x02 \x03(\v2\x17.alluvium.v1.FailedPathR\x06failed\x12\x16\n" +
@@ -1504,13 +1650,13 @@ const file_planplugin_proto_rawDesc = "" +
 	"\x13HostProgressRequest\x12\x1d\n" +
 	"\n" +
 	"bytes_done\x18\x01 \x01(\x03R\tbytesDone\"\x16\n" +
-	"\x14HostProgressResponse2\x8e\x03\n" +
+	"\x14HostProgressResponse2\x8f\x03\n" +
 	"\n" +
 	"PlanPlugin\x12S\n" +
 	"\bDescribe\x12\".alluvium.v1.PluginDescribeRequest\x1a#.alluvium.v1.PluginDescribeResponse\x12S\n" +
 	"\bValidate\x12\".alluvium.v1.PluginValidateRequest\x1a#.alluvium.v1.PluginValidateResponse\x12G\n" +
-	"\x04Plan\x12\x1e.alluvium.v1.PluginPlanRequest\x1a\x1f.alluvium.v1.PluginPlanResponse\x12D\n" +
-	"\x03Run\x12\x1d.alluvium.v1.PluginRunRequest\x1a\x1e.alluvium.v1.PluginRunResponse\x12G\n" +
+	"\x04Plan\x12\x1e.alluvium.v1.PluginPlanRequest\x1a\x1f.alluvium.v1.PluginPlanResponse\x12E\n" +
+	"\bRunTasks\x12\x19.alluvium.v1.PluginTaskIn\x1a\x1a.alluvium.v1.PluginTaskOut(\x010\x01\x12G\n" +
 	"\x04Done\x12\x1e.alluvium.v1.PluginDoneRequest\x1a\x1f.alluvium.v1.PluginDoneResponse2\x99\x04\n" +
 	"\bPlanHost\x12C\n" +
 	"\x04Stat\x12\x1c.alluvium.v1.HostStatRequest\x1a\x1d.alluvium.v1.HostStatResponse\x12C\n" +
@@ -1533,7 +1679,7 @@ func file_planplugin_proto_rawDescGZIP() []byte {
 	return file_planplugin_proto_rawDescData
 }
 
-var file_planplugin_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_planplugin_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_planplugin_proto_goTypes = []any{
 	(*PluginDescribeRequest)(nil),  // 0: alluvium.v1.PluginDescribeRequest
 	(*PluginDescribeResponse)(nil), // 1: alluvium.v1.PluginDescribeResponse
@@ -1544,65 +1690,69 @@ var file_planplugin_proto_goTypes = []any{
 	(*PluginTask)(nil),             // 6: alluvium.v1.PluginTask
 	(*PluginPlanResponse)(nil),     // 7: alluvium.v1.PluginPlanResponse
 	(*PluginRunRequest)(nil),       // 8: alluvium.v1.PluginRunRequest
-	(*PluginRunResponse)(nil),      // 9: alluvium.v1.PluginRunResponse
-	(*PluginDoneRequest)(nil),      // 10: alluvium.v1.PluginDoneRequest
-	(*PluginDoneResponse)(nil),     // 11: alluvium.v1.PluginDoneResponse
-	(*HostStatRequest)(nil),        // 12: alluvium.v1.HostStatRequest
-	(*HostStatResponse)(nil),       // 13: alluvium.v1.HostStatResponse
-	(*HostListRequest)(nil),        // 14: alluvium.v1.HostListRequest
-	(*HostListResponse)(nil),       // 15: alluvium.v1.HostListResponse
-	(*HostAccessRequest)(nil),      // 16: alluvium.v1.HostAccessRequest
-	(*HostAccessResponse)(nil),     // 17: alluvium.v1.HostAccessResponse
-	(*HostReadRequest)(nil),        // 18: alluvium.v1.HostReadRequest
-	(*HostReadResponse)(nil),       // 19: alluvium.v1.HostReadResponse
-	(*HostWriteRequest)(nil),       // 20: alluvium.v1.HostWriteRequest
-	(*HostWriteResponse)(nil),      // 21: alluvium.v1.HostWriteResponse
-	(*HostDeleteRequest)(nil),      // 22: alluvium.v1.HostDeleteRequest
-	(*HostDeleteResponse)(nil),     // 23: alluvium.v1.HostDeleteResponse
-	(*HostProgressRequest)(nil),    // 24: alluvium.v1.HostProgressRequest
-	(*HostProgressResponse)(nil),   // 25: alluvium.v1.HostProgressResponse
-	(*JobLimits)(nil),              // 26: alluvium.v1.JobLimits
-	(*FailedPath)(nil),             // 27: alluvium.v1.FailedPath
-	(*FileInfo)(nil),               // 28: alluvium.v1.FileInfo
+	(*PluginTaskIn)(nil),           // 9: alluvium.v1.PluginTaskIn
+	(*PluginTaskOut)(nil),          // 10: alluvium.v1.PluginTaskOut
+	(*PluginRunResponse)(nil),      // 11: alluvium.v1.PluginRunResponse
+	(*PluginDoneRequest)(nil),      // 12: alluvium.v1.PluginDoneRequest
+	(*PluginDoneResponse)(nil),     // 13: alluvium.v1.PluginDoneResponse
+	(*HostStatRequest)(nil),        // 14: alluvium.v1.HostStatRequest
+	(*HostStatResponse)(nil),       // 15: alluvium.v1.HostStatResponse
+	(*HostListRequest)(nil),        // 16: alluvium.v1.HostListRequest
+	(*HostListResponse)(nil),       // 17: alluvium.v1.HostListResponse
+	(*HostAccessRequest)(nil),      // 18: alluvium.v1.HostAccessRequest
+	(*HostAccessResponse)(nil),     // 19: alluvium.v1.HostAccessResponse
+	(*HostReadRequest)(nil),        // 20: alluvium.v1.HostReadRequest
+	(*HostReadResponse)(nil),       // 21: alluvium.v1.HostReadResponse
+	(*HostWriteRequest)(nil),       // 22: alluvium.v1.HostWriteRequest
+	(*HostWriteResponse)(nil),      // 23: alluvium.v1.HostWriteResponse
+	(*HostDeleteRequest)(nil),      // 24: alluvium.v1.HostDeleteRequest
+	(*HostDeleteResponse)(nil),     // 25: alluvium.v1.HostDeleteResponse
+	(*HostProgressRequest)(nil),    // 26: alluvium.v1.HostProgressRequest
+	(*HostProgressResponse)(nil),   // 27: alluvium.v1.HostProgressResponse
+	(*JobLimits)(nil),              // 28: alluvium.v1.JobLimits
+	(*FailedPath)(nil),             // 29: alluvium.v1.FailedPath
+	(*FileInfo)(nil),               // 30: alluvium.v1.FileInfo
 }
 var file_planplugin_proto_depIdxs = []int32{
-	26, // 0: alluvium.v1.PluginValidateResponse.limits:type_name -> alluvium.v1.JobLimits
+	28, // 0: alluvium.v1.PluginValidateResponse.limits:type_name -> alluvium.v1.JobLimits
 	4,  // 1: alluvium.v1.PluginPlanRequest.job:type_name -> alluvium.v1.PluginJob
 	6,  // 2: alluvium.v1.PluginPlanResponse.tasks:type_name -> alluvium.v1.PluginTask
-	27, // 3: alluvium.v1.PluginPlanResponse.failed:type_name -> alluvium.v1.FailedPath
-	27, // 4: alluvium.v1.PluginRunResponse.failed:type_name -> alluvium.v1.FailedPath
-	4,  // 5: alluvium.v1.PluginDoneRequest.job:type_name -> alluvium.v1.PluginJob
-	28, // 6: alluvium.v1.HostStatResponse.info:type_name -> alluvium.v1.FileInfo
-	28, // 7: alluvium.v1.HostListResponse.files:type_name -> alluvium.v1.FileInfo
-	0,  // 8: alluvium.v1.PlanPlugin.Describe:input_type -> alluvium.v1.PluginDescribeRequest
-	2,  // 9: alluvium.v1.PlanPlugin.Validate:input_type -> alluvium.v1.PluginValidateRequest
-	5,  // 10: alluvium.v1.PlanPlugin.Plan:input_type -> alluvium.v1.PluginPlanRequest
-	8,  // 11: alluvium.v1.PlanPlugin.Run:input_type -> alluvium.v1.PluginRunRequest
-	10, // 12: alluvium.v1.PlanPlugin.Done:input_type -> alluvium.v1.PluginDoneRequest
-	12, // 13: alluvium.v1.PlanHost.Stat:input_type -> alluvium.v1.HostStatRequest
-	14, // 14: alluvium.v1.PlanHost.List:input_type -> alluvium.v1.HostListRequest
-	16, // 15: alluvium.v1.PlanHost.CheckAccess:input_type -> alluvium.v1.HostAccessRequest
-	18, // 16: alluvium.v1.PlanHost.ReadFile:input_type -> alluvium.v1.HostReadRequest
-	20, // 17: alluvium.v1.PlanHost.WriteFile:input_type -> alluvium.v1.HostWriteRequest
-	22, // 18: alluvium.v1.PlanHost.Delete:input_type -> alluvium.v1.HostDeleteRequest
-	24, // 19: alluvium.v1.PlanHost.Progress:input_type -> alluvium.v1.HostProgressRequest
-	1,  // 20: alluvium.v1.PlanPlugin.Describe:output_type -> alluvium.v1.PluginDescribeResponse
-	3,  // 21: alluvium.v1.PlanPlugin.Validate:output_type -> alluvium.v1.PluginValidateResponse
-	7,  // 22: alluvium.v1.PlanPlugin.Plan:output_type -> alluvium.v1.PluginPlanResponse
-	9,  // 23: alluvium.v1.PlanPlugin.Run:output_type -> alluvium.v1.PluginRunResponse
-	11, // 24: alluvium.v1.PlanPlugin.Done:output_type -> alluvium.v1.PluginDoneResponse
-	13, // 25: alluvium.v1.PlanHost.Stat:output_type -> alluvium.v1.HostStatResponse
-	15, // 26: alluvium.v1.PlanHost.List:output_type -> alluvium.v1.HostListResponse
-	17, // 27: alluvium.v1.PlanHost.CheckAccess:output_type -> alluvium.v1.HostAccessResponse
-	19, // 28: alluvium.v1.PlanHost.ReadFile:output_type -> alluvium.v1.HostReadResponse
-	21, // 29: alluvium.v1.PlanHost.WriteFile:output_type -> alluvium.v1.HostWriteResponse
-	23, // 30: alluvium.v1.PlanHost.Delete:output_type -> alluvium.v1.HostDeleteResponse
-	25, // 31: alluvium.v1.PlanHost.Progress:output_type -> alluvium.v1.HostProgressResponse
-	20, // [20:32] is the sub-list for method output_type
-	8,  // [8:20] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	29, // 3: alluvium.v1.PluginPlanResponse.failed:type_name -> alluvium.v1.FailedPath
+	8,  // 4: alluvium.v1.PluginTaskIn.run:type_name -> alluvium.v1.PluginRunRequest
+	11, // 5: alluvium.v1.PluginTaskOut.result:type_name -> alluvium.v1.PluginRunResponse
+	29, // 6: alluvium.v1.PluginRunResponse.failed:type_name -> alluvium.v1.FailedPath
+	4,  // 7: alluvium.v1.PluginDoneRequest.job:type_name -> alluvium.v1.PluginJob
+	30, // 8: alluvium.v1.HostStatResponse.info:type_name -> alluvium.v1.FileInfo
+	30, // 9: alluvium.v1.HostListResponse.files:type_name -> alluvium.v1.FileInfo
+	0,  // 10: alluvium.v1.PlanPlugin.Describe:input_type -> alluvium.v1.PluginDescribeRequest
+	2,  // 11: alluvium.v1.PlanPlugin.Validate:input_type -> alluvium.v1.PluginValidateRequest
+	5,  // 12: alluvium.v1.PlanPlugin.Plan:input_type -> alluvium.v1.PluginPlanRequest
+	9,  // 13: alluvium.v1.PlanPlugin.RunTasks:input_type -> alluvium.v1.PluginTaskIn
+	12, // 14: alluvium.v1.PlanPlugin.Done:input_type -> alluvium.v1.PluginDoneRequest
+	14, // 15: alluvium.v1.PlanHost.Stat:input_type -> alluvium.v1.HostStatRequest
+	16, // 16: alluvium.v1.PlanHost.List:input_type -> alluvium.v1.HostListRequest
+	18, // 17: alluvium.v1.PlanHost.CheckAccess:input_type -> alluvium.v1.HostAccessRequest
+	20, // 18: alluvium.v1.PlanHost.ReadFile:input_type -> alluvium.v1.HostReadRequest
+	22, // 19: alluvium.v1.PlanHost.WriteFile:input_type -> alluvium.v1.HostWriteRequest
+	24, // 20: alluvium.v1.PlanHost.Delete:input_type -> alluvium.v1.HostDeleteRequest
+	26, // 21: alluvium.v1.PlanHost.Progress:input_type -> alluvium.v1.HostProgressRequest
+	1,  // 22: alluvium.v1.PlanPlugin.Describe:output_type -> alluvium.v1.PluginDescribeResponse
+	3,  // 23: alluvium.v1.PlanPlugin.Validate:output_type -> alluvium.v1.PluginValidateResponse
+	7,  // 24: alluvium.v1.PlanPlugin.Plan:output_type -> alluvium.v1.PluginPlanResponse
+	10, // 25: alluvium.v1.PlanPlugin.RunTasks:output_type -> alluvium.v1.PluginTaskOut
+	13, // 26: alluvium.v1.PlanPlugin.Done:output_type -> alluvium.v1.PluginDoneResponse
+	15, // 27: alluvium.v1.PlanHost.Stat:output_type -> alluvium.v1.HostStatResponse
+	17, // 28: alluvium.v1.PlanHost.List:output_type -> alluvium.v1.HostListResponse
+	19, // 29: alluvium.v1.PlanHost.CheckAccess:output_type -> alluvium.v1.HostAccessResponse
+	21, // 30: alluvium.v1.PlanHost.ReadFile:output_type -> alluvium.v1.HostReadResponse
+	23, // 31: alluvium.v1.PlanHost.WriteFile:output_type -> alluvium.v1.HostWriteResponse
+	25, // 32: alluvium.v1.PlanHost.Delete:output_type -> alluvium.v1.HostDeleteResponse
+	27, // 33: alluvium.v1.PlanHost.Progress:output_type -> alluvium.v1.HostProgressResponse
+	22, // [22:34] is the sub-list for method output_type
+	10, // [10:22] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_planplugin_proto_init() }
@@ -1618,7 +1768,7 @@ func file_planplugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_planplugin_proto_rawDesc), len(file_planplugin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

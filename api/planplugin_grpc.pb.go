@@ -22,7 +22,7 @@ const (
 	PlanPlugin_Describe_FullMethodName = "/alluvium.v1.PlanPlugin/Describe"
 	PlanPlugin_Validate_FullMethodName = "/alluvium.v1.PlanPlugin/Validate"
 	PlanPlugin_Plan_FullMethodName     = "/alluvium.v1.PlanPlugin/Plan"
-	PlanPlugin_Run_FullMethodName      = "/alluvium.v1.PlanPlugin/Run"
+	PlanPlugin_RunTasks_FullMethodName = "/alluvium.v1.PlanPlugin/RunTasks"
 	PlanPlugin_Done_FullMethodName     = "/alluvium.v1.PlanPlugin/Done"
 )
 
@@ -32,16 +32,24 @@ const (
 //
 // PlanPlugin is what a plan plugin serves (sdk/planplugin over
 // hashicorp/go-plugin): the parts of a plan (plans.Plan). Every call names
-// host_id, a go-plugin broker stream on which the caller serves PlanHost
-// for the duration of that call only: the plugin's one way to reach the
-// cluster, acting for the job's user. The plugin never holds a token.
+// host_id, the go-plugin broker stream on which the caller serves PlanHost
+// to this process, and carries a token of its own (metadata
+// alluvium-plan-call; a task of RunTasks: its token field) that the
+// plugin's requests to PlanHost carry back: the host answers them only
+// while that call or task is under way, acting for the job's user. The
+// plugin never holds the cluster's token.
 type PlanPluginClient interface {
 	Describe(ctx context.Context, in *PluginDescribeRequest, opts ...grpc.CallOption) (*PluginDescribeResponse, error)
 	Validate(ctx context.Context, in *PluginValidateRequest, opts ...grpc.CallOption) (*PluginValidateResponse, error)
 	// Plan returns the next batch of tasks after cursor: stateless, so a new
 	// leader resumes from the cursor kept in raft.
 	Plan(ctx context.Context, in *PluginPlanRequest, opts ...grpc.CallOption) (*PluginPlanResponse, error)
-	Run(ctx context.Context, in *PluginRunRequest, opts ...grpc.CallOption) (*PluginRunResponse, error)
+	// RunTasks runs a job worker's batch of tasks of one job on one stream:
+	// the host sends each task (seq numbers its tasks on the stream) and may
+	// later cancel one; the plugin runs them at once and answers each as it
+	// ends, in any order. The host closes its side once every task has
+	// answered (or gone: cancelled).
+	RunTasks(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PluginTaskIn, PluginTaskOut], error)
 	Done(ctx context.Context, in *PluginDoneRequest, opts ...grpc.CallOption) (*PluginDoneResponse, error)
 }
 
@@ -83,15 +91,18 @@ func (c *planPluginClient) Plan(ctx context.Context, in *PluginPlanRequest, opts
 	return out, nil
 }
 
-func (c *planPluginClient) Run(ctx context.Context, in *PluginRunRequest, opts ...grpc.CallOption) (*PluginRunResponse, error) {
+func (c *planPluginClient) RunTasks(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PluginTaskIn, PluginTaskOut], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(PluginRunResponse)
-	err := c.cc.Invoke(ctx, PlanPlugin_Run_FullMethodName, in, out, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &PlanPlugin_ServiceDesc.Streams[0], PlanPlugin_RunTasks_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	x := &grpc.GenericClientStream[PluginTaskIn, PluginTaskOut]{ClientStream: stream}
+	return x, nil
 }
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PlanPlugin_RunTasksClient = grpc.BidiStreamingClient[PluginTaskIn, PluginTaskOut]
 
 func (c *planPluginClient) Done(ctx context.Context, in *PluginDoneRequest, opts ...grpc.CallOption) (*PluginDoneResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -109,16 +120,24 @@ func (c *planPluginClient) Done(ctx context.Context, in *PluginDoneRequest, opts
 //
 // PlanPlugin is what a plan plugin serves (sdk/planplugin over
 // hashicorp/go-plugin): the parts of a plan (plans.Plan). Every call names
-// host_id, a go-plugin broker stream on which the caller serves PlanHost
-// for the duration of that call only: the plugin's one way to reach the
-// cluster, acting for the job's user. The plugin never holds a token.
+// host_id, the go-plugin broker stream on which the caller serves PlanHost
+// to this process, and carries a token of its own (metadata
+// alluvium-plan-call; a task of RunTasks: its token field) that the
+// plugin's requests to PlanHost carry back: the host answers them only
+// while that call or task is under way, acting for the job's user. The
+// plugin never holds the cluster's token.
 type PlanPluginServer interface {
 	Describe(context.Context, *PluginDescribeRequest) (*PluginDescribeResponse, error)
 	Validate(context.Context, *PluginValidateRequest) (*PluginValidateResponse, error)
 	// Plan returns the next batch of tasks after cursor: stateless, so a new
 	// leader resumes from the cursor kept in raft.
 	Plan(context.Context, *PluginPlanRequest) (*PluginPlanResponse, error)
-	Run(context.Context, *PluginRunRequest) (*PluginRunResponse, error)
+	// RunTasks runs a job worker's batch of tasks of one job on one stream:
+	// the host sends each task (seq numbers its tasks on the stream) and may
+	// later cancel one; the plugin runs them at once and answers each as it
+	// ends, in any order. The host closes its side once every task has
+	// answered (or gone: cancelled).
+	RunTasks(grpc.BidiStreamingServer[PluginTaskIn, PluginTaskOut]) error
 	Done(context.Context, *PluginDoneRequest) (*PluginDoneResponse, error)
 	mustEmbedUnimplementedPlanPluginServer()
 }
@@ -139,8 +158,8 @@ func (UnimplementedPlanPluginServer) Validate(context.Context, *PluginValidateRe
 func (UnimplementedPlanPluginServer) Plan(context.Context, *PluginPlanRequest) (*PluginPlanResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Plan not implemented")
 }
-func (UnimplementedPlanPluginServer) Run(context.Context, *PluginRunRequest) (*PluginRunResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method Run not implemented")
+func (UnimplementedPlanPluginServer) RunTasks(grpc.BidiStreamingServer[PluginTaskIn, PluginTaskOut]) error {
+	return status.Error(codes.Unimplemented, "method RunTasks not implemented")
 }
 func (UnimplementedPlanPluginServer) Done(context.Context, *PluginDoneRequest) (*PluginDoneResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Done not implemented")
@@ -220,23 +239,12 @@ func _PlanPlugin_Plan_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
-func _PlanPlugin_Run_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(PluginRunRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(PlanPluginServer).Run(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: PlanPlugin_Run_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(PlanPluginServer).Run(ctx, req.(*PluginRunRequest))
-	}
-	return interceptor(ctx, in, info, handler)
+func _PlanPlugin_RunTasks_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PlanPluginServer).RunTasks(&grpc.GenericServerStream[PluginTaskIn, PluginTaskOut]{ServerStream: stream})
 }
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PlanPlugin_RunTasksServer = grpc.BidiStreamingServer[PluginTaskIn, PluginTaskOut]
 
 func _PlanPlugin_Done_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PluginDoneRequest)
@@ -276,15 +284,18 @@ var PlanPlugin_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _PlanPlugin_Plan_Handler,
 		},
 		{
-			MethodName: "Run",
-			Handler:    _PlanPlugin_Run_Handler,
-		},
-		{
 			MethodName: "Done",
 			Handler:    _PlanPlugin_Done_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "RunTasks",
+			Handler:       _PlanPlugin_RunTasks_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "planplugin.proto",
 }
 

@@ -65,6 +65,7 @@ type Worker struct {
 	results  map[ref]*api.TaskUpdate
 	dirty    map[ref]int64 // progress not yet sent
 	limiters map[int64]*rate.Limiter
+	running  int // tasks running: at most threads
 	wakeRep  chan struct{}
 	stopping bool
 }
@@ -403,55 +404,102 @@ func setShare(l *rate.Limiter, bps int64) {
 	}
 }
 
-// execLoop runs queued tasks one at a time.
+// execLoop runs queued tasks: one at a time, or, for a plan that takes
+// batches (plans.BatchRunner: plugins, whose tasks cost a round trip to
+// another process each), the queued tasks of the first one's job at once,
+// up to the threads free. w.running counts the tasks running, so no more
+// than jobworker.threads run at once whatever the batches.
 func (w *Worker) execLoop() {
 	for {
 		w.mu.Lock()
-		for len(w.queue) == 0 && w.ctx.Err() == nil && !w.stopping {
+		for (len(w.queue) == 0 || w.running >= w.threads) && w.ctx.Err() == nil && !w.stopping {
 			w.cond.Wait()
 		}
 		if w.ctx.Err() != nil || w.stopping {
 			w.mu.Unlock()
 			return
 		}
-		a := w.queue[0]
-		w.queue = w.queue[1:]
-		st := w.tasks[refOf(a)]
-		if st == nil {
-			w.mu.Unlock()
+		batch := w.takeLocked()
+		w.mu.Unlock()
+		if len(batch) > 0 {
+			w.runBatch(batch)
+		}
+	}
+}
+
+// started is a task taken off the queue to run.
+type started struct {
+	a      *api.TaskAssignment
+	st     *taskState
+	ctx    context.Context // its timeout, and the cancel of st
+	cancel context.CancelFunc
+	lim    *rate.Limiter
+}
+
+// takeLocked takes the queue's first task and, when its plan runs
+// batches, the other queued tasks of its job (and plan version), while
+// threads are free, and marks them running.
+func (w *Worker) takeLocked() []*started {
+	a := w.queue[0]
+	w.queue = w.queue[1:]
+	st := w.tasks[refOf(a)]
+	if st == nil {
+		return nil
+	}
+	out := []*started{w.startLocked(a, st)}
+	if plan, err := plans.Lookup(a.GetPlan()); err != nil {
+		return out
+	} else if _, ok := plan.(plans.BatchRunner); !ok {
+		return out
+	}
+	q := w.queue[:0]
+	for _, b := range w.queue {
+		if st := w.tasks[refOf(b)]; st != nil && w.running < w.threads && b.GetJobId() == a.GetJobId() &&
+			b.GetPlan() == a.GetPlan() && b.GetPlanVersion() == a.GetPlanVersion() {
+			out = append(out, w.startLocked(b, st))
 			continue
 		}
-		ctx, cancel := context.WithCancel(w.ctx)
-		if ms := a.GetTimeoutMs(); ms > 0 {
-			ctx, cancel = context.WithTimeout(w.ctx, time.Duration(ms)*time.Millisecond)
-		}
-		st.running, st.cancel = true, cancel
-		lim := w.limiters[a.GetJobId()]
-		w.mu.Unlock()
+		q = append(q, b)
+	}
+	w.queue = q
+	return out
+}
 
-		u := w.run(ctx, a, lim)
-		cancel()
-		switch u.GetStatus() {
-		case api.TaskInfo_CANCELED:
-			w.log.Info("task canceled", zap.Int64("job", a.GetJobId()), zap.Int64("task", a.GetTaskId()), zap.Int32("attempt", a.GetAttempt()), zap.String("what", a.GetDescription()))
-		case api.TaskInfo_FAILED:
-			w.log.Warn("task failed", zap.Int64("job", a.GetJobId()), zap.Int64("task", a.GetTaskId()), zap.Int32("attempt", a.GetAttempt()), zap.String("what", a.GetDescription()), zap.String("error", u.GetError()))
-		}
+func (w *Worker) startLocked(a *api.TaskAssignment, st *taskState) *started {
+	ctx, cancel := context.WithCancel(w.ctx)
+	if ms := a.GetTimeoutMs(); ms > 0 {
+		ctx, cancel = context.WithTimeout(w.ctx, time.Duration(ms)*time.Millisecond)
+	}
+	st.running, st.cancel = true, cancel
+	w.running++
+	return &started{a: a, st: st, ctx: ctx, cancel: cancel, lim: w.limiters[a.GetJobId()]}
+}
 
-		w.mu.Lock()
-		r := refOf(a)
-		canceled := st.canceled
-		delete(w.tasks, r)
-		delete(w.dirty, r)
-		if !canceled && !w.stopping || u.GetStatus() == api.TaskInfo_COMPLETED {
-			w.results[r] = u
-		}
-		w.dropLimiterLocked(a.GetJobId())
-		w.mu.Unlock()
-		select {
-		case w.wakeRep <- struct{}{}:
-		default:
-		}
+// finished records a task's report and frees its thread.
+func (w *Worker) finished(s *started, u *api.TaskUpdate) {
+	s.cancel()
+	a := s.a
+	switch u.GetStatus() {
+	case api.TaskInfo_CANCELED:
+		w.log.Info("task canceled", zap.Int64("job", a.GetJobId()), zap.Int64("task", a.GetTaskId()), zap.Int32("attempt", a.GetAttempt()), zap.String("what", a.GetDescription()))
+	case api.TaskInfo_FAILED:
+		w.log.Warn("task failed", zap.Int64("job", a.GetJobId()), zap.Int64("task", a.GetTaskId()), zap.Int32("attempt", a.GetAttempt()), zap.String("what", a.GetDescription()), zap.String("error", u.GetError()))
+	}
+	w.mu.Lock()
+	r := refOf(a)
+	canceled := s.st.canceled
+	delete(w.tasks, r)
+	delete(w.dirty, r)
+	if !canceled && !w.stopping || u.GetStatus() == api.TaskInfo_COMPLETED {
+		w.results[r] = u
+	}
+	w.dropLimiterLocked(a.GetJobId())
+	w.running--
+	w.cond.Broadcast()
+	w.mu.Unlock()
+	select {
+	case w.wakeRep <- struct{}{}:
+	default:
 	}
 }
 
@@ -464,28 +512,76 @@ func (w *Worker) dropLimiterLocked(job int64) {
 	delete(w.limiters, job)
 }
 
-// run executes one attempt and returns its report.
-func (w *Worker) run(ctx context.Context, a *api.TaskAssignment, lim *rate.Limiter) (u *api.TaskUpdate) {
-	r := refOf(a)
-	u = &api.TaskUpdate{JobId: r.job, TaskId: r.task, Attempt: r.attempt}
+// runBatch runs tasks taken together (one, unless their plan runs
+// batches) and reports each as it ends.
+func (w *Worker) runBatch(batch []*started) {
+	var (
+		plan plans.Plan
+		runs []plans.BatchTask
+		of   []*started
+	)
+	for _, s := range batch {
+		p, t, ctx, u := w.prepare(s)
+		if u != nil {
+			w.finished(s, u)
+			continue
+		}
+		plan = p
+		runs = append(runs, plans.BatchTask{Ctx: ctx, Task: t})
+		of = append(of, s)
+	}
+	if len(runs) == 0 {
+		return
+	}
+	var mu sync.Mutex
+	answered := make([]bool, len(runs))
+	done := func(i int, res plans.Result, err error) {
+		mu.Lock()
+		if answered[i] {
+			mu.Unlock()
+			return
+		}
+		answered[i] = true
+		mu.Unlock()
+		w.finished(of[i], w.outcome(of[i], res, err))
+	}
 	defer func() {
 		if p := recover(); p != nil {
-			w.log.Error("task panicked", zap.Int64("job", r.job), zap.Int64("task", r.task), zap.Any("panic", p))
-			u.Status, u.Error = api.TaskInfo_FAILED, fmt.Sprintf("task panicked: %v", p)
+			w.log.Error("task panicked", zap.Int64("job", of[0].a.GetJobId()), zap.Int64("task", of[0].a.GetTaskId()), zap.Any("panic", p))
+			for i := range runs {
+				done(i, plans.Result{}, fmt.Errorf("task panicked: %v", p))
+			}
 		}
 	}()
+	if br, ok := plan.(plans.BatchRunner); ok {
+		br.RunBatch(w.ctx, w.wenv, runs, done)
+		return
+	}
+	for i, r := range runs {
+		res, err := plan.Run(r.Ctx, w.wenv, r.Task)
+		done(i, res, err)
+	}
+}
+
+// prepare makes a task's plans.Task and the context it runs with (acting
+// for the job's user, throttled to the job's share); a task that cannot
+// run here gets its report instead.
+func (w *Worker) prepare(s *started) (plans.Plan, *plans.Task, context.Context, *api.TaskUpdate) {
+	a := s.a
+	r := refOf(a)
+	fail := func(msg string) *api.TaskUpdate {
+		return &api.TaskUpdate{JobId: r.job, TaskId: r.task, Attempt: r.attempt, Status: api.TaskInfo_FAILED, Error: msg}
+	}
 	plan, err := plans.Lookup(a.GetPlan())
 	if err != nil {
-		u.Status, u.Error = api.TaskInfo_FAILED, fmt.Sprintf("job worker %s: plan %q is not installed here (plans.dir %s): %v", w.addr, a.GetPlan(), w.cfg.Plans.Dir, status.Convert(err).Message())
-		return u
+		return nil, nil, nil, fail(fmt.Sprintf("job worker %s: plan %q is not installed here (plans.dir %s): %v", w.addr, a.GetPlan(), w.cfg.Plans.Dir, status.Convert(err).Message()))
 	}
 	if want, have := a.GetPlanVersion(), plans.PluginVersion(plan); want != "" && want != have {
-		u.Status, u.Error = api.TaskInfo_FAILED, fmt.Sprintf("job worker %s: plan %s is version %s here, the job needs %s (plans.dir %s)", w.addr, a.GetPlan(), have, want, w.cfg.Plans.Dir)
-		return u
+		return nil, nil, nil, fail(fmt.Sprintf("job worker %s: plan %s is version %s here, the job needs %s (plans.dir %s)", w.addr, a.GetPlan(), have, want, w.cfg.Plans.Dir))
 	}
 	task := &plans.Task{
 		JobID: r.job, TaskID: r.task, Attempt: r.attempt, Args: a.GetArgs(), Config: []byte(a.GetJobConfigJson()),
-		Limiter: lim, LocalBlockWorker: w.bw.BlockWorkerAddress,
+		Limiter: s.lim, LocalBlockWorker: w.bw.BlockWorkerAddress,
 		Progress: func(b int64) {
 			w.mu.Lock()
 			if _, ok := w.tasks[r]; ok {
@@ -494,15 +590,23 @@ func (w *Worker) run(ctx context.Context, a *api.TaskAssignment, lim *rate.Limit
 			w.mu.Unlock()
 		},
 	}
-	// The task acts for the job's user: the FS master checks that user's
-	// permissions on everything the plan touches.
-	if lim != nil {
+	ctx := s.ctx
+	if lim := s.lim; lim != nil {
 		// The block workers throttle the bytes this task moves to the job's
 		// share here, as it is at each call (the leader re-splits the job's
 		// budget as workers start and finish its tasks).
 		ctx = rpc.WithRate(ctx, fmt.Sprintf("job-%d", r.job), func() int64 { return int64(lim.Limit()) })
 	}
-	res, err := plan.Run(rpc.ActAs(ctx, a.GetUser()), w.wenv, task)
+	// The task acts for the job's user: the FS master checks that user's
+	// permissions on everything the plan touches.
+	return plan, task, rpc.ActAs(ctx, a.GetUser()), nil
+}
+
+// outcome is a task attempt's report from what its plan returned.
+func (w *Worker) outcome(s *started, res plans.Result, err error) *api.TaskUpdate {
+	a, ctx := s.a, s.ctx
+	r := refOf(a)
+	u := &api.TaskUpdate{JobId: r.job, TaskId: r.task, Attempt: r.attempt}
 	u.BytesDone = res.Bytes
 	u.Failed = res.Failed
 	u.Result = boundedOutput(res.Output)

@@ -88,6 +88,23 @@ type Task struct {
 	LocalBlockWorker string
 }
 
+// BatchRunner is a plan whose tasks cost most in reaching where they run
+// (a plugin process: a round trip each): the job worker hands it several
+// queued tasks of one job at once. Each task keeps its own context
+// (timeout, cancel, user) and is answered on its own: done(i, ...) once
+// per task, as each ends, from any goroutine, so progress, results and
+// retries stay per task. RunBatch returns when every task has had its
+// done.
+type BatchRunner interface {
+	RunBatch(ctx context.Context, env Env, tasks []BatchTask, done func(i int, res Result, err error))
+}
+
+// BatchTask is one task of a batch and the context it runs with.
+type BatchTask struct {
+	Ctx  context.Context
+	Task *Task
+}
+
 // Result is what a task did.
 type Result struct {
 	Bytes  int64

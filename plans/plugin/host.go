@@ -6,7 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
@@ -24,15 +24,15 @@ import (
 // The task-scoped client. Each plugin process gets one PlanHost server, on
 // a go-plugin broker stream of its own for the process's life; every call
 // to the plugin names it (host_id) and carries a new random token
-// (planplugin.CallHeader), which the plugin sends back with each request.
-// The server answers only requests with the token of the call under way
-// on that process (a process runs one call at a time), so a request from
-// a call that has ended is refused, and each acts for the user of its
-// call's context (the job's user, rpc.ActAs) through this process's
-// client: the plugin gets what that user may do, and only the few calls a
-// plan needs — never the cluster's token, never a connection of its own to
-// the cluster. (A server and connection per call, as before, cost more
-// than a no-op task itself: docs/profiles/plugin.)
+// (planplugin.CallHeader; each task of a RunTasks batch has its own),
+// which the plugin sends back with each request. The server answers only
+// requests with the token of a call or task under way on that process, so
+// a request from one that has ended is refused, and each acts for the
+// user of its call's context (the job's user, rpc.ActAs) through this
+// process's client: the plugin gets what that user may do, and only the
+// few calls a plan needs — never the cluster's token, never a connection
+// of its own to the cluster. (A server and connection per call, as
+// before, cost more than a no-op task itself: docs/profiles/plugin.)
 
 // readChunk is how many bytes one ReadFile message carries.
 const readChunk = 1 << 20
@@ -68,10 +68,12 @@ func serveHost(b *goplugin.GRPCBroker) (*hostServer, uint32, func()) {
 
 type hostServer struct {
 	api.UnimplementedPlanHostServer
-	cur atomic.Pointer[hostCall] // the call under way; nil between calls
+	mu    sync.Mutex
+	calls map[string]*hostCall // the calls and tasks under way, by token
 }
 
-// hostCall is one call to the plugin as its host requests see it.
+// hostCall is one call to the plugin (or one task of a batch) as its host
+// requests see it.
 type hostCall struct {
 	token    string
 	ctx      context.Context // the call's: its user, and its end
@@ -79,22 +81,36 @@ type hostCall struct {
 	progress func(int64)
 }
 
-// begin makes a call the one h serves and returns its token and the
+// begin makes a call one that h serves and returns its token and the
 // function that ends it.
 func (h *hostServer) begin(ctx context.Context, env plans.Env, progress func(int64)) (string, func()) {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	c := &hostCall{token: hex.EncodeToString(b[:]), ctx: ctx, env: env, progress: progress}
-	h.cur.Store(c)
-	return c.token, func() { h.cur.CompareAndSwap(c, nil) }
+	h.mu.Lock()
+	if h.calls == nil {
+		h.calls = map[string]*hostCall{}
+	}
+	h.calls[c.token] = c
+	h.mu.Unlock()
+	return c.token, func() {
+		h.mu.Lock()
+		delete(h.calls, c.token)
+		h.mu.Unlock()
+	}
 }
 
 // call is the call in's request belongs to, or PermissionDenied when its
-// token is not the call's under way.
+// token names none under way.
 func (h *hostServer) call(in context.Context) (*hostCall, error) {
-	c := h.cur.Load()
 	md, _ := metadata.FromIncomingContext(in)
-	if v := md.Get(planplugin.CallHeader); c == nil || len(v) != 1 || v[0] != c.token {
+	var c *hostCall
+	if v := md.Get(planplugin.CallHeader); len(v) == 1 {
+		h.mu.Lock()
+		c = h.calls[v[0]]
+		h.mu.Unlock()
+	}
+	if c == nil {
 		return nil, status.Error(codes.PermissionDenied, "plan plugin host: this request's call has ended (or it names none)")
 	}
 	return c, nil

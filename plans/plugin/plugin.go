@@ -5,21 +5,26 @@
 // (env.go: files read and written as the job's user, the exec allow list).
 //
 // Supervision. Each plugin runs as a small pool of child processes; a
-// call takes one process for itself. A process that exits or breaks its
-// connection during a call is dropped and the call fails Unavailable —
-// the job master retries the task (jobmaster.task.max-attempts) and the
-// next call starts a new process. A call whose context ends (the task's
-// timeout, a cancel) kills its process: a hung plugin is gone at the
-// timeout, whatever it does. Plugins start with an empty environment
-// (go-plugin's SkipHostEnv) and get no credentials: each process is served
-// a PlanHost (host.go) on go-plugin's broker that answers only the call
-// under way, acting for the job's user through this process's own client.
+// call (or a job worker's batch of tasks, RunBatch) takes one process for
+// itself. A process that exits or breaks its connection during a call is
+// dropped and the call (the batch's unanswered tasks) fails Unavailable —
+// the job master retries the tasks (jobmaster.task.max-attempts) and the
+// next call starts a new process. A call whose context ends, or a task
+// that times out, kills its process: a hung plugin is gone at the
+// timeout, whatever it does; a task cancelled mid-batch is cancelled in
+// the plugin, and its process killed if it has not ended cancelGrace
+// after the batch's others. Plugins start with an empty environment
+// (go-plugin's SkipHostEnv) and get no credentials: each process is
+// served a PlanHost (host.go) on go-plugin's broker that answers only the
+// calls and tasks under way, each acting for its job's user through this
+// process's own client.
 package plugin
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -137,8 +142,9 @@ type Plan struct {
 }
 
 var (
-	_ plans.Plan      = (*Plan)(nil)
-	_ plans.Describer = (*Plan)(nil)
+	_ plans.Plan        = (*Plan)(nil)
+	_ plans.Describer   = (*Plan)(nil)
+	_ plans.BatchRunner = (*Plan)(nil)
 )
 
 // instance is one plugin process and the host it calls back.
@@ -317,8 +323,11 @@ func jobProto(j plans.Job) *api.PluginJob {
 	return &api.PluginJob{Id: j.ID, Config: j.Config, Cursor: j.Cursor, Round: j.Round, RoundFailed: j.RoundFailed}
 }
 
-// NewPlanner implements plans.Plan: each Next is one stateless Plan call
-// from the cursor, so nothing is held between batches.
+// NewPlanner implements plans.Plan: each batch is one stateless Plan call
+// from the cursor, so nothing is held between batches but the next one,
+// asked for while the job master commits this one (as the built-in
+// planner lists its next page ahead): a page's listing and planning in
+// the plugin overlap the raft commit of the page before.
 func (p *Plan) NewPlanner(_ context.Context, env plans.Env, job plans.Job) (plans.Planner, error) {
 	return &planner{p: p, env: env, job: job}, nil
 }
@@ -327,14 +336,76 @@ type planner struct {
 	p   *Plan
 	env plans.Env
 	job plans.Job
+	// ahead is the batch after job.Cursor being planned, of max tasks at
+	// most; nil when none is.
+	ahead *planAhead
 }
 
-func (pl *planner) Close() error { return nil }
+type planAhead struct {
+	max    int
+	cancel context.CancelFunc
+	done   chan struct{}
+	b      plans.Batch
+	err    error
+}
+
+func (pl *planner) Close() error {
+	pl.drop()
+	return nil
+}
+
+// drop abandons the batch planned ahead.
+func (pl *planner) drop() {
+	if a := pl.ahead; a != nil {
+		a.cancel()
+		<-a.done
+		pl.ahead = nil
+	}
+}
 
 func (pl *planner) Next(ctx context.Context, max int) (plans.Batch, error) {
+	var b plans.Batch
+	var err error
+	if a := pl.ahead; a != nil && a.max == max {
+		select {
+		case <-a.done:
+		case <-ctx.Done():
+			pl.drop()
+			return plans.Batch{}, ctx.Err()
+		}
+		pl.ahead = nil
+		a.cancel()
+		b, err = a.b, a.err
+	} else {
+		pl.drop()
+		b, err = pl.plan(ctx, pl.job, max)
+	}
+	if err != nil {
+		return plans.Batch{}, err
+	}
+	pl.job.Cursor = b.Cursor
+	if !b.Done {
+		// The next batch, from this one's cursor, while the job master
+		// commits this one. It runs with ctx's values (the job's user)
+		// but ends with Close, not with this call.
+		actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		stop := context.AfterFunc(ctx, cancel)
+		a := &planAhead{max: max, cancel: func() { stop(); cancel() }, done: make(chan struct{})}
+		job := pl.job
+		go func() {
+			defer close(a.done)
+			a.b, a.err = pl.plan(actx, job, max)
+		}()
+		pl.ahead = a
+	}
+	return b, nil
+}
+
+// plan is one Plan call: the batch of at most max tasks after job.Cursor.
+func (pl *planner) plan(ctx context.Context, job plans.Job, max int) (plans.Batch, error) {
 	var resp *api.PluginPlanResponse
 	err := pl.p.call(ctx, "planning", pl.env, nil, func(ctx context.Context, c api.PlanPluginClient, id uint32) (err error) {
-		resp, err = c.Plan(ctx, &api.PluginPlanRequest{HostId: id, Job: jobProto(pl.job), Max: int32(max)})
+		resp, err = c.Plan(ctx, &api.PluginPlanRequest{HostId: id, Job: jobProto(job), Max: int32(max)})
 		return err
 	})
 	if err != nil {
@@ -348,31 +419,179 @@ func (pl *planner) Next(ctx context.Context, max int) (plans.Batch, error) {
 		b.Tasks = append(b.Tasks, plans.TaskSpec{Args: t.GetArgs(), Description: t.GetDescription(), Bytes: t.GetBytes(),
 			BlockWorkerID: t.GetBlockWorkerId(), BlockWorkerAddress: t.GetBlockWorkerAddress()})
 	}
-	pl.job.Cursor = b.Cursor
 	return b, nil
 }
 
-// Run implements plans.Plan.
+// cancelGrace is how long a plugin has to end a task cancelled while its
+// batch goes on; a process still running one then is killed.
+const cancelGrace = 5 * time.Second
+
+// Run implements plans.Plan: a batch of one.
 func (p *Plan) Run(ctx context.Context, env plans.Env, t *plans.Task) (plans.Result, error) {
-	var resp *api.PluginRunResponse
-	err := p.call(ctx, fmt.Sprintf("task %d/%d", t.JobID, t.TaskID), env, t.Progress, func(ctx context.Context, c api.PlanPluginClient, id uint32) (err error) {
-		resp, err = c.Run(ctx, &api.PluginRunRequest{HostId: id, JobId: t.JobID, TaskId: t.TaskID, Attempt: t.Attempt,
-			Args: t.Args, Config: t.Config, LocalBlockWorker: t.LocalBlockWorker})
-		return err
-	})
+	var res plans.Result
+	var err error
+	p.RunBatch(ctx, env, []plans.BatchTask{{Ctx: ctx, Task: t}}, func(_ int, r plans.Result, e error) { res, err = r, e })
+	return res, err
+}
+
+// RunBatch implements plans.BatchRunner: the tasks go to one process on
+// one RunTasks stream, which runs them at once and answers each as it
+// ends. Each task keeps its own context: one that is cancelled is
+// answered at once and cancelled in the plugin (whose process is killed
+// if the task has not ended cancelGrace after the batch's others); one
+// that times out kills the process at once (a hung plugin goes at the
+// task's timeout), and the batch's other tasks then fail Unavailable and
+// are retried. A process that dies or breaks the stream fails the tasks
+// it had not answered Unavailable (retried), as a lost call did.
+func (p *Plan) RunBatch(ctx context.Context, env plans.Env, ts []plans.BatchTask, done func(int, plans.Result, error)) {
+	answered := make([]bool, len(ts))
+	left := len(ts)
+	finish := func(i int, res plans.Result, err error) {
+		if !answered[i] {
+			answered[i] = true
+			left--
+			done(i, res, err)
+		}
+	}
+	failRest := func(err error) {
+		for i := range ts {
+			finish(i, plans.Result{}, err)
+		}
+	}
+	inst, err := p.get()
 	if err != nil {
-		// A failed attempt's result travels in the error's details.
-		var res plans.Result
-		if st, ok := status.FromError(err); ok {
-			for _, d := range st.Details() {
-				if r, ok := d.(*api.PluginRunResponse); ok {
-					res = resultOf(r)
-				}
+		failRest(err)
+		return
+	}
+	what := fmt.Sprintf("tasks of job %d", ts[0].Task.JobID)
+	lost := func(err error) error {
+		if inst.c.Exited() {
+			return status.Errorf(codes.Unavailable, "plan %s: plugin %s exited during %s (it is restarted on next use): %v", p.info.Name, p.path, what, err)
+		}
+		inst.kill()
+		return status.Errorf(codes.Unavailable, "plan %s: plugin %s lost during %s: %v", p.info.Name, p.path, what, err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	stream, err := inst.conn.Client.RunTasks(sctx)
+	if err != nil {
+		cancel()
+		failRest(lost(err))
+		return
+	}
+	ends := make([]func(), len(ts))
+	defer func() {
+		for _, end := range ends {
+			if end != nil {
+				end()
 			}
 		}
-		return res, p.wrap(err)
+	}()
+	for i, bt := range ts {
+		token, end := inst.host.begin(bt.Ctx, env, bt.Task.Progress)
+		ends[i] = end
+		t := bt.Task
+		in := &api.PluginTaskIn{Seq: uint32(i), Run: &api.PluginRunRequest{HostId: inst.hostID, JobId: t.JobID, TaskId: t.TaskID,
+			Attempt: t.Attempt, Args: t.Args, Config: t.Config, LocalBlockWorker: t.LocalBlockWorker, Token: token}}
+		if err := stream.Send(in); err != nil {
+			_, err = stream.Recv() // the stream's own error
+			cancel()
+			failRest(lost(err))
+			return
+		}
 	}
-	return resultOf(resp), nil
+	outs := make(chan *api.PluginTaskOut)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			out, err := stream.Recv()
+			if err != nil {
+				errc <- err
+				return
+			}
+			select {
+			case outs <- out:
+			case <-sctx.Done():
+				return
+			}
+		}
+	}()
+	ended := make(chan int, len(ts))
+	for i, bt := range ts {
+		stop := context.AfterFunc(bt.Ctx, func() { ended <- i })
+		defer stop()
+	}
+	cancelled := false
+	for left > 0 {
+		select {
+		case out := <-outs:
+			i := int(out.GetSeq())
+			if i >= len(ts) {
+				continue
+			}
+			res := resultOf(out.GetResult())
+			var err error
+			if c := codes.Code(out.GetCode()); c != codes.OK {
+				err = p.wrap(status.Error(c, out.GetError()))
+			}
+			finish(i, res, err)
+		case i := <-ended:
+			if answered[i] {
+				continue
+			}
+			cerr := ts[i].Ctx.Err()
+			if errors.Is(cerr, context.DeadlineExceeded) {
+				// Whether it stops or hangs, the process goes.
+				inst.kill()
+				cancel()
+				finish(i, plans.Result{}, cerr)
+				failRest(status.Errorf(codes.Unavailable, "plan %s: plugin %s killed: task %d/%d of its batch timed out", p.info.Name, p.path, ts[i].Task.JobID, ts[i].Task.TaskID))
+				return
+			}
+			cancelled = true
+			_ = stream.Send(&api.PluginTaskIn{Seq: uint32(i), Cancel: true})
+			finish(i, plans.Result{}, cerr)
+		case err := <-errc:
+			cancel()
+			failRest(lost(err))
+			return
+		}
+	}
+	// Every task is answered: close the stream and keep the process once
+	// the plugin has ended them all — at once, unless a cancelled one
+	// still runs (then in the background, for cancelGrace at most).
+	_ = stream.CloseSend()
+	settle := func() {
+		defer cancel()
+		var grace <-chan time.Time
+		if cancelled {
+			t := time.NewTimer(cancelGrace)
+			defer t.Stop()
+			grace = t.C
+		}
+		for {
+			select {
+			case <-outs: // a cancelled task's late answer
+			case err := <-errc:
+				if errors.Is(err, io.EOF) && !inst.c.Exited() {
+					p.put(inst)
+				} else {
+					inst.kill()
+				}
+				return
+			case <-grace:
+				inst.kill()
+				return
+			case <-sctx.Done():
+				inst.kill()
+				return
+			}
+		}
+	}
+	if cancelled {
+		go settle()
+	} else {
+		settle()
+	}
 }
 
 func resultOf(r *api.PluginRunResponse) plans.Result {

@@ -2,10 +2,15 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -30,14 +35,23 @@ func buildNoop(tb testing.TB) string {
 	return out
 }
 
-// TestLoadAndRun: a plugin loads under its own name and version, runs a
-// task, and a killed process is replaced on the next call.
-func TestLoadAndRun(t *testing.T) {
-	p, err := load(buildNoop(t), nil)
-	if err != nil {
-		t.Fatal(err)
+var (
+	noopOnce sync.Once
+	noopPlan *Plan
+	noopErr  error
+)
+
+// loadNoop loads testdata/noop once for the package's tests and
+// benchmarks (a plan's name loads once per process); each test's idle
+// processes are killed at its end.
+func loadNoop(tb testing.TB) *Plan {
+	tb.Helper()
+	noopOnce.Do(func() { noopPlan, noopErr = load(buildNoop(tb), nil) })
+	if noopErr != nil {
+		tb.Fatal(noopErr)
 	}
-	t.Cleanup(func() { // its processes outlive the test otherwise
+	p := noopPlan
+	tb.Cleanup(func() { // its processes outlive the test otherwise
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		for _, i := range p.idle {
@@ -45,6 +59,13 @@ func TestLoadAndRun(t *testing.T) {
 		}
 		p.idle = nil
 	})
+	return p
+}
+
+// TestLoadAndRun: a plugin loads under its own name and version, runs a
+// task, and a killed process is replaced on the next call.
+func TestLoadAndRun(t *testing.T) {
+	p := loadNoop(t)
 	if i := plans.InfoOf(p); i.Name != "noop-bench" || i.Version != "1" || i.Origin != plans.OriginPlugin {
 		t.Fatalf("info %+v", i)
 	}
@@ -66,28 +87,228 @@ func TestLoadAndRun(t *testing.T) {
 	}
 }
 
-var benchPlan *Plan
-
 // BenchmarkRunOverhead is what running a task through a plugin costs over
-// a call in the process: taking a process, serving its host on a broker
-// stream, the gRPC round trip. (The reference, a built-in no-op, costs
-// nanoseconds; the figure is the per-task overhead.)
+// a call in the process: taking a process, a RunTasks stream, the round
+// trip. (The reference, a built-in no-op, costs nanoseconds; the figure
+// is the per-task overhead.)
 func BenchmarkRunOverhead(b *testing.B) {
-	// Rounds of the benchmark share one plugin (a plan name loads once).
-	if benchPlan == nil {
-		p, err := load(buildNoop(b), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		benchPlan = p
-	}
-	p := benchPlan
+	p := loadNoop(b)
 	ctx := context.Background()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, err := p.Run(ctx, nil, &plans.Task{JobID: 1, TaskID: int64(i)}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkRunBatchOverhead is the same per task when a job worker hands
+// the plugin 8 tasks at once (its threads' worth).
+func BenchmarkRunBatchOverhead(b *testing.B) {
+	p := loadNoop(b)
+	ctx := context.Background()
+	const size = 8
+	b.ResetTimer()
+	for i := 0; i < b.N; i += size {
+		batch := make([]plans.BatchTask, size)
+		for k := range batch {
+			batch[k] = plans.BatchTask{Ctx: ctx, Task: &plans.Task{JobID: 1, TaskID: int64(i + k)}}
+		}
+		p.RunBatch(ctx, nil, batch, func(_ int, _ plans.Result, err error) {
+			if err != nil {
+				b.Error(err)
+			}
+		})
+	}
+}
+
+// answers collects a batch's answers: each task must be answered once.
+type answers struct {
+	mu  sync.Mutex
+	res map[int]plans.Result
+	err map[int]error
+	dup []int
+}
+
+func (a *answers) done(i int, r plans.Result, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.res[i]; ok {
+		a.dup = append(a.dup, i)
+	}
+	a.res[i], a.err[i] = r, err
+}
+
+func runBatch(p *Plan, ctx context.Context, ts []plans.BatchTask) *answers {
+	a := &answers{res: map[int]plans.Result{}, err: map[int]error{}}
+	p.RunBatch(ctx, nil, ts, a.done)
+	return a
+}
+
+// waitFor polls cond until it holds (a generous deadline: the machine may
+// be loaded).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// A batch's tasks are answered each on its own: results and a failed
+// task's result and code; a task cancelled mid-batch is answered Canceled
+// while the others complete, and the process, once the plugin has ended
+// the cancelled task, goes back to the pool (not killed).
+func TestRunBatchAnswersEachTask(t *testing.T) {
+	p := loadNoop(t)
+	bg := context.Background()
+	waitCtx, cancelWait := context.WithCancel(bg)
+	ts := []plans.BatchTask{
+		{Ctx: bg, Task: &plans.Task{JobID: 1, TaskID: 1, Args: []byte("a")}},
+		{Ctx: waitCtx, Task: &plans.Task{JobID: 1, TaskID: 2, Args: []byte("wait")}},
+		{Ctx: bg, Task: &plans.Task{JobID: 1, TaskID: 3, Args: []byte("fail")}},
+		{Ctx: bg, Task: &plans.Task{JobID: 1, TaskID: 4, Args: []byte("bbb")}},
+	}
+	a := &answers{res: map[int]plans.Result{}, err: map[int]error{}}
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		p.RunBatch(bg, nil, ts, a.done)
+	}()
+	// The others answer while task 2 waits; then it is cancelled.
+	waitFor(t, "the batch's other tasks", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.res) == 3
+	})
+	cancelWait()
+	<-returned
+	if len(a.dup) > 0 || len(a.res) != 4 {
+		t.Fatalf("answers %v (twice: %v), want one for each of 4", a.res, a.dup)
+	}
+	if a.err[0] != nil || string(a.res[0].Output) != "a" || a.res[0].Bytes != 1 || a.err[3] != nil || string(a.res[3].Output) != "bbb" {
+		t.Errorf("tasks 1 and 4: %v %v, %v %v", a.res[0], a.err[0], a.res[3], a.err[3])
+	}
+	if !errors.Is(a.err[1], context.Canceled) {
+		t.Errorf("the cancelled task: %v, want context.Canceled", a.err[1])
+	}
+	if st := status.Convert(a.err[2]); st.Code() != codes.DataLoss || !strings.Contains(st.Message(), "fail: as asked") || a.res[2].Bytes != 1 || string(a.res[2].Output) != `"failed"` {
+		t.Errorf("the failed task: %v %+v, want DataLoss with its result", a.err[2], a.res[2])
+	}
+	waitFor(t, "the process back in the pool", func() bool { return len(p.PIDs()) == 1 })
+}
+
+// A task of a batch that times out kills the process at once, whatever
+// the plugin does (it hangs here); the batch's other tasks fail
+// Unavailable (the job master retries them), and the next batch gets a
+// new process.
+func TestRunBatchTimeoutKills(t *testing.T) {
+	p := loadNoop(t)
+	bg := context.Background()
+	if _, err := p.Run(bg, nil, &plans.Task{JobID: 2, TaskID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	pids := p.PIDs()
+	if len(pids) != 1 {
+		t.Fatalf("idle processes %v, want 1", pids)
+	}
+	hung, cancelHung := context.WithCancel(bg)
+	defer cancelHung()
+	timeout := &expiring{Context: bg, done: make(chan struct{})}
+	ts := []plans.BatchTask{
+		{Ctx: timeout, Task: &plans.Task{JobID: 2, TaskID: 2, Args: []byte("hang")}},
+		{Ctx: hung, Task: &plans.Task{JobID: 2, TaskID: 3, Args: []byte("hang")}},
+	}
+	a := &answers{res: map[int]plans.Result{}, err: map[int]error{}}
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		p.RunBatch(bg, nil, ts, a.done)
+	}()
+	close(timeout.done) // task 2's timeout passes
+	<-returned
+	if len(a.dup) > 0 || len(a.res) != 2 {
+		t.Fatalf("answers %v (twice: %v)", a.err, a.dup)
+	}
+	if !errors.Is(a.err[0], context.DeadlineExceeded) {
+		t.Errorf("the task timed out: %v, want DeadlineExceeded", a.err[0])
+	}
+	if status.Code(a.err[1]) != codes.Unavailable {
+		t.Errorf("the other task: %v, want Unavailable", a.err[1])
+	}
+	waitFor(t, "the killed process to be gone", func() bool { return syscall.Kill(pids[0], 0) != nil })
+	if _, err := p.Run(bg, nil, &plans.Task{JobID: 2, TaskID: 4}); err != nil {
+		t.Fatalf("a task after the kill: %v", err)
+	}
+	if got := p.PIDs(); len(got) != 1 || got[0] == pids[0] {
+		t.Fatalf("idle processes %v after the kill of %v: want a new one", got, pids)
+	}
+}
+
+// expiring is a context whose deadline passes when done is closed (a
+// task timeout without a clock).
+type expiring struct {
+	context.Context
+	done chan struct{}
+}
+
+func (e *expiring) Done() <-chan struct{} { return e.done }
+
+func (e *expiring) Err() error {
+	select {
+	case <-e.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+// Planning asks for the batch after each one ahead (while the job master
+// commits it): the batches still come in order, each once, and a planner
+// made at a cursor (a new leader) resumes right after it; Close abandons
+// one planned ahead.
+func TestPlannerPlansAhead(t *testing.T) {
+	p := loadNoop(t)
+	ctx := context.Background()
+	pl, err := p.NewPlanner(ctx, nil, plans.Job{ID: 1, Config: []byte("5")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	var cursor []byte
+	for i := 0; i < 3; i++ {
+		b, err := pl.Next(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, t := range b.Tasks {
+			got = append(got, string(t.Args))
+		}
+		cursor = b.Cursor
+	}
+	if err := pl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pl, err = p.NewPlanner(ctx, nil, plans.Job{ID: 1, Config: []byte("5"), Cursor: cursor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pl.Close()
+	for {
+		b, err := pl.Next(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, t := range b.Tasks {
+			got = append(got, string(t.Args))
+		}
+		if b.Done {
+			break
+		}
+	}
+	if strings.Join(got, ",") != "0,1,2,3,4" {
+		t.Fatalf("tasks planned %v, want 0..4 once each in order", got)
 	}
 }
 

@@ -8,8 +8,8 @@ type NoopConfig struct {
 	Batching
 }
 
-// Limits implements Config.
-func (c NoopConfig) Limits() Limits { return Limits{DryRun: c.DryRun} }
+// Limits implements Config: Noop.Done has nothing to do (one round).
+func (c NoopConfig) Limits() Limits { return Limits{DryRun: c.DryRun, EndsWithTasks: true} }
 
 // DecodeNoop parses a noop config strictly and fills its defaults.
 func DecodeNoop(b []byte) (NoopConfig, error) {

@@ -13,12 +13,15 @@
 // after it, so a new leader resumes exactly there (no task planned twice).
 // Run does one task on the job worker the task was placed on (beside the
 // block worker a TaskSpec names: use Holder). Tasks are retried (up to
-// jobmaster.task.max-attempts), so Run must be idempotent.
+// jobmaster.task.max-attempts), so Run must be idempotent. A job worker
+// hands a process several tasks of a job at once (up to its
+// jobworker.threads), and the SDK runs them in goroutines of their own:
+// Run must be safe to call concurrently.
 //
-// A plugin never sees the cluster's token: every call gets a Host, a
-// client the job master or job worker serves for that call only, acting
-// for the job's user (the FS master checks that user's permissions), with
-// the few calls a plan needs — Stat, List, CheckAccess, Open, Create,
+// A plugin never sees the cluster's token: every call (every task) gets
+// a Host, a client the job master or job worker serves for that call
+// only, acting for the job's user (the FS master checks that user's
+// permissions), with the few calls a plan needs — Stat, List, CheckAccess, Open, Create,
 // Delete, Progress. It stops working when the call returns. ctx is
 // cancelled when the job is cancelled or the task times out; a plugin
 // that does not return then is killed.
@@ -29,6 +32,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
 	"sync"
 
 	"github.com/hashicorp/go-plugin"
@@ -41,12 +51,14 @@ import (
 )
 
 // Handshake is the go-plugin handshake of plan plugins; a program started
-// without it (by hand) says so and exits. Protocol 2: the host a process
-// calls back is one connection for the process's life, each request
-// carrying its call's token (CallHeader); a plugin of protocol 1 (a new
-// connection per call) is refused at load, naming both versions.
+// without it (by hand) says so and exits. Protocol 3: a job worker hands
+// a plugin process its tasks in batches on one RunTasks stream, and the
+// host a process calls back is one connection for the process's life,
+// each request carrying its call's token (CallHeader); a plugin of an
+// older protocol (2: a Run call per task; 1: a host connection per call)
+// is refused at load, naming both versions.
 var Handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  2,
+	ProtocolVersion:  3,
 	MagicCookieKey:   "ALLUVIUM_PLAN_PLUGIN",
 	MagicCookieValue: "a2c1f0e7-plan-plugin",
 }
@@ -80,6 +92,10 @@ type Valid struct {
 	// Workers, when set, are the only block workers the job may use;
 	// ExcludeWorkers are never used (id, host or host:port).
 	Workers, ExcludeWorkers []string
+	// EndsWithTasks says Done would answer true, no error, whatever the
+	// job did: the job then ends in the same raft entry as its last task,
+	// and Done is not asked (one call and one raft entry less a job).
+	EndsWithTasks bool
 }
 
 // Job is a job as Plan and Done see it.
@@ -138,7 +154,8 @@ type Plan interface {
 	Validate(ctx context.Context, h Host, config []byte) (Valid, error)
 	// Plan returns the next batch of at most max tasks after job.Cursor.
 	Plan(ctx context.Context, h Host, job Job, max int) (Batch, error)
-	// Run does one task on a job worker.
+	// Run does one task on a job worker; other tasks may run at the same
+	// time in the same process.
 	Run(ctx context.Context, h Host, t Task) (Result, error)
 	// Done is asked when a round's tasks have all ended: true ends the job,
 	// false plans another round (job.Round+1).
@@ -192,9 +209,44 @@ func Holder(f *File) (id int64, addr string) {
 	return id, addrs[id]
 }
 
+// ProfileEnv names a directory: a plugin process started with it set
+// serves net/http/pprof on a loopback port (block and mutex profiles on)
+// and writes that address to DIR/<pid>.pprof-addr. Plugins start with an
+// empty environment, so set it in a wrapper script in plans.dir that execs
+// the plugin (the plugin benchmark does: tests/bench PluginOverhead).
+const ProfileEnv = "PLANPLUGIN_PPROF_DIR"
+
+// serveProfiles serves pprof when ProfileEnv asks; a failure is only
+// written to stderr (the host logs it): profiling is no reason to fail.
+func serveProfiles() {
+	dir := os.Getenv(ProfileEnv)
+	if dir == "" {
+		return
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "planplugin: %s: %v\n", ProfileEnv, err)
+		return
+	}
+	name := filepath.Join(dir, strconv.Itoa(os.Getpid())+".pprof-addr")
+	if err := os.WriteFile(name, []byte(ln.Addr().String()), 0o644); err != nil {
+		fmt.Fprintf(os.Stderr, "planplugin: %s: %v\n", ProfileEnv, err)
+		_ = ln.Close()
+		return
+	}
+	runtime.SetBlockProfileRate(1)
+	runtime.SetMutexProfileFraction(1)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	go func() { _ = http.Serve(ln, mux) }()
+}
+
 // Serve runs p as a plan plugin: call it from main. It returns when the
 // job master or job worker that started the process is done with it.
 func Serve(p Plan) {
+	serveProfiles()
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Impl: p}},
@@ -236,16 +288,19 @@ type server struct {
 	hosts map[uint32]api.PlanHostClient // by broker id: dialled once
 }
 
-// host is the host of the call ctx belongs to: the connection the host
-// serves this process (dialled on its first call, then kept) and the
-// call's token.
-func (s *server) host(ctx context.Context, id uint32) (*host, error) {
-	var token string
+// tokenOf is the call token ctx's metadata carries.
+func tokenOf(ctx context.Context) string {
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get(CallHeader); len(v) == 1 {
-			token = v[0]
+			return v[0]
 		}
 	}
+	return ""
+}
+
+// host is the host of a call: the connection the host serves this process
+// (dialled on its first call, then kept) and the call's token.
+func (s *server) host(id uint32, token string) (*host, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.hosts[id]
@@ -269,7 +324,7 @@ func (s *server) Describe(context.Context, *api.PluginDescribeRequest) (*api.Plu
 }
 
 func (s *server) Validate(ctx context.Context, req *api.PluginValidateRequest) (*api.PluginValidateResponse, error) {
-	h, err := s.host(ctx, req.GetHostId())
+	h, err := s.host(req.GetHostId(), tokenOf(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -278,8 +333,8 @@ func (s *server) Validate(ctx context.Context, req *api.PluginValidateRequest) (
 		return nil, asStatus(err)
 	}
 	resp := &api.PluginValidateResponse{Config: v.Config}
-	if len(v.Workers) > 0 || len(v.ExcludeWorkers) > 0 {
-		resp.Limits = &api.JobLimits{Workers: v.Workers, ExcludeWorkers: v.ExcludeWorkers}
+	if len(v.Workers) > 0 || len(v.ExcludeWorkers) > 0 || v.EndsWithTasks {
+		resp.Limits = &api.JobLimits{Workers: v.Workers, ExcludeWorkers: v.ExcludeWorkers, EndsWithTasks: v.EndsWithTasks}
 	}
 	return resp, nil
 }
@@ -297,7 +352,7 @@ func failedProto(fs []FailedPath) []*api.FailedPath {
 }
 
 func (s *server) Plan(ctx context.Context, req *api.PluginPlanRequest) (*api.PluginPlanResponse, error) {
-	h, err := s.host(ctx, req.GetHostId())
+	h, err := s.host(req.GetHostId(), tokenOf(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -313,33 +368,91 @@ func (s *server) Plan(ctx context.Context, req *api.PluginPlanRequest) (*api.Plu
 	return resp, nil
 }
 
-func (s *server) Run(ctx context.Context, req *api.PluginRunRequest) (*api.PluginRunResponse, error) {
-	h, err := s.host(ctx, req.GetHostId())
+// run runs one task with the host of the call token names.
+func (s *server) run(ctx context.Context, req *api.PluginRunRequest, token string) (*api.PluginRunResponse, error) {
+	h, err := s.host(req.GetHostId(), token)
 	if err != nil {
-		return nil, err
+		return &api.PluginRunResponse{}, err
 	}
 	r, err := s.impl.Run(ctx, h, Task{JobID: req.GetJobId(), TaskID: req.GetTaskId(), Attempt: req.GetAttempt(),
 		Args: req.GetArgs(), Config: req.GetConfig(), LocalBlockWorker: req.GetLocalBlockWorker()})
-	resp := &api.PluginRunResponse{Bytes: r.Bytes, Failed: failedProto(r.Failed), Output: r.Output}
-	if err != nil {
-		return nil, failedRun(err, resp)
-	}
-	return resp, nil
+	return &api.PluginRunResponse{Bytes: r.Bytes, Failed: failedProto(r.Failed), Output: r.Output}, err
 }
 
-// failedRun is a failed Run's error with its result in the details: the
-// host keeps the failed paths and output of a failed attempt too. A
-// wrapped status error keeps its code (and its whole message).
-func failedRun(err error, resp *api.PluginRunResponse) error {
-	st, _ := status.FromError(asStatus(err))
-	if d, derr := st.WithDetails(resp); derr == nil {
-		return d.Err()
+// RunTasks runs the tasks the stream brings, each in a goroutine of its
+// own with a context of its own (a cancel message ends it), and answers
+// each as it ends. When the host goes (the stream breaks) every task's
+// context ends.
+func (s *server) RunTasks(st api.PlanPlugin_RunTasksServer) error {
+	ctx := st.Context()
+	var (
+		sendMu  sync.Mutex
+		mu      sync.Mutex
+		cancels = map[uint32]context.CancelFunc{}
+		wg      sync.WaitGroup
+	)
+	for {
+		in, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			wg.Wait() // the host closes its side once every task has answered
+			return nil
+		}
+		if err != nil {
+			mu.Lock()
+			for _, c := range cancels {
+				c()
+			}
+			mu.Unlock()
+			wg.Wait()
+			return err
+		}
+		seq := in.GetSeq()
+		if in.GetCancel() {
+			mu.Lock()
+			if c := cancels[seq]; c != nil {
+				c()
+			}
+			mu.Unlock()
+			continue
+		}
+		req := in.GetRun()
+		if req == nil {
+			continue
+		}
+		tctx, cancel := context.WithCancel(ctx)
+		mu.Lock()
+		cancels[seq] = cancel
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := s.run(tctx, req, req.GetToken())
+			mu.Lock()
+			delete(cancels, seq)
+			mu.Unlock()
+			cancel()
+			sendMu.Lock()
+			_ = st.Send(taskOut(seq, resp, err)) // a broken stream: the host has gone, or fails the task itself
+			sendMu.Unlock()
+		}()
 	}
-	return st.Err()
+}
+
+// taskOut is a task's answer: its result, also of a failed attempt (the
+// host keeps the failed paths and output of a failed attempt too), and
+// the error's code and message (a wrapped status error keeps its code and
+// its whole message).
+func taskOut(seq uint32, resp *api.PluginRunResponse, err error) *api.PluginTaskOut {
+	out := &api.PluginTaskOut{Seq: seq, Result: resp}
+	if err != nil {
+		e := status.Convert(asStatus(err))
+		out.Code, out.Error = uint32(e.Code()), e.Message()
+	}
+	return out
 }
 
 func (s *server) Done(ctx context.Context, req *api.PluginDoneRequest) (*api.PluginDoneResponse, error) {
-	h, err := s.host(ctx, req.GetHostId())
+	h, err := s.host(req.GetHostId(), tokenOf(ctx))
 	if err != nil {
 		return nil, err
 	}

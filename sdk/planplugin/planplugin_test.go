@@ -12,7 +12,7 @@ import (
 	"github.com/alluvium/alluvium/api"
 )
 
-// A failed Run's error carries its result, whatever error the plugin
+// A failed task's answer carries its result, whatever error the plugin
 // returned: a plain one, a status, a status wrapped with %w (which once
 // panicked the plugin process), a context's.
 func TestFailedRunCarriesTheResult(t *testing.T) {
@@ -27,18 +27,12 @@ func TestFailedRunCarriesTheResult(t *testing.T) {
 		{fmt.Errorf("checksum /a: %w", status.Error(codes.PermissionDenied, "denied")), codes.PermissionDenied, "checksum /a: rpc error: code = PermissionDenied desc = denied"},
 		{fmt.Errorf("read: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "read: context deadline exceeded"},
 	} {
-		st := status.Convert(failedRun(c.err, resp))
-		if st.Code() != c.code || st.Message() != c.msg {
-			t.Errorf("%v: got %v %q, want %v %q", c.err, st.Code(), st.Message(), c.code, c.msg)
+		out := taskOut(3, resp, c.err)
+		if codes.Code(out.GetCode()) != c.code || out.GetError() != c.msg || out.GetSeq() != 3 {
+			t.Errorf("%v: got %v %q, want %v %q", c.err, codes.Code(out.GetCode()), out.GetError(), c.code, c.msg)
 		}
-		var got *api.PluginRunResponse
-		for _, d := range st.Details() {
-			if r, ok := d.(*api.PluginRunResponse); ok {
-				got = r
-			}
-		}
-		if got == nil || got.GetBytes() != 7 || len(got.GetFailed()) != 1 || string(got.GetOutput()) != `{"x":1}` {
-			t.Errorf("%v: details %v, want the result", c.err, st.Details())
+		if got := out.GetResult(); got.GetBytes() != 7 || len(got.GetFailed()) != 1 || string(got.GetOutput()) != `{"x":1}` {
+			t.Errorf("%v: result %v, want the task's", c.err, got)
 		}
 	}
 }

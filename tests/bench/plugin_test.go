@@ -44,7 +44,23 @@ func pluginOverhead(tb testing.TB, files, rounds int) overheadRuns {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		tb.Fatal(err)
 	}
-	build := exec.Command("go", "build", "-o", filepath.Join(dir, "noop-plugin"), "./sdk/examples/noop-plan")
+	bin := filepath.Join(dir, "noop-plugin")
+	profiles := os.Getenv("BENCH_PROFILES")
+	pluginAddrs := filepath.Join(tb.TempDir(), "plugin-pprof")
+	if profiles != "" {
+		// The plugin's processes serve pprof (planplugin.ProfileEnv): a
+		// wrapper in plans.dir sets it and execs the plugin, kept
+		// outside plans.dir.
+		if err := os.MkdirAll(pluginAddrs, 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		bin = filepath.Join(tb.TempDir(), "noop-plugin")
+		wrapper := fmt.Sprintf("#!/bin/sh\nPLANPLUGIN_PPROF_DIR=%s exec %s \"$@\"\n", pluginAddrs, bin)
+		if err := os.WriteFile(filepath.Join(dir, "noop-plugin"), []byte(wrapper), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	build := exec.Command("go", "build", "-o", bin, "./sdk/examples/noop-plan")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		tb.Fatalf("go build sdk/examples/noop-plan: %v\n%s", err, out)
@@ -106,21 +122,45 @@ func pluginOverhead(tb testing.TB, files, rounds int) overheadRuns {
 			}
 		}
 	}
-	if dir := os.Getenv("BENCH_PROFILES"); dir != "" {
-		// CPU profiles of the job master and the workers while each side
-		// runs again and again for profileFor.
+	if profiles != "" {
+		// While each side runs again and again for profileFor: CPU
+		// profiles and execution traces of the job master and the
+		// workers (block profiles come from the traces: go tool trace
+		// -pprof=sync|net|syscall), and CPU, block and mutex profiles of
+		// every plugin process (they have no trace of the host's).
 		const profileFor = 10 * time.Second
+		const traceFor = 3 * time.Second
 		for _, plan := range []string{"noop-plugin", "noop"} {
 			var wg sync.WaitGroup
-			for name, addr := range map[string]string{"jobmaster": c.JobMasterHTTP(0), "worker0": c.WorkerHTTP(0), "worker1": c.WorkerHTTP(1)} {
+			get := func(url, name string) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(profileFor/time.Second))
-					if err := saveProfile(url, filepath.Join(dir, fmt.Sprintf("%s-%s.pprof", plan, name))); err != nil {
+					if err := saveProfile(url, filepath.Join(profiles, fmt.Sprintf("%s-%s", plan, name))); err != nil {
 						tb.Errorf("profile %s: %v", name, err)
 					}
 				}()
+			}
+			for name, addr := range map[string]string{"jobmaster": c.JobMasterHTTP(0), "worker0": c.WorkerHTTP(0), "worker1": c.WorkerHTTP(1)} {
+				get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(profileFor/time.Second)), name+".pprof")
+				get(fmt.Sprintf("http://%s/debug/pprof/trace?seconds=%d", addr, int(traceFor/time.Second)), name+".trace")
+			}
+			if plan == "noop-plugin" {
+				ents, _ := os.ReadDir(pluginAddrs)
+				for _, e := range ents {
+					b, err := os.ReadFile(filepath.Join(pluginAddrs, e.Name()))
+					if err != nil {
+						continue
+					}
+					pid := strings.TrimSuffix(e.Name(), ".pprof-addr")
+					if syscall.Kill(atoi(pid), 0) != nil {
+						continue // a process that has gone
+					}
+					base := "http://" + string(b) + "/debug/pprof/"
+					get(fmt.Sprintf("%sprofile?seconds=%d", base, int(profileFor/time.Second)), "process-"+pid+".pprof")
+					get(fmt.Sprintf("%sblock?seconds=%d", base, int(profileFor/time.Second)), "process-"+pid+".block")
+					get(fmt.Sprintf("%smutex?seconds=%d", base, int(profileFor/time.Second)), "process-"+pid+".mutex")
+				}
 			}
 			for start := time.Now(); time.Since(start) < profileFor; {
 				run(plan)
@@ -130,6 +170,8 @@ func pluginOverhead(tb testing.TB, files, rounds int) overheadRuns {
 	}
 	return r
 }
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
 // clusterCPU is the CPU time (user + system) the processes of procs' process
 // groups have spent so far: the servers and the plugin processes the job

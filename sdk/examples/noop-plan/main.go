@@ -106,7 +106,9 @@ func (noop) Validate(ctx context.Context, h planplugin.Host, b []byte) (planplug
 		return planplugin.Valid{}, err
 	}
 	out, _ := json.Marshal(c)
-	return planplugin.Valid{Config: out}, nil
+	// Done is trivial (one round), as the built-in plan's: the job ends
+	// with its last task.
+	return planplugin.Valid{Config: out, EndsWithTasks: true}, nil
 }
 
 // batch is the open task of one block worker.

@@ -1,9 +1,17 @@
-// Command noop is a plan plugin that does nothing: the benchmark of a
-// plugin call's overhead (plans/plugin) runs it.
+// Command noop is a plan plugin that does next to nothing: the benchmark
+// of a plugin call's overhead (plans/plugin) runs it, and the package's
+// tests drive it through a task's args ("wait": until cancelled; "hang":
+// ignoring cancels; "fail": an error with a result; anything else: done,
+// its args as output) and a job's config (a number: Plan hands out that
+// many batches of one task, the cursor counting them).
 package main
 
 import (
 	"context"
+	"strconv"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/sdk/planplugin"
 )
@@ -16,11 +24,26 @@ func (noop) Info() planplugin.Info {
 func (noop) Validate(_ context.Context, _ planplugin.Host, c []byte) (planplugin.Valid, error) {
 	return planplugin.Valid{Config: c}, nil
 }
-func (noop) Plan(context.Context, planplugin.Host, planplugin.Job, int) (planplugin.Batch, error) {
-	return planplugin.Batch{Done: true}, nil
+func (noop) Plan(_ context.Context, _ planplugin.Host, j planplugin.Job, _ int) (planplugin.Batch, error) {
+	n, _ := strconv.Atoi(string(j.Config))
+	at, _ := strconv.Atoi(string(j.Cursor))
+	if at >= n {
+		return planplugin.Batch{Done: true}, nil
+	}
+	return planplugin.Batch{Tasks: []planplugin.TaskSpec{{Args: []byte(strconv.Itoa(at))}},
+		Cursor: []byte(strconv.Itoa(at + 1)), Done: at+1 >= n}, nil
 }
-func (noop) Run(context.Context, planplugin.Host, planplugin.Task) (planplugin.Result, error) {
-	return planplugin.Result{}, nil
+func (noop) Run(ctx context.Context, _ planplugin.Host, t planplugin.Task) (planplugin.Result, error) {
+	switch string(t.Args) {
+	case "wait":
+		<-ctx.Done()
+		return planplugin.Result{}, ctx.Err()
+	case "hang":
+		select {}
+	case "fail":
+		return planplugin.Result{Bytes: 1, Output: []byte(`"failed"`)}, status.Error(codes.DataLoss, "fail: as asked")
+	}
+	return planplugin.Result{Bytes: int64(len(t.Args)), Output: t.Args}, nil
 }
 func (noop) Done(context.Context, planplugin.Host, planplugin.Job) (bool, error) { return true, nil }
 
