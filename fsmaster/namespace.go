@@ -967,10 +967,19 @@ func (ns *namespace) Delete(ctx context.Context, req *api.DeleteRequest) error {
 			ns.mu.Unlock()
 			return err
 		}
-		if n.dir() {
+		switch {
+		case n.dir() && req.GetRecursive():
 			err = fs.DeleteAll(ctx, rel)
-		} else if err = fs.Delete(ctx, rel); errors.Is(err, ufs.ErrNotFound) {
-			err = nil
+		default:
+			// A directory empty in the namespace may still hold UFS files
+			// it does not know yet: a copy writes a file's UFS bytes before
+			// entering it, an overwrite its aside bytes. The UFS refuses to
+			// remove a directory that is not empty, and so must we; only rm
+			// -r removes what is in it.
+			err = fs.Delete(ctx, rel)
+			if errors.Is(err, ufs.ErrNotFound) || n.dir() && errors.Is(err, ufs.ErrNotDir) {
+				err = nil // not in the UFS (a file is where its parent would be)
+			}
 		}
 		if err != nil {
 			ns.mu.Unlock()

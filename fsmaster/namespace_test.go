@@ -514,3 +514,51 @@ func TestJournalFailureStopsWrites(t *testing.T) {
 		t.Fatalf("error does not say what to do: %v", err)
 	}
 }
+
+// TestDeleteEmptyDirKeepsUnknownUFSFiles: a directory empty in the
+// namespace but holding UFS files the namespace does not know yet (a copy
+// writes a file's UFS bytes before entering it) is not removed by a
+// non-recursive delete: the UFS refuses, and so does the delete. Before,
+// it removed the UFS directory with everything in it, and a copy job whose
+// failed task cleaned up the directory it had made lost the files other
+// tasks had just written.
+func TestDeleteEmptyDirKeepsUnknownUFSFiles(t *testing.T) {
+	ns, _, ufsDir := newTestNS(t)
+	must(ns.CreateDirectory(bg, &api.CreateDirectoryRequest{Path: "/d/e", Recursive: true}))
+	inflight := filepath.Join(ufsDir, "d", "e", "inflight")
+	if err := os.MkdirAll(filepath.Dir(inflight), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(inflight, []byte("written, not yet entered"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := ns.Delete(bg, &api.DeleteRequest{Path: "/d/e"})
+	wantCode(t, err, codes.FailedPrecondition, "delete of a directory whose UFS copy is not empty")
+	if !strings.Contains(err.Error(), "/d/e") {
+		t.Fatalf("the error does not name the path: %v", err)
+	}
+	if _, err := os.Stat(inflight); err != nil {
+		t.Fatalf("a non-recursive delete removed a UFS file: %v", err)
+	}
+	if _, err := ns.GetStatus(bg, &api.GetStatusRequest{Path: "/d/e"}); err != nil {
+		t.Fatalf("the refused delete changed the namespace: %v", err)
+	}
+	// An empty one goes, in the UFS too; rm -r removes what is in it.
+	must(ns.CreateDirectory(bg, &api.CreateDirectoryRequest{Path: "/d/empty"}))
+	if err := os.MkdirAll(filepath.Join(ufsDir, "d", "empty"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Delete(bg, &api.DeleteRequest{Path: "/d/empty"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(ufsDir, "d", "empty")); !os.IsNotExist(err) {
+		t.Fatalf("the empty directory is still in the UFS: %v", err)
+	}
+	if err := ns.Delete(bg, &api.DeleteRequest{Path: "/d/e", Recursive: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(inflight); !os.IsNotExist(err) {
+		t.Fatalf("rm -r left the UFS file: %v", err)
+	}
+	check(t, ns)
+}

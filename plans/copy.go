@@ -734,7 +734,10 @@ func (cp copier) copyLarge(ctx context.Context, e copyElem) (info *api.FileInfo,
 			dctx := context.WithoutCancel(ctx)
 			_ = remove(dctx, fs, e.Dst, tinfo.GetFileId())
 			for _, d := range made {
-				if remove(dctx, fs, d, 0) != nil {
+				// Never past the UFS's word (remove would drop the
+				// namespace entry alone): other tasks of the job may be
+				// writing files into the directory this one made.
+				if _, err := fs.Delete(dctx, &api.DeleteRequest{Path: d}); err != nil && status.Code(err) != codes.NotFound {
 					break // not empty: someone else's now
 				}
 			}
