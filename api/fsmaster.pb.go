@@ -3957,12 +3957,16 @@ func (x *AuthorizeBlockAccessResponse) GetInfo() *FileInfo {
 // CompletionEvent is one file completed: sealed by CompleteFile (a write, an
 // overwrite swapped in, a multipart upload completed).
 type CompletionEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sequence      int64                  `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"` // the journal entry that completed it
-	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`          // where it was completed
-	FileId        int64                  `protobuf:"varint,3,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
-	Length        int64                  `protobuf:"varint,4,opt,name=length,proto3" json:"length,omitempty"`
-	TimeMs        int64                  `protobuf:"varint,5,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"` // when (the entry's op time)
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Sequence int64                  `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"` // the journal entry that completed it
+	Path     string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`          // where it was completed
+	FileId   int64                  `protobuf:"varint,3,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	Length   int64                  `protobuf:"varint,4,opt,name=length,proto3" json:"length,omitempty"`
+	TimeMs   int64                  `protobuf:"varint,5,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"` // when (the entry's op time)
+	// Where the file came from: "write" (completed through Alluvium) or
+	// "ufs" (appeared or changed in a mount's UFS behind Alluvium's back,
+	// learned by a listing of an already-listed directory).
+	Source        string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4030,6 +4034,13 @@ func (x *CompletionEvent) GetTimeMs() int64 {
 		return x.TimeMs
 	}
 	return 0
+}
+
+func (x *CompletionEvent) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
 }
 
 type WatchCompletionsRequest struct {
@@ -4490,13 +4501,14 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\afile_id\x18\x01 \x01(\x03R\x06fileId\x12\x14\n" +
 	"\x05write\x18\x02 \x01(\bR\x05write\"I\n" +
 	"\x1cAuthorizeBlockAccessResponse\x12)\n" +
-	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\x8b\x01\n" +
+	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\xa3\x01\n" +
 	"\x0fCompletionEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x17\n" +
 	"\afile_id\x18\x03 \x01(\x03R\x06fileId\x12\x16\n" +
 	"\x06length\x18\x04 \x01(\x03R\x06length\x12\x17\n" +
-	"\atime_ms\x18\x05 \x01(\x03R\x06timeMs\"\x96\x01\n" +
+	"\atime_ms\x18\x05 \x01(\x03R\x06timeMs\x12\x16\n" +
+	"\x06source\x18\x06 \x01(\tR\x06source\"\x96\x01\n" +
 	"\x17WatchCompletionsRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\x03R\x05after\x12\x1d\n" +

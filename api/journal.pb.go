@@ -1377,8 +1377,14 @@ type UfsChildrenEntry struct {
 	// After these children, the directory's children are loaded (the last
 	// page of its first listing).
 	ChildrenLoaded bool `protobuf:"varint,8,opt,name=children_loaded,json=childrenLoaded,proto3" json:"children_loaded,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// announce: the children are news — they appeared in the UFS behind
+	// Alluvium's back (a re-sync of a directory already listed, or the first
+	// listing of a directory that itself appeared so). Each file is a
+	// completion event (source "ufs"), and each directory's first listing
+	// announces its children in turn. Set by the leader that lists.
+	Announce      bool `protobuf:"varint,9,opt,name=announce,proto3" json:"announce,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UfsChildrenEntry) Reset() {
@@ -1463,6 +1469,13 @@ func (x *UfsChildrenEntry) GetChildren() []*UfsChild {
 func (x *UfsChildrenEntry) GetChildrenLoaded() bool {
 	if x != nil {
 		return x.ChildrenLoaded
+	}
+	return false
+}
+
+func (x *UfsChildrenEntry) GetAnnounce() bool {
+	if x != nil {
+		return x.Announce
 	}
 	return false
 }
@@ -1939,7 +1952,7 @@ const file_journal_proto_rawDesc = "" +
 	"\x14UpdateDirectoryEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12,\n" +
 	"\x0fchildren_loaded\x18\x02 \x01(\bH\x00R\x0echildrenLoaded\x88\x01\x01B\x12\n" +
-	"\x10_children_loaded\"\xa6\x02\n" +
+	"\x10_children_loaded\"\xc2\x02\n" +
 	"\x10UfsChildrenEntry\x12\x1b\n" +
 	"\tparent_id\x18\x01 \x01(\x03R\bparentId\x12\x19\n" +
 	"\bfirst_id\x18\x02 \x01(\x03R\afirstId\x12\x14\n" +
@@ -1948,7 +1961,8 @@ const file_journal_proto_rawDesc = "" +
 	"\x10block_size_bytes\x18\x05 \x01(\x03R\x0eblockSizeBytes\x12(\n" +
 	"\x10creation_time_ms\x18\x06 \x01(\x03R\x0ecreationTimeMs\x121\n" +
 	"\bchildren\x18\a \x03(\v2\x15.alluvium.v1.UfsChildR\bchildren\x12'\n" +
-	"\x0fchildren_loaded\x18\b \x01(\bR\x0echildrenLoaded\"\xbe\x01\n" +
+	"\x0fchildren_loaded\x18\b \x01(\bR\x0echildrenLoaded\x12\x1a\n" +
+	"\bannounce\x18\t \x01(\bR\bannounce\"\xbe\x01\n" +
 	"\bUfsChild\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tdirectory\x18\x02 \x01(\bR\tdirectory\x12\x12\n" +

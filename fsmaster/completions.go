@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -53,6 +54,21 @@ type completion struct {
 	length int64
 	timeMs int64
 	path   string
+	ufs    bool // learned from the UFS (source "ufs"), not written through Alluvium
+}
+
+// Sources of CompletionEvent.source.
+const (
+	sourceWrite = "write"
+	sourceUFS   = "ufs"
+)
+
+func (e *completion) event() *api.CompletionEvent {
+	src := sourceWrite
+	if e.ufs {
+		src = sourceUFS
+	}
+	return &api.CompletionEvent{Sequence: e.seq, Path: e.path, FileId: e.id, Length: e.length, TimeMs: e.timeMs, Source: src}
 }
 
 // completions is the State's ring of recent completion events, in
@@ -118,26 +134,37 @@ func (c *completions) after(seq int64) int {
 	return sort.Search(c.len(), func(i int) bool { return c.at(i).seq > seq })
 }
 
-// recordCompletion adds the event of file n completed by entry e.
-func (s *State) recordCompletion(e *api.JournalEntry, n *inode) {
+// recordCompletion adds the event of file n completed by entry e (ufs:
+// learned from the UFS as news, not written through Alluvium).
+func (s *State) recordCompletion(e *api.JournalEntry, n *inode, ufs bool) {
 	t := e.GetOpTimeMs()
 	if n.mtime > t {
 		t = n.mtime
 	}
-	s.done.add(completion{seq: e.GetSequence(), id: n.id, length: n.length, timeMs: t, path: s.pathOf(n)})
+	s.done.add(completion{seq: e.GetSequence(), id: n.id, length: n.length, timeMs: t, path: s.pathOf(n), ufs: ufs})
 }
 
 // Checkpoint form: bucket "completions", sequence (8-byte BE) → a
 // CompletionEvent; the floor in meta. A checkpoint without them (written
-// before the feed existed) knows no completion up to its sequence.
+// before the feed existed) knows no completion up to its sequence. The
+// fresh directories (State.fresh) are their ids, 8-byte BE each, under
+// meta's "ufs-fresh".
 var (
 	bucketCompletions = []byte("completions")
 	keyCompletionFlr  = []byte("completions-floor")
+	keyUFSFresh       = []byte("ufs-fresh")
 )
 
 func (s *State) writeCompletions(tx *bolt.Tx) error {
 	meta := tx.Bucket(bucketMeta)
 	if err := meta.Put(keyCompletionFlr, u64(uint64(s.done.floor))); err != nil {
+		return err
+	}
+	fresh := make([]byte, 0, 8*len(s.fresh))
+	for _, id := range slices.Sorted(maps.Keys(s.fresh)) {
+		fresh = binary.BigEndian.AppendUint64(fresh, uint64(id))
+	}
+	if err := meta.Put(keyUFSFresh, fresh); err != nil {
 		return err
 	}
 	b, err := tx.CreateBucketIfNotExists(bucketCompletions)
@@ -150,7 +177,7 @@ func (s *State) writeCompletions(tx *bolt.Tx) error {
 		if e.seq == 0 {
 			continue // not in the journal (yet): not in the checkpoint either
 		}
-		v, err := proto.Marshal(&api.CompletionEvent{Sequence: e.seq, Path: e.path, FileId: e.id, Length: e.length, TimeMs: e.timeMs})
+		v, err := proto.Marshal(e.event())
 		if err != nil {
 			return err
 		}
@@ -162,6 +189,17 @@ func (s *State) writeCompletions(tx *bolt.Tx) error {
 }
 
 func (s *State) loadCompletions(tx *bolt.Tx) error {
+	fresh := tx.Bucket(bucketMeta).Get(keyUFSFresh)
+	if len(fresh)%8 != 0 {
+		return fmt.Errorf("checkpoint %s: %d bytes, not ids", keyUFSFresh, len(fresh))
+	}
+	for ; len(fresh) > 0; fresh = fresh[8:] {
+		id := int64(binary.BigEndian.Uint64(fresh))
+		if n := s.get(id); n == nil || !n.dir() {
+			return fmt.Errorf("checkpoint %s: %d is no directory", keyUFSFresh, id)
+		}
+		s.fresh[id] = struct{}{}
+	}
 	b := tx.Bucket(bucketCompletions)
 	v := tx.Bucket(bucketMeta).Get(keyCompletionFlr)
 	if b == nil || len(v) != 8 {
@@ -177,7 +215,8 @@ func (s *State) loadCompletions(tx *bolt.Tx) error {
 		if n := s.done.len(); n > 0 && s.done.at(n-1).seq >= e.GetSequence() {
 			return fmt.Errorf("checkpoint completion %d: out of order", e.GetSequence())
 		}
-		s.done.add(completion{seq: e.GetSequence(), id: e.GetFileId(), length: e.GetLength(), timeMs: e.GetTimeMs(), path: e.GetPath()})
+		s.done.add(completion{seq: e.GetSequence(), id: e.GetFileId(), length: e.GetLength(), timeMs: e.GetTimeMs(), path: e.GetPath(),
+			ufs: e.GetSource() == sourceUFS})
 		return nil
 	})
 }
@@ -267,6 +306,18 @@ func (ns *namespace) WatchCompletions(ctx context.Context, req *api.WatchComplet
 		return nil, errf(codes.InvalidArgument, op, p, "cursor %d is negative", after)
 	}
 	pr := ns.caller(ctx)
+	if after == -1 {
+		// A new consumer: what is under p now is not news to it, so p's
+		// tree is listed (a baseline) before its cursor is taken — else the
+		// first re-sync would announce what was there all along. The
+		// caller must be able to list p first.
+		if _, err := ns.scanCompletions(op, p, pr, after, limit); err != nil {
+			return nil, err
+		}
+		if err := ns.baseline(ctx, p); err != nil {
+			return nil, err
+		}
+	}
 	var deadline <-chan time.Time
 	if wait > 0 {
 		t := time.NewTimer(wait)
@@ -276,6 +327,10 @@ func (ns *namespace) WatchCompletions(ctx context.Context, req *api.WatchComplet
 	for {
 		moved := ns.feed.wait()
 		resp, err := ns.scanCompletions(op, p, pr, after, limit)
+		if err == nil {
+			// Someone watches p: so does the leader, in p's UFS.
+			ns.watchUFS(p)
+		}
 		if err != nil || len(resp.Events) > 0 || wait == 0 {
 			return resp, err
 		}
@@ -339,7 +394,7 @@ func (ns *namespace) scanCompletions(op, p string, pr principal, after int64, li
 		if !paths.IsAncestor(p, e.path) || !ns.searchable(pr, e.path) {
 			continue
 		}
-		resp.Events = append(resp.Events, &api.CompletionEvent{Sequence: e.seq, Path: e.path, FileId: e.id, Length: e.length, TimeMs: e.timeMs})
+		resp.Events = append(resp.Events, e.event())
 		if len(resp.Events) == limit {
 			resp.Cursor = e.seq
 			break

@@ -515,6 +515,7 @@ func (m *Master) startLeaderLoops(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	run(m.lostWorkerLoop)
 	run(m.ttlLoop)
+	run(m.ufsWatchLoop)
 	if pc := m.cfg.FSMaster; strings.TrimSpace(pc.JobMaster) != "" && m.dialOpts != nil {
 		p := newPersister(m.ns, m.log, pc.JobMaster, *m.dialOpts, pc.Persist.Delay, pc.Persist.MaxBackoff, pc.Persist.BatchSize)
 		m.persist.Store(p)

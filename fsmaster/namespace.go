@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -44,6 +45,8 @@ type nsConfig struct {
 	// maxStagedBytes bounds the bytes a user has staged in multipart
 	// uploads (0: no bound).
 	maxStagedBytes int64
+	// watch is fsmaster.ufs-watch.* (ufswatch.go).
+	watch ufsWatchConfig
 }
 
 // namespace is the live inode tree of the master: State behind the state
@@ -77,6 +80,9 @@ type namespace struct {
 	// feed serves the completion feed: the journal's durable watermark
 	// and the long polls waiting on it (completions.go).
 	feed *feed
+	// ufsw is the leader's registry of watched UFS prefixes (ufswatch.go);
+	// nil when not leading or fsmaster.ufs-watch.enabled is off.
+	ufsw atomic.Pointer[ufsWatch]
 
 	superGroups []string // the system identity's groups: {cfg.group}
 }
@@ -135,7 +141,8 @@ func (t *txn) add(e *api.JournalEntry) error {
 		return status.Errorf(codes.Internal, "internal error: %v", err)
 	}
 	w := t.ns.j.Append(e)
-	if _, ok := e.GetBody().(*api.JournalEntry_CompleteFile); ok {
+	switch e.GetBody().(type) {
+	case *api.JournalEntry_CompleteFile, *api.JournalEntry_UfsChildren: // the entries that record completions
 		t.ns.st.done.stamp(e.GetSequence())
 	}
 	t.ns.st.lastSeq = e.GetSequence()
@@ -373,6 +380,8 @@ func (ns *namespace) ensureLoaded(ctx context.Context, p string, lt api.LoadMeta
 		return nil
 	}
 	parent := n
+	// Learned below a directory already listed (or itself news): news.
+	announce := n.childrenLoaded() || ns.st.isFresh(n.id)
 	for i := d2; i < k; i++ {
 		id := ns.st.nextInodeID
 		st := ufs.FileStatus{Name: comps[i], IsDir: true} // a directory on the way
@@ -380,7 +389,7 @@ func (ns *namespace) ensureLoaded(ctx context.Context, p string, lt api.LoadMeta
 			st = found
 			st.Name = comps[i]
 		}
-		if err := t.add(ns.ufsEntry(id, parent.id, st, t.now)); err != nil {
+		if err := t.add(ns.ufsEntry(id, parent.id, st, t.now, announce)); err != nil {
 			ns.mu.Unlock()
 			return err
 		}

@@ -111,8 +111,10 @@ func nsConfigFrom(cfg *config.Config) (nsConfig, error) {
 			Permissions: cfg.Security.Permissions, Superuser: cfg.Security.Superuser,
 			Supergroup: cfg.Security.Supergroup, Groups: cfg.Security.Groups,
 		}),
-		pathLimits:     pathLimitsFrom(cfg.FSMaster.Path.MaxLength, cfg.FSMaster.Path.MaxDepth),
-		syncInterval:   cfg.FSMaster.UFSSyncInterval,
+		pathLimits:   pathLimitsFrom(cfg.FSMaster.Path.MaxLength, cfg.FSMaster.Path.MaxDepth),
+		syncInterval: cfg.FSMaster.UFSSyncInterval,
+		watch: ufsWatchConfig{enabled: cfg.FSMaster.UFSWatch.Enabled, interval: cfg.FSMaster.UFSWatch.Interval,
+			settle: cfg.FSMaster.UFSWatch.Settle, maxDirs: cfg.FSMaster.UFSWatch.MaxDirs},
 		maxStagedBytes: cfg.FSMaster.Multipart.MaxStagedBytes,
 	}
 	if u, err := user.Current(); err == nil && u.Username != "" {

@@ -37,6 +37,10 @@ type State struct {
 	asides map[int64]*inode
 	// done is the completion feed's recent events (completions.go).
 	done completions
+	// fresh holds the directories learned from the UFS as news (an
+	// announcing UfsChildrenEntry) whose children are not loaded yet:
+	// their first listing announces what it finds (ufswatch.go).
+	fresh map[int64]struct{}
 	// lastParent is the parent of the checkpoint record loaded last
 	// (loading only).
 	lastParent *inode
@@ -54,7 +58,15 @@ func NewState() *State {
 		ttls:         map[int64]*inode{},
 		exts:         map[int64]*inodeExt{},
 		asides:       map[int64]*inode{},
+		fresh:        map[int64]struct{}{},
 	}
+}
+
+// isFresh reports whether directory id appeared in the UFS behind
+// Alluvium's back and is not listed yet: its first listing is news.
+func (s *State) isFresh(id int64) bool {
+	_, ok := s.fresh[id]
+	return ok
 }
 
 // isAside reports whether n is a file written aside.
@@ -599,7 +611,7 @@ func (s *State) applyCompleteFile(e *api.JournalEntry, c *api.CompleteFileEntry)
 		persistAncestors(n)
 	}
 	s.setXattrs(n, c.GetXattrs())
-	s.recordCompletion(e, n)
+	s.recordCompletion(e, n, false)
 	return nil
 }
 
@@ -609,6 +621,7 @@ func (s *State) unindex(n *inode) {
 	walk(n, func(x *inode) bool {
 		s.inodes.remove(x.id)
 		delete(s.ttls, x.id)
+		delete(s.fresh, x.id)
 		s.dropExt(x)
 		return true
 	})
@@ -757,6 +770,9 @@ func (s *State) applyUpdateDirectory(e *api.JournalEntry, u *api.UpdateDirectory
 	}
 	if u.ChildrenLoaded != nil {
 		n.setFlag(bitLoaded, u.GetChildrenLoaded())
+		if u.GetChildrenLoaded() {
+			delete(s.fresh, n.id)
+		}
 	}
 	return nil
 }
@@ -792,6 +808,10 @@ func (s *State) applyUfsChildren(e *api.JournalEntry, u *api.UfsChildrenEntry) e
 			return fmt.Errorf("child %q: negative length %d", c.GetName(), c.GetLength())
 		}
 		files = files || !c.GetDirectory()
+	}
+	if u.GetAnnounce() && len(kids) > 1 {
+		// Each announced child is one feed event, with a sequence of its own.
+		return fmt.Errorf("an announcing entry holds %d children, want at most one", len(kids))
 	}
 	if files && u.GetBlockSizeBytes() <= 0 {
 		return fmt.Errorf("block size %d", u.GetBlockSizeBytes())
@@ -832,12 +852,20 @@ func (s *State) applyUfsChildren(e *api.JournalEntry, u *api.UfsChildrenEntry) e
 			return fmt.Errorf("child %q: %w (bug: checked before)", c.GetName(), err)
 		}
 		s.insert(p, n, e.GetOpTimeMs(), false)
+		if u.GetAnnounce() {
+			if n.dir() {
+				s.fresh[n.id] = struct{}{}
+			} else {
+				s.recordCompletion(e, n, true)
+			}
+		}
 	}
 	if aFile != nil {
 		persistAncestors(aFile)
 	}
 	if u.GetChildrenLoaded() {
 		p.setFlag(bitLoaded, true)
+		delete(s.fresh, p.id)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package fsmaster
 import (
 	"context"
 	"errors"
+	"iter"
 	"time"
 
 	"go.uber.org/zap"
@@ -82,6 +83,11 @@ func (ns *namespace) learnChildren(ctx context.Context, p string) (*txn, error) 
 	// The first load only merges; a re-sync also reconciles what the
 	// namespace holds with what the UFS now has.
 	resync := n.childrenLoaded()
+	// What a re-sync finds appeared behind Alluvium's back: it is
+	// announced (a completion event), as is everything in a directory
+	// that itself appeared so (fresh). A first listing otherwise
+	// announces nothing: what was there before is not news.
+	announce := resync || ns.st.isFresh(id)
 	m, rel := ns.st.mountOf(p)
 	m = cloneMount(m)
 	ns.mu.RUnlock()
@@ -89,6 +95,7 @@ func (ns *namespace) learnChildren(ctx context.Context, p string) (*txn, error) 
 	if err != nil {
 		return nil, err
 	}
+	settled := ns.settledCheck(fs)
 	var (
 		last     *txn
 		added    int
@@ -113,6 +120,7 @@ func (ns *namespace) learnChildren(ctx context.Context, p string) (*txn, error) 
 			BlockSizeBytes: ns.cfg.blockSize, CreationTimeMs: t.now,
 			// The first listing's last page marks the directory loaded.
 			ChildrenLoaded: final && !resync && !d.childrenLoaded(),
+			Announce:       announce,
 		}
 		for _, st := range batch {
 			if !validName(st.Name) {
@@ -127,14 +135,19 @@ func (ns *namespace) learnChildren(ctx context.Context, p string) (*txn, error) 
 				}
 				continue
 			}
+			if announce && !settled(paths.Join(p, st.Name), st) {
+				continue // still being written: learned (and announced) once it is not
+			}
 			u.Children = append(u.Children, ufsChild(st))
 		}
 		batch = batch[:0]
 		if len(u.Children) == 0 && !u.ChildrenLoaded {
 			return nil
 		}
-		if err := t.add(&api.JournalEntry{Body: &api.JournalEntry_UfsChildren{UfsChildren: u}}); err != nil {
-			return err
+		for e := range splitAnnounced(u, ns.st) {
+			if err := t.add(e); err != nil {
+				return err
+			}
 		}
 		added += len(u.Children)
 		last = t
@@ -208,6 +221,30 @@ func (ns *namespace) learnChildren(ctx context.Context, p string) (*txn, error) 
 	return last, nil
 }
 
+// splitAnnounced returns the journal entries of page u: itself, or, when
+// it announces, one entry per child — each feed event has a sequence of
+// its own (a cursor is a sequence, so a page of the feed never splits an
+// entry). s gives the ids; it must see each entry applied before the next
+// is built, so the entries are built lazily, in order.
+func splitAnnounced(u *api.UfsChildrenEntry, s *State) iter.Seq[*api.JournalEntry] {
+	return func(yield func(*api.JournalEntry) bool) {
+		if !u.Announce || len(u.Children) <= 1 {
+			yield(&api.JournalEntry{Body: &api.JournalEntry_UfsChildren{UfsChildren: u}})
+			return
+		}
+		for i, c := range u.Children {
+			one := &api.UfsChildrenEntry{
+				ParentId: u.ParentId, FirstId: s.nextInodeID, Owner: u.Owner, Group: u.Group,
+				BlockSizeBytes: u.BlockSizeBytes, CreationTimeMs: u.CreationTimeMs, Children: []*api.UfsChild{c},
+				ChildrenLoaded: u.ChildrenLoaded && i == len(u.Children)-1, Announce: true,
+			}
+			if !yield(&api.JournalEntry{Body: &api.JournalEntry_UfsChildren{UfsChildren: one}}) {
+				return
+			}
+		}
+	}
+}
+
 // ufsChild is the journal record of one UFS entry learned.
 func ufsChild(st ufs.FileStatus) *api.UfsChild {
 	c := &api.UfsChild{Name: st.Name, Directory: st.IsDir, Mode: st.Mode}
@@ -271,7 +308,7 @@ func (ns *namespace) reconcile(ctx context.Context, id int64, p string, m *api.M
 			}
 		}
 		names = names[k:]
-		t, c, r, err := ns.applyLooks(id, p, looks)
+		t, c, r, err := ns.applyLooks(id, p, looks, ns.settledCheck(fs))
 		changed, removed = changed+c, removed+r
 		if err != nil {
 			return changed, removed, err
@@ -294,7 +331,7 @@ type ufsLook struct {
 // applyLooks acts on fresh UFS looks at children of directory id under the
 // state lock: a child still persisted and droppable is removed when the
 // UFS lost it, or replaced by a fresh inode when its entry changed.
-func (ns *namespace) applyLooks(id int64, p string, looks []ufsLook) (*txn, int, int, error) {
+func (ns *namespace) applyLooks(id int64, p string, looks []ufsLook, settled func(string, ufs.FileStatus) bool) (*txn, int, int, error) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
 	if err := ns.usable(); err != nil {
@@ -312,6 +349,9 @@ func (ns *namespace) applyLooks(id int64, p string, looks []ufsLook) (*txn, int,
 		if c == nil || (!missing && !ns.st.stale(c, st)) || !ns.droppable(c, paths.Join(p, c.name)) {
 			continue
 		}
+		if !missing && !settled(paths.Join(p, c.name), st) {
+			continue // being rewritten: replaced (and announced) once it is not
+		}
 		ids := ns.st.filesBelow(c)
 		if err := t.add(deleteEntry(c.id)); err != nil {
 			return nil, changed, removed, err
@@ -321,7 +361,8 @@ func (ns *namespace) applyLooks(id int64, p string, looks []ufsLook) (*txn, int,
 			removed++
 			continue
 		}
-		if err := t.add(ns.ufsEntry(ns.st.nextInodeID, id, st, t.now)); err != nil {
+		// A file the UFS changed behind Alluvium's back is news.
+		if err := t.add(ns.ufsEntry(ns.st.nextInodeID, id, st, t.now, true)); err != nil {
 			return nil, changed, removed, err
 		}
 		changed++
@@ -350,8 +391,15 @@ func (ns *namespace) droppable(n *inode, p string) bool {
 
 // ufsEntry is the journal entry that creates inode id below parentID for
 // the UFS entry st: a persisted directory whose children are not loaded
-// yet, or a persisted complete file.
-func (ns *namespace) ufsEntry(id, parentID int64, st ufs.FileStatus, now int64) *api.JournalEntry {
+// yet, or a persisted complete file. announce: st is news (it appeared or
+// changed behind Alluvium's back): an announcing UfsChildrenEntry of it.
+func (ns *namespace) ufsEntry(id, parentID int64, st ufs.FileStatus, now int64, announce bool) *api.JournalEntry {
+	if announce {
+		return &api.JournalEntry{Body: &api.JournalEntry_UfsChildren{UfsChildren: &api.UfsChildrenEntry{
+			ParentId: parentID, FirstId: id, Owner: ns.cfg.owner, Group: ns.cfg.group,
+			BlockSizeBytes: ns.cfg.blockSize, CreationTimeMs: now, Children: []*api.UfsChild{ufsChild(st)}, Announce: true,
+		}}}
+	}
 	if !st.IsDir {
 		return fileEntry(ns.ufsFileEntry(id, parentID, st.Name, st, now))
 	}

@@ -89,6 +89,16 @@ func (l *Local) wrap(op, p string, err error) error {
 // URI implements FileSystem.
 func (l *Local) URI(p string) string { return JoinURI("file://"+l.dir, p) }
 
+// HostPath is the host path of UFS path p, for watching it (inotify):
+// reads and writes go through the root, never through this path.
+func (l *Local) HostPath(p string) (string, error) {
+	r, err := l.rel(p)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(l.dir, filepath.FromSlash(r)), nil
+}
+
 func statusOf(name string, fi fs.FileInfo) FileStatus {
 	st := FileStatus{Name: name, IsDir: fi.IsDir(), ModTime: fi.ModTime(), Mode: uint32(fi.Mode().Perm())}
 	if !st.IsDir {

@@ -145,6 +145,24 @@ type FSMasterConfig struct {
 	// only when a call asks (ls --sync, load jobs).
 	UFSSyncInterval time.Duration   `mapstructure:"ufs-sync-interval"`
 	Multipart       MultipartConfig `mapstructure:"multipart"`
+	// UFSWatch: files appearing in a mount's UFS behind Alluvium's back
+	// reach the completion feed where someone watches it.
+	UFSWatch UFSWatchConfig `mapstructure:"ufs-watch"`
+}
+
+// UFSWatchConfig is fsmaster.ufs-watch.*: how the leading FS master
+// watches the UFS under the paths of the completion feed's consumers.
+type UFSWatchConfig struct {
+	Enabled bool `mapstructure:"enabled"`
+	// Interval: a UFS without notifications (S3) is listed again this
+	// often under each watched path.
+	Interval time.Duration `mapstructure:"interval"`
+	// Settle: a directory's inotify events are gathered this long before
+	// it is listed; a local file no writer was seen closing is learned
+	// once its mtime is this old.
+	Settle time.Duration `mapstructure:"settle"`
+	// MaxDirs bounds the directories watched under one path.
+	MaxDirs int `mapstructure:"max-dirs"`
 }
 
 // MultipartConfig bounds multipart uploads (S3's) in the FS master.
@@ -448,6 +466,10 @@ func Default() map[string]any {
 		"fsmaster.persist.delay":                     time.Second,
 		"fsmaster.ttl-check-interval":                time.Minute,
 		"fsmaster.ufs-sync-interval":                 time.Duration(0),
+		"fsmaster.ufs-watch.enabled":                 true,
+		"fsmaster.ufs-watch.interval":                10 * time.Second,
+		"fsmaster.ufs-watch.settle":                  100 * time.Millisecond,
+		"fsmaster.ufs-watch.max-dirs":                10000,
 		"fsmaster.multipart.max-staged-bytes":        int64(100 << 30),
 		"fsmaster.persist.max-backoff":               10 * time.Minute,
 		"fsmaster.persist.batch-size":                1000,
@@ -771,6 +793,10 @@ func (c *Config) validate() error {
 	case JournalLocal, JournalEmbedded:
 	default:
 		return fmt.Errorf("config: fsmaster.journal.type = %q: want %s or %s", c.FSMaster.Journal.Type, JournalLocal, JournalEmbedded)
+	}
+	if w := c.FSMaster.UFSWatch; w.Interval <= 0 || w.Settle < 0 || w.MaxDirs <= 0 {
+		return fmt.Errorf("config: fsmaster.ufs-watch: interval %v, settle %v, max-dirs %d: want interval > 0, settle >= 0, max-dirs > 0",
+			w.Interval, w.Settle, w.MaxDirs)
 	}
 	switch c.Log.Format {
 	case "console", "json":
