@@ -37,9 +37,10 @@ import (
 //     prefix (new ones added as they appear). A file is learned once its
 //     writer closed it (IN_CLOSE_WRITE) or it was moved in (IN_MOVED_TO),
 //     so one written in chunks is one event, not one per chunk; a file
-//     with no such event (written before the watch, a hard link) once its
-//     mtime is settle old. fsnotify (in go.mod through viper) does not
-//     export the close-write op in v1.9, hence x/sys/unix.
+//     with no such event (written before its directory was watched, a hard
+//     link) once its mtime is settle old. A directory's events are gathered
+//     for watchGather before it is listed. fsnotify (in go.mod through
+//     viper) does not export the close-write op in v1.9, hence x/sys/unix.
 //   - Any other UFS (S3) is listed again every interval: the walk's
 //     re-syncs are the listing diff. So is a local one whose events were
 //     lost (queue overflow).
@@ -52,7 +53,7 @@ import (
 type ufsWatchConfig struct {
 	enabled  bool
 	interval time.Duration // relisting of prefixes without notifications (S3)
-	settle   time.Duration // events of a directory gathered this long; files without a close this old
+	settle   time.Duration // a local file no writer was seen closing is learned once its mtime is this old
 	maxDirs  int           // directories watched per prefix
 }
 
@@ -63,6 +64,9 @@ const (
 	// busyMax: a file being written (inotify) with no event for this long
 	// is looked at anyway.
 	busyMax = time.Minute
+	// watchGather: a watched directory's inotify events are gathered this
+	// long before it is listed (one listing for a burst).
+	watchGather = 50 * time.Millisecond
 	// inotifyMask is what a watched directory reports.
 	inotifyMask = unix.IN_CREATE | unix.IN_MODIFY | unix.IN_CLOSE_WRITE | unix.IN_MOVED_TO | unix.IN_MOVED_FROM |
 		unix.IN_DELETE | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR | unix.IN_DONT_FOLLOW
@@ -274,14 +278,14 @@ func (r *prefixRun) run(ctx context.Context) {
 	settle := time.NewTimer(time.Hour)
 	settle.Stop()
 	armed := false
-	tick := time.NewTicker(max(r.w.cfg.settle, 50*time.Millisecond))
+	tick := time.NewTicker(max(r.w.cfg.settle/4, watchGather))
 	defer tick.Stop()
 	poll := time.NewTicker(r.w.cfg.interval)
 	defer poll.Stop()
 	pending := map[string]struct{}{}
 	arm := func() {
 		if !armed && len(pending) > 0 {
-			settle.Reset(r.w.cfg.settle)
+			settle.Reset(watchGather)
 			armed = true
 		}
 	}
@@ -387,10 +391,12 @@ func (r *prefixRun) walk(ctx context.Context, d string) {
 	for len(queue) > 0 && ctx.Err() == nil {
 		d := queue[0]
 		queue = queue[1:]
+		// Watched before it is listed: a file still being written shows
+		// in the events from then on (busy, then closed).
+		r.watch(ctx, d)
 		if !r.load(ctx, d) {
 			continue
 		}
-		r.watch(ctx, d)
 		for _, k := range r.w.ns.childDirs(d) {
 			if len(r.dirs)+len(queue) >= r.w.cfg.maxDirs {
 				if !r.capped {

@@ -157,9 +157,8 @@ type UFSWatchConfig struct {
 	// Interval: a UFS without notifications (S3) is listed again this
 	// often under each watched path.
 	Interval time.Duration `mapstructure:"interval"`
-	// Settle: a directory's inotify events are gathered this long before
-	// it is listed; a local file no writer was seen closing is learned
-	// once its mtime is this old.
+	// Settle: a local file no writer was seen closing (written before its
+	// directory was watched) is learned once its mtime is this old.
 	Settle time.Duration `mapstructure:"settle"`
 	// MaxDirs bounds the directories watched under one path.
 	MaxDirs int `mapstructure:"max-dirs"`
@@ -468,7 +467,7 @@ func Default() map[string]any {
 		"fsmaster.ufs-sync-interval":                 time.Duration(0),
 		"fsmaster.ufs-watch.enabled":                 true,
 		"fsmaster.ufs-watch.interval":                10 * time.Second,
-		"fsmaster.ufs-watch.settle":                  100 * time.Millisecond,
+		"fsmaster.ufs-watch.settle":                  time.Second,
 		"fsmaster.ufs-watch.max-dirs":                10000,
 		"fsmaster.multipart.max-staged-bytes":        int64(100 << 30),
 		"fsmaster.persist.max-backoff":               10 * time.Minute,

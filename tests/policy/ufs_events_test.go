@@ -154,8 +154,8 @@ func TestEventPolicyUFSDrop(t *testing.T) {
 	if err := os.Rename(filepath.Join(c.UFSDir, "staging/batch"), filepath.Join(c.UFSDir, "landing/batch")); err != nil {
 		t.Fatal(err)
 	}
-	for rel, data := range staged {
-		want["/landing/batch/"+strings.TrimPrefix(rel, "staging/batch/")] = data
+	for p, data := range staged {
+		want["/landing/batch/"+strings.TrimPrefix(p, "/staging/batch/")] = data
 	}
 	slowWG.Wait()
 	for p, data := range slow {
@@ -167,10 +167,10 @@ func TestEventPolicyUFSDrop(t *testing.T) {
 		t.Fatalf("%d runs for %d files with a 2s debounce: want a few", len(jobs), len(want))
 	}
 	c.checkOnce(want, jobs, files)
-	for rel := range before {
+	for old := range before {
 		for _, fs := range files {
 			for _, p := range fs {
-				if p == "/"+rel {
+				if p == old {
 					t.Errorf("%s was there before the policy, yet a run has it", p)
 				}
 			}
@@ -224,7 +224,7 @@ func TestEventPolicyUFSWriteThrough(t *testing.T) {
 	c.mustCLI("fs", "ls", "-R", "--sync", "/landing")
 	marker := c.UFSTree("landing/marker", map[string]int{"m": 1})
 	for p, d := range marker {
-		want["/"+p] = d
+		want[p] = d
 	}
 	jobs, files := c.eventRuns("through", len(want))
 	c.checkOnce(want, jobs, files)
