@@ -7,8 +7,9 @@ import (
 	"github.com/alluvium/alluvium/api"
 )
 
-// CompletionEvent is a file completed through Alluvium (see
-// WatchCompletions).
+// CompletionEvent is a file completed through Alluvium (Source "write")
+// or one that appeared or changed in a mount's UFS behind Alluvium's back
+// (Source "ufs"; see WatchCompletions).
 type CompletionEvent = api.CompletionEvent
 
 // Completions is one answer of the completion feed.
