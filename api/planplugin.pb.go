@@ -21,8 +21,12 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// host_id set: the plugin connects to that PlanHost now (go-plugin's
+// broker drops a connection offer not taken within 5 s, and a process may
+// idle longer before its first call).
 type PluginDescribeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	HostId        uint32                 `protobuf:"varint,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -55,6 +59,13 @@ func (x *PluginDescribeRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use PluginDescribeRequest.ProtoReflect.Descriptor instead.
 func (*PluginDescribeRequest) Descriptor() ([]byte, []int) {
 	return file_planplugin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *PluginDescribeRequest) GetHostId() uint32 {
+	if x != nil {
+		return x.HostId
+	}
+	return 0
 }
 
 type PluginDescribeResponse struct {
@@ -1554,8 +1565,9 @@ var File_planplugin_proto protoreflect.FileDescriptor
 
 const file_planplugin_proto_rawDesc = "" +
 	"\n" +
-	"\x10planplugin.proto\x12\valluvium.v1\x1a\fcommon.proto\x1a\x0fjobmaster.proto\"\x17\n" +
-	"\x15PluginDescribeRequest\"h\n" +
+	"\x10planplugin.proto\x12\valluvium.v1\x1a\fcommon.proto\x1a\x0fjobmaster.proto\"0\n" +
+	"\x15PluginDescribeRequest\x12\x17\n" +
+	"\ahost_id\x18\x01 \x01(\rR\x06hostId\"h\n" +
 	"\x16PluginDescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12 \n" +

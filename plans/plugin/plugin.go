@@ -201,6 +201,16 @@ func (p *Plan) start() (*instance, error) {
 		inst.pid = rc.Pid
 	}
 	inst.host, inst.hostID, inst.stopHost = serveHost(conn.Broker)
+	// The plugin connects to its host now: go-plugin's broker drops the
+	// offer unless taken within 5 s, and a process may wait in the pool
+	// longer than that before its first call.
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	_, err = conn.Client.Describe(ctx, &api.PluginDescribeRequest{HostId: inst.hostID})
+	cancel()
+	if err != nil {
+		inst.kill()
+		return nil, fmt.Errorf("start %s: connect it to its host: %w", p.path, err)
+	}
 	return inst, nil
 }
 

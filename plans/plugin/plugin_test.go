@@ -87,6 +87,35 @@ func TestLoadAndRun(t *testing.T) {
 	}
 }
 
+// A process that waits in the pool longer than go-plugin's broker keeps
+// an offer of a connection (5 s) still reaches its host: it took the
+// offer when it started.
+func TestIdleProcessReachesItsHost(t *testing.T) {
+	p := loadNoop(t)
+	bg := context.Background()
+	if _, err := p.Run(bg, nil, &plans.Task{JobID: 3, TaskID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	for _, i := range p.idle {
+		i.kill()
+	}
+	p.idle = nil
+	p.mu.Unlock()
+	inst, err := p.start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.put(inst)
+	time.Sleep(6 * time.Second) // past the broker's 5 s: not a wait for an event
+	if _, err := p.Run(bg, nil, &plans.Task{JobID: 3, TaskID: 2, Args: []byte("progress")}); err != nil {
+		t.Fatalf("a task calling its host after the process idled: %v", err)
+	}
+	if got := p.PIDs(); len(got) != 1 || got[0] != inst.pid {
+		t.Fatalf("idle processes %v, want the same %d", got, inst.pid)
+	}
+}
+
 // BenchmarkRunOverhead is what running a task through a plugin costs over
 // a call in the process: taking a process, a RunTasks stream, the round
 // trip. (The reference, a built-in no-op, costs nanoseconds; the figure

@@ -318,7 +318,13 @@ func (s *server) host(id uint32, token string) (*host, error) {
 	return &host{c: c, token: token}, nil
 }
 
-func (s *server) Describe(context.Context, *api.PluginDescribeRequest) (*api.PluginDescribeResponse, error) {
+func (s *server) Describe(_ context.Context, req *api.PluginDescribeRequest) (*api.PluginDescribeResponse, error) {
+	if id := req.GetHostId(); id != 0 {
+		// The host's offer of its PlanHost stands for 5 s only: take it now.
+		if _, err := s.host(id, ""); err != nil {
+			return nil, err
+		}
+	}
 	i := s.impl.Info()
 	return &api.PluginDescribeResponse{Name: i.Name, Version: i.Version, Description: i.Description}, nil
 }
@@ -368,12 +374,8 @@ func (s *server) Plan(ctx context.Context, req *api.PluginPlanRequest) (*api.Plu
 	return resp, nil
 }
 
-// run runs one task with the host of the call token names.
-func (s *server) run(ctx context.Context, req *api.PluginRunRequest, token string) (*api.PluginRunResponse, error) {
-	h, err := s.host(req.GetHostId(), token)
-	if err != nil {
-		return &api.PluginRunResponse{}, err
-	}
+// run runs one task.
+func (s *server) run(ctx context.Context, h Host, req *api.PluginRunRequest) (*api.PluginRunResponse, error) {
 	r, err := s.impl.Run(ctx, h, Task{JobID: req.GetJobId(), TaskID: req.GetTaskId(), Attempt: req.GetAttempt(),
 		Args: req.GetArgs(), Config: req.GetConfig(), LocalBlockWorker: req.GetLocalBlockWorker()})
 	return &api.PluginRunResponse{Bytes: r.Bytes, Failed: failedProto(r.Failed), Output: r.Output}, err
@@ -391,6 +393,15 @@ func (s *server) RunTasks(st api.PlanPlugin_RunTasksServer) error {
 		cancels = map[uint32]context.CancelFunc{}
 		wg      sync.WaitGroup
 	)
+	fail := func(err error) error { // every task's context ends
+		mu.Lock()
+		for _, c := range cancels {
+			c()
+		}
+		mu.Unlock()
+		wg.Wait()
+		return err
+	}
 	for {
 		in, err := st.Recv()
 		if errors.Is(err, io.EOF) {
@@ -398,13 +409,7 @@ func (s *server) RunTasks(st api.PlanPlugin_RunTasksServer) error {
 			return nil
 		}
 		if err != nil {
-			mu.Lock()
-			for _, c := range cancels {
-				c()
-			}
-			mu.Unlock()
-			wg.Wait()
-			return err
+			return fail(err)
 		}
 		seq := in.GetSeq()
 		if in.GetCancel() {
@@ -419,6 +424,12 @@ func (s *server) RunTasks(st api.PlanPlugin_RunTasksServer) error {
 		if req == nil {
 			continue
 		}
+		h, err := s.host(req.GetHostId(), req.GetToken())
+		if err != nil {
+			// No way to the host: the stream fails, and the host drops
+			// this process and retries its tasks.
+			return fail(err)
+		}
 		tctx, cancel := context.WithCancel(ctx)
 		mu.Lock()
 		cancels[seq] = cancel
@@ -426,7 +437,7 @@ func (s *server) RunTasks(st api.PlanPlugin_RunTasksServer) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := s.run(tctx, req, req.GetToken())
+			resp, err := s.run(tctx, h, req)
 			mu.Lock()
 			delete(cancels, seq)
 			mu.Unlock()

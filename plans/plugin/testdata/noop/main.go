@@ -2,7 +2,8 @@
 // of a plugin call's overhead (plans/plugin) runs it, and the package's
 // tests drive it through a task's args ("wait": until cancelled; "hang":
 // ignoring cancels; "fail": an error with a result; anything else: done,
-// its args as output) and a job's config (a number: Plan hands out that
+// "progress": a call back to the host first; anything else: done, its
+// args as output) and a job's config (a number: Plan hands out that
 // many batches of one task, the cursor counting them).
 package main
 
@@ -33,8 +34,12 @@ func (noop) Plan(_ context.Context, _ planplugin.Host, j planplugin.Job, _ int) 
 	return planplugin.Batch{Tasks: []planplugin.TaskSpec{{Args: []byte(strconv.Itoa(at))}},
 		Cursor: []byte(strconv.Itoa(at + 1)), Done: at+1 >= n}, nil
 }
-func (noop) Run(ctx context.Context, _ planplugin.Host, t planplugin.Task) (planplugin.Result, error) {
+func (noop) Run(ctx context.Context, h planplugin.Host, t planplugin.Task) (planplugin.Result, error) {
 	switch string(t.Args) {
+	case "progress":
+		if err := h.Progress(ctx, 1); err != nil {
+			return planplugin.Result{}, err
+		}
 	case "wait":
 		<-ctx.Done()
 		return planplugin.Result{}, ctx.Err()
