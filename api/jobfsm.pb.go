@@ -45,6 +45,7 @@ const (
 	JobCommandType_POLICY_LAUNCH           JobCommandType = 12 // PolicyLaunchCommand
 	JobCommandType_SET_POLICY_ENABLED      JobCommandType = 13 // SetPolicyEnabledCommand
 	JobCommandType_SET_PEER                JobCommandType = 14 // SetPeerCommand (ignorable: an older master only cannot forward to the peer)
+	JobCommandType_SUBMIT_PLANNED_JOB      JobCommandType = 15 // SubmitPlannedJobCommand
 	JobCommandType_SUBMIT_PIPELINE         JobCommandType = 20 // SubmitPipelineCommand (pipeline.proto)
 	JobCommandType_PIPELINE_STEP           JobCommandType = 21 // PipelineStepCommand
 	JobCommandType_CANCEL_PIPELINE         JobCommandType = 22 // CancelPipelineCommand
@@ -69,6 +70,7 @@ var (
 		12: "POLICY_LAUNCH",
 		13: "SET_POLICY_ENABLED",
 		14: "SET_PEER",
+		15: "SUBMIT_PLANNED_JOB",
 		20: "SUBMIT_PIPELINE",
 		21: "PIPELINE_STEP",
 		22: "CANCEL_PIPELINE",
@@ -90,6 +92,7 @@ var (
 		"POLICY_LAUNCH":           12,
 		"SET_POLICY_ENABLED":      13,
 		"SET_PEER":                14,
+		"SUBMIT_PLANNED_JOB":      15,
 		"SUBMIT_PIPELINE":         20,
 		"PIPELINE_STEP":           21,
 		"CANCEL_PIPELINE":         22,
@@ -246,7 +249,7 @@ func (x TaskTransition_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskTransition_Kind.Descriptor instead.
 func (TaskTransition_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{3, 0}
+	return file_jobfsm_proto_rawDescGZIP(), []int{4, 0}
 }
 
 type PolicyLaunchCommand_Kind int32
@@ -298,7 +301,7 @@ func (x PolicyLaunchCommand_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PolicyLaunchCommand_Kind.Descriptor instead.
 func (PolicyLaunchCommand_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{12, 0}
+	return file_jobfsm_proto_rawDescGZIP(), []int{13, 0}
 }
 
 // SubmitJobCommand creates a job in CREATED. The FSM gives it the next job
@@ -432,6 +435,65 @@ func (x *SubmitJobCommand) GetPipelineStep() string {
 	return ""
 }
 
+// SubmitPlannedJobCommand creates a job already planned: the leader ran
+// a small job's planner before submitting it, and the whole plan (done in
+// one batch) rides in the submit entry — one raft write instead of a
+// SUBMIT_JOB and a PLAN_TASKS. The FSM applies submit as SUBMIT_JOB, then,
+// unless the job existed already (a request id seen before), plan as the
+// job's first PLAN_TASKS (its job_id, first_task_id and round are the new
+// job's: the leader leaves them 0).
+type SubmitPlannedJobCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Submit        *SubmitJobCommand      `protobuf:"bytes,1,opt,name=submit,proto3" json:"submit,omitempty"`
+	Plan          *PlanTasksCommand      `protobuf:"bytes,2,opt,name=plan,proto3" json:"plan,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitPlannedJobCommand) Reset() {
+	*x = SubmitPlannedJobCommand{}
+	mi := &file_jobfsm_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitPlannedJobCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitPlannedJobCommand) ProtoMessage() {}
+
+func (x *SubmitPlannedJobCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_jobfsm_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitPlannedJobCommand.ProtoReflect.Descriptor instead.
+func (*SubmitPlannedJobCommand) Descriptor() ([]byte, []int) {
+	return file_jobfsm_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SubmitPlannedJobCommand) GetSubmit() *SubmitJobCommand {
+	if x != nil {
+		return x.Submit
+	}
+	return nil
+}
+
+func (x *SubmitPlannedJobCommand) GetPlan() *PlanTasksCommand {
+	if x != nil {
+		return x.Plan
+	}
+	return nil
+}
+
 // PlannedTask is one task a planner produced.
 type PlannedTask struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -448,7 +510,7 @@ type PlannedTask struct {
 
 func (x *PlannedTask) Reset() {
 	*x = PlannedTask{}
-	mi := &file_jobfsm_proto_msgTypes[1]
+	mi := &file_jobfsm_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -460,7 +522,7 @@ func (x *PlannedTask) String() string {
 func (*PlannedTask) ProtoMessage() {}
 
 func (x *PlannedTask) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[1]
+	mi := &file_jobfsm_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -473,7 +535,7 @@ func (x *PlannedTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlannedTask.ProtoReflect.Descriptor instead.
 func (*PlannedTask) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{1}
+	return file_jobfsm_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PlannedTask) GetArgs() []byte {
@@ -543,7 +605,7 @@ type PlanTasksCommand struct {
 
 func (x *PlanTasksCommand) Reset() {
 	*x = PlanTasksCommand{}
-	mi := &file_jobfsm_proto_msgTypes[2]
+	mi := &file_jobfsm_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -555,7 +617,7 @@ func (x *PlanTasksCommand) String() string {
 func (*PlanTasksCommand) ProtoMessage() {}
 
 func (x *PlanTasksCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[2]
+	mi := &file_jobfsm_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -568,7 +630,7 @@ func (x *PlanTasksCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanTasksCommand.ProtoReflect.Descriptor instead.
 func (*PlanTasksCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{2}
+	return file_jobfsm_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PlanTasksCommand) GetJobId() int64 {
@@ -669,7 +731,7 @@ type TaskTransition struct {
 
 func (x *TaskTransition) Reset() {
 	*x = TaskTransition{}
-	mi := &file_jobfsm_proto_msgTypes[3]
+	mi := &file_jobfsm_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +743,7 @@ func (x *TaskTransition) String() string {
 func (*TaskTransition) ProtoMessage() {}
 
 func (x *TaskTransition) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[3]
+	mi := &file_jobfsm_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +756,7 @@ func (x *TaskTransition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskTransition.ProtoReflect.Descriptor instead.
 func (*TaskTransition) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{3}
+	return file_jobfsm_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TaskTransition) GetJobId() int64 {
@@ -787,7 +849,7 @@ type UpdateTasksCommand struct {
 
 func (x *UpdateTasksCommand) Reset() {
 	*x = UpdateTasksCommand{}
-	mi := &file_jobfsm_proto_msgTypes[4]
+	mi := &file_jobfsm_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +861,7 @@ func (x *UpdateTasksCommand) String() string {
 func (*UpdateTasksCommand) ProtoMessage() {}
 
 func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[4]
+	mi := &file_jobfsm_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +874,7 @@ func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTasksCommand.ProtoReflect.Descriptor instead.
 func (*UpdateTasksCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{4}
+	return file_jobfsm_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UpdateTasksCommand) GetTransitions() []*TaskTransition {
@@ -847,7 +909,7 @@ type CancelJobCommand struct {
 
 func (x *CancelJobCommand) Reset() {
 	*x = CancelJobCommand{}
-	mi := &file_jobfsm_proto_msgTypes[5]
+	mi := &file_jobfsm_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -859,7 +921,7 @@ func (x *CancelJobCommand) String() string {
 func (*CancelJobCommand) ProtoMessage() {}
 
 func (x *CancelJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[5]
+	mi := &file_jobfsm_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -872,7 +934,7 @@ func (x *CancelJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobCommand.ProtoReflect.Descriptor instead.
 func (*CancelJobCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{5}
+	return file_jobfsm_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CancelJobCommand) GetJobId() int64 {
@@ -911,7 +973,7 @@ type FinishJobCommand struct {
 
 func (x *FinishJobCommand) Reset() {
 	*x = FinishJobCommand{}
-	mi := &file_jobfsm_proto_msgTypes[6]
+	mi := &file_jobfsm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +985,7 @@ func (x *FinishJobCommand) String() string {
 func (*FinishJobCommand) ProtoMessage() {}
 
 func (x *FinishJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[6]
+	mi := &file_jobfsm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +998,7 @@ func (x *FinishJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishJobCommand.ProtoReflect.Descriptor instead.
 func (*FinishJobCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{6}
+	return file_jobfsm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *FinishJobCommand) GetJobId() int64 {
@@ -986,7 +1048,7 @@ type NextRoundCommand struct {
 
 func (x *NextRoundCommand) Reset() {
 	*x = NextRoundCommand{}
-	mi := &file_jobfsm_proto_msgTypes[7]
+	mi := &file_jobfsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1060,7 @@ func (x *NextRoundCommand) String() string {
 func (*NextRoundCommand) ProtoMessage() {}
 
 func (x *NextRoundCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[7]
+	mi := &file_jobfsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1073,7 @@ func (x *NextRoundCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NextRoundCommand.ProtoReflect.Descriptor instead.
 func (*NextRoundCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{7}
+	return file_jobfsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NextRoundCommand) GetJobId() int64 {
@@ -1052,7 +1114,7 @@ type RegisterWorkerCommand struct {
 
 func (x *RegisterWorkerCommand) Reset() {
 	*x = RegisterWorkerCommand{}
-	mi := &file_jobfsm_proto_msgTypes[8]
+	mi := &file_jobfsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1064,7 +1126,7 @@ func (x *RegisterWorkerCommand) String() string {
 func (*RegisterWorkerCommand) ProtoMessage() {}
 
 func (x *RegisterWorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[8]
+	mi := &file_jobfsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1077,7 +1139,7 @@ func (x *RegisterWorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerCommand.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{8}
+	return file_jobfsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RegisterWorkerCommand) GetAddress() string {
@@ -1157,7 +1219,7 @@ type WorkerLostCommand struct {
 
 func (x *WorkerLostCommand) Reset() {
 	*x = WorkerLostCommand{}
-	mi := &file_jobfsm_proto_msgTypes[9]
+	mi := &file_jobfsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +1231,7 @@ func (x *WorkerLostCommand) String() string {
 func (*WorkerLostCommand) ProtoMessage() {}
 
 func (x *WorkerLostCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[9]
+	mi := &file_jobfsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +1244,7 @@ func (x *WorkerLostCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerLostCommand.ProtoReflect.Descriptor instead.
 func (*WorkerLostCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{9}
+	return file_jobfsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WorkerLostCommand) GetWorkerId() int64 {
@@ -1225,7 +1287,7 @@ type DeleteJobsCommand struct {
 
 func (x *DeleteJobsCommand) Reset() {
 	*x = DeleteJobsCommand{}
-	mi := &file_jobfsm_proto_msgTypes[10]
+	mi := &file_jobfsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1237,7 +1299,7 @@ func (x *DeleteJobsCommand) String() string {
 func (*DeleteJobsCommand) ProtoMessage() {}
 
 func (x *DeleteJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[10]
+	mi := &file_jobfsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1250,7 +1312,7 @@ func (x *DeleteJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJobsCommand.ProtoReflect.Descriptor instead.
 func (*DeleteJobsCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{10}
+	return file_jobfsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteJobsCommand) GetJobIds() []int64 {
@@ -1280,7 +1342,7 @@ type PutPolicyCommand struct {
 
 func (x *PutPolicyCommand) Reset() {
 	*x = PutPolicyCommand{}
-	mi := &file_jobfsm_proto_msgTypes[11]
+	mi := &file_jobfsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1354,7 @@ func (x *PutPolicyCommand) String() string {
 func (*PutPolicyCommand) ProtoMessage() {}
 
 func (x *PutPolicyCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[11]
+	mi := &file_jobfsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1367,7 @@ func (x *PutPolicyCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutPolicyCommand.ProtoReflect.Descriptor instead.
 func (*PutPolicyCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{11}
+	return file_jobfsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PutPolicyCommand) GetPolicy() *PolicyInfo {
@@ -1360,7 +1422,7 @@ type PolicyLaunchCommand struct {
 
 func (x *PolicyLaunchCommand) Reset() {
 	*x = PolicyLaunchCommand{}
-	mi := &file_jobfsm_proto_msgTypes[12]
+	mi := &file_jobfsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1434,7 @@ func (x *PolicyLaunchCommand) String() string {
 func (*PolicyLaunchCommand) ProtoMessage() {}
 
 func (x *PolicyLaunchCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[12]
+	mi := &file_jobfsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1447,7 @@ func (x *PolicyLaunchCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyLaunchCommand.ProtoReflect.Descriptor instead.
 func (*PolicyLaunchCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{12}
+	return file_jobfsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PolicyLaunchCommand) GetName() string {
@@ -1492,7 +1554,7 @@ type SetPolicyEnabledCommand struct {
 
 func (x *SetPolicyEnabledCommand) Reset() {
 	*x = SetPolicyEnabledCommand{}
-	mi := &file_jobfsm_proto_msgTypes[13]
+	mi := &file_jobfsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1504,7 +1566,7 @@ func (x *SetPolicyEnabledCommand) String() string {
 func (*SetPolicyEnabledCommand) ProtoMessage() {}
 
 func (x *SetPolicyEnabledCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[13]
+	mi := &file_jobfsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1517,7 +1579,7 @@ func (x *SetPolicyEnabledCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyEnabledCommand.ProtoReflect.Descriptor instead.
 func (*SetPolicyEnabledCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{13}
+	return file_jobfsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SetPolicyEnabledCommand) GetName() string {
@@ -1550,7 +1612,7 @@ type DeletePolicyCommand struct {
 
 func (x *DeletePolicyCommand) Reset() {
 	*x = DeletePolicyCommand{}
-	mi := &file_jobfsm_proto_msgTypes[14]
+	mi := &file_jobfsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1624,7 @@ func (x *DeletePolicyCommand) String() string {
 func (*DeletePolicyCommand) ProtoMessage() {}
 
 func (x *DeletePolicyCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[14]
+	mi := &file_jobfsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1637,7 @@ func (x *DeletePolicyCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyCommand.ProtoReflect.Descriptor instead.
 func (*DeletePolicyCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{14}
+	return file_jobfsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeletePolicyCommand) GetName() string {
@@ -1600,7 +1662,7 @@ type SetPeerCommand struct {
 
 func (x *SetPeerCommand) Reset() {
 	*x = SetPeerCommand{}
-	mi := &file_jobfsm_proto_msgTypes[15]
+	mi := &file_jobfsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1674,7 @@ func (x *SetPeerCommand) String() string {
 func (*SetPeerCommand) ProtoMessage() {}
 
 func (x *SetPeerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[15]
+	mi := &file_jobfsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1687,7 @@ func (x *SetPeerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPeerCommand.ProtoReflect.Descriptor instead.
 func (*SetPeerCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{15}
+	return file_jobfsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SetPeerCommand) GetId() string {
@@ -1669,7 +1731,7 @@ type JobSnapshotHeader struct {
 
 func (x *JobSnapshotHeader) Reset() {
 	*x = JobSnapshotHeader{}
-	mi := &file_jobfsm_proto_msgTypes[16]
+	mi := &file_jobfsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1681,7 +1743,7 @@ func (x *JobSnapshotHeader) String() string {
 func (*JobSnapshotHeader) ProtoMessage() {}
 
 func (x *JobSnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[16]
+	mi := &file_jobfsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1694,7 +1756,7 @@ func (x *JobSnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSnapshotHeader.ProtoReflect.Descriptor instead.
 func (*JobSnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{16}
+	return file_jobfsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *JobSnapshotHeader) GetVersion() uint32 {
@@ -1748,7 +1810,7 @@ type JobRecord struct {
 
 func (x *JobRecord) Reset() {
 	*x = JobRecord{}
-	mi := &file_jobfsm_proto_msgTypes[17]
+	mi := &file_jobfsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1760,7 +1822,7 @@ func (x *JobRecord) String() string {
 func (*JobRecord) ProtoMessage() {}
 
 func (x *JobRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[17]
+	mi := &file_jobfsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1773,7 +1835,7 @@ func (x *JobRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRecord.ProtoReflect.Descriptor instead.
 func (*JobRecord) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{17}
+	return file_jobfsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JobRecord) GetInfo() *JobInfo {
@@ -1839,7 +1901,7 @@ type TaskRecord struct {
 
 func (x *TaskRecord) Reset() {
 	*x = TaskRecord{}
-	mi := &file_jobfsm_proto_msgTypes[18]
+	mi := &file_jobfsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +1913,7 @@ func (x *TaskRecord) String() string {
 func (*TaskRecord) ProtoMessage() {}
 
 func (x *TaskRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[18]
+	mi := &file_jobfsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +1926,7 @@ func (x *TaskRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRecord.ProtoReflect.Descriptor instead.
 func (*TaskRecord) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{18}
+	return file_jobfsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TaskRecord) GetInfo() *TaskInfo {
@@ -1920,7 +1982,10 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\x06limits\x18\b \x01(\v2\x16.alluvium.v1.JobLimitsR\x06limits\x12!\n" +
 	"\fplan_version\x18\t \x01(\tR\vplanVersion\x12&\n" +
 	"\x0fpipeline_run_id\x18\x14 \x01(\x03R\rpipelineRunId\x12#\n" +
-	"\rpipeline_step\x18\x15 \x01(\tR\fpipelineStep\"\xd4\x01\n" +
+	"\rpipeline_step\x18\x15 \x01(\tR\fpipelineStep\"\x83\x01\n" +
+	"\x17SubmitPlannedJobCommand\x125\n" +
+	"\x06submit\x18\x01 \x01(\v2\x1d.alluvium.v1.SubmitJobCommandR\x06submit\x121\n" +
+	"\x04plan\x18\x02 \x01(\v2\x1d.alluvium.v1.PlanTasksCommandR\x04plan\"\xd4\x01\n" +
 	"\vPlannedTask\x12\x12\n" +
 	"\x04args\x18\x01 \x01(\fR\x04args\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1f\n" +
@@ -2062,7 +2127,7 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\x0fblock_worker_id\x18\x02 \x01(\x03R\rblockWorkerId\x120\n" +
 	"\x14block_worker_address\x18\x03 \x01(\tR\x12blockWorkerAddress\x12/\n" +
 	"\x06failed\x18\x04 \x03(\v2\x17.alluvium.v1.FailedPathR\x06failed\x12#\n" +
-	"\rdispatched_ms\x18\x05 \x01(\x03R\fdispatchedMs*\xf5\x02\n" +
+	"\rdispatched_ms\x18\x05 \x01(\x03R\fdispatchedMs*\x8d\x03\n" +
 	"\x0eJobCommandType\x12\x1b\n" +
 	"\x17JOB_COMMAND_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -2085,7 +2150,8 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\rDELETE_POLICY\x10\v\x12\x11\n" +
 	"\rPOLICY_LAUNCH\x10\f\x12\x16\n" +
 	"\x12SET_POLICY_ENABLED\x10\r\x12\f\n" +
-	"\bSET_PEER\x10\x0e\x12\x13\n" +
+	"\bSET_PEER\x10\x0e\x12\x16\n" +
+	"\x12SUBMIT_PLANNED_JOB\x10\x0f\x12\x13\n" +
 	"\x0fSUBMIT_PIPELINE\x10\x14\x12\x11\n" +
 	"\rPIPELINE_STEP\x10\x15\x12\x13\n" +
 	"\x0fCANCEL_PIPELINE\x10\x16\x12\x14\n" +
@@ -2114,60 +2180,63 @@ func file_jobfsm_proto_rawDescGZIP() []byte {
 }
 
 var file_jobfsm_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_jobfsm_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_jobfsm_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_jobfsm_proto_goTypes = []any{
 	(JobCommandType)(0),             // 0: alluvium.v1.JobCommandType
 	(JobSnapshotRecordType)(0),      // 1: alluvium.v1.JobSnapshotRecordType
 	(TaskTransition_Kind)(0),        // 2: alluvium.v1.TaskTransition.Kind
 	(PolicyLaunchCommand_Kind)(0),   // 3: alluvium.v1.PolicyLaunchCommand.Kind
 	(*SubmitJobCommand)(nil),        // 4: alluvium.v1.SubmitJobCommand
-	(*PlannedTask)(nil),             // 5: alluvium.v1.PlannedTask
-	(*PlanTasksCommand)(nil),        // 6: alluvium.v1.PlanTasksCommand
-	(*TaskTransition)(nil),          // 7: alluvium.v1.TaskTransition
-	(*UpdateTasksCommand)(nil),      // 8: alluvium.v1.UpdateTasksCommand
-	(*CancelJobCommand)(nil),        // 9: alluvium.v1.CancelJobCommand
-	(*FinishJobCommand)(nil),        // 10: alluvium.v1.FinishJobCommand
-	(*NextRoundCommand)(nil),        // 11: alluvium.v1.NextRoundCommand
-	(*RegisterWorkerCommand)(nil),   // 12: alluvium.v1.RegisterWorkerCommand
-	(*WorkerLostCommand)(nil),       // 13: alluvium.v1.WorkerLostCommand
-	(*DeleteJobsCommand)(nil),       // 14: alluvium.v1.DeleteJobsCommand
-	(*PutPolicyCommand)(nil),        // 15: alluvium.v1.PutPolicyCommand
-	(*PolicyLaunchCommand)(nil),     // 16: alluvium.v1.PolicyLaunchCommand
-	(*SetPolicyEnabledCommand)(nil), // 17: alluvium.v1.SetPolicyEnabledCommand
-	(*DeletePolicyCommand)(nil),     // 18: alluvium.v1.DeletePolicyCommand
-	(*SetPeerCommand)(nil),          // 19: alluvium.v1.SetPeerCommand
-	(*JobSnapshotHeader)(nil),       // 20: alluvium.v1.JobSnapshotHeader
-	(*JobRecord)(nil),               // 21: alluvium.v1.JobRecord
-	(*TaskRecord)(nil),              // 22: alluvium.v1.TaskRecord
-	(*JobLimits)(nil),               // 23: alluvium.v1.JobLimits
-	(*FailedPath)(nil),              // 24: alluvium.v1.FailedPath
-	(JobInfo_Status)(0),             // 25: alluvium.v1.JobInfo.Status
-	(*PlanInfo)(nil),                // 26: alluvium.v1.PlanInfo
-	(*PolicyInfo)(nil),              // 27: alluvium.v1.PolicyInfo
-	(*PolicyEvent)(nil),             // 28: alluvium.v1.PolicyEvent
-	(*JobInfo)(nil),                 // 29: alluvium.v1.JobInfo
-	(*TaskInfo)(nil),                // 30: alluvium.v1.TaskInfo
+	(*SubmitPlannedJobCommand)(nil), // 5: alluvium.v1.SubmitPlannedJobCommand
+	(*PlannedTask)(nil),             // 6: alluvium.v1.PlannedTask
+	(*PlanTasksCommand)(nil),        // 7: alluvium.v1.PlanTasksCommand
+	(*TaskTransition)(nil),          // 8: alluvium.v1.TaskTransition
+	(*UpdateTasksCommand)(nil),      // 9: alluvium.v1.UpdateTasksCommand
+	(*CancelJobCommand)(nil),        // 10: alluvium.v1.CancelJobCommand
+	(*FinishJobCommand)(nil),        // 11: alluvium.v1.FinishJobCommand
+	(*NextRoundCommand)(nil),        // 12: alluvium.v1.NextRoundCommand
+	(*RegisterWorkerCommand)(nil),   // 13: alluvium.v1.RegisterWorkerCommand
+	(*WorkerLostCommand)(nil),       // 14: alluvium.v1.WorkerLostCommand
+	(*DeleteJobsCommand)(nil),       // 15: alluvium.v1.DeleteJobsCommand
+	(*PutPolicyCommand)(nil),        // 16: alluvium.v1.PutPolicyCommand
+	(*PolicyLaunchCommand)(nil),     // 17: alluvium.v1.PolicyLaunchCommand
+	(*SetPolicyEnabledCommand)(nil), // 18: alluvium.v1.SetPolicyEnabledCommand
+	(*DeletePolicyCommand)(nil),     // 19: alluvium.v1.DeletePolicyCommand
+	(*SetPeerCommand)(nil),          // 20: alluvium.v1.SetPeerCommand
+	(*JobSnapshotHeader)(nil),       // 21: alluvium.v1.JobSnapshotHeader
+	(*JobRecord)(nil),               // 22: alluvium.v1.JobRecord
+	(*TaskRecord)(nil),              // 23: alluvium.v1.TaskRecord
+	(*JobLimits)(nil),               // 24: alluvium.v1.JobLimits
+	(*FailedPath)(nil),              // 25: alluvium.v1.FailedPath
+	(JobInfo_Status)(0),             // 26: alluvium.v1.JobInfo.Status
+	(*PlanInfo)(nil),                // 27: alluvium.v1.PlanInfo
+	(*PolicyInfo)(nil),              // 28: alluvium.v1.PolicyInfo
+	(*PolicyEvent)(nil),             // 29: alluvium.v1.PolicyEvent
+	(*JobInfo)(nil),                 // 30: alluvium.v1.JobInfo
+	(*TaskInfo)(nil),                // 31: alluvium.v1.TaskInfo
 }
 var file_jobfsm_proto_depIdxs = []int32{
-	23, // 0: alluvium.v1.SubmitJobCommand.limits:type_name -> alluvium.v1.JobLimits
-	5,  // 1: alluvium.v1.PlanTasksCommand.tasks:type_name -> alluvium.v1.PlannedTask
-	24, // 2: alluvium.v1.PlanTasksCommand.failed:type_name -> alluvium.v1.FailedPath
-	2,  // 3: alluvium.v1.TaskTransition.kind:type_name -> alluvium.v1.TaskTransition.Kind
-	24, // 4: alluvium.v1.TaskTransition.failed:type_name -> alluvium.v1.FailedPath
-	7,  // 5: alluvium.v1.UpdateTasksCommand.transitions:type_name -> alluvium.v1.TaskTransition
-	25, // 6: alluvium.v1.FinishJobCommand.status:type_name -> alluvium.v1.JobInfo.Status
-	26, // 7: alluvium.v1.RegisterWorkerCommand.plans:type_name -> alluvium.v1.PlanInfo
-	27, // 8: alluvium.v1.PutPolicyCommand.policy:type_name -> alluvium.v1.PolicyInfo
-	3,  // 9: alluvium.v1.PolicyLaunchCommand.kind:type_name -> alluvium.v1.PolicyLaunchCommand.Kind
-	28, // 10: alluvium.v1.PolicyLaunchCommand.events:type_name -> alluvium.v1.PolicyEvent
-	29, // 11: alluvium.v1.JobRecord.info:type_name -> alluvium.v1.JobInfo
-	30, // 12: alluvium.v1.TaskRecord.info:type_name -> alluvium.v1.TaskInfo
-	24, // 13: alluvium.v1.TaskRecord.failed:type_name -> alluvium.v1.FailedPath
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	24, // 0: alluvium.v1.SubmitJobCommand.limits:type_name -> alluvium.v1.JobLimits
+	4,  // 1: alluvium.v1.SubmitPlannedJobCommand.submit:type_name -> alluvium.v1.SubmitJobCommand
+	7,  // 2: alluvium.v1.SubmitPlannedJobCommand.plan:type_name -> alluvium.v1.PlanTasksCommand
+	6,  // 3: alluvium.v1.PlanTasksCommand.tasks:type_name -> alluvium.v1.PlannedTask
+	25, // 4: alluvium.v1.PlanTasksCommand.failed:type_name -> alluvium.v1.FailedPath
+	2,  // 5: alluvium.v1.TaskTransition.kind:type_name -> alluvium.v1.TaskTransition.Kind
+	25, // 6: alluvium.v1.TaskTransition.failed:type_name -> alluvium.v1.FailedPath
+	8,  // 7: alluvium.v1.UpdateTasksCommand.transitions:type_name -> alluvium.v1.TaskTransition
+	26, // 8: alluvium.v1.FinishJobCommand.status:type_name -> alluvium.v1.JobInfo.Status
+	27, // 9: alluvium.v1.RegisterWorkerCommand.plans:type_name -> alluvium.v1.PlanInfo
+	28, // 10: alluvium.v1.PutPolicyCommand.policy:type_name -> alluvium.v1.PolicyInfo
+	3,  // 11: alluvium.v1.PolicyLaunchCommand.kind:type_name -> alluvium.v1.PolicyLaunchCommand.Kind
+	29, // 12: alluvium.v1.PolicyLaunchCommand.events:type_name -> alluvium.v1.PolicyEvent
+	30, // 13: alluvium.v1.JobRecord.info:type_name -> alluvium.v1.JobInfo
+	31, // 14: alluvium.v1.TaskRecord.info:type_name -> alluvium.v1.TaskInfo
+	25, // 15: alluvium.v1.TaskRecord.failed:type_name -> alluvium.v1.FailedPath
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_jobfsm_proto_init() }
@@ -2182,7 +2251,7 @@ func file_jobfsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jobfsm_proto_rawDesc), len(file_jobfsm_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

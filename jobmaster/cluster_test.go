@@ -774,3 +774,31 @@ func TestSmallJobPlannedBehindWaitingBigJob(t *testing.T) {
 		t.Fatalf("big job should still wait for its tasks: %+v", j)
 	}
 }
+
+// A small job is planned inside its submit: when SubmitJob answers, the
+// job's tasks exist and its planning is over (one raft entry). One bigger
+// than an inline plan, and one with a second round (verify), go through
+// the planners and complete as before.
+func TestClusterSmallJobPlannedInItsSubmit(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	c.addWorker(4)
+	cl := c.client(0)
+	tag := uniqueTag(t)
+	small := submitTest(t, cl, testConfig{Tasks: 3, Tag: tag}, "small")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := cl.GetJob(ctx, &api.GetJobRequest{JobId: small})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := resp.GetJob(); !j.GetPlanningDone() || j.GetTasksTotal() != 3 {
+		t.Fatalf("a small job right after its submit: %v", j)
+	}
+	big := submitTest(t, cl, testConfig{Tasks: inlinePlanTasks + 36, Tag: tag}, "big")
+	verify := submitTest(t, cl, testConfig{Tasks: 2, Verify: true, Tag: tag}, "verify")
+	for id, want := range map[int64]int64{small: 3, big: inlinePlanTasks + 36, verify: 4} {
+		if j := waitJob(t, cl, id, 60*time.Second); j.Status != api.JobInfo_COMPLETED || j.TasksDone != want {
+			t.Fatalf("job %d: %v", id, j)
+		}
+	}
+}

@@ -40,7 +40,9 @@
 //     jobmaster.planner.max-outstanding unfinished tasks. At most
 //     jobmaster.planner.concurrency batches are listed at once; a job waiting
 //     for its tasks or for raft holds no slot, so a small job is never
-//     queued behind big ones.
+//     queued behind big ones. A small job is planned before it exists:
+//     its submit runs the planner, and a plan done in one small batch
+//     rides in the submit entry (SUBMIT_PLANNED_JOB, leaderState.submitJob).
 //   - the scheduler (broker.go): PENDING tasks wait in a queue per job
 //     worker (the one beside the block worker the task's data goes to) or a
 //     shared one; a worker's long poll (JobWorkerHeartbeat with wait_ms) is

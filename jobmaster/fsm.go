@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/alluvium/alluvium/api"
 )
@@ -266,6 +267,25 @@ func (x *tx) applySubmit(c *api.SubmitJobCommand) any {
 	x.policyJobSubmitted(j.Policy, j.RequestID, id)
 	x.pipelineJobSubmitted(j.PipelineRunID, j.PipelineStep, j.RequestID, id)
 	return submitResult{id: id}
+}
+
+var _ = registerCommand(api.JobCommandType_SUBMIT_PLANNED_JOB, (*tx).applySubmitPlanned)
+
+// applySubmitPlanned creates a job and its whole plan in one entry: the
+// submit as SUBMIT_JOB, then — for a job made here, not one a request id
+// found — the plan as its first PLAN_TASKS.
+func (x *tx) applySubmitPlanned(c *api.SubmitPlannedJobCommand) any {
+	res := x.applySubmit(c.GetSubmit())
+	sr, ok := res.(submitResult)
+	if !ok || sr.existed || c.GetPlan() == nil {
+		return res
+	}
+	p := proto.Clone(c.GetPlan()).(*api.PlanTasksCommand)
+	p.JobId, p.FirstTaskId, p.Round, p.NowMs = sr.id, 1, 0, c.GetSubmit().GetNowMs()
+	// It cannot be stale: the job was made just now (round 0, its first
+	// task id 1, not ended).
+	_ = x.applyPlanTasks(p)
+	return res
 }
 
 var _ = registerCommand(api.JobCommandType_PLAN_TASKS, (*tx).applyPlanTasks)

@@ -521,3 +521,51 @@ func TestFSMJobEndsWithItsLastTask(t *testing.T) {
 		t.Fatalf("finish of an ended job: %v", err)
 	}
 }
+
+// A job planned in its submit entry is the job SUBMIT_JOB + PLAN_TASKS
+// would have made; a request id seen before makes nothing.
+func TestFSMSubmitPlannedJob(t *testing.T) {
+	ft := newFSMT(t)
+	planned := func(rid string, tasks int, ends bool) any {
+		t.Helper()
+		p := &api.PlanTasksCommand{PlanningDone: true, Cursor: []byte("end"), FilesSkipped: 1}
+		for i := range tasks {
+			p.Tasks = append(p.Tasks, &api.PlannedTask{Args: []byte("{}"), Description: fmt.Sprintf("/a/f%d", i), BytesTotal: 100, Files: 1, BlockWorkerAddress: "bw:1"})
+		}
+		return ft.apply(&api.SubmitPlannedJobCommand{
+			Submit: &api.SubmitJobCommand{Plan: "load", ConfigJson: `{"path":"/a"}`, RequestId: rid, NowMs: 1000, Limits: &api.JobLimits{EndsWithTasks: ends}},
+			Plan:   p,
+		})
+	}
+	r, ok := planned("r1", 2, true).(submitResult)
+	if !ok || r.existed {
+		t.Fatalf("planned submit: %+v", r)
+	}
+	j := ft.f.Job(r.id)
+	if j.Status != api.JobInfo_RUNNING || !j.PlanningDone || j.TasksTotal != 2 || j.Outstanding != 2 || j.NextTaskID != 3 ||
+		j.BytesTotal != 200 || j.FilesTotal != 2 || j.FilesSkipped != 1 || string(j.Cursor) != "end" || j.CreatedMs != 1000 {
+		t.Fatalf("planned job: %+v", j)
+	}
+	last := ft.evs[len(ft.evs)-1]
+	if len(last.tasks) != 2 || last.tasks[0].status != api.TaskInfo_PENDING || last.tasks[0].bwAddr != "bw:1" || !slices.Equal(last.jobs, []int64{r.id}) {
+		t.Fatalf("events of the planned submit: %+v", last)
+	}
+	// The same request again: the job it made, nothing planned twice.
+	again, ok := planned("r1", 2, true).(submitResult)
+	if !ok || !again.existed || again.id != r.id {
+		t.Fatalf("repeated planned submit: %+v", again)
+	}
+	if j := ft.f.Job(r.id); j.TasksTotal != 2 || j.NextTaskID != 3 {
+		t.Fatalf("a repeated planned submit planned again: %+v", j)
+	}
+	// Planned out with no task: a job that ends with its tasks ends in
+	// its submit entry; another waits for the finisher.
+	empty, _ := planned("r2", 0, true).(submitResult)
+	if j := ft.f.Job(empty.id); j.Status != api.JobInfo_COMPLETED || j.FinishedMs != 1000 {
+		t.Fatalf("an empty planned job that ends with its tasks: %+v", j)
+	}
+	waits, _ := planned("r3", 0, false).(submitResult)
+	if j := ft.f.Job(waits.id); !j.quiescent() {
+		t.Fatalf("an empty planned job with a Done step: %+v", j)
+	}
+}

@@ -67,6 +67,10 @@ func busyCommands() []proto.Message {
 		&api.CancelJobCommand{JobId: 2},
 		&api.PutPolicyCommand{Policy: &api.PolicyInfo{Name: "p", Cron: "@hourly", Plan: "load", ConfigJson: "{}", Enabled: true, LastJobId: 1}},
 		&api.SetPeerCommand{Id: "jm4", RaftAddress: "h4:20003", RpcAddress: "h4:20001"},
+		&api.SubmitPlannedJobCommand{
+			Submit: &api.SubmitJobCommand{Plan: "load", ConfigJson: `{"path":"/c"}`, RequestId: "rc", NowMs: 5000},
+			Plan:   &api.PlanTasksCommand{Tasks: []*api.PlannedTask{{Args: []byte("{}"), Description: "/c/1", BytesTotal: 7}}, PlanningDone: true},
+		},
 	}
 }
 

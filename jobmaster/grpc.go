@@ -279,7 +279,7 @@ func (r *rpcServer) SubmitJob(ctx context.Context, req *api.SubmitJobRequest) (*
 		}
 	}
 	cmd.RequestId, cmd.Submitter, cmd.NowMs = req.GetRequestId(), name, time.Now().UnixMilli()
-	resp, err := s.apply(ctx, cmd)
+	resp, err := ls.submitJob(ctx, plan, cmd)
 	if err != nil {
 		return nil, grpcErr("submit", err)
 	}

@@ -197,7 +197,7 @@ func (r *pipelineRunner) submit(ctx context.Context, run *api.PipelineRun, s *ap
 	}
 	cmd.RequestId, cmd.Submitter, cmd.Policy, cmd.NowMs = s.GetRequestId(), run.GetSubmitter(), run.GetTrigger().GetPolicy(), time.Now().UnixMilli()
 	cmd.PipelineRunId, cmd.PipelineStep = run.GetId(), s.GetName()
-	resp, err := srv.apply(ctx, cmd)
+	resp, err := r.ls.submitJob(ctx, plan, cmd)
 	if err != nil {
 		return err
 	}

@@ -170,21 +170,8 @@ func (p *planners) run(id int64, poke chan struct{}) {
 			}
 			continue
 		}
-		cmd := &api.PlanTasksCommand{
-			JobId: j.ID, FirstTaskId: j.NextTaskID, Cursor: batch.Cursor, PlanningDone: batch.Done,
-			Round: j.Round, Failed: batch.Failed, NowMs: time.Now().UnixMilli(),
-			Tasks:        make([]*api.PlannedTask, len(batch.Tasks)),
-			FilesSkipped: batch.FilesSkipped, BytesSkipped: batch.BytesSkipped, Deletes: batch.Deletes,
-		}
-		for i, t := range batch.Tasks {
-			if dry {
-				// Only what it counts: the FSM keeps no task of a dry run.
-				cmd.Tasks[i] = &api.PlannedTask{BytesTotal: t.Bytes, Files: t.Files}
-				continue
-			}
-			cmd.Tasks[i] = &api.PlannedTask{Args: t.Args, Description: t.Description, BytesTotal: t.Bytes, Files: t.Files,
-				BlockWorkerId: t.BlockWorkerID, BlockWorkerAddress: t.BlockWorkerAddress}
-		}
+		cmd := planCommand(batch, dry)
+		cmd.JobId, cmd.FirstTaskId, cmd.Round, cmd.NowMs = j.ID, j.NextTaskID, j.Round, time.Now().UnixMilli()
 		err = s.applyErr(ctx, cmd)
 		switch {
 		case err == nil:
@@ -200,6 +187,69 @@ func (p *planners) run(id int64, poke chan struct{}) {
 			}
 		}
 	}
+}
+
+// planCommand is the PLAN_TASKS entry of batch (without the job, its
+// first task id, round and time); dry keeps only what the tasks count.
+func planCommand(batch plans.Batch, dry bool) *api.PlanTasksCommand {
+	cmd := &api.PlanTasksCommand{
+		Cursor: batch.Cursor, PlanningDone: batch.Done, Failed: batch.Failed,
+		Tasks:        make([]*api.PlannedTask, len(batch.Tasks)),
+		FilesSkipped: batch.FilesSkipped, BytesSkipped: batch.BytesSkipped, Deletes: batch.Deletes,
+	}
+	for i, t := range batch.Tasks {
+		if dry {
+			// Only what it counts: the FSM keeps no task of a dry run.
+			cmd.Tasks[i] = &api.PlannedTask{BytesTotal: t.Bytes, Files: t.Files}
+			continue
+		}
+		cmd.Tasks[i] = &api.PlannedTask{Args: t.Args, Description: t.Description, BytesTotal: t.Bytes, Files: t.Files,
+			BlockWorkerId: t.BlockWorkerID, BlockWorkerAddress: t.BlockWorkerAddress}
+	}
+	return cmd
+}
+
+// A job is planned inside its submit when its planner finishes within
+// inlinePlanTasks tasks and inlinePlanTime: a tiny job then costs one raft
+// write less, and no wait for a planner slot behind other jobs. A bigger
+// or slower one is left to the planners (what the try listed is listed
+// again there: at most inlinePlanTasks tasks' worth, once per job).
+const (
+	inlinePlanTasks = 64
+	inlinePlanTime  = 250 * time.Millisecond
+)
+
+// submitJob applies cmd (its time set), with the job's whole plan in the
+// same entry (SUBMIT_PLANNED_JOB) when planInline manages it, and returns
+// the FSM's response.
+func (ls *leaderState) submitJob(ctx context.Context, plan plans.Plan, cmd *api.SubmitJobCommand) (any, error) {
+	if p := ls.planInline(ctx, plan, cmd); p != nil {
+		return ls.s.apply(ctx, &api.SubmitPlannedJobCommand{Submit: cmd, Plan: p})
+	}
+	return ls.s.apply(ctx, cmd)
+}
+
+// planInline runs the planner of the job cmd would create (acting as its
+// user, as the planners do) and returns its whole plan when the first
+// batch ends the planning; nil otherwise — a plugin plan (its planner
+// sees the job's id, not known before the submit), an error, a plan too
+// big or too slow — and the planners plan the job as usual.
+func (ls *leaderState) planInline(ctx context.Context, plan plans.Plan, cmd *api.SubmitJobCommand) *api.PlanTasksCommand {
+	if plans.PluginVersion(plan) != "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(rpc.ActAs(ctx, cmd.GetRunAs()), inlinePlanTime)
+	defer cancel()
+	pl, err := plan.NewPlanner(ctx, ls.s.env, plans.Job{Config: []byte(cmd.GetConfigJson()), CreatedMs: cmd.GetNowMs()})
+	if err != nil {
+		return nil
+	}
+	defer func() { _ = pl.Close() }()
+	batch, err := pl.Next(ctx, min(inlinePlanTasks, max(ls.s.cfg.JobMaster.Planner.BatchSize, 1)))
+	if err != nil || !batch.Done {
+		return nil
+	}
+	return planCommand(batch, cmd.GetLimits().GetDryRun())
 }
 
 // next gets the next batch from *pl, making the planner first if there is

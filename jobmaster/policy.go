@@ -388,11 +388,18 @@ func (r *policyRunner) submit(ctx context.Context, p *api.PolicyInfo) (int64, er
 		}
 		cfg = string(b)
 	}
-	resp, err := s.apply(ctx, &api.SubmitJobCommand{
+	cmd := &api.SubmitJobCommand{
 		Plan: p.GetPlan(), ConfigJson: cfg, Limits: p.GetLimits(), RequestId: rid,
 		Submitter: "policy " + p.GetName(), RunAs: p.GetOwner(), Policy: p.GetName(), NowMs: time.Now().UnixMilli(),
 		PlanVersion: pluginVersionOf(p.GetPlan()),
-	})
+	}
+	var resp any
+	var err error
+	if plan, lerr := plans.Lookup(p.GetPlan()); lerr == nil {
+		resp, err = r.ls.submitJob(ctx, plan, cmd)
+	} else {
+		resp, err = s.apply(ctx, cmd) // the planner fails the job, naming the plan
+	}
 	if err != nil {
 		return 0, err
 	}

@@ -262,6 +262,7 @@ func BenchmarkTinyJobs(b *testing.B) {
 	var wg sync.WaitGroup
 	start := time.Now()
 	profWait = lc.profileCPU(b, "tinyjobs-64.cpu.pprof", 3*time.Second)
+	traceWait = lc.profile(b, "trace", "tinyjobs-64.trace", 2*time.Second)
 	for s := 0; s < conc; s++ {
 		wg.Add(1)
 		go func(s int) {
@@ -275,6 +276,7 @@ func BenchmarkTinyJobs(b *testing.B) {
 	wg.Wait()
 	took := time.Since(start)
 	profWait()
+	traceWait()
 	b.ReportMetric(float64(done.Load())/took.Seconds(), "jobs/s-64")
 	reference(b, "*", "the same client reading a fresh 4 KiB UFS file through the SDK (read-p50-ms, read-p99-ms): the fill without the job service")
 }
