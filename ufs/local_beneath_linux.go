@@ -135,3 +135,6 @@ func (b *beneath) close() {
 		b.dir.Close()
 	}
 }
+
+// oDirect opens a file for writes that bypass the page cache.
+const oDirect = unix.O_DIRECT

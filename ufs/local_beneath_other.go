@@ -26,3 +26,6 @@ func lstatIn(dir *os.File, name string) (FileStatus, bool, error) {
 	}
 	return statusOf(name, fi), fi.Mode()&fs.ModeSymlink != 0, nil
 }
+
+// oDirect: 0, no O_DIRECT writes (Linux only).
+const oDirect = 0

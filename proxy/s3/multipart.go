@@ -189,11 +189,18 @@ func (q *request) uploadPart() {
 		}
 		src = body
 	}
-	h := md5.New()
-	sr := &srcReader{r: io.TeeReader(src, h)}
+	// The ETag is the part's MD5: a body computes it as it verifies the
+	// request (one pass over the bytes, not two); a copied range has no
+	// body, so its bytes are hashed on their way.
+	sum := func() []byte { return body.MD5() }
+	if body == nil {
+		h := md5.New()
+		src, sum = io.TeeReader(src, h), func() []byte { return h.Sum(nil) }
+	}
+	sr := &srcReader{r: src}
 	var tag partTag
 	part, err := q.g.c.WritePart(ctx, &api.FileInfo{Path: p, FileId: id}, int32(num), sr, length, func() []byte {
-		tag.ETag = hex.EncodeToString(h.Sum(nil))
+		tag.ETag = hex.EncodeToString(sum())
 		if body != nil {
 			_, tag.Checksum = body.Checksum()
 		}

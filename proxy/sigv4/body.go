@@ -139,6 +139,13 @@ func (b *Body) Read(p []byte) (int, error) {
 			b.ck.Write(p[:n])
 		}
 	}
+	if err == nil && n > 0 && b.wantLen >= 0 && b.n >= b.wantLen {
+		// The declared length is in. A reader that stops there (the SDK
+		// reads a part through io.LimitReader) would never ask for the
+		// EOF that checks the digests: read on to it now, so the last
+		// bytes come with the verdict.
+		err = b.atEnd()
+	}
 	if err == io.EOF {
 		err = b.verify()
 		if err == nil {
@@ -149,6 +156,23 @@ func (b *Body) Read(p []byte) (int, error) {
 		b.err = err
 	}
 	return n, err
+}
+
+// atEnd reads past the declared length: io.EOF when the body ends there
+// (an aws-chunked body's final chunk and trailers are read), else the
+// error of a body longer than declared or of the read.
+func (b *Body) atEnd() error {
+	var one [1]byte
+	for range 100 { // a reader may return (0, nil) a few times
+		m, err := b.r.Read(one[:])
+		if m > 0 {
+			return errf("IncompleteBody", http.StatusBadRequest, "the body has more bytes than the %d the request declared", b.wantLen)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return io.ErrNoProgress
 }
 
 func (b *Body) verify() error {

@@ -410,3 +410,47 @@ func TestURIEncode(t *testing.T) {
 		t.Errorf("canonicalQuery = %q", got)
 	}
 }
+
+// TestBodyVerifiesAtDeclaredLength: a reader that stops at the declared
+// length (io.LimitReader, as the SDK's WritePart reads a part) never asks
+// for the EOF after it; the body checks its digests as the last declared
+// byte is read, so a wrong x-amz-content-sha256 or Content-MD5 fails that
+// read instead of passing unnoticed. A body longer than declared fails too.
+func TestBodyVerifiesAtDeclaredLength(t *testing.T) {
+	data := strings.Repeat("part bytes ", 1000)
+	other := sha256.Sum256([]byte("other bytes"))
+	for _, tc := range []struct {
+		name, hash, md5, want string
+		body                  string
+		length                int64
+	}{
+		{name: "wrong sha256", hash: hex.EncodeToString(other[:]), body: data, length: int64(len(data)), want: "XAmzContentSHA256Mismatch"},
+		{name: "wrong md5", hash: UnsignedPayload, md5: base64.StdEncoding.EncodeToString(make([]byte, 16)), body: data, length: int64(len(data)), want: "BadDigest"},
+		{name: "longer than declared", hash: UnsignedPayload, body: data + "more", length: int64(len(data)), want: "IncompleteBody"},
+		{name: "good", hash: hexSHA256(data), body: data, length: int64(len(data))},
+	} {
+		// iotest.OneByteReader-free: strings.Reader returns its last bytes
+		// with a nil error and io.EOF only on the next call.
+		r := httptest.NewRequest("PUT", "/b/k", io.NopCloser(strings.NewReader(tc.body)))
+		r.ContentLength = tc.length
+		if tc.md5 != "" {
+			r.Header.Set("Content-Md5", tc.md5)
+		}
+		b, err := NewBody(r, &Auth{Anonymous: true, PayloadHash: tc.hash})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(io.LimitReader(b, tc.length))
+		switch {
+		case tc.want == "" && (err != nil || string(got) != tc.body):
+			t.Fatalf("%s: read %d bytes, %v", tc.name, len(got), err)
+		case tc.want != "" && !isCode(err, tc.want):
+			t.Fatalf("%s: err = %v, want %s", tc.name, err, tc.want)
+		}
+	}
+}
+
+func hexSHA256(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
