@@ -22,7 +22,9 @@ import (
 )
 
 // The completion feed (WatchCompletions): every file a CompleteFileEntry
-// seals is an event whose cursor is that entry's journal sequence. The
+// seals is an event whose cursor is that entry's journal sequence, and so
+// is every file an announcing UfsChildrenEntry learns (one per entry: it
+// appeared in the UFS behind Alluvium's back; ufswatch.go). The
 // events are part of the State — recorded by applyCompleteFile, so live
 // calls, replay, the secondary's checkpoints and every member of an
 // embedded group hold the same ones — and kept in checkpoints, so a

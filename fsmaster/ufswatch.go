@@ -173,6 +173,17 @@ func (w *ufsWatch) expire(now time.Time) {
 			delete(w.closed, p)
 		}
 	}
+	// Marks under no watched prefix any more have nobody to act on them.
+	for d := range w.retry {
+		if !w.watchedLocked(d) {
+			delete(w.retry, d)
+		}
+	}
+	for p := range w.busy {
+		if !w.watchedLocked(p) {
+			delete(w.busy, p)
+		}
+	}
 }
 
 func (w *ufsWatch) watchedLocked(p string) bool {

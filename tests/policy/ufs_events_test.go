@@ -346,3 +346,32 @@ func TestEventPolicyUFSFailover(t *testing.T) {
 	t.Logf("%d files, %d runs, job-master leader killed mid-burst", n, len(jobs))
 	c.checkOnce(want, jobs, files)
 }
+
+// TestEventPolicyUFSFSMasterFailover: the FS-master leader (of three,
+// sharing an embedded journal) is SIGKILLed in the middle of a burst of
+// files dropped into the local UFS; the new leader watches the UFS when
+// the job master's feed reads reach it, lists the path once and announces
+// what the old one had not learned (or not committed): every file is in
+// exactly one run.
+func TestEventPolicyUFSFSMasterFailover(t *testing.T) {
+	c := &cluster{Cluster: testutil.StartCluster(t, testutil.ClusterOptions{Workers: 1, JobMasters: 1, FSMasters: 3}), t: t}
+	c.mustCLI("fs", "mkdir", "/landing")
+	c.mustCLI("policy", "add", "dropped", "--on-create", "/landing", "--debounce", "300ms", "--batch-max", "50", "--overlap", "allow", "persist", "/landing")
+	const n = 400
+	want := c.dropLocal("landing", 0, n/4)
+	testutil.Eventually(t, 60*time.Second, func() error {
+		p, err := c.eventPolicyErr("dropped")
+		if err == nil && p.Events == 0 {
+			err = fmt.Errorf("no run launched yet")
+		}
+		return err
+	})
+	rest := c.dropping("landing", n/4, n)
+	c.FSMasters[c.WaitFSLeader()].Kill()
+	for p, d := range rest() {
+		want[p] = d
+	}
+	jobs, files := c.eventRuns("dropped", n)
+	t.Logf("%d files, %d runs, FS-master leader killed mid-burst", n, len(jobs))
+	c.checkOnce(want, jobs, files)
+}
