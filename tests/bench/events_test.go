@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -42,59 +44,21 @@ func BenchmarkEventToJob(b *testing.B) {
 	}
 	data := make([]byte, 4096)
 	write := func(p string) *sdk.FileInfo {
-		w, err := lc.c.Create(ctx, p, sdk.CreateOptions{WriteType: api.WriteType_MUST_CACHE})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := w.Write(data); err != nil {
-			b.Fatal(err)
-		}
-		if err := w.Close(); err != nil {
-			b.Fatal(err)
-		}
+		putCached(b, lc.c, p, data)
 		fi, err := lc.c.Stat(ctx, p)
 		if err != nil {
 			b.Fatal(err)
 		}
 		return fi
 	}
-	// running waits until job id exists and has left CREATED.
-	running := func(id int64) *sdk.JobInfo {
-		deadline := time.Now().Add(time.Minute)
-		for time.Now().Before(deadline) {
-			j, err := jobs.Get(ctx, id, false)
-			if err == nil && j.GetStatus() != api.JobInfo_CREATED {
-				return j
-			}
-			time.Sleep(time.Millisecond)
-		}
-		b.Fatalf("job %d not running after a minute", id)
-		return nil
-	}
+	running := func(id int64) *sdk.JobInfo { return jobRunning(b, jobs, id) }
 	// next is the id the next job gets: jobs here come one at a time.
-	var last int64
-	for j, err := range jobs.List(ctx, sdk.ListJobsOptions{NewestFirst: true, PageSize: 1}) {
-		if err != nil {
-			b.Fatal(err)
-		}
-		last = j.GetId()
-		break
-	}
+	last := newestJob(b, jobs)
 	const warm, n = 10, 200
 	var lat, ref []float64
 	b.ResetTimer()
 	for i := range warm + n {
-		p := fmt.Sprintf("/landing/f%04d", i)
-		w, err := lc.c.Create(ctx, p, sdk.CreateOptions{WriteType: api.WriteType_MUST_CACHE})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := w.Write(data); err != nil {
-			b.Fatal(err)
-		}
-		if err := w.Close(); err != nil {
-			b.Fatal(err)
-		}
+		putCached(b, lc.c, fmt.Sprintf("/landing/f%04d", i), data)
 		start := time.Now()
 		last++
 		j := running(last)
@@ -131,4 +95,117 @@ func BenchmarkEventToJob(b *testing.B) {
 	b.ReportMetric(percentile(ref, 0.5), "byhand-p50-ms")
 	b.ReportMetric(percentile(ref, 0.99), "byhand-p99-ms")
 	reference(b, "*", "the same client submitting the same persist job itself right after Close and waiting for it the same way (byhand-p50-ms, byhand-p99-ms): the job service without the completion feed and the policy's raft entry")
+}
+
+// BenchmarkUFSDropToJob measures an event policy's reaction to a file
+// dropped into the local UFS behind Alluvium's back: a 4 KiB file written
+// with os.WriteFile into the UFS directory of /landing, which an event
+// policy watches with --debounce 0, from the write's return to the
+// policy's persist job seen RUNNING or later (polled every millisecond),
+// one file after another (p50, p99 of 200), on `alluvium local --workers
+// 1` with the default fsmaster.ufs-watch settings. The leader learns it
+// from inotify (IN_CLOSE_WRITE), lists the directory and journals it as a
+// completion. The reference, in the same run, is the same policy's
+// reaction to a file written through Alluvium (MUST_CACHE, 4 KiB, from
+// Close; write-p50-ms, write-p99-ms): the path without the UFS watcher.
+func BenchmarkUFSDropToJob(b *testing.B) {
+	lc := startLocal(b, 1)
+	ctx := context.Background()
+	jobs, err := lc.c.Jobs()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ps, err := lc.c.Policies()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := lc.c.Mkdir(ctx, "/landing", sdk.MkdirOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	dir := filepath.Join(lc.ufs, "landing")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := ps.Add(ctx, sdk.PolicySpec{Name: "dropped", OnCreate: "/landing", Plan: "persist",
+		Config: map[string]any{"path": "/landing"}, Overlap: sdk.OverlapAllow}); err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, 4096)
+	// next waits for the policy's next job (ids come one at a time here)
+	// to exist and leave CREATED, then for it to end.
+	last := newestJob(b, jobs)
+	next := func(start time.Time) time.Duration {
+		last++
+		j := jobRunning(b, jobs, last)
+		took := time.Since(start)
+		if j.GetPolicy() != "dropped" {
+			b.Fatalf("job %d is not the policy's: %v", last, j)
+		}
+		if _, err := jobs.Wait(ctx, last, nil); err != nil {
+			b.Fatal(err)
+		}
+		return took
+	}
+	const warm, n = 10, 200
+	var lat, ref []float64
+	b.ResetTimer()
+	for i := range warm + n {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("u%04d", i)), data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		took := next(time.Now())
+
+		putCached(b, lc.c, fmt.Sprintf("/landing/w%04d", i), data)
+		written := next(time.Now())
+		if i >= warm {
+			lat = append(lat, ms(took))
+			ref = append(ref, ms(written))
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(percentile(lat, 0.5), "p50-ms")
+	b.ReportMetric(percentile(lat, 0.99), "p99-ms")
+	b.ReportMetric(percentile(ref, 0.5), "write-p50-ms")
+	b.ReportMetric(percentile(ref, 0.99), "write-p99-ms")
+	reference(b, "*", "the same policy's reaction to a 4 KiB file written through Alluvium (MUST_CACHE) instead, from its Close (write-p50-ms, write-p99-ms): the same feed, policy and job path without the UFS watcher")
+}
+
+// putCached writes data to p through Alluvium (MUST_CACHE).
+func putCached(b *testing.B, c *sdk.Client, p string, data []byte) {
+	w, err := c.Create(context.Background(), p, sdk.CreateOptions{WriteType: api.WriteType_MUST_CACHE})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := w.Write(data); err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// jobRunning waits until job id exists and has left CREATED (polling
+// every millisecond, for up to a minute).
+func jobRunning(b *testing.B, jobs *sdk.Jobs, id int64) *sdk.JobInfo {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		j, err := jobs.Get(context.Background(), id, false)
+		if err == nil && j.GetStatus() != api.JobInfo_CREATED {
+			return j
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.Fatalf("job %d not running after a minute", id)
+	return nil
+}
+
+// newestJob is the id of the newest job (0: none yet).
+func newestJob(b *testing.B, jobs *sdk.Jobs) int64 {
+	for j, err := range jobs.List(context.Background(), sdk.ListJobsOptions{NewestFirst: true, PageSize: 1}) {
+		if err != nil {
+			b.Fatal(err)
+		}
+		return j.GetId()
+	}
+	return 0
 }

@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,50 +75,18 @@ func (c *cluster) landed(dir string, from, to int) map[string][]byte {
 // returns waits for the writers and returns the bytes by path.
 func (c *cluster) landing(dir string, from, to int) func() map[string][]byte {
 	c.t.Helper()
-	n := to
-	want := map[string][]byte{}
-	var mu sync.Mutex
-	var next atomic.Int64
-	next.Store(int64(from))
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				p := fmt.Sprintf("%s/d%d/f%04d", dir, i%10, i)
-				data := []byte(fmt.Sprintf("file %d of the landing burst\n", i))
-				w, err := c.Client.Create(context.Background(), p, sdk.CreateOptions{WriteType: api.WriteType_MUST_CACHE, Recursive: true})
-				if err == nil {
-					_, err = w.Write(data)
-					if cerr := w.Close(); err == nil {
-						err = cerr
-					}
-				}
-				if err != nil {
-					errs <- fmt.Errorf("write %s: %w", p, err)
-					return
-				}
-				mu.Lock()
-				want[p] = data
-				mu.Unlock()
+	return c.dropAsync(from, to, func(i int) (string, []byte, error) {
+		p := fmt.Sprintf("%s/d%d/f%04d", dir, i%10, i)
+		data := []byte(fmt.Sprintf("file %d of the landing burst\n", i))
+		w, err := c.Client.Create(context.Background(), p, sdk.CreateOptions{WriteType: api.WriteType_MUST_CACHE, Recursive: true})
+		if err == nil {
+			_, err = w.Write(data)
+			if cerr := w.Close(); err == nil {
+				err = cerr
 			}
-		}()
-	}
-	return func() map[string][]byte {
-		c.t.Helper()
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			c.t.Fatal(err)
 		}
-		return want
-	}
+		return p, data, err
+	})
 }
 
 // eventRuns waits until policy name has launched want files, every run's
@@ -267,23 +233,33 @@ func TestEventPolicyBurst(t *testing.T) {
 func TestEventPolicyFailover(t *testing.T) {
 	c := startCluster(t, 3)
 	c.mustCLI("fs", "mkdir", "/landing")
+	c.burstFailover(400, func(from, to int) func() map[string][]byte { return c.landing("/landing", from, to) },
+		func() { c.KillJobMasterLeader() }, "job-master leader killed mid-burst")
+}
+
+// burstFailover adds the policy "landed" on /landing (300ms debounce,
+// batches of 50, overlap allow), lands the first quarter of n files with
+// land (which starts writers and returns what waits for them), waits for
+// a first run, lands the rest while kill runs, and checks that every file
+// is in exactly one run.
+func (c *cluster) burstFailover(n int, land func(from, to int) func() map[string][]byte, kill func(), what string) {
+	c.t.Helper()
 	c.mustCLI("policy", "add", "landed", "--on-create", "/landing", "--debounce", "300ms", "--batch-max", "50", "--overlap", "allow", "persist", "/landing")
-	const n = 400
-	want := c.landed("/landing", 0, n/4)
+	want := land(0, n/4)()
 	// The kill lands once the policy has launched runs, while the writers
 	// of the rest go on.
-	testutil.Eventually(t, 60*time.Second, func() error {
+	testutil.Eventually(c.t, 60*time.Second, func() error {
 		p, err := c.eventPolicyErr("landed")
 		if err == nil && p.Events == 0 {
 			err = fmt.Errorf("no run launched yet")
 		}
 		return err
 	})
-	rest := c.landing("/landing", n/4, n)
-	c.KillJobMasterLeader()
+	rest := land(n/4, n)
+	kill()
 	maps.Copy(want, rest())
 	jobs, files := c.eventRuns("landed", n)
-	t.Logf("%d files, %d runs, leader killed mid-burst", n, len(jobs))
+	c.t.Logf("%d files, %d runs, %s", n, len(jobs), what)
 	c.checkOnce(want, jobs, files)
 }
 

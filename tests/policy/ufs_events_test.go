@@ -327,24 +327,8 @@ func TestEventPolicyUFSMinIO(t *testing.T) {
 func TestEventPolicyUFSFailover(t *testing.T) {
 	c := startCluster(t, 3)
 	c.mustCLI("fs", "mkdir", "/landing")
-	c.mustCLI("policy", "add", "dropped", "--on-create", "/landing", "--debounce", "300ms", "--batch-max", "50", "--overlap", "allow", "persist", "/landing")
-	const n = 400
-	want := c.dropLocal("landing", 0, n/4)
-	testutil.Eventually(t, 60*time.Second, func() error {
-		p, err := c.eventPolicyErr("dropped")
-		if err == nil && p.Events == 0 {
-			err = fmt.Errorf("no run launched yet")
-		}
-		return err
-	})
-	rest := c.dropping("landing", n/4, n)
-	c.KillJobMasterLeader()
-	for p, d := range rest() {
-		want[p] = d
-	}
-	jobs, files := c.eventRuns("dropped", n)
-	t.Logf("%d files, %d runs, job-master leader killed mid-burst", n, len(jobs))
-	c.checkOnce(want, jobs, files)
+	c.burstFailover(400, func(from, to int) func() map[string][]byte { return c.dropping("landing", from, to) },
+		func() { c.KillJobMasterLeader() }, "job-master leader killed mid UFS burst")
 }
 
 // TestEventPolicyUFSFSMasterFailover: the FS-master leader (of three,
@@ -356,22 +340,6 @@ func TestEventPolicyUFSFailover(t *testing.T) {
 func TestEventPolicyUFSFSMasterFailover(t *testing.T) {
 	c := &cluster{Cluster: testutil.StartCluster(t, testutil.ClusterOptions{Workers: 1, JobMasters: 1, FSMasters: 3}), t: t}
 	c.mustCLI("fs", "mkdir", "/landing")
-	c.mustCLI("policy", "add", "dropped", "--on-create", "/landing", "--debounce", "300ms", "--batch-max", "50", "--overlap", "allow", "persist", "/landing")
-	const n = 400
-	want := c.dropLocal("landing", 0, n/4)
-	testutil.Eventually(t, 60*time.Second, func() error {
-		p, err := c.eventPolicyErr("dropped")
-		if err == nil && p.Events == 0 {
-			err = fmt.Errorf("no run launched yet")
-		}
-		return err
-	})
-	rest := c.dropping("landing", n/4, n)
-	c.FSMasters[c.WaitFSLeader()].Kill()
-	for p, d := range rest() {
-		want[p] = d
-	}
-	jobs, files := c.eventRuns("dropped", n)
-	t.Logf("%d files, %d runs, FS-master leader killed mid-burst", n, len(jobs))
-	c.checkOnce(want, jobs, files)
+	c.burstFailover(400, func(from, to int) func() map[string][]byte { return c.dropping("landing", from, to) },
+		func() { c.FSMasters[c.WaitFSLeader()].Kill() }, "FS-master leader killed mid UFS burst")
 }
