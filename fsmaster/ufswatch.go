@@ -275,6 +275,7 @@ type prefixRun struct {
 	wds    map[int32]string // inotify watch → Alluvium directory
 	dirs   map[string]int32 // directories watched: inotify watch, or -1 (listed every interval)
 	poll   bool             // list the prefix every interval (a UFS without notifications; lost events)
+	absent bool             // a directory was not in the UFS when watched: list again at the next interval
 	capped bool
 	inErr  bool // inotify failed (logged once)
 }
@@ -328,7 +329,8 @@ func (r *prefixRun) run(ctx context.Context) {
 			r.w.due(r.p, now, pending)
 			arm()
 		case <-poll.C:
-			if r.poll {
+			if r.poll || r.absent {
+				r.absent = false
 				r.walk(ctx, r.p)
 			}
 		}
@@ -472,7 +474,10 @@ func (r *prefixRun) watch(ctx context.Context, d string) {
 	wd, err := r.in.add(host)
 	switch {
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
-		// Not in the UFS (yet): its parent's event brings it back.
+		// Not in the UFS (yet: a directory made only in Alluvium): its
+		// parent's event, or the next interval's walk, watches it once it
+		// is there.
+		r.absent = true
 	case errors.Is(err, unix.ENOSPC):
 		if !r.capped {
 			r.capped = true
