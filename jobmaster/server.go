@@ -156,6 +156,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		s.env, s.envCls = e, e.Close
 	}
+	s.env = newPlanEnv(s.env)
 	// The exec plan refuses at submit a command the administrator did not
 	// allow (job workers check their own list again).
 	// Plugins in plans.dir become plans before any job is validated.

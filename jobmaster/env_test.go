@@ -1,0 +1,148 @@
+package jobmaster
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"google.golang.org/grpc"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// gatedBM answers GetWorkerInfoList with the number of the call (as the
+// first worker's id), each call held until the test lets it go.
+type gatedBM struct {
+	api.BlockMasterClient
+	calls   atomic.Int64
+	started chan int64
+	release chan struct{}
+}
+
+func (g *gatedBM) GetWorkerInfoList(ctx context.Context, _ *api.GetWorkerInfoListRequest, _ ...grpc.CallOption) (*api.GetWorkerInfoListResponse, error) {
+	n := g.calls.Add(1)
+	g.started <- n
+	<-g.release
+	return &api.GetWorkerInfoListResponse{Workers: []*api.WorkerInfo{{Id: n}}}, nil
+}
+
+type bmEnv struct {
+	nopEnv
+	bm api.BlockMasterClient
+}
+
+func (e bmEnv) BlockMaster() api.BlockMasterClient { return e.bm }
+
+// Callers that come while a listing is in flight share the next one: each
+// gets a list read after it asked, and the FS master sees one call per
+// wave, not one per caller.
+func TestSharedWorkerListNeverAnswersOlderThanTheAsk(t *testing.T) {
+	g := &gatedBM{started: make(chan int64, 4), release: make(chan struct{})}
+	env := newPlanEnv(bmEnv{bm: g})
+	ctx := context.Background()
+	ask := func() <-chan int64 {
+		out := make(chan int64, 1)
+		go func() {
+			resp, err := env.BlockMaster().GetWorkerInfoList(ctx, &api.GetWorkerInfoListRequest{})
+			if err != nil {
+				t.Error(err)
+			}
+			out <- resp.GetWorkers()[0].GetId()
+		}()
+		return out
+	}
+	first := ask()
+	if n := <-g.started; n != 1 {
+		t.Fatalf("first call is call %d", n)
+	}
+	// Two more while the first is in flight: they wait for the second call.
+	second, third := ask(), ask()
+	waitFor(t, "the two callers to wait for the next call", func() bool {
+		env.workers.mu.Lock()
+		defer env.workers.mu.Unlock()
+		return env.workers.next != nil
+	})
+	g.release <- struct{}{}
+	if got := <-first; got != 1 {
+		t.Fatalf("first caller got call %d", got)
+	}
+	if n := <-g.started; n != 2 {
+		t.Fatalf("second call is call %d", n)
+	}
+	g.release <- struct{}{}
+	if a, b := <-second, <-third; a != 2 || b != 2 {
+		t.Fatalf("callers who asked during call 1 got calls %d and %d, want 2", a, b)
+	}
+	if n := g.calls.Load(); n != 2 {
+		t.Fatalf("%d calls for 3 callers in two waves", n)
+	}
+	// A caller whose context ends stops waiting; the call goes on for the
+	// others.
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, err := env.BlockMaster().GetWorkerInfoList(cctx, &api.GetWorkerInfoListRequest{})
+		done <- err
+	}()
+	<-g.started
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller: %v", err)
+	}
+	g.release <- struct{}{}
+}
+
+type countFS struct {
+	api.FileSystemMasterClient
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (f *countFS) GetStatus(_ context.Context, req *api.GetStatusRequest, _ ...grpc.CallOption) (*api.GetStatusResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls[req.GetPath()]++
+	if req.GetPath() == "/missing" {
+		return nil, errors.New("not found")
+	}
+	return &api.GetStatusResponse{Info: &api.FileInfo{Path: req.GetPath(), Length: int64(f.calls[req.GetPath()])}}, nil
+}
+
+type fsEnv struct {
+	nopEnv
+	fs api.FileSystemMasterClient
+}
+
+func (e fsEnv) FS() api.FileSystemMasterClient { return e.fs }
+
+// Within a submit (a context with a status memo) a stat repeats the first
+// answer for the same request; without one every stat is asked; errors are
+// not kept.
+func TestStatusMemoWithinASubmit(t *testing.T) {
+	fs := &countFS{calls: map[string]int{}}
+	env := newPlanEnv(fsEnv{fs: fs})
+	stat := func(ctx context.Context, p string) (*api.GetStatusResponse, error) {
+		return env.FS().GetStatus(ctx, &api.GetStatusRequest{Path: p})
+	}
+	ctx := withStatusMemo(context.Background())
+	a, _ := stat(ctx, "/a")
+	a.Info.Length = 99 // a caller changing its answer changes no one else's
+	b, _ := stat(ctx, "/a")
+	if b.GetInfo().GetLength() != 1 || fs.calls["/a"] != 1 {
+		t.Fatalf("memoized stat: %v after %d calls", b, fs.calls["/a"])
+	}
+	if _, err := stat(ctx, "/missing"); err == nil {
+		t.Fatal("stat of a missing path")
+	}
+	if _, err := stat(ctx, "/missing"); err == nil || fs.calls["/missing"] != 2 {
+		t.Fatalf("an error was kept: %d calls", fs.calls["/missing"])
+	}
+	if c, _ := stat(context.Background(), "/a"); c.GetInfo().GetLength() != 2 {
+		t.Fatalf("stat outside a submit: %v", c)
+	}
+	if d, _ := stat(withStatusMemo(context.Background()), "/a"); d.GetInfo().GetLength() != 3 {
+		t.Fatalf("stat in another submit: %v", d)
+	}
+}
