@@ -224,7 +224,8 @@ func (x *tx) commit() {
 		if j.UpdatedMs < x.now {
 			j.UpdatedMs = x.now
 		}
-		x.s.jobs.ReplaceOrInsert(j)
+		old, _ := x.s.jobs.ReplaceOrInsert(j)
+		x.s.countUnfinished(old, j)
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
@@ -644,6 +645,7 @@ func (x *tx) applyDeleteJobs(c *api.DeleteJobsCommand) any {
 			x.s.tasks.Delete(t)
 		}
 		x.s.jobs.Delete(j)
+		x.s.countUnfinished(j, nil)
 		delete(x.jobs, id)
 		x.ev.jobs = append(x.ev.jobs, id) // gone: its watchers wake
 		if j.RequestID != "" && x.s.byRequest[j.RequestID] == id {

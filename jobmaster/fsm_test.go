@@ -569,3 +569,55 @@ func TestFSMSubmitPlannedJob(t *testing.T) {
 		t.Fatalf("an empty planned job with a Done step: %+v", j)
 	}
 }
+
+// The FSM counts each user's unfinished jobs as they are made, end and are
+// deleted, and a restored state counts the same.
+func TestFSMCountsUnfinishedJobsByUser(t *testing.T) {
+	ft := newFSMT(t)
+	submit := func(rid, user string) int64 {
+		t.Helper()
+		r, ok := ft.apply(&api.SubmitJobCommand{Plan: "load", ConfigJson: `{}`, RequestId: rid, RunAs: user, NowMs: 1000}).(submitResult)
+		if !ok {
+			t.Fatal("submit: unexpected response")
+		}
+		return r.id
+	}
+	counts := func(f *FSM) map[string]int {
+		var m map[string]int
+		f.view(func(st *state) { m = maps.Clone(st.unfinished) })
+		return m
+	}
+	a1, a2 := submit("a1", "alice"), submit("a2", "alice")
+	submit("a2", "alice") // the same request: no new job
+	b1 := submit("b1", "bob")
+	submit("s1", "")
+	if got := counts(ft.f); !maps.Equal(got, map[string]int{"alice": 2, "bob": 1, "": 1}) {
+		t.Fatalf("after submits: %v", got)
+	}
+	ft.apply(&api.CancelJobCommand{JobId: a1, NowMs: 2000})
+	ft.apply(&api.CancelJobCommand{JobId: a1, NowMs: 2000}) // again: no change
+	ft.plan(b1, 0, true)
+	ft.apply(&api.FinishJobCommand{JobId: b1, Status: api.JobInfo_COMPLETED, NowMs: 3000})
+	if got := counts(ft.f); !maps.Equal(got, map[string]int{"alice": 1, "": 1}) {
+		t.Fatalf("after a cancel and a finish: %v", got)
+	}
+	ft.apply(&api.DeleteJobsCommand{JobIds: []int64{a1, b1, a2}}) // a2 runs: kept
+	if got := counts(ft.f); !maps.Equal(got, map[string]int{"alice": 1, "": 1}) {
+		t.Fatalf("after deleting ended jobs: %v", got)
+	}
+	snap, err := ft.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sink memSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	g := NewFSM(nil)
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if got := counts(g); !maps.Equal(got, counts(ft.f)) {
+		t.Fatalf("restored counts %v, want %v", got, counts(ft.f))
+	}
+}

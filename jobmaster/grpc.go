@@ -128,26 +128,49 @@ func caller(ctx context.Context) (name, runAs string) {
 }
 
 // checkInFlight refuses a submit by user when it has
-// jobmaster.job.max-in-flight-per-user unfinished jobs. The system identity
-// ("") is not bound.
+// jobmaster.job.max-in-flight-per-user unfinished jobs, counting the
+// submits of its under way (reserveInFlight). The system identity ("") is
+// not bound.
 func (s *Server) checkInFlight(user, plan string) error {
+	s.submitMu.Lock()
+	defer s.submitMu.Unlock()
+	return s.checkInFlightLocked(user, plan)
+}
+
+func (s *Server) checkInFlightLocked(user, plan string) error {
 	limit := s.cfg.JobMaster.Job.MaxInFlightPerUser
 	if user == "" || limit <= 0 {
 		return nil
 	}
-	n := 0
-	s.fsm.view(func(st *state) {
-		st.jobs.Ascend(func(j *jobRec) bool {
-			if j.RunAs == user && !j.terminal() {
-				n++
-			}
-			return n < limit
-		})
-	})
+	n := s.submitting[user]
+	s.fsm.view(func(st *state) { n += st.unfinished[user] })
 	if n >= limit {
 		return status.Errorf(codes.ResourceExhausted, "submit %s: user %s has %d unfinished jobs (jobmaster.job.max-in-flight-per-user); wait for some to end", plan, user, n)
 	}
 	return nil
+}
+
+// reserveInFlight checks user's bound and counts one more of its submits
+// under way until release is called (after the submit's entry is applied:
+// the job counts in the FSM then). So concurrent submits of one user cannot
+// pass the bound together, and none waits for another's raft write.
+func (s *Server) reserveInFlight(user, plan string) (release func(), err error) {
+	if user == "" || s.cfg.JobMaster.Job.MaxInFlightPerUser <= 0 {
+		return func() {}, nil
+	}
+	s.submitMu.Lock()
+	defer s.submitMu.Unlock()
+	if err := s.checkInFlightLocked(user, plan); err != nil {
+		return nil, err
+	}
+	s.submitting[user]++
+	return func() {
+		s.submitMu.Lock()
+		defer s.submitMu.Unlock()
+		if s.submitting[user]--; s.submitting[user] <= 0 {
+			delete(s.submitting, user)
+		}
+	}, nil
 }
 
 // mayManage reports whether the caller may cancel a job run as runAs: its
@@ -271,15 +294,11 @@ func (r *rpcServer) SubmitJob(ctx context.Context, req *api.SubmitJobRequest) (*
 	if err := ls.jobRoom(ctx, "submit "+req.GetPlan()); err != nil {
 		return nil, grpcErr("submit", err)
 	}
-	if runAs != "" && s.cfg.JobMaster.Job.MaxInFlightPerUser > 0 {
-		// Check and submit under one lock so concurrent submits of a user
-		// cannot pass the bound together.
-		s.submitMu.Lock()
-		defer s.submitMu.Unlock()
-		if err := s.checkInFlight(runAs, req.GetPlan()); err != nil {
-			return nil, err
-		}
+	release, err := s.reserveInFlight(runAs, req.GetPlan())
+	if err != nil {
+		return nil, err
 	}
+	defer release()
 	cmd.RequestId, cmd.Submitter, cmd.NowMs = req.GetRequestId(), name, time.Now().UnixMilli()
 	resp, err := ls.submitJob(ctx, plan, cmd)
 	if err != nil {

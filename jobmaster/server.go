@@ -53,9 +53,11 @@ type Server struct {
 
 	leader atomic.Pointer[leaderState]
 	fwd    forwarder
-	// submitMu makes a user's in-flight check and its submit one step.
-	submitMu sync.Mutex
-	m        *metrics
+	// submitMu guards submitting: the submits under way by user, counted
+	// against jobmaster.job.max-in-flight-per-user with its unfinished jobs.
+	submitMu   sync.Mutex
+	submitting map[string]int
+	m          *metrics
 
 	shutdown chan struct{}
 	wg       sync.WaitGroup
@@ -105,6 +107,7 @@ func newServer(cfg *config.Config, log *zap.Logger, o serverOptions) (*Server, e
 	s := &Server{
 		cfg: cfg, log: log, opts: o, fsm: NewFSM(log.Named("fsm")),
 		self: self, peers: peers, notifyCh: make(chan bool, 16), shutdown: make(chan struct{}),
+		submitting: map[string]int{},
 	}
 	var err error
 	if s.srvOpts, err = security.ServerOptions(cfg, log); err != nil {

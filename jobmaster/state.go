@@ -197,6 +197,9 @@ type state struct {
 	// pipelineByRequest: a run's request id → run id.
 	pipelineByRequest map[string]int64
 	running           map[int64]map[taskKey]struct{} // worker id → its RUNNING tasks
+	// unfinished counts the jobs that have not ended by the user they run
+	// as (jobmaster.job.max-in-flight-per-user; "" the system identity).
+	unfinished map[string]int
 }
 
 const btreeDegree = 32
@@ -215,6 +218,7 @@ func newState() *state {
 		byRequest:         map[string]int64{},
 		pipelineByRequest: map[string]int64{},
 		running:           map[int64]map[taskKey]struct{}{},
+		unfinished:        map[string]int{},
 	}
 }
 
@@ -245,10 +249,12 @@ func (s *state) reindex() {
 		}
 		return true
 	})
+	s.unfinished = map[string]int{}
 	s.jobs.Ascend(func(j *jobRec) bool {
 		if j.RequestID != "" {
 			s.byRequest[j.RequestID] = j.ID
 		}
+		s.countUnfinished(nil, j)
 		return true
 	})
 	s.tasks.Ascend(func(t *taskRec) bool {
@@ -257,6 +263,19 @@ func (s *state) reindex() {
 		}
 		return true
 	})
+}
+
+// countUnfinished keeps unfinished true as job record old (nil: none)
+// becomes j (nil: deleted).
+func (s *state) countUnfinished(old, j *jobRec) {
+	if old != nil && !old.terminal() {
+		if s.unfinished[old.RunAs]--; s.unfinished[old.RunAs] <= 0 {
+			delete(s.unfinished, old.RunAs)
+		}
+	}
+	if j != nil && !j.terminal() {
+		s.unfinished[j.RunAs]++
+	}
 }
 
 func (s *state) markRunning(worker int64, k taskKey, on bool) {
