@@ -478,6 +478,7 @@ func (r *prefixRun) watch(ctx context.Context, d string) {
 		// parent's event, or the next interval's walk, watches it once it
 		// is there.
 		r.absent = true
+		r.w.log.Debug("watched directory not in the UFS yet", zap.String("path", d))
 	case errors.Is(err, unix.ENOSPC):
 		if !r.capped {
 			r.capped = true

@@ -7,10 +7,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/fsmaster/journal"
@@ -252,4 +255,67 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// startWatch runs a UFS watcher over ns for the test, with the feed's
+// durable watermark following the memJournal, and returns the watcher and
+// its logs.
+func startWatch(t *testing.T, ns *namespace, j *memJournal, cfg ufsWatchConfig) (*ufsWatch, *observer.ObservedLogs) {
+	t.Helper()
+	ns.cfg.watch = cfg
+	core, logs := observer.New(zap.DebugLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	w := newUFSWatch(ctx, ns, cfg, zap.New(core))
+	ns.ufsw.Store(w)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			j.mu.Lock()
+			seq := j.seq
+			j.mu.Unlock()
+			ns.feed.advance(seq)
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	t.Cleanup(func() { cancel(); w.wg.Wait(); wg.Wait() })
+	return w, logs
+}
+
+// TestUFSWatchBounds: a watched path with more directories than max-dirs
+// watches max-dirs of them and says so in an error naming the path and the
+// key; a directory made only in Alluvium (not in the UFS) is watched once
+// it appears there, at the next interval's walk.
+func TestUFSWatchBounds(t *testing.T) {
+	ns, j, ufsDir := newTestNS(t)
+	for i := range 5 {
+		ufsWrite(t, ufsDir, fmt.Sprintf("wide/d%d/f", i), 1)
+	}
+	must(ns.CreateDirectory(bg, &api.CreateDirectoryRequest{Path: "/late", WriteType: api.WriteType_MUST_CACHE}))
+	names(t, ns, "/", api.LoadMetadataType_ONCE)
+	w, logs := startWatch(t, ns, j, ufsWatchConfig{enabled: true, interval: 50 * time.Millisecond, settle: 10 * time.Millisecond, maxDirs: 3})
+	w.touch("/wide")
+	waitFor(t, func() bool {
+		for _, e := range logs.FilterMessageSnippet("too many directories to watch").All() {
+			if e.ContextMap()["path"] == "/wide" && e.ContextMap()["max-dirs"] == int64(3) {
+				return true
+			}
+		}
+		return false
+	})
+	if _, err := os.Stat(filepath.Join(ufsDir, "late")); err == nil {
+		t.Fatal("a MUST_CACHE directory is in the UFS")
+	}
+	now := must(ns.WatchCompletions(bg, &api.WatchCompletionsRequest{Path: "/late", FromNow: true}))
+	// Its walk finds it absent from the UFS; once it is there, a file
+	// dropped in it is learned (by a later walk's listing, then inotify).
+	waitFor(t, func() bool {
+		return logs.FilterMessage("watched directory not in the UFS yet").FilterField(zap.String("path", "/late")).Len() > 0
+	})
+	ufsWrite(t, ufsDir, "late/x", 1)
+	waitFor(t, func() bool {
+		resp := must(ns.WatchCompletions(bg, &api.WatchCompletionsRequest{Path: "/late", After: now.Cursor}))
+		return len(resp.Events) == 1 && resp.Events[0].GetPath() == "/late/x"
+	})
 }
