@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -129,15 +130,27 @@ func (c *cluster) slowLocal(rel string, chunks int) (string, []byte) {
 func TestEventPolicyUFSDrop(t *testing.T) {
 	c := startCluster(t, 1)
 	before := c.UFSTree("landing/old", map[string]int{"a": 10, "b": 20, "sub/c": 30})
+	// The slow writers' directory is there (and watched) before they
+	// start, so the watcher sees them open their files: each is one event
+	// however long a writer stalls between chunks.
+	if err := os.MkdirAll(filepath.Join(c.UFSDir, "landing/slow"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	c.mustCLI("fs", "ls", "/landing")
 	c.mustCLI("policy", "add", "dropped", "--on-create", "/landing", "--debounce", "2s", "persist", "/landing")
+	// A first file, once in a run, says the watcher's first walk is done.
+	want := c.UFSTree("landing/slow", map[string]int{"probe": 1})
+	testutil.Eventually(t, 60*time.Second, func() error {
+		p, err := c.eventPolicyErr("dropped")
+		if err == nil && p.Events == 0 {
+			err = fmt.Errorf("the probe is in no run yet")
+		}
+		return err
+	})
 
 	var slowMu sync.Mutex
 	slow := map[string][]byte{}
 	var slowWG sync.WaitGroup
-	if err := os.MkdirAll(filepath.Join(c.UFSDir, "landing/slow"), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	for i := range 3 {
 		slowWG.Add(1)
 		go func() {
@@ -148,7 +161,7 @@ func TestEventPolicyUFSDrop(t *testing.T) {
 			slowMu.Unlock()
 		}()
 	}
-	want := c.dropLocal("landing", 0, 1000)
+	maps.Copy(want, c.dropLocal("landing", 0, 1000))
 	// A directory of files built outside /landing and moved in whole.
 	staged := c.UFSTree("staging/batch", map[string]int{"x": 5, "y": 6, "deep/z": 7})
 	if err := os.Rename(filepath.Join(c.UFSDir, "staging/batch"), filepath.Join(c.UFSDir, "landing/batch")); err != nil {
