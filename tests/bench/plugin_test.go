@@ -266,8 +266,10 @@ func TestPluginOverheadSmall(t *testing.T) {
 // worker caching the files, tasks that decode their files and read none —
 // once in the binary, once as a go-plugin child process of the job master
 // and job workers (sdk/examples/noop-plan): what differs is the plugin
-// machinery (planning calls, a call per task to the plugin process, Done).
-// Five rounds, the order alternating; medians.
+// machinery (planning calls, tasks handed to the plugin process in
+// batches on a stream). Both end with their last task (EndsWithTasks: no
+// Done call, no entry of its own). Five rounds, the order alternating;
+// medians.
 func BenchmarkPluginOverhead(b *testing.B) {
 	if err := os.Setenv("ALLUVIUM_BIN", plainBinary(b)); err != nil {
 		b.Fatal(err)
@@ -296,5 +298,5 @@ func BenchmarkPluginOverhead(b *testing.B) {
 	reference(b, "builtin-cpu-s", "the reference itself (CPU of every cluster process during the built-in runs)")
 	reference(b, "plugin-cpu-s", "builtin-cpu-s: CPU (user+system) of the FS master, job master, workers and plugin processes during each run, the same rounds")
 	reference(b, "ratio-cpu-plugin/builtin", "builtin-cpu-s: the medians' ratio")
-	b.Logf("NOTE: %s: real processes (plain binary) on loopback: one FS master, one job master, two workers (4 task threads each), %d files of 4 KiB loaded into the cache first; both sides are the noop plan: validate (stat, access check), list the tree (pages of 1,000, with block locations), batch 64 files per task on the worker caching them, tasks that decode their files and touch no data, reporting bytes and a file count; one untimed run of each first (the plugin's processes started), then 5 rounds timing both, the order alternating, each from submit to COMPLETED. Built in: in the job master and job workers' own processes (planning hands over batches on a time budget, the next page listed ahead). Plugin (sdk/examples/noop-plan as plans.dir/noop-plugin): every validate, plan (one page per call), task and done call goes over go-plugin gRPC to a plugin process, which calls back for Stat/List through the one host connection the caller serves each plugin process (each request carrying its call's token). Nothing fsynced by the tasks on either side; raft commits (fsync) alike", strings.TrimPrefix(b.Name(), "Benchmark"), files)
+	b.Logf("NOTE: %s: real processes (plain binary) on loopback: one FS master, one job master, two workers (4 task threads each), %d files of 4 KiB loaded into the cache first; both sides are the noop plan: validate (stat, access check), list the tree (pages of 1,000, with block locations), batch 64 files per task on the worker caching them, tasks that decode their files and touch no data, reporting bytes and a file count; one untimed run of each first (the plugin's processes started), then 5 rounds timing both, the order alternating, each from submit to COMPLETED. Both sides' Done is trivial and both say so at validate (EndsWithTasks): the job ends in the raft entry of its last task, no Done call, no entry of its own. Built in: in the job master and job workers' own processes (planning hands over batches on a time budget, the next page listed ahead). Plugin (sdk/examples/noop-plan as plans.dir/noop-plugin): validate and plan go over go-plugin gRPC to a plugin process of the job master (one page per Plan call, the next asked for while the job master commits the last), which calls back for Stat/List through the one host connection the caller serves each plugin process (each request carrying its call's token); each job worker hands a plugin process its queued tasks of the job in batches (up to its 4 threads) on one RunTasks stream, each task answered on its own. Nothing fsynced by the tasks on either side; raft commits (fsync) alike", strings.TrimPrefix(b.Name(), "Benchmark"), files)
 }
