@@ -1053,9 +1053,11 @@ func (x *HostListRequest) GetRecursive() bool {
 }
 
 type HostListResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Files         []*FileInfo            `protobuf:"bytes,1,rep,name=files,proto3" json:"files,omitempty"`
-	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The FS master's ListStatusResponse (infos with their blocks,
+	// next_page_token) as it sent it: the host passes the page on without
+	// decoding and encoding it again.
+	Listing       []byte `protobuf:"bytes,3,opt,name=listing,proto3" json:"listing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1090,18 +1092,11 @@ func (*HostListResponse) Descriptor() ([]byte, []int) {
 	return file_planplugin_proto_rawDescGZIP(), []int{17}
 }
 
-func (x *HostListResponse) GetFiles() []*FileInfo {
+func (x *HostListResponse) GetListing() []byte {
 	if x != nil {
-		return x.Files
+		return x.Listing
 	}
 	return nil
-}
-
-func (x *HostListResponse) GetNextPageToken() string {
-	if x != nil {
-		return x.NextPageToken
-	}
-	return ""
 }
 
 type HostAccessRequest struct {
@@ -1636,10 +1631,9 @@ const file_planplugin_proto_rawDesc = "" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1c\n" +
-	"\trecursive\x18\x04 \x01(\bR\trecursive\"g\n" +
-	"\x10HostListResponse\x12+\n" +
-	"\x05files\x18\x01 \x03(\v2\x15.alluvium.v1.FileInfoR\x05files\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"Y\n" +
+	"\trecursive\x18\x04 \x01(\bR\trecursive\"8\n" +
+	"\x10HostListResponse\x12\x18\n" +
+	"\alisting\x18\x03 \x01(\fR\alistingJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03\"Y\n" +
 	"\x11HostAccessRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04bits\x18\x02 \x01(\rR\x04bits\x12\x1c\n" +
@@ -1735,36 +1729,35 @@ var file_planplugin_proto_depIdxs = []int32{
 	29, // 6: alluvium.v1.PluginRunResponse.failed:type_name -> alluvium.v1.FailedPath
 	4,  // 7: alluvium.v1.PluginDoneRequest.job:type_name -> alluvium.v1.PluginJob
 	30, // 8: alluvium.v1.HostStatResponse.info:type_name -> alluvium.v1.FileInfo
-	30, // 9: alluvium.v1.HostListResponse.files:type_name -> alluvium.v1.FileInfo
-	0,  // 10: alluvium.v1.PlanPlugin.Describe:input_type -> alluvium.v1.PluginDescribeRequest
-	2,  // 11: alluvium.v1.PlanPlugin.Validate:input_type -> alluvium.v1.PluginValidateRequest
-	5,  // 12: alluvium.v1.PlanPlugin.Plan:input_type -> alluvium.v1.PluginPlanRequest
-	9,  // 13: alluvium.v1.PlanPlugin.RunTasks:input_type -> alluvium.v1.PluginTaskIn
-	12, // 14: alluvium.v1.PlanPlugin.Done:input_type -> alluvium.v1.PluginDoneRequest
-	14, // 15: alluvium.v1.PlanHost.Stat:input_type -> alluvium.v1.HostStatRequest
-	16, // 16: alluvium.v1.PlanHost.List:input_type -> alluvium.v1.HostListRequest
-	18, // 17: alluvium.v1.PlanHost.CheckAccess:input_type -> alluvium.v1.HostAccessRequest
-	20, // 18: alluvium.v1.PlanHost.ReadFile:input_type -> alluvium.v1.HostReadRequest
-	22, // 19: alluvium.v1.PlanHost.WriteFile:input_type -> alluvium.v1.HostWriteRequest
-	24, // 20: alluvium.v1.PlanHost.Delete:input_type -> alluvium.v1.HostDeleteRequest
-	26, // 21: alluvium.v1.PlanHost.Progress:input_type -> alluvium.v1.HostProgressRequest
-	1,  // 22: alluvium.v1.PlanPlugin.Describe:output_type -> alluvium.v1.PluginDescribeResponse
-	3,  // 23: alluvium.v1.PlanPlugin.Validate:output_type -> alluvium.v1.PluginValidateResponse
-	7,  // 24: alluvium.v1.PlanPlugin.Plan:output_type -> alluvium.v1.PluginPlanResponse
-	10, // 25: alluvium.v1.PlanPlugin.RunTasks:output_type -> alluvium.v1.PluginTaskOut
-	13, // 26: alluvium.v1.PlanPlugin.Done:output_type -> alluvium.v1.PluginDoneResponse
-	15, // 27: alluvium.v1.PlanHost.Stat:output_type -> alluvium.v1.HostStatResponse
-	17, // 28: alluvium.v1.PlanHost.List:output_type -> alluvium.v1.HostListResponse
-	19, // 29: alluvium.v1.PlanHost.CheckAccess:output_type -> alluvium.v1.HostAccessResponse
-	21, // 30: alluvium.v1.PlanHost.ReadFile:output_type -> alluvium.v1.HostReadResponse
-	23, // 31: alluvium.v1.PlanHost.WriteFile:output_type -> alluvium.v1.HostWriteResponse
-	25, // 32: alluvium.v1.PlanHost.Delete:output_type -> alluvium.v1.HostDeleteResponse
-	27, // 33: alluvium.v1.PlanHost.Progress:output_type -> alluvium.v1.HostProgressResponse
-	22, // [22:34] is the sub-list for method output_type
-	10, // [10:22] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	0,  // 9: alluvium.v1.PlanPlugin.Describe:input_type -> alluvium.v1.PluginDescribeRequest
+	2,  // 10: alluvium.v1.PlanPlugin.Validate:input_type -> alluvium.v1.PluginValidateRequest
+	5,  // 11: alluvium.v1.PlanPlugin.Plan:input_type -> alluvium.v1.PluginPlanRequest
+	9,  // 12: alluvium.v1.PlanPlugin.RunTasks:input_type -> alluvium.v1.PluginTaskIn
+	12, // 13: alluvium.v1.PlanPlugin.Done:input_type -> alluvium.v1.PluginDoneRequest
+	14, // 14: alluvium.v1.PlanHost.Stat:input_type -> alluvium.v1.HostStatRequest
+	16, // 15: alluvium.v1.PlanHost.List:input_type -> alluvium.v1.HostListRequest
+	18, // 16: alluvium.v1.PlanHost.CheckAccess:input_type -> alluvium.v1.HostAccessRequest
+	20, // 17: alluvium.v1.PlanHost.ReadFile:input_type -> alluvium.v1.HostReadRequest
+	22, // 18: alluvium.v1.PlanHost.WriteFile:input_type -> alluvium.v1.HostWriteRequest
+	24, // 19: alluvium.v1.PlanHost.Delete:input_type -> alluvium.v1.HostDeleteRequest
+	26, // 20: alluvium.v1.PlanHost.Progress:input_type -> alluvium.v1.HostProgressRequest
+	1,  // 21: alluvium.v1.PlanPlugin.Describe:output_type -> alluvium.v1.PluginDescribeResponse
+	3,  // 22: alluvium.v1.PlanPlugin.Validate:output_type -> alluvium.v1.PluginValidateResponse
+	7,  // 23: alluvium.v1.PlanPlugin.Plan:output_type -> alluvium.v1.PluginPlanResponse
+	10, // 24: alluvium.v1.PlanPlugin.RunTasks:output_type -> alluvium.v1.PluginTaskOut
+	13, // 25: alluvium.v1.PlanPlugin.Done:output_type -> alluvium.v1.PluginDoneResponse
+	15, // 26: alluvium.v1.PlanHost.Stat:output_type -> alluvium.v1.HostStatResponse
+	17, // 27: alluvium.v1.PlanHost.List:output_type -> alluvium.v1.HostListResponse
+	19, // 28: alluvium.v1.PlanHost.CheckAccess:output_type -> alluvium.v1.HostAccessResponse
+	21, // 29: alluvium.v1.PlanHost.ReadFile:output_type -> alluvium.v1.HostReadResponse
+	23, // 30: alluvium.v1.PlanHost.WriteFile:output_type -> alluvium.v1.HostWriteResponse
+	25, // 31: alluvium.v1.PlanHost.Delete:output_type -> alluvium.v1.HostDeleteResponse
+	27, // 32: alluvium.v1.PlanHost.Progress:output_type -> alluvium.v1.HostProgressResponse
+	21, // [21:33] is the sub-list for method output_type
+	9,  // [9:21] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_planplugin_proto_init() }

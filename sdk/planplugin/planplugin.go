@@ -46,6 +46,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/alluvium/alluvium/api"
 )
@@ -515,7 +516,11 @@ func (h *host) List(ctx context.Context, path, token string, size int, recursive
 	if err != nil {
 		return nil, "", err
 	}
-	return r.GetFiles(), r.GetNextPageToken(), nil
+	var page api.ListStatusResponse
+	if err := proto.Unmarshal(r.GetListing(), &page); err != nil {
+		return nil, "", status.Errorf(codes.Internal, "plan plugin: the host's listing of %s: %v", path, err)
+	}
+	return page.GetInfos(), page.GetNextPageToken(), nil
 }
 
 func (h *host) CheckAccess(ctx context.Context, path string, bits uint32, recursive bool) error {
