@@ -349,6 +349,7 @@ type planner struct {
 	// ahead is the batch after job.Cursor being planned, of max tasks at
 	// most; nil when none is.
 	ahead *planAhead
+	calls int // Next calls so far
 }
 
 type planAhead struct {
@@ -364,13 +365,23 @@ func (pl *planner) Close() error {
 	return nil
 }
 
-// drop abandons the batch planned ahead.
+// drop abandons the batch planned ahead: it waits for the call to end on
+// its own (cancelling a call kills its process) and cancels it only if it
+// has not ended cancelGrace later.
 func (pl *planner) drop() {
-	if a := pl.ahead; a != nil {
-		a.cancel()
-		<-a.done
-		pl.ahead = nil
+	a := pl.ahead
+	if a == nil {
+		return
 	}
+	pl.ahead = nil
+	t := time.NewTimer(cancelGrace)
+	defer t.Stop()
+	select {
+	case <-a.done:
+	case <-t.C:
+	}
+	a.cancel()
+	<-a.done
 }
 
 func (pl *planner) Next(ctx context.Context, max int) (plans.Batch, error) {
@@ -394,13 +405,15 @@ func (pl *planner) Next(ctx context.Context, max int) (plans.Batch, error) {
 		return plans.Batch{}, err
 	}
 	pl.job.Cursor = b.Cursor
-	if !b.Done {
+	pl.calls++
+	if !b.Done && pl.calls > 1 {
 		// The next batch, from this one's cursor, while the job master
-		// commits this one. It runs with ctx's values (the job's user)
-		// but ends with Close, not with this call.
+		// commits this one — from the second batch on: a caller that
+		// asks once (a job planned inside its submit when it is small)
+		// would leave it unused. It runs with ctx's values (the job's
+		// user) but ends on its own, or with drop.
 		actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		stop := context.AfterFunc(ctx, cancel)
-		a := &planAhead{max: max, cancel: func() { stop(); cancel() }, done: make(chan struct{})}
+		a := &planAhead{max: max, cancel: cancel, done: make(chan struct{})}
 		job := pl.job
 		go func() {
 			defer close(a.done)

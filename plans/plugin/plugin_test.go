@@ -293,10 +293,10 @@ func (e *expiring) Err() error {
 	}
 }
 
-// Planning asks for the batch after each one ahead (while the job master
-// commits it): the batches still come in order, each once, and a planner
-// made at a cursor (a new leader) resumes right after it; Close abandons
-// one planned ahead.
+// Planning asks for the batch after each one ahead from the second on
+// (while the job master commits it): the batches still come in order,
+// each once, and a planner made at a cursor (a new leader) resumes right
+// after it; Close abandons one planned ahead without killing its process.
 func TestPlannerPlansAhead(t *testing.T) {
 	p := loadNoop(t)
 	ctx := context.Background()
@@ -319,6 +319,7 @@ func TestPlannerPlansAhead(t *testing.T) {
 	if err := pl.Close(); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, "the abandoned call's process back in the pool", func() bool { return len(p.PIDs()) == 1 })
 	pl, err = p.NewPlanner(ctx, nil, plans.Job{ID: 1, Config: []byte("5"), Cursor: cursor})
 	if err != nil {
 		t.Fatal(err)
