@@ -18,9 +18,10 @@ import (
 //   - GetWorkerInfoList calls made at the same time share one call
 //     (sharedWorkers): every submit and every planner lists the block
 //     workers, and the answer is the same for all of them;
-//   - within one submit, a GetStatus the plan's planner makes repeats the
-//     one its validation made (statusMemo): the planner runs right after
-//     the validation, in the same call.
+//   - within one submit, the GetStatus and GetWorkerInfoList calls the
+//     plan's planner makes repeat the ones its validation made
+//     (submitMemo): the planner runs right after the validation, in the
+//     same call.
 type planEnv struct {
 	plans.Env
 	workers *sharedWorkers
@@ -67,10 +68,12 @@ type sharedBM struct {
 }
 
 func (b sharedBM) GetWorkerInfoList(ctx context.Context, req *api.GetWorkerInfoListRequest, opts ...grpc.CallOption) (*api.GetWorkerInfoListResponse, error) {
-	if len(opts) > 0 || !proto.Equal(req, &api.GetWorkerInfoListRequest{}) {
-		return b.BlockMasterClient.GetWorkerInfoList(ctx, req, opts...)
-	}
-	return b.s.list(ctx, b.BlockMasterClient)
+	return memoized(ctx, "GetWorkerInfoList", req, func() (*api.GetWorkerInfoListResponse, error) {
+		if len(opts) > 0 || !proto.Equal(req, &api.GetWorkerInfoListRequest{}) {
+			return b.BlockMasterClient.GetWorkerInfoList(ctx, req, opts...)
+		}
+		return b.s.list(ctx, b.BlockMasterClient)
+	})
 }
 
 // list answers a GetWorkerInfoList made through bm, sharing the call.
@@ -119,47 +122,57 @@ func (s *sharedWorkers) start(bm api.BlockMasterClient) {
 // context earlier).
 const sharedCallTimeout = 30 * time.Second
 
-// statusMemo holds the GetStatus answers of one submit, by request.
-type statusMemo struct {
+// submitMemo holds the answers of one submit's calls, by method and
+// request.
+type submitMemo struct {
 	mu      sync.Mutex
-	answers map[string]*api.GetStatusResponse
+	answers map[string]proto.Message
 }
 
-type statusMemoKey struct{}
+type submitMemoKey struct{}
 
-// withStatusMemo makes the GetStatus calls made with the returned context
-// (through planEnv) answer a request made before with it from the first
-// answer.
-func withStatusMemo(ctx context.Context) context.Context {
-	return context.WithValue(ctx, statusMemoKey{}, &statusMemo{answers: map[string]*api.GetStatusResponse{}})
+// withSubmitMemo makes the GetStatus and GetWorkerInfoList calls made with
+// the returned context (through planEnv) answer a request made before with
+// it from the first answer: a submit's planner asks what its validation
+// asked a moment before.
+func withSubmitMemo(ctx context.Context) context.Context {
+	return context.WithValue(ctx, submitMemoKey{}, &submitMemo{answers: map[string]proto.Message{}})
 }
 
-// memoFS is the FS master client that reads and fills the context's
-// statusMemo, if it has one.
-type memoFS struct{ api.FileSystemMasterClient }
-
-func (m memoFS) GetStatus(ctx context.Context, req *api.GetStatusRequest, opts ...grpc.CallOption) (*api.GetStatusResponse, error) {
-	memo, _ := ctx.Value(statusMemoKey{}).(*statusMemo)
-	if memo == nil || len(opts) > 0 {
-		return m.FileSystemMasterClient.GetStatus(ctx, req, opts...)
+// memoized answers req from the context's submitMemo, if it has one and
+// has seen req; else it calls and keeps a successful answer. Each caller
+// gets a copy of its own.
+func memoized[Resp proto.Message](ctx context.Context, method string, req proto.Message, call func() (Resp, error)) (Resp, error) {
+	memo, _ := ctx.Value(submitMemoKey{}).(*submitMemo)
+	if memo == nil {
+		return call()
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
 	if err != nil {
-		return m.FileSystemMasterClient.GetStatus(ctx, req, opts...)
+		return call()
 	}
-	key := string(b)
+	key := method + "\x00" + string(b)
 	memo.mu.Lock()
-	resp, ok := memo.answers[key]
+	kept, ok := memo.answers[key]
 	memo.mu.Unlock()
 	if ok {
-		// A copy: the first caller may keep (and change) its own.
-		return proto.Clone(resp).(*api.GetStatusResponse), nil
+		return proto.Clone(kept).(Resp), nil
 	}
-	resp, err = m.FileSystemMasterClient.GetStatus(ctx, req)
+	resp, err := call()
 	if err == nil {
 		memo.mu.Lock()
-		memo.answers[key] = proto.Clone(resp).(*api.GetStatusResponse)
+		memo.answers[key] = proto.Clone(resp)
 		memo.mu.Unlock()
 	}
 	return resp, err
+}
+
+// memoFS is the FS master client whose GetStatus goes through the
+// context's submitMemo.
+type memoFS struct{ api.FileSystemMasterClient }
+
+func (m memoFS) GetStatus(ctx context.Context, req *api.GetStatusRequest, opts ...grpc.CallOption) (*api.GetStatusResponse, error) {
+	return memoized(ctx, "GetStatus", req, func() (*api.GetStatusResponse, error) {
+		return m.FileSystemMasterClient.GetStatus(ctx, req, opts...)
+	})
 }

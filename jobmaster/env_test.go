@@ -126,7 +126,7 @@ func TestStatusMemoWithinASubmit(t *testing.T) {
 	stat := func(ctx context.Context, p string) (*api.GetStatusResponse, error) {
 		return env.FS().GetStatus(ctx, &api.GetStatusRequest{Path: p})
 	}
-	ctx := withStatusMemo(context.Background())
+	ctx := withSubmitMemo(context.Background())
 	a, _ := stat(ctx, "/a")
 	a.Info.Length = 99 // a caller changing its answer changes no one else's
 	b, _ := stat(ctx, "/a")
@@ -142,7 +142,36 @@ func TestStatusMemoWithinASubmit(t *testing.T) {
 	if c, _ := stat(context.Background(), "/a"); c.GetInfo().GetLength() != 2 {
 		t.Fatalf("stat outside a submit: %v", c)
 	}
-	if d, _ := stat(withStatusMemo(context.Background()), "/a"); d.GetInfo().GetLength() != 3 {
+	if d, _ := stat(withSubmitMemo(context.Background()), "/a"); d.GetInfo().GetLength() != 3 {
 		t.Fatalf("stat in another submit: %v", d)
+	}
+}
+
+type countBM struct {
+	api.BlockMasterClient
+	calls atomic.Int64
+}
+
+func (c *countBM) GetWorkerInfoList(context.Context, *api.GetWorkerInfoListRequest, ...grpc.CallOption) (*api.GetWorkerInfoListResponse, error) {
+	return &api.GetWorkerInfoListResponse{Workers: []*api.WorkerInfo{{Id: c.calls.Add(1)}}}, nil
+}
+
+// Within a submit the worker list is asked once; outside, every time.
+func TestWorkerListMemoWithinASubmit(t *testing.T) {
+	c := &countBM{}
+	env := newPlanEnv(bmEnv{bm: c})
+	list := func(ctx context.Context) int64 {
+		resp, err := env.BlockMaster().GetWorkerInfoList(ctx, &api.GetWorkerInfoListRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetWorkers()[0].GetId()
+	}
+	ctx := withSubmitMemo(context.Background())
+	if a, b := list(ctx), list(ctx); a != 1 || b != 1 {
+		t.Fatalf("within a submit: calls %d, %d", a, b)
+	}
+	if a, b := list(context.Background()), list(context.Background()); a != 2 || b != 3 {
+		t.Fatalf("outside a submit: calls %d, %d", a, b)
 	}
 }

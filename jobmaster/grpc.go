@@ -285,8 +285,9 @@ func (r *rpcServer) SubmitJob(ctx context.Context, req *api.SubmitJobRequest) (*
 	if err := s.checkInFlight(runAs, req.GetPlan()); err != nil {
 		return nil, err
 	}
-	// The validation's stat of the job's path answers the planner's too.
-	ctx = withStatusMemo(ctx)
+	// What the validation asks the FS master (the path, the workers) answers
+	// the planner too.
+	ctx = withSubmitMemo(ctx)
 	cmd, err := s.validateJob(ctx, plan, cfg, runAs)
 	if err != nil {
 		return nil, err

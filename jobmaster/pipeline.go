@@ -178,7 +178,7 @@ func (r *pipelineRunner) submit(ctx context.Context, run *api.PipelineRun, s *ap
 		r.end(ctx, run, s, api.PipelineStepState_FAILED, err.Error(), false)
 		return nil
 	}
-	ctx = withStatusMemo(ctx) // the validation's stat answers the planner's too
+	ctx = withSubmitMemo(ctx) // what the validation asks answers the planner too
 	cmd, err := srv.validateJob(ctx, plan, s.GetConfigJson(), run.GetRunAs())
 	if err != nil {
 		if ctx.Err() != nil {
