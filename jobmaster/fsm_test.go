@@ -605,7 +605,15 @@ func TestFSMCountsUnfinishedJobsByUser(t *testing.T) {
 	if got := counts(ft.f); !maps.Equal(got, map[string]int{"alice": 1, "": 1}) {
 		t.Fatalf("after deleting ended jobs: %v", got)
 	}
-	snap, err := ft.f.Snapshot()
+	if got := counts(restored(t, ft.f)); !maps.Equal(got, counts(ft.f)) {
+		t.Fatalf("restored counts %v, want %v", got, counts(ft.f))
+	}
+}
+
+// restored is a new FSM restored from a snapshot of f.
+func restored(t *testing.T, f *FSM) *FSM {
+	t.Helper()
+	snap, err := f.Snapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -617,7 +625,5 @@ func TestFSMCountsUnfinishedJobsByUser(t *testing.T) {
 	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
 		t.Fatal(err)
 	}
-	if got := counts(g); !maps.Equal(got, counts(ft.f)) {
-		t.Fatalf("restored counts %v, want %v", got, counts(ft.f))
-	}
+	return g
 }

@@ -1,12 +1,10 @@
 package jobmaster
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -175,18 +173,7 @@ func TestPolicySnapshotRestore(t *testing.T) {
 	ft.apply(launchCmd("b", 1000, api.PolicyLaunchCommand_QUEUE, 6000))
 	ft.apply(&api.SetPolicyEnabledCommand{Name: "b", Enabled: false, NowMs: 7000})
 	want := dump(ft.f)
-	snap, err := ft.f.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sink memSink
-	if err := snap.Persist(&sink); err != nil {
-		t.Fatal(err)
-	}
-	g := NewFSM(nil)
-	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
-		t.Fatal(err)
-	}
+	g := restored(t, ft.f)
 	if got := dump(g); got != want {
 		t.Fatalf("restored:\n%s\nwant:\n%s", got, want)
 	}
