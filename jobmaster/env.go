@@ -3,7 +3,6 @@ package jobmaster
 import (
 	"context"
 	"sync"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -13,27 +12,17 @@ import (
 )
 
 // planEnv is the cluster as the job master's plans see it (validating,
-// planning), with two savings on what every job asks the FS master:
-//
-//   - GetWorkerInfoList calls made at the same time share one call
-//     (sharedWorkers): every submit and every planner lists the block
-//     workers, and the answer is the same for all of them;
-//   - within one submit, the GetStatus and GetWorkerInfoList calls the
-//     plan's planner makes repeat the ones its validation made
-//     (submitMemo): the planner runs right after the validation, in the
-//     same call.
-type planEnv struct {
-	plans.Env
-	workers *sharedWorkers
-}
+// planning), with one saving on what every job asks the FS master: within
+// one submit, the GetStatus and GetWorkerInfoList calls the plan's planner
+// makes repeat the ones its validation made (submitMemo) — the planner
+// runs right after the validation, in the same call (planInline).
+type planEnv struct{ plans.Env }
 
-func newPlanEnv(env plans.Env) *planEnv { return &planEnv{Env: env, workers: &sharedWorkers{}} }
+func newPlanEnv(env plans.Env) *planEnv { return &planEnv{Env: env} }
 
 func (e *planEnv) FS() api.FileSystemMasterClient { return memoFS{e.Env.FS()} }
 
-func (e *planEnv) BlockMaster() api.BlockMasterClient {
-	return sharedBM{BlockMasterClient: e.Env.BlockMaster(), s: e.workers}
-}
+func (e *planEnv) BlockMaster() api.BlockMasterClient { return memoBM{e.Env.BlockMaster()} }
 
 // ForgetBlockWorker passes on to the cluster client, as the plans' Env
 // wrappers do.
@@ -43,84 +32,15 @@ func (e *planEnv) ForgetBlockWorker(addr string) {
 	}
 }
 
-// sharedWorkers answers GetWorkerInfoList calls together: a call that
-// arrives while one is in flight waits for the next one, which starts when
-// that one ends and answers every caller that arrived meanwhile. So each
-// caller gets a list read after it asked (never an older one), and the FS
-// master serves at most one listing at a time however many jobs are
-// submitted. The answer is shared: callers only read it.
-type sharedWorkers struct {
-	mu   sync.Mutex
-	busy bool         // a call is in flight
-	next *workersCall // the call the callers that came during it wait for
-}
+// memoBM is the block master client whose GetWorkerInfoList goes through
+// the context's submitMemo.
+type memoBM struct{ api.BlockMasterClient }
 
-type workersCall struct {
-	done chan struct{}
-	resp *api.GetWorkerInfoListResponse
-	err  error
-}
-
-// sharedBM is the block master client whose GetWorkerInfoList is shared.
-type sharedBM struct {
-	api.BlockMasterClient
-	s *sharedWorkers
-}
-
-func (b sharedBM) GetWorkerInfoList(ctx context.Context, req *api.GetWorkerInfoListRequest, opts ...grpc.CallOption) (*api.GetWorkerInfoListResponse, error) {
+func (b memoBM) GetWorkerInfoList(ctx context.Context, req *api.GetWorkerInfoListRequest, opts ...grpc.CallOption) (*api.GetWorkerInfoListResponse, error) {
 	return memoized(ctx, "GetWorkerInfoList", req, func() (*api.GetWorkerInfoListResponse, error) {
-		if len(opts) > 0 || !proto.Equal(req, &api.GetWorkerInfoListRequest{}) {
-			return b.BlockMasterClient.GetWorkerInfoList(ctx, req, opts...)
-		}
-		return b.s.list(ctx, b.BlockMasterClient)
+		return b.BlockMasterClient.GetWorkerInfoList(ctx, req, opts...)
 	})
 }
-
-// list answers a GetWorkerInfoList made through bm, sharing the call.
-func (s *sharedWorkers) list(ctx context.Context, bm api.BlockMasterClient) (*api.GetWorkerInfoListResponse, error) {
-	s.mu.Lock()
-	c := s.next
-	if c == nil {
-		c = &workersCall{done: make(chan struct{})}
-		s.next = c
-	}
-	if !s.busy {
-		s.start(bm)
-	}
-	s.mu.Unlock()
-	select {
-	case <-c.done:
-		return c.resp, c.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// start runs the waiting call (s.mu held); when it ends, the one the
-// callers that came meanwhile wait for starts.
-func (s *sharedWorkers) start(bm api.BlockMasterClient) {
-	c := s.next
-	s.next, s.busy = nil, true
-	go func() {
-		// Not any caller's context: the others wait on this call too. The
-		// job master's own identity lists the workers (the answer is the
-		// same for every user).
-		ctx, cancel := context.WithTimeout(context.Background(), sharedCallTimeout)
-		c.resp, c.err = bm.GetWorkerInfoList(ctx, &api.GetWorkerInfoListRequest{})
-		cancel()
-		close(c.done)
-		s.mu.Lock()
-		s.busy = false
-		if s.next != nil {
-			s.start(bm)
-		}
-		s.mu.Unlock()
-	}()
-}
-
-// sharedCallTimeout bounds a shared call (a caller gives up on its own
-// context earlier).
-const sharedCallTimeout = 30 * time.Second
 
 // submitMemo holds the answers of one submit's calls, by method and
 // request.

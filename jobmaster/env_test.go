@@ -12,87 +12,12 @@ import (
 	"github.com/alluvium/alluvium/api"
 )
 
-// gatedBM answers GetWorkerInfoList with the number of the call (as the
-// first worker's id), each call held until the test lets it go.
-type gatedBM struct {
-	api.BlockMasterClient
-	calls   atomic.Int64
-	started chan int64
-	release chan struct{}
-}
-
-func (g *gatedBM) GetWorkerInfoList(ctx context.Context, _ *api.GetWorkerInfoListRequest, _ ...grpc.CallOption) (*api.GetWorkerInfoListResponse, error) {
-	n := g.calls.Add(1)
-	g.started <- n
-	<-g.release
-	return &api.GetWorkerInfoListResponse{Workers: []*api.WorkerInfo{{Id: n}}}, nil
-}
-
 type bmEnv struct {
 	nopEnv
 	bm api.BlockMasterClient
 }
 
 func (e bmEnv) BlockMaster() api.BlockMasterClient { return e.bm }
-
-// Callers that come while a listing is in flight share the next one: each
-// gets a list read after it asked, and the FS master sees one call per
-// wave, not one per caller.
-func TestSharedWorkerListNeverAnswersOlderThanTheAsk(t *testing.T) {
-	g := &gatedBM{started: make(chan int64, 4), release: make(chan struct{})}
-	env := newPlanEnv(bmEnv{bm: g})
-	ctx := context.Background()
-	ask := func() <-chan int64 {
-		out := make(chan int64, 1)
-		go func() {
-			resp, err := env.BlockMaster().GetWorkerInfoList(ctx, &api.GetWorkerInfoListRequest{})
-			if err != nil {
-				t.Error(err)
-			}
-			out <- resp.GetWorkers()[0].GetId()
-		}()
-		return out
-	}
-	first := ask()
-	if n := <-g.started; n != 1 {
-		t.Fatalf("first call is call %d", n)
-	}
-	// Two more while the first is in flight: they wait for the second call.
-	second, third := ask(), ask()
-	waitFor(t, "the two callers to wait for the next call", func() bool {
-		env.workers.mu.Lock()
-		defer env.workers.mu.Unlock()
-		return env.workers.next != nil
-	})
-	g.release <- struct{}{}
-	if got := <-first; got != 1 {
-		t.Fatalf("first caller got call %d", got)
-	}
-	if n := <-g.started; n != 2 {
-		t.Fatalf("second call is call %d", n)
-	}
-	g.release <- struct{}{}
-	if a, b := <-second, <-third; a != 2 || b != 2 {
-		t.Fatalf("callers who asked during call 1 got calls %d and %d, want 2", a, b)
-	}
-	if n := g.calls.Load(); n != 2 {
-		t.Fatalf("%d calls for 3 callers in two waves", n)
-	}
-	// A caller whose context ends stops waiting; the call goes on for the
-	// others.
-	cctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		_, err := env.BlockMaster().GetWorkerInfoList(cctx, &api.GetWorkerInfoListRequest{})
-		done <- err
-	}()
-	<-g.started
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled caller: %v", err)
-	}
-	g.release <- struct{}{}
-}
 
 type countFS struct {
 	api.FileSystemMasterClient
