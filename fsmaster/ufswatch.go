@@ -312,7 +312,8 @@ func (r *prefixRun) run(ctx context.Context) {
 		case evs, ok := <-events:
 			if !ok {
 				r.w.log.Warn("inotify stopped; listing the prefix every interval instead", zap.String("path", r.p))
-				r.in, r.poll = nil, true
+				r.in.close()
+				r.in, r.inErr, r.poll = nil, true, true
 				continue
 			}
 			for _, ev := range evs {
