@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/alluvium/alluvium/api"
@@ -161,28 +160,10 @@ func TestBaselineAnnouncesNothing(t *testing.T) {
 // chunks, in a new subdirectory — reach the feed, each exactly once.
 func TestUFSWatchLocal(t *testing.T) {
 	ns, j, ufsDir := newTestNS(t)
-	ns.cfg.watch = ufsWatchConfig{enabled: true, interval: time.Hour, settle: 20 * time.Millisecond, maxDirs: 100}
-	j.mu.Lock()
-	ns.feed.advance(j.seq)
-	j.mu.Unlock()
-	ctx, cancel := context.WithCancel(context.Background())
-	w := newUFSWatch(ctx, ns, ns.cfg.watch, zaptest.NewLogger(t))
-	ns.ufsw.Store(w)
-	t.Cleanup(func() { cancel(); w.wg.Wait() })
+	w, _ := startWatch(t, ns, j, ufsWatchConfig{enabled: true, interval: time.Hour, settle: 20 * time.Millisecond, maxDirs: 100})
 	ufsWrite(t, ufsDir, "land/before", 1)
 	names(t, ns, "/", api.LoadMetadataType_ONCE)
 	now := must(ns.WatchCompletions(bg, &api.WatchCompletionsRequest{Path: "/land", FromNow: true}))
-	// Feed the durable watermark as entries land (the memJournal is
-	// synchronous; the real journals advance it themselves).
-	go func() {
-		for ctx.Err() == nil {
-			j.mu.Lock()
-			seq := j.seq
-			j.mu.Unlock()
-			ns.feed.advance(seq)
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
 	// Wait until the prefix's catch-up put a watch on /land.
 	waitFor(t, func() bool {
 		w.mu.Lock()

@@ -90,10 +90,7 @@ func BenchmarkEventToJob(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(percentile(lat, 0.5), "p50-ms")
-	b.ReportMetric(percentile(lat, 0.99), "p99-ms")
-	b.ReportMetric(percentile(ref, 0.5), "byhand-p50-ms")
-	b.ReportMetric(percentile(ref, 0.99), "byhand-p99-ms")
+	reportLatencies(b, lat, ref, "byhand")
 	reference(b, "*", "the same client submitting the same persist job itself right after Close and waiting for it the same way (byhand-p50-ms, byhand-p99-ms): the job service without the completion feed and the policy's raft entry")
 }
 
@@ -163,10 +160,7 @@ func BenchmarkUFSDropToJob(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(percentile(lat, 0.5), "p50-ms")
-	b.ReportMetric(percentile(lat, 0.99), "p99-ms")
-	b.ReportMetric(percentile(ref, 0.5), "write-p50-ms")
-	b.ReportMetric(percentile(ref, 0.99), "write-p99-ms")
+	reportLatencies(b, lat, ref, "write")
 	reference(b, "*", "the same policy's reaction to a 4 KiB file written through Alluvium (MUST_CACHE) instead, from its Close (write-p50-ms, write-p99-ms): the same feed, policy and job path without the UFS watcher")
 }
 
@@ -208,4 +202,13 @@ func newestJob(b *testing.B, jobs *sdk.Jobs) int64 {
 		return j.GetId()
 	}
 	return 0
+}
+
+// reportLatencies reports p50-ms and p99-ms of lat, and those of the
+// reference ref as <refName>-p50-ms and <refName>-p99-ms.
+func reportLatencies(b *testing.B, lat, ref []float64, refName string) {
+	b.ReportMetric(percentile(lat, 0.5), "p50-ms")
+	b.ReportMetric(percentile(lat, 0.99), "p99-ms")
+	b.ReportMetric(percentile(ref, 0.5), refName+"-p50-ms")
+	b.ReportMetric(percentile(ref, 0.99), refName+"-p99-ms")
 }
