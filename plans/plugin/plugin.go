@@ -5,8 +5,9 @@
 // (env.go: files read and written as the job's user, the exec allow list).
 //
 // Supervision. Each plugin runs as a small pool of child processes; a
-// call (or a job worker's batch of tasks, RunBatch) takes one process for
-// itself. A process that exits or breaks its connection during a call is
+// call takes one process for itself, and a job worker's batches of tasks
+// (RunBatch) all go to one of them, the task runner, each on a stream of
+// its own. A process that exits or breaks its connection during a call is
 // dropped and the call (the batch's unanswered tasks) fails Unavailable —
 // the job master retries the tasks (jobmaster.task.max-attempts) and the
 // next call starts a new process. A call whose context ends, or a task
@@ -31,6 +32,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -139,6 +141,11 @@ type Plan struct {
 
 	mu   sync.Mutex
 	idle []*instance
+	// runner is the process every batch of tasks goes to, at once (each
+	// on a stream of its own): one process a job worker wakes for all its
+	// tasks, not one per batch under way. Replaced when it dies or is
+	// killed.
+	runner *instance
 }
 
 var (
@@ -156,9 +163,11 @@ type instance struct {
 	hostID   uint32
 	stopHost func()
 	killed   sync.Once
+	dead     atomic.Bool // killed
 }
 
 func (i *instance) kill() {
+	i.dead.Store(true)
 	i.killed.Do(func() {
 		if i.stopHost != nil {
 			i.stopHost()
@@ -245,13 +254,46 @@ func (p *Plan) put(inst *instance) {
 	p.idle = append(p.idle, inst)
 }
 
-// PIDs lists the plugin's idle processes (tests kill them).
+// taskRunner is the process that runs batches of tasks: the live runner,
+// else an idle process or a new one made the runner.
+func (p *Plan) taskRunner() (*instance, error) {
+	p.mu.Lock()
+	if r := p.runner; r != nil && !r.dead.Load() && !r.c.Exited() {
+		p.mu.Unlock()
+		return r, nil
+	}
+	p.runner = nil
+	p.mu.Unlock()
+	inst, err := p.get()
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r := p.runner; r != nil && !r.dead.Load() && !r.c.Exited() {
+		// Another batch made one meanwhile.
+		if len(p.idle) < maxIdle {
+			p.idle = append(p.idle, inst)
+		} else {
+			go inst.kill()
+		}
+		return r, nil
+	}
+	p.runner = inst
+	return inst, nil
+}
+
+// PIDs lists the plugin's idle processes and its task runner (tests kill
+// them).
 func (p *Plan) PIDs() []int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []int
 	for _, i := range p.idle {
 		out = append(out, i.pid)
+	}
+	if r := p.runner; r != nil && !r.dead.Load() && !r.c.Exited() {
+		out = append(out, r.pid)
 	}
 	return out
 }
@@ -457,15 +499,16 @@ func (p *Plan) Run(ctx context.Context, env plans.Env, t *plans.Task) (plans.Res
 	return res, err
 }
 
-// RunBatch implements plans.BatchRunner: the tasks go to one process on
-// one RunTasks stream, which runs them at once and answers each as it
+// RunBatch implements plans.BatchRunner: the tasks go to the task runner
+// on one RunTasks stream, which runs them at once and answers each as it
 // ends. Each task keeps its own context: one that is cancelled is
 // answered at once and cancelled in the plugin (whose process is killed
 // if the task has not ended cancelGrace after the batch's others); one
 // that times out kills the process at once (a hung plugin goes at the
-// task's timeout), and the batch's other tasks then fail Unavailable and
-// are retried. A process that dies or breaks the stream fails the tasks
-// it had not answered Unavailable (retried), as a lost call did.
+// task's timeout), and the other tasks it was running (of this batch and
+// others) then fail Unavailable and are retried. A process that dies or
+// breaks the stream fails the tasks it had not answered Unavailable
+// (retried), as a lost call did.
 func (p *Plan) RunBatch(ctx context.Context, env plans.Env, ts []plans.BatchTask, done func(int, plans.Result, error)) {
 	answered := make([]bool, len(ts))
 	left := len(ts)
@@ -481,7 +524,7 @@ func (p *Plan) RunBatch(ctx context.Context, env plans.Env, ts []plans.BatchTask
 			finish(i, plans.Result{}, err)
 		}
 	}
-	inst, err := p.get()
+	inst, err := p.taskRunner()
 	if err != nil {
 		failRest(err)
 		return
@@ -595,9 +638,7 @@ func (p *Plan) RunBatch(ctx context.Context, env plans.Env, ts []plans.BatchTask
 			select {
 			case <-outs: // a cancelled task's late answer
 			case err := <-errc:
-				if errors.Is(err, io.EOF) && !inst.c.Exited() {
-					p.put(inst)
-				} else {
+				if !errors.Is(err, io.EOF) {
 					inst.kill()
 				}
 				return

@@ -51,15 +51,22 @@ func loadNoop(tb testing.TB) *Plan {
 		tb.Fatal(noopErr)
 	}
 	p := noopPlan
-	tb.Cleanup(func() { // its processes outlive the test otherwise
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for _, i := range p.idle {
-			i.kill()
-		}
-		p.idle = nil
-	})
+	tb.Cleanup(func() { killAll(p) }) // its processes outlive the test otherwise
 	return p
+}
+
+// killAll kills p's idle processes and its task runner.
+func killAll(p *Plan) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, i := range p.idle {
+		i.kill()
+	}
+	p.idle = nil
+	if p.runner != nil {
+		p.runner.kill()
+		p.runner = nil
+	}
 }
 
 // TestLoadAndRun: a plugin loads under its own name and version, runs a
@@ -76,9 +83,7 @@ func TestLoadAndRun(t *testing.T) {
 	if len(pids) != 1 {
 		t.Fatalf("idle processes %v, want 1", pids)
 	}
-	p.mu.Lock()
-	p.idle[0].kill()
-	p.mu.Unlock()
+	killAll(p)
 	if _, err := p.Run(context.Background(), nil, &plans.Task{JobID: 1, TaskID: 2}); err != nil {
 		t.Fatalf("run after the process was killed: %v", err)
 	}
@@ -96,12 +101,7 @@ func TestIdleProcessReachesItsHost(t *testing.T) {
 	if _, err := p.Run(bg, nil, &plans.Task{JobID: 3, TaskID: 1}); err != nil {
 		t.Fatal(err)
 	}
-	p.mu.Lock()
-	for _, i := range p.idle {
-		i.kill()
-	}
-	p.idle = nil
-	p.mu.Unlock()
+	killAll(p)
 	inst, err := p.start()
 	if err != nil {
 		t.Fatal(err)
@@ -226,6 +226,41 @@ func TestRunBatchAnswersEachTask(t *testing.T) {
 		t.Errorf("the failed task: %v %+v, want DataLoss with its result", a.err[2], a.res[2])
 	}
 	waitFor(t, "the process back in the pool", func() bool { return len(p.PIDs()) == 1 })
+}
+
+// Batches under way at once share the task runner: one process, each
+// batch on a stream of its own.
+func TestBatchesShareTheRunner(t *testing.T) {
+	p := loadNoop(t)
+	bg := context.Background()
+	if _, err := p.Run(bg, nil, &plans.Task{JobID: 4, TaskID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	pids := p.PIDs()
+	ctx, cancel := context.WithCancel(bg)
+	var wg sync.WaitGroup
+	var started sync.WaitGroup
+	for b := int64(0); b < 3; b++ {
+		wg.Add(1)
+		started.Add(1)
+		go func() {
+			defer wg.Done()
+			ts := []plans.BatchTask{{Ctx: ctx, Task: &plans.Task{JobID: 4, TaskID: 10 + b, Args: []byte("wait")}}}
+			started.Done()
+			runBatch(p, bg, ts)
+		}()
+	}
+	started.Wait()
+	waitFor(t, "three tasks under way", func() bool {
+		p.runner.host.mu.Lock()
+		defer p.runner.host.mu.Unlock()
+		return len(p.runner.host.calls) == 3
+	})
+	if got := p.PIDs(); len(got) != 1 || got[0] != pids[0] {
+		t.Errorf("processes %v with three batches under way, want the runner %v alone", got, pids)
+	}
+	cancel()
+	wg.Wait()
 }
 
 // A task of a batch that times out kills the process at once, whatever
