@@ -168,10 +168,22 @@ func (a *answers) done(i int, r plans.Result, err error) {
 	a.res[i], a.err[i] = r, err
 }
 
-func runBatch(p *Plan, ctx context.Context, ts []plans.BatchTask) *answers {
-	a := &answers{res: map[int]plans.Result{}, err: map[int]error{}}
-	p.RunBatch(ctx, nil, ts, a.done)
+func runBatch(p *Plan, ts []plans.BatchTask) *answers {
+	a, returned := startBatch(p, ts)
+	<-returned
 	return a
+}
+
+// startBatch runs ts as a batch in the background; returned is closed
+// when RunBatch returns.
+func startBatch(p *Plan, ts []plans.BatchTask) (*answers, <-chan struct{}) {
+	a := &answers{res: map[int]plans.Result{}, err: map[int]error{}}
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		p.RunBatch(context.Background(), nil, ts, a.done)
+	}()
+	return a, returned
 }
 
 // waitFor polls cond until it holds (a generous deadline: the machine may
@@ -199,12 +211,7 @@ func TestRunBatchAnswersEachTask(t *testing.T) {
 		{Ctx: bg, Task: &plans.Task{JobID: 1, TaskID: 3, Args: []byte("fail")}},
 		{Ctx: bg, Task: &plans.Task{JobID: 1, TaskID: 4, Args: []byte("bbb")}},
 	}
-	a := &answers{res: map[int]plans.Result{}, err: map[int]error{}}
-	returned := make(chan struct{})
-	go func() {
-		defer close(returned)
-		p.RunBatch(bg, nil, ts, a.done)
-	}()
+	a, returned := startBatch(p, ts)
 	// The others answer while task 2 waits; then it is cancelled.
 	waitFor(t, "the batch's other tasks", func() bool {
 		a.mu.Lock()
@@ -247,7 +254,7 @@ func TestBatchesShareTheRunner(t *testing.T) {
 			defer wg.Done()
 			ts := []plans.BatchTask{{Ctx: ctx, Task: &plans.Task{JobID: 4, TaskID: 10 + b, Args: []byte("wait")}}}
 			started.Done()
-			runBatch(p, bg, ts)
+			runBatch(p, ts)
 		}()
 	}
 	started.Wait()
@@ -284,12 +291,7 @@ func TestRunBatchTimeoutKills(t *testing.T) {
 		{Ctx: timeout, Task: &plans.Task{JobID: 2, TaskID: 2, Args: []byte("hang")}},
 		{Ctx: hung, Task: &plans.Task{JobID: 2, TaskID: 3, Args: []byte("hang")}},
 	}
-	a := &answers{res: map[int]plans.Result{}, err: map[int]error{}}
-	returned := make(chan struct{})
-	go func() {
-		defer close(returned)
-		p.RunBatch(bg, nil, ts, a.done)
-	}()
+	a, returned := startBatch(p, ts)
 	close(timeout.done) // task 2's timeout passes
 	<-returned
 	if len(a.dup) > 0 || len(a.res) != 2 {
