@@ -227,11 +227,18 @@ func (x *ReadBlockResponse) GetChunk() []byte {
 }
 
 type WriteBlockHeader struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	BlockId       int64                  `protobuf:"varint,1,opt,name=block_id,json=blockId,proto3" json:"block_id,omitempty"`
-	Tier          string                 `protobuf:"bytes,2,opt,name=tier,proto3" json:"tier,omitempty"`                                // preferred tier; empty: highest with room
-	LengthHint    int64                  `protobuf:"varint,3,opt,name=length_hint,json=lengthHint,proto3" json:"length_hint,omitempty"` // bytes to reserve; 0: the block size
-	Pinned        bool                   `protobuf:"varint,4,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	BlockId    int64                  `protobuf:"varint,1,opt,name=block_id,json=blockId,proto3" json:"block_id,omitempty"`
+	Tier       string                 `protobuf:"bytes,2,opt,name=tier,proto3" json:"tier,omitempty"`                                // preferred tier; empty: highest with room
+	LengthHint int64                  `protobuf:"varint,3,opt,name=length_hint,json=lengthHint,proto3" json:"length_hint,omitempty"` // bytes to reserve; 0: the block size
+	Pinned     bool                   `protobuf:"varint,4,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	// ufs: also write the block's bytes into this UFS file, in place
+	// (in_place must be set; offset is where the block's first byte goes),
+	// as they come: a part of a multipart upload goes to its blocks and to
+	// its region of the object's UFS file in one stream, not two. Checked as
+	// WriteUfsFile checks its header; the region is fsynced before the
+	// block commits, and the answer's ufs_length says what it holds.
+	Ufs           *WriteUfsFileHeader `protobuf:"bytes,5,opt,name=ufs,proto3" json:"ufs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -292,6 +299,13 @@ func (x *WriteBlockHeader) GetPinned() bool {
 		return x.Pinned
 	}
 	return false
+}
+
+func (x *WriteBlockHeader) GetUfs() *WriteUfsFileHeader {
+	if x != nil {
+		return x.Ufs
+	}
+	return nil
 }
 
 type WriteBlockRequest struct {
@@ -380,6 +394,7 @@ type WriteBlockResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Length        int64                  `protobuf:"varint,1,opt,name=length,proto3" json:"length,omitempty"`
 	Tier          string                 `protobuf:"bytes,2,opt,name=tier,proto3" json:"tier,omitempty"`
+	UfsLength     int64                  `protobuf:"varint,3,opt,name=ufs_length,json=ufsLength,proto3" json:"ufs_length,omitempty"` // bytes written to the header's ufs region
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -426,6 +441,13 @@ func (x *WriteBlockResponse) GetTier() string {
 		return x.Tier
 	}
 	return ""
+}
+
+func (x *WriteBlockResponse) GetUfsLength() int64 {
+	if x != nil {
+		return x.UfsLength
+	}
+	return 0
 }
 
 type CacheBlockRequest struct {
@@ -2062,20 +2084,23 @@ const file_blockworker_proto_rawDesc = "" +
 	"\x03ufs\x18\x05 \x01(\v2\x1b.alluvium.v1.UfsBlockSourceR\x03ufs\x122\n" +
 	"\tread_type\x18\x06 \x01(\x0e2\x15.alluvium.v1.ReadTypeR\breadType\")\n" +
 	"\x11ReadBlockResponse\x12\x14\n" +
-	"\x05chunk\x18\x01 \x01(\fR\x05chunk\"z\n" +
+	"\x05chunk\x18\x01 \x01(\fR\x05chunk\"\xad\x01\n" +
 	"\x10WriteBlockHeader\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x12\x12\n" +
 	"\x04tier\x18\x02 \x01(\tR\x04tier\x12\x1f\n" +
 	"\vlength_hint\x18\x03 \x01(\x03R\n" +
 	"lengthHint\x12\x16\n" +
-	"\x06pinned\x18\x04 \x01(\bR\x06pinned\"k\n" +
+	"\x06pinned\x18\x04 \x01(\bR\x06pinned\x121\n" +
+	"\x03ufs\x18\x05 \x01(\v2\x1f.alluvium.v1.WriteUfsFileHeaderR\x03ufs\"k\n" +
 	"\x11WriteBlockRequest\x127\n" +
 	"\x06header\x18\x01 \x01(\v2\x1d.alluvium.v1.WriteBlockHeaderH\x00R\x06header\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x05\n" +
-	"\x03msg\"@\n" +
+	"\x03msg\"_\n" +
 	"\x12WriteBlockResponse\x12\x16\n" +
 	"\x06length\x18\x01 \x01(\x03R\x06length\x12\x12\n" +
-	"\x04tier\x18\x02 \x01(\tR\x04tier\"\x8f\x01\n" +
+	"\x04tier\x18\x02 \x01(\tR\x04tier\x12\x1d\n" +
+	"\n" +
+	"ufs_length\x18\x03 \x01(\x03R\tufsLength\"\x8f\x01\n" +
 	"\x11CacheBlockRequest\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x123\n" +
 	"\x06source\x18\x02 \x01(\v2\x1b.alluvium.v1.UfsBlockSourceR\x06source\x12\x16\n" +
@@ -2250,53 +2275,54 @@ var file_blockworker_proto_goTypes = []any{
 var file_blockworker_proto_depIdxs = []int32{
 	0,  // 0: alluvium.v1.ReadBlockRequest.ufs:type_name -> alluvium.v1.UfsBlockSource
 	34, // 1: alluvium.v1.ReadBlockRequest.read_type:type_name -> alluvium.v1.ReadType
-	3,  // 2: alluvium.v1.WriteBlockRequest.header:type_name -> alluvium.v1.WriteBlockHeader
-	0,  // 3: alluvium.v1.CacheBlockRequest.source:type_name -> alluvium.v1.UfsBlockSource
-	12, // 4: alluvium.v1.WriteUfsFileRequest.header:type_name -> alluvium.v1.WriteUfsFileHeader
-	35, // 5: alluvium.v1.GetWorkerStatusResponse.address:type_name -> alluvium.v1.WorkerNetAddress
-	36, // 6: alluvium.v1.GetWorkerStatusResponse.tiers:type_name -> alluvium.v1.TierUsage
-	6,  // 7: alluvium.v1.CacheBlocksRequest.blocks:type_name -> alluvium.v1.CacheBlockRequest
-	22, // 8: alluvium.v1.CacheBlocksResponse.results:type_name -> alluvium.v1.CacheBlockResult
-	0,  // 9: alluvium.v1.BlockSource.ufs:type_name -> alluvium.v1.UfsBlockSource
-	12, // 10: alluvium.v1.WriteUfsFileFromRequest.dest:type_name -> alluvium.v1.WriteUfsFileHeader
-	26, // 11: alluvium.v1.WriteUfsFileFromRequest.sources:type_name -> alluvium.v1.BlockSource
-	26, // 12: alluvium.v1.HashBlocksRequest.sources:type_name -> alluvium.v1.BlockSource
-	27, // 13: alluvium.v1.WriteUfsFilesFromRequest.files:type_name -> alluvium.v1.WriteUfsFileFromRequest
-	28, // 14: alluvium.v1.WriteUfsFileFromResult.response:type_name -> alluvium.v1.WriteUfsFileFromResponse
-	32, // 15: alluvium.v1.WriteUfsFilesFromResponse.results:type_name -> alluvium.v1.WriteUfsFileFromResult
-	1,  // 16: alluvium.v1.BlockWorker.ReadBlock:input_type -> alluvium.v1.ReadBlockRequest
-	4,  // 17: alluvium.v1.BlockWorker.WriteBlock:input_type -> alluvium.v1.WriteBlockRequest
-	6,  // 18: alluvium.v1.BlockWorker.CacheBlock:input_type -> alluvium.v1.CacheBlockRequest
-	8,  // 19: alluvium.v1.BlockWorker.RemoveBlock:input_type -> alluvium.v1.RemoveBlockRequest
-	10, // 20: alluvium.v1.BlockWorker.MoveBlock:input_type -> alluvium.v1.MoveBlockRequest
-	13, // 21: alluvium.v1.BlockWorker.WriteUfsFile:input_type -> alluvium.v1.WriteUfsFileRequest
-	15, // 22: alluvium.v1.BlockWorker.OpenLocalBlock:input_type -> alluvium.v1.OpenLocalBlockRequest
-	17, // 23: alluvium.v1.BlockWorker.CloseLocalBlock:input_type -> alluvium.v1.CloseLocalBlockRequest
-	19, // 24: alluvium.v1.BlockWorker.GetWorkerStatus:input_type -> alluvium.v1.GetWorkerStatusRequest
-	21, // 25: alluvium.v1.BlockWorker.CacheBlocks:input_type -> alluvium.v1.CacheBlocksRequest
-	24, // 26: alluvium.v1.BlockWorker.CopyBlockFrom:input_type -> alluvium.v1.CopyBlockFromRequest
-	27, // 27: alluvium.v1.BlockWorker.WriteUfsFileFrom:input_type -> alluvium.v1.WriteUfsFileFromRequest
-	29, // 28: alluvium.v1.BlockWorker.HashBlocks:input_type -> alluvium.v1.HashBlocksRequest
-	31, // 29: alluvium.v1.BlockWorker.WriteUfsFilesFrom:input_type -> alluvium.v1.WriteUfsFilesFromRequest
-	2,  // 30: alluvium.v1.BlockWorker.ReadBlock:output_type -> alluvium.v1.ReadBlockResponse
-	5,  // 31: alluvium.v1.BlockWorker.WriteBlock:output_type -> alluvium.v1.WriteBlockResponse
-	7,  // 32: alluvium.v1.BlockWorker.CacheBlock:output_type -> alluvium.v1.CacheBlockResponse
-	9,  // 33: alluvium.v1.BlockWorker.RemoveBlock:output_type -> alluvium.v1.RemoveBlockResponse
-	11, // 34: alluvium.v1.BlockWorker.MoveBlock:output_type -> alluvium.v1.MoveBlockResponse
-	14, // 35: alluvium.v1.BlockWorker.WriteUfsFile:output_type -> alluvium.v1.WriteUfsFileResponse
-	16, // 36: alluvium.v1.BlockWorker.OpenLocalBlock:output_type -> alluvium.v1.OpenLocalBlockResponse
-	18, // 37: alluvium.v1.BlockWorker.CloseLocalBlock:output_type -> alluvium.v1.CloseLocalBlockResponse
-	20, // 38: alluvium.v1.BlockWorker.GetWorkerStatus:output_type -> alluvium.v1.GetWorkerStatusResponse
-	23, // 39: alluvium.v1.BlockWorker.CacheBlocks:output_type -> alluvium.v1.CacheBlocksResponse
-	25, // 40: alluvium.v1.BlockWorker.CopyBlockFrom:output_type -> alluvium.v1.CopyBlockFromResponse
-	28, // 41: alluvium.v1.BlockWorker.WriteUfsFileFrom:output_type -> alluvium.v1.WriteUfsFileFromResponse
-	30, // 42: alluvium.v1.BlockWorker.HashBlocks:output_type -> alluvium.v1.HashBlocksResponse
-	33, // 43: alluvium.v1.BlockWorker.WriteUfsFilesFrom:output_type -> alluvium.v1.WriteUfsFilesFromResponse
-	30, // [30:44] is the sub-list for method output_type
-	16, // [16:30] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	12, // 2: alluvium.v1.WriteBlockHeader.ufs:type_name -> alluvium.v1.WriteUfsFileHeader
+	3,  // 3: alluvium.v1.WriteBlockRequest.header:type_name -> alluvium.v1.WriteBlockHeader
+	0,  // 4: alluvium.v1.CacheBlockRequest.source:type_name -> alluvium.v1.UfsBlockSource
+	12, // 5: alluvium.v1.WriteUfsFileRequest.header:type_name -> alluvium.v1.WriteUfsFileHeader
+	35, // 6: alluvium.v1.GetWorkerStatusResponse.address:type_name -> alluvium.v1.WorkerNetAddress
+	36, // 7: alluvium.v1.GetWorkerStatusResponse.tiers:type_name -> alluvium.v1.TierUsage
+	6,  // 8: alluvium.v1.CacheBlocksRequest.blocks:type_name -> alluvium.v1.CacheBlockRequest
+	22, // 9: alluvium.v1.CacheBlocksResponse.results:type_name -> alluvium.v1.CacheBlockResult
+	0,  // 10: alluvium.v1.BlockSource.ufs:type_name -> alluvium.v1.UfsBlockSource
+	12, // 11: alluvium.v1.WriteUfsFileFromRequest.dest:type_name -> alluvium.v1.WriteUfsFileHeader
+	26, // 12: alluvium.v1.WriteUfsFileFromRequest.sources:type_name -> alluvium.v1.BlockSource
+	26, // 13: alluvium.v1.HashBlocksRequest.sources:type_name -> alluvium.v1.BlockSource
+	27, // 14: alluvium.v1.WriteUfsFilesFromRequest.files:type_name -> alluvium.v1.WriteUfsFileFromRequest
+	28, // 15: alluvium.v1.WriteUfsFileFromResult.response:type_name -> alluvium.v1.WriteUfsFileFromResponse
+	32, // 16: alluvium.v1.WriteUfsFilesFromResponse.results:type_name -> alluvium.v1.WriteUfsFileFromResult
+	1,  // 17: alluvium.v1.BlockWorker.ReadBlock:input_type -> alluvium.v1.ReadBlockRequest
+	4,  // 18: alluvium.v1.BlockWorker.WriteBlock:input_type -> alluvium.v1.WriteBlockRequest
+	6,  // 19: alluvium.v1.BlockWorker.CacheBlock:input_type -> alluvium.v1.CacheBlockRequest
+	8,  // 20: alluvium.v1.BlockWorker.RemoveBlock:input_type -> alluvium.v1.RemoveBlockRequest
+	10, // 21: alluvium.v1.BlockWorker.MoveBlock:input_type -> alluvium.v1.MoveBlockRequest
+	13, // 22: alluvium.v1.BlockWorker.WriteUfsFile:input_type -> alluvium.v1.WriteUfsFileRequest
+	15, // 23: alluvium.v1.BlockWorker.OpenLocalBlock:input_type -> alluvium.v1.OpenLocalBlockRequest
+	17, // 24: alluvium.v1.BlockWorker.CloseLocalBlock:input_type -> alluvium.v1.CloseLocalBlockRequest
+	19, // 25: alluvium.v1.BlockWorker.GetWorkerStatus:input_type -> alluvium.v1.GetWorkerStatusRequest
+	21, // 26: alluvium.v1.BlockWorker.CacheBlocks:input_type -> alluvium.v1.CacheBlocksRequest
+	24, // 27: alluvium.v1.BlockWorker.CopyBlockFrom:input_type -> alluvium.v1.CopyBlockFromRequest
+	27, // 28: alluvium.v1.BlockWorker.WriteUfsFileFrom:input_type -> alluvium.v1.WriteUfsFileFromRequest
+	29, // 29: alluvium.v1.BlockWorker.HashBlocks:input_type -> alluvium.v1.HashBlocksRequest
+	31, // 30: alluvium.v1.BlockWorker.WriteUfsFilesFrom:input_type -> alluvium.v1.WriteUfsFilesFromRequest
+	2,  // 31: alluvium.v1.BlockWorker.ReadBlock:output_type -> alluvium.v1.ReadBlockResponse
+	5,  // 32: alluvium.v1.BlockWorker.WriteBlock:output_type -> alluvium.v1.WriteBlockResponse
+	7,  // 33: alluvium.v1.BlockWorker.CacheBlock:output_type -> alluvium.v1.CacheBlockResponse
+	9,  // 34: alluvium.v1.BlockWorker.RemoveBlock:output_type -> alluvium.v1.RemoveBlockResponse
+	11, // 35: alluvium.v1.BlockWorker.MoveBlock:output_type -> alluvium.v1.MoveBlockResponse
+	14, // 36: alluvium.v1.BlockWorker.WriteUfsFile:output_type -> alluvium.v1.WriteUfsFileResponse
+	16, // 37: alluvium.v1.BlockWorker.OpenLocalBlock:output_type -> alluvium.v1.OpenLocalBlockResponse
+	18, // 38: alluvium.v1.BlockWorker.CloseLocalBlock:output_type -> alluvium.v1.CloseLocalBlockResponse
+	20, // 39: alluvium.v1.BlockWorker.GetWorkerStatus:output_type -> alluvium.v1.GetWorkerStatusResponse
+	23, // 40: alluvium.v1.BlockWorker.CacheBlocks:output_type -> alluvium.v1.CacheBlocksResponse
+	25, // 41: alluvium.v1.BlockWorker.CopyBlockFrom:output_type -> alluvium.v1.CopyBlockFromResponse
+	28, // 42: alluvium.v1.BlockWorker.WriteUfsFileFrom:output_type -> alluvium.v1.WriteUfsFileFromResponse
+	30, // 43: alluvium.v1.BlockWorker.HashBlocks:output_type -> alluvium.v1.HashBlocksResponse
+	33, // 44: alluvium.v1.BlockWorker.WriteUfsFilesFrom:output_type -> alluvium.v1.WriteUfsFilesFromResponse
+	31, // [31:45] is the sub-list for method output_type
+	17, // [17:31] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_blockworker_proto_init() }

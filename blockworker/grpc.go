@@ -287,6 +287,23 @@ func (s *service) WriteBlock(stream api.BlockWorker_WriteBlockServer) error {
 	if _, err := w.access.check(stream.Context(), "write", id, true); err != nil {
 		return err
 	}
+	// A block of a part written in place also goes to its region of the
+	// object's UFS file, from this one stream.
+	var region ufs.Writer
+	var uri string
+	if uh := hdr.GetUfs(); uh != nil {
+		if !uh.GetInPlace() {
+			return status.Errorf(codes.InvalidArgument, "write block %d: a UFS copy within a block's stream must be in_place (a region of the file)", id)
+		}
+		if region, uri, err = s.openUFSWriter(stream.Context(), uh); err != nil {
+			return err
+		}
+		defer func() {
+			if region != nil {
+				_ = region.Abort()
+			}
+		}()
+	}
 	tb, err := w.store.CreateUpTo(id, hdr.GetLengthHint(), hdr.GetTier(), hdr.GetPinned())
 	if err != nil {
 		return storeStatus("write", id, err)
@@ -297,6 +314,7 @@ func (s *service) WriteBlock(stream api.BlockWorker_WriteBlockServer) error {
 			tb.Abort()
 		}
 	}()
+	var n int64
 	m := &api.WriteBlockRequest{} // reused: the codec refills its chunk buffer
 	for {
 		err := stream.RecvMsg(m)
@@ -313,7 +331,25 @@ func (s *service) WriteBlock(stream api.BlockWorker_WriteBlockServer) error {
 		if _, err := tb.Write(c); err != nil {
 			return storeStatus("write", id, err)
 		}
+		if region != nil {
+			if _, err := region.Write(c); err != nil {
+				return ufsStatus(uri, err)
+			}
+		}
+		n += int64(len(c))
 		w.metrics.bytesWritten.Add(float64(len(c)))
+	}
+	resp := &api.WriteBlockResponse{}
+	if region != nil {
+		// The region is durable before the block commits: a part recorded
+		// in place has its bytes in the UFS file.
+		_, err := region.Commit()
+		region = nil
+		if err != nil {
+			return ufsStatus(uri, err)
+		}
+		resp.UfsLength = n
+		w.metrics.bytesUFSWritten.Add(float64(n))
 	}
 	meta, err := tb.Commit()
 	ok = true
@@ -321,7 +357,8 @@ func (s *service) WriteBlock(stream api.BlockWorker_WriteBlockServer) error {
 		return storeStatus("write", id, err)
 	}
 	w.link.commit(stream.Context(), meta)
-	return stream.SendAndClose(&api.WriteBlockResponse{Length: meta.Length, Tier: meta.Tier})
+	resp.Length, resp.Tier = meta.Length, meta.Tier
+	return stream.SendAndClose(resp)
 }
 
 // CacheBlock implements api.BlockWorkerServer.
@@ -383,29 +420,9 @@ func (s *service) WriteUfsFile(stream api.BlockWorker_WriteUfsFileServer) error 
 	if hdr == nil || hdr.GetUfsPath() == "" {
 		return status.Error(codes.InvalidArgument, "write ufs file: the first message must be a header with ufs_path")
 	}
-	uri := hdr.GetUfsPath()
-	if err := s.authorizeUFSWrite(ctx, hdr); err != nil {
-		return err
-	}
-	fs, rel, err := s.w.mounts.resolve(ctx, hdr.GetMountId(), uri)
+	wr, uri, err := s.openUFSWriter(ctx, hdr)
 	if err != nil {
 		return err
-	}
-	if rel == "" {
-		return status.Errorf(codes.InvalidArgument, "write ufs file %s: that is the mount root", uri)
-	}
-	var wr ufs.Writer
-	if hdr.GetInPlace() {
-		rw, ok := fs.(ufs.RegionWriter)
-		if !ok {
-			return status.Errorf(codes.InvalidArgument, "write ufs file %s: this UFS cannot write a region of a file in place", uri)
-		}
-		wr, err = rw.WriteRegion(ctx, rel, hdr.GetOffset(), hdr.GetMode())
-	} else {
-		wr, err = fs.Create(ctx, rel, ufs.CreateOptions{Overwrite: hdr.GetOverwrite(), CreateParent: hdr.GetCreateParent(), Mode: hdr.GetMode()})
-	}
-	if err != nil {
-		return ufsStatus(uri, err)
 	}
 	committed := false
 	defer func() {
@@ -442,6 +459,39 @@ func (s *service) WriteUfsFile(stream api.BlockWorker_WriteUfsFileServer) error 
 		return stream.SendAndClose(&api.WriteUfsFileResponse{Length: n})
 	}
 	return stream.SendAndClose(&api.WriteUfsFileResponse{Length: st.Size, UfsFingerprint: st.Fingerprint})
+}
+
+// openUFSWriter checks hdr (the caller may write its UFS path) and opens
+// the writer it asks for: a file created aside and renamed into place at
+// commit, or a region written in place. uri is hdr's path, for errors.
+func (s *service) openUFSWriter(ctx context.Context, hdr *api.WriteUfsFileHeader) (wr ufs.Writer, uri string, err error) {
+	uri = hdr.GetUfsPath()
+	if uri == "" {
+		return nil, uri, status.Error(codes.InvalidArgument, "write ufs file: the header has no ufs_path")
+	}
+	if err := s.authorizeUFSWrite(ctx, hdr); err != nil {
+		return nil, uri, err
+	}
+	fs, rel, err := s.w.mounts.resolve(ctx, hdr.GetMountId(), uri)
+	if err != nil {
+		return nil, uri, err
+	}
+	if rel == "" {
+		return nil, uri, status.Errorf(codes.InvalidArgument, "write ufs file %s: that is the mount root", uri)
+	}
+	if hdr.GetInPlace() {
+		rw, ok := fs.(ufs.RegionWriter)
+		if !ok {
+			return nil, uri, status.Errorf(codes.InvalidArgument, "write ufs file %s: this UFS cannot write a region of a file in place", uri)
+		}
+		wr, err = rw.WriteRegion(ctx, rel, hdr.GetOffset(), hdr.GetMode())
+	} else {
+		wr, err = fs.Create(ctx, rel, ufs.CreateOptions{Overwrite: hdr.GetOverwrite(), CreateParent: hdr.GetCreateParent(), Mode: hdr.GetMode()})
+	}
+	if err != nil {
+		return nil, uri, ufsStatus(uri, err)
+	}
+	return wr, uri, nil
 }
 
 // authorizeUFSWrite lets a user write through only to the UFS path of a

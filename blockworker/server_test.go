@@ -726,3 +726,75 @@ func TestReportInChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteBlockWithUFSRegion: a block written with a UFS region (a part
+// of a multipart upload in place) lands in the store and at its offset of
+// the UFS file from one stream, and the answer says how many bytes the
+// region got; a region that is not in place is refused, and a refused or
+// broken stream leaves no block.
+func TestWriteBlockWithUFSRegion(t *testing.T) {
+	m, addr := startFakeMaster(t)
+	w := startWorker(t, t.TempDir(), addr)
+	dir, _ := setupUFS(t, m, w, 0)
+	// The local directory itself (setupUFS's counting wrapper hides its
+	// RegionWriter).
+	local, err := ufs.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.mounts.open = func(context.Context, string, map[string]string) (ufs.FileSystem, error) { return local, nil }
+	write := func(id int64, data []byte, ufs *api.WriteUfsFileHeader) (*api.WriteBlockResponse, error) {
+		st, err := w.client.WriteBlock(context.Background())
+		if err != nil {
+			return nil, err
+		}
+		if err := st.Send(&api.WriteBlockRequest{Msg: &api.WriteBlockRequest_Header{Header: &api.WriteBlockHeader{
+			BlockId: id, LengthHint: int64(len(data)), Ufs: ufs}}}); err != nil {
+			return nil, err
+		}
+		for off := 0; off < len(data); off += mib {
+			_ = st.Send(&api.WriteBlockRequest{Msg: &api.WriteBlockRequest_Chunk{Chunk: data[off:min(off+mib, len(data))]}})
+		}
+		return st.CloseAndRecv()
+	}
+	region := func(off int64) *api.WriteUfsFileHeader {
+		return &api.WriteUfsFileHeader{MountId: 1, UfsPath: "file://" + dir + "/up/obj", CreateParent: true, InPlace: true, Offset: off}
+	}
+	a, b := randBytes(2*mib), randBytes(mib+7)
+	// The second region first: regions land at their offsets in any order.
+	for _, c := range []struct {
+		id   int64
+		data []byte
+		off  int64
+	}{{11, b, 2 * mib}, {10, a, 0}} {
+		resp, err := write(c.id, c.data, region(c.off))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.GetLength() != int64(len(c.data)) || resp.GetUfsLength() != int64(len(c.data)) {
+			t.Fatalf("block %d: answer %+v, want %d bytes stored and written to the UFS", c.id, resp, len(c.data))
+		}
+		if !w.Store().Has(c.id) {
+			t.Fatalf("block %d is not in the store", c.id)
+		}
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "up/obj")); err != nil || !bytes.Equal(got, append(append([]byte{}, a...), b...)) {
+		t.Fatalf("the UFS file holds %d bytes (%v), want both regions", len(got), err)
+	}
+	// A whole file through a block's stream is not offered.
+	nr := region(0)
+	nr.InPlace = false
+	if _, err := write(12, a, nr); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("a block with a UFS copy not in place: %v, want InvalidArgument", err)
+	}
+	if w.Store().Has(12) {
+		t.Fatal("a refused block was stored")
+	}
+	// A mount the worker does not know: refused, no block.
+	bad := region(0)
+	bad.MountId = 99
+	bad.UfsPath = "file:///nonexistent/x"
+	if _, err := write(13, a, bad); err == nil || w.Store().Has(13) {
+		t.Fatalf("a block with a region of an unknown mount: %v (stored %v)", err, w.Store().Has(13))
+	}
+}

@@ -69,8 +69,9 @@ func (c *Client) WritePart(ctx context.Context, up *FileInfo, num int32, src io.
 	}
 	if alloc.GetInPlace() {
 		// The part's bytes also go where they belong in the object's UFS
-		// file, as they come: completing then copies nothing.
-		w.through, w.region = true, alloc
+		// file, as they come: completing then copies nothing. Each block's
+		// worker writes its bytes there too, from the block's stream.
+		w.region = alloc
 	}
 	n, err := io.Copy(w, io.LimitReader(src, length))
 	if err == nil && n != length {
@@ -79,9 +80,6 @@ func (c *Client) WritePart(ctx context.Context, up *FileInfo, num int32, src io.
 	}
 	if err == nil {
 		err = w.finishBlock()
-	}
-	if err == nil && w.through {
-		_, err = w.finishUFS()
 	}
 	if err != nil {
 		w.err = err

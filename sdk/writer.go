@@ -102,8 +102,9 @@ type FileWriter struct {
 	part      bool
 	partFirst int64
 	partLen   int64
-	// region: a part also written into the upload's UFS file at offset
-	// (AllocateUploadBlocksResponse.in_place).
+	// region: a part also written into the upload's UFS file from
+	// ufs_offset (AllocateUploadBlocksResponse.in_place), each block by its
+	// worker from the block's stream.
 	region *api.AllocateUploadBlocksResponse
 }
 
@@ -296,6 +297,11 @@ func (w *FileWriter) openBlock() error {
 		hint = min(w.bs, w.partLen-(w.nblocks-w.partFirst)*w.bs)
 	}
 	hdr := &api.WriteBlockHeader{BlockId: id, Tier: w.o.Tier, LengthHint: hint, Pinned: w.keep}
+	if r := w.region; r != nil {
+		hdr.Ufs = &api.WriteUfsFileHeader{MountId: r.GetMountId(), UfsPath: r.GetUfsPath(), Mode: w.info.GetMode(),
+			CreateParent: true, FileId: w.info.GetFileId(), InPlace: true,
+			Offset: r.GetUfsOffset() + (w.nblocks-w.partFirst)*w.bs}
+	}
 	if err := st.Send(&api.WriteBlockRequest{Msg: &api.WriteBlockRequest_Header{Header: hdr}}); err != nil {
 		_, rerr := st.CloseAndRecv()
 		return w.opErr("write block", addr, firstErr(rerr, err))
@@ -327,6 +333,12 @@ func (w *FileWriter) finishBlock() error {
 		return &Error{Op: "write", Path: w.path, Code: codes.DataLoss, kind: ErrInternal,
 			Message: fmt.Sprintf("worker %s stored %d bytes of block %d, sent %d", blk.addr, resp.GetLength(), blk.id, w.blockFill)}
 	}
+	if w.region != nil && resp.GetUfsLength() != w.blockFill {
+		// A worker that does not know WriteBlockHeader.ufs (older) stores
+		// the block alone: the part would lack its UFS bytes.
+		return &Error{Op: "write", Path: w.path, Code: codes.DataLoss, kind: ErrInternal,
+			Message: fmt.Sprintf("worker %s wrote %d bytes of block %d to the UFS file %s, sent %d", blk.addr, resp.GetUfsLength(), blk.id, w.region.GetUfsPath(), w.blockFill)}
+	}
 	w.written = append(w.written, writtenBlock{id: blk.id, addr: blk.addr})
 	w.nblocks++
 	w.blockFill = 0
@@ -334,11 +346,7 @@ func (w *FileWriter) finishBlock() error {
 }
 
 func (w *FileWriter) openUFS() error {
-	key := w.info.GetFileId()
-	if w.region != nil {
-		key = api.BlockID(w.info.GetFileId(), w.partFirst) // spread the parts
-	}
-	addr, bw, err := w.worker(w.ctx, key, 0)
+	addr, bw, err := w.worker(w.ctx, w.info.GetFileId(), 0)
 	if err != nil {
 		return err
 	}
@@ -349,9 +357,6 @@ func (w *FileWriter) openUFS() error {
 	hdr := &api.WriteUfsFileHeader{MountId: w.info.GetMountId(), UfsPath: w.info.GetUfsPath(),
 		Overwrite: w.o.Overwrite, Mode: w.info.GetMode(), CreateParent: true,
 		FileId: w.info.GetFileId()}
-	if r := w.region; r != nil {
-		hdr.MountId, hdr.UfsPath, hdr.InPlace, hdr.Offset = r.GetMountId(), r.GetUfsPath(), true, r.GetUfsOffset()
-	}
 	if err := st.Send(&api.WriteUfsFileRequest{Msg: &api.WriteUfsFileRequest_Header{Header: hdr}}); err != nil {
 		_, rerr := st.CloseAndRecv()
 		return w.opErr("write ufs", w.info.GetUfsPath(), firstErr(rerr, err))
@@ -361,7 +366,7 @@ func (w *FileWriter) openUFS() error {
 }
 
 // finishUFS ends the stream of bytes to the UFS and returns the file's
-// fingerprint ("" for a part written in place).
+// fingerprint.
 func (w *FileWriter) finishUFS() (string, error) {
 	if w.ufs == nil {
 		if err := w.openUFS(); err != nil {
