@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/alluvium/alluvium/proxy/sigv4"
 	"github.com/alluvium/alluvium/sdk"
 )
@@ -221,6 +223,9 @@ func (q *request) deleteBucket() {
 		return
 	}
 	err = q.g.c.Delete(q.sys, bp, sdk.DeleteOptions{})
+	if errors.Is(err, sdk.ErrFailedPrecondition) && q.dropUploads(bp) {
+		err = q.g.c.Delete(q.sys, bp, sdk.DeleteOptions{})
+	}
 	if errors.Is(err, sdk.ErrFailedPrecondition) || errors.Is(err, sdk.ErrAlreadyExists) {
 		q.fail(errorf("BucketNotEmpty", http.StatusConflict, "the bucket %q is not empty", q.bucket), nil)
 		return
@@ -230,6 +235,28 @@ func (q *request) deleteBucket() {
 		return
 	}
 	q.w.WriteHeader(http.StatusNoContent)
+}
+
+// dropUploads aborts the multipart uploads in flight in bucket directory
+// bp when it holds no object, and says whether it aborted any. S3 deletes
+// a bucket whose only content is uploads in flight (they are not objects),
+// and they go with it; here their parts written in place sit in the
+// bucket's UFS directory, which a non-recursive delete will not remove
+// while it holds anything.
+func (q *request) dropUploads(bp string) bool {
+	for range q.g.c.List(q.sys, bp, sdk.ListOptions{PageSize: 1}) {
+		return false // an object, or a listing that failed: not empty
+	}
+	ups, err := q.g.c.Uploads(q.sys, bp)
+	if err != nil || len(ups) == 0 {
+		return false
+	}
+	for _, u := range ups {
+		if err := q.g.c.AbortUpload(q.sys, u.GetPath(), u.GetFileId()); err != nil && !errors.Is(err, sdk.ErrNotFound) {
+			q.g.log.Warn("delete bucket: aborting an upload in flight failed", zap.String("bucket", q.bucket), zap.String("path", u.GetPath()), zap.Error(err))
+		}
+	}
+	return true
 }
 
 func (q *request) headBucket() {
