@@ -976,10 +976,9 @@ func (ns *namespace) Delete(ctx context.Context, req *api.DeleteRequest) error {
 			ns.mu.Unlock()
 			return err
 		}
-		switch {
-		case n.dir() && req.GetRecursive():
+		if n.dir() && req.GetRecursive() {
 			err = fs.DeleteAll(ctx, rel)
-		default:
+		} else {
 			// A directory empty in the namespace may still hold UFS files
 			// it does not know yet: a copy writes a file's UFS bytes before
 			// entering it, an overwrite its aside bytes. The UFS refuses to
