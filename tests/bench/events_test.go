@@ -23,23 +23,9 @@ import (
 // the same way — the job service without the completion feed and the
 // policy's raft entry. Goal: p50 <= 100 ms.
 func BenchmarkEventToJob(b *testing.B) {
-	lc := startLocal(b, 1)
+	lc, jobs := startPolicyBench(b, "landed", "/landing", nil)
 	ctx := context.Background()
-	jobs, err := lc.c.Jobs()
-	if err != nil {
-		b.Fatal(err)
-	}
-	ps, err := lc.c.Policies()
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, d := range []string{"/landing", "/byhand"} {
-		if _, err := lc.c.Mkdir(ctx, d, sdk.MkdirOptions{}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if _, err := ps.Add(ctx, sdk.PolicySpec{Name: "landed", OnCreate: "/landing", Plan: "persist",
-		Config: map[string]any{"path": "/landing"}, Overlap: sdk.OverlapAllow}); err != nil {
+	if _, err := lc.c.Mkdir(ctx, "/byhand", sdk.MkdirOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	data := make([]byte, 4096)
@@ -52,7 +38,7 @@ func BenchmarkEventToJob(b *testing.B) {
 		return fi
 	}
 	running := func(id int64) *sdk.JobInfo { return jobRunning(b, jobs, id) }
-	// next is the id the next job gets: jobs here come one at a time.
+	// last is the newest job's id: jobs here come one at a time.
 	last := newestJob(b, jobs)
 	const warm, n = 10, 200
 	var lat, ref []float64
@@ -106,27 +92,14 @@ func BenchmarkEventToJob(b *testing.B) {
 // reaction to a file written through Alluvium (MUST_CACHE, 4 KiB, from
 // Close; write-p50-ms, write-p99-ms): the path without the UFS watcher.
 func BenchmarkUFSDropToJob(b *testing.B) {
-	lc := startLocal(b, 1)
+	dir := ""
+	lc, jobs := startPolicyBench(b, "dropped", "/landing", func(lc *localCluster) {
+		dir = filepath.Join(lc.ufs, "landing")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+	})
 	ctx := context.Background()
-	jobs, err := lc.c.Jobs()
-	if err != nil {
-		b.Fatal(err)
-	}
-	ps, err := lc.c.Policies()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := lc.c.Mkdir(ctx, "/landing", sdk.MkdirOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	dir := filepath.Join(lc.ufs, "landing")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := ps.Add(ctx, sdk.PolicySpec{Name: "dropped", OnCreate: "/landing", Plan: "persist",
-		Config: map[string]any{"path": "/landing"}, Overlap: sdk.OverlapAllow}); err != nil {
-		b.Fatal(err)
-	}
 	data := make([]byte, 4096)
 	// next waits for the policy's next job (ids come one at a time here)
 	// to exist and leave CREATED, then for it to end.
@@ -162,6 +135,35 @@ func BenchmarkUFSDropToJob(b *testing.B) {
 	b.StopTimer()
 	reportLatencies(b, lat, ref, "write")
 	reference(b, "*", "the same policy's reaction to a 4 KiB file written through Alluvium (MUST_CACHE) instead, from its Close (write-p50-ms, write-p99-ms): the same feed, policy and job path without the UFS watcher")
+}
+
+// startPolicyBench starts `alluvium local --workers 1` with directory d
+// made and an event policy name on it (--debounce 0) that persists d on
+// every file completed under it; before the policy is added, prepare (if
+// not nil) readies the cluster further.
+func startPolicyBench(b *testing.B, name, d string, prepare func(*localCluster)) (*localCluster, *sdk.Jobs) {
+	b.Helper()
+	lc := startLocal(b, 1)
+	ctx := context.Background()
+	jobs, err := lc.c.Jobs()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ps, err := lc.c.Policies()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := lc.c.Mkdir(ctx, d, sdk.MkdirOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if prepare != nil {
+		prepare(lc)
+	}
+	if _, err := ps.Add(ctx, sdk.PolicySpec{Name: name, OnCreate: d, Plan: "persist",
+		Config: map[string]any{"path": d}, Overlap: sdk.OverlapAllow}); err != nil {
+		b.Fatal(err)
+	}
+	return lc, jobs
 }
 
 // putCached writes data to p through Alluvium (MUST_CACHE).
