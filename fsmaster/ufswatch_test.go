@@ -160,21 +160,30 @@ func TestBaselineAnnouncesNothing(t *testing.T) {
 // chunks, in a new subdirectory — reach the feed, each exactly once.
 func TestUFSWatchLocal(t *testing.T) {
 	ns, j, ufsDir := newTestNS(t)
-	w, _ := startWatch(t, ns, j, ufsWatchConfig{enabled: true, interval: time.Hour, settle: 20 * time.Millisecond, maxDirs: 100})
+	startWatch(t, ns, j, ufsWatchConfig{enabled: true, interval: time.Hour, settle: 20 * time.Millisecond, maxDirs: 100})
 	ufsWrite(t, ufsDir, "land/before", 1)
 	names(t, ns, "/", api.LoadMetadataType_ONCE)
 	now := must(ns.WatchCompletions(bg, &api.WatchCompletionsRequest{Path: "/land", FromNow: true}))
-	// Wait until the prefix's catch-up put a watch on /land.
-	waitFor(t, func() bool {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return w.prefixes["/land"] != nil
-	})
 	var want []string
 	for i := range 20 {
 		ufsWrite(t, ufsDir, fmt.Sprintf("land/f%02d", i), i)
 		want = append(want, fmt.Sprintf("/land/f%02d", i))
 	}
+	var got []*api.CompletionEvent
+	cursor := now.Cursor
+	collect := func(n int) {
+		waitFor(t, func() bool {
+			resp := must(ns.WatchCompletions(bg, &api.WatchCompletionsRequest{Path: "/land", After: cursor}))
+			got = append(got, resp.Events...)
+			cursor = resp.Cursor
+			return len(got) >= n
+		})
+	}
+	// Wait until those are announced: then the prefix's catch-up walk has
+	// listed /land (only its listings, or later ones, announce), and the
+	// watcher reads /land's inotify events — the slow file below is seen
+	// busy, not listed half-written by a catch-up still under way.
+	collect(len(want))
 	// Slowly, in chunks, with one open file.
 	f, err := os.Create(filepath.Join(ufsDir, "land/slow"))
 	if err != nil {
@@ -194,14 +203,7 @@ func TestUFSWatchLocal(t *testing.T) {
 	ufsWrite(t, ufsDir, "land/sub/deep/b", 1)
 	want = append(want, "/land/sub/a", "/land/sub/deep/b")
 	slices.Sort(want)
-	var got []*api.CompletionEvent
-	cursor := now.Cursor
-	waitFor(t, func() bool {
-		resp := must(ns.WatchCompletions(bg, &api.WatchCompletionsRequest{Path: "/land", After: cursor}))
-		got = append(got, resp.Events...)
-		cursor = resp.Cursor
-		return len(got) >= len(want)
-	})
+	collect(len(want))
 	// Nothing more: a forced re-sync of every directory finds nothing new
 	// (a file learned half-written would be replaced now, a second event).
 	for _, d := range []string{"/land", "/land/sub", "/land/sub/deep"} {
