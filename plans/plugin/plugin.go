@@ -166,6 +166,9 @@ type instance struct {
 	dead     atomic.Bool // killed
 }
 
+// alive says i (nil: none) is a process not killed and not exited.
+func (i *instance) alive() bool { return i != nil && !i.dead.Load() && !i.c.Exited() }
+
 func (i *instance) kill() {
 	i.dead.Store(true)
 	i.killed.Do(func() {
@@ -258,7 +261,7 @@ func (p *Plan) put(inst *instance) {
 // else an idle process or a new one made the runner.
 func (p *Plan) taskRunner() (*instance, error) {
 	p.mu.Lock()
-	if r := p.runner; r != nil && !r.dead.Load() && !r.c.Exited() {
+	if r := p.runner; r.alive() {
 		p.mu.Unlock()
 		return r, nil
 	}
@@ -269,17 +272,14 @@ func (p *Plan) taskRunner() (*instance, error) {
 		return nil, err
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if r := p.runner; r != nil && !r.dead.Load() && !r.c.Exited() {
+	if r := p.runner; r.alive() {
 		// Another batch made one meanwhile.
-		if len(p.idle) < maxIdle {
-			p.idle = append(p.idle, inst)
-		} else {
-			go inst.kill()
-		}
+		p.mu.Unlock()
+		p.put(inst)
 		return r, nil
 	}
 	p.runner = inst
+	p.mu.Unlock()
 	return inst, nil
 }
 
@@ -292,7 +292,7 @@ func (p *Plan) PIDs() []int {
 	for _, i := range p.idle {
 		out = append(out, i.pid)
 	}
-	if r := p.runner; r != nil && !r.dead.Load() && !r.c.Exited() {
+	if r := p.runner; r.alive() {
 		out = append(out, r.pid)
 	}
 	return out
