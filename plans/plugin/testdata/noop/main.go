@@ -1,9 +1,9 @@
 // Command noop is a plan plugin that does next to nothing: the benchmark
 // of a plugin call's overhead (plans/plugin) runs it, and the package's
 // tests drive it through a task's args ("wait": until cancelled; "hang":
-// ignoring cancels; "fail": an error with a result; anything else: done,
-// "progress": a call back to the host first; anything else: done, its
-// args as output) and a job's config (a number: Plan hands out that
+// ignoring cancels; "fail": an error with a result; "progress": a call
+// back to the host first, then done; anything else: done, its args as
+// output) and a job's config (a number: Plan hands out that
 // many batches of one task, the cursor counting them).
 package main
 
