@@ -104,13 +104,8 @@ func wrapErr(op, path string, err error) error {
 	if !ok {
 		return &Error{Op: op, Path: path, Code: codes.Unknown, Message: err.Error(), kind: ErrInternal}
 	}
-	return &Error{Op: op, Path: path, Code: st.Code(), Message: st.Message(), Reason: reasonOf(st), kind: kindOf(st.Code())}
-}
-
-// reasonOf is the reason an alluvium server attached to st ("" none).
-func reasonOf(st *status.Status) string {
-	r, _ := api.ReasonOf(st.Err())
-	return r
+	reason, _ := api.ReasonOf(err)
+	return &Error{Op: op, Path: path, Code: st.Code(), Message: st.Message(), Reason: reason, kind: kindOf(st.Code())}
 }
 
 func retryable(err error) bool {
