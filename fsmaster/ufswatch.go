@@ -152,7 +152,7 @@ func (w *ufsWatch) touch(p string) {
 	go func() {
 		defer w.wg.Done()
 		w.log.Info("watching the UFS", zap.String("path", p))
-		r := &prefixRun{w: w, p: p, wds: map[int32]string{}, dirs: map[string]int32{}}
+		r := &prefixRun{w: w, p: p, wds: map[int32]string{}, dirs: map[string]int32{}, due: map[string]struct{}{}}
 		r.run(ctx)
 	}()
 }
@@ -277,7 +277,8 @@ type prefixRun struct {
 	poll   bool             // list the prefix every interval (a UFS without notifications; lost events)
 	absent bool             // a directory was not in the UFS when watched: list again at the next interval
 	capped bool
-	inErr  bool // inotify failed (logged once)
+	inErr  bool                // inotify failed (logged once)
+	due    map[string]struct{} // directories to list once their events are gathered (watchGather)
 }
 
 func (r *prefixRun) run(ctx context.Context) {
@@ -294,14 +295,13 @@ func (r *prefixRun) run(ctx context.Context) {
 	defer tick.Stop()
 	poll := time.NewTicker(r.w.cfg.interval)
 	defer poll.Stop()
-	pending := map[string]struct{}{}
-	arm := func() {
-		if !armed && len(pending) > 0 {
+	for {
+		// Listings (a walk included) read the events queued meanwhile:
+		// what they add waits its gather window too.
+		if !armed && len(r.due) > 0 {
 			settle.Reset(watchGather)
 			armed = true
 		}
-	}
-	for {
 		var events <-chan []inotifyEvent
 		if r.in != nil {
 			events = r.in.events
@@ -310,25 +310,16 @@ func (r *prefixRun) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case evs, ok := <-events:
-			if !ok {
-				r.w.log.Warn("inotify stopped; listing the prefix every interval instead", zap.String("path", r.p))
-				r.in.close()
-				r.in, r.inErr, r.poll = nil, true, true
-				continue
-			}
-			for _, ev := range evs {
-				r.handle(ev, pending)
-			}
-			arm()
+			r.take(evs, ok)
 		case <-settle.C:
 			armed = false
-			for d := range pending {
-				delete(pending, d)
+			dirs := r.due
+			r.due = map[string]struct{}{}
+			for d := range dirs {
 				r.reconcile(ctx, d)
 			}
 		case now := <-tick.C:
-			r.w.due(r.p, now, pending)
-			arm()
+			r.w.due(r.p, now, r.due)
 		case <-poll.C:
 			if r.poll || r.absent {
 				r.absent = false
@@ -338,8 +329,35 @@ func (r *prefixRun) run(ctx context.Context) {
 	}
 }
 
-// handle notes one inotify event; the directories to list go to pending.
-func (r *prefixRun) handle(ev inotifyEvent, pending map[string]struct{}) {
+// take handles one read of inotify events (ok false: inotify stopped).
+func (r *prefixRun) take(evs []inotifyEvent, ok bool) {
+	if !ok {
+		r.w.log.Warn("inotify stopped; listing the prefix every interval instead", zap.String("path", r.p))
+		r.in.close()
+		r.in, r.inErr, r.poll = nil, true, true
+		return
+	}
+	for _, ev := range evs {
+		r.handle(ev)
+	}
+}
+
+// drain handles the inotify events already queued, without waiting: a
+// listing must know which files are still being written (busy), or a long
+// walk would learn half-written files whose "busy" events sat in the queue.
+func (r *prefixRun) drain() {
+	for r.in != nil {
+		select {
+		case evs, ok := <-r.in.events:
+			r.take(evs, ok)
+		default:
+			return
+		}
+	}
+}
+
+// handle notes one inotify event; the directories to list go to due.
+func (r *prefixRun) handle(ev inotifyEvent) {
 	if ev.mask&unix.IN_Q_OVERFLOW != 0 {
 		r.w.log.Warn("inotify queue overflowed: events were lost; listing the prefix every interval from now on", zap.String("path", r.p))
 		r.poll = true
@@ -353,7 +371,7 @@ func (r *prefixRun) handle(ev inotifyEvent, pending map[string]struct{}) {
 		r.forget(ev.wd, dir)
 		if dir != r.p {
 			parent, _ := paths.Split(dir)
-			pending[parent] = struct{}{}
+			r.due[parent] = struct{}{}
 		}
 		return
 	}
@@ -364,15 +382,15 @@ func (r *prefixRun) handle(ev inotifyEvent, pending map[string]struct{}) {
 	isDir := ev.mask&unix.IN_ISDIR != 0
 	switch {
 	case isDir:
-		pending[dir] = struct{}{}
+		r.due[dir] = struct{}{}
 	case ev.mask&(unix.IN_CLOSE_WRITE|unix.IN_MOVED_TO) != 0:
 		r.w.mark(p, false)
-		pending[dir] = struct{}{}
+		r.due[dir] = struct{}{}
 	case ev.mask&(unix.IN_CREATE|unix.IN_MODIFY) != 0:
 		r.w.mark(p, true)
 	case ev.mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0:
 		r.w.mark(p, false)
-		pending[dir] = struct{}{}
+		r.due[dir] = struct{}{}
 	}
 }
 
@@ -401,33 +419,55 @@ func (r *prefixRun) reconcile(ctx context.Context, d string) {
 
 // walk lists every directory at or below d, watching each.
 func (r *prefixRun) walk(ctx context.Context, d string) {
+	visit := func(d string) (bool, error) {
+		// Watched before it is listed: a file still being written shows
+		// in the events from then on (busy, then closed).
+		r.watch(ctx, d)
+		return r.load(ctx, d), nil
+	}
+	full := func(queued int) bool {
+		if len(r.dirs)+queued < r.w.cfg.maxDirs {
+			return false
+		}
+		if !r.capped {
+			r.capped = true
+			r.w.log.Error("too many directories to watch under this path: those past the limit are not watched (files appearing there are learned only when listed; raise fsmaster.ufs-watch.max-dirs)",
+				zap.String("path", r.p), zap.Int("max-dirs", r.w.cfg.maxDirs))
+		}
+		return true
+	}
+	_ = r.w.ns.walkDirs(ctx, d, visit, full)
+}
+
+// walkDirs visits d and the directories below it, breadth first: visit
+// lists one (false: not a directory to descend into); once full says the
+// queue is as long as it may be, no more directories are queued.
+func (ns *namespace) walkDirs(ctx context.Context, d string, visit func(string) (bool, error), full func(queued int) bool) error {
 	queue := []string{d}
 	for len(queue) > 0 && ctx.Err() == nil {
 		d := queue[0]
 		queue = queue[1:]
-		// Watched before it is listed: a file still being written shows
-		// in the events from then on (busy, then closed).
-		r.watch(ctx, d)
-		if !r.load(ctx, d) {
+		descend, err := visit(d)
+		if err != nil {
+			return err
+		}
+		if !descend {
 			continue
 		}
-		for _, k := range r.w.ns.childDirs(d) {
-			if len(r.dirs)+len(queue) >= r.w.cfg.maxDirs {
-				if !r.capped {
-					r.capped = true
-					r.w.log.Error("too many directories to watch under this path: those past the limit are not watched (files appearing there are learned only when listed; raise fsmaster.ufs-watch.max-dirs)",
-						zap.String("path", r.p), zap.Int("max-dirs", r.w.cfg.maxDirs))
-				}
+		for _, k := range ns.childDirs(d) {
+			if full(len(queue)) {
 				break
 			}
 			queue = append(queue, k)
 		}
 	}
+	return nil
 }
 
 // load lists directory d from its UFS (announcing what is news); false
 // when d is gone or the listing failed (logged).
 func (r *prefixRun) load(ctx context.Context, d string) bool {
+	r.drain()
 	err := r.w.ns.loadChildren(ctx, d)
 	if err != nil && ctx.Err() == nil {
 		r.w.log.Warn("listing a watched directory failed", zap.String("path", d), zap.Error(err))
@@ -537,23 +577,25 @@ func (ns *namespace) baseline(ctx context.Context, p string) error {
 	if maxDirs <= 0 {
 		maxDirs = 10000
 	}
-	queue, seen := []string{p}, 1
-	for len(queue) > 0 {
-		d := queue[0]
-		queue = queue[1:]
-		if err := ns.loadChildren(ctx, d); err != nil {
-			return err
-		}
-		for _, k := range ns.childDirs(d) {
-			if seen >= maxDirs {
-				ns.log.Warn("baseline listing stopped at fsmaster.ufs-watch.max-dirs directories", zap.String("path", p), zap.Int("max-dirs", maxDirs))
-				return nil
-			}
-			seen++
-			queue = append(queue, k)
-		}
+	listed, warned := 0, false
+	visit := func(d string) (bool, error) {
+		listed++
+		return true, ns.loadChildren(ctx, d)
 	}
-	return nil
+	full := func(queued int) bool {
+		if listed+queued < maxDirs {
+			return false
+		}
+		if !warned {
+			warned = true
+			ns.log.Warn("baseline listing stopped at fsmaster.ufs-watch.max-dirs directories", zap.String("path", p), zap.Int("max-dirs", maxDirs))
+		}
+		return true
+	}
+	if err := ns.walkDirs(ctx, p, visit, full); err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 // inotify is one inotify instance and the goroutine reading it.

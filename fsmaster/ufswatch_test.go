@@ -302,3 +302,63 @@ func TestUFSWatchBounds(t *testing.T) {
 		return len(resp.Events) == 1 && resp.Events[0].GetPath() == "/late/x"
 	})
 }
+
+// TestUFSWatchListingReadsQueuedEvents: a listing first handles the
+// inotify events already queued, so a file whose writer still has it open
+// is not learned half-written even when its events arrived while the
+// watcher was busy listing (a long catch-up walk), and is learned whole
+// once closed.
+func TestUFSWatchListingReadsQueuedEvents(t *testing.T) {
+	ns, j, ufsDir := newTestNS(t)
+	ufsWrite(t, ufsDir, "land/before", 1)
+	names(t, ns, "/", api.LoadMetadataType_ONCE)
+	names(t, ns, "/land", api.LoadMetadataType_ONCE) // listed: the next listing is a re-sync
+	// settle 0: without the busy mark, a listing would learn the file.
+	w, _ := startWatch(t, ns, j, ufsWatchConfig{enabled: true, interval: time.Hour, maxDirs: 100})
+	w.mu.Lock()
+	w.prefixes["/land"] = &watchedPrefix{last: time.Now(), cancel: func() {}}
+	w.mu.Unlock()
+	r := &prefixRun{w: w, p: "/land", wds: map[int32]string{}, dirs: map[string]int32{}, due: map[string]struct{}{}}
+	t.Cleanup(func() {
+		if r.in != nil {
+			r.in.close()
+		}
+	})
+	r.watch(bg, "/land")
+	if r.in == nil || r.dirs["/land"] < 0 {
+		t.Skip("inotify unavailable here")
+	}
+	f, err := os.Create(filepath.Join(ufsDir, "land/open"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("half"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return len(r.in.events) > 0 }) // queued, not handled
+	if !r.load(bg, "/land") {
+		t.Fatal("listing /land failed")
+	}
+	if ns.st.lookup("/land/open") != nil {
+		t.Fatal("a file still open for writing was learned: the queued events were not read before the listing")
+	}
+	if _, err := f.WriteString(" and the rest"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		r.drain()
+		_, due := r.due["/land"]
+		return due
+	})
+	if !r.load(bg, "/land") {
+		t.Fatal("listing /land failed")
+	}
+	n := ns.st.lookup("/land/open")
+	if n == nil || n.length != int64(len("half and the rest")) {
+		t.Fatalf("after its close: %+v", n)
+	}
+}
