@@ -102,7 +102,10 @@ func (ns *namespace) learnChildren(ctx context.Context, p string) (*txn, error) 
 		seen     = map[string]struct{}{}
 		suspects []string // children whose UFS entry looks different
 	)
-	batch := make([]ufs.FileStatus, 0, loadBatch)
+	// Grown as the listing goes: most directories hold far fewer than
+	// loadBatch entries, and a full batch per directory was most of what
+	// learning a tree allocated.
+	var batch []ufs.FileStatus
 	gone := errors.New("directory went away")
 	flush := func(final bool) error {
 		ns.mu.Lock()

@@ -3,6 +3,7 @@ package ufs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -130,5 +131,67 @@ func TestLocalWriterAtomic(t *testing.T) {
 	rc.Close()
 	if string(b) != "ell" {
 		t.Fatalf("range read = %q", b)
+	}
+}
+
+// TestLocalListBig lists a directory big enough that its entries are
+// statted on several goroutines: every entry comes once, with its own
+// status, temp files stay hidden, a link inside the root is followed and
+// one leaving it is skipped.
+func TestLocalListBig(t *testing.T) {
+	ctx := context.Background()
+	base := t.TempDir()
+	root := filepath.Join(base, "root")
+	l, err := NewLocal(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	const files = 3000 // several Readdirnames batches, each split
+	want := map[string]int64{}
+	for i := range files {
+		name := fmt.Sprintf("f%05d", i)
+		if err := os.WriteFile(filepath.Join(root, name), make([]byte, i%7), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want[name] = int64(i % 7)
+	}
+	if err := os.Mkdir(filepath.Join(root, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, TempName("x")), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("f00003", filepath.Join(root, "inside")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(base, filepath.Join(root, "outside")); err != nil {
+		t.Fatal(err)
+	}
+	want["inside"] = 3
+	got := map[string]FileStatus{}
+	if err := l.List(ctx, "/", func(st FileStatus) error {
+		if _, dup := got[st.Name]; dup {
+			t.Errorf("%s listed twice", st.Name)
+		}
+		got[st.Name] = st
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want)+1 {
+		t.Errorf("listed %d entries, want %d", len(got), len(want)+1)
+	}
+	for name, size := range want {
+		st, ok := got[name]
+		switch {
+		case !ok:
+			t.Errorf("%s not listed", name)
+		case st.IsDir || st.Size != size || st.Fingerprint != fingerprint(size, st.ModTime):
+			t.Errorf("%s: %+v, want a file of %d bytes", name, st, size)
+		}
+	}
+	if st := got["sub"]; !st.IsDir {
+		t.Errorf("sub: %+v, want a directory", st)
 	}
 }

@@ -45,6 +45,15 @@ func WithIdentity(ctx context.Context, id Identity) context.Context {
 	return context.WithValue(ctx, identityKey{}, id)
 }
 
+// withIdentity is WithIdentity for the server's calls: the system
+// identity, most calls' one, goes in boxed once.
+func (a *authenticator) withIdentity(ctx context.Context, id Identity) context.Context {
+	if id.System && id.Via == "" && id.User == a.superuser {
+		return context.WithValue(ctx, identityKey{}, a.system)
+	}
+	return WithIdentity(ctx, id)
+}
+
 // IdentityFrom returns the identity of the call ctx belongs to. A context
 // without one (an in-process call, a unit test) is the system itself.
 func IdentityFrom(ctx context.Context) (Identity, bool) {
@@ -74,6 +83,16 @@ type authenticator struct {
 	// the server has no token, no users and no client CA.
 	required bool
 	log      *zap.Logger
+	// The secrets as bytes once, not converted again on every call, and
+	// the system identity boxed once for the calls' contexts.
+	tokenBytes []byte
+	userTokens []userToken
+	system     any // Identity{User: superuser, System: true}
+}
+
+type userToken struct {
+	user  string
+	token []byte
 }
 
 func newAuthenticator(o ServerOptions, log *zap.Logger) *authenticator {
@@ -82,6 +101,15 @@ func newAuthenticator(o ServerOptions, log *zap.Logger) *authenticator {
 		a.superuser = DefaultSuperuser
 	}
 	a.required = o.Token != "" || len(o.Users) > 0 || o.TLS != nil && o.TLS.ClientCAs != nil
+	if a.token != "" {
+		a.tokenBytes = []byte(a.token)
+	}
+	for u, tok := range a.users {
+		if tok != "" {
+			a.userTokens = append(a.userTokens, userToken{user: u, token: []byte(tok)})
+		}
+	}
+	a.system = Identity{User: a.superuser, System: true}
 	return a
 }
 
@@ -99,13 +127,16 @@ func (a *authenticator) fromToken(got string) (Identity, bool) {
 	if got == "" {
 		return Identity{}, false
 	}
-	if a.token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) == 1 {
+	g := []byte(got)
+	if a.tokenBytes != nil && subtle.ConstantTimeCompare(g, a.tokenBytes) == 1 {
 		return Identity{User: a.superuser, System: true}, true
 	}
 	var who string
-	for u, tok := range a.users {
-		if tok != "" && subtle.ConstantTimeCompare([]byte(got), []byte(tok)) == 1 {
-			who = u
+	for _, ut := range a.userTokens {
+		// Every user's token is compared (no early exit): the time taken
+		// says nothing about which one matched.
+		if subtle.ConstantTimeCompare(g, ut.token) == 1 {
+			who = ut.user
 		}
 	}
 	if who != "" {
@@ -157,12 +188,13 @@ func (a *authenticator) resolve(bearer string, chains [][]*x509.Certificate, act
 // grpcIdentity authenticates a gRPC call. The refusal is logged with the
 // peer's address.
 func (a *authenticator) grpcIdentity(ctx context.Context, method string) (Identity, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
+	// The two keys, read where gRPC keeps them: FromIncomingContext would
+	// copy the call's whole metadata on every call.
 	var bearer, actAs string
-	if v := md.Get("authorization"); len(v) > 0 {
+	if v := metadata.ValueFromIncomingContext(ctx, "authorization"); len(v) > 0 {
 		bearer = strings.TrimPrefix(v[0], "Bearer ")
 	}
-	if v := md.Get(UserHeader); len(v) > 0 {
+	if v := metadata.ValueFromIncomingContext(ctx, UserHeader); len(v) > 0 {
 		actAs = v[0]
 	}
 	var chains [][]*x509.Certificate

@@ -131,7 +131,7 @@ func (g guard) check(ctx context.Context, method string) (context.Context, error
 		g.log.Warn("call refused", zap.String("peer", who), zap.String("method", method), zap.String("user", id.User), zap.String("reason", "system only"))
 		return nil, status.Errorf(codes.PermissionDenied, "%s: user %s: only the cluster's own processes may call this", method, id.User)
 	}
-	return WithIdentity(ctx, id), nil
+	return g.auth.withIdentity(ctx, id), nil
 }
 
 func (g guard) restricted(method string) bool {
@@ -194,12 +194,12 @@ type ClientOptions struct {
 }
 
 type tokenCreds struct {
-	token  string
+	bearer string // "Bearer <token>", built once
 	secure bool
 }
 
 func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + t.token}, nil
+	return map[string]string{"authorization": t.bearer}, nil
 }
 func (t tokenCreds) RequireTransportSecurity() bool { return t.secure }
 
@@ -231,7 +231,7 @@ func Dial(addr string, o ClientOptions) (*grpc.ClientConn, error) {
 		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}
 	if o.Token != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{token: o.Token, secure: o.TLS != nil}))
+		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{bearer: "Bearer " + o.Token, secure: o.TLS != nil}))
 	}
 	if o.User != "" {
 		opts = append(opts, grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, inv grpc.UnaryInvoker, co ...grpc.CallOption) error {
