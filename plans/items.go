@@ -240,12 +240,12 @@ const (
 	nextBudget    = 100 * time.Millisecond
 )
 
-// planBudget is how long the calls-th Next of a planner may gather tasks
+// PlanBudget is how long the calls-th Next of a planner may gather tasks
 // before handing them over: 10 ms for the first, doubling to 100 ms, so
 // the workers start within milliseconds and are fed in growing batches
 // while they are still warming up, instead of idling through a first long
-// gather.
-func planBudget(calls int) time.Duration {
+// gather. Plugin plans' planners (plans/plugin) gather by the same rule.
+func PlanBudget(calls int) time.Duration {
 	if calls >= 4 {
 		return nextBudget
 	}
@@ -325,7 +325,7 @@ func (p *itemPlanner) Next(ctx context.Context, max int) (Batch, error) {
 	// Hand tasks over soon: the first batch within milliseconds so the
 	// workers start while the listing goes on, later ones at least every
 	// nextBudget.
-	start, budget := time.Now(), planBudget(p.calls)
+	start, budget := time.Now(), PlanBudget(p.calls)
 	p.calls++
 	scanned := 0
 	for !p.eof && len(p.out) < max && scanned < 16*max && (len(p.out) == 0 || time.Since(start) < budget) {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,9 +17,11 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/paths"
+	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/plans"
 	"github.com/alluvium/alluvium/sdk/planplugin"
 )
@@ -44,8 +47,8 @@ const maxListPage = 10000
 
 // serveHost serves a process's PlanHost on a new broker stream and
 // returns it, its id and the function that stops it.
-func serveHost(b *goplugin.GRPCBroker) (*hostServer, uint32, func()) {
-	h := &hostServer{}
+func serveHost(b *goplugin.GRPCBroker, pages *pagesAhead) (*hostServer, uint32, func()) {
+	h := &hostServer{pages: pages}
 	id := b.NextId()
 	srv := make(chan *grpc.Server, 1)
 	done := make(chan struct{})
@@ -70,6 +73,7 @@ func serveHost(b *goplugin.GRPCBroker) (*hostServer, uint32, func()) {
 
 type hostServer struct {
 	api.UnimplementedPlanHostServer
+	pages *pagesAhead // the plugin's listing pages asked for ahead (nil: none)
 	mu    sync.Mutex
 	calls map[string]*hostCall // the calls and tasks under way, by token
 }
@@ -167,17 +171,163 @@ func (h *hostServer) List(in context.Context, req *api.HostListRequest) (*api.Ho
 	if err != nil {
 		return nil, err
 	}
-	size := min(max(req.GetPageSize(), 0), maxListPage)
-	// The FS master's page goes to the plugin as it came, undecoded: a
-	// page of a thousand files with their blocks costs more to decode
-	// and encode again than anything else the host does for a plugin
-	// (docs/profiles/plugin).
-	raw := &rawListing{fallback: encoding.GetCodecV2("proto")}
-	if _, err := c.env.FS().ListStatus(ctx, &api.ListStatusRequest{Path: p, Recursive: req.GetRecursive(), PageSize: size,
-		PageToken: req.GetPageToken(), IncludeBlocks: true}, grpc.ForceCodecV2(raw)); err != nil {
+	key := pageKey{user: userOf(c.ctx), path: p, token: req.GetPageToken(), size: min(max(req.GetPageSize(), 0), maxListPage), recursive: req.GetRecursive()}
+	raw, err := h.pages.take(ctx, key)
+	if err != nil {
 		return nil, err
 	}
-	return &api.HostListResponse{Listing: raw.bytes}, nil
+	if raw == nil {
+		if raw, err = listRaw(ctx, c.env, key); err != nil {
+			return nil, err
+		}
+	}
+	if next := nextPageToken(raw); next != "" {
+		// The page after this one, asked for now (as the built-in walk
+		// lists ahead): the plugin plans this one meanwhile.
+		k := key
+		k.token = next
+		h.pages.ask(c.ctx, c.env, k)
+	}
+	return &api.HostListResponse{Listing: raw}, nil
+}
+
+// listRaw lists key's page as the FS master sent it, undecoded: a page of
+// a thousand files with their blocks costs more to decode and encode
+// again than anything else the host does for a plugin
+// (docs/profiles/plugin), so the plugin gets the FS master's bytes.
+func listRaw(ctx context.Context, env plans.Env, key pageKey) ([]byte, error) {
+	raw := &rawListing{fallback: encoding.GetCodecV2("proto")}
+	if _, err := env.FS().ListStatus(ctx, &api.ListStatusRequest{Path: key.path, Recursive: key.recursive, PageSize: key.size,
+		PageToken: key.token, IncludeBlocks: true}, grpc.ForceCodecV2(raw)); err != nil {
+		return nil, err
+	}
+	return raw.bytes, nil
+}
+
+// userOf is the user ctx's calls act for (rpc.ActAs).
+func userOf(ctx context.Context) string {
+	md, _ := metadata.FromOutgoingContext(ctx)
+	return strings.Join(md.Get(rpc.UserHeader), ",")
+}
+
+// nextPageTokenField is ListStatusResponse.next_page_token's number.
+var nextPageTokenField = (&api.ListStatusResponse{}).ProtoReflect().Descriptor().Fields().ByName("next_page_token").Number()
+
+// nextPageToken reads the next page's token from a listing page's bytes
+// without decoding its files ("" when the page is the last, or unreadable:
+// the plugin decodes it and sees).
+func nextPageToken(raw []byte) string {
+	next := ""
+	for len(raw) > 0 {
+		num, typ, n := protowire.ConsumeTag(raw)
+		if n < 0 {
+			return ""
+		}
+		raw = raw[n:]
+		if num == nextPageTokenField && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(raw)
+			if m < 0 {
+				return ""
+			}
+			next = string(v) // the last one wins, as in a decode
+			raw = raw[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, raw)
+		if m < 0 {
+			return ""
+		}
+		raw = raw[m:]
+	}
+	return next
+}
+
+// pagesAhead are the listing pages a plugin's host asked the FS master for
+// before the plugin asked: the page after each one a plugin lists, so the
+// FS master lists it while the plugin plans the last (a planner lists a
+// page a Plan call, one call after another). A page is handed only to a
+// request for the same path, page token, size and user — whatever the
+// call or process of the plugin asks — and only once; one not asked for
+// within pageAheadTTL is dropped. Shared by a plugin's processes.
+type pagesAhead struct {
+	mu    sync.Mutex
+	pages map[pageKey]*pageAhead
+}
+
+// pageKey is what a listing page is asked with.
+type pageKey struct {
+	user, path, token string
+	size              int32
+	recursive         bool
+}
+
+type pageAhead struct {
+	at     time.Time
+	done   chan struct{}
+	raw    []byte
+	err    error
+	cancel context.CancelFunc
+}
+
+const (
+	pageAheadTTL  = 30 * time.Second
+	maxPagesAhead = 16
+)
+
+// ask lists key's page in the background, acting as ctx's user (its
+// values, not its end: the call that asked may end first).
+func (pa *pagesAhead) ask(ctx context.Context, env plans.Env, key pageKey) {
+	if pa == nil {
+		return
+	}
+	pa.mu.Lock()
+	defer pa.mu.Unlock()
+	if pa.pages == nil {
+		pa.pages = map[pageKey]*pageAhead{}
+	}
+	if _, ok := pa.pages[key]; ok {
+		return
+	}
+	now := time.Now()
+	for k, a := range pa.pages {
+		if now.Sub(a.at) > pageAheadTTL || len(pa.pages) >= maxPagesAhead {
+			a.cancel()
+			delete(pa.pages, k)
+		}
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pageAheadTTL)
+	a := &pageAhead{at: now, done: make(chan struct{}), cancel: cancel}
+	pa.pages[key] = a
+	go func() {
+		defer close(a.done)
+		a.raw, a.err = listRaw(actx, env, key)
+	}()
+}
+
+// take hands out key's page asked for ahead, waiting for it while ctx
+// lasts; nil when none was asked for (or it failed: the caller lists it
+// itself, and sees the error first hand).
+func (pa *pagesAhead) take(ctx context.Context, key pageKey) ([]byte, error) {
+	if pa == nil {
+		return nil, nil
+	}
+	pa.mu.Lock()
+	a := pa.pages[key]
+	delete(pa.pages, key)
+	pa.mu.Unlock()
+	if a == nil {
+		return nil, nil
+	}
+	defer a.cancel()
+	select {
+	case <-a.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if a.err != nil || time.Since(a.at) > pageAheadTTL {
+		return nil, nil
+	}
+	return a.raw, nil
 }
 
 // rawListing is the codec of one ListStatus call that keeps the reply's

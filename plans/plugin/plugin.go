@@ -146,6 +146,8 @@ type Plan struct {
 	// tasks, not one per batch under way. Replaced when it dies or is
 	// killed.
 	runner *instance
+	// pages are the listing pages its processes' hosts asked for ahead.
+	pages pagesAhead
 }
 
 var (
@@ -212,7 +214,7 @@ func (p *Plan) start() (*instance, error) {
 	if rc := c.ReattachConfig(); rc != nil {
 		inst.pid = rc.Pid
 	}
-	inst.host, inst.hostID, inst.stopHost = serveHost(conn.Broker)
+	inst.host, inst.hostID, inst.stopHost = serveHost(conn.Broker, &p.pages)
 	// The plugin connects to its host now: go-plugin's broker drops the
 	// offer unless taken within 5 s, and a process may wait in the pool
 	// longer than that before its first call.
@@ -376,22 +378,30 @@ func jobProto(j plans.Job) *api.PluginJob {
 }
 
 // NewPlanner implements plans.Plan: each batch is one stateless Plan call
-// from the cursor, so nothing is held between batches but the next one,
-// asked for while the job master commits this one (as the built-in
-// planner lists its next page ahead): a page's listing and planning in
-// the plugin overlap the raft commit of the page before.
+// from the cursor, or several: a Next gathers the batches of Plan calls
+// one after another for as long as the built-in planner gathers a batch
+// of its own (plans.PlanBudget) and max allows, so both write the same
+// few PLAN_TASKS entries a job, not one a listing page. Nothing is held
+// between batches but the call under way: the one after the last batch
+// taken is asked for at once, while the job master commits what Next
+// returned (as the built-in planner lists its next page ahead), so a
+// page's listing and planning in the plugin overlap the raft commit of
+// the pages before.
 func (p *Plan) NewPlanner(_ context.Context, env plans.Env, job plans.Job) (plans.Planner, error) {
-	return &planner{p: p, env: env, job: job}, nil
+	return &planner{p: p, env: env, job: job, budget: plans.PlanBudget}, nil
 }
 
 type planner struct {
 	p   *Plan
 	env plans.Env
+	// job.Cursor is the cursor after the last batch taken (returned, or
+	// gathered into the batch Next is making).
 	job plans.Job
-	// ahead is the batch after job.Cursor being planned, of max tasks at
-	// most; nil when none is.
-	ahead *planAhead
-	calls int // Next calls so far
+	// ahead is the call for the batch after job.Cursor, of max tasks at
+	// most; nil when none is under way or waiting to be taken.
+	ahead  *planAhead
+	calls  int                           // Next calls so far
+	budget func(calls int) time.Duration // plans.PlanBudget (tests: another)
 }
 
 type planAhead struct {
@@ -426,44 +436,83 @@ func (pl *planner) drop() {
 	<-a.done
 }
 
+// planAhead starts the call for the batch after job.Cursor. It runs with
+// ctx's values (the job's user) but ends on its own, or with drop.
+func (pl *planner) planAhead(ctx context.Context, max int) {
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a := &planAhead{max: max, cancel: cancel, done: make(chan struct{})}
+	job := pl.job
+	go func() {
+		defer close(a.done)
+		a.b, a.err = pl.plan(actx, job, max)
+	}()
+	pl.ahead = a
+}
+
+// take takes the batch after job.Cursor: the call ahead's (waiting for it
+// until ctx ends), or a call of its own.
+func (pl *planner) take(ctx context.Context, max int) (plans.Batch, error) {
+	a := pl.ahead
+	if a == nil || a.max != max {
+		pl.drop()
+		return pl.plan(ctx, pl.job, max)
+	}
+	select {
+	case <-a.done:
+	case <-ctx.Done():
+		pl.drop()
+		return plans.Batch{}, ctx.Err()
+	}
+	pl.ahead = nil
+	a.cancel()
+	return a.b, a.err
+}
+
 func (pl *planner) Next(ctx context.Context, max int) (plans.Batch, error) {
-	var b plans.Batch
-	var err error
-	if a := pl.ahead; a != nil && a.max == max {
+	start, budget := time.Now(), pl.budget(pl.calls)
+	pl.calls++
+	var out plans.Batch
+	for {
+		b, err := pl.take(ctx, max)
+		if err != nil {
+			// What was gathered is dropped with the planner: the job
+			// master plans again from the cursor it committed.
+			return plans.Batch{}, err
+		}
+		out.Tasks = append(out.Tasks, b.Tasks...)
+		out.Failed = append(out.Failed, b.Failed...)
+		out.Cursor, out.Done = b.Cursor, b.Done
+		pl.job.Cursor = b.Cursor
+		if b.Done {
+			return out, nil
+		}
+		// The next batch is asked for at once, whether it goes into this
+		// Next's batch or the next one's. (A plugin plan is never planned
+		// inside its submit, the one caller that would ask once.)
+		pl.planAhead(ctx, max)
+		left := budget - time.Since(start)
+		if left <= 0 || len(out.Tasks) >= max {
+			return out, nil
+		}
+		// Gather the call ahead too if it ends within the budget and its
+		// tasks fit; else it stays ahead for the next Next (a failed one
+		// too: what was gathered is committed first).
+		a := pl.ahead
+		t := time.NewTimer(left)
 		select {
 		case <-a.done:
+			t.Stop()
+		case <-t.C:
+			return out, nil
 		case <-ctx.Done():
+			t.Stop()
 			pl.drop()
 			return plans.Batch{}, ctx.Err()
 		}
-		pl.ahead = nil
-		a.cancel()
-		b, err = a.b, a.err
-	} else {
-		pl.drop()
-		b, err = pl.plan(ctx, pl.job, max)
+		if a.err != nil || len(out.Tasks)+len(a.b.Tasks) > max {
+			return out, nil
+		}
 	}
-	if err != nil {
-		return plans.Batch{}, err
-	}
-	pl.job.Cursor = b.Cursor
-	pl.calls++
-	if !b.Done && pl.calls > 1 {
-		// The next batch, from this one's cursor, while the job master
-		// commits this one — from the second batch on: a caller that
-		// asks once (a job planned inside its submit when it is small)
-		// would leave it unused. It runs with ctx's values (the job's
-		// user) but ends on its own, or with drop.
-		actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		a := &planAhead{max: max, cancel: cancel, done: make(chan struct{})}
-		job := pl.job
-		go func() {
-			defer close(a.done)
-			a.b, a.err = pl.plan(actx, job, max)
-		}()
-		pl.ahead = a
-	}
-	return b, nil
 }
 
 // plan is one Plan call: the batch of at most max tasks after job.Cursor.

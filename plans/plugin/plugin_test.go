@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -330,10 +331,10 @@ func (e *expiring) Err() error {
 	}
 }
 
-// Planning asks for the batch after each one ahead from the second on
-// (while the job master commits it): the batches still come in order,
-// each once, and a planner made at a cursor (a new leader) resumes right
-// after it; Close abandons one planned ahead without killing its process.
+// Planning asks for the batch after each one ahead (while the job master
+// commits it): the batches still come in order, each once, and a planner
+// made at a cursor (a new leader) resumes right after it; Close abandons
+// one planned ahead without killing its process.
 func TestPlannerPlansAhead(t *testing.T) {
 	p := loadNoop(t)
 	ctx := context.Background()
@@ -343,10 +344,15 @@ func TestPlannerPlansAhead(t *testing.T) {
 	}
 	var got []string
 	var cursor []byte
-	for i := 0; i < 3; i++ {
-		b, err := pl.Next(ctx, 10)
+	// Two Nexts of at most 2 tasks: at most 4 of the 5, however the
+	// calls were gathered.
+	for i := 0; i < 2; i++ {
+		b, err := pl.Next(ctx, 2)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if len(b.Tasks) == 0 || len(b.Tasks) > 2 || b.Done {
+			t.Fatalf("Next %d: %d tasks (done %v), want 1 or 2, not done", i, len(b.Tasks), b.Done)
 		}
 		for _, t := range b.Tasks {
 			got = append(got, string(t.Args))
@@ -363,7 +369,7 @@ func TestPlannerPlansAhead(t *testing.T) {
 	}
 	defer pl.Close()
 	for {
-		b, err := pl.Next(ctx, 10)
+		b, err := pl.Next(ctx, 2)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -376,6 +382,39 @@ func TestPlannerPlansAhead(t *testing.T) {
 	}
 	if strings.Join(got, ",") != "0,1,2,3,4" {
 		t.Fatalf("tasks planned %v, want 0..4 once each in order", got)
+	}
+}
+
+// A Next gathers the batches of several Plan calls while its budget lasts
+// (here: for ever) and their tasks fit in max, so a job's plan takes a
+// few raft entries, not one a call: a batch that would not fit waits for
+// the next Next.
+func TestPlannerGathersCalls(t *testing.T) {
+	p := loadNoop(t)
+	ctx := context.Background()
+	pl, err := p.NewPlanner(ctx, nil, plans.Job{ID: 1, Config: []byte("10")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pl.Close()
+	pl.(*planner).budget = func(int) time.Duration { return time.Hour }
+	var got []string
+	for _, want := range []string{"0,1,2,3", "4,5,6,7", "8,9"} {
+		b, err := pl.Next(ctx, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var args []string
+		for _, t := range b.Tasks {
+			args = append(args, string(t.Args))
+		}
+		if strings.Join(args, ",") != want || b.Done != (want == "8,9") {
+			t.Fatalf("Next: tasks %v (done %v), want %s", args, b.Done, want)
+		}
+		if n, _ := strconv.Atoi(string(b.Cursor)); n != len(got)+len(args) {
+			t.Fatalf("cursor %q after %d tasks", b.Cursor, len(got)+len(args))
+		}
+		got = append(got, args...)
 	}
 }
 

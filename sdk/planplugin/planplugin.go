@@ -188,8 +188,16 @@ type Host interface {
 // Holder returns the block worker caching most of f's bytes (0, "" when
 // none caches any): a TaskSpec's place.
 func Holder(f *File) (id int64, addr string) {
-	bytes := map[int64]int64{}
-	addrs := map[int64]string{}
+	// A file has few blocks and each few locations: a small slice, no
+	// map, and only the winner's address formatted (this runs per file
+	// listed: docs/profiles/plugin).
+	type held struct {
+		id    int64
+		bytes int64
+		at    *api.WorkerNetAddress
+	}
+	var buf [4]held
+	hs := buf[:0]
 	for _, b := range f.GetFileBlockInfos() {
 		bi := b.GetBlockInfo()
 		for _, l := range bi.GetLocations() {
@@ -197,17 +205,28 @@ func Holder(f *File) (id int64, addr string) {
 			if a.GetHost() == "" {
 				continue
 			}
-			bytes[l.GetWorkerId()] += max(bi.GetLength(), 1)
-			addrs[l.GetWorkerId()] = fmt.Sprintf("%s:%d", a.GetHost(), a.GetRpcPort())
+			i := 0
+			for i < len(hs) && hs[i].id != l.GetWorkerId() {
+				i++
+			}
+			if i == len(hs) {
+				hs = append(hs, held{id: l.GetWorkerId()})
+			}
+			hs[i].bytes += max(bi.GetLength(), 1)
+			hs[i].at = a
 		}
 	}
 	var most int64
-	for w, n := range bytes {
-		if n > most || n == most && w < id {
-			id, most = w, n
+	var at *api.WorkerNetAddress
+	for _, h := range hs {
+		if h.bytes > most || h.bytes == most && h.id < id {
+			id, most, at = h.id, h.bytes, h.at
 		}
 	}
-	return id, addrs[id]
+	if at == nil {
+		return id, ""
+	}
+	return id, at.GetHost() + ":" + strconv.Itoa(int(at.GetRpcPort())) // as the built-in plans write it
 }
 
 // ProfileEnv names a directory: a plugin process started with it set

@@ -36,3 +36,34 @@ func TestFailedRunCarriesTheResult(t *testing.T) {
 		}
 	}
 }
+
+// Holder picks the block worker caching most of a file's bytes (a tie:
+// the lowest id), with its address; none when no block is cached.
+func TestHolder(t *testing.T) {
+	loc := func(id int64, host string) *api.BlockLocation {
+		return &api.BlockLocation{WorkerId: id, Address: &api.WorkerNetAddress{Host: host, RpcPort: int32(id)}}
+	}
+	block := func(n int64, ls ...*api.BlockLocation) *api.FileBlockInfo {
+		return &api.FileBlockInfo{BlockInfo: &api.BlockInfo{Length: n, Locations: ls}}
+	}
+	for _, c := range []struct {
+		name   string
+		blocks []*api.FileBlockInfo
+		id     int64
+		addr   string
+	}{
+		{"none cached", []*api.FileBlockInfo{block(10)}, 0, ""},
+		{"no blocks", nil, 0, ""},
+		{"one", []*api.FileBlockInfo{block(10, loc(7, "h7"))}, 7, "h7:7"},
+		{"most bytes", []*api.FileBlockInfo{block(10, loc(3, "h3"), loc(5, "h5")), block(20, loc(5, "h5"))}, 5, "h5:5"},
+		{"tie: lowest id", []*api.FileBlockInfo{block(10, loc(9, "h9")), block(10, loc(4, "h4"))}, 4, "h4:4"},
+		{"empty block counts", []*api.FileBlockInfo{block(0, loc(2, "h2"))}, 2, "h2:2"},
+		{"no address", []*api.FileBlockInfo{block(10, &api.BlockLocation{WorkerId: 1})}, 0, ""},
+		{"many", []*api.FileBlockInfo{block(1, loc(1, "a")), block(1, loc(2, "b")), block(1, loc(3, "c")), block(1, loc(4, "d")), block(1, loc(5, "e")), block(2, loc(6, "f"))}, 6, "f:6"},
+	} {
+		id, addr := Holder(&api.FileInfo{FileBlockInfos: c.blocks})
+		if id != c.id || addr != c.addr {
+			t.Errorf("%s: Holder = %d %q, want %d %q", c.name, id, addr, c.id, c.addr)
+		}
+	}
+}

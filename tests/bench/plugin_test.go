@@ -24,9 +24,13 @@ import (
 // the CPU time every process of the cluster (plugin processes included)
 // spent in each.
 type overheadRuns struct {
-	builtin, plugin           []time.Duration
-	builtinCPU, pluginCPU     []time.Duration
-	builtinTasks, pluginTasks int64
+	builtin, plugin []time.Duration
+	// From submit to the first task planned and to planning done, as the
+	// job's watch said.
+	builtinFirst, pluginFirst     []time.Duration
+	builtinPlanned, pluginPlanned []time.Duration
+	builtinCPU, pluginCPU         []cpuOf
+	builtinTasks, pluginTasks     int64
 }
 
 // pluginOverhead runs the noop plan over files small files (4 KiB) in a
@@ -72,18 +76,28 @@ func pluginOverhead(tb testing.TB, files, rounds int) overheadRuns {
 	ctx := context.Background()
 	// Cached first, so both sides place their tasks by the same
 	// locations, and the namespace knows every file.
-	if j := submitWait(tb, c, "load", `{"path":"/noop"}`); j.GetBytesDone() != int64(files*size) {
+	if j := submitWait(tb, c, "load", `{"path":"/noop"}`, nil); j.GetBytesDone() != int64(files*size) {
 		tb.Fatalf("load cached %d bytes, want %d", j.GetBytesDone(), files*size)
 	}
 	syscall.Sync()
 
 	procs := []*testutil.Process{c.FSMaster, c.JobMasters[0], c.Workers[0], c.Workers[1]}
-	run := func(plan string) (time.Duration, time.Duration, int64) {
-		cpu0 := clusterCPU(procs)
+	roles := []string{"fsmaster", "jobmaster", "workers", "workers"}
+	var first, planned time.Duration
+	run := func(plan string) (time.Duration, cpuOf, int64) {
+		cpu0 := clusterCPU(procs, roles)
 		start := time.Now()
-		j := submitWait(tb, c, plan, `{"path":"/noop"}`)
+		first, planned = 0, 0
+		j := submitWait(tb, c, plan, `{"path":"/noop"}`, func(j *api.JobInfo) {
+			if first == 0 && j.GetTasksTotal() > 0 {
+				first = time.Since(start)
+			}
+			if planned == 0 && j.GetPlanningDone() {
+				planned = time.Since(start)
+			}
+		})
 		took := time.Since(start)
-		cpu := clusterCPU(procs) - cpu0
+		cpu := clusterCPU(procs, roles).minus(cpu0)
 		if j.GetBytesDone() != int64(files*size) || j.GetTasksDone() != j.GetTasksTotal() || j.GetTasksFailed() != 0 {
 			tb.Fatalf("%s: job %d covered %d bytes (want %d), tasks %d/%d done, %d failed", plan, j.GetId(),
 				j.GetBytesDone(), files*size, j.GetTasksDone(), j.GetTasksTotal(), j.GetTasksFailed())
@@ -117,8 +131,10 @@ func pluginOverhead(tb testing.TB, files, rounds int) overheadRuns {
 			took, cpu, tasks := run(plan)
 			if plan == "noop" {
 				r.builtin, r.builtinCPU, r.builtinTasks = append(r.builtin, took), append(r.builtinCPU, cpu), tasks
+				r.builtinFirst, r.builtinPlanned = append(r.builtinFirst, first), append(r.builtinPlanned, planned)
 			} else {
 				r.plugin, r.pluginCPU, r.pluginTasks = append(r.plugin, took), append(r.pluginCPU, cpu), tasks
+				r.pluginFirst, r.pluginPlanned = append(r.pluginFirst, first), append(r.pluginPlanned, planned)
 			}
 		}
 	}
@@ -173,17 +189,43 @@ func pluginOverhead(tb testing.TB, files, rounds int) overheadRuns {
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
+// cpuOf is CPU time by part of the cluster: "fsmaster", "jobmaster",
+// "workers", and the plugin processes of each ("jobmaster-plugins",
+// "workers-plugins").
+type cpuOf map[string]time.Duration
+
+func (c cpuOf) total() time.Duration {
+	var t time.Duration
+	for _, d := range c {
+		t += d
+	}
+	return t
+}
+
+func (c cpuOf) minus(o cpuOf) cpuOf {
+	out := cpuOf{}
+	for k, d := range c {
+		out[k] = d - o[k]
+	}
+	return out
+}
+
 // clusterCPU is the CPU time (user + system) the processes of procs' process
-// groups have spent so far: the servers and the plugin processes the job
-// master and workers started.
-func clusterCPU(procs []*testutil.Process) time.Duration {
-	groups := map[int]bool{}
-	for _, p := range procs {
-		groups[p.Cmd.Process.Pid] = true
+// groups have spent so far, by part: the servers (roles name procs) and
+// the plugin processes the job master and workers started (counted as
+// their parent's role + "-plugins").
+func clusterCPU(procs []*testutil.Process, roles []string) cpuOf {
+	role := map[int]string{}
+	for i, p := range procs {
+		role[p.Cmd.Process.Pid] = roles[i]
 	}
 	ents, _ := os.ReadDir("/proc")
-	var ticks int64
+	out := cpuOf{}
 	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
 		if err != nil {
 			continue
@@ -198,15 +240,20 @@ func clusterCPU(procs []*testutil.Process) time.Duration {
 		if len(f) < 13 {
 			continue
 		}
+		ppid, _ := strconv.Atoi(f[1])
 		pgrp, _ := strconv.Atoi(f[2])
-		if !groups[pgrp] {
-			continue
+		r, ok := role[pid]
+		if !ok {
+			if _, group := role[pgrp]; !group {
+				continue
+			}
+			r = role[ppid] + "-plugins"
 		}
 		u, _ := strconv.ParseInt(f[11], 10, 64)
 		st, _ := strconv.ParseInt(f[12], 10, 64)
-		ticks += u + st
+		out[r] += time.Duration(u+st) * time.Second / 100 // USER_HZ
 	}
-	return time.Duration(ticks) * time.Second / 100 // USER_HZ
+	return out
 }
 
 // saveProfile GETs a pprof endpoint (with the cluster's token) into path.
@@ -231,8 +278,9 @@ func saveProfile(url, path string) error {
 	return os.WriteFile(path, b, 0o644)
 }
 
-// submitWait submits a job and waits for it to complete.
-func submitWait(tb testing.TB, c *testutil.Cluster, plan, config string) *api.JobInfo {
+// submitWait submits a job and waits for it to complete; progress (nil:
+// none) sees each state the job's watch reports.
+func submitWait(tb testing.TB, c *testutil.Cluster, plan, config string, progress func(*api.JobInfo)) *api.JobInfo {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -240,7 +288,7 @@ func submitWait(tb testing.TB, c *testutil.Cluster, plan, config string) *api.Jo
 	if err != nil {
 		tb.Fatalf("job submit %s: %v", plan, err)
 	}
-	j, err := c.Jobs.Wait(ctx, id, nil)
+	j, err := c.Jobs.Wait(ctx, id, progress)
 	if err != nil {
 		tb.Fatalf("job %d (%s): %v", id, plan, err)
 	}
@@ -281,8 +329,8 @@ func BenchmarkPluginOverhead(b *testing.B) {
 		builtin = append(builtin, r.builtin[i].Seconds())
 		plugin = append(plugin, r.plugin[i].Seconds())
 		ratios = append(ratios, r.plugin[i].Seconds()/r.builtin[i].Seconds())
-		builtinCPU = append(builtinCPU, r.builtinCPU[i].Seconds())
-		pluginCPU = append(pluginCPU, r.pluginCPU[i].Seconds())
+		builtinCPU = append(builtinCPU, r.builtinCPU[i].total().Seconds())
+		pluginCPU = append(pluginCPU, r.pluginCPU[i].total().Seconds())
 	}
 	b.ReportMetric(medianOf(plugin), "plugin-s")
 	b.ReportMetric(medianOf(builtin), "builtin-s")
@@ -290,6 +338,38 @@ func BenchmarkPluginOverhead(b *testing.B) {
 	b.ReportMetric(medianOf(pluginCPU), "plugin-cpu-s")
 	b.ReportMetric(medianOf(builtinCPU), "builtin-cpu-s")
 	b.ReportMetric(medianOf(pluginCPU)/medianOf(builtinCPU), "ratio-cpu-plugin/builtin")
+	// When planning ended and the first task was planned, from submit.
+	for _, m := range []struct {
+		name string
+		ds   []time.Duration
+		ref  string
+	}{
+		{"builtin-first-task-s", r.builtinFirst, "the reference itself (submit to the first task planned, as the job's watch said, built in)"},
+		{"plugin-first-task-s", r.pluginFirst, "builtin-first-task-s: submit to the first task planned, the same rounds"},
+		{"builtin-planned-s", r.builtinPlanned, "the reference itself (submit to planning done, as the job's watch said, built in)"},
+		{"plugin-planned-s", r.pluginPlanned, "builtin-planned-s: submit to planning done, the same rounds"},
+	} {
+		var v []float64
+		for _, d := range m.ds {
+			v = append(v, d.Seconds())
+		}
+		b.ReportMetric(medianOf(v), m.name)
+		reference(b, m.name, m.ref)
+	}
+	// Where the CPU went, part by part (medians over the rounds).
+	for _, part := range []string{"fsmaster", "jobmaster", "jobmaster-plugins", "workers", "workers-plugins"} {
+		var bs, ps []float64
+		for i := range r.builtinCPU {
+			bs = append(bs, r.builtinCPU[i][part].Seconds())
+			ps = append(ps, r.pluginCPU[i][part].Seconds())
+		}
+		if !strings.HasSuffix(part, "-plugins") {
+			b.ReportMetric(medianOf(bs), "builtin-cpu-"+part+"-s")
+			reference(b, "builtin-cpu-"+part+"-s", "the reference itself (CPU of the "+part+" during the built-in runs)")
+		}
+		b.ReportMetric(medianOf(ps), "plugin-cpu-"+part+"-s")
+		reference(b, "plugin-cpu-"+part+"-s", "builtin-cpu-"+strings.TrimSuffix(part, "-plugins")+"-s: CPU of the "+part+" during the plugin runs, the same rounds")
+	}
 	b.ReportMetric(float64(r.pluginTasks), "plugin-tasks")
 	b.ReportMetric(float64(r.builtinTasks), "builtin-tasks")
 	b.ReportMetric((medianOf(plugin)-medianOf(builtin))*1000/float64(max(r.pluginTasks, 1)), "plugin-overhead-ms/task")

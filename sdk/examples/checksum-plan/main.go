@@ -58,7 +58,7 @@ type config struct {
 // cursor is where planning stands: the listing's next page.
 type cursor struct {
 	Token string `json:"token,omitempty"`
-	Files int64  `json:"files,omitempty"` // planned so far (for nothing but curiosity)
+	Files int64  `json:"files,omitempty"` // planned so far
 }
 
 type item struct {
@@ -262,6 +262,14 @@ func hash(ctx context.Context, h planplugin.Host, p string) (string, int64, erro
 }
 
 // Done merges the parts into the result file, sorted by path.
+// planned is how many files the job's planning covered (its cursor's
+// count).
+func planned(job planplugin.Job) int64 {
+	var cur cursor
+	_ = json.Unmarshal(job.Cursor, &cur)
+	return cur.Files
+}
+
 func (checksum) Done(ctx context.Context, h planplugin.Host, job planplugin.Job) (bool, error) {
 	c, err := decode(job.Config)
 	if err != nil {
@@ -297,6 +305,13 @@ func (checksum) Done(ctx context.Context, h planplugin.Host, job planplugin.Job)
 		}
 	} else if status.Code(err) != codes.NotFound {
 		return true, err
+	} else if planned(job) > 0 {
+		if _, err := h.Stat(ctx, c.Result); err == nil {
+			// Files were checksummed and their parts are gone: an earlier
+			// Done of this job merged them and deleted them, and its answer
+			// was lost (a job-master failover); the result stands.
+			return true, nil
+		}
 	}
 	sort.Strings(lines)
 	w, err := h.Create(ctx, c.Result, true)

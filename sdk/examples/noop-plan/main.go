@@ -54,9 +54,9 @@ type item struct {
 }
 
 type args struct {
-	Worker  int64             `json:"w,omitempty"`
-	Address string            `json:"a,omitempty"`
-	Items   []json.RawMessage `json:"i"`
+	Worker  int64  `json:"w,omitempty"`
+	Address string `json:"a,omitempty"`
+	Items   []item `json:"i"`
 }
 
 type output struct {
@@ -115,7 +115,7 @@ func (noop) Validate(ctx context.Context, h planplugin.Host, b []byte) (planplug
 type batch struct {
 	id    int64
 	addr  string
-	items []json.RawMessage
+	items []item
 	first string
 	bytes int64
 }
@@ -175,11 +175,10 @@ func (noop) Plan(ctx context.Context, h planplugin.Host, job planplugin.Job, max
 			ob = nil
 		}
 		if ob == nil {
-			ob = &batch{id: id, addr: addr, first: f.GetPath()}
+			ob = &batch{id: id, addr: addr, first: f.GetPath(), items: make([]item, 0, min(c.BatchFiles, 1024))}
 			open[id] = ob
 		}
-		raw, _ := json.Marshal(item{Path: f.GetPath(), Length: f.GetLength()})
-		ob.items = append(ob.items, raw)
+		ob.items = append(ob.items, item{Path: f.GetPath(), Length: f.GetLength()})
 		ob.bytes += f.GetLength()
 		if len(ob.items) >= c.BatchFiles || ob.bytes >= c.BatchBytes {
 			flush(ob)
@@ -213,11 +212,7 @@ func (noop) Run(_ context.Context, _ planplugin.Host, t planplugin.Task) (planpl
 		return planplugin.Result{}, status.Errorf(codes.Internal, "noop-plugin task %d/%d: bad args: %v", t.JobID, t.TaskID, err)
 	}
 	var res planplugin.Result
-	for _, raw := range a.Items {
-		var it item
-		if err := json.Unmarshal(raw, &it); err != nil {
-			return planplugin.Result{}, status.Errorf(codes.Internal, "noop-plugin task %d/%d: bad item: %v", t.JobID, t.TaskID, err)
-		}
+	for _, it := range a.Items {
 		res.Bytes += it.Length
 	}
 	res.Output, _ = json.Marshal(output{Files: len(a.Items)})
