@@ -321,18 +321,26 @@ func (l *Local) Create(_ context.Context, p string, opts CreateOptions) (Writer,
 	if dir == "" {
 		dir = "."
 	}
-	if !opts.Overwrite {
+	if !opts.Overwrite && l.fast == nil {
 		if _, err := l.root.Lstat(r); err == nil {
 			return nil, l.wrap("create", p, fs.ErrExist)
 		}
 	}
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
-	tmp := path.Join(dir, tempPrefix+name+"-"+hex.EncodeToString(rnd[:]))
+	tmpName := tempPrefix + name + "-" + hex.EncodeToString(rnd[:])
 	mode := fs.FileMode(opts.Mode)
 	if mode == 0 {
 		mode = 0o644
 	}
+	if l.fast != nil {
+		w, err := l.fast.create(l, r, dir, name, tmpName, opts, mode)
+		if err != nil {
+			return nil, l.wrap("create", p, err)
+		}
+		return w, nil
+	}
+	tmp := path.Join(dir, tmpName)
 	f, err := l.openFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if errors.Is(err, fs.ErrNotExist) && opts.CreateParent {
 		// Parents are made only when missing: a MkdirAll per file walks

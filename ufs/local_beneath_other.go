@@ -16,6 +16,10 @@ func (*beneath) open(string, int, fs.FileMode) (*os.File, error) { panic("unreac
 
 func (*beneath) close() {}
 
+func (*beneath) create(*Local, string, string, string, string, CreateOptions, fs.FileMode) (Writer, error) {
+	panic("unreachable")
+}
+
 func (*beneath) openRead(string, string) (readerAtCloser, FileStatus, error) { panic("unreachable") }
 
 // lstatIn is DirEntry.Info's status (Linux has a one-component fstatat).

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestLocalConfinement runs with the openat2 fast path (where the kernel
@@ -88,10 +89,22 @@ func testLocalConfinement(t *testing.T, fast bool) {
 }
 
 func TestLocalWriterAtomic(t *testing.T) {
+	t.Run("openat2", func(t *testing.T) { testLocalWriterAtomic(t, true) })
+	t.Run("root", func(t *testing.T) { testLocalWriterAtomic(t, false) })
+}
+
+func testLocalWriterAtomic(t *testing.T, fast bool) {
 	ctx := context.Background()
 	l, err := NewLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
+	}
+	defer l.Close()
+	if !fast {
+		l.fast.close()
+		l.fast = nil
+	} else if l.fast == nil {
+		t.Skip("no openat2 here")
 	}
 	w, err := l.Create(ctx, "a/b/file", CreateOptions{CreateParent: true})
 	if err != nil {
@@ -131,6 +144,30 @@ func TestLocalWriterAtomic(t *testing.T) {
 	rc.Close()
 	if string(b) != "ell" {
 		t.Fatalf("range read = %q", b)
+	}
+	// A copy keeps its source's modification time: set before the file
+	// is renamed into place, and in the status Commit returns.
+	mt := time.Date(2020, 1, 2, 3, 4, 5, 6e6, time.UTC)
+	w3, err := l.Create(ctx, "a/c/timed", CreateOptions{CreateParent: true, Mode: 0o600, ModTime: mt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = w3.Write([]byte("dated"))
+	st3, err := w3.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.Stat(ctx, "a/c/timed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.ModTime.Equal(mt) || got.Fingerprint != st3.Fingerprint || st3.Size != 5 || got.Mode != 0o600 || st3.Name != "timed" {
+		t.Fatalf("after Commit: stat %+v, commit said %+v; want mtime %v, mode 0600, 5 bytes", got, st3, mt)
+	}
+	n = 0
+	_ = l.List(ctx, "a/c", func(FileStatus) error { n++; return nil })
+	if ents, _ := os.ReadDir(filepath.Join(l.dir, "a", "c")); len(ents) != 1 || n != 1 {
+		t.Fatalf("a/c holds %v (listed %d): want the file alone, no temporary left", ents, n)
 	}
 }
 

@@ -100,7 +100,7 @@ func startJobCluster(b *testing.B, ufsDir, tierDir string) api.JobMasterClient {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := m.Start(context.Background()); err != nil {
+	if err := asRole("fsmaster", m.Start); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = m.Stop(context.Background()) })
@@ -119,7 +119,7 @@ func startJobCluster(b *testing.B, ufsDir, tierDir string) api.JobMasterClient {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := w.Start(context.Background()); err != nil {
+	if err := asRole("blockworker", w.Start); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = w.Stop(context.Background()) })
@@ -133,7 +133,7 @@ func startJobCluster(b *testing.B, ufsDir, tierDir string) api.JobMasterClient {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := jm.Start(context.Background()); err != nil {
+	if err := asRole("jobmaster", jm.Start); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = jm.Stop(context.Background()) })
@@ -151,7 +151,7 @@ func startJobCluster(b *testing.B, ufsDir, tierDir string) api.JobMasterClient {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := jw.Start(context.Background()); err != nil {
+	if err := asRole("jobworker", jw.Start); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = jw.Stop(context.Background()) })
@@ -176,14 +176,17 @@ func runJob(b *testing.B, jobs api.JobMasterClient, plan, cfg string) (time.Dura
 		b.Fatal(err)
 	}
 	var last *api.JobInfo
+	tl := newJobTimeline()
 	for {
 		j, err := st.Recv()
 		if err != nil {
 			break
 		}
 		last = j
+		tl.see(j)
 	}
 	took := time.Since(start)
+	tl.report(plan + " " + cfg)
 	if last == nil || last.Status != api.JobInfo_COMPLETED {
 		b.Fatalf("%s %s ended as %v", plan, cfg, last)
 	}
@@ -234,9 +237,11 @@ func benchCopyVsRclone(b *testing.B, files, size int) {
 	cpR(b, src, filepath.Join(root, "warm")) // warm the page cache
 	copyJob := func(dst string, checksum bool) (time.Duration, time.Duration) {
 		cfg := fmt.Sprintf(`{"src":"/data","dst":%q,"checksum":%v}`, dst, checksum)
+		stop := profileRun(b, map[bool]string{false: "copy", true: "copy-checksum"}[checksum])
 		cpu0 := cpuTime()
 		took, job := runJob(b, jobs, "copy", cfg)
 		cpu := cpuTime() - cpu0
+		stop()
 		n, total := treeBytes(b, filepath.Join(ufs, dst))
 		if n != files || total != int64(files*size) || job.BytesDone != total {
 			b.Fatalf("copy %s: %d files, %d bytes (job says %d); want %d files, %d bytes", cfg, n, total, job.BytesDone, files, files*size)

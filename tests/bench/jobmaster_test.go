@@ -253,17 +253,20 @@ func (lc *loadCluster) load(b *testing.B, path string) (time.Duration, *api.JobI
 		b.Fatal(err)
 	}
 	var last *api.JobInfo
+	tl := newJobTimeline()
 	for {
 		j, err := st.Recv()
 		if err != nil {
 			break
 		}
 		last = j
+		tl.see(j)
 		if os.Getenv("BENCH_TRACE") != "" { // the job's timeline, to see where a run waits
 			fmt.Printf("%6.3fs %v tasks %d/%d bytes %d\n", time.Since(start).Seconds(), j.Status, j.TasksDone, j.TasksTotal, j.BytesDone)
 		}
 	}
 	took := time.Since(start)
+	tl.report("load " + path)
 	if last == nil || last.Status != api.JobInfo_COMPLETED {
 		b.Fatalf("load %s ended as %v", path, last)
 	}
@@ -345,9 +348,14 @@ func benchLoadVsCp(b *testing.B, files, size, rounds int) {
 	syscall.Sync()
 	b.ResetTimer()
 	for i, src := range srcs {
+		stop := func() {}
+		if i == len(srcs)/2 { // one round's profile: the median's neighbourhood
+			stop = profileRun(b, "load")
+		}
 		b.StartTimer()
 		took, job := lc.load(b, "/"+filepath.Base(src))
 		b.StopTimer()
+		stop()
 		if job.BytesDone != int64(files*size) {
 			b.Fatalf("loaded %d bytes, want %d", job.BytesDone, files*size)
 		}
