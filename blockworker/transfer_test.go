@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/ufs"
 )
 
 // CommitBlocks of the fake master: one call, many blocks.
@@ -196,5 +199,39 @@ func TestWriteUfsFileFrom(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(dir, "many/3")); !bytes.Equal(got, c) {
 		t.Fatal("batch file 3 differs")
+	}
+	// Without a checksum a UFS range goes from file to file in the kernel
+	// (copy_file_range), a cached block through the process: the bytes
+	// are the same, in order. (setupUFS wraps the UFS's readers: a worker
+	// of its own reads the bare local UFS, as a real worker does.)
+	w3 := startWorker(t, t.TempDir(), addr)
+	local, err := ufs.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w3.mounts.open = func(context.Context, string, map[string]string) (ufs.FileSystem, error) { return local, nil }
+	mixed := []*api.BlockSource{srcs[2], {BlockId: 11, Length: mib, Workers: []string{w1.RPCAddr()}}, srcs[2]}
+	r2, err := w3.client.WriteUfsFileFrom(ctx, &api.WriteUfsFileFromRequest{Dest: dest("/out/mixed"), Sources: mixed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantMixed := append(append(append([]byte(nil), c...), a...), c...)
+	if r2.GetLength() != int64(len(wantMixed)) || r2.GetBytesFromUfs() != mib || r2.GetBytesFromCache() != mib {
+		t.Fatalf("mixed response %+v", r2)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "out/mixed")); err != nil || !bytes.Equal(got, wantMixed) {
+		t.Fatalf("mixed UFS file differs (%v)", err)
+	}
+	// A UFS file shorter than planned (changed since): the write fails
+	// and leaves nothing under the name.
+	short := &api.BlockSource{BlockId: 14, Length: mib, Ufs: &api.UfsBlockSource{MountId: 1, UfsPath: "file://" + dir + "/src", Offset: 2 * mib, Length: mib}}
+	for _, w := range []*testWorker{w1, w3} { // streamed, and in the kernel
+		_, err = w.client.WriteUfsFileFrom(ctx, &api.WriteUfsFileFromRequest{Dest: dest("/out/short"), Sources: []*api.BlockSource{short}})
+		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "ends 524288 bytes early") {
+			t.Fatalf("short source: %v, want Unavailable (ends early)", err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out/short")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a failed write left out/short: %v", err)
 	}
 }

@@ -303,3 +303,44 @@ func futimens(fd int, t time.Time) error {
 		return &fs.PathError{Op: "utimensat", Path: "fd", Err: e}
 	}
 }
+
+// CopyFrom implements FileCopier for a reader of a local file (any Local).
+func (w *dirWriter) CopyFrom(r io.Reader) (int64, bool, error) {
+	sr, ok := r.(sectionReader)
+	if !ok {
+		return 0, false, nil
+	}
+	sec, ok := sr.Reader.(*io.SectionReader)
+	if !ok {
+		return 0, false, nil
+	}
+	ra, base, size := sec.Outer()
+	src, ok := ra.(rawReader)
+	if !ok {
+		return 0, false, nil
+	}
+	pos, err := sec.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return 0, false, nil
+	}
+	off := base + pos
+	var n int64
+	for left := size - pos; left > 0; {
+		c, err := unix.CopyFileRange(int(src), &off, w.f, nil, int(min(left, 1<<30)), 0)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil && n == 0 && (err == unix.EXDEV || err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP || err == unix.EPERM):
+			return 0, false, nil // this pair cannot: stream
+		case err != nil:
+			sec.Seek(pos+n, io.SeekStart)
+			return n, true, &fs.PathError{Op: "copy_file_range", Path: w.l.URI(w.rel), Err: err}
+		case c == 0:
+			left = 0 // the source ends early: the caller sees the short count
+		}
+		n += int64(c)
+		left -= int64(c)
+	}
+	sec.Seek(pos+n, io.SeekStart)
+	return n, true, nil
+}

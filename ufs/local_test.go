@@ -1,6 +1,7 @@
 package ufs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -230,5 +231,64 @@ func TestLocalListBig(t *testing.T) {
 	}
 	if st := got["sub"]; !st.IsDir {
 		t.Errorf("sub: %+v, want a directory", st)
+	}
+}
+
+// A local writer takes a local reader's bytes in the kernel (FileCopier):
+// what is left of the reader's range, nothing more; any other reader is
+// refused untouched, for the caller to stream.
+func TestLocalCopyFrom(t *testing.T) {
+	ctx := context.Background()
+	l, err := NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	data := make([]byte, 300<<10)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(filepath.Join(l.dir, "src"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w, err := l.Create(ctx, "dst", CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc, ok := w.(FileCopier)
+	if !ok {
+		if l.fast != nil {
+			t.Fatal("the openat2 writer copies in the kernel")
+		}
+		w.Abort()
+		t.Skip("no openat2 here")
+	}
+	if n, ok, err := fc.CopyFrom(bytes.NewReader(data)); ok || n != 0 || err != nil {
+		t.Fatalf("CopyFrom(bytes.Reader) = %d, %v, %v: want refused", n, ok, err)
+	}
+	_, _ = w.Write([]byte("head:"))
+	r, err := l.Open(ctx, "src", 1000, 200<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	skip := make([]byte, 10)
+	if _, err := io.ReadFull(r, skip); err != nil {
+		t.Fatal(err)
+	}
+	n, ok, err := fc.CopyFrom(r)
+	if !ok || err != nil || n != 200<<10-10 {
+		t.Fatalf("CopyFrom(local) = %d, %v, %v; want %d", n, ok, err, 200<<10-10)
+	}
+	if rest, _ := io.ReadAll(r); len(rest) != 0 {
+		t.Fatalf("the reader has %d bytes left after CopyFrom", len(rest))
+	}
+	if _, err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(filepath.Join(l.dir, "dst"))
+	want := append([]byte("head:"), data[1010:1000+200<<10]...)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("dst holds %d bytes, not the %d expected", len(got), len(want))
 	}
 }

@@ -57,6 +57,17 @@ type Writer interface {
 	Abort() error
 }
 
+// FileCopier is implemented by Writers that can take the bytes of a
+// reader Open returned on the same kind of file system without passing
+// them through the process (a local file: copy_file_range, which on most
+// file systems copies once in the kernel, or shares extents).
+type FileCopier interface {
+	// CopyFrom appends what is left of r. ok is false when it cannot take
+	// r (another kind of reader, or the kernel refuses the pair): nothing
+	// was copied and the caller streams the bytes instead.
+	CopyFrom(r io.Reader) (n int64, ok bool, err error)
+}
+
 // Statter is implemented by the readers Open returns when they know the
 // status of the file they read, as it was when opened (local files): a
 // caller checking a fingerprint then need not stat the path again.
