@@ -338,7 +338,10 @@ func newCopyPairs(env Env, job Job, c spec.CopyConfig) (*pairPlanner, func(itemC
 
 // runCopy runs a task of copy elements (copy, and sync's first round).
 func runCopy(ctx context.Context, env Env, t *Task, plan string, cmp compare) (Result, error) {
-	var a itemArgs
+	// itemArgs with its elements decoded in the same pass.
+	var a struct {
+		Items []copyElem `json:"i"`
+	}
 	if err := json.Unmarshal(t.Args, &a); err != nil {
 		return Result{}, fmt.Errorf("%s task %d/%d: bad args: %w", plan, t.JobID, t.TaskID, err)
 	}
@@ -347,12 +350,7 @@ func runCopy(ctx context.Context, env Env, t *Task, plan string, cmp compare) (R
 		return Result{}, err
 	}
 	cp := copier{env: env, t: t, cmp: cmp, workers: ws}
-	elems := make([]copyElem, len(a.Items))
-	for i, raw := range a.Items {
-		if err := json.Unmarshal(raw, &elems[i]); err != nil {
-			return Result{}, fmt.Errorf("%s: bad task element: %w", plan, err)
-		}
-	}
+	elems := a.Items
 	// Files of a block or less go together: one call writes them all to
 	// the UFS, one call enters them all in the namespace.
 	var small []int
@@ -365,12 +363,7 @@ func runCopy(ctx context.Context, env Env, t *Task, plan string, cmp compare) (R
 	if len(small) > 1 {
 		batched = cp.copySmall(ctx, elems, small)
 	}
-	index := map[string]int{}
-	for i, raw := range a.Items {
-		index[string(raw)] = i
-	}
-	return runItems(ctx, t, itemParallelism, func(ctx context.Context, raw json.RawMessage) itemResult {
-		i := index[string(raw)]
+	return runEach(ctx, t, len(elems), itemParallelism, func(ctx context.Context, i int) itemResult {
 		e := elems[i]
 		o, done := batched[i]
 		if !done {
