@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	iofs "io/fs"
 	"strconv"
 	"sync"
 	"time"
@@ -336,10 +337,11 @@ func (w *Worker) writeUfsFrom(ctx context.Context, req *api.WriteUfsFileFromRequ
 				cached = append(cached, t)
 			}
 		}
-		if sum == nil && tb == nil && th == nil {
-			// Nothing to see on the way: a local UFS file goes to a local
-			// UFS file in the kernel.
-			if n, ok, err := w.copyUFSInKernel(ctx, src, wr, uri); ok {
+		if tb == nil && th == nil && (sum == nil || src.GetLength() >= hashInKernelAtLeast) {
+			// Nothing to see on the way (or a checksum, which is taken
+			// from the source file where it lies): a local UFS file goes
+			// to a local UFS file in the kernel.
+			if n, ok, err := w.copyUFSInKernel(ctx, src, wr, uri, sum); ok {
 				resp.BytesFromUfs += n
 				if err != nil {
 					return nil, sourceErr(uri, i, src, err)
@@ -378,6 +380,19 @@ func (w *Worker) writeUfsFrom(ctx context.Context, req *api.WriteUfsFileFromRequ
 			}
 		}
 	}
+	var back string
+	if rb, ok := wr.(ufs.WrittenHasher); ok && sum != nil {
+		// Read back before the copy takes its name: a copy that reads
+		// back wrong never replaces what is there.
+		h := sha256.New()
+		if _, err := rb.HashWritten(h); err != nil {
+			return nil, ufsStatus(uri, fmt.Errorf("reading back for the checksum: %w", err))
+		}
+		back = hex.EncodeToString(h.Sum(nil))
+		if want := hex.EncodeToString(sum.Sum(nil)); back != want {
+			return nil, status.Errorf(codes.DataLoss, "write ufs file %s: checksum mismatch: wrote sha256 %s, read back %s (not kept)", uri, want, back)
+		}
+	}
 	committed = true
 	st, err := wr.Commit()
 	if err != nil {
@@ -391,6 +406,8 @@ func (w *Worker) writeUfsFrom(ctx context.Context, req *api.WriteUfsFileFromRequ
 	resp.UfsFingerprint = st.Fingerprint
 	if sum != nil {
 		resp.Sha256 = hex.EncodeToString(sum.Sum(nil))
+	}
+	if sum != nil && back == "" {
 		back, err := hashUFS(ctx, fs, rel)
 		if err != nil {
 			return nil, ufsStatus(uri, fmt.Errorf("reading back for the checksum: %w", err))
@@ -406,15 +423,19 @@ func (w *Worker) writeUfsFrom(ctx context.Context, req *api.WriteUfsFileFromRequ
 	return resp, nil
 }
 
-// copyUFSInKernel copies a source read from its UFS into wr (the UFS
-// file dst) without
-// passing its bytes through this process (ufs.FileCopier: a local UFS
-// file into a local UFS file, copy_file_range), which halves the memory
-// traffic of a large local copy. ok is false when it does not apply —
+// hashInKernelAtLeast: a source this long is hashed where it lies (mapped)
+// and copied in the kernel; a shorter one is streamed through the hash.
+const hashInKernelAtLeast = 1 << 20
+
+// copyUFSInKernel copies a source read from its UFS into wr (the UFS file
+// dst) without passing its bytes through this process (ufs.FileCopier: a
+// local UFS file into a local UFS file, copy_file_range), which halves the
+// memory traffic of a large local copy; with sum, the source's bytes are
+// hashed into it first, from a mapping of the file. ok is false when it does not apply —
 // the block is cached here or on a peer (readSource prefers those), wr
 // cannot, the source cannot be opened as it should — and nothing was
 // written: the caller streams the source.
-func (w *Worker) copyUFSInKernel(ctx context.Context, src *api.BlockSource, wr ufs.Writer, dst string) (n int64, ok bool, err error) {
+func (w *Worker) copyUFSInKernel(ctx context.Context, src *api.BlockSource, wr ufs.Writer, dst string, sum hash.Hash) (n int64, ok bool, err error) {
 	fc, can := wr.(ufs.FileCopier)
 	u := src.GetUfs()
 	if !can || u == nil || u.GetUfsPath() == "" || src.GetLength() <= 0 {
@@ -441,15 +462,19 @@ func (w *Worker) copyUFSInKernel(ctx context.Context, src *api.BlockSource, wr u
 	if checkFingerprint(ctx, fs, rel, r, u) != nil {
 		return 0, false, nil
 	}
-	n, ok, err = fc.CopyFrom(r)
+	n, ok, err = fc.CopyFrom(r, sum)
 	if !ok {
 		return 0, false, nil
 	}
 	w.metrics.bytesReadUFS.Add(float64(n))
+	var pe *iofs.PathError
 	switch {
-	case err != nil:
-		// A failed copy_file_range is the destination's, mostly (no room).
+	case err != nil && errors.As(err, &pe) && pe.Op == "copy_file_range":
+		// A failed copy is the destination's, mostly (no room).
 		return n, true, emitErr{ufsStatus(dst, err)}
+	case err != nil:
+		// Hashing the source failed (it changed under the mapping).
+		return n, true, status.Errorf(codes.Unavailable, "block %d: no source could be read (ufs %s: %v)", src.GetBlockId(), u.GetUfsPath(), err)
 	case n != src.GetLength():
 		// As readSource says it when the UFS was the only source.
 		return n, true, status.Errorf(codes.Unavailable, "block %d: no source could be read (ufs %s: ufs %s ends %d bytes early (changed?))",

@@ -222,6 +222,25 @@ func TestWriteUfsFileFrom(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(dir, "out/mixed")); err != nil || !bytes.Equal(got, wantMixed) {
 		t.Fatalf("mixed UFS file differs (%v)", err)
 	}
+	// With a checksum, a long UFS range is hashed where it lies and copied
+	// in the kernel, a short one streamed through the hash; the copy is
+	// read back before it takes its name.
+	srcBytes, err := os.ReadFile(filepath.Join(dir, "src"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := &api.BlockSource{BlockId: 15, Length: 2 * mib, Ufs: &api.UfsBlockSource{MountId: 1, UfsPath: "file://" + dir + "/src", Offset: 0, Length: 2 * mib}}
+	r3, err := w3.client.WriteUfsFileFrom(ctx, &api.WriteUfsFileFromRequest{Dest: dest("/out/summed"), Sources: []*api.BlockSource{srcs[2], long}, Checksum: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSummed := append(append([]byte(nil), c...), srcBytes[:2*mib]...)
+	if r3.GetLength() != int64(len(wantSummed)) || r3.GetSha256() != hexSum(wantSummed) {
+		t.Fatalf("summed response %+v, want sha256 %s", r3, hexSum(wantSummed))
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "out/summed")); err != nil || !bytes.Equal(got, wantSummed) {
+		t.Fatalf("summed UFS file differs (%v)", err)
+	}
 	// A UFS file shorter than planned (changed since): the write fails
 	// and leaves nothing under the name.
 	short := &api.BlockSource{BlockId: 14, Length: mib, Ufs: &api.UfsBlockSource{MountId: 1, UfsPath: "file://" + dir + "/src", Offset: 2 * mib, Length: mib}}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"hash"
 	"io"
 	"net"
 	"os"
@@ -42,7 +43,32 @@ func (f *flipFS) Create(ctx context.Context, p string, o ufs.CreateOptions) (ufs
 	if err != nil {
 		return nil, err
 	}
-	return &flipWriter{Writer: w, fs: f}, nil
+	fw := &flipWriter{Writer: w, fs: f}
+	if rb, ok := w.(ufs.WrittenHasher); ok && strings.Contains(p, "readback") {
+		// One that reads back before its commit, as the local UFS's does.
+		return &flipReadBackWriter{fw, rb}, nil
+	}
+	return fw, nil
+}
+
+// flipReadBackWriter is a flipWriter whose bytes (corrupted) can be read
+// back before Commit.
+type flipReadBackWriter struct {
+	*flipWriter
+	rb ufs.WrittenHasher
+}
+
+func (w *flipReadBackWriter) HashWritten(h hash.Hash) (int64, error) {
+	if w.buf.Len() > 0 {
+		b := w.buf.Bytes()
+		b[len(b)/2] ^= 0x10
+		w.fs.flips.Add(1)
+		if _, err := w.Writer.Write(b); err != nil {
+			return 0, err
+		}
+		w.buf.Reset()
+	}
+	return w.rb.HashWritten(h)
 }
 
 // flipWriter buffers the file (test files are small) so it can corrupt
@@ -268,12 +294,17 @@ func TestChecksumCatchesCorruptUFSWrites(t *testing.T) {
 		}
 		defer cc.Close()
 		bw := api.NewBlockWorkerClient(cc)
-		_, err = bw.WriteUfsFileFrom(ctx, &api.WriteUfsFileFromRequest{Dest: dest, Sources: srcs, Checksum: true})
-		if status.Code(err) != codes.DataLoss || !strings.Contains(err.Error(), "checksum mismatch") {
-			t.Fatalf("WriteUfsFileFrom with checksum onto a corrupting UFS: %v, want DataLoss", err)
-		}
-		if left := ufsFiles(t, vc.badDir); len(left) != 0 {
-			t.Fatalf("the corrupt file was kept: %v", left)
+		// Read back after the commit (the file then removed), and before
+		// it, by a writer that can (the file never named).
+		for _, name := range []string{"direct", "readback"} {
+			d := &api.WriteUfsFileHeader{MountId: dest.MountId, UfsPath: "file://" + vc.badDir + "/" + name, CreateParent: true}
+			_, err = bw.WriteUfsFileFrom(ctx, &api.WriteUfsFileFromRequest{Dest: d, Sources: srcs, Checksum: true})
+			if status.Code(err) != codes.DataLoss || !strings.Contains(err.Error(), "checksum mismatch") {
+				t.Fatalf("WriteUfsFileFrom %s with checksum onto a corrupting UFS: %v, want DataLoss", name, err)
+			}
+			if left := ufsFiles(t, vc.badDir); len(left) != 0 {
+				t.Fatalf("the corrupt file %s was kept: %v", name, left)
+			}
 		}
 		// The same write unverified "succeeds": the corruption is real.
 		before := vc.flipper.flips.Load()

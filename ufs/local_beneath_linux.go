@@ -3,11 +3,13 @@ package ufs
 import (
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 	"unsafe"
 
@@ -177,7 +179,8 @@ func (b *beneath) create(l *Local, rel, dir, name, tmp string, opts CreateOption
 			return nil, fs.ErrExist
 		}
 	}
-	f, err := openatRetry(int(d), tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, uint32(mode.Perm()))
+	// Read-write: the copy may be read back before it takes its name.
+	f, err := openatRetry(int(d), tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, uint32(mode.Perm()))
 	if err != nil {
 		d.Close()
 		return nil, &fs.PathError{Op: "openat", Path: path.Join(dir, tmp), Err: err}
@@ -305,7 +308,7 @@ func futimens(fd int, t time.Time) error {
 }
 
 // CopyFrom implements FileCopier for a reader of a local file (any Local).
-func (w *dirWriter) CopyFrom(r io.Reader) (int64, bool, error) {
+func (w *dirWriter) CopyFrom(r io.Reader, h hash.Hash) (int64, bool, error) {
 	sr, ok := r.(sectionReader)
 	if !ok {
 		return 0, false, nil
@@ -324,13 +327,19 @@ func (w *dirWriter) CopyFrom(r io.Reader) (int64, bool, error) {
 		return 0, false, nil
 	}
 	off := base + pos
+	if h != nil {
+		if err := hashFD(int(src), off, size-pos, h); err != nil {
+			// h has seen part of it: the copy cannot go on.
+			return 0, true, fmt.Errorf("hashing the source: %w", err)
+		}
+	}
 	var n int64
 	for left := size - pos; left > 0; {
 		c, err := unix.CopyFileRange(int(src), &off, w.f, nil, int(min(left, 1<<30)), 0)
 		switch {
 		case err == unix.EINTR:
 			continue
-		case err != nil && n == 0 && (err == unix.EXDEV || err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP || err == unix.EPERM):
+		case err != nil && n == 0 && h == nil && (err == unix.EXDEV || err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP || err == unix.EPERM):
 			return 0, false, nil // this pair cannot: stream
 		case err != nil:
 			sec.Seek(pos+n, io.SeekStart)
@@ -343,4 +352,79 @@ func (w *dirWriter) CopyFrom(r io.Reader) (int64, bool, error) {
 	}
 	sec.Seek(pos+n, io.SeekStart)
 	return n, true, nil
+}
+
+// HashWritten implements WrittenHasher.
+func (w *dirWriter) HashWritten(h hash.Hash) (int64, error) {
+	if w.done {
+		return 0, fmt.Errorf("read back %s: writer already closed", w.l.URI(w.rel))
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(w.f, &st); err != nil {
+		return 0, &fs.PathError{Op: "fstat", Path: w.l.URI(w.rel), Err: err}
+	}
+	if err := hashFD(w.f, 0, st.Size, h); err != nil {
+		return 0, fmt.Errorf("read back %s: %w", w.l.URI(w.rel), err)
+	}
+	return st.Size, nil
+}
+
+// mapAtLeast: sections this long are hashed from a memory mapping of the
+// file (no copy into the process); shorter ones are read (a mapping's
+// set-up costs more than copying a few pages).
+const mapAtLeast = 1 << 20
+
+// mapWindow is how much of a file one mapping covers.
+const mapWindow = 64 << 20
+
+// hashFD writes n bytes of the file fd from off to h.
+func hashFD(fd int, off, n int64, h hash.Hash) error {
+	if n < mapAtLeast {
+		buf := make([]byte, min(n, 64<<10))
+		for n > 0 {
+			c, err := unix.Pread(fd, buf[:min(n, int64(len(buf)))], off)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err != nil:
+				return &fs.PathError{Op: "pread", Path: "fd", Err: err}
+			case c == 0:
+				return io.ErrUnexpectedEOF
+			}
+			h.Write(buf[:c])
+			off += int64(c)
+			n -= int64(c)
+		}
+		return nil
+	}
+	page := int64(os.Getpagesize())
+	for n > 0 {
+		start := off &^ (page - 1)
+		size := min(off+n, start+mapWindow) - start
+		if err := hashMapped(fd, start, size, off-start, h); err != nil {
+			return err
+		}
+		n -= size - (off - start)
+		off = start + size
+	}
+	return nil
+}
+
+// hashMapped hashes [skip, size) of a mapping of size bytes of fd at
+// start. A file cut short meanwhile (someone truncated it) faults on the
+// pages past its end: that is an error here, not a crash of the process.
+func hashMapped(fd int, start, size, skip int64, h hash.Hash) (err error) {
+	data, err := unix.Mmap(fd, start, int(size), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		return &fs.PathError{Op: "mmap", Path: "fd", Err: err}
+	}
+	defer unix.Munmap(data)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("the file changed while it was read (%v)", r)
+		}
+	}()
+	h.Write(data[skip:])
+	return nil
 }

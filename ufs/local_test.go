@@ -3,6 +3,7 @@ package ufs
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -263,7 +264,7 @@ func TestLocalCopyFrom(t *testing.T) {
 		w.Abort()
 		t.Skip("no openat2 here")
 	}
-	if n, ok, err := fc.CopyFrom(bytes.NewReader(data)); ok || n != 0 || err != nil {
+	if n, ok, err := fc.CopyFrom(bytes.NewReader(data), sha256.New()); ok || n != 0 || err != nil {
 		t.Fatalf("CopyFrom(bytes.Reader) = %d, %v, %v: want refused", n, ok, err)
 	}
 	_, _ = w.Write([]byte("head:"))
@@ -276,7 +277,7 @@ func TestLocalCopyFrom(t *testing.T) {
 	if _, err := io.ReadFull(r, skip); err != nil {
 		t.Fatal(err)
 	}
-	n, ok, err := fc.CopyFrom(r)
+	n, ok, err := fc.CopyFrom(r, nil)
 	if !ok || err != nil || n != 200<<10-10 {
 		t.Fatalf("CopyFrom(local) = %d, %v, %v; want %d", n, ok, err, 200<<10-10)
 	}
@@ -290,5 +291,56 @@ func TestLocalCopyFrom(t *testing.T) {
 	want := append([]byte("head:"), data[1010:1000+200<<10]...)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("dst holds %d bytes, not the %d expected", len(got), len(want))
+	}
+}
+
+// With a hash, CopyFrom hashes the source's bytes it copies (mapped when
+// long, read when short), and HashWritten reads the copy back before it
+// has its name: both as sha256 of the bytes says.
+func TestLocalCopyFromHashing(t *testing.T) {
+	ctx := context.Background()
+	l, err := NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if l.fast == nil {
+		t.Skip("no openat2 here")
+	}
+	data := make([]byte, 3<<20+333)
+	for i := range data {
+		data[i] = byte(i*13 + i>>9)
+	}
+	if err := os.WriteFile(filepath.Join(l.dir, "src"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := func(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
+	// Sections: long and unaligned (mapped), short (read).
+	for _, c := range []struct{ off, n int64 }{{4097, 2<<20 + 5}, {100, 1000}, {0, int64(len(data))}} {
+		w, err := l.Create(ctx, "dst", CreateOptions{Overwrite: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := l.Open(ctx, "src", c.off, c.n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		n, ok, err := w.(FileCopier).CopyFrom(r, h)
+		r.Close()
+		want := data[c.off : c.off+c.n]
+		if !ok || err != nil || n != c.n || !bytes.Equal(h.Sum(nil), sum(want)) {
+			t.Fatalf("CopyFrom %+v = %d, %v, %v (hash ok: %v)", c, n, ok, err, bytes.Equal(h.Sum(nil), sum(want)))
+		}
+		back := sha256.New()
+		if n, err := w.(WrittenHasher).HashWritten(back); err != nil || n != c.n || !bytes.Equal(back.Sum(nil), sum(want)) {
+			t.Fatalf("HashWritten %+v = %d, %v", c, n, err)
+		}
+		if _, err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(filepath.Join(l.dir, "dst")); !bytes.Equal(got, want) {
+			t.Fatalf("dst differs for %+v", c)
+		}
 	}
 }

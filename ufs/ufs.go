@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/url"
 	"strings"
@@ -62,10 +63,20 @@ type Writer interface {
 // them through the process (a local file: copy_file_range, which on most
 // file systems copies once in the kernel, or shares extents).
 type FileCopier interface {
-	// CopyFrom appends what is left of r. ok is false when it cannot take
-	// r (another kind of reader, or the kernel refuses the pair): nothing
-	// was copied and the caller streams the bytes instead.
-	CopyFrom(r io.Reader) (n int64, ok bool, err error)
+	// CopyFrom appends what is left of r; with h, it first writes those
+	// bytes of the source file to h (read where they are: mapped, not
+	// copied). ok is false when it cannot take r (another kind of reader,
+	// or the kernel refuses the pair): nothing was copied or hashed, and
+	// the caller streams the bytes instead.
+	CopyFrom(r io.Reader, h hash.Hash) (n int64, ok bool, err error)
+}
+
+// WrittenHasher is implemented by Writers that can read back what they
+// wrote before Commit gives it its name, so a copy that reads back wrong
+// never appears under that name.
+type WrittenHasher interface {
+	// HashWritten writes the file's bytes, read back from the file, to h.
+	HashWritten(h hash.Hash) (n int64, err error)
 }
 
 // Statter is implemented by the readers Open returns when they know the
