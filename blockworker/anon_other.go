@@ -8,4 +8,4 @@ import "errors"
 // written under a temporary name and renamed.
 func openAnon(string) (blockFile, string, bool) { return nil, "", false }
 
-func linkAnon(string, string) error { return errors.ErrUnsupported }
+func linkAnon(blockFile, string, string) error { return errors.ErrUnsupported }

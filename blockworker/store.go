@@ -516,7 +516,7 @@ func anonWorks(t *tier) bool {
 	}
 	defer f.Close()
 	probe := tempName(t, 0, "probe-")
-	if err := linkAnon(path, probe); err != nil {
+	if err := linkAnon(f, path, probe); err != nil {
 		return false
 	}
 	_ = os.Remove(probe)
@@ -655,14 +655,14 @@ func (tb *TempBlock) publish(final string) error {
 	if !tb.anon {
 		return os.Rename(tb.path, final)
 	}
-	err := linkAnon(tb.path, final)
+	err := linkAnon(tb.f, tb.path, final)
 	if !errors.Is(err, os.ErrExist) {
 		return err
 	}
 	// A leftover file has the name (a removed block still leased): link
 	// under a temp name and rename over it, which replaces atomically.
 	tmp := tempName(tb.t, tb.id, "link-")
-	if err := linkAnon(tb.path, tmp); err != nil {
+	if err := linkAnon(tb.f, tb.path, tmp); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, final); err != nil {
