@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime/debug"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -377,10 +378,15 @@ const mapAtLeast = 1 << 20
 // mapWindow is how much of a file one mapping covers.
 const mapWindow = 64 << 20
 
+// readBufs are hashFD's read buffers.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
 // hashFD writes n bytes of the file fd from off to h.
 func hashFD(fd int, off, n int64, h hash.Hash) error {
 	if n < mapAtLeast {
-		buf := make([]byte, min(n, 64<<10))
+		bp := readBufs.Get().(*[]byte)
+		defer readBufs.Put(bp)
+		buf := *bp
 		for n > 0 {
 			c, err := unix.Pread(fd, buf[:min(n, int64(len(buf)))], off)
 			switch {

@@ -274,7 +274,7 @@ func benchCopyVsRclone(b *testing.B, files, size int) {
 	reference(b, "ratio-copy/rclone-nocheck", "copy job (no verification) over rclone copy --ignore-checksum (sizes only)")
 	reference(b, "copy-checksum-s", "rclone copy, default (rclone-s): both verify every file")
 	reference(b, "ratio-checksum/rclone", "copy job --checksum (SHA-256 of the source, the copy read back) over rclone copy's default (MD5 of each side)")
-	b.Logf("NOTE: %s: both sides copy a page-cached tree to a new directory on the same file system (tmpfs when there is one, where fsync costs nothing). The copy job writes each file under a temp name, fsyncs it and its directory, renames it and checks its length; with --checksum it also hashes the source (SHA-256) and reads the copy back to compare. rclone %s --ignore-checksum checks sizes only; by default it also compares an MD5 of each side; it never fsyncs. Pairs: copy vs --ignore-checksum, copy --checksum vs default", b.Name(), rcloneVersion)
+	b.Logf("NOTE: %s: both sides copy a page-cached tree to a new directory on the same file system (tmpfs when there is one, where fsync costs nothing). The copy job writes each file under a temp name, fsyncs it and its directory, renames it and checks its length (a local range nobody caches goes file to file in the kernel, copy_file_range); with --checksum it also hashes the source (SHA-256) and reads the copy back to compare before the rename. rclone %s --ignore-checksum checks sizes only; by default it also compares an MD5 of each side; it never fsyncs. Pairs: copy vs --ignore-checksum, copy --checksum vs default", b.Name(), rcloneVersion)
 }
 
 // BenchmarkCopy1GiB64Files: goals ratio-copy/rclone-nocheck <= 0.6 and
