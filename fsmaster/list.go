@@ -16,12 +16,36 @@ import (
 // and no listing is ever built whole.
 func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest) (*api.ListStatusResponse, error) {
 	ns.op("ls")
+	// What an earlier listing learned ahead may be on this page: it is
+	// answered once that is durable too.
+	ns.aheadMu.Lock()
+	prevAhead, more := ns.ahead, ns.aheadMore
+	ns.aheadMu.Unlock()
 	// Directories learned from the UFS on the way are journaled as the
 	// listing goes; it waits for the journal once, before it answers.
 	var learned *txn
-	resp, err := ns.listStatus(ctx, req, &learned)
+	resp, err := ns.listStatus(ctx, req, &learned, false)
+	if err == nil && (learned != nil || more) {
+		ns.learnAhead(ctx, req, resp)
+	}
 	if learned != nil {
 		if werr := learned.wait(ctx); werr != nil {
+			return nil, werr
+		}
+	}
+	if prevAhead != nil {
+		werr := prevAhead.wait(ctx)
+		if werr == nil || ctx.Err() == nil {
+			// Durable, or failed (and said so once): no listing need wait
+			// for it again. A txn of an earlier lead must not fail
+			// every later listing.
+			ns.aheadMu.Lock()
+			if ns.ahead == prevAhead {
+				ns.ahead = nil
+			}
+			ns.aheadMu.Unlock()
+		}
+		if werr != nil {
 			return nil, werr
 		}
 	}
@@ -36,7 +60,34 @@ func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest)
 	return resp, err
 }
 
-func (ns *namespace) listStatus(ctx context.Context, req *api.ListStatusRequest, learned **txn) (*api.ListStatusResponse, error) {
+// learnAhead learns, while the journal makes this page's learned entries
+// durable, the directories the next page of a recursive listing that is
+// learning a tree will need: their UFS listings and journal entries then
+// overlap this page's fsync and the caller's round trip instead of
+// following them. It lists nothing (dry); errors are left for the next
+// page to meet. A listing that syncs every directory (ALWAYS) gets no
+// learn-ahead: it would sync them twice.
+func (ns *namespace) learnAhead(ctx context.Context, req *api.ListStatusRequest, resp *api.ListStatusResponse) {
+	if !req.GetRecursive() || resp.NextPageToken == "" || req.GetLoadMetadataType() == api.LoadMetadataType_ALWAYS {
+		return
+	}
+	next := &api.ListStatusRequest{Path: req.GetPath(), Recursive: true, PageSize: req.GetPageSize(),
+		PageToken: resp.NextPageToken, LoadMetadataType: req.GetLoadMetadataType()}
+	var t *txn
+	_, _ = ns.listStatus(ctx, next, &t, true)
+	ns.aheadMu.Lock()
+	defer ns.aheadMu.Unlock()
+	ns.aheadMore = t != nil
+	if t != nil {
+		// Journal order is durability order: waiting for the newest
+		// learn-ahead covers the ones before it.
+		ns.ahead = t
+	}
+}
+
+// listStatus lists one page; a dry one only learns what the page needs
+// (its infos carry nothing but their paths).
+func (ns *namespace) listStatus(ctx context.Context, req *api.ListStatusRequest, learned **txn, dry bool) (*api.ListStatusResponse, error) {
 	const op = "ls"
 	p, err := ns.clean(op, req.GetPath())
 	if err != nil {
@@ -112,7 +163,7 @@ func (ns *namespace) listStatus(ctx context.Context, req *api.ListStatusRequest,
 		} else {
 			var full bool
 			var deny error
-			full, load, deny = ns.listTree(n, p, after, size, sp, req.GetIncludeBlocks(), resp, pr)
+			full, load, deny = ns.listTree(n, p, after, size, sp, req.GetIncludeBlocks(), resp, pr, dry)
 			if deny != nil {
 				ns.mu.RUnlock()
 				return nil, deny
@@ -167,7 +218,7 @@ func (ns *namespace) listDir(n *inode, p, token string, size int, blocks bool, r
 // infos (full) or a directory must be merged from the UFS before its
 // children can be listed (load names it; the caller merges it and resumes
 // after the last info of the page).
-func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp syncPolicy, blocks bool, resp *api.ListStatusResponse, pr principal) (full bool, load string, deny error) {
+func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp syncPolicy, blocks bool, resp *api.ListStatusResponse, pr principal, dry bool) (full bool, load string, deny error) {
 	// resumed: d is on the page token's path (or is its last entry), so an
 	// earlier page synced it.
 	var visit func(d *inode, dp string, after []string, resumed bool) bool // false: stop
@@ -203,7 +254,11 @@ func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp s
 				cont = false
 				return false
 			}
-			resp.Infos = append(resp.Infos, ns.info(c, cp, blocks))
+			if dry {
+				resp.Infos = append(resp.Infos, &api.FileInfo{Path: cp})
+			} else {
+				resp.Infos = append(resp.Infos, ns.info(c, cp, blocks))
+			}
 			if c.dir() {
 				cont = visit(c, cp, nil, false)
 			}

@@ -52,11 +52,19 @@ type nsConfig struct {
 // namespace is the live inode tree of the master: State behind the state
 // lock, the journal, the UFS of each mount and the block map.
 type namespace struct {
-	mu     sync.RWMutex
-	st     *State
-	j      appender
-	last   waiter // of the last appended entry
-	broken error  // a journal write failed: refuse everything from now on
+	mu   sync.RWMutex
+	st   *State
+	j    appender
+	last waiter // of the last appended entry
+	// ahead is the journal txn of the last learn-ahead of a recursive
+	// listing that learned something (list.go): every listing waits for
+	// it before it answers (at once when it is durable). aheadMore: the
+	// last learn-ahead learned something, so the tree is still being
+	// learned and the next page learns ahead again.
+	aheadMu   sync.Mutex
+	ahead     *txn
+	aheadMore bool
+	broken    error // a journal write failed: refuse everything from now on
 	// standby, with an embedded journal, is why this master takes no
 	// calls now (it does not lead); nil while it leads, and always with a
 	// local journal.
