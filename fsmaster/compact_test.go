@@ -450,6 +450,7 @@ func TestApplyUfsChildren(t *testing.T) {
 		"invalid name":    ufsChildrenEntry(2, 20, &api.UfsChild{Name: "x"}, &api.UfsChild{Name: ".."}),
 		"name taken":      ufsChildrenEntry(2, 20, &api.UfsChild{Name: "x"}, &api.UfsChild{Name: "a"}),
 		"name twice":      ufsChildrenEntry(2, 20, &api.UfsChild{Name: "x"}, &api.UfsChild{Name: "y"}, &api.UfsChild{Name: "x"}),
+		"twice, in order": ufsChildrenEntry(2, 20, &api.UfsChild{Name: "w"}, &api.UfsChild{Name: "x"}, &api.UfsChild{Name: "x"}),
 		"bad mode":        ufsChildrenEntry(2, 20, &api.UfsChild{Name: "x", Mode: 0o100644}),
 		"negative length": ufsChildrenEntry(2, 20, &api.UfsChild{Name: "x", Length: -1}),
 		"slash in name":   ufsChildrenEntry(2, 20, &api.UfsChild{Name: "é/x"}),

@@ -817,14 +817,16 @@ func (s *State) applyUfsChildren(e *api.JournalEntry, u *api.UfsChildrenEntry) e
 		return fmt.Errorf("block size %d", u.GetBlockSizeBytes())
 	}
 	if len(kids) > 1 {
-		names := make([]string, len(kids))
-		for i, c := range kids {
-			names[i] = c.GetName()
+		// Learning writes the children in name order: a duplicate is then
+		// next to its twin. Any other order is checked on a sorted copy.
+		byName := func(a, b *api.UfsChild) int { return strings.Compare(a.GetName(), b.GetName()) }
+		sorted := kids
+		if !slices.IsSortedFunc(kids, byName) {
+			sorted = slices.SortedFunc(slices.Values(kids), byName)
 		}
-		slices.Sort(names)
-		for i := 1; i < len(names); i++ {
-			if names[i] == names[i-1] {
-				return fmt.Errorf("%q twice among the children", names[i])
+		for i := 1; i < len(sorted); i++ {
+			if sorted[i].GetName() == sorted[i-1].GetName() {
+				return fmt.Errorf("%q twice among the children", sorted[i].GetName())
 			}
 		}
 	}

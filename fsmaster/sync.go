@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"iter"
+	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -117,6 +119,10 @@ func (ns *namespace) learnChildren(ctx context.Context, p string) (*txn, error) 
 		if d == nil || !d.dir() {
 			return gone
 		}
+		// In name order: the directory's children then fill in order (no
+		// insertion in the middle of a chunk) and the entry's duplicate
+		// check needs no sort.
+		slices.SortFunc(batch, func(a, b ufs.FileStatus) int { return strings.Compare(a.Name, b.Name) })
 		t := ns.begin()
 		u := &api.UfsChildrenEntry{
 			ParentId: id, FirstId: ns.st.nextInodeID, Owner: ns.cfg.owner, Group: ns.cfg.group,
