@@ -10,7 +10,7 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 TEST_TIMEOUT ?= 25m
 FUZZTIME ?= 20s
 
-.PHONY: help build test vet unit proto demo bench bench-scale fmt fuzz test-chaos test-multihost clean console-vendor console-screenshots
+.PHONY: help build test vet unit proto demo bench bench-scale bench-scale-workers fmt fuzz test-chaos test-multihost clean console-vendor console-screenshots
 
 help:
 	@echo "make build       build bin/alluvium"
@@ -19,6 +19,7 @@ help:
 	@echo "make test-multihost  the HA cluster on network namespaces (tests/multihost: leader kill, partitions, quorum loss; root)"
 	@echo "make demo        start an all-in-one cluster on sample data, run jobs, show results, stop"
 	@echo "make bench       run the benchmarks and write docs/BENCHMARKS.md (BENCH=regexp BENCH_SECTION=name: some, in a section of their own)"
+	@echo "make bench-scale-workers the scale run's worker phases alone (10k simulated workers, leader restart; root)"
 	@echo "make bench-scale the scale run (10M files, 10k simulated workers; root, ~1 h) into its section of docs/BENCHMARKS.md"
 	@echo "make fuzz        run every fuzz target for FUZZTIME each ($(FUZZTIME))"
 	@echo "make proto       regenerate api/*.pb.go from api/*.proto"
@@ -79,7 +80,17 @@ bench-scale: build
 	mkdir -p docs/profiles/scale
 	ALLUVIUM_BIN=$(CURDIR)/bin/alluvium ALLUVIUM_SCALE_FILES=$(SCALE_FILES) ALLUVIUM_SCALE_WORKERS=$(SCALE_WORKERS) \
 	ALLUVIUM_SCALE_DIR=$(SCALE_DIR) ALLUVIUM_SCALE_OUT=$(CURDIR)/docs/profiles/scale \
-	$(GO) run ./tests/bench/cmd/benchreport -pkg ./tests/scale/ -bench Scale -count 1 -timeout 6h -section scale
+	$(GO) run ./tests/bench/cmd/benchreport -pkg ./tests/scale/ -bench 'Scale$$' -count 1 -timeout 6h -section scale
+
+# The worker phases alone (BenchmarkScaleWorkers): SCALE_WORKERS simulated
+# workers at 1 Hz, a load of a small tree (SCALE_WORKER_FILES) cached on
+# them, both leaders restarted; no big tree to build.
+SCALE_WORKER_FILES ?= 10000
+bench-scale-workers: build
+	mkdir -p docs/profiles/scale
+	ALLUVIUM_BIN=$(CURDIR)/bin/alluvium ALLUVIUM_SCALE_FILES=$(SCALE_WORKER_FILES) ALLUVIUM_SCALE_WORKERS=$(SCALE_WORKERS) \
+	ALLUVIUM_SCALE_OUT=$(CURDIR)/docs/profiles/scale \
+	$(GO) run ./tests/bench/cmd/benchreport -pkg ./tests/scale/ -bench 'ScaleWorkers$$' -count 1 -timeout 2h -section scale-workers
 
 fuzz:
 	bash tests/fuzz.sh $(FUZZTIME)

@@ -3281,11 +3281,17 @@ func (x *WorkerHeartbeatResponse) GetTtlMs() int64 {
 }
 
 type WorkerLostRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	WorkerId      int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"` // logged
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId int64                  `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Reason   string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"` // logged
+	// Set: declare it LOST only if this master has not heard from it within
+	// this many ms either; else answer heard and change nothing. The job
+	// master asks so before it declares a silent job worker LOST: a block
+	// worker that still heartbeats means the process lives and only its
+	// calls to the job master are late (a busy leader).
+	UnlessHeardWithinMs int64 `protobuf:"varint,3,opt,name=unless_heard_within_ms,json=unlessHeardWithinMs,proto3" json:"unless_heard_within_ms,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *WorkerLostRequest) Reset() {
@@ -3332,9 +3338,17 @@ func (x *WorkerLostRequest) GetReason() string {
 	return ""
 }
 
+func (x *WorkerLostRequest) GetUnlessHeardWithinMs() int64 {
+	if x != nil {
+		return x.UnlessHeardWithinMs
+	}
+	return 0
+}
+
 type WorkerLostResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	WasLive       bool                   `protobuf:"varint,1,opt,name=was_live,json=wasLive,proto3" json:"was_live,omitempty"` // false: it was LOST already, or unknown
+	Heard         bool                   `protobuf:"varint,2,opt,name=heard,proto3" json:"heard,omitempty"`                    // unless_heard_within_ms: heard from that recently, not declared LOST
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3372,6 +3386,13 @@ func (*WorkerLostResponse) Descriptor() ([]byte, []int) {
 func (x *WorkerLostResponse) GetWasLive() bool {
 	if x != nil {
 		return x.WasLive
+	}
+	return false
+}
+
+func (x *WorkerLostResponse) GetHeard() bool {
+	if x != nil {
+		return x.Heard
 	}
 	return false
 }
@@ -4466,12 +4487,14 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x17WorkerHeartbeatResponse\x126\n" +
 	"\bcommands\x18\x01 \x03(\v2\x1a.alluvium.v1.WorkerCommandR\bcommands\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x12\x15\n" +
-	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\"H\n" +
+	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\"}\n" +
 	"\x11WorkerLostRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"/\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x123\n" +
+	"\x16unless_heard_within_ms\x18\x03 \x01(\x03R\x13unlessHeardWithinMs\"E\n" +
 	"\x12WorkerLostResponse\x12\x19\n" +
-	"\bwas_live\x18\x01 \x01(\bR\awasLive\"\x90\x01\n" +
+	"\bwas_live\x18\x01 \x01(\bR\awasLive\x12\x14\n" +
+	"\x05heard\x18\x02 \x01(\bR\x05heard\"\x90\x01\n" +
 	"\x12CommitBlockRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12\x19\n" +
 	"\bblock_id\x18\x02 \x01(\x03R\ablockId\x12\x16\n" +

@@ -3186,8 +3186,12 @@ type BlockWorkerLostRequest struct {
 	BlockWorkerId      int64                  `protobuf:"varint,1,opt,name=block_worker_id,json=blockWorkerId,proto3" json:"block_worker_id,omitempty"`
 	BlockWorkerAddress string                 `protobuf:"bytes,2,opt,name=block_worker_address,json=blockWorkerAddress,proto3" json:"block_worker_address,omitempty"` // host:port
 	Reason             string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Set: only ask — answer heard when a LIVE job worker beside it was
+	// heard from within this many ms — and declare nothing. The FS master
+	// asks so before it declares a silent block worker LOST.
+	HeardWithinMs int64 `protobuf:"varint,4,opt,name=heard_within_ms,json=heardWithinMs,proto3" json:"heard_within_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BlockWorkerLostRequest) Reset() {
@@ -3241,9 +3245,17 @@ func (x *BlockWorkerLostRequest) GetReason() string {
 	return ""
 }
 
+func (x *BlockWorkerLostRequest) GetHeardWithinMs() int64 {
+	if x != nil {
+		return x.HeardWithinMs
+	}
+	return 0
+}
+
 type BlockWorkerLostResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobWorkerIds  []int64                `protobuf:"varint,1,rep,packed,name=job_worker_ids,json=jobWorkerIds,proto3" json:"job_worker_ids,omitempty"` // the job workers declared LOST now
+	Heard         bool                   `protobuf:"varint,2,opt,name=heard,proto3" json:"heard,omitempty"`                                            // heard_within_ms: a job worker beside it was heard from that recently
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3283,6 +3295,13 @@ func (x *BlockWorkerLostResponse) GetJobWorkerIds() []int64 {
 		return x.JobWorkerIds
 	}
 	return nil
+}
+
+func (x *BlockWorkerLostResponse) GetHeard() bool {
+	if x != nil {
+		return x.Heard
+	}
+	return false
 }
 
 // TaskRef names a task attempt. In a heartbeat reply's cancels, task_id 0
@@ -3726,13 +3745,15 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\tbandwidth\x18\b \x03(\v2\x19.alluvium.v1.JobBandwidthR\tbandwidth\"I\n" +
 	"\fJobBandwidth\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\"\n" +
-	"\rbytes_per_sec\x18\x02 \x01(\x03R\vbytesPerSec\"\x8a\x01\n" +
+	"\rbytes_per_sec\x18\x02 \x01(\x03R\vbytesPerSec\"\xb2\x01\n" +
 	"\x16BlockWorkerLostRequest\x12&\n" +
 	"\x0fblock_worker_id\x18\x01 \x01(\x03R\rblockWorkerId\x120\n" +
 	"\x14block_worker_address\x18\x02 \x01(\tR\x12blockWorkerAddress\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"?\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12&\n" +
+	"\x0fheard_within_ms\x18\x04 \x01(\x03R\rheardWithinMs\"U\n" +
 	"\x17BlockWorkerLostResponse\x12$\n" +
-	"\x0ejob_worker_ids\x18\x01 \x03(\x03R\fjobWorkerIds\"S\n" +
+	"\x0ejob_worker_ids\x18\x01 \x03(\x03R\fjobWorkerIds\x12\x14\n" +
+	"\x05heard\x18\x02 \x01(\bR\x05heard\"S\n" +
 	"\aTaskRef\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\x03R\x06taskId\x12\x18\n" +

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/client"
 )
 
 // masterLink keeps the FS master's view of this worker current: a full
@@ -30,6 +31,7 @@ type masterLink struct {
 	id         int64
 	registered bool
 	interval   time.Duration
+	spreadNext time.Duration // wait this long before the next registration (asked to register again)
 	added      map[int64]BlockMeta
 	removed    map[int64]struct{}
 	// beats counts the heartbeats sent; storedAt holds, for each block
@@ -242,6 +244,7 @@ func (l *masterLink) heartbeat(ctx context.Context) error {
 			l.log.Info("the FS master asks for a new registration")
 			l.mu.Lock()
 			l.registered = false
+			l.spreadNext = client.Spread(l.interval)
 			l.mu.Unlock()
 		case api.WorkerCommand_REMOVE_BLOCKS:
 			if ids := l.notStoredSince(beat, c.GetBlockIds()); len(ids) > 0 {
@@ -334,18 +337,28 @@ func (l *masterLink) commit(ctx context.Context, m BlockMeta) {
 
 // run registers and heartbeats until ctx ends.
 func (l *masterLink) run(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	backoff := client.NewBackoff(100*time.Millisecond, 2*time.Second)
 	for ctx.Err() == nil {
 		if !l.isRegistered() {
+			// Asked to register again (the master restarted, or counted
+			// this worker LOST): wait a random part of the interval first,
+			// so the thousands asked at once do not all report at once.
+			l.mu.Lock()
+			wait := l.spreadNext
+			l.spreadNext = 0
+			l.mu.Unlock()
+			if !sleep(ctx, wait) {
+				return
+			}
 			if err := l.register(ctx); err != nil {
 				l.noteErr("register with the FS master", err)
-				if !sleep(ctx, backoff) {
+				backoff.Cap(min(l.currentInterval(), 2*time.Second))
+				if !sleep(ctx, backoff.Next()) {
 					return
 				}
-				backoff = min(2*backoff, l.currentInterval(), 2*time.Second)
 				continue
 			}
-			backoff = 100 * time.Millisecond
+			backoff.Reset()
 			l.clearErr()
 		}
 		select {

@@ -68,7 +68,12 @@ func (ns *namespace) RegisterWorker(ctx context.Context, r *api.RegisterWorkerRe
 }
 
 // WorkerHeartbeat applies a worker's changes and returns its commands.
+// Most heartbeats carry none and get none: those take neither the
+// namespace lock nor the block map's write lock.
 func (ns *namespace) WorkerHeartbeat(r *api.WorkerHeartbeatRequest) []*api.WorkerCommand {
+	if ns.blocks.heartbeatFast(r.GetWorkerId(), r.GetTiers(), r.GetAddedBlocks(), r.GetRemovedBlockIds()) {
+		return nil
+	}
 	ns.mu.RLock()
 	defer ns.mu.RUnlock()
 	return ns.blocks.heartbeat(r.GetWorkerId(), r.GetTiers(), r.GetAddedBlocks(), r.GetRemovedBlockIds(), ns.validBlock)

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/alluvium/alluvium/api"
@@ -35,9 +36,11 @@ type workerState struct {
 	id       int64
 	addr     *api.WorkerNetAddress
 	key      string // host:rpc_port
-	tiers    []*api.TierUsage
-	lastHB   time.Time
-	ttl      time.Duration // silent longer than this after lastHB: LOST
+	// tiers, lastHB and ttl are atomics: an empty heartbeat (the common
+	// one) stores them under the read lock (heartbeatFast).
+	tiers  atomic.Pointer[[]*api.TierUsage]
+	lastHB atomic.Int64 // unix ns of the last heartbeat (or registration, commit)
+	ttl    atomic.Int64 // ns: silent longer than this after lastHB, LOST
 	start    time.Time
 	state    api.WorkerState
 	blocks   map[int64]struct{}
@@ -50,6 +53,13 @@ type workerState struct {
 	// reports then, that another worker cached meanwhile, are not.
 	lostBlocks map[int64]struct{}
 	lostReason string
+	// Confirming a silence with the job master (markLost): checking while
+	// it is asked; graceUntil, once it answered that the process's job
+	// worker still calls it, is when the one more TTL it gave ends; spared
+	// says that happened since the last heartbeat (once per silence).
+	checking   bool
+	spared     bool
+	graceUntil time.Time
 }
 
 type blockMap struct {
@@ -58,6 +68,8 @@ type blockMap struct {
 	files   map[int64][]int64 // file id → block ids with at least one location
 	workers map[int64]*workerState
 	live    int // workers LIVE
+	// lostTotal counts LOST declarations since start (a metric).
+	lostTotal atomic.Int64
 	now     func() time.Time
 	// keep says whether every copy of a block must be pinned on its worker
 	// (never evicted): its file is pinned, or not in the UFS yet. Set by
@@ -341,10 +353,11 @@ func (b *blockMap) register(id int64, addr *api.WorkerNetAddress, tiers []*api.T
 	}
 	w.addr = addr
 	w.key = workerKey(addr)
-	w.tiers = tiers
-	w.lastHB = now
+	w.tiers.Store(&tiers)
+	w.lastHB.Store(now.UnixNano())
+	w.spared, w.graceUntil = false, time.Time{}
 	w.state = api.WorkerState_LIVE
-	_, w.ttl = b.timingLocked()
+	w.setTTL(b.timingLocked())
 	w.blocks = make(map[int64]struct{}, len(report))
 	w.toRemove, w.toPin, w.toUnpin = nil, nil, nil
 	lost := w.lostBlocks
@@ -366,6 +379,37 @@ func (b *blockMap) register(id int64, addr *api.WorkerNetAddress, tiers []*api.T
 	}
 }
 
+func (w *workerState) setTTL(_, ttl time.Duration) { w.ttl.Store(int64(ttl)) }
+
+// silentFor is how long w has not been heard from at now.
+func (w *workerState) silentFor(now time.Time) time.Duration {
+	return now.Sub(time.Unix(0, w.lastHB.Load()))
+}
+
+// heartbeatFast is heartbeat for the common case — a LIVE worker with no
+// block changes to report and no commands waiting for it — under the read
+// lock only, so that thousands of workers' heartbeats do not queue one
+// behind the other (nor behind the namespace lock, which validating
+// blocks needs). ok false: take the full path.
+func (b *blockMap) heartbeatFast(id int64, tiers []*api.TierUsage, added []*api.BlockReport, removed []int64) (ok bool) {
+	if len(added) > 0 || len(removed) > 0 {
+		return false
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	w := b.workers[id]
+	if w == nil || w.state != api.WorkerState_LIVE || w.spared || w.checking ||
+		len(w.toRemove) > 0 || len(w.toPin) > 0 || len(w.toUnpin) > 0 {
+		return false
+	}
+	w.lastHB.Store(b.now().UnixNano())
+	w.setTTL(b.timingLocked())
+	if len(tiers) > 0 {
+		w.tiers.Store(&tiers)
+	}
+	return true
+}
+
 // heartbeat applies a worker's incremental report and returns the commands
 // for it. An unknown or LOST worker is told to register again.
 func (b *blockMap) heartbeat(id int64, tiers []*api.TierUsage, added []*api.BlockReport, removed []int64, valid blockValidity) []*api.WorkerCommand {
@@ -375,10 +419,11 @@ func (b *blockMap) heartbeat(id int64, tiers []*api.TierUsage, added []*api.Bloc
 	if w == nil || w.state != api.WorkerState_LIVE {
 		return []*api.WorkerCommand{{Type: api.WorkerCommand_REGISTER}}
 	}
-	w.lastHB = b.now()
-	_, w.ttl = b.timingLocked()
+	w.lastHB.Store(b.now().UnixNano())
+	w.spared, w.graceUntil = false, time.Time{}
+	w.setTTL(b.timingLocked())
 	if len(tiers) > 0 {
-		w.tiers = tiers
+		w.tiers.Store(&tiers)
 	}
 	for _, bid := range removed {
 		b.dropLoc(id, bid)
@@ -435,7 +480,7 @@ func (b *blockMap) commit(id, blockID, length int64, tier string, pinned, valid 
 		w.toRemove = append(w.toRemove, blockID)
 		return fmt.Errorf("block %d belongs to no file (file %d deleted?)", blockID, api.FileIDOfBlock(blockID))
 	}
-	w.lastHB = b.now()
+	w.lastHB.Store(b.now().UnixNano())
 	b.addLoc(w, blockID, length, tier, pinned)
 	// A commit is fresh news: the worker holds the block now (e.g. a load
 	// right after a free re-cached it), so a removal still waiting for the
@@ -445,33 +490,75 @@ func (b *blockMap) commit(id, blockID, length int64, tier string, pinned, valid 
 }
 
 // markLost turns workers silent for longer than their TTL LOST and drops
-// their block locations. It returns them (copies) in id order.
-func (b *blockMap) markLost() []*api.WorkerInfo {
+// their block locations. It returns them (copies) in id order. With
+// confirm, a worker silent for the first time since its last heartbeat is
+// not declared but returned among suspects (marked checking): the caller
+// asks the job master whether the process still calls it, and ends the
+// check with spare or confirmLost.
+func (b *blockMap) markLost(confirm bool) (lost, suspects []*api.WorkerInfo) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
-	var lost []*api.WorkerInfo
 	for _, w := range b.workers {
-		if w.state == api.WorkerState_LIVE && now.Sub(w.lastHB) > w.ttl {
-			b.loseLocked(w, fmt.Sprintf("no heartbeat for %s", w.ttl))
-			lost = append(lost, w.info())
+		if w.state != api.WorkerState_LIVE || w.checking || w.silentFor(now) <= time.Duration(w.ttl.Load()) || now.Before(w.graceUntil) {
+			continue
 		}
+		if confirm && !w.spared {
+			w.checking = true
+			suspects = append(suspects, w.info())
+			continue
+		}
+		b.loseLocked(w, fmt.Sprintf("no heartbeat for %s", time.Duration(w.ttl.Load())))
+		lost = append(lost, w.info())
 	}
 	sort.Slice(lost, func(i, j int) bool { return lost[i].Id < lost[j].Id })
-	return lost
+	return lost, suspects
+}
+
+// spare ends the check of a suspect whose process the job master still
+// hears from: one more TTL, once per silence.
+func (b *blockMap) spare(id int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if w := b.workers[id]; w != nil && w.checking {
+		w.checking, w.spared = false, true
+		w.graceUntil = b.now().Add(time.Duration(w.ttl.Load()))
+	}
+}
+
+// confirmLost ends the check of a suspect the job master has not heard
+// from either: LOST, unless it heartbeated meanwhile. It reports whether
+// it declared it.
+func (b *blockMap) confirmLost(id int64) (*api.WorkerInfo, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	w := b.workers[id]
+	if w == nil || !w.checking {
+		return nil, false
+	}
+	w.checking = false
+	if w.state != api.WorkerState_LIVE || w.silentFor(b.now()) <= time.Duration(w.ttl.Load()) {
+		return nil, false
+	}
+	b.loseLocked(w, fmt.Sprintf("no heartbeat for %s", time.Duration(w.ttl.Load())))
+	return w.info(), true
 }
 
 // declareLost makes worker id LOST now (the job master found the process
-// silent). It reports whether the worker was LIVE.
-func (b *blockMap) declareLost(id int64, reason string) bool {
+// silent) unless it heartbeated within unlessWithin (> 0): then heard, and
+// nothing changes. wasLive reports whether the worker was LIVE.
+func (b *blockMap) declareLost(id int64, reason string, unlessWithin time.Duration) (wasLive, heard bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	w := b.workers[id]
 	if w == nil || w.state != api.WorkerState_LIVE {
-		return false
+		return false, false
+	}
+	if unlessWithin > 0 && w.silentFor(b.now()) < unlessWithin {
+		return true, true
 	}
 	b.loseLocked(w, reason)
-	return true
+	return true, false
 }
 
 // loseLocked drops w's block locations and marks it LOST, keeping the set
@@ -479,6 +566,7 @@ func (b *blockMap) declareLost(id int64, reason string) bool {
 func (b *blockMap) loseLocked(w *workerState, reason string) {
 	w.state = api.WorkerState_LOST
 	b.live--
+	b.lostTotal.Add(1)
 	// The set it held becomes lostBlocks as it is: no copy (a worker may
 	// hold millions, and this runs under mu).
 	held := w.blocks
@@ -536,10 +624,17 @@ func (b *blockMap) fileBlocks(fileID int64) []int64 {
 	return ids
 }
 
+func (w *workerState) tierList() []*api.TierUsage {
+	if t := w.tiers.Load(); t != nil {
+		return *t
+	}
+	return nil
+}
+
 func (w *workerState) info() *api.WorkerInfo {
 	return &api.WorkerInfo{
-		Id: w.id, Address: w.addr, State: w.state, Tiers: w.tiers,
-		LastHeartbeatMs: w.lastHB.UnixMilli(), StartTimeMs: w.start.UnixMilli(), BlockCount: int64(len(w.blocks)),
+		Id: w.id, Address: w.addr, State: w.state, Tiers: w.tierList(),
+		LastHeartbeatMs: time.Unix(0, w.lastHB.Load()).UnixMilli(), StartTimeMs: w.start.UnixMilli(), BlockCount: int64(len(w.blocks)),
 	}
 }
 
@@ -564,7 +659,7 @@ func (b *blockMap) summary() (live, lost int, capacity []*api.TierUsage) {
 		switch w.state {
 		case api.WorkerState_LIVE:
 			live++
-			for _, t := range w.tiers {
+			for _, t := range w.tierList() {
 				s := sum[t.GetAlias()]
 				if s == nil {
 					s = &api.TierUsage{Alias: t.GetAlias()}

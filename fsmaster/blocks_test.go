@@ -134,21 +134,21 @@ func TestLostWorkerReturnsWithoutDoubleCounting(t *testing.T) {
 	b.register(2, w2, nil, nil, valid)
 
 	now = now.Add(5 * time.Second)
-	if lost := b.markLost(); len(lost) != 0 {
+	if lost, _ := b.markLost(false); len(lost) != 0 {
 		t.Fatalf("lost before the TTL: %v", lost)
 	}
-	if _ = b.heartbeat(2, nil, nil, nil, valid); b.workers[2].lastHB != now {
+	if _ = b.heartbeat(2, nil, nil, nil, valid); b.workers[2].lastHB.Load() != now.UnixNano() {
 		t.Fatal("heartbeat did not count")
 	}
 	now = now.Add(5*time.Second + time.Millisecond)
-	lost := b.markLost()
+	lost, _ := b.markLost(false)
 	if len(lost) != 1 || lost[0].GetId() != 1 || lost[0].GetState() != api.WorkerState_LOST {
 		t.Fatalf("lost after the TTL: %v, want worker 1 alone", lost)
 	}
 	if locs := b.locations(held); len(locs) != 0 {
 		t.Fatalf("a lost worker's block still counts: %v", locs)
 	}
-	if b.declareLost(1, "again") {
+	if wasLive, _ := b.declareLost(1, "again", 0); wasLive {
 		t.Fatal("declaring a LOST worker lost again reported it live")
 	}
 	if cmds := b.heartbeat(1, nil, nil, nil, valid); len(cmds) != 1 || cmds[0].GetType() != api.WorkerCommand_REGISTER {
@@ -243,5 +243,50 @@ func TestPinsShareTheReplyBound(t *testing.T) {
 		if len(ids) != want || len(slices.Compact(slices.Clone(ids))) != want {
 			t.Errorf("%v sent: %v, want %d blocks once each", typ, ids, want)
 		}
+	}
+}
+
+// An empty heartbeat of a LIVE worker with nothing queued for it takes the
+// fast path (read lock only): it counts as contact and updates the tiers.
+// Anything to report or to answer — blocks added, a removal queued, an
+// unknown or LOST worker, a silence being checked — takes the full path.
+func TestHeartbeatFastPathOnlyWhenNothingToDo(t *testing.T) {
+	now := time.Unix(1000, 0)
+	b := newBlockMap(func() time.Time { return now })
+	b.setLiveness(time.Second, 10*time.Second, 0)
+	valid := func(int64) bool { return true }
+	b.register(1, &api.WorkerNetAddress{Host: "w1", RpcPort: 1}, nil, nil, valid)
+	now = now.Add(3 * time.Second)
+	tiers := []*api.TierUsage{{Alias: "MEM", CapacityBytes: 100, UsedBytes: 7}}
+	if !b.heartbeatFast(1, tiers, nil, nil) {
+		t.Fatal("an empty heartbeat of a live worker took the full path")
+	}
+	if w := b.workers[1]; w.lastHB.Load() != now.UnixNano() || len(w.tierList()) != 1 || w.tierList()[0].GetUsedBytes() != 7 {
+		t.Fatalf("fast heartbeat: last %d tiers %v, want %d and the reported tiers", w.lastHB.Load(), w.tierList(), now.UnixNano())
+	}
+	if b.heartbeatFast(1, nil, []*api.BlockReport{{BlockId: api.BlockID(3, 0), Length: 1, Tier: "MEM"}}, nil) {
+		t.Fatal("a heartbeat adding blocks took the fast path")
+	}
+	if b.heartbeatFast(2, nil, nil, nil) {
+		t.Fatal("an unknown worker's heartbeat took the fast path (it must be told to register)")
+	}
+	b.mu.Lock()
+	b.workers[1].toRemove = []int64{api.BlockID(4, 0)}
+	b.mu.Unlock()
+	if b.heartbeatFast(1, nil, nil, nil) {
+		t.Fatal("a heartbeat with a removal queued for its reply took the fast path")
+	}
+	if cmds := b.heartbeat(1, nil, nil, nil, valid); len(cmds) != 1 || cmds[0].GetType() != api.WorkerCommand_REMOVE_BLOCKS {
+		t.Fatalf("full path: %v, want the queued removal", cmds)
+	}
+	if !b.heartbeatFast(1, nil, nil, nil) {
+		t.Fatal("nothing queued any more, yet the full path")
+	}
+	now = now.Add(11 * time.Second)
+	if _, suspects := b.markLost(true); len(suspects) != 1 {
+		t.Fatalf("suspects after the TTL: %v, want worker 1", suspects)
+	}
+	if b.heartbeatFast(1, nil, nil, nil) {
+		t.Fatal("a heartbeat while its silence is being checked took the fast path")
 	}
 }

@@ -1,6 +1,8 @@
 package fsmaster
 
 import (
+	"time"
+
 	"context"
 
 	"google.golang.org/grpc/codes"
@@ -226,7 +228,8 @@ func (s *server) WorkerHeartbeat(ctx context.Context, r *api.WorkerHeartbeatRequ
 }
 
 func (s *server) WorkerLost(ctx context.Context, r *api.WorkerLostRequest) (*api.WorkerLostResponse, error) {
-	return &api.WorkerLostResponse{WasLive: s.m.declareLost(r.GetWorkerId(), r.GetReason())}, nil
+	wasLive, heard := s.m.declareLost(r.GetWorkerId(), r.GetReason(), time.Duration(r.GetUnlessHeardWithinMs())*time.Millisecond)
+	return &api.WorkerLostResponse{WasLive: wasLive, Heard: heard}, nil
 }
 
 func (s *server) CommitBlock(ctx context.Context, r *api.CommitBlockRequest) (*api.CommitBlockResponse, error) {

@@ -74,6 +74,9 @@ func (m *Master) registerHTTP() {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "alluvium_fsmaster_workers_lost", Help: "Block workers that are LOST.",
 		}, func() float64 { _, lost, _ := m.ns.blocks.summary(); return float64(lost) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "alluvium_fsmaster_workers_lost_total", Help: "Block workers declared LOST since start (silent past their TTL, or at the job master's word).",
+		}, func() float64 { return float64(m.ns.blocks.lostTotal.Load()) }),
 	)
 	m.http.Mux.HandleFunc("/api/v1/files", m.handleFiles)
 	m.http.Mux.HandleFunc("/api/v1/master", func(w http.ResponseWriter, r *http.Request) {

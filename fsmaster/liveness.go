@@ -27,7 +27,10 @@ func (m *Master) newBlockMap() *blockMap {
 
 // lostWorkerLoop marks workers silent past their TTL LOST and tells the job
 // master (fsmaster.job-master), which declares the job workers beside them
-// LOST too.
+// LOST too. With a job master, a worker found silent is first checked with
+// it (confirm): if the job worker of the same process still calls it, the
+// process lives — only its heartbeats here are late — and it gets one more
+// TTL, once per silence.
 func (m *Master) lostWorkerLoop(ctx context.Context) {
 	var jm *client.JobMaster
 	if addrs := strings.TrimSpace(m.cfg.FSMaster.JobMaster); addrs != "" && m.dialOpts != nil {
@@ -42,14 +45,45 @@ func (m *Master) lostWorkerLoop(ctx context.Context) {
 	// check costs a pass over the workers.
 	every := min(max(m.cfg.FSMaster.Worker.Timeout/20, 50*time.Millisecond), time.Second)
 	m.tick(ctx, every, 0, func() {
-		for _, w := range m.ns.blocks.markLost() {
-			reason := "no heartbeat to the FS master for " + time.Since(time.UnixMilli(w.GetLastHeartbeatMs())).Round(time.Millisecond).String()
-			m.log.Warn("worker lost: no heartbeat", zap.Int64("worker", w.GetId()), zap.String("address", workerKey(w.GetAddress())), zap.String("reason", reason))
-			if jm != nil {
-				go m.tellJobMaster(ctx, jm, w, reason)
-			}
+		lost, suspects := m.ns.blocks.markLost(jm != nil)
+		for _, w := range lost {
+			m.workerLost(ctx, jm, w)
+		}
+		for _, w := range suspects {
+			go m.confirmLost(ctx, jm, w)
 		}
 	})
+}
+
+// workerLost logs a worker this master declared LOST and tells the job
+// master.
+func (m *Master) workerLost(ctx context.Context, jm *client.JobMaster, w *api.WorkerInfo) {
+	reason := "no heartbeat to the FS master for " + time.Since(time.UnixMilli(w.GetLastHeartbeatMs())).Round(time.Millisecond).String()
+	m.log.Warn("worker lost: no heartbeat", zap.Int64("worker", w.GetId()), zap.String("address", workerKey(w.GetAddress())), zap.String("reason", reason))
+	if jm != nil {
+		go m.tellJobMaster(ctx, jm, w, reason)
+	}
+}
+
+// confirmLost asks the job master whether the job worker beside silent
+// worker w called it within half w's TTL; if so w is spared one more TTL,
+// else (or when the job master cannot say) it is LOST.
+func (m *Master) confirmLost(ctx context.Context, jm *client.JobMaster, w *api.WorkerInfo) {
+	_, ttl := m.ns.blocks.timing()
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	resp, err := jm.BlockWorkerLost(cctx, &api.BlockWorkerLostRequest{
+		BlockWorkerId: w.GetId(), BlockWorkerAddress: workerKey(w.GetAddress()), HeardWithinMs: max(ttl/2, time.Millisecond).Milliseconds(),
+	})
+	cancel()
+	if err == nil && resp.GetHeard() {
+		m.ns.blocks.spare(w.GetId())
+		m.log.Info("worker silent, but its job worker calls the job master: one more TTL before it is LOST",
+			zap.Int64("worker", w.GetId()), zap.String("address", workerKey(w.GetAddress())))
+		return
+	}
+	if lost, ok := m.ns.blocks.confirmLost(w.GetId()); ok {
+		m.workerLost(ctx, jm, lost)
+	}
 }
 
 // tellJobMaster declares the job workers beside lost block worker w LOST at
@@ -72,11 +106,13 @@ func (m *Master) tellJobMaster(ctx context.Context, jm *client.JobMaster, w *api
 	}
 }
 
-// declareLost makes block worker id LOST now, at the job master's word.
-func (m *Master) declareLost(id int64, reason string) bool {
-	if !m.ns.blocks.declareLost(id, reason) {
-		return false
+// declareLost makes block worker id LOST now, at the job master's word —
+// unless it heartbeated within unlessWithin (> 0): then the process lives
+// (heard), and only its job worker's calls are late.
+func (m *Master) declareLost(id int64, reason string, unlessWithin time.Duration) (wasLive, heard bool) {
+	wasLive, heard = m.ns.blocks.declareLost(id, reason, unlessWithin)
+	if wasLive && !heard {
+		m.log.Warn("worker lost", zap.Int64("worker", id), zap.String("reason", reason))
 	}
-	m.log.Warn("worker lost", zap.Int64("worker", id), zap.String("reason", reason))
-	return true
+	return wasLive, heard
 }

@@ -14,17 +14,29 @@ import (
 	"github.com/alluvium/alluvium/internal/testutil"
 )
 
-// lostJobMaster records BlockWorkerLost calls.
+// lostJobMaster records BlockWorkerLost calls: declarations in reqs,
+// questions (heard_within_ms) in checks, answered heard for the block
+// workers whose addresses are in hears.
 type lostJobMaster struct {
 	api.UnimplementedJobMasterServer
-	mu   sync.Mutex
-	reqs []*api.BlockWorkerLostRequest
+	mu     sync.Mutex
+	reqs   []*api.BlockWorkerLostRequest
+	checks []*api.BlockWorkerLostRequest
+	hears  map[string]bool // by address
+	// order is "check" and "declare" in the order they came.
+	order []string
 }
 
 func (f *lostJobMaster) BlockWorkerLost(_ context.Context, r *api.BlockWorkerLostRequest) (*api.BlockWorkerLostResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if r.GetHeardWithinMs() > 0 {
+		f.checks = append(f.checks, r)
+		f.order = append(f.order, "check")
+		return &api.BlockWorkerLostResponse{Heard: f.hears[r.GetBlockWorkerAddress()]}, nil
+	}
 	f.reqs = append(f.reqs, r)
+	f.order = append(f.order, "declare")
 	return &api.BlockWorkerLostResponse{JobWorkerIds: []int64{99}}, nil
 }
 
@@ -98,6 +110,14 @@ func TestWorkerLivenessBothWays(t *testing.T) {
 		t.Fatalf("block on %v, want only the live worker %d", got, told.GetWorkerId())
 	}
 
+	// Asked to declare it only if silent here too: it heartbeats, so it is
+	// heard and stays LIVE with its blocks.
+	if resp := must(tm.blocks.WorkerLost(ctx, &api.WorkerLostRequest{WorkerId: told.GetWorkerId(), Reason: "job master: test", UnlessHeardWithinMs: 60000})); !resp.GetWasLive() || !resp.GetHeard() {
+		t.Fatalf("WorkerLost unless heard within 60 s of a heartbeating worker: %v, want live and heard", resp)
+	}
+	if got := locs(); !slices.Equal(got, []int64{told.GetWorkerId()}) {
+		t.Fatalf("block on %v after a WorkerLost that heard the worker, want still on %d", got, told.GetWorkerId())
+	}
 	resp := must(tm.blocks.WorkerLost(ctx, &api.WorkerLostRequest{WorkerId: told.GetWorkerId(), Reason: "job master: test"}))
 	if !resp.GetWasLive() {
 		t.Fatal("WorkerLost of a live worker said it was not live")
@@ -117,5 +137,52 @@ func TestWorkerLivenessBothWays(t *testing.T) {
 	jm.mu.Unlock()
 	if n != 1 {
 		t.Fatalf("the job master was told %d times, want once (not about the worker it declared lost itself)", n)
+	}
+}
+
+// A block worker silent past its TTL whose job worker still calls the job
+// master is not LOST at once: the FS master asks the job master (a
+// question, heard_within_ms half the TTL), is told the process is heard,
+// and gives it one more TTL; silent still, it is LOST then without asking
+// again (once per silence: a process cut off from the FS master alone is
+// LOST after two TTLs at most).
+func TestSilentWorkerSparedOnceWhileItsJobWorkerCalls(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, map[string]any{"fsmaster.job-master": l.Addr().String(),
+		"fsmaster.worker.timeout": "1s", "fsmaster.worker.heartbeat-interval": "100ms"})
+	ufsDirOf(t, cfg)
+	jm := &lostJobMaster{hears: map[string]bool{"busy:7": true}}
+	srv := rpc.NewServer(rpc.ServerOptions{Token: cfg.Security.Token})
+	api.RegisterJobMasterServer(srv, jm)
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Stop()
+	tm := startMaster(t, cfg)
+	ctx := context.Background()
+	id := must(tm.blocks.RegisterWorker(ctx, &api.RegisterWorkerRequest{Address: &api.WorkerNetAddress{Host: "busy", RpcPort: 7}})).GetWorkerId()
+	testutil.Eventually(t, 30*time.Second, func() error {
+		jm.mu.Lock()
+		defer jm.mu.Unlock()
+		if len(jm.reqs) == 0 {
+			return fmt.Errorf("not declared lost yet (%v)", jm.order)
+		}
+		return nil
+	})
+	jm.mu.Lock()
+	order, checks := slices.Clone(jm.order), slices.Clone(jm.checks)
+	jm.mu.Unlock()
+	if !slices.Equal(order, []string{"check", "declare"}) {
+		t.Fatalf("the job master saw %v, want one question (answered heard) and then the declaration", order)
+	}
+	if c := checks[0]; c.GetBlockWorkerId() != id || c.GetBlockWorkerAddress() != "busy:7" || c.GetHeardWithinMs() != 500 {
+		t.Fatalf("question %v: want worker %d at busy:7, heard within 500 ms (half the TTL)", c, id)
+	}
+	info := must(tm.blocks.GetWorkerInfoList(ctx, &api.GetWorkerInfoListRequest{}))
+	for _, w := range info.GetWorkers() {
+		if w.GetId() == id && w.GetState() != api.WorkerState_LOST {
+			t.Fatalf("worker %d after the declaration: %v, want LOST", id, w.GetState())
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/alluvium/alluvium/api"
@@ -34,6 +35,7 @@ type broker struct {
 	mu      sync.Mutex
 	closed  bool
 	workers map[int64]*workerSlot
+	live    atomic.Int64     // len(workers), read without mu
 	byBW    map[string]int64 // block worker address → job worker id
 	byBWID  map[int64]int64  // block worker id → job worker id
 	pref    map[int64]*fifo  // job worker id → unplaced tasks for it
@@ -307,6 +309,7 @@ func (b *broker) setWorker(w *workerRec) {
 			}
 		}
 		b.workers[w.ID] = slot
+		b.live.Store(int64(len(b.workers)))
 	}
 	slot.threads, slot.addr, slot.bwID, slot.bwAddr, slot.rec = w.Threads, w.Address, w.BWID, w.BWAddr, w
 	slot.capacity = int(w.Capacity)
@@ -329,6 +332,7 @@ func (b *broker) removeWorkerLocked(id int64) {
 		return
 	}
 	delete(b.workers, id)
+	b.live.Store(int64(len(b.workers)))
 	delete(b.waiting, id)
 	// A worker declared LOST holds nothing the settle must wait for.
 	b.heardLocked(id)
@@ -605,15 +609,6 @@ func (b *broker) releaseLocked(k taskKey) {
 	}
 }
 
-// touch records that a worker called.
-func (b *broker) touch(worker int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if w := b.workers[worker]; w != nil {
-		w.lastSeen = time.Now()
-	}
-}
-
 // victimLocked is the worker whose own queue is longest beyond what it can
 // take at once: an idle worker steals from it, so a backlog spreads while
 // a small one keeps its locality.
@@ -802,12 +797,9 @@ func (b *broker) cancel(worker int64, refs []*api.TaskRef) {
 	}
 }
 
-// liveCount is the number of LIVE job workers.
-func (b *broker) liveCount() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.workers)
-}
+// liveCount is the number of LIVE job workers (every heartbeat asks, for
+// its TTL: no lock).
+func (b *broker) liveCount() int { return int(b.live.Load()) }
 
 // stopWaiting ends w's wait without taking work. A wake-up it got
 // meanwhile is passed on: wakeIdleLocked wakes only as many polls as the

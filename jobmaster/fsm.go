@@ -565,15 +565,8 @@ func (x *tx) applyRegisterWorker(c *api.RegisterWorkerCommand) any {
 	x.now = c.GetNowMs()
 	// A worker registering again at the same address replaces its old self:
 	// whatever the old one was running is lost with it.
-	var stale []int64
-	x.s.workers.Ascend(func(w *workerRec) bool {
-		if w.Address == c.GetAddress() && w.State == api.WorkerState_LIVE {
-			stale = append(stale, w.ID)
-		}
-		return true
-	})
-	for _, id := range stale {
-		x.loseWorker(id, c.GetMaxAttempts(), "job worker re-registered")
+	if stale, ok := x.s.liveByAddr[c.GetAddress()]; ok {
+		x.loseWorker(stale, c.GetMaxAttempts(), "job worker re-registered")
 	}
 	id := x.s.nextWorkerID
 	x.s.nextWorkerID++
@@ -582,6 +575,7 @@ func (x *tx) applyRegisterWorker(c *api.RegisterWorkerCommand) any {
 		BWAddr: c.GetBlockWorkerAddress(), Threads: c.GetThreads(), Capacity: c.GetCapacity(), State: api.WorkerState_LIVE,
 		UpdatedMs: x.now, Plans: c.GetPlans(),
 	})
+	x.s.liveByAddr[c.GetAddress()] = id
 	x.ev.workers = append(x.ev.workers, id)
 	return registerResult{id: id}
 }
@@ -611,6 +605,9 @@ func (x *tx) loseWorker(id int64, maxAttempts int32, reason string) bool {
 	nw.State = api.WorkerState_LOST
 	nw.UpdatedMs = x.now
 	x.s.workers.ReplaceOrInsert(&nw)
+	if x.s.liveByAddr[w.Address] == id {
+		delete(x.s.liveByAddr, w.Address)
+	}
 	x.ev.workers = append(x.ev.workers, id)
 	keys := x.s.runningOn(id)
 	msg := fmt.Sprintf("%s (worker %d at %s)", reason, id, w.Address)

@@ -600,8 +600,7 @@ func (r *rpcServer) JobWorkerHeartbeat(ctx context.Context, req *api.JobWorkerHe
 		resp.Reregister = true
 		return resp, nil
 	}
-	ls.hb.reset(id)
-	ls.broker.touch(id)
+	ls.hb.reset(id) // the broker's poll (below) records its call too
 	if len(req.GetUpdates()) > 0 {
 		trs := make([]*api.TaskTransition, 0, len(req.GetUpdates()))
 		for _, u := range req.GetUpdates() {
@@ -674,6 +673,7 @@ func (r *rpcServer) BlockWorkerLost(ctx context.Context, req *api.BlockWorkerLos
 		return nil, status.Error(codes.InvalidArgument, "block worker lost: no block worker id or address")
 	}
 	var ids []int64
+	within := time.Duration(req.GetHeardWithinMs()) * time.Millisecond
 	s.fsm.view(func(st *state) {
 		st.workers.Ascend(func(w *workerRec) bool {
 			if w.State == api.WorkerState_LIVE && (bwID != 0 && w.BWID == bwID || bwAddr != "" && w.BWAddr == bwAddr) {
@@ -683,6 +683,15 @@ func (r *rpcServer) BlockWorkerLost(ctx context.Context, req *api.BlockWorkerLos
 		})
 	})
 	resp := &api.BlockWorkerLostResponse{}
+	if within > 0 {
+		// Only asked: has the process been heard from here lately?
+		for _, id := range ids {
+			if ls.hb.heardWithin(id, within) {
+				resp.Heard = true
+			}
+		}
+		return resp, nil
+	}
 	for _, id := range ids {
 		reason := req.GetReason()
 		if reason == "" {

@@ -2,6 +2,7 @@ package jobmaster
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -12,63 +13,151 @@ import (
 // Nomad's FailoverHeartbeatTTL), so a failover never loses workers that
 // are merely finding the new leader — a worker declared LOST while it runs
 // its tasks would see them run again elsewhere.
+//
+// Every job worker's call resets its timer (thousands a second with
+// thousands of workers), so the workers are spread over shards, each with
+// its own lock: no call waits on another worker's.
 type heartbeats struct {
 	ttl    func() time.Duration // the TTL handed to workers now (it grows with their number)
 	onLost func(worker int64)
+	closed atomic.Bool
+	shards [hbShards]hbShard
+}
 
-	mu     sync.Mutex
-	timers map[int64]*time.Timer
-	closed bool
+const hbShards = 64
+
+type hbShard struct {
+	mu sync.Mutex
+	m  map[int64]*hbEntry
+}
+
+// hbEntry is one worker's timer and last contact.
+type hbEntry struct {
+	timer    *time.Timer
+	deadline time.Time // the timer's: a fire before it lost a race with a reset
+	last     time.Time // the worker's last call (zero: none since this leadership began)
+	// spared: since its last call, it was found alive through the FS master
+	// (its block worker heartbeats) and given one more TTL (spare).
+	spared bool
 }
 
 func newHeartbeats(ttl func() time.Duration, onLost func(int64)) *heartbeats {
-	return &heartbeats{ttl: ttl, onLost: onLost, timers: map[int64]*time.Timer{}}
+	h := &heartbeats{ttl: ttl, onLost: onLost}
+	for i := range h.shards {
+		h.shards[i].m = map[int64]*hbEntry{}
+	}
+	return h
 }
 
-// reset (re)starts worker's timer with the TTL handed to workers now.
-func (h *heartbeats) reset(worker int64) { h.resetFor(worker, h.ttl()) }
+func (h *heartbeats) shard(worker int64) *hbShard {
+	return &h.shards[uint64(worker)%hbShards]
+}
 
-// resetFor (re)starts worker's timer to fire after ttl.
-func (h *heartbeats) resetFor(worker int64, ttl time.Duration) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
+// reset records a call from worker and (re)starts its timer with the TTL
+// handed to workers now.
+func (h *heartbeats) reset(worker int64) {
+	ttl := h.ttl()
+	s := h.shard(worker)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := h.armLocked(s, worker, ttl); e != nil {
+		e.last, e.spared = time.Now(), false
+	}
+}
+
+// arm (re)starts worker's timer to fire after ttl without counting a
+// contact (a new leader's failover TTL).
+func (h *heartbeats) arm(worker int64, ttl time.Duration) {
+	s := h.shard(worker)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h.armLocked(s, worker, ttl)
+}
+
+func (h *heartbeats) armLocked(s *hbShard, worker int64, ttl time.Duration) *hbEntry {
+	if h.closed.Load() {
+		return nil
+	}
+	e := s.m[worker]
+	if e == nil {
+		e = &hbEntry{}
+		s.m[worker] = e
+		e.deadline = time.Now().Add(ttl)
+		e.timer = time.AfterFunc(ttl, func() { h.fire(s, worker, e) })
+		return e
+	}
+	e.deadline = time.Now().Add(ttl)
+	e.timer.Reset(ttl)
+	return e
+}
+
+func (h *heartbeats) fire(s *hbShard, worker int64, e *hbEntry) {
+	s.mu.Lock()
+	if h.closed.Load() || s.m[worker] != e || time.Now().Before(e.deadline) {
+		s.mu.Unlock() // removed, or re-armed while this fire waited
 		return
 	}
-	if t, ok := h.timers[worker]; ok {
-		t.Reset(ttl)
-		return
+	s.mu.Unlock()
+	h.onLost(worker)
+}
+
+// spare gives a silent worker one more ttl, once per silence: false when
+// it was spared already since its last call (then it is LOST whatever the
+// FS master hears: a process cut off from the job master alone must not
+// keep its tasks forever).
+func (h *heartbeats) spare(worker int64, ttl time.Duration) bool {
+	s := h.shard(worker)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[worker]
+	if e == nil || e.spared {
+		return false
 	}
-	h.timers[worker] = time.AfterFunc(ttl, func() {
-		h.mu.Lock()
-		if h.closed {
-			h.mu.Unlock()
-			return
-		}
-		delete(h.timers, worker)
-		h.mu.Unlock()
-		h.onLost(worker)
-	})
+	e.spared = true
+	h.armLocked(s, worker, ttl)
+	return true
+}
+
+// wasSpared reports whether worker was spared since its last call.
+func (h *heartbeats) wasSpared(worker int64) bool {
+	s := h.shard(worker)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[worker]
+	return e != nil && e.spared
+}
+
+// heardWithin reports whether worker called within d.
+func (h *heartbeats) heardWithin(worker int64, d time.Duration) bool {
+	s := h.shard(worker)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[worker]
+	return e != nil && !e.last.IsZero() && time.Since(e.last) < d
 }
 
 // remove stops tracking worker.
 func (h *heartbeats) remove(worker int64) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if t, ok := h.timers[worker]; ok {
-		t.Stop()
-		delete(h.timers, worker)
+	s := h.shard(worker)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.m[worker]; ok {
+		e.timer.Stop()
+		delete(s.m, worker)
 	}
 }
 
 // stop cancels every timer.
 func (h *heartbeats) stop() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.closed = true
-	for id, t := range h.timers {
-		t.Stop()
-		delete(h.timers, id)
+	h.closed.Store(true)
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.Lock()
+		for id, e := range s.m {
+			e.timer.Stop()
+			delete(s.m, id)
+		}
+		s.mu.Unlock()
 	}
 }
 

@@ -218,6 +218,7 @@ type metrics struct {
 	perEntry     prometheus.Histogram
 	updates      prometheus.Counter
 	entries      prometheus.Counter
+	workersLost  prometheus.Counter
 	done         atomic.Uint64
 	nUpdates     atomic.Uint64
 	nEntries     atomic.Uint64
@@ -246,6 +247,9 @@ func newMetrics(s *Server) *metrics {
 		}),
 		updates: prometheus.NewCounter(prometheus.CounterOpts{Name: "alluvium_jobmaster_task_updates_total", Help: "Task updates written to raft."}),
 		entries: prometheus.NewCounter(prometheus.CounterOpts{Name: "alluvium_jobmaster_task_update_entries_total", Help: "Raft entries carrying task updates."}),
+		workersLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "alluvium_jobmaster_workers_lost_total", Help: "Job workers this job master declared LOST while it led (silent past their TTL, or at the FS master's word).",
+		}),
 	}
 }
 
@@ -259,7 +263,7 @@ func (m *metrics) observeBatch(n int, took time.Duration) {
 
 func (m *metrics) register(reg *prometheus.Registry) {
 	s := m.s
-	reg.MustRegister(m.leader, m.tasksDone, m.tasksRate, m.applyLatency, m.perEntry, m.updates, m.entries)
+	reg.MustRegister(m.leader, m.tasksDone, m.tasksRate, m.applyLatency, m.perEntry, m.updates, m.entries, m.workersLost)
 	reg.MustRegister(&jobsCollector{s: s})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "alluvium_jobmaster_raft_entries_per_fsync", Help: "Raft log entries written per log-store write (one fsync each), since start.",

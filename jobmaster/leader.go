@@ -3,6 +3,7 @@ package jobmaster
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"sync"
 	"time"
@@ -124,8 +125,11 @@ func (s *Server) establishLeadership() *leaderState {
 		ls.broker.setWorker(w)
 	}
 	every, ttl := ls.timing()
+	// Spread over one more TTL, as Nomad staggers the TTLs after a leader
+	// election: thousands of inherited workers that have not found this
+	// leader yet do not all come due at one instant.
 	for _, w := range workers {
-		ls.hb.resetFor(w.ID, failoverTTL(every, ttl))
+		ls.hb.arm(w.ID, failoverTTL(every, ttl)+rand.N(ttl))
 	}
 	ls.broker.onTasks(running)
 	// The PENDING tasks wait until every live worker has said what it
@@ -134,7 +138,9 @@ func (s *Server) establishLeadership() *leaderState {
 	ls.broker.startSettle(pending)
 
 	ls.wg.Add(6)
-	go func() { defer ls.wg.Done(); ls.settle(ctx, len(pending), failoverTTL(every, ttl)+every) }()
+	// The settle's backstop: the failover TTL, its spread, one spare TTL
+	// (workerLost) and an interval.
+	go func() { defer ls.wg.Done(); ls.settle(ctx, len(pending), failoverTTL(every, ttl)+2*ttl+every) }()
 	go func() { defer ls.wg.Done(); ls.pipes.run(ctx) }()
 	go func() { defer ls.wg.Done(); ls.coll.run(ctx) }()
 	go func() { defer ls.wg.Done(); ls.watchTimeouts(ctx) }()
@@ -250,7 +256,12 @@ func (ls *leaderState) timing() (every, ttl time.Duration) {
 // workerLost is the TTL timer's action. The FS master hears it first, so
 // the block worker of the same process stops counting before the tasks go
 // back to PENDING: a task run again elsewhere never finds its data "cached"
-// on the worker that went silent.
+// on the worker that went silent. But first the FS master is asked whether
+// the block worker of the process still heartbeats: then the process lives
+// and only its calls to this leader are late (a leader swamped by a
+// registration storm, or one that just took over), and it gets one more
+// TTL — once per silence, so a process cut off from the job master alone
+// is LOST after two TTLs at most.
 func (ls *leaderState) workerLost(id int64) {
 	if ls.ctx.Err() != nil {
 		return
@@ -258,7 +269,15 @@ func (ls *leaderState) workerLost(id int64) {
 	_, ttl := ls.timing()
 	reason := fmt.Sprintf("job worker silent for %s", ttl)
 	if w := ls.s.fsm.worker(id); w != nil && w.BWID != 0 {
-		ls.tellFSMaster(w, reason)
+		var within time.Duration
+		if !ls.hb.wasSpared(id) {
+			within = ttl / 2
+		}
+		if ls.tellFSMaster(w, reason, within) && ls.hb.spare(id, ttl) {
+			ls.s.log.Info("job worker silent, but its block worker heartbeats to the FS master: one more TTL before it is LOST",
+				zap.Int64("worker", id), zap.Int64("block_worker", w.BWID), zap.Duration("ttl", ttl))
+			return
+		}
 	}
 	if err := ls.loseWorker(id, reason); err != nil {
 		ls.s.log.Warn("marking job worker lost failed", zap.Int64("worker", id), zap.Error(err))
@@ -270,25 +289,37 @@ func (ls *leaderState) workerLost(id int64) {
 // loseWorker declares job worker id LOST in raft: its running tasks go back
 // to PENDING (attempt+1) or FAIL at max attempts.
 func (ls *leaderState) loseWorker(id int64, reason string) error {
-	return ls.s.applyErr(ls.ctx, &api.WorkerLostCommand{
+	err := ls.s.applyErr(ls.ctx, &api.WorkerLostCommand{
 		WorkerId: id, MaxAttempts: int32(ls.s.cfg.JobMaster.Task.MaxAttempts),
 		Reason: reason, NowMs: time.Now().UnixMilli(),
 	})
+	if err == nil {
+		ls.s.m.workersLost.Inc()
+	}
+	return err
 }
 
 // tellFSMaster declares the block worker beside job worker w LOST at the FS
 // master (best effort, briefly: the FS master times it out by itself too).
-func (ls *leaderState) tellFSMaster(w *workerRec, reason string) {
+// With unlessWithin set, the FS master declares it only if it has not heard
+// from it within that long either; heard reports that it has (nothing was
+// declared).
+func (ls *leaderState) tellFSMaster(w *workerRec, reason string, unlessWithin time.Duration) (heard bool) {
 	bm := ls.s.env.BlockMaster()
 	if bm == nil {
-		return
+		return false
 	}
 	ctx, cancel := context.WithTimeout(ls.ctx, 2*time.Second)
 	defer cancel()
-	if _, err := bm.WorkerLost(ctx, &api.WorkerLostRequest{WorkerId: w.BWID, Reason: "job master: " + reason}); err != nil && ls.ctx.Err() == nil {
-		ls.s.log.Warn("could not tell the FS master a worker is lost (it times the block worker out itself)",
-			zap.Int64("block_worker", w.BWID), zap.String("address", w.BWAddr), zap.Error(err))
+	resp, err := bm.WorkerLost(ctx, &api.WorkerLostRequest{WorkerId: w.BWID, Reason: "job master: " + reason, UnlessHeardWithinMs: unlessWithin.Milliseconds()})
+	if err != nil {
+		if ls.ctx.Err() == nil {
+			ls.s.log.Warn("could not tell the FS master a worker is lost (it times the block worker out itself)",
+				zap.Int64("block_worker", w.BWID), zap.String("address", w.BWAddr), zap.Error(err))
+		}
+		return false
 	}
+	return unlessWithin > 0 && resp.GetHeard()
 }
 
 // watchTimeouts fails attempts that ran past the task timeout (the worker

@@ -25,6 +25,11 @@ type livenessEnv struct {
 	mu     sync.Mutex
 	lost   []int64  // block worker ids declared lost at the "FS master"
 	forgot []string // block workers a job worker dropped
+	// hears: the "FS master" answers a WorkerLost asked unless_heard_within
+	// that it heard the block worker (and declares nothing); asks records
+	// every WorkerLost request.
+	hears bool
+	asks  []*api.WorkerLostRequest
 }
 
 func (e *livenessEnv) BlockMaster() api.BlockMasterClient { return lostRecorder{e} }
@@ -46,6 +51,10 @@ type lostRecorder struct{ e *livenessEnv }
 func (r lostRecorder) WorkerLost(ctx context.Context, in *api.WorkerLostRequest, _ ...grpc.CallOption) (*api.WorkerLostResponse, error) {
 	r.e.mu.Lock()
 	defer r.e.mu.Unlock()
+	r.e.asks = append(r.e.asks, in)
+	if r.e.hears && in.GetUnlessHeardWithinMs() > 0 {
+		return &api.WorkerLostResponse{WasLive: true, Heard: true}, nil
+	}
 	r.e.lost = append(r.e.lost, in.GetWorkerId())
 	return &api.WorkerLostResponse{WasLive: true}, nil
 }
@@ -180,9 +189,11 @@ func TestLostWorkerToldToFSMasterAndPeers(t *testing.T) {
 	if w := l.FSM().worker(first); w == nil || w.State != api.WorkerState_LOST {
 		t.Fatalf("w1 (id %d) after its TTL: %+v, want LOST", first, w)
 	}
-	if tk := l.FSM().task(taskKey{id, 1}); tk.Attempt != 2 || tk.Status != api.TaskInfo_RUNNING || tk.WorkerID == first {
-		t.Fatalf("task after w1 was lost: %+v, want attempt 2 running elsewhere", tk)
-	}
+	// The worker may start the task before its DISPATCH is applied.
+	waitFor(t, "attempt 2 RUNNING elsewhere in the FSM", func() bool {
+		tk := l.FSM().task(taskKey{id, 1})
+		return tk.Attempt == 2 && tk.Status == api.TaskInfo_RUNNING && tk.WorkerID != first
+	})
 	if lost, _ := fs.seen(); !slices.Equal(lost, []int64{11}) {
 		t.Fatalf("the FS master was told %v, want block worker 11 lost", lost)
 	}
@@ -246,5 +257,36 @@ func TestBlockWorkerLostDeclaresItsJobWorkers(t *testing.T) {
 	}
 	if _, err := cl.BlockWorkerLost(ctx, &api.BlockWorkerLostRequest{}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("BlockWorkerLost naming nothing: %v, want InvalidArgument", err)
+	}
+}
+
+// A job worker silent past its TTL whose block worker still heartbeats to
+// the FS master is not LOST at once: the job master asks the FS master to
+// declare it only if silent there too (unless_heard_within half the TTL),
+// is told it was heard, and gives it one more TTL; still silent, it is LOST
+// then, the FS master told without the condition (once per silence: a
+// process cut off from the job master alone is LOST after two TTLs).
+func TestSilentWorkerSparedOnceWhileItsBlockWorkerBeats(t *testing.T) {
+	fs := &livenessEnv{hears: true}
+	c := newClusterWith(t, 1, nil, fs)
+	l := c.leader()
+	link := newCutProxy(t, c.peers[0].RPCAddr)
+	w1 := c.addWorkerWith(1, jobworker.Colocated{BlockWorkerID: 31, BlockWorkerAddress: "bw1:1"}, &livenessEnv{}, link.addr())
+	waitFor(t, "w1 registered", func() bool { return w1.ID() != 0 })
+	first := w1.ID()
+	link.setCut(true)
+	waitFor(t, "w1 LOST", func() bool {
+		w := l.FSM().worker(first)
+		return w != nil && w.State == api.WorkerState_LOST
+	})
+	fs.mu.Lock()
+	asks, lost := slices.Clone(fs.asks), slices.Clone(fs.lost)
+	fs.mu.Unlock()
+	if len(asks) != 2 || asks[0].GetWorkerId() != 31 || asks[0].GetUnlessHeardWithinMs() != 500 ||
+		asks[1].GetWorkerId() != 31 || asks[1].GetUnlessHeardWithinMs() != 0 {
+		t.Fatalf("the FS master was asked %v; want block worker 31 unless heard within 500 ms (half the 1 s TTL), then at once", asks)
+	}
+	if !slices.Equal(lost, []int64{31}) {
+		t.Fatalf("the FS master declared %v, want block worker 31 once", lost)
 	}
 }

@@ -197,6 +197,9 @@ type state struct {
 	// pipelineByRequest: a run's request id → run id.
 	pipelineByRequest map[string]int64
 	running           map[int64]map[taskKey]struct{} // worker id → its RUNNING tasks
+	// liveByAddr: a LIVE job worker's address → its id (a registration
+	// replaces the LIVE worker at its address without a pass over all).
+	liveByAddr map[string]int64
 	// unfinished counts the jobs that have not ended by the user they run
 	// as (jobmaster.job.max-in-flight-per-user; "" the system identity).
 	unfinished map[string]int
@@ -219,6 +222,7 @@ func newState() *state {
 		pipelineByRequest: map[string]int64{},
 		running:           map[int64]map[taskKey]struct{}{},
 		unfinished:        map[string]int{},
+		liveByAddr:        map[string]int64{},
 	}
 }
 
@@ -260,6 +264,13 @@ func (s *state) reindex() {
 	s.tasks.Ascend(func(t *taskRec) bool {
 		if t.Status == api.TaskInfo_RUNNING {
 			s.markRunning(t.WorkerID, t.key(), true)
+		}
+		return true
+	})
+	s.liveByAddr = map[string]int64{}
+	s.workers.Ascend(func(w *workerRec) bool {
+		if w.State == api.WorkerState_LIVE {
+			s.liveByAddr[w.Address] = w.ID
 		}
 		return true
 	})

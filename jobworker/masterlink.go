@@ -28,6 +28,8 @@ type session struct {
 	id    int64
 	every time.Duration
 	ttl   time.Duration // silent this long, the leader declares us LOST
+	// registerAfter: told to register again, not before this.
+	registerAfter time.Time
 }
 
 // leader is a client of the job master that led when it was found.
@@ -52,6 +54,17 @@ func (s *session) get(ctx context.Context) (leader, int64, time.Duration, error)
 		return leader{}, 0, 0, err
 	}
 	if s.id == 0 {
+		// Told to register again: a random part of the interval first
+		// (forget), so that thousands told at once spread out.
+		if wait := time.Until(s.registerAfter); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return leader{}, 0, 0, ctx.Err()
+			}
+		}
 		w := s.w
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		host, _, _ := net.SplitHostPort(w.addr)
@@ -120,6 +133,7 @@ func (s *session) forget(id int64) {
 	defer s.mu.Unlock()
 	if s.id == id {
 		s.id = 0
+		s.registerAfter = time.Now().Add(client.Spread(s.every))
 	}
 }
 

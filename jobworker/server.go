@@ -244,7 +244,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 
 // pollLoop keeps one long poll open: its reply brings tasks and cancels.
 func (w *Worker) pollLoop() {
-	backoff := 50 * time.Millisecond
+	backoff := client.NewBackoff(50*time.Millisecond, 2*time.Second)
 	for w.ctx.Err() == nil {
 		c, id, interval, err := w.sess.get(w.ctx)
 		if err != nil {
@@ -252,8 +252,7 @@ func (w *Worker) pollLoop() {
 				return
 			}
 			w.log.Debug("no job master leader yet", zap.Error(err))
-			w.sleep(backoff)
-			backoff = min(2*backoff, 2*time.Second)
+			w.sleep(backoff.Next())
 			continue
 		}
 		if w.isStopping() {
@@ -270,11 +269,10 @@ func (w *Worker) pollLoop() {
 			}
 			w.sess.failed(c, err)
 			w.log.Debug("poll failed", zap.Error(err))
-			w.sleep(backoff)
-			backoff = min(2*backoff, 2*time.Second)
+			w.sleep(backoff.Next())
 			continue
 		}
-		backoff = 50 * time.Millisecond
+		backoff.Reset()
 		w.handle(id, resp)
 	}
 }
@@ -635,7 +633,7 @@ func (w *Worker) outcome(s *started, res plans.Result, err error) *api.TaskUpdat
 func (w *Worker) reportLoop() {
 	tick := time.NewTicker(w.progress)
 	defer tick.Stop()
-	backoff := 50 * time.Millisecond
+	backoff := client.NewBackoff(50*time.Millisecond, 2*time.Second)
 	for {
 		select {
 		case <-w.ctx.Done():
@@ -667,7 +665,7 @@ func (w *Worker) reportLoop() {
 				if err == nil {
 					w.acked(updates, resp.GetAcked())
 					w.handle(id, resp)
-					backoff = 50 * time.Millisecond
+					backoff.Reset()
 					continue
 				}
 				w.sess.failed(c, err)
@@ -676,8 +674,7 @@ func (w *Worker) reportLoop() {
 				return
 			}
 			w.log.Debug("report failed; will re-send", zap.Int("updates", len(updates)), zap.Error(err))
-			w.sleep(backoff)
-			backoff = min(2*backoff, 2*time.Second)
+			w.sleep(backoff.Next())
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,10 @@ func NewHTTPServerWith(o ServerOptions, healthy func() error) *HTTPServer {
 	mux.Handle("/debug/pprof/profile", systemOnly(http.HandlerFunc(pprof.Profile)))
 	mux.Handle("/debug/pprof/symbol", systemOnly(http.HandlerFunc(pprof.Symbol)))
 	mux.Handle("/debug/pprof/trace", systemOnly(http.HandlerFunc(pprof.Trace)))
+	// Contention profiles are off by default (they cost every lock); a
+	// delta profile (?seconds=N) turns their sampling on for its window.
+	mux.Handle("/debug/pprof/mutex", systemOnly(contentionProfile("mutex")))
+	mux.Handle("/debug/pprof/block", systemOnly(contentionProfile("block")))
 	outer := http.NewServeMux()
 	outer.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if healthy != nil {
@@ -198,4 +203,30 @@ func WriteJSON(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// contentionProfiles counts the contention profiles being taken, so the
+// sampling stays on until the last one ends.
+var contentionProfiles atomic.Int32
+
+// contentionProfile serves the mutex or block profile; with ?seconds=N it
+// samples contention for those N seconds (1 in 5 mutex contentions, a
+// blocking event every 10 µs of blocking) and returns what it saw.
+func contentionProfile(name string) http.Handler {
+	h := pprof.Handler(name)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.FormValue("seconds") != "" {
+			if contentionProfiles.Add(1) == 1 {
+				runtime.SetMutexProfileFraction(5)
+				runtime.SetBlockProfileRate(int((10 * time.Microsecond).Nanoseconds()))
+			}
+			defer func() {
+				if contentionProfiles.Add(-1) == 0 {
+					runtime.SetMutexProfileFraction(0)
+					runtime.SetBlockProfileRate(0)
+				}
+			}()
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/client"
 )
 
 // blockRec is a block a simulated worker holds.
@@ -31,6 +32,7 @@ type blockWorker struct {
 	id         int64
 	registered bool
 	interval   time.Duration
+	spreadNext time.Duration // asked to register again: wait this long first
 	held       []blockRec
 	used       int64
 	added      []blockRec
@@ -57,20 +59,25 @@ func (b *blockWorker) run(ctx context.Context) {
 	if !sleep(ctx, time.Duration(rand.Int64N(int64(time.Second)))) {
 		return
 	}
-	backoff := 100 * time.Millisecond
+	backoff := client.NewBackoff(100*time.Millisecond, 2*time.Second)
 	for ctx.Err() == nil {
 		b.mu.Lock()
-		registered, every := b.registered, b.interval
+		registered, every, wait := b.registered, b.interval, b.spreadNext
+		b.spreadNext = 0
 		b.mu.Unlock()
 		if !registered {
+			// Asked to register again: first a random part of the
+			// interval, as blockworker's masterLink.
+			if !sleep(ctx, wait) {
+				return
+			}
 			if err := b.register(ctx); err != nil {
-				if !sleep(ctx, jitter(backoff)) {
+				if !sleep(ctx, backoff.Next()) {
 					return
 				}
-				backoff = min(2*backoff, 2*time.Second)
 				continue
 			}
-			backoff = 100 * time.Millisecond
+			backoff.Reset()
 			continue
 		}
 		if !sleep(ctx, every) {
@@ -158,6 +165,7 @@ func (b *blockWorker) heartbeat(ctx context.Context) {
 			b.s.st.registerAsks.Add(1)
 			b.mu.Lock()
 			b.registered = false
+			b.spreadNext = client.Spread(b.interval)
 			b.mu.Unlock()
 		case api.WorkerCommand_REMOVE_BLOCKS:
 			b.remove(c.GetBlockIds())

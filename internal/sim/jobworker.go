@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/client"
 	"github.com/alluvium/alluvium/plans"
 )
 
@@ -26,7 +27,10 @@ type jobWorker struct {
 	id       int64
 	interval time.Duration
 	leader   string
-	unacked  map[taskRef]*api.TaskUpdate
+	// spreadNext: asked to register again, wait this long first (run's
+	// goroutine only).
+	spreadNext time.Duration
+	unacked    map[taskRef]*api.TaskUpdate
 }
 
 type taskRef struct {
@@ -53,17 +57,13 @@ func (j *jobWorker) leaderClient(ctx context.Context) (api.JobMasterClient, erro
 
 func (j *jobWorker) run(ctx context.Context) {
 	j.unacked = map[taskRef]*api.TaskUpdate{}
-	backoff := 50 * time.Millisecond
+	backoff := client.NewBackoff(50*time.Millisecond, 2*time.Second)
 	fail := func(err error) bool {
 		if c := status.Code(err); (c == codes.Unavailable || c == codes.DeadlineExceeded || c == codes.FailedPrecondition) && j.leader != "" {
 			j.m.jm.Forget(j.leader)
 			j.leader = ""
 		}
-		if !sleep(ctx, jitter(backoff)) {
-			return false
-		}
-		backoff = min(2*backoff, 2*time.Second)
-		return true
+		return sleep(ctx, backoff.Next())
 	}
 	// Wait for the colocated block worker's id: tasks are placed by it.
 	for j.bw.idOrZero() == 0 {
@@ -80,6 +80,12 @@ func (j *jobWorker) run(ctx context.Context) {
 			continue
 		}
 		if j.id == 0 {
+			// Told to register again: first a random part of the
+			// interval, as jobworker's session.
+			if !sleep(ctx, j.spreadNext) {
+				return
+			}
+			j.spreadNext = 0
 			if err := j.register(ctx, c); err != nil {
 				j.s.st.jobRegErrors.Add(1)
 				if !fail(err) {
@@ -109,7 +115,7 @@ func (j *jobWorker) run(ctx context.Context) {
 			}
 			continue
 		}
-		backoff = 50 * time.Millisecond
+		backoff.Reset()
 	}
 }
 
@@ -161,6 +167,7 @@ func (j *jobWorker) poll(ctx context.Context, c api.JobMasterClient) error {
 		j.s.st.reregisterAsks.Add(1)
 		j.mu.Lock()
 		j.id = 0
+		j.spreadNext = client.Spread(j.interval)
 		j.mu.Unlock()
 		return nil
 	}
@@ -258,6 +265,7 @@ func (j *jobWorker) report(ctx context.Context, c api.JobMasterClient) error {
 		j.s.st.reregisterAsks.Add(1)
 		j.mu.Lock()
 		j.id = 0
+		j.spreadNext = client.Spread(j.interval)
 		j.mu.Unlock()
 		return nil
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -279,12 +278,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// jitter spreads d by ±20%, so retries after a master restart do not
-// arrive in lockstep.
-func jitter(d time.Duration) time.Duration {
-	return d*4/5 + time.Duration(rand.Int64N(int64(d)*2/5+1))
 }
 
 // tier is what every simulated block worker reports.

@@ -145,6 +145,20 @@ func (p *profiler) cpu(httpAddr, name string, d time.Duration) {
 	}()
 }
 
+// delta starts a contention profile (mutex or block) of the process
+// serving httpAddr over d, saved as name.
+func (p *profiler) delta(httpAddr, kind, name string, d time.Duration) {
+	if p.dir == "" {
+		return
+	}
+	secs := max(int(d/time.Second), 1)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.save(fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", httpAddr, kind, secs), name, time.Duration(secs+60)*time.Second)
+	}()
+}
+
 // heap saves a heap profile (after a GC) of the process serving httpAddr.
 func (p *profiler) heap(httpAddr, name string) {
 	if p.dir == "" {
@@ -164,6 +178,10 @@ func (p *profiler) save(url, name string, timeout time.Duration) {
 		p.mu.Unlock()
 	}
 }
+
+// settle waits for the profiles under way (a process takes one CPU
+// profile at a time).
+func (p *profiler) settle() { p.wg.Wait() }
 
 func (p *profiler) wait() []string {
 	p.wg.Wait()

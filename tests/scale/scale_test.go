@@ -24,6 +24,9 @@ import (
 // params size one scale run.
 type params struct {
 	small   bool // make test: check, do not measure; timeouts a slow race build survives
+	// workersOnly skips learning the tree (a load learns it) and the FS
+	// master's restart: the worker phases alone, on a small tree.
+	workersOnly bool
 	tree    Tree
 	workers int
 	steady  time.Duration // how long the workers heartbeat while measured
@@ -89,6 +92,34 @@ func BenchmarkScale(b *testing.B) {
 		b.Logf("REF: Scale: %s: %s", metric, ref)
 	}
 	b.Logf("NOTE: Scale: a UFS of %d files (a tenth in directories of up to 100,000, a tenth in chains 32 deep, the rest ~1,000 a directory; 1-16 bytes each, on a loop-mounted ext4) and %d simulated block+job workers (internal/sim: real gRPC clients, heartbeats at 1 s, tasks done at once) against one FS master and one job master, real processes; find and fs ls -R both print every path to a pipe, warm dentry cache", p.tree.Files, p.workers)
+}
+
+// BenchmarkScaleWorkers is `make bench-scale-workers`: the worker phases of
+// the scale run alone — ALLUVIUM_SCALE_WORKERS simulated workers (default
+// 10,000) at 1 Hz, a load caching a small tree (ALLUVIUM_SCALE_FILES,
+// default 10,000 files of a few bytes) on them, both leaders killed and
+// restarted — without building and learning a tree of millions.
+func BenchmarkScaleWorkers(b *testing.B) {
+	p := params{
+		workersOnly: true,
+		tree:        Tree{Files: envInt("ALLUVIUM_SCALE_FILES", 10_000), SmallEvery: 1, Version: TreeVersion},
+		workers:     envInt("ALLUVIUM_SCALE_WORKERS", 10_000),
+		steady:      time.Duration(envInt("ALLUVIUM_SCALE_STEADY_SECONDS", 60)) * time.Second,
+		outDir:      os.Getenv("ALLUVIUM_SCALE_OUT"),
+	}
+	if p.outDir != "" {
+		if err := os.MkdirAll(p.outDir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for range b.N {
+		r := runScale(b, p)
+		for _, k := range sortedKeys(r) {
+			b.ReportMetric(r[k], k)
+		}
+	}
+	b.Logf("REF: ScaleWorkers: *: the goal of issue 20 (no reference process does this work); sim-cpu-cores is the simulator's own share of the same machine")
+	b.Logf("NOTE: ScaleWorkers: %d simulated block+job workers (internal/sim, in the benchmark's process, not pinned: real gRPC clients, one connection to each master per worker, heartbeats at 1 s, tasks done at once) against one FS master and one job master, real processes with production timeouts (TTL 10 s job master, 30 s FS master); a load caches a tree of %d files on them, then both leaders are killed -9 and restarted", p.workers, p.tree.Files)
 }
 
 func envInt(k string, def int) int {
@@ -171,8 +202,10 @@ func runScale(tb testing.TB, p params) results {
 	c.StartFSMaster()
 	c.Connect()
 
-	r.learn()
-	r.restart()
+	if !p.workersOnly {
+		r.learn()
+		r.restart()
+	}
 	r.workers()
 	r.loads()
 	r.leaderRestart()
@@ -336,23 +369,40 @@ func (r *run) workers() {
 	tb.Cleanup(s.Stop)
 	r.sim = s
 	start := time.Now()
-	r.waitAllLive(5 * time.Minute)
+	r.prof.cpu(r.fsHTTP(), "fsmaster-register.cpu.pprof", 20*time.Second)
+	r.prof.cpu(r.jmHTTP(), "jobmaster-register.cpu.pprof", 20*time.Second)
+	r.waitAllLive(10 * time.Minute)
+	r.r["register-all-live-s"] = time.Since(start).Seconds()
 	tb.Logf("%d simulated workers registered in %s", p.workers, time.Since(start).Round(time.Millisecond))
+	r.prof.settle() // one CPU profile at a time per process
 
 	s.ResetStats()
 	fsPid, jmPid := c.FSMaster.Cmd.Process.Pid, c.JobMasters[0].Cmd.Process.Pid
-	fs0, jm0, t0 := cpuTime(fsPid), cpuTime(jmPid), time.Now()
-	r.prof.cpu(r.fsHTTP(), "fsmaster-heartbeats.cpu.pprof", min(p.steady, 30*time.Second))
-	r.prof.cpu(r.jmHTTP(), "jobmaster-heartbeats.cpu.pprof", min(p.steady, 30*time.Second))
+	fsLost0, jmLost0 := r.lostTotals()
+	fs0, jm0, sim0, t0 := cpuTime(fsPid), cpuTime(jmPid), cpuTime(os.Getpid()), time.Now()
+	window := min(p.steady, 30*time.Second)
+	for _, m := range []struct{ name, addr string }{{"fsmaster", r.fsHTTP()}, {"jobmaster", r.jmHTTP()}} {
+		r.prof.cpu(m.addr, m.name+"-heartbeats.cpu.pprof", window)
+		r.prof.delta(m.addr, "mutex", m.name+"-heartbeats.mutex.pprof", window)
+		r.prof.delta(m.addr, "block", m.name+"-heartbeats.block.pprof", window)
+	}
 	time.Sleep(p.steady) // the measurement window itself
 	wall := time.Since(t0)
 	st := s.Stats()
+	defer r.prof.settle()
 	r.r["hb-fsmaster-cpu-cores"] = (cpuTime(fsPid) - fs0).Seconds() / wall.Seconds()
 	r.r["hb-jobmaster-cpu-cores"] = (cpuTime(jmPid) - jm0).Seconds() / wall.Seconds()
+	r.r["hb-sim-cpu-cores"] = (cpuTime(os.Getpid()) - sim0).Seconds() / wall.Seconds()
+	r.r["hb-fsmaster-p50-ms"] = ms(st.Heartbeat.P50)
 	r.r["hb-fsmaster-p99-ms"] = ms(st.Heartbeat.P99)
+	r.r["hb-jobmaster-poll-overrun-p50-ms"] = ms(st.PollOverrun.P50)
 	r.r["hb-jobmaster-poll-overrun-p99-ms"] = ms(st.PollOverrun.P99)
 	r.r["hb-per-s"] = float64(st.Heartbeats) / wall.Seconds()
-	tb.Logf("steady: %+v", st)
+	r.r["hb-polls-per-s"] = float64(st.Polls) / wall.Seconds()
+	fsLost, jmLost := r.lostTotals()
+	r.r["hb-false-lost-fsmaster"] = fsLost - fsLost0
+	r.r["hb-false-lost-jobmaster"] = jmLost - jmLost0
+	tb.Logf("steady: %+v; LOST declared: FS master %v, job master %v", st, fsLost-fsLost0, jmLost-jmLost0)
 	r.checkNoneLost(st, "while heartbeating")
 	want := int64(float64(p.workers) * wall.Seconds() * 0.8)
 	if p.small {
@@ -365,21 +415,47 @@ func (r *run) workers() {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
+// lostTotals reads how many LOST declarations each master made since it
+// started (every one is false here: no simulated worker dies).
+func (r *run) lostTotals() (fs, jm float64) {
+	r.tb.Helper()
+	for _, m := range []struct {
+		addr, name string
+		v          *float64
+	}{{r.fsHTTP(), "alluvium_fsmaster_workers_lost_total", &fs}, {r.jmHTTP(), "alluvium_jobmaster_workers_lost_total", &jm}} {
+		page, err := get("http://"+m.addr+"/metrics", time.Minute)
+		if err != nil {
+			r.tb.Fatal(err)
+		}
+		v, ok := metric(page, m.name)
+		if !ok {
+			r.tb.Fatalf("%s: no %s", m.addr, m.name)
+		}
+		*m.v = v
+	}
+	return fs, jm
+}
+
 // checkNoneLost fails when a master declared a registered worker LOST.
 func (r *run) checkNoneLost(st sim.Stats, when string) {
 	r.tb.Helper()
+	fail := r.tb.Fatalf
+	if !r.p.small {
+		// The benchmark reports how many (its false-lost figures) and goes on.
+		fail = r.tb.Logf
+	}
 	if st.RegisterAsks > 0 || st.ReregisterAsks > 0 {
-		r.tb.Fatalf("%s: registered workers were asked to register again (FS master %d, job master %d): declared LOST", when, st.RegisterAsks, st.ReregisterAsks)
+		fail("%s: registered workers were asked to register again (FS master %d, job master %d): declared LOST", when, st.RegisterAsks, st.ReregisterAsks)
 	}
 	info, err := r.fs.GetMasterInfo(context.Background(), &api.GetMasterInfoRequest{})
 	if err != nil {
 		r.tb.Fatal(err)
 	}
 	if info.GetLostWorkers() > 0 {
-		r.tb.Fatalf("%s: the FS master counts %d LOST workers", when, info.GetLostWorkers())
+		fail("%s: the FS master counts %d LOST workers", when, info.GetLostWorkers())
 	}
 	if n := r.jobWorkers(api.WorkerState_LOST); n > 0 {
-		r.tb.Fatalf("%s: the job master counts %d LOST job workers", when, n)
+		fail("%s: the job master counts %d LOST job workers", when, n)
 	}
 }
 
@@ -494,10 +570,15 @@ func (r *run) leaderRestart() {
 	start := time.Now()
 	c.StartFSMaster()
 	c.StartJobMaster(0)
-	r.waitAllLive(5 * time.Minute)
+	r.prof.cpu(r.fsHTTP(), "fsmaster-restart.cpu.pprof", 20*time.Second)
+	r.prof.cpu(r.jmHTTP(), "jobmaster-restart.cpu.pprof", 20*time.Second)
+	r.waitAllLive(10 * time.Minute)
 	took := time.Since(start)
 	st := r.sim.Stats()
 	r.r["leader-restart-all-live-s"] = took.Seconds()
+	fsLost, jmLost := r.lostTotals()
+	r.r["leader-restart-false-lost-fsmaster"] = fsLost
+	r.r["leader-restart-false-lost-jobmaster"] = jmLost
 	tb.Logf("leaders restarted: all %d workers LIVE after %s; %+v", r.p.workers, took.Round(time.Millisecond), st)
 	// The restarted FS master forgot the workers (the block map is soft
 	// state) and asks each to register: expected. The job master keeps
