@@ -502,7 +502,9 @@ func (r *run) waitAllLive(timeout time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			r.tb.Fatalf("not every worker LIVE within %s: %v", timeout, err)
+			st := r.sim.Stats()
+			fsLost, jmLost := r.lostTotals()
+			r.tb.Fatalf("not every worker LIVE within %s: %v; LOST declared: FS master %v, job master %v; the workers saw %+v", timeout, err, fsLost, jmLost, st)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
