@@ -33,14 +33,14 @@ type blockEntry struct {
 }
 
 type workerState struct {
-	id       int64
-	addr     *api.WorkerNetAddress
-	key      string // host:rpc_port
+	id   int64
+	addr *api.WorkerNetAddress
+	key  string // host:rpc_port
 	// tiers, lastHB and ttl are atomics: an empty heartbeat (the common
 	// one) stores them under the read lock (heartbeatFast).
-	tiers  atomic.Pointer[[]*api.TierUsage]
-	lastHB atomic.Int64 // unix ns of the last heartbeat (or registration, commit)
-	ttl    atomic.Int64 // ns: silent longer than this after lastHB, LOST
+	tiers    atomic.Pointer[[]*api.TierUsage]
+	lastHB   atomic.Int64 // unix ns of the last heartbeat (or registration, commit)
+	ttl      atomic.Int64 // ns: silent longer than this after lastHB, LOST
 	start    time.Time
 	state    api.WorkerState
 	blocks   map[int64]struct{}
@@ -70,7 +70,7 @@ type blockMap struct {
 	live    int // workers LIVE
 	// lostTotal counts LOST declarations since start (a metric).
 	lostTotal atomic.Int64
-	now     func() time.Time
+	now       func() time.Time
 	// keep says whether every copy of a block must be pinned on its worker
 	// (never evicted): its file is pinned, or not in the UFS yet. Set by
 	// the namespace; called with the namespace lock held (as every caller

@@ -23,15 +23,15 @@ import (
 
 // params size one scale run.
 type params struct {
-	small   bool // make test: check, do not measure; timeouts a slow race build survives
+	small bool // make test: check, do not measure; timeouts a slow race build survives
 	// workersOnly skips learning the tree (a load learns it) and the FS
 	// master's restart: the worker phases alone, on a small tree.
 	workersOnly bool
-	tree    Tree
-	workers int
-	steady  time.Duration // how long the workers heartbeat while measured
-	treeDir string        // where a big tree is kept between runs ("" a temp dir)
-	outDir  string        // where profiles go ("" none)
+	tree        Tree
+	workers     int
+	steady      time.Duration // how long the workers heartbeat while measured
+	treeDir     string        // where a big tree is kept between runs ("" a temp dir)
+	outDir      string        // where profiles go ("" none)
 }
 
 // results are the figures of one run, by metric name (BenchmarkScale
