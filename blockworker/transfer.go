@@ -256,6 +256,11 @@ func (s *service) WriteUfsFilesFrom(ctx context.Context, req *api.WriteUfsFilesF
 	}
 	files := req.GetFiles()
 	resp := &api.WriteUfsFilesFromResponse{Results: make([]*api.WriteUfsFileFromResult, len(files))}
+	// The files are written in batches (one a file system): a directory
+	// is opened once for all the files going to it, and fsynced once,
+	// before this call answers — nobody learns of a file before its name
+	// is durable.
+	bs := &ufsBatches{m: map[string]ufs.Batch{}}
 	sem := make(chan struct{}, par)
 	var wg sync.WaitGroup
 	for i, f := range files {
@@ -271,7 +276,7 @@ func (s *service) WriteUfsFilesFrom(ctx context.Context, req *api.WriteUfsFilesF
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			r, err := s.w.writeUfsFrom(ctx, f)
+			r, err := s.w.writeUfsFromIn(ctx, f, bs)
 			if err != nil {
 				st := status.Convert(err)
 				resp.Results[i] = &api.WriteUfsFileFromResult{Code: int32(st.Code()), Error: st.Message()}
@@ -281,11 +286,51 @@ func (s *service) WriteUfsFilesFrom(ctx context.Context, req *api.WriteUfsFilesF
 		}()
 	}
 	wg.Wait()
+	bs.close()
 	return resp, nil
+}
+
+// ufsBatches are the UFS batches of one WriteUfsFilesFrom, by file system
+// (its root URI).
+type ufsBatches struct {
+	mu sync.Mutex
+	m  map[string]ufs.Batch
+}
+
+// create creates rel on fs through fs's batch (bs nil: on its own).
+func (bs *ufsBatches) create(ctx context.Context, fs ufs.FileSystem, rel string, opts ufs.CreateOptions) (ufs.Writer, error) {
+	if bs == nil {
+		return fs.Create(ctx, rel, opts)
+	}
+	key := fs.URI("")
+	bs.mu.Lock()
+	b := bs.m[key]
+	if b == nil {
+		b = ufs.NewBatch(fs)
+		bs.m[key] = b
+	}
+	bs.mu.Unlock()
+	return b.Create(ctx, rel, opts)
+}
+
+// close closes every batch: the names committed are durable after it.
+func (bs *ufsBatches) close() {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	for k, b := range bs.m {
+		_ = b.Close()
+		delete(bs.m, k)
+	}
 }
 
 // writeUfsFrom writes one UFS file from its block sources.
 func (w *Worker) writeUfsFrom(ctx context.Context, req *api.WriteUfsFileFromRequest) (*api.WriteUfsFileFromResponse, error) {
+	return w.writeUfsFromIn(ctx, req, nil)
+}
+
+// writeUfsFromIn is writeUfsFrom creating the file through bs (nil: on
+// its own); the caller closes bs before it tells anyone of the file.
+func (w *Worker) writeUfsFromIn(ctx context.Context, req *api.WriteUfsFileFromRequest, bs *ufsBatches) (*api.WriteUfsFileFromResponse, error) {
 	hdr := req.GetDest()
 	if hdr == nil || hdr.GetUfsPath() == "" {
 		return nil, status.Error(codes.InvalidArgument, "write ufs file from blocks: need a destination ufs_path")
@@ -307,7 +352,7 @@ func (w *Worker) writeUfsFrom(ctx context.Context, req *api.WriteUfsFileFromRequ
 	if mt := hdr.GetLastModificationTimeMs(); mt > 0 {
 		opts.ModTime = time.UnixMilli(mt)
 	}
-	wr, err := fs.Create(ctx, rel, opts)
+	wr, err := bs.create(ctx, fs, rel, opts)
 	if err != nil {
 		return nil, ufsStatus(uri, err)
 	}

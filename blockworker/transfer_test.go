@@ -222,6 +222,30 @@ func TestWriteUfsFileFrom(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(dir, "out/mixed")); err != nil || !bytes.Equal(got, wantMixed) {
 		t.Fatalf("mixed UFS file differs (%v)", err)
 	}
+	// Many at once through the bare local UFS: one batch, each directory
+	// opened and fsynced once; every file in place when the call answers.
+	br3, err := w3.client.WriteUfsFilesFrom(ctx, &api.WriteUfsFilesFromRequest{Files: []*api.WriteUfsFileFromRequest{
+		{Dest: dest("/batch/a/1"), Sources: srcs[2:]},
+		{Dest: dest("/batch/b/2"), Sources: srcs[2:], Checksum: true},
+		{Dest: dest("/batch/a/3"), Sources: bad[2:]},
+		{Dest: dest("/batch/a/4"), Sources: srcs[2:]},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range br3.GetResults() {
+		if (r.GetError() != "") != (i == 2) {
+			t.Fatalf("batch result %d: %+v", i, r)
+		}
+	}
+	for _, p := range []string{"batch/a/1", "batch/b/2", "batch/a/4"} {
+		if got, err := os.ReadFile(filepath.Join(dir, p)); err != nil || !bytes.Equal(got, c) {
+			t.Fatalf("%s differs (%v)", p, err)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "batch/a")); len(ents) != 2 {
+		t.Fatalf("batch/a holds %d entries, want the 2 files written", len(ents))
+	}
 	// With a checksum, a long UFS range is hashed where it lies and copied
 	// in the kernel, a short one streamed through the hash; the copy is
 	// read back before it takes its name.

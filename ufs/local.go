@@ -309,6 +309,20 @@ type localWriter struct {
 // Create implements FileSystem: bytes go to a temporary file beside the
 // target, which Commit fsyncs and renames into place.
 func (l *Local) Create(_ context.Context, p string, opts CreateOptions) (Writer, error) {
+	return l.create(p, opts, nil)
+}
+
+// NewBatch implements Batcher: the files of a batch share one descriptor
+// of each directory they go to, and each directory is fsynced once, when
+// the batch closes.
+func (l *Local) NewBatch() Batch {
+	if l.fast == nil {
+		return soloBatch{l}
+	}
+	return &dirBatch{l: l, dirs: map[string]*batchDir{}}
+}
+
+func (l *Local) create(p string, opts CreateOptions, batch *dirBatch) (Writer, error) {
 	r, err := l.rel(p)
 	if err != nil {
 		return nil, err
@@ -334,7 +348,7 @@ func (l *Local) Create(_ context.Context, p string, opts CreateOptions) (Writer,
 		mode = 0o644
 	}
 	if l.fast != nil {
-		w, err := l.fast.create(l, r, dir, name, tmpName, opts, mode)
+		w, err := l.fast.create(l, r, dir, name, tmpName, opts, mode, batch)
 		if err != nil {
 			return nil, l.wrap("create", p, err)
 		}

@@ -1,6 +1,7 @@
 package ufs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -153,40 +155,150 @@ const oDirect = unix.O_DIRECT
 // copy pays each of those walks once per file (docs/profiles/smallfiles).
 type dirWriter struct {
 	l         *Local
-	rel       string // the target, for errors
-	dir       int    // the target's directory
-	name, tmp string // single components in dir
-	f         int    // the temporary file
+	rel       string    // the target, for errors
+	dir       int       // the target's directory
+	batch     *batchDir // dir is the batch's: not closed, fsynced by the batch
+	name, tmp string    // single components in dir
+	f         int       // the temporary file
 	opts      CreateOptions
 	done      bool
 }
 
-// create makes the writer of rel (dir/name) under the root.
-func (b *beneath) create(l *Local, rel, dir, name, tmp string, opts CreateOptions, mode fs.FileMode) (Writer, error) {
+// create makes the writer of rel (dir/name) under the root; with a batch,
+// through the batch's descriptor of dir.
+func (b *beneath) create(l *Local, rel, dir, name, tmp string, opts CreateOptions, mode fs.FileMode, batch *dirBatch) (Writer, error) {
+	var (
+		d   int
+		bd  *batchDir
+		err error
+	)
+	if batch != nil {
+		bd, err = batch.dir(dir, opts.CreateParent)
+		if bd != nil {
+			d = bd.fd
+		}
+	} else {
+		d, err = b.openDir(l, dir, opts.CreateParent)
+	}
+	if err != nil {
+		return nil, err
+	}
+	w := &dirWriter{l: l, rel: rel, dir: d, batch: bd, name: name, tmp: tmp, opts: opts}
+	if !opts.Overwrite {
+		var st unix.Stat_t
+		if err := unix.Fstatat(d, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+			w.releaseDir()
+			return nil, fs.ErrExist
+		}
+	}
+	// Read-write: the copy may be read back before it takes its name.
+	w.f, err = openatRetry(d, tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, uint32(mode.Perm()))
+	if err != nil {
+		w.releaseDir()
+		return nil, &fs.PathError{Op: "openat", Path: path.Join(dir, tmp), Err: err}
+	}
+	return w, nil
+}
+
+// openDir opens the directory dir under the root, making it (and its
+// parents) first when missing and asked to.
+func (b *beneath) openDir(l *Local, dir string, mkdir bool) (int, error) {
 	d, err := b.openFD(dir, os.O_RDONLY|unix.O_DIRECTORY, 0)
-	if errors.Is(err, fs.ErrNotExist) && opts.CreateParent {
+	if errors.Is(err, fs.ErrNotExist) && mkdir {
 		// Parents are made only when missing (see Local.Create).
 		if err = l.root.MkdirAll(dir, 0o755); err == nil {
 			d, err = b.openFD(dir, os.O_RDONLY|unix.O_DIRECTORY, 0)
 		}
 	}
+	return int(d), err
+}
+
+// releaseDir lets go of the writer's directory: closed, or left to its
+// batch.
+func (w *dirWriter) releaseDir() {
+	if w.batch == nil {
+		unix.Close(w.dir)
+		return
+	}
+	w.batch.release()
+	w.batch = nil
+}
+
+// dirBatch is Local's Batch: one descriptor per directory its files go
+// to, each fsynced once at Close if a name was committed in it.
+type dirBatch struct {
+	l      *Local
+	mu     sync.Mutex
+	dirs   map[string]*batchDir
+	closed bool
+}
+
+type batchDir struct {
+	b     *dirBatch
+	fd    int
+	dirty atomic.Bool // a name was committed in it
+	refs  int         // writers using fd (under b.mu)
+}
+
+// release is a writer letting go of d: its descriptor closes with the
+// batch, or with its last writer when the batch closed before.
+func (d *batchDir) release() {
+	d.b.mu.Lock()
+	defer d.b.mu.Unlock()
+	d.refs--
+	if d.b.closed && d.refs == 0 {
+		if d.dirty.Load() {
+			_ = fsyncRetry(d.fd)
+		}
+		unix.Close(d.fd)
+	}
+}
+
+// dir is the batch's descriptor of dir, opened on first use.
+func (b *dirBatch) dir(dir string, mkdir bool) (*batchDir, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, fmt.Errorf("create in %s: the batch is closed", b.l.URI(dir))
+	}
+	if d := b.dirs[dir]; d != nil {
+		d.refs++
+		return d, nil
+	}
+	fd, err := b.l.fast.openDir(b.l, dir, mkdir)
 	if err != nil {
 		return nil, err
 	}
-	if !opts.Overwrite {
-		var st unix.Stat_t
-		if err := unix.Fstatat(int(d), name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
-			d.Close()
-			return nil, fs.ErrExist
+	d := &batchDir{b: b, fd: fd, refs: 1}
+	b.dirs[dir] = d
+	return d, nil
+}
+
+// Create implements Batch.
+func (b *dirBatch) Create(_ context.Context, p string, opts CreateOptions) (Writer, error) {
+	return b.l.create(p, opts, b)
+}
+
+// Close implements Batch: the directories' fsyncs (a failure only weakens
+// durability, as syncDir's), then their descriptors.
+func (b *dirBatch) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	for _, d := range b.dirs {
+		if d.refs > 0 {
+			continue // a writer still open: its release closes d
 		}
+		if d.dirty.Load() {
+			_ = fsyncRetry(d.fd)
+		}
+		unix.Close(d.fd)
 	}
-	// Read-write: the copy may be read back before it takes its name.
-	f, err := openatRetry(int(d), tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, uint32(mode.Perm()))
-	if err != nil {
-		d.Close()
-		return nil, &fs.PathError{Op: "openat", Path: path.Join(dir, tmp), Err: err}
-	}
-	return &dirWriter{l: l, rel: rel, dir: int(d), name: name, tmp: tmp, f: f, opts: opts}, nil
+	b.dirs = nil
+	return nil
 }
 
 func openatRetry(dir int, name string, flags int, mode uint32) (int, error) {
@@ -218,7 +330,7 @@ func (w *dirWriter) Commit() (FileStatus, error) {
 		return FileStatus{}, fmt.Errorf("commit %s: writer already closed", w.l.URI(w.rel))
 	}
 	w.done = true
-	defer unix.Close(w.dir)
+	defer w.releaseDir()
 	var err error
 	if mt := w.opts.ModTime; !mt.IsZero() {
 		// Before the fsync, so the time is as durable as the bytes.
@@ -243,8 +355,13 @@ func (w *dirWriter) Commit() (FileStatus, error) {
 		_ = unix.Unlinkat(w.dir, w.tmp, 0)
 		return FileStatus{}, w.l.wrap("commit", w.rel, err)
 	}
-	// The rename made durable; failure only weakens durability (syncDir).
-	_ = fsyncRetry(w.dir)
+	// The rename made durable (by the batch, once for its directory);
+	// failure only weakens durability (syncDir).
+	if w.batch != nil {
+		w.batch.dirty.Store(true)
+	} else {
+		_ = fsyncRetry(w.dir)
+	}
 	return statusOfStat(w.name, &st), nil
 }
 
@@ -276,7 +393,7 @@ func (w *dirWriter) Abort() error {
 	w.done = true
 	unix.Close(w.f)
 	err := unix.Unlinkat(w.dir, w.tmp, 0)
-	unix.Close(w.dir)
+	w.releaseDir()
 	if err != nil {
 		return w.l.wrap("abort", w.rel, &fs.PathError{Op: "unlinkat", Path: w.tmp, Err: err})
 	}

@@ -3,6 +3,7 @@
 package ufs
 
 import (
+	"context"
 	"io/fs"
 	"os"
 )
@@ -16,7 +17,7 @@ func (*beneath) open(string, int, fs.FileMode) (*os.File, error) { panic("unreac
 
 func (*beneath) close() {}
 
-func (*beneath) create(*Local, string, string, string, string, CreateOptions, fs.FileMode) (Writer, error) {
+func (*beneath) create(*Local, string, string, string, string, CreateOptions, fs.FileMode, *dirBatch) (Writer, error) {
 	panic("unreachable")
 }
 
@@ -33,3 +34,17 @@ func lstatIn(dir *os.File, name string) (FileStatus, bool, error) {
 
 // oDirect: 0, no O_DIRECT writes (Linux only).
 const oDirect = 0
+
+// dirBatch is Linux's (a Local without openat2 batches nothing).
+type dirBatch struct {
+	l    *Local
+	dirs map[string]*batchDir
+}
+
+type batchDir struct{}
+
+func (b *dirBatch) Create(context.Context, string, CreateOptions) (Writer, error) {
+	panic("unreachable")
+}
+
+func (b *dirBatch) Close() error { return nil }

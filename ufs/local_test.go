@@ -344,3 +344,71 @@ func TestLocalCopyFromHashing(t *testing.T) {
 		}
 	}
 }
+
+// A batch's files share their directories' descriptors, across
+// goroutines; each file is in place once committed; a writer still open
+// when the batch closes keeps working; nothing is created after Close.
+func TestLocalBatch(t *testing.T) {
+	t.Run("openat2", func(t *testing.T) { testLocalBatch(t, true) })
+	t.Run("root", func(t *testing.T) { testLocalBatch(t, false) })
+}
+
+func testLocalBatch(t *testing.T, fast bool) {
+	ctx := context.Background()
+	l, err := NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if !fast {
+		l.fast.close()
+		l.fast = nil
+	} else if l.fast == nil {
+		t.Skip("no openat2 here")
+	}
+	b := NewBatch(l)
+	errs := make(chan error, 40)
+	for i := range 40 {
+		go func() {
+			p := fmt.Sprintf("d%d/sub/f%02d", i%2, i)
+			w, err := b.Create(ctx, p, CreateOptions{CreateParent: true, Overwrite: i%3 == 0})
+			if err == nil {
+				_, err = w.Write([]byte(p))
+			}
+			if err == nil {
+				_, err = w.Commit()
+			}
+			errs <- err
+		}()
+	}
+	for range 40 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	late, err := b.Create(ctx, "d0/sub/late", CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = late.Write([]byte("late"))
+	if _, err := late.Commit(); err != nil {
+		t.Fatalf("a writer open when its batch closed: %v", err)
+	}
+	if fast {
+		if _, err := b.Create(ctx, "d0/sub/after", CreateOptions{}); err == nil {
+			t.Fatal("a closed batch created a file")
+		}
+	}
+	for i := range 40 {
+		p := fmt.Sprintf("d%d/sub/f%02d", i%2, i)
+		if got, err := os.ReadFile(filepath.Join(l.dir, p)); err != nil || string(got) != p {
+			t.Fatalf("%s: %q, %v", p, got, err)
+		}
+	}
+	if got, err := os.ReadFile(filepath.Join(l.dir, "d0/sub/late")); err != nil || string(got) != "late" {
+		t.Fatalf("late: %q, %v", got, err)
+	}
+}

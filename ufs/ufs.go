@@ -71,6 +71,40 @@ type FileCopier interface {
 	CopyFrom(r io.Reader, h hash.Hash) (n int64, ok bool, err error)
 }
 
+// Batcher is implemented by file systems that create many files more
+// cheaply together than one by one.
+type Batcher interface {
+	NewBatch() Batch
+}
+
+// Batch creates files as FileSystem.Create does, except that a file's
+// Commit may leave the durability of its name (the directory's fsync) to
+// Close: a caller acknowledges the files of a batch only once Close has
+// returned. Its Create may be called from several goroutines at once.
+type Batch interface {
+	Create(ctx context.Context, path string, opts CreateOptions) (Writer, error)
+	// Close makes every name committed through the batch durable; the
+	// batch creates nothing more.
+	Close() error
+}
+
+// NewBatch returns fs's batch, or one that creates each file on its own.
+func NewBatch(fs FileSystem) Batch {
+	if b, ok := fs.(Batcher); ok {
+		return b.NewBatch()
+	}
+	return soloBatch{fs}
+}
+
+// soloBatch creates each file on its own (Commit is durable by itself).
+type soloBatch struct{ fs FileSystem }
+
+func (b soloBatch) Create(ctx context.Context, p string, opts CreateOptions) (Writer, error) {
+	return b.fs.Create(ctx, p, opts)
+}
+
+func (soloBatch) Close() error { return nil }
+
 // WrittenHasher is implemented by Writers that can read back what they
 // wrote before Commit gives it its name, so a copy that reads back wrong
 // never appears under that name.
