@@ -31,17 +31,7 @@ func testLocalConfinement(t *testing.T, fast bool) {
 	if err := os.WriteFile(filepath.Join(secret, "key"), []byte("s3cr3t"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l, err := NewLocal(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	if !fast {
-		l.fast.close()
-		l.fast = nil
-	} else if l.fast == nil {
-		t.Skip("no openat2 here")
-	}
+	l := newTestLocal(t, root, fast)
 	// A symlink inside the root that points outside it.
 	if err := os.Symlink(secret, filepath.Join(root, "escape")); err != nil {
 		t.Fatal(err)
@@ -90,24 +80,10 @@ func testLocalConfinement(t *testing.T, fast bool) {
 	}
 }
 
-func TestLocalWriterAtomic(t *testing.T) {
-	t.Run("openat2", func(t *testing.T) { testLocalWriterAtomic(t, true) })
-	t.Run("root", func(t *testing.T) { testLocalWriterAtomic(t, false) })
-}
+func TestLocalWriterAtomic(t *testing.T) { onBothPaths(t, testLocalWriterAtomic) }
 
-func testLocalWriterAtomic(t *testing.T, fast bool) {
+func testLocalWriterAtomic(t *testing.T, l *Local) {
 	ctx := context.Background()
-	l, err := NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	if !fast {
-		l.fast.close()
-		l.fast = nil
-	} else if l.fast == nil {
-		t.Skip("no openat2 here")
-	}
 	w, err := l.Create(ctx, "a/b/file", CreateOptions{CreateParent: true})
 	if err != nil {
 		t.Fatal(err)
@@ -240,11 +216,7 @@ func TestLocalListBig(t *testing.T) {
 // refused untouched, for the caller to stream.
 func TestLocalCopyFrom(t *testing.T) {
 	ctx := context.Background()
-	l, err := NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := newTestLocal(t, t.TempDir(), true)
 	data := make([]byte, 300<<10)
 	for i := range data {
 		data[i] = byte(i * 7)
@@ -258,11 +230,7 @@ func TestLocalCopyFrom(t *testing.T) {
 	}
 	fc, ok := w.(FileCopier)
 	if !ok {
-		if l.fast != nil {
-			t.Fatal("the openat2 writer copies in the kernel")
-		}
-		w.Abort()
-		t.Skip("no openat2 here")
+		t.Fatal("the openat2 writer copies in the kernel")
 	}
 	if n, ok, err := fc.CopyFrom(bytes.NewReader(data), sha256.New()); ok || n != 0 || err != nil {
 		t.Fatalf("CopyFrom(bytes.Reader) = %d, %v, %v: want refused", n, ok, err)
@@ -299,14 +267,7 @@ func TestLocalCopyFrom(t *testing.T) {
 // has its name: both as sha256 of the bytes says.
 func TestLocalCopyFromHashing(t *testing.T) {
 	ctx := context.Background()
-	l, err := NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	if l.fast == nil {
-		t.Skip("no openat2 here")
-	}
+	l := newTestLocal(t, t.TempDir(), true)
 	data := make([]byte, 3<<20+333)
 	for i := range data {
 		data[i] = byte(i*13 + i>>9)
@@ -348,24 +309,11 @@ func TestLocalCopyFromHashing(t *testing.T) {
 // A batch's files share their directories' descriptors, across
 // goroutines; each file is in place once committed; a writer still open
 // when the batch closes keeps working; nothing is created after Close.
-func TestLocalBatch(t *testing.T) {
-	t.Run("openat2", func(t *testing.T) { testLocalBatch(t, true) })
-	t.Run("root", func(t *testing.T) { testLocalBatch(t, false) })
-}
+func TestLocalBatch(t *testing.T) { onBothPaths(t, testLocalBatch) }
 
-func testLocalBatch(t *testing.T, fast bool) {
+func testLocalBatch(t *testing.T, l *Local) {
 	ctx := context.Background()
-	l, err := NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	if !fast {
-		l.fast.close()
-		l.fast = nil
-	} else if l.fast == nil {
-		t.Skip("no openat2 here")
-	}
+	fast := l.fast != nil
 	b := NewBatch(l)
 	errs := make(chan error, 40)
 	for i := range 40 {
@@ -411,4 +359,29 @@ func testLocalBatch(t *testing.T, fast bool) {
 	if got, err := os.ReadFile(filepath.Join(l.dir, "d0/sub/late")); err != nil || string(got) != "late" {
 		t.Fatalf("late: %q, %v", got, err)
 	}
+}
+
+// onBothPaths runs f on a Local over a temp dir opening files with
+// openat2, and on one with os.Root alone.
+func onBothPaths(t *testing.T, f func(t *testing.T, l *Local)) {
+	t.Run("openat2", func(t *testing.T) { f(t, newTestLocal(t, t.TempDir(), true)) })
+	t.Run("root", func(t *testing.T) { f(t, newTestLocal(t, t.TempDir(), false)) })
+}
+
+// newTestLocal is a Local over dir, opening files with openat2 (fast; the
+// test is skipped where the kernel cannot) or with os.Root alone.
+func newTestLocal(t *testing.T, dir string, fast bool) *Local {
+	t.Helper()
+	l, err := NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	if !fast {
+		l.fast.close()
+		l.fast = nil
+	} else if l.fast == nil {
+		t.Skip("no openat2 here")
+	}
+	return l
 }
