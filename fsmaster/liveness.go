@@ -9,6 +9,7 @@ import (
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/client"
+	"github.com/alluvium/alluvium/internal/config"
 )
 
 // A worker process — its block worker and its job worker — has one
@@ -66,13 +67,14 @@ func (m *Master) workerLost(ctx context.Context, jm *client.JobMaster, w *api.Wo
 }
 
 // confirmLost asks the job master whether the job worker beside silent
-// worker w called it within half w's TTL; if so w is spared one more TTL,
+// worker w called it within all of w's TTL but an interval; if so w is spared one more TTL,
 // else (or when the job master cannot say) it is LOST.
 func (m *Master) confirmLost(ctx context.Context, jm *client.JobMaster, w *api.WorkerInfo) {
-	_, ttl := m.ns.blocks.timing()
+	every, ttl := m.ns.blocks.timing()
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	resp, err := jm.BlockWorkerLost(cctx, &api.BlockWorkerLostRequest{
-		BlockWorkerId: w.GetId(), BlockWorkerAddress: workerKey(w.GetAddress()), HeardWithinMs: max(ttl/2, time.Millisecond).Milliseconds(),
+		BlockWorkerId: w.GetId(), BlockWorkerAddress: workerKey(w.GetAddress()),
+		HeardWithinMs: max(config.ConfirmWithin(every, ttl), time.Millisecond).Milliseconds(),
 	})
 	cancel()
 	if err == nil && resp.GetHeard() {

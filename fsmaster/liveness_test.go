@@ -142,7 +142,7 @@ func TestWorkerLivenessBothWays(t *testing.T) {
 
 // A block worker silent past its TTL whose job worker still calls the job
 // master is not LOST at once: the FS master asks the job master (a
-// question, heard_within_ms half the TTL), is told the process is heard,
+// question, heard_within_ms the TTL but one interval), is told the process is heard,
 // and gives it one more TTL; silent still, it is LOST then without asking
 // again (once per silence: a process cut off from the FS master alone is
 // LOST after two TTLs at most).
@@ -176,8 +176,8 @@ func TestSilentWorkerSparedOnceWhileItsJobWorkerCalls(t *testing.T) {
 	if !slices.Equal(order, []string{"check", "declare"}) {
 		t.Fatalf("the job master saw %v, want one question (answered heard) and then the declaration", order)
 	}
-	if c := checks[0]; c.GetBlockWorkerId() != id || c.GetBlockWorkerAddress() != "busy:7" || c.GetHeardWithinMs() != 500 {
-		t.Fatalf("question %v: want worker %d at busy:7, heard within 500 ms (half the TTL)", c, id)
+	if c := checks[0]; c.GetBlockWorkerId() != id || c.GetBlockWorkerAddress() != "busy:7" || c.GetHeardWithinMs() != 900 {
+		t.Fatalf("question %v: want worker %d at busy:7, heard within 900 ms (the 1 s TTL but the 100 ms interval)", c, id)
 	}
 	info := must(tm.blocks.GetWorkerInfoList(ctx, &api.GetWorkerInfoListRequest{}))
 	for _, w := range info.GetWorkers() {

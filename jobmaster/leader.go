@@ -266,12 +266,12 @@ func (ls *leaderState) workerLost(id int64) {
 	if ls.ctx.Err() != nil {
 		return
 	}
-	_, ttl := ls.timing()
+	every, ttl := ls.timing()
 	reason := fmt.Sprintf("job worker silent for %s", ttl)
 	if w := ls.s.fsm.worker(id); w != nil && w.BWID != 0 {
 		var within time.Duration
 		if !ls.hb.wasSpared(id) {
-			within = ttl / 2
+			within = config.ConfirmWithin(every, ttl)
 		}
 		if ls.tellFSMaster(w, reason, within) && ls.hb.spare(id, ttl) {
 			ls.s.log.Info("job worker silent, but its block worker heartbeats to the FS master: one more TTL before it is LOST",

@@ -262,7 +262,7 @@ func TestBlockWorkerLostDeclaresItsJobWorkers(t *testing.T) {
 
 // A job worker silent past its TTL whose block worker still heartbeats to
 // the FS master is not LOST at once: the job master asks the FS master to
-// declare it only if silent there too (unless_heard_within half the TTL),
+// declare it only if silent there too (unless_heard_within the TTL but one interval),
 // is told it was heard, and gives it one more TTL; still silent, it is LOST
 // then, the FS master told without the condition (once per silence: a
 // process cut off from the job master alone is LOST after two TTLs).
@@ -282,9 +282,9 @@ func TestSilentWorkerSparedOnceWhileItsBlockWorkerBeats(t *testing.T) {
 	fs.mu.Lock()
 	asks, lost := slices.Clone(fs.asks), slices.Clone(fs.lost)
 	fs.mu.Unlock()
-	if len(asks) != 2 || asks[0].GetWorkerId() != 31 || asks[0].GetUnlessHeardWithinMs() != 500 ||
+	if len(asks) != 2 || asks[0].GetWorkerId() != 31 || asks[0].GetUnlessHeardWithinMs() != 900 ||
 		asks[1].GetWorkerId() != 31 || asks[1].GetUnlessHeardWithinMs() != 0 {
-		t.Fatalf("the FS master was asked %v; want block worker 31 unless heard within 500 ms (half the 1 s TTL), then at once", asks)
+		t.Fatalf("the FS master was asked %v; want block worker 31 unless heard within 900 ms (the 1 s TTL but the 100 ms interval), then at once", asks)
 	}
 	if !slices.Equal(lost, []int64{31}) {
 		t.Fatalf("the FS master declared %v, want block worker 31 once", lost)

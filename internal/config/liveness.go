@@ -27,3 +27,14 @@ func Liveness(interval, timeout time.Duration, maxPerSecond float64, n int) (eve
 	}
 	return need, time.Duration(float64(timeout) * float64(need) / float64(interval))
 }
+
+// ConfirmWithin is how recently the other master must have heard from a
+// worker process that one master finds silent past ttl (heartbeat
+// interval every) for the process to count as alive, and be spared one
+// more TTL: all of ttl but one interval. A process frozen or cut off from
+// both was last heard by the other master about when it was last heard
+// here, a TTL ago; one whose calls to this master merely queue (a leader
+// swamped by registrations) beat to the other within an interval or two.
+func ConfirmWithin(every, ttl time.Duration) time.Duration {
+	return max(ttl-every, ttl/2)
+}

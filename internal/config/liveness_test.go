@@ -23,3 +23,17 @@ func TestLivenessStretchesWithTheCluster(t *testing.T) {
 		}
 	}
 }
+
+// A silent process counts as alive when the other master heard it within
+// its TTL but one interval (never less than half the TTL).
+func TestConfirmWithin(t *testing.T) {
+	for _, c := range []struct{ every, ttl, want time.Duration }{
+		{time.Second, 10 * time.Second, 9 * time.Second},
+		{100 * time.Millisecond, time.Second, 900 * time.Millisecond},
+		{10 * time.Second, 10 * time.Second, 5 * time.Second},
+	} {
+		if got := ConfirmWithin(c.every, c.ttl); got != c.want {
+			t.Errorf("ConfirmWithin(%s, %s) = %s, want %s", c.every, c.ttl, got, c.want)
+		}
+	}
+}

@@ -34,6 +34,21 @@ func cpuTime(pid int) time.Duration {
 	return time.Duration(ut+st) * time.Second / ticks
 }
 
+// loadAvg is the machine's one-minute load average (how busy the shared
+// machine was: a figure is judged beside it).
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return -1
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
+
 // rss is process pid's resident set size in bytes.
 func rss(pid int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))

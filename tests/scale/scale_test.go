@@ -369,15 +369,22 @@ func (r *run) workers() {
 	tb.Cleanup(s.Stop)
 	r.sim = s
 	start := time.Now()
+	fsPid, jmPid := c.FSMaster.Cmd.Process.Pid, c.JobMasters[0].Cmd.Process.Pid
+	r.r["register-loadavg"] = loadAvg()
+	fsr0, jmr0, simr0 := cpuTime(fsPid), cpuTime(jmPid), cpuTime(os.Getpid())
 	r.prof.cpu(r.fsHTTP(), "fsmaster-register.cpu.pprof", 20*time.Second)
 	r.prof.cpu(r.jmHTTP(), "jobmaster-register.cpu.pprof", 20*time.Second)
 	r.waitAllLive(10 * time.Minute)
-	r.r["register-all-live-s"] = time.Since(start).Seconds()
+	took := time.Since(start)
+	r.r["register-all-live-s"] = took.Seconds()
+	r.r["register-fsmaster-cpu-cores"] = (cpuTime(fsPid) - fsr0).Seconds() / took.Seconds()
+	r.r["register-jobmaster-cpu-cores"] = (cpuTime(jmPid) - jmr0).Seconds() / took.Seconds()
+	r.r["register-sim-cpu-cores"] = (cpuTime(os.Getpid()) - simr0).Seconds() / took.Seconds()
 	tb.Logf("%d simulated workers registered in %s", p.workers, time.Since(start).Round(time.Millisecond))
 	r.prof.settle() // one CPU profile at a time per process
 
 	s.ResetStats()
-	fsPid, jmPid := c.FSMaster.Cmd.Process.Pid, c.JobMasters[0].Cmd.Process.Pid
+	r.r["hb-loadavg"] = loadAvg()
 	fsLost0, jmLost0 := r.lostTotals()
 	fs0, jm0, sim0, t0 := cpuTime(fsPid), cpuTime(jmPid), cpuTime(os.Getpid()), time.Now()
 	window := min(p.steady, 30*time.Second)
