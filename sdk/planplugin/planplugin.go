@@ -38,12 +38,15 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/experimental"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -263,10 +266,21 @@ func serveProfiles() {
 	go func() { _ = http.Serve(ln, mux) }()
 }
 
+// pluginGCPercent is the garbage collector's target in plugin processes.
+const pluginGCPercent = 400
+
 // Serve runs p as a plan plugin: call it from main. It returns when the
 // job master or job worker that started the process is done with it.
 func Serve(p Plan) {
 	serveProfiles()
+	if os.Getenv("GOGC") == "" {
+		// A plugin process holds little and allocates much (a listing
+		// page of a thousand files decoded per Plan call): with Go's
+		// default its tiny heap is collected every page or two, a tenth
+		// of its CPU (docs/profiles/plugin). Plugins start with an empty
+		// environment, so GOGC set in a wrapper in plans.dir overrides it.
+		debug.SetGCPercent(pluginGCPercent)
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Impl: p}},
@@ -318,6 +332,50 @@ func tokenOf(ctx context.Context) string {
 	return ""
 }
 
+// recvPool is the buffer pool of a plugin's connection to its host. gRPC's
+// default pool clears each buffer it hands out, whole: a 1 MiB one for
+// every listing page it reassembles, which it then overwrites with the
+// page (a tenth of a planning process's CPU: docs/profiles/plugin). This
+// one hands buffers out as they were put back, as gRPC's own transport
+// does with the buffers it fills.
+var recvPool mem.BufferPool = &dirtyPool{}
+
+// dirtyPool keeps buffers in power-of-two classes from 4 KiB to 16 MiB
+// (bigger ones are made and dropped), not cleared.
+type dirtyPool struct{ classes [13]sync.Pool }
+
+const dirtyMinShift, dirtyMaxShift = 12, 24
+
+func dirtyClass(n int) int {
+	c := 0
+	for 1<<(dirtyMinShift+c) < n {
+		c++
+	}
+	return c
+}
+
+func (p *dirtyPool) Get(n int) *[]byte {
+	c := dirtyClass(n)
+	if dirtyMinShift+c > dirtyMaxShift {
+		b := make([]byte, n)
+		return &b
+	}
+	if b, ok := p.classes[c].Get().(*[]byte); ok {
+		*b = (*b)[:n]
+		return b
+	}
+	b := make([]byte, n, 1<<(dirtyMinShift+c))
+	return &b
+}
+
+func (p *dirtyPool) Put(b *[]byte) {
+	c := dirtyClass(cap(*b))
+	if dirtyMinShift+c > dirtyMaxShift || cap(*b) != 1<<(dirtyMinShift+c) {
+		return // not one of ours
+	}
+	p.classes[c].Put(b)
+}
+
 // host is the host of a call: the connection the host serves this process
 // (dialled on its first call, then kept) and the call's token.
 func (s *server) host(id uint32, token string) (*host, error) {
@@ -325,7 +383,7 @@ func (s *server) host(id uint32, token string) (*host, error) {
 	defer s.mu.Unlock()
 	c := s.hosts[id]
 	if c == nil {
-		conn, err := s.broker.Dial(id)
+		conn, err := s.broker.DialWithOptions(id, experimental.WithBufferPool(recvPool))
 		if err != nil {
 			return nil, status.Errorf(codes.Unavailable, "plan plugin: connect to the host: %v", err)
 		}

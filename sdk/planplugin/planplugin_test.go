@@ -67,3 +67,33 @@ func TestHolder(t *testing.T) {
 		}
 	}
 }
+
+// The host connection's buffer pool hands out buffers of the length asked
+// for, in power-of-two classes it reuses; buffers of other capacities, and
+// ones past its biggest class, are not kept.
+func TestDirtyPool(t *testing.T) {
+	p := &dirtyPool{}
+	for _, n := range []int{0, 1, 4096, 4097, 300 << 10, 1 << 20, 16 << 20, 16<<20 + 1} {
+		b := p.Get(n)
+		if len(*b) != n {
+			t.Fatalf("Get(%d): len %d", n, len(*b))
+		}
+		if n <= 16<<20 && (cap(*b) < n || cap(*b)&(cap(*b)-1) != 0 || cap(*b) < 4096) {
+			t.Fatalf("Get(%d): cap %d, want a power of two of at least 4 KiB", n, cap(*b))
+		}
+		p.Put(b)
+	}
+	b := p.Get(5000)
+	(*b)[0] = 7
+	p.Put(b)
+	// sync.Pool may drop what it holds at any time: reuse is not asserted,
+	// only that what comes back is sound.
+	if c := p.Get(6000); len(*c) != 6000 || cap(*c) != 8192 {
+		t.Fatalf("Get(6000) after a Put of 8 KiB: len %d cap %d", len(*c), cap(*c))
+	}
+	odd := make([]byte, 5000)
+	p.Put(&odd) // not a class's capacity: dropped
+	if c := p.Get(5000); cap(*c) != 8192 {
+		t.Fatalf("a foreign buffer came back: cap %d", cap(*c))
+	}
+}
