@@ -270,15 +270,17 @@ func serveProfiles() {
 const pluginGCPercent = 400
 
 // Serve runs p as a plan plugin: call it from main. It returns when the
-// job master or job worker that started the process is done with it.
+// job master or job worker that started the process is done with it. The
+// process collects garbage at GOGC 400 (pluginGCPercent) unless GOGC is
+// set: plugins start with an empty environment, so set it in a wrapper in
+// plans.dir that execs the plugin.
 func Serve(p Plan) {
 	serveProfiles()
 	if os.Getenv("GOGC") == "" {
 		// A plugin process holds little and allocates much (a listing
 		// page of a thousand files decoded per Plan call): with Go's
 		// default its tiny heap is collected every page or two, a tenth
-		// of its CPU (docs/profiles/plugin). Plugins start with an empty
-		// environment, so GOGC set in a wrapper in plans.dir overrides it.
+		// of its CPU (docs/profiles/plugin).
 		debug.SetGCPercent(pluginGCPercent)
 	}
 	plugin.Serve(&plugin.ServeConfig{
