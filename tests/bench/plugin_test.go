@@ -332,6 +332,9 @@ func BenchmarkPluginOverhead(b *testing.B) {
 		builtinCPU = append(builtinCPU, r.builtinCPU[i].total().Seconds())
 		pluginCPU = append(pluginCPU, r.pluginCPU[i].total().Seconds())
 	}
+	for i := range builtin {
+		b.Logf("round %d: built in %.3f s (CPU %.2f s), plugin %.3f s (CPU %.2f s), ratio %.2f", i+1, builtin[i], builtinCPU[i], plugin[i], pluginCPU[i], ratios[i])
+	}
 	b.ReportMetric(medianOf(plugin), "plugin-s")
 	b.ReportMetric(medianOf(builtin), "builtin-s")
 	b.ReportMetric(medianOf(ratios), "ratio-plugin/builtin")
