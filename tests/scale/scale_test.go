@@ -484,7 +484,12 @@ func (r *run) jobWorkers(state api.WorkerState) int {
 // waitAllLive waits until both masters count every simulated worker LIVE.
 func (r *run) waitAllLive(timeout time.Duration) {
 	r.tb.Helper()
+	// Cheapest first: listing every job worker costs the job master (and
+	// this process) most, so it is asked only once the others agree.
 	check := func() error {
+		if st := r.sim.Stats(); st.JobRegistered != r.p.workers || st.BlockRegistered != r.p.workers {
+			return fmt.Errorf("%d of %d block workers and %d job workers registered", st.BlockRegistered, r.p.workers, st.JobRegistered)
+		}
 		info, err := r.fs.GetMasterInfo(context.Background(), &api.GetMasterInfoRequest{})
 		if err != nil {
 			return err
@@ -494,9 +499,6 @@ func (r *run) waitAllLive(timeout time.Duration) {
 		}
 		if n := r.jobWorkers(api.WorkerState_LIVE); n != r.p.workers {
 			return fmt.Errorf("job master: %d of %d job workers live", n, r.p.workers)
-		}
-		if st := r.sim.Stats(); st.JobRegistered != r.p.workers {
-			return fmt.Errorf("%d of %d job workers registered", st.JobRegistered, r.p.workers)
 		}
 		return nil
 	}
