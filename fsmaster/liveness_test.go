@@ -40,12 +40,10 @@ func (f *lostJobMaster) BlockWorkerLost(_ context.Context, r *api.BlockWorkerLos
 	return &api.BlockWorkerLostResponse{JobWorkerIds: []int64{99}}, nil
 }
 
-// One liveness: a block worker silent past its TTL is LOST and the job
-// master is told at once (BlockWorkerLost, by id and address); the job
-// master's word (WorkerLost) makes another LOST at once, its locations gone,
-// without telling the job master back. Register replies carry the interval
-// and TTL; a lost worker's heartbeat is told to register again.
-func TestWorkerLivenessBothWays(t *testing.T) {
+// startWithJobMaster starts a FS master (worker timeout 1 s, interval
+// 100 ms) whose job master is jm, served on a port of its own.
+func startWithJobMaster(t *testing.T, jm api.JobMasterServer) *testMaster {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -53,12 +51,21 @@ func TestWorkerLivenessBothWays(t *testing.T) {
 	cfg := testConfig(t, map[string]any{"fsmaster.job-master": l.Addr().String(),
 		"fsmaster.worker.timeout": "1s", "fsmaster.worker.heartbeat-interval": "100ms"})
 	ufsDirOf(t, cfg)
-	jm := &lostJobMaster{}
 	srv := rpc.NewServer(rpc.ServerOptions{Token: cfg.Security.Token})
 	api.RegisterJobMasterServer(srv, jm)
 	go func() { _ = srv.Serve(l) }()
-	defer srv.Stop()
-	tm := startMaster(t, cfg)
+	t.Cleanup(srv.Stop)
+	return startMaster(t, cfg)
+}
+
+// One liveness: a block worker silent past its TTL is LOST and the job
+// master is told at once (BlockWorkerLost, by id and address); the job
+// master's word (WorkerLost) makes another LOST at once, its locations gone,
+// without telling the job master back. Register replies carry the interval
+// and TTL; a lost worker's heartbeat is told to register again.
+func TestWorkerLivenessBothWays(t *testing.T) {
+	jm := &lostJobMaster{}
+	tm := startWithJobMaster(t, jm)
 	ctx := context.Background()
 	fi := createCacheOnly(t, tm, "/f", api.WriteType_MUST_CACHE, 10)
 	reg := func(host string) *api.RegisterWorkerResponse {
@@ -147,19 +154,8 @@ func TestWorkerLivenessBothWays(t *testing.T) {
 // again (once per silence: a process cut off from the FS master alone is
 // LOST after two TTLs at most).
 func TestSilentWorkerSparedOnceWhileItsJobWorkerCalls(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig(t, map[string]any{"fsmaster.job-master": l.Addr().String(),
-		"fsmaster.worker.timeout": "1s", "fsmaster.worker.heartbeat-interval": "100ms"})
-	ufsDirOf(t, cfg)
 	jm := &lostJobMaster{hears: map[string]bool{"busy:7": true}}
-	srv := rpc.NewServer(rpc.ServerOptions{Token: cfg.Security.Token})
-	api.RegisterJobMasterServer(srv, jm)
-	go func() { _ = srv.Serve(l) }()
-	defer srv.Stop()
-	tm := startMaster(t, cfg)
+	tm := startWithJobMaster(t, jm)
 	ctx := context.Background()
 	id := must(tm.blocks.RegisterWorker(ctx, &api.RegisterWorkerRequest{Address: &api.WorkerNetAddress{Host: "busy", RpcPort: 7}})).GetWorkerId()
 	testutil.Eventually(t, 30*time.Second, func() error {

@@ -148,21 +148,11 @@ type profiler struct {
 
 // cpu starts a CPU profile of the process serving httpAddr for d, saved as
 // name.
-func (p *profiler) cpu(httpAddr, name string, d time.Duration) {
-	if p.dir == "" {
-		return
-	}
-	secs := max(int(d/time.Second), 1)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		p.save(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", httpAddr, secs), name, time.Duration(secs+60)*time.Second)
-	}()
-}
+func (p *profiler) cpu(httpAddr, name string, d time.Duration) { p.take(httpAddr, "profile", name, d) }
 
-// delta starts a contention profile (mutex or block) of the process
-// serving httpAddr over d, saved as name.
-func (p *profiler) delta(httpAddr, kind, name string, d time.Duration) {
+// take starts a profile of kind (profile: CPU; mutex, block: contention)
+// of the process serving httpAddr over d, saved as name.
+func (p *profiler) take(httpAddr, kind, name string, d time.Duration) {
 	if p.dir == "" {
 		return
 	}

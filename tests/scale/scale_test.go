@@ -67,17 +67,7 @@ func BenchmarkScale(b *testing.B) {
 		treeDir: envStr("ALLUVIUM_SCALE_DIR", "/var/tmp/alluvium-scale"),
 		outDir:  os.Getenv("ALLUVIUM_SCALE_OUT"),
 	}
-	if p.outDir != "" {
-		if err := os.MkdirAll(p.outDir, 0o755); err != nil {
-			b.Fatal(err)
-		}
-	}
-	for range b.N {
-		r := runScale(b, p)
-		for _, k := range sortedKeys(r) {
-			b.ReportMetric(r[k], k)
-		}
-	}
+	benchScale(b, p)
 	// What each figure stands beside (benchreport's REF lines).
 	for metric, ref := range map[string]string{
 		"*":                          "the goal of issue 20 (no reference process does this work)",
@@ -107,6 +97,13 @@ func BenchmarkScaleWorkers(b *testing.B) {
 		steady:      time.Duration(envInt("ALLUVIUM_SCALE_STEADY_SECONDS", 60)) * time.Second,
 		outDir:      os.Getenv("ALLUVIUM_SCALE_OUT"),
 	}
+	benchScale(b, p)
+	b.Logf("REF: ScaleWorkers: *: the goal of issue 20 (no reference process does this work); sim-cpu-cores is the simulator's own share of the same machine")
+	b.Logf("NOTE: ScaleWorkers: %d simulated block+job workers (internal/sim, in the benchmark's process, not pinned: real gRPC clients, one connection to each master per worker, heartbeats at 1 s, tasks done at once) against one FS master and one job master, real processes with production timeouts (TTL 10 s job master, 30 s FS master); a load caches a tree of %d files on them, then both leaders are killed -9 and restarted", p.workers, p.tree.Files)
+}
+
+// benchScale runs the scale run b.N times and reports its figures.
+func benchScale(b *testing.B, p params) {
 	if p.outDir != "" {
 		if err := os.MkdirAll(p.outDir, 0o755); err != nil {
 			b.Fatal(err)
@@ -118,8 +115,6 @@ func BenchmarkScaleWorkers(b *testing.B) {
 			b.ReportMetric(r[k], k)
 		}
 	}
-	b.Logf("REF: ScaleWorkers: *: the goal of issue 20 (no reference process does this work); sim-cpu-cores is the simulator's own share of the same machine")
-	b.Logf("NOTE: ScaleWorkers: %d simulated block+job workers (internal/sim, in the benchmark's process, not pinned: real gRPC clients, one connection to each master per worker, heartbeats at 1 s, tasks done at once) against one FS master and one job master, real processes with production timeouts (TTL 10 s job master, 30 s FS master); a load caches a tree of %d files on them, then both leaders are killed -9 and restarted", p.workers, p.tree.Files)
 }
 
 func envInt(k string, def int) int {
@@ -390,8 +385,8 @@ func (r *run) workers() {
 	window := min(p.steady, 30*time.Second)
 	for _, m := range []struct{ name, addr string }{{"fsmaster", r.fsHTTP()}, {"jobmaster", r.jmHTTP()}} {
 		r.prof.cpu(m.addr, m.name+"-heartbeats.cpu.pprof", window)
-		r.prof.delta(m.addr, "mutex", m.name+"-heartbeats.mutex.pprof", window)
-		r.prof.delta(m.addr, "block", m.name+"-heartbeats.block.pprof", window)
+		r.prof.take(m.addr, "mutex", m.name+"-heartbeats.mutex.pprof", window)
+		r.prof.take(m.addr, "block", m.name+"-heartbeats.block.pprof", window)
 	}
 	time.Sleep(p.steady) // the measurement window itself
 	wall := time.Since(t0)
