@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/ufs"
 )
 
 // inode is one file or directory of the namespace, laid out for tens of
@@ -275,10 +276,7 @@ func (s *State) setBlockSize(n *inode, size int64) {
 
 func (s *State) fingerprint(n *inode) string {
 	if n.flag(bitFPLocal) {
-		// One allocation, not three: every listed file needs it.
-		var b [48]byte
-		out := append(strconv.AppendInt(b[:0], n.length, 10), ':')
-		return string(strconv.AppendInt(out, n.fpNs, 10))
+		return ufs.LocalFingerprint(n.length, n.fpNs)
 	}
 	if e := s.ext(n); e != nil {
 		return e.fingerprint

@@ -114,11 +114,17 @@ func statusOf(name string, fi fs.FileInfo) FileStatus {
 
 // fingerprint identifies a version of a local file: size and mtime.
 func fingerprint(size int64, mtime time.Time) string {
+	return LocalFingerprint(size, mtime.UnixNano())
+}
+
+// LocalFingerprint is a local file's fingerprint, "<size>:<mtime ns>":
+// the FS master keeps only the mtime and rebuilds it for each listing.
+func LocalFingerprint(size, mtimeNs int64) string {
 	// One allocation (the string), not three: a listing makes one per file.
 	var b [48]byte
 	out := strconv.AppendInt(b[:0], size, 10)
 	out = append(out, ':')
-	return string(strconv.AppendInt(out, mtime.UnixNano(), 10))
+	return string(strconv.AppendInt(out, mtimeNs, 10))
 }
 
 // Stat implements FileSystem.
