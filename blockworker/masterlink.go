@@ -12,6 +12,7 @@ import (
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/client"
+	"github.com/alluvium/alluvium/internal/coalesce"
 )
 
 // masterLink keeps the FS master's view of this worker current: a full
@@ -52,6 +53,7 @@ type masterLink struct {
 	// (default maxReportBlocks); the rest follow in the next heartbeats,
 	// sent at once.
 	reportChunk int
+	commits     *coalesce.Group[BlockMeta, struct{}] // see commit
 }
 
 // maxReportBlocks is how many blocks one registration or heartbeat
@@ -64,13 +66,15 @@ func newMasterLink(bm api.BlockMasterClient, store *Store, log *zap.Logger, inte
 	if interval <= 0 {
 		interval = time.Second
 	}
-	return &masterLink{
+	l := &masterLink{
 		bm: bm, store: store, log: log, address: address,
 		interval: interval, defaultInt: interval,
 		added: map[int64]BlockMeta{}, removed: map[int64]struct{}{}, storedAt: map[int64]uint64{},
 		firstReg: make(chan struct{}), kick: make(chan struct{}, 1),
 		reportChunk: maxReportBlocks,
 	}
+	l.commits = coalesce.New(l.commitBatch)
+	return l
 }
 
 // BlockAdded implements Listener.
@@ -312,9 +316,29 @@ func (l *masterLink) forgetStoredBefore(beat uint64) {
 }
 
 // commit tells the master about a block just stored, so its location is
-// visible before the call that stored it returns. On failure the block
-// stays in the delta for the next heartbeat.
+// visible before the call that stored it returns. Commits made at the same
+// time go together (internal/coalesce): one made while another is in
+// flight waits for the next call, which carries every block stored
+// meanwhile in one CommitBlocks — under many concurrent fills (tiny loads)
+// a round trip to the FS master per wave, not per block. On failure the
+// blocks stay in the delta for the next heartbeat.
 func (l *masterLink) commit(ctx context.Context, m BlockMeta) {
+	l.commits.Do(context.WithoutCancel(ctx), m)
+}
+
+// commitBatch sends one wave of commits: CommitBlock for a lone block (an
+// idle worker), CommitBlocks for more.
+func (l *masterLink) commitBatch(ms []BlockMeta) struct{} {
+	if len(ms) == 1 {
+		l.commitOne(context.Background(), ms[0])
+	} else {
+		l.commitMany(context.Background(), ms)
+	}
+	return struct{}{}
+}
+
+// commitOne commits one block with CommitBlock.
+func (l *masterLink) commitOne(ctx context.Context, m BlockMeta) {
 	l.mu.Lock()
 	id, ok := l.id, l.registered
 	l.mu.Unlock()

@@ -765,7 +765,10 @@ func (s *service) CacheBlocks(ctx context.Context, req *api.CacheBlocksRequest) 
 }
 
 // commitMany tells the master about many blocks just stored, in one call;
-// what fails stays in the delta for the next heartbeat.
+// what fails stays in the delta for the next heartbeat, and so does every
+// block of a call that skipped some (a block of a file deleted meanwhile:
+// the heartbeat tells the master again, and the master has it removed, as
+// a failed CommitBlock does).
 func (l *masterLink) commitMany(ctx context.Context, ms []BlockMeta) {
 	l.mu.Lock()
 	id, ok := l.id, l.registered
@@ -779,15 +782,19 @@ func (l *masterLink) commitMany(ctx context.Context, ms []BlockMeta) {
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	_, err := l.bm.CommitBlocks(cctx, req)
+	resp, err := l.bm.CommitBlocks(cctx, req)
 	if status.Code(err) == codes.Unimplemented {
 		for _, m := range ms {
-			l.commit(ctx, m)
+			l.commitOne(ctx, m)
 		}
 		return
 	}
 	if err != nil {
 		l.log.Debug("commit blocks to the FS master failed; the next heartbeat reports them", zap.Int("blocks", len(ms)), zap.Error(err))
+		return
+	}
+	if resp.GetSkipped() > 0 {
+		l.log.Debug("commit blocks: some belong to files gone; the next heartbeat reports them all", zap.Int("blocks", len(ms)), zap.Int32("skipped", resp.GetSkipped()))
 		return
 	}
 	l.mu.Lock()

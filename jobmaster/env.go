@@ -3,26 +3,63 @@ package jobmaster
 import (
 	"context"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/coalesce"
 	"github.com/alluvium/alluvium/plans"
 )
 
 // planEnv is the cluster as the job master's plans see it (validating,
-// planning), with one saving on what every job asks the FS master: within
-// one submit, the GetStatus and GetWorkerInfoList calls the plan's planner
-// makes repeat the ones its validation made (submitMemo) — the planner
-// runs right after the validation, in the same call (planInline).
-type planEnv struct{ plans.Env }
+// planning), with two savings on what every job asks the FS master:
+//
+//   - GetWorkerInfoList calls made at the same time share one call
+//     (internal/coalesce): every submit lists the block workers, and the
+//     answer is the same for all of them; a caller that comes while a
+//     listing is in flight waits for the next one, so it never gets a list
+//     older than its question. Idle, a lone submit lists at once; 64
+//     concurrent submitters make a listing a wave, not one each;
+//   - within one submit, the GetStatus and GetWorkerInfoList calls the
+//     plan's planner makes repeat the ones its validation made
+//     (submitMemo) — the planner runs right after the validation, in the
+//     same call (planInline).
+type planEnv struct {
+	plans.Env
+	workers *coalesce.Group[struct{}, workersAnswer]
+}
 
-func newPlanEnv(env plans.Env) *planEnv { return &planEnv{Env: env} }
+// workersAnswer is one shared listing: callers only read it.
+type workersAnswer struct {
+	resp *api.GetWorkerInfoListResponse
+	err  error
+}
+
+// sharedCallTimeout bounds a shared listing (a caller gives up on its own
+// context earlier).
+const sharedCallTimeout = 30 * time.Second
+
+func newPlanEnv(env plans.Env) *planEnv {
+	e := &planEnv{Env: env}
+	e.workers = coalesce.New(func([]struct{}) workersAnswer {
+		// Not any caller's context: the others wait on this call too. The
+		// job master's own identity lists the workers (the answer is the
+		// same for every user).
+		ctx, cancel := context.WithTimeout(context.Background(), sharedCallTimeout)
+		defer cancel()
+		resp, err := env.BlockMaster().GetWorkerInfoList(ctx, &api.GetWorkerInfoListRequest{})
+		return workersAnswer{resp, err}
+	})
+	return e
+}
 
 func (e *planEnv) FS() api.FileSystemMasterClient { return memoFS{e.Env.FS()} }
 
-func (e *planEnv) BlockMaster() api.BlockMasterClient { return memoBM{e.Env.BlockMaster()} }
+func (e *planEnv) BlockMaster() api.BlockMasterClient {
+	return memoBM{BlockMasterClient: e.Env.BlockMaster(), workers: e.workers}
+}
 
 // ForgetBlockWorker passes on to the cluster client, as the plans' Env
 // wrappers do.
@@ -33,12 +70,28 @@ func (e *planEnv) ForgetBlockWorker(addr string) {
 }
 
 // memoBM is the block master client whose GetWorkerInfoList goes through
-// the context's submitMemo.
-type memoBM struct{ api.BlockMasterClient }
+// the context's submitMemo, and else is shared with the calls of the
+// moment.
+type memoBM struct {
+	api.BlockMasterClient
+	workers *coalesce.Group[struct{}, workersAnswer]
+}
 
 func (b memoBM) GetWorkerInfoList(ctx context.Context, req *api.GetWorkerInfoListRequest, opts ...grpc.CallOption) (*api.GetWorkerInfoListResponse, error) {
 	return memoized(ctx, "GetWorkerInfoList", req, func() (*api.GetWorkerInfoListResponse, error) {
-		return b.BlockMasterClient.GetWorkerInfoList(ctx, req, opts...)
+		if len(opts) > 0 || !proto.Equal(req, &api.GetWorkerInfoListRequest{}) || b.workers == nil {
+			return b.BlockMasterClient.GetWorkerInfoList(ctx, req, opts...)
+		}
+		a, ok := b.workers.Do(ctx, struct{}{})
+		if !ok {
+			return nil, ctx.Err()
+		}
+		if a.err != nil {
+			return nil, a.err
+		}
+		// Each caller gets a copy of its own (the memo and the planner may
+		// keep or change what they get).
+		return proto.Clone(a.resp).(*api.GetWorkerInfoListResponse), nil
 	})
 }
 

@@ -100,3 +100,76 @@ func TestWorkerListMemoWithinASubmit(t *testing.T) {
 		t.Fatalf("outside a submit: calls %d, %d", a, b)
 	}
 }
+
+// gatedBM answers GetWorkerInfoList with the number of the call (as the
+// first worker's id), each call held until the test lets it go.
+type gatedBM struct {
+	api.BlockMasterClient
+	calls   atomic.Int64
+	started chan int64
+	release chan struct{}
+}
+
+func (g *gatedBM) GetWorkerInfoList(ctx context.Context, _ *api.GetWorkerInfoListRequest, _ ...grpc.CallOption) (*api.GetWorkerInfoListResponse, error) {
+	n := g.calls.Add(1)
+	g.started <- n
+	<-g.release
+	return &api.GetWorkerInfoListResponse{Workers: []*api.WorkerInfo{{Id: n}}}, nil
+}
+
+// Submits that list the block workers while a listing is in flight share
+// the next one: each gets a list read after it asked (and a copy of its
+// own), and the FS master sees one call per wave, not one per submit.
+func TestSharedWorkerListNeverAnswersOlderThanTheAsk(t *testing.T) {
+	g := &gatedBM{started: make(chan int64, 4), release: make(chan struct{})}
+	env := newPlanEnv(bmEnv{bm: g})
+	ask := func() <-chan *api.GetWorkerInfoListResponse {
+		out := make(chan *api.GetWorkerInfoListResponse, 1)
+		go func() {
+			// Each as a submit does: with a memo of its own.
+			resp, err := env.BlockMaster().GetWorkerInfoList(withSubmitMemo(context.Background()), &api.GetWorkerInfoListRequest{})
+			if err != nil {
+				t.Error(err)
+			}
+			out <- resp
+		}()
+		return out
+	}
+	first := ask()
+	if n := <-g.started; n != 1 {
+		t.Fatalf("first call is call %d", n)
+	}
+	second, third := ask(), ask()
+	waitFor(t, "the two callers to wait for the next call", func() bool { return env.workers.Waiting() == 2 })
+	g.release <- struct{}{}
+	if got := (<-first).GetWorkers()[0].GetId(); got != 1 {
+		t.Fatalf("first caller got call %d", got)
+	}
+	if n := <-g.started; n != 2 {
+		t.Fatalf("second call is call %d", n)
+	}
+	g.release <- struct{}{}
+	a, b := <-second, <-third
+	if a.GetWorkers()[0].GetId() != 2 || b.GetWorkers()[0].GetId() != 2 {
+		t.Fatalf("callers who asked during call 1 got calls %d and %d, want 2", a.GetWorkers()[0].GetId(), b.GetWorkers()[0].GetId())
+	}
+	if a == b || a.GetWorkers()[0] == b.GetWorkers()[0] {
+		t.Fatal("two callers share one answer; each must get its own copy")
+	}
+	if n := g.calls.Load(); n != 2 {
+		t.Fatalf("%d calls for 3 callers in two waves", n)
+	}
+	// A caller whose context ends stops waiting; the call goes on.
+	cctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := env.BlockMaster().GetWorkerInfoList(cctx, &api.GetWorkerInfoListRequest{})
+		done <- err
+	}()
+	<-g.started
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller: %v", err)
+	}
+	g.release <- struct{}{}
+}

@@ -1,0 +1,87 @@
+// Package coalesce runs calls that come at the same time as one call: a
+// caller that arrives while a call is in flight joins the next one, which
+// starts when that one ends and carries every item added meanwhile. So a
+// caller's item is always in a call that starts after it was added (never
+// answered by an older one), at most one call is in flight, and under load
+// the callers of a wave share one round trip — a group commit, as raft
+// and the FS master's journal do for their writes.
+package coalesce
+
+import (
+	"context"
+	"sync"
+)
+
+// Group coalesces calls of items of type T into batches answered with R.
+// The zero value is not usable: make one with New.
+type Group[T, R any] struct {
+	run func(items []T) R
+
+	mu   sync.Mutex
+	busy bool         // a batch is in flight
+	next *batch[T, R] // the batch the callers that came during it wait for
+}
+
+type batch[T, R any] struct {
+	items []T
+	done  chan struct{}
+	res   R
+}
+
+// New makes a Group whose batches run is called with, one at a time, on a
+// goroutine of the Group's (not any caller's: every caller of the batch
+// waits on it, so run must bound its own time). run gets the items in the
+// order they were added; its answer goes to every caller of the batch.
+func New[T, R any](run func(items []T) R) *Group[T, R] {
+	return &Group[T, R]{run: run}
+}
+
+// Do adds item to the next batch and waits for that batch's answer, or for
+// ctx to end (the batch goes on for the others; ok is false).
+func (g *Group[T, R]) Do(ctx context.Context, item T) (res R, ok bool) {
+	g.mu.Lock()
+	b := g.next
+	if b == nil {
+		b = &batch[T, R]{done: make(chan struct{})}
+		g.next = b
+	}
+	b.items = append(b.items, item)
+	if !g.busy {
+		g.startLocked()
+	}
+	g.mu.Unlock()
+	select {
+	case <-b.done:
+		return b.res, true
+	case <-ctx.Done():
+		return res, false
+	}
+}
+
+// Waiting is how many items wait for the next batch (not the one in
+// flight).
+func (g *Group[T, R]) Waiting() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.next == nil {
+		return 0
+	}
+	return len(g.next.items)
+}
+
+// startLocked runs the waiting batch (g.mu held); when it ends, the one the
+// callers that came meanwhile wait for starts.
+func (g *Group[T, R]) startLocked() {
+	b := g.next
+	g.next, g.busy = nil, true
+	go func() {
+		b.res = g.run(b.items)
+		close(b.done)
+		g.mu.Lock()
+		g.busy = false
+		if g.next != nil {
+			g.startLocked()
+		}
+		g.mu.Unlock()
+	}()
+}

@@ -1,0 +1,130 @@
+package coalesce
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// gate is a run func whose calls are held until the test lets each go.
+type gate struct {
+	mu      sync.Mutex
+	calls   [][]int
+	started chan int // the call's number (1, 2, ...)
+	release chan struct{}
+}
+
+func newGate() *gate {
+	return &gate{started: make(chan int, 8), release: make(chan struct{})}
+}
+
+func (g *gate) run(items []int) int {
+	g.mu.Lock()
+	g.calls = append(g.calls, slices.Clone(items))
+	n := len(g.calls)
+	g.mu.Unlock()
+	g.started <- n
+	<-g.release
+	return n
+}
+
+// waitFor polls cond with a generous deadline (a loaded machine may be slow
+// to run the callers' goroutines).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Items added while a call is in flight go together in the next call, which
+// starts when that one ends: each caller is answered by a call that started
+// after it asked, and the run func sees one call per wave.
+func TestCallersOfAWaveShareTheNextCall(t *testing.T) {
+	gt := newGate()
+	g := New(gt.run)
+	ctx := context.Background()
+	ask := func(item int) <-chan int {
+		out := make(chan int, 1)
+		go func() {
+			n, ok := g.Do(ctx, item)
+			if !ok {
+				t.Error("Do: not answered")
+			}
+			out <- n
+		}()
+		return out
+	}
+	first := ask(1)
+	if n := <-gt.started; n != 1 {
+		t.Fatalf("first call is call %d", n)
+	}
+	second, third := ask(2), ask(3)
+	waitFor(t, "two callers waiting for the next call", func() bool { return g.Waiting() == 2 })
+	gt.release <- struct{}{}
+	if got := <-first; got != 1 {
+		t.Fatalf("first caller answered by call %d", got)
+	}
+	if n := <-gt.started; n != 2 {
+		t.Fatalf("second call is call %d", n)
+	}
+	gt.release <- struct{}{}
+	if a, b := <-second, <-third; a != 2 || b != 2 {
+		t.Fatalf("callers who asked during call 1 answered by calls %d and %d, want 2", a, b)
+	}
+	gt.mu.Lock()
+	calls := gt.calls
+	gt.mu.Unlock()
+	if len(calls) != 2 || !slices.Equal(calls[0], []int{1}) || !slices.Contains(calls[1], 2) || !slices.Contains(calls[1], 3) || len(calls[1]) != 2 {
+		t.Fatalf("calls %v, want [[1] [2 3]] (the second in either order)", calls)
+	}
+	// Idle again: a lone caller starts a call of its own at once.
+	last := ask(4)
+	if n := <-gt.started; n != 3 {
+		t.Fatalf("third call is call %d", n)
+	}
+	gt.release <- struct{}{}
+	if got := <-last; got != 3 {
+		t.Fatalf("lone caller answered by call %d", got)
+	}
+}
+
+// A caller whose context ends stops waiting; its batch goes on for the
+// others.
+func TestCallerGivesUpOnItsContext(t *testing.T) {
+	gt := newGate()
+	g := New(gt.run)
+	cctx, cancel := context.WithCancel(context.Background())
+	done := make(chan bool, 1)
+	go func() {
+		_, ok := g.Do(cctx, 1)
+		done <- ok
+	}()
+	<-gt.started
+	cancel()
+	if ok := <-done; ok {
+		t.Fatal("cancelled caller answered")
+	}
+	other := make(chan int, 1)
+	go func() {
+		n, _ := g.Do(context.Background(), 2)
+		other <- n
+	}()
+	waitFor(t, "the other caller to wait", func() bool { return g.Waiting() == 1 })
+	gt.release <- struct{}{}
+	<-gt.started
+	gt.release <- struct{}{}
+	if n := <-other; n != 2 {
+		t.Fatalf("other caller answered by call %d", n)
+	}
+	if err := context.Cause(cctx); !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+}
