@@ -78,7 +78,7 @@ type memoBM struct {
 }
 
 func (b memoBM) GetWorkerInfoList(ctx context.Context, req *api.GetWorkerInfoListRequest, opts ...grpc.CallOption) (*api.GetWorkerInfoListResponse, error) {
-	return memoized(ctx, "GetWorkerInfoList", req, func() (*api.GetWorkerInfoListResponse, error) {
+	return memoized(ctx, "GetWorkerInfoList", req, false, func() (*api.GetWorkerInfoListResponse, error) {
 		if len(opts) > 0 || !proto.Equal(req, &api.GetWorkerInfoListRequest{}) || b.workers == nil {
 			return b.BlockMasterClient.GetWorkerInfoList(ctx, req, opts...)
 		}
@@ -113,28 +113,32 @@ func withSubmitMemo(ctx context.Context) context.Context {
 }
 
 // memoized answers req from the context's submitMemo, if it has one and
-// has seen req; else it calls and keeps a successful answer. Each caller
-// gets a copy of its own.
-func memoized[Resp proto.Message](ctx context.Context, method string, req proto.Message, call func() (Resp, error)) (Resp, error) {
+// has seen req (as key); else it calls and keeps a successful answer under
+// key. Each caller gets a copy of its own. A call whose answer must not
+// come from the memo (it checks something for its caller) but may answer
+// later ones passes ask: it is always asked, and kept under key.
+func memoized[Resp proto.Message](ctx context.Context, method string, key proto.Message, ask bool, call func() (Resp, error)) (Resp, error) {
 	memo, _ := ctx.Value(submitMemoKey{}).(*submitMemo)
 	if memo == nil {
 		return call()
 	}
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(key)
 	if err != nil {
 		return call()
 	}
-	key := method + "\x00" + string(b)
-	memo.mu.Lock()
-	kept, ok := memo.answers[key]
-	memo.mu.Unlock()
-	if ok {
-		return proto.Clone(kept).(Resp), nil
+	k := method + "\x00" + string(b)
+	if !ask {
+		memo.mu.Lock()
+		kept, ok := memo.answers[k]
+		memo.mu.Unlock()
+		if ok {
+			return proto.Clone(kept).(Resp), nil
+		}
 	}
 	resp, err := call()
 	if err == nil {
 		memo.mu.Lock()
-		memo.answers[key] = proto.Clone(resp)
+		memo.answers[k] = proto.Clone(resp)
 		memo.mu.Unlock()
 	}
 	return resp, err
@@ -144,8 +148,16 @@ func memoized[Resp proto.Message](ctx context.Context, method string, req proto.
 // context's submitMemo.
 type memoFS struct{ api.FileSystemMasterClient }
 
+// GetStatus: a stat that also checks access (the validation's, with
+// GetStatusRequest.access) is always asked, and answers the plain stats of
+// the same path after it (the planner's).
 func (m memoFS) GetStatus(ctx context.Context, req *api.GetStatusRequest, opts ...grpc.CallOption) (*api.GetStatusResponse, error) {
-	return memoized(ctx, "GetStatus", req, func() (*api.GetStatusResponse, error) {
+	key := req
+	if req.GetAccess() != 0 {
+		key = proto.CloneOf(req)
+		key.Access = 0
+	}
+	return memoized(ctx, "GetStatus", key, req.GetAccess() != 0, func() (*api.GetStatusResponse, error) {
 		return m.FileSystemMasterClient.GetStatus(ctx, req, opts...)
 	})
 }

@@ -173,3 +173,27 @@ func TestSharedWorkerListNeverAnswersOlderThanTheAsk(t *testing.T) {
 	}
 	g.release <- struct{}{}
 }
+
+// A stat that checks access (the validation's) is always asked, even when
+// the memo holds the path, and answers the plain stats after it (the
+// planner's) within the submit.
+func TestStatusMemoAccessStatAlwaysAsked(t *testing.T) {
+	fs := &countFS{calls: map[string]int{}}
+	env := newPlanEnv(fsEnv{fs: fs})
+	ctx := withSubmitMemo(context.Background())
+	for i := 1; i <= 2; i++ {
+		if _, err := env.FS().GetStatus(ctx, &api.GetStatusRequest{Path: "/a", Access: 4}); err != nil {
+			t.Fatal(err)
+		}
+		if fs.calls["/a"] != i {
+			t.Fatalf("access stat %d answered from the memo (%d calls)", i, fs.calls["/a"])
+		}
+	}
+	plain, err := env.FS().GetStatus(ctx, &api.GetStatusRequest{Path: "/a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fs.calls["/a"] != 2 || plain.GetInfo().GetLength() != 2 {
+		t.Fatalf("plain stat after the access stat: %v after %d calls, want the second answer and no call", plain, fs.calls["/a"])
+	}
+}

@@ -35,6 +35,31 @@ func requireAccess(ctx context.Context, env Env, op, path string, bits uint32, r
 	return status.Errorf(codes.Unavailable, "%s %s: check access: %s", op, path, status.Convert(err).Message())
 }
 
+// statReadable stats path for a plan that reads all of it (op names it)
+// and checks, as requireAccess(accessRead, recursive) does, that the job's
+// user may read all of it: for a file the stat checks read on it in the
+// same call (GetStatusRequest.access, one round trip less per job); a
+// directory's tree is checked with CheckAccess. The errors are those of a
+// stat and of requireAccess.
+func statReadable(ctx context.Context, env Env, op, path string) (*api.FileInfo, error) {
+	resp, err := env.FS().GetStatus(ctx, &api.GetStatusRequest{Path: path, Access: accessRead})
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.NotFound:
+		return nil, status.Errorf(codes.NotFound, "%s %s: no such file or directory", op, path)
+	case codes.PermissionDenied:
+		return nil, status.Errorf(codes.PermissionDenied, "%s %s: %s", op, path, status.Convert(err).Message())
+	default:
+		return nil, status.Errorf(status.Code(err), "%s %s: stat: %v", op, path, status.Convert(err).Message())
+	}
+	if resp.GetInfo().GetFolder() {
+		if err := requireAccess(ctx, env, op, path, accessRead, true); err != nil {
+			return nil, err
+		}
+	}
+	return resp.GetInfo(), nil
+}
+
 // requireParentWrite checks that the job's user may add and remove entries
 // in the directory holding path (write+execute).
 func requireParentWrite(ctx context.Context, env Env, op, path string) error {

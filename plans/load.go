@@ -34,14 +34,8 @@ func (Load) Validate(ctx context.Context, env Env, config []byte) (spec.Valid, e
 	if err != nil {
 		return spec.Valid{}, err
 	}
-	if _, err := env.FS().GetStatus(ctx, &api.GetStatusRequest{Path: c.Path}); err != nil {
-		if status.Code(err) == codes.NotFound {
-			return spec.Valid{}, status.Errorf(codes.NotFound, "load %s: no such file or directory", c.Path)
-		}
-		return spec.Valid{}, status.Errorf(status.Code(err), "load %s: stat: %v", c.Path, status.Convert(err).Message())
-	}
 	// Loading reads: the submitter must be able to read all of it.
-	if err := requireAccess(ctx, env, "load", c.Path, accessRead, true); err != nil {
+	if _, err := statReadable(ctx, env, "load", c.Path); err != nil {
 		return spec.Valid{}, err
 	}
 	all, err := liveBlockWorkers(ctx, env)
