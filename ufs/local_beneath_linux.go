@@ -462,6 +462,11 @@ func (w *dirWriter) CopyFrom(r io.Reader, h hash.Hash) (int64, bool, error) {
 		case err != nil:
 			sec.Seek(pos+n, io.SeekStart)
 			return n, true, &fs.PathError{Op: "copy_file_range", Path: w.l.URI(w.rel), Err: err}
+		case c == 0 && n == 0 && h == nil:
+			// Nothing at all: a file system whose files copy_file_range
+			// cannot read (some report no bytes): stream it instead, which
+			// also tells a file that really is short.
+			return 0, false, nil
 		case c == 0:
 			left = 0 // the source ends early: the caller sees the short count
 		}
