@@ -85,10 +85,13 @@ bench-scale: build
 # The worker phases alone (BenchmarkScaleWorkers): SCALE_WORKERS simulated
 # workers at 1 Hz, a load of a small tree (SCALE_WORKER_FILES) cached on
 # them, both leaders restarted; no big tree to build.
+# SCALE_CONNS > 0: the workers share that many connections to each master
+# (the simulator's own CPU then costs less; 0 is one per worker, as real).
 SCALE_WORKER_FILES ?= 10000
+SCALE_CONNS ?= 0
 bench-scale-workers: build
 	mkdir -p docs/profiles/scale
-	ALLUVIUM_BIN=$(CURDIR)/bin/alluvium ALLUVIUM_SCALE_FILES=$(SCALE_WORKER_FILES) ALLUVIUM_SCALE_WORKERS=$(SCALE_WORKERS) \
+	ALLUVIUM_BIN=$(CURDIR)/bin/alluvium ALLUVIUM_SCALE_FILES=$(SCALE_WORKER_FILES) ALLUVIUM_SCALE_WORKERS=$(SCALE_WORKERS) ALLUVIUM_SCALE_CONNS=$(SCALE_CONNS) \
 	ALLUVIUM_SCALE_OUT=$(CURDIR)/docs/profiles/scale \
 	$(GO) run ./tests/bench/cmd/benchreport -pkg ./tests/scale/ -bench 'ScaleWorkers$$' -count 1 -timeout 2h -section scale-workers
 

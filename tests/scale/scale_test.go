@@ -27,6 +27,9 @@ type params struct {
 	// workersOnly skips learning the tree (a load learns it) and the FS
 	// master's restart: the worker phases alone, on a small tree.
 	workersOnly bool
+	// conns: connections to each master the simulated workers share (0:
+	// one per worker, as separate processes have; ALLUVIUM_SCALE_CONNS).
+	conns int
 	tree        Tree
 	workers     int
 	steady      time.Duration // how long the workers heartbeat while measured
@@ -63,6 +66,7 @@ func BenchmarkScale(b *testing.B) {
 	p := params{
 		tree:    Tree{Files: envInt("ALLUVIUM_SCALE_FILES", 10_000_000), SmallEvery: 1, Version: TreeVersion},
 		workers: envInt("ALLUVIUM_SCALE_WORKERS", 10_000),
+		conns:   envInt("ALLUVIUM_SCALE_CONNS", 0),
 		steady:  time.Duration(envInt("ALLUVIUM_SCALE_STEADY_SECONDS", 60)) * time.Second,
 		treeDir: envStr("ALLUVIUM_SCALE_DIR", "/var/tmp/alluvium-scale"),
 		outDir:  os.Getenv("ALLUVIUM_SCALE_OUT"),
@@ -94,12 +98,17 @@ func BenchmarkScaleWorkers(b *testing.B) {
 		workersOnly: true,
 		tree:        Tree{Files: envInt("ALLUVIUM_SCALE_FILES", 10_000), SmallEvery: 1, Version: TreeVersion},
 		workers:     envInt("ALLUVIUM_SCALE_WORKERS", 10_000),
+		conns:       envInt("ALLUVIUM_SCALE_CONNS", 0),
 		steady:      time.Duration(envInt("ALLUVIUM_SCALE_STEADY_SECONDS", 60)) * time.Second,
 		outDir:      os.Getenv("ALLUVIUM_SCALE_OUT"),
 	}
 	benchScale(b, p)
 	b.Logf("REF: ScaleWorkers: *: the goal of issue 20 (no reference process does this work); sim-cpu-cores is the simulator's own share of the same machine")
-	b.Logf("NOTE: ScaleWorkers: %d simulated block+job workers (internal/sim, in the benchmark's process, not pinned: real gRPC clients, one connection to each master per worker, heartbeats at 1 s, tasks done at once) against one FS master and one job master, real processes with production timeouts (TTL 10 s job master, 30 s FS master); a load caches a tree of %d files on them, then both leaders are killed -9 and restarted", p.workers, p.tree.Files)
+	conns := "one connection to each master per worker"
+	if p.conns > 0 {
+		conns = fmt.Sprintf("%d connections to each master shared by all", p.conns)
+	}
+	b.Logf("NOTE: ScaleWorkers: %d simulated block+job workers (internal/sim, in the benchmark's process, not pinned: real gRPC clients, %s, heartbeats at 1 s, tasks done at once) against one FS master and one job master, real processes with production timeouts (TTL 10 s job master, 30 s FS master); a load caches a tree of %d files on them, then both leaders are killed -9 and restarted", p.workers, conns, p.tree.Files)
 }
 
 // benchScale runs the scale run b.N times and reports its figures.
@@ -355,7 +364,7 @@ func (r *run) workers() {
 	c.StartJobMaster(0)
 	s, err := sim.New(sim.Config{
 		Workers: p.workers, FSMasters: []string{c.Master}, JobMasters: c.JobMasterAddrs,
-		Dial: rpc.ClientOptions{Token: testutil.ClusterToken()},
+		Dial: rpc.ClientOptions{Token: testutil.ClusterToken()}, Conns: p.conns,
 	})
 	if err != nil {
 		tb.Fatal(err)
