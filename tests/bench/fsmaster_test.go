@@ -139,6 +139,7 @@ func BenchmarkFSMasterCreate(b *testing.B) {
 			b.ReportMetric(float64(c.ops*b.N)/refElapsed.Seconds(), "bbolt-creates/s")
 			b.ReportMetric(refElapsed.Seconds()/elapsed.Seconds(), "ratio-create/bbolt")
 			reference(b, "*", "bbolt alone: the same entries in the same number of fsynced transactions")
+			reference(b, "bbolt-cpu-us/create", "the reference's own CPU per create (the kernel's work in its fdatasyncs included)")
 			b.Logf("NOTE: FSMasterCreate: MUST_CACHE create + complete over gRPC (loopback, %d connections), each call answered once its journal entry is fsynced (group commit); the reference puts the same number of entries of the same kinds into one bbolt file with the journal's options in the same number of transactions, each fsynced, from one goroutine, with no RPC, namespace or entry encoding; both on the same disk, neither verifies", benchConns)
 		})
 	}
