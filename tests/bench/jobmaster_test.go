@@ -262,7 +262,7 @@ func (lc *loadCluster) load(b *testing.B, path string) (time.Duration, *api.JobI
 		last = j
 		tl.see(j)
 		if os.Getenv("BENCH_TRACE") != "" { // the job's timeline, to see where a run waits
-			fmt.Printf("%6.3fs %v tasks %d/%d bytes %d\n", time.Since(start).Seconds(), j.Status, j.TasksDone, j.TasksTotal, j.BytesDone)
+			fmt.Fprintf(os.Stderr, "%6.3fs %v tasks %d/%d bytes %d\n", time.Since(start).Seconds(), j.Status, j.TasksDone, j.TasksTotal, j.BytesDone)
 		}
 	}
 	took := time.Since(start)

@@ -88,12 +88,14 @@ func (t *jobTimeline) see(j *api.JobInfo) {
 }
 
 // report prints the breakdown when BENCH_TRACE is set (the watch reports
-// every 10 ms at most, so each figure is that coarse).
+// every 10 ms at most, so each figure is that coarse), on stderr: on
+// stdout it would split the benchmark's result line, which benchreport
+// reads.
 func (t *jobTimeline) report(what string) {
 	if os.Getenv("BENCH_TRACE") == "" {
 		return
 	}
 	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
-	fmt.Printf("TIMELINE %s: first task done %.0f ms, planning done %.0f ms, last task done %.0f ms, completed seen %.0f ms\n",
+	fmt.Fprintf(os.Stderr, "TIMELINE %s: first task done %.0f ms, planning done %.0f ms, last task done %.0f ms, completed seen %.0f ms\n",
 		what, ms(t.firstTask), ms(t.planned), ms(t.lastTask), ms(t.finished))
 }
