@@ -15,8 +15,19 @@ import (
 // an *os.File would try the poller and flip O_NONBLOCK on and off — five
 // syscalls a block that small-file loads pay 20,000 times. ok is false when
 // the file system or kernel cannot.
-func openAnon(dir string) (f blockFile, path string, ok bool) {
-	fd, err := unix.Open(dir, unix.O_WRONLY|unix.O_TMPFILE|unix.O_CLOEXEC, 0o644)
+//
+// dirFD is a descriptor of dir held open (openDirFD; < 0: none): the file
+// is then made relative to it, without walking dir's path again.
+func openAnon(dir string, dirFD int) (f blockFile, path string, ok bool) {
+	var (
+		fd  int
+		err error
+	)
+	if dirFD >= 0 {
+		fd, err = unix.Openat(dirFD, ".", unix.O_WRONLY|unix.O_TMPFILE|unix.O_CLOEXEC, 0o644)
+	} else {
+		fd, err = unix.Open(dir, unix.O_WRONLY|unix.O_TMPFILE|unix.O_CLOEXEC, 0o644)
+	}
 	if err != nil {
 		return nil, "", false
 	}
@@ -77,3 +88,14 @@ func (f rawFile) Write(p []byte) (int, error) {
 }
 
 func (f rawFile) Close() error { return unix.Close(int(f)) }
+
+// openDirFD opens a tier directory to keep: -1 when it cannot.
+func openDirFD(dir string) int {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	return fd
+}
+
+func closeDirFD(fd int) { unix.Close(fd) }

@@ -1,6 +1,10 @@
 package blockworker
 
-import "testing"
+import (
+	"bytes"
+	"io"
+	"testing"
+)
 
 // Unnamed block files are linked by descriptor (AT_EMPTY_PATH) where the
 // process may, else through /proc/self/fd: the second way too.
@@ -9,4 +13,34 @@ func TestInvisibleUntilCommitLinkedThroughProc(t *testing.T) {
 	noEmptyPathLink.Store(true)
 	defer noEmptyPathLink.Store(was)
 	testInvisibleUntilCommit(t, false)
+}
+
+// Unnamed block files are made relative to the tier directory the store
+// holds open, and by its path once the store let go of it.
+func TestUnnamedBlocksAfterClose(t *testing.T) {
+	s := openStore(t, TierSpec{Alias: "HDD", Dir: t.TempDir(), Quota: 10 * mib})
+	if s.noAnon.Load() {
+		t.Skip("no O_TMPFILE here")
+	}
+	if s.tiers[0].dirFD.Load() < 0 {
+		t.Fatal("the tier directory is not held open")
+	}
+	a, b := randBytes(1000), randBytes(2000)
+	putBlock(t, s, 1, a, "", false)
+	s.Close()
+	if fd := s.tiers[0].dirFD.Load(); fd >= 0 {
+		t.Fatalf("Close kept the tier directory open (%d)", fd)
+	}
+	putBlock(t, s, 2, b, "", false)
+	for id, want := range map[int64][]byte{1: a, 2: b} {
+		h, err := s.Open(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(io.NewSectionReader(h.File, 0, h.Length))
+		h.Release()
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("block %d: %v, equal %v", id, err, bytes.Equal(got, want))
+		}
+	}
 }

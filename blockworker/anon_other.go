@@ -6,6 +6,10 @@ import "errors"
 
 // openAnon: unnamed files are Linux's (O_TMPFILE); elsewhere blocks are
 // written under a temporary name and renamed.
-func openAnon(string) (blockFile, string, bool) { return nil, "", false }
+func openAnon(string, int) (blockFile, string, bool) { return nil, "", false }
+
+func openDirFD(string) int { return -1 }
+
+func closeDirFD(int) {}
 
 func linkAnon(blockFile, string, string) error { return errors.ErrUnsupported }

@@ -283,6 +283,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 		err = w.http.Shutdown(ctx)
 	}
 	w.wg.Wait()
+	w.store.Close()
 	w.mounts.close()
 	w.peers.Close()
 	if cerr := w.master.Close(); err == nil {

@@ -50,6 +50,9 @@ func tierRank(alias string) int {
 type tier struct {
 	alias string
 	dir   string
+	// dirFD is dir held open (-1: none, or the store closed): unnamed
+	// block files are made relative to it (openAnon).
+	dirFD atomic.Int32
 	quota int64
 	// used counts committed blocks, reservations of blocks being written,
 	// and removed blocks whose files a lease still keeps.
@@ -158,6 +161,7 @@ func OpenStore(specs []TierSpec, ev Evictor, log *zap.Logger) (*Store, error) {
 			log.Info("removed stale temp blocks", zap.String("tier", sp.Alias), zap.Int("count", len(tmps)))
 		}
 		t := &tier{alias: sp.Alias, dir: dir, quota: sp.Quota}
+		t.dirFD.Store(int32(openDirFD(dir)))
 		s.tiers = append(s.tiers, t)
 		if !s.noAnon.Load() && !anonWorks(t) {
 			s.noAnon.Store(true)
@@ -199,6 +203,16 @@ func OpenStore(specs []TierSpec, ev Evictor, log *zap.Logger) (*Store, error) {
 		}
 	}
 	return s, nil
+}
+
+// Close lets go of the tier directories the store holds open; blocks are
+// still written after it (by path), but the store's owner is done with it.
+func (s *Store) Close() {
+	for _, t := range s.tiers {
+		if fd := t.dirFD.Swap(-1); fd >= 0 {
+			closeDirFD(int(fd))
+		}
+	}
 }
 
 // SetListener installs the listener (before the store is shared).
@@ -497,7 +511,7 @@ type blockFile interface {
 // else under a fresh name in the tier's temp dir.
 func (s *Store) openTemp(tb *TempBlock) (blockFile, error) {
 	if !s.noAnon.Load() {
-		if f, path, ok := openAnon(tb.t.dir); ok {
+		if f, path, ok := openAnon(tb.t.dir, int(tb.t.dirFD.Load())); ok {
 			tb.path, tb.anon = path, true
 			return f, nil
 		}
@@ -510,7 +524,7 @@ func (s *Store) openTemp(tb *TempBlock) (blockFile, error) {
 // anonWorks tries an unnamed file and its link in t's temp dir: some file
 // systems lack O_TMPFILE, and the link needs /proc.
 func anonWorks(t *tier) bool {
-	f, path, ok := openAnon(t.dir)
+	f, path, ok := openAnon(t.dir, int(t.dirFD.Load()))
 	if !ok {
 		return false
 	}

@@ -26,6 +26,7 @@ func openStore(t *testing.T, specs ...TierSpec) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(s.Close)
 	return s
 }
 
