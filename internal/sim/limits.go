@@ -17,3 +17,27 @@ func RaiseFileLimit() {
 	want = syscall.Rlimit{Cur: lim.Max, Max: lim.Max}
 	_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want)
 }
+
+// FileLimit is this process's open-file limit (0 when unknown).
+func FileLimit() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0
+	}
+	return int(min(lim.Cur, 1<<30))
+}
+
+// fileReserve is the open files a simulator keeps beside its workers'
+// connections (its own clients, logs, a test's calls).
+const fileReserve = 1000
+
+// ConnsFor is the fewest shared connections (Config.Conns) that let
+// workers run under an open-file limit: 0 (one per worker, as separate
+// processes have) when the limit allows it; else as many as fit, each
+// worker needing perWorker (a connection to each master).
+func ConnsFor(workers, perWorker, limit int) int {
+	if limit <= 0 || workers*perWorker+fileReserve <= limit {
+		return 0
+	}
+	return max((limit-fileReserve)/perWorker, 1)
+}

@@ -117,6 +117,14 @@ func New(cfg Config) (*Sim, error) {
 		// Thousands of connections: keep each one's buffers small.
 		cfg.Dial.ConnBuffer = 16 << 10
 	}
+	perWorker := 1
+	if len(cfg.JobMasters) > 0 {
+		perWorker = 2
+	}
+	if lim := FileLimit(); cfg.Conns == 0 && ConnsFor(cfg.Workers, perWorker, lim) > 0 {
+		return nil, fmt.Errorf("sim: %d workers need about %d open files (a connection to each master apiece), the limit is %d: raise it (ulimit -n) or share connections (--conns %d)",
+			cfg.Workers, cfg.Workers*perWorker+fileReserve, lim, ConnsFor(cfg.Workers, perWorker, lim))
+	}
 	s := &Sim{cfg: cfg, log: cfg.Log}
 	for range cfg.Conns {
 		m, err := s.newMasters()

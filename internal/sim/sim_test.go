@@ -52,3 +52,19 @@ func TestDedupeKeepsLastOfEachBlock(t *testing.T) {
 		t.Fatalf("dedupe: %v, want %v", got, want)
 	}
 }
+
+// ConnsFor shares connections only when one per worker and master would
+// not fit the open-file limit, and then as many as fit.
+func TestConnsForTheFileLimit(t *testing.T) {
+	for _, c := range []struct{ workers, per, limit, want int }{
+		{10000, 2, 1 << 20, 0},
+		{10000, 2, 20000, 9500},
+		{500, 2, 2000, 0},
+		{10000, 1, 0, 0}, // unknown limit: one each
+		{100, 2, 1000, 1},
+	} {
+		if got := ConnsFor(c.workers, c.per, c.limit); got != c.want {
+			t.Errorf("ConnsFor(%d, %d, %d) = %d, want %d", c.workers, c.per, c.limit, got, c.want)
+		}
+	}
+}

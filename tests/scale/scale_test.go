@@ -362,6 +362,13 @@ func (r *run) inodes() int64 {
 func (r *run) workers() {
 	tb, c, p := r.tb, r.c, r.p
 	c.StartJobMaster(0)
+	if n := sim.ConnsFor(p.workers, 2, sim.FileLimit()); p.conns == 0 && n > 0 {
+		// One connection per worker and master does not fit this
+		// process's open-file limit (which it may not raise): share as
+		// few as needed, and say so.
+		tb.Logf("the open-file limit (%d) is below %d workers × 2 connections: they share %d connections to each master", sim.FileLimit(), p.workers, n)
+		r.p.conns, p.conns = n, n
+	}
 	s, err := sim.New(sim.Config{
 		Workers: p.workers, FSMasters: []string{c.Master}, JobMasters: c.JobMasterAddrs,
 		Dial: rpc.ClientOptions{Token: testutil.ClusterToken()}, Conns: p.conns,
