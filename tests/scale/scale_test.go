@@ -29,12 +29,12 @@ type params struct {
 	workersOnly bool
 	// conns: connections to each master the simulated workers share (0:
 	// one per worker, as separate processes have; ALLUVIUM_SCALE_CONNS).
-	conns int
-	tree        Tree
-	workers     int
-	steady      time.Duration // how long the workers heartbeat while measured
-	treeDir     string        // where a big tree is kept between runs ("" a temp dir)
-	outDir      string        // where profiles go ("" none)
+	conns   int
+	tree    Tree
+	workers int
+	steady  time.Duration // how long the workers heartbeat while measured
+	treeDir string        // where a big tree is kept between runs ("" a temp dir)
+	outDir  string        // where profiles go ("" none)
 }
 
 // results are the figures of one run, by metric name (BenchmarkScale
