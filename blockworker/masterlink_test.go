@@ -2,6 +2,7 @@ package blockworker
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/coalesce"
+	"github.com/alluvium/alluvium/internal/testutil"
 )
 
 // raceMaster answers one heartbeat with a REMOVE_BLOCKS it decided before a
@@ -145,7 +148,7 @@ func TestCommitsInFlightGoTogether(t *testing.T) {
 	first := commit(1)
 	<-m.started
 	second, third := commit(2), commit(3)
-	waitUntil(t, "two commits waiting for the next call", func() bool { return l.commits.Waiting() == 2 })
+	testutil.Eventually(t, time.Minute, waitingFor(l.commits, 2))
 	select {
 	case <-second:
 		t.Fatal("a commit returned before its block went to the master")
@@ -179,7 +182,7 @@ func TestCommitsInFlightGoTogether(t *testing.T) {
 	a := commit(4)
 	<-m.started
 	b, c := commit(5), commit(6)
-	waitUntil(t, "two commits waiting for the next call", func() bool { return l.commits.Waiting() == 2 })
+	testutil.Eventually(t, time.Minute, waitingFor(l.commits, 2))
 	m.release <- struct{}{}
 	<-a
 	<-m.started
@@ -195,15 +198,13 @@ func TestCommitsInFlightGoTogether(t *testing.T) {
 	}
 }
 
-// waitUntil polls cond with a generous deadline (a loaded machine may be
-// slow to run the goroutines the test waits for).
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+// waitingFor is a condition for testutil.Eventually: n commits wait for
+// the next call.
+func waitingFor(g *coalesce.Group[BlockMeta, struct{}], n int) func() error {
+	return func() error {
+		if w := g.Waiting(); w != n {
+			return fmt.Errorf("%d commits waiting for the next call, want %d", w, n)
 		}
-		time.Sleep(time.Millisecond)
+		return nil
 	}
 }

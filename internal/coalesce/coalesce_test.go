@@ -3,10 +3,13 @@ package coalesce
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/alluvium/alluvium/internal/testutil"
 )
 
 // gate is a run func whose calls are held until the test lets each go.
@@ -29,19 +32,6 @@ func (g *gate) run(items []int) int {
 	g.started <- n
 	<-g.release
 	return n
-}
-
-// waitFor polls cond with a generous deadline (a loaded machine may be slow
-// to run the callers' goroutines).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // Items added while a call is in flight go together in the next call, which
@@ -67,7 +57,7 @@ func TestCallersOfAWaveShareTheNextCall(t *testing.T) {
 		t.Fatalf("first call is call %d", n)
 	}
 	second, third := ask(2), ask(3)
-	waitFor(t, "two callers waiting for the next call", func() bool { return g.Waiting() == 2 })
+	testutil.Eventually(t, time.Minute, waitingFor(g, 2))
 	gt.release <- struct{}{}
 	if got := <-first; got != 1 {
 		t.Fatalf("first caller answered by call %d", got)
@@ -117,7 +107,7 @@ func TestCallerGivesUpOnItsContext(t *testing.T) {
 		n, _ := g.Do(context.Background(), 2)
 		other <- n
 	}()
-	waitFor(t, "the other caller to wait", func() bool { return g.Waiting() == 1 })
+	testutil.Eventually(t, time.Minute, waitingFor(g, 1))
 	gt.release <- struct{}{}
 	<-gt.started
 	gt.release <- struct{}{}
@@ -126,5 +116,16 @@ func TestCallerGivesUpOnItsContext(t *testing.T) {
 	}
 	if err := context.Cause(cctx); !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
+	}
+}
+
+// waitingFor is a condition for testutil.Eventually: n items wait for the
+// next batch.
+func waitingFor(g *Group[int, int], n int) func() error {
+	return func() error {
+		if w := g.Waiting(); w != n {
+			return fmt.Errorf("%d waiting for the next call, want %d", w, n)
+		}
+		return nil
 	}
 }
