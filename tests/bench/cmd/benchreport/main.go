@@ -241,12 +241,25 @@ func fatal(err error) {
 var refs = map[string]string{}
 
 // referenceOf is what metric of bench is measured against ("" when the
-// benchmark names none).
+// benchmark names none): the metric's own, else that of the longest
+// pattern "prefix*" it matches, else the bench's default ("*"). Patterns
+// keep a benchmark's REF lines few: go test keeps only the first ten lines
+// a benchmark logs.
 func referenceOf(bench, metric string) string {
 	if r, ok := refs[bench+"\x00"+metric]; ok {
 		return r
 	}
-	return refs[bench+"\x00*"]
+	best, ref := -1, ""
+	for k, r := range refs {
+		b, pat, ok := strings.Cut(k, "\x00")
+		if !ok || b != bench || !strings.HasSuffix(pat, "*") {
+			continue
+		}
+		if pre := strings.TrimSuffix(pat, "*"); strings.HasPrefix(metric, pre) && len(pre) > best {
+			best, ref = len(pre), r
+		}
+	}
+	return ref
 }
 
 // result is one benchmark's metric values over the runs, in first-seen order.

@@ -6,15 +6,18 @@ import (
 	"time"
 )
 
-// A row shows the reference its benchmark named for its metric, or the
-// benchmark's default, and a row with none is marked and remembered.
+// A row shows the reference its benchmark named for its metric, or that
+// of the longest pattern "prefix*" it matches, or the benchmark's default,
+// and a row with none is marked and remembered.
 func TestRowsNameTheirReference(t *testing.T) {
 	refs, missingRefs = map[string]string{}, nil
 	out := `goos: linux
-BenchmarkA/x=1-2   	       1	 5 ns/op	  10.0 ops/s	  2.00 ratio-a/ref	  5.00 ref-ops/s
+BenchmarkA/x=1-2   	       1	 5 ns/op	  10.0 ops/s	  2.00 ratio-a/ref	  5.00 ref-ops/s	  1.00 ref-cpu-s	  2.00 ref-cpu-disk-s
 --- BENCH: BenchmarkA/x=1-2
     a_test.go:10: REF: A/x=1: *: the reference, same work
     a_test.go:11: REF: A/x=1: ref-ops/s: the reference itself
+    a_test.go:11: REF: A/x=1: ref-*: any ref metric
+    a_test.go:11: REF: A/x=1: ref-cpu-*: the reference's CPU
     a_test.go:12: NOTE: A: both sides fsync
 BenchmarkB-2   	       1	 5 ns/op	  3.00 things/s
 `
@@ -26,6 +29,8 @@ BenchmarkB-2   	       1	 5 ns/op	  3.00 things/s
 	for _, want := range []string{
 		"| A/x=1 | ops/s | **10.00** | 10.00 | the reference, same work |",
 		"| A/x=1 | ref-ops/s | **5.00** | 5.00 | the reference itself |",
+		"| A/x=1 | ref-cpu-s | **1.00** | 1.00 | the reference's CPU |",
+		"| A/x=1 | ref-cpu-disk-s | **2.00** | 2.00 | the reference's CPU |",
 		"| B | things/s | **3.00** | 3.00 | **none named** |",
 	} {
 		if !strings.Contains(md, want) {
