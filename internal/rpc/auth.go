@@ -74,6 +74,13 @@ func ActAs(ctx context.Context, user string) context.Context {
 	return metadata.NewOutgoingContext(ctx, md)
 }
 
+// ActingAs is the user ctx's outgoing calls ask to act for (ActAs; ""
+// when none).
+func ActingAs(ctx context.Context) string {
+	md, _ := metadata.FromOutgoingContext(ctx)
+	return strings.Join(md.Get(UserHeader), ",")
+}
+
 // authenticator turns a call's credentials into an Identity.
 type authenticator struct {
 	token     string            // the cluster token: the system identity

@@ -259,7 +259,7 @@ func Dial(addr string, o ClientOptions) (*grpc.ClientConn, error) {
 
 // actAsDefault names user in ctx's outgoing metadata unless it names one.
 func actAsDefault(ctx context.Context, user string) context.Context {
-	if md, ok := metadata.FromOutgoingContext(ctx); ok && len(md.Get(UserHeader)) > 0 {
+	if ActingAs(ctx) != "" {
 		return ctx
 	}
 	return metadata.AppendToOutgoingContext(ctx, UserHeader, user)

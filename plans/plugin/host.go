@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
@@ -171,7 +170,7 @@ func (h *hostServer) List(in context.Context, req *api.HostListRequest) (*api.Ho
 	if err != nil {
 		return nil, err
 	}
-	key := pageKey{user: userOf(c.ctx), path: p, token: req.GetPageToken(), size: min(max(req.GetPageSize(), 0), maxListPage), recursive: req.GetRecursive()}
+	key := pageKey{user: rpc.ActingAs(c.ctx), path: p, token: req.GetPageToken(), size: min(max(req.GetPageSize(), 0), maxListPage), recursive: req.GetRecursive()}
 	raw, err := h.pages.take(ctx, key)
 	if err != nil {
 		return nil, err
@@ -202,12 +201,6 @@ func listRaw(ctx context.Context, env plans.Env, key pageKey) ([]byte, error) {
 		return nil, err
 	}
 	return raw.bytes, nil
-}
-
-// userOf is the user ctx's calls act for (rpc.ActAs).
-func userOf(ctx context.Context) string {
-	md, _ := metadata.FromOutgoingContext(ctx)
-	return strings.Join(md.Get(rpc.UserHeader), ",")
 }
 
 // nextPageTokenField is ListStatusResponse.next_page_token's number.
