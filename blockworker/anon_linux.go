@@ -36,13 +36,20 @@ func openAnon(dir string, dirFD int) (f blockFile, path string, ok bool) {
 }
 
 // linkAnon names the unnamed file f, open at path (openAnon's), final; it
-// fails with an error matching os.ErrExist when final is taken.
-func linkAnon(f blockFile, path, final string) error {
+// fails with an error matching os.ErrExist when final is taken. dirFD
+// (>= 0) is final's directory held open and name final's name in it: the
+// link is then made relative to it, without walking final's path.
+func linkAnon(f blockFile, path string, dirFD int, name, final string) error {
 	if rf, ok := f.(rawFile); ok && !noEmptyPathLink.Load() {
 		// By its descriptor: no walk of /proc/self/fd (a third of a small
 		// block's commit). It takes CAP_DAC_READ_SEARCH; without it the
 		// kernel answers ENOENT, and /proc does it from then on.
-		err := unix.Linkat(int(rf), "", unix.AT_FDCWD, final, unix.AT_EMPTY_PATH)
+		var err error
+		if dirFD >= 0 && name != "" {
+			err = unix.Linkat(int(rf), "", dirFD, name, unix.AT_EMPTY_PATH)
+		} else {
+			err = unix.Linkat(int(rf), "", unix.AT_FDCWD, final, unix.AT_EMPTY_PATH)
+		}
 		if err == nil {
 			return nil
 		}

@@ -12,4 +12,4 @@ func openDirFD(string) int { return -1 }
 
 func closeDirFD(int) {}
 
-func linkAnon(blockFile, string, string) error { return errors.ErrUnsupported }
+func linkAnon(blockFile, string, int, string, string) error { return errors.ErrUnsupported }

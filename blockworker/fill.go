@@ -162,25 +162,56 @@ func (w *Worker) startFillBatched(id int64, src *api.UfsBlockSource, pinned bool
 	return w.startFillAs(id, src, pinned, alias, true, false, th)
 }
 
+// inlineFillMax is the longest block a cache call fills on its own
+// goroutine (startFillInline) when no budget throttles it: a small
+// block's fill is a few syscalls, less than the hand-off to a goroutine of
+// its own and the caller's wake-up when it ends.
+const inlineFillMax = 1 << 20
+
+// inlinable says whether a cache call's fill of src may run on the
+// caller's goroutine: short, and not a job's throttled work (such a fill
+// ends when its callers go, which the caller's own goroutine cannot see).
+func inlinable(src *api.UfsBlockSource, th *throttle) bool {
+	return th == nil && src.GetLength() <= inlineFillMax
+}
+
 func (w *Worker) startFillAs(id int64, src *api.UfsBlockSource, pinned bool, alias string, batched, reader bool, th *throttle) (f *fill, cached bool, err error) {
+	return w.newFill(id, src, pinned, alias, batched, reader, th, false)
+}
+
+// startFillInline is startFill for a cache call (CacheBlock; batched:
+// CacheBlocks) of a small unthrottled block (inlinable): a fill it starts
+// runs at once on the caller's goroutine and has ended when it returns; a
+// fill already running is joined as startFill would.
+func (w *Worker) startFillInline(id int64, src *api.UfsBlockSource, pinned bool, alias string, batched bool) (f *fill, cached bool, err error) {
+	return w.newFill(id, src, pinned, alias, batched, false, nil, true)
+}
+
+// newFill joins the fill of block id or starts one; inline runs one it
+// starts on the caller's goroutine before returning.
+func (w *Worker) newFill(id int64, src *api.UfsBlockSource, pinned bool, alias string, batched, reader bool, th *throttle, inline bool) (f *fill, cached bool, err error) {
 	w.fillMu.Lock()
-	defer w.fillMu.Unlock()
 	if f := w.fills[id]; f != nil && f.join() {
+		w.fillMu.Unlock()
 		return f, false, nil
 	}
 	if w.store.Has(id) {
+		w.fillMu.Unlock()
 		return nil, true, nil
 	}
 	tb, err := w.store.Create(id, src.GetLength(), alias, pinned)
 	if errors.Is(err, ErrExists) {
+		w.fillMu.Unlock()
 		return nil, true, nil
 	}
 	if err != nil {
+		w.fillMu.Unlock()
 		return nil, false, err
 	}
 	var rf *os.File
 	if reader {
 		if rf, err = os.Open(tb.Path()); err != nil {
+			w.fillMu.Unlock()
 			tb.Abort()
 			return nil, false, fmt.Errorf("block %d: %w", id, err)
 		}
@@ -189,6 +220,12 @@ func (w *Worker) startFillAs(id int64, src *api.UfsBlockSource, pinned bool, ali
 	f.ctx, f.stop = context.WithCancel(w.ctx)
 	w.fills[id] = f
 	w.wg.Add(1)
+	w.fillMu.Unlock()
+	if inline {
+		defer w.wg.Done()
+		w.runFill(f, src)
+		return f, false, nil
+	}
 	go func() {
 		defer w.wg.Done()
 		w.runFill(f, src)

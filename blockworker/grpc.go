@@ -368,7 +368,16 @@ func (s *service) CacheBlock(ctx context.Context, req *api.CacheBlockRequest) (*
 	if src == nil || src.GetUfsPath() == "" || src.GetLength() < 0 || src.GetOffset() < 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "cache block %d: need a UFS source with a path, offset >= 0 and length >= 0", id)
 	}
-	f, cached, err := s.w.startCacheFill(id, src, req.GetPinned(), req.GetTier(), s.w.throttles.of(ctx))
+	var (
+		f      *fill
+		cached bool
+		err    error
+	)
+	if th := s.w.throttles.of(ctx); inlinable(src, th) {
+		f, cached, err = s.w.startFillInline(id, src, req.GetPinned(), req.GetTier(), false)
+	} else {
+		f, cached, err = s.w.startCacheFill(id, src, req.GetPinned(), req.GetTier(), th)
+	}
 	if cached {
 		// Commit again: the master may have just dropped this copy (a free
 		// whose removal has not reached us yet) and must see it is here.

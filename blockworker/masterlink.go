@@ -326,6 +326,13 @@ func (l *masterLink) commit(ctx context.Context, m BlockMeta) {
 	l.commits.Do(context.WithoutCancel(ctx), m)
 }
 
+// commitAll tells the master about the blocks one call stored (a
+// CacheBlocks), with the commits of other calls made meanwhile: one
+// CommitBlocks for every call of a wave, answered before it returns.
+func (l *masterLink) commitAll(ctx context.Context, ms []BlockMeta) {
+	l.commits.DoAll(context.WithoutCancel(ctx), ms)
+}
+
 // commitBatch sends one wave of commits: CommitBlock for a lone block (an
 // idle worker), CommitBlocks for more.
 func (l *masterLink) commitBatch(ms []BlockMeta) struct{} {

@@ -530,7 +530,7 @@ func anonWorks(t *tier) bool {
 	}
 	defer f.Close()
 	probe := tempName(t, 0, "probe-")
-	if err := linkAnon(f, path, probe); err != nil {
+	if err := linkAnon(f, path, -1, "", probe); err != nil {
 		return false
 	}
 	_ = os.Remove(probe)
@@ -669,14 +669,16 @@ func (tb *TempBlock) publish(final string) error {
 	if !tb.anon {
 		return os.Rename(tb.path, final)
 	}
-	err := linkAnon(tb.f, tb.path, final)
+	// final is a name in the tier's directory (blockPath): linked relative
+	// to the descriptor the store holds of it.
+	err := linkAnon(tb.f, tb.path, int(tb.t.dirFD.Load()), filepath.Base(final), final)
 	if !errors.Is(err, os.ErrExist) {
 		return err
 	}
 	// A leftover file has the name (a removed block still leased): link
 	// under a temp name and rename over it, which replaces atomically.
 	tmp := tempName(tb.t, tb.id, "link-")
-	if err := linkAnon(tb.f, tb.path, tmp); err != nil {
+	if err := linkAnon(tb.f, tb.path, -1, "", tmp); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, final); err != nil {

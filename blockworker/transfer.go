@@ -11,6 +11,7 @@ import (
 	iofs "io/fs"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -692,8 +693,10 @@ func (w *Worker) readPeerAll(ctx context.Context, addr string, id int64, fn func
 }
 
 // CacheBlocks implements api.BlockWorkerServer: the fills run at once (up
-// to the parallelism), and the blocks this call stored are committed to the
-// FS master in one CommitBlocks call before it returns.
+// to the parallelism, each of that many goroutines filling block after
+// block), and the blocks this call stored are committed to the FS master
+// before it returns, in one CommitBlocks with those of the calls that
+// commit meanwhile.
 func (s *service) CacheBlocks(ctx context.Context, req *api.CacheBlocksRequest) (*api.CacheBlocksResponse, error) {
 	w := s.w
 	par := int(req.GetParallelism())
@@ -702,13 +705,7 @@ func (s *service) CacheBlocks(ctx context.Context, req *api.CacheBlocksRequest) 
 	}
 	blocks := req.GetBlocks()
 	results := make([]*api.CacheBlockResult, len(blocks))
-	var (
-		mu    sync.Mutex
-		metas []BlockMeta
-		wg    sync.WaitGroup
-	)
-	sem := make(chan struct{}, par)
-	th := w.throttles.of(ctx)
+	todo := make([]int, 0, len(blocks))
 	for i, b := range blocks {
 		res := &api.CacheBlockResult{BlockId: b.GetBlockId()}
 		results[i] = res
@@ -718,48 +715,76 @@ func (s *service) CacheBlocks(ctx context.Context, req *api.CacheBlocksRequest) 
 			res.Error = fmt.Sprintf("cache block %d: need a UFS source with a path, offset >= 0 and length >= 0", b.GetBlockId())
 			continue
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+		todo = append(todo, i)
+	}
+	var (
+		mu    sync.Mutex
+		metas = make([]BlockMeta, 0, len(todo))
+		next  atomic.Int64
+	)
+	th := w.throttles.of(ctx)
+	one := func(b *api.CacheBlockRequest, res *api.CacheBlockResult) {
+		src := b.GetSource()
+		var (
+			f      *fill
+			cached bool
+			err    error
+		)
+		if inlinable(src, th) {
+			f, cached, err = w.startFillInline(b.GetBlockId(), src, b.GetPinned(), b.GetTier(), true)
+		} else {
+			f, cached, err = w.startFillBatched(b.GetBlockId(), src, b.GetPinned(), b.GetTier(), th)
 		}
-		if ctx.Err() != nil {
-			res.Code, res.Error = int32(codes.Canceled), ctx.Err().Error()
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			f, cached, err := w.startFillBatched(b.GetBlockId(), src, b.GetPinned(), b.GetTier(), th)
-			if cached {
-				res.AlreadyCached = true
-				if m, ok := w.store.Stat(b.GetBlockId()); ok { // see CacheBlock
-					mu.Lock()
-					metas = append(metas, m)
-					mu.Unlock()
-				}
-				return
-			}
-			if err == nil {
-				err = f.wait(ctx)
-				f.leave()
-			}
-			if err != nil {
-				st := status.Convert(storeStatus("cache", b.GetBlockId(), err))
-				res.Code, res.Error = int32(st.Code()), st.Message()
-				return
-			}
-			res.Bytes = src.GetLength()
-			if m, ok := f.batchedMeta(); ok {
+		if cached {
+			res.AlreadyCached = true
+			if m, ok := w.store.Stat(b.GetBlockId()); ok { // see CacheBlock
 				mu.Lock()
 				metas = append(metas, m)
 				mu.Unlock()
 			}
-		}()
+			return
+		}
+		if err == nil {
+			err = f.wait(ctx)
+			f.leave()
+		}
+		if err != nil {
+			st := status.Convert(storeStatus("cache", b.GetBlockId(), err))
+			res.Code, res.Error = int32(st.Code()), st.Message()
+			return
+		}
+		res.Bytes = src.GetLength()
+		if m, ok := f.batchedMeta(); ok {
+			mu.Lock()
+			metas = append(metas, m)
+			mu.Unlock()
+		}
 	}
-	wg.Wait()
+	run := func() {
+		for {
+			k := int(next.Add(1)) - 1
+			if k >= len(todo) {
+				return
+			}
+			i := todo[k]
+			if err := ctx.Err(); err != nil {
+				results[i].Code, results[i].Error = int32(codes.Canceled), err.Error()
+				continue
+			}
+			one(blocks[i], results[i])
+		}
+	}
+	if n := min(par, len(todo)); n <= 1 {
+		run()
+	} else {
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(run)
+		}
+		wg.Wait()
+	}
 	if len(metas) > 0 {
-		w.link.commitMany(ctx, metas)
+		w.link.commitAll(ctx, metas)
 	}
 	return &api.CacheBlocksResponse{Results: results}, nil
 }

@@ -44,7 +44,7 @@ type Worker struct {
 	progress time.Duration
 	env      plans.Env
 	envClose func() error
-	wenv     *plugin.Env
+	wenv     *taskEnv
 	srvOpts  rpc.ServerOptions // authentication, TLS
 	dial     rpc.ClientOptions // how it dials the masters
 
@@ -152,7 +152,7 @@ func NewWithOptions(cfg *config.Config, log *zap.Logger, bw Colocated, o Options
 		}
 		return nil, err
 	}
-	w.wenv = we // tasks run with it; w.env stays the cluster (its optional interfaces)
+	w.wenv = newTaskEnv(we) // tasks run with it; w.env stays the cluster (its optional interfaces)
 	w.ln = o.Listener
 	return w, nil
 }

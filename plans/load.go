@@ -78,12 +78,14 @@ type loadBlock struct {
 	Fingerprint string `json:"f,omitempty"`
 }
 
-// loadArgs are one load task's arguments: the shared planner's, each
-// element a loadBlock. Tasks planned before load used the shared planner
-// carry their blocks under "b" instead.
+// loadArgs are one load task's arguments: the shared planner's (itemArgs),
+// each element a loadBlock, decoded in the same pass. Tasks planned before
+// load used the shared planner carry their blocks under "b" instead.
 type loadArgs struct {
-	itemArgs
-	Blocks []loadBlock `json:"b,omitempty"`
+	Worker  int64       `json:"w,omitempty"`
+	Address string      `json:"a,omitempty"`
+	Items   []loadBlock `json:"i"`
+	Blocks  []loadBlock `json:"b,omitempty"`
 }
 
 // decodeLoadArgs reads a load task's arguments, its blocks in a.Blocks.
@@ -92,13 +94,7 @@ func decodeLoadArgs(args []byte) (loadArgs, error) {
 	if err := json.Unmarshal(args, &a); err != nil {
 		return a, err
 	}
-	for _, raw := range a.Items {
-		var b loadBlock
-		if err := json.Unmarshal(raw, &b); err != nil {
-			return a, fmt.Errorf("block: %w", err)
-		}
-		a.Blocks = append(a.Blocks, b)
-	}
+	a.Blocks = append(a.Blocks, a.Items...)
 	a.Items = nil
 	return a, nil
 }

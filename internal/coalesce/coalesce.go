@@ -40,12 +40,31 @@ func New[T, R any](run func(items []T) R) *Group[T, R] {
 // ctx to end (the batch goes on for the others; ok is false).
 func (g *Group[T, R]) Do(ctx context.Context, item T) (res R, ok bool) {
 	g.mu.Lock()
-	b := g.next
-	if b == nil {
-		b = &batch[T, R]{done: make(chan struct{})}
-		g.next = b
-	}
+	b := g.nextLocked()
 	b.items = append(b.items, item)
+	return g.wait(ctx, b)
+}
+
+// DoAll is Do for several items of one caller: they all go in the next
+// batch, and its answer is theirs.
+func (g *Group[T, R]) DoAll(ctx context.Context, items []T) (res R, ok bool) {
+	g.mu.Lock()
+	b := g.nextLocked()
+	b.items = append(b.items, items...)
+	return g.wait(ctx, b)
+}
+
+// nextLocked is the batch the next items go in (g.mu held).
+func (g *Group[T, R]) nextLocked() *batch[T, R] {
+	if g.next == nil {
+		g.next = &batch[T, R]{done: make(chan struct{})}
+	}
+	return g.next
+}
+
+// wait starts b when no batch is in flight, lets go of g.mu and waits for
+// b's answer or ctx's end.
+func (g *Group[T, R]) wait(ctx context.Context, b *batch[T, R]) (res R, ok bool) {
 	if !g.busy {
 		g.startLocked()
 	}

@@ -129,3 +129,44 @@ func waitingFor(g *Group[int, int], n int) func() error {
 		return nil
 	}
 }
+
+// DoAll puts a caller's items in the next batch together with the items of
+// the others who ask meanwhile, and answers it with that batch's answer.
+func TestDoAllJoinsTheNextCall(t *testing.T) {
+	gt := newGate()
+	g := New(gt.run)
+	ctx := context.Background()
+	first := make(chan int, 1)
+	go func() {
+		n, _ := g.DoAll(ctx, []int{1, 2})
+		first <- n
+	}()
+	if n := <-gt.started; n != 1 {
+		t.Fatalf("first call is call %d", n)
+	}
+	second := make(chan int, 2)
+	go func() {
+		n, _ := g.DoAll(ctx, []int{3, 4})
+		second <- n
+	}()
+	go func() {
+		n, _ := g.Do(ctx, 5)
+		second <- n
+	}()
+	testutil.Eventually(t, time.Minute, waitingFor(g, 3))
+	gt.release <- struct{}{}
+	if got := <-first; got != 1 {
+		t.Fatalf("first caller answered by call %d", got)
+	}
+	<-gt.started
+	gt.release <- struct{}{}
+	if a, b := <-second, <-second; a != 2 || b != 2 {
+		t.Fatalf("callers during call 1 answered by calls %d and %d, want 2", a, b)
+	}
+	gt.mu.Lock()
+	calls := gt.calls
+	gt.mu.Unlock()
+	if len(calls) != 2 || !slices.Equal(calls[0], []int{1, 2}) || len(calls[1]) != 3 || !slices.Contains(calls[1], 3) || !slices.Contains(calls[1], 4) || !slices.Contains(calls[1], 5) {
+		t.Fatalf("calls %v, want [[1 2] [3 4 5]] (the second in any order)", calls)
+	}
+}

@@ -38,6 +38,14 @@ func WithoutRate(ctx context.Context) context.Context {
 	return context.WithValue(ctx, rateCtxKey{}, rateSource{})
 }
 
+// Rated says whether calls on ctx may draw from a budget (WithRate, with
+// a share that may be > 0 at the time of a call): such calls are a task's
+// own and may not be merged with another's.
+func Rated(ctx context.Context) bool {
+	src, ok := ctx.Value(rateCtxKey{}).(rateSource)
+	return ok && src.bps != nil
+}
+
 // withRateHeader adds RateHeader to an outgoing call of ctx (Dial's
 // interceptors).
 func withRateHeader(ctx context.Context) context.Context {
