@@ -10,7 +10,7 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 TEST_TIMEOUT ?= 25m
 FUZZTIME ?= 20s
 
-.PHONY: help build test vet unit proto demo bench bench-scale bench-scale-workers fmt fuzz test-chaos test-multihost clean console-vendor console-screenshots
+.PHONY: help build test vet unit proto demo bench bench-scale bench-scale-workers bench-scale-inodes fmt fuzz test-chaos test-multihost clean console-vendor console-screenshots
 
 help:
 	@echo "make build       build bin/alluvium"
@@ -20,6 +20,7 @@ help:
 	@echo "make demo        start an all-in-one cluster on sample data, run jobs, show results, stop"
 	@echo "make bench       run the benchmarks and write docs/BENCHMARKS.md (BENCH=regexp BENCH_SECTION=name: some, in a section of their own)"
 	@echo "make bench-scale-workers the scale run's worker phases alone (10k simulated workers, leader restart; root)"
+	@echo "make bench-scale-inodes the 10M-inode figures (heap, restart, load plan) from a generated checkpoint; minutes"
 	@echo "make bench-scale the scale run (10M files, 10k simulated workers; root, ~1 h) into its section of docs/BENCHMARKS.md"
 	@echo "make fuzz        run every fuzz target for FUZZTIME each ($(FUZZTIME))"
 	@echo "make proto       regenerate api/*.pb.go from api/*.proto"
@@ -94,6 +95,15 @@ bench-scale-workers: build
 	ALLUVIUM_BIN=$(CURDIR)/bin/alluvium ALLUVIUM_SCALE_FILES=$(SCALE_WORKER_FILES) ALLUVIUM_SCALE_WORKERS=$(SCALE_WORKERS) ALLUVIUM_SCALE_CONNS=$(SCALE_CONNS) \
 	ALLUVIUM_SCALE_OUT=$(CURDIR)/docs/profiles/scale \
 	$(GO) run ./tests/bench/cmd/benchreport -pkg ./tests/scale/ -bench 'ScaleWorkers$$' -count 1 -timeout 2h -section scale-workers
+
+# The 10M-inode figures without a UFS tree (BenchmarkScaleInodes): a
+# namespace of SCALE_FILES empty files generated into a checkpoint by the
+# FS master's own writer; the real binary's heap per inode, start and
+# kill -9 restart from it, a load with verify over it (minutes, not an hour).
+bench-scale-inodes: build
+	mkdir -p docs/profiles/scale
+	ALLUVIUM_BIN=$(CURDIR)/bin/alluvium ALLUVIUM_SCALE_FILES=$(SCALE_FILES) ALLUVIUM_SCALE_OUT=$(CURDIR)/docs/profiles/scale \
+	$(GO) run ./tests/bench/cmd/benchreport -pkg ./tests/scale/ -bench 'ScaleInodes$$' -count 1 -timeout 2h -section scale-inodes
 
 fuzz:
 	bash tests/fuzz.sh $(FUZZTIME)

@@ -156,6 +156,10 @@ func LoadCheckpoint(tx *bolt.Tx) (*State, error) {
 		if err := s.loadTablesV2(tx); err != nil {
 			return nil, err
 		}
+		// Format 1 makes a protobuf's garbage per inode: only the compact
+		// formats load with the collector paused.
+		defer pauseGC()()
+		s.deferIndex = true
 		for _, b := range []struct {
 			name  []byte
 			aside bool
@@ -174,6 +178,11 @@ func LoadCheckpoint(tx *bolt.Tx) (*State, error) {
 				return nil, err
 			}
 		}
+		s.deferIndex = false
+		if id, ok := s.inodes.addAll(s.deferred); !ok {
+			return nil, fmt.Errorf("checkpoint: inode %d exists twice", id)
+		}
+		s.deferred = nil
 	} else if ib := tx.Bucket(bucketInodes); ib != nil {
 		err := ib.ForEach(func(k, v []byte) error {
 			e, err := DecodeInodeRecord(v)

@@ -383,16 +383,24 @@ func (s *State) loadRecordV2(r *reader, aside, rare bool) error {
 	// Records come in walk order: most share the previous record's parent
 	// and sort after its children so far, which makes the checks cheap.
 	if lp := s.lastParent; !aside && lp != nil && id > 0 && lp.id == parentID && parentID != 0 && lp.kids.sortsAfterAll(name) && validName(name) {
-		if !s.inodes.putNew(n) {
-			return fmt.Errorf("inode %d exists", id)
-		}
 		if e != nil {
+			if s.exts[id] != nil {
+				return fmt.Errorf("inode %d exists", id)
+			}
 			s.exts[id] = e
 		}
 		if err := s.checkPacked(n); err != nil {
-			s.inodes.remove(id)
 			delete(s.exts, id)
 			return err
+		}
+		if s.deferIndex && !n.dir() {
+			// A file is never looked up by id while loading: LoadCheckpoint
+			// indexes it with the others at the end (and fails there on
+			// an id seen twice).
+			s.deferred = append(s.deferred, n)
+		} else if !s.inodes.putNew(n) {
+			delete(s.exts, id)
+			return fmt.Errorf("inode %d exists", id)
 		}
 		s.indexTTL(n)
 		s.bumpInodeID(id)

@@ -44,6 +44,12 @@ type State struct {
 	// lastParent is the parent of the checkpoint record loaded last
 	// (loading only).
 	lastParent *inode
+	// deferred, while LoadCheckpoint runs (deferIndex), holds the files
+	// loaded but not yet in the id index: it adds them all at once at the
+	// end (idIndex.addAll), in the order of their slots, instead of one
+	// cache miss each in a table of tens of millions.
+	deferIndex bool
+	deferred   []*inode
 }
 
 // NewState returns an empty state: no root yet (the first entries of a
@@ -74,6 +80,9 @@ func (s *State) isAside(n *inode) bool { return len(s.asides) > 0 && s.asides[n.
 
 // LastSequence is the sequence of the last entry applied.
 func (s *State) LastSequence() int64 { return s.lastSeq }
+
+// NextInodeID is the id the next new inode gets.
+func (s *State) NextInodeID() int64 { return s.nextInodeID }
 
 // InodeCount is the number of inodes, the root included.
 func (s *State) InodeCount() int { return s.inodes.len() }

@@ -27,6 +27,10 @@ type params struct {
 	// workersOnly skips learning the tree (a load learns it) and the FS
 	// master's restart: the worker phases alone, on a small tree.
 	workersOnly bool
+	// inodes: the namespace is generated into a checkpoint (inodes.go),
+	// not learned from a UFS tree; then heap, restart and a load over it,
+	// with workers (few) only to take the load.
+	inodes bool
 	// conns: connections to each master the simulated workers share (0:
 	// one per worker, as separate processes have; ALLUVIUM_SCALE_CONNS).
 	conns   int
@@ -86,6 +90,41 @@ func BenchmarkScale(b *testing.B) {
 		b.Logf("REF: Scale: %s: %s", metric, ref)
 	}
 	b.Logf("NOTE: Scale: a UFS of %d files (a tenth in directories of up to 100,000, a tenth in chains 32 deep, the rest ~1,000 a directory; 1-16 bytes each, on a loop-mounted ext4) and %d simulated block+job workers (internal/sim: real gRPC clients, heartbeats at 1 s, tasks done at once) against one FS master and one job master, real processes; find and fs ls -R both print every path to a pipe, warm dentry cache", p.tree.Files, p.workers)
+}
+
+// TestScaleInodesSmall is the inodes run (inodes.go) cut down for `make
+// test`: a generated namespace of 20,000 files that the FS master starts
+// from, survives a kill -9 with a tail, and a load over it finds cached.
+func TestScaleInodesSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	runScale(t, params{small: true, inodes: true, tree: Tree{Files: 20000, Version: TreeVersion}, workers: 4})
+}
+
+// BenchmarkScaleInodes is `make bench-scale-inodes`: the 10M-inode figures
+// (ALLUVIUM_SCALE_FILES, default 10,000,000) without a UFS tree to build
+// and learn — the FS master's heap per inode, its start from a checkpoint
+// and its restart after kill -9 (checkpoint + tail), and a load with
+// verify over every file, all cached (empty: nothing to copy), on
+// ALLUVIUM_SCALE_WORKERS simulated workers (default 16).
+func BenchmarkScaleInodes(b *testing.B) {
+	p := params{
+		inodes:  true,
+		tree:    Tree{Files: envInt("ALLUVIUM_SCALE_FILES", 10_000_000), Version: TreeVersion},
+		workers: envInt("ALLUVIUM_SCALE_WORKERS", 16),
+		outDir:  os.Getenv("ALLUVIUM_SCALE_OUT"),
+	}
+	benchScale(b, p)
+	for metric, ref := range map[string]string{
+		"*":                          "the goal of issue 20 (no reference process does this work)",
+		"fsmaster-heap-B/inode":      "HDFS's NameNode budget of about 150 B an object; the FS master's Go heap after a GC over its inode count",
+		"fsmaster-rss-B/inode":       "fsmaster-heap-B/inode (the same moment: RSS holds garbage the next GC frees)",
+		"load-cached-rss-growth-MiB": "the two masters' RSS just before the job",
+	} {
+		b.Logf("REF: ScaleInodes: %s: %s", metric, ref)
+	}
+	b.Logf("NOTE: ScaleInodes: a namespace of %d empty files in %d directories (the scale tree's layout: wide, deep and ~1,000-a-directory) generated as learned UFS children into a checkpoint by the FS master's own writer (no UFS walk: the UFS is never asked), then the real binary: started from it, weighed, checkpointed, given a tail of 10,000 creates, killed -9 and restarted; a load with verify (noSync) over / on %d simulated workers", p.tree.Files, p.tree.Dirs(), p.workers)
 }
 
 // BenchmarkScaleWorkers is `make bench-scale-workers`: the worker phases of
@@ -165,11 +204,15 @@ type run struct {
 	fs   api.FileSystemMasterClient
 	jm   api.JobMasterClient
 	sim  *sim.Sim
+	tail int // files the restart created after its checkpoint
 }
 
 func runScale(tb testing.TB, p params) results {
 	sim.RaiseFileLimit() // the masters inherit it: one connection per worker
-	root := ufsTree(tb, p.tree, p.treeDir)
+	root := tb.TempDir() // the inodes run's UFS: never asked
+	if !p.inodes {
+		root = ufsTree(tb, p.tree, p.treeDir)
+	}
 	// Production heartbeats and timeouts, not the harness's short ones.
 	// The cut-down run in make test (race builds, a shared machine) checks
 	// that no worker is lost by mistake with timeouts it can keep; the
@@ -206,7 +249,18 @@ func runScale(tb testing.TB, p params) results {
 	c.StartFSMaster()
 	c.Connect()
 
-	if !p.workersOnly {
+	switch {
+	case p.inodes:
+		r.generated()
+		r.restart()
+		r.startWorkers()
+		r.waitAllLive(10 * time.Minute)
+		r.loadCached()
+		if errs := r.prof.wait(); len(errs) > 0 {
+			tb.Logf("profiles not taken: %s", strings.Join(errs, "; "))
+		}
+		return r.r
+	case !p.workersOnly:
 		r.learn()
 		r.restart()
 	}
@@ -293,8 +347,14 @@ func (r *run) learn() {
 		tb.Logf("listed again in %s", took2.Round(time.Millisecond))
 	}
 
-	// Heap after a GC, per inode.
-	r.prof.heap(r.fsHTTP(), "fsmaster-learned.heap.pprof")
+	r.weigh(entries+1, "fsmaster-learned.heap.pprof")
+}
+
+// weigh reports the FS master's heap after a GC and its RSS per inode,
+// checking it holds inodes, and keeps a heap profile as name.
+func (r *run) weigh(inodes int, name string) {
+	tb := r.tb
+	r.prof.heap(r.fsHTTP(), name)
 	if _, err := get(fmt.Sprintf("http://%s/debug/pprof/heap?gc=1", r.fsHTTP()), 5*time.Minute); err != nil {
 		tb.Fatal(err)
 	}
@@ -303,12 +363,13 @@ func (r *run) learn() {
 		tb.Fatal(err)
 	}
 	heap, ok1 := metric(page, "go_memstats_heap_alloc_bytes")
-	inodes, ok2 := metric(page, "alluvium_fsmaster_inodes")
-	if !ok1 || !ok2 || int(inodes) != entries+1 {
-		tb.Fatalf("metrics: heap %v (%v), inodes %v (%v), want %d inodes", heap, ok1, inodes, ok2, entries+1)
+	have, ok2 := metric(page, "alluvium_fsmaster_inodes")
+	if !ok1 || !ok2 || int(have) != inodes {
+		tb.Fatalf("metrics: heap %v (%v), inodes %v (%v), want %d inodes", heap, ok1, have, ok2, inodes)
 	}
-	r.r["fsmaster-heap-B/inode"] = heap / inodes
-	r.r["fsmaster-rss-B/inode"] = float64(rss(r.c.FSMaster.Cmd.Process.Pid)) / inodes
+	r.r["fsmaster-heap-B/inode"] = heap / have
+	r.r["fsmaster-rss-B/inode"] = float64(rss(r.c.FSMaster.Cmd.Process.Pid)) / have
+	tb.Logf("FS master heap %d MiB for %d inodes: %.0f B/inode", int64(heap)>>20, inodes, heap/have)
 }
 
 // restart checkpoints, adds a journal tail, kills the FS master and times
@@ -316,11 +377,14 @@ func (r *run) learn() {
 func (r *run) restart() {
 	tb, c := r.tb, r.c
 	ctx := context.Background()
+	t0 := time.Now()
 	if _, err := c.Client.Checkpoint(ctx); err != nil {
 		tb.Fatalf("checkpoint: %v", err)
 	}
+	r.r["checkpoint-s"] = time.Since(t0).Seconds()
 	// A tail: a directory of files created after the checkpoint.
 	tail := min(10000, r.p.tree.Files/10)
+	r.tail = tail
 	for i := range tail {
 		if _, err := r.fs.CreateFile(ctx, &api.CreateFileRequest{Path: fmt.Sprintf("/tail/f%05d", i), Recursive: true, WriteType: api.WriteType_MUST_CACHE}); err != nil {
 			tb.Fatal(err)
@@ -361,6 +425,27 @@ func (r *run) inodes() int64 {
 // masters while every worker heartbeats once a second.
 func (r *run) workers() {
 	tb, c, p := r.tb, r.c, r.p
+	start := r.startWorkers()
+	fsPid, jmPid := c.FSMaster.Cmd.Process.Pid, c.JobMasters[0].Cmd.Process.Pid
+	r.r["register-loadavg"] = loadAvg()
+	fsr0, jmr0, simr0 := cpuTime(fsPid), cpuTime(jmPid), cpuTime(os.Getpid())
+	r.prof.cpu(r.fsHTTP(), "fsmaster-register.cpu.pprof", 20*time.Second)
+	r.prof.cpu(r.jmHTTP(), "jobmaster-register.cpu.pprof", 20*time.Second)
+	r.waitAllLive(10 * time.Minute)
+	took := time.Since(start)
+	r.r["register-all-live-s"] = took.Seconds()
+	r.r["register-fsmaster-cpu-cores"] = (cpuTime(fsPid) - fsr0).Seconds() / took.Seconds()
+	r.r["register-jobmaster-cpu-cores"] = (cpuTime(jmPid) - jmr0).Seconds() / took.Seconds()
+	r.r["register-sim-cpu-cores"] = (cpuTime(os.Getpid()) - simr0).Seconds() / took.Seconds()
+	tb.Logf("%d simulated workers registered in %s", p.workers, time.Since(start).Round(time.Millisecond))
+	r.prof.settle() // one CPU profile at a time per process
+	r.steady()
+}
+
+// startWorkers starts the job master and the simulated workers and
+// returns when they started.
+func (r *run) startWorkers() time.Time {
+	tb, c, p := r.tb, r.c, r.p
 	c.StartJobMaster(0)
 	if n := sim.ConnsFor(p.workers, 2, sim.FileLimit()); p.conns == 0 && n > 0 {
 		// One connection per worker and master does not fit this
@@ -379,21 +464,13 @@ func (r *run) workers() {
 	s.Start()
 	tb.Cleanup(s.Stop)
 	r.sim = s
-	start := time.Now()
-	fsPid, jmPid := c.FSMaster.Cmd.Process.Pid, c.JobMasters[0].Cmd.Process.Pid
-	r.r["register-loadavg"] = loadAvg()
-	fsr0, jmr0, simr0 := cpuTime(fsPid), cpuTime(jmPid), cpuTime(os.Getpid())
-	r.prof.cpu(r.fsHTTP(), "fsmaster-register.cpu.pprof", 20*time.Second)
-	r.prof.cpu(r.jmHTTP(), "jobmaster-register.cpu.pprof", 20*time.Second)
-	r.waitAllLive(10 * time.Minute)
-	took := time.Since(start)
-	r.r["register-all-live-s"] = took.Seconds()
-	r.r["register-fsmaster-cpu-cores"] = (cpuTime(fsPid) - fsr0).Seconds() / took.Seconds()
-	r.r["register-jobmaster-cpu-cores"] = (cpuTime(jmPid) - jmr0).Seconds() / took.Seconds()
-	r.r["register-sim-cpu-cores"] = (cpuTime(os.Getpid()) - simr0).Seconds() / took.Seconds()
-	tb.Logf("%d simulated workers registered in %s", p.workers, time.Since(start).Round(time.Millisecond))
-	r.prof.settle() // one CPU profile at a time per process
+	return time.Now()
+}
 
+// steady measures the masters while every worker heartbeats.
+func (r *run) steady() {
+	tb, c, p, s := r.tb, r.c, r.p, r.sim
+	fsPid, jmPid := c.FSMaster.Cmd.Process.Pid, c.JobMasters[0].Cmd.Process.Pid
 	s.ResetStats()
 	r.r["hb-loadavg"] = loadAvg()
 	fsLost0, jmLost0 := r.lostTotals()
@@ -534,7 +611,7 @@ func (r *run) waitAllLive(timeout time.Duration) {
 // loads runs a load of the whole tree (every block cached on the simulated
 // workers), then times a second one, with verify, that finds it cached.
 func (r *run) loads() {
-	tb, c := r.tb, r.c
+	tb := r.tb
 	start := time.Now()
 	j := r.submit(`{"path":"/"}`)
 	tb.Logf("first load: %d tasks, %d bytes in %s", j.GetTasksTotal(), j.GetBytesDone(), time.Since(start).Round(time.Millisecond))
@@ -542,18 +619,29 @@ func (r *run) loads() {
 		tb.Fatalf("first load moved %d bytes for %d files with bytes", j.GetBytesDone(), want)
 	}
 	r.r["load-first-s"] = time.Since(start).Seconds()
+	r.loadCached()
+}
 
+// loadCached times a load, with verify, of what is all cached (no task to
+// plan), and the masters' RSS growth meanwhile.
+func (r *run) loadCached() {
+	tb, c := r.tb, r.c
 	fsPid, jmPid := c.FSMaster.Cmd.Process.Pid, c.JobMasters[0].Cmd.Process.Pid
 	before := rss(fsPid) + rss(jmPid)
 	peak := watchRSS(fsPid, jmPid)
 	r.prof.cpu(r.fsHTTP(), "fsmaster-load-cached.cpu.pprof", time.Duration(r.p.tree.Files/200)*time.Millisecond+time.Second)
 	r.prof.cpu(r.jmHTTP(), "jobmaster-load-cached.cpu.pprof", time.Duration(r.p.tree.Files/200)*time.Millisecond+time.Second)
-	start = time.Now()
-	j = r.submit(`{"path":"/","verify":true,"noSync":true}`)
+	start := time.Now()
+	j := r.submit(`{"path":"/","verify":true,"noSync":true}`)
 	took := time.Since(start)
 	growth := peak.end() - before
 	if j.GetTasksTotal() != 0 {
 		tb.Fatalf("a load of what is cached planned %d tasks", j.GetTasksTotal())
+	}
+	// Every file is empty: both rounds (the load's, the verify's) find
+	// each cached.
+	if files := int64(r.p.tree.Files + r.tail); r.p.inodes && j.GetFilesSkipped() != 2*files {
+		tb.Fatalf("a load of %d cached files skipped %d in its two rounds, want %d", files, j.GetFilesSkipped(), 2*files)
 	}
 	r.r["load-cached-s"] = took.Seconds()
 	r.r["load-cached-rss-growth-MiB"] = float64(growth) / (1 << 20)
