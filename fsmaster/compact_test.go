@@ -212,6 +212,105 @@ func TestIDIndexMatchesMap(t *testing.T) {
 	}
 }
 
+// TestIDIndexAddAll: adding many inodes at once (a checkpoint's files,
+// partitioned by slot) leaves the index holding exactly them and what it
+// held before, findable and removable as if put one by one; an id added
+// twice, or one already there, is reported.
+func TestIDIndexAddAll(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, tc := range []struct{ before, many int }{{0, 10}, {100, 1000}, {5000, 200000}, {0, 1 << 17}} {
+		var x idIndex
+		ref := map[int64]*inode{}
+		for i := range tc.before {
+			n := &inode{id: int64(3*i + 1)}
+			x.put(n)
+			ref[n.id] = n
+		}
+		var ns []*inode
+		for len(ns) < tc.many {
+			// Mostly consecutive (how ids are handed out), some scattered.
+			id := int64(3*tc.before + len(ns) + 10)
+			if rng.IntN(4) == 0 {
+				id = rng.Int64N(1<<40) + 1<<32
+			}
+			if ref[id] != nil {
+				continue
+			}
+			n := &inode{id: id}
+			ns = append(ns, n)
+			ref[id] = n
+		}
+		if id, ok := x.addAll(ns); !ok {
+			t.Fatalf("%+v: addAll reports %d twice", tc, id)
+		}
+		if x.len() != len(ref) || x.len()*4 > len(x.slots)*3 {
+			t.Fatalf("%+v: len %d in %d slots, want %d", tc, x.len(), len(x.slots), len(ref))
+		}
+		for id, n := range ref {
+			if x.get(id) != n {
+				t.Fatalf("%+v: id %d lost", tc, id)
+			}
+		}
+		for id := range ref {
+			if !x.remove(id) {
+				t.Fatalf("%+v: remove(%d) found nothing", tc, id)
+			}
+		}
+		if x.len() != 0 {
+			t.Fatalf("%+v: %d left", tc, x.len())
+		}
+	}
+	var x idIndex
+	x.put(&inode{id: 7})
+	for _, ns := range [][]*inode{{{id: 7}}, {{id: 8}, {id: 8}}} {
+		if id, ok := x.addAll(ns); ok || (id != 7 && id != 8) {
+			t.Fatalf("addAll of a duplicate: %d, %v", id, ok)
+		}
+	}
+	big := make([]*inode, 1<<17)
+	for i := range big {
+		big[i] = &inode{id: int64(1000 + i)}
+	}
+	big[len(big)-1] = &inode{id: 1000 + 12345}
+	if id, ok := x.addAll(big); ok || id != 1000+12345 {
+		t.Fatalf("addAll of a large batch holding a duplicate: %d, %v", id, ok)
+	}
+}
+
+// TestCheckpointDuplicateFileRefused: a checkpoint naming one file id
+// twice (in two directories, the files indexed in bulk at the end) fails
+// to load, naming the id.
+func TestCheckpointDuplicateFileRefused(t *testing.T) {
+	s := bigState(t, 3000)
+	// Neither the first file of its directory (those load the slow way,
+	// indexed at once): the duplicate is found in the bulk indexing.
+	var a, b, prev *inode
+	walk(s.root, func(n *inode) bool {
+		if !n.dir() && prev != nil && prev.parent == n.parent && !prev.dir() {
+			if a == nil {
+				a = n
+			} else if n.parent != a.parent && b == nil {
+				b = n
+			}
+		}
+		prev = n
+		return b == nil
+	})
+	if a == nil || b == nil {
+		t.Fatal("no two files in two directories")
+	}
+	s.inodes.remove(b.id)
+	b.id = a.id
+	dir := t.TempDir()
+	path, err := journal.WriteCheckpoint(dir, s.LastSequence(), s.WriteCheckpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadCheckpointFile(path); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("inode %d exists twice", a.id)) {
+		t.Fatalf("a checkpoint with file id %d twice: %v", a.id, err)
+	}
+}
+
 // TestPackedInodeFields round-trips every packed and rare attribute
 // through a state: what goes in comes out, and an inode back at its
 // defaults gives its rare attributes up.
