@@ -27,7 +27,7 @@ type params struct {
 	// workersOnly skips learning the tree (a load learns it) and the FS
 	// master's restart: the worker phases alone, on a small tree.
 	workersOnly bool
-	// inodes: the namespace is generated into a checkpoint (inodes.go),
+	// inodes: the namespace is generated into a checkpoint (inodes_test.go),
 	// not learned from a UFS tree; then heap, restart and a load over it,
 	// with workers (few) only to take the load.
 	inodes bool
@@ -92,7 +92,7 @@ func BenchmarkScale(b *testing.B) {
 	b.Logf("NOTE: Scale: a UFS of %d files (a tenth in directories of up to 100,000, a tenth in chains 32 deep, the rest ~1,000 a directory; 1-16 bytes each, on a loop-mounted ext4) and %d simulated block+job workers (internal/sim: real gRPC clients, heartbeats at 1 s, tasks done at once) against one FS master and one job master, real processes; find and fs ls -R both print every path to a pipe, warm dentry cache", p.tree.Files, p.workers)
 }
 
-// TestScaleInodesSmall is the inodes run (inodes.go) cut down for `make
+// TestScaleInodesSmall is the inodes run (inodes_test.go) cut down for `make
 // test`: a generated namespace of 20,000 files that the FS master starts
 // from, survives a kill -9 with a tail, and a load over it finds cached.
 func TestScaleInodesSmall(t *testing.T) {

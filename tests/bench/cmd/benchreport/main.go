@@ -200,6 +200,10 @@ var scaleGoals = []goal{
 	{"Scale", "hb-fsmaster-p99-ms", false, 50, "block worker heartbeat p99 latency"},
 	{"Scale", "hb-jobmaster-poll-overrun-p99-ms", false, 50, "job worker long poll p99 time past its wait"},
 	{"Scale", "leader-restart-all-live-s", false, 30, "both leaders killed and restarted: every worker LIVE again"},
+	{"ScaleInodes", "fsmaster-heap-B/inode", false, 200, "FS master heap per inode, generated namespace"},
+	{"ScaleInodes", "restart-s", false, 15, "FS master restart (checkpoint + tail), kill -9 to serving"},
+	{"ScaleInodes", "load-cached-s", false, 60, "load job over every file, cached (empty): plan + verify"},
+	{"ScaleInodes", "load-cached-rss-growth-MiB", false, 1024, "job master + FS master RSS growth during that load"},
 }
 
 // renderGoals is the table of the goals whose metric was measured.
