@@ -1178,6 +1178,12 @@ type WatchJobRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         int64                  `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	MinIntervalMs int64                  `protobuf:"varint,2,opt,name=min_interval_ms,json=minIntervalMs,proto3" json:"min_interval_ms,omitempty"`
+	// submit, when set, makes the watch a submit that follows its job: the
+	// job master submits it as SubmitJob would (its request_id makes a
+	// stream opened again after a lost one watch the same job, never submit
+	// a second) and streams that job's states; job_id is ignored. One call
+	// instead of SubmitJob and WatchJob.
+	Submit        *SubmitJobRequest `protobuf:"bytes,3,opt,name=submit,proto3" json:"submit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1224,6 +1230,13 @@ func (x *WatchJobRequest) GetMinIntervalMs() int64 {
 		return x.MinIntervalMs
 	}
 	return 0
+}
+
+func (x *WatchJobRequest) GetSubmit() *SubmitJobRequest {
+	if x != nil {
+		return x.Submit
+	}
+	return nil
 }
 
 type AddPeerRequest struct {
@@ -3580,10 +3593,11 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x05total\x18\x03 \x01(\x03R\x05total\")\n" +
 	"\x10CancelJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\"\x13\n" +
-	"\x11CancelJobResponse\"P\n" +
+	"\x11CancelJobResponse\"\x87\x01\n" +
 	"\x0fWatchJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12&\n" +
-	"\x0fmin_interval_ms\x18\x02 \x01(\x03R\rminIntervalMs\"d\n" +
+	"\x0fmin_interval_ms\x18\x02 \x01(\x03R\rminIntervalMs\x125\n" +
+	"\x06submit\x18\x03 \x01(\v2\x1d.alluvium.v1.SubmitJobRequestR\x06submit\"d\n" +
 	"\x0eAddPeerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
@@ -3876,81 +3890,82 @@ var file_jobmaster_proto_depIdxs = []int32{
 	2,  // 5: alluvium.v1.GetJobResponse.job:type_name -> alluvium.v1.JobInfo
 	0,  // 6: alluvium.v1.ListJobsRequest.statuses:type_name -> alluvium.v1.JobInfo.Status
 	2,  // 7: alluvium.v1.ListJobsResponse.jobs:type_name -> alluvium.v1.JobInfo
-	0,  // 8: alluvium.v1.PolicyInfo.last_job_status:type_name -> alluvium.v1.JobInfo.Status
-	3,  // 9: alluvium.v1.PolicyInfo.limits:type_name -> alluvium.v1.JobLimits
-	48, // 10: alluvium.v1.PolicyInfo.pipeline:type_name -> alluvium.v1.PipelineDef
-	47, // 11: alluvium.v1.PolicyInfo.pipeline_params:type_name -> alluvium.v1.PolicyInfo.PipelineParamsEntry
-	49, // 12: alluvium.v1.PolicyInfo.last_pipeline_status:type_name -> alluvium.v1.PipelineRun.Status
-	20, // 13: alluvium.v1.PolicyInfo.pending_events:type_name -> alluvium.v1.PolicyEvent
-	19, // 14: alluvium.v1.AddPolicyRequest.policy:type_name -> alluvium.v1.PolicyInfo
-	19, // 15: alluvium.v1.AddPolicyResponse.policy:type_name -> alluvium.v1.PolicyInfo
-	19, // 16: alluvium.v1.ListPoliciesResponse.policies:type_name -> alluvium.v1.PolicyInfo
-	19, // 17: alluvium.v1.SetPolicyEnabledResponse.policy:type_name -> alluvium.v1.PolicyInfo
-	50, // 18: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
-	5,  // 19: alluvium.v1.JobWorkerInfo.tasks:type_name -> alluvium.v1.TaskInfo
-	32, // 20: alluvium.v1.JobWorkerInfo.plans:type_name -> alluvium.v1.PlanInfo
-	32, // 21: alluvium.v1.ListPlansResponse.plans:type_name -> alluvium.v1.PlanInfo
-	32, // 22: alluvium.v1.RegisterJobWorkerRequest.plans:type_name -> alluvium.v1.PlanInfo
-	1,  // 23: alluvium.v1.TaskUpdate.status:type_name -> alluvium.v1.TaskInfo.Status
-	4,  // 24: alluvium.v1.TaskUpdate.failed:type_name -> alluvium.v1.FailedPath
-	37, // 25: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
-	44, // 26: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
-	38, // 27: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
-	44, // 28: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
-	44, // 29: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
-	41, // 30: alluvium.v1.JobWorkerHeartbeatResponse.bandwidth:type_name -> alluvium.v1.JobBandwidth
-	31, // 31: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
-	6,  // 32: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
-	8,  // 33: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
-	10, // 34: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
-	12, // 35: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
-	14, // 36: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
-	51, // 37: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
-	15, // 38: alluvium.v1.JobMaster.AddPeer:input_type -> alluvium.v1.AddPeerRequest
-	17, // 39: alluvium.v1.JobMaster.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
-	21, // 40: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
-	23, // 41: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
-	25, // 42: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
-	27, // 43: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
-	29, // 44: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
-	52, // 45: alluvium.v1.JobMaster.SubmitPipeline:input_type -> alluvium.v1.SubmitPipelineRequest
-	53, // 46: alluvium.v1.JobMaster.GetPipeline:input_type -> alluvium.v1.GetPipelineRequest
-	54, // 47: alluvium.v1.JobMaster.ListPipelines:input_type -> alluvium.v1.ListPipelinesRequest
-	55, // 48: alluvium.v1.JobMaster.CancelPipeline:input_type -> alluvium.v1.CancelPipelineRequest
-	56, // 49: alluvium.v1.JobMaster.WatchPipeline:input_type -> alluvium.v1.WatchPipelineRequest
-	35, // 50: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
-	39, // 51: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
-	45, // 52: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
-	42, // 53: alluvium.v1.JobMaster.BlockWorkerLost:input_type -> alluvium.v1.BlockWorkerLostRequest
-	33, // 54: alluvium.v1.JobMaster.ListPlans:input_type -> alluvium.v1.ListPlansRequest
-	7,  // 55: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
-	9,  // 56: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
-	11, // 57: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
-	13, // 58: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
-	2,  // 59: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
-	57, // 60: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
-	16, // 61: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
-	18, // 62: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
-	22, // 63: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
-	24, // 64: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
-	26, // 65: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
-	28, // 66: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
-	30, // 67: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
-	58, // 68: alluvium.v1.JobMaster.SubmitPipeline:output_type -> alluvium.v1.SubmitPipelineResponse
-	59, // 69: alluvium.v1.JobMaster.GetPipeline:output_type -> alluvium.v1.GetPipelineResponse
-	60, // 70: alluvium.v1.JobMaster.ListPipelines:output_type -> alluvium.v1.ListPipelinesResponse
-	61, // 71: alluvium.v1.JobMaster.CancelPipeline:output_type -> alluvium.v1.CancelPipelineResponse
-	62, // 72: alluvium.v1.JobMaster.WatchPipeline:output_type -> alluvium.v1.PipelineRun
-	36, // 73: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
-	40, // 74: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
-	46, // 75: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
-	43, // 76: alluvium.v1.JobMaster.BlockWorkerLost:output_type -> alluvium.v1.BlockWorkerLostResponse
-	34, // 77: alluvium.v1.JobMaster.ListPlans:output_type -> alluvium.v1.ListPlansResponse
-	55, // [55:78] is the sub-list for method output_type
-	32, // [32:55] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	6,  // 8: alluvium.v1.WatchJobRequest.submit:type_name -> alluvium.v1.SubmitJobRequest
+	0,  // 9: alluvium.v1.PolicyInfo.last_job_status:type_name -> alluvium.v1.JobInfo.Status
+	3,  // 10: alluvium.v1.PolicyInfo.limits:type_name -> alluvium.v1.JobLimits
+	48, // 11: alluvium.v1.PolicyInfo.pipeline:type_name -> alluvium.v1.PipelineDef
+	47, // 12: alluvium.v1.PolicyInfo.pipeline_params:type_name -> alluvium.v1.PolicyInfo.PipelineParamsEntry
+	49, // 13: alluvium.v1.PolicyInfo.last_pipeline_status:type_name -> alluvium.v1.PipelineRun.Status
+	20, // 14: alluvium.v1.PolicyInfo.pending_events:type_name -> alluvium.v1.PolicyEvent
+	19, // 15: alluvium.v1.AddPolicyRequest.policy:type_name -> alluvium.v1.PolicyInfo
+	19, // 16: alluvium.v1.AddPolicyResponse.policy:type_name -> alluvium.v1.PolicyInfo
+	19, // 17: alluvium.v1.ListPoliciesResponse.policies:type_name -> alluvium.v1.PolicyInfo
+	19, // 18: alluvium.v1.SetPolicyEnabledResponse.policy:type_name -> alluvium.v1.PolicyInfo
+	50, // 19: alluvium.v1.JobWorkerInfo.state:type_name -> alluvium.v1.WorkerState
+	5,  // 20: alluvium.v1.JobWorkerInfo.tasks:type_name -> alluvium.v1.TaskInfo
+	32, // 21: alluvium.v1.JobWorkerInfo.plans:type_name -> alluvium.v1.PlanInfo
+	32, // 22: alluvium.v1.ListPlansResponse.plans:type_name -> alluvium.v1.PlanInfo
+	32, // 23: alluvium.v1.RegisterJobWorkerRequest.plans:type_name -> alluvium.v1.PlanInfo
+	1,  // 24: alluvium.v1.TaskUpdate.status:type_name -> alluvium.v1.TaskInfo.Status
+	4,  // 25: alluvium.v1.TaskUpdate.failed:type_name -> alluvium.v1.FailedPath
+	37, // 26: alluvium.v1.JobWorkerHeartbeatRequest.updates:type_name -> alluvium.v1.TaskUpdate
+	44, // 27: alluvium.v1.JobWorkerHeartbeatRequest.holding:type_name -> alluvium.v1.TaskRef
+	38, // 28: alluvium.v1.JobWorkerHeartbeatResponse.tasks:type_name -> alluvium.v1.TaskAssignment
+	44, // 29: alluvium.v1.JobWorkerHeartbeatResponse.cancels:type_name -> alluvium.v1.TaskRef
+	44, // 30: alluvium.v1.JobWorkerHeartbeatResponse.acked:type_name -> alluvium.v1.TaskRef
+	41, // 31: alluvium.v1.JobWorkerHeartbeatResponse.bandwidth:type_name -> alluvium.v1.JobBandwidth
+	31, // 32: alluvium.v1.ListJobWorkersResponse.workers:type_name -> alluvium.v1.JobWorkerInfo
+	6,  // 33: alluvium.v1.JobMaster.SubmitJob:input_type -> alluvium.v1.SubmitJobRequest
+	8,  // 34: alluvium.v1.JobMaster.GetJob:input_type -> alluvium.v1.GetJobRequest
+	10, // 35: alluvium.v1.JobMaster.ListJobs:input_type -> alluvium.v1.ListJobsRequest
+	12, // 36: alluvium.v1.JobMaster.CancelJob:input_type -> alluvium.v1.CancelJobRequest
+	14, // 37: alluvium.v1.JobMaster.WatchJob:input_type -> alluvium.v1.WatchJobRequest
+	51, // 38: alluvium.v1.JobMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
+	15, // 39: alluvium.v1.JobMaster.AddPeer:input_type -> alluvium.v1.AddPeerRequest
+	17, // 40: alluvium.v1.JobMaster.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
+	21, // 41: alluvium.v1.JobMaster.AddPolicy:input_type -> alluvium.v1.AddPolicyRequest
+	23, // 42: alluvium.v1.JobMaster.ListPolicies:input_type -> alluvium.v1.ListPoliciesRequest
+	25, // 43: alluvium.v1.JobMaster.RemovePolicy:input_type -> alluvium.v1.RemovePolicyRequest
+	27, // 44: alluvium.v1.JobMaster.SetPolicyEnabled:input_type -> alluvium.v1.SetPolicyEnabledRequest
+	29, // 45: alluvium.v1.JobMaster.RunPolicyNow:input_type -> alluvium.v1.RunPolicyNowRequest
+	52, // 46: alluvium.v1.JobMaster.SubmitPipeline:input_type -> alluvium.v1.SubmitPipelineRequest
+	53, // 47: alluvium.v1.JobMaster.GetPipeline:input_type -> alluvium.v1.GetPipelineRequest
+	54, // 48: alluvium.v1.JobMaster.ListPipelines:input_type -> alluvium.v1.ListPipelinesRequest
+	55, // 49: alluvium.v1.JobMaster.CancelPipeline:input_type -> alluvium.v1.CancelPipelineRequest
+	56, // 50: alluvium.v1.JobMaster.WatchPipeline:input_type -> alluvium.v1.WatchPipelineRequest
+	35, // 51: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
+	39, // 52: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
+	45, // 53: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
+	42, // 54: alluvium.v1.JobMaster.BlockWorkerLost:input_type -> alluvium.v1.BlockWorkerLostRequest
+	33, // 55: alluvium.v1.JobMaster.ListPlans:input_type -> alluvium.v1.ListPlansRequest
+	7,  // 56: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
+	9,  // 57: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
+	11, // 58: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
+	13, // 59: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
+	2,  // 60: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
+	57, // 61: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	16, // 62: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
+	18, // 63: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
+	22, // 64: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
+	24, // 65: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
+	26, // 66: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
+	28, // 67: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
+	30, // 68: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
+	58, // 69: alluvium.v1.JobMaster.SubmitPipeline:output_type -> alluvium.v1.SubmitPipelineResponse
+	59, // 70: alluvium.v1.JobMaster.GetPipeline:output_type -> alluvium.v1.GetPipelineResponse
+	60, // 71: alluvium.v1.JobMaster.ListPipelines:output_type -> alluvium.v1.ListPipelinesResponse
+	61, // 72: alluvium.v1.JobMaster.CancelPipeline:output_type -> alluvium.v1.CancelPipelineResponse
+	62, // 73: alluvium.v1.JobMaster.WatchPipeline:output_type -> alluvium.v1.PipelineRun
+	36, // 74: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
+	40, // 75: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
+	46, // 76: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
+	43, // 77: alluvium.v1.JobMaster.BlockWorkerLost:output_type -> alluvium.v1.BlockWorkerLostResponse
+	34, // 78: alluvium.v1.JobMaster.ListPlans:output_type -> alluvium.v1.ListPlansResponse
+	56, // [56:79] is the sub-list for method output_type
+	33, // [33:56] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_jobmaster_proto_init() }

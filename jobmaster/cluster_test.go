@@ -297,6 +297,71 @@ func TestSmallJobCompletesWatched(t *testing.T) {
 	}
 }
 
+// A watch that carries a submit submits the job and follows it in one call,
+// through a follower too; opened again with the same request id (a client
+// whose stream was lost) it follows the same job instead of making a second;
+// a bad submit is refused on the stream and makes nothing.
+func TestSubmitWatchOneCall(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	l := c.leader()
+	c.addWorker(4)
+	cl := c.client((c.index(l) + 1) % 3)
+	cfg, _ := json.Marshal(testConfig{Tasks: 8, Tag: t.Name()})
+	req := &api.SubmitJobRequest{Plan: "test", ConfigJson: string(cfg), RequestId: "one-call"}
+	// run opens the stream (again while the follower knows no leader yet)
+	// and reads it to its end.
+	run := func(req *api.SubmitJobRequest) ([]*api.JobInfo, error) {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var got []*api.JobInfo
+			stream, err := cl.WatchJob(context.Background(), &api.WatchJobRequest{Submit: req, MinIntervalMs: 1})
+			for err == nil {
+				var m *api.JobInfo
+				if m, err = stream.Recv(); err == nil {
+					got = append(got, m)
+				}
+			}
+			if err == io.EOF {
+				return got, nil
+			}
+			if status.Code(err) != codes.Unavailable || len(got) > 0 || time.Now().After(deadline) {
+				return got, err
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	got, err := run(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := got[len(got)-1]
+	if last.Status != api.JobInfo_COMPLETED || last.TasksDone != 8 || last.Id == 0 {
+		t.Fatalf("submit-watch ended with %v", last)
+	}
+	for _, m := range got {
+		if m.Id != last.Id {
+			t.Fatalf("states of jobs %d and %d on one stream", m.Id, last.Id)
+		}
+	}
+	again, err := run(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again) != 1 || again[0].Id != last.Id || again[0].Status != api.JobInfo_COMPLETED {
+		t.Fatalf("the same request id again: %v, want job %d COMPLETED alone", again, last.Id)
+	}
+	if _, err := run(&api.SubmitJobRequest{Plan: "test", ConfigJson: `{"tasks": `, RequestId: "bad"}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("bad config: %v, want InvalidArgument", err)
+	}
+	list, err := cl.ListJobs(context.Background(), &api.ListJobsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Jobs) != 1 {
+		t.Fatalf("%d jobs after one submit-watch sent twice and a bad one, want 1", len(list.Jobs))
+	}
+}
+
 // Listing newest first pages down from the newest job; the count, the
 // submitter and the finished-after filters agree with what was submitted.
 func TestListJobsNewestFirstAndCount(t *testing.T) {

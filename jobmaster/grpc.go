@@ -257,6 +257,12 @@ func (r *rpcServer) SubmitJob(ctx context.Context, req *api.SubmitJobRequest) (*
 	if answered {
 		return ans, err
 	}
+	return s.submit(ctx, ls, req)
+}
+
+// submit is SubmitJob on the leader (ls): a request id seen before answers
+// its job; otherwise the job is validated, admitted and written.
+func (s *Server) submit(ctx context.Context, ls *leaderState, req *api.SubmitJobRequest) (*api.SubmitJobResponse, error) {
 	if rid := req.GetRequestId(); rid != "" {
 		if id, ok := s.fsm.jobByRequest(rid); ok {
 			if j := s.fsm.Job(id); j != nil && !s.viewerOf(ctx).sees(j) {
@@ -525,7 +531,7 @@ func relay[T any](recv func() (T, error), send func(T) error) error {
 func (r *rpcServer) WatchJob(req *api.WatchJobRequest, stream grpc.ServerStreamingServer[api.JobInfo]) error {
 	s := r.s
 	ctx := stream.Context()
-	_, fwd, fctx, err := s.route(ctx, "job watch")
+	ls, fwd, fctx, err := s.route(ctx, "job watch")
 	if err != nil {
 		return err
 	}
@@ -540,10 +546,20 @@ func (r *rpcServer) WatchJob(req *api.WatchJobRequest, stream grpc.ServerStreami
 	if interval <= 0 {
 		interval = 100 * time.Millisecond
 	}
-	if _, err := s.visibleJob(ctx, "job watch", req.GetJobId()); err != nil {
+	id := req.GetJobId()
+	if sub := req.GetSubmit(); sub != nil {
+		// A submit that follows its job: one call instead of two. The
+		// submit's answer is the job's id; the job is the caller's (or its
+		// request id's earlier job, which submit checked is visible).
+		resp, err := s.submit(ctx, ls, sub)
+		if err != nil {
+			return err
+		}
+		id = resp.GetJobId()
+	} else if _, err := s.visibleJob(ctx, "job watch", id); err != nil {
 		return err
 	}
-	return watchJob(ctx, s.fsm, req.GetJobId(), interval, realClock, s.shutdown, stream.Send)
+	return watchJob(ctx, s.fsm, id, interval, realClock, s.shutdown, stream.Send)
 }
 
 func (r *rpcServer) GetLeader(ctx context.Context, req *api.GetLeaderRequest) (*api.GetLeaderResponse, error) {

@@ -131,16 +131,9 @@ func NewRequestID() string {
 // []byte, json.RawMessage or string) and returns its id. It always sends a
 // request id, so its own retries never make a second job.
 func (j *Jobs) Submit(ctx context.Context, plan string, config any, opts ...SubmitOption) (int64, error) {
-	cfg, err := configJSON("job submit", plan, config)
+	req, err := submitRequest(plan, config, opts)
 	if err != nil {
 		return 0, err
-	}
-	req := &api.SubmitJobRequest{Plan: plan, ConfigJson: cfg}
-	for _, o := range opts {
-		o(req)
-	}
-	if req.RequestId == "" {
-		req.RequestId = NewRequestID()
 	}
 	var resp *api.SubmitJobResponse
 	err = j.call(ctx, "job submit", plan, func(ctx context.Context, c api.JobMasterClient) (err error) {
@@ -151,6 +144,49 @@ func (j *Jobs) Submit(ctx context.Context, plan string, config any, opts ...Subm
 		return 0, err
 	}
 	return resp.GetJobId(), nil
+}
+
+// submitRequest is the SubmitJob request of plan and config with opts, a
+// random request id unless one is given.
+func submitRequest(plan string, config any, opts []SubmitOption) (*api.SubmitJobRequest, error) {
+	cfg, err := configJSON("job submit", plan, config)
+	if err != nil {
+		return nil, err
+	}
+	req := &api.SubmitJobRequest{Plan: plan, ConfigJson: cfg}
+	for _, o := range opts {
+		o(req)
+	}
+	if req.RequestId == "" {
+		req.RequestId = NewRequestID()
+	}
+	return req, nil
+}
+
+// Run submits a job as Submit does and waits for its end as Wait does, in
+// one call to the job master instead of two (the submit's stream follows
+// its job): progress (if not nil) sees each state, the first one as soon
+// as the job exists (its id is in it). A stream lost to a leader change is
+// opened again with the same request id, which watches the job the first
+// submit made instead of submitting a second. The final state is returned,
+// and a *JobError unless the job COMPLETED; an error before the job
+// existed returns a nil JobInfo.
+func (j *Jobs) Run(ctx context.Context, plan string, config any, progress func(*JobInfo), opts ...SubmitOption) (*JobInfo, error) {
+	req, err := submitRequest(plan, config, opts)
+	if err != nil {
+		return nil, err
+	}
+	watch := &api.WatchJobRequest{Submit: req, MinIntervalMs: waitInterval.Milliseconds()}
+	states := resumeWatch(ctx, j, "job submit", plan,
+		func(ctx context.Context) (func() (*JobInfo, error), error) {
+			stream, err := j.jm.WatchJob(ctx, watch)
+			if err != nil {
+				return nil, err
+			}
+			return stream.Recv, nil
+		},
+		func(info *JobInfo) bool { return IsTerminal(info.GetStatus()) })
+	return j.follow(ctx, states, 0, progress)
 }
 
 // configJSON is a job config as Submit takes it (a struct, a map, or JSON
@@ -312,8 +348,19 @@ func resumeWatch[T any](ctx context.Context, j *Jobs, op, what string, open func
 // state seen. It returns the final state, and a *JobError (errors.Is
 // ErrJobFailed or ErrJobCanceled) unless the job COMPLETED.
 func (j *Jobs) Wait(ctx context.Context, id int64, progress func(*JobInfo)) (*JobInfo, error) {
+	return j.follow(ctx, j.watch(ctx, id, waitInterval), id, progress)
+}
+
+// waitInterval is how often Wait and Run hear of progress (a change of
+// status comes at once).
+const waitInterval = 200 * time.Millisecond
+
+// follow reads a job's states to its end, calling progress with each, and
+// returns the final one as Wait does; a watch that ended before a final
+// state asks the job (id, or the one the states named) once more.
+func (j *Jobs) follow(ctx context.Context, states iter.Seq2[*JobInfo, error], id int64, progress func(*JobInfo)) (*JobInfo, error) {
 	var last *JobInfo
-	for info, err := range j.watch(ctx, id, 200*time.Millisecond) {
+	for info, err := range states {
 		if err != nil {
 			return last, err
 		}
@@ -321,6 +368,12 @@ func (j *Jobs) Wait(ctx context.Context, id int64, progress func(*JobInfo)) (*Jo
 		if progress != nil {
 			progress(info)
 		}
+	}
+	if last != nil {
+		id = last.GetId()
+	}
+	if id == 0 {
+		return nil, wrapErr("job submit", "", io.ErrUnexpectedEOF)
 	}
 	if last == nil || !IsTerminal(last.GetStatus()) {
 		var err error

@@ -393,22 +393,24 @@ func submit(cmd *cobra.Command, g *globals, plan string, cfg any, sf submitFlags
 	if rid == "" {
 		rid = sdk.NewRequestID()
 	}
+	if sf.wait { // one call: the submit's stream follows its job
+		return followAndReport(cmd, 0, sf.output, func(ctx context.Context, progress func(*api.JobInfo)) (*api.JobInfo, error) {
+			return jobs.Run(ctx, plan, cfg, progress, sdk.WithRequestID(rid))
+		})
+	}
 	id, err := jobs.Submit(cmd.Context(), plan, cfg, sdk.WithRequestID(rid))
 	if err != nil {
 		return jobErr(err)
 	}
-	if !sf.wait {
-		if sf.output == "json" {
-			info, err := jobs.Get(cmd.Context(), id, false)
-			if err != nil {
-				return jobErr(err)
-			}
-			return writeJSON(cmd.OutOrStdout(), jobview.FromInfo(info))
+	if sf.output == "json" {
+		info, err := jobs.Get(cmd.Context(), id, false)
+		if err != nil {
+			return jobErr(err)
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "Submitted job %d (%s). Follow it: alluvium job wait %d\n", id, plan, id)
-		return nil
+		return writeJSON(cmd.OutOrStdout(), jobview.FromInfo(info))
 	}
-	return waitAndReport(cmd, jobs, id, sf.output)
+	fmt.Fprintf(cmd.OutOrStdout(), "Submitted job %d (%s). Follow it: alluvium job wait %d\n", id, plan, id)
+	return nil
 }
 
 // withDryRun sets "dryRun" in any plan's config (flags or --config JSON).
@@ -428,28 +430,56 @@ func withDryRun(plan string, cfg any) (any, error) {
 // waitAndReport follows job id to its end and prints the outcome; the exit
 // status is 0 only for COMPLETED.
 func waitAndReport(cmd *cobra.Command, jobs *sdk.Jobs, id int64, output string) error {
+	return followAndReport(cmd, id, output, func(ctx context.Context, progress func(*api.JobInfo)) (*api.JobInfo, error) {
+		return jobs.Wait(ctx, id, progress)
+	})
+}
+
+// followAndReport follows a job to its end with follow (Wait, or Run: a
+// submit that follows its job, id 0 until its first state names it) and
+// prints the outcome; the exit status is 0 only for COMPLETED.
+func followAndReport(cmd *cobra.Command, id int64, output string, follow func(context.Context, func(*api.JobInfo)) (*api.JobInfo, error)) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errw := cmd.ErrOrStderr()
 	var prog progress
-	if f, ok := errw.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		prog = newBarProgress(ctx, f, id)
-	} else {
-		// The first line after a few seconds: a short job prints only its summary.
-		prog = &lineProgress{w: errw, every: 3 * time.Second, last: time.Now()}
+	newProgress := func() {
+		if f, ok := errw.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			prog = newBarProgress(ctx, f, id)
+		} else {
+			// The first line after a few seconds: a short job prints only its summary.
+			prog = &lineProgress{w: errw, every: 3 * time.Second, last: time.Now()}
+		}
+	}
+	if id != 0 {
+		newProgress()
 	}
 	start := time.Now()
-	final, err := jobs.Wait(ctx, id, prog.update)
-	prog.done(final)
+	final, err := follow(ctx, func(j *api.JobInfo) {
+		if prog == nil {
+			id = j.GetId()
+			newProgress()
+		}
+		prog.update(j)
+	})
+	if prog != nil {
+		prog.done(final)
+	}
+	stopped := func() error {
+		if id == 0 {
+			return fmt.Errorf("stopped before the job master answered; the job may have been made (alluvium job ls shows it)")
+		}
+		return fmt.Errorf("stopped waiting; job %d goes on (alluvium job cancel %d stops it)", id, id)
+	}
 	if final == nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("stopped waiting; job %d goes on (alluvium job cancel %d stops it)", id, id)
+			return stopped()
 		}
 		return jobErr(err)
 	}
 	if err != nil && !errors.Is(err, sdk.ErrJobFailed) && !errors.Is(err, sdk.ErrJobCanceled) {
 		if ctx.Err() != nil {
-			return fmt.Errorf("stopped waiting; job %d goes on (alluvium job cancel %d stops it)", id, id)
+			return stopped()
 		}
 		return jobErr(err)
 	}

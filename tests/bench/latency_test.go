@@ -177,13 +177,10 @@ func (lc *localCluster) tinyFiles(b *testing.B, dir string, n, size int) []strin
 	return out
 }
 
-// loadWait submits a load of path and waits for it to complete.
+// loadWait submits a load of path and waits for it to complete (the SDK's
+// Run: one call that submits and follows the job).
 func (lc *localCluster) loadWait(b *testing.B, jobs *sdk.Jobs, path string) *sdk.JobInfo {
-	id, err := jobs.Submit(context.Background(), "load", map[string]any{"path": path})
-	if err != nil {
-		b.Fatal(err)
-	}
-	j, err := jobs.Wait(context.Background(), id, nil)
+	j, err := jobs.Run(context.Background(), "load", map[string]any{"path": path}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -201,7 +198,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 // BenchmarkTinyJobs measures what a pipeline or policy feels: a load job
 // of one 4 KiB file that is not cached, from submit to a watched
-// COMPLETED, on `alluvium local --workers 2`, by one SDK client one after
+// COMPLETED (the SDK's Run: the submit's stream follows the job), on `alluvium local --workers 2`, by one SDK client one after
 // another (p50, p99 of 200), and the rate of 64 submitters each doing so
 // (jobs/s). The reference, in the same run, is the same client reading a
 // fresh 4 KiB file of the same UFS through the SDK (CACHE read type: the
@@ -237,19 +234,19 @@ func BenchmarkTinyJobs(b *testing.B) {
 	b.ResetTimer()
 	profWait := lc.profileCPU(b, "tinyjobs-seq.cpu.pprof", 3*time.Second)
 	traceWait := lc.profile(b, "trace", "tinyjobs-seq.trace", 2*time.Second)
-	// Each job's time split where it may hide a tail: the submit call, the
+	// Each job's time split where it may hide a tail: the submit (to its first state), the
 	// job as the job master stamps it (created to finished), and from
 	// there to the watcher seeing it.
 	type split struct{ total, submit, run, seen float64 }
 	var splits []split
 	for i := 0; i < seq; i++ {
 		start := time.Now()
-		id, err := jobs.Submit(context.Background(), "load", map[string]any{"path": files[20+i]})
-		if err != nil {
-			b.Fatal(err)
-		}
-		submitted := time.Now()
-		j, err := jobs.Wait(context.Background(), id, nil)
+		var submitted time.Time // the submit's answer: the job's first state
+		j, err := jobs.Run(context.Background(), "load", map[string]any{"path": files[20+i]}, func(*sdk.JobInfo) {
+			if submitted.IsZero() {
+				submitted = time.Now()
+			}
+		})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -266,7 +263,7 @@ func BenchmarkTinyJobs(b *testing.B) {
 	b.StopTimer()
 	sort.Slice(splits, func(a, c int) bool { return splits[a].total > splits[c].total })
 	for _, sp := range splits[:3] {
-		b.Logf("a slow tiny job: %.1f ms = submit call %.1f, created→finished %.0f (job master stamps), finished→seen %.0f", sp.total, sp.submit, sp.run, sp.seen)
+		b.Logf("a slow tiny job: %.1f ms = submit→first state %.1f, created→finished %.0f (job master stamps), finished→seen %.0f", sp.total, sp.submit, sp.run, sp.seen)
 	}
 	profWait()
 	traceWait()
