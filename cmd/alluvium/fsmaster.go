@@ -63,7 +63,7 @@ fsmaster.ufs (default file://<home>/ufs). Stop it with SIGTERM or Ctrl-C.`,
 			if err := flags.apply(cmd, cfg); err != nil {
 				return err
 			}
-			log, err := logger(cfg, "fsmaster")
+			log, err := serverProcess(cfg, "fsmaster")
 			if err != nil {
 				return usageError{err}
 			}

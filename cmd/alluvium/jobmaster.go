@@ -80,7 +80,7 @@ out with 'alluvium job raft remove-peer ID'.`,
 			if err := serverAuth(cfg, false); err != nil {
 				return err
 			}
-			log, err := logger(cfg, "jobmaster")
+			log, err := serverProcess(cfg, "jobmaster")
 			if err != nil {
 				return usageError{err}
 			}

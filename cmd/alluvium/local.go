@@ -75,7 +75,7 @@ a line with "ready". Ctrl-C or SIGTERM stops it cleanly.`,
 			if err != nil {
 				return err
 			}
-			log, err := logger(cfg, "local")
+			log, err := serverProcess(cfg, "local")
 			if err != nil {
 				return usageError{err}
 			}

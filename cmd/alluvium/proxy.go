@@ -58,7 +58,7 @@ ALLUVIUM_MASTER/ALLUVIUM_JOB_MASTER, or the config file.`,
 			if err := serverAuth(cfg, false); err != nil {
 				return err
 			}
-			log, err := logger(cfg, "proxy")
+			log, err := serverProcess(cfg, "proxy")
 			if err != nil {
 				return usageError{err}
 			}

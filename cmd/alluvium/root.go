@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/gcfloor"
 	"github.com/alluvium/alluvium/internal/logging"
 	"github.com/alluvium/alluvium/internal/security"
 	"github.com/alluvium/alluvium/sdk"
@@ -119,6 +120,15 @@ func (g *globals) load(cmd *cobra.Command) (*config.Config, error) {
 		return nil, usageError{err}
 	}
 	return c, nil
+}
+
+// serverProcess readies the process of a long-running server role: the
+// garbage collector's heap floor (internal/gcfloor: at most
+// gcfloor.Default more heap than Go's default, none once the live heap is
+// larger; off when GOGC is set) and the role's logger.
+func serverProcess(c *config.Config, role string) (*zap.Logger, error) {
+	gcfloor.Start(gcfloor.Default)
+	return logger(c, role)
 }
 
 // logger builds the process logger for a server role.

@@ -31,7 +31,7 @@ the segments it covers. It never serves clients; one per journal.`,
 			if err != nil {
 				return err
 			}
-			log, err := logger(cfg, "secondary")
+			log, err := serverProcess(cfg, "secondary")
 			if err != nil {
 				return usageError{err}
 			}

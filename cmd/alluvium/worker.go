@@ -67,7 +67,7 @@ several workers of one cluster can share a host.`,
 			if err := serverAuth(cfg, false); err != nil {
 				return err
 			}
-			log, err := logger(cfg, "worker")
+			log, err := serverProcess(cfg, "worker")
 			if err != nil {
 				return usageError{err}
 			}

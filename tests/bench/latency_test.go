@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -156,6 +157,18 @@ func startLocal(b *testing.B, workers int, args ...string) *localCluster {
 	return lc
 }
 
+// raftEntries is how many raft entries the job master has applied
+// (alluvium_jobmaster_raft_applied_entries_total of its http port, P+4).
+func (lc *localCluster) raftEntries(b *testing.B) float64 {
+	host, port, _ := net.SplitHostPort(lc.http)
+	p, _ := strconv.Atoi(port)
+	m, err := testutil.MetricsWithToken(net.JoinHostPort(host, strconv.Itoa(p+3)), lc.token)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m["alluvium_jobmaster_raft_applied_entries_total"]
+}
+
 // tinyFiles writes n files of size bytes under <ufs>/dir.
 func (lc *localCluster) tinyFiles(b *testing.B, dir string, n, size int) []string {
 	b.Helper()
@@ -276,6 +289,10 @@ func BenchmarkTinyJobs(b *testing.B) {
 	many := lc.tinyFiles(b, "many", conc*per, 4096)
 	var done atomic.Int64
 	var wg sync.WaitGroup
+	// What a job costs in the 64-submitter phase: CPU of the `alluvium
+	// local` process and of this client, raft entries the job master applied.
+	_, _, serverCPU, _ := procStat(lc.cmd.Process.Pid)
+	clientCPU, entries := cpuTime(), lc.raftEntries(b)
 	start := time.Now()
 	profWait = lc.profileCPU(b, "tinyjobs-64.cpu.pprof", 3*time.Second)
 	traceWait = lc.profile(b, "trace", "tinyjobs-64.trace", 2*time.Second)
@@ -291,9 +308,15 @@ func BenchmarkTinyJobs(b *testing.B) {
 	}
 	wg.Wait()
 	took := time.Since(start)
+	_, _, serverAfter, _ := procStat(lc.cmd.Process.Pid)
+	clientCPU, entries = cpuTime()-clientCPU, lc.raftEntries(b)-entries
 	profWait()
 	traceWait()
-	b.ReportMetric(float64(done.Load())/took.Seconds(), "jobs/s-64")
+	n := float64(done.Load())
+	b.ReportMetric(n/took.Seconds(), "jobs/s-64")
+	b.ReportMetric(ms(serverAfter-serverCPU)/n, "server-cpu-ms/job")
+	b.ReportMetric(ms(clientCPU)/n, "client-cpu-ms/job")
+	b.ReportMetric(entries/n, "raft-entries/job")
 	reference(b, "*", "the same client reading a fresh 4 KiB UFS file through the SDK (read-p50-ms, read-p99-ms): the fill without the job service")
 }
 

@@ -226,22 +226,10 @@ func clusterCPU(procs []*testutil.Process, roles []string) cpuOf {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
+		ppid, pgrp, cpu, ok := procStat(pid)
+		if !ok {
 			continue
 		}
-		// pid (comm) state ppid pgrp ... utime(14) stime(15): split after
-		// the comm, which may hold spaces.
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 13 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		pgrp, _ := strconv.Atoi(f[2])
 		r, ok := role[pid]
 		if !ok {
 			if _, group := role[pgrp]; !group {
@@ -249,11 +237,33 @@ func clusterCPU(procs []*testutil.Process, roles []string) cpuOf {
 			}
 			r = role[ppid] + "-plugins"
 		}
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		st, _ := strconv.ParseInt(f[12], 10, 64)
-		out[r] += time.Duration(u+st) * time.Second / 100 // USER_HZ
+		out[r] += cpu
 	}
 	return out
+}
+
+// procStat reads process pid's parent, process group and CPU time (user +
+// system) so far from /proc.
+func procStat(pid int) (ppid, pgrp int, cpu time.Duration, ok bool) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, 0, 0, false
+	}
+	// pid (comm) state ppid pgrp ... utime(14) stime(15): split after
+	// the comm, which may hold spaces.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, 0, 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, 0, 0, false
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	pgrp, _ = strconv.Atoi(f[2])
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return ppid, pgrp, time.Duration(u+st) * time.Second / 100, true // USER_HZ
 }
 
 // saveProfile GETs a pprof endpoint (with the cluster's token) into path.
