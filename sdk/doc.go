@@ -10,7 +10,8 @@
 //
 // Jobs: c.Jobs() submits jobs (with a request id, so retries never make a
 // second job), gets, lists, cancels, watches and waits for them with a
-// progress callback; a job that ends FAILED or CANCELED is a *JobError.
+// progress callback; Run submits and waits in one call to the job master;
+// a job that ends FAILED or CANCELED is a *JobError.
 //
 // Pipelines: a Pipeline is a DAG of steps, each a job (plan + config) or a
 // Go function, with dependencies (After), per-step retries with exponential

@@ -41,18 +41,23 @@ func (lc *localCluster) profileCPU(b *testing.B, name string, d time.Duration) f
 	return lc.profile(b, "profile", name, d)
 }
 
-// profile takes the pprof kind ("profile": CPU, "trace": an execution
-// trace, whose blocking profiles `go tool trace -pprof=syscall|net|sync`
-// show where a job waits) of the local process for d.
+// profile takes the pprof kind ("profile": CPU, "allocs": what the
+// process allocated since it started, at once, "trace": an execution trace, whose blocking profiles `go tool
+// trace -pprof=syscall|net|sync` show where a job waits; only with
+// BENCH_TRACE set too, as tracing slows the process it watches) of the
+// local process for d.
 func (lc *localCluster) profile(b *testing.B, kind, name string, d time.Duration) func() {
 	dir := os.Getenv("BENCH_PROFILES")
-	if dir == "" {
+	if dir == "" || kind == "trace" && os.Getenv("BENCH_TRACE") == "" {
 		return func() {}
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		url := fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", lc.http, kind, max(int(d/time.Second), 1))
+		if kind == "allocs" { // since start, as of a collection made now
+			url = fmt.Sprintf("http://%s/debug/pprof/allocs?gc=1", lc.http)
+		}
 		req, err := http.NewRequest(http.MethodGet, url, nil)
 		if err != nil {
 			b.Error(err)
@@ -312,6 +317,7 @@ func BenchmarkTinyJobs(b *testing.B) {
 	clientCPU, entries = cpuTime()-clientCPU, lc.raftEntries(b)-entries
 	profWait()
 	traceWait()
+	lc.profile(b, "allocs", "tinyjobs.allocs.pprof", 0)()
 	n := float64(done.Load())
 	b.ReportMetric(n/took.Seconds(), "jobs/s-64")
 	b.ReportMetric(ms(serverAfter-serverCPU)/n, "server-cpu-ms/job")
