@@ -373,6 +373,13 @@ func TestCLIAndSDKAttacker(t *testing.T) {
 				return err
 			}},
 		},
+		"Jobs.Run": {
+			{"load bob's dir", denied, func() error { _, err := aj.Run(ctx, "load", sdk.LoadConfig{Path: bobSecDir}, nil); return err }},
+			{"follow bob's job by its request id", codes.AlreadyExists, func() error {
+				_, err := aj.Run(ctx, "load", sdk.LoadConfig{Path: "/users/alice"}, nil, sdk.WithRequestID(v.jobRequest))
+				return err
+			}},
+		},
 		"Jobs.Get":    {{"bob's job", notFound, func() error { _, err := aj.Get(ctx, v.job, true); return err }}},
 		"Jobs.Cancel": {{"bob's job", notFound, func() error { return aj.Cancel(ctx, v.job) }}},
 		"Jobs.Wait":   {{"bob's job", notFound, func() error { _, err := aj.Wait(ctx, v.job, nil); return err }}},
