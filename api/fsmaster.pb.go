@@ -76,7 +76,7 @@ func (x WorkerCommand_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WorkerCommand_Type.Descriptor instead.
 func (WorkerCommand_Type) EnumDescriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{47, 0}
+	return file_fsmaster_proto_rawDescGZIP(), []int{51, 0}
 }
 
 type CreateDirectoryRequest struct {
@@ -462,7 +462,8 @@ func (x *CreateFileResponse) GetInfo() *FileInfo {
 }
 
 // CreateFiles creates many files at once (one lock, one journal wait): the
-// small files of a copy. Each succeeds or fails on its own.
+// small files of a copy, and the SDK's concurrent creates joined. Each
+// succeeds or fails on its own, as its CreateFile would.
 type CreateFilesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Files         []*CreateFileRequest   `protobuf:"bytes,1,rep,name=files,proto3" json:"files,omitempty"`
@@ -1512,6 +1513,184 @@ func (x *GetStatusResponse) GetInfo() *FileInfo {
 	return nil
 }
 
+// The batch calls answer each request with a CreateFileResult (info, or
+// the gRPC code and message of its error), in the order asked.
+type GetStatusesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*GetStatusRequest    `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatusesRequest) Reset() {
+	*x = GetStatusesRequest{}
+	mi := &file_fsmaster_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatusesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatusesRequest) ProtoMessage() {}
+
+func (x *GetStatusesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatusesRequest.ProtoReflect.Descriptor instead.
+func (*GetStatusesRequest) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GetStatusesRequest) GetRequests() []*GetStatusRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+type GetStatusesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*CreateFileResult    `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatusesResponse) Reset() {
+	*x = GetStatusesResponse{}
+	mi := &file_fsmaster_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatusesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatusesResponse) ProtoMessage() {}
+
+func (x *GetStatusesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatusesResponse.ProtoReflect.Descriptor instead.
+func (*GetStatusesResponse) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetStatusesResponse) GetResults() []*CreateFileResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type CompleteFilesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Files         []*CompleteFileRequest `protobuf:"bytes,1,rep,name=files,proto3" json:"files,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteFilesRequest) Reset() {
+	*x = CompleteFilesRequest{}
+	mi := &file_fsmaster_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteFilesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteFilesRequest) ProtoMessage() {}
+
+func (x *CompleteFilesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteFilesRequest.ProtoReflect.Descriptor instead.
+func (*CompleteFilesRequest) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *CompleteFilesRequest) GetFiles() []*CompleteFileRequest {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+type CompleteFilesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*CreateFileResult    `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteFilesResponse) Reset() {
+	*x = CompleteFilesResponse{}
+	mi := &file_fsmaster_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteFilesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteFilesResponse) ProtoMessage() {}
+
+func (x *CompleteFilesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmaster_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteFilesResponse.ProtoReflect.Descriptor instead.
+func (*CompleteFilesResponse) Descriptor() ([]byte, []int) {
+	return file_fsmaster_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CompleteFilesResponse) GetResults() []*CreateFileResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type ListStatusRequest struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Path             string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -1527,7 +1706,7 @@ type ListStatusRequest struct {
 
 func (x *ListStatusRequest) Reset() {
 	*x = ListStatusRequest{}
-	mi := &file_fsmaster_proto_msgTypes[21]
+	mi := &file_fsmaster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1539,7 +1718,7 @@ func (x *ListStatusRequest) String() string {
 func (*ListStatusRequest) ProtoMessage() {}
 
 func (x *ListStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[21]
+	mi := &file_fsmaster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1552,7 +1731,7 @@ func (x *ListStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStatusRequest.ProtoReflect.Descriptor instead.
 func (*ListStatusRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{21}
+	return file_fsmaster_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListStatusRequest) GetPath() string {
@@ -1614,7 +1793,7 @@ type ListStatusResponse struct {
 
 func (x *ListStatusResponse) Reset() {
 	*x = ListStatusResponse{}
-	mi := &file_fsmaster_proto_msgTypes[22]
+	mi := &file_fsmaster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1626,7 +1805,7 @@ func (x *ListStatusResponse) String() string {
 func (*ListStatusResponse) ProtoMessage() {}
 
 func (x *ListStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[22]
+	mi := &file_fsmaster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1639,7 +1818,7 @@ func (x *ListStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStatusResponse.ProtoReflect.Descriptor instead.
 func (*ListStatusResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{22}
+	return file_fsmaster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListStatusResponse) GetInfos() []*FileInfo {
@@ -1677,7 +1856,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_fsmaster_proto_msgTypes[23]
+	mi := &file_fsmaster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1689,7 +1868,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[23]
+	mi := &file_fsmaster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1702,7 +1881,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{23}
+	return file_fsmaster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DeleteRequest) GetPath() string {
@@ -1748,7 +1927,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_fsmaster_proto_msgTypes[24]
+	mi := &file_fsmaster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1760,7 +1939,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[24]
+	mi := &file_fsmaster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1773,7 +1952,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{24}
+	return file_fsmaster_proto_rawDescGZIP(), []int{28}
 }
 
 type RenameRequest struct {
@@ -1789,7 +1968,7 @@ type RenameRequest struct {
 
 func (x *RenameRequest) Reset() {
 	*x = RenameRequest{}
-	mi := &file_fsmaster_proto_msgTypes[25]
+	mi := &file_fsmaster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1801,7 +1980,7 @@ func (x *RenameRequest) String() string {
 func (*RenameRequest) ProtoMessage() {}
 
 func (x *RenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[25]
+	mi := &file_fsmaster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1814,7 +1993,7 @@ func (x *RenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameRequest.ProtoReflect.Descriptor instead.
 func (*RenameRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{25}
+	return file_fsmaster_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RenameRequest) GetSrc() string {
@@ -1847,7 +2026,7 @@ type RenameResponse struct {
 
 func (x *RenameResponse) Reset() {
 	*x = RenameResponse{}
-	mi := &file_fsmaster_proto_msgTypes[26]
+	mi := &file_fsmaster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1859,7 +2038,7 @@ func (x *RenameResponse) String() string {
 func (*RenameResponse) ProtoMessage() {}
 
 func (x *RenameResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[26]
+	mi := &file_fsmaster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1872,7 +2051,7 @@ func (x *RenameResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameResponse.ProtoReflect.Descriptor instead.
 func (*RenameResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{26}
+	return file_fsmaster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RenameResponse) GetInfo() *FileInfo {
@@ -1917,7 +2096,7 @@ type SetAttributeRequest struct {
 
 func (x *SetAttributeRequest) Reset() {
 	*x = SetAttributeRequest{}
-	mi := &file_fsmaster_proto_msgTypes[27]
+	mi := &file_fsmaster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2108,7 @@ func (x *SetAttributeRequest) String() string {
 func (*SetAttributeRequest) ProtoMessage() {}
 
 func (x *SetAttributeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[27]
+	mi := &file_fsmaster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2121,7 @@ func (x *SetAttributeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAttributeRequest.ProtoReflect.Descriptor instead.
 func (*SetAttributeRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{27}
+	return file_fsmaster_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SetAttributeRequest) GetPath() string {
@@ -2059,7 +2238,7 @@ type SetAttributeResponse struct {
 
 func (x *SetAttributeResponse) Reset() {
 	*x = SetAttributeResponse{}
-	mi := &file_fsmaster_proto_msgTypes[28]
+	mi := &file_fsmaster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2071,7 +2250,7 @@ func (x *SetAttributeResponse) String() string {
 func (*SetAttributeResponse) ProtoMessage() {}
 
 func (x *SetAttributeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[28]
+	mi := &file_fsmaster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2084,7 +2263,7 @@ func (x *SetAttributeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAttributeResponse.ProtoReflect.Descriptor instead.
 func (*SetAttributeResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{28}
+	return file_fsmaster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SetAttributeResponse) GetInfo() *FileInfo {
@@ -2107,7 +2286,7 @@ type MountRequest struct {
 
 func (x *MountRequest) Reset() {
 	*x = MountRequest{}
-	mi := &file_fsmaster_proto_msgTypes[29]
+	mi := &file_fsmaster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2119,7 +2298,7 @@ func (x *MountRequest) String() string {
 func (*MountRequest) ProtoMessage() {}
 
 func (x *MountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[29]
+	mi := &file_fsmaster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2132,7 +2311,7 @@ func (x *MountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MountRequest.ProtoReflect.Descriptor instead.
 func (*MountRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{29}
+	return file_fsmaster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MountRequest) GetAlluviumPath() string {
@@ -2179,7 +2358,7 @@ type MountResponse struct {
 
 func (x *MountResponse) Reset() {
 	*x = MountResponse{}
-	mi := &file_fsmaster_proto_msgTypes[30]
+	mi := &file_fsmaster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2191,7 +2370,7 @@ func (x *MountResponse) String() string {
 func (*MountResponse) ProtoMessage() {}
 
 func (x *MountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[30]
+	mi := &file_fsmaster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2204,7 +2383,7 @@ func (x *MountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MountResponse.ProtoReflect.Descriptor instead.
 func (*MountResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{30}
+	return file_fsmaster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MountResponse) GetMount() *MountPointInfo {
@@ -2223,7 +2402,7 @@ type UnmountRequest struct {
 
 func (x *UnmountRequest) Reset() {
 	*x = UnmountRequest{}
-	mi := &file_fsmaster_proto_msgTypes[31]
+	mi := &file_fsmaster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2235,7 +2414,7 @@ func (x *UnmountRequest) String() string {
 func (*UnmountRequest) ProtoMessage() {}
 
 func (x *UnmountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[31]
+	mi := &file_fsmaster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2248,7 +2427,7 @@ func (x *UnmountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnmountRequest.ProtoReflect.Descriptor instead.
 func (*UnmountRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{31}
+	return file_fsmaster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *UnmountRequest) GetAlluviumPath() string {
@@ -2266,7 +2445,7 @@ type UnmountResponse struct {
 
 func (x *UnmountResponse) Reset() {
 	*x = UnmountResponse{}
-	mi := &file_fsmaster_proto_msgTypes[32]
+	mi := &file_fsmaster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2278,7 +2457,7 @@ func (x *UnmountResponse) String() string {
 func (*UnmountResponse) ProtoMessage() {}
 
 func (x *UnmountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[32]
+	mi := &file_fsmaster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2291,7 +2470,7 @@ func (x *UnmountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnmountResponse.ProtoReflect.Descriptor instead.
 func (*UnmountResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{32}
+	return file_fsmaster_proto_rawDescGZIP(), []int{36}
 }
 
 type GetMountTableRequest struct {
@@ -2302,7 +2481,7 @@ type GetMountTableRequest struct {
 
 func (x *GetMountTableRequest) Reset() {
 	*x = GetMountTableRequest{}
-	mi := &file_fsmaster_proto_msgTypes[33]
+	mi := &file_fsmaster_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2314,7 +2493,7 @@ func (x *GetMountTableRequest) String() string {
 func (*GetMountTableRequest) ProtoMessage() {}
 
 func (x *GetMountTableRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[33]
+	mi := &file_fsmaster_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2327,7 +2506,7 @@ func (x *GetMountTableRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMountTableRequest.ProtoReflect.Descriptor instead.
 func (*GetMountTableRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{33}
+	return file_fsmaster_proto_rawDescGZIP(), []int{37}
 }
 
 type GetMountTableResponse struct {
@@ -2339,7 +2518,7 @@ type GetMountTableResponse struct {
 
 func (x *GetMountTableResponse) Reset() {
 	*x = GetMountTableResponse{}
-	mi := &file_fsmaster_proto_msgTypes[34]
+	mi := &file_fsmaster_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2351,7 +2530,7 @@ func (x *GetMountTableResponse) String() string {
 func (*GetMountTableResponse) ProtoMessage() {}
 
 func (x *GetMountTableResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[34]
+	mi := &file_fsmaster_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2364,7 +2543,7 @@ func (x *GetMountTableResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMountTableResponse.ProtoReflect.Descriptor instead.
 func (*GetMountTableResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{34}
+	return file_fsmaster_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetMountTableResponse) GetMounts() []*MountPointInfo {
@@ -2385,7 +2564,7 @@ type FreeRequest struct {
 
 func (x *FreeRequest) Reset() {
 	*x = FreeRequest{}
-	mi := &file_fsmaster_proto_msgTypes[35]
+	mi := &file_fsmaster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2397,7 +2576,7 @@ func (x *FreeRequest) String() string {
 func (*FreeRequest) ProtoMessage() {}
 
 func (x *FreeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[35]
+	mi := &file_fsmaster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2410,7 +2589,7 @@ func (x *FreeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeRequest.ProtoReflect.Descriptor instead.
 func (*FreeRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{35}
+	return file_fsmaster_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *FreeRequest) GetPath() string {
@@ -2443,7 +2622,7 @@ type FreeResponse struct {
 
 func (x *FreeResponse) Reset() {
 	*x = FreeResponse{}
-	mi := &file_fsmaster_proto_msgTypes[36]
+	mi := &file_fsmaster_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2455,7 +2634,7 @@ func (x *FreeResponse) String() string {
 func (*FreeResponse) ProtoMessage() {}
 
 func (x *FreeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[36]
+	mi := &file_fsmaster_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2468,7 +2647,7 @@ func (x *FreeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeResponse.ProtoReflect.Descriptor instead.
 func (*FreeResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{36}
+	return file_fsmaster_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *FreeResponse) GetBlocksFreed() int64 {
@@ -2486,7 +2665,7 @@ type GetMasterInfoRequest struct {
 
 func (x *GetMasterInfoRequest) Reset() {
 	*x = GetMasterInfoRequest{}
-	mi := &file_fsmaster_proto_msgTypes[37]
+	mi := &file_fsmaster_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2498,7 +2677,7 @@ func (x *GetMasterInfoRequest) String() string {
 func (*GetMasterInfoRequest) ProtoMessage() {}
 
 func (x *GetMasterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[37]
+	mi := &file_fsmaster_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2511,7 +2690,7 @@ func (x *GetMasterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetMasterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{37}
+	return file_fsmaster_proto_rawDescGZIP(), []int{41}
 }
 
 type GetMasterInfoResponse struct {
@@ -2543,7 +2722,7 @@ type GetMasterInfoResponse struct {
 
 func (x *GetMasterInfoResponse) Reset() {
 	*x = GetMasterInfoResponse{}
-	mi := &file_fsmaster_proto_msgTypes[38]
+	mi := &file_fsmaster_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2555,7 +2734,7 @@ func (x *GetMasterInfoResponse) String() string {
 func (*GetMasterInfoResponse) ProtoMessage() {}
 
 func (x *GetMasterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[38]
+	mi := &file_fsmaster_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2568,7 +2747,7 @@ func (x *GetMasterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMasterInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetMasterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{38}
+	return file_fsmaster_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetMasterInfoResponse) GetVersion() string {
@@ -2706,7 +2885,7 @@ type GetCheckpointRequest struct {
 
 func (x *GetCheckpointRequest) Reset() {
 	*x = GetCheckpointRequest{}
-	mi := &file_fsmaster_proto_msgTypes[39]
+	mi := &file_fsmaster_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2718,7 +2897,7 @@ func (x *GetCheckpointRequest) String() string {
 func (*GetCheckpointRequest) ProtoMessage() {}
 
 func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[39]
+	mi := &file_fsmaster_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2731,7 +2910,7 @@ func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{39}
+	return file_fsmaster_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetCheckpointRequest) GetMinSequence() int64 {
@@ -2756,7 +2935,7 @@ type GetCheckpointResponse struct {
 
 func (x *GetCheckpointResponse) Reset() {
 	*x = GetCheckpointResponse{}
-	mi := &file_fsmaster_proto_msgTypes[40]
+	mi := &file_fsmaster_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2768,7 +2947,7 @@ func (x *GetCheckpointResponse) String() string {
 func (*GetCheckpointResponse) ProtoMessage() {}
 
 func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[40]
+	mi := &file_fsmaster_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2781,7 +2960,7 @@ func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*GetCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{40}
+	return file_fsmaster_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetCheckpointResponse) GetSequence() int64 {
@@ -2827,7 +3006,7 @@ type CheckpointRequest struct {
 
 func (x *CheckpointRequest) Reset() {
 	*x = CheckpointRequest{}
-	mi := &file_fsmaster_proto_msgTypes[41]
+	mi := &file_fsmaster_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2839,7 +3018,7 @@ func (x *CheckpointRequest) String() string {
 func (*CheckpointRequest) ProtoMessage() {}
 
 func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[41]
+	mi := &file_fsmaster_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2852,7 +3031,7 @@ func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{41}
+	return file_fsmaster_proto_rawDescGZIP(), []int{45}
 }
 
 type CheckpointResponse struct {
@@ -2865,7 +3044,7 @@ type CheckpointResponse struct {
 
 func (x *CheckpointResponse) Reset() {
 	*x = CheckpointResponse{}
-	mi := &file_fsmaster_proto_msgTypes[42]
+	mi := &file_fsmaster_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2877,7 +3056,7 @@ func (x *CheckpointResponse) String() string {
 func (*CheckpointResponse) ProtoMessage() {}
 
 func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[42]
+	mi := &file_fsmaster_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2890,7 +3069,7 @@ func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{42}
+	return file_fsmaster_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CheckpointResponse) GetSequence() int64 {
@@ -2921,7 +3100,7 @@ type BlockReport struct {
 
 func (x *BlockReport) Reset() {
 	*x = BlockReport{}
-	mi := &file_fsmaster_proto_msgTypes[43]
+	mi := &file_fsmaster_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2933,7 +3112,7 @@ func (x *BlockReport) String() string {
 func (*BlockReport) ProtoMessage() {}
 
 func (x *BlockReport) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[43]
+	mi := &file_fsmaster_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2946,7 +3125,7 @@ func (x *BlockReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockReport.ProtoReflect.Descriptor instead.
 func (*BlockReport) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{43}
+	return file_fsmaster_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *BlockReport) GetBlockId() int64 {
@@ -2988,7 +3167,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_fsmaster_proto_msgTypes[44]
+	mi := &file_fsmaster_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3000,7 +3179,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[44]
+	mi := &file_fsmaster_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3013,7 +3192,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{44}
+	return file_fsmaster_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RegisterWorkerRequest) GetAddress() *WorkerNetAddress {
@@ -3051,7 +3230,7 @@ type RegisterWorkerResponse struct {
 
 func (x *RegisterWorkerResponse) Reset() {
 	*x = RegisterWorkerResponse{}
-	mi := &file_fsmaster_proto_msgTypes[45]
+	mi := &file_fsmaster_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3063,7 +3242,7 @@ func (x *RegisterWorkerResponse) String() string {
 func (*RegisterWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[45]
+	mi := &file_fsmaster_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3076,7 +3255,7 @@ func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{45}
+	return file_fsmaster_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RegisterWorkerResponse) GetWorkerId() int64 {
@@ -3112,7 +3291,7 @@ type WorkerHeartbeatRequest struct {
 
 func (x *WorkerHeartbeatRequest) Reset() {
 	*x = WorkerHeartbeatRequest{}
-	mi := &file_fsmaster_proto_msgTypes[46]
+	mi := &file_fsmaster_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3124,7 +3303,7 @@ func (x *WorkerHeartbeatRequest) String() string {
 func (*WorkerHeartbeatRequest) ProtoMessage() {}
 
 func (x *WorkerHeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[46]
+	mi := &file_fsmaster_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3137,7 +3316,7 @@ func (x *WorkerHeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerHeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*WorkerHeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{46}
+	return file_fsmaster_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *WorkerHeartbeatRequest) GetWorkerId() int64 {
@@ -3178,7 +3357,7 @@ type WorkerCommand struct {
 
 func (x *WorkerCommand) Reset() {
 	*x = WorkerCommand{}
-	mi := &file_fsmaster_proto_msgTypes[47]
+	mi := &file_fsmaster_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3190,7 +3369,7 @@ func (x *WorkerCommand) String() string {
 func (*WorkerCommand) ProtoMessage() {}
 
 func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[47]
+	mi := &file_fsmaster_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3203,7 +3382,7 @@ func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerCommand.ProtoReflect.Descriptor instead.
 func (*WorkerCommand) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{47}
+	return file_fsmaster_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *WorkerCommand) GetType() WorkerCommand_Type {
@@ -3231,7 +3410,7 @@ type WorkerHeartbeatResponse struct {
 
 func (x *WorkerHeartbeatResponse) Reset() {
 	*x = WorkerHeartbeatResponse{}
-	mi := &file_fsmaster_proto_msgTypes[48]
+	mi := &file_fsmaster_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3243,7 +3422,7 @@ func (x *WorkerHeartbeatResponse) String() string {
 func (*WorkerHeartbeatResponse) ProtoMessage() {}
 
 func (x *WorkerHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[48]
+	mi := &file_fsmaster_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3256,7 +3435,7 @@ func (x *WorkerHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*WorkerHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{48}
+	return file_fsmaster_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *WorkerHeartbeatResponse) GetCommands() []*WorkerCommand {
@@ -3296,7 +3475,7 @@ type WorkerLostRequest struct {
 
 func (x *WorkerLostRequest) Reset() {
 	*x = WorkerLostRequest{}
-	mi := &file_fsmaster_proto_msgTypes[49]
+	mi := &file_fsmaster_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3308,7 +3487,7 @@ func (x *WorkerLostRequest) String() string {
 func (*WorkerLostRequest) ProtoMessage() {}
 
 func (x *WorkerLostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[49]
+	mi := &file_fsmaster_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3321,7 +3500,7 @@ func (x *WorkerLostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerLostRequest.ProtoReflect.Descriptor instead.
 func (*WorkerLostRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{49}
+	return file_fsmaster_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *WorkerLostRequest) GetWorkerId() int64 {
@@ -3355,7 +3534,7 @@ type WorkerLostResponse struct {
 
 func (x *WorkerLostResponse) Reset() {
 	*x = WorkerLostResponse{}
-	mi := &file_fsmaster_proto_msgTypes[50]
+	mi := &file_fsmaster_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3367,7 +3546,7 @@ func (x *WorkerLostResponse) String() string {
 func (*WorkerLostResponse) ProtoMessage() {}
 
 func (x *WorkerLostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[50]
+	mi := &file_fsmaster_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3380,7 +3559,7 @@ func (x *WorkerLostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerLostResponse.ProtoReflect.Descriptor instead.
 func (*WorkerLostResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{50}
+	return file_fsmaster_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *WorkerLostResponse) GetWasLive() bool {
@@ -3410,7 +3589,7 @@ type CommitBlockRequest struct {
 
 func (x *CommitBlockRequest) Reset() {
 	*x = CommitBlockRequest{}
-	mi := &file_fsmaster_proto_msgTypes[51]
+	mi := &file_fsmaster_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3422,7 +3601,7 @@ func (x *CommitBlockRequest) String() string {
 func (*CommitBlockRequest) ProtoMessage() {}
 
 func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[51]
+	mi := &file_fsmaster_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3435,7 +3614,7 @@ func (x *CommitBlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockRequest.ProtoReflect.Descriptor instead.
 func (*CommitBlockRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{51}
+	return file_fsmaster_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *CommitBlockRequest) GetWorkerId() int64 {
@@ -3481,7 +3660,7 @@ type CommitBlockResponse struct {
 
 func (x *CommitBlockResponse) Reset() {
 	*x = CommitBlockResponse{}
-	mi := &file_fsmaster_proto_msgTypes[52]
+	mi := &file_fsmaster_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3493,7 +3672,7 @@ func (x *CommitBlockResponse) String() string {
 func (*CommitBlockResponse) ProtoMessage() {}
 
 func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[52]
+	mi := &file_fsmaster_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3506,7 +3685,7 @@ func (x *CommitBlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlockResponse.ProtoReflect.Descriptor instead.
 func (*CommitBlockResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{52}
+	return file_fsmaster_proto_rawDescGZIP(), []int{56}
 }
 
 type CommitBlocksRequest struct {
@@ -3519,7 +3698,7 @@ type CommitBlocksRequest struct {
 
 func (x *CommitBlocksRequest) Reset() {
 	*x = CommitBlocksRequest{}
-	mi := &file_fsmaster_proto_msgTypes[53]
+	mi := &file_fsmaster_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3531,7 +3710,7 @@ func (x *CommitBlocksRequest) String() string {
 func (*CommitBlocksRequest) ProtoMessage() {}
 
 func (x *CommitBlocksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[53]
+	mi := &file_fsmaster_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3544,7 +3723,7 @@ func (x *CommitBlocksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlocksRequest.ProtoReflect.Descriptor instead.
 func (*CommitBlocksRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{53}
+	return file_fsmaster_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *CommitBlocksRequest) GetWorkerId() int64 {
@@ -3571,7 +3750,7 @@ type CommitBlocksResponse struct {
 
 func (x *CommitBlocksResponse) Reset() {
 	*x = CommitBlocksResponse{}
-	mi := &file_fsmaster_proto_msgTypes[54]
+	mi := &file_fsmaster_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3583,7 +3762,7 @@ func (x *CommitBlocksResponse) String() string {
 func (*CommitBlocksResponse) ProtoMessage() {}
 
 func (x *CommitBlocksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[54]
+	mi := &file_fsmaster_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3596,7 +3775,7 @@ func (x *CommitBlocksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitBlocksResponse.ProtoReflect.Descriptor instead.
 func (*CommitBlocksResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{54}
+	return file_fsmaster_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *CommitBlocksResponse) GetCommitted() int32 {
@@ -3621,7 +3800,7 @@ type GetWorkerInfoListRequest struct {
 
 func (x *GetWorkerInfoListRequest) Reset() {
 	*x = GetWorkerInfoListRequest{}
-	mi := &file_fsmaster_proto_msgTypes[55]
+	mi := &file_fsmaster_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3633,7 +3812,7 @@ func (x *GetWorkerInfoListRequest) String() string {
 func (*GetWorkerInfoListRequest) ProtoMessage() {}
 
 func (x *GetWorkerInfoListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[55]
+	mi := &file_fsmaster_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3646,7 +3825,7 @@ func (x *GetWorkerInfoListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkerInfoListRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkerInfoListRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{55}
+	return file_fsmaster_proto_rawDescGZIP(), []int{59}
 }
 
 type GetWorkerInfoListResponse struct {
@@ -3658,7 +3837,7 @@ type GetWorkerInfoListResponse struct {
 
 func (x *GetWorkerInfoListResponse) Reset() {
 	*x = GetWorkerInfoListResponse{}
-	mi := &file_fsmaster_proto_msgTypes[56]
+	mi := &file_fsmaster_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3670,7 +3849,7 @@ func (x *GetWorkerInfoListResponse) String() string {
 func (*GetWorkerInfoListResponse) ProtoMessage() {}
 
 func (x *GetWorkerInfoListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[56]
+	mi := &file_fsmaster_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3683,7 +3862,7 @@ func (x *GetWorkerInfoListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkerInfoListResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkerInfoListResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{56}
+	return file_fsmaster_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *GetWorkerInfoListResponse) GetWorkers() []*WorkerInfo {
@@ -3702,7 +3881,7 @@ type GetBlockInfoRequest struct {
 
 func (x *GetBlockInfoRequest) Reset() {
 	*x = GetBlockInfoRequest{}
-	mi := &file_fsmaster_proto_msgTypes[57]
+	mi := &file_fsmaster_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3714,7 +3893,7 @@ func (x *GetBlockInfoRequest) String() string {
 func (*GetBlockInfoRequest) ProtoMessage() {}
 
 func (x *GetBlockInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[57]
+	mi := &file_fsmaster_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3727,7 +3906,7 @@ func (x *GetBlockInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlockInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetBlockInfoRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{57}
+	return file_fsmaster_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *GetBlockInfoRequest) GetBlockId() int64 {
@@ -3746,7 +3925,7 @@ type GetBlockInfoResponse struct {
 
 func (x *GetBlockInfoResponse) Reset() {
 	*x = GetBlockInfoResponse{}
-	mi := &file_fsmaster_proto_msgTypes[58]
+	mi := &file_fsmaster_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3758,7 +3937,7 @@ func (x *GetBlockInfoResponse) String() string {
 func (*GetBlockInfoResponse) ProtoMessage() {}
 
 func (x *GetBlockInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[58]
+	mi := &file_fsmaster_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3771,7 +3950,7 @@ func (x *GetBlockInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlockInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetBlockInfoResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{58}
+	return file_fsmaster_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *GetBlockInfoResponse) GetInfo() *BlockInfo {
@@ -3792,7 +3971,7 @@ type CheckAccessRequest struct {
 
 func (x *CheckAccessRequest) Reset() {
 	*x = CheckAccessRequest{}
-	mi := &file_fsmaster_proto_msgTypes[59]
+	mi := &file_fsmaster_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3804,7 +3983,7 @@ func (x *CheckAccessRequest) String() string {
 func (*CheckAccessRequest) ProtoMessage() {}
 
 func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[59]
+	mi := &file_fsmaster_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3817,7 +3996,7 @@ func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessRequest.ProtoReflect.Descriptor instead.
 func (*CheckAccessRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{59}
+	return file_fsmaster_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *CheckAccessRequest) GetPath() string {
@@ -3849,7 +4028,7 @@ type CheckAccessResponse struct {
 
 func (x *CheckAccessResponse) Reset() {
 	*x = CheckAccessResponse{}
-	mi := &file_fsmaster_proto_msgTypes[60]
+	mi := &file_fsmaster_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3861,7 +4040,7 @@ func (x *CheckAccessResponse) String() string {
 func (*CheckAccessResponse) ProtoMessage() {}
 
 func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[60]
+	mi := &file_fsmaster_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3874,7 +4053,7 @@ func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessResponse.ProtoReflect.Descriptor instead.
 func (*CheckAccessResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{60}
+	return file_fsmaster_proto_rawDescGZIP(), []int{64}
 }
 
 type AuthorizeBlockAccessRequest struct {
@@ -3889,7 +4068,7 @@ type AuthorizeBlockAccessRequest struct {
 
 func (x *AuthorizeBlockAccessRequest) Reset() {
 	*x = AuthorizeBlockAccessRequest{}
-	mi := &file_fsmaster_proto_msgTypes[61]
+	mi := &file_fsmaster_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3901,7 +4080,7 @@ func (x *AuthorizeBlockAccessRequest) String() string {
 func (*AuthorizeBlockAccessRequest) ProtoMessage() {}
 
 func (x *AuthorizeBlockAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[61]
+	mi := &file_fsmaster_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3914,7 +4093,7 @@ func (x *AuthorizeBlockAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeBlockAccessRequest.ProtoReflect.Descriptor instead.
 func (*AuthorizeBlockAccessRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{61}
+	return file_fsmaster_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *AuthorizeBlockAccessRequest) GetFileId() int64 {
@@ -3940,7 +4119,7 @@ type AuthorizeBlockAccessResponse struct {
 
 func (x *AuthorizeBlockAccessResponse) Reset() {
 	*x = AuthorizeBlockAccessResponse{}
-	mi := &file_fsmaster_proto_msgTypes[62]
+	mi := &file_fsmaster_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3952,7 +4131,7 @@ func (x *AuthorizeBlockAccessResponse) String() string {
 func (*AuthorizeBlockAccessResponse) ProtoMessage() {}
 
 func (x *AuthorizeBlockAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[62]
+	mi := &file_fsmaster_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3965,7 +4144,7 @@ func (x *AuthorizeBlockAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeBlockAccessResponse.ProtoReflect.Descriptor instead.
 func (*AuthorizeBlockAccessResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{62}
+	return file_fsmaster_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *AuthorizeBlockAccessResponse) GetInfo() *FileInfo {
@@ -3994,7 +4173,7 @@ type CompletionEvent struct {
 
 func (x *CompletionEvent) Reset() {
 	*x = CompletionEvent{}
-	mi := &file_fsmaster_proto_msgTypes[63]
+	mi := &file_fsmaster_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4006,7 +4185,7 @@ func (x *CompletionEvent) String() string {
 func (*CompletionEvent) ProtoMessage() {}
 
 func (x *CompletionEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[63]
+	mi := &file_fsmaster_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4019,7 +4198,7 @@ func (x *CompletionEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompletionEvent.ProtoReflect.Descriptor instead.
 func (*CompletionEvent) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{63}
+	return file_fsmaster_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CompletionEvent) GetSequence() int64 {
@@ -4079,7 +4258,7 @@ type WatchCompletionsRequest struct {
 
 func (x *WatchCompletionsRequest) Reset() {
 	*x = WatchCompletionsRequest{}
-	mi := &file_fsmaster_proto_msgTypes[64]
+	mi := &file_fsmaster_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4091,7 +4270,7 @@ func (x *WatchCompletionsRequest) String() string {
 func (*WatchCompletionsRequest) ProtoMessage() {}
 
 func (x *WatchCompletionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[64]
+	mi := &file_fsmaster_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4104,7 +4283,7 @@ func (x *WatchCompletionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchCompletionsRequest.ProtoReflect.Descriptor instead.
 func (*WatchCompletionsRequest) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{64}
+	return file_fsmaster_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *WatchCompletionsRequest) GetPath() string {
@@ -4157,7 +4336,7 @@ type WatchCompletionsResponse struct {
 
 func (x *WatchCompletionsResponse) Reset() {
 	*x = WatchCompletionsResponse{}
-	mi := &file_fsmaster_proto_msgTypes[65]
+	mi := &file_fsmaster_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4169,7 +4348,7 @@ func (x *WatchCompletionsResponse) String() string {
 func (*WatchCompletionsResponse) ProtoMessage() {}
 
 func (x *WatchCompletionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmaster_proto_msgTypes[65]
+	mi := &file_fsmaster_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4182,7 +4361,7 @@ func (x *WatchCompletionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchCompletionsResponse.ProtoReflect.Descriptor instead.
 func (*WatchCompletionsResponse) Descriptor() ([]byte, []int) {
-	return file_fsmaster_proto_rawDescGZIP(), []int{65}
+	return file_fsmaster_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *WatchCompletionsResponse) GetEvents() []*CompletionEvent {
@@ -4338,7 +4517,15 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x12load_metadata_type\x18\x02 \x01(\x0e2\x1d.alluvium.v1.LoadMetadataTypeR\x10loadMetadataType\x12\x16\n" +
 	"\x06access\x18\x03 \x01(\rR\x06access\">\n" +
 	"\x11GetStatusResponse\x12)\n" +
-	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"\x8d\x02\n" +
+	"\x04info\x18\x01 \x01(\v2\x15.alluvium.v1.FileInfoR\x04info\"O\n" +
+	"\x12GetStatusesRequest\x129\n" +
+	"\brequests\x18\x01 \x03(\v2\x1d.alluvium.v1.GetStatusRequestR\brequests\"N\n" +
+	"\x13GetStatusesResponse\x127\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.alluvium.v1.CreateFileResultR\aresults\"N\n" +
+	"\x14CompleteFilesRequest\x126\n" +
+	"\x05files\x18\x01 \x03(\v2 .alluvium.v1.CompleteFileRequestR\x05files\"P\n" +
+	"\x15CompleteFilesResponse\x127\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.alluvium.v1.CreateFileResultR\aresults\"\x8d\x02\n" +
 	"\x11ListStatusRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12\x1b\n" +
@@ -4542,14 +4729,16 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\x18WatchCompletionsResponse\x124\n" +
 	"\x06events\x18\x01 \x03(\v2\x1c.alluvium.v1.CompletionEventR\x06events\x12\x16\n" +
 	"\x06cursor\x18\x02 \x01(\x03R\x06cursor\x12\x16\n" +
-	"\x06oldest\x18\x03 \x01(\x03R\x06oldest2\x9b\x0e\n" +
+	"\x06oldest\x18\x03 \x01(\x03R\x06oldest2\xc5\x0f\n" +
 	"\x10FileSystemMaster\x12\\\n" +
 	"\x0fCreateDirectory\x12#.alluvium.v1.CreateDirectoryRequest\x1a$.alluvium.v1.CreateDirectoryResponse\x12M\n" +
 	"\n" +
 	"CreateFile\x12\x1e.alluvium.v1.CreateFileRequest\x1a\x1f.alluvium.v1.CreateFileResponse\x12S\n" +
 	"\fCompleteFile\x12 .alluvium.v1.CompleteFileRequest\x1a!.alluvium.v1.CompleteFileResponse\x12P\n" +
 	"\vCreateFiles\x12\x1f.alluvium.v1.CreateFilesRequest\x1a .alluvium.v1.CreateFilesResponse\x12J\n" +
-	"\tGetStatus\x12\x1d.alluvium.v1.GetStatusRequest\x1a\x1e.alluvium.v1.GetStatusResponse\x12M\n" +
+	"\tGetStatus\x12\x1d.alluvium.v1.GetStatusRequest\x1a\x1e.alluvium.v1.GetStatusResponse\x12P\n" +
+	"\vGetStatuses\x12\x1f.alluvium.v1.GetStatusesRequest\x1a .alluvium.v1.GetStatusesResponse\x12V\n" +
+	"\rCompleteFiles\x12!.alluvium.v1.CompleteFilesRequest\x1a\".alluvium.v1.CompleteFilesResponse\x12M\n" +
 	"\n" +
 	"ListStatus\x12\x1e.alluvium.v1.ListStatusRequest\x1a\x1f.alluvium.v1.ListStatusResponse\x12A\n" +
 	"\x06Delete\x12\x1a.alluvium.v1.DeleteRequest\x1a\x1b.alluvium.v1.DeleteResponse\x12A\n" +
@@ -4598,7 +4787,7 @@ func file_fsmaster_proto_rawDescGZIP() []byte {
 }
 
 var file_fsmaster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
+var file_fsmaster_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
 var file_fsmaster_proto_goTypes = []any{
 	(WorkerCommand_Type)(0),              // 0: alluvium.v1.WorkerCommand.Type
 	(*CreateDirectoryRequest)(nil),       // 1: alluvium.v1.CreateDirectoryRequest
@@ -4622,184 +4811,196 @@ var file_fsmaster_proto_goTypes = []any{
 	(*CompleteFileResponse)(nil),         // 19: alluvium.v1.CompleteFileResponse
 	(*GetStatusRequest)(nil),             // 20: alluvium.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),            // 21: alluvium.v1.GetStatusResponse
-	(*ListStatusRequest)(nil),            // 22: alluvium.v1.ListStatusRequest
-	(*ListStatusResponse)(nil),           // 23: alluvium.v1.ListStatusResponse
-	(*DeleteRequest)(nil),                // 24: alluvium.v1.DeleteRequest
-	(*DeleteResponse)(nil),               // 25: alluvium.v1.DeleteResponse
-	(*RenameRequest)(nil),                // 26: alluvium.v1.RenameRequest
-	(*RenameResponse)(nil),               // 27: alluvium.v1.RenameResponse
-	(*SetAttributeRequest)(nil),          // 28: alluvium.v1.SetAttributeRequest
-	(*SetAttributeResponse)(nil),         // 29: alluvium.v1.SetAttributeResponse
-	(*MountRequest)(nil),                 // 30: alluvium.v1.MountRequest
-	(*MountResponse)(nil),                // 31: alluvium.v1.MountResponse
-	(*UnmountRequest)(nil),               // 32: alluvium.v1.UnmountRequest
-	(*UnmountResponse)(nil),              // 33: alluvium.v1.UnmountResponse
-	(*GetMountTableRequest)(nil),         // 34: alluvium.v1.GetMountTableRequest
-	(*GetMountTableResponse)(nil),        // 35: alluvium.v1.GetMountTableResponse
-	(*FreeRequest)(nil),                  // 36: alluvium.v1.FreeRequest
-	(*FreeResponse)(nil),                 // 37: alluvium.v1.FreeResponse
-	(*GetMasterInfoRequest)(nil),         // 38: alluvium.v1.GetMasterInfoRequest
-	(*GetMasterInfoResponse)(nil),        // 39: alluvium.v1.GetMasterInfoResponse
-	(*GetCheckpointRequest)(nil),         // 40: alluvium.v1.GetCheckpointRequest
-	(*GetCheckpointResponse)(nil),        // 41: alluvium.v1.GetCheckpointResponse
-	(*CheckpointRequest)(nil),            // 42: alluvium.v1.CheckpointRequest
-	(*CheckpointResponse)(nil),           // 43: alluvium.v1.CheckpointResponse
-	(*BlockReport)(nil),                  // 44: alluvium.v1.BlockReport
-	(*RegisterWorkerRequest)(nil),        // 45: alluvium.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil),       // 46: alluvium.v1.RegisterWorkerResponse
-	(*WorkerHeartbeatRequest)(nil),       // 47: alluvium.v1.WorkerHeartbeatRequest
-	(*WorkerCommand)(nil),                // 48: alluvium.v1.WorkerCommand
-	(*WorkerHeartbeatResponse)(nil),      // 49: alluvium.v1.WorkerHeartbeatResponse
-	(*WorkerLostRequest)(nil),            // 50: alluvium.v1.WorkerLostRequest
-	(*WorkerLostResponse)(nil),           // 51: alluvium.v1.WorkerLostResponse
-	(*CommitBlockRequest)(nil),           // 52: alluvium.v1.CommitBlockRequest
-	(*CommitBlockResponse)(nil),          // 53: alluvium.v1.CommitBlockResponse
-	(*CommitBlocksRequest)(nil),          // 54: alluvium.v1.CommitBlocksRequest
-	(*CommitBlocksResponse)(nil),         // 55: alluvium.v1.CommitBlocksResponse
-	(*GetWorkerInfoListRequest)(nil),     // 56: alluvium.v1.GetWorkerInfoListRequest
-	(*GetWorkerInfoListResponse)(nil),    // 57: alluvium.v1.GetWorkerInfoListResponse
-	(*GetBlockInfoRequest)(nil),          // 58: alluvium.v1.GetBlockInfoRequest
-	(*GetBlockInfoResponse)(nil),         // 59: alluvium.v1.GetBlockInfoResponse
-	(*CheckAccessRequest)(nil),           // 60: alluvium.v1.CheckAccessRequest
-	(*CheckAccessResponse)(nil),          // 61: alluvium.v1.CheckAccessResponse
-	(*AuthorizeBlockAccessRequest)(nil),  // 62: alluvium.v1.AuthorizeBlockAccessRequest
-	(*AuthorizeBlockAccessResponse)(nil), // 63: alluvium.v1.AuthorizeBlockAccessResponse
-	(*CompletionEvent)(nil),              // 64: alluvium.v1.CompletionEvent
-	(*WatchCompletionsRequest)(nil),      // 65: alluvium.v1.WatchCompletionsRequest
-	(*WatchCompletionsResponse)(nil),     // 66: alluvium.v1.WatchCompletionsResponse
-	nil,                                  // 67: alluvium.v1.CreateDirectoryRequest.XattrsEntry
-	nil,                                  // 68: alluvium.v1.CreateFileRequest.XattrsEntry
-	nil,                                  // 69: alluvium.v1.CompleteFileRequest.XattrsEntry
-	nil,                                  // 70: alluvium.v1.SetAttributeRequest.XattrsEntry
-	nil,                                  // 71: alluvium.v1.MountRequest.OptionsEntry
-	(WriteType)(0),                       // 72: alluvium.v1.WriteType
-	(*FileInfo)(nil),                     // 73: alluvium.v1.FileInfo
-	(LoadMetadataType)(0),                // 74: alluvium.v1.LoadMetadataType
-	(PersistenceState)(0),                // 75: alluvium.v1.PersistenceState
-	(*MountPointInfo)(nil),               // 76: alluvium.v1.MountPointInfo
-	(*TierUsage)(nil),                    // 77: alluvium.v1.TierUsage
-	(*WorkerNetAddress)(nil),             // 78: alluvium.v1.WorkerNetAddress
-	(*WorkerInfo)(nil),                   // 79: alluvium.v1.WorkerInfo
-	(*BlockInfo)(nil),                    // 80: alluvium.v1.BlockInfo
-	(*GetLeaderRequest)(nil),             // 81: alluvium.v1.GetLeaderRequest
-	(*AddPeerRequest)(nil),               // 82: alluvium.v1.AddPeerRequest
-	(*RemovePeerRequest)(nil),            // 83: alluvium.v1.RemovePeerRequest
-	(*GetLeaderResponse)(nil),            // 84: alluvium.v1.GetLeaderResponse
-	(*AddPeerResponse)(nil),              // 85: alluvium.v1.AddPeerResponse
-	(*RemovePeerResponse)(nil),           // 86: alluvium.v1.RemovePeerResponse
+	(*GetStatusesRequest)(nil),           // 22: alluvium.v1.GetStatusesRequest
+	(*GetStatusesResponse)(nil),          // 23: alluvium.v1.GetStatusesResponse
+	(*CompleteFilesRequest)(nil),         // 24: alluvium.v1.CompleteFilesRequest
+	(*CompleteFilesResponse)(nil),        // 25: alluvium.v1.CompleteFilesResponse
+	(*ListStatusRequest)(nil),            // 26: alluvium.v1.ListStatusRequest
+	(*ListStatusResponse)(nil),           // 27: alluvium.v1.ListStatusResponse
+	(*DeleteRequest)(nil),                // 28: alluvium.v1.DeleteRequest
+	(*DeleteResponse)(nil),               // 29: alluvium.v1.DeleteResponse
+	(*RenameRequest)(nil),                // 30: alluvium.v1.RenameRequest
+	(*RenameResponse)(nil),               // 31: alluvium.v1.RenameResponse
+	(*SetAttributeRequest)(nil),          // 32: alluvium.v1.SetAttributeRequest
+	(*SetAttributeResponse)(nil),         // 33: alluvium.v1.SetAttributeResponse
+	(*MountRequest)(nil),                 // 34: alluvium.v1.MountRequest
+	(*MountResponse)(nil),                // 35: alluvium.v1.MountResponse
+	(*UnmountRequest)(nil),               // 36: alluvium.v1.UnmountRequest
+	(*UnmountResponse)(nil),              // 37: alluvium.v1.UnmountResponse
+	(*GetMountTableRequest)(nil),         // 38: alluvium.v1.GetMountTableRequest
+	(*GetMountTableResponse)(nil),        // 39: alluvium.v1.GetMountTableResponse
+	(*FreeRequest)(nil),                  // 40: alluvium.v1.FreeRequest
+	(*FreeResponse)(nil),                 // 41: alluvium.v1.FreeResponse
+	(*GetMasterInfoRequest)(nil),         // 42: alluvium.v1.GetMasterInfoRequest
+	(*GetMasterInfoResponse)(nil),        // 43: alluvium.v1.GetMasterInfoResponse
+	(*GetCheckpointRequest)(nil),         // 44: alluvium.v1.GetCheckpointRequest
+	(*GetCheckpointResponse)(nil),        // 45: alluvium.v1.GetCheckpointResponse
+	(*CheckpointRequest)(nil),            // 46: alluvium.v1.CheckpointRequest
+	(*CheckpointResponse)(nil),           // 47: alluvium.v1.CheckpointResponse
+	(*BlockReport)(nil),                  // 48: alluvium.v1.BlockReport
+	(*RegisterWorkerRequest)(nil),        // 49: alluvium.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil),       // 50: alluvium.v1.RegisterWorkerResponse
+	(*WorkerHeartbeatRequest)(nil),       // 51: alluvium.v1.WorkerHeartbeatRequest
+	(*WorkerCommand)(nil),                // 52: alluvium.v1.WorkerCommand
+	(*WorkerHeartbeatResponse)(nil),      // 53: alluvium.v1.WorkerHeartbeatResponse
+	(*WorkerLostRequest)(nil),            // 54: alluvium.v1.WorkerLostRequest
+	(*WorkerLostResponse)(nil),           // 55: alluvium.v1.WorkerLostResponse
+	(*CommitBlockRequest)(nil),           // 56: alluvium.v1.CommitBlockRequest
+	(*CommitBlockResponse)(nil),          // 57: alluvium.v1.CommitBlockResponse
+	(*CommitBlocksRequest)(nil),          // 58: alluvium.v1.CommitBlocksRequest
+	(*CommitBlocksResponse)(nil),         // 59: alluvium.v1.CommitBlocksResponse
+	(*GetWorkerInfoListRequest)(nil),     // 60: alluvium.v1.GetWorkerInfoListRequest
+	(*GetWorkerInfoListResponse)(nil),    // 61: alluvium.v1.GetWorkerInfoListResponse
+	(*GetBlockInfoRequest)(nil),          // 62: alluvium.v1.GetBlockInfoRequest
+	(*GetBlockInfoResponse)(nil),         // 63: alluvium.v1.GetBlockInfoResponse
+	(*CheckAccessRequest)(nil),           // 64: alluvium.v1.CheckAccessRequest
+	(*CheckAccessResponse)(nil),          // 65: alluvium.v1.CheckAccessResponse
+	(*AuthorizeBlockAccessRequest)(nil),  // 66: alluvium.v1.AuthorizeBlockAccessRequest
+	(*AuthorizeBlockAccessResponse)(nil), // 67: alluvium.v1.AuthorizeBlockAccessResponse
+	(*CompletionEvent)(nil),              // 68: alluvium.v1.CompletionEvent
+	(*WatchCompletionsRequest)(nil),      // 69: alluvium.v1.WatchCompletionsRequest
+	(*WatchCompletionsResponse)(nil),     // 70: alluvium.v1.WatchCompletionsResponse
+	nil,                                  // 71: alluvium.v1.CreateDirectoryRequest.XattrsEntry
+	nil,                                  // 72: alluvium.v1.CreateFileRequest.XattrsEntry
+	nil,                                  // 73: alluvium.v1.CompleteFileRequest.XattrsEntry
+	nil,                                  // 74: alluvium.v1.SetAttributeRequest.XattrsEntry
+	nil,                                  // 75: alluvium.v1.MountRequest.OptionsEntry
+	(WriteType)(0),                       // 76: alluvium.v1.WriteType
+	(*FileInfo)(nil),                     // 77: alluvium.v1.FileInfo
+	(LoadMetadataType)(0),                // 78: alluvium.v1.LoadMetadataType
+	(PersistenceState)(0),                // 79: alluvium.v1.PersistenceState
+	(*MountPointInfo)(nil),               // 80: alluvium.v1.MountPointInfo
+	(*TierUsage)(nil),                    // 81: alluvium.v1.TierUsage
+	(*WorkerNetAddress)(nil),             // 82: alluvium.v1.WorkerNetAddress
+	(*WorkerInfo)(nil),                   // 83: alluvium.v1.WorkerInfo
+	(*BlockInfo)(nil),                    // 84: alluvium.v1.BlockInfo
+	(*GetLeaderRequest)(nil),             // 85: alluvium.v1.GetLeaderRequest
+	(*AddPeerRequest)(nil),               // 86: alluvium.v1.AddPeerRequest
+	(*RemovePeerRequest)(nil),            // 87: alluvium.v1.RemovePeerRequest
+	(*GetLeaderResponse)(nil),            // 88: alluvium.v1.GetLeaderResponse
+	(*AddPeerResponse)(nil),              // 89: alluvium.v1.AddPeerResponse
+	(*RemovePeerResponse)(nil),           // 90: alluvium.v1.RemovePeerResponse
 }
 var file_fsmaster_proto_depIdxs = []int32{
-	72, // 0: alluvium.v1.CreateDirectoryRequest.write_type:type_name -> alluvium.v1.WriteType
-	67, // 1: alluvium.v1.CreateDirectoryRequest.xattrs:type_name -> alluvium.v1.CreateDirectoryRequest.XattrsEntry
-	73, // 2: alluvium.v1.CreateDirectoryResponse.info:type_name -> alluvium.v1.FileInfo
-	72, // 3: alluvium.v1.CreateFileRequest.write_type:type_name -> alluvium.v1.WriteType
-	68, // 4: alluvium.v1.CreateFileRequest.xattrs:type_name -> alluvium.v1.CreateFileRequest.XattrsEntry
-	73, // 5: alluvium.v1.CreateFileResponse.info:type_name -> alluvium.v1.FileInfo
+	76, // 0: alluvium.v1.CreateDirectoryRequest.write_type:type_name -> alluvium.v1.WriteType
+	71, // 1: alluvium.v1.CreateDirectoryRequest.xattrs:type_name -> alluvium.v1.CreateDirectoryRequest.XattrsEntry
+	77, // 2: alluvium.v1.CreateDirectoryResponse.info:type_name -> alluvium.v1.FileInfo
+	76, // 3: alluvium.v1.CreateFileRequest.write_type:type_name -> alluvium.v1.WriteType
+	72, // 4: alluvium.v1.CreateFileRequest.xattrs:type_name -> alluvium.v1.CreateFileRequest.XattrsEntry
+	77, // 5: alluvium.v1.CreateFileResponse.info:type_name -> alluvium.v1.FileInfo
 	3,  // 6: alluvium.v1.CreateFilesRequest.files:type_name -> alluvium.v1.CreateFileRequest
-	73, // 7: alluvium.v1.CreateFileResult.info:type_name -> alluvium.v1.FileInfo
+	77, // 7: alluvium.v1.CreateFileResult.info:type_name -> alluvium.v1.FileInfo
 	6,  // 8: alluvium.v1.CreateFilesResponse.results:type_name -> alluvium.v1.CreateFileResult
-	69, // 9: alluvium.v1.CompleteFileRequest.xattrs:type_name -> alluvium.v1.CompleteFileRequest.XattrsEntry
+	73, // 9: alluvium.v1.CompleteFileRequest.xattrs:type_name -> alluvium.v1.CompleteFileRequest.XattrsEntry
 	9,  // 10: alluvium.v1.CompleteFileRequest.parts:type_name -> alluvium.v1.UploadPartRef
 	14, // 11: alluvium.v1.CommitUploadPartResponse.part:type_name -> alluvium.v1.UploadPart
-	73, // 12: alluvium.v1.ListUploadPartsResponse.upload:type_name -> alluvium.v1.FileInfo
+	77, // 12: alluvium.v1.ListUploadPartsResponse.upload:type_name -> alluvium.v1.FileInfo
 	14, // 13: alluvium.v1.ListUploadPartsResponse.parts:type_name -> alluvium.v1.UploadPart
-	73, // 14: alluvium.v1.ListUploadsResponse.uploads:type_name -> alluvium.v1.FileInfo
-	73, // 15: alluvium.v1.CompleteFileResponse.info:type_name -> alluvium.v1.FileInfo
-	74, // 16: alluvium.v1.GetStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
-	73, // 17: alluvium.v1.GetStatusResponse.info:type_name -> alluvium.v1.FileInfo
-	74, // 18: alluvium.v1.ListStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
-	73, // 19: alluvium.v1.ListStatusResponse.infos:type_name -> alluvium.v1.FileInfo
-	73, // 20: alluvium.v1.RenameResponse.info:type_name -> alluvium.v1.FileInfo
-	75, // 21: alluvium.v1.SetAttributeRequest.persistence_state:type_name -> alluvium.v1.PersistenceState
-	70, // 22: alluvium.v1.SetAttributeRequest.xattrs:type_name -> alluvium.v1.SetAttributeRequest.XattrsEntry
-	73, // 23: alluvium.v1.SetAttributeResponse.info:type_name -> alluvium.v1.FileInfo
-	71, // 24: alluvium.v1.MountRequest.options:type_name -> alluvium.v1.MountRequest.OptionsEntry
-	76, // 25: alluvium.v1.MountResponse.mount:type_name -> alluvium.v1.MountPointInfo
-	76, // 26: alluvium.v1.GetMountTableResponse.mounts:type_name -> alluvium.v1.MountPointInfo
-	77, // 27: alluvium.v1.GetMasterInfoResponse.capacity:type_name -> alluvium.v1.TierUsage
-	78, // 28: alluvium.v1.RegisterWorkerRequest.address:type_name -> alluvium.v1.WorkerNetAddress
-	77, // 29: alluvium.v1.RegisterWorkerRequest.tiers:type_name -> alluvium.v1.TierUsage
-	44, // 30: alluvium.v1.RegisterWorkerRequest.blocks:type_name -> alluvium.v1.BlockReport
-	77, // 31: alluvium.v1.WorkerHeartbeatRequest.tiers:type_name -> alluvium.v1.TierUsage
-	44, // 32: alluvium.v1.WorkerHeartbeatRequest.added_blocks:type_name -> alluvium.v1.BlockReport
-	0,  // 33: alluvium.v1.WorkerCommand.type:type_name -> alluvium.v1.WorkerCommand.Type
-	48, // 34: alluvium.v1.WorkerHeartbeatResponse.commands:type_name -> alluvium.v1.WorkerCommand
-	44, // 35: alluvium.v1.CommitBlocksRequest.blocks:type_name -> alluvium.v1.BlockReport
-	79, // 36: alluvium.v1.GetWorkerInfoListResponse.workers:type_name -> alluvium.v1.WorkerInfo
-	80, // 37: alluvium.v1.GetBlockInfoResponse.info:type_name -> alluvium.v1.BlockInfo
-	73, // 38: alluvium.v1.AuthorizeBlockAccessResponse.info:type_name -> alluvium.v1.FileInfo
-	64, // 39: alluvium.v1.WatchCompletionsResponse.events:type_name -> alluvium.v1.CompletionEvent
-	1,  // 40: alluvium.v1.FileSystemMaster.CreateDirectory:input_type -> alluvium.v1.CreateDirectoryRequest
-	3,  // 41: alluvium.v1.FileSystemMaster.CreateFile:input_type -> alluvium.v1.CreateFileRequest
-	8,  // 42: alluvium.v1.FileSystemMaster.CompleteFile:input_type -> alluvium.v1.CompleteFileRequest
-	5,  // 43: alluvium.v1.FileSystemMaster.CreateFiles:input_type -> alluvium.v1.CreateFilesRequest
-	20, // 44: alluvium.v1.FileSystemMaster.GetStatus:input_type -> alluvium.v1.GetStatusRequest
-	22, // 45: alluvium.v1.FileSystemMaster.ListStatus:input_type -> alluvium.v1.ListStatusRequest
-	24, // 46: alluvium.v1.FileSystemMaster.Delete:input_type -> alluvium.v1.DeleteRequest
-	26, // 47: alluvium.v1.FileSystemMaster.Rename:input_type -> alluvium.v1.RenameRequest
-	28, // 48: alluvium.v1.FileSystemMaster.SetAttribute:input_type -> alluvium.v1.SetAttributeRequest
-	30, // 49: alluvium.v1.FileSystemMaster.Mount:input_type -> alluvium.v1.MountRequest
-	32, // 50: alluvium.v1.FileSystemMaster.Unmount:input_type -> alluvium.v1.UnmountRequest
-	34, // 51: alluvium.v1.FileSystemMaster.GetMountTable:input_type -> alluvium.v1.GetMountTableRequest
-	36, // 52: alluvium.v1.FileSystemMaster.Free:input_type -> alluvium.v1.FreeRequest
-	38, // 53: alluvium.v1.FileSystemMaster.GetMasterInfo:input_type -> alluvium.v1.GetMasterInfoRequest
-	42, // 54: alluvium.v1.FileSystemMaster.Checkpoint:input_type -> alluvium.v1.CheckpointRequest
-	60, // 55: alluvium.v1.FileSystemMaster.CheckAccess:input_type -> alluvium.v1.CheckAccessRequest
-	10, // 56: alluvium.v1.FileSystemMaster.AllocateUploadBlocks:input_type -> alluvium.v1.AllocateUploadBlocksRequest
-	12, // 57: alluvium.v1.FileSystemMaster.CommitUploadPart:input_type -> alluvium.v1.CommitUploadPartRequest
-	15, // 58: alluvium.v1.FileSystemMaster.ListUploadParts:input_type -> alluvium.v1.ListUploadPartsRequest
-	17, // 59: alluvium.v1.FileSystemMaster.ListUploads:input_type -> alluvium.v1.ListUploadsRequest
-	81, // 60: alluvium.v1.FileSystemMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
-	65, // 61: alluvium.v1.FileSystemMaster.WatchCompletions:input_type -> alluvium.v1.WatchCompletionsRequest
-	82, // 62: alluvium.v1.EmbeddedJournal.AddPeer:input_type -> alluvium.v1.AddPeerRequest
-	83, // 63: alluvium.v1.EmbeddedJournal.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
-	40, // 64: alluvium.v1.EmbeddedJournal.GetCheckpoint:input_type -> alluvium.v1.GetCheckpointRequest
-	45, // 65: alluvium.v1.BlockMaster.RegisterWorker:input_type -> alluvium.v1.RegisterWorkerRequest
-	47, // 66: alluvium.v1.BlockMaster.WorkerHeartbeat:input_type -> alluvium.v1.WorkerHeartbeatRequest
-	52, // 67: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
-	54, // 68: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
-	56, // 69: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
-	58, // 70: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
-	62, // 71: alluvium.v1.BlockMaster.AuthorizeBlockAccess:input_type -> alluvium.v1.AuthorizeBlockAccessRequest
-	50, // 72: alluvium.v1.BlockMaster.WorkerLost:input_type -> alluvium.v1.WorkerLostRequest
-	2,  // 73: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
-	4,  // 74: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
-	19, // 75: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
-	7,  // 76: alluvium.v1.FileSystemMaster.CreateFiles:output_type -> alluvium.v1.CreateFilesResponse
-	21, // 77: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
-	23, // 78: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
-	25, // 79: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
-	27, // 80: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
-	29, // 81: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
-	31, // 82: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
-	33, // 83: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
-	35, // 84: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
-	37, // 85: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
-	39, // 86: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
-	43, // 87: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
-	61, // 88: alluvium.v1.FileSystemMaster.CheckAccess:output_type -> alluvium.v1.CheckAccessResponse
-	11, // 89: alluvium.v1.FileSystemMaster.AllocateUploadBlocks:output_type -> alluvium.v1.AllocateUploadBlocksResponse
-	13, // 90: alluvium.v1.FileSystemMaster.CommitUploadPart:output_type -> alluvium.v1.CommitUploadPartResponse
-	16, // 91: alluvium.v1.FileSystemMaster.ListUploadParts:output_type -> alluvium.v1.ListUploadPartsResponse
-	18, // 92: alluvium.v1.FileSystemMaster.ListUploads:output_type -> alluvium.v1.ListUploadsResponse
-	84, // 93: alluvium.v1.FileSystemMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
-	66, // 94: alluvium.v1.FileSystemMaster.WatchCompletions:output_type -> alluvium.v1.WatchCompletionsResponse
-	85, // 95: alluvium.v1.EmbeddedJournal.AddPeer:output_type -> alluvium.v1.AddPeerResponse
-	86, // 96: alluvium.v1.EmbeddedJournal.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
-	41, // 97: alluvium.v1.EmbeddedJournal.GetCheckpoint:output_type -> alluvium.v1.GetCheckpointResponse
-	46, // 98: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
-	49, // 99: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
-	53, // 100: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
-	55, // 101: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
-	57, // 102: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
-	59, // 103: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
-	63, // 104: alluvium.v1.BlockMaster.AuthorizeBlockAccess:output_type -> alluvium.v1.AuthorizeBlockAccessResponse
-	51, // 105: alluvium.v1.BlockMaster.WorkerLost:output_type -> alluvium.v1.WorkerLostResponse
-	73, // [73:106] is the sub-list for method output_type
-	40, // [40:73] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	77, // 14: alluvium.v1.ListUploadsResponse.uploads:type_name -> alluvium.v1.FileInfo
+	77, // 15: alluvium.v1.CompleteFileResponse.info:type_name -> alluvium.v1.FileInfo
+	78, // 16: alluvium.v1.GetStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
+	77, // 17: alluvium.v1.GetStatusResponse.info:type_name -> alluvium.v1.FileInfo
+	20, // 18: alluvium.v1.GetStatusesRequest.requests:type_name -> alluvium.v1.GetStatusRequest
+	6,  // 19: alluvium.v1.GetStatusesResponse.results:type_name -> alluvium.v1.CreateFileResult
+	8,  // 20: alluvium.v1.CompleteFilesRequest.files:type_name -> alluvium.v1.CompleteFileRequest
+	6,  // 21: alluvium.v1.CompleteFilesResponse.results:type_name -> alluvium.v1.CreateFileResult
+	78, // 22: alluvium.v1.ListStatusRequest.load_metadata_type:type_name -> alluvium.v1.LoadMetadataType
+	77, // 23: alluvium.v1.ListStatusResponse.infos:type_name -> alluvium.v1.FileInfo
+	77, // 24: alluvium.v1.RenameResponse.info:type_name -> alluvium.v1.FileInfo
+	79, // 25: alluvium.v1.SetAttributeRequest.persistence_state:type_name -> alluvium.v1.PersistenceState
+	74, // 26: alluvium.v1.SetAttributeRequest.xattrs:type_name -> alluvium.v1.SetAttributeRequest.XattrsEntry
+	77, // 27: alluvium.v1.SetAttributeResponse.info:type_name -> alluvium.v1.FileInfo
+	75, // 28: alluvium.v1.MountRequest.options:type_name -> alluvium.v1.MountRequest.OptionsEntry
+	80, // 29: alluvium.v1.MountResponse.mount:type_name -> alluvium.v1.MountPointInfo
+	80, // 30: alluvium.v1.GetMountTableResponse.mounts:type_name -> alluvium.v1.MountPointInfo
+	81, // 31: alluvium.v1.GetMasterInfoResponse.capacity:type_name -> alluvium.v1.TierUsage
+	82, // 32: alluvium.v1.RegisterWorkerRequest.address:type_name -> alluvium.v1.WorkerNetAddress
+	81, // 33: alluvium.v1.RegisterWorkerRequest.tiers:type_name -> alluvium.v1.TierUsage
+	48, // 34: alluvium.v1.RegisterWorkerRequest.blocks:type_name -> alluvium.v1.BlockReport
+	81, // 35: alluvium.v1.WorkerHeartbeatRequest.tiers:type_name -> alluvium.v1.TierUsage
+	48, // 36: alluvium.v1.WorkerHeartbeatRequest.added_blocks:type_name -> alluvium.v1.BlockReport
+	0,  // 37: alluvium.v1.WorkerCommand.type:type_name -> alluvium.v1.WorkerCommand.Type
+	52, // 38: alluvium.v1.WorkerHeartbeatResponse.commands:type_name -> alluvium.v1.WorkerCommand
+	48, // 39: alluvium.v1.CommitBlocksRequest.blocks:type_name -> alluvium.v1.BlockReport
+	83, // 40: alluvium.v1.GetWorkerInfoListResponse.workers:type_name -> alluvium.v1.WorkerInfo
+	84, // 41: alluvium.v1.GetBlockInfoResponse.info:type_name -> alluvium.v1.BlockInfo
+	77, // 42: alluvium.v1.AuthorizeBlockAccessResponse.info:type_name -> alluvium.v1.FileInfo
+	68, // 43: alluvium.v1.WatchCompletionsResponse.events:type_name -> alluvium.v1.CompletionEvent
+	1,  // 44: alluvium.v1.FileSystemMaster.CreateDirectory:input_type -> alluvium.v1.CreateDirectoryRequest
+	3,  // 45: alluvium.v1.FileSystemMaster.CreateFile:input_type -> alluvium.v1.CreateFileRequest
+	8,  // 46: alluvium.v1.FileSystemMaster.CompleteFile:input_type -> alluvium.v1.CompleteFileRequest
+	5,  // 47: alluvium.v1.FileSystemMaster.CreateFiles:input_type -> alluvium.v1.CreateFilesRequest
+	20, // 48: alluvium.v1.FileSystemMaster.GetStatus:input_type -> alluvium.v1.GetStatusRequest
+	22, // 49: alluvium.v1.FileSystemMaster.GetStatuses:input_type -> alluvium.v1.GetStatusesRequest
+	24, // 50: alluvium.v1.FileSystemMaster.CompleteFiles:input_type -> alluvium.v1.CompleteFilesRequest
+	26, // 51: alluvium.v1.FileSystemMaster.ListStatus:input_type -> alluvium.v1.ListStatusRequest
+	28, // 52: alluvium.v1.FileSystemMaster.Delete:input_type -> alluvium.v1.DeleteRequest
+	30, // 53: alluvium.v1.FileSystemMaster.Rename:input_type -> alluvium.v1.RenameRequest
+	32, // 54: alluvium.v1.FileSystemMaster.SetAttribute:input_type -> alluvium.v1.SetAttributeRequest
+	34, // 55: alluvium.v1.FileSystemMaster.Mount:input_type -> alluvium.v1.MountRequest
+	36, // 56: alluvium.v1.FileSystemMaster.Unmount:input_type -> alluvium.v1.UnmountRequest
+	38, // 57: alluvium.v1.FileSystemMaster.GetMountTable:input_type -> alluvium.v1.GetMountTableRequest
+	40, // 58: alluvium.v1.FileSystemMaster.Free:input_type -> alluvium.v1.FreeRequest
+	42, // 59: alluvium.v1.FileSystemMaster.GetMasterInfo:input_type -> alluvium.v1.GetMasterInfoRequest
+	46, // 60: alluvium.v1.FileSystemMaster.Checkpoint:input_type -> alluvium.v1.CheckpointRequest
+	64, // 61: alluvium.v1.FileSystemMaster.CheckAccess:input_type -> alluvium.v1.CheckAccessRequest
+	10, // 62: alluvium.v1.FileSystemMaster.AllocateUploadBlocks:input_type -> alluvium.v1.AllocateUploadBlocksRequest
+	12, // 63: alluvium.v1.FileSystemMaster.CommitUploadPart:input_type -> alluvium.v1.CommitUploadPartRequest
+	15, // 64: alluvium.v1.FileSystemMaster.ListUploadParts:input_type -> alluvium.v1.ListUploadPartsRequest
+	17, // 65: alluvium.v1.FileSystemMaster.ListUploads:input_type -> alluvium.v1.ListUploadsRequest
+	85, // 66: alluvium.v1.FileSystemMaster.GetLeader:input_type -> alluvium.v1.GetLeaderRequest
+	69, // 67: alluvium.v1.FileSystemMaster.WatchCompletions:input_type -> alluvium.v1.WatchCompletionsRequest
+	86, // 68: alluvium.v1.EmbeddedJournal.AddPeer:input_type -> alluvium.v1.AddPeerRequest
+	87, // 69: alluvium.v1.EmbeddedJournal.RemovePeer:input_type -> alluvium.v1.RemovePeerRequest
+	44, // 70: alluvium.v1.EmbeddedJournal.GetCheckpoint:input_type -> alluvium.v1.GetCheckpointRequest
+	49, // 71: alluvium.v1.BlockMaster.RegisterWorker:input_type -> alluvium.v1.RegisterWorkerRequest
+	51, // 72: alluvium.v1.BlockMaster.WorkerHeartbeat:input_type -> alluvium.v1.WorkerHeartbeatRequest
+	56, // 73: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
+	58, // 74: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
+	60, // 75: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
+	62, // 76: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
+	66, // 77: alluvium.v1.BlockMaster.AuthorizeBlockAccess:input_type -> alluvium.v1.AuthorizeBlockAccessRequest
+	54, // 78: alluvium.v1.BlockMaster.WorkerLost:input_type -> alluvium.v1.WorkerLostRequest
+	2,  // 79: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
+	4,  // 80: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
+	19, // 81: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
+	7,  // 82: alluvium.v1.FileSystemMaster.CreateFiles:output_type -> alluvium.v1.CreateFilesResponse
+	21, // 83: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
+	23, // 84: alluvium.v1.FileSystemMaster.GetStatuses:output_type -> alluvium.v1.GetStatusesResponse
+	25, // 85: alluvium.v1.FileSystemMaster.CompleteFiles:output_type -> alluvium.v1.CompleteFilesResponse
+	27, // 86: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
+	29, // 87: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
+	31, // 88: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
+	33, // 89: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
+	35, // 90: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
+	37, // 91: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
+	39, // 92: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
+	41, // 93: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
+	43, // 94: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
+	47, // 95: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
+	65, // 96: alluvium.v1.FileSystemMaster.CheckAccess:output_type -> alluvium.v1.CheckAccessResponse
+	11, // 97: alluvium.v1.FileSystemMaster.AllocateUploadBlocks:output_type -> alluvium.v1.AllocateUploadBlocksResponse
+	13, // 98: alluvium.v1.FileSystemMaster.CommitUploadPart:output_type -> alluvium.v1.CommitUploadPartResponse
+	16, // 99: alluvium.v1.FileSystemMaster.ListUploadParts:output_type -> alluvium.v1.ListUploadPartsResponse
+	18, // 100: alluvium.v1.FileSystemMaster.ListUploads:output_type -> alluvium.v1.ListUploadsResponse
+	88, // 101: alluvium.v1.FileSystemMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	70, // 102: alluvium.v1.FileSystemMaster.WatchCompletions:output_type -> alluvium.v1.WatchCompletionsResponse
+	89, // 103: alluvium.v1.EmbeddedJournal.AddPeer:output_type -> alluvium.v1.AddPeerResponse
+	90, // 104: alluvium.v1.EmbeddedJournal.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
+	45, // 105: alluvium.v1.EmbeddedJournal.GetCheckpoint:output_type -> alluvium.v1.GetCheckpointResponse
+	50, // 106: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
+	53, // 107: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
+	57, // 108: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
+	59, // 109: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
+	61, // 110: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
+	63, // 111: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
+	67, // 112: alluvium.v1.BlockMaster.AuthorizeBlockAccess:output_type -> alluvium.v1.AuthorizeBlockAccessResponse
+	55, // 113: alluvium.v1.BlockMaster.WorkerLost:output_type -> alluvium.v1.WorkerLostResponse
+	79, // [79:114] is the sub-list for method output_type
+	44, // [44:79] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_fsmaster_proto_init() }
@@ -4809,14 +5010,14 @@ func file_fsmaster_proto_init() {
 	}
 	file_common_proto_init()
 	file_jobmaster_proto_init()
-	file_fsmaster_proto_msgTypes[27].OneofWrappers = []any{}
+	file_fsmaster_proto_msgTypes[31].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsmaster_proto_rawDesc), len(file_fsmaster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   71,
+			NumMessages:   75,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -24,6 +24,8 @@ const (
 	FileSystemMaster_CompleteFile_FullMethodName         = "/alluvium.v1.FileSystemMaster/CompleteFile"
 	FileSystemMaster_CreateFiles_FullMethodName          = "/alluvium.v1.FileSystemMaster/CreateFiles"
 	FileSystemMaster_GetStatus_FullMethodName            = "/alluvium.v1.FileSystemMaster/GetStatus"
+	FileSystemMaster_GetStatuses_FullMethodName          = "/alluvium.v1.FileSystemMaster/GetStatuses"
+	FileSystemMaster_CompleteFiles_FullMethodName        = "/alluvium.v1.FileSystemMaster/CompleteFiles"
 	FileSystemMaster_ListStatus_FullMethodName           = "/alluvium.v1.FileSystemMaster/ListStatus"
 	FileSystemMaster_Delete_FullMethodName               = "/alluvium.v1.FileSystemMaster/Delete"
 	FileSystemMaster_Rename_FullMethodName               = "/alluvium.v1.FileSystemMaster/Rename"
@@ -55,6 +57,14 @@ type FileSystemMasterClient interface {
 	CompleteFile(ctx context.Context, in *CompleteFileRequest, opts ...grpc.CallOption) (*CompleteFileResponse, error)
 	CreateFiles(ctx context.Context, in *CreateFilesRequest, opts ...grpc.CallOption) (*CreateFilesResponse, error)
 	GetStatus(ctx context.Context, in *GetStatusRequest, opts ...grpc.CallOption) (*GetStatusResponse, error)
+	// GetStatuses and CompleteFiles are GetStatus and CompleteFile for many
+	// paths in one call (the SDK joins its concurrent calls into them): each
+	// path is answered on its own, with its own permission checks, as its
+	// single call would be. A mutating batch is answered once every entry of
+	// it is durable. An answer that concerns the whole call (this master does
+	// not lead; the journal failed) fails the whole call instead.
+	GetStatuses(ctx context.Context, in *GetStatusesRequest, opts ...grpc.CallOption) (*GetStatusesResponse, error)
+	CompleteFiles(ctx context.Context, in *CompleteFilesRequest, opts ...grpc.CallOption) (*CompleteFilesResponse, error)
 	// ListStatus is paged: a directory of a million children is never built
 	// into one reply. Pass next_page_token back until it is empty.
 	ListStatus(ctx context.Context, in *ListStatusRequest, opts ...grpc.CallOption) (*ListStatusResponse, error)
@@ -157,6 +167,26 @@ func (c *fileSystemMasterClient) GetStatus(ctx context.Context, in *GetStatusReq
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetStatusResponse)
 	err := c.cc.Invoke(ctx, FileSystemMaster_GetStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fileSystemMasterClient) GetStatuses(ctx context.Context, in *GetStatusesRequest, opts ...grpc.CallOption) (*GetStatusesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetStatusesResponse)
+	err := c.cc.Invoke(ctx, FileSystemMaster_GetStatuses_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fileSystemMasterClient) CompleteFiles(ctx context.Context, in *CompleteFilesRequest, opts ...grpc.CallOption) (*CompleteFilesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompleteFilesResponse)
+	err := c.cc.Invoke(ctx, FileSystemMaster_CompleteFiles_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -345,6 +375,14 @@ type FileSystemMasterServer interface {
 	CompleteFile(context.Context, *CompleteFileRequest) (*CompleteFileResponse, error)
 	CreateFiles(context.Context, *CreateFilesRequest) (*CreateFilesResponse, error)
 	GetStatus(context.Context, *GetStatusRequest) (*GetStatusResponse, error)
+	// GetStatuses and CompleteFiles are GetStatus and CompleteFile for many
+	// paths in one call (the SDK joins its concurrent calls into them): each
+	// path is answered on its own, with its own permission checks, as its
+	// single call would be. A mutating batch is answered once every entry of
+	// it is durable. An answer that concerns the whole call (this master does
+	// not lead; the journal failed) fails the whole call instead.
+	GetStatuses(context.Context, *GetStatusesRequest) (*GetStatusesResponse, error)
+	CompleteFiles(context.Context, *CompleteFilesRequest) (*CompleteFilesResponse, error)
 	// ListStatus is paged: a directory of a million children is never built
 	// into one reply. Pass next_page_token back until it is empty.
 	ListStatus(context.Context, *ListStatusRequest) (*ListStatusResponse, error)
@@ -417,6 +455,12 @@ func (UnimplementedFileSystemMasterServer) CreateFiles(context.Context, *CreateF
 }
 func (UnimplementedFileSystemMasterServer) GetStatus(context.Context, *GetStatusRequest) (*GetStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStatus not implemented")
+}
+func (UnimplementedFileSystemMasterServer) GetStatuses(context.Context, *GetStatusesRequest) (*GetStatusesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetStatuses not implemented")
+}
+func (UnimplementedFileSystemMasterServer) CompleteFiles(context.Context, *CompleteFilesRequest) (*CompleteFilesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CompleteFiles not implemented")
 }
 func (UnimplementedFileSystemMasterServer) ListStatus(context.Context, *ListStatusRequest) (*ListStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListStatus not implemented")
@@ -576,6 +620,42 @@ func _FileSystemMaster_GetStatus_Handler(srv interface{}, ctx context.Context, d
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(FileSystemMasterServer).GetStatus(ctx, req.(*GetStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FileSystemMaster_GetStatuses_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetStatusesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FileSystemMasterServer).GetStatuses(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FileSystemMaster_GetStatuses_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FileSystemMasterServer).GetStatuses(ctx, req.(*GetStatusesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FileSystemMaster_CompleteFiles_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompleteFilesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FileSystemMasterServer).CompleteFiles(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FileSystemMaster_CompleteFiles_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FileSystemMasterServer).CompleteFiles(ctx, req.(*CompleteFilesRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -912,6 +992,14 @@ var FileSystemMaster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetStatus",
 			Handler:    _FileSystemMaster_GetStatus_Handler,
+		},
+		{
+			MethodName: "GetStatuses",
+			Handler:    _FileSystemMaster_GetStatuses_Handler,
+		},
+		{
+			MethodName: "CompleteFiles",
+			Handler:    _FileSystemMaster_CompleteFiles_Handler,
 		},
 		{
 			MethodName: "ListStatus",

@@ -38,6 +38,14 @@ func (s *server) CreateFiles(ctx context.Context, r *api.CreateFilesRequest) (*a
 	return s.m.ns.CreateFiles(ctx, r)
 }
 
+func (s *server) CompleteFiles(ctx context.Context, r *api.CompleteFilesRequest) (*api.CompleteFilesResponse, error) {
+	return s.m.ns.CompleteFiles(ctx, r)
+}
+
+func (s *server) GetStatuses(ctx context.Context, r *api.GetStatusesRequest) (*api.GetStatusesResponse, error) {
+	return s.m.ns.GetStatuses(ctx, r)
+}
+
 func (s *server) CompleteFile(ctx context.Context, r *api.CompleteFileRequest) (*api.CompleteFileResponse, error) {
 	info, err := s.m.ns.CompleteFile(ctx, r)
 	if err != nil {

@@ -163,7 +163,7 @@ func (t *txn) add(e *api.JournalEntry) error {
 // releasing ns.mu. A journal failure stops the master from taking writes:
 // memory may now hold a change the disk does not.
 func (t *txn) wait(ctx context.Context) error {
-	if t.last == nil {
+	if t == nil || t.last == nil {
 		return nil
 	}
 	err := t.last.Wait(ctx)
@@ -778,6 +778,38 @@ func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequ
 		ns.mu.Unlock()
 		return nil, err
 	}
+	c, err := ns.completeLocked(ctx, p, req)
+	ns.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.t.wait(ctx); err != nil {
+		return c.info, err
+	}
+	ns.afterComplete(c)
+	return c.info, nil
+}
+
+// completed is a file completeLocked sealed: its info, the txn to wait
+// for, and whether it waits to be persisted (ASYNC_THROUGH).
+type completed struct {
+	info  *api.FileInfo
+	t     *txn
+	async bool
+}
+
+// afterComplete hands a sealed file, once durable, to the persister when
+// it waits to be persisted.
+func (ns *namespace) afterComplete(c completed) {
+	if c.async && ns.onToBePersist != nil {
+		ns.onToBePersist(c.info.GetFileId())
+	}
+}
+
+// completeLocked checks and seals the file at p (clean). Call with ns.mu
+// held, after usable.
+func (ns *namespace) completeLocked(ctx context.Context, p string, req *api.CompleteFileRequest) (completed, error) {
+	const op = "complete"
 	n := ns.aside(p, req.GetFileId())
 	if n == nil {
 		n = ns.st.lookup(p)
@@ -817,8 +849,7 @@ func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequ
 		}
 	}
 	if verr != nil {
-		ns.mu.Unlock()
-		return nil, verr
+		return completed{}, verr
 	}
 	var t *txn
 	if ns.st.isAside(n) {
@@ -831,21 +862,11 @@ func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequ
 		}}})
 	}
 	if verr != nil {
-		ns.mu.Unlock()
-		return nil, verr
+		return completed{}, verr
 	}
 	ns.blocks.trimFile(n.id, func(idx int64) bool { return ns.st.hasBlock(n, idx) })
 	ns.blocks.reconcile([]int64{n.id}) // complete now, perhaps persisted
-	info := ns.info(n, p, false)
-	async := n.persist() == api.PersistenceState_TO_BE_PERSISTED
-	ns.mu.Unlock()
-	if err := t.wait(ctx); err != nil {
-		return info, err
-	}
-	if async && ns.onToBePersist != nil {
-		ns.onToBePersist(info.GetFileId())
-	}
-	return info, nil
+	return completed{info: ns.info(n, p, false), t: t, async: n.persist() == api.PersistenceState_TO_BE_PERSISTED}, nil
 }
 
 // GetStatus returns the status of a path, loading it from the UFS on first

@@ -126,6 +126,11 @@ type Client struct {
 	fsm    *client.FSMaster // follows the leading FS master (internal/client)
 	fs     api.FileSystemMasterClient
 	blocks api.BlockMasterClient
+	// Concurrent Stat, Create and Close calls are joined into batch RPCs
+	// (batch.go).
+	stats     *joiner[*api.GetStatusRequest]
+	creates   *joiner[*api.CreateFileRequest]
+	completes *joiner[*api.CompleteFileRequest]
 
 	mu      sync.Mutex
 	workers *client.Pool      // block workers, by host:port or unix:socket
@@ -163,13 +168,15 @@ func Dial(ctx context.Context, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sdk: FS master %s: %w", o.master, err)
 	}
-	return &Client{
+	c := &Client{
 		o:       o,
 		fsm:     fsm,
 		fs:      fsm.FS(),
 		blocks:  fsm.BlockMaster(),
 		workers: client.NewPool(o.clientOptions().Auth),
-	}, nil
+	}
+	c.joiners()
+	return c, nil
 }
 
 func (o options) check() error {

@@ -17,15 +17,7 @@ func (c *Client) Stat(ctx context.Context, path string) (*FileInfo, error) {
 
 // stat is Stat that also checks access bits on the inode (Open: read).
 func (c *Client) stat(ctx context.Context, op, path string, access uint32) (*FileInfo, error) {
-	var resp *api.GetStatusResponse
-	err := c.call(ctx, op, path, true, func(ctx context.Context) (err error) {
-		resp, err = c.fs.GetStatus(ctx, &api.GetStatusRequest{Path: path, Access: access})
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp.Info, nil
+	return c.stats.do(ctx, op, path, &api.GetStatusRequest{Path: path, Access: access})
 }
 
 // ListOptions tune List.

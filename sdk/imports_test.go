@@ -26,7 +26,7 @@ func TestSDKImportsNoServerPackages(t *testing.T) {
 	servers := []string{"fsmaster", "blockworker", "jobmaster", "jobworker", "plans", "proxy", "cmd", "ufs",
 		"internal/config", "internal/logging", "internal/testutil"}
 	// What the SDK may use: the wire types and small client-safe helpers.
-	allowed := map[string]bool{"api": true, "internal/client": true, "internal/rpc": true, "internal/paths": true, "internal/jobview": true, "internal/humanize": true,
+	allowed := map[string]bool{"api": true, "internal/client": true, "internal/rpc": true, "internal/paths": true, "internal/jobview": true, "internal/humanize": true, "internal/coalesce": true,
 		"plans/spec":        true, // the plans' config types: a leaf the SDK re-exports
 		"internal/pipespec": true} // a pipeline definition's YAML form and checks: a leaf
 	deps := strings.Fields(string(out))

@@ -10,15 +10,7 @@ import (
 // StatWith is Stat with a metadata-sync choice: ALWAYS re-checks the UFS,
 // NEVER looks at the namespace only (UNSPECIFIED is ONCE).
 func (c *Client) StatWith(ctx context.Context, path string, lt api.LoadMetadataType) (*FileInfo, error) {
-	var resp *api.GetStatusResponse
-	err := c.call(ctx, "stat", path, true, func(ctx context.Context) (err error) {
-		resp, err = c.fs.GetStatus(ctx, &api.GetStatusRequest{Path: path, LoadMetadataType: lt})
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp.Info, nil
+	return c.stats.do(ctx, "stat", path, &api.GetStatusRequest{Path: path, LoadMetadataType: lt})
 }
 
 // ListFromOptions tune ListFrom.

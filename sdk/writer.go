@@ -131,15 +131,10 @@ const writeChunk = 1 << 20
 //	if err := w.Close(); err != nil { ... }
 func (c *Client) Create(ctx context.Context, path string, o CreateOptions) (*FileWriter, error) {
 	req := c.createRequest(path, o)
-	var resp *api.CreateFileResponse
-	err := c.call(ctx, "create", path, false, func(ctx context.Context) (err error) {
-		resp, err = c.fs.CreateFile(ctx, req)
-		return err
-	})
+	info, err := c.creates.do(ctx, "create", path, req)
 	if err != nil {
 		return nil, err
 	}
-	info := resp.GetInfo()
 	wt := info.GetWriteType()
 	wctx, cancel := context.WithCancel(ctx)
 	w := &FileWriter{
@@ -400,13 +395,10 @@ func (w *FileWriter) Close() error {
 		fp, err = w.finishUFS()
 	}
 	if err == nil {
-		var resp *api.CompleteFileResponse
-		err = w.c.call(w.ctx, "write", w.path, false, func(ctx context.Context) (err error) {
-			resp, err = w.c.fs.CompleteFile(ctx, &api.CompleteFileRequest{Path: w.path, Length: w.pos, UfsFingerprint: fp, FileId: w.info.GetFileId(), Xattrs: w.xattrs, IfReplaces: w.o.IfReplaces})
-			return err
-		})
+		var info *FileInfo
+		info, err = w.c.completes.do(w.ctx, "write", w.path, &api.CompleteFileRequest{Path: w.path, Length: w.pos, UfsFingerprint: fp, FileId: w.info.GetFileId(), Xattrs: w.xattrs, IfReplaces: w.o.IfReplaces})
 		if err == nil {
-			w.info = resp.GetInfo()
+			w.info = info
 		}
 	}
 	if err != nil {

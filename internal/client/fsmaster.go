@@ -49,6 +49,7 @@ func (m *FSMaster) Member(addr string) (api.FileSystemMasterClient, api.Embedded
 // caller marks the call (Idempotent).
 var fsReads = map[string]bool{
 	api.FileSystemMaster_GetStatus_FullMethodName:        true,
+	api.FileSystemMaster_GetStatuses_FullMethodName:      true,
 	api.FileSystemMaster_ListStatus_FullMethodName:       true,
 	api.FileSystemMaster_GetMountTable_FullMethodName:    true,
 	api.FileSystemMaster_GetMasterInfo_FullMethodName:    true,

@@ -141,7 +141,10 @@ func walk(t *testing.T, c *sdk.Client) map[string]*api.FileInfo {
 // files; the master is killed with SIGKILL mid-stream; after a restart every
 // acknowledged create is there (every acknowledged complete complete, with
 // its length) and the tree is consistent. Two rounds, so the second replays
-// a journal whose tail the first kill tore.
+// a journal whose tail the first kill tore: the first with one gRPC call
+// per create and complete, the second through one SDK client shared by the
+// writers, which joins their concurrent creates and completes into
+// CreateFiles and CompleteFiles batches.
 func TestKill9KeepsAcknowledgedCreates(t *testing.T) {
 	n := newNode(t, "ALLUVIUM_FSMASTER_JOURNAL_SEGMENT_ENTRIES=500")
 	created := map[string]bool{}
@@ -152,30 +155,61 @@ func TestKill9KeepsAcknowledgedCreates(t *testing.T) {
 		fs, closeConn := n.grpc()
 		ctx, cancel := context.WithCancel(context.Background())
 		var acks atomic.Int64
+		ack := func(path string) {
+			mu.Lock()
+			created[path] = true
+			mu.Unlock()
+			acks.Add(1)
+		}
+		done := func(path string, length int64) {
+			mu.Lock()
+			completed[path] = length
+			mu.Unlock()
+		}
+		var write func(path string, i int) error
+		switch round {
+		case 0: // one call each
+			write = func(path string, i int) error {
+				resp, err := fs.CreateFile(ctx, &api.CreateFileRequest{Path: path, Recursive: true, WriteType: api.WriteType_MUST_CACHE, BlockSizeBytes: 1 << 20})
+				if err != nil {
+					return err
+				}
+				ack(path)
+				length := int64(i * 10)
+				if _, err := fs.CompleteFile(ctx, &api.CompleteFileRequest{Path: path, Length: length, FileId: resp.Info.FileId}); err != nil {
+					return err
+				}
+				done(path, length)
+				return nil
+			}
+		default: // the SDK's joined calls (empty files: no workers here)
+			c, err := sdk.Dial(ctx, sdk.WithMaster(n.addr()), sdk.WithToken(testutil.ClusterToken()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			write = func(path string, _ int) error {
+				w, err := c.Create(ctx, path, sdk.CreateOptions{Recursive: true, WriteType: api.WriteType_MUST_CACHE, BlockSize: 1 << 20})
+				if err != nil {
+					return err
+				}
+				ack(path)
+				if err := w.Close(); err != nil {
+					return err
+				}
+				done(path, 0)
+				return nil
+			}
+		}
 		var wg sync.WaitGroup
 		for w := range 16 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				for i := 0; ctx.Err() == nil; i++ {
-					path := fmt.Sprintf("/r%d/w%02d/d%d/f%05d", round, w, i%7, i)
-					resp, err := fs.CreateFile(ctx, &api.CreateFileRequest{Path: path, Recursive: true, WriteType: api.WriteType_MUST_CACHE, BlockSizeBytes: 1 << 20})
-					if err != nil {
+					if write(fmt.Sprintf("/r%d/w%02d/d%d/f%05d", round, w, i%7, i), i) != nil {
 						return
 					}
-					mu.Lock()
-					created[path] = true
-					mu.Unlock()
-					acks.Add(1)
-					length := int64(i * 10)
-					if _, err := fs.CompleteFile(ctx, &api.CompleteFileRequest{Path: path, Length: length, FileId: resp.Info.FileId}); err != nil {
-						return
-					}
-					mu.Lock()
-					completed[path] = length
-					mu.Unlock()
 				}
-			}()
+			})
 		}
 		deadline := time.Now().Add(30 * time.Second)
 		for acks.Load() < 400 && time.Now().Before(deadline) {

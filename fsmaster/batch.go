@@ -1,0 +1,124 @@
+package fsmaster
+
+import (
+	"context"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/alluvium/alluvium/api"
+)
+
+// The batch calls: many files' creates, completes or stats in one call
+// (the small files of a copy; the SDK's concurrent calls joined). Each file
+// is checked and answered on its own, as its single call would be; a
+// mutating batch takes the lock once and waits for the journal once (its
+// entries are durable in order, so the last one's wait covers all). What
+// concerns the whole call — this master does not lead, the journal failed —
+// fails the whole call, so the client layer can send it again to the
+// leader as it does a single call.
+
+// result is one file's answer in a batch.
+func result(info *api.FileInfo, err error) *api.CreateFileResult {
+	if err != nil {
+		st := status.Convert(err)
+		return &api.CreateFileResult{Code: int32(st.Code()), Error: st.Message()}
+	}
+	return &api.CreateFileResult{Info: info}
+}
+
+// CreateFiles creates many files, each as CreateFile would.
+func (ns *namespace) CreateFiles(ctx context.Context, req *api.CreateFilesRequest) (*api.CreateFilesResponse, error) {
+	files := req.GetFiles()
+	resp := &api.CreateFilesResponse{Results: make([]*api.CreateFileResult, len(files))}
+	args := make([]createReq, len(files))
+	ok := make([]bool, len(files))
+	for i, f := range files {
+		ns.op("create")
+		a, err := ns.createArgs(ctx, f)
+		if err != nil {
+			resp.Results[i] = result(nil, err)
+			continue
+		}
+		args[i], ok[i] = a, true
+	}
+	var last *txn
+	ns.mu.Lock()
+	if err := ns.usable(); err != nil {
+		ns.mu.Unlock()
+		return nil, err
+	}
+	for i, f := range files {
+		if !ok[i] {
+			continue
+		}
+		info, t, err := ns.createCompleteLocked(ctx, args[i], f)
+		resp.Results[i] = result(info, err)
+		if err == nil {
+			last = t
+		}
+	}
+	ns.mu.Unlock()
+	if err := last.wait(ctx); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// CompleteFiles seals many files, each as CompleteFile would.
+func (ns *namespace) CompleteFiles(ctx context.Context, req *api.CompleteFilesRequest) (*api.CompleteFilesResponse, error) {
+	const op = "complete"
+	files := req.GetFiles()
+	resp := &api.CompleteFilesResponse{Results: make([]*api.CreateFileResult, len(files))}
+	ps := make([]string, len(files))
+	for i, f := range files {
+		ns.op(op)
+		p, err := ns.clean(op, f.GetPath())
+		if err != nil {
+			resp.Results[i] = result(nil, err)
+		}
+		ps[i] = p
+	}
+	done := make([]completed, 0, len(files))
+	var last *txn
+	ns.mu.Lock()
+	if err := ns.usable(); err != nil {
+		ns.mu.Unlock()
+		return nil, err
+	}
+	for i, f := range files {
+		if resp.Results[i] != nil {
+			continue
+		}
+		c, err := ns.completeLocked(ctx, ps[i], f)
+		resp.Results[i] = result(c.info, err)
+		if err == nil {
+			last = c.t
+			done = append(done, c)
+		}
+	}
+	ns.mu.Unlock()
+	if err := last.wait(ctx); err != nil {
+		return nil, err
+	}
+	for _, c := range done {
+		ns.afterComplete(c)
+	}
+	return resp, nil
+}
+
+// GetStatuses answers many stats, each as GetStatus would.
+func (ns *namespace) GetStatuses(ctx context.Context, req *api.GetStatusesRequest) (*api.GetStatusesResponse, error) {
+	reqs := req.GetRequests()
+	resp := &api.GetStatusesResponse{Results: make([]*api.CreateFileResult, len(reqs))}
+	for i, r := range reqs {
+		info, err := ns.GetStatus(ctx, r)
+		if status.Code(err) == codes.Unavailable {
+			// Not leading (any more), or the journal failed: the whole
+			// call is refused, as each of its single calls would be.
+			return nil, err
+		}
+		resp.Results[i] = result(info, err)
+	}
+	return resp, nil
+}
