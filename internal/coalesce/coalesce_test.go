@@ -3,13 +3,11 @@ package coalesce
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/alluvium/alluvium/internal/testutil"
 )
 
 // gate is a run func whose calls are held until the test lets each go.
@@ -57,7 +55,7 @@ func TestCallersOfAWaveShareTheNextCall(t *testing.T) {
 		t.Fatalf("first call is call %d", n)
 	}
 	second, third := ask(2), ask(3)
-	testutil.Eventually(t, time.Minute, waitingFor(g, 2))
+	waitFor(t, g, 2)
 	gt.release <- struct{}{}
 	if got := <-first; got != 1 {
 		t.Fatalf("first caller answered by call %d", got)
@@ -107,7 +105,7 @@ func TestCallerGivesUpOnItsContext(t *testing.T) {
 		n, _ := g.Do(context.Background(), 2)
 		other <- n
 	}()
-	testutil.Eventually(t, time.Minute, waitingFor(g, 1))
+	waitFor(t, g, 1)
 	gt.release <- struct{}{}
 	<-gt.started
 	gt.release <- struct{}{}
@@ -119,14 +117,17 @@ func TestCallerGivesUpOnItsContext(t *testing.T) {
 	}
 }
 
-// waitingFor is a condition for testutil.Eventually: n items wait for the
-// next batch.
-func waitingFor(g *Group[int, int], n int) func() error {
-	return func() error {
-		if w := g.Waiting(); w != n {
-			return fmt.Errorf("%d waiting for the next call, want %d", w, n)
+// waitFor waits (up to a minute) until n items wait for the next batch.
+// (Not testutil.Eventually: testutil reaches the SDK, which uses this
+// package.)
+func waitFor(t *testing.T, g *Group[int, int], n int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for g.Waiting() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d waiting for the next call, want %d", g.Waiting(), n)
 		}
-		return nil
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -160,8 +160,8 @@ type goal struct {
 
 var goals = []goal{
 	{"FSMasterCreate/clients=64", "entries/fsync", true, 30, "journal group commit at 64 clients"},
-	{"FSMasterCreate/clients=64", "creates/s", true, 25000, "journaled creates (create + complete) at 64 clients"},
-	{"FSMasterGetStatus/clients=64", "getstatus/s", true, 80000, "getStatus calls at 64 clients"},
+	{"FSMasterCreate/sdk/clients=64", "creates/s", true, 25000, "journaled creates (create + complete) at 64 clients, through one shared SDK client"},
+	{"FSMasterGetStatus/sdk/clients=64", "getstatus/s", true, 80000, "getStatus calls at 64 clients, through one shared SDK client"},
 	{"FSMasterLearn", "learn-files/s", true, 150000, "learn a UFS tree (recursive listing of unseen files), in process"},
 	{"BlockRead", "ratio-stream/cat", true, 0.8, "cached block streamed through the worker vs cat"},
 	{"JobMasterTasks/default", "tasks/s", true, 20000, "trivial tasks through one job master"},
