@@ -1,13 +1,16 @@
-package coalesce
+package coalesce_test
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/alluvium/alluvium/internal/coalesce"
+	"github.com/alluvium/alluvium/internal/testutil"
 )
 
 // gate is a run func whose calls are held until the test lets each go.
@@ -37,7 +40,7 @@ func (g *gate) run(items []int) int {
 // after it asked, and the run func sees one call per wave.
 func TestCallersOfAWaveShareTheNextCall(t *testing.T) {
 	gt := newGate()
-	g := New(gt.run)
+	g := coalesce.New(gt.run)
 	ctx := context.Background()
 	ask := func(item int) <-chan int {
 		out := make(chan int, 1)
@@ -55,7 +58,7 @@ func TestCallersOfAWaveShareTheNextCall(t *testing.T) {
 		t.Fatalf("first call is call %d", n)
 	}
 	second, third := ask(2), ask(3)
-	waitFor(t, g, 2)
+	testutil.Eventually(t, time.Minute, waitingFor(g, 2))
 	gt.release <- struct{}{}
 	if got := <-first; got != 1 {
 		t.Fatalf("first caller answered by call %d", got)
@@ -88,7 +91,7 @@ func TestCallersOfAWaveShareTheNextCall(t *testing.T) {
 // others.
 func TestCallerGivesUpOnItsContext(t *testing.T) {
 	gt := newGate()
-	g := New(gt.run)
+	g := coalesce.New(gt.run)
 	cctx, cancel := context.WithCancel(context.Background())
 	done := make(chan bool, 1)
 	go func() {
@@ -105,7 +108,7 @@ func TestCallerGivesUpOnItsContext(t *testing.T) {
 		n, _ := g.Do(context.Background(), 2)
 		other <- n
 	}()
-	waitFor(t, g, 1)
+	testutil.Eventually(t, time.Minute, waitingFor(g, 1))
 	gt.release <- struct{}{}
 	<-gt.started
 	gt.release <- struct{}{}
@@ -117,17 +120,14 @@ func TestCallerGivesUpOnItsContext(t *testing.T) {
 	}
 }
 
-// waitFor waits (up to a minute) until n items wait for the next batch.
-// (Not testutil.Eventually: testutil reaches the SDK, which uses this
-// package.)
-func waitFor(t *testing.T, g *Group[int, int], n int) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for g.Waiting() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d waiting for the next call, want %d", g.Waiting(), n)
+// waitingFor is a condition for testutil.Eventually: n items wait for the
+// next batch.
+func waitingFor(g *coalesce.Group[int, int], n int) func() error {
+	return func() error {
+		if w := g.Waiting(); w != n {
+			return fmt.Errorf("%d waiting for the next call, want %d", w, n)
 		}
-		time.Sleep(time.Millisecond)
+		return nil
 	}
 }
 
@@ -135,7 +135,7 @@ func waitFor(t *testing.T, g *Group[int, int], n int) {
 // the others who ask meanwhile, and answers it with that batch's answer.
 func TestDoAllJoinsTheNextCall(t *testing.T) {
 	gt := newGate()
-	g := New(gt.run)
+	g := coalesce.New(gt.run)
 	ctx := context.Background()
 	first := make(chan int, 1)
 	go func() {
