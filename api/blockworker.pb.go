@@ -1668,12 +1668,21 @@ type WriteUfsFileFromRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Dest    *WriteUfsFileHeader    `protobuf:"bytes,1,opt,name=dest,proto3" json:"dest,omitempty"`
 	Sources []*BlockSource         `protobuf:"bytes,2,rep,name=sources,proto3" json:"sources,omitempty"` // the file's blocks in order
-	// checksum: hash the bytes read and, after the commit, the destination
-	// read back; a mismatch fails the call (DATA_LOSS) and removes the file.
+	// checksum: check that the destination holds the source's bytes, read
+	// back before the file takes its name where the UFS can (after the
+	// commit elsewhere, the file then removed); a mismatch fails the call
+	// (DATA_LOSS). A range copied from a local UFS file into a local UFS
+	// file is compared with its source byte for byte; other bytes by the
+	// SHA-256 of what was read against that of the destination read back.
 	Checksum bool `protobuf:"varint,3,opt,name=checksum,proto3" json:"checksum,omitempty"`
 	// cache_file_id: also store block i of the written file in this worker
 	// as block BlockID(cache_file_id, i) (keeps a copy's cache).
-	CacheFileId   int64 `protobuf:"varint,4,opt,name=cache_file_id,json=cacheFileId,proto3" json:"cache_file_id,omitempty"`
+	CacheFileId int64 `protobuf:"varint,4,opt,name=cache_file_id,json=cacheFileId,proto3" json:"cache_file_id,omitempty"`
+	// no_sha256 (with checksum): the caller wants the check, not the sum:
+	// a file of one range compared byte for byte is not hashed, and the
+	// response's sha256 is empty. A worker that does not know the field
+	// still checks (and hashes).
+	NoSha256      bool `protobuf:"varint,5,opt,name=no_sha256,json=noSha256,proto3" json:"no_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1736,11 +1745,18 @@ func (x *WriteUfsFileFromRequest) GetCacheFileId() int64 {
 	return 0
 }
 
+func (x *WriteUfsFileFromRequest) GetNoSha256() bool {
+	if x != nil {
+		return x.NoSha256
+	}
+	return false
+}
+
 type WriteUfsFileFromResponse struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Length         int64                  `protobuf:"varint,1,opt,name=length,proto3" json:"length,omitempty"`
 	UfsFingerprint string                 `protobuf:"bytes,2,opt,name=ufs_fingerprint,json=ufsFingerprint,proto3" json:"ufs_fingerprint,omitempty"`
-	Sha256         string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"` // hex, of the bytes written (with checksum)
+	Sha256         string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"` // hex, of the bytes written (with checksum, unless no_sha256)
 	BytesFromCache int64                  `protobuf:"varint,4,opt,name=bytes_from_cache,json=bytesFromCache,proto3" json:"bytes_from_cache,omitempty"`
 	BytesFromUfs   int64                  `protobuf:"varint,5,opt,name=bytes_from_ufs,json=bytesFromUfs,proto3" json:"bytes_from_ufs,omitempty"`
 	unknownFields  protoimpl.UnknownFields
@@ -2175,12 +2191,13 @@ const file_blockworker_proto_rawDesc = "" +
 	"\bblock_id\x18\x01 \x01(\x03R\ablockId\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x03R\x06length\x12\x18\n" +
 	"\aworkers\x18\x03 \x03(\tR\aworkers\x12-\n" +
-	"\x03ufs\x18\x04 \x01(\v2\x1b.alluvium.v1.UfsBlockSourceR\x03ufs\"\xc2\x01\n" +
+	"\x03ufs\x18\x04 \x01(\v2\x1b.alluvium.v1.UfsBlockSourceR\x03ufs\"\xdf\x01\n" +
 	"\x17WriteUfsFileFromRequest\x123\n" +
 	"\x04dest\x18\x01 \x01(\v2\x1f.alluvium.v1.WriteUfsFileHeaderR\x04dest\x122\n" +
 	"\asources\x18\x02 \x03(\v2\x18.alluvium.v1.BlockSourceR\asources\x12\x1a\n" +
 	"\bchecksum\x18\x03 \x01(\bR\bchecksum\x12\"\n" +
-	"\rcache_file_id\x18\x04 \x01(\x03R\vcacheFileId\"\xc3\x01\n" +
+	"\rcache_file_id\x18\x04 \x01(\x03R\vcacheFileId\x12\x1b\n" +
+	"\tno_sha256\x18\x05 \x01(\bR\bnoSha256\"\xc3\x01\n" +
 	"\x18WriteUfsFileFromResponse\x12\x16\n" +
 	"\x06length\x18\x01 \x01(\x03R\x06length\x12'\n" +
 	"\x0fufs_fingerprint\x18\x02 \x01(\tR\x0eufsFingerprint\x12\x16\n" +

@@ -367,10 +367,20 @@ func (w *Worker) writeUfsFromIn(ctx context.Context, req *api.WriteUfsFileFromRe
 			tb.Abort() // no-op once committed
 		}
 	}()
-	var sum hash.Hash
-	if req.GetChecksum() {
+	// With a checksum, sum takes every byte read, unless each range is
+	// compared with its source in place (a local file copied in the
+	// kernel): then only a caller who wants the SHA-256 back pays for it.
+	// compared: every range so far was checked so (the read-back by hash
+	// is needed only otherwise).
+	var sum, inPlace hash.Hash
+	verify := req.GetChecksum()
+	if verify {
 		sum = sha256.New()
+		if !req.GetNoSha256() || len(req.GetSources()) > 1 {
+			inPlace = sum
+		}
 	}
+	compared := verify
 	resp := &api.WriteUfsFileFromResponse{}
 	var metas []BlockMeta
 	th := w.throttles.of(ctx)
@@ -383,11 +393,11 @@ func (w *Worker) writeUfsFromIn(ctx context.Context, req *api.WriteUfsFileFromRe
 				cached = append(cached, t)
 			}
 		}
-		if tb == nil && th == nil && (sum == nil || src.GetLength() >= hashInKernelAtLeast) {
-			// Nothing to see on the way (or a checksum, which is taken
-			// from the source file where it lies): a local UFS file goes
-			// to a local UFS file in the kernel.
-			if n, ok, err := w.copyUFSInKernel(ctx, src, wr, uri, sum); ok {
+		if tb == nil && th == nil && (!verify || src.GetLength() >= hashInKernelAtLeast) {
+			// Nothing to see on the way (or a checksum: the copy is then
+			// compared with the source file where both lie): a local UFS
+			// file goes to a local UFS file in the kernel.
+			if n, ok, err := w.copyUFSInKernel(ctx, src, wr, uri, verify, inPlace); ok {
 				resp.BytesFromUfs += n
 				if err != nil {
 					return nil, sourceErr(uri, i, src, err)
@@ -396,6 +406,7 @@ func (w *Worker) writeUfsFromIn(ctx context.Context, req *api.WriteUfsFileFromRe
 				continue
 			}
 		}
+		compared = false
 		rc, err := w.readSource(ctx, src, func(b []byte) error {
 			if err := th.take(ctx, len(b)); err != nil {
 				return err
@@ -427,7 +438,7 @@ func (w *Worker) writeUfsFromIn(ctx context.Context, req *api.WriteUfsFileFromRe
 		}
 	}
 	var back string
-	if rb, ok := wr.(ufs.WrittenHasher); ok && sum != nil {
+	if rb, ok := wr.(ufs.WrittenHasher); ok && verify && !compared {
 		// Read back before the copy takes its name: a copy that reads
 		// back wrong never replaces what is there.
 		h := sha256.New()
@@ -450,10 +461,10 @@ func (w *Worker) writeUfsFromIn(ctx context.Context, req *api.WriteUfsFileFromRe
 		return nil, status.Errorf(codes.DataLoss, "write ufs file %s: the UFS holds %d bytes, %d were written", uri, st.Size, resp.Length)
 	}
 	resp.UfsFingerprint = st.Fingerprint
-	if sum != nil {
+	if verify && (!compared || inPlace != nil) {
 		resp.Sha256 = hex.EncodeToString(sum.Sum(nil))
 	}
-	if sum != nil && back == "" {
+	if verify && !compared && back == "" {
 		back, err := hashUFS(ctx, fs, rel)
 		if err != nil {
 			return nil, ufsStatus(uri, fmt.Errorf("reading back for the checksum: %w", err))
@@ -476,12 +487,13 @@ const hashInKernelAtLeast = 1 << 20
 // copyUFSInKernel copies a source read from its UFS into wr (the UFS file
 // dst) without passing its bytes through this process (ufs.FileCopier: a
 // local UFS file into a local UFS file, copy_file_range), which halves the
-// memory traffic of a large local copy; with sum, the source's bytes are
-// hashed into it first, from a mapping of the file. ok is false when it does not apply —
+// memory traffic of a large local copy; with check, the copy is then
+// compared with the source byte for byte (both mapped), its bytes written
+// to sum (when not nil) in the same pass. ok is false when it does not apply —
 // the block is cached here or on a peer (readSource prefers those), wr
 // cannot, the source cannot be opened as it should — and nothing was
 // written: the caller streams the source.
-func (w *Worker) copyUFSInKernel(ctx context.Context, src *api.BlockSource, wr ufs.Writer, dst string, sum hash.Hash) (n int64, ok bool, err error) {
+func (w *Worker) copyUFSInKernel(ctx context.Context, src *api.BlockSource, wr ufs.Writer, dst string, check bool, sum hash.Hash) (n int64, ok bool, err error) {
 	fc, can := wr.(ufs.FileCopier)
 	u := src.GetUfs()
 	if !can || u == nil || u.GetUfsPath() == "" || src.GetLength() <= 0 {
@@ -508,7 +520,7 @@ func (w *Worker) copyUFSInKernel(ctx context.Context, src *api.BlockSource, wr u
 	if checkFingerprint(ctx, fs, rel, r, u) != nil {
 		return 0, false, nil
 	}
-	n, ok, err = fc.CopyFrom(r, sum)
+	n, ok, err = fc.CopyFrom(r, check, sum)
 	if !ok {
 		return 0, false, nil
 	}
@@ -518,8 +530,10 @@ func (w *Worker) copyUFSInKernel(ctx context.Context, src *api.BlockSource, wr u
 	case err != nil && errors.As(err, &pe) && pe.Op == "copy_file_range":
 		// A failed copy is the destination's, mostly (no room).
 		return n, true, emitErr{ufsStatus(dst, err)}
+	case errors.Is(err, ufs.ErrCopyDiffers):
+		return n, true, emitErr{status.Errorf(codes.DataLoss, "checksum mismatch: %v (not kept)", err)}
 	case err != nil:
-		// Hashing the source failed (it changed under the mapping).
+		// Reading the source back failed (it changed under the mapping).
 		return n, true, status.Errorf(codes.Unavailable, "block %d: no source could be read (ufs %s: %v)", src.GetBlockId(), u.GetUfsPath(), err)
 	case n != src.GetLength():
 		// As readSource says it when the UFS was the only source.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -264,6 +265,48 @@ func TestWriteUfsFileFrom(t *testing.T) {
 	}
 	if got, err := os.ReadFile(filepath.Join(dir, "out/summed")); err != nil || !bytes.Equal(got, wantSummed) {
 		t.Fatalf("summed UFS file differs (%v)", err)
+	}
+	// A caller that wants the check, not the sum (a copy job): the long
+	// range alone is compared with its source byte for byte and hashed by
+	// no one; with a short range before it, both are hashed again.
+	r4, err := w3.client.WriteUfsFileFrom(ctx, &api.WriteUfsFileFromRequest{Dest: dest("/out/compared"), Sources: []*api.BlockSource{long}, Checksum: true, NoSha256: true})
+	if err != nil || r4.GetLength() != 2*mib || r4.GetSha256() != "" {
+		t.Fatalf("compared response %+v, %v: want 2 MiB, no sha256", r4, err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "out/compared")); err != nil || !bytes.Equal(got, srcBytes[:2*mib]) {
+		t.Fatalf("compared UFS file differs (%v)", err)
+	}
+	r5, err := w3.client.WriteUfsFileFrom(ctx, &api.WriteUfsFileFromRequest{Dest: dest("/out/summed2"), Sources: []*api.BlockSource{srcs[2], long}, Checksum: true, NoSha256: true})
+	if err != nil || r5.GetSha256() != hexSum(wantSummed) {
+		t.Fatalf("summed (no_sha256) response %+v, %v", r5, err)
+	}
+	// A kernel copy that reads back wrong (one byte changed after the
+	// copy) is DataLoss and never takes its name, the old file kept.
+	restore := ufs.AfterKernelCopyForTest(func(fd int, at, n int64) {
+		if mib < at || mib >= at+n {
+			return
+		}
+		b := []byte{0}
+		_, _ = unix.Pread(fd, b, mib)
+		b[0] ^= 1
+		_, _ = unix.Pwrite(fd, b, mib)
+	})
+	for _, noSum := range []bool{true, false} {
+		_, err = w3.client.WriteUfsFileFrom(ctx, &api.WriteUfsFileFromRequest{Dest: dest("/out/compared"), Sources: []*api.BlockSource{long}, Checksum: true, NoSha256: noSum})
+		if status.Code(err) != codes.DataLoss || !strings.Contains(err.Error(), "checksum mismatch") || !strings.Contains(err.Error(), fmt.Sprintf("at byte %d", mib)) {
+			t.Fatalf("a copy changed after the kernel copy (no_sha256 %v): %v, want DataLoss naming byte %d", noSum, err, mib)
+		}
+	}
+	restore()
+	if got, err := os.ReadFile(filepath.Join(dir, "out/compared")); err != nil || !bytes.Equal(got, srcBytes[:2*mib]) {
+		t.Fatalf("out/compared after failed checked writes: %v (the old file must stay)", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "out")); len(ents) != 5 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("out holds %v after the failed writes, want the 5 files written (no temp files)", names)
 	}
 	// A UFS file shorter than planned (changed since): the write fails
 	// and leaves nothing under the name.

@@ -39,8 +39,11 @@ import (
 //     into the cache, written to the UFS by the worker holding most of
 //     them, and completed, which replaces DST in one step (staying cached).
 //
-// --checksum also compares the SHA-256 of each source with its copy read
-// back. Copying onto itself, a directory into itself or a tree into one
+// --checksum also checks each copy against its source before the copy
+// takes its name (a file of one block: written, then read back and
+// compared with the source byte for byte where both are local files, else
+// by SHA-256 of both; a split file: the SHA-256 of the assembled copy
+// against that of the source). Copying onto itself, a directory into itself or a tree into one
 // that holds it, or a file onto a directory (or back) is refused at submit.
 type Copy struct{}
 
@@ -555,13 +558,17 @@ func (cp copier) sameContent(ctx context.Context, e copyElem, d *api.FileInfo) (
 	return sums[0] == sums[1], nil
 }
 
-// writeRequest writes e's bytes to its destination UFS path.
+// writeRequest writes e's bytes to its destination UFS path; with
+// checksum, checked before the file takes its name. The copy needs the
+// check, not the sum (no_sha256): a local file copied in the kernel is
+// compared with its source byte for byte instead of both being hashed.
 func (e copyElem) writeRequest(checksum bool) *api.WriteUfsFileFromRequest {
 	return &api.WriteUfsFileFromRequest{
 		Dest: &api.WriteUfsFileHeader{MountId: e.DstMount, UfsPath: e.DstUfs, Overwrite: true, CreateParent: true, Mode: e.Mode,
 			LastModificationTimeMs: e.MTime},
 		Sources:  e.sources(),
 		Checksum: checksum,
+		NoSha256: checksum,
 	}
 }
 

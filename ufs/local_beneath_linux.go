@@ -1,6 +1,7 @@
 package ufs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -426,7 +427,7 @@ func futimens(fd int, t time.Time) error {
 }
 
 // CopyFrom implements FileCopier for a reader of a local file (any Local).
-func (w *dirWriter) CopyFrom(r io.Reader, h hash.Hash) (int64, bool, error) {
+func (w *dirWriter) CopyFrom(r io.Reader, check bool, h hash.Hash) (int64, bool, error) {
 	sr, ok := r.(sectionReader)
 	if !ok {
 		return 0, false, nil
@@ -445,24 +446,32 @@ func (w *dirWriter) CopyFrom(r io.Reader, h hash.Hash) (int64, bool, error) {
 		return 0, false, nil
 	}
 	off := base + pos
-	if h != nil {
-		if err := hashFD(int(src), off, size-pos, h); err != nil {
-			// h has seen part of it: the copy cannot go on.
-			return 0, true, fmt.Errorf("hashing the source: %w", err)
+	var start int64 // where the copy starts in the file written, for the check
+	if check {
+		if start, err = unix.Seek(w.f, 0, io.SeekCurrent); err != nil {
+			return 0, false, nil
 		}
+	}
+	// With a check, the range goes in pieces, each compared while both
+	// its copies are still in the CPU's cache: the check then reads the
+	// source from the cache, not from memory a second time.
+	step := int64(1 << 30)
+	if check {
+		step = checkPiece
 	}
 	var n int64
 	for left := size - pos; left > 0; {
-		c, err := unix.CopyFileRange(int(src), &off, w.f, nil, int(min(left, 1<<30)), 0)
+		at := off
+		c, err := unix.CopyFileRange(int(src), &off, w.f, nil, int(min(left, step)), 0)
 		switch {
 		case err == unix.EINTR:
 			continue
-		case err != nil && n == 0 && h == nil && (err == unix.EXDEV || err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP || err == unix.EPERM):
+		case err != nil && n == 0 && (err == unix.EXDEV || err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP || err == unix.EPERM):
 			return 0, false, nil // this pair cannot: stream
 		case err != nil:
 			sec.Seek(pos+n, io.SeekStart)
 			return n, true, &fs.PathError{Op: "copy_file_range", Path: w.l.URI(w.rel), Err: err}
-		case c == 0 && n == 0 && h == nil:
+		case c == 0 && n == 0:
 			// Nothing at all: a file system whose files copy_file_range
 			// cannot read (some report no bytes): stream it instead, which
 			// also tells a file that really is short.
@@ -470,11 +479,86 @@ func (w *dirWriter) CopyFrom(r io.Reader, h hash.Hash) (int64, bool, error) {
 		case c == 0:
 			left = 0 // the source ends early: the caller sees the short count
 		}
+		if check && c > 0 {
+			if f := afterKernelCopy.Load(); f != nil {
+				(*f)(w.f, start+n, int64(c))
+			}
+			if err := comparePiece(int(src), at, w.f, start+n, c, h); err != nil {
+				sec.Seek(pos+n, io.SeekStart)
+				return n, true, fmt.Errorf("checking %s against its source: %w", w.l.URI(w.rel), err)
+			}
+		}
 		n += int64(c)
 		left -= int64(c)
 	}
 	sec.Seek(pos+n, io.SeekStart)
 	return n, true, nil
+}
+
+// afterKernelCopy, when a test sets it, sees each piece CopyFrom copied
+// with a check (the file written, where the piece starts, its length)
+// before the piece is checked.
+var afterKernelCopy atomic.Pointer[func(fd int, at, n int64)]
+
+// AfterKernelCopyForTest makes f see each piece a local writer copies in
+// the kernel with a check (the file written, where the piece starts, its
+// length) before CopyFrom checks it — a test corrupts the copy there —
+// until the returned restore. For tests only.
+func AfterKernelCopyForTest(f func(fd int, at, n int64)) (restore func()) {
+	old := afterKernelCopy.Swap(&f)
+	return func() { afterKernelCopy.Store(old) }
+}
+
+// checkPiece is how much of a range CopyFrom copies before it checks
+// the copy: small enough for both copies of the piece to be in the CPU's
+// cache still when they are read back.
+const checkPiece = 256 << 10
+
+// cmpBufs are comparePiece's read buffers.
+var cmpBufs = sync.Pool{New: func() any { b := make([]byte, 2*checkPiece); return &b }}
+
+// comparePiece reads n bytes of the file a from aoff and of b from boff
+// and compares them, writing b's bytes to h (when not nil): a difference
+// is ErrCopyDiffers, naming the byte of b.
+func comparePiece(a int, aoff int64, b int, boff int64, n int, h hash.Hash) error {
+	bp := cmpBufs.Get().(*[]byte)
+	defer cmpBufs.Put(bp)
+	x, y := (*bp)[:n], (*bp)[checkPiece:checkPiece+n]
+	if err := preadFull(a, x, aoff); err != nil {
+		return err
+	}
+	if err := preadFull(b, y, boff); err != nil {
+		return err
+	}
+	if !bytes.Equal(x, y) {
+		k := 0
+		for x[k] == y[k] {
+			k++
+		}
+		return fmt.Errorf("%w at byte %d", ErrCopyDiffers, boff+int64(k))
+	}
+	if h != nil {
+		h.Write(y)
+	}
+	return nil
+}
+
+// preadFull reads len(p) bytes of fd at off.
+func preadFull(fd int, p []byte, off int64) error {
+	for len(p) > 0 {
+		c, err := unix.Pread(fd, p, off)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return &fs.PathError{Op: "pread", Path: "fd", Err: err}
+		case c == 0:
+			return io.ErrUnexpectedEOF
+		}
+		p = p[c:]
+		off += int64(c)
+	}
+	return nil
 }
 
 // HashWritten implements WrittenHasher.
@@ -508,41 +592,34 @@ func hashFD(fd int, off, n int64, h hash.Hash) error {
 	if n < mapAtLeast {
 		bp := readBufs.Get().(*[]byte)
 		defer readBufs.Put(bp)
-		buf := *bp
-		for n > 0 {
-			c, err := unix.Pread(fd, buf[:min(n, int64(len(buf)))], off)
-			switch {
-			case err == unix.EINTR:
-				continue
-			case err != nil:
-				return &fs.PathError{Op: "pread", Path: "fd", Err: err}
-			case c == 0:
-				return io.ErrUnexpectedEOF
+		for done := int64(0); done < n; {
+			c := min(n-done, int64(len(*bp)))
+			if err := preadFull(fd, (*bp)[:c], off+done); err != nil {
+				return err
 			}
-			h.Write(buf[:c])
-			off += int64(c)
-			n -= int64(c)
+			h.Write((*bp)[:c])
+			done += c
 		}
 		return nil
 	}
-	page := int64(os.Getpagesize())
-	for n > 0 {
-		start := off &^ (page - 1)
-		size := min(off+n, start+mapWindow) - start
-		if err := hashMapped(fd, start, size, off-start, h); err != nil {
+	for done := int64(0); done < n; {
+		c := min(n-done, mapWindow)
+		if err := withMapped(fd, off+done, c, func(b []byte) error { h.Write(b); return nil }); err != nil {
 			return err
 		}
-		n -= size - (off - start)
-		off = start + size
+		done += c
 	}
 	return nil
 }
 
-// hashMapped hashes [skip, size) of a mapping of size bytes of fd at
-// start. A file cut short meanwhile (someone truncated it) faults on the
-// pages past its end: that is an error here, not a crash of the process.
-func hashMapped(fd int, start, size, skip int64, h hash.Hash) (err error) {
-	data, err := unix.Mmap(fd, start, int(size), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
+// withMapped calls fn with n bytes of fd from off, mapped (read-only). A
+// file cut short meanwhile (someone truncated it) faults on the pages past
+// its end: that is an error here, not a crash of the process.
+func withMapped(fd int, off, n int64, fn func([]byte) error) (err error) {
+	page := int64(os.Getpagesize())
+	start := off &^ (page - 1)
+	skip := off - start
+	data, err := unix.Mmap(fd, start, int(skip+n), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err != nil {
 		return &fs.PathError{Op: "mmap", Path: "fd", Err: err}
 	}
@@ -553,6 +630,5 @@ func hashMapped(fd int, start, size, skip int64, h hash.Hash) (err error) {
 			err = fmt.Errorf("the file changed while it was read (%v)", r)
 		}
 	}()
-	h.Write(data[skip:])
-	return nil
+	return fn(data[skip:])
 }

@@ -232,7 +232,7 @@ func TestLocalCopyFrom(t *testing.T) {
 	if !ok {
 		t.Fatal("the openat2 writer copies in the kernel")
 	}
-	if n, ok, err := fc.CopyFrom(bytes.NewReader(data), sha256.New()); ok || n != 0 || err != nil {
+	if n, ok, err := fc.CopyFrom(bytes.NewReader(data), true, sha256.New()); ok || n != 0 || err != nil {
 		t.Fatalf("CopyFrom(bytes.Reader) = %d, %v, %v: want refused", n, ok, err)
 	}
 	_, _ = w.Write([]byte("head:"))
@@ -245,7 +245,7 @@ func TestLocalCopyFrom(t *testing.T) {
 	if _, err := io.ReadFull(r, skip); err != nil {
 		t.Fatal(err)
 	}
-	n, ok, err := fc.CopyFrom(r, nil)
+	n, ok, err := fc.CopyFrom(r, false, nil)
 	if !ok || err != nil || n != 200<<10-10 {
 		t.Fatalf("CopyFrom(local) = %d, %v, %v; want %d", n, ok, err, 200<<10-10)
 	}
@@ -262,9 +262,9 @@ func TestLocalCopyFrom(t *testing.T) {
 	}
 }
 
-// With a hash, CopyFrom hashes the source's bytes it copies (mapped when
-// long, read when short), and HashWritten reads the copy back before it
-// has its name: both as sha256 of the bytes says.
+// With a check, CopyFrom compares the copy with the source (mapped when
+// long, read when short) and hashes it as it goes, and HashWritten reads
+// the copy back before it has its name: both as sha256 of the bytes says.
 func TestLocalCopyFromHashing(t *testing.T) {
 	ctx := context.Background()
 	l := newTestLocal(t, t.TempDir(), true)
@@ -287,7 +287,7 @@ func TestLocalCopyFromHashing(t *testing.T) {
 			t.Fatal(err)
 		}
 		h := sha256.New()
-		n, ok, err := w.(FileCopier).CopyFrom(r, h)
+		n, ok, err := w.(FileCopier).CopyFrom(r, true, h)
 		r.Close()
 		want := data[c.off : c.off+c.n]
 		if !ok || err != nil || n != c.n || !bytes.Equal(h.Sum(nil), sum(want)) {

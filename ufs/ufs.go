@@ -63,13 +63,18 @@ type Writer interface {
 // them through the process (a local file: copy_file_range, which on most
 // file systems copies once in the kernel, or shares extents).
 type FileCopier interface {
-	// CopyFrom appends what is left of r; with h, it first writes those
-	// bytes of the source file to h (read where they are: mapped, not
-	// copied). ok is false when it cannot take r (another kind of reader,
-	// or the kernel refuses the pair): nothing was copied or hashed, and
-	// the caller streams the bytes instead.
-	CopyFrom(r io.Reader, h hash.Hash) (n int64, ok bool, err error)
+	// CopyFrom appends what is left of r. With check, it then reads the
+	// copy back and compares it with the source byte for byte (both read
+	// where they lie: mapped, not copied), writing the bytes compared to
+	// h when h is not nil (one pass checks and hashes); a difference is
+	// an error wrapping ErrCopyDiffers. ok is false when it cannot take r
+	// (another kind of reader, or the kernel refuses the pair): nothing
+	// was copied or hashed, and the caller streams the bytes instead.
+	CopyFrom(r io.Reader, check bool, h hash.Hash) (n int64, ok bool, err error)
 }
+
+// ErrCopyDiffers: a copy read back is not its source.
+var ErrCopyDiffers = errors.New("the copy differs from its source")
 
 // Batcher is implemented by file systems that create many files more
 // cheaply together than one by one.
