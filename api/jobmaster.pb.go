@@ -1183,7 +1183,11 @@ type WatchJobRequest struct {
 	// stream opened again after a lost one watch the same job, never submit
 	// a second) and streams that job's states; job_id is ignored. One call
 	// instead of SubmitJob and WatchJob.
-	Submit        *SubmitJobRequest `protobuf:"bytes,3,opt,name=submit,proto3" json:"submit,omitempty"`
+	Submit *SubmitJobRequest `protobuf:"bytes,3,opt,name=submit,proto3" json:"submit,omitempty"`
+	// final_only sends the job's final state alone (as soon as the FSM
+	// applies it), no state or progress before: a caller that waits without
+	// watching (sdk Jobs.Wait and Run without a progress callback).
+	FinalOnly     bool `protobuf:"varint,4,opt,name=final_only,json=finalOnly,proto3" json:"final_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1237,6 +1241,13 @@ func (x *WatchJobRequest) GetSubmit() *SubmitJobRequest {
 		return x.Submit
 	}
 	return nil
+}
+
+func (x *WatchJobRequest) GetFinalOnly() bool {
+	if x != nil {
+		return x.FinalOnly
+	}
+	return false
 }
 
 type AddPeerRequest struct {
@@ -3593,11 +3604,13 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x05total\x18\x03 \x01(\x03R\x05total\")\n" +
 	"\x10CancelJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\"\x13\n" +
-	"\x11CancelJobResponse\"\x87\x01\n" +
+	"\x11CancelJobResponse\"\xa6\x01\n" +
 	"\x0fWatchJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12&\n" +
 	"\x0fmin_interval_ms\x18\x02 \x01(\x03R\rminIntervalMs\x125\n" +
-	"\x06submit\x18\x03 \x01(\v2\x1d.alluvium.v1.SubmitJobRequestR\x06submit\"d\n" +
+	"\x06submit\x18\x03 \x01(\v2\x1d.alluvium.v1.SubmitJobRequestR\x06submit\x12\x1d\n" +
+	"\n" +
+	"final_only\x18\x04 \x01(\bR\tfinalOnly\"d\n" +
 	"\x0eAddPeerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +

@@ -310,11 +310,12 @@ func TestSubmitWatchOneCall(t *testing.T) {
 	req := &api.SubmitJobRequest{Plan: "test", ConfigJson: string(cfg), RequestId: "one-call"}
 	// run opens the stream (again while the follower knows no leader yet)
 	// and reads it to its end.
+	finalOnly := false
 	run := func(req *api.SubmitJobRequest) ([]*api.JobInfo, error) {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			var got []*api.JobInfo
-			stream, err := cl.WatchJob(context.Background(), &api.WatchJobRequest{Submit: req, MinIntervalMs: 1})
+			stream, err := cl.WatchJob(context.Background(), &api.WatchJobRequest{Submit: req, MinIntervalMs: 1, FinalOnly: finalOnly})
 			for err == nil {
 				var m *api.JobInfo
 				if m, err = stream.Recv(); err == nil {
@@ -353,12 +354,25 @@ func TestSubmitWatchOneCall(t *testing.T) {
 	if _, err := run(&api.SubmitJobRequest{Plan: "test", ConfigJson: `{"tasks": `, RequestId: "bad"}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("bad config: %v, want InvalidArgument", err)
 	}
+	// final_only: the end alone, for a job that takes a while (its tasks
+	// take 200 ms each) and for one already ended (the same request id).
+	finalOnly = true
+	blocked, _ := json.Marshal(testConfig{Tasks: 4, SleepMs: 200, Tag: t.Name()})
+	for _, rid := range []string{"final-only", "final-only"} {
+		got, err := run(&api.SubmitJobRequest{Plan: "test", ConfigJson: string(blocked), RequestId: rid})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].Status != api.JobInfo_COMPLETED || got[0].TasksDone != 4 {
+			t.Fatalf("final_only sent %v, want the COMPLETED state alone", got)
+		}
+	}
 	list, err := cl.ListJobs(context.Background(), &api.ListJobsRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list.Jobs) != 1 {
-		t.Fatalf("%d jobs after one submit-watch sent twice and a bad one, want 1", len(list.Jobs))
+	if len(list.Jobs) != 2 {
+		t.Fatalf("%d jobs after two submit-watches sent twice each and a bad one, want 2", len(list.Jobs))
 	}
 }
 

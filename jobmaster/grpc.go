@@ -559,6 +559,9 @@ func (r *rpcServer) WatchJob(req *api.WatchJobRequest, stream grpc.ServerStreami
 	} else if _, err := s.visibleJob(ctx, "job watch", id); err != nil {
 		return err
 	}
+	if req.GetFinalOnly() {
+		return watchFinal(ctx, s.fsm, id, s.shutdown, stream.Send)
+	}
 	return watchJob(ctx, s.fsm, id, interval, realClock, s.shutdown, stream.Send)
 }
 

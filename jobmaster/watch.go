@@ -78,6 +78,28 @@ func watchJob(ctx context.Context, f *FSM, id int64, interval time.Duration, clk
 	}
 }
 
+// watchFinal sends job id's final state alone, as soon as the FSM applies
+// it (WatchJobRequest.final_only: a caller that waits without watching —
+// nothing is built or sent for the states before).
+func watchFinal(ctx context.Context, f *FSM, id int64, stop <-chan struct{}, send func(*api.JobInfo) error) error {
+	for {
+		j, changed := f.jobAndChange(id)
+		if j == nil {
+			return status.Errorf(codes.NotFound, "job watch %d: no such job", id)
+		}
+		if j.terminal() {
+			return send(j.info())
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil
+		case <-stop:
+			return status.Error(codes.Unavailable, "job master shutting down")
+		}
+	}
+}
+
 // infoChanged reports whether b differs from a in anything a watcher sees.
 func infoChanged(a, b *api.JobInfo) bool {
 	return stateChanged(a, b) || a.TasksTotal != b.TasksTotal || a.TasksDone != b.TasksDone ||

@@ -166,7 +166,8 @@ func submitRequest(plan string, config any, opts []SubmitOption) (*api.SubmitJob
 // Run submits a job as Submit does and waits for its end as Wait does, in
 // one call to the job master instead of two (the submit's stream follows
 // its job): progress (if not nil) sees each state, the first one as soon
-// as the job exists (its id is in it). A stream lost to a leader change is
+// as the job exists (its id is in it); without it the job master sends
+// the final state alone. A stream lost to a leader change is
 // opened again with the same request id, which watches the job the first
 // submit made instead of submitting a second. The final state is returned,
 // and a *JobError unless the job COMPLETED; an error before the job
@@ -176,17 +177,8 @@ func (j *Jobs) Run(ctx context.Context, plan string, config any, progress func(*
 	if err != nil {
 		return nil, err
 	}
-	watch := &api.WatchJobRequest{Submit: req, MinIntervalMs: waitInterval.Milliseconds()}
-	states := resumeWatch(ctx, j, "job submit", plan,
-		func(ctx context.Context) (func() (*JobInfo, error), error) {
-			stream, err := j.jm.WatchJob(ctx, watch)
-			if err != nil {
-				return nil, err
-			}
-			return stream.Recv, nil
-		},
-		func(info *JobInfo) bool { return IsTerminal(info.GetStatus()) })
-	return j.follow(ctx, states, 0, progress)
+	watch := &api.WatchJobRequest{Submit: req, MinIntervalMs: waitInterval.Milliseconds(), FinalOnly: progress == nil}
+	return j.follow(ctx, j.watch(ctx, watch), 0, progress)
 }
 
 // configJSON is a job config as Submit takes it (a struct, a map, or JSON
@@ -281,13 +273,19 @@ func (j *Jobs) Cancel(ctx context.Context, id int64) error {
 // Watch streams job id's state on every change until it ends (the last
 // item is the final state). A leader change mid-way is followed.
 func (j *Jobs) Watch(ctx context.Context, id int64) iter.Seq2[*JobInfo, error] {
-	return j.watch(ctx, id, 100*time.Millisecond)
+	return j.watch(ctx, &api.WatchJobRequest{JobId: id, MinIntervalMs: 100})
 }
 
-func (j *Jobs) watch(ctx context.Context, id int64, every time.Duration) iter.Seq2[*JobInfo, error] {
-	return resumeWatch(ctx, j, "job watch", strconv.FormatInt(id, 10),
+// watch follows the job req names (or submits: WatchJobRequest.submit) to
+// its end, opening the stream again after a lost one.
+func (j *Jobs) watch(ctx context.Context, req *api.WatchJobRequest) iter.Seq2[*JobInfo, error] {
+	op, what := "job watch", strconv.FormatInt(req.GetJobId(), 10)
+	if req.GetSubmit() != nil {
+		op, what = "job submit", req.GetSubmit().GetPlan()
+	}
+	return resumeWatch(ctx, j, op, what,
 		func(ctx context.Context) (func() (*JobInfo, error), error) {
-			stream, err := j.jm.WatchJob(ctx, &api.WatchJobRequest{JobId: id, MinIntervalMs: every.Milliseconds()})
+			stream, err := j.jm.WatchJob(ctx, req)
 			if err != nil {
 				return nil, err
 			}
@@ -345,10 +343,10 @@ func resumeWatch[T any](ctx context.Context, j *Jobs, op, what string, open func
 }
 
 // Wait blocks until job id ends, calling progress (if not nil) with each
-// state seen. It returns the final state, and a *JobError (errors.Is
+// state seen (without it the job master sends the final state alone). It returns the final state, and a *JobError (errors.Is
 // ErrJobFailed or ErrJobCanceled) unless the job COMPLETED.
 func (j *Jobs) Wait(ctx context.Context, id int64, progress func(*JobInfo)) (*JobInfo, error) {
-	return j.follow(ctx, j.watch(ctx, id, waitInterval), id, progress)
+	return j.follow(ctx, j.watch(ctx, &api.WatchJobRequest{JobId: id, MinIntervalMs: waitInterval.Milliseconds(), FinalOnly: progress == nil}), id, progress)
 }
 
 // waitInterval is how often Wait and Run hear of progress (a change of
