@@ -242,12 +242,8 @@ func watchPipeline(ctx context.Context, f *FSM, id int64, stop <-chan struct{}, 
 		if terminalRun(run.GetStatus()) {
 			return nil
 		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return nil
-		case <-stop:
-			return status.Error(codes.Unavailable, "job master shutting down")
+		if ended, err := awaitChange(ctx, changed, stop); ended {
+			return err
 		}
 	}
 }

@@ -90,13 +90,22 @@ func watchFinal(ctx context.Context, f *FSM, id int64, stop <-chan struct{}, sen
 		if j.terminal() {
 			return send(j.info())
 		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return nil
-		case <-stop:
-			return status.Error(codes.Unavailable, "job master shutting down")
+		if ended, err := awaitChange(ctx, changed, stop); ended {
+			return err
 		}
+	}
+}
+
+// awaitChange waits for changed to close; ended says the watch is over: ctx
+// ended (err nil) or the job master shuts down (err Unavailable).
+func awaitChange(ctx context.Context, changed, stop <-chan struct{}) (ended bool, err error) {
+	select {
+	case <-changed:
+		return false, nil
+	case <-ctx.Done():
+		return true, nil
+	case <-stop:
+		return true, status.Error(codes.Unavailable, "job master shutting down")
 	}
 }
 
