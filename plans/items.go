@@ -594,6 +594,16 @@ func runEach(ctx context.Context, t *Task, n, par int, fn func(ctx context.Conte
 // and returns once every call has: the tasks' bounded fan-out. Once ctx is
 // done it starts no more calls; those running see ctx themselves.
 func eachLimit(ctx context.Context, n, par int, fn func(i int)) {
+	if n == 1 || par <= 1 {
+		// One at a time (a tiny job's one block): on the caller's goroutine.
+		for i := range n {
+			if ctx.Err() != nil {
+				return
+			}
+			fn(i)
+		}
+		return
+	}
 	var g errgroup.Group
 	g.SetLimit(max(par, 1))
 	for i := range n {
