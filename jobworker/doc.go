@@ -8,7 +8,9 @@
 //
 // server.go is the worker (poll, executors, reports); masterlink.go its
 // registration with the leading job master, which the client layer
-// (internal/client.JobMaster) finds and follows.
+// (internal/client.JobMaster) finds and follows; cacheblocks.go the env
+// tasks run with, whose concurrent small CacheBlock calls to one block
+// worker for one user go as one CacheBlocks.
 //
 // Each task runs with a context that is cancelled when the job is
 // cancelled (the leader sends cancels in poll replies), when the leader
