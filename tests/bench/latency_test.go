@@ -323,6 +323,7 @@ func BenchmarkTinyJobs(b *testing.B) {
 	b.ReportMetric(ms(serverAfter-serverCPU)/n, "server-cpu-ms/job")
 	b.ReportMetric(ms(clientCPU)/n, "client-cpu-ms/job")
 	b.ReportMetric(entries/n, "raft-entries/job")
+	b.ReportMetric(procPeakRSS(lc.cmd.Process.Pid), "server-rss-peak-MiB")
 	reference(b, "*", "the same client reading a fresh 4 KiB UFS file through the SDK (read-p50-ms, read-p99-ms): the fill without the job service")
 }
 

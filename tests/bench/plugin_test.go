@@ -242,6 +242,18 @@ func clusterCPU(procs []*testutil.Process, roles []string) cpuOf {
 	return out
 }
 
+// procPeakRSS is process pid's peak resident set size in MiB (VmHWM).
+func procPeakRSS(pid int) float64 {
+	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
 // procStat reads process pid's parent, process group and CPU time (user +
 // system) so far from /proc.
 func procStat(pid int) (ppid, pgrp int, cpu time.Duration, ok bool) {
