@@ -135,8 +135,14 @@ func (j *Jobs) Submit(ctx context.Context, plan string, config any, opts ...Subm
 	if err != nil {
 		return 0, err
 	}
+	return j.submit(ctx, req)
+}
+
+// submit sends req (SubmitJob).
+func (j *Jobs) submit(ctx context.Context, req *api.SubmitJobRequest) (int64, error) {
+	plan := req.GetPlan()
 	var resp *api.SubmitJobResponse
-	err = j.call(ctx, "job submit", plan, func(ctx context.Context, c api.JobMasterClient) (err error) {
+	err := j.call(ctx, "job submit", plan, func(ctx context.Context, c api.JobMasterClient) (err error) {
 		resp, err = c.SubmitJob(ctx, req)
 		return err
 	})
@@ -171,14 +177,33 @@ func submitRequest(plan string, config any, opts []SubmitOption) (*api.SubmitJob
 // opened again with the same request id, which watches the job the first
 // submit made instead of submitting a second. The final state is returned,
 // and a *JobError unless the job COMPLETED; an error before the job
-// existed returns a nil JobInfo.
+// existed returns a nil JobInfo. Against a job master that predates the
+// submit-watch, Run submits and waits in two calls.
 func (j *Jobs) Run(ctx context.Context, plan string, config any, progress func(*JobInfo), opts ...SubmitOption) (*JobInfo, error) {
 	req, err := submitRequest(plan, config, opts)
 	if err != nil {
 		return nil, err
 	}
 	watch := &api.WatchJobRequest{Submit: req, MinIntervalMs: waitInterval.Milliseconds(), FinalOnly: progress == nil}
-	return j.follow(ctx, j.watch(ctx, watch), 0, progress)
+	seen := false
+	final, err := j.follow(ctx, j.watch(ctx, watch), 0, func(info *JobInfo) {
+		seen = true
+		if progress != nil {
+			progress(info)
+		}
+	})
+	if err != nil && !seen && errors.Is(err, ErrNotFound) {
+		// An older job master ignores `submit` and watches job 0, which
+		// does not exist (or the submit itself found no such path: then
+		// SubmitJob says so again). The same request id: a job the first
+		// call made is found, not doubled.
+		id, err := j.submit(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return j.Wait(ctx, id, progress)
+	}
+	return final, err
 }
 
 // configJSON is a job config as Submit takes it (a struct, a map, or JSON

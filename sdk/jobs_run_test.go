@@ -93,3 +93,64 @@ func TestRunResumesWithOneRequestID(t *testing.T) {
 		})
 	}
 }
+
+// oldFake is a job master from before the submit-watch: it ignores
+// WatchJobRequest.submit (so it watches job 0, which does not exist) and
+// knows SubmitJob and a plain WatchJob.
+type oldFake struct {
+	api.UnimplementedJobMasterServer
+	addr string
+	mu   sync.Mutex
+	rids []string // the request id of each SubmitJob
+}
+
+func (f *oldFake) GetLeader(context.Context, *api.GetLeaderRequest) (*api.GetLeaderResponse, error) {
+	return &api.GetLeaderResponse{LeaderId: f.addr, LeaderRpcAddress: f.addr}, nil
+}
+
+func (f *oldFake) SubmitJob(_ context.Context, req *api.SubmitJobRequest) (*api.SubmitJobResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rids = append(f.rids, req.GetRequestId())
+	return &api.SubmitJobResponse{JobId: 9}, nil
+}
+
+func (f *oldFake) WatchJob(req *api.WatchJobRequest, stream grpc.ServerStreamingServer[api.JobInfo]) error {
+	if req.GetJobId() != 9 {
+		return status.Errorf(codes.NotFound, "job watch %d: no such job", req.GetJobId())
+	}
+	return stream.Send(&api.JobInfo{Id: 9, Status: api.JobInfo_COMPLETED})
+}
+
+// Against a job master that predates the submit-watch, Run submits and
+// waits in two calls, once.
+func TestRunAgainstAnOlderJobMaster(t *testing.T) {
+	f := &oldFake{}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.addr = l.Addr().String()
+	s := rpc.NewServer(rpc.ServerOptions{})
+	api.RegisterJobMasterServer(s, f)
+	go s.Serve(l)
+	t.Cleanup(s.Stop)
+	c, err := Dial(context.Background(), WithJobMasters(f.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	jobs, err := c.Jobs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := jobs.Run(context.Background(), "load", map[string]string{"path": "/a"}, nil, WithRequestID("r1"))
+	if err != nil || j.GetId() != 9 || j.GetStatus() != JobCompleted {
+		t.Fatalf("Run against an older job master: %v, %v", j, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.rids) != 1 || f.rids[0] != "r1" {
+		t.Fatalf("SubmitJob request ids %q, want [r1]", f.rids)
+	}
+}
