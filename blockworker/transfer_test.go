@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -85,6 +86,75 @@ func TestCacheBlocksCommitsOnce(t *testing.T) {
 	resp, err = w.client.CacheBlocks(context.Background(), &api.CacheBlocksRequest{Blocks: req.Blocks[:3]})
 	if err != nil || !resp.GetResults()[0].GetAlreadyCached() {
 		t.Fatalf("second CacheBlocks: %v %+v", err, resp)
+	}
+}
+
+// Small blocks filled on the callers' goroutines: calls that ask for the
+// same blocks at once (CacheBlocks and CacheBlock) each get every block
+// once filled, none twice stored, each committed to the master, and the
+// bytes read back are the UFS file's.
+func TestConcurrentCacheCallsShareSmallFills(t *testing.T) {
+	m, addr := startFakeMaster(t)
+	w := startWorker(t, t.TempDir(), addr)
+	dir, _ := setupUFS(t, m, w, 0)
+	const n = 24
+	want := map[int64][]byte{}
+	var blocks []*api.CacheBlockRequest
+	for i := 0; i < n; i++ {
+		data := randBytes(4096 + i)
+		p := filepath.Join(dir, fmt.Sprintf("s%02d", i))
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		id := int64(7000 + i)
+		want[id] = data
+		blocks = append(blocks, &api.CacheBlockRequest{BlockId: id, Source: &api.UfsBlockSource{MountId: 1, UfsPath: "file://" + p, Length: int64(len(data))}})
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for c := 0; c < 4; c++ {
+		// Each call asks for every block, starting at a different one.
+		req := &api.CacheBlocksRequest{}
+		for i := 0; i < n; i++ {
+			req.Blocks = append(req.Blocks, blocks[(i+c*n/4)%n])
+		}
+		wg.Go(func() {
+			resp, err := w.client.CacheBlocks(ctx, req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			for _, r := range resp.GetResults() {
+				if r.GetError() != "" || !r.GetAlreadyCached() && r.GetBytes() != int64(len(want[r.GetBlockId()])) {
+					errs <- fmt.Errorf("CacheBlocks: block %d: %+v", r.GetBlockId(), r)
+				}
+			}
+		})
+		wg.Go(func() {
+			b := blocks[c*n/4]
+			r, err := w.client.CacheBlock(ctx, b)
+			if err != nil || !r.GetAlreadyCached() && r.GetBytes() != b.GetSource().GetLength() {
+				errs <- fmt.Errorf("CacheBlock %d: %+v, %v", b.GetBlockId(), r, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for id, data := range want {
+		if _, ok := m.has(id); !ok {
+			t.Errorf("master does not know block %d", id)
+		}
+		got, err := w.read(ctx, &api.ReadBlockRequest{BlockId: id, Length: -1})
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("block %d: %v", id, err)
+		}
+	}
+	if got := w.Worker.store.Count(); got != n {
+		t.Fatalf("%d blocks stored, want %d", got, n)
 	}
 }
 
