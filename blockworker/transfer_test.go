@@ -40,17 +40,8 @@ func TestCacheBlocksCommitsOnce(t *testing.T) {
 	w := startWorker(t, t.TempDir(), addr)
 	dir, _ := setupUFS(t, m, w, 0)
 	var req api.CacheBlocksRequest
-	want := map[int64][]byte{}
-	for i := 0; i < 12; i++ {
-		data := randBytes(1000 + i)
-		p := filepath.Join(dir, fmt.Sprintf("f%02d", i))
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		id := int64(5000 + i)
-		want[id] = data
-		req.Blocks = append(req.Blocks, &api.CacheBlockRequest{BlockId: id, Source: &api.UfsBlockSource{MountId: 1, UfsPath: "file://" + p, Length: int64(len(data))}})
-	}
+	var want map[int64][]byte
+	req.Blocks, want = ufsBlocks(t, dir, 12, 1000, 5000)
 	req.Blocks = append(req.Blocks, &api.CacheBlockRequest{BlockId: 6000, Source: &api.UfsBlockSource{MountId: 1, UfsPath: "file://" + dir + "/missing", Length: 10}})
 	m.mu.Lock()
 	before := len(m.commits)
@@ -98,18 +89,7 @@ func TestConcurrentCacheCallsShareSmallFills(t *testing.T) {
 	w := startWorker(t, t.TempDir(), addr)
 	dir, _ := setupUFS(t, m, w, 0)
 	const n = 24
-	want := map[int64][]byte{}
-	var blocks []*api.CacheBlockRequest
-	for i := 0; i < n; i++ {
-		data := randBytes(4096 + i)
-		p := filepath.Join(dir, fmt.Sprintf("s%02d", i))
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		id := int64(7000 + i)
-		want[id] = data
-		blocks = append(blocks, &api.CacheBlockRequest{BlockId: id, Source: &api.UfsBlockSource{MountId: 1, UfsPath: "file://" + p, Length: int64(len(data))}})
-	}
+	blocks, want := ufsBlocks(t, dir, n, 4096, 7000)
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
@@ -156,6 +136,26 @@ func TestConcurrentCacheCallsShareSmallFills(t *testing.T) {
 	if got := w.Worker.store.Count(); got != n {
 		t.Fatalf("%d blocks stored, want %d", got, n)
 	}
+}
+
+// ufsBlocks writes n UFS files of size+i random bytes in dir (mount 1),
+// each one block of id firstID+i, and returns the cache requests of those
+// blocks and each block's bytes.
+func ufsBlocks(t *testing.T, dir string, n, size int, firstID int64) ([]*api.CacheBlockRequest, map[int64][]byte) {
+	t.Helper()
+	want := map[int64][]byte{}
+	var reqs []*api.CacheBlockRequest
+	for i := 0; i < n; i++ {
+		data := randBytes(size + i)
+		p := filepath.Join(dir, fmt.Sprintf("b%d", firstID+int64(i)))
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		id := firstID + int64(i)
+		want[id] = data
+		reqs = append(reqs, &api.CacheBlockRequest{BlockId: id, Source: &api.UfsBlockSource{MountId: 1, UfsPath: "file://" + p, Length: int64(len(data))}})
+	}
+	return reqs, want
 }
 
 // CopyBlockFrom copies a block from a peer, or within a worker under a new
