@@ -16,6 +16,36 @@ import (
 	"github.com/alluvium/alluvium/internal/rpc"
 )
 
+// serveJobMaster serves f as a job master on a fresh local port for the
+// test's life and returns its address.
+func serveJobMaster(t *testing.T, f api.JobMasterServer) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := rpc.NewServer(rpc.ServerOptions{})
+	api.RegisterJobMasterServer(s, f)
+	go s.Serve(l)
+	t.Cleanup(s.Stop)
+	return l.Addr().String()
+}
+
+// dialJobs is the Jobs client of a client of the job master at addr.
+func dialJobs(t *testing.T, addr string) *Jobs {
+	t.Helper()
+	c, err := Dial(context.Background(), WithJobMasters(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	jobs, err := c.Jobs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jobs
+}
+
 // leaderFake is a job master that names itself leader and answers GetJob,
 // until frozen: then it answers nothing (a partitioned or SIGSTOPped
 // process keeps its connections open but never replies).
@@ -29,15 +59,7 @@ type leaderFake struct {
 func startLeaderFake(t *testing.T) *leaderFake {
 	t.Helper()
 	f := &leaderFake{}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.addr = l.Addr().String()
-	s := rpc.NewServer(rpc.ServerOptions{})
-	api.RegisterJobMasterServer(s, f)
-	go s.Serve(l)
-	t.Cleanup(s.Stop)
+	f.addr = serveJobMaster(t, f)
 	return f
 }
 
@@ -116,15 +138,7 @@ type submitFake struct {
 func startSubmitFake(t *testing.T) *submitFake {
 	t.Helper()
 	f := &submitFake{byReq: map[string]int64{}}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.addr = l.Addr().String()
-	s := rpc.NewServer(rpc.ServerOptions{})
-	api.RegisterJobMasterServer(s, f)
-	go s.Serve(l)
-	t.Cleanup(s.Stop)
+	f.addr = serveJobMaster(t, f)
 	return f
 }
 

@@ -3,7 +3,6 @@ package sdk
 import (
 	"context"
 	"errors"
-	"net"
 	"sync"
 	"testing"
 
@@ -12,7 +11,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
-	"github.com/alluvium/alluvium/internal/rpc"
 )
 
 // runFake is a job master whose WatchJob with a submit makes one job per
@@ -56,24 +54,8 @@ func TestRunResumesWithOneRequestID(t *testing.T) {
 	for _, final := range []api.JobInfo_Status{JobCompleted, JobFailed} {
 		t.Run(final.String(), func(t *testing.T) {
 			f := &runFake{final: final}
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			f.addr = l.Addr().String()
-			s := rpc.NewServer(rpc.ServerOptions{})
-			api.RegisterJobMasterServer(s, f)
-			go s.Serve(l)
-			t.Cleanup(s.Stop)
-			c, err := Dial(context.Background(), WithJobMasters(f.addr))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			jobs, err := c.Jobs()
-			if err != nil {
-				t.Fatal(err)
-			}
+			f.addr = serveJobMaster(t, f)
+			jobs := dialJobs(t, f.addr)
 			var seen []JobStatus
 			j, err := jobs.Run(context.Background(), "load", map[string]string{"path": "/a"}, func(j *JobInfo) { seen = append(seen, j.GetStatus()) })
 			switch {
@@ -126,24 +108,8 @@ func (f *oldFake) WatchJob(req *api.WatchJobRequest, stream grpc.ServerStreaming
 // waits in two calls, once.
 func TestRunAgainstAnOlderJobMaster(t *testing.T) {
 	f := &oldFake{}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.addr = l.Addr().String()
-	s := rpc.NewServer(rpc.ServerOptions{})
-	api.RegisterJobMasterServer(s, f)
-	go s.Serve(l)
-	t.Cleanup(s.Stop)
-	c, err := Dial(context.Background(), WithJobMasters(f.addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	jobs, err := c.Jobs()
-	if err != nil {
-		t.Fatal(err)
-	}
+	f.addr = serveJobMaster(t, f)
+	jobs := dialJobs(t, f.addr)
 	j, err := jobs.Run(context.Background(), "load", map[string]string{"path": "/a"}, nil, WithRequestID("r1"))
 	if err != nil || j.GetId() != 9 || j.GetStatus() != JobCompleted {
 		t.Fatalf("Run against an older job master: %v, %v", j, err)
