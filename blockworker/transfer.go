@@ -1,6 +1,7 @@
 package blockworker
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -367,11 +368,13 @@ func (w *Worker) writeUfsFromIn(ctx context.Context, req *api.WriteUfsFileFromRe
 			tb.Abort() // no-op once committed
 		}
 	}()
-	// With a checksum, sum takes every byte read, unless each range is
-	// compared with its source in place (a local file copied in the
-	// kernel): then only a caller who wants the SHA-256 back pays for it.
-	// compared: every range so far was checked so (the read-back by hash
-	// is needed only otherwise).
+	// With a checksum, sum takes every byte read, unless the copy is
+	// checked without it: a range compared with its source in place (a
+	// local file copied in the kernel), or a small file whose bytes are
+	// kept and compared with it read back. Then only a caller who wants
+	// the SHA-256 back pays for it (inPlace, summed: every byte went
+	// into sum). compared: every range so far was checked in place (no
+	// read-back needed).
 	var sum, inPlace hash.Hash
 	verify := req.GetChecksum()
 	if verify {
@@ -380,7 +383,13 @@ func (w *Worker) writeUfsFromIn(ctx context.Context, req *api.WriteUfsFileFromRe
 			inPlace = sum
 		}
 	}
-	compared := verify
+	compared, summed := verify, verify
+	var kept *[]byte
+	if _, ok := wr.(ufs.WrittenHasher); ok && verify && keepsBytes(req.GetSources()) {
+		kept = keptBufs.Get().(*[]byte)
+		*kept = (*kept)[:0]
+		defer keptBufs.Put(kept)
+	}
 	resp := &api.WriteUfsFileFromResponse{}
 	var metas []BlockMeta
 	th := w.throttles.of(ctx)
@@ -398,6 +407,7 @@ func (w *Worker) writeUfsFromIn(ctx context.Context, req *api.WriteUfsFileFromRe
 			// compared with the source file where both lie): a local UFS
 			// file goes to a local UFS file in the kernel.
 			if n, ok, err := w.copyUFSInKernel(ctx, src, wr, uri, verify, inPlace); ok {
+				summed = summed && inPlace != nil
 				resp.BytesFromUfs += n
 				if err != nil {
 					return nil, sourceErr(uri, i, src, err)
@@ -407,6 +417,8 @@ func (w *Worker) writeUfsFromIn(ctx context.Context, req *api.WriteUfsFileFromRe
 			}
 		}
 		compared = false
+		hashIt := verify && (kept == nil || inPlace != nil)
+		summed = summed && hashIt
 		rc, err := w.readSource(ctx, src, func(b []byte) error {
 			if err := th.take(ctx, len(b)); err != nil {
 				return err
@@ -414,8 +426,11 @@ func (w *Worker) writeUfsFromIn(ctx context.Context, req *api.WriteUfsFileFromRe
 			if _, err := wr.Write(b); err != nil {
 				return ufsStatus(uri, err)
 			}
-			if sum != nil {
+			if hashIt {
 				sum.Write(b)
+			}
+			if kept != nil {
+				*kept = append(*kept, b...)
 			}
 			if tb != nil {
 				if _, err := tb.Write(b); err != nil {
@@ -438,7 +453,19 @@ func (w *Worker) writeUfsFromIn(ctx context.Context, req *api.WriteUfsFileFromRe
 		}
 	}
 	var back string
-	if rb, ok := wr.(ufs.WrittenHasher); ok && verify && !compared {
+	if rb, ok := wr.(ufs.WrittenHasher); ok && verify && !compared && kept != nil {
+		// Read back before the copy takes its name and compared with the
+		// bytes written: a copy that reads back wrong never replaces what
+		// is there.
+		c := &sameBytes{want: *kept, diff: -1}
+		if _, err := rb.HashWritten(c); err != nil {
+			return nil, ufsStatus(uri, fmt.Errorf("reading back for the checksum: %w", err))
+		}
+		if at, ok := c.same(); !ok {
+			return nil, status.Errorf(codes.DataLoss, "write ufs file %s: checksum mismatch: the copy read back differs from the bytes written at byte %d (not kept)", uri, at)
+		}
+		back = "compared"
+	} else if ok && verify && !compared {
 		// Read back before the copy takes its name: a copy that reads
 		// back wrong never replaces what is there.
 		h := sha256.New()
@@ -461,7 +488,7 @@ func (w *Worker) writeUfsFromIn(ctx context.Context, req *api.WriteUfsFileFromRe
 		return nil, status.Errorf(codes.DataLoss, "write ufs file %s: the UFS holds %d bytes, %d were written", uri, st.Size, resp.Length)
 	}
 	resp.UfsFingerprint = st.Fingerprint
-	if verify && (!compared || inPlace != nil) {
+	if summed {
 		resp.Sha256 = hex.EncodeToString(sum.Sum(nil))
 	}
 	if verify && !compared && back == "" {
@@ -480,9 +507,64 @@ func (w *Worker) writeUfsFromIn(ctx context.Context, req *api.WriteUfsFileFromRe
 	return resp, nil
 }
 
-// hashInKernelAtLeast: a source this long is hashed where it lies (mapped)
-// and copied in the kernel; a shorter one is streamed through the hash.
+// hashInKernelAtLeast: with a checksum, a source this long is copied in
+// the kernel and compared with the source in place; a shorter one is
+// streamed (its bytes kept for the read-back, or hashed).
 const hashInKernelAtLeast = 1 << 20
+
+// keepAtMost: a checked file of at most this many bytes, all its sources
+// streamed, keeps its bytes to compare the read-back with (no hash).
+const keepAtMost = 1 << 20
+
+// keptBufs are the kept bytes of small checked files.
+var keptBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// keepsBytes: a checked file of these sources keeps its bytes for the
+// read-back (small, and every source streamed, none copied in place).
+func keepsBytes(srcs []*api.BlockSource) bool {
+	var total int64
+	for _, s := range srcs {
+		if s.GetLength() >= hashInKernelAtLeast {
+			return false
+		}
+		total += s.GetLength()
+	}
+	return total <= keepAtMost
+}
+
+// sameBytes is an io.Writer that checks that what is written to it is
+// want, in order.
+type sameBytes struct {
+	want []byte
+	n    int // bytes written so far
+	diff int // the first byte that differs; -1: none yet
+}
+
+func (s *sameBytes) Write(b []byte) (int, error) {
+	if s.diff < 0 {
+		rest := s.want[min(s.n, len(s.want)):]
+		if len(b) > len(rest) || !bytes.Equal(b, rest[:len(b)]) {
+			k := 0
+			for k < len(b) && k < len(rest) && b[k] == rest[k] {
+				k++
+			}
+			s.diff = s.n + k
+		}
+	}
+	s.n += len(b)
+	return len(b), nil
+}
+
+// same reports whether exactly want was written, else where it differs.
+func (s *sameBytes) same() (int, bool) {
+	switch {
+	case s.diff >= 0:
+		return s.diff, false
+	case s.n != len(s.want):
+		return s.n, false
+	}
+	return 0, true
+}
 
 // copyUFSInKernel copies a source read from its UFS into wr (the UFS file
 // dst) without passing its bytes through this process (ufs.FileCopier: a

@@ -391,3 +391,31 @@ func TestWriteUfsFileFrom(t *testing.T) {
 		t.Fatalf("a failed write left out/short: %v", err)
 	}
 }
+
+// sameBytes accepts exactly the bytes it wants, in any pieces, and names
+// the first byte that differs (or where the bytes written end short or
+// run long).
+func TestSameBytes(t *testing.T) {
+	want := []byte("abcdefghij")
+	for _, c := range []struct {
+		pieces []string
+		at     int
+		ok     bool
+	}{
+		{[]string{"abc", "defghij"}, 0, true},
+		{[]string{"abcdefghij"}, 0, true},
+		{[]string{"abc", "dXf", "ghij"}, 4, false},
+		{[]string{"abcdefghi"}, 9, false},
+		{[]string{"abcdefghij", "k"}, 10, false},
+		{[]string{"abcdefghijk"}, 10, false},
+		{nil, 0, false},
+	} {
+		s := &sameBytes{want: want, diff: -1}
+		for _, p := range c.pieces {
+			_, _ = s.Write([]byte(p))
+		}
+		if at, ok := s.same(); ok != c.ok || !ok && at != c.at {
+			t.Errorf("%q: same() = %d, %v; want %d, %v", c.pieces, at, ok, c.at, c.ok)
+		}
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"hash"
 	"io"
 	"net"
 	"os"
@@ -58,7 +57,7 @@ type flipReadBackWriter struct {
 	rb ufs.WrittenHasher
 }
 
-func (w *flipReadBackWriter) HashWritten(h hash.Hash) (int64, error) {
+func (w *flipReadBackWriter) HashWritten(h io.Writer) (int64, error) {
 	if w.buf.Len() > 0 {
 		b := w.buf.Bytes()
 		b[len(b)/2] ^= 0x10
@@ -304,6 +303,23 @@ func TestChecksumCatchesCorruptUFSWrites(t *testing.T) {
 			}
 			if left := ufsFiles(t, vc.badDir); len(left) != 0 {
 				t.Fatalf("the corrupt file %s was kept: %v", name, left)
+			}
+		}
+		// A small file checked without a hash (no_sha256: its bytes kept
+		// and compared with the copy read back) is caught the same way.
+		small, err := vc.client.Stat(ctx, "/d/small")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ssrc := []*api.BlockSource{{BlockId: small.GetBlockIds()[0], Length: small.GetLength()}}
+		for _, noSum := range []bool{true, false} {
+			d := &api.WriteUfsFileHeader{MountId: dest.MountId, UfsPath: "file://" + vc.badDir + "/readback-small", CreateParent: true}
+			_, err = bw.WriteUfsFileFrom(ctx, &api.WriteUfsFileFromRequest{Dest: d, Sources: ssrc, Checksum: true, NoSha256: noSum})
+			if status.Code(err) != codes.DataLoss || !strings.Contains(err.Error(), "checksum mismatch") || !strings.Contains(err.Error(), "at byte 500") {
+				t.Fatalf("WriteUfsFileFrom of a small file (no_sha256 %v) onto a corrupting UFS: %v, want DataLoss at byte 500", noSum, err)
+			}
+			if left := ufsFiles(t, vc.badDir); len(left) != 0 {
+				t.Fatalf("the corrupt small file was kept: %v", left)
 			}
 		}
 		// The same write unverified "succeeds": the corruption is real.

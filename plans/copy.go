@@ -41,8 +41,9 @@ import (
 //
 // --checksum also checks each copy against its source before the copy
 // takes its name (a file of one block: written, then read back and
-// compared with the source byte for byte where both are local files, else
-// by SHA-256 of both; a split file: the SHA-256 of the assembled copy
+// compared byte for byte — with the source where both are local files of
+// 1 MiB or more, else with the bytes it streamed when small, else by
+// SHA-256 of both; a split file: the SHA-256 of the assembled copy
 // against that of the source). Copying onto itself, a directory into itself or a tree into one
 // that holds it, or a file onto a directory (or back) is refused at submit.
 type Copy struct{}

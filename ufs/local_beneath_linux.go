@@ -562,7 +562,7 @@ func preadFull(fd int, p []byte, off int64) error {
 }
 
 // HashWritten implements WrittenHasher.
-func (w *dirWriter) HashWritten(h hash.Hash) (int64, error) {
+func (w *dirWriter) HashWritten(h io.Writer) (int64, error) {
 	if w.done {
 		return 0, fmt.Errorf("read back %s: writer already closed", w.l.URI(w.rel))
 	}
@@ -588,7 +588,7 @@ const mapWindow = 64 << 20
 var readBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 // hashFD writes n bytes of the file fd from off to h.
-func hashFD(fd int, off, n int64, h hash.Hash) error {
+func hashFD(fd int, off, n int64, h io.Writer) error {
 	if n < mapAtLeast {
 		bp := readBufs.Get().(*[]byte)
 		defer readBufs.Put(bp)

@@ -114,8 +114,9 @@ func (soloBatch) Close() error { return nil }
 // wrote before Commit gives it its name, so a copy that reads back wrong
 // never appears under that name.
 type WrittenHasher interface {
-	// HashWritten writes the file's bytes, read back from the file, to h.
-	HashWritten(h hash.Hash) (n int64, err error)
+	// HashWritten writes the file's bytes, read back from the file, to w
+	// (a hash, or a comparison with the bytes written).
+	HashWritten(w io.Writer) (n int64, err error)
 }
 
 // Statter is implemented by the readers Open returns when they know the
