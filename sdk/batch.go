@@ -65,7 +65,7 @@ func (j *joiner[Req]) do(ctx context.Context, op, path string, req Req) (*FileIn
 	j.mu.Lock()
 	g := j.groups[user]
 	if g == nil {
-		g = coalesce.New(func(items []*joined[Req]) struct{} {
+		g = coalesce.NewGathering(func(items []*joined[Req]) struct{} {
 			j.run(user, items)
 			return struct{}{}
 		})

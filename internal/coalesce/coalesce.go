@@ -9,6 +9,7 @@ package coalesce
 
 import (
 	"context"
+	"runtime"
 	"sync"
 )
 
@@ -16,6 +17,9 @@ import (
 // The zero value is not usable: make one with New.
 type Group[T, R any] struct {
 	run func(items []T) R
+	// gather: a batch that starts lets the runnable goroutines run first
+	// (see NewGathering).
+	gather bool
 
 	mu   sync.Mutex
 	busy bool         // a batch is in flight
@@ -35,6 +39,22 @@ type batch[T, R any] struct {
 func New[T, R any](run func(items []T) R) *Group[T, R] {
 	return &Group[T, R]{run: run}
 }
+
+// NewGathering is New for callers that come in waves: the answer of one
+// batch releases its callers at once, and each goes on to its next call.
+// Without gathering, the first of them to come back starts a batch alone
+// and the others wait for its whole round trip, which (when it waits on a
+// group commit that itself waits for them) makes every wave two. So a
+// batch that starts first yields (runtime.Gosched) while the callers the
+// scheduler has ready keep joining it — at most gatherYields times, and
+// only while it grows: microseconds, never a timer's wait, and a truly
+// lone caller (nothing else runnable) is not delayed.
+func NewGathering[T, R any](run func(items []T) R) *Group[T, R] {
+	return &Group[T, R]{run: run, gather: true}
+}
+
+// gatherYields bounds the yields of a gathering batch.
+const gatherYields = 8
 
 // Do adds item to the next batch and waits for that batch's answer, or for
 // ctx to end (the batch goes on for the others; ok is false).
@@ -92,8 +112,27 @@ func (g *Group[T, R]) Waiting() int {
 // callers that came meanwhile wait for starts.
 func (g *Group[T, R]) startLocked() {
 	b := g.next
-	g.next, g.busy = nil, true
+	g.busy = true
+	if !g.gather {
+		g.next = nil
+	}
 	go func() {
+		if g.gather {
+			// b stays the next batch while it gathers: callers join it
+			// (none starts another: busy is set).
+			g.mu.Lock()
+			for range gatherYields {
+				n := len(b.items)
+				g.mu.Unlock()
+				runtime.Gosched()
+				g.mu.Lock()
+				if len(b.items) == n {
+					break
+				}
+			}
+			g.next = nil
+			g.mu.Unlock()
+		}
 		b.res = g.run(b.items)
 		close(b.done)
 		g.mu.Lock()

@@ -39,8 +39,12 @@ func (g *gate) run(items []int) int {
 // starts when that one ends: each caller is answered by a call that started
 // after it asked, and the run func sees one call per wave.
 func TestCallersOfAWaveShareTheNextCall(t *testing.T) {
+	eachGroup(t, testCallersOfAWaveShareTheNextCall)
+}
+
+func testCallersOfAWaveShareTheNextCall(t *testing.T, newGroup func(func([]int) int) *coalesce.Group[int, int]) {
 	gt := newGate()
-	g := coalesce.New(gt.run)
+	g := newGroup(gt.run)
 	ctx := context.Background()
 	ask := func(item int) <-chan int {
 		out := make(chan int, 1)
@@ -89,9 +93,11 @@ func TestCallersOfAWaveShareTheNextCall(t *testing.T) {
 
 // A caller whose context ends stops waiting; its batch goes on for the
 // others.
-func TestCallerGivesUpOnItsContext(t *testing.T) {
+func TestCallerGivesUpOnItsContext(t *testing.T) { eachGroup(t, testCallerGivesUpOnItsContext) }
+
+func testCallerGivesUpOnItsContext(t *testing.T, newGroup func(func([]int) int) *coalesce.Group[int, int]) {
 	gt := newGate()
-	g := coalesce.New(gt.run)
+	g := newGroup(gt.run)
 	cctx, cancel := context.WithCancel(context.Background())
 	done := make(chan bool, 1)
 	go func() {
@@ -133,9 +139,11 @@ func waitingFor(g *coalesce.Group[int, int], n int) func() error {
 
 // DoAll puts a caller's items in the next batch together with the items of
 // the others who ask meanwhile, and answers it with that batch's answer.
-func TestDoAllJoinsTheNextCall(t *testing.T) {
+func TestDoAllJoinsTheNextCall(t *testing.T) { eachGroup(t, testDoAllJoinsTheNextCall) }
+
+func testDoAllJoinsTheNextCall(t *testing.T, newGroup func(func([]int) int) *coalesce.Group[int, int]) {
 	gt := newGate()
-	g := coalesce.New(gt.run)
+	g := newGroup(gt.run)
 	ctx := context.Background()
 	first := make(chan int, 1)
 	go func() {
@@ -170,4 +178,12 @@ func TestDoAllJoinsTheNextCall(t *testing.T) {
 	if len(calls) != 2 || !slices.Equal(calls[0], []int{1, 2}) || len(calls[1]) != 3 || !slices.Contains(calls[1], 3) || !slices.Contains(calls[1], 4) || !slices.Contains(calls[1], 5) {
 		t.Fatalf("calls %v, want [[1 2] [3 4 5]] (the second in any order)", calls)
 	}
+}
+
+// eachGroup runs a test against a plain and a gathering group: gathering
+// changes who gets into a batch, never the rules (a lone caller starts one
+// at once; the callers who come while one is in flight share the next).
+func eachGroup(t *testing.T, test func(*testing.T, func(func([]int) int) *coalesce.Group[int, int])) {
+	t.Run("plain", func(t *testing.T) { test(t, coalesce.New[int, int]) })
+	t.Run("gathering", func(t *testing.T) { test(t, coalesce.NewGathering[int, int]) })
 }
