@@ -1672,15 +1672,17 @@ type WriteUfsFileFromRequest struct {
 	// back before the file takes its name where the UFS can (after the
 	// commit elsewhere, the file then removed); a mismatch fails the call
 	// (DATA_LOSS). A range copied from a local UFS file into a local UFS
-	// file is compared with its source byte for byte; other bytes by the
-	// SHA-256 of what was read against that of the destination read back.
+	// file is compared with its source byte for byte; a small file (at
+	// most 1 MiB, streamed) read back is compared with the bytes written;
+	// other bytes by the SHA-256 of what was read against that of the
+	// destination read back.
 	Checksum bool `protobuf:"varint,3,opt,name=checksum,proto3" json:"checksum,omitempty"`
 	// cache_file_id: also store block i of the written file in this worker
 	// as block BlockID(cache_file_id, i) (keeps a copy's cache).
 	CacheFileId int64 `protobuf:"varint,4,opt,name=cache_file_id,json=cacheFileId,proto3" json:"cache_file_id,omitempty"`
 	// no_sha256 (with checksum): the caller wants the check, not the sum:
-	// a file of one range compared byte for byte is not hashed, and the
-	// response's sha256 is empty. A worker that does not know the field
+	// a file of one range compared byte for byte (or a small file) is not
+	// hashed, and the response's sha256 is empty. A worker that does not know the field
 	// still checks (and hashes).
 	NoSha256      bool `protobuf:"varint,5,opt,name=no_sha256,json=noSha256,proto3" json:"no_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
