@@ -364,7 +364,7 @@ func (j *jobRec) info() *api.JobInfo {
 // planJob is what the job's plan sees of it.
 func (j *jobRec) planJob() plans.Job {
 	return plans.Job{ID: j.ID, Config: []byte(j.Config), Cursor: j.Cursor, Round: j.Round, RoundFailed: j.RoundFailed,
-		CreatedMs: j.CreatedMs, Deletes: j.Deletes}
+		Tasks: j.TasksTotal, CreatedMs: j.CreatedMs, Deletes: j.Deletes}
 }
 
 func (t *taskRec) info(workers func(int64) *workerRec) *api.TaskInfo {

@@ -553,6 +553,7 @@ func runJob(ctx context.Context, p Plan, env Env, cfg []byte, attempts int, loca
 // counts them (JobInfo's files_total, files_skipped, ...).
 type jobStats struct {
 	tasks                               int
+	rounds                              int32 // rounds planned
 	failed                              []*api.FailedPath
 	files, skipped, bytesSkipped, bytes int64 // bytes: copied (Result.Bytes)
 	deletes                             int64
@@ -623,7 +624,8 @@ func runJobStats(ctx context.Context, p Plan, env Env, cfg []byte, attempts int,
 				}
 			}
 		}
-		done, err := p.Done(ctx, env, Job{ID: 7, Config: norm, Cursor: cursor, Round: round, RoundFailed: int64(roundFailed), CreatedMs: fakeNowMs, Deletes: st.deletes})
+		st.rounds = round + 1
+		done, err := p.Done(ctx, env, Job{ID: 7, Config: norm, Cursor: cursor, Round: round, RoundFailed: int64(roundFailed), Tasks: int64(st.tasks), CreatedMs: fakeNowMs, Deletes: st.deletes})
 		if err != nil || done {
 			return st, err
 		}

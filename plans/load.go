@@ -58,13 +58,16 @@ func (Load) Validate(ctx context.Context, env Env, config []byte) (spec.Valid, e
 }
 
 // Done implements Plan: with --verify the first round is followed by one
-// that re-checks every block and re-loads what is missing.
+// that re-checks every block and re-loads what is missing — unless the
+// first round planned no task: it found every block cached as asked, which
+// is what the second would check again (over ten million files, a second
+// listing of them all).
 func (Load) Done(ctx context.Context, env Env, job Job) (bool, error) {
 	c, err := spec.DecodeLoad(job.Config)
 	if err != nil {
 		return true, err
 	}
-	return !(c.Verify && job.Round == 0) || c.DryRun, nil
+	return !(c.Verify && job.Round == 0 && job.Tasks > 0) || c.DryRun, nil
 }
 
 // loadBlock is one block a load task caches: a load task's element.

@@ -33,6 +33,8 @@ type Job struct {
 	Round  int32
 	// RoundFailed counts the tasks of this round that failed for good.
 	RoundFailed int64
+	// Tasks counts the tasks planned so far, every round.
+	Tasks int64
 	// CreatedMs is when the job was submitted (filter ages count from it).
 	CreatedMs int64
 	// Deletes is what the job's planners counted so far (Batch.Deletes).

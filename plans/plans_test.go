@@ -511,6 +511,25 @@ func TestReplicate(t *testing.T) {
 }
 
 // Load caches a batch of small files with one CacheBlocks call.
+// TestLoadVerifyRound: --verify adds a round that checks every block
+// again after a load that cached something; a load that found everything
+// cached already planned no task, and that was the check: one round.
+func TestLoadVerifyRound(t *testing.T) {
+	x := newXFake(1)
+	for i := 0; i < 5; i++ {
+		x.put(fmt.Sprintf("/v/f%02d", i), content(fmt.Sprint(i), 100), 1000, true)
+	}
+	cfg := js(t, spec.LoadConfig{Path: "/v", Verify: true})
+	st, err := runJobStats(context.Background(), Load{}, xenv{x}, cfg, 1, "")
+	if err != nil || len(st.failed) > 0 || st.tasks == 0 || st.rounds != 2 {
+		t.Fatalf("first load with --verify: %d tasks in %d rounds, %v %v; want tasks in 2 rounds", st.tasks, st.rounds, err, st.failed)
+	}
+	st, err = runJobStats(context.Background(), Load{}, xenv{x}, cfg, 1, "")
+	if err != nil || len(st.failed) > 0 || st.tasks != 0 || st.rounds != 1 || st.skipped != 5 {
+		t.Fatalf("load with --verify of what is cached: %d tasks in %d rounds, %d skipped, %v %v; want none in 1 round, 5 skipped", st.tasks, st.rounds, st.skipped, err, st.failed)
+	}
+}
+
 func TestLoadBatchesSmallFilesIntoOneCall(t *testing.T) {
 	x := newXFake(1)
 	for i := 0; i < 20; i++ {

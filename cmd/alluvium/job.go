@@ -297,7 +297,8 @@ job worker beside the block worker that will hold the data, spread evenly.
 Each directory is synced with the UFS as the job lists it, so files added,
 changed or deleted there since Alluvium last looked are loaded, reloaded or
 forgotten (--sync=false skips that and trusts the namespace).
---verify checks every block again at the end and loads what is missing;
+--verify checks every block again at the end and loads what is missing
+(when the load found every block cached already, that check was the load);
 --bandwidth caps the whole job's rate (bytes read from the UFS, throttled
 as they flow into the block workers). Files all of whose blocks are cached
 already count as skipped.
