@@ -749,11 +749,19 @@ func processUser() string {
 func DefaultTiers(workerDir string, rpcPort int) []TierConfig {
 	var tiers []TierConfig
 	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-		h := fnv.New32a()
-		_, _ = h.Write([]byte(workerDir))
-		tiers = append(tiers, TierConfig{Alias: "MEM", Path: fmt.Sprintf("/dev/shm/alluvium-%08x-%d", h.Sum32(), rpcPort), Quota: "1GiB"})
+		tiers = append(tiers, TierConfig{Alias: "MEM", Path: fmt.Sprintf("%s%d", DefaultMemTierPrefix(workerDir), rpcPort), Quota: "1GiB"})
 	}
 	return append(tiers, TierConfig{Alias: "HDD", Path: filepath.Join(workerDir, "hdd"), Quota: "16GiB"})
+}
+
+// DefaultMemTierPrefix is the start of the default MEM tier's path of the
+// worker whose dir is workerDir; the worker's RPC port completes it. It
+// lives outside the worker's dir (RAM), so whoever throws a home away (a
+// test) removes these too: a glob of the prefix finds them.
+func DefaultMemTierPrefix(workerDir string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(workerDir))
+	return fmt.Sprintf("/dev/shm/alluvium-%08x-", h.Sum32())
 }
 
 func (c *Config) validate() error {
