@@ -380,7 +380,9 @@ func (o *output) renderSection(results []*result, notes []string, count int, whe
 	var b strings.Builder
 	host, _ := os.Hostname()
 	machine := fmt.Sprintf("%s: %s, %d CPUs, %s/%s, %s", when.UTC().Format("2006-01-02 15:04 UTC"), host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
-	gs := goals
+	// A partial run may be of tests/scale's benchmarks too (ScaleInodes,
+	// ScaleWorkers): only the goals of what was measured are shown.
+	gs := append(append([]goal(nil), goals...), scaleGoals...)
 	if o.section == "scale" {
 		fmt.Fprintf(&b, "## Scale (`make bench-scale`)\n%s\n\n", keepMarker)
 		fmt.Fprintf(&b, "Written by `make bench-scale` (tests/scale, benchreport -section %s) on %s;\n", o.section, machine)

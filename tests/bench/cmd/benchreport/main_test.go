@@ -74,3 +74,15 @@ func TestPartialRunSection(t *testing.T) {
 		t.Fatalf("a full run dropped the partial run's section:\n%s", again)
 	}
 }
+
+// A partial run of a tests/scale benchmark shows its goals too.
+func TestPartialScaleRunShowsItsGoals(t *testing.T) {
+	refs, missingRefs = map[string]string{}, nil
+	out := "BenchmarkScaleInodes-2   	       1	 5 ns/op	  11.99 restart-s\n"
+	results, notes := parse(strings.NewReader(out))
+	o := &output{section: "scale-inodes", pkg: "./tests/scale/", bench: "ScaleInodes$"}
+	sec := o.renderSection(results, notes, 1, time.Unix(0, 0))
+	if want := "| FS master restart (checkpoint + tail), kill -9 to serving | ScaleInodes restart-s | ≤ 15.00 | 11.99 | met |"; !strings.Contains(sec, want) {
+		t.Errorf("section lacks %q:\n%s", want, sec)
+	}
+}
