@@ -43,9 +43,7 @@ func (ns *namespace) CreateFiles(ctx context.Context, req *api.CreateFilesReques
 		args[i], ok[i] = a, true
 	}
 	var last *txn
-	ns.mu.Lock()
-	if err := ns.usable(); err != nil {
-		ns.mu.Unlock()
+	if err := ns.lockUsable(); err != nil {
 		return nil, err
 	}
 	for i, f := range files {
@@ -81,9 +79,7 @@ func (ns *namespace) CompleteFiles(ctx context.Context, req *api.CompleteFilesRe
 	}
 	done := make([]completed, 0, len(files))
 	var last *txn
-	ns.mu.Lock()
-	if err := ns.usable(); err != nil {
-		ns.mu.Unlock()
+	if err := ns.lockUsable(); err != nil {
 		return nil, err
 	}
 	for i, f := range files {

@@ -214,6 +214,17 @@ func (ns *namespace) usable() error {
 	return ns.standby
 }
 
+// lockUsable takes ns.mu for a write when the namespace is usable; else it
+// returns why not, holding nothing.
+func (ns *namespace) lockUsable() error {
+	ns.mu.Lock()
+	if err := ns.usable(); err != nil {
+		ns.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
 func dirEntry(d *api.InodeDirectoryEntry) *api.JournalEntry {
 	return &api.JournalEntry{Body: &api.JournalEntry_InodeDirectory{InodeDirectory: d}}
 }
@@ -773,9 +784,7 @@ func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequ
 	if err != nil {
 		return nil, err
 	}
-	ns.mu.Lock()
-	if err := ns.usable(); err != nil {
-		ns.mu.Unlock()
+	if err := ns.lockUsable(); err != nil {
 		return nil, err
 	}
 	c, err := ns.completeLocked(ctx, p, req)
