@@ -118,24 +118,13 @@ func cacheMany(c api.BlockWorkerClient, user string, calls []*cacheCall) {
 		call.resp, call.err = c.CacheBlock(call.ctx, call.req)
 		return
 	}
-	ctx, cancel := context.WithCancel(rpc.ActAs(context.Background(), user))
-	defer cancel()
-	var (
-		mu      sync.Mutex
-		waiting = len(calls)
-	)
 	req := &api.CacheBlocksRequest{Blocks: make([]*api.CacheBlockRequest, len(calls))}
+	waiters := make([]context.Context, len(calls))
 	for i, call := range calls {
-		req.Blocks[i] = call.req
-		stop := context.AfterFunc(call.ctx, func() {
-			mu.Lock()
-			defer mu.Unlock()
-			if waiting--; waiting == 0 {
-				cancel() // every caller has gone
-			}
-		})
-		defer stop()
+		req.Blocks[i], waiters[i] = call.req, call.ctx
 	}
+	ctx, stop := coalesce.WhileAnyWaits(rpc.ActAs(context.Background(), user), waiters)
+	defer stop()
 	resp, err := c.CacheBlocks(ctx, req)
 	if status.Code(err) == codes.Unimplemented {
 		// An older block worker: one call each, at once.

@@ -87,7 +87,11 @@ func (j *joiner[Req]) run(user string, items []*joined[Req]) {
 		return
 	}
 	// The batch goes on while any of its callers waits.
-	ctx, stop := whileAnyWaits(rpc.ActAs(context.Background(), user), items)
+	waiters := make([]context.Context, len(items))
+	for i, c := range items {
+		waiters[i] = c.ctx
+	}
+	ctx, stop := coalesce.WhileAnyWaits(rpc.ActAs(context.Background(), user), waiters)
 	defer stop()
 	for len(items) > 0 {
 		n := min(len(items), maxJoined)
@@ -124,32 +128,6 @@ func (j *joiner[Req]) runBatch(ctx context.Context, items []*joined[Req]) {
 		default:
 			c.info = results[i].GetInfo()
 		}
-	}
-}
-
-// whileAnyWaits returns a context derived from base that ends once every
-// item's context has ended (a batch nobody waits for stops), and the func
-// that releases it.
-func whileAnyWaits[Req any](base context.Context, items []*joined[Req]) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(base)
-	left := atomic.Int64{}
-	left.Store(int64(len(items)))
-	stops := make([]func() bool, 0, len(items))
-	for _, c := range items {
-		if c.ctx.Done() == nil {
-			continue // never ends: the batch never stops for lack of callers
-		}
-		stops = append(stops, context.AfterFunc(c.ctx, func() {
-			if left.Add(-1) == 0 {
-				cancel()
-			}
-		}))
-	}
-	return ctx, func() {
-		for _, s := range stops {
-			s()
-		}
-		cancel()
 	}
 }
 
