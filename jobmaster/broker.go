@@ -311,6 +311,15 @@ func (b *broker) setWorker(w *workerRec) {
 		b.workers[w.ID] = slot
 		b.live.Store(int64(len(b.workers)))
 	}
+	// The indexes by block worker hold each worker's current block worker
+	// only (a removal then drops its entries without a walk of them all:
+	// thousands of workers declared LOST at once cost the square of it).
+	if slot.bwAddr != w.BWAddr {
+		b.unindexBWLocked(w.ID, slot.bwAddr, 0)
+	}
+	if slot.bwID != w.BWID {
+		b.unindexBWLocked(w.ID, "", slot.bwID)
+	}
 	slot.threads, slot.addr, slot.bwID, slot.bwAddr, slot.rec = w.Threads, w.Address, w.BWID, w.BWAddr, w
 	slot.capacity = int(w.Capacity)
 	if slot.capacity <= 0 {
@@ -327,8 +336,21 @@ func (b *broker) setWorker(w *workerRec) {
 	b.wakeIdleLocked()
 }
 
+// unindexBWLocked drops worker id's entries for block worker address addr
+// and id bwID ("" and 0: none) — unless another worker holds them now (a
+// replacement that registered the same block worker).
+func (b *broker) unindexBWLocked(id int64, addr string, bwID int64) {
+	if addr != "" && b.byBW[addr] == id {
+		delete(b.byBW, addr)
+	}
+	if bwID != 0 && b.byBWID[bwID] == id {
+		delete(b.byBWID, bwID)
+	}
+}
+
 func (b *broker) removeWorkerLocked(id int64) {
-	if _, ok := b.workers[id]; !ok {
+	slot, ok := b.workers[id]
+	if !ok {
 		return
 	}
 	delete(b.workers, id)
@@ -336,16 +358,7 @@ func (b *broker) removeWorkerLocked(id int64) {
 	delete(b.waiting, id)
 	// A worker declared LOST holds nothing the settle must wait for.
 	b.heardLocked(id)
-	for a, w := range b.byBW {
-		if w == id {
-			delete(b.byBW, a)
-		}
-	}
-	for a, w := range b.byBWID {
-		if w == id {
-			delete(b.byBWID, a)
-		}
-	}
+	b.unindexBWLocked(id, slot.bwAddr, slot.bwID)
 	if q := b.pref[id]; q != nil {
 		for {
 			k, ok := q.pop()

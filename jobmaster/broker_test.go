@@ -289,3 +289,30 @@ func TestBrokerSettleWithoutWorkers(t *testing.T) {
 		t.Fatalf("handed out %v, want both tasks", p.keys)
 	}
 }
+
+// The indexes by block worker hold each live worker's current block
+// worker: a removal drops its own entries only (not a replacement's that
+// took the same block worker), and a worker moved to another block worker
+// leaves no entry behind.
+func TestBrokerBlockWorkerIndexes(t *testing.T) {
+	b := brokerWithWorkers(t, 2, 2)
+	want := func(byBW map[string]int64, byBWID map[int64]int64) {
+		t.Helper()
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if fmt.Sprint(b.byBW) != fmt.Sprint(byBW) || fmt.Sprint(b.byBWID) != fmt.Sprint(byBWID) {
+			t.Fatalf("indexes %v %v, want %v %v", b.byBW, b.byBWID, byBW, byBWID)
+		}
+	}
+	want(map[string]int64{"bw1:1": 1, "bw2:1": 2}, map[int64]int64{101: 1, 102: 2})
+	// Worker 3 replaces worker 1 on its block worker; then 1 is lost.
+	b.setWorker(&workerRec{ID: 3, BWID: 101, BWAddr: "bw1:1", Capacity: 2, State: api.WorkerState_LIVE})
+	b.setWorker(&workerRec{ID: 1, State: api.WorkerState_LOST})
+	want(map[string]int64{"bw1:1": 3, "bw2:1": 2}, map[int64]int64{101: 3, 102: 2})
+	// Worker 2 moves to another block worker.
+	b.setWorker(&workerRec{ID: 2, BWID: 109, BWAddr: "bw9:1", Capacity: 2, State: api.WorkerState_LIVE})
+	want(map[string]int64{"bw1:1": 3, "bw9:1": 2}, map[int64]int64{101: 3, 109: 2})
+	b.setWorker(&workerRec{ID: 2, State: api.WorkerState_LOST})
+	b.setWorker(&workerRec{ID: 3, State: api.WorkerState_LOST})
+	want(map[string]int64{}, map[int64]int64{})
+}
