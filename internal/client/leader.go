@@ -309,16 +309,17 @@ func (g *group) classify(ctx context.Context, addr string, err error, trailer me
 }
 
 // retry decides whether to try again after an attempt, and waits the
-// backoff. fails counts the connection failures so far.
+// backoff (jittered, so the clients a failover turned away do not come
+// back at one instant). fails counts the connection failures so far.
 type retry struct {
 	g        *group
 	deadline time.Time
-	backoff  time.Duration
+	backoff  *Backoff
 	fails    int
 }
 
 func (g *group) newRetry() *retry {
-	r := &retry{g: g, deadline: time.Now(), backoff: 50 * time.Millisecond}
+	r := &retry{g: g, deadline: time.Now(), backoff: NewBackoff(50*time.Millisecond, maxRetryBackoff)}
 	if g.o.ElectionWait > 0 {
 		r.deadline = r.deadline.Add(max(g.o.ElectionWait, g.o.CallTimeout))
 	}
@@ -344,17 +345,17 @@ func (r *retry) again(ctx context.Context, o outcome, idempotent, redirected boo
 	if redirected && ctx.Err() == nil {
 		return true
 	}
-	if ctx.Err() != nil || time.Now().Add(r.backoff).After(r.deadline) {
+	wait := r.backoff.Next()
+	if ctx.Err() != nil || time.Now().Add(wait).After(r.deadline) {
 		return false
 	}
-	t := time.NewTimer(r.backoff)
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-ctx.Done():
 		return false
 	}
-	r.backoff = min(2*r.backoff, maxRetryBackoff)
 	return true
 }
 
