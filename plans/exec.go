@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/childproc"
 	"github.com/alluvium/alluvium/plans/spec"
 )
 
@@ -248,6 +249,9 @@ func (x *execTask) run(ctx context.Context, g []execItem) (ExecRun, int64, error
 	}
 	// Its own process group: a cancel or timeout kills what it started too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// And a job worker killed -9 takes the command with it (what the
+	// command started itself is not reached: it is in the group).
+	childproc.DieWithParent(cmd)
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	err = cmd.Run()

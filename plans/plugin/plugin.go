@@ -43,6 +43,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/childproc"
 	"github.com/alluvium/alluvium/plans"
 	"github.com/alluvium/alluvium/plans/spec"
 	"github.com/alluvium/alluvium/sdk/planplugin"
@@ -186,6 +187,8 @@ func (p *Plan) start() (*instance, error) {
 	cmd := exec.Command(p.path)
 	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
 	cmd.Dir = filepath.Dir(p.path)
+	// A job worker killed -9 takes its plugins with it.
+	childproc.DieWithParent(cmd)
 	c := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  planplugin.Handshake,
 		Plugins:          goplugin.PluginSet{planplugin.PluginName: &planplugin.GRPCPlugin{}},
