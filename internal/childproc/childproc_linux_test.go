@@ -11,11 +11,11 @@ import (
 	"time"
 )
 
-// As a helper process (ALLUVIUM_CHILDPROC_PARENT set), the test binary is
+// As a helper process (CHILDPROC_TEST_PARENT set), the test binary is
 // a parent that starts a long sleep with DieWithParent, prints its pid and
 // waits to be killed.
 func TestMain(m *testing.M) {
-	if os.Getenv("ALLUVIUM_CHILDPROC_PARENT") != "" {
+	if os.Getenv("CHILDPROC_TEST_PARENT") != "" {
 		cmd := exec.Command("sleep", "600")
 		DieWithParent(cmd)
 		if err := cmd.Start(); err != nil {
@@ -34,7 +34,7 @@ func TestChildDiesWithParent(t *testing.T) {
 		t.Skip("no sleep binary here")
 	}
 	parent := exec.Command(os.Args[0], "-test.run=^$")
-	parent.Env = append(os.Environ(), "ALLUVIUM_CHILDPROC_PARENT=1")
+	parent.Env = append(os.Environ(), "CHILDPROC_TEST_PARENT=1")
 	out, err := parent.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
