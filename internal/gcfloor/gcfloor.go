@@ -10,6 +10,7 @@
 package gcfloor
 
 import (
+	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -32,7 +33,7 @@ func Start(floor int64) (stop func()) {
 	if floor <= 0 || os.Getenv("GOGC") != "" {
 		return func() {}
 	}
-	t := &tuner{floor: uint64(floor), sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+	t := &tuner{floor: uint64(floor), sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/gogc:percent"}}}
 	t.adjust()
 	t.arm()
 	return func() {
@@ -75,6 +76,12 @@ func (t *tuner) adjust() {
 	live := uint64(0)
 	if t.sample[0].Value.Kind() == metrics.KindUint64 {
 		live = t.sample[0].Value.Uint64()
+	}
+	// The collector turned off (GOGC -1: the FS master pauses it while a
+	// checkpoint loads) stays off: whoever paused it sets it back, and a
+	// collection that ended just before the pause must not undo it.
+	if g := t.sample[1].Value; g.Kind() == metrics.KindUint64 && g.Uint64() > math.MaxInt32 {
+		return
 	}
 	p := percentFor(live, t.floor)
 	if p != t.percent && !t.stopped.Load() {

@@ -2,6 +2,7 @@ package gcfloor
 
 import (
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"testing"
 	"time"
@@ -70,5 +71,19 @@ func TestGOGCSetTurnsItOff(t *testing.T) {
 	runtime.GC()
 	if p := gogc(); p != 100 {
 		t.Fatalf("GOGC %d with GOGC=100 in the environment", p)
+	}
+}
+
+// A collector someone turned off (the FS master's checkpoint load) stays
+// off through an adjustment.
+func TestAdjustLeavesAPausedCollector(t *testing.T) {
+	t.Setenv("GOGC", "")
+	stop := Start(Default)
+	defer stop()
+	old := debug.SetGCPercent(-1)
+	tu := &tuner{floor: Default, sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/gogc:percent"}}}
+	tu.adjust()
+	if got := debug.SetGCPercent(old); got != -1 {
+		t.Fatalf("the paused collector's GOGC became %d after an adjustment, want it left off (-1)", got)
 	}
 }
