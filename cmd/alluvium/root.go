@@ -124,10 +124,11 @@ func (g *globals) load(cmd *cobra.Command) (*config.Config, error) {
 
 // serverProcess readies the process of a long-running server role: the
 // garbage collector's heap floor (internal/gcfloor: at most
-// gcfloor.Default more heap than Go's default, none once the live heap is
-// larger; off when GOGC is set) and the role's logger.
+// process.gc-heap-floor more heap than Go's default, none once the live
+// heap is larger; off when GOGC is set or the key is 0) and the role's
+// logger.
 func serverProcess(c *config.Config, role string) (*zap.Logger, error) {
-	gcfloor.Start(gcfloor.Default)
+	gcfloor.Start(c.Process.HeapFloor())
 	return logger(c, role)
 }
 

@@ -53,7 +53,21 @@ type Config struct {
 	Console   ConsoleConfig   `mapstructure:"console"`
 	Client    ClientConfig    `mapstructure:"client"`
 	Limits    LimitsConfig    `mapstructure:"limits"`
+	Process   ProcessConfig   `mapstructure:"process"`
 }
+
+// ProcessConfig tunes the Go runtime of a long-running server process.
+type ProcessConfig struct {
+	// GCHeapFloor is the heap the garbage collector may add above the live
+	// heap before it runs (internal/gcfloor), as a byte size; "0" leaves
+	// Go's default (GOGC=100). A GOGC in the environment wins over it.
+	GCHeapFloor string `mapstructure:"gc-heap-floor"`
+	// gcHeapFloor is GCHeapFloor parsed (by validate).
+	gcHeapFloor int64
+}
+
+// HeapFloor is process.gc-heap-floor in bytes.
+func (p ProcessConfig) HeapFloor() int64 { return p.gcHeapFloor }
 
 // ConsoleConfig configures the web console the masters' http ports serve
 // under /ui/.
@@ -423,6 +437,7 @@ func Default() map[string]any {
 		"security.tls.client-key":                    "",
 		"security.tls.server-name":                   "",
 		"limits.max-request-bytes":                   16 << 20,
+		"process.gc-heap-floor":                      "128MiB",
 		"fsmaster.path.max-length":                   4096,
 		"fsmaster.path.max-depth":                    512,
 		"fsmaster.max-expensive-calls":               64,
@@ -796,6 +811,11 @@ func (c *Config) validate() error {
 	if c.Limits.MaxRequestBytes < 1<<20 {
 		return fmt.Errorf("config: limits.max-request-bytes = %d: want at least 1048576 (a block chunk must fit)", c.Limits.MaxRequestBytes)
 	}
+	floor, err := humanize.ParseBytes(c.Process.GCHeapFloor)
+	if err != nil {
+		return fmt.Errorf("config: process.gc-heap-floor: %w", err)
+	}
+	c.Process.gcHeapFloor = floor
 	switch c.FSMaster.Journal.Type {
 	case JournalLocal, JournalEmbedded:
 	default:

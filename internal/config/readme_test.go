@@ -81,16 +81,34 @@ func TestLoadLayers(t *testing.T) {
 	}
 }
 
+func TestGCHeapFloor(t *testing.T) {
+	for val, want := range map[string]int64{"": 128 << 20, "0": 0, "64MiB": 64 << 20} {
+		l := NewLoader()
+		l.Set("home", t.TempDir())
+		if val != "" {
+			l.Set("process.gc-heap-floor", val)
+		}
+		c, err := l.Load()
+		if err != nil {
+			t.Fatalf("gc-heap-floor %q: %v", val, err)
+		}
+		if got := c.Process.HeapFloor(); got != want {
+			t.Errorf("gc-heap-floor %q: HeapFloor() = %d, want %d", val, got, want)
+		}
+	}
+}
+
 func TestBadConfig(t *testing.T) {
 	for key, val := range map[string]any{
-		"log.format":        "xml",
-		"worker.role":       "boss",
-		"fsmaster.rpc-port": 70000,
+		"log.format":            "xml",
+		"worker.role":           "boss",
+		"fsmaster.rpc-port":     70000,
+		"process.gc-heap-floor": "lots",
 	} {
 		l := NewLoader()
 		l.Set(key, val)
-		if _, err := l.Load(); err == nil {
-			t.Errorf("%s=%v loaded without error", key, val)
+		if _, err := l.Load(); err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%s=%v: error %v, want one naming the key", key, val, err)
 		}
 	}
 	if _, err := humanize.ParseBytes("12 parsecs"); err == nil {

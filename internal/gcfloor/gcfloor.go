@@ -19,9 +19,6 @@ import (
 	"sync/atomic"
 )
 
-// Default is the floor the server roles use (docs/ARCHITECTURE.md, "Memory").
-const Default = 128 << 20
-
 // maxPercent bounds the GOGC the floor sets (a nearly empty heap).
 const maxPercent = 2000
 

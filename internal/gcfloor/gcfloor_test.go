@@ -8,6 +8,9 @@ import (
 	"time"
 )
 
+// testFloor is the server roles' default floor (process.gc-heap-floor).
+const testFloor = 128 << 20
+
 func gogc() uint64 {
 	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
 	metrics.Read(s)
@@ -78,10 +81,10 @@ func TestGOGCSetTurnsItOff(t *testing.T) {
 // off through an adjustment.
 func TestAdjustLeavesAPausedCollector(t *testing.T) {
 	t.Setenv("GOGC", "")
-	stop := Start(Default)
+	stop := Start(testFloor)
 	defer stop()
 	old := debug.SetGCPercent(-1)
-	tu := &tuner{floor: Default, sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/gogc:percent"}}}
+	tu := &tuner{floor: testFloor, sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/gogc:percent"}}}
 	tu.adjust()
 	if got := debug.SetGCPercent(old); got != -1 {
 		t.Fatalf("the paused collector's GOGC became %d after an adjustment, want it left off (-1)", got)
