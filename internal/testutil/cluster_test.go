@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"testing"
 
 	"github.com/alluvium/alluvium/internal/config"
@@ -62,5 +63,33 @@ func TestMetrics(t *testing.T) {
 	}
 	if _, err := Metrics(addr + "/nope"); err == nil {
 		t.Fatal("Metrics of a bad address: no error")
+	}
+}
+
+// FreePort's ports are distinct, bindable and outside the kernel's
+// ephemeral range (where a released ":0" port could be taken by any
+// outgoing connection before the test binds it).
+func TestFreePort(t *testing.T) {
+	lo, hi := 32768, 60999
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		fmt.Sscan(string(b), &lo, &hi)
+	}
+	seen := map[int]bool{}
+	for range 300 { // more than one 200-port range
+		p := FreePort(t)
+		if seen[p] {
+			t.Fatalf("port %d handed out twice", p)
+		}
+		seen[p] = true
+		if p >= lo && p <= hi {
+			t.Fatalf("port %d is in the ephemeral range %d-%d", p, lo, hi)
+		}
+	}
+	for p := range seen {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			t.Fatalf("port %d: %v", p, err)
+		}
+		l.Close()
 	}
 }

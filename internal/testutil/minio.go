@@ -2,7 +2,6 @@ package testutil
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -67,8 +66,8 @@ func StartMinIO(t testing.TB) *MinIO {
 		}
 		t.Skip("!!! " + msg)
 	}
-	port := freePort(t)
-	console := freePort(t)
+	port := FreePort(t)
+	console := FreePort(t)
 	m := &MinIO{
 		Endpoint:  fmt.Sprintf("127.0.0.1:%d", port),
 		AccessKey: "alluvium-test",
@@ -99,14 +98,4 @@ func StartMinIO(t testing.TB) *MinIO {
 	}
 	t.Fatalf("minio not healthy after 60s:\n%s", m.Proc.Log())
 	return nil
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -97,6 +97,17 @@ func Binary(t testing.TB) string {
 // test server is about to listen on.
 func PortBase(t testing.TB) int {
 	t.Helper()
+	base, f := reservePorts()
+	if f == nil {
+		t.Fatal("testutil: no free port range")
+	}
+	t.Cleanup(func() { f.Close() })
+	return base
+}
+
+// reservePorts flocks a free 200-port range and returns its base and the
+// open lock file (closing it frees the range); nil when none is free.
+func reservePorts() (int, *os.File) {
 	lockDir := filepath.Join(os.TempDir(), "alluvium-test-ports")
 	_ = os.MkdirAll(lockDir, 0o777)
 	bases := portBases()
@@ -114,11 +125,41 @@ func PortBase(t testing.TB) int {
 			f.Close()
 			continue
 		}
-		t.Cleanup(func() { f.Close() })
-		return base
+		return base, f
 	}
-	t.Fatal("testutil: no free port range")
-	return 0
+	return 0, nil
+}
+
+// singlePorts hands out FreePort's ports from ranges this test binary
+// holds until it exits.
+var singlePorts struct {
+	sync.Mutex
+	next, end int
+}
+
+// FreePort returns a loopback port nothing listens on, from a range
+// reserved as PortBase's are: outside the ephemeral range, so unlike a
+// port the kernel picked for ":0" and released, no outgoing connection can
+// take it before the test's server binds it.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	singlePorts.Lock()
+	defer singlePorts.Unlock()
+	for {
+		if singlePorts.next == singlePorts.end {
+			base, f := reservePorts()
+			if f == nil {
+				t.Fatal("testutil: no free port range")
+			}
+			_ = f // held (and the range with it) until the test binary exits
+			singlePorts.next, singlePorts.end = base, base+200
+		}
+		p := singlePorts.next
+		singlePorts.next++
+		if portsFree(p, 1) {
+			return p
+		}
+	}
 }
 
 // portBases lists the 200-port ranges in [20000, 65536) that do not meet

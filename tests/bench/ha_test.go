@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,32 +27,16 @@ import (
 // leader needs to be a caught-up standby once its link is back beside a
 // standby restarted after missing the same writes.
 
-// freePorts returns n loopback ports nothing listens on now.
-func freePorts(b *testing.B, n int) []int {
-	b.Helper()
-	var ls []net.Listener
-	var out []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return out
-}
-
 // inProcessMasters starts n FS masters in this process — one with a local
 // journal, or n sharing an embedded journal over loopback TCP — each on
 // its own journal dir, and returns a client of them that follows the
 // leader (as every caller's client layer does) and a stop function.
 func inProcessMasters(b *testing.B, n int) (*client.FSMaster, []*fsmaster.Master, func()) {
 	b.Helper()
-	ports := freePorts(b, 2*n)
+	ports := make([]int, 2*n)
+	for i := range ports {
+		ports[i] = testutil.FreePort(b)
+	}
 	var peers, addrs []string
 	for i := 0; i < n; i++ {
 		peers = append(peers, fmt.Sprintf("m%d=127.0.0.1:%d|127.0.0.1:%d", i, ports[n+i], ports[i]))

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	mrand "math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/rpc"
+	"github.com/alluvium/alluvium/internal/testutil"
 	"github.com/alluvium/alluvium/jobmaster"
 	"github.com/alluvium/alluvium/jobworker"
 	"github.com/alluvium/alluvium/plans"
@@ -72,15 +72,6 @@ func (noopPlan) Run(context.Context, plans.Env, *plans.Task) (plans.Result, erro
 }
 func (noopPlan) Done(context.Context, plans.Env, plans.Job) (bool, error) { return true, nil }
 
-func freePort(b testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func benchConfig(b testing.TB) *config.Config {
 	l := config.NewLoader()
 	l.Set("home", b.TempDir())
@@ -91,7 +82,7 @@ func benchConfig(b testing.TB) *config.Config {
 	cfg.Log.Level = "warn"
 	jm := &cfg.JobMaster
 	jm.Host, jm.BindHost = "127.0.0.1", "127.0.0.1"
-	jm.RPCPort, jm.HTTPPort, jm.Raft.Port = freePort(b), freePort(b), freePort(b)
+	jm.RPCPort, jm.HTTPPort, jm.Raft.Port = testutil.FreePort(b), testutil.FreePort(b), testutil.FreePort(b)
 	jm.Raft.NodeID = ""
 	jm.Raft.NodeID = fmt.Sprintf("127.0.0.1:%d", jm.Raft.Port)
 	jm.Raft.HeartbeatTimeout = 200 * time.Millisecond

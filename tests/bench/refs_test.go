@@ -19,6 +19,7 @@ import (
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/raftgroup"
+	"github.com/alluvium/alluvium/internal/testutil"
 )
 
 // reference records, for docs/BENCHMARKS.md, what a benchmark's metrics
@@ -115,7 +116,7 @@ func (nopSnap) Release()                          {}
 func rawRaftApplies(b *testing.B, entries int, size int, appliers int) (time.Duration, uint64) {
 	b.Helper()
 	cfg := benchConfig(b)
-	port := freePort(b)
+	port := testutil.FreePort(b)
 	id := fmt.Sprintf("127.0.0.1:%d", port)
 	parts, err := raftgroup.Open(raftgroup.StoreOptions{
 		Dir: filepath.Join(b.TempDir(), "raft"), DirKey: "dir", BindHost: "127.0.0.1", Host: "127.0.0.1", HostKey: "host",
