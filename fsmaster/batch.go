@@ -103,12 +103,53 @@ func (ns *namespace) CompleteFiles(ctx context.Context, req *api.CompleteFilesRe
 	return resp, nil
 }
 
-// GetStatuses answers many stats, each as GetStatus would.
+// GetStatuses answers many stats, each as GetStatus would. The paths the
+// namespace does not hold yet are learned from the UFS first, all of them,
+// and the call waits for the journal once (for the last entry: they are
+// durable in order) — not once per path, one after another, as a loop of
+// GetStatus would — then each stat is answered.
 func (ns *namespace) GetStatuses(ctx context.Context, req *api.GetStatusesRequest) (*api.GetStatusesResponse, error) {
 	reqs := req.GetRequests()
 	resp := &api.GetStatusesResponse{Results: make([]*api.CreateFileResult, len(reqs))}
+	learned := make([]bool, len(reqs))
+	var last *txn
 	for i, r := range reqs {
-		info, err := ns.GetStatus(ctx, r)
+		lt := r.GetLoadMetadataType()
+		if lt == api.LoadMetadataType_ALWAYS || lt == api.LoadMetadataType_NEVER {
+			continue // answered alone below (ALWAYS syncs its path)
+		}
+		p, err := ns.clean("stat", r.GetPath())
+		if err != nil {
+			continue // answered below, with the error a single call gives
+		}
+		ns.mu.RLock()
+		known := ns.st.lookup(p) != nil
+		ns.mu.RUnlock()
+		if known {
+			continue
+		}
+		t, err := ns.learnPath(ctx, p, lt)
+		if status.Code(err) == codes.Unavailable {
+			return nil, err // see below
+		}
+		if err != nil {
+			ns.op("stat")
+			resp.Results[i] = result(nil, err)
+			continue
+		}
+		learned[i] = true
+		if t != nil && t.last != nil {
+			last = t
+		}
+	}
+	if err := last.wait(ctx); err != nil {
+		return nil, err
+	}
+	for i, r := range reqs {
+		if resp.Results[i] != nil {
+			continue
+		}
+		info, err := ns.getStatus(ctx, r, learned[i])
 		if status.Code(err) == codes.Unavailable {
 			// Not leading (any more), or the journal failed: the whole
 			// call is refused, as each of its single calls would be.

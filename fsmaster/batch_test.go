@@ -2,6 +2,10 @@ package fsmaster
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -118,5 +122,74 @@ func TestBatchesRefusedWholeByAStandby(t *testing.T) {
 	ns.mu.Unlock()
 	if _, err := ns.GetStatus(ctx, &api.GetStatusRequest{Path: "/tmpw/s"}); status.Code(err) != codes.NotFound {
 		t.Errorf("/tmpw/s after a refused CreateFiles: %v, want NotFound", err)
+	}
+}
+
+// waitCounter is a memJournal that counts the waits for its entries.
+type waitCounter struct {
+	memJournal
+	waits atomic.Int64
+}
+
+type countedWaiter struct{ c *waitCounter }
+
+func (w countedWaiter) Wait(context.Context) error { w.c.waits.Add(1); return nil }
+
+func (c *waitCounter) Append(e *api.JournalEntry) waiter {
+	c.memJournal.Append(e)
+	return countedWaiter{c}
+}
+
+// A batch of stats of files the namespace has not learned yet learns them
+// all from the UFS and waits for the journal once, not once per file; its
+// answers are those of single stats (a missing file NotFound, the others
+// learned with their UFS length).
+func TestGetStatusesLearnsItsPathsAndWaitsOnce(t *testing.T) {
+	ufsDir := filepath.Join(t.TempDir(), "ufs")
+	if err := os.MkdirAll(filepath.Join(ufsDir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	j := &waitCounter{}
+	ns := newNamespace(NewState(), j, nsConfig{blockSize: 1024, owner: "u", group: "g"}, nil, nil)
+	if err := ns.bootstrap(context.Background(), "file://"+ufsDir, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.closeUFS)
+	var reqs []*api.GetStatusRequest
+	for i := range 5 {
+		name := filepath.Join(ufsDir, "d", fmt.Sprintf("f%d", i))
+		if err := os.WriteFile(name, make([]byte, 100+i), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		reqs = append(reqs, &api.GetStatusRequest{Path: fmt.Sprintf("/d/f%d", i)})
+	}
+	reqs = append(reqs, &api.GetStatusRequest{Path: "/d/missing"})
+	before := j.waits.Load()
+	resp, err := ns.GetStatuses(context.Background(), &api.GetStatusesRequest{Requests: reqs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := j.waits.Load() - before; got != 1 {
+		t.Errorf("the batch waited for the journal %d times, want once", got)
+	}
+	for i, r := range resp.GetResults() {
+		if i == 5 {
+			if codes.Code(r.GetCode()) != codes.NotFound {
+				t.Errorf("/d/missing: %s %q, want NotFound", codes.Code(r.GetCode()), r.GetError())
+			}
+			continue
+		}
+		if r.GetCode() != 0 || r.GetInfo().GetLength() != int64(100+i) || r.GetInfo().GetPath() != reqs[i].Path {
+			t.Errorf("%s: %+v", reqs[i].Path, r)
+		}
+	}
+	check(t, ns)
+	// Learned: a second batch finds them all and waits for nothing.
+	before = j.waits.Load()
+	if _, err := ns.GetStatuses(context.Background(), &api.GetStatusesRequest{Requests: reqs[:5]}); err != nil {
+		t.Fatal(err)
+	}
+	if got := j.waits.Load() - before; got != 0 {
+		t.Errorf("a batch of known paths waited for the journal %d times", got)
 	}
 }

@@ -350,8 +350,20 @@ func (s *State) filesBelow(n *inode) []int64 {
 // fingerprint. Nothing happens when the deepest known ancestor already has
 // its children loaded (unless lt is ALWAYS) or lt is NEVER.
 func (ns *namespace) ensureLoaded(ctx context.Context, p string, lt api.LoadMetadataType) error {
+	t, err := ns.learnPath(ctx, p, lt)
+	if err != nil {
+		return err
+	}
+	return t.wait(ctx)
+}
+
+// learnPath is ensureLoaded without the wait for the journal: it returns
+// the txn of the entries it made (nil when it made none) for its caller to
+// wait on — a batch waits once, for its last, the entries being durable in
+// order.
+func (ns *namespace) learnPath(ctx context.Context, p string, lt api.LoadMetadataType) (*txn, error) {
 	if lt == api.LoadMetadataType_NEVER {
-		return nil
+		return nil, nil
 	}
 	ns.mu.RLock()
 	n, depth, comps := ns.st.lookupPrefix(p)
@@ -363,11 +375,11 @@ func (ns *namespace) ensureLoaded(ctx context.Context, p string, lt api.LoadMeta
 	}
 	ns.mu.RUnlock()
 	if !need {
-		return nil
+		return nil, nil
 	}
 	fs, err := ns.fsFor(ctx, m)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Find the deepest prefix of p the UFS has, from p upwards.
 	var found ufs.FileStatus
@@ -381,22 +393,22 @@ func (ns *namespace) ensureLoaded(ctx context.Context, p string, lt api.LoadMeta
 			break
 		}
 		if !errors.Is(err, ufs.ErrNotFound) && !errors.Is(err, ufs.ErrNotDir) {
-			return ufsErr("load", sub, err)
+			return nil, ufsErr("load", sub, err)
 		}
 	}
 	if k == depth {
-		return nil
+		return nil, nil
 	}
 	ns.mu.Lock()
 	if err := ns.usable(); err != nil {
 		ns.mu.Unlock()
-		return err
+		return nil, err
 	}
 	t := ns.begin()
 	n, d2, _ := ns.st.lookupPrefix("/" + strings.Join(comps[:k], "/"))
 	if cur, _ := ns.st.mountOf(p); cur == nil || cur.GetMountId() != m.GetMountId() || !n.dir() {
 		ns.mu.Unlock()
-		return nil
+		return nil, nil
 	}
 	parent := n
 	// Learned below a directory already listed (or itself news): news.
@@ -410,13 +422,13 @@ func (ns *namespace) ensureLoaded(ctx context.Context, p string, lt api.LoadMeta
 		}
 		if err := t.add(ns.ufsEntry(id, parent.id, st, t.now, announce)); err != nil {
 			ns.mu.Unlock()
-			return err
+			return nil, err
 		}
 		parent = ns.st.get(id)
 	}
 	ns.mu.Unlock()
 	ns.op("load-metadata")
-	return t.wait(ctx)
+	return t, nil
 }
 
 func mountRel(m *api.MountPointInfo, p string) (*api.MountPointInfo, string) {
@@ -881,6 +893,12 @@ func (ns *namespace) completeLocked(ctx context.Context, p string, req *api.Comp
 // GetStatus returns the status of a path, loading it from the UFS on first
 // sight.
 func (ns *namespace) GetStatus(ctx context.Context, req *api.GetStatusRequest) (*api.FileInfo, error) {
+	return ns.getStatus(ctx, req, false)
+}
+
+// getStatus is GetStatus; learned: the caller has learned the path from
+// the UFS already (and waited for the journal): a batch's first pass.
+func (ns *namespace) getStatus(ctx context.Context, req *api.GetStatusRequest, learned bool) (*api.FileInfo, error) {
 	const op = "stat"
 	ns.op(op)
 	p, err := ns.clean(op, req.GetPath())
@@ -899,8 +917,10 @@ func (ns *namespace) GetStatus(ctx context.Context, req *api.GetStatusRequest) (
 		}
 		ns.mu.RUnlock()
 	}
-	if err := ns.ensureLoaded(ctx, p, lt); err != nil {
-		return nil, err
+	if !learned {
+		if err := ns.ensureLoaded(ctx, p, lt); err != nil {
+			return nil, err
+		}
 	}
 	if lt == api.LoadMetadataType_ALWAYS {
 		if err := ns.syncPath(ctx, p); err != nil {

@@ -6,10 +6,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/coalesce"
+	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/plans"
 )
 
@@ -29,6 +32,7 @@ import (
 type planEnv struct {
 	plans.Env
 	workers *coalesce.Group[struct{}, workersAnswer]
+	stats   *coalesce.Joiner[string, *api.GetStatusRequest, *api.GetStatusResponse]
 }
 
 // workersAnswer is one shared listing: callers only read it.
@@ -52,10 +56,50 @@ func newPlanEnv(env plans.Env) *planEnv {
 		resp, err := env.BlockMaster().GetWorkerInfoList(ctx, &api.GetWorkerInfoListRequest{})
 		return workersAnswer{resp, err}
 	})
+	e.stats = coalesce.NewJoiner(maxJoinedStats,
+		func(user string) context.Context { return rpc.ActAs(context.Background(), user) },
+		func(ctx context.Context, req *api.GetStatusRequest) (*api.GetStatusResponse, error) {
+			return env.FS().GetStatus(ctx, req)
+		}, func(ctx context.Context, reqs []*api.GetStatusRequest) ([]*api.GetStatusResponse, []error, error) {
+			return getStatuses(ctx, env.FS(), reqs)
+		})
 	return e
 }
 
-func (e *planEnv) FS() api.FileSystemMasterClient { return memoFS{e.Env.FS()} }
+// maxJoinedStats bounds one GetStatuses of joined submits' stats (an
+// answer is a few hundred bytes).
+const maxJoinedStats = 512
+
+// getStatuses asks reqs in one GetStatuses call; an FS master from before
+// that call gets each alone.
+func getStatuses(ctx context.Context, fs api.FileSystemMasterClient, reqs []*api.GetStatusRequest) ([]*api.GetStatusResponse, []error, error) {
+	resps, errs := make([]*api.GetStatusResponse, len(reqs)), make([]error, len(reqs))
+	resp, err := fs.GetStatuses(ctx, &api.GetStatusesRequest{Requests: reqs})
+	if status.Code(err) == codes.Unimplemented {
+		var wg sync.WaitGroup
+		for i, r := range reqs {
+			wg.Go(func() { resps[i], errs[i] = fs.GetStatus(ctx, r) })
+		}
+		wg.Wait()
+		return resps, errs, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(resp.GetResults()) != len(reqs) {
+		return nil, nil, status.Errorf(codes.Internal, "the FS master answered %d of %d stats", len(resp.GetResults()), len(reqs))
+	}
+	for i, r := range resp.GetResults() {
+		if c := codes.Code(r.GetCode()); c != codes.OK {
+			errs[i] = status.Error(c, r.GetError())
+			continue
+		}
+		resps[i] = &api.GetStatusResponse{Info: r.GetInfo()}
+	}
+	return resps, errs, nil
+}
+
+func (e *planEnv) FS() api.FileSystemMasterClient { return memoFS{e.Env.FS(), e.stats} }
 
 func (e *planEnv) BlockMaster() api.BlockMasterClient {
 	return memoBM{BlockMasterClient: e.Env.BlockMaster(), workers: e.workers}
@@ -146,18 +190,29 @@ func memoized[Resp proto.Message](ctx context.Context, method string, key proto.
 
 // memoFS is the FS master client whose GetStatus goes through the
 // context's submitMemo.
-type memoFS struct{ api.FileSystemMasterClient }
+type memoFS struct {
+	api.FileSystemMasterClient
+	stats *coalesce.Joiner[string, *api.GetStatusRequest, *api.GetStatusResponse]
+}
 
 // GetStatus: a stat that also checks access (the validation's, with
 // GetStatusRequest.access) is always asked, and answers the plain stats of
-// the same path after it (the planner's).
+// the same path after it (the planner's). The validations' stats of the
+// moment go as one GetStatuses per acting user (the FS master answers and
+// checks each on its own, as the single call does, and learns the paths
+// it does not hold yet with one wait for its journal): concurrent submits
+// share one round trip.
 func (m memoFS) GetStatus(ctx context.Context, req *api.GetStatusRequest, opts ...grpc.CallOption) (*api.GetStatusResponse, error) {
 	key := req
-	if req.GetAccess() != 0 {
+	ask := req.GetAccess() != 0
+	if ask {
 		key = proto.CloneOf(req)
 		key.Access = 0
 	}
-	return memoized(ctx, "GetStatus", key, req.GetAccess() != 0, func() (*api.GetStatusResponse, error) {
+	return memoized(ctx, "GetStatus", key, ask, func() (*api.GetStatusResponse, error) {
+		if ask && len(opts) == 0 && m.stats != nil {
+			return m.stats.Do(ctx, rpc.ActingAs(ctx), req)
+		}
 		return m.FileSystemMasterClient.GetStatus(ctx, req, opts...)
 	})
 }

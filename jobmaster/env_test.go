@@ -3,13 +3,18 @@ package jobmaster
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/rpc"
 )
 
 type bmEnv struct {
@@ -195,5 +200,97 @@ func TestStatusMemoAccessStatAlwaysAsked(t *testing.T) {
 	}
 	if fs.calls["/a"] != 2 || plain.GetInfo().GetLength() != 2 {
 		t.Fatalf("plain stat after the access stat: %v after %d calls, want the second answer and no call", plain, fs.calls["/a"])
+	}
+}
+
+// joinFS answers single stats held until the test lets each go, and
+// batches at once (a path named /denied refused), recording each batch's
+// paths and the user it acted for.
+type joinFS struct {
+	api.FileSystemMasterClient
+	singles chan string
+	release chan struct{}
+	mu      sync.Mutex
+	batches map[string][]string // user → the paths of its one batch
+}
+
+func (f *joinFS) GetStatus(ctx context.Context, req *api.GetStatusRequest, _ ...grpc.CallOption) (*api.GetStatusResponse, error) {
+	f.singles <- req.GetPath()
+	<-f.release
+	return &api.GetStatusResponse{Info: &api.FileInfo{Path: req.GetPath(), Owner: rpc.ActingAs(ctx)}}, nil
+}
+
+func (f *joinFS) GetStatuses(ctx context.Context, req *api.GetStatusesRequest, _ ...grpc.CallOption) (*api.GetStatusesResponse, error) {
+	user := rpc.ActingAs(ctx)
+	resp := &api.GetStatusesResponse{}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range req.GetRequests() {
+		f.batches[user] = append(f.batches[user], r.GetPath())
+		if r.GetPath() == "/denied" {
+			resp.Results = append(resp.Results, &api.CreateFileResult{Code: int32(codes.PermissionDenied), Error: "stat /denied: permission denied"})
+			continue
+		}
+		resp.Results = append(resp.Results, &api.CreateFileResult{Info: &api.FileInfo{Path: r.GetPath(), Owner: user}})
+	}
+	return resp, nil
+}
+
+// The validations' stats (with an access check) that come while one of the
+// same user is in flight go as one GetStatuses acting for that user, each
+// answered on its own (a refused path refused alone); another user's go in
+// a batch of their own; a lone stat goes as the single call.
+func TestValidationStatsJoinPerUser(t *testing.T) {
+	fs := &joinFS{singles: make(chan string, 4), release: make(chan struct{}), batches: map[string][]string{}}
+	env := newPlanEnv(fsEnv{fs: fs})
+	type answer struct {
+		path string
+		resp *api.GetStatusResponse
+		err  error
+	}
+	answers := make(chan answer, 16)
+	stat := func(user, p string) {
+		go func() {
+			ctx := rpc.ActAs(withSubmitMemo(context.Background()), user)
+			resp, err := env.FS().GetStatus(ctx, &api.GetStatusRequest{Path: p, Access: 4})
+			answers <- answer{p, resp, err}
+		}()
+	}
+	stat("alice", "/a0")
+	stat("bob", "/b0")
+	for range 2 { // each user's first stat goes alone and is held
+		<-fs.singles
+	}
+	for _, p := range []string{"/a1", "/a2", "/denied"} {
+		stat("alice", p)
+	}
+	for _, p := range []string{"/b1", "/b2"} {
+		stat("bob", p)
+	}
+	waitFor(t, "the stats to wait for the next batch", func() bool {
+		return env.stats.Waiting("alice") == 3 && env.stats.Waiting("bob") == 2
+	})
+	fs.release <- struct{}{}
+	fs.release <- struct{}{}
+	for range 7 {
+		a := <-answers
+		switch {
+		case a.path == "/denied":
+			if status.Code(a.err) != codes.PermissionDenied {
+				t.Errorf("/denied: %v, want PermissionDenied", a.err)
+			}
+		case a.err != nil:
+			t.Errorf("%s: %v", a.path, a.err)
+		case a.resp.GetInfo().GetPath() != a.path || a.resp.GetInfo().GetOwner() != map[byte]string{'a': "alice", 'b': "bob"}[a.path[1]]:
+			t.Errorf("%s: answered %v", a.path, a.resp.GetInfo())
+		}
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for _, b := range fs.batches {
+		sort.Strings(b)
+	}
+	if got := fmt.Sprint(fs.batches); got != "map[alice:[/a1 /a2 /denied] bob:[/b1 /b2]]" {
+		t.Errorf("batches %s, want one for each user with its own paths", got)
 	}
 }
