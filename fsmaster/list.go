@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/paths"
@@ -16,36 +17,32 @@ import (
 // and no listing is ever built whole.
 func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest) (*api.ListStatusResponse, error) {
 	ns.op("ls")
-	// What an earlier listing learned ahead may be on this page: it is
-	// answered once that is durable too.
-	ns.aheadMu.Lock()
-	prevAhead, more := ns.ahead, ns.aheadMore
-	ns.aheadMu.Unlock()
 	// Directories learned from the UFS on the way are journaled as the
-	// listing goes; it waits for the journal once, before it answers.
-	var learned *txn
-	resp, err := ns.listStatus(ctx, req, &learned, false)
-	if err == nil && (learned != nil || more) {
-		ns.learnAhead(ctx, req, resp)
+	// listing goes; it waits for the journal once, before it answers:
+	// for its own entries (learned) and for the newest a learn-ahead had
+	// made when the page was built (seen), which covers every learned
+	// inode on the page (journal order is durability order).
+	var learned, seen *txn
+	resp, err := ns.listStatus(ctx, req, &learned, &seen, false)
+	if err == nil {
+		ns.learnAhead(ctx, req, resp, learned != nil)
 	}
 	if learned != nil {
 		if werr := learned.wait(ctx); werr != nil {
 			return nil, werr
 		}
 	}
-	if prevAhead != nil {
-		werr := prevAhead.wait(ctx)
-		if werr == nil || ctx.Err() == nil {
-			// Durable, or failed (and said so once): no listing need wait
-			// for it again. A txn of an earlier lead must not fail
-			// every later listing.
-			ns.aheadMu.Lock()
-			if ns.ahead == prevAhead {
-				ns.ahead = nil
+	if seen != nil && seen != learned {
+		if werr := seen.wait(ctx); werr != nil {
+			if ctx.Err() == nil {
+				// Failed (and said so once): a txn of an earlier lead must
+				// not fail every later listing.
+				ns.mu.Lock()
+				if ns.learnLast == seen {
+					ns.learnLast = nil
+				}
+				ns.mu.Unlock()
 			}
-			ns.aheadMu.Unlock()
-		}
-		if werr != nil {
 			return nil, werr
 		}
 	}
@@ -60,34 +57,90 @@ func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest)
 	return resp, err
 }
 
-// learnAhead learns, while the journal makes this page's learned entries
-// durable, the directories the next page of a recursive listing that is
-// learning a tree will need: their UFS listings and journal entries then
-// overlap this page's fsync and the caller's round trip instead of
-// following them. It lists nothing (dry); errors are left for the next
-// page to meet. A listing that syncs every directory (ALWAYS) gets no
+// maxAhead bounds the learn-aheads running at once (over all listings).
+const maxAhead = 2
+
+// learnAhead starts learning, in the background, the directories the next
+// page of a recursive listing that is learning a tree will need: their UFS
+// listings and journal entries then overlap this page's fsync, its answer
+// on the wire and the caller's next call instead of following them (the
+// next page meets them learned, or waits for the directory being learned:
+// learnShared). It lists nothing (dry) and keeps the caller's identity (its
+// permissions stop it as they would the listing); errors are left for the
+// next page to meet. A listing that syncs every directory (ALWAYS) gets no
 // learn-ahead: it would sync them twice.
-func (ns *namespace) learnAhead(ctx context.Context, req *api.ListStatusRequest, resp *api.ListStatusResponse) {
+func (ns *namespace) learnAhead(ctx context.Context, req *api.ListStatusRequest, resp *api.ListStatusResponse, learned bool) {
 	if !req.GetRecursive() || resp.NextPageToken == "" || req.GetLoadMetadataType() == api.LoadMetadataType_ALWAYS {
 		return
 	}
+	ns.aheadMu.Lock()
+	// Once a page learns nothing and no learn-ahead found anything, the
+	// tree is known: no more learn-aheads for it.
+	if (!learned && !ns.aheadMore && ns.aheadRun == 0) || ns.aheadRun >= maxAhead || ns.aheadCtx.Err() != nil {
+		ns.aheadMu.Unlock()
+		return
+	}
+	ns.aheadRun++
+	ns.aheadWG.Add(1)
+	ns.aheadMu.Unlock()
 	next := &api.ListStatusRequest{Path: req.GetPath(), Recursive: true, PageSize: req.GetPageSize(),
 		PageToken: resp.NextPageToken, LoadMetadataType: req.GetLoadMetadataType()}
-	var t *txn
-	_, _ = ns.listStatus(ctx, next, &t, true)
+	// The call's values (its identity), not its end: the learning
+	// outlives the answer, until the namespace closes.
+	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ns.aheadCtx, cancel)
+	go func() {
+		defer ns.aheadWG.Done()
+		defer cancel()
+		defer stop()
+		var t, seen *txn
+		_, _ = ns.listStatus(bctx, next, &t, &seen, true)
+		ns.aheadMu.Lock()
+		ns.aheadRun--
+		ns.aheadMore = t != nil
+		ns.aheadMu.Unlock()
+	}()
+}
+
+// stopAhead ends the learn-aheads and waits for them.
+func (ns *namespace) stopAhead() {
 	ns.aheadMu.Lock()
-	defer ns.aheadMu.Unlock()
-	ns.aheadMore = t != nil
-	if t != nil {
-		// Journal order is durability order: waiting for the newest
-		// learn-ahead covers the ones before it.
-		ns.ahead = t
+	ns.aheadStop()
+	ns.aheadMu.Unlock()
+	ns.aheadWG.Wait()
+}
+
+// learnShared is learnChildren for listings: a directory a listing or a
+// learn-ahead is learning already is waited for, not learned twice (the
+// caller looks again: it may still need learning if that failed).
+func (ns *namespace) learnShared(ctx context.Context, p string) (*txn, error) {
+	ns.aheadMu.Lock()
+	if ch, ok := ns.learning[p]; ok {
+		ns.aheadMu.Unlock()
+		select {
+		case <-ch:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
 	}
+	ch := make(chan struct{})
+	ns.learning[p] = ch
+	ns.aheadMu.Unlock()
+	defer func() {
+		ns.aheadMu.Lock()
+		delete(ns.learning, p)
+		ns.aheadMu.Unlock()
+		close(ch)
+	}()
+	return ns.learnChildren(ctx, p)
 }
 
 // listStatus lists one page; a dry one only learns what the page needs
-// (its infos carry nothing but their paths).
-func (ns *namespace) listStatus(ctx context.Context, req *api.ListStatusRequest, learned **txn, dry bool) (*api.ListStatusResponse, error) {
+// (it returns no infos, only the page's end in NextPageToken). seen is
+// set to the newest learning txn when the page was built: every learned
+// inode on the page is durable once it is.
+func (ns *namespace) listStatus(ctx context.Context, req *api.ListStatusRequest, learned, seen **txn, dry bool) (*api.ListStatusResponse, error) {
 	const op = "ls"
 	p, err := ns.clean(op, req.GetPath())
 	if err != nil {
@@ -117,6 +170,7 @@ func (ns *namespace) listStatus(ctx context.Context, req *api.ListStatusRequest,
 	}
 	sp := ns.syncPolicy(lt, ns.now())
 	resp := &api.ListStatusResponse{}
+	pg := &page{resp: resp, dry: dry}
 	pr := ns.caller(ctx)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -141,8 +195,9 @@ func (ns *namespace) listStatus(ctx context.Context, req *api.ListStatusRequest,
 			ns.mu.RUnlock()
 			return nil, perr
 		}
+		*seen = ns.learnLast
 		if !n.dir() {
-			if token == "" {
+			if token == "" && !dry {
 				resp.Infos = append(resp.Infos, ns.info(n, p, req.GetIncludeBlocks()))
 			}
 			ns.mu.RUnlock()
@@ -163,7 +218,7 @@ func (ns *namespace) listStatus(ctx context.Context, req *api.ListStatusRequest,
 		} else {
 			var full bool
 			var deny error
-			full, load, deny = ns.listTree(n, p, after, size, sp, req.GetIncludeBlocks(), resp, pr, dry)
+			full, load, deny = ns.listTree(n, p, after, size, sp, req.GetIncludeBlocks(), pg, pr)
 			if deny != nil {
 				ns.mu.RUnlock()
 				return nil, deny
@@ -171,23 +226,39 @@ func (ns *namespace) listStatus(ctx context.Context, req *api.ListStatusRequest,
 			if load == "" {
 				ns.mu.RUnlock()
 				if full {
-					resp.NextPageToken = resp.Infos[len(resp.Infos)-1].GetPath()
+					resp.NextPageToken = pg.last
 				}
 				return resp, nil
 			}
 		}
 		ns.mu.RUnlock()
-		t, err := ns.learnChildren(ctx, load)
+		var t *txn
+		if lt == api.LoadMetadataType_ALWAYS {
+			// A sync of its own: one under way may have read the UFS
+			// before this call began.
+			t, err = ns.learnChildren(ctx, load)
+		} else {
+			t, err = ns.learnShared(ctx, load)
+		}
 		if t != nil {
 			*learned = t
 		}
 		if err != nil {
 			return nil, err
 		}
-		if req.GetRecursive() && len(resp.Infos) > 0 {
-			after = relComponents(p, resp.Infos[len(resp.Infos)-1].GetPath())
+		if req.GetRecursive() && pg.n > 0 {
+			after = relComponents(p, pg.last)
 		}
 	}
+}
+
+// page is a recursive listing's page as it is built: a dry one (a
+// learn-ahead's) counts its entries and keeps no infos.
+type page struct {
+	resp *api.ListStatusResponse
+	dry  bool
+	n    int    // entries on the page
+	last string // the last one's path
 }
 
 // relComponents returns the names of clean path b below its ancestor a.
@@ -218,7 +289,7 @@ func (ns *namespace) listDir(n *inode, p, token string, size int, blocks bool, r
 // infos (full) or a directory must be merged from the UFS before its
 // children can be listed (load names it; the caller merges it and resumes
 // after the last info of the page).
-func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp syncPolicy, blocks bool, resp *api.ListStatusResponse, pr principal, dry bool) (full bool, load string, deny error) {
+func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp syncPolicy, blocks bool, pg *page, pr principal) (full bool, load string, deny error) {
 	// resumed: d is on the page token's path (or is its last entry), so an
 	// earlier page synced it.
 	var visit func(d *inode, dp string, after []string, resumed bool) bool // false: stop
@@ -249,15 +320,14 @@ func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp s
 				}
 				return cont
 			}
-			if len(resp.Infos) == size {
+			if pg.n == size {
 				full = true
 				cont = false
 				return false
 			}
-			if dry {
-				resp.Infos = append(resp.Infos, &api.FileInfo{Path: cp})
-			} else {
-				resp.Infos = append(resp.Infos, ns.info(c, cp, blocks))
+			pg.n, pg.last = pg.n+1, cp
+			if !pg.dry {
+				pg.resp.Infos = append(pg.resp.Infos, ns.info(c, cp, blocks))
 			}
 			if c.dir() {
 				cont = visit(c, cp, nil, false)

@@ -3,9 +3,13 @@ package fsmaster
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
 )
@@ -83,14 +87,14 @@ func TestListLearnsAhead(t *testing.T) {
 			}
 		}
 		if page == 1 {
-			// Page 1 ends in d00; the next page needs d01, learned ahead.
-			ns.mu.RLock()
-			d := ns.st.lookup("/t/d01")
-			loaded := d != nil && d.childrenLoaded()
-			ns.mu.RUnlock()
-			if !loaded {
-				t.Errorf("after the first page, /t/d01 was not learned ahead")
-			}
+			// Page 1 ends in d00; the next page needs d01, learned ahead
+			// (in the background: the answer does not wait for it).
+			waitFor(t, func() bool {
+				ns.mu.RLock()
+				defer ns.mu.RUnlock()
+				d := ns.st.lookup("/t/d01")
+				return d != nil && d.childrenLoaded()
+			})
 		}
 		if token = resp.NextPageToken; token == "" {
 			break
@@ -116,4 +120,144 @@ func TestListLearnsAhead(t *testing.T) {
 		t.Fatalf("listing a known tree journaled %d entries", len(j.entries)-n)
 	}
 
+}
+
+// learnedChildren counts the UFS children the journal learned, by parent id.
+func (j *lazyJournal) learnedChildren() map[int64]int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	out := map[int64]int{}
+	for _, e := range j.entries {
+		if u := e.GetUfsChildren(); u != nil {
+			out[u.GetParentId()] += len(u.GetChildren())
+		}
+	}
+	return out
+}
+
+// TestListLearnsOnce: listings of one tree that learn it at once (two
+// callers, each with its learn-aheads running beside its pages) learn each
+// UFS entry once — one inode and one journal record per entry — and list
+// the whole tree; closing the namespace ends the learn-aheads.
+func TestListLearnsOnce(t *testing.T) {
+	ufsDir := filepath.Join(t.TempDir(), "ufs")
+	const dirs, files = 12, 9
+	var want []string
+	for d := range dirs {
+		want = append(want, fmt.Sprintf("/t/d%02d", d))
+		for f := range files {
+			ufsWrite(t, ufsDir, fmt.Sprintf("t/d%02d/f%d", d, f), 1)
+			want = append(want, fmt.Sprintf("/t/d%02d/f%d", d, f))
+		}
+	}
+	j := &lazyJournal{}
+	ns := newNamespace(NewState(), j, nsConfig{blockSize: 1024, owner: "u", group: "g"}, nil, nil)
+	if err := ns.bootstrap(context.Background(), "file://"+ufsDir, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.closeUFS)
+
+	got := make([][]string, 2)
+	errs := make(chan error, len(got))
+	for i := range got {
+		go func() {
+			token := ""
+			for {
+				resp, err := ns.ListStatus(bg, &api.ListStatusRequest{Path: "/t", Recursive: true, PageSize: 4, PageToken: token})
+				if err != nil {
+					errs <- err
+					return
+				}
+				for _, fi := range resp.Infos {
+					got[i] = append(got[i], fi.Path)
+				}
+				if token = resp.NextPageToken; token == "" {
+					errs <- nil
+					return
+				}
+			}
+		}()
+	}
+	for range got {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range got {
+		if fmt.Sprint(got[i]) != fmt.Sprint(want) {
+			t.Fatalf("ls -R by caller %d\n got %v\nwant %v", i, got[i], want)
+		}
+	}
+	ns.stopAhead()
+	ns.aheadMu.Lock()
+	running := ns.aheadRun
+	ns.aheadMu.Unlock()
+	if running != 0 {
+		t.Fatalf("%d learn-aheads still running after stopAhead", running)
+	}
+	check(t, ns)
+	ns.mu.RLock()
+	byID := map[int64]string{}
+	for d := range dirs {
+		p := fmt.Sprintf("/t/d%02d", d)
+		if n := ns.st.lookup(p); n != nil {
+			byID[n.id] = p
+		}
+	}
+	ns.mu.RUnlock()
+	for id, n := range j.learnedChildren() {
+		if p, ok := byID[id]; ok && n != files {
+			t.Errorf("%s: the journal learned %d children, want %d (one per UFS entry)", p, n, files)
+		}
+	}
+}
+
+// TestLearnAheadKeepsPermissions: a learn-ahead runs as the listing's
+// caller, so it stops where the caller may not list, as the listing does:
+// a directory the caller may not read is never learned for it.
+func TestLearnAheadKeepsPermissions(t *testing.T) {
+	ufsDir := filepath.Join(t.TempDir(), "ufs")
+	ufsWrite(t, ufsDir, "t/open/f0", 1)
+	ufsWrite(t, ufsDir, "t/shut/f0", 1)
+	if err := os.Chmod(filepath.Join(ufsDir, "t/shut"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	j := &lazyJournal{}
+	ns := newNamespace(NewState(), j, nsConfig{blockSize: 1024, owner: "u", group: "g",
+		perm: permConfig{enabled: true, superuser: "root", groups: map[string][]string{}}}, nil, nil)
+	if err := ns.bootstrap(context.Background(), "file://"+ufsDir, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.closeUFS)
+
+	alice := as("alice")
+	// Page 1 is /t/open and its file; the learn-ahead of page 2 meets
+	// /t/shut, which alice may not list.
+	resp := must(ns.ListStatus(alice, &api.ListStatusRequest{Path: "/t", Recursive: true, PageSize: 2}))
+	if len(resp.Infos) != 2 || resp.NextPageToken != "/t/open/f0" {
+		t.Fatalf("page 1: %v, token %q", resp.Infos, resp.NextPageToken)
+	}
+	waitFor(t, func() bool {
+		ns.aheadMu.Lock()
+		defer ns.aheadMu.Unlock()
+		return ns.aheadRun == 0
+	})
+	ns.mu.RLock()
+	shut := ns.st.lookup("/t/shut")
+	learned := shut != nil && shut.childrenLoaded()
+	ns.mu.RUnlock()
+	if shut == nil || learned {
+		t.Fatalf("/t/shut: found %v, learned %v; want it found, not learned for alice", shut != nil, learned)
+	}
+	if n := j.learnedChildren()[shut.id]; n != 0 {
+		t.Fatalf("the journal learned %d children of /t/shut for alice", n)
+	}
+	_, err := ns.ListStatus(alice, &api.ListStatusRequest{Path: "/t", Recursive: true, PageSize: 2, PageToken: resp.NextPageToken})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("page 2 for alice: %v, want PermissionDenied", err)
+	}
+	if got := listAll(t, ns, "/t", true, 2); len(got) != 4 {
+		t.Fatalf("the system's ls -R /t: %v", got)
+	}
+	check(t, ns)
 }

@@ -56,14 +56,24 @@ type namespace struct {
 	st   *State
 	j    appender
 	last waiter // of the last appended entry
-	// ahead is the journal txn of the last learn-ahead of a recursive
-	// listing that learned something (list.go): every listing waits for
-	// it before it answers (at once when it is durable). aheadMore: the
-	// last learn-ahead learned something, so the tree is still being
-	// learned and the next page learns ahead again.
+	// learnLast is the txn of the newest UFS learning (learnChildren),
+	// under mu: a listing waits for the one it saw before it answers, so
+	// no inode on a page is answered before it is durable, whoever
+	// learned it (list.go).
+	learnLast *txn
+	// Learn-ahead of recursive listings (list.go), under aheadMu:
+	// learning holds the directories being learned by a listing or a
+	// learn-ahead (path → closed when done); aheadRun counts the
+	// learn-aheads running; aheadMore says the last one learned
+	// something, so the tree is still being learned and the next page
+	// learns ahead again. aheadCtx ends them (stopAhead).
 	aheadMu   sync.Mutex
-	ahead     *txn
+	learning  map[string]chan struct{}
+	aheadRun  int
 	aheadMore bool
+	aheadCtx  context.Context
+	aheadStop context.CancelFunc
+	aheadWG   sync.WaitGroup
 	broken    error // a journal write failed: refuse everything from now on
 	// standby, with an embedded journal, is why this master takes no
 	// calls now (it does not lead); nil while it leads, and always with a
@@ -115,7 +125,8 @@ func newNamespace(st *State, j appender, cfg nsConfig, blocks *blockMap, log *za
 		blocks = newBlockMap(time.Now)
 	}
 	ns := &namespace{st: st, j: j, cfg: cfg, log: log, blocks: blocks, now: time.Now, ufs: map[int64]ufs.FileSystem{},
-		superGroups: []string{cfg.group}, feed: newFeed(st.lastSeq)}
+		superGroups: []string{cfg.group}, feed: newFeed(st.lastSeq), learning: map[string]chan struct{}{}}
+	ns.aheadCtx, ns.aheadStop = context.WithCancel(context.Background())
 	blocks.keep = ns.keepBlock
 	return ns
 }
@@ -281,6 +292,7 @@ func (ns *namespace) dropUFS(mountID int64) {
 }
 
 func (ns *namespace) closeUFS() {
+	ns.stopAhead() // they would open the UFS again
 	ns.ufsMu.Lock()
 	defer ns.ufsMu.Unlock()
 	for id, fs := range ns.ufs {

@@ -160,6 +160,7 @@ func (ns *namespace) learnChildren(ctx context.Context, p string) (*txn, error) 
 		}
 		added += len(u.Children)
 		last = t
+		ns.learnLast = t
 		return nil
 	}
 	listed := true
@@ -219,6 +220,7 @@ func (ns *namespace) learnChildren(ctx context.Context, p string) (*txn, error) 
 				return last, err
 			}
 			last = t
+			ns.learnLast = t
 		}
 		d.setSyncedAt(ns.now().UnixNano())
 		if added > 0 {
