@@ -1,6 +1,7 @@
 package blockworker
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync/atomic"
@@ -106,3 +107,42 @@ func openDirFD(dir string) int {
 }
 
 func closeDirFD(fd int) { unix.Close(fd) }
+
+// writeInPlace creates a block file under its final name (name in the
+// directory dirFD when >= 0, else the path final) with the sticky bit set,
+// the mark of a block being written: a file so marked that a restart finds
+// was cut short, and is removed (OpenStore). Commit clears the bit
+// (sealInPlace). Against an unnamed file and its link this saves a block
+// the link's directory walk and lock (a third of a 4 KiB block's kernel
+// work on tmpfs), and the file is never whole-looking before it is whole:
+// a kill -9 mid-write leaves a marked file. ok is false when the name is
+// taken or the file cannot be made.
+func writeInPlace(dirFD int, name, final string) (f blockFile, ok bool) {
+	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_CLOEXEC
+	var (
+		fd  int
+		err error
+	)
+	if dirFD >= 0 && name != "" {
+		fd, err = unix.Openat(dirFD, name, flags, 0o644|unix.S_ISVTX)
+	} else {
+		fd, err = unix.Open(final, flags, 0o644|unix.S_ISVTX)
+	}
+	if err != nil {
+		return nil, false
+	}
+	return rawFile(fd), true
+}
+
+// sealInPlace marks a block written in place whole: its mode becomes a
+// committed block's (0644, no sticky bit).
+func sealInPlace(f blockFile) error {
+	rf, ok := f.(rawFile)
+	if !ok {
+		return errors.ErrUnsupported
+	}
+	if err := unix.Fchmod(int(rf), 0o644); err != nil {
+		return &os.PathError{Op: "fchmod", Path: fmt.Sprintf("/proc/self/fd/%d", int(rf)), Err: err}
+	}
+	return nil
+}

@@ -12,16 +12,24 @@ func TestInvisibleUntilCommitLinkedThroughProc(t *testing.T) {
 	was := noEmptyPathLink.Load()
 	noEmptyPathLink.Store(true)
 	defer noEmptyPathLink.Store(was)
-	testInvisibleUntilCommit(t, false)
+	testInvisibleUntilCommit(t, unnamed)
 }
 
-// Unnamed block files are made relative to the tier directory the store
-// holds open, and by its path once the store let go of it.
+// Unnamed block files, and those written in place, are made relative to
+// the tier directory the store holds open, and by its path once the store
+// let go of it.
 func TestUnnamedBlocksAfterClose(t *testing.T) {
-	s := openStore(t, TierSpec{Alias: "HDD", Dir: t.TempDir(), Quota: 10 * mib})
-	if s.noAnon.Load() {
-		t.Skip("no O_TMPFILE here")
+	for _, m := range []writeMode{unnamed, inPlace} {
+		t.Run(m.String(), func(t *testing.T) { testBlocksAfterClose(t, m) })
 	}
+}
+
+func testBlocksAfterClose(t *testing.T, m writeMode) {
+	s := openStore(t, TierSpec{Alias: "HDD", Dir: t.TempDir(), Quota: 10 * mib})
+	if s.noAnon.Load() || s.noInPlace.Load() {
+		t.Skip("no O_TMPFILE or no sticky bit on files here")
+	}
+	m.set(s)
 	if s.tiers[0].dirFD.Load() < 0 {
 		t.Fatal("the tier directory is not held open")
 	}

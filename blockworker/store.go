@@ -98,9 +98,14 @@ type Listener interface {
 }
 
 // Store is a worker's tiered block cache. A block is one file in a tier
-// directory, named by its id ("<id>", or "<id>.pin" when pinned); a block
-// being written is a file under the tier's .tmp directory, invisible until
-// Commit renames it into place.
+// directory, named by its id ("<id>", or "<id>.pin" when pinned). A block
+// being written is, where the tier's file system keeps a file's sticky
+// bit, a file under its final name with that bit set (writeInPlace),
+// cleared by Commit; else an unnamed file (O_TMPFILE) linked into place by
+// Commit, or a file under the tier's .tmp directory renamed into place.
+// Either way a block file found at start is whole and committed: one with
+// the sticky bit is a write cut short, and is removed. Readers and the
+// block report see a block only once committed.
 type Store struct {
 	log *zap.Logger
 
@@ -114,6 +119,9 @@ type Store struct {
 
 	evictions int64
 	noAnon    atomic.Bool // a tier refused O_TMPFILE: use named temp files
+	// noInPlace: a tier does not keep the sticky bit on a file (or the
+	// store was told not to): blocks are written aside and named at commit.
+	noInPlace atomic.Bool
 }
 
 const tmpDir = ".tmp"
@@ -167,10 +175,15 @@ func OpenStore(specs []TierSpec, ev Evictor, log *zap.Logger) (*Store, error) {
 			s.noAnon.Store(true)
 			log.Info("blocks are written under temporary names (no O_TMPFILE or /proc here)", zap.String("tier", sp.Alias))
 		}
+		if !s.noInPlace.Load() && !inPlaceWorks(t) {
+			s.noInPlace.Store(true)
+			log.Info("blocks are written aside and named at commit (the tier keeps no sticky bit on files)", zap.String("tier", sp.Alias))
+		}
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			return nil, fmt.Errorf("block store: tier %s: %w", sp.Alias, err)
 		}
+		cut := 0
 		for _, e := range ents {
 			id, pinned, ok := parseBlockName(e.Name())
 			if !ok || !e.Type().IsRegular() {
@@ -181,6 +194,13 @@ func OpenStore(specs []TierSpec, ev Evictor, log *zap.Logger) (*Store, error) {
 				continue
 			}
 			p := filepath.Join(dir, e.Name())
+			if fi.Mode()&os.ModeSticky != 0 {
+				// Written in place and never committed (writeInPlace): the
+				// worker stopped mid-write, so the bytes may be partial.
+				_ = os.Remove(p)
+				cut++
+				continue
+			}
 			if _, dup := s.blocks[id]; dup {
 				// A copy left by an interrupted move: keep the faster one.
 				_ = os.Remove(p)
@@ -190,6 +210,9 @@ func OpenStore(specs []TierSpec, ev Evictor, log *zap.Logger) (*Store, error) {
 			s.blocks[id] = b
 			t.used += b.length
 			all = append(all, found{b, fi.ModTime()})
+		}
+		if cut > 0 {
+			log.Info("removed blocks whose write was cut short", zap.String("tier", sp.Alias), zap.Int("count", cut))
 		}
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].mtime.Before(all[j].mtime) })
@@ -435,6 +458,7 @@ type TempBlock struct {
 	pinned   bool
 	path     string // for an unnamed file (anon), its /proc/self/fd name
 	anon     bool
+	inPlace  bool // written under its final name, sticky until Commit
 	f        blockFile
 	reserved int64
 	written  int64
@@ -507,9 +531,20 @@ type blockFile interface {
 	Close() error
 }
 
-// openTemp opens the file tb is written to: unnamed when the tier allows,
-// else under a fresh name in the tier's temp dir.
+// openTemp opens the file tb is written to: under its final name, marked
+// as being written, when the tier allows (writeInPlace) and the name is
+// free; else unnamed when the tier allows; else under a fresh name in the
+// tier's temp dir.
 func (s *Store) openTemp(tb *TempBlock) (blockFile, error) {
+	if !s.noInPlace.Load() {
+		final := blockPath(tb.t, tb.id, tb.pinned)
+		if f, ok := writeInPlace(int(tb.t.dirFD.Load()), filepath.Base(final), final); ok {
+			tb.path, tb.inPlace = final, true
+			return f, nil
+		}
+		// The name is taken (a removed block a lease still holds) or the
+		// tier refused: write aside, the commit replaces the file.
+	}
 	if !s.noAnon.Load() {
 		if f, path, ok := openAnon(tb.t.dir, int(tb.t.dirFD.Load())); ok {
 			tb.path, tb.anon = path, true
@@ -519,6 +554,29 @@ func (s *Store) openTemp(tb *TempBlock) (blockFile, error) {
 	}
 	tb.path = tempName(tb.t, tb.id, "")
 	return os.OpenFile(tb.path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+}
+
+// inPlaceWorks tries a block file written in place in t's temp dir: the
+// file system must keep the sticky bit the file is made with, and clear it.
+func inPlaceWorks(t *tier) bool {
+	probe := tempName(t, 0, "probe-")
+	f, ok := writeInPlace(-1, "", probe)
+	if !ok {
+		return false
+	}
+	defer os.Remove(probe)
+	fi, err := os.Stat(probe)
+	if err != nil || fi.Mode()&os.ModeSticky == 0 {
+		f.Close()
+		return false
+	}
+	if err := sealInPlace(f); err != nil {
+		f.Close()
+		return false
+	}
+	f.Close()
+	fi, err = os.Stat(probe)
+	return err == nil && fi.Mode()&os.ModeSticky == 0
 }
 
 // anonWorks tries an unnamed file and its link in t's temp dir: some file
@@ -597,6 +655,9 @@ func (tb *TempBlock) Commit() (BlockMeta, error) {
 		return BlockMeta{}, fmt.Errorf("block %d: already committed or aborted", tb.id)
 	}
 	tb.done = true
+	if tb.inPlace {
+		return tb.commitInPlace()
+	}
 	if !tb.anon {
 		if err := tb.f.Close(); err != nil {
 			tb.release()
@@ -643,6 +704,32 @@ func (tb *TempBlock) Commit() (BlockMeta, error) {
 			return BlockMeta{}, fmt.Errorf("block %d: commit: %w", tb.id, err)
 		}
 	}
+	return tb.addLocked(final), nil
+}
+
+// commitInPlace commits a block written under its final name: clearing
+// its sticky bit says it is whole (a restart keeps it from then on).
+func (tb *TempBlock) commitInPlace() (BlockMeta, error) {
+	err := sealInPlace(tb.f)
+	if cerr := tb.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		tb.release()
+		return BlockMeta{}, fmt.Errorf("block %d: commit: %w", tb.id, err)
+	}
+	s := tb.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// No other block of this id can have appeared: the id was in
+	// s.writing all along, and the name was free when the write began.
+	delete(s.writing, tb.id)
+	return tb.addLocked(tb.path), nil
+}
+
+// addLocked enters the committed block, its file at final, in the store.
+func (tb *TempBlock) addLocked(final string) BlockMeta {
+	s := tb.s
 	tb.t.used += tb.written - tb.reserved
 	b := &block{id: tb.id, length: tb.written, tier: tb.t, path: final, pinned: tb.pinned}
 	s.blocks[tb.id] = b
@@ -651,7 +738,7 @@ func (tb *TempBlock) Commit() (BlockMeta, error) {
 	if s.listener != nil {
 		s.listener.BlockAdded(m)
 	}
-	return m, nil
+	return m
 }
 
 // Abort drops the block being written.
@@ -688,7 +775,9 @@ func (tb *TempBlock) publish(final string) error {
 	return nil
 }
 
-// removeTemp drops the file written (an unnamed one goes with its close).
+// removeTemp drops the file written (an unnamed one goes with its close;
+// one written in place is removed from its final name, which no other
+// block of the id can hold while this one is being written).
 func (tb *TempBlock) removeTemp() {
 	if !tb.anon {
 		_ = os.Remove(tb.path)

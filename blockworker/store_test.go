@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -194,19 +195,38 @@ func TestLRUOrder(t *testing.T) {
 	}
 }
 
-// bothTempModes runs f with unnamed (O_TMPFILE) block files where the
-// system has them, and with named temp files renamed on commit.
-func bothTempModes(t *testing.T, f func(t *testing.T, named bool)) {
-	t.Run("unnamed", func(t *testing.T) { f(t, false) })
-	t.Run("named", func(t *testing.T) { f(t, true) })
+// writeMode is how a store writes a block before its commit.
+type writeMode int
+
+const (
+	inPlace writeMode = iota // under its final name, sticky until committed
+	unnamed                  // O_TMPFILE, linked at commit
+	named                    // a temp name, renamed at commit
+)
+
+func (m writeMode) String() string { return [...]string{"in-place", "unnamed", "named"}[m] }
+
+// set makes s write its blocks m's way (before any write).
+func (m writeMode) set(s *Store) {
+	s.noInPlace.Store(m != inPlace)
+	s.noAnon.Store(m == named)
+}
+
+// bothTempModes runs f with each way of writing a block: in place where
+// the tier keeps the sticky bit, unnamed (O_TMPFILE) where the system has
+// it, and with named temp files renamed on commit.
+func bothTempModes(t *testing.T, f func(t *testing.T, mode writeMode)) {
+	for _, m := range []writeMode{inPlace, unnamed, named} {
+		t.Run(m.String(), func(t *testing.T) { f(t, m) })
+	}
 }
 
 func TestInvisibleUntilCommit(t *testing.T) { bothTempModes(t, testInvisibleUntilCommit) }
 
-func testInvisibleUntilCommit(t *testing.T, named bool) {
+func testInvisibleUntilCommit(t *testing.T, mode writeMode) {
 	dir := t.TempDir()
 	s := openStore(t, TierSpec{Alias: "HDD", Dir: dir, Quota: 10 * mib})
-	s.noAnon.Store(named)
+	mode.set(s)
 	data := randBytes(mib + 100)
 	tb, err := s.Create(42, 0, "", false) // no hint: the reservation grows
 	if err != nil {
@@ -224,7 +244,9 @@ func testInvisibleUntilCommit(t *testing.T, named bool) {
 	if s.Has(42) {
 		t.Errorf("Has(42) while writing")
 	}
-	if _, err := os.Stat(filepath.Join(dir, "42")); err == nil {
+	if fi, err := os.Stat(filepath.Join(dir, "42")); mode == inPlace && (err != nil || fi.Mode()&os.ModeSticky == 0) {
+		t.Errorf("a block written in place is not under its final name marked as being written: %v, %v", fi, err)
+	} else if mode != inPlace && err == nil {
 		t.Errorf("the block file exists under its final name before commit")
 	}
 	if blocks, _ := s.Report(nil); len(blocks) != 0 {
@@ -267,6 +289,69 @@ func testInvisibleUntilCommit(t *testing.T, named bool) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(dir, tmpDir)); len(ents) != 0 {
 		t.Errorf("abort left temp files %v", ents)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "43")); err == nil {
+		t.Errorf("abort left a file under the block's name")
+	}
+}
+
+// A worker killed while writing a block in place leaves the file under the
+// block's name, marked as being written: the next start removes it, and
+// keeps the blocks committed (kill -9 loses no committed block and never
+// serves a partial one).
+func TestInPlaceWriteCutShortIsDroppedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	spec := TierSpec{Alias: "MEM", Dir: dir, Quota: 10 * mib}
+	s := openStore(t, spec)
+	if s.noInPlace.Load() {
+		t.Skip("this file system keeps no sticky bit on files")
+	}
+	whole := randBytes(3000)
+	putBlock(t, s, 1, whole, "", false)
+	putBlock(t, s, 2, whole, "", true)
+	tb, err := s.Create(3, 4096, "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.Write(randBytes(1000)); err != nil {
+		t.Fatal(err)
+	}
+	tbPin, err := s.Create(4, 4096, "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The process dies here: no commit, no abort, the files stay as they
+	// are (closing a descriptor changes nothing on disk).
+	tb.f.Close()
+	tbPin.f.Close()
+	s.Close()
+	for _, name := range []string{"3", "4.pin"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Fatalf("the cut-short write's file %s: %v", name, err)
+		}
+	}
+
+	s2 := openStore(t, spec)
+	if s2.Has(3) || s2.Has(4) {
+		t.Errorf("a block whose write was cut short is served after a restart")
+	}
+	for _, name := range []string{"3", "4.pin"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the cut-short write's file %s is still there: %v", name, err)
+		}
+	}
+	for _, id := range []int64{1, 2} {
+		if got := readBlock(t, s2, id); !bytes.Equal(got, whole) {
+			t.Errorf("committed block %d after the restart: %d bytes, not what was written", id, len(got))
+		}
+	}
+	if u := s2.Usage(); u[0].Used != 2*int64(len(whole)) {
+		t.Errorf("used %d after the restart, want %d", u[0].Used, 2*len(whole))
+	}
+	// The id can be cached again.
+	putBlock(t, s2, 3, whole, "", false)
+	if got := readBlock(t, s2, 3); !bytes.Equal(got, whole) {
+		t.Errorf("block 3 cached again reads back wrong")
 	}
 }
 
@@ -333,10 +418,10 @@ func TestRestartReindexes(t *testing.T) {
 
 func TestRemoveWhileLeased(t *testing.T) { bothTempModes(t, testRemoveWhileLeased) }
 
-func testRemoveWhileLeased(t *testing.T, named bool) {
+func testRemoveWhileLeased(t *testing.T, mode writeMode) {
 	dir := t.TempDir()
 	s := openStore(t, TierSpec{Alias: "MEM", Dir: dir, Quota: 4 * mib})
-	s.noAnon.Store(named)
+	mode.set(s)
 	data := randBytes(mib)
 	putBlock(t, s, 5, data, "", true)
 	path, _, err := s.Lease(5)
@@ -543,5 +628,49 @@ func TestCreateUpToStartsSmall(t *testing.T) {
 	tb.Abort()
 	if u := s.Usage(); u[0].Used != 3*mib || u[1].Used != 0 {
 		t.Fatalf("usage after the abort %+v", u)
+	}
+}
+
+// BenchmarkStoreSmallBlocks writes 4 KiB blocks (Create, Write, Commit)
+// from two goroutines into one tier, each way a block can be written: the
+// kernel's work per block of a small-file load.
+func BenchmarkStoreSmallBlocks(b *testing.B) {
+	data := randBytes(4096)
+	for _, m := range []writeMode{inPlace, unnamed, named} {
+		b.Run(m.String(), func(b *testing.B) {
+			dir := b.TempDir()
+			if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+				if d, err := os.MkdirTemp("/dev/shm", "alluvium-store-bench-"); err == nil {
+					dir = d
+					b.Cleanup(func() { os.RemoveAll(d) })
+				}
+			}
+			s, err := OpenStore([]TierSpec{{Alias: "MEM", Dir: dir, Quota: 1 << 40}}, NewLRU(), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			m.set(s)
+			var next atomic.Int64
+			b.SetParallelism(1)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					tb, err := s.Create(next.Add(1), int64(len(data)), "", false)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if _, err := tb.Write(data); err != nil {
+						b.Error(err)
+						return
+					}
+					if _, err := tb.Commit(); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	}
 }

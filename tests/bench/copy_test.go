@@ -18,6 +18,7 @@ import (
 	"github.com/alluvium/alluvium/blockworker"
 	"github.com/alluvium/alluvium/fsmaster"
 	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/internal/gcfloor"
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/jobmaster"
 	"github.com/alluvium/alluvium/jobworker"
@@ -83,6 +84,9 @@ func cpuTime() time.Duration {
 // beside the block worker: what the load and copy benchmarks run on.
 func startJobCluster(b *testing.B, ufsDir, tierDir string) api.JobMasterClient {
 	b.Helper()
+	// The roles run here as in `alluvium local`: with the server processes'
+	// heap floor (internal/gcfloor; off when GOGC is set, as there).
+	b.Cleanup(gcfloor.Start(gcfloor.Default))
 	home := b.TempDir()
 	log := zap.NewNop()
 	l := config.NewLoader()

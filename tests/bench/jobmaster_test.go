@@ -334,7 +334,7 @@ func benchLoadVsCp(b *testing.B, files, size, rounds int) {
 	// cp -r is timed before the first load, between each two and after the
 	// last; each load's reference is the mean of the cp just before and
 	// just after it, so a drift in the machine's speed hits both sides.
-	var loads, cps, ratios []float64
+	var loads, cps, ratios, cpus []float64
 	cpBefore := cpR(b, srcs[0], dst)
 	syscall.Sync()
 	b.ResetTimer()
@@ -344,7 +344,9 @@ func benchLoadVsCp(b *testing.B, files, size, rounds int) {
 			stop = profileRun(b, "load")
 		}
 		b.StartTimer()
+		cpu0 := cpuTime()
 		took, job := lc.load(b, "/"+filepath.Base(src))
+		cpus = append(cpus, (cpuTime() - cpu0).Seconds())
 		b.StopTimer()
 		stop()
 		if job.BytesDone != int64(files*size) {
@@ -366,13 +368,16 @@ func benchLoadVsCp(b *testing.B, files, size, rounds int) {
 	b.ReportMetric(med(loads), "load-s")
 	b.ReportMetric(med(cps), "cp-s")
 	b.ReportMetric(med(ratios), "ratio-load/cp")
+	// Every role runs in this process: its CPU time is the load's, the
+	// steadier figure on a busy machine.
+	b.ReportMetric(med(cpus), "load-cpu-s")
 	b.ReportMetric(float64(files*size)/1e6/med(loads), "load-MB/s")
 	reference(b, "*", "cp -r of the same tree onto the tier's file system, timed before and after each load")
 	what := ""
 	if rounds > 1 {
 		what = fmt.Sprintf(" Each run is %d rounds, each loading a fresh copy of the tree between two timed cp -r; the figures are the rounds' medians.", rounds)
 	}
-	b.Logf("NOTE: %s: load: list, plan, tasks, CacheBlock fills from the local UFS (page-cached) into the tier (temp file linked into place, no fsync: tmpfs when there is one), block commits journaled (fsynced); the UFS fingerprint (size + mtime) checked, no checksum. cp -r: the same files from the page cache onto the same file system, no fsync, no verify.%s", b.Name(), what)
+	b.Logf("NOTE: %s: load: list, plan, tasks, CacheBlock fills from the local UFS (page-cached) into the tier (each block written under its name marked as being written, the mark cleared at commit; no fsync: tmpfs when there is one), block commits journaled (fsynced); the UFS fingerprint (size + mtime) checked, no checksum. cp -r: the same files from the page cache onto the same file system, no fsync, no verify. All roles run in the benchmark's process with the server roles' GC heap floor (internal/gcfloor), as `alluvium local` does.%s", b.Name(), what)
 }
 
 // BenchmarkLoad1GiB64Files: goal ratio-load/cp <= 1.1.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,9 +66,41 @@ func profileRun(b *testing.B, name string) (stop func()) {
 type jobTimeline struct {
 	start                                  time.Time
 	firstTask, planned, lastTask, finished time.Duration
+	// cpu samples the process's CPU (user, system) every cpuEvery while
+	// the job runs (BENCH_TRACE only): are both cores busy all along?
+	cpu     []cpuSample
+	stopCPU chan struct{}
+	cpuDone chan struct{}
 }
 
-func newJobTimeline() *jobTimeline { return &jobTimeline{start: time.Now()} }
+type cpuSample struct{ at, user, sys time.Duration }
+
+const cpuEvery = 50 * time.Millisecond
+
+func newJobTimeline() *jobTimeline {
+	t := &jobTimeline{start: time.Now()}
+	if os.Getenv("BENCH_TRACE") != "" {
+		t.stopCPU, t.cpuDone = make(chan struct{}), make(chan struct{})
+		go t.sampleCPU()
+	}
+	return t
+}
+
+func (t *jobTimeline) sampleCPU() {
+	defer close(t.cpuDone)
+	tick := time.NewTicker(cpuEvery)
+	defer tick.Stop()
+	for {
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		t.cpu = append(t.cpu, cpuSample{time.Since(t.start), time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())})
+		select {
+		case <-t.stopCPU:
+			return
+		case <-tick.C:
+		}
+	}
+}
 
 // see notes one update of the job.
 func (t *jobTimeline) see(j *api.JobInfo) {
@@ -98,4 +131,17 @@ func (t *jobTimeline) report(what string) {
 	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
 	fmt.Fprintf(os.Stderr, "TIMELINE %s: first task done %.0f ms, planning done %.0f ms, last task done %.0f ms, completed seen %.0f ms\n",
 		what, ms(t.firstTask), ms(t.planned), ms(t.lastTask), ms(t.finished))
+	if t.stopCPU == nil {
+		return
+	}
+	close(t.stopCPU)
+	<-t.cpuDone
+	// Cores busy (user+system, and the system part) in each interval.
+	var b strings.Builder
+	for i := 1; i < len(t.cpu); i++ {
+		p, c := t.cpu[i-1], t.cpu[i]
+		span := float64(c.at - p.at)
+		fmt.Fprintf(&b, " %.0f:%.2f/%.2f", ms(c.at), float64(c.user-p.user+c.sys-p.sys)/span, float64(c.sys-p.sys)/span)
+	}
+	fmt.Fprintf(os.Stderr, "CPU %s (ms:cores busy/of which kernel):%s\n", what, b.String())
 }
