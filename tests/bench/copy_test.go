@@ -84,9 +84,6 @@ func cpuTime() time.Duration {
 // beside the block worker: what the load and copy benchmarks run on.
 func startJobCluster(b *testing.B, ufsDir, tierDir string) api.JobMasterClient {
 	b.Helper()
-	// The roles run here as in `alluvium local`: with the server processes'
-	// heap floor (internal/gcfloor; off when GOGC is set, as there).
-	b.Cleanup(gcfloor.Start(gcfloor.Default))
 	home := b.TempDir()
 	log := zap.NewNop()
 	l := config.NewLoader()
@@ -100,6 +97,9 @@ func startJobCluster(b *testing.B, ufsDir, tierDir string) api.JobMasterClient {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The roles run here as in `alluvium local`: with the server processes'
+	// heap floor (process.gc-heap-floor; off when GOGC is set, as there).
+	b.Cleanup(gcfloor.Start(mcfg.Process.HeapFloor()))
 	m, err := fsmaster.New(mcfg, log)
 	if err != nil {
 		b.Fatal(err)
