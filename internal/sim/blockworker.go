@@ -60,6 +60,7 @@ func (b *blockWorker) run(ctx context.Context) {
 		return
 	}
 	backoff := client.NewBackoff(100*time.Millisecond, 2*time.Second)
+	var due time.Time // when the next heartbeat is due
 	for ctx.Err() == nil {
 		b.mu.Lock()
 		registered, every, wait := b.registered, b.interval, b.spreadNext
@@ -78,12 +79,23 @@ func (b *blockWorker) run(ctx context.Context) {
 				continue
 			}
 			backoff.Reset()
+			due = time.Time{}
 			continue
 		}
-		if !sleep(ctx, every) {
+		// Beats are due every interval from the registration, not an
+		// interval after the last reply: the simulator holds every worker
+		// to the rate the master asked for however slow the replies are
+		// (a real worker's period is the interval plus its latency).
+		now := time.Now()
+		if due.IsZero() {
+			due = now.Add(every)
+		}
+		if !sleep(ctx, due.Sub(now)) {
 			return
 		}
+		b.s.st.hbLate.add(time.Since(due))
 		b.heartbeat(ctx)
+		due = b.s.nextDue(due, every, time.Now())
 	}
 }
 

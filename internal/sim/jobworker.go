@@ -30,7 +30,11 @@ type jobWorker struct {
 	// spreadNext: asked to register again, wait this long first (run's
 	// goroutine only).
 	spreadNext time.Duration
-	unacked    map[taskRef]*api.TaskUpdate
+	// due: when the running long poll is to end (run's goroutine only;
+	// zero before the first): polls end every interval, however late the
+	// replies come.
+	due     time.Time
+	unacked map[taskRef]*api.TaskUpdate
 }
 
 type taskRef struct {
@@ -86,6 +90,7 @@ func (j *jobWorker) run(ctx context.Context) {
 				return
 			}
 			j.spreadNext = 0
+			j.due = time.Time{}
 			if err := j.register(ctx, c); err != nil {
 				j.s.st.jobRegErrors.Add(1)
 				if !fail(err) {
@@ -147,9 +152,15 @@ func (j *jobWorker) register(ctx context.Context, c api.JobMasterClient) error {
 	return nil
 }
 
-// poll long-polls for tasks and completes what it gets.
+// poll long-polls for tasks, until the poll's due instant (an interval
+// after the last one's), and completes what it gets.
 func (j *jobWorker) poll(ctx context.Context, c api.JobMasterClient) error {
-	wait := j.interval
+	now := time.Now()
+	if j.due.IsZero() {
+		j.due = now.Add(j.interval)
+	}
+	// At least a millisecond: a wait of 0 is a report, not a poll.
+	wait := max(j.due.Sub(now).Truncate(time.Millisecond), time.Millisecond)
 	req := &api.JobWorkerHeartbeatRequest{WorkerId: j.id, WaitMs: wait.Milliseconds(), FreeSlots: int32(j.s.cfg.Capacity)}
 	for r := range j.unacked {
 		req.Holding = append(req.Holding, &api.TaskRef{JobId: r.job, TaskId: r.task, Attempt: r.attempt})
@@ -163,6 +174,11 @@ func (j *jobWorker) poll(ctx context.Context, c api.JobMasterClient) error {
 	}
 	took := time.Since(start)
 	j.s.st.polls.Add(1)
+	if now := time.Now(); !now.Before(j.due) {
+		// This poll ran to its end (one that brought tasks early leaves
+		// the next to end at the same instant).
+		j.due = j.s.nextDue(j.due, j.interval, now)
+	}
 	if resp.GetReregister() {
 		j.s.st.reregisterAsks.Add(1)
 		j.mu.Lock()

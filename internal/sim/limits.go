@@ -41,3 +41,10 @@ func ConnsFor(workers, perWorker, limit int) int {
 	}
 	return max((limit-fileReserve)/perWorker, 1)
 }
+
+// GCFloor is the heap floor (internal/gcfloor) a simulator's process runs
+// with: thousands of workers' calls allocate fast, and with Go's default a
+// collection (marking every worker's connection buffers and goroutine
+// stacks) ran every few seconds and took a fifth of the simulator's CPU
+// (docs/profiles/scale/sim-*). At most this much more heap.
+const GCFloor = 512 << 20

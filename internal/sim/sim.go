@@ -58,6 +58,26 @@ type stats struct {
 	polls, pollErrors, jobRegistrations, jobRegErrors, reregisterAsks atomic.Int64
 	reports, reportErrors, tasksDone, blocksCommitted, commitErrors   atomic.Int64
 	hb, reg, report, poll, commit                                     histogram
+	// hbLate: how late the simulator sent each heartbeat after it was
+	// due (its own lag: a starved simulator shows here, not in hb);
+	// skipped: beats (and polls) dropped because the simulator fell more
+	// than half an interval behind.
+	hbLate  histogram
+	skipped atomic.Int64
+}
+
+// nextDue is the instant the beat (or poll) after one due at due is due:
+// an interval on; when the simulator is already (at now) more than half an
+// interval past that, the beats it cannot send in time are skipped (and
+// counted, as a ticker drops its ticks) so that it does not send a burst.
+func (s *Sim) nextDue(due time.Time, every time.Duration, now time.Time) time.Time {
+	due = due.Add(every)
+	if late := now.Sub(due); late > every/2 {
+		n := (late + every/2) / every
+		s.st.skipped.Add(int64(n))
+		due = due.Add(n * every)
+	}
+	return due
 }
 
 // Stats is a snapshot of what the simulated workers saw since the last
@@ -86,11 +106,17 @@ type Stats struct {
 	// (with its full report), a job worker's task-result report, a long
 	// poll's time beyond the wait it asked for (polls that got no task),
 	// a CommitBlocks.
-	Heartbeat    Latency `json:"heartbeatLatency"`
-	Registration Latency `json:"registrationLatency"`
-	Report       Latency `json:"reportLatency"`
-	PollOverrun  Latency `json:"pollOverrun"`
-	Commit       Latency `json:"commitLatency"`
+	Heartbeat Latency `json:"heartbeatLatency"`
+	// HeartbeatLate is how late after its due instant the simulator sent
+	// each heartbeat: its own lag (scheduling, CPU), apart from the
+	// master's answer; Skipped counts beats and polls it dropped after
+	// falling more than half an interval behind.
+	HeartbeatLate Latency `json:"heartbeatLate"`
+	Skipped       int64   `json:"skipped"`
+	Registration  Latency `json:"registrationLatency"`
+	Report        Latency `json:"reportLatency"`
+	PollOverrun   Latency `json:"pollOverrun"`
+	Commit        Latency `json:"commitLatency"`
 }
 
 // New checks cfg and returns a simulator; Start runs it.
@@ -200,6 +226,7 @@ func (s *Sim) Stats() Stats {
 		CommitErrors: st.commitErrors.Load(),
 		Heartbeat:    st.hb.summary(), Registration: st.reg.summary(), Report: st.report.summary(),
 		PollOverrun: st.poll.summary(), Commit: st.commit.summary(),
+		HeartbeatLate: st.hbLate.summary(), Skipped: st.skipped.Load(),
 	}
 	for _, b := range s.blocks {
 		reg, held := b.gauges()
@@ -221,10 +248,10 @@ func (s *Sim) ResetStats() {
 	st := &s.st
 	for _, c := range []*atomic.Int64{&st.heartbeats, &st.hbErrors, &st.registrations, &st.regErrors, &st.registerAsks,
 		&st.polls, &st.pollErrors, &st.jobRegistrations, &st.jobRegErrors, &st.reregisterAsks, &st.reports,
-		&st.reportErrors, &st.tasksDone, &st.blocksCommitted, &st.commitErrors} {
+		&st.reportErrors, &st.tasksDone, &st.blocksCommitted, &st.commitErrors, &st.skipped} {
 		c.Store(0)
 	}
-	for _, h := range []*histogram{&st.hb, &st.reg, &st.report, &st.poll, &st.commit} {
+	for _, h := range []*histogram{&st.hb, &st.reg, &st.report, &st.poll, &st.commit, &st.hbLate} {
 		h.reset()
 	}
 }

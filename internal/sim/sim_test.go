@@ -68,3 +68,30 @@ func TestConnsForTheFileLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestNextDueKeepsTheRate: beats are due an interval apart whatever the
+// replies took; a simulator more than half an interval behind skips (and
+// counts) the beats it cannot send in time instead of sending a burst.
+func TestNextDueKeepsTheRate(t *testing.T) {
+	s := &Sim{}
+	t0 := time.Unix(1000, 0)
+	sec := time.Second
+	for _, c := range []struct {
+		now     time.Duration // after t0
+		want    time.Duration // after t0
+		skipped int64
+	}{
+		{now: 10 * time.Millisecond, want: sec},   // a fast reply
+		{now: 900 * time.Millisecond, want: sec},  // a slow one: still due a second after the last
+		{now: 1400 * time.Millisecond, want: sec}, // late, by less than half an interval: sent at once
+		{now: 1600 * time.Millisecond, want: 2 * sec, skipped: 1},
+		{now: 3200 * time.Millisecond, want: 3 * sec, skipped: 2},
+		{now: 3600 * time.Millisecond, want: 4 * sec, skipped: 3},
+	} {
+		before := s.st.skipped.Load()
+		got := s.nextDue(t0, sec, t0.Add(c.now))
+		if got.Sub(t0) != c.want || s.st.skipped.Load()-before != c.skipped {
+			t.Errorf("now t0+%s: next due t0+%s (%d skipped), want t0+%s (%d)", c.now, got.Sub(t0), s.st.skipped.Load()-before, c.want, c.skipped)
+		}
+	}
+}

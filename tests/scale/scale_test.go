@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/gcfloor"
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/internal/sim"
 	"github.com/alluvium/alluvium/internal/testutil"
@@ -34,12 +35,16 @@ type params struct {
 	inodes bool
 	// conns: connections to each master the simulated workers share (0:
 	// one per worker, as separate processes have; ALLUVIUM_SCALE_CONNS).
-	conns   int
-	tree    Tree
-	workers int
-	steady  time.Duration // how long the workers heartbeat while measured
-	treeDir string        // where a big tree is kept between runs ("" a temp dir)
-	outDir  string        // where profiles go ("" none)
+	conns int
+	// simCPUs, masterCPUs: taskset CPU lists the simulator (this process)
+	// and the masters are pinned to ("" not pinned; ALLUVIUM_SCALE_SIM_CPUS,
+	// ALLUVIUM_SCALE_MASTER_CPUS).
+	simCPUs, masterCPUs string
+	tree                Tree
+	workers             int
+	steady              time.Duration // how long the workers heartbeat while measured
+	treeDir             string        // where a big tree is kept between runs ("" a temp dir)
+	outDir              string        // where profiles go ("" none)
 }
 
 // results are the figures of one run, by metric name (BenchmarkScale
@@ -147,31 +152,46 @@ func BenchmarkScaleWorkers(b *testing.B) {
 		tree:        Tree{Files: envInt("ALLUVIUM_SCALE_FILES", 10_000), SmallEvery: 1, Version: TreeVersion},
 		workers:     envInt("ALLUVIUM_SCALE_WORKERS", 10_000),
 		conns:       envInt("ALLUVIUM_SCALE_CONNS", 0),
+		simCPUs:     os.Getenv("ALLUVIUM_SCALE_SIM_CPUS"),
+		masterCPUs:  os.Getenv("ALLUVIUM_SCALE_MASTER_CPUS"),
 		steady:      time.Duration(envInt("ALLUVIUM_SCALE_STEADY_SECONDS", 60)) * time.Second,
 		outDir:      os.Getenv("ALLUVIUM_SCALE_OUT"),
 	}
-	benchScale(b, p)
-	b.Logf("REF: ScaleWorkers: *: the goal of issue 20 (no reference process does this work); sim-cpu-cores is the simulator's own share of the same machine")
+	rs := benchScale(b, p)
+	rate := "the delivered rates: see hb-per-s and hb-polls-per-s"
+	if len(rs) > 0 {
+		r := rs[len(rs)-1]
+		rate = fmt.Sprintf("measured at %.0f heartbeats/s and %.0f job-master polls/s delivered of %d/s (the run fails below 95%%)", r["hb-per-s"], r["hb-polls-per-s"], p.workers)
+	}
+	b.Logf("REF: ScaleWorkers: *: the goal of issue 20 (no reference process does this work), %s; sim-cpu-cores is the simulator's own share of the same machine", rate)
 	conns := "one connection to each master per worker"
 	if p.conns > 0 {
 		conns = fmt.Sprintf("%d connections to each master shared by all", p.conns)
 	}
-	b.Logf("NOTE: ScaleWorkers: %d simulated block+job workers (internal/sim, in the benchmark's process, not pinned: real gRPC clients, %s, heartbeats at 1 s, tasks done at once) against one FS master and one job master, real processes with production timeouts (TTL 10 s job master, 30 s FS master); a load caches a tree of %d files on them, then both leaders are killed -9 and restarted", p.workers, conns, p.tree.Files)
+	pin := "not pinned: the simulator shares the 2 cores with the masters"
+	if p.simCPUs != "" || p.masterCPUs != "" {
+		pin = fmt.Sprintf("pinned with taskset: simulator on CPUs %q, masters on %q", p.simCPUs, p.masterCPUs)
+	}
+	b.Logf("NOTE: ScaleWorkers: %d simulated block+job workers (internal/sim, in the benchmark's process, %s; real gRPC clients, %s, a heartbeat and a job-master long poll due every 1 s, tasks done at once) against one FS master and one job master, real processes with production timeouts (TTL 10 s job master, 30 s FS master); a load caches a tree of %d files on them, then both leaders are killed -9 and restarted", p.workers, pin, conns, p.tree.Files)
 }
 
-// benchScale runs the scale run b.N times and reports its figures.
-func benchScale(b *testing.B, p params) {
+// benchScale runs the scale run b.N times, reports its figures and
+// returns each run's.
+func benchScale(b *testing.B, p params) []results {
 	if p.outDir != "" {
 		if err := os.MkdirAll(p.outDir, 0o755); err != nil {
 			b.Fatal(err)
 		}
 	}
+	var rs []results
 	for range b.N {
 		r := runScale(b, p)
 		for _, k := range sortedKeys(r) {
 			b.ReportMetric(r[k], k)
 		}
+		rs = append(rs, r)
 	}
+	return rs
 }
 
 func envInt(k string, def int) int {
@@ -217,8 +237,9 @@ type run struct {
 }
 
 func runScale(tb testing.TB, p params) results {
-	sim.RaiseFileLimit() // the masters inherit it: one connection per worker
-	root := tb.TempDir() // the inodes run's UFS: never asked
+	sim.RaiseFileLimit()                   // the masters inherit it: one connection per worker
+	tb.Cleanup(gcfloor.Start(sim.GCFloor)) // the simulator runs in this process
+	root := tb.TempDir()                   // the inodes run's UFS: never asked
 	if !p.inodes {
 		root = ufsTree(tb, p.tree, p.treeDir)
 	}
@@ -280,6 +301,28 @@ func runScale(tb testing.TB, p params) results {
 		tb.Logf("profiles not taken: %s", strings.Join(errs, "; "))
 	}
 	return r.r
+}
+
+// pin puts the simulator (this process) and the running masters on the
+// CPUs the run was given (taskset, every thread), when it was given any.
+func (r *run) pin() {
+	set := func(cpus string, pid int) {
+		if cpus == "" || pid == 0 {
+			return
+		}
+		if out, err := exec.Command("taskset", "-a", "-cp", cpus, strconv.Itoa(pid)).CombinedOutput(); err != nil {
+			r.tb.Fatalf("taskset -a -cp %s %d: %v: %s", cpus, pid, err, out)
+		}
+	}
+	set(r.p.simCPUs, os.Getpid())
+	if r.c.FSMaster != nil && r.c.FSMaster.Cmd != nil {
+		set(r.p.masterCPUs, r.c.FSMaster.Cmd.Process.Pid)
+	}
+	for _, m := range r.c.JobMasters {
+		if m != nil && m.Cmd != nil && m.Cmd.Process != nil {
+			set(r.p.masterCPUs, m.Cmd.Process.Pid)
+		}
+	}
 }
 
 func (r *run) fsHTTP() string { return fmt.Sprintf("localhost:%d", r.c.PortBase+1) }
@@ -456,6 +499,7 @@ func (r *run) workers() {
 func (r *run) startWorkers() time.Time {
 	tb, c, p := r.tb, r.c, r.p
 	c.StartJobMaster(0)
+	r.pin()
 	if n := sim.ConnsFor(p.workers, 2, sim.FileLimit()); p.conns == 0 && n > 0 {
 		// One connection per worker and master does not fit this
 		// process's open-file limit (which it may not raise): share as
@@ -503,6 +547,16 @@ func (r *run) steady() {
 	r.r["hb-jobmaster-poll-overrun-p99-ms"] = ms(st.PollOverrun.P99)
 	r.r["hb-per-s"] = float64(st.Heartbeats) / wall.Seconds()
 	r.r["hb-polls-per-s"] = float64(st.Polls) / wall.Seconds()
+	r.r["hb-sim-late-p99-ms"] = ms(st.HeartbeatLate.P99)
+	r.r["hb-skipped"] = float64(st.Skipped)
+	// Per call, so a figure measured short of the full rate still says
+	// what the full rate would cost.
+	if st.Heartbeats > 0 {
+		r.r["hb-fsmaster-cpu-us-per-hb"] = (cpuTime(fsPid) - fs0).Seconds() * 1e6 / float64(st.Heartbeats)
+	}
+	if st.Polls > 0 {
+		r.r["hb-jobmaster-cpu-us-per-poll"] = (cpuTime(jmPid) - jm0).Seconds() * 1e6 / float64(st.Polls)
+	}
 	fsLost, jmLost := r.lostTotals()
 	r.r["hb-false-lost-fsmaster"] = fsLost - fsLost0
 	r.r["hb-false-lost-jobmaster"] = jmLost - jmLost0
@@ -512,9 +566,14 @@ func (r *run) steady() {
 		// A race build on a busy machine keeps up less: correctness only.
 		tb.Fatalf("no heartbeat in %s from %d workers", wall, p.workers)
 	}
-	if want := int64(float64(p.workers) * wall.Seconds() * 0.8); !p.small && st.Heartbeats < want {
-		// hb-per-s says how far short (the simulator's CPU, most often).
-		tb.Logf("only %d heartbeats in %s from %d workers at 1 Hz", st.Heartbeats, wall, p.workers)
+	tb.Logf("steady figures: %v", r.r)
+	// Every figure above is judged at the rate the simulator delivered:
+	// short of 95% of the target (every worker once a second), the
+	// figures are not the goal's, and the benchmark fails rather than
+	// report them as if they were.
+	if want := float64(p.workers) * 0.95; !p.small && (r.r["hb-per-s"] < want || r.r["hb-polls-per-s"] < want) {
+		tb.Fatalf("the simulator delivered %.0f heartbeats/s and %.0f polls/s of the %d/s wanted (at least %.0f: 95%%), using %.2f cores, %d beats skipped, sent late by p99 %s: the figures would not be the goal's (share connections, ALLUVIUM_SCALE_CONNS, or give the simulator a host of its own)",
+			r.r["hb-per-s"], r.r["hb-polls-per-s"], p.workers, want, r.r["hb-sim-cpu-cores"], st.Skipped, st.HeartbeatLate.P99)
 	}
 }
 
@@ -690,6 +749,7 @@ func (r *run) leaderRestart() {
 	start := time.Now()
 	c.StartFSMaster()
 	c.StartJobMaster(0)
+	r.pin()
 	r.prof.cpu(r.fsHTTP(), "fsmaster-restart.cpu.pprof", 20*time.Second)
 	r.prof.cpu(r.jmHTTP(), "jobmaster-restart.cpu.pprof", 20*time.Second)
 	r.waitAllLive(10 * time.Minute)
