@@ -43,9 +43,12 @@ once — a load task by committing its blocks to the FS master as cached on
 its target worker, as a real worker does after storing them.
 
 It shows how the masters bear a big cluster: every --every it prints the
-workers registered, heartbeats and their latency (p50, p99, max), task-result
-reports, and how often a master asked a registered worker to register again
-(a worker it thought LOST). Stop it with Ctrl-C (or --duration).
+workers registered, heartbeats and their latency (p50, p99, max), how late
+this process sent them after they were due and how many it skipped (its own
+lag: a latency measured on a busy host holds it too), task-result reports,
+and how often a master asked a registered worker to register again (a worker
+it thought LOST). Each worker's heartbeats and long polls are due an interval
+apart, however slow the replies. Stop it with Ctrl-C (or --duration).
 
 The workers are named sim-<i> and listen nowhere; nothing should dial them.
 Each has its own connection to each master unless --conns shares fewer.`,
@@ -111,9 +114,10 @@ Each has its own connection to each master unless --conns shares fewer.`,
 					fmt.Fprintln(out, string(b))
 					continue
 				}
-				fmt.Fprintf(out, "workers %d registered %d/%d (job %d) heartbeats %d p50 %s p99 %s max %s errors %d | reports %d p99 %s | tasks %d blocks %d | re-register asked: FS master %d, job master %d\n",
+				fmt.Fprintf(out, "workers %d registered %d/%d (job %d) heartbeats %d p50 %s p99 %s max %s errors %d | sent late p99 %s, skipped %d | reports %d p99 %s | tasks %d blocks %d | re-register asked: FS master %d, job master %d\n",
 					st.Workers, st.BlockRegistered, st.Workers, st.JobRegistered, st.Heartbeats,
 					ms(st.Heartbeat.P50), ms(st.Heartbeat.P99), ms(st.Heartbeat.Max), st.HeartbeatErrors+st.PollErrors+st.RegisterErrors,
+					ms(st.HeartbeatLate.P99), st.Skipped,
 					st.Reports, ms(st.Report.P99), st.TasksDone, st.BlocksHeld, st.RegisterAsks, st.ReregisterAsks)
 			}
 		},
