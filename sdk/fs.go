@@ -22,9 +22,11 @@ func (c *Client) stat(ctx context.Context, op, path string, access uint32) (*Fil
 
 // ListOptions tune List.
 type ListOptions struct {
-	Recursive     bool
-	PageSize      int32 // 0: server default
-	IncludeBlocks bool  // fill FileBlockInfos
+	Recursive bool
+	// PageSize is the entries per call; 0: the server's default, or
+	// RecursivePageSize for a whole subtree without blocks.
+	PageSize      int32
+	IncludeBlocks bool // fill FileBlockInfos
 	// Sync has the master sync each listed directory with its UFS first:
 	// files added, changed or deleted there behind Alluvium's back show.
 	Sync bool
@@ -32,6 +34,12 @@ type ListOptions struct {
 	// empty; Stat returns them all).
 	XAttrs []string
 }
+
+// RecursivePageSize is a recursive List's page unless ListOptions says
+// otherwise: a tree in big pages costs fewer calls, and a master learning a
+// UFS tree waits for its journal once a page (the master cuts a page to
+// fsmaster.list.max-page-size).
+const RecursivePageSize = 5000
 
 // List streams the children of path (its whole subtree when Recursive),
 // fetching pages as the loop advances: the next page is asked for while
@@ -50,12 +58,16 @@ func (c *Client) List(ctx context.Context, path string, o ListOptions) iter.Seq2
 			resp *api.ListStatusResponse
 			err  error
 		}
+		size := o.PageSize
+		if size == 0 && o.Recursive && !o.IncludeBlocks {
+			size = RecursivePageSize
+		}
 		fetch := func(token string) <-chan page {
 			ch := make(chan page, 1)
 			go func() {
 				var resp *api.ListStatusResponse
 				req := &api.ListStatusRequest{
-					Path: path, Recursive: o.Recursive, PageSize: o.PageSize,
+					Path: path, Recursive: o.Recursive, PageSize: size,
 					PageToken: token, IncludeBlocks: o.IncludeBlocks, Xattrs: o.XAttrs,
 				}
 				if o.Sync {

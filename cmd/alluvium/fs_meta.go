@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -103,10 +104,6 @@ func (p *lsPrinter) line(fi *api.FileInfo) {
 		fi.GetLength(), persistText(fi), p.lastFmt, cached, fi.GetPath())
 }
 
-// lsRecursivePage is the page size of ls -R (the master cuts it to
-// fsmaster.list.max-page-size).
-const lsRecursivePage = 5000
-
 func newLsCmd(g *globals) *cobra.Command {
 	var recursive, sync bool
 	var output string
@@ -141,7 +138,10 @@ persisted, cachedPercent and blocks[].locations[] (plus more fields).`,
 				return err
 			}
 			defer c.Close()
-			out := cmd.OutOrStdout()
+			// Buffered: a tree of millions is not a write per cell.
+			bw := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
+			defer bw.Flush()
+			out := io.Writer(bw)
 			if output == "json" {
 				// Stream the array: no listing is held whole.
 				fmt.Fprint(out, "[")
@@ -174,19 +174,15 @@ persisted, cachedPercent and blocks[].locations[] (plus more fields).`,
 			pr := &lsPrinter{w: w}
 			for _, p := range args {
 				rows := 0
-				// Big pages for a whole tree: the master learns a page of UFS
-				// entries per journal commit.
-				var page int32
-				if recursive {
-					page = lsRecursivePage
-				}
-				for fi, err := range c.List(cmd.Context(), p, sdk.ListOptions{Recursive: recursive, Sync: sync, PageSize: page}) {
+				// A whole tree goes in the SDK's big recursive pages.
+				for fi, err := range c.List(cmd.Context(), p, sdk.ListOptions{Recursive: recursive, Sync: sync}) {
 					if err != nil {
 						return cliErr(err)
 					}
 					pr.line(fi)
 					if rows++; rows%1000 == 0 {
-						w.Flush()
+						w.Flush() // the listing streams as it comes
+						bw.Flush()
 					}
 				}
 			}

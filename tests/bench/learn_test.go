@@ -7,23 +7,26 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/fsmaster"
 	"github.com/alluvium/alluvium/internal/config"
-	"github.com/alluvium/alluvium/internal/rpc"
+	"github.com/alluvium/alluvium/sdk"
 	"github.com/alluvium/alluvium/tests/scale"
 )
 
 // BenchmarkFSMasterLearn measures a recursive listing of a UFS tree the FS
 // master has not seen (it learns and journals every entry on the way) and
-// of the same tree once known, in pages of 1,000 as the CLI and the SDK
-// list, beside find of the tree in the same run. The tree: 200,000 empty
-// files in the scale run's layout (wide, deep and middling directories).
-// Master and client share this process: cpu-us/file is their CPU time per
-// file, the figure a busy machine does not distort.
+// of the same tree once known, through the SDK's List as `fs ls -R` lists
+// (pages of sdk.RecursivePageSize, the next asked for while one is
+// consumed), beside find of the tree in the same run. The tree: 200,000
+// empty files in the scale run's layout (wide, deep and middling
+// directories), synced to disk once built, so the master's journal fsyncs
+// do not write back the benchmark's own creates. Master and client share
+// this process: cpu-us/file is their CPU time per file, the figure a busy
+// machine does not distort.
 func BenchmarkFSMasterLearn(b *testing.B) {
 	tree := scale.Tree{Files: 200000, Version: scale.TreeVersion}
 	for range b.N {
@@ -34,6 +37,7 @@ func BenchmarkFSMasterLearn(b *testing.B) {
 		if err := tree.Build(root); err != nil {
 			b.Fatal(err)
 		}
+		syscall.Sync()
 		entries := tree.Files + tree.Dirs()
 		find := func() time.Duration {
 			start := time.Now()
@@ -72,24 +76,19 @@ func BenchmarkFSMasterLearn(b *testing.B) {
 		if err := m.Start(context.Background()); err != nil {
 			b.Fatal(err)
 		}
-		cc, err := rpc.Dial(m.RPCAddr(), rpc.ClientOptions{})
+		c, err := sdk.Dial(context.Background(), sdk.WithMaster(m.RPCAddr()))
 		if err != nil {
 			b.Fatal(err)
 		}
-		fs := api.NewFileSystemMasterClient(cc)
 		list := func() (time.Duration, time.Duration) {
 			runtime.GC()
 			cpu0, start := cpuTime(), time.Now()
-			n, token := 0, ""
-			for {
-				resp, err := fs.ListStatus(context.Background(), &api.ListStatusRequest{Path: "/", Recursive: true, PageSize: 1000, PageToken: token})
+			n := 0
+			for _, err := range c.List(context.Background(), "/", sdk.ListOptions{Recursive: true}) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				n += len(resp.Infos)
-				if token = resp.NextPageToken; token == "" {
-					break
-				}
+				n++
 			}
 			if n != entries {
 				b.Fatalf("listed %d entries, want %d", n, entries)
@@ -98,7 +97,7 @@ func BenchmarkFSMasterLearn(b *testing.B) {
 		}
 		learnTook, learnCPU := list()
 		knownTook, knownCPU := list()
-		cc.Close()
+		c.Close()
 		_ = m.Stop(context.Background())
 
 		files := float64(tree.Files)
@@ -113,5 +112,5 @@ func BenchmarkFSMasterLearn(b *testing.B) {
 	reference(b, "find-files/s", "the reference itself (find of the tree, warm dentry cache)")
 	reference(b, "list-files/s", "find-files/s (the same tree once known: no UFS access, no journal)")
 	reference(b, "list-cpu-us/file", "learn-cpu-us/file (the same listing while learning)")
-	b.Logf("NOTE: FSMasterLearn: a recursive listing (pages of 1,000 over gRPC) of a local UFS of 200,000 empty files the FS master has not seen — it stats, learns and journals (fsync) every entry — and of the same tree once known, against find of the tree (warm dentry cache; find prints, we count); master and client in one process")
+	b.Logf("NOTE: FSMasterLearn: a recursive listing through the SDK as fs ls -R lists (pages of 5,000 over gRPC, the next asked for while one is consumed) of a local UFS of 200,000 empty files the FS master has not seen — it stats, learns and journals (fsync) every entry — and of the same tree once known, against find of the tree (warm dentry cache; find prints, we count); the tree is synced to disk once built, before either side runs; master and client in one process")
 }
