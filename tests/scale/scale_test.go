@@ -238,7 +238,13 @@ type run struct {
 
 func runScale(tb testing.TB, p params) results {
 	sim.RaiseFileLimit()                   // the masters inherit it: one connection per worker
-	tb.Cleanup(gcfloor.Start(sim.GCFloor)) // the simulator runs in this process
+	// The simulator runs in this process (ALLUVIUM_SCALE_SIM_GC_FLOOR in
+	// bytes, 0: Go's default, to measure what the floor saves).
+	floor := int64(sim.GCFloor)
+	if v, err := strconv.ParseInt(os.Getenv("ALLUVIUM_SCALE_SIM_GC_FLOOR"), 10, 64); err == nil {
+		floor = v
+	}
+	tb.Cleanup(gcfloor.Start(floor))
 	root := tb.TempDir()                   // the inodes run's UFS: never asked
 	if !p.inodes {
 		root = ufsTree(tb, p.tree, p.treeDir)
