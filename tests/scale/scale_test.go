@@ -237,7 +237,7 @@ type run struct {
 }
 
 func runScale(tb testing.TB, p params) results {
-	sim.RaiseFileLimit()                   // the masters inherit it: one connection per worker
+	sim.RaiseFileLimit() // the masters inherit it: one connection per worker
 	// The simulator runs in this process (ALLUVIUM_SCALE_SIM_GC_FLOOR in
 	// bytes, 0: Go's default, to measure what the floor saves).
 	floor := int64(sim.GCFloor)
@@ -245,7 +245,7 @@ func runScale(tb testing.TB, p params) results {
 		floor = v
 	}
 	tb.Cleanup(gcfloor.Start(floor))
-	root := tb.TempDir()                   // the inodes run's UFS: never asked
+	root := tb.TempDir() // the inodes run's UFS: never asked
 	if !p.inodes {
 		root = ufsTree(tb, p.tree, p.treeDir)
 	}
