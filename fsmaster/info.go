@@ -14,13 +14,33 @@ func sortMounts(ms []*api.MountPointInfo) {
 // info builds the FileInfo of n at path p. Call with ns.mu held (either
 // mode); it takes the block map's read lock.
 func (ns *namespace) info(n *inode, p string, withBlocks bool) *api.FileInfo {
-	st := ns.st
-	fi := &api.FileInfo{
-		FileId: n.id, Name: n.name, Path: p,
-		CreationTimeMs: n.ctime, LastModificationTimeMs: n.mtime,
-		Folder: n.dir(), Pinned: n.pinned(), PersistenceState: n.persist(),
-		Owner: st.owner(n), Group: st.group(n), Mode: n.mode(), MountPoint: n.mountPoint(),
+	return ns.fillInfo(&api.FileInfo{}, n, p, withBlocks)
+}
+
+// infoSlab hands out a listing's FileInfos a chunk at a time: one
+// allocation per chunk, not one per entry.
+type infoSlab []api.FileInfo
+
+// infoChunk is the most FileInfos an infoSlab allocates at once.
+const infoChunk = 256
+
+// next returns a zero FileInfo; left is how many more the listing may
+// still take (this one included), so a short listing allocates no more.
+func (s *infoSlab) next(left int) *api.FileInfo {
+	if len(*s) == cap(*s) {
+		*s = make([]api.FileInfo, 0, max(1, min(left, infoChunk)))
 	}
+	*s = (*s)[:len(*s)+1]
+	return &(*s)[len(*s)-1]
+}
+
+// fillInfo is info into fi, a zero FileInfo.
+func (ns *namespace) fillInfo(fi *api.FileInfo, n *inode, p string, withBlocks bool) *api.FileInfo {
+	st := ns.st
+	fi.FileId, fi.Name, fi.Path = n.id, n.name, p
+	fi.CreationTimeMs, fi.LastModificationTimeMs = n.ctime, n.mtime
+	fi.Folder, fi.Pinned, fi.PersistenceState = n.dir(), n.pinned(), n.persist()
+	fi.Owner, fi.Group, fi.Mode, fi.MountPoint = st.owner(n), st.group(n), n.mode(), n.mountPoint()
 	if n.parent != nil {
 		fi.ParentId = n.parent.id
 	}

@@ -259,6 +259,7 @@ type page struct {
 	dry  bool
 	n    int    // entries on the page
 	last string // the last one's path
+	slab infoSlab
 }
 
 // relComponents returns the names of clean path b below its ancestor a.
@@ -269,6 +270,7 @@ func relComponents(a, b string) []string {
 // listDir appends up to size children of n after name token; it reports
 // whether more children follow.
 func (ns *namespace) listDir(n *inode, p, token string, size int, blocks bool, resp *api.ListStatusResponse) (more bool) {
+	var slab infoSlab
 	visit := func(c *inode) bool {
 		if c.name == token && token != "" {
 			return true
@@ -277,7 +279,8 @@ func (ns *namespace) listDir(n *inode, p, token string, size int, blocks bool, r
 			more = true
 			return false
 		}
-		resp.Infos = append(resp.Infos, ns.info(c, paths.Join(p, c.name), blocks))
+		left := min(size, n.childCount()) - len(resp.Infos)
+		resp.Infos = append(resp.Infos, ns.fillInfo(slab.next(left), c, paths.Join(p, c.name), blocks))
 		return true
 	}
 	n.kids.ascend(token, visit)
@@ -327,7 +330,7 @@ func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp s
 			}
 			pg.n, pg.last = pg.n+1, cp
 			if !pg.dry {
-				pg.resp.Infos = append(pg.resp.Infos, ns.info(c, cp, blocks))
+				pg.resp.Infos = append(pg.resp.Infos, ns.fillInfo(pg.slab.next(size-pg.n+1), c, cp, blocks))
 			}
 			if c.dir() {
 				cont = visit(c, cp, nil, false)
