@@ -6,6 +6,7 @@ import (
 	"iter"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -25,6 +26,9 @@ import (
 
 // loadBatch is how many UFS children are merged per lock hold.
 const loadBatch = 1000
+
+// learnBatches recycles learnChildren's batches.
+var learnBatches = sync.Pool{New: func() any { return new([]ufs.FileStatus) }}
 
 // syncPolicy says which directories a call re-lists from the UFS: those
 // never merged, and those last synced before `before` (unix ns; 0: none).
@@ -104,10 +108,17 @@ func (ns *namespace) learnChildren(ctx context.Context, p string) (*txn, error) 
 		seen     = map[string]struct{}{}
 		suspects []string // children whose UFS entry looks different
 	)
-	// Grown as the listing goes: most directories hold far fewer than
+	// Grown as the listing goes (most directories hold far fewer than
 	// loadBatch entries, and a full batch per directory was most of what
-	// learning a tree allocated.
-	var batch []ufs.FileStatus
+	// learning a tree allocated), and recycled: growing one per directory
+	// was the next most.
+	bp := learnBatches.Get().(*[]ufs.FileStatus)
+	batch, used := (*bp)[:0], 0
+	defer func() {
+		clear(batch[:used]) // keep no names alive
+		*bp = batch[:0]
+		learnBatches.Put(bp)
+	}()
 	gone := errors.New("directory went away")
 	flush := func(final bool) error {
 		ns.mu.Lock()
@@ -166,6 +177,7 @@ func (ns *namespace) learnChildren(ctx context.Context, p string) (*txn, error) 
 	listed := true
 	err = fs.List(ctx, rel, func(st ufs.FileStatus) error {
 		batch = append(batch, st)
+		used = max(used, len(batch))
 		if len(batch) == loadBatch {
 			return flush(false)
 		}

@@ -154,7 +154,13 @@ func (l *Local) List(ctx context.Context, dir string, fn func(FileStatus) error)
 		return l.wrap("list", dir, err)
 	}
 	defer f.Close()
-	var stats []entryStat
+	sp := entryStats.Get().(*[]entryStat)
+	stats, used := (*sp)[:0], 0
+	defer func() {
+		clear(stats[:used]) // keep no names or errors alive
+		*sp = stats[:0]
+		entryStats.Put(sp)
+	}()
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -163,6 +169,7 @@ func (l *Local) List(ctx context.Context, dir string, fn func(FileStatus) error)
 		// build a DirEntry per name for nothing).
 		names, err := f.Readdirnames(1024)
 		stats = statEntries(f, names, stats[:0])
+		used = max(used, len(stats))
 		for i, name := range names {
 			if IsTemp(name) {
 				continue
@@ -195,6 +202,10 @@ func (l *Local) List(ctx context.Context, dir string, fn func(FileStatus) error)
 		}
 	}
 }
+
+// entryStats recycles List's batches of stats (one grown per directory
+// was a good part of what listing a tree allocated).
+var entryStats = sync.Pool{New: func() any { return new([]entryStat) }}
 
 // entryStat is the lstat of one entry of a directory being listed.
 type entryStat struct {
