@@ -15,8 +15,8 @@ import (
 
 // A client shared by many goroutines (an S3 gateway, a copy with many
 // streams) makes the same small FS-master calls at once. Stat, Create and a
-// writer's Close join them: a call made while one of its kind is in flight
-// waits for the next, which carries every call that came meanwhile in one
+// writer's Close join them: a call made while as many of its kind as may
+// be are in flight (one stat batch, two of a mutation) waits for the next, which carries every call that came meanwhile in one
 // batch RPC (GetStatuses, CreateFiles, CompleteFiles; the master takes its
 // lock once and group-commits the batch's journal entries). A lone call is
 // sent at once as the single RPC it always was, so nothing is delayed; a
@@ -24,6 +24,13 @@ import (
 // than its question; each path is checked and answered on its own (its
 // error names it), and a batch's mutations are answered once all its
 // entries are durable. Calls join only calls acting for the same user.
+
+// A mutation's batch waits on the master's journal (its fsync), so while
+// one is in flight a second of its kind may go: the callers that came
+// meanwhile need not wait that batch's whole round trip before theirs is
+// sent, and the master commits one batch's entries while the other's
+// callers are on their way. Stats answer from memory: one batch at a time.
+const mutationsInFlight = 2
 
 // maxJoined bounds one batch RPC (a FileInfo is a few hundred bytes: far
 // below the message limit); more waiting calls go in several.
@@ -42,6 +49,8 @@ type joined[Req any] struct {
 type joiner[Req any] struct {
 	single func(ctx context.Context, req Req) (*FileInfo, error)
 	batch  func(ctx context.Context, reqs []Req) ([]*api.CreateFileResult, error)
+	// inFlight is how many batches of this kind may be in flight at once.
+	inFlight int
 	// unjoined: the master does not know the batch RPC (an older master):
 	// every call goes alone.
 	unjoined atomic.Bool
@@ -50,8 +59,8 @@ type joiner[Req any] struct {
 	groups map[string]*coalesce.Group[*joined[Req], struct{}] // by the user acted for ("": the client's)
 }
 
-func newJoiner[Req any](single func(context.Context, Req) (*FileInfo, error), batch func(context.Context, []Req) ([]*api.CreateFileResult, error)) *joiner[Req] {
-	return &joiner[Req]{single: single, batch: batch, groups: map[string]*coalesce.Group[*joined[Req], struct{}]{}}
+func newJoiner[Req any](inFlight int, single func(context.Context, Req) (*FileInfo, error), batch func(context.Context, []Req) ([]*api.CreateFileResult, error)) *joiner[Req] {
+	return &joiner[Req]{inFlight: inFlight, single: single, batch: batch, groups: map[string]*coalesce.Group[*joined[Req], struct{}]{}}
 }
 
 // do makes the call of req, joined with the concurrent ones; op and path
@@ -68,7 +77,7 @@ func (j *joiner[Req]) do(ctx context.Context, op, path string, req Req) (*FileIn
 		g = coalesce.NewGathering(func(items []*joined[Req]) struct{} {
 			j.run(user, items)
 			return struct{}{}
-		})
+		}).WithInFlight(j.inFlight)
 		j.groups[user] = g
 	}
 	j.mu.Unlock()
@@ -133,21 +142,21 @@ func (j *joiner[Req]) runBatch(ctx context.Context, items []*joined[Req]) {
 
 // joiners builds the client's joined calls.
 func (c *Client) joiners() {
-	c.stats = newJoiner(func(ctx context.Context, req *api.GetStatusRequest) (*FileInfo, error) {
+	c.stats = newJoiner(1, func(ctx context.Context, req *api.GetStatusRequest) (*FileInfo, error) {
 		resp, err := c.fs.GetStatus(ctx, req)
 		return resp.GetInfo(), err
 	}, func(ctx context.Context, reqs []*api.GetStatusRequest) ([]*api.CreateFileResult, error) {
 		resp, err := c.fs.GetStatuses(ctx, &api.GetStatusesRequest{Requests: reqs})
 		return resp.GetResults(), err
 	})
-	c.creates = newJoiner(func(ctx context.Context, req *api.CreateFileRequest) (*FileInfo, error) {
+	c.creates = newJoiner(mutationsInFlight, func(ctx context.Context, req *api.CreateFileRequest) (*FileInfo, error) {
 		resp, err := c.fs.CreateFile(ctx, req)
 		return resp.GetInfo(), err
 	}, func(ctx context.Context, reqs []*api.CreateFileRequest) ([]*api.CreateFileResult, error) {
 		resp, err := c.fs.CreateFiles(ctx, &api.CreateFilesRequest{Files: reqs})
 		return resp.GetResults(), err
 	})
-	c.completes = newJoiner(func(ctx context.Context, req *api.CompleteFileRequest) (*FileInfo, error) {
+	c.completes = newJoiner(mutationsInFlight, func(ctx context.Context, req *api.CompleteFileRequest) (*FileInfo, error) {
 		resp, err := c.fs.CompleteFile(ctx, req)
 		return resp.GetInfo(), err
 	}, func(ctx context.Context, reqs []*api.CompleteFileRequest) ([]*api.CreateFileResult, error) {

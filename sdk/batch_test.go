@@ -36,7 +36,7 @@ func (f *fakeMaster) answer(p string) (*FileInfo, error) {
 }
 
 func (f *fakeMaster) joiner() *joiner[string] {
-	return newJoiner(func(ctx context.Context, p string) (*FileInfo, error) {
+	return newJoiner(1, func(ctx context.Context, p string) (*FileInfo, error) {
 		f.mu.Lock()
 		f.singles = append(f.singles, p)
 		hold := f.hold

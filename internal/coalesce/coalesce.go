@@ -4,7 +4,10 @@
 // caller's item is always in a call that starts after it was added (never
 // answered by an older one), at most one call is in flight, and under load
 // the callers of a wave share one round trip — a group commit, as raft
-// and the FS master's journal do for their writes.
+// and the FS master's journal do for their writes. A Group made with
+// WithInFlight(n) lets up to n batches be in flight (a pipeline: callers
+// that come while one batch waits on a server's group commit need not wait
+// for its whole round trip before theirs is sent).
 package coalesce
 
 import (
@@ -21,15 +24,20 @@ type Group[T, R any] struct {
 	// (see NewGathering).
 	gather bool
 
-	mu   sync.Mutex
-	busy bool         // a batch is in flight
-	next *batch[T, R] // the batch the callers that came during it wait for
+	// limit is how many batches may be in flight at once (1 unless
+	// WithInFlight).
+	limit int
+
+	mu      sync.Mutex
+	running int          // batches in flight (gathering included)
+	next    *batch[T, R] // the batch the callers that came during them wait for
 }
 
 type batch[T, R any] struct {
-	items []T
-	done  chan struct{}
-	res   R
+	items   []T
+	started bool // running (a gathering batch stays next while it gathers)
+	done    chan struct{}
+	res     R
 }
 
 // New makes a Group whose batches run is called with, one at a time, on a
@@ -37,7 +45,7 @@ type batch[T, R any] struct {
 // waits on it, so run must bound its own time). run gets the items in the
 // order they were added; its answer goes to every caller of the batch.
 func New[T, R any](run func(items []T) R) *Group[T, R] {
-	return &Group[T, R]{run: run}
+	return &Group[T, R]{run: run, limit: 1}
 }
 
 // NewGathering is New for callers that come in waves: the answer of one
@@ -50,7 +58,17 @@ func New[T, R any](run func(items []T) R) *Group[T, R] {
 // only while it grows: microseconds, never a timer's wait, and a truly
 // lone caller (nothing else runnable) is not delayed.
 func NewGathering[T, R any](run func(items []T) R) *Group[T, R] {
-	return &Group[T, R]{run: run, gather: true}
+	return &Group[T, R]{run: run, gather: true, limit: 1}
+}
+
+// WithInFlight lets up to n (at least 1) of g's batches be in flight at
+// once, each on its own goroutine: a batch starts when fewer than n run,
+// so callers that come while one waits on a slow answer go in the next at
+// once. run must then be safe to call concurrently. Call it before g's
+// first Do; it returns g.
+func (g *Group[T, R]) WithInFlight(n int) *Group[T, R] {
+	g.limit = max(n, 1)
+	return g
 }
 
 // gatherYields bounds the yields of a gathering batch.
@@ -85,7 +103,7 @@ func (g *Group[T, R]) nextLocked() *batch[T, R] {
 // wait starts b when no batch is in flight, lets go of g.mu and waits for
 // b's answer or ctx's end.
 func (g *Group[T, R]) wait(ctx context.Context, b *batch[T, R]) (res R, ok bool) {
-	if !g.busy {
+	if !b.started && g.running < g.limit {
 		g.startLocked()
 	}
 	g.mu.Unlock()
@@ -109,17 +127,18 @@ func (g *Group[T, R]) Waiting() int {
 }
 
 // startLocked runs the waiting batch (g.mu held); when it ends, the one the
-// callers that came meanwhile wait for starts.
+// callers that came meanwhile wait for starts (if it has not yet).
 func (g *Group[T, R]) startLocked() {
 	b := g.next
-	g.busy = true
+	b.started = true
+	g.running++
 	if !g.gather {
 		g.next = nil
 	}
 	go func() {
 		if g.gather {
 			// b stays the next batch while it gathers: callers join it
-			// (none starts another: busy is set).
+			// (none starts another: b is started).
 			g.mu.Lock()
 			for range gatherYields {
 				n := len(b.items)
@@ -131,13 +150,15 @@ func (g *Group[T, R]) startLocked() {
 				}
 			}
 			g.next = nil
+			// Callers that came while b gathered are in b; a later one
+			// starts its own batch if the limit lets it.
 			g.mu.Unlock()
 		}
 		b.res = g.run(b.items)
 		close(b.done)
 		g.mu.Lock()
-		g.busy = false
-		if g.next != nil {
+		g.running--
+		if g.next != nil && !g.next.started && g.running < g.limit {
 			g.startLocked()
 		}
 		g.mu.Unlock()

@@ -187,3 +187,55 @@ func eachGroup(t *testing.T, test func(*testing.T, func(func([]int) int) *coales
 	t.Run("plain", func(t *testing.T) { test(t, coalesce.New[int, int]) })
 	t.Run("gathering", func(t *testing.T) { test(t, coalesce.NewGathering[int, int]) })
 }
+
+// WithInFlight(2): a caller who comes while one batch is in flight starts
+// the second at once; callers who come while two are in flight share the
+// next, which starts when either ends.
+func TestInFlightLimit(t *testing.T) {
+	eachGroup(t, func(t *testing.T, newGroup func(func([]int) int) *coalesce.Group[int, int]) {
+		gt := newGate()
+		g := newGroup(gt.run).WithInFlight(2)
+		ctx := context.Background()
+		answers := make(chan [2]int, 4)
+		ask := func(item int) {
+			go func() {
+				n, ok := g.Do(ctx, item)
+				if !ok {
+					t.Error("Do: not answered")
+				}
+				answers <- [2]int{item, n}
+			}()
+		}
+		ask(1)
+		if n := <-gt.started; n != 1 {
+			t.Fatalf("first call is call %d", n)
+		}
+		ask(2)
+		if n := <-gt.started; n != 2 {
+			t.Fatalf("second call is call %d", n)
+		}
+		ask(3)
+		ask(4)
+		testutil.Eventually(t, time.Minute, waitingFor(g, 2))
+		gt.release <- struct{}{} // one of calls 1 and 2 ends
+		if n := <-gt.started; n != 3 {
+			t.Fatalf("third call is call %d", n)
+		}
+		gt.release <- struct{}{}
+		gt.release <- struct{}{}
+		got := map[int]int{}
+		for range 4 {
+			a := <-answers
+			got[a[0]] = a[1]
+		}
+		if got[1] != 1 || got[2] != 2 || got[3] != 3 || got[4] != 3 {
+			t.Fatalf("item → call %v, want 1→1 2→2 3→3 4→3", got)
+		}
+		gt.mu.Lock()
+		calls := gt.calls
+		gt.mu.Unlock()
+		if len(calls) != 3 || len(calls[2]) != 2 {
+			t.Fatalf("calls %v, want [[1] [2] [3 4]] (the last in either order)", calls)
+		}
+	})
+}
