@@ -62,7 +62,7 @@ func newPlanEnv(env plans.Env) *planEnv {
 			return env.FS().GetStatus(ctx, req)
 		}, func(ctx context.Context, reqs []*api.GetStatusRequest) ([]*api.GetStatusResponse, []error, error) {
 			return getStatuses(ctx, env.FS(), reqs)
-		})
+		}).WithFallback(func(err error) bool { return status.Code(err) == codes.Unimplemented }) // an FS master from before GetStatuses
 	return e
 }
 
@@ -70,31 +70,17 @@ func newPlanEnv(env plans.Env) *planEnv {
 // answer is a few hundred bytes).
 const maxJoinedStats = 512
 
-// getStatuses asks reqs in one GetStatuses call; an FS master from before
-// that call gets each alone.
+// getStatuses asks reqs in one GetStatuses call.
 func getStatuses(ctx context.Context, fs api.FileSystemMasterClient, reqs []*api.GetStatusRequest) ([]*api.GetStatusResponse, []error, error) {
-	resps, errs := make([]*api.GetStatusResponse, len(reqs)), make([]error, len(reqs))
 	resp, err := fs.GetStatuses(ctx, &api.GetStatusesRequest{Requests: reqs})
-	if status.Code(err) == codes.Unimplemented {
-		var wg sync.WaitGroup
-		for i, r := range reqs {
-			wg.Go(func() { resps[i], errs[i] = fs.GetStatus(ctx, r) })
-		}
-		wg.Wait()
-		return resps, errs, nil
-	}
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(resp.GetResults()) != len(reqs) {
-		return nil, nil, status.Errorf(codes.Internal, "the FS master answered %d of %d stats", len(resp.GetResults()), len(reqs))
-	}
+	resps, errs := make([]*api.GetStatusResponse, len(resp.GetResults())), make([]error, len(resp.GetResults()))
 	for i, r := range resp.GetResults() {
-		if c := codes.Code(r.GetCode()); c != codes.OK {
-			errs[i] = status.Error(c, r.GetError())
-			continue
+		if errs[i] = r.Err(); errs[i] == nil {
+			resps[i] = &api.GetStatusResponse{Info: r.GetInfo()}
 		}
-		resps[i] = &api.GetStatusResponse{Info: r.GetInfo()}
 	}
 	return resps, errs, nil
 }

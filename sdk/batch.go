@@ -2,8 +2,6 @@ package sdk
 
 import (
 	"context"
-	"sync"
-	"sync/atomic"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -36,108 +34,35 @@ const mutationsInFlight = 2
 // below the message limit); more waiting calls go in several.
 const maxJoined = 1000
 
-// joined is one call waiting in a batch: its answer is set before the
-// batch's callers are released.
-type joined[Req any] struct {
-	ctx  context.Context
-	req  Req
-	info *FileInfo
-	err  error
-}
-
-// joiner joins the concurrent calls of one kind.
+// joiner joins the concurrent calls of one kind, per user acted for ("":
+// the client's); a master without the batch RPC (an older one) gets every
+// call alone.
 type joiner[Req any] struct {
-	single func(ctx context.Context, req Req) (*FileInfo, error)
-	batch  func(ctx context.Context, reqs []Req) ([]*api.CreateFileResult, error)
-	// inFlight is how many batches of this kind may be in flight at once.
-	inFlight int
-	// unjoined: the master does not know the batch RPC (an older master):
-	// every call goes alone.
-	unjoined atomic.Bool
-
-	mu     sync.Mutex
-	groups map[string]*coalesce.Group[*joined[Req], struct{}] // by the user acted for ("": the client's)
+	j *coalesce.Joiner[string, Req, *FileInfo]
 }
 
 func newJoiner[Req any](inFlight int, single func(context.Context, Req) (*FileInfo, error), batch func(context.Context, []Req) ([]*api.CreateFileResult, error)) *joiner[Req] {
-	return &joiner[Req]{inFlight: inFlight, single: single, batch: batch, groups: map[string]*coalesce.Group[*joined[Req], struct{}]{}}
+	return &joiner[Req]{coalesce.NewJoiner(maxJoined,
+		func(user string) context.Context { return rpc.ActAs(context.Background(), user) },
+		single,
+		func(ctx context.Context, reqs []Req) ([]*FileInfo, []error, error) {
+			results, err := batch(ctx, reqs)
+			if err != nil {
+				return nil, nil, err
+			}
+			infos, errs := make([]*FileInfo, len(results)), make([]error, len(results))
+			for i, r := range results {
+				infos[i], errs[i] = r.GetInfo(), r.Err()
+			}
+			return infos, errs, nil
+		}).WithInFlight(inFlight).WithFallback(func(err error) bool { return status.Code(err) == codes.Unimplemented })}
 }
 
 // do makes the call of req, joined with the concurrent ones; op and path
 // name it in its error.
 func (j *joiner[Req]) do(ctx context.Context, op, path string, req Req) (*FileInfo, error) {
-	if j.unjoined.Load() {
-		info, err := j.single(ctx, req)
-		return info, wrapErr(op, path, err)
-	}
-	user := rpc.ActingAs(ctx)
-	j.mu.Lock()
-	g := j.groups[user]
-	if g == nil {
-		g = coalesce.NewGathering(func(items []*joined[Req]) struct{} {
-			j.run(user, items)
-			return struct{}{}
-		}).WithInFlight(j.inFlight)
-		j.groups[user] = g
-	}
-	j.mu.Unlock()
-	c := &joined[Req]{ctx: ctx, req: req}
-	if _, ok := g.Do(ctx, c); !ok {
-		return nil, wrapErr(op, path, ctx.Err())
-	}
-	return c.info, wrapErr(op, path, c.err)
-}
-
-// run answers the calls of one batch.
-func (j *joiner[Req]) run(user string, items []*joined[Req]) {
-	if len(items) == 1 {
-		// Alone: the single call, with its caller's context.
-		items[0].info, items[0].err = j.single(items[0].ctx, items[0].req)
-		return
-	}
-	// The batch goes on while any of its callers waits.
-	waiters := make([]context.Context, len(items))
-	for i, c := range items {
-		waiters[i] = c.ctx
-	}
-	ctx, stop := coalesce.WhileAnyWaits(rpc.ActAs(context.Background(), user), waiters)
-	defer stop()
-	for len(items) > 0 {
-		n := min(len(items), maxJoined)
-		j.runBatch(ctx, items[:n])
-		items = items[n:]
-	}
-}
-
-func (j *joiner[Req]) runBatch(ctx context.Context, items []*joined[Req]) {
-	reqs := make([]Req, len(items))
-	for i, c := range items {
-		reqs[i] = c.req
-	}
-	results, err := j.batch(ctx, reqs)
-	if status.Code(err) == codes.Unimplemented {
-		// An older master: each call alone from now on (these at once).
-		j.unjoined.Store(true)
-		var wg sync.WaitGroup
-		for _, c := range items {
-			wg.Go(func() { c.info, c.err = j.single(c.ctx, c.req) })
-		}
-		wg.Wait()
-		return
-	}
-	if err == nil && len(results) != len(items) {
-		err = status.Errorf(codes.Internal, "the FS master answered %d of %d joined calls", len(results), len(items))
-	}
-	for i, c := range items {
-		switch {
-		case err != nil:
-			c.err = err
-		case results[i].GetCode() != int32(codes.OK):
-			c.err = status.Error(codes.Code(results[i].GetCode()), results[i].GetError())
-		default:
-			c.info = results[i].GetInfo()
-		}
-	}
+	info, err := j.j.Do(ctx, rpc.ActingAs(ctx), req)
+	return info, wrapErr(op, path, err)
 }
 
 // joiners builds the client's joined calls.

@@ -71,10 +71,7 @@ func waitJoined(t *testing.T, j *joiner[string], user string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		j.mu.Lock()
-		g := j.groups[user]
-		j.mu.Unlock()
-		if g != nil && g.Waiting() == n {
+		if j.j.Waiting(user) == n {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -169,7 +166,7 @@ func TestJoinerFallsBackToSingleCalls(t *testing.T) {
 			t.Fatalf("/f%d: %v, %v", i, r.info, r.err)
 		}
 	}
-	if !j.unjoined.Load() {
+	if !j.j.Unjoined() {
 		t.Fatal("the joiner still joins calls after Unimplemented")
 	}
 	if r := <-ask(j, ctx, "/later"); r.err != nil {

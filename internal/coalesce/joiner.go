@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // Joiner joins concurrent single calls into batch calls, per key (the user
@@ -19,6 +20,13 @@ type Joiner[K comparable, Req, Resp any] struct {
 	single func(ctx context.Context, req Req) (Resp, error)
 	batch  func(ctx context.Context, reqs []Req) ([]Resp, []error, error)
 	max    int
+	// inFlight is how many batches of one key may be in flight at once.
+	inFlight int
+	// unsupported tells a batch call the server does not know (an older
+	// one) from other failures; once one is seen, unjoined is set and
+	// every call goes alone.
+	unsupported func(error) bool
+	unjoined    atomic.Bool
 
 	mu     sync.Mutex
 	groups map[K]*Group[*joinedCall[Req, Resp], struct{}]
@@ -41,19 +49,43 @@ type joinedCall[Req, Resp any] struct {
 func NewJoiner[K comparable, Req, Resp any](max int, base func(key K) context.Context,
 	single func(ctx context.Context, req Req) (Resp, error),
 	batch func(ctx context.Context, reqs []Req) ([]Resp, []error, error)) *Joiner[K, Req, Resp] {
-	return &Joiner[K, Req, Resp]{base: base, single: single, batch: batch, max: max,
+	return &Joiner[K, Req, Resp]{base: base, single: single, batch: batch, max: max, inFlight: 1,
 		groups: map[K]*Group[*joinedCall[Req, Resp], struct{}]{}}
 }
 
+// WithInFlight lets up to n batches of one key be in flight at once
+// (Group.WithInFlight; 1 by default): for calls whose batch waits on
+// something slow (a journal's fsync) while the next one's callers gather.
+// Call it before the first Do; it returns j.
+func (j *Joiner[K, Req, Resp]) WithInFlight(n int) *Joiner[K, Req, Resp] {
+	j.inFlight = max(n, 1)
+	return j
+}
+
+// WithFallback names the batch errors that mean the server does not have
+// the batch call (a server older than its client): the calls of such a
+// batch are then made alone, at once, each with its caller's context, and
+// so is every later call. Call it before the first Do; it returns j.
+func (j *Joiner[K, Req, Resp]) WithFallback(unsupported func(error) bool) *Joiner[K, Req, Resp] {
+	j.unsupported = unsupported
+	return j
+}
+
+// Unjoined reports whether the joiner gave up batching (WithFallback).
+func (j *Joiner[K, Req, Resp]) Unjoined() bool { return j.unjoined.Load() }
+
 // Do makes the call of req, joined with the concurrent calls of key.
 func (j *Joiner[K, Req, Resp]) Do(ctx context.Context, key K, req Req) (Resp, error) {
+	if j.unjoined.Load() {
+		return j.single(ctx, req)
+	}
 	j.mu.Lock()
 	g := j.groups[key]
 	if g == nil {
 		g = NewGathering(func(calls []*joinedCall[Req, Resp]) struct{} {
 			j.run(key, calls)
 			return struct{}{}
-		})
+		}).WithInFlight(j.inFlight)
 		j.groups[key] = g
 	}
 	j.mu.Unlock()
@@ -102,6 +134,15 @@ func (j *Joiner[K, Req, Resp]) runBatch(ctx context.Context, calls []*joinedCall
 		reqs[i] = c.req
 	}
 	resps, errs, err := j.batch(ctx, reqs)
+	if err != nil && j.unsupported != nil && j.unsupported(err) {
+		j.unjoined.Store(true)
+		var wg sync.WaitGroup
+		for _, c := range calls {
+			wg.Go(func() { c.resp, c.err = j.single(c.ctx, c.req) })
+		}
+		wg.Wait()
+		return
+	}
 	if err == nil && len(resps) != len(reqs) {
 		err = fmt.Errorf("a batch of %d calls answered %d", len(reqs), len(resps))
 	}
