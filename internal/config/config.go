@@ -465,7 +465,7 @@ func Default() map[string]any {
 		"fsmaster.journal.segment-entries":           int64(100000),
 		"fsmaster.journal.checkpoint-period-entries": int64(1000000),
 		"fsmaster.journal.max-batch-entries":         4096,
-		"fsmaster.journal.max-linger":                time.Duration(0),
+		"fsmaster.journal.max-linger":                time.Millisecond,
 		"fsmaster.journal.checkpoint-poll-interval":  time.Second,
 		"fsmaster.journal.checkpoints-retained":      2,
 		"fsmaster.journal.checkpoint-timeout":        2 * time.Minute,
