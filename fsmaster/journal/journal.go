@@ -51,8 +51,8 @@ const DefaultMaxLinger = time.Millisecond
 // lingerMinCallers is the fewest callers a commit must have released for
 // the writer to wait for them on the clock. Many independent callers
 // (clients with one RPC each) come back spread over a round trip: waiting
-// for them fills the next fsync (34 entries per fsync rather than 13 at 64
-// clients, half the CPU per create). A few callers carrying batches (an
+// for them fills the next fsync (31-34 entries per fsync rather than 9-15 at 64
+// clients, quiet machine). A few callers carrying batches (an
 // SDK client's joined creates: each batch waits for its last entry only)
 // must not be waited for: it would keep them in lockstep with the disk —
 // all in one fsync, then all in their round trips while the disk idles —
@@ -453,9 +453,8 @@ const lingerYields = 8
 func (j *Journal) writer() {
 	defer close(j.writerDone)
 	batch := make([]*Pending, 0, 64)
-	released := 0 // entries acknowledged by the last commit
-	callers := 0  // the callers waiting for them (Wait)
-	inFlight := 0 // those plus the ones queued when it ended
+	callers := 0  // callers (Wait) the last commit released
+	inFlight := 0 // its entries plus those queued when it ended
 	for {
 		j.mu.Lock()
 		for len(j.queue) == 0 && len(j.rotates) == 0 && !j.closing {
@@ -463,7 +462,7 @@ func (j *Journal) writer() {
 			<-j.kick
 			j.mu.Lock()
 		}
-		if released > 1 && callers >= lingerMinCallers && j.linger > 0 && j.failed == nil && !j.closing {
+		if callers >= lingerMinCallers && j.linger > 0 && j.failed == nil && !j.closing {
 			room := j.opts.SegmentEntries - (j.open.last - j.open.first + 1)
 			target := int(min(int64(inFlight), int64(j.opts.MaxBatch), room))
 			for i := 0; i < lingerYields && len(j.queue) < target && !j.closing; i++ {
@@ -494,7 +493,7 @@ func (j *Journal) writer() {
 				timer.Stop()
 			}
 		}
-		released = 0
+		callers = 0
 		if j.failed != nil {
 			j.failAllLocked(j.failed)
 			closing := j.closing
@@ -532,8 +531,7 @@ func (j *Journal) writer() {
 		if n > 0 {
 			var queued int
 			err = j.commit(batch, &queued)
-			released, inFlight = n, n+queued
-			callers = 0
+			inFlight = n + queued
 			for _, p := range batch[:n] {
 				if p.waited.Load() {
 					callers++
