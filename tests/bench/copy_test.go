@@ -277,31 +277,27 @@ func benchCopyVsRclone(b *testing.B, files, size int) {
 		// A destination of its own each round: the namespace still knows
 		// the last round's (only its UFS files were removed).
 		dst, ckDst := fmt.Sprintf("/copy-%d", r), fmt.Sprintf("/copy-checksum-%d", r)
-		var t, c, rt, rcpu time.Duration
-		if r%2 == 0 {
-			t, c = copyJob(dst, false, profile)
-			rt, rcpu = rcloneCopy(b, rc, src, rcDst, "--ignore-checksum")
-		} else {
-			rt, rcpu = rcloneCopy(b, rc, src, rcDst, "--ignore-checksum")
-			t, c = copyJob(dst, false, profile)
+		// pair runs our copy and rclone's back to back, ours first in
+		// even rounds and rclone first in odd ones, and records both.
+		pair := func(to [4]*[]float64, ratios *[]float64, ours func() (time.Duration, time.Duration), rcloneArgs ...string) {
+			var t, c, rt, rcpu time.Duration
+			if r%2 == 0 {
+				t, c = ours()
+				rt, rcpu = rcloneCopy(b, rc, src, rcDst, rcloneArgs...)
+			} else {
+				rt, rcpu = rcloneCopy(b, rc, src, rcDst, rcloneArgs...)
+				t, c = ours()
+			}
+			add(to[0], t)
+			add(to[1], c)
+			add(to[2], rt)
+			add(to[3], rcpu)
+			*ratios = append(*ratios, t.Seconds()/rt.Seconds())
 		}
-		add(&took, t)
-		add(&cpu, c)
-		add(&rcTook, rt)
-		add(&rcCPU, rcpu)
-		ratio = append(ratio, t.Seconds()/rt.Seconds())
-		if r%2 == 0 {
-			t, c = copyJob(ckDst, true, profile)
-			rt, rcpu = rcloneCopy(b, rc, src, rcDst)
-		} else {
-			rt, rcpu = rcloneCopy(b, rc, src, rcDst)
-			t, c = copyJob(ckDst, true, profile)
-		}
-		add(&ckTook, t)
-		add(&ckCPU, c)
-		add(&ckRcTook, rt)
-		add(&ckRcCPU, rcpu)
-		ckRatio = append(ckRatio, t.Seconds()/rt.Seconds())
+		pair([4]*[]float64{&took, &cpu, &rcTook, &rcCPU}, &ratio,
+			func() (time.Duration, time.Duration) { return copyJob(dst, false, profile) }, "--ignore-checksum")
+		pair([4]*[]float64{&ckTook, &ckCPU, &ckRcTook, &ckRcCPU}, &ckRatio,
+			func() (time.Duration, time.Duration) { return copyJob(ckDst, true, profile) })
 	}
 	b.StopTimer()
 	mb := float64(files*size) / 1e6
