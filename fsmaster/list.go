@@ -73,18 +73,38 @@ func (ns *namespace) learnAhead(ctx context.Context, req *api.ListStatusRequest,
 	if !req.GetRecursive() || resp.NextPageToken == "" || req.GetLoadMetadataType() == api.LoadMetadataType_ALWAYS {
 		return
 	}
+	k := aheadKey{path: req.GetPath(), token: req.GetPageToken()}
 	ns.aheadMu.Lock()
-	// Once a page learns nothing and no learn-ahead found anything, the
-	// tree is known: no more learn-aheads for it.
-	if (!learned && !ns.aheadMore && ns.aheadRun == 0) || ns.aheadRun >= maxAhead || ns.aheadCtx.Err() != nil {
+	// Whether this listing is still learning its tree: this page learned,
+	// or the learn-ahead of this page (started by the page before) learned
+	// or is still at it. Once neither, the tree is known: no more
+	// learn-aheads for this listing (another listing's learning says
+	// nothing about this one's tree).
+	if prev := ns.aheads[k]; prev != nil {
+		delete(ns.aheads, k)
+		learned = learned || prev.running || prev.learned
+	}
+	if !learned || ns.aheadRun >= maxAhead || ns.aheadCtx.Err() != nil {
 		ns.aheadMu.Unlock()
 		return
 	}
+	next := &api.ListStatusRequest{Path: req.GetPath(), Recursive: true, PageSize: req.GetPageSize(),
+		PageToken: resp.NextPageToken, LoadMetadataType: req.GetLoadMetadataType()}
+	st := &aheadState{running: true}
+	if len(ns.aheads) >= maxAheadsKept {
+		// Listings given up mid-way leave theirs behind: forget the
+		// finished ones (a listing that loses its own only stops
+		// learning ahead until one of its pages learns again).
+		for k, s := range ns.aheads {
+			if !s.running {
+				delete(ns.aheads, k)
+			}
+		}
+	}
+	ns.aheads[aheadKey{path: next.Path, token: next.PageToken}] = st
 	ns.aheadRun++
 	ns.aheadWG.Add(1)
 	ns.aheadMu.Unlock()
-	next := &api.ListStatusRequest{Path: req.GetPath(), Recursive: true, PageSize: req.GetPageSize(),
-		PageToken: resp.NextPageToken, LoadMetadataType: req.GetLoadMetadataType()}
 	// The call's values (its identity), not its end: the learning
 	// outlives the answer, until the namespace closes.
 	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -97,10 +117,24 @@ func (ns *namespace) learnAhead(ctx context.Context, req *api.ListStatusRequest,
 		_, _ = ns.listStatus(bctx, next, &t, &seen, true)
 		ns.aheadMu.Lock()
 		ns.aheadRun--
-		ns.aheadMore = t != nil
+		st.running, st.learned = false, t != nil
 		ns.aheadMu.Unlock()
 	}()
 }
+
+// aheadKey names the learn-ahead of one page of a listing: the path
+// listed and the page token the page starts after.
+type aheadKey struct{ path, token string }
+
+// aheadState is what one learn-ahead did, under aheadMu.
+type aheadState struct {
+	running bool
+	learned bool // it journaled something: its listing's tree is still being learned
+}
+
+// maxAheadsKept bounds the learn-ahead states kept for listings that have
+// not asked for their next page yet.
+const maxAheadsKept = 64
 
 // stopAhead ends the learn-aheads and waits for them.
 func (ns *namespace) stopAhead() {

@@ -261,3 +261,62 @@ func TestLearnAheadKeepsPermissions(t *testing.T) {
 	}
 	check(t, ns)
 }
+
+// TestLearnAheadPerListing: whether a listing still learns ahead depends
+// on its own tree, not on another listing's: a listing of a known tree
+// beside one that is learning starts no learn-ahead, and its finding
+// nothing does not stop the other's.
+func TestLearnAheadPerListing(t *testing.T) {
+	ufsDir := filepath.Join(t.TempDir(), "ufs")
+	for _, top := range []string{"t", "known"} {
+		for d := range 6 {
+			for f := range 6 {
+				ufsWrite(t, ufsDir, fmt.Sprintf("%s/d%02d/f%d", top, d, f), 1)
+			}
+		}
+	}
+	j := &lazyJournal{}
+	ns := newNamespace(NewState(), j, nsConfig{blockSize: 1024, owner: "u", group: "g"}, nil, nil)
+	if err := ns.bootstrap(context.Background(), "file://"+ufsDir, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.closeUFS)
+	idle := func() {
+		waitFor(t, func() bool {
+			ns.aheadMu.Lock()
+			defer ns.aheadMu.Unlock()
+			return ns.aheadRun == 0
+		})
+	}
+	loaded := func(p string) bool {
+		ns.mu.RLock()
+		defer ns.mu.RUnlock()
+		d := ns.st.lookup(p)
+		return d != nil && d.childrenLoaded()
+	}
+	listAll(t, ns, "/known", true, 5)
+	idle()
+
+	// /t page 1 (d00, f0..f3) learns d00; its learn-ahead learns d01.
+	p1 := must(ns.ListStatus(bg, &api.ListStatusRequest{Path: "/t", Recursive: true, PageSize: 5}))
+	idle()
+	if !loaded("/t/d01") {
+		t.Fatal("/t/d01 not learned ahead of page 2")
+	}
+	// A page of the known tree learns nothing: no learn-ahead for it.
+	k1 := must(ns.ListStatus(bg, &api.ListStatusRequest{Path: "/known", Recursive: true, PageSize: 5}))
+	ns.aheadMu.Lock()
+	st, running := ns.aheads[aheadKey{path: "/known", token: k1.NextPageToken}], ns.aheadRun
+	ns.aheadMu.Unlock()
+	if st != nil || running != 0 {
+		t.Fatalf("a page of a known tree started a learn-ahead (state %v, %d running)", st, running)
+	}
+	// /t page 2 learns nothing itself (d01 was learned ahead), but its
+	// listing is still learning: the learn-ahead of page 3 learns d02.
+	must(ns.ListStatus(bg, &api.ListStatusRequest{Path: "/t", Recursive: true, PageSize: 5, PageToken: p1.NextPageToken}))
+	idle()
+	if !loaded("/t/d02") {
+		t.Fatal("/t/d02 not learned ahead of page 3: the listing stopped learning ahead")
+	}
+	check(t, ns)
+}

@@ -64,13 +64,14 @@ type namespace struct {
 	// Learn-ahead of recursive listings (list.go), under aheadMu:
 	// learning holds the directories being learned by a listing or a
 	// learn-ahead (path → closed when done); aheadRun counts the
-	// learn-aheads running; aheadMore says the last one learned
-	// something, so the tree is still being learned and the next page
-	// learns ahead again. aheadCtx ends them (stopAhead).
+	// learn-aheads running; aheads holds each one's state by listing and
+	// page, so the page it learned for knows whether its listing's tree
+	// is still being learned (then it learns ahead again). aheadCtx ends
+	// them (stopAhead).
 	aheadMu   sync.Mutex
 	learning  map[string]chan struct{}
 	aheadRun  int
-	aheadMore bool
+	aheads    map[aheadKey]*aheadState
 	aheadCtx  context.Context
 	aheadStop context.CancelFunc
 	aheadWG   sync.WaitGroup
@@ -125,7 +126,8 @@ func newNamespace(st *State, j appender, cfg nsConfig, blocks *blockMap, log *za
 		blocks = newBlockMap(time.Now)
 	}
 	ns := &namespace{st: st, j: j, cfg: cfg, log: log, blocks: blocks, now: time.Now, ufs: map[int64]ufs.FileSystem{},
-		superGroups: []string{cfg.group}, feed: newFeed(st.lastSeq), learning: map[string]chan struct{}{}}
+		superGroups: []string{cfg.group}, feed: newFeed(st.lastSeq), learning: map[string]chan struct{}{},
+		aheads: map[aheadKey]*aheadState{}}
 	ns.aheadCtx, ns.aheadStop = context.WithCancel(context.Background())
 	blocks.keep = ns.keepBlock
 	return ns

@@ -121,6 +121,16 @@ func (ns *namespace) learnChildren(ctx context.Context, p string) (*txn, error) 
 	}()
 	gone := errors.New("directory went away")
 	flush := func(final bool) error {
+		// In name order: the directory's children then fill in order (no
+		// insertion in the middle of a chunk) and the entry's duplicate
+		// check needs no sort. Sorted before the state lock: the page
+		// listings and the other learners wait for nothing else.
+		slices.SortFunc(batch, func(a, b ufs.FileStatus) int { return strings.Compare(a.Name, b.Name) })
+		// The page's records in one allocation (and their mtimes in
+		// another), not two per file: the entry holds them until the
+		// journal has written it.
+		kids := make([]api.UfsChild, 0, len(batch))
+		mtimes := make([]int64, 0, len(batch))
 		ns.mu.Lock()
 		defer ns.mu.Unlock()
 		if err := ns.usable(); err != nil {
@@ -130,10 +140,6 @@ func (ns *namespace) learnChildren(ctx context.Context, p string) (*txn, error) 
 		if d == nil || !d.dir() {
 			return gone
 		}
-		// In name order: the directory's children then fill in order (no
-		// insertion in the middle of a chunk) and the entry's duplicate
-		// check needs no sort.
-		slices.SortFunc(batch, func(a, b ufs.FileStatus) int { return strings.Compare(a.Name, b.Name) })
 		t := ns.begin()
 		u := &api.UfsChildrenEntry{
 			ParentId: id, FirstId: ns.st.nextInodeID, Owner: ns.cfg.owner, Group: ns.cfg.group,
@@ -158,7 +164,10 @@ func (ns *namespace) learnChildren(ctx context.Context, p string) (*txn, error) 
 			if announce && !settled(paths.Join(p, st.Name), st) {
 				continue // still being written: learned (and announced) once it is not
 			}
-			u.Children = append(u.Children, ufsChild(st))
+			kids = kids[:len(kids)+1]
+			c := &kids[len(kids)-1]
+			fillUfsChild(c, st, &mtimes)
+			u.Children = append(u.Children, c)
 		}
 		batch = batch[:0]
 		if len(u.Children) == 0 && !u.ChildrenLoaded {
@@ -270,22 +279,34 @@ func splitAnnounced(u *api.UfsChildrenEntry, s *State) iter.Seq[*api.JournalEntr
 
 // ufsChild is the journal record of one UFS entry learned.
 func ufsChild(st ufs.FileStatus) *api.UfsChild {
-	c := &api.UfsChild{Name: st.Name, Directory: st.IsDir, Mode: st.Mode}
+	c := &api.UfsChild{}
+	fillUfsChild(c, st, nil)
+	return c
+}
+
+// fillUfsChild makes c, a zero UfsChild, the record of st; its mtime goes
+// at the end of *mtimes (nil: a new int64), which must not grow: c points
+// into it.
+func fillUfsChild(c *api.UfsChild, st ufs.FileStatus, mtimes *[]int64) {
+	c.Name, c.Directory, c.Mode = st.Name, st.IsDir, st.Mode
 	if st.IsDir {
 		if c.Mode == 0 {
 			c.Mode = 0o755
 		}
-		return c
+		return
 	}
 	if c.Mode == 0 {
 		c.Mode = 0o644
 	}
 	c.Length, c.UfsFingerprint = st.Size, st.Fingerprint
 	if !st.ModTime.IsZero() {
-		ms := st.ModTime.UnixMilli()
-		c.MtimeMs = &ms
+		if mtimes == nil || len(*mtimes) == cap(*mtimes) {
+			c.MtimeMs = new(st.ModTime.UnixMilli())
+			return
+		}
+		*mtimes = append(*mtimes, st.ModTime.UnixMilli())
+		c.MtimeMs = &(*mtimes)[len(*mtimes)-1]
 	}
-	return c
 }
 
 // stale reports whether the UFS entry st may no longer be what the
