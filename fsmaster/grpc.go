@@ -230,6 +230,8 @@ func (s *server) RegisterWorker(ctx context.Context, r *api.RegisterWorkerReques
 }
 
 func (s *server) WorkerHeartbeat(ctx context.Context, r *api.WorkerHeartbeatRequest) (*api.WorkerHeartbeatResponse, error) {
+	start := time.Now()
+	defer s.m.hbTimer.Observe(ctx, start, 0)
 	cmds := s.m.ns.WorkerHeartbeat(r)
 	every, ttl := s.m.ns.blocks.timing()
 	return &api.WorkerHeartbeatResponse{Commands: cmds, HeartbeatIntervalMs: every.Milliseconds(), TtlMs: ttl.Milliseconds()}, nil

@@ -18,7 +18,7 @@ func (m *Master) registerHTTP() {
 	ops := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "alluvium_fsmaster_operations_total", Help: "FS master operations by type.",
 	}, []string{"op"})
-	reg.MustRegister(ops)
+	reg.MustRegister(ops, m.hbTimer.Collector())
 	// One counter per operation, looked up once: WithLabelValues hashes
 	// the label on every call, and every call counts.
 	var byOp sync.Map // op → prometheus.Counter

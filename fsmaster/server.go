@@ -52,10 +52,13 @@ type Master struct {
 	testParts *raftgroup.Parts
 	testRPCLn net.Listener
 
-	grpc  *grpc.Server
-	http  *rpc.HTTPServer
-	rpcL  net.Listener
-	httpL net.Listener
+	grpc *grpc.Server
+	http *rpc.HTTPServer
+	// hbTimer times block worker heartbeats server-side (made before the
+	// rpc server serves).
+	hbTimer *rpc.CallTimer
+	rpcL    net.Listener
+	httpL   net.Listener
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -317,6 +320,10 @@ func (m *Master) serve() error {
 		so.Unary = append(so.Unary, e.leaderOnlyUnary)
 		so.Stream = append(so.Stream, e.leaderOnlyStream)
 	}
+	// A heartbeat's server-side latency counts from its arrival.
+	so.ArrivalTimes = []string{api.BlockMaster_WorkerHeartbeat_FullMethodName}
+	m.hbTimer = rpc.NewCallTimer("alluvium_fsmaster_worker_heartbeat_seconds",
+		"Block worker heartbeats: server-side latency from the call's arrival (from=arrival: queueing included) or of the handler alone (from=handler).")
 	m.grpc = rpc.NewServer(so)
 	srv := &server{m: m}
 	api.RegisterFileSystemMasterServer(m.grpc, srv)

@@ -608,6 +608,7 @@ func (r *rpcServer) RegisterJobWorker(ctx context.Context, req *api.RegisterJobW
 
 func (r *rpcServer) JobWorkerHeartbeat(ctx context.Context, req *api.JobWorkerHeartbeatRequest) (*api.JobWorkerHeartbeatResponse, error) {
 	s := r.s
+	start := time.Now()
 	ls, ans, answered, err := forward(s, ctx, "job worker heartbeat", req, api.JobMasterClient.JobWorkerHeartbeat)
 	if answered {
 		return ans, err
@@ -676,6 +677,9 @@ func (r *rpcServer) JobWorkerHeartbeat(ctx context.Context, req *api.JobWorkerHe
 	var dispatch []*api.TaskTransition
 	resp.Tasks, dispatch = ls.broker.assign(id, p.keys)
 	ls.coll.submit(dispatch)
+	if wait > 0 && len(resp.Tasks) == 0 && len(resp.Cancels) == 0 {
+		s.m.pollTimer.Observe(ctx, start, wait)
+	}
 	return resp, nil
 }
 

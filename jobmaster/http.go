@@ -219,9 +219,12 @@ type metrics struct {
 	updates      prometheus.Counter
 	entries      prometheus.Counter
 	workersLost  prometheus.Counter
-	done         atomic.Uint64
-	nUpdates     atomic.Uint64
-	nEntries     atomic.Uint64
+	// pollTimer times job worker polls that got nothing, beyond the wait
+	// they asked for (server-side: what a worker sees as overrun).
+	pollTimer *rpc.CallTimer
+	done      atomic.Uint64
+	nUpdates  atomic.Uint64
+	nEntries  atomic.Uint64
 }
 
 func (m *metrics) addDone(n int) {
@@ -247,6 +250,8 @@ func newMetrics(s *Server) *metrics {
 		}),
 		updates: prometheus.NewCounter(prometheus.CounterOpts{Name: "alluvium_jobmaster_task_updates_total", Help: "Task updates written to raft."}),
 		entries: prometheus.NewCounter(prometheus.CounterOpts{Name: "alluvium_jobmaster_task_update_entries_total", Help: "Raft entries carrying task updates."}),
+		pollTimer: rpc.NewCallTimer("alluvium_jobmaster_worker_poll_overrun_seconds",
+			"Job worker long polls that got nothing: server-side time beyond the wait asked for, from the call's arrival (from=arrival: queueing included) or of the handler alone (from=handler)."),
 		workersLost: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "alluvium_jobmaster_workers_lost_total", Help: "Job workers this job master declared LOST while it led (silent past their TTL, or at the FS master's word).",
 		}),
@@ -263,7 +268,7 @@ func (m *metrics) observeBatch(n int, took time.Duration) {
 
 func (m *metrics) register(reg *prometheus.Registry) {
 	s := m.s
-	reg.MustRegister(m.leader, m.tasksDone, m.tasksRate, m.applyLatency, m.perEntry, m.updates, m.entries, m.workersLost)
+	reg.MustRegister(m.leader, m.tasksDone, m.tasksRate, m.applyLatency, m.perEntry, m.updates, m.entries, m.workersLost, m.pollTimer.Collector())
 	reg.MustRegister(&jobsCollector{s: s})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "alluvium_jobmaster_raft_entries_per_fsync", Help: "Raft log entries written per log-store write (one fsync each), since start.",

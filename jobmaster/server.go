@@ -115,6 +115,8 @@ func newServer(cfg *config.Config, log *zap.Logger, o serverOptions) (*Server, e
 	}
 	// Job workers register and heartbeat as the cluster's own processes.
 	s.srvOpts.ConnBuffer = rpc.MasterConnBuffer // every job worker keeps a connection
+	// A poll's server-side overrun counts from its arrival.
+	s.srvOpts.ArrivalTimes = []string{api.JobMaster_JobWorkerHeartbeat_FullMethodName}
 	s.srvOpts.SystemOnly = []string{api.JobMaster_RegisterJobWorker_FullMethodName, api.JobMaster_JobWorkerHeartbeat_FullMethodName,
 		api.JobMaster_BlockWorkerLost_FullMethodName}
 	if s.fwd.dial, err = security.ClientOptions(cfg); err != nil {

@@ -63,6 +63,10 @@ type ServerOptions struct {
 	// connection holds 2 MiB for fast block streams, which 10,000 workers'
 	// connections would turn into 20 GiB.
 	ConnBuffer int
+	// ArrivalTimes lists the full method names whose calls carry the
+	// instant the server read their headers (Arrived): the calls whose
+	// server-side latency a role measures, queueing included.
+	ArrivalTimes []string
 }
 
 // NewServer returns a gRPC server with the shared interceptors:
@@ -95,6 +99,9 @@ func NewServer(o ServerOptions) *grpc.Server {
 		// small call's CPU); when all are busy (long polls), a call gets
 		// its own goroutine as before.
 		grpc.NumStreamWorkers(uint32(max(32, 8*runtime.GOMAXPROCS(0)))),
+	}
+	if len(o.ArrivalTimes) > 0 {
+		opts = append(opts, grpc.InTapHandle(arrivalTap(o.ArrivalTimes)))
 	}
 	if o.ConnBuffer > 0 {
 		opts = append(opts, grpc.ReadBufferSize(o.ConnBuffer), grpc.WriteBufferSize(o.ConnBuffer), grpc.SharedWriteBuffer(true))

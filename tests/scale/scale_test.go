@@ -533,6 +533,7 @@ func (r *run) steady() {
 	s.ResetStats()
 	r.r["hb-loadavg"] = loadAvg()
 	fsLost0, jmLost0 := r.lostTotals()
+	srv0 := r.serverTimes()
 	fs0, jm0, sim0, t0 := cpuTime(fsPid), cpuTime(jmPid), cpuTime(os.Getpid()), time.Now()
 	window := min(p.steady, 30*time.Second)
 	for _, m := range []struct{ name, addr string }{{"fsmaster", r.fsHTTP()}, {"jobmaster", r.jmHTTP()}} {
@@ -553,8 +554,16 @@ func (r *run) steady() {
 	r.r["hb-jobmaster-poll-overrun-p99-ms"] = ms(st.PollOverrun.P99)
 	r.r["hb-per-s"] = float64(st.Heartbeats) / wall.Seconds()
 	r.r["hb-polls-per-s"] = float64(st.Polls) / wall.Seconds()
+	r.r["hb-sim-late-p50-ms"] = ms(st.HeartbeatLate.P50)
 	r.r["hb-sim-late-p99-ms"] = ms(st.HeartbeatLate.P99)
 	r.r["hb-skipped"] = float64(st.Skipped)
+	// The masters' own view of the same calls: from each call's arrival
+	// (its queueing in the server included) and of the handler alone.
+	for k, h := range r.serverTimes() {
+		d := h.since(srv0[k])
+		r.r[k+"-p50-ms"] = d.quantile(0.50) * 1e3
+		r.r[k+"-p99-ms"] = d.quantile(0.99) * 1e3
+	}
 	// Per call, so a figure measured short of the full rate still says
 	// what the full rate would cost.
 	if st.Heartbeats > 0 {
@@ -584,6 +593,36 @@ func (r *run) steady() {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// serverTimes reads the masters' server-side latency histograms of the
+// workers' calls (rpc.CallTimer), keyed by the figure each gives: the FS
+// master's heartbeats and the job master's poll overruns, each from the
+// call's arrival and of its handler alone.
+func (r *run) serverTimes() map[string]bucketCounts {
+	r.tb.Helper()
+	out := map[string]bucketCounts{}
+	for _, m := range []struct{ addr, name, key string }{
+		{r.fsHTTP(), "alluvium_fsmaster_worker_heartbeat_seconds", "hb-fsmaster-server"},
+		{r.jmHTTP(), "alluvium_jobmaster_worker_poll_overrun_seconds", "hb-jobmaster-server-poll-overrun"},
+	} {
+		page, err := get("http://"+m.addr+"/metrics", time.Minute)
+		if err != nil {
+			r.tb.Fatal(err)
+		}
+		for _, from := range []string{"arrival", "handler"} {
+			h, err := histogram(page, m.name, "from", from)
+			if err != nil {
+				r.tb.Fatalf("%s: %v", m.addr, err)
+			}
+			key := m.key
+			if from == "handler" {
+				key += "-handler"
+			}
+			out[key] = h
+		}
+	}
+	return out
+}
 
 // lostTotals reads how many LOST declarations each master made since it
 // started (every one is false here: no simulated worker dies).
