@@ -496,11 +496,19 @@ func (b *blockMap) commit(id, blockID, length int64, tier string, pinned, valid 
 // asks the job master whether the process still calls it, and ends the
 // check with spare or confirmLost.
 func (b *blockMap) markLost(confirm bool) (lost, suspects []*api.WorkerInfo) {
+	// The pass over every worker runs under the read lock, which the
+	// heartbeats' fast path shares: under the write lock, each pass (every
+	// second, over 10,000 workers) held every heartbeat arriving meanwhile
+	// — the most waited-on lock of the FS master at that scale. The write
+	// lock is taken only when some worker is silent, which is rare.
+	if !b.anySilent() {
+		return nil, nil
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
 	for _, w := range b.workers {
-		if w.state != api.WorkerState_LIVE || w.checking || w.silentFor(now) <= time.Duration(w.ttl.Load()) || now.Before(w.graceUntil) {
+		if !w.silentPast(now) {
 			continue
 		}
 		if confirm && !w.spared {
@@ -513,6 +521,25 @@ func (b *blockMap) markLost(confirm bool) (lost, suspects []*api.WorkerInfo) {
 	}
 	sort.Slice(lost, func(i, j int) bool { return lost[i].Id < lost[j].Id })
 	return lost, suspects
+}
+
+// silentPast reports whether w is a LIVE worker, not being checked,
+// silent past its TTL and its grace. Call with b.mu held (read or write).
+func (w *workerState) silentPast(now time.Time) bool {
+	return w.state == api.WorkerState_LIVE && !w.checking && w.silentFor(now) > time.Duration(w.ttl.Load()) && !now.Before(w.graceUntil)
+}
+
+// anySilent reports whether markLost has a worker to look at.
+func (b *blockMap) anySilent() bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	now := b.now()
+	for _, w := range b.workers {
+		if w.silentPast(now) {
+			return true
+		}
+	}
+	return false
 }
 
 // spare ends the check of a suspect whose process the job master still

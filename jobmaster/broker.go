@@ -943,6 +943,22 @@ func (b *broker) reconcile(worker int64, holding []*api.TaskRef) []*api.TaskTran
 			trs = append(trs, &api.TaskTransition{JobId: k.job, TaskId: k.task, Attempt: t.Attempt, Kind: api.TaskTransition_FAIL, WorkerId: worker, Error: "task was handed to the job worker but never reached it"})
 		}
 	})
+	// Steady state: nothing to adopt and no settle to report to — the
+	// broker lock, which every poll takes, is not taken a second time
+	// (with thousands of polls a second it is the job master's most
+	// waited-on lock). settled is never replaced, and once closed the
+	// settle is over for good.
+	settled := false
+	select {
+	case <-b.settled:
+		settled = true
+	default:
+	}
+	if len(adopt) == 0 && settled {
+		sortTransitions(trs)
+		b.cancel(worker, stale)
+		return trs
+	}
 	now := time.Now()
 	b.mu.Lock()
 	for _, a := range adopt {
@@ -967,11 +983,16 @@ func (b *broker) reconcile(worker int64, holding []*api.TaskRef) []*api.TaskTran
 	// hand them to anyone else.
 	b.heardLocked(worker)
 	b.mu.Unlock()
+	sortTransitions(trs)
+	b.cancel(worker, stale)
+	return trs
+}
+
+// sortTransitions orders transitions by task.
+func sortTransitions(trs []*api.TaskTransition) {
 	sort.Slice(trs, func(i, j int) bool {
 		return taskKey{trs[i].JobId, trs[i].TaskId}.less(taskKey{trs[j].JobId, trs[j].TaskId})
 	})
-	b.cancel(worker, stale)
-	return trs
 }
 
 // bandwidthShare is worker's share of job's bandwidth limit (bytes/s; 0:
