@@ -31,7 +31,10 @@ type fill struct {
 	written int64
 	done    bool
 	err     error
-	notify  chan struct{} // closed and replaced on every change
+	// notify is closed on the next change; made by the first waiter after
+	// the last change (nil: nobody waits — a small block's fill mostly
+	// runs with nobody waiting, and would make a channel every update).
+	notify  chan struct{}
 	readers int
 	closed  bool
 
@@ -69,8 +72,10 @@ func (f *fill) update(n int64, done bool, err error) {
 		f.done, f.err = true, err
 		f.maybeClose()
 	}
-	close(f.notify)
-	f.notify = make(chan struct{})
+	if f.notify != nil {
+		close(f.notify)
+		f.notify = nil
+	}
 	f.mu.Unlock()
 }
 
@@ -112,14 +117,16 @@ func (f *fill) leave() {
 func (f *fill) waitFor(ctx context.Context, end int64) (int64, error) {
 	for {
 		f.mu.Lock()
-		written, done, err, ch := f.written, f.done, f.err, f.notify
-		f.mu.Unlock()
-		if err != nil {
+		written, done, err := f.written, f.done, f.err
+		if err != nil || written >= end || done {
+			f.mu.Unlock()
 			return written, err
 		}
-		if written >= end || done {
-			return written, nil
+		if f.notify == nil {
+			f.notify = make(chan struct{})
 		}
+		ch := f.notify
+		f.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -216,8 +223,16 @@ func (w *Worker) newFill(id int64, src *api.UfsBlockSource, pinned bool, alias s
 			return nil, false, fmt.Errorf("block %d: %w", id, err)
 		}
 	}
-	f = &fill{id: id, length: src.GetLength(), tb: tb, rf: rf, notify: make(chan struct{}), readers: 1, batched: batched, th: th}
-	f.ctx, f.stop = context.WithCancel(w.ctx)
+	f = &fill{id: id, length: src.GetLength(), tb: tb, rf: rf, readers: 1, batched: batched, th: th}
+	if th != nil {
+		f.ctx, f.stop = context.WithCancel(w.ctx)
+	} else {
+		// Only a throttled fill is ever stopped before it ends (leave): any
+		// other runs under the worker's context as it is — a cancel context
+		// of its own would be a registration with the worker's, under its
+		// lock, shared by every fill (20,000 a small-file load).
+		f.ctx, f.stop = w.ctx, func() {}
+	}
 	w.fills[id] = f
 	w.wg.Add(1)
 	w.fillMu.Unlock()

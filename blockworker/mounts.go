@@ -97,10 +97,11 @@ func (m *mountTable) find(mountID int64, uri string) *mountEntry {
 // relUnder returns uri relative to the mount root, when it is below it.
 func relUnder(root, uri string) (string, bool) {
 	root = strings.TrimRight(root, "/")
+	// No root+"/" built: every block cached from the UFS resolves its path.
 	switch {
-	case uri == root || uri == root+"/":
+	case uri == root:
 		return "", true
-	case strings.HasPrefix(uri, root+"/"):
+	case len(uri) > len(root) && uri[len(root)] == '/' && strings.HasPrefix(uri, root):
 		return uri[len(root)+1:], true
 	}
 	return "", false

@@ -256,11 +256,18 @@ func parseBlockName(name string) (id int64, pinned bool, ok bool) {
 }
 
 func blockPath(t *tier, id int64, pinned bool) string {
-	name := strconv.FormatInt(id, 10)
-	if pinned {
-		name += ".pin"
+	// filepath.Join(t.dir, name) built in one allocation (every block
+	// written makes one): t.dir is absolute and clean (filepath.Abs).
+	var buf [128]byte
+	b := append(buf[:0], t.dir...)
+	if !strings.HasSuffix(t.dir, "/") {
+		b = append(b, '/')
 	}
-	return filepath.Join(t.dir, name)
+	b = strconv.AppendInt(b, id, 10)
+	if pinned {
+		b = append(b, ".pin"...)
+	}
+	return string(b)
 }
 
 func (s *Store) tierByAlias(alias string) *tier {

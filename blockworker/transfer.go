@@ -801,9 +801,11 @@ func (s *service) CacheBlocks(ctx context.Context, req *api.CacheBlocksRequest) 
 	}
 	blocks := req.GetBlocks()
 	results := make([]*api.CacheBlockResult, len(blocks))
+	slab := make([]api.CacheBlockResult, len(blocks)) // one allocation, not one a block
 	todo := make([]int, 0, len(blocks))
 	for i, b := range blocks {
-		res := &api.CacheBlockResult{BlockId: b.GetBlockId()}
+		res := &slab[i]
+		res.BlockId = b.GetBlockId()
 		results[i] = res
 		src := b.GetSource()
 		if src == nil || src.GetUfsPath() == "" || src.GetLength() < 0 || src.GetOffset() < 0 {
@@ -898,8 +900,11 @@ func (l *masterLink) commitMany(ctx context.Context, ms []BlockMeta) {
 		return
 	}
 	req := &api.CommitBlocksRequest{WorkerId: id, Blocks: make([]*api.BlockReport, len(ms))}
+	reps := make([]api.BlockReport, len(ms)) // one allocation, not one a block
 	for i, m := range ms {
-		req.Blocks[i] = &api.BlockReport{BlockId: m.ID, Length: m.Length, Tier: m.Tier, Pinned: m.Pinned}
+		r := &reps[i]
+		r.BlockId, r.Length, r.Tier, r.Pinned = m.ID, m.Length, m.Tier, m.Pinned
+		req.Blocks[i] = r
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

@@ -97,7 +97,11 @@ func decodeLoadArgs(args []byte) (loadArgs, error) {
 	if err := json.Unmarshal(args, &a); err != nil {
 		return a, err
 	}
-	a.Blocks = append(a.Blocks, a.Items...)
+	if len(a.Blocks) == 0 {
+		a.Blocks = a.Items // the usual case: no copy
+	} else {
+		a.Blocks = append(a.Blocks, a.Items...)
+	}
 	a.Items = nil
 	return a, nil
 }
@@ -253,10 +257,14 @@ func (Load) Run(ctx context.Context, env Env, t *Task) (Result, error) {
 // old): the caller then goes block by block, with its fallbacks.
 func cacheBatch(ctx context.Context, env Env, t *Task, a loadArgs) (res Result, ok bool, err error) {
 	req := &api.CacheBlocksRequest{Blocks: make([]*api.CacheBlockRequest, len(a.Blocks))}
+	// The messages in two slabs, not two allocations a block.
+	reqs := make([]api.CacheBlockRequest, len(a.Blocks))
+	srcs := make([]api.UfsBlockSource, len(a.Blocks))
 	for i, b := range a.Blocks {
-		req.Blocks[i] = &api.CacheBlockRequest{BlockId: b.ID, Source: &api.UfsBlockSource{
-			MountId: b.Mount, UfsPath: b.UFS, Offset: b.Offset, Length: b.Length, UfsFingerprint: b.Fingerprint,
-		}}
+		r, src := &reqs[i], &srcs[i]
+		src.MountId, src.UfsPath, src.Offset, src.Length, src.UfsFingerprint = b.Mount, b.UFS, b.Offset, b.Length, b.Fingerprint
+		r.BlockId, r.Source = b.ID, src
+		req.Blocks[i] = r
 	}
 	bw, err := env.BlockWorker(a.Address)
 	if err != nil {

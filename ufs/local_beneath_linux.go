@@ -428,14 +428,11 @@ func futimens(fd int, t time.Time) error {
 
 // CopyFrom implements FileCopier for a reader of a local file (any Local).
 func (w *dirWriter) CopyFrom(r io.Reader, check bool, h hash.Hash) (int64, bool, error) {
-	sr, ok := r.(sectionReader)
+	sr, ok := r.(*sectionReader)
 	if !ok {
 		return 0, false, nil
 	}
-	sec, ok := sr.Reader.(*io.SectionReader)
-	if !ok {
-		return 0, false, nil
-	}
+	sec := &sr.sec
 	ra, base, size := sec.Outer()
 	src, ok := ra.(rawReader)
 	if !ok {

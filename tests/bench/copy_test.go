@@ -79,6 +79,13 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// mallocs is how many heap objects this process has allocated so far.
+func mallocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
+}
+
 // startJobCluster is an in-process FS master whose root UFS is ufsDir, one
 // block worker (its tier under tierDir), a job master and the job worker
 // beside the block worker: what the load and copy benchmarks run on.

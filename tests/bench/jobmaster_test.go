@@ -334,7 +334,7 @@ func benchLoadVsCp(b *testing.B, files, size, rounds int) {
 	// cp -r is timed before the first load, between each two and after the
 	// last; each load's reference is the mean of the cp just before and
 	// just after it, so a drift in the machine's speed hits both sides.
-	var loads, cps, ratios, cpus []float64
+	var loads, cps, ratios, cpus, allocs []float64
 	cpBefore := cpR(b, srcs[0], dst)
 	syscall.Sync()
 	b.ResetTimer()
@@ -344,9 +344,10 @@ func benchLoadVsCp(b *testing.B, files, size, rounds int) {
 			stop = profileRun(b, "load")
 		}
 		b.StartTimer()
-		cpu0 := cpuTime()
+		cpu0, mallocs0 := cpuTime(), mallocs()
 		took, job := lc.load(b, "/"+filepath.Base(src))
 		cpus = append(cpus, (cpuTime() - cpu0).Seconds())
+		allocs = append(allocs, float64(mallocs()-mallocs0)/float64(files))
 		b.StopTimer()
 		stop()
 		if job.BytesDone != int64(files*size) {
@@ -371,6 +372,9 @@ func benchLoadVsCp(b *testing.B, files, size, rounds int) {
 	// Every role runs in this process: its CPU time is the load's, the
 	// steadier figure on a busy machine.
 	b.ReportMetric(med(cpus), "load-cpu-s")
+	// Heap allocations of every role per file loaded: a figure the
+	// machine's load does not move, where CPU time and the wall do.
+	b.ReportMetric(med(allocs), "load-allocs/file")
 	b.ReportMetric(float64(files*size)/1e6/med(loads), "load-MB/s")
 	reference(b, "*", "cp -r of the same tree onto the tier's file system, timed before and after each load")
 	what := ""
