@@ -23,7 +23,7 @@ func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest)
 	// made when the page was built (seen), which covers every learned
 	// inode on the page (journal order is durability order).
 	var learned, seen *txn
-	resp, err := ns.listStatus(ctx, req, &learned, &seen, false)
+	resp, err := ns.listStatus(ctx, req, &learned, &seen, nil)
 	if err == nil {
 		ns.learnAhead(ctx, req, resp, learned != nil)
 	}
@@ -60,37 +60,66 @@ func (ns *namespace) ListStatus(ctx context.Context, req *api.ListStatusRequest)
 // maxAhead bounds the learn-aheads running at once (over all listings).
 const maxAhead = 2
 
+// aheadDepth is how many pages a listing's learn-aheads run ahead of the
+// pages it has asked for.
+const aheadDepth = 2
+
 // learnAhead starts learning, in the background, the directories the next
-// page of a recursive listing that is learning a tree will need: their UFS
-// listings and journal entries then overlap this page's fsync, its answer
-// on the wire and the caller's next call instead of following them (the
-// next page meets them learned, or waits for the directory being learned:
-// learnShared). It lists nothing (dry) and keeps the caller's identity (its
-// permissions stop it as they would the listing); errors are left for the
-// next page to meet. A listing that syncs every directory (ALWAYS) gets no
-// learn-ahead: it would sync them twice.
+// pages of a recursive listing that is learning a tree will need: their
+// UFS listings and journal entries then overlap this page's fsync, its
+// answer on the wire and the caller's next call instead of following them
+// (the next page meets them learned, or waits for the directory being
+// learned: learnShared). A learn-ahead that learned something goes on to
+// the page after its own, up to aheadDepth pages ahead of the listing, so
+// the learning does not stop while a page travels to the caller and the
+// caller asks for the next one. It lists nothing (dry) and keeps the
+// caller's identity (its permissions stop it as they would the listing);
+// errors are left for the next page to meet. A listing that syncs every
+// directory (ALWAYS) gets no learn-ahead: it would sync them twice.
 func (ns *namespace) learnAhead(ctx context.Context, req *api.ListStatusRequest, resp *api.ListStatusResponse, learned bool) {
 	if !req.GetRecursive() || resp.NextPageToken == "" || req.GetLoadMetadataType() == api.LoadMetadataType_ALWAYS {
 		return
 	}
-	k := aheadKey{path: req.GetPath(), token: req.GetPageToken()}
+	p := req.GetPath()
 	ns.aheadMu.Lock()
+	defer ns.aheadMu.Unlock()
 	// Whether this listing is still learning its tree: this page learned,
-	// or the learn-ahead of this page (started by the page before) learned
-	// or is still at it. Once neither, the tree is known: no more
-	// learn-aheads for this listing (another listing's learning says
-	// nothing about this one's tree).
+	// or the learn-ahead of this page learned or is still at it. Once
+	// neither, the tree is known: no more learn-aheads for this listing
+	// (another listing's learning says nothing about this one's tree).
+	k := aheadKey{path: p, token: req.GetPageToken()}
 	if prev := ns.aheads[k]; prev != nil {
 		delete(ns.aheads, k)
-		learned = learned || prev.running || prev.learned
+		learned = learned || prev.running || prev.more
 	}
-	if !learned || ns.aheadRun >= maxAhead || ns.aheadCtx.Err() != nil {
-		ns.aheadMu.Unlock()
+	if !learned {
 		return
 	}
-	next := &api.ListStatusRequest{Path: req.GetPath(), Recursive: true, PageSize: req.GetPageSize(),
-		PageToken: resp.NextPageToken, LoadMetadataType: req.GetLoadMetadataType()}
-	st := &aheadState{running: true}
+	// Go on from the last page learned ahead, unless a learn-ahead is
+	// still at it (it goes on by itself, now this many pages ahead of the
+	// listing) or the tree turned out known.
+	k.token = resp.NextPageToken
+	for depth := 1; depth <= aheadDepth; depth++ {
+		st := ns.aheads[k]
+		if st == nil {
+			ns.startAhead(ctx, req, k, depth)
+			return
+		}
+		st.depth = min(st.depth, depth)
+		if st.running || !st.more || st.next == "" {
+			return
+		}
+		k.token = st.next
+	}
+}
+
+// startAhead starts the learn-ahead of the page after token k.token of
+// the listing req, depth pages ahead of the page that asked, unless too
+// many run. Call with aheadMu held.
+func (ns *namespace) startAhead(ctx context.Context, req *api.ListStatusRequest, k aheadKey, depth int) {
+	if ns.aheadRun >= maxAhead || ns.aheadCtx.Err() != nil || ns.aheads[k] != nil {
+		return
+	}
 	if len(ns.aheads) >= maxAheadsKept {
 		// Listings given up mid-way leave theirs behind: forget the
 		// finished ones (a listing that loses its own only stops
@@ -101,10 +130,12 @@ func (ns *namespace) learnAhead(ctx context.Context, req *api.ListStatusRequest,
 			}
 		}
 	}
-	ns.aheads[aheadKey{path: next.Path, token: next.PageToken}] = st
+	next := &api.ListStatusRequest{Path: req.GetPath(), Recursive: true, PageSize: req.GetPageSize(),
+		PageToken: k.token, LoadMetadataType: req.GetLoadMetadataType()}
+	st := &aheadState{running: true, depth: depth}
+	ns.aheads[k] = st
 	ns.aheadRun++
 	ns.aheadWG.Add(1)
-	ns.aheadMu.Unlock()
 	// The call's values (its identity), not its end: the learning
 	// outlives the answer, until the namespace closes.
 	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -114,11 +145,21 @@ func (ns *namespace) learnAhead(ctx context.Context, req *api.ListStatusRequest,
 		defer cancel()
 		defer stop()
 		var t, seen *txn
-		_, _ = ns.listStatus(bctx, next, &t, &seen, true)
+		out := &dryPage{}
+		resp, err := ns.listStatus(bctx, next, &t, &seen, out)
 		ns.aheadMu.Lock()
+		defer ns.aheadMu.Unlock()
 		ns.aheadRun--
-		st.running, st.learned = false, t != nil
-		ns.aheadMu.Unlock()
+		st.running = false
+		if err != nil || resp == nil {
+			return
+		}
+		// A page of files only (a directory bigger than a page) says
+		// nothing about whether the tree is known yet.
+		st.more, st.next = t != nil || out.dirs == 0, resp.NextPageToken
+		if st.more && st.next != "" && st.depth < aheadDepth {
+			ns.startAhead(bctx, next, aheadKey{path: k.path, token: st.next}, st.depth+1)
+		}
 	}()
 }
 
@@ -129,7 +170,13 @@ type aheadKey struct{ path, token string }
 // aheadState is what one learn-ahead did, under aheadMu.
 type aheadState struct {
 	running bool
-	learned bool // it journaled something: its listing's tree is still being learned
+	// more: its listing's tree may still be unknown further on (it
+	// journaled something, or met no directory); next is its page's end.
+	more bool
+	next string
+	// depth: how many pages ahead of its listing's last page it is (the
+	// listing's pages bring it closer); it goes on while below aheadDepth.
+	depth int
 }
 
 // maxAheadsKept bounds the learn-ahead states kept for listings that have
@@ -170,11 +217,12 @@ func (ns *namespace) learnShared(ctx context.Context, p string) (*txn, error) {
 	return ns.learnChildren(ctx, p)
 }
 
-// listStatus lists one page; a dry one only learns what the page needs
-// (it returns no infos, only the page's end in NextPageToken). seen is
+// listStatus lists one page; a dry one (dry not nil) only learns what the
+// page needs (it returns no infos, only the page's end in NextPageToken)
+// and counts in dry the directories it met. seen is
 // set to the newest learning txn when the page was built: every learned
 // inode on the page is durable once it is.
-func (ns *namespace) listStatus(ctx context.Context, req *api.ListStatusRequest, learned, seen **txn, dry bool) (*api.ListStatusResponse, error) {
+func (ns *namespace) listStatus(ctx context.Context, req *api.ListStatusRequest, learned, seen **txn, dry *dryPage) (*api.ListStatusResponse, error) {
 	const op = "ls"
 	p, err := ns.clean(op, req.GetPath())
 	if err != nil {
@@ -231,7 +279,7 @@ func (ns *namespace) listStatus(ctx context.Context, req *api.ListStatusRequest,
 		}
 		*seen = ns.learnLast
 		if !n.dir() {
-			if token == "" && !dry {
+			if token == "" && dry == nil {
 				resp.Infos = append(resp.Infos, ns.info(n, p, req.GetIncludeBlocks()))
 			}
 			ns.mu.RUnlock()
@@ -290,10 +338,15 @@ func (ns *namespace) listStatus(ctx context.Context, req *api.ListStatusRequest,
 // learn-ahead's) counts its entries and keeps no infos.
 type page struct {
 	resp *api.ListStatusResponse
-	dry  bool
-	n    int    // entries on the page
-	last string // the last one's path
+	dry  *dryPage // nil: not dry
+	n    int      // entries on the page
+	last string   // the last one's path
 	slab infoSlab
+}
+
+// dryPage is what a dry page (a learn-ahead's) met.
+type dryPage struct {
+	dirs int // directories on the page
 }
 
 // relComponents returns the names of clean path b below its ancestor a.
@@ -363,10 +416,13 @@ func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp s
 				return false
 			}
 			pg.n, pg.last = pg.n+1, cp
-			if !pg.dry {
+			if pg.dry == nil {
 				pg.resp.Infos = append(pg.resp.Infos, ns.fillInfo(pg.slab.next(size-pg.n+1), c, cp, blocks))
 			}
 			if c.dir() {
+				if pg.dry != nil {
+					pg.dry.dirs++
+				}
 				cont = visit(c, cp, nil, false)
 			}
 			return cont

@@ -262,10 +262,11 @@ func TestLearnAheadKeepsPermissions(t *testing.T) {
 	check(t, ns)
 }
 
-// TestLearnAheadPerListing: whether a listing still learns ahead depends
-// on its own tree, not on another listing's: a listing of a known tree
-// beside one that is learning starts no learn-ahead, and its finding
-// nothing does not stop the other's.
+// TestLearnAheadPerListing: a listing's learn-aheads run up to aheadDepth
+// pages ahead of it and go on as it asks for pages; whether a listing
+// still learns ahead depends on its own tree, not on another listing's: a
+// listing of a known tree beside one that is learning starts no
+// learn-ahead.
 func TestLearnAheadPerListing(t *testing.T) {
 	ufsDir := filepath.Join(t.TempDir(), "ufs")
 	for _, top := range []string{"t", "known"} {
@@ -297,11 +298,14 @@ func TestLearnAheadPerListing(t *testing.T) {
 	listAll(t, ns, "/known", true, 5)
 	idle()
 
-	// /t page 1 (d00, f0..f3) learns d00; its learn-ahead learns d01.
+	// Pages of 5 of /t: 1 is d00 and d00/f0..f3 (page 1 learns d00), 2
+	// ends in d01/f1, 3 in d02, 4 in d02/f4, 5 in d03/f2. Two pages ahead
+	// of page 1: d01 and d02 learned, not d03.
 	p1 := must(ns.ListStatus(bg, &api.ListStatusRequest{Path: "/t", Recursive: true, PageSize: 5}))
 	idle()
-	if !loaded("/t/d01") {
-		t.Fatal("/t/d01 not learned ahead of page 2")
+	if !loaded("/t/d01") || !loaded("/t/d02") || loaded("/t/d03") {
+		t.Fatalf("after page 1: d01 %v, d02 %v, d03 %v learned; want the first two only (two pages ahead)",
+			loaded("/t/d01"), loaded("/t/d02"), loaded("/t/d03"))
 	}
 	// A page of the known tree learns nothing: no learn-ahead for it.
 	k1 := must(ns.ListStatus(bg, &api.ListStatusRequest{Path: "/known", Recursive: true, PageSize: 5}))
@@ -311,12 +315,15 @@ func TestLearnAheadPerListing(t *testing.T) {
 	if st != nil || running != 0 {
 		t.Fatalf("a page of a known tree started a learn-ahead (state %v, %d running)", st, running)
 	}
-	// /t page 2 learns nothing itself (d01 was learned ahead), but its
-	// listing is still learning: the learn-ahead of page 3 learns d02.
-	must(ns.ListStatus(bg, &api.ListStatusRequest{Path: "/t", Recursive: true, PageSize: 5, PageToken: p1.NextPageToken}))
+	// Pages 2 and 3 learn nothing themselves, but their listing is still
+	// learning: its learn-aheads go on (page 5 needs d03).
+	token := p1.NextPageToken
+	for range 2 {
+		token = must(ns.ListStatus(bg, &api.ListStatusRequest{Path: "/t", Recursive: true, PageSize: 5, PageToken: token})).NextPageToken
+	}
 	idle()
-	if !loaded("/t/d02") {
-		t.Fatal("/t/d02 not learned ahead of page 3: the listing stopped learning ahead")
+	if !loaded("/t/d03") {
+		t.Fatal("/t/d03 not learned ahead of page 5: the listing stopped learning ahead")
 	}
 	check(t, ns)
 }
