@@ -46,6 +46,7 @@ func (ns *namespace) CreateFiles(ctx context.Context, req *api.CreateFilesReques
 	if err := ns.lockUsable(); err != nil {
 		return nil, err
 	}
+	release := ns.hold()
 	for i, f := range files {
 		if !ok[i] {
 			continue
@@ -56,6 +57,7 @@ func (ns *namespace) CreateFiles(ctx context.Context, req *api.CreateFilesReques
 			last = t
 		}
 	}
+	release()
 	ns.mu.Unlock()
 	if err := last.wait(ctx); err != nil {
 		return nil, err
@@ -82,6 +84,7 @@ func (ns *namespace) CompleteFiles(ctx context.Context, req *api.CompleteFilesRe
 	if err := ns.lockUsable(); err != nil {
 		return nil, err
 	}
+	release := ns.hold()
 	for i, f := range files {
 		if resp.Results[i] != nil {
 			continue
@@ -93,6 +96,7 @@ func (ns *namespace) CompleteFiles(ctx context.Context, req *api.CompleteFilesRe
 			done = append(done, c)
 		}
 	}
+	release()
 	ns.mu.Unlock()
 	if err := last.wait(ctx); err != nil {
 		return nil, err
@@ -111,9 +115,15 @@ func (ns *namespace) CompleteFiles(ctx context.Context, req *api.CompleteFilesRe
 func (ns *namespace) GetStatuses(ctx context.Context, req *api.GetStatusesRequest) (*api.GetStatusesResponse, error) {
 	reqs := req.GetRequests()
 	resp := &api.GetStatusesResponse{Results: make([]*api.CreateFileResult, len(reqs))}
+	if ns.statsKnown(ctx, reqs, resp.Results) == len(reqs) {
+		return resp, nil
+	}
 	learned := make([]bool, len(reqs))
 	var last *txn
 	for i, r := range reqs {
+		if resp.Results[i] != nil {
+			continue // answered by statsKnown
+		}
 		lt := r.GetLoadMetadataType()
 		if lt == api.LoadMetadataType_ALWAYS || lt == api.LoadMetadataType_NEVER {
 			continue // answered alone below (ALWAYS syncs its path)
@@ -158,4 +168,55 @@ func (ns *namespace) GetStatuses(ctx context.Context, req *api.GetStatusesReques
 		resp.Results[i] = result(info, err)
 	}
 	return resp, nil
+}
+
+// statsChunk is the most stats statsKnown answers under one hold of the
+// read lock: a writer waiting for the lock waits for at most this many.
+const statsChunk = 64
+
+// statsKnown answers, as getStatus would, the stats of paths the namespace
+// holds (the common case: no UFS to ask, nothing to journal), taking the
+// read lock once per statsChunk paths and walking each path once, with the
+// answers allocated together; it leaves results[i] nil for the others
+// (bad paths, ALWAYS, paths to learn, a master that does not lead) and
+// returns how many it answered.
+func (ns *namespace) statsKnown(ctx context.Context, reqs []*api.GetStatusRequest, results []*api.CreateFileResult) int {
+	const op = "stat"
+	answers := make([]api.CreateFileResult, len(reqs))
+	var infos infoSlab
+	done := 0
+	for from := 0; from < len(reqs); from += statsChunk {
+		to := min(from+statsChunk, len(reqs))
+		ns.mu.RLock()
+		if ns.usable() != nil {
+			ns.mu.RUnlock()
+			return done // answered one by one, with the error
+		}
+		for i := from; i < to; i++ {
+			r := reqs[i]
+			if r.GetLoadMetadataType() == api.LoadMetadataType_ALWAYS {
+				continue
+			}
+			p, err := ns.cfg.pathLimits.Clean(r.GetPath())
+			if err != nil {
+				continue
+			}
+			n := ns.st.lookup(p)
+			if n == nil {
+				continue
+			}
+			ns.op(op)
+			a := &answers[i]
+			if info, err := ns.statLockedInto(ctx, op, p, n, r, infos.next(len(reqs)-i)); err != nil {
+				st := status.Convert(err)
+				a.Code, a.Error = int32(st.Code()), st.Message()
+			} else {
+				a.Info = info
+			}
+			results[i] = a
+			done++
+		}
+		ns.mu.RUnlock()
+	}
+	return done
 }

@@ -25,6 +25,22 @@ type appender interface {
 	Append(e *api.JournalEntry) waiter
 }
 
+// holder is what a journal that can keep entries together offers: the
+// entries appended between Hold and its release go to disk in one commit
+// (a batch call's, so that its callers wait for one fsync, not two).
+type holder interface {
+	Hold() (release func())
+}
+
+// hold keeps the entries appended until release together in one commit,
+// when the journal can; release is never nil.
+func (ns *namespace) hold() (release func()) {
+	if h, ok := ns.j.(holder); ok {
+		return h.Hold()
+	}
+	return func() {}
+}
+
 type waiter interface {
 	Wait(ctx context.Context) error
 }
@@ -955,6 +971,11 @@ func (ns *namespace) getStatus(ctx context.Context, req *api.GetStatusRequest, l
 
 // statLocked answers GetStatus for inode n at p. Call with ns.mu held.
 func (ns *namespace) statLocked(ctx context.Context, op, p string, n *inode, req *api.GetStatusRequest) (*api.FileInfo, error) {
+	return ns.statLockedInto(ctx, op, p, n, req, &api.FileInfo{})
+}
+
+// statLockedInto is statLocked filling fi, a zero FileInfo.
+func (ns *namespace) statLockedInto(ctx context.Context, op, p string, n *inode, req *api.GetStatusRequest, fi *api.FileInfo) (*api.FileInfo, error) {
 	pr := ns.caller(ctx)
 	if err := ns.traverse(op, p, pr, n); err != nil {
 		return nil, err
@@ -967,7 +988,7 @@ func (ns *namespace) statLocked(ctx context.Context, op, p string, n *inode, req
 			return nil, err
 		}
 	}
-	return ns.info(n, p, true), nil
+	return ns.fillInfo(fi, n, p, true), nil
 }
 
 // Delete removes a file or directory (its subtree when recursive) and,

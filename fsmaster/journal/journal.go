@@ -87,12 +87,17 @@ type Journal struct {
 	logsDir string
 	lock    *os.File
 
-	mu       sync.Mutex // guards the fields below
-	nextSeq  int64
-	queue    []*Pending
-	rotates  []rotateReq // Rotate calls waiting for the writer
-	failed   error       // sticky: once a commit fails, everything fails
-	closing  bool
+	mu      sync.Mutex // guards the fields below
+	nextSeq int64
+	queue   []*Pending
+	rotates []rotateReq // Rotate calls waiting for the writer
+	failed  error       // sticky: once a commit fails, everything fails
+	closing bool
+	// holds counts the open Holds; while any is open the writer commits
+	// only the entries before holdFrom (the first one appended under the
+	// oldest open Hold), so that a hold's entries go in one commit.
+	holds    int
+	holdFrom int64
 	isClosed bool
 
 	kick       chan struct{} // cap 1: wakes the writer (new work, Rotate, Close)
@@ -427,6 +432,39 @@ func (j *Journal) Append(e *api.JournalEntry) *Pending {
 	return p
 }
 
+// Hold keeps the entries appended from now until release is called out of
+// any commit until then, so that they go to disk together: a batch call's
+// entries, appended one at a time under the caller's lock, would otherwise
+// be split between the commit the writer starts meanwhile and the next,
+// and the batch's callers would wait for two fsyncs. Entries appended
+// before the Hold are committed as usual. Call release soon (the writer
+// waits for it) and exactly once.
+func (j *Journal) Hold() (release func()) {
+	j.mu.Lock()
+	if j.holds == 0 {
+		j.holdFrom = j.nextSeq
+	}
+	j.holds++
+	j.mu.Unlock()
+	return func() {
+		j.mu.Lock()
+		j.holds--
+		if j.holds == 0 {
+			j.wake()
+		}
+		j.mu.Unlock()
+	}
+}
+
+// takeableLocked is how many queued entries the writer may commit now:
+// those before an open Hold's first.
+func (j *Journal) takeableLocked() int {
+	if j.holds == 0 || len(j.queue) == 0 {
+		return len(j.queue)
+	}
+	return int(max(0, min(int64(len(j.queue)), j.holdFrom-j.queue[0].seq)))
+}
+
 // wake tells the writer there is something to do (never blocks).
 func (j *Journal) wake() {
 	select {
@@ -457,7 +495,9 @@ func (j *Journal) writer() {
 	inFlight := 0 // its entries plus those queued when it ended
 	for {
 		j.mu.Lock()
-		for len(j.queue) == 0 && len(j.rotates) == 0 && !j.closing {
+		// Held entries (and rotations, which may need them) wait for the
+		// Hold's release, which kicks.
+		for j.takeableLocked() == 0 && (len(j.rotates) == 0 || j.holds > 0) && (!j.closing || j.holds > 0) {
 			j.mu.Unlock()
 			<-j.kick
 			j.mu.Lock()
@@ -504,7 +544,7 @@ func (j *Journal) writer() {
 			continue
 		}
 		room := j.opts.SegmentEntries - (j.open.last - j.open.first + 1)
-		n := min(len(j.queue), j.opts.MaxBatch, int(min(room, math.MaxInt32)))
+		n := min(j.takeableLocked(), j.opts.MaxBatch, int(min(room, math.MaxInt32)))
 		batch = append(batch[:0], j.queue[:n]...)
 		rest := copy(j.queue, j.queue[n:])
 		clear(j.queue[rest:])

@@ -211,6 +211,55 @@ func TestGroupCommitGroups(t *testing.T) {
 	}
 }
 
+func TestHoldKeepsEntriesTogether(t *testing.T) {
+	// A batch call appends its entries one at a time; the writer must not
+	// commit the first few while the rest are still being appended, or the
+	// batch's callers wait for two fsyncs. Entries appended before the Hold
+	// are not held back.
+	j := openJournal(t, Options{Dir: t.TempDir()})
+	ctx := context.Background()
+	before := j.Append(entry(1))
+	release := j.Hold()
+	var held []*Pending
+	for i := int64(2); i <= 11; i++ {
+		held = append(held, j.Append(entry(i)))
+		time.Sleep(time.Millisecond) // time enough for the writer to take a split batch
+	}
+	if err := before.Wait(ctx); err != nil {
+		t.Fatalf("entry appended before the Hold: %v", err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if st := j.Stats(); st.Entries != 1 {
+		t.Fatalf("%d entries durable while 10 are held, want 1 (the one appended before the Hold)", st.Entries)
+	}
+	// A rotation asked for meanwhile waits for the release too.
+	rotated := make(chan error, 1)
+	go func() { rotated <- j.Rotate() }()
+	time.Sleep(5 * time.Millisecond)
+	b0 := j.Stats().Batches
+	release()
+	for _, p := range held {
+		if err := p.Wait(ctx); err != nil {
+			t.Fatalf("held entry %d: %v", p.Sequence(), err)
+		}
+	}
+	if err := <-rotated; err != nil {
+		t.Fatalf("Rotate during a Hold: %v", err)
+	}
+	if st := j.Stats(); st.Batches-b0 != 1 || st.Entries != 11 || st.Rotations != 1 {
+		t.Fatalf("stats %+v after release: want the 10 held entries in one commit (batches %d before) and one rotation", st, b0)
+	}
+	sameEntries(t, replayAll(t, j, 0), func() []*api.JournalEntry {
+		var want []*api.JournalEntry
+		for i := int64(1); i <= 11; i++ {
+			e := entry(i)
+			e.Sequence = i
+			want = append(want, e)
+		}
+		return want
+	}())
+}
+
 func TestMaxBatchBoundsBatches(t *testing.T) {
 	j := openJournal(t, Options{Dir: t.TempDir(), MaxBatch: 3})
 	appendConcurrent(t, j, 32, 600)
