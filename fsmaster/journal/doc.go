@@ -47,7 +47,9 @@
 // the writer yields (runtime.Gosched, a few times at most, only while the
 // queue grows) so that the callers it just released can queue again:
 // without that, closed-loop callers split into two alternating groups and
-// each fsync carries half of them. A failed commit stops
+// each fsync carries half of them. Entries appended under a Hold (a
+// batch call's, one Append each under the caller's lock) are committed
+// only after its release, all in one commit. A failed commit stops
 // the journal for good: every later Append and Wait returns the error and
 // the master must stop (its memory holds changes that are not durable).
 //
