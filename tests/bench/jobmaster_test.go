@@ -381,7 +381,7 @@ func benchLoadVsCp(b *testing.B, files, size, rounds int) {
 	if rounds > 1 {
 		what = fmt.Sprintf(" Each run is %d rounds, each loading a fresh copy of the tree between two timed cp -r; the figures are the rounds' medians.", rounds)
 	}
-	b.Logf("NOTE: %s: load: list, plan, tasks, CacheBlock fills from the local UFS (page-cached) into the tier (each block written under its name marked as being written, the mark cleared at commit; no fsync: tmpfs when there is one), block commits journaled (fsynced); the UFS fingerprint (size + mtime) checked, no checksum. cp -r: the same files from the page cache onto the same file system, no fsync, no verify. All roles run in the benchmark's process with the server roles' GC heap floor (process.gc-heap-floor, 128 MiB), as `alluvium local` does.%s", b.Name(), what)
+	b.Logf("NOTE: %s: load: list, plan, tasks, CacheBlock fills from the local UFS (page-cached) into the tier (each block written under its name marked as being written, the mark cleared at commit; no fsync: tmpfs when there is one), block commits held in the FS master's memory (block locations are not journaled: workers report them again after a restart); the UFS fingerprint (size + mtime) checked, no checksum. cp -r: the same files from the page cache onto the same file system, no fsync, no verify. All roles run in the benchmark's process with the server roles' GC heap floor (process.gc-heap-floor, 128 MiB), as `alluvium local` does.%s", b.Name(), what)
 }
 
 // BenchmarkLoad1GiB64Files: goal ratio-load/cp <= 1.1.
