@@ -14,7 +14,7 @@ import (
 // A client shared by many goroutines (an S3 gateway, a copy with many
 // streams) makes the same small FS-master calls at once. Stat, Create and a
 // writer's Close join them: a call made while as many of its kind as may
-// be are in flight (one stat batch, two of a mutation) waits for the next, which carries every call that came meanwhile in one
+// be are in flight (one stat batch, three of a mutation) waits for the next, which carries every call that came meanwhile in one
 // batch RPC (GetStatuses, CreateFiles, CompleteFiles; the master takes its
 // lock once and group-commits the batch's journal entries). A lone call is
 // sent at once as the single RPC it always was, so nothing is delayed; a
@@ -24,11 +24,15 @@ import (
 // entries are durable. Calls join only calls acting for the same user.
 
 // A mutation's batch waits on the master's journal (its fsync), so while
-// one is in flight a second of its kind may go: the callers that came
+// one is in flight more of its kind may go: the callers that came
 // meanwhile need not wait that batch's whole round trip before theirs is
-// sent, and the master commits one batch's entries while the other's
-// callers are on their way. Stats answer from memory: one batch at a time.
-const mutationsInFlight = 2
+// sent, and the master commits one batch's entries while the others'
+// callers are on their way. Three rather than two: 18.8k against 16.4k
+// creates/s, 60 against 72 us CPU per create (FSMasterCreate/sdk/clients=64,
+// medians of three interleaved pairs, shared 2-core machine). Stats answer
+// from memory: one batch at a time (two: a third of the rate, smaller
+// batches).
+const mutationsInFlight = 3
 
 // maxJoined bounds one batch RPC (a FileInfo is a few hundred bytes: far
 // below the message limit); more waiting calls go in several.

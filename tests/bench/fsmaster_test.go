@@ -130,7 +130,7 @@ func BenchmarkFSMasterCreate(b *testing.B) {
 	for _, c := range []struct{ clients, ops int }{{1, 500}, {64, 32000}} {
 		b.Run(fmt.Sprintf("sdk/clients=%d", c.clients), func(b *testing.B) {
 			benchCreates(b, c.clients, c.ops, true)
-			b.Logf("NOTE: FSMasterCreate/sdk: %d goroutines share one SDK client (one connection): sdk.Create + Close of an empty MUST_CACHE file; the SDK joins the creates made while two are in flight into one CreateFiles call and the closes into one CompleteFiles call (up to two batches of each kind in flight; a lone call goes alone), the master takes its lock once per batch and each caller is answered once its own entry is fsynced (group commit); the reference puts the same number of entries of the same kinds into one bbolt file in the same number of fsynced transactions with no RPC, namespace or encoding; neither verifies", c.clients)
+			b.Logf("NOTE: FSMasterCreate/sdk: %d goroutines share one SDK client (one connection): sdk.Create + Close of an empty MUST_CACHE file; the SDK joins the creates made while three are in flight into one CreateFiles call and the closes into one CompleteFiles call (up to three batches of each kind in flight; a lone call goes alone), the master takes its lock once per batch and each caller is answered once its own entry is fsynced (group commit); the reference puts the same number of entries of the same kinds into one bbolt file in the same number of fsynced transactions with no RPC, namespace or encoding; neither verifies", c.clients)
 		})
 	}
 }
