@@ -2263,8 +2263,10 @@ type JobWorkerInfo struct {
 	Capacity           int32                  `protobuf:"varint,10,opt,name=capacity,proto3" json:"capacity,omitempty"` // tasks it takes at once (running + queued)
 	Tasks              []*TaskInfo            `protobuf:"bytes,11,rep,name=tasks,proto3" json:"tasks,omitempty"`        // with ListJobWorkersRequest.include_tasks
 	Plans              []*PlanInfo            `protobuf:"bytes,12,rep,name=plans,proto3" json:"plans,omitempty"`        // the plans it runs (as it registered)
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The registering process's instance (RegisterJobWorkerRequest.instance).
+	Instance      string `protobuf:"bytes,13,opt,name=instance,proto3" json:"instance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobWorkerInfo) Reset() {
@@ -2379,6 +2381,13 @@ func (x *JobWorkerInfo) GetPlans() []*PlanInfo {
 		return x.Plans
 	}
 	return nil
+}
+
+func (x *JobWorkerInfo) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
 }
 
 // PlanInfo describes a plan: built in, or a plugin from plans.dir.
@@ -2568,7 +2577,14 @@ type RegisterJobWorkerRequest struct {
 	Capacity int32 `protobuf:"varint,6,opt,name=capacity,proto3" json:"capacity,omitempty"`
 	// The plans it runs; a plugin plan's tasks go only to workers listing it
 	// at the job's version.
-	Plans         []*PlanInfo `protobuf:"bytes,7,rep,name=plans,proto3" json:"plans,omitempty"`
+	Plans []*PlanInfo `protobuf:"bytes,7,rep,name=plans,proto3" json:"plans,omitempty"`
+	// A random id the worker process picks once when it starts. A
+	// registration repeated with the same instance while the first one's
+	// record is LIVE (a retry after a timeout whose first call was applied)
+	// gets that record's id back instead of replacing it; a new process (a
+	// restart) picks a new instance and replaces its old self. Empty: every
+	// registration replaces.
+	Instance      string `protobuf:"bytes,8,opt,name=instance,proto3" json:"instance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2650,6 +2666,13 @@ func (x *RegisterJobWorkerRequest) GetPlans() []*PlanInfo {
 		return x.Plans
 	}
 	return nil
+}
+
+func (x *RegisterJobWorkerRequest) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
 }
 
 type RegisterJobWorkerResponse struct {
@@ -3685,7 +3708,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"U\n" +
 	"\x14RunPolicyNowResponse\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12&\n" +
-	"\x0fpipeline_run_id\x18\x02 \x01(\x03R\rpipelineRunId\"\xb8\x03\n" +
+	"\x0fpipeline_run_id\x18\x02 \x01(\x03R\rpipelineRunId\"\xd4\x03\n" +
 	"\rJobWorkerInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -3699,7 +3722,8 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\bcapacity\x18\n" +
 	" \x01(\x05R\bcapacity\x12+\n" +
 	"\x05tasks\x18\v \x03(\v2\x15.alluvium.v1.TaskInfoR\x05tasks\x12+\n" +
-	"\x05plans\x18\f \x03(\v2\x15.alluvium.v1.PlanInfoR\x05plans\"\xa0\x01\n" +
+	"\x05plans\x18\f \x03(\v2\x15.alluvium.v1.PlanInfoR\x05plans\x12\x1a\n" +
+	"\binstance\x18\r \x01(\tR\binstance\"\xa0\x01\n" +
 	"\bPlanInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06origin\x18\x02 \x01(\tR\x06origin\x12\x18\n" +
@@ -3710,7 +3734,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x10ListPlansRequest\"Z\n" +
 	"\x11ListPlansResponse\x12+\n" +
 	"\x05plans\x18\x01 \x03(\v2\x15.alluvium.v1.PlanInfoR\x05plans\x12\x18\n" +
-	"\aworkers\x18\x02 \x01(\x05R\aworkers\"\x85\x02\n" +
+	"\aworkers\x18\x02 \x01(\x05R\aworkers\"\xa1\x02\n" +
 	"\x18RegisterJobWorkerRequest\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12&\n" +
@@ -3718,7 +3742,8 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x14block_worker_address\x18\x04 \x01(\tR\x12blockWorkerAddress\x12\x18\n" +
 	"\athreads\x18\x05 \x01(\x05R\athreads\x12\x1a\n" +
 	"\bcapacity\x18\x06 \x01(\x05R\bcapacity\x12+\n" +
-	"\x05plans\x18\a \x03(\v2\x15.alluvium.v1.PlanInfoR\x05plans\"\x83\x01\n" +
+	"\x05plans\x18\a \x03(\v2\x15.alluvium.v1.PlanInfoR\x05plans\x12\x1a\n" +
+	"\binstance\x18\b \x01(\tR\binstance\"\x83\x01\n" +
 	"\x19RegisterJobWorkerResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x12\x15\n" +

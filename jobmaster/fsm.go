@@ -563,6 +563,17 @@ var _ = registerCommand(api.JobCommandType_REGISTER_WORKER, (*tx).applyRegisterW
 
 func (x *tx) applyRegisterWorker(c *api.RegisterWorkerCommand) any {
 	x.now = c.GetNowMs()
+	// The same process registering again while its record is LIVE (its
+	// first call timed out at the client but was applied) keeps that
+	// record: replacing it would fail the tasks it runs.
+	if live, ok := x.s.liveByAddr[c.GetAddress()]; ok && c.GetInstance() != "" {
+		if w := x.s.worker(live); w != nil && w.Instance == c.GetInstance() {
+			// The event lets the leader's broker and heartbeat tracker
+			// (re)take it as LIVE, as after a first registration.
+			x.ev.workers = append(x.ev.workers, live)
+			return registerResult{id: live}
+		}
+	}
 	// A worker registering again at the same address replaces its old self:
 	// whatever the old one was running is lost with it.
 	if stale, ok := x.s.liveByAddr[c.GetAddress()]; ok {
@@ -573,7 +584,7 @@ func (x *tx) applyRegisterWorker(c *api.RegisterWorkerCommand) any {
 	x.s.workers.ReplaceOrInsert(&workerRec{
 		ID: id, Address: c.GetAddress(), Host: c.GetHost(), BWID: c.GetBlockWorkerId(),
 		BWAddr: c.GetBlockWorkerAddress(), Threads: c.GetThreads(), Capacity: c.GetCapacity(), State: api.WorkerState_LIVE,
-		UpdatedMs: x.now, Plans: c.GetPlans(),
+		UpdatedMs: x.now, Plans: c.GetPlans(), Instance: c.GetInstance(),
 	})
 	x.s.liveByAddr[c.GetAddress()] = id
 	x.ev.workers = append(x.ev.workers, id)

@@ -627,3 +627,58 @@ func restored(t *testing.T, f *FSM) *FSM {
 	}
 	return g
 }
+
+func TestFSMRegisterRetryOfSameInstanceKeepsWorker(t *testing.T) {
+	// A registration whose reply timed out at the worker but was applied,
+	// retried: the same process (instance) gets its LIVE record back, and
+	// what it runs stays running; a new process at the address replaces it.
+	ft := newFSMT(t)
+	id := ft.submit("")
+	ft.plan(id, 1, true)
+	reg := func(instance string, now int64) int64 {
+		t.Helper()
+		r, ok := ft.apply(&api.RegisterWorkerCommand{Address: "w:1", Host: "h", Threads: 4, MaxAttempts: 2, NowMs: now, Instance: instance}).(registerResult)
+		if !ok {
+			t.Fatal("register: unexpected response")
+		}
+		return r.id
+	}
+	w1 := reg("a", 3000)
+	ft.update(tr(id, 1, 1, api.TaskTransition_DISPATCH, w1))
+	if again := reg("a", 3100); again != w1 || ft.f.worker(w1).State != api.WorkerState_LIVE {
+		t.Fatalf("retry of instance a: id %d (first %d), record %+v", again, w1, ft.f.worker(w1))
+	}
+	if tk := ft.f.task(taskKey{id, 1}); tk.Status != api.TaskInfo_RUNNING || tk.Attempt != 1 {
+		t.Fatalf("task of the worker whose registration was retried: %+v", tk)
+	}
+	// The record's instance survives a snapshot: a follower restored from
+	// one must answer the next retry as the leader does.
+	snap, err := ft.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sink memSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	g := NewFSM(nil)
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if w := g.worker(w1); w == nil || w.Instance != "a" {
+		t.Fatalf("restored worker record: %+v", w)
+	}
+	// A restarted process (new instance) replaces its old self.
+	w2 := reg("b", 3200)
+	if w2 == w1 || ft.f.worker(w1).State != api.WorkerState_LOST || ft.f.worker(w2).State != api.WorkerState_LIVE {
+		t.Fatalf("new instance: old %+v new %+v", ft.f.worker(w1), ft.f.worker(w2))
+	}
+	if tk := ft.f.task(taskKey{id, 1}); tk.Status != api.TaskInfo_PENDING || tk.Attempt != 2 {
+		t.Fatalf("task of the replaced worker: %+v", tk)
+	}
+	// Once LOST, the old instance registering again is a new record too.
+	if w3 := reg("a", 3300); w3 == w1 || w3 == w2 || ft.f.worker(w2).State != api.WorkerState_LOST {
+		t.Fatalf("instance a after its record was lost: id %d, records %+v %+v", w3, ft.f.worker(w1), ft.f.worker(w2))
+	}
+}

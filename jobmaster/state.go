@@ -147,6 +147,7 @@ type workerRec struct {
 	State     api.WorkerState
 	UpdatedMs int64           // registered or lost
 	Plans     []*api.PlanInfo // the plans it runs, as it registered
+	Instance  string          // the registering process's (RegisterJobWorkerRequest.instance)
 }
 
 // lists says whether w named plan at its registration (an older worker
@@ -385,6 +386,7 @@ func (w *workerRec) info() *api.JobWorkerInfo {
 	return &api.JobWorkerInfo{
 		Id: w.ID, Address: w.Address, Host: w.Host, BlockWorkerId: w.BWID, BlockWorkerAddress: w.BWAddr,
 		Threads: w.Threads, Capacity: w.Capacity, State: w.State, LastHeartbeatMs: w.UpdatedMs, Plans: w.Plans,
+		Instance: w.Instance,
 	}
 }
 
@@ -453,6 +455,6 @@ func workerFromInfo(i *api.JobWorkerInfo) *workerRec {
 	return &workerRec{
 		ID: i.GetId(), Address: i.GetAddress(), Host: i.GetHost(), BWID: i.GetBlockWorkerId(),
 		BWAddr: i.GetBlockWorkerAddress(), Threads: i.GetThreads(), Capacity: i.GetCapacity(), State: i.GetState(),
-		UpdatedMs: i.GetLastHeartbeatMs(), Plans: i.GetPlans(),
+		UpdatedMs: i.GetLastHeartbeatMs(), Plans: i.GetPlans(), Instance: i.GetInstance(),
 	}
 }

@@ -71,7 +71,7 @@ func (s *session) get(ctx context.Context) (leader, int64, time.Duration, error)
 		resp, err := c.RegisterJobWorker(cctx, &api.RegisterJobWorkerRequest{
 			Address: w.addr, Host: host, BlockWorkerId: w.bw.BlockWorkerID,
 			BlockWorkerAddress: w.bw.BlockWorkerAddress, Threads: int32(w.threads), Capacity: int32(w.capacity),
-			Plans: planInfos(),
+			Plans: planInfos(), Instance: w.instance,
 		})
 		cancel()
 		if err != nil {

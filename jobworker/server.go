@@ -2,6 +2,7 @@ package jobworker
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,6 +52,9 @@ type Worker struct {
 	grpc *grpc.Server
 	ln   net.Listener
 	addr string
+	// instance names this process to the job master: a registration
+	// retried after a timeout keeps the record the first call made.
+	instance string
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -119,7 +123,7 @@ func NewWithOptions(cfg *config.Config, log *zap.Logger, bw Colocated, o Options
 	w := &Worker{
 		cfg: cfg, log: log, bw: bw, masters: masters, threads: threads, capacity: threads + depth, progress: pi,
 		tasks: map[ref]*taskState{}, results: map[ref]*api.TaskUpdate{}, dirty: map[ref]int64{},
-		limiters: map[int64]*rate.Limiter{}, wakeRep: make(chan struct{}, 1),
+		limiters: map[int64]*rate.Limiter{}, wakeRep: make(chan struct{}, 1), instance: rand.Text(),
 	}
 	w.cond = sync.NewCond(&w.mu)
 	var err error

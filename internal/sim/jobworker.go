@@ -23,6 +23,10 @@ type jobWorker struct {
 	bw *blockWorker
 	m  *masters
 
+	// instance is this simulated process's, as a real job worker's
+	// (jobworker.Worker.instance): a retried registration keeps its record.
+	instance string
+
 	mu       sync.Mutex
 	id       int64
 	interval time.Duration
@@ -137,6 +141,7 @@ func (j *jobWorker) register(ctx context.Context, c api.JobMasterClient) error {
 	resp, err := c.RegisterJobWorker(cctx, &api.RegisterJobWorkerRequest{
 		Address: host + ":30001", Host: host, BlockWorkerId: j.bw.idOrZero(),
 		BlockWorkerAddress: host + ":29999", Threads: int32(j.s.cfg.Capacity), Capacity: int32(j.s.cfg.Capacity),
+		Instance: j.instance,
 	})
 	if err != nil {
 		return err

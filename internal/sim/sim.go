@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"sync"
@@ -172,7 +173,7 @@ func New(cfg Config) (*Sim, error) {
 		b := &blockWorker{s: s, i: i, host: fmt.Sprintf("%s-%d", cfg.HostPrefix, i), m: m}
 		s.blocks = append(s.blocks, b)
 		if len(cfg.JobMasters) > 0 {
-			s.jobs = append(s.jobs, &jobWorker{s: s, i: i, bw: b, m: m})
+			s.jobs = append(s.jobs, &jobWorker{s: s, i: i, bw: b, m: m, instance: rand.Text()})
 		}
 	}
 	return s, nil
