@@ -653,20 +653,7 @@ func TestFSMRegisterRetryOfSameInstanceKeepsWorker(t *testing.T) {
 	}
 	// The record's instance survives a snapshot: a follower restored from
 	// one must answer the next retry as the leader does.
-	snap, err := ft.f.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sink memSink
-	if err := snap.Persist(&sink); err != nil {
-		t.Fatal(err)
-	}
-	snap.Release()
-	g := NewFSM(nil)
-	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
-		t.Fatal(err)
-	}
-	if w := g.worker(w1); w == nil || w.Instance != "a" {
+	if w := restored(t, ft.f).worker(w1); w == nil || w.Instance != "a" {
 		t.Fatalf("restored worker record: %+v", w)
 	}
 	// A restarted process (new instance) replaces its old self.
