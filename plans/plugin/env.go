@@ -23,7 +23,6 @@ type Env struct {
 	files   *sdk.Client
 	allow   []string
 	scratch string
-	tmp     bool // scratch is ours to remove
 }
 
 var (
@@ -35,8 +34,12 @@ var (
 // master (a comma-separated list) with dial's credentials, acting for each
 // call's user; scratch files go under dir ("": a temporary directory).
 func NewEnv(env plans.Env, cfg *config.Config, master, dir string, dial rpc.ClientOptions) (*Env, error) {
-	var scratch string
-	tmp := false
+	// A worker built by a test without directories spools into the
+	// system's temporary directory: each task makes its own directory
+	// there and removes it, so a process killed between tasks leaves
+	// nothing behind (a directory of the process's own did, hundreds of
+	// them after a test suite's kill -9s).
+	scratch := os.TempDir()
 	if dir != "" {
 		scratch = filepath.Join(dir, "scratch")
 		// What an earlier run left (a kill -9 mid-task) goes first.
@@ -44,12 +47,6 @@ func NewEnv(env plans.Env, cfg *config.Config, master, dir string, dial rpc.Clie
 		if err := os.MkdirAll(scratch, 0o700); err != nil {
 			return nil, fmt.Errorf("jobworker: scratch directory: %w", err)
 		}
-	} else { // a worker built by a test without directories
-		d, err := os.MkdirTemp("", "alluvium-scratch-")
-		if err != nil {
-			return nil, fmt.Errorf("jobworker: scratch directory: %w", err)
-		}
-		scratch, tmp = d, true
 	}
 	opts := []sdk.Option{sdk.WithMaster(master), sdk.WithToken(dial.Token)}
 	if dial.TLS != nil {
@@ -59,7 +56,7 @@ func NewEnv(env plans.Env, cfg *config.Config, master, dir string, dial rpc.Clie
 	if err != nil {
 		return nil, fmt.Errorf("jobworker: %w", err)
 	}
-	return &Env{Env: env, files: c, allow: append([]string(nil), cfg.JobWorker.Exec.Allow...), scratch: scratch, tmp: tmp}, nil
+	return &Env{Env: env, files: c, allow: append([]string(nil), cfg.JobWorker.Exec.Allow...), scratch: scratch}, nil
 }
 
 // OpenFile implements plans.Files: ctx acts for the job's user.
@@ -81,9 +78,6 @@ func (e *Env) ExecAllowed() []string { return e.allow }
 
 // Close closes the file connections.
 func (e *Env) Close() error {
-	if e.tmp {
-		_ = os.RemoveAll(e.scratch)
-	}
 	return e.files.Close()
 }
 
