@@ -561,6 +561,16 @@ func (r *run) steady() {
 	// (its queueing in the server included) and of the handler alone.
 	for k, h := range r.serverTimes() {
 		d := h.since(srv0[k])
+		// Each master timed the calls the simulator made in the window
+		// (short by those in flight at its edges): the server-side
+		// figures are of the same calls as the workers' own.
+		calls := st.Heartbeats
+		if strings.HasPrefix(k, "hb-jobmaster") {
+			calls = st.Polls
+		}
+		if d.n() < 0.9*float64(calls) || d.n() > 1.1*float64(calls)+float64(p.workers) {
+			r.tb.Errorf("%s: the master timed %.0f calls in the window, the simulator made %d", k, d.n(), calls)
+		}
 		r.r[k+"-p50-ms"] = d.quantile(0.50) * 1e3
 		r.r[k+"-p99-ms"] = d.quantile(0.99) * 1e3
 	}
