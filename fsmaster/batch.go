@@ -20,24 +20,33 @@ import (
 
 // result is one file's answer in a batch.
 func result(info *api.FileInfo, err error) *api.CreateFileResult {
+	return resultInto(&api.CreateFileResult{}, info, err)
+}
+
+// resultInto is result into r, a zero result: a batch allocates its
+// answers together (one allocation per call, not one per file).
+func resultInto(r *api.CreateFileResult, info *api.FileInfo, err error) *api.CreateFileResult {
 	if err != nil {
 		st := status.Convert(err)
-		return &api.CreateFileResult{Code: int32(st.Code()), Error: st.Message()}
+		r.Code, r.Error = int32(st.Code()), st.Message()
+		return r
 	}
-	return &api.CreateFileResult{Info: info}
+	r.Info = info
+	return r
 }
 
 // CreateFiles creates many files, each as CreateFile would.
 func (ns *namespace) CreateFiles(ctx context.Context, req *api.CreateFilesRequest) (*api.CreateFilesResponse, error) {
 	files := req.GetFiles()
 	resp := &api.CreateFilesResponse{Results: make([]*api.CreateFileResult, len(files))}
+	answers := make([]api.CreateFileResult, len(files))
 	args := make([]createReq, len(files))
 	ok := make([]bool, len(files))
 	for i, f := range files {
 		ns.op("create")
 		a, err := ns.createArgs(ctx, f)
 		if err != nil {
-			resp.Results[i] = result(nil, err)
+			resp.Results[i] = resultInto(&answers[i], nil, err)
 			continue
 		}
 		args[i], ok[i] = a, true
@@ -52,7 +61,7 @@ func (ns *namespace) CreateFiles(ctx context.Context, req *api.CreateFilesReques
 			continue
 		}
 		info, t, err := ns.createCompleteLocked(ctx, args[i], f)
-		resp.Results[i] = result(info, err)
+		resp.Results[i] = resultInto(&answers[i], info, err)
 		if err == nil {
 			last = t
 		}
@@ -70,12 +79,13 @@ func (ns *namespace) CompleteFiles(ctx context.Context, req *api.CompleteFilesRe
 	const op = "complete"
 	files := req.GetFiles()
 	resp := &api.CompleteFilesResponse{Results: make([]*api.CreateFileResult, len(files))}
+	answers := make([]api.CreateFileResult, len(files))
 	ps := make([]string, len(files))
 	for i, f := range files {
 		ns.op(op)
 		p, err := ns.clean(op, f.GetPath())
 		if err != nil {
-			resp.Results[i] = result(nil, err)
+			resp.Results[i] = resultInto(&answers[i], nil, err)
 		}
 		ps[i] = p
 	}
@@ -90,7 +100,7 @@ func (ns *namespace) CompleteFiles(ctx context.Context, req *api.CompleteFilesRe
 			continue
 		}
 		c, err := ns.completeLocked(ctx, ps[i], f)
-		resp.Results[i] = result(c.info, err)
+		resp.Results[i] = resultInto(&answers[i], c.info, err)
 		if err == nil {
 			last = c.t
 			done = append(done, c)

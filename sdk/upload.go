@@ -59,9 +59,8 @@ func (c *Client) WritePart(ctx context.Context, up *FileInfo, num int32, src io.
 	if err != nil {
 		return nil, err
 	}
-	wctx, cancel := context.WithCancel(ctx)
 	w := &FileWriter{
-		c: c, ctx: wctx, cancel: cancel, path: path, info: up, cache: true,
+		c: c, ctx: ctx, path: path, info: up, cache: true,
 		bs: alloc.GetBlockSize(), nblocks: alloc.GetFirstBlock(), part: true, partFirst: alloc.GetFirstBlock(), partLen: length,
 		// Until the upload completes a part's blocks are the only copy of
 		// its bytes, unless they go to the UFS file in place too.
@@ -88,7 +87,7 @@ func (c *Client) WritePart(ctx context.Context, up *FileInfo, num int32, src io.
 		return nil, err
 	}
 	w.closed = true
-	cancel()
+	w.stopStreams()
 	var t []byte
 	if tag != nil {
 		t = tag()

@@ -71,8 +71,14 @@ func (c *Client) createRequest(path string, o CreateOptions) *api.CreateFileRequ
 // file (or nothing) until Close swaps the new one in, in one step; a failed
 // or abandoned overwrite leaves the old file as it was.
 type FileWriter struct {
-	c       *Client
+	c *Client
+	// ctx is the caller's context; the streams run under sctx, a child
+	// made when the first one opens (streamCtx) and canceled by cancel as
+	// the writer ends, so a file written with no stream (an empty one)
+	// costs no context of its own and its completion none of the joiner's
+	// watching of a cancelable context (coalesce.WhileAnyWaits).
 	ctx     context.Context
+	sctx    context.Context
 	cancel  context.CancelFunc
 	path    string
 	info    *FileInfo
@@ -136,9 +142,8 @@ func (c *Client) Create(ctx context.Context, path string, o CreateOptions) (*Fil
 		return nil, err
 	}
 	wt := info.GetWriteType()
-	wctx, cancel := context.WithCancel(ctx)
 	w := &FileWriter{
-		c: c, ctx: wctx, cancel: cancel, path: info.GetPath(), info: info, o: o,
+		c: c, ctx: ctx, path: info.GetPath(), info: info, o: o,
 		cache:   wt != api.WriteType_THROUGH,
 		through: wt == api.WriteType_THROUGH || wt == api.WriteType_CACHE_THROUGH,
 		keep:    o.Pinned || wt == api.WriteType_MUST_CACHE || wt == api.WriteType_ASYNC_THROUGH,
@@ -277,11 +282,12 @@ func (w *FileWriter) worker(ctx context.Context, key, need int64) (string, api.B
 
 func (w *FileWriter) openBlock() error {
 	id := api.BlockID(w.info.GetFileId(), w.nblocks)
-	addr, bw, err := w.worker(w.ctx, id, w.bs)
+	ctx := w.streamCtx()
+	addr, bw, err := w.worker(ctx, id, w.bs)
 	if err != nil {
 		return err
 	}
-	st, err := bw.WriteBlock(w.ctx)
+	st, err := bw.WriteBlock(ctx)
 	if err != nil {
 		return w.opErr("write block", addr, err)
 	}
@@ -341,11 +347,12 @@ func (w *FileWriter) finishBlock() error {
 }
 
 func (w *FileWriter) openUFS() error {
-	addr, bw, err := w.worker(w.ctx, w.info.GetFileId(), 0)
+	ctx := w.streamCtx()
+	addr, bw, err := w.worker(ctx, w.info.GetFileId(), 0)
 	if err != nil {
 		return err
 	}
-	st, err := bw.WriteUfsFile(w.ctx)
+	st, err := bw.WriteUfsFile(ctx)
 	if err != nil {
 		return w.opErr("write ufs", addr, err)
 	}
@@ -406,8 +413,24 @@ func (w *FileWriter) Close() error {
 		w.abort()
 		return err
 	}
-	w.cancel()
+	w.stopStreams()
 	return nil
+}
+
+// streamCtx is the context the writer's streams run under, made on first
+// use.
+func (w *FileWriter) streamCtx() context.Context {
+	if w.sctx == nil {
+		w.sctx, w.cancel = context.WithCancel(w.ctx)
+	}
+	return w.sctx
+}
+
+// stopStreams cancels the writer's streams, if it opened any.
+func (w *FileWriter) stopStreams() {
+	if w.cancel != nil {
+		w.cancel()
+	}
 }
 
 // Abort discards the file: nothing of it stays visible.
@@ -436,7 +459,7 @@ func (w *FileWriter) removeBlocks() {
 // abort cancels the streams (the workers drop the temp block and the UFS
 // temp file), removes committed blocks, and deletes the incomplete file.
 func (w *FileWriter) abort() {
-	w.cancel()
+	w.stopStreams()
 	w.removeBlocks()
 	if w.part {
 		return // the upload stays; only this part's blocks go

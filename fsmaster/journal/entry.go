@@ -40,7 +40,9 @@ func EncodeEntry(e *api.JournalEntry) (key, value []byte, err error) {
 		return nil, nil, fmt.Errorf("journal: entry sequence %d is not positive", e.Sequence)
 	}
 	value = make([]byte, crcLen, crcLen+proto.Size(e))
-	value, err = proto.MarshalOptions{Deterministic: true}.MarshalAppend(value, e)
+	// The size just computed is cached in e and its messages, and nothing
+	// changes them in between: the marshal need not size them again.
+	value, err = proto.MarshalOptions{Deterministic: true, UseCachedSize: true}.MarshalAppend(value, e)
 	if err != nil {
 		return nil, nil, fmt.Errorf("journal: marshal entry %d: %w", e.Sequence, err)
 	}

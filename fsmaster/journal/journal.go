@@ -2,6 +2,7 @@ package journal
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -631,8 +632,11 @@ func (j *Journal) commit(batch []*Pending, queued *int) error {
 			return fmt.Errorf("segment %s has no %q bucket", j.open.path, entriesBucket)
 		}
 		b.FillPercent = 1.0 // keys only ever grow: pack leaves full
+		// One key buffer for the batch: Put copies the key it is given.
+		var key [8]byte
 		for _, p := range batch {
-			if err := b.Put(seqKey(p.seq), p.val); err != nil {
+			binary.BigEndian.PutUint64(key[:], uint64(p.seq))
+			if err := b.Put(key[:], p.val); err != nil {
 				return err
 			}
 		}
