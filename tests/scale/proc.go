@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"sync"
@@ -182,6 +184,59 @@ func (p *profiler) save(url, name string, timeout time.Duration) {
 		p.err = append(p.err, fmt.Sprintf("%s: %v", name, err))
 		p.mu.Unlock()
 	}
+}
+
+// self starts a CPU profile of this process (the simulator) saved as name;
+// the returned stop ends it early (it ends by itself after d). Nothing
+// when dir is empty or a profile of this process is already running
+// (go test -cpuprofile).
+func (p *profiler) self(name string, d time.Duration) (stop func()) {
+	if p.dir == "" {
+		return func() {}
+	}
+	var buf bytes.Buffer
+	if err := pprof.StartCPUProfile(&buf); err != nil {
+		p.note(name, err)
+		return func() {}
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			p.note(name, os.WriteFile(filepath.Join(p.dir, name), buf.Bytes(), 0o644))
+		})
+	}
+	time.AfterFunc(d, stop)
+	return stop
+}
+
+// selfTrace writes an execution trace of this process over d as name, in
+// the background (settle waits for it).
+func (p *profiler) selfTrace(name string, d time.Duration) {
+	if p.dir == "" {
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		var buf bytes.Buffer
+		if err := trace.Start(&buf); err != nil {
+			p.note(name, err)
+			return
+		}
+		time.Sleep(d)
+		trace.Stop()
+		p.note(name, os.WriteFile(filepath.Join(p.dir, name), buf.Bytes(), 0o644))
+	}()
+}
+
+func (p *profiler) note(name string, err error) {
+	if err == nil {
+		return
+	}
+	p.mu.Lock()
+	p.err = append(p.err, fmt.Sprintf("%s: %v", name, err))
+	p.mu.Unlock()
 }
 
 // settle waits for the profiles under way (a process takes one CPU

@@ -541,7 +541,19 @@ func (r *run) steady() {
 		r.prof.take(m.addr, "mutex", m.name+"-heartbeats.mutex.pprof", window)
 		r.prof.take(m.addr, "block", m.name+"-heartbeats.block.pprof", window)
 	}
+	// The simulator's own CPU profile over the same window, and (with
+	// ALLUVIUM_SCALE_TRACE_SECONDS) an execution trace of it and of both
+	// masters: what a tail of hundreds of ms is (a GC, a lock, a burst of
+	// timers) shows in a trace, not in a profile.
+	stopSelf := r.prof.self("sim-heartbeats.cpu.pprof", window)
+	if secs := envInt("ALLUVIUM_SCALE_TRACE_SECONDS", 0); secs > 0 && p.outDir != "" {
+		d := time.Duration(secs) * time.Second
+		r.prof.take(r.fsHTTP(), "trace", "fsmaster-heartbeats.trace", d)
+		r.prof.take(r.jmHTTP(), "trace", "jobmaster-heartbeats.trace", d)
+		r.prof.selfTrace("sim-heartbeats.trace", d)
+	}
 	time.Sleep(p.steady) // the measurement window itself
+	stopSelf()
 	wall := time.Since(t0)
 	st := s.Stats()
 	defer r.prof.settle()
