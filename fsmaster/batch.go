@@ -56,11 +56,12 @@ func (ns *namespace) CreateFiles(ctx context.Context, req *api.CreateFilesReques
 		return nil, err
 	}
 	release := ns.hold()
+	var infos infoSlab
 	for i, f := range files {
 		if !ok[i] {
 			continue
 		}
-		info, t, err := ns.createCompleteLocked(ctx, args[i], f)
+		info, t, err := ns.createCompleteLocked(ctx, args[i], f, infos.next(len(files)-i))
 		resp.Results[i] = resultInto(&answers[i], info, err)
 		if err == nil {
 			last = t
@@ -95,11 +96,12 @@ func (ns *namespace) CompleteFiles(ctx context.Context, req *api.CompleteFilesRe
 		return nil, err
 	}
 	release := ns.hold()
+	var infos infoSlab
 	for i, f := range files {
 		if resp.Results[i] != nil {
 			continue
 		}
-		c, err := ns.completeLocked(ctx, ps[i], f)
+		c, err := ns.completeLocked(ctx, ps[i], f, infos.next(len(files)-i))
 		resp.Results[i] = resultInto(&answers[i], c.info, err)
 		if err == nil {
 			last = c.t

@@ -614,7 +614,7 @@ func (ns *namespace) CreateFile(ctx context.Context, req *api.CreateFileRequest)
 		return nil, err
 	}
 	ns.mu.Lock()
-	info, t, err := ns.createCompleteLocked(ctx, a, req)
+	info, t, err := ns.createCompleteLocked(ctx, a, req, nil)
 	ns.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -695,12 +695,14 @@ func (ns *namespace) createArgs(ctx context.Context, req *api.CreateFileRequest)
 }
 
 // createCompleteLocked creates the file (born complete when the request
-// says so, see createLocked). Call with ns.mu held.
-func (ns *namespace) createCompleteLocked(ctx context.Context, a createReq, req *api.CreateFileRequest) (*api.FileInfo, *txn, error) {
-	return ns.createLocked(ctx, a.p, req, a.wt, a.bs, a.replMax)
+// says so, see createLocked). Call with ns.mu held. fi, when not nil, is
+// the zero FileInfo the answer is written into (a batch's, allocated
+// together); nil: a new one.
+func (ns *namespace) createCompleteLocked(ctx context.Context, a createReq, req *api.CreateFileRequest, fi *api.FileInfo) (*api.FileInfo, *txn, error) {
+	return ns.createLocked(ctx, a.p, req, a.wt, a.bs, a.replMax, fi)
 }
 
-func (ns *namespace) createLocked(ctx context.Context, p string, req *api.CreateFileRequest, wt api.WriteType, bs int64, replMax int32) (*api.FileInfo, *txn, error) {
+func (ns *namespace) createLocked(ctx context.Context, p string, req *api.CreateFileRequest, wt api.WriteType, bs int64, replMax int32, fi *api.FileInfo) (*api.FileInfo, *txn, error) {
 	const op = "create"
 	if err := ns.usable(); err != nil {
 		return nil, nil, err
@@ -815,7 +817,10 @@ func (ns *namespace) createLocked(ctx context.Context, p string, req *api.Create
 	if err := t.add(fileEntry(fe)); err != nil {
 		return nil, nil, err
 	}
-	return ns.info(ns.st.get(id), p, false), t, nil
+	if fi == nil {
+		fi = &api.FileInfo{}
+	}
+	return ns.fillInfo(fi, ns.st.get(id), p, false), t, nil
 }
 
 // CompleteFile seals a file with its final length.
@@ -829,7 +834,7 @@ func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequ
 	if err := ns.lockUsable(); err != nil {
 		return nil, err
 	}
-	c, err := ns.completeLocked(ctx, p, req)
+	c, err := ns.completeLocked(ctx, p, req, nil)
 	ns.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -858,8 +863,8 @@ func (ns *namespace) afterComplete(c completed) {
 }
 
 // completeLocked checks and seals the file at p (clean). Call with ns.mu
-// held, after usable.
-func (ns *namespace) completeLocked(ctx context.Context, p string, req *api.CompleteFileRequest) (completed, error) {
+// held, after usable. fi is as createCompleteLocked's.
+func (ns *namespace) completeLocked(ctx context.Context, p string, req *api.CompleteFileRequest, fi *api.FileInfo) (completed, error) {
 	const op = "complete"
 	n := ns.aside(p, req.GetFileId())
 	if n == nil {
@@ -917,7 +922,10 @@ func (ns *namespace) completeLocked(ctx context.Context, p string, req *api.Comp
 	}
 	ns.blocks.trimFile(n.id, func(idx int64) bool { return ns.st.hasBlock(n, idx) })
 	ns.blocks.reconcile([]int64{n.id}) // complete now, perhaps persisted
-	return completed{info: ns.info(n, p, false), t: t, async: n.persist() == api.PersistenceState_TO_BE_PERSISTED}, nil
+	if fi == nil {
+		fi = &api.FileInfo{}
+	}
+	return completed{info: ns.fillInfo(fi, n, p, false), t: t, async: n.persist() == api.PersistenceState_TO_BE_PERSISTED}, nil
 }
 
 // GetStatus returns the status of a path, loading it from the UFS on first

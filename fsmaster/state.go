@@ -170,11 +170,17 @@ func (s *State) pathOf(n *inode) string {
 	if n.parent == nil {
 		return "/"
 	}
-	var parts []string
+	// The names on a stack array for the usual depths and the path built
+	// in one allocation: every completion records its path (the feed).
+	var stack [16]string
+	parts := stack[:0]
+	size := 0
 	for x := n; x.parent != nil; x = x.parent {
 		parts = append(parts, x.name)
+		size += 1 + len(x.name)
 	}
 	var b strings.Builder
+	b.Grow(size)
 	for i := len(parts) - 1; i >= 0; i-- {
 		b.WriteByte('/')
 		b.WriteString(parts[i])
