@@ -279,6 +279,9 @@ func (m *metrics) register(reg *prometheus.Registry) {
 		}
 		return float64(st.LogEntries) / float64(st.LogWrites)
 	}))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "alluvium_jobmaster_raft_log_writes_total", Help: "Raft log-store writes (one bbolt commit, two fdatasyncs, each), since start.",
+	}, func() float64 { return float64(s.Stats().LogWrites) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "alluvium_jobmaster_raft_applied_entries_total", Help: "Raft entries applied to this node's FSM.",
 	}, func() float64 { return float64(s.fsm.applied.Load()) }))

@@ -179,6 +179,7 @@ type itemPlanner struct {
 	failed    []*api.FailedPath
 	eof       bool
 	calls     int
+	lastArgs  int // the length of the last batched task's arguments: the next batch's room
 	// What this Next counted without tasks (Batch.FilesSkipped, ...).
 	filesSkipped, bytesSkipped, deletes int64
 }
@@ -195,8 +196,9 @@ type itemBatch struct {
 	files  int64
 }
 
-func newItemBatch(t blockWorker) *itemBatch {
-	ob := &itemBatch{target: t, args: make([]byte, 0, 256)}
+// newItemBatch starts a task for t with room for room bytes of items.
+func newItemBatch(t blockWorker, room int) *itemBatch {
+	ob := &itemBatch{target: t, args: make([]byte, 0, 48+len(t.addr)+room)}
 	ob.args = append(ob.args, '{')
 	if t.id != 0 {
 		ob.args = strconv.AppendInt(append(ob.args, `"w":`...), t.id, 10)
@@ -474,7 +476,7 @@ func (p *itemPlanner) put(t blockWorker, elem []byte, it item) {
 	p.pending[t.id] += it.Bytes
 	p.loads.add(t.id, it.Bytes)
 	if !it.Batch {
-		ob := newItemBatch(t)
+		ob := newItemBatch(t, len(elem)+2)
 		ob.add(elem, it)
 		p.emit(ob)
 		return
@@ -485,10 +487,16 @@ func (p *itemPlanner) put(t blockWorker, elem []byte, it item) {
 		ob = nil
 	}
 	if ob == nil {
-		ob = newItemBatch(t)
-		// Room for a full batch of items like this one (up to 64 KiB), so
-		// the arguments rarely grow.
-		ob.args = slices.Grow(ob.args, min(p.batchFiles*(len(elem)+1), 64<<10))
+		// Room for as many items as the last batch took (up to 64 KiB), so
+		// a big load's batches rarely grow, while a job of one file (the
+		// first batch of every planner) does not allocate — and zero — a
+		// full batch's room for its one item: a batch starts with room for
+		// a few items and grows as items come.
+		room := (len(elem) + 1) * min(p.batchFiles, 4)
+		if p.lastArgs > room {
+			room = min(p.lastArgs, 64<<10)
+		}
+		ob = newItemBatch(t, room)
 		p.open[t.id] = ob
 	}
 	ob.add(elem, it)
@@ -509,6 +517,9 @@ func (p *itemPlanner) emit(ob *itemBatch) {
 	p.pending[id] -= ob.bytes
 	p.cur.Planned[id] += ob.bytes
 	args := append(ob.args, "]}"...)
+	if ob.n > 1 {
+		p.lastArgs = len(args)
+	}
 	desc := ob.desc
 	if ob.n > 1 {
 		desc = fmt.Sprintf("%s (+%d more)", desc, ob.n-1)

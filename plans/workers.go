@@ -19,7 +19,9 @@ type blockWorker struct {
 	addr string // host:rpc-port
 }
 
-// liveBlockWorkers lists the live block workers, sorted by id.
+// liveBlockWorkers lists the live block workers, sorted by id. It only
+// reads the listing: the job master hands one answer to every submit of a
+// moment.
 func liveBlockWorkers(ctx context.Context, env Env) ([]blockWorker, error) {
 	resp, err := env.BlockMaster().GetWorkerInfoList(ctx, &api.GetWorkerInfoListRequest{})
 	if err != nil {

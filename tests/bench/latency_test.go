@@ -162,16 +162,18 @@ func startLocal(b *testing.B, workers int, args ...string) *localCluster {
 	return lc
 }
 
-// raftEntries is how many raft entries the job master has applied
-// (alluvium_jobmaster_raft_applied_entries_total of its http port, P+4).
-func (lc *localCluster) raftEntries(b *testing.B) float64 {
+// raftEntries is how many raft entries the job master has applied and how
+// many log-store writes (fsyncs) carried them
+// (alluvium_jobmaster_raft_{applied_entries,log_writes}_total of its http
+// port, P+4).
+func (lc *localCluster) raftEntries(b *testing.B) (entries, writes float64) {
 	host, port, _ := net.SplitHostPort(lc.http)
 	p, _ := strconv.Atoi(port)
 	m, err := testutil.MetricsWithToken(net.JoinHostPort(host, strconv.Itoa(p+3)), lc.token)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return m["alluvium_jobmaster_raft_applied_entries_total"]
+	return m["alluvium_jobmaster_raft_applied_entries_total"], m["alluvium_jobmaster_raft_log_writes_total"]
 }
 
 // tinyFiles writes n files of size bytes under <ufs>/dir.
@@ -297,7 +299,8 @@ func BenchmarkTinyJobs(b *testing.B) {
 	// What a job costs in the 64-submitter phase: CPU of the `alluvium
 	// local` process and of this client, raft entries the job master applied.
 	_, _, serverCPU, _ := procStat(lc.cmd.Process.Pid)
-	clientCPU, entries := cpuTime(), lc.raftEntries(b)
+	clientCPU := cpuTime()
+	entries, writes := lc.raftEntries(b)
 	start := time.Now()
 	profWait = lc.profileCPU(b, "tinyjobs-64.cpu.pprof", 3*time.Second)
 	traceWait = lc.profile(b, "trace", "tinyjobs-64.trace", 2*time.Second)
@@ -314,7 +317,9 @@ func BenchmarkTinyJobs(b *testing.B) {
 	wg.Wait()
 	took := time.Since(start)
 	_, _, serverAfter, _ := procStat(lc.cmd.Process.Pid)
-	clientCPU, entries = cpuTime()-clientCPU, lc.raftEntries(b)-entries
+	clientCPU = cpuTime() - clientCPU
+	entriesAfter, writesAfter := lc.raftEntries(b)
+	entries, writes = entriesAfter-entries, writesAfter-writes
 	profWait()
 	traceWait()
 	lc.profile(b, "allocs", "tinyjobs.allocs.pprof", 0)()
@@ -323,6 +328,7 @@ func BenchmarkTinyJobs(b *testing.B) {
 	b.ReportMetric(ms(serverAfter-serverCPU)/n, "server-cpu-ms/job")
 	b.ReportMetric(ms(clientCPU)/n, "client-cpu-ms/job")
 	b.ReportMetric(entries/n, "raft-entries/job")
+	b.ReportMetric(writes/n, "raft-writes/job")
 	b.ReportMetric(procPeakRSS(lc.cmd.Process.Pid), "server-rss-peak-MiB")
 	reference(b, "*", "the same client reading a fresh 4 KiB UFS file through the SDK (read-p50-ms, read-p99-ms): the fill without the job service")
 }
