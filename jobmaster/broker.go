@@ -81,6 +81,11 @@ type workerSlot struct {
 	lastSeen time.Time
 	waiting  bool       // a poll waits for work
 	rec      *workerRec // as registered: the plans it runs
+	// parked counts this worker's polls parked right now. A poll whose
+	// wait ran out leaves without the broker lock (it only counts itself
+	// out here), so the slot may stay in waiting until its next poll:
+	// wakeIdleLocked wakes only slots with a poll parked.
+	parked atomic.Int32
 }
 
 func (w *workerSlot) free() int { return w.capacity - w.load }
@@ -561,13 +566,18 @@ func (b *broker) wakeIdleLocked() {
 		if budget <= 0 {
 			break
 		}
-		if f := w.free(); f > 0 {
+		if f := w.free(); f > 0 && w.parked.Load() > 0 {
 			wakeSlot(w)
-			budget -= f
+			// Its poll may have run out meanwhile (poll: no lock): then
+			// this wake-up waits for its next poll, and the work is
+			// offered to another.
+			if w.parked.Load() > 0 {
+				budget -= f
+			}
 		}
 	}
 	for id := range b.nonEmpty {
-		if w := b.waiting[id]; w != nil && w.free() > 0 {
+		if w := b.waiting[id]; w != nil && w.free() > 0 && w.parked.Load() > 0 {
 			wakeSlot(w)
 		}
 	}
@@ -746,13 +756,28 @@ func (b *broker) poll(ctx context.Context, worker int64, wait time.Duration) (po
 			return p, nil
 		}
 		b.setWaitingLocked(w, true)
+		w.parked.Add(1)
 		b.mu.Unlock()
 		select {
 		case <-w.wake:
+			w.parked.Add(-1)
 		case <-timer.C:
-			b.stopWaiting(w)
+			// The common end of a poll (thousands a second): no broker
+			// lock, the most waited-on lock of the job master, unless a
+			// wake-up came meanwhile and must be passed on. A waker that
+			// counted this poll sent its wake-up before it saw the count
+			// drop (wakeIdleLocked), so it is in w.wake by now.
+			w.parked.Add(-1)
+			select {
+			case <-w.wake:
+				b.mu.Lock()
+				b.wakeIdleLocked()
+				b.mu.Unlock()
+			default:
+			}
 			return polled{}, nil
 		case <-ctx.Done():
+			w.parked.Add(-1)
 			b.stopWaiting(w)
 			return polled{}, ctx.Err()
 		}

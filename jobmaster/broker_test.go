@@ -211,15 +211,52 @@ func TestBrokerStoppedPollPassesWakeOn(t *testing.T) {
 	x, y := b.workers[1], b.workers[2]
 	b.setWaitingLocked(x, true)
 	b.setWaitingLocked(y, true)
+	x.parked.Add(1) // a poll of each is parked (as poll does)
+	y.parked.Add(1)
 	b.anyq.push(taskKey{1, 1})
 	b.queued[taskKey{1, 1}] = 0
 	b.mu.Unlock()
 	wakeSlot(x) // x was chosen, but its wait ends before it takes the task
+	x.parked.Add(-1)
 	b.stopWaiting(x)
 	select {
 	case <-y.wake:
 	default:
 		t.Fatal("the wake-up x did not use was not passed on to y")
+	}
+	checkIndexes(t, b)
+}
+
+// A poll whose wait ran out leaves without the broker lock, its slot still
+// among the waiting until its next poll: work that comes meanwhile goes to
+// a poll that is parked, not to a slot with none (whose wake-up would wait
+// for its next poll while the parked one waited out its time).
+func TestBrokerWorkGoesToParkedPollsNotRunOutOnes(t *testing.T) {
+	b := brokerWithWorkers(t, 9, 2)
+	ctx := context.Background()
+	for id := int64(1); id <= 8; id++ {
+		if p, err := b.poll(ctx, id, time.Millisecond); err != nil || len(p.keys) != 0 {
+			t.Fatalf("worker %d's poll with nothing queued: %v, %v", id, p.keys, err)
+		}
+	}
+	checkIndexes(t, b)
+	got := make(chan polled, 1)
+	go func() {
+		p, _ := b.poll(ctx, 9, 20*time.Second)
+		got <- p
+	}()
+	for b.workers[9].parked.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	b.onTasks(pendingEvents(1, 1, ""))
+	select {
+	case p := <-got:
+		if len(p.keys) != 1 {
+			t.Fatalf("the parked poll got %v, want the task", p.keys)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the parked poll did not get the task in %s: the wake-up went to a poll that had run out", time.Since(start))
 	}
 	checkIndexes(t, b)
 }
