@@ -292,8 +292,8 @@ func (s *Server) submit(ctx context.Context, ls *leaderState, req *api.SubmitJob
 		return nil, err
 	}
 	// What the validation asks the FS master (the path, the workers) answers
-	// the planner too.
-	ctx = withSubmitMemo(ctx)
+	// the planner too, and the config it decoded is the planner's.
+	ctx = plans.WithDecodedConfigs(withSubmitMemo(ctx))
 	cmd, err := s.validateJob(ctx, plan, cfg, runAs)
 	if err != nil {
 		return nil, err

@@ -54,7 +54,11 @@ func (Load) Validate(ctx context.Context, env Env, config []byte) (spec.Valid, e
 	if c.Replication > len(eligible) {
 		return spec.Valid{}, status.Errorf(codes.FailedPrecondition, "load %s: --replication %d is more than the %d eligible live block worker(s)", c.Path, c.Replication, len(eligible))
 	}
-	return spec.Accept(c)
+	v, err := spec.Accept(c)
+	if err == nil {
+		keepDecoded(ctx, v.Config, c) // the submit's planner reads it (decodedAs)
+	}
+	return v, err
 }
 
 // Done implements Plan: with --verify the first round is followed by one
@@ -131,9 +135,12 @@ func LoadTaskBlocks(args []byte) (worker int64, blocks []BlockRef, err error) {
 // with the UFS as it is listed, in the first round), each block short of
 // copies an item (loadItems), on the workers the job may use.
 func (Load) NewPlanner(ctx context.Context, env Env, job Job) (Planner, error) {
-	c, err := spec.DecodeLoad(job.Config)
-	if err != nil {
-		return nil, err
+	c, ok := decodedAs[spec.LoadConfig](ctx, job.Config)
+	if !ok {
+		var err error
+		if c, err = spec.DecodeLoad(job.Config); err != nil {
+			return nil, err
+		}
 	}
 	sel, err := c.Filter.Compile(job.CreatedMs)
 	if err != nil {
