@@ -81,8 +81,9 @@ func BenchmarkScale(b *testing.B) {
 		treeDir: envStr("ALLUVIUM_SCALE_DIR", "/var/tmp/alluvium-scale"),
 		outDir:  os.Getenv("ALLUVIUM_SCALE_OUT"),
 	}
-	benchScale(b, p)
-	// What each figure stands beside (benchreport's REF lines).
+	// What each figure stands beside (benchreport's REF lines), logged
+	// first: the testing package keeps only a benchmark's first ten log
+	// lines, and the run's own progress lines come after these.
 	for metric, ref := range map[string]string{
 		"*":                          "the goal of issue 20 (no reference process does this work)",
 		"learn-files/s":              "find of the same tree in the same run (find-files/s): both list every entry to a pipe, warm dentry cache; find stats nothing, we stat, learn and journal (fsync) each",
@@ -96,6 +97,7 @@ func BenchmarkScale(b *testing.B) {
 		b.Logf("REF: Scale: %s: %s", metric, ref)
 	}
 	b.Logf("NOTE: Scale: a UFS of %d files (a tenth in directories of up to 100,000, a tenth in chains 32 deep, the rest ~1,000 a directory; 1-16 bytes each, on a loop-mounted ext4) and %d simulated block+job workers (internal/sim: real gRPC clients, heartbeats at 1 s, tasks done at once) against one FS master and one job master, real processes; find and fs ls -R both print every path to a pipe, warm dentry cache", p.tree.Files, p.workers)
+	benchScale(b, p)
 }
 
 // TestScaleInodesSmall is the inodes run (inodes_test.go) cut down for `make
