@@ -614,7 +614,7 @@ func (ns *namespace) CreateFile(ctx context.Context, req *api.CreateFileRequest)
 		return nil, err
 	}
 	ns.mu.Lock()
-	info, t, err := ns.createCompleteLocked(ctx, a, req, nil)
+	info, t, err := ns.createCompleteLocked(ctx, a, req, &api.FileInfo{})
 	ns.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -695,9 +695,8 @@ func (ns *namespace) createArgs(ctx context.Context, req *api.CreateFileRequest)
 }
 
 // createCompleteLocked creates the file (born complete when the request
-// says so, see createLocked). Call with ns.mu held. fi, when not nil, is
-// the zero FileInfo the answer is written into (a batch's, allocated
-// together); nil: a new one.
+// says so, see createLocked). Call with ns.mu held. fi is the zero
+// FileInfo the answer is written into (a batch's come from one slab).
 func (ns *namespace) createCompleteLocked(ctx context.Context, a createReq, req *api.CreateFileRequest, fi *api.FileInfo) (*api.FileInfo, *txn, error) {
 	return ns.createLocked(ctx, a.p, req, a.wt, a.bs, a.replMax, fi)
 }
@@ -817,9 +816,6 @@ func (ns *namespace) createLocked(ctx context.Context, p string, req *api.Create
 	if err := t.add(fileEntry(fe)); err != nil {
 		return nil, nil, err
 	}
-	if fi == nil {
-		fi = &api.FileInfo{}
-	}
 	return ns.fillInfo(fi, ns.st.get(id), p, false), t, nil
 }
 
@@ -834,7 +830,7 @@ func (ns *namespace) CompleteFile(ctx context.Context, req *api.CompleteFileRequ
 	if err := ns.lockUsable(); err != nil {
 		return nil, err
 	}
-	c, err := ns.completeLocked(ctx, p, req, nil)
+	c, err := ns.completeLocked(ctx, p, req, &api.FileInfo{})
 	ns.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -922,9 +918,6 @@ func (ns *namespace) completeLocked(ctx context.Context, p string, req *api.Comp
 	}
 	ns.blocks.trimFile(n.id, func(idx int64) bool { return ns.st.hasBlock(n, idx) })
 	ns.blocks.reconcile([]int64{n.id}) // complete now, perhaps persisted
-	if fi == nil {
-		fi = &api.FileInfo{}
-	}
 	return completed{info: ns.fillInfo(fi, n, p, false), t: t, async: n.persist() == api.PersistenceState_TO_BE_PERSISTED}, nil
 }
 

@@ -517,11 +517,9 @@ func (p *itemPlanner) emit(ob *itemBatch) {
 	p.pending[id] -= ob.bytes
 	p.cur.Planned[id] += ob.bytes
 	args := append(ob.args, "]}"...)
-	if ob.n > 1 {
-		p.lastArgs = len(args)
-	}
 	desc := ob.desc
 	if ob.n > 1 {
+		p.lastArgs = len(args)
 		desc = fmt.Sprintf("%s (+%d more)", desc, ob.n-1)
 	}
 	p.out = append(p.out, TaskSpec{Args: args, Description: desc, Bytes: ob.bytes, Files: ob.files, BlockWorkerID: ob.target.id, BlockWorkerAddress: ob.target.addr})
