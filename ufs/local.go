@@ -224,10 +224,22 @@ type entryStat struct {
 // over the cores: below it the goroutines cost more than they save.
 const parallelStatMin = 256
 
+// Cold inodes. A stat whose inode is cached costs a microsecond or two of
+// CPU, and more goroutines than cores only add switches; one whose inode
+// must be read first (a tree nobody touched lately, a file system mounted
+// again) waits on the disk, and then many stats in flight are what makes
+// it fast. statEntries times a probe of a batch's first stats and widens
+// when they waited.
+const (
+	statProbe     = 32                          // stats timed before choosing a width
+	coldStatNanos = int64(8 * time.Microsecond) // a probe stat slower than this on average waited on the disk
+	coldStatWidth = 32                          // stats in flight on a cold batch
+)
+
 // statEntries lstats names in the open directory dir into out (reused),
 // in order. Stats are most of a listing's time (find, which stats
 // nothing, lists several times faster), so a big batch is split over the
-// cores.
+// cores, or over many more goroutines when its inodes are cold.
 func statEntries(dir *os.File, names []string, out []entryStat) []entryStat {
 	out = slices.Grow(out[:0], len(names))[:len(names)]
 	stat := func(from, to int) {
@@ -239,23 +251,46 @@ func statEntries(dir *os.File, names []string, out []entryStat) []entryStat {
 			out[i] = entryStat{st: st, link: link, err: err}
 		}
 	}
-	w := min(runtime.GOMAXPROCS(0), 4, len(names)/(parallelStatMin/2))
-	if w <= 1 {
+	if len(names) < parallelStatMin {
 		stat(0, len(names))
 		return out
 	}
+	t0 := time.Now()
+	stat(0, statProbe)
+	cold := time.Since(t0).Nanoseconds() > coldStatNanos*statProbe
+	rest := len(names) - statProbe
+	statSpread(rest, statWidth(rest, cold), func(from, to int) { stat(statProbe+from, statProbe+to) })
+	return out
+}
+
+// statWidth is how many goroutines stat n names: the cores (at most 4)
+// when the inodes are cached, up to coldStatWidth when they are read from
+// the disk.
+func statWidth(n int, cold bool) int {
+	if cold {
+		return max(1, min(coldStatWidth, n/8))
+	}
+	return max(1, min(runtime.GOMAXPROCS(0), 4, n/(parallelStatMin/2)))
+}
+
+// statSpread runs stat over [0, n) split into w contiguous ranges, the
+// first on the calling goroutine.
+func statSpread(n, w int, stat func(from, to int)) {
+	if w <= 1 {
+		stat(0, n)
+		return
+	}
 	var wg sync.WaitGroup
-	per := (len(names) + w - 1) / w
-	for from := per; from < len(names); from += per {
+	per := (n + w - 1) / w
+	for from := per; from < n; from += per {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			stat(from, min(from+per, len(names)))
+			stat(from, min(from+per, n))
 		}()
 	}
-	stat(0, per)
+	stat(0, min(per, n))
 	wg.Wait()
-	return out
 }
 
 // sectionReader is what Local.Open returns: the section read, the file
