@@ -3813,7 +3813,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x15ListJobWorkersRequest\x12#\n" +
 	"\rinclude_tasks\x18\x01 \x01(\bR\fincludeTasks\"N\n" +
 	"\x16ListJobWorkersResponse\x124\n" +
-	"\aworkers\x18\x01 \x03(\v2\x1a.alluvium.v1.JobWorkerInfoR\aworkers2\xfe\x0e\n" +
+	"\aworkers\x18\x01 \x03(\v2\x1a.alluvium.v1.JobWorkerInfoR\aworkers2\xe5\x0f\n" +
 	"\tJobMaster\x12J\n" +
 	"\tSubmitJob\x12\x1d.alluvium.v1.SubmitJobRequest\x1a\x1e.alluvium.v1.SubmitJobResponse\x12A\n" +
 	"\x06GetJob\x12\x1a.alluvium.v1.GetJobRequest\x1a\x1b.alluvium.v1.GetJobResponse\x12G\n" +
@@ -3835,7 +3835,8 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x0eCancelPipeline\x12\".alluvium.v1.CancelPipelineRequest\x1a#.alluvium.v1.CancelPipelineResponse\x12N\n" +
 	"\rWatchPipeline\x12!.alluvium.v1.WatchPipelineRequest\x1a\x18.alluvium.v1.PipelineRun0\x01\x12b\n" +
 	"\x11RegisterJobWorker\x12%.alluvium.v1.RegisterJobWorkerRequest\x1a&.alluvium.v1.RegisterJobWorkerResponse\x12e\n" +
-	"\x12JobWorkerHeartbeat\x12&.alluvium.v1.JobWorkerHeartbeatRequest\x1a'.alluvium.v1.JobWorkerHeartbeatResponse\x12Y\n" +
+	"\x12JobWorkerHeartbeat\x12&.alluvium.v1.JobWorkerHeartbeatRequest\x1a'.alluvium.v1.JobWorkerHeartbeatResponse\x12e\n" +
+	"\x0eJobWorkerPolls\x12&.alluvium.v1.JobWorkerHeartbeatRequest\x1a'.alluvium.v1.JobWorkerHeartbeatResponse(\x010\x01\x12Y\n" +
 	"\x0eListJobWorkers\x12\".alluvium.v1.ListJobWorkersRequest\x1a#.alluvium.v1.ListJobWorkersResponse\x12\\\n" +
 	"\x0fBlockWorkerLost\x12#.alluvium.v1.BlockWorkerLostRequest\x1a$.alluvium.v1.BlockWorkerLostResponse\x12J\n" +
 	"\tListPlans\x12\x1d.alluvium.v1.ListPlansRequest\x1a\x1e.alluvium.v1.ListPlansResponseB&Z$github.com/alluvium/alluvium/api;apib\x06proto3"
@@ -3973,34 +3974,36 @@ var file_jobmaster_proto_depIdxs = []int32{
 	56, // 50: alluvium.v1.JobMaster.WatchPipeline:input_type -> alluvium.v1.WatchPipelineRequest
 	35, // 51: alluvium.v1.JobMaster.RegisterJobWorker:input_type -> alluvium.v1.RegisterJobWorkerRequest
 	39, // 52: alluvium.v1.JobMaster.JobWorkerHeartbeat:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
-	45, // 53: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
-	42, // 54: alluvium.v1.JobMaster.BlockWorkerLost:input_type -> alluvium.v1.BlockWorkerLostRequest
-	33, // 55: alluvium.v1.JobMaster.ListPlans:input_type -> alluvium.v1.ListPlansRequest
-	7,  // 56: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
-	9,  // 57: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
-	11, // 58: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
-	13, // 59: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
-	2,  // 60: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
-	57, // 61: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
-	16, // 62: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
-	18, // 63: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
-	22, // 64: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
-	24, // 65: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
-	26, // 66: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
-	28, // 67: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
-	30, // 68: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
-	58, // 69: alluvium.v1.JobMaster.SubmitPipeline:output_type -> alluvium.v1.SubmitPipelineResponse
-	59, // 70: alluvium.v1.JobMaster.GetPipeline:output_type -> alluvium.v1.GetPipelineResponse
-	60, // 71: alluvium.v1.JobMaster.ListPipelines:output_type -> alluvium.v1.ListPipelinesResponse
-	61, // 72: alluvium.v1.JobMaster.CancelPipeline:output_type -> alluvium.v1.CancelPipelineResponse
-	62, // 73: alluvium.v1.JobMaster.WatchPipeline:output_type -> alluvium.v1.PipelineRun
-	36, // 74: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
-	40, // 75: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
-	46, // 76: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
-	43, // 77: alluvium.v1.JobMaster.BlockWorkerLost:output_type -> alluvium.v1.BlockWorkerLostResponse
-	34, // 78: alluvium.v1.JobMaster.ListPlans:output_type -> alluvium.v1.ListPlansResponse
-	56, // [56:79] is the sub-list for method output_type
-	33, // [33:56] is the sub-list for method input_type
+	39, // 53: alluvium.v1.JobMaster.JobWorkerPolls:input_type -> alluvium.v1.JobWorkerHeartbeatRequest
+	45, // 54: alluvium.v1.JobMaster.ListJobWorkers:input_type -> alluvium.v1.ListJobWorkersRequest
+	42, // 55: alluvium.v1.JobMaster.BlockWorkerLost:input_type -> alluvium.v1.BlockWorkerLostRequest
+	33, // 56: alluvium.v1.JobMaster.ListPlans:input_type -> alluvium.v1.ListPlansRequest
+	7,  // 57: alluvium.v1.JobMaster.SubmitJob:output_type -> alluvium.v1.SubmitJobResponse
+	9,  // 58: alluvium.v1.JobMaster.GetJob:output_type -> alluvium.v1.GetJobResponse
+	11, // 59: alluvium.v1.JobMaster.ListJobs:output_type -> alluvium.v1.ListJobsResponse
+	13, // 60: alluvium.v1.JobMaster.CancelJob:output_type -> alluvium.v1.CancelJobResponse
+	2,  // 61: alluvium.v1.JobMaster.WatchJob:output_type -> alluvium.v1.JobInfo
+	57, // 62: alluvium.v1.JobMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	16, // 63: alluvium.v1.JobMaster.AddPeer:output_type -> alluvium.v1.AddPeerResponse
+	18, // 64: alluvium.v1.JobMaster.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
+	22, // 65: alluvium.v1.JobMaster.AddPolicy:output_type -> alluvium.v1.AddPolicyResponse
+	24, // 66: alluvium.v1.JobMaster.ListPolicies:output_type -> alluvium.v1.ListPoliciesResponse
+	26, // 67: alluvium.v1.JobMaster.RemovePolicy:output_type -> alluvium.v1.RemovePolicyResponse
+	28, // 68: alluvium.v1.JobMaster.SetPolicyEnabled:output_type -> alluvium.v1.SetPolicyEnabledResponse
+	30, // 69: alluvium.v1.JobMaster.RunPolicyNow:output_type -> alluvium.v1.RunPolicyNowResponse
+	58, // 70: alluvium.v1.JobMaster.SubmitPipeline:output_type -> alluvium.v1.SubmitPipelineResponse
+	59, // 71: alluvium.v1.JobMaster.GetPipeline:output_type -> alluvium.v1.GetPipelineResponse
+	60, // 72: alluvium.v1.JobMaster.ListPipelines:output_type -> alluvium.v1.ListPipelinesResponse
+	61, // 73: alluvium.v1.JobMaster.CancelPipeline:output_type -> alluvium.v1.CancelPipelineResponse
+	62, // 74: alluvium.v1.JobMaster.WatchPipeline:output_type -> alluvium.v1.PipelineRun
+	36, // 75: alluvium.v1.JobMaster.RegisterJobWorker:output_type -> alluvium.v1.RegisterJobWorkerResponse
+	40, // 76: alluvium.v1.JobMaster.JobWorkerHeartbeat:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
+	40, // 77: alluvium.v1.JobMaster.JobWorkerPolls:output_type -> alluvium.v1.JobWorkerHeartbeatResponse
+	46, // 78: alluvium.v1.JobMaster.ListJobWorkers:output_type -> alluvium.v1.ListJobWorkersResponse
+	43, // 79: alluvium.v1.JobMaster.BlockWorkerLost:output_type -> alluvium.v1.BlockWorkerLostResponse
+	34, // 80: alluvium.v1.JobMaster.ListPlans:output_type -> alluvium.v1.ListPlansResponse
+	57, // [57:81] is the sub-list for method output_type
+	33, // [33:57] is the sub-list for method input_type
 	33, // [33:33] is the sub-list for extension type_name
 	33, // [33:33] is the sub-list for extension extendee
 	0,  // [0:33] is the sub-list for field type_name

@@ -39,6 +39,7 @@ const (
 	JobMaster_WatchPipeline_FullMethodName      = "/alluvium.v1.JobMaster/WatchPipeline"
 	JobMaster_RegisterJobWorker_FullMethodName  = "/alluvium.v1.JobMaster/RegisterJobWorker"
 	JobMaster_JobWorkerHeartbeat_FullMethodName = "/alluvium.v1.JobMaster/JobWorkerHeartbeat"
+	JobMaster_JobWorkerPolls_FullMethodName     = "/alluvium.v1.JobMaster/JobWorkerPolls"
 	JobMaster_ListJobWorkers_FullMethodName     = "/alluvium.v1.JobMaster/ListJobWorkers"
 	JobMaster_BlockWorkerLost_FullMethodName    = "/alluvium.v1.JobMaster/BlockWorkerLost"
 	JobMaster_ListPlans_FullMethodName          = "/alluvium.v1.JobMaster/ListPlans"
@@ -84,6 +85,16 @@ type JobMasterClient interface {
 	// new tasks and cancels. With wait_ms > 0 it is a long poll: the reply comes
 	// as soon as there is a task for this worker, or after wait_ms.
 	JobWorkerHeartbeat(ctx context.Context, in *JobWorkerHeartbeatRequest, opts ...grpc.CallOption) (*JobWorkerHeartbeatResponse, error)
+	// JobWorkerPolls is JobWorkerHeartbeat over one long-lived stream: each
+	// request is answered by one response, in order, exactly as the unary call
+	// would answer it (a request with wait_ms > 0 is a long poll). A worker opens
+	// it once per leader instead of paying a call's setup (headers, a handler
+	// goroutine, a context) every interval; liveness is unchanged: each request
+	// is a heartbeat, and a worker whose stream breaks or goes silent is LOST
+	// after the TTL. A follower or a stopping leader ends the stream with
+	// UNAVAILABLE (find the leader again); a master without it answers
+	// UNIMPLEMENTED and the worker keeps the unary call.
+	JobWorkerPolls(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[JobWorkerHeartbeatRequest, JobWorkerHeartbeatResponse], error)
 	ListJobWorkers(ctx context.Context, in *ListJobWorkersRequest, opts ...grpc.CallOption) (*ListJobWorkersResponse, error)
 	// BlockWorkerLost declares LOST at once the job workers beside a block
 	// worker the FS master found silent (one process, one liveness view); their
@@ -320,6 +331,19 @@ func (c *jobMasterClient) JobWorkerHeartbeat(ctx context.Context, in *JobWorkerH
 	return out, nil
 }
 
+func (c *jobMasterClient) JobWorkerPolls(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[JobWorkerHeartbeatRequest, JobWorkerHeartbeatResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &JobMaster_ServiceDesc.Streams[2], JobMaster_JobWorkerPolls_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[JobWorkerHeartbeatRequest, JobWorkerHeartbeatResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type JobMaster_JobWorkerPollsClient = grpc.BidiStreamingClient[JobWorkerHeartbeatRequest, JobWorkerHeartbeatResponse]
+
 func (c *jobMasterClient) ListJobWorkers(ctx context.Context, in *ListJobWorkersRequest, opts ...grpc.CallOption) (*ListJobWorkersResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListJobWorkersResponse)
@@ -390,6 +414,16 @@ type JobMasterServer interface {
 	// new tasks and cancels. With wait_ms > 0 it is a long poll: the reply comes
 	// as soon as there is a task for this worker, or after wait_ms.
 	JobWorkerHeartbeat(context.Context, *JobWorkerHeartbeatRequest) (*JobWorkerHeartbeatResponse, error)
+	// JobWorkerPolls is JobWorkerHeartbeat over one long-lived stream: each
+	// request is answered by one response, in order, exactly as the unary call
+	// would answer it (a request with wait_ms > 0 is a long poll). A worker opens
+	// it once per leader instead of paying a call's setup (headers, a handler
+	// goroutine, a context) every interval; liveness is unchanged: each request
+	// is a heartbeat, and a worker whose stream breaks or goes silent is LOST
+	// after the TTL. A follower or a stopping leader ends the stream with
+	// UNAVAILABLE (find the leader again); a master without it answers
+	// UNIMPLEMENTED and the worker keeps the unary call.
+	JobWorkerPolls(grpc.BidiStreamingServer[JobWorkerHeartbeatRequest, JobWorkerHeartbeatResponse]) error
 	ListJobWorkers(context.Context, *ListJobWorkersRequest) (*ListJobWorkersResponse, error)
 	// BlockWorkerLost declares LOST at once the job workers beside a block
 	// worker the FS master found silent (one process, one liveness view); their
@@ -467,6 +501,9 @@ func (UnimplementedJobMasterServer) RegisterJobWorker(context.Context, *Register
 }
 func (UnimplementedJobMasterServer) JobWorkerHeartbeat(context.Context, *JobWorkerHeartbeatRequest) (*JobWorkerHeartbeatResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method JobWorkerHeartbeat not implemented")
+}
+func (UnimplementedJobMasterServer) JobWorkerPolls(grpc.BidiStreamingServer[JobWorkerHeartbeatRequest, JobWorkerHeartbeatResponse]) error {
+	return status.Error(codes.Unimplemented, "method JobWorkerPolls not implemented")
 }
 func (UnimplementedJobMasterServer) ListJobWorkers(context.Context, *ListJobWorkersRequest) (*ListJobWorkersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListJobWorkers not implemented")
@@ -844,6 +881,13 @@ func _JobMaster_JobWorkerHeartbeat_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobMaster_JobWorkerPolls_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(JobMasterServer).JobWorkerPolls(&grpc.GenericServerStream[JobWorkerHeartbeatRequest, JobWorkerHeartbeatResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type JobMaster_JobWorkerPollsServer = grpc.BidiStreamingServer[JobWorkerHeartbeatRequest, JobWorkerHeartbeatResponse]
+
 func _JobMaster_ListJobWorkers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListJobWorkersRequest)
 	if err := dec(in); err != nil {
@@ -1000,6 +1044,12 @@ var JobMaster_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "WatchPipeline",
 			Handler:       _JobMaster_WatchPipeline_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "JobWorkerPolls",
+			Handler:       _JobMaster_JobWorkerPolls_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "jobmaster.proto",

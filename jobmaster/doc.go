@@ -45,7 +45,9 @@
 //     rides in the submit entry (SUBMIT_PLANNED_JOB, leaderState.submitJob).
 //   - the scheduler (broker.go): PENDING tasks wait in a queue per job
 //     worker (the one beside the block worker the task's data goes to) or a
-//     shared one; a worker's long poll (JobWorkerHeartbeat with wait_ms) is
+//     shared one; a worker's long poll (JobWorkerHeartbeat with wait_ms,
+//     or the same request on the worker's JobWorkerPolls stream, which
+//     answers each in order and saves a call's setup every interval) is
 //     answered the moment there is work for it, up to its capacity minus
 //     what it holds. Idle workers steal from long queues. Cancels ride on
 //     the same replies. It turns claimed tasks into assignments (with each

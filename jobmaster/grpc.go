@@ -614,6 +614,49 @@ func (r *rpcServer) JobWorkerHeartbeat(ctx context.Context, req *api.JobWorkerHe
 	if answered {
 		return ans, err
 	}
+	return s.workerHeartbeat(ctx, ls, req, start)
+}
+
+// JobWorkerPolls answers a stream of job worker heartbeats, each as
+// JobWorkerHeartbeat would, in order, on this one handler goroutine: the
+// stream's setup is paid once, not every interval by every worker. Each
+// request needs this node to lead; when it does not (lost leadership,
+// stopping) the stream ends UNAVAILABLE and the worker finds the leader
+// again, as a forwarded unary call would have found it for it.
+func (r *rpcServer) JobWorkerPolls(stream api.JobMaster_JobWorkerPollsServer) error {
+	s := r.s
+	ctx := stream.Context()
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		start := time.Now()
+		select {
+		case <-s.shutdown:
+			return status.Errorf(codes.Unavailable, "job worker polls: job master %s is stopping (find the leader again)", s.self.ID)
+		default:
+		}
+		ls := s.leader.Load()
+		if ls == nil {
+			return status.Errorf(codes.Unavailable, "job worker polls: job master %s is not the leader (find the leader again)", s.self.ID)
+		}
+		resp, err := s.workerHeartbeat(ctx, ls, req, start)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+// workerHeartbeat answers one job worker heartbeat (a long poll when it
+// waits) on the leader ls; start is when its handling began.
+func (s *Server) workerHeartbeat(ctx context.Context, ls *leaderState, req *api.JobWorkerHeartbeatRequest, start time.Time) (*api.JobWorkerHeartbeatResponse, error) {
 	id := req.GetWorkerId()
 	every, ttl := ls.timing()
 	resp := &api.JobWorkerHeartbeatResponse{TtlMs: ttl.Milliseconds(), HeartbeatIntervalMs: every.Milliseconds()}

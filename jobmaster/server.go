@@ -117,7 +117,7 @@ func newServer(cfg *config.Config, log *zap.Logger, o serverOptions) (*Server, e
 	s.srvOpts.ConnBuffer = rpc.MasterConnBuffer // every job worker keeps a connection
 	// A poll's server-side overrun counts from its arrival.
 	s.srvOpts.ArrivalTimes = []string{api.JobMaster_JobWorkerHeartbeat_FullMethodName}
-	s.srvOpts.SystemOnly = []string{api.JobMaster_RegisterJobWorker_FullMethodName, api.JobMaster_JobWorkerHeartbeat_FullMethodName,
+	s.srvOpts.SystemOnly = []string{api.JobMaster_RegisterJobWorker_FullMethodName, api.JobMaster_JobWorkerHeartbeat_FullMethodName, api.JobMaster_JobWorkerPolls_FullMethodName,
 		api.JobMaster_BlockWorkerLost_FullMethodName}
 	if s.fwd.dial, err = security.ClientOptions(cfg); err != nil {
 		return nil, fmt.Errorf("jobmaster: %w", err)

@@ -1,6 +1,8 @@
 // Package jobworker is the job-worker role of `alluvium worker`: it
 // registers with the job master leader (finding it through any job master
-// and following it across failovers), keeps one long poll open for tasks,
+// and following it across failovers), keeps one long poll open for tasks
+// (over one JobWorkerPolls stream to the leader, internal/client.Polls;
+// the unary call to a master without it),
 // runs them on a pool of jobworker.threads executors through the plans
 // registry, and reports every result at once — re-sending it until the
 // leader acks that it is in raft, so a lost reply or a leader change never

@@ -247,7 +247,11 @@ func (w *Worker) Stop(ctx context.Context) error {
 }
 
 // pollLoop keeps one long poll open: its reply brings tasks and cancels.
+// The polls go over one stream to the leader (client.Polls); results go
+// on their own (reportLoop) as unary calls, which are few.
 func (w *Worker) pollLoop() {
+	var polls client.Polls
+	defer polls.Close()
 	backoff := client.NewBackoff(50*time.Millisecond, 2*time.Second)
 	for w.ctx.Err() == nil {
 		c, id, interval, err := w.sess.get(w.ctx)
@@ -264,9 +268,7 @@ func (w *Worker) pollLoop() {
 			continue
 		}
 		req := w.pollRequest(id, interval)
-		cctx, cancel := context.WithTimeout(w.ctx, interval+w.sess.pollSlack())
-		resp, err := c.JobWorkerHeartbeat(cctx, req)
-		cancel()
+		resp, err := polls.Poll(w.ctx, c, c.addr, req, interval+w.sess.pollSlack())
 		if err != nil {
 			if w.ctx.Err() != nil {
 				return

@@ -39,6 +39,9 @@ type jobWorker struct {
 	// replies come.
 	due     time.Time
 	unacked map[taskRef]*api.TaskUpdate
+	// polls carries the polls and reports over one stream to the leader,
+	// as jobworker's (run's goroutine only).
+	polls client.Polls
 }
 
 type taskRef struct {
@@ -65,6 +68,7 @@ func (j *jobWorker) leaderClient(ctx context.Context) (api.JobMasterClient, erro
 
 func (j *jobWorker) run(ctx context.Context) {
 	j.unacked = map[taskRef]*api.TaskUpdate{}
+	defer j.polls.Close()
 	backoff := client.NewBackoff(50*time.Millisecond, 2*time.Second)
 	fail := func(err error) bool {
 		if c := status.Code(err); (c == codes.Unavailable || c == codes.DeadlineExceeded || c == codes.FailedPrecondition) && j.leader != "" {
@@ -170,10 +174,8 @@ func (j *jobWorker) poll(ctx context.Context, c api.JobMasterClient) error {
 	for r := range j.unacked {
 		req.Holding = append(req.Holding, &api.TaskRef{JobId: r.job, TaskId: r.task, Attempt: r.attempt})
 	}
-	cctx, cancel := context.WithTimeout(ctx, wait+10*time.Second)
-	defer cancel()
 	start := time.Now()
-	resp, err := c.JobWorkerHeartbeat(cctx, req)
+	resp, err := j.polls.Poll(ctx, c, j.leader, req, wait+10*time.Second)
 	if err != nil {
 		return err
 	}
@@ -273,10 +275,8 @@ func (j *jobWorker) report(ctx context.Context, c api.JobMasterClient) error {
 	for _, u := range j.unacked {
 		req.Updates = append(req.Updates, u)
 	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
 	start := time.Now()
-	resp, err := c.JobWorkerHeartbeat(cctx, req)
+	resp, err := j.polls.Poll(ctx, c, j.leader, req, 30*time.Second)
 	if err != nil {
 		return err
 	}
