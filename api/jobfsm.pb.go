@@ -46,6 +46,7 @@ const (
 	JobCommandType_SET_POLICY_ENABLED      JobCommandType = 13 // SetPolicyEnabledCommand
 	JobCommandType_SET_PEER                JobCommandType = 14 // SetPeerCommand (ignorable: an older master only cannot forward to the peer)
 	JobCommandType_SUBMIT_PLANNED_JOB      JobCommandType = 15 // SubmitPlannedJobCommand
+	JobCommandType_SUBMIT_JOBS             JobCommandType = 16 // SubmitJobsCommand
 	JobCommandType_SUBMIT_PIPELINE         JobCommandType = 20 // SubmitPipelineCommand (pipeline.proto)
 	JobCommandType_PIPELINE_STEP           JobCommandType = 21 // PipelineStepCommand
 	JobCommandType_CANCEL_PIPELINE         JobCommandType = 22 // CancelPipelineCommand
@@ -71,6 +72,7 @@ var (
 		13: "SET_POLICY_ENABLED",
 		14: "SET_PEER",
 		15: "SUBMIT_PLANNED_JOB",
+		16: "SUBMIT_JOBS",
 		20: "SUBMIT_PIPELINE",
 		21: "PIPELINE_STEP",
 		22: "CANCEL_PIPELINE",
@@ -93,6 +95,7 @@ var (
 		"SET_POLICY_ENABLED":      13,
 		"SET_PEER":                14,
 		"SUBMIT_PLANNED_JOB":      15,
+		"SUBMIT_JOBS":             16,
 		"SUBMIT_PIPELINE":         20,
 		"PIPELINE_STEP":           21,
 		"CANCEL_PIPELINE":         22,
@@ -249,7 +252,7 @@ func (x TaskTransition_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskTransition_Kind.Descriptor instead.
 func (TaskTransition_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{4, 0}
+	return file_jobfsm_proto_rawDescGZIP(), []int{5, 0}
 }
 
 type PolicyLaunchCommand_Kind int32
@@ -301,7 +304,7 @@ func (x PolicyLaunchCommand_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PolicyLaunchCommand_Kind.Descriptor instead.
 func (PolicyLaunchCommand_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{13, 0}
+	return file_jobfsm_proto_rawDescGZIP(), []int{14, 0}
 }
 
 // SubmitJobCommand creates a job in CREATED. The FSM gives it the next job
@@ -494,6 +497,55 @@ func (x *SubmitPlannedJobCommand) GetPlan() *PlanTasksCommand {
 	return nil
 }
 
+// SubmitJobsCommand creates several jobs in one entry: the submits that
+// came while the leader's previous submit entry was in raft. Each is
+// applied in order as a SUBMIT_PLANNED_JOB (a job with no plan inline has
+// none: as a SUBMIT_JOB), and each gets its own answer — one's error (a
+// pipeline step no longer waiting for it) does not touch the others.
+type SubmitJobsCommand struct {
+	state         protoimpl.MessageState     `protogen:"open.v1"`
+	Jobs          []*SubmitPlannedJobCommand `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitJobsCommand) Reset() {
+	*x = SubmitJobsCommand{}
+	mi := &file_jobfsm_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitJobsCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitJobsCommand) ProtoMessage() {}
+
+func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_jobfsm_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitJobsCommand.ProtoReflect.Descriptor instead.
+func (*SubmitJobsCommand) Descriptor() ([]byte, []int) {
+	return file_jobfsm_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SubmitJobsCommand) GetJobs() []*SubmitPlannedJobCommand {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
 // PlannedTask is one task a planner produced.
 type PlannedTask struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -510,7 +562,7 @@ type PlannedTask struct {
 
 func (x *PlannedTask) Reset() {
 	*x = PlannedTask{}
-	mi := &file_jobfsm_proto_msgTypes[2]
+	mi := &file_jobfsm_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -522,7 +574,7 @@ func (x *PlannedTask) String() string {
 func (*PlannedTask) ProtoMessage() {}
 
 func (x *PlannedTask) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[2]
+	mi := &file_jobfsm_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -535,7 +587,7 @@ func (x *PlannedTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlannedTask.ProtoReflect.Descriptor instead.
 func (*PlannedTask) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{2}
+	return file_jobfsm_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PlannedTask) GetArgs() []byte {
@@ -605,7 +657,7 @@ type PlanTasksCommand struct {
 
 func (x *PlanTasksCommand) Reset() {
 	*x = PlanTasksCommand{}
-	mi := &file_jobfsm_proto_msgTypes[3]
+	mi := &file_jobfsm_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +669,7 @@ func (x *PlanTasksCommand) String() string {
 func (*PlanTasksCommand) ProtoMessage() {}
 
 func (x *PlanTasksCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[3]
+	mi := &file_jobfsm_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +682,7 @@ func (x *PlanTasksCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanTasksCommand.ProtoReflect.Descriptor instead.
 func (*PlanTasksCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{3}
+	return file_jobfsm_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PlanTasksCommand) GetJobId() int64 {
@@ -731,7 +783,7 @@ type TaskTransition struct {
 
 func (x *TaskTransition) Reset() {
 	*x = TaskTransition{}
-	mi := &file_jobfsm_proto_msgTypes[4]
+	mi := &file_jobfsm_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +795,7 @@ func (x *TaskTransition) String() string {
 func (*TaskTransition) ProtoMessage() {}
 
 func (x *TaskTransition) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[4]
+	mi := &file_jobfsm_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +808,7 @@ func (x *TaskTransition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskTransition.ProtoReflect.Descriptor instead.
 func (*TaskTransition) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{4}
+	return file_jobfsm_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TaskTransition) GetJobId() int64 {
@@ -849,7 +901,7 @@ type UpdateTasksCommand struct {
 
 func (x *UpdateTasksCommand) Reset() {
 	*x = UpdateTasksCommand{}
-	mi := &file_jobfsm_proto_msgTypes[5]
+	mi := &file_jobfsm_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -861,7 +913,7 @@ func (x *UpdateTasksCommand) String() string {
 func (*UpdateTasksCommand) ProtoMessage() {}
 
 func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[5]
+	mi := &file_jobfsm_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -874,7 +926,7 @@ func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTasksCommand.ProtoReflect.Descriptor instead.
 func (*UpdateTasksCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{5}
+	return file_jobfsm_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UpdateTasksCommand) GetTransitions() []*TaskTransition {
@@ -909,7 +961,7 @@ type CancelJobCommand struct {
 
 func (x *CancelJobCommand) Reset() {
 	*x = CancelJobCommand{}
-	mi := &file_jobfsm_proto_msgTypes[6]
+	mi := &file_jobfsm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +973,7 @@ func (x *CancelJobCommand) String() string {
 func (*CancelJobCommand) ProtoMessage() {}
 
 func (x *CancelJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[6]
+	mi := &file_jobfsm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +986,7 @@ func (x *CancelJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobCommand.ProtoReflect.Descriptor instead.
 func (*CancelJobCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{6}
+	return file_jobfsm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CancelJobCommand) GetJobId() int64 {
@@ -973,7 +1025,7 @@ type FinishJobCommand struct {
 
 func (x *FinishJobCommand) Reset() {
 	*x = FinishJobCommand{}
-	mi := &file_jobfsm_proto_msgTypes[7]
+	mi := &file_jobfsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1037,7 @@ func (x *FinishJobCommand) String() string {
 func (*FinishJobCommand) ProtoMessage() {}
 
 func (x *FinishJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[7]
+	mi := &file_jobfsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1050,7 @@ func (x *FinishJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishJobCommand.ProtoReflect.Descriptor instead.
 func (*FinishJobCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{7}
+	return file_jobfsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FinishJobCommand) GetJobId() int64 {
@@ -1048,7 +1100,7 @@ type NextRoundCommand struct {
 
 func (x *NextRoundCommand) Reset() {
 	*x = NextRoundCommand{}
-	mi := &file_jobfsm_proto_msgTypes[8]
+	mi := &file_jobfsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1112,7 @@ func (x *NextRoundCommand) String() string {
 func (*NextRoundCommand) ProtoMessage() {}
 
 func (x *NextRoundCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[8]
+	mi := &file_jobfsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1125,7 @@ func (x *NextRoundCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NextRoundCommand.ProtoReflect.Descriptor instead.
 func (*NextRoundCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{8}
+	return file_jobfsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NextRoundCommand) GetJobId() int64 {
@@ -1115,7 +1167,7 @@ type RegisterWorkerCommand struct {
 
 func (x *RegisterWorkerCommand) Reset() {
 	*x = RegisterWorkerCommand{}
-	mi := &file_jobfsm_proto_msgTypes[9]
+	mi := &file_jobfsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1179,7 @@ func (x *RegisterWorkerCommand) String() string {
 func (*RegisterWorkerCommand) ProtoMessage() {}
 
 func (x *RegisterWorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[9]
+	mi := &file_jobfsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1192,7 @@ func (x *RegisterWorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerCommand.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{9}
+	return file_jobfsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RegisterWorkerCommand) GetAddress() string {
@@ -1227,7 +1279,7 @@ type WorkerLostCommand struct {
 
 func (x *WorkerLostCommand) Reset() {
 	*x = WorkerLostCommand{}
-	mi := &file_jobfsm_proto_msgTypes[10]
+	mi := &file_jobfsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1291,7 @@ func (x *WorkerLostCommand) String() string {
 func (*WorkerLostCommand) ProtoMessage() {}
 
 func (x *WorkerLostCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[10]
+	mi := &file_jobfsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1304,7 @@ func (x *WorkerLostCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerLostCommand.ProtoReflect.Descriptor instead.
 func (*WorkerLostCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{10}
+	return file_jobfsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WorkerLostCommand) GetWorkerId() int64 {
@@ -1295,7 +1347,7 @@ type DeleteJobsCommand struct {
 
 func (x *DeleteJobsCommand) Reset() {
 	*x = DeleteJobsCommand{}
-	mi := &file_jobfsm_proto_msgTypes[11]
+	mi := &file_jobfsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1307,7 +1359,7 @@ func (x *DeleteJobsCommand) String() string {
 func (*DeleteJobsCommand) ProtoMessage() {}
 
 func (x *DeleteJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[11]
+	mi := &file_jobfsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1372,7 @@ func (x *DeleteJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJobsCommand.ProtoReflect.Descriptor instead.
 func (*DeleteJobsCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{11}
+	return file_jobfsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeleteJobsCommand) GetJobIds() []int64 {
@@ -1350,7 +1402,7 @@ type PutPolicyCommand struct {
 
 func (x *PutPolicyCommand) Reset() {
 	*x = PutPolicyCommand{}
-	mi := &file_jobfsm_proto_msgTypes[12]
+	mi := &file_jobfsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1414,7 @@ func (x *PutPolicyCommand) String() string {
 func (*PutPolicyCommand) ProtoMessage() {}
 
 func (x *PutPolicyCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[12]
+	mi := &file_jobfsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1427,7 @@ func (x *PutPolicyCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutPolicyCommand.ProtoReflect.Descriptor instead.
 func (*PutPolicyCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{12}
+	return file_jobfsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PutPolicyCommand) GetPolicy() *PolicyInfo {
@@ -1430,7 +1482,7 @@ type PolicyLaunchCommand struct {
 
 func (x *PolicyLaunchCommand) Reset() {
 	*x = PolicyLaunchCommand{}
-	mi := &file_jobfsm_proto_msgTypes[13]
+	mi := &file_jobfsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1442,7 +1494,7 @@ func (x *PolicyLaunchCommand) String() string {
 func (*PolicyLaunchCommand) ProtoMessage() {}
 
 func (x *PolicyLaunchCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[13]
+	mi := &file_jobfsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1455,7 +1507,7 @@ func (x *PolicyLaunchCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyLaunchCommand.ProtoReflect.Descriptor instead.
 func (*PolicyLaunchCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{13}
+	return file_jobfsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PolicyLaunchCommand) GetName() string {
@@ -1562,7 +1614,7 @@ type SetPolicyEnabledCommand struct {
 
 func (x *SetPolicyEnabledCommand) Reset() {
 	*x = SetPolicyEnabledCommand{}
-	mi := &file_jobfsm_proto_msgTypes[14]
+	mi := &file_jobfsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1574,7 +1626,7 @@ func (x *SetPolicyEnabledCommand) String() string {
 func (*SetPolicyEnabledCommand) ProtoMessage() {}
 
 func (x *SetPolicyEnabledCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[14]
+	mi := &file_jobfsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1587,7 +1639,7 @@ func (x *SetPolicyEnabledCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyEnabledCommand.ProtoReflect.Descriptor instead.
 func (*SetPolicyEnabledCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{14}
+	return file_jobfsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SetPolicyEnabledCommand) GetName() string {
@@ -1620,7 +1672,7 @@ type DeletePolicyCommand struct {
 
 func (x *DeletePolicyCommand) Reset() {
 	*x = DeletePolicyCommand{}
-	mi := &file_jobfsm_proto_msgTypes[15]
+	mi := &file_jobfsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1632,7 +1684,7 @@ func (x *DeletePolicyCommand) String() string {
 func (*DeletePolicyCommand) ProtoMessage() {}
 
 func (x *DeletePolicyCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[15]
+	mi := &file_jobfsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1645,7 +1697,7 @@ func (x *DeletePolicyCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyCommand.ProtoReflect.Descriptor instead.
 func (*DeletePolicyCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{15}
+	return file_jobfsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeletePolicyCommand) GetName() string {
@@ -1670,7 +1722,7 @@ type SetPeerCommand struct {
 
 func (x *SetPeerCommand) Reset() {
 	*x = SetPeerCommand{}
-	mi := &file_jobfsm_proto_msgTypes[16]
+	mi := &file_jobfsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1682,7 +1734,7 @@ func (x *SetPeerCommand) String() string {
 func (*SetPeerCommand) ProtoMessage() {}
 
 func (x *SetPeerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[16]
+	mi := &file_jobfsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1695,7 +1747,7 @@ func (x *SetPeerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPeerCommand.ProtoReflect.Descriptor instead.
 func (*SetPeerCommand) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{16}
+	return file_jobfsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetPeerCommand) GetId() string {
@@ -1739,7 +1791,7 @@ type JobSnapshotHeader struct {
 
 func (x *JobSnapshotHeader) Reset() {
 	*x = JobSnapshotHeader{}
-	mi := &file_jobfsm_proto_msgTypes[17]
+	mi := &file_jobfsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1751,7 +1803,7 @@ func (x *JobSnapshotHeader) String() string {
 func (*JobSnapshotHeader) ProtoMessage() {}
 
 func (x *JobSnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[17]
+	mi := &file_jobfsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1764,7 +1816,7 @@ func (x *JobSnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSnapshotHeader.ProtoReflect.Descriptor instead.
 func (*JobSnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{17}
+	return file_jobfsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JobSnapshotHeader) GetVersion() uint32 {
@@ -1818,7 +1870,7 @@ type JobRecord struct {
 
 func (x *JobRecord) Reset() {
 	*x = JobRecord{}
-	mi := &file_jobfsm_proto_msgTypes[18]
+	mi := &file_jobfsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1830,7 +1882,7 @@ func (x *JobRecord) String() string {
 func (*JobRecord) ProtoMessage() {}
 
 func (x *JobRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[18]
+	mi := &file_jobfsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1843,7 +1895,7 @@ func (x *JobRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRecord.ProtoReflect.Descriptor instead.
 func (*JobRecord) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{18}
+	return file_jobfsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *JobRecord) GetInfo() *JobInfo {
@@ -1909,7 +1961,7 @@ type TaskRecord struct {
 
 func (x *TaskRecord) Reset() {
 	*x = TaskRecord{}
-	mi := &file_jobfsm_proto_msgTypes[19]
+	mi := &file_jobfsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1921,7 +1973,7 @@ func (x *TaskRecord) String() string {
 func (*TaskRecord) ProtoMessage() {}
 
 func (x *TaskRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_jobfsm_proto_msgTypes[19]
+	mi := &file_jobfsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1934,7 +1986,7 @@ func (x *TaskRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRecord.ProtoReflect.Descriptor instead.
 func (*TaskRecord) Descriptor() ([]byte, []int) {
-	return file_jobfsm_proto_rawDescGZIP(), []int{19}
+	return file_jobfsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TaskRecord) GetInfo() *TaskInfo {
@@ -1993,7 +2045,9 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\rpipeline_step\x18\x15 \x01(\tR\fpipelineStep\"\x83\x01\n" +
 	"\x17SubmitPlannedJobCommand\x125\n" +
 	"\x06submit\x18\x01 \x01(\v2\x1d.alluvium.v1.SubmitJobCommandR\x06submit\x121\n" +
-	"\x04plan\x18\x02 \x01(\v2\x1d.alluvium.v1.PlanTasksCommandR\x04plan\"\xd4\x01\n" +
+	"\x04plan\x18\x02 \x01(\v2\x1d.alluvium.v1.PlanTasksCommandR\x04plan\"M\n" +
+	"\x11SubmitJobsCommand\x128\n" +
+	"\x04jobs\x18\x01 \x03(\v2$.alluvium.v1.SubmitPlannedJobCommandR\x04jobs\"\xd4\x01\n" +
 	"\vPlannedTask\x12\x12\n" +
 	"\x04args\x18\x01 \x01(\fR\x04args\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1f\n" +
@@ -2137,7 +2191,7 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\x0fblock_worker_id\x18\x02 \x01(\x03R\rblockWorkerId\x120\n" +
 	"\x14block_worker_address\x18\x03 \x01(\tR\x12blockWorkerAddress\x12/\n" +
 	"\x06failed\x18\x04 \x03(\v2\x17.alluvium.v1.FailedPathR\x06failed\x12#\n" +
-	"\rdispatched_ms\x18\x05 \x01(\x03R\fdispatchedMs*\x8d\x03\n" +
+	"\rdispatched_ms\x18\x05 \x01(\x03R\fdispatchedMs*\x9e\x03\n" +
 	"\x0eJobCommandType\x12\x1b\n" +
 	"\x17JOB_COMMAND_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -2161,7 +2215,8 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\rPOLICY_LAUNCH\x10\f\x12\x16\n" +
 	"\x12SET_POLICY_ENABLED\x10\r\x12\f\n" +
 	"\bSET_PEER\x10\x0e\x12\x16\n" +
-	"\x12SUBMIT_PLANNED_JOB\x10\x0f\x12\x13\n" +
+	"\x12SUBMIT_PLANNED_JOB\x10\x0f\x12\x0f\n" +
+	"\vSUBMIT_JOBS\x10\x10\x12\x13\n" +
 	"\x0fSUBMIT_PIPELINE\x10\x14\x12\x11\n" +
 	"\rPIPELINE_STEP\x10\x15\x12\x13\n" +
 	"\x0fCANCEL_PIPELINE\x10\x16\x12\x14\n" +
@@ -2190,7 +2245,7 @@ func file_jobfsm_proto_rawDescGZIP() []byte {
 }
 
 var file_jobfsm_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_jobfsm_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_jobfsm_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_jobfsm_proto_goTypes = []any{
 	(JobCommandType)(0),             // 0: alluvium.v1.JobCommandType
 	(JobSnapshotRecordType)(0),      // 1: alluvium.v1.JobSnapshotRecordType
@@ -2198,55 +2253,57 @@ var file_jobfsm_proto_goTypes = []any{
 	(PolicyLaunchCommand_Kind)(0),   // 3: alluvium.v1.PolicyLaunchCommand.Kind
 	(*SubmitJobCommand)(nil),        // 4: alluvium.v1.SubmitJobCommand
 	(*SubmitPlannedJobCommand)(nil), // 5: alluvium.v1.SubmitPlannedJobCommand
-	(*PlannedTask)(nil),             // 6: alluvium.v1.PlannedTask
-	(*PlanTasksCommand)(nil),        // 7: alluvium.v1.PlanTasksCommand
-	(*TaskTransition)(nil),          // 8: alluvium.v1.TaskTransition
-	(*UpdateTasksCommand)(nil),      // 9: alluvium.v1.UpdateTasksCommand
-	(*CancelJobCommand)(nil),        // 10: alluvium.v1.CancelJobCommand
-	(*FinishJobCommand)(nil),        // 11: alluvium.v1.FinishJobCommand
-	(*NextRoundCommand)(nil),        // 12: alluvium.v1.NextRoundCommand
-	(*RegisterWorkerCommand)(nil),   // 13: alluvium.v1.RegisterWorkerCommand
-	(*WorkerLostCommand)(nil),       // 14: alluvium.v1.WorkerLostCommand
-	(*DeleteJobsCommand)(nil),       // 15: alluvium.v1.DeleteJobsCommand
-	(*PutPolicyCommand)(nil),        // 16: alluvium.v1.PutPolicyCommand
-	(*PolicyLaunchCommand)(nil),     // 17: alluvium.v1.PolicyLaunchCommand
-	(*SetPolicyEnabledCommand)(nil), // 18: alluvium.v1.SetPolicyEnabledCommand
-	(*DeletePolicyCommand)(nil),     // 19: alluvium.v1.DeletePolicyCommand
-	(*SetPeerCommand)(nil),          // 20: alluvium.v1.SetPeerCommand
-	(*JobSnapshotHeader)(nil),       // 21: alluvium.v1.JobSnapshotHeader
-	(*JobRecord)(nil),               // 22: alluvium.v1.JobRecord
-	(*TaskRecord)(nil),              // 23: alluvium.v1.TaskRecord
-	(*JobLimits)(nil),               // 24: alluvium.v1.JobLimits
-	(*FailedPath)(nil),              // 25: alluvium.v1.FailedPath
-	(JobInfo_Status)(0),             // 26: alluvium.v1.JobInfo.Status
-	(*PlanInfo)(nil),                // 27: alluvium.v1.PlanInfo
-	(*PolicyInfo)(nil),              // 28: alluvium.v1.PolicyInfo
-	(*PolicyEvent)(nil),             // 29: alluvium.v1.PolicyEvent
-	(*JobInfo)(nil),                 // 30: alluvium.v1.JobInfo
-	(*TaskInfo)(nil),                // 31: alluvium.v1.TaskInfo
+	(*SubmitJobsCommand)(nil),       // 6: alluvium.v1.SubmitJobsCommand
+	(*PlannedTask)(nil),             // 7: alluvium.v1.PlannedTask
+	(*PlanTasksCommand)(nil),        // 8: alluvium.v1.PlanTasksCommand
+	(*TaskTransition)(nil),          // 9: alluvium.v1.TaskTransition
+	(*UpdateTasksCommand)(nil),      // 10: alluvium.v1.UpdateTasksCommand
+	(*CancelJobCommand)(nil),        // 11: alluvium.v1.CancelJobCommand
+	(*FinishJobCommand)(nil),        // 12: alluvium.v1.FinishJobCommand
+	(*NextRoundCommand)(nil),        // 13: alluvium.v1.NextRoundCommand
+	(*RegisterWorkerCommand)(nil),   // 14: alluvium.v1.RegisterWorkerCommand
+	(*WorkerLostCommand)(nil),       // 15: alluvium.v1.WorkerLostCommand
+	(*DeleteJobsCommand)(nil),       // 16: alluvium.v1.DeleteJobsCommand
+	(*PutPolicyCommand)(nil),        // 17: alluvium.v1.PutPolicyCommand
+	(*PolicyLaunchCommand)(nil),     // 18: alluvium.v1.PolicyLaunchCommand
+	(*SetPolicyEnabledCommand)(nil), // 19: alluvium.v1.SetPolicyEnabledCommand
+	(*DeletePolicyCommand)(nil),     // 20: alluvium.v1.DeletePolicyCommand
+	(*SetPeerCommand)(nil),          // 21: alluvium.v1.SetPeerCommand
+	(*JobSnapshotHeader)(nil),       // 22: alluvium.v1.JobSnapshotHeader
+	(*JobRecord)(nil),               // 23: alluvium.v1.JobRecord
+	(*TaskRecord)(nil),              // 24: alluvium.v1.TaskRecord
+	(*JobLimits)(nil),               // 25: alluvium.v1.JobLimits
+	(*FailedPath)(nil),              // 26: alluvium.v1.FailedPath
+	(JobInfo_Status)(0),             // 27: alluvium.v1.JobInfo.Status
+	(*PlanInfo)(nil),                // 28: alluvium.v1.PlanInfo
+	(*PolicyInfo)(nil),              // 29: alluvium.v1.PolicyInfo
+	(*PolicyEvent)(nil),             // 30: alluvium.v1.PolicyEvent
+	(*JobInfo)(nil),                 // 31: alluvium.v1.JobInfo
+	(*TaskInfo)(nil),                // 32: alluvium.v1.TaskInfo
 }
 var file_jobfsm_proto_depIdxs = []int32{
-	24, // 0: alluvium.v1.SubmitJobCommand.limits:type_name -> alluvium.v1.JobLimits
+	25, // 0: alluvium.v1.SubmitJobCommand.limits:type_name -> alluvium.v1.JobLimits
 	4,  // 1: alluvium.v1.SubmitPlannedJobCommand.submit:type_name -> alluvium.v1.SubmitJobCommand
-	7,  // 2: alluvium.v1.SubmitPlannedJobCommand.plan:type_name -> alluvium.v1.PlanTasksCommand
-	6,  // 3: alluvium.v1.PlanTasksCommand.tasks:type_name -> alluvium.v1.PlannedTask
-	25, // 4: alluvium.v1.PlanTasksCommand.failed:type_name -> alluvium.v1.FailedPath
-	2,  // 5: alluvium.v1.TaskTransition.kind:type_name -> alluvium.v1.TaskTransition.Kind
-	25, // 6: alluvium.v1.TaskTransition.failed:type_name -> alluvium.v1.FailedPath
-	8,  // 7: alluvium.v1.UpdateTasksCommand.transitions:type_name -> alluvium.v1.TaskTransition
-	26, // 8: alluvium.v1.FinishJobCommand.status:type_name -> alluvium.v1.JobInfo.Status
-	27, // 9: alluvium.v1.RegisterWorkerCommand.plans:type_name -> alluvium.v1.PlanInfo
-	28, // 10: alluvium.v1.PutPolicyCommand.policy:type_name -> alluvium.v1.PolicyInfo
-	3,  // 11: alluvium.v1.PolicyLaunchCommand.kind:type_name -> alluvium.v1.PolicyLaunchCommand.Kind
-	29, // 12: alluvium.v1.PolicyLaunchCommand.events:type_name -> alluvium.v1.PolicyEvent
-	30, // 13: alluvium.v1.JobRecord.info:type_name -> alluvium.v1.JobInfo
-	31, // 14: alluvium.v1.TaskRecord.info:type_name -> alluvium.v1.TaskInfo
-	25, // 15: alluvium.v1.TaskRecord.failed:type_name -> alluvium.v1.FailedPath
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	8,  // 2: alluvium.v1.SubmitPlannedJobCommand.plan:type_name -> alluvium.v1.PlanTasksCommand
+	5,  // 3: alluvium.v1.SubmitJobsCommand.jobs:type_name -> alluvium.v1.SubmitPlannedJobCommand
+	7,  // 4: alluvium.v1.PlanTasksCommand.tasks:type_name -> alluvium.v1.PlannedTask
+	26, // 5: alluvium.v1.PlanTasksCommand.failed:type_name -> alluvium.v1.FailedPath
+	2,  // 6: alluvium.v1.TaskTransition.kind:type_name -> alluvium.v1.TaskTransition.Kind
+	26, // 7: alluvium.v1.TaskTransition.failed:type_name -> alluvium.v1.FailedPath
+	9,  // 8: alluvium.v1.UpdateTasksCommand.transitions:type_name -> alluvium.v1.TaskTransition
+	27, // 9: alluvium.v1.FinishJobCommand.status:type_name -> alluvium.v1.JobInfo.Status
+	28, // 10: alluvium.v1.RegisterWorkerCommand.plans:type_name -> alluvium.v1.PlanInfo
+	29, // 11: alluvium.v1.PutPolicyCommand.policy:type_name -> alluvium.v1.PolicyInfo
+	3,  // 12: alluvium.v1.PolicyLaunchCommand.kind:type_name -> alluvium.v1.PolicyLaunchCommand.Kind
+	30, // 13: alluvium.v1.PolicyLaunchCommand.events:type_name -> alluvium.v1.PolicyEvent
+	31, // 14: alluvium.v1.JobRecord.info:type_name -> alluvium.v1.JobInfo
+	32, // 15: alluvium.v1.TaskRecord.info:type_name -> alluvium.v1.TaskInfo
+	26, // 16: alluvium.v1.TaskRecord.failed:type_name -> alluvium.v1.FailedPath
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_jobfsm_proto_init() }
@@ -2261,7 +2318,7 @@ func file_jobfsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jobfsm_proto_rawDesc), len(file_jobfsm_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -43,6 +43,8 @@
 //     queued behind big ones. A small job is planned before it exists:
 //     its submit runs the planner, and a plan done in one small batch
 //     rides in the submit entry (SUBMIT_PLANNED_JOB, leaderState.submitJob).
+//     Submits that come while others are in raft share one SUBMIT_JOBS
+//     entry, each answered on its own (submits.go).
 //   - the scheduler (broker.go): PENDING tasks wait in a queue per job
 //     worker (the one beside the block worker the task's data goes to) or a
 //     shared one; a worker's long poll (JobWorkerHeartbeat with wait_ms,

@@ -289,6 +289,29 @@ func (x *tx) applySubmitPlanned(c *api.SubmitPlannedJobCommand) any {
 	return res
 }
 
+var _ = registerCommand(api.JobCommandType_SUBMIT_JOBS, (*tx).applySubmitJobs)
+
+// submitResults answers a SUBMIT_JOBS entry: its jobs' answers in order,
+// each what that job's own SUBMIT_PLANNED_JOB would answer (a
+// submitResult or an error).
+type submitResults []any
+
+// applySubmitJobs creates a batch of jobs, each as its SUBMIT_PLANNED_JOB
+// would alone and in the batch's order (a request id twice in it: the
+// second finds the first's job). One job's error leaves the others be.
+func (x *tx) applySubmitJobs(c *api.SubmitJobsCommand) any {
+	res := make(submitResults, len(c.GetJobs()))
+	var now int64
+	for i, sub := range c.GetJobs() {
+		res[i] = x.applySubmitPlanned(sub)
+		now = max(now, sub.GetSubmit().GetNowMs())
+	}
+	// The entry's time is its latest submit's: a job the commit ends (a
+	// plan with no task) never finishes before it was created.
+	x.now = now
+	return res
+}
+
 var _ = registerCommand(api.JobCommandType_PLAN_TASKS, (*tx).applyPlanTasks)
 
 func (x *tx) applyPlanTasks(c *api.PlanTasksCommand) any {

@@ -669,3 +669,107 @@ func TestFSMRegisterRetryOfSameInstanceKeepsWorker(t *testing.T) {
 		t.Fatalf("instance a after its record was lost: id %d, records %+v %+v", w3, ft.f.worker(w1), ft.f.worker(w2))
 	}
 }
+
+// Submits that share one SUBMIT_JOBS entry make the jobs each would make
+// alone, in order, and each gets its own answer: one's error (a pipeline
+// step no longer waiting) leaves the others be.
+func TestFSMSubmitJobs(t *testing.T) {
+	ft := newFSMT(t)
+	old := ft.submit("old") // a job from an entry before
+	sub := func(rid string, now int64) *api.SubmitJobCommand {
+		return &api.SubmitJobCommand{Plan: "load", ConfigJson: `{"path":"/a"}`, RequestId: rid, NowMs: now, Limits: &api.JobLimits{EndsWithTasks: true}}
+	}
+	oneTask := func() *api.PlanTasksCommand {
+		return &api.PlanTasksCommand{PlanningDone: true, Cursor: []byte("end"),
+			Tasks: []*api.PlannedTask{{Args: []byte("{}"), Description: "/a/f", BytesTotal: 100, Files: 1, BlockWorkerAddress: "bw:1"}}}
+	}
+	stale := sub("p", 1000)
+	stale.PipelineRunId, stale.PipelineStep = 99, "s" // no such run
+	evs := len(ft.evs)
+	res, ok := ft.apply(&api.SubmitJobsCommand{Jobs: []*api.SubmitPlannedJobCommand{
+		{Submit: sub("a", 1002), Plan: oneTask()},   // planned in its submit
+		{Submit: sub("b", 1001)},                    // left to the planners
+		{Submit: sub("a", 1003), Plan: oneTask()},   // the same request again in the entry
+		{Submit: stale},                             // its own error
+		{Submit: sub("old", 1000), Plan: oneTask()}, // a request of an earlier entry
+		{Submit: sub("empty", 1000), Plan: &api.PlanTasksCommand{PlanningDone: true}}, // planned out with no task
+	}}).(submitResults)
+	if !ok || len(res) != 6 {
+		t.Fatalf("SUBMIT_JOBS answered %#v", res)
+	}
+	a, aok := res[0].(submitResult)
+	b, bok := res[1].(submitResult)
+	a2, a2ok := res[2].(submitResult)
+	o, ook := res[4].(submitResult)
+	e, eok := res[5].(submitResult)
+	if !aok || !bok || !a2ok || !ook || !eok || a.existed || b.existed || !a2.existed || a2.id != a.id || !o.existed || o.id != old || e.existed {
+		t.Fatalf("answers: %#v", res)
+	}
+	if err, _ := res[3].(error); !errors.Is(err, errStale) {
+		t.Fatalf("the stale pipeline submit answered %v", res[3])
+	}
+	if ids := []int64{a.id, b.id, e.id}; !slices.IsSorted(ids) || a.id <= old {
+		t.Fatalf("job ids not given in the entry's order: %v after %d", ids, old)
+	}
+	if j := ft.f.Job(a.id); j.Status != api.JobInfo_RUNNING || j.TasksTotal != 1 || j.NextTaskID != 2 || j.CreatedMs != 1002 {
+		t.Fatalf("planned job: %+v", j)
+	}
+	if j := ft.f.Job(b.id); j.Status != api.JobInfo_CREATED || j.PlanningDone || j.CreatedMs != 1001 {
+		t.Fatalf("unplanned job: %+v", j)
+	}
+	// Ended in the entry, at the entry's time (its latest submit's), never
+	// before it was made.
+	if j := ft.f.Job(e.id); j.Status != api.JobInfo_COMPLETED || j.CreatedMs != 1000 || j.FinishedMs != 1003 {
+		t.Fatalf("empty job: %+v", j)
+	}
+	if j := ft.f.Job(old); j.TasksTotal != 0 {
+		t.Fatalf("the earlier job was planned by a repeated submit: %+v", j)
+	}
+	// One change notice for the entry: every job it made, the one task.
+	if len(ft.evs) != evs+1 {
+		t.Fatalf("%d change notices for one entry", len(ft.evs)-evs)
+	}
+	if last := ft.evs[len(ft.evs)-1]; !slices.Equal(last.jobs, []int64{a.id, b.id, e.id}) || len(last.tasks) != 1 || last.tasks[0].key != (taskKey{a.id, 1}) {
+		t.Fatalf("change notice: %+v", last)
+	}
+	// A snapshot holds them as if submitted one by one.
+	g := restored(t, ft.f)
+	for _, rid := range []string{"a", "b", "empty", "old"} {
+		id, ok := g.jobByRequest(rid)
+		want, _ := ft.f.jobByRequest(rid)
+		j, w := g.Job(id), ft.f.Job(want)
+		if !ok || id != want || j == nil || j.Status != w.Status || j.TasksTotal != w.TasksTotal || j.CreatedMs != w.CreatedMs || j.FinishedMs != w.FinishedMs {
+			t.Fatalf("restored job of request %s: %d %v: %+v", rid, id, ok, j)
+		}
+	}
+	if _, ok := g.jobByRequest("p"); ok {
+		t.Fatal("the stale submit made a job")
+	}
+}
+
+// Entries written before SUBMIT_JOBS existed (a lone submit is still
+// written as them) apply as they did, beside it.
+func TestFSMSubmitOldCommandsBesideBatch(t *testing.T) {
+	ft := newFSMT(t)
+	single := ft.submit("s")
+	planned, ok := ft.apply(&api.SubmitPlannedJobCommand{
+		Submit: &api.SubmitJobCommand{Plan: "load", ConfigJson: `{"path":"/a"}`, RequestId: "p", NowMs: 1000},
+		Plan:   &api.PlanTasksCommand{PlanningDone: true, Tasks: []*api.PlannedTask{{Args: []byte("{}"), Description: "/a/f"}}},
+	}).(submitResult)
+	if !ok {
+		t.Fatal("SUBMIT_PLANNED_JOB: unexpected answer")
+	}
+	res, ok := ft.apply(&api.SubmitJobsCommand{Jobs: []*api.SubmitPlannedJobCommand{
+		{Submit: &api.SubmitJobCommand{Plan: "load", ConfigJson: `{}`, RequestId: "s", NowMs: 2000}},
+		{Submit: &api.SubmitJobCommand{Plan: "load", ConfigJson: `{}`, RequestId: "n", NowMs: 2000}},
+	}}).(submitResults)
+	if !ok || res[0] != (submitResult{id: single, existed: true}) || res[1] != (submitResult{id: planned.id + 1}) {
+		t.Fatalf("SUBMIT_JOBS after the old commands: %#v", res)
+	}
+	if again := ft.submit("n"); again != planned.id+1 {
+		t.Fatalf("SUBMIT_JOB of a batched request made job %d", again)
+	}
+	if j := ft.f.Job(planned.id); j.TasksTotal != 1 || j.Status != api.JobInfo_RUNNING {
+		t.Fatalf("planned job: %+v", j)
+	}
+}

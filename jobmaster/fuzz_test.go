@@ -71,6 +71,11 @@ func busyCommands() []proto.Message {
 			Submit: &api.SubmitJobCommand{Plan: "load", ConfigJson: `{"path":"/c"}`, RequestId: "rc", NowMs: 5000},
 			Plan:   &api.PlanTasksCommand{Tasks: []*api.PlannedTask{{Args: []byte("{}"), Description: "/c/1", BytesTotal: 7}}, PlanningDone: true},
 		},
+		&api.SubmitJobsCommand{Jobs: []*api.SubmitPlannedJobCommand{
+			{Submit: &api.SubmitJobCommand{Plan: "load", ConfigJson: `{"path":"/d"}`, RequestId: "rd", NowMs: 6000},
+				Plan: &api.PlanTasksCommand{Tasks: []*api.PlannedTask{{Args: []byte("{}"), Description: "/d/1"}}, PlanningDone: true}},
+			{Submit: &api.SubmitJobCommand{Plan: "load", ConfigJson: `{"path":"/e"}`, RequestId: "re", NowMs: 6001}},
+		}},
 	}
 }
 

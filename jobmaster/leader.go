@@ -33,6 +33,7 @@ type leaderState struct {
 	pol      *policyRunner
 	events   *eventRunner
 	pipes    *pipelineRunner
+	submits  *submitBatcher
 	term     uint64
 }
 
@@ -75,6 +76,7 @@ func (s *Server) establishLeadership() *leaderState {
 		return s.applyErr(ctx, cmd)
 	}, jm.Task.BatchMax, int32(jm.Task.MaxAttempts))
 	ls.coll.observe = s.m.observeBatch
+	ls.submits = newSubmitBatcher(ctx, s.apply)
 	ls.hb = newHeartbeats(func() time.Duration { _, ttl := ls.timing(); return ttl }, ls.workerLost)
 	ls.planners = newPlanners(ls)
 	ls.finisher = newFinisher(ls)

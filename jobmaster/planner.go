@@ -221,12 +221,10 @@ const (
 
 // submitJob applies cmd (its time set), with the job's whole plan in the
 // same entry (SUBMIT_PLANNED_JOB) when planInline manages it, and returns
-// the FSM's response.
+// the FSM's response for this job. Submits that come while others are in
+// raft share one entry (submitBatcher).
 func (ls *leaderState) submitJob(ctx context.Context, plan plans.Plan, cmd *api.SubmitJobCommand) (any, error) {
-	if p := ls.planInline(ctx, plan, cmd); p != nil {
-		return ls.s.apply(ctx, &api.SubmitPlannedJobCommand{Submit: cmd, Plan: p})
-	}
-	return ls.s.apply(ctx, cmd)
+	return ls.submits.submit(&api.SubmitPlannedJobCommand{Submit: cmd, Plan: ls.planInline(ctx, plan, cmd)})
 }
 
 // planInline runs the planner of the job cmd would create (acting as its

@@ -84,6 +84,18 @@ func (lc *localCluster) profile(b *testing.B, kind, name string, d time.Duration
 	return func() { <-done }
 }
 
+// contention takes the mutex and block profiles (name.mutex.pprof,
+// name.block.pprof) of the local process for d, only with BENCH_CONTENTION
+// set too: sampling contention costs the process it watches.
+func (lc *localCluster) contention(b *testing.B, name string, d time.Duration) func() {
+	if os.Getenv("BENCH_CONTENTION") == "" {
+		return func() {}
+	}
+	mu := lc.profile(b, "mutex", name+".mutex.pprof", d)
+	bl := lc.profile(b, "block", name+".block.pprof", d)
+	return func() { mu(); bl() }
+}
+
 // startLocal runs `alluvium local --workers N` over a fresh UFS dir, waits
 // for its ready line and connects an SDK client with its env file.
 func startLocal(b *testing.B, workers int, args ...string) *localCluster {
@@ -167,13 +179,26 @@ func startLocal(b *testing.B, workers int, args ...string) *localCluster {
 // (alluvium_jobmaster_raft_{applied_entries,log_writes}_total of its http
 // port, P+4).
 func (lc *localCluster) raftEntries(b *testing.B) (entries, writes float64) {
+	m := lc.jobMasterMetrics(b)
+	return m["alluvium_jobmaster_raft_applied_entries_total"], m["alluvium_jobmaster_raft_log_writes_total"]
+}
+
+// jobMasterMetrics reads the job master's /metrics (its http port, P+4).
+func (lc *localCluster) jobMasterMetrics(b *testing.B) map[string]float64 {
 	host, port, _ := net.SplitHostPort(lc.http)
 	p, _ := strconv.Atoi(port)
 	m, err := testutil.MetricsWithToken(net.JoinHostPort(host, strconv.Itoa(p+3)), lc.token)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return m["alluvium_jobmaster_raft_applied_entries_total"], m["alluvium_jobmaster_raft_log_writes_total"]
+	return m
+}
+
+// raftApplied is the count and summed seconds of the job master's raft
+// applies (Apply to applied, alluvium_jobmaster_raft_apply_seconds).
+func (lc *localCluster) raftApplied(b *testing.B) (n, sum float64) {
+	m := lc.jobMasterMetrics(b)
+	return m["alluvium_jobmaster_raft_apply_seconds_count"], m["alluvium_jobmaster_raft_apply_seconds_sum"]
 }
 
 // tinyFiles writes n files of size bytes under <ufs>/dir.
@@ -308,16 +333,32 @@ func BenchmarkTinyJobs(b *testing.B) {
 	_, _, serverCPU, _ := procStat(lc.cmd.Process.Pid)
 	clientCPU := cpuTime()
 	entries, writes := lc.raftEntries(b)
+	applies, applySum := lc.raftApplied(b)
+	// Where a job's time goes under load, as the client and the job
+	// master's stamps (ms) tell it: submit→created (the submit's checks),
+	// created→finished (the submit's entry, the task's hand-out, work and
+	// result), finished→seen (the watch's answer).
+	var splitMu sync.Mutex
+	var toCreated, toFinished, toSeen, whole []float64
 	start := time.Now()
 	profWait = lc.profileCPU(b, "tinyjobs-64.cpu.pprof", 3*time.Second)
 	traceWait = lc.profile(b, "trace", "tinyjobs-64.trace", 2*time.Second)
+	contentionWait := lc.contention(b, "tinyjobs-64", 3*time.Second)
 	for s := 0; s < conc; s++ {
 		wg.Add(1)
 		go func(s int) {
 			defer wg.Done()
 			for i := 0; i < per; i++ {
-				lc.loadWait(b, jobs, many[s*per+i])
+				t0 := time.Now()
+				j := lc.loadWait(b, jobs, many[s*per+i])
+				t1 := time.Now()
 				done.Add(1)
+				splitMu.Lock()
+				toCreated = append(toCreated, float64(j.GetCreatedMs()-t0.UnixMilli()))
+				toFinished = append(toFinished, float64(j.GetFinishedMs()-j.GetCreatedMs()))
+				toSeen = append(toSeen, float64(t1.UnixMilli()-j.GetFinishedMs()))
+				whole = append(whole, ms(t1.Sub(t0)))
+				splitMu.Unlock()
 			}
 		}(s)
 	}
@@ -326,9 +367,15 @@ func BenchmarkTinyJobs(b *testing.B) {
 	_, _, serverAfter, _ := procStat(lc.cmd.Process.Pid)
 	clientCPU = cpuTime() - clientCPU
 	entriesAfter, writesAfter := lc.raftEntries(b)
+	appliesAfter, applySumAfter := lc.raftApplied(b)
+	b.Logf("64 submitters, a job's ms (median, p90): whole %.1f, %.1f = submit→created %.0f, %.0f; created→finished %.0f, %.0f; finished→seen %.0f, %.0f; raft apply (this node's Apply calls, mean) %.2f ms",
+		percentile(whole, 0.5), percentile(whole, 0.9), percentile(toCreated, 0.5), percentile(toCreated, 0.9),
+		percentile(toFinished, 0.5), percentile(toFinished, 0.9), percentile(toSeen, 0.5), percentile(toSeen, 0.9),
+		1000*(applySumAfter-applySum)/max(appliesAfter-applies, 1))
 	entries, writes = entriesAfter-entries, writesAfter-writes
 	profWait()
 	traceWait()
+	contentionWait()
 	lc.profile(b, "allocs", "tinyjobs.allocs.pprof", 0)()
 	n := float64(done.Load())
 	b.ReportMetric(n/took.Seconds(), "jobs/s-64")
