@@ -4762,10 +4762,11 @@ const file_fsmaster_proto_rawDesc = "" +
 	"\aAddPeer\x12\x1b.alluvium.v1.AddPeerRequest\x1a\x1c.alluvium.v1.AddPeerResponse\x12M\n" +
 	"\n" +
 	"RemovePeer\x12\x1e.alluvium.v1.RemovePeerRequest\x1a\x1f.alluvium.v1.RemovePeerResponse\x12X\n" +
-	"\rGetCheckpoint\x12!.alluvium.v1.GetCheckpointRequest\x1a\".alluvium.v1.GetCheckpointResponse0\x012\xe2\x05\n" +
+	"\rGetCheckpoint\x12!.alluvium.v1.GetCheckpointRequest\x1a\".alluvium.v1.GetCheckpointResponse0\x012\xc5\x06\n" +
 	"\vBlockMaster\x12Y\n" +
 	"\x0eRegisterWorker\x12\".alluvium.v1.RegisterWorkerRequest\x1a#.alluvium.v1.RegisterWorkerResponse\x12\\\n" +
-	"\x0fWorkerHeartbeat\x12#.alluvium.v1.WorkerHeartbeatRequest\x1a$.alluvium.v1.WorkerHeartbeatResponse\x12P\n" +
+	"\x0fWorkerHeartbeat\x12#.alluvium.v1.WorkerHeartbeatRequest\x1a$.alluvium.v1.WorkerHeartbeatResponse\x12a\n" +
+	"\x10WorkerHeartbeats\x12#.alluvium.v1.WorkerHeartbeatRequest\x1a$.alluvium.v1.WorkerHeartbeatResponse(\x010\x01\x12P\n" +
 	"\vCommitBlock\x12\x1f.alluvium.v1.CommitBlockRequest\x1a .alluvium.v1.CommitBlockResponse\x12S\n" +
 	"\fCommitBlocks\x12 .alluvium.v1.CommitBlocksRequest\x1a!.alluvium.v1.CommitBlocksResponse\x12b\n" +
 	"\x11GetWorkerInfoList\x12%.alluvium.v1.GetWorkerInfoListRequest\x1a&.alluvium.v1.GetWorkerInfoListResponse\x12S\n" +
@@ -4955,49 +4956,51 @@ var file_fsmaster_proto_depIdxs = []int32{
 	44, // 70: alluvium.v1.EmbeddedJournal.GetCheckpoint:input_type -> alluvium.v1.GetCheckpointRequest
 	49, // 71: alluvium.v1.BlockMaster.RegisterWorker:input_type -> alluvium.v1.RegisterWorkerRequest
 	51, // 72: alluvium.v1.BlockMaster.WorkerHeartbeat:input_type -> alluvium.v1.WorkerHeartbeatRequest
-	56, // 73: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
-	58, // 74: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
-	60, // 75: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
-	62, // 76: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
-	66, // 77: alluvium.v1.BlockMaster.AuthorizeBlockAccess:input_type -> alluvium.v1.AuthorizeBlockAccessRequest
-	54, // 78: alluvium.v1.BlockMaster.WorkerLost:input_type -> alluvium.v1.WorkerLostRequest
-	2,  // 79: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
-	4,  // 80: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
-	19, // 81: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
-	7,  // 82: alluvium.v1.FileSystemMaster.CreateFiles:output_type -> alluvium.v1.CreateFilesResponse
-	21, // 83: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
-	23, // 84: alluvium.v1.FileSystemMaster.GetStatuses:output_type -> alluvium.v1.GetStatusesResponse
-	25, // 85: alluvium.v1.FileSystemMaster.CompleteFiles:output_type -> alluvium.v1.CompleteFilesResponse
-	27, // 86: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
-	29, // 87: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
-	31, // 88: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
-	33, // 89: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
-	35, // 90: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
-	37, // 91: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
-	39, // 92: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
-	41, // 93: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
-	43, // 94: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
-	47, // 95: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
-	65, // 96: alluvium.v1.FileSystemMaster.CheckAccess:output_type -> alluvium.v1.CheckAccessResponse
-	11, // 97: alluvium.v1.FileSystemMaster.AllocateUploadBlocks:output_type -> alluvium.v1.AllocateUploadBlocksResponse
-	13, // 98: alluvium.v1.FileSystemMaster.CommitUploadPart:output_type -> alluvium.v1.CommitUploadPartResponse
-	16, // 99: alluvium.v1.FileSystemMaster.ListUploadParts:output_type -> alluvium.v1.ListUploadPartsResponse
-	18, // 100: alluvium.v1.FileSystemMaster.ListUploads:output_type -> alluvium.v1.ListUploadsResponse
-	88, // 101: alluvium.v1.FileSystemMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
-	70, // 102: alluvium.v1.FileSystemMaster.WatchCompletions:output_type -> alluvium.v1.WatchCompletionsResponse
-	89, // 103: alluvium.v1.EmbeddedJournal.AddPeer:output_type -> alluvium.v1.AddPeerResponse
-	90, // 104: alluvium.v1.EmbeddedJournal.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
-	45, // 105: alluvium.v1.EmbeddedJournal.GetCheckpoint:output_type -> alluvium.v1.GetCheckpointResponse
-	50, // 106: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
-	53, // 107: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
-	57, // 108: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
-	59, // 109: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
-	61, // 110: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
-	63, // 111: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
-	67, // 112: alluvium.v1.BlockMaster.AuthorizeBlockAccess:output_type -> alluvium.v1.AuthorizeBlockAccessResponse
-	55, // 113: alluvium.v1.BlockMaster.WorkerLost:output_type -> alluvium.v1.WorkerLostResponse
-	79, // [79:114] is the sub-list for method output_type
-	44, // [44:79] is the sub-list for method input_type
+	51, // 73: alluvium.v1.BlockMaster.WorkerHeartbeats:input_type -> alluvium.v1.WorkerHeartbeatRequest
+	56, // 74: alluvium.v1.BlockMaster.CommitBlock:input_type -> alluvium.v1.CommitBlockRequest
+	58, // 75: alluvium.v1.BlockMaster.CommitBlocks:input_type -> alluvium.v1.CommitBlocksRequest
+	60, // 76: alluvium.v1.BlockMaster.GetWorkerInfoList:input_type -> alluvium.v1.GetWorkerInfoListRequest
+	62, // 77: alluvium.v1.BlockMaster.GetBlockInfo:input_type -> alluvium.v1.GetBlockInfoRequest
+	66, // 78: alluvium.v1.BlockMaster.AuthorizeBlockAccess:input_type -> alluvium.v1.AuthorizeBlockAccessRequest
+	54, // 79: alluvium.v1.BlockMaster.WorkerLost:input_type -> alluvium.v1.WorkerLostRequest
+	2,  // 80: alluvium.v1.FileSystemMaster.CreateDirectory:output_type -> alluvium.v1.CreateDirectoryResponse
+	4,  // 81: alluvium.v1.FileSystemMaster.CreateFile:output_type -> alluvium.v1.CreateFileResponse
+	19, // 82: alluvium.v1.FileSystemMaster.CompleteFile:output_type -> alluvium.v1.CompleteFileResponse
+	7,  // 83: alluvium.v1.FileSystemMaster.CreateFiles:output_type -> alluvium.v1.CreateFilesResponse
+	21, // 84: alluvium.v1.FileSystemMaster.GetStatus:output_type -> alluvium.v1.GetStatusResponse
+	23, // 85: alluvium.v1.FileSystemMaster.GetStatuses:output_type -> alluvium.v1.GetStatusesResponse
+	25, // 86: alluvium.v1.FileSystemMaster.CompleteFiles:output_type -> alluvium.v1.CompleteFilesResponse
+	27, // 87: alluvium.v1.FileSystemMaster.ListStatus:output_type -> alluvium.v1.ListStatusResponse
+	29, // 88: alluvium.v1.FileSystemMaster.Delete:output_type -> alluvium.v1.DeleteResponse
+	31, // 89: alluvium.v1.FileSystemMaster.Rename:output_type -> alluvium.v1.RenameResponse
+	33, // 90: alluvium.v1.FileSystemMaster.SetAttribute:output_type -> alluvium.v1.SetAttributeResponse
+	35, // 91: alluvium.v1.FileSystemMaster.Mount:output_type -> alluvium.v1.MountResponse
+	37, // 92: alluvium.v1.FileSystemMaster.Unmount:output_type -> alluvium.v1.UnmountResponse
+	39, // 93: alluvium.v1.FileSystemMaster.GetMountTable:output_type -> alluvium.v1.GetMountTableResponse
+	41, // 94: alluvium.v1.FileSystemMaster.Free:output_type -> alluvium.v1.FreeResponse
+	43, // 95: alluvium.v1.FileSystemMaster.GetMasterInfo:output_type -> alluvium.v1.GetMasterInfoResponse
+	47, // 96: alluvium.v1.FileSystemMaster.Checkpoint:output_type -> alluvium.v1.CheckpointResponse
+	65, // 97: alluvium.v1.FileSystemMaster.CheckAccess:output_type -> alluvium.v1.CheckAccessResponse
+	11, // 98: alluvium.v1.FileSystemMaster.AllocateUploadBlocks:output_type -> alluvium.v1.AllocateUploadBlocksResponse
+	13, // 99: alluvium.v1.FileSystemMaster.CommitUploadPart:output_type -> alluvium.v1.CommitUploadPartResponse
+	16, // 100: alluvium.v1.FileSystemMaster.ListUploadParts:output_type -> alluvium.v1.ListUploadPartsResponse
+	18, // 101: alluvium.v1.FileSystemMaster.ListUploads:output_type -> alluvium.v1.ListUploadsResponse
+	88, // 102: alluvium.v1.FileSystemMaster.GetLeader:output_type -> alluvium.v1.GetLeaderResponse
+	70, // 103: alluvium.v1.FileSystemMaster.WatchCompletions:output_type -> alluvium.v1.WatchCompletionsResponse
+	89, // 104: alluvium.v1.EmbeddedJournal.AddPeer:output_type -> alluvium.v1.AddPeerResponse
+	90, // 105: alluvium.v1.EmbeddedJournal.RemovePeer:output_type -> alluvium.v1.RemovePeerResponse
+	45, // 106: alluvium.v1.EmbeddedJournal.GetCheckpoint:output_type -> alluvium.v1.GetCheckpointResponse
+	50, // 107: alluvium.v1.BlockMaster.RegisterWorker:output_type -> alluvium.v1.RegisterWorkerResponse
+	53, // 108: alluvium.v1.BlockMaster.WorkerHeartbeat:output_type -> alluvium.v1.WorkerHeartbeatResponse
+	53, // 109: alluvium.v1.BlockMaster.WorkerHeartbeats:output_type -> alluvium.v1.WorkerHeartbeatResponse
+	57, // 110: alluvium.v1.BlockMaster.CommitBlock:output_type -> alluvium.v1.CommitBlockResponse
+	59, // 111: alluvium.v1.BlockMaster.CommitBlocks:output_type -> alluvium.v1.CommitBlocksResponse
+	61, // 112: alluvium.v1.BlockMaster.GetWorkerInfoList:output_type -> alluvium.v1.GetWorkerInfoListResponse
+	63, // 113: alluvium.v1.BlockMaster.GetBlockInfo:output_type -> alluvium.v1.GetBlockInfoResponse
+	67, // 114: alluvium.v1.BlockMaster.AuthorizeBlockAccess:output_type -> alluvium.v1.AuthorizeBlockAccessResponse
+	55, // 115: alluvium.v1.BlockMaster.WorkerLost:output_type -> alluvium.v1.WorkerLostResponse
+	80, // [80:116] is the sub-list for method output_type
+	44, // [44:80] is the sub-list for method input_type
 	44, // [44:44] is the sub-list for extension type_name
 	44, // [44:44] is the sub-list for extension extendee
 	0,  // [0:44] is the sub-list for field type_name

@@ -1287,6 +1287,7 @@ var EmbeddedJournal_ServiceDesc = grpc.ServiceDesc{
 const (
 	BlockMaster_RegisterWorker_FullMethodName       = "/alluvium.v1.BlockMaster/RegisterWorker"
 	BlockMaster_WorkerHeartbeat_FullMethodName      = "/alluvium.v1.BlockMaster/WorkerHeartbeat"
+	BlockMaster_WorkerHeartbeats_FullMethodName     = "/alluvium.v1.BlockMaster/WorkerHeartbeats"
 	BlockMaster_CommitBlock_FullMethodName          = "/alluvium.v1.BlockMaster/CommitBlock"
 	BlockMaster_CommitBlocks_FullMethodName         = "/alluvium.v1.BlockMaster/CommitBlocks"
 	BlockMaster_GetWorkerInfoList_FullMethodName    = "/alluvium.v1.BlockMaster/GetWorkerInfoList"
@@ -1304,6 +1305,16 @@ const (
 type BlockMasterClient interface {
 	RegisterWorker(ctx context.Context, in *RegisterWorkerRequest, opts ...grpc.CallOption) (*RegisterWorkerResponse, error)
 	WorkerHeartbeat(ctx context.Context, in *WorkerHeartbeatRequest, opts ...grpc.CallOption) (*WorkerHeartbeatResponse, error)
+	// WorkerHeartbeats is WorkerHeartbeat over one long-lived stream: each
+	// request is answered by one response, in order, exactly as the unary call
+	// would answer it. A worker opens it once per leader instead of paying a
+	// call's setup (headers, a handler goroutine, a context) every interval;
+	// liveness is unchanged: each request is a heartbeat, and a worker whose
+	// stream breaks or goes silent is LOST after the TTL. A master that stops
+	// leading or is stopping ends the stream UNAVAILABLE (find the leader
+	// again); a master without it answers UNIMPLEMENTED and the worker keeps
+	// the unary call.
+	WorkerHeartbeats(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WorkerHeartbeatRequest, WorkerHeartbeatResponse], error)
 	// CommitBlock makes a block a worker has just stored visible at once,
 	// without waiting for the next heartbeat.
 	CommitBlock(ctx context.Context, in *CommitBlockRequest, opts ...grpc.CallOption) (*CommitBlockResponse, error)
@@ -1351,6 +1362,19 @@ func (c *blockMasterClient) WorkerHeartbeat(ctx context.Context, in *WorkerHeart
 	}
 	return out, nil
 }
+
+func (c *blockMasterClient) WorkerHeartbeats(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WorkerHeartbeatRequest, WorkerHeartbeatResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &BlockMaster_ServiceDesc.Streams[0], BlockMaster_WorkerHeartbeats_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WorkerHeartbeatRequest, WorkerHeartbeatResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BlockMaster_WorkerHeartbeatsClient = grpc.BidiStreamingClient[WorkerHeartbeatRequest, WorkerHeartbeatResponse]
 
 func (c *blockMasterClient) CommitBlock(ctx context.Context, in *CommitBlockRequest, opts ...grpc.CallOption) (*CommitBlockResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -1421,6 +1445,16 @@ func (c *blockMasterClient) WorkerLost(ctx context.Context, in *WorkerLostReques
 type BlockMasterServer interface {
 	RegisterWorker(context.Context, *RegisterWorkerRequest) (*RegisterWorkerResponse, error)
 	WorkerHeartbeat(context.Context, *WorkerHeartbeatRequest) (*WorkerHeartbeatResponse, error)
+	// WorkerHeartbeats is WorkerHeartbeat over one long-lived stream: each
+	// request is answered by one response, in order, exactly as the unary call
+	// would answer it. A worker opens it once per leader instead of paying a
+	// call's setup (headers, a handler goroutine, a context) every interval;
+	// liveness is unchanged: each request is a heartbeat, and a worker whose
+	// stream breaks or goes silent is LOST after the TTL. A master that stops
+	// leading or is stopping ends the stream UNAVAILABLE (find the leader
+	// again); a master without it answers UNIMPLEMENTED and the worker keeps
+	// the unary call.
+	WorkerHeartbeats(grpc.BidiStreamingServer[WorkerHeartbeatRequest, WorkerHeartbeatResponse]) error
 	// CommitBlock makes a block a worker has just stored visible at once,
 	// without waiting for the next heartbeat.
 	CommitBlock(context.Context, *CommitBlockRequest) (*CommitBlockResponse, error)
@@ -1454,6 +1488,9 @@ func (UnimplementedBlockMasterServer) RegisterWorker(context.Context, *RegisterW
 }
 func (UnimplementedBlockMasterServer) WorkerHeartbeat(context.Context, *WorkerHeartbeatRequest) (*WorkerHeartbeatResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WorkerHeartbeat not implemented")
+}
+func (UnimplementedBlockMasterServer) WorkerHeartbeats(grpc.BidiStreamingServer[WorkerHeartbeatRequest, WorkerHeartbeatResponse]) error {
+	return status.Error(codes.Unimplemented, "method WorkerHeartbeats not implemented")
 }
 func (UnimplementedBlockMasterServer) CommitBlock(context.Context, *CommitBlockRequest) (*CommitBlockResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CommitBlock not implemented")
@@ -1529,6 +1566,13 @@ func _BlockMaster_WorkerHeartbeat_Handler(srv interface{}, ctx context.Context, 
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _BlockMaster_WorkerHeartbeats_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(BlockMasterServer).WorkerHeartbeats(&grpc.GenericServerStream[WorkerHeartbeatRequest, WorkerHeartbeatResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BlockMaster_WorkerHeartbeatsServer = grpc.BidiStreamingServer[WorkerHeartbeatRequest, WorkerHeartbeatResponse]
 
 func _BlockMaster_CommitBlock_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CommitBlockRequest)
@@ -1678,6 +1722,13 @@ var BlockMaster_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _BlockMaster_WorkerLost_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WorkerHeartbeats",
+			Handler:       _BlockMaster_WorkerHeartbeats_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "fsmaster.proto",
 }

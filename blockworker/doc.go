@@ -10,7 +10,8 @@
 //   - reads through to the UFS on a miss (fill.go): one shared copy per
 //     block however many readers and CacheBlock calls ask at once;
 //   - the link to the FS master (masterlink.go): full report on registration,
-//     deltas on heartbeats, CommitBlock right after a block is stored,
+//     deltas on heartbeats (over one WorkerHeartbeats stream to the leader,
+//     internal/client.Heartbeats), CommitBlock right after a block is stored,
 //     REGISTER and REMOVE_BLOCKS commands;
 //   - UFS access by mount id (mounts.go), writes into the UFS for clients
 //     (WriteUfsFile), and short-circuit leases for clients on this host.

@@ -21,7 +21,10 @@ import (
 // Listener (with the store's lock held, so the deltas are in the store's
 // order).
 type masterLink struct {
-	bm      api.BlockMasterClient
+	bm api.BlockMasterClient
+	// stream carries the heartbeats over one stream to the leader
+	// (run's goroutine only).
+	stream  client.Heartbeats
 	store   *Store
 	log     *zap.Logger
 	address func() *api.WorkerNetAddress
@@ -207,9 +210,7 @@ func (l *masterLink) heartbeat(ctx context.Context) error {
 	for bid := range removed {
 		req.RemovedBlockIds = append(req.RemovedBlockIds, bid)
 	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	resp, err := l.bm.WorkerHeartbeat(cctx, req)
+	resp, err := l.stream.Beat(ctx, l.bm, req, 10*time.Second)
 	if err != nil {
 		l.mu.Lock()
 		for bid, m := range added {
@@ -368,6 +369,7 @@ func (l *masterLink) commitOne(ctx context.Context, m BlockMeta) {
 
 // run registers and heartbeats until ctx ends.
 func (l *masterLink) run(ctx context.Context) {
+	defer l.stream.Close()
 	backoff := client.NewBackoff(100*time.Millisecond, 2*time.Second)
 	for ctx.Err() == nil {
 		if !l.isRegistered() {

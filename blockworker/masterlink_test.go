@@ -9,6 +9,8 @@ import (
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/coalesce"
@@ -24,6 +26,12 @@ type raceMaster struct {
 	inFlight func() // runs while the heartbeat is "in flight"
 	remove   []int64
 	added    [][]int64 // the added blocks of each heartbeat
+}
+
+// WorkerHeartbeats: the fake is an older master, whose heartbeats the link
+// sends as unary calls.
+func (m *raceMaster) WorkerHeartbeats(context.Context, ...grpc.CallOption) (grpc.BidiStreamingClient[api.WorkerHeartbeatRequest, api.WorkerHeartbeatResponse], error) {
+	return nil, status.Error(codes.Unimplemented, "test: no heartbeat stream")
 }
 
 func (m *raceMaster) WorkerHeartbeat(_ context.Context, req *api.WorkerHeartbeatRequest, _ ...grpc.CallOption) (*api.WorkerHeartbeatResponse, error) {

@@ -1,9 +1,10 @@
 package fsmaster
 
 import (
-	"time"
-
 	"context"
+	"errors"
+	"io"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -232,9 +233,46 @@ func (s *server) RegisterWorker(ctx context.Context, r *api.RegisterWorkerReques
 func (s *server) WorkerHeartbeat(ctx context.Context, r *api.WorkerHeartbeatRequest) (*api.WorkerHeartbeatResponse, error) {
 	start := time.Now()
 	defer s.m.hbTimer.Observe(ctx, start, 0)
+	return s.heartbeat(r), nil
+}
+
+func (s *server) heartbeat(r *api.WorkerHeartbeatRequest) *api.WorkerHeartbeatResponse {
 	cmds := s.m.ns.WorkerHeartbeat(r)
 	every, ttl := s.m.ns.blocks.timing()
-	return &api.WorkerHeartbeatResponse{Commands: cmds, HeartbeatIntervalMs: every.Milliseconds(), TtlMs: ttl.Milliseconds()}, nil
+	return &api.WorkerHeartbeatResponse{Commands: cmds, HeartbeatIntervalMs: every.Milliseconds(), TtlMs: ttl.Milliseconds()}
+}
+
+// WorkerHeartbeats answers a stream of block worker heartbeats, each as
+// WorkerHeartbeat would, in order, on this one handler goroutine: the
+// stream's setup is paid once, not every interval by every worker. The
+// interceptor checked at its opening that this master leads; each
+// heartbeat checks again, and a master that no longer leads (or is
+// stopping) ends the stream so that the worker finds the leader.
+func (s *server) WorkerHeartbeats(stream api.BlockMaster_WorkerHeartbeatsServer) error {
+	ctx := stream.Context()
+	for {
+		r, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		start := time.Now()
+		if s.m.stopping.Load() {
+			return status.Error(codes.Unavailable, "worker heartbeats: this FS master is stopping (find the leader again)")
+		}
+		if e := s.m.emb; e != nil && !e.isLeader() {
+			return errStandby // the interceptor names the leader
+		}
+		resp := s.heartbeat(r)
+		// Timed from the message's arrival here (the stream's context
+		// carries no per-heartbeat arrival).
+		s.m.hbTimer.Observe(ctx, start, 0)
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
 }
 
 func (s *server) WorkerLost(ctx context.Context, r *api.WorkerLostRequest) (*api.WorkerLostResponse, error) {

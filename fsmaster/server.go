@@ -70,6 +70,9 @@ type Master struct {
 	lastCkptTime atomic.Int64 // ms
 	lastCkptPath atomic.Value // string
 	stopOnce     sync.Once
+	// stopping: Stop began; heartbeat streams end at their next message
+	// (GracefulStop waits for them).
+	stopping atomic.Bool
 
 	failOnce sync.Once
 	failed   chan struct{} // closed when the journal fails
@@ -313,7 +316,7 @@ func (m *Master) serve() error {
 	// change or copy the FS masters' raft group — refused before anything
 	// else is looked at, on a master with a local journal too.
 	so.SystemOnly = []string{
-		api.BlockMaster_RegisterWorker_FullMethodName, api.BlockMaster_WorkerHeartbeat_FullMethodName,
+		api.BlockMaster_RegisterWorker_FullMethodName, api.BlockMaster_WorkerHeartbeat_FullMethodName, api.BlockMaster_WorkerHeartbeats_FullMethodName,
 		api.BlockMaster_CommitBlock_FullMethodName, api.BlockMaster_CommitBlocks_FullMethodName,
 		"/" + api.EmbeddedJournal_ServiceDesc.ServiceName + "/",
 		api.BlockMaster_WorkerLost_FullMethodName,
@@ -410,6 +413,7 @@ func (m *Master) HTTPAddr() string {
 func (m *Master) Stop(ctx context.Context) error {
 	var err error
 	m.stopOnce.Do(func() {
+		m.stopping.Store(true)
 		if m.cancel != nil {
 			m.cancel()
 		}

@@ -66,6 +66,9 @@ func (lostRecorder) RegisterWorker(context.Context, *api.RegisterWorkerRequest, 
 func (lostRecorder) WorkerHeartbeat(context.Context, *api.WorkerHeartbeatRequest, ...grpc.CallOption) (*api.WorkerHeartbeatResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "test")
 }
+func (lostRecorder) WorkerHeartbeats(context.Context, ...grpc.CallOption) (grpc.BidiStreamingClient[api.WorkerHeartbeatRequest, api.WorkerHeartbeatResponse], error) {
+	return nil, status.Error(codes.Unimplemented, "test")
+}
 func (lostRecorder) CommitBlock(context.Context, *api.CommitBlockRequest, ...grpc.CallOption) (*api.CommitBlockResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "test")
 }

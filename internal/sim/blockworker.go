@@ -37,6 +37,9 @@ type blockWorker struct {
 	used       int64
 	added      []blockRec
 	removed    []int64
+	// beats carries the heartbeats over one stream to the leader, as
+	// blockworker's masterLink (run's goroutine only).
+	beats client.Heartbeats
 }
 
 func (b *blockWorker) address() *api.WorkerNetAddress {
@@ -55,6 +58,7 @@ func (b *blockWorker) gauges() (bool, int) {
 func (b *blockWorker) client() api.BlockMasterClient { return b.m.fs.BlockMaster() }
 
 func (b *blockWorker) run(ctx context.Context) {
+	defer b.beats.Close()
 	// A random phase: real workers start at different times.
 	if !sleep(ctx, time.Duration(rand.Int64N(int64(time.Second)))) {
 		return
@@ -151,10 +155,8 @@ func (b *blockWorker) heartbeat(ctx context.Context) {
 	}
 	req.RemovedBlockIds = removed
 	b.mu.Unlock()
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	start := time.Now()
-	resp, err := bm.WorkerHeartbeat(cctx, req)
+	resp, err := b.beats.Beat(ctx, bm, req, 10*time.Second)
 	if err != nil {
 		if ctx.Err() != nil {
 			return

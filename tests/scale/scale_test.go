@@ -165,7 +165,7 @@ func BenchmarkScaleWorkers(b *testing.B) {
 		r := rs[len(rs)-1]
 		rate = fmt.Sprintf("measured at %.0f heartbeats/s and %.0f job-master polls/s delivered of %d/s (the run fails below 95%%)", r["hb-per-s"], r["hb-polls-per-s"], p.workers)
 	}
-	b.Logf("REF: ScaleWorkers: *: the goal of issue 20 (no reference process does this work), %s; sim-cpu-cores is the simulator's own share of the same machine; hb-fsmaster-p50/p99 and hb-jobmaster-poll-overrun are what the simulated workers saw, hb-*-server-* the masters' own histograms of the same calls (from each call's arrival at the transport; -handler: the handler alone), hb-sim-late the simulator's lag in sending them", rate)
+	b.Logf("REF: ScaleWorkers: *: the goal of issue 20 (no reference process does this work), %s; sim-cpu-cores is the simulator's own share of the same machine; hb-fsmaster-p50/p99 and hb-jobmaster-poll-overrun are what the simulated workers saw, hb-*-server-* the masters' own histograms of the same calls (from each call's arrival at the transport, but the workers send them over one stream each, whose messages count from the handler's receipt: queueing before it shows in the workers' view alone; -handler: the handler alone), hb-sim-late the simulator's lag in sending them", rate)
 	conns := "one connection to each master per worker"
 	if p.conns > 0 {
 		conns = fmt.Sprintf("%d connections to each master shared by all", p.conns)
