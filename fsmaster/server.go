@@ -215,7 +215,7 @@ func (m *Master) Start(ctx context.Context) error {
 	}
 	jc := m.cfg.FSMaster.Journal
 	fd := newFeed(0)
-	j, err := journal.Open(journal.Options{Dir: m.dir, SegmentEntries: jc.SegmentEntries, MaxBatch: jc.MaxBatchEntries, MaxLinger: jc.MaxLinger, Logger: m.log,
+	j, err := journal.Open(journal.Options{Dir: m.dir, SegmentEntries: jc.SegmentEntries, MaxBatch: jc.MaxBatchEntries, MaxLinger: jc.MaxLinger, WriterNice: jc.WriterNice, Logger: m.log,
 		OnDurable: fd.advance})
 	if err != nil {
 		return fmt.Errorf("fsmaster: %w", err)

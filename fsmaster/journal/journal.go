@@ -39,7 +39,13 @@ type Options struct {
 	// before the next fsync (0: DefaultMaxLinger; negative: never wait).
 	// A commit of a few callers, batches or a lone one, never waits.
 	MaxLinger time.Duration
-	Logger    *zap.Logger
+	// WriterNice, if not 0, is the nice value the writer's OS thread asks
+	// for: the writer runs locked to a thread of its own, whose priority
+	// the master's RPC threads do not share (see writerNice). Raising a
+	// priority needs CAP_SYS_NICE or an RLIMIT_NICE that allows it;
+	// without, the writer logs once and runs as it would at 0.
+	WriterNice int
+	Logger     *zap.Logger
 	// OnDurable, if set, hears the last sequence of each commit once it is
 	// durable (from the writer goroutine: it must not block).
 	OnDurable func(last int64)
@@ -507,6 +513,16 @@ const lingerYields = 8
 // end) and commits it in one bbolt transaction: one fsync for all.
 func (j *Journal) writer() {
 	defer close(j.writerDone)
+	if n := j.opts.WriterNice; n != 0 {
+		// The thread is never unlocked: it exits with the writer, so no
+		// other goroutine ever runs at its priority.
+		runtime.LockOSThread()
+		if err := setThreadNice(n); err != nil {
+			runtime.UnlockOSThread()
+			j.log.Info("journal: the writer runs at the process's priority (fsmaster.journal.writer-nice not applied)",
+				zap.Int("nice", n), zap.Error(err))
+		}
+	}
 	batch := make([]*Pending, 0, 64)
 	callers := 0  // callers (Wait) the last commit released
 	inFlight := 0 // its entries plus those queued when it ended

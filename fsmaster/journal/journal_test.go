@@ -469,3 +469,20 @@ func TestFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A writer asked to run at a higher priority commits as any other, whether
+// the priority could be raised or not (then it says so, once), and counts
+// its time in commits.
+func TestWriterNice(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	j := openJournal(t, Options{Dir: t.TempDir(), WriterNice: -5, Logger: zap.New(core)})
+	appendN(t, j, 3)
+	appendConcurrent(t, j, 8, 64)
+	st := j.Stats()
+	if st.Entries != 67 || st.CommitTime <= 0 || st.CommitAvg() <= 0 {
+		t.Fatalf("stats %+v: want 67 entries and the writer's time in commits", st)
+	}
+	if n := logs.FilterMessageSnippet("writer-nice not applied").Len(); n > 1 {
+		t.Fatalf("the writer said %d times that it keeps its priority, want at most once", n)
+	}
+}

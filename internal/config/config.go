@@ -203,6 +203,9 @@ type JournalConfig struct {
 	CheckpointPeriodEntries int64         `mapstructure:"checkpoint-period-entries"`
 	MaxBatchEntries         int           `mapstructure:"max-batch-entries"`
 	MaxLinger               time.Duration `mapstructure:"max-linger"`
+	// WriterNice is the nice value the journal writer's thread asks for
+	// (journal.Options.WriterNice; 0: leave it).
+	WriterNice int `mapstructure:"writer-nice"`
 	// How often the secondary looks for closed segments and checkpoint
 	// requests, and the master for new checkpoints (to delete segments).
 	CheckpointPollInterval time.Duration `mapstructure:"checkpoint-poll-interval"`
@@ -466,6 +469,7 @@ func Default() map[string]any {
 		"fsmaster.journal.checkpoint-period-entries": int64(1000000),
 		"fsmaster.journal.max-batch-entries":         4096,
 		"fsmaster.journal.max-linger":                time.Millisecond,
+		"fsmaster.journal.writer-nice":               -10,
 		"fsmaster.journal.checkpoint-poll-interval":  time.Second,
 		"fsmaster.journal.checkpoints-retained":      2,
 		"fsmaster.journal.checkpoint-timeout":        2 * time.Minute,
