@@ -168,8 +168,12 @@ func (j *jobWorker) poll(ctx context.Context, c api.JobMasterClient) error {
 	if j.due.IsZero() {
 		j.due = now.Add(j.interval)
 	}
-	// At least a millisecond: a wait of 0 is a report, not a poll.
-	wait := max(j.due.Sub(now).Truncate(time.Millisecond), time.Millisecond)
+	// At least a millisecond: a wait of 0 is a report, not a poll. Whole
+	// milliseconds rounded up: rounded down, a fast answer comes back just
+	// before the due instant and the worker polls once more for the last
+	// fraction of a millisecond (at 10,000 workers over streams, a sixth
+	// more polls than due).
+	wait := max((j.due.Sub(now) + time.Millisecond - 1).Truncate(time.Millisecond), time.Millisecond)
 	req := &api.JobWorkerHeartbeatRequest{WorkerId: j.id, WaitMs: wait.Milliseconds(), FreeSlots: int32(j.s.cfg.Capacity)}
 	for r := range j.unacked {
 		req.Holding = append(req.Holding, &api.TaskRef{JobId: r.job, TaskId: r.task, Attempt: r.attempt})
