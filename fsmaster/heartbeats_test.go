@@ -91,3 +91,36 @@ func TestWorkerHeartbeatsStream(t *testing.T) {
 		t.Fatal("Stop still waits for the heartbeat stream it ended")
 	}
 }
+
+// A frozen worker (its heartbeat stream open, silent) does not hold Stop
+// until the caller's deadline: Stop cuts the calls left after
+// streamDrain.
+func TestStopDoesNotWaitForSilentHeartbeatStream(t *testing.T) {
+	tm := startWithJobMaster(t, &lostJobMaster{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reg := must(tm.blocks.RegisterWorker(ctx, &api.RegisterWorkerRequest{Address: &api.WorkerNetAddress{Host: "frozen", RpcPort: 7}}))
+	stream, err := tm.blocks.WorkerHeartbeats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&api.WorkerHeartbeatRequest{WorkerId: reg.GetWorkerId()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	// The worker freezes: the stream stays open and says nothing more.
+	sctx, scancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer scancel()
+	start := time.Now()
+	if err := tm.Stop(sctx); err != nil {
+		t.Fatal(err)
+	}
+	if took, most := time.Since(start), tm.streamDrain()+5*time.Second; took > most {
+		t.Fatalf("Stop took %s with a silent heartbeat stream open, want at most %s (streamDrain %s)", took, most, tm.streamDrain())
+	}
+	if _, err := stream.Recv(); err == nil {
+		t.Fatal("the frozen worker's stream is still open after Stop")
+	}
+}

@@ -408,8 +408,16 @@ func (m *Master) HTTPAddr() string {
 	return m.httpL.Addr().String()
 }
 
-// Stop stops serving (waiting for calls in flight until ctx ends) and
-// closes the journal.
+// streamDrain is how long Stop waits for calls in flight before it cuts
+// them: two heartbeat intervals and a second, so every live worker's
+// heartbeat stream has met its next beat (which ends it) and ordinary
+// calls have finished.
+func (m *Master) streamDrain() time.Duration {
+	return 2*m.cfg.FSMaster.Worker.HeartbeatInterval + time.Second
+}
+
+// Stop stops serving (waiting for calls in flight until ctx ends, or
+// streamDrain) and closes the journal.
 func (m *Master) Stop(ctx context.Context) error {
 	var err error
 	m.stopOnce.Do(func() {
@@ -430,6 +438,10 @@ func (m *Master) Stop(ctx context.Context) error {
 			select {
 			case <-done:
 			case <-ctx.Done():
+				m.grpc.Stop()
+			case <-time.After(m.streamDrain()):
+				// A live worker's heartbeat stream ends at its next beat;
+				// a frozen one's would hold GracefulStop until ctx ends.
 				m.grpc.Stop()
 			}
 		}
