@@ -2,14 +2,13 @@ package fsmaster
 
 import (
 	"context"
-	"errors"
-	"io"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/rpc"
 )
 
 // server adapts the master to the generated gRPC interfaces.
@@ -250,29 +249,20 @@ func (s *server) heartbeat(r *api.WorkerHeartbeatRequest) *api.WorkerHeartbeatRe
 // stopping) ends the stream so that the worker finds the leader.
 func (s *server) WorkerHeartbeats(stream api.BlockMaster_WorkerHeartbeatsServer) error {
 	ctx := stream.Context()
-	for {
-		r, err := stream.Recv()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
+	return rpc.ServeCalls(stream, func(r *api.WorkerHeartbeatRequest) (*api.WorkerHeartbeatResponse, error) {
 		start := time.Now()
 		if s.m.stopping.Load() {
-			return status.Error(codes.Unavailable, "worker heartbeats: this FS master is stopping (find the leader again)")
+			return nil, status.Error(codes.Unavailable, "worker heartbeats: this FS master is stopping (find the leader again)")
 		}
 		if e := s.m.emb; e != nil && !e.isLeader() {
-			return errStandby // the interceptor names the leader
+			return nil, errStandby // the interceptor names the leader
 		}
 		resp := s.heartbeat(r)
 		// Timed from the message's arrival here (the stream's context
 		// carries no per-heartbeat arrival).
 		s.m.hbTimer.Observe(ctx, start, 0)
-		if err := stream.Send(resp); err != nil {
-			return err
-		}
-	}
+		return resp, nil
+	})
 }
 
 func (s *server) WorkerLost(ctx context.Context, r *api.WorkerLostRequest) (*api.WorkerLostResponse, error) {

@@ -626,32 +626,19 @@ func (r *rpcServer) JobWorkerHeartbeat(ctx context.Context, req *api.JobWorkerHe
 func (r *rpcServer) JobWorkerPolls(stream api.JobMaster_JobWorkerPollsServer) error {
 	s := r.s
 	ctx := stream.Context()
-	for {
-		req, err := stream.Recv()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
+	return rpc.ServeCalls(stream, func(req *api.JobWorkerHeartbeatRequest) (*api.JobWorkerHeartbeatResponse, error) {
 		start := time.Now()
 		select {
 		case <-s.shutdown:
-			return status.Errorf(codes.Unavailable, "job worker polls: job master %s is stopping (find the leader again)", s.self.ID)
+			return nil, status.Errorf(codes.Unavailable, "job worker polls: job master %s is stopping (find the leader again)", s.self.ID)
 		default:
 		}
 		ls := s.leader.Load()
 		if ls == nil {
-			return status.Errorf(codes.Unavailable, "job worker polls: job master %s is not the leader (find the leader again)", s.self.ID)
+			return nil, status.Errorf(codes.Unavailable, "job worker polls: job master %s is not the leader (find the leader again)", s.self.ID)
 		}
-		resp, err := s.workerHeartbeat(ctx, ls, req, start)
-		if err != nil {
-			return err
-		}
-		if err := stream.Send(resp); err != nil {
-			return err
-		}
-	}
+		return s.workerHeartbeat(ctx, ls, req, start)
+	})
 }
 
 // workerHeartbeat answers one job worker heartbeat (a long poll when it
