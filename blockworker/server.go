@@ -272,14 +272,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 	w.cancel()
 	var err error
 	if started {
-		done := make(chan struct{})
-		go func() { w.grpc.GracefulStop(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			w.grpc.Stop()
-			<-done
-		}
+		rpc.StopServer(ctx, w.grpc, 0)
 		err = w.http.Shutdown(ctx)
 	}
 	w.wg.Wait()

@@ -71,7 +71,7 @@ type Master struct {
 	lastCkptPath atomic.Value // string
 	stopOnce     sync.Once
 	// stopping: Stop began; heartbeat streams end at their next message
-	// (GracefulStop waits for them).
+	// (Stop waits for them up to streamDrain).
 	stopping atomic.Bool
 
 	failOnce sync.Once
@@ -433,17 +433,9 @@ func (m *Master) Stop(ctx context.Context) error {
 			m.ns.feed.close() // long polls end now
 		}
 		if m.grpc != nil {
-			done := make(chan struct{})
-			go func() { m.grpc.GracefulStop(); close(done) }()
-			select {
-			case <-done:
-			case <-ctx.Done():
-				m.grpc.Stop()
-			case <-time.After(m.streamDrain()):
-				// A live worker's heartbeat stream ends at its next beat;
-				// a frozen one's would hold GracefulStop until ctx ends.
-				m.grpc.Stop()
-			}
+			// A live worker's heartbeat stream ends at its next beat; a
+			// frozen one's would hold the stop until ctx ends.
+			rpc.StopServer(ctx, m.grpc, m.streamDrain())
 		}
 		if m.http != nil {
 			_ = m.http.Shutdown(ctx)

@@ -263,15 +263,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		if s.http != nil {
 			_ = s.http.Shutdown(ctx)
 		}
-		done := make(chan struct{})
-		go func() { s.grpc.GracefulStop(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			s.grpc.Stop()
-		case <-time.After(2 * time.Second):
-			s.grpc.Stop() // long polls would hold GracefulStop
-		}
+		rpc.StopServer(ctx, s.grpc, 2*time.Second) // long polls would hold a graceful stop
 		s.health.Close()
 		if s.raft != nil {
 			err = s.raft.Shutdown().Error()

@@ -41,7 +41,7 @@ type Options struct {
 	MaxLinger time.Duration
 	// WriterNice, if not 0, is the nice value the writer's OS thread asks
 	// for: the writer runs locked to a thread of its own, whose priority
-	// the master's RPC threads do not share (see writerNice). Raising a
+	// the master's RPC threads do not share (see setThreadNice). Raising a
 	// priority needs CAP_SYS_NICE or an RLIMIT_NICE that allows it;
 	// without, the writer logs once and runs as it would at 0.
 	WriterNice int
