@@ -39,9 +39,9 @@ func BenchmarkFSMasterLearn(b *testing.B) {
 		}
 		syscall.Sync()
 		entries := tree.Files + tree.Dirs()
-		find := func() time.Duration {
+		find := func(args ...string) time.Duration {
 			start := time.Now()
-			cmd := exec.Command("find", root)
+			cmd := exec.Command("find", append([]string{root}, args...)...)
 			out, _ := cmd.StdoutPipe()
 			if err := cmd.Start(); err != nil {
 				b.Fatal(err)
@@ -58,6 +58,7 @@ func BenchmarkFSMasterLearn(b *testing.B) {
 		}
 		find() // warm the dentry cache for both
 		findTook := find()
+		statTook := find(scale.FindStatArgs(root)[1:]...)
 
 		l := config.NewLoader()
 		l.Set("home", b.TempDir())
@@ -104,12 +105,16 @@ func BenchmarkFSMasterLearn(b *testing.B) {
 		b.ReportMetric(files/learnTook.Seconds(), "learn-files/s")
 		b.ReportMetric(files/findTook.Seconds(), "find-files/s")
 		b.ReportMetric(learnTook.Seconds()/findTook.Seconds(), "ratio-learn/find")
+		b.ReportMetric(files/statTook.Seconds(), "find-stat-files/s")
+		b.ReportMetric(learnTook.Seconds()/statTook.Seconds(), "ratio-learn/find-stat")
 		b.ReportMetric(float64(learnCPU.Microseconds())/files, "learn-cpu-us/file")
 		b.ReportMetric(files/knownTook.Seconds(), "list-files/s")
 		b.ReportMetric(float64(knownCPU.Microseconds())/files, "list-cpu-us/file")
 	}
 	reference(b, "*", "find of the same tree in the same run (find-files/s): both go through every entry with a warm dentry cache; find stats nothing, the FS master stats, learns and journals (fsync) each")
 	reference(b, "find-files/s", "the reference itself (find of the tree, warm dentry cache)")
+	reference(b, "find-stat-files/s", "the like-with-like reference of learn-files/s: find printing each file's size, so it stats every file (one at a time) as learning must; warm inodes, as the learning listing finds them")
+	reference(b, "ratio-learn/find-stat", "learn time over the stat-ing find's time, same tree, same run, both warm")
 	reference(b, "list-files/s", "find-files/s (the same tree once known: no UFS access, no journal)")
 	reference(b, "list-cpu-us/file", "learn-cpu-us/file (the same listing while learning)")
 	b.Logf("NOTE: FSMasterLearn: a recursive listing through the SDK as fs ls -R lists (pages of 5,000 over gRPC, the next asked for while one is consumed) of a local UFS of 200,000 empty files the FS master has not seen — it stats, learns and journals (fsync) every entry — and of the same tree once known, against find of the tree (warm dentry cache; find prints, we count); the tree is synced to disk once built, before either side runs; master and client in one process")

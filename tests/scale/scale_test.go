@@ -86,17 +86,19 @@ func BenchmarkScale(b *testing.B) {
 	// lines, and the run's own progress lines come after these.
 	for metric, ref := range map[string]string{
 		"*":                          "the goal of issue 20 (no reference process does this work)",
-		"learn-files/s":              "find of the same tree in the same run (find-files/s): both list every entry to a pipe, warm dentry cache; find stats nothing, we stat, learn and journal (fsync) each",
+		"learn-files/s":              "find of the same tree in the same run (find-files/s): both list every entry to a pipe; find reads directories only (warm), we stat every file from cold inodes, learn and journal (fsync) each; find-stat-files/s is the like-with-like reference",
 		"find-files/s":               "the reference of learn-files/s",
 		"ratio-learn/find":           "learn time over find time, same tree, same run",
 		"list-known-files/s":         "find-files/s (the same tree once learned: no UFS access, no journal)",
+		"find-stat-files/s":          "the like-with-like reference of learn-files/s: find printing each file's size (it stats every file, one at a time, as learning must), the kernel's dentry and inode caches dropped before it as before the learning listing",
+		"ratio-learn/find-stat":      "learn time over the stat-ing find's time, both from cold inodes, same tree, same run",
 		"fsmaster-heap-B/inode":      "HDFS's NameNode budget of about 150 B an object; the FS master's Go heap after a GC over its inode count",
 		"fsmaster-rss-B/inode":       "fsmaster-heap-B/inode (the same moment: RSS holds garbage the next GC frees)",
 		"load-cached-rss-growth-MiB": "the two masters' RSS just before the job",
 	} {
 		b.Logf("REF: Scale: %s: %s", metric, ref)
 	}
-	b.Logf("NOTE: Scale: a UFS of %d files (a tenth in directories of up to 100,000, a tenth in chains 32 deep, the rest ~1,000 a directory; 1-16 bytes each, on a loop-mounted ext4) and %d simulated block+job workers (internal/sim: real gRPC clients, heartbeats at 1 s, tasks done at once) against one FS master and one job master, real processes; find and fs ls -R both print every path to a pipe, warm dentry cache", p.tree.Files, p.workers)
+	b.Logf("NOTE: Scale: a UFS of %d files (a tenth in directories of up to 100,000, a tenth in chains 32 deep, the rest ~1,000 a directory; 1-16 bytes each, on a loop-mounted ext4) and %d simulated block+job workers (internal/sim: real gRPC clients, heartbeats at 1 s, tasks done at once) against one FS master and one job master, real processes; find and fs ls -R both print every path to a pipe; the dentry and inode caches are dropped before the learning listing and before find -printf %%s (its like-with-like reference), not before plain find", p.tree.Files, p.workers)
 	benchScale(b, p)
 }
 
@@ -388,6 +390,23 @@ func (r *run) learn() {
 	if fn != entries+1 { // find prints the root too
 		tb.Fatalf("find printed %d lines, want %d", fn, entries+1)
 	}
+	// The like-with-like reference: a find that stats every file, from cold
+	// inodes as the learning listing starts (the caches are dropped before
+	// each: a tree mounted for the run, or long unvisited, is cold).
+	coldStat := DropInodeCache() == nil
+	var statTook time.Duration
+	if coldStat {
+		var sn int
+		sn, statTook = countLines(tb, exec.Command("find", FindStatArgs(r.c.UFSDir)...))
+		if sn != entries+1 {
+			tb.Fatalf("find -printf printed %d lines, want %d", sn, entries+1)
+		}
+		if err := DropInodeCache(); err != nil {
+			tb.Fatal(err)
+		}
+	} else {
+		tb.Logf("no cold stat-ing reference: cannot drop the inode cache (not root?)")
+	}
 	r.prof.cpu(r.fsHTTP(), "fsmaster-learn.cpu.pprof", min(time.Duration(p.tree.Files/100)*time.Millisecond+2*time.Second, 60*time.Second))
 	n, took := r.cli("fs", "ls", "-R", "/")
 	if n != entries {
@@ -396,7 +415,11 @@ func (r *run) learn() {
 	r.r["learn-files/s"] = float64(p.tree.Files) / took.Seconds()
 	r.r["find-files/s"] = float64(p.tree.Files) / findTook.Seconds()
 	r.r["ratio-learn/find"] = took.Seconds() / findTook.Seconds()
-	tb.Logf("learned %d files in %s (%.0f/s; find %s)", p.tree.Files, took.Round(time.Millisecond), r.r["learn-files/s"], findTook.Round(time.Millisecond))
+	if coldStat {
+		r.r["find-stat-files/s"] = float64(p.tree.Files) / statTook.Seconds()
+		r.r["ratio-learn/find-stat"] = took.Seconds() / statTook.Seconds()
+	}
+	tb.Logf("learned %d files in %s (%.0f/s; find %s, find stating each file %s)", p.tree.Files, took.Round(time.Millisecond), r.r["learn-files/s"], findTook.Round(time.Millisecond), statTook.Round(time.Millisecond))
 	if !p.small {
 		// A second listing: everything is known now.
 		n, took2 := r.cli("fs", "ls", "-R", "/")
