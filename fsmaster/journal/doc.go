@@ -29,8 +29,15 @@
 // and NoFreelistSync (each commit writes only the new leaf pages and the
 // meta page; the freelist is rebuilt when a file is opened, and segments
 // are never reopened for writing). Leaves are packed full (FillPercent 1)
-// since keys only grow. After SegmentEntries entries, or on Rotate, the
-// segment is closed: its db is closed, the file renamed to
+// since keys only grow. The writer keeps the open segment's file written
+// with zeros (and synced) a few MiB past the pages bbolt uses (prezero.go),
+// so that a commit's new pages land on blocks the file system has already
+// allocated and its fdatasync need not commit an allocation to the file
+// system's own journal; bbolt reads no page past its high-water mark, and
+// salvage takes only pages whose header names their own position, which
+// a zero page never does. After SegmentEntries entries, or on Rotate, the
+// segment is closed: its db is closed, the zeros past its high-water mark
+// cut off, the file renamed to
 // <first>-<last>.bolt, the dir fsynced, and <last+1>-open.bolt created.
 // Close leaves the open segment as it is; the next Open closes it. The
 // open segment always exists, even empty, so its name keeps the next

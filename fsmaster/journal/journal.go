@@ -150,6 +150,10 @@ type openSegment struct {
 	first int64
 	last  int64 // last durable entry in it; first-1 when empty
 	db    *bbolt.DB
+	// zfile and zeroed: the zeros written ahead of bbolt's pages
+	// (zeroAhead): the fd they go through and the offset they reach.
+	zfile  *os.File
+	zeroed int64
 }
 
 // Pending is an appended entry on its way to disk.
@@ -229,6 +233,7 @@ func Open(opts Options) (*Journal, error) {
 	}
 	if err := j.repair(); err != nil {
 		if j.open != nil {
+			j.open.closeZeroer()
 			j.open.db.Close()
 		}
 		lock.Close()
@@ -420,7 +425,22 @@ func (j *Journal) openNewSegment(first int64) error {
 		return fmt.Errorf("journal: %w", err)
 	}
 	j.open = &openSegment{path: path, first: first, last: first - 1, db: db}
+	j.writeAhead(0)
 	return nil
+}
+
+// writeAhead keeps zeros written ahead of the open segment's pages
+// (zeroAhead), hwm being bbolt's high-water mark in bytes. A failure
+// (a full disk, say) is no failure of the journal: bbolt grows the file
+// as it would without, so the writer logs it and stops writing ahead in
+// this segment.
+func (j *Journal) writeAhead(hwm int64) {
+	o := j.open
+	if err := o.zeroAhead(hwm); err != nil {
+		j.log.Warn("journal: cannot write ahead of the open segment's pages; its commits may be slower", zap.Error(err))
+		o.zeroed = math.MaxInt64
+		o.closeZeroer()
+	}
 }
 
 // LastSequence is the last durable sequence.
@@ -659,7 +679,9 @@ func (j *Journal) failAllLocked(err error) {
 // (before the batch was acknowledged).
 func (j *Journal) commit(batch []*Pending, queued *int) error {
 	start := time.Now()
+	var hwm int64
 	err := j.open.db.Update(func(tx *bbolt.Tx) error {
+		hwm = tx.Size()
 		b := tx.Bucket(entriesBucket)
 		if b == nil {
 			return fmt.Errorf("segment %s has no %q bucket", j.open.path, entriesBucket)
@@ -703,6 +725,9 @@ func (j *Journal) commit(batch []*Pending, queued *int) error {
 		p.val = nil
 		close(p.done)
 	}
+	// hwm is the mark before this commit: it added a few pages at most,
+	// far less than zeroAheadMin.
+	j.writeAhead(hwm)
 	j.commitNanos.Add(int64(time.Since(start)))
 	return nil
 }
@@ -713,7 +738,7 @@ func (j *Journal) rotate() error {
 	j.segMu.Lock()
 	defer j.segMu.Unlock()
 	o := j.open
-	if err := o.db.Close(); err != nil {
+	if err := o.closeDB(); err != nil {
 		return fmt.Errorf("close segment %s: %w", o.path, err)
 	}
 	closed := SegmentInfo{Path: filepath.Join(j.logsDir, closedSegmentName(o.first, o.last)), First: o.first, Last: o.last, Closed: true}
@@ -881,7 +906,7 @@ func (j *Journal) Close() error {
 	j.segMu.Lock()
 	var err error
 	if j.open != nil {
-		err = j.open.db.Close()
+		err = j.open.closeDB()
 		j.open.db = nil
 	}
 	j.segMu.Unlock()

@@ -1,0 +1,112 @@
+package journal
+
+import (
+	"fmt"
+	"math"
+	"os"
+
+	"go.etcd.io/bbolt"
+)
+
+// Written ahead: the open segment's file is kept written with zeros (and
+// fdatasynced) some way past the pages bbolt uses, so that a commit's
+// pages land on blocks the file system has already allocated and
+// recorded. A commit appends a page or two past bbolt's high-water mark;
+// bbolt grows the file with ftruncate, so on ext4 (and most file
+// systems) those pages land in a hole and the commit's fdatasync must
+// also commit the block allocation to the file system's own journal — an
+// extra journal write and cache flush in every commit. Over blocks
+// already written, fdatasync writes the data pages only: 0.74-0.84 ms
+// against 0.83-1.22 ms a commit of 31 entries (four interleaved runs of
+// 1,500 commits each, same disk).
+//
+// It changes nothing bbolt reads: bbolt's own growth leaves zero pages
+// (a hole) past its high-water mark too; the meta pages say which pages
+// are in use, salvage takes only pages whose header names their own
+// position, and zero pages never do. Old segments load as before, and an
+// older master reads these. The zeros are written only past the file's
+// end and only between commits, by the writer: bbolt writes nothing but
+// inside a commit, and never past the end it grew the file to.
+const (
+	// zeroAheadMin: when fewer bytes than this are written ahead of
+	// bbolt's high-water mark, the writer writes zeroChunk more. A commit
+	// of MaxBatch entries of a few hundred bytes each fits in it many
+	// times over; a bigger one makes bbolt grow the file itself, as it
+	// would without this.
+	zeroAheadMin = 2 << 20
+	// zeroChunk is how much is written at once: one fdatasync of it every
+	// ~25,000 small entries.
+	zeroChunk = 4 << 20
+)
+
+// zeros is one chunk of them, shared (never written to).
+var zeros = make([]byte, 1<<20)
+
+// zeroAhead writes zeros past the end of the open segment's file if fewer
+// than zeroAheadMin bytes lie between hwm (bbolt's high-water mark, in
+// bytes) and that end, then syncs them. Called by the writer between
+// commits only (or before the segment's first).
+func (o *openSegment) zeroAhead(hwm int64) error {
+	if o.zeroed-hwm >= zeroAheadMin {
+		return nil
+	}
+	if o.zfile == nil {
+		f, err := os.OpenFile(o.path, os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("open %s to write ahead: %w", o.path, err)
+		}
+		o.zfile = f
+	}
+	st, err := o.zfile.Stat()
+	if err != nil {
+		return fmt.Errorf("write ahead in %s: %w", o.path, err)
+	}
+	// Only past the end: everything before it may be bbolt's (it grows
+	// the file itself once it outruns the zeros).
+	off := max(o.zeroed, st.Size())
+	end := max(off, hwm) + zeroChunk
+	for off < end {
+		n := min(int64(len(zeros)), end-off)
+		if _, err := o.zfile.WriteAt(zeros[:n], off); err != nil {
+			return fmt.Errorf("write ahead in %s: %w", o.path, err)
+		}
+		off += n
+	}
+	if err := o.zfile.Sync(); err != nil {
+		return fmt.Errorf("write ahead in %s: %w", o.path, err)
+	}
+	o.zeroed = end
+	return nil
+}
+
+// closeZeroer closes the file zeroAhead writes through.
+func (o *openSegment) closeZeroer() {
+	if o.zfile != nil {
+		o.zfile.Close()
+		o.zfile = nil
+	}
+}
+
+// closeDB closes the segment's db and cuts the zeros written ahead off its
+// file, so that a closed segment is no bigger than bbolt leaves one (a
+// segment that was open at a crash keeps them: harmless). The cut needs
+// no sync: a crash before it is durable leaves the zeros.
+func (o *openSegment) closeDB() error {
+	var used int64 = -1
+	if o.zeroed > 0 && o.zeroed < math.MaxInt64 {
+		// bbolt's high-water mark: it reads no page past it.
+		if err := o.db.View(func(tx *bbolt.Tx) error { used = tx.Size(); return nil }); err != nil {
+			used = -1
+		}
+	}
+	o.closeZeroer()
+	if err := o.db.Close(); err != nil {
+		return err
+	}
+	if used > 0 {
+		if err := os.Truncate(o.path, used); err != nil {
+			return fmt.Errorf("cut the zeros written ahead off %s: %w", o.path, err)
+		}
+	}
+	return nil
+}
