@@ -86,13 +86,14 @@ func (b *blockWorker) run(ctx context.Context) {
 			due = time.Time{}
 			continue
 		}
-		// Beats are due every interval from the registration, not an
-		// interval after the last reply: the simulator holds every worker
-		// to the rate the master asked for however slow the replies are
-		// (a real worker's period is the interval plus its latency).
+		// Beats are due every interval, not an interval after the last
+		// reply: the simulator holds every worker to the rate the master
+		// asked for however slow the replies are (a real worker's period
+		// is the interval plus its latency). The first is due an interval
+		// after the registration, or at a random point of it (firstDue).
 		now := time.Now()
 		if due.IsZero() {
-			due = now.Add(every)
+			due = b.s.firstDue(now, every)
 		}
 		if !sleep(ctx, due.Sub(now)) {
 			return

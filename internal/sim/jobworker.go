@@ -162,11 +162,12 @@ func (j *jobWorker) register(ctx context.Context, c api.JobMasterClient) error {
 }
 
 // poll long-polls for tasks, until the poll's due instant (an interval
-// after the last one's), and completes what it gets.
+// after the last one's; the first's as firstDue says), and completes what
+// it gets.
 func (j *jobWorker) poll(ctx context.Context, c api.JobMasterClient) error {
 	now := time.Now()
 	if j.due.IsZero() {
-		j.due = now.Add(j.interval)
+		j.due = j.s.firstDue(now, j.interval)
 	}
 	// At least a millisecond: a wait of 0 is a report, not a poll. Whole
 	// milliseconds rounded up: rounded down, a fast answer comes back just

@@ -95,3 +95,26 @@ func TestNextDueKeepsTheRate(t *testing.T) {
 		}
 	}
 }
+
+// A worker's first beat is due a whole interval after its registration,
+// or with SpreadPhases at a random point of the interval (never at once).
+func TestFirstDue(t *testing.T) {
+	now := time.Now()
+	every := time.Second
+	if got := (&Sim{}).firstDue(now, every); !got.Equal(now.Add(every)) {
+		t.Fatalf("first due %v after registration, want %v", got.Sub(now), every)
+	}
+	s := &Sim{cfg: Config{SpreadPhases: true}}
+	var early, late bool
+	for range 1000 {
+		d := s.firstDue(now, every).Sub(now)
+		if d <= 0 || d > every+time.Millisecond {
+			t.Fatalf("spread first due %v after registration, want within (0, %v]", d, every)
+		}
+		early = early || d < every/4
+		late = late || d > 3*every/4
+	}
+	if !early || !late {
+		t.Fatalf("1000 spread first dues all in the middle half of the interval (early %v, late %v)", early, late)
+	}
+}
