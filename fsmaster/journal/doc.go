@@ -39,7 +39,8 @@
 // segment is closed: its db is closed, the zeros past its high-water mark
 // cut off, the file renamed to
 // <first>-<last>.bolt, the dir fsynced, and <last+1>-open.bolt created.
-// Close leaves the open segment as it is; the next Open closes it. The
+// Close leaves the open segment as it is; the next Open closes it (cutting
+// the zeros off it too, as after a crash). The
 // open segment always exists, even empty, so its name keeps the next
 // sequence after every closed segment was deleted.
 //

@@ -395,6 +395,9 @@ func (j *Journal) recoverTail(s SegmentInfo) (*SegmentInfo, error) {
 	// The open segment of the previous run: close it as it is. A new run
 	// never appends to an old file, so that stale pages of a transaction
 	// that was in flight at a crash can never be mistaken for new entries.
+	if err := cutClosedTail(s.Path); err != nil {
+		return nil, fmt.Errorf("journal: close segment %s: %w", s.Path, err)
+	}
 	out := SegmentInfo{Path: filepath.Join(j.logsDir, closedSegmentName(s.First, res.lastGood)), First: s.First, Last: res.lastGood, Closed: true}
 	if err := os.Rename(s.Path, out.Path); err != nil {
 		return nil, fmt.Errorf("journal: close segment %s: %w", s.Path, err)

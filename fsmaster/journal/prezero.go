@@ -2,7 +2,6 @@ package journal
 
 import (
 	"fmt"
-	"math"
 	"os"
 
 	"go.etcd.io/bbolt"
@@ -87,26 +86,51 @@ func (o *openSegment) closeZeroer() {
 	}
 }
 
-// closeDB closes the segment's db and cuts the zeros written ahead off its
-// file, so that a closed segment is no bigger than bbolt leaves one (a
-// segment that was open at a crash keeps them: harmless). The cut needs
-// no sync: a crash before it is durable leaves the zeros.
+// closeDB closes the segment's db and cuts its file back to the bytes
+// bbolt uses, so that a closed segment is no bigger than its pages: the
+// zeros this writer wrote ahead, and those a segment open at a crash kept
+// (reopened, it may be closed before this writer writes ahead in it).
+// Readers of the segment read no page past bbolt's high-water mark, so
+// the cut takes nothing they use. It needs no sync: a crash before it is
+// durable leaves the zeros, which nothing reads.
 func (o *openSegment) closeDB() error {
 	var used int64 = -1
-	if o.zeroed > 0 && o.zeroed < math.MaxInt64 {
-		// bbolt's high-water mark: it reads no page past it.
-		if err := o.db.View(func(tx *bbolt.Tx) error { used = tx.Size(); return nil }); err != nil {
-			used = -1
-		}
+	if err := o.db.View(func(tx *bbolt.Tx) error { used = tx.Size(); return nil }); err != nil {
+		used = -1
 	}
 	o.closeZeroer()
 	if err := o.db.Close(); err != nil {
 		return err
 	}
-	if used > 0 {
-		if err := os.Truncate(o.path, used); err != nil {
-			return fmt.Errorf("cut the zeros written ahead off %s: %w", o.path, err)
+	return cutPastPages(o.path, used)
+}
+
+// cutPastPages cuts the segment file at path back to used bytes (bbolt's
+// high-water mark) when it is bigger; used <= 0 leaves it as it is.
+func cutPastPages(path string, used int64) error {
+	if fi, err := os.Stat(path); err == nil && used > 0 && fi.Size() > used {
+		if err := os.Truncate(path, used); err != nil {
+			return fmt.Errorf("cut the zeros written ahead off %s: %w", path, err)
 		}
 	}
 	return nil
+}
+
+// cutClosedTail cuts the previous run's open segment, closed as it is by
+// recoverTail, back to the pages bbolt uses: a crash left it with the
+// zeros written ahead (and perhaps pages of a transaction in flight,
+// past the high-water mark, which nothing reads either).
+func cutClosedTail(path string) error {
+	db, err := openBoltReadOnly(path)
+	if err != nil {
+		return err
+	}
+	var used int64 = -1
+	if err := db.View(func(tx *bbolt.Tx) error { used = tx.Size(); return nil }); err != nil {
+		used = -1
+	}
+	if err := db.Close(); err != nil {
+		return err
+	}
+	return cutPastPages(path, used)
 }
