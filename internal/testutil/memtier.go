@@ -22,12 +22,13 @@ func homeArg(args []string) string {
 	return ""
 }
 
-// removeMemTiers removes the default MEM tiers (config.DefaultTiers) of
+// RemoveMemTiers removes the default MEM tiers (config.DefaultTiers) of
 // every worker dir under home. They live in /dev/shm, outside the test's
 // temp dirs, so nothing else removes them: without this a suite run left
-// its cached blocks in RAM until the machine rebooted. A worker's dir is a
+// its cached blocks in RAM until the machine rebooted (a benchmark that
+// runs `alluvium local` itself calls it when it ends the process). A worker's dir is a
 // few levels under its home; the walk stops at depth 4.
-func removeMemTiers(home string) {
+func RemoveMemTiers(home string) {
 	if home == "" {
 		return
 	}

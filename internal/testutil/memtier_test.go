@@ -33,7 +33,7 @@ func TestRemoveMemTiers(t *testing.T) {
 	if got := homeArg([]string{"worker", "--home=" + home}); got != home {
 		t.Fatalf("homeArg(--home=) = %q, want %q", got, home)
 	}
-	removeMemTiers(home)
+	RemoveMemTiers(home)
 	if _, err := os.Stat(mine); !os.IsNotExist(err) {
 		t.Errorf("%s (a worker dir under the home's MEM tier) still there: %v", mine, err)
 	}

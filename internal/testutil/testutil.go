@@ -299,7 +299,7 @@ func Start(t testing.TB, name, bin string, env []string, args ...string) *Proces
 	t.Cleanup(func() {
 		p.group.end(t)
 		p.Kill()
-		removeMemTiers(homeArg(args))
+		RemoveMemTiers(homeArg(args))
 		if probs := LogProblems(p.Log()); len(probs) > 0 {
 			t.Errorf("testutil: the log of %s (%s) shows a bug:\n%s", name, logPath, strings.Join(probs, "\n"))
 		}

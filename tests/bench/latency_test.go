@@ -125,6 +125,7 @@ func startLocal(b *testing.B, workers int, args ...string) *localCluster {
 	b.Cleanup(func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
+		testutil.RemoveMemTiers(home)
 	})
 	ready := make(chan bool, 1)
 	go func() {

@@ -117,6 +117,7 @@ func localReady(b *testing.B, bin string, base int) time.Duration {
 	defer func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
+		testutil.RemoveMemTiers(home)
 	}()
 	found := make(chan time.Duration, 1)
 	go func() {
