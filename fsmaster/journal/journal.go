@@ -474,7 +474,12 @@ func (j *Journal) Append(e *api.JournalEntry) *Pending {
 	j.nextSeq++
 	p := &Pending{seq: e.Sequence, val: val, done: make(chan struct{})}
 	j.queue = append(j.queue, p)
-	j.wake()
+	if j.holds == 0 {
+		// Under a Hold the writer could not take it: the release wakes it,
+		// and a writer woken now (its thread preferred by the scheduler:
+		// WriterNice) would only take a CPU from the caller still appending.
+		j.wake()
+	}
 	return p
 }
 
