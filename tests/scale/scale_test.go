@@ -176,7 +176,7 @@ func BenchmarkScaleWorkers(b *testing.B) {
 	if p.simCPUs != "" || p.masterCPUs != "" {
 		pin = fmt.Sprintf("pinned with taskset: simulator on CPUs %q, masters on %q", p.simCPUs, p.masterCPUs)
 	}
-	b.Logf("NOTE: ScaleWorkers: %d simulated block+job workers (internal/sim, in the benchmark's process, %s; real gRPC clients, %s, a heartbeat and a job-master long poll due every 1 s, tasks done at once) against one FS master and one job master, real processes with production timeouts (TTL 10 s job master, 30 s FS master); a load caches a tree of %d files on them, then both leaders are killed -9 and restarted", p.workers, pin, conns, p.tree.Files)
+	b.Logf("NOTE: ScaleWorkers: %d simulated block+job workers (internal/sim, in the benchmark's process, %s; real gRPC clients, %s, a heartbeat and a job-master long poll due every 1 s, tasks done at once) against one FS master and one job master, real processes with production timeouts (TTL 10 s job master, 30 s FS master); a load caches a tree of %d files on them, then both leaders are killed -9 and restarted; profiles are taken in a window of their own after the measured one, never during it", p.workers, pin, conns, p.tree.Files)
 }
 
 // benchScale runs the scale run b.N times, reports its figures and
@@ -555,16 +555,14 @@ func (r *run) startWorkers() time.Time {
 	return time.Now()
 }
 
-// steady measures the masters while every worker heartbeats.
-func (r *run) steady() {
-	tb, c, p, s := r.tb, r.c, r.p, r.sim
-	fsPid, jmPid := c.FSMaster.Cmd.Process.Pid, c.JobMasters[0].Cmd.Process.Pid
-	s.ResetStats()
-	r.r["hb-loadavg"] = loadAvg()
-	fsLost0, jmLost0 := r.lostTotals()
-	srv0 := r.serverTimes()
-	fs0, jm0, sim0, t0 := cpuTime(fsPid), cpuTime(jmPid), cpuTime(os.Getpid()), time.Now()
-	window := min(p.steady, 30*time.Second)
+// profileSteady profiles both masters and the simulator while every worker
+// heartbeats, in a window after the measured one (nothing when the run
+// keeps no profiles).
+func (r *run) profileSteady() {
+	if r.prof.dir == "" {
+		return
+	}
+	window := min(r.p.steady, 30*time.Second)
 	for _, m := range []struct{ name, addr string }{{"fsmaster", r.fsHTTP()}, {"jobmaster", r.jmHTTP()}} {
 		r.prof.cpu(m.addr, m.name+"-heartbeats.cpu.pprof", window)
 		r.prof.take(m.addr, "mutex", m.name+"-heartbeats.mutex.pprof", window)
@@ -575,17 +573,35 @@ func (r *run) steady() {
 	// masters: what a tail of hundreds of ms is (a GC, a lock, a burst of
 	// timers) shows in a trace, not in a profile.
 	stopSelf := r.prof.self("sim-heartbeats.cpu.pprof", window)
-	if secs := envInt("ALLUVIUM_SCALE_TRACE_SECONDS", 0); secs > 0 && p.outDir != "" {
+	if secs := envInt("ALLUVIUM_SCALE_TRACE_SECONDS", 0); secs > 0 {
 		d := time.Duration(secs) * time.Second
 		r.prof.take(r.fsHTTP(), "trace", "fsmaster-heartbeats.trace", d)
 		r.prof.take(r.jmHTTP(), "trace", "jobmaster-heartbeats.trace", d)
 		r.prof.selfTrace("sim-heartbeats.trace", d)
 	}
-	time.Sleep(p.steady) // the measurement window itself
+	time.Sleep(window)
 	stopSelf()
+	r.prof.settle()
+}
+
+// steady measures the masters while every worker heartbeats.
+func (r *run) steady() {
+	tb, c, p, s := r.tb, r.c, r.p, r.sim
+	fsPid, jmPid := c.FSMaster.Cmd.Process.Pid, c.JobMasters[0].Cmd.Process.Pid
+	s.ResetStats()
+	r.r["hb-loadavg"] = loadAvg()
+	fsLost0, jmLost0 := r.lostTotals()
+	srv0 := r.serverTimes()
+	fs0, jm0, sim0, t0 := cpuTime(fsPid), cpuTime(jmPid), cpuTime(os.Getpid()), time.Now()
+	// The measurement window itself, with no profiler running: the block
+	// and mutex profiles record every blocking event past a threshold and
+	// the CPU profiles interrupt every thread 100 times a second, work a
+	// deployed master does not do. They are taken in a window of their own
+	// after this one (profileSteady), the workers heartbeating as in it.
+	time.Sleep(p.steady)
 	wall := time.Since(t0)
 	st := s.Stats()
-	defer r.prof.settle()
+	defer r.profileSteady()
 	r.r["hb-fsmaster-cpu-cores"] = (cpuTime(fsPid) - fs0).Seconds() / wall.Seconds()
 	r.r["hb-jobmaster-cpu-cores"] = (cpuTime(jmPid) - jm0).Seconds() / wall.Seconds()
 	r.r["hb-sim-cpu-cores"] = (cpuTime(os.Getpid()) - sim0).Seconds() / wall.Seconds()
