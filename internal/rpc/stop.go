@@ -14,19 +14,17 @@ import (
 // polls): a peer that froze with one open would otherwise hold the stop
 // until ctx ends.
 func StopServer(ctx context.Context, srv *grpc.Server, most time.Duration) {
+	if most > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, most)
+		defer cancel()
+	}
 	done := make(chan struct{})
 	go func() { srv.GracefulStop(); close(done) }()
-	var bound <-chan time.Time
-	if most > 0 {
-		t := time.NewTimer(most)
-		defer t.Stop()
-		bound = t.C
-	}
 	select {
 	case <-done:
 		return
 	case <-ctx.Done():
-	case <-bound:
 	}
 	srv.Stop()
 	<-done
