@@ -94,10 +94,7 @@ func (o *openSegment) closeZeroer() {
 // the cut takes nothing they use. It needs no sync: a crash before it is
 // durable leaves the zeros, which nothing reads.
 func (o *openSegment) closeDB() error {
-	var used int64 = -1
-	if err := o.db.View(func(tx *bbolt.Tx) error { used = tx.Size(); return nil }); err != nil {
-		used = -1
-	}
+	used := boltUsed(o.db)
 	o.closeZeroer()
 	if err := o.db.Close(); err != nil {
 		return err
@@ -125,12 +122,19 @@ func cutClosedTail(path string) error {
 	if err != nil {
 		return err
 	}
-	var used int64 = -1
-	if err := db.View(func(tx *bbolt.Tx) error { used = tx.Size(); return nil }); err != nil {
-		used = -1
-	}
+	used := boltUsed(db)
 	if err := db.Close(); err != nil {
 		return err
 	}
 	return cutPastPages(path, used)
+}
+
+// boltUsed is db's high-water mark in bytes (the pages bbolt reads), or -1
+// when it cannot be read.
+func boltUsed(db *bbolt.DB) int64 {
+	used := int64(-1)
+	if err := db.View(func(tx *bbolt.Tx) error { used = tx.Size(); return nil }); err != nil {
+		return -1
+	}
+	return used
 }

@@ -4,24 +4,18 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"go.etcd.io/bbolt"
 )
 
 // boltSize is the high-water mark bbolt records in a segment file: the
 // bytes it reads.
 func boltSize(t *testing.T, path string) int64 {
 	t.Helper()
-	db, err := bbolt.Open(path, 0o644, &bbolt.Options{ReadOnly: true})
+	db, err := openBoltReadOnly(path)
 	if err != nil {
 		t.Fatalf("open %s: %v", path, err)
 	}
 	defer db.Close()
-	var n int64
-	if err := db.View(func(tx *bbolt.Tx) error { n = tx.Size(); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return boltUsed(db)
 }
 
 // The open segment is kept written with zeros past bbolt's pages, a
