@@ -58,7 +58,7 @@ func BenchmarkFSMasterLearn(b *testing.B) {
 		}
 		find() // warm the dentry cache for both
 		findTook := find()
-		statTook := find(scale.FindStatArgs(root)[1:]...)
+		statTook := find(scale.FindStatFlags()...)
 
 		l := config.NewLoader()
 		l.Set("home", b.TempDir())

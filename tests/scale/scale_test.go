@@ -397,7 +397,7 @@ func (r *run) learn() {
 	var statTook time.Duration
 	if coldStat {
 		var sn int
-		sn, statTook = countLines(tb, exec.Command("find", FindStatArgs(r.c.UFSDir)...))
+		sn, statTook = countLines(tb, exec.Command("find", append([]string{r.c.UFSDir}, FindStatFlags()...)...))
 		if sn != entries+1 {
 			tb.Fatalf("find -printf printed %d lines, want %d", sn, entries+1)
 		}

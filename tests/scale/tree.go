@@ -307,7 +307,7 @@ func DropInodeCache() error {
 	return nil
 }
 
-// FindStatArgs is the stat-ing reference walk of root: find printing each
-// entry's size, so that it stats every file as a learning FS master must
+// FindStatFlags make find the stat-ing reference walk: it prints each
+// entry's size, so it stats every file as a learning FS master must
 // (plain find reads only directories: d_type says what each entry is).
-func FindStatArgs(root string) []string { return []string{root, "-printf", "%s\n"} }
+func FindStatFlags() []string { return []string{"-printf", "%s\n"} }
