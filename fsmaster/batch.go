@@ -44,12 +44,32 @@ func (ns *namespace) CreateFiles(ctx context.Context, req *api.CreateFilesReques
 	ok := make([]bool, len(files))
 	for i, f := range files {
 		ns.op("create")
-		a, err := ns.createArgs(ctx, f)
+		a, err := ns.createCheck(f)
 		if err != nil {
 			resp.Results[i] = resultInto(&answers[i], nil, err)
 			continue
 		}
 		args[i], ok[i] = a, true
+	}
+	// The metadata of the paths: one read lock finds the batch's all
+	// loaded (the usual case: files written in directories the
+	// namespace holds), rather than a lock per file, each of which
+	// waits out the applies of the batches in flight; the others are
+	// learned as a single create learns its path.
+	learned := make([]bool, len(files))
+	ns.mu.RLock()
+	for i := range files {
+		learned[i] = ok[i] && ns.st.learned(args[i].load)
+	}
+	ns.mu.RUnlock()
+	for i := range files {
+		if !ok[i] || learned[i] {
+			continue
+		}
+		if err := ns.ensureLoaded(ctx, args[i].load, api.LoadMetadataType_ONCE); err != nil {
+			resp.Results[i] = resultInto(&answers[i], nil, err)
+			ok[i] = false
+		}
 	}
 	var last *txn
 	if err := ns.lockUsable(); err != nil {

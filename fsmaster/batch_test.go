@@ -193,3 +193,41 @@ func TestGetStatusesLearnsItsPathsAndWaitsOnce(t *testing.T) {
 		t.Errorf("a batch of known paths waited for the journal %d times", got)
 	}
 }
+
+// A batch learns from the UFS what its paths need that the namespace has
+// not loaded yet, as each of its single creates would: a name the UFS has
+// is taken (and known after), a directory the UFS has is one to create in.
+func TestCreateFilesLearnTheirPaths(t *testing.T) {
+	ns, _, ufsDir := newTestNS(t)
+	ctx := context.Background()
+	for _, f := range []struct {
+		p    string
+		size int
+	}{{"d1/there", 1}, {"d2/sib", 2}} {
+		if err := os.MkdirAll(filepath.Join(ufsDir, filepath.Dir(f.p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(ufsDir, f.p), make([]byte, f.size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := ns.CreateFiles(ctx, &api.CreateFilesRequest{Files: []*api.CreateFileRequest{
+		{Path: "/d1/there"}, {Path: "/d2/new"}, {Path: "/d1/new"}, {Path: "/d3/x"}, {Path: "/d3/x", Recursive: true},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []codes.Code{codes.AlreadyExists, codes.OK, codes.OK, codes.NotFound, codes.OK}
+	for i, r := range resp.GetResults() {
+		if codes.Code(r.GetCode()) != want[i] {
+			t.Errorf("create %d: %s %q, want %s", i, codes.Code(r.GetCode()), r.GetError(), want[i])
+		}
+	}
+	fi, err := ns.GetStatus(ctx, &api.GetStatusRequest{Path: "/d1/there", LoadMetadataType: api.LoadMetadataType_NEVER})
+	if err != nil || fi.GetLength() != 1 || !fi.GetCompleted() {
+		t.Errorf("/d1/there after the batch: %+v, %v; want it learned, 1 byte", fi, err)
+	}
+	if err := ns.st.CheckInvariants(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -98,6 +98,13 @@ func (c *completions) at(i int) *completion { return &c.ring[(c.head+i)%len(c.ri
 // add records an event, dropping the oldest beyond the retention.
 func (c *completions) add(e completion) {
 	if len(c.ring) < c.capacity() {
+		if len(c.ring) == cap(c.ring) {
+			// Doubling, not append's quarter steps once large: the ring
+			// grows under the state lock, and each step copies it all.
+			grown := make([]completion, len(c.ring), min(c.capacity(), max(2*cap(c.ring), 1024)))
+			copy(grown, c.ring)
+			c.ring = grown
+		}
 		c.ring = append(c.ring, e)
 		return
 	}

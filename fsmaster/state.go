@@ -144,6 +144,31 @@ func (s *State) lookup(p string) *inode {
 	return n
 }
 
+// learned reports whether the namespace has nothing to learn from the UFS
+// for the clean path p (learnPath with LoadMetadataType_ONCE would learn
+// nothing): p exists, or the walk stops at a file, or the deepest
+// directory of p that exists has its children loaded. It walks p in place
+// (a batch asks it of every path it creates).
+func (s *State) learned(p string) bool {
+	n := s.root
+	for i := 1; n != nil && i < len(p); {
+		j := strings.IndexByte(p[i:], '/')
+		if j < 0 {
+			j = len(p) - i
+		}
+		if !n.dir() {
+			return true
+		}
+		next := n.child(p[i : i+j])
+		if next == nil {
+			return n.childrenLoaded()
+		}
+		n = next
+		i += j + 1
+	}
+	return true
+}
+
 // lookupPrefix walks as far as p exists: it returns the deepest existing
 // inode, how many components of p it covers, and the components.
 func (s *State) lookupPrefix(p string) (*inode, int, []string) {

@@ -39,15 +39,25 @@ func EncodeEntry(e *api.JournalEntry) (key, value []byte, err error) {
 	if e.Sequence <= 0 {
 		return nil, nil, fmt.Errorf("journal: entry sequence %d is not positive", e.Sequence)
 	}
+	value, err = encodeValue(e)
+	if err != nil {
+		return nil, nil, err
+	}
+	return seqKey(e.Sequence), value, nil
+}
+
+// encodeValue is EncodeEntry's value alone (Append keeps no key: the
+// writer builds each in one buffer as it puts it).
+func encodeValue(e *api.JournalEntry) (value []byte, err error) {
 	value = make([]byte, crcLen, crcLen+proto.Size(e))
 	// The size just computed is cached in e and its messages, and nothing
 	// changes them in between: the marshal need not size them again.
 	value, err = proto.MarshalOptions{Deterministic: true, UseCachedSize: true}.MarshalAppend(value, e)
 	if err != nil {
-		return nil, nil, fmt.Errorf("journal: marshal entry %d: %w", e.Sequence, err)
+		return nil, fmt.Errorf("journal: marshal entry %d: %w", e.Sequence, err)
 	}
 	binary.BigEndian.PutUint32(value, crc32.Checksum(value[crcLen:], castagnoli))
-	return seqKey(e.Sequence), value, nil
+	return value, nil
 }
 
 // DecodeEntry is the one decoder of stored entries. It checks the key

@@ -465,8 +465,8 @@ func (j *Journal) Append(e *api.JournalEntry) *Pending {
 	if j.closing {
 		return failedPending(ErrClosed)
 	}
-	e.Sequence = j.nextSeq
-	_, val, err := EncodeEntry(e)
+	e.Sequence = j.nextSeq // never below 1 (Open)
+	val, err := encodeValue(e)
 	if err != nil {
 		e.Sequence = 0
 		return failedPending(err)
