@@ -31,6 +31,18 @@ import (
 type broker struct {
 	fsm         *FSM
 	taskTimeout time.Duration
+	// localityWait is how long a task waits in the queue of the job
+	// worker beside its data before an idle worker elsewhere may steal it
+	// (delay scheduling; jobmaster.task.locality-wait; 0: at once). A
+	// backlog that lasts spreads; one its worker drains within the wait
+	// keeps its locality — a task that reads data where it is cached
+	// (checksum, exec) is not moved off it only because its worker was
+	// busy for a moment.
+	localityWait time.Duration
+	// stealTimer wakes idle polls when the oldest task of a backlog has
+	// waited out localityWait (stealAt; zero: not armed).
+	stealTimer *time.Timer
+	stealAt    time.Time
 
 	mu      sync.Mutex
 	closed  bool
@@ -107,23 +119,36 @@ type runInfo struct {
 
 // fifo is a queue of task keys; removed keys are skipped lazily.
 type fifo struct {
-	items []taskKey
+	items []queuedTask
 	head  int
 }
 
-func (q *fifo) push(k taskKey) { q.items = append(q.items, k) }
-func (q *fifo) len() int       { return len(q.items) - q.head }
-func (q *fifo) pop() (taskKey, bool) {
+// queuedTask is a task in a queue and when it was queued there (its
+// locality wait counts from then).
+type queuedTask struct {
+	k  taskKey
+	at time.Time
+}
+
+func (q *fifo) push(it queuedTask) { q.items = append(q.items, it) }
+func (q *fifo) len() int           { return len(q.items) - q.head }
+func (q *fifo) peek() (queuedTask, bool) {
 	if q.head >= len(q.items) {
-		return taskKey{}, false
+		return queuedTask{}, false
 	}
-	k := q.items[q.head]
+	return q.items[q.head], true
+}
+func (q *fifo) pop() (queuedTask, bool) {
+	it, ok := q.peek()
+	if !ok {
+		return it, false
+	}
 	q.head++
 	if q.head > 1024 && q.head*2 > len(q.items) {
-		q.items = append([]taskKey(nil), q.items[q.head:]...)
+		q.items = append([]queuedTask(nil), q.items[q.head:]...)
 		q.head = 0
 	}
-	return k, true
+	return it, true
 }
 
 var (
@@ -251,7 +276,8 @@ func (b *broker) noteQueueLocked(id int64) {
 }
 
 // spareLocked is how many of worker id's queued tasks exceed what it takes
-// at once: what others may steal.
+// at once: what others may steal once the oldest has waited out the
+// locality wait (stealableLocked).
 func (b *broker) spareLocked(id int64) int {
 	q := b.pref[id]
 	if q == nil {
@@ -262,6 +288,56 @@ func (b *broker) spareLocked(id int64) int {
 		spare -= w.capacity
 	}
 	return spare
+}
+
+// stealableLocked is how many of worker id's queued tasks an idle worker
+// may steal now: its spare, once the oldest task queued there has waited
+// localityWait for it (a backlog that lasts, not a moment's: the worker
+// beside the data drains a short one itself). Before that it is 0, and
+// ripe says when the oldest task will have waited enough.
+func (b *broker) stealableLocked(id int64, now time.Time) (n int, ripe time.Time) {
+	spare := b.spareLocked(id)
+	if spare <= 0 || b.localityWait <= 0 {
+		return spare, time.Time{}
+	}
+	q := b.pref[id]
+	for {
+		it, ok := q.peek()
+		if !ok {
+			return 0, time.Time{}
+		}
+		if o, ok := b.queued[it.k]; !ok || o != id {
+			q.pop() // ended or moved meanwhile: the next one is the oldest
+			b.noteQueueLocked(id)
+			continue
+		}
+		if ripe = it.at.Add(b.localityWait); now.Before(ripe) {
+			return 0, ripe
+		}
+		return b.spareLocked(id), time.Time{}
+	}
+}
+
+// armStealLocked makes sure idle polls are woken at (or before) at, when
+// a backlog's oldest task will have waited out the locality wait.
+func (b *broker) armStealLocked(at time.Time) {
+	if b.closed || !b.stealAt.IsZero() && !at.Before(b.stealAt) {
+		return
+	}
+	if b.stealTimer != nil {
+		b.stealTimer.Stop()
+	}
+	b.stealAt = at
+	b.stealTimer = time.AfterFunc(time.Until(at), func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.stealAt.Equal(at) {
+			b.stealAt = time.Time{}
+		}
+		if !b.closed {
+			b.wakeIdleLocked()
+		}
+	})
 }
 
 // setWaitingLocked records whether worker w's poll waits for work.
@@ -280,6 +356,9 @@ func (b *broker) close() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.closed = true
+	if b.stealTimer != nil {
+		b.stealTimer.Stop()
+	}
 	for _, w := range b.workers {
 		wakeSlot(w)
 	}
@@ -366,13 +445,13 @@ func (b *broker) removeWorkerLocked(id int64) {
 	b.unindexBWLocked(id, slot.bwAddr, slot.bwID)
 	if q := b.pref[id]; q != nil {
 		for {
-			k, ok := q.pop()
+			it, ok := q.pop()
 			if !ok {
 				break
 			}
-			if b.queued[k] == id {
-				b.queued[k] = 0
-				b.anyq.push(k)
+			if b.queued[it.k] == id {
+				b.queued[it.k] = 0
+				b.anyq.push(it)
 			}
 		}
 		delete(b.pref, id)
@@ -541,12 +620,18 @@ func (b *broker) placeLocked(k taskKey, bwID int64, bwAddr string) int64 {
 			q = &fifo{}
 			b.pref[w] = q
 		}
-		q.push(k)
+		q.push(queuedTask{k, time.Now()})
 		b.queued[k] = w
-		b.noteQueueLocked(w)
+		if b.noteQueueLocked(w); b.localityWait > 0 && b.spareLocked(w) == 1 {
+			// A backlog begins: idle polls may steal from it once its
+			// oldest task has waited out the locality wait.
+			if _, ripe := b.stealableLocked(w, time.Now()); !ripe.IsZero() {
+				b.armStealLocked(ripe)
+			}
+		}
 		return w
 	}
-	b.anyq.push(k)
+	b.anyq.push(queuedTask{k: k})
 	b.queued[k] = 0
 	return 0
 }
@@ -559,8 +644,13 @@ func (b *broker) wakeIdleLocked() {
 		return
 	}
 	budget := b.anyq.len()
+	now := time.Now()
 	for id := range b.over {
-		budget += b.spareLocked(id)
+		n, ripe := b.stealableLocked(id, now)
+		budget += n
+		if !ripe.IsZero() {
+			b.armStealLocked(ripe)
+		}
 	}
 	for _, w := range b.waiting {
 		if budget <= 0 {
@@ -633,16 +723,17 @@ func (b *broker) releaseLocked(k taskKey) {
 }
 
 // victimLocked is the worker whose own queue is longest beyond what it can
-// take at once: an idle worker steals from it, so a backlog spreads while
-// a small one keeps its locality.
-func (b *broker) victimLocked(thief int64) (int64, int) {
+// take at once, among those whose oldest task has waited out the locality
+// wait: an idle worker steals from it, so a backlog spreads while a small
+// or short one keeps its locality.
+func (b *broker) victimLocked(thief int64, now time.Time) (int64, int) {
 	var best int64
 	bestN := 0
 	for id := range b.over {
 		if id == thief {
 			continue
 		}
-		if spare := b.spareLocked(id); spare > bestN {
+		if spare, _ := b.stealableLocked(id, now); spare > bestN {
 			best, bestN = id, spare
 		}
 	}
@@ -668,41 +759,52 @@ func (b *broker) canRunLocked(w *workerSlot, k taskKey) bool {
 // one, then stolen ones. Tasks of plans w does not run stay queued.
 func (b *broker) takeLocked(w *workerSlot, n int) []taskKey {
 	var out []taskKey
-	pop := func(q *fifo, owner int64, limit int) int {
-		var skipped []taskKey
+	// pop takes up to limit tasks off q; with a cutoff (a steal), only
+	// tasks queued by then: those that have waited out the locality wait.
+	pop := func(q *fifo, owner int64, limit int, cutoff time.Time) int {
+		var skipped []queuedTask
 		took := 0
 		for len(out) < limit {
-			k, ok := q.pop()
+			it, ok := q.peek()
 			if !ok {
 				break
 			}
-			if o, ok := b.queued[k]; !ok || o != owner {
+			if o, ok := b.queued[it.k]; ok && o == owner && !cutoff.IsZero() && it.at.After(cutoff) {
+				break // the rest still wait for their own worker
+			}
+			q.pop()
+			if o, ok := b.queued[it.k]; !ok || o != owner {
 				continue // ended or moved meanwhile
 			}
-			if !b.canRunLocked(w, k) {
-				skipped = append(skipped, k)
+			if !b.canRunLocked(w, it.k) {
+				skipped = append(skipped, it)
 				continue
 			}
-			delete(b.queued, k)
-			out = append(out, k)
+			delete(b.queued, it.k)
+			out = append(out, it.k)
 			took++
 		}
-		for _, k := range skipped {
-			q.push(k)
+		for _, it := range skipped {
+			q.push(it)
 		}
 		return took
 	}
 	if q := b.pref[w.id]; q != nil {
-		pop(q, w.id, n)
+		pop(q, w.id, n, time.Time{})
 		b.noteQueueLocked(w.id)
 	}
-	pop(&b.anyq, 0, n)
+	pop(&b.anyq, 0, n, time.Time{})
+	now := time.Now()
 	for len(out) < n {
-		v, spare := b.victimLocked(w.id)
+		v, spare := b.victimLocked(w.id, now)
 		if spare <= 0 {
 			break
 		}
-		took := pop(b.pref[v], v, len(out)+min(spare, n-len(out)))
+		var cutoff time.Time
+		if b.localityWait > 0 {
+			cutoff = now.Add(-b.localityWait)
+		}
+		took := pop(b.pref[v], v, len(out)+min(spare, n-len(out)), cutoff)
 		b.noteQueueLocked(v)
 		if took == 0 {
 			break // what is left there is not for w
@@ -756,6 +858,14 @@ func (b *broker) poll(ctx context.Context, worker int64, wait time.Duration) (po
 			return p, nil
 		}
 		b.setWaitingLocked(w, true)
+		if b.localityWait > 0 && len(b.over) > 0 && b.stealAt.IsZero() {
+			// A backlog it may not steal from yet: be woken when it may.
+			for id := range b.over {
+				if _, ripe := b.stealableLocked(id, now); !ripe.IsZero() {
+					b.armStealLocked(ripe)
+				}
+			}
+		}
 		w.parked.Add(1)
 		b.mu.Unlock()
 		select {

@@ -182,6 +182,68 @@ func TestBrokerIdleWorkersStealBacklog(t *testing.T) {
 	}
 }
 
+// A worker busy with shared tasks when its own (tasks whose data is
+// beside it) arrive keeps them for the locality wait: an idle worker does
+// not steal them at once. This is TestChecksumPlugin's failure: the
+// shared queue's tasks came first and filled both workers, then the
+// first's own backlog (beyond its capacity) was stolen by the second the
+// moment a slot freed there — files cached on one worker checksummed
+// beside another, when the first would have run them a moment later.
+// Once the oldest has waited out the wait, the backlog spreads: an idle
+// poll parked meanwhile is woken for it.
+func TestBrokerLocalityWaitBeforeSteal(t *testing.T) {
+	const wait = 300 * time.Millisecond
+	b := brokerWithWorkers(t, 2, 8)
+	b.localityWait = wait
+	ctx := context.Background()
+	b.onTasks(pendingEvents(1, 13, "")) // shared: no block worker named
+	p1, err := b.poll(ctx, 1, time.Second)
+	if err != nil || len(p1.keys) != 8 {
+		t.Fatalf("worker 1 took %v (%v), want 8 shared tasks", p1.keys, err)
+	}
+	p2, err := b.poll(ctx, 2, time.Second)
+	if err != nil || len(p2.keys) != 5 {
+		t.Fatalf("worker 2 took %v (%v), want the 5 shared tasks left", p2.keys, err)
+	}
+	// Worker 1's own: 13, 5 beyond its capacity of 8.
+	own := pendingEvents(2, 13, "bw1:1")
+	queuedAt := time.Now()
+	b.onTasks(own)
+	checkIndexes(t, b)
+	// Worker 2 has 3 slots free.
+	if p, err := b.poll(ctx, 2, 50*time.Millisecond); err != nil || len(p.keys) != 0 {
+		t.Fatalf("worker 2 stole %v (%v) from worker 1's backlog within the locality wait", p.keys, err)
+	}
+	// Parked past the wait: woken when the backlog may be stolen, not at
+	// the end of its own wait.
+	p, err := b.poll(ctx, 2, 10*time.Second)
+	took := time.Since(queuedAt)
+	if err != nil || len(p.keys) != 3 {
+		t.Fatalf("worker 2 after the locality wait: %v (%v), want 3 of worker 1's backlog", p.keys, err)
+	}
+	if took < wait || took > 5*time.Second {
+		t.Errorf("worker 2 stole %s after the tasks were queued, want just past the wait %s", took, wait)
+	}
+	for _, k := range p.keys {
+		if k.job != 2 || k.task > 2 {
+			t.Errorf("stole %v, want the oldest of worker 1's own (job 2, tasks 0-2)", k)
+		}
+	}
+	checkIndexes(t, b)
+	// Worker 1 keeps the rest: its capacity's worth plus the 2 not stolen.
+	b.released(1, p1.keys)
+	got, err := b.poll(ctx, 1, time.Second)
+	if err != nil || len(got.keys) != 8 {
+		t.Fatalf("worker 1 took %v (%v), want 8 of its own", got.keys, err)
+	}
+	b.mu.Lock()
+	if n := b.pref[1].len(); n != 2 {
+		t.Errorf("worker 1 has %d queued, want 2", n)
+	}
+	b.mu.Unlock()
+	b.close()
+}
+
 func TestBrokerIndexesFollowWorkerChanges(t *testing.T) {
 	b := brokerWithWorkers(t, 3, 2)
 	b.onTasks(pendingEvents(1, 5, "bw2:1"))
@@ -213,7 +275,7 @@ func TestBrokerStoppedPollPassesWakeOn(t *testing.T) {
 	b.setWaitingLocked(y, true)
 	x.parked.Add(1) // a poll of each is parked (as poll does)
 	y.parked.Add(1)
-	b.anyq.push(taskKey{1, 1})
+	b.anyq.push(queuedTask{k: taskKey{1, 1}})
 	b.queued[taskKey{1, 1}] = 0
 	b.mu.Unlock()
 	wakeSlot(x) // x was chosen, but its wait ends before it takes the task

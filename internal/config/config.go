@@ -331,6 +331,9 @@ type TaskConfig struct {
 	MaxAttempts int           `mapstructure:"max-attempts"`
 	Timeout     time.Duration `mapstructure:"timeout"`
 	BatchMax    int           `mapstructure:"batch-max"` // task updates per raft entry
+	// LocalityWait is how long a task waits in the queue of the job worker
+	// beside its data before an idle job worker elsewhere may steal it.
+	LocalityWait time.Duration `mapstructure:"locality-wait"`
 }
 
 // JobLimits bounds how many jobs are kept and for how long once finished.
@@ -531,6 +534,7 @@ func Default() map[string]any {
 		"jobmaster.worker.max-heartbeats-per-second": 50.0,
 		"jobmaster.task.max-attempts":                3,
 		"jobmaster.task.timeout":                     30 * time.Minute,
+		"jobmaster.task.locality-wait":               3 * time.Second,
 		"jobmaster.job.retention":                    24 * time.Hour,
 		"jobmaster.job.capacity":                     100000,
 		"jobworker.rpc-port":                         30001,
@@ -828,6 +832,9 @@ func (c *Config) validate() error {
 	if w := c.FSMaster.UFSWatch; w.Interval <= 0 || w.Settle < 0 || w.MaxDirs <= 0 {
 		return fmt.Errorf("config: fsmaster.ufs-watch: interval %v, settle %v, max-dirs %d: want interval > 0, settle >= 0, max-dirs > 0",
 			w.Interval, w.Settle, w.MaxDirs)
+	}
+	if c.JobMaster.Task.LocalityWait < 0 {
+		return fmt.Errorf("config: jobmaster.task.locality-wait = %v: want >= 0 (0: an idle job worker steals a backlog at once)", c.JobMaster.Task.LocalityWait)
 	}
 	switch c.Log.Format {
 	case "console", "json":
