@@ -356,8 +356,11 @@ func (w *Worker) handle(id int64, resp *api.JobWorkerHeartbeatResponse) {
 		w.queue = append(w.queue, a)
 		w.limiterLocked(a)
 	}
-	if len(resp.GetTasks()) > 0 {
-		w.cond.Broadcast()
+	// One executor woken a task (each takes at least one): a broadcast
+	// would wake every idle one of jobworker.threads for each task that
+	// comes or ends, most only to find the queue empty again.
+	for range min(len(resp.GetTasks()), w.threads) {
+		w.cond.Signal()
 	}
 }
 
@@ -499,7 +502,7 @@ func (w *Worker) finished(s *started, u *api.TaskUpdate) {
 	}
 	w.dropLimiterLocked(a.GetJobId())
 	w.running--
-	w.cond.Broadcast()
+	w.cond.Signal() // a thread is free: one executor may take the next task
 	w.mu.Unlock()
 	select {
 	case w.wakeRep <- struct{}{}:

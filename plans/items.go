@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"slices"
 	"strconv"
@@ -148,8 +149,13 @@ func (wo walkOpts) source(env Env) func(itemCursor) fileSource {
 }
 
 type itemPlanner struct {
-	env        Env
-	name       string // the plan, for errors
+	env  Env
+	name string // the plan, for errors
+	// first picks, per job, which of equally loaded workers comes first
+	// (workerLoads): a job's own spread starts from it, and the many
+	// one-file jobs of a workload spread over the workers instead of all
+	// going to the lowest id.
+	first      uint64
 	walk       fileSource
 	cur        itemCursor
 	gen        itemGen
@@ -278,12 +284,22 @@ func newItemPlannerFrom(env Env, name string, job Job, source func(itemCursor) f
 		b.BatchBytes = spec.DefaultBatchBytes
 	}
 	p := &itemPlanner{
-		env: env, name: name, cur: cur, gen: gen, batchFiles: b.BatchFiles, batchBytes: b.BatchBytes,
+		env: env, name: name, first: jobSeed(job), cur: cur, gen: gen, batchFiles: b.BatchFiles, batchBytes: b.BatchBytes,
 		walk: source(cur), open: map[int64]*itemBatch{}, pending: map[int64]int64{},
-		loads: newWorkerLoads(nil, nil), // until the workers are listed
+		loads: newWorkerLoads(nil, nil, 0), // until the workers are listed
 	}
 	p.enc = json.NewEncoder(&p.elem)
 	return p, nil
+}
+
+// jobSeed is a number of the job's own (its config, submit time and id):
+// the same for every planner of the job (a resumed one starts where the
+// first did), different from job to job.
+func jobSeed(job Job) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write(job.Config)
+	_, _ = h.Write([]byte(strconv.FormatInt(job.CreatedMs, 10) + "/" + strconv.FormatInt(job.ID, 10)))
+	return h.Sum64()
 }
 
 // oneByOne is the batching of plans whose every item is a task of its own.
@@ -410,7 +426,7 @@ func (p *itemPlanner) refreshWorkers(ctx context.Context) error {
 	if p.workers == nil {
 		p.workers = []blockWorker{} // listed: none
 	}
-	p.loads = newWorkerLoads(p.workers, func(id int64) int64 { return p.cur.Planned[id] + p.pending[id] })
+	p.loads = newWorkerLoads(p.workers, func(id int64) int64 { return p.cur.Planned[id] + p.pending[id] }, p.first)
 	p.filling = nil
 	if len(p.workers) == 0 && p.need != "" {
 		return status.Errorf(codes.FailedPrecondition, "%s: no eligible live block worker", p.need)

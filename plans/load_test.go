@@ -394,6 +394,48 @@ func TestLoadPlannerBatchesAndSpreads(t *testing.T) {
 	}
 }
 
+// Jobs of one small file each (tiny loads: what pipelines and policies
+// submit) spread over the workers: each job's planner starts its spread
+// from a worker of its own (jobSeed), where every one used to pick the
+// lowest id — one worker caching every such block and running every such
+// task while the others idled. A job's planner picks the same worker each
+// time it is made (a resumed planning goes on from it).
+func TestLoadPlannerSpreadsOneFileJobs(t *testing.T) {
+	const workers, jobs = 3, 300
+	c := newFakeCluster(workers)
+	per := map[int64]int{}
+	for i := range jobs {
+		p := fmt.Sprintf("/tiny/f%03d", i)
+		c.file(p, 10, 1000)
+		cfg := cfgJSON(t, spec.LoadConfig{Path: p})
+		job := Job{Config: cfg, CreatedMs: 1_700_000_000_000 + int64(i/8)} // 8 submitted each ms
+		var first int64
+		for try := range 2 {
+			pl, err := Load{}.NewPlanner(context.Background(), fakeEnv{c}, job)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := pl.Next(context.Background(), 10)
+			if err != nil || !b.Done || len(b.Tasks) != 1 {
+				t.Fatalf("%s: %d tasks, done %v, %v", p, len(b.Tasks), b.Done, err)
+			}
+			w := b.Tasks[0].BlockWorkerID
+			if try == 0 {
+				first = w
+				per[w]++
+			} else if w != first {
+				t.Fatalf("%s: planned on worker %d, then on %d", p, first, w)
+			}
+		}
+	}
+	for w := int64(1); w <= workers; w++ {
+		// An even share is 100; hashing gives each roughly that.
+		if per[w] < jobs/workers/2 {
+			t.Errorf("worker %d got %d of %d one-file jobs: %v", w, per[w], jobs, per)
+		}
+	}
+}
+
 // With many more workers than a batch's worth of files, small files still
 // fill their tasks: a batch fills on one worker before the next worker's
 // starts (spreading block by block made a task per file or two), and the

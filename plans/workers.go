@@ -130,10 +130,21 @@ type loadedWorker struct {
 	idx  int
 }
 
-func newWorkerLoads(ws []blockWorker, load func(id int64) int64) *workerLoads {
-	l := &workerLoads{byID: make(map[int64]*loadedWorker, len(ws))}
+// newWorkerLoads makes the heap of ws with their loads so far. Among
+// workers equally loaded, the one first%len(ws) places after the lowest id
+// comes first, then the next in id order: a job of one small file (a tiny
+// load) has one task, and were every job's first pick the lowest id, one
+// worker would get every such job's block and task while the others idle.
+func newWorkerLoads(ws []blockWorker, load func(id int64) int64, first uint64) *workerLoads {
+	l := &workerLoads{byID: make(map[int64]*loadedWorker, len(ws)), seq: uint64(len(ws))}
+	start := 0
+	if len(ws) > 0 {
+		start = int(first % uint64(len(ws)))
+	}
 	for i, w := range ws {
-		lw := &loadedWorker{w: w, load: load(w.id), idx: i}
+		// As if chosen in id order from start on, the longest ago first.
+		seq := uint64((i - start + len(ws)) % len(ws))
+		lw := &loadedWorker{w: w, load: load(w.id), idx: i, seq: seq}
 		l.ws = append(l.ws, lw)
 		l.byID[w.id] = lw
 	}
