@@ -87,8 +87,9 @@ func (ns *namespace) CreateFiles(ctx context.Context, req *api.CreateFilesReques
 			last = t
 		}
 	}
-	release()
+	wake := release()
 	ns.mu.Unlock()
+	wake()
 	if err := last.wait(ctx); err != nil {
 		return nil, err
 	}
@@ -128,8 +129,9 @@ func (ns *namespace) CompleteFiles(ctx context.Context, req *api.CompleteFilesRe
 			done = append(done, c)
 		}
 	}
-	release()
+	wake := release()
 	ns.mu.Unlock()
+	wake()
 	if err := last.wait(ctx); err != nil {
 		return nil, err
 	}

@@ -29,16 +29,17 @@ type appender interface {
 // entries appended between Hold and its release go to disk in one commit
 // (a batch call's, so that its callers wait for one fsync, not two).
 type holder interface {
-	Hold() (release func())
+	Hold() (release func() (wake func()))
 }
 
 // hold keeps the entries appended until release together in one commit,
-// when the journal can; release is never nil.
-func (ns *namespace) hold() (release func()) {
+// when the journal can; release is never nil. Call release under ns.mu,
+// then the wake it returns after unlocking (see journal.Journal.Hold).
+func (ns *namespace) hold() (release func() (wake func())) {
 	if h, ok := ns.j.(holder); ok {
 		return h.Hold()
 	}
-	return func() {}
+	return func() func() { return func() {} }
 }
 
 type waiter interface {

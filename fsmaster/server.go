@@ -33,7 +33,7 @@ type journalAdapter struct{ j *journal.Journal }
 
 func (a journalAdapter) Append(e *api.JournalEntry) waiter { return a.j.Append(e) }
 
-func (a journalAdapter) Hold() (release func()) { return a.j.Hold() }
+func (a journalAdapter) Hold() (release func() (wake func())) { return a.j.Hold() }
 
 // Master is the FS master: journal, namespace, block map, gRPC and HTTP.
 type Master struct {

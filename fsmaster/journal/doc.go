@@ -57,7 +57,9 @@
 // without that, closed-loop callers split into two alternating groups and
 // each fsync carries half of them. Entries appended under a Hold (a
 // batch call's, one Append each under the caller's lock) are committed
-// only after its release, all in one commit. A failed commit stops
+// only after its release, all in one commit; the release hands back the
+// writer's wake-up, which the caller gives once its own lock is released
+// (so the writer, not the lock's next waiter, is what runs next). A failed commit stops
 // the journal for good: every later Append and Wait returns the error and
 // the master must stop (its memory holds changes that are not durable).
 //

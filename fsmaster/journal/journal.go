@@ -488,22 +488,28 @@ func (j *Journal) Append(e *api.JournalEntry) *Pending {
 // entries, appended one at a time under the caller's lock, would otherwise
 // be split between the commit the writer starts meanwhile and the next,
 // and the batch's callers would wait for two fsyncs. Entries appended
-// before the Hold are committed as usual. Call release soon (the writer
-// waits for it) and exactly once.
-func (j *Journal) Hold() (release func()) {
+// before the Hold are committed as usual. Call release soon and exactly
+// once, then the wake it returns once the caller's own lock is released:
+// the writer waits for that wake. Waking the writer under that lock would
+// have the unlock's waiter (the next batch, to be applied) ready after it,
+// and run before it: the writer, idle, would wait out that batch's apply
+// before its commit of this one.
+func (j *Journal) Hold() (release func() (wake func())) {
 	j.mu.Lock()
 	if j.holds == 0 {
 		j.holdFrom = j.nextSeq
 	}
 	j.holds++
 	j.mu.Unlock()
-	return func() {
+	return func() func() {
 		j.mu.Lock()
 		j.holds--
-		if j.holds == 0 {
-			j.wake()
-		}
+		last := j.holds == 0
 		j.mu.Unlock()
+		if !last {
+			return func() {}
+		}
+		return j.wake
 	}
 }
 

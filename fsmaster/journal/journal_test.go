@@ -237,7 +237,7 @@ func TestHoldKeepsEntriesTogether(t *testing.T) {
 	go func() { rotated <- j.Rotate() }()
 	time.Sleep(5 * time.Millisecond)
 	b0 := j.Stats().Batches
-	release()
+	release()()
 	for _, p := range held {
 		if err := p.Wait(ctx); err != nil {
 			t.Fatalf("held entry %d: %v", p.Sequence(), err)
