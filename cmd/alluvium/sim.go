@@ -31,7 +31,7 @@ func newSimWorkersCmd(g *globals) *cobra.Command {
 		count, conns, capacity int
 		every, duration        time.Duration
 		output                 string
-		inStep                 bool
+		spread                 bool
 	)
 	c := &cobra.Command{
 		Use:   "workers",
@@ -85,7 +85,7 @@ Each has its own connection to each master unless --conns shares fewer.`,
 			defer gcfloor.Start(sim.GCFloor)()
 			s, err := sim.New(sim.Config{
 				Workers: count, FSMasters: client.SplitAddrs(cfg.Client.Master), JobMasters: client.SplitAddrs(cfg.Client.JobMaster),
-				Dial: dial, Conns: conns, Capacity: capacity, InStep: inStep,
+				Dial: dial, Conns: conns, Capacity: capacity, SpreadPhases: spread,
 			})
 			if err != nil {
 				return usageError{err}
@@ -127,7 +127,7 @@ Each has its own connection to each master unless --conns shares fewer.`,
 	f.IntVar(&count, "count", 100, "simulated workers (a block worker and a job worker each)")
 	f.IntVar(&conns, "conns", 0, "connections to each master the workers share (0: one per worker)")
 	f.IntVar(&capacity, "capacity", 8, "tasks each job worker takes at once")
-	f.BoolVar(&inStep, "in-step", false, "start each worker's heartbeats and polls a whole interval after its registration, so the workers the masters registered in one batch beat in step for good (a stress case), instead of at a random point of the interval (the spread real workers' phases drift to)")
+	f.BoolVar(&spread, "spread-phases", false, "start each worker's heartbeats and polls at a random point of the interval after its registration (the spread real workers drift to) instead of a whole interval on (bunched as the masters answered the registrations)")
 	f.DurationVar(&every, "every", 10*time.Second, "print the statistics this often")
 	f.DurationVar(&duration, "duration", 0, "stop after this long (0: run until interrupted)")
 	f.StringVarP(&output, "output", "o", "", "json: one JSON object per line")

@@ -34,13 +34,11 @@ type Config struct {
 	// TierBytes is the MEM tier capacity each block worker reports
 	// (default 64 GiB).
 	TierBytes int64
-	// InStep starts each worker's beats (and polls) a whole interval
-	// after its registration, so workers the masters registered in one
-	// batch beat in step for good (a stress case); by default each
-	// starts at a random point of the interval (firstDue), the spread
-	// real workers' phases drift to.
-	InStep bool
-	Log    *zap.Logger
+	// SpreadPhases starts each worker's beats (and polls) at a random
+	// point of the interval after its registration instead of a whole
+	// interval on (firstDue): the spread real workers' phases drift to.
+	SpreadPhases bool
+	Log          *zap.Logger
 }
 
 // Sim runs the simulated workers.
@@ -88,25 +86,22 @@ func (s *Sim) nextDue(due time.Time, every time.Duration, now time.Time) time.Ti
 }
 
 // firstDue is when a worker registered at now is first due to heartbeat
-// (or to end its first long poll): at a random point of the interval, or
-// with InStep a whole interval on. The simulator holds each worker to an
-// exact period (nextDue), so the phase it starts with is the phase it
-// keeps. A real worker's period is the interval plus its reply's latency
-// (blockworker's masterLink waits an interval after each reply; a job
-// worker polls again as its long poll is answered), which differs from
-// worker to worker, so real phases drift apart; and a worker the master
-// asks to register again first waits a random part of the interval. The
-// spread is what a running cluster's phases look like. InStep keeps the
-// bunches the masters' batched registrations make (one journal or raft
-// commit answers thousands at once; in the 10,000-worker run 10 ms
-// stretches of the second then held up to four times the average number
-// of beats and others none): a stress case, cheaper per call for the
-// masters (many answered per wake-up) and with longer queues. At 10,000
+// (or to end its first long poll): a whole interval on, or with
+// SpreadPhases at a random point of the interval. The masters answer
+// registrations in batches (one journal or raft commit for many), so
+// thousands of workers register at the same few instants, and the
+// simulator holds each to an exact period (nextDue): their beats stay
+// bunched for good (in the 10,000-worker run, 10 ms stretches of the
+// second held up to four times the average number of beats and others
+// none). A real worker's period is the interval plus its reply's latency,
+// which differs from worker to worker, so real phases drift apart over
+// time; SpreadPhases gives the spread that drift ends in. Bunched beats
+// are cheaper for the masters (many answered per wake-up): at 10,000
 // workers, spread, the FS master took 33 µs of CPU a heartbeat against 20
-// in step and the job master 45 µs a poll against 33 (medians of six
-// runs each, interleaved in three busy-machine holds).
+// bunched and the job master 45 µs a poll against 33 (medians of six runs
+// each, interleaved in three holds).
 func (s *Sim) firstDue(now time.Time, every time.Duration) time.Time {
-	if s.cfg.InStep {
+	if !s.cfg.SpreadPhases {
 		return now.Add(every)
 	}
 	return now.Add(client.Spread(every) + time.Millisecond)

@@ -96,15 +96,15 @@ func TestNextDueKeepsTheRate(t *testing.T) {
 	}
 }
 
-// A worker's first beat is due at a random point of the interval after its
-// registration (never at once), or with InStep a whole interval on.
+// A worker's first beat is due a whole interval after its registration,
+// or with SpreadPhases at a random point of the interval (never at once).
 func TestFirstDue(t *testing.T) {
 	now := time.Now()
 	every := time.Second
-	if got := (&Sim{cfg: Config{InStep: true}}).firstDue(now, every); !got.Equal(now.Add(every)) {
+	if got := (&Sim{}).firstDue(now, every); !got.Equal(now.Add(every)) {
 		t.Fatalf("first due %v after registration, want %v", got.Sub(now), every)
 	}
-	s := &Sim{}
+	s := &Sim{cfg: Config{SpreadPhases: true}}
 	var early, late bool
 	for range 1000 {
 		d := s.firstDue(now, every).Sub(now)

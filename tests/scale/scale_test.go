@@ -546,10 +546,10 @@ func (r *run) startWorkers() time.Time {
 	s, err := sim.New(sim.Config{
 		Workers: p.workers, FSMasters: []string{c.Master}, JobMasters: c.JobMasterAddrs,
 		Dial: rpc.ClientOptions{Token: testutil.ClusterToken()}, Conns: p.conns,
-		// ALLUVIUM_SCALE_IN_STEP=1: the workers beat in the bunches the
-		// batched registrations make, not spread as real workers' phases
-		// drift to (sim.Config.InStep; a stress case).
-		InStep: os.Getenv("ALLUVIUM_SCALE_IN_STEP") == "1",
+		// ALLUVIUM_SCALE_SPREAD_PHASES=1: the workers' phases spread as
+		// real workers' drift to, not bunched by the batched registrations
+		// (sim.Config.SpreadPhases; dearer for the masters).
+		SpreadPhases: os.Getenv("ALLUVIUM_SCALE_SPREAD_PHASES") == "1",
 	})
 	if err != nil {
 		tb.Fatal(err)
