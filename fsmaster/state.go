@@ -126,47 +126,50 @@ func (s *State) removeChild(parent, child *inode) {
 // child returns the child of dir named name, or nil.
 func (n *inode) child(name string) *inode { return n.kids.get(name) }
 
-// lookup returns the inode at a clean path, or nil. It walks the path in
-// place (every call looks a path up: no slice of components is built).
-func (s *State) lookup(p string) *inode {
-	n := s.root
-	for i := 1; n != nil && i < len(p); {
+// walk follows the clean path p in place from the root as far as it
+// exists (every lookup walks a path: no slice of components is built). It
+// returns the deepest inode reached and whether components of p remain
+// past it: a child it lacks, or a file reached before p's end (nil and
+// true for any path but the root's before the root exists).
+func (s *State) walk(p string) (n *inode, short bool) {
+	n = s.root
+	if n == nil {
+		return nil, len(p) > 1
+	}
+	for i := 1; i < len(p); {
 		j := strings.IndexByte(p[i:], '/')
 		if j < 0 {
 			j = len(p) - i
 		}
 		if !n.dir() {
-			return nil
+			return n, true
 		}
-		n = n.child(p[i : i+j])
+		next := n.child(p[i : i+j])
+		if next == nil {
+			return n, true
+		}
+		n = next
 		i += j + 1
 	}
-	return n
+	return n, false
+}
+
+// lookup returns the inode at a clean path, or nil.
+func (s *State) lookup(p string) *inode {
+	if n, short := s.walk(p); !short {
+		return n
+	}
+	return nil
 }
 
 // learned reports whether the namespace has nothing to learn from the UFS
 // for the clean path p (learnPath with LoadMetadataType_ONCE would learn
 // nothing): p exists, or the walk stops at a file, or the deepest
-// directory of p that exists has its children loaded. It walks p in place
-// (a batch asks it of every path it creates).
+// directory of p that exists has its children loaded (a batch asks it of
+// every path it creates).
 func (s *State) learned(p string) bool {
-	n := s.root
-	for i := 1; n != nil && i < len(p); {
-		j := strings.IndexByte(p[i:], '/')
-		if j < 0 {
-			j = len(p) - i
-		}
-		if !n.dir() {
-			return true
-		}
-		next := n.child(p[i : i+j])
-		if next == nil {
-			return n.childrenLoaded()
-		}
-		n = next
-		i += j + 1
-	}
-	return true
+	n, short := s.walk(p)
+	return !short || n == nil || !n.dir() || n.childrenLoaded()
 }
 
 // lookupPrefix walks as far as p exists: it returns the deepest existing
