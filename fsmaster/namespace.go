@@ -168,7 +168,14 @@ type txn struct {
 	last waiter
 }
 
-func (ns *namespace) begin() *txn { return &txn{ns: ns, now: ns.now().UnixMilli()} }
+func (ns *namespace) begin() *txn {
+	t := ns.newTxn()
+	return &t
+}
+
+// newTxn is a txn begun now, by value: for a caller that allocates it
+// together with its entries (createAlloc, completeAlloc).
+func (ns *namespace) newTxn() txn { return txn{ns: ns, now: ns.now().UnixMilli()} }
 
 // add applies one entry and appends it to the journal. Validation happened
 // before, so a failing Apply is a bug; it leaves the state unchanged.
@@ -788,7 +795,7 @@ func (ns *namespace) createLocked(ctx context.Context, p string, req *api.Create
 	}
 	// The create's txn and its file entry, in one allocation (a batch
 	// makes thousands a second; the inode keeps none of them).
-	ca := &createAlloc{t: txn{ns: ns, now: ns.now().UnixMilli()}}
+	ca := &createAlloc{t: ns.newTxn()}
 	t := &ca.t
 	if old != nil {
 		if err := t.add(deleteEntry(old.id)); err != nil {
@@ -941,7 +948,7 @@ func (ns *namespace) completeLocked(ctx context.Context, p string, req *api.Comp
 	if ns.st.isAside(n) {
 		t, verr = ns.completeAsideLocked(ctx, p, n, req)
 	} else {
-		ca := &completeAlloc{t: txn{ns: ns, now: ns.now().UnixMilli()}}
+		ca := &completeAlloc{t: ns.newTxn()}
 		ca.c = api.CompleteFileEntry{
 			Id: n.id, Length: req.GetLength(), UfsFingerprint: req.GetUfsFingerprint(), Xattrs: req.GetXattrs(), Parts: partNumbers(req.GetParts()),
 			LastModificationTimeMs: req.GetLastModificationTimeMs(),
@@ -1257,10 +1264,7 @@ func (ns *namespace) Rename(ctx context.Context, req *api.RenameRequest) (*api.F
 			return nil, ufsErr(op, what, err)
 		}
 	}
-	// The create's txn and its file entry, in one allocation (a batch
-	// makes thousands a second; the inode keeps none of them).
-	ca := &createAlloc{t: txn{ns: ns, now: ns.now().UnixMilli()}}
-	t := &ca.t
+	t := ns.begin()
 	if old != nil {
 		if err := t.add(deleteEntry(old.id)); err != nil {
 			ns.mu.Unlock()
