@@ -318,6 +318,21 @@ func (b *broker) stealableLocked(id int64, now time.Time) (n int, ripe time.Time
 	}
 }
 
+// stealableAllLocked is how many queued tasks idle workers may steal now,
+// over every backlog; for a backlog still within its locality wait it arms
+// the timer that wakes idle polls when it may be stolen from.
+func (b *broker) stealableAllLocked(now time.Time) int {
+	n := 0
+	for id := range b.over {
+		k, ripe := b.stealableLocked(id, now)
+		n += k
+		if !ripe.IsZero() {
+			b.armStealLocked(ripe)
+		}
+	}
+	return n
+}
+
 // armStealLocked makes sure idle polls are woken at (or before) at, when
 // a backlog's oldest task will have waited out the locality wait.
 func (b *broker) armStealLocked(at time.Time) {
@@ -643,15 +658,7 @@ func (b *broker) wakeIdleLocked() {
 	if len(b.waiting) == 0 {
 		return
 	}
-	budget := b.anyq.len()
-	now := time.Now()
-	for id := range b.over {
-		n, ripe := b.stealableLocked(id, now)
-		budget += n
-		if !ripe.IsZero() {
-			b.armStealLocked(ripe)
-		}
-	}
+	budget := b.anyq.len() + b.stealableAllLocked(time.Now())
 	for _, w := range b.waiting {
 		if budget <= 0 {
 			break
@@ -858,13 +865,10 @@ func (b *broker) poll(ctx context.Context, worker int64, wait time.Duration) (po
 			return p, nil
 		}
 		b.setWaitingLocked(w, true)
-		if b.localityWait > 0 && len(b.over) > 0 && b.stealAt.IsZero() {
-			// A backlog it may not steal from yet: be woken when it may.
-			for id := range b.over {
-				if _, ripe := b.stealableLocked(id, now); !ripe.IsZero() {
-					b.armStealLocked(ripe)
-				}
-			}
+		if b.localityWait > 0 && b.stealAt.IsZero() {
+			// A backlog it may not steal from yet: be woken when it may
+			// (stealableAllLocked arms the timer).
+			b.stealableAllLocked(now)
 		}
 		w.parked.Add(1)
 		b.mu.Unlock()
