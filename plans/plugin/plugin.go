@@ -14,7 +14,11 @@
 // that times out, kills its process: a hung plugin is gone at the
 // timeout, whatever it does; a task cancelled mid-batch is cancelled in
 // the plugin, and its process killed if it has not ended cancelGrace
-// after the batch's others. Plugins start with an empty environment
+// after the batch's others. The process that started plugins ends them
+// with Shutdown (cmd/alluvium does, whatever role it ran), so that none
+// outlives it and no Unix socket of theirs or of their hosts is left in
+// TMPDIR, where both sides make them; a plugin killed -9 has its socket
+// removed when its host notices. Plugins start with an empty environment
 // (go-plugin's SkipHostEnv) and get no credentials: each process is
 // served a PlanHost (host.go) on go-plugin's broker that answers only the
 // calls and tasks under way, each acting for its job's user through this
@@ -147,6 +151,10 @@ type Plan struct {
 	// tasks, not one per batch under way. Replaced when it dies or is
 	// killed.
 	runner *instance
+	// live are the processes started and not yet killed: idle, the
+	// runner and those in a call (Shutdown kills them all).
+	live map[*instance]struct{}
+	shut bool // Shutdown ran: no process starts or goes back to the pool
 	// pages are the listing pages its processes' hosts asked for ahead.
 	pages pagesAhead
 }
@@ -159,9 +167,11 @@ var (
 
 // instance is one plugin process and the host it calls back.
 type instance struct {
+	plan     *Plan
 	c        *goplugin.Client
 	conn     *planplugin.Conn
 	pid      int
+	sock     string // the plugin's Unix socket: left behind when it is killed -9
 	host     *hostServer
 	hostID   uint32
 	stopHost func()
@@ -172,6 +182,9 @@ type instance struct {
 // alive says i (nil: none) is a process not killed and not exited.
 func (i *instance) alive() bool { return i != nil && !i.dead.Load() && !i.c.Exited() }
 
+// kill ends the process and closes its host's listener (a Unix socket
+// file, removed only when its listener closes). Killing an instance whose
+// process exited by itself still closes its host.
 func (i *instance) kill() {
 	i.dead.Store(true)
 	i.killed.Do(func() {
@@ -179,13 +192,22 @@ func (i *instance) kill() {
 			i.stopHost()
 		}
 		i.c.Kill()
+		if i.sock != "" {
+			// Gone with its process if that exited cleanly; one killed
+			// (by us at a timeout, or by anyone -9) could not remove it.
+			_ = os.Remove(i.sock)
+		}
+		i.plan.forget(i)
 	})
 }
 
 // start starts a plugin process.
 func (p *Plan) start() (*instance, error) {
 	cmd := exec.Command(p.path)
-	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
+	// The plugin makes its socket where this process makes its own (the
+	// host's, on go-plugin's broker): under TMPDIR as the operator set it
+	// for this process, rather than always in /tmp.
+	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", goplugin.EnvUnixSocketDir + "=" + os.TempDir()}
 	cmd.Dir = filepath.Dir(p.path)
 	// A job worker killed -9 takes its plugins with it.
 	childproc.DieWithParent(cmd)
@@ -213,9 +235,12 @@ func (p *Plan) start() (*instance, error) {
 		c.Kill()
 		return nil, fmt.Errorf("start %s: not a plan plugin", p.path)
 	}
-	inst := &instance{c: c, conn: conn}
+	inst := &instance{plan: p, c: c, conn: conn}
 	if rc := c.ReattachConfig(); rc != nil {
 		inst.pid = rc.Pid
+		if rc.Addr != nil && rc.Addr.Network() == "unix" {
+			inst.sock = rc.Addr.String()
+		}
 	}
 	inst.host, inst.hostID, inst.stopHost = serveHost(conn.Broker, &p.pages)
 	// The plugin connects to its host now: go-plugin's broker drops the
@@ -228,7 +253,70 @@ func (p *Plan) start() (*instance, error) {
 		inst.kill()
 		return nil, fmt.Errorf("start %s: connect it to its host: %w", p.path, err)
 	}
+	if !p.track(inst) {
+		inst.kill()
+		return nil, fmt.Errorf("start %s: this process is shutting its plugins down", p.path)
+	}
 	return inst, nil
+}
+
+// track counts inst among p's live processes, unless p is shut down.
+func (p *Plan) track(inst *instance) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.shut {
+		return false
+	}
+	if p.live == nil {
+		p.live = map[*instance]struct{}{}
+	}
+	p.live[inst] = struct{}{}
+	return true
+}
+
+// forget drops a killed process from p's live ones.
+func (p *Plan) forget(inst *instance) {
+	p.mu.Lock()
+	delete(p.live, inst)
+	p.mu.Unlock()
+}
+
+// Shutdown kills every plugin process this process started, idle or in a
+// call, and closes the hosts they call back, so that no Unix socket of
+// theirs outlives the process: a process that exits with its plugins
+// still running would leave them to the kernel (childproc.DieWithParent
+// SIGKILLs them), and go-plugin removes a socket only when its listener
+// closes. Roles call it once they have stopped; plans used after it fail
+// Unavailable.
+func Shutdown() {
+	loadMu.Lock()
+	ps := make([]*Plan, 0, len(loaded))
+	for _, p := range loaded {
+		ps = append(ps, p)
+	}
+	loadMu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		wg.Go(p.shutdown)
+	}
+	wg.Wait()
+}
+
+// shutdown kills p's processes, each waited for, and starts no more.
+func (p *Plan) shutdown() {
+	p.mu.Lock()
+	p.shut = true
+	insts := make([]*instance, 0, len(p.live))
+	for i := range p.live {
+		insts = append(insts, i)
+	}
+	p.idle, p.runner = nil, nil
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, i := range insts {
+		wg.Go(i.kill) // each waits for its process's graceful exit
+	}
+	wg.Wait()
 }
 
 // get takes an idle live process, or starts one.
@@ -238,6 +326,7 @@ func (p *Plan) get() (*instance, error) {
 		inst := p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
 		if inst.c.Exited() {
+			go inst.kill() // closes its host
 			continue
 		}
 		p.mu.Unlock()
@@ -255,7 +344,7 @@ func (p *Plan) get() (*instance, error) {
 func (p *Plan) put(inst *instance) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.idle) >= maxIdle || inst.c.Exited() {
+	if len(p.idle) >= maxIdle || inst.c.Exited() || p.shut {
 		go inst.kill()
 		return
 	}
@@ -324,6 +413,7 @@ func (p *Plan) call(ctx context.Context, what string, env plans.Env, progress fu
 		inst.kill()
 		return ctx.Err()
 	case inst.c.Exited():
+		inst.kill() // closes its host
 		return status.Errorf(codes.Unavailable, "plan %s: plugin %s exited during %s (it is restarted on next use): %v", p.info.Name, p.path, what, err)
 	case err != nil && brokenConn(err):
 		inst.kill()
@@ -583,10 +673,11 @@ func (p *Plan) RunBatch(ctx context.Context, env plans.Env, ts []plans.BatchTask
 	}
 	what := fmt.Sprintf("tasks of job %d", ts[0].Task.JobID)
 	lost := func(err error) error {
-		if inst.c.Exited() {
+		exited := inst.c.Exited()
+		inst.kill() // an exited one's host is closed too
+		if exited {
 			return status.Errorf(codes.Unavailable, "plan %s: plugin %s exited during %s (it is restarted on next use): %v", p.info.Name, p.path, what, err)
 		}
-		inst.kill()
 		return status.Errorf(codes.Unavailable, "plan %s: plugin %s lost during %s: %v", p.info.Name, p.path, what, err)
 	}
 	sctx, cancel := context.WithCancel(ctx)

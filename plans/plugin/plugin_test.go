@@ -13,22 +13,39 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/testutil"
 	"github.com/alluvium/alluvium/plans"
 	"github.com/alluvium/alluvium/sdk/planplugin"
 )
 
+// noopDir holds the noop plugin built for the package's tests; TestMain
+// removes it (it outlives a test or a benchmark round: the plan's pool
+// restarts processes from it).
+var noopDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	Shutdown() // before its executable goes
+	if noopDir != "" {
+		_ = os.RemoveAll(noopDir)
+	}
+	os.Exit(code)
+}
+
 // buildNoop builds testdata/noop, a plugin that does nothing.
 func buildNoop(tb testing.TB) string {
 	tb.Helper()
-	dir, err := os.MkdirTemp("", "alluvium-noop-plugin-") // outlives a benchmark round: its pool restarts from it
+	dir, err := os.MkdirTemp("", "alluvium-noop-plugin-")
 	if err != nil {
 		tb.Fatal(err)
 	}
+	noopDir = dir
 	out := filepath.Join(dir, "noop")
 	if b, err := exec.Command("go", "build", "-o", out, "./testdata/noop").CombinedOutput(); err != nil {
 		tb.Fatalf("go build testdata/noop: %v\n%s", err, b)
@@ -59,14 +76,14 @@ func loadNoop(tb testing.TB) *Plan {
 // killAll kills p's idle processes and its task runner.
 func killAll(p *Plan) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, i := range p.idle {
-		i.kill()
-	}
-	p.idle = nil
+	insts := p.idle
 	if p.runner != nil {
-		p.runner.kill()
-		p.runner = nil
+		insts = append(insts, p.runner)
+	}
+	p.idle, p.runner = nil, nil
+	p.mu.Unlock()
+	for _, i := range insts {
+		i.kill() // takes p.mu to forget i
 	}
 }
 
@@ -90,6 +107,50 @@ func TestLoadAndRun(t *testing.T) {
 	}
 	if got := p.PIDs(); len(got) != 1 || got[0] == pids[0] {
 		t.Fatalf("idle processes %v after a kill of %v: want a new one", got, pids)
+	}
+}
+
+// TestShutdownLeavesNoSockets: a process that ends with its plugins
+// running (idle, or taken for a call) leaves none of their Unix sockets
+// behind, the plugins' own or their hosts', and starts no more; nor does
+// a plugin process killed -9.
+func TestShutdownLeavesNoSockets(t *testing.T) {
+	loadNoop(t) // builds it
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // both sides make their sockets there
+	p := &Plan{path: filepath.Join(noopDir, "noop"), log: zap.NewNop()}
+	idle, err := p.start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.put(idle)
+	busy, err := p.start() // as if in a call
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed, err := p.start() // to be killed -9, as a call finds it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.UnixSockets(t, tmp); n < 6 {
+		t.Fatalf("%d sockets under TMPDIR %s with three plugin processes running: want each one's and its host's", n, tmp)
+	}
+	if err := syscall.Kill(killed.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for !killed.c.Exited() {
+		time.Sleep(10 * time.Millisecond) // polls an event: the process's exit
+	}
+	killed.kill()
+	p.shutdown()
+	if !idle.c.Exited() || !busy.c.Exited() {
+		t.Fatalf("processes left running: idle exited %v, busy exited %v", idle.c.Exited(), busy.c.Exited())
+	}
+	if n := testutil.UnixSockets(t, tmp); n != 0 {
+		t.Fatalf("%d sockets left under %s after shutdown", n, tmp)
+	}
+	if _, err := p.get(); err == nil {
+		t.Fatal("a process started after shutdown")
 	}
 }
 

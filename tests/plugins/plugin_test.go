@@ -410,3 +410,37 @@ func TestPluginKilledAtTaskTimeout(t *testing.T) {
 		t.Errorf("plugin processes %v during the task, %v after: none was killed at the timeout", during, after)
 	}
 }
+
+// TestStoppedRolesLeaveNoPluginSockets: a job master and a job worker
+// stopped as an operator stops them (SIGTERM) take their plugin processes
+// with them, and every Unix socket those and their hosts made under the
+// roles' TMPDIR: a process that just exited would leave its plugins to be
+// SIGKILLed with it, and their sockets behind, one set per process and
+// start.
+func TestStoppedRolesLeaveNoPluginSockets(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "plans")
+	buildPlugin(t, dir)
+	tmp := filepath.Join(t.TempDir(), "tmp")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := &pluginCluster{Cluster: testutil.StartCluster(t, testutil.ClusterOptions{
+		Workers: 1, JobMasters: 1,
+		Env: []string{"ALLUVIUM_PLANS_DIR=" + dir, "TMPDIR=" + tmp},
+	})}
+	files := c.files(t, "s", 16)
+	c.MustJob("job", "submit", "checksum", "--config", `{"path":"/s","result":"/results/s.tsv","batchFiles":4}`)
+	c.checkResult(t, "/results/s.tsv", files)
+	if n := testutil.UnixSockets(t, tmp); n == 0 {
+		t.Fatalf("no Unix socket under the roles' TMPDIR %s with plugins running: the test would prove nothing", tmp)
+	}
+	if err := c.Workers[0].Stop(30 * time.Second); err != nil {
+		t.Fatalf("worker stopped: %v", err)
+	}
+	if err := c.JobMasters[0].Stop(30 * time.Second); err != nil {
+		t.Fatalf("job master stopped: %v", err)
+	}
+	if n := testutil.UnixSockets(t, tmp); n != 0 {
+		t.Fatalf("%d Unix sockets left under %s after the job master and the worker stopped", n, tmp)
+	}
+}
