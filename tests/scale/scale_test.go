@@ -33,6 +33,10 @@ type params struct {
 	// not learned from a UFS tree; then heap, restart and a load over it,
 	// with workers (few) only to take the load.
 	inodes bool
+	// learnOnly stops after the learning listing (its figures and the
+	// stat-ing find's): a focused run of cold learning, without the
+	// restart, worker and load phases (ALLUVIUM_SCALE_LEARN_ONLY=1).
+	learnOnly bool
 	// conns: connections to each master the simulated workers share (0:
 	// one per worker, as separate processes have; ALLUVIUM_SCALE_CONNS).
 	conns int
@@ -80,6 +84,8 @@ func BenchmarkScale(b *testing.B) {
 		steady:  time.Duration(envInt("ALLUVIUM_SCALE_STEADY_SECONDS", 60)) * time.Second,
 		treeDir: envStr("ALLUVIUM_SCALE_DIR", "/var/tmp/alluvium-scale"),
 		outDir:  os.Getenv("ALLUVIUM_SCALE_OUT"),
+		// ALLUVIUM_SCALE_LEARN_ONLY=1: the learning phase alone.
+		learnOnly: os.Getenv("ALLUVIUM_SCALE_LEARN_ONLY") == "1",
 	}
 	// What each figure stands beside (benchreport's REF lines), logged
 	// first: the testing package keeps only a benchmark's first ten log
@@ -302,6 +308,12 @@ func runScale(tb testing.TB, p params) results {
 		return r.r
 	case !p.workersOnly:
 		r.learn()
+		if p.learnOnly {
+			if errs := r.prof.wait(); len(errs) > 0 {
+				tb.Logf("profiles not taken: %s", strings.Join(errs, "; "))
+			}
+			return r.r
+		}
 		r.restart()
 	}
 	r.workers()
@@ -342,9 +354,17 @@ func (r *run) jmHTTP() string { return r.c.JobMasterHTTP(0) }
 // many lines it printed and how long it took.
 func (r *run) cli(args ...string) (int, time.Duration) {
 	r.tb.Helper()
+	n, took, _ := r.cliCPU(args...)
+	return n, took
+}
+
+// cliCPU is cli that also says how much CPU the CLI process used.
+func (r *run) cliCPU(args ...string) (int, time.Duration, time.Duration) {
+	r.tb.Helper()
 	cmd := exec.Command(r.c.Bin, args...)
 	cmd.Env = append(append(os.Environ(), r.c.Env...), "ALLUVIUM_TOKEN="+testutil.ClusterToken(), "GORACE=atexit_sleep_ms=0")
-	return countLines(r.tb, cmd)
+	n, took := countLines(r.tb, cmd)
+	return n, took, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 }
 
 func countLines(tb testing.TB, cmd *exec.Cmd) (int, time.Duration) {
@@ -413,11 +433,17 @@ func (r *run) learn() {
 		}
 	}
 	r.prof.cpu(r.fsHTTP(), "fsmaster-learn.cpu.pprof", min(time.Duration(p.tree.Files/100)*time.Millisecond+2*time.Second, 60*time.Second))
-	n, took := r.cli("fs", "ls", "-R", "/")
+	masterCPU := cpuTime(r.c.FSMaster.Cmd.Process.Pid)
+	n, took, cliCPU := r.cliCPU("fs", "ls", "-R", "/")
+	masterCPU = cpuTime(r.c.FSMaster.Cmd.Process.Pid) - masterCPU
 	if n != entries {
 		tb.Fatalf("fs ls -R / printed %d lines, want %d (files and directories)", n, entries)
 	}
 	r.r["learn-files/s"] = float64(p.tree.Files) / took.Seconds()
+	// The CPU the learning took (the FS master's, its kernel stats included,
+	// and the CLI's): on a shared machine the figure noise distorts least.
+	r.r["learn-master-cpu-us/file"] = float64(masterCPU.Microseconds()) / float64(p.tree.Files)
+	r.r["learn-cli-cpu-us/file"] = float64(cliCPU.Microseconds()) / float64(p.tree.Files)
 	r.r["find-files/s"] = float64(p.tree.Files) / findTook.Seconds()
 	r.r["ratio-learn/find"] = took.Seconds() / findTook.Seconds()
 	if coldStat {
