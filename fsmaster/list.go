@@ -2,6 +2,7 @@ package fsmaster
 
 import (
 	"context"
+	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -253,6 +254,11 @@ func (ns *namespace) listStatus(ctx context.Context, req *api.ListStatusRequest,
 	sp := ns.syncPolicy(lt, ns.now())
 	resp := &api.ListStatusResponse{}
 	pg := &page{resp: resp, dry: dry}
+	if lt != api.LoadMetadataType_ALWAYS {
+		// Up to learnWidth directories learned at once: the one the page
+		// needs next and those the walk meets after it.
+		pg.gather = ns.cfg.learnWidth
+	}
 	pr := ns.caller(ctx)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -320,7 +326,8 @@ func (ns *namespace) listStatus(ctx context.Context, req *api.ListStatusRequest,
 			// before this call began.
 			t, err = ns.learnChildren(ctx, load)
 		} else {
-			t, err = ns.learnShared(ctx, load)
+			t, err = ns.learnSiblings(ctx, load, pg.extra)
+			pg.extra = pg.extra[:0]
 		}
 		if t != nil {
 			*learned = t
@@ -342,6 +349,48 @@ type page struct {
 	n    int      // entries on the page
 	last string   // the last one's path
 	slab infoSlab
+	// gather: how many directories to learn at once (0, 1: one); extra:
+	// those the walk met after the one it stopped at (see listTree).
+	gather int
+	extra  []string
+}
+
+// learnWidth is how many directories a listing learns at once: the one
+// its walk must learn to go on and the next ones it meets that need
+// learning too (siblings, cousins, the next chains of a deep tree). A
+// directory's learning is mostly serial (a small one's stats one at a
+// time, its journal entries, its children applied under the state lock),
+// so one learner at a time leaves a core idle; a cold tree (its stats on
+// the kernel's CPU or the disk) gains most.
+const learnWidth = 4
+
+// learnSiblings learns directory p and, at the same time, the directories
+// in extra (each at most once at a time, as learnShared does). Only p's
+// error is returned: an extra that failed is still unknown, and the walk
+// meets it (and its error) in its turn. The txn is p's, or an extra's when
+// p journaled nothing: the caller's page waits for the newest learning
+// entry it saw anyway, which is after all of them.
+func (ns *namespace) learnSiblings(ctx context.Context, p string, extra []string) (*txn, error) {
+	if len(extra) == 0 {
+		return ns.learnShared(ctx, p)
+	}
+	ts := make([]*txn, len(extra))
+	var wg sync.WaitGroup
+	for i, e := range extra {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ts[i], _ = ns.learnShared(ctx, e)
+		}()
+	}
+	t, err := ns.learnShared(ctx, p)
+	wg.Wait()
+	for _, x := range ts {
+		if t == nil {
+			t = x
+		}
+	}
+	return t, err
 }
 
 // dryPage is what a dry page (a learn-ahead's) met.
@@ -382,20 +431,40 @@ func (ns *namespace) listDir(n *inode, p, token string, size int, blocks bool, r
 func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp syncPolicy, blocks bool, pg *page, pr principal) (full bool, load string, deny error) {
 	// resumed: d is on the page token's path (or is its last entry), so an
 	// earlier page synced it.
+	//
+	// Gathering (pg.gather > 1): once it met the directory to load, the
+	// walk goes on past it (its children unknown) to find up to
+	// pg.gather-1 more that need learning (pg.extra), for the caller to
+	// learn at once; the page is then taken back to where it stopped.
+	var (
+		markN    int
+		markLast string
+	)
+	gathering := func() bool { return load != "" }
 	var visit func(d *inode, dp string, after []string, resumed bool) bool // false: stop
 	visit = func(d *inode, dp string, after []string, resumed bool) bool {
 		// Every directory listed needs read and execute: a subtree the
 		// caller may not list stops the listing (it is never skipped
 		// silently, so a job never works on part of a tree unknowingly).
 		if d != n && !ns.may(pr, d, permR|permX) {
-			deny = ns.denied("ls", p, pr, d, permR|permX)
+			if !gathering() {
+				deny = ns.denied("ls", p, pr, d, permR|permX)
+			} // else: the walk meets it in its turn, after load
 			return false
 		}
 		// A directory the page token lies in, or ends at, was synced by an
 		// earlier page.
 		if !resumed && sp.needs(d) {
-			load = dp
-			return false
+			if !gathering() {
+				load = dp
+				if pg.gather <= 1 {
+					return false
+				}
+				markN, markLast = pg.n, pg.last
+				return true // past it, its children unknown
+			}
+			pg.extra = append(pg.extra, dp)
+			return len(pg.extra) < pg.gather-1
 		}
 		if d.kids == nil {
 			return true
@@ -416,11 +485,11 @@ func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp s
 				return false
 			}
 			pg.n, pg.last = pg.n+1, cp
-			if pg.dry == nil {
+			if pg.dry == nil && !gathering() {
 				pg.resp.Infos = append(pg.resp.Infos, ns.fillInfo(pg.slab.next(size-pg.n+1), c, cp, blocks))
 			}
 			if c.dir() {
-				if pg.dry != nil {
+				if pg.dry != nil && !gathering() {
 					pg.dry.dirs++
 				}
 				cont = visit(c, cp, nil, false)
@@ -437,5 +506,10 @@ func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp s
 	// The directory being listed itself was checked by the caller's
 	// ensureLoaded; its children may still need merging.
 	visit(n, p, after, len(after) > 0)
+	if gathering() && pg.gather > 1 {
+		// Back to where the walk met load: the caller learns it (and the
+		// extras) and resumes after its entry.
+		pg.n, pg.last, full = markN, markLast, false
+	}
 	return full, load, deny
 }

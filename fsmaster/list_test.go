@@ -5,13 +5,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/ufs"
 )
 
 // lazyJournal makes an entry durable only when someone waits for it (and
@@ -277,7 +281,9 @@ func TestLearnAheadPerListing(t *testing.T) {
 		}
 	}
 	j := &lazyJournal{}
-	ns := newNamespace(NewState(), j, nsConfig{blockSize: 1024, owner: "u", group: "g"}, nil, nil)
+	// One directory learned at a time: the learn-aheads' reach alone
+	// (learning siblings at once is TestListLearnsSiblingsAtOnce's).
+	ns := newNamespace(NewState(), j, nsConfig{blockSize: 1024, owner: "u", group: "g", learnWidth: 1}, nil, nil)
 	if err := ns.bootstrap(context.Background(), "file://"+ufsDir, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -326,4 +332,104 @@ func TestLearnAheadPerListing(t *testing.T) {
 		t.Fatal("/t/d03 not learned ahead of page 5: the listing stopped learning ahead")
 	}
 	check(t, ns)
+}
+
+// gateFS counts the listings of leaf directories (/t/dNN) in flight and
+// holds each until want of them are (or a timeout passes): a listing that
+// learns directories one at a time never gets there.
+type gateFS struct {
+	ufs.FileSystem
+	want int
+	full chan struct{}
+	mu   sync.Mutex
+	in   int
+	most int
+}
+
+func (g *gateFS) List(ctx context.Context, dir string, fn func(ufs.FileStatus) error) error {
+	if strings.Contains(dir, "/d") {
+		g.mu.Lock()
+		g.in++
+		g.most = max(g.most, g.in)
+		if g.in == g.want {
+			close(g.full)
+		}
+		g.mu.Unlock()
+		defer func() {
+			g.mu.Lock()
+			g.in--
+			g.mu.Unlock()
+		}()
+		select {
+		case <-g.full:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	return g.FileSystem.List(ctx, dir, fn)
+}
+
+// TestListLearnsSiblingsAtOnce: a recursive listing that must learn a
+// directory learns the next ones its walk meets at the same time, up to
+// learnWidth at once and never more; the listing's order is unchanged and
+// every UFS entry is journaled once.
+func TestListLearnsSiblingsAtOnce(t *testing.T) {
+	ufsDir := filepath.Join(t.TempDir(), "ufs")
+	const dirs, files = 10, 3
+	var want []string
+	for d := range dirs {
+		want = append(want, fmt.Sprintf("/t/d%02d", d))
+		for f := range files {
+			ufsWrite(t, ufsDir, fmt.Sprintf("t/d%02d/f%d", d, f), 1)
+			want = append(want, fmt.Sprintf("/t/d%02d/f%d", d, f))
+		}
+	}
+	j := &lazyJournal{}
+	ns := newNamespace(NewState(), j, nsConfig{blockSize: 1024, owner: "u", group: "g"}, nil, nil)
+	if err := ns.bootstrap(context.Background(), "file://"+ufsDir, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.closeUFS)
+	ns.mu.RLock()
+	m, _ := ns.st.mountOf("/")
+	m = cloneMount(m)
+	ns.mu.RUnlock()
+	fs, err := ns.fsFor(bg, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gateFS{FileSystem: fs, want: learnWidth, full: make(chan struct{})}
+	ns.ufsMu.Lock()
+	ns.ufs[m.GetMountId()] = g
+	ns.ufsMu.Unlock()
+
+	// One page holds the whole tree: no learn-ahead, the listing alone.
+	resp := must(ns.ListStatus(bg, &api.ListStatusRequest{Path: "/t", Recursive: true, PageSize: 1000}))
+	var got []string
+	for _, fi := range resp.Infos {
+		got = append(got, fi.Path)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) || resp.NextPageToken != "" {
+		t.Fatalf("ls -R /t\n got %v (next %q)\nwant %v", got, resp.NextPageToken, want)
+	}
+	g.mu.Lock()
+	most := g.most
+	g.mu.Unlock()
+	if most != learnWidth {
+		t.Fatalf("%d directories learned at once at most, want %d (learnWidth)", most, learnWidth)
+	}
+	check(t, ns)
+	ns.mu.RLock()
+	byID := map[int64]string{}
+	for d := range dirs {
+		p := fmt.Sprintf("/t/d%02d", d)
+		if n := ns.st.lookup(p); n != nil {
+			byID[n.id] = p
+		}
+	}
+	ns.mu.RUnlock()
+	for id, n := range j.learnedChildren() {
+		if p, ok := byID[id]; ok && n != files {
+			t.Errorf("%s: the journal learned %d children, want %d (one per UFS entry)", p, n, files)
+		}
+	}
 }

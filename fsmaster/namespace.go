@@ -64,6 +64,9 @@ type nsConfig struct {
 	maxStagedBytes int64
 	// watch is fsmaster.ufs-watch.* (ufswatch.go).
 	watch ufsWatchConfig
+	// learnWidth: directories a recursive listing learns at once (0:
+	// the default, learnWidth; 1: one at a time).
+	learnWidth int
 }
 
 // namespace is the live inode tree of the master: State behind the state
@@ -135,6 +138,9 @@ func newNamespace(st *State, j appender, cfg nsConfig, blocks *blockMap, log *za
 	}
 	if cfg.defaultPage <= 0 {
 		cfg.defaultPage = 1000
+	}
+	if cfg.learnWidth <= 0 {
+		cfg.learnWidth = learnWidth
 	}
 	if cfg.maxPage <= 0 {
 		cfg.maxPage = 10000
