@@ -433,3 +433,49 @@ func TestListLearnsSiblingsAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestListLearnsDeepTreeInOrder: learning several directories at once
+// (siblings, cousins, the next chains) leaves a recursive listing's order
+// and pages as they are, whatever the page size: pre-order, children by
+// name, every entry once, each page ending where the next begins.
+func TestListLearnsDeepTreeInOrder(t *testing.T) {
+	ufsDir := filepath.Join(t.TempDir(), "ufs")
+	for c := range 3 {
+		p := fmt.Sprintf("t/c%d", c)
+		for l := range 4 {
+			p += fmt.Sprintf("/l%d", l)
+			for f := range l % 3 {
+				ufsWrite(t, ufsDir, fmt.Sprintf("%s/f%d", p, f), 1)
+			}
+		}
+	}
+	for d := range 5 {
+		for e := range 2 {
+			ufsWrite(t, ufsDir, fmt.Sprintf("t/w/d%d/e%d/f", d, e), 1)
+		}
+	}
+	var want []string
+	root := filepath.Join(ufsDir, "t")
+	if err := filepath.WalkDir(root, func(p string, _ os.DirEntry, err error) error {
+		if err == nil && p != root {
+			want = append(want, "/t/"+filepath.ToSlash(p[len(root)+1:]))
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, page := range []int32{1, 2, 3, 5, 8, 13, 1000} {
+		j := &lazyJournal{}
+		ns := newNamespace(NewState(), j, nsConfig{blockSize: 1024, owner: "u", group: "g"}, nil, nil)
+		if err := ns.bootstrap(context.Background(), "file://"+ufsDir, nil); err != nil {
+			t.Fatal(err)
+		}
+		got := listAll(t, ns, "/t", true, page)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("pages of %d: ls -R /t\n got %v\nwant %v", page, got, want)
+		}
+		ns.stopAhead()
+		check(t, ns)
+		ns.closeUFS()
+	}
+}
