@@ -38,7 +38,13 @@
 // a zero page never does. After SegmentEntries entries, or on Rotate, the
 // segment is closed: its db is closed, the zeros past its high-water mark
 // cut off, the file renamed to
-// <first>-<last>.bolt, the dir fsynced, and <last+1>-open.bolt created.
+// <first>-<last>.bolt, the dir fsynced, and <last+1>-open.bolt created:
+// once the open segment is half full, a goroutine prepares its successor
+// (bbolt file, bucket, zeros written ahead, all synced) under the temp
+// name .tmp-spare-<n>.bolt, and the rotation renames that into place and
+// fsyncs the dir again, rather than making the file with the writer
+// stopped; a spare not ready yet serves the next rotation, Close removes
+// an unused one, and Open removes one a crash left (a temp file).
 // Close leaves the open segment as it is; the next Open closes it (cutting
 // the zeros off it too, as after a crash). The
 // open segment always exists, even empty, so its name keeps the next

@@ -130,6 +130,16 @@ type Journal struct {
 	closed []SegmentInfo // closed segments, by First
 	open   *openSegment
 
+	// The next segment's file, prepared in the background (prepareSpare)
+	// once the open one is half full, so that rotating (closing a full
+	// segment) does not create a bbolt file and write its first zeros
+	// while callers wait: spares carries it (or nil if preparing failed)
+	// to the writer; preparing (writer only) is set from the start of a
+	// preparation until the writer takes its result.
+	spares    chan *openSegment
+	preparing bool
+	prepWG    sync.WaitGroup
+
 	lastDurable atomic.Int64
 	entries     atomic.Int64
 	batches     atomic.Int64
@@ -226,6 +236,7 @@ func Open(opts Options) (*Journal, error) {
 		lock:       lock,
 		kick:       make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
+		spares:     make(chan *openSegment, 1),
 		linger:     opts.MaxLinger,
 	}
 	if j.linger == 0 {
@@ -645,6 +656,11 @@ func (j *Journal) writer() {
 				}
 			}
 		}
+		if err == nil && !j.preparing && 2*(j.open.last-j.open.first+1) >= j.opts.SegmentEntries {
+			j.preparing = true
+			j.prepWG.Add(1)
+			go j.prepareSpare()
+		}
 		if err == nil {
 			full := j.open.last-j.open.first+1 >= j.opts.SegmentEntries
 			asked := false
@@ -764,8 +780,10 @@ func (j *Journal) rotate() error {
 	}
 	j.closed = append(j.closed, closed)
 	j.open = nil
-	if err := j.openNewSegment(closed.Last + 1); err != nil {
-		return err
+	if !j.useSpare(closed.Last + 1) {
+		if err := j.openNewSegment(closed.Last + 1); err != nil {
+			return err
+		}
 	}
 	j.rotations.Add(1)
 	j.log.Debug("journal: segment closed", zap.String("segment", closed.Path))
@@ -917,6 +935,12 @@ func (j *Journal) Close() error {
 	j.wake()
 	j.mu.Unlock()
 	<-j.writerDone
+	j.prepWG.Wait()
+	select {
+	case o := <-j.spares:
+		j.discardSpare(o)
+	default:
+	}
 	j.segMu.Lock()
 	var err error
 	if j.open != nil {

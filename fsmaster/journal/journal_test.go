@@ -276,7 +276,21 @@ func segNames(segs []SegmentInfo) []string {
 	return out
 }
 
+// logFiles lists the files in dir's logs but the spare segment prepared
+// ahead of a rotation (spareFiles), which comes and goes with the
+// writer's progress.
 func logFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	for _, name := range allLogFiles(t, dir) {
+		if !strings.HasPrefix(name, tmpPrefix+"spare-") {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func allLogFiles(t *testing.T, dir string) []string {
 	t.Helper()
 	des, err := os.ReadDir(filepath.Join(dir, "logs"))
 	if err != nil {
@@ -287,6 +301,96 @@ func logFiles(t *testing.T, dir string) []string {
 		out = append(out, de.Name())
 	}
 	return out
+}
+
+// spareFiles lists the spare segments in dir's logs.
+func spareFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	for _, name := range allLogFiles(t, dir) {
+		if strings.HasPrefix(name, tmpPrefix+"spare-") {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// A segment half full has its successor prepared in the background; the
+// rotation renames it into place (the new open segment is that file),
+// Close removes one not used, and Open removes one a crash left.
+func TestRotationUsesTheSparePreparedAhead(t *testing.T) {
+	dir := t.TempDir()
+	j := openJournal(t, Options{Dir: dir, SegmentEntries: 100, MaxBatch: 10})
+	var want []*api.JournalEntry
+	add := func(n int) {
+		for range n {
+			e := entry(int64(len(want) + 1))
+			p := j.Append(e)
+			if err := p.Wait(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, e)
+		}
+	}
+	add(60)
+	// The spare is prepared once the open segment is half full.
+	var spares []string
+	for deadline := time.Now().Add(10 * time.Second); len(spares) == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		spares = spareFiles(t, dir)
+	}
+	if len(spares) != 1 {
+		t.Fatalf("spare segments %v after 60 of 100 entries, want one", spares)
+	}
+	st, err := os.Stat(filepath.Join(dir, "logs", spares[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the background preparation is done (its zeros written).
+	for deadline := time.Now().Add(10 * time.Second); len(j.spares) == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		st, _ = os.Stat(filepath.Join(dir, "logs", spares[0]))
+	}
+	if st.Size() < zeroChunk {
+		t.Fatalf("spare is %d bytes, want its zeros (%d) written ahead", st.Size(), zeroChunk)
+	}
+	add(50) // rotates at 100
+	open := filepath.Join(dir, "logs", "00000000000000000101-open.bolt")
+	if got := spareFiles(t, dir); len(got) != 0 {
+		t.Fatalf("spare segments %v after the rotation, want the spare renamed into place", got)
+	}
+	ost, err := os.Stat(open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(st, ost) {
+		t.Fatalf("the open segment after the rotation is not the spare prepared ahead")
+	}
+	sameEntries(t, replayAll(t, j, 0), want)
+	add(45) // 145 of 200 in the second segment: the next spare
+	for deadline := time.Now().Add(10 * time.Second); len(spareFiles(t, dir)) == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	// A crash (a copy of the dir as it is) leaves the spare; Open removes it.
+	crashed := t.TempDir()
+	copyDir(t, dir, crashed)
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := spareFiles(t, dir); len(got) != 0 {
+		t.Fatalf("spare segments %v after Close, want none", got)
+	}
+	if len(spareFiles(t, crashed)) == 0 {
+		t.Fatalf("the crashed copy has no spare to remove")
+	}
+	for _, d := range []string{dir, crashed} {
+		j2 := openJournal(t, Options{Dir: d, SegmentEntries: 100})
+		if got := spareFiles(t, d); len(got) != 0 {
+			t.Fatalf("spare segments %v after Open of %s, want none", got, d)
+		}
+		sameEntries(t, replayAll(t, j2, 0), want)
+		j2.Close()
+	}
 }
 
 func TestRotationAndDeleteCoveredSegments(t *testing.T) {

@@ -3,8 +3,11 @@ package journal
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"time"
 
 	"go.etcd.io/bbolt"
+	"go.uber.org/zap"
 )
 
 // Written ahead: the open segment's file is kept written with zeros (and
@@ -137,4 +140,105 @@ func boltUsed(db *bbolt.DB) int64 {
 		return -1
 	}
 	return used
+}
+
+// spareName is the name a spare segment is prepared under: a temp file
+// (tmpPrefix), so that Open removes one a crash left, and so that nothing
+// takes it for a segment before it is renamed into one.
+func spareName(logsDir string) string {
+	return filepath.Join(logsDir, fmt.Sprintf("%sspare-%d.bolt", tmpPrefix, time.Now().UnixNano()))
+}
+
+// prepareSpare makes the next segment's file ahead of its rotation: a
+// bbolt file with the entries bucket and zeros written ahead, synced,
+// under a temp name; it hands it to the writer on j.spares (nil if it
+// could not: the rotation then makes its file itself, as it always did).
+// Rotating a full segment took a few ms with the writer stopped (a new
+// bbolt file's two syncs and its first zeroChunk of zeros); with a spare
+// it renames the file into place.
+func (j *Journal) prepareSpare() {
+	defer j.prepWG.Done()
+	path := spareName(j.logsDir)
+	o, err := prepareSegmentFile(path)
+	if err != nil {
+		j.log.Warn("journal: cannot prepare the next segment ahead; the rotation will make it", zap.String("file", path), zap.Error(err))
+		_ = os.Remove(path)
+		o = nil
+	}
+	j.spares <- o
+}
+
+// prepareSegmentFile creates the bbolt file of a segment at path, with
+// its bucket and zeros written ahead, all synced.
+func prepareSegmentFile(path string) (*openSegment, error) {
+	db, err := bbolt.Open(path, 0o644, segmentOptions())
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		_, err := tx.CreateBucket(entriesBucket)
+		return err
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	o := &openSegment{path: path, db: db}
+	if err := o.zeroAhead(0); err != nil {
+		o.closeZeroer()
+		db.Close()
+		return nil, err
+	}
+	return o, nil
+}
+
+// useSpare makes the prepared spare, if one is ready, the open segment
+// starting at first (writer only, segMu held): it is renamed into place
+// and the dir synced. It reports whether it did; if not, the caller
+// makes the segment itself.
+func (j *Journal) useSpare(first int64) bool {
+	if !j.preparing {
+		return false
+	}
+	var o *openSegment
+	select {
+	case o = <-j.spares:
+		j.preparing = false
+	default:
+		return false // still being prepared: it serves the next rotation
+	}
+	if o == nil {
+		return false
+	}
+	path := filepath.Join(j.logsDir, openSegmentName(first))
+	if err := os.Rename(o.path, path); err != nil {
+		j.log.Warn("journal: cannot use the segment prepared ahead", zap.String("file", o.path), zap.Error(err))
+		j.discardSpare(o)
+		return false
+	}
+	o.path, o.first, o.last = path, first, first-1
+	j.open = o
+	if err := syncDir(j.logsDir); err != nil {
+		// The segment is in place but its name may not be durable: a
+		// crash before the next sync of the dir leaves the temp name,
+		// which Open removes (it holds no entry until the next commit,
+		// whose fsync does not cover the dir); make sure before taking
+		// entries into it.
+		j.log.Warn("journal: cannot sync the logs dir", zap.String("dir", j.logsDir), zap.Error(err))
+		j.open = nil
+		o.closeZeroer()
+		o.db.Close()
+		_ = os.Remove(path)
+		return false
+	}
+	return true
+}
+
+// discardSpare closes and removes a spare segment file (nil: nothing).
+func (j *Journal) discardSpare(o *openSegment) {
+	if o == nil {
+		return
+	}
+	o.closeZeroer()
+	o.db.Close()
+	_ = os.Remove(o.path)
 }
