@@ -76,7 +76,10 @@ func newMasterLink(bm api.BlockMasterClient, store *Store, log *zap.Logger, inte
 		firstReg: make(chan struct{}), kick: make(chan struct{}, 1),
 		reportChunk: maxReportBlocks,
 	}
-	l.commits = coalesce.New(l.commitBatch)
+	// Gathering: the CacheBlocks calls of a wave end close together, and
+	// a plain group sent the first one's commit alone while the others
+	// waited for its round trip.
+	l.commits = coalesce.NewGathering(l.commitBatch)
 	return l
 }
 

@@ -47,7 +47,10 @@ const sharedCallTimeout = 30 * time.Second
 
 func newPlanEnv(env plans.Env) *planEnv {
 	e := &planEnv{Env: env}
-	e.workers = coalesce.New(func([]struct{}) workersAnswer {
+	// Gathering: the submits of a wave (each submitter's next job, sent as
+	// its last one is answered) list a moment apart; one listing answers
+	// them all instead of the first alone and the rest after its round trip.
+	e.workers = coalesce.NewGathering(func([]struct{}) workersAnswer {
 		// Not any caller's context: the others wait on this call too. The
 		// job master's own identity lists the workers (the answer is the
 		// same for every user).

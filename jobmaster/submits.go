@@ -49,7 +49,9 @@ type submitBatcher struct {
 
 func newSubmitBatcher(ctx context.Context, apply func(context.Context, proto.Message) (any, error)) *submitBatcher {
 	b := &submitBatcher{apply: apply}
-	b.group = coalesce.New(func(items []*pendingSubmit) struct{} {
+	// Gathering: submits come in waves (a watch answered, its submitter's
+	// next submit), so the first of a wave does not go alone.
+	b.group = coalesce.NewGathering(func(items []*pendingSubmit) struct{} {
 		b.run(ctx, items)
 		return struct{}{}
 	}).WithInFlight(submitsInFlight)

@@ -71,7 +71,12 @@ func (b *cacheBatcher) group(addr, user string) *coalesce.Group[*cacheCall, stru
 	defer b.mu.Unlock()
 	g := b.groups[k]
 	if g == nil {
-		g = coalesce.New(func(calls []*cacheCall) struct{} {
+		// Gathering: a poll's answer starts several tasks at once, and
+		// their CacheBlock calls come a moment apart; a plain group sent
+		// the first alone and made the rest wait for its round trip (half
+		// the batches were of one block), where gathering sends the wave
+		// as one call.
+		g = coalesce.NewGathering(func(calls []*cacheCall) struct{} {
 			// The client as the env has it now: a block worker declared
 			// LOST is refused, or dialled again once back.
 			c, err := b.dial(addr)

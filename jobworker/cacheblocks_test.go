@@ -134,3 +134,44 @@ func TestConcurrentCacheBlocksShareACall(t *testing.T) {
 		t.Fatalf("calls %q, want %q", calls, want)
 	}
 }
+
+// A wave of CacheBlock calls made at once (the tasks a poll's answer
+// starts together) goes as one CacheBlocks, not its first call alone and
+// the rest after that call's round trip: the group gathers. Gathering
+// yields to the callers the scheduler has ready, so a wave is asked
+// several times and one sent whole is enough.
+func TestCacheBlockWaveGoesTogether(t *testing.T) {
+	bw := &cacheWorker{release: make(chan struct{}), started: make(chan struct{}, 1)}
+	b := &cacheBatcher{dial: func(string) (api.BlockWorkerClient, error) { return bw, nil },
+		groups: map[cacheKey]*coalesce.Group[*cacheCall, struct{}]{}}
+	c := batchingClient{BlockWorkerClient: bw, b: b, addr: "w1:1"}
+	alice := rpc.ActAs(context.Background(), "alice")
+	const waves, per = 20, 6
+	whole := 0
+	for wave := range waves {
+		bw.mu.Lock()
+		bw.calls = nil
+		bw.mu.Unlock()
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range per {
+			id := int64(100 + wave*per + i) // not 1 (held) nor 13 (fails)
+			wg.Go(func() {
+				<-start
+				if resp, err := c.CacheBlock(alice, cacheReq(id)); err != nil || resp.GetBytes() != 4096 {
+					t.Errorf("block %d: %+v, %v", id, resp, err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		bw.mu.Lock()
+		if len(bw.calls) == 1 && bw.calls[0] != "" && bw.calls[0][:4] == "many" {
+			whole++
+		}
+		bw.mu.Unlock()
+	}
+	if whole == 0 {
+		t.Fatalf("none of %d waves of %d calls made at once went as one CacheBlocks", waves, per)
+	}
+}

@@ -34,11 +34,20 @@ func (Load) Validate(ctx context.Context, env Env, config []byte) (spec.Valid, e
 	if err != nil {
 		return spec.Valid{}, err
 	}
+	// The block workers are listed while the path is checked: two round
+	// trips to the FS master (each, on a job master, shared with the other
+	// submits of the moment) that need not wait for each other.
+	listed := make(chan workersListed, 1)
+	go func() {
+		all, err := liveBlockWorkers(ctx, env)
+		listed <- workersListed{all, err}
+	}()
 	// Loading reads: the submitter must be able to read all of it.
 	if _, err := statReadable(ctx, env, "load", c.Path); err != nil {
 		return spec.Valid{}, err
 	}
-	all, err := liveBlockWorkers(ctx, env)
+	l := <-listed
+	all, err := l.all, l.err
 	if err != nil {
 		return spec.Valid{}, err
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -694,5 +695,61 @@ func TestWalkerPagesAndSync(t *testing.T) {
 		if got := strings.Join(spy.plain, ","); got != wantPlain {
 			t.Errorf("sync=%v: plain listings %q, want %q", sync, got, wantPlain)
 		}
+	}
+}
+
+// overlapEnv's listing of block workers waits until the path's stat has
+// begun, and the stat until the listing has: Validate returns only if it
+// asks both at once.
+type overlapEnv struct {
+	fakeEnv
+	statted, listed chan struct{}
+}
+
+type overlapFS struct {
+	api.FileSystemMasterClient
+	e overlapEnv
+}
+
+func (f overlapFS) GetStatus(ctx context.Context, req *api.GetStatusRequest, opts ...grpc.CallOption) (*api.GetStatusResponse, error) {
+	close(f.e.statted)
+	<-f.e.listed
+	return f.FileSystemMasterClient.GetStatus(ctx, req, opts...)
+}
+
+type overlapBM struct {
+	api.BlockMasterClient
+	e overlapEnv
+}
+
+func (b overlapBM) GetWorkerInfoList(ctx context.Context, req *api.GetWorkerInfoListRequest, opts ...grpc.CallOption) (*api.GetWorkerInfoListResponse, error) {
+	close(b.e.listed)
+	<-b.e.statted
+	return b.BlockMasterClient.GetWorkerInfoList(ctx, req, opts...)
+}
+
+func (e overlapEnv) FS() api.FileSystemMasterClient     { return overlapFS{e.fakeEnv.FS(), e} }
+func (e overlapEnv) BlockMaster() api.BlockMasterClient { return overlapBM{e.fakeEnv.BlockMaster(), e} }
+
+// A load's validation lists the block workers while it checks the path:
+// two round trips to the FS master that need not wait for each other.
+func TestLoadValidateAsksPathAndWorkersAtOnce(t *testing.T) {
+	c := newFakeCluster(2)
+	c.file("/v/a", 10, 1000)
+	env := overlapEnv{fakeEnv: fakeEnv{c}, statted: make(chan struct{}), listed: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Load{}.Validate(ctx, env, []byte(`{"path":"/v"}`))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Validate asked the path and the block workers one after the other (it waited a minute)")
 	}
 }

@@ -39,6 +39,13 @@ func liveBlockWorkers(ctx context.Context, env Env) ([]blockWorker, error) {
 	return out, nil
 }
 
+// workersListed is liveBlockWorkers' answer, passed from the goroutine
+// that asked it.
+type workersListed struct {
+	all []blockWorker
+	err error
+}
+
 func anyMatches(ws []blockWorker, name string) bool {
 	for _, w := range ws {
 		if api.WorkerNamed(name, w.id, w.addr) {
