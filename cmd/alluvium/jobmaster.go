@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/alluvium/alluvium/jobmaster"
+	"github.com/alluvium/alluvium/plans/plugin"
 )
 
 func newJobMasterCmd(g *globals) *cobra.Command {
@@ -87,6 +88,9 @@ out with 'alluvium job raft remove-peer ID'.`,
 			defer log.Sync() //nolint:errcheck
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// Last, once the roles have stopped: the plan plugins they
+			// started go too, sockets and all.
+			defer plugin.Shutdown()
 			setBuiltinVersion()
 			m, err := jobmaster.New(cfg, log)
 			if err != nil {

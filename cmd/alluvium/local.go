@@ -19,6 +19,7 @@ import (
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/rpc"
 	"github.com/alluvium/alluvium/jobmaster"
+	"github.com/alluvium/alluvium/plans/plugin"
 	"github.com/alluvium/alluvium/proxy"
 )
 
@@ -89,6 +90,9 @@ a line with "ready". Ctrl-C or SIGTERM stops it cleanly.`,
 			fsmaster.Version = version
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// Last, once the roles have stopped: the plan plugins they
+			// started go too, sockets and all.
+			defer plugin.Shutdown()
 			return runLocal(ctx, cfg, g.portBase, workers, masters, log)
 		},
 	}

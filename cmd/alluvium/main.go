@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/alluvium/alluvium/plans/plugin"
-
 	// Policies may name any zone (CRON_TZ=Europe/Paris); the binary carries
 	// the zone database so a host without one (a slim container) runs them.
 	_ "time/tzdata"
@@ -17,8 +15,6 @@ import (
 func main() {
 	root := newRootCmd()
 	err := root.Execute()
-	// The plan plugins a role started go with it, sockets and all.
-	plugin.Shutdown()
 	os.Exit(exitCode(err))
 }
 

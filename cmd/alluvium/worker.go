@@ -15,6 +15,7 @@ import (
 
 	"github.com/alluvium/alluvium/blockworker"
 	"github.com/alluvium/alluvium/internal/config"
+	"github.com/alluvium/alluvium/plans/plugin"
 )
 
 func newWorkerCmd(g *globals) *cobra.Command {
@@ -74,6 +75,9 @@ several workers of one cluster can share a host.`,
 			defer log.Sync() //nolint:errcheck
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// Last, once the roles have stopped: the plan plugins they
+			// started go too, sockets and all.
+			defer plugin.Shutdown()
 			return runWorker(ctx, cfg, log)
 		},
 	}

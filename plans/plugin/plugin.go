@@ -15,10 +15,11 @@
 // timeout, whatever it does; a task cancelled mid-batch is cancelled in
 // the plugin, and its process killed if it has not ended cancelGrace
 // after the batch's others. The process that started plugins ends them
-// with Shutdown (cmd/alluvium does, whatever role it ran), so that none
-// outlives it and no Unix socket of theirs or of their hosts is left in
-// TMPDIR, where both sides make them; a plugin killed -9 has its socket
-// removed when its host notices. Plugins start with an empty environment
+// with Shutdown (cmd/alluvium's jobmaster, worker and local commands do
+// as they exit), so that none outlives it and no Unix socket of theirs or
+// of their hosts is left in TMPDIR, where both sides make them; a plugin
+// killed -9 has its socket removed when its host notices. Plugins start
+// with an empty environment
 // (go-plugin's SkipHostEnv) and get no credentials: each process is
 // served a PlanHost (host.go) on go-plugin's broker that answers only the
 // calls and tasks under way, each acting for its job's user through this
