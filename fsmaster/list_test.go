@@ -139,13 +139,10 @@ func (j *lazyJournal) learnedChildren() map[int64]int {
 	return out
 }
 
-// TestListLearnsOnce: listings of one tree that learn it at once (two
-// callers, each with its learn-aheads running beside its pages) learn each
-// UFS entry once — one inode and one journal record per entry — and list
-// the whole tree; closing the namespace ends the learn-aheads.
-func TestListLearnsOnce(t *testing.T) {
-	ufsDir := filepath.Join(t.TempDir(), "ufs")
-	const dirs, files = 12, 9
+// flatTree writes t/dNN/fN under ufsDir, dirs directories of files files
+// each, and returns the paths a recursive listing of /t gives, in order.
+func flatTree(t *testing.T, ufsDir string, dirs, files int) []string {
+	t.Helper()
 	var want []string
 	for d := range dirs {
 		want = append(want, fmt.Sprintf("/t/d%02d", d))
@@ -154,6 +151,37 @@ func TestListLearnsOnce(t *testing.T) {
 			want = append(want, fmt.Sprintf("/t/d%02d/f%d", d, f))
 		}
 	}
+	return want
+}
+
+// wantLearnedOnce checks that j journaled each directory of flatTree's
+// tree with one learned child per UFS entry: none learned twice.
+func wantLearnedOnce(t *testing.T, ns *namespace, j *lazyJournal, dirs, files int) {
+	t.Helper()
+	ns.mu.RLock()
+	byID := map[int64]string{}
+	for d := range dirs {
+		p := fmt.Sprintf("/t/d%02d", d)
+		if n := ns.st.lookup(p); n != nil {
+			byID[n.id] = p
+		}
+	}
+	ns.mu.RUnlock()
+	for id, n := range j.learnedChildren() {
+		if p, ok := byID[id]; ok && n != files {
+			t.Errorf("%s: the journal learned %d children, want %d (one per UFS entry)", p, n, files)
+		}
+	}
+}
+
+// TestListLearnsOnce: listings of one tree that learn it at once (two
+// callers, each with its learn-aheads running beside its pages) learn each
+// UFS entry once — one inode and one journal record per entry — and list
+// the whole tree; closing the namespace ends the learn-aheads.
+func TestListLearnsOnce(t *testing.T) {
+	ufsDir := filepath.Join(t.TempDir(), "ufs")
+	const dirs, files = 12, 9
+	want := flatTree(t, ufsDir, dirs, files)
 	j := &lazyJournal{}
 	ns := newNamespace(NewState(), j, nsConfig{blockSize: 1024, owner: "u", group: "g"}, nil, nil)
 	if err := ns.bootstrap(context.Background(), "file://"+ufsDir, nil); err != nil {
@@ -200,20 +228,7 @@ func TestListLearnsOnce(t *testing.T) {
 		t.Fatalf("%d learn-aheads still running after stopAhead", running)
 	}
 	check(t, ns)
-	ns.mu.RLock()
-	byID := map[int64]string{}
-	for d := range dirs {
-		p := fmt.Sprintf("/t/d%02d", d)
-		if n := ns.st.lookup(p); n != nil {
-			byID[n.id] = p
-		}
-	}
-	ns.mu.RUnlock()
-	for id, n := range j.learnedChildren() {
-		if p, ok := byID[id]; ok && n != files {
-			t.Errorf("%s: the journal learned %d children, want %d (one per UFS entry)", p, n, files)
-		}
-	}
+	wantLearnedOnce(t, ns, j, dirs, files)
 }
 
 // TestLearnAheadKeepsPermissions: a learn-ahead runs as the listing's
@@ -375,14 +390,7 @@ func (g *gateFS) List(ctx context.Context, dir string, fn func(ufs.FileStatus) e
 func TestListLearnsSiblingsAtOnce(t *testing.T) {
 	ufsDir := filepath.Join(t.TempDir(), "ufs")
 	const dirs, files = 10, 3
-	var want []string
-	for d := range dirs {
-		want = append(want, fmt.Sprintf("/t/d%02d", d))
-		for f := range files {
-			ufsWrite(t, ufsDir, fmt.Sprintf("t/d%02d/f%d", d, f), 1)
-			want = append(want, fmt.Sprintf("/t/d%02d/f%d", d, f))
-		}
-	}
+	want := flatTree(t, ufsDir, dirs, files)
 	j := &lazyJournal{}
 	ns := newNamespace(NewState(), j, nsConfig{blockSize: 1024, owner: "u", group: "g"}, nil, nil)
 	if err := ns.bootstrap(context.Background(), "file://"+ufsDir, nil); err != nil {
@@ -418,20 +426,7 @@ func TestListLearnsSiblingsAtOnce(t *testing.T) {
 		t.Fatalf("%d directories learned at once at most, want %d (learnWidth)", most, learnWidth)
 	}
 	check(t, ns)
-	ns.mu.RLock()
-	byID := map[int64]string{}
-	for d := range dirs {
-		p := fmt.Sprintf("/t/d%02d", d)
-		if n := ns.st.lookup(p); n != nil {
-			byID[n.id] = p
-		}
-	}
-	ns.mu.RUnlock()
-	for id, n := range j.learnedChildren() {
-		if p, ok := byID[id]; ok && n != files {
-			t.Errorf("%s: the journal learned %d children, want %d (one per UFS entry)", p, n, files)
-		}
-	}
+	wantLearnedOnce(t, ns, j, dirs, files)
 }
 
 // TestListLearnsDeepTreeInOrder: learning several directories at once

@@ -65,14 +65,19 @@ func cacheReq(id int64) *api.CacheBlockRequest {
 	return &api.CacheBlockRequest{BlockId: id, Source: &api.UfsBlockSource{UfsPath: fmt.Sprintf("/f%d", id), Length: 4096}}
 }
 
+// batchingTo is a batching client of the fake block worker bw at w1:1.
+func batchingTo(bw *cacheWorker) batchingClient {
+	b := &cacheBatcher{dial: func(string) (api.BlockWorkerClient, error) { return bw, nil },
+		groups: map[cacheKey]*coalesce.Group[*cacheCall, struct{}]{}}
+	return batchingClient{BlockWorkerClient: bw, b: b, addr: "w1:1"}
+}
+
 // The CacheBlock calls made while one is in flight go as one CacheBlocks
 // (per user), each caller answered with its own block's result; a call
 // drawing from a bandwidth budget, or of a big block, goes on its own.
 func TestConcurrentCacheBlocksShareACall(t *testing.T) {
 	bw := &cacheWorker{release: make(chan struct{}), started: make(chan struct{}, 1)}
-	b := &cacheBatcher{dial: func(string) (api.BlockWorkerClient, error) { return bw, nil },
-		groups: map[cacheKey]*coalesce.Group[*cacheCall, struct{}]{}}
-	c := batchingClient{BlockWorkerClient: bw, b: b, addr: "w1:1"}
+	c := batchingTo(bw)
 	alice := rpc.ActAs(context.Background(), "alice")
 	bob := rpc.ActAs(context.Background(), "bob")
 
@@ -95,7 +100,7 @@ func TestConcurrentCacheBlocksShareACall(t *testing.T) {
 	ask(alice, 13)
 	ask(bob, 4) // another user: a group of its own (alone there: a CacheBlock)
 	testutil.Eventually(t, time.Minute, func() error {
-		if n := b.group("w1:1", "alice").Waiting(); n != 3 {
+		if n := c.b.group("w1:1", "alice").Waiting(); n != 3 {
 			return fmt.Errorf("%d of alice's calls wait, want 3", n)
 		}
 		return nil
@@ -142,9 +147,7 @@ func TestConcurrentCacheBlocksShareACall(t *testing.T) {
 // several times and one sent whole is enough.
 func TestCacheBlockWaveGoesTogether(t *testing.T) {
 	bw := &cacheWorker{release: make(chan struct{}), started: make(chan struct{}, 1)}
-	b := &cacheBatcher{dial: func(string) (api.BlockWorkerClient, error) { return bw, nil },
-		groups: map[cacheKey]*coalesce.Group[*cacheCall, struct{}]{}}
-	c := batchingClient{BlockWorkerClient: bw, b: b, addr: "w1:1"}
+	c := batchingTo(bw)
 	alice := rpc.ActAs(context.Background(), "alice")
 	const waves, per = 20, 6
 	whole := 0
