@@ -156,9 +156,9 @@ var (
 	errUnknownWorker = errors.New("job worker not registered with this leader")
 )
 
-func newBroker(fsm *FSM, taskTimeout time.Duration) *broker {
+func newBroker(fsm *FSM, taskTimeout, localityWait time.Duration) *broker {
 	return &broker{
-		fsm: fsm, taskTimeout: taskTimeout,
+		fsm: fsm, taskTimeout: taskTimeout, localityWait: localityWait,
 		workers: map[int64]*workerSlot{}, byBW: map[string]int64{}, byBWID: map[int64]int64{},
 		pref: map[int64]*fifo{}, queued: map[taskKey]int64{}, claimed: map[taskKey]claim{},
 		running: map[taskKey]runInfo{}, holders: map[int64]map[int64]int{},

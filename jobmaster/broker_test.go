@@ -12,7 +12,7 @@ import (
 
 func brokerWithWorkers(t *testing.T, n int, capacity int32) *broker {
 	t.Helper()
-	b := newBroker(nil, time.Minute)
+	b := newBroker(nil, time.Minute, 0)
 	for i := 1; i <= n; i++ {
 		b.setWorker(&workerRec{ID: int64(i), BWID: int64(100 + i), BWAddr: fmt.Sprintf("bw%d:1", i), Capacity: capacity, State: api.WorkerState_LIVE})
 	}
@@ -376,7 +376,7 @@ func TestBrokerSettleHoldsOnlyTasksPendingAtStart(t *testing.T) {
 
 // With no live worker, nothing can hold a task: no settle.
 func TestBrokerSettleWithoutWorkers(t *testing.T) {
-	b := newBroker(nil, time.Minute)
+	b := newBroker(nil, time.Minute, 0)
 	b.startSettle(pendingEvents(1, 2, ""))
 	select {
 	case <-b.settledCh():

@@ -71,8 +71,7 @@ func (s *Server) establishLeadership() *leaderState {
 	ctx, cancel := context.WithCancel(context.Background())
 	ls := &leaderState{s: s, ctx: ctx, cancel: cancel, term: s.raft.CurrentTerm()}
 	jm := s.cfg.JobMaster
-	ls.broker = newBroker(s.fsm, jm.Task.Timeout)
-	ls.broker.localityWait = jm.Task.LocalityWait
+	ls.broker = newBroker(s.fsm, jm.Task.Timeout, jm.Task.LocalityWait)
 	ls.coll = newCollector(func(ctx context.Context, cmd *api.UpdateTasksCommand) error {
 		return s.applyErr(ctx, cmd)
 	}, jm.Task.BatchMax, int32(jm.Task.MaxAttempts))
