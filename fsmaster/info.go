@@ -2,8 +2,11 @@ package fsmaster
 
 import (
 	"sort"
+	"strings"
+	"unsafe"
 
 	"github.com/alluvium/alluvium/api"
+	"github.com/alluvium/alluvium/internal/paths"
 	"github.com/alluvium/alluvium/ufs"
 )
 
@@ -14,12 +17,74 @@ func sortMounts(ms []*api.MountPointInfo) {
 // info builds the FileInfo of n at path p. Call with ns.mu held (either
 // mode); it takes the block map's read lock.
 func (ns *namespace) info(n *inode, p string, withBlocks bool) *api.FileInfo {
-	return ns.fillInfo(&api.FileInfo{}, n, p, withBlocks)
+	return ns.fillInfo(&api.FileInfo{}, n, p, withBlocks, nil)
 }
 
 // infoSlab hands out a listing's FileInfos a chunk at a time: one
 // allocation per chunk, not one per entry.
 type infoSlab []api.FileInfo
+
+// strSlab builds a listing page's strings (each entry's path, UFS path and
+// fingerprint: three allocations a file, most of what a page allocated
+// besides its FileInfos) in shared chunks. Bytes a string covers are
+// never written again (a chunk is only appended to, and a full one is
+// left for a new one), so the strings stay immutable; a chunk lives as
+// long as any of its strings, and a page's strings go together once it is
+// sent.
+type strSlab struct{ buf []byte }
+
+// strChunk is the size of a strSlab's chunks: some hundreds of paths.
+const strChunk = 32 << 10
+
+// reserve makes room for n more bytes in the current chunk (a new one if
+// they do not fit) and returns where the next string starts.
+func (s *strSlab) reserve(n int) int {
+	if cap(s.buf)-len(s.buf) < n {
+		s.buf = make([]byte, 0, max(n, strChunk))
+	}
+	return len(s.buf)
+}
+
+// done returns the string appended since from (reserve's answer): the
+// bytes must have fit in the reserved room, not moved to a new array.
+func (s *strSlab) done(from int) string {
+	b := s.buf[from:]
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// join is paths.Join(dir, name) built in the slab.
+func (s *strSlab) join(dir, name string) string {
+	if s == nil {
+		return paths.Join(dir, name)
+	}
+	from := s.reserve(len(dir) + 1 + len(name))
+	if dir != "/" {
+		s.buf = append(s.buf, dir...)
+	}
+	s.buf = append(s.buf, '/')
+	s.buf = append(s.buf, name...)
+	return s.done(from)
+}
+
+// joinURI is ufs.JoinURI(root, rel) built in the slab.
+func (s *strSlab) joinURI(root, rel string) string {
+	if s == nil {
+		return ufs.JoinURI(root, rel)
+	}
+	rel = strings.Trim(rel, "/")
+	if rel == "" {
+		return root
+	}
+	root = strings.TrimRight(root, "/")
+	from := s.reserve(len(root) + 1 + len(rel))
+	s.buf = append(s.buf, root...)
+	s.buf = append(s.buf, '/')
+	s.buf = append(s.buf, rel...)
+	return s.done(from)
+}
 
 // infoChunk is the most FileInfos an infoSlab allocates at once.
 const infoChunk = 256
@@ -34,8 +99,9 @@ func (s *infoSlab) next(left int) *api.FileInfo {
 	return &(*s)[len(*s)-1]
 }
 
-// fillInfo is info into fi, a zero FileInfo.
-func (ns *namespace) fillInfo(fi *api.FileInfo, n *inode, p string, withBlocks bool) *api.FileInfo {
+// fillInfo is info into fi, a zero FileInfo; its strings are built in
+// strs (nil: each its own).
+func (ns *namespace) fillInfo(fi *api.FileInfo, n *inode, p string, withBlocks bool, strs *strSlab) *api.FileInfo {
 	st := ns.st
 	fi.FileId, fi.Name, fi.Path = n.id, n.name, p
 	fi.CreationTimeMs, fi.LastModificationTimeMs = n.ctime, n.mtime
@@ -52,7 +118,7 @@ func (ns *namespace) fillInfo(fi *api.FileInfo, n *inode, p string, withBlocks b
 			// temporary name the completion renames onto it.
 			rel = asideUFSRel(rel, n.id)
 		}
-		fi.UfsPath = ufs.JoinURI(m.GetUfsUri(), rel)
+		fi.UfsPath = strs.joinURI(m.GetUfsUri(), rel)
 	}
 	if n.dir() {
 		fi.Completed = true
@@ -65,7 +131,7 @@ func (ns *namespace) fillInfo(fi *api.FileInfo, n *inode, p string, withBlocks b
 	fi.Completed = n.completed()
 	fi.Cacheable = true
 	fi.ReplicationMin, fi.ReplicationMax = st.replication(n)
-	fi.UfsFingerprint = st.fingerprint(n)
+	fi.UfsFingerprint = st.fingerprintIn(n, strs)
 	fi.Ttl, fi.TtlAction = st.ttl(n)
 	fi.WriteType = n.writeType()
 

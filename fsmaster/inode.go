@@ -138,12 +138,15 @@ func checkEnums(mode uint32, p api.PersistenceState, w api.WriteType) error {
 // compactFingerprint returns the mtime ns of a fingerprint in a local UFS's
 // canonical form "<length>:<mtime ns>" (ufs.Local), and whether it is one.
 func compactFingerprint(fp string, length int64) (int64, bool) {
+	// Compared in a buffer on the stack: each file learned from a local
+	// UFS comes through here (FormatInt allocated one string a file).
+	var b [24]byte
 	i := strings.IndexByte(fp, ':')
-	if i <= 0 || fp[:i] != strconv.FormatInt(length, 10) {
+	if i <= 0 || fp[:i] != string(strconv.AppendInt(b[:0], length, 10)) {
 		return 0, false
 	}
 	ns, err := strconv.ParseInt(fp[i+1:], 10, 64)
-	if err != nil || strconv.FormatInt(ns, 10) != fp[i+1:] {
+	if err != nil || string(strconv.AppendInt(b[:0], ns, 10)) != fp[i+1:] {
 		return 0, false
 	}
 	return ns, true
@@ -275,7 +278,18 @@ func (s *State) setBlockSize(n *inode, size int64) {
 }
 
 func (s *State) fingerprint(n *inode) string {
+	return s.fingerprintIn(n, nil)
+}
+
+// fingerprintIn is fingerprint, a compact one built in strs (nil: a
+// string of its own).
+func (s *State) fingerprintIn(n *inode, strs *strSlab) string {
 	if n.flag(bitFPLocal) {
+		if strs != nil {
+			from := strs.reserve(48)
+			strs.buf = ufs.AppendLocalFingerprint(strs.buf, n.length, n.fpNs)
+			return strs.done(from)
+		}
 		return ufs.LocalFingerprint(n.length, n.fpNs)
 	}
 	if e := s.ext(n); e != nil {

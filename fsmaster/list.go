@@ -314,7 +314,7 @@ func (ns *namespace) listStatus(ctx context.Context, req *api.ListStatusRequest,
 			if load == "" {
 				ns.mu.RUnlock()
 				if full {
-					resp.NextPageToken = pg.last
+					resp.NextPageToken = pg.lastPath()
 				}
 				return resp, nil
 			}
@@ -336,7 +336,7 @@ func (ns *namespace) listStatus(ctx context.Context, req *api.ListStatusRequest,
 			return nil, err
 		}
 		if req.GetRecursive() && pg.n > 0 {
-			after = relComponents(p, pg.last)
+			after = relComponents(p, pg.lastPath())
 		}
 	}
 }
@@ -347,12 +347,24 @@ type page struct {
 	resp *api.ListStatusResponse
 	dry  *dryPage // nil: not dry
 	n    int      // entries on the page
-	last string   // the last one's path
 	slab infoSlab
+	strs strSlab
+	// last is the last entry's path; a dry page joins it only when asked
+	// (lastPath) from its directory and name: a path a file was most of
+	// what a learn-ahead's walk allocated.
+	last, lastDir, lastName string
 	// gather: how many directories to learn at once (0, 1: one); extra:
 	// those the walk met after the one it stopped at (see listTree).
 	gather int
 	extra  []string
+}
+
+// lastPath is the path of the page's last entry ("" if none).
+func (pg *page) lastPath() string {
+	if pg.last == "" && pg.lastName != "" {
+		pg.last = paths.Join(pg.lastDir, pg.lastName)
+	}
+	return pg.last
 }
 
 // learnWidth is how many directories a listing learns at once: the one
@@ -406,7 +418,10 @@ func relComponents(a, b string) []string {
 // listDir appends up to size children of n after name token; it reports
 // whether more children follow.
 func (ns *namespace) listDir(n *inode, p, token string, size int, blocks bool, resp *api.ListStatusResponse) (more bool) {
-	var slab infoSlab
+	var (
+		slab infoSlab
+		strs strSlab
+	)
 	visit := func(c *inode) bool {
 		if c.name == token && token != "" {
 			return true
@@ -416,7 +431,7 @@ func (ns *namespace) listDir(n *inode, p, token string, size int, blocks bool, r
 			return false
 		}
 		left := min(size, n.childCount()) - len(resp.Infos)
-		resp.Infos = append(resp.Infos, ns.fillInfo(slab.next(left), c, paths.Join(p, c.name), blocks))
+		resp.Infos = append(resp.Infos, ns.fillInfo(slab.next(left), c, strs.join(p, c.name), blocks, &strs))
 		return true
 	}
 	n.kids.ascend(token, visit)
@@ -460,7 +475,7 @@ func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp s
 				if pg.gather <= 1 {
 					return false
 				}
-				markN, markLast = pg.n, pg.last
+				markN, markLast = pg.n, pg.lastPath()
 				return true // past it, its children unknown
 			}
 			pg.extra = append(pg.extra, dp)
@@ -471,7 +486,10 @@ func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp s
 		}
 		cont := true
 		each := func(c *inode) bool {
-			cp := paths.Join(dp, c.name)
+			var cp string // a dry page's files need none
+			if pg.dry == nil || c.dir() {
+				cp = pg.strs.join(dp, c.name)
+			}
 			if len(after) > 0 && c.name == after[0] {
 				// Already returned: only its subtree may be left.
 				if c.dir() {
@@ -484,9 +502,10 @@ func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp s
 				cont = false
 				return false
 			}
-			pg.n, pg.last = pg.n+1, cp
+			pg.n++
+			pg.last, pg.lastDir, pg.lastName = cp, dp, c.name
 			if pg.dry == nil && !gathering() {
-				pg.resp.Infos = append(pg.resp.Infos, ns.fillInfo(pg.slab.next(size-pg.n+1), c, cp, blocks))
+				pg.resp.Infos = append(pg.resp.Infos, ns.fillInfo(pg.slab.next(size-pg.n+1), c, cp, blocks, &pg.strs))
 			}
 			if c.dir() {
 				if pg.dry != nil && !gathering() {
@@ -509,7 +528,7 @@ func (ns *namespace) listTree(n *inode, p string, after []string, size int, sp s
 	if gathering() && pg.gather > 1 {
 		// Back to where the walk met load: the caller learns it (and the
 		// extras) and resumes after its entry.
-		pg.n, pg.last, full = markN, markLast, false
+		pg.n, pg.last, pg.lastName, full = markN, markLast, "", false
 	}
 	return full, load, deny
 }

@@ -847,7 +847,7 @@ func (ns *namespace) createLocked(ctx context.Context, p string, req *api.Create
 	if err := t.add(&ca.e); err != nil {
 		return nil, nil, err
 	}
-	return ns.fillInfo(fi, ns.st.get(id), p, false), t, nil
+	return ns.fillInfo(fi, ns.st.get(id), p, false, nil), t, nil
 }
 
 // createAlloc is what createLocked allocates for a new file, together.
@@ -969,7 +969,7 @@ func (ns *namespace) completeLocked(ctx context.Context, p string, req *api.Comp
 	}
 	ns.blocks.trimFile(n.id, func(idx int64) bool { return ns.st.hasBlock(n, idx) })
 	ns.blocks.reconcile([]int64{n.id}) // complete now, perhaps persisted
-	return completed{info: ns.fillInfo(fi, n, p, false), t: t, async: n.persist() == api.PersistenceState_TO_BE_PERSISTED}, nil
+	return completed{info: ns.fillInfo(fi, n, p, false, nil), t: t, async: n.persist() == api.PersistenceState_TO_BE_PERSISTED}, nil
 }
 
 // GetStatus returns the status of a path, loading it from the UFS on first
@@ -1040,7 +1040,7 @@ func (ns *namespace) statLockedInto(ctx context.Context, op, p string, n *inode,
 			return nil, err
 		}
 	}
-	return ns.fillInfo(fi, n, p, true), nil
+	return ns.fillInfo(fi, n, p, true, nil), nil
 }
 
 // Delete removes a file or directory (its subtree when recursive) and,

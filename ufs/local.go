@@ -128,9 +128,15 @@ func fingerprint(size int64, mtime time.Time) string {
 func LocalFingerprint(size, mtimeNs int64) string {
 	// One allocation (the string), not three: a listing makes one per file.
 	var b [48]byte
-	out := strconv.AppendInt(b[:0], size, 10)
-	out = append(out, ':')
-	return string(strconv.AppendInt(out, mtimeNs, 10))
+	return string(AppendLocalFingerprint(b[:0], size, mtimeNs))
+}
+
+// AppendLocalFingerprint appends LocalFingerprint(size, mtimeNs) to b:
+// for callers that build many strings in one buffer (a listing's page).
+func AppendLocalFingerprint(b []byte, size, mtimeNs int64) []byte {
+	b = strconv.AppendInt(b, size, 10)
+	b = append(b, ':')
+	return strconv.AppendInt(b, mtimeNs, 10)
 }
 
 // Stat implements FileSystem.
