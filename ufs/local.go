@@ -168,6 +168,7 @@ func (l *Local) List(ctx context.Context, dir string, fn func(FileStatus) error)
 	defer f.Close()
 	sp := entryStats.Get().(*[]entryStat)
 	stats, used := (*sp)[:0], 0
+	var fps fpSlab
 	defer func() {
 		clear(stats[:used]) // keep no names or errors alive
 		*sp = stats[:0]
@@ -202,6 +203,9 @@ func (l *Local) List(ctx context.Context, dir string, fn func(FileStatus) error)
 				}
 				st = statusOf(name, fi)
 			}
+			if !st.IsDir && st.Fingerprint == "" {
+				st.Fingerprint = fps.fingerprint(st.Size, st.ModTime)
+			}
 			if ferr := fn(st); ferr != nil {
 				return ferr
 			}
@@ -213,6 +217,25 @@ func (l *Local) List(ctx context.Context, dir string, fn func(FileStatus) error)
 			return l.wrap("list", dir, err)
 		}
 	}
+}
+
+// fpSlab builds a listing's fingerprints in shared chunks: one string a
+// file was one allocation a file learned, besides its name. Bytes a
+// fingerprint covers are never written again (a chunk is only appended
+// to), so the strings stay immutable; a chunk lives while any of its
+// fingerprints does (the FS master keeps a local one as a number).
+type fpSlab struct{ buf []byte }
+
+// fpMax is the longest fingerprint: two int64s and the colon.
+const fpMax = 2*20 + 1
+
+func (s *fpSlab) fingerprint(size int64, mtime time.Time) string {
+	if cap(s.buf)-len(s.buf) < fpMax {
+		s.buf = make([]byte, 0, 8<<10)
+	}
+	from := len(s.buf)
+	s.buf = AppendLocalFingerprint(s.buf, size, mtime.UnixNano())
+	return unsafe.String(&s.buf[from], len(s.buf)-from)
 }
 
 // entryStats recycles List's batches of stats (one grown per directory

@@ -119,24 +119,32 @@ func (f rawReader) ReadAt(p []byte, off int64) (int, error) {
 func (f rawReader) Close() error { return unix.Close(int(f)) }
 
 func statusOfStat(name string, st *unix.Stat_t) FileStatus {
-	mtime := time.Unix(st.Mtim.Unix())
-	fst := FileStatus{Name: name, IsDir: st.Mode&unix.S_IFMT == unix.S_IFDIR, ModTime: mtime, Mode: st.Mode & 0o777}
+	fst := statusOfStatBare(name, st)
+	if !fst.IsDir {
+		fst.Fingerprint = fingerprint(fst.Size, fst.ModTime)
+	}
+	return fst
+}
+
+// statusOfStatBare is statusOfStat without the fingerprint.
+func statusOfStatBare(name string, st *unix.Stat_t) FileStatus {
+	fst := FileStatus{Name: name, IsDir: st.Mode&unix.S_IFMT == unix.S_IFDIR, ModTime: time.Unix(st.Mtim.Unix()), Mode: st.Mode & 0o777}
 	if !fst.IsDir {
 		fst.Size = st.Size
-		fst.Fingerprint = fingerprint(st.Size, mtime)
 	}
 	return fst
 }
 
 // lstatIn is the status of the entry name of the open directory dir: one
 // fstatat of a single component, where DirEntry.Info resolves the whole
-// absolute path again for every entry of a listing.
+// absolute path again for every entry of a listing. A file's Fingerprint
+// may be left empty for the caller (List builds a batch's together).
 func lstatIn(dir *os.File, name string) (FileStatus, bool, error) {
 	var st unix.Stat_t
 	if err := unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return FileStatus{}, false, &fs.PathError{Op: "fstatat", Path: name, Err: err}
 	}
-	return statusOfStat(name, &st), st.Mode&unix.S_IFMT == unix.S_IFLNK, nil
+	return statusOfStatBare(name, &st), st.Mode&unix.S_IFMT == unix.S_IFLNK, nil
 }
 
 func (b *beneath) close() {

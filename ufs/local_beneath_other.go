@@ -23,7 +23,8 @@ func (*beneath) create(*Local, string, string, string, string, CreateOptions, fs
 
 func (*beneath) openRead(string, string) (readerAtCloser, FileStatus, error) { panic("unreachable") }
 
-// lstatIn is DirEntry.Info's status (Linux has a one-component fstatat).
+// lstatIn is DirEntry.Info's status (Linux has a one-component fstatat),
+// its fingerprint included.
 func lstatIn(dir *os.File, name string) (FileStatus, bool, error) {
 	fi, err := os.Lstat(dir.Name() + "/" + name)
 	if err != nil {

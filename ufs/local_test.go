@@ -206,8 +206,16 @@ func TestLocalListBig(t *testing.T) {
 			t.Errorf("%s: %+v, want a file of %d bytes", name, st, size)
 		}
 	}
-	if st := got["sub"]; !st.IsDir {
-		t.Errorf("sub: %+v, want a directory", st)
+	if st := got["sub"]; !st.IsDir || st.Fingerprint != "" {
+		t.Errorf("sub: %+v, want a directory (no fingerprint)", st)
+	}
+	// The listing's fingerprints (built in shared chunks) are Stat's,
+	// and still are once the whole listing is done.
+	for _, name := range []string{"f00000", "f01500", "f02999", "inside"} {
+		st, err := l.Stat(ctx, "/"+name)
+		if err != nil || st.Fingerprint != got[name].Fingerprint {
+			t.Errorf("%s: Stat fingerprint %q (%v), listed %q", name, st.Fingerprint, err, got[name].Fingerprint)
+		}
 	}
 }
 
