@@ -1160,7 +1160,8 @@ type RegisterWorkerCommand struct {
 	NowMs              int64                  `protobuf:"varint,7,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
 	Capacity           int32                  `protobuf:"varint,8,opt,name=capacity,proto3" json:"capacity,omitempty"`
 	Plans              []*PlanInfo            `protobuf:"bytes,9,rep,name=plans,proto3" json:"plans,omitempty"`
-	Instance           string                 `protobuf:"bytes,10,opt,name=instance,proto3" json:"instance,omitempty"` // RegisterJobWorkerRequest.instance
+	Instance           string                 `protobuf:"bytes,10,opt,name=instance,proto3" json:"instance,omitempty"`                                    // RegisterJobWorkerRequest.instance
+	RemoteCapacity     int32                  `protobuf:"varint,11,opt,name=remote_capacity,json=remoteCapacity,proto3" json:"remote_capacity,omitempty"` // RegisterJobWorkerRequest.remote_capacity
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -1263,6 +1264,13 @@ func (x *RegisterWorkerCommand) GetInstance() string {
 		return x.Instance
 	}
 	return ""
+}
+
+func (x *RegisterWorkerCommand) GetRemoteCapacity() int32 {
+	if x != nil {
+		return x.RemoteCapacity
+	}
+	return 0
 }
 
 // WorkerLostCommand marks a job worker LOST; its running tasks go back to
@@ -2107,7 +2115,7 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\x10NextRoundCommand\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x05R\x05round\x12\x15\n" +
-	"\x06now_ms\x18\x03 \x01(\x03R\x05nowMs\"\xd8\x02\n" +
+	"\x06now_ms\x18\x03 \x01(\x03R\x05nowMs\"\x81\x03\n" +
 	"\x15RegisterWorkerCommand\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12&\n" +
@@ -2119,7 +2127,8 @@ const file_jobfsm_proto_rawDesc = "" +
 	"\bcapacity\x18\b \x01(\x05R\bcapacity\x12+\n" +
 	"\x05plans\x18\t \x03(\v2\x15.alluvium.v1.PlanInfoR\x05plans\x12\x1a\n" +
 	"\binstance\x18\n" +
-	" \x01(\tR\binstance\"\x82\x01\n" +
+	" \x01(\tR\binstance\x12'\n" +
+	"\x0fremote_capacity\x18\v \x01(\x05R\x0eremoteCapacity\"\x82\x01\n" +
 	"\x11WorkerLostCommand\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x12!\n" +
 	"\fmax_attempts\x18\x02 \x01(\x05R\vmaxAttempts\x12\x16\n" +

@@ -2264,9 +2264,12 @@ type JobWorkerInfo struct {
 	Tasks              []*TaskInfo            `protobuf:"bytes,11,rep,name=tasks,proto3" json:"tasks,omitempty"`        // with ListJobWorkersRequest.include_tasks
 	Plans              []*PlanInfo            `protobuf:"bytes,12,rep,name=plans,proto3" json:"plans,omitempty"`        // the plans it runs (as it registered)
 	// The registering process's instance (RegisterJobWorkerRequest.instance).
-	Instance      string `protobuf:"bytes,13,opt,name=instance,proto3" json:"instance,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Instance string `protobuf:"bytes,13,opt,name=instance,proto3" json:"instance,omitempty"`
+	// Remote plans' tasks it runs at once beside capacity
+	// (RegisterJobWorkerRequest.remote_capacity).
+	RemoteCapacity int32 `protobuf:"varint,14,opt,name=remote_capacity,json=remoteCapacity,proto3" json:"remote_capacity,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *JobWorkerInfo) Reset() {
@@ -2388,6 +2391,13 @@ func (x *JobWorkerInfo) GetInstance() string {
 		return x.Instance
 	}
 	return ""
+}
+
+func (x *JobWorkerInfo) GetRemoteCapacity() int32 {
+	if x != nil {
+		return x.RemoteCapacity
+	}
+	return 0
 }
 
 // PlanInfo describes a plan: built in, or a plugin from plans.dir.
@@ -2584,9 +2594,15 @@ type RegisterJobWorkerRequest struct {
 	// gets that record's id back instead of replacing it; a new process (a
 	// restart) picks a new instance and replaces its old self. Empty: every
 	// registration replaces.
-	Instance      string `protobuf:"bytes,8,opt,name=instance,proto3" json:"instance,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Instance string `protobuf:"bytes,8,opt,name=instance,proto3" json:"instance,omitempty"`
+	// Tasks of remote plans (plans.RemoteRunner: a load, whose work is the
+	// block worker's) the worker runs at once beside capacity, on none of
+	// its threads (jobworker.remote-tasks). The leader counts such tasks
+	// against this limit, the others against capacity. 0: none apart —
+	// they count against capacity as any task (a worker before the field).
+	RemoteCapacity int32 `protobuf:"varint,9,opt,name=remote_capacity,json=remoteCapacity,proto3" json:"remote_capacity,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RegisterJobWorkerRequest) Reset() {
@@ -2673,6 +2689,13 @@ func (x *RegisterJobWorkerRequest) GetInstance() string {
 		return x.Instance
 	}
 	return ""
+}
+
+func (x *RegisterJobWorkerRequest) GetRemoteCapacity() int32 {
+	if x != nil {
+		return x.RemoteCapacity
+	}
+	return 0
 }
 
 type RegisterJobWorkerResponse struct {
@@ -3708,7 +3731,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"U\n" +
 	"\x14RunPolicyNowResponse\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12&\n" +
-	"\x0fpipeline_run_id\x18\x02 \x01(\x03R\rpipelineRunId\"\xd4\x03\n" +
+	"\x0fpipeline_run_id\x18\x02 \x01(\x03R\rpipelineRunId\"\xfd\x03\n" +
 	"\rJobWorkerInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -3723,7 +3746,8 @@ const file_jobmaster_proto_rawDesc = "" +
 	" \x01(\x05R\bcapacity\x12+\n" +
 	"\x05tasks\x18\v \x03(\v2\x15.alluvium.v1.TaskInfoR\x05tasks\x12+\n" +
 	"\x05plans\x18\f \x03(\v2\x15.alluvium.v1.PlanInfoR\x05plans\x12\x1a\n" +
-	"\binstance\x18\r \x01(\tR\binstance\"\xa0\x01\n" +
+	"\binstance\x18\r \x01(\tR\binstance\x12'\n" +
+	"\x0fremote_capacity\x18\x0e \x01(\x05R\x0eremoteCapacity\"\xa0\x01\n" +
 	"\bPlanInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06origin\x18\x02 \x01(\tR\x06origin\x12\x18\n" +
@@ -3734,7 +3758,7 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\x10ListPlansRequest\"Z\n" +
 	"\x11ListPlansResponse\x12+\n" +
 	"\x05plans\x18\x01 \x03(\v2\x15.alluvium.v1.PlanInfoR\x05plans\x12\x18\n" +
-	"\aworkers\x18\x02 \x01(\x05R\aworkers\"\xa1\x02\n" +
+	"\aworkers\x18\x02 \x01(\x05R\aworkers\"\xca\x02\n" +
 	"\x18RegisterJobWorkerRequest\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12&\n" +
@@ -3743,7 +3767,8 @@ const file_jobmaster_proto_rawDesc = "" +
 	"\athreads\x18\x05 \x01(\x05R\athreads\x12\x1a\n" +
 	"\bcapacity\x18\x06 \x01(\x05R\bcapacity\x12+\n" +
 	"\x05plans\x18\a \x03(\v2\x15.alluvium.v1.PlanInfoR\x05plans\x12\x1a\n" +
-	"\binstance\x18\b \x01(\tR\binstance\"\x83\x01\n" +
+	"\binstance\x18\b \x01(\tR\binstance\x12'\n" +
+	"\x0fremote_capacity\x18\t \x01(\x05R\x0eremoteCapacity\"\x83\x01\n" +
 	"\x19RegisterJobWorkerResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x03R\bworkerId\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x12\x15\n" +

@@ -58,6 +58,13 @@ type broker struct {
 	// holders counts, per job, the tasks each job worker holds (claimed or
 	// running, not yet reported done): the workers that run the job now.
 	holders map[int64]map[int64]int
+	// remoteJobs says, for each job in holders, whether its tasks count
+	// against their workers' remote capacity (plans.RemoteRunner): fixed
+	// while any is held, so a task's load is taken back from the count it
+	// was added to. remote decides it (remoteJobOf: the job's plan, as the
+	// leader knows it; tests replace it).
+	remoteJobs map[int64]bool
+	remote     func(job int64) bool
 	// Indexes that keep a poll and a wake-up from looking at every worker
 	// (thousands poll each second): the workers whose own queue holds
 	// tasks, those whose queue holds more than they take at once (others
@@ -98,9 +105,26 @@ type workerSlot struct {
 	// out here), so the slot may stay in waiting until its next poll:
 	// wakeIdleLocked wakes only slots with a poll parked.
 	parked atomic.Int32
+
+	// remoteCap is how many remote plans' tasks it runs beside capacity
+	// (RegisterJobWorkerRequest.remote_capacity; 0: they count against
+	// capacity), remoteLoad how many it holds.
+	remoteCap  int
+	remoteLoad int
 }
 
 func (w *workerSlot) free() int { return w.capacity - w.load }
+
+// remoteFree is how many more remote plans' tasks it takes beside
+// capacity.
+func (w *workerSlot) remoteFree() int { return w.remoteCap - w.remoteLoad }
+
+// room is how many more tasks of either kind it takes.
+func (w *workerSlot) room() int { return max(w.free(), 0) + max(w.remoteFree(), 0) }
+
+// remoteSlot says whether a task of a job whose class is remote counts
+// against w's remote capacity.
+func (w *workerSlot) remoteSlot(remote bool) bool { return remote && w.remoteCap > 0 }
 
 type claim struct {
 	worker   int64
@@ -157,15 +181,25 @@ var (
 )
 
 func newBroker(fsm *FSM, taskTimeout, localityWait time.Duration) *broker {
-	return &broker{
+	b := &broker{
 		fsm: fsm, taskTimeout: taskTimeout, localityWait: localityWait,
 		workers: map[int64]*workerSlot{}, byBW: map[string]int64{}, byBWID: map[int64]int64{},
 		pref: map[int64]*fifo{}, queued: map[taskKey]int64{}, claimed: map[taskKey]claim{},
-		running: map[taskKey]runInfo{}, holders: map[int64]map[int64]int{},
+		running: map[taskKey]runInfo{}, holders: map[int64]map[int64]int{}, remoteJobs: map[int64]bool{},
 		nonEmpty: map[int64]struct{}{}, over: map[int64]struct{}{}, waiting: map[int64]*workerSlot{},
 		limited: map[int64]int64{},
 		suspect: map[taskKey]taskEvent{}, unheard: map[int64]struct{}{}, settled: make(chan struct{}),
 	}
+	b.remote = func(int64) bool { return false } // the leader sets remoteJobOf
+	return b
+}
+
+// remoteLocked says whether job's tasks are remote plans' (see remoteJobs).
+func (b *broker) remoteLocked(job int64) bool {
+	if r, ok := b.remoteJobs[job]; ok {
+		return r
+	}
+	return b.remote(job)
 }
 
 // startSettle begins a new leader's settle: pending are the tasks PENDING
@@ -285,7 +319,7 @@ func (b *broker) spareLocked(id int64) int {
 	}
 	spare := q.len()
 	if w := b.workers[id]; w != nil {
-		spare -= w.capacity
+		spare -= w.capacity + w.remoteCap
 	}
 	return spare
 }
@@ -396,19 +430,16 @@ func (b *broker) setWorker(w *workerRec) {
 	}
 	slot := b.workers[w.ID]
 	if slot == nil {
-		slot = &workerSlot{id: w.ID, wake: make(chan struct{}, 1), lastSeen: time.Now()}
-		for _, c := range b.claimed {
-			if c.worker == w.ID && !c.released {
-				slot.load++
-			}
-		}
-		for _, r := range b.running {
-			if r.worker == w.ID && !r.released {
-				slot.load++
-			}
-		}
+		slot = &workerSlot{id: w.ID, wake: make(chan struct{}, 1), lastSeen: time.Now(), remoteCap: int(max(w.RemoteCapacity, 0))}
+		b.countLoadLocked(slot)
 		b.workers[w.ID] = slot
 		b.live.Store(int64(len(b.workers)))
+	}
+	if rc := int(max(w.RemoteCapacity, 0)); rc != slot.remoteCap {
+		// (A record's remote capacity does not change: a process that
+		// registers again gets a new record. Kept right all the same.)
+		slot.remoteCap = rc
+		b.countLoadLocked(slot)
 	}
 	// The indexes by block worker hold each worker's current block worker
 	// only (a removal then drops its entries without a walk of them all:
@@ -433,6 +464,29 @@ func (b *broker) setWorker(w *workerRec) {
 	b.noteQueueLocked(w.ID)
 	// Tasks waiting in the shared queue may be this worker's.
 	b.wakeIdleLocked()
+}
+
+// countLoadLocked counts slot's load from the tasks claimed by or running
+// on it.
+func (b *broker) countLoadLocked(slot *workerSlot) {
+	slot.load, slot.remoteLoad = 0, 0
+	add := func(k taskKey) {
+		if slot.remoteSlot(b.remoteLocked(k.job)) {
+			slot.remoteLoad++
+		} else {
+			slot.load++
+		}
+	}
+	for k, c := range b.claimed {
+		if c.worker == slot.id && !c.released {
+			add(k)
+		}
+	}
+	for k, r := range b.running {
+		if r.worker == slot.id && !r.released {
+			add(k)
+		}
+	}
 }
 
 // unindexBWLocked drops worker id's entries for block worker address addr
@@ -514,10 +568,16 @@ func (b *broker) dropRun(k taskKey) (runInfo, bool) {
 	return r, ok
 }
 
-// count moves worker's load, and its hold on k's job, by delta.
+// count moves worker's load (of k's kind), and its hold on k's job, by
+// delta.
 func (b *broker) count(k taskKey, worker int64, delta int) {
+	remote := b.remoteLocked(k.job)
 	if w := b.workers[worker]; w != nil {
-		w.load += delta
+		if w.remoteSlot(remote) {
+			w.remoteLoad += delta
+		} else {
+			w.load += delta
+		}
 	}
 	h := b.holders[k.job]
 	if h == nil {
@@ -526,12 +586,14 @@ func (b *broker) count(k taskKey, worker int64, delta int) {
 		}
 		h = map[int64]int{}
 		b.holders[k.job] = h
+		b.remoteJobs[k.job] = remote
 	}
 	held := h[worker] > 0
 	if h[worker] += delta; h[worker] <= 0 {
 		delete(h, worker)
 		if len(h) == 0 {
 			delete(b.holders, k.job)
+			delete(b.remoteJobs, k.job)
 			delete(b.limited, k.job)
 		}
 	}
@@ -663,7 +725,7 @@ func (b *broker) wakeIdleLocked() {
 		if budget <= 0 {
 			break
 		}
-		if f := w.free(); f > 0 && w.parked.Load() > 0 {
+		if f := w.room(); f > 0 && w.parked.Load() > 0 {
 			wakeSlot(w)
 			// Its poll may have run out meanwhile (poll: no lock): then
 			// this wake-up waits for its next poll, and the work is
@@ -674,7 +736,7 @@ func (b *broker) wakeIdleLocked() {
 		}
 	}
 	for id := range b.nonEmpty {
-		if w := b.waiting[id]; w != nil && w.free() > 0 && w.parked.Load() > 0 {
+		if w := b.waiting[id]; w != nil && w.room() > 0 && w.parked.Load() > 0 {
 			wakeSlot(w)
 		}
 	}
@@ -763,11 +825,23 @@ func (b *broker) canRunLocked(w *workerSlot, k taskKey) bool {
 }
 
 // takeLocked pops up to n tasks for worker w: its own queue, the shared
-// one, then stolen ones. Tasks of plans w does not run stay queued.
+// one, then stolen ones, each within the room w has for its kind (remote
+// plans' tasks in its remote capacity, the others in its capacity). Tasks
+// of plans w does not run stay queued.
 func (b *broker) takeLocked(w *workerSlot, n int) []taskKey {
 	var out []taskKey
+	free, remoteFree := w.free(), w.remoteFree()
+	// fits says whether w has room for k's kind.
+	fits := func(k taskKey) bool {
+		if w.remoteSlot(b.remoteLocked(k.job)) {
+			return remoteFree > 0
+		}
+		return free > 0
+	}
 	// pop takes up to limit tasks off q; with a cutoff (a steal), only
 	// tasks queued by then: those that have waited out the locality wait.
+	// A queue's first task for which w has no room ends the take from it
+	// (one kind full: the queue waits for it, as a full worker's would).
 	pop := func(q *fifo, owner int64, limit int, cutoff time.Time) int {
 		var skipped []queuedTask
 		took := 0
@@ -778,6 +852,9 @@ func (b *broker) takeLocked(w *workerSlot, n int) []taskKey {
 			}
 			if o, ok := b.queued[it.k]; ok && o == owner && !cutoff.IsZero() && it.at.After(cutoff) {
 				break // the rest still wait for their own worker
+			}
+			if o, ok := b.queued[it.k]; ok && o == owner && !fits(it.k) {
+				break
 			}
 			q.pop()
 			if o, ok := b.queued[it.k]; !ok || o != owner {
@@ -790,6 +867,11 @@ func (b *broker) takeLocked(w *workerSlot, n int) []taskKey {
 			delete(b.queued, it.k)
 			out = append(out, it.k)
 			took++
+			if w.remoteSlot(b.remoteLocked(it.k.job)) {
+				remoteFree--
+			} else {
+				free--
+			}
 		}
 		for _, it := range skipped {
 			q.push(it)
@@ -850,7 +932,7 @@ func (b *broker) poll(ctx context.Context, worker int64, wait time.Duration) (po
 			return p, nil
 		}
 		var p polled
-		if n := w.free(); n > 0 {
+		if n := w.room(); n > 0 {
 			p.keys = b.takeLocked(w, n)
 		}
 		p.cancels, p.lost, p.rates = w.cancels, w.lost, w.takeRates()

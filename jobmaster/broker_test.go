@@ -415,3 +415,77 @@ func TestBrokerBlockWorkerIndexes(t *testing.T) {
 	b.setWorker(&workerRec{ID: 3, State: api.WorkerState_LOST})
 	want(map[string]int64{}, map[int64]int64{})
 }
+
+// A worker with a remote capacity takes remote plans' tasks (a load) up to
+// it beside its capacity, the others' up to its capacity; one without
+// counts every task against its capacity. Their load is taken back from
+// the count it went to.
+func TestBrokerRemoteCapacity(t *testing.T) {
+	newB := func(remoteCap int32) *broker {
+		b := newBroker(nil, time.Minute, 0)
+		b.remote = func(job int64) bool { return job == 1 } // job 1 is a load
+		b.setWorker(&workerRec{ID: 1, Capacity: 2, RemoteCapacity: remoteCap, State: api.WorkerState_LIVE})
+		return b
+	}
+	take := func(b *broker) []taskKey {
+		t.Helper()
+		p, err := b.poll(context.Background(), 1, 10*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.keys
+	}
+	loads := func(b *broker) (int, int) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.workers[1].load, b.workers[1].remoteLoad
+	}
+
+	b := newB(3)
+	b.onTasks(pendingEvents(1, 5, ""))
+	if got := take(b); len(got) != 3 {
+		t.Fatalf("remote tasks taken: %v, want 3 (the remote capacity)", got)
+	}
+	if l, r := loads(b); l != 0 || r != 3 {
+		t.Fatalf("load %d, remote load %d; want 0, 3", l, r)
+	}
+	b.released(1, []taskKey{{1, 0}})
+	if got := take(b); len(got) != 1 || got[0] != (taskKey{1, 3}) {
+		t.Fatalf("after one released: %v, want [{1 3}]", got)
+	}
+	// The local tasks queued behind the last remote one wait for it: a
+	// queue's first task the worker has no room for ends the take.
+	b.onTasks(pendingEvents(2, 3, ""))
+	if got := take(b); len(got) != 0 {
+		t.Fatalf("took %v behind a remote task with the remote capacity full", got)
+	}
+	b.released(1, []taskKey{{1, 1}})
+	if got := take(b); len(got) != 3 || got[0] != (taskKey{1, 4}) || got[1] != (taskKey{2, 0}) || got[2] != (taskKey{2, 1}) {
+		t.Fatalf("took %v, want the last remote task and 2 local ones (the capacity)", got)
+	}
+	if l, r := loads(b); l != 2 || r != 3 {
+		t.Fatalf("load %d, remote load %d; want 2, 3", l, r)
+	}
+	// Tasks ending take their load back from the count they went to.
+	var ended []taskEvent
+	for _, k := range []taskKey{{1, 2}, {1, 3}, {1, 4}, {2, 0}, {2, 1}} {
+		ended = append(ended, taskEvent{key: k, status: api.TaskInfo_COMPLETED})
+	}
+	b.onTasks(ended)
+	if l, r := loads(b); l != 0 || r != 0 {
+		t.Fatalf("after every task ended: load %d, remote load %d; want 0, 0", l, r)
+	}
+	if len(b.remoteJobs) != 0 || len(b.holders) != 0 {
+		t.Fatalf("jobs still held: %v %v", b.remoteJobs, b.holders)
+	}
+
+	// Without a remote capacity a load's tasks count against the capacity.
+	b = newB(0)
+	b.onTasks(pendingEvents(1, 5, ""))
+	if got := take(b); len(got) != 2 {
+		t.Fatalf("remote tasks taken without a remote capacity: %v, want 2 (the capacity)", got)
+	}
+	if l, r := loads(b); l != 2 || r != 0 {
+		t.Fatalf("load %d, remote load %d; want 2, 0", l, r)
+	}
+}

@@ -51,7 +51,9 @@
 //     or the same request on the worker's JobWorkerPolls stream, which
 //     answers each in order and saves a call's setup every interval) is
 //     answered the moment there is work for it, up to its capacity minus
-//     what it holds. Idle workers steal from long queues, once their oldest
+//     what it holds — remote plans' tasks (plans.RemoteRunner: load) up to
+//     its remote capacity instead, which a job worker runs beside its
+//     threads (jobworker.remote-tasks). Idle workers steal from long queues, once their oldest
 //     task has waited jobmaster.task.locality-wait there. Cancels ride on
 //     the same replies. It turns claimed tasks into assignments (with each
 //     job's bandwidth share, from the job's typed limits: it never reads a

@@ -607,7 +607,7 @@ func (x *tx) applyRegisterWorker(c *api.RegisterWorkerCommand) any {
 	x.s.workers.ReplaceOrInsert(&workerRec{
 		ID: id, Address: c.GetAddress(), Host: c.GetHost(), BWID: c.GetBlockWorkerId(),
 		BWAddr: c.GetBlockWorkerAddress(), Threads: c.GetThreads(), Capacity: c.GetCapacity(), State: api.WorkerState_LIVE,
-		UpdatedMs: x.now, Plans: c.GetPlans(), Instance: c.GetInstance(),
+		UpdatedMs: x.now, Plans: c.GetPlans(), Instance: c.GetInstance(), RemoteCapacity: max(c.GetRemoteCapacity(), 0),
 	})
 	x.s.liveByAddr[c.GetAddress()] = id
 	x.ev.workers = append(x.ev.workers, id)

@@ -593,7 +593,7 @@ func (r *rpcServer) RegisterJobWorker(ctx context.Context, req *api.RegisterJobW
 	resp, err := s.apply(ctx, &api.RegisterWorkerCommand{
 		Address: req.GetAddress(), Host: req.GetHost(), BlockWorkerId: req.GetBlockWorkerId(),
 		BlockWorkerAddress: req.GetBlockWorkerAddress(), Threads: threads, Capacity: capacity, Plans: boundedPlans(req.GetPlans()),
-		Instance:    req.GetInstance(),
+		Instance: req.GetInstance(), RemoteCapacity: max(req.GetRemoteCapacity(), 0),
 		MaxAttempts: int32(s.cfg.JobMaster.Task.MaxAttempts), NowMs: time.Now().UnixMilli(),
 	})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/internal/raftgroup"
+	"github.com/alluvium/alluvium/plans"
 )
 
 // leaderState is what exists only while this node leads: the broker, the
@@ -72,6 +73,7 @@ func (s *Server) establishLeadership() *leaderState {
 	ls := &leaderState{s: s, ctx: ctx, cancel: cancel, term: s.raft.CurrentTerm()}
 	jm := s.cfg.JobMaster
 	ls.broker = newBroker(s.fsm, jm.Task.Timeout, jm.Task.LocalityWait)
+	ls.broker.remote = remoteJobOf(s.fsm)
 	ls.coll = newCollector(func(ctx context.Context, cmd *api.UpdateTasksCommand) error {
 		return s.applyErr(ctx, cmd)
 	}, jm.Task.BatchMax, int32(jm.Task.MaxAttempts))
@@ -495,4 +497,15 @@ func (ls *leaderState) gcPipelines(ctx context.Context, now int64) error {
 	}
 	ls.s.log.Info("compacted finished pipeline runs", zap.Int("runs", len(del)))
 	return nil
+}
+
+// remoteJobOf says whether a job's tasks are a remote plan's
+// (plans.RemoteRunner: a load), which the broker counts against a job
+// worker's remote capacity. A plugin plan (it has a version) never is,
+// whatever its name. (The scheduler itself never looks at plans.)
+func remoteJobOf(fsm *FSM) func(job int64) bool {
+	return func(job int64) bool {
+		j := fsm.Job(job)
+		return j != nil && j.PlanVersion == "" && plans.RunsRemotely(j.Plan)
+	}
 }

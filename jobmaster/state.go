@@ -138,17 +138,20 @@ func terminalTask(s api.TaskInfo_Status) bool {
 
 // workerRec is a registered job worker.
 type workerRec struct {
-	ID        int64
-	Address   string
-	Host      string
-	BWID      int64
-	BWAddr    string
-	Threads   int32
-	Capacity  int32
-	State     api.WorkerState
-	UpdatedMs int64           // registered or lost
-	Plans     []*api.PlanInfo // the plans it runs, as it registered
-	Instance  string          // the registering process's (RegisterJobWorkerRequest.instance)
+	ID       int64
+	Address  string
+	Host     string
+	BWID     int64
+	BWAddr   string
+	Threads  int32
+	Capacity int32
+	// RemoteCapacity is how many remote plans' tasks it runs at once
+	// beside Capacity (0: they count against Capacity).
+	RemoteCapacity int32
+	State          api.WorkerState
+	UpdatedMs      int64           // registered or lost
+	Plans          []*api.PlanInfo // the plans it runs, as it registered
+	Instance       string          // the registering process's (RegisterJobWorkerRequest.instance)
 }
 
 // lists says whether w named plan at its registration (an older worker
@@ -405,7 +408,7 @@ func (w *workerRec) info() *api.JobWorkerInfo {
 	return &api.JobWorkerInfo{
 		Id: w.ID, Address: w.Address, Host: w.Host, BlockWorkerId: w.BWID, BlockWorkerAddress: w.BWAddr,
 		Threads: w.Threads, Capacity: w.Capacity, State: w.State, LastHeartbeatMs: w.UpdatedMs, Plans: w.Plans,
-		Instance: w.Instance,
+		Instance: w.Instance, RemoteCapacity: w.RemoteCapacity,
 	}
 }
 
@@ -475,5 +478,6 @@ func workerFromInfo(i *api.JobWorkerInfo) *workerRec {
 		ID: i.GetId(), Address: i.GetAddress(), Host: i.GetHost(), BWID: i.GetBlockWorkerId(),
 		BWAddr: i.GetBlockWorkerAddress(), Threads: i.GetThreads(), Capacity: i.GetCapacity(), State: i.GetState(),
 		UpdatedMs: i.GetLastHeartbeatMs(), Plans: i.GetPlans(), Instance: i.GetInstance(),
+		RemoteCapacity: i.GetRemoteCapacity(),
 	}
 }

@@ -4,7 +4,10 @@
 // (over one JobWorkerPolls stream to the leader, internal/client.Polls;
 // the unary call to a master without it),
 // runs them on a pool of jobworker.threads executors through the plans
-// registry, and reports every result at once — re-sending it until the
+// registry — a remote plan's tasks (plans.RemoteRunner: a load, whose
+// work is its block workers') each on a goroutine of its own, up to
+// jobworker.remote-tasks at once beside the threads, as the leader hands
+// it that many beside its capacity — and reports every result at once — re-sending it until the
 // leader acks that it is in raft, so a lost reply or a leader change never
 // loses a result.
 //

@@ -70,7 +70,7 @@ func (s *session) get(ctx context.Context) (leader, int64, time.Duration, error)
 		host, _, _ := net.SplitHostPort(w.addr)
 		resp, err := c.RegisterJobWorker(cctx, &api.RegisterJobWorkerRequest{
 			Address: w.addr, Host: host, BlockWorkerId: w.bw.BlockWorkerID,
-			BlockWorkerAddress: w.bw.BlockWorkerAddress, Threads: int32(w.threads), Capacity: int32(w.capacity),
+			BlockWorkerAddress: w.bw.BlockWorkerAddress, Threads: int32(w.threads), Capacity: int32(w.capacity), RemoteCapacity: int32(w.remote),
 			Plans: planInfos(), Instance: w.instance,
 		})
 		cancel()

@@ -42,6 +42,10 @@ type Worker struct {
 	masters  []string
 	threads  int
 	capacity int
+	// remote is how many remote plans' tasks (plans.RemoteRunner) run at
+	// once beside the threads, each on a goroutine of its own
+	// (jobworker.remote-tasks; 0: they run on the threads).
+	remote   int
 	progress time.Duration
 	env      plans.Env
 	envClose func() error
@@ -65,11 +69,13 @@ type Worker struct {
 	mu       sync.Mutex
 	cond     *sync.Cond
 	queue    []*api.TaskAssignment
-	tasks    map[ref]*taskState // queued or running
+	rqueue   []*api.TaskAssignment // remote plans' tasks waiting for one of remote
+	tasks    map[ref]*taskState    // queued or running
 	results  map[ref]*api.TaskUpdate
 	dirty    map[ref]int64 // progress not yet sent
 	limiters map[int64]*rate.Limiter
 	running  int // tasks running: at most threads
+	rrunning int // remote plans' tasks running: at most remote
 	wakeRep  chan struct{}
 	stopping bool
 }
@@ -116,12 +122,15 @@ func NewWithOptions(cfg *config.Config, log *zap.Logger, bw Colocated, o Options
 	if depth <= 0 {
 		depth = threads
 	}
+	if cfg.JobWorker.RemoteTasks < 0 {
+		return nil, fmt.Errorf("jobworker.remote-tasks = %d: want >= 0", cfg.JobWorker.RemoteTasks)
+	}
 	pi := cfg.JobWorker.ProgressInterval
 	if pi <= 0 {
 		pi = time.Second
 	}
 	w := &Worker{
-		cfg: cfg, log: log, bw: bw, masters: masters, threads: threads, capacity: threads + depth, progress: pi,
+		cfg: cfg, log: log, bw: bw, masters: masters, threads: threads, capacity: threads + depth, remote: cfg.JobWorker.RemoteTasks, progress: pi,
 		tasks: map[ref]*taskState{}, results: map[ref]*api.TaskUpdate{}, dirty: map[ref]int64{},
 		limiters: map[int64]*rate.Limiter{}, wakeRep: make(chan struct{}, 1), instance: rand.Text(),
 	}
@@ -312,7 +321,13 @@ func (w *Worker) freeLocked() int {
 	if w.stopping {
 		return 0
 	}
-	return max(w.capacity-len(w.tasks), 0)
+	return max(w.capacity+w.remote-len(w.tasks), 0)
+}
+
+// isRemote says whether a's plan runs remotely here: its task waits on
+// calls, on a goroutine of its own, not on one of the threads.
+func (w *Worker) isRemote(a *api.TaskAssignment) bool {
+	return w.remote > 0 && a.GetPlanVersion() == "" && plans.RunsRemotely(a.GetPlan())
 }
 
 // handle applies a heartbeat reply: re-registration, the heartbeat
@@ -353,9 +368,14 @@ func (w *Worker) handle(id int64, resp *api.JobWorkerHeartbeatResponse) {
 			continue
 		}
 		w.tasks[r] = &taskState{a: a}
-		w.queue = append(w.queue, a)
+		if w.isRemote(a) {
+			w.rqueue = append(w.rqueue, a)
+		} else {
+			w.queue = append(w.queue, a)
+		}
 		w.limiterLocked(a)
 	}
+	w.startRemoteLocked()
 	// One executor woken a task (each takes at least one): a broadcast
 	// would wake every idle one of jobworker.threads for each task that
 	// comes or ends, most only to find the queue empty again.
@@ -377,14 +397,41 @@ func (w *Worker) cancelLocked(c *api.TaskRef) {
 		}
 		delete(w.tasks, r)
 	}
-	if len(w.queue) > 0 {
-		q := w.queue[:0]
-		for _, a := range w.queue {
-			if _, ok := w.tasks[refOf(a)]; ok {
-				q = append(q, a)
-			}
+	w.queue = w.heldLocked(w.queue)
+	w.rqueue = w.heldLocked(w.rqueue)
+}
+
+// heldLocked is q without the tasks no longer held.
+func (w *Worker) heldLocked(q []*api.TaskAssignment) []*api.TaskAssignment {
+	if len(q) == 0 {
+		return q
+	}
+	out := q[:0]
+	for _, a := range q {
+		if _, ok := w.tasks[refOf(a)]; ok {
+			out = append(out, a)
 		}
-		w.queue = q
+	}
+	return out
+}
+
+// startRemoteLocked starts queued remote plans' tasks while fewer than
+// remote run, each on a goroutine of its own: such a task only waits on
+// calls, so it holds none of the threads.
+func (w *Worker) startRemoteLocked() {
+	for len(w.rqueue) > 0 && w.rrunning < w.remote && !w.stopping && w.ctx != nil && w.ctx.Err() == nil {
+		a := w.rqueue[0]
+		w.rqueue = w.rqueue[1:]
+		st := w.tasks[refOf(a)]
+		if st == nil {
+			continue
+		}
+		s := w.startLocked(a, st, true)
+		w.wg.Add(1) // the poll or report loop calling is counted: not zero now
+		go func() {
+			defer w.wg.Done()
+			w.runBatch([]*started{s})
+		}()
 	}
 }
 
@@ -441,6 +488,7 @@ type started struct {
 	ctx    context.Context // its timeout, and the cancel of st
 	cancel context.CancelFunc
 	lim    *rate.Limiter
+	remote bool // on a goroutine of its own, not a thread
 }
 
 // takeLocked takes the queue's first task and, when its plan runs
@@ -453,7 +501,7 @@ func (w *Worker) takeLocked() []*started {
 	if st == nil {
 		return nil
 	}
-	out := []*started{w.startLocked(a, st)}
+	out := []*started{w.startLocked(a, st, false)}
 	if plan, err := plans.Lookup(a.GetPlan()); err != nil {
 		return out
 	} else if _, ok := plan.(plans.BatchRunner); !ok {
@@ -463,7 +511,7 @@ func (w *Worker) takeLocked() []*started {
 	for _, b := range w.queue {
 		if st := w.tasks[refOf(b)]; st != nil && w.running < w.threads && b.GetJobId() == a.GetJobId() &&
 			b.GetPlan() == a.GetPlan() && b.GetPlanVersion() == a.GetPlanVersion() {
-			out = append(out, w.startLocked(b, st))
+			out = append(out, w.startLocked(b, st, false))
 			continue
 		}
 		q = append(q, b)
@@ -472,14 +520,18 @@ func (w *Worker) takeLocked() []*started {
 	return out
 }
 
-func (w *Worker) startLocked(a *api.TaskAssignment, st *taskState) *started {
+func (w *Worker) startLocked(a *api.TaskAssignment, st *taskState, remote bool) *started {
 	ctx, cancel := context.WithCancel(w.ctx)
 	if ms := a.GetTimeoutMs(); ms > 0 {
 		ctx, cancel = context.WithTimeout(w.ctx, time.Duration(ms)*time.Millisecond)
 	}
 	st.running, st.cancel = true, cancel
-	w.running++
-	return &started{a: a, st: st, ctx: ctx, cancel: cancel, lim: w.limiters[a.GetJobId()]}
+	if remote {
+		w.rrunning++
+	} else {
+		w.running++
+	}
+	return &started{a: a, st: st, ctx: ctx, cancel: cancel, lim: w.limiters[a.GetJobId()], remote: remote}
 }
 
 // finished records a task's report and frees its thread.
@@ -501,8 +553,13 @@ func (w *Worker) finished(s *started, u *api.TaskUpdate) {
 		w.results[r] = u
 	}
 	w.dropLimiterLocked(a.GetJobId())
-	w.running--
-	w.cond.Signal() // a thread is free: one executor may take the next task
+	if s.remote {
+		w.rrunning--
+		w.startRemoteLocked()
+	} else {
+		w.running--
+		w.cond.Signal() // a thread is free: one executor may take the next task
+	}
 	w.mu.Unlock()
 	select {
 	case w.wakeRep <- struct{}{}:

@@ -117,6 +117,12 @@ func (m *fakeMaster) JobWorkerHeartbeat(ctx context.Context, req *api.JobWorkerH
 // nopEnv) polling the job master at master; the caller stops it.
 func startWorker(t *testing.T, master string, threads int) *Worker {
 	t.Helper()
+	return startWorkerWith(t, master, threads, func(*config.Config) {})
+}
+
+// startWorkerWith is startWorker with the config changed by set.
+func startWorkerWith(t *testing.T, master string, threads int, set func(*config.Config)) *Worker {
+	t.Helper()
 	l := config.NewLoader()
 	l.Set("home", t.TempDir())
 	cfg, err := l.Load()
@@ -126,6 +132,7 @@ func startWorker(t *testing.T, master string, threads int) *Worker {
 	cfg.JobWorker.JobMaster = master
 	cfg.JobWorker.Threads = threads
 	cfg.Worker.Host = "127.0.0.1"
+	set(cfg)
 	wl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

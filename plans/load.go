@@ -27,6 +27,10 @@ const blocksInParallel = 4
 // Name implements Plan.
 func (Load) Name() string { return "load" }
 
+// RunsRemotely: a load task's work is its block workers' (CacheBlocks,
+// CacheBlock: they fill and commit); the job worker only waits.
+func (Load) RunsRemotely() bool { return true }
+
 // Validate implements Plan: the path must exist and enough block workers
 // must be eligible for the replication asked.
 func (Load) Validate(ctx context.Context, env Env, config []byte) (spec.Valid, error) {

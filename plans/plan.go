@@ -101,6 +101,27 @@ type BatchRunner interface {
 	RunBatch(ctx context.Context, env Env, tasks []BatchTask, done func(i int, res Result, err error))
 }
 
+// RemoteRunner is a plan whose tasks' work is done by other servers: a
+// task only calls them and waits (a load's CacheBlocks: the block worker
+// reads the UFS, writes the block and commits it). A job worker runs such
+// tasks beside its jobworker.threads, up to jobworker.remote-tasks at
+// once, and the leader hands it that many of them beside its capacity
+// (RegisterJobWorkerRequest.remote_capacity): a thread held only to wait
+// on a call would bound tiny jobs by the threads, not by the work.
+type RemoteRunner interface {
+	RunsRemotely() bool
+}
+
+// RunsRemotely says whether the plan named name is a RemoteRunner that
+// runs remotely (false for a plan not registered here).
+func RunsRemotely(name string) bool {
+	regMu.RLock()
+	p := registry[name]
+	regMu.RUnlock()
+	r, ok := p.(RemoteRunner)
+	return ok && r.RunsRemotely()
+}
+
 // BatchTask is one task of a batch and the context it runs with.
 type BatchTask struct {
 	Ctx  context.Context

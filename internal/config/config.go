@@ -358,7 +358,12 @@ type JobWorkerConfig struct {
 	Threads   int    `mapstructure:"threads"`
 	// QueueDepth is how many tasks beyond Threads the worker takes ahead
 	// (0: as many as Threads).
-	QueueDepth       int           `mapstructure:"queue-depth"`
+	QueueDepth int `mapstructure:"queue-depth"`
+	// RemoteTasks is how many tasks of remote plans (plans.RemoteRunner: a
+	// load, whose work is its block workers') run at once beside Threads,
+	// on none of them; the leader hands the worker that many beside
+	// Threads+QueueDepth. 0: they run on the threads as any task.
+	RemoteTasks      int           `mapstructure:"remote-tasks"`
 	ProgressInterval time.Duration `mapstructure:"progress-interval"`
 	Exec             ExecConfig    `mapstructure:"exec"`
 }
@@ -528,6 +533,7 @@ func Default() map[string]any {
 		"jobmaster.task.batch-max":                   8192,
 		"jobmaster.job.gc-interval":                  time.Minute,
 		"jobworker.queue-depth":                      0,
+		"jobworker.remote-tasks":                     32,
 		"jobworker.progress-interval":                time.Second,
 		"jobmaster.worker.timeout":                   DefaultWorkerTimeout,
 		"jobmaster.worker.heartbeat-interval":        time.Second,
