@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/alluvium/alluvium/internal/client"
-	"github.com/alluvium/alluvium/internal/gcfloor"
 	"github.com/alluvium/alluvium/internal/security"
 	"github.com/alluvium/alluvium/internal/sim"
 )
@@ -82,7 +81,7 @@ Each has its own connection to each master unless --conns shares fewer.`,
 				return usageError{err}
 			}
 			sim.RaiseFileLimit()
-			defer gcfloor.Start(sim.GCFloor)()
+			defer sim.TuneGC(count)()
 			s, err := sim.New(sim.Config{
 				Workers: count, FSMasters: client.SplitAddrs(cfg.Client.Master), JobMasters: client.SplitAddrs(cfg.Client.JobMaster),
 				Dial: dial, Conns: conns, Capacity: capacity, SpreadPhases: spread,

@@ -1,6 +1,10 @@
 package sim
 
-import "syscall"
+import (
+	"os"
+	"runtime/debug"
+	"syscall"
+)
 
 // RaiseFileLimit lifts this process's open-file limit to its hard maximum
 // and, where allowed (root), to the kernel's: each simulated worker holds
@@ -42,9 +46,47 @@ func ConnsFor(workers, perWorker, limit int) int {
 	return max((limit-fileReserve)/perWorker, 1)
 }
 
-// GCFloor is the heap floor (internal/gcfloor) a simulator's process runs
-// with: thousands of workers' calls allocate fast, and with Go's default a
-// collection (marking every worker's connection buffers and goroutine
-// stacks) ran every few seconds and took a fifth of the simulator's CPU
-// (docs/profiles/scale/sim-*). At most this much more heap.
+// GCFloor is the least heap a simulator's process lets its workers' calls
+// allocate between collections (GCLimitFor): thousands of workers' calls
+// allocate fast, and with Go's default a collection (marking every
+// worker's connection buffers and goroutine stacks) ran every few seconds
+// and took a fifth of the simulator's CPU (docs/profiles/scale/sim-*).
 const GCFloor = 512 << 20
+
+// gcPerWorker is the memory a simulator allows each simulated worker
+// (GCLimitFor): about two minutes of its allocation, a heartbeat and a
+// poll a second at ~1.4 KB a call.
+const gcPerWorker = 384 << 10
+
+// GCLimitFor is the memory limit a simulator of workers collects at
+// (TuneGC): GCFloor, or two minutes of the workers' allocation when more
+// (3.7 GiB for 10,000).
+func GCLimitFor(workers int) int64 {
+	return max(int64(GCFloor), int64(workers)*gcPerWorker)
+}
+
+// TuneGC sets this process's collector for a simulator of workers and
+// returns what restores it: no collection until the process's memory
+// reaches GCLimitFor(workers) (GOGC off, that memory limit), about every
+// two minutes. Why: one collection of the simulator stalls every
+// simulated worker at once, which no fleet of real workers (each
+// collecting its own small heap on its own host) does. Marking 10,000
+// workers' streams (130 MB of heap, 50 MB of stacks) took 0.3 s and 0.6
+// of a core-second, 0.4 of it in mark assists on the workers' own
+// goroutines; with the heap floor it had before (internal/gcfloor, 512
+// MiB) the simulator collected every ~40 s, and the second of each
+// collection held up to 3,500 heartbeats and 3,900 polls over 50 ms (the
+// 10,000-worker benchmark's p99 is its worst 6,000 of 600,000 a minute):
+// hb3, GODEBUG=gctrace=1 beside the workers' per-second tails. A GOGC or
+// GOMEMLIMIT in the environment wins: nothing is changed.
+func TuneGC(workers int) (restore func()) {
+	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
+		return func() {}
+	}
+	limit := debug.SetMemoryLimit(GCLimitFor(workers))
+	percent := debug.SetGCPercent(-1)
+	return func() {
+		debug.SetGCPercent(percent)
+		debug.SetMemoryLimit(limit)
+	}
+}
