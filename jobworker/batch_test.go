@@ -2,22 +2,18 @@ package jobworker
 
 import (
 	"context"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/plans"
-	"github.com/alluvium/alluvium/plans/spec"
 )
 
 // bplan runs batches (as plugins do): it records each batch's tasks and
 // how many tasks ran at once; a task with args "block" waits for its own
 // context to end.
-type bplan struct{}
+type bplan struct{ runOnly }
 
 var bstate struct {
 	mu       sync.Mutex
@@ -28,13 +24,6 @@ var bstate struct {
 }
 
 func (bplan) Name() string { return "wbatch" }
-func (bplan) Validate(_ context.Context, _ plans.Env, c []byte) (spec.Valid, error) {
-	return spec.Valid{Config: c}, nil
-}
-func (bplan) NewPlanner(context.Context, plans.Env, plans.Job) (plans.Planner, error) {
-	return nil, nil
-}
-func (bplan) Done(context.Context, plans.Env, plans.Job) (bool, error) { return true, nil }
 func (bplan) Run(ctx context.Context, env plans.Env, t *plans.Task) (plans.Result, error) {
 	var res plans.Result
 	var err error
@@ -138,15 +127,9 @@ func TestWorkerHandsBatchesOfOneJob(t *testing.T) {
 	bstate.mu.Lock()
 	bstate.batches, bstate.running, bstate.most, bstate.canceled = nil, 0, 0, nil
 	bstate.mu.Unlock()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &batchMaster{addr: ln.Addr().String(), reports: map[int64][]api.TaskInfo_Status{}}
-	srv := grpc.NewServer()
-	api.RegisterJobMasterServer(srv, m)
-	go srv.Serve(ln)
-	defer srv.Stop()
+	m := serveJobMaster(t, func(addr string) *batchMaster {
+		return &batchMaster{addr: addr, reports: map[int64][]api.TaskInfo_Status{}}
+	})
 	w := startWorker(t, m.addr, 4)
 	defer w.Stop(context.Background())
 

@@ -2,22 +2,18 @@ package jobworker
 
 import (
 	"context"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/config"
 	"github.com/alluvium/alluvium/plans"
-	"github.com/alluvium/alluvium/plans/spec"
 )
 
 // rplan is a remote plan (as load is): its tasks wait until release is
 // closed, counting how many run at once.
-type rplan struct{}
+type rplan struct{ runOnly }
 
 var rstate struct {
 	mu      sync.Mutex
@@ -28,13 +24,6 @@ var rstate struct {
 
 func (rplan) Name() string       { return "wremote" }
 func (rplan) RunsRemotely() bool { return true }
-func (rplan) Validate(_ context.Context, _ plans.Env, c []byte) (spec.Valid, error) {
-	return spec.Valid{Config: c}, nil
-}
-func (rplan) NewPlanner(context.Context, plans.Env, plans.Job) (plans.Planner, error) {
-	return nil, nil
-}
-func (rplan) Done(context.Context, plans.Env, plans.Job) (bool, error) { return true, nil }
 func (rplan) Run(ctx context.Context, _ plans.Env, t *plans.Task) (plans.Result, error) {
 	rstate.mu.Lock()
 	rstate.running++
@@ -109,15 +98,7 @@ func TestWorkerRunsRemoteTasksBesideThreads(t *testing.T) {
 	rstate.running, rstate.most, rstate.release = 0, 0, make(chan struct{})
 	release := rstate.release
 	rstate.mu.Unlock()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &remoteMaster{addr: ln.Addr().String(), done: map[int64]bool{}}
-	srv := grpc.NewServer()
-	api.RegisterJobMasterServer(srv, m)
-	go srv.Serve(ln)
-	defer srv.Stop()
+	m := serveJobMaster(t, func(addr string) *remoteMaster { return &remoteMaster{addr: addr, done: map[int64]bool{}} })
 	w := startWorkerWith(t, m.addr, 1, func(c *config.Config) { c.JobWorker.RemoteTasks = 3 })
 	defer w.Stop(context.Background())
 

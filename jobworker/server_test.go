@@ -20,19 +20,24 @@ import (
 	"github.com/alluvium/alluvium/plans/spec"
 )
 
+// runOnly is the part of plans.Plan a worker's test plan does not use
+// (the worker only runs tasks): any config is valid, no planner, done.
+type runOnly struct{}
+
+func (runOnly) Validate(_ context.Context, _ plans.Env, c []byte) (spec.Valid, error) {
+	return spec.Valid{Config: c}, nil
+}
+func (runOnly) NewPlanner(context.Context, plans.Env, plans.Job) (plans.Planner, error) {
+	return nil, nil
+}
+func (runOnly) Done(context.Context, plans.Env, plans.Job) (bool, error) { return true, nil }
+
 // wplan: args {"block": true} wait for cancel; else done at once.
-type wplan struct{}
+type wplan struct{ runOnly }
 
 var wCanceled atomic.Int64
 
 func (wplan) Name() string { return "wtest" }
-func (wplan) Validate(_ context.Context, _ plans.Env, c []byte) (spec.Valid, error) {
-	return spec.Valid{Config: c}, nil
-}
-func (wplan) NewPlanner(context.Context, plans.Env, plans.Job) (plans.Planner, error) {
-	return nil, nil
-}
-func (wplan) Done(context.Context, plans.Env, plans.Job) (bool, error) { return true, nil }
 func (wplan) Run(ctx context.Context, _ plans.Env, t *plans.Task) (plans.Result, error) {
 	var a struct{ Block bool }
 	_ = json.Unmarshal(t.Args, &a)
@@ -147,17 +152,26 @@ func startWorkerWith(t *testing.T, master string, threads int, set func(*config.
 	return w
 }
 
-func TestWorkerResendsResultsAndHonoursCancels(t *testing.T) {
+// serveJobMaster serves the fake job master newMaster makes for its own
+// address (its GetLeader answers with it) on a loopback port until the
+// test ends, and returns it.
+func serveJobMaster[M api.JobMasterServer](t *testing.T, newMaster func(addr string) M) M {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &fakeMaster{addr: ln.Addr().String(), done: map[int64]int{}}
-	canceledBefore := wCanceled.Load()
+	m := newMaster(ln.Addr().String())
 	srv := grpc.NewServer()
 	api.RegisterJobMasterServer(srv, m)
 	go srv.Serve(ln)
-	defer srv.Stop()
+	t.Cleanup(srv.Stop) // after the test's own defers: its workers stop first
+	return m
+}
+
+func TestWorkerResendsResultsAndHonoursCancels(t *testing.T) {
+	m := serveJobMaster(t, func(addr string) *fakeMaster { return &fakeMaster{addr: addr, done: map[int64]int{}} })
+	canceledBefore := wCanceled.Load()
 
 	w := startWorker(t, m.addr, 2)
 	defer w.Stop(context.Background())
