@@ -62,7 +62,7 @@ type broker struct {
 	// against their workers' remote capacity (plans.RemoteRunner): fixed
 	// while any is held, so a task's load is taken back from the count it
 	// was added to. remote decides it (remoteJobOf: the job's plan, as the
-	// leader knows it; tests replace it).
+	// leader knows it).
 	remoteJobs map[int64]bool
 	remote     func(job int64) bool
 	// Indexes that keep a poll and a wake-up from looking at every worker
@@ -180,9 +180,14 @@ var (
 	errUnknownWorker = errors.New("job worker not registered with this leader")
 )
 
-func newBroker(fsm *FSM, taskTimeout, localityWait time.Duration) *broker {
-	b := &broker{
-		fsm: fsm, taskTimeout: taskTimeout, localityWait: localityWait,
+// newBroker returns the leader's broker; remote says whether a job's tasks
+// count against a worker's remote capacity (remoteJobOf; nil: none does).
+func newBroker(fsm *FSM, taskTimeout, localityWait time.Duration, remote func(job int64) bool) *broker {
+	if remote == nil {
+		remote = func(int64) bool { return false }
+	}
+	return &broker{
+		fsm: fsm, taskTimeout: taskTimeout, localityWait: localityWait, remote: remote,
 		workers: map[int64]*workerSlot{}, byBW: map[string]int64{}, byBWID: map[int64]int64{},
 		pref: map[int64]*fifo{}, queued: map[taskKey]int64{}, claimed: map[taskKey]claim{},
 		running: map[taskKey]runInfo{}, holders: map[int64]map[int64]int{}, remoteJobs: map[int64]bool{},
@@ -190,8 +195,6 @@ func newBroker(fsm *FSM, taskTimeout, localityWait time.Duration) *broker {
 		limited: map[int64]int64{},
 		suspect: map[taskKey]taskEvent{}, unheard: map[int64]struct{}{}, settled: make(chan struct{}),
 	}
-	b.remote = func(int64) bool { return false } // the leader sets remoteJobOf
-	return b
 }
 
 // remoteLocked says whether job's tasks are remote plans' (see remoteJobs).

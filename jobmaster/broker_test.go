@@ -12,7 +12,7 @@ import (
 
 func brokerWithWorkers(t *testing.T, n int, capacity int32) *broker {
 	t.Helper()
-	b := newBroker(nil, time.Minute, 0)
+	b := newBroker(nil, time.Minute, 0, nil)
 	for i := 1; i <= n; i++ {
 		b.setWorker(&workerRec{ID: int64(i), BWID: int64(100 + i), BWAddr: fmt.Sprintf("bw%d:1", i), Capacity: capacity, State: api.WorkerState_LIVE})
 	}
@@ -376,7 +376,7 @@ func TestBrokerSettleHoldsOnlyTasksPendingAtStart(t *testing.T) {
 
 // With no live worker, nothing can hold a task: no settle.
 func TestBrokerSettleWithoutWorkers(t *testing.T) {
-	b := newBroker(nil, time.Minute, 0)
+	b := newBroker(nil, time.Minute, 0, nil)
 	b.startSettle(pendingEvents(1, 2, ""))
 	select {
 	case <-b.settledCh():
@@ -422,8 +422,7 @@ func TestBrokerBlockWorkerIndexes(t *testing.T) {
 // the count it went to.
 func TestBrokerRemoteCapacity(t *testing.T) {
 	newB := func(remoteCap int32) *broker {
-		b := newBroker(nil, time.Minute, 0)
-		b.remote = func(job int64) bool { return job == 1 } // job 1 is a load
+		b := newBroker(nil, time.Minute, 0, func(job int64) bool { return job == 1 }) // job 1 is a load
 		b.setWorker(&workerRec{ID: 1, Capacity: 2, RemoteCapacity: remoteCap, State: api.WorkerState_LIVE})
 		return b
 	}

@@ -72,8 +72,7 @@ func (s *Server) establishLeadership() *leaderState {
 	ctx, cancel := context.WithCancel(context.Background())
 	ls := &leaderState{s: s, ctx: ctx, cancel: cancel, term: s.raft.CurrentTerm()}
 	jm := s.cfg.JobMaster
-	ls.broker = newBroker(s.fsm, jm.Task.Timeout, jm.Task.LocalityWait)
-	ls.broker.remote = remoteJobOf(s.fsm)
+	ls.broker = newBroker(s.fsm, jm.Task.Timeout, jm.Task.LocalityWait, remoteJobOf(s.fsm))
 	ls.coll = newCollector(func(ctx context.Context, cmd *api.UpdateTasksCommand) error {
 		return s.applyErr(ctx, cmd)
 	}, jm.Task.BatchMax, int32(jm.Task.MaxAttempts))
