@@ -2,11 +2,10 @@ package fsmaster
 
 import (
 	"sort"
-	"strings"
-	"unsafe"
 
 	"github.com/alluvium/alluvium/api"
 	"github.com/alluvium/alluvium/internal/paths"
+	"github.com/alluvium/alluvium/internal/strslab"
 	"github.com/alluvium/alluvium/ufs"
 )
 
@@ -26,64 +25,24 @@ type infoSlab []api.FileInfo
 
 // strSlab builds a listing page's strings (each entry's path, UFS path and
 // fingerprint: three allocations a file, most of what a page allocated
-// besides its FileInfos) in shared chunks. Bytes a string covers are
-// never written again (a chunk is only appended to, and a full one is
-// left for a new one), so the strings stay immutable; a chunk lives as
-// long as any of its strings, and a page's strings go together once it is
-// sent.
-type strSlab struct{ buf []byte }
+// besides its FileInfos) in shared chunks; a page's strings go together
+// once it is sent. A nil *strSlab builds each string on its own.
+type strSlab struct{ strslab.Slab }
 
-// strChunk is the size of a strSlab's chunks: some hundreds of paths.
-const strChunk = 32 << 10
-
-// reserve makes room for n more bytes in the current chunk (a new one if
-// they do not fit) and returns where the next string starts.
-func (s *strSlab) reserve(n int) int {
-	if cap(s.buf)-len(s.buf) < n {
-		s.buf = make([]byte, 0, max(n, strChunk))
-	}
-	return len(s.buf)
-}
-
-// done returns the string appended since from (reserve's answer): the
-// bytes must have fit in the reserved room, not moved to a new array.
-func (s *strSlab) done(from int) string {
-	b := s.buf[from:]
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(&b[0], len(b))
-}
-
-// join is paths.Join(dir, name) built in the slab.
+// join is paths.Join(dir, name), built in the slab.
 func (s *strSlab) join(dir, name string) string {
 	if s == nil {
 		return paths.Join(dir, name)
 	}
-	from := s.reserve(len(dir) + 1 + len(name))
-	if dir != "/" {
-		s.buf = append(s.buf, dir...)
-	}
-	s.buf = append(s.buf, '/')
-	s.buf = append(s.buf, name...)
-	return s.done(from)
+	return s.End(paths.AppendJoin(s.Start(len(dir)+1+len(name)), dir, name))
 }
 
-// joinURI is ufs.JoinURI(root, rel) built in the slab.
+// joinURI is ufs.JoinURI(root, rel), built in the slab.
 func (s *strSlab) joinURI(root, rel string) string {
 	if s == nil {
 		return ufs.JoinURI(root, rel)
 	}
-	rel = strings.Trim(rel, "/")
-	if rel == "" {
-		return root
-	}
-	root = strings.TrimRight(root, "/")
-	from := s.reserve(len(root) + 1 + len(rel))
-	s.buf = append(s.buf, root...)
-	s.buf = append(s.buf, '/')
-	s.buf = append(s.buf, rel...)
-	return s.done(from)
+	return s.End(ufs.AppendJoinURI(s.Start(len(root)+1+len(rel)), root, rel))
 }
 
 // infoChunk is the most FileInfos an infoSlab allocates at once.

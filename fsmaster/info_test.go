@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/alluvium/alluvium/internal/paths"
+	"github.com/alluvium/alluvium/internal/strslab"
 	"github.com/alluvium/alluvium/ufs"
 )
 
@@ -25,7 +26,7 @@ func TestStrSlabJoins(t *testing.T) {
 		r, rel := roots[i%len(roots)], rels[i%len(rels)]
 		all = append(all, built{s.joinURI(r, rel), ufs.JoinURI(r, rel)})
 	}
-	long := string(make([]byte, 2*strChunk)) // more than a chunk
+	long := string(make([]byte, 2*strslab.DefaultChunk)) // more than a chunk
 	all = append(all, built{s.join("/d", long), paths.Join("/d", long)})
 	for i, b := range all {
 		if b.got != b.want {

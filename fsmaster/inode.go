@@ -286,9 +286,7 @@ func (s *State) fingerprint(n *inode) string {
 func (s *State) fingerprintIn(n *inode, strs *strSlab) string {
 	if n.flag(bitFPLocal) {
 		if strs != nil {
-			from := strs.reserve(48)
-			strs.buf = ufs.AppendLocalFingerprint(strs.buf, n.length, n.fpNs)
-			return strs.done(from)
+			return strs.End(ufs.AppendLocalFingerprint(strs.Start(48), n.length, n.fpNs))
 		}
 		return ufs.LocalFingerprint(n.length, n.fpNs)
 	}

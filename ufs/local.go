@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/alluvium/alluvium/internal/strslab"
 )
 
 // Local is a FileSystem over a local directory. It resolves every path
@@ -168,7 +170,10 @@ func (l *Local) List(ctx context.Context, dir string, fn func(FileStatus) error)
 	defer f.Close()
 	sp := entryStats.Get().(*[]entryStat)
 	stats, used := (*sp)[:0], 0
-	var fps fpSlab
+	// A batch's fingerprints are built in shared chunks: one string a file
+	// was one allocation a file learned, besides its name (the FS master
+	// keeps a local fingerprint as a number and drops the string).
+	fps := strslab.Slab{Chunk: 8 << 10}
 	defer func() {
 		clear(stats[:used]) // keep no names or errors alive
 		*sp = stats[:0]
@@ -204,7 +209,7 @@ func (l *Local) List(ctx context.Context, dir string, fn func(FileStatus) error)
 				st = statusOf(name, fi)
 			}
 			if !st.IsDir && st.Fingerprint == "" {
-				st.Fingerprint = fps.fingerprint(st.Size, st.ModTime)
+				st.Fingerprint = fps.End(AppendLocalFingerprint(fps.Start(fpMax), st.Size, st.ModTime.UnixNano()))
 			}
 			if ferr := fn(st); ferr != nil {
 				return ferr
@@ -219,24 +224,8 @@ func (l *Local) List(ctx context.Context, dir string, fn func(FileStatus) error)
 	}
 }
 
-// fpSlab builds a listing's fingerprints in shared chunks: one string a
-// file was one allocation a file learned, besides its name. Bytes a
-// fingerprint covers are never written again (a chunk is only appended
-// to), so the strings stay immutable; a chunk lives while any of its
-// fingerprints does (the FS master keeps a local one as a number).
-type fpSlab struct{ buf []byte }
-
-// fpMax is the longest fingerprint: two int64s and the colon.
+// fpMax is the longest local fingerprint: two int64s and the colon.
 const fpMax = 2*20 + 1
-
-func (s *fpSlab) fingerprint(size int64, mtime time.Time) string {
-	if cap(s.buf)-len(s.buf) < fpMax {
-		s.buf = make([]byte, 0, 8<<10)
-	}
-	from := len(s.buf)
-	s.buf = AppendLocalFingerprint(s.buf, size, mtime.UnixNano())
-	return unsafe.String(&s.buf[from], len(s.buf)-from)
-}
 
 // entryStats recycles List's batches of stats (one grown per directory
 // was a good part of what listing a tree allocated).

@@ -177,6 +177,18 @@ func JoinURI(root, rel string) string {
 	return strings.TrimRight(root, "/") + "/" + rel
 }
 
+// AppendJoinURI appends JoinURI(root, rel) to b: for callers that build
+// many UFS paths in one buffer (a listing's page).
+func AppendJoinURI(b []byte, root, rel string) []byte {
+	rel = strings.Trim(rel, "/")
+	if rel == "" {
+		return append(b, root...)
+	}
+	b = append(b, strings.TrimRight(root, "/")...)
+	b = append(b, '/')
+	return append(b, rel...)
+}
+
 // tempPrefix names in-flight files so listings can hide them.
 const tempPrefix = ".alluvium-tmp-"
 

@@ -155,6 +155,16 @@ func Join(dir, name string) string {
 	return dir + "/" + name
 }
 
+// AppendJoin appends Join(dir, name) to b: for callers that build many
+// paths in one buffer (a listing's page).
+func AppendJoin(b []byte, dir, name string) []byte {
+	if dir != "/" {
+		b = append(b, dir...)
+	}
+	b = append(b, '/')
+	return append(b, name...)
+}
+
 // IsAncestor reports whether a is b or one of b's ancestors (both clean).
 func IsAncestor(a, b string) bool {
 	if a == "/" || a == b {
