@@ -500,11 +500,11 @@ func (ls *leaderState) gcPipelines(ctx context.Context, now int64) error {
 
 // remoteJobOf says whether a job's tasks are a remote plan's
 // (plans.RemoteRunner: a load), which the broker counts against a job
-// worker's remote capacity. A plugin plan (it has a version) never is,
-// whatever its name. (The scheduler itself never looks at plans.)
+// worker's remote capacity (plans.RunsRemotely: never a plugin's). The
+// scheduler itself never looks at plans.
 func remoteJobOf(fsm *FSM) func(job int64) bool {
 	return func(job int64) bool {
 		j := fsm.Job(job)
-		return j != nil && j.PlanVersion == "" && plans.RunsRemotely(j.Plan)
+		return j != nil && plans.RunsRemotely(j.Plan, j.PlanVersion)
 	}
 }

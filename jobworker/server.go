@@ -327,7 +327,7 @@ func (w *Worker) freeLocked() int {
 // isRemote says whether a's plan runs remotely here: its task waits on
 // calls, on a goroutine of its own, not on one of the threads.
 func (w *Worker) isRemote(a *api.TaskAssignment) bool {
-	return w.remote > 0 && a.GetPlanVersion() == "" && plans.RunsRemotely(a.GetPlan())
+	return w.remote > 0 && plans.RunsRemotely(a.GetPlan(), a.GetPlanVersion())
 }
 
 // handle applies a heartbeat reply: re-registration, the heartbeat

@@ -112,9 +112,13 @@ type RemoteRunner interface {
 	RunsRemotely() bool
 }
 
-// RunsRemotely says whether the plan named name is a RemoteRunner that
-// runs remotely (false for a plan not registered here).
-func RunsRemotely(name string) bool {
+// RunsRemotely says whether the plan named name at version is a
+// RemoteRunner that runs remotely: false for a plan not registered here,
+// and for a plugin's (it has a version), whatever its name.
+func RunsRemotely(name, version string) bool {
+	if version != "" {
+		return false
+	}
 	regMu.RLock()
 	p := registry[name]
 	regMu.RUnlock()
