@@ -46,28 +46,28 @@ func ConnsFor(workers, perWorker, limit int) int {
 	return max((limit-fileReserve)/perWorker, 1)
 }
 
-// GCFloor is the least heap a simulator's process lets its workers' calls
-// allocate between collections (GCLimitFor): thousands of workers' calls
-// allocate fast, and with Go's default a collection (marking every
-// worker's connection buffers and goroutine stacks) ran every few seconds
-// and took a fifth of the simulator's CPU (docs/profiles/scale/sim-*).
-const GCFloor = 512 << 20
+// minGCLimit is the least memory a simulator's process collects at
+// (gcLimitFor): thousands of workers' calls allocate fast, and with Go's
+// default a collection (marking every worker's connection buffers and
+// goroutine stacks) ran every few seconds and took a fifth of the
+// simulator's CPU (docs/profiles/scale/sim-*).
+const minGCLimit = 512 << 20
 
 // gcPerWorker is the memory a simulator allows each simulated worker
-// (GCLimitFor): about two minutes of its allocation, a heartbeat and a
+// (gcLimitFor): about two minutes of its allocation, a heartbeat and a
 // poll a second at ~1.4 KB a call.
 const gcPerWorker = 384 << 10
 
-// GCLimitFor is the memory limit a simulator of workers collects at
-// (TuneGC): GCFloor, or two minutes of the workers' allocation when more
+// gcLimitFor is the memory limit a simulator of workers collects at
+// (TuneGC): minGCLimit, or two minutes of the workers' allocation when more
 // (3.7 GiB for 10,000).
-func GCLimitFor(workers int) int64 {
-	return max(int64(GCFloor), int64(workers)*gcPerWorker)
+func gcLimitFor(workers int) int64 {
+	return max(int64(minGCLimit), int64(workers)*gcPerWorker)
 }
 
 // TuneGC sets this process's collector for a simulator of workers and
 // returns what restores it: no collection until the process's memory
-// reaches GCLimitFor(workers) (GOGC off, that memory limit), about every
+// reaches gcLimitFor(workers) (GOGC off, that memory limit), about every
 // two minutes. Why: one collection of the simulator stalls every
 // simulated worker at once, which no fleet of real workers (each
 // collecting its own small heap on its own host) does. Marking 10,000
@@ -83,7 +83,7 @@ func TuneGC(workers int) (restore func()) {
 	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
 		return func() {}
 	}
-	limit := debug.SetMemoryLimit(GCLimitFor(workers))
+	limit := debug.SetMemoryLimit(gcLimitFor(workers))
 	percent := debug.SetGCPercent(-1)
 	return func() {
 		debug.SetGCPercent(percent)

@@ -35,9 +35,11 @@ func cpuTime(pid int) time.Duration {
 	}
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
-	const ticks = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / ticks
+	return time.Duration(ut+st) * time.Second / userHZ
 }
+
+// userHZ is the unit of /proc's CPU times: USER_HZ, 100 on Linux.
+const userHZ = 100
 
 // loadAvg is the machine's one-minute load average (how busy the shared
 // machine was: a figure is judged beside it).
@@ -273,8 +275,7 @@ func machineBusy() time.Duration {
 		n, _ := strconv.ParseInt(v, 10, 64)
 		ticks += n
 	}
-	const hz = 100 // USER_HZ on Linux
-	return time.Duration(ticks) * time.Second / hz
+	return time.Duration(ticks) * time.Second / userHZ
 }
 
 // raisePriority gives every thread of this process nice value n (on
