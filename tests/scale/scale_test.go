@@ -128,12 +128,25 @@ func TestScaleInodesSmall(t *testing.T) {
 // and learn — the FS master's heap per inode, its start from a checkpoint
 // and its restart after kill -9 (checkpoint + tail), and a load with
 // verify over every file, all cached (empty: nothing to copy), on
-// ALLUVIUM_SCALE_WORKERS simulated workers (default 16).
+// ALLUVIUM_SCALE_WORKERS simulated workers (default 16). With
+// ALLUVIUM_SCALE_STEADY_SECONDS it also measures the workers' heartbeats
+// that long before the load, as the workers phase does (with
+// ALLUVIUM_SCALE_WORKERS=10000 and ALLUVIUM_SCALE_CONNS=100: the 1M-file
+// run's heartbeat figures at SCALE_FILES=1000000 in about two minutes, not
+// the ten of building and learning its tree; ALLUVIUM_SCALE_TRACE_SECONDS
+// adds execution traces of both masters and the simulator after it).
 func BenchmarkScaleInodes(b *testing.B) {
 	p := params{
 		inodes:  true,
 		tree:    Tree{Files: envInt("ALLUVIUM_SCALE_FILES", 10_000_000), Version: TreeVersion},
 		workers: envInt("ALLUVIUM_SCALE_WORKERS", 16),
+		conns:   envInt("ALLUVIUM_SCALE_CONNS", 0),
+		// ALLUVIUM_SCALE_STEADY_SECONDS (default none): the workers'
+		// heartbeats measured that long, as in the workers phase, before
+		// the load (with ALLUVIUM_SCALE_WORKERS=10000: the goal's fleet
+		// against a master of SCALE_FILES inodes).
+		steady: time.Duration(envInt("ALLUVIUM_SCALE_STEADY_SECONDS", 0)) * time.Second,
+		nice:   envNice(b, "ALLUVIUM_SCALE_NICE"),
 	}
 	if out := os.Getenv("ALLUVIUM_SCALE_OUT"); out != "" {
 		// A folder of their own (inodes-10m): the scale run's profiles of
@@ -332,6 +345,13 @@ func runScale(tb testing.TB, p params) results {
 		r.restart()
 		r.startWorkers()
 		r.waitAllLive(10 * time.Minute)
+		if p.steady > 0 {
+			// The workers' heartbeats measured against an FS master
+			// holding the generated namespace: the 1M-inode run's
+			// heartbeat figures in minutes, without a UFS tree.
+			r.prof.settle()
+			r.steady()
+		}
 		r.loadCached()
 		if errs := r.prof.wait(); len(errs) > 0 {
 			tb.Logf("profiles not taken: %s", strings.Join(errs, "; "))
