@@ -105,6 +105,14 @@ type workerSlot struct {
 	// out here), so the slot may stay in waiting until its next poll:
 	// wakeIdleLocked wakes only slots with a poll parked.
 	parked atomic.Int32
+	// timer is the wait of this worker's long polls, reused from one poll
+	// to the next (a fresh timer and its channel were a fifth of the job
+	// master's allocation per poll, and so of its collections, at 10,000
+	// workers polling each second); timerBusy says a poll holds it, so a
+	// second poll of the same worker at once (a reconnecting worker's old
+	// stream) takes a timer of its own.
+	timer     *time.Timer
+	timerBusy atomic.Bool
 
 	// remoteCap is how many remote plans' tasks it runs beside capacity
 	// (RegisterJobWorkerRequest.remote_capacity; 0: they count against
@@ -909,11 +917,18 @@ func (b *broker) takeLocked(w *workerSlot, n int) []taskKey {
 // minus its load) or cancels, and returns them. Handed-out tasks are
 // claimed; the caller records their dispatch.
 func (b *broker) poll(ctx context.Context, worker int64, wait time.Duration) (polled, error) {
+	// The wait's timer, started at the first park and kept across
+	// wake-ups; from is the slot it belongs to (nil: its own).
 	var timer *time.Timer
-	if wait > 0 {
-		timer = time.NewTimer(wait)
-		defer timer.Stop()
-	}
+	var from *workerSlot
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+			if from != nil {
+				from.timerBusy.Store(false)
+			}
+		}
+	}()
 	for {
 		b.mu.Lock()
 		if b.closed {
@@ -926,7 +941,7 @@ func (b *broker) poll(ctx context.Context, worker int64, wait time.Duration) (po
 			return polled{}, errUnknownWorker
 		}
 		w.lastSeen = time.Now()
-		if timer == nil {
+		if wait <= 0 {
 			// Not a poll (a report): notices only; the worker's long poll
 			// takes the tasks.
 			p := polled{cancels: w.cancels, lost: w.lost, rates: w.takeRates()}
@@ -957,6 +972,9 @@ func (b *broker) poll(ctx context.Context, worker int64, wait time.Duration) (po
 		}
 		w.parked.Add(1)
 		b.mu.Unlock()
+		if timer == nil {
+			timer, from = w.waitTimer(wait)
+		}
 		select {
 		case <-w.wake:
 			w.parked.Add(-1)
@@ -981,6 +999,23 @@ func (b *broker) poll(ctx context.Context, worker int64, wait time.Duration) (po
 			return polled{}, ctx.Err()
 		}
 	}
+}
+
+// waitTimer is a timer running for wait: the slot's own (and the slot,
+// whose timerBusy the poll clears when it has stopped it) when no other
+// poll of it holds that, else a new one (and nil).
+func (w *workerSlot) waitTimer(wait time.Duration) (*time.Timer, *workerSlot) {
+	if !w.timerBusy.CompareAndSwap(false, true) {
+		return time.NewTimer(wait), nil
+	}
+	if w.timer == nil {
+		w.timer = time.NewTimer(wait)
+	} else {
+		// Stopped when its last poll ended: since Go 1.23 a Reset timer
+		// delivers no value left from before.
+		w.timer.Reset(wait)
+	}
+	return w.timer, w
 }
 
 // polled is what a poll hands a worker.
