@@ -488,3 +488,57 @@ func TestBrokerRemoteCapacity(t *testing.T) {
 		t.Fatalf("load %d, remote load %d; want 2, 0", l, r)
 	}
 }
+
+// A worker's polls reuse one timer: each later poll still waits its own
+// full time (no expiry left from the one before returns it at once), a
+// poll cut short by its caller leaves the timer usable, and two polls of
+// the same worker at once (a reconnecting worker's old stream) each wait
+// out their own time.
+func TestBrokerPollsReuseTheirTimer(t *testing.T) {
+	b := brokerWithWorkers(t, 1, 2)
+	waited := func(ctx context.Context, wait time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		p, err := b.poll(ctx, 1, wait)
+		if err != nil && ctx.Err() == nil {
+			t.Fatal(err)
+		}
+		if len(p.keys) != 0 {
+			t.Fatalf("a poll with no work got %v", p.keys)
+		}
+		return time.Since(start)
+	}
+	for i := range 3 {
+		if d := waited(context.Background(), 30*time.Millisecond); d < 30*time.Millisecond {
+			t.Fatalf("poll %d returned after %s, before its 30ms wait", i, d)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	waited(ctx, time.Hour) // ended by its caller: the timer is stopped and given back
+	cancel()
+	if d := waited(context.Background(), 30*time.Millisecond); d < 30*time.Millisecond {
+		t.Fatalf("the poll after a cancelled one returned after %s, before its 30ms wait", d)
+	}
+	b.mu.Lock()
+	slot := b.workers[1]
+	b.mu.Unlock()
+	if slot.timerBusy.Load() {
+		t.Fatal("no poll runs, yet the slot's timer is held")
+	}
+	done := make(chan time.Duration, 2)
+	for _, wait := range []time.Duration{40 * time.Millisecond, 80 * time.Millisecond} {
+		go func() {
+			start := time.Now()
+			b.poll(context.Background(), 1, wait)
+			done <- time.Since(start) - wait
+		}()
+	}
+	for range 2 {
+		if early := <-done; early < 0 {
+			t.Fatalf("one of two polls at once of the same worker returned %s before its wait", -early)
+		}
+	}
+	if slot.timerBusy.Load() {
+		t.Fatal("after both polls ended the slot's timer is still held")
+	}
+}
