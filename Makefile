@@ -114,6 +114,10 @@ bench-scale-workers: build
 # namespace of SCALE_FILES empty files generated into a checkpoint by the
 # FS master's own writer; the real binary's heap per inode, start and
 # kill -9 restart from it, a load with verify over it (minutes, not an hour).
+# With ALLUVIUM_SCALE_STEADY_SECONDS=60 ALLUVIUM_SCALE_WORKERS=10000
+# ALLUVIUM_SCALE_CONNS=100 in the environment it also measures the workers'
+# heartbeats against the generated namespace (SCALE_FILES=1000000: the 1M-file
+# run's heartbeat figures in ~2 minutes; BenchmarkScaleInodes).
 bench-scale-inodes: build
 	mkdir -p docs/profiles/scale
 	ALLUVIUM_BIN=$(CURDIR)/bin/alluvium ALLUVIUM_SCALE_FILES=$(SCALE_FILES) ALLUVIUM_SCALE_OUT=$(CURDIR)/docs/profiles/scale \
