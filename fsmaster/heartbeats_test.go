@@ -29,9 +29,10 @@ func TestWorkerHeartbeatsStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	id := reg.GetWorkerId()
 	beat := func() *api.WorkerHeartbeatResponse {
 		t.Helper()
-		if err := stream.Send(&api.WorkerHeartbeatRequest{WorkerId: reg.GetWorkerId()}); err != nil {
+		if err := stream.Send(&api.WorkerHeartbeatRequest{WorkerId: id}); err != nil {
 			t.Fatal(err)
 		}
 		resp, err := stream.Recv()
@@ -66,6 +67,14 @@ func TestWorkerHeartbeatsStream(t *testing.T) {
 	})
 	if cmds := beat().GetCommands(); len(cmds) != 1 || cmds[0].GetType() != api.WorkerCommand_REGISTER {
 		t.Fatalf("heartbeat of a lost worker: %v, want REGISTER", cmds)
+	}
+	// A stream's answers share one message: once the worker has
+	// registered again, its next answer on the same stream carries no
+	// command left from that REGISTER.
+	reg = must(tm.blocks.RegisterWorker(ctx, &api.RegisterWorkerRequest{Address: &api.WorkerNetAddress{Host: "streamed", RpcPort: 7}}))
+	id = reg.GetWorkerId()
+	if resp := beat(); len(resp.GetCommands()) != 0 || resp.GetTtlMs() != 1000 {
+		t.Fatalf("the heartbeat after registering again got %v, want no command and the TTL 1000 ms", resp)
 	}
 
 	stopped := make(chan error, 1)

@@ -12,13 +12,13 @@ type fakeCalls struct {
 	sendErr error
 }
 
-func (f *fakeCalls) Recv() (*int, error) {
+func (f *fakeCalls) RecvMsg(m any) error {
 	if len(f.in) == 0 {
-		return nil, io.EOF
+		return io.EOF
 	}
-	v := f.in[0]
+	*m.(*int) = f.in[0]
 	f.in = f.in[1:]
-	return &v, nil
+	return nil
 }
 
 func (f *fakeCalls) Send(v *int) error {
