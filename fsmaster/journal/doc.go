@@ -61,7 +61,10 @@
 // the writer yields (runtime.Gosched, a few times at most, only while the
 // queue grows) so that the callers it just released can queue again:
 // without that, closed-loop callers split into two alternating groups and
-// each fsync carries half of them. Entries appended under a Hold (a
+// each fsync carries half of them. After a commit that released many
+// callers, or several batch callers (lingerTarget), it also waits on the
+// clock, up to MaxLinger, for them (for three quarters of a batch
+// caller's entries in flight); after one of a lone caller, never. Entries appended under a Hold (a
 // batch call's, one Append each under the caller's lock) are committed
 // only after its release, all in one commit; the release hands back the
 // writer's wake-up, which the caller gives once its own lock is released

@@ -35,9 +35,10 @@ type Options struct {
 	SegmentEntries int64  // entries per segment before it is closed (rotated)
 	MaxBatch       int    // max entries per group commit (one bbolt tx, one fsync)
 	// MaxLinger bounds how long the writer waits, after a commit that
-	// released many callers (lingerMinCallers), for them to append again
-	// before the next fsync (0: DefaultMaxLinger; negative: never wait).
-	// A commit of a few callers, batches or a lone one, never waits.
+	// released many callers (lingerMinCallers) or several batches
+	// (lingerMinBatches), for them to append again before the next fsync
+	// (0: DefaultMaxLinger; negative: never wait). A commit of a lone
+	// caller, one batch or one single call, never waits.
 	MaxLinger time.Duration
 	// WriterNice, if not 0, is the nice value the writer's OS thread asks
 	// for: the writer runs locked to a thread of its own, whose priority
@@ -59,13 +60,31 @@ const DefaultMaxLinger = time.Millisecond
 // the writer to wait for them on the clock. Many independent callers
 // (clients with one RPC each) come back spread over a round trip: waiting
 // for them fills the next fsync (31-34 entries per fsync rather than 9-15 at 64
-// clients, quiet machine). A few callers carrying batches (an
-// SDK client's joined creates: each batch waits for its last entry only)
-// must not be waited for: it would keep them in lockstep with the disk —
-// all in one fsync, then all in their round trips while the disk idles —
-// where committing what is queued at once overlaps the two (14.3k
-// creates/s through one SDK client against 9.0k, quiet machine).
+// clients, quiet machine). Callers carrying batches (an SDK client's
+// joined creates and closes: each batch waits for its last entry only) are
+// waited for once at least lingerMinBatches of them, lingerMinCallers
+// entries or more, were released, until lingerBatchShare of the entries in
+// flight are back (lingerTarget). Committing at once instead splits them
+// into two groups that alternate (29-30 entries per fsync at 64
+// goroutines through one SDK client, against 40-45 waiting), which costs
+// CPU (more fsyncs and batch RPCs, each smaller: 53 against 48 us a
+// create) and, when an fsync outlasts the callers' round trip (a busy
+// disk, 0.6-1 ms commits), a quarter of the rate: 13.4k against 18.1k
+// creates/s; with 0.4-0.5 ms commits the two did the same, 22.2k against
+// 21.7k (FSMasterCreate/sdk/clients=64, medians of four interleaved pairs
+// each, shared 2-core machine). A lone caller (a single call, one batch,
+// one learning directory's) never waits: nobody else is coming back.
 const lingerMinCallers = 8
+
+// lingerMinBatches is the fewest batch callers a commit must have released
+// to be waited for; lingerBatchShare the share of the entries then in
+// flight the writer waits for: the last of them come back behind the
+// others' next batches, and waiting for all (61 entries per fsync, the
+// writer idle two thirds of the run) was no faster.
+const (
+	lingerMinBatches = 2
+	lingerBatchShare = 0.75
+)
 
 // Stats are the journal's counters since Open.
 type Stats struct {
@@ -553,6 +572,20 @@ func (j *Journal) wake() {
 // (an idle Go runtime sleeps at least 1ms for any timer under 1ms).
 const lingerYields = 8
 
+// lingerTarget is how many queued entries the writer waits for (on the
+// clock, up to MaxLinger) after a commit of released entries that had
+// callers waiting for them, inFlight being those entries plus the ones
+// queued when it ended; 0: it does not wait.
+func lingerTarget(callers, released, inFlight int) int {
+	switch {
+	case callers >= lingerMinCallers:
+		return inFlight
+	case callers >= lingerMinBatches && released >= lingerMinCallers:
+		return int(float64(inFlight) * lingerBatchShare)
+	}
+	return 0
+}
+
 // writer is the one goroutine that writes segments. Each turn it takes
 // everything queued (up to MaxBatch, and no further than the segment's
 // end) and commits it in one bbolt transaction: one fsync for all.
@@ -570,6 +603,7 @@ func (j *Journal) writer() {
 	}
 	batch := make([]*Pending, 0, 64)
 	callers := 0  // callers (Wait) the last commit released
+	released := 0 // its entries
 	inFlight := 0 // its entries plus those queued when it ended
 	for {
 		j.mu.Lock()
@@ -580,9 +614,9 @@ func (j *Journal) writer() {
 			<-j.kick
 			j.mu.Lock()
 		}
-		if callers >= lingerMinCallers && j.linger > 0 && j.failed == nil && !j.closing {
+		if want := lingerTarget(callers, released, inFlight); want > 0 && j.linger > 0 && j.failed == nil && !j.closing {
 			room := j.opts.SegmentEntries - (j.open.last - j.open.first + 1)
-			target := int(min(int64(inFlight), int64(j.opts.MaxBatch), room))
+			target := int(min(int64(want), int64(j.opts.MaxBatch), room))
 			for i := 0; i < lingerYields && len(j.queue) < target && !j.closing; i++ {
 				n0 := len(j.queue)
 				j.mu.Unlock()
@@ -611,7 +645,7 @@ func (j *Journal) writer() {
 				timer.Stop()
 			}
 		}
-		callers = 0
+		callers, released = 0, 0
 		if j.failed != nil {
 			j.failAllLocked(j.failed)
 			closing := j.closing
@@ -650,6 +684,7 @@ func (j *Journal) writer() {
 			var queued int
 			err = j.commit(batch, &queued)
 			inFlight = n + queued
+			released = n
 			for _, p := range batch[:n] {
 				if p.waited.Load() {
 					callers++

@@ -211,6 +211,75 @@ func TestGroupCommitGroups(t *testing.T) {
 	}
 }
 
+func TestGroupCommitWaitsForBatches(t *testing.T) {
+	// Batch callers (an SDK client's joined calls: each appends its
+	// entries under a Hold and waits for the last): a commit that released
+	// several of them waits for most of the entries they carry to come
+	// back, so the next fsync carries them rather than alternating with
+	// them; a lone batch caller is never waited for.
+	for _, c := range []struct {
+		name           string
+		callers, batch int
+		minPerFsync    float64
+		maxPerFsync    float64
+	}{
+		// 8 callers of 8: 64 entries in flight, three quarters waited for.
+		// Without the wait they split into two groups of about 32.
+		{"several", 8, 8, 44, 64},
+		// One caller of 16 entries in a closed loop: 200 commits, none
+		// waiting out MaxLinger (a second) for a caller who is not coming.
+		{"lone", 1, 16, 16, 16},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			j := openJournal(t, Options{Dir: t.TempDir(), MaxLinger: time.Second})
+			const rounds = 200 / 8
+			n := rounds * 8
+			if c.callers == 1 {
+				n = 200
+			}
+			start := time.Now()
+			var wg sync.WaitGroup
+			errs := make(chan error, c.callers)
+			for range c.callers {
+				wg.Go(func() {
+					for range n / c.callers {
+						release := j.Hold()
+						var last *Pending
+						for range c.batch {
+							last = j.Append(entry(0))
+						}
+						release()()
+						if err := last.Wait(context.Background()); err != nil {
+							errs <- err
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			took := time.Since(start)
+			st := j.Stats()
+			t.Logf("stats: %+v, %.1f entries per fsync, %v", st, st.EntriesPerFsync(), took)
+			if want := int64(n * c.batch); st.Entries != want {
+				t.Fatalf("%d entries durable, want %d", st.Entries, want)
+			}
+			if f := st.EntriesPerFsync(); f < c.minPerFsync || f > c.maxPerFsync {
+				t.Fatalf("%.1f entries per fsync from %d batch callers of %d entries, want %.0f to %.0f", f, c.callers, c.batch, c.minPerFsync, c.maxPerFsync)
+			}
+			// Any wait out of MaxLinger would be a second beyond the
+			// commits. (Several callers' last commit is waited out: none
+			// of them comes back after it.)
+			if idle := took - st.CommitTime; c.callers == 1 && idle > 500*time.Millisecond {
+				t.Fatalf("%d commits took %v, %v of it outside commits: the writer waited on the clock for a caller who was not coming", st.Batches, took, idle)
+			}
+		})
+	}
+}
+
 func TestHoldKeepsEntriesTogether(t *testing.T) {
 	// A batch call appends its entries one at a time; the writer must not
 	// commit the first few while the rest are still being appended, or the
