@@ -335,6 +335,7 @@ func BenchmarkTinyJobs(b *testing.B) {
 	clientCPU := cpuTime()
 	entries, writes := lc.raftEntries(b)
 	applies, applySum := lc.raftApplied(b)
+	jm := lc.jobMasterMetrics(b) // for the split of raft entries below
 	// Where a job's time goes under load, as the client and the job
 	// master's stamps (ms) tell it: submit→created (the submit's checks),
 	// created→finished (the submit's entry, the task's hand-out, work and
@@ -374,6 +375,14 @@ func BenchmarkTinyJobs(b *testing.B) {
 		percentile(toFinished, 0.5), percentile(toFinished, 0.9), percentile(toSeen, 0.5), percentile(toSeen, 0.9),
 		1000*(applySumAfter-applySum)/max(appliesAfter-applies, 1))
 	entries, writes = entriesAfter-entries, writesAfter-writes
+	jmAfter := lc.jobMasterMetrics(b)
+	perJob := func(k string) float64 { return (jmAfter[k] - jm[k]) / max(float64(done.Load()), 1) }
+	// Which batcher a job's raft entries come from: the task-update
+	// collector (a task's hand-out and its result) or the rest (the
+	// submit batcher's entries, mostly).
+	b.Logf("64 submitters, a job's raft entries: %.3f of them task updates (%.2f updates a job), %.3f the rest (submits)",
+		perJob("alluvium_jobmaster_task_update_entries_total"), perJob("alluvium_jobmaster_task_updates_total"),
+		entries/max(float64(done.Load()), 1)-perJob("alluvium_jobmaster_task_update_entries_total"))
 	profWait()
 	traceWait()
 	contentionWait()
