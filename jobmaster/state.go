@@ -339,36 +339,28 @@ func (s *state) runningOn(worker int64) []taskKey {
 }
 
 func (s *state) job(id int64) *jobRec {
-	probe, _ := s.jobProbes.Get().(*jobRec)
-	if probe == nil {
-		probe = new(jobRec)
-	}
-	probe.ID = id
-	j, _ := s.jobs.Get(probe)
-	s.jobProbes.Put(probe)
-	return j
+	return lookup(&s.jobProbes, s.jobs, func(p *jobRec) { p.ID = id })
 }
 
 func (s *state) task(k taskKey) *taskRec {
-	probe, _ := s.taskProbes.Get().(*taskRec)
-	if probe == nil {
-		probe = new(taskRec)
-	}
-	probe.JobID, probe.TaskID = k.job, k.task
-	t, _ := s.tasks.Get(probe)
-	s.taskProbes.Put(probe)
-	return t
+	return lookup(&s.taskProbes, s.tasks, func(p *taskRec) { p.JobID, p.TaskID = k.job, k.task })
 }
 
 func (s *state) worker(id int64) *workerRec {
-	probe, _ := s.workerProbes.Get().(*workerRec)
+	return lookup(&s.workerProbes, s.workers, func(p *workerRec) { p.ID = id })
+}
+
+// lookup is the record of tree whose key setKey writes into a probe taken
+// from pool (and given back): only a probe's key is ever set.
+func lookup[T any](pool *sync.Pool, tree *btree.BTreeG[*T], setKey func(*T)) *T {
+	probe, _ := pool.Get().(*T)
 	if probe == nil {
-		probe = new(workerRec)
+		probe = new(T)
 	}
-	probe.ID = id
-	w, _ := s.workers.Get(probe)
-	s.workerProbes.Put(probe)
-	return w
+	setKey(probe)
+	r, _ := tree.Get(probe)
+	pool.Put(probe)
+	return r
 }
 
 // jobTasks calls f for each task of job in task-id order until f is false.
