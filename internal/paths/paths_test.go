@@ -126,3 +126,16 @@ func TestCleanFastPathAgrees(t *testing.T) {
 		}
 	}
 }
+
+// AppendJoin writes the rule of Join again (to build many paths in one
+// buffer): the two must agree, and what the buffer held stays.
+func TestAppendJoinIsJoin(t *testing.T) {
+	for _, c := range []struct{ dir, name string }{
+		{"/", "a"}, {"/a", "b"}, {"/a/b", "c d"}, {"/", ""}, {"/a", ""},
+	} {
+		got := string(AppendJoin([]byte("x"), c.dir, c.name))
+		if want := "x" + Join(c.dir, c.name); got != want {
+			t.Errorf("AppendJoin(%q, %q) = %q, want %q", c.dir, c.name, got, want)
+		}
+	}
+}
