@@ -286,7 +286,7 @@ func (s *State) fingerprint(n *inode) string {
 func (s *State) fingerprintIn(n *inode, strs *strSlab) string {
 	if n.flag(bitFPLocal) {
 		if strs != nil {
-			return strs.End(ufs.AppendLocalFingerprint(strs.Start(48), n.length, n.fpNs))
+			return strs.End(ufs.AppendLocalFingerprint(strs.Start(ufs.MaxLocalFingerprint), n.length, n.fpNs))
 		}
 		return ufs.LocalFingerprint(n.length, n.fpNs)
 	}

@@ -129,7 +129,7 @@ func fingerprint(size int64, mtime time.Time) string {
 // the FS master keeps only the mtime and rebuilds it for each listing.
 func LocalFingerprint(size, mtimeNs int64) string {
 	// One allocation (the string), not three: a listing makes one per file.
-	var b [48]byte
+	var b [MaxLocalFingerprint]byte
 	return string(AppendLocalFingerprint(b[:0], size, mtimeNs))
 }
 
@@ -140,6 +140,10 @@ func AppendLocalFingerprint(b []byte, size, mtimeNs int64) []byte {
 	b = append(b, ':')
 	return strconv.AppendInt(b, mtimeNs, 10)
 }
+
+// MaxLocalFingerprint is the longest local fingerprint: two int64s (20
+// bytes each at most, sign included) and the colon.
+const MaxLocalFingerprint = 2*20 + 1
 
 // Stat implements FileSystem.
 func (l *Local) Stat(_ context.Context, p string) (FileStatus, error) {
@@ -209,7 +213,7 @@ func (l *Local) List(ctx context.Context, dir string, fn func(FileStatus) error)
 				st = statusOf(name, fi)
 			}
 			if !st.IsDir && st.Fingerprint == "" {
-				st.Fingerprint = fps.End(AppendLocalFingerprint(fps.Start(fpMax), st.Size, st.ModTime.UnixNano()))
+				st.Fingerprint = fps.End(AppendLocalFingerprint(fps.Start(MaxLocalFingerprint), st.Size, st.ModTime.UnixNano()))
 			}
 			if ferr := fn(st); ferr != nil {
 				return ferr
@@ -223,9 +227,6 @@ func (l *Local) List(ctx context.Context, dir string, fn func(FileStatus) error)
 		}
 	}
 }
-
-// fpMax is the longest local fingerprint: two int64s and the colon.
-const fpMax = 2*20 + 1
 
 // entryStats recycles List's batches of stats (one grown per directory
 // was a good part of what listing a tree allocated).

@@ -1,6 +1,9 @@
 package ufs
 
-import "testing"
+import (
+	"math"
+	"testing"
+)
 
 // AppendJoinURI writes the rule of JoinURI again (to build many UFS paths
 // in one buffer): the two must agree, and what the buffer held stays.
@@ -13,5 +16,12 @@ func TestAppendJoinURIIsJoinURI(t *testing.T) {
 		if want := "x" + JoinURI(c.root, c.rel); got != want {
 			t.Errorf("AppendJoinURI(%q, %q) = %q, want %q", c.root, c.rel, got, want)
 		}
+	}
+}
+
+// The buffers sized by MaxLocalFingerprint hold the longest fingerprint.
+func TestMaxLocalFingerprint(t *testing.T) {
+	if n := len(LocalFingerprint(math.MinInt64, math.MinInt64)); n != MaxLocalFingerprint {
+		t.Fatalf("the longest local fingerprint is %d bytes, MaxLocalFingerprint %d", n, MaxLocalFingerprint)
 	}
 }
