@@ -73,7 +73,9 @@ bench: build
 # ext4 image it builds once under SCALE_DIR (kept for the next run),
 # SCALE_WORKERS simulated workers, one FS master and one job master. Its
 # figures go to their own section of docs/BENCHMARKS.md, the masters'
-# profiles to docs/profiles/scale/.
+# profiles to docs/profiles/scale/. Then the learning listing alone over
+# the same tree with its inodes warm (section scale-learn-warm), beside a
+# warm stat-ing find: the run above learns from cold inodes.
 SCALE_FILES   ?= 10000000
 SCALE_WORKERS ?= 10000
 SCALE_DIR     ?= /var/tmp/alluvium-scale
@@ -82,6 +84,9 @@ bench-scale: build
 	ALLUVIUM_BIN=$(CURDIR)/bin/alluvium ALLUVIUM_SCALE_FILES=$(SCALE_FILES) ALLUVIUM_SCALE_WORKERS=$(SCALE_WORKERS) ALLUVIUM_SCALE_CONNS=$(SCALE_CONNS) \
 	ALLUVIUM_SCALE_DIR=$(SCALE_DIR) ALLUVIUM_SCALE_OUT=$(CURDIR)/docs/profiles/scale \
 	$(GO) run ./tests/bench/cmd/benchreport -pkg ./tests/scale/ -bench 'Scale$$' -count 1 -timeout 6h -section scale
+	ALLUVIUM_BIN=$(CURDIR)/bin/alluvium ALLUVIUM_SCALE_FILES=$(SCALE_FILES) ALLUVIUM_SCALE_LEARN_WARM=1 \
+	ALLUVIUM_SCALE_DIR=$(SCALE_DIR) ALLUVIUM_SCALE_OUT=$(CURDIR)/docs/profiles/scale \
+	$(GO) run ./tests/bench/cmd/benchreport -pkg ./tests/scale/ -bench 'Scale$$' -count 1 -timeout 2h -section scale-learn-warm
 
 # The worker phases alone (BenchmarkScaleWorkers): SCALE_WORKERS simulated
 # workers at 1 Hz, a load of a small tree (SCALE_WORKER_FILES) cached on

@@ -37,6 +37,11 @@ type params struct {
 	// stat-ing find's): a focused run of cold learning, without the
 	// restart, worker and load phases (ALLUVIUM_SCALE_LEARN_ONLY=1).
 	learnOnly bool
+	// warmLearn makes the learning run warm (with learnOnly;
+	// ALLUVIUM_SCALE_LEARN_WARM=1): the inodes are read once by a stat-ing
+	// find before the timed one and before the listing, as in a tree just
+	// written or recently walked, and the figures are named warm-*.
+	warmLearn bool
 	// conns: connections to each master the simulated workers share (0:
 	// one per worker, as separate processes have; ALLUVIUM_SCALE_CONNS).
 	conns int
@@ -91,11 +96,14 @@ func BenchmarkScale(b *testing.B) {
 		outDir:  os.Getenv("ALLUVIUM_SCALE_OUT"),
 		// ALLUVIUM_SCALE_LEARN_ONLY=1: the learning phase alone.
 		learnOnly: os.Getenv("ALLUVIUM_SCALE_LEARN_ONLY") == "1",
+		// ALLUVIUM_SCALE_LEARN_WARM=1: the learning phase alone, warm.
+		warmLearn: os.Getenv("ALLUVIUM_SCALE_LEARN_WARM") == "1",
 	}
+	p.learnOnly = p.learnOnly || p.warmLearn
 	// What each figure stands beside (benchreport's REF lines), logged
 	// first: the testing package keeps only a benchmark's first ten log
 	// lines, and the run's own progress lines come after these.
-	for metric, ref := range map[string]string{
+	refs := map[string]string{
 		"*":                          "the goal of issue 20 (no reference process does this work)",
 		"learn-files/s":              "find of the same tree in the same run (find-files/s): both list every entry to a pipe; find reads directories only (warm), we stat every file from cold inodes, learn and journal (fsync) each; find-stat-files/s is the like-with-like reference",
 		"find-files/s":               "the reference of learn-files/s",
@@ -103,11 +111,24 @@ func BenchmarkScale(b *testing.B) {
 		"list-known-files/s":         "find-files/s (the same tree once learned: no UFS access, no journal)",
 		"find-stat-files/s":          "the like-with-like reference of learn-files/s: find printing each file's size (it stats every file, one at a time, as learning must), the kernel's dentry and inode caches dropped before it as before the learning listing",
 		"ratio-learn/find-stat":      "learn time over the stat-ing find's time, both from cold inodes, same tree, same run",
+		"warm-learn-files/s":         "warm-find-stat-files/s: find printing each file's size over the same tree in the same run, both with the inodes in the kernel's cache (a stat-ing find read them once before either); find stats one file at a time, we stat, learn and journal (fsync) each",
+		"warm-find-stat-files/s":     "the like-with-like reference of warm-learn-files/s",
+		"warm-ratio-learn/find-stat": "learn time over the stat-ing find's time, both warm, same tree, same run",
 		"fsmaster-heap-B/inode":      "HDFS's NameNode budget of about 150 B an object; the FS master's Go heap after a GC over its inode count",
 		"fsmaster-rss-B/inode":       "fsmaster-heap-B/inode (the same moment: RSS holds garbage the next GC frees)",
 		"load-cached-rss-growth-MiB": "the two masters' RSS just before the job",
-	} {
+	}
+	for metric, ref := range refs {
+		// A warm run reports its warm-* figures only.
+		if p.warmLearn != strings.HasPrefix(metric, "warm-") && metric != "*" {
+			continue
+		}
 		b.Logf("REF: Scale: %s: %s", metric, ref)
+	}
+	if p.warmLearn {
+		b.Logf("NOTE: Scale: the learning listing alone, warm: a UFS of %d files (the tree of the scale run) read once by a stat-ing find, then find -printf %%s timed, then fs ls -R timed, nothing dropped between; real processes, both print every path to a pipe", p.tree.Files)
+		benchScale(b, p)
+		return
 	}
 	b.Logf("NOTE: Scale: a UFS of %d files (a tenth in directories of up to 100,000, a tenth in chains 32 deep, the rest ~1,000 a directory; 1-16 bytes each, on a loop-mounted ext4) and %d simulated block+job workers (internal/sim: real gRPC clients, heartbeats at 1 s, tasks done at once) against one FS master and one job master, real processes; find and fs ls -R both print every path to a pipe; the dentry and inode caches are dropped before the learning listing and before find -printf %%s (its like-with-like reference), not before plain find", p.tree.Files, p.workers)
 	benchScale(b, p)
@@ -467,7 +488,10 @@ func (r *run) learn() {
 	// make test's small run, which checks and does not measure: it walks
 	// warm and leaves the machine's caches, which other tests use, alone.
 	coldStat := false
-	if !p.small {
+	if p.warmLearn {
+		// Read every inode once, so both timed walks below find them cached.
+		countLines(tb, exec.Command("find", append([]string{r.c.UFSDir}, FindStatFlags()...)...))
+	} else if !p.small {
 		if err := DropInodeCache(); err != nil {
 			tb.Logf("no cold stat-ing reference: %v (not root?)", err)
 		} else {
@@ -483,12 +507,25 @@ func (r *run) learn() {
 			tb.Fatal(err)
 		}
 	}
-	r.prof.cpu(r.fsHTTP(), "fsmaster-learn.cpu.pprof", min(time.Duration(p.tree.Files/100)*time.Millisecond+2*time.Second, 60*time.Second))
+	profName := "fsmaster-learn.cpu.pprof"
+	if p.warmLearn {
+		profName = "fsmaster-learn-warm.cpu.pprof"
+	}
+	r.prof.cpu(r.fsHTTP(), profName, min(time.Duration(p.tree.Files/100)*time.Millisecond+2*time.Second, 60*time.Second))
 	masterCPU := cpuTime(r.c.FSMaster.Cmd.Process.Pid)
 	n, took, cliCPU := r.cliCPU("fs", "ls", "-R", "/")
 	masterCPU = cpuTime(r.c.FSMaster.Cmd.Process.Pid) - masterCPU
 	if n != entries {
 		tb.Fatalf("fs ls -R / printed %d lines, want %d (files and directories)", n, entries)
+	}
+	if p.warmLearn {
+		r.r["warm-learn-files/s"] = float64(p.tree.Files) / took.Seconds()
+		r.r["warm-learn-master-cpu-us/file"] = float64(masterCPU.Microseconds()) / float64(p.tree.Files)
+		r.r["warm-learn-cli-cpu-us/file"] = float64(cliCPU.Microseconds()) / float64(p.tree.Files)
+		r.r["warm-find-stat-files/s"] = float64(p.tree.Files) / statTook.Seconds()
+		r.r["warm-ratio-learn/find-stat"] = took.Seconds() / statTook.Seconds()
+		tb.Logf("learned %d files warm in %s (%.0f/s; find stating each file %s)", p.tree.Files, took.Round(time.Millisecond), r.r["warm-learn-files/s"], statTook.Round(time.Millisecond))
+		return
 	}
 	r.r["learn-files/s"] = float64(p.tree.Files) / took.Seconds()
 	// The CPU the learning took (the FS master's, its kernel stats included,
