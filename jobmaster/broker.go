@@ -149,8 +149,18 @@ type runInfo struct {
 	released bool
 }
 
-// fifo is a queue of task keys; removed keys are skipped lazily.
+// fifo is a queue of task keys; removed keys are skipped lazily. It keeps
+// remote plans' tasks and the others in two lanes, in one arrival order
+// (seq), so a take can pass over a kind the worker has no room for without
+// scanning it: a full remote capacity does not hold back a persist queued
+// behind a load's tasks, nor a full capacity a load.
 type fifo struct {
+	lanes [2]lane // [0]: tasks counted against capacity, [1]: remote plans'
+	seq   uint64  // the last arrival number given
+}
+
+// lane is one kind's tasks in arrival order.
+type lane struct {
 	items []queuedTask
 	head  int
 }
@@ -158,27 +168,76 @@ type fifo struct {
 // queuedTask is a task in a queue and when it was queued there (its
 // locality wait counts from then).
 type queuedTask struct {
-	k  taskKey
-	at time.Time
+	k      taskKey
+	at     time.Time
+	remote bool   // its job's plan is a remote one (the lane it is in)
+	seq    uint64 // its arrival in the queue (set by push)
 }
 
-func (q *fifo) push(it queuedTask) { q.items = append(q.items, it) }
-func (q *fifo) len() int           { return len(q.items) - q.head }
+func laneOf(remote bool) int {
+	if remote {
+		return 1
+	}
+	return 0
+}
+
+// push adds it at the end of its kind's lane.
+func (q *fifo) push(it queuedTask) {
+	q.seq++
+	it.seq = q.seq
+	l := &q.lanes[laneOf(it.remote)]
+	l.items = append(l.items, it)
+}
+
+func (q *fifo) len() int { return q.lanes[0].len() + q.lanes[1].len() }
+
+// oldest is the lane, among those open, whose first task came first.
+func (q *fifo) oldest(open [2]bool) (int, bool) {
+	best, ok := 0, false
+	for i := range q.lanes {
+		if !open[i] || q.lanes[i].len() == 0 {
+			continue
+		}
+		if !ok || q.lanes[i].items[q.lanes[i].head].seq < q.lanes[best].items[q.lanes[best].head].seq {
+			best, ok = i, true
+		}
+	}
+	return best, ok
+}
+
+// peek and pop see the queue's oldest task, whatever its kind.
 func (q *fifo) peek() (queuedTask, bool) {
-	if q.head >= len(q.items) {
+	i, ok := q.oldest([2]bool{true, true})
+	if !ok {
 		return queuedTask{}, false
 	}
-	return q.items[q.head], true
+	return q.lanes[i].peek()
 }
+
 func (q *fifo) pop() (queuedTask, bool) {
-	it, ok := q.peek()
+	i, ok := q.oldest([2]bool{true, true})
+	if !ok {
+		return queuedTask{}, false
+	}
+	return q.lanes[i].pop()
+}
+
+func (l *lane) len() int { return len(l.items) - l.head }
+func (l *lane) peek() (queuedTask, bool) {
+	if l.head >= len(l.items) {
+		return queuedTask{}, false
+	}
+	return l.items[l.head], true
+}
+func (l *lane) pop() (queuedTask, bool) {
+	it, ok := l.peek()
 	if !ok {
 		return it, false
 	}
-	q.head++
-	if q.head > 1024 && q.head*2 > len(q.items) {
-		q.items = append([]queuedTask(nil), q.items[q.head:]...)
-		q.head = 0
+	l.head++
+	if l.head > 1024 && l.head*2 > len(l.items) {
+		l.items = append([]queuedTask(nil), l.items[l.head:]...)
+		l.head = 0
 	}
 	return it, true
 }
@@ -708,7 +767,7 @@ func (b *broker) placeLocked(k taskKey, bwID int64, bwAddr string) int64 {
 			q = &fifo{}
 			b.pref[w] = q
 		}
-		q.push(queuedTask{k, time.Now()})
+		q.push(queuedTask{k: k, at: time.Now(), remote: b.remoteLocked(k.job)})
 		b.queued[k] = w
 		if b.noteQueueLocked(w); b.localityWait > 0 && b.spareLocked(w) == 1 {
 			// A backlog begins: idle polls may steal from it once its
@@ -719,7 +778,7 @@ func (b *broker) placeLocked(k taskKey, bwID int64, bwAddr string) int64 {
 		}
 		return w
 	}
-	b.anyq.push(queuedTask{k: k})
+	b.anyq.push(queuedTask{k: k, remote: b.remoteLocked(k.job)})
 	b.queued[k] = 0
 	return 0
 }
@@ -837,38 +896,38 @@ func (b *broker) canRunLocked(w *workerSlot, k taskKey) bool {
 
 // takeLocked pops up to n tasks for worker w: its own queue, the shared
 // one, then stolen ones, each within the room w has for its kind (remote
-// plans' tasks in its remote capacity, the others in its capacity). Tasks
-// of plans w does not run stay queued.
+// plans' tasks in its remote capacity, the others in its capacity), oldest
+// first among the kinds it has room for. Tasks of plans w does not run
+// stay queued.
 func (b *broker) takeLocked(w *workerSlot, n int) []taskKey {
 	var out []taskKey
 	free, remoteFree := w.free(), w.remoteFree()
-	// fits says whether w has room for k's kind.
-	fits := func(k taskKey) bool {
-		if w.remoteSlot(b.remoteLocked(k.job)) {
+	// room says whether w has room for a task of the lane's kind.
+	room := func(lane int) bool {
+		if w.remoteSlot(lane == 1) {
 			return remoteFree > 0
 		}
 		return free > 0
 	}
 	// pop takes up to limit tasks off q; with a cutoff (a steal), only
 	// tasks queued by then: those that have waited out the locality wait.
-	// A queue's first task for which w has no room ends the take from it
-	// (one kind full: the queue waits for it, as a full worker's would).
 	pop := func(q *fifo, owner int64, limit int, cutoff time.Time) int {
 		var skipped []queuedTask
+		var through [2]bool // lanes whose rest still waits for its owner
 		took := 0
 		for len(out) < limit {
-			it, ok := q.peek()
+			l, ok := q.oldest([2]bool{!through[0] && room(0), !through[1] && room(1)})
 			if !ok {
-				break
+				break // empty, or no room for what is left
 			}
-			if o, ok := b.queued[it.k]; ok && o == owner && !cutoff.IsZero() && it.at.After(cutoff) {
-				break // the rest still wait for their own worker
+			it, _ := q.lanes[l].peek()
+			o, queued := b.queued[it.k]
+			if queued && o == owner && !cutoff.IsZero() && it.at.After(cutoff) {
+				through[l] = true // the rest still wait for their own worker
+				continue
 			}
-			if o, ok := b.queued[it.k]; ok && o == owner && !fits(it.k) {
-				break
-			}
-			q.pop()
-			if o, ok := b.queued[it.k]; !ok || o != owner {
+			q.lanes[l].pop()
+			if !queued || o != owner {
 				continue // ended or moved meanwhile
 			}
 			if !b.canRunLocked(w, it.k) {
@@ -878,7 +937,7 @@ func (b *broker) takeLocked(w *workerSlot, n int) []taskKey {
 			delete(b.queued, it.k)
 			out = append(out, it.k)
 			took++
-			if w.remoteSlot(b.remoteLocked(it.k.job)) {
+			if w.remoteSlot(l == 1) {
 				remoteFree--
 			} else {
 				free--

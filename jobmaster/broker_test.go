@@ -452,22 +452,26 @@ func TestBrokerRemoteCapacity(t *testing.T) {
 	if got := take(b); len(got) != 1 || got[0] != (taskKey{1, 3}) {
 		t.Fatalf("after one released: %v, want [{1 3}]", got)
 	}
-	// The local tasks queued behind the last remote one wait for it: a
-	// queue's first task the worker has no room for ends the take.
+	// The local tasks queued behind the last remote one do not wait for it:
+	// with the remote capacity full, a take passes over it to them.
 	b.onTasks(pendingEvents(2, 3, ""))
+	if got := take(b); len(got) != 2 || got[0] != (taskKey{2, 0}) || got[1] != (taskKey{2, 1}) {
+		t.Fatalf("took %v with the remote capacity full, want the first 2 local tasks (the capacity)", got)
+	}
+	// Now both kinds are full: nothing more, though tasks of each wait.
 	if got := take(b); len(got) != 0 {
-		t.Fatalf("took %v behind a remote task with the remote capacity full", got)
+		t.Fatalf("took %v with both capacities full", got)
 	}
 	b.released(1, []taskKey{{1, 1}})
-	if got := take(b); len(got) != 3 || got[0] != (taskKey{1, 4}) || got[1] != (taskKey{2, 0}) || got[2] != (taskKey{2, 1}) {
-		t.Fatalf("took %v, want the last remote task and 2 local ones (the capacity)", got)
+	if got := take(b); len(got) != 1 || got[0] != (taskKey{1, 4}) {
+		t.Fatalf("took %v, want the last remote task (its slot freed; the capacity is still full)", got)
 	}
 	if l, r := loads(b); l != 2 || r != 3 {
 		t.Fatalf("load %d, remote load %d; want 2, 3", l, r)
 	}
 	// Tasks ending take their load back from the count they went to.
 	var ended []taskEvent
-	for _, k := range []taskKey{{1, 2}, {1, 3}, {1, 4}, {2, 0}, {2, 1}} {
+	for _, k := range []taskKey{{1, 2}, {1, 3}, {1, 4}, {2, 0}, {2, 1}, {2, 2}} {
 		ended = append(ended, taskEvent{key: k, status: api.TaskInfo_COMPLETED})
 	}
 	b.onTasks(ended)
@@ -486,6 +490,12 @@ func TestBrokerRemoteCapacity(t *testing.T) {
 	}
 	if l, r := loads(b); l != 2 || r != 0 {
 		t.Fatalf("load %d, remote load %d; want 2, 0", l, r)
+	}
+	// Both kinds in one capacity: a take goes in arrival order across them.
+	b.onTasks(pendingEvents(2, 1, ""))
+	b.released(1, []taskKey{{1, 0}, {1, 1}})
+	if got := take(b); len(got) != 2 || got[0] != (taskKey{1, 2}) || got[1] != (taskKey{1, 3}) {
+		t.Fatalf("took %v, want the older remote tasks {1 2} {1 3} before the local {2 0}", got)
 	}
 }
 
