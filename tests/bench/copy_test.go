@@ -276,6 +276,7 @@ func benchCopyVsRclone(b *testing.B, files, size int) {
 	var (
 		took, cpu, rcTook, rcCPU, ckTook, ckCPU, ckRcTook, ckRcCPU []float64
 		ratio, ckRatio                                             []float64
+		cpTook                                                     []float64
 	)
 	add := func(to *[]float64, d time.Duration) { *to = append(*to, d.Seconds()) }
 	b.ResetTimer()
@@ -305,6 +306,11 @@ func benchCopyVsRclone(b *testing.B, files, size int) {
 			func() (time.Duration, time.Duration) { return copyJob(dst, false, profile) }, "--ignore-checksum")
 		pair([4]*[]float64{&ckTook, &ckCPU, &ckRcTook, &ckRcCPU}, &ckRatio,
 			func() (time.Duration, time.Duration) { return copyJob(ckDst, true, profile) })
+		// The kernel's floor for one copier: cp -r of the same tree onto
+		// the same file system (no fsync, no verify; coreutils copies each
+		// file in the kernel too), so a reader sees how near both sides
+		// run to what the machine's memory and page allocation allow.
+		add(&cpTook, cpR(b, src, filepath.Join(root, "cp-dst")))
 	}
 	b.StopTimer()
 	mb := float64(files*size) / 1e6
@@ -315,6 +321,8 @@ func benchCopyVsRclone(b *testing.B, files, size int) {
 	b.ReportMetric(medianOf(ckRcTook), "rclone-s")
 	b.ReportMetric(medianOf(ckRatio), "ratio-checksum/rclone")
 	b.ReportMetric(mb/medianOf(took), "copy-MB/s")
+	b.ReportMetric(medianOf(cpTook), "cp-s")
+	b.ReportMetric(medianOf(took)/medianOf(cpTook), "ratio-copy/cp")
 	// CPU time is the fairer figure on a busy machine: every part of the
 	// cluster runs in this process.
 	b.ReportMetric(medianOf(cpu), "copy-cpu-s")
@@ -325,6 +333,8 @@ func benchCopyVsRclone(b *testing.B, files, size int) {
 	reference(b, "copy-s", "rclone copy --ignore-checksum (rclone-nocheck-s): neither verifies the bytes")
 	reference(b, "ratio-copy/rclone-nocheck", "copy job (no verification) over rclone copy --ignore-checksum (sizes only), the median of the rounds' ratios")
 	reference(b, "copy-checksum-s", "rclone copy, default (rclone-s): both verify every file")
+	reference(b, "cp-s", "a reference itself: cp -r (coreutils) of the same tree onto the same file system, once a round after the pairs")
+	reference(b, "ratio-copy/cp", "copy job (no verification) over cp -r of the same tree onto the same file system in the same round (one file at a time, no fsync, no verify: the floor of one copier), medians of the rounds")
 	reference(b, "ratio-checksum/rclone", "copy job --checksum (each copy read back and compared byte for byte before its rename, no hash) over rclone copy's default (MD5 of each side), the median of the rounds' ratios")
 	b.Logf("NOTE: %s: both sides copy a page-cached tree to a new directory on the same file system (tmpfs when there is one, where fsync costs nothing). The copy job writes each file under a temp name, fsyncs it, renames it, fsyncs its directory (once per directory per task for small files) and checks its length (a local range nobody caches goes file to file in the kernel, copy_file_range); with --checksum it checks each copy before the rename: a file of 1 MiB or more is copied in the kernel in 256 KiB pieces, each read back from both files and compared byte for byte; a smaller one is streamed, its bytes kept and compared with the copy read back; no hash (the job records none). All roles run in the benchmark's process with the server roles' GC heap floor (process.gc-heap-floor), as `alluvium local` does. Each copy is removed before the next (rclone's too). rclone %s --ignore-checksum checks sizes only; by default it also compares an MD5 of each side; it never fsyncs. Pairs: copy vs --ignore-checksum, copy --checksum vs default. Each run is %d rounds, each running all four, ours and rclone's alternating which goes first; each ratio is taken within its round and the figures are the rounds' medians", b.Name(), rcloneVersion, copyRounds)
 }
