@@ -195,6 +195,15 @@ func (lc *localCluster) jobMasterMetrics(b *testing.B) map[string]float64 {
 	return m
 }
 
+// fsMasterMetrics reads the FS master's /metrics (its http port, P+1).
+func (lc *localCluster) fsMasterMetrics(b *testing.B) map[string]float64 {
+	m, err := testutil.MetricsWithToken(lc.http, lc.token)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
 // raftApplied is the count and summed seconds of the job master's raft
 // applies (Apply to applied, alluvium_jobmaster_raft_apply_seconds).
 func (lc *localCluster) raftApplied(b *testing.B) (n, sum float64) {
@@ -336,12 +345,16 @@ func BenchmarkTinyJobs(b *testing.B) {
 	entries, writes := lc.raftEntries(b)
 	applies, applySum := lc.raftApplied(b)
 	jm := lc.jobMasterMetrics(b) // for the split of raft entries below
+	fsm := lc.fsMasterMetrics(b) // the FS master's journal commits beside raft's writes
 	// Where a job's time goes under load, as the client and the job
 	// master's stamps (ms) tell it: submit→created (the submit's checks),
 	// created→finished (the submit's entry, the task's hand-out, work and
 	// result), finished→seen (the watch's answer).
 	var splitMu sync.Mutex
 	var toCreated, toFinished, toSeen, whole []float64
+	// When each 2,000th job ended: the rate per 2,000 jobs shows whether it
+	// falls as the job table grows (an O(jobs) cost) or holds.
+	marks := make([]time.Time, conc*per/2000)
 	start := time.Now()
 	profWait = lc.profileCPU(b, "tinyjobs-64.cpu.pprof", 3*time.Second)
 	traceWait = lc.profile(b, "trace", "tinyjobs-64.trace", 2*time.Second)
@@ -354,7 +367,9 @@ func BenchmarkTinyJobs(b *testing.B) {
 				t0 := time.Now()
 				j := lc.loadWait(b, jobs, many[s*per+i])
 				t1 := time.Now()
-				done.Add(1)
+				if k := done.Add(1); k%2000 == 0 {
+					marks[k/2000-1] = t1
+				}
 				splitMu.Lock()
 				toCreated = append(toCreated, float64(j.GetCreatedMs()-t0.UnixMilli()))
 				toFinished = append(toFinished, float64(j.GetFinishedMs()-j.GetCreatedMs()))
@@ -375,6 +390,14 @@ func BenchmarkTinyJobs(b *testing.B) {
 		percentile(toFinished, 0.5), percentile(toFinished, 0.9), percentile(toSeen, 0.5), percentile(toSeen, 0.9),
 		1000*(applySumAfter-applySum)/max(appliesAfter-applies, 1))
 	entries, writes = entriesAfter-entries, writesAfter-writes
+	if len(marks) > 0 {
+		rates, prev := make([]string, len(marks)), start
+		for i, t := range marks {
+			rates[i] = fmt.Sprintf("%.0f", 2000/t.Sub(prev).Seconds())
+			prev = t
+		}
+		b.Logf("64 submitters, jobs/s per 2,000 jobs in the order they ended: %s", strings.Join(rates, " "))
+	}
 	jmAfter := lc.jobMasterMetrics(b)
 	perJob := func(k string) float64 { return (jmAfter[k] - jm[k]) / max(float64(done.Load()), 1) }
 	// Which batcher a job's raft entries come from: the task-update
@@ -383,6 +406,12 @@ func BenchmarkTinyJobs(b *testing.B) {
 	b.Logf("64 submitters, a job's raft entries: %.3f of them task updates (%.2f updates a job), %.3f the rest (submits)",
 		perJob("alluvium_jobmaster_task_update_entries_total"), perJob("alluvium_jobmaster_task_updates_total"),
 		entries/max(float64(done.Load()), 1)-perJob("alluvium_jobmaster_task_update_entries_total"))
+	fsmAfter := lc.fsMasterMetrics(b)
+	// The disk's other writer: each FS master journal commit is an fsync
+	// as a raft write is (the stat's learned path, the block's commit).
+	b.Logf("64 submitters, a job's FS master journal commits: %.3f (%.2f entries)",
+		(fsmAfter["alluvium_fsmaster_journal_fsyncs_total"]-fsm["alluvium_fsmaster_journal_fsyncs_total"])/max(float64(done.Load()), 1),
+		(fsmAfter["alluvium_fsmaster_journal_entries_total"]-fsm["alluvium_fsmaster_journal_entries_total"])/max(float64(done.Load()), 1))
 	profWait()
 	traceWait()
 	contentionWait()
