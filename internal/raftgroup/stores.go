@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 	"go.uber.org/zap"
 
 	"github.com/alluvium/alluvium/internal/config"
@@ -149,7 +150,7 @@ func OpenStores(dir, dirKey string, hl hclog.Logger) (*raftboltdb.BoltStore, raf
 		return nil, nil, fmt.Errorf("%s %s: %w", dirKey, dir, err)
 	}
 	dbPath := filepath.Join(dir, "raft.db")
-	bolt, err := raftboltdb.New(raftboltdb.Options{Path: dbPath})
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: dbPath, BoltOptions: boltOptions()})
 	if err != nil {
 		return nil, nil, fmt.Errorf("raft log %s: %w", dbPath, err)
 	}
@@ -159,6 +160,20 @@ func OpenStores(dir, dirKey string, hl hclog.Logger) (*raftboltdb.BoltStore, raf
 		return nil, nil, fmt.Errorf("raft snapshots %s: %w", dir, err)
 	}
 	return bolt, snaps, nil
+}
+
+// boltOptions are the raft log's bbolt options: every commit still
+// fdatasyncs (raft-boltdb's NoSync stays false), but bbolt keeps its
+// freelist in memory only (NoFreelistSync): a commit writes the new log
+// pages and the meta page, not also a fresh copy of the freelist — one
+// page or several once compactions have freed the old entries' pages.
+// Opening the file rebuilds the freelist by scanning its pages (a raft.db
+// is a few trailing-logs' worth: a moment), so nothing durable changes,
+// and a build without this option opens the file as before. The map
+// freelist allocates without the array's sorted merge. The FS master's
+// journal segments are opened so too (fsmaster/journal.segmentOptions).
+func boltOptions() *bbolt.Options {
+	return &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}
 }
 
 // Config builds hashicorp/raft's config from ours.
