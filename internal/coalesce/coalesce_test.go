@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -237,5 +239,80 @@ func TestInFlightLimit(t *testing.T) {
 		if len(calls) != 3 || len(calls[2]) != 2 {
 			t.Fatalf("calls %v, want [[1] [2] [3 4]] (the last in either order)", calls)
 		}
+	})
+}
+
+// goroutineID is the id of the calling goroutine (the first line of its
+// stack: "goroutine 123 [running]:"); ids are never reused.
+func goroutineID() string {
+	buf := make([]byte, 64)
+	return strings.Fields(string(buf[:runtime.Stack(buf, false)]))[1]
+}
+
+// A batch runs on a worker of the group's that outlives it: the batch the
+// callers who came meanwhile wait for runs on the same goroutine when it
+// ends, a batch started soon after one ended on the worker left idle
+// (a deep call's goroutine keeps its grown stack), and an idle worker
+// exits after a while.
+func TestBatchesRunOnKeptWorkers(t *testing.T) {
+	eachGroup(t, func(t *testing.T, newGroup func(func([]int) int) *coalesce.Group[int, int]) {
+		before := runtime.NumGoroutine()
+		var mu sync.Mutex
+		var ran []string // the goroutine of each call
+		gt := newGate()
+		g := newGroup(func(items []int) int {
+			mu.Lock()
+			ran = append(ran, goroutineID())
+			mu.Unlock()
+			return gt.run(items)
+		})
+		ctx := context.Background()
+		done := make(chan struct{}, 3)
+		ask := func(item int) {
+			go func() {
+				g.Do(ctx, item)
+				done <- struct{}{}
+			}()
+		}
+		ask(1)
+		<-gt.started
+		ask(2)
+		testutil.Eventually(t, time.Minute, waitingFor(g, 1))
+		gt.release <- struct{}{}
+		<-gt.started
+		gt.release <- struct{}{}
+		<-done
+		<-done
+		// One call at a time, each after the last one's worker went idle.
+		go func() {
+			for range gt.started {
+				gt.release <- struct{}{}
+			}
+		}()
+		for i := range 20 {
+			time.Sleep(2 * time.Millisecond)
+			g.Do(ctx, 10+i)
+		}
+		mu.Lock()
+		if ran[1] != ran[0] {
+			t.Errorf("the batch waiting when the first ended ran on goroutine %s, the first on %s: want the same", ran[1], ran[0])
+		}
+		goroutines := map[string]bool{}
+		for _, id := range ran[2:] {
+			goroutines[id] = true
+		}
+		mu.Unlock()
+		// Scheduling may delay a worker's going idle past a call now and
+		// then; a goroutine a batch would be 20.
+		if len(goroutines) > 3 {
+			t.Errorf("20 calls, one after another, ran on %d goroutines: want the idle worker to take them", len(goroutines))
+		}
+		close(gt.started)
+		testutil.Eventually(t, time.Minute, func() error {
+			if n := runtime.NumGoroutine(); n > before {
+				return fmt.Errorf("%d goroutines, %d before the group: its idle workers did not exit", n, before)
+			}
+			return nil
+		})
 	})
 }
