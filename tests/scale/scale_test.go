@@ -507,9 +507,11 @@ func (r *run) learn() {
 			tb.Fatal(err)
 		}
 	}
-	profName := "fsmaster-learn.cpu.pprof"
+	// A warm run's figures are named warm-* (a section of their own beside
+	// the cold run's); the second listing and the heap are the cold run's.
+	name, profName := func(m string) string { return m }, "fsmaster-learn.cpu.pprof"
 	if p.warmLearn {
-		profName = "fsmaster-learn-warm.cpu.pprof"
+		name, profName = func(m string) string { return "warm-" + m }, "fsmaster-learn-warm.cpu.pprof"
 	}
 	r.prof.cpu(r.fsHTTP(), profName, min(time.Duration(p.tree.Files/100)*time.Millisecond+2*time.Second, 60*time.Second))
 	masterCPU := cpuTime(r.c.FSMaster.Cmd.Process.Pid)
@@ -518,27 +520,25 @@ func (r *run) learn() {
 	if n != entries {
 		tb.Fatalf("fs ls -R / printed %d lines, want %d (files and directories)", n, entries)
 	}
-	if p.warmLearn {
-		r.r["warm-learn-files/s"] = float64(p.tree.Files) / took.Seconds()
-		r.r["warm-learn-master-cpu-us/file"] = float64(masterCPU.Microseconds()) / float64(p.tree.Files)
-		r.r["warm-learn-cli-cpu-us/file"] = float64(cliCPU.Microseconds()) / float64(p.tree.Files)
-		r.r["warm-find-stat-files/s"] = float64(p.tree.Files) / statTook.Seconds()
-		r.r["warm-ratio-learn/find-stat"] = took.Seconds() / statTook.Seconds()
-		tb.Logf("learned %d files warm in %s (%.0f/s; find stating each file %s)", p.tree.Files, took.Round(time.Millisecond), r.r["warm-learn-files/s"], statTook.Round(time.Millisecond))
-		return
-	}
-	r.r["learn-files/s"] = float64(p.tree.Files) / took.Seconds()
+	r.r[name("learn-files/s")] = float64(p.tree.Files) / took.Seconds()
 	// The CPU the learning took (the FS master's, its kernel stats included,
 	// and the CLI's): on a shared machine the figure noise distorts least.
-	r.r["learn-master-cpu-us/file"] = float64(masterCPU.Microseconds()) / float64(p.tree.Files)
-	r.r["learn-cli-cpu-us/file"] = float64(cliCPU.Microseconds()) / float64(p.tree.Files)
-	r.r["find-files/s"] = float64(p.tree.Files) / findTook.Seconds()
-	r.r["ratio-learn/find"] = took.Seconds() / findTook.Seconds()
-	if coldStat {
-		r.r["find-stat-files/s"] = float64(p.tree.Files) / statTook.Seconds()
-		r.r["ratio-learn/find-stat"] = took.Seconds() / statTook.Seconds()
+	r.r[name("learn-master-cpu-us/file")] = float64(masterCPU.Microseconds()) / float64(p.tree.Files)
+	r.r[name("learn-cli-cpu-us/file")] = float64(cliCPU.Microseconds()) / float64(p.tree.Files)
+	if !p.warmLearn {
+		r.r["find-files/s"] = float64(p.tree.Files) / findTook.Seconds()
+		r.r["ratio-learn/find"] = took.Seconds() / findTook.Seconds()
 	}
-	tb.Logf("learned %d files in %s (%.0f/s; find %s, find stating each file %s)", p.tree.Files, took.Round(time.Millisecond), r.r["learn-files/s"], findTook.Round(time.Millisecond), statTook.Round(time.Millisecond))
+	// The stat-ing find is the like-with-like reference when it walked the
+	// inodes as the listing did: both cold, or both warm.
+	if coldStat || p.warmLearn {
+		r.r[name("find-stat-files/s")] = float64(p.tree.Files) / statTook.Seconds()
+		r.r[name("ratio-learn/find-stat")] = took.Seconds() / statTook.Seconds()
+	}
+	tb.Logf("learned %d files in %s (%.0f/s; find %s, find stating each file %s)", p.tree.Files, took.Round(time.Millisecond), r.r[name("learn-files/s")], findTook.Round(time.Millisecond), statTook.Round(time.Millisecond))
+	if p.warmLearn {
+		return
+	}
 	if !p.small {
 		// A second listing: everything is known now.
 		n, took2 := r.cli("fs", "ls", "-R", "/")
