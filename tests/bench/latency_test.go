@@ -175,15 +175,6 @@ func startLocal(b *testing.B, workers int, args ...string) *localCluster {
 	return lc
 }
 
-// raftEntries is how many raft entries the job master has applied and how
-// many log-store writes (fsyncs) carried them
-// (alluvium_jobmaster_raft_{applied_entries,log_writes}_total of its http
-// port, P+4).
-func (lc *localCluster) raftEntries(b *testing.B) (entries, writes float64) {
-	m := lc.jobMasterMetrics(b)
-	return m["alluvium_jobmaster_raft_applied_entries_total"], m["alluvium_jobmaster_raft_log_writes_total"]
-}
-
 // jobMasterMetrics reads the job master's /metrics (its http port, P+4).
 func (lc *localCluster) jobMasterMetrics(b *testing.B) map[string]float64 {
 	host, port, _ := net.SplitHostPort(lc.http)
@@ -202,13 +193,6 @@ func (lc *localCluster) fsMasterMetrics(b *testing.B) map[string]float64 {
 		b.Fatal(err)
 	}
 	return m
-}
-
-// raftApplied is the count and summed seconds of the job master's raft
-// applies (Apply to applied, alluvium_jobmaster_raft_apply_seconds).
-func (lc *localCluster) raftApplied(b *testing.B) (n, sum float64) {
-	m := lc.jobMasterMetrics(b)
-	return m["alluvium_jobmaster_raft_apply_seconds_count"], m["alluvium_jobmaster_raft_apply_seconds_sum"]
 }
 
 // tinyFiles writes n files of size bytes under <ufs>/dir.
@@ -342,10 +326,10 @@ func BenchmarkTinyJobs(b *testing.B) {
 	// local` process and of this client, raft entries the job master applied.
 	_, _, serverCPU, _ := procStat(lc.cmd.Process.Pid)
 	clientCPU := cpuTime()
-	entries, writes := lc.raftEntries(b)
-	applies, applySum := lc.raftApplied(b)
-	jm := lc.jobMasterMetrics(b) // for the split of raft entries below
-	fsm := lc.fsMasterMetrics(b) // the FS master's journal commits beside raft's writes
+	// The masters' counters before and after: the job master's raft entries,
+	// log writes (fsyncs) and applies (Apply to applied), and the FS master's
+	// journal commits beside them.
+	jm, fsm := lc.jobMasterMetrics(b), lc.fsMasterMetrics(b)
 	// Where a job's time goes under load, as the client and the job
 	// master's stamps (ms) tell it: submit→created (the submit's checks),
 	// created→finished (the submit's entry, the task's hand-out, work and
@@ -383,13 +367,17 @@ func BenchmarkTinyJobs(b *testing.B) {
 	took := time.Since(start)
 	_, _, serverAfter, _ := procStat(lc.cmd.Process.Pid)
 	clientCPU = cpuTime() - clientCPU
-	entriesAfter, writesAfter := lc.raftEntries(b)
-	appliesAfter, applySumAfter := lc.raftApplied(b)
+	jmAfter, fsmAfter := lc.jobMasterMetrics(b), lc.fsMasterMetrics(b)
+	n := float64(done.Load())
+	// perJob is counter k's growth over the phase, a job.
+	perJob := func(before, after map[string]float64, k string) float64 { return (after[k] - before[k]) / max(n, 1) }
+	applies := jmAfter["alluvium_jobmaster_raft_apply_seconds_count"] - jm["alluvium_jobmaster_raft_apply_seconds_count"]
+	applySum := jmAfter["alluvium_jobmaster_raft_apply_seconds_sum"] - jm["alluvium_jobmaster_raft_apply_seconds_sum"]
+	entriesPerJob := perJob(jm, jmAfter, "alluvium_jobmaster_raft_applied_entries_total")
 	b.Logf("64 submitters, a job's ms (median, p90): whole %.1f, %.1f = submit→created %.0f, %.0f; created→finished %.0f, %.0f; finished→seen %.0f, %.0f; raft apply (this node's Apply calls, mean) %.2f ms",
 		percentile(whole, 0.5), percentile(whole, 0.9), percentile(toCreated, 0.5), percentile(toCreated, 0.9),
 		percentile(toFinished, 0.5), percentile(toFinished, 0.9), percentile(toSeen, 0.5), percentile(toSeen, 0.9),
-		1000*(applySumAfter-applySum)/max(appliesAfter-applies, 1))
-	entries, writes = entriesAfter-entries, writesAfter-writes
+		1000*applySum/max(applies, 1))
 	if len(marks) > 0 {
 		rates, prev := make([]string, len(marks)), start
 		for i, t := range marks {
@@ -398,30 +386,25 @@ func BenchmarkTinyJobs(b *testing.B) {
 		}
 		b.Logf("64 submitters, jobs/s per 2,000 jobs in the order they ended: %s", strings.Join(rates, " "))
 	}
-	jmAfter := lc.jobMasterMetrics(b)
-	perJob := func(k string) float64 { return (jmAfter[k] - jm[k]) / max(float64(done.Load()), 1) }
 	// Which batcher a job's raft entries come from: the task-update
 	// collector (a task's hand-out and its result) or the rest (the
 	// submit batcher's entries, mostly).
 	b.Logf("64 submitters, a job's raft entries: %.3f of them task updates (%.2f updates a job), %.3f the rest (submits)",
-		perJob("alluvium_jobmaster_task_update_entries_total"), perJob("alluvium_jobmaster_task_updates_total"),
-		entries/max(float64(done.Load()), 1)-perJob("alluvium_jobmaster_task_update_entries_total"))
-	fsmAfter := lc.fsMasterMetrics(b)
+		perJob(jm, jmAfter, "alluvium_jobmaster_task_update_entries_total"), perJob(jm, jmAfter, "alluvium_jobmaster_task_updates_total"),
+		entriesPerJob-perJob(jm, jmAfter, "alluvium_jobmaster_task_update_entries_total"))
 	// The disk's other writer: each FS master journal commit is an fsync
 	// as a raft write is (the stat's learned path, the block's commit).
 	b.Logf("64 submitters, a job's FS master journal commits: %.3f (%.2f entries)",
-		(fsmAfter["alluvium_fsmaster_journal_fsyncs_total"]-fsm["alluvium_fsmaster_journal_fsyncs_total"])/max(float64(done.Load()), 1),
-		(fsmAfter["alluvium_fsmaster_journal_entries_total"]-fsm["alluvium_fsmaster_journal_entries_total"])/max(float64(done.Load()), 1))
+		perJob(fsm, fsmAfter, "alluvium_fsmaster_journal_fsyncs_total"), perJob(fsm, fsmAfter, "alluvium_fsmaster_journal_entries_total"))
 	profWait()
 	traceWait()
 	contentionWait()
 	lc.profile(b, "allocs", "tinyjobs.allocs.pprof", 0)()
-	n := float64(done.Load())
 	b.ReportMetric(n/took.Seconds(), "jobs/s-64")
 	b.ReportMetric(ms(serverAfter-serverCPU)/n, "server-cpu-ms/job")
 	b.ReportMetric(ms(clientCPU)/n, "client-cpu-ms/job")
-	b.ReportMetric(entries/n, "raft-entries/job")
-	b.ReportMetric(writes/n, "raft-writes/job")
+	b.ReportMetric(entriesPerJob, "raft-entries/job")
+	b.ReportMetric(perJob(jm, jmAfter, "alluvium_jobmaster_raft_log_writes_total"), "raft-writes/job")
 	b.ReportMetric(procPeakRSS(lc.cmd.Process.Pid), "server-rss-peak-MiB")
 	reference(b, "*", "the same client reading a fresh 4 KiB UFS file through the SDK (read-p50-ms, read-p99-ms): the fill without the job service")
 }
