@@ -193,16 +193,13 @@ func (q *fifo) len() int { return q.lanes[0].len() + q.lanes[1].len() }
 
 // oldest is the lane, among those open, whose first task came first.
 func (q *fifo) oldest(open [2]bool) (int, bool) {
-	best, ok := 0, false
+	best, seq, found := 0, uint64(0), false
 	for i := range q.lanes {
-		if !open[i] || q.lanes[i].len() == 0 {
-			continue
-		}
-		if !ok || q.lanes[i].items[q.lanes[i].head].seq < q.lanes[best].items[q.lanes[best].head].seq {
-			best, ok = i, true
+		if it, ok := q.lanes[i].peek(); ok && open[i] && (!found || it.seq < seq) {
+			best, seq, found = i, it.seq, true
 		}
 	}
-	return best, ok
+	return best, found
 }
 
 // peek and pop see the queue's oldest task, whatever its kind.
