@@ -79,13 +79,14 @@ bench: build
 SCALE_FILES   ?= 10000000
 SCALE_WORKERS ?= 10000
 SCALE_DIR     ?= /var/tmp/alluvium-scale
+# What both runs of the scale tree share: the binary, the tree, profiles.
+SCALE_TREE_ENV = ALLUVIUM_BIN=$(CURDIR)/bin/alluvium ALLUVIUM_SCALE_FILES=$(SCALE_FILES) \
+	ALLUVIUM_SCALE_DIR=$(SCALE_DIR) ALLUVIUM_SCALE_OUT=$(CURDIR)/docs/profiles/scale
 bench-scale: build
 	mkdir -p docs/profiles/scale
-	ALLUVIUM_BIN=$(CURDIR)/bin/alluvium ALLUVIUM_SCALE_FILES=$(SCALE_FILES) ALLUVIUM_SCALE_WORKERS=$(SCALE_WORKERS) ALLUVIUM_SCALE_CONNS=$(SCALE_CONNS) \
-	ALLUVIUM_SCALE_DIR=$(SCALE_DIR) ALLUVIUM_SCALE_OUT=$(CURDIR)/docs/profiles/scale \
+	$(SCALE_TREE_ENV) ALLUVIUM_SCALE_WORKERS=$(SCALE_WORKERS) ALLUVIUM_SCALE_CONNS=$(SCALE_CONNS) \
 	$(GO) run ./tests/bench/cmd/benchreport -pkg ./tests/scale/ -bench 'Scale$$' -count 1 -timeout 6h -section scale
-	ALLUVIUM_BIN=$(CURDIR)/bin/alluvium ALLUVIUM_SCALE_FILES=$(SCALE_FILES) ALLUVIUM_SCALE_LEARN_WARM=1 \
-	ALLUVIUM_SCALE_DIR=$(SCALE_DIR) ALLUVIUM_SCALE_OUT=$(CURDIR)/docs/profiles/scale \
+	$(SCALE_TREE_ENV) ALLUVIUM_SCALE_LEARN_WARM=1 \
 	$(GO) run ./tests/bench/cmd/benchreport -pkg ./tests/scale/ -bench 'Scale$$' -count 1 -timeout 2h -section scale-learn-warm
 
 # The worker phases alone (BenchmarkScaleWorkers): SCALE_WORKERS simulated
